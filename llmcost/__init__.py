@@ -1,0 +1,70 @@
+"""llmcost: what every LLM call costs, exactly, and budgets that stop overspend before it happens.
+
+Example::
+
+    import llmcost
+
+    @llmcost.track_cost(resource="support-bot")
+    def answer(question):
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[...])
+
+    with llmcost.budget("5.00", name="nightly-batch"):
+        for q in questions:
+            answer(q)
+
+    print(llmcost.get_tracker().summary(period="daily").total)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._config import configure, get_tracker
+from ._context import is_active, set_active, tags
+from ._decorator import track_cost
+from ._entry import CostCategory, CostEntry
+from ._errors import BudgetExceeded, LlmcostError, PricingError, StoreError, UnknownModelError
+from ._periods import BudgetPeriod
+from ._prices import MODEL_PRICING, ModelPrice, PriceTier, cost_of, get_price, load_prices, register_price
+from ._summary import CostSummary
+from ._tracker import CostTracker
+from ._usage import Usage
+from .stores import CostStore, MemoryStore, open_store
+
+__all__ = [
+    "MODEL_PRICING",
+    "BudgetExceeded",
+    "BudgetPeriod",
+    "CostCategory",
+    "CostEntry",
+    "CostStore",
+    "CostSummary",
+    "CostTracker",
+    "LlmcostError",
+    "MemoryStore",
+    "ModelPrice",
+    "PriceTier",
+    "PricingError",
+    "StoreError",
+    "UnknownModelError",
+    "Usage",
+    "configure",
+    "cost_of",
+    "get_price",
+    "get_tracker",
+    "is_active",
+    "load_prices",
+    "open_store",
+    "register_price",
+    "set_active",
+    "tags",
+    "track_cost",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("llmcost")
+    raise AttributeError(f"module 'llmcost' has no attribute {name!r}")

@@ -1,0 +1,523 @@
+"""``@track_cost``: one tracking engine, four thin wrappers (sync, async, generator, async generator) picked once
+at decoration time, and a stream hook for SDK stream objects returned by the wrapped function."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar, overload
+
+import attrs
+
+from ._config import get_tracker
+from ._context import PendingCall, active_guards, current_tags, is_active
+from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, to_category, to_tags
+from ._errors import BudgetExceeded
+from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream
+from ._tracker import CostTracker, log_once
+from ._usage import Usage
+
+__all__ = ["track_cost"]
+
+logger = logging.getLogger("llmcost")
+F = TypeVar("F", bound=Callable[..., Any])
+
+TagsArg = Mapping[str, str] | Callable[..., Mapping[str, str]] | None
+UsageArg = Callable[[Any], Usage | None] | None
+
+
+class _Call:
+    """One call in flight: where to record, with what tags, and the reservations to settle."""
+
+    __slots__ = ("reservations", "started", "tags", "tracker")
+
+    def __init__(self, tracker: CostTracker, tags: FrozenTags, reservations: list[tuple[Any, object]]) -> None:
+        self.tracker = tracker
+        self.tags = tags
+        self.reservations = reservations
+        self.started = time.perf_counter()
+
+
+class _Engine:
+    """What every wrapper of one decorated function shares: settings, and the begin/finish/fail steps."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        model: str | None,
+        provider: str | None,
+        category: CostCategory | None,
+        resource: str | None,
+        tags: TagsArg,
+        usage: UsageArg,
+        estimate: Any,
+        tracker: CostTracker | None,
+    ) -> None:
+        self.name = getattr(func, "__qualname__", repr(func))
+        self.model = model
+        self.provider = provider
+        self.category = category
+        self.resource = resource if resource is not None else self.name
+        if tags is None or callable(tags):
+            self.static_tags: FrozenTags = EMPTY_TAGS
+            self.tags_fn = tags
+        else:
+            self.static_tags = to_tags(tags)
+            self.tags_fn = None
+        self.usage_fn = usage
+        self.estimate = estimate
+        self.tracker = tracker
+
+    # -- before the call ------------------------------------------------------------------------------------------
+    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+        """Prepare a call; raise ``BudgetExceeded`` if a budget refuses it; ``None`` when tracking is off/broken."""
+        if not is_active():
+            return None
+        try:
+            tracker = self.tracker or get_tracker()
+            call_tags = self.static_tags
+            if self.tags_fn is not None:
+                call_tags = to_tags(self.tags_fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+            log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
+            return None
+        guards = tracker._guards + active_guards()
+        reservations: list[tuple[Any, object]] = []
+        if guards:
+            context = current_tags()
+            pending = PendingCall(
+                tracker=tracker,
+                resource=self.resource,
+                model=self.model,
+                category=(self.category or CostCategory.LLM_INFERENCE).value,
+                tags=FrozenTags({**context, **call_tags}) if call_tags else context,
+                args=args,
+                kwargs=kwargs,
+                explicit_estimate=self.estimate,
+            )
+            for guard in guards:
+                try:
+                    reservations.append((guard, guard.before_call(pending)))
+                except BudgetExceeded:
+                    self._settle(reservations, None)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+        return _Call(tracker, call_tags, reservations)
+
+    # -- after the call -------------------------------------------------------------------------------------------
+    def finish(self, call: _Call | None, result: Any, extracted: Extracted | None = None) -> None:
+        """Record what ``result`` (or the stream's ``extracted`` usage) cost and settle reservations."""
+        if call is None:
+            return
+        latency = (time.perf_counter() - call.started) * 1000.0
+        entry: CostEntry | None = None
+        try:
+            entry = self._record(call, result, extracted, latency)
+        except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+            log_once(
+                ("record", self.name, type(exc), str(exc)),
+                "llmcost: could not record the cost of %s: %r",
+                self.name,
+                exc,
+            )
+        self._settle(call.reservations, entry)
+
+    def fail(self, call: _Call | None) -> None:
+        """The wrapped function raised: record nothing, release reservations."""
+        if call is not None:
+            self._settle(call.reservations, None)
+
+    def _settle(self, reservations: list[tuple[Any, object]], entry: CostEntry | None) -> None:
+        for guard, token in reservations:
+            try:
+                guard.after_call(token, entry)
+            except Exception as exc:  # noqa: BLE001
+                log_once(("settle", type(exc)), "llmcost: budget settlement failed: %r", exc)
+
+    def _record(self, call: _Call, result: Any, extracted: Extracted | None, latency: float) -> CostEntry | None:
+        usage: Usage | None = None
+        model = self.model
+        provider = self.provider
+        category = self.category
+        if self.usage_fn is not None:
+            usage = self.usage_fn(result)
+            if usage is not None and not isinstance(usage, Usage):
+                raise TypeError(f"usage= callable of {self.name} must return a llmcost.Usage, got {usage!r}")
+        if extracted is None and usage is None:
+            extracted = extract_usage(result)
+        if extracted is not None:
+            if usage is None:
+                usage = extracted.usage
+            model = model or extracted.model
+            provider = provider or extracted.provider
+            if category is None:
+                category = extracted.category
+        if usage is None:
+            log_once(
+                ("no-usage", self.name, type(result)),
+                "llmcost: %s returned %s, which carries no usage llmcost can read; nothing recorded. "
+                "Return the SDK response, or pass usage=callable to @track_cost.",
+                self.name,
+                type(result).__name__,
+            )
+            return None
+        if model is None:
+            # Recorded with amount 0 and pricing="unpriced" below: visible, never a silent $0.
+            log_once(
+                ("no-model", self.name),
+                "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
+                self.name,
+            )
+        tracker = call.tracker
+        entry = tracker._entry(
+            model=model,
+            usage=usage,
+            amount=None if model is not None else Decimal(0),
+            category=category or CostCategory.LLM_INFERENCE,
+            resource=self.resource,
+            description="",
+            provider=provider,
+            tags=call.tags or None,
+            latency_ms=latency,
+            timestamp=None,
+            lenient=True,
+        )
+        if model is None:
+            entry = attrs.evolve(entry, pricing="unpriced")
+        tracker.add(entry)
+        return entry
+
+    # -- streams --------------------------------------------------------------------------------------------------
+    def hook_stream(self, call: _Call | None, stream: Any) -> Any:
+        """Make an SDK stream record its usage once it ends or is closed; iterates exactly as before."""
+        if call is None:
+            return stream
+        acc = StreamAccumulator()
+        state = {"done": False}
+
+        def done() -> None:
+            if not state["done"]:
+                state["done"] = True
+                self.finish(call, None, acc.result())
+
+        is_async = hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__")
+        try:
+            inner = stream._iterator
+        except Exception:  # noqa: BLE001 - an SDK without the hook: track by wrapping instead
+            inner = None
+        if inner is None:
+            return _AsyncStreamProxy(stream, acc, done) if is_async else _StreamProxy(stream, acc, done)
+        if is_async:
+
+            async def agen() -> AsyncIterator[Any]:
+                try:
+                    async for chunk in inner:
+                        acc.add(chunk)
+                        yield chunk
+                finally:
+                    done()
+
+            stream._iterator = agen()
+            original_aclose = stream.close
+
+            async def aclose() -> None:
+                try:
+                    await original_aclose()
+                finally:
+                    done()
+
+            stream.close = aclose
+        else:
+
+            def gen() -> Iterator[Any]:
+                try:
+                    for chunk in inner:
+                        acc.add(chunk)
+                        yield chunk
+                finally:
+                    done()
+
+            stream._iterator = gen()
+            original_close = stream.close
+
+            def close() -> None:
+                try:
+                    original_close()
+                finally:
+                    done()
+
+            stream.close = close
+        return stream
+
+
+class _StreamProxy:
+    """Wraps a stream object without the SDK's ``_iterator`` hook; delegates everything else."""
+
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], None]) -> None:
+        self._stream, self._acc, self._done = stream, acc, done
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            for chunk in self._stream:
+                self._acc.add(chunk)
+                yield chunk
+        finally:
+            self._done()
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self._stream)
+        except StopIteration:
+            self._done()
+            raise
+        self._acc.add(chunk)
+        return chunk
+
+    def __enter__(self) -> _StreamProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            closer = getattr(self._stream, "close", None)
+            if closer is not None:
+                closer()
+        finally:
+            self._done()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _AsyncStreamProxy:
+    """The async twin of ``_StreamProxy``."""
+
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], None]) -> None:
+        self._stream, self._acc, self._done = stream, acc, done
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            async for chunk in self._stream:
+                self._acc.add(chunk)
+                yield chunk
+        finally:
+            self._done()
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._stream.__anext__()
+        except StopAsyncIteration:
+            self._done()
+            raise
+        self._acc.add(chunk)
+        return chunk
+
+    async def __aenter__(self) -> _AsyncStreamProxy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        try:
+            closer = getattr(self._stream, "close", None)
+            if closer is not None:
+                result = closer()
+                if inspect.isawaitable(result):
+                    await result
+        finally:
+            self._done()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+# -- the four wrappers ----------------------------------------------------------------------------------------------
+def _wrap_sync(func: Callable[..., Any], engine: _Engine) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = engine.begin(args, kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException:
+            engine.fail(call)
+            raise
+        if call is not None and is_sdk_stream(result):
+            return engine.hook_stream(call, result)
+        engine.finish(call, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = engine.begin(args, kwargs)
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException:
+            engine.fail(call)
+            raise
+        if call is not None and is_sdk_stream(result):
+            return engine.hook_stream(call, result)
+        engine.finish(call, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_generator(func: Callable[..., Iterator[Any]], engine: _Engine) -> Callable[..., Iterator[Any]]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        call = engine.begin(args, kwargs)
+        acc = StreamAccumulator()
+        chunks: list[Any] = []
+        keep = engine.usage_fn is not None
+        try:
+            for chunk in func(*args, **kwargs):
+                acc.add(chunk)
+                if keep:
+                    chunks.append(chunk)
+                yield chunk
+        except GeneratorExit:
+            engine.finish(call, chunks, acc.result())
+            raise
+        except BaseException:
+            engine.fail(call)
+            raise
+        engine.finish(call, chunks, acc.result())
+
+    return wrapper
+
+
+def _wrap_async_generator(
+    func: Callable[..., AsyncIterator[Any]], engine: _Engine
+) -> Callable[..., AsyncIterator[Any]]:
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        call = engine.begin(args, kwargs)
+        acc = StreamAccumulator()
+        chunks: list[Any] = []
+        keep = engine.usage_fn is not None
+        try:
+            async for chunk in func(*args, **kwargs):
+                acc.add(chunk)
+                if keep:
+                    chunks.append(chunk)
+                yield chunk
+        except GeneratorExit:
+            engine.finish(call, chunks, acc.result())
+            raise
+        except BaseException:
+            engine.fail(call)
+            raise
+        engine.finish(call, chunks, acc.result())
+
+    return wrapper
+
+
+@overload
+def track_cost(func: F, /) -> F: ...
+
+
+@overload
+def track_cost(
+    func: None = None,
+    /,
+    *,
+    model: str | None = None,
+    category: CostCategory | str | None = None,
+    resource: str | None = None,
+    tags: TagsArg = None,
+    usage: UsageArg = None,
+    estimate: Any = None,
+    tracker: CostTracker | None = None,
+    provider: str | None = None,
+) -> Callable[[F], F]: ...
+
+
+def track_cost(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    model: str | None = None,
+    category: CostCategory | str | None = None,
+    resource: str | None = None,
+    tags: TagsArg = None,
+    usage: UsageArg = None,
+    estimate: Any = None,
+    tracker: CostTracker | None = None,
+    provider: str | None = None,
+) -> Any:
+    """Record the cost of every call of the decorated function, read from what it returns.
+
+    Works bare (``@track_cost``) or called; on sync and async functions, generators and async generators, and
+    methods. Usage and model are read from OpenAI, Anthropic, Google GenAI, Mistral, LiteLLM and LangChain
+    responses or dicts of their shapes; a returned SDK stream (OpenAI ``Stream``/``AsyncStream``, Anthropic
+    ``Stream``) keeps iterating as before and is recorded once when it ends or is closed. Generators are recorded
+    once, with usage summed over the chunks they yield.
+
+    - ``model``/``provider``: used when the result does not say (and to price it); ``model`` given here wins.
+    - ``category``: default ``llm_inference`` (``llm_embedding`` for embedding responses).
+    - ``resource``: default the function's ``__qualname__``.
+    - ``tags``: a dict, or ``callable(*args, **kwargs) -> dict`` evaluated per call.
+    - ``usage``: ``callable(result) -> Usage`` that overrides extraction (for generators it gets the chunk list).
+    - ``estimate``: expected cost (Decimal, number, ``Estimate``, or ``callable(*args, **kwargs)``) for budgets.
+    - ``tracker``: default ``llmcost.get_tracker()`` at call time.
+
+    The wrapped function's own exception propagates unchanged and records nothing. A failure inside tracking
+    (unknown model, store down) is logged once and never breaks the call; a budget refusal raises
+    ``BudgetExceeded`` before the function runs.
+
+    Example::
+
+        @track_cost(resource="support-bot", tags={"team": "support"})
+        def answer(question: str):
+            return client.chat.completions.create(model="gpt-4o-mini", messages=[...])
+    """
+    cat = None if category is None else to_category(category)
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a str or None, got {model!r}")
+    if resource is not None and not isinstance(resource, str):
+        raise TypeError(f"resource must be a str or None, got {resource!r}")
+    if usage is not None and not callable(usage):
+        raise TypeError(f"usage must be a callable(result) -> Usage, got {usage!r}")
+    if tags is not None and not callable(tags):
+        to_tags(tags)
+    if tracker is not None and not isinstance(tracker, CostTracker):
+        raise TypeError(f"tracker must be a CostTracker, got {tracker!r}")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fn):
+            raise TypeError(f"track_cost decorates a callable, got {fn!r}")
+        engine = _Engine(
+            fn,
+            model=model,
+            provider=provider,
+            category=cat,
+            resource=resource,
+            tags=tags,
+            usage=usage,
+            estimate=estimate,
+            tracker=tracker,
+        )
+        if inspect.isasyncgenfunction(fn):
+            return _wrap_async_generator(fn, engine)
+        if inspect.iscoroutinefunction(fn):
+            return _wrap_async(fn, engine)
+        if inspect.isgeneratorfunction(fn):
+            return _wrap_generator(fn, engine)
+        return _wrap_sync(fn, engine)
+
+    if func is not None:
+        return decorate(func)
+    return decorate

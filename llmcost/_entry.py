@@ -1,0 +1,211 @@
+"""One recorded cost: ``CostEntry``, its ``CostCategory`` and its read-only ``tags``."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+import os
+import random
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from ._money import to_money, to_utc
+from ._usage import Usage
+
+__all__ = ["CostCategory", "CostEntry", "FrozenTags", "new_entry_id", "to_category", "to_tags"]
+
+
+class CostCategory(str, enum.Enum):
+    """What kind of spend an entry is. Plain strings with these values are accepted wherever a category is.
+
+    Example::
+
+        tracker.record(amount="0.40", category=CostCategory.COMPUTE, resource="gpu-worker")
+        tracker.record(amount="0.02", category="storage")
+    """
+
+    LLM_INFERENCE = "llm_inference"
+    LLM_EMBEDDING = "llm_embedding"
+    COMPUTE = "compute"
+    STORAGE = "storage"
+    NETWORK = "network"
+    API_CALLS = "api_calls"
+    OTHER = "other"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_CATEGORIES = {c.value: c for c in CostCategory}
+
+
+def to_category(value: object, field: str = "category") -> CostCategory:
+    """Return ``value`` as a ``CostCategory``; raise ``ValueError`` naming the value otherwise."""
+    if isinstance(value, CostCategory):
+        return value
+    if isinstance(value, str):
+        found = _CATEGORIES.get(value.lower())
+        if found is not None:
+            return found
+    raise ValueError(f"{field} must be one of {', '.join(_CATEGORIES)}; got {value!r}")
+
+
+class FrozenTags(Mapping[str, str]):
+    """A read-only, hashable mapping of tag key to tag value (both ``str``).
+
+    Example::
+
+        >>> t = FrozenTags({"team": "search"})
+        >>> t["team"], dict(t)
+        ('search', {'team': 'search'})
+    """
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[str, str] | None = None) -> None:
+        self._data: dict[str, str] = dict(data) if data else {}
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenTags):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenTags({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenTags, (self._data,))
+
+
+EMPTY_TAGS = FrozenTags()
+
+
+def to_tags(value: object, field: str = "tags") -> FrozenTags:
+    """Validate a tag mapping: keys and values must be strings, keys non-empty."""
+    if isinstance(value, FrozenTags):
+        return value
+    if value is None:
+        return EMPTY_TAGS
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{field} must be a mapping of str to str, got {value!r}")
+    for key, val in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{field} keys must be str, got key {key!r}")
+        if not key:
+            raise ValueError(f"{field} keys must not be empty, got {dict(value)!r}")
+        if not isinstance(val, str):
+            raise TypeError(f"{field}[{key!r}] must be a str, got {val!r}")
+    return FrozenTags(value) if value else EMPTY_TAGS
+
+
+# Entry ids: 14 hex digits of microseconds since the epoch (so ids sort by time), 6 of a per-process random
+# prefix and 6 of a per-process counter (so they are unique across processes without coordination).
+_seq = itertools.count()
+_process = random.getrandbits(24)
+
+
+def _reseed() -> None:
+    global _seq, _process
+    _seq = itertools.count()
+    _process = random.SystemRandom().getrandbits(24)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def new_entry_id(timestamp: datetime) -> str:
+    """A unique id that sorts by ``timestamp`` (an aware datetime)."""
+    micros = max(0, (timestamp - _EPOCH) // _ONE_MICRO)
+    return f"{micros:014x}{_process:06x}{next(_seq) & 0xFFFFFF:06x}"
+
+
+_ONE_MICRO = datetime.resolution
+
+
+def _category(value: object) -> CostCategory:
+    return to_category(value)
+
+
+def _optional_str(field: str) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{field} must be a str or None, got {value!r}")
+
+    return check
+
+
+def _latency(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise TypeError(f"latency_ms must be a number or None, got {value!r}")
+    result = float(value)
+    if not math.isfinite(result) or result < 0:
+        raise ValueError(f"latency_ms must be a finite, non-negative number, got {value!r}")
+    return result
+
+
+def _usage(instance: object, attribute: attrs.Attribute[Usage], value: object) -> None:
+    if not isinstance(value, Usage):
+        raise TypeError(f"usage must be a llmcost.Usage, got {value!r}")
+
+
+def _str(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str, got {value!r}")
+
+
+@attrs.frozen
+class CostEntry:
+    """One recorded cost. Made by ``CostTracker.record`` and ``@track_cost``; read from stores.
+
+    ``pricing`` says where ``amount`` came from: ``catalog@<genai-prices version>``, ``user`` (a registered
+    price), ``given`` (the caller passed ``amount``) or ``unpriced`` (unknown model under
+    ``on_unknown_model="warn"``: amount 0, never a silent $0).
+
+    Example::
+
+        entry = tracker.record(model="gpt-4o", input_tokens=1000, output_tokens=200, tags={"team": "search"})
+        print(entry.amount, entry.pricing, entry.tags["team"])
+    """
+
+    id: str = attrs.field(validator=_str)
+    timestamp: datetime = attrs.field(converter=to_utc)
+    amount: Decimal = attrs.field(converter=to_money)
+    currency: str = attrs.field(default="USD", validator=_str)
+    category: CostCategory = attrs.field(default=CostCategory.LLM_INFERENCE, converter=_category)
+    resource: str | None = attrs.field(default=None, validator=_optional_str("resource"))
+    description: str = attrs.field(default="", validator=_str)
+    model: str | None = attrs.field(default=None, validator=_optional_str("model"))
+    provider: str | None = attrs.field(default=None, validator=_optional_str("provider"))
+    usage: Usage = attrs.field(factory=Usage, validator=_usage)
+    latency_ms: float | None = attrs.field(default=None, converter=_latency)
+    tags: FrozenTags = attrs.field(default=EMPTY_TAGS, converter=to_tags)
+    pricing: str = attrs.field(default="given", validator=_str)

@@ -1,0 +1,65 @@
+"""Money and time at the edge: every amount becomes a ``Decimal`` and every timestamp an aware UTC datetime once,
+where it enters the SDK, and stays so inward."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+__all__ = ["MONEY_SCALE", "ZERO", "to_money", "to_utc"]
+
+#: Decimal places kept for money everywhere (stores use DECIMAL(38, 18)); a millionth of a cent per token needs 14.
+MONEY_SCALE = 18
+ZERO = Decimal(0)
+_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+def to_money(value: object, field: str = "amount") -> Decimal:
+    """Return ``value`` as a finite ``Decimal``; floats go through ``str()`` so ``0.1`` stays ``0.1``.
+
+    Amounts with more than ``MONEY_SCALE`` decimal places are rounded half-even to that scale, so that every store
+    holds exactly the same value.
+
+    >>> to_money(0.1)
+    Decimal('0.1')
+    >>> to_money("nan")
+    Traceback (most recent call last):
+    ...
+    ValueError: amount must be a finite number, got 'nan'
+    """
+    if type(value) is Decimal:
+        dec = value
+    elif isinstance(value, bool):
+        raise TypeError(f"{field} must be a number, got {value!r}")
+    elif isinstance(value, (int, Decimal)):
+        dec = Decimal(value)
+    elif isinstance(value, float):
+        dec = Decimal(str(value))
+    elif isinstance(value, str):
+        try:
+            dec = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{field} must be a number, got {value!r}") from None
+    else:
+        raise TypeError(f"{field} must be a Decimal, int, float or numeric string, got {value!r}")
+    if not dec.is_finite():
+        raise ValueError(f"{field} must be a finite number, got {value!r}")
+    exponent = dec.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MONEY_SCALE:
+        dec = dec.quantize(_QUANTUM).normalize()
+    return dec
+
+
+def to_utc(value: datetime, field: str = "timestamp") -> datetime:
+    """Return ``value`` as an aware UTC datetime; a naive one is taken as UTC already.
+
+    >>> to_utc(datetime(2024, 1, 1))
+    datetime.datetime(2024, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    if not isinstance(value, datetime):
+        raise TypeError(f"{field} must be a datetime, got {value!r}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    if value.tzinfo is timezone.utc:
+        return value
+    return value.astimezone(timezone.utc)

@@ -1,0 +1,85 @@
+"""``CostSummary``: totals of a set of entries, exact and grouped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+from ._entry import CostEntry
+from ._money import ZERO
+from ._usage import Usage
+
+__all__ = ["CostSummary", "summarize"]
+
+
+@attrs.frozen
+class CostSummary:
+    """Exact totals over the entries of a period or filter, as ``CostTracker.summary`` returns them.
+
+    ``by_category``, ``by_resource`` and ``by_model`` map a key (``None`` for entries without one) to its
+    Decimal total; ``by_tag`` maps a tag key to a map of tag value to total (entries without the key are not
+    counted under it). ``start``/``end`` are the bounds asked for (``None``: open).
+
+    Example::
+
+        s = tracker.summary(period="daily")
+        print(s.total, s.calls, s.by_model, s.by_tag.get("team"))
+    """
+
+    total: Decimal
+    calls: int
+    usage: Usage
+    by_category: dict[str, Decimal] = attrs.field(eq=True, hash=False)
+    by_resource: dict[str | None, Decimal] = attrs.field(hash=False)
+    by_model: dict[str | None, Decimal] = attrs.field(hash=False)
+    by_tag: dict[str, dict[str, Decimal]] = attrs.field(hash=False)
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def _add(groups: dict, key: object, amount: Decimal) -> None:  # type: ignore[type-arg]
+    groups[key] = groups.get(key, ZERO) + amount
+
+
+def summarize(entries: Iterable[CostEntry], start: datetime | None = None, end: datetime | None = None) -> CostSummary:
+    """Sum ``entries`` exactly into a ``CostSummary``; groups are ordered largest first."""
+    total = ZERO
+    calls = 0
+    tokens = [0, 0, 0, 0, 0]
+    by_category: dict[str, Decimal] = {}
+    by_resource: dict[str | None, Decimal] = {}
+    by_model: dict[str | None, Decimal] = {}
+    by_tag: dict[str, dict[str, Decimal]] = {}
+    for e in entries:
+        amount = e.amount
+        total += amount
+        calls += 1
+        u = e.usage
+        tokens[0] += u.input_tokens
+        tokens[1] += u.output_tokens
+        tokens[2] += u.cache_read_tokens
+        tokens[3] += u.cache_write_tokens
+        tokens[4] += u.reasoning_tokens
+        _add(by_category, e.category.value, amount)
+        _add(by_resource, e.resource, amount)
+        _add(by_model, e.model, amount)
+        for key, value in e.tags.items():
+            _add(by_tag.setdefault(key, {}), value, amount)
+
+    def ordered(groups: dict) -> dict:  # type: ignore[type-arg]
+        return dict(sorted(groups.items(), key=lambda kv: kv[1], reverse=True))
+
+    return CostSummary(
+        total=total,
+        calls=calls,
+        usage=Usage(*tokens),
+        by_category=ordered(by_category),
+        by_resource=ordered(by_resource),
+        by_model=ordered(by_model),
+        by_tag={k: ordered(v) for k, v in sorted(by_tag.items())},
+        start=start,
+        end=end,
+    )

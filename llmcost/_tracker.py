@@ -1,0 +1,477 @@
+"""``CostTracker``: prices and records entries, buffers them for the store, and tells subscribers."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._context import Guard, active_guards, current_tags
+from ._entry import CostCategory, CostEntry, FrozenTags, new_entry_id, to_category, to_tags
+from ._errors import StoreError, UnknownModelError
+from ._money import ZERO, to_money, to_utc
+from ._periods import period_bounds
+from ._prices import price_for
+from ._summary import CostSummary, summarize
+from ._usage import Usage
+from .stores import CostStore, MemoryStore, open_store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["EVENTS", "CostTracker", "log_once"]
+
+logger = logging.getLogger("llmcost")
+
+EVENTS = ("cost.recorded", "budget.created", "budget.warning", "budget.exceeded")
+_UNKNOWN_MODEL_POLICIES = ("warn", "raise", "ignore")
+_logged: set[object] = set()
+_logged_lock = threading.Lock()
+
+
+def log_once(cause: object, message: str, *args: object, level: int = logging.WARNING) -> None:
+    """Log ``message`` the first time ``cause`` is seen in this process (tracking failures repeat per call)."""
+    if cause in _logged:
+        return
+    with _logged_lock:
+        if cause in _logged:
+            return
+        _logged.add(cause)
+    logger.log(level, message, *args)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _RecentCosts:
+    """The mean cost of the last few calls per (resource, model): the fallback estimate for budgets."""
+
+    __slots__ = ("_window", "_by_key")
+
+    def __init__(self, window: int = 20) -> None:
+        self._window = window
+        self._by_key: dict[tuple[str | None, str | None], deque[Decimal]] = {}
+
+    def observe(self, entry: CostEntry) -> None:
+        key = (entry.resource, entry.model)
+        amounts = self._by_key.get(key)
+        if amounts is None:
+            amounts = self._by_key[key] = deque(maxlen=self._window)
+        amounts.append(entry.amount)
+
+    def mean(self, resource: str | None, model: str | None) -> Decimal | None:
+        amounts = self._by_key.get((resource, model))
+        if not amounts:
+            return None
+        values = list(amounts)
+        return sum(values, ZERO) / len(values)
+
+
+_live_trackers: weakref.WeakSet[CostTracker] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for tracker in list(_live_trackers):
+        try:
+            tracker.flush()
+        except Exception:  # noqa: BLE001 - at exit there is nobody left to raise to
+            logger.exception("llmcost: could not flush %r at exit", tracker)
+
+
+class CostTracker:
+    """Prices calls, records ``CostEntry`` objects into a store, and answers what was spent.
+
+    ``store`` is a ``CostStore`` or a store URL (``None``: a new ``MemoryStore``); ``clock`` returns the current
+    time (an aware datetime) and defaults to UTC now; ``on_unknown_model`` is ``"warn"`` (record amount 0 with
+    ``pricing="unpriced"`` and log once), ``"raise"`` or ``"ignore"`` (as warn, without the log line).
+
+    Entries for durable stores are buffered and written in batches of ``batch_size`` or every ``flush_interval``
+    seconds, and at exit; ``flush()`` writes what is buffered and is the acknowledgement point. A ``MemoryStore``
+    gets every entry at once.
+
+    Example::
+
+        tracker = CostTracker("duckdb:///tmp/costs.duckdb")
+        tracker.record(model="gpt-4o", input_tokens=1200, output_tokens=300, resource="summarize")
+        print(tracker.summary(period="daily").total)
+    """
+
+    def __init__(
+        self,
+        store: CostStore | str | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        on_unknown_model: Literal["warn", "raise", "ignore"] = "warn",
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+    ) -> None:
+        if on_unknown_model not in _UNKNOWN_MODEL_POLICIES:
+            raise ValueError(f"on_unknown_model must be one of {_UNKNOWN_MODEL_POLICIES}, got {on_unknown_model!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(flush_interval, (int, float)) or not flush_interval > 0:
+            raise ValueError(f"flush_interval must be a positive number of seconds, got {flush_interval!r}")
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be a callable returning a datetime, got {clock!r}")
+        self.store: CostStore = MemoryStore() if store is None else open_store(store)
+        self.clock: Callable[[], datetime] = clock or _utc_now
+        self.on_unknown_model = on_unknown_model
+        self._direct = isinstance(self.store, MemoryStore)
+        self._batch_size = batch_size
+        self._flush_interval = float(flush_interval)
+        self._buffer: list[CostEntry] = []
+        self._buffer_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._subscribers: dict[str, list[Callable[[Any], object]]] = {e: [] for e in EVENTS}
+        self._guards: tuple[Guard, ...] = ()
+        self._recent = _RecentCosts()
+        _live_trackers.add(self)
+
+    # -- recording ----------------------------------------------------------------------------------------------
+    def record(
+        self,
+        *,
+        model: str | None = None,
+        usage: Usage | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        amount: Decimal | int | float | str | None = None,
+        category: CostCategory | str = CostCategory.LLM_INFERENCE,
+        resource: str | None = None,
+        description: str = "",
+        provider: str | None = None,
+        tags: dict[str, str] | None = None,
+        latency_ms: float | None = None,
+        timestamp: datetime | None = None,
+    ) -> CostEntry:
+        """Record one cost and return its entry.
+
+        With ``amount`` the entry is recorded as given (any category, no model needed, ``pricing="given"``).
+        Otherwise it is priced from ``model`` and ``usage`` (or the token keywords) at ``timestamp`` (default: the
+        tracker's clock). Tags from enclosing ``llmcost.tags`` blocks are added; ``tags`` given here win.
+
+        Example::
+
+            tracker.record(model="claude-3-5-sonnet-20241022", input_tokens=2000, cache_read_tokens=1500,
+                           output_tokens=400, tags={"team": "support"})
+            tracker.record(amount="1.20", category="compute", resource="gpu-box")
+        """
+        if usage is None:
+            usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+        entry = self._entry(
+            model=model,
+            usage=usage,
+            amount=amount,
+            category=category,
+            resource=resource,
+            description=description,
+            provider=provider,
+            tags=to_tags(tags) if tags else None,
+            latency_ms=latency_ms,
+            timestamp=timestamp,
+            lenient=False,
+        )
+        self.add(entry)
+        return entry
+
+    def _entry(
+        self,
+        *,
+        model: str | None,
+        usage: Usage,
+        amount: object,
+        category: CostCategory | str,
+        resource: str | None,
+        description: str,
+        provider: str | None,
+        tags: FrozenTags | None,
+        latency_ms: float | None,
+        timestamp: datetime | None,
+        lenient: bool,
+    ) -> CostEntry:
+        """Build (not yet record) an entry. ``lenient``: an unknown model is recorded unpriced even under
+        ``on_unknown_model="raise"`` (the decorator's path, where tracking must never break the call)."""
+        when = self.clock() if timestamp is None else to_utc(timestamp)
+        if not isinstance(usage, Usage):
+            raise TypeError(f"usage must be a llmcost.Usage, got {usage!r}")
+        if amount is not None:
+            value, pricing = to_money(amount), "given"
+        elif model is None:
+            raise ValueError("record() needs model= (to price usage) or amount=; got neither")
+        else:
+            value, pricing, provider = self._price(model, provider, usage, when, lenient)
+        return CostEntry(
+            id=new_entry_id(when),
+            timestamp=when,
+            amount=value,
+            category=to_category(category),
+            resource=resource,
+            description=description,
+            model=model,
+            provider=provider,
+            usage=usage,
+            latency_ms=latency_ms,
+            tags=self._merge_tags(tags),
+            pricing=pricing,
+        )
+
+    def _merge_tags(self, given: FrozenTags | None) -> FrozenTags:
+        outer = current_tags()
+        if not given:
+            return outer
+        if not outer:
+            return given
+        return FrozenTags({**outer, **given})
+
+    def _price(
+        self, model: str, provider: str | None, usage: Usage, when: datetime, lenient: bool
+    ) -> tuple[Decimal, str, str | None]:
+        try:
+            price, label = price_for(model, provider, when)
+        except UnknownModelError:
+            if self.on_unknown_model == "raise" and not lenient:
+                raise
+            if self.on_unknown_model != "ignore":
+                log_once(
+                    ("unknown-model", model, provider),
+                    "llmcost: no price known for model %r; recorded with amount 0 and pricing='unpriced'. "
+                    "Register one with llmcost.register_price(...).",
+                    model,
+                )
+            return ZERO, "unpriced", provider
+        return price.cost(usage), label, provider or price.provider
+
+    def add(self, entry: CostEntry) -> None:
+        """Record an already built ``entry`` (imports, replays): stored, counted by budgets, published."""
+        if not isinstance(entry, CostEntry):
+            raise TypeError(f"entry must be a llmcost.CostEntry, got {entry!r}")
+        if self._direct:
+            self.store.append((entry,))
+        else:
+            self._buffer_entry(entry)
+        self._recent.observe(entry)
+        for guard in self._guards:
+            self._notify(guard, entry)
+        for guard in active_guards():
+            self._notify(guard, entry)
+        subscribers = self._subscribers["cost.recorded"]
+        if subscribers:
+            self._emit("cost.recorded", entry)
+
+    def _notify(self, guard: Guard, entry: CostEntry) -> None:
+        try:
+            guard.on_recorded(self, entry)
+        except Exception:  # noqa: BLE001 - a budget's bookkeeping must not break the user's call
+            logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
+
+    # -- buffering ----------------------------------------------------------------------------------------------
+    def _buffer_entry(self, entry: CostEntry) -> None:
+        with self._buffer_lock:
+            self._buffer.append(entry)
+            due = len(self._buffer) >= self._batch_size
+        if self._flusher is None:
+            self._start_flusher()
+        if due:
+            self._flush_quietly()
+
+    def _start_flusher(self) -> None:
+        with self._buffer_lock:
+            if self._flusher is not None:
+                return
+            ref = weakref.ref(self)
+            interval = self._flush_interval
+            closed = self._closed
+
+            def run() -> None:
+                while not closed.wait(interval):
+                    tracker = ref()
+                    if tracker is None:
+                        return
+                    tracker._flush_quietly()
+                    del tracker
+
+            self._flusher = threading.Thread(target=run, name="llmcost-flush", daemon=True)
+            self._flusher.start()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - background flushes log; entries stay buffered for the next try
+            log_once(("flush", type(exc), str(exc)), "llmcost: could not write entries yet (%s); will retry", exc)
+
+    def flush(self) -> None:
+        """Write buffered entries to the store; when this returns they are acknowledged.
+
+        If the store fails, the entries stay buffered (nothing is lost) and ``StoreError`` is raised.
+        """
+        with self._flush_lock:
+            with self._buffer_lock:
+                batch, self._buffer = self._buffer, []
+            if batch:
+                try:
+                    self.store.append(batch)
+                except BaseException as exc:
+                    with self._buffer_lock:
+                        self._buffer[:0] = batch
+                    if isinstance(exc, Exception) and not isinstance(exc, StoreError):
+                        raise StoreError(f"could not write {len(batch)} entries to {self.store!r}: {exc}") from exc
+                    raise
+            self.store.flush()
+            self._last_flush = time.monotonic()
+
+    def pending(self) -> int:
+        """How many recorded entries wait in the buffer for the next flush."""
+        return len(self._buffer)
+
+    def close(self) -> None:
+        """Flush, stop the background flusher and close the store."""
+        self._closed.set()
+        try:
+            self.flush()
+        finally:
+            self.store.close()
+            _live_trackers.discard(self)
+
+    def __enter__(self) -> CostTracker:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def entries(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        category: CostCategory | str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        model: str | Sequence[str] | None = None,
+        tags: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> list[CostEntry]:
+        """Recorded entries that match every given filter, oldest first (``until`` is exclusive).
+
+        Example::
+
+            tracker.entries(since=datetime(2024, 5, 1), model="gpt-4o", tags={"team": "search"}, limit=100)
+        """
+        self.flush()
+        return self.store.entries(
+            since=since, until=until, category=category, resource=resource, model=model, tags=tags, limit=limit
+        )
+
+    def summary(
+        self,
+        *,
+        period: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        category: CostCategory | str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        model: str | Sequence[str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> CostSummary:
+        """Exact totals of the matching entries; ``period`` (``"daily"``, ``"monthly"``...) means the current
+        period by the tracker's clock, in UTC.
+
+        Example::
+
+            today = tracker.summary(period="daily")
+            print(today.total, today.by_model)
+        """
+        if period is not None:
+            start, end = period_bounds(period, self.clock())
+            since = start if since is None or (start is not None and start > since) else since
+            until = end if until is None or (end is not None and end < until) else until
+        found = self.entries(since=since, until=until, category=category, resource=resource, model=model, tags=tags)
+        return summarize(found, since, until)
+
+    def frame(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        category: CostCategory | str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        model: str | Sequence[str] | None = None,
+        tags: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Matching entries as a pandas frame, one row per entry; ``amount`` exact Decimals, ``tags`` a dict column.
+
+        Example::
+
+            df = tracker.frame(since=datetime(2024, 5, 1))
+            df.groupby("model")["amount"].sum()
+        """
+        self.flush()
+        return self.store.scan(
+            since=since, until=until, category=category, resource=resource, model=model, tags=tags, limit=limit
+        )
+
+    # -- events and guards ----------------------------------------------------------------------------------------
+    def subscribe(self, event: str, callback: Callable[[Any], object]) -> Callable[[], None]:
+        """Call ``callback`` on ``event``; returns a function that unsubscribes it.
+
+        Events: ``cost.recorded`` (gets the ``CostEntry``), ``budget.created`` (the ``Budget``),
+        ``budget.warning`` and ``budget.exceeded`` (the ``BudgetAlert``). A failing callback is logged and never
+        breaks the call that triggered it.
+
+        Example::
+
+            tracker.subscribe("cost.recorded", lambda e: print(e.model, e.amount))
+        """
+        if event not in self._subscribers:
+            raise ValueError(f"event must be one of {', '.join(EVENTS)}; got {event!r}")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        callbacks = self._subscribers[event]
+        callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in callbacks:
+                callbacks.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, event: str, payload: object) -> None:
+        for callback in list(self._subscribers[event]):
+            try:
+                callback(payload)
+            except Exception:  # noqa: BLE001 - subscribers must never break the call that triggered them
+                logger.exception("llmcost: subscriber %r to %r failed", callback, event)
+
+    def add_guard(self, guard: Guard) -> None:
+        """Enforce ``guard`` on every tracked call of this tracker (``BudgetManager`` budgets use this)."""
+        self._guards = (*self._guards, guard)
+
+    def remove_guard(self, guard: Guard) -> None:
+        """Stop enforcing ``guard`` on this tracker's calls."""
+        self._guards = tuple(g for g in self._guards if g is not guard)
+
+    def recent_cost(self, resource: str | None, model: str | None) -> Decimal | None:
+        """Mean cost of the last recorded calls of ``resource`` and ``model`` in this process, if any."""
+        return self._recent.mean(resource, model)
+
+    def __repr__(self) -> str:
+        return f"CostTracker(store={self.store!r})"
+
