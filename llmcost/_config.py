@@ -74,10 +74,12 @@ def reset() -> None:
     global _default
     from ._context import set_active
     from ._prices import _reset_user_prices
+    from ._tracker import _logged
 
     with _lock:
         previous, _default = _default, None
     if previous is not None:
         previous.close()
     _reset_user_prices()
+    _logged.clear()
     set_active(True)

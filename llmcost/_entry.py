@@ -142,11 +142,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 def new_entry_id(timestamp: datetime) -> str:
     """A unique id that sorts by ``timestamp`` (an aware datetime)."""
-    micros = max(0, (timestamp - _EPOCH) // _ONE_MICRO)
-    return f"{micros:014x}{_process:06x}{next(_seq) & 0xFFFFFF:06x}"
-
-
-_ONE_MICRO = datetime.resolution
+    since = timestamp - _EPOCH
+    micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
+    # %-formatting is measurably faster than an f-string here, and this runs on every tracked call.
+    return "%014x%06x%06x" % (micros if micros > 0 else 0, _process, next(_seq) & 0xFFFFFF)  # noqa: UP031
 
 
 def _category(value: object) -> CostCategory:
@@ -209,3 +208,37 @@ class CostEntry:
     latency_ms: float | None = attrs.field(default=None, converter=_latency)
     tags: FrozenTags = attrs.field(default=EMPTY_TAGS, converter=to_tags)
     pricing: str = attrs.field(default="given", validator=_str)
+
+    @classmethod
+    def _trusted(
+        cls,
+        id: str,
+        timestamp: datetime,
+        amount: Decimal,
+        category: CostCategory,
+        resource: str | None,
+        description: str,
+        model: str | None,
+        provider: str | None,
+        usage: Usage,
+        latency_ms: float | None,
+        tags: FrozenTags,
+        pricing: str,
+    ) -> CostEntry:
+        """Build an entry from values the tracker has already validated and converted (the hot path)."""
+        entry = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(entry, "id", id)
+        set_(entry, "timestamp", timestamp)
+        set_(entry, "amount", amount)
+        set_(entry, "currency", "USD")
+        set_(entry, "category", category)
+        set_(entry, "resource", resource)
+        set_(entry, "description", description)
+        set_(entry, "model", model)
+        set_(entry, "provider", provider)
+        set_(entry, "usage", usage)
+        set_(entry, "latency_ms", latency_ms)
+        set_(entry, "tags", tags)
+        set_(entry, "pricing", pricing)
+        return entry

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._context import Guard, active_guards, current_tags
-from ._entry import CostCategory, CostEntry, FrozenTags, new_entry_id, to_category, to_tags
+from ._entry import CostCategory, CostEntry, FrozenTags, _latency, new_entry_id, to_category, to_tags
 from ._errors import StoreError, UnknownModelError
 from ._money import ZERO, to_money, to_utc
 from ._periods import period_bounds
@@ -55,7 +55,7 @@ def _utc_now() -> datetime:
 class _RecentCosts:
     """The mean cost of the last few calls per (resource, model): the fallback estimate for budgets."""
 
-    __slots__ = ("_window", "_by_key")
+    __slots__ = ("_by_key", "_window")
 
     def __init__(self, window: int = 20) -> None:
         self._window = window
@@ -84,7 +84,7 @@ def _flush_all_at_exit() -> None:
     for tracker in list(_live_trackers):
         try:
             tracker.flush()
-        except Exception:  # noqa: BLE001 - at exit there is nobody left to raise to
+        except Exception:
             logger.exception("llmcost: could not flush %r at exit", tracker)
 
 
@@ -126,7 +126,7 @@ class CostTracker:
         self.store: CostStore = MemoryStore() if store is None else open_store(store)
         self.clock: Callable[[], datetime] = clock or _utc_now
         self.on_unknown_model = on_unknown_model
-        self._direct = isinstance(self.store, MemoryStore)
+        self._direct = not self.store.buffered
         self._batch_size = batch_size
         self._flush_interval = float(flush_interval)
         self._buffer: list[CostEntry] = []
@@ -216,19 +216,27 @@ class CostTracker:
             raise ValueError("record() needs model= (to price usage) or amount=; got neither")
         else:
             value, pricing, provider = self._price(model, provider, usage, when, lenient)
-        return CostEntry(
-            id=new_entry_id(when),
-            timestamp=when,
-            amount=value,
-            category=to_category(category),
-            resource=resource,
-            description=description,
-            model=model,
-            provider=provider,
-            usage=usage,
-            latency_ms=latency_ms,
-            tags=self._merge_tags(tags),
-            pricing=pricing,
+        if resource is not None and not isinstance(resource, str):
+            raise TypeError(f"resource must be a str or None, got {resource!r}")
+        if model is not None and not isinstance(model, str):
+            raise TypeError(f"model must be a str or None, got {model!r}")
+        if provider is not None and not isinstance(provider, str):
+            raise TypeError(f"provider must be a str or None, got {provider!r}")
+        if not isinstance(description, str):
+            raise TypeError(f"description must be a str, got {description!r}")
+        return CostEntry._trusted(
+            new_entry_id(when),
+            when,
+            value,
+            to_category(category),
+            resource,
+            description,
+            model,
+            provider,
+            usage,
+            _latency(latency_ms),
+            self._merge_tags(tags),
+            pricing,
         )
 
     def _merge_tags(self, given: FrozenTags | None) -> FrozenTags:
@@ -255,7 +263,7 @@ class CostTracker:
                     model,
                 )
             return ZERO, "unpriced", provider
-        return price.cost(usage), label, provider or price.provider
+        return to_money(price.cost(usage)), label, provider or price.provider
 
     def add(self, entry: CostEntry) -> None:
         """Record an already built ``entry`` (imports, replays): stored, counted by budgets, published."""
@@ -277,7 +285,7 @@ class CostTracker:
     def _notify(self, guard: Guard, entry: CostEntry) -> None:
         try:
             guard.on_recorded(self, entry)
-        except Exception:  # noqa: BLE001 - a budget's bookkeeping must not break the user's call
+        except Exception:
             logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
 
     # -- buffering ----------------------------------------------------------------------------------------------
@@ -376,7 +384,13 @@ class CostTracker:
         """
         self.flush()
         return self.store.entries(
-            since=since, until=until, category=category, resource=resource, model=model, tags=tags, limit=limit
+            since=since,
+            until=until,
+            category=category,
+            resource=resource,
+            model=model,
+            tags=tags,
+            limit=limit,
         )
 
     def summary(
@@ -425,7 +439,13 @@ class CostTracker:
         """
         self.flush()
         return self.store.scan(
-            since=since, until=until, category=category, resource=resource, model=model, tags=tags, limit=limit
+            since=since,
+            until=until,
+            category=category,
+            resource=resource,
+            model=model,
+            tags=tags,
+            limit=limit,
         )
 
     # -- events and guards ----------------------------------------------------------------------------------------
@@ -457,7 +477,7 @@ class CostTracker:
         for callback in list(self._subscribers[event]):
             try:
                 callback(payload)
-            except Exception:  # noqa: BLE001 - subscribers must never break the call that triggered them
+            except Exception:
                 logger.exception("llmcost: subscriber %r to %r failed", callback, event)
 
     def add_guard(self, guard: Guard) -> None:
@@ -474,4 +494,3 @@ class CostTracker:
 
     def __repr__(self) -> str:
         return f"CostTracker(store={self.store!r})"
-

@@ -8,9 +8,8 @@ __all__ = ["Usage"]
 
 
 def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if type(value) is not int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{attribute.name} must be an int, got {value!r}")
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{attribute.name} must be an int, got {value!r}")
     if value < 0:
         raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
 

@@ -126,6 +126,8 @@ class CostStore(abc.ABC):
 
     #: The URL ``open_store`` understands for this store (``memory://`` and the like).
     url: str = ""
+    #: Whether trackers should batch entries for this store (writes are costly) or hand over each one at once.
+    buffered: bool = True
 
     # -- writing ------------------------------------------------------------------------------------------------
     @abc.abstractmethod

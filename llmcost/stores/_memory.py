@@ -25,6 +25,7 @@ class MemoryStore(CostStore):
     """
 
     url = "memory://"
+    buffered = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -32,7 +32,13 @@ __all__ = [
 #: Bumped whenever the stored row shape changes; stores migrate older files on open.
 SCHEMA_VERSION = 1
 
-TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
 COLUMNS = (
     "id",
     "timestamp",
@@ -138,8 +144,18 @@ def sql_frame(entries: Sequence[CostEntry]) -> pd.DataFrame:
         row[15] = json.dumps(row[15], ensure_ascii=False)
         rows.append(row)
     frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
-    for col in ("id", "amount", "currency", "category", "resource", "description", "model", "provider",
-                "tags", "pricing"):
+    for col in (
+        "id",
+        "amount",
+        "currency",
+        "category",
+        "resource",
+        "description",
+        "model",
+        "provider",
+        "tags",
+        "pricing",
+    ):
         frame[col] = frame[col].astype(object)
     return _typed(frame)
 

@@ -1,0 +1,77 @@
+"""@track_cost overhead per call against the bare function, and `import llmcost` time.
+
+Run: python -m benchmarks track      (or: python benchmarks/bench_track.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from benchmarks._util import machine, per_call_us, table
+
+
+def _import_us(module: str) -> float:
+    """Cumulative `python -X importtime` microseconds of ``module``, best of 3 fresh interpreters."""
+    best = float("inf")
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True, text=True
+        ).stderr
+        match = [ln for ln in out.splitlines() if re.search(rf"\|\s+{re.escape(module)}$", ln)]
+        if match:
+            best = min(best, float(match[-1].split("|")[1]))
+    return best
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    number = 2_000 if args.quick else 50_000
+
+    import llmcost
+    from llmcost import CostTracker, track_cost
+
+    response = {
+        "object": "chat.completion",
+        "model": "gpt-4o-2024-08-06",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "total_tokens": 1500,
+            "prompt_tokens_details": {"cached_tokens": 1024},
+        },
+    }
+
+    def bare() -> dict:
+        return response
+
+    tracker = CostTracker()
+    tracked = track_cost(tracker=tracker)(bare)
+    tagged = track_cost(tracker=tracker, tags={"team": "search"})(bare)
+    tracked()  # warm the price cache
+
+    rows = []
+    base = per_call_us(bare, number)
+    for name, fn in [("@track_cost (MemoryStore)", tracked), ("@track_cost + tags", tagged)]:
+        t = per_call_us(fn, number)
+        rows.append((name, t, t - base, t / base))
+        tracker.store._rows.clear()
+    with llmcost.tags(env="prod"):
+        t = per_call_us(tracked, number)
+        rows.append(("@track_cost in tags() block", t, t - base, t / base))
+    rows.insert(0, ("bare function", base, 0.0, 1.0))
+    print(f"machine: {machine()}; {number} calls per figure, best of 5")
+    print(table(["call", "us/call", "overhead us", "x bare"], rows))
+    print()
+    imports = [(m, _import_us(m) / 1000) for m in ("llmcost", "genai_prices", "pandas", "duckdb")]
+    print(table(["import", "ms (cumulative)"], imports))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

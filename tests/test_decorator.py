@@ -1,0 +1,315 @@
+"""@track_cost on every kind of callable, with dict results, real SDK clients and streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from decimal import Decimal
+
+import httpx2
+import openai
+import pytest
+
+import llmcost
+from llmcost import CostCategory, CostTracker, Usage, track_cost
+
+
+def chat(model="gpt-4o", prompt=100, completion=20):
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+GPT4O_100_20 = Decimal("0.00045")  # 100 input at $2.50 + 20 output at $10 per MTok
+
+
+def test_bare_decorator_records_from_the_default_tracker():
+    @track_cost
+    def ask(q):
+        """Ask."""
+        return chat()
+
+    assert ask("x")["model"] == "gpt-4o"
+    assert ask.__name__ == "ask" and ask.__doc__ == "Ask." and ask.__wrapped__ is not None
+    (entry,) = llmcost.get_tracker().entries()
+    assert entry.amount == GPT4O_100_20
+    assert entry.resource.endswith("ask")
+    assert entry.latency_ms is not None and entry.latency_ms >= 0
+    assert entry.category is CostCategory.LLM_INFERENCE
+
+
+def test_called_decorator_options(tracker):
+    @track_cost(resource="bot", category="llm_inference", tags={"team": "a"}, tracker=tracker)
+    def ask():
+        return chat(model="gpt-4o-mini")
+
+    ask()
+    (e,) = tracker.entries()
+    assert (e.resource, e.model, dict(e.tags)) == ("bot", "gpt-4o-mini", {"team": "a"})
+
+
+def test_tags_callable_gets_the_call_arguments(tracker):
+    @track_cost(tracker=tracker, tags=lambda user, **kw: {"user": user, "mode": kw.get("mode", "x")})
+    def ask(user, mode="y"):
+        return chat()
+
+    ask("ann", mode="fast")
+    assert tracker.entries()[0].tags == {"user": "ann", "mode": "fast"}
+
+
+def test_usage_callable_and_model_override(tracker):
+    @track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: Usage(input_tokens=r["n"]))
+    def ask():
+        return {"n": 1_000_000}
+
+    ask()
+    assert tracker.entries()[0].amount == Decimal("2.5")
+
+
+def test_methods_are_tracked(tracker):
+    class Bot:
+        @track_cost(tracker=tracker)
+        def ask(self, q):
+            return chat()
+
+    assert Bot().ask("q")["object"] == "chat.completion"
+    assert tracker.entries()[0].resource == "test_methods_are_tracked.<locals>.Bot.ask"
+
+
+def test_exceptions_propagate_unchanged_and_record_nothing(tracker):
+    class Boom(Exception):
+        pass
+
+    @track_cost(tracker=tracker)
+    def ask():
+        raise Boom("no")
+
+    with pytest.raises(Boom, match="no"):
+        ask()
+    assert tracker.entries() == []
+
+
+def test_tracking_failure_never_breaks_the_call(tracker, caplog):
+    @track_cost(tracker=tracker, usage=lambda r: 1 / 0)
+    def ask():
+        return "answer"
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        assert ask() == "answer"
+        assert ask() == "answer"
+    assert tracker.entries() == []
+    assert sum("could not record" in r.getMessage() for r in caplog.records) == 1  # once per cause
+
+
+def test_unknown_model_in_the_decorator_is_recorded_unpriced_even_under_raise(clock):
+    strict = CostTracker(clock=clock, on_unknown_model="raise")
+
+    @track_cost(tracker=strict)
+    def ask():
+        return chat(model="totally-new-model")
+
+    assert ask()["model"] == "totally-new-model"
+    (e,) = strict.entries()
+    assert e.pricing == "unpriced" and e.amount == 0
+
+
+def test_store_down_never_breaks_the_call_and_keeps_the_entry(clock):
+    from tests.test_tracker import BufferedStore
+
+    store = BufferedStore(failures=1)
+    t = CostTracker(store, clock=clock, batch_size=1)
+
+    @track_cost(tracker=t)
+    def ask():
+        return chat()
+
+    assert ask()["model"] == "gpt-4o"  # the failed write is logged, not raised
+    assert t.pending() == 1
+    t.flush()
+    assert store.total() == GPT4O_100_20
+
+
+def test_result_without_usage_records_nothing_and_says_so(tracker, caplog):
+    @track_cost(tracker=tracker)
+    def ask():
+        return "plain text"
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        ask()
+    assert tracker.entries() == []
+    assert any("no usage" in r.getMessage() for r in caplog.records)
+
+
+def test_async_functions(tracker):
+    @track_cost(tracker=tracker)
+    async def ask():
+        await asyncio.sleep(0)
+        return chat()
+
+    async def main():
+        return await asyncio.gather(*(ask() for _ in range(10)))
+
+    assert len(asyncio.run(main())) == 10
+    assert tracker.summary().total == GPT4O_100_20 * 10
+
+
+def test_generators_record_once_with_summed_usage(tracker):
+    @track_cost(tracker=tracker, model="gpt-4o", usage=lambda chunks: Usage(input_tokens=100 * len(chunks)))
+    def stream():
+        yield "a"
+        yield "b"
+
+    assert list(stream()) == ["a", "b"]
+    (e,) = tracker.entries()
+    assert e.usage.input_tokens == 200
+
+
+def test_generator_closed_early_still_records(tracker):
+    @track_cost(tracker=tracker, model="gpt-4o", usage=lambda chunks: Usage(input_tokens=len(chunks)))
+    def stream():
+        yield from range(10)
+
+    g = stream()
+    next(g)
+    next(g)
+    g.close()
+    assert tracker.entries()[0].usage.input_tokens == 2
+
+
+def test_async_generators(tracker):
+    @track_cost(tracker=tracker, model="gpt-4o", usage=lambda chunks: Usage(output_tokens=len(chunks)))
+    async def stream():
+        for i in range(3):
+            yield i
+
+    async def main():
+        return [c async for c in stream()]
+
+    assert asyncio.run(main()) == [0, 1, 2]
+    assert tracker.entries()[0].usage.output_tokens == 3
+
+
+def test_set_active_false_turns_tracking_off(tracker):
+    @track_cost(tracker=tracker)
+    def ask():
+        return chat()
+
+    llmcost.set_active(False)
+    ask()
+    llmcost.set_active(True)
+    assert tracker.entries() == []
+    ask()
+    assert len(tracker.entries()) == 1
+
+
+def test_tags_context_is_task_local(tracker):
+    @track_cost(tracker=tracker)
+    async def ask():
+        await asyncio.sleep(0)
+        return chat()
+
+    async def job(team):
+        with llmcost.tags(team=team):
+            await asyncio.sleep(0)
+            await ask()
+
+    async def main():
+        await asyncio.gather(*(job(f"t{i}") for i in range(20)))
+
+    asyncio.run(main())
+    assert sorted(e.tags["team"] for e in tracker.entries()) == sorted(f"t{i}" for i in range(20))
+
+
+@pytest.mark.parametrize("bad", [{"category": "beer"}, {"tags": {"a": 1}}, {"usage": 5}, {"model": 3}])
+def test_bad_decorator_arguments_fail_at_decoration(bad):
+    with pytest.raises((TypeError, ValueError)):
+        track_cost(**bad)
+
+
+# -- real OpenAI client, canned HTTP ----------------------------------------------------------------------------------
+def sse(events):
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+def chunk(content=None, usage=None):
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [] if usage else [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+        "usage": usage,
+    }
+
+
+def openai_client(handler):
+    return openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+
+
+def test_returned_openai_stream_is_tracked_and_iterates_as_before(tracker):
+    body = sse(
+        [
+            chunk("Hel"),
+            chunk("lo"),
+            chunk(usage={"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}),
+        ]
+    )
+
+    def handler(request):
+        return httpx2.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    client = openai_client(handler)
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+
+    stream = ask()
+    assert isinstance(stream, openai.Stream)
+    assert tracker.entries() == []  # nothing until the stream ends
+    text = "".join(c.choices[0].delta.content for c in stream if c.choices)
+    assert text == "Hello"
+    (e,) = tracker.entries()
+    assert e.usage == Usage(input_tokens=1000, output_tokens=100)
+    assert e.model == "gpt-4o-2024-08-06"
+    assert e.amount == Decimal("0.0035")
+
+
+def test_openai_stream_closed_early_records_once(tracker):
+    body = sse(
+        [
+            chunk("a"),
+            chunk("b"),
+            chunk(usage={"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}),
+        ]
+    )
+
+    def handler(request):
+        return httpx2.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    client = openai_client(handler)
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.chat.completions.create(model="gpt-4o", messages=[], stream=True)
+
+    with ask() as stream:
+        next(iter(stream))
+    # Closed before the usage chunk arrived: nothing known, so nothing recorded (and no silent $0 entry).
+    assert tracker.entries() == []
+    stream.close()
+    assert tracker.entries() == []

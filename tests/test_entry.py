@@ -1,0 +1,84 @@
+import pickle
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import attrs
+import pytest
+
+from llmcost import CostCategory, CostEntry, Usage
+from llmcost._entry import FrozenTags, new_entry_id
+
+T0 = datetime(2024, 5, 17, 12, tzinfo=timezone.utc)
+
+
+def entry(**kw):
+    base = {"id": "x", "timestamp": T0, "amount": "0.25"}
+    return CostEntry(**{**base, **kw})
+
+
+def test_entry_converts_money_time_category_and_tags():
+    e = entry(amount=0.1, timestamp=datetime(2024, 5, 17, 12), category="compute", tags={"team": "a"})
+    assert e.amount == Decimal("0.1") and isinstance(e.amount, Decimal)
+    assert e.timestamp == T0 and e.timestamp.tzinfo is timezone.utc
+    assert e.category is CostCategory.COMPUTE
+    assert e.tags == {"team": "a"}
+    assert e.currency == "USD" and e.usage == Usage()
+    assert pickle.loads(pickle.dumps(e)) == e
+    assert hash(e) == hash(pickle.loads(pickle.dumps(e)))
+
+
+def test_entry_tags_are_read_only():
+    e = entry(tags={"team": "a"})
+    with pytest.raises(TypeError):
+        e.tags["team"] = "b"  # type: ignore[index]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        e.amount = Decimal(1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "field"),
+    [
+        ({"amount": "nan"}, ValueError, "amount"),
+        ({"amount": float("inf")}, ValueError, "amount"),
+        ({"category": "beer"}, ValueError, "category"),
+        ({"tags": {"team": 3}}, TypeError, "tags"),
+        ({"tags": {3: "x"}}, TypeError, "tags"),
+        ({"tags": {"": "x"}}, ValueError, "tags"),
+        ({"tags": ["team"]}, TypeError, "tags"),
+        ({"latency_ms": -1.0}, ValueError, "latency_ms"),
+        ({"latency_ms": float("nan")}, ValueError, "latency_ms"),
+        ({"usage": {"input_tokens": 1}}, TypeError, "usage"),
+        ({"resource": 5}, TypeError, "resource"),
+    ],
+)
+def test_entry_rejects_bad_fields_naming_them(kw, exc, field):
+    with pytest.raises(exc, match=field):
+        entry(**kw)
+
+
+def test_category_accepts_plain_strings_and_prints_its_value():
+    assert CostCategory("llm_embedding") is CostCategory.LLM_EMBEDDING
+    assert str(CostCategory.STORAGE) == "storage"
+    assert {c.value for c in CostCategory} == {
+        "llm_inference",
+        "llm_embedding",
+        "compute",
+        "storage",
+        "network",
+        "api_calls",
+        "other",
+    }
+
+
+def test_ids_are_unique_and_sort_by_time():
+    times = [T0 + timedelta(microseconds=i * 7) for i in range(2000)]
+    ids = [new_entry_id(t) for t in times]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    same = [new_entry_id(T0) for _ in range(1000)]
+    assert len(set(same)) == 1000
+
+
+def test_frozen_tags_equality_and_hash():
+    assert FrozenTags({"a": "1"}) == {"a": "1"}
+    assert hash(FrozenTags({"a": "1", "b": "2"})) == hash(FrozenTags({"b": "2", "a": "1"}))

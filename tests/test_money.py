@@ -1,0 +1,42 @@
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from llmcost._money import to_money, to_utc
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0.1, Decimal("0.1")), (1, Decimal(1)), ("2.50", Decimal("2.50")), (Decimal("0.3"), Decimal("0.3"))],
+)
+def test_to_money_accepts_numbers_exactly(value, expected):
+    assert to_money(value) == expected
+    assert str(to_money(0.1)) == "0.1"  # floats go through str(), not binary expansion
+
+
+@pytest.mark.parametrize("value", ["nan", float("inf"), Decimal("-Infinity"), "abc"])
+def test_to_money_rejects_non_finite_and_garbage(value):
+    with pytest.raises(ValueError, match="limit") as info:
+        to_money(value, "limit")
+    assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+@pytest.mark.parametrize("value", [None, True, [1], object()])
+def test_to_money_rejects_wrong_types(value):
+    with pytest.raises(TypeError, match="amount"):
+        to_money(value)
+
+
+def test_to_money_rounds_beyond_store_scale():
+    assert to_money(Decimal("0.1234567890123456789")) == Decimal("0.123456789012345679")
+
+
+def test_to_utc_takes_naive_as_utc_and_converts_aware():
+    assert to_utc(datetime(2024, 1, 1)) == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    plus2 = timezone(timedelta(hours=2))
+    converted = to_utc(datetime(2024, 1, 1, 2, tzinfo=plus2))
+    assert converted.tzinfo is timezone.utc
+    assert converted.hour == 0
+    with pytest.raises(TypeError, match="timestamp"):
+        to_utc("2024-01-01")  # type: ignore[arg-type]

@@ -1,0 +1,225 @@
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+import llmcost
+from llmcost import CostCategory, CostTracker, MemoryStore, StoreError, UnknownModelError, Usage
+from llmcost._entry import CostEntry
+from llmcost.stores import CostStore, Filters
+
+UTC = timezone.utc
+
+
+def test_record_prices_from_the_catalog(tracker, clock):
+    e = tracker.record(model="gpt-4o", input_tokens=1_000_000, output_tokens=100_000, resource="r")
+    assert e.amount == Decimal("3.5")
+    assert e.provider == "openai"
+    assert e.pricing.startswith("catalog@")
+    assert e.timestamp == clock.now
+    assert tracker.entries() == [e]
+
+
+def test_record_with_cache_tokens_uses_cache_prices(tracker):
+    e = tracker.record(
+        model="claude-3-5-sonnet-20241022",
+        input_tokens=10_000,
+        cache_read_tokens=6_000,
+        cache_write_tokens=2_000,
+        output_tokens=1_000,
+    )
+    # 2000 plain input at $3, 6000 cache reads at $0.30, 2000 cache writes at $3.75, 1000 output at $15 (per MTok)
+    assert e.amount == Decimal("0.006") + Decimal("0.0018") + Decimal("0.0075") + Decimal("0.015")
+
+
+def test_record_given_amount_needs_no_model(tracker):
+    e = tracker.record(amount=0.1, category="compute", resource="gpu")
+    assert e.amount == Decimal("0.1") and e.pricing == "given" and e.category is CostCategory.COMPUTE
+
+
+def test_record_without_model_or_amount_is_a_clear_error(tracker):
+    with pytest.raises(ValueError, match="model"):
+        tracker.record(input_tokens=5)
+
+
+def test_unknown_model_policies(clock, caplog):
+    warn = CostTracker(clock=clock)
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        e = warn.record(model="my-secret-model", input_tokens=10)
+        warn.record(model="my-secret-model", input_tokens=10)
+    assert e.amount == 0 and e.pricing == "unpriced"
+    assert sum("my-secret-model" in r.getMessage() for r in caplog.records) == 1  # logged once per cause
+    strict = CostTracker(clock=clock, on_unknown_model="raise")
+    with pytest.raises(UnknownModelError):
+        strict.record(model="my-secret-model", input_tokens=10)
+    assert strict.entries() == []
+    with pytest.raises(ValueError, match="on_unknown_model"):
+        CostTracker(on_unknown_model="explode")  # type: ignore[arg-type]
+
+
+def test_prices_follow_the_request_time(tracker):
+    before = tracker.record(model="o3", input_tokens=1_000_000, timestamp=datetime(2025, 6, 1, tzinfo=UTC))
+    after = tracker.record(model="o3", input_tokens=1_000_000, timestamp=datetime(2025, 6, 11, tzinfo=UTC))
+    assert before.amount == Decimal(10)
+    assert after.amount == Decimal(2)
+
+
+def test_filters_and_summary(tracker, clock):
+    tracker.record(model="gpt-4o", input_tokens=1000, resource="a", tags={"team": "x"})
+    tracker.record(model="gpt-4o-mini", input_tokens=1000, resource="b", tags={"team": "y", "env": "prod"})
+    tracker.record(amount="1.5", category="compute", resource="a", timestamp=clock.now - timedelta(days=2))
+    assert [e.resource for e in tracker.entries(resource="a")] == ["a", "a"]
+    assert len(tracker.entries(tags={"team": "y"})) == 1
+    assert len(tracker.entries(tags={"team": "y", "env": "dev"})) == 0
+    assert len(tracker.entries(category="compute")) == 1
+    assert len(tracker.entries(since=clock.now - timedelta(hours=1))) == 2
+    assert len(tracker.entries(limit=1)) == 1
+    day = tracker.summary(period="daily")
+    assert day.calls == 2
+    assert day.total == Decimal("0.0025") + Decimal("0.00015")
+    assert day.by_model == {"gpt-4o": Decimal("0.0025"), "gpt-4o-mini": Decimal("0.00015")}
+    assert day.by_tag == {
+        "env": {"prod": Decimal("0.00015")},
+        "team": {"x": Decimal("0.0025"), "y": Decimal("0.00015")},
+    }
+    assert day.start == datetime(2024, 5, 17, tzinfo=UTC) and day.end == datetime(2024, 5, 18, tzinfo=UTC)
+    everything = tracker.summary()
+    assert everything.total == day.total + Decimal("1.5")
+    assert everything.by_category == {"compute": Decimal("1.5"), "llm_inference": day.total}
+    assert everything.usage == Usage(input_tokens=2000)
+
+
+def test_sums_are_exact_over_many_small_amounts(tracker):
+    for _ in range(1000):
+        tracker.record(amount="0.000001")
+    assert tracker.summary().total == Decimal("0.001")
+
+
+def test_frame_has_one_row_per_entry_with_dict_tags(tracker):
+    tracker.record(model="gpt-4o", input_tokens=10, tags={"team": "x"})
+    df = tracker.frame()
+    assert len(df) == 1
+    assert df.loc[0, "tags"] == {"team": "x"}
+    assert df.loc[0, "amount"] == Decimal("0.000025")
+    assert str(df["timestamp"].dtype) == "datetime64[us, UTC]"
+
+
+def test_subscribers_get_entries_and_failures_never_break(tracker, caplog):
+    seen = []
+    tracker.subscribe("cost.recorded", seen.append)
+    tracker.subscribe("cost.recorded", lambda e: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="llmcost"):
+        e = tracker.record(amount=1)
+    assert seen == [e]
+    assert any("subscriber" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match=r"cost\.spent"):
+        tracker.subscribe("cost.spent", print)
+
+
+def test_unsubscribe(tracker):
+    seen = []
+    off = tracker.subscribe("cost.recorded", seen.append)
+    off()
+    tracker.record(amount=1)
+    assert seen == []
+
+
+def test_tags_context_applies_and_explicit_tags_win(tracker):
+    with llmcost.tags(team="search", env="prod"):
+        with llmcost.tags(env="staging"):
+            e = tracker.record(amount=1, tags={"team": "override"})
+        f = tracker.record(amount=1)
+    g = tracker.record(amount=1)
+    assert e.tags == {"team": "override", "env": "staging"}
+    assert f.tags == {"team": "search", "env": "prod"}
+    assert g.tags == {}
+
+
+class FlakyStore(MemoryStore):
+    """A store that fails its first ``failures`` appends."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def append(self, entries):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk on fire")
+        super().append(entries)
+
+
+class BufferedStore(FlakyStore):
+    buffered = True
+
+
+def test_buffered_store_keeps_entries_when_the_store_fails(clock):
+    store = BufferedStore(failures=2)
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    t.record(amount=1)
+    t.record(amount=2)
+    assert t.pending() == 2
+    with pytest.raises(StoreError, match="disk on fire"):
+        t.flush()
+    with pytest.raises(StoreError):
+        t.flush()
+    assert t.pending() == 2  # nothing lost
+    t.flush()
+    assert t.pending() == 0
+    assert store.total() == Decimal(3)
+    t.close()
+
+
+def test_buffer_flushes_on_size(clock):
+    store = BufferedStore(failures=0)
+    t = CostTracker(store, clock=clock, batch_size=5, flush_interval=60)
+    for _ in range(5):
+        t.record(amount=1)
+    assert t.pending() == 0 and len(store.entries()) == 5
+    t.close()
+
+
+def test_buffer_flushes_on_time(clock):
+    store = BufferedStore(failures=0)
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=0.05)
+    t.record(amount=1)
+    deadline = datetime.now(UTC) + timedelta(seconds=5)
+    while t.pending() and datetime.now(UTC) < deadline:
+        threading.Event().wait(0.01)
+    assert t.pending() == 0 and store.total() == 1
+    t.close()
+
+
+def test_threads_record_without_losing_entries(tracker):
+    def work():
+        for _ in range(500):
+            tracker.record(amount="0.01")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert tracker.summary().calls == 4000
+    assert tracker.summary().total == Decimal("40.00")
+    assert len({e.id for e in tracker.entries()}) == 4000
+
+
+def test_store_abc_contract_shape():
+    assert issubclass(MemoryStore, CostStore)
+    with pytest.raises(TypeError):
+        CostStore()  # type: ignore[abstract]
+    with pytest.raises(ValueError, match="limit"):
+        Filters(limit=-1)
+    with pytest.raises(ValueError, match="category"):
+        Filters(category="beer")
+
+
+def test_add_accepts_only_entries(tracker):
+    with pytest.raises(TypeError, match="entry"):
+        tracker.add({"amount": 1})  # type: ignore[arg-type]
+    e = CostEntry(id="a", timestamp=datetime(2024, 1, 1, tzinfo=UTC), amount=1)
+    tracker.add(e)
+    assert tracker.entries() == [e]
