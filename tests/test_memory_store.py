@@ -1,0 +1,80 @@
+"""MemoryStore internals: columns, batches, order; the shared contract suite lives in tests/stores/."""
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from llmcost import CostEntry, MemoryStore, Usage
+from llmcost._entry import new_entry_id
+from llmcost.stores import _memory
+from llmcost.stores._schema import frame_to_entries
+
+T0 = datetime(2024, 5, 17, tzinfo=timezone.utc)
+
+
+def make(i, ts=None, **kw):
+    ts = ts or T0 + timedelta(seconds=i)
+    base = dict(
+        id=new_entry_id(ts),
+        timestamp=ts,
+        amount=Decimal(i) / 1000,
+        model=f"m{i % 3}",
+        resource=None if i % 4 == 0 else f"r{i % 5}",
+        usage=Usage(i, i // 2, i // 4, 0, 0),
+        latency_ms=None if i % 2 else float(i),
+        tags={"team": f"t{i % 2}"} if i % 3 else {},
+        pricing="given",
+    )
+    return CostEntry(**{**base, **kw})
+
+
+@pytest.fixture(params=[1, 7, _memory._BATCH + 5], ids=["one", "few", "past-a-batch"])
+def many(request):
+    return [make(i) for i in range(request.param)]
+
+
+def test_round_trip_is_exact(many):
+    store = MemoryStore()
+    store.append(many)
+    assert store.entries() == many
+    assert len(store) == len(many)
+    assert frame_to_entries(store.scan()) == many
+    assert store.total() == sum((e.amount for e in many), Decimal(0))
+
+
+def test_out_of_order_appends_come_back_in_time_order():
+    entries = [make(i) for i in range(50)]
+    store = MemoryStore()
+    store.append(entries[25:])
+    store.append(entries[:25])
+    assert [e.id for e in store.entries()] == [e.id for e in entries]
+    assert [e.id for e in store.entries(limit=3)] == [e.id for e in entries[:3]]
+
+
+def test_ids_that_are_not_ours_survive():
+    odd = make(1, id="my-own-id")
+    store = MemoryStore()
+    store.append([odd, make(2)])
+    assert store.entries()[0].id == "my-own-id"
+    assert store.scan()["id"].tolist()[0] == "my-own-id"
+
+
+def test_filters_on_interned_columns():
+    entries = [make(i) for i in range(40)]
+    store = MemoryStore()
+    store.append(entries)
+    assert store.entries(resource="r1") == [e for e in entries if e.resource == "r1"]
+    assert store.entries(model=["m0", "m2"]) == [e for e in entries if e.model in ("m0", "m2")]
+    assert store.entries(tags={"team": "t1"}) == [e for e in entries if e.tags.get("team") == "t1"]
+    assert store.entries(resource="nope") == []
+    cut = T0 + timedelta(seconds=10)
+    assert store.total(since=cut) == sum((e.amount for e in entries if e.timestamp >= cut), Decimal(0))
+
+
+def test_query_runs_sql_over_the_rows():
+    store = MemoryStore()
+    store.append([make(i) for i in range(10)])
+    frame = store.query("SELECT sum(amount) AS s, count(*) AS n FROM entries WHERE tags['team'] = ?", ["t1"])
+    expected = sum((Decimal(i) / 1000 for i in range(10) if i % 3 and i % 2), Decimal(0))
+    assert frame.loc[0, "s"] == expected
