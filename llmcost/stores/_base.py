@@ -20,31 +20,45 @@ if TYPE_CHECKING:
 __all__ = ["CostStore", "Filters"]
 
 
-def _names(field: str) -> Any:
-    def convert(value: object) -> frozenset[str] | None:
-        if value is None:
-            return None
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, Iterable):
+def _names(field: str, value: object) -> frozenset[str] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable):
+        raise TypeError(f"{field} must be a str or a collection of str, got {value!r}")
+    out = []
+    for item in items:
+        if field == "category":
+            out.append(to_category(item).value)
+        elif isinstance(item, str):
+            out.append(item)
+        else:
             raise TypeError(f"{field} must be a str or a collection of str, got {value!r}")
-        out = []
-        for item in items:
-            if field == "category":
-                out.append(to_category(item).value)
-            elif isinstance(item, str):
-                out.append(item)
-            else:
-                raise TypeError(f"{field} must be a str or a collection of str, got {value!r}")
-        return frozenset(out)
-
-    return convert
+    return frozenset(out)
 
 
-def _time(field: str) -> Any:
-    def convert(value: object) -> datetime | None:
-        return None if value is None else to_utc(value, field)  # type: ignore[arg-type]
+def _categories(value: object) -> frozenset[str] | None:
+    return _names("category", value)
 
-    return convert
+
+def _resources(value: object) -> frozenset[str] | None:
+    return _names("resource", value)
+
+
+def _models(value: object) -> frozenset[str] | None:
+    return _names("model", value)
+
+
+def _providers(value: object) -> frozenset[str] | None:
+    return _names("provider", value)
+
+
+def _since(value: object) -> datetime | None:
+    return None if value is None else to_utc(value, "since")  # type: ignore[arg-type]
+
+
+def _until(value: object) -> datetime | None:
+    return None if value is None else to_utc(value, "until")  # type: ignore[arg-type]
 
 
 def _tag_filter(value: object) -> FrozenTags | None:
@@ -72,12 +86,12 @@ class Filters:
         Filters(since=datetime(2024, 5, 1), category="llm_inference", tags={"team": "search"})
     """
 
-    since: datetime | None = attrs.field(default=None, converter=_time("since"))
-    until: datetime | None = attrs.field(default=None, converter=_time("until"))
-    category: frozenset[str] | None = attrs.field(default=None, converter=_names("category"))
-    resource: frozenset[str] | None = attrs.field(default=None, converter=_names("resource"))
-    model: frozenset[str] | None = attrs.field(default=None, converter=_names("model"))
-    provider: frozenset[str] | None = attrs.field(default=None, converter=_names("provider"))
+    since: datetime | None = attrs.field(default=None, converter=_since)
+    until: datetime | None = attrs.field(default=None, converter=_until)
+    category: frozenset[str] | None = attrs.field(default=None, converter=_categories)
+    resource: frozenset[str] | None = attrs.field(default=None, converter=_resources)
+    model: frozenset[str] | None = attrs.field(default=None, converter=_models)
+    provider: frozenset[str] | None = attrs.field(default=None, converter=_providers)
     tags: FrozenTags | None = attrs.field(default=None, converter=_tag_filter)
     limit: int | None = attrs.field(default=None, converter=_limit)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,10 @@ class _Interned:
 
     def matching(self, wanted: frozenset[str]) -> set[int]:
         return {i for v, i in self.index.items() if v in wanted}
+
+
+def _member(column: array[int], allowed: set[int]) -> Callable[[int], bool]:
+    return lambda i: column[i] in allowed
 
 
 class MemoryStore(CostStore):
@@ -170,7 +174,7 @@ class MemoryStore(CostStore):
         rows = self._rows()
         if filters.is_empty:
             return rows
-        checks = []
+        checks: list[Callable[[int], bool]] = []
         if filters.since is not None:
             lo = _micros(filters.since)
             ts = self._ts
@@ -189,8 +193,7 @@ class MemoryStore(CostStore):
             (filters.provider, self._provider),
         ):
             if wanted is not None:
-                allowed = self._strings.matching(wanted)
-                checks.append(lambda i, col=column, ok=allowed: col[i] in ok)
+                checks.append(_member(column, self._strings.matching(wanted)))
         if filters.tags:
             want = dict(filters.tags)
             allowed = {
@@ -279,7 +282,7 @@ class MemoryStore(CostStore):
     def _scan(self, filters: Filters) -> pd.DataFrame:
         return self._frame(list(self._select(filters)), amount_as_text=False)
 
-    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run DuckDB ``sql`` against a relation named ``entries`` holding this store's rows (see ``CostStore``)."""
         import duckdb
 
