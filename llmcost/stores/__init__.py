@@ -7,8 +7,19 @@
 from __future__ import annotations
 
 from ._base import CostStore, Filters
+from ._duckdb import DuckDBStore
 from ._memory import MemoryStore
 from ._open import open_store
+from ._parquet import ParquetStore
 from ._schema import COLUMNS, SCHEMA_VERSION
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "CostStore", "Filters", "MemoryStore", "open_store"]
+__all__ = [
+    "COLUMNS",
+    "SCHEMA_VERSION",
+    "CostStore",
+    "DuckDBStore",
+    "Filters",
+    "MemoryStore",
+    "ParquetStore",
+    "open_store",
+]

@@ -9,6 +9,15 @@ from ._memory import MemoryStore
 __all__ = ["open_store"]
 
 
+def _location(url: str, rest: str) -> str:
+    """The file system path in ``rest`` (what follows ``scheme://``): ``/abs/path`` or ``relative/path``."""
+    if "?" in rest or "#" in rest:
+        raise StoreError(f"store URL {url!r} must not carry a query or fragment; give just the path")
+    if not rest or rest == "/":
+        raise StoreError(f"store URL {url!r} names no path; use e.g. duckdb:///abs/path.duckdb or duckdb://rel.duckdb")
+    return rest
+
+
 def open_store(url: str | CostStore) -> CostStore:
     """Open the store ``url`` names: ``memory://``, ``duckdb:///path/costs.duckdb`` or ``parquet:///path/dir``.
 
@@ -30,6 +39,14 @@ def open_store(url: str | CostStore) -> CostStore:
         )
     if scheme == "memory":
         return MemoryStore()
+    if scheme == "duckdb":
+        from ._duckdb import DuckDBStore
+
+        return DuckDBStore(_location(url, rest))
+    if scheme == "parquet":
+        from ._parquet import ParquetStore
+
+        return ParquetStore(_location(url, rest))
     raise StoreError(
         f"store URL {url!r} has an unknown scheme {scheme!r}; use memory://, duckdb:///path or parquet:///dir"
     )

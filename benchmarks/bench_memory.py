@@ -1,0 +1,191 @@
+"""Memory: peak RSS of a MemoryStore holding N entries (goal: under 300 MB for 1M), and where the bytes go.
+
+Run: python -m benchmarks memory        (or: python -m benchmarks.bench_memory [--quick] [--sizes N ...] [--json PATH])
+
+Each size is measured in a fresh interpreter: the peak resident set (``VmHWM`` in /proc/self/status, else
+``ru_maxrss``) after importing llmcost and pricing one call is the baseline; the entries are then recorded through
+``CostTracker.record`` (realistic ones: 3 models, 50 resources, 5 teams as tags, cache tokens, a month of
+timestamps) and the peak's growth is the figure. The breakdown walks the store's own attributes with
+``sys.getsizeof`` (shared objects counted once), so it follows whatever layout the store uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks._util import machine, table
+from benchmarks.plot import write_results
+
+GOAL_MB = 300
+_CODE = (type, types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.ModuleType)
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _peak_kb() -> int:
+    hwm = _status_kb("VmHWM")
+    if hwm is not None:
+        return hwm
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
+
+
+def deep_size(obj: Any, seen: set[int]) -> int:
+    """Bytes reachable from ``obj`` that are not in ``seen`` (ids), by ``sys.getsizeof``; adds what it counts."""
+    if id(obj) in seen or isinstance(obj, _CODE):
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, (str, bytes, bytearray, int, float, memoryview)) or type(obj).__name__ == "array":
+        return size  # no references out (an array's getsizeof includes its buffer)
+    if isinstance(obj, dict):
+        return size + sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return size + sum(deep_size(x, seen) for x in obj)
+    if hasattr(obj, "__dict__"):
+        size += deep_size(vars(obj), seen)
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()):
+            if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot):
+                size += deep_size(getattr(obj, slot), seen)
+    return size
+
+
+def _child(n: int) -> dict[str, Any]:
+    """Runs in the fresh interpreter: record ``n`` entries, report peak RSS growth, timing and the breakdown."""
+    import gc
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from llmcost import CostTracker, MemoryStore
+
+    models = ("gpt-4o", "claude-3-5-sonnet-20241022", "gemini-2.0-flash")
+    teams = [{"team": t} for t in ("search", "support", "ads", "infra", "research")]
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    step = timedelta(days=30) / max(n, 1)
+    sample = CostTracker().record(model=models[0], input_tokens=1, output_tokens=1, timestamp=start)
+    for model in models:  # resolve the prices once, as a long-running process would have
+        CostTracker().record(model=model, input_tokens=1, output_tokens=1)
+    store = MemoryStore()
+    tracker = CostTracker(store)
+    gc.collect()
+    base_peak, base_rss = _peak_kb(), _status_kb("VmRSS")
+    record = tracker.record
+    began = time.perf_counter()
+    for i in range(n):
+        inp = 800 + i % 1700
+        record(
+            model=models[i % 3],
+            input_tokens=inp,
+            output_tokens=100 + i % 400,
+            cache_read_tokens=inp // 2 if i % 4 == 0 else 0,
+            resource=f"job-{i % 50}",
+            tags=teams[i % 5],
+            timestamp=start + step * i,
+        )
+    tracker.flush()
+    seconds = time.perf_counter() - began
+    gc.collect()
+    peak, rss = _peak_kb(), _status_kb("VmRSS")
+    seen: set[int] = set()
+    breakdown = {name: deep_size(value, seen) for name, value in vars(store).items()}
+    return {
+        "entries": n,
+        "peak_mb": (peak - base_peak) / 1024,
+        "rss_mb": None if rss is None or base_rss is None else (rss - base_rss) / 1024,
+        "seconds": seconds,
+        "breakdown": breakdown,
+        "entry_object_bytes": deep_size(sample, set()),
+    }
+
+
+def measure(n: int) -> dict[str, Any]:
+    """Run ``_child(n)`` in a fresh interpreter and return what it reported."""
+    code = f"import json, benchmarks.bench_memory as m; print(json.dumps(m._child({n})))"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(_ROOT)) if p)  # finds benchmarks
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory child for {n} entries failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="20k entries only")
+    parser.add_argument("--sizes", type=int, nargs="+", help="entry counts (default: 100k and 1M)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or ([20_000] if args.quick else [100_000, 1_000_000])
+
+    print(f"machine: {machine()}; each size in a fresh interpreter")
+    results = [measure(n) for n in sizes]
+    rows = []
+    records = []
+    for r in results:
+        n = r["entries"]
+        per_million = r["peak_mb"] * 1_000_000 / n
+        verdict = "under" if per_million <= GOAL_MB else f"OVER by {per_million - GOAL_MB:.0f}"
+        rows.append(
+            (
+                n,
+                r["peak_mb"],
+                "-" if r["rss_mb"] is None else r["rss_mb"],
+                r["peak_mb"] * 1024 * 1024 / n,
+                f"{per_million:.0f}: {verdict}",
+                r["seconds"],
+                r["seconds"] / n * 1e6,
+            )
+        )
+        records.append(
+            {"figure": "memory", "series": "MemoryStore peak RSS", "size": n, "value": r["peak_mb"], "unit": "MiB"}
+        )
+        records.append(
+            {"figure": "ingest", "series": "MemoryStore (CostTracker.record)", "size": n, "value": r["seconds"],
+             "unit": "s"}
+        )  # fmt: skip
+    headers = ["entries", "peak RSS MiB", "RSS after MiB", "peak bytes/entry", f"per 1M MiB (goal {GOAL_MB})"]
+    print(table([*headers, "record s", "us/entry"], rows))
+
+    shown = min(results, key=lambda r: abs(r["entries"] - 1_000_000))  # the goal's size, or the nearest
+    n = shown["entries"]
+    total = sum(shown["breakdown"].values())
+    rows = [
+        (name, size / 1024 / 1024, size / n, f"{size / total:.0%}")
+        for name, size in sorted(shown["breakdown"].items(), key=lambda kv: -kv[1])
+        if size >= 1024
+    ]
+    rows.append(("total (getsizeof)", total / 1024 / 1024, total / n, "100%"))
+    print(
+        f"\nWhere the bytes go at {n:,} entries (MemoryStore attributes, sys.getsizeof, shared objects once); "
+        f"one CostEntry object graph alone is {shown['entry_object_bytes']} bytes"
+    )
+    print(table(["attribute", "MiB", "bytes/entry", "share"], rows))
+
+    if args.json:
+        write_results(args.json, "memory", records)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

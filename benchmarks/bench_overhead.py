@@ -1,0 +1,242 @@
+"""What tracking costs per call: @track_cost against a bare call with each store, in 1 and 8 threads; and against
+LangChain's own usage callbacks doing the same job on the same response.
+
+Run: python -m benchmarks overhead     (or: python -m benchmarks.bench_overhead [--quick] [--json PATH])
+
+Store figures include writing the entries: each timed run ends with ``tracker.flush()``, so a buffered store's
+batch inserts are inside the per-call figure. With 8 threads the figure is wall time over all calls (the inverse of
+throughput), on however many cores the machine has. A store that is not importable yet prints "not available".
+
+The LangChain comparison, two ways:
+- per response: the work each does once a chat model has answered. ``@track_cost`` reads ``AIMessage.usage_metadata``,
+  prices it exactly and records a ``CostEntry`` (id, timestamp, tags, latency); LangChain's
+  ``UsageMetadataCallbackHandler.on_llm_end`` sums the token counts per model (no price);
+  ``OpenAICallbackHandler.on_llm_end`` (what ``get_openai_callback()`` installs) sums tokens and a float cost from its
+  OpenAI-only price table. Each is given the same ``AIMessage``.
+- end to end: a LangChain chat model (``GenericFakeChatModel``, answering at once with that ``AIMessage``) invoked
+  bare, with each callback attached the way LangChain documents, and inside a ``@track_cost`` function; the figure is
+  the time added to ``invoke``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks._util import machine, per_call_us, table
+from benchmarks.plot import write_results
+
+THREADS = 8
+RESPONSE = {
+    "object": "chat.completion",
+    "model": "gpt-4o-2024-08-06",
+    "choices": [],
+    "usage": {
+        "prompt_tokens": 1200,
+        "completion_tokens": 300,
+        "total_tokens": 1500,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+    },
+}
+
+
+def _bare() -> dict[str, Any]:
+    return RESPONSE
+
+
+def _run_us(fn: Callable[[], object], calls: int, threads: int, after: Callable[[], object] | None) -> float:
+    """Wall microseconds per call of ``calls`` calls of ``fn`` spread over ``threads`` threads, then ``after()``;
+    best of 3."""
+    per = calls // threads
+    best = float("inf")
+    for _ in range(3):
+        barrier = threading.Barrier(threads + 1)
+
+        def work(barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            for _ in range(per):
+                fn()
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for w in workers:
+            w.start()
+        barrier.wait()
+        started = time.perf_counter()
+        for w in workers:
+            w.join()
+        if after is not None:
+            after()
+        best = min(best, time.perf_counter() - started)
+    return best / (per * threads) * 1e6
+
+
+def _stores(directory: Path) -> list[tuple[str, Callable[[], Any] | None, str]]:
+    """(name, factory or None, why not) for each store, opened through ``open_store`` URLs."""
+    import llmcost
+
+    found = []
+    for name, url in [
+        ("MemoryStore", "memory://"),
+        ("DuckDBStore", f"duckdb://{directory / 'bench.duckdb'}"),
+        ("ParquetStore", f"parquet://{directory / 'parquet'}"),
+    ]:
+        try:
+            llmcost.open_store(url).close()
+        except Exception as exc:
+            found.append((name, None, f"not available ({type(exc).__name__})"))
+            continue
+        found.append((name, lambda url=url: llmcost.open_store(url), ""))
+    return found
+
+
+def track_by_store(calls: int, records: list[dict[str, Any]]) -> None:
+    """@track_cost per call with each store, in 1 and ``THREADS`` threads, against the bare call."""
+    from llmcost import CostTracker, track_cost
+
+    rows: list[Sequence[object]] = []
+    bare = {n: _run_us(_bare, calls, n, None) for n in (1, THREADS)}
+    for n in (1, THREADS):
+        rows.append(("bare call", n, bare[n], 0.0, 1.0, f"{1e6 / bare[n]:,.0f}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, factory, why in _stores(Path(tmp)):
+            if factory is None:
+                rows.append((name, "-", why, "-", "-", "-"))
+                continue
+            tracker = CostTracker(factory())
+            tracked = track_cost(tracker=tracker)(_bare)
+            tracked()
+            tracker.flush()
+            for n in (1, THREADS):
+                us = _run_us(tracked, calls, n, tracker.flush)
+                rows.append((f"@track_cost, {name}", n, us, us - bare[n], us / bare[n], f"{1e6 / us:,.0f}"))
+                records.append({"figure": "track_cost", "series": name, "threads": n, "value": us, "unit": "us/call"})
+            tracker.close()
+    print(f"\n@track_cost per call by store ({calls:,} calls per run, flush included, best of 3)")
+    print(table(["call", "threads", "us/call", "overhead us", "x bare", "calls/s"], rows))
+
+
+def _langchain() -> tuple[Any, ...] | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # langchain-community announces its own sunset on import
+            from langchain_community.callbacks import get_openai_callback
+            from langchain_community.callbacks.openai_info import OpenAICallbackHandler
+            from langchain_core.callbacks import UsageMetadataCallbackHandler, get_usage_metadata_callback
+            from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+            from langchain_core.messages import AIMessage
+            from langchain_core.outputs import ChatGeneration, LLMResult
+    except ImportError:
+        return None
+    return (
+        get_openai_callback,
+        OpenAICallbackHandler,
+        UsageMetadataCallbackHandler,
+        get_usage_metadata_callback,
+        GenericFakeChatModel,
+        AIMessage,
+        ChatGeneration,
+        LLMResult,
+    )
+
+
+def against_langchain(number: int, records: list[dict[str, Any]]) -> None:
+    """@track_cost against LangChain's usage callbacks, per response and end to end through ``invoke``."""
+    lc = _langchain()
+    if lc is None:
+        print("\nLangChain comparison: langchain-core / langchain-community not installed")
+        return
+    (get_openai_callback, OpenAICallbackHandler, UsageMetadataCallbackHandler, get_usage_metadata_callback,
+     GenericFakeChatModel, AIMessage, ChatGeneration, LLMResult) = lc  # fmt: skip
+    from llmcost import CostTracker, track_cost
+
+    message = AIMessage(
+        content="ok",
+        usage_metadata={
+            "input_tokens": 1200,
+            "output_tokens": 300,
+            "total_tokens": 1500,
+            "input_token_details": {"cache_read": 1024},
+        },
+        response_metadata={"model_name": "gpt-4o-2024-08-06"},
+    )
+    result = LLMResult(generations=[[ChatGeneration(message=message)]])
+    tracker = CostTracker()
+
+    def returns_message() -> Any:
+        return message
+
+    tracked_message = track_cost(tracker=tracker)(returns_message)
+    usage_handler, openai_handler = UsageMetadataCallbackHandler(), OpenAICallbackHandler()
+
+    bare = per_call_us(returns_message, number)
+    ours = per_call_us(tracked_message, number) - bare
+    rows: list[Sequence[object]] = [
+        ("llmcost @track_cost (overhead over the bare function)", ours, "exact Decimal", "yes", 1.0),
+    ]
+    for name, fn, prices in [
+        ("UsageMetadataCallbackHandler.on_llm_end", lambda: usage_handler.on_llm_end(result), "no"),
+        ("OpenAICallbackHandler.on_llm_end (get_openai_callback)", lambda: openai_handler.on_llm_end(result),
+         "float, OpenAI models only"),
+    ]:  # fmt: skip
+        us = per_call_us(fn, number)
+        rows.append((name, us, prices, "no (running sums)", us / ours))
+    print(f"\nPer response, the same AIMessage (gpt-4o, 1200 in / 1024 cached / 300 out); best of 5 x {number} calls")
+    print(table(["what", "us/response", "prices", "per-call record", "x llmcost"], rows))
+    records.extend({"figure": "langchain per response", "series": str(r[0]), "value": r[1], "unit": "us"} for r in rows)
+
+    tracker.store.close()
+    tracker = CostTracker()
+    model = GenericFakeChatModel(messages=itertools.repeat(message))
+
+    def invoke() -> Any:
+        return model.invoke("hi")
+
+    tracked_invoke = track_cost(tracker=tracker)(invoke)
+    handler = UsageMetadataCallbackHandler()
+    config = {"callbacks": [handler]}
+    bare = per_call_us(invoke, number)
+    runs: list[tuple[str, float]] = [
+        ("@track_cost around invoke", per_call_us(tracked_invoke, number)),
+        ("invoke(config={'callbacks': [UsageMetadataCallbackHandler()]})",
+         per_call_us(lambda: model.invoke("hi", config=config), number)),
+    ]  # fmt: skip
+    with get_usage_metadata_callback():
+        runs.append(("inside get_usage_metadata_callback()", per_call_us(invoke, number)))
+    with get_openai_callback() as cb:
+        runs.append(("inside get_openai_callback()", per_call_us(invoke, number)))
+        one = cb.total_cost / cb.successful_requests
+    ours_amount = tracker.entries(limit=1)[0].amount
+    rows = [("bare model.invoke('hi')", bare, 0.0, "-")]
+    llm_added = runs[0][1] - bare
+    for name, us in runs:
+        rows.append((name, us, us - bare, f"{(us - bare) / llm_added:.1f}x" if llm_added > 0 else "-"))
+        records.append({"figure": "langchain invoke", "series": name, "value": us, "unit": "us"})
+    print(f"\nEnd to end through a LangChain chat model (GenericFakeChatModel); best of 5 x {number} calls")
+    print(table(["how", "us/invoke", "added us", "added x llmcost"], rows))
+    print(f"price of one response: llmcost {ours_amount} USD, get_openai_callback {one!r} USD")
+    tracker.store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few calls, to check the benchmark runs")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    records: list[dict[str, Any]] = []
+    print(f"machine: {machine()}")
+    track_by_store(2_000 if args.quick else 40_000, records)
+    against_langchain(200 if args.quick else 5_000, records)
+    if args.json:
+        write_results(args.json, "overhead", records)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

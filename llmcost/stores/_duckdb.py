@@ -1,0 +1,338 @@
+"""``DuckDBStore``: entries in one DuckDB file that several processes write and read at once.
+
+DuckDB locks a database file for the whole process that opens it, so a process that kept the file open would shut
+every other writer and reader out. The store therefore holds the file only for the length of one operation. It
+keeps one private in-memory DuckDB connection and, per operation, ``ATTACH``es the file (read-only for reads), does
+the work in one transaction and ``DETACH``es it, which releases the lock. Attaching costs about 0.5 ms where
+opening a new DuckDB connection costs about 15 ms (DuckDB builds its function catalog per database instance), so
+the file is never held between calls and short operations stay cheap. Measured on 2 CPUs: a 100-entry append
+about 10 ms (two fsyncs: the WAL at commit, the file at detach), a filtered ``total()`` about 1 ms.
+
+Lock conflicts and transient I/O errors are retried with exponential backoff and jitter for up to
+``retry_timeout`` seconds. An append that still cannot get in is written to a spill file next to the store
+(``<path>.spill/<uuid>.jsonl``, fsynced) and counts as acknowledged; every open, append and read replays pending
+spill files first. Appends skip ids the store already has within the batch's time range (an anti-join that DuckDB
+prunes with the timestamp zone maps), so replaying a spill file twice, or retrying an append whose commit went
+through, adds nothing twice.
+
+Durability: DuckDB fsyncs its write-ahead log at every commit, and ``append`` returns after the commit, so what it
+acknowledged survives ``kill -9`` of the writer (and a power cut, as far as the disk honours fsync).
+
+One process must not open the store's file with ``duckdb.connect`` while using the store: POSIX file locks are per
+process, so DuckDB cannot keep two instances in one process apart. Use ``store.query(sql)`` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._entry import CostEntry
+from .._errors import StoreError
+from ._base import CostStore, Filters
+from ._migrate import migrate_duckdb
+from ._spill import Spill, make_dirs, retry_call
+from ._sql import (
+    INGEST_SELECT,
+    INSERT_COLUMNS,
+    fetch_frame,
+    from_micros,
+    ingest_columns,
+    read_entries,
+    read_frame,
+    read_total,
+    registered,
+    select_sql,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DuckDBStore"]
+
+logger = logging.getLogger("llmcost")
+
+T = TypeVar("T")
+_ALIAS = "llmcost_store"
+
+# One lock per database path for the whole process: two store objects on one path must not attach it at once
+# (POSIX locks cannot tell them apart), and threads take turns on a store's connection.
+_path_locks: dict[str, threading.RLock] = {}
+_path_locks_guard = threading.Lock()
+
+
+def _path_lock(path: str) -> threading.RLock:
+    with _path_locks_guard:
+        lock = _path_locks.get(path)
+        if lock is None:
+            lock = _path_locks[path] = threading.RLock()
+        return lock
+
+
+def _after_fork() -> None:
+    # A lock held by another thread at fork time would never be released in the child.
+    global _path_locks_guard
+    _path_locks_guard = threading.Lock()
+    _path_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+_PERMANENT = ("not a valid duckdb database", "permission denied", "read-only file system", "newer version")
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether ``exc`` may pass if we try again: a lock held by another process or an I/O hiccup."""
+    import duckdb
+
+    if isinstance(exc, duckdb.IOException):
+        text = str(exc).lower()
+        return not any(p in text for p in _PERMANENT)
+    return isinstance(exc, OSError) and not isinstance(exc, (PermissionError, FileNotFoundError))
+
+
+def _insert_sql() -> str:
+    # Skip ids the table already has in the batch's time range: the same entry always has the same timestamp, and
+    # the range lets DuckDB skip row groups by their timestamp zone maps instead of scanning every id.
+    return (
+        f"INSERT INTO entries ({INSERT_COLUMNS}) SELECT n.* FROM ({INGEST_SELECT}) AS n "
+        'ANTI JOIN (SELECT id FROM entries WHERE "timestamp" BETWEEN ? AND ?) AS e ON n.id = e.id'
+    )
+
+
+def _insert(con: Any, entries: Sequence[CostEntry]) -> None:
+    """Insert ``entries`` (skipping ids already stored) inside the caller's transaction."""
+    columns = ingest_columns(entries)
+    micros = columns[0]["timestamp_us"]
+    lo, hi = from_micros(int(micros.min())), from_micros(int(micros.max()))
+    with registered(con, columns):
+        con.execute(_insert_sql(), [lo, hi])
+
+
+class DuckDBStore(CostStore):
+    """Entries and budget definitions in a DuckDB file that several processes can write and read at once.
+
+    ``retry_timeout`` bounds, in seconds, how long an operation waits for another process's lock (or retries an
+    I/O error). An append that cannot get in by then goes to a spill file in ``spill_dir`` (default
+    ``<path>.spill``) and is replayed on the next open, append or read. Query the rows with SQL through ``query``.
+
+    Example::
+
+        store = llmcost.DuckDBStore("/var/lib/llmcost/costs.duckdb")
+        tracker = llmcost.CostTracker(store)
+        tracker.record(model="gpt-4o", input_tokens=1200, output_tokens=300)
+        tracker.flush()
+        store.total(model="gpt-4o")
+    """
+
+    buffered = True
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, retry_timeout: float = 30.0, spill_dir: str | None = None
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
+        raw = os.fspath(path)
+        if not raw or raw == ":memory:":
+            raise ValueError(f"path must name a file (use MemoryStore for memory), got {raw!r}")
+        if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or retry_timeout < 0:
+            raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {retry_timeout!r}")
+        self.path = os.path.abspath(raw)
+        self.url = "duckdb://" + self.path if self.path.startswith("/") else "duckdb:///" + self.path
+        self.retry_timeout = float(retry_timeout)
+        self._spill = Spill(os.path.abspath(spill_dir) if spill_dir is not None else self.path + ".spill")
+        self._lock = _path_lock(self.path)
+        self._con: Any = None
+        self._pid = 0
+        self._migrated = False
+        make_dirs(os.path.dirname(self.path))
+        self._write(lambda con: None, what="open")
+
+    # -- connection -----------------------------------------------------------------------------------------------
+    def _connection(self) -> Any:
+        import duckdb
+
+        if self._con is None or self._pid != os.getpid():
+            con = duckdb.connect(":memory:")
+            con.execute("SET TimeZone = 'UTC'")
+            self._con, self._pid = con, os.getpid()
+        return self._con
+
+    def _drop_connection(self) -> None:
+        con, self._con = self._con, None
+        if con is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                con.close()
+
+    @contextlib.contextmanager
+    def _attached(self, *, write: bool) -> Iterator[Any]:
+        """The store's file attached (and made the default catalog) for one operation."""
+        con = self._connection()
+        try:
+            con.execute(f"ATTACH ? AS {_ALIAS}" + ("" if write else " (READ_ONLY)"), [self.path])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                con.abort()
+            raise
+        try:
+            con.execute(f"USE {_ALIAS}")
+            yield con
+        finally:
+            self._detach(con)
+
+    def _detach(self, con: Any) -> None:
+        """Release the file; drop the connection if that fails (closing it releases the file for sure)."""
+        try:
+            with contextlib.suppress(Exception):
+                con.abort()
+            con.execute("USE memory")
+            con.execute(f"DETACH {_ALIAS}")
+        except Exception as exc:  # noqa: BLE001 - the data is committed (or rolled back); a fresh connection heals
+            logger.debug("llmcost: dropping DuckDB connection for %s after %s", self.path, exc)
+            self._drop_connection()
+
+    # -- running operations -----------------------------------------------------------------------------------------
+    def _write(self, body: Callable[[Any], T], *, what: str) -> T:
+        """Run ``body(con)`` in one write transaction (after migrating and replaying spill files), with retries."""
+
+        def attempt() -> T:
+            with self._lock, self._attached(write=True) as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    if not self._migrated:
+                        migrate_duckdb(con, self.path)
+                    replayed = self._replay(con)
+                    result = body(con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        con.execute("ROLLBACK")
+                    raise
+            self._migrated = True
+            self._spill.remove(replayed)
+            return result
+
+        return self._retry(attempt, what)
+
+    def _read(self, body: Callable[[Any], T], *, what: str) -> T:
+        """Run ``body(con)`` against the file attached read-only, with retries; replay spill files first."""
+        if self._spill.pending():
+            self._write(lambda con: None, what="replay spilled entries")
+
+        def attempt() -> T:
+            with self._lock, self._attached(write=False) as con:
+                return body(con)
+
+        return self._retry(attempt, what)
+
+    def _retry(self, attempt: Callable[[], T], what: str) -> T:
+        try:
+            return retry_call(attempt, transient=_transient, timeout=self.retry_timeout)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _transient(exc):
+                raise StoreError(
+                    f"could not {what} {self.path} within retry_timeout={self.retry_timeout}s: {exc}"
+                ) from exc
+            raise
+
+    def _replay(self, con: Any) -> list[str]:
+        """Insert the entries of pending spill files (inside the caller's transaction); return their paths."""
+        done = []
+        for path in self._spill.pending():
+            entries = self._spill.read(path)
+            if entries:
+                _insert(con, entries)
+            done.append(path)
+        if done:
+            logger.info("llmcost: replayed %d spill file(s) into %s", len(done), self.path)
+        return done
+
+    # -- CostStore ------------------------------------------------------------------------------------------------
+    def append(self, entries: Sequence[CostEntry]) -> None:
+        """Write ``entries`` in one transaction; when this returns they are durable (or durably spilled)."""
+        batch = list(entries)
+        for entry in batch:
+            if not isinstance(entry, CostEntry):
+                raise TypeError(f"entries must be CostEntry objects, got {entry!r}")
+        if not batch:
+            return
+        try:
+            self._write(lambda con: _insert(con, batch), what="append to")
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, Exception) or not _transient(exc.__cause__):
+                raise
+            try:
+                path = self._spill.write(batch)
+            except OSError as spill_exc:
+                raise StoreError(f"{exc}; spilling the entries failed too: {spill_exc}") from spill_exc
+            logger.warning("llmcost: %s; %d entries spilled to %s for replay", exc, len(batch), path)
+
+    def _entries(self, filters: Filters) -> list[CostEntry]:
+        sql, params = select_sql("entries", filters)
+        return self._read(lambda con: read_entries(con, sql, params), what="read")
+
+    def _scan(self, filters: Filters) -> pd.DataFrame:
+        sql, params = select_sql("entries", filters)
+        return self._read(lambda con: read_frame(con, sql, params), what="read")
+
+    def _total(self, filters: Filters) -> Decimal:
+        return self._read(lambda con: read_total(con, "entries", filters), what="read")
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run DuckDB ``sql`` against this store's ``entries`` table, read-only (see ``CostStore.query``).
+
+        Example::
+
+            store.query("SELECT model, sum(amount) AS cost FROM entries GROUP BY model ORDER BY cost DESC")
+        """
+        if not isinstance(sql, str):
+            raise TypeError(f"sql must be a str, got {sql!r}")
+        return self._read(lambda con: fetch_frame(con, sql, params), what="query")
+
+    def close(self) -> None:
+        """Close the private connection (the file is never held between calls); the store stays usable."""
+        with self._lock:
+            self._drop_connection()
+
+    # -- budget definitions -----------------------------------------------------------------------------------------
+    def save_budget(self, name: str, definition: str) -> None:
+        """Keep (or replace) the budget definition ``definition`` under ``name``."""
+        _check_budget(name, definition)
+        self._write(
+            lambda con: con.execute("INSERT OR REPLACE INTO llmcost_budgets VALUES (?, ?)", [name, definition]),
+            what="save a budget in",
+        )
+
+    def load_budgets(self) -> dict[str, str]:
+        """Every saved budget definition, by name."""
+        rows = self._read(
+            lambda con: con.execute("SELECT name, definition FROM llmcost_budgets ORDER BY name").fetchall(),
+            what="read budgets from",
+        )
+        return dict(rows)
+
+    def delete_budget(self, name: str) -> bool:
+        """Forget the budget ``name``; return whether it existed."""
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        rows = self._write(
+            lambda con: con.execute("DELETE FROM llmcost_budgets WHERE name = ? RETURNING name", [name]).fetchall(),
+            what="delete a budget from",
+        )
+        return bool(rows)
+
+
+def _check_budget(name: object, definition: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"budget name must be a non-empty str, got {name!r}")
+    if not isinstance(definition, str):
+        raise TypeError(f"budget definition must be a str (JSON text), got {definition!r}")
+

@@ -1,0 +1,121 @@
+"""Schema versions on disk and the steps that bring an older store up to ``SCHEMA_VERSION``.
+
+Every durable store records the schema version it was written with: DuckDB files in the ``llmcost_meta`` table,
+Parquet datasets in ``_llmcost.json``. Opening a store written with an older version runs the steps from that
+version up, in order, then records the new version; opening one written by a newer llmcost raises ``StoreError``
+rather than guess.
+
+To change the schema: bump ``_schema.SCHEMA_VERSION`` to N+1, then add ``DUCKDB_STEPS[N]`` (SQL run in the same
+transaction that records N+1, e.g. ``ALTER TABLE entries ADD COLUMN ...``) and ``PARQUET_STEPS[N]`` (a function
+of the dataset directory, run under the dataset lock). Parquet files are read with ``union_by_name``, so files
+written before a column was added read as NULL in it; a step only rewrites files when that is not enough.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .._errors import StoreError
+from . import _schema
+from ._spill import write_atomic
+
+__all__ = [
+    "BUDGETS_DDL",
+    "DUCKDB_STEPS",
+    "META_DDL",
+    "PARQUET_STEPS",
+    "current_version",
+    "migrate_duckdb",
+    "migrate_parquet",
+]
+
+META_DDL = "CREATE TABLE IF NOT EXISTS llmcost_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
+BUDGETS_DDL = "CREATE TABLE IF NOT EXISTS llmcost_budgets (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL)"
+
+#: SQL statements that take a DuckDB store from version N to N+1, by N.
+DUCKDB_STEPS: dict[int, tuple[str, ...]] = {}
+#: Functions of the dataset directory that take a Parquet store from version N to N+1, by N.
+PARQUET_STEPS: dict[int, Callable[[str], None]] = {}
+
+PARQUET_META = "_llmcost.json"
+_PARQUET_FORMAT = "llmcost-parquet"
+
+
+def current_version() -> int:
+    """The schema version this llmcost writes (read at call time, so tests can pretend to be newer)."""
+    return _schema.SCHEMA_VERSION
+
+
+def _check(found: int, where: str) -> None:
+    if found > current_version():
+        raise StoreError(
+            f"{where} was written with schema version {found}, but this llmcost knows version "
+            f"{current_version()} at most; upgrade llmcost to open it"
+        )
+
+
+def migrate_duckdb(con: Any, where: str) -> int:
+    """Create the tables if needed and migrate them to the current version; return the version found.
+
+    Runs inside the caller's write transaction, so concurrent openers migrate once: the DuckDB file lock lets one
+    process in at a time, and the next one finds the new version.
+    """
+    con.execute(_schema.ENTRIES_DDL)
+    con.execute(META_DDL)
+    con.execute(BUDGETS_DDL)
+    row = con.execute("SELECT value FROM llmcost_meta WHERE key = 'schema_version'").fetchone()
+    target = current_version()
+    if row is None:
+        con.execute("INSERT INTO llmcost_meta VALUES ('schema_version', ?)", [str(target)])
+        return target
+    found = int(row[0])
+    _check(found, where)
+    for version in range(found, target):
+        for statement in DUCKDB_STEPS.get(version, ()):
+            con.execute(statement)
+    if found != target:
+        con.execute("UPDATE llmcost_meta SET value = ? WHERE key = 'schema_version'", [str(target)])
+    return found
+
+
+def read_parquet_version(directory: str) -> int | None:
+    """The schema version recorded for the dataset in ``directory``; ``None`` if none is recorded yet."""
+    try:
+        with open(os.path.join(directory, PARQUET_META), encoding="utf-8") as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise StoreError(f"{os.path.join(directory, PARQUET_META)} is not valid JSON: {exc}") from exc
+    if meta.get("format") != _PARQUET_FORMAT or not isinstance(meta.get("schema_version"), int):
+        raise StoreError(f"{os.path.join(directory, PARQUET_META)} does not describe an llmcost Parquet store")
+    return int(meta["schema_version"])
+
+
+def write_parquet_version(directory: str, version: int) -> None:
+    """Record ``version`` for the dataset in ``directory`` (atomically)."""
+    text = json.dumps({"format": _PARQUET_FORMAT, "schema_version": version}, indent=2) + "\n"
+    write_atomic(os.path.join(directory, PARQUET_META), text.encode("utf-8"))
+
+
+def migrate_parquet(directory: str) -> int:
+    """Migrate the dataset in ``directory`` to the current version; return the version found.
+
+    The caller holds the dataset lock.
+    """
+    found = read_parquet_version(directory)
+    target = current_version()
+    if found is None:
+        write_parquet_version(directory, target)
+        return target
+    _check(found, directory)
+    for version in range(found, target):
+        step = PARQUET_STEPS.get(version)
+        if step is not None:
+            step(directory)
+    if found != target:
+        write_parquet_version(directory, target)
+    return found
