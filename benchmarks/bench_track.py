@@ -51,20 +51,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     def bare() -> dict:
         return response
 
-    tracker = CostTracker()
-    tracked = track_cost(tracker=tracker)(bare)
-    tagged = track_cost(tracker=tracker, tags={"team": "search"})(bare)
-    tracked()  # warm the price cache
-
     rows = []
     base = per_call_us(bare, number)
-    for name, fn in [("@track_cost (MemoryStore)", tracked), ("@track_cost + tags", tagged)]:
-        t = per_call_us(fn, number)
+    cases = [("@track_cost (MemoryStore)", {}, None), ("@track_cost + tags", {"tags": {"team": "search"}}, None)]
+    cases.append(("@track_cost in tags() block", {}, {"env": "prod"}))
+    for name, options, context in cases:
+        fn = track_cost(tracker=CostTracker(), **options)(bare)  # a fresh store per figure
+        fn()  # warm the price cache
+        if context:
+            with llmcost.tags(**context):
+                t = per_call_us(fn, number)
+        else:
+            t = per_call_us(fn, number)
         rows.append((name, t, t - base, t / base))
-        tracker.store._rows.clear()
-    with llmcost.tags(env="prod"):
-        t = per_call_us(tracked, number)
-        rows.append(("@track_cost in tags() block", t, t - base, t / base))
     rows.insert(0, ("bare function", base, 0.0, 1.0))
     print(f"machine: {machine()}; {number} calls per figure, best of 5")
     print(table(["call", "us/call", "overhead us", "x bare"], rows))

@@ -29,8 +29,9 @@ from benchmarks._util import machine
 __all__ = ["load_results", "svg_chart", "write_results"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
-_W, _H = 720, 300  # one panel
-_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 230, 34, 46
+_W, _H = 900, 300  # one panel
+_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 340, 34, 46
+_LEGEND_CHARS = 52
 
 
 def write_results(path: str | Path, bench: str, records: Sequence[Mapping[str, Any]], **extra: Any) -> None:
@@ -78,6 +79,10 @@ def _label(value: float) -> str:
     return f"{value:g}"
 
 
+def _short(name: str) -> str:
+    return name if len(name) <= _LEGEND_CHARS else name[: _LEGEND_CHARS - 1] + "…"
+
+
 def _panel(figure: str, records: list[dict[str, Any]], top: float) -> list[str]:
     """SVG elements of one log-log panel for ``figure``, drawn ``top`` pixels down."""
     series: dict[str, list[tuple[float, float]]] = {}
@@ -119,6 +124,22 @@ def _panel(figure: str, records: list[dict[str, Any]], top: float) -> list[str]:
         f'<text transform="translate(16,{top + _TOP + ph / 2}) rotate(-90)" text-anchor="middle">'
         f"{escape(', '.join(units))} (log scale)</text>"
     )
+    # A dashed guide of slope 1 (linear growth) through the lowest series' first point, clipped to the panel.
+    clip = f"clip{int(top)}"
+    anchor = min((sorted(pts)[0] for pts in series.values()), key=lambda p: p[1])
+    gx0, gx1 = x_lo, x_hi
+    gy0, gy1 = anchor[1] * gx0 / anchor[0], anchor[1] * gx1 / anchor[0]
+    out.append(
+        f'<clipPath id="{clip}"><rect x="{_LEFT}" y="{top + _TOP}" width="{pw}" height="{ph}"/></clipPath>'
+        f'<line x1="{px(gx0):.1f}" y1="{py(gy0):.1f}" x2="{px(gx1):.1f}" y2="{py(gy1):.1f}" stroke="#bbb" '
+        f'stroke-dasharray="5,4" clip-path="url(#{clip})"/>'
+    )
+    legend_y = top + _TOP + 8 + len(series) * 18
+    out.append(
+        f'<line x1="{_W - _RIGHT + 14}" y1="{legend_y}" x2="{_W - _RIGHT + 34}" y2="{legend_y}" stroke="#bbb" '
+        f'stroke-dasharray="5,4"/><text x="{_W - _RIGHT + 40}" y="{legend_y + 4}" fill="#777">'
+        "linear growth (slope 1)</text>"
+    )
     for n, (name, pts) in enumerate(sorted(series.items())):
         color = _COLORS[n % len(_COLORS)]
         pts = sorted(p for p in pts if p[1] > 0)
@@ -133,7 +154,8 @@ def _panel(figure: str, records: list[dict[str, Any]], top: float) -> list[str]:
         ly = top + _TOP + 8 + n * 18
         out.append(
             f'<line x1="{_W - _RIGHT + 14}" y1="{ly}" x2="{_W - _RIGHT + 34}" y2="{ly}" stroke="{color}" '
-            f'stroke-width="2"/><text x="{_W - _RIGHT + 40}" y="{ly + 4}">{escape(name)}</text>'
+            f'stroke-width="2"/><text x="{_W - _RIGHT + 40}" y="{ly + 4}">{escape(_short(name))}'
+            f"<title>{escape(name)}</title></text>"
         )
     return out
 

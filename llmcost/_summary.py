@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import attrs
 
@@ -46,6 +46,12 @@ def _add(groups: dict, key: object, amount: Decimal) -> None:  # type: ignore[ty
 
 def summarize(entries: Iterable[CostEntry], start: datetime | None = None, end: datetime | None = None) -> CostSummary:
     """Sum ``entries`` exactly into a ``CostSummary``; groups are ordered largest first."""
+    with localcontext() as ctx:
+        ctx.prec = 80  # exact sums, whatever the magnitudes (Python's default is 28 digits)
+        return _summarize(entries, start, end)
+
+
+def _summarize(entries: Iterable[CostEntry], start: datetime | None, end: datetime | None) -> CostSummary:
     total = ZERO
     calls = 0
     tokens = [0, 0, 0, 0, 0]

@@ -127,7 +127,10 @@ class _Source:
         until: datetime | date | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> _Source:
-        """This source narrowed to ``since <= timestamp < until`` and entries carrying every tag in ``tags``."""
+        """This source narrowed to ``since <= timestamp < until`` and entries carrying every tag in ``tags``.
+
+        The narrowed source shares this one's connection and does not close it.
+        """
         conditions = list(self._conditions)
         params = list(self._params)
         if since is not None:
@@ -242,6 +245,11 @@ def _tag_dict(value: object) -> dict[str, str]:
     if isinstance(value, Mapping):
         return dict(value)
     return dict(value)  # type: ignore[call-overload]  # DuckDB map rows: [(key, value), ...]
+
+
+def _text(value: object) -> str | None:
+    """A string from a result frame, or None for SQL NULL (which pandas may hand back as NaN)."""
+    return value if isinstance(value, str) else None
 
 
 def _fetch(result: Any) -> pd.DataFrame:
@@ -362,8 +370,8 @@ def spend(
     keys = _keys(by)
     if freq is not None:
         _freq(freq)
-    with _source(source).where(since=since, until=until) as src:
-        return _grouped(src, keys, freq)
+    with _source(source) as base:  # the base owns a frame's connection; the narrowed view shares it
+        return _grouped(base.where(since=since, until=until), keys, freq)
 
 
 def by_category(source: Any) -> pd.DataFrame:
@@ -423,16 +431,21 @@ def by_tag(source: Any, key: str | None = None) -> pd.DataFrame:
         frame = spend(source, (f"tag:{key}",))
         return frame.rename(columns={f"tag:{key}": "tag_value"})
     tokens = ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
-    sums = ", ".join(f"sum({c}) AS {c}" for c in ("amount", *_TOKEN_MEASURES))
-    rest = ", ".join(f"t.{c} - sum(p.{c})" for c in _TOKEN_MEASURES)
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ("calls", "amount", *_TOKEN_MEASURES))
+    token_sums = ", ".join(f"sum({c}) AS {c}" for c in _TOKEN_MEASURES)
+    rest = ", ".join(f"t.{c} - sum(p.{c}) AS {c}" for c in _TOKEN_MEASURES)
     with _source(source) as src:
         frame = src.sql(
-            # present: one row per (key, value) an entry carries; missing: per key, what entries without it add up
-            # to (the total minus that key's tagged sums; exact in DECIMAL).
-            f""", present AS (
-                SELECT t.e.key AS tag_key, t.e.value AS tag_value, count(*) AS calls, {sums}
-                FROM _e, unnest(map_entries(tags)) AS t(e) GROUP BY ALL
-            ), total AS (SELECT count(*) AS calls, {sums} FROM _e),
+            # maps: entries grouped by their whole tag map first (few distinct maps, so unnesting them is cheap);
+            # present: one row per (key, value) carried; missing: per key, what the entries without it add up to
+            # (the total minus that key's tagged sums; exact in DECIMAL).
+            f""", maps AS (
+                SELECT tags, count(*) AS calls, sum(amount) AS amount, {token_sums}
+                FROM _e GROUP BY tags
+            ), present AS (
+                SELECT t.e.key AS tag_key, t.e.value AS tag_value, {sums}
+                FROM maps, unnest(map_entries(maps.tags)) AS t(e) GROUP BY ALL
+            ), total AS (SELECT {sums} FROM maps),
             missing AS (
                 SELECT p.tag_key, CAST(NULL AS VARCHAR) AS tag_value, t.calls - sum(p.calls) AS calls,
                        t.amount - sum(p.amount) AS amount, {rest}
@@ -487,7 +500,9 @@ def over_time(source: Any, freq: str = "D", by: str | Sequence[str] | None = Non
     merged["cost"] = merged["cost"].fillna(0.0)
     for column in MEASURES[1:]:
         merged[column] = merged[column].fillna(0)
-    merged = merged.sort_values(["period", "cost"], ascending=[True, False], kind="stable")
+    merged = merged.sort_values(
+        ["period", "cost", *keys], ascending=[True, False, *([True] * len(keys))], na_position="last", kind="stable"
+    )
     return _typed(merged[[*on, *MEASURES]], on)
 
 
@@ -495,9 +510,7 @@ def over_time(source: Any, freq: str = "D", by: str | Sequence[str] | None = Non
 # Forecasts and anomalies
 
 
-def forecast(
-    source: Any, period: BudgetPeriod | str = "monthly", *, now: datetime | None = None
-) -> pd.DataFrame:
+def forecast(source: Any, period: BudgetPeriod | str = "monthly", *, now: datetime | None = None) -> pd.DataFrame:
     """What the current ``period`` (``hourly``, ``daily``, ``weekly``, ``monthly``; UTC) will cost at the current
     rate: one row with ``period_start``, ``period_end``, ``spent`` (so far) and ``projected``
     (``spent`` scaled from the time elapsed to the whole period, i.e. the run-rate).
@@ -519,7 +532,8 @@ def forecast(
     with _source(source) as src:
         moment = to_utc(now, "now") if now is not None else to_utc(src.clock(), "clock()")
         start, end = period_bounds(kind, moment)
-        assert start is not None and end is not None  # not TOTAL
+        if start is None or end is None:  # pragma: no cover - TOTAL was refused above
+            raise ValueError(f"period {kind.value!r} has no bounds")
         found = src.sql(
             "SELECT sum(amount) AS spent FROM _e WHERE timestamp >= ? AND timestamp < ? AND timestamp <= ?",
             [start, end, moment],
@@ -661,9 +675,7 @@ def compare_models(source: Any) -> pd.DataFrame:
                 float(cost * 1000 / int(tokens)) if tokens else float("nan"),
             )
         )
-    frame = pd.DataFrame.from_records(
-        rows, columns=["model", "calls", "cost", "cost_per_call", "cost_per_1k_tokens"]
-    )
+    frame = pd.DataFrame.from_records(rows, columns=["model", "calls", "cost", "cost_per_call", "cost_per_1k_tokens"])
     frame["model"] = frame["model"].astype(object)
     frame["calls"] = frame["calls"].astype("int64")
     for column in ("cost", "cost_per_call", "cost_per_1k_tokens"):
@@ -817,13 +829,17 @@ def recommendations(source: Any, *, now: datetime | None = None) -> pd.DataFrame
             int(rec.cache_write_tokens),
             int(rec.reasoning_tokens),
         )
-        suggestion = _suggest(rec.model, rec.provider, usage, int(rec.calls), int(rec.largest), moment)
+        model = _text(rec.model)
+        if model is None:
+            continue
+        suggestion = _suggest(model, _text(rec.provider), usage, int(rec.calls), int(rec.largest), moment)
         if suggestion is None:
             continue
         suggested, projected, reason = suggestion
         cost = to_money(rec.cost)
-        resource = None if rec.resource is None or rec.resource != rec.resource else rec.resource
-        rows.append((resource, rec.model, suggested, float(cost), float(projected), float(cost - projected), reason))
+        rows.append(
+            (_text(rec.resource), model, suggested, float(cost), float(projected), float(cost - projected), reason)
+        )
     frame = pd.DataFrame.from_records(rows, columns=columns)
     frame = frame.sort_values("saving", ascending=False, kind="stable").reset_index(drop=True)
     for column in ("resource", "model", "suggested_model", "reason"):

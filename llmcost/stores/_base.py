@@ -197,12 +197,13 @@ class CostStore(abc.ABC):
         import duckdb
 
         from ._schema import SQL_SELECT, sql_frame
+        from ._sql import fetch_frame
 
         raw = sql_frame(self._entries(_NO_FILTERS))  # noqa: F841 - read by DuckDB's replacement scan
         con = duckdb.connect()
         try:
             con.execute(f"CREATE TEMP TABLE entries AS {SQL_SELECT}")
-            return _fetch_frame(con.execute(sql, params))
+            return fetch_frame(con, sql, params)
         finally:
             con.close()
 
@@ -230,12 +231,3 @@ class CostStore(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
-
-
-def _fetch_frame(result: Any) -> pd.DataFrame:
-    """A DuckDB result as a pandas frame that keeps DECIMAL columns exact (``Decimal`` objects)."""
-    import pandas as pd
-
-    names = [d[0] for d in result.description]
-    rows = result.fetchall()
-    return pd.DataFrame.from_records(rows, columns=names)

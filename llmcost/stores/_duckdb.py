@@ -59,6 +59,10 @@ logger = logging.getLogger("llmcost")
 
 T = TypeVar("T")
 _ALIAS = "llmcost_store"
+# Row groups of 16,384 rows instead of DuckDB's 122,880: every append is followed by a checkpoint (at DETACH),
+# which rewrites the table's last, partly filled row group; smaller groups make that ~35% cheaper for 10,000-row
+# appends (bench_stores) at ~20% on full-table aggregates. Dropped on DuckDB versions without the option.
+_write_options = "ROW_GROUP_SIZE 16384"
 
 # One lock per database path for the whole process: two store objects on one path must not attach it at once
 # (POSIX locks cannot tell them apart), and threads take turns on a store's connection.
@@ -84,7 +88,13 @@ def _after_fork() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
-_PERMANENT = ("not a valid duckdb database", "permission denied", "read-only file system", "newer version")
+_PERMANENT = (
+    "not a valid duckdb database",
+    "permission denied",
+    "read-only file system",
+    "newer version",
+    "version number",
+)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -106,9 +116,9 @@ def _insert_sql() -> str:
     )
 
 
-def _insert(con: Any, entries: Sequence[CostEntry]) -> None:
-    """Insert ``entries`` (skipping ids already stored) inside the caller's transaction."""
-    columns = ingest_columns(entries)
+def _insert(con: Any, columns: Any) -> None:
+    """Insert the entries ``ingest_columns`` made ``columns`` of, skipping ids already stored, inside the caller's
+    transaction."""
     micros = columns[0]["timestamp_us"]
     lo, hi = from_micros(int(micros.min())), from_micros(int(micros.max()))
     with registered(con, columns):
@@ -147,14 +157,22 @@ class DuckDBStore(CostStore):
         self.url = "duckdb://" + self.path if self.path.startswith("/") else "duckdb:///" + self.path
         self.retry_timeout = float(retry_timeout)
         self._spill = Spill(os.path.abspath(spill_dir) if spill_dir is not None else self.path + ".spill")
-        self._lock = _path_lock(self.path)
         self._con: Any = None
         self._pid = 0
+        self._lock_of: tuple[int, threading.RLock] = (os.getpid(), _path_lock(self.path))
         self._migrated = False
         make_dirs(os.path.dirname(self.path))
         self._write(lambda con: None, what="open")
 
     # -- connection -----------------------------------------------------------------------------------------------
+    @property
+    def _lock(self) -> threading.RLock:
+        """This path's lock in this process (a forked child takes a fresh one)."""
+        pid, lock = self._lock_of
+        if pid != os.getpid():
+            self._lock_of = (os.getpid(), lock := _path_lock(self.path))
+        return lock
+
     def _connection(self) -> Any:
         import duckdb
 
@@ -173,9 +191,16 @@ class DuckDBStore(CostStore):
     @contextlib.contextmanager
     def _attached(self, *, write: bool) -> Iterator[Any]:
         """The store's file attached (and made the default catalog) for one operation."""
+        global _write_options
         con = self._connection()
         try:
-            con.execute(f"ATTACH ? AS {_ALIAS}" + ("" if write else " (READ_ONLY)"), [self.path])
+            try:
+                con.execute(f"ATTACH ? AS {_ALIAS} ({_write_options if write else 'READ_ONLY'})", [self.path])
+            except Exception as exc:
+                if not write or "row_group_size" not in str(exc).lower():
+                    raise
+                _write_options = "READ_WRITE"  # an older DuckDB: use its default row groups
+                con.execute(f"ATTACH ? AS {_ALIAS} (READ_WRITE)", [self.path])
         except BaseException:
             with contextlib.suppress(Exception):
                 con.abort()
@@ -249,7 +274,7 @@ class DuckDBStore(CostStore):
         for path in self._spill.pending():
             entries = self._spill.read(path)
             if entries:
-                _insert(con, entries)
+                _insert(con, ingest_columns(entries))
             done.append(path)
         if done:
             logger.info("llmcost: replayed %d spill file(s) into %s", len(done), self.path)
@@ -264,8 +289,9 @@ class DuckDBStore(CostStore):
                 raise TypeError(f"entries must be CostEntry objects, got {entry!r}")
         if not batch:
             return
+        columns = ingest_columns(batch)  # before taking the file: hold it as briefly as possible
         try:
-            self._write(lambda con: _insert(con, batch), what="append to")
+            self._write(lambda con: _insert(con, columns), what="append to")
         except StoreError as exc:
             if not isinstance(exc.__cause__, Exception) or not _transient(exc.__cause__):
                 raise
@@ -335,4 +361,3 @@ def _check_budget(name: object, definition: object) -> None:
         raise ValueError(f"budget name must be a non-empty str, got {name!r}")
     if not isinstance(definition, str):
         raise TypeError(f"budget definition must be a str (JSON text), got {definition!r}")
-

@@ -11,7 +11,7 @@ import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from .._entry import EMPTY_TAGS, CostCategory, CostEntry
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryStore"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EXACT_DIGITS = 80  # DECIMAL(38, 18) values summed over billions of rows stay exact within 80 digits
 _BATCH = 2048  # entries are moved into the columns this many at a time
 _CATEGORIES = list(CostCategory)
 _CATEGORY_INDEX = {c: i for i, c in enumerate(_CATEGORIES)}
@@ -234,7 +235,9 @@ class MemoryStore(CostStore):
 
     def _total(self, filters: Filters) -> Decimal:
         amounts = self._amounts
-        return sum((amounts[i] for i in self._select(filters)), ZERO)
+        with localcontext() as ctx:
+            ctx.prec = _EXACT_DIGITS  # sums never round, whatever the magnitudes
+            return +sum((amounts[i] for i in self._select(filters)), ZERO)
 
     def _frame(self, rows: list[int] | range, *, amount_as_text: bool) -> pd.DataFrame:
         """The canonical frame for ``rows``, built column by column."""
@@ -286,14 +289,14 @@ class MemoryStore(CostStore):
         """Run DuckDB ``sql`` against a relation named ``entries`` holding this store's rows (see ``CostStore``)."""
         import duckdb
 
-        from ._base import _fetch_frame
         from ._schema import SQL_SELECT
+        from ._sql import fetch_frame
 
         raw = self._frame(list(self._rows()), amount_as_text=True)  # noqa: F841 - read by DuckDB's replacement scan
         con = duckdb.connect()
         try:
             con.execute(f"CREATE TEMP TABLE entries AS {SQL_SELECT}")
-            return _fetch_frame(con.execute(sql, params))
+            return fetch_frame(con, sql, params)
         finally:
             con.close()
 
@@ -318,4 +321,3 @@ class MemoryStore(CostStore):
         """Forget the budget ``name``; return whether it existed."""
         with self._lock:
             return self._budgets.pop(name, None) is not None
-

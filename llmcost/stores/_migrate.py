@@ -66,12 +66,13 @@ def migrate_duckdb(con: Any, where: str) -> int:
     con.execute(_schema.ENTRIES_DDL)
     con.execute(META_DDL)
     con.execute(BUDGETS_DDL)
-    row = con.execute("SELECT value FROM llmcost_meta WHERE key = 'schema_version'").fetchone()
+    # fetchall, not fetchone: DuckDB refuses some calls while a result is not read to its end.
+    rows = con.execute("SELECT value FROM llmcost_meta WHERE key = 'schema_version'").fetchall()
     target = current_version()
-    if row is None:
+    if not rows:
         con.execute("INSERT INTO llmcost_meta VALUES ('schema_version', ?)", [str(target)])
         return target
-    found = int(row[0])
+    found = int(rows[0][0])
     _check(found, where)
     for version in range(found, target):
         for statement in DUCKDB_STEPS.get(version, ()):

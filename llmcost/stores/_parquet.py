@@ -36,22 +36,26 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
+
 from .._entry import CostEntry
 from .._errors import StoreError
 from ._base import CostStore, Filters
-from ._migrate import migrate_parquet
+from ._migrate import current_version, migrate_parquet, read_parquet_version
 from ._schema import COLUMNS, SQL_TYPES
 from ._spill import Spill, fsync_dir, fsync_file, make_dirs, retry_call, write_atomic
 from ._sql import (
     INGEST_SELECT,
     MICROS_PER_DAY,
     fetch_frame,
+    from_micros,
     ingest_columns,
     read_entries,
     read_frame,
@@ -72,6 +76,7 @@ _EPOCH_DAY = date(1970, 1, 1)
 _CANONICAL = ", ".join(f'"{c}"' for c in COLUMNS)
 _EMPTY = "(SELECT " + ", ".join(f'CAST(NULL AS {SQL_TYPES[c]}) AS "{c}"' for c in COLUMNS) + " WHERE FALSE)"
 _SOURCE = f"(SELECT {_CANONICAL} FROM read_parquet(?, union_by_name = true))"
+_BATCH = "llmcost_batch"
 _DEDUPED = (
     f"SELECT {_CANONICAL} FROM read_parquet(?, union_by_name = true) "
     'QUALIFY row_number() OVER (PARTITION BY id ORDER BY "timestamp") = 1 ORDER BY "timestamp", id'
@@ -104,10 +109,43 @@ def _is_data_file(name: str) -> bool:
     return name.endswith(".parquet") and not name.startswith((".", "_"))
 
 
+@attrs.frozen
+class _Compaction:
+    """A compaction in progress (or interrupted): merged file ``output`` of ``day`` replaces ``inputs``."""
+
+    day: date
+    output: str
+    inputs: frozenset[str]
+    record: str  # path of the record file in _compactions/
+
+
+def _compactions(directory: str) -> list[_Compaction]:
+    """The compaction records in ``directory``; unreadable ones (being written, or gone) are skipped."""
+    folder = os.path.join(directory, "_compactions")
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith("."))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+            day = _parse_day(f"day={record['day']}")
+            output, inputs = record["output"], record["inputs"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            continue
+        if day is not None and isinstance(output, str) and isinstance(inputs, list):
+            found.append(_Compaction(day, output, frozenset(map(str, inputs)), path))
+    return found
+
+
 class _Listing:
     """The data files of some days, minus the inputs of compactions whose merged file is already listed."""
 
     def __init__(self, directory: str, first: date | None, last: date | None) -> None:
+        self.directory = directory
         self.by_day: dict[date, list[str]] = {}
         try:
             names = os.listdir(directory)
@@ -119,49 +157,20 @@ class _Listing:
                 continue
             try:
                 files = sorted(f for f in os.listdir(os.path.join(directory, name)) if _is_data_file(f))
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             if files:
                 self.by_day[day] = files
         # Records are read after the files (see the module docstring for why this order is safe).
-        for record in _compaction_records(directory):
-            day = _parse_day(_day_name_of(record))
-            listed = self.by_day.get(day) if day is not None else None
-            if listed and record["output"] in listed:
-                inputs = set(record["inputs"])
-                self.by_day[day] = [f for f in listed if f not in inputs]  # type: ignore[index]
-        self.directory = directory
+        for c in _compactions(directory):
+            listed = self.by_day.get(c.day)
+            if listed and c.output in listed:
+                self.by_day[c.day] = [f for f in listed if f not in c.inputs]
 
     def paths(self) -> list[str]:
         return [
-            os.path.join(self.directory, _day_name(day), f)
-            for day in sorted(self.by_day)
-            for f in self.by_day[day]
+            os.path.join(self.directory, _day_name(day), f) for day in sorted(self.by_day) for f in self.by_day[day]
         ]
-
-
-def _day_name_of(record: Mapping[str, Any]) -> str:
-    day = record.get("day")
-    return f"day={day}" if isinstance(day, str) else ""
-
-
-def _compaction_records(directory: str) -> list[dict[str, Any]]:
-    folder = os.path.join(directory, "_compactions")
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith("."))
-    except FileNotFoundError:
-        return []
-    records = []
-    for name in names:
-        try:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                record = json.load(f)
-        except (FileNotFoundError, ValueError):
-            continue
-        if isinstance(record, dict) and isinstance(record.get("output"), str) and isinstance(record.get("inputs"), list):
-            record["_path"] = os.path.join(folder, name)
-            records.append(record)
-    return records
 
 
 class ParquetStore(CostStore):
@@ -210,15 +219,25 @@ class ParquetStore(CostStore):
             os.path.abspath(spill_dir) if spill_dir is not None else os.path.join(self.directory, "_spill")
         )
         self._budget_dir = os.path.join(self.directory, "_budgets")
-        self._lock = threading.RLock()  # guards this object's DuckDB connection
         self._con: Any = None
         self._pid = 0
-        with self._dataset_lock(wait=True):
-            migrate_parquet(self.directory)
-            self._finish_compactions()
-            self._replay_locked()
+        self._lock_of = (os.getpid(), threading.RLock())  # guards this object's DuckDB connection
+        if read_parquet_version(self.directory) != current_version():
+            with self._dataset_lock(wait=True):
+                migrate_parquet(self.directory)
+        # Finishing interrupted compactions and replaying spill files can wait if another process holds the lock
+        # (a long compaction, say): opening must not.
+        self._replay(finish_compactions=True)
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
+    @property
+    def _lock(self) -> threading.RLock:
+        """The lock on this object's connection, in this process (a forked child takes a fresh one)."""
+        pid, lock = self._lock_of
+        if pid != os.getpid():
+            self._lock_of = (os.getpid(), lock := threading.RLock())
+        return lock
+
     def _connection(self) -> Any:
         import duckdb
 
@@ -307,38 +326,63 @@ class ParquetStore(CostStore):
             logger.warning("llmcost: %s; %d entries spilled to %s for replay", exc, len(partly.remaining), path)
 
     def _write(self, batch: Sequence[CostEntry]) -> None:
-        """Write ``batch`` day by day; raise ``_PartlyWritten`` with what is left when a day cannot be written."""
+        """Write ``batch`` day by day; raise ``_PartlyWritten`` with what is left when a day cannot be written.
+
+        All of the batch is converted to typed rows before the first file is written, so an entry DuckDB cannot
+        take (an amount beyond DECIMAL(38, 18)) fails the whole append and no day is written twice on a retry.
+        """
         import numpy as np
 
         columns = ingest_columns(batch)
-        micros = columns[0]["timestamp_us"]
-        days = micros // MICROS_PER_DAY
-        unique = [int(d) for d in np.unique(days)]
-        for n, day in enumerate(unique):
-            bounds = None if len(unique) == 1 else (day * MICROS_PER_DAY, (day + 1) * MICROS_PER_DAY)
+        days = columns[0]["timestamp_us"] // MICROS_PER_DAY
+        unique = np.unique(days).tolist()
+
+        table = f"{_BATCH}_{uuid.uuid4().hex}"  # per call: threads share this object's connection
+
+        def write(n: int, day: int, source: Any) -> None:
             try:
-                self._retry(lambda: self._write_day(columns, day, bounds), "append to")  # noqa: B023
+                self._retry(lambda: self._write_day(day, source, table), "append to")
             except StoreError as exc:
                 if not isinstance(exc.__cause__, Exception) or not _transient(exc.__cause__):
                     raise
                 left = set(unique[n:])
-                raise _PartlyWritten(exc, [e for e, d in zip(batch, days.tolist(), strict=True) if d in left]) from exc
+                remaining = [e for e, d in zip(batch, days.tolist(), strict=True) if d in left]
+                raise _PartlyWritten(exc, remaining) from exc
 
-    def _write_day(self, columns: Any, day: int, bounds: tuple[int, int] | None) -> None:
+        if len(unique) == 1:
+            write(0, unique[0], columns)
+            return
+        with self._lock:
+            con = self._connection()
+            with registered(con, columns):
+                con.execute(f"CREATE TEMP TABLE {table} AS {INGEST_SELECT}")
+        try:
+            for n, day in enumerate(unique):
+                write(n, day, None)
+        finally:
+            with self._lock, contextlib.suppress(Exception):
+                self._connection().execute(f"DROP TABLE IF EXISTS {table}")
+
+    def _write_day(self, day: int, columns: Any, table: str = "") -> None:
+        """Write one file for ``day`` (days since the epoch): all of ``columns``, or (``None``) that day's rows of
+        the temporary ``table``."""
         folder = os.path.join(self.directory, _day_name(_EPOCH_DAY + timedelta(days=day)))
         make_dirs(folder)
         name = f"part-{uuid.uuid4().hex}.parquet"
         tmp = os.path.join(folder, f".{name}.tmp")
-        sql = INGEST_SELECT
-        params: list[Any] = []
-        if bounds is not None:
-            sql += " WHERE timestamp_us >= ? AND timestamp_us < ?"
-            params.extend(bounds)
+        copy = f"TO ? (FORMAT parquet, COMPRESSION {self.compression})"
         try:
             with self._lock:
                 con = self._connection()
-                with registered(con, columns):
-                    con.execute(f"COPY ({sql}) TO ? (FORMAT parquet, COMPRESSION {self.compression})", [*params, tmp])
+                if columns is not None:
+                    with registered(con, columns):
+                        con.execute(f"COPY ({INGEST_SELECT}) {copy}", [tmp])
+                else:
+                    start = from_micros(day * MICROS_PER_DAY)
+                    con.execute(
+                        f'COPY (SELECT * FROM {table} WHERE "timestamp" >= ? AND "timestamp" < ?) {copy}',
+                        [start, start + timedelta(days=1), tmp],
+                    )
             fsync_file(tmp)
             os.replace(tmp, os.path.join(folder, name))
         except BaseException:
@@ -351,11 +395,13 @@ class ParquetStore(CostStore):
         except OSError as exc:
             logger.warning("llmcost: could not fsync %s after writing %s: %s", folder, name, exc)
 
-    def _replay(self) -> None:
+    def _replay(self, *, finish_compactions: bool = False) -> None:
         """Replay spill files if no other process is busy with the dataset (else leave them for later)."""
         try:
             with self._dataset_lock(wait=False) as got:
                 if got:
+                    if finish_compactions:
+                        self._finish_compactions()
                     self._replay_locked()
         except (OSError, StoreError) as exc:
             logger.warning("llmcost: could not replay spilled entries into %s yet: %s", self.directory, exc)
@@ -410,12 +456,27 @@ class ParquetStore(CostStore):
         removed = 0
         with self._dataset_lock(wait=True):
             self._finish_compactions()
+            self._sweep_temporaries()
             listing = _Listing(self.directory, None, None)
             for day, files in sorted(listing.by_day.items()):
                 if len(files) > 1:
                     self._retry(lambda: self._compact_day(day, files), "compact")  # noqa: B023
                     removed += len(files) - 1
         return removed
+
+    def _sweep_temporaries(self, older_than: float = 3600.0) -> None:
+        """Delete temporary files that writers killed mid-write left behind (an hour old: no live writer's)."""
+        cutoff = time.time() - older_than
+        for name in os.listdir(self.directory):
+            if _parse_day(name) is None:
+                continue
+            folder = os.path.join(self.directory, name)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                for f in os.listdir(folder):
+                    path = os.path.join(folder, f)
+                    with contextlib.suppress(FileNotFoundError):
+                        if f.startswith(".") and f.endswith(".tmp") and os.stat(path).st_mtime < cutoff:
+                            os.unlink(path)
 
     def _compact_day(self, day: date, inputs: list[str]) -> None:
         folder = os.path.join(self.directory, _day_name(day))
@@ -454,19 +515,15 @@ class ParquetStore(CostStore):
 
     def _finish_compactions(self) -> None:
         """Finish (merged file in place) or undo (it is not) compactions a crash interrupted; caller holds the lock."""
-        for record in _compaction_records(self.directory):
-            day = _parse_day(_day_name_of(record))
-            if day is None:
-                continue
-            folder = os.path.join(self.directory, _day_name(day))
-            output = record["output"]
-            if os.path.exists(os.path.join(folder, output)):
-                self._finish(folder, output, [str(f) for f in record["inputs"]], record["_path"])
+        for c in _compactions(self.directory):
+            folder = os.path.join(self.directory, _day_name(c.day))
+            if os.path.exists(os.path.join(folder, c.output)):
+                self._finish(folder, c.output, sorted(c.inputs), c.record)
             else:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(folder, f".{output}.tmp"))
+                    os.unlink(os.path.join(folder, f".{c.output}.tmp"))
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(record["_path"])
+                    os.unlink(c.record)
 
     # -- reading ----------------------------------------------------------------------------------------------------
     def _entries(self, filters: Filters) -> list[CostEntry]:

@@ -181,11 +181,9 @@ class Spill:
         """Paths of the complete spill files waiting to be replayed, oldest name first."""
         try:
             names = os.listdir(self.directory)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(
-            os.path.join(self.directory, n) for n in names if n.endswith(".jsonl") and not n.startswith(".")
-        )
+        return sorted(os.path.join(self.directory, n) for n in names if n.endswith(".jsonl") and not n.startswith("."))
 
     def read(self, path: str) -> list[CostEntry] | None:
         """The entries in spill file ``path``; ``None`` if it is gone (another process replayed it).

@@ -1,0 +1,237 @@
+"""Analytics speed: by_category + by_resource + by_tag over a DuckDB store against the same groupings in pandas on
+the ``frame()`` of those entries (same run), and over a Parquet store.
+
+Rows are generated inside DuckDB (hash-based pseudo-random columns of the canonical schema, timestamps spread over
+a year) and written straight into the store's file or dataset, which is much faster than building ``CostEntry``
+objects. The pandas side starts from the store's ``scan()`` frame (what ``CostTracker.frame()`` returns: exact
+``Decimal`` amounts, dict tags) and does the same three groupings with the same semantics, once with exact Decimal
+sums and once converting amounts to float first; building the frame is not timed. Each figure is the best of
+``--repeat`` runs.
+
+Run: python -m benchmarks analytics      (or: python -m benchmarks.bench_analytics [--quick] [--rows N]
+     [--parquet-rows N] [--repeat N] [--json PATH])
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from benchmarks._util import machine, table
+from benchmarks.plot import write_results
+from llmcost.stores._schema import COLUMNS, SQL_TYPES
+
+_MODELS = (
+    ("gpt-4o", "openai"),
+    ("gpt-4o-mini", "openai"),
+    ("gpt-4.1", "openai"),
+    ("o3-mini", "openai"),
+    ("claude-3-5-sonnet", "anthropic"),
+    ("claude-3-5-haiku", "anthropic"),
+    ("gemini-1.5-pro", "google"),
+    ("gemini-1.5-flash", "google"),
+)
+_CATEGORIES = ("llm_inference", "llm_inference", "llm_inference", "llm_embedding", "compute", "storage", "other")
+
+
+def _pick(seed: int, n: int) -> str:
+    """SQL: a pseudo-random int in [0, n) for row ``i`` (deterministic)."""
+    return f"CAST(hash(i * {seed}) % {n} AS BIGINT)"
+
+
+def _rows_sql(count: int) -> str:
+    """A SELECT of ``count`` canonical rows (deterministic), in time order, spread over 2024."""
+    models = "[" + ", ".join(f"'{m}'" for m, _ in _MODELS) + "]"
+    providers = "[" + ", ".join(f"'{p}'" for _, p in _MODELS) + "]"
+    categories = "[" + ", ".join(f"'{c}'" for c in _CATEGORIES) + "]"
+    teams = "['search', 'support', 'docs', 'legal', 'ads', 'growth']"
+    span_us = 366 * 86_400 * 1_000_000
+    team = f"{teams}[1 + {_pick(29, 6)}]"
+    typed = ", ".join(f'CAST("{c}" AS {SQL_TYPES[c]}) AS "{c}"' for c in COLUMNS)
+    when = f"1704067200000000 + CAST(CAST(i AS HUGEINT) * {span_us} // {count} AS BIGINT)"
+    return f"""
+      SELECT {typed} FROM (
+        SELECT printf('%026x', i) AS id,
+               make_timestamptz({when}) AS "timestamp",
+               CAST({_pick(1, 100000)} AS DECIMAL(18, 0)) * 0.0000001 AS amount,
+               'USD' AS currency,
+               {categories}[1 + {_pick(3, len(_CATEGORIES))}] AS category,
+               'resource-' || {_pick(5, 50)} AS resource,
+               '' AS description,
+               {models}[1 + {_pick(7, len(_MODELS))}] AS model,
+               {providers}[1 + {_pick(7, len(_MODELS))}] AS provider,
+               100 + {_pick(11, 8000)} AS input_tokens,
+               10 + {_pick(13, 900)} AS output_tokens,
+               {_pick(17, 100)} AS cache_read_tokens,
+               CAST(0 AS BIGINT) AS cache_write_tokens,
+               CAST(0 AS BIGINT) AS reasoning_tokens,
+               CAST({_pick(19, 3000)} AS DOUBLE) AS latency_ms,
+               CASE {_pick(23, 5)}
+                    WHEN 0 THEN CAST(MAP {{}} AS MAP(VARCHAR, VARCHAR))
+                    WHEN 1 THEN map(['team'], [{team}])
+                    ELSE map(['team', 'env'], [{team}, CASE WHEN {_pick(31, 4)} = 0 THEN 'dev' ELSE 'prod' END])
+               END AS tags,
+               'catalog@bench' AS pricing
+        FROM range({count}) AS t(i)
+      )
+    """
+
+
+def make_duckdb_store(path: str, rows: int) -> Any:
+    """A DuckDBStore at ``path`` holding ``rows`` generated entries."""
+    import duckdb
+
+    from llmcost.stores import DuckDBStore
+
+    DuckDBStore(path).close()  # creates the file with the store's tables and schema version
+    con = duckdb.connect(path)
+    try:
+        con.execute(f"INSERT INTO entries {_rows_sql(rows)}")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return DuckDBStore(path)
+
+
+def make_parquet_store(directory: str, rows: int) -> Any:
+    """A ParquetStore in ``directory`` holding ``rows`` generated entries (one file per day, as compacted)."""
+    import duckdb
+
+    from llmcost.stores import ParquetStore
+
+    ParquetStore(directory).close()  # writes the dataset's schema marker
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = false")
+        literal = "'" + directory.replace("'", "''") + "'"
+        con.execute(
+            f"COPY (SELECT *, strftime(timezone('UTC', \"timestamp\"), '%Y-%m-%d') AS day FROM ({_rows_sql(rows)})) "
+            f"TO {literal} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (day), OVERWRITE_OR_IGNORE true, "
+            "FILENAME_PATTERN 'part-{uuid}')"
+        )
+    finally:
+        con.close()
+    return ParquetStore(directory)
+
+
+def analytics_three(store: Any) -> None:
+    from llmcost import analytics
+
+    analytics.by_category(store)
+    analytics.by_resource(store)
+    analytics.by_tag(store)
+
+
+_MEASURES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def pandas_three(frame: Any, *, exact: bool) -> None:
+    """The same three groupings on the frame in pandas: Decimal sums (``exact``) or float sums."""
+    import pandas as pd
+
+    amount = frame["amount"] if exact else frame["amount"].astype("float64")
+    data = frame[["category", "resource", *_MEASURES]].assign(amount=amount, calls=1)
+    for key in ("category", "resource"):
+        data.groupby(key, dropna=False).agg(
+            cost=("amount", "sum"), calls=("calls", "sum"), **{m: (m, "sum") for m in _MEASURES}
+        ).sort_values("cost", ascending=False)
+    # by_tag long form: one row per (entry, key) present, plus per key the entries without it under None.
+    index, keys, values = [], [], []
+    for i, tags in enumerate(frame["tags"]):
+        for k, v in tags.items():
+            index.append(i)
+            keys.append(k)
+            values.append(v)
+    pairs = data.iloc[index].assign(tag_key=keys, tag_value=values)
+    present = pairs.groupby(["tag_key", "tag_value"]).agg(
+        cost=("amount", "sum"), calls=("calls", "sum"), **{m: (m, "sum") for m in _MEASURES}
+    )
+    totals = data[["amount", "calls", *_MEASURES]].sum()
+    per_key = present.groupby(level="tag_key").sum()
+    missing = (totals.rename({"amount": "cost"}) - per_key).assign(tag_value=None)
+    pd.concat([present.reset_index(), missing.reset_index()]).sort_values(["tag_key", "cost"])
+
+
+def _pandas_times(store: Any, repeat: int) -> tuple[float, float]:
+    """Best times of the pandas groupings on the store's frame (built once, not timed): Decimal, then float."""
+    frame = store.scan()
+    return (
+        best(lambda: pandas_three(frame, exact=True), repeat),
+        best(lambda: pandas_three(frame, exact=False), repeat),
+    )
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="20k entries (10k Parquet), one run each")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="entries in the DuckDB store (default 1M)")
+    parser.add_argument("--parquet-rows", type=int, default=10_000_000, help="entries in the Parquet store (10M)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is kept")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    rows, parquet_rows, repeat = args.rows, args.parquet_rows, args.repeat
+    if args.quick:
+        rows, parquet_rows, repeat = 20_000, 10_000, 1
+
+    work = tempfile.mkdtemp(prefix="llmcost-bench-analytics-")
+    try:
+        started = time.perf_counter()
+        store = make_duckdb_store(os.path.join(work, "costs.duckdb"), rows)
+        made = time.perf_counter() - started
+        analytics_three(store)  # warm-up: imports, catalogs
+        t_sql = best(lambda: analytics_three(store), repeat)
+        t_exact, t_float = _pandas_times(store, repeat)
+        store.close()
+
+        started = time.perf_counter()
+        pq = make_parquet_store(os.path.join(work, "dataset"), parquet_rows)
+        made_pq = time.perf_counter() - started
+        analytics_three(pq)
+        t_pq = best(lambda: analytics_three(pq), repeat)
+        pq.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"by_category + by_resource + by_tag, best of {repeat}; {machine()}")
+    print(
+        table(
+            ["run", "entries", "seconds", "vs llmcost"],
+            [
+                ["llmcost, DuckDBStore", f"{rows:,}", t_sql, "1.0x"],
+                ["pandas on frame(), Decimal sums", f"{rows:,}", t_exact, f"{t_exact / t_sql:.1f}x slower"],
+                ["pandas on frame(), float sums", f"{rows:,}", t_float, f"{t_float / t_sql:.1f}x slower"],
+                ["llmcost, ParquetStore", f"{parquet_rows:,}", t_pq, "-"],
+            ],
+        )
+    )
+    print(f"(setup, not timed: {rows:,} DuckDB rows in {made:.1f} s, {parquet_rows:,} Parquet rows in {made_pq:.1f} s)")
+    if args.json:
+        write_results(
+            args.json,
+            "analytics",
+            [
+                {"figure": "analytics", "series": "DuckDBStore", "size": rows, "value": t_sql, "unit": "s"},
+                {"figure": "analytics", "series": "pandas Decimal", "size": rows, "value": t_exact, "unit": "s"},
+                {"figure": "analytics", "series": "pandas float", "size": rows, "value": t_float, "unit": "s"},
+                {"figure": "analytics", "series": "ParquetStore", "size": parquet_rows, "value": t_pq, "unit": "s"},
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Bulk ingest into DuckDBStore and ParquetStore against plain DuckDB inserting the same rows from a pandas frame
+(goal: within 2x), then the costs that matter per call: a small append into a big store, a filtered total, a scan.
+
+Run: python -m benchmarks stores        (or: python -m benchmarks.bench_stores [--rows N] [--batch N] [--quick]
+                                         [--json PATH])
+
+The entries are built first and not timed (realistic ones: 4 models, 30 resources, tags from 8 teams on most
+entries, a new tag mapping per entry as the tracker makes them, a month of timestamps). Each store then gets them
+through ``append`` in batches of ``--batch`` (default 10,000), into a fresh file, timed to the last fsync.
+
+The baseline is what a careful user of DuckDB would write by hand: the same rows, already in a pandas frame in the
+shape DuckDB ingests fastest (``sql_frame``: amounts as exact text, tags as JSON, timestamps typed), inserted into a
+file with the canonical schema in one ``INSERT ... SELECT`` and one commit, then the connection closed (which
+checkpoints, as every store append does). Building that frame is not timed; the stores' own conversion is, since it
+is part of ``append``.
+
+"DuckDBStore, no dedupe" swaps the insert for a plain one, to show what skipping already-stored ids costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from benchmarks._util import machine, table
+from benchmarks.plot import write_results
+
+
+def build_entries(n: int, days: float = 30) -> list[Any]:
+    """``n`` realistic entries in time order over ``days`` days from 2024-05-01."""
+    from llmcost import CostEntry, Usage
+    from llmcost._entry import new_entry_id
+
+    models = [
+        ("gpt-4o", "openai"),
+        ("gpt-4o-mini", "openai"),
+        ("claude-3-5-sonnet", "anthropic"),
+        ("gemini-1.5", "google"),
+    ]
+    start = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    step = timedelta(days=days) / max(n, 1)
+    teams = [f"team-{k}" for k in range(8)]
+    resources = [f"svc.handler_{k}" for k in range(30)]
+    out = []
+    for i in range(n):
+        ts = start + step * i
+        model, provider = models[i % 4]
+        # A new mapping per entry, as the tracker makes them, over the same strings, as user code passes them.
+        tags = {"team": teams[i % 8], "env": "prod"} if i % 5 else {}
+        out.append(
+            CostEntry(
+                id=new_entry_id(ts),
+                timestamp=ts,
+                amount=Decimal(i % 997 + 1) * Decimal("0.0000025"),
+                resource=resources[i % 30],
+                model=model,
+                provider=provider,
+                usage=Usage(1000 + i % 500, 200 + i % 100, i % 300, 0, 0),
+                latency_ms=float(200 + i % 700),
+                tags=tags,
+                pricing="catalog@0.0.40",
+            )
+        )
+    return out
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def baseline(entries: Sequence[Any], path: str) -> float:
+    """Seconds for plain DuckDB to insert ``entries`` from a ready pandas frame into a file and close it."""
+    import duckdb
+
+    from llmcost.stores._schema import ENTRIES_DDL, SQL_SELECT, sql_frame
+
+    raw = sql_frame(entries)  # noqa: F841 - read by DuckDB's replacement scan; not timed
+    started = time.perf_counter()
+    con = duckdb.connect(path)
+    con.execute(ENTRIES_DDL)
+    con.execute("BEGIN")
+    con.execute(f"INSERT INTO entries {SQL_SELECT}")
+    con.execute("COMMIT")
+    con.close()
+    return time.perf_counter() - started
+
+
+def baseline_batched(entries: Sequence[Any], path: str, batch: int) -> float:
+    """The same, one transaction per ``batch`` rows with the file released in between (connect, insert, close):
+    what plain DuckDB must do for several processes to share the file, as the store does."""
+    import duckdb
+
+    from llmcost.stores._schema import ENTRIES_DDL, SQL_SELECT, sql_frame
+
+    frames = [sql_frame(entries[k : k + batch]) for k in range(0, len(entries), batch)]
+    duckdb.connect(path).execute(ENTRIES_DDL).close()
+    started = time.perf_counter()
+    for raw in frames:  # noqa: B007 - read by DuckDB's replacement scan
+        con = duckdb.connect(path)
+        con.execute("BEGIN")
+        con.execute(f"INSERT INTO entries {SQL_SELECT}")
+        con.execute("COMMIT")
+        con.close()
+    return time.perf_counter() - started
+
+
+def ingest(store: Any, entries: Sequence[Any], batch: int) -> float:
+    started = time.perf_counter()
+    for k in range(0, len(entries), batch):
+        store.append(entries[k : k + batch])
+    return time.perf_counter() - started
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="entries to ingest (default 1,000,000)")
+    parser.add_argument("--batch", type=int, default=10_000, help="entries per append (default 10,000)")
+    parser.add_argument("--quick", action="store_true", help="20,000 rows, to check the benchmark runs")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    rows_n = 20_000 if args.quick else args.rows
+    batch = min(args.batch, rows_n) or 1
+
+    from llmcost.stores import DuckDBStore, ParquetStore, _duckdb
+    from llmcost.stores._schema import sql_frame
+    from llmcost.stores._sql import INGEST_SELECT, INSERT_COLUMNS, ingest_columns
+
+    print(f"machine: {machine()}, {os.cpu_count()} CPUs")
+    t = time.perf_counter()
+    entries = build_entries(rows_n)
+    print(f"built {rows_n:,} entries in {time.perf_counter() - t:.1f} s (not timed below)")
+    records: list[dict[str, Any]] = []
+    work = tempfile.mkdtemp(prefix="llmcost-bench-")
+    try:
+        base = baseline(entries, os.path.join(work, "baseline.duckdb"))
+        results = [
+            ("plain duckdb, one INSERT from a pandas frame (baseline)", base),
+            (
+                f"plain duckdb, {batch:,} rows per connect/INSERT/close",
+                baseline_batched(entries, os.path.join(work, "batched.duckdb"), batch),
+            ),
+        ]
+
+        duck = DuckDBStore(os.path.join(work, "store.duckdb"))
+        results.append((f"DuckDBStore.append, batches of {batch:,}", ingest(duck, entries, batch)))
+        whole = DuckDBStore(os.path.join(work, "whole.duckdb"))
+        results.append(("DuckDBStore.append, one batch of all", ingest(whole, entries, len(entries))))
+        whole.close()
+
+        plain = f"INSERT INTO entries ({INSERT_COLUMNS}) {INGEST_SELECT} WHERE ? IS NOT NULL AND ? IS NOT NULL"
+        real_sql = _duckdb._insert_sql
+        _duckdb._insert_sql = lambda: plain  # type: ignore[assignment]
+        try:
+            nodedupe = DuckDBStore(os.path.join(work, "nodedupe.duckdb"))
+            results.append(("DuckDBStore, no dedupe (for comparison)", ingest(nodedupe, entries, batch)))
+        finally:
+            _duckdb._insert_sql = real_sql  # type: ignore[assignment]
+
+        parquet = ParquetStore(os.path.join(work, "parquet"))
+        results.append((f"ParquetStore.append, batches of {batch:,}", ingest(parquet, entries, batch)))
+        one = ParquetStore(os.path.join(work, "parquet-whole"))
+        results.append(("ParquetStore.append, one batch of all", ingest(one, entries, len(entries))))
+        files = sum(len(f) for _, _, f in os.walk(os.path.join(work, "parquet")) if f)
+
+        rows = []
+        for name, seconds in results:
+            rows.append((name, seconds, rows_n / seconds, f"{seconds / base:.2f}x"))
+            records.append({"figure": "ingest", "series": name, "size": rows_n, "value": seconds, "unit": "s"})
+        print(f"\nBulk ingest of {rows_n:,} entries (one fresh file each)")
+        print(table(["how", "seconds", "rows/s", "vs baseline"], rows))
+
+        conv = [
+            ("sql_frame (pandas frame, _schema)", _timed(lambda: sql_frame(entries[:batch]))),
+            ("ingest_columns (NumPy arrays, _sql)", _timed(lambda: ingest_columns(entries[:batch]))),
+        ]
+        print(f"\nConverting one batch of {batch:,} entries for DuckDB")
+        print(table(["how", "us/entry"], [(n, s / batch * 1e6) for n, s in conv]))
+
+        size = os.path.getsize(duck.path)
+        print(
+            f"\nOn disk: DuckDB file {size / 2**20:.1f} MB; Parquet {files} files "
+            f"{_tree_size(parquet.directory) / 2**20:.1f} MB"
+        )
+        compact = _timed(parquet.compact)
+        print(f"ParquetStore.compact(): {compact:.2f} s -> {_count_files(parquet.directory)} files")
+
+        last_day = entries[-1].timestamp.replace(hour=0, minute=0, second=0, microsecond=0)
+        small = build_entries(100, days=0.001)  # one flush of a tracker: a few seconds of calls
+        per_call = []
+        for label, store in (("DuckDBStore", duck), ("ParquetStore", parquet)):
+            reps = 20
+            ops: list[tuple[str, Callable[[], object]]] = [
+                ("append 100 entries", lambda s=store: s.append(small)),
+                ("total() of everything", lambda s=store: s.total()),
+                ("total(since=last day, model=...)", lambda s=store: s.total(since=last_day, model="gpt-4o")),
+                ("total(tags={'team': ...})", lambda s=store: s.total(tags={"team": "team-3"})),
+                ("entries(since=last day, limit=1000)", lambda s=store: s.entries(since=last_day, limit=1000)),
+            ]
+            for op, fn in ops:
+                best = min(_timed(fn) for _ in range(reps if "append" not in op else 5))
+                per_call.append((label, op, best * 1e3))
+                records.append({"figure": "per call", "series": f"{label} {op}", "value": best * 1e3, "unit": "ms"})
+            scan = _timed(store.scan)
+            per_call.append((label, f"scan() of all {rows_n:,} rows", scan * 1e3))
+        print(f"\nPer call on the {rows_n:,}-row stores (best of 20; appends best of 5)")
+        print(table(["store", "operation", "ms"], per_call))
+        duck.close()
+        nodedupe.close()
+        parquet.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        write_results(args.json, "stores", records)
+
+
+def _tree_size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def _count_files(path: str) -> int:
+    return sum(1 for d, _, files in os.walk(path) for f in files if f.endswith(".parquet"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,275 @@
+"""Reading model and token usage out of provider responses, SDK objects or dicts of the same shapes.
+
+Every shape is normalised into the API.md convention: ``input_tokens`` counts all input (Anthropic reports cache
+tokens outside it, so they are added), ``output_tokens`` all output (Google reports thoughts outside candidates,
+so they are added). Nothing here imports a provider SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._entry import CostCategory
+from ._usage import Usage
+
+__all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream"]
+
+
+@attrs.frozen
+class Extracted:
+    """What a response says about itself: model, provider (genai-prices id, when known), usage, category."""
+
+    model: str | None
+    provider: str | None
+    usage: Usage
+    category: CostCategory | None = None
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        return 0
+    if isinstance(value, int):
+        return value if value > 0 else 0
+    if isinstance(value, float) and value.is_integer() and value > 0:
+        return int(value)
+    return 0
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _usage(inp: int, out: int, cache_read: int = 0, cache_write: int = 0, reasoning: int = 0) -> Usage:
+    # Clamp impossible parts instead of failing: tracking must never break the call on an odd response.
+    cache_read = min(cache_read, inp)
+    cache_write = min(cache_write, inp - cache_read)
+    reasoning = min(reasoning, out)
+    return Usage(inp, out, cache_read, cache_write, reasoning)
+
+
+def _openai_usage(usage: Any) -> Usage | None:
+    """OpenAI chat (prompt/completion) and Responses API (input/output) usage; also Mistral and LiteLLM."""
+    prompt = _get(usage, "prompt_tokens")
+    if prompt is not None:
+        details = _get(usage, "prompt_tokens_details")
+        out_details = _get(usage, "completion_tokens_details")
+        return _usage(
+            _int(prompt),
+            _int(_get(usage, "completion_tokens")),
+            _int(_get(details, "cached_tokens")) if details is not None else 0,
+            0,
+            _int(_get(out_details, "reasoning_tokens")) if out_details is not None else 0,
+        )
+    inp = _get(usage, "input_tokens")
+    if inp is None:
+        return None
+    cache_creation = _get(usage, "cache_creation_input_tokens")
+    cache_read = _get(usage, "cache_read_input_tokens")
+    if cache_creation is not None or cache_read is not None:
+        # Anthropic: input_tokens excludes cache reads and writes.
+        cr, cw = _int(cache_read), _int(cache_creation)
+        return _usage(_int(inp) + cr + cw, _int(_get(usage, "output_tokens")), cr, cw)
+    in_details = _get(usage, "input_tokens_details")
+    out_details = _get(usage, "output_tokens_details")
+    return _usage(
+        _int(inp),
+        _int(_get(usage, "output_tokens")),
+        _int(_get(in_details, "cached_tokens")) if in_details is not None else 0,
+        0,
+        _int(_get(out_details, "reasoning_tokens")) if out_details is not None else 0,
+    )
+
+
+def _google_usage(meta: Any) -> Usage | None:
+    prompt = _get(meta, "prompt_token_count")
+    if prompt is None:
+        prompt = _get(meta, "promptTokenCount")
+    if prompt is None:
+        return None
+    candidates = _get(meta, "candidates_token_count")
+    if candidates is None:
+        candidates = _get(meta, "candidatesTokenCount")
+    thoughts = _get(meta, "thoughts_token_count")
+    if thoughts is None:
+        thoughts = _get(meta, "thoughtsTokenCount")
+    cached = _get(meta, "cached_content_token_count")
+    if cached is None:
+        cached = _get(meta, "cachedContentTokenCount")
+    tool = _get(meta, "tool_use_prompt_token_count") or _get(meta, "toolUsePromptTokenCount")
+    out = _int(candidates) + _int(thoughts)
+    return _usage(_int(prompt) + _int(tool), out, _int(cached), 0, _int(thoughts))
+
+
+def _langchain_usage(meta: Any) -> Usage | None:
+    inp = _get(meta, "input_tokens")
+    if inp is None:
+        return None
+    in_details = _get(meta, "input_token_details") or {}
+    out_details = _get(meta, "output_token_details") or {}
+    # LangChain's input_tokens already include cache reads and writes.
+    return _usage(
+        _int(inp),
+        _int(_get(meta, "output_tokens")),
+        _int(_get(in_details, "cache_read")),
+        _int(_get(in_details, "cache_creation")),
+        _int(_get(out_details, "reasoning")),
+    )
+
+
+def _provider_of(result: Any, model: str | None, usage: Any) -> str | None:
+    hidden = _get(result, "_hidden_params")
+    if isinstance(hidden, Mapping) and _str(hidden.get("custom_llm_provider")):
+        return str(hidden["custom_llm_provider"])
+    obj_type = _get(result, "type")
+    if obj_type == "message" or _get(usage, "cache_creation_input_tokens") is not None:
+        return "anthropic"
+    module = type(result).__module__.split(".", 1)[0]
+    return {"openai": "openai", "anthropic": "anthropic", "mistralai": "mistral", "google": "google"}.get(module)
+
+
+def extract_usage(result: object) -> Extracted | None:
+    """Model, provider and usage of ``result``, or ``None`` when its shape is not recognised (never raises)."""
+    try:
+        return _extract(result)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return None
+
+
+def _extract(result: Any) -> Extracted | None:
+    if result is None or isinstance(result, (str, bytes, int, float, list, tuple)):
+        return None
+    # LangChain AIMessage (and AIMessageChunk).
+    meta = _get(result, "usage_metadata")
+    if meta is not None:
+        usage = _langchain_usage(meta) or _google_usage(meta)
+        if usage is not None:
+            response_meta = _get(result, "response_metadata") or {}
+            model = _str(_get(response_meta, "model_name")) or _str(_get(response_meta, "model"))
+            model = model or _str(_get(result, "model_version")) or _str(_get(result, "modelVersion"))
+            provider = "google" if _get(meta, "prompt_token_count") is not None else None
+            return Extracted(model, provider, usage)
+    google_meta = _get(result, "usageMetadata")
+    if google_meta is not None:
+        usage = _google_usage(google_meta)
+        if usage is not None:
+            return Extracted(_str(_get(result, "modelVersion")), "google", usage)
+    # OpenAI Responses API stream event "response.completed" carries the response.
+    inner = _get(result, "response")
+    if _get(result, "usage") is None and inner is not None and not isinstance(inner, (str, bytes)):
+        found = _extract(inner)
+        if found is not None:
+            return found
+    # Anthropic stream event message_start carries the message.
+    message = _get(result, "message")
+    if _get(result, "usage") is None and message is not None and _get(message, "usage") is not None:
+        return _extract(message)
+    usage_obj = _get(result, "usage")
+    if usage_obj is None:
+        return None
+    usage = _openai_usage(usage_obj)
+    if usage is None:
+        return None
+    model = _str(_get(result, "model"))
+    provider = _provider_of(result, model, usage_obj)
+    category = None
+    if _get(result, "object") == "list" and _get(usage_obj, "completion_tokens") is None:
+        category = CostCategory.LLM_EMBEDDING
+    if provider is None and model is not None and "/" in model and _get(result, "_hidden_params") is not None:
+        provider = model.split("/", 1)[0]
+    return Extracted(model, provider, usage, category)
+
+
+_STREAM_TYPES = {
+    ("openai", "Stream"),
+    ("openai", "AsyncStream"),
+    ("anthropic", "Stream"),
+    ("anthropic", "AsyncStream"),
+}
+
+
+def is_sdk_stream(result: object) -> bool:
+    """True for OpenAI and Anthropic ``Stream``/``AsyncStream`` objects (checked by type, SDKs not imported)."""
+    return any((cls.__module__.split(".", 1)[0], cls.__name__) in _STREAM_TYPES for cls in type(result).__mro__)
+
+
+class StreamAccumulator:
+    """Fed every chunk or event of a stream in order; sums usage the way each provider reports it.
+
+    OpenAI sends usage once, in the last chunk (with ``stream_options={"include_usage": True}``); Anthropic sends
+    input and cache counts in ``message_start`` and a *cumulative* output count in each ``message_delta``; Google
+    sends cumulative ``usage_metadata`` on chunks. So the latest report of each count wins; nothing is added up.
+    """
+
+    __slots__ = ("_cache_read", "_cache_write", "_input", "_model", "_output", "_provider", "_reasoning", "_seen")
+
+    def __init__(self) -> None:
+        self._model: str | None = None
+        self._provider: str | None = None
+        self._input = self._output = self._cache_read = self._cache_write = self._reasoning = 0
+        self._seen = False
+
+    def add(self, chunk: object) -> None:
+        """Take one chunk or event into account (odd chunks are ignored)."""
+        try:
+            self._add(chunk)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            return
+
+    def _add(self, chunk: Any) -> None:
+        if isinstance(chunk, (str, bytes)) or chunk is None:
+            return
+        model = _str(_get(chunk, "model"))
+        message = _get(chunk, "message")
+        if message is not None and not isinstance(message, (str, bytes)):
+            model = model or _str(_get(message, "model"))
+        if model:
+            self._model = model
+        kind = _get(chunk, "type")
+        if kind == "message_delta":
+            usage = _get(chunk, "usage")
+            if usage is not None:
+                self._seen = True
+                self._provider = "anthropic"
+                self._output = max(self._output, _int(_get(usage, "output_tokens")))
+                # Newer APIs repeat (cumulative) input and cache counts here.
+                for attr, key in (
+                    ("_cache_read", "cache_read_input_tokens"),
+                    ("_cache_write", "cache_creation_input_tokens"),
+                ):
+                    value = _get(usage, key)
+                    if value is not None:
+                        setattr(self, attr, max(getattr(self, attr), _int(value)))
+                base = _get(usage, "input_tokens")
+                if base is not None:
+                    self._input = max(self._input, _int(base) + self._cache_read + self._cache_write)
+            return
+        found = _extract(chunk)
+        if found is None:
+            return
+        self._seen = True
+        u = found.usage
+        self._provider = found.provider or self._provider
+        self._input = max(self._input, u.input_tokens)
+        self._output = max(self._output, u.output_tokens)
+        self._cache_read = max(self._cache_read, u.cache_read_tokens)
+        self._cache_write = max(self._cache_write, u.cache_write_tokens)
+        self._reasoning = max(self._reasoning, u.reasoning_tokens)
+
+    def result(self) -> Extracted | None:
+        """What the stream cost in tokens, or ``None`` if no usage was seen."""
+        if not self._seen:
+            return None
+        return Extracted(
+            self._model,
+            self._provider,
+            _usage(self._input, self._output, self._cache_read, self._cache_write, self._reasoning),
+        )

@@ -1,0 +1,240 @@
+"""The contract every ``CostStore`` keeps, run against Memory, DuckDB and Parquet alike."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from llmcost import CostEntry
+from llmcost.stores import COLUMNS, CostStore, MemoryStore
+from llmcost.stores._schema import frame_to_entries
+
+from .conftest import NASTY, T0, StoreFactory, make_entry
+
+
+def _sum(entries: list[CostEntry]) -> Decimal:
+    return sum((e.amount for e in entries), Decimal(0))
+
+
+def test_round_trip_is_exact(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries[:200])
+    store.append(entries[200:])
+    assert store.entries() == entries
+    assert store.total() == _sum(entries)
+
+
+def test_empty_store(store: CostStore) -> None:
+    assert store.entries() == []
+    assert store.total() == Decimal(0)
+    frame = store.scan()
+    assert list(frame.columns) == list(COLUMNS)
+    assert len(frame) == 0
+    store.append([])
+    assert store.entries() == []
+
+
+def test_entries_come_back_in_time_order(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries[250:])
+    store.append(entries[:250])
+    assert [e.id for e in store.entries()] == [e.id for e in entries]
+
+
+def test_decimal_totals_are_exact(store: CostStore) -> None:
+    tiny = [make_entry(i, amount=Decimal("0.000000012345678901")) for i in range(1000)]
+    store.append(tiny)
+    assert store.total() == Decimal("0.000012345678901000")
+    assert store.total(limit=10) == Decimal("0.00000012345678901")
+
+
+def test_totals_exact_beyond_28_digits(store: CostStore) -> None:
+    big = make_entry(1, amount=Decimal("12345678901234567890.123456789012345678"))
+    store.append([big, make_entry(2, amount=Decimal("0.000012345678901"))])
+    assert store.entries(limit=1)[0].amount == big.amount
+    assert store.total() == Decimal("12345678901234567890.123469134691246678")
+
+
+def test_scan_frame_shape(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries)
+    frame = store.scan()
+    assert list(frame.columns) == list(COLUMNS)
+    assert str(frame["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert all(isinstance(a, Decimal) for a in frame["amount"])
+    assert all(isinstance(t, dict) for t in frame["tags"])
+    assert frame["input_tokens"].dtype == "int64"
+    assert frame_to_entries(frame) == entries
+    assert frame_to_entries(store.scan(resource="svc-1", limit=5)) == store.entries(resource="svc-1", limit=5)
+
+
+def _check(store: CostStore, entries: list[CostEntry], want: list[CostEntry], **filters: object) -> None:
+    assert want, f"filters {filters} select nothing; the test data should cover them"
+    assert store.entries(**filters) == want, filters
+    assert store.total(**filters) == _sum(want), filters
+    assert frame_to_entries(store.scan(**filters)) == want, filters
+
+
+def test_time_filters(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries)
+    cut = entries[100].timestamp
+    end = entries[300].timestamp
+    _check(store, entries, entries[100:], since=cut)  # inclusive
+    _check(store, entries, entries[:100], until=cut)  # exclusive
+    _check(store, entries, entries[100:300], since=cut, until=end)
+    # A range inside one UTC day, and one that starts mid-day and spans midnight.
+    day2 = (T0 + timedelta(days=1)).replace(hour=0, minute=0)
+    _check(
+        store,
+        entries,
+        [e for e in entries if day2 <= e.timestamp < day2 + timedelta(hours=3)],
+        since=day2,
+        until=day2 + timedelta(hours=3),
+    )
+    _check(
+        store,
+        entries,
+        [e for e in entries if day2 - timedelta(hours=1) <= e.timestamp < day2 + timedelta(hours=1)],
+        since=day2 - timedelta(hours=1),
+        until=day2 + timedelta(hours=1),
+    )
+    assert store.entries(since=end, until=cut) == []
+    # Naive datetimes are UTC.
+    _check(store, entries, entries[100:], since=cut.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("category", "compute"),
+        ("category", ["llm_inference", "compute"]),
+        ("resource", "svc-1"),
+        ("resource", ["svc-1", "svc-2"]),
+        ("model", "gpt-4o"),
+        ("provider", "anthropic"),
+        ("provider", {"anthropic", "openai"}),
+    ],
+)
+def test_field_filters(store: CostStore, entries: list[CostEntry], field: str, value: object) -> None:
+    store.append(entries)
+    wanted = {value} if isinstance(value, str) else set(value)  # type: ignore[arg-type]
+
+    def matches(e: CostEntry) -> bool:
+        got = getattr(e, field)
+        return (got.value if field == "category" else got) in wanted
+
+    _check(store, entries, [e for e in entries if matches(e)], **{field: value})
+
+
+def test_filters_that_match_nothing(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries)
+    assert store.entries(resource="nope") == []
+    assert store.entries(resource=[]) == []
+    assert store.total(model="x' OR '1'='1") == Decimal(0)
+    assert store.entries(tags={"team": "search", "nasty": "no such value"}) == []
+    assert store.entries(tags={"no such key": ""}) == []
+
+
+@pytest.mark.parametrize("nasty", NASTY)
+def test_tag_values_kept_and_filtered_exactly(store: CostStore, entries: list[CostEntry], nasty: str) -> None:
+    store.append(entries)
+    want = [e for e in entries if e.tags.get("nasty") == nasty]
+    _check(store, entries, want, tags={"nasty": nasty})
+    assert all(e.tags["nasty"] == nasty for e in store.entries(tags={"nasty": nasty}))
+
+
+def test_nasty_tag_keys_and_strings(store: CostStore) -> None:
+    odd = [
+        make_entry(i, tags={key: key}, resource=key, description=key, model=key)
+        for i, key in enumerate(k for k in NASTY if k)
+    ]
+    store.append(odd)
+    assert store.entries() == odd
+    for e in odd:
+        key = next(iter(e.tags))
+        assert store.entries(tags={key: key}) == [e]
+        assert store.entries(resource=key) == [e]
+
+
+def test_several_tags_must_all_match(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries)
+    want = [e for e in entries if e.tags.get("team") == "ads" and e.tags.get("nasty") == "it's"]
+    _check(store, entries, want, tags={"team": "ads", "nasty": "it's"})
+    _check(
+        store,
+        entries,
+        [e for e in entries if e.tags.get("team") == "ads" and e.category.value == "compute"],
+        tags={"team": "ads"},
+        category="compute",
+    )
+
+
+def test_limit_keeps_the_first_rows(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries[::-1])
+    assert store.entries(limit=3) == entries[:3]
+    assert store.entries(limit=0) == []
+    assert store.total(limit=3) == _sum(entries[:3])
+    assert len(store.scan(limit=7)) == 7
+    ads = [e for e in entries if e.tags.get("team") == "ads"]
+    assert store.entries(tags={"team": "ads"}, limit=4) == ads[:4]
+
+
+def test_bad_filters_name_the_field(store: CostStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        store.entries(limit=-1)
+    with pytest.raises(ValueError, match="category"):
+        store.entries(category="nope")
+    with pytest.raises(TypeError, match="entries"):
+        store.append(["not an entry"])  # type: ignore[list-item]
+
+
+def test_query_runs_sql_with_parameters(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries)
+    frame = store.query(
+        "SELECT count(*) AS n, sum(amount) AS cost FROM entries WHERE tags[?] = ? AND resource = ?",
+        ["nasty", "it's", "svc-1"],
+    )
+    want = [e for e in entries if e.tags.get("nasty") == "it's" and e.resource == "svc-1"]
+    assert frame.loc[0, "n"] == len(want)
+    assert frame.loc[0, "cost"] == _sum(want)
+    assert isinstance(frame.loc[0, "cost"], Decimal)
+    by_model = store.query("SELECT model, count(*) AS n FROM entries GROUP BY model ORDER BY model NULLS LAST")
+    assert by_model["n"].sum() == len(entries)
+
+
+def test_reopen_after_close(open_again: StoreFactory, entries: list[CostEntry]) -> None:
+    store = open_again()
+    store.append(entries[:100])
+    store.save_budget("monthly", '{"limit": "10"}')
+    store.close()
+    again = open_again()
+    assert again.entries() == entries[:100]
+    assert again.load_budgets() == {"monthly": '{"limit": "10"}'}
+    again.append(entries[100:])
+    assert again.total() == _sum(entries)
+    # A store object stays usable after close().
+    store.close()
+    assert store.entries(limit=1) == entries[:1]
+
+
+@pytest.mark.parametrize("name", ["monthly", "../../evil", 'it\'s "quoted"', "ünï ✓", "a/b\\c\nd", "x" * 300])
+def test_budget_definitions(open_again: StoreFactory, name: str) -> None:
+    store = open_again()
+    assert store.load_budgets() == {}
+    store.save_budget(name, '{"limit": "5"}')
+    store.save_budget("other", "{}")
+    store.save_budget(name, '{"limit": "6"}')  # replaces
+    assert store.load_budgets() == {name: '{"limit": "6"}', "other": "{}"}
+    store.close()
+    again = open_again()
+    assert again.load_budgets() == {name: '{"limit": "6"}', "other": "{}"}
+    assert again.delete_budget(name) is True
+    assert again.delete_budget(name) is False
+    assert again.load_budgets() == {"other": "{}"}
+
+
+def test_query_frame_is_pandas(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries[:10])
+    frame = store.query("SELECT id FROM entries ORDER BY timestamp, id")
+    assert isinstance(frame, pd.DataFrame)
+    assert frame["id"].tolist() == [e.id for e in entries[:10]]

@@ -1,0 +1,279 @@
+"""DuckDBStore: sharing one file between processes, durability, retries and the spill."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from llmcost import StoreError
+from llmcost.stores import DuckDBStore, MemoryStore, ParquetStore, open_store
+
+from .conftest import CHILD_PREAMBLE, Children, make_entry
+
+WRITER = (
+    CHILD_PREAMBLE
+    + """
+url, n, batches, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+store = open_store(url)
+b = 0
+while batches < 0 or b < batches:
+    store.append([entry(n, b * size + k) for k in range(size)])
+    print("acked", b, flush=True)
+    b += 1
+store.close()
+"""
+)
+
+READER = (
+    CHILD_PREAMBLE
+    + """
+import os
+store = open_store(sys.argv[1])
+counts = []
+while not os.path.exists(sys.argv[2]):
+    counts.append(int(store.query("SELECT count(*) AS n FROM entries").loc[0, "n"]))
+    counts.append(len(store.entries(resource="writer-1")))
+    time.sleep(0.02)
+print(" ".join(map(str, counts)))
+"""
+)
+
+HOLD_LOCK = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "costs.duckdb")
+
+
+def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(f"duckdb://{tmp_path}/a.duckdb")
+    assert isinstance(store, DuckDBStore)
+    assert store.path == str(tmp_path / "a.duckdb")
+    assert store.url == f"duckdb://{tmp_path}/a.duckdb"
+    assert open_store(store.url).path == store.path
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("duckdb://rel.duckdb")
+    assert isinstance(relative, DuckDBStore)
+    assert relative.path == str(tmp_path / "rel.duckdb")
+    parquet = open_store(f"parquet://{tmp_path}/pq")
+    assert isinstance(parquet, ParquetStore)
+    assert parquet.directory == str(tmp_path / "pq")
+    assert isinstance(open_store("memory://"), MemoryStore)
+    for bad in ("ftp://x", "sqlite:///x.db", "no-scheme", "duckdb://", "duckdb:///", "duckdb:///x.duckdb?mode=ro"):
+        with pytest.raises(StoreError, match="store URL"):
+            open_store(bad)
+
+
+def test_bad_arguments(db: str) -> None:
+    with pytest.raises(ValueError, match="retry_timeout"):
+        DuckDBStore(db, retry_timeout=-1)
+    with pytest.raises(ValueError, match="path"):
+        DuckDBStore(":memory:")
+    with pytest.raises(TypeError, match="path"):
+        DuckDBStore(42)  # type: ignore[arg-type]
+
+
+def test_the_file_is_free_between_calls(db: str) -> None:
+    store = DuckDBStore(db)
+    store.append([make_entry(1)])
+    # Another process (here: another DuckDB instance) can open it at once: the store holds no lock.
+    other = duckdb.connect(db)
+    try:
+        assert other.execute("SELECT count(*) FROM entries").fetchone() == (1,)
+        other.execute("SELECT 1")
+    finally:
+        other.close()
+    store.append([make_entry(2)])
+    assert [e.id for e in store.entries()] == [make_entry(1).id, make_entry(2).id]
+
+
+def test_append_skips_ids_already_stored(db: str) -> None:
+    store = DuckDBStore(db)
+    batch = [make_entry(i) for i in range(20)]
+    store.append(batch)
+    store.append([*batch[10:], make_entry(20)])
+    assert store.entries() == [*batch, make_entry(20)]
+
+
+def test_query_types_and_read_only(db: str) -> None:
+    store = DuckDBStore(db)
+    entries = [make_entry(i) for i in range(10)]
+    store.append(entries)
+    frame = store.query("SELECT timestamp, amount, tags, latency_ms FROM entries ORDER BY timestamp, id")
+    assert str(frame["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert [t.to_pydatetime() for t in frame["timestamp"]] == [e.timestamp for e in entries]
+    assert frame["amount"].tolist() == [e.amount for e in entries]
+    assert frame["tags"].tolist() == [dict(e.tags) for e in entries]
+    with pytest.raises(duckdb.Error):
+        store.query("DELETE FROM entries")
+    assert len(store.entries()) == 10
+
+
+def test_concurrent_writers_and_a_reader(db: str, tmp_path: Path, children: Children) -> None:
+    url = f"duckdb://{db}"
+    DuckDBStore(db).close()
+    stop = tmp_path / "stop"
+    writers, batches, size = 4, 15, 20
+    reader = children.spawn(READER, url, str(stop))
+    procs = [children.spawn(WRITER, url, str(n), str(batches), str(size)) for n in range(writers)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert out.count("acked") == batches
+    stop.touch()
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    counts = [int(c) for c in out.split()]
+    assert len(counts) >= 2, "the reader never got a read in"
+    totals = counts[0::2]
+    assert totals == sorted(totals), "a reader saw rows disappear"
+    assert all(t % size == 0 for t in totals), "a reader saw half a batch"
+
+    store = DuckDBStore(db)
+    rows = store.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM entries")
+    assert rows.loc[0, "n"] == rows.loc[0, "d"] == writers * batches * size
+    expected = sum((Decimal("0.000001") * (k + 1) for k in range(batches * size)), Decimal(0)) * writers
+    assert store.total() == expected
+
+
+def test_kill_9_keeps_what_append_acknowledged(db: str, children: Children) -> None:
+    url = f"duckdb://{db}"
+    size = 50
+    proc = children.spawn(WRITER, url, "7", "-1", str(size))
+    acked = []
+    assert proc.stdout is not None
+    while len(acked) < 5:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else "writer died"
+        acked.append(int(line.split()[1]))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    store = DuckDBStore(db)
+    ids = {e.id for e in store.entries(resource="writer-7")}
+    for b in acked:
+        assert {f"w07-{b * size + k:08d}" for k in range(size)} <= ids
+    assert len(ids) % size == 0, "a batch was half written"
+
+
+def test_waits_for_a_lock_held_briefly(db: str, children: Children) -> None:
+    store = DuckDBStore(db, retry_timeout=20)
+    holder = children.spawn(HOLD_LOCK, db)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    holder_release_at = started + 0.5
+
+    import threading
+
+    def release() -> None:
+        time.sleep(max(0.0, holder_release_at - time.monotonic()))
+        holder.stdin.write("\n")  # type: ignore[union-attr]
+        holder.stdin.flush()  # type: ignore[union-attr]
+
+    threading.Thread(target=release).start()
+    store.append([make_entry(1)])
+    assert time.monotonic() - started >= 0.4
+    holder.wait(timeout=30)
+    assert store.entries() == [make_entry(1)]
+    assert not os.path.exists(db + ".spill") or not os.listdir(db + ".spill")
+
+
+def test_spill_when_the_lock_stays_held(db: str, children: Children) -> None:
+    store = DuckDBStore(db, retry_timeout=0.3)
+    store.append([make_entry(0)])
+    holder = children.spawn(HOLD_LOCK, db)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        batch = [make_entry(i) for i in range(1, 30)]
+        store.append(batch)  # acknowledged: spilled to disk
+        spilled = sorted(os.listdir(db + ".spill"))
+        assert len(spilled) == 1 and spilled[0].endswith(".jsonl")
+        with pytest.raises(StoreError, match="retry_timeout"):
+            store.total()
+        with pytest.raises(StoreError):
+            DuckDBStore(db, retry_timeout=0.2)
+        backup = Path(db + ".spill") / spilled[0]
+        saved = backup.read_bytes()
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+
+    reopened = DuckDBStore(db)  # replays on open
+    assert reopened.entries() == [make_entry(0), *batch]
+    assert os.listdir(db + ".spill") == []
+    # Replaying the same file again (a crash between the commit and the delete) adds nothing twice.
+    backup.write_bytes(saved)
+    again = DuckDBStore(db)
+    assert again.entries() == [make_entry(0), *batch]
+    assert os.listdir(db + ".spill") == []
+    # The store that spilled replays on its next append, too.
+    backup.write_bytes(saved)
+    store.append([make_entry(40)])
+    assert store.entries() == [make_entry(0), *batch, make_entry(40)]
+
+
+def test_spill_file_that_cannot_be_read_is_set_aside(db: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = DuckDBStore(db)
+    os.makedirs(db + ".spill")
+    Path(db + ".spill", "broken.jsonl").write_text("{not json\n")
+    store.append([make_entry(1)])
+    assert store.entries() == [make_entry(1)]
+    assert os.listdir(db + ".spill") == ["broken.jsonl.bad"]
+    assert "cannot be read" in caplog.text
+
+
+def test_threads_share_a_store(db: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = DuckDBStore(db)
+    other = DuckDBStore(db)  # a second object on the same path in the same process
+
+    def work(n: int) -> None:
+        target = store if n % 2 else other
+        target.append([make_entry(n * 100 + k) for k in range(10)])
+        target.total(resource="svc-1")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(16)))
+    assert len(store.entries()) == 160
+
+
+def test_newer_schema_is_refused(db: str) -> None:
+    DuckDBStore(db).close()
+    con = duckdb.connect(db)
+    con.execute("UPDATE llmcost_meta SET value = '999' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match="upgrade llmcost"):
+        DuckDBStore(db)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "text.duckdb"
+    path.write_text("hello, I am not a database\n" * 100)
+    started = time.monotonic()
+    with pytest.raises(duckdb.Error):
+        DuckDBStore(path)
+    assert time.monotonic() - started < 5, "a permanent error must not be retried until the timeout"
+
+
+def test_copying_a_store_file(db: str, tmp_path: Path) -> None:
+    store = DuckDBStore(db)
+    store.append([make_entry(i) for i in range(5)])
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(db, copy)
+    assert DuckDBStore(copy).entries() == store.entries()

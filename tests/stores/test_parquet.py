@@ -1,0 +1,425 @@
+"""ParquetStore: layout, whole files only, many writers, compaction, durability, spill, other readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from llmcost import CostEntry, StoreError
+from llmcost.stores import ParquetStore, _parquet
+
+from .conftest import CHILD_PREAMBLE, NASTY, Children, make_entry
+
+WRITER = (
+    CHILD_PREAMBLE
+    + """
+url, n, batches, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+store = open_store(url)
+b = 0
+while batches < 0 or b < batches:
+    store.append([entry(n, b * size + k) for k in range(size)])
+    print("acked", b, flush=True)
+    b += 1
+"""
+)
+
+READER = (
+    CHILD_PREAMBLE
+    + """
+import os
+store = open_store(sys.argv[1])
+counts = []
+while not os.path.exists(sys.argv[2]):
+    frame = store.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM entries")
+    counts.append(int(frame.loc[0, "n"]))
+    assert frame.loc[0, "n"] == frame.loc[0, "d"], "a reader saw a row twice"
+    time.sleep(0.01)
+print(" ".join(map(str, counts)))
+"""
+)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "costs"
+
+
+def _data_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.parts[-2].startswith("day="))
+
+
+def test_layout_is_hive_by_utc_day(root: Path) -> None:
+    store = ParquetStore(root)
+    entries = [make_entry(i, tags={"path": "../../x", "day": "day=1999-01-01"}, resource="../up") for i in range(500)]
+    store.append(entries)
+    days = sorted({e.timestamp.date().isoformat() for e in entries})
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("day=")) == [f"day={d}" for d in days]
+    files = _data_files(root)
+    assert len(files) == len(days)
+    assert all(f.split("/")[1].startswith("part-") and f.endswith(".parquet") for f in files)
+    # Nothing user-controlled reached a path, and no temporary file is left behind.
+    assert {p.name for p in root.iterdir()} <= {*(f"day={d}" for d in days), "_llmcost.json", "_lock"}
+    assert not list(root.rglob(".*"))
+    assert store.entries() == entries
+
+
+def test_other_engines_read_the_dataset(root: Path) -> None:
+    store = ParquetStore(root)
+    entries = [make_entry(i) for i in range(300)]
+    store.append(entries)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    rows = con.execute(
+        "SELECT day, count(*), CAST(sum(amount) AS VARCHAR) FROM read_parquet(?, hive_partitioning = true) "
+        "GROUP BY day ORDER BY day",
+        [str(root / "day=*" / "*.parquet")],
+    ).fetchall()
+    by_day: dict[str, list[CostEntry]] = {}
+    for e in entries:
+        by_day.setdefault(e.timestamp.date().isoformat(), []).append(e)
+    assert [(str(d), n) for d, n, _ in rows] == [(d, len(v)) for d, v in sorted(by_day.items())]
+    assert sum(Decimal(s) for _, _, s in rows) == sum((e.amount for e in entries), Decimal(0))
+    types = dict(
+        con.execute(
+            "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?, hive_partitioning = true))",
+            [str(root / "day=*" / "*.parquet")],
+        ).fetchall()
+    )
+    assert types["amount"] == "DECIMAL(38,18)"
+    assert types["timestamp"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["tags"] == "MAP(VARCHAR, VARCHAR)"
+    con.close()
+
+
+def test_pyarrow_reads_the_dataset(root: Path) -> None:
+    ds = pytest.importorskip("pyarrow.dataset")
+    store = ParquetStore(root)
+    entries = [make_entry(i) for i in range(100)]
+    store.append(entries)
+    table = ds.dataset(str(root), format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == 100
+    assert sorted(table.column("id").to_pylist()) == sorted(e.id for e in entries)
+
+
+def test_budget_files_are_named_by_hash(root: Path) -> None:
+    store = ParquetStore(root)
+    store.save_budget("../../../etc/evil", "{}")
+    names = os.listdir(root / "_budgets")
+    assert len(names) == 1 and len(names[0]) == 64 + len(".json")
+    assert not (root.parent.parent / "etc").exists()
+
+
+def test_bad_arguments(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="compression"):
+        ParquetStore(root, compression="lz5")
+    with pytest.raises(ValueError, match="retry_timeout"):
+        ParquetStore(root, retry_timeout="soon")  # type: ignore[arg-type]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="not a directory"):
+        ParquetStore(tmp_path / "file")
+
+
+def test_concurrent_writers_and_a_reader(root: Path, tmp_path: Path, children: Children) -> None:
+    url = f"parquet://{root}"
+    ParquetStore(root)
+    stop = tmp_path / "stop"
+    writers, batches, size = 4, 15, 20
+    reader = children.spawn(READER, url, str(stop))
+    procs = [children.spawn(WRITER, url, str(n), str(batches), str(size)) for n in range(writers)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    stop.touch()
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    counts = [int(c) for c in out.split()]
+    assert counts and counts == sorted(counts)
+    assert all(c % size == 0 for c in counts), "a reader saw part of a file"
+    store = ParquetStore(root)
+    frame = store.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM entries")
+    assert frame.loc[0, "n"] == frame.loc[0, "d"] == writers * batches * size
+
+
+def test_kill_9_keeps_what_append_acknowledged(root: Path, children: Children) -> None:
+    size = 40
+    proc = children.spawn(WRITER, f"parquet://{root}", "3", "-1", str(size))
+    acked = []
+    assert proc.stdout is not None
+    while len(acked) < 5:
+        line = proc.stdout.readline()
+        assert line, "writer died"
+        acked.append(int(line.split()[1]))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    ids = {e.id for e in ParquetStore(root).entries()}
+    for b in acked:
+        assert {f"w03-{b * size + k:08d}" for k in range(size)} <= ids
+    assert len(ids) % size == 0
+
+
+def test_compact_merges_each_day_exactly(root: Path) -> None:
+    store = ParquetStore(root)
+    entries = [make_entry(i) for i in range(400)]
+    for k in range(0, 400, 40):
+        store.append(entries[k : k + 40])
+    days = len({e.timestamp.date() for e in entries})
+    before = len(_data_files(root))
+    assert before > days
+    assert store.compact() == before - days
+    assert len(_data_files(root)) == days
+    assert store.entries() == entries
+    assert store.compact() == 0
+    # A duplicated file (say, a copy restored by hand) is merged away too.
+    one = root / _data_files(root)[0]
+    shutil.copy(one, one.with_name("part-copy.parquet"))
+    store.compact()
+    assert store.entries() == entries
+
+
+def test_compact_while_a_writer_writes(root: Path, tmp_path: Path, children: Children) -> None:
+    url = f"parquet://{root}"
+    store = ParquetStore(root)
+    size = 10
+    writer = children.spawn(WRITER, url, "1", "60", str(size))
+    stop = tmp_path / "stop"
+    reader = children.spawn(READER, url, str(stop))
+    compactions = 0
+    while writer.poll() is None:
+        store.compact()
+        compactions += 1
+        frame = store.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM entries")
+        assert frame.loc[0, "n"] == frame.loc[0, "d"]
+        assert frame.loc[0, "n"] % size == 0
+    _, err = writer.communicate()
+    assert writer.returncode == 0, err
+    stop.touch()
+    rout, rerr = reader.communicate(timeout=60)
+    assert reader.returncode == 0, rerr
+    assert all(int(c) % size == 0 for c in rout.split())
+    store.compact()
+    assert compactions > 1
+    got = store.entries()
+    assert len(got) == len({e.id for e in got}) == 60 * size
+    files = _data_files(root)
+    assert len(files) == len({f.split("/")[0] for f in files})  # one file per day
+
+
+def test_an_interrupted_compaction_never_double_counts(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ParquetStore(root)
+    entries = [make_entry(i) for i in range(60)]
+    for k in range(0, 60, 10):
+        store.append(entries[k : k + 10])
+    total = sum((e.amount for e in entries), Decimal(0))
+
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt("killed between the rename and the deletes")
+
+    monkeypatch.setattr(ParquetStore, "_finish", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.compact()
+    monkeypatch.undo()
+    # The merged file and its inputs are both there; the record keeps readers right.
+    assert len(os.listdir(root / "_compactions")) == 1
+    assert store.total() == total
+    assert store.entries() == entries
+    assert len(store.query("SELECT id FROM entries")) == 60
+    # The next open finishes the compaction.
+    again = ParquetStore(root)
+    assert os.listdir(root / "_compactions") == []
+    assert again.entries() == entries
+
+
+def test_a_compaction_interrupted_before_the_rename_is_undone(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ParquetStore(root)
+    entries = [make_entry(i) for i in range(30)]
+    for k in range(0, 30, 10):
+        store.append(entries[k : k + 10])
+    files = _data_files(root)
+    real_replace = os.replace
+
+    def crash(src: str, dst: str) -> None:
+        if str(src).endswith(".parquet.tmp"):
+            raise KeyboardInterrupt("killed before the rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_parquet.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.compact()
+    monkeypatch.undo()
+    assert store.entries() == entries
+    ParquetStore(root)
+    assert _data_files(root) == files
+    assert os.listdir(root / "_compactions") == []
+    assert not list(root.rglob(".*.tmp"))
+
+
+def test_spill_and_replay(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ParquetStore(root, retry_timeout=0.05)
+    first = [make_entry(i) for i in range(10)]
+    store.append(first)
+
+    def broken(*args: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ParquetStore, "_write_day", broken)
+    batch = [make_entry(i) for i in range(10, 200)]
+    store.append(batch)  # acknowledged: spilled
+    spilled = list((root / "_spill").iterdir())
+    assert len(spilled) == 1
+    saved = spilled[0].read_bytes()
+    monkeypatch.undo()
+
+    again = ParquetStore(root)  # replays on open
+    assert again.entries() == first + batch
+    assert list((root / "_spill").iterdir()) == []
+    # Replaying the same file again (crash between the write and the delete) adds nothing twice.
+    spilled[0].write_bytes(saved)
+    store.append([])
+    assert store.entries() == first + batch
+    assert list((root / "_spill").iterdir()) == []
+
+
+def test_spill_fails_loudly_when_it_cannot_be_written(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ParquetStore(root, retry_timeout=0, spill_dir=str(root / "file-not-dir"))
+    (root / "file-not-dir").write_text("x")
+
+    def broken(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ParquetStore, "_write_day", broken)
+    with pytest.raises(StoreError, match="spilling the entries failed too"):
+        store.append([make_entry(1)])
+
+
+def test_a_day_written_is_not_written_again(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ParquetStore(root, retry_timeout=0.05)
+    entries = [make_entry(i) for i in range(400)]  # three days
+    real = ParquetStore._write_day
+    calls = []
+
+    def second_day_fails(self: ParquetStore, day: int, *args: object) -> None:
+        calls.append(day)
+        if len(set(calls)) == 2:
+            raise OSError(5, "Input/output error")
+        real(self, day, *args)
+
+    monkeypatch.setattr(ParquetStore, "_write_day", second_day_fails)
+    store.append(entries)
+    monkeypatch.undo()
+    spilled = (root / "_spill").iterdir()
+    lines = next(spilled).read_text().splitlines()
+    assert 0 < len(lines) < 400  # only the days not written
+    assert ParquetStore(root).entries() == entries
+
+
+def test_nasty_tags_in_files(root: Path) -> None:
+    store = ParquetStore(root)
+    entries = [make_entry(i, tags={k or "empty": k for k in NASTY}) for i in range(5)]
+    store.append(entries)
+    assert store.entries() == entries
+    assert json.loads((root / "_llmcost.json").read_text())["schema_version"] >= 1
+
+
+def test_a_batch_duckdb_cannot_take_writes_nothing(root: Path) -> None:
+    store = ParquetStore(root)
+    good = [make_entry(i) for i in range(300)]  # three days
+    bad = make_entry(301, amount=Decimal("1E+25"))  # beyond DECIMAL(38, 18)
+    with pytest.raises(duckdb.Error):
+        store.append([*good, bad])
+    assert store.entries() == []
+    assert _data_files(root) == []
+    store.append(good)
+    assert store.entries() == good
+
+
+def test_files_appear_by_rename_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ParquetStore(root)
+    renames: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        renames.append((str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_parquet.os, "replace", spy)
+    store.append([make_entry(i) for i in range(300)])
+    store.compact()
+    data = [(s, d) for s, d in renames if d.endswith(".parquet")]
+    assert len(data) >= 3
+    for src, dst in data:
+        assert os.path.dirname(src) == os.path.dirname(dst)  # same directory: an atomic rename
+        assert os.path.basename(src).startswith(".") and src.endswith(".tmp")  # never matches *.parquet
+
+
+def test_compact_sweeps_old_temporary_files(root: Path) -> None:
+    store = ParquetStore(root)
+    store.append([make_entry(0)])
+    day = next(root.glob("day=*"))
+    old, fresh = day / ".part-dead.parquet.tmp", day / ".part-live.parquet.tmp"
+    old.write_bytes(b"half a file")
+    fresh.write_bytes(b"being written")
+    os.utime(old, (0, 0))
+    store.compact()
+    assert not old.exists() and fresh.exists()
+    assert store.entries() == [make_entry(0)]
+
+
+def test_threads_share_a_store(root: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = ParquetStore(root)
+    batches = [[make_entry(n * 1000 + i * 37) for i in range(12)] for n in range(12)]  # each spans several days
+
+    def work(batch: list[CostEntry]) -> None:
+        store.append(batch)
+        store.total(tags={"team": "ads"})
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(work, batches))
+    assert store.entries() == sorted((e for b in batches for e in b), key=lambda e: (e.timestamp, e.id))
+
+
+def test_open_append_read_do_not_wait_for_a_compaction(root: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    ParquetStore(root)
+    fd = os.open(root / "_lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a long compaction in another process would
+    try:
+        started = time.monotonic()
+        store = ParquetStore(root, retry_timeout=5)
+        store.append([make_entry(1)])
+        assert store.entries() == [make_entry(1)]
+        assert time.monotonic() - started < 2
+        with pytest.raises(StoreError, match="could not lock"):
+            ParquetStore(root, retry_timeout=0.2).compact()
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def test_polars_reads_the_dataset_as_documented(root: Path) -> None:
+    pl = pytest.importorskip("polars")
+    store = ParquetStore(root)
+    entries = [make_entry(i) for i in range(300)]
+    store.append(entries)
+    lf = pl.scan_parquet(str(root / "day=*" / "*.parquet"), hive_partitioning=True)
+    if not hasattr(pl.col("tags"), "map"):
+        pytest.skip("Polars before 2.0 has no map type")
+    got = (
+        lf.with_columns(team=pl.col("tags").map.get("team"))
+        .group_by("team")
+        .agg(cost=pl.col("amount").sum(), calls=pl.len())
+        .collect()
+    )
+    ads = [e for e in entries if e.tags.get("team") == "ads"]
+    row = got.filter(pl.col("team") == "ads").row(0, named=True)
+    assert row["calls"] == len(ads)
+    assert row["cost"] == sum((e.amount for e in ads), Decimal(0))

@@ -1,0 +1,63 @@
+"""The shared SQL: parameters only, exact types on the way out, fast ingest on the way in."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from llmcost.stores import Filters
+from llmcost.stores._sql import INGEST_SELECT, fetch_frame, ingest_columns, registered, where_sql
+
+from .conftest import NASTY, make_entry
+
+
+def test_user_values_only_travel_as_parameters() -> None:
+    filters = Filters(
+        since=datetime(2024, 1, 1),
+        until=datetime(2024, 2, 1),
+        category=["compute", "other"],
+        resource=NASTY,
+        model="x'); DROP TABLE entries; --",
+        provider=[],
+        tags={k or "k": k for k in NASTY},
+    )
+    sql, params = where_sql(filters)
+    assert sql.count("?") == len(params)
+    for value in params:
+        if isinstance(value, str) and value:
+            assert value not in sql.replace("tags[?]", ""), value
+    assert "FALSE" in sql  # an empty provider list matches nothing
+    assert where_sql(Filters()) == ("", [])
+
+
+def test_fetch_frame_keeps_decimals_exact_and_timestamps_utc() -> None:
+    con = duckdb.connect()
+    frame = fetch_frame(
+        con,
+        "SELECT CAST(? AS DECIMAL(38, 18)) AS d, CAST(NULL AS DECIMAL(38, 18)) AS n, "
+        "TIMESTAMPTZ '2024-05-01 12:00:00.000001+02' AS t, CAST(NULL AS TIMESTAMPTZ) AS t2, 'x' AS s, 1 AS s",
+        ["0.000000000000000001"],
+    )
+    assert list(frame.columns) == ["d", "n", "t", "t2", "s", "s"]
+    assert frame["d"][0] == Decimal("1E-18") and isinstance(frame["d"][0], Decimal)
+    assert frame["n"][0] is None
+    assert frame["t"][0].to_pydatetime() == datetime(2024, 5, 1, 10, 0, 0, 1, tzinfo=timezone.utc)
+    assert str(frame["t"].dtype) == "datetime64[us, UTC]"
+    assert frame["t2"].isna().all()
+    assert fetch_frame(con, "SELECT 1 AS a WHERE FALSE", None).empty
+    con.close()
+
+
+@pytest.mark.parametrize("tags", [{}, {"a": "1"}, {"a": "1", "b": ""}])
+def test_ingest_round_trip(tags: dict[str, str]) -> None:
+    entries = [make_entry(i, tags=dict(tags)) for i in range(5)]
+    cols = ingest_columns(entries)
+    assert len(cols[1]["tags"]) == (2 if tags else 1)  # equal tag maps are sent once
+    con = duckdb.connect()
+    with registered(con, cols):
+        rows = con.execute(f"SELECT id, tags, CAST(amount AS VARCHAR) FROM ({INGEST_SELECT})").fetchall()
+    assert [(r[0], r[1], Decimal(r[2])) for r in rows] == [(e.id, dict(e.tags), e.amount) for e in entries]
+    con.close()

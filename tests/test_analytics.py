@@ -1,0 +1,590 @@
+"""llmcost.analytics: the same answers from every source (tracker, memory, DuckDB, Parquet, frame), exact sums,
+tag and time semantics, forecasts, anomalies, recommendations and export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pytest
+
+import llmcost
+from llmcost import CostEntry, CostTracker, Usage, analytics, get_price
+from llmcost.stores import COLUMNS, DuckDBStore, MemoryStore, ParquetStore
+
+MON = datetime(2024, 5, 13, tzinfo=timezone.utc)  # a Monday
+INJECTION = "'; DROP TABLE entries; --"
+SOURCES = ("tracker", "memory", "duckdb", "parquet", "frame")
+
+
+def entry(n: int, when: datetime, amount: str, **fields: Any) -> CostEntry:
+    return CostEntry(id=f"{n:026x}", timestamp=when, amount=amount, **fields)
+
+
+ENTRIES = [
+    entry(
+        1,
+        MON + timedelta(hours=10),
+        "0.1",
+        resource="summarize",
+        model="gpt-4o",
+        provider="openai",
+        usage=Usage(1000, 200),
+        tags={"team": "search", "env": "prod"},
+    ),
+    entry(
+        2,
+        MON + timedelta(hours=23, minutes=30),
+        "0.2",
+        resource="summarize",
+        model="gpt-4o",
+        provider="openai",
+        usage=Usage(2000, 300),
+        tags={"team": "search"},
+    ),
+    entry(
+        3,
+        MON + timedelta(days=1, hours=1),
+        "0.3",
+        resource="chat",
+        model="claude-3-5-sonnet",
+        provider="anthropic",
+        usage=Usage(3000, 500, cache_read_tokens=1000, cache_write_tokens=200),
+        tags={"team": "ads"},
+    ),
+    entry(4, MON + timedelta(days=2, hours=12), "1.25", category="compute", resource="gpu"),
+    entry(
+        5,
+        MON + timedelta(days=4, hours=8),
+        "0.05",
+        resource="chat",
+        model="gpt-4o-mini",
+        provider="openai",
+        usage=Usage(500, 100),
+        tags={"env": "dev"},
+    ),
+    entry(
+        6,
+        MON + timedelta(days=7, hours=9),
+        "0.000000000000000001",
+        category="other",
+        resource=INJECTION,
+        tags={"team": "x' OR '1'='1", "it's": "ok"},
+    ),
+]
+TOTAL = sum((e.amount for e in ENTRIES), Decimal(0))
+
+
+def fill(store: Any, entries: list[CostEntry] = ENTRIES) -> Any:
+    store.append(entries)
+    store.flush()
+    return store
+
+
+@pytest.fixture
+def make_source(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build a source of the given kind holding ``entries``."""
+    made: list[Any] = []
+    counter = iter(range(1000))
+
+    def make(kind: str, entries: list[CostEntry] = ENTRIES) -> Any:
+        n = next(counter)
+        if kind == "tracker":
+            tracker = CostTracker(fill(MemoryStore(), entries), clock=lambda: MON + timedelta(days=3))
+            made.append(tracker)
+            return tracker
+        if kind == "memory":
+            return fill(MemoryStore(), entries)
+        if kind == "duckdb":
+            store = fill(DuckDBStore(tmp_path / f"costs{n}.duckdb"), entries)
+        elif kind == "parquet":
+            store = fill(ParquetStore(tmp_path / f"dataset{n}"), entries)
+        else:
+            return fill(MemoryStore(), entries).scan()
+        made.append(store)
+        return store
+
+    yield make
+    for thing in made:
+        thing.close()
+
+
+@pytest.fixture(params=SOURCES)
+def source(request: pytest.FixtureRequest, make_source: Callable[..., Any]) -> Any:
+    return make_source(request.param)
+
+
+MEASURES = ["cost", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
+
+
+def rows(frame: pd.DataFrame, *columns: str) -> list[tuple[Any, ...]]:
+    return list(frame[list(columns)].itertuples(index=False, name=None))
+
+
+# -- spend and the by_* shortcuts ----------------------------------------------------------------------------------
+
+
+def test_by_category_is_exact_and_sorted_by_cost(source: Any) -> None:
+    frame = analytics.by_category(source)
+    assert list(frame.columns) == ["category", *MEASURES]
+    assert rows(frame, "category", "calls") == [("compute", 1), ("llm_inference", 4), ("other", 1)]
+    inference = frame.set_index("category").loc["llm_inference"]
+    # 0.1 + 0.2 + 0.3 + 0.05 summed as floats is 0.6500000000000001; exact DECIMAL sums give 0.65.
+    assert inference["cost"] == 0.65
+    assert inference["input_tokens"] == 6500
+    assert inference["cache_read_tokens"] == 1000 and inference["cache_write_tokens"] == 200
+    assert frame["cost"].dtype == "float64" and frame["calls"].dtype == "int64"
+    assert frame["cost"].is_monotonic_decreasing
+
+
+def test_every_source_gives_the_same_frames(make_source: Callable[..., Any]) -> None:
+    expected = {
+        "spend": analytics.spend(make_source("memory"), by=("model", "tag:team")),
+        "tags": analytics.by_tag(make_source("memory")),
+        "weekly": analytics.over_time(make_source("memory"), freq="W", by="category"),
+    }
+    for kind in SOURCES:
+        src = make_source(kind)
+        pd.testing.assert_frame_equal(analytics.spend(src, by=("model", "tag:team")), expected["spend"])
+        pd.testing.assert_frame_equal(analytics.by_tag(src), expected["tags"])
+        pd.testing.assert_frame_equal(analytics.over_time(src, freq="W", by="category"), expected["weekly"])
+
+
+def test_spend_total_row_and_several_keys(source: Any) -> None:
+    total = analytics.spend(source, by=())
+    assert list(total.columns) == MEASURES
+    assert total["cost"].iloc[0] == float(TOTAL) and total["calls"].iloc[0] == len(ENTRIES)
+    frame = analytics.spend(source, by=["resource", "model"])
+    assert list(frame.columns) == ["resource", "model", *MEASURES]
+    assert ("summarize", "gpt-4o", 0.3) in rows(frame, "resource", "model", "cost")
+
+
+def test_by_resource_and_model_count_missing_values_under_none(source: Any) -> None:
+    models = analytics.by_model(source)
+    assert dict(rows(models, "model", "calls")) == {
+        None: 2,
+        "gpt-4o": 2,
+        "claude-3-5-sonnet": 1,
+        "gpt-4o-mini": 1,
+    }
+    resources = analytics.by_resource(source)
+    assert set(resources["resource"]) == {"gpu", "chat", "summarize", INJECTION}
+
+
+def test_tag_keys_and_values_are_data_not_sql(source: Any) -> None:
+    frame = analytics.spend(source, by=("tag:it's",))
+    assert rows(frame, "tag:it's", "calls") == [(None, 5), ("ok", 1)]
+    frame = analytics.spend(source, by=(f"tag:{INJECTION}",))
+    assert rows(frame, f"tag:{INJECTION}", "calls") == [(None, 6)]
+    teams = analytics.by_tag(source, "team")
+    assert "x' OR '1'='1" in set(teams["tag_value"])
+
+
+@pytest.mark.parametrize(
+    ("by", "message"),
+    [
+        ("team", "did you mean 'tag:team'"),
+        (("model", "model"), "twice"),
+        ("tag:", "without a key"),
+        (("category; DROP TABLE entries",), "must name category"),
+        ((1,), "sequence of str"),
+    ],
+)
+def test_spend_refuses_unknown_keys(by: Any, message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        analytics.spend(MemoryStore(), by=by)
+
+
+def test_spend_since_until_window(source: Any) -> None:
+    frame = analytics.spend(source, by=(), since=MON + timedelta(hours=10), until=MON + timedelta(days=2, hours=12))
+    # since is inclusive (entry 1 at exactly 10:00), until exclusive (entry 4 at exactly that time)
+    assert frame["calls"].iloc[0] == 3
+    assert frame["cost"].iloc[0] == pytest.approx(0.6)
+    naive = analytics.spend(source, by=(), since=datetime(2024, 5, 20))  # naive is UTC
+    assert naive["calls"].iloc[0] == 1
+
+
+def test_bad_source_and_frame_without_columns() -> None:
+    with pytest.raises(TypeError, match="source must be a CostTracker"):
+        analytics.by_category([1, 2, 3])
+    with pytest.raises(ValueError, match="no 'amount' column"):
+        analytics.by_category(pd.DataFrame({"timestamp": [MON]}))
+
+
+def test_a_filtered_frame_from_the_tracker_is_a_source(make_source: Callable[..., Any]) -> None:
+    tracker = make_source("tracker")
+    frame = tracker.frame(resource="chat")[["timestamp", "amount", "model", "tags"]]
+    models = analytics.by_model(frame)
+    assert rows(models, "model", "cost") == [("claude-3-5-sonnet", 0.3), ("gpt-4o-mini", 0.05)]
+
+
+# -- tags ---------------------------------------------------------------------------------------------------------
+
+
+def test_by_tag_with_a_key(source: Any) -> None:
+    frame = analytics.by_tag(source, "team")
+    assert list(frame.columns) == ["tag_value", *MEASURES]
+    # search and ads both cost 0.3: ties go by key
+    assert rows(frame, "tag_value", "calls") == [(None, 2), ("ads", 1), ("search", 2), ("x' OR '1'='1", 1)]
+    assert frame["cost"].sum() == pytest.approx(float(TOTAL))
+
+
+def test_by_tag_long_form_counts_each_entry_once_per_key(source: Any) -> None:
+    frame = analytics.by_tag(source)
+    assert list(frame.columns) == ["tag_key", "tag_value", *MEASURES]
+    got = {(k, v): (c, n) for k, v, c, n in rows(frame, "tag_key", "tag_value", "cost", "calls")}
+    assert got[("env", "prod")] == (0.1, 1)
+    assert got[("env", "dev")] == (0.05, 1)
+    assert got[("env", None)] == (1.75, 4)  # entries 2, 3, 4, 6: no env tag (4 has no tags at all)
+    assert got[("team", None)] == (1.3, 2)  # entries 4 and 5
+    assert got[("it's", None)] == (1.9, 5)
+    # Every key's rows add up to all entries: each entry counts once per key.
+    per_key = frame.groupby("tag_key")["calls"].sum()
+    assert set(per_key) == {len(ENTRIES)}
+    assert list(frame["tag_key"]) == sorted(frame["tag_key"])
+
+
+def test_by_tag_without_any_tags_is_empty() -> None:
+    store = fill(MemoryStore(), [entry(1, MON, "1")])
+    assert analytics.by_tag(store).empty
+    assert rows(analytics.by_tag(store, "team"), "tag_value", "calls") == [(None, 1)]
+
+
+# -- time ---------------------------------------------------------------------------------------------------------
+
+
+def test_daily_buckets_are_utc_and_over_time_fills_gaps(source: Any) -> None:
+    frame = analytics.over_time(source, freq="D")
+    assert list(frame.columns) == ["period", *MEASURES]
+    assert str(frame["period"].dtype) == "datetime64[us, UTC]"
+    days = [p.to_pydatetime() for p in frame["period"]]
+    assert days == [MON + timedelta(days=d) for d in range(8)]
+    costs = dict(zip(days, frame["cost"], strict=True))
+    assert costs[MON] == pytest.approx(0.3)  # 10:00 and 23:30 UTC both fall on Monday
+    assert costs[MON + timedelta(days=3)] == 0.0 and costs[MON + timedelta(days=5)] == 0.0
+    assert frame["calls"].sum() == len(ENTRIES)
+
+
+def test_weeks_start_monday_and_months_on_the_first(source: Any) -> None:
+    weeks = analytics.spend(source, by=(), freq="W")
+    assert sorted(p.to_pydatetime() for p in weeks["period"]) == [MON, MON + timedelta(days=7)]
+    months = analytics.over_time(source, freq="MS")
+    assert [p.to_pydatetime() for p in months["period"]] == [datetime(2024, 5, 1, tzinfo=timezone.utc)]
+    hours = analytics.over_time(source, freq="h")
+    assert len(hours) == 7 * 24 + 9 - 10 + 1
+
+
+def test_over_time_by_key_has_every_group_in_every_period(source: Any) -> None:
+    frame = analytics.over_time(source, freq="D", by="tag:team")
+    assert len(frame) == 8 * 4  # 8 days x (search, ads, x' OR..., None)
+    monday = frame[frame["period"] == pd.Timestamp(MON)]
+    # cost first, then the keys (None last)
+    assert rows(monday, "tag:team", "cost") == [("search", 0.3), ("ads", 0.0), ("x' OR '1'='1", 0.0), (None, 0.0)]
+
+
+@pytest.mark.parametrize("freq", ["2D", "Z", "", "minutes"])
+def test_unknown_freq_is_refused(freq: str) -> None:
+    with pytest.raises(ValueError, match="freq must be one of"):
+        analytics.over_time(MemoryStore(), freq=freq)
+
+
+def test_empty_sources_give_empty_frames_with_the_columns() -> None:
+    store = MemoryStore()
+    assert list(analytics.spend(store, by="model", freq="D").columns) == ["period", "model", *MEASURES]
+    assert analytics.over_time(store).empty
+    assert analytics.anomalies(store).empty
+    assert list(analytics.compare_models(store).columns) == [
+        "model",
+        "calls",
+        "cost",
+        "cost_per_call",
+        "cost_per_1k_tokens",
+    ]
+    assert analytics.recommendations(store).empty
+
+
+# -- forecasts ----------------------------------------------------------------------------------------------------
+
+
+def test_forecast_runs_the_rate_to_the_end_of_the_period(source: Any) -> None:
+    now = MON + timedelta(days=2, hours=12)  # 2024-05-15 12:00: 14.5 of May's 31 days gone
+    frame = analytics.forecast(source, "monthly", now=now)
+    assert list(frame.columns) == ["period_start", "period_end", "spent", "projected"]
+    row = frame.iloc[0]
+    assert row.period_start == pd.Timestamp("2024-05-01", tz="UTC")
+    assert row.period_end == pd.Timestamp("2024-06-01", tz="UTC")
+    assert row.spent == pytest.approx(1.85)  # entries up to and including now
+    assert row.projected == pytest.approx(1.85 * 31 / 14.5)
+
+
+def test_forecast_uses_the_tracker_clock(make_source: Callable[..., Any]) -> None:
+    tracker = make_source("tracker")  # clock: Thursday 2024-05-16 00:00
+    row = analytics.forecast(tracker, "weekly").iloc[0]
+    assert row.period_start == pd.Timestamp(MON) and row.spent == pytest.approx(1.85)
+    assert row.projected == pytest.approx(1.85 * 7 / 3)
+    with pytest.raises(ValueError, match="hourly, daily, weekly or monthly"):
+        analytics.forecast(tracker, "total")
+
+
+def test_forecast_at_the_start_of_a_period_projects_what_is_spent() -> None:
+    store = fill(MemoryStore(), [entry(1, MON, "2")])
+    row = analytics.forecast(store, "daily", now=MON).iloc[0]
+    assert (row.spent, row.projected) == (2.0, 2.0)
+
+
+def test_forecast_tasks_is_exact() -> None:
+    per_task = llmcost.cost_of("gpt-4o-mini", input_tokens=2000, output_tokens=400)
+    assert analytics.forecast_tasks(500, 2000, 400, "gpt-4o-mini") == per_task * 500 * Decimal("1.2")
+    assert analytics.forecast_tasks(500, 2000, 400, "gpt-4o-mini", buffer=1) == per_task * 500
+    assert analytics.forecast_tasks(10, 1999.2, 399.5, "gpt-4o-mini", buffer="1.5") == per_task * 10 * Decimal("1.5")
+    assert isinstance(analytics.forecast_tasks(0, 10, 10, "gpt-4o"), Decimal)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        ((-1, 10, 10, "gpt-4o"), {}, "count must be a non-negative int"),
+        ((1.5, 10, 10, "gpt-4o"), {}, "count must be"),
+        ((1, -10, 10, "gpt-4o"), {}, "avg_input_tokens must not be negative"),
+        ((1, 10, 10, "gpt-4o"), {"buffer": 0}, "buffer must be a positive"),
+        ((1, 10, 10, "no-such-model-x"), {}, "no-such-model-x"),
+    ],
+)
+def test_forecast_tasks_checks_its_input(args: tuple[Any, ...], kwargs: dict[str, Any], error: str) -> None:
+    with pytest.raises((ValueError, KeyError), match=error):
+        analytics.forecast_tasks(*args, **kwargs)
+
+
+# -- anomalies ----------------------------------------------------------------------------------------------------
+
+
+def daily(costs: list[str]) -> MemoryStore:
+    return fill(MemoryStore(), [entry(i + 1, MON + timedelta(days=i, hours=9), c) for i, c in enumerate(costs)])
+
+
+def test_anomalies_flag_a_spike_with_a_robust_score() -> None:
+    costs = ["10", "11", "9", "10", "12", "10", "95", "11", "9", "10"]
+    frame = analytics.anomalies(daily(costs))
+    assert list(frame.columns) == ["period", "cost", "expected", "score", "anomaly"]
+    assert frame["anomaly"].tolist() == [c == "95" for c in costs]
+    # median 10, MAD = median(|x - 10|) = 1 -> score (95 - 10) / (1.4826 * 1)
+    spike = frame[frame["anomaly"]].iloc[0]
+    assert spike.expected == 10.0
+    assert spike.score == pytest.approx(85 / 1.4826)
+    assert frame["score"].iloc[4] == pytest.approx(2 / 1.4826)
+    assert frame["anomaly"].dtype == bool
+
+
+def test_anomalies_when_most_periods_cost_the_same() -> None:
+    frame = analytics.anomalies(daily(["5", "5", "5", "5", "5", "5", "40"]))
+    # MAD is 0: the mean absolute deviation (35 / 7 = 5) scaled by 1.2533 stands in.
+    assert frame["score"].iloc[-1] == pytest.approx(35 / (1.2533 * 5))
+    assert frame["anomaly"].tolist() == [False] * 6 + [True]
+    flat = analytics.anomalies(daily(["3", "3", "3"]))
+    assert flat["score"].tolist() == [0.0, 0.0, 0.0] and not flat["anomaly"].any()
+
+
+def test_anomalies_count_empty_days_and_take_a_threshold() -> None:
+    store = fill(MemoryStore(), [entry(i + 1, MON + timedelta(days=2 * i), "1") for i in range(5)])
+    frame = analytics.anomalies(store, threshold=10)
+    assert len(frame) == 9 and frame["cost"].tolist()[:3] == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="threshold must be a positive number"):
+        analytics.anomalies(store, threshold=0)
+
+
+# -- models -------------------------------------------------------------------------------------------------------
+
+
+def test_compare_models(source: Any) -> None:
+    frame = analytics.compare_models(source)
+    assert rows(frame, "model", "calls") == [("claude-3-5-sonnet", 1), ("gpt-4o", 2), ("gpt-4o-mini", 1)]
+    gpt = frame.set_index("model").loc["gpt-4o"]
+    assert gpt["cost"] == pytest.approx(0.3)
+    assert gpt["cost_per_call"] == pytest.approx(0.15)
+    assert gpt["cost_per_1k_tokens"] == pytest.approx(0.3 / 3.5)
+
+
+def priced(n: int, model: str, usage: Usage, resource: str, provider: str | None = None) -> CostEntry:
+    price = get_price(model, provider)
+    return entry(
+        n,
+        MON + timedelta(hours=n),
+        str(price.cost(usage)),
+        model=model,
+        provider=price.provider,
+        usage=usage,
+        resource=resource,
+        pricing="catalog",
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "suggested"),
+    [
+        ("gpt-4o-2024-08-06", "gpt-4o-mini"),
+        ("claude-3-5-sonnet-20241022", "claude-3-5-haiku-latest"),
+        ("gemini-1.5-pro", "gemini-1.5-flash"),
+        ("gpt-4.1", "gpt-4.1-mini"),  # the nearest step down, not gpt-4.1-nano
+    ],
+)
+def test_recommendations_suggest_a_smaller_model_of_the_same_line(model: str, suggested: str) -> None:
+    usage = Usage(4000, 500)
+    store = fill(MemoryStore(), [priced(i, model, usage, "summarize") for i in range(1, 4)])
+    frame = analytics.recommendations(store)
+    assert list(frame.columns) == [
+        "resource",
+        "model",
+        "suggested_model",
+        "cost",
+        "projected_cost",
+        "saving",
+        "reason",
+    ]
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert (row.resource, row.model, row.suggested_model) == ("summarize", model, suggested)
+    current = get_price(model)
+    cheaper = get_price(suggested, current.provider)
+    summed = usage + usage + usage
+    assert row.cost == float(current.cost(usage) * 3)
+    assert row.projected_cost == pytest.approx(float(cheaper.cost(summed)))
+    assert row.saving == pytest.approx(row.cost - row.projected_cost)
+    assert row.projected_cost <= row.cost * 0.8
+    assert suggested in row.reason and "less" in row.reason
+
+
+def test_no_recommendation_where_none_is_known() -> None:
+    usage = Usage(4000, 500)
+    store = fill(
+        MemoryStore(),
+        [
+            priced(1, "gpt-4o-mini", usage, "already-small"),
+            entry(2, MON, "0.5", model="acme-private-llm", usage=usage, resource="in-house"),
+            entry(3, MON, "0.5", category="compute", resource="gpu"),
+            entry(4, MON, "0", model="gpt-4o", provider="openai", usage=usage, resource="unpriced"),
+        ],
+    )
+    assert analytics.recommendations(store).empty
+
+
+def test_recommendations_per_resource_sorted_by_saving() -> None:
+    big, small = Usage(20_000, 2_000), Usage(1_000, 100)
+    entries = [priced(1, "gpt-4o", big, "big-job"), priced(2, "gpt-4o", small, "small-job")]
+    frame = analytics.recommendations(fill(MemoryStore(), entries))
+    assert frame["resource"].tolist() == ["big-job", "small-job"]
+    assert frame["saving"].is_monotonic_decreasing
+
+
+# -- export -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export must not need pyarrow at runtime: importing it fails inside these tests."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+
+
+@pytest.mark.usefixtures("no_pyarrow")
+@pytest.mark.parametrize("kind", ["memory", "duckdb", "parquet"])
+def test_export_csv_keeps_amounts_exact_and_tags_as_json(
+    kind: str, make_source: Callable[..., Any], tmp_path: Path
+) -> None:
+    target = tmp_path / "costs.csv"
+    calls: list[tuple[int, int]] = []
+    written = analytics.export(make_source(kind), target, progress=lambda done, total: calls.append((done, total)))
+    assert written == len(ENTRIES)
+    assert calls[0] == (0, len(ENTRIES)) and calls[-1] == (len(ENTRIES), len(ENTRIES))
+    with target.open(newline="", encoding="utf-8") as f:
+        records = list(csv.DictReader(f))
+    assert list(records[0]) == list(COLUMNS)
+    assert [r["id"] for r in records] == [e.id for e in ENTRIES]
+    assert [Decimal(r["amount"]) for r in records] == [e.amount for e in ENTRIES]
+    assert records[-1]["amount"] == "0.000000000000000001"
+    assert [json.loads(r["tags"]) for r in records] == [dict(e.tags) for e in ENTRIES]
+    assert records[0]["timestamp"] == "2024-05-13T10:00:00.000000Z"
+    assert records[3]["model"] == "" and records[2]["cache_read_tokens"] == "1000"
+
+
+@pytest.mark.usefixtures("no_pyarrow")
+def test_export_json_records(make_source: Callable[..., Any], tmp_path: Path) -> None:
+    target = tmp_path / "costs.json"
+    assert analytics.export(make_source("tracker"), target) == len(ENTRIES)
+    records = json.loads(target.read_text(encoding="utf-8"), parse_float=Decimal)
+    assert isinstance(records, list) and len(records) == len(ENTRIES)
+    assert [r["amount"] for r in records] == [e.amount for e in ENTRIES]
+    assert records[0]["tags"] == {"team": "search", "env": "prod"}
+    assert records[3]["model"] is None and records[0]["input_tokens"] == 1000
+    assert pd.read_json(target, orient="records")["resource"].tolist()[-1] == INJECTION
+
+
+@pytest.mark.usefixtures("no_pyarrow")
+def test_export_parquet_keeps_the_store_types(make_source: Callable[..., Any], tmp_path: Path) -> None:
+    target = tmp_path / "out" / "costs.parquet"
+    target.parent.mkdir()
+    assert analytics.export(make_source("duckdb"), target) == len(ENTRIES)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    types = dict(
+        con.execute(
+            "SELECT name, type FROM parquet_schema(?) WHERE name IN ('amount', 'tags')", [str(target)]
+        ).fetchall()
+    )
+    assert types["amount"] == "FIXED_LEN_BYTE_ARRAY"
+    got = con.execute(
+        "SELECT CAST(amount AS VARCHAR), typeof(amount), typeof(tags), typeof(timestamp), tags['team'] "
+        "FROM read_parquet(?) ORDER BY id",
+        [str(target)],
+    ).fetchall()
+    assert [Decimal(r[0]) for r in got] == [e.amount for e in ENTRIES]
+    assert got[0][1:] == ("DECIMAL(38,18)", "MAP(VARCHAR, VARCHAR)", "TIMESTAMP WITH TIME ZONE", "search")
+    assert list(target.parent.iterdir()) == [target]  # no temporary file left behind
+
+
+def test_export_with_format_and_refusals(make_source: Callable[..., Any], tmp_path: Path) -> None:
+    store = make_source("memory")
+    assert analytics.export(store, tmp_path / "costs.txt", format="csv") == len(ENTRIES)
+    assert (tmp_path / "costs.txt").read_text().startswith("id,timestamp,amount")
+    with pytest.raises(ValueError, match="cannot tell the export format"):
+        analytics.export(store, tmp_path / "costs.xlsx")
+    with pytest.raises(ValueError, match="format must be"):
+        analytics.export(store, tmp_path / "costs.csv", format="xml")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        analytics.export(store, tmp_path / "missing" / "costs.csv")
+    assert not (tmp_path / "costs.xlsx").exists()
+
+
+def test_export_of_an_empty_store(tmp_path: Path) -> None:
+    for name in ("e.csv", "e.json", "e.parquet"):
+        assert analytics.export(MemoryStore(), tmp_path / name) == 0
+    assert json.loads((tmp_path / "e.json").read_text()) == []
+    assert (tmp_path / "e.csv").read_text().strip() == ",".join(COLUMNS)
+    assert duckdb.execute("SELECT count(*) FROM read_parquet(?)", [str(tmp_path / "e.parquet")]).fetchone() == (0,)
+
+
+def test_public_names() -> None:
+    assert sorted(analytics.__all__) == sorted(
+        [
+            "spend",
+            "by_category",
+            "by_resource",
+            "by_model",
+            "by_tag",
+            "over_time",
+            "forecast",
+            "forecast_tasks",
+            "anomalies",
+            "compare_models",
+            "recommendations",
+            "export",
+        ]
+    )
+    for name in analytics.__all__:
+        assert getattr(analytics, name).__doc__, name
