@@ -15,17 +15,17 @@ T0 = datetime(2024, 5, 17, tzinfo=timezone.utc)
 
 def make(i, ts=None, **kw):
     ts = ts or T0 + timedelta(seconds=i)
-    base = dict(
-        id=new_entry_id(ts),
-        timestamp=ts,
-        amount=Decimal(i) / 1000,
-        model=f"m{i % 3}",
-        resource=None if i % 4 == 0 else f"r{i % 5}",
-        usage=Usage(i, i // 2, i // 4, 0, 0),
-        latency_ms=None if i % 2 else float(i),
-        tags={"team": f"t{i % 2}"} if i % 3 else {},
-        pricing="given",
-    )
+    base = {
+        "id": new_entry_id(ts),
+        "timestamp": ts,
+        "amount": Decimal(i) / 1000,
+        "model": f"m{i % 3}",
+        "resource": None if i % 4 == 0 else f"r{i % 5}",
+        "usage": Usage(i, i // 2, i // 4, 0, 0),
+        "latency_ms": None if i % 2 else float(i),
+        "tags": {"team": f"t{i % 2}"} if i % 3 else {},
+        "pricing": "given",
+    }
     return CostEntry(**{**base, **kw})
 
 

@@ -1,0 +1,284 @@
+"""Usage extraction: real OpenAI and Anthropic clients over canned HTTP, and dict shapes of every provider."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+from llmcost import CostCategory, CostTracker, Usage, track_cost
+from llmcost._extract import StreamAccumulator, extract_usage, is_sdk_stream
+
+
+def transport(body, content_type="application/json"):
+    text = body if isinstance(body, str) else json.dumps(body)
+
+    def handler(request):
+        return httpx2.Response(200, text=text, headers={"content-type": content_type})
+
+    return httpx2.Client(transport=httpx2.MockTransport(handler))
+
+
+CHAT = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o-2024-08-06",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+    "usage": {
+        "prompt_tokens": 2000,
+        "completion_tokens": 300,
+        "total_tokens": 2300,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+        "completion_tokens_details": {"reasoning_tokens": 100},
+    },
+}
+
+ANTHROPIC_MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-3-5-sonnet-20241022",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 100,
+        "output_tokens": 50,
+        "cache_read_input_tokens": 1000,
+        "cache_creation_input_tokens": 200,
+    },
+}
+
+
+def test_openai_chat_completion_object():
+    client = openai.OpenAI(api_key="k", http_client=transport(CHAT))
+    response = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    found = extract_usage(response)
+    assert found.model == "gpt-4o-2024-08-06" and found.provider == "openai"
+    assert found.usage == Usage(2000, 300, cache_read_tokens=1024, reasoning_tokens=100)
+
+
+def test_openai_responses_api_object():
+    body = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 0,
+        "model": "gpt-4o-mini",
+        "output": [],
+        "status": "completed",
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 500,
+            "output_tokens": 80,
+            "total_tokens": 580,
+            "input_tokens_details": {"cached_tokens": 128},
+            "output_tokens_details": {"reasoning_tokens": 16},
+        },
+    }
+    client = openai.OpenAI(api_key="k", http_client=transport(body))
+    response = client.responses.create(model="gpt-4o-mini", input="x")
+    assert extract_usage(response).usage == Usage(500, 80, cache_read_tokens=128, reasoning_tokens=16)
+
+
+def test_openai_embeddings_are_an_embedding_category():
+    body = {
+        "object": "list",
+        "model": "text-embedding-3-small",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+        "usage": {"prompt_tokens": 1_000_000, "total_tokens": 1_000_000},
+    }
+    client = openai.OpenAI(api_key="k", http_client=transport(body))
+    tracker = CostTracker()
+
+    @track_cost(tracker=tracker)
+    def embed():
+        return client.embeddings.create(model="text-embedding-3-small", input="x")
+
+    embed()
+    (entry,) = tracker.entries()
+    assert entry.category is CostCategory.LLM_EMBEDDING
+    assert entry.amount == Decimal("0.02")
+
+
+def test_anthropic_message_normalises_cache_tokens_into_input():
+    client = anthropic.Anthropic(api_key="k", http_client=transport(ANTHROPIC_MESSAGE))
+    message = client.messages.create(
+        model="claude-3-5-sonnet-20241022", max_tokens=100, messages=[{"role": "user", "content": "x"}]
+    )
+    found = extract_usage(message)
+    assert found.provider == "anthropic"
+    assert found.usage == Usage(input_tokens=1300, output_tokens=50, cache_read_tokens=1000, cache_write_tokens=200)
+
+
+def anthropic_sse():
+    events = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    **ANTHROPIC_MESSAGE,
+                    "content": [],
+                    "usage": {**ANTHROPIC_MESSAGE["usage"], "output_tokens": 1},
+                },
+            },
+        ),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+        ),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": None, "stop_sequence": None},
+                "usage": {"output_tokens": 30},
+            },
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 50},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+def test_anthropic_stream_output_count_is_cumulative_not_added():
+    client = anthropic.Anthropic(api_key="k", http_client=transport(anthropic_sse(), "text/event-stream"))
+    tracker = CostTracker()
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.messages.create(
+            model="claude-3-5-sonnet-20241022",
+            max_tokens=100,
+            stream=True,
+            messages=[{"role": "user", "content": "x"}],
+        )
+
+    stream = ask()
+    assert is_sdk_stream(stream) and isinstance(stream, anthropic.Stream)
+    text = "".join(e.delta.text for e in stream if e.type == "content_block_delta")
+    assert text == "Hello"
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(input_tokens=1300, output_tokens=50, cache_read_tokens=1000, cache_write_tokens=200)
+    # 100 plain input at $3, 1000 cache reads at $0.30, 200 cache writes at $3.75, 50 output at $15 per MTok
+    assert entry.amount == Decimal("0.0003") + Decimal("0.0003") + Decimal("0.00075") + Decimal("0.00075")
+
+
+@pytest.mark.parametrize(
+    ("shape", "model", "usage"),
+    [
+        pytest.param(CHAT, "gpt-4o-2024-08-06", Usage(2000, 300, 1024, 0, 100), id="openai-chat-dict"),
+        pytest.param(ANTHROPIC_MESSAGE, "claude-3-5-sonnet-20241022", Usage(1300, 50, 1000, 200), id="anthropic"),
+        pytest.param(
+            {
+                "modelVersion": "gemini-2.0-flash",
+                "usageMetadata": {
+                    "promptTokenCount": 900,
+                    "candidatesTokenCount": 40,
+                    "thoughtsTokenCount": 60,
+                    "cachedContentTokenCount": 500,
+                },
+            },
+            "gemini-2.0-flash",
+            Usage(900, 100, 500, 0, 60),
+            id="google-rest",
+        ),
+        pytest.param(
+            {
+                "model_version": "gemini-2.5-pro",
+                "usage_metadata": {"prompt_token_count": 10, "candidates_token_count": 5, "thoughts_token_count": 7},
+            },
+            "gemini-2.5-pro",
+            Usage(10, 12, 0, 0, 7),
+            id="google-sdk-dict",
+        ),
+        pytest.param(
+            {
+                "id": "m",
+                "object": "chat.completion",
+                "model": "mistral-large-latest",
+                "usage": {"prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34},
+            },
+            "mistral-large-latest",
+            Usage(30, 4),
+            id="mistral",
+        ),
+        pytest.param(
+            {
+                "response_metadata": {"model_name": "gpt-4o"},
+                "usage_metadata": {
+                    "input_tokens": 350,
+                    "output_tokens": 240,
+                    "total_tokens": 590,
+                    "input_token_details": {"cache_read": 100, "cache_creation": 200},
+                    "output_token_details": {"reasoning": 200},
+                },
+            },
+            "gpt-4o",
+            Usage(350, 240, 100, 200, 200),
+            id="langchain",
+        ),
+    ],
+)
+def test_dict_shapes(shape, model, usage):
+    found = extract_usage(shape)
+    assert found.model == model
+    assert found.usage == usage
+
+
+def test_litellm_provider_from_hidden_params():
+    class ModelResponse(dict):
+        pass
+
+    class Resp:
+        model = "claude-3-5-haiku-20241022"
+        usage = {"prompt_tokens": 10, "completion_tokens": 2}
+        _hidden_params = {"custom_llm_provider": "anthropic"}
+
+    found = extract_usage(Resp())
+    assert found.provider == "anthropic" and found.usage == Usage(10, 2)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [None, 3, "text", b"x", [1, 2], {"usage": None}, {"usage": {"prompt_tokens": -5}}, {"usage": "many"}, object()],
+)
+def test_garbage_never_raises(garbage):
+    found = extract_usage(garbage)
+    assert found is None or found.usage.input_tokens >= 0
+
+
+def test_accumulator_takes_the_last_openai_usage_and_ignores_noise():
+    acc = StreamAccumulator()
+    for chunk in [
+        "text",
+        None,
+        {"model": "gpt-4o", "choices": []},
+        {"model": "gpt-4o", "usage": {"prompt_tokens": 10, "completion_tokens": 3}},
+    ]:
+        acc.add(chunk)
+    assert acc.result().usage == Usage(10, 3)
+    assert StreamAccumulator().result() is None
