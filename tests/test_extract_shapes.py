@@ -250,15 +250,13 @@ def test_dict_shapes(shape, model, usage):
 
 
 def test_litellm_provider_from_hidden_params():
-    class ModelResponse(dict):
-        pass
+    class ModelResponse:  # LiteLLM's shape: OpenAI-like usage, provider in _hidden_params
+        def __init__(self):
+            self.model = "claude-3-5-haiku-20241022"
+            self.usage = {"prompt_tokens": 10, "completion_tokens": 2}
+            self._hidden_params = {"custom_llm_provider": "anthropic"}
 
-    class Resp:
-        model = "claude-3-5-haiku-20241022"
-        usage = {"prompt_tokens": 10, "completion_tokens": 2}
-        _hidden_params = {"custom_llm_provider": "anthropic"}
-
-    found = extract_usage(Resp())
+    found = extract_usage(ModelResponse())
     assert found.provider == "anthropic" and found.usage == Usage(10, 2)
 
 
