@@ -27,6 +27,7 @@ from ._errors import BudgetExceeded, LlmcostError, PricingError, StoreError, Unk
 from ._periods import BudgetPeriod
 from ._prices import MODEL_PRICING, ModelPrice, PriceTier, cost_of, get_price, load_prices, register_price
 from ._summary import CostSummary
+from ._tokens import Estimate, count_tokens, estimate_cost
 from ._tracker import CostTracker
 from ._usage import Usage
 from .stores import CostStore, MemoryStore, open_store
@@ -40,6 +41,7 @@ __all__ = [
     "CostStore",
     "CostSummary",
     "CostTracker",
+    "Estimate",
     "LlmcostError",
     "MemoryStore",
     "ModelPrice",
@@ -50,6 +52,8 @@ __all__ = [
     "Usage",
     "configure",
     "cost_of",
+    "count_tokens",
+    "estimate_cost",
     "get_price",
     "get_tracker",
     "is_active",
