@@ -19,37 +19,46 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._budget import Budget, BudgetAlert, budget
 from ._config import configure, get_tracker
 from ._context import is_active, set_active, tags
 from ._decorator import track_cost
 from ._entry import CostCategory, CostEntry
 from ._errors import BudgetExceeded, LlmcostError, PricingError, StoreError, UnknownModelError
+from ._manager import BudgetGuard, BudgetManager
 from ._periods import BudgetPeriod
 from ._prices import MODEL_PRICING, ModelPrice, PriceTier, cost_of, get_price, load_prices, register_price
 from ._summary import CostSummary
 from ._tokens import Estimate, count_tokens, estimate_cost
 from ._tracker import CostTracker
 from ._usage import Usage
-from .stores import CostStore, MemoryStore, open_store
+from .stores import CostStore, DuckDBStore, MemoryStore, ParquetStore, open_store
 
 __all__ = [
     "MODEL_PRICING",
+    "Budget",
+    "BudgetAlert",
     "BudgetExceeded",
+    "BudgetGuard",
+    "BudgetManager",
     "BudgetPeriod",
     "CostCategory",
     "CostEntry",
     "CostStore",
     "CostSummary",
     "CostTracker",
+    "DuckDBStore",
     "Estimate",
     "LlmcostError",
     "MemoryStore",
     "ModelPrice",
+    "ParquetStore",
     "PriceTier",
     "PricingError",
     "StoreError",
     "UnknownModelError",
     "Usage",
+    "budget",
     "configure",
     "cost_of",
     "count_tokens",

@@ -70,7 +70,13 @@ class DemoStory:
             lines.append("  alerts on the way: " + "; ".join(self.alerts))
         if self.budgets:
             lines.append("Saved budgets (see 'llmcost budgets'): " + ", ".join(self.budgets))
-        return "\n".join(lines)
+        import textwrap
+
+        # Readable in an 80-column terminal, whatever the store path.
+        return "\n".join(
+            textwrap.fill(line, 80, subsequent_indent="    ", break_long_words=True, break_on_hyphens=False)
+            for line in lines
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -201,8 +207,9 @@ def run_demo(
         print(story.text())
     """
     from . import _context
-    from ._budget import BudgetManager, budget
+    from ._budget import budget
     from ._errors import BudgetExceeded
+    from ._manager import BudgetManager
     from ._tracker import CostTracker
 
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:

@@ -279,6 +279,10 @@ def _catalog_ids() -> list[str]:
     return [m.id for p in _snapshot().providers for m in p.models]
 
 
+#: Providers that make their own models, preferred over resellers when an id matches several catalogs.
+_MODEL_MAKERS = frozenset({"openai", "anthropic", "google", "mistral", "deepseek", "x-ai", "cohere", "meta"})
+
+
 def _resolve(model: str, provider: str | None) -> _Resolved:
     lowered = model.lower()
     user = _user_prices.get((provider.lower() if provider else None, lowered))
@@ -300,8 +304,17 @@ def _resolve(model: str, provider: str | None) -> _Resolved:
             prov, info = snapshot.find_provider_model(tail, None, head, None)
         except LookupError:
             prov = info = None
+    if info is None and provider is None:
+        # Providers claim model ids by pattern, and some ids fall outside every pattern (text-embedding-3-small):
+        # take the first provider whose catalog matches the id itself.
+        first_party = sorted(snapshot.providers, key=lambda p: p.id not in _MODEL_MAKERS)  # stable: catalog order
+        for candidate in first_party:
+            found = candidate.find_model(model)
+            if found is not None:
+                prov, info = candidate, found
+                break
     if info is None:
-        candidates = [*_catalog_ids(), *(m for _, m in _user_prices)]
+        candidates = list(dict.fromkeys([*_catalog_ids(), *(m for _, m in _user_prices)]))
         close = difflib.get_close_matches(lowered, candidates, n=5, cutoff=0.6)
         raise UnknownModelError(model, close, provider)
     label = f"catalog@{catalog_version()}"

@@ -62,11 +62,14 @@ class _RecentCosts:
         self._by_key: dict[tuple[str | None, str | None], deque[Decimal]] = {}
 
     def observe(self, entry: CostEntry) -> None:
-        key = (entry.resource, entry.model)
-        amounts = self._by_key.get(key)
-        if amounts is None:
-            amounts = self._by_key[key] = deque(maxlen=self._window)
-        amounts.append(entry.amount)
+        # Kept per (resource, model) and per resource alone: a decorator often knows no model before the call.
+        for key in ((entry.resource, entry.model), (entry.resource, None)):
+            amounts = self._by_key.get(key)
+            if amounts is None:
+                amounts = self._by_key[key] = deque(maxlen=self._window)
+            amounts.append(entry.amount)
+            if entry.model is None:
+                break
 
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
         amounts = self._by_key.get((resource, model))

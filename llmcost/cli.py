@@ -494,7 +494,7 @@ def print_overview(src: _Source, out: IO[str], *, url: str, now: datetime, freq:
     shown = url if len(url) <= WIDTH - 16 else "…" + url[-(WIDTH - 17) :]
     out.write(f"llmcost report: {shown}\n")
     out.write(
-        f"{_cell(span['first'], 'time')} to {_cell(span['last'], 'time')} UTC: {_money(float(t.cost))} over "
+        f"{_cell(span['first'], 'time')} to {_cell(span['last'], 'time')} UTC:\n{_money(float(t.cost))} over "
         f"{int(t.calls):,} calls and {_count(tokens)} tokens"
     )
     _heading("By category", out)
@@ -675,7 +675,7 @@ def _price(value: float | None) -> str:
 
 
 def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
-    from ._budget import BudgetManager
+    from ._manager import BudgetManager
     from ._tracker import CostTracker
 
     url = store_url(args.store)
@@ -718,7 +718,8 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
             from .analytics import _source
 
             print_overview(_source(store), out, url=url, now=now)
-            out.write(f"Next: llmcost report --store {url} --html report.html\n")
+            same = " (with the same --store)" if args.store is not None else ""
+            out.write(f"Next: llmcost report --html report.html{same}\n")
         else:
             from . import analytics
 

@@ -223,3 +223,9 @@ def test_add_accepts_only_entries(tracker):
     e = CostEntry(id="a", timestamp=datetime(2024, 1, 1, tzinfo=UTC), amount=1)
     tracker.add(e)
     assert tracker.entries() == [e]
+
+
+def test_ids_outside_every_provider_pattern_still_resolve_to_their_maker(tracker):
+    e = tracker.record(model="text-embedding-3-small", input_tokens=1_000_000, category="llm_embedding")
+    assert e.amount == Decimal("0.02")
+    assert e.provider == "openai"

@@ -1,0 +1,68 @@
+"""What a tracked call will probably cost, before it is made (for budgets).
+
+In order: the decorator's ``estimate=``; else the call's own LLM request arguments (``model`` with ``messages``,
+``input``, ``prompt`` or ``contents``, and ``max_tokens``/``max_output_tokens``/``max_completion_tokens``); else
+the mean of recent calls of the same resource and model; else nothing is known (``None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ._money import to_money
+
+if TYPE_CHECKING:
+    from ._context import PendingCall
+
+__all__ = ["DEFAULT_OUTPUT_TOKENS", "estimate_call"]
+
+#: Output tokens assumed for a request that sets no output limit.
+DEFAULT_OUTPUT_TOKENS = 500
+_PROMPT_KEYS = ("messages", "input", "prompt", "contents")
+_LIMIT_KEYS = ("max_tokens", "max_output_tokens", "max_completion_tokens")
+
+
+def _explicit(value: Any, pending: PendingCall) -> Decimal:
+    if callable(value):
+        value = value(*pending.args, **pending.kwargs)
+    amount = getattr(value, "amount", value)  # an Estimate
+    return to_money(amount, "estimate")
+
+
+def _request(pending: PendingCall) -> Decimal | None:
+    kwargs = pending.kwargs
+    model = kwargs.get("model") if isinstance(kwargs.get("model"), str) else pending.model
+    if not model:
+        return None
+    prompt = next((kwargs[k] for k in _PROMPT_KEYS if k in kwargs), None)
+    if prompt is None:
+        return None
+    config = kwargs.get("config")
+    limit = next((kwargs[k] for k in _LIMIT_KEYS if isinstance(kwargs.get(k), int)), None)
+    if limit is None and isinstance(config, Mapping):
+        limit = config.get("max_output_tokens")
+    from ._tokens import estimate_cost
+
+    output = limit if isinstance(limit, int) and limit >= 0 else DEFAULT_OUTPUT_TOKENS
+    if isinstance(prompt, Mapping):
+        prompt = [prompt]
+    return estimate_cost(model, prompt, output_tokens=output).amount
+
+
+def estimate_call(pending: PendingCall) -> Decimal | None:
+    """The expected cost of ``pending`` in USD, or ``None`` when nothing is known.
+
+    An ``estimate=`` that fails raises (it is the user's own code); an unreadable request falls through to the
+    recent-calls statistic.
+    """
+    if pending.explicit_estimate is not None:
+        return _explicit(pending.explicit_estimate, pending)
+    try:
+        found = _request(pending)
+    except (TypeError, ValueError, KeyError):
+        found = None
+    if found is not None:
+        return found
+    return pending.tracker.recent_cost(pending.resource, pending.model)

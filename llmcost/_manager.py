@@ -1,0 +1,230 @@
+"""``BudgetManager``: named period budgets kept in the store and enforced on every tracked call; ``BudgetGuard``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ._budget import DEFAULT_THRESHOLDS, Budget, BudgetAlert
+from ._money import to_money
+from ._periods import BudgetPeriod, to_period
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ._tracker import CostTracker
+
+__all__ = ["BudgetGuard", "BudgetManager"]
+
+
+class BudgetManager:
+    """Named budgets, saved in the tracker's store so every process sharing the store sees and enforces them.
+
+    Budgets created here are enforced on every tracked call of the tracker that matches their filters, inside a
+    ``with budget`` block or not.
+
+    Example::
+
+        manager = llmcost.BudgetManager()
+        manager.create("search-daily", 50, "daily", tags={"team": "search"})
+        for alert in manager.check_budgets():
+            print(alert.message)
+        print(manager.status())
+    """
+
+    def __init__(self, tracker: CostTracker | None = None) -> None:
+        if tracker is None:
+            from ._config import get_tracker
+
+            tracker = get_tracker()
+        self.tracker = tracker
+        self._lock = threading.RLock()
+        self._budgets: dict[str, Budget] = {}
+        self._definitions: dict[str, str] = {}
+        self._seen: dict[str, int] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        """Pick up definitions other processes saved or deleted."""
+        stored = self.tracker.store.load_budgets()
+        with self._lock:
+            for name in [n for n in self._budgets if n not in stored]:
+                self.tracker.remove_guard(self._budgets.pop(name))
+                self._definitions.pop(name, None)
+            for name, text in stored.items():
+                if self._definitions.get(name) != text:
+                    self._install(name, text)
+
+    def _install(self, name: str, text: str) -> Budget:
+        spec = json.loads(text)
+        old = self._budgets.get(name)
+        if old is not None:
+            self.tracker.remove_guard(old)
+        made = Budget(
+            spec["limit"],
+            period=spec["period"],
+            name=name,
+            category=spec.get("category"),
+            resource=spec.get("resource"),
+            tags=spec.get("tags") or None,
+            thresholds=spec.get("thresholds", DEFAULT_THRESHOLDS),
+            tracker=self.tracker,
+        )
+        self._budgets[name] = made
+        self._definitions[name] = text
+        self._seen.setdefault(name, 0)
+        self.tracker.add_guard(made)
+        return made
+
+    def create(
+        self,
+        name: str,
+        amount: Decimal | int | float | str,
+        period: BudgetPeriod | str,
+        *,
+        category: str | None = None,
+        resource: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+    ) -> Budget:
+        """Create (or replace) the budget ``name`` of ``amount`` USD per ``period``, save it, and enforce it."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        limit = to_money(amount, "amount")
+        spec = {
+            "limit": str(limit),
+            "period": to_period(period).value,
+            "category": category,
+            "resource": resource,
+            "tags": dict(tags or {}),
+            "thresholds": list(thresholds),
+        }
+        Budget(
+            limit,
+            period=spec["period"],
+            name=name,
+            category=category,
+            resource=resource,
+            tags=tags,
+            thresholds=spec["thresholds"],
+            tracker=self.tracker,
+        )  # validates before anything is saved
+        text = json.dumps(spec, sort_keys=True)
+        with self._lock:
+            self.tracker.store.save_budget(name, text)
+            made = self._install(name, text)
+        self.tracker._emit("budget.created", made)
+        return made
+
+    def get(self, name: str) -> Budget:
+        """The budget ``name``; ``KeyError`` naming it if there is none."""
+        self._reload()
+        try:
+            return self._budgets[name]
+        except KeyError:
+            raise KeyError(f"no budget named {name!r}; known: {sorted(self._budgets)}") from None
+
+    def list(self) -> list[Budget]:
+        """Every budget, by name."""
+        self._reload()
+        return [self._budgets[n] for n in sorted(self._budgets)]
+
+    def delete(self, name: str) -> bool:
+        """Stop enforcing and forget ``name``; return whether it existed."""
+        with self._lock:
+            existed = self.tracker.store.delete_budget(name)
+            found = self._budgets.pop(name, None)
+            self._definitions.pop(name, None)
+            if found is not None:
+                self.tracker.remove_guard(found)
+        return existed or found is not None
+
+    def check_budgets(self) -> list[BudgetAlert]:
+        """Re-read spend from the store and return the alerts that fired since the last check (only new ones)."""
+        self._reload()
+        new: list[BudgetAlert] = []
+        for name, b in sorted(self._budgets.items()):
+            b._sync(force=True)
+            b._check_thresholds()
+            alerts = b.alerts
+            new.extend(alerts[self._seen.get(name, 0) :])
+            self._seen[name] = len(alerts)
+        return new
+
+    def can_spend(self, amount: Decimal | int | float | str, budget_id: str | None = None) -> bool:
+        """Whether ``amount`` fits in what remains of ``budget_id`` (or of every budget)."""
+        needed = to_money(amount, "amount")
+        targets = [self.get(budget_id)] if budget_id is not None else self.list()
+        return all(b.remaining >= needed for b in targets)
+
+    def status(self) -> pd.DataFrame:
+        """One row per budget: name, limit, spent, remaining, utilization, period_start, period_end."""
+        import pandas as pd
+
+        rows: list[dict[str, Any]] = []
+        for b in self.list():
+            b._sync(force=True)
+            rows.append(
+                {
+                    "name": b.name,
+                    "period": b.period.value if b.period else None,
+                    "limit": b.limit,
+                    "spent": b.spent,
+                    "remaining": b.remaining,
+                    "utilization": b.utilization,
+                    "period_start": b.period_start,
+                    "period_end": b.period_end,
+                }
+            )
+        columns = ["name", "period", "limit", "spent", "remaining", "utilization", "period_start", "period_end"]
+        return pd.DataFrame(rows, columns=columns)
+
+
+class BudgetGuard:
+    """Daily, monthly and total limits in one object; a thin layer over ``BudgetManager``.
+
+    Example::
+
+        guard = llmcost.BudgetGuard(daily_limit=20, monthly_limit=300)
+        if guard.can_proceed(estimated_cost="0.05"):
+            ...
+        guard.record_spend("0.04")
+        print(guard.get_remaining())   # {'daily': Decimal('19.96'), 'monthly': ..., 'total': None}
+    """
+
+    _PERIODS = ("daily", "monthly", "total")
+
+    def __init__(
+        self,
+        daily_limit: Decimal | int | float | str | None = None,
+        monthly_limit: Decimal | int | float | str | None = None,
+        total_limit: Decimal | int | float | str | None = None,
+        tracker: CostTracker | None = None,
+    ) -> None:
+        self.manager = BudgetManager(tracker)
+        self._names: dict[str, str] = {}
+        for period, limit in zip(self._PERIODS, (daily_limit, monthly_limit, total_limit), strict=True):
+            if limit is not None:
+                name = f"guard-{period}"
+                self.manager.create(name, limit, period)
+                self._names[period] = name
+
+    def can_proceed(self, estimated_cost: Decimal | int | float | str = 0) -> bool:
+        """Whether a call costing ``estimated_cost`` fits within every limit (and something remains)."""
+        needed = to_money(estimated_cost, "estimated_cost")
+        for name in self._names.values():
+            remaining = self.manager.get(name).remaining
+            if remaining <= 0 or needed > remaining:
+                return False
+        return True
+
+    def record_spend(self, amount: Decimal | int | float | str) -> None:
+        """Record ``amount`` USD spent (category ``api_calls``) so every limit counts it."""
+        self.manager.tracker.record(amount=amount, category="api_calls", resource="budget-guard")
+
+    def get_remaining(self) -> dict[str, Decimal | None]:
+        """What remains of each limit: keys ``daily``, ``monthly``, ``total`` (``None`` where no limit is set)."""
+        return {p: (self.manager.get(self._names[p]).remaining if p in self._names else None) for p in self._PERIODS}

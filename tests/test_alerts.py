@@ -1,0 +1,115 @@
+"""Alert sinks against real servers on 127.0.0.1: an HTTP server for webhooks, aiosmtpd for email."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from llmcost import BudgetAlert, alerts
+
+ALERT = BudgetAlert(
+    budget="nightly",
+    threshold=0.8,
+    utilization=0.85,
+    spent=Decimal("8.50"),
+    limit=Decimal("10"),
+    level="warning",
+    timestamp=datetime(2024, 5, 17, tzinfo=timezone.utc),
+    message="budget 'nightly' passed 80% of its limit",
+)
+
+
+@pytest.fixture
+def http_server():
+    received: list[dict] = []
+    fail_first = [1]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if fail_first[0]:
+                fail_first[0] -= 1
+                self.send_response(500)
+                self.end_headers()
+                return
+            received.append(body)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_posts_json_and_retries_after_a_500(http_server):
+    url, received = http_server
+    sink = alerts.webhook(url, timeout=2)
+    started = time.perf_counter()
+    sink(ALERT)
+    assert time.perf_counter() - started < 0.1  # the caller never waits on the network
+    for t in sink.threads:
+        t.join(10)
+    assert received == [ALERT.to_dict()]
+    assert received[0]["spent"] == "8.50" and received[0]["level"] == "warning"
+
+
+def test_webhook_to_a_dead_port_never_blocks_the_caller():
+    sink = alerts.webhook("http://127.0.0.1:9/", timeout=0.2, attempts=2)
+    started = time.perf_counter()
+    sink(ALERT)
+    assert time.perf_counter() - started < 0.1
+    for t in sink.threads:
+        t.join(10)
+
+
+def test_webhook_rejects_bad_urls():
+    with pytest.raises(ValueError, match="url"):
+        alerts.webhook("ftp://x")
+
+
+def test_email_reaches_a_real_smtp_server():
+    aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+
+    class Inbox:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append((envelope.mail_from, envelope.rcpt_tos, envelope.content.decode()))
+            return "250 OK"
+
+    with socket.socket() as probe:  # a free port on loopback for the server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = aiosmtpd.Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        sink = alerts.email("127.0.0.1", port, "llm@example.com", ["oncall@example.com"])
+        sink(ALERT)
+        for t in sink.threads:
+            t.join(10)
+    finally:
+        controller.stop()
+    (sender, rcpts, content) = inbox.messages[0]
+    assert sender == "llm@example.com" and rcpts == ["oncall@example.com"]
+    assert "nightly" in content and "warning" in content
+
+
+def test_log_sink(caplog):
+    with caplog.at_level("WARNING", logger="llmcost"):
+        alerts.log(ALERT)
+    assert "passed 80%" in caplog.text

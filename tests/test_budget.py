@@ -1,0 +1,331 @@
+"""Budgets: refusals, reservations under concurrency, periods, thresholds, nesting, manager, env, sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from freezegun import freeze_time
+
+import llmcost
+from llmcost import BudgetExceeded, BudgetManager, CostTracker, Usage, budget, track_cost
+
+UTC = timezone.utc
+CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
+
+
+def caller(tracker, **options):
+    """A tracked function that costs exactly CALL, and counts how often its body ran."""
+    ran = []
+
+    @track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: Usage(input_tokens=1000), **options)
+    def call():
+        ran.append(1)
+        return "ok"
+
+    return call, ran
+
+
+def test_refuses_when_nothing_remains_and_the_body_never_runs(tracker):
+    call, ran = caller(tracker)
+    with budget(Decimal("0.005"), name="job", tracker=tracker) as b:
+        call()
+        call()
+        with pytest.raises(BudgetExceeded) as info:
+            call()
+    assert len(ran) == 2
+    assert info.value.budget == "job" and info.value.limit == Decimal("0.005") and info.value.spent == CALL * 2
+    assert b.spent == CALL * 2 == tracker.summary().total
+    assert b.remaining == 0 and b.utilization == 1.0
+
+
+def test_refuses_when_the_estimate_exceeds_what_remains(tracker):
+    call, ran = caller(tracker, estimate=Decimal("0.004"))
+    with budget(Decimal("0.005"), tracker=tracker):
+        call()  # 0.004 fits in 0.005; costs 0.0025
+        with pytest.raises(BudgetExceeded) as info:
+            call()  # 0.004 > 0.0025 remaining
+    assert len(ran) == 1 and info.value.requested == Decimal("0.004")
+
+
+def test_estimate_from_the_calls_own_request_arguments(tracker):
+    @track_cost(tracker=tracker, usage=lambda r: Usage(input_tokens=10), model="gpt-4o")
+    def chat(*, model, messages, max_tokens):
+        return "x"
+
+    with budget(Decimal("0.001"), tracker=tracker), pytest.raises(BudgetExceeded) as info:
+        chat(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=1000)  # ~$0.01 of output
+    assert info.value.requested > Decimal("0.01")
+
+
+def test_warn_lets_the_call_through_with_an_alert(tracker):
+    call, ran = caller(tracker)
+    seen = []
+    with budget(Decimal("0.001"), tracker=tracker, on_exceed="warn", on_alert=seen.append):
+        call()
+        call()
+    assert len(ran) == 2
+    assert any(a.level == "exceeded" for a in seen)
+
+
+def test_thresholds_fire_once_each_with_levels(tracker):
+    call, _ = caller(tracker)
+    seen = []
+    events = []
+    tracker.subscribe("budget.warning", events.append)
+    tracker.subscribe("budget.exceeded", events.append)
+    with budget(CALL * 10, tracker=tracker, on_alert=seen.append, on_exceed="warn") as b:
+        for _ in range(12):
+            call()
+    assert [a.threshold for a in seen] == [0.5, 0.8, 0.9, 1.0]
+    assert [a.level for a in seen] == ["info", "warning", "warning", "exceeded"]
+    assert b.alerts == seen and events == seen
+
+
+def test_exceptions_release_the_reservation(tracker):
+    @track_cost(tracker=tracker, estimate=Decimal("0.004"), model="gpt-4o")
+    def boom():
+        raise RuntimeError("x")
+
+    with budget(Decimal("0.005"), tracker=tracker) as b:
+        for _ in range(3):
+            with pytest.raises(RuntimeError):
+                boom()
+        assert b.reserved == 0 and b.remaining == Decimal("0.005")
+
+
+def test_nested_budgets_all_apply(tracker):
+    call, ran = caller(tracker)
+    with budget(CALL * 3, name="project", tracker=tracker) as project:
+        with budget(CALL * 1, name="job", tracker=tracker):
+            call()
+            with pytest.raises(BudgetExceeded, match="job"):
+                call()
+        call()
+        call()
+        with pytest.raises(BudgetExceeded, match="project"):
+            call()
+    assert project.spent == CALL * 3 and len(ran) == 3
+
+
+def test_filters_narrow_what_counts(tracker):
+    call, _ = caller(tracker, resource="a")
+    other, _ = caller(tracker, resource="b")
+    with budget(CALL, resource="a", tracker=tracker) as b:
+        other()
+        other()
+        call()
+        with pytest.raises(BudgetExceeded):
+            call()
+        other()  # b is not limited
+    assert b.spent == CALL
+
+
+def test_eight_threads_cannot_pass_the_limit(tracker):
+    call, ran = caller(tracker, estimate=CALL)
+    b = budget(CALL * 100, tracker=tracker)
+    refused = []
+
+    def work():
+        with b:
+            for _ in range(40):
+                try:
+                    call()
+                except BudgetExceeded:
+                    refused.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = tracker.summary().total
+    assert b.spent == total == CALL * 100  # exact estimates: exactly at the limit, never over
+    assert len(ran) == 100 and len(refused) == 8 * 40 - 100
+
+
+def test_a_hundred_tasks_cannot_pass_the_limit(tracker):
+    @track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: Usage(input_tokens=1000), estimate=CALL)
+    async def call():
+        await asyncio.sleep(0)
+        return "ok"
+
+    b = budget(CALL * 30, tracker=tracker)
+
+    async def one():
+        try:
+            await call()
+            return 1
+        except BudgetExceeded:
+            return 0
+
+    async def main():
+        async with b:
+            return sum(await asyncio.gather(*(one() for _ in range(100))))
+
+    assert asyncio.run(main()) == 30
+    assert b.spent == tracker.summary().total == CALL * 30
+
+
+def test_period_budget_counts_spend_already_in_the_store(tracker, clock):
+    tracker.record(model="gpt-4o", input_tokens=1000, timestamp=clock.now - timedelta(hours=1))
+    tracker.record(model="gpt-4o", input_tokens=1000, timestamp=clock.now - timedelta(days=1))  # yesterday
+    call, ran = caller(tracker)
+    with budget(CALL * 2, period="daily", tracker=tracker) as b:
+        assert b.spent == CALL
+        call()
+        with pytest.raises(BudgetExceeded):
+            call()
+    assert len(ran) == 1
+
+
+def test_period_budget_rolls_over_at_midnight_utc(tracker, clock):
+    call, _ = caller(tracker)
+    clock.now = datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC)
+    with budget(CALL, period="daily", tracker=tracker) as b:
+        call()
+        with pytest.raises(BudgetExceeded):
+            call()
+        clock.now = datetime(2024, 5, 18, 0, 0, tzinfo=UTC)
+        call()  # a new day
+        assert b.spent == CALL and b.period_start == clock.now
+
+
+@pytest.mark.parametrize(
+    ("period", "before", "after"),
+    [
+        ("weekly", datetime(2024, 5, 19, 23, 59), datetime(2024, 5, 20, 0, 0)),  # ISO week starts Monday
+        ("monthly", datetime(2024, 2, 29, 23, 59), datetime(2024, 3, 1, 0, 0)),  # leap day, month end
+        ("monthly", datetime(2024, 12, 31, 23, 59), datetime(2025, 1, 1, 0, 0)),
+        ("hourly", datetime(2024, 5, 17, 12, 59, 59), datetime(2024, 5, 17, 13, 0)),
+    ],
+)
+def test_period_boundaries_with_freezegun(period, before, after):
+    tracker = CostTracker()  # the default clock, frozen by freezegun
+    call, _ = caller(tracker)
+    with freeze_time(before.replace(tzinfo=UTC)) as frozen:
+        b = budget(CALL, period=period, tracker=tracker)
+        with b:
+            call()
+            with pytest.raises(BudgetExceeded):
+                call()
+            frozen.move_to(after.replace(tzinfo=UTC))
+            call()
+        assert b.period_start == after.replace(tzinfo=UTC)
+
+
+def test_daily_budget_in_a_local_zone_across_dst(tracker, clock):
+    berlin = ZoneInfo("Europe/Berlin")
+    clock.now = datetime(2024, 3, 31, 12, tzinfo=UTC)
+    b = budget(1, period="daily", tz=berlin, tracker=tracker)
+    assert b.period_start == datetime(2024, 3, 30, 23, tzinfo=UTC)
+    assert b.period_end - b.period_start == timedelta(hours=23)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "field"),
+    [
+        ({"limit": -1}, ValueError, "limit"),
+        ({"limit": 0}, ValueError, "limit"),
+        ({"limit": "nan"}, ValueError, "limit"),
+        ({"limit": 1, "period": "fortnightly"}, ValueError, "period"),
+        ({"limit": 1, "thresholds": (0.9, 0.5)}, ValueError, "thresholds"),
+        ({"limit": 1, "thresholds": (0.5, 1.5)}, ValueError, "thresholds"),
+        ({"limit": 1, "thresholds": ()}, ValueError, "thresholds"),
+        ({"limit": 1, "on_exceed": "explode"}, ValueError, "on_exceed"),
+        ({"limit": 1, "on_alert": 5}, TypeError, "on_alert"),
+    ],
+)
+def test_bad_input_names_the_field(kwargs, exc, field):
+    with pytest.raises(exc, match=field):
+        budget(**kwargs)
+
+
+def test_decorator_sync_and_async(tracker):
+    call, ran = caller(tracker)
+
+    @budget(CALL, tracker=tracker)
+    def job():
+        call()
+        call()
+
+    with pytest.raises(BudgetExceeded):
+        job()
+    assert len(ran) == 1
+
+    @budget(CALL, tracker=tracker)
+    async def ajob():
+        call()
+        call()
+
+    with pytest.raises(BudgetExceeded):
+        asyncio.run(ajob())
+    assert len(ran) == 2
+
+
+def test_set_active_false_disables_enforcement(tracker):
+    call, ran = caller(tracker)
+    llmcost.set_active(False)
+    with budget(Decimal("0.000001"), tracker=tracker):
+        call()
+    llmcost.set_active(True)
+    assert len(ran) == 1
+
+
+def test_manager_budgets_persist_and_are_enforced_everywhere(tmp_path, clock):
+    url = f"duckdb://{tmp_path / 'costs.duckdb'}"
+    first = CostTracker(url, clock=clock)
+    created = []
+    first.subscribe("budget.created", created.append)
+    manager = BudgetManager(first)
+    manager.create("daily-cap", CALL * 2, "daily", resource="bot")
+    assert [b.name for b in created] == ["daily-cap"]
+    call, ran = caller(first, resource="bot")
+    call()
+    first.flush()
+    # Another tracker on the same store (as another process would be) sees and enforces the budget.
+    second = CostTracker(url, clock=clock)
+    other = BudgetManager(second)
+    assert [b.name for b in other.list()] == ["daily-cap"]
+    call2, ran2 = caller(second, resource="bot")
+    call2()
+    with pytest.raises(BudgetExceeded, match="daily-cap"):
+        call2()
+    assert len(ran) + len(ran2) == 2
+    status = other.status()
+    assert status.loc[0, "name"] == "daily-cap" and status.loc[0, "spent"] == CALL * 2
+    alerts = other.check_budgets()
+    assert [a.threshold for a in alerts][-1] == 1.0
+    assert other.check_budgets() == []  # only new alerts
+    assert other.can_spend("0.0001") is False
+    assert other.delete("daily-cap") is True
+    call2()  # no longer enforced
+    first.close()
+    second.close()
+
+
+def test_budget_guard(tracker):
+    guard = llmcost.BudgetGuard(daily_limit="1.00", total_limit="5", tracker=tracker)
+    assert guard.can_proceed("0.5")
+    guard.record_spend("0.75")
+    remaining = guard.get_remaining()
+    assert remaining == {"daily": Decimal("0.25"), "monthly": None, "total": Decimal("4.25")}
+    assert not guard.can_proceed("0.5")
+    assert guard.can_proceed("0.2")
+
+
+def test_env_limits_guard_the_default_tracker(monkeypatch):
+    monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "0.004")
+    tracker = llmcost.get_tracker()
+    call, _ran = caller(tracker)
+    call()
+    with pytest.raises(BudgetExceeded, match="env-daily"):
+        call()
+    llmcost._config.reset()
+    monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "lots")
+    with pytest.raises(ValueError, match="LLMCOST_DAILY_LIMIT"):
+        llmcost.get_tracker()
