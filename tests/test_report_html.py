@@ -52,7 +52,7 @@ def page() -> str:
 class _Collect(HTMLParser):
     """Every start tag with its attributes, and whether the tags balance."""
 
-    VOID = {"meta", "br", "img", "input", "link", "hr"}  # SVG elements here are closed explicitly or with />
+    VOID = frozenset({"meta", "br", "img", "input", "link", "hr"})  # SVG elements here are closed explicitly or with />
 
     def __init__(self) -> None:
         super().__init__()
