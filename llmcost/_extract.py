@@ -53,7 +53,7 @@ def _usage(inp: int, out: int, cache_read: int = 0, cache_write: int = 0, reason
     cache_read = min(cache_read, inp)
     cache_write = min(cache_write, inp - cache_read)
     reasoning = min(reasoning, out)
-    return Usage(inp, out, cache_read, cache_write, reasoning)
+    return Usage._trusted(inp, out, cache_read, cache_write, reasoning)  # _int() made them valid counts
 
 
 def _openai_usage(usage: Any) -> Usage | None:
@@ -125,6 +125,22 @@ def _langchain_usage(meta: Any) -> Usage | None:
     )
 
 
+def _openai_dict(result: dict[str, Any]) -> Extracted | None:
+    """The hot path: a plain dict of an OpenAI-style chat completion with flat usage."""
+    usage = result.get("usage")
+    if type(usage) is not dict or "prompt_tokens" not in usage or "_hidden_params" in result:
+        return None
+    if "prompt_tokens_details" in usage or "completion_tokens_details" in usage:
+        return None  # the general path reads the details
+    model = result.get("model")
+    return Extracted(
+        model if isinstance(model, str) and model else None,
+        None,
+        _usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))),
+        CostCategory.LLM_EMBEDDING if result.get("object") == "list" and "completion_tokens" not in usage else None,
+    )
+
+
 def _provider_of(result: Any, model: str | None, usage: Any) -> str | None:
     hidden = _get(result, "_hidden_params")
     if isinstance(hidden, Mapping) and _str(hidden.get("custom_llm_provider")):
@@ -145,6 +161,10 @@ def extract_usage(result: object) -> Extracted | None:
 
 
 def _extract(result: Any) -> Extracted | None:
+    if type(result) is dict:
+        fast = _openai_dict(result)
+        if fast is not None:
+            return fast
     if result is None or isinstance(result, (str, bytes, int, float, list, tuple)):
         return None
     # LangChain AIMessage (and AIMessageChunk).
@@ -196,9 +216,18 @@ _STREAM_TYPES = {
 }
 
 
+_stream_kinds: dict[type, bool] = {}
+
+
 def is_sdk_stream(result: object) -> bool:
     """True for OpenAI and Anthropic ``Stream``/``AsyncStream`` objects (checked by type, SDKs not imported)."""
-    return any((cls.__module__.split(".", 1)[0], cls.__name__) in _STREAM_TYPES for cls in type(result).__mro__)
+    kind = type(result)
+    known = _stream_kinds.get(kind)
+    if known is None:
+        known = _stream_kinds[kind] = any(
+            (cls.__module__.split(".", 1)[0], cls.__name__) in _STREAM_TYPES for cls in kind.__mro__
+        )
+    return known
 
 
 class StreamAccumulator:

@@ -54,6 +54,18 @@ class Usage:
                 f"> output_tokens={self.output_tokens}"
             )
 
+    @classmethod
+    def _trusted(cls, inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Usage:
+        """Build from counts already known to be valid non-negative ints with parts within wholes (hot path)."""
+        usage = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(usage, "input_tokens", inp)
+        set_(usage, "output_tokens", out)
+        set_(usage, "cache_read_tokens", cache_read)
+        set_(usage, "cache_write_tokens", cache_write)
+        set_(usage, "reasoning_tokens", reasoning)
+        return usage
+
     @property
     def total_tokens(self) -> int:
         """Input plus output tokens (cache and reasoning tokens are already inside those)."""
