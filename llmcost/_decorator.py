@@ -8,10 +8,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from decimal import Decimal
 from typing import Any, TypeVar, overload
-
-import attrs
 
 from ._config import get_tracker
 from ._context import PendingCall, active_guards, current_tags, is_active
@@ -174,24 +171,15 @@ class _Engine:
                 "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
                 self.name,
             )
-        tracker = call.tracker
-        entry = tracker._entry(
-            model=model,
-            usage=usage,
-            amount=None if model is not None else Decimal(0),
-            category=category or CostCategory.LLM_INFERENCE,
-            resource=self.resource,
-            description="",
-            provider=provider,
-            tags=call.tags or None,
-            latency_ms=latency,
-            timestamp=None,
-            lenient=True,
+        return call.tracker._record_call(
+            model,
+            provider,
+            usage,
+            category or CostCategory.LLM_INFERENCE,
+            self.resource,
+            call.tags,
+            latency,
         )
-        if model is None:
-            entry = attrs.evolve(entry, pricing="unpriced")
-        tracker.add(entry)
-        return entry
 
     # -- streams --------------------------------------------------------------------------------------------------
     def hook_stream(self, call: _Call | None, stream: Any) -> Any:
@@ -493,6 +481,8 @@ def track_cost(
         raise TypeError(f"usage must be a callable(result) -> Usage, got {usage!r}")
     if tags is not None and not callable(tags):
         to_tags(tags)
+    if provider is not None and not isinstance(provider, str):
+        raise TypeError(f"provider must be a str or None, got {provider!r}")
     if tracker is not None and not isinstance(tracker, CostTracker):
         raise TypeError(f"tracker must be a CostTracker, got {tracker!r}")
 

@@ -7,10 +7,8 @@ so they are added). Nothing here imports a provider SDK.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import attrs
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from ._entry import CostCategory
 from ._usage import Usage
@@ -18,9 +16,11 @@ from ._usage import Usage
 __all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream"]
 
 
-@attrs.frozen
-class Extracted:
-    """What a response says about itself: model, provider (genai-prices id, when known), usage, category."""
+class Extracted(NamedTuple):
+    """What a response says about itself: model, provider (genai-prices id, when known), usage, category.
+
+    A named tuple rather than an attrs class: one is made on every tracked call, and a tuple is made faster.
+    """
 
     model: str | None
     provider: str | None
@@ -28,8 +28,16 @@ class Extracted:
     category: CostCategory | None = None
 
 
+_mapping_types: dict[type, bool] = {dict: True}
+
+
 def _get(obj: Any, key: str) -> Any:
-    if isinstance(obj, Mapping):
+    # The Mapping ABC check is slow on the hot path, so it is made once per type.
+    kind = type(obj)
+    is_mapping = _mapping_types.get(kind)
+    if is_mapping is None:
+        is_mapping = _mapping_types[kind] = isinstance(obj, Mapping)
+    if is_mapping:
         return obj.get(key)
     return getattr(obj, key, None)
 
@@ -50,9 +58,12 @@ def _str(value: Any) -> str | None:
 
 def _usage(inp: int, out: int, cache_read: int = 0, cache_write: int = 0, reasoning: int = 0) -> Usage:
     # Clamp impossible parts instead of failing: tracking must never break the call on an odd response.
-    cache_read = min(cache_read, inp)
-    cache_write = min(cache_write, inp - cache_read)
-    reasoning = min(reasoning, out)
+    if cache_read > inp:
+        cache_read = inp
+    if cache_write > inp - cache_read:
+        cache_write = inp - cache_read
+    if reasoning > out:
+        reasoning = out
     return Usage._trusted(inp, out, cache_read, cache_write, reasoning)  # _int() made them valid counts
 
 
@@ -125,31 +136,66 @@ def _langchain_usage(meta: Any) -> Usage | None:
     )
 
 
-def _openai_dict(result: dict[str, Any]) -> Extracted | None:
-    """The hot path: a plain dict of an OpenAI-style chat completion with flat usage."""
+def _from_dict(result: dict[str, Any]) -> Extracted | None:
+    """A plain dict: OpenAI-style chat or embedding usage read directly (the common case), else the general path."""
     usage = result.get("usage")
-    if type(usage) is not dict or "prompt_tokens" not in usage or "_hidden_params" in result:
-        return None
-    if "prompt_tokens_details" in usage or "completion_tokens_details" in usage:
-        return None  # the general path reads the details
+    if type(usage) is not dict or "_hidden_params" in result:
+        return _general(result)
+    inp = usage.get("prompt_tokens")
+    if inp is None:
+        return _general(result)
+    out = usage.get("completion_tokens")
+    if type(inp) is not int or inp < 0:
+        inp = _int(inp)
+    if type(out) is not int or out < 0:
+        out = _int(out)
+    details = usage.get("prompt_tokens_details")
+    out_details = usage.get("completion_tokens_details")
     model = result.get("model")
     return Extracted(
-        model if isinstance(model, str) and model else None,
+        model if type(model) is str and model else _str(model),
         None,
-        _usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))),
+        _usage(
+            inp,
+            out,
+            _int(_get(details, "cached_tokens")) if details else 0,
+            0,
+            _int(_get(out_details, "reasoning_tokens")) if out_details else 0,
+        ),
         CostCategory.LLM_EMBEDDING if result.get("object") == "list" and "completion_tokens" not in usage else None,
     )
 
 
-def _provider_of(result: Any, model: str | None, usage: Any) -> str | None:
+def _from_sdk_object(result: Any) -> Extracted | None:
+    """An OpenAI, Anthropic, Mistral or LiteLLM SDK object: its ``usage`` attribute first.
+
+    Looking up attributes such objects do not have (``usage_metadata``...) raises inside pydantic, which costs
+    microseconds per miss, so the general path is taken only for objects without usage (stream events).
+    """
+    usage_obj = getattr(result, "usage", None)
+    if usage_obj is None:
+        return _general(result)
+    return _from_usage(result, usage_obj)
+
+
+def _nothing(result: Any) -> Extracted | None:
+    return None
+
+
+_SDK_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "mistralai": "mistral", "google": "google"}
+
+
+def _provider_of(result: Any, usage: Any) -> str | None:
+    module = type(result).__module__.split(".", 1)[0]
+    if module in _SDK_PROVIDERS:
+        return _SDK_PROVIDERS[module]
     hidden = _get(result, "_hidden_params")
     if isinstance(hidden, Mapping) and _str(hidden.get("custom_llm_provider")):
         return str(hidden["custom_llm_provider"])
     obj_type = _get(result, "type")
     if obj_type == "message" or _get(usage, "cache_creation_input_tokens") is not None:
         return "anthropic"
-    module = type(result).__module__.split(".", 1)[0]
-    return {"openai": "openai", "anthropic": "anthropic", "mistralai": "mistral", "google": "google"}.get(module)
+    return None
 
 
 def extract_usage(result: object) -> Extracted | None:
@@ -160,13 +206,31 @@ def extract_usage(result: object) -> Extracted | None:
         return None
 
 
+_SDK_MODULES = frozenset({"openai", "anthropic", "mistralai", "litellm"})
+_extractors: dict[type, Callable[[Any], Extracted | None]] = {dict: _from_dict}
+
+
+def _extractor_for(kind: type) -> Callable[[Any], Extracted | None]:
+    """The extraction function for results of type ``kind``, chosen once per type."""
+    if issubclass(kind, (str, bytes, int, float, list, tuple)) or kind is type(None):
+        return _nothing
+    if kind.__module__.split(".", 1)[0] in _SDK_MODULES:
+        return _from_sdk_object
+    return _general
+
+
 def _extract(result: Any) -> Extracted | None:
-    if type(result) is dict:
-        fast = _openai_dict(result)
-        if fast is not None:
-            return fast
-    if result is None or isinstance(result, (str, bytes, int, float, list, tuple)):
-        return None
+    kind = type(result)
+    extractor = _extractors.get(kind)
+    if extractor is None:
+        extractor = _extractor_for(kind)
+        if len(_extractors) < 1024:  # classes made at run time must not grow this without bound
+            _extractors[kind] = extractor
+    return extractor(result)
+
+
+def _general(result: Any) -> Extracted | None:
+    """Any object or mapping: every known shape, tried in turn."""
     # LangChain AIMessage (and AIMessageChunk).
     meta = _get(result, "usage_metadata")
     if meta is not None:
@@ -195,11 +259,16 @@ def _extract(result: Any) -> Extracted | None:
     usage_obj = _get(result, "usage")
     if usage_obj is None:
         return None
+    return _from_usage(result, usage_obj)
+
+
+def _from_usage(result: Any, usage_obj: Any) -> Extracted | None:
+    """OpenAI, Anthropic, Mistral and LiteLLM responses: ``usage_obj`` is the response's ``usage``."""
     usage = _openai_usage(usage_obj)
     if usage is None:
         return None
     model = _str(_get(result, "model"))
-    provider = _provider_of(result, model, usage_obj)
+    provider = _provider_of(result, usage_obj)
     category = None
     if _get(result, "object") == "list" and _get(usage_obj, "completion_tokens") is None:
         category = CostCategory.LLM_EMBEDDING

@@ -4,7 +4,7 @@ where it enters the SDK, and stays so inward."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 __all__ = ["MONEY_SCALE", "ZERO", "to_money", "to_utc"]
 
@@ -12,6 +12,9 @@ __all__ = ["MONEY_SCALE", "ZERO", "to_money", "to_utc"]
 MONEY_SCALE = 18
 ZERO = Decimal(0)
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+# Rounding to the quantum happens in a context wide enough never to round or trap on the way (the default has 28
+# digits, too few for a large amount with 18 places).
+_WIDE = Context(prec=80)
 
 
 def to_money(value: object, field: str = "amount") -> Decimal:
@@ -44,10 +47,11 @@ def to_money(value: object, field: str = "amount") -> Decimal:
         raise TypeError(f"{field} must be a Decimal, int, float or numeric string, got {value!r}")
     if not dec.is_finite():
         raise ValueError(f"{field} must be a finite number, got {value!r}")
-    exponent = dec.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MONEY_SCALE:
-        dec = dec.quantize(_QUANTUM).normalize()
-    return dec
+    try:
+        rounded = _WIDE.quantize(dec, _QUANTUM)
+    except InvalidOperation:  # over 10**61: no digits below the quantum to round away at this size
+        return dec
+    return dec if rounded == dec else _WIDE.normalize(rounded)
 
 
 def to_utc(value: datetime, field: str = "timestamp") -> datetime:

@@ -62,20 +62,21 @@ class _RecentCosts:
         self._by_key: dict[tuple[str | None, str | None], deque[Decimal]] = {}
 
     def observe(self, entry: CostEntry) -> None:
-        # Kept per (resource, model) and per resource alone: a decorator often knows no model before the call.
-        for key in ((entry.resource, entry.model), (entry.resource, None)):
-            amounts = self._by_key.get(key)
-            if amounts is None:
-                amounts = self._by_key[key] = deque(maxlen=self._window)
-            amounts.append(entry.amount)
-            if entry.model is None:
-                break
+        key = (entry.resource, entry.model)
+        amounts = self._by_key.get(key)
+        if amounts is None:
+            amounts = self._by_key[key] = deque(maxlen=self._window)
+        amounts.append(entry.amount)
 
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
-        amounts = self._by_key.get((resource, model))
-        if not amounts:
+        if model is not None:
+            values = list(self._by_key.get((resource, model), ()))
+        else:
+            # A decorator often knows no model before the call: then every model of the resource counts (asked
+            # only under a budget, so this small scan is kept off the per-call path).
+            values = [a for (r, _), amounts in list(self._by_key.items()) if r == resource for a in amounts]
+        if not values:
             return None
-        values = list(amounts)
         return sum(values, ZERO) / len(values)
 
 
@@ -242,6 +243,41 @@ class CostTracker:
             pricing,
         )
 
+    def _record_call(
+        self,
+        model: str | None,
+        provider: str | None,
+        usage: Usage,
+        category: CostCategory,
+        resource: str | None,
+        tags: FrozenTags,
+        latency_ms: float,
+    ) -> CostEntry:
+        """Record one tracked call (the decorator's hot path). Every value was checked by the caller; an unknown
+        model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
+        never break the call."""
+        when = self.clock()
+        if model is None:
+            amount, pricing = ZERO, "unpriced"
+        else:
+            amount, pricing, provider = self._price(model, provider, usage, when, True)
+        entry = CostEntry._trusted(
+            new_entry_id(when),
+            when,
+            amount,
+            category,
+            resource,
+            "",
+            model,
+            provider,
+            usage,
+            latency_ms,
+            self._merge_tags(tags),
+            pricing,
+        )
+        self._add(entry)
+        return entry
+
     def _merge_tags(self, given: FrozenTags | None) -> FrozenTags:
         outer = current_tags()
         if not given:
@@ -272,6 +308,9 @@ class CostTracker:
         """Record an already built ``entry`` (imports, replays): stored, counted by budgets, published."""
         if not isinstance(entry, CostEntry):
             raise TypeError(f"entry must be a llmcost.CostEntry, got {entry!r}")
+        self._add(entry)
+
+    def _add(self, entry: CostEntry) -> None:
         if self._direct:
             self.store.append((entry,))
         else:

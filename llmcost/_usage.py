@@ -57,13 +57,12 @@ class Usage:
     @classmethod
     def _trusted(cls, inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Usage:
         """Build from counts already known to be valid non-negative ints with parts within wholes (hot path)."""
-        usage = object.__new__(cls)
-        set_ = object.__setattr__
-        set_(usage, "input_tokens", inp)
-        set_(usage, "output_tokens", out)
-        set_(usage, "cache_read_tokens", cache_read)
-        set_(usage, "cache_write_tokens", cache_write)
-        set_(usage, "reasoning_tokens", reasoning)
+        usage = _new(cls)
+        _set_input(usage, inp)
+        _set_output(usage, out)
+        _set_cache_read(usage, cache_read)
+        _set_cache_write(usage, cache_write)
+        _set_reasoning(usage, reasoning)
         return usage
 
     @property
@@ -82,5 +81,11 @@ class Usage:
             self.reasoning_tokens + other.reasoning_tokens,
         )
 
+
+# The slots' own setters, called directly by ``_trusted`` (faster than object.__setattr__ on the hot path).
+_new = object.__new__
+_set_input, _set_output, _set_cache_read, _set_cache_write, _set_reasoning = (
+    vars(Usage)[a.name].__set__ for a in attrs.fields(Usage)
+)
 
 EMPTY_USAGE = Usage()

@@ -78,3 +78,21 @@ def test_query_runs_sql_over_the_rows():
     frame = store.query("SELECT sum(amount) AS s, count(*) AS n FROM entries WHERE tags['team'] = ?", ["t1"])
     expected = sum((Decimal(i) / 1000 for i in range(10) if i % 3 and i % 2), Decimal(0))
     assert frame.loc[0, "s"] == expected
+
+
+@pytest.mark.parametrize(
+    "odd_ids",
+    [
+        ["demo-000000000000000000001"],
+        ["A" * 26],
+        ["ab cd" + "0" * 21],
+        ["zz" + "0" * 24],
+        ["0" * 25, "1" * 27],  # together as long as two ids, but not split at 26
+        [],
+    ],
+)
+def test_ids_of_any_shape_come_back_as_given(odd_ids):
+    given = [make(0), *(make(k, id=odd) for k, odd in enumerate(odd_ids, 1)), make(9, id="f" * 25 + "e")]
+    store = MemoryStore()
+    store.append(given)
+    assert sorted(e.id for e in store.entries()) == sorted(e.id for e in given)

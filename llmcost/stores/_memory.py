@@ -12,9 +12,10 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, localcontext
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from .._entry import EMPTY_TAGS, CostCategory, CostEntry
+from .._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags
 from .._money import ZERO
 from .._usage import Usage
 from ._base import CostStore, Filters
@@ -29,6 +30,12 @@ _EXACT_DIGITS = 80  # DECIMAL(38, 18) values summed over billions of rows stay e
 _BATCH = 2048  # entries are moved into the columns this many at a time
 _CATEGORIES = list(CostCategory)
 _CATEGORY_INDEX = {c: i for i, c in enumerate(_CATEGORIES)}
+_FIELDS = attrgetter(
+    "id", "timestamp", "amount", "category", "currency", "resource", "description", "model", "provider", "pricing",
+    "usage", "latency_ms", "tags",
+)
+_COUNTS = attrgetter("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_NAN = float("nan")
 
 
 def _micros(ts: datetime) -> int:
@@ -54,6 +61,16 @@ class _Interned:
 
     def matching(self, wanted: frozenset[str]) -> set[int]:
         return {i for v, i in self.index.items() if v in wanted}
+
+
+def _indices(table: _Interned, values: Sequence[Any]) -> list[int]:
+    """The table indices of ``values``, adding the ones not seen before."""
+    found = list(map(table.index.get, values))
+    if None in found:
+        for k, value in enumerate(values):
+            if found[k] is None:
+                found[k] = table(value)
+    return found  # type: ignore[return-value]  # every None was replaced
 
 
 def _member(column: array[int], allowed: set[int]) -> Callable[[int], bool]:
@@ -96,6 +113,7 @@ class MemoryStore(CostStore):
         self._tokens = [array("q") for _ in range(5)]
         self._latency = array("d")
         self._tag_maps = _Interned()
+        self._tag_ids: dict[int, int] = {id(EMPTY_TAGS): 0}  # id() of interned tag maps -> their index
         self._tags = array("i")
         self._pending: list[CostEntry] = []  # appended, not yet moved into the columns
         self._order: list[int] | None = None  # row order by (timestamp, id) once rows arrived out of order
@@ -113,51 +131,81 @@ class MemoryStore(CostStore):
                 self._columnize()
 
     def _columnize(self) -> None:
-        """Move pending entries into the columns, one column at a time (caller holds the lock)."""
+        """Move pending entries into the columns (caller holds the lock).
+
+        This runs for every entry ever recorded, so the batch is taken apart with C-level helpers (``attrgetter``,
+        ``zip``, ``map``) and Python code runs per entry only where it must.
+        """
         batch, self._pending = self._pending, []
         if not batch:
             return
-        micros = [_micros(e.timestamp) for e in batch]
+        (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
+         tags) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
+        micros = [_micros(ts) for ts in stamps]
         last = self._last
-        for key in zip(micros, (e.id for e in batch), strict=True):
+        for key in zip(micros, ids, strict=True):
             if key < last:
                 self._unsorted = True
             else:
                 last = key
         self._last = last
-        s = self._strings
-        ids = self._ids
-        for row, e in enumerate(batch, self._n):
+        self._store_ids(ids)
+        # array.fromlist is twice as fast as array.extend from other sequences.
+        self._ts.fromlist(micros)
+        self._amounts.extend(amounts)
+        self._cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
+        for target, values in (
+            (self._currency, currency),
+            (self._resource, resource),
+            (self._description, description),
+            (self._model, model),
+            (self._provider, provider),
+            (self._pricing, pricing),
+        ):
+            target.fromlist(_indices(self._strings, values))
+        for target, counts in zip(self._tokens, zip(*map(_COUNTS, usages), strict=True), strict=True):
+            target.fromlist(list(counts))
+        self._latency.fromlist([_NAN if v is None else v for v in latency])
+        self._tags.fromlist(self._tag_indices(tags))
+        self._n += len(batch)
+
+    def _store_ids(self, ids: Sequence[str]) -> None:
+        # Ids made by llmcost are 26 lowercase hex digits: kept as 13 bytes. Anything else is kept as given.
+        joined = "".join(ids)
+        if set(map(len, ids)) == {26} and joined.islower():
             try:
-                raw = bytes.fromhex(e.id)
+                raw = bytes.fromhex(joined)
             except ValueError:
                 raw = b""
-            if len(raw) == 13 and raw.hex() == e.id:
-                ids += raw
+            if len(raw) == 13 * len(ids):
+                self._ids += raw
+                return
+        for row, entry_id in enumerate(ids, self._n):
+            try:
+                raw = bytes.fromhex(entry_id) if len(entry_id) == 26 and entry_id.islower() else b""
+            except ValueError:
+                raw = b""
+            if len(raw) == 13:
+                self._ids += raw
             else:
-                ids += bytes(13)
-                self._odd_ids[row] = e.id
-        self._ts.extend(micros)
-        self._amounts.extend([e.amount for e in batch])
-        self._cat.extend([_CATEGORY_INDEX[e.category] for e in batch])
-        self._currency.extend([s(e.currency) for e in batch])
-        self._resource.extend([s(e.resource) for e in batch])
-        self._description.extend([s(e.description) for e in batch])
-        self._model.extend([s(e.model) for e in batch])
-        self._provider.extend([s(e.provider) for e in batch])
-        self._pricing.extend([s(e.pricing) for e in batch])
-        usages = [e.usage for e in batch]
-        t = self._tokens
-        t[0].extend([u.input_tokens for u in usages])
-        t[1].extend([u.output_tokens for u in usages])
-        t[2].extend([u.cache_read_tokens for u in usages])
-        t[3].extend([u.cache_write_tokens for u in usages])
-        t[4].extend([u.reasoning_tokens for u in usages])
-        nan = float("nan")
-        self._latency.extend([nan if e.latency_ms is None else e.latency_ms for e in batch])
-        tag_maps = self._tag_maps
-        self._tags.extend([tag_maps(e.tags) if e.tags else 0 for e in batch])
-        self._n += len(batch)
+                self._ids += bytes(13)
+                self._odd_ids[row] = entry_id
+
+    def _tag_indices(self, maps: Sequence[FrozenTags]) -> list[int]:
+        # Found by identity first: the tracker hands one FrozenTags object to every entry of a block or decorator,
+        # and hashing or comparing one runs Python code. Only maps kept alive in the table are remembered by id().
+        found = list(map(self._tag_ids.get, map(id, maps)))
+        if None in found:
+            table = self._tag_maps
+            for k, tag_map in enumerate(maps):
+                if found[k] is None:
+                    if tag_map:
+                        i = found[k] = table(tag_map)
+                        if table.values[i] is tag_map:
+                            self._tag_ids[id(tag_map)] = i
+                    else:
+                        found[k] = 0
+        return found  # type: ignore[return-value]  # every None was replaced
 
     def _rows(self) -> list[int] | range:
         """Row numbers in (timestamp, id) order, as of now."""
