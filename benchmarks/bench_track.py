@@ -27,6 +27,33 @@ def _import_us(module: str) -> float:
     return best
 
 
+def _sdk_objects(response: dict) -> list[tuple[str, object]]:
+    """The same response as the real SDKs' objects (OpenAI ChatCompletion, Anthropic Message), where installed."""
+    found: list[tuple[str, object]] = []
+    try:
+        from openai.types.chat import ChatCompletion
+    except ImportError:
+        print("openai not installed: its object figure is skipped")
+    else:
+        found.append(("OpenAI ChatCompletion", ChatCompletion.model_validate({**response, "id": "c", "created": 0})))
+    try:
+        from anthropic.types import Message
+    except ImportError:
+        print("anthropic not installed: its object figure is skipped")
+    else:
+        message = {
+            "id": "msg",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-3-5-sonnet-20241022",
+            "content": [],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 176, "output_tokens": 300, "cache_read_input_tokens": 1024},
+        }
+        found.append(("Anthropic Message", Message.model_validate(message)))
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -53,10 +80,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     rows = []
     base = per_call_us(bare, number)
-    cases = [("@track_cost (MemoryStore)", {}, None), ("@track_cost + tags", {"tags": {"team": "search"}}, None)]
-    cases.append(("@track_cost in tags() block", {}, {"env": "prod"}))
-    for name, options, context in cases:
-        fn = track_cost(tracker=CostTracker(), **options)(bare)  # a fresh store per figure
+    cases: list[tuple[str, dict, dict | None, object]] = [
+        ("@track_cost (MemoryStore), dict", {}, None, response),
+        ("@track_cost + tags", {"tags": {"team": "search"}}, None, response),
+        ("@track_cost in tags() block", {}, {"env": "prod"}, response),
+    ]
+    cases += [(f"@track_cost, {name}", {}, None, obj) for name, obj in _sdk_objects(response)]
+    for name, options, context, result in cases:
+        fn = track_cost(tracker=CostTracker(), **options)(lambda result=result: result)  # a fresh store per figure
         fn()  # warm the price cache
         if context:
             with llmcost.tags(**context):

@@ -28,17 +28,46 @@ class Extracted(NamedTuple):
     category: CostCategory | None = None
 
 
-_mapping_types: dict[type, bool] = {dict: True}
+_MAPPING, _PYDANTIC, _OBJECT = 0, 1, 2
+_kinds: dict[type, int] = {dict: _MAPPING}
+_class_attrs: dict[tuple[type, str], bool] = {}
+_MISSING = object()
+
+
+def _kind(cls: type) -> int:
+    # Checked once per type: the Mapping ABC check is slow on the hot path.
+    kind = _kinds.get(cls)
+    if kind is None:
+        if issubclass(cls, Mapping):
+            kind = _MAPPING
+        elif isinstance(getattr(cls, "__pydantic_fields__", None), dict):
+            kind = _PYDANTIC
+        else:
+            kind = _OBJECT
+        if len(_kinds) < 1024:
+            _kinds[cls] = kind
+    return kind
 
 
 def _get(obj: Any, key: str) -> Any:
-    # The Mapping ABC check is slow on the hot path, so it is made once per type.
-    kind = type(obj)
-    is_mapping = _mapping_types.get(kind)
-    if is_mapping is None:
-        is_mapping = _mapping_types[kind] = isinstance(obj, Mapping)
-    if is_mapping:
+    """``obj[key]`` for mappings, else the attribute; ``None`` when absent."""
+    if type(obj) is dict:
         return obj.get(key)
+    kind = _kind(type(obj))
+    if kind == _MAPPING:
+        return obj.get(key)
+    if kind == _PYDANTIC:
+        # A pydantic (v2) model keeps its fields in __dict__; asking it for an attribute it lacks raises inside
+        # pydantic and costs microseconds, and extraction asks for many (it probes every provider's shape).
+        value = obj.__dict__.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        on_class = _class_attrs.get((type(obj), key))
+        if on_class is None:
+            on_class = _class_attrs[(type(obj), key)] = key.startswith("_") or hasattr(type(obj), key)
+        if not on_class:  # neither a field nor a property: only an extra field can answer
+            extra = getattr(obj, "__pydantic_extra__", None)
+            return extra.get(key) if extra else None
     return getattr(obj, key, None)
 
 
@@ -139,11 +168,14 @@ def _langchain_usage(meta: Any) -> Usage | None:
 def _from_dict(result: dict[str, Any]) -> Extracted | None:
     """A plain dict: OpenAI-style chat or embedding usage read directly (the common case), else the general path."""
     usage = result.get("usage")
-    if type(usage) is not dict or "_hidden_params" in result:
+    if type(usage) is not dict or "prompt_tokens" not in usage or "_hidden_params" in result:
         return _general(result)
+    return _chat(result, usage, None)
+
+
+def _chat(response: dict[str, Any], usage: dict[str, Any], provider: str | None) -> Extracted:
+    """OpenAI-style chat or embedding usage (``prompt_tokens`` present), both read as dicts: the hot path."""
     inp = usage.get("prompt_tokens")
-    if inp is None:
-        return _general(result)
     out = usage.get("completion_tokens")
     if type(inp) is not int or inp < 0:
         inp = _int(inp)
@@ -151,10 +183,10 @@ def _from_dict(result: dict[str, Any]) -> Extracted | None:
         out = _int(out)
     details = usage.get("prompt_tokens_details")
     out_details = usage.get("completion_tokens_details")
-    model = result.get("model")
+    model = response.get("model")
     return Extracted(
         model if type(model) is str and model else _str(model),
-        None,
+        provider,
         _usage(
             inp,
             out,
@@ -162,20 +194,36 @@ def _from_dict(result: dict[str, Any]) -> Extracted | None:
             0,
             _int(_get(out_details, "reasoning_tokens")) if out_details else 0,
         ),
-        CostCategory.LLM_EMBEDDING if result.get("object") == "list" and "completion_tokens" not in usage else None,
+        CostCategory.LLM_EMBEDDING if response.get("object") == "list" and "completion_tokens" not in usage else None,
     )
 
 
 def _from_sdk_object(result: Any) -> Extracted | None:
-    """An OpenAI, Anthropic, Mistral or LiteLLM SDK object: its ``usage`` attribute first.
+    """An OpenAI, Anthropic, Mistral or LiteLLM SDK object: its ``usage`` first.
 
-    Looking up attributes such objects do not have (``usage_metadata``...) raises inside pydantic, which costs
-    microseconds per miss, so the general path is taken only for objects without usage (stream events).
+    These are pydantic models, whose fields live in ``__dict__``: read as dicts, they take the fast dict paths and
+    never probe attributes a model lacks (which raises inside pydantic). Objects without usage (stream events) go
+    the general way.
     """
-    usage_obj = getattr(result, "usage", None)
+    if _kind(type(result)) != _PYDANTIC:
+        usage_obj = getattr(result, "usage", None)
+        return _general(result) if usage_obj is None else _from_usage(result, usage_obj)
+    view = _fields(result)
+    usage_obj = view.get("usage")
     if usage_obj is None:
         return _general(result)
-    return _from_usage(result, usage_obj)
+    if _kind(type(usage_obj)) == _PYDANTIC:
+        usage_obj = _fields(usage_obj)
+    provider = _module_provider(type(result))
+    if provider is not None and type(usage_obj) is dict and "prompt_tokens" in usage_obj:
+        return _chat(view, usage_obj, provider)
+    return _from_usage(result, usage_obj, view)
+
+
+def _fields(model: Any) -> dict[str, Any]:
+    """A pydantic model's fields (and extra fields) as a dict, without copying when there are no extras."""
+    extra = getattr(model, "__pydantic_extra__", None)
+    return {**extra, **model.__dict__} if extra else model.__dict__  # type: ignore[no-any-return]
 
 
 def _nothing(result: Any) -> Extracted | None:
@@ -185,15 +233,33 @@ def _nothing(result: Any) -> Extracted | None:
 _SDK_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "mistralai": "mistral", "google": "google"}
 
 
+_type_providers: dict[type, str | None] = {}
+
+
+def _module_provider(cls: type) -> str | None:
+    """The provider whose SDK defines ``cls`` (``None`` for LiteLLM and others), found once per type."""
+    try:
+        return _type_providers[cls]
+    except KeyError:
+        provider = _SDK_PROVIDERS.get(cls.__module__.split(".", 1)[0])
+        if len(_type_providers) < 1024:  # classes made at run time must not grow this without bound
+            _type_providers[cls] = provider
+        return provider
+
+
 def _provider_of(result: Any, usage: Any) -> str | None:
-    module = type(result).__module__.split(".", 1)[0]
-    if module in _SDK_PROVIDERS:
-        return _SDK_PROVIDERS[module]
+    provider = _module_provider(type(result))
+    if provider is not None:
+        return provider
     hidden = _get(result, "_hidden_params")
     if isinstance(hidden, Mapping) and _str(hidden.get("custom_llm_provider")):
         return str(hidden["custom_llm_provider"])
     obj_type = _get(result, "type")
-    if obj_type == "message" or _get(usage, "cache_creation_input_tokens") is not None:
+    if (
+        obj_type == "message"
+        or _get(usage, "cache_creation_input_tokens") is not None
+        or _get(usage, "cache_read_input_tokens") is not None
+    ):
         return "anthropic"
     return None
 
@@ -262,15 +328,18 @@ def _general(result: Any) -> Extracted | None:
     return _from_usage(result, usage_obj)
 
 
-def _from_usage(result: Any, usage_obj: Any) -> Extracted | None:
-    """OpenAI, Anthropic, Mistral and LiteLLM responses: ``usage_obj`` is the response's ``usage``."""
+def _from_usage(result: Any, usage_obj: Any, view: Any = None) -> Extracted | None:
+    """OpenAI, Anthropic, Mistral and LiteLLM responses: ``usage_obj`` is the response's ``usage``; ``view`` is
+    what to read the response's other fields from (default: the response itself)."""
     usage = _openai_usage(usage_obj)
     if usage is None:
         return None
-    model = _str(_get(result, "model"))
+    if view is None:
+        view = result
+    model = _str(_get(view, "model"))
     provider = _provider_of(result, usage_obj)
     category = None
-    if _get(result, "object") == "list" and _get(usage_obj, "completion_tokens") is None:
+    if _get(view, "object") == "list" and _get(usage_obj, "completion_tokens") is None:
         category = CostCategory.LLM_EMBEDDING
     if provider is None and model is not None and "/" in model and _get(result, "_hidden_params") is not None:
         provider = model.split("/", 1)[0]

@@ -260,6 +260,47 @@ def test_litellm_provider_from_hidden_params():
     assert found.provider == "anthropic" and found.usage == Usage(10, 2)
 
 
+def test_pydantic_models_outside_the_sdks_are_read_field_property_extra_and_private():
+    import pydantic
+
+    class Usage_(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        prompt_tokens: int
+
+    class WithExtra(pydantic.BaseModel):  # usage only as an extra field
+        model_config = pydantic.ConfigDict(extra="allow")
+        model: str
+
+    class WithProperty(pydantic.BaseModel):
+        model: str
+
+        @property
+        def usage(self):
+            return {"input_tokens": 7, "output_tokens": 1, "cache_read_input_tokens": 3}
+
+    class LiteLLMLike(pydantic.BaseModel):  # provider in a private attribute, as LiteLLM keeps it
+        model: str
+        usage: Usage_
+        _hidden_params: dict = pydantic.PrivateAttr(default_factory=lambda: {"custom_llm_provider": "anthropic"})
+
+    found = extract_usage(WithExtra(model="gpt-4o", usage={"prompt_tokens": 5, "completion_tokens": 2}))
+    assert (found.model, found.usage) == ("gpt-4o", Usage(5, 2))
+    found = extract_usage(WithProperty(model="claude-3-5-haiku"))
+    assert (found.model, found.provider, found.usage) == ("claude-3-5-haiku", "anthropic", Usage(10, 1, 3))
+    usage = Usage_(prompt_tokens=9, completion_tokens=4, prompt_tokens_details={"cached_tokens": 2})
+    found = extract_usage(LiteLLMLike(model="claude-3-5-haiku-20241022", usage=usage))
+    assert (found.provider, found.usage) == ("anthropic", Usage(9, 4, 2))
+
+
+def test_sdk_objects_with_extra_fields_are_read():
+    # OpenAI-compatible servers add fields the SDK does not declare; the SDK keeps them as pydantic extras.
+    body = {**CHAT, "usage": {**CHAT["usage"], "prompt_cache_hit_tokens": 5}, "x_vendor": {"a": 1}}
+    response = openai.types.chat.ChatCompletion.model_validate(body)
+    found = extract_usage(response)
+    assert (found.model, found.provider) == ("gpt-4o-2024-08-06", "openai")
+    assert found.usage == Usage(2000, 300, 1024, 0, 100)
+
+
 @pytest.mark.parametrize(
     "garbage",
     [None, 3, "text", b"x", [1, 2], {"usage": None}, {"usage": {"prompt_tokens": -5}}, {"usage": "many"}, object()],

@@ -31,8 +31,19 @@ _BATCH = 2048  # entries are moved into the columns this many at a time
 _CATEGORIES = list(CostCategory)
 _CATEGORY_INDEX = {c: i for i, c in enumerate(_CATEGORIES)}
 _FIELDS = attrgetter(
-    "id", "timestamp", "amount", "category", "currency", "resource", "description", "model", "provider", "pricing",
-    "usage", "latency_ms", "tags",
+    "id",
+    "timestamp",
+    "amount",
+    "category",
+    "currency",
+    "resource",
+    "description",
+    "model",
+    "provider",
+    "pricing",
+    "usage",
+    "latency_ms",
+    "tags",
 )
 _COUNTS = attrgetter("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 _NAN = float("nan")
