@@ -17,7 +17,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._budget import Budget, BudgetAlert, budget
 from ._config import configure, get_tracker
@@ -32,7 +32,10 @@ from ._summary import CostSummary
 from ._tokens import Estimate, count_tokens, estimate_cost
 from ._tracker import CostTracker
 from ._usage import Usage
-from .stores import CostStore, DuckDBStore, MemoryStore, ParquetStore, open_store
+from .stores import CostStore, MemoryStore, open_store
+
+if TYPE_CHECKING:
+    from .stores import DuckDBStore, ParquetStore
 
 __all__ = [
     "MODEL_PRICING",
@@ -80,4 +83,12 @@ def __getattr__(name: str) -> Any:
         from importlib.metadata import version
 
         return version("llmcost")
+    if name in ("DuckDBStore", "ParquetStore"):  # loaded on first use: they bring DuckDB-facing code
+        from . import stores
+
+        return getattr(stores, name)
     raise AttributeError(f"module 'llmcost' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -61,9 +61,19 @@ def test_errors_share_one_base():
 
 
 def test_import_is_light():
-    code = "import sys, llmcost; print(sorted(m for m in ('pandas', 'duckdb', 'genai_prices') if m in sys.modules))"
+    heavy = ("pandas", "duckdb", "genai_prices", "llmcost.stores._duckdb", "llmcost.stores._parquet")
+    code = f"import sys, llmcost; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_durable_stores_load_on_first_use():
+    code = (
+        "import sys, llmcost; from llmcost import DuckDBStore; import llmcost.stores as s; "
+        "print(DuckDBStore.__name__, s.ParquetStore.__name__, 'DuckDBStore' in dir(llmcost))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["DuckDBStore", "ParquetStore", "True"]
 
 
 def test_version_is_lazy_metadata():

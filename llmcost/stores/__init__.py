@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._base import CostStore, Filters
-from ._duckdb import DuckDBStore
 from ._memory import MemoryStore
 from ._open import open_store
-from ._parquet import ParquetStore
 from ._schema import COLUMNS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from ._duckdb import DuckDBStore
+    from ._parquet import ParquetStore
 
 __all__ = [
     "COLUMNS",
@@ -23,3 +27,20 @@ __all__ = [
     "ParquetStore",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The durable stores (and what they import) load on first use, so `import llmcost` stays light.
+    if name == "DuckDBStore":
+        from ._duckdb import DuckDBStore
+
+        return DuckDBStore
+    if name == "ParquetStore":
+        from ._parquet import ParquetStore
+
+        return ParquetStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
