@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from collections.abc import Iterable, Mapping
@@ -94,7 +95,7 @@ class BudgetManager:
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         limit = to_money(amount, "amount")
-        spec = {
+        spec: dict[str, Any] = {
             "limit": str(limit),
             "period": to_period(period).value,
             "category": category,
@@ -127,7 +128,7 @@ class BudgetManager:
         except KeyError:
             raise KeyError(f"no budget named {name!r}; known: {sorted(self._budgets)}") from None
 
-    def list(self) -> list[Budget]:
+    def list(self) -> builtins.list[Budget]:
         """Every budget, by name."""
         self._reload()
         return [self._budgets[n] for n in sorted(self._budgets)]
@@ -142,10 +143,10 @@ class BudgetManager:
                 self.tracker.remove_guard(found)
         return existed or found is not None
 
-    def check_budgets(self) -> list[BudgetAlert]:
+    def check_budgets(self) -> builtins.list[BudgetAlert]:
         """Re-read spend from the store and return the alerts that fired since the last check (only new ones)."""
         self._reload()
-        new: list[BudgetAlert] = []
+        new: builtins.list[BudgetAlert] = []
         for name, b in sorted(self._budgets.items()):
             b._sync(force=True)
             b._check_thresholds()
@@ -164,7 +165,7 @@ class BudgetManager:
         """One row per budget: name, limit, spent, remaining, utilization, period_start, period_end."""
         import pandas as pd
 
-        rows: list[dict[str, Any]] = []
+        rows: builtins.list[dict[str, Any]] = []
         for b in self.list():
             b._sync(force=True)
             rows.append(

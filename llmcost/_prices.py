@@ -80,11 +80,11 @@ class PriceTier:
     """
 
     start: int
-    input_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("input_per_mtok", True))
-    output_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("output_per_mtok", True))
-    cache_read_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_read_per_mtok", True))
-    cache_write_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_write_per_mtok", True))
-    reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))
+    input_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("input_per_mtok", True))  # type: ignore[misc]  # a converter factory
+    output_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("output_per_mtok", True))  # type: ignore[misc]  # a converter factory
+    cache_read_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_read_per_mtok", True))  # type: ignore[misc]  # a converter factory
+    cache_write_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_write_per_mtok", True))  # type: ignore[misc]  # a converter factory
+    reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))  # type: ignore[misc]  # a converter factory
 
 
 def _tiers(value: object) -> tuple[PriceTier, ...]:
@@ -116,13 +116,13 @@ class ModelPrice:
 
     model: str = attrs.field(validator=_nonempty)
     provider: str | None = attrs.field(validator=_provider)
-    input_per_mtok: Decimal = attrs.field(converter=_price("input_per_mtok"))
-    output_per_mtok: Decimal = attrs.field(converter=_price("output_per_mtok"))
-    cache_read_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_read_per_mtok", True))
-    cache_write_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_write_per_mtok", True))
+    input_per_mtok: Decimal = attrs.field(converter=_price("input_per_mtok"))  # type: ignore[misc]  # a converter factory
+    output_per_mtok: Decimal = attrs.field(converter=_price("output_per_mtok"))  # type: ignore[misc]  # a converter factory
+    cache_read_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_read_per_mtok", True))  # type: ignore[misc]  # a converter factory
+    cache_write_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_write_per_mtok", True))  # type: ignore[misc]  # a converter factory
     context_window: int | None = attrs.field(default=None, converter=_context_window)
-    reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))
-    request_price: Decimal | None = attrs.field(default=None, converter=_price("request_price", True))
+    reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))  # type: ignore[misc]  # a converter factory
+    request_price: Decimal | None = attrs.field(default=None, converter=_price("request_price", True))  # type: ignore[misc]  # a converter factory
     tiers: tuple[PriceTier, ...] = attrs.field(default=(), converter=_tiers)
 
     def cost(self, usage: Usage) -> Decimal:
