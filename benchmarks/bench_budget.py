@@ -15,12 +15,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from benchmarks._util import machine, per_call_us, table
+from benchmarks.plot import write_results
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     parser.add_argument("--rows", type=int, default=1_000_000, help="entries in the DuckDB store")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     number = 2_000 if args.quick else 50_000
     rows = 20_000 if args.quick else args.rows
@@ -55,15 +57,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     with llmcost.budget(10**9):
         t_recent = per_call_us(no_estimate, number)
     print(f"machine: {machine()}; {number} calls per figure, best of 5 (MemoryStore)")
+    added = [
+        ("@track_cost in budget (estimate=)", t_budget),
+        ("@track_cost in budget (recent-calls estimate)", t_recent),
+        ("@track_cost in 3 nested budgets", t_nested),
+    ]
     print(
         table(
             ["call", "us/call", "budget adds us"],
             [
                 ("bare function", base, "-"),
                 ("@track_cost", t_plain, "-"),
-                ("@track_cost in budget (estimate=)", t_budget, t_budget - t_plain),
-                ("@track_cost in budget (recent-calls estimate)", t_recent, t_recent - t_plain),
-                ("@track_cost in 3 nested budgets", t_nested, t_nested - t_plain),
+                *((name, t, t - t_plain) for name, t in added),
             ],
         )
     )
@@ -126,6 +131,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             ],
         )
     )
+    if args.json:
+        records = [
+            {"figure": "budget adds", "series": name, "value": t - t_plain, "unit": "us/call"} for name, t in added
+        ]
+        records += [
+            {"figure": "period budget", "series": "first check", "size": rows, "value": first, "unit": "ms"},
+            {"figure": "period budget", "series": "later tracked call", "size": rows, "value": later, "unit": "us"},
+        ]
+        write_results(args.json, "budget", records)
 
 
 if __name__ == "__main__":

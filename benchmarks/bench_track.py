@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from benchmarks._util import machine, per_call_us, table
+from benchmarks.plot import write_results
 
 
 def _import_us(module: str) -> float:
@@ -57,6 +58,7 @@ def _sdk_objects(response: dict) -> list[tuple[str, object]]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     number = 2_000 if args.quick else 50_000
 
@@ -101,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     imports = [(m, _import_us(m) / 1000) for m in ("llmcost", "genai_prices", "pandas", "duckdb")]
     print(table(["import", "ms (cumulative)"], imports))
+    if args.json:
+        records = [{"figure": "track_cost overhead", "series": r[0], "value": r[2], "unit": "us/call"} for r in rows]
+        records += [{"figure": "import", "series": m, "value": ms, "unit": "ms"} for m, ms in imports]
+        write_results(args.json, "track", records)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,20 @@ def test_chart_has_a_panel_per_figure_and_a_line_per_series(tmp_path: Path) -> N
 def test_chart_refuses_records_without_sizes() -> None:
     with pytest.raises(ValueError, match="no records with a size"):
         svg_chart([{"figure": "pricing", "series": "llmcost", "value": 2.0}])
+
+
+def test_suite_writes_one_results_file_per_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.__main__ import main
+
+    assert main(["--quick", "--json", str(tmp_path), "track", "budget"]) == 0
+    assert "== track ==" in capsys.readouterr().out
+    track = json.loads((tmp_path / "track.json").read_text())
+    budget = json.loads((tmp_path / "budget.json").read_text())
+    assert track["bench"] == "track" and budget["bench"] == "budget"
+    assert {r["series"] for r in track["records"] if r["figure"] == "import"} == {
+        "llmcost",
+        "genai_prices",
+        "pandas",
+        "duckdb",
+    }
+    assert any(r["figure"] == "period budget" and r["size"] == 20_000 for r in budget["records"])
