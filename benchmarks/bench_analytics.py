@@ -9,7 +9,7 @@ sums and once converting amounts to float first; building the frame is not timed
 ``--repeat`` runs.
 
 Run: python -m benchmarks analytics      (or: python -m benchmarks.bench_analytics [--quick] [--rows N]
-     [--parquet-rows N] [--repeat N] [--json PATH])
+     [--parquet-rows N] [--sizes N ...] [--pandas-max N] [--repeat N] [--json PATH])
 """
 
 from __future__ import annotations
@@ -181,13 +181,58 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="20k entries (10k Parquet), one run each")
     parser.add_argument("--rows", type=int, default=1_000_000, help="entries in the DuckDB store (default 1M)")
     parser.add_argument("--parquet-rows", type=int, default=10_000_000, help="entries in the Parquet store (10M)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="instead of --rows/--parquet-rows: both stores at each of these sizes (the growth series)",
+    )
+    parser.add_argument(
+        "--pandas-max", type=int, default=1_000_000, help="largest size also timed in pandas (its frame is big)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is kept")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    rows, parquet_rows, repeat = args.rows, args.parquet_rows, args.repeat
-    if args.quick:
-        rows, parquet_rows, repeat = 20_000, 10_000, 1
+    repeat = 1 if args.quick else args.repeat
+    if args.sizes:
+        plan = [(n, n) for n in args.sizes]
+    elif args.quick:
+        plan = [(20_000, 10_000)]
+    else:
+        plan = [(args.rows, args.parquet_rows)]
 
+    rows_out: list[list[object]] = []
+    records: list[dict[str, object]] = []
+    for rows, parquet_rows in plan:
+        with_pandas = rows <= args.pandas_max
+        t_sql, t_exact, t_float, t_pq, made, made_pq = _measure(rows, parquet_rows, repeat, with_pandas)
+        rows_out.append(["llmcost, DuckDBStore", f"{rows:,}", t_sql, "1.0x"])
+        figures = [("DuckDBStore", rows, t_sql)]
+        if t_exact is not None and t_float is not None:
+            rows_out.append(["pandas on frame(), Decimal sums", f"{rows:,}", t_exact, f"{t_exact / t_sql:.1f}x slower"])
+            rows_out.append(["pandas on frame(), float sums", f"{rows:,}", t_float, f"{t_float / t_sql:.1f}x slower"])
+            figures += [("pandas Decimal", rows, t_exact), ("pandas float", rows, t_float)]
+        rows_out.append(["llmcost, ParquetStore", f"{parquet_rows:,}", t_pq, "-"])
+        figures.append(("ParquetStore", parquet_rows, t_pq))
+        records += [
+            {"figure": "analytics", "series": name, "size": n, "value": t, "unit": "s"} for name, n, t in figures
+        ]
+        print(
+            f"(setup, not timed: {rows:,} DuckDB rows in {made:.1f} s, "
+            f"{parquet_rows:,} Parquet rows in {made_pq:.1f} s)"
+        )
+
+    print(f"by_category + by_resource + by_tag, best of {repeat}; {machine()}")
+    print(table(["run", "entries", "seconds", "vs llmcost"], rows_out))
+    if args.json:
+        write_results(args.json, "analytics", records)
+
+
+def _measure(
+    rows: int, parquet_rows: int, repeat: int, with_pandas: bool
+) -> tuple[float, float | None, float | None, float, float, float]:
+    """Seconds for the three groupings: DuckDB store, pandas Decimal and float (or None), Parquet store; then the
+    untimed setup seconds of both stores."""
     work = tempfile.mkdtemp(prefix="llmcost-bench-analytics-")
     try:
         started = time.perf_counter()
@@ -195,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         made = time.perf_counter() - started
         analytics_three(store)  # warm-up: imports, catalogs
         t_sql = best(lambda: analytics_three(store), repeat)
-        t_exact, t_float = _pandas_times(store, repeat)
+        t_exact, t_float = _pandas_times(store, repeat) if with_pandas else (None, None)
         store.close()
 
         started = time.perf_counter()
@@ -206,31 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         pq.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    print(f"by_category + by_resource + by_tag, best of {repeat}; {machine()}")
-    print(
-        table(
-            ["run", "entries", "seconds", "vs llmcost"],
-            [
-                ["llmcost, DuckDBStore", f"{rows:,}", t_sql, "1.0x"],
-                ["pandas on frame(), Decimal sums", f"{rows:,}", t_exact, f"{t_exact / t_sql:.1f}x slower"],
-                ["pandas on frame(), float sums", f"{rows:,}", t_float, f"{t_float / t_sql:.1f}x slower"],
-                ["llmcost, ParquetStore", f"{parquet_rows:,}", t_pq, "-"],
-            ],
-        )
-    )
-    print(f"(setup, not timed: {rows:,} DuckDB rows in {made:.1f} s, {parquet_rows:,} Parquet rows in {made_pq:.1f} s)")
-    if args.json:
-        write_results(
-            args.json,
-            "analytics",
-            [
-                {"figure": "analytics", "series": "DuckDBStore", "size": rows, "value": t_sql, "unit": "s"},
-                {"figure": "analytics", "series": "pandas Decimal", "size": rows, "value": t_exact, "unit": "s"},
-                {"figure": "analytics", "series": "pandas float", "size": rows, "value": t_float, "unit": "s"},
-                {"figure": "analytics", "series": "ParquetStore", "size": parquet_rows, "value": t_pq, "unit": "s"},
-            ],
-        )
+    return t_sql, t_exact, t_float, t_pq, made, made_pq
 
 
 if __name__ == "__main__":
