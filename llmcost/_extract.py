@@ -98,17 +98,8 @@ def _usage(inp: int, out: int, cache_read: int = 0, cache_write: int = 0, reason
 
 def _openai_usage(usage: Any) -> Usage | None:
     """OpenAI chat (prompt/completion) and Responses API (input/output) usage; also Mistral and LiteLLM."""
-    prompt = _get(usage, "prompt_tokens")
-    if prompt is not None:
-        details = _get(usage, "prompt_tokens_details")
-        out_details = _get(usage, "completion_tokens_details")
-        return _usage(
-            _int(prompt),
-            _int(_get(usage, "completion_tokens")),
-            _int(_get(details, "cached_tokens")) if details is not None else 0,
-            0,
-            _int(_get(out_details, "reasoning_tokens")) if out_details is not None else 0,
-        )
+    if _get(usage, "prompt_tokens") is not None:
+        return _chat_usage(usage)
     inp = _get(usage, "input_tokens")
     if inp is None:
         return None
@@ -174,27 +165,32 @@ def _from_dict(result: dict[str, Any]) -> Extracted | None:
 
 
 def _chat(response: dict[str, Any], usage: dict[str, Any], provider: str | None) -> Extracted:
-    """OpenAI-style chat or embedding usage (``prompt_tokens`` present), both read as dicts: the hot path."""
-    inp = usage.get("prompt_tokens")
-    out = usage.get("completion_tokens")
-    if type(inp) is not int or inp < 0:
-        inp = _int(inp)
-    if type(out) is not int or out < 0:
-        out = _int(out)
-    details = usage.get("prompt_tokens_details")
-    out_details = usage.get("completion_tokens_details")
+    """An OpenAI-style chat or embedding response (``prompt_tokens`` present) read as dicts: the hot path."""
     model = response.get("model")
     return Extracted(
         model if type(model) is str and model else _str(model),
         provider,
-        _usage(
-            inp,
-            out,
-            _int(_get(details, "cached_tokens")) if details else 0,
-            0,
-            _int(_get(out_details, "reasoning_tokens")) if out_details else 0,
-        ),
+        _chat_usage(usage),
         CostCategory.LLM_EMBEDDING if response.get("object") == "list" and "completion_tokens" not in usage else None,
+    )
+
+
+def _chat_usage(usage: Any) -> Usage:
+    """OpenAI chat completion usage (``prompt_tokens``, ``completion_tokens`` and their details)."""
+    inp = _get(usage, "prompt_tokens")
+    out = _get(usage, "completion_tokens")
+    if type(inp) is not int or inp < 0:
+        inp = _int(inp)
+    if type(out) is not int or out < 0:
+        out = _int(out)
+    details = _get(usage, "prompt_tokens_details")
+    out_details = _get(usage, "completion_tokens_details")
+    return _usage(
+        inp,
+        out,
+        _int(_get(details, "cached_tokens")) if details else 0,
+        0,
+        _int(_get(out_details, "reasoning_tokens")) if out_details else 0,
     )
 
 
