@@ -32,6 +32,18 @@ def test_to_money_rounds_beyond_store_scale():
     assert to_money(Decimal("0.1234567890123456789")) == Decimal("0.123456789012345679")
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("12345678901.123456789012345678901", "12345678901.123456789012345679"),  # 32 digits: past 28
+        ("1E+70", "1E+70"),  # too large to carry 18 places: kept as it is
+        ("-0.0000000000000000015", "-0.000000000000000002"),
+    ],
+)
+def test_to_money_rounds_large_amounts_without_error(value, expected):
+    assert to_money(value) == Decimal(expected)
+
+
 def test_to_utc_takes_naive_as_utc_and_converts_aware():
     assert to_utc(datetime(2024, 1, 1)) == datetime(2024, 1, 1, tzinfo=timezone.utc)
     plus2 = timezone(timedelta(hours=2))
