@@ -31,7 +31,9 @@ one directory listing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -53,9 +55,11 @@ from ._schema import COLUMNS, SQL_TYPES
 from ._spill import Spill, fsync_dir, fsync_file, make_dirs, retry_call, write_atomic
 from ._sql import (
     INGEST_SELECT,
+    INGEST_SELECT_TAGS_PARAM,
     MICROS_PER_DAY,
+    PARAM_TAG_MAPS,
+    RAW,
     fetch_frame,
-    from_micros,
     ingest_columns,
     read_entries,
     read_frame,
@@ -76,7 +80,6 @@ _EPOCH_DAY = date(1970, 1, 1)
 _CANONICAL = ", ".join(f'"{c}"' for c in COLUMNS)
 _EMPTY = "(SELECT " + ", ".join(f'CAST(NULL AS {SQL_TYPES[c]}) AS "{c}"' for c in COLUMNS) + " WHERE FALSE)"
 _SOURCE = f"(SELECT {_CANONICAL} FROM read_parquet(?, union_by_name = true))"
-_BATCH = "llmcost_batch"
 _DEDUPED = (
     f"SELECT {_CANONICAL} FROM read_parquet(?, union_by_name = true) "
     'QUALIFY row_number() OVER (PARTITION BY id ORDER BY "timestamp") = 1 ORDER BY "timestamp", id'
@@ -308,9 +311,9 @@ class ParquetStore(CostStore):
     def append(self, entries: Sequence[CostEntry]) -> None:
         """Write ``entries`` as one new file per UTC day; when this returns they are durable (or durably spilled)."""
         batch = list(entries)
-        for entry in batch:
-            if not isinstance(entry, CostEntry):
-                raise TypeError(f"entries must be CostEntry objects, got {entry!r}")
+        if not all(map(isinstance, batch, itertools.repeat(CostEntry))):  # a C loop: ~1 ms less per 10,000
+            bad = next(e for e in batch if not isinstance(e, CostEntry))
+            raise TypeError(f"entries must be CostEntry objects, got {bad!r}")
         if self._spill.pending():
             self._replay()
         if not batch:
@@ -328,20 +331,29 @@ class ParquetStore(CostStore):
     def _write(self, batch: Sequence[CostEntry]) -> None:
         """Write ``batch`` day by day; raise ``_PartlyWritten`` with what is left when a day cannot be written.
 
-        All of the batch is converted to typed rows before the first file is written, so an entry DuckDB cannot
-        take (an amount beyond DECIMAL(38, 18)) fails the whole append and no day is written twice on a retry.
+        The batch is converted to columns once; each day's rows are a slice of them (a batch in time order, as the
+        tracker's are, needs no copy), written with one ``COPY`` straight from those arrays. Before the first of
+        several days is written, the amounts are cast as the files will hold them, so an entry DuckDB cannot take
+        (an amount beyond DECIMAL(38, 18)) fails the whole append and no day is written twice on a retry.
         """
         import numpy as np
 
-        columns = ingest_columns(batch)
-        days = columns[0]["timestamp_us"] // MICROS_PER_DAY
-        unique = np.unique(days).tolist()
-
-        table = f"{_BATCH}_{uuid.uuid4().hex}"  # per call: threads share this object's connection
-
-        def write(n: int, day: int, source: Any) -> None:
+        raw, tag_maps = ingest_columns(batch)
+        days = raw["timestamp_us"] // MICROS_PER_DAY
+        by_day, in_order = raw, days
+        if len(days) > 1 and not bool((days[1:] >= days[:-1]).all()):
+            order = np.argsort(days, kind="stable")
+            by_day = {name: array[order] for name, array in raw.items()}
+            in_order = days[order]
+        cuts = (np.flatnonzero(in_order[1:] != in_order[:-1]) + 1).tolist()
+        starts, ends = [0, *cuts], [*cuts, len(days)]
+        unique = in_order[starts].tolist()
+        if len(unique) > 1:
+            self._check(by_day)
+        for n, (day, start, end) in enumerate(zip(unique, starts, ends, strict=True)):
+            part = ({name: array[start:end] for name, array in by_day.items()}, tag_maps)
             try:
-                self._retry(lambda: self._write_day(day, source, table), "append to")
+                self._retry(functools.partial(self._write_day, day, part), "append to")
             except StoreError as exc:
                 if not isinstance(exc.__cause__, Exception) or not _transient(exc.__cause__):
                     raise
@@ -349,40 +361,35 @@ class ParquetStore(CostStore):
                 remaining = [e for e, d in zip(batch, days.tolist(), strict=True) if d in left]
                 raise _PartlyWritten(exc, remaining) from exc
 
-        if len(unique) == 1:
-            write(0, unique[0], columns)
-            return
+    def _check(self, raw: dict[str, Any]) -> None:
+        """Raise DuckDB's error now if an amount of ``raw`` does not fit the files' DECIMAL(38, 18)."""
         with self._lock:
             con = self._connection()
-            with registered(con, columns):
-                con.execute(f"CREATE TEMP TABLE {table} AS {INGEST_SELECT}")
-        try:
-            for n, day in enumerate(unique):
-                write(n, day, None)
-        finally:
-            with self._lock, contextlib.suppress(Exception):
-                self._connection().execute(f"DROP TABLE IF EXISTS {table}")
+            with registered(con, (raw, {}), tag_maps=False):
+                con.execute(f"SELECT max(CAST(amount AS DECIMAL(38, 18))) FROM {RAW}").fetchall()
 
-    def _write_day(self, day: int, columns: Any, table: str = "") -> None:
-        """Write one file for ``day`` (days since the epoch): all of ``columns``, or (``None``) that day's rows of
-        the temporary ``table``."""
+    def _write_day(self, day: int, columns: Any) -> None:
+        """Write one file for ``day`` (days since the epoch) from ``ingest_columns`` arrays holding that day's rows.
+
+        The file is written to a hidden temporary name in the day's directory, fsynced, renamed into place and the
+        directory fsynced. A batch's few distinct tag maps travel as a parameter (``INGEST_SELECT_TAGS_PARAM``), which
+        spares a second registered table and a subquery (~2-3 ms of the ~11 ms fixed cost of a small append).
+        """
         folder = os.path.join(self.directory, _day_name(_EPOCH_DAY + timedelta(days=day)))
         make_dirs(folder)
         name = f"part-{uuid.uuid4().hex}.parquet"
         tmp = os.path.join(folder, f".{name}.tmp")
         copy = f"TO ? (FORMAT parquet, COMPRESSION {self.compression})"
+        texts = columns[1]["tags"]
+        few = len(texts) <= PARAM_TAG_MAPS
         try:
             with self._lock:
                 con = self._connection()
-                if columns is not None:
-                    with registered(con, columns):
+                with registered(con, columns, tag_maps=not few):
+                    if few:
+                        con.execute(f"COPY ({INGEST_SELECT_TAGS_PARAM}) {copy}", [texts.tolist(), tmp])
+                    else:
                         con.execute(f"COPY ({INGEST_SELECT}) {copy}", [tmp])
-                else:
-                    start = from_micros(day * MICROS_PER_DAY)
-                    con.execute(
-                        f'COPY (SELECT * FROM {table} WHERE "timestamp" >= ? AND "timestamp" < ?) {copy}',
-                        [start, start + timedelta(days=1), tmp],
-                    )
             fsync_file(tmp)
             os.replace(tmp, os.path.join(folder, name))
         except BaseException:

@@ -340,6 +340,32 @@ def test_a_batch_duckdb_cannot_take_writes_nothing(root: Path) -> None:
     assert store.entries() == good
 
 
+@pytest.mark.parametrize("distinct_tags", [3, _parquet.PARAM_TAG_MAPS + 50])
+def test_a_batch_out_of_time_order_goes_to_its_days(root: Path, distinct_tags: int) -> None:
+    # Few distinct tag maps travel as a query parameter, many as a registered table: both must land exactly.
+    entries = [make_entry(i, tags={"n": str(i % distinct_tags), "nasty": NASTY[i % len(NASTY)]}) for i in range(400)]
+    shuffled = entries[1::2] + entries[::2]  # every day's rows in two runs
+    ParquetStore(root).append(shuffled)
+    con = duckdb.connect()
+    for folder in sorted(root.glob("day=*")):
+        (path,) = folder.glob("*.parquet")  # one file per day
+        days = con.execute(
+            "SELECT DISTINCT CAST(timezone('UTC', \"timestamp\") AS DATE) FROM read_parquet(?)", [str(path)]
+        ).fetchall()
+        assert [(d.isoformat(),) for (d,) in days] == [(folder.name[4:],)]
+    con.close()
+    assert ParquetStore(root).entries() == entries
+
+
+def test_an_out_of_order_batch_duckdb_cannot_take_writes_nothing(root: Path) -> None:
+    store = ParquetStore(root)
+    good = [make_entry(i) for i in range(300)]  # three days
+    bad = make_entry(299, id="bad", amount=Decimal("1E+25"))  # the last day, first in the batch
+    with pytest.raises(duckdb.Error):
+        store.append([bad, *good[::-1]])
+    assert _data_files(root) == []
+
+
 def test_files_appear_by_rename_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = ParquetStore(root)
     renames: list[tuple[str, str]] = []
