@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from ._entry import EMPTY_TAGS, FrozenTags, to_tags
+from ._entry import EMPTY_TAGS, FrozenTags, intern_tags, to_tags
 
 if TYPE_CHECKING:
     from ._entry import CostEntry
@@ -73,7 +73,7 @@ def tags(**values: str) -> Iterator[FrozenTags]:
     """
     added = to_tags(values)
     outer = _tags.get()
-    merged = FrozenTags({**outer, **added}) if outer else added
+    merged = intern_tags({**outer, **added}) if outer else added
     token = _tags.set(merged)
     try:
         yield merged

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 
 from ._config import get_tracker
 from ._context import PendingCall, active_guards, current_tags, is_active
-from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, to_category, to_tags
+from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, intern_tags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream
 from ._tracker import CostTracker, log_once
@@ -92,7 +92,7 @@ class _Engine:
                 resource=self.resource,
                 model=self.model,
                 category=(self.category or CostCategory.LLM_INFERENCE).value,
-                tags=FrozenTags({**context, **call_tags}) if call_tags else context,
+                tags=intern_tags({**context, **call_tags}) if call_tags else context,
                 args=args,
                 kwargs=kwargs,
                 explicit_estimate=self.estimate,

@@ -17,7 +17,7 @@ import attrs
 from ._money import to_money, to_utc
 from ._usage import Usage
 
-__all__ = ["CostCategory", "CostEntry", "FrozenTags", "new_entry_id", "to_category", "to_tags"]
+__all__ = ["CostCategory", "CostEntry", "FrozenTags", "intern_tags", "new_entry_id", "to_category", "to_tags"]
 
 
 class CostCategory(str, enum.Enum):
@@ -104,6 +104,26 @@ class FrozenTags(Mapping[str, str]):
 
 EMPTY_TAGS = FrozenTags()
 
+_INTERNED_TAGS = 4096  # distinct maps remembered; past that the table starts afresh (bounded memory)
+_interned_tags: dict[tuple[tuple[str, str], ...], FrozenTags] = {}
+
+
+def intern_tags(data: Mapping[str, str]) -> FrozenTags:
+    """One shared ``FrozenTags`` per distinct map of validated ``str`` keys and values (``{}``: ``EMPTY_TAGS``).
+
+    Entries recorded with equal tags then hold the same object: memory keeps one copy, and stores group entries
+    by tag map through ``id()``, which is far cheaper than hashing and comparing maps.
+    """
+    if not data:
+        return EMPTY_TAGS
+    key = tuple(data.items())
+    found = _interned_tags.get(key)
+    if found is None:
+        if len(_interned_tags) >= _INTERNED_TAGS:
+            _interned_tags.clear()
+        found = _interned_tags[key] = FrozenTags(data)
+    return found
+
 
 def to_tags(value: object, field: str = "tags") -> FrozenTags:
     """Validate a tag mapping: keys and values must be strings, keys non-empty."""
@@ -120,7 +140,7 @@ def to_tags(value: object, field: str = "tags") -> FrozenTags:
             raise ValueError(f"{field} keys must not be empty, got {dict(value)!r}")
         if not isinstance(val, str):
             raise TypeError(f"{field}[{key!r}] must be a str, got {val!r}")
-    return FrozenTags(value) if value else EMPTY_TAGS
+    return intern_tags(value)
 
 
 # Entry ids: 14 hex digits of microseconds since the epoch (so ids sort by time), 6 of a per-process random

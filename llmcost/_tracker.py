@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._context import Guard, active_guards, current_tags
-from ._entry import CostCategory, CostEntry, FrozenTags, _latency, new_entry_id, to_category, to_tags
+from ._entry import CostCategory, CostEntry, FrozenTags, _latency, intern_tags, new_entry_id, to_category, to_tags
 from ._errors import StoreError, UnknownModelError
 from ._money import ZERO, to_money, to_utc
 from ._periods import period_bounds
@@ -284,7 +284,7 @@ class CostTracker:
             return outer
         if not outer:
             return given
-        return FrozenTags({**outer, **given})
+        return intern_tags({**outer, **given})
 
     def _price(
         self, model: str, provider: str | None, usage: Usage, when: datetime, lenient: bool

@@ -82,3 +82,17 @@ def test_ids_are_unique_and_sort_by_time():
 def test_frozen_tags_equality_and_hash():
     assert FrozenTags({"a": "1"}) == {"a": "1"}
     assert hash(FrozenTags({"a": "1", "b": "2"})) == hash(FrozenTags({"b": "2", "a": "1"}))
+
+
+def test_equal_tag_maps_share_one_object_and_the_table_stays_bounded(monkeypatch):
+    from llmcost import _entry
+
+    a = CostEntry(id="a", timestamp=datetime(2024, 1, 1), amount=1, tags={"team": "x", "env": "prod"})
+    b = CostEntry(id="b", timestamp=datetime(2024, 1, 1), amount=1, tags={"team": "x", "env": "prod"})
+    assert a.tags is b.tags
+    assert CostEntry(id="c", timestamp=datetime(2024, 1, 1), amount=1, tags={}).tags is _entry.EMPTY_TAGS
+    monkeypatch.setattr(_entry, "_INTERNED_TAGS", 3)
+    for k in range(10):
+        _entry.intern_tags({"k": str(k)})
+    assert len(_entry._interned_tags) <= 3
+    assert _entry.intern_tags({"k": "9"}) == {"k": "9"}

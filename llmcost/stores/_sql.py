@@ -166,24 +166,27 @@ def to_decimal(text: str) -> Decimal:
 def _tag_index(entries: Sequence[CostEntry]) -> tuple[np.ndarray, list[str]]:
     """Each entry's index into a list of distinct tag maps as JSON text (index 0 is the empty map).
 
-    Equal maps (even as separate objects, as the tracker makes them) share one index, so DuckDB parses each
-    distinct map once; the loops run in C (``map``, ``dict.fromkeys``).
+    Equal maps share one index, so DuckDB parses each distinct map once. Entries with equal tags usually hold the
+    same object (``intern_tags``), so maps are told apart by ``id()`` first and only each distinct object's items
+    are compared; the loops run in C (``map``, ``dict.fromkeys``).
     """
     import numpy as np
 
+    objects = [e.tags for e in entries]
+    ids = list(map(id, objects))
+    by_id = dict(zip(ids, objects, strict=True))  # distinct objects; all alive in ``entries``, so ids are theirs
     try:
-        maps = [e.tags._data for e in entries]
+        keys = {i: tuple(t._data.items()) for i, t in by_id.items()}
     except AttributeError:  # tags that are not FrozenTags (entries built without validation)
-        maps = [dict(e.tags) for e in entries]
-    keys = list(map(tuple, map(dict.items, maps)))
-    distinct: dict[tuple[tuple[str, str], ...], int] = dict.fromkeys(keys, 0)
-    distinct.pop((), None)
+        keys = {i: tuple(dict(t).items()) for i, t in by_id.items()}
+    distinct: dict[tuple[tuple[str, str], ...], int] = {(): 0}
     texts = ["{}"]
-    for i, key in enumerate(distinct, start=1):
-        distinct[key] = i
-        texts.append(json.dumps(dict(key), ensure_ascii=False))
-    distinct[()] = 0
-    return np.fromiter(map(distinct.__getitem__, keys), np.int32, len(keys)), texts
+    for key in keys.values():
+        if key not in distinct:
+            distinct[key] = len(texts)
+            texts.append(json.dumps(dict(key), ensure_ascii=False))
+    index_of = {i: distinct[key] for i, key in keys.items()}
+    return np.fromiter(map(index_of.__getitem__, ids), np.int32, len(ids)), texts
 
 
 def ingest_columns(entries: Sequence[CostEntry]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
