@@ -1,8 +1,8 @@
 """Bulk ingest into DuckDBStore and ParquetStore against plain DuckDB inserting the same rows from a pandas frame
 (goal: within 2x), then the costs that matter per call: a small append into a big store, a filtered total, a scan.
 
-Run: python -m benchmarks stores        (or: python -m benchmarks.bench_stores [--rows N] [--batch N] [--quick]
-                                         [--json PATH])
+Run: python -m benchmarks stores        (or: python -m benchmarks.bench_stores [--rows N | --sizes N ...]
+                                         [--batch N] [--quick] [--json PATH])
 
 The entries are built first and not timed (realistic ones: 4 models, 30 resources, tags from 8 teams on most
 entries, a new tag mapping per entry as the tracker makes them, a month of timestamps). Each store then gets them
@@ -124,52 +124,70 @@ def ingest(store: Any, entries: Sequence[Any], batch: int) -> float:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="entries to ingest (default 1,000,000)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="instead of --rows: each of these sizes in turn (the growth series); sizes over 1M skip the slow "
+        "comparison rows (batched plain DuckDB, no dedupe, one append of all) and the full scan",
+    )
     parser.add_argument("--batch", type=int, default=10_000, help="entries per append (default 10,000)")
     parser.add_argument("--quick", action="store_true", help="20,000 rows, to check the benchmark runs")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    rows_n = 20_000 if args.quick else args.rows
-    batch = min(args.batch, rows_n) or 1
+    sizes = [20_000] if args.quick else args.sizes or [args.rows]
+    print(f"machine: {machine()}, {os.cpu_count()} CPUs")
+    records: list[dict[str, Any]] = []
+    for rows_n in sizes:
+        records += _run(rows_n, min(args.batch, rows_n) or 1, full=rows_n <= 1_000_000)
+    if args.json:
+        write_results(args.json, "stores", records)
 
+
+def _run(rows_n: int, batch: int, *, full: bool) -> list[dict[str, Any]]:
+    """Every figure at one size, printed; returns the records. ``full``: the comparison rows and scan too."""
     from llmcost.stores import DuckDBStore, ParquetStore, _duckdb
     from llmcost.stores._schema import sql_frame
     from llmcost.stores._sql import INGEST_SELECT, INSERT_COLUMNS, ingest_columns
 
-    print(f"machine: {machine()}, {os.cpu_count()} CPUs")
     t = time.perf_counter()
     entries = build_entries(rows_n)
-    print(f"built {rows_n:,} entries in {time.perf_counter() - t:.1f} s (not timed below)")
+    print(f"\nbuilt {rows_n:,} entries in {time.perf_counter() - t:.1f} s (not timed below)")
     records: list[dict[str, Any]] = []
     work = tempfile.mkdtemp(prefix="llmcost-bench-")
+    nodedupe = None
     try:
         base = baseline(entries, os.path.join(work, "baseline.duckdb"))
-        results = [
-            ("plain duckdb, one INSERT from a pandas frame (baseline)", base),
-            (
-                f"plain duckdb, {batch:,} rows per connect/INSERT/close",
-                baseline_batched(entries, os.path.join(work, "batched.duckdb"), batch),
-            ),
-        ]
+        results = [("plain duckdb, one INSERT from a pandas frame (baseline)", base)]
+        if full:
+            results.append(
+                (
+                    f"plain duckdb, {batch:,} rows per connect/INSERT/close",
+                    baseline_batched(entries, os.path.join(work, "batched.duckdb"), batch),
+                )
+            )
 
         duck = DuckDBStore(os.path.join(work, "store.duckdb"))
         results.append((f"DuckDBStore.append, batches of {batch:,}", ingest(duck, entries, batch)))
-        whole = DuckDBStore(os.path.join(work, "whole.duckdb"))
-        results.append(("DuckDBStore.append, one batch of all", ingest(whole, entries, len(entries))))
-        whole.close()
+        if full:
+            whole = DuckDBStore(os.path.join(work, "whole.duckdb"))
+            results.append(("DuckDBStore.append, one batch of all", ingest(whole, entries, len(entries))))
+            whole.close()
 
-        plain = f"INSERT INTO entries ({INSERT_COLUMNS}) {INGEST_SELECT} WHERE ? IS NOT NULL AND ? IS NOT NULL"
-        real_sql = _duckdb._insert_sql
-        _duckdb._insert_sql = lambda: plain  # type: ignore[assignment]
-        try:
-            nodedupe = DuckDBStore(os.path.join(work, "nodedupe.duckdb"))
-            results.append(("DuckDBStore, no dedupe (for comparison)", ingest(nodedupe, entries, batch)))
-        finally:
-            _duckdb._insert_sql = real_sql  # type: ignore[assignment]
+            plain = f"INSERT INTO entries ({INSERT_COLUMNS}) {INGEST_SELECT} WHERE ? IS NOT NULL AND ? IS NOT NULL"
+            real_sql = _duckdb._insert_sql
+            _duckdb._insert_sql = lambda: plain  # type: ignore[assignment]
+            try:
+                nodedupe = DuckDBStore(os.path.join(work, "nodedupe.duckdb"))
+                results.append(("DuckDBStore, no dedupe (for comparison)", ingest(nodedupe, entries, batch)))
+            finally:
+                _duckdb._insert_sql = real_sql  # type: ignore[assignment]
 
         parquet = ParquetStore(os.path.join(work, "parquet"))
         results.append((f"ParquetStore.append, batches of {batch:,}", ingest(parquet, entries, batch)))
-        one = ParquetStore(os.path.join(work, "parquet-whole"))
-        results.append(("ParquetStore.append, one batch of all", ingest(one, entries, len(entries))))
+        if full:
+            one = ParquetStore(os.path.join(work, "parquet-whole"))
+            results.append(("ParquetStore.append, one batch of all", ingest(one, entries, len(entries))))
         files = sum(len(f) for _, _, f in os.walk(os.path.join(work, "parquet")) if f)
 
         rows = []
@@ -209,18 +227,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             for op, fn in ops:
                 best = min(_timed(fn) for _ in range(reps if "append" not in op else 5))
                 per_call.append((label, op, best * 1e3))
-                records.append({"figure": "per call", "series": f"{label} {op}", "value": best * 1e3, "unit": "ms"})
-            scan = _timed(store.scan)
-            per_call.append((label, f"scan() of all {rows_n:,} rows", scan * 1e3))
+                records.append(
+                    {"figure": "per call", "series": f"{label} {op}", "size": rows_n, "value": best * 1e3, "unit": "ms"}
+                )
+            if full:
+                scan = _timed(store.scan)
+                per_call.append((label, f"scan() of all {rows_n:,} rows", scan * 1e3))
         print(f"\nPer call on the {rows_n:,}-row stores (best of 20; appends best of 5)")
         print(table(["store", "operation", "ms"], per_call))
         duck.close()
-        nodedupe.close()
+        if nodedupe is not None:
+            nodedupe.close()
         parquet.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        write_results(args.json, "stores", records)
+    return records
 
 
 def _tree_size(path: str) -> int:
