@@ -7,7 +7,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from ._config import get_tracker
@@ -32,7 +32,7 @@ class _Call:
 
     __slots__ = ("reservations", "started", "tags", "tracker")
 
-    def __init__(self, tracker: CostTracker, tags: FrozenTags, reservations: list[tuple[Any, object]]) -> None:
+    def __init__(self, tracker: CostTracker, tags: FrozenTags, reservations: Sequence[tuple[Any, object]]) -> None:
         self.tracker = tracker
         self.tags = tags
         self.reservations = reservations
@@ -84,27 +84,28 @@ class _Engine:
             log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
             return None
         guards = tracker._guards + active_guards()
+        if not guards:
+            return _Call(tracker, call_tags, ())
         reservations: list[tuple[Any, object]] = []
-        if guards:
-            context = current_tags()
-            pending = PendingCall(
-                tracker=tracker,
-                resource=self.resource,
-                model=self.model,
-                category=(self.category or CostCategory.LLM_INFERENCE).value,
-                tags=intern_tags({**context, **call_tags}) if call_tags else context,
-                args=args,
-                kwargs=kwargs,
-                explicit_estimate=self.estimate,
-            )
-            for guard in guards:
-                try:
-                    reservations.append((guard, guard.before_call(pending)))
-                except BudgetExceeded:
-                    self._settle(reservations, None)
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
-                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+        context = current_tags()
+        pending = PendingCall(
+            tracker=tracker,
+            resource=self.resource,
+            model=self.model,
+            category=(self.category or CostCategory.LLM_INFERENCE).value,
+            tags=intern_tags({**context, **call_tags}) if call_tags else context,
+            args=args,
+            kwargs=kwargs,
+            explicit_estimate=self.estimate,
+        )
+        for guard in guards:
+            try:
+                reservations.append((guard, guard.before_call(pending)))
+            except BudgetExceeded:
+                self._settle(reservations, None)
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
         return _Call(tracker, call_tags, reservations)
 
     # -- after the call -------------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ class _Engine:
         if call is not None:
             self._settle(call.reservations, None)
 
-    def _settle(self, reservations: list[tuple[Any, object]], entry: CostEntry | None) -> None:
+    def _settle(self, reservations: Sequence[tuple[Any, object]], entry: CostEntry | None) -> None:
         for guard, token in reservations:
             try:
                 guard.after_call(token, entry)

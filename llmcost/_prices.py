@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._errors import PricingError, UnknownModelError
-from ._money import ZERO, to_money, to_utc
+from ._money import MONEY_SCALE, ZERO, to_money, to_utc
 from ._usage import Usage
 
 if TYPE_CHECKING:
@@ -99,6 +99,12 @@ def _tiers(value: object) -> tuple[PriceTier, ...]:
 _MTOK = -6  # prices are per million tokens: scale the product by 10**-6, exactly
 
 
+def _places(value: Decimal) -> int:
+    """Decimal places of ``value`` as written (``Decimal("2.50")``: 2)."""
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
 @attrs.frozen
 class ModelPrice:
     """What a model costs, in USD per million tokens.
@@ -124,6 +130,34 @@ class ModelPrice:
     reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))  # type: ignore[misc]  # a converter factory
     request_price: Decimal | None = attrs.field(default=None, converter=_price("request_price", True))  # type: ignore[misc]  # a converter factory
     tiers: tuple[PriceTier, ...] = attrs.field(default=(), converter=_tiers)
+    # Whether every cost at these prices already fits MONEY_SCALE places (no per-mtok price has more than
+    # MONEY_SCALE - 6), so the tracker need not round amounts (a measurable part of each tracked call).
+    _fits_money_scale: bool = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        per_mtok = [
+            self.input_per_mtok,
+            self.output_per_mtok,
+            self.cache_read_per_mtok,
+            self.cache_write_per_mtok,
+            self.reasoning_per_mtok,
+        ]
+        for tier in self.tiers:
+            per_mtok += [
+                tier.input_per_mtok,
+                tier.output_per_mtok,
+                tier.cache_read_per_mtok,
+                tier.cache_write_per_mtok,
+                tier.reasoning_per_mtok,
+            ]
+        fits = all(_places(p) <= MONEY_SCALE + _MTOK for p in per_mtok if p is not None)
+        fits = fits and (self.request_price is None or _places(self.request_price) <= MONEY_SCALE)
+        object.__setattr__(self, "_fits_money_scale", fits)
+
+    def _money_cost(self, usage: Usage) -> Decimal:
+        """``cost(usage)`` rounded as every store keeps amounts (``MONEY_SCALE`` places; usually already so)."""
+        amount = self.cost(usage)
+        return amount if self._fits_money_scale else to_money(amount)
 
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""

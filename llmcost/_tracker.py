@@ -302,7 +302,7 @@ class CostTracker:
                     model,
                 )
             return ZERO, "unpriced", provider
-        return to_money(price.cost(usage)), label, provider or price.provider
+        return price._money_cost(usage), label, provider or price.provider
 
     def add(self, entry: CostEntry) -> None:
         """Record an already built ``entry`` (imports, replays): stored, counted by budgets, published."""

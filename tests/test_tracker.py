@@ -229,3 +229,20 @@ def test_ids_outside_every_provider_pattern_still_resolve_to_their_maker(tracker
     e = tracker.record(model="text-embedding-3-small", input_tokens=1_000_000, category="llm_embedding")
     assert e.amount == Decimal("0.02")
     assert e.provider == "openai"
+
+
+@pytest.mark.parametrize(
+    ("input_per_mtok", "tokens", "exact", "recorded"),
+    [
+        ("2.5", 1000, "0.0025", "0.0025"),  # fits 18 places as it is: not rounded
+        ("3.000000000051", 7, "0.000021000000000357", "0.000021000000000357"),  # 12 places per Mtok: still fits
+        ("1.0000000000001", 7, "0.0000070000000000007", "0.000007000000000001"),  # 19 places: rounded half-even
+        ("0.0000000000004", 1, "4E-19", "0"),
+    ],
+)
+def test_amounts_are_rounded_to_the_store_scale_only_when_needed(tracker, input_per_mtok, tokens, exact, recorded):
+    price = llmcost.ModelPrice("scale-test-model", "acme", input_per_mtok=input_per_mtok, output_per_mtok="0")
+    llmcost.register_price(price)
+    assert price.cost(Usage(tokens)) == Decimal(exact)
+    entry = tracker.record(model="scale-test-model", input_tokens=tokens)
+    assert entry.amount == Decimal(recorded)
