@@ -28,7 +28,19 @@ from benchmarks._util import machine
 
 __all__ = ["load_results", "svg_chart", "write_results"]
 
-_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+_COLORS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
+    "#000000",
+)
 _W, _H = 900, 300  # one panel
 _LEFT, _RIGHT, _TOP, _BOTTOM = 70, 340, 34, 46
 _LEGEND_CHARS = 52

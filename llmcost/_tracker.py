@@ -116,7 +116,7 @@ class CostTracker:
         *,
         clock: Callable[[], datetime] | None = None,
         on_unknown_model: Literal["warn", "raise", "ignore"] = "warn",
-        batch_size: int = 1000,
+        batch_size: int = 4096,
         flush_interval: float = 1.0,
     ) -> None:
         if on_unknown_model not in _UNKNOWN_MODEL_POLICIES:
