@@ -55,26 +55,28 @@ def _utc_now() -> datetime:
 class _RecentCosts:
     """The mean cost of the last few calls per (resource, model): the fallback estimate for budgets."""
 
-    __slots__ = ("_by_key", "_window")
+    __slots__ = ("_by_key", "_models", "_window")
 
     def __init__(self, window: int = 20) -> None:
         self._window = window
         self._by_key: dict[tuple[str | None, str | None], deque[Decimal]] = {}
+        self._models: dict[str | None, list[str | None]] = {}  # resource -> models seen with it
 
     def observe(self, entry: CostEntry) -> None:
         key = (entry.resource, entry.model)
         amounts = self._by_key.get(key)
         if amounts is None:
             amounts = self._by_key[key] = deque(maxlen=self._window)
+            self._models.setdefault(entry.resource, []).append(entry.model)
         amounts.append(entry.amount)
 
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
         if model is not None:
             values = list(self._by_key.get((resource, model), ()))
         else:
-            # A decorator often knows no model before the call: then every model of the resource counts (asked
-            # only under a budget, so this small scan is kept off the per-call path).
-            values = [a for (r, _), amounts in list(self._by_key.items()) if r == resource for a in amounts]
+            # A decorator often knows no model before the call: then the recent calls of every model of the
+            # resource count (gathered here, under a budget, rather than kept twice on every call).
+            values = [a for m in list(self._models.get(resource, ())) for a in self._by_key[(resource, m)]]
         if not values:
             return None
         return sum(values, ZERO) / len(values)

@@ -329,3 +329,30 @@ def test_env_limits_guard_the_default_tracker(monkeypatch):
     monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "lots")
     with pytest.raises(ValueError, match="LLMCOST_DAILY_LIMIT"):
         llmcost.get_tracker()
+
+
+def test_recent_calls_of_the_resource_estimate_a_call_without_other_estimates(tracker):
+    # No model on the decorator and no request arguments: the estimate is the mean of the resource's recent calls,
+    # over every model it used.
+    responses = iter(
+        [
+            {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}},  # $0.0025
+            {"model": "gpt-4o", "usage": {"prompt_tokens": 3000, "completion_tokens": 0}},  # $0.0075
+            {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 10000, "completion_tokens": 0}},  # $0.0015
+        ]
+    )
+    ran = []
+
+    @track_cost(tracker=tracker, resource="summarize")
+    def call():
+        ran.append(1)
+        return next(responses)
+
+    for _ in range(3):
+        call()
+    assert tracker.recent_cost("summarize", "gpt-4o") == Decimal("0.005")
+    assert tracker.recent_cost("summarize", None) == Decimal("0.0115") / 3
+    assert tracker.recent_cost("other", None) is None
+    with budget(Decimal("0.003"), tracker=tracker), pytest.raises(BudgetExceeded):  # 0.0038 expected > 0.003
+        call()
+    assert len(ran) == 3
