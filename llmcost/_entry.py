@@ -266,18 +266,17 @@ class CostEntry:
 # The slots' own setters, which a frozen class's __setattr__ does not stand in front of: calling them directly is
 # a third faster than object.__setattr__, and ``_trusted`` runs on every tracked call.
 _new = object.__new__
-(
-    _set_id,
-    _set_timestamp,
-    _set_amount,
-    _set_currency,
-    _set_category,
-    _set_resource,
-    _set_description,
-    _set_model,
-    _set_provider,
-    _set_usage,
-    _set_latency_ms,
-    _set_tags,
-    _set_pricing,
-) = (vars(CostEntry)[a.name].__set__ for a in attrs.fields(CostEntry))
+_setters = {a.name: vars(CostEntry)[a.name].__set__ for a in attrs.fields(CostEntry)}
+_set_id = _setters["id"]
+_set_timestamp = _setters["timestamp"]
+_set_amount = _setters["amount"]
+_set_currency = _setters["currency"]
+_set_category = _setters["category"]
+_set_resource = _setters["resource"]
+_set_description = _setters["description"]
+_set_model = _setters["model"]
+_set_provider = _setters["provider"]
+_set_usage = _setters["usage"]
+_set_latency_ms = _setters["latency_ms"]
+_set_tags = _setters["tags"]
+_set_pricing = _setters["pricing"]

@@ -84,8 +84,11 @@ class Usage:
 
 # The slots' own setters, called directly by ``_trusted`` (faster than object.__setattr__ on the hot path).
 _new = object.__new__
-_set_input, _set_output, _set_cache_read, _set_cache_write, _set_reasoning = (
-    vars(Usage)[a.name].__set__ for a in attrs.fields(Usage)
-)
+_setters = {a.name: vars(Usage)[a.name].__set__ for a in attrs.fields(Usage)}
+_set_input = _setters["input_tokens"]
+_set_output = _setters["output_tokens"]
+_set_cache_read = _setters["cache_read_tokens"]
+_set_cache_write = _setters["cache_write_tokens"]
+_set_reasoning = _setters["reasoning_tokens"]
 
 EMPTY_USAGE = Usage()

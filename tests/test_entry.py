@@ -96,3 +96,24 @@ def test_equal_tag_maps_share_one_object_and_the_table_stays_bounded(monkeypatch
         _entry.intern_tags({"k": str(k)})
     assert len(_entry._interned_tags) <= 3
     assert _entry.intern_tags({"k": "9"}) == {"k": "9"}
+
+
+def test_trusted_construction_matches_the_validating_one():
+    ts = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    usage = Usage._trusted(10, 5, 3, 2, 1)
+    assert usage == Usage(10, 5, 3, 2, 1)
+    fields = {
+        "id": "x",
+        "timestamp": ts,
+        "amount": Decimal("1.5"),
+        "category": CostCategory.COMPUTE,
+        "resource": "r",
+        "description": "d",
+        "model": "m",
+        "provider": "p",
+        "usage": usage,
+        "latency_ms": 2.0,
+        "tags": FrozenTags({"a": "b"}),
+        "pricing": "user",
+    }
+    assert CostEntry._trusted(**fields) == CostEntry(**fields, currency="USD")
