@@ -39,6 +39,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_THRESHOLDS = (0.5, 0.8, 0.9, 1.0)
 #: Seconds between re-reads of a shared store's total by a period budget (other processes' spend).
 REFRESH_SECONDS = 5.0
+_JUST_UNDER = Decimal("0.999999")  # thresholds are floats: check a hair early rather than miss one
+_NEVER = Decimal("Infinity")
 
 
 def alert_level(utilization: float) -> str:
@@ -183,6 +185,9 @@ class Budget:
         self._loaded = False
         self._refreshed = 0.0
         self._fired: set[float] = set()
+        # Spend below this cannot cross a threshold that has not fired: most calls skip the threshold check.
+        self._quiet_below = ZERO
+        self._tag_items = tuple(self.tags.items())
         self.alerts: list[BudgetAlert] = []
         self._entered: contextvars.ContextVar[tuple[contextvars.Token[Any], ...]] = contextvars.ContextVar(
             f"llmcost_budget_{id(self):x}", default=()
@@ -243,7 +248,7 @@ class Budget:
             return False
         if self.category is not None and category != self.category:
             return False
-        return all(tags.get(k) == v for k, v in self.tags.items())
+        return not self._tag_items or all(tags.get(key) == value for key, value in self._tag_items)
 
     def _sync(self, force: bool = False) -> None:
         """Roll into the current period and, for period budgets, (re)load stored spend when due."""
@@ -257,6 +262,7 @@ class Budget:
             if not self._loaded or outside:
                 self._start, self._end = period_bounds(self.period, now, self.tz)
                 self._fired = set()
+                self._quiet_below = ZERO
                 rolled = True
             due = (
                 rolled
@@ -336,9 +342,14 @@ class Budget:
     # -- alerts ---------------------------------------------------------------------------------------------------
     def _check_thresholds(self) -> None:
         with self._lock:
+            if self._spent < self._quiet_below:
+                return
             utilization = float(self._spent / self.limit)
             crossed = [t for t in self.thresholds if utilization >= t and t not in self._fired]
             self._fired.update(crossed)
+            waiting = [t for t in self.thresholds if t not in self._fired]
+            # An exact bound a little under the lowest waiting threshold, so float rounding never skips a crossing.
+            self._quiet_below = self.limit * Decimal(repr(min(waiting))) * _JUST_UNDER if waiting else _NEVER
         for threshold in crossed:
             self._alert(threshold, f"passed {threshold:.0%} of its limit")
 
@@ -374,6 +385,7 @@ class Budget:
 
     # -- context manager and decorator ----------------------------------------------------------------------------
     def __enter__(self) -> Budget:
+        self._sync()  # a period budget reads its period's spend now, so what is recorded inside counts and alerts
         token = _guards.set((*_guards.get(), self))
         self._entered.set((*self._entered.get(), token))
         return self

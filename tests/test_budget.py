@@ -356,3 +356,16 @@ def test_recent_calls_of_the_resource_estimate_a_call_without_other_estimates(tr
     with budget(Decimal("0.003"), tracker=tracker), pytest.raises(BudgetExceeded):  # 0.0038 expected > 0.003
         call()
     assert len(ran) == 3
+
+
+def test_thresholds_fire_exactly_at_their_amounts_and_again_in_the_next_period(tracker, clock):
+    seen = []
+    b = budget("1.00", period="daily", tracker=tracker, thresholds=(0.5, 0.8), on_alert=seen.append)
+    for amount in ("0.49", "0.01", "0.29", "0.01"):  # 0.49, 0.50 (fires 0.5), 0.79, 0.80 (fires 0.8)
+        with b:
+            tracker.record(amount=amount)
+    assert [(a.threshold, a.spent) for a in seen] == [(0.5, Decimal("0.50")), (0.8, Decimal("0.80"))]
+    clock.now += timedelta(days=1)  # a new day: nothing spent, every threshold waits again
+    with b:
+        tracker.record(amount="0.5")
+    assert [(a.threshold, a.spent) for a in seen][2:] == [(0.5, Decimal("0.5"))]
