@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -14,7 +15,7 @@ from ._config import get_tracker
 from ._context import PendingCall, active_guards, current_tags, is_active
 from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, intern_tags, to_category, to_tags
 from ._errors import BudgetExceeded
-from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream
+from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream, is_stream_manager
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
 
@@ -245,6 +246,41 @@ class _Engine:
         return stream
 
 
+class _ManagerProxy:
+    """Wraps an SDK stream manager (Anthropic ``messages.stream()``): the stream it opens when entered is tracked
+    like a returned ``Stream``. A manager never entered makes no request: its reservations are released when the
+    proxy is dropped."""
+
+    def __init__(self, manager: Any, engine: _Engine, call: _Call) -> None:
+        self._manager, self._engine, self._call = manager, engine, call
+        self._release = weakref.finalize(self, engine.fail, call)
+
+    def _track(self, stream: Any) -> Any:
+        self._release.detach()  # from now on the stream settles the call when it ends
+        raw = getattr(stream, "_raw_stream", None)
+        if raw is not None and is_sdk_stream(raw):
+            self._engine.hook_stream(self._call, raw)
+        else:
+            self._engine.fail(self._call)
+            log_once(("manager", type(stream)), "llmcost: cannot track the stream of %r", type(self._manager))
+        return stream
+
+    def __enter__(self) -> Any:
+        return self._track(self._manager.__enter__())
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._manager.__exit__(*exc)
+
+    async def __aenter__(self) -> Any:
+        return self._track(await self._manager.__aenter__())
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._manager.__aexit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+
 class _StreamProxy:
     """Wraps a stream object without the SDK's ``_iterator`` hook; delegates everything else."""
 
@@ -341,6 +377,8 @@ def _wrap_sync(func: Callable[..., Any], engine: _Engine) -> Callable[..., Any]:
             raise
         if call is not None and is_sdk_stream(result):
             return engine.hook_stream(call, result)
+        if call is not None and is_stream_manager(result):
+            return _ManagerProxy(result, engine, call)
         engine.finish(call, result)
         return result
 
@@ -358,6 +396,8 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
             raise
         if call is not None and is_sdk_stream(result):
             return engine.hook_stream(call, result)
+        if call is not None and is_stream_manager(result):
+            return _ManagerProxy(result, engine, call)
         engine.finish(call, result)
         return result
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from ._entry import CostCategory
 from ._usage import Usage
 
-__all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream"]
+__all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream", "is_stream_manager"]
 
 
 class Extracted(NamedTuple):
@@ -351,6 +351,27 @@ _STREAM_TYPES = {
 
 
 _stream_kinds: dict[type, bool] = {}
+
+# What ``client.messages.stream(...)`` returns: a context manager that makes the request when entered and yields a
+# stream object wrapping an SDK ``Stream`` (its ``_raw_stream``).
+_MANAGER_TYPES = {
+    ("anthropic", "MessageStreamManager"),
+    ("anthropic", "AsyncMessageStreamManager"),
+    ("anthropic", "BetaMessageStreamManager"),
+    ("anthropic", "BetaAsyncMessageStreamManager"),
+}
+_manager_kinds: dict[type, bool] = {}
+
+
+def is_stream_manager(result: object) -> bool:
+    """True for Anthropic ``messages.stream()`` managers (checked by type, the SDK not imported)."""
+    kind = type(result)
+    known = _manager_kinds.get(kind)
+    if known is None:
+        known = any((cls.__module__.split(".", 1)[0], cls.__name__) in _MANAGER_TYPES for cls in kind.__mro__)
+        if len(_manager_kinds) < 1024:
+            _manager_kinds[kind] = known
+    return known
 
 
 def is_sdk_stream(result: object) -> bool:

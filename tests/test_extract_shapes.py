@@ -10,6 +10,7 @@ import httpx2
 import openai
 import pytest
 
+import llmcost
 from llmcost import CostCategory, CostTracker, Usage, track_cost
 from llmcost._extract import StreamAccumulator, extract_usage, is_sdk_stream
 
@@ -321,3 +322,79 @@ def test_accumulator_takes_the_last_openai_usage_and_ignores_noise():
         acc.add(chunk)
     assert acc.result().usage == Usage(10, 3)
     assert StreamAccumulator().result() is None
+
+
+def _stream_ask(client, tracker, **options):
+    @track_cost(tracker=tracker, **options)
+    def ask():
+        return client.messages.stream(
+            model="claude-3-5-sonnet-20241022", max_tokens=100, messages=[{"role": "user", "content": "x"}]
+        )
+
+    return ask
+
+
+STREAMED = Usage(input_tokens=1300, output_tokens=50, cache_read_tokens=1000, cache_write_tokens=200)
+
+
+def test_anthropic_stream_manager_is_tracked_when_its_stream_ends():
+    client = anthropic.Anthropic(api_key="k", http_client=transport(anthropic_sse(), "text/event-stream"))
+    tracker = CostTracker()
+    with _stream_ask(client, tracker)() as stream:
+        assert isinstance(stream, anthropic.lib.streaming.MessageStream)
+        assert stream.get_final_text() == "Hello"
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.provider, entry.usage) == ("claude-3-5-sonnet-20241022", "anthropic", STREAMED)
+    assert entry.amount == Decimal("0.0021")
+
+
+def test_anthropic_stream_manager_left_early_records_what_it_saw():
+    client = anthropic.Anthropic(api_key="k", http_client=transport(anthropic_sse(), "text/event-stream"))
+    tracker = CostTracker()
+    with _stream_ask(client, tracker)() as stream:
+        next(iter(stream))  # message_start only
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(input_tokens=1300, output_tokens=1, cache_read_tokens=1000, cache_write_tokens=200)
+
+
+def test_async_anthropic_stream_manager_is_tracked():
+    import asyncio
+
+    body = anthropic_sse()
+
+    async def handler(request):
+        return httpx2.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    client = anthropic.AsyncAnthropic(
+        api_key="k", http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    )
+    tracker = CostTracker()
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.messages.stream(
+            model="claude-3-5-sonnet-20241022", max_tokens=100, messages=[{"role": "user", "content": "x"}]
+        )
+
+    async def main():
+        async with ask() as stream:
+            return await stream.get_final_text()
+
+    assert asyncio.run(main()) == "Hello"
+    (entry,) = tracker.entries()
+    assert entry.usage == STREAMED
+
+
+def test_a_stream_manager_never_entered_releases_its_reservation():
+    import gc
+
+    client = anthropic.Anthropic(api_key="k", http_client=transport(anthropic_sse(), "text/event-stream"))
+    tracker = CostTracker()
+    ask = _stream_ask(client, tracker, estimate=Decimal("0.01"))
+    with llmcost.budget("1", tracker=tracker) as b:
+        manager = ask()
+        assert b.reserved == Decimal("0.01")
+        del manager
+        gc.collect()
+        assert b.reserved == 0
+    assert tracker.entries() == []
