@@ -342,47 +342,47 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None) -> Extracted | No
     return Extracted(model, provider, usage, category)
 
 
-_STREAM_TYPES = {
-    ("openai", "Stream"),
-    ("openai", "AsyncStream"),
-    ("anthropic", "Stream"),
-    ("anthropic", "AsyncStream"),
-}
-
-
-_stream_kinds: dict[type, bool] = {}
-
+_STREAM_TYPES = frozenset(
+    {
+        ("openai", "Stream"),
+        ("openai", "AsyncStream"),
+        ("anthropic", "Stream"),
+        ("anthropic", "AsyncStream"),
+    }
+)
 # What ``client.messages.stream(...)`` returns: a context manager that makes the request when entered and yields a
 # stream object wrapping an SDK ``Stream`` (its ``_raw_stream``).
-_MANAGER_TYPES = {
-    ("anthropic", "MessageStreamManager"),
-    ("anthropic", "AsyncMessageStreamManager"),
-    ("anthropic", "BetaMessageStreamManager"),
-    ("anthropic", "BetaAsyncMessageStreamManager"),
-}
-_manager_kinds: dict[type, bool] = {}
+_MANAGER_TYPES = frozenset(
+    {
+        ("anthropic", "MessageStreamManager"),
+        ("anthropic", "AsyncMessageStreamManager"),
+        ("anthropic", "BetaMessageStreamManager"),
+        ("anthropic", "BetaAsyncMessageStreamManager"),
+    }
+)
+_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
 
 
-def is_stream_manager(result: object) -> bool:
-    """True for Anthropic ``messages.stream()`` managers (checked by type, the SDK not imported)."""
-    kind = type(result)
-    known = _manager_kinds.get(kind)
+def _type_is_one_of(result: object, names: frozenset[tuple[str, str]]) -> bool:
+    """Whether ``result``'s class (or a base) is one of ``names`` (SDK root module, class name), checked once per
+    type, the SDKs never imported."""
+    key = (type(result), names)
+    known = _is_one_of.get(key)
     if known is None:
-        known = any((cls.__module__.split(".", 1)[0], cls.__name__) in _MANAGER_TYPES for cls in kind.__mro__)
-        if len(_manager_kinds) < 1024:
-            _manager_kinds[kind] = known
+        known = any((cls.__module__.split(".", 1)[0], cls.__name__) in names for cls in type(result).__mro__)
+        if len(_is_one_of) < 1024:  # classes made at run time must not grow this without bound
+            _is_one_of[key] = known
     return known
 
 
 def is_sdk_stream(result: object) -> bool:
-    """True for OpenAI and Anthropic ``Stream``/``AsyncStream`` objects (checked by type, SDKs not imported)."""
-    kind = type(result)
-    known = _stream_kinds.get(kind)
-    if known is None:
-        known = _stream_kinds[kind] = any(
-            (cls.__module__.split(".", 1)[0], cls.__name__) in _STREAM_TYPES for cls in kind.__mro__
-        )
-    return known
+    """True for OpenAI and Anthropic ``Stream``/``AsyncStream`` objects."""
+    return _type_is_one_of(result, _STREAM_TYPES)
+
+
+def is_stream_manager(result: object) -> bool:
+    """True for Anthropic ``messages.stream()`` managers."""
+    return _type_is_one_of(result, _MANAGER_TYPES)
 
 
 class StreamAccumulator:
