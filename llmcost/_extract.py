@@ -64,7 +64,9 @@ def _get(obj: Any, key: str) -> Any:
             return value
         on_class = _class_attrs.get((type(obj), key))
         if on_class is None:
-            on_class = _class_attrs[(type(obj), key)] = key.startswith("_") or hasattr(type(obj), key)
+            on_class = key.startswith("_") or hasattr(type(obj), key)
+            if len(_class_attrs) < 4096:  # classes made at run time must not grow this without bound
+                _class_attrs[(type(obj), key)] = on_class
         if not on_class:  # neither a field nor a property: only an extra field can answer
             extra = getattr(obj, "__pydantic_extra__", None)
             return extra.get(key) if extra else None
