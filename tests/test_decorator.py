@@ -163,6 +163,44 @@ def test_async_functions(tracker):
 
 
 def test_generators_record_once_with_summed_usage(tracker):
+    # No usage=: the built-in accumulator reads Anthropic's events as they stream. message_start carries the input
+    # and cache counts, each message_delta the output count so far (cumulative), so the last one is the total.
+    @track_cost(tracker=tracker)
+    def stream():
+        yield {
+            "type": "message_start",
+            "message": {
+                "model": "claude-3-5-sonnet-20241022",
+                "usage": {"input_tokens": 100, "cache_read_input_tokens": 1000, "output_tokens": 1},
+            },
+        }
+        yield {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hel"}}
+        yield {"type": "message_delta", "usage": {"output_tokens": 15}}
+        yield {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "lo"}}
+        yield {"type": "message_delta", "usage": {"output_tokens": 40}}
+        yield {"type": "message_stop"}
+
+    assert len(list(stream())) == 6
+    (e,) = tracker.entries()
+    assert e.model == "claude-3-5-sonnet-20241022" and e.provider == "anthropic"
+    assert e.usage == Usage(input_tokens=1100, output_tokens=40, cache_read_tokens=1000)
+    # Anthropic's list prices for Claude 3.5 Sonnet: $3 input, $0.30 cache read, $15 output per MTok.
+    assert e.amount == Decimal("0.0003") + Decimal("0.0003") + Decimal("0.0006")
+
+
+def test_openai_chunk_generators_take_usage_from_the_last_chunk(tracker):
+    @track_cost(tracker=tracker)
+    def stream():
+        for text in ("a", "b", "c"):
+            yield {"model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": text}}]}
+        yield {"model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+
+    assert len(list(stream())) == 4
+    (e,) = tracker.entries()
+    assert (e.model, e.usage, e.amount) == ("gpt-4o", Usage(100, 20), GPT4O_100_20)
+
+
+def test_generator_usage_callable_gets_every_chunk(tracker):
     @track_cost(tracker=tracker, model="gpt-4o", usage=lambda chunks: Usage(input_tokens=100 * len(chunks)))
     def stream():
         yield "a"

@@ -302,13 +302,47 @@ def test_sdk_objects_with_extra_fields_are_read():
     assert found.usage == Usage(2000, 300, 1024, 0, 100)
 
 
+class _RaisingUsage:
+    """An object whose ``usage`` attribute fails when read, as a half-built SDK object can."""
+
+    @property
+    def usage(self):
+        raise ValueError("not loaded")
+
+
+class _OddObject:
+    model = 5  # not a str: no model
+    usage = property(lambda self: {"prompt_tokens": 7, "completion_tokens": "x"})
+
+
 @pytest.mark.parametrize(
-    "garbage",
-    [None, 3, "text", b"x", [1, 2], {"usage": None}, {"usage": {"prompt_tokens": -5}}, {"usage": "many"}, object()],
+    ("garbage", "expected"),
+    [
+        (None, None),
+        (3, None),
+        ("text", None),
+        (b"x", None),
+        ([1, 2], None),
+        ({"usage": None}, None),
+        ({"usage": "many"}, None),
+        (object(), None),
+        (_RaisingUsage(), None),
+        # Impossible or odd counts are read as 0 rather than failing the call; the rest of the usage is kept.
+        ({"usage": {"prompt_tokens": -5}}, Usage()),
+        ({"usage": {"prompt_tokens": "12", "completion_tokens": 2.5}}, Usage()),
+        (_OddObject(), Usage(7, 0)),
+        ({"model": 7, "usage": {"prompt_tokens": 3, "completion_tokens": 1}}, Usage(3, 1)),
+        ({"usage": {"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": -1}}, Usage(10, 3)),
+    ],
 )
-def test_garbage_never_raises(garbage):
+def test_garbage_never_raises(garbage, expected):
     found = extract_usage(garbage)
-    assert found is None or found.usage.input_tokens >= 0
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert found.usage == expected
+        assert found.model is None
 
 
 def test_accumulator_takes_the_last_openai_usage_and_ignores_noise():
