@@ -178,7 +178,7 @@ def best(fn: Callable[[], object], repeat: int) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="20k entries (10k Parquet), one run each")
+    parser.add_argument("--quick", action="store_true", help="2,000 entries in each store, one run each")
     parser.add_argument("--rows", type=int, default=1_000_000, help="entries in the DuckDB store (default 1M)")
     parser.add_argument("--parquet-rows", type=int, default=10_000_000, help="entries in the Parquet store (10M)")
     parser.add_argument(
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.sizes:
         plan = [(n, n) for n in args.sizes]
     elif args.quick:
-        plan = [(20_000, 10_000)]
+        plan = [(2_000, 2_000)]
     else:
         plan = [(args.rows, args.parquet_rows)]
 

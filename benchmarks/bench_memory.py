@@ -133,11 +133,11 @@ def measure(n: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="20k entries only")
+    parser.add_argument("--quick", action="store_true", help="2,000 entries only")
     parser.add_argument("--sizes", type=int, nargs="+", help="entry counts (default: 100k and 1M)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    sizes = args.sizes or ([20_000] if args.quick else [100_000, 1_000_000])
+    sizes = args.sizes or ([2_000] if args.quick else [100_000, 1_000_000])
 
     print(f"machine: {machine()}; each size in a fresh interpreter")
     results = [measure(n) for n in sizes]

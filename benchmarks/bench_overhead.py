@@ -232,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     records: list[dict[str, Any]] = []
     print(f"machine: {machine()}")
-    track_by_store(2_000 if args.quick else 40_000, records)
-    against_langchain(200 if args.quick else 5_000, records)
+    track_by_store(300 if args.quick else 40_000, records)
+    against_langchain(100 if args.quick else 5_000, records)
     if args.json:
         write_results(args.json, "overhead", records)
 

@@ -132,10 +132,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "comparison rows (batched plain DuckDB, no dedupe, one append of all) and the full scan",
     )
     parser.add_argument("--batch", type=int, default=10_000, help="entries per append (default 10,000)")
-    parser.add_argument("--quick", action="store_true", help="20,000 rows, to check the benchmark runs")
+    parser.add_argument("--quick", action="store_true", help="2,000 rows, to check the benchmark runs")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    sizes = [20_000] if args.quick else args.sizes or [args.rows]
+    sizes = [2_000] if args.quick else args.sizes or [args.rows]
     print(f"machine: {machine()}, {os.cpu_count()} CPUs")
     records: list[dict[str, Any]] = []
     for rows_n in sizes:

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    number = 2_000 if args.quick else 50_000
+    number = 200 if args.quick else 50_000
 
     import llmcost
     from llmcost import CostTracker, track_cost

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import benchmarks
-from benchmarks import bench_memory, bench_overhead, bench_pricing
+from benchmarks import bench_budget, bench_memory, bench_overhead, bench_pricing
 from benchmarks.plot import load_results, svg_chart, write_results
 
 BENCHMARKS = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
@@ -128,22 +128,22 @@ def test_suite_writes_one_results_file_per_benchmark(tmp_path: Path, capsys: pyt
         "pandas",
         "duckdb",
     }
-    assert any(r["figure"] == "period budget" and r["size"] == 20_000 for r in budget["records"])
+    assert any(r["figure"] == "period budget" and r["size"] == bench_budget.QUICK_ROWS for r in budget["records"])
 
 
 def test_stores_and_analytics_record_a_growth_series(tmp_path: Path) -> None:
     from benchmarks import bench_analytics, bench_stores
 
-    bench_stores.main(["--sizes", "2000", "4000", "--batch", "1000", "--json", str(tmp_path / "stores.json")])
+    bench_stores.main(["--sizes", "600", "1200", "--batch", "300", "--json", str(tmp_path / "stores.json")])
     bench_analytics.main(
-        ["--sizes", "2000", "4000", "--pandas-max", "2000", "--repeat", "1", "--json", str(tmp_path / "analytics.json")]
+        ["--sizes", "600", "1200", "--pandas-max", "600", "--repeat", "1", "--json", str(tmp_path / "analytics.json")]
     )
     records = load_results([tmp_path / "stores.json", tmp_path / "analytics.json"])
     sizes = {(r["figure"], r["series"]): set() for r in records}
     for r in records:
         sizes[(r["figure"], r["series"])].add(r.get("size"))
-    assert sizes[("ingest", "ParquetStore.append, batches of 1,000")] == {2000, 4000}
-    assert sizes[("analytics", "DuckDBStore")] == {2000, 4000}
-    assert sizes[("analytics", "pandas float")] == {2000}  # above --pandas-max: not timed
+    assert sizes[("ingest", "ParquetStore.append, batches of 300")] == {600, 1200}
+    assert sizes[("analytics", "DuckDBStore")] == {600, 1200}
+    assert sizes[("analytics", "pandas float")] == {600}  # above --pandas-max: not timed
     root = ET.fromstring(svg_chart(records, ["ingest", "analytics"]))
     assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) >= 8
