@@ -14,10 +14,19 @@ from typing import Any
 
 import attrs
 
-from ._money import to_money, to_utc
+from ._money import to_amount, to_utc
 from ._usage import Usage
 
-__all__ = ["CostCategory", "CostEntry", "FrozenTags", "intern_tags", "new_entry_id", "to_category", "to_tags"]
+__all__ = [
+    "CostCategory",
+    "CostEntry",
+    "FrozenTags",
+    "check_text",
+    "intern_tags",
+    "new_entry_id",
+    "to_category",
+    "to_tags",
+]
 
 
 class CostCategory(str, enum.Enum):
@@ -53,6 +62,21 @@ def to_category(value: object, field: str = "category") -> CostCategory:
         if found is not None:
             return found
     raise ValueError(f"{field} must be one of {', '.join(_CATEGORIES)}; got {value!r}")
+
+
+def check_text(value: str, field: str) -> str:
+    """Return ``value`` if it can be stored as UTF-8 text; a lone surrogate (``"\\ud800"``, which JSON escapes and
+    some decoders let through) raises ``ValueError`` naming the field, since no store could write it.
+
+    >>> check_text("gpt-4o", "model")
+    'gpt-4o'
+    """
+    if not value.isascii():  # the common case costs one C-level scan
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{field} must be valid Unicode text (no lone surrogates), got {value!r}") from None
+    return value
 
 
 class FrozenTags(Mapping[str, str]):
@@ -140,6 +164,8 @@ def to_tags(value: object, field: str = "tags") -> FrozenTags:
             raise ValueError(f"{field} keys must not be empty, got {dict(value)!r}")
         if not isinstance(val, str):
             raise TypeError(f"{field}[{key!r}] must be a str, got {val!r}")
+        check_text(key, f"{field} key")
+        check_text(val, f"{field}[{key!r}]")
     return intern_tags(value)
 
 
@@ -174,8 +200,10 @@ def _category(value: object) -> CostCategory:
 
 def _optional_str(field: str) -> Any:
     def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"{field} must be a str or None, got {value!r}")
+        if value is not None:
+            if not isinstance(value, str):
+                raise TypeError(f"{field} must be a str or None, got {value!r}")
+            check_text(value, field)
 
     return check
 
@@ -199,6 +227,7 @@ def _usage(instance: object, attribute: attrs.Attribute[Usage], value: object) -
 def _str(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{attribute.name} must be a str, got {value!r}")
+    check_text(value, attribute.name)
 
 
 @attrs.frozen
@@ -217,7 +246,7 @@ class CostEntry:
 
     id: str = attrs.field(validator=_str)
     timestamp: datetime = attrs.field(converter=to_utc)
-    amount: Decimal = attrs.field(converter=to_money)
+    amount: Decimal = attrs.field(converter=to_amount)
     currency: str = attrs.field(default="USD", validator=_str)
     category: CostCategory = attrs.field(default=CostCategory.LLM_INFERENCE, converter=_category)
     resource: str | None = attrs.field(default=None, validator=_optional_str("resource"))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from ._entry import CostCategory
-from ._usage import Usage
+from ._usage import MAX_COUNT, Usage
 
 __all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream", "is_stream_manager"]
 
@@ -76,9 +76,10 @@ def _get(obj: Any, key: str) -> Any:
 def _int(value: Any) -> int:
     if isinstance(value, bool) or value is None:
         return 0
+    # A count no store can keep (2**63 or more) is as impossible as a negative one: read as 0, never a poison entry.
     if isinstance(value, int):
-        return value if value > 0 else 0
-    if isinstance(value, float) and value.is_integer() and value > 0:
+        return value if 0 < value <= MAX_COUNT else 0
+    if isinstance(value, float) and value.is_integer() and 0 < value <= MAX_COUNT:
         return int(value)
     return 0
 
@@ -181,9 +182,9 @@ def _chat_usage(usage: Any) -> Usage:
     """OpenAI chat completion usage (``prompt_tokens``, ``completion_tokens`` and their details)."""
     inp = _get(usage, "prompt_tokens")
     out = _get(usage, "completion_tokens")
-    if type(inp) is not int or inp < 0:
+    if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
         inp = _int(inp)
-    if type(out) is not int or out < 0:
+    if type(out) is not int or not 0 <= out <= MAX_COUNT:
         out = _int(out)
     details = _get(usage, "prompt_tokens_details")
     out_details = _get(usage, "completion_tokens_details")

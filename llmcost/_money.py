@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Context, Decimal, InvalidOperation
 
-__all__ = ["MONEY_SCALE", "ZERO", "to_money", "to_utc"]
+__all__ = ["MAX_AMOUNT", "MONEY_SCALE", "ZERO", "to_amount", "to_money", "to_utc"]
 
 #: Decimal places kept for money everywhere (stores use DECIMAL(38, 18)); a millionth of a cent per token needs 14.
 MONEY_SCALE = 18
 ZERO = Decimal(0)
+#: Amounts a store can keep are below this in magnitude: DECIMAL(38, 18) leaves 20 digits before the point.
+MAX_AMOUNT = Decimal(10) ** 20
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 # Rounding to the quantum happens in a context wide enough never to round or trap on the way (the default has 28
 # digits, too few for a large amount with 18 places).
@@ -52,6 +54,20 @@ def to_money(value: object, field: str = "amount") -> Decimal:
     except InvalidOperation:  # over 10**61: no digits below the quantum to round away at this size
         return dec
     return dec if rounded == dec else _WIDE.normalize(rounded)
+
+
+def to_amount(value: object, field: str = "amount") -> Decimal:
+    """``to_money`` for an amount that will be stored: it must also be below ``MAX_AMOUNT`` in magnitude.
+
+    >>> to_amount("1e30")
+    Traceback (most recent call last):
+    ...
+    ValueError: amount must be below 10**20 in magnitude (stores keep DECIMAL(38, 18)), got '1e30'
+    """
+    dec = to_money(value, field)
+    if not -MAX_AMOUNT < dec < MAX_AMOUNT:
+        raise ValueError(f"{field} must be below 10**20 in magnitude (stores keep DECIMAL(38, 18)), got {value!r}")
+    return dec
 
 
 def to_utc(value: datetime, field: str = "timestamp") -> datetime:

@@ -15,9 +15,19 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._context import Guard, active_guards, current_tags
-from ._entry import CostCategory, CostEntry, FrozenTags, _latency, intern_tags, new_entry_id, to_category, to_tags
+from ._entry import (
+    CostCategory,
+    CostEntry,
+    FrozenTags,
+    _latency,
+    check_text,
+    intern_tags,
+    new_entry_id,
+    to_category,
+    to_tags,
+)
 from ._errors import StoreError, UnknownModelError
-from ._money import ZERO, to_money, to_utc
+from ._money import MAX_AMOUNT, ZERO, to_amount, to_utc
 from ._periods import period_bounds
 from ._prices import price_for
 from ._summary import CostSummary, summarize
@@ -217,19 +227,21 @@ class CostTracker:
         if not isinstance(usage, Usage):
             raise TypeError(f"usage must be a llmcost.Usage, got {usage!r}")
         if amount is not None:
-            value, pricing = to_money(amount), "given"
+            value, pricing = to_amount(amount), "given"
         elif model is None:
             raise ValueError("record() needs model= (to price usage) or amount=; got neither")
         else:
             value, pricing, provider = self._price(model, provider, usage, when, lenient)
-        if resource is not None and not isinstance(resource, str):
-            raise TypeError(f"resource must be a str or None, got {resource!r}")
-        if model is not None and not isinstance(model, str):
-            raise TypeError(f"model must be a str or None, got {model!r}")
-        if provider is not None and not isinstance(provider, str):
-            raise TypeError(f"provider must be a str or None, got {provider!r}")
+        for field, text in (("resource", resource), ("model", model), ("provider", provider)):
+            if text is not None:
+                if not isinstance(text, str):
+                    raise TypeError(f"{field} must be a str or None, got {text!r}")
+                check_text(text, field)
         if not isinstance(description, str):
             raise TypeError(f"description must be a str, got {description!r}")
+        check_text(description, "description")
+        if not -MAX_AMOUNT < value < MAX_AMOUNT:  # a priced amount this large means a mistaken registered price
+            raise ValueError(f"amount must be below 10**20 in magnitude, got {value} for model {model!r}")
         return CostEntry._trusted(
             new_entry_id(when),
             when,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Usage"]
+__all__ = ["MAX_COUNT", "Usage"]
+
+
+#: The largest count a store can keep (every store holds counts as signed 64-bit integers).
+MAX_COUNT = 2**63 - 1
 
 
 def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -12,6 +16,8 @@ def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> Non
         raise TypeError(f"{attribute.name} must be an int, got {value!r}")
     if value < 0:
         raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{attribute.name} must be at most 2**63 - 1 (stores keep 64-bit counts), got {value!r}")
 
 
 def _as_count(value: object) -> object:
@@ -27,7 +33,7 @@ class Usage:
 
     ``input_tokens`` counts every input token, cached ones included; ``cache_read_tokens`` and
     ``cache_write_tokens`` are parts of it. ``output_tokens`` counts every output token; ``reasoning_tokens`` is
-    part of it. Negative counts, or parts larger than their whole, raise ``ValueError``.
+    part of it. Negative counts, counts of 2**63 or more, or parts larger than their whole, raise ``ValueError``.
 
     Example::
 

@@ -117,3 +117,18 @@ def test_trusted_construction_matches_the_validating_one():
         "pricing": "user",
     }
     assert CostEntry._trusted(**fields) == CostEntry(**fields, currency="USD")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"amount": "1e20"}, r"amount must be below 10\*\*20"),
+        ({"amount": 1, "resource": "\ud800"}, "resource must be valid Unicode text"),
+        ({"amount": 1, "description": "\ud800"}, "description must be valid Unicode text"),
+        ({"amount": 1, "currency": "\ud800"}, "currency must be valid Unicode text"),
+        ({"amount": 1, "tags": {"k": "\ud800"}}, r"tags\['k'\] must be valid Unicode text"),
+    ],
+)
+def test_entries_refuse_values_no_store_can_keep(fields, message):
+    with pytest.raises(ValueError, match=message):
+        CostEntry(id="x", timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc), **fields)

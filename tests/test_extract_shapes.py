@@ -329,6 +329,7 @@ class _OddObject:
         (_RaisingUsage(), None),
         # Impossible or odd counts are read as 0 rather than failing the call; the rest of the usage is kept.
         ({"usage": {"prompt_tokens": -5}}, Usage()),
+        ({"usage": {"prompt_tokens": 2**64, "completion_tokens": 5}}, Usage(0, 5)),  # no store keeps 2**64
         ({"usage": {"prompt_tokens": "12", "completion_tokens": 2.5}}, Usage()),
         (_OddObject(), Usage(7, 0)),
         ({"model": 7, "usage": {"prompt_tokens": 3, "completion_tokens": 1}}, Usage(3, 1)),

@@ -246,3 +246,28 @@ def test_amounts_are_rounded_to_the_store_scale_only_when_needed(tracker, input_
     assert price.cost(Usage(tokens)) == Decimal(exact)
     entry = tracker.record(model="scale-test-model", input_tokens=tokens)
     assert entry.amount == Decimal(recorded)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"model": "gpt-4o", "input_tokens": 2**63}, r"input_tokens must be at most 2\*\*63 - 1.*9223372036854775808"),
+        ({"model": "gpt-4o", "output_tokens": 2**70}, r"output_tokens must be at most 2\*\*63 - 1"),
+        ({"amount": 1e30, "category": "compute"}, r"amount must be below 10\*\*20 in magnitude.*1e\+30"),
+        ({"amount": "-1E+21", "category": "compute"}, r"amount must be below 10\*\*20.*-1E\+21"),
+        ({"amount": 1, "resource": "bad\ud800"}, r"resource must be valid Unicode text.*bad\\ud800"),
+        ({"amount": 1, "description": "\udfff"}, r"description must be valid Unicode text"),
+        ({"model": "gpt-4o\ud800", "input_tokens": 1}, r"model must be valid Unicode text"),
+        ({"amount": 1, "provider": "x\ud83d"}, r"provider must be valid Unicode text"),
+        ({"amount": 1, "tags": {"team": "a\ud800"}}, r"tags\['team'\] must be valid Unicode text"),
+        ({"amount": 1, "tags": {"\ud800": "a"}}, r"tags key must be valid Unicode text"),
+    ],
+)
+def test_record_refuses_what_no_store_could_keep(tracker, fields, message):
+    # A value that would fail the store's append later (and, buffered, poison the batch around it) is refused here,
+    # with the field and the value named.
+    with pytest.raises(ValueError, match=message):
+        tracker.record(**fields)
+    assert tracker.entries() == []
+    tracker.record(amount="99999999999999999999.999999999999999999", category="compute", resource="ok é ✓")
+    assert tracker.store.total() == Decimal("99999999999999999999.999999999999999999")
