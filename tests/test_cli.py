@@ -322,13 +322,23 @@ def test_demo_then_report_and_budgets(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 0 and {r["name"] for r in json.loads(out)} >= {"support-monthly", "search-daily", "llm-monthly"}
 
 
+JSON = ("--format", "json")
+
+
 def test_demo_is_deterministic_per_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas  # noqa: F401 - imported before freezegun patches time (pandas must not be first imported under it)
+    from freezegun import freeze_time
+
     outs = []
     for _ in range(2):
-        code, out, _ = run(capsys, "demo", "--store", "memory://", "--days", "3", "--seed", "11", "--format", "json")
+        # The demo's history ends at the real "now", so two runs seconds apart may cut the last day at different
+        # calls: both run at the same frozen moment.
+        with freeze_time("2024-05-17 12:00:00"):
+            code, out, _ = run(capsys, "demo", "--store", "memory://", "--days", "3", "--seed", "11", *JSON)
         assert code == 0
         outs.append([(r["category"], r["calls"], r["input_tokens"]) for r in json.loads(out)])
     assert outs[0] == outs[1]
+    assert sum(calls for _, calls, _ in outs[0]) > 100
 
 
 def test_budgets_in_a_store_without_any(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
