@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from llmcost import CostEntry, Usage
-from llmcost.cli import format_table, main, parse_when
+from llmcost._report._format import format_table
+from llmcost.cli import main
+from llmcost.cli._args import parse_when
 from llmcost.stores import DuckDBStore
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
