@@ -30,12 +30,15 @@ __all__ = [
     "MODEL_PRICING",
     "ModelPrice",
     "PriceTier",
+    "catalog_models",
     "catalog_version",
     "cost_of",
     "get_price",
     "load_prices",
     "price_for",
     "register_price",
+    "registered_prices",
+    "tidy",
 ]
 
 
@@ -207,6 +210,15 @@ def _tidy(amount: Decimal) -> Decimal:
 _ONE = Decimal(1)
 
 
+def tidy(amount: Decimal) -> Decimal:
+    """``amount`` without trailing zeros, as every computed cost is returned.
+
+    >>> tidy(Decimal("0.3240000"))
+    Decimal('0.324')
+    """
+    return _tidy(amount)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The catalog (genai-prices), converted lazily.
 
@@ -230,6 +242,26 @@ def _snapshot() -> Any:
     from genai_prices import data_snapshot
 
     return data_snapshot.get_snapshot()
+
+
+def catalog_models() -> list[tuple[str, str, bool]]:
+    """``(provider id, model id, deprecated)`` of every genai-prices catalog model, in catalog order.
+
+    >>> ("openai", "gpt-4o", False) in catalog_models()
+    True
+    """
+    return [(p.id, m.id, bool(m.deprecated)) for p in _snapshot().providers for m in p.models]
+
+
+def registered_prices() -> list[ModelPrice]:
+    """The prices given to ``register_price`` (or ``load_prices``) that are in force, each once.
+
+    >>> register_price(ModelPrice("ft:acme", "openai", input_per_mtok="1", output_per_mtok="2"))
+    >>> [p.model for p in registered_prices()]
+    ['ft:acme']
+    """
+    with _lock:
+        return list({id(p): p for p in _user_prices.values()}.values())
 
 
 _KEYS = {

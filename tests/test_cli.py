@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from llmcost import CostEntry, Usage
-from llmcost.cli import format_table, main, parse_when
+from llmcost.cli import main
+from llmcost.cli._args import parse_when
 from llmcost.stores import DuckDBStore
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -231,15 +232,6 @@ def test_until_a_date_includes_that_day() -> None:
     now = datetime(2024, 5, 17, tzinfo=timezone.utc)
     assert parse_when("2024-05-31", now=now, end_of_day=True) == datetime(2024, 6, 1, tzinfo=timezone.utc)
     assert parse_when("24h", now=now, end_of_day=True) == datetime(2024, 5, 16, tzinfo=timezone.utc)
-
-
-def test_format_table_cuts_text_to_the_width() -> None:
-    rows = [("a" * 70, "b" * 40, 1234.5, 12_345_678)]
-    text = format_table(rows, [("first", "text"), ("second", "text"), ("cost", "money"), ("tokens", "count")])
-    lines = text.splitlines()
-    assert all(len(line) <= 80 for line in lines)
-    assert "…" in lines[2] and "$1,234.50" in lines[2] and "12.3M" in lines[2]
-    assert lines[2].endswith("12.3M")  # numbers right-aligned
 
 
 # -- export -------------------------------------------------------------------------------------------------------

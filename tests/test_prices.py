@@ -121,3 +121,17 @@ def test_model_price_rejects_bad_prices_naming_the_field(field, value):
     kwargs = {"model": "m", "provider": None, "input_per_mtok": "1", "output_per_mtok": "1", field: value}
     with pytest.raises(ValueError, match=field):
         ModelPrice(**kwargs)
+
+
+def test_catalog_models_and_registered_prices_for_the_cli_and_the_recommender():
+    from llmcost._prices import catalog_models, registered_prices, tidy
+
+    models = catalog_models()
+    assert ("openai", "gpt-4o", False) in models
+    assert any(deprecated for _, _, deprecated in models)  # deprecated ones are listed, and say so
+    assert registered_prices() == []
+    price = ModelPrice("ft:acme", "openai", input_per_mtok="1", output_per_mtok="2")
+    llmcost.register_price(price)
+    assert registered_prices() == [price]  # registered under two keys, listed once
+    assert repr(tidy(Decimal("0.3240000"))) == "Decimal('0.324')"
+    assert repr(tidy(Decimal("100.00"))) == "Decimal('100')"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from llmcost import CostEntry, Usage
-from llmcost._report_html import hbar_chart, render_html_report, stacked_columns, write_html_report
+from llmcost._report._html import render_html_report, write_html_report
+from llmcost._report._svg import hbar_chart, stacked_columns
 from llmcost.stores import MemoryStore
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

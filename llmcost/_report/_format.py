@@ -1,0 +1,324 @@
+"""Figures as text, one way everywhere: money, token counts, times and labels for people; aligned tables for a
+terminal; CSV and JSON records for machines. The text report, the HTML report and the command line all use these.
+
+Example::
+
+    >>> money(1234.5), money(0.00054), count(12_345_678)
+    ('$1,234.50', '$0.000540', '12.3M')
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "WIDTH",
+    "cell",
+    "count",
+    "escape",
+    "format_table",
+    "frame_records",
+    "frame_table",
+    "label",
+    "money",
+    "per_mtok",
+    "shorten",
+    "spend_table",
+    "when",
+    "write_frame",
+]
+
+#: Terminal tables and lines fit this many columns.
+WIDTH = 80
+
+
+def money(value: float) -> str:
+    """Dollars with as many decimals as a small amount needs: ``$1,234.50``, ``$0.0420``, ``$0.000540``; NaN is "-".
+
+    >>> money(0.042)
+    '$0.0420'
+    """
+    if value != value:  # NaN
+        return "-"
+    sign = "-" if value < 0 else ""
+    size = abs(value)
+    if size >= 1 or size == 0:
+        return f"{sign}${size:,.2f}"
+    if size >= 0.01:
+        return f"{sign}${size:.4f}"
+    return f"{sign}${size:.6f}"
+
+
+def count(value: float) -> str:
+    """Token counts: exact below 10,000, then compact (12.3k, 4.5M, 1.2G); NaN is "-".
+
+    >>> count(9_999), count(12_345)
+    ('9,999', '12.3k')
+    """
+    if value != value:
+        return "-"
+    size = abs(value)
+    if size < 10_000:
+        return f"{int(value):,}"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if size >= scale:
+            return f"{value / scale:,.1f}{suffix}"
+    return f"{int(value):,}"  # pragma: no cover - unreachable
+
+
+def per_mtok(value: float | None) -> str:
+    """A per-million-token price: at least two decimals, more when they matter (0.075, 0.0375); None is "-".
+
+    >>> per_mtok(0.075), per_mtok(15.0)
+    ('0.075', '15.00')
+    """
+    if value is None:
+        return "-"
+    text = f"{value:,.4f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
+def label(value: object) -> str:
+    """A group key as shown: ``(none)`` for a missing one (None, or NaN from pandas).
+
+    >>> label(None), label("gpt-4o")
+    ('(none)', 'gpt-4o')
+    """
+    return "(none)" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def when(value: Any) -> str:
+    """A period start or a moment: the date alone at midnight, else date, hour and minute (pandas or datetime).
+
+    >>> when(datetime(2024, 5, 1)), when(datetime(2024, 5, 1, 13, 30))
+    ('2024-05-01', '2024-05-01 13:30')
+    """
+    stamp = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
+    if isinstance(stamp, datetime):
+        if stamp.hour == stamp.minute == stamp.second == 0:
+            return stamp.strftime("%Y-%m-%d")
+        return stamp.strftime("%Y-%m-%d %H:%M")
+    return str(stamp)
+
+
+def escape(value: object) -> str:
+    """``value`` as text safe inside HTML and its attributes; None is empty.
+
+    >>> escape('<b class="x">')
+    '&lt;b class=&quot;x&quot;&gt;'
+    """
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one an ellipsis when cut.
+
+    >>> shorten("summarize-ticket", 10)
+    'summarize…'
+    """
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def cell(value: Any, kind: str) -> str:
+    """One value as text by ``kind``: text, time, money, count, int, pct, score, bool (anything else: ``str``).
+    A missing value is ``(none)`` as text and ``-`` otherwise.
+
+    >>> cell(0.25, "pct"), cell(4.2, "score"), cell(None, "money")
+    ('25%', '+4.2', '-')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value) and kind in ("text", "time")):
+        return "-" if kind != "text" else "(none)"
+    if kind == "money":
+        return money(float(value))
+    if kind == "count":
+        return count(float(value))
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "pct":
+        return f"{float(value):.0%}"
+    if kind == "score":
+        return f"{float(value):+.1f}"
+    if kind == "time":
+        return when(value)
+    if kind == "bool":
+        return "yes" if value else ""
+    return str(value)
+
+
+_NUMERIC = ("money", "count", "int", "pct", "score", "num")
+
+
+def format_table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str]], width: int = WIDTH) -> str:
+    """Rows as an aligned text table no wider than ``width``: ``columns`` are ``(header, kind)`` pairs, kind one of
+    text, time, money, count, int, pct, score, bool. Numbers are right-aligned; long text is cut with an ellipsis.
+
+    Example::
+
+        >>> print(format_table([("gpt-4o", 12.5)], [("model", "text"), ("cost", "money")]))
+        model     cost
+        ------  ------
+        gpt-4o  $12.50
+    """
+    cells = [[cell(v, kind) for v, (_, kind) in zip(row, columns, strict=True)] for row in rows]
+    headers = [h for h, _ in columns]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    gap = 2
+    text_columns = [i for i, (_, kind) in enumerate(columns) if kind == "text"]
+    while sum(widths) + gap * (len(widths) - 1) > width and text_columns:
+        widest = max(text_columns, key=lambda i: widths[i])
+        floor = max(len(headers[widest]), 8)
+        if widths[widest] <= floor:
+            text_columns.remove(widest)
+            continue
+        widths[widest] -= 1
+    lines = []
+    for n, row in enumerate([headers, *cells]):
+        parts = []
+        for i, value in enumerate(row):
+            value = shorten(value, widths[i])
+            parts.append(value.rjust(widths[i]) if columns[i][1] in _NUMERIC else value.ljust(widths[i]))
+        lines.append((" " * gap).join(parts).rstrip())
+        if n == 0:
+            lines.append((" " * gap).join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+_KINDS = {
+    "cost": "money",
+    "spent": "money",
+    "projected": "money",
+    "expected": "money",
+    "projected_cost": "money",
+    "saving": "money",
+    "cost_per_call": "money",
+    "cost_per_1k_tokens": "money",
+    "limit": "money",
+    "remaining": "money",
+    "calls": "int",
+    "input_tokens": "count",
+    "output_tokens": "count",
+    "cache_read_tokens": "count",
+    "cache_write_tokens": "count",
+    "utilization": "pct",
+    "score": "score",
+    "anomaly": "bool",
+    "period": "time",
+    "period_start": "time",
+    "period_end": "time",
+}
+_HEADERS = {
+    "input_tokens": "input",
+    "output_tokens": "output",
+    "cache_read_tokens": "cache rd",
+    "cache_write_tokens": "cache wr",
+    "cost_per_call": "per call",
+    "cost_per_1k_tokens": "per 1k tok",
+    "projected_cost": "projected",
+    "suggested_model": "suggested",
+}
+
+
+def frame_table(
+    frame: pd.DataFrame, columns: Sequence[str] | None = None, width: int = WIDTH, optional: Sequence[str] = ()
+) -> str:
+    """A frame as ``format_table`` text, column kinds guessed from the names analytics uses. ``optional`` columns
+    are left out, last first, while the table would be wider than ``width`` with them.
+
+    Example::
+
+        >>> print(frame_table(analytics.by_model(tracker), ["model", "cost", "calls"]))
+    """
+    names = list(columns) if columns is not None else list(frame.columns)
+    spec = []
+    for name in names:
+        kind = _KINDS.get(name)
+        if kind is None:
+            dtype = frame[name].dtype
+            kind = "int" if dtype.kind in "iu" else "money" if dtype.kind == "f" else "text"
+            if str(dtype).startswith("datetime64"):
+                kind = "time"
+        spec.append((_HEADERS.get(name, name), kind))
+    rows = list(frame[names].itertuples(index=False, name=None))
+    droppable = [names.index(n) for n in optional if n in names]
+    while droppable:
+        natural = format_table(rows, spec, width=10_000)
+        if max((len(line) for line in natural.splitlines()), default=0) <= width:
+            break
+        drop = droppable.pop()
+        spec.pop(drop)
+        rows = [row[:drop] + row[drop + 1 :] for row in rows]
+        droppable = [i - 1 if i > drop else i for i in droppable]
+    return format_table(rows, spec, width)
+
+
+_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def spend_table(frame: pd.DataFrame) -> str:
+    """A ``spend`` frame for people: keys, cost and calls, then the token columns that fit (cache ones if used).
+
+    Example::
+
+        >>> print(spend_table(analytics.spend(tracker, by=("model", "tag:team"))))
+    """
+    keys = [c for c in frame.columns if c not in ("cost", "calls", *_TOKEN_COLUMNS)]
+    tokens = [c for c in _TOKEN_COLUMNS if c in frame and (c in _TOKEN_COLUMNS[:2] or frame[c].any())]
+    return frame_table(frame, [*keys, "cost", "calls", *tokens], optional=tokens)
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as JSON-ready records: timestamps in ISO 8601, NaN and None as null.
+
+    Example::
+
+        >>> json.dumps(frame_records(analytics.by_category(tracker)))
+    """
+    names = [str(c) for c in frame.columns]
+    return [dict(zip(names, map(_plain, row), strict=True)) for row in frame.itertuples(index=False, name=None)]
+
+
+def write_frame(frame: pd.DataFrame, fmt: str, out: IO[str], columns: Sequence[str] | None = None) -> None:
+    """Print ``frame`` to ``out`` as a table (``fmt`` "table"), CSV or JSON (a list of records).
+
+    Example::
+
+        >>> write_frame(analytics.by_model(tracker), "csv", sys.stdout)
+    """
+    if fmt == "json":
+        json.dump(frame_records(frame), out, indent=1, ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([str(c) for c in frame.columns])
+        for record in frame_records(frame):
+            writer.writerow(["" if v is None else json.dumps(v) if isinstance(v, dict) else v for v in record.values()])
+    else:
+        out.write(frame_table(frame, columns) + "\n")

@@ -1,0 +1,242 @@
+"""Advice on models: ``compare_models`` (what each model costs per call and per token) and ``recommendations``
+(a cheaper model of the same line for what each resource recorded).
+
+Catalog prices come through ``llmcost._prices`` (``get_price``, ``catalog_models``); this module never reads
+genai-prices itself.
+
+Example::
+
+    >>> recommendations(tracker)[["resource", "model", "suggested_model", "saving"]]
+              resource   model suggested_model  saving
+    0  summarize-ticket  gpt-4o     gpt-4o-mini   11.66
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from .._errors import UnknownModelError
+from .._money import ZERO, to_money, to_utc
+from .._prices import ModelPrice, catalog_models, get_price
+from .._usage import Usage
+from ..stores._schema import TOKEN_COLUMNS
+from ._source import as_source
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["MIN_SAVING", "compare_models", "recommendations"]
+
+#: ``recommendations`` suggests a model only when it would cost at least this fraction less on the same usage.
+MIN_SAVING = Decimal("0.2")
+
+
+def compare_models(source: Any) -> pd.DataFrame:
+    """Per model: ``model``, ``calls``, ``cost``, ``cost_per_call`` and ``cost_per_1k_tokens`` (input plus output
+    tokens; NaN when a model recorded no tokens); most expensive first. Entries without a model are left out.
+
+    Example::
+
+        >>> compare_models(tracker)
+                 model  calls   cost  cost_per_call  cost_per_1k_tokens
+        0       gpt-4o    830  12.41       0.014947            0.004106
+        1  gpt-4o-mini   2210   0.93       0.000421            0.000195
+    """
+    import pandas as pd
+
+    with as_source(source) as src:
+        found = src.sql(
+            "SELECT model, count(*) AS calls, sum(amount) AS cost, "
+            "CAST(sum(input_tokens) + sum(output_tokens) AS BIGINT) AS tokens "
+            "FROM _e WHERE model IS NOT NULL GROUP BY model ORDER BY sum(amount) DESC, model"
+        )
+    rows = []
+    for model, calls, cost, tokens in found.itertuples(index=False):
+        cost = to_money(cost)
+        rows.append(
+            (
+                model,
+                int(calls),
+                float(cost),
+                float(cost / calls),
+                float(cost * 1000 / int(tokens)) if tokens else float("nan"),
+            )
+        )
+    frame = pd.DataFrame.from_records(rows, columns=["model", "calls", "cost", "cost_per_call", "cost_per_1k_tokens"])
+    frame["model"] = frame["model"].astype(object)
+    frame["calls"] = frame["calls"].astype("int64")
+    for column in ("cost", "cost_per_call", "cost_per_1k_tokens"):
+        frame[column] = frame[column].astype("float64")
+    return frame
+
+
+# Model-family heuristic. A catalog id is split into a *line* (what is left after dropping dates, "latest" and
+# size words: gpt-4o, claude-3-5, gemini-1.5, gpt-5) and a *rank* from its size words. Models of one line differ in
+# size, not in kind: "tts", "audio", "realtime", "embedding" and the like stay in the line, so a chat model is never
+# matched with a speech or embedding model.
+_RANKS = {
+    "ultra": 4,
+    "opus": 3,
+    "pro": 3,
+    "large": 3,
+    "max": 3,
+    "sonnet": 2,
+    "medium": 2,
+    "plus": 2,
+    "haiku": 1,
+    "mini": 1,
+    "small": 1,
+    "flash": 1,
+    "nano": 0,
+    "lite": 0,
+    "tiny": 0,
+}
+_STANDARD = 2  # an id without a size word: the line's standard model (gpt-4o, o3, gpt-5)
+_SUFFIX = re.compile(r"(-(\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|latest|v\d+(\.\d+)?))+$")
+_RANK_NAMES = {4: "largest", 3: "large", 2: "standard", 1: "small", 0: "smallest"}
+
+
+def _line(model_id: str) -> tuple[str, int]:
+    """``(line, rank)`` of a catalog model id: ``gpt-4o-mini`` -> ``("gpt-4o", 1)``."""
+    base = _SUFFIX.sub("", model_id.lower())
+    parts = base.split("-")
+    ranks = [_RANKS[p] for p in parts if p in _RANKS]
+    line = "-".join(p for p in parts if p not in _RANKS)
+    return line, (min(ranks) if ranks else _STANDARD)
+
+
+# STATE: a process-wide cache of the (fixed, installed) catalog per provider; it belongs in the central state
+# module (``llmcost._state``, with its one ``reset()``) once that exists.
+@lru_cache(maxsize=64)
+def _provider_models(provider: str) -> tuple[tuple[str, str, int], ...]:
+    """``(id, line, rank)`` of every current (not deprecated) catalog model of ``provider``."""
+    return tuple(
+        (model, *_line(model)) for prov, model, deprecated in catalog_models() if prov == provider and not deprecated
+    )
+
+
+def _bulk_cost(price: ModelPrice, usage: Usage, calls: int) -> Decimal:
+    """``price`` applied to ``calls`` calls that used ``usage`` together: base prices on the summed tokens and the
+    per-request fee per call. Long-context tiers are left out: they apply per call, not to a sum of calls."""
+    import attrs
+
+    per_token = attrs.evolve(price, tiers=(), request_price=None).cost(usage)
+    fee = price.request_price * calls if price.request_price is not None else ZERO
+    return per_token + fee
+
+
+def _suggest(
+    model: str, provider: str | None, usage: Usage, calls: int, largest_call: int, moment: datetime
+) -> tuple[str, Decimal, str] | None:
+    """The cheaper model of the same line for this usage, its cost and the reason; ``None`` when none is known."""
+    try:
+        current = get_price(model, provider, at=moment)
+    except (UnknownModelError, ValueError):
+        return None
+    if current.provider is None:
+        return None
+    line, rank = _line(current.model)
+    current_cost = _bulk_cost(current, usage, calls)
+    if current_cost <= 0:
+        return None
+    needed = current.context_window or largest_call
+    best: tuple[int, Decimal, str, ModelPrice] | None = None
+    for candidate, cand_line, cand_rank in _provider_models(current.provider):
+        if cand_line != line or cand_rank >= rank or candidate == current.model:
+            continue
+        try:
+            price = get_price(candidate, current.provider, at=moment)
+        except (UnknownModelError, ValueError):
+            continue
+        if price.context_window is None or price.context_window < needed:
+            continue
+        cost = _bulk_cost(price, usage, calls)
+        if cost > current_cost * (1 - MIN_SAVING):
+            continue
+        # The nearest step down (highest rank) is the safest swap; among equals, the cheapest.
+        key = (cand_rank, -cost)
+        if best is None or key > (best[0], -best[1]):
+            best = (cand_rank, cost, candidate, price)
+    if best is None:
+        return None
+    _, cost, candidate, price = best
+    share = (1 - cost / current_cost) * 100
+    reason = (
+        f"{candidate} is a {_RANK_NAMES[best[0]]} model of the same {line} line as {current.model} at "
+        f"{current.provider}, with a context window of {price.context_window:,} tokens "
+        f"(needed: {needed:,}); priced on this resource's recorded usage "
+        f"({calls:,} calls, {usage.input_tokens:,} input and {usage.output_tokens:,} output tokens) "
+        f"it costs {share:.0f}% less"
+    )
+    return candidate, cost, reason
+
+
+def recommendations(source: Any, *, now: datetime | None = None) -> pd.DataFrame:
+    """Cheaper models for what each resource recorded: ``resource``, ``model``, ``suggested_model``, ``cost``
+    (recorded), ``projected_cost`` (the recorded usage at the suggested model's prices), ``saving`` and ``reason``;
+    largest saving first.
+
+    The rule, per ``(resource, model)``: the model's price is looked up in the catalog; a suggestion is a current
+    (not deprecated) model of the *same provider and the same line* (gpt-4o -> gpt-4o-mini, claude-3-5-sonnet ->
+    claude-3-5-haiku, gemini-1.5-pro -> gemini-1.5-flash, o3 -> o3-mini, gpt-5 -> gpt-5-mini), of a smaller size,
+    whose context window is at least the current model's (or the largest recorded call, when that is unknown), and
+    that costs at least 20% less on the recorded tokens (``MIN_SAVING``; both priced the same way, with the
+    per-million-token prices on the summed usage and any per-request fee per call). Of several, the nearest step
+    down is suggested (gpt-4.1 -> gpt-4.1-mini rather than -nano). Models without a known price or line get no
+    row: no recommendation is made where none is known. Prices are those in force at ``now`` (default: the
+    tracker's clock, else the current time).
+
+    Example::
+
+        >>> recommendations(tracker)[["resource", "model", "suggested_model", "saving"]]
+                  resource   model suggested_model  saving
+        0  summarize-ticket  gpt-4o     gpt-4o-mini   11.66
+    """
+    import pandas as pd
+
+    columns = ["resource", "model", "suggested_model", "cost", "projected_cost", "saving", "reason"]
+    with as_source(source) as src:
+        moment = to_utc(now, "now") if now is not None else to_utc(src.clock(), "clock()")
+        tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in TOKEN_COLUMNS)
+        found = src.sql(
+            f"SELECT resource, model, provider, count(*) AS calls, sum(amount) AS cost, {tokens}, "
+            "CAST(max(input_tokens + output_tokens) AS BIGINT) AS largest "
+            "FROM _e WHERE model IS NOT NULL GROUP BY ALL HAVING sum(amount) > 0 "
+            "ORDER BY sum(amount) DESC, resource ASC NULLS LAST, model"
+        )
+    rows = []
+    for rec in found.itertuples(index=False):
+        usage = Usage(
+            int(rec.input_tokens),
+            int(rec.output_tokens),
+            int(rec.cache_read_tokens),
+            int(rec.cache_write_tokens),
+            int(rec.reasoning_tokens),
+        )
+        model = _text(rec.model)
+        if model is None:
+            continue
+        suggestion = _suggest(model, _text(rec.provider), usage, int(rec.calls), int(rec.largest), moment)
+        if suggestion is None:
+            continue
+        suggested, projected, reason = suggestion
+        cost = to_money(rec.cost)
+        rows.append(
+            (_text(rec.resource), model, suggested, float(cost), float(projected), float(cost - projected), reason)
+        )
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    frame = frame.sort_values("saving", ascending=False, kind="stable").reset_index(drop=True)
+    for column in ("resource", "model", "suggested_model", "reason"):
+        frame[column] = frame[column].astype(object)
+    for column in ("cost", "projected_cost", "saving"):
+        frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def _text(value: object) -> str | None:
+    """A string from a result frame, or None for SQL NULL (which pandas may hand back as NaN)."""
+    return value if isinstance(value, str) else None

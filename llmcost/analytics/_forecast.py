@@ -1,0 +1,168 @@
+"""Looking ahead and looking for the odd one out: ``forecast`` (run-rate of the current period), ``forecast_tasks``
+(cost of pending work) and ``anomalies`` (periods far from the usual spend).
+
+Example::
+
+    >>> forecast(tracker, "monthly")[["spent", "projected"]]
+       spent  projected
+    0  100.0      310.0
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING, Any
+
+from .._money import ZERO, to_money, to_utc
+from .._periods import BudgetPeriod, period_bounds, to_period
+from .._prices import cost_of, tidy
+from ._source import as_source
+from ._spend import over_time
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ANOMALY_THRESHOLD", "anomalies", "forecast", "forecast_tasks", "score_periods"]
+
+#: ``anomalies`` flags a period whose robust score is beyond this (Iglewicz and Hoaglin's 3.5).
+ANOMALY_THRESHOLD = 3.5
+
+
+def forecast(source: Any, period: BudgetPeriod | str = "monthly", *, now: datetime | None = None) -> pd.DataFrame:
+    """What the current ``period`` (``hourly``, ``daily``, ``weekly``, ``monthly``; UTC) will cost at the current
+    rate: one row with ``period_start``, ``period_end``, ``spent`` (so far) and ``projected``
+    (``spent`` scaled from the time elapsed to the whole period, i.e. the run-rate).
+
+    "Now" is the tracker's clock when ``source`` is a ``CostTracker``, else the current UTC time; ``now=`` overrides
+    both.
+
+    Example::
+
+        >>> forecast(tracker, "monthly")        # 10 days into a 30-day month, $100 spent
+                         period_start                period_end  spent  projected
+        0   2024-05-01 00:00:00+00:00 2024-06-01 00:00:00+00:00  100.0      310.0
+    """
+    import pandas as pd
+
+    kind = to_period(period)
+    if kind is BudgetPeriod.TOTAL:
+        raise ValueError("period must be hourly, daily, weekly or monthly for a run-rate forecast; got 'total'")
+    with as_source(source) as src:
+        moment = to_utc(now, "now") if now is not None else to_utc(src.clock(), "clock()")
+        start, end = period_bounds(kind, moment)
+        if start is None or end is None:  # pragma: no cover - TOTAL was refused above
+            raise ValueError(f"period {kind.value!r} has no bounds")
+        found = src.sql(
+            "SELECT sum(amount) AS spent FROM _e WHERE timestamp >= ? AND timestamp < ? AND timestamp <= ?",
+            [start, end, moment],
+        )
+    spent = found["spent"].iloc[0] if len(found) else None
+    spent = ZERO if spent is None or (isinstance(spent, float) and math.isnan(spent)) else to_money(spent)
+    elapsed = Decimal((moment - start) // timedelta(microseconds=1))
+    whole = Decimal((end - start) // timedelta(microseconds=1))
+    projected = spent if elapsed <= 0 else spent * whole / elapsed
+    return pd.DataFrame(
+        {
+            "period_start": pd.Series([start], dtype="datetime64[us, UTC]"),
+            "period_end": pd.Series([end], dtype="datetime64[us, UTC]"),
+            "spent": pd.Series([float(spent)], dtype="float64"),
+            "projected": pd.Series([float(projected)], dtype="float64"),
+        }
+    )
+
+
+def _tokens(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+        raise TypeError(f"{field} must be a number of tokens, got {value!r}")
+    amount = to_money(value, field)
+    if amount < 0:
+        raise ValueError(f"{field} must not be negative, got {value!r}")
+    return int(amount.to_integral_value(rounding=ROUND_CEILING))
+
+
+def forecast_tasks(
+    count: int,
+    avg_input_tokens: float,
+    avg_output_tokens: float,
+    model: str,
+    *,
+    buffer: Decimal | float | str = Decimal("1.2"),
+) -> Decimal:
+    """The exact cost of ``count`` pending tasks of ``avg_input_tokens`` in and ``avg_output_tokens`` out each on
+    ``model``, times a safety ``buffer`` (1.2: 20% headroom): ``cost_of(model, one task) * count * buffer``.
+
+    Fractional averages are rounded up to whole tokens (a forecast should not undershoot).
+
+    Example::
+
+        >>> forecast_tasks(500, 2_000, 400, "gpt-4o-mini")    # 500 * $0.00054 * 1.2
+        Decimal('0.324')
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be a non-negative int, got {count!r}")
+    factor = to_money(buffer, "buffer")
+    if factor <= 0:
+        raise ValueError(f"buffer must be a positive multiplier (1.2 = 20% headroom), got {buffer!r}")
+    per_task = cost_of(
+        model,
+        input_tokens=_tokens(avg_input_tokens, "avg_input_tokens"),
+        output_tokens=_tokens(avg_output_tokens, "avg_output_tokens"),
+    )
+    return tidy(per_task * count * factor)
+
+
+def anomalies(source: Any, freq: str = "D", *, threshold: float = ANOMALY_THRESHOLD) -> pd.DataFrame:
+    """Periods whose spend is far from usual: ``period``, ``cost``, ``expected``, ``score``, ``anomaly`` (bool).
+
+    The score is the modified z-score of Iglewicz and Hoaglin, robust to the outliers it looks for:
+    ``score = (cost - median) / (1.4826 * MAD)`` over every period of ``over_time(source, freq)`` (zero-filled),
+    where MAD is the median absolute deviation from the median; ``expected`` is the median. When more than half the
+    periods cost the same (MAD = 0) the mean absolute deviation is used instead (``1.2533 * meanAD``), and when all
+    cost the same every score is 0. ``anomaly`` is ``abs(score) > threshold`` (default 3.5).
+
+    Example::
+
+        >>> anomalies(tracker, freq="D").query("anomaly")
+                             period   cost  expected  score  anomaly
+        9 2024-05-23 00:00:00+00:00  48.10      4.95  11.62     True
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
+        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+    return score_periods(over_time(source, freq), threshold=threshold)
+
+
+def score_periods(series: pd.DataFrame, *, threshold: float = ANOMALY_THRESHOLD) -> pd.DataFrame:
+    """The ``anomalies`` frame of ``series``, an ``over_time`` frame (``period``, ``cost``...): for a caller that
+    has the periods already and should not query them twice.
+
+    Example::
+
+        >>> score_periods(over_time(tracker, "D"))[["period", "score", "anomaly"]]
+    """
+    import numpy as np
+    import pandas as pd
+
+    costs = series["cost"].to_numpy(dtype="float64")
+    if len(costs):
+        median = float(np.median(costs))
+        deviation = np.abs(costs - median)
+        mad = float(np.median(deviation))
+        if mad > 0:
+            scale = 1.4826 * mad
+        else:
+            mean_ad = float(np.mean(deviation))
+            scale = 1.2533 * mean_ad
+        scores = (costs - median) / scale if scale > 0 else np.zeros_like(costs)
+    else:
+        median, scores = 0.0, np.zeros(0)
+    return pd.DataFrame(
+        {
+            "period": series["period"],
+            "cost": costs,
+            "expected": np.full(len(costs), median, dtype="float64"),
+            "score": scores.astype("float64"),
+            "anomaly": np.abs(scores) > threshold,
+        }
+    )

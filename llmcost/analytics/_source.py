@@ -1,0 +1,227 @@
+"""The source adapter: a tracker, a store or a frame, as something that answers DuckDB SQL over its entries.
+
+Every analytics function, the reports and the command line run their SQL through a ``Source``, so that the same
+query gives the same answer whatever holds the entries. A store answers through ``CostStore.query``; a frame from
+``CostTracker.frame()`` or ``CostStore.scan()`` is loaded into an in-memory DuckDB first.
+
+Example::
+
+    >>> with as_source(tracker) as src:
+    ...     src.where(since=datetime(2024, 5, 1)).sql("SELECT count(*) AS n FROM _e")
+         n
+    0  830
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .._entry import to_tags
+from .._money import to_money, to_utc
+from .._tracker import CostTracker
+from ..stores._base import CostStore
+from ..stores._schema import COLUMNS, SQL_SELECT, TOKEN_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Source", "as_source", "frame_as_raw"]
+
+
+class Source:
+    """Any source, as something that answers DuckDB SQL over its entries (optionally filtered).
+
+    ``sql(body, params)`` runs ``WITH _e AS (SELECT * FROM entries WHERE <filters>) <body>``: ``body`` reads the
+    relation ``_e`` (and may start with ``, name AS (...)`` to add CTEs). Values always travel as parameters.
+    ``clock`` is the tracker's clock for a tracker, else the current UTC time. A source made from a frame owns an
+    in-memory DuckDB connection: use it as a context manager (or ``close()`` it).
+
+    Example::
+
+        >>> with as_source(store) as src:
+        ...     src.sql("SELECT sum(amount) AS spent FROM _e WHERE model = ?", ["gpt-4o"])
+    """
+
+    def __init__(
+        self,
+        run: Callable[[str, list[Any]], pd.DataFrame],
+        clock: Callable[[], datetime],
+        *,
+        conditions: tuple[str, ...] = (),
+        params: tuple[Any, ...] = (),
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self._run = run
+        self.clock = clock
+        self._conditions = conditions
+        self._params = params
+        self._close = close
+
+    def sql(self, body: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """The frame ``body`` gives over this source's (filtered) entries, the relation ``_e``."""
+        where = " AND ".join(self._conditions) or "TRUE"
+        return self._run(f"WITH _e AS (SELECT * FROM entries WHERE {where}) {body}", [*self._params, *params])
+
+    def where(
+        self,
+        *,
+        since: datetime | date | None = None,
+        until: datetime | date | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Source:
+        """This source narrowed to ``since <= timestamp < until`` and entries carrying every tag in ``tags``.
+
+        The narrowed source shares this one's connection and does not close it; ``where()`` with no filter is a
+        view of this source that leaves the connection to its owner.
+        """
+        conditions = list(self._conditions)
+        params = list(self._params)
+        if since is not None:
+            conditions.append("timestamp >= ?")
+            params.append(_moment(since, "since"))
+        if until is not None:
+            conditions.append("timestamp < ?")
+            params.append(_moment(until, "until"))
+        for key, value in to_tags(tags).items():
+            conditions.append("tags[?] = ?")
+            params.extend((key, value))
+        return Source(self._run, self.clock, conditions=tuple(conditions), params=tuple(params))
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _moment(value: object, field: str) -> datetime:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    return to_utc(value, field)  # type: ignore[arg-type]
+
+
+def as_source(source: object) -> Source:
+    """Adapt ``source`` (a ``CostTracker``, flushed first; a ``CostStore``; a frame; or a ``Source``) to ``Source``.
+
+    A ``Source`` given comes back as a view that does not close the original's connection.
+
+    Example::
+
+        >>> with as_source(tracker.frame()) as src:
+        ...     src.sql("SELECT count(*) AS n FROM _e")
+    """
+    if isinstance(source, Source):
+        return source.where()
+    if isinstance(source, CostTracker):
+        source.flush()
+        return Source(_store_runner(source.store), source.clock)
+    if isinstance(source, CostStore):
+        return Source(_store_runner(source), _utc_now)
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame):
+        return _frame_source(source)
+    raise TypeError(
+        f"source must be a CostTracker, a CostStore or a DataFrame from CostTracker.frame(), got {type(source)!r}"
+    )
+
+
+def _store_runner(store: CostStore) -> Callable[[str, list[Any]], pd.DataFrame]:
+    def run(sql: str, params: list[Any]) -> pd.DataFrame:
+        return store.query(sql, params)
+
+    return run
+
+
+def _frame_source(frame: pd.DataFrame) -> Source:
+    """A frame from ``frame()``/``scan()`` loaded into an in-memory DuckDB with the canonical column types."""
+    import duckdb
+
+    table = frame_as_raw(frame)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # naive timestamps in the frame are UTC, as everywhere in llmcost
+        con.register("raw", table)
+        con.execute(f"CREATE TEMP TABLE entries AS {SQL_SELECT}")
+        con.unregister("raw")
+    except BaseException:
+        con.close()
+        raise
+
+    def run(sql: str, params: list[Any]) -> pd.DataFrame:
+        return _fetch(con.execute(sql, params))
+
+    return Source(run, _utc_now, close=con.close)
+
+
+def frame_as_raw(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame from ``frame()``/``scan()`` in the shape ``stores._schema.sql_frame`` makes (the ``raw`` relation
+    ``SQL_SELECT`` reads): every column of ``COLUMNS``, missing ones filled with their defaults, ``amount`` as exact
+    decimal text and ``tags`` as JSON text.
+
+    Row-format conversion: it belongs with the one owner of the row format and moves there when that exists.
+
+    Example::
+
+        >>> frame_as_raw(tracker.frame())[["amount", "tags"]].iloc[0].tolist()
+        ['0.00054', '{"team": "search"}']
+    """
+    import pandas as pd
+
+    for needed in ("timestamp", "amount"):
+        if needed not in frame.columns:
+            raise ValueError(
+                f"source frame has no {needed!r} column; pass a frame from CostTracker.frame() or "
+                f"CostStore.scan() (columns {', '.join(COLUMNS)}), got columns {list(frame.columns)}"
+            )
+    n = len(frame)
+    raw: dict[str, Any] = {}
+    for column in COLUMNS:
+        if column in frame.columns:
+            raw[column] = frame[column].reset_index(drop=True)
+        elif column in TOKEN_COLUMNS:
+            raw[column] = [0] * n
+        elif column == "latency_ms":
+            raw[column] = [float("nan")] * n
+        elif column == "currency":
+            raw[column] = ["USD"] * n
+        else:
+            raw[column] = [None] * n
+    raw["amount"] = [str(to_money(a)) for a in frame["amount"]]
+    raw["tags"] = [json.dumps(_tag_dict(t), ensure_ascii=False) for t in raw["tags"]]
+    table = pd.DataFrame(raw, columns=list(COLUMNS))
+    for column in ("id", "currency", "category", "resource", "description", "model", "provider", "pricing"):
+        table[column] = table[column].astype(object).where(table[column].notna(), None)
+    return table
+
+
+def _tag_dict(value: object) -> dict[str, str]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return {}
+    if isinstance(value, str):
+        return dict(json.loads(value)) if value else {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    return dict(value)  # type: ignore[call-overload]  # DuckDB map rows: [(key, value), ...]
+
+
+def _fetch(result: Any) -> pd.DataFrame:
+    import pandas as pd
+
+    names = [d[0] for d in result.description]
+    return pd.DataFrame.from_records(result.fetchall(), columns=names)

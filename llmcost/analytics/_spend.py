@@ -1,0 +1,267 @@
+"""Spend grouped by key and by time: ``spend``, ``by_category``, ``by_resource``, ``by_model``, ``by_tag``,
+``over_time``.
+
+Each is one DuckDB query over the source's entries (see ``_source``): sums of money are exact ``DECIMAL(38, 18)``
+and only the final figures become float64 ``cost`` columns for pandas.
+
+Example::
+
+    >>> spend(tracker, by=("model",))[["model", "cost", "calls"]]
+             model   cost  calls
+    0       gpt-4o  12.41    830
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from ._freq import parse_freq
+from ._source import Source, as_source
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["GROUP_KEYS", "MEASURES", "by_category", "by_model", "by_resource", "by_tag", "over_time", "spend"]
+
+#: Keys ``spend(by=...)`` groups on besides ``tag:<key>``; they are column names, never user text.
+GROUP_KEYS = ("category", "resource", "model", "provider")
+#: The measures every grouping returns, after the group keys.
+MEASURES = ("cost", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+_TOKEN_MEASURES = MEASURES[2:]
+
+
+def _keys(by: str | Sequence[str] | None) -> list[str]:
+    if by is None:
+        return []
+    items = [by] if isinstance(by, str) else list(by)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"by must be a str or a sequence of str, got {by!r}")
+        if item.startswith("tag:"):
+            if not item[4:]:
+                raise ValueError(f"by names a tag without a key: {item!r}; write tag:<key>, e.g. 'tag:team'")
+        elif item not in GROUP_KEYS:
+            raise ValueError(
+                f"by must name {', '.join(GROUP_KEYS)} or tag:<key>; got {item!r}"
+                + (f" (did you mean 'tag:{item}'?)" if item not in ("period", "") else "")
+            )
+        if item in out:
+            raise ValueError(f"by names {item!r} twice: {by!r}")
+        out.append(item)
+    return out
+
+
+def _measures_sql() -> str:
+    tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
+    return f"CAST(sum(amount) AS DOUBLE) AS cost, count(*) AS calls, {tokens}"
+
+
+def _grouped(src: Source, keys: Sequence[str], freq: str | None) -> pd.DataFrame:
+    """Rows per (period, keys...) with the measures, largest cost first; the SQL does all the work."""
+    selects: list[str] = []
+    params: list[Any] = []
+    names: list[str] = []
+    if freq is not None:
+        unit = parse_freq(freq)[0]
+        selects.append(f"date_trunc('{unit}', timezone('UTC', timestamp)) AS _k{len(selects)}")
+        names.append("period")
+    for key in keys:
+        if key.startswith("tag:"):
+            selects.append(f"tags[?] AS _k{len(selects)}")
+            params.append(key[4:])
+        else:
+            selects.append(f"{key} AS _k{len(selects)}")  # a name from GROUP_KEYS, checked by _keys
+        names.append(key)
+    order = ", ".join(f"_k{i} ASC NULLS LAST" for i in range(len(selects)))
+    head = ", ".join(selects) + ", " if selects else ""
+    frame = src.sql(
+        f"SELECT {head}{_measures_sql()} FROM _e"
+        + (" GROUP BY ALL" if selects else " HAVING count(*) > 0")
+        + f" ORDER BY sum(amount) DESC{', ' + order if order else ''}",
+        params,
+    )
+    frame.columns = [*names, *MEASURES]
+    return _typed(frame, names)
+
+
+def _typed(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    for key in keys:
+        if key == "period":
+            stamps = pd.to_datetime(frame[key])
+            if stamps.dt.tz is None:
+                stamps = stamps.dt.tz_localize("UTC")
+            frame[key] = stamps.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        else:
+            frame[key] = frame[key].astype(object).where(frame[key].notna(), None)
+    frame["cost"] = frame["cost"].astype("float64")
+    for column in MEASURES[1:]:
+        frame[column] = frame[column].astype("int64")
+    return frame.reset_index(drop=True)
+
+
+def spend(
+    source: Any,
+    by: str | Sequence[str] | None = ("category",),
+    *,
+    since: datetime | date | None = None,
+    until: datetime | date | None = None,
+    freq: str | None = None,
+) -> pd.DataFrame:
+    """Spend per group: the group keys as columns, then ``cost`` (float64, from exact sums), ``calls``,
+    ``input_tokens``, ``output_tokens``, ``cache_read_tokens``, ``cache_write_tokens``; most expensive first.
+
+    ``by`` names ``category``, ``resource``, ``model``, ``provider`` or ``tag:<key>`` (one or several; ``()`` or
+    ``None`` gives one total row). A ``tag:<key>`` column holds the entry's value for that key, ``None`` for entries
+    without it. ``since`` is inclusive, ``until`` exclusive (naive datetimes and dates are UTC). With ``freq``
+    (``"h"``, ``"D"``, ``"W"``, ``"MS"``...) there is one row per period and group, and a ``period`` column first
+    (UTC start of the bucket); only periods with spend appear (``over_time`` fills the gaps).
+
+    Example::
+
+        >>> spend(tracker, by=("model", "tag:team"), since=datetime(2024, 5, 1))
+                   model  tag:team      cost  calls  input_tokens  ...
+        0         gpt-4o    search  12.40625    830       3021934  ...
+    """
+    keys = _keys(by)
+    if freq is not None:
+        parse_freq(freq)
+    with as_source(source) as base:  # the base owns a frame's connection; the narrowed view shares it
+        return _grouped(base.where(since=since, until=until), keys, freq)
+
+
+def by_category(source: Any) -> pd.DataFrame:
+    """Spend per ``category`` (see ``spend``), most expensive first.
+
+    Example::
+
+        >>> by_category(tracker)[["category", "cost"]]
+                category   cost
+        0  llm_inference  41.25
+        1        compute   3.10
+    """
+    return spend(source, ("category",))
+
+
+def by_resource(source: Any) -> pd.DataFrame:
+    """Spend per ``resource`` (see ``spend``), most expensive first; entries without one under ``None``.
+
+    Example::
+
+        >>> by_resource(tracker)[["resource", "cost", "calls"]]
+    """
+    return spend(source, ("resource",))
+
+
+def by_model(source: Any) -> pd.DataFrame:
+    """Spend per ``model`` (see ``spend``), most expensive first; costs recorded without a model under ``None``.
+
+    Example::
+
+        >>> by_model(tracker)[["model", "cost", "calls"]]
+    """
+    return spend(source, ("model",))
+
+
+def by_tag(source: Any, key: str | None = None) -> pd.DataFrame:
+    """Spend per tag value.
+
+    With ``key``: columns ``tag_value`` then the measures (see ``spend``); entries without the key count under
+    ``tag_value`` ``None``. Without: the long form, ``tag_key``, ``tag_value``, then the measures, for every key
+    that any entry carries. It is ``by_tag(source, k)`` for each key ``k`` stacked: an entry with several tags
+    counts once per key, and an entry without a key (untagged entries lack all of them) counts under
+    ``tag_value`` ``None`` of that key, so each key's rows add up to the whole spend. With no tags anywhere the long
+    form is empty. Sorted by key, then cost, largest first.
+
+    Example::
+
+        >>> by_tag(tracker, "team")[["tag_value", "cost"]]
+          tag_value   cost
+        0    search  30.10
+        1      None   4.05
+        >>> by_tag(tracker)[["tag_key", "tag_value", "cost"]]
+    """
+    if key is not None:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty tag key or None, got {key!r}")
+        frame = spend(source, (f"tag:{key}",))
+        return frame.rename(columns={f"tag:{key}": "tag_value"})
+    tokens = ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ("calls", "amount", *_TOKEN_MEASURES))
+    token_sums = ", ".join(f"sum({c}) AS {c}" for c in _TOKEN_MEASURES)
+    rest = ", ".join(f"t.{c} - sum(p.{c}) AS {c}" for c in _TOKEN_MEASURES)
+    with as_source(source) as src:
+        frame = src.sql(
+            # maps: entries grouped by their whole tag map first (few distinct maps, so unnesting them is cheap);
+            # present: one row per (key, value) carried; missing: per key, what the entries without it add up to
+            # (the total minus that key's tagged sums; exact in DECIMAL).
+            f""", maps AS (
+                SELECT tags, count(*) AS calls, sum(amount) AS amount, {token_sums}
+                FROM _e GROUP BY tags
+            ), present AS (
+                SELECT t.e.key AS tag_key, t.e.value AS tag_value, {sums}
+                FROM maps, unnest(map_entries(maps.tags)) AS t(e) GROUP BY ALL
+            ), total AS (SELECT {sums} FROM maps),
+            missing AS (
+                SELECT p.tag_key, CAST(NULL AS VARCHAR) AS tag_value, t.calls - sum(p.calls) AS calls,
+                       t.amount - sum(p.amount) AS amount, {rest}
+                FROM present p, total t
+                GROUP BY p.tag_key, t.calls, t.amount, {", ".join(f"t.{c}" for c in _TOKEN_MEASURES)}
+            ), rows AS (SELECT * FROM present UNION ALL SELECT * FROM missing WHERE calls > 0)
+            SELECT tag_key, tag_value, CAST(amount AS DOUBLE) AS cost, calls, {tokens} FROM rows
+            ORDER BY tag_key, amount DESC, tag_value ASC NULLS LAST"""
+        )
+    frame.columns = ["tag_key", "tag_value", *MEASURES]
+    return _typed(frame, ["tag_key", "tag_value"])
+
+
+def over_time(source: Any, freq: str = "D", by: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """Spend per period: a ``period`` column (UTC start of each bucket), then the keys of ``by`` if any, then the
+    measures (see ``spend``). Every period from the first to the last with spend is present, zero-filled, and with
+    ``by`` every group appears in every period. Sorted by period, then cost (largest first).
+
+    Example::
+
+        >>> over_time(tracker, freq="D")[["period", "cost"]]
+                             period   cost
+        0 2024-05-14 00:00:00+00:00   3.20
+        1 2024-05-15 00:00:00+00:00   0.00
+        2 2024-05-16 00:00:00+00:00   5.75
+    """
+    import pandas as pd
+
+    keys = _keys(by)
+    pandas_freq = parse_freq(freq)[1]
+    with as_source(source) as src:
+        found = _grouped(src, keys, freq)
+    if found.empty:
+        return found
+    periods = pd.date_range(found["period"].min(), found["period"].max(), freq=pandas_freq)
+    if keys:
+        groups = found[keys].drop_duplicates()
+        grid = pd.merge(pd.DataFrame({"period": periods}), groups, how="cross")
+    else:
+        grid = pd.DataFrame({"period": periods})
+    on = ["period", *keys]
+    # None keys do not match in a merge; a placeholder stands in for them while aligning.
+    marker = object()
+    left = grid.copy()
+    right = found.copy()
+    for key in keys:
+        left[key] = left[key].map(lambda v: marker if v is None else v)
+        right[key] = right[key].map(lambda v: marker if v is None else v)
+    merged = left.merge(right, on=on, how="left")
+    for key in keys:
+        merged[key] = merged[key].map(lambda v: None if v is marker else v).astype(object)
+    merged["cost"] = merged["cost"].fillna(0.0)
+    for column in MEASURES[1:]:
+        merged[column] = merged[column].fillna(0)
+    merged = merged.sort_values(
+        ["period", "cost", *keys], ascending=[True, False, *([True] * len(keys))], na_position="last", kind="stable"
+    )
+    return _typed(merged[[*on, *MEASURES]], on)

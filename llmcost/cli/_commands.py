@@ -1,0 +1,244 @@
+"""The commands: ``report``, ``export``, ``prices``, ``budgets`` and ``demo``, each ``(args, out) -> exit status``.
+
+Tables, the overview and the progress bar come from ``llmcost._report``; the figures from ``llmcost.analytics``.
+
+Example::
+
+    >>> cmd_report(build_parser().parse_args(["report", "--by", "model"]), sys.stdout)
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from .._report._format import format_table, per_mtok, spend_table, write_frame
+from ._args import CliError, by_keys, parse_when
+from ._store import open_cli_store, store_url
+
+if TYPE_CHECKING:
+    from ..analytics._source import Source
+    from ..stores import CostStore
+
+__all__ = ["cmd_budgets", "cmd_demo", "cmd_export", "cmd_prices", "cmd_report", "filtered"]
+
+
+def filtered(store: CostStore, args: argparse.Namespace, now: datetime) -> Source:
+    """``store`` narrowed to the ``--since``, ``--until`` and ``--tag`` options of ``args``.
+
+    >>> filtered(store, build_parser().parse_args(["report", "--since", "7d"]), datetime.now(timezone.utc))
+    """
+    from ..analytics._source import as_source
+
+    since = parse_when(args.since, now=now) if args.since else None
+    until = parse_when(args.until, now=now, end_of_day=True) if args.until else None
+    if since is not None and until is not None and since >= until:
+        raise CliError(f"--since ({since:%Y-%m-%d %H:%M}) must be before --until ({until:%Y-%m-%d %H:%M})")
+    return as_source(store).where(since=since, until=until, tags=dict(args.tag) if args.tag else None)
+
+
+def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
+    """``llmcost report``: the overview (text and/or HTML, computed once), or one table grouped by ``--by``.
+
+    >>> cmd_report(build_parser().parse_args(["report", "--html", "report.html"]), sys.stdout)
+    """
+    from .. import analytics
+    from .._report._html import write_html
+    from .._report._overview import compute_overview
+    from .._report._text import render_text
+    from ..analytics._freq import parse_freq
+
+    url = store_url(args.store)
+    now = datetime.now(timezone.utc)
+    store = open_cli_store(url, create=False)
+    try:
+        src = filtered(store, args, now)
+        keys = by_keys(args.by)
+        if args.freq is not None:
+            parse_freq(args.freq)
+        text_overview = args.format == "table" and not keys and args.freq is None
+        if args.html or text_overview:
+            overview = compute_overview(src, store=url, now=now)
+            if args.html:
+                page = write_html(overview, args.html, title="llmcost report")
+                print(f"wrote {page}", file=sys.stderr)
+            if text_overview:
+                out.write(render_text(overview))
+                return 0
+        frame = analytics.spend(src, by=keys or ("category",), freq=args.freq)
+        if args.format == "table":
+            out.write(spend_table(frame) + "\n" if not frame.empty else f"No entries in {url} for this selection.\n")
+            return 0
+        write_frame(frame, args.format, out)
+        return 0
+    finally:
+        store.close()
+
+
+def cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
+    """``llmcost export PATH``: every (filtered) entry to a file, with a progress bar on a terminal.
+
+    >>> cmd_export(build_parser().parse_args(["export", "costs.parquet"]), sys.stdout)
+    """
+    from .. import analytics
+    from .._report._text import Progress
+
+    url = store_url(args.store)
+    target = Path(args.path)
+    if target.is_dir():
+        raise CliError(f"export path {args.path!r} is a directory; give a file name such as costs.csv")
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    progress = Progress(f"exporting {target.name}", enabled=show)
+    store = open_cli_store(url, create=False)
+    try:
+        src = filtered(store, args, datetime.now(timezone.utc))
+        try:
+            count = analytics.export(src, target, args.format, progress=progress)
+        finally:
+            progress.finish()
+    finally:
+        store.close()
+    out.write(f"wrote {count:,} entries to {target}\n")
+    return 0
+
+
+def _catalog_pairs() -> list[tuple[str, str, bool]]:
+    """``(provider, model id, deprecated)`` of every catalog model, then every registered price's model."""
+    from .._prices import catalog_models, registered_prices
+
+    registered = {(price.provider or "", price.model, False) for price in registered_prices()}
+    return catalog_models() + sorted(registered)
+
+
+def cmd_prices(args: argparse.Namespace, out: IO[str]) -> int:
+    """``llmcost prices [PATTERN]``: catalog prices in USD per million tokens.
+
+    >>> cmd_prices(build_parser().parse_args(["prices", "gpt-4o*"]), sys.stdout)
+    """
+    import pandas as pd
+
+    from .._errors import UnknownModelError
+    from .._prices import get_price
+
+    pattern = (args.pattern or "").lower()
+    glob = any(ch in pattern for ch in "*?[")
+    wanted = args.provider.lower() if args.provider else None
+    rows = []
+    seen = set()
+    for provider, model_id, _deprecated in _catalog_pairs():
+        lowered = model_id.lower()
+        if pattern and not (fnmatch.fnmatchcase(lowered, pattern) if glob else pattern in lowered):
+            continue
+        if wanted is not None and provider.lower() != wanted:
+            continue
+        try:
+            price = get_price(model_id, provider or None)
+        except (UnknownModelError, ValueError):
+            continue
+        key = (price.provider, price.model)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(
+            (
+                price.model,
+                price.provider,
+                float(price.input_per_mtok),
+                float(price.output_per_mtok),
+                None if price.cache_read_per_mtok is None else float(price.cache_read_per_mtok),
+                None if price.cache_write_per_mtok is None else float(price.cache_write_per_mtok),
+                price.context_window,
+            )
+        )
+    if not rows:
+        what = f"matching {args.pattern!r}" if args.pattern else "at all"
+        raise CliError(f"no model {what}" + (f" from provider {args.provider!r}" if args.provider else ""))
+    rows.sort(key=lambda r: (r[1] or "", r[0]))
+    if args.format != "table":
+        names = ["model", "provider", "input_per_mtok", "output_per_mtok", "cache_read_per_mtok"]
+        frame = pd.DataFrame.from_records(rows, columns=[*names, "cache_write_per_mtok", "context_window"])
+        frame["context_window"] = frame["context_window"].astype("Int64")
+        write_frame(frame, args.format, out)
+        return 0
+    spec = [
+        ("model", "text"),
+        ("provider", "text"),
+        ("input", "num"),
+        ("output", "num"),
+        ("cache rd", "num"),
+        ("cache wr", "num"),
+        ("context", "int"),
+    ]
+    shown = [(m, p, per_mtok(i), per_mtok(o), per_mtok(cr), per_mtok(cw), c) for m, p, i, o, cr, cw, c in rows]
+    out.write(format_table(shown, spec) + "\n")
+    out.write(f"{len(rows):,} models; prices in USD per million tokens\n")
+    return 0
+
+
+def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
+    """``llmcost budgets [list|status]``: the budgets saved in the store, or how much of each is spent.
+
+    >>> cmd_budgets(build_parser().parse_args(["budgets", "status"]), sys.stdout)
+    """
+    from .._manager import BudgetManager
+    from .._tracker import CostTracker
+
+    url = store_url(args.store)
+    store = open_cli_store(url, create=False)
+    tracker = CostTracker(store)
+    try:
+        manager = BudgetManager(tracker)
+        frame = manager.status()
+        if frame.empty:
+            if args.format == "table":
+                out.write(f"No budgets saved in {url}; create them with llmcost.BudgetManager().create(...).\n")
+            else:
+                write_frame(frame, args.format, out)
+            return 0
+        if args.action == "list":
+            wanted = [c for c in ("name", "limit", "period", "category", "resource", "tags") if c in frame.columns]
+        else:
+            wanted = [
+                c for c in ("name", "period", "limit", "spent", "remaining", "utilization", "level") if c in frame
+            ]
+        frame = frame[wanted]
+        write_frame(frame, args.format, out)
+        return 0
+    finally:
+        tracker.close()
+
+
+def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
+    """``llmcost demo``: simulate traffic into the store, then print the overview.
+
+    >>> cmd_demo(build_parser().parse_args(["demo", "--store", "memory://"]), sys.stdout)
+    """
+    from .._demo import run_demo
+
+    if args.days < 1 or args.days > 366:
+        raise CliError(f"--days must be between 1 and 366, got {args.days}")
+    url = store_url(args.store)
+    store = open_cli_store(url, create=True)
+    try:
+        now = datetime.now(timezone.utc)
+        story = run_demo(store, days=args.days, seed=args.seed, now=now)
+        if args.format == "table":
+            from .._report._overview import compute_overview
+            from .._report._text import render_text
+
+            out.write(story.text() + "\n\n")
+            out.write(render_text(compute_overview(store, store=url, now=now)))
+            same = " (with the same --store)" if args.store is not None else ""
+            out.write(f"Next: llmcost report --html report.html{same}\n")
+        else:
+            from .. import analytics
+
+            write_frame(analytics.by_category(store), args.format, out)
+        return 0
+    finally:
+        store.close()

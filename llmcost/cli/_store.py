@@ -1,0 +1,61 @@
+"""Which store a command reads: ``--store``, else ``$LLMCOST_STORE``, else ``./llmcost.duckdb``; and opening it
+without creating one by mistake.
+
+Example::
+
+    >>> store_url("costs.duckdb")
+    'duckdb://costs.duckdb'
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ._args import CliError
+
+if TYPE_CHECKING:
+    from ..stores import CostStore
+
+__all__ = ["DEFAULT_STORE", "open_cli_store", "store_url"]
+
+DEFAULT_STORE = "duckdb://llmcost.duckdb"
+
+
+def store_url(given: str | None) -> str:
+    """The store URL to use: ``--store``, else ``$LLMCOST_STORE``, else ``./llmcost.duckdb``; a plain path ending
+    in ``.duckdb`` or ``.db`` is taken as a DuckDB file.
+
+    >>> store_url("memory://")
+    'memory://'
+    """
+    url = given or os.environ.get("LLMCOST_STORE") or DEFAULT_STORE
+    if "://" not in url and url.lower().endswith((".duckdb", ".db")):
+        url = "duckdb://" + url
+    return url
+
+
+def _store_path(url: str) -> tuple[str, str] | None:
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("duckdb", "parquet") and rest:
+        return scheme.lower(), rest
+    return None
+
+
+def open_cli_store(url: str, *, create: bool) -> CostStore:
+    """Open ``url``; unless ``create``, a file or directory that does not exist is an error (not a new store).
+
+    >>> store = open_cli_store("duckdb://llmcost.duckdb", create=False)
+    """
+    from ..stores import open_store
+
+    located = _store_path(url)
+    if located is not None and not create:
+        kind, path = located
+        if not os.path.exists(path):
+            what = "file" if kind == "duckdb" else "directory"
+            raise CliError(
+                f"store {what} {path!r} does not exist (from {url}); run 'llmcost demo' to make one, "
+                "or pass --store / set LLMCOST_STORE"
+            )
+    return open_store(url)

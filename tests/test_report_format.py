@@ -1,0 +1,41 @@
+"""llmcost._report._format: the one way figures become text, for the terminal tables and the HTML report alike."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from llmcost._report._format import cell, count, escape, format_table, label, money, per_mtok, shorten, when
+
+
+def test_format_table_cuts_text_to_the_width() -> None:
+    rows = [("a" * 70, "b" * 40, 1234.5, 12_345_678)]
+    text = format_table(rows, [("first", "text"), ("second", "text"), ("cost", "money"), ("tokens", "count")])
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert "…" in lines[2] and "$1,234.50" in lines[2] and "12.3M" in lines[2]
+    assert lines[2].endswith("12.3M")  # numbers right-aligned
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.0, "$0.00"), (1234.5, "$1,234.50"), (0.042, "$0.0420"), (0.00054, "$0.000540"), (-2.5, "-$2.50")],
+)
+def test_money(value: float, text: str) -> None:
+    assert money(value) == text
+
+
+def test_missing_values() -> None:
+    assert money(float("nan")) == count(float("nan")) == "-"
+    assert cell(None, "money") == cell(None, "int") == "-"
+    assert cell(None, "text") == cell(float("nan"), "text") == label(None) == label(float("nan")) == "(none)"
+
+
+def test_counts_times_prices_and_escaping() -> None:
+    assert (count(9_999), count(12_345), count(4_500_000), count(1.2e9)) == ("9,999", "12.3k", "4.5M", "1.2G")
+    assert when(datetime(2024, 5, 1)) == "2024-05-01"
+    assert when(datetime(2024, 5, 1, 13, 30)) == "2024-05-01 13:30"
+    assert (per_mtok(0.075), per_mtok(15.0), per_mtok(None)) == ("0.075", "15.00", "-")
+    assert shorten("summarize-ticket", 10) == "summarize…"
+    assert escape('<a href="x">') == "&lt;a href=&quot;x&quot;&gt;" and escape(None) == ""

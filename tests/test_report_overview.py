@@ -1,0 +1,99 @@
+"""llmcost._report: the overview is computed once and rendered twice, as text and as HTML, showing the same
+periods and the same anomalies; it holds what llmcost.analytics answers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from llmcost import CostEntry, Usage, analytics
+from llmcost._report import _overview
+from llmcost._report._html import render_html
+from llmcost._report._overview import choose_freq, compute_overview
+from llmcost._report._text import render_text
+from llmcost.cli import main
+from llmcost.stores import DuckDBStore, MemoryStore
+
+T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+
+
+# A day and a half of hourly calls, one hour twenty times the usual spend.
+ENTRIES = [
+    CostEntry(
+        id=f"{i:026x}",
+        timestamp=T0 + timedelta(hours=i, minutes=5),
+        amount=Decimal("0.10") * (20 if i == 13 else 1),
+        resource="summarize",
+        model="gpt-4o",
+        provider="openai",
+        usage=Usage(1000, 100),
+    )
+    for i in range(36)
+]
+
+
+def hours_store() -> MemoryStore:
+    store = MemoryStore()
+    store.append(ENTRIES)
+    return store
+
+
+def test_text_and_html_show_the_same_periods_and_anomalies() -> None:
+    overview = compute_overview(hours_store(), store="memory://", now=T0 + timedelta(days=2))
+    assert (overview.freq, overview.unit) == ("h", "hour")  # a day and a half: hours, in both renderings
+    text = render_text(overview)
+    page = render_html(overview)
+    assert "\nHourly spend (last 14 hours)\n" in text
+    assert "<h2>Spend per hour</h2>" in page and "<h2>Anomalies (per hour)</h2>" in page
+    assert list(overview.anomalies["period"].dt.hour) == [13]
+    assert "2024-05-01 13:00" in text.split("Anomalies")[1]
+    assert ">2024-05-01 13:00<" in page
+
+
+def test_the_overview_holds_what_analytics_answers() -> None:
+    store = hours_store()
+    overview = compute_overview(store, now=T0 + timedelta(days=2))
+    assert overview.cost == pytest.approx(float(Decimal("0.10") * 55)) and overview.calls == 36
+    assert overview.by_model.equals(analytics.by_model(store))
+    assert overview.periods.equals(analytics.over_time(store, "h"))
+    flagged = analytics.anomalies(store, "h")
+    assert overview.anomalies.equals(flagged[flagged["anomaly"]].reset_index(drop=True))
+
+
+def test_an_empty_selection() -> None:
+    overview = compute_overview(MemoryStore(), store="memory://")
+    assert overview.empty and overview.first is None
+    assert render_text(overview) == "No entries in memory:// for this selection.\n"
+    assert "No entries for this selection." in render_html(overview)
+
+
+@pytest.mark.parametrize(
+    ("days", "freq"), [(0.5, "h"), (2, "h"), (2.5, "D"), (120, "D"), (121, "W"), (730, "W"), (731, "MS")]
+)
+def test_the_period_follows_the_span(days: float, freq: str) -> None:
+    assert choose_freq(T0, T0 + timedelta(days=days))[0] == freq
+
+
+def test_report_with_html_computes_the_overview_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "costs.duckdb"
+    store = DuckDBStore(path)
+    store.append(ENTRIES)
+    store.close()
+    calls = []
+    real = _overview.compute_overview
+
+    def counting(*args: object, **kwargs: object) -> _overview.Overview:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_overview, "compute_overview", counting)
+    page = tmp_path / "report.html"
+    assert main(["report", "--store", f"duckdb://{path}", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert len(calls) == 1
+    assert "Hourly spend" in out and "Spend per hour" in page.read_text(encoding="utf-8")
