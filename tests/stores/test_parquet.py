@@ -328,10 +328,17 @@ def test_nasty_tags_in_files(root: Path) -> None:
     assert json.loads((root / "_llmcost.json").read_text())["schema_version"] >= 1
 
 
+def _unstorable(entry: CostEntry) -> CostEntry:
+    """``entry`` with an amount beyond DECIMAL(38, 18). ``CostEntry`` refuses such amounts, so this forces one in,
+    standing for any entry a store cannot take."""
+    object.__setattr__(entry, "amount", Decimal("1E+25"))
+    return entry
+
+
 def test_a_batch_duckdb_cannot_take_writes_nothing(root: Path) -> None:
     store = ParquetStore(root)
     good = [make_entry(i) for i in range(300)]  # three days
-    bad = make_entry(301, amount=Decimal("1E+25"))  # beyond DECIMAL(38, 18)
+    bad = _unstorable(make_entry(301))
     with pytest.raises(duckdb.Error):
         store.append([*good, bad])
     assert store.entries() == []
@@ -360,7 +367,7 @@ def test_a_batch_out_of_time_order_goes_to_its_days(root: Path, distinct_tags: i
 def test_an_out_of_order_batch_duckdb_cannot_take_writes_nothing(root: Path) -> None:
     store = ParquetStore(root)
     good = [make_entry(i) for i in range(300)]  # three days
-    bad = make_entry(299, id="bad", amount=Decimal("1E+25"))  # the last day, first in the batch
+    bad = _unstorable(make_entry(299, id="bad"))  # the last day, first in the batch
     with pytest.raises(duckdb.Error):
         store.append([bad, *good[::-1]])
     assert _data_files(root) == []
