@@ -84,7 +84,7 @@ class _Engine:
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
             return None
-        guards = tracker._guards + active_guards()
+        guards = tracker.guards() + active_guards()
         if not guards:
             return _Call(tracker, call_tags, ())
         reservations: list[tuple[Any, object]] = []
@@ -173,7 +173,7 @@ class _Engine:
                 "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
                 self.name,
             )
-        return call.tracker._record_call(
+        return call.tracker.record_call(
             model,
             provider,
             usage,

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._money import to_money
+from ._tokens import estimate_cost
 
-if TYPE_CHECKING:
-    from ._context import PendingCall
-
-__all__ = ["DEFAULT_OUTPUT_TOKENS", "estimate_call"]
+__all__ = ["DEFAULT_OUTPUT_TOKENS", "CallFacts", "RecentCosts", "estimate_call"]
 
 #: Output tokens assumed for a request that sets no output limit.
 DEFAULT_OUTPUT_TOKENS = 500
@@ -24,14 +22,37 @@ _PROMPT_KEYS = ("messages", "input", "prompt", "contents")
 _LIMIT_KEYS = ("max_tokens", "max_output_tokens", "max_completion_tokens")
 
 
-def _explicit(value: Any, pending: PendingCall) -> Decimal:
+class RecentCosts(Protocol):
+    """Where the recent-calls statistic comes from (a ``CostTracker``)."""
+
+    def recent_cost(self, resource: str | None, model: str | None) -> Decimal | None: ...
+
+
+class CallFacts(Protocol):
+    """What an estimate is made from (``_context.PendingCall`` has it)."""
+
+    @property
+    def tracker(self) -> RecentCosts: ...
+    @property
+    def resource(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def args(self) -> tuple[Any, ...]: ...
+    @property
+    def kwargs(self) -> dict[str, Any]: ...
+    @property
+    def explicit_estimate(self) -> Any: ...
+
+
+def _explicit(value: Any, pending: CallFacts) -> Decimal:
     if callable(value):
         value = value(*pending.args, **pending.kwargs)
     amount = getattr(value, "amount", value)  # an Estimate
     return to_money(amount, "estimate")
 
 
-def _request(pending: PendingCall) -> Decimal | None:
+def _request(pending: CallFacts) -> Decimal | None:
     kwargs = pending.kwargs
     model = kwargs.get("model") if isinstance(kwargs.get("model"), str) else pending.model
     if not model:
@@ -43,15 +64,13 @@ def _request(pending: PendingCall) -> Decimal | None:
     limit = next((kwargs[k] for k in _LIMIT_KEYS if isinstance(kwargs.get(k), int)), None)
     if limit is None and isinstance(config, Mapping):
         limit = config.get("max_output_tokens")
-    from ._tokens import estimate_cost
-
     output = limit if isinstance(limit, int) and limit >= 0 else DEFAULT_OUTPUT_TOKENS
     if isinstance(prompt, Mapping):
         prompt = [prompt]
     return estimate_cost(model, prompt, output_tokens=output).amount
 
 
-def estimate_call(pending: PendingCall) -> Decimal | None:
+def estimate_call(pending: CallFacts) -> Decimal | None:
     """The expected cost of ``pending`` in USD, or ``None`` when nothing is known.
 
     An ``estimate=`` that fails raises (it is the user's own code); an unreadable request falls through to the

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import json
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import _state
 from ._errors import PricingError, UnknownModelError
 from ._money import MONEY_SCALE, ZERO, to_money, to_utc
 from ._usage import Usage
@@ -35,7 +35,9 @@ __all__ = [
     "get_price",
     "load_prices",
     "price_for",
+    "priced",
     "register_price",
+    "registered_prices",
 ]
 
 
@@ -154,11 +156,6 @@ class ModelPrice:
         fits = fits and (self.request_price is None or _places(self.request_price) <= MONEY_SCALE)
         object.__setattr__(self, "_fits_money_scale", fits)
 
-    def _money_cost(self, usage: Usage) -> Decimal:
-        """``cost(usage)`` rounded as every store keeps amounts (``MONEY_SCALE`` places; usually already so)."""
-        amount = self.cost(usage)
-        return amount if self._fits_money_scale else to_money(amount)
-
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""
         inp = self.input_per_mtok
@@ -208,22 +205,22 @@ _ONE = Decimal(1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The catalog (genai-prices), converted lazily.
+# The catalog (genai-prices), converted lazily. The registry and the caches are process state (``_state``).
 
-_lock = threading.RLock()
-_user_prices: dict[tuple[str | None, str], ModelPrice] = {}
-_resolved: dict[tuple[str, str | None], _Resolved] = {}
-_version: str | None = None
+_lock = _state.prices_lock
+_user_prices: dict[tuple[str | None, str], ModelPrice] = _state.user_prices
+_resolved: dict[tuple[str, str | None], _Resolved] = _state.resolved_prices
 
 
 def catalog_version() -> str:
     """The installed genai-prices version, as used in ``CostEntry.pricing`` (``catalog@<version>``)."""
-    global _version
-    if _version is None:
+    found = _state.catalog_version
+    if found is None:
         from importlib.metadata import version
 
-        _version = version("genai-prices")
-    return _version
+        found = version("genai-prices")
+        _state.set_catalog_version(found)
+    return found
 
 
 def _snapshot() -> Any:
@@ -377,6 +374,17 @@ def price_for(model: str, provider: str | None = None, at: datetime | None = Non
     return resolved.at(when), resolved.label
 
 
+def priced(model: str, provider: str | None, usage: Usage, at: datetime) -> tuple[Decimal, str, str | None]:
+    """What ``usage`` of ``model`` cost at ``at``, rounded as every store keeps amounts (``MONEY_SCALE`` places,
+    usually already so), where the price came from, and the price's provider (the tracker's hot path).
+
+    Raises ``UnknownModelError`` like ``price_for``.
+    """
+    price, label = price_for(model, provider, at)
+    amount = price.cost(usage)
+    return (amount if price._fits_money_scale else to_money(amount)), label, price.provider
+
+
 def get_price(model: str, provider: str | None = None, *, at: datetime | None = None) -> ModelPrice:
     """The price of ``model`` (optionally from ``provider``) in force at ``at`` (default: now).
 
@@ -430,15 +438,13 @@ def register_price(price: ModelPrice) -> None:
         _user_prices[(price.provider.lower() if price.provider else None, price.model.lower())] = price
         _user_prices.setdefault((None, price.model.lower()), price)
         _resolved.clear()
-        _pricing_view.invalidate()
+        _state.set_pricing_table(None)
 
 
-def _reset_user_prices() -> None:
-    """Forget registered prices (for tests)."""
+def registered_prices() -> list[ModelPrice]:
+    """Every price registered with ``register_price`` or ``load_prices``, each once."""
     with _lock:
-        _user_prices.clear()
-        _resolved.clear()
-        _pricing_view.invalidate()
+        return list({id(p): p for p in _user_prices.values()}.values())
 
 
 _FIELDS = {a.name for a in attrs.fields(ModelPrice)}
@@ -495,16 +501,10 @@ def load_prices(path: str | PathLike[str]) -> list[ModelPrice]:
 
 class _PricingView(Mapping[str, ModelPrice]):
     """``MODEL_PRICING``: a read-only mapping of model id to current ``ModelPrice`` over the whole catalog plus
-    registered prices. Built on first access."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, ModelPrice] | None = None
-
-    def invalidate(self) -> None:
-        self._data = None
+    registered prices. Built on first access, kept in ``_state.pricing_table``."""
 
     def _build(self) -> dict[str, ModelPrice]:
-        data = self._data
+        data = _state.pricing_table
         if data is None:
             now = datetime.now(timezone.utc)
             data = {}
@@ -521,7 +521,7 @@ class _PricingView(Mapping[str, ModelPrice]):
                     data[info.id] = resolved.at(now)
             for (_, model), price in _user_prices.items():
                 data[model] = price
-            self._data = data
+            _state.set_pricing_table(data)
         return data
 
     def __getitem__(self, model: str) -> ModelPrice:
@@ -541,6 +541,5 @@ class _PricingView(Mapping[str, ModelPrice]):
         return f"<MODEL_PRICING: {len(self)} models>"
 
 
-_pricing_view = _PricingView()
 #: Read-only mapping of every catalog (and registered) model id to its current ``ModelPrice``.
-MODEL_PRICING: Mapping[str, ModelPrice] = _pricing_view
+MODEL_PRICING: Mapping[str, ModelPrice] = _PricingView()

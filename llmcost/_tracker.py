@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
@@ -14,12 +13,23 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import _state
 from ._context import Guard, active_guards, current_tags
-from ._entry import CostCategory, CostEntry, FrozenTags, _latency, intern_tags, new_entry_id, to_category, to_tags
+from ._entry import (
+    CostCategory,
+    CostEntry,
+    FrozenTags,
+    intern_tags,
+    new_entry_id,
+    to_category,
+    to_latency,
+    to_tags,
+    trusted_entry,
+)
 from ._errors import StoreError, UnknownModelError
 from ._money import ZERO, to_money, to_utc
 from ._periods import period_bounds
-from ._prices import price_for
+from ._prices import priced
 from ._summary import CostSummary, summarize
 from ._usage import Usage
 from .stores import CostStore, MemoryStore, open_store
@@ -33,8 +43,8 @@ logger = logging.getLogger("llmcost")
 
 EVENTS = ("cost.recorded", "budget.created", "budget.warning", "budget.exceeded")
 _UNKNOWN_MODEL_POLICIES = ("warn", "raise", "ignore")
-_logged: set[object] = set()
-_logged_lock = threading.Lock()
+_logged = _state.logged
+_logged_lock = _state.logged_lock
 
 
 def log_once(cause: object, message: str, *args: object, level: int = logging.WARNING) -> None:
@@ -80,18 +90,6 @@ class _RecentCosts:
         if not values:
             return None
         return sum(values, ZERO) / len(values)
-
-
-_live_trackers: weakref.WeakSet[CostTracker] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_all_at_exit() -> None:
-    for tracker in list(_live_trackers):
-        try:
-            tracker.flush()
-        except Exception:
-            logger.exception("llmcost: could not flush %r at exit", tracker)
 
 
 class CostTracker:
@@ -144,7 +142,8 @@ class CostTracker:
         self._subscribers: dict[str, list[Callable[[Any], object]]] = {e: [] for e in EVENTS}
         self._guards: tuple[Guard, ...] = ()
         self._recent = _RecentCosts()
-        _live_trackers.add(self)
+        if not self._direct or type(self.store).flush is not CostStore.flush:
+            _state.track_live(self)  # what the tracker or the store buffers is written at exit
 
     # -- recording ----------------------------------------------------------------------------------------------
     def record(
@@ -230,7 +229,7 @@ class CostTracker:
             raise TypeError(f"provider must be a str or None, got {provider!r}")
         if not isinstance(description, str):
             raise TypeError(f"description must be a str, got {description!r}")
-        return CostEntry._trusted(
+        return trusted_entry(
             new_entry_id(when),
             when,
             value,
@@ -240,12 +239,12 @@ class CostTracker:
             model,
             provider,
             usage,
-            _latency(latency_ms),
+            to_latency(latency_ms),
             self._merge_tags(tags),
             pricing,
         )
 
-    def _record_call(
+    def record_call(
         self,
         model: str | None,
         provider: str | None,
@@ -255,7 +254,7 @@ class CostTracker:
         tags: FrozenTags,
         latency_ms: float,
     ) -> CostEntry:
-        """Record one tracked call (the decorator's hot path). Every value was checked by the caller; an unknown
+        """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
         never break the call."""
         when = self.clock()
@@ -263,7 +262,7 @@ class CostTracker:
             amount, pricing = ZERO, "unpriced"
         else:
             amount, pricing, provider = self._price(model, provider, usage, when, True)
-        entry = CostEntry._trusted(
+        entry = trusted_entry(
             new_entry_id(when),
             when,
             amount,
@@ -292,7 +291,7 @@ class CostTracker:
         self, model: str, provider: str | None, usage: Usage, when: datetime, lenient: bool
     ) -> tuple[Decimal, str, str | None]:
         try:
-            price, label = price_for(model, provider, when)
+            amount, label, price_provider = priced(model, provider, usage, when)
         except UnknownModelError:
             if self.on_unknown_model == "raise" and not lenient:
                 raise
@@ -304,7 +303,7 @@ class CostTracker:
                     model,
                 )
             return ZERO, "unpriced", provider
-        return price._money_cost(usage), label, provider or price.provider
+        return amount, label, provider or price_provider
 
     def add(self, entry: CostEntry) -> None:
         """Record an already built ``entry`` (imports, replays): stored, counted by budgets, published."""
@@ -324,7 +323,7 @@ class CostTracker:
             self._notify(guard, entry)
         subscribers = self._subscribers["cost.recorded"]
         if subscribers:
-            self._emit("cost.recorded", entry)
+            self.emit("cost.recorded", entry)
 
     def _notify(self, guard: Guard, entry: CostEntry) -> None:
         try:
@@ -398,7 +397,7 @@ class CostTracker:
             self.flush()
         finally:
             self.store.close()
-            _live_trackers.discard(self)
+            _state.forget_live(self)
 
     def __enter__(self) -> CostTracker:
         return self
@@ -517,12 +516,17 @@ class CostTracker:
 
         return unsubscribe
 
-    def _emit(self, event: str, payload: object) -> None:
+    def emit(self, event: str, payload: object) -> None:
+        """Call every subscriber of ``event`` with ``payload`` (budgets publish their events through this)."""
         for callback in list(self._subscribers[event]):
             try:
                 callback(payload)
             except Exception:
                 logger.exception("llmcost: subscriber %r to %r failed", callback, event)
+
+    def guards(self) -> tuple[Guard, ...]:
+        """The guards enforced on every tracked call of this tracker (``BudgetManager`` and env budgets)."""
+        return self._guards
 
     def add_guard(self, guard: Guard) -> None:
         """Enforce ``guard`` on every tracked call of this tracker (``BudgetManager`` budgets use this)."""

@@ -11,15 +11,8 @@ import pytest
 
 import llmcost
 from llmcost import ModelPrice, PricingError, UnknownModelError, Usage, cost_of, get_price
-from llmcost._prices import _reset_user_prices
 
 AT = datetime(2025, 9, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(autouse=True)
-def _forget_registered():
-    yield
-    _reset_user_prices()
 
 
 def test_every_catalog_model_agrees_with_genai_prices():
