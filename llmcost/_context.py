@@ -19,7 +19,7 @@ import attrs
 
 from . import _state
 from ._entry import EMPTY_TAGS, CostEntry, FrozenTags, intern_tags, to_tags
-from ._estimate import RecentCosts, estimate_call
+from ._estimate import RecentCostSource, estimate_call
 
 __all__ = [
     "Guard",
@@ -125,7 +125,7 @@ class PendingCall:
         return self._estimate
 
 
-class TrackerLike(RecentCosts, Protocol):
+class TrackerLike(RecentCostSource, Protocol):
     """What a pending call and a guard see of a tracker (``CostTracker`` implements it): guards compare trackers by
     identity, and estimates read ``recent_cost``."""
 

@@ -2,19 +2,22 @@
 
 In order: the decorator's ``estimate=``; else the call's own LLM request arguments (``model`` with ``messages``,
 ``input``, ``prompt`` or ``contents``, and ``max_tokens``/``max_output_tokens``/``max_completion_tokens``); else
-the mean of recent calls of the same resource and model; else nothing is known (``None``).
+the mean of recent calls of the same resource and model (``RecentCosts``, kept by each tracker); else nothing is
+known (``None``).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
-from ._money import to_money
+from ._entry import CostEntry
+from ._money import ZERO, to_money
 from ._tokens import estimate_cost
 
-__all__ = ["DEFAULT_OUTPUT_TOKENS", "CallFacts", "RecentCosts", "estimate_call"]
+__all__ = ["DEFAULT_OUTPUT_TOKENS", "CallFacts", "RecentCostSource", "RecentCosts", "estimate_call"]
 
 #: Output tokens assumed for a request that sets no output limit.
 DEFAULT_OUTPUT_TOKENS = 500
@@ -22,8 +25,8 @@ _PROMPT_KEYS = ("messages", "input", "prompt", "contents")
 _LIMIT_KEYS = ("max_tokens", "max_output_tokens", "max_completion_tokens")
 
 
-class RecentCosts(Protocol):
-    """Where the recent-calls statistic comes from (a ``CostTracker``)."""
+class RecentCostSource(Protocol):
+    """Where the recent-calls statistic comes from (a ``CostTracker``, which keeps a ``RecentCosts``)."""
 
     def recent_cost(self, resource: str | None, model: str | None) -> Decimal | None: ...
 
@@ -32,7 +35,7 @@ class CallFacts(Protocol):
     """What an estimate is made from (``_context.PendingCall`` has it)."""
 
     @property
-    def tracker(self) -> RecentCosts: ...
+    def tracker(self) -> RecentCostSource: ...
     @property
     def resource(self) -> str | None: ...
     @property
@@ -85,3 +88,33 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
     if found is not None:
         return found
     return pending.tracker.recent_cost(pending.resource, pending.model)
+
+
+class RecentCosts:
+    """The mean cost of the last few calls per (resource, model), kept by each tracker: the fallback estimate."""
+
+    __slots__ = ("_by_key", "_models", "_window")
+
+    def __init__(self, window: int = 20) -> None:
+        self._window = window
+        self._by_key: dict[tuple[str | None, str | None], deque[Decimal]] = {}
+        self._models: dict[str | None, list[str | None]] = {}  # resource -> models seen with it
+
+    def observe(self, entry: CostEntry) -> None:
+        key = (entry.resource, entry.model)
+        amounts = self._by_key.get(key)
+        if amounts is None:
+            amounts = self._by_key[key] = deque(maxlen=self._window)
+            self._models.setdefault(entry.resource, []).append(entry.model)
+        amounts.append(entry.amount)
+
+    def mean(self, resource: str | None, model: str | None) -> Decimal | None:
+        if model is not None:
+            values = list(self._by_key.get((resource, model), ()))
+        else:
+            # A decorator often knows no model before the call: then the recent calls of every model of the
+            # resource count (gathered here, under a budget, rather than kept twice on every call).
+            values = [a for m in list(self._models.get(resource, ())) for a in self._by_key[(resource, m)]]
+        if not values:
+            return None
+        return sum(values, ZERO) / len(values)

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -27,6 +26,7 @@ from ._entry import (
     trusted_entry,
 )
 from ._errors import StoreError, UnknownModelError
+from ._estimate import RecentCosts
 from ._money import ZERO, to_money, to_utc
 from ._periods import period_bounds
 from ._prices import priced
@@ -60,36 +60,6 @@ def log_once(cause: object, message: str, *args: object, level: int = logging.WA
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class _RecentCosts:
-    """The mean cost of the last few calls per (resource, model): the fallback estimate for budgets."""
-
-    __slots__ = ("_by_key", "_models", "_window")
-
-    def __init__(self, window: int = 20) -> None:
-        self._window = window
-        self._by_key: dict[tuple[str | None, str | None], deque[Decimal]] = {}
-        self._models: dict[str | None, list[str | None]] = {}  # resource -> models seen with it
-
-    def observe(self, entry: CostEntry) -> None:
-        key = (entry.resource, entry.model)
-        amounts = self._by_key.get(key)
-        if amounts is None:
-            amounts = self._by_key[key] = deque(maxlen=self._window)
-            self._models.setdefault(entry.resource, []).append(entry.model)
-        amounts.append(entry.amount)
-
-    def mean(self, resource: str | None, model: str | None) -> Decimal | None:
-        if model is not None:
-            values = list(self._by_key.get((resource, model), ()))
-        else:
-            # A decorator often knows no model before the call: then the recent calls of every model of the
-            # resource count (gathered here, under a budget, rather than kept twice on every call).
-            values = [a for m in list(self._models.get(resource, ())) for a in self._by_key[(resource, m)]]
-        if not values:
-            return None
-        return sum(values, ZERO) / len(values)
 
 
 class CostTracker:
@@ -141,7 +111,7 @@ class CostTracker:
         self._closed = threading.Event()
         self._subscribers: dict[str, list[Callable[[Any], object]]] = {e: [] for e in EVENTS}
         self._guards: tuple[Guard, ...] = ()
-        self._recent = _RecentCosts()
+        self._recent = RecentCosts()
         if not self._direct or type(self.store).flush is not CostStore.flush:
             _state.track_live(self)  # what the tracker or the store buffers is written at exit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["EMPTY_USAGE", "Usage", "trusted_usage"]
+__all__ = ["Usage", "trusted_usage"]
 
 
 def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -91,6 +91,5 @@ _set_cache_read = _setters["cache_read_tokens"]
 _set_cache_write = _setters["cache_write_tokens"]
 _set_reasoning = _setters["reasoning_tokens"]
 
-EMPTY_USAGE = Usage()
 #: ``Usage._trusted`` for extraction's hot path (a named seam: other modules do not reach into the class).
 trusted_usage = Usage._trusted
