@@ -1,7 +1,9 @@
-"""Prices: the genai-prices catalog, user overrides, and ``ModelPrice.cost``.
+"""Prices as llmcost looks them up: prices users register (``register_price``, ``load_prices``) over the catalog,
+``get_price``, ``cost_of`` and ``MODEL_PRICING``.
 
-A model id is resolved once per ``(model, provider)`` and the converted price cached, so pricing a call is a dict
-lookup plus a few Decimal multiplications. genai-prices is imported on first use, not with llmcost.
+A model id is resolved once per ``(model, provider)`` and the converted price cached (in ``_state``), so pricing a
+call is a dict lookup plus a few Decimal multiplications. The values are in ``_model_price``, the catalog in
+``_catalog``.
 """
 
 from __future__ import annotations
@@ -14,17 +16,15 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import _state
+from ._catalog import Resolved, catalog_ids, catalog_table, catalog_version, find_in_catalog
 from ._errors import PricingError, UnknownModelError
-from ._money import MONEY_SCALE, ZERO, to_money, to_utc
+from ._model_price import ModelPrice, PriceTier, money_cost, tidy
+from ._money import to_utc
 from ._usage import Usage
-
-if TYPE_CHECKING:
-    from genai_prices import types as gp
 
 __all__ = [
     "MODEL_PRICING",
@@ -40,281 +40,13 @@ __all__ = [
     "registered_prices",
 ]
 
-
-def _price(field: str, optional: bool = False) -> Any:
-    def convert(value: object) -> Decimal | None:
-        if value is None and optional:
-            return None
-        dec = to_money(value, field)
-        if dec < 0:
-            raise ValueError(f"{field} must not be negative, got {value!r}")
-        return dec
-
-    return convert
-
-
-def _nonempty(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{attribute.name} must be a non-empty str, got {value!r}")
-
-
-def _provider(instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"provider must be a str or None, got {value!r}")
-
-
-def _context_window(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"context_window must be a positive int or None, got {value!r}")
-    return value
-
-
-@attrs.frozen
-class PriceTier:
-    """Prices that apply to a whole call once its input tokens exceed ``start`` (the providers' "cliff" tiers,
-    e.g. Gemini and Claude long-context prices). ``None`` means the base price of that part still applies.
-
-    Example::
-
-        PriceTier(start=200_000, input_per_mtok="6", output_per_mtok="22.5")
-    """
-
-    start: int
-    input_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("input_per_mtok", True))  # type: ignore[misc]  # a converter factory
-    output_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("output_per_mtok", True))  # type: ignore[misc]  # a converter factory
-    cache_read_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_read_per_mtok", True))  # type: ignore[misc]  # a converter factory
-    cache_write_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_write_per_mtok", True))  # type: ignore[misc]  # a converter factory
-    reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))  # type: ignore[misc]  # a converter factory
-
-
-def _tiers(value: object) -> tuple[PriceTier, ...]:
-    if not value:
-        return ()
-    tiers = []
-    for item in value:  # type: ignore[attr-defined]
-        tiers.append(item if isinstance(item, PriceTier) else PriceTier(**item))
-    return tuple(sorted(tiers, key=lambda t: t.start))
-
-
-_MTOK = -6  # prices are per million tokens: scale the product by 10**-6, exactly
-
-
-def _places(value: Decimal) -> int:
-    """Decimal places of ``value`` as written (``Decimal("2.50")``: 2)."""
-    exponent = value.as_tuple().exponent
-    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
-
-
-@attrs.frozen
-class ModelPrice:
-    """What a model costs, in USD per million tokens.
-
-    ``cache_read_per_mtok``/``cache_write_per_mtok`` price the cached parts of the input (``None``: billed as
-    ordinary input); ``reasoning_per_mtok`` prices reasoning tokens (``None``: billed as output); ``request_price``
-    is a flat fee per call; ``tiers`` are long-context prices. ``cost(usage)`` returns the exact Decimal amount.
-
-    Example::
-
-        >>> p = ModelPrice("my-model", "acme", input_per_mtok="3", output_per_mtok="15", cache_read_per_mtok="0.3")
-        >>> p.cost(Usage(input_tokens=10_000, cache_read_tokens=8_000, output_tokens=500))
-        Decimal('0.0159')
-    """
-
-    model: str = attrs.field(validator=_nonempty)
-    provider: str | None = attrs.field(validator=_provider)
-    input_per_mtok: Decimal = attrs.field(converter=_price("input_per_mtok"))  # type: ignore[misc]  # a converter factory
-    output_per_mtok: Decimal = attrs.field(converter=_price("output_per_mtok"))  # type: ignore[misc]  # a converter factory
-    cache_read_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_read_per_mtok", True))  # type: ignore[misc]  # a converter factory
-    cache_write_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_write_per_mtok", True))  # type: ignore[misc]  # a converter factory
-    context_window: int | None = attrs.field(default=None, converter=_context_window)
-    reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))  # type: ignore[misc]  # a converter factory
-    request_price: Decimal | None = attrs.field(default=None, converter=_price("request_price", True))  # type: ignore[misc]  # a converter factory
-    tiers: tuple[PriceTier, ...] = attrs.field(default=(), converter=_tiers)
-    # Whether every cost at these prices already fits MONEY_SCALE places (no per-mtok price has more than
-    # MONEY_SCALE - 6), so the tracker need not round amounts (a measurable part of each tracked call).
-    _fits_money_scale: bool = attrs.field(init=False, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        per_mtok = [
-            self.input_per_mtok,
-            self.output_per_mtok,
-            self.cache_read_per_mtok,
-            self.cache_write_per_mtok,
-            self.reasoning_per_mtok,
-        ]
-        for tier in self.tiers:
-            per_mtok += [
-                tier.input_per_mtok,
-                tier.output_per_mtok,
-                tier.cache_read_per_mtok,
-                tier.cache_write_per_mtok,
-                tier.reasoning_per_mtok,
-            ]
-        fits = all(_places(p) <= MONEY_SCALE + _MTOK for p in per_mtok if p is not None)
-        fits = fits and (self.request_price is None or _places(self.request_price) <= MONEY_SCALE)
-        object.__setattr__(self, "_fits_money_scale", fits)
-
-    def cost(self, usage: Usage) -> Decimal:
-        """The exact cost of ``usage`` at these prices, in USD."""
-        inp = self.input_per_mtok
-        out = self.output_per_mtok
-        cr = self.cache_read_per_mtok
-        cw = self.cache_write_per_mtok
-        rs = self.reasoning_per_mtok
-        if self.tiers:
-            for tier in reversed(self.tiers):
-                if usage.input_tokens > tier.start:
-                    inp = tier.input_per_mtok if tier.input_per_mtok is not None else inp
-                    out = tier.output_per_mtok if tier.output_per_mtok is not None else out
-                    cr = tier.cache_read_per_mtok if tier.cache_read_per_mtok is not None else cr
-                    cw = tier.cache_write_per_mtok if tier.cache_write_per_mtok is not None else cw
-                    rs = tier.reasoning_per_mtok if tier.reasoning_per_mtok is not None else rs
-                    break
-        plain_in = usage.input_tokens
-        total = ZERO
-        if usage.cache_read_tokens and cr is not None:
-            plain_in -= usage.cache_read_tokens
-            total += cr * usage.cache_read_tokens
-        if usage.cache_write_tokens and cw is not None:
-            plain_in -= usage.cache_write_tokens
-            total += cw * usage.cache_write_tokens
-        plain_out = usage.output_tokens
-        if usage.reasoning_tokens and rs is not None:
-            plain_out -= usage.reasoning_tokens
-            total += rs * usage.reasoning_tokens
-        if plain_in:
-            total += inp * plain_in
-        if plain_out:
-            total += out * plain_out
-        total = total.scaleb(_MTOK)
-        if self.request_price is not None:
-            total += self.request_price
-        return _tidy(total)
-
-
-def _tidy(amount: Decimal) -> Decimal:
-    """Drop trailing zeros (``3.5000000`` -> ``3.5``) without turning ``100`` into ``1E+2``."""
-    if amount == amount.to_integral_value():
-        return amount.quantize(_ONE)
-    return amount.normalize()
-
-
-_ONE = Decimal(1)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The catalog (genai-prices), converted lazily. The registry and the caches are process state (``_state``).
-
 _lock = _state.prices_lock
-_user_prices: dict[tuple[str | None, str], ModelPrice] = _state.user_prices
-_resolved: dict[tuple[str, str | None], _Resolved] = _state.resolved_prices
+_user_prices: dict[tuple[str | None, str], ModelPrice] = _state.user_prices  # (the CLI reads it; see registered_prices)
+_resolved: dict[tuple[str, str | None], Resolved] = _state.resolved_prices
+_tidy = tidy  # for analytics until it imports ``_model_price.tidy``
 
 
-def catalog_version() -> str:
-    """The installed genai-prices version, as used in ``CostEntry.pricing`` (``catalog@<version>``)."""
-    found = _state.catalog_version
-    if found is None:
-        from importlib.metadata import version
-
-        found = version("genai-prices")
-        _state.set_catalog_version(found)
-    return found
-
-
-def _snapshot() -> Any:
-    from genai_prices import data_snapshot
-
-    return data_snapshot.get_snapshot()
-
-
-_KEYS = {
-    "input_per_mtok": ("input_mtok", "input_text_mtok"),
-    "output_per_mtok": ("output_mtok", "output_text_mtok"),
-    "cache_read_per_mtok": ("cache_read_mtok", "cache_text_read_mtok"),
-    "cache_write_per_mtok": ("cache_write_mtok", "cache_write_5m_mtok", "cache_text_write_mtok"),
-    "reasoning_per_mtok": ("output_reasoning_mtok", "output_text_reasoning_mtok"),
-}
-
-
-def _convert(model: gp.ModelInfo, provider: gp.Provider, prices: gp.ModelPrice) -> ModelPrice:
-    """A genai-prices ``ModelPrice`` as ours: flat base prices plus cliff tiers."""
-    from genai_prices.types import TieredPrices
-
-    base: dict[str, Decimal | None] = {}
-    tiered: dict[str, Any] = {}
-    for ours, keys in _KEYS.items():
-        value = None
-        for key in keys:
-            value = prices.__dict__.get(key)
-            if value is not None:
-                break
-        if isinstance(value, TieredPrices):
-            tiered[ours] = value
-            value = value.base
-        base[ours] = value
-    requests = prices.__dict__.get("requests_kcount")
-    starts = sorted({t.start for tp in tiered.values() for t in tp.tiers})
-    tiers = []
-    for start in starts:
-        fields: dict[str, Decimal | None] = {}
-        for ours, tp in tiered.items():
-            applicable = None
-            for t in tp.tiers:
-                if t.start <= start:
-                    applicable = t.price
-            fields[ours] = applicable
-        tiers.append(PriceTier(start=start, **fields))
-    return ModelPrice(
-        model=model.id,
-        provider=provider.id,
-        input_per_mtok=base["input_per_mtok"] if base["input_per_mtok"] is not None else ZERO,
-        output_per_mtok=base["output_per_mtok"] if base["output_per_mtok"] is not None else ZERO,
-        cache_read_per_mtok=base["cache_read_per_mtok"],
-        cache_write_per_mtok=base["cache_write_per_mtok"],
-        reasoning_per_mtok=base["reasoning_per_mtok"],
-        request_price=None if requests is None else Decimal(requests) / 1000,
-        context_window=model.context_window,
-        tiers=tiers,
-    )
-
-
-@attrs.define
-class _Resolved:
-    """A resolved model id: a fixed price, or the catalog entry's dated prices converted on demand."""
-
-    label: str
-    price: ModelPrice | None = None
-    model: Any = None
-    provider: Any = None
-    by_index: dict[int, ModelPrice] = attrs.field(factory=dict)
-
-    def at(self, when: datetime) -> ModelPrice:
-        if self.price is not None:
-            return self.price
-        conditional = self.model.prices
-        index = 0
-        for i in range(len(conditional) - 1, -1, -1):
-            constraint = conditional[i].constraint
-            if constraint is None or constraint.active(when):
-                index = i
-                break
-        price = self.by_index.get(index)
-        if price is None:
-            price = self.by_index[index] = _convert(self.model, self.provider, conditional[index].prices)
-        return price
-
-
-def _catalog_ids() -> list[str]:
-    return [m.id for p in _snapshot().providers for m in p.models]
-
-
-#: Providers that make their own models, preferred over resellers when an id matches several catalogs.
-_MODEL_MAKERS = frozenset({"openai", "anthropic", "google", "mistral", "deepseek", "x-ai", "cohere", "meta"})
-
-
-def _resolve(model: str, provider: str | None) -> _Resolved:
+def _resolve(model: str, provider: str | None) -> Resolved:
     lowered = model.lower()
     user = _user_prices.get((provider.lower() if provider else None, lowered))
     if user is None and provider is None:
@@ -322,36 +54,13 @@ def _resolve(model: str, provider: str | None) -> _Resolved:
     if user is None and provider is not None:
         user = _user_prices.get((None, lowered))
     if user is not None:
-        return _Resolved(label="user", price=user)
-    snapshot = _snapshot()
-    try:
-        prov, info = snapshot.find_provider_model(model, None, provider, None)
-    except LookupError:
-        prov = info = None
-    if info is None and "/" in model and provider is None:
-        # "openai/gpt-4o" (LiteLLM, OpenRouter style): try the part before the slash as the provider.
-        head, _, tail = model.partition("/")
-        try:
-            prov, info = snapshot.find_provider_model(tail, None, head, None)
-        except LookupError:
-            prov = info = None
-    if info is None and provider is None:
-        # Providers claim model ids by pattern, and some ids fall outside every pattern (text-embedding-3-small):
-        # take the first provider whose catalog matches the id itself.
-        first_party = sorted(snapshot.providers, key=lambda p: p.id not in _MODEL_MAKERS)  # stable: catalog order
-        for candidate in first_party:
-            found = candidate.find_model(model)
-            if found is not None:
-                prov, info = candidate, found
-                break
-    if info is None:
-        candidates = list(dict.fromkeys([*_catalog_ids(), *(m for _, m in _user_prices)]))
+        return Resolved(label="user", price=user)
+    found = find_in_catalog(model, provider)
+    if found is None:
+        candidates = list(dict.fromkeys([*catalog_ids(), *(m for _, m in _user_prices)]))
         close = difflib.get_close_matches(lowered, candidates, n=5, cutoff=0.6)
         raise UnknownModelError(model, close, provider)
-    label = f"catalog@{catalog_version()}"
-    if isinstance(info.prices, list):
-        return _Resolved(label=label, model=info, provider=prov)
-    return _Resolved(label=label, price=_convert(info, prov, info.prices))
+    return found
 
 
 def price_for(model: str, provider: str | None = None, at: datetime | None = None) -> tuple[ModelPrice, str]:
@@ -381,8 +90,7 @@ def priced(model: str, provider: str | None, usage: Usage, at: datetime) -> tupl
     Raises ``UnknownModelError`` like ``price_for``.
     """
     price, label = price_for(model, provider, at)
-    amount = price.cost(usage)
-    return (amount if price._fits_money_scale else to_money(amount)), label, price.provider
+    return money_cost(price, usage), label, price.provider
 
 
 def get_price(model: str, provider: str | None = None, *, at: datetime | None = None) -> ModelPrice:
@@ -506,19 +214,7 @@ class _PricingView(Mapping[str, ModelPrice]):
     def _build(self) -> dict[str, ModelPrice]:
         data = _state.pricing_table
         if data is None:
-            now = datetime.now(timezone.utc)
-            data = {}
-            label = f"catalog@{catalog_version()}"
-            for prov in _snapshot().providers:
-                for info in prov.models:
-                    if info.id in data:
-                        continue
-                    resolved = (
-                        _Resolved(label, model=info, provider=prov)
-                        if isinstance(info.prices, list)
-                        else _Resolved(label, price=_convert(info, prov, info.prices))
-                    )
-                    data[info.id] = resolved.at(now)
+            data = catalog_table(datetime.now(timezone.utc))
             for (_, model), price in _user_prices.items():
                 data[model] = price
             _state.set_pricing_table(data)

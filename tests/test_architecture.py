@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, int]] = [
     ("llmcost._summary", 1),
     # prices and usage
     ("llmcost._prices", 2),
-    ("llmcost._price_*", 2),
+    ("llmcost._model_price", 2),
     ("llmcost._catalog", 2),
     ("llmcost._tokens", 2),
     ("llmcost._extract", 2),
