@@ -3,6 +3,9 @@
 A ``Budget`` is a guard (see ``_context.Guard``): before each tracked call it reserves the call's estimate under a
 lock, refusing the call if the reservation would pass the limit; after the call the reservation is released and
 the real cost arrives through ``on_recorded``. So concurrent calls can overshoot only by their estimates' error.
+
+Over 400 lines because a ``Budget`` is one object whose reservation, period roll-over and threshold alerts share one
+lock and one state; splitting them would spread that lock across modules. ``BudgetManager`` is in ``_manager``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Every shape is normalised into the API.md convention: ``input_tokens`` counts all input (Anthropic reports cache
 tokens outside it, so they are added), ``output_tokens`` all output (Google reports thoughts outside candidates,
 so they are added). Nothing here imports a provider SDK.
+
+Over 400 lines because each provider's shape is a short reader, and they share one dispatch and its per-type
+caches; ``StreamAccumulator`` reads the same shapes chunk by chunk, so it stays beside them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""``CostTracker``: prices and records entries, buffers them for the store, and tells subscribers."""
+"""``CostTracker``: prices and records entries, buffers them for the store, and tells subscribers.
+
+Over 400 lines because ``CostTracker`` is one class whose public methods (``record``, ``entries``, ``summary``,
+``frame``, ``subscribe``, ``flush``) are the API, most of it docstrings; the parts with their own idea live
+elsewhere (pricing in ``_prices``, the recent-calls statistic in ``_estimate``, process state in ``_state``).
+"""
 
 from __future__ import annotations
 
