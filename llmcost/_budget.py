@@ -3,6 +3,9 @@
 A ``Budget`` is a guard (see ``_context.Guard``): before each tracked call it reserves the call's estimate under a
 lock, refusing the call if the reservation would pass the limit; after the call the reservation is released and
 the real cost arrives through ``on_recorded``. So concurrent calls can overshoot only by their estimates' error.
+
+Over 400 lines because a ``Budget`` is one object whose reservation, period roll-over and threshold alerts share one
+lock and one state; splitting them would spread that lock across modules. ``BudgetManager`` is in ``_manager``.
 """
 
 from __future__ import annotations
@@ -12,26 +15,26 @@ import functools
 import inspect
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 
-from ._context import PendingCall, _guards, is_active
+from ._config import get_tracker, on_new_default
+from ._context import PendingCall, TrackerLike, is_active, pop_guard, push_guard
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._money import ZERO, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
+from ._tracker import CostTracker
 
-if TYPE_CHECKING:
-    from ._tracker import CostTracker
-
-__all__ = ["Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
+__all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
 
 logger = logging.getLogger("llmcost")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -169,8 +172,6 @@ class Budget:
             raise ValueError(f"on_exceed must be 'raise' or 'warn', got {on_exceed!r}")
         self.on_exceed = on_exceed
         self._sinks = _sinks(on_alert)
-        from ._tracker import CostTracker
-
         if tracker is not None and not isinstance(tracker, CostTracker):
             raise TypeError(f"tracker must be a CostTracker, got {tracker!r}")
         self._tracker = tracker
@@ -199,14 +200,12 @@ class Budget:
         """The tracker this budget reads time and stored spend from (default: ``llmcost.get_tracker()``)."""
         if self._tracker is not None:
             return self._tracker
-        from ._config import get_tracker
-
         return get_tracker()
 
     @property
     def spent(self) -> Decimal:
         """Spend counted in the current period (for ``period=None``: inside the block)."""
-        self._sync()
+        self.sync()
         return self._spent
 
     @property
@@ -217,25 +216,25 @@ class Budget:
     @property
     def remaining(self) -> Decimal:
         """The limit less spend and reservations (negative once overspent)."""
-        self._sync()
+        self.sync()
         return self.limit - self._spent - self._reserved
 
     @property
     def utilization(self) -> float:
         """Spend over limit (1.0 is fully used)."""
-        self._sync()
+        self.sync()
         return float(self._spent / self.limit)
 
     @property
     def period_start(self) -> datetime | None:
         """Start of the current period (``None`` without a period)."""
-        self._sync()
+        self.sync()
         return self._start
 
     @property
     def period_end(self) -> datetime | None:
         """End of the current period (``None`` without a period)."""
-        self._sync()
+        self.sync()
         return self._end
 
     def __repr__(self) -> str:
@@ -250,8 +249,11 @@ class Budget:
             return False
         return not self._tag_items or all(tags.get(key) == value for key, value in self._tag_items)
 
-    def _sync(self, force: bool = False) -> None:
-        """Roll into the current period and, for period budgets, (re)load stored spend when due."""
+    def sync(self, *, force: bool = False) -> None:
+        """Roll into the current period and, for period budgets, (re)load stored spend when due (``force``: now).
+
+        ``BudgetManager`` forces a re-read before it reports; reading ``spent`` or ``remaining`` syncs too.
+        """
         if self.period is None:
             return
         tracker = self.tracker
@@ -294,7 +296,7 @@ class Budget:
             return None
         if not self._matches(call.resource, call.category, call.tags):
             return None
-        self._sync()
+        self.sync()
         estimate = call.estimate()
         needed = estimate if estimate is not None else ZERO
         refused: BudgetExceeded | None = None
@@ -320,7 +322,7 @@ class Budget:
             if start == self._start:
                 self._reserved = max(ZERO, self._reserved - needed)
 
-    def on_recorded(self, tracker: CostTracker, entry: CostEntry) -> None:
+    def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None:
         """Count ``entry`` if it matches this budget (and its period), then fire any thresholds it crossed."""
         if self._tracker is not None and tracker is not self._tracker:
             return
@@ -337,10 +339,11 @@ class Budget:
                 ):
                     return
             self._spent += entry.amount
-        self._check_thresholds()
+        self.check_thresholds()
 
     # -- alerts ---------------------------------------------------------------------------------------------------
-    def _check_thresholds(self) -> None:
+    def check_thresholds(self) -> None:
+        """Fire an alert for each threshold that spend has reached and that has not fired in this period."""
         with self._lock:
             if self._spent < self._quiet_below:
                 return
@@ -381,12 +384,12 @@ class Budget:
                 sink(alert)
             except Exception:
                 logger.exception("llmcost: alert sink %r failed", sink)
-        self.tracker._emit(event or ("budget.exceeded" if level == "exceeded" else "budget.warning"), alert)
+        self.tracker.emit(event or ("budget.exceeded" if level == "exceeded" else "budget.warning"), alert)
 
     # -- context manager and decorator ----------------------------------------------------------------------------
     def __enter__(self) -> Budget:
-        self._sync()  # a period budget reads its period's spend now, so what is recorded inside counts and alerts
-        token = _guards.set((*_guards.get(), self))
+        self.sync()  # a period budget reads its period's spend now, so what is recorded inside counts and alerts
+        token = push_guard(self)
         self._entered.set((*self._entered.get(), token))
         return self
 
@@ -396,7 +399,7 @@ class Budget:
         tokens = self._entered.get()
         if tokens:
             self._entered.set(tokens[:-1])
-            _guards.reset(tokens[-1])
+            pop_guard(tokens[-1])
 
     async def __aenter__(self) -> Budget:
         return self.__enter__()
@@ -472,8 +475,20 @@ def budget(
     )
 
 
-def install_env_budgets(tracker: CostTracker, limits: Mapping[str, str]) -> list[Budget]:
-    """Put the process-wide period budgets of ``LLMCOST_DAILY_LIMIT``/``MONTHLY``/``TOTAL`` on ``tracker``."""
+#: Environment variables that put a process-wide budget on the default tracker at first use.
+LIMIT_VARIABLES = {
+    "LLMCOST_DAILY_LIMIT": "daily",
+    "LLMCOST_MONTHLY_LIMIT": "monthly",
+    "LLMCOST_TOTAL_LIMIT": "total",
+}
+
+
+def install_env_budgets(tracker: CostTracker) -> list[Budget]:
+    """Put the process-wide period budgets of ``LLMCOST_DAILY_LIMIT``/``MONTHLY``/``TOTAL`` on ``tracker``.
+
+    Called with every new default tracker (registered with ``_config.on_new_default`` below).
+    """
+    limits = {period: os.environ[name] for name, period in LIMIT_VARIABLES.items() if os.environ.get(name)}
     made = []
     for period, value in limits.items():
         variable = f"LLMCOST_{period.upper()}_LIMIT"
@@ -487,3 +502,7 @@ def install_env_budgets(tracker: CostTracker, limits: Mapping[str, str]) -> list
         tracker.add_guard(b)
         made.append(b)
     return made
+
+
+# Wiring, not state: the default tracker gets the environment's budgets without _config importing this module.
+on_new_default(install_env_budgets)

@@ -1,28 +1,21 @@
-"""The process-wide default tracker: ``configure``, ``get_tracker`` and, for tests, ``reset``.
+"""The process-wide default tracker: ``configure`` and ``get_tracker``.
 
-All global state of llmcost lives here, behind one lock.
+The tracker itself is process state, kept in ``_state`` (whose ``reset()`` forgets it). Modules above this one that
+put something on every new default tracker (``_budget``: the ``LLMCOST_*_LIMIT`` budgets) register a hook with
+``on_new_default``, so this module never imports upward.
 """
 
 from __future__ import annotations
 
 import os
-import threading
+from collections.abc import Callable
 from typing import Any
 
+from . import _state
 from ._tracker import CostTracker
 from .stores import CostStore
 
-__all__ = ["configure", "get_tracker", "reset"]
-
-_lock = threading.RLock()
-_default: CostTracker | None = None
-
-#: Environment variables that put a process-wide budget on the default tracker at first use.
-LIMIT_VARIABLES = {
-    "LLMCOST_DAILY_LIMIT": "daily",
-    "LLMCOST_MONTHLY_LIMIT": "monthly",
-    "LLMCOST_TOTAL_LIMIT": "total",
-}
+__all__ = ["configure", "get_tracker", "on_new_default", "swap_default"]
 
 
 def configure(store: str | CostStore = "memory://", **kwargs: Any) -> CostTracker:
@@ -35,13 +28,12 @@ def configure(store: str | CostStore = "memory://", **kwargs: Any) -> CostTracke
 
         llmcost.configure("duckdb:///var/lib/app/costs.duckdb")
     """
-    global _default
     tracker = CostTracker(store, **kwargs)
-    with _lock:
-        previous, _default = _default, tracker
+    previous = _state.swap_default_tracker(tracker)
     if previous is not None:
         previous.close()
-    _install_env_budgets(tracker)
+    for hook in tuple(_state.default_tracker_hooks):
+        hook(tracker)
     return tracker
 
 
@@ -52,34 +44,25 @@ def get_tracker() -> CostTracker:
 
         llmcost.get_tracker().summary(period="daily").total
     """
-    tracker = _default
+    tracker: CostTracker | None = _state.default_tracker
     if tracker is not None:
         return tracker
-    with _lock:
-        if _default is None:
+    with _state.lock:
+        tracker = _state.default_tracker
+        if tracker is None:
             return configure(os.environ.get("LLMCOST_STORE") or "memory://")
-        return _default
+        return tracker
 
 
-def _install_env_budgets(tracker: CostTracker) -> None:
-    limits = {period: os.environ[name] for name, period in LIMIT_VARIABLES.items() if os.environ.get(name)}
-    if limits:
-        from ._budget import install_env_budgets
+def on_new_default(hook: Callable[[CostTracker], object]) -> None:
+    """Call ``hook`` with every tracker that becomes the default (by ``configure`` or on first use); an exception
+    it raises propagates from ``configure``/``get_tracker``."""
+    with _state.lock:
+        if hook not in _state.default_tracker_hooks:
+            _state.default_tracker_hooks.append(hook)
 
-        install_env_budgets(tracker, limits)
 
-
-def reset() -> None:
-    """Forget the default tracker (closing it), registered prices and switches: a fresh process, for tests."""
-    global _default
-    from ._context import set_active
-    from ._prices import _reset_user_prices
-    from ._tracker import _logged
-
-    with _lock:
-        previous, _default = _default, None
-    if previous is not None:
-        previous.close()
-    _reset_user_prices()
-    _logged.clear()
-    set_active(True)
+def swap_default(tracker: CostTracker | None) -> CostTracker | None:
+    """Make ``tracker`` the default without closing the previous one, which is returned (``llmcost.testing``)."""
+    previous: CostTracker | None = _state.swap_default_tracker(tracker)
+    return previous

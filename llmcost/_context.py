@@ -1,7 +1,10 @@
 """What is active in the current context: tags, guards (budgets), and the global on/off switch.
 
-Everything here follows ``contextvars``, so threads and asyncio tasks each see their own tags and budgets, and a
-context manager restores exactly what it found.
+Tags and guards follow ``contextvars``, so threads and asyncio tasks each see their own, and a context manager
+restores exactly what it found. The switch is process state (``_state.active``).
+
+This module knows trackers and budgets only through the protocols below (``TrackerLike``, ``Guard``), so it sits
+under both in the import graph.
 """
 
 from __future__ import annotations
@@ -10,30 +13,29 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 
-from ._entry import EMPTY_TAGS, FrozenTags, intern_tags, to_tags
-
-if TYPE_CHECKING:
-    from ._entry import CostEntry
-    from ._tracker import CostTracker
+from . import _state
+from ._entry import EMPTY_TAGS, CostEntry, FrozenTags, intern_tags, to_tags
+from ._estimate import RecentCostSource, estimate_call
 
 __all__ = [
     "Guard",
     "PendingCall",
+    "TrackerLike",
     "active_guards",
     "current_tags",
-    "entered_guard",
     "is_active",
+    "pop_guard",
+    "push_guard",
     "set_active",
     "tags",
 ]
 
 _tags: contextvars.ContextVar[FrozenTags] = contextvars.ContextVar("llmcost_tags", default=EMPTY_TAGS)
 _guards: contextvars.ContextVar[tuple[Guard, ...]] = contextvars.ContextVar("llmcost_guards", default=())
-_active = [True]
 
 
 def set_active(active: bool) -> None:
@@ -46,12 +48,12 @@ def set_active(active: bool) -> None:
 
         llmcost.set_active(False)   # e.g. in a test that should not touch the cost store
     """
-    _active[0] = bool(active)
+    _state.set_active(bool(active))
 
 
 def is_active() -> bool:
     """Whether tracking and enforcement are on (see ``set_active``)."""
-    return _active[0]
+    return _state.active
 
 
 def current_tags() -> FrozenTags:
@@ -86,14 +88,14 @@ def active_guards() -> tuple[Guard, ...]:
     return _guards.get()
 
 
-@contextlib.contextmanager
-def entered_guard(guard: Guard) -> Iterator[None]:
-    """Make ``guard`` active for the block (used by ``budget``)."""
-    token = _guards.set((*_guards.get(), guard))
-    try:
-        yield
-    finally:
-        _guards.reset(token)
+def push_guard(guard: Guard) -> contextvars.Token[tuple[Guard, ...]]:
+    """Make ``guard`` active in this context, innermost; ``pop_guard`` with the token returned undoes it."""
+    return _guards.set((*_guards.get(), guard))
+
+
+def pop_guard(token: contextvars.Token[tuple[Guard, ...]]) -> None:
+    """Restore the guards as they were before the ``push_guard`` that returned ``token``."""
+    _guards.reset(token)
 
 
 @attrs.define(slots=True)
@@ -104,7 +106,7 @@ class PendingCall:
     decorator's ``estimate=``, the call's own LLM request arguments, or recent calls of the same resource and model.
     """
 
-    tracker: CostTracker
+    tracker: TrackerLike
     resource: str | None
     model: str | None
     category: str
@@ -118,22 +120,14 @@ class PendingCall:
     def estimate(self) -> Decimal | None:
         """The expected cost of the call in USD, or ``None`` when nothing is known."""
         if not self._estimated:
-            self._estimate = _estimator()(self)
+            self._estimate = estimate_call(self)
             self._estimated = True
         return self._estimate
 
 
-def _estimator() -> Any:
-    # Imported on first use (it needs the token counter) and kept: an import statement per call costs ~0.5 µs.
-    global _estimate_call
-    if _estimate_call is None:
-        from ._estimate import estimate_call
-
-        _estimate_call = estimate_call
-    return _estimate_call
-
-
-_estimate_call: Any = None
+class TrackerLike(RecentCostSource, Protocol):
+    """What a pending call and a guard see of a tracker (``CostTracker`` implements it): guards compare trackers by
+    identity, and estimates read ``recent_cost``."""
 
 
 class Guard(Protocol):
@@ -148,4 +142,4 @@ class Guard(Protocol):
 
     def after_call(self, token: object, entry: CostEntry | None) -> None: ...
 
-    def on_recorded(self, tracker: CostTracker, entry: CostEntry) -> None: ...
+    def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None: ...

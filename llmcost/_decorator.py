@@ -1,5 +1,5 @@
 """``@track_cost``: one tracking engine, four thin wrappers (sync, async, generator, async generator) picked once
-at decoration time, and a stream hook for SDK stream objects returned by the wrapped function."""
+at decoration time. SDK stream objects returned by the wrapped function are hooked by ``_streams``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import functools
 import inspect
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -16,6 +15,7 @@ from ._context import PendingCall, active_guards, current_tags, is_active
 from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, intern_tags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream, is_stream_manager
+from ._streams import ManagerProxy, hook_stream
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
 
@@ -84,7 +84,7 @@ class _Engine:
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
             return None
-        guards = tracker._guards + active_guards()
+        guards = tracker.guards() + active_guards()
         if not guards:
             return _Call(tracker, call_tags, ())
         reservations: list[tuple[Any, object]] = []
@@ -173,7 +173,7 @@ class _Engine:
                 "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
                 self.name,
             )
-        return call.tracker._record_call(
+        return call.tracker.record_call(
             model,
             provider,
             usage,
@@ -188,181 +188,13 @@ class _Engine:
         """Make an SDK stream record its usage once it ends or is closed; iterates exactly as before."""
         if call is None:
             return stream
-        acc = StreamAccumulator()
-        state = {"done": False}
+        return hook_stream(stream, functools.partial(self.finish, call, None))
 
-        def done() -> None:
-            if not state["done"]:
-                state["done"] = True
-                self.finish(call, None, acc.result())
-
-        is_async = hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__")
-        try:
-            inner = stream._iterator
-        except Exception:  # noqa: BLE001 - an SDK without the hook: track by wrapping instead
-            inner = None
-        if inner is None:
-            return _AsyncStreamProxy(stream, acc, done) if is_async else _StreamProxy(stream, acc, done)
-        if is_async:
-
-            async def agen() -> AsyncIterator[Any]:
-                try:
-                    async for chunk in inner:
-                        acc.add(chunk)
-                        yield chunk
-                finally:
-                    done()
-
-            stream._iterator = agen()
-            original_aclose = stream.close
-
-            async def aclose() -> None:
-                try:
-                    await original_aclose()
-                finally:
-                    done()
-
-            stream.close = aclose
-        else:
-
-            def gen() -> Iterator[Any]:
-                try:
-                    for chunk in inner:
-                        acc.add(chunk)
-                        yield chunk
-                finally:
-                    done()
-
-            stream._iterator = gen()
-            original_close = stream.close
-
-            def close() -> None:
-                try:
-                    original_close()
-                finally:
-                    done()
-
-            stream.close = close
-        return stream
-
-
-class _ManagerProxy:
-    """Wraps an SDK stream manager (Anthropic ``messages.stream()``): the stream it opens when entered is tracked
-    like a returned ``Stream``. A manager never entered makes no request: its reservations are released when the
-    proxy is dropped."""
-
-    def __init__(self, manager: Any, engine: _Engine, call: _Call) -> None:
-        self._manager, self._engine, self._call = manager, engine, call
-        self._release = weakref.finalize(self, engine.fail, call)
-
-    def _track(self, stream: Any) -> Any:
-        self._release.detach()  # from now on the stream settles the call when it ends
-        raw = getattr(stream, "_raw_stream", None)
-        if raw is not None and is_sdk_stream(raw):
-            self._engine.hook_stream(self._call, raw)
-        else:
-            self._engine.fail(self._call)
-            log_once(("manager", type(stream)), "llmcost: cannot track the stream of %r", type(self._manager))
-        return stream
-
-    def __enter__(self) -> Any:
-        return self._track(self._manager.__enter__())
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._manager.__exit__(*exc)
-
-    async def __aenter__(self) -> Any:
-        return self._track(await self._manager.__aenter__())
-
-    async def __aexit__(self, *exc: Any) -> Any:
-        return await self._manager.__aexit__(*exc)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._manager, name)
-
-
-class _StreamProxy:
-    """Wraps a stream object without the SDK's ``_iterator`` hook; delegates everything else."""
-
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], None]) -> None:
-        self._stream, self._acc, self._done = stream, acc, done
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            for chunk in self._stream:
-                self._acc.add(chunk)
-                yield chunk
-        finally:
-            self._done()
-
-    def __next__(self) -> Any:
-        try:
-            chunk = next(self._stream)
-        except StopIteration:
-            self._done()
-            raise
-        self._acc.add(chunk)
-        return chunk
-
-    def __enter__(self) -> _StreamProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        try:
-            closer = getattr(self._stream, "close", None)
-            if closer is not None:
-                closer()
-        finally:
-            self._done()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-class _AsyncStreamProxy:
-    """The async twin of ``_StreamProxy``."""
-
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], None]) -> None:
-        self._stream, self._acc, self._done = stream, acc, done
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        try:
-            async for chunk in self._stream:
-                self._acc.add(chunk)
-                yield chunk
-        finally:
-            self._done()
-
-    async def __anext__(self) -> Any:
-        try:
-            chunk = await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._done()
-            raise
-        self._acc.add(chunk)
-        return chunk
-
-    async def __aenter__(self) -> _AsyncStreamProxy:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        try:
-            closer = getattr(self._stream, "close", None)
-            if closer is not None:
-                result = closer()
-                if inspect.isawaitable(result):
-                    await result
-        finally:
-            self._done()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+    def hook_manager(self, call: _Call, manager: Any) -> Any:
+        """Track the stream an SDK stream manager opens; release the call's reservations if it never does."""
+        return ManagerProxy(
+            manager, on_stream=functools.partial(self.hook_stream, call), on_drop=functools.partial(self.fail, call)
+        )
 
 
 # -- the four wrappers ----------------------------------------------------------------------------------------------
@@ -378,7 +210,7 @@ def _wrap_sync(func: Callable[..., Any], engine: _Engine) -> Callable[..., Any]:
         if call is not None and is_sdk_stream(result):
             return engine.hook_stream(call, result)
         if call is not None and is_stream_manager(result):
-            return _ManagerProxy(result, engine, call)
+            return engine.hook_manager(call, result)
         engine.finish(call, result)
         return result
 
@@ -397,7 +229,7 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
         if call is not None and is_sdk_stream(result):
             return engine.hook_stream(call, result)
         if call is not None and is_stream_manager(result):
-            return _ManagerProxy(result, engine, call)
+            return engine.hook_manager(call, result)
         engine.finish(call, result)
         return result
 

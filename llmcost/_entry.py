@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import enum
-import itertools
 import math
-import os
-import random
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -14,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from . import _state
 from ._money import to_amount, to_utc
 from ._usage import Usage
 
@@ -25,7 +23,9 @@ __all__ = [
     "intern_tags",
     "new_entry_id",
     "to_category",
+    "to_latency",
     "to_tags",
+    "trusted_entry",
 ]
 
 
@@ -129,7 +129,7 @@ class FrozenTags(Mapping[str, str]):
 EMPTY_TAGS = FrozenTags()
 
 _INTERNED_TAGS = 4096  # distinct maps remembered; past that the table starts afresh (bounded memory)
-_interned_tags: dict[tuple[tuple[str, str], ...], FrozenTags] = {}
+_interned_tags = _state.interned_tags
 
 
 def intern_tags(data: Mapping[str, str]) -> FrozenTags:
@@ -170,19 +170,7 @@ def to_tags(value: object, field: str = "tags") -> FrozenTags:
 
 
 # Entry ids: 14 hex digits of microseconds since the epoch (so ids sort by time), 6 of a per-process random
-# prefix and 6 of a per-process counter (so they are unique across processes without coordination).
-_seq = itertools.count()
-_process = random.getrandbits(24)
-
-
-def _reseed() -> None:
-    global _seq, _process
-    _seq = itertools.count()
-    _process = random.SystemRandom().getrandbits(24)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reseed)
+# prefix and 6 of a per-process counter (so they are unique across processes without coordination; both in _state).
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -191,7 +179,7 @@ def new_entry_id(timestamp: datetime) -> str:
     since = timestamp - _EPOCH
     micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
     # %-formatting is measurably faster than an f-string here, and this runs on every tracked call.
-    return "%014x%06x%06x" % (micros if micros > 0 else 0, _process, next(_seq) & 0xFFFFFF)  # noqa: UP031
+    return "%014x%06x%06x" % (micros if micros > 0 else 0, _state.process_tag, next(_state.entry_seq) & 0xFFFFFF)  # noqa: UP031
 
 
 def _category(value: object) -> CostCategory:
@@ -208,7 +196,8 @@ def _optional_str(field: str) -> Any:
     return check
 
 
-def _latency(value: object) -> float | None:
+def to_latency(value: object) -> float | None:
+    """Validate ``latency_ms``: ``None`` or a finite, non-negative number (as a float)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
@@ -254,7 +243,7 @@ class CostEntry:
     model: str | None = attrs.field(default=None, validator=_optional_str("model"))
     provider: str | None = attrs.field(default=None, validator=_optional_str("provider"))
     usage: Usage = attrs.field(factory=Usage, validator=_usage)
-    latency_ms: float | None = attrs.field(default=None, converter=_latency)
+    latency_ms: float | None = attrs.field(default=None, converter=to_latency)
     tags: FrozenTags = attrs.field(default=EMPTY_TAGS, converter=to_tags)
     pricing: str = attrs.field(default="given", validator=_str)
 
@@ -291,6 +280,9 @@ class CostEntry:
         _set_pricing(entry, pricing)
         return entry
 
+
+#: ``CostEntry._trusted`` for the tracker's hot path (a named seam: other modules do not reach into the class).
+trusted_entry = CostEntry._trusted
 
 # The slots' own setters, which a frozen class's __setattr__ does not stand in front of: calling them directly is
 # a third faster than object.__setattr__, and ``_trusted`` runs on every tracked call.

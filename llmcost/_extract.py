@@ -3,6 +3,9 @@
 Every shape is normalised into the API.md convention: ``input_tokens`` counts all input (Anthropic reports cache
 tokens outside it, so they are added), ``output_tokens`` all output (Google reports thoughts outside candidates,
 so they are added). Nothing here imports a provider SDK.
+
+Over 400 lines because each provider's shape is a short reader, and they share one dispatch and its per-type
+caches; ``StreamAccumulator`` reads the same shapes chunk by chunk, so it stays beside them.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from . import _state
 from ._entry import CostCategory
-from ._usage import MAX_COUNT, Usage
+from ._usage import MAX_COUNT, Usage, trusted_usage
 
 __all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream", "is_stream_manager"]
 
@@ -29,8 +33,12 @@ class Extracted(NamedTuple):
 
 
 _MAPPING, _PYDANTIC, _OBJECT = 0, 1, 2
-_kinds: dict[type, int] = {dict: _MAPPING}
-_class_attrs: dict[tuple[type, str], bool] = {}
+# Per-type facts, found once per type (the caches live in _state; each is bounded here, since classes made at run
+# time must not grow them without bound).
+_kinds: dict[type, int] = _state.type_kinds
+_class_attrs: dict[tuple[type, str], bool] = _state.class_attributes
+_type_providers: dict[type, str | None] = _state.type_providers
+_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = _state.type_is_one_of
 _MISSING = object()
 
 
@@ -96,7 +104,7 @@ def _usage(inp: int, out: int, cache_read: int = 0, cache_write: int = 0, reason
         cache_write = inp - cache_read
     if reasoning > out:
         reasoning = out
-    return Usage._trusted(inp, out, cache_read, cache_write, reasoning)  # _int() made them valid counts
+    return trusted_usage(inp, out, cache_read, cache_write, reasoning)  # _int() made them valid counts
 
 
 def _openai_usage(usage: Any) -> Usage | None:
@@ -232,9 +240,6 @@ def _nothing(result: Any) -> Extracted | None:
 _SDK_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "mistralai": "mistral", "google": "google"}
 
 
-_type_providers: dict[type, str | None] = {}
-
-
 def _module_provider(cls: type) -> str | None:
     """The provider whose SDK defines ``cls`` (``None`` for LiteLLM and others), found once per type."""
     try:
@@ -272,11 +277,13 @@ def extract_usage(result: object) -> Extracted | None:
 
 
 _SDK_MODULES = frozenset({"openai", "anthropic", "mistralai", "litellm"})
-_extractors: dict[type, Callable[[Any], Extracted | None]] = {dict: _from_dict}
+_extractors: dict[type, Callable[[Any], Extracted | None]] = _state.extractors
 
 
 def _extractor_for(kind: type) -> Callable[[Any], Extracted | None]:
     """The extraction function for results of type ``kind``, chosen once per type."""
+    if kind is dict:
+        return _from_dict
     if issubclass(kind, (str, bytes, int, float, list, tuple)) or kind is type(None):
         return _nothing
     if kind.__module__.split(".", 1)[0] in _SDK_MODULES:
@@ -363,7 +370,6 @@ _MANAGER_TYPES = frozenset(
         ("anthropic", "BetaAsyncMessageStreamManager"),
     }
 )
-_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
 
 
 def _type_is_one_of(result: object, names: frozenset[tuple[str, str]]) -> bool:

@@ -10,13 +10,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ._budget import DEFAULT_THRESHOLDS, Budget, BudgetAlert
+from ._config import get_tracker
 from ._money import to_money
 from ._periods import BudgetPeriod, to_period
+from ._tracker import CostTracker
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from ._tracker import CostTracker
 
 __all__ = ["BudgetGuard", "BudgetManager"]
 
@@ -38,8 +38,6 @@ class BudgetManager:
 
     def __init__(self, tracker: CostTracker | None = None) -> None:
         if tracker is None:
-            from ._config import get_tracker
-
             tracker = get_tracker()
         self.tracker = tracker
         self._lock = threading.RLock()
@@ -117,7 +115,7 @@ class BudgetManager:
         with self._lock:
             self.tracker.store.save_budget(name, text)
             made = self._install(name, text)
-        self.tracker._emit("budget.created", made)
+        self.tracker.emit("budget.created", made)
         return made
 
     def get(self, name: str) -> Budget:
@@ -148,8 +146,8 @@ class BudgetManager:
         self._reload()
         new: builtins.list[BudgetAlert] = []
         for name, b in sorted(self._budgets.items()):
-            b._sync(force=True)
-            b._check_thresholds()
+            b.sync(force=True)
+            b.check_thresholds()
             alerts = b.alerts
             new.extend(alerts[self._seen.get(name, 0) :])
             self._seen[name] = len(alerts)
@@ -167,7 +165,7 @@ class BudgetManager:
 
         rows: builtins.list[dict[str, Any]] = []
         for b in self.list():
-            b._sync(force=True)
+            b.sync(force=True)
             rows.append(
                 {
                     "name": b.name,

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from . import _state
 from ._prices import price_for
 from ._usage import Usage
 
@@ -25,9 +26,6 @@ __all__ = ["CHARS_PER_TOKEN", "Estimate", "count_tokens", "estimate_cost"]
 CHARS_PER_TOKEN = {"openai": 4.0, "anthropic": 3.5, "google": 4.0, "mistral": 3.5, "default": 3.7}
 MESSAGE_OVERHEAD = 3
 REPLY_OVERHEAD = 3
-
-_encodings: dict[str, Any] = {}
-_encodings_lock = threading.Lock()
 
 
 def _family(model: str | None) -> str:
@@ -61,9 +59,10 @@ def _encoding(model: str | None) -> Any:
         name = tiktoken.encoding_name_for_model(model or "gpt-4o")
     except KeyError:
         name = "o200k_base"
-    with _encodings_lock:
-        if name in _encodings:
-            return _encodings[name]
+    encodings = _state.encodings
+    with _state.encodings_lock:
+        if name in encodings:
+            return encodings[name]
         box: list[Any] = [None]
 
         def load() -> None:
@@ -75,7 +74,7 @@ def _encoding(model: str | None) -> Any:
         worker = threading.Thread(target=load, daemon=True, name="llmcost-tiktoken")
         worker.start()
         worker.join(2.0)
-        _encodings[name] = box[0]
+        encodings[name] = box[0]
         return box[0]
 
 

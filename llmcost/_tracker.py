@@ -1,35 +1,41 @@
-"""``CostTracker``: prices and records entries, buffers them for the store, and tells subscribers."""
+"""``CostTracker``: prices and records entries, buffers them for the store, and tells subscribers.
+
+Over 400 lines because ``CostTracker`` is one class whose public methods (``record``, ``entries``, ``summary``,
+``frame``, ``subscribe``, ``flush``) are the API, most of it docstrings; the parts with their own idea live
+elsewhere (pricing in ``_prices``, the recent-calls statistic in ``_estimate``, process state in ``_state``).
+"""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import _state
 from ._context import Guard, active_guards, current_tags
 from ._entry import (
     CostCategory,
     CostEntry,
     FrozenTags,
-    _latency,
     check_text,
     intern_tags,
     new_entry_id,
     to_category,
+    to_latency,
     to_tags,
+    trusted_entry,
 )
 from ._errors import StoreError, UnknownModelError
+from ._estimate import RecentCosts
 from ._money import MAX_AMOUNT, ZERO, to_amount, to_utc
 from ._periods import period_bounds
-from ._prices import price_for
+from ._prices import priced
 from ._summary import CostSummary, summarize
 from ._usage import Usage
 from .stores import CostStore, MemoryStore, open_store
@@ -43,8 +49,8 @@ logger = logging.getLogger("llmcost")
 
 EVENTS = ("cost.recorded", "budget.created", "budget.warning", "budget.exceeded")
 _UNKNOWN_MODEL_POLICIES = ("warn", "raise", "ignore")
-_logged: set[object] = set()
-_logged_lock = threading.Lock()
+_logged = _state.logged
+_logged_lock = _state.logged_lock
 
 
 def log_once(cause: object, message: str, *args: object, level: int = logging.WARNING) -> None:
@@ -60,48 +66,6 @@ def log_once(cause: object, message: str, *args: object, level: int = logging.WA
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class _RecentCosts:
-    """The mean cost of the last few calls per (resource, model): the fallback estimate for budgets."""
-
-    __slots__ = ("_by_key", "_models", "_window")
-
-    def __init__(self, window: int = 20) -> None:
-        self._window = window
-        self._by_key: dict[tuple[str | None, str | None], deque[Decimal]] = {}
-        self._models: dict[str | None, list[str | None]] = {}  # resource -> models seen with it
-
-    def observe(self, entry: CostEntry) -> None:
-        key = (entry.resource, entry.model)
-        amounts = self._by_key.get(key)
-        if amounts is None:
-            amounts = self._by_key[key] = deque(maxlen=self._window)
-            self._models.setdefault(entry.resource, []).append(entry.model)
-        amounts.append(entry.amount)
-
-    def mean(self, resource: str | None, model: str | None) -> Decimal | None:
-        if model is not None:
-            values = list(self._by_key.get((resource, model), ()))
-        else:
-            # A decorator often knows no model before the call: then the recent calls of every model of the
-            # resource count (gathered here, under a budget, rather than kept twice on every call).
-            values = [a for m in list(self._models.get(resource, ())) for a in self._by_key[(resource, m)]]
-        if not values:
-            return None
-        return sum(values, ZERO) / len(values)
-
-
-_live_trackers: weakref.WeakSet[CostTracker] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_all_at_exit() -> None:
-    for tracker in list(_live_trackers):
-        try:
-            tracker.flush()
-        except Exception:
-            logger.exception("llmcost: could not flush %r at exit", tracker)
 
 
 class CostTracker:
@@ -153,8 +117,9 @@ class CostTracker:
         self._closed = threading.Event()
         self._subscribers: dict[str, list[Callable[[Any], object]]] = {e: [] for e in EVENTS}
         self._guards: tuple[Guard, ...] = ()
-        self._recent = _RecentCosts()
-        _live_trackers.add(self)
+        self._recent = RecentCosts()
+        if not self._direct or type(self.store).flush is not CostStore.flush:
+            _state.track_live(self)  # what the tracker or the store buffers is written at exit
 
     # -- recording ----------------------------------------------------------------------------------------------
     def record(
@@ -242,7 +207,7 @@ class CostTracker:
         check_text(description, "description")
         if not -MAX_AMOUNT < value < MAX_AMOUNT:  # a priced amount this large means a mistaken registered price
             raise ValueError(f"amount must be below 10**20 in magnitude, got {value} for model {model!r}")
-        return CostEntry._trusted(
+        return trusted_entry(
             new_entry_id(when),
             when,
             value,
@@ -252,12 +217,12 @@ class CostTracker:
             model,
             provider,
             usage,
-            _latency(latency_ms),
+            to_latency(latency_ms),
             self._merge_tags(tags),
             pricing,
         )
 
-    def _record_call(
+    def record_call(
         self,
         model: str | None,
         provider: str | None,
@@ -267,7 +232,7 @@ class CostTracker:
         tags: FrozenTags,
         latency_ms: float,
     ) -> CostEntry:
-        """Record one tracked call (the decorator's hot path). Every value was checked by the caller; an unknown
+        """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
         never break the call."""
         when = self.clock()
@@ -275,7 +240,7 @@ class CostTracker:
             amount, pricing = ZERO, "unpriced"
         else:
             amount, pricing, provider = self._price(model, provider, usage, when, True)
-        entry = CostEntry._trusted(
+        entry = trusted_entry(
             new_entry_id(when),
             when,
             amount,
@@ -304,7 +269,7 @@ class CostTracker:
         self, model: str, provider: str | None, usage: Usage, when: datetime, lenient: bool
     ) -> tuple[Decimal, str, str | None]:
         try:
-            price, label = price_for(model, provider, when)
+            amount, label, price_provider = priced(model, provider, usage, when)
         except UnknownModelError:
             if self.on_unknown_model == "raise" and not lenient:
                 raise
@@ -316,7 +281,7 @@ class CostTracker:
                     model,
                 )
             return ZERO, "unpriced", provider
-        return price._money_cost(usage), label, provider or price.provider
+        return amount, label, provider or price_provider
 
     def add(self, entry: CostEntry) -> None:
         """Record an already built ``entry`` (imports, replays): stored, counted by budgets, published."""
@@ -336,7 +301,7 @@ class CostTracker:
             self._notify(guard, entry)
         subscribers = self._subscribers["cost.recorded"]
         if subscribers:
-            self._emit("cost.recorded", entry)
+            self.emit("cost.recorded", entry)
 
     def _notify(self, guard: Guard, entry: CostEntry) -> None:
         try:
@@ -410,7 +375,7 @@ class CostTracker:
             self.flush()
         finally:
             self.store.close()
-            _live_trackers.discard(self)
+            _state.forget_live(self)
 
     def __enter__(self) -> CostTracker:
         return self
@@ -529,12 +494,17 @@ class CostTracker:
 
         return unsubscribe
 
-    def _emit(self, event: str, payload: object) -> None:
+    def emit(self, event: str, payload: object) -> None:
+        """Call every subscriber of ``event`` with ``payload`` (budgets publish their events through this)."""
         for callback in list(self._subscribers[event]):
             try:
                 callback(payload)
             except Exception:
                 logger.exception("llmcost: subscriber %r to %r failed", callback, event)
+
+    def guards(self) -> tuple[Guard, ...]:
+        """The guards enforced on every tracked call of this tracker (``BudgetManager`` and env budgets)."""
+        return self._guards
 
     def add_guard(self, guard: Guard) -> None:
         """Enforce ``guard`` on every tracked call of this tracker (``BudgetManager`` budgets use this)."""

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from . import _config
+from ._config import swap_default
 from ._tracker import CostTracker
 
 __all__ = ["capture_costs"]
@@ -34,11 +34,9 @@ def capture_costs(*, clock: Callable[[], datetime] | None = None, **kwargs: Any)
     ``entries()`` and ``summary()``.
     """
     tracker = CostTracker(None, clock=clock, **kwargs)
-    with _config._lock:
-        previous, _config._default = _config._default, tracker
+    previous = swap_default(tracker)
     try:
         yield tracker
     finally:
-        with _config._lock:
-            _config._default = previous
+        swap_default(previous)
         tracker.close()

@@ -8,16 +8,16 @@ from datetime import datetime, timezone
 import pytest
 
 import llmcost
-from llmcost import _config
+from llmcost import _state
 
 
 @pytest.fixture(autouse=True)
 def _fresh_llmcost(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("LLMCOST_STORE", "LLMCOST_DAILY_LIMIT", "LLMCOST_MONTHLY_LIMIT", "LLMCOST_TOTAL_LIMIT"):
         monkeypatch.delenv(name, raising=False)
-    _config.reset()
+    _state.reset()
     yield
-    _config.reset()
+    _state.reset()
 
 
 class Clock:

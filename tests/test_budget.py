@@ -325,7 +325,7 @@ def test_env_limits_guard_the_default_tracker(monkeypatch):
     call()
     with pytest.raises(BudgetExceeded, match="env-daily"):
         call()
-    llmcost._config.reset()
+    llmcost._state.reset()
     monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "lots")
     with pytest.raises(ValueError, match="LLMCOST_DAILY_LIMIT"):
         llmcost.get_tracker()

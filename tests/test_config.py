@@ -20,7 +20,7 @@ def test_configure_replaces_the_default():
 def test_llmcost_store_env_is_read_on_first_use(monkeypatch):
     monkeypatch.setenv("LLMCOST_STORE", "memory://")
     assert isinstance(llmcost.get_tracker().store, MemoryStore)
-    llmcost._config.reset()
+    llmcost._state.reset()
     monkeypatch.setenv("LLMCOST_STORE", "gopher://x")
     with pytest.raises(StoreError, match="gopher"):
         llmcost.get_tracker()

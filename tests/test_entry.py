@@ -85,7 +85,7 @@ def test_frozen_tags_equality_and_hash():
 
 
 def test_equal_tag_maps_share_one_object_and_the_table_stays_bounded(monkeypatch):
-    from llmcost import _entry
+    from llmcost import _entry, _state
 
     a = CostEntry(id="a", timestamp=datetime(2024, 1, 1), amount=1, tags={"team": "x", "env": "prod"})
     b = CostEntry(id="b", timestamp=datetime(2024, 1, 1), amount=1, tags={"team": "x", "env": "prod"})
@@ -94,7 +94,7 @@ def test_equal_tag_maps_share_one_object_and_the_table_stays_bounded(monkeypatch
     monkeypatch.setattr(_entry, "_INTERNED_TAGS", 3)
     for k in range(10):
         _entry.intern_tags({"k": str(k)})
-    assert len(_entry._interned_tags) <= 3
+    assert len(_state.interned_tags) <= 3
     assert _entry.intern_tags({"k": "9"}) == {"k": "9"}
 
 

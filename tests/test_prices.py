@@ -11,15 +11,8 @@ import pytest
 
 import llmcost
 from llmcost import ModelPrice, PricingError, UnknownModelError, Usage, cost_of, get_price
-from llmcost._prices import _reset_user_prices
 
 AT = datetime(2025, 9, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(autouse=True)
-def _forget_registered():
-    yield
-    _reset_user_prices()
 
 
 def test_every_catalog_model_agrees_with_genai_prices():
@@ -124,7 +117,9 @@ def test_model_price_rejects_bad_prices_naming_the_field(field, value):
 
 
 def test_catalog_models_and_registered_prices_for_the_cli_and_the_recommender():
-    from llmcost._prices import catalog_models, registered_prices, tidy
+    from llmcost._catalog import catalog_models
+    from llmcost._model_price import tidy
+    from llmcost._prices import registered_prices
 
     models = catalog_models()
     assert ("openai", "gpt-4o", False) in models

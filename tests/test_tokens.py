@@ -4,14 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from llmcost import Estimate, _tokens, count_tokens, estimate_cost
-
-
-@pytest.fixture(autouse=True)
-def _no_cached_encodings():
-    _tokens._encodings.clear()
-    yield
-    _tokens._encodings.clear()
+from llmcost import Estimate, count_tokens, estimate_cost
 
 
 def test_heuristic_counts_ascii_by_ratio_and_other_characters_one_each():

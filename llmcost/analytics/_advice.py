@@ -19,9 +19,10 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from .._catalog import catalog_models
 from .._errors import UnknownModelError
 from .._money import ZERO, to_money, to_utc
-from .._prices import ModelPrice, catalog_models, get_price
+from .._prices import ModelPrice, get_price
 from .._usage import Usage
 from ..stores._schema import TOKEN_COLUMNS
 from ._source import as_source

@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._model_price import tidy
 from .._money import ZERO, to_money, to_utc
 from .._periods import BudgetPeriod, period_bounds, to_period
-from .._prices import cost_of, tidy
+from .._prices import cost_of
 from ._source import as_source
 from ._spend import over_time
 

@@ -109,7 +109,8 @@ def cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
 
 def _catalog_pairs() -> list[tuple[str, str, bool]]:
     """``(provider, model id, deprecated)`` of every catalog model, then every registered price's model."""
-    from .._prices import catalog_models, registered_prices
+    from .._catalog import catalog_models
+    from .._prices import registered_prices
 
     registered = {(price.provider or "", price.model, False) for price in registered_prices()}
     return catalog_models() + sorted(registered)

@@ -1,0 +1,196 @@
+"""Every piece of process-wide state of llmcost, in one place, with one ``reset()``.
+
+The default tracker, the on/off switch, the registered prices, the caches (price resolution, ``MODEL_PRICING``,
+interned tag maps, per-type extraction facts, tokenizers), the log-once set, the trackers to flush at exit and the
+entry id counter all live here. Other modules read and write them through this module; ``reset()`` puts them all
+back as a fresh process has them (tests call it around each test).
+
+Containers are cleared in place and never rebound, so a hot path may bind one to a local name at import
+(``_resolved = _state.resolved_prices``); scalars are read as ``_state.name`` at the point of use.
+
+Not here, on purpose: the ``contextvars`` of ``_context`` (tags and budgets entered in a context belong to that
+context, and their context managers restore them), and the setup hooks of ``default_tracker_hooks``, which modules
+register when imported (wiring, which a fresh process has too).
+
+This module imports nothing from llmcost: it is the bottom of the import graph.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import random
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+__all__ = ["reset"]
+
+logger = logging.getLogger("llmcost")
+
+
+class Flushable(Protocol):
+    """What the state needs of a tracker: to flush it at exit and close it on reset."""
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: Guards every write of a scalar below, and compound updates of the containers.
+lock = threading.RLock()
+
+# -- configuration ------------------------------------------------------------------------------------------------
+#: The process-wide default tracker (``configure``/``get_tracker``), or ``None`` until first use.
+default_tracker: Any = None
+#: Called with each new default tracker (env budgets). Registered at import by the modules that provide them; kept
+#: by ``reset()``.
+default_tracker_hooks: list[Callable[[Any], object]] = []
+#: ``set_active``: tracking and enforcement on or off.
+active = True
+
+# -- logging and exit ---------------------------------------------------------------------------------------------
+#: Causes already logged by ``log_once``.
+logged: set[object] = set()
+logged_lock = threading.Lock()
+#: Trackers with a buffered store: flushed at exit.
+live_trackers: weakref.WeakSet[Any] = weakref.WeakSet()
+_exit_hook_registered = False
+
+# -- prices -------------------------------------------------------------------------------------------------------
+#: Guards price resolution and the registry (held while the catalog is read, so apart from ``lock``).
+prices_lock = threading.RLock()
+#: ``register_price``/``load_prices``: ``(provider or None, lowercased model) -> ModelPrice``.
+user_prices: dict[tuple[str | None, str], Any] = {}
+#: ``(model, provider) -> resolved price`` (the pricing hot path).
+resolved_prices: dict[tuple[str, str | None], Any] = {}
+#: What ``MODEL_PRICING`` shows, built on first access (``None``: not built, or invalidated).
+pricing_table: dict[str, Any] | None = None
+#: The installed genai-prices version, read on first use.
+catalog_version: str | None = None
+
+# -- values -------------------------------------------------------------------------------------------------------
+#: ``intern_tags``: one shared ``FrozenTags`` per distinct tag map (bounded by ``_entry``).
+interned_tags: dict[tuple[tuple[str, str], ...], Any] = {}
+#: Entry ids: a per-process random tag and counter (reseeded in a forked child, so ids stay unique).
+entry_seq: itertools.count[int] = itertools.count()
+process_tag: int = random.getrandbits(24)
+
+# -- extraction (per-type facts; each bounded by ``_extract``) -----------------------------------------------------
+type_kinds: dict[type, int] = {}
+class_attributes: dict[tuple[type, str], bool] = {}
+type_providers: dict[type, str | None] = {}
+extractors: dict[type, Callable[[Any], Any]] = {}
+type_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
+
+# -- tokens -------------------------------------------------------------------------------------------------------
+#: Tokenizer encodings by name (``None``: could not be loaded in this process).
+encodings: dict[str, Any] = {}
+encodings_lock = threading.Lock()
+
+_CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
+    logged,
+    user_prices,
+    resolved_prices,
+    interned_tags,
+    type_kinds,
+    class_attributes,
+    type_providers,
+    extractors,
+    type_is_one_of,
+    encodings,
+)
+
+
+def _reseed_ids() -> None:
+    global entry_seq, process_tag
+    entry_seq = itertools.count()
+    process_tag = random.SystemRandom().getrandbits(24)
+
+
+# A forked child must not repeat its parent's ids. Registering a fork callback creates nothing and starts nothing;
+# doing it on first use would put a check on the per-call path.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def _flush_all_at_exit() -> None:
+    for tracker in list(live_trackers):
+        try:
+            tracker.flush()
+        except Exception:
+            logger.exception("llmcost: could not flush %r at exit", tracker)
+
+
+def track_live(tracker: Flushable) -> None:
+    """Flush ``tracker`` at exit (the exit hook is registered with the first such tracker)."""
+    global _exit_hook_registered
+    with lock:
+        live_trackers.add(tracker)
+        if not _exit_hook_registered:
+            atexit.register(_flush_all_at_exit)
+            _exit_hook_registered = True
+
+
+def forget_live(tracker: Flushable) -> None:
+    """Stop flushing ``tracker`` at exit (it was closed)."""
+    live_trackers.discard(tracker)
+
+
+def swap_default_tracker(tracker: Any) -> Any:
+    """Make ``tracker`` (or ``None``) the default tracker and return the previous one, without closing it."""
+    global default_tracker
+    with lock:
+        previous, default_tracker = default_tracker, tracker
+    return previous
+
+
+def set_pricing_table(table: dict[str, Any] | None) -> None:
+    """Keep (or, with ``None``, drop) what ``MODEL_PRICING`` shows."""
+    global pricing_table
+    pricing_table = table
+
+
+def set_catalog_version(version: str) -> None:
+    """Remember the installed genai-prices version."""
+    global catalog_version
+    catalog_version = version
+
+
+def set_active(value: bool) -> None:
+    global active
+    active = value
+
+
+def reset() -> None:
+    """Put every piece of process state back as a fresh process has it (for tests).
+
+    Closes the default tracker (flushing it), forgets registered prices and every cache, turns tracking back on,
+    forgets what was logged once and which trackers to flush at exit, and starts entry ids afresh.
+
+    Example (a pytest ``conftest.py``)::
+
+        @pytest.fixture(autouse=True)
+        def fresh_llmcost():
+            _state.reset()
+            yield
+            _state.reset()
+    """
+    global active, pricing_table, catalog_version, _exit_hook_registered
+    previous = swap_default_tracker(None)
+    if previous is not None:
+        previous.close()
+    with lock, prices_lock:
+        active = True
+        for cache in _CACHES:
+            cache.clear()
+        pricing_table = None
+        catalog_version = None
+        live_trackers.clear()
+        if _exit_hook_registered:
+            atexit.unregister(_flush_all_at_exit)
+            _exit_hook_registered = False
+        _reseed_ids()

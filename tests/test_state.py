@@ -1,0 +1,87 @@
+"""Process state: everything lives in ``_state``, and ``reset()`` gives back a fresh process."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from datetime import datetime, timezone
+
+import pydantic
+
+import llmcost
+from llmcost import _state
+from llmcost._entry import intern_tags, new_entry_id
+from llmcost._extract import extract_usage, is_sdk_stream
+from llmcost._tracker import log_once
+
+
+class _Reply(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+    model: str
+
+
+def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, llmcost.CostTracker]:
+    llmcost.register_price(llmcost.ModelPrice("acme-1", "acme", input_per_mtok="1", output_per_mtok="2"))
+    assert llmcost.cost_of("gpt-4o", input_tokens=10) > 0  # resolves and caches a catalog price
+    assert "acme-1" in llmcost.MODEL_PRICING  # builds the MODEL_PRICING table
+    default = llmcost.configure("memory://")
+    llmcost.set_active(False)
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        log_once("state-test", "llmcost: logged once")
+    intern_tags({"team": "search"})
+    extract_usage({"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    extract_usage(_Reply(model="m", usage={"input_tokens": 3, "output_tokens": 1}))  # per-type facts of a model
+    is_sdk_stream(object())
+    _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding
+    new_entry_id(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    live = llmcost.CostTracker(f"duckdb:///{tmp_path / 'costs.duckdb'}")  # a buffered tracker: flushed at exit
+    live.record(amount=1)
+    return default, live
+
+
+def test_reset_forgets_every_piece_of_process_state(tmp_path, caplog):
+    default, live = _set_every_piece_of_state(tmp_path, caplog)
+    for cache in _state._CACHES:
+        assert cache, f"the test should fill every cache in _state; this one stayed empty: {cache!r}"
+    assert _state.default_tracker is default and _state.active is False
+    assert _state.pricing_table is not None and _state.catalog_version is not None
+    assert len(_state.live_trackers) == 1 and _state._exit_hook_registered
+    hooks = list(_state.default_tracker_hooks)
+
+    _state.reset()
+
+    for cache in _state._CACHES:
+        assert not cache, f"reset() left {cache!r}"
+    assert _state.default_tracker is None and llmcost.get_tracker() is not default
+    assert _state.active is True and llmcost.is_active()
+    assert _state.pricing_table is None and _state.catalog_version is None
+    assert len(_state.live_trackers) == 0 and not _state._exit_hook_registered
+    assert next(_state.entry_seq) == 0
+    assert _state.default_tracker_hooks == hooks  # wiring made at import stays: env budgets still apply
+    assert "acme-1" not in llmcost.MODEL_PRICING
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        log_once("state-test", "llmcost: logged again")
+    assert "logged again" in caplog.text
+    live.close()
+
+
+def test_the_exit_hook_waits_for_the_first_buffered_tracker(tmp_path, monkeypatch):
+    registered = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    with llmcost.CostTracker():  # a MemoryStore: nothing to flush at exit
+        pass
+    assert registered == [] and not _state._exit_hook_registered
+    with (
+        llmcost.CostTracker(f"duckdb:///{tmp_path / 'a.duckdb'}"),
+        llmcost.CostTracker(f"duckdb:///{tmp_path / 'b.duckdb'}"),
+    ):
+        assert len(registered) == 1 and _state._exit_hook_registered
+        assert len(_state.live_trackers) == 2
+    assert len(_state.live_trackers) == 0  # closed trackers are not flushed again
+
+
+def test_env_budgets_apply_after_reset(monkeypatch):
+    monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "5")
+    _state.reset()
+    names = [guard.name for guard in llmcost.get_tracker().guards()]
+    assert names == ["env-daily"]
