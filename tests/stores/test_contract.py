@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from llmcost import CostEntry
+from llmcost._rows import frame_to_entries
 from llmcost.stores import COLUMNS, CostStore
-from llmcost.stores._schema import frame_to_entries
 
 from .conftest import NASTY, T0, StoreFactory, make_entry
 

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from llmcost import CostEntry, StoreError
-from llmcost.stores import ParquetStore, _parquet
+from llmcost.stores import ParquetStore, _parquet, _parquet_compact
 
 from .conftest import CHILD_PREAMBLE, NASTY, Children, make_entry
 
@@ -222,7 +222,7 @@ def test_an_interrupted_compaction_never_double_counts(root: Path, monkeypatch: 
     def crash(*args: object) -> None:
         raise KeyboardInterrupt("killed between the rename and the deletes")
 
-    monkeypatch.setattr(ParquetStore, "_finish", crash)
+    monkeypatch.setattr(_parquet_compact, "_finish", crash)
     with pytest.raises(KeyboardInterrupt):
         store.compact()
     monkeypatch.undo()
