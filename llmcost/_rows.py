@@ -104,7 +104,8 @@ COLUMNS: tuple[str, ...] = tuple(SQL_TYPES)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CATEGORY = {c.value: c for c in CostCategory}
-_DEFAULTS = {a.name: a.default for a in attrs.fields(CostEntry) if isinstance(a.default, str)}
+# Text fields that are never None, and what a row that lacks them (written before they were added) reads as.
+_DEFAULTS = {a.name: str(a.default) for a in attrs.fields(CostEntry) if isinstance(a.default, str)}
 # ``CostEntry._trusted``'s parameters by name, so rows feed it by column name whatever its argument order.
 _TRUSTED_ARGS = tuple(inspect.signature(CostEntry._trusted).parameters)
 
@@ -191,9 +192,16 @@ PARAM_TAG_MAPS = 32
 
 #: What reads select: timestamps as epoch microseconds and amounts as exact text without trailing zeros, so nothing
 #: depends on the session time zone or goes through a float; tags as JSON text, which DuckDB hands to Python ten
-#: times faster than a MAP and which repeats, so each distinct map is parsed once.
+#: times faster than a MAP and which repeats, so each distinct map is parsed once. A field that is never None reads
+#: its default (0 tokens) where the row has NULL (a file written before the column was added).
 READ_COLUMNS = _select_list(
-    {"timestamp": 'epoch_us("timestamp")', "amount": _EXACT_TEXT, "tags": 'CAST(CAST("tags" AS JSON) AS VARCHAR)'}
+    {
+        **{c: f"coalesce({_q(c)}, '{d.replace(chr(39), chr(39) * 2)}')" for c, d in _DEFAULTS.items()},
+        **{c: f"coalesce({_q(c)}, 0)" for c in TOKEN_COLUMNS},
+        "timestamp": 'epoch_us("timestamp")',
+        "amount": _EXACT_TEXT,
+        "tags": 'CAST(CAST("tags" AS JSON) AS VARCHAR)',
+    }
 )
 
 #: Rows as text where text keeps them exact, for exports: amount without trailing zeros, timestamps in ISO 8601 UTC,

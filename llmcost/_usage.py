@@ -90,5 +90,3 @@ _set_output = _setters["output_tokens"]
 _set_cache_read = _setters["cache_read_tokens"]
 _set_cache_write = _setters["cache_write_tokens"]
 _set_reasoning = _setters["reasoning_tokens"]
-
-EMPTY_USAGE = Usage()

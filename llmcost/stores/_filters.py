@@ -89,7 +89,12 @@ class Filters:
     limit: int | None = attrs.field(default=None, converter=_limit)
 
     def matches(self, entry: CostEntry) -> bool:
-        """Whether ``entry`` passes every filter but ``limit``."""
+        """Whether ``entry`` passes every filter but ``limit``: how a backend that keeps entries as objects filters.
+
+        Example::
+
+            found = [e for e in sorted(rows, key=lambda e: (e.timestamp, e.id)) if filters.matches(e)]
+        """
         if self.since is not None and entry.timestamp < self.since:
             return False
         if self.until is not None and entry.timestamp >= self.until:

@@ -327,9 +327,22 @@ class ParquetStore(CostStore):
         return self._durable.retry(lambda: self._run(lambda con: compaction.has_declared_schema(con, path)), "compact")
 
     def _copy(self, select: str, params: Sequence[Any], target: str) -> None:
-        """Write the rows of ``select`` to the Parquet file ``target``."""
+        """Write the rows of ``select`` to the Parquet file ``target``, every column nullable.
+
+        DuckDB marks a column REQUIRED in the file when its statistics prove it has no NULL (as the statistics of
+        Parquet inputs do), while appends, written from NumPy arrays without statistics, mark every column
+        OPTIONAL. Without the statistics optimizer the merged file has the same schema as every other file.
+        """
         copy = f"COPY ({select}) TO ? (FORMAT parquet, COMPRESSION {self.compression})"
-        self._run(lambda con: con.execute(copy, [*params, target]))
+
+        def body(con: Any) -> None:
+            con.execute("SET disabled_optimizers = 'statistics_propagation'")
+            try:
+                con.execute(copy, [*params, target])
+            finally:
+                con.execute("RESET disabled_optimizers")
+
+        self._run(body)
 
     # -- reading ----------------------------------------------------------------------------------------------------
     def _entries(self, filters: Filters) -> list[CostEntry]:
