@@ -45,7 +45,7 @@ _FIELDS = attrgetter(
     "latency_ms",
     "tags",
 )
-_COUNTS = attrgetter("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_COUNTS = attrgetter(*TOKEN_COLUMNS)
 _NAN = float("nan")
 
 
