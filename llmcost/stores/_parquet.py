@@ -30,7 +30,9 @@ one directory listing.
 Every file holds exactly the declared schema (``_rows.SQL_TYPES``): writes cast every column, so a day whose
 ``resource`` is always missing still gets a string column. Files written before a column was added read a typed
 NULL in it, and ``compact()`` rewrites them to the declared schema. The layout lives in ``_parquet_layout``, the
-compaction steps in ``_parquet_compact``, retries, locks and spill in ``_durable``.
+compaction steps in ``_parquet_compact``, budget files in ``_budget_files``, retries, locks and spill in
+``_durable``; what stays here (a little over 400 lines, half of it docs) is the store's write, read and compaction
+paths, which share its connection and listing.
 """
 
 from __future__ import annotations
