@@ -24,7 +24,7 @@ from typing import Any
 
 from benchmarks._util import machine, table
 from benchmarks.plot import write_results
-from llmcost.stores._schema import COLUMNS, SQL_TYPES
+from llmcost._rows import COLUMNS, SQL_TYPES
 
 _MODELS = (
     ("gpt-4o", "openai"),

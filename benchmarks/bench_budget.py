@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import duckdb
     import pandas as pd
 
-    from llmcost.stores._schema import ENTRIES_DDL, SQL_SELECT
+    from llmcost._rows import ENTRIES_DDL, cast_select
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "costs.duckdb"
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         con = duckdb.connect(str(path))
         con.execute(ENTRIES_DDL)
-        con.execute(f"INSERT INTO entries {SQL_SELECT}")
+        con.execute(f"INSERT INTO entries {cast_select('raw')}")
         con.close()
         tracker = CostTracker(f"duckdb://{path}")
         fn = track_cost(tracker=tracker, estimate=Decimal("0.0025"))(bare)

@@ -9,7 +9,7 @@ entries, a new tag mapping per entry as the tracker makes them, a month of times
 through ``append`` in batches of ``--batch`` (default 10,000), into a fresh file, timed to the last fsync.
 
 The baseline is what a careful user of DuckDB would write by hand: the same rows, already in a pandas frame in the
-shape DuckDB ingests fastest (``sql_frame``: amounts as exact text, tags as JSON, timestamps typed), inserted into a
+shape DuckDB ingests fastest (``text_frame``: amounts as exact text, tags as JSON, timestamps typed), inserted into a
 file with the canonical schema in one ``INSERT ... SELECT`` and one commit, then the connection closed (which
 checkpoints, as every store append does). Building that frame is not timed; the stores' own conversion is, since it
 is part of ``append``.
@@ -78,18 +78,33 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def text_frame(entries: Sequence[Any]) -> Any:
+    """``entries`` as a pandas frame of text rows (amount as exact text, tags as JSON text), for ``cast_select``."""
+    import json
+
+    import pandas as pd
+
+    from llmcost._rows import COLUMNS, entry_row
+
+    frame = pd.DataFrame.from_records([entry_row(e) for e in entries], columns=list(COLUMNS))
+    frame["amount"] = [str(a) for a in frame["amount"]]
+    frame["tags"] = [json.dumps(t, ensure_ascii=False) for t in frame["tags"]]
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame
+
+
 def baseline(entries: Sequence[Any], path: str) -> float:
     """Seconds for plain DuckDB to insert ``entries`` from a ready pandas frame into a file and close it."""
     import duckdb
 
-    from llmcost.stores._schema import ENTRIES_DDL, SQL_SELECT, sql_frame
+    from llmcost._rows import ENTRIES_DDL, cast_select
 
-    raw = sql_frame(entries)  # noqa: F841 - read by DuckDB's replacement scan; not timed
+    raw = text_frame(entries)  # noqa: F841 - read by DuckDB's replacement scan; not timed
     started = time.perf_counter()
     con = duckdb.connect(path)
     con.execute(ENTRIES_DDL)
     con.execute("BEGIN")
-    con.execute(f"INSERT INTO entries {SQL_SELECT}")
+    con.execute(f"INSERT INTO entries {cast_select('raw')}")
     con.execute("COMMIT")
     con.close()
     return time.perf_counter() - started
@@ -100,15 +115,15 @@ def baseline_batched(entries: Sequence[Any], path: str, batch: int) -> float:
     what plain DuckDB must do for several processes to share the file, as the store does."""
     import duckdb
 
-    from llmcost.stores._schema import ENTRIES_DDL, SQL_SELECT, sql_frame
+    from llmcost._rows import ENTRIES_DDL, cast_select
 
-    frames = [sql_frame(entries[k : k + batch]) for k in range(0, len(entries), batch)]
+    frames = [text_frame(entries[k : k + batch]) for k in range(0, len(entries), batch)]
     duckdb.connect(path).execute(ENTRIES_DDL).close()
     started = time.perf_counter()
     for raw in frames:  # noqa: B007 - read by DuckDB's replacement scan
         con = duckdb.connect(path)
         con.execute("BEGIN")
-        con.execute(f"INSERT INTO entries {SQL_SELECT}")
+        con.execute(f"INSERT INTO entries {cast_select('raw')}")
         con.execute("COMMIT")
         con.close()
     return time.perf_counter() - started
@@ -146,9 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _run(rows_n: int, batch: int, *, full: bool) -> list[dict[str, Any]]:
     """Every figure at one size, printed; returns the records. ``full``: the comparison rows and scan too."""
+    from llmcost._rows import INGEST_SELECT, INSERT_COLUMNS, ingest_columns
     from llmcost.stores import DuckDBStore, ParquetStore, _duckdb
-    from llmcost.stores._schema import sql_frame
-    from llmcost.stores._sql import INGEST_SELECT, INSERT_COLUMNS, ingest_columns
 
     t = time.perf_counter()
     entries = build_entries(rows_n)
@@ -198,8 +212,8 @@ def _run(rows_n: int, batch: int, *, full: bool) -> list[dict[str, Any]]:
         print(table(["how", "seconds", "rows/s", "vs baseline"], rows))
 
         conv = [
-            ("sql_frame (pandas frame, _schema)", _timed(lambda: sql_frame(entries[:batch]))),
-            ("ingest_columns (NumPy arrays, _sql)", _timed(lambda: ingest_columns(entries[:batch]))),
+            ("text_frame (pandas frame, baseline)", _timed(lambda: text_frame(entries[:batch]))),
+            ("ingest_columns (NumPy arrays, _rows)", _timed(lambda: ingest_columns(entries[:batch]))),
         ]
         print(f"\nConverting one batch of {batch:,} entries for DuckDB")
         print(table(["how", "us/entry"], [(n, s / batch * 1e6) for n, s in conv]))

@@ -262,13 +262,15 @@ class CostEntry:
         latency_ms: float | None,
         tags: FrozenTags,
         pricing: str,
+        currency: str = "USD",
     ) -> CostEntry:
-        """Build an entry from values the tracker has already validated and converted (the hot path)."""
+        """Build an entry from values already validated and converted: the tracker's hot path, and stores reading
+        back rows they wrote. ``currency`` comes last so that the tracker, which records USD, need not pass it."""
         entry = _new(cls)
         _set_id(entry, id)
         _set_timestamp(entry, timestamp)
         _set_amount(entry, amount)
-        _set_currency(entry, "USD")
+        _set_currency(entry, currency)
         _set_category(entry, category)
         _set_resource(entry, resource)
         _set_description(entry, description)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal, localcontext
+from typing import Any
 
 import attrs
 
@@ -12,7 +13,7 @@ from ._entry import CostEntry
 from ._money import ZERO
 from ._usage import Usage
 
-__all__ = ["CostSummary", "summarize"]
+__all__ = ["CostSummary", "ordered", "summarize"]
 
 
 @attrs.frozen
@@ -21,7 +22,8 @@ class CostSummary:
 
     ``by_category``, ``by_resource`` and ``by_model`` map a key (``None`` for entries without one) to its
     Decimal total; ``by_tag`` maps a tag key to a map of tag value to total (entries without the key are not
-    counted under it). ``start``/``end`` are the bounds asked for (``None``: open).
+    counted under it). Groups run largest first (equal totals by key, ``None`` last); tag keys in sorted order.
+    ``start``/``end`` are the bounds asked for (``None``: open).
 
     Example::
 
@@ -75,9 +77,6 @@ def _summarize(entries: Iterable[CostEntry], start: datetime | None, end: dateti
         for key, value in e.tags.items():
             _add(by_tag.setdefault(key, {}), value, amount)
 
-    def ordered(groups: dict) -> dict:  # type: ignore[type-arg]
-        return dict(sorted(groups.items(), key=lambda kv: kv[1], reverse=True))
-
     return CostSummary(
         total=total,
         calls=calls,
@@ -89,3 +88,13 @@ def _summarize(entries: Iterable[CostEntry], start: datetime | None, end: dateti
         start=start,
         end=end,
     )
+
+
+def ordered(groups: dict[Any, Decimal]) -> dict[Any, Decimal]:
+    """``groups`` largest total first, equal totals by key (``None`` last), so every store orders alike.
+
+    Example::
+
+        ordered({"b": Decimal(1), None: Decimal(2), "a": Decimal(1)})  # {None: 2, "a": 1, "b": 1}
+    """
+    return dict(sorted(groups.items(), key=lambda kv: (kv[1].copy_negate(), kv[0] is None, kv[0] or "")))

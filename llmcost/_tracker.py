@@ -36,7 +36,7 @@ from ._estimate import RecentCosts
 from ._money import MAX_AMOUNT, ZERO, to_amount, to_utc
 from ._periods import period_bounds
 from ._prices import priced
-from ._summary import CostSummary, summarize
+from ._summary import CostSummary
 from ._usage import Usage
 from .stores import CostStore, MemoryStore, open_store
 
@@ -437,8 +437,10 @@ class CostTracker:
             start, end = period_bounds(period, self.clock())
             since = start if since is None or (start is not None and start > since) else since
             until = end if until is None or (end is not None and end < until) else until
-        found = self.entries(since=since, until=until, category=category, resource=resource, model=model, tags=tags)
-        return summarize(found, since, until)
+        self.flush()
+        return self.store.summary(
+            since=since, until=until, category=category, resource=resource, model=model, tags=tags
+        )
 
     def frame(
         self,

@@ -65,23 +65,10 @@ LAYERS: list[tuple[str, int]] = [
     ("llmcost.testing", 11),
 ]
 
-# Imports known to break the rules in this branch, (importer, imported): each must still occur (a stale entry fails,
-# so it is removed once fixed).
-KNOWN_CYCLE_EDGES: set[tuple[str, str]] = {
-    ("llmcost.stores._sql", "llmcost.stores._base"),  # fixed by the stores/analytics split
-}
-KNOWN_UPWARD: set[tuple[str, str]] = set()
-
 # ``x._name`` where the attribute is not the module's own, allowed with a reason.
 ALLOWED_PRIVATE_ATTRIBUTES: set[tuple[str, str]] = {
     # The OpenAI/Anthropic SDK stream's own iterator: replacing it is how a returned stream is tracked in place.
     ("llmcost._streams", "_iterator"),
-}
-# Private reach-ins in modules other engineers are reworking; each must still occur (stale entries fail).
-KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
-    ("llmcost.stores._memory", "CostEntry._trusted"),  # fixed by the stores/analytics split (_entry.trusted_entry)
-    ("llmcost.stores._sql", "CostEntry._trusted"),  # fixed by the stores/analytics split (_entry.trusted_entry)
-    ("llmcost.stores._sql", "t._data"),  # fixed by the stores/analytics split
 }
 
 
@@ -148,18 +135,13 @@ def test_every_module_has_a_layer():
 
 
 def test_imports_run_down_the_layer_table():
-    upward = set()
     lines = []
     for name in MODULES:
         for target, _, line in _imports(name):
             low, high = _layer(target), _layer(name)
             if target in MODULES and low is not None and high is not None and low > high:
-                upward.add((name, target))
-                if (name, target) not in KNOWN_UPWARD:
-                    lines.append(f"{name} (layer {high}) imports {target} (layer {low}) at line {line}")
+                lines.append(f"{name} (layer {high}) imports {target} (layer {low}) at line {line}")
     assert not lines, "imports that go up the layer table:\n" + "\n".join(lines)
-    stale = KNOWN_UPWARD - upward
-    assert not stale, f"KNOWN_UPWARD lists imports that no longer happen, remove them: {sorted(stale)}"
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -198,11 +180,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycle():
-    graph = _graph()
-    for source, target in KNOWN_CYCLE_EDGES:
-        assert target in graph[source], f"KNOWN_CYCLE_EDGES lists {source} -> {target}, which is gone: remove it"
-        graph[source].discard(target)
-    cycles = _cycles(graph)
+    cycles = _cycles(_graph())
     assert not cycles, f"import cycles among llmcost modules: {cycles}"
 
 
@@ -253,19 +231,14 @@ def _private_access(name: str) -> Iterator[tuple[str, int]]:
 
 
 def test_no_module_reaches_into_another_modules_private_names():
-    seen = set()
     lines = []
     for name in MODULES:
         for what, line in _private_access(name):
-            seen.add((name, what))
-            if (name, what) not in KNOWN_PRIVATE_ACCESS:
-                lines.append(f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}: {what}")
+            lines.append(f"{MODULES[name].relative_to(PACKAGE.parent)}:{line}: {what}")
     assert not lines, (
         "private names used outside the module that defines them; give the owner a named method or function "
         "(private module, public name) and call that:\n" + "\n".join(lines)
     )
-    stale = KNOWN_PRIVATE_ACCESS - seen
-    assert not stale, f"KNOWN_PRIVATE_ACCESS lists uses that are gone, remove them: {sorted(stale)}"
 
 
 @pytest.mark.parametrize("module", ["llmcost._state"])

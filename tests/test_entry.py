@@ -117,6 +117,7 @@ def test_trusted_construction_matches_the_validating_one():
         "pricing": "user",
     }
     assert CostEntry._trusted(**fields) == CostEntry(**fields, currency="USD")
+    assert CostEntry._trusted(**fields, currency="EUR") == CostEntry(**fields, currency="EUR")
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import pytest
 
 from llmcost import CostEntry, MemoryStore, Usage
 from llmcost._entry import new_entry_id
+from llmcost._rows import frame_to_entries
 from llmcost.stores import _memory
-from llmcost.stores._schema import frame_to_entries
 
 T0 = datetime(2024, 5, 17, tzinfo=timezone.utc)
 

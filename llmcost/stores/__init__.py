@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import CostStore, Filters
+from .._rows import COLUMNS, SCHEMA_VERSION
+from ._base import CostStore
+from ._filters import Filters
 from ._memory import MemoryStore
 from ._open import open_store
-from ._schema import COLUMNS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from ._duckdb import DuckDBStore

@@ -27,28 +27,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._entry import CostEntry
 from .._errors import StoreError
-from ._base import CostStore, Filters
+from .._rows import INGEST_SELECT, INSERT_COLUMNS, from_micros, ingest_columns
+from .._summary import CostSummary
+from ._base import CostStore
+from ._disk import make_dirs
+from ._durable import Durable
+from ._filters import Filters
 from ._migrate import migrate_duckdb
-from ._spill import Spill, make_dirs, retry_call
-from ._sql import (
-    INGEST_SELECT,
-    INSERT_COLUMNS,
-    fetch_frame,
-    from_micros,
-    ingest_columns,
-    read_entries,
-    read_frame,
-    read_total,
-    registered,
-    select_sql,
-)
+from ._sql import fetch_frame, read_entries, read_frame, read_summary, read_total, registered, select_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,32 +53,8 @@ T = TypeVar("T")
 _ALIAS = "llmcost_store"
 # Row groups of 16,384 rows instead of DuckDB's 122,880: every append is followed by a checkpoint (at DETACH),
 # which rewrites the table's last, partly filled row group; smaller groups make that ~35% cheaper for 10,000-row
-# appends (bench_stores) at ~20% on full-table aggregates. Dropped on DuckDB versions without the option.
-_write_options = "ROW_GROUP_SIZE 16384"
-
-# One lock per database path for the whole process: two store objects on one path must not attach it at once
-# (POSIX locks cannot tell them apart), and threads take turns on a store's connection.
-_path_locks: dict[str, threading.RLock] = {}
-_path_locks_guard = threading.Lock()
-
-
-def _path_lock(path: str) -> threading.RLock:
-    with _path_locks_guard:
-        lock = _path_locks.get(path)
-        if lock is None:
-            lock = _path_locks[path] = threading.RLock()
-        return lock
-
-
-def _after_fork() -> None:
-    # A lock held by another thread at fork time would never be released in the child.
-    global _path_locks_guard
-    _path_locks_guard = threading.Lock()
-    _path_locks.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+# appends (bench_stores) at ~20% on full-table aggregates. A store drops the option if its DuckDB lacks it.
+_WRITE_OPTIONS = "ROW_GROUP_SIZE 16384"
 
 _PERMANENT = (
     "not a valid duckdb database",
@@ -151,55 +119,33 @@ class DuckDBStore(CostStore):
         raw = os.fspath(path)
         if not raw or raw == ":memory:":
             raise ValueError(f"path must name a file (use MemoryStore for memory), got {raw!r}")
-        if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or retry_timeout < 0:
-            raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {retry_timeout!r}")
         self.path = os.path.abspath(raw)
         self.url = "duckdb://" + self.path if self.path.startswith("/") else "duckdb:///" + self.path
-        self.retry_timeout = float(retry_timeout)
-        self._spill = Spill(os.path.abspath(spill_dir) if spill_dir is not None else self.path + ".spill")
-        self._con: Any = None
-        self._pid = 0
-        self._lock_of: tuple[int, threading.RLock] = (os.getpid(), _path_lock(self.path))
+        self._durable = Durable(
+            self.path,
+            retry_timeout=retry_timeout,
+            spill_dir=os.path.abspath(spill_dir) if spill_dir is not None else self.path + ".spill",
+            transient=_transient,
+            per_path=True,
+        )
+        self.retry_timeout = self._durable.retry_timeout
+        self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
         self._migrated = False
         make_dirs(os.path.dirname(self.path))
         self._write(lambda con: None, what="open")
 
     # -- connection -----------------------------------------------------------------------------------------------
-    @property
-    def _lock(self) -> threading.RLock:
-        """This path's lock in this process (a forked child takes a fresh one)."""
-        pid, lock = self._lock_of
-        if pid != os.getpid():
-            self._lock_of = (os.getpid(), lock := _path_lock(self.path))
-        return lock
-
-    def _connection(self) -> Any:
-        import duckdb
-
-        if self._con is None or self._pid != os.getpid():
-            con = duckdb.connect(":memory:")
-            con.execute("SET TimeZone = 'UTC'")
-            self._con, self._pid = con, os.getpid()
-        return self._con
-
-    def _drop_connection(self) -> None:
-        con, self._con = self._con, None
-        if con is not None and self._pid == os.getpid():
-            with contextlib.suppress(Exception):
-                con.close()
-
     @contextlib.contextmanager
     def _attached(self, *, write: bool) -> Iterator[Any]:
         """The store's file attached (and made the default catalog) for one operation."""
-        global _write_options
-        con = self._connection()
+        con = self._durable.connection()
         try:
             try:
-                con.execute(f"ATTACH ? AS {_ALIAS} ({_write_options if write else 'READ_ONLY'})", [self.path])
+                con.execute(f"ATTACH ? AS {_ALIAS} ({self._write_options if write else 'READ_ONLY'})", [self.path])
             except Exception as exc:
                 if not write or "row_group_size" not in str(exc).lower():
                     raise
-                _write_options = "READ_WRITE"  # an older DuckDB: use its default row groups
+                self._write_options = "READ_WRITE"  # an older DuckDB: use its default row groups
                 con.execute(f"ATTACH ? AS {_ALIAS} (READ_WRITE)", [self.path])
         except BaseException:
             with contextlib.suppress(Exception):
@@ -220,14 +166,14 @@ class DuckDBStore(CostStore):
             con.execute(f"DETACH {_ALIAS}")
         except Exception as exc:  # noqa: BLE001 - the data is committed (or rolled back); a fresh connection heals
             logger.debug("llmcost: dropping DuckDB connection for %s after %s", self.path, exc)
-            self._drop_connection()
+            self._durable.drop_connection()
 
     # -- running operations -----------------------------------------------------------------------------------------
     def _write(self, body: Callable[[Any], T], *, what: str) -> T:
         """Run ``body(con)`` in one write transaction (after migrating and replaying spill files), with retries."""
 
         def attempt() -> T:
-            with self._lock, self._attached(write=True) as con:
+            with self._durable.lock, self._attached(write=True) as con:
                 con.execute("BEGIN TRANSACTION")
                 try:
                     if not self._migrated:
@@ -240,39 +186,28 @@ class DuckDBStore(CostStore):
                         con.execute("ROLLBACK")
                     raise
             self._migrated = True
-            self._spill.remove(replayed)
+            self._durable.spill.remove(replayed)
             return result
 
-        return self._retry(attempt, what)
+        return self._durable.retry(attempt, what)
 
     def _read(self, body: Callable[[Any], T], *, what: str) -> T:
         """Run ``body(con)`` against the file attached read-only, with retries; replay spill files first."""
-        if self._spill.pending():
+        if self._durable.spill.pending():
             self._write(lambda con: None, what="replay spilled entries")
 
         def attempt() -> T:
-            with self._lock, self._attached(write=False) as con:
+            with self._durable.lock, self._attached(write=False) as con:
                 return body(con)
 
-        return self._retry(attempt, what)
-
-    def _retry(self, attempt: Callable[[], T], what: str) -> T:
-        try:
-            return retry_call(attempt, transient=_transient, timeout=self.retry_timeout)
-        except StoreError:
-            raise
-        except Exception as exc:
-            if _transient(exc):
-                raise StoreError(
-                    f"could not {what} {self.path} within retry_timeout={self.retry_timeout}s: {exc}"
-                ) from exc
-            raise
+        return self._durable.retry(attempt, what)
 
     def _replay(self, con: Any) -> list[str]:
         """Insert the entries of pending spill files (inside the caller's transaction); return their paths."""
         done = []
-        for path in self._spill.pending():
-            entries = self._spill.read(path)
+        spill = self._durable.spill
+        for path in spill.pending():
+            entries = spill.read(path)
             if entries:
                 _insert(con, ingest_columns(entries))
             done.append(path)
@@ -293,13 +228,7 @@ class DuckDBStore(CostStore):
         try:
             self._write(lambda con: _insert(con, columns), what="append to")
         except StoreError as exc:
-            if not isinstance(exc.__cause__, Exception) or not _transient(exc.__cause__):
-                raise
-            try:
-                path = self._spill.write(batch)
-            except OSError as spill_exc:
-                raise StoreError(f"{exc}; spilling the entries failed too: {spill_exc}") from spill_exc
-            logger.warning("llmcost: %s; %d entries spilled to %s for replay", exc, len(batch), path)
+            self._durable.keep_for_later(exc, batch)
 
     def _entries(self, filters: Filters) -> list[CostEntry]:
         sql, params = select_sql("entries", filters)
@@ -311,6 +240,9 @@ class DuckDBStore(CostStore):
 
     def _total(self, filters: Filters) -> Decimal:
         return self._read(lambda con: read_total(con, "entries", filters), what="read")
+
+    def _summary(self, filters: Filters) -> CostSummary:
+        return self._read(lambda con: read_summary(con, "entries", filters), what="read")
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run DuckDB ``sql`` against this store's ``entries`` table, read-only (see ``CostStore.query``).
@@ -325,8 +257,7 @@ class DuckDBStore(CostStore):
 
     def close(self) -> None:
         """Close the private connection (the file is never held between calls); the store stays usable."""
-        with self._lock:
-            self._drop_connection()
+        self._durable.close()
 
     # -- budget definitions -----------------------------------------------------------------------------------------
     def save_budget(self, name: str, definition: str) -> None:

@@ -10,22 +10,22 @@ from __future__ import annotations
 import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from .._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags
+from .._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, trusted_entry
 from .._money import ZERO
+from .._rows import TOKEN_COLUMNS, frame_from_arrays, from_micros, ingest_arrays, micros
 from .._usage import Usage
-from ._base import CostStore, Filters
+from ._base import CostStore, query_rows
+from ._filters import Filters
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["MemoryStore"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EXACT_DIGITS = 80  # DECIMAL(38, 18) values summed over billions of rows stay exact within 80 digits
 _BATCH = 2048  # entries are moved into the columns this many at a time
 _CATEGORIES = list(CostCategory)
@@ -45,13 +45,8 @@ _FIELDS = attrgetter(
     "latency_ms",
     "tags",
 )
-_COUNTS = attrgetter("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_COUNTS = attrgetter(*TOKEN_COLUMNS)
 _NAN = float("nan")
-
-
-def _micros(ts: datetime) -> int:
-    since = ts - _EPOCH
-    return (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 class _Interned:
@@ -152,9 +147,9 @@ class MemoryStore(CostStore):
             return
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
          tags) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
-        micros = [_micros(ts) for ts in stamps]
+        stamps_us = list(map(micros, stamps))
         last = self._last
-        for key in zip(micros, ids, strict=True):
+        for key in zip(stamps_us, ids, strict=True):
             if key < last:
                 self._unsorted = True
             else:
@@ -162,7 +157,7 @@ class MemoryStore(CostStore):
         self._last = last
         self._store_ids(ids)
         # array.fromlist is twice as fast as array.extend from other sequences.
-        self._ts.fromlist(micros)
+        self._ts.fromlist(stamps_us)
         self._amounts.extend(amounts)
         self._cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
         for target, values in (
@@ -236,11 +231,11 @@ class MemoryStore(CostStore):
             return rows
         checks: list[Callable[[int], bool]] = []
         if filters.since is not None:
-            lo = _micros(filters.since)
+            lo = micros(filters.since)
             ts = self._ts
             checks.append(lambda i: ts[i] >= lo)
         if filters.until is not None:
-            hi = _micros(filters.until)
+            hi = micros(filters.until)
             ts = self._ts
             checks.append(lambda i: ts[i] < hi)
         if filters.category is not None:
@@ -274,9 +269,9 @@ class MemoryStore(CostStore):
         v = self._strings.values
         t = self._tokens
         latency = self._latency[i]
-        return CostEntry._trusted(
+        return trusted_entry(
             self._id(i),
-            _EPOCH + timedelta(microseconds=self._ts[i]),
+            from_micros(self._ts[i]),
             self._amounts[i],
             _CATEGORIES[self._cat[i]],
             v[self._resource[i]],
@@ -287,6 +282,7 @@ class MemoryStore(CostStore):
             None if latency != latency else latency,
             self._tag_maps.values[self._tags[i]] or EMPTY_TAGS,
             v[self._pricing[i]],
+            v[self._currency[i]],
         )
 
     def _entries(self, filters: Filters) -> list[CostEntry]:
@@ -298,66 +294,44 @@ class MemoryStore(CostStore):
             ctx.prec = _EXACT_DIGITS  # sums never round, whatever the magnitudes
             return +sum((amounts[i] for i in self._select(filters)), ZERO)
 
-    def _frame(self, rows: list[int] | range, *, amount_as_text: bool) -> pd.DataFrame:
-        """The canonical frame for ``rows``, built column by column."""
+    def _columns(self, rows: list[int] | range) -> dict[str, Any]:
+        """One array per column for ``rows``, as ``_rows.frame_from_arrays`` and ``ingest_arrays`` take them:
+        timestamps as epoch microseconds, tags as indices into ``self._tag_maps.values``."""
         import numpy as np
-        import pandas as pd
-
-        from ._schema import COLUMNS, TOKEN_COLUMNS
 
         index = np.asarray(rows, dtype=np.int64)
 
-        def take(column: array, dtype: str) -> np.ndarray:
+        def take(column: array[Any], dtype: str) -> np.ndarray:
             return np.frombuffer(column, dtype=dtype)[index] if len(column) else np.zeros(0, dtype=dtype)
 
         strings = np.asarray(self._strings.values, dtype=object)
-        tag_maps = np.asarray([None if t is None else dict(t) for t in self._tag_maps.values], dtype=object)
-        tag_maps[0] = {}
-        ids = np.asarray([self._id(i) for i in index], dtype=object)
-        amounts = [self._amounts[i] for i in index]
-        data: dict[str, Any] = {
-            "id": ids,
-            "timestamp": pd.to_datetime(take(self._ts, "int64"), unit="us", utc=True).astype("datetime64[us, UTC]"),
-            "amount": [str(a) for a in amounts] if amount_as_text else amounts,
-            "currency": strings[take(self._currency, "int32")],
+        columns: dict[str, Any] = {
+            "id": np.asarray([self._id(i) for i in index], dtype=object),
+            "timestamp": take(self._ts, "int64"),
+            "amount": [self._amounts[i] for i in index],
             "category": np.asarray([c.value for c in _CATEGORIES], dtype=object)[take(self._cat, "int8")],
-            "resource": strings[take(self._resource, "int32")],
-            "description": strings[take(self._description, "int32")],
-            "model": strings[take(self._model, "int32")],
-            "provider": strings[take(self._provider, "int32")],
+            "latency_ms": take(self._latency, "float64"),
+            "tags": take(self._tags, "int32"),
         }
+        for name in ("currency", "resource", "description", "model", "provider", "pricing"):
+            columns[name] = strings[take(getattr(self, f"_{name}"), "int32")]
         for name, column in zip(TOKEN_COLUMNS, self._tokens, strict=True):
-            data[name] = take(column, "int64")
-        data["latency_ms"] = take(self._latency, "float64")
-        tags = tag_maps[take(self._tags, "int32")]
-        if amount_as_text:
-            import json
-
-            tags = np.asarray([json.dumps(t, ensure_ascii=False) for t in tags], dtype=object)
-        data["tags"] = tags
-        data["pricing"] = strings[take(self._pricing, "int32")]
-        frame = pd.DataFrame(data, columns=list(COLUMNS))
-        for col in ("amount", "tags", "resource", "model", "provider"):
-            frame[col] = frame[col].astype(object)
-        return frame
+            columns[name] = take(column, "int64")
+        return columns
 
     def _scan(self, filters: Filters) -> pd.DataFrame:
-        return self._frame(list(self._select(filters)), amount_as_text=False)
+        columns = self._columns(list(self._select(filters)))
+        maps = [dict(t) if t is not None else {} for t in self._tag_maps.values]
+        columns["tags"] = [maps[i] for i in columns["tags"].tolist()]
+        return frame_from_arrays(columns)
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run DuckDB ``sql`` against a relation named ``entries`` holding this store's rows (see ``CostStore``)."""
-        import duckdb
+        import json
 
-        from ._schema import SQL_SELECT
-        from ._sql import fetch_frame
-
-        raw = self._frame(list(self._rows()), amount_as_text=True)  # noqa: F841 - read by DuckDB's replacement scan
-        con = duckdb.connect()
-        try:
-            con.execute(f"CREATE TEMP TABLE entries AS {SQL_SELECT}")
-            return fetch_frame(con, sql, params)
-        finally:
-            con.close()
+        columns = self._columns(self._rows())  # first: it moves pending entries (and their tag maps) in
+        texts = [json.dumps(dict(t) if t is not None else {}, ensure_ascii=False) for t in self._tag_maps.values]
+        return query_rows(ingest_arrays(columns, texts), sql, params)
 
     def __len__(self) -> int:
         with self._lock:

@@ -5,10 +5,11 @@ Parquet datasets in ``_llmcost.json``. Opening a store written with an older ver
 version up, in order, then records the new version; opening one written by a newer llmcost raises ``StoreError``
 rather than guess.
 
-To change the schema: bump ``_schema.SCHEMA_VERSION`` to N+1, then add ``DUCKDB_STEPS[N]`` (SQL run in the same
+To change the schema: bump ``llmcost._rows.SCHEMA_VERSION`` to N+1, then add ``DUCKDB_STEPS[N]`` (SQL run in the same
 transaction that records N+1, e.g. ``ALTER TABLE entries ADD COLUMN ...``) and ``PARQUET_STEPS[N]`` (a function
 of the dataset directory, run under the dataset lock). Parquet files are read with ``union_by_name``, so files
-written before a column was added read as NULL in it; a step only rewrites files when that is not enough.
+written before a column was added read a typed NULL in it, and ``compact()`` rewrites them to the current
+schema; a step only rewrites files itself when that is not enough.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .. import _rows
 from .._errors import StoreError
-from . import _schema
-from ._spill import write_atomic
+from ._disk import write_atomic
 
 __all__ = [
     "BUDGETS_DDL",
@@ -46,7 +47,7 @@ _PARQUET_FORMAT = "llmcost-parquet"
 
 def current_version() -> int:
     """The schema version this llmcost writes (read at call time, so tests can pretend to be newer)."""
-    return _schema.SCHEMA_VERSION
+    return _rows.SCHEMA_VERSION
 
 
 def _check(found: int, where: str) -> None:
@@ -63,7 +64,7 @@ def migrate_duckdb(con: Any, where: str) -> int:
     Runs inside the caller's write transaction, so concurrent openers migrate once: the DuckDB file lock lets one
     process in at a time, and the next one finds the new version.
     """
-    con.execute(_schema.ENTRIES_DDL)
+    con.execute(_rows.ENTRIES_DDL)
     con.execute(META_DDL)
     con.execute(BUDGETS_DDL)
     # fetchall, not fetchone: DuckDB refuses some calls while a result is not read to its end.

@@ -26,47 +26,49 @@ with a fresh listing. A crash mid-compaction leaves the record, which keeps read
 during the instant between the rename and the deletes, or after such a crash until the next compaction.) Why not
 deduplicate by id on every read: that costs a hash aggregate over every row of every query, where the record costs
 one directory listing.
+
+Every file holds exactly the declared schema (``_rows.SQL_TYPES``): writes cast every column, so a day whose
+``resource`` is always missing still gets a string column. Files written before a column was added read a typed
+NULL in it, and ``compact()`` rewrites them to the declared schema. The layout lives in ``_parquet_layout``, the
+compaction steps in ``_parquet_compact``, budget files in ``_budget_files``, retries, locks and spill in
+``_durable``; what stays here (a little over 400 lines, half of it docs) is the store's write, read and compaction
+paths, which share its connection and listing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import itertools
-import json
 import logging
 import os
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-
 from .._entry import CostEntry
 from .._errors import StoreError
-from ._base import CostStore, Filters
-from ._migrate import current_version, migrate_parquet, read_parquet_version
-from ._schema import COLUMNS, SQL_TYPES
-from ._spill import Spill, fsync_dir, fsync_file, make_dirs, retry_call, write_atomic
-from ._sql import (
+from .._rows import (
+    EMPTY_ROWS,
     INGEST_SELECT,
     INGEST_SELECT_TAGS_PARAM,
-    MICROS_PER_DAY,
     PARAM_TAG_MAPS,
     RAW,
-    fetch_frame,
+    SQL_TYPES,
     ingest_columns,
-    read_entries,
-    read_frame,
-    read_total,
-    registered,
-    select_sql,
 )
+from .._summary import CostSummary
+from . import _parquet_compact as compaction
+from ._base import CostStore
+from ._budget_files import BudgetFiles
+from ._disk import fsync_dir, fsync_file, make_dirs
+from ._durable import Durable, file_lock
+from ._filters import Filters
+from ._migrate import current_version, migrate_parquet, read_parquet_version
+from ._parquet_layout import SOURCE, Listing, day_name, sweep_temporaries
+from ._sql import fetch_frame, read_entries, read_frame, read_summary, read_total, registered, select_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,13 +79,7 @@ logger = logging.getLogger("llmcost")
 
 T = TypeVar("T")
 _EPOCH_DAY = date(1970, 1, 1)
-_CANONICAL = ", ".join(f'"{c}"' for c in COLUMNS)
-_EMPTY = "(SELECT " + ", ".join(f'CAST(NULL AS {SQL_TYPES[c]}) AS "{c}"' for c in COLUMNS) + " WHERE FALSE)"
-_SOURCE = f"(SELECT {_CANONICAL} FROM read_parquet(?, union_by_name = true))"
-_DEDUPED = (
-    f"SELECT {_CANONICAL} FROM read_parquet(?, union_by_name = true) "
-    'QUALIFY row_number() OVER (PARTITION BY id ORDER BY "timestamp") = 1 ORDER BY "timestamp", id'
-)
+_MICROS_PER_DAY = 86_400_000_000
 
 
 def _transient(exc: BaseException) -> bool:
@@ -93,87 +89,6 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, duckdb.IOException):
         return True
     return isinstance(exc, OSError) and not isinstance(exc, PermissionError)
-
-
-def _day_name(day: date) -> str:
-    return f"day={day.isoformat()}"
-
-
-def _parse_day(name: str) -> date | None:
-    if not name.startswith("day=") or len(name) != 14:
-        return None
-    try:
-        return date.fromisoformat(name[4:])
-    except ValueError:
-        return None
-
-
-def _is_data_file(name: str) -> bool:
-    return name.endswith(".parquet") and not name.startswith((".", "_"))
-
-
-@attrs.frozen
-class _Compaction:
-    """A compaction in progress (or interrupted): merged file ``output`` of ``day`` replaces ``inputs``."""
-
-    day: date
-    output: str
-    inputs: frozenset[str]
-    record: str  # path of the record file in _compactions/
-
-
-def _compactions(directory: str) -> list[_Compaction]:
-    """The compaction records in ``directory``; unreadable ones (being written, or gone) are skipped."""
-    folder = os.path.join(directory, "_compactions")
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith("."))
-    except FileNotFoundError:
-        return []
-    found = []
-    for name in names:
-        path = os.path.join(folder, name)
-        try:
-            with open(path, encoding="utf-8") as f:
-                record = json.load(f)
-            day = _parse_day(f"day={record['day']}")
-            output, inputs = record["output"], record["inputs"]
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            continue
-        if day is not None and isinstance(output, str) and isinstance(inputs, list):
-            found.append(_Compaction(day, output, frozenset(map(str, inputs)), path))
-    return found
-
-
-class _Listing:
-    """The data files of some days, minus the inputs of compactions whose merged file is already listed."""
-
-    def __init__(self, directory: str, first: date | None, last: date | None) -> None:
-        self.directory = directory
-        self.by_day: dict[date, list[str]] = {}
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            names = []
-        for name in names:
-            day = _parse_day(name)
-            if day is None or (first is not None and day < first) or (last is not None and day > last):
-                continue
-            try:
-                files = sorted(f for f in os.listdir(os.path.join(directory, name)) if _is_data_file(f))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            if files:
-                self.by_day[day] = files
-        # Records are read after the files (see the module docstring for why this order is safe).
-        for c in _compactions(directory):
-            listed = self.by_day.get(c.day)
-            if listed and c.output in listed:
-                self.by_day[c.day] = [f for f in listed if f not in c.inputs]
-
-    def paths(self) -> list[str]:
-        return [
-            os.path.join(self.directory, _day_name(day), f) for day in sorted(self.by_day) for f in self.by_day[day]
-        ]
 
 
 class ParquetStore(CostStore):
@@ -207,105 +122,53 @@ class ParquetStore(CostStore):
         raw = os.fspath(directory)
         if not raw:
             raise ValueError(f"directory must name a directory, got {raw!r}")
-        if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or retry_timeout < 0:
-            raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {retry_timeout!r}")
         if compression not in ("zstd", "snappy", "gzip", "uncompressed"):
             raise ValueError(f"compression must be zstd, snappy, gzip or uncompressed, got {compression!r}")
         self.directory = os.path.abspath(raw)
         self.url = "parquet://" + self.directory if self.directory.startswith("/") else "parquet:///" + self.directory
-        self.retry_timeout = float(retry_timeout)
+        self._durable = Durable(
+            self.directory,
+            retry_timeout=retry_timeout,
+            spill_dir=os.path.abspath(spill_dir) if spill_dir is not None else os.path.join(self.directory, "_spill"),
+            transient=_transient,
+            per_path=False,  # each store object has its own connection; files are never written in place
+        )
+        self.retry_timeout = self._durable.retry_timeout
         self.compression = compression
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise StoreError(f"{self.directory} exists and is not a directory; a ParquetStore needs a directory")
         make_dirs(self.directory)
-        self._spill = Spill(
-            os.path.abspath(spill_dir) if spill_dir is not None else os.path.join(self.directory, "_spill")
-        )
-        self._budget_dir = os.path.join(self.directory, "_budgets")
-        self._con: Any = None
-        self._pid = 0
-        self._lock_of = (os.getpid(), threading.RLock())  # guards this object's DuckDB connection
+        self._budgets = BudgetFiles(os.path.join(self.directory, "_budgets"), retry=self._durable.retry)
+        self._lock_file = os.path.join(self.directory, "_lock")  # taken by compaction, migration and spill replay
         if read_parquet_version(self.directory) != current_version():
-            with self._dataset_lock(wait=True):
+            with file_lock(self._lock_file, wait=self.retry_timeout):
                 migrate_parquet(self.directory)
         # Finishing interrupted compactions and replaying spill files can wait if another process holds the lock
         # (a long compaction, say): opening must not.
         self._replay(finish_compactions=True)
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
-    @property
-    def _lock(self) -> threading.RLock:
-        """The lock on this object's connection, in this process (a forked child takes a fresh one)."""
-        pid, lock = self._lock_of
-        if pid != os.getpid():
-            self._lock_of = (os.getpid(), lock := threading.RLock())
-        return lock
-
-    def _connection(self) -> Any:
-        import duckdb
-
-        if self._con is None or self._pid != os.getpid():
-            con = duckdb.connect(":memory:")
-            con.execute("SET TimeZone = 'UTC'")
-            self._con, self._pid = con, os.getpid()
-        return self._con
-
-    def _retry(self, attempt: Callable[[], T], what: str) -> T:
-        try:
-            return retry_call(attempt, transient=_transient, timeout=self.retry_timeout)
-        except StoreError:
-            raise
-        except Exception as exc:
-            if _transient(exc):
-                raise StoreError(
-                    f"could not {what} {self.directory} within retry_timeout={self.retry_timeout}s: {exc}"
-                ) from exc
-            raise
-
-    @contextlib.contextmanager
-    def _dataset_lock(self, *, wait: bool) -> Iterator[bool]:
-        """Hold the dataset's lock file (``flock``; yields False when ``wait`` is off and it is taken)."""
-        fd = os.open(os.path.join(self.directory, "_lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            got = _try_lock(fd)
-            if not got and wait:
-
-                def again() -> None:
-                    if not _try_lock(fd):
-                        raise BlockingIOError("dataset lock is held by another process")
-
-                try:
-                    retry_call(again, transient=lambda e: isinstance(e, BlockingIOError), timeout=self.retry_timeout)
-                except BlockingIOError as exc:
-                    raise StoreError(
-                        f"could not lock {self.directory} within retry_timeout={self.retry_timeout}s "
-                        "(a compaction or migration in another process holds it)"
-                    ) from exc
-                got = True
-            try:
-                yield got
-            finally:
-                if got:
-                    _unlock(fd)
-        finally:
-            os.close(fd)
+    def _run(self, body: Callable[[Any], T]) -> T:
+        """``body(con)`` on this object's DuckDB connection, holding its lock."""
+        with self._durable.lock:
+            return body(self._durable.connection())
 
     def _read(self, body: Callable[[Any, str, list[Any]], T], filters: Filters, what: str) -> T:
         """Run ``body(con, source, source_params)`` over the files ``filters`` can touch, retrying I/O errors."""
-        if self._spill.pending():
+        if self._durable.spill.pending():
             self._replay()
         first = filters.since.date() if filters.since is not None else None
         last = (filters.until - timedelta(microseconds=1)).date() if filters.until is not None else None
+        return self._read_range(body, first, last, what)
 
+    def _read_range(
+        self, body: Callable[[Any, str, list[Any]], T], first: date | None, last: date | None, what: str = "read"
+    ) -> T:
         def attempt() -> T:
-            files = _Listing(self.directory, first, last).paths()
-            with self._lock:
-                con = self._connection()
-                if not files:
-                    return body(con, _EMPTY, [])
-                return body(con, _SOURCE, [files])
+            files = Listing(self.directory, first, last).paths()
+            return self._run(lambda con: body(con, SOURCE, [files]) if files else body(con, EMPTY_ROWS, []))
 
-        return self._retry(attempt, what)
+        return self._durable.retry(attempt, what)
 
     # -- writing ----------------------------------------------------------------------------------------------------
     def append(self, entries: Sequence[CostEntry]) -> None:
@@ -314,19 +177,14 @@ class ParquetStore(CostStore):
         if not all(map(isinstance, batch, itertools.repeat(CostEntry))):  # a C loop: ~1 ms less per 10,000
             bad = next(e for e in batch if not isinstance(e, CostEntry))
             raise TypeError(f"entries must be CostEntry objects, got {bad!r}")
-        if self._spill.pending():
+        if self._durable.spill.pending():
             self._replay()
         if not batch:
             return
         try:
             self._write(batch)
         except _PartlyWritten as partly:
-            exc = partly.error
-            try:
-                path = self._spill.write(partly.remaining)
-            except OSError as spill_exc:
-                raise StoreError(f"{exc}; spilling the entries failed too: {spill_exc}") from spill_exc
-            logger.warning("llmcost: %s; %d entries spilled to %s for replay", exc, len(partly.remaining), path)
+            self._durable.keep_for_later(partly.error, partly.remaining)
 
     def _write(self, batch: Sequence[CostEntry]) -> None:
         """Write ``batch`` day by day; raise ``_PartlyWritten`` with what is left when a day cannot be written.
@@ -339,7 +197,7 @@ class ParquetStore(CostStore):
         import numpy as np
 
         raw, tag_maps = ingest_columns(batch)
-        days = raw["timestamp_us"] // MICROS_PER_DAY
+        days = raw["timestamp_us"] // _MICROS_PER_DAY
         by_day, in_order = raw, days
         if len(days) > 1 and not bool((days[1:] >= days[:-1]).all()):
             order = np.argsort(days, kind="stable")
@@ -353,9 +211,9 @@ class ParquetStore(CostStore):
         for n, (day, start, end) in enumerate(zip(unique, starts, ends, strict=True)):
             part = ({name: array[start:end] for name, array in by_day.items()}, tag_maps)
             try:
-                self._retry(functools.partial(self._write_day, day, part), "append to")
+                self._durable.retry(functools.partial(self._write_day, day, part), "append to")
             except StoreError as exc:
-                if not isinstance(exc.__cause__, Exception) or not _transient(exc.__cause__):
+                if not self._durable.passing(exc):
                     raise
                 left = set(unique[n:])
                 remaining = [e for e, d in zip(batch, days.tolist(), strict=True) if d in left]
@@ -363,10 +221,11 @@ class ParquetStore(CostStore):
 
     def _check(self, raw: dict[str, Any]) -> None:
         """Raise DuckDB's error now if an amount of ``raw`` does not fit the files' DECIMAL(38, 18)."""
-        with self._lock:
-            con = self._connection()
+        amount = f"SELECT max(CAST(amount AS {SQL_TYPES['amount']})) FROM {RAW}"
+        with self._durable.lock:
+            con = self._durable.connection()
             with registered(con, (raw, {}), tag_maps=False):
-                con.execute(f"SELECT max(CAST(amount AS DECIMAL(38, 18))) FROM {RAW}").fetchall()
+                con.execute(amount).fetchall()
 
     def _write_day(self, day: int, columns: Any) -> None:
         """Write one file for ``day`` (days since the epoch) from ``ingest_columns`` arrays holding that day's rows.
@@ -375,7 +234,7 @@ class ParquetStore(CostStore):
         directory fsynced. A batch's few distinct tag maps travel as a parameter (``INGEST_SELECT_TAGS_PARAM``), which
         spares a second registered table and a subquery (~2-3 ms of the ~11 ms fixed cost of a small append).
         """
-        folder = os.path.join(self.directory, _day_name(_EPOCH_DAY + timedelta(days=day)))
+        folder = os.path.join(self.directory, day_name(_EPOCH_DAY + timedelta(days=day)))
         make_dirs(folder)
         name = f"part-{uuid.uuid4().hex}.parquet"
         tmp = os.path.join(folder, f".{name}.tmp")
@@ -383,8 +242,8 @@ class ParquetStore(CostStore):
         texts = columns[1]["tags"]
         few = len(texts) <= PARAM_TAG_MAPS
         try:
-            with self._lock:
-                con = self._connection()
+            with self._durable.lock:
+                con = self._durable.connection()
                 with registered(con, columns, tag_maps=not few):
                     if few:
                         con.execute(f"COPY ({INGEST_SELECT_TAGS_PARAM}) {copy}", [texts.tolist(), tmp])
@@ -405,17 +264,18 @@ class ParquetStore(CostStore):
     def _replay(self, *, finish_compactions: bool = False) -> None:
         """Replay spill files if no other process is busy with the dataset (else leave them for later)."""
         try:
-            with self._dataset_lock(wait=False) as got:
+            with file_lock(self._lock_file, wait=None) as got:
                 if got:
                     if finish_compactions:
-                        self._finish_compactions()
+                        compaction.finish_compactions(self.directory)
                     self._replay_locked()
         except (OSError, StoreError) as exc:
             logger.warning("llmcost: could not replay spilled entries into %s yet: %s", self.directory, exc)
 
     def _replay_locked(self) -> None:
-        for path in self._spill.pending():
-            entries = self._spill.read(path)
+        spill = self._durable.spill
+        for path in spill.pending():
+            entries = spill.read(path)
             if entries:
                 have = self._ids_present(entries)
                 missing = [e for e in entries if e.id not in have]
@@ -424,7 +284,7 @@ class ParquetStore(CostStore):
                         self._write(missing)
                     except _PartlyWritten as partly:
                         raise partly.error from None
-            self._spill.remove([path])
+            spill.remove([path])
             logger.info("llmcost: replayed spill file %s into %s", path, self.directory)
 
     def _ids_present(self, entries: Sequence[CostEntry]) -> set[str]:
@@ -439,18 +299,10 @@ class ParquetStore(CostStore):
 
         return self._read_range(body, first, last)
 
-    def _read_range(self, body: Callable[[Any, str, list[Any]], T], first: date, last: date) -> T:
-        def attempt() -> T:
-            files = _Listing(self.directory, first, last).paths()
-            with self._lock:
-                con = self._connection()
-                return body(con, _SOURCE, [files]) if files else body(con, _EMPTY, [])
-
-        return self._retry(attempt, "read")
-
     # -- compaction -------------------------------------------------------------------------------------------------
     def compact(self) -> int:
-        """Merge each day's Parquet files into one; return how many files were merged away.
+        """Merge each day's Parquet files into one, and rewrite files of an older schema to the current one; return
+        how many files were merged away.
 
         Safe while other processes append and read: appends during a compaction go to new files it does not
         touch, and readers never see a merged file together with its inputs (see the module docs). Rows are kept
@@ -461,76 +313,38 @@ class ParquetStore(CostStore):
             removed = store.compact()
         """
         removed = 0
-        with self._dataset_lock(wait=True):
-            self._finish_compactions()
-            self._sweep_temporaries()
-            listing = _Listing(self.directory, None, None)
+        with file_lock(self._lock_file, wait=self.retry_timeout):
+            compaction.finish_compactions(self.directory)
+            sweep_temporaries(self.directory)
+            listing = Listing(self.directory, None, None)
             for day, files in sorted(listing.by_day.items()):
-                if len(files) > 1:
-                    self._retry(lambda: self._compact_day(day, files), "compact")  # noqa: B023
+                if len(files) > 1 or not self._current(os.path.join(self.directory, day_name(day), files[0])):
+                    self._durable.retry(
+                        functools.partial(compaction.merge_day, self._copy, self.directory, day, files), "compact"
+                    )
                     removed += len(files) - 1
         return removed
 
-    def _sweep_temporaries(self, older_than: float = 3600.0) -> None:
-        """Delete temporary files that writers killed mid-write left behind (an hour old: no live writer's)."""
-        cutoff = time.time() - older_than
-        for name in os.listdir(self.directory):
-            if _parse_day(name) is None:
-                continue
-            folder = os.path.join(self.directory, name)
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                for f in os.listdir(folder):
-                    path = os.path.join(folder, f)
-                    with contextlib.suppress(FileNotFoundError):
-                        if f.startswith(".") and f.endswith(".tmp") and os.stat(path).st_mtime < cutoff:
-                            os.unlink(path)
+    def _current(self, path: str) -> bool:
+        return self._durable.retry(lambda: self._run(lambda con: compaction.has_declared_schema(con, path)), "compact")
 
-    def _compact_day(self, day: date, inputs: list[str]) -> None:
-        folder = os.path.join(self.directory, _day_name(day))
-        name = f"part-{uuid.uuid4().hex}.parquet"
-        tmp = os.path.join(folder, f".{name}.tmp")
-        try:
-            with self._lock:
-                con = self._connection()
-                con.execute(
-                    f"COPY ({_DEDUPED}) TO ? (FORMAT parquet, COMPRESSION {self.compression})",
-                    [[os.path.join(folder, f) for f in inputs], tmp],
-                )
-            fsync_file(tmp)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        records = os.path.join(self.directory, "_compactions")
-        make_dirs(records)
-        record = os.path.join(records, f"{uuid.uuid4().hex}.json")
-        write_atomic(record, json.dumps({"day": day.isoformat(), "output": name, "inputs": inputs}).encode())
-        os.replace(tmp, os.path.join(folder, name))
-        fsync_dir(folder)
-        self._finish(folder, name, inputs, record)
+    def _copy(self, select: str, params: Sequence[Any], target: str) -> None:
+        """Write the rows of ``select`` to the Parquet file ``target``, every column nullable.
 
-    def _finish(self, folder: str, output: str, inputs: Sequence[str], record: str) -> None:
-        """Complete a compaction whose merged file is in place: delete its inputs, then its record."""
-        for f in inputs:
-            if f != output:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(folder, f))
-        fsync_dir(folder)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(record)
-        fsync_dir(os.path.dirname(record))
+        DuckDB marks a column REQUIRED in the file when its statistics prove it has no NULL (as the statistics of
+        Parquet inputs do), while appends, written from NumPy arrays without statistics, mark every column
+        OPTIONAL. Without the statistics optimizer the merged file has the same schema as every other file.
+        """
+        copy = f"COPY ({select}) TO ? (FORMAT parquet, COMPRESSION {self.compression})"
 
-    def _finish_compactions(self) -> None:
-        """Finish (merged file in place) or undo (it is not) compactions a crash interrupted; caller holds the lock."""
-        for c in _compactions(self.directory):
-            folder = os.path.join(self.directory, _day_name(c.day))
-            if os.path.exists(os.path.join(folder, c.output)):
-                self._finish(folder, c.output, sorted(c.inputs), c.record)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(folder, f".{c.output}.tmp"))
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(c.record)
+        def body(con: Any) -> None:
+            con.execute("SET disabled_optimizers = 'statistics_propagation'")
+            try:
+                con.execute(copy, [*params, target])
+            finally:
+                con.execute("RESET disabled_optimizers")
+
+        self._run(body)
 
     # -- reading ----------------------------------------------------------------------------------------------------
     def _entries(self, filters: Filters) -> list[CostEntry]:
@@ -553,6 +367,12 @@ class ParquetStore(CostStore):
 
         return self._read(body, filters, "read")
 
+    def _summary(self, filters: Filters) -> CostSummary:
+        def body(con: Any, source: str, params: list[Any]) -> CostSummary:
+            return read_summary(con, source, filters, params)
+
+        return self._read(body, filters, "read")
+
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run DuckDB ``sql`` against a view ``entries`` over the dataset (see ``CostStore.query``).
 
@@ -564,11 +384,7 @@ class ParquetStore(CostStore):
             raise TypeError(f"sql must be a str, got {sql!r}")
 
         def body(con: Any, source: str, source_params: list[Any]) -> pd.DataFrame:
-            if source_params:
-                rel = con.read_parquet(source_params[0], union_by_name=True).project(_CANONICAL)
-            else:
-                rel = con.sql(_EMPTY[1:-1])
-            rel.create_view("entries", replace=True)
+            con.sql(f"SELECT * FROM {source}", params=source_params).create_view("entries", replace=True)
             try:
                 return fetch_frame(con, sql, params)
             finally:
@@ -580,52 +396,20 @@ class ParquetStore(CostStore):
 
     def close(self) -> None:
         """Close the private DuckDB connection; the store stays usable (it reconnects on demand)."""
-        with self._lock:
-            con, self._con = self._con, None
-            if con is not None and self._pid == os.getpid():
-                with contextlib.suppress(Exception):
-                    con.close()
+        self._durable.close()
 
     # -- budget definitions -----------------------------------------------------------------------------------------
-    def _budget_path(self, name: str) -> str:
-        return os.path.join(self._budget_dir, hashlib.sha256(name.encode("utf-8")).hexdigest() + ".json")
-
     def save_budget(self, name: str, definition: str) -> None:
         """Keep (or replace) the budget definition ``definition`` under ``name`` (one file, written atomically)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"budget name must be a non-empty str, got {name!r}")
-        if not isinstance(definition, str):
-            raise TypeError(f"budget definition must be a str (JSON text), got {definition!r}")
-        make_dirs(self._budget_dir)
-        data = json.dumps({"name": name, "definition": definition}, ensure_ascii=False).encode("utf-8")
-        self._retry(lambda: write_atomic(self._budget_path(name), data), "save a budget in")
+        self._budgets.save(name, definition)
 
     def load_budgets(self) -> dict[str, str]:
         """Every saved budget definition, by name."""
-        try:
-            names = sorted(n for n in os.listdir(self._budget_dir) if n.endswith(".json") and not n.startswith("."))
-        except FileNotFoundError:
-            return {}
-        out = {}
-        for n in names:
-            try:
-                with open(os.path.join(self._budget_dir, n), encoding="utf-8") as f:
-                    record = json.load(f)
-            except FileNotFoundError:  # deleted meanwhile
-                continue
-            out[record["name"]] = record["definition"]
-        return out
+        return self._budgets.load()
 
     def delete_budget(self, name: str) -> bool:
         """Forget the budget ``name``; return whether it existed."""
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {name!r}")
-        try:
-            os.unlink(self._budget_path(name))
-        except FileNotFoundError:
-            return False
-        fsync_dir(self._budget_dir)
-        return True
+        return self._budgets.delete(name)
 
 
 class _PartlyWritten(Exception):
@@ -635,33 +419,3 @@ class _PartlyWritten(Exception):
         super().__init__(str(error))
         self.error = error
         self.remaining = remaining
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _unlock(fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt
-
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
-        return
-    fcntl.flock(fd, fcntl.LOCK_UN)

@@ -15,6 +15,8 @@ import pytest
 from llmcost import CostEntry, Usage
 from llmcost.stores import CostStore, DuckDBStore, MemoryStore, ParquetStore
 
+from .list_store import ListStore
+
 T0 = datetime(2024, 5, 1, 22, 0, tzinfo=timezone.utc)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -65,16 +67,22 @@ def entries() -> list[CostEntry]:
     return [make_entry(i) for i in range(500)]
 
 
-@pytest.fixture(params=["memory", "duckdb", "parquet"])
+@pytest.fixture(params=["memory", "duckdb", "parquet", "list"])
 def open_again(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[StoreFactory]:
-    """Opens the same store each time it is called (for memory: the same object; it cannot be reopened)."""
+    """Opens the same store each time it is called (memory and list: the same object; they cannot be reopened).
+
+    ``list`` is ``ListStore``, a backend from the ``CostStore`` ABC alone: a new backend is a module plus a line here.
+    """
     opened: list[CostStore] = []
     kind = request.param
     memory = MemoryStore()
+    listed = ListStore()
 
     def factory() -> CostStore:
         if kind == "memory":
             store: CostStore = memory
+        elif kind == "list":
+            store = listed
         elif kind == "duckdb":
             store = DuckDBStore(os.path.join(tmp_path, "costs.duckdb"))
         else:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pandas as pd
 import pytest
 
 from llmcost import CostEntry
-from llmcost.stores import COLUMNS, CostStore
-from llmcost.stores._schema import frame_to_entries
+from llmcost._rows import frame_to_entries
+from llmcost._summary import CostSummary, summarize
+from llmcost.stores import COLUMNS, CostStore, Filters
 
 from .conftest import NASTY, T0, StoreFactory, make_entry
 
@@ -238,3 +240,78 @@ def test_query_frame_is_pandas(store: CostStore, entries: list[CostEntry]) -> No
     frame = store.query("SELECT id FROM entries ORDER BY timestamp, id")
     assert isinstance(frame, pd.DataFrame)
     assert frame["id"].tolist() == [e.id for e in entries[:10]]
+
+
+def test_every_field_comes_back_equal(store: CostStore) -> None:
+    """Each field of an entry, currency included, survives the store in ``entries()`` and ``scan()``."""
+    base = make_entry(7)
+    odd = [
+        make_entry(1, currency="EUR", latency_ms=0.25, description="d", pricing="user"),
+        make_entry(2, currency="JPY", resource=None, model=None, provider=None, tags={}, latency_ms=None),
+        make_entry(3, currency="USD", category="storage", amount=Decimal("0.000000000000000001")),
+        make_entry(4, usage=base.usage, tags={"k": "v", "ünï": "✓"}, description="", pricing="unpriced"),
+    ]
+    store.append(odd)
+    got = store.entries()
+    assert got == odd
+    for want, back in zip(odd, got, strict=True):
+        for field in attrs.fields(CostEntry):
+            assert getattr(back, field.name) == getattr(want, field.name), field.name
+    assert [e.currency for e in got] == ["EUR", "JPY", "USD", "USD"]
+    assert frame_to_entries(store.scan()) == odd
+    assert store.query("SELECT currency FROM entries ORDER BY timestamp")["currency"].tolist() == [
+        "EUR",
+        "JPY",
+        "USD",
+        "USD",
+    ]
+
+
+def _in_order(summary: CostSummary) -> tuple[object, ...]:
+    """Everything in ``summary``, with each group's order."""
+    return (
+        summary.total,
+        summary.calls,
+        summary.usage,
+        list(summary.by_category.items()),
+        list(summary.by_resource.items()),
+        list(summary.by_model.items()),
+        [(k, list(v.items())) for k, v in summary.by_tag.items()],
+        summary.start,
+        summary.end,
+    )
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"since": T0 + timedelta(hours=20), "until": T0 + timedelta(days=2)},
+        {"category": "compute"},
+        {"tags": {"team": "ads"}},
+        {"model": ["gpt-4o"], "resource": "svc-1"},
+        {"limit": 37},
+        {"resource": "nothing matches"},
+    ],
+)
+def test_summary_is_the_exact_summary_of_the_entries(
+    store: CostStore, entries: list[CostEntry], filters: dict[str, object]
+) -> None:
+    """Every store's (pushed-down) summary equals summing its entries in Python, groups in the same order."""
+    store.append(entries)
+    want = summarize(store.entries(**filters), Filters(**filters).since, Filters(**filters).until)  # type: ignore[arg-type]
+    got = store.summary(**filters)
+    assert got == want
+    assert _in_order(got) == _in_order(want)
+    if not filters:
+        assert got.calls == len(entries) and got.total == _sum(entries)
+        assert got.by_resource[None] == _sum([e for e in entries if e.resource is None])
+        assert set(got.by_tag) == {"team", "nasty"}
+
+
+def test_summary_sums_beyond_28_digits(store: CostStore) -> None:
+    big = [make_entry(i, amount=Decimal("12345678901234567890.123456789012345678")) for i in range(3)]
+    store.append(big)
+    summary = store.summary()
+    assert summary.total == Decimal("37037036703703703670.370370367037037034")
+    assert summary.by_model == summarize(big).by_model

@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from llmcost import StoreError
-from llmcost.stores import DuckDBStore, ParquetStore, _migrate, _schema
+from llmcost import StoreError, _rows
+from llmcost.stores import DuckDBStore, ParquetStore, _migrate
 
 from .conftest import make_entry
 
@@ -30,10 +30,10 @@ def test_duckdb_store_written_with_v1_opens_after_a_v2_change(tmp_path: Path, mo
     store.append(entries)
     store.save_budget("b", "{}")
     store.close()
-    assert _version(db) == _schema.SCHEMA_VERSION == 1
+    assert _version(db) == _rows.SCHEMA_VERSION == 1
 
     # Pretend this llmcost is newer: schema v2 adds a column.
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(_rows, "SCHEMA_VERSION", 2)
     monkeypatch.setattr(_migrate, "DUCKDB_STEPS", {1: ("ALTER TABLE entries ADD COLUMN region VARCHAR",)})
     migrated = DuckDBStore(db)
     assert _version(db) == 2
@@ -47,9 +47,9 @@ def test_duckdb_store_written_with_v1_opens_after_a_v2_change(tmp_path: Path, mo
 
 def test_duckdb_store_from_a_newer_llmcost_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "costs.duckdb"
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(_rows, "SCHEMA_VERSION", 3)
     DuckDBStore(db).close()
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(_rows, "SCHEMA_VERSION", 2)
     with pytest.raises(StoreError, match=r"schema version 3.*upgrade llmcost"):
         DuckDBStore(db)
 
@@ -61,7 +61,7 @@ def test_parquet_store_written_with_v1_opens_after_a_v2_change(tmp_path: Path, m
     assert json.loads((root / "_llmcost.json").read_text())["schema_version"] == 1
 
     ran: list[str] = []
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(_rows, "SCHEMA_VERSION", 2)
     monkeypatch.setattr(_migrate, "PARQUET_STEPS", {1: ran.append})
     store = ParquetStore(root)
     assert ran == [str(root)]

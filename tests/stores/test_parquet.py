@@ -7,14 +7,16 @@ import os
 import shutil
 import signal
 import time
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import filelock
 import pytest
 
 from llmcost import CostEntry, StoreError
-from llmcost.stores import ParquetStore, _parquet
+from llmcost.stores import COLUMNS, ParquetStore, _parquet, _parquet_compact
 
 from .conftest import CHILD_PREAMBLE, NASTY, Children, make_entry
 
@@ -222,7 +224,7 @@ def test_an_interrupted_compaction_never_double_counts(root: Path, monkeypatch: 
     def crash(*args: object) -> None:
         raise KeyboardInterrupt("killed between the rename and the deletes")
 
-    monkeypatch.setattr(ParquetStore, "_finish", crash)
+    monkeypatch.setattr(_parquet_compact, "_finish", crash)
     with pytest.raises(KeyboardInterrupt):
         store.compact()
     monkeypatch.undo()
@@ -421,10 +423,9 @@ def test_threads_share_a_store(root: Path) -> None:
 
 
 def test_open_append_read_do_not_wait_for_a_compaction(root: Path) -> None:
-    fcntl = pytest.importorskip("fcntl")
     ParquetStore(root)
-    fd = os.open(root / "_lock", os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # as a long compaction in another process would
+    held = filelock.FileLock(str(root / "_lock"))  # as a long compaction in another process would hold it
+    held.acquire()
     try:
         started = time.monotonic()
         store = ParquetStore(root, retry_timeout=5)
@@ -434,8 +435,8 @@ def test_open_append_read_do_not_wait_for_a_compaction(root: Path) -> None:
         with pytest.raises(StoreError, match="could not lock"):
             ParquetStore(root, retry_timeout=0.2).compact()
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        held.release()
+    assert ParquetStore(root, retry_timeout=0.2).compact() == 0  # released: compaction gets in
 
 
 def test_polars_reads_the_dataset_as_documented(root: Path) -> None:
@@ -456,3 +457,91 @@ def test_polars_reads_the_dataset_as_documented(root: Path) -> None:
     row = got.filter(pl.col("team") == "ads").row(0, named=True)
     assert row["calls"] == len(ads)
     assert row["cost"] == sum((e.amount for e in ads), Decimal(0))
+
+
+def _plain_calls(day: int, n: int) -> list[CostEntry]:
+    """What ``tracker.record(amount="0.40", category="compute")`` records: no resource, model, provider or tags."""
+    ts = make_entry(0).timestamp + timedelta(days=day)
+    return [
+        CostEntry(id=f"plain-{day}-{i:04d}", timestamp=ts + timedelta(seconds=i), amount="0.40", category="compute")
+        for i in range(n)
+    ]
+
+
+def _schemas(root: Path) -> dict[str, object]:
+    pq = pytest.importorskip("pyarrow.parquet")
+    return {str(p.relative_to(root)): pq.read_schema(p) for p in sorted(root.glob("day=*/*.parquet"))}
+
+
+def test_every_file_has_the_declared_schema(root: Path) -> None:
+    """A day of plain calls (every resource, model, provider None; no tags) gets the same schema as any other day,
+    so engines that require one schema per dataset (Spark, polars) read it."""
+    pa = pytest.importorskip("pyarrow")
+    store = ParquetStore(root)
+    store.append(_plain_calls(0, 5))
+    store.append([make_entry(i) for i in range(300)])  # three days, every optional field set on some entries
+    store.append(_plain_calls(5, 3) + _plain_calls(6, 2))  # a batch of two days, both without values
+    schemas = _schemas(root)
+    assert len(schemas) == 6
+    first = next(iter(schemas.values()))
+    for name, schema in schemas.items():
+        assert schema.equals(first, check_metadata=False), (name, schema)
+    assert first.field("resource").type == pa.string()
+    assert first.field("model").type == pa.string()
+    assert first.field("amount").type == pa.decimal128(38, 18)
+    assert first.field("input_tokens").type == pa.int64()
+    assert first.names == list(COLUMNS)
+    store.append(_plain_calls(0, 2))
+    assert store.compact() == 2  # the first day: three files; merged from Parquet inputs, same schema too
+    assert all(schema.equals(first, check_metadata=False) for schema in _schemas(root).values())
+
+
+def test_polars_reads_the_whole_dataset(root: Path) -> None:
+    pl = pytest.importorskip("polars")
+    store = ParquetStore(root)
+    entries = _plain_calls(0, 5) + [make_entry(i) for i in range(300)] + _plain_calls(5, 3)
+    store.append(entries)
+    frame = pl.scan_parquet(str(root / "**" / "*.parquet"), hive_partitioning=True).collect()
+    assert frame.height == len(entries)
+    assert frame["amount"].sum() == sum((e.amount for e in entries), Decimal(0))
+    assert frame["resource"].null_count() == sum(e.resource is None for e in entries)
+
+
+def test_files_of_an_older_schema_read_total_and_compact(root: Path) -> None:
+    """Files written before ``pricing`` existed (and with the old NULL-only resource column, INT32) read with
+    ``pricing`` at its default, total, summarise and compact, even when no file in the read has the column."""
+    store = ParquetStore(root)
+    entries = [e for d in (0, 1) for e in _plain_calls(d, 4)]
+    store.append(entries[:2])
+    store.append(entries[2:4])
+    store.append(entries[4:])  # the second day: one file
+    con = duckdb.connect()
+    for path in sorted(root.glob("day=*/*.parquet")):
+        old = path.with_name("part-old" + path.name[len("part-") :])
+        con.execute(
+            "COPY (SELECT * EXCLUDE (pricing, resource), CAST(NULL AS INTEGER) AS resource FROM read_parquet(?)) "
+            "TO ? (FORMAT parquet)",
+            [str(path), str(old)],
+        )
+        path.unlink()
+    con.close()
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert all("pricing" not in pq.read_schema(p).names for p in root.glob("day=*/*.parquet"))
+    total = sum((e.amount for e in entries), Decimal(0))
+
+    assert store.total() == total
+    assert store.total(since=entries[4].timestamp) == total / 2
+    assert store.entries() == entries  # pricing reads as its default, "given"
+    assert store.scan()["pricing"].tolist() == ["given"] * len(entries)
+    assert store.summary().by_category == {"compute": total}
+    assert store.query("SELECT count(*) AS n, count(pricing) AS p FROM entries").loc[0].tolist() == [8, 0]
+
+    assert store.compact() == 1  # the first day's two files merged; the second day's one file rewritten
+    schemas = _schemas(root)
+    assert len(schemas) == 2
+    fresh = ParquetStore(root.parent / "fresh")
+    fresh.append(_plain_calls(0, 1))
+    (want,) = _schemas(root.parent / "fresh").values()
+    assert all(s.equals(want, check_metadata=False) for s in schemas.values())  # type: ignore[attr-defined]
+    assert store.entries() == entries
+    assert store.total() == total

@@ -8,8 +8,9 @@ from decimal import Decimal
 import duckdb
 import pytest
 
+from llmcost._rows import INGEST_SELECT, ingest_columns
 from llmcost.stores import Filters
-from llmcost.stores._sql import INGEST_SELECT, fetch_frame, ingest_columns, registered, where_sql
+from llmcost.stores._sql import fetch_frame, registered, where_sql
 
 from .conftest import NASTY, make_entry
 
