@@ -86,6 +86,10 @@ type_providers: dict[type, str | None] = {}
 extractors: dict[type, Callable[[Any], Any]] = {}
 type_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
 
+# -- analytics ----------------------------------------------------------------------------------------------------
+#: ``provider -> (model id, line, rank)`` of its current catalog models, for the recommender.
+provider_models: dict[str, Any] = {}
+
 # -- tokens -------------------------------------------------------------------------------------------------------
 #: Tokenizer encodings by name (``None``: could not be loaded in this process).
 encodings: dict[str, Any] = {}
@@ -101,6 +105,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     type_providers,
     extractors,
     type_is_one_of,
+    provider_models,
     encodings,
 )
 

@@ -34,6 +34,9 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     is_sdk_stream(object())
     _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding
     new_entry_id(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    from llmcost.analytics import _advice
+
+    assert _advice._provider_models("openai")  # the recommender's per-provider catalog lines
     live = llmcost.CostTracker(f"duckdb:///{tmp_path / 'costs.duckdb'}")  # a buffered tracker: flushed at exit
     live.record(amount=1)
     return default, live

@@ -16,15 +16,15 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from .. import _state
 from .._catalog import catalog_models
 from .._errors import UnknownModelError
 from .._money import ZERO, to_money, to_utc
 from .._prices import ModelPrice, get_price
+from .._rows import TOKEN_COLUMNS
 from .._usage import Usage
-from ..stores._schema import TOKEN_COLUMNS
 from ._source import as_source
 
 if TYPE_CHECKING:
@@ -110,14 +110,18 @@ def _line(model_id: str) -> tuple[str, int]:
     return line, (min(ranks) if ranks else _STANDARD)
 
 
-# STATE: a process-wide cache of the (fixed, installed) catalog per provider; it belongs in the central state
-# module (``llmcost._state``, with its one ``reset()``) once that exists.
-@lru_cache(maxsize=64)
 def _provider_models(provider: str) -> tuple[tuple[str, str, int], ...]:
-    """``(id, line, rank)`` of every current (not deprecated) catalog model of ``provider``."""
-    return tuple(
-        (model, *_line(model)) for prov, model, deprecated in catalog_models() if prov == provider and not deprecated
-    )
+    """``(id, line, rank)`` of every current (not deprecated) catalog model of ``provider`` (cached in ``_state``:
+    the installed catalog does not change while the process runs)."""
+    found: tuple[tuple[str, str, int], ...] | None = _state.provider_models.get(provider)
+    if found is None:
+        found = tuple(
+            (model, *_line(model))
+            for prov, model, deprecated in catalog_models()
+            if prov == provider and not deprecated
+        )
+        _state.provider_models[provider] = found
+    return found
 
 
 def _bulk_cost(price: ModelPrice, usage: Usage, calls: int) -> Decimal:

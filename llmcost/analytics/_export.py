@@ -1,7 +1,7 @@
 """``export``: one row per entry to a CSV, JSON or Parquet file, written in chunks and moved into place at the end.
 
-The row encodings (``EXPORT_SELECT``, ``csv_row``, ``json_record``, ``insert_text_rows``) are row-format
-conversions: they belong with the one owner of the row format and move there when that exists.
+Rows are read as ``llmcost._rows.TEXT_COLUMNS`` (exact text) and written with the row format's own encoders
+(``json_record``, ``cast_select``); only the CSV cell rule lives here.
 
 Example::
 
@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -20,24 +19,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..stores._schema import COLUMNS, ENTRIES_DDL, SQL_SELECT, TOKEN_COLUMNS
+from .._rows import COLUMNS, ENTRIES_DDL, TEXT_COLUMNS, cast_select, json_record
 from ._source import Source, as_source
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["EXPORT_SELECT", "csv_row", "export", "insert_text_rows", "json_record"]
+__all__ = ["csv_row", "export", "insert_text_rows"]
 
 _FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 _CHUNK = 100_000  # rows per read while exporting
 
-#: One entry per row, as text where text keeps it exact: amount without trailing zeros, timestamps in ISO 8601 UTC,
-#: tags as JSON text; the columns of ``COLUMNS``, in order. Read ``_e`` (see ``Source.sql``) with it.
-EXPORT_SELECT = (
-    "SELECT id, strftime(timezone('UTC', timestamp), '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp, "
-    "rtrim(rtrim(CAST(amount AS VARCHAR), '0'), '.') AS amount, currency, category, resource, description, "
-    "model, provider, " + ", ".join(TOKEN_COLUMNS) + ", latency_ms, CAST(to_json(tags) AS VARCHAR) AS tags, pricing"
-)
+#: One entry per row, as text where text keeps it exact (the row format's ``TEXT_COLUMNS``); read ``_e`` (see
+#: ``Source.sql``) with it.
+EXPORT_SELECT = "SELECT " + TEXT_COLUMNS
 
 
 def _export_format(path: Path, format: str | None) -> str:
@@ -84,26 +79,6 @@ def csv_row(row: Sequence[Any]) -> list[object]:
     ['01hx', '2024-05-01T00:00:00.000000Z', '0.5', '']
     """
     return ["" if value is None or (isinstance(value, float) and math.isnan(value)) else value for value in row]
-
-
-def json_record(row: Sequence[Any]) -> str:
-    """An ``EXPORT_SELECT`` row as one JSON object (text): ``amount`` an exact JSON number, ``tags`` an object.
-
-    >>> json_record(row)[:40]
-    '{"id": "01hx...", "timestamp": "2024-05-0'
-    """
-    parts = []
-    for name, value in zip(COLUMNS, row, strict=True):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            text = "null"
-        elif name == "amount":
-            text = str(value)  # exact decimal text as a JSON number: json.loads(..., parse_float=Decimal) keeps it
-        elif name == "tags":
-            text = str(value)  # already JSON
-        else:
-            text = json.dumps(value.item() if hasattr(value, "item") else value, ensure_ascii=False)
-        parts.append(f"{json.dumps(name)}: {text}")
-    return "{" + ", ".join(parts) + "}"
 
 
 def export(
@@ -218,7 +193,7 @@ def _write_parquet(
 
 def insert_text_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[Sequence[Any]]) -> None:
     """Insert ``EXPORT_SELECT`` rows into the ``entries`` table (``ENTRIES_DDL``) of ``con``, back in the store's
-    types: the text rows are the ``raw`` relation that ``SQL_SELECT`` reads.
+    types: the text rows are the ``raw`` relation that ``_rows.cast_select`` reads.
 
     >>> insert_text_rows(con, [row])
     """
@@ -230,6 +205,6 @@ def insert_text_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[Sequence[Any
             page[column] = page[column].where(page[column].notna(), None)
     con.register("raw", page)
     try:
-        con.execute(f"INSERT INTO entries {SQL_SELECT}")
+        con.execute(f"INSERT INTO entries {cast_select('raw')}")
     finally:
         con.unregister("raw")

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._entry import to_tags
 from .._money import to_money, to_utc
+from .._rows import COLUMNS, TOKEN_COLUMNS, cast_select
 from .._tracker import CostTracker
 from ..stores._base import CostStore
-from ..stores._schema import COLUMNS, SQL_SELECT, TOKEN_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -157,7 +157,7 @@ def _frame_source(frame: pd.DataFrame) -> Source:
     try:
         con.execute("SET TimeZone = 'UTC'")  # naive timestamps in the frame are UTC, as everywhere in llmcost
         con.register("raw", table)
-        con.execute(f"CREATE TEMP TABLE entries AS {SQL_SELECT}")
+        con.execute(f"CREATE TEMP TABLE entries AS {cast_select('raw')}")
         con.unregister("raw")
     except BaseException:
         con.close()
@@ -170,11 +170,8 @@ def _frame_source(frame: pd.DataFrame) -> Source:
 
 
 def frame_as_raw(frame: pd.DataFrame) -> pd.DataFrame:
-    """A frame from ``frame()``/``scan()`` in the shape ``stores._schema.sql_frame`` makes (the ``raw`` relation
-    ``SQL_SELECT`` reads): every column of ``COLUMNS``, missing ones filled with their defaults, ``amount`` as exact
-    decimal text and ``tags`` as JSON text.
-
-    Row-format conversion: it belongs with the one owner of the row format and moves there when that exists.
+    """A frame from ``frame()``/``scan()`` as text rows ``_rows.cast_select("raw")`` reads: every column of
+    ``COLUMNS``, missing ones filled with their defaults, ``amount`` as exact decimal text and ``tags`` as JSON text.
 
     Example::
 
