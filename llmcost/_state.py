@@ -1,9 +1,9 @@
 """Every piece of process-wide state of llmcost, in one place, with one ``reset()``.
 
 The default tracker, the on/off switch, the registered prices, the caches (price resolution, ``MODEL_PRICING``,
-interned tag maps, per-type extraction facts, tokenizers), the log-once set, the trackers to flush at exit and the
-entry id counter all live here. Other modules read and write them through this module; ``reset()`` puts them all
-back as a fresh process has them (tests call it around each test).
+interned tag maps, per-type extraction facts, tokenizers), the log-once set, the trackers to flush at exit (and on
+SIGTERM) and the entry id counter all live here. Other modules read and write them through this module;
+``reset()`` puts them all back as a fresh process has them (tests call it around each test).
 
 Containers are cleared in place and never rebound, so a hot path may bind one to a local name at import
 (``_resolved = _state.resolved_prices``); scalars are read as ``_state.name`` at the point of use.
@@ -22,6 +22,7 @@ import itertools
 import logging
 import os
 import random
+import signal
 import threading
 import weakref
 from collections.abc import Callable
@@ -130,14 +131,68 @@ def _flush_all_at_exit() -> None:
             logger.exception("llmcost: could not flush %r at exit", tracker)
 
 
+#: How long SIGTERM waits for the flush before the process ends anyway (``docker stop`` allows 10 s by default).
+SIGTERM_FLUSH_SECONDS = 8.0
+#: What SIGTERM did before llmcost's handler: chained to after the flush. ``None`` until installed.
+_previous_sigterm: Any = None
+_sigterm_installed = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Flush every live tracker, then end the process as SIGTERM would have without llmcost.
+
+    The flush runs on its own thread, bounded in time: the handler runs on the main thread between two bytecodes,
+    possibly while that thread holds a tracker's flush lock, which the flush would then wait for forever.
+    """
+    flusher = threading.Thread(target=_flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True)
+    flusher.start()
+    flusher.join(SIGTERM_FLUSH_SECONDS)
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    if previous == signal.SIG_IGN:
+        return
+    # SIG_DFL (or a handler set outside Python): the default action, so the exit status says "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_sigterm_handler() -> None:
+    """Flush on SIGTERM, chaining to whatever handler was there. Only the main thread may set handlers: a tracker
+    made on another thread leaves it to the next one made on the main thread."""
+    global _previous_sigterm, _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no signals here (embedded interpreters, some platforms)
+        return
+    _previous_sigterm, _sigterm_installed = previous, True
+
+
+def _uninstall_sigterm_handler() -> None:
+    global _previous_sigterm, _sigterm_installed
+    if not _sigterm_installed:
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # someone else's handler since then stays
+            signal.signal(signal.SIGTERM, _previous_sigterm)
+    except (ValueError, OSError):  # not the main thread: leave it; it flushes nothing once trackers are gone
+        return
+    _previous_sigterm, _sigterm_installed = None, False
+
+
 def track_live(tracker: Flushable) -> None:
-    """Flush ``tracker`` at exit (the exit hook is registered with the first such tracker)."""
+    """Flush ``tracker`` at exit and on SIGTERM (the hooks are installed with the first such tracker)."""
     global _exit_hook_registered
     with lock:
         live_trackers.add(tracker)
         if not _exit_hook_registered:
             atexit.register(_flush_all_at_exit)
             _exit_hook_registered = True
+        _install_sigterm_handler()
 
 
 def forget_live(tracker: Flushable) -> None:
@@ -198,4 +253,5 @@ def reset() -> None:
         if _exit_hook_registered:
             atexit.unregister(_flush_all_at_exit)
             _exit_hook_registered = False
+        _uninstall_sigterm_handler()
         _reseed_ids()

@@ -115,6 +115,7 @@ class CostTracker:
         self._last_flush = time.monotonic()
         self._flusher: threading.Thread | None = None
         self._closed = threading.Event()
+        self._wake = threading.Event()  # set when a batch is full: the writer need not wait out the interval
         self._subscribers: dict[str, list[Callable[[Any], object]]] = {e: [] for e in EVENTS}
         self._guards: tuple[Guard, ...] = ()
         self._recent = RecentCosts()
@@ -311,13 +312,15 @@ class CostTracker:
 
     # -- buffering ----------------------------------------------------------------------------------------------
     def _buffer_entry(self, entry: CostEntry) -> None:
+        # The tracked call only appends to the buffer: writing is the background writer's job, so a slow or locked
+        # store never adds its wait to the user's call. A full batch wakes the writer early.
         with self._buffer_lock:
             self._buffer.append(entry)
             due = len(self._buffer) >= self._batch_size
         if self._flusher is None:
             self._start_flusher()
         if due:
-            self._flush_quietly()
+            self._wake.set()
 
     def _start_flusher(self) -> None:
         with self._buffer_lock:
@@ -326,9 +329,12 @@ class CostTracker:
             ref = weakref.ref(self)
             interval = self._flush_interval
             closed = self._closed
+            wake = self._wake
 
             def run() -> None:
-                while not closed.wait(interval):
+                while not closed.is_set():
+                    wake.wait(interval)
+                    wake.clear()
                     tracker = ref()
                     if tracker is None:
                         return
@@ -371,6 +377,7 @@ class CostTracker:
     def close(self) -> None:
         """Flush, stop the background flusher and close the store."""
         self._closed.set()
+        self._wake.set()
         try:
             self.flush()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 from datetime import datetime, timezone
 
 import pydantic
@@ -49,6 +50,7 @@ def test_reset_forgets_every_piece_of_process_state(tmp_path, caplog):
     assert _state.default_tracker is default and _state.active is False
     assert _state.pricing_table is not None and _state.catalog_version is not None
     assert len(_state.live_trackers) == 1 and _state._exit_hook_registered
+    assert signal.getsignal(signal.SIGTERM) is _state._on_sigterm  # flushes on SIGTERM, then chains
     hooks = list(_state.default_tracker_hooks)
 
     _state.reset()
@@ -59,6 +61,7 @@ def test_reset_forgets_every_piece_of_process_state(tmp_path, caplog):
     assert _state.active is True and llmcost.is_active()
     assert _state.pricing_table is None and _state.catalog_version is None
     assert len(_state.live_trackers) == 0 and not _state._exit_hook_registered
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler found before is back
     assert next(_state.entry_seq) == 0
     assert _state.default_tracker_hooks == hooks  # wiring made at import stays: env budgets still apply
     assert "acme-1" not in llmcost.MODEL_PRICING

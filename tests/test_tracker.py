@@ -1,5 +1,6 @@
 import logging
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -138,17 +139,22 @@ def test_tags_context_applies_and_explicit_tags_win(tracker):
 
 
 class FlakyStore(MemoryStore):
-    """A store that fails its first ``failures`` appends."""
+    """A store that fails its first ``failures`` appends; ``appended`` is set after each attempt, so a test can await
+    the background writer instead of sleeping."""
 
     def __init__(self, failures: int) -> None:
         super().__init__()
         self.failures = failures
+        self.appended = threading.Event()
 
     def append(self, entries):
-        if self.failures:
-            self.failures -= 1
-            raise OSError("disk on fire")
-        super().append(entries)
+        try:
+            if self.failures:
+                self.failures -= 1
+                raise OSError("disk on fire")
+            super().append(entries)
+        finally:
+            self.appended.set()
 
 
 class BufferedStore(FlakyStore):
@@ -172,13 +178,33 @@ def test_buffered_store_keeps_entries_when_the_store_fails(clock):
     t.close()
 
 
-def test_buffer_flushes_on_size(clock):
+def test_buffer_flushes_on_size_in_the_background(clock):
     store = BufferedStore(failures=0)
     t = CostTracker(store, clock=clock, batch_size=5, flush_interval=60)
-    for _ in range(5):
+    for _ in range(4):
         t.record(amount=1)
-    assert t.pending() == 0 and len(store.entries()) == 5
+    assert not store.appended.is_set()  # below the batch size: nothing written yet
+    t.record(amount=1)
+    assert store.appended.wait(10)  # the full batch woke the writer long before its 60 s interval
+    assert len(store.entries()) == 5
     t.close()
+
+
+def test_a_tracked_call_never_waits_for_the_store(clock):
+    # The store takes 2 s per append (a lock held by another process, say): recording only appends to the buffer.
+    class SlowStore(BufferedStore):
+        def append(self, entries):
+            threading.Event().wait(2)
+            super().append(entries)
+
+    store = SlowStore(failures=0)
+    t = CostTracker(store, clock=clock, batch_size=2, flush_interval=60)
+    started = time.perf_counter()
+    for _ in range(10):  # five full batches
+        t.record(amount=1)
+    assert time.perf_counter() - started < 1.0
+    t.close()  # the acknowledgement point waits, as it must
+    assert store.total() == 10
 
 
 def test_buffer_flushes_on_time(clock):

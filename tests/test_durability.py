@@ -1,0 +1,159 @@
+"""Nothing recorded is lost and no tracked call waits on the store: a normal exit without ``flush()``, SIGTERM
+(docker stop, systemd, Kubernetes) and SIGINT, each in a real child process that never flushed before; calls while
+another process holds the store's lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmcost.stores import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: A child that makes five tracked calls into the store at argv[1] and never calls flush(); then what argv[2] says.
+CHILD = """
+import signal, sys, time
+import llmcost
+
+llmcost.configure(sys.argv[1])
+if sys.argv[2] == "own-handler":
+    # Installed before llmcost's (the first tracked call installs it): llmcost must flush, then call this one.
+    signal.signal(signal.SIGTERM, lambda signum, frame: (print("own handler", flush=True), sys.exit(3)))
+
+@llmcost.track_cost(resource="answer")
+def answer():
+    return {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+
+for _ in range(5):
+    answer()
+assert llmcost.get_tracker().pending() == 5, "the entries must still be buffered for this test to mean anything"
+if sys.argv[2] == "exit":
+    sys.exit(0)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture(params=["duckdb", "parquet"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"duckdb://{tmp_path}/costs.duckdb" if request.param == "duckdb" else f"parquet://{tmp_path}/costs"
+
+
+@pytest.fixture
+def spawn() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _start(procs: list[subprocess.Popen[str]], url: str, mode: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILD), url, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    procs.append(proc)
+    return proc
+
+
+def _stored(url: str) -> int:
+    with open_store(url) as store:
+        return len(store.entries(resource="answer"))
+
+
+def test_normal_exit_without_flush_keeps_every_entry(url: str, spawn: list[subprocess.Popen[str]]) -> None:
+    proc = _start(spawn, url, "exit")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "could not" not in err, err
+    assert _stored(url) == 5
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_flushes_then_ends_the_process_as_before(
+    url: str, spawn: list[subprocess.Popen[str]], signum: signal.Signals
+) -> None:
+    proc = _start(spawn, url, "wait")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    if signum == signal.SIGTERM:
+        assert proc.returncode == -signal.SIGTERM, err  # still ends as killed by SIGTERM, as without llmcost
+    else:
+        assert "KeyboardInterrupt" in err  # Python's own SIGINT behaviour is untouched
+    assert _stored(url) == 5
+
+
+def test_a_users_own_sigterm_handler_still_runs(url: str, spawn: list[subprocess.Popen[str]]) -> None:
+    proc = _start(spawn, url, "own-handler")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert "own handler" in out
+    assert _stored(url) == 5
+
+
+HOLD_LOCK = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.readline()  # until the test says so (or 10 s pass)
+"""
+
+
+def test_calls_stay_fast_while_another_process_holds_the_store(
+    tmp_path: Path, spawn: list[subprocess.Popen[str]]
+) -> None:
+    import time
+
+    import llmcost
+
+    path = tmp_path / "costs.duckdb"
+    tracker = llmcost.CostTracker(f"duckdb://{path}", batch_size=20, flush_interval=0.05)
+    tracker.record(amount="0.01", category="compute")
+    tracker.flush()  # the file exists, so the holder below locks it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    spawn.append(holder)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+
+    @llmcost.track_cost(tracker=tracker, resource="answer")
+    def answer() -> dict[str, object]:
+        return {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+
+    latencies = []
+    held_until = time.monotonic() + 10  # the lock is held for 10 s, as in the issue
+    while time.monotonic() < held_until:
+        started = time.perf_counter()
+        answer()
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.005)  # pacing: calls keep coming while the writer waits for the lock
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(timeout=30)
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99)]
+    assert p99 < 0.005, f"p99 {p99 * 1000:.2f} ms over {len(latencies)} calls"
+    tracker.close()
+    with open_store(f"duckdb://{path}") as store:
+        assert len(store.entries(resource="answer")) == len(latencies)
