@@ -39,6 +39,7 @@ from ._prices import priced
 from ._summary import CostSummary
 from ._usage import Usage
 from .stores import CostStore, MemoryStore, open_store
+from .stores._isolate import append_or_set_aside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -353,14 +354,16 @@ class CostTracker:
     def flush(self) -> None:
         """Write buffered entries to the store; when this returns they are acknowledged.
 
-        If the store fails, the entries stay buffered (nothing is lost) and ``StoreError`` is raised.
+        If the store fails, the entries stay buffered (nothing is lost) and ``StoreError`` is raised. An entry the
+        store refuses while it takes the others is set aside with its reason (``store.dead_letters()``), so it never
+        holds back the entries around it.
         """
         with self._flush_lock:
             with self._buffer_lock:
                 batch, self._buffer = self._buffer, []
             if batch:
                 try:
-                    self.store.append(batch)
+                    append_or_set_aside(self.store, batch)
                 except BaseException as exc:
                     with self._buffer_lock:
                         self._buffer[:0] = batch

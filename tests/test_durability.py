@@ -157,3 +157,30 @@ def test_calls_stay_fast_while_another_process_holds_the_store(
     tracker.close()
     with open_store(f"duckdb://{path}") as store:
         assert len(store.entries(resource="answer")) == len(latencies)
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_one_entry_a_store_refuses_never_holds_back_the_others(tmp_path: Path, kind: str) -> None:
+    import json
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    import llmcost
+
+    url = f"duckdb://{tmp_path}/costs.duckdb" if kind == "duckdb" else f"parquet://{tmp_path}/costs"
+    poison = llmcost.CostEntry(id="poison-0001", timestamp=datetime(2024, 5, 1, tzinfo=timezone.utc), amount=1)
+    object.__setattr__(poison, "amount", Decimal("1E+25"))  # past DECIMAL(38, 18); record() refuses such amounts
+    tracker = llmcost.CostTracker(url, batch_size=10_000, flush_interval=60)  # one batch holds them all
+    for i in range(1001):
+        if i == 500:
+            tracker.add(poison)
+        else:
+            tracker.record(amount="0.01", category="compute", resource="good")
+    tracker.flush()  # no error: 1,000 stored, 1 set aside
+    assert tracker.pending() == 0
+    tracker.close()
+    with open_store(url) as store:
+        assert len(store.entries(resource="good")) == 1000
+        assert store.total() == Decimal("10.00")
+        (dead,) = store.dead_letters()
+        assert "poison-0001" in json.dumps(dead, default=str)

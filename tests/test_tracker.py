@@ -162,7 +162,7 @@ class BufferedStore(FlakyStore):
 
 
 def test_buffered_store_keeps_entries_when_the_store_fails(clock):
-    store = BufferedStore(failures=2)
+    store = BufferedStore(failures=10**6)  # down: every append fails, whatever part of the batch
     t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
     t.record(amount=1)
     t.record(amount=2)
@@ -172,9 +172,23 @@ def test_buffered_store_keeps_entries_when_the_store_fails(clock):
     with pytest.raises(StoreError):
         t.flush()
     assert t.pending() == 2  # nothing lost
+    assert store.dead_letters() == []  # nothing set aside: no part went in, so the store is down, not the entries
+    store.failures = 0
     t.flush()
     assert t.pending() == 0
     assert store.total() == Decimal(3)
+    t.close()
+
+
+def test_a_passing_fault_sets_nothing_aside(clock):
+    # The first two appends fail (the whole batch, then its first half): the second half goes in, and the first
+    # half's entry goes in on its second try alone. Only an entry that fails alone, twice, is set aside.
+    store = BufferedStore(failures=2)
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    t.record(amount=1)
+    t.record(amount=2)
+    t.flush()
+    assert store.total() == Decimal(3) and store.dead_letters() == []
     t.close()
 
 
