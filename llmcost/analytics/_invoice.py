@@ -253,10 +253,12 @@ def _openai_line(result: Mapping[str, Any], start: datetime, field: str) -> Invo
     value = _decimal(amount["value"], f"{field}.amount.value")
     line_item = _text(result.get("line_item"))
     model = part = None
-    if line_item is not None:
+    if line_item is not None and "," in line_item:
         # "gpt-4o-2024-08-06, input": the model, then what was billed (", cached input", ", output"...).
         model, _, rest = line_item.partition(",")
         model, part = model.strip(), (rest.strip() or None)
+    elif line_item is not None:
+        part = line_item  # a charge without a model part ("web search tool calls", storage...)
     tier = next((t for t in ("batch", "flex", "priority") if part and t in part.lower()), None)
     return InvoiceLine(
         start.date(), model, _text(result.get("project_id")), value, _allowance(value), part, tier

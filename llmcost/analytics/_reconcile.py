@@ -155,7 +155,7 @@ def reconcile(
         )
     frame = pd.DataFrame.from_records(rows, columns=list(RECONCILE_COLUMNS))
     for column in ("day", "model", "project", "recorded", "billed", "delta", "status", "likely_cause", "repriced"):
-        frame[column] = frame[column].astype(object)
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     frame["calls"] = frame["calls"].astype("int64")
     frame["delta_pct"] = frame["delta_pct"].astype("float64")
     return frame
