@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._errors import UnknownModelError
 from .._model_price import tidy
+from .._prices import price_for
 from .._money import ZERO
 from ._invoice import Invoice, read_invoice
 from ._reprice import PriceTable, Priced, model_key, priced_groups
@@ -101,21 +103,24 @@ def reconcile(
     cache: dict[str, str] = {}
     with as_source(source) as base:
         src = base.where(since=found.start, until=found.end)
-        keys = ["CAST(date_trunc('day', timezone('UTC', e.timestamp)) AS DATE)", "e.model"]
+        keys = ["CAST(date_trunc('day', timezone('UTC', e.timestamp)) AS DATE)", "e.model", "lower(e.provider)"]
         params: list[Any] = []
         if found.has_project:
             keys.append("e.tags[?]")
             params.append(project_tag)
         where, where_params = "e.model IS NOT NULL", []
         if found.provider is not None:
-            where += " AND lower(e.provider) = ?"
+            # An entry recorded with an amount given may carry no provider: its model's maker decides (below).
+            where += " AND (e.provider IS NULL OR lower(e.provider) = ?)"
             where_params.append(found.provider)
         groups = priced_groups(src, keys, params, PriceTable(), None, no_cache=True, where=where,
                                where_params=where_params)
     recorded: dict[tuple[date, str | None, str | None], Priced] = {}
     for key, group in groups.items():
-        day, model = _as_date(key[0]), key[1]
-        project = key[2] if found.has_project else None
+        day, model, maker = _as_date(key[0]), key[1], key[2]
+        if found.provider is not None and maker is None and _maker(model) not in (None, found.provider):
+            continue
+        project = key[3] if found.has_project else None
         merged_key = (day, model_key(model, cache) if found.has_model else None, project)
         into = recorded.setdefault(merged_key, Priced())
         into.calls += group.calls
@@ -159,6 +164,14 @@ def reconcile(
     frame["calls"] = frame["calls"].astype("int64")
     frame["delta_pct"] = frame["delta_pct"].astype("float64")
     return frame
+
+
+def _maker(model: str) -> str | None:
+    """The provider the catalog prices ``model`` for, ``None`` when it does not know the model."""
+    try:
+        return price_for(model)[0].provider
+    except (UnknownModelError, ValueError):
+        return None
 
 
 def _as_date(value: Any) -> date:

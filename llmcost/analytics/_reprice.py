@@ -65,14 +65,14 @@ def model_key(model: str, cache: dict[str, str] | None = None) -> str:
     ``gpt-4o-2024-08-06`` and ``gpt-4o`` are both ``gpt-4o``), else the lowercased id without a date suffix.
     Display names as the Anthropic console exports them (``Claude Sonnet 4.5``) are read as ids first.
 
-    >>> model_key("gpt-4o-2024-08-06"), model_key("Claude 3.5 Sonnet")
-    ('gpt-4o', 'claude-3-5-sonnet')
+    >>> model_key("gpt-4o-2024-08-06"), model_key("Claude 3.5 Sonnet"), model_key("claude-3-5-haiku-20241022")
+    ('gpt-4o', 'claude-3-5-sonnet', 'claude-3-5-haiku')
     """
     if cache is not None and model in cache:
         return cache[model]
     text = _plain_key(model)
     try:
-        found = price_for(text)[0].model.lower()
+        found = _DATED.sub("", price_for(text)[0].model.lower())
     except (UnknownModelError, ValueError):
         found = _DATED.sub("", text)
     if cache is not None:
