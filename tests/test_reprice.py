@@ -221,3 +221,41 @@ def test_a_swap_to_an_unknown_model_names_the_closest(clock: Clock) -> None:
 def test_an_empty_source_gives_an_empty_frame(clock: Clock) -> None:
     frame = analytics.reprice(CostTracker(clock=clock))
     assert frame.empty and list(frame.columns) == ["model", *analytics_columns()]
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "reprice.md"
+
+
+def _python_blocks(text: str) -> list[str]:
+    blocks, inside, current = [], False, []
+    for line in text.splitlines():
+        if line.strip() == "```python":
+            inside, current = True, []
+        elif line.strip() == "```" and inside:
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize("block", _python_blocks(DOCS.read_text(encoding="utf-8")))
+def test_the_guides_examples_run_as_pasted_and_print_what_they_show(
+    block: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(DOCS.parent.parent)
+    exec(compile(block, str(DOCS), "exec"), {"__name__": "__docs__"})
+    printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    # What a block shows: the comment lines right after a line that prints.
+    shown, after_print = [], False
+    for line in block.splitlines():
+        if line.startswith("# ") and after_print:
+            shown.append(line[2:].rstrip())
+        else:
+            after_print = "print(" in line
+    assert shown
+    for want, got in zip(shown, printed, strict=False):
+        if want.endswith("..."):
+            assert got.startswith(want[:-3].rstrip()), (want, got)
+        else:
+            assert got == want
