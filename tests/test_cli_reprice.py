@@ -50,8 +50,16 @@ def test_reprice_table_has_a_total_and_fits_80_columns(capsys: pytest.CaptureFix
 
 def test_reprice_json_keeps_money_exact(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
     code, out, _ = run(
-        capsys, "reprice", "--store", store_url, "--prices", str(EXAMPLES / "new-prices.toml"), "--by", "tag:team",
-        "--format", "json",
+        capsys,
+        "reprice",
+        "--store",
+        store_url,
+        "--prices",
+        str(EXAMPLES / "new-prices.toml"),
+        "--by",
+        "tag:team",
+        "--format",
+        "json",
     )
     assert code == 0
     records = {r["tag:team"]: r for r in json.loads(out)}
@@ -63,8 +71,20 @@ def test_reprice_json_keeps_money_exact(capsys: pytest.CaptureFixture[str], stor
 
 
 def test_reprice_at_a_date_as_csv(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
-    code, out, _ = run(capsys, "reprice", "--store", store_url, "--at", "2025-07-01", "--by", "model,provider",
-                       "--format", "csv", "--since", "2025-08-02")
+    code, out, _ = run(
+        capsys,
+        "reprice",
+        "--store",
+        store_url,
+        "--at",
+        "2025-07-01",
+        "--by",
+        "model,provider",
+        "--format",
+        "csv",
+        "--since",
+        "2025-08-02",
+    )
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(r["model"], r["provider"], r["recorded"], r["repriced"]) for r in rows] == [
@@ -111,8 +131,18 @@ def test_report_html_with_invoice_and_reprice_sections(
 ) -> None:
     page = tmp_path / "report.html"
     code, _, err = run(
-        capsys, "report", "--store", store_url, "--html", str(page), "--invoice", str(EXAMPLES / "openai-costs.json"),
-        "--reprice", str(EXAMPLES / "new-prices.toml"), "--format", "csv",
+        capsys,
+        "report",
+        "--store",
+        store_url,
+        "--html",
+        str(page),
+        "--invoice",
+        str(EXAMPLES / "openai-costs.json"),
+        "--reprice",
+        str(EXAMPLES / "new-prices.toml"),
+        "--format",
+        "csv",
     )
     assert code == 0 and "wrote" in err
     html = page.read_text(encoding="utf-8")

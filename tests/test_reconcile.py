@@ -95,7 +95,16 @@ def test_openai_costs_api_by_day_model_and_project(openai_history: CostTracker, 
     path.write_text(json.dumps(OPENAI), encoding="utf-8")
     frame = analytics.reconcile(openai_history, path)
     assert list(frame.columns) == [
-        "day", "model", "project", "calls", "recorded", "billed", "delta", "delta_pct", "status", "likely_cause",
+        "day",
+        "model",
+        "project",
+        "calls",
+        "recorded",
+        "billed",
+        "delta",
+        "delta_pct",
+        "status",
+        "likely_cause",
         "repriced",
     ]
     aug1, aug2 = date(2025, 8, 1), date(2025, 8, 2)
@@ -294,9 +303,7 @@ def test_anthropic_console_csv_export(clock: Clock, tmp_path: Path) -> None:
 def test_plain_csv_and_a_frame(openai_history: CostTracker, tmp_path: Path) -> None:
     path = tmp_path / "invoice.csv"
     path.write_text(
-        "date,model,amount,project\n"
-        "2025-08-01,gpt-4o,3.50,proj_search\n"
-        "2025-08-01,gpt-4o-mini,0.21,proj_search\n",
+        "date,model,amount,project\n2025-08-01,gpt-4o,3.50,proj_search\n2025-08-01,gpt-4o-mini,0.21,proj_search\n",
         encoding="utf-8",
     )
     frame = analytics.reconcile(openai_history, path, provider="openai")
@@ -314,20 +321,46 @@ def test_plain_csv_and_a_frame(openai_history: CostTracker, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("content", "error"),
     [
-        (json.dumps(openai_page((T0, [result(1, "gpt-4o, input", None, currency="eur")]))),
-         r"data\[0\]\.results\[0\]\.amount\.currency is 'eur'"),
+        (
+            json.dumps(openai_page((T0, [result(1, "gpt-4o, input", None, currency="eur")]))),
+            r"data\[0\]\.results\[0\]\.amount\.currency is 'eur'",
+        ),
         (json.dumps([OPENAI, OPENAI]), r"periods overlap: \[1\]data\[0\] starts at 2025-08-01 00:00"),
-        (json.dumps({"data": [{"start_time": T0, "end_time": T0 + 2 * DAY, "results": []}]}),
-         r"data\[0\] runs from 2025-08-01 00:00 to 2025-08-03 00:00; reconcile reads daily buckets"),
-        (json.dumps(openai_page((T0, [{"object": "organization.costs.result", "amount": {"value": "lots",
-                                                                                         "currency": "usd"}}]))),
-         r"data\[0\]\.results\[0\]\.amount\.value must be a number, got 'lots'"),
-        (json.dumps({"data": [{"starting_at": "2025-09-01T00:00:00Z", "ending_at": "2025-09-02T00:00:00Z",
-                               "results": [{"currency": "USD", "model": "claude-3-5-haiku"}]}]}),
-         r"data\[0\]\.results\[0\]\.amount is missing"),
+        (
+            json.dumps({"data": [{"start_time": T0, "end_time": T0 + 2 * DAY, "results": []}]}),
+            r"data\[0\] runs from 2025-08-01 00:00 to 2025-08-03 00:00; reconcile reads daily buckets",
+        ),
+        (
+            json.dumps(
+                openai_page(
+                    (T0, [{"object": "organization.costs.result", "amount": {"value": "lots", "currency": "usd"}}])
+                )
+            ),
+            r"data\[0\]\.results\[0\]\.amount\.value must be a number, got 'lots'",
+        ),
+        (
+            json.dumps(
+                {
+                    "data": [
+                        {
+                            "starting_at": "2025-09-01T00:00:00Z",
+                            "ending_at": "2025-09-02T00:00:00Z",
+                            "results": [{"currency": "USD", "model": "claude-3-5-haiku"}],
+                        }
+                    ]
+                }
+            ),
+            r"data\[0\]\.results\[0\]\.amount is missing",
+        ),
         (json.dumps({"object": "list", "items": []}), r"no 'data' list of buckets"),
-        ("day,model,cost\n2025-08-01,gpt-4o,1\n", r"no 'date', 'amount' column \(columns: \['day', 'model', 'cost'\]\)"),
-        ("date,model,amount\n08/01/2025,gpt-4o,1\n", r"date \(line 2\) must be a date such as 2025-08-01, got '08/01/2025'"),
+        (
+            "day,model,cost\n2025-08-01,gpt-4o,1\n",
+            r"no 'date', 'amount' column \(columns: \['day', 'model', 'cost'\]\)",
+        ),
+        (
+            "date,model,amount\n08/01/2025,gpt-4o,1\n",
+            r"date \(line 2\) must be a date such as 2025-08-01, got '08/01/2025'",
+        ),
         ("date,model,amount,currency\n2025-08-01,gpt-4o,1,EUR\n", r"currency \(line 2\) is 'EUR'"),
         ("this is not an invoice\njust text\n", r"neither JSON nor CSV \(first line 'this is not an invoice'\)"),
         ("{not json", r"is not valid JSON"),

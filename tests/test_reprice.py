@@ -96,7 +96,9 @@ def test_at_each_calls_own_time_the_catalog_agrees_with_what_was_recorded(source
     assert got["acme-large"] == (1, 0, 0, 0)
     assert frame.loc[frame["model"].isna(), "kept"].item() == 1
     assert frame["model"].tolist()[0] == "o3-2025-04-16"  # largest recorded first
-    assert all(isinstance(v, Decimal) for v in frame["recorded"]) and all(isinstance(v, Decimal) for v in frame["delta"])
+    assert all(isinstance(v, Decimal) for v in frame["recorded"]) and all(
+        isinstance(v, Decimal) for v in frame["delta"]
+    )
 
 
 def test_at_another_date_prices_every_call_then(source: Any) -> None:

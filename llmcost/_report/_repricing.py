@@ -20,11 +20,22 @@ if TYPE_CHECKING:
 
 __all__ = ["reconcile_section", "reconcile_text", "reprice_section", "reprice_text"]
 
-_REPRICE = [("calls", "calls", "int"), ("recorded", "recorded", "money"), ("repriced", "repriced", "money"),
-            ("delta", "delta", "money"), ("delta_pct", "delta %", "pct")]
-_RECONCILE = [("day", "day", "text"), ("model", "model", "text"), ("project", "project", "text"),
-              ("recorded", "recorded", "money"), ("billed", "billed", "money"), ("delta", "delta", "money"),
-              ("status", "status", "text")]
+_REPRICE = [
+    ("calls", "calls", "int"),
+    ("recorded", "recorded", "money"),
+    ("repriced", "repriced", "money"),
+    ("delta", "delta", "money"),
+    ("delta_pct", "delta %", "pct"),
+]
+_RECONCILE = [
+    ("day", "day", "text"),
+    ("model", "model", "text"),
+    ("project", "project", "text"),
+    ("recorded", "recorded", "money"),
+    ("billed", "billed", "money"),
+    ("delta", "delta", "money"),
+    ("status", "status", "text"),
+]
 
 
 def _keys(frame: pd.DataFrame) -> list[str]:

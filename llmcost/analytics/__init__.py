@@ -22,9 +22,9 @@ Example::
 
 # The layout, one idea per module, imports running down this list only: _freq (time buckets), _source (any source
 # as SQL over its entries), _spend (group-bys), _forecast (run-rate, pending work, anomalies), _advice (model
-# comparison and cheaper models), _export (files), _reprice (usage priced again: what-ifs) and _reconcile (recorded
-# spend against a provider's invoice, in _invoice's normalised lines). The tuning constants stay importable from here, as before, but
-# are not in ``__all__``: the documented API is the functions.
+# comparison and cheaper models), _export (files), _reprice (usage priced again: what-ifs), _invoice (provider
+# invoices read into daily lines) and _reconcile (recorded spend against an invoice). The tuning constants stay
+# importable from here, as before, but are not in ``__all__``: the documented API is the functions.
 from ._advice import MIN_SAVING as MIN_SAVING
 from ._advice import compare_models, recommendations
 from ._export import export

@@ -35,6 +35,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from itertools import pairwise
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,9 @@ def read_invoice(invoice: Any, *, provider: str | None = None) -> Invoice:
     import pandas as pd
 
     if isinstance(invoice, pd.DataFrame):
-        return _checked(_from_rows(list(invoice.columns), invoice.itertuples(index=False, name=None), "frame"), provider)
+        return _checked(
+            _from_rows(list(invoice.columns), invoice.itertuples(index=False, name=None), "frame"), provider
+        )
     if isinstance(invoice, (Mapping, list)):
         return _checked(_from_json(invoice, "invoice"), provider)
     if not isinstance(invoice, (str, PathLike)):
@@ -197,7 +200,7 @@ def _from_json(data: Any, name: str) -> Invoice:
                 raise ValueError(f"invoice {name!r}: {field} must be an object, got {result!r}")
             lines.append(_anthropic_line(result, start, field) if anthropic else _openai_line(result, start, field))
     spans.sort()
-    for (s1, e1, w1), (s2, _, w2) in zip(spans, spans[1:]):
+    for (_, e1, w1), (s2, _, w2) in pairwise(spans):
         if s2 < e1:
             raise ValueError(
                 f"invoice {name!r}: periods overlap: {w2} starts at {s2:%Y-%m-%d %H:%M} before {w1} ends at "
@@ -260,9 +263,7 @@ def _openai_line(result: Mapping[str, Any], start: datetime, field: str) -> Invo
     elif line_item is not None:
         part = line_item  # a charge without a model part ("web search tool calls", storage...)
     tier = next((t for t in ("batch", "flex", "priority") if part and t in part.lower()), None)
-    return InvoiceLine(
-        start.date(), model, _text(result.get("project_id")), value, _allowance(value), part, tier
-    )
+    return InvoiceLine(start.date(), model, _text(result.get("project_id")), value, _allowance(value), part, tier)
 
 
 def _anthropic_line(result: Mapping[str, Any], start: datetime, field: str) -> InvoiceLine:
@@ -353,4 +354,3 @@ def _day(value: object, field: str) -> date:
     except ValueError:
         raise ValueError(f"invoice column {field} must be a date such as 2025-08-01, got {value!r}") from None
     return moment.date() if moment.tzinfo is None else moment.astimezone(timezone.utc).date()
-

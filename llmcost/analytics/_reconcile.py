@@ -23,10 +23,10 @@ import attrs
 
 from .._errors import UnknownModelError
 from .._model_price import tidy
-from .._prices import price_for
 from .._money import ZERO
+from .._prices import price_for
 from ._invoice import Invoice, read_invoice
-from ._reprice import PriceTable, Priced, model_key, priced_groups
+from ._reprice import Priced, PriceTable, model_key, priced_groups
 from ._source import as_source
 
 if TYPE_CHECKING:
@@ -113,8 +113,9 @@ def reconcile(
             # An entry recorded with an amount given may carry no provider: its model's maker decides (below).
             where += " AND (e.provider IS NULL OR lower(e.provider) = ?)"
             where_params.append(found.provider)
-        groups = priced_groups(src, keys, params, PriceTable(), None, no_cache=True, where=where,
-                               where_params=where_params)
+        groups = priced_groups(
+            src, keys, params, PriceTable(), None, no_cache=True, where=where, where_params=where_params
+        )
     recorded: dict[tuple[date, str | None, str | None], Priced] = {}
     for key, group in groups.items():
         day, model, maker = _as_date(key[0]), key[1], key[2]
@@ -253,5 +254,3 @@ def _judge(
         more = f" (about {int(missing / per_call):,} more calls like these)" if per_call else ""
         return status, f"billed more than the recorded calls cost at catalog prices: calls made outside tracking{more}"
     return status, None
-
-

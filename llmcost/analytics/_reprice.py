@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-import math
+import contextlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
@@ -40,7 +40,7 @@ from ._spend import group_keys
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PRICED_COLUMNS", "Priced", "PriceTable", "model_key", "priced_groups", "reprice"]
+__all__ = ["PRICED_COLUMNS", "PriceTable", "Priced", "model_key", "priced_groups", "reprice"]
 
 #: The money and count columns of ``reprice``, after the group keys.
 PRICED_COLUMNS = ("calls", "recorded", "repriced", "delta", "delta_pct", "kept")
@@ -110,9 +110,7 @@ class PriceTable:
                 if isinstance(value, str):
                     price_for(value)  # an unknown target fails now, naming the closest ids
                 elif not isinstance(value, ModelPrice):
-                    raise TypeError(
-                        f"prices: a swap maps {key!r} to a model id or a llmcost.ModelPrice, got {value!r}"
-                    )
+                    raise TypeError(f"prices: a swap maps {key!r} to a model id or a llmcost.ModelPrice, got {value!r}")
                 swap[_plain_key(key)] = value
             return cls(swap=swap)
         if isinstance(prices, Sequence) and not isinstance(prices, (bytes, bytearray)):
@@ -131,10 +129,8 @@ class PriceTable:
     def _names(self, model: str) -> list[str]:
         plain = _plain_key(model)
         names = [plain]
-        try:
+        with contextlib.suppress(UnknownModelError, ValueError):
             names.append(price_for(model)[0].model.lower())
-        except (UnknownModelError, ValueError):
-            pass
         names.append(_DATED.sub("", plain))
         return list(dict.fromkeys(names))
 
@@ -398,10 +394,10 @@ def reprice(
     with as_source(source) as src:
         groups = priced_groups(src, exprs, params, table, moment)
     records = []
-    for key, group in groups.items():
+    for values, group in groups.items():
         delta = tidy(group.repriced - group.recorded)
         records.append(
-            (*key, group.calls, group.recorded, group.repriced, delta, _pct(delta, group.recorded), group.kept)
+            (*values, group.calls, group.recorded, group.repriced, delta, _pct(delta, group.recorded), group.kept)
         )
     frame = pd.DataFrame.from_records(records, columns=[*names, *PRICED_COLUMNS])
     for name in names:
@@ -417,7 +413,9 @@ def reprice(
     order = ["timestamp", "id"] if by is None else ["_recorded", *names]
     frame["_recorded"] = [float(v) for v in frame["recorded"]]
     frame = frame.sort_values(
-        order, ascending=[True, True] if by is None else [False, *([True] * len(names))], na_position="last",
+        order,
+        ascending=[True, True] if by is None else [False, *([True] * len(names))],
+        na_position="last",
         kind="stable",
     )
     return frame.drop(columns="_recorded").reset_index(drop=True)

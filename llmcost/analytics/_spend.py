@@ -23,7 +23,17 @@ from ._source import Source, as_source
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GROUP_KEYS", "MEASURES", "by_category", "by_model", "by_resource", "by_tag", "group_keys", "over_time", "spend"]
+__all__ = [
+    "GROUP_KEYS",
+    "MEASURES",
+    "by_category",
+    "by_model",
+    "by_resource",
+    "by_tag",
+    "group_keys",
+    "over_time",
+    "spend",
+]
 
 #: Keys ``spend(by=...)`` groups on besides ``tag:<key>``; they are column names, never user text.
 GROUP_KEYS = ("category", "resource", "model", "provider")
