@@ -98,16 +98,20 @@ def pandas_exact(frame: Any) -> Any:
     """Reprice at ``AT`` row by row with ``ModelPrice.cost`` (exact Decimal), then sum by model."""
     from llmcost import Usage, get_price
 
-    prices = {(m, p): get_price(m, p, at=AT) for m, p in frame[["model", "provider"]].drop_duplicates().itertuples(
-        index=False, name=None
-    )}
+    prices = {
+        (m, p): get_price(m, p, at=AT)
+        for m, p in frame[["model", "provider"]].drop_duplicates().itertuples(index=False, name=None)
+    }
     columns = ["model", "provider", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
     repriced = [
         prices[(m, p)].cost(Usage(i, o, cr, cw))
         for m, p, i, o, cr, cw in frame[columns].itertuples(index=False, name=None)
     ]
-    return frame[["model", "amount"]].assign(repriced=repriced).groupby("model").agg(
-        calls=("amount", "size"), recorded=("amount", "sum"), repriced=("repriced", "sum")
+    return (
+        frame[["model", "amount"]]
+        .assign(repriced=repriced)
+        .groupby("model")
+        .agg(calls=("amount", "size"), recorded=("amount", "sum"), repriced=("repriced", "sum"))
     )
 
 
@@ -131,10 +135,13 @@ def pandas_float(frame: Any) -> Any:
             float(tier.cache_read_per_mtok or price.cache_read_per_mtok or 0) if tier else 0.0,
         )
     model = frame["model"]
-    inp, out, cached = (frame[c].to_numpy(dtype="float64") for c in ("input_tokens", "output_tokens", "cache_read_tokens"))
-    rate = {k: model.map({m: r[n] for m, r in rates.items()}).to_numpy(dtype="float64") for n, k in enumerate(
-        ("in", "out", "cr", "start", "tin", "tout", "tcr")
-    )}
+    inp, out, cached = (
+        frame[c].to_numpy(dtype="float64") for c in ("input_tokens", "output_tokens", "cache_read_tokens")
+    )
+    rate = {
+        k: model.map({m: r[n] for m, r in rates.items()}).to_numpy(dtype="float64")
+        for n, k in enumerate(("in", "out", "cr", "start", "tin", "tout", "tcr"))
+    }
     over = inp > rate["start"]
     r_in = np.where(over, rate["tin"], rate["in"])
     r_out = np.where(over, rate["tout"], rate["out"])

@@ -115,6 +115,7 @@ def test_reconcile_text_and_json(capsys: pytest.CaptureFixture[str], store_url: 
         (["reprice", "--swap", "gpt-4o"], "--swap expects FROM=TO"),
         (["reprice", "--swap", "gpt-4o=gpt-9-turbo-x"], "gpt-9-turbo-x"),
         (["reprice", "--prices", "{tmp}/bad.csv", "--swap", "a=b"], "not both"),
+        (["report", "--invoice", "{tmp}/bad.csv"], "give --html FILE too"),
     ],
 )
 def test_errors_are_one_line(

@@ -124,6 +124,39 @@ def test_openai_costs_api_by_day_model_and_project(openai_history: CostTracker, 
     assert frame["delta_pct"].iloc[2] == pytest.approx(-0.42 / 0.63)  # delta over billed
 
 
+def test_the_documented_example_without_line_items_reconciles_by_day(clock: Clock) -> None:
+    # The API reference's own example response: no group_by, so no line_item and no project_id.
+    page = {
+        "object": "page",
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": 1730419200,
+                "end_time": 1730505600,
+                "results": [
+                    {
+                        "object": "organization.costs.result",
+                        "amount": {"value": 0.06, "currency": "usd"},
+                        "line_item": None,
+                        "project_id": None,
+                    }
+                ],
+            }
+        ],
+        "has_more": False,
+        "next_page": None,
+    }
+    clock.now = datetime(2024, 11, 1, 10, tzinfo=timezone.utc)
+    tracker = CostTracker(clock=clock)
+    tracker.record(model="gpt-4o", input_tokens=20_000, output_tokens=1_000)  # 0.05 + 0.01 = 0.06
+    tracker.record(model="gpt-4o-mini", input_tokens=10_000)  # 0.0015
+    frame = analytics.reconcile(tracker, page)
+    # Every model of the day together: 0.0615 against 0.06. "0.06" has two decimals, so it may hide up to half a
+    # cent of rounding: 0.0015 <= 0.005 + 0.1% x 0.06 is a match.
+    assert table(frame) == [(date(2024, 11, 1), None, None, D("0.0615"), D("0.06"), D("0.0015"), "match")]
+    assert frame["calls"].item() == 2
+
+
 def test_several_pages_as_a_list_and_a_store_source(openai_history: CostTracker, tmp_path: Path) -> None:
     first = dict(openai_page(*[(b["start_time"], b["results"]) for b in OPENAI["data"][:1]]), has_more=True)
     first["next_page"] = "page_AAAAAGdGxdEATdHO"

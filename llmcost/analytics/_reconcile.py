@@ -233,7 +233,7 @@ def _judge(
             f"(repriced at the catalog: {_money(got.repriced)})"
         )
     half = got.repriced / 2
-    if ("batch" in bill.tiers or near(half, bill.amount)) and near(half, bill.amount):
+    if near(half, bill.amount):  # the Batch API's published rule: half the standard price
         return status, (
             f"billed at the Batch tier's half price ({_money(half)}): the calls went through the Batch API but "
             "were recorded at standard prices (service tier not applied)"

@@ -55,6 +55,8 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
 
     url = store_url(args.store)
     now = datetime.now(timezone.utc)
+    if (getattr(args, "invoice", None) or getattr(args, "reprice", None)) and not args.html:
+        raise CliError("--invoice and --reprice add sections to the HTML report: give --html FILE too")
     store = open_cli_store(url, create=False)
     try:
         src = filtered(store, args, now)
