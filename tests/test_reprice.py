@@ -172,6 +172,18 @@ def test_prices_change_by_time_of_day(clock: Clock) -> None:
     assert analytics.reprice(tracker, at=day + timedelta(hours=12))["repriced"].item() == D("0.81")  # 3 x 0.27
 
 
+def test_prices_by_time_of_day_that_also_change_by_date(clock: Clock) -> None:
+    # deepseek-v4-flash: $0.30/M in from 01:00-04:00 and 06:00-10:00 UTC; otherwise $0.14/M, from 2026-08-17
+    # $0.22/M, from 2026-09-10 $0.15/M.
+    tracker = CostTracker(clock=clock)
+    for when in ("2026-08-16T12:00", "2026-08-16T02:00", "2026-08-18T12:00", "2026-09-11T07:00", "2026-09-11T12:00"):
+        clock.now = datetime.fromisoformat(when).replace(tzinfo=timezone.utc)
+        tracker.record(model="deepseek-v4-flash", input_tokens=1_000_000)
+    frame = analytics.reprice(tracker)
+    # 0.14 + 0.30 + 0.22 + 0.30 + 0.15 = 1.11
+    assert frame[["calls", "recorded", "repriced"]].iloc[0].tolist() == [5, D("1.11"), D("1.11")]
+
+
 def test_calls_over_a_long_context_tier_are_priced_one_by_one(clock: Clock) -> None:
     tracker = CostTracker(clock=clock)
     tracker.record(model="claude-sonnet-4-5", input_tokens=150_000, output_tokens=1000)

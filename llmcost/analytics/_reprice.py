@@ -170,13 +170,16 @@ def _catalog(model: str, provider: str | None) -> Callable[[datetime], ModelPric
 
 def _grain(price_at: Callable[[datetime], ModelPrice], first: datetime, last: datetime) -> str | None:
     """How finely entries of one model must be grouped by time to share a price: ``None`` (one price over
-    ``first``..``last``), ``"day"`` (prices change at UTC midnight, as catalog start dates do) or ``"halfhour"``
-    (prices vary by time of day, as off-peak prices do)."""
-    for day in {first.date(), last.date()}:
+    ``first``..``last``), ``"day"`` (prices change at UTC midnight, as catalog start dates do), ``"slot"`` (prices
+    vary by time of day only, as off-peak prices do: the half hour of the day) or ``"halfhour"`` (both)."""
+    probes = set()
+    for day in (first.date(), last.date()):
         midnight = datetime.combine(day, time(0), tzinfo=timezone.utc)
-        if len({price_at(midnight + k * _HALF_HOUR) for k in range(48)}) > 1:
-            return "halfhour"
-    return None if price_at(first) == price_at(last) else "day"
+        probes.add(tuple(price_at(midnight + k * _HALF_HOUR) for k in range(48)))
+    by_time_of_day = any(len(set(p)) > 1 for p in probes)
+    if by_time_of_day:
+        return "slot" if len(probes) == 1 else "halfhour"
+    return None if len(probes) == 1 else "day"
 
 
 def _threshold(*prices: ModelPrice) -> int | None:
@@ -222,7 +225,7 @@ def _aware(value: Any) -> datetime:
 
 
 def _pairs(src: Source, table: PriceTable, at: datetime | None) -> dict[tuple[str, str | None], Any]:
-    """Per ``(model, provider)`` present: ``(price at time, grain, tier threshold)``, for those with a known price."""
+    """Per ``(model, provider)`` present with a known price: ``(price at time, grain, tier threshold, first)``."""
     found = src.sql(
         "SELECT model, provider, min(timestamp) AS first, max(timestamp) AS last FROM _e "
         "WHERE model IS NOT NULL GROUP BY model, provider"
@@ -235,10 +238,11 @@ def _pairs(src: Source, table: PriceTable, at: datetime | None) -> dict[tuple[st
             continue
         if at is not None:
             fixed = price_at(at)
-            out[(model, provider)] = (_fixed(fixed), None, _threshold(fixed))
+            out[(model, provider)] = (_fixed(fixed), None, _threshold(fixed), at)
             continue
         first, last = _aware(first), _aware(last)
-        out[(model, provider)] = (price_at, _grain(price_at, first, last), _threshold(price_at(first), price_at(last)))
+        grain = _grain(price_at, first, last)
+        out[(model, provider)] = (price_at, grain, _threshold(price_at(first), price_at(last)), first)
     return out
 
 
@@ -268,7 +272,7 @@ def priced_groups(
     typed = "(CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS BIGINT))"
     values = ", ".join([typed] + ["(?, ?, ?, CAST(? AS BIGINT))"] * len(pairs))
     pair_params: list[Any] = []
-    for (model, provider), (_, grain, threshold) in pairs.items():
+    for (model, provider), (_, grain, threshold, _) in pairs.items():
         pair_params.extend((model, provider, grain, threshold))
     selects = [f"{expr} AS _k{i}" for i, expr in enumerate(keys)]
     tokens = ", ".join(f"CAST(sum(e.{c}) AS HUGEINT) AS {c}" for c in TOKEN_COLUMNS)
@@ -278,6 +282,7 @@ def priced_groups(
                CASE p.grain WHEN 'day' THEN date_trunc('day', timezone('UTC', e.timestamp))
                             WHEN 'halfhour' THEN time_bucket(INTERVAL 30 MINUTE, timezone('UTC', e.timestamp))
                END AS epoch,
+               CASE p.grain WHEN 'slot' THEN CAST(floor(epoch(e.timestamp) % 86400 / 1800) AS BIGINT) END AS slot,
                CASE WHEN e.input_tokens > p.threshold THEN e.id END AS single,
                coalesce(e.pricing = 'given' AND e.input_tokens + e.output_tokens = 0, FALSE) AS given_only,
                count(*) AS calls, sum(e.amount) AS recorded,
@@ -289,11 +294,14 @@ def priced_groups(
         [*pair_params, *params, *where_params],
     )
     out: dict[tuple[Any, ...], Priced] = {}
+    # Rows that share a key and a price are summed before pricing: a model priced by time of day has a row per
+    # half hour of the day (or of the span), but only a few distinct prices.
+    sums: dict[tuple[tuple[Any, ...], ModelPrice, Any], list[int]] = {}
+    prices_at: dict[tuple[str, str | None, datetime], ModelPrice] = {}
     n = len(keys)
     for row in rows.itertuples(index=False, name=None):
         key = tuple(None if _missing(v) else v for v in row[:n])
-        model, provider, known, epoch, single, given_only, calls, recorded, unpriced, last = row[n : n + 10]
-        counts = [int(c) for c in row[n + 10 :]]
+        model, provider, known, epoch, slot, single, given_only, calls, recorded, unpriced, last = row[n : n + 11]
         provider = None if _missing(provider) else provider
         group = out.get(key)
         if group is None:
@@ -310,17 +318,29 @@ def priced_groups(
             group.repriced += recorded
             group.no_cache += recorded
             continue
-        price_at, grain, _ = pairs[(model, provider)]
-        when = at if at is not None else (_aware(epoch) if grain is not None else _aware(last))
-        price = price_at(when)
-        usage = Usage(*counts)
-        if not _missing(single):
-            group.repriced += price.cost(usage)
+        price_at, grain, _, first = pairs[(model, provider)]
+        if at is not None:
+            when = at
+        elif grain == "slot":
+            when = datetime.combine(first.date(), time(0), tzinfo=timezone.utc) + int(slot) * _HALF_HOUR
+        elif grain is not None:
+            when = _aware(epoch)
         else:
-            group.repriced += _bulk_cost(price, usage, calls)
+            when = _aware(last)
+        price = prices_at.get((model, provider, when))
+        if price is None:
+            price = prices_at[(model, provider, when)] = price_at(when)
+        into = sums.setdefault((key, price, None if _missing(single) else single), [0] * 6)
+        into[0] += calls
+        for i, count in enumerate(row[n + 11 :], start=1):
+            into[i] += int(count)
+    for (key, price, single), (calls, *counts) in sums.items():
+        usage = Usage(*counts)
+        group = out[key]
+        group.repriced += price.cost(usage) if single is not None else _bulk_cost(price, usage, calls)
         if no_cache:
             plain = Usage(usage.input_tokens, usage.output_tokens, 0, 0, usage.reasoning_tokens)
-            group.no_cache += price.cost(plain) if not _missing(single) else _bulk_cost(price, plain, calls)
+            group.no_cache += price.cost(plain) if single is not None else _bulk_cost(price, plain, calls)
     for group in out.values():
         group.repriced = tidy(group.repriced)
         group.recorded = tidy(group.recorded)
