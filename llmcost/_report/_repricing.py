@@ -38,6 +38,11 @@ _RECONCILE = [
 ]
 
 
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a NaN ``delta_pct`` (nothing recorded) as ``None``, shown as "-"."""
+    return frame.assign(delta_pct=[None if v != v else v for v in frame["delta_pct"]]) if not frame.empty else frame
+
+
 def _keys(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in ("calls", "recorded", "repriced", "delta", "delta_pct", "kept")]
 
@@ -58,7 +63,7 @@ def reprice_text(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "No entries to reprice for this selection.\n"
     spec = [(k, k, "text") for k in _keys(frame)] + _REPRICE
-    rows = [tuple(rec[c] for c, _, _ in spec) for rec in frame.to_dict("records")]
+    rows = [tuple(rec[c] for c, _, _ in spec) for rec in _shown(frame).to_dict("records")]
     recorded, repriced = _total(frame, "recorded"), _total(frame, "repriced")
     table = format_table(rows, [(h, k) for _, h, k in spec])
     pct = f" ({(repriced - recorded) / recorded:+.1%})" if recorded else ""
@@ -95,7 +100,7 @@ def reprice_section(frame: pd.DataFrame, *, title: str = "What if: repriced") ->
     return (
         f'<section class="wide"><h2>{escape(title)}</h2>'
         f'<p class="muted">recorded {escape(money(float(recorded)))}, repriced {escape(money(float(repriced)))}</p>'
-        f"{html_table(frame, spec)}</section>"
+        f"{html_table(_shown(frame), spec)}</section>"
     )
 
 

@@ -90,7 +90,9 @@ def _repricing_sections(src: Source, args: argparse.Namespace) -> list[str]:
 
     sections = []
     if getattr(args, "reprice", None):
-        sections.append(reprice_section(analytics.reprice(src, args.reprice), title=f"What if: {args.reprice}"))
+        sections.append(
+            reprice_section(analytics.reprice(src, args.reprice), title=f"What if: {Path(args.reprice).name}")
+        )
     if getattr(args, "invoice", None):
         sections.append(reconcile_section(analytics.reconcile(src, args.invoice)))
     return sections
