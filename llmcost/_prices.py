@@ -36,6 +36,7 @@ __all__ = [
     "load_prices",
     "price_for",
     "priced",
+    "read_prices",
     "register_price",
     "registered_prices",
 ]
@@ -160,6 +161,8 @@ _FIELDS = {a.name for a in attrs.fields(ModelPrice)}
 def load_prices(path: str | PathLike[str]) -> list[ModelPrice]:
     """Register every price in a TOML file (``[[price]]`` tables) or JSON file (a list of objects) and return them.
 
+    The file is read by ``read_prices``; then each price is registered as with ``register_price``.
+
     Fields are those of ``ModelPrice``; money as strings keeps it exact. A bad file raises ``PricingError``
     naming the file, the entry and the field.
 
@@ -170,6 +173,23 @@ def load_prices(path: str | PathLike[str]) -> list[ModelPrice]:
         provider = "acme"
         input_per_mtok = "2.00"
         output_per_mtok = "8.00"
+    """
+    prices = read_prices(path)
+    for price in prices:
+        register_price(price)
+    return prices
+
+
+def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
+    """The prices in a file of the ``load_prices`` format, without registering them (no process-wide effect), as
+    ``analytics.reprice`` reads a what-if price table.
+
+    A bad file raises ``PricingError`` naming the file, the entry and the field.
+
+    Example::
+
+        >>> [p.model for p in read_prices("prices.toml")]
+        ['acme-large']
     """
     file = Path(path)
     try:
@@ -201,8 +221,6 @@ def load_prices(path: str | PathLike[str]) -> list[ModelPrice]:
             prices.append(ModelPrice(**row))
         except (TypeError, ValueError) as exc:
             raise PricingError(f"price file {str(file)!r}: entry {index} ({row.get('model')!r}): {exc}") from exc
-    for price in prices:
-        register_price(price)
     return prices
 
 

@@ -598,6 +598,8 @@ def test_public_names() -> None:
             "compare_models",
             "recommendations",
             "export",
+            "reprice",
+            "reconcile",
         ]
     )
     for name in analytics.__all__:

@@ -100,7 +100,7 @@ def html_table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> 
 # The page
 
 
-def render_html(overview: Overview, *, title: str = "llmcost report") -> str:
+def render_html(overview: Overview, *, title: str = "llmcost report", extra: Sequence[str] = ()) -> str:
     """``overview`` as one self-contained HTML page.
 
     Example::
@@ -113,6 +113,7 @@ def render_html(overview: Overview, *, title: str = "llmcost report") -> str:
         body.append('<section><p class="empty">No entries for this selection.</p></section>')
     else:
         body.extend(_sections(overview))
+    body.extend(extra)  # further sections, already HTML (the reprice and reconcile sections of _repricing)
     generated = overview.now.strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!DOCTYPE html>\n"
@@ -298,7 +299,9 @@ def _card(title: str, value: str, note: str) -> str:
     )
 
 
-def write_html(overview: Overview, path: str | os.PathLike[str], *, title: str = "llmcost report") -> Path:
+def write_html(
+    overview: Overview, path: str | os.PathLike[str], *, title: str = "llmcost report", extra: Sequence[str] = ()
+) -> Path:
     """Write ``overview`` as an HTML page to ``path`` (replacing it whole) and return the path.
 
     Example::
@@ -308,7 +311,7 @@ def write_html(overview: Overview, path: str | os.PathLike[str], *, title: str =
     target = Path(os.fspath(path))
     if not target.parent.exists():
         raise FileNotFoundError(f"cannot write the report to {str(target)!r}: no directory {str(target.parent)!r}")
-    page = render_html(overview, title=title)
+    page = render_html(overview, title=title, extra=extra)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, target)

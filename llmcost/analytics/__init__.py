@@ -22,13 +22,16 @@ Example::
 
 # The layout, one idea per module, imports running down this list only: _freq (time buckets), _source (any source
 # as SQL over its entries), _spend (group-bys), _forecast (run-rate, pending work, anomalies), _advice (model
-# comparison and cheaper models), _export (files). The tuning constants stay importable from here, as before, but
-# are not in ``__all__``: the documented API is the functions.
+# comparison and cheaper models), _export (files), _reprice (usage priced again: what-ifs), _invoice (provider
+# invoices read into daily lines) and _reconcile (recorded spend against an invoice). The tuning constants stay
+# importable from here, as before, but are not in ``__all__``: the documented API is the functions.
 from ._advice import MIN_SAVING as MIN_SAVING
 from ._advice import compare_models, recommendations
 from ._export import export
 from ._forecast import ANOMALY_THRESHOLD as ANOMALY_THRESHOLD
 from ._forecast import anomalies, forecast, forecast_tasks
+from ._reconcile import reconcile
+from ._reprice import reprice
 from ._spend import GROUP_KEYS as GROUP_KEYS
 from ._spend import MEASURES as MEASURES
 from ._spend import by_category, by_model, by_resource, by_tag, over_time, spend
@@ -45,5 +48,7 @@ __all__ = [
     "forecast_tasks",
     "over_time",
     "recommendations",
+    "reconcile",
+    "reprice",
     "spend",
 ]

@@ -23,7 +23,17 @@ from ._source import Source, as_source
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GROUP_KEYS", "MEASURES", "by_category", "by_model", "by_resource", "by_tag", "over_time", "spend"]
+__all__ = [
+    "GROUP_KEYS",
+    "MEASURES",
+    "by_category",
+    "by_model",
+    "by_resource",
+    "by_tag",
+    "group_keys",
+    "over_time",
+    "spend",
+]
 
 #: Keys ``spend(by=...)`` groups on besides ``tag:<key>``; they are column names, never user text.
 GROUP_KEYS = ("category", "resource", "model", "provider")
@@ -53,6 +63,15 @@ def _keys(by: str | Sequence[str] | None) -> list[str]:
             raise ValueError(f"by names {item!r} twice: {by!r}")
         out.append(item)
     return out
+
+
+def group_keys(by: str | Sequence[str] | None) -> list[str]:
+    """The group keys ``by`` names, checked as ``spend`` checks them (``None``: no keys).
+
+    >>> group_keys(("model", "tag:team"))
+    ['model', 'tag:team']
+    """
+    return _keys(by)
 
 
 def _measures_sql() -> str:

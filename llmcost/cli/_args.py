@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import NoReturn
 
+from ._reprice_args import add_reprice_commands
+
 __all__ = ["CliError", "build_parser", "by_keys", "parse_when"]
 
 
@@ -184,4 +186,5 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the budgets saved in the store (BudgetManager), or their status in the current period.",
     )
     budgets.add_argument("action", nargs="?", choices=("list", "status"), default="status")
+    add_reprice_commands(commands, common=common, window=window, report=report)
     return parser

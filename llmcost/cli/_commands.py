@@ -55,6 +55,8 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
 
     url = store_url(args.store)
     now = datetime.now(timezone.utc)
+    if (getattr(args, "invoice", None) or getattr(args, "reprice", None)) and not args.html:
+        raise CliError("--invoice and --reprice add sections to the HTML report: give --html FILE too")
     store = open_cli_store(url, create=False)
     try:
         src = filtered(store, args, now)
@@ -65,7 +67,8 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
         if args.html or text_overview:
             overview = compute_overview(src, store=url, now=now)
             if args.html:
-                page = write_html(overview, args.html, title="llmcost report")
+                extra = _repricing_sections(src, args)
+                page = write_html(overview, args.html, title="llmcost report", extra=extra)
                 print(f"wrote {page}", file=sys.stderr)
             if text_overview:
                 out.write(render_text(overview))
@@ -78,6 +81,21 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
         return 0
     finally:
         store.close()
+
+
+def _repricing_sections(src: Source, args: argparse.Namespace) -> list[str]:
+    """The HTML sections ``--reprice FILE`` and ``--invoice FILE`` ask for (what-if, then reconciliation)."""
+    from .. import analytics
+    from .._report._repricing import reconcile_section, reprice_section
+
+    sections = []
+    if getattr(args, "reprice", None):
+        sections.append(
+            reprice_section(analytics.reprice(src, args.reprice), title=f"What if: {Path(args.reprice).name}")
+        )
+    if getattr(args, "invoice", None):
+        sections.append(reconcile_section(analytics.reconcile(src, args.invoice)))
+    return sections
 
 
 def cmd_export(args: argparse.Namespace, out: IO[str]) -> int:

@@ -16,6 +16,7 @@ from typing import IO
 
 from ._args import CliError, build_parser
 from ._commands import cmd_budgets, cmd_demo, cmd_export, cmd_prices, cmd_report
+from ._reprice import cmd_reconcile, cmd_reprice
 
 __all__ = ["main"]
 
@@ -25,6 +26,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
     "export": cmd_export,
     "prices": cmd_prices,
     "budgets": cmd_budgets,
+    "reprice": cmd_reprice,
+    "reconcile": cmd_reconcile,
 }
 
 

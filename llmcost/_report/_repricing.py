@@ -1,0 +1,119 @@
+"""The repricing and reconciliation figures for people: terminal tables and the HTML report's sections.
+
+Example::
+
+    >>> print(reconcile_text(analytics.reconcile(store, "costs.json")))
+    >>> html = reconcile_section(analytics.reconcile(store, "costs.json"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from ._format import escape, format_table, money
+from ._html import html_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["reconcile_section", "reconcile_text", "reprice_section", "reprice_text"]
+
+_REPRICE = [
+    ("calls", "calls", "int"),
+    ("recorded", "recorded", "money"),
+    ("repriced", "repriced", "money"),
+    ("delta", "delta", "money"),
+    ("delta_pct", "delta %", "pct"),
+]
+_RECONCILE = [
+    ("day", "day", "text"),
+    ("model", "model", "text"),
+    ("project", "project", "text"),
+    ("recorded", "recorded", "money"),
+    ("billed", "billed", "money"),
+    ("delta", "delta", "money"),
+    ("status", "status", "text"),
+]
+
+
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a NaN ``delta_pct`` (nothing recorded) as ``None``, shown as "-"."""
+    return frame.assign(delta_pct=[None if v != v else v for v in frame["delta_pct"]]) if not frame.empty else frame
+
+
+def _keys(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("calls", "recorded", "repriced", "delta", "delta_pct", "kept")]
+
+
+def _total(frame: pd.DataFrame, column: str) -> Decimal:
+    return sum(frame[column], Decimal(0))
+
+
+def _spec(frame: pd.DataFrame, spec: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    return [s for s in spec if s[0] != "project" or frame["project"].notna().any()]
+
+
+def reprice_text(frame: pd.DataFrame) -> str:
+    """A ``reprice`` frame as a terminal table with a total line.
+
+    >>> print(reprice_text(analytics.reprice(store, at=date(2025, 1, 1))))
+    """
+    if frame.empty:
+        return "No entries to reprice for this selection.\n"
+    spec = [(k, k, "text") for k in _keys(frame)] + _REPRICE
+    rows = [tuple(rec[c] for c, _, _ in spec) for rec in _shown(frame).to_dict("records")]
+    recorded, repriced = _total(frame, "recorded"), _total(frame, "repriced")
+    table = format_table(rows, [(h, k) for _, h, k in spec])
+    pct = f" ({(repriced - recorded) / recorded:+.1%})" if recorded else ""
+    return f"{table}\nrecorded {money(float(recorded))}, repriced {money(float(repriced))}{pct}\n"
+
+
+def reconcile_text(frame: pd.DataFrame) -> str:
+    """A ``reconcile`` frame as a terminal table, then the likely causes of the rows that do not match.
+
+    >>> print(reconcile_text(analytics.reconcile(store, "costs.json")))
+    """
+    if frame.empty:
+        return "Nothing recorded or billed in the invoice's period.\n"
+    spec = _spec(frame, _RECONCILE)
+    rows = [tuple(str(rec[c]) if c == "day" else rec[c] for c, _, _ in spec) for rec in frame.to_dict("records")]
+    lines = [format_table(rows, [(h, k) for _, h, k in spec])]
+    recorded, billed = _total(frame, "recorded"), _total(frame, "billed")
+    lines.append(f"recorded {money(float(recorded))}, billed {money(float(billed))}")
+    causes = [rec for rec in frame.to_dict("records") if rec["likely_cause"]]
+    if causes:
+        lines.append("Likely causes:")
+        for rec in causes:
+            lines.append(f"- {rec['day']} {rec['model'] or '(no model)'}: {rec['likely_cause']}")
+    return "\n".join(lines) + "\n"
+
+
+def reprice_section(frame: pd.DataFrame, *, title: str = "What if: repriced") -> str:
+    """A ``reprice`` frame as an HTML report section.
+
+    >>> html = reprice_section(analytics.reprice(store, "new-prices.toml"))
+    """
+    spec = [(k, k, "text") for k in _keys(frame)] + _REPRICE
+    recorded, repriced = _total(frame, "recorded"), _total(frame, "repriced")
+    return (
+        f'<section class="wide"><h2>{escape(title)}</h2>'
+        f'<p class="muted">recorded {escape(money(float(recorded)))}, repriced {escape(money(float(repriced)))}</p>'
+        f"{html_table(_shown(frame), spec)}</section>"
+    )
+
+
+def reconcile_section(frame: pd.DataFrame, *, title: str = "Reconciliation against the invoice") -> str:
+    """A ``reconcile`` frame as an HTML report section, likely causes included.
+
+    >>> html = reconcile_section(analytics.reconcile(store, "costs.json"))
+    """
+    shown = frame.assign(day=[str(d) for d in frame["day"]]) if not frame.empty else frame
+    spec = [*(_spec(frame, _RECONCILE) if not frame.empty else _RECONCILE), ("likely_cause", "likely cause", "text")]
+    recorded, billed = _total(frame, "recorded"), _total(frame, "billed")
+    return (
+        f'<section class="wide"><h2>{escape(title)}</h2>'
+        f'<p class="muted">recorded {escape(money(float(recorded)))}, billed {escape(money(float(billed)))}</p>'
+        f"{html_table(shown, spec)}</section>"
+    )

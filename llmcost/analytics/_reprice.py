@@ -1,0 +1,441 @@
+"""Repricing recorded usage: ``reprice`` (what the history would cost under another price table, at another date,
+or on another model), and the grouped pricing that ``reconcile`` shares.
+
+How it works, so that a million entries cost a handful of pricings rather than a million: one SQL query over the
+source groups entries by the caller's keys, ``(model, provider)`` and the *price epoch* (none when the price did not
+change over the entries' span, the UTC day when it changed on a date, the half hour when it varies by time of day),
+with exact token and amount sums. Each group is priced once with ``ModelPrice.cost`` on its summed usage: cost is
+linear in tokens below a long-context tier, and the per-request fee is counted once per call. Entries above a
+model's first tier threshold get a group of their own (their id is a group key) and are priced one by one, as the
+provider bills them.
+
+Example::
+
+    >>> reprice(tracker, at=datetime(2025, 1, 1))[["model", "recorded", "repriced", "delta"]]
+             model  recorded  repriced   delta
+    0       gpt-4o    12.41     10.03   -2.38
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._errors import UnknownModelError
+from .._model_price import ModelPrice, tidy
+from .._money import ZERO, to_utc
+from .._prices import price_for, read_prices
+from .._rows import TOKEN_COLUMNS
+from .._usage import Usage
+from ._source import Source, as_source
+from ._spend import group_keys
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["PRICED_COLUMNS", "PriceTable", "Priced", "model_key", "priced_groups", "reprice"]
+
+#: The money and count columns of ``reprice``, after the group keys.
+PRICED_COLUMNS = ("calls", "recorded", "repriced", "delta", "delta_pct", "kept")
+
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+_HALF_HOUR = timedelta(minutes=30)
+
+
+def _plain_key(model: str) -> str:
+    """A model id or a provider's display name, lowercased and hyphenated: ``Claude Sonnet 4.5`` ->
+    ``claude-sonnet-4-5``, ``GPT-4o mini`` -> ``gpt-4o-mini``."""
+    text = " ".join(model.split()).lower()
+    if " " in text:
+        if text.startswith("claude"):
+            text = text.replace(".", "-")
+        text = text.replace(" ", "-")
+    return text
+
+
+def model_key(model: str, cache: dict[str, str] | None = None) -> str:
+    """The id two names of one model share: the catalog's id where the catalog knows the model (so
+    ``gpt-4o-2024-08-06`` and ``gpt-4o`` are both ``gpt-4o``), else the lowercased id without a date suffix.
+    Display names as the Anthropic console exports them (``Claude Sonnet 4.5``) are read as ids first.
+
+    >>> model_key("gpt-4o-2024-08-06"), model_key("Claude 3.5 Sonnet"), model_key("claude-3-5-haiku-20241022")
+    ('gpt-4o', 'claude-3-5-sonnet', 'claude-3-5-haiku')
+    """
+    if cache is not None and model in cache:
+        return cache[model]
+    text = _plain_key(model)
+    try:
+        found = _DATED.sub("", price_for(text)[0].model.lower())
+    except (UnknownModelError, ValueError):
+        found = _DATED.sub("", text)
+    if cache is not None:
+        cache[model] = found
+    return found
+
+
+@attrs.frozen
+class PriceTable:
+    """What ``reprice(prices=...)`` prices with: a table of ``ModelPrice`` (from a list or a ``load_prices``-format
+    file, never registered process-wide) and/or a model swap, laid over the catalog. The catalog (with prices
+    registered in the process) prices every model the table and the swap do not name.
+
+    ``swap`` maps a model (as entries hold it, its catalog id, or its id without the date) to another model's id,
+    priced from the catalog, or to a ``ModelPrice``.
+    """
+
+    table: Mapping[tuple[str | None, str], ModelPrice] = attrs.field(factory=dict)
+    swap: Mapping[str, str | ModelPrice] = attrs.field(factory=dict)
+
+    @classmethod
+    def of(cls, prices: object) -> PriceTable:
+        """The table ``prices`` names: ``None`` (the catalog), a path, a list of ``ModelPrice`` or a mapping."""
+        if prices is None:
+            return cls()
+        if isinstance(prices, PriceTable):
+            return prices
+        if isinstance(prices, (str, PathLike)):
+            return cls.of(read_prices(prices))
+        if isinstance(prices, Mapping):
+            swap: dict[str, str | ModelPrice] = {}
+            for key, value in prices.items():
+                if not isinstance(key, str) or not key:
+                    raise TypeError(f"prices: a swap maps model ids to a model id or a ModelPrice; got key {key!r}")
+                if isinstance(value, str):
+                    price_for(value)  # an unknown target fails now, naming the closest ids
+                elif not isinstance(value, ModelPrice):
+                    raise TypeError(f"prices: a swap maps {key!r} to a model id or a llmcost.ModelPrice, got {value!r}")
+                swap[_plain_key(key)] = value
+            return cls(swap=swap)
+        if isinstance(prices, Sequence) and not isinstance(prices, (bytes, bytearray)):
+            table: dict[tuple[str | None, str], ModelPrice] = {}
+            for price in prices:
+                if not isinstance(price, ModelPrice):
+                    raise TypeError(f"prices: every item of a price list must be a llmcost.ModelPrice, got {price!r}")
+                table[(price.provider.lower() if price.provider else None, price.model.lower())] = price
+                table.setdefault((None, price.model.lower()), price)
+            return cls(table=table)
+        raise TypeError(
+            "prices must be None (the catalog), a path to a price file, a list of ModelPrice or a dict mapping a "
+            f"model to another model or a ModelPrice; got {prices!r}"
+        )
+
+    def _names(self, model: str) -> list[str]:
+        plain = _plain_key(model)
+        names = [plain]
+        with contextlib.suppress(UnknownModelError, ValueError):
+            names.append(price_for(model)[0].model.lower())
+        names.append(_DATED.sub("", plain))
+        return list(dict.fromkeys(names))
+
+    def resolve(self, model: str, provider: str | None) -> Callable[[datetime], ModelPrice] | None:
+        """The price of ``model`` as a function of the time of the call, or ``None`` when no price is known."""
+        names = self._names(model)
+        for name in names:
+            target = self.swap.get(name)
+            if isinstance(target, ModelPrice):
+                return _fixed(target)
+            if isinstance(target, str):
+                return _catalog(target, None)
+        for name in names:
+            found = self.table.get((provider.lower() if provider else None, name)) or self.table.get((None, name))
+            if found is not None:
+                return _fixed(found)
+        try:
+            price_for(model, provider)
+        except (UnknownModelError, ValueError):
+            return None
+        return _catalog(model, provider)
+
+
+def _fixed(price: ModelPrice) -> Callable[[datetime], ModelPrice]:
+    def at(when: datetime) -> ModelPrice:
+        return price
+
+    return at
+
+
+def _catalog(model: str, provider: str | None) -> Callable[[datetime], ModelPrice]:
+    def at(when: datetime) -> ModelPrice:
+        return price_for(model, provider, when)[0]
+
+    return at
+
+
+def _grain(price_at: Callable[[datetime], ModelPrice], first: datetime, last: datetime) -> str | None:
+    """How finely entries of one model must be grouped by time to share a price: ``None`` (one price over
+    ``first``..``last``), ``"day"`` (prices change at UTC midnight, as catalog start dates do), ``"slot"`` (prices
+    vary by time of day only, as off-peak prices do: the half hour of the day) or ``"halfhour"`` (both)."""
+    probes = set()
+    for day in (first.date(), last.date()):
+        midnight = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        probes.add(tuple(price_at(midnight + k * _HALF_HOUR) for k in range(48)))
+    by_time_of_day = any(len(set(p)) > 1 for p in probes)
+    if by_time_of_day:
+        return "slot" if len(probes) == 1 else "halfhour"
+    return None if len(probes) == 1 else "day"
+
+
+def _threshold(*prices: ModelPrice) -> int | None:
+    starts = [tier.start for price in prices for tier in price.tiers]
+    return min(starts) if starts else None
+
+
+def _bulk_cost(price: ModelPrice, usage: Usage, calls: int) -> Decimal:
+    """``price`` applied to ``calls`` calls below every long-context tier that used ``usage`` together: cost is
+    linear in tokens there, and the per-request fee (counted once by ``cost``) is due once per call."""
+    if price.tiers:
+        price = attrs.evolve(price, tiers=())
+    cost = price.cost(usage)
+    if price.request_price is not None and calls > 1:
+        cost += price.request_price * (calls - 1)
+    return cost
+
+
+@attrs.define
+class Priced:
+    """One group's figures: calls, the recorded sum, the repriced sum, calls kept as recorded (no model, no known
+    price, or an amount given without tokens), calls recorded unpriced, and the repriced sum with cache reads and
+    writes billed as plain input (how ``reconcile`` tells a cache rate that was not applied)."""
+
+    calls: int = 0
+    recorded: Decimal = ZERO
+    repriced: Decimal = ZERO
+    kept: int = 0
+    unpriced: int = 0
+    no_cache: Decimal = ZERO
+    models: set[str] = attrs.field(factory=set)
+
+
+def _when(value: object, field: str) -> datetime:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    return to_utc(value, field)  # type: ignore[arg-type]
+
+
+def _aware(value: Any) -> datetime:
+    moment = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _pairs(src: Source, table: PriceTable, at: datetime | None) -> dict[tuple[str, str | None], Any]:
+    """Per ``(model, provider)`` present with a known price: ``(price at time, grain, tier threshold, first)``."""
+    found = src.sql(
+        "SELECT model, provider, min(timestamp) AS first, max(timestamp) AS last FROM _e "
+        "WHERE model IS NOT NULL GROUP BY model, provider"
+    )
+    out: dict[tuple[str, str | None], Any] = {}
+    for model, provider, first, last in found.itertuples(index=False, name=None):
+        provider = None if _missing(provider) else provider
+        price_at = table.resolve(model, provider)
+        if price_at is None:
+            continue
+        if at is not None:
+            fixed = price_at(at)
+            out[(model, provider)] = (_fixed(fixed), None, _threshold(fixed), at)
+            continue
+        first, last = _aware(first), _aware(last)
+        grain = _grain(price_at, first, last)
+        out[(model, provider)] = (price_at, grain, _threshold(price_at(first), price_at(last)), first)
+    return out
+
+
+def priced_groups(
+    src: Source,
+    keys: Sequence[str],
+    params: Sequence[Any],
+    prices: PriceTable,
+    at: datetime | None,
+    *,
+    no_cache: bool = False,
+    where: str = "TRUE",
+    where_params: Sequence[Any] = (),
+) -> dict[tuple[Any, ...], Priced]:
+    """Recorded and repriced sums per value of the SQL expressions ``keys`` (over ``_e``; ``params`` fill their
+    ``?``), all in one grouped query; see the module docstring. ``at`` prices every entry at that moment; ``None``
+    prices each at its own time. With ``no_cache``, also the sums with cache tokens billed as plain input. ``where``
+    (over ``e``, with ``where_params``) narrows the entries.
+
+    Example::
+
+        >>> priced_groups(src, ["model"], [], PriceTable.of(None), None)[("gpt-4o",)].repriced
+        Decimal('12.41')
+    """
+    pairs = _pairs(src, prices, at)
+    # The pairs travel as parameters; the first, all-NULL row types the columns and matches no entry.
+    typed = "(CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS BIGINT))"
+    values = ", ".join([typed] + ["(?, ?, ?, CAST(? AS BIGINT))"] * len(pairs))
+    pair_params: list[Any] = []
+    for (model, provider), (_, grain, threshold, _) in pairs.items():
+        pair_params.extend((model, provider, grain, threshold))
+    selects = [f"{expr} AS _k{i}" for i, expr in enumerate(keys)]
+    tokens = ", ".join(f"CAST(sum(e.{c}) AS HUGEINT) AS {c}" for c in TOKEN_COLUMNS)
+    rows = src.sql(
+        f""", _p(model, provider, grain, threshold) AS (SELECT * FROM (VALUES {values}))
+        SELECT {"".join(s + ", " for s in selects)}e.model, e.provider, p.model IS NOT NULL AS known,
+               CASE p.grain WHEN 'day' THEN date_trunc('day', timezone('UTC', e.timestamp))
+                            WHEN 'halfhour' THEN time_bucket(INTERVAL 30 MINUTE, timezone('UTC', e.timestamp))
+               END AS epoch,
+               CASE p.grain WHEN 'slot' THEN CAST(floor(epoch(e.timestamp) % 86400 / 1800) AS BIGINT) END AS slot,
+               CASE WHEN e.input_tokens > p.threshold THEN e.id END AS single,
+               coalesce(e.pricing = 'given' AND e.input_tokens + e.output_tokens = 0, FALSE) AS given_only,
+               count(*) AS calls, sum(e.amount) AS recorded,
+               count(*) FILTER (WHERE e.pricing = 'unpriced') AS unpriced,
+               max(e.timestamp) AS last, {tokens}
+        FROM _e AS e LEFT JOIN _p AS p ON e.model = p.model AND e.provider IS NOT DISTINCT FROM p.provider
+        WHERE {where}
+        GROUP BY ALL""",
+        [*pair_params, *params, *where_params],
+    )
+    out: dict[tuple[Any, ...], Priced] = {}
+    # Rows that share a key and a price are summed before pricing: a model priced by time of day has a row per
+    # half hour of the day (or of the span), but only a few distinct prices.
+    sums: dict[tuple[tuple[Any, ...], ModelPrice, Any], list[int]] = {}
+    prices_at: dict[tuple[str, str | None, datetime], ModelPrice] = {}
+    n = len(keys)
+    for row in rows.itertuples(index=False, name=None):
+        key = tuple(None if _missing(v) else v for v in row[:n])
+        model, provider, known, epoch, slot, single, given_only, calls, recorded, unpriced, last = row[n : n + 11]
+        provider = None if _missing(provider) else provider
+        group = out.get(key)
+        if group is None:
+            group = out[key] = Priced()
+        recorded = tidy(Decimal(recorded)) if recorded is not None else ZERO
+        calls = int(calls)
+        group.calls += calls
+        group.recorded += recorded
+        group.unpriced += int(unpriced)
+        if not _missing(model):
+            group.models.add(model)
+        if not known or given_only:
+            group.kept += calls
+            group.repriced += recorded
+            group.no_cache += recorded
+            continue
+        price_at, grain, _, first = pairs[(model, provider)]
+        if at is not None:
+            when = at
+        elif grain == "slot":
+            when = datetime.combine(first.date(), time(0), tzinfo=timezone.utc) + int(slot) * _HALF_HOUR
+        elif grain is not None:
+            when = _aware(epoch)
+        else:
+            when = _aware(last)
+        price = prices_at.get((model, provider, when))
+        if price is None:
+            price = prices_at[(model, provider, when)] = price_at(when)
+        into = sums.setdefault((key, price, None if _missing(single) else single), [0] * 6)
+        into[0] += calls
+        for i, count in enumerate(row[n + 11 :], start=1):
+            into[i] += int(count)
+    for (key, price, single), (calls, *counts) in sums.items():
+        usage = Usage(*counts)
+        group = out[key]
+        group.repriced += price.cost(usage) if single is not None else _bulk_cost(price, usage, calls)
+        if no_cache:
+            plain = Usage(usage.input_tokens, usage.output_tokens, 0, 0, usage.reasoning_tokens)
+            group.no_cache += price.cost(plain) if single is not None else _bulk_cost(price, plain, calls)
+    for group in out.values():
+        group.repriced = tidy(group.repriced)
+        group.recorded = tidy(group.recorded)
+        group.no_cache = tidy(group.no_cache)
+    return out
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or NaT, as a frame's missing values come back (only these differ from themselves)."""
+    return value is None or bool(value != value)
+
+
+def _pct(delta: Decimal, base: Decimal) -> float:
+    return float(delta / base) if base else float("nan")
+
+
+def reprice(
+    source: Any,
+    prices: Any = None,
+    *,
+    at: datetime | date | None = None,
+    by: str | Sequence[str] | None = ("model",),
+) -> pd.DataFrame:
+    """What the recorded usage would cost under other prices: group keys, ``calls``, ``recorded``, ``repriced``,
+    ``delta`` (repriced minus recorded), ``delta_pct`` (delta over recorded; NaN when nothing was recorded) and
+    ``kept`` (calls whose amount is kept as recorded: no model, a model no price is known for, or an amount given
+    without tokens). Sorted by recorded spend, largest first.
+
+    Money columns (``recorded``, ``repriced``, ``delta``) hold exact ``Decimal`` values, so their sums are exact
+    too; ``delta_pct`` is float64.
+
+    ``prices``:
+
+    * ``None``: the catalog (and prices registered in this process), as llmcost prices a call today.
+    * a path to a price file in the ``load_prices`` format, or a list of ``ModelPrice``: those prices, over the
+      catalog, for the models they name (matched by the id entries hold, its catalog id, or the id without its
+      date). A file is read without registering anything process-wide.
+    * a dict swapping models: ``{"gpt-4o": "gpt-4o-mini"}`` prices gpt-4o's recorded usage at gpt-4o-mini's
+      catalog price; ``{"gpt-4o": ModelPrice(...)}`` at that price. Other models: the catalog.
+
+    ``at``: price every entry at the prices in force at that moment (a date is its UTC midnight). ``None``: each
+    entry at the prices in force when it was recorded, so that ``reprice(src)`` shows where recorded amounts and
+    the current catalog disagree.
+
+    ``by`` names ``category``, ``resource``, ``model``, ``provider`` or ``tag:<key>`` (``()``: one total row);
+    ``None`` gives one row per entry, with ``id``, ``timestamp``, ``model`` and ``provider`` as keys.
+
+    Example::
+
+        >>> reprice(tracker, {"gpt-4o": "gpt-4o-mini"})[["model", "recorded", "repriced", "delta_pct"]]
+                 model  recorded  repriced  delta_pct
+        0       gpt-4o     12.41      0.74     -0.94
+    """
+    import pandas as pd
+
+    table = PriceTable.of(prices)
+    moment = None if at is None else _when(at, "at")
+    if by is None:
+        names = ["id", "timestamp", "model", "provider"]
+        exprs = [f"e.{c}" for c in names]
+        params: list[Any] = []
+    else:
+        names = group_keys(by)
+        exprs, params = [], []
+        for key in names:
+            if key.startswith("tag:"):
+                exprs.append("e.tags[?]")
+                params.append(key[4:])
+            else:
+                exprs.append(f"e.{key}")
+    with as_source(source) as src:
+        groups = priced_groups(src, exprs, params, table, moment)
+    records = []
+    for values, group in groups.items():
+        delta = tidy(group.repriced - group.recorded)
+        records.append(
+            (*values, group.calls, group.recorded, group.repriced, delta, _pct(delta, group.recorded), group.kept)
+        )
+    frame = pd.DataFrame.from_records(records, columns=[*names, *PRICED_COLUMNS])
+    for name in names:
+        if name == "timestamp":
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+        else:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    for name in ("recorded", "repriced", "delta"):
+        frame[name] = frame[name].astype(object)
+    frame["calls"] = frame["calls"].astype("int64")
+    frame["kept"] = frame["kept"].astype("int64")
+    frame["delta_pct"] = frame["delta_pct"].astype("float64")
+    order = ["timestamp", "id"] if by is None else ["_recorded", *names]
+    frame["_recorded"] = [float(v) for v in frame["recorded"]]
+    frame = frame.sort_values(
+        order,
+        ascending=[True, True] if by is None else [False, *([True] * len(names))],
+        na_position="last",
+        kind="stable",
+    )
+    return frame.drop(columns="_recorded").reset_index(drop=True)

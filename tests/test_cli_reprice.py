@@ -1,0 +1,153 @@
+"""``llmcost reprice``, ``llmcost reconcile`` and the report's ``--invoice``/``--reprice`` sections, run in-process on
+a real DuckDB file recorded with the tracker. Money in JSON is exact strings; errors are one line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from llmcost import CostTracker
+from llmcost.cli import main
+from llmcost.stores import DuckDBStore
+from tests.conftest import Clock
+
+EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    path = tmp_path / "costs.duckdb"
+    clock = Clock(datetime(2025, 8, 1, 9, tzinfo=timezone.utc))
+    with CostTracker(DuckDBStore(path), clock=clock) as tracker:
+        search = {"project": "proj_search", "team": "search"}
+        tracker.record(model="gpt-4o-2024-08-06", input_tokens=1_000_000, output_tokens=100_000, tags=search)  # 3.5
+        tracker.record(model="gpt-4o-mini-2024-07-18", input_tokens=1_000_000, output_tokens=100_000, tags=search)
+        clock.now += timedelta(days=1)
+        tracker.record(model="gpt-4o", input_tokens=500_000, output_tokens=0, tags={"project": "proj_search"})  # 1.25
+    return f"duckdb://{path}"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_reprice_table_has_a_total_and_fits_80_columns(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    code, out, _ = run(capsys, "reprice", "--store", store_url, "--swap", "gpt-4o=gpt-4o-mini")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["model", "calls", "recorded", "repriced", "delta", "delta", "%"]
+    # gpt-4o 3.5 + 1.25 = 4.75 -> at gpt-4o-mini: (0.15 + 0.06) + 0.075 = 0.285; gpt-4o-mini 0.21 unchanged
+    assert lines[-1] == "recorded $4.96, repriced $0.4950 (-90.0%)"
+    assert all(len(line) <= 80 for line in lines)
+
+
+def test_reprice_json_keeps_money_exact(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    code, out, _ = run(
+        capsys,
+        "reprice",
+        "--store",
+        store_url,
+        "--prices",
+        str(EXAMPLES / "new-prices.toml"),
+        "--by",
+        "tag:team",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    records = {r["tag:team"]: r for r in json.loads(out)}
+    # team search: gpt-4o 1M x $2 + 0.1M x $8 = 2.8 (was 3.5), gpt-4o-mini 0.21 -> 3.01
+    assert records["search"]["recorded"] == "3.71" and records["search"]["repriced"] == "3.01"
+    assert records["search"]["delta"] == "-0.7"
+    # the 08-02 call carries no team: 0.5M x $2 = 1 (was 1.25)
+    assert (records[None]["recorded"], records[None]["repriced"]) == ("1.25", "1")
+
+
+def test_reprice_at_a_date_as_csv(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    code, out, _ = run(
+        capsys,
+        "reprice",
+        "--store",
+        store_url,
+        "--at",
+        "2025-07-01",
+        "--by",
+        "model,provider",
+        "--format",
+        "csv",
+        "--since",
+        "2025-08-02",
+    )
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["model"], r["provider"], r["recorded"], r["repriced"]) for r in rows] == [
+        ("gpt-4o", "openai", "1.25", "1.25")
+    ]
+
+
+def test_reconcile_text_and_json(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    invoice = str(EXAMPLES / "openai-costs.json")
+    code, out, _ = run(capsys, "reconcile", invoice, "--store", store_url)
+    assert code == 0
+    assert "under" in out and "Likely causes:" in out and "recorded $4.96, billed $5.63" in out
+    code, out, _ = run(capsys, "reconcile", invoice, "--store", store_url, "--format", "json")
+    records = json.loads(out)
+    assert [(r["day"], r["model"], r["recorded"], r["billed"], r["status"]) for r in records] == [
+        ("2025-08-01", "gpt-4o-2024-08-06", "3.5", "3.5", "match"),
+        ("2025-08-01", "gpt-4o-mini-2024-07-18", "0.21", "0.63", "under"),
+        ("2025-08-01", None, "0", "0.25", "unrecorded"),
+        ("2025-08-02", "gpt-4o", "1.25", "1.25", "match"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["reconcile", "{tmp}/bad.csv"], "no 'date', 'amount' column"),
+        (["reconcile", "{tmp}/missing.json"], "No such file"),
+        (["reprice", "--swap", "gpt-4o"], "--swap expects FROM=TO"),
+        (["reprice", "--swap", "gpt-4o=gpt-9-turbo-x"], "gpt-9-turbo-x"),
+        (["reprice", "--prices", "{tmp}/bad.csv", "--swap", "a=b"], "not both"),
+        (["report", "--invoice", "{tmp}/bad.csv"], "give --html FILE too"),
+    ],
+)
+def test_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path, argv: list[str], needle: str
+) -> None:
+    (tmp_path / "bad.csv").write_text("day,model,cost\n2025-08-01,gpt-4o,1\n", encoding="utf-8")
+    code, _, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv], "--store", store_url)
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert needle in err, err
+
+
+def test_report_html_with_invoice_and_reprice_sections(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path
+) -> None:
+    page = tmp_path / "report.html"
+    code, _, err = run(
+        capsys,
+        "report",
+        "--store",
+        store_url,
+        "--html",
+        str(page),
+        "--invoice",
+        str(EXAMPLES / "openai-costs.json"),
+        "--reprice",
+        str(EXAMPLES / "new-prices.toml"),
+        "--format",
+        "csv",
+    )
+    assert code == 0 and "wrote" in err
+    html = page.read_text(encoding="utf-8")
+    assert "<h2>Reconciliation against the invoice</h2>" in html
+    assert "recorded $4.96, billed $5.63" in html and ">unrecorded<" in html and ">under<" in html
+    assert "What if: " in html and "new-prices.toml" in html
+    assert html.index("What if") < html.index("Reconciliation")

@@ -1,0 +1,275 @@
+"""analytics.reprice: recorded usage priced again under another table, at another date, or on another model; the
+same answer from every source, exact Decimal sums, and a price file that never registers anything.
+
+History is recorded with the real tracker and a clock; every expected figure is worked out by hand from the
+catalog's published prices (USD per million tokens), shown in the comments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import llmcost
+from llmcost import CostTracker, ModelPrice, PricingError, analytics, get_price
+from llmcost._prices import registered_prices
+from llmcost.stores import DuckDBStore, MemoryStore, ParquetStore
+from tests.conftest import Clock
+
+D = Decimal
+JUNE_9 = datetime(2025, 6, 9, 12, tzinfo=timezone.utc)  # o3 cost $10/$40 until 2025-06-10, then $2/$8
+SOURCES = ("tracker", "memory", "duckdb", "parquet", "frame")
+
+
+def history(clock: Clock) -> CostTracker:
+    """Two days of calls, recorded as they happen (the tracker prices each at its own time)."""
+    tracker = CostTracker(clock=clock, on_unknown_model="ignore")
+    clock.now = JUNE_9
+    tracker.record(model="o3-2025-04-16", input_tokens=1_000_000, output_tokens=100_000, tags={"team": "a"})
+    tracker.record(model="gpt-4o-2024-08-06", input_tokens=2_000_000, output_tokens=100_000, tags={"team": "b"})
+    clock.now = JUNE_9 + timedelta(days=1)  # 2025-06-10: o3's new price
+    tracker.record(model="o3", input_tokens=1_000_000, output_tokens=100_000, tags={"team": "a"})
+    tracker.record(
+        model="gpt-4o", input_tokens=1_000_000, output_tokens=0, cache_read_tokens=800_000, tags={"team": "a"}
+    )
+    tracker.record(category="compute", amount="2.50", resource="gpu")  # no model: kept as recorded
+    tracker.record(model="acme-large", input_tokens=5000, output_tokens=10)  # unknown: unpriced, kept
+    return tracker
+
+
+# Recorded, by hand:
+#   o3 on 06-09:      1M x $10 + 0.1M x $40                      = 10 + 4      = 14
+#   o3 on 06-10:      1M x $2  + 0.1M x $8                       = 2 + 0.8     = 2.8
+#   gpt-4o on 06-09:  2M x $2.5 + 0.1M x $10                     = 5 + 1       = 6
+#   gpt-4o on 06-10:  0.2M x $2.5 + 0.8M cached x $1.25          = 0.5 + 1     = 1.5
+#   compute 2.50, acme-large 0 (unpriced)
+RECORDED = {"o3-2025-04-16": D("14"), "o3": D("2.8"), "gpt-4o-2024-08-06": D("6"), "gpt-4o": D("1.5")}
+
+
+@pytest.fixture
+def make_source(clock: Clock, tmp_path: Path) -> Iterator[Callable[[str], Any]]:
+    made: list[Any] = []
+
+    def make(kind: str) -> Any:
+        tracker = history(clock)
+        made.append(tracker)
+        if kind == "tracker":
+            return tracker
+        entries = tracker.entries()
+        if kind == "frame":
+            return tracker.frame()
+        store = {
+            "memory": lambda: MemoryStore(),
+            "duckdb": lambda: DuckDBStore(tmp_path / f"{len(made)}.duckdb"),
+            "parquet": lambda: ParquetStore(tmp_path / f"p{len(made)}"),
+        }[kind]()
+        store.append(entries)
+        made.append(store)
+        return store
+
+    yield make
+    for thing in made:
+        thing.close()
+
+
+@pytest.fixture(params=SOURCES)
+def source(request: pytest.FixtureRequest, make_source: Callable[[str], Any]) -> Any:
+    return make_source(request.param)
+
+
+def by_model(frame: pd.DataFrame) -> dict[Any, tuple[Any, ...]]:
+    return {r.model: (r.calls, r.recorded, r.repriced, r.delta) for r in frame.itertuples()}
+
+
+def test_at_each_calls_own_time_the_catalog_agrees_with_what_was_recorded(source: Any) -> None:
+    frame = analytics.reprice(source)
+    assert list(frame.columns) == ["model", "calls", "recorded", "repriced", "delta", "delta_pct", "kept"]
+    got = by_model(frame)
+    for model, amount in RECORDED.items():
+        assert got[model] == (1, amount, amount, 0)  # o3's two days are two price epochs, priced apart
+    assert got[None] == (1, D("2.5"), D("2.5"), 0)
+    assert got["acme-large"] == (1, 0, 0, 0)
+    assert frame.loc[frame["model"].isna(), "kept"].item() == 1
+    assert frame["model"].tolist()[0] == "o3-2025-04-16"  # largest recorded first
+    assert all(isinstance(v, Decimal) for v in frame["recorded"]) and all(
+        isinstance(v, Decimal) for v in frame["delta"]
+    )
+
+
+def test_at_another_date_prices_every_call_then(source: Any) -> None:
+    frame = analytics.reprice(source, at=date(2025, 7, 1), by=())
+    # At 2025-07-01 o3 is $2/$8: 06-09's call becomes 2 + 0.8 = 2.8 (was 14); gpt-4o did not change.
+    # total recorded 14 + 2.8 + 6 + 1.5 + 2.5 = 26.8; repriced 2.8 + 2.8 + 6 + 1.5 + 2.5 = 15.6
+    assert frame[["calls", "recorded", "repriced", "delta"]].iloc[0].tolist() == [6, D("26.8"), D("15.6"), D("-11.2")]
+    assert frame["delta_pct"].iloc[0] == pytest.approx(-11.2 / 26.8)
+    assert frame["kept"].iloc[0] == 2
+
+
+def test_swapping_a_model_prices_its_usage_at_the_other_models_price(source: Any) -> None:
+    frame = analytics.reprice(source, {"gpt-4o": "gpt-4o-mini"}, by="tag:team")
+    got = {r._1: (r.recorded, r.repriced) for r in frame.itertuples()}
+    # gpt-4o-mini: $0.15 in, $0.6 out, $0.075 cached. Dated and plain gpt-4o ids both match the swap.
+    # team b: gpt-4o 06-09: 2M x 0.15 + 0.1M x 0.6 = 0.3 + 0.06 = 0.36 (was 6)
+    # team a: o3 14 + 2.8 unchanged; gpt-4o 06-10: 0.2M x 0.15 + 0.8M x 0.075 = 0.03 + 0.06 = 0.09 (was 1.5)
+    assert got["b"] == (D("6"), D("0.36"))
+    assert got["a"] == (D("18.3"), D("16.89"))
+    assert got[None] == (D("2.5"), D("2.5"))  # the compute entry and the unpriced one carry no team
+
+
+def test_swapping_to_a_model_price(source: Any) -> None:
+    cheaper = ModelPrice("o3", "openai", input_per_mtok="1", output_per_mtok="4", request_price="0.01")
+    got = by_model(analytics.reprice(source, {"o3": cheaper}))
+    # Each o3 call: 1M x $1 + 0.1M x $4 + $0.01 per request = 1.41
+    assert got["o3-2025-04-16"][2] == D("1.41") and got["o3"][2] == D("1.41")
+
+
+def test_a_request_fee_is_counted_once_per_call(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)
+    for _ in range(3):
+        tracker.record(model="gpt-4o-mini", input_tokens=1000, output_tokens=100)
+    fee = ModelPrice("gpt-4o-mini", "openai", input_per_mtok="1", output_per_mtok="2", request_price="0.001")
+    frame = analytics.reprice(tracker, [fee])
+    # 3 x (1000 x $1 + 100 x $2) / 1M + 3 x $0.001 = 0.0036 + 0.003 = 0.0066
+    assert frame["repriced"].item() == D("0.0066")
+
+
+def test_a_price_file_is_read_without_registering_it(source: Any, tmp_path: Path) -> None:
+    table = tmp_path / "new-prices.toml"
+    table.write_text(
+        '[[price]]\nmodel = "gpt-4o"\nprovider = "openai"\ninput_per_mtok = "2.00"\noutput_per_mtok = "8.00"\n'
+        'cache_read_per_mtok = "0.50"\n',
+        encoding="utf-8",
+    )
+    got = by_model(analytics.reprice(source, str(table)))
+    # 06-09: 2M x 2 + 0.1M x 8 = 4.8; 06-10: 0.2M x 2 + 0.8M x 0.5 = 0.8; o3 untouched (the catalog)
+    assert got["gpt-4o-2024-08-06"][2:] == (D("4.8"), D("-1.2"))
+    assert got["gpt-4o"][2:] == (D("0.8"), D("-0.7"))
+    assert got["o3"][2] == D("2.8")
+    assert registered_prices() == [] and get_price("gpt-4o").input_per_mtok == D("2.5")
+
+
+def test_a_bad_price_file_names_the_field(tmp_path: Path, clock: Clock) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"model": "gpt-4o", "input_per_mtok": "x", "output_per_mtok": "1"}]', encoding="utf-8")
+    with pytest.raises(PricingError, match="input_per_mtok"):
+        analytics.reprice(CostTracker(clock=clock), bad)
+
+
+def test_prices_change_by_time_of_day(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)
+    day = datetime(2025, 3, 3, tzinfo=timezone.utc)
+    for hour in (0, 12, 20):  # deepseek-chat: $0.27/M in from 00:30 to 16:30 UTC, $0.135/M off-peak
+        clock.now = day + timedelta(hours=hour)
+        tracker.record(model="deepseek-chat", input_tokens=1_000_000, output_tokens=0)
+    frame = analytics.reprice(tracker)
+    # recorded and repriced: 0.135 + 0.27 + 0.135 = 0.54 (half-hour epochs, not one price for the day)
+    assert frame[["recorded", "repriced"]].iloc[0].tolist() == [D("0.54"), D("0.54")]
+    assert analytics.reprice(tracker, at=day + timedelta(hours=12))["repriced"].item() == D("0.81")  # 3 x 0.27
+
+
+def test_prices_by_time_of_day_that_also_change_by_date(clock: Clock) -> None:
+    # deepseek-v4-flash: $0.30/M in from 01:00-04:00 and 06:00-10:00 UTC; otherwise $0.14/M, from 2026-08-17
+    # $0.22/M, from 2026-09-10 $0.15/M.
+    tracker = CostTracker(clock=clock)
+    for when in ("2026-08-16T12:00", "2026-08-16T02:00", "2026-08-18T12:00", "2026-09-11T07:00", "2026-09-11T12:00"):
+        clock.now = datetime.fromisoformat(when).replace(tzinfo=timezone.utc)
+        tracker.record(model="deepseek-v4-flash", input_tokens=1_000_000)
+    frame = analytics.reprice(tracker)
+    # 0.14 + 0.30 + 0.22 + 0.30 + 0.15 = 1.11
+    assert frame[["calls", "recorded", "repriced"]].iloc[0].tolist() == [5, D("1.11"), D("1.11")]
+
+
+def test_calls_over_a_long_context_tier_are_priced_one_by_one(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)
+    tracker.record(model="claude-sonnet-4-5", input_tokens=150_000, output_tokens=1000)
+    tracker.record(model="claude-sonnet-4-5", input_tokens=150_000, output_tokens=1000)
+    tracker.record(model="claude-sonnet-4-5", input_tokens=250_000, output_tokens=1000)
+    frame = analytics.reprice(tracker)
+    # Below 200k input: $3 in, $15 out, per call 0.45 + 0.015 = 0.465, twice = 0.93 (their 300k sum is not a
+    # long-context call). Above: the whole call at $6/$22.5: 1.5 + 0.0225 = 1.5225. Total 2.4525.
+    assert frame[["recorded", "repriced"]].iloc[0].tolist() == [D("2.4525"), D("2.4525")]
+
+
+def test_one_row_per_entry(source: Any) -> None:
+    frame = analytics.reprice(source, at=datetime(2025, 7, 1), by=None)
+    assert list(frame.columns) == ["id", "timestamp", "model", "provider", *analytics_columns()]
+    assert len(frame) == 6 and frame["timestamp"].is_monotonic_increasing
+    first = frame.iloc[0]
+    assert (first["model"], first["recorded"], first["repriced"]) == ("o3-2025-04-16", D("14"), D("2.8"))
+    assert sum(frame["delta"], D(0)) == D("-11.2")
+
+
+def analytics_columns() -> list[str]:
+    return ["calls", "recorded", "repriced", "delta", "delta_pct", "kept"]
+
+
+def test_every_source_gives_the_same_frame(make_source: Callable[[str], Any]) -> None:
+    frames = [analytics.reprice(make_source(kind), at=date(2025, 7, 1), by=("model", "tag:team")) for kind in SOURCES]
+    for frame in frames[1:]:
+        pd.testing.assert_frame_equal(frame, frames[0])
+
+
+@pytest.mark.parametrize(
+    ("prices", "error"),
+    [
+        (42, "prices must be None"),
+        ([ModelPrice("m", None, "1", "1"), "gpt-4o"], "every item of a price list"),
+        ({"gpt-4o": 3}, "a model id or a llmcost.ModelPrice"),
+    ],
+)
+def test_bad_prices_are_refused(prices: Any, error: str, clock: Clock) -> None:
+    with pytest.raises(TypeError, match=error):
+        analytics.reprice(CostTracker(clock=clock), prices)
+
+
+def test_a_swap_to_an_unknown_model_names_the_closest(clock: Clock) -> None:
+    with pytest.raises(llmcost.UnknownModelError, match="gpt-4o-mini"):
+        analytics.reprice(CostTracker(clock=clock), {"gpt-4o": "gpt-4o-mnii"})
+
+
+def test_an_empty_source_gives_an_empty_frame(clock: Clock) -> None:
+    frame = analytics.reprice(CostTracker(clock=clock))
+    assert frame.empty and list(frame.columns) == ["model", *analytics_columns()]
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "reprice.md"
+
+
+def _python_blocks(text: str) -> list[str]:
+    blocks, inside, current = [], False, []
+    for line in text.splitlines():
+        if line.strip() == "```python":
+            inside, current = True, []
+        elif line.strip() == "```" and inside:
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize("block", _python_blocks(DOCS.read_text(encoding="utf-8")))
+def test_the_guides_examples_run_as_pasted_and_print_what_they_show(
+    block: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(DOCS.parent.parent)
+    exec(compile(block, str(DOCS), "exec"), {"__name__": "__docs__"})
+    printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    # What a block shows: the comment lines right after a line that prints.
+    shown, after_print = [], False
+    for line in block.splitlines():
+        if line.startswith("# ") and after_print:
+            shown.append(line[2:].rstrip())
+        else:
+            after_print = "print(" in line
+    assert shown
+    for want, got in zip(shown, printed, strict=False):
+        if want.endswith("..."):
+            assert got.startswith(want[:-3].rstrip()), (want, got)
+        else:
+            assert got == want
