@@ -172,7 +172,7 @@ def test_report_writes_html(capsys: pytest.CaptureFixture[str], store_url: str, 
         (["report", "--freq", "fortnightly"], ["freq must be one of"]),
         (["report", "--tag", "team"], ["expected KEY=VALUE"]),
         (["report", "--format", "xml"], ["invalid choice"]),
-        (["export"], ["PATH"]),
+        (["export", "--format", "xlsx"], ["invalid choice"]),
     ],
 )
 def test_bad_arguments_are_one_line(

@@ -158,9 +158,17 @@ def cell(value: Any, kind: str) -> str:
 _NUMERIC = ("money", "count", "int", "pct", "score", "num")
 
 
-def format_table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str]], width: int = WIDTH) -> str:
+def format_table(
+    rows: Sequence[Sequence[Any]],
+    columns: Sequence[tuple[str, str]],
+    width: int = WIDTH,
+    *,
+    whole: Sequence[int] = (),
+) -> str:
     """Rows as an aligned text table no wider than ``width``: ``columns`` are ``(header, kind)`` pairs, kind one of
-    text, time, money, count, int, pct, score, bool. Numbers are right-aligned; long text is cut with an ellipsis.
+    text, time, money, count, int, pct, score, bool. Numbers are right-aligned; long text is cut with an ellipsis,
+    except in the ``whole`` columns (indexes): an identifier there too long for its column is never cut but put
+    on a line of its own, the rest of its row on the next line.
 
     Example::
 
@@ -173,8 +181,14 @@ def format_table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str
     headers = [h for h, _ in columns]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     gap = 2
-    text_columns = [i for i, (_, kind) in enumerate(columns) if kind == "text"]
-    while sum(widths) + gap * (len(widths) - 1) > width and text_columns:
+    kept = set(whole)
+    text_columns = [i for i, (_, kind) in enumerate(columns) if kind == "text" and i not in kept]
+    while sum(widths) + gap * (len(widths) - 1) > width and (text_columns or kept):
+        if not text_columns:  # only whole columns are left to give room: they wrap instead of being cut
+            for i in sorted(kept, key=lambda i: -widths[i]):
+                room = width - (sum(widths) - widths[i]) - gap * (len(widths) - 1)
+                widths[i] = max(room, len(headers[i]), 8)
+            break
         widest = max(text_columns, key=lambda i: widths[i])
         floor = max(len(headers[widest]), 8)
         if widths[widest] <= floor:
@@ -185,6 +199,10 @@ def format_table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str
     for n, row in enumerate([headers, *cells]):
         parts = []
         for i, value in enumerate(row):
+            if i in kept and len(value) > widths[i]:
+                offset = sum(widths[:i]) + gap * i
+                lines.append(" " * offset + value)
+                value = ""
             value = shorten(value, widths[i])
             parts.append(value.rjust(widths[i]) if columns[i][1] in _NUMERIC else value.ljust(widths[i]))
         lines.append((" " * gap).join(parts).rstrip())

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..analytics._output import OutputFile
 from ._format import cell, count, escape, label, money
 from ._overview import Overview, compute_overview
 from ._svg import hbar_chart, legend, stacked_columns
@@ -299,20 +300,18 @@ def _card(title: str, value: str, note: str) -> str:
 
 
 def write_html(overview: Overview, path: str | os.PathLike[str], *, title: str = "llmcost report") -> Path:
-    """Write ``overview`` as an HTML page to ``path`` (replacing it whole) and return the path.
+    """Write ``overview`` as an HTML page to ``path`` (replacing a regular file whole, writing through a link or
+    pipe; ``"-"`` is standard output) and return the path.
 
     Example::
 
         write_html(compute_overview(tracker), "report.html")
     """
-    target = Path(os.fspath(path))
-    if not target.parent.exists():
-        raise FileNotFoundError(f"cannot write the report to {str(target)!r}: no directory {str(target.parent)!r}")
+    output = OutputFile(path)
     page = render_html(overview, title=title)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    with output as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return Path(os.fspath(path))
 
 
 def write_html_report(
@@ -329,7 +328,5 @@ def write_html_report(
 
         write_html_report(tracker, "report.html")
     """
-    target = Path(os.fspath(path))
-    if not target.parent.exists():  # before the work of the overview
-        raise FileNotFoundError(f"cannot write the report to {str(target)!r}: no directory {str(target.parent)!r}")
-    return write_html(compute_overview(source, store=store, now=now), target, title=title)
+    OutputFile(path)  # a path that cannot be written fails before the work of the overview
+    return write_html(compute_overview(source, store=store, now=now), path, title=title)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .._entry import to_tags
 from .._money import to_money, to_utc
 from .._rows import COLUMNS, TOKEN_COLUMNS, cast_select
+from .._time import parse_when
 from .._tracker import CostTracker
 from ..stores._base import CostStore
 
@@ -70,11 +71,16 @@ class Source:
     def where(
         self,
         *,
-        since: datetime | date | None = None,
-        until: datetime | date | None = None,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> Source:
         """This source narrowed to ``since <= timestamp < until`` and entries carrying every tag in ``tags``.
+
+        ``since`` and ``until`` take the forms of the command line (``llmcost._time.parse_when``): datetimes (naive
+        is UTC), ``date`` objects (UTC midnight), text dates (an ``until`` of ``"2024-05-31"`` includes that whole
+        day, as ``--until`` does), ISO datetimes, ``"today"``,
+        ``"yesterday"``, or a span before this source's clock (``"7d"``, ``"24h"``).
 
         The narrowed source shares this one's connection and does not close it; ``where()`` with no filter is a
         view of this source that leaves the connection to its owner.
@@ -83,10 +89,10 @@ class Source:
         params = list(self._params)
         if since is not None:
             conditions.append("timestamp >= ?")
-            params.append(_moment(since, "since"))
+            params.append(_moment(since, "since", self.clock))
         if until is not None:
             conditions.append("timestamp < ?")
-            params.append(_moment(until, "until"))
+            params.append(_moment(until, "until", self.clock, end_of_day=True))
         for key, value in to_tags(tags).items():
             conditions.append("tags[?] = ?")
             params.extend((key, value))
@@ -109,8 +115,10 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _moment(value: object, field: str) -> datetime:
-    if isinstance(value, date) and not isinstance(value, datetime):
+def _moment(value: object, field: str, clock: Callable[[], datetime], *, end_of_day: bool = False) -> datetime:
+    if isinstance(value, str):
+        return parse_when(value, now=to_utc(clock(), "clock()"), end_of_day=end_of_day, field=field)
+    if isinstance(value, date) and not isinstance(value, datetime):  # a date object is its midnight, as before
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     return to_utc(value, field)  # type: ignore[arg-type]
 

@@ -14,9 +14,9 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from .._time import When
 from ._freq import parse_freq
 from ._source import Source, as_source
 
@@ -109,8 +109,8 @@ def spend(
     source: Any,
     by: str | Sequence[str] | None = ("category",),
     *,
-    since: datetime | date | None = None,
-    until: datetime | date | None = None,
+    since: When | None = None,
+    until: When | None = None,
     freq: str | None = None,
 ) -> pd.DataFrame:
     """Spend per group: the group keys as columns, then ``cost`` (float64, from exact sums), ``calls``,
@@ -135,7 +135,7 @@ def spend(
         return _grouped(base.where(since=since, until=until), keys, freq)
 
 
-def by_category(source: Any) -> pd.DataFrame:
+def by_category(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Spend per ``category`` (see ``spend``), most expensive first.
 
     Example::
@@ -145,30 +145,32 @@ def by_category(source: Any) -> pd.DataFrame:
         0  llm_inference  41.25
         1        compute   3.10
     """
-    return spend(source, ("category",))
+    return spend(source, ("category",), since=since, until=until)
 
 
-def by_resource(source: Any) -> pd.DataFrame:
+def by_resource(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Spend per ``resource`` (see ``spend``), most expensive first; entries without one under ``None``.
 
     Example::
 
         >>> by_resource(tracker)[["resource", "cost", "calls"]]
     """
-    return spend(source, ("resource",))
+    return spend(source, ("resource",), since=since, until=until)
 
 
-def by_model(source: Any) -> pd.DataFrame:
+def by_model(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Spend per ``model`` (see ``spend``), most expensive first; costs recorded without a model under ``None``.
 
     Example::
 
         >>> by_model(tracker)[["model", "cost", "calls"]]
     """
-    return spend(source, ("model",))
+    return spend(source, ("model",), since=since, until=until)
 
 
-def by_tag(source: Any, key: str | None = None) -> pd.DataFrame:
+def by_tag(
+    source: Any, key: str | None = None, *, since: When | None = None, until: When | None = None
+) -> pd.DataFrame:
     """Spend per tag value.
 
     With ``key``: columns ``tag_value`` then the measures (see ``spend``); entries without the key count under
@@ -189,14 +191,14 @@ def by_tag(source: Any, key: str | None = None) -> pd.DataFrame:
     if key is not None:
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty tag key or None, got {key!r}")
-        frame = spend(source, (f"tag:{key}",))
+        frame = spend(source, (f"tag:{key}",), since=since, until=until)
         return frame.rename(columns={f"tag:{key}": "tag_value"})
     tokens = ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
     sums = ", ".join(f"sum({c}) AS {c}" for c in ("calls", "amount", *_TOKEN_MEASURES))
     token_sums = ", ".join(f"sum({c}) AS {c}" for c in _TOKEN_MEASURES)
     rest = ", ".join(f"t.{c} - sum(p.{c}) AS {c}" for c in _TOKEN_MEASURES)
-    with as_source(source) as src:
-        frame = src.sql(
+    with as_source(source) as base:
+        frame = base.where(since=since, until=until).sql(
             # maps: entries grouped by their whole tag map first (few distinct maps, so unnesting them is cheap);
             # present: one row per (key, value) carried; missing: per key, what the entries without it add up to
             # (the total minus that key's tagged sums; exact in DECIMAL).
@@ -220,7 +222,14 @@ def by_tag(source: Any, key: str | None = None) -> pd.DataFrame:
     return _typed(frame, ["tag_key", "tag_value"])
 
 
-def over_time(source: Any, freq: str = "D", by: str | Sequence[str] | None = None) -> pd.DataFrame:
+def over_time(
+    source: Any,
+    freq: str = "D",
+    by: str | Sequence[str] | None = None,
+    *,
+    since: When | None = None,
+    until: When | None = None,
+) -> pd.DataFrame:
     """Spend per period: a ``period`` column (UTC start of each bucket), then the keys of ``by`` if any, then the
     measures (see ``spend``). Every period from the first to the last with spend is present, zero-filled, and with
     ``by`` every group appears in every period. Sorted by period, then cost (largest first).
@@ -237,8 +246,8 @@ def over_time(source: Any, freq: str = "D", by: str | Sequence[str] | None = Non
 
     keys = _keys(by)
     pandas_freq = parse_freq(freq)[1]
-    with as_source(source) as src:
-        found = _grouped(src, keys, freq)
+    with as_source(source) as base:
+        found = _grouped(base.where(since=since, until=until), keys, freq)
     if found.empty:
         return found
     periods = pd.date_range(found["period"].min(), found["period"].max(), freq=pandas_freq)

@@ -62,6 +62,10 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
         if args.freq is not None:
             parse_freq(args.freq)
         text_overview = args.format == "table" and not keys and args.freq is None
+        if args.html:
+            from ..analytics._output import OutputFile
+
+            OutputFile(args.html)  # a path that cannot be written fails before the work of the overview
         if args.html or text_overview:
             overview = compute_overview(src, store=url, now=now)
             if args.html:
@@ -87,23 +91,30 @@ def cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
     """
     from .. import analytics
     from .._report._text import Progress
+    from ..analytics._output import OutputFile
 
     url = store_url(args.store)
     target = Path(args.path)
-    if target.is_dir():
-        raise CliError(f"export path {args.path!r} is a directory; give a file name such as costs.csv")
+    streamed = OutputFile(args.path).streamed  # a directory or a missing directory fails here, before any work
+    if args.format is None and args.path != "-" and target.suffix.lower() not in (".csv", ".json", ".parquet", ".pq"):
+        raise CliError(
+            f"cannot tell the export format from the file name {args.path!r}; "
+            "use a .csv, .json or .parquet suffix or pass --format csv|json|parquet"
+        )
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    progress = Progress(f"exporting {target.name}", enabled=show)
+    progress = Progress(f"exporting {'to stdout' if args.path == '-' else target.name}", enabled=show)
     store = open_cli_store(url, create=False)
     try:
         src = filtered(store, args, datetime.now(timezone.utc))
         try:
-            count = analytics.export(src, target, args.format, progress=progress)
+            count = analytics.export(src, args.path, args.format, progress=progress)
         finally:
             progress.finish()
     finally:
         store.close()
-    out.write(f"wrote {count:,} entries to {target}\n")
+    where = "standard output" if args.path == "-" else args.path
+    # When the data goes to stdout, a pipe or a device, the note goes to stderr so that it never mixes with it.
+    print(f"wrote {count:,} entries to {where}", file=sys.stderr if streamed else out)
     return 0
 
 
@@ -176,7 +187,7 @@ def cmd_prices(args: argparse.Namespace, out: IO[str]) -> int:
         ("context", "int"),
     ]
     shown = [(m, p, per_mtok(i), per_mtok(o), per_mtok(cr), per_mtok(cw), c) for m, p, i, o, cr, cw, c in rows]
-    out.write(format_table(shown, spec) + "\n")
+    out.write(format_table(shown, spec, whole=(0, 1)) + "\n")  # model ids and providers are never cut
     out.write(f"{len(rows):,} models; prices in USD per million tokens\n")
     return 0
 
