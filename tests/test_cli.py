@@ -287,7 +287,8 @@ def test_prices_glob_provider_and_json(capsys: pytest.CaptureFixture[str]) -> No
     records = json.loads(out)
     assert records and all(r["model"].startswith("claude-3-5-") and r["provider"] == "anthropic" for r in records)
     sonnet = next(r for r in records if r["model"] == "claude-3-5-sonnet")
-    assert (sonnet["input_per_mtok"], sonnet["output_per_mtok"], sonnet["context_window"]) == (3.0, 15.0, 200000)
+    # money as exact strings in JSON, as everywhere in machine output
+    assert (sonnet["input_per_mtok"], sonnet["output_per_mtok"], sonnet["context_window"]) == ("3", "15", 200000)
 
 
 def test_prices_without_a_match(capsys: pytest.CaptureFixture[str]) -> None:

@@ -299,8 +299,8 @@ def _plain(value: Any) -> Any:
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
+    if isinstance(value, Decimal):  # money: exact text, never a float and never an exponent (1E-7)
+        return format(value.normalize(), "f") if value == value else None
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):

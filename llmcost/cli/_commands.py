@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 __all__ = ["cmd_budgets", "cmd_demo", "cmd_export", "cmd_prices", "cmd_report", "filtered"]
 
 
+def _window(args: argparse.Namespace, now: datetime) -> tuple[datetime | None, datetime | None]:
+    since = parse_when(args.since, now=now) if args.since else None
+    until = parse_when(args.until, now=now, end_of_day=True) if args.until else None
+    if since is not None and until is not None and since >= until:
+        raise CliError(f"--since ({since:%Y-%m-%d %H:%M}) must be before --until ({until:%Y-%m-%d %H:%M})")
+    return since, until
+
+
 def filtered(store: CostStore, args: argparse.Namespace, now: datetime) -> Source:
     """``store`` narrowed to the ``--since``, ``--until`` and ``--tag`` options of ``args``.
 
@@ -35,11 +43,19 @@ def filtered(store: CostStore, args: argparse.Namespace, now: datetime) -> Sourc
     """
     from ..analytics._source import as_source
 
-    since = parse_when(args.since, now=now) if args.since else None
-    until = parse_when(args.until, now=now, end_of_day=True) if args.until else None
-    if since is not None and until is not None and since >= until:
-        raise CliError(f"--since ({since:%Y-%m-%d %H:%M}) must be before --until ({until:%Y-%m-%d %H:%M})")
+    since, until = _window(args, now)
     return as_source(store).where(since=since, until=until, tags=dict(args.tag) if args.tag else None)
+
+
+def _window_words(since: datetime | None, until: datetime | None) -> str | None:
+    """The ``--since``/``--until`` window in words, for the report to say what its periods cover."""
+    if since is not None and until is not None:
+        return f"from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+    if since is not None:
+        return f"since {since:%Y-%m-%d %H:%M} UTC"
+    if until is not None:
+        return f"before {until:%Y-%m-%d %H:%M} UTC"
+    return None
 
 
 def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
@@ -47,7 +63,6 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
 
     >>> cmd_report(build_parser().parse_args(["report", "--html", "report.html"]), sys.stdout)
     """
-    from .. import analytics
     from .._report._html import write_html
     from .._report._overview import compute_overview
     from .._report._text import render_text
@@ -57,7 +72,11 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     now = datetime.now(timezone.utc)
     store = open_cli_store(url, create=False)
     try:
-        src = filtered(store, args, now)
+        from ..analytics._source import as_source
+
+        since, until = _window(args, now)
+        tags = dict(args.tag) if args.tag else None
+        src = as_source(store).where(since=since, until=until, tags=tags)
         keys = by_keys(args.by)
         if args.freq is not None:
             parse_freq(args.freq)
@@ -67,14 +86,27 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
 
             OutputFile(args.html)  # a path that cannot be written fails before the work of the overview
         if args.html or text_overview:
-            overview = compute_overview(src, store=url, now=now)
+            # "This month" is the whole month whatever --since/--until say; the periods are the selection's.
+            overview = compute_overview(
+                src,
+                store=url,
+                now=now,
+                month=as_source(store).where(tags=tags),
+                month_scope="entries tagged " + ", ".join(f"{k}={v}" for k, v in tags.items()) if tags else None,
+                window=_window_words(since, until),
+            )
             if args.html:
                 page = write_html(overview, args.html, title="llmcost report")
                 print(f"wrote {page}", file=sys.stderr)
             if text_overview:
                 out.write(render_text(overview))
                 return 0
-        frame = analytics.spend(src, by=keys or ("category",), freq=args.freq)
+        from ..analytics._spend import exact_spend
+
+        # Money in CSV and JSON is exact text; the table shows the same sums.
+        frame = exact_spend(src, by=keys or ("category",), freq=args.freq)
+        if args.freq is not None:  # periods in order, the largest cost first within each
+            frame = frame.sort_values("period", kind="stable").reset_index(drop=True)
         if args.format == "table":
             out.write(spend_table(frame) + "\n" if not frame.empty else f"No entries in {url} for this selection.\n")
             return 0
@@ -160,10 +192,10 @@ def cmd_prices(args: argparse.Namespace, out: IO[str]) -> int:
             (
                 price.model,
                 price.provider,
-                float(price.input_per_mtok),
-                float(price.output_per_mtok),
-                None if price.cache_read_per_mtok is None else float(price.cache_read_per_mtok),
-                None if price.cache_write_per_mtok is None else float(price.cache_write_per_mtok),
+                price.input_per_mtok,
+                price.output_per_mtok,
+                price.cache_read_per_mtok,
+                price.cache_write_per_mtok,
                 price.context_window,
             )
         )
@@ -186,7 +218,10 @@ def cmd_prices(args: argparse.Namespace, out: IO[str]) -> int:
         ("cache wr", "num"),
         ("context", "int"),
     ]
-    shown = [(m, p, per_mtok(i), per_mtok(o), per_mtok(cr), per_mtok(cw), c) for m, p, i, o, cr, cw, c in rows]
+    shown = [
+        (m, p, *(per_mtok(None if v is None else float(v)) for v in (i, o, cr, cw)), c)
+        for m, p, i, o, cr, cw, c in rows
+    ]
     out.write(format_table(shown, spec, whole=(0, 1)) + "\n")  # model ids and providers are never cut
     out.write(f"{len(rows):,} models; prices in USD per million tokens\n")
     return 0
@@ -248,9 +283,9 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
             same = " (with the same --store)" if args.store is not None else ""
             out.write(f"Next: llmcost report --html report.html{same}\n")
         else:
-            from .. import analytics
+            from ..analytics._spend import exact_spend
 
-            write_frame(analytics.by_category(store), args.format, out)
+            write_frame(exact_spend(store, ("category",)), args.format, out)
         return 0
     finally:
         store.close()
