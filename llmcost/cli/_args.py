@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--days", type=int, default=14, help="days of history to simulate (default 14)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulated traffic (default 7)")
+    demo.add_argument(
+        "--append",
+        action="store_true",
+        help="add the simulated history to a store that already holds entries (refused otherwise)",
+    )
 
     report = commands.add_parser(
         "report",

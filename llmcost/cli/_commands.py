@@ -261,27 +261,47 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
-    """``llmcost demo``: simulate traffic into the store, then print the overview.
+    """``llmcost demo``: simulate traffic into an empty store (or any, with ``--append``), then print the overview.
 
     >>> cmd_demo(build_parser().parse_args(["demo", "--store", "memory://"]), sys.stdout)
     """
+    import shlex
+
     from .._demo import run_demo
+    from .._report._text import Progress
 
     if args.days < 1 or args.days > 366:
         raise CliError(f"--days must be between 1 and 366, got {args.days}")
     url = store_url(args.store)
     store = open_cli_store(url, create=True)
     try:
+        held = len(store.entries(limit=1))
+        if held and not args.append:
+            raise CliError(
+                f"the store {url} already holds entries; the demo fills an empty store, so that its report shows "
+                "only the simulated history: pass --store NEW.duckdb, or --append to add another history to it"
+            )
         now = datetime.now(timezone.utc)
-        story = run_demo(store, days=args.days, seed=args.seed, now=now)
+        progress = Progress(f"simulating {args.days} days", enabled=sys.stderr.isatty())
+        try:
+            story = run_demo(store, days=args.days, seed=args.seed, now=now, progress=progress)
+        finally:
+            progress.finish()
         if args.format == "table":
             from .._report._overview import compute_overview
             from .._report._text import render_text
 
             out.write(story.text() + "\n\n")
             out.write(render_text(compute_overview(store, store=url, now=now)))
-            same = " (with the same --store)" if args.store is not None else ""
-            out.write(f"Next: llmcost report --html report.html{same}\n")
+            if url.lower().startswith("memory:"):
+                out.write(
+                    "A memory:// store ends with the demo. To keep the history and explore it:\n"
+                    "  llmcost demo --store demo.duckdb\n"
+                    "  llmcost report --html report.html --store demo.duckdb\n"
+                )
+            else:
+                given = f" --store {shlex.quote(args.store)}" if args.store is not None else ""
+                out.write(f"Next: llmcost report --html report.html{given}\n")
         else:
             from ..analytics._spend import exact_spend
 
