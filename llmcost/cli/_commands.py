@@ -301,7 +301,10 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
                 )
             else:
                 given = f" --store {shlex.quote(args.store)}" if args.store is not None else ""
-                out.write(f"Next: llmcost report --html report.html{given}\n")
+                next_step = f"Next: llmcost report --html report.html{given}"
+                if len(next_step) > 80:  # a long store path: said in words, so the report stays 80 columns wide
+                    next_step = "Next: llmcost report --html report.html, with the same --store"
+                out.write(next_step + "\n")
         else:
             from ..analytics._spend import exact_spend
 
