@@ -24,6 +24,7 @@ __all__ = [
     "WIDTH",
     "cell",
     "count",
+    "decimal_text",
     "escape",
     "format_table",
     "frame_records",
@@ -295,12 +296,12 @@ def spend_table(frame: pd.DataFrame) -> str:
 
 
 def _plain(value: Any) -> Any:
-    if value is None:
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, Decimal):  # money: exact text, never a float and never an exponent (1E-7)
-        return format(value.normalize(), "f") if value == value else None
+        return decimal_text(value)
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
@@ -308,6 +309,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def decimal_text(value: Decimal) -> str | None:
+    """Exact money as text: every significant digit, at least two decimals, never an exponent; NaN is None.
+
+    >>> decimal_text(Decimal("40.50")), decimal_text(Decimal("0.000540000")), decimal_text(Decimal("1E+2"))
+    ('40.50', '0.00054', '100.00')
+    """
+    if value != value:
+        return None
+    text = format(value.normalize(), "f")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

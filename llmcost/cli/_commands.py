@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["cmd_budgets", "cmd_demo", "cmd_export", "cmd_prices", "cmd_report", "filtered"]
 
 
+def _short(url: str, room: int = 40) -> str:
+    """A store URL cut from the left to ``room`` characters, so that a line naming it fits 80 columns."""
+    return url if len(url) <= room else "…" + url[-(room - 1) :]
+
+
 def _window(args: argparse.Namespace, now: datetime) -> tuple[datetime | None, datetime | None]:
     since = parse_when(args.since, now=now) if args.since else None
     until = parse_when(args.until, now=now, end_of_day=True) if args.until else None
@@ -108,7 +113,9 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
         if args.freq is not None:  # periods in order, the largest cost first within each
             frame = frame.sort_values("period", kind="stable").reset_index(drop=True)
         if args.format == "table":
-            out.write(spend_table(frame) + "\n" if not frame.empty else f"No entries in {url} for this selection.\n")
+            out.write(
+                spend_table(frame) + "\n" if not frame.empty else f"No entries in {_short(url)} for this selection.\n"
+            )
             return 0
         write_frame(frame, args.format, out)
         return 0
@@ -243,7 +250,9 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
         frame = manager.status()
         if frame.empty:
             if args.format == "table":
-                out.write(f"No budgets saved in {url}; create them with llmcost.BudgetManager().create(...).\n")
+                out.write(
+                    f"No budgets saved in {_short(url)}.\nCreate them with llmcost.BudgetManager().create(...).\n"
+                )
             else:
                 write_frame(frame, args.format, out)
             return 0
