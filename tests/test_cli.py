@@ -623,7 +623,8 @@ def test_money_in_json_is_exact_strings_everywhere(capsys: pytest.CaptureFixture
     tracker = CostTracker(store_url)
     BudgetManager(tracker).create("search-daily", "40.50", "daily", tags={"team": "search"})
     tracker.close()
-    code, out, _ = run(capsys, "report", "--store", store_url, "--by", "model", *JSON)
+    code, out, err = run(capsys, "report", "--store", store_url, "--by", "model", *JSON)
+    assert code == 0, err
     records = json.loads(out)
     assert all(isinstance(r["cost"], str) for r in records)
     assert sum(Decimal(r["cost"]) for r in records) == TOTAL
