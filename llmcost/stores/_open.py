@@ -35,7 +35,10 @@ def store_url(location: str | os.PathLike[str]) -> str:
         return "duckdb://" + location
     if location and os.path.isdir(location):
         return "parquet://" + location
-    raise StoreError(f"store {location!r} is neither a URL nor a path to a .duckdb file or a directory; {_PLAIN_HINT}")
+    raise StoreError(
+        f"store URL {location!r} has no scheme, and as a path it is neither a .duckdb file nor an existing "
+        f"directory; {_PLAIN_HINT}"
+    )
 
 
 def _location(url: str, rest: str) -> str:
