@@ -30,7 +30,7 @@ from ._config import get_tracker, on_new_default
 from ._context import PendingCall, TrackerLike, is_active, pop_guard, push_guard
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
-from ._money import ZERO, to_money
+from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._tracker import CostTracker
 
@@ -308,7 +308,7 @@ class Budget:
                 self._reserved += needed
                 token: object = (self._start, needed)
         if refused is not None:
-            self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
+            self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
             if self.on_exceed == "raise":
                 raise refused
         return token
@@ -373,7 +373,7 @@ class Budget:
             limit=self.limit,
             level=level,
             timestamp=self.tracker.clock(),
-            message=f"budget {self.name!r} {what} (${spent} of ${self.limit}, {utilization:.0%})",
+            message=f"budget {self.name!r} {what} ({' of '.join(dollars(spent, self.limit))}, {utilization:.0%})",
         )
         with self._lock:
             self.alerts.append(alert)

@@ -13,6 +13,7 @@ Time is simulated with the tracker's ``clock``.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,21 @@ from .stores import CostStore
 __all__ = ["DemoStory", "run_demo"]
 
 BATCH_LIMIT = Decimal("1.00")
+_LOGGER = logging.getLogger("llmcost")
+
+
+def _usd(amount: Decimal) -> str:
+    """The batch story's amounts, all with the same four decimals (they are fractions of a dollar)."""
+    return f"${amount:,.4f}"
+
+
+class _BatchAlertsFilter(logging.Filter):
+    """Keeps the batch budget's alerts off the log while the demo runs: the story tells every one of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "'nightly-batch'" not in record.getMessage()
+
+
 BATCH_SIZE = 400
 
 
@@ -57,13 +73,21 @@ class DemoStory:
     stop_message: str
     alerts: tuple[str, ...]
     budgets: tuple[str, ...]
+    runaway: datetime | None = None  #: the day the support bot's retry loop ran away, if the history has one
 
     def text(self) -> str:
         lines = [
             f"Simulated {self.days} days of LLM traffic ({self.start:%Y-%m-%d} to {self.end:%Y-%m-%d}) into "
-            f"{self.store}: {self.calls:,} tracked calls, ${self.total:,.2f} in all.",
+            f"{self.store}: {self.calls:,} tracked calls costing ${self.total:,.2f}.",
+        ]
+        if self.runaway is not None:
+            lines.append(
+                f"On {self.runaway:%Y-%m-%d} the support bot's retry loop ran away, re-sending whole threads to "
+                "gpt-4o (see Anomalies below)."
+            )
+        lines += [
             f"Last night's batch job classified {self.batch_done} of {self.batch_total} tickets before its "
-            f"${self.batch_limit} budget stopped it (${self.batch_spent:.4f} spent):",
+            f"budget of {_usd(self.batch_limit)} stopped it:",
             f"  BudgetExceeded: {self.stop_message}",
         ]
         if self.alerts:
@@ -143,6 +167,11 @@ def _workload(tracker: Any, rng: random.Random) -> dict[str, Callable[..., Any]]
         cached = 1024 if rng.random() < 0.55 else 0
         return _openai_chat("gpt-4o-mini-2024-07-18", prompt, rng.randint(90, 420), cached)
 
+    @track_cost(tracker=tracker, resource="support-bot", tags={"team": "support"})
+    def retry_ticket() -> dict[str, Any]:
+        # The runaway retry loop: each retry falls back to gpt-4o and re-sends the whole, growing thread.
+        return _openai_chat("gpt-4o-2024-08-06", rng.randint(6000, 9000), rng.randint(200, 400))
+
     @track_cost(tracker=tracker, resource="search-rerank", tags={"team": "search"})
     def rerank() -> dict[str, Any]:
         return _openai_chat("gpt-4o-2024-08-06", rng.randint(1800, 5200), rng.randint(40, 160))
@@ -169,6 +198,7 @@ def _workload(tracker: Any, rng: random.Random) -> dict[str, Callable[..., Any]]
 
     return {
         "answer": answer_ticket,
+        "retry": retry_ticket,
         "rerank": rerank,
         "embed": embed,
         "summarize": summarize,
@@ -181,7 +211,8 @@ def _day_plan(rng: random.Random, day: datetime, weekend: bool, runaway: bool) -
     """(time, call) pairs for one day, in time order: busier in working hours, quieter at weekends."""
     scale = 0.45 if weekend else 1.0
     counts = {
-        "answer": int(rng.randint(110, 170) * scale) * (5 if runaway else 1),
+        "answer": int(rng.randint(110, 170) * scale),
+        "retry": rng.randint(1100, 1300) if runaway else 0,
         "rerank": int(rng.randint(40, 70) * scale),
         "embed": int(rng.randint(180, 320) * scale),
         "summarize": int(rng.randint(18, 40) * scale),
@@ -197,9 +228,19 @@ def _day_plan(rng: random.Random, day: datetime, weekend: bool, runaway: bool) -
 
 
 def run_demo(
-    store: CostStore, *, days: int = 14, seed: int = 7, now: datetime | None = None, batch_limit: Decimal = BATCH_LIMIT
+    store: CostStore,
+    *,
+    days: int = 14,
+    seed: int = 7,
+    now: datetime | None = None,
+    batch_limit: Decimal = BATCH_LIMIT,
+    progress: Callable[[int, int], object] | None = None,
 ) -> DemoStory:
-    """Record ``days`` days of simulated traffic ending at ``now`` into ``store``; return what happened.
+    """Record ``days`` days of simulated traffic ending at ``now`` into ``store``; return what happened (its figures
+    are this run's, whatever the store held before). ``progress(done, total)`` is called as the days are simulated.
+
+    The budget alerts of the batch job are told in the story, so they are kept off the ``llmcost`` logger while
+    it runs.
 
     Example::
 
@@ -223,9 +264,13 @@ def run_demo(
     was_active = _context.is_active()
     _context.set_active(True)
     calls = 0
+    steps = days + 1
+    before = store.total()
+    quiet = _BatchAlertsFilter()
     try:
         api = _workload(tracker, rng)
         runaway_day = max(days - 4, 0)
+        runaway = first + timedelta(days=runaway_day) if days >= 5 else None
         for index in range(days):
             day = first + timedelta(days=index)
             weekend = day.weekday() >= 5
@@ -251,6 +296,8 @@ def run_demo(
             )
             tracker.record(amount="0.35", category="storage", resource="vector-db", tags={"team": "search"})
             calls += 2
+            if progress is not None:
+                progress(index + 1, steps)
 
         # Last night's batch: classify tickets until the budget says no.
         night = today + timedelta(hours=2)
@@ -262,8 +309,9 @@ def run_demo(
             batch_limit,
             name="nightly-batch",
             tracker=tracker,
-            on_alert=lambda alert: alerts.append(f"{alert.threshold:.0%} at ${alert.spent:.4f}"),
+            on_alert=lambda alert: alerts.append(f"{alert.threshold:.0%} at {_usd(alert.spent)}"),
         )
+        _LOGGER.addFilter(quiet)
         try:
             with batch:
                 for ticket in range(BATCH_SIZE):
@@ -272,7 +320,12 @@ def run_demo(
                     done += 1
                     calls += 1
         except BudgetExceeded as exc:
-            stop_message = str(exc)
+            stop_message = (
+                f"{exc.budget!r} had spent {_usd(exc.spent)} of {_usd(exc.limit)}; "
+                f"the next call needed about {_usd(exc.requested)}"
+            )
+        finally:
+            _LOGGER.removeFilter(quiet)
         tracker.flush()
 
         # Budgets saved in the store, for `llmcost budgets`.
@@ -288,8 +341,10 @@ def run_demo(
             manager.create(name, amount, period, **filters)
             saved.append(name)
         tracker.flush()
-        total = store.total()
+        total = store.total() - before
         batch_spent = batch.spent
+        if progress is not None:
+            progress(steps, steps)
     finally:
         _context.set_active(was_active)
     return DemoStory(
@@ -306,4 +361,5 @@ def run_demo(
         stop_message=stop_message or "(the batch finished within its budget)",
         alerts=tuple(alerts),
         budgets=tuple(saved),
+        runaway=runaway,
     )

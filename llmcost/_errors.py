@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
+from ._money import dollars
+
 __all__ = ["BudgetExceeded", "LlmcostError", "PricingError", "StoreError", "UnknownModelError"]
 
 
@@ -96,10 +98,10 @@ class BudgetExceeded(LlmcostError):
         super().__init__(budget, spent, limit, requested)
 
     def __str__(self) -> str:
-        remaining = self.limit - self.spent
+        spent, limit, remaining, requested = dollars(self.spent, self.limit, self.limit - self.spent, self.requested)
         return (
-            f"budget {self.budget!r} exceeded: spent ${self.spent} of ${self.limit}"
-            f" (remaining ${remaining}); the call needed about ${self.requested}"
+            f"budget {self.budget!r} exceeded: spent {spent} of {limit}"
+            f" (remaining {remaining}); the call needed about {requested}"
         )
 
 

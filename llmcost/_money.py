@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Context, Decimal, InvalidOperation
 
-__all__ = ["MAX_AMOUNT", "MONEY_SCALE", "ZERO", "to_amount", "to_money", "to_utc"]
+__all__ = ["MAX_AMOUNT", "MONEY_SCALE", "ZERO", "dollars", "to_amount", "to_money", "to_utc"]
 
 #: Decimal places kept for money everywhere (stores use DECIMAL(38, 18)); a millionth of a cent per token needs 14.
 MONEY_SCALE = 18
@@ -83,3 +83,21 @@ def to_utc(value: datetime, field: str = "timestamp") -> datetime:
     if value.tzinfo is timezone.utc:
         return value
     return value.astimezone(timezone.utc)
+
+
+def dollars(*amounts: Decimal) -> tuple[str, ...]:
+    """``amounts`` as dollar texts with one number of decimals for all, so that figures told together compare at a
+    glance: two for whole cents, else as many as the finest amount needs, at most six (rounded half even).
+
+    >>> dollars(Decimal("0.7"), Decimal("1.00"), Decimal("0.3"))
+    ('$0.70', '$1.00', '$0.30')
+    >>> dollars(Decimal("0.9964525"), Decimal("1"))
+    ('$0.996453', '$1.000000')
+    """
+    places = 2
+    for amount in amounts:
+        exponent = amount.normalize().as_tuple().exponent
+        if isinstance(exponent, int):
+            places = max(places, min(-exponent, 6))
+    quantum = Decimal(1).scaleb(-places)
+    return tuple(f"${amount.quantize(quantum):,}" for amount in amounts)

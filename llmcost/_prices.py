@@ -110,8 +110,8 @@ def get_price(model: str, provider: str | None = None, *, at: datetime | None = 
 
 def cost_of(
     model: str,
-    usage: Usage | None = None,
-    *,
+    usage: Usage | int | None = None,
+    *counts: int,
     input_tokens: int = 0,
     output_tokens: int = 0,
     cache_read_tokens: int = 0,
@@ -121,15 +121,34 @@ def cost_of(
 ) -> Decimal:
     """The exact USD cost of a call to ``model`` with ``usage`` (or the token keywords), priced at ``at``.
 
+    The token counts may also be given positionally, input then output: ``cost_of("gpt-4o", 1000, 100)``.
+
     Example::
 
         >>> cost_of("gpt-4o", input_tokens=1_000_000, output_tokens=100_000)
         Decimal('3.5')
+        >>> cost_of("gpt-4o", 1_000_000, 100_000)
+        Decimal('3.5')
     """
-    if usage is None:
+    if isinstance(usage, int) and not isinstance(usage, bool):
+        if len(counts) > 1 or input_tokens or output_tokens:
+            raise TypeError(
+                "cost_of takes at most two token counts by position (input_tokens, output_tokens); "
+                "name the others: cache_read_tokens=..., cache_write_tokens=..."
+            )
+        usage = Usage(usage, counts[0] if counts else 0, cache_read_tokens, cache_write_tokens)
+    elif counts:
+        raise TypeError(
+            f"cost_of(model, usage, ...) got extra positional values {counts!r}; give token counts as "
+            "cost_of(model, input_tokens, output_tokens) or by name"
+        )
+    elif usage is None:
         usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
     elif not isinstance(usage, Usage):
-        raise TypeError(f"usage must be a llmcost.Usage, got {usage!r}")
+        raise TypeError(
+            f"usage must be a llmcost.Usage or the input token count, got {usage!r}; "
+            "e.g. cost_of(model, Usage(1000, 100)) or cost_of(model, 1000, 100)"
+        )
     return price_for(model, provider, at)[0].cost(usage)
 
 

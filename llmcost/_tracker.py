@@ -65,6 +65,10 @@ def log_once(cause: object, message: str, *args: object, level: int = logging.WA
     logger.log(level, message, *args)
 
 
+#: What users write for a ``summary``/``total`` period, as the ``BudgetPeriod`` it means.
+_PERIOD_ALIASES = {"hour": "hourly", "today": "daily", "day": "daily", "week": "weekly", "month": "monthly"}
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -435,22 +439,61 @@ class CostTracker:
         model: str | Sequence[str] | None = None,
         tags: dict[str, str] | None = None,
     ) -> CostSummary:
-        """Exact totals of the matching entries; ``period`` (``"daily"``, ``"monthly"``...) means the current
-        period by the tracker's clock, in UTC.
+        """Exact totals of the matching entries; ``period`` means the current period by the tracker's clock, in
+        UTC: ``"hourly"``, ``"daily"``, ``"weekly"``, ``"monthly"`` or ``"total"`` (also ``"hour"``, ``"today"``/
+        ``"day"``, ``"week"``, ``"month"``).
 
         Example::
 
-            today = tracker.summary(period="daily")
+            today = tracker.summary(period="today")
             print(today.total, today.by_model)
         """
-        if period is not None:
-            start, end = period_bounds(period, self.clock())
-            since = start if since is None or (start is not None and start > since) else since
-            until = end if until is None or (end is not None and end < until) else until
+        since, until = self._window(period, since, until)
         self.flush()
         return self.store.summary(
             since=since, until=until, category=category, resource=resource, model=model, tags=tags
         )
+
+    def total(
+        self,
+        *,
+        period: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        category: CostCategory | str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        model: str | Sequence[str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Decimal:
+        """The exact total amount of the matching entries (the filters and ``period`` of ``summary``), read with
+        one pushed-down ``store.total`` after a flush.
+
+        Example::
+
+            spent_today = tracker.total(period="today", tags={"team": "search"})
+        """
+        since, until = self._window(period, since, until)
+        self.flush()
+        return self.store.total(since=since, until=until, category=category, resource=resource, model=model, tags=tags)
+
+    def _window(
+        self, period: str | None, since: datetime | None, until: datetime | None
+    ) -> tuple[datetime | None, datetime | None]:
+        """``since``/``until`` narrowed to the current ``period`` (by the clock), if one is given."""
+        if period is None:
+            return since, until
+        if isinstance(period, str) and period.lower() in _PERIOD_ALIASES:
+            period = _PERIOD_ALIASES[period.lower()]
+        try:
+            start, end = period_bounds(period, self.clock())
+        except ValueError:
+            raise ValueError(
+                f"period must be one of hourly, daily, weekly, monthly, total (or hour, today, day, week, month); "
+                f"got {period!r}"
+            ) from None
+        since = start if since is None or (start is not None and start > since) else since
+        until = end if until is None or (end is not None and end < until) else until
+        return since, until
 
     def frame(
         self,

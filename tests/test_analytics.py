@@ -604,3 +604,66 @@ def test_public_names() -> None:
     )
     for name in analytics.__all__:
         assert getattr(analytics, name).__doc__, name
+
+
+# -- since/until as the command line writes them (issue 17) ------------------------------------------------------
+
+TUE, FRI = MON + timedelta(days=1), MON + timedelta(days=4)
+CALLS: dict[str, Callable[..., Any]] = {
+    "spend": lambda s, **w: analytics.spend(s, by=("model",), **w),
+    "by_category": analytics.by_category,
+    "by_resource": analytics.by_resource,
+    "by_model": analytics.by_model,
+    "by_tag": analytics.by_tag,
+    "by_tag_key": lambda s, **w: analytics.by_tag(s, "team", **w),
+    "over_time": lambda s, **w: analytics.over_time(s, "h", **w),
+    "forecast": lambda s, **w: analytics.forecast(s, "weekly", **w),
+    "anomalies": lambda s, **w: analytics.anomalies(s, "h", **w),
+    "compare_models": analytics.compare_models,
+    "recommendations": analytics.recommendations,
+}
+
+
+def test_every_analytics_function_on_a_source_takes_since_and_until() -> None:
+    import inspect
+
+    for name in analytics.__all__:
+        parameters = inspect.signature(getattr(analytics, name)).parameters
+        if "source" in parameters:
+            assert {"since", "until"} <= set(parameters), name
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        ("2d", "2024-05-16"),  # a span before the tracker's clock (Thursday 00:00); a date includes that day
+        ("2024-05-14", "2024-05-16T23:59:59.999999+00:00"),
+        ("2024-05-14T00:00:00Z", "2024-05-17T00:00"),  # ISO datetimes are exact bounds
+        (TUE.date(), FRI.date()),  # date objects: their midnights
+    ],
+)
+def test_since_and_until_take_the_command_line_forms(name: str, since: Any, until: Any) -> None:
+    tracker = CostTracker(fill(MemoryStore()), clock=lambda: MON + timedelta(days=3))
+    call = CALLS[name]
+    expected = call(tracker, since=TUE, until=FRI)
+    got = call(tracker, since=since, until=until)
+    pd.testing.assert_frame_equal(got, expected)
+    if name == "spend":
+        assert expected["calls"].sum() == 2  # entries 3 and 4: Tuesday 01:00 and Wednesday 12:00
+
+
+def test_today_yesterday_and_the_cli_parser_are_one(tmp_path: Path) -> None:
+    from llmcost._time import parse_when
+    from llmcost.cli._args import parse_when as cli_parse_when
+
+    tracker = CostTracker(fill(MemoryStore()), clock=lambda: MON + timedelta(days=2, hours=13))  # Wed 13:00
+    assert analytics.spend(tracker, by=(), since="today", until="now")["calls"].iloc[0] == 1  # the GPU bill at 12:00
+    # a day named as until includes that day, as --until does: Tuesday and Wednesday
+    assert analytics.spend(tracker, by=(), since="yesterday", until="today")["calls"].iloc[0] == 2
+    assert analytics.export(tracker, tmp_path / "x.csv", since="yesterday") == 4
+    now = datetime(2024, 5, 17, 15, tzinfo=timezone.utc)
+    for text in ("7d", "24h", "today", "yesterday", "2024-05-01", "2024-05-01T12:00"):
+        assert parse_when(text, now=now) == cli_parse_when(text, now=now)
+    with pytest.raises(ValueError, match=r"cannot read the since 'last tuesday'.*7d, 24h"):
+        analytics.spend(tracker, since="last tuesday")

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -172,7 +173,7 @@ def test_report_writes_html(capsys: pytest.CaptureFixture[str], store_url: str, 
         (["report", "--freq", "fortnightly"], ["freq must be one of"]),
         (["report", "--tag", "team"], ["expected KEY=VALUE"]),
         (["report", "--format", "xml"], ["invalid choice"]),
-        (["export"], ["PATH"]),
+        (["export", "--format", "xlsx"], ["invalid choice"]),
     ],
 )
 def test_bad_arguments_are_one_line(
@@ -287,7 +288,8 @@ def test_prices_glob_provider_and_json(capsys: pytest.CaptureFixture[str]) -> No
     records = json.loads(out)
     assert records and all(r["model"].startswith("claude-3-5-") and r["provider"] == "anthropic" for r in records)
     sonnet = next(r for r in records if r["model"] == "claude-3-5-sonnet")
-    assert (sonnet["input_per_mtok"], sonnet["output_per_mtok"], sonnet["context_window"]) == (3.0, 15.0, 200000)
+    # money as exact strings in JSON, as everywhere in machine output
+    assert (sonnet["input_per_mtok"], sonnet["output_per_mtok"], sonnet["context_window"]) == ("3.00", "15.00", 200000)
 
 
 def test_prices_without_a_match(capsys: pytest.CaptureFixture[str]) -> None:
@@ -380,3 +382,350 @@ def test_every_command_has_help_with_store_and_format(capsys: pytest.CaptureFixt
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys)
     assert code == 2 and "demo" in out
+
+
+# -- what a new user trips over (issue 17) ------------------------------------------------------------------------
+
+
+def _cli(*argv: str, cwd: Path, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmcost", *argv],
+        capture_output=True,
+        cwd=cwd,
+        timeout=120,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_export_dash_and_no_path_stream_into_a_real_pipe(tmp_path: Path, store_url: str) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    for argv in (["export", "-"], ["export"], ["export", "/dev/stdout", "--format", "csv"]):
+        done = _cli(*argv, "--store", store_url, cwd=cwd)
+        assert done.returncode == 0, done.stderr
+        records = list(csv.DictReader(io.StringIO(done.stdout.decode())))
+        assert len(records) == len(ENTRIES), argv
+        assert sum(Decimal(r["amount"]) for r in records) == TOTAL
+        assert b"wrote 61 entries" in done.stderr and b"wrote" not in done.stdout  # the note never mixes with data
+    assert os.listdir(cwd) == []  # no file named "-" and no temporary file left behind
+    parquet = _cli("export", "-", "--format", "parquet", "--store", store_url, cwd=cwd)
+    assert parquet.returncode == 0 and parquet.stdout.startswith(b"PAR1") and parquet.stdout.endswith(b"PAR1")
+
+
+def test_export_writes_through_a_named_pipe(capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path) -> None:
+    import stat
+    import threading
+
+    fifo = tmp_path / "costs.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code, out, err = run(capsys, "export", str(fifo), "--format", "json", "--store", store_url)
+    reader.join(timeout=30)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still a pipe, not replaced by a plain file
+    assert len(json.loads(received[0])) == len(ENTRIES)
+    assert out == "" and "wrote 61 entries" in err
+
+
+def test_export_and_html_write_through_a_symlink(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path
+) -> None:
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("old\n")
+    link.symlink_to(real)
+    code, _, err = run(capsys, "export", str(link), "--store", store_url)
+    assert code == 0, err
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert len(list(csv.DictReader(io.StringIO(real.read_text())))) == len(ENTRIES)
+    page, page_link = tmp_path / "page.html", tmp_path / "latest.html"
+    page.write_text("")
+    page_link.symlink_to(page)
+    code, _, err = run(capsys, "report", "--store", store_url, "--html", str(page_link), "--format", "json")
+    assert code == 0, err
+    assert page_link.is_symlink() and page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_written_files_follow_the_umask(capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        for name in ("a.csv", "a.json", "a.parquet"):
+            code, _, err = run(capsys, "export", str(tmp_path / name), "--store", store_url)
+            assert code == 0, err
+        code, _, err = run(capsys, "report", "--store", store_url, "--html", str(tmp_path / "r.html"), *JSON)
+        assert code == 0, err
+    finally:
+        os.umask(previous)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir() if p.name != "costs.duckdb"}
+    assert modes == dict.fromkeys(("a.csv", "a.json", "a.parquet", "r.html"), "0o640")
+
+
+def test_html_into_a_directory_or_a_read_only_place_is_one_line(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, err = run(capsys, "report", "--store", store_url, "--html", str(out_dir))
+    assert_one_line_error(code, err, str(out_dir), "is a directory")
+    assert "Errno" not in err and ".tmp" not in err
+    assert list(out_dir.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["costs.duckdb", "out"]
+
+    def read_only(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".report.html.x.tmp"))
+
+    from llmcost.analytics import _output
+
+    monkeypatch.setattr(_output.tempfile, "mkstemp", read_only)
+    target = tmp_path / "report.html"
+    code, _, err = run(capsys, "report", "--store", store_url, "--html", str(target))
+    assert_one_line_error(code, err, f"cannot write {target}", "read-only file system")
+    assert "Errno" not in err and ".tmp" not in err
+
+
+@pytest.fixture
+def month_store(tmp_path: Path) -> str:
+    """A store at a frozen "now" of 2024-05-20 12:00 UTC: $100 on May 2, $1 six hours ago, $50 in April."""
+    moment = datetime(2024, 5, 20, 12, tzinfo=timezone.utc)
+    store = DuckDBStore(tmp_path / "month.duckdb")
+    store.append(
+        [
+            CostEntry(id=f"{1:026x}", timestamp=datetime(2024, 4, 20, tzinfo=timezone.utc), amount="50"),
+            CostEntry(id=f"{2:026x}", timestamp=datetime(2024, 5, 2, tzinfo=timezone.utc), amount="100"),
+            CostEntry(id=f"{3:026x}", timestamp=moment - timedelta(hours=6), amount="1", tags={"team": "a"}),
+        ]
+    )
+    store.close()
+    return f"duckdb://{tmp_path}/month.duckdb"
+
+
+def test_report_since_keeps_the_forecast_on_the_whole_month(
+    capsys: pytest.CaptureFixture[str], month_store: str
+) -> None:
+    import pandas  # noqa: F401 - imported before freezegun patches time
+    from freezegun import freeze_time
+
+    with freeze_time("2024-05-20 12:00:00"):
+        code, out, err = run(capsys, "report", "--store", month_store, "--since", "24h")
+    assert code == 0, err
+    assert "$1.00 over 1 calls" in out  # the selection
+    assert "This month, 2024-05-01 to 2024-05-31 UTC:" in out
+    assert "$101.00 so far" in out  # the whole month, not the 24 hours selected, and not April
+    assert "(the whole month, not only the selection since 2024-05-19 12:00 UTC)" in out
+    assert "Daily spend" not in out or "of the selection" in out
+    assert_fits_80_columns(out)
+    with freeze_time("2024-05-20 12:00:00"):
+        code, out, _ = run(capsys, "report", "--store", month_store, "--tag", "team=a")
+    assert "This month, 2024-05-01 to 2024-05-31 UTC, entries tagged team=a:" in out and "$1.00 so far" in out
+
+
+def test_bars_heading_says_how_many_periods_it_shows(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    code, out, _ = run(capsys, "report", "--store", store_url, "--since", (DAY + timedelta(days=2)).isoformat())
+    assert code == 0
+    heading = next(line for line in out.splitlines() if line.startswith("Daily spend"))
+    shown = len(out.split(heading + "\n")[1].split("\n\n")[0].splitlines())
+    assert heading == f"Daily spend (last {shown} days of the selection)"
+
+
+def test_every_line_of_text_output_fits_80_columns(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    for argv in (
+        ["report"],
+        ["report", "--since", "24h"],
+        ["report", "--since", "2d", "--tag", "team=search"],
+        ["report", "--by", "model,tag:team,tag:env,provider"],
+        ["report", "--by", "model", "--freq", "W"],
+        ["budgets"],
+    ):
+        code, out, err = run(capsys, *argv, "--store", store_url)
+        assert code == 0, err
+        assert_fits_80_columns(out)
+    for pattern in ("claude-sonnet-4", "gpt", "gemini"):
+        code, out, _ = run(capsys, "prices", pattern)
+        assert code == 0
+        # ids are never cut; a line is wider than 80 columns only when an id alone is
+        assert all(len(line) <= 80 or " " not in line.strip() for line in out.splitlines())
+
+
+def test_prices_keep_every_model_id_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "prices", "claude-sonnet-4", *JSON)
+    ids = [(r["model"], r["provider"]) for r in json.loads(out)]
+    code, out, _ = run(capsys, "prices", "claude-sonnet-4")
+    assert code == 0 and "…" not in out
+    words = [line.split() for line in out.splitlines()[2:-1]]
+    shown = []
+    for line in words:  # an id too long for its column has a line of its own, then its row
+        if len(line) == 1:
+            shown.append(line[0])
+        elif line[0] in {provider for _, provider in ids} and shown and len(shown[-1].split()) == 1:
+            shown[-1] = f"{shown[-1]} {line[0]}"
+        else:
+            shown.append(f"{line[0]} {line[1]}")
+    assert shown == [f"{model} {provider}" for model, provider in ids]
+    assert len({m for m, _ in ids if m.startswith("global.anthropic.")}) >= 2  # ids that only differ at their ends
+
+
+def test_database_errors_are_one_clean_line_about_the_store(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "all.csv"
+    code, _, err = run(capsys, "export", str(csv_file), "--store", store_url)
+    assert code == 0, err
+    code, _, err = run(capsys, "report", "--store", f"duckdb://{csv_file}")
+    assert_one_line_error(code, err, f"cannot read the store duckdb://{csv_file}", "not a DuckDB database", "--store")
+    assert "Catalog Error" not in err and "in-memory" not in err
+    junk = tmp_path / "pq" / "day=2024-05-01"
+    junk.mkdir(parents=True)
+    (junk / "part-0.parquet").write_bytes(b"not parquet at all, not at all")
+    code, _, err = run(capsys, "report", "--store", f"parquet://{tmp_path / 'pq'}")
+    assert_one_line_error(code, err, "cannot read the store parquet://")
+    assert not re.search(r"\b[A-Z][a-z]+ Error:|LINE \d|\^|read_parquet|SELECT", err), err
+    code, _, err = run(capsys, "export", str(tmp_path / "costs.xlsx"), "--store", store_url)
+    assert_one_line_error(code, err, "--format")
+    assert "format=" not in err
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Binder Error: No files found that match the pattern\nLINE 1: SELECT * FROM read_parquet('x/*.parquet')\n"
+        "                      ^",
+        'Parser Error: syntax error at or near "x" LINE 1: SELECT x ^^^^',
+        "IO Error: Could not open file: No such file or directory",
+    ],
+)
+def test_clean_message_drops_sql_and_error_kinds(message: str) -> None:
+    from llmcost.cli._main import clean_message
+
+    cleaned = clean_message(message)
+    assert "\n" not in cleaned and "LINE" not in cleaned and "^" not in cleaned and " Error:" not in cleaned
+    assert cleaned
+
+
+def test_report_by_key_and_freq_sorts_by_period_first(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    code, out, _ = run(capsys, "report", "--store", store_url, "--by", "model", "--freq", "D", *JSON)
+    assert code == 0
+    records = json.loads(out)
+    periods = [r["period"] for r in records]
+    assert periods == sorted(periods) and len(set(periods)) > 1
+    for period in set(periods):  # within a period, the largest cost first
+        costs = [Decimal(r["cost"]) for r in records if r["period"] == period]
+        assert costs == sorted(costs, reverse=True)
+    code, out, _ = run(capsys, "report", "--store", store_url, "--by", "model", "--freq", "D")
+    shown = [line.split()[0] for line in out.splitlines()[2:]]
+    assert shown == sorted(shown)
+
+
+def test_money_in_json_is_exact_strings_everywhere(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    from llmcost import BudgetManager, CostTracker
+
+    tracker = CostTracker(store_url)
+    BudgetManager(tracker).create("search-daily", "40.50", "daily", tags={"team": "search"})
+    tracker.close()
+    code, out, err = run(capsys, "report", "--store", store_url, "--by", "model", *JSON)
+    assert code == 0, err
+    records = json.loads(out)
+    assert all(isinstance(r["cost"], str) for r in records)
+    assert sum(Decimal(r["cost"]) for r in records) == TOTAL
+    _, out, _ = run(capsys, "report", "--store", store_url, "--by", "category", "--format", "csv")
+    assert {r["cost"] for r in csv.DictReader(io.StringIO(out))} == {"2.50", "15.00"}
+    _, out, _ = run(capsys, "budgets", "--store", store_url, *JSON)
+    (budget,) = json.loads(out)
+    assert budget["limit"] == "40.50" and isinstance(budget["spent"], str) and isinstance(budget["remaining"], str)
+    _, out, _ = run(capsys, "prices", "gpt-4o-mini", "--provider", "openai", *JSON)
+    assert all(isinstance(r["input_per_mtok"], str) for r in json.loads(out))
+
+
+def test_one_label_for_a_missing_key_in_text_and_html(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path
+) -> None:
+    page = tmp_path / "r.html"
+    code, out, _ = run(capsys, "report", "--store", store_url, "--html", str(page))
+    assert code == 0 and "(none)" in out
+    html = page.read_text()
+    assert "(none)" in html
+    assert not re.search(r"\(no [a-z]+( tag)?\)", html)
+
+
+def test_text_report_always_has_an_anomalies_section(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    code, out, _ = run(capsys, "report", "--store", store_url)
+    assert code == 0
+    assert "\nAnomalies (per " in out and ("No day stands out." in out or "score" in out)
+
+
+# -- the demo, as a new user meets it -----------------------------------------------------------------------------
+
+
+def test_demo_tells_one_story_and_refuses_to_mix_histories(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    url = f"duckdb://{tmp_path}/demo.duckdb"
+    code, out, err = run(capsys, "demo", "--store", url, "--days", "7")
+    assert code == 0, err
+    store = DuckDBStore(tmp_path / "demo.duckdb")
+    total, calls = store.total(), len(store.entries())
+    store.close()
+    assert f"{calls:,} tracked calls costing ${total:,.2f}." in " ".join(out.split())
+    # stderr: no alert lines (and no progress bar: this is not a terminal); stdout lists every threshold once
+    assert err == ""
+    batch = " ".join(out.split("Last night's batch")[1].split("Saved budgets")[0].split())
+    for share in ("50%", "80%", "90%"):
+        assert batch.count(f"{share} at $") == 1
+    assert batch.count("needed") == 1 and batch.count("spent") == 1
+    amounts = re.findall(r"\$[\d,]+\.\d+", batch)
+    assert amounts and all(len(a.split(".")[1]) == 4 for a in amounts), amounts
+    code, _, err = run(capsys, "demo", "--store", url, "--days", "7")
+    assert_one_line_error(code, err, "already holds entries", "--append")
+    code, out, err = run(capsys, "demo", "--store", url, "--days", "3", "--append")
+    assert code == 0, err
+    store = DuckDBStore(tmp_path / "demo.duckdb")
+    grown = store.total()
+    store.close()
+    this_run = Decimal(re.search(r"costing \$([\d,.]+)\.", " ".join(out.split())).group(1).replace(",", ""))
+    assert abs(this_run - (grown - total)) < Decimal("0.01")
+
+
+def test_demo_on_memory_does_not_suggest_a_command_that_cannot_work(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "demo", "--store", "memory://", "--days", "2")
+    assert code == 0
+    assert "Next: llmcost report" not in out
+    assert "llmcost demo --store demo.duckdb" in out and "--store demo.duckdb" in out.splitlines()[-1]
+    assert_fits_80_columns(out)
+
+
+def test_demo_shows_progress_on_a_terminal_only(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = main(["demo", "--store", "memory://", "--days", "2", *JSON])
+    assert code == 0
+    assert "simulating 2 days [" in terminal.getvalue() and "100%" in terminal.getvalue()
+    assert all(len(chunk) <= 80 for chunk in terminal.getvalue().split("\r"))
+    monkeypatch.undo()
+    code, _, err = run(capsys, "demo", "--store", "memory://", "--days", "2", *JSON)
+    assert code == 0 and err == ""
+
+
+def test_the_demo_runaway_day_is_an_anomaly_in_both_reports(tmp_path: Path) -> None:
+    from llmcost import MemoryStore, analytics
+    from llmcost._demo import run_demo
+    from llmcost._report._html import render_html
+    from llmcost._report._overview import compute_overview
+    from llmcost._report._text import render_text
+
+    now = datetime(2024, 5, 17, 15, tzinfo=timezone.utc)
+    store = MemoryStore()
+    story = run_demo(store, days=14, now=now)
+    assert story.runaway is not None
+    flagged = analytics.anomalies(store).query("anomaly")
+    assert [p.to_pydatetime() for p in flagged["period"]] == [story.runaway]
+    overview = compute_overview(store, now=now)
+    text = render_text(overview)
+    section = text.split("\nAnomalies (per day")[1].split("\n\n")[0]
+    assert f"{story.runaway:%Y-%m-%d}" in section
+    assert f"{story.runaway:%Y-%m-%d}" in render_html(overview).split("<h2>Anomalies")[1]
+    assert "the support bot's retry loop ran away" in " ".join(story.text().split())

@@ -65,9 +65,9 @@ def test_reprice_json_keeps_money_exact(capsys: pytest.CaptureFixture[str], stor
     records = {r["tag:team"]: r for r in json.loads(out)}
     # team search: gpt-4o 1M x $2 + 0.1M x $8 = 2.8 (was 3.5), gpt-4o-mini 0.21 -> 3.01
     assert records["search"]["recorded"] == "3.71" and records["search"]["repriced"] == "3.01"
-    assert records["search"]["delta"] == "-0.7"
+    assert records["search"]["delta"] == "-0.70"  # money in JSON: exact, at least two decimals
     # the 08-02 call carries no team: 0.5M x $2 = 1 (was 1.25)
-    assert (records[None]["recorded"], records[None]["repriced"]) == ("1.25", "1")
+    assert (records[None]["recorded"], records[None]["repriced"]) == ("1.25", "1.00")
 
 
 def test_reprice_at_a_date_as_csv(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
@@ -100,9 +100,9 @@ def test_reconcile_text_and_json(capsys: pytest.CaptureFixture[str], store_url: 
     code, out, _ = run(capsys, "reconcile", invoice, "--store", store_url, "--format", "json")
     records = json.loads(out)
     assert [(r["day"], r["model"], r["recorded"], r["billed"], r["status"]) for r in records] == [
-        ("2025-08-01", "gpt-4o-2024-08-06", "3.5", "3.5", "match"),
+        ("2025-08-01", "gpt-4o-2024-08-06", "3.50", "3.50", "match"),
         ("2025-08-01", "gpt-4o-mini-2024-07-18", "0.21", "0.63", "under"),
-        ("2025-08-01", None, "0", "0.25", "unrecorded"),
+        ("2025-08-01", None, "0.00", "0.25", "unrecorded"),
         ("2025-08-02", "gpt-4o", "1.25", "1.25", "match"),
     ]
 

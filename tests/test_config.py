@@ -33,3 +33,30 @@ def test_capture_costs_isolates_and_restores():
         llmcost.get_tracker().record(amount=1)
     assert llmcost.get_tracker() is outer
     assert t.summary().total == 1 and outer.entries() == []
+
+
+# -- a plain path is a store, the same way everywhere (issue 17) ---------------------------------------------------
+
+
+def test_configure_and_open_store_accept_plain_paths(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from llmcost import DuckDBStore, ParquetStore, open_store
+    from llmcost.cli._store import store_url
+
+    monkeypatch.chdir(tmp_path)
+    t = llmcost.configure("costs.duckdb")
+    assert isinstance(t.store, DuckDBStore)
+    t.record(amount="1.5")
+    t.flush()
+    (tmp_path / "dataset").mkdir()
+    for location in ("dataset", tmp_path / "dataset", str(tmp_path / "dataset")):
+        store = open_store(location)
+        assert isinstance(store, ParquetStore), location
+        store.close()
+    store = open_store(Path("costs.duckdb"))
+    assert isinstance(store, DuckDBStore) and store.total() == 1.5
+    store.close()
+    assert store_url("costs.duckdb") == "duckdb://costs.duckdb" and store_url("dataset") == "parquet://dataset"
+    with pytest.raises(StoreError, match=r"'nowhere'.*\.duckdb.*directory"):
+        llmcost.configure("nowhere")

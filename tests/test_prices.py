@@ -130,3 +130,18 @@ def test_catalog_models_and_registered_prices_for_the_cli_and_the_recommender():
     assert registered_prices() == [price]  # registered under two keys, listed once
     assert repr(tidy(Decimal("0.3240000"))) == "Decimal('0.324')"
     assert repr(tidy(Decimal("100.00"))) == "Decimal('100')"
+
+
+def test_cost_of_takes_token_counts_by_position():
+    assert cost_of("gpt-4o", 1_000_000, 100_000) == cost_of("gpt-4o", input_tokens=1_000_000, output_tokens=100_000)
+    assert cost_of("gpt-4o", 1000) == cost_of("gpt-4o", input_tokens=1000)
+    assert cost_of("gpt-4o", Usage(1000, 100)) == cost_of("gpt-4o", usage=Usage(1000, 100))
+    assert cost_of("gpt-4o", 1000, 100, cache_read_tokens=500) == cost_of(
+        "gpt-4o", usage=Usage(1000, 100, cache_read_tokens=500)
+    )
+    with pytest.raises(TypeError, match="at most two token counts"):
+        cost_of("gpt-4o", 1000, 100, 50)
+    with pytest.raises(TypeError, match=r"cost_of\(model, input_tokens, output_tokens\)"):
+        cost_of("gpt-4o", Usage(1, 1), 100)
+    with pytest.raises(TypeError, match="Usage or the input token count"):
+        cost_of("gpt-4o", "1000")

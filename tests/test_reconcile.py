@@ -124,6 +124,17 @@ def test_openai_costs_api_by_day_model_and_project(openai_history: CostTracker, 
     assert frame["delta_pct"].iloc[2] == pytest.approx(-0.42 / 0.63)  # delta over billed
 
 
+def test_since_and_until_narrow_both_sides_to_those_days(openai_history: CostTracker, tmp_path: Path) -> None:
+    path = tmp_path / "costs.json"
+    path.write_text(json.dumps(OPENAI), encoding="utf-8")
+    aug2 = analytics.reconcile(openai_history, path, since="2025-08-02")
+    assert [(r.day, r.model, r.status) for r in aug2.itertuples()] == [(date(2025, 8, 2), "gpt-4o", "unbilled")]
+    aug1 = analytics.reconcile(openai_history, path, until="2025-08-01")  # a date as until includes that day
+    assert {r.day for r in aug1.itertuples()} == {date(2025, 8, 1)} and len(aug1) == 4
+    repriced = analytics.reprice(openai_history, since="2025-08-02", by=())
+    assert repriced["calls"].tolist() == [len(openai_history.entries(since=datetime(2025, 8, 2, tzinfo=timezone.utc)))]
+
+
 def test_the_documented_example_without_line_items_reconciles_by_day(clock: Clock) -> None:
     # The API reference's own example response: no group_by, so no line_item and no project_id.
     page = {

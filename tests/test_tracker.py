@@ -311,3 +311,38 @@ def test_record_refuses_what_no_store_could_keep(tracker, fields, message):
     assert tracker.entries() == []
     tracker.record(amount="99999999999999999999.999999999999999999", category="compute", resource="ok é ✓")
     assert tracker.store.total() == Decimal("99999999999999999999.999999999999999999")
+
+
+# -- the forms users try (issue 17) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alias", "period"),
+    [("today", "daily"), ("day", "daily"), ("week", "weekly"), ("month", "monthly"), ("hour", "hourly")],
+)
+def test_summary_and_total_take_period_aliases(alias, period):
+    now = datetime(2024, 5, 15, 12, 30, tzinfo=timezone.utc)  # a Wednesday
+    tracker = CostTracker(clock=lambda: now)
+    for when, amount in [(now, "1"), (now - timedelta(hours=2), "2"), (now - timedelta(days=2), "4")]:
+        tracker.record(amount=amount, timestamp=when)
+    tracker.record(amount="8", timestamp=datetime(2024, 4, 30, tzinfo=timezone.utc))
+    assert tracker.summary(period=alias).total == tracker.summary(period=period).total
+    assert tracker.total(period=alias) == tracker.summary(period=period).total
+    assert tracker.total() == Decimal(15) and isinstance(tracker.total(), Decimal)
+    assert tracker.total(period="today") == Decimal(3)
+
+
+def test_total_takes_the_summary_filters():
+    tracker = CostTracker()
+    tracker.record(amount="1.25", resource="a", tags={"team": "x"})
+    tracker.record(amount="2", resource="b", category="compute")
+    assert tracker.total(resource="a") == Decimal("1.25")
+    assert tracker.total(category="compute") == Decimal(2)
+    assert tracker.total(tags={"team": "x"}) == Decimal("1.25")
+
+
+def test_an_unknown_period_names_the_right_ones():
+    with pytest.raises(
+        ValueError, match=r"hourly, daily, weekly, monthly, total \(or hour, today, day, week, month\); got 'fortnight'"
+    ):
+        CostTracker().summary(period="fortnight")

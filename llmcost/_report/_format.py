@@ -24,6 +24,7 @@ __all__ = [
     "WIDTH",
     "cell",
     "count",
+    "decimal_text",
     "escape",
     "format_table",
     "frame_records",
@@ -158,9 +159,17 @@ def cell(value: Any, kind: str) -> str:
 _NUMERIC = ("money", "count", "int", "pct", "score", "num")
 
 
-def format_table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str]], width: int = WIDTH) -> str:
+def format_table(
+    rows: Sequence[Sequence[Any]],
+    columns: Sequence[tuple[str, str]],
+    width: int = WIDTH,
+    *,
+    whole: Sequence[int] = (),
+) -> str:
     """Rows as an aligned text table no wider than ``width``: ``columns`` are ``(header, kind)`` pairs, kind one of
-    text, time, money, count, int, pct, score, bool. Numbers are right-aligned; long text is cut with an ellipsis.
+    text, time, money, count, int, pct, score, bool. Numbers are right-aligned; long text is cut with an ellipsis,
+    except in the ``whole`` columns (indexes): an identifier there too long for its column is never cut but put
+    on a line of its own, the rest of its row on the next line.
 
     Example::
 
@@ -173,8 +182,14 @@ def format_table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str
     headers = [h for h, _ in columns]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     gap = 2
-    text_columns = [i for i, (_, kind) in enumerate(columns) if kind == "text"]
-    while sum(widths) + gap * (len(widths) - 1) > width and text_columns:
+    kept = set(whole)
+    text_columns = [i for i, (_, kind) in enumerate(columns) if kind == "text" and i not in kept]
+    while sum(widths) + gap * (len(widths) - 1) > width and (text_columns or kept):
+        if not text_columns:  # only whole columns are left to give room: they wrap instead of being cut
+            for i in sorted(kept, key=lambda i: -widths[i]):
+                room = width - (sum(widths) - widths[i]) - gap * (len(widths) - 1)
+                widths[i] = max(room, len(headers[i]), 8)
+            break
         widest = max(text_columns, key=lambda i: widths[i])
         floor = max(len(headers[widest]), 8)
         if widths[widest] <= floor:
@@ -185,6 +200,10 @@ def format_table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str
     for n, row in enumerate([headers, *cells]):
         parts = []
         for i, value in enumerate(row):
+            if i in kept and len(value) > widths[i]:
+                offset = sum(widths[:i]) + gap * i
+                lines.append(" " * offset + value)
+                value = ""
             value = shorten(value, widths[i])
             parts.append(value.rjust(widths[i]) if columns[i][1] in _NUMERIC else value.ljust(widths[i]))
         lines.append((" " * gap).join(parts).rstrip())
@@ -277,12 +296,12 @@ def spend_table(frame: pd.DataFrame) -> str:
 
 
 def _plain(value: Any) -> Any:
-    if value is None:
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
+    if isinstance(value, Decimal):  # money: exact text, never a float and never an exponent (1E-7)
+        return decimal_text(value)
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
@@ -290,6 +309,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def decimal_text(value: Decimal) -> str | None:
+    """Exact money as text: every significant digit, at least two decimals, never an exponent; NaN is None.
+
+    >>> decimal_text(Decimal("40.50")), decimal_text(Decimal("0.000540000")), decimal_text(Decimal("1E+2"))
+    ('40.50', '0.00054', '100.00')
+    """
+    if value != value:
+        return None
+    text = format(value.normalize(), "f")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

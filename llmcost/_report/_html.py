@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..analytics._output import OutputFile
 from ._format import cell, count, escape, label, money
 from ._overview import Overview, compute_overview
 from ._svg import hbar_chart, legend, stacked_columns
@@ -154,7 +155,10 @@ def _sections(overview: Overview) -> list[str]:
         _card(
             "This month, projected",
             money(o.month_projected),
-            f"{money(o.month_spent)} so far ({o.month_start:%B %Y})",
+            f"{money(o.month_spent)} so far ({o.month_start:%B %Y}"
+            + (f", {o.month_scope}" if o.month_scope else "")
+            + (", the whole month, not only the selection" if o.window else "")
+            + ")",
         ),
         "</div>",
     ]
@@ -167,8 +171,9 @@ def _sections(overview: Overview) -> list[str]:
         color = _CATEGORY_COLORS.get(str(category), _PALETTE[i % len(_PALETTE)])
         series.append((label(category), [float(values.get(p, 0.0)) for p in periods], color))
     series.sort(key=lambda s: -sum(s[1]))
+    selection = f" (the selection {o.window})" if o.window else ""
     out.append(
-        f'<section class="wide"><h2>Spend per {o.unit}</h2>'
+        f'<section class="wide"><h2>Spend per {o.unit}{escape(selection)}</h2>'
         f"{stacked_columns(stamps, series, freq_label=o.unit)}{legend(series)}</section>"
     )
     out.append('<div class="grid">')
@@ -183,14 +188,14 @@ def _sections(overview: Overview) -> list[str]:
         )
         + "</section>"
     )
-    top = _top(o.by_model, "model", 10, "(no model)")
+    top = _top(o.by_model, "model", 10)
     out.append(
         "<section><h2>By model</h2>"
         + hbar_chart([(name, value, _PALETTE[i % len(_PALETTE)]) for i, (name, value) in enumerate(top)])
         + "</section>"
     )
     out.append(_tag_section(o.by_tag))
-    top_resources = _top(o.by_resource, "resource", 10, "(no resource)")
+    top_resources = _top(o.by_resource, "resource", 10)
     out.append(
         "<section><h2>By resource</h2>"
         + hbar_chart([(name, value, "#5b7a99") for name, value in top_resources])
@@ -266,10 +271,8 @@ def _sections(overview: Overview) -> list[str]:
     return out
 
 
-def _top(frame: pd.DataFrame, key: str, size: int, none: str = "(none)") -> list[tuple[str, float]]:
-    rows = [
-        (none if label(k) == "(none)" else str(k), float(v)) for k, v in zip(frame[key], frame["cost"], strict=True)
-    ]
+def _top(frame: pd.DataFrame, key: str, size: int) -> list[tuple[str, float]]:
+    rows = [(label(k), float(v)) for k, v in zip(frame[key], frame["cost"], strict=True)]
     if len(rows) > size:
         rest = sum(v for _, v in rows[size - 1 :])
         rows = [*rows[: size - 1], (f"{len(rows) - size + 1} others", rest)]
@@ -283,7 +286,7 @@ def _tag_section(tags: pd.DataFrame) -> str:
     keys = list(dict.fromkeys(tags["tag_key"]))
     for n, key in enumerate(keys[:6]):
         rows = tags[tags["tag_key"] == key]
-        items = _top(rows.rename(columns={"tag_value": "value"}), "value", 6, f"(no {key} tag)")
+        items = _top(rows.rename(columns={"tag_value": "value"}), "value", 6)
         parts.append(f"<h3>{escape(key)}</h3>")
         parts.append(hbar_chart([(name, value, _PALETTE[(n + 2) % len(_PALETTE)]) for name, value in items]))
     if len(keys) > 6:
@@ -302,20 +305,18 @@ def _card(title: str, value: str, note: str) -> str:
 def write_html(
     overview: Overview, path: str | os.PathLike[str], *, title: str = "llmcost report", extra: Sequence[str] = ()
 ) -> Path:
-    """Write ``overview`` as an HTML page to ``path`` (replacing it whole) and return the path.
+    """Write ``overview`` as an HTML page to ``path`` (replacing a regular file whole, writing through a link or
+    pipe; ``"-"`` is standard output) and return the path.
 
     Example::
 
         write_html(compute_overview(tracker), "report.html")
     """
-    target = Path(os.fspath(path))
-    if not target.parent.exists():
-        raise FileNotFoundError(f"cannot write the report to {str(target)!r}: no directory {str(target.parent)!r}")
+    output = OutputFile(path)
     page = render_html(overview, title=title, extra=extra)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    with output as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return Path(os.fspath(path))
 
 
 def write_html_report(
@@ -332,7 +333,5 @@ def write_html_report(
 
         write_html_report(tracker, "report.html")
     """
-    target = Path(os.fspath(path))
-    if not target.parent.exists():  # before the work of the overview
-        raise FileNotFoundError(f"cannot write the report to {str(target)!r}: no directory {str(target.parent)!r}")
-    return write_html(compute_overview(source, store=store, now=now), target, title=title)
+    OutputFile(path)  # a path that cannot be written fails before the work of the overview
+    return write_html(compute_overview(source, store=store, now=now), path, title=title)

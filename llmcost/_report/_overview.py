@@ -65,7 +65,12 @@ class Overview:
     by_tag: pd.DataFrame  #: the long form: tag_key, tag_value, measures
     periods: pd.DataFrame  #: ``over_time(freq)``: every period from the first to the last, zero-filled
     by_period: pd.DataFrame  #: ``over_time(freq, by="category")``
-    month_start: datetime  #: the current month (UTC) of the forecast
+    #: what the forecast covers: None for the whole source, or words such as "entries tagged team=search"
+    month_scope: str | None
+    #: the time window of the selection in words ("since 2024-05-01 00:00"), None when not narrowed in time: the
+    #: forecast then still covers the whole month, and the periods shown are those of the selection
+    window: str | None
+    month_start: datetime  #: the current month (UTC) of the forecast, whatever the selection's time window
     month_end: datetime
     month_spent: float
     month_projected: float  #: the month's spend at the current rate
@@ -99,8 +104,20 @@ def choose_freq(first: datetime | None, last: datetime | None) -> tuple[str, str
     return "MS", "month"
 
 
-def compute_overview(source: Any, *, store: str | None = None, now: datetime | None = None) -> Overview:
+def compute_overview(
+    source: Any,
+    *,
+    store: str | None = None,
+    now: datetime | None = None,
+    month: Any = None,
+    month_scope: str | None = None,
+    window: str | None = None,
+) -> Overview:
     """The ``Overview`` of ``source`` (tracker, store, frame or ``Source``) at ``now`` (default: the current time).
+
+    ``source`` may be a selection narrowed in time (``--since``): then pass ``month``, the same entries without the
+    time window, so that "this month" is the whole month, and ``window``, the window in words, so that the report
+    says what its periods cover. ``month_scope`` names what ``month`` holds when it is not everything.
 
     Example::
 
@@ -109,10 +126,15 @@ def compute_overview(source: Any, *, store: str | None = None, now: datetime | N
     """
     moment = now or datetime.now(timezone.utc)
     with as_source(source) as src:
-        return _compute(src, store, moment)
+        if month is None:
+            return _compute(src, src, store, moment, month_scope, window)
+        with as_source(month) as whole:
+            return _compute(src, whole, store, moment, month_scope, window)
 
 
-def _compute(src: Source, store: str | None, now: datetime) -> Overview:
+def _compute(
+    src: Source, whole: Source, store: str | None, now: datetime, month_scope: str | None, window: str | None
+) -> Overview:
     total = spend(src, by=())
     span = src.sql(
         "SELECT timezone('UTC', min(timestamp)) AS first, timezone('UTC', max(timestamp)) AS last FROM _e"
@@ -121,7 +143,7 @@ def _compute(src: Source, store: str | None, now: datetime) -> Overview:
     freq, unit = choose_freq(first, last)
     periods = over_time(src, freq)
     scored = score_periods(periods)  # what anomalies(src, freq) gives, without querying the periods again
-    month = forecast(src, "monthly", now=now).iloc[0]
+    month = forecast(whole, "monthly", now=now).iloc[0]
     t = total.iloc[0] if len(total) else None
     return Overview(
         store=store,
@@ -140,6 +162,8 @@ def _compute(src: Source, store: str | None, now: datetime) -> Overview:
         by_tag=by_tag(src),
         periods=periods,
         by_period=over_time(src, freq, by="category"),
+        month_scope=month_scope,
+        window=window,
         month_start=month.period_start.to_pydatetime(),
         month_end=month.period_end.to_pydatetime(),
         month_spent=float(month.spent),

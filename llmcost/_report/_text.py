@@ -70,18 +70,25 @@ def render_text(overview: Overview) -> str:
         section("By tag", frame_table(overview.by_tag, ["tag_key", "tag_value", "cost", "calls"]))
     if len(overview.periods) > 1:
         name = _PERIODS.get(overview.unit, f"Per-{overview.unit}")
-        section(f"{name} spend (last {_SHOWN_PERIODS} {overview.unit}s)", _bars(overview.periods.tail(_SHOWN_PERIODS)))
+        shown = overview.periods.tail(_SHOWN_PERIODS)
+        span = f"last {len(shown)} {overview.unit}s" + (" of the selection" if overview.window else "")
+        section(f"{name} spend ({span})", _bars(shown))
     last_day = overview.month_end - timedelta(days=1)
+    forecast = [
+        f"This month, {overview.month_start:%Y-%m-%d} to {last_day:%Y-%m-%d} UTC"
+        + (f", {overview.month_scope}" if overview.month_scope else "")
+        + ":",
+        f"{money(overview.month_spent)} so far; {money(overview.month_projected)} by month end at the current rate",
+    ]
+    if overview.window:
+        forecast.append(f"(the whole month, not only the selection {overview.window})")
+    section("Forecast", "\n".join(_fit(line) for line in forecast))
     section(
-        "Forecast",
-        f"This month ({overview.month_start:%Y-%m-%d} to {last_day:%Y-%m-%d}): "
-        f"{money(overview.month_spent)} so far, {money(overview.month_projected)} at the current rate",
+        f"Anomalies (per {overview.unit}, robust score beyond 3.5)",
+        frame_table(overview.anomalies, ["period", "cost", "expected", "score"])
+        if not overview.anomalies.empty
+        else f"No {overview.unit} stands out.",
     )
-    if not overview.anomalies.empty:
-        section(
-            "Anomalies (robust score beyond 3.5)",
-            frame_table(overview.anomalies, ["period", "cost", "expected", "score"]),
-        )
     if not overview.advice.empty:
         section(
             "Cheaper models for the same work",
@@ -89,6 +96,13 @@ def render_text(overview: Overview) -> str:
         )
     parts.append("\n\n")
     return "".join(parts)
+
+
+def _fit(line: str) -> str:
+    """``line`` wrapped to ``WIDTH`` columns, continued with an indent."""
+    import textwrap
+
+    return textwrap.fill(line, WIDTH, subsequent_indent="  ", break_on_hyphens=False)
 
 
 def _bars(periods: pd.DataFrame) -> str:

@@ -5,6 +5,9 @@ Every function takes a ``source``: a ``CostTracker`` (flushed first), a ``CostSt
 the work is one DuckDB SQL query over a relation of its entries (``CostStore.query``): sums of money are exact
 ``DECIMAL(38, 18)`` and only the final figures become float64 ``cost`` columns for pandas.
 
+Every function that takes a source also takes ``since=``/``until=`` in the command line's forms: datetimes, dates,
+ISO text, ``"today"``, ``"yesterday"``, or a span before now (``"7d"``, ``"24h"``).
+
 Time buckets are cut in UTC and labelled by the start of the bucket. ``freq`` takes pandas-style names:
 ``"min"``, ``"h"``, ``"D"``, ``"W"`` (ISO weeks, starting Monday), ``"MS"`` (calendar months; ``"M"`` is taken
 to mean the same), ``"QS"`` and ``"YS"``, or ``"hourly"``, ``"daily"``, ``"weekly"``, ``"monthly"``.
@@ -16,6 +19,7 @@ Example::
     tracker = llmcost.get_tracker()
     analytics.by_model(tracker)                      # model, cost, calls, tokens..., most expensive first
     analytics.spend(tracker, by=("resource", "tag:team"), since=datetime(2024, 5, 1))
+    analytics.by_model(tracker, since="7d")          # the last seven days
     analytics.over_time(tracker, freq="W")           # one row per ISO week, gaps filled with zeros
     analytics.export(tracker, "costs.parquet")
 """

@@ -24,6 +24,7 @@ from .._errors import UnknownModelError
 from .._money import ZERO, to_money, to_utc
 from .._prices import ModelPrice, get_price
 from .._rows import TOKEN_COLUMNS
+from .._time import When
 from .._usage import Usage
 from ._source import as_source
 
@@ -36,7 +37,7 @@ __all__ = ["MIN_SAVING", "compare_models", "recommendations"]
 MIN_SAVING = Decimal("0.2")
 
 
-def compare_models(source: Any) -> pd.DataFrame:
+def compare_models(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Per model: ``model``, ``calls``, ``cost``, ``cost_per_call`` and ``cost_per_1k_tokens`` (input plus output
     tokens; NaN when a model recorded no tokens); most expensive first. Entries without a model are left out.
 
@@ -49,8 +50,8 @@ def compare_models(source: Any) -> pd.DataFrame:
     """
     import pandas as pd
 
-    with as_source(source) as src:
-        found = src.sql(
+    with as_source(source) as base:
+        found = base.where(since=since, until=until).sql(
             "SELECT model, count(*) AS calls, sum(amount) AS cost, "
             "CAST(sum(input_tokens) + sum(output_tokens) AS BIGINT) AS tokens "
             "FROM _e WHERE model IS NOT NULL GROUP BY model ORDER BY sum(amount) DESC, model"
@@ -180,7 +181,9 @@ def _suggest(
     return candidate, cost, reason
 
 
-def recommendations(source: Any, *, now: datetime | None = None) -> pd.DataFrame:
+def recommendations(
+    source: Any, *, now: datetime | None = None, since: When | None = None, until: When | None = None
+) -> pd.DataFrame:
     """Cheaper models for what each resource recorded: ``resource``, ``model``, ``suggested_model``, ``cost``
     (recorded), ``projected_cost`` (the recorded usage at the suggested model's prices), ``saving`` and ``reason``;
     largest saving first.
@@ -204,7 +207,8 @@ def recommendations(source: Any, *, now: datetime | None = None) -> pd.DataFrame
     import pandas as pd
 
     columns = ["resource", "model", "suggested_model", "cost", "projected_cost", "saving", "reason"]
-    with as_source(source) as src:
+    with as_source(source) as base:
+        src = base.where(since=since, until=until)
         moment = to_utc(now, "now") if now is not None else to_utc(src.clock(), "clock()")
         tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in TOKEN_COLUMNS)
         found = src.sql(

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._rows import COLUMNS, ENTRIES_DDL, TEXT_COLUMNS, cast_select, json_record
+from .._time import When
+from ._output import OutputFile
 from ._source import Source, as_source
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ def _export_format(path: Path, format: str | None) -> str:
             raise ValueError(f"format must be 'csv', 'json' or 'parquet', got {format!r}")
         return format.lower()
     found = _FORMATS.get(path.suffix.lower())
+    if found is None and str(path) == "-":
+        return "csv"
     if found is None:
         raise ValueError(
             f"cannot tell the export format from the file name {str(path)!r}; "
@@ -87,6 +90,8 @@ def export(
     format: str | None = None,
     *,
     progress: Callable[[int, int], object] | None = None,
+    since: When | None = None,
+    until: When | None = None,
 ) -> int:
     """Write one row per entry to ``path`` and return how many were written; oldest first.
 
@@ -94,8 +99,10 @@ def export(
     ``.parquet``). CSV and JSON hold the amount as exact decimal text (a number in JSON), timestamps in ISO 8601
     UTC and tags as JSON text (an object in JSON: a list of records). Parquet keeps the store's types
     (``DECIMAL(38, 18)``, ``TIMESTAMP WITH TIME ZONE``, ``MAP``) and is written by DuckDB. The file is written
-    next to ``path`` and moved into place at the end, so a failed export leaves no half file. ``progress`` is
-    called with ``(written, total)`` after each chunk.
+    next to ``path`` and moved into place at the end, so a failed export leaves no half file; it gets the
+    permissions of any new file under the umask. ``"-"`` writes to standard output, and an existing link, named
+    pipe or device (``/dev/stdout``) is written through, never replaced. ``progress`` is called with
+    ``(written, total)`` after each chunk. ``since``/``until`` narrow the entries as in ``spend``.
 
     Example::
 
@@ -104,19 +111,12 @@ def export(
     """
     target = Path(os.fspath(path))
     kind = _export_format(target, format)
-    if not target.parent.exists():
-        raise FileNotFoundError(f"cannot export to {str(target)!r}: directory {str(target.parent)!r} does not exist")
-    with as_source(source) as src:
+    output = OutputFile(path)
+    with as_source(source) as base:
+        src = base.where(since=since, until=until)
         total, ranges = _chunks(src)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            written = _write(src, kind, tmp, total, ranges, progress)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return written
+        with output as tmp:
+            return _write(src, kind, tmp, total, ranges, progress)
 
 
 def _pages(src: Source, ranges: Iterable[tuple[datetime, datetime]]) -> Iterable[list[tuple[Any, ...]]]:

@@ -19,6 +19,7 @@ from .._model_price import tidy
 from .._money import ZERO, to_money, to_utc
 from .._periods import BudgetPeriod, period_bounds, to_period
 from .._prices import cost_of
+from .._time import When
 from ._source import as_source
 from ._spend import over_time
 
@@ -31,7 +32,14 @@ __all__ = ["ANOMALY_THRESHOLD", "anomalies", "forecast", "forecast_tasks", "scor
 ANOMALY_THRESHOLD = 3.5
 
 
-def forecast(source: Any, period: BudgetPeriod | str = "monthly", *, now: datetime | None = None) -> pd.DataFrame:
+def forecast(
+    source: Any,
+    period: BudgetPeriod | str = "monthly",
+    *,
+    now: datetime | None = None,
+    since: When | None = None,
+    until: When | None = None,
+) -> pd.DataFrame:
     """What the current ``period`` (``hourly``, ``daily``, ``weekly``, ``monthly``; UTC) will cost at the current
     rate: one row with ``period_start``, ``period_end``, ``spent`` (so far) and ``projected``
     (``spent`` scaled from the time elapsed to the whole period, i.e. the run-rate).
@@ -50,7 +58,8 @@ def forecast(source: Any, period: BudgetPeriod | str = "monthly", *, now: dateti
     kind = to_period(period)
     if kind is BudgetPeriod.TOTAL:
         raise ValueError("period must be hourly, daily, weekly or monthly for a run-rate forecast; got 'total'")
-    with as_source(source) as src:
+    with as_source(source) as base:
+        src = base.where(since=since, until=until)
         moment = to_utc(now, "now") if now is not None else to_utc(src.clock(), "clock()")
         start, end = period_bounds(kind, moment)
         if start is None or end is None:  # pragma: no cover - TOTAL was refused above
@@ -114,7 +123,14 @@ def forecast_tasks(
     return tidy(per_task * count * factor)
 
 
-def anomalies(source: Any, freq: str = "D", *, threshold: float = ANOMALY_THRESHOLD) -> pd.DataFrame:
+def anomalies(
+    source: Any,
+    freq: str = "D",
+    *,
+    threshold: float = ANOMALY_THRESHOLD,
+    since: When | None = None,
+    until: When | None = None,
+) -> pd.DataFrame:
     """Periods whose spend is far from usual: ``period``, ``cost``, ``expected``, ``score``, ``anomaly`` (bool).
 
     The score is the modified z-score of Iglewicz and Hoaglin, robust to the outliers it looks for:
@@ -131,7 +147,7 @@ def anomalies(source: Any, freq: str = "D", *, threshold: float = ANOMALY_THRESH
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
-    return score_periods(over_time(source, freq), threshold=threshold)
+    return score_periods(over_time(source, freq, since=since, until=until), threshold=threshold)
 
 
 def score_periods(series: pd.DataFrame, *, threshold: float = ANOMALY_THRESHOLD) -> pd.DataFrame:

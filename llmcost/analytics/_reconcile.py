@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from .._errors import UnknownModelError
 from .._model_price import tidy
 from .._money import ZERO
 from .._prices import price_for
+from .._time import When
 from ._invoice import Invoice, read_invoice
 from ._reprice import Priced, PriceTable, model_key, priced_groups
 from ._source import as_source
@@ -71,6 +72,8 @@ def reconcile(
     provider: str | None = None,
     project_tag: str = "project",
     tolerance: Decimal | str = "0.001",
+    since: When | None = None,
+    until: When | None = None,
 ) -> pd.DataFrame:
     """Recorded spend against a provider's invoice, one row per UTC day × model (× project, when the invoice has
     projects or workspaces): ``day``, ``model``, ``project``, ``calls``, ``recorded``, ``billed``, ``delta``
@@ -91,6 +94,9 @@ def reconcile(
     where it can tell: entries recorded unpriced, a Batch tier or a cache rate not applied, recorded prices that
     are not the catalog's, or calls made outside tracking; otherwise ``None``.
 
+    ``since``/``until`` narrow the comparison to those UTC days, on both sides (the forms every analytics function
+    takes: ``"30d"``, ``"2024-05-01"``, datetimes).
+
     Example::
 
         >>> reconcile(store, "anthropic-cost-report.json", project_tag="workspace")
@@ -102,7 +108,8 @@ def reconcile(
     billed = _billed(found)
     cache: dict[str, str] = {}
     with as_source(source) as base:
-        src = base.where(since=found.start, until=found.end)
+        src = base.where(since=found.start, until=found.end).where(since=since, until=until)
+        window = src.bounds()
         keys = ["CAST(date_trunc('day', timezone('UTC', e.timestamp)) AS DATE)", "e.model", "lower(e.provider)"]
         params: list[Any] = []
         if found.has_project:
@@ -133,6 +140,8 @@ def reconcile(
     rows = []
     for key in sorted(set(recorded) | set(billed), key=_order):
         day, model, project = key
+        if not _in_window(day, window):
+            continue
         got = recorded.get(key)
         bill = billed.get(key)
         if got is None and bill is not None and bill.amount == 0:
@@ -165,6 +174,13 @@ def reconcile(
     frame["calls"] = frame["calls"].astype("int64")
     frame["delta_pct"] = frame["delta_pct"].astype("float64")
     return frame
+
+
+def _in_window(day: date, window: tuple[datetime | None, datetime | None]) -> bool:
+    """Whether the UTC day ``day`` lies in ``[since, until)`` (a day counts when any part of it does)."""
+    since, until = window
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return (since is None or start + timedelta(days=1) > since) and (until is None or start < until)
 
 
 def _maker(model: str) -> str | None:

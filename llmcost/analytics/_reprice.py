@@ -33,6 +33,7 @@ from .._model_price import ModelPrice, tidy
 from .._money import ZERO, to_utc
 from .._prices import price_for, read_prices
 from .._rows import TOKEN_COLUMNS
+from .._time import When
 from .._usage import Usage
 from ._source import Source, as_source
 from ._spend import group_keys
@@ -363,6 +364,8 @@ def reprice(
     *,
     at: datetime | date | None = None,
     by: str | Sequence[str] | None = ("model",),
+    since: When | None = None,
+    until: When | None = None,
 ) -> pd.DataFrame:
     """What the recorded usage would cost under other prices: group keys, ``calls``, ``recorded``, ``repriced``,
     ``delta`` (repriced minus recorded), ``delta_pct`` (delta over recorded; NaN when nothing was recorded) and
@@ -388,6 +391,9 @@ def reprice(
     ``by`` names ``category``, ``resource``, ``model``, ``provider`` or ``tag:<key>`` (``()``: one total row);
     ``None`` gives one row per entry, with ``id``, ``timestamp``, ``model`` and ``provider`` as keys.
 
+    ``since``/``until`` narrow the history repriced, in the forms every analytics function takes (``"30d"``,
+    ``"2024-05-01"``, datetimes).
+
     Example::
 
         >>> reprice(tracker, {"gpt-4o": "gpt-4o-mini"})[["model", "recorded", "repriced", "delta_pct"]]
@@ -411,8 +417,8 @@ def reprice(
                 params.append(key[4:])
             else:
                 exprs.append(f"e.{key}")
-    with as_source(source) as src:
-        groups = priced_groups(src, exprs, params, table, moment)
+    with as_source(source) as base:
+        groups = priced_groups(base.where(since=since, until=until), exprs, params, table, moment)
     records = []
     for values, group in groups.items():
         delta = tidy(group.repriced - group.recorded)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .._entry import to_tags
 from .._money import to_money, to_utc
 from .._rows import COLUMNS, TOKEN_COLUMNS, cast_select
+from .._time import parse_when
 from .._tracker import CostTracker
 from ..stores._base import CostStore
 
@@ -55,12 +56,22 @@ class Source:
         conditions: tuple[str, ...] = (),
         params: tuple[Any, ...] = (),
         close: Callable[[], None] | None = None,
+        bounds: tuple[datetime | None, datetime | None] = (None, None),
     ) -> None:
         self._run = run
         self.clock = clock
         self._conditions = conditions
         self._params = params
         self._close = close
+        self._bounds = bounds
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        """The ``(since, until)`` this source is narrowed to by ``where`` (``None``: open on that side).
+
+        >>> as_source(store).where(since="2024-05-01").bounds()
+        (datetime.datetime(2024, 5, 1, 0, 0, tzinfo=datetime.timezone.utc), None)
+        """
+        return self._bounds
 
     def sql(self, body: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """The frame ``body`` gives over this source's (filtered) entries, the relation ``_e``."""
@@ -70,27 +81,37 @@ class Source:
     def where(
         self,
         *,
-        since: datetime | date | None = None,
-        until: datetime | date | None = None,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> Source:
         """This source narrowed to ``since <= timestamp < until`` and entries carrying every tag in ``tags``.
+
+        ``since`` and ``until`` take the forms of the command line (``llmcost._time.parse_when``): datetimes (naive
+        is UTC), ``date`` objects (UTC midnight), text dates (an ``until`` of ``"2024-05-31"`` includes that whole
+        day, as ``--until`` does), ISO datetimes, ``"today"``,
+        ``"yesterday"``, or a span before this source's clock (``"7d"``, ``"24h"``).
 
         The narrowed source shares this one's connection and does not close it; ``where()`` with no filter is a
         view of this source that leaves the connection to its owner.
         """
         conditions = list(self._conditions)
         params = list(self._params)
+        start, end = self._bounds
         if since is not None:
+            moment = _moment(since, "since", self.clock)
             conditions.append("timestamp >= ?")
-            params.append(_moment(since, "since"))
+            params.append(moment)
+            start = moment if start is None else max(start, moment)
         if until is not None:
+            moment = _moment(until, "until", self.clock, end_of_day=True)
             conditions.append("timestamp < ?")
-            params.append(_moment(until, "until"))
+            params.append(moment)
+            end = moment if end is None else min(end, moment)
         for key, value in to_tags(tags).items():
             conditions.append("tags[?] = ?")
             params.extend((key, value))
-        return Source(self._run, self.clock, conditions=tuple(conditions), params=tuple(params))
+        return Source(self._run, self.clock, conditions=tuple(conditions), params=tuple(params), bounds=(start, end))
 
     def close(self) -> None:
         if self._close is not None:
@@ -109,8 +130,10 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _moment(value: object, field: str) -> datetime:
-    if isinstance(value, date) and not isinstance(value, datetime):
+def _moment(value: object, field: str, clock: Callable[[], datetime], *, end_of_day: bool = False) -> datetime:
+    if isinstance(value, str):
+        return parse_when(value, now=to_utc(clock(), "clock()"), end_of_day=end_of_day, field=field)
+    if isinstance(value, date) and not isinstance(value, datetime):  # a date object is its midnight, as before
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     return to_utc(value, field)  # type: ignore[arg-type]
 

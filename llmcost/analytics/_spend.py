@@ -14,9 +14,10 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._time import When
 from ._freq import parse_freq
 from ._source import Source, as_source
 
@@ -30,6 +31,7 @@ __all__ = [
     "by_model",
     "by_resource",
     "by_tag",
+    "exact_spend",
     "group_keys",
     "over_time",
     "spend",
@@ -74,12 +76,13 @@ def group_keys(by: str | Sequence[str] | None) -> list[str]:
     return _keys(by)
 
 
-def _measures_sql() -> str:
+def _measures_sql(exact: bool = False) -> str:
     tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
-    return f"CAST(sum(amount) AS DOUBLE) AS cost, count(*) AS calls, {tokens}"
+    cost = "sum(amount)" if exact else "CAST(sum(amount) AS DOUBLE)"
+    return f"{cost} AS cost, count(*) AS calls, {tokens}"
 
 
-def _grouped(src: Source, keys: Sequence[str], freq: str | None) -> pd.DataFrame:
+def _grouped(src: Source, keys: Sequence[str], freq: str | None, exact: bool = False) -> pd.DataFrame:
     """Rows per (period, keys...) with the measures, largest cost first; the SQL does all the work."""
     selects: list[str] = []
     params: list[Any] = []
@@ -98,16 +101,16 @@ def _grouped(src: Source, keys: Sequence[str], freq: str | None) -> pd.DataFrame
     order = ", ".join(f"_k{i} ASC NULLS LAST" for i in range(len(selects)))
     head = ", ".join(selects) + ", " if selects else ""
     frame = src.sql(
-        f"SELECT {head}{_measures_sql()} FROM _e"
+        f"SELECT {head}{_measures_sql(exact)} FROM _e"
         + (" GROUP BY ALL" if selects else " HAVING count(*) > 0")
         + f" ORDER BY sum(amount) DESC{', ' + order if order else ''}",
         params,
     )
     frame.columns = [*names, *MEASURES]
-    return _typed(frame, names)
+    return _typed(frame, names, exact)
 
 
-def _typed(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, keys: Sequence[str], exact: bool = False) -> pd.DataFrame:
     import pandas as pd
 
     for key in keys:
@@ -118,7 +121,11 @@ def _typed(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
             frame[key] = stamps.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
         else:
             frame[key] = frame[key].astype(object).where(frame[key].notna(), None)
-    frame["cost"] = frame["cost"].astype("float64")
+    if exact:
+        frame["cost"] = [_exact(v) for v in frame["cost"]]
+        frame["cost"] = frame["cost"].astype(object)
+    else:
+        frame["cost"] = frame["cost"].astype("float64")
     for column in MEASURES[1:]:
         frame[column] = frame[column].astype("int64")
     return frame.reset_index(drop=True)
@@ -128,8 +135,8 @@ def spend(
     source: Any,
     by: str | Sequence[str] | None = ("category",),
     *,
-    since: datetime | date | None = None,
-    until: datetime | date | None = None,
+    since: When | None = None,
+    until: When | None = None,
     freq: str | None = None,
 ) -> pd.DataFrame:
     """Spend per group: the group keys as columns, then ``cost`` (float64, from exact sums), ``calls``,
@@ -154,7 +161,36 @@ def spend(
         return _grouped(base.where(since=since, until=until), keys, freq)
 
 
-def by_category(source: Any) -> pd.DataFrame:
+def exact_spend(
+    source: Any,
+    by: str | Sequence[str] | None = ("category",),
+    *,
+    since: When | None = None,
+    until: When | None = None,
+    freq: str | None = None,
+) -> pd.DataFrame:
+    """``spend`` with ``cost`` as exact ``Decimal`` objects (trailing zeros dropped) instead of float64: for
+    machine output, where money travels as exact text (the command line's CSV and JSON).
+
+    Example::
+
+        >>> exact_spend(tracker, by=("model",))["cost"].iloc[0]
+        Decimal('12.40625')
+    """
+    keys = _keys(by)
+    if freq is not None:
+        parse_freq(freq)
+    with as_source(source) as base:
+        return _grouped(base.where(since=since, until=until), keys, freq, exact=True)
+
+
+def _exact(value: object) -> Decimal:
+    amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    text = format(amount.normalize(), "f")  # 0.250000 -> 0.25, and never 1E+2
+    return Decimal(text)
+
+
+def by_category(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Spend per ``category`` (see ``spend``), most expensive first.
 
     Example::
@@ -164,30 +200,32 @@ def by_category(source: Any) -> pd.DataFrame:
         0  llm_inference  41.25
         1        compute   3.10
     """
-    return spend(source, ("category",))
+    return spend(source, ("category",), since=since, until=until)
 
 
-def by_resource(source: Any) -> pd.DataFrame:
+def by_resource(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Spend per ``resource`` (see ``spend``), most expensive first; entries without one under ``None``.
 
     Example::
 
         >>> by_resource(tracker)[["resource", "cost", "calls"]]
     """
-    return spend(source, ("resource",))
+    return spend(source, ("resource",), since=since, until=until)
 
 
-def by_model(source: Any) -> pd.DataFrame:
+def by_model(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Spend per ``model`` (see ``spend``), most expensive first; costs recorded without a model under ``None``.
 
     Example::
 
         >>> by_model(tracker)[["model", "cost", "calls"]]
     """
-    return spend(source, ("model",))
+    return spend(source, ("model",), since=since, until=until)
 
 
-def by_tag(source: Any, key: str | None = None) -> pd.DataFrame:
+def by_tag(
+    source: Any, key: str | None = None, *, since: When | None = None, until: When | None = None
+) -> pd.DataFrame:
     """Spend per tag value.
 
     With ``key``: columns ``tag_value`` then the measures (see ``spend``); entries without the key count under
@@ -208,14 +246,14 @@ def by_tag(source: Any, key: str | None = None) -> pd.DataFrame:
     if key is not None:
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty tag key or None, got {key!r}")
-        frame = spend(source, (f"tag:{key}",))
+        frame = spend(source, (f"tag:{key}",), since=since, until=until)
         return frame.rename(columns={f"tag:{key}": "tag_value"})
     tokens = ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
     sums = ", ".join(f"sum({c}) AS {c}" for c in ("calls", "amount", *_TOKEN_MEASURES))
     token_sums = ", ".join(f"sum({c}) AS {c}" for c in _TOKEN_MEASURES)
     rest = ", ".join(f"t.{c} - sum(p.{c}) AS {c}" for c in _TOKEN_MEASURES)
-    with as_source(source) as src:
-        frame = src.sql(
+    with as_source(source) as base:
+        frame = base.where(since=since, until=until).sql(
             # maps: entries grouped by their whole tag map first (few distinct maps, so unnesting them is cheap);
             # present: one row per (key, value) carried; missing: per key, what the entries without it add up to
             # (the total minus that key's tagged sums; exact in DECIMAL).
@@ -239,7 +277,14 @@ def by_tag(source: Any, key: str | None = None) -> pd.DataFrame:
     return _typed(frame, ["tag_key", "tag_value"])
 
 
-def over_time(source: Any, freq: str = "D", by: str | Sequence[str] | None = None) -> pd.DataFrame:
+def over_time(
+    source: Any,
+    freq: str = "D",
+    by: str | Sequence[str] | None = None,
+    *,
+    since: When | None = None,
+    until: When | None = None,
+) -> pd.DataFrame:
     """Spend per period: a ``period`` column (UTC start of each bucket), then the keys of ``by`` if any, then the
     measures (see ``spend``). Every period from the first to the last with spend is present, zero-filled, and with
     ``by`` every group appears in every period. Sorted by period, then cost (largest first).
@@ -256,8 +301,8 @@ def over_time(source: Any, freq: str = "D", by: str | Sequence[str] | None = Non
 
     keys = _keys(by)
     pandas_freq = parse_freq(freq)[1]
-    with as_source(source) as src:
-        found = _grouped(src, keys, freq)
+    with as_source(source) as base:
+        found = _grouped(base.where(since=since, until=until), keys, freq)
     if found.empty:
         return found
     periods = pd.date_range(found["period"].min(), found["period"].max(), freq=pandas_freq)

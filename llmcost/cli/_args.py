@@ -12,11 +12,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime
 from typing import NoReturn
 
+from .._time import parse_when as read_when
 from ._reprice_args import add_reprice_commands
 
 __all__ = ["CliError", "build_parser", "by_keys", "parse_when"]
@@ -33,51 +33,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
 def parse_when(text: str, *, now: datetime, end_of_day: bool = False) -> datetime:
-    """A ``--since``/``--until`` value as an aware UTC datetime.
-
-    Accepts a date (``2024-05-01``, UTC midnight; with ``end_of_day``, the midnight after it, so that
-    ``--until 2024-05-31`` includes the 31st), an ISO datetime (naive is UTC), ``today``, ``yesterday``, or a time
-    ago: ``30m``, ``24h``, ``7d``, ``2w``.
+    """A ``--since``/``--until`` value as an aware UTC datetime: ``llmcost._time.parse_when`` (the reader
+    ``llmcost.analytics`` uses too), with a value it cannot read as a ``CliError``.
 
     Example::
 
         >>> parse_when("7d", now=datetime(2024, 5, 17, tzinfo=timezone.utc))
         datetime.datetime(2024, 5, 10, 0, 0, tzinfo=datetime.timezone.utc)
     """
-    value = text.strip()
-    lowered = value.lower()
-    if lowered in ("today", "yesterday", "now"):
-        if lowered == "now":
-            return now
-        day = now.date() - timedelta(days=1 if lowered == "yesterday" else 0)
-        return _midnight(day, end_of_day)
-    match = _RELATIVE.match(value)
-    if match:
-        amount = float(match.group(1))
-        return now - timedelta(**{_UNITS[match.group(2).lower()]: amount})
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        try:
-            return _midnight(date.fromisoformat(value), end_of_day)
-        except ValueError:
-            pass
-    else:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-    raise CliError(f"cannot read the time {text!r}: use a date (2024-05-01), an ISO datetime, or a span ago (7d, 24h)")
-
-
-def _midnight(day: date, end_of_day: bool) -> datetime:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    return start + timedelta(days=1) if end_of_day else start
+    try:
+        return read_when(text, now=now, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _tag_pair(text: str) -> tuple[str, str]:
@@ -141,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--days", type=int, default=14, help="days of history to simulate (default 14)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulated traffic (default 7)")
+    demo.add_argument(
+        "--append",
+        action="store_true",
+        help="add the simulated history to a store that already holds entries (refused otherwise)",
+    )
 
     report = commands.add_parser(
         "report",
@@ -164,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every entry to a CSV, JSON or Parquet file",
         description="Write one row per entry, oldest first. The format follows the file suffix unless --format.",
     )
-    export.add_argument("path", metavar="PATH", help="file to write (.csv, .json or .parquet)")
+    export.add_argument(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        default="-",
+        help="file to write (.csv, .json or .parquet); - or none: standard output (CSV unless --format)",
+    )
     export.add_argument("--format", choices=("csv", "json", "parquet"), help="file format (default: from PATH)")
     shown = export.add_mutually_exclusive_group()
     shown.add_argument("--progress", action="store_true", default=None, help="show a progress bar (default: on a TTY)")

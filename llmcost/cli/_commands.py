@@ -28,6 +28,19 @@ if TYPE_CHECKING:
 __all__ = ["cmd_budgets", "cmd_demo", "cmd_export", "cmd_prices", "cmd_report", "filtered"]
 
 
+def _short(url: str, room: int = 40) -> str:
+    """A store URL cut from the left to ``room`` characters, so that a line naming it fits 80 columns."""
+    return url if len(url) <= room else "…" + url[-(room - 1) :]
+
+
+def _window(args: argparse.Namespace, now: datetime) -> tuple[datetime | None, datetime | None]:
+    since = parse_when(args.since, now=now) if args.since else None
+    until = parse_when(args.until, now=now, end_of_day=True) if args.until else None
+    if since is not None and until is not None and since >= until:
+        raise CliError(f"--since ({since:%Y-%m-%d %H:%M}) must be before --until ({until:%Y-%m-%d %H:%M})")
+    return since, until
+
+
 def filtered(store: CostStore, args: argparse.Namespace, now: datetime) -> Source:
     """``store`` narrowed to the ``--since``, ``--until`` and ``--tag`` options of ``args``.
 
@@ -35,11 +48,19 @@ def filtered(store: CostStore, args: argparse.Namespace, now: datetime) -> Sourc
     """
     from ..analytics._source import as_source
 
-    since = parse_when(args.since, now=now) if args.since else None
-    until = parse_when(args.until, now=now, end_of_day=True) if args.until else None
-    if since is not None and until is not None and since >= until:
-        raise CliError(f"--since ({since:%Y-%m-%d %H:%M}) must be before --until ({until:%Y-%m-%d %H:%M})")
+    since, until = _window(args, now)
     return as_source(store).where(since=since, until=until, tags=dict(args.tag) if args.tag else None)
+
+
+def _window_words(since: datetime | None, until: datetime | None) -> str | None:
+    """The ``--since``/``--until`` window in words, for the report to say what its periods cover."""
+    if since is not None and until is not None:
+        return f"from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+    if since is not None:
+        return f"since {since:%Y-%m-%d %H:%M} UTC"
+    if until is not None:
+        return f"before {until:%Y-%m-%d %H:%M} UTC"
+    return None
 
 
 def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
@@ -47,7 +68,6 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
 
     >>> cmd_report(build_parser().parse_args(["report", "--html", "report.html"]), sys.stdout)
     """
-    from .. import analytics
     from .._report._html import write_html
     from .._report._overview import compute_overview
     from .._report._text import render_text
@@ -59,13 +79,29 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
         raise CliError("--invoice and --reprice add sections to the HTML report: give --html FILE too")
     store = open_cli_store(url, create=False)
     try:
-        src = filtered(store, args, now)
+        from ..analytics._source import as_source
+
+        since, until = _window(args, now)
+        tags = dict(args.tag) if args.tag else None
+        src = as_source(store).where(since=since, until=until, tags=tags)
         keys = by_keys(args.by)
         if args.freq is not None:
             parse_freq(args.freq)
         text_overview = args.format == "table" and not keys and args.freq is None
+        if args.html:
+            from ..analytics._output import OutputFile
+
+            OutputFile(args.html)  # a path that cannot be written fails before the work of the overview
         if args.html or text_overview:
-            overview = compute_overview(src, store=url, now=now)
+            # "This month" is the whole month whatever --since/--until say; the periods are the selection's.
+            overview = compute_overview(
+                src,
+                store=url,
+                now=now,
+                month=as_source(store).where(tags=tags),
+                month_scope="entries tagged " + ", ".join(f"{k}={v}" for k, v in tags.items()) if tags else None,
+                window=_window_words(since, until),
+            )
             if args.html:
                 extra = _repricing_sections(src, args)
                 page = write_html(overview, args.html, title="llmcost report", extra=extra)
@@ -73,9 +109,16 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
             if text_overview:
                 out.write(render_text(overview))
                 return 0
-        frame = analytics.spend(src, by=keys or ("category",), freq=args.freq)
+        from ..analytics._spend import exact_spend
+
+        # Money in CSV and JSON is exact text; the table shows the same sums.
+        frame = exact_spend(src, by=keys or ("category",), freq=args.freq)
+        if args.freq is not None:  # periods in order, the largest cost first within each
+            frame = frame.sort_values("period", kind="stable").reset_index(drop=True)
         if args.format == "table":
-            out.write(spend_table(frame) + "\n" if not frame.empty else f"No entries in {url} for this selection.\n")
+            out.write(
+                spend_table(frame) + "\n" if not frame.empty else f"No entries in {_short(url)} for this selection.\n"
+            )
             return 0
         write_frame(frame, args.format, out)
         return 0
@@ -105,23 +148,30 @@ def cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
     """
     from .. import analytics
     from .._report._text import Progress
+    from ..analytics._output import OutputFile
 
     url = store_url(args.store)
     target = Path(args.path)
-    if target.is_dir():
-        raise CliError(f"export path {args.path!r} is a directory; give a file name such as costs.csv")
+    streamed = OutputFile(args.path).streamed  # a directory or a missing directory fails here, before any work
+    if args.format is None and args.path != "-" and target.suffix.lower() not in (".csv", ".json", ".parquet", ".pq"):
+        raise CliError(
+            f"cannot tell the export format from the file name {args.path!r}; "
+            "use a .csv, .json or .parquet suffix or pass --format csv|json|parquet"
+        )
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    progress = Progress(f"exporting {target.name}", enabled=show)
+    progress = Progress(f"exporting {'to stdout' if args.path == '-' else target.name}", enabled=show)
     store = open_cli_store(url, create=False)
     try:
         src = filtered(store, args, datetime.now(timezone.utc))
         try:
-            count = analytics.export(src, target, args.format, progress=progress)
+            count = analytics.export(src, args.path, args.format, progress=progress)
         finally:
             progress.finish()
     finally:
         store.close()
-    out.write(f"wrote {count:,} entries to {target}\n")
+    where = "standard output" if args.path == "-" else args.path
+    # When the data goes to stdout, a pipe or a device, the note goes to stderr so that it never mixes with it.
+    print(f"wrote {count:,} entries to {where}", file=sys.stderr if streamed else out)
     return 0
 
 
@@ -167,10 +217,10 @@ def cmd_prices(args: argparse.Namespace, out: IO[str]) -> int:
             (
                 price.model,
                 price.provider,
-                float(price.input_per_mtok),
-                float(price.output_per_mtok),
-                None if price.cache_read_per_mtok is None else float(price.cache_read_per_mtok),
-                None if price.cache_write_per_mtok is None else float(price.cache_write_per_mtok),
+                price.input_per_mtok,
+                price.output_per_mtok,
+                price.cache_read_per_mtok,
+                price.cache_write_per_mtok,
                 price.context_window,
             )
         )
@@ -193,8 +243,11 @@ def cmd_prices(args: argparse.Namespace, out: IO[str]) -> int:
         ("cache wr", "num"),
         ("context", "int"),
     ]
-    shown = [(m, p, per_mtok(i), per_mtok(o), per_mtok(cr), per_mtok(cw), c) for m, p, i, o, cr, cw, c in rows]
-    out.write(format_table(shown, spec) + "\n")
+    shown = [
+        (m, p, *(per_mtok(None if v is None else float(v)) for v in (i, o, cr, cw)), c)
+        for m, p, i, o, cr, cw, c in rows
+    ]
+    out.write(format_table(shown, spec, whole=(0, 1)) + "\n")  # model ids and providers are never cut
     out.write(f"{len(rows):,} models; prices in USD per million tokens\n")
     return 0
 
@@ -215,7 +268,9 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
         frame = manager.status()
         if frame.empty:
             if args.format == "table":
-                out.write(f"No budgets saved in {url}; create them with llmcost.BudgetManager().create(...).\n")
+                out.write(
+                    f"No budgets saved in {_short(url)}.\nCreate them with llmcost.BudgetManager().create(...).\n"
+                )
             else:
                 write_frame(frame, args.format, out)
             return 0
@@ -233,31 +288,54 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
-    """``llmcost demo``: simulate traffic into the store, then print the overview.
+    """``llmcost demo``: simulate traffic into an empty store (or any, with ``--append``), then print the overview.
 
     >>> cmd_demo(build_parser().parse_args(["demo", "--store", "memory://"]), sys.stdout)
     """
+    import shlex
+
     from .._demo import run_demo
+    from .._report._text import Progress
 
     if args.days < 1 or args.days > 366:
         raise CliError(f"--days must be between 1 and 366, got {args.days}")
     url = store_url(args.store)
     store = open_cli_store(url, create=True)
     try:
+        held = len(store.entries(limit=1))
+        if held and not args.append:
+            raise CliError(
+                f"the store {url} already holds entries; the demo fills an empty store, so that its report shows "
+                "only the simulated history: pass --store NEW.duckdb, or --append to add another history to it"
+            )
         now = datetime.now(timezone.utc)
-        story = run_demo(store, days=args.days, seed=args.seed, now=now)
+        progress = Progress(f"simulating {args.days} days", enabled=sys.stderr.isatty())
+        try:
+            story = run_demo(store, days=args.days, seed=args.seed, now=now, progress=progress)
+        finally:
+            progress.finish()
         if args.format == "table":
             from .._report._overview import compute_overview
             from .._report._text import render_text
 
             out.write(story.text() + "\n\n")
             out.write(render_text(compute_overview(store, store=url, now=now)))
-            same = " (with the same --store)" if args.store is not None else ""
-            out.write(f"Next: llmcost report --html report.html{same}\n")
+            if url.lower().startswith("memory:"):
+                out.write(
+                    "A memory:// store ends with the demo. To keep the history and explore it:\n"
+                    "  llmcost demo --store demo.duckdb\n"
+                    "  llmcost report --html report.html --store demo.duckdb\n"
+                )
+            else:
+                given = f" --store {shlex.quote(args.store)}" if args.store is not None else ""
+                next_step = f"Next: llmcost report --html report.html{given}"
+                if len(next_step) > 80:  # a long store path: said in words, so the report stays 80 columns wide
+                    next_step = "Next: llmcost report --html report.html, with the same --store"
+                out.write(next_step + "\n")
         else:
-            from .. import analytics
+            from ..analytics._spend import exact_spend
 
-            write_frame(analytics.by_category(store), args.format, out)
+            write_frame(exact_spend(store, ("category",)), args.format, out)
         return 0
     finally:
         store.close()

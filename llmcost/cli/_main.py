@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import IO
@@ -31,11 +32,53 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
 }
 
 
+_SQL_ERROR_KIND = re.compile(r"^(?:[A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)* Error|[A-Za-z]+Exception): ")
+
+
+def clean_message(text: str) -> str:
+    """An error message without what only a developer can read: DuckDB's ``Catalog Error:``-style prefixes, the
+    SQL it quotes (``LINE 1: ... ^^^``) and the lines after the first, on one line.
+
+    >>> clean_message("Binder Error: No files found\nLINE 1: SELECT * FROM read_parquet('x')\n ^")
+    'No files found'
+    """
+    first = re.split(r"\n|\s+LINE \d+:", text.strip(), maxsplit=1)[0]
+    while True:
+        stripped = _SQL_ERROR_KIND.sub("", first, count=1)
+        if stripped == first:
+            break
+        first = stripped
+    return " ".join(first.split()).rstrip("!")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """``exc`` as one line for a person: no ``[Errno N]``, no SQL, the path it is about."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = " ".join(exc.strerror.split())
+        if exc.filename and str(exc.filename) not in text:
+            text = f"{text}: {exc.filename}"
+        return text
+    text = clean_message(str(exc)) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
         text = f"{text}: {exc.filename}"
     return text
+
+
+def _store_problem(args: argparse.Namespace, exc: BaseException) -> str:
+    """A database error, told as what it means to the user: the store at this URL cannot be read."""
+    from ._store import store_url
+
+    try:
+        url = store_url(getattr(args, "store", None))
+    except Exception:  # noqa: BLE001 - only to name the store in a message; the error being told is ``exc``
+        url = getattr(args, "store", None) or "the store"
+    reason = clean_message(str(exc))
+    if "in-memory database in read-only mode" in reason or "not a valid DuckDB database" in reason:
+        reason = "it is not a DuckDB database file"
+    return (
+        f"cannot read the store {url}: {reason}; pass --store with a llmcost store "
+        "(a .duckdb file or a Parquet store directory)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
     except BrokenPipeError:  # pragma: no cover - `llmcost report | head`
         return 0
-    except (LlmcostError, ValueError, TypeError, OSError, duckdb.Error) as exc:
+    except duckdb.Error as exc:  # the store's files could not be read as a store
+        if os.environ.get("LLMCOST_DEBUG"):
+            raise
+        print(f"{prog}: error: {_store_problem(args, exc)}", file=sys.stderr)
+    except (LlmcostError, ValueError, TypeError, OSError) as exc:
         if os.environ.get("LLMCOST_DEBUG"):
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)

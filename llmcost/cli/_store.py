@@ -23,16 +23,16 @@ DEFAULT_STORE = "duckdb://llmcost.duckdb"
 
 
 def store_url(given: str | None) -> str:
-    """The store URL to use: ``--store``, else ``$LLMCOST_STORE``, else ``./llmcost.duckdb``; a plain path ending
-    in ``.duckdb`` or ``.db`` is taken as a DuckDB file.
+    """The store URL to use: ``--store``, else ``$LLMCOST_STORE``, else ``./llmcost.duckdb``; a plain path is read
+    as ``open_store`` and ``configure`` read it (``llmcost.stores._open.store_url``): ending in ``.duckdb`` or
+    ``.db``, a DuckDB file; an existing directory, a Parquet store.
 
     >>> store_url("memory://")
     'memory://'
     """
-    url = given or os.environ.get("LLMCOST_STORE") or DEFAULT_STORE
-    if "://" not in url and url.lower().endswith((".duckdb", ".db")):
-        url = "duckdb://" + url
-    return url
+    from ..stores._open import store_url as resolve
+
+    return resolve(given or os.environ.get("LLMCOST_STORE") or DEFAULT_STORE)
 
 
 def _store_path(url: str) -> tuple[str, str] | None:

@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+import os
+
 from .._errors import StoreError
 from ._base import CostStore
 from ._memory import MemoryStore
 
-__all__ = ["open_store"]
+__all__ = ["open_store", "store_url"]
+
+_PLAIN_HINT = (
+    "use memory://, duckdb:///path/costs.duckdb, parquet:///path/dir, a path ending in .duckdb or an existing directory"
+)
+
+
+def store_url(location: str | os.PathLike[str]) -> str:
+    """The store URL ``location`` stands for: a URL as it is; a plain path ending in ``.duckdb`` or ``.db`` as a
+    DuckDB file (``duckdb://<path>``); a path to an existing directory as a Parquet store (``parquet://<path>``).
+    ``open_store``, ``configure``, ``CostTracker`` and the command line's ``--store`` all read locations with it.
+
+    Example::
+
+        >>> store_url("costs.duckdb"), store_url("memory://")
+        ('duckdb://costs.duckdb', 'memory://')
+    """
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if not isinstance(location, str):
+        raise TypeError(f"store must be a URL, a path or a CostStore, got {location!r}")
+    if "://" in location:
+        return location
+    if location.lower().endswith((".duckdb", ".db")):
+        return "duckdb://" + location
+    if location and os.path.isdir(location):
+        return "parquet://" + location
+    raise StoreError(
+        f"store URL {location!r} has no scheme, and as a path it is neither a .duckdb file nor an existing "
+        f"directory; {_PLAIN_HINT}"
+    )
 
 
 def _location(url: str, rest: str) -> str:
@@ -18,8 +50,9 @@ def _location(url: str, rest: str) -> str:
     return rest
 
 
-def open_store(url: str | CostStore) -> CostStore:
-    """Open the store ``url`` names: ``memory://``, ``duckdb:///path/costs.duckdb`` or ``parquet:///path/dir``.
+def open_store(url: str | os.PathLike[str] | CostStore) -> CostStore:
+    """Open the store ``url`` names: ``memory://``, ``duckdb:///path/costs.duckdb`` or ``parquet:///path/dir``; or
+    a plain path to a ``.duckdb``/``.db`` file or to an existing directory (a Parquet store), see ``store_url``.
 
     A ``CostStore`` is returned as it is. An unknown scheme raises ``StoreError``.
 
@@ -29,14 +62,9 @@ def open_store(url: str | CostStore) -> CostStore:
     """
     if isinstance(url, CostStore):
         return url
-    if not isinstance(url, str):
-        raise TypeError(f"store must be a URL string or a CostStore, got {url!r}")
-    scheme, sep, rest = url.partition("://")
+    url = store_url(url)
+    scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
-    if not sep:
-        raise StoreError(
-            f"store URL {url!r} has no scheme; use memory://, duckdb:///path/costs.duckdb or parquet:///path/dir"
-        )
     if scheme == "memory":
         return MemoryStore()
     if scheme == "duckdb":

@@ -1,0 +1,76 @@
+"""Times as users write them: one reader for ``since``/``until`` shared by ``llmcost.analytics`` and the command
+line, so ``analytics.spend(t, since="7d")`` and ``llmcost report --since 7d`` mean the same.
+
+Example::
+
+    >>> parse_when("7d", now=datetime(2024, 5, 17, tzinfo=timezone.utc))
+    datetime.datetime(2024, 5, 10, 0, 0, tzinfo=datetime.timezone.utc)
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+__all__ = ["WHEN_FORMS", "When", "parse_when"]
+
+#: A ``since``/``until`` value: a datetime, a date, or text ``parse_when`` reads.
+When = datetime | date | str
+
+#: What ``parse_when`` accepts, for error messages.
+WHEN_FORMS = "a date (2024-05-01), an ISO datetime, today, yesterday, or a span ago (7d, 24h)"
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(
+    value: datetime | date | str, *, now: datetime, end_of_day: bool = False, field: str = "time"
+) -> datetime:
+    """``value`` as an aware UTC datetime.
+
+    Accepts a ``datetime`` (naive is UTC), a ``date`` (UTC midnight), or text: a date (``2024-05-01``; with
+    ``end_of_day``, the midnight after it, so that an ``until`` of ``2024-05-31`` includes the 31st), an ISO
+    datetime (naive is UTC), ``today``, ``yesterday``, ``now``, or a time ago from ``now``: ``30m``, ``24h``,
+    ``7d``, ``2w``. Anything else raises ``ValueError`` naming ``field`` and the value.
+
+    Example::
+
+        >>> parse_when("2024-05-31", now=datetime.now(timezone.utc), end_of_day=True)
+        datetime.datetime(2024, 6, 1, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return _midnight(value, end_of_day)
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a datetime, a date or text such as '7d', got {value!r}")
+    text = value.strip()
+    lowered = text.lower()
+    if lowered in ("today", "yesterday", "now"):
+        if lowered == "now":
+            return now
+        day = now.astimezone(timezone.utc).date() - timedelta(days=1 if lowered == "yesterday" else 0)
+        return _midnight(day, end_of_day)
+    match = _RELATIVE.match(text)
+    if match:
+        amount = float(match.group(1))
+        return now - timedelta(**{_UNITS[match.group(2).lower()]: amount})
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return _midnight(date.fromisoformat(text), end_of_day)
+        except ValueError:
+            pass
+    else:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    raise ValueError(f"cannot read the {field} {value!r}: use {WHEN_FORMS}")
+
+
+def _midnight(day: date, end_of_day: bool) -> datetime:
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return start + timedelta(days=1) if end_of_day else start

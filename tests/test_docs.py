@@ -1,0 +1,176 @@
+"""Every ```python block in docs/*.md and README.md runs as pasted: in a fresh namespace, in an empty working
+directory, with the OpenAI and Anthropic SDKs talking to a canned HTTP server on 127.0.0.1 (dummy API keys, base
+URLs pointed at it). Blocks that are not meant to run (shell sessions, output, file formats) use other fences."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+def _blocks() -> list[Any]:
+    found = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for n, match in enumerate(FENCE.finditer(text), start=1):
+            line = text.count("\n", 0, match.start()) + 1
+            name = f"{page.relative_to(ROOT)}:{line}"
+            found.append(pytest.param(name, match.group(1), id=f"{page.relative_to(ROOT)}#{n}"))
+    return found
+
+
+BLOCKS = _blocks()
+
+_USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
+
+
+def _answer(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The canned JSON an OpenAI or Anthropic endpoint would send back for ``body``."""
+    model = body.get("model", "gpt-4o-mini")
+    if path.endswith("/chat/completions"):
+        return {
+            "id": "chatcmpl-docs",
+            "object": "chat.completion",
+            "created": 1_715_000_000,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "A canned answer."},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _USAGE,
+        }
+    if path.endswith("/embeddings"):
+        return {
+            "object": "list",
+            "model": model,
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.1]}],
+            "usage": {"prompt_tokens": 8, "total_tokens": 8},
+        }
+    if path.endswith("/messages"):
+        return {
+            "id": "msg_docs",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": "A canned answer."}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 5},
+        }
+    return None
+
+
+class _Canned(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        answer = _answer(self.path.split("?")[0], body if isinstance(body, dict) else {})
+        data = json.dumps(answer if answer is not None else {"error": f"no canned answer for {self.path}"}).encode()
+        self.send_response(200 if answer is not None else 404)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def canned_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def pasted(canned_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's shell: dummy keys, SDKs pointed at the canned server, and a working directory holding the Parquet
+    store ``llmcost-data/`` (a few entries over two days), which the pages on reading a dataset read, and the
+    example files under ``docs/examples/``."""
+    from datetime import datetime, timedelta, timezone
+
+    from llmcost import CostEntry, ParquetStore, Usage
+
+    store = ParquetStore(tmp_path / "llmcost-data")
+    start = datetime(2024, 5, 1, 9, tzinfo=timezone.utc)
+    store.append(
+        [
+            CostEntry(
+                id=f"{n:026x}",
+                timestamp=start + timedelta(hours=13 * n),
+                amount="0.0125",
+                model="gpt-4o",
+                provider="openai",
+                usage=Usage(1000, 200),
+                tags={"team": "search" if n % 2 else "docs"},
+            )
+            for n in range(4)
+        ]
+    )
+    store.close()
+    # The example files the pages read by their repository paths (docs/examples/...), as from a checkout's root.
+    shutil.copytree(ROOT / "docs" / "examples", tmp_path / "docs" / "examples")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-dummy")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-docs-dummy")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{canned_api}/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", canned_api)
+    return tmp_path
+
+
+def test_the_docs_have_python_blocks() -> None:
+    assert len(BLOCKS) >= 20
+
+
+def _missing_modules(code: str) -> list[str]:
+    """Top-level modules the block imports that are not installed (Spark, say): such a block is skipped here."""
+    import ast
+    import importlib.util
+
+    names = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return sorted(name for name in names if importlib.util.find_spec(name) is None)
+
+
+@pytest.mark.parametrize(("name", "code"), BLOCKS)
+def test_every_python_block_runs_as_pasted(name: str, code: str, pasted: Path) -> None:
+    import llmcost
+
+    missing = _missing_modules(code)
+    if missing:
+        pytest.skip(f"{name} needs {', '.join(missing)}, which is not installed here")
+
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    try:
+        exec(compile(code, name, "exec"), namespace)
+    finally:
+        llmcost.get_tracker().close()
