@@ -21,7 +21,7 @@ from datetime import date, datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._entry import to_tags
+from .._entry import to_category, to_tags
 from .._money import to_money, to_utc
 from .._rows import COLUMNS, TOKEN_COLUMNS, cast_select
 from .._tracker import CostTracker
@@ -73,8 +73,11 @@ class Source:
         since: datetime | date | None = None,
         until: datetime | date | None = None,
         tags: Mapping[str, str] | None = None,
+        category: str | None = None,
+        resource: str | None = None,
     ) -> Source:
-        """This source narrowed to ``since <= timestamp < until`` and entries carrying every tag in ``tags``.
+        """This source narrowed to ``since <= timestamp < until``, entries carrying every tag in ``tags``, and (when
+        given) that ``category`` and ``resource``.
 
         The narrowed source shares this one's connection and does not close it; ``where()`` with no filter is a
         view of this source that leaves the connection to its owner.
@@ -90,6 +93,12 @@ class Source:
         for key, value in to_tags(tags).items():
             conditions.append("tags[?] = ?")
             params.extend((key, value))
+        if category is not None:
+            conditions.append("category = ?")
+            params.append(to_category(category).value)
+        if resource is not None:
+            conditions.append("resource = ?")
+            params.append(resource)
         return Source(self._run, self.clock, conditions=tuple(conditions), params=tuple(params))
 
     def close(self) -> None:

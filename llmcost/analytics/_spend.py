@@ -13,17 +13,29 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from .._model_price import tidy
+from .._money import to_money
 from ._freq import parse_freq
 from ._source import Source, as_source
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GROUP_KEYS", "MEASURES", "by_category", "by_model", "by_resource", "by_tag", "over_time", "spend"]
+__all__ = [
+    "GROUP_KEYS",
+    "MEASURES",
+    "by_category",
+    "by_model",
+    "by_resource",
+    "by_tag",
+    "exact_spend",
+    "over_time",
+    "spend",
+]
 
 #: Keys ``spend(by=...)`` groups on besides ``tag:<key>``; they are column names, never user text.
 GROUP_KEYS = ("category", "resource", "model", "provider")
@@ -55,12 +67,13 @@ def _keys(by: str | Sequence[str] | None) -> list[str]:
     return out
 
 
-def _measures_sql() -> str:
+def _measures_sql(exact: bool = False) -> str:
     tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
-    return f"CAST(sum(amount) AS DOUBLE) AS cost, count(*) AS calls, {tokens}"
+    cost = "sum(amount)" if exact else "CAST(sum(amount) AS DOUBLE)"
+    return f"{cost} AS cost, count(*) AS calls, {tokens}"
 
 
-def _grouped(src: Source, keys: Sequence[str], freq: str | None) -> pd.DataFrame:
+def _grouped(src: Source, keys: Sequence[str], freq: str | None, *, exact: bool = False) -> pd.DataFrame:
     """Rows per (period, keys...) with the measures, largest cost first; the SQL does all the work."""
     selects: list[str] = []
     params: list[Any] = []
@@ -79,16 +92,16 @@ def _grouped(src: Source, keys: Sequence[str], freq: str | None) -> pd.DataFrame
     order = ", ".join(f"_k{i} ASC NULLS LAST" for i in range(len(selects)))
     head = ", ".join(selects) + ", " if selects else ""
     frame = src.sql(
-        f"SELECT {head}{_measures_sql()} FROM _e"
+        f"SELECT {head}{_measures_sql(exact)} FROM _e"
         + (" GROUP BY ALL" if selects else " HAVING count(*) > 0")
         + f" ORDER BY sum(amount) DESC{', ' + order if order else ''}",
         params,
     )
     frame.columns = [*names, *MEASURES]
-    return _typed(frame, names)
+    return _typed(frame, names, exact=exact)
 
 
-def _typed(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, keys: Sequence[str], *, exact: bool = False) -> pd.DataFrame:
     import pandas as pd
 
     for key in keys:
@@ -99,7 +112,10 @@ def _typed(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
             frame[key] = stamps.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
         else:
             frame[key] = frame[key].astype(object).where(frame[key].notna(), None)
-    frame["cost"] = frame["cost"].astype("float64")
+    if exact:
+        frame["cost"] = [tidy(to_money(c)) for c in frame["cost"]]
+    else:
+        frame["cost"] = frame["cost"].astype("float64")
     for column in MEASURES[1:]:
         frame[column] = frame[column].astype("int64")
     return frame.reset_index(drop=True)
@@ -133,6 +149,34 @@ def spend(
         parse_freq(freq)
     with as_source(source) as base:  # the base owns a frame's connection; the narrowed view shares it
         return _grouped(base.where(since=since, until=until), keys, freq)
+
+
+def exact_spend(
+    source: Any,
+    by: str | Sequence[str] | None = ("category",),
+    *,
+    since: datetime | date | None = None,
+    until: datetime | date | None = None,
+    freq: str | None = None,
+    category: str | None = None,
+    resource: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """``spend`` with ``cost`` as exact ``Decimal`` values (for JSON money as strings, e.g. ``llmcost serve``),
+    narrowed further to ``category``, ``resource`` and ``tags`` when given.
+
+    Example::
+
+        >>> exact_spend(tracker, by=("model",), category="llm_inference")[["model", "cost"]]
+                model        cost
+        0      gpt-4o    12.40625
+    """
+    keys = _keys(by)
+    if freq is not None:
+        parse_freq(freq)
+    with as_source(source) as base:
+        narrowed = base.where(since=since, until=until, tags=tags, category=category, resource=resource)
+        return _grouped(narrowed, keys, freq, exact=True)
 
 
 def by_category(source: Any) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import IO
 
 from ._args import CliError, build_parser
-from ._commands import cmd_budgets, cmd_demo, cmd_export, cmd_prices, cmd_report
+from ._commands import cmd_budgets, cmd_demo, cmd_export, cmd_prices, cmd_report, cmd_serve
 
 __all__ = ["main"]
 
@@ -25,6 +25,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
     "export": cmd_export,
     "prices": cmd_prices,
     "budgets": cmd_budgets,
+    "serve": cmd_serve,
 }
 
 
