@@ -195,5 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         "than loopback is refused without it.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 picks a free one)")
+    serve.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    serve.add_argument(
+        "--refresh", type=float, default=5.0, metavar="SECONDS", help="how often the dashboard updates (default 5)"
+    )
     return parser

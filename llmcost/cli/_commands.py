@@ -255,8 +255,10 @@ def cmd_serve(args: argparse.Namespace, out: IO[str]) -> int:
     except ImportError as exc:
         raise CliError(f"llmcost serve needs the server extra: pip install 'llmcost[server]' ({exc})") from None
 
+    if not 0.2 <= args.refresh <= 3600:
+        raise CliError(f"--refresh must be between 0.2 and 3600 seconds, got {args.refresh}")
     url = store_url(args.store)
     store = open_cli_store(url, create=True)
     print(f"llmcost serve: {url} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    serve(store, host=args.host, port=args.port)
+    serve(store, host=args.host, port=args.port, refresh_seconds=args.refresh)
     return 0

@@ -13,7 +13,8 @@ Example::
 
 # The layout, imports running down this list only: _security (token, body limit, bind rule), _models (JSON bodies),
 # _reservations (the Reservations protocol and its one adapter), _metrics (the Prometheus collector), _dashboard
-# (the HTML report, live), _app (the routes), _run (uvicorn).
+# (the HTML report, live), _writer (group commit of posted
+# entries), _app (the routes), _run (uvicorn).
 from ._app import create_app
 from ._run import TOKEN_VARIABLE, serve
 

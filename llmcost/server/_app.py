@@ -24,6 +24,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
+import duckdb
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -57,6 +58,7 @@ from ._models import (
 )
 from ._reservations import UnknownReservation, reservations_for
 from ._security import BearerAuth, BodyLimit
+from ._writer import GroupWriter
 
 __all__ = ["DEFAULT_MAX_BODY", "ApiError", "create_app"]
 
@@ -107,7 +109,8 @@ def _bad(exc: Exception, field: str | None = None) -> ApiError:
 
 
 def _money(value: Decimal) -> str:
-    return str(value)
+    """Money as a string in plain notation (``0.000000001``, never ``1E-9``)."""
+    return format(value, "f")
 
 
 def record_json(entry: CostEntry) -> dict[str, Any]:
@@ -250,6 +253,7 @@ def create_app(
     manager = BudgetManager(tracker)
     reservations = reservations_for(manager)
     registry = metrics_registry(tracker, manager)
+    writer = GroupWriter(tracker)
     store_url = tracker.store.url or repr(tracker.store)
 
     @contextlib.asynccontextmanager
@@ -257,6 +261,7 @@ def create_app(
         try:
             yield
         finally:
+            writer.close()
             tracker.close()
 
     app = FastAPI(
@@ -327,9 +332,7 @@ def create_app(
                 if len(items) > 1:
                     err.message = f"record {n}: {err.message}"
                 raise err from None
-        for entry in entries:
-            tracker.add(entry)
-        tracker.flush()
+        writer.write(entries)
         return {"records": [record_json(e) for e in entries]}
 
     # -- summary ------------------------------------------------------------------------------------------------
@@ -460,17 +463,23 @@ def create_app(
                 "tags": {**dict(target.tags), **(body.tags or {})},
             }
             try:
-                entry = _build(tracker, body, **defaults)
+                entry = _build(tracker, body, **defaults)  # a bad body is refused before the hold is touched
             except (TypeError, ValueError, LlmcostError) as exc:
                 raise _bad(exc) from None
-            tracker.add(entry)  # recorded (and counted) before the hold goes: never counted by neither
-            tracker.flush()
         try:
-            remaining = reservations.settle(reservation_id, entry.amount if entry is not None else Decimal(0))
+            reservations.claim(reservation_id, name)
         except UnknownReservation:
             raise ApiError(
-                404, f"no open reservation {reservation_id!r} (settled already, or its lease ran out)", "id"
+                404,
+                f"no open reservation {reservation_id!r} under budget {name!r} (settled already, or its lease ran out)",
+                "id",
             ) from None
+        try:
+            if entry is not None:
+                writer.write([entry])  # recorded (and counted) before the hold goes: never counted by neither
+        finally:
+            # Settled even if the store failed (the tracker keeps the entry buffered and writes it later).
+            remaining = reservations.settle(reservation_id, entry.amount if entry is not None else Decimal(0))
         return {
             "id": reservation_id,
             "budget": name,
@@ -552,6 +561,8 @@ def create_app(
 
 
 def _build(tracker: CostTracker, item: RecordIn, **defaults: Any) -> CostEntry:
+    if item.amount is None and item.model is None:
+        raise ApiError(400, "a record needs model= (with usage) to be priced on the server, or amount=", "model")
     usage = item.usage.model_dump() if item.usage is not None else {}
     given = {
         "category": item.category,
@@ -617,6 +628,7 @@ def _handlers(app: FastAPI) -> None:
         StarletteHTTPException: http_error,
         StoreError: store_down,
         OSError: store_down,
+        duckdb.Error: store_down,
         Exception: unexpected,
     }
     for kind, handler in handlers.items():

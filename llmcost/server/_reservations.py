@@ -12,7 +12,9 @@ Example::
 
     reservations = reservations_for(manager)
     held = reservations.reserve("search-daily", Decimal("0.05"))
-    ...                                       # the call; its cost is recorded through the tracker
+    ...                                       # the call
+    reservations.claim(held.id, "search-daily")
+    tracker.record(amount="0.04", ...)        # its cost, through the tracker
     reservations.settle(held.id, Decimal("0.04"))
 """
 
@@ -54,12 +56,21 @@ class Reservation:
 
 
 class Reservations(Protocol):
-    """What the reservation routes need. ``reserve`` raises ``KeyError`` for an unknown budget and
-    ``BudgetExceeded`` when ``amount`` does not fit; ``settle`` raises ``UnknownReservation`` for an id that is not
-    open, releases the hold and returns what the budget has left. The caller records the actual cost through the
-    tracker *before* it settles, so the spend is never counted by neither."""
+    """What the reservation routes need.
+
+    - ``reserve`` holds ``amount`` under ``budget`` atomically: ``KeyError`` for an unknown budget,
+      ``BudgetExceeded`` when it does not fit.
+    - ``claim`` marks an open reservation of ``budget`` as being settled, so a second settle of the same id is
+      refused (``UnknownReservation``) before it records anything; it keeps holding the amount.
+    - ``settle`` releases a claimed hold and returns what the budget has left.
+
+    The route claims, records the actual cost through the tracker, then settles: the spend is counted by the budget
+    before the hold goes, never by neither.
+    """
 
     def reserve(self, budget: str, amount: Decimal, *, lease: float = DEFAULT_LEASE) -> Reservation: ...
+
+    def claim(self, reservation_id: str, budget: str) -> None: ...
 
     def settle(self, reservation_id: str, actual: Decimal) -> Decimal: ...
 
@@ -69,6 +80,7 @@ class _Held:
     budget: str
     token: object
     deadline: float
+    claimed: bool = False
 
 
 class InProcessReservations:
@@ -97,6 +109,14 @@ class InProcessReservations:
         now = self.manager.tracker.clock()
         return Reservation(rid, budget, amount, target.remaining, now + timedelta(seconds=lease))
 
+    def claim(self, reservation_id: str, budget: str) -> None:
+        self._expire()
+        with self._lock:
+            held = self._held.get(reservation_id)
+            if held is None or held.claimed or held.budget != budget:
+                raise UnknownReservation(reservation_id)
+            held.claimed = True
+
     def settle(self, reservation_id: str, actual: Decimal) -> Decimal:
         with self._lock:
             held = self._held.pop(reservation_id, None)
@@ -112,7 +132,7 @@ class InProcessReservations:
     def _expire(self) -> None:
         now = time.monotonic()
         with self._lock:
-            gone = [(rid, h) for rid, h in self._held.items() if h.deadline <= now]
+            gone = [(rid, h) for rid, h in self._held.items() if h.deadline <= now and not h.claimed]
             for rid, _ in gone:
                 del self._held[rid]
         for _, held in gone:

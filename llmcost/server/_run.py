@@ -26,11 +26,13 @@ def serve(
     port: int = 8765,
     token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    refresh_seconds: float = 5.0,
     log_level: str = "warning",
 ) -> None:
     """Serve the REST API, the metrics and the dashboard for ``store`` until interrupted.
 
-    ``token`` defaults to ``$LLMCOST_API_TOKEN``; a non-loopback ``host`` without one is refused (``ValueError``).
+    ``refresh_seconds``: how often the dashboard updates. ``token`` defaults to ``$LLMCOST_API_TOKEN``; a
+    non-loopback ``host`` without one is refused (``ValueError``).
 
     Example::
 
@@ -42,5 +44,5 @@ def serve(
     check_bind(host, token=token)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, got {port!r}")
-    app = create_app(store, token=token, max_body=max_body)
+    app = create_app(store, token=token, max_body=max_body, refresh_seconds=refresh_seconds)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, server_header=False)
