@@ -537,6 +537,10 @@ def create_app(
         """Liveness: no token needed; says nothing about the data."""
         return {"status": "ok"}
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)  # browsers ask for it; the dashboard has none
+
     @app.get("/", response_class=HTMLResponse, tags=["dashboard"])
     def dashboard(
         period: str | None = None,
