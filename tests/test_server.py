@@ -387,3 +387,15 @@ def test_import_llmcost_and_the_cli_leave_the_server_stack_unloaded() -> None:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_every_python_block_of_the_serving_guide_runs_as_pasted(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    guide = (Path(__file__).parent.parent / "docs" / "serve.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", guide, re.DOTALL)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "docs/serve.md", "exec"), {"__name__": "docs"})
+    out = capsys.readouterr().out
+    assert "0.25\n" in out and "0.00054 4.99946\n" in out  # what the guide's comments say they print
