@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -51,7 +51,9 @@ def check_bind(host: str, *, token: str | None) -> None:
         )
 
 
-async def _send_error(send: Send, status: int, message: str, field: str | None, headers: list[Any] = ()) -> None:  # type: ignore[assignment]
+async def _send_error(
+    send: Send, status: int, message: str, field: str | None, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     body = json.dumps({"error": message, "field": field}).encode()
     await send(
         {
