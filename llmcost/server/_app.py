@@ -317,7 +317,7 @@ def create_app(
         return {"records": [record_json(e) for e in page], "next_cursor": _cursor(page[-1]) if more else None}
 
     @app.post("/api/v1/costs/records", status_code=201, response_model=RecordsCreated, tags=["records"])
-    def post_records(body: Annotated[RecordIn | list[RecordIn], Body()]) -> dict[str, Any]:
+    async def post_records(body: Annotated[RecordIn | list[RecordIn], Body()]) -> dict[str, Any]:
         """Record one entry or a list of them: priced on the server from ``model`` and ``usage``, or ``amount`` as
         given. A list is checked whole before any of it is recorded. The answer comes once they are in the store."""
         items = body if isinstance(body, list) else [body]
@@ -332,7 +332,7 @@ def create_app(
                 if len(items) > 1:
                     err.message = f"record {n}: {err.message}"
                 raise err from None
-        writer.write(entries)
+        await writer.write_async(entries)  # pricing is quick; only the store write is waited for, off the loop
         return {"records": [record_json(e) for e in entries]}
 
     # -- summary ------------------------------------------------------------------------------------------------

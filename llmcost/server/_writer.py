@@ -14,8 +14,10 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -31,6 +33,7 @@ class _Ticket:
     entries: Sequence[CostEntry]
     done: threading.Event = attrs.field(factory=threading.Event)
     error: BaseException | None = None
+    on_done: Callable[[], object] | None = None  #: an asyncio waiter's wake-up, called from the writer thread
 
 
 class GroupWriter:
@@ -47,7 +50,25 @@ class GroupWriter:
     def write(self, entries: Sequence[CostEntry]) -> None:
         """Record ``entries`` and return once the store has them; ``StoreError`` if it could not take them (they
         stay buffered in the tracker, which retries)."""
-        ticket = _Ticket(entries)
+        ticket = self._submit(_Ticket(entries))
+        if not ticket.done.wait(self.timeout):
+            raise StoreError(f"the store did not acknowledge the entries within {self.timeout:.0f} s")
+        if ticket.error is not None:
+            raise ticket.error
+
+    async def write_async(self, entries: Sequence[CostEntry]) -> None:
+        """``write`` for a coroutine: the event loop goes on serving other requests while the entries are written."""
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        ticket = self._submit(_Ticket(entries, on_done=lambda: loop.call_soon_threadsafe(woken.set)))
+        try:
+            await asyncio.wait_for(woken.wait(), self.timeout)
+        except asyncio.TimeoutError:
+            raise StoreError(f"the store did not acknowledge the entries within {self.timeout:.0f} s") from None
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _submit(self, ticket: _Ticket) -> _Ticket:
         with self._cond:
             if self._closed:
                 raise StoreError("the server is shutting down; entries were not recorded")
@@ -56,10 +77,7 @@ class GroupWriter:
                 self._thread = threading.Thread(target=self._run, name="llmcost-serve-writer", daemon=True)
                 self._thread.start()
             self._cond.notify()
-        if not ticket.done.wait(self.timeout):
-            raise StoreError(f"the store did not acknowledge the entries within {self.timeout:.0f} s")
-        if ticket.error is not None:
-            raise ticket.error
+        return ticket
 
     def _run(self) -> None:
         while True:
@@ -80,6 +98,10 @@ class GroupWriter:
             for ticket in batch:
                 ticket.error = error
                 ticket.done.set()
+                if ticket.on_done is not None:
+                    # RuntimeError: the waiter's event loop is closed, so nobody is waiting any more.
+                    with contextlib.suppress(RuntimeError):
+                        ticket.on_done()
 
     def close(self) -> None:
         """Write what is queued, then stop the writer thread."""
