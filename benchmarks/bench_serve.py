@@ -1,6 +1,6 @@
-"""``llmcost serve`` under load: concurrent clients (keep-alive HTTP/1.1 connections) posting entries to a real server
-process on 127.0.0.1 with a DuckDB store, for a fixed time. Reports throughput and latency percentiles, and checks that every acknowledged
-entry is in the store (lost must be 0) and that every response was 2xx.
+"""``llmcost serve`` under load: concurrent clients (keep-alive HTTP/1.1 connections) posting entries to a real
+server process on 127.0.0.1 with a DuckDB store, for a fixed time. Reports throughput and latency percentiles, and
+checks that every acknowledged entry is in the store (lost must be 0) and that every response was 2xx.
 
 Run: python -m benchmarks serve      (or: python -m benchmarks.bench_serve [--clients 50] [--seconds 20] [--quick])
 
