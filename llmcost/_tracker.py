@@ -159,9 +159,57 @@ class CostTracker:
                            output_tokens=400, tags={"team": "support"})
             tracker.record(amount="1.20", category="compute", resource="gpu-box")
         """
+        entry = self.build(
+            model=model,
+            usage=usage,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            reasoning_tokens=reasoning_tokens,
+            amount=amount,
+            category=category,
+            resource=resource,
+            description=description,
+            provider=provider,
+            tags=tags,
+            latency_ms=latency_ms,
+            timestamp=timestamp,
+        )
+        self.add(entry)
+        return entry
+
+    def build(
+        self,
+        *,
+        model: str | None = None,
+        usage: Usage | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        amount: Decimal | int | float | str | None = None,
+        category: CostCategory | str = CostCategory.LLM_INFERENCE,
+        resource: str | None = None,
+        description: str = "",
+        provider: str | None = None,
+        tags: dict[str, str] | None = None,
+        latency_ms: float | None = None,
+        timestamp: datetime | None = None,
+    ) -> CostEntry:
+        """The entry ``record`` would record with these arguments, priced and checked, but not recorded: ``add`` it
+        to record it. For callers that check a whole batch before recording any of it (``llmcost serve``).
+
+        Example::
+
+            batch = [tracker.build(**item) for item in items]   # a bad item raises before anything is recorded
+            for entry in batch:
+                tracker.add(entry)
+        """
         if usage is None:
             usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
-        entry = self._entry(
+        return self._entry(
             model=model,
             usage=usage,
             amount=amount,
@@ -174,8 +222,6 @@ class CostTracker:
             timestamp=timestamp,
             lenient=False,
         )
-        self.add(entry)
-        return entry
 
     def _entry(
         self,

@@ -57,6 +57,8 @@ LAYERS: list[tuple[str, int]] = [
     ("llmcost._report.*", 8),
     ("llmcost._report_*", 8),
     ("llmcost._demo", 9),
+    ("llmcost.server", 9),  # llmcost serve: only the command line imports it, and only when serving
+    ("llmcost.server.*", 9),
     ("llmcost.cli", 10),
     ("llmcost.cli.*", 10),
     ("llmcost.__main__", 11),

@@ -25,7 +25,7 @@ from ._svg import hbar_chart, legend, stacked_columns
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["html_table", "render_html", "render_html_report", "write_html", "write_html_report"]
+__all__ = ["html_table", "render_html", "render_html_report", "render_main", "write_html", "write_html_report"]
 
 _CATEGORY_COLORS = {
     "llm_inference": "#3b6fd8",
@@ -101,28 +101,55 @@ def html_table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> 
 # The page
 
 
-def render_html(overview: Overview, *, title: str = "llmcost report", extra: Sequence[str] = ()) -> str:
+def render_main(overview: Overview, extra: Sequence[str] = ()) -> str:
+    """What the page's ``<main>`` holds for ``overview``: cards, charts and tables, then the footer. A live page
+    (``llmcost serve``'s dashboard) swaps this in when the figures change. ``extra`` are further sections, already
+    HTML (the reprice and reconcile sections of ``_repricing``).
+
+    Example::
+
+        >>> render_main(compute_overview(tracker)).startswith('<div class="cards">')
+        True
+    """
+    if overview.empty:
+        body = ['<section><p class="empty">No entries for this selection.</p></section>']
+    else:
+        body = _sections(overview)
+    body.extend(extra)
+    return f"{''.join(body)}<footer>Made by llmcost. Amounts in USD, summed exactly.</footer>"
+
+
+def render_html(
+    overview: Overview,
+    *,
+    title: str = "llmcost report",
+    extra: Sequence[str] = (),
+    controls: str = "",
+    script: str = "",
+    css: str = "",
+) -> str:
     """``overview`` as one self-contained HTML page.
+
+    ``extra`` sections (HTML) follow the report's own; ``controls`` (HTML, e.g. a filter form) goes above
+    ``<main>``, ``script`` (JavaScript, inline) at the end of the body and ``css`` after the report's own style:
+    the live dashboard of ``llmcost serve`` uses them; the report file has none, so it stays a page without
+    script.
 
     Example::
 
         Path("report.html").write_text(render_html(compute_overview(tracker)), encoding="utf-8")
     """
     subtitle = f"{escape(overview.store)} · " if overview.store else ""
-    body: list[str] = []
-    if overview.empty:
-        body.append('<section><p class="empty">No entries for this selection.</p></section>')
-    else:
-        body.extend(_sections(overview))
-    body.extend(extra)  # further sections, already HTML (the reprice and reconcile sections of _repricing)
     generated = overview.now.strftime("%Y-%m-%d %H:%M UTC")
+    tail = f"<script>{script}</script>" if script else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{escape(title)}</h1><p>{subtitle}generated {escape(generated)} · all times UTC</p></header>"
-        f"<main>{''.join(body)}<footer>Made by llmcost. Amounts in USD, summed exactly.</footer></main>"
+        f"<title>{escape(title)}</title><style>{_CSS}{css}</style></head><body>"
+        f'<header><h1>{escape(title)}</h1><p>{subtitle}<span id="generated">generated {escape(generated)}</span>'
+        " · all times UTC</p></header>"
+        f'{controls}<main id="report">{render_main(overview, extra)}</main>{tail}'
         "</body></html>\n"
     )
 

@@ -21,7 +21,7 @@ from datetime import date, datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._entry import to_tags
+from .._entry import to_category, to_tags
 from .._money import to_money, to_utc
 from .._rows import COLUMNS, TOKEN_COLUMNS, cast_select
 from .._time import parse_when
@@ -84,8 +84,11 @@ class Source:
         since: datetime | date | str | None = None,
         until: datetime | date | str | None = None,
         tags: Mapping[str, str] | None = None,
+        category: str | None = None,
+        resource: str | None = None,
     ) -> Source:
-        """This source narrowed to ``since <= timestamp < until`` and entries carrying every tag in ``tags``.
+        """This source narrowed to ``since <= timestamp < until``, entries carrying every tag in ``tags``, and (when
+        given) that ``category`` and ``resource``.
 
         ``since`` and ``until`` take the forms of the command line (``llmcost._time.parse_when``): datetimes (naive
         is UTC), ``date`` objects (UTC midnight), text dates (an ``until`` of ``"2024-05-31"`` includes that whole
@@ -111,6 +114,12 @@ class Source:
         for key, value in to_tags(tags).items():
             conditions.append("tags[?] = ?")
             params.extend((key, value))
+        if category is not None:
+            conditions.append("category = ?")
+            params.append(to_category(category).value)
+        if resource is not None:
+            conditions.append("resource = ?")
+            params.append(resource)
         return Source(self._run, self.clock, conditions=tuple(conditions), params=tuple(params), bounds=(start, end))
 
     def close(self) -> None:

@@ -13,10 +13,11 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from decimal import Decimal
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._model_price import tidy
+from .._money import to_money
 from .._time import When
 from ._freq import parse_freq
 from ._source import Source, as_source
@@ -82,7 +83,7 @@ def _measures_sql(exact: bool = False) -> str:
     return f"{cost} AS cost, count(*) AS calls, {tokens}"
 
 
-def _grouped(src: Source, keys: Sequence[str], freq: str | None, exact: bool = False) -> pd.DataFrame:
+def _grouped(src: Source, keys: Sequence[str], freq: str | None, *, exact: bool = False) -> pd.DataFrame:
     """Rows per (period, keys...) with the measures, largest cost first; the SQL does all the work."""
     selects: list[str] = []
     params: list[Any] = []
@@ -107,10 +108,10 @@ def _grouped(src: Source, keys: Sequence[str], freq: str | None, exact: bool = F
         params,
     )
     frame.columns = [*names, *MEASURES]
-    return _typed(frame, names, exact)
+    return _typed(frame, names, exact=exact)
 
 
-def _typed(frame: pd.DataFrame, keys: Sequence[str], exact: bool = False) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, keys: Sequence[str], *, exact: bool = False) -> pd.DataFrame:
     import pandas as pd
 
     for key in keys:
@@ -122,7 +123,7 @@ def _typed(frame: pd.DataFrame, keys: Sequence[str], exact: bool = False) -> pd.
         else:
             frame[key] = frame[key].astype(object).where(frame[key].notna(), None)
     if exact:
-        frame["cost"] = [_exact(v) for v in frame["cost"]]
+        frame["cost"] = [tidy(to_money(c)) for c in frame["cost"]]
         frame["cost"] = frame["cost"].astype(object)
     else:
         frame["cost"] = frame["cost"].astype("float64")
@@ -168,26 +169,25 @@ def exact_spend(
     since: When | None = None,
     until: When | None = None,
     freq: str | None = None,
+    category: str | None = None,
+    resource: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """``spend`` with ``cost`` as exact ``Decimal`` objects (trailing zeros dropped) instead of float64: for
-    machine output, where money travels as exact text (the command line's CSV and JSON).
+    """``spend`` with ``cost`` as exact ``Decimal`` objects (trailing zeros dropped) instead of float64, narrowed
+    further to ``category``, ``resource`` and ``tags`` when given: for machine output, where money travels as exact
+    text (the command line's CSV and JSON, ``llmcost serve``).
 
     Example::
 
-        >>> exact_spend(tracker, by=("model",))["cost"].iloc[0]
+        >>> exact_spend(tracker, by=("model",), category="llm_inference")["cost"].iloc[0]
         Decimal('12.40625')
     """
     keys = _keys(by)
     if freq is not None:
         parse_freq(freq)
     with as_source(source) as base:
-        return _grouped(base.where(since=since, until=until), keys, freq, exact=True)
-
-
-def _exact(value: object) -> Decimal:
-    amount = value if isinstance(value, Decimal) else Decimal(str(value))
-    text = format(amount.normalize(), "f")  # 0.250000 -> 0.25, and never 1E+2
-    return Decimal(text)
+        narrowed = base.where(since=since, until=until, tags=tags, category=category, resource=resource)
+        return _grouped(narrowed, keys, freq, exact=True)
 
 
 def by_category(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:

@@ -166,4 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     budgets.add_argument("action", nargs="?", choices=("list", "status"), default="status")
     add_reprice_commands(commands, common=common, window=window, report=report)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the REST API, Prometheus metrics and a live dashboard (extra llmcost[server])",
+        description="Serve the store over HTTP: records, summaries, budgets, reservations and forecasts as JSON "
+        "under /api/v1/costs, Prometheus metrics at /metrics, a live dashboard at /, OpenAPI at /openapi.json. "
+        "With LLMCOST_API_TOKEN set, every route but /healthz needs 'Authorization: Bearer <token>'; a host other "
+        "than loopback is refused without it.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    serve.add_argument(
+        "--refresh", type=float, default=5.0, metavar="SECONDS", help="how often the dashboard updates (default 5)"
+    )
     return parser

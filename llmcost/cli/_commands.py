@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..analytics._source import Source
     from ..stores import CostStore
 
-__all__ = ["cmd_budgets", "cmd_demo", "cmd_export", "cmd_prices", "cmd_report", "filtered"]
+__all__ = ["cmd_budgets", "cmd_demo", "cmd_export", "cmd_prices", "cmd_report", "cmd_serve", "filtered"]
 
 
 def _short(url: str, room: int = 40) -> str:
@@ -339,3 +339,22 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
         return 0
     finally:
         store.close()
+
+
+def cmd_serve(args: argparse.Namespace, out: IO[str]) -> int:
+    """``llmcost serve``: the REST API, metrics and dashboard over the store, until interrupted (Ctrl-C).
+
+    >>> cmd_serve(build_parser().parse_args(["serve", "--store", "costs.duckdb", "--port", "8765"]), sys.stdout)
+    """
+    try:
+        from ..server import serve
+    except ImportError as exc:
+        raise CliError(f"llmcost serve needs the server extra: pip install 'llmcost[server]' ({exc})") from None
+
+    if not 0.2 <= args.refresh <= 3600:
+        raise CliError(f"--refresh must be between 0.2 and 3600 seconds, got {args.refresh}")
+    url = store_url(args.store)
+    store = open_cli_store(url, create=True)
+    print(f"llmcost serve: {url} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    serve(store, host=args.host, port=args.port, refresh_seconds=args.refresh)
+    return 0

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import IO
 
 from ._args import CliError, build_parser
-from ._commands import cmd_budgets, cmd_demo, cmd_export, cmd_prices, cmd_report
+from ._commands import cmd_budgets, cmd_demo, cmd_export, cmd_prices, cmd_report, cmd_serve
 from ._reprice import cmd_reconcile, cmd_reprice
 
 __all__ = ["main"]
@@ -29,6 +29,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
     "budgets": cmd_budgets,
     "reprice": cmd_reprice,
     "reconcile": cmd_reconcile,
+    "serve": cmd_serve,
 }
 
 

@@ -1,0 +1,90 @@
+"""``GET /metrics``: spend, calls, tokens and budget utilization in the Prometheus text format.
+
+A ``prometheus_client`` collector that reads the store on every scrape (one grouped query through
+``llmcost.analytics``, and the ``BudgetManager``'s status), so the figures are the store's, whichever process
+recorded them. It lives in a registry of its own, not the process-wide default.
+
+Metric names (labels in brackets):
+
+- ``llmcost_spend_usd_total`` [category, model, resource]: USD recorded, a counter.
+- ``llmcost_calls_total`` [category, model, resource]: entries recorded.
+- ``llmcost_tokens_total`` [category, model, resource, kind]: tokens, ``kind`` one of input, output, cache_read,
+  cache_write.
+- ``llmcost_budget_limit_usd``, ``llmcost_budget_spent_usd``, ``llmcost_budget_remaining_usd``,
+  ``llmcost_budget_utilization_ratio`` [budget, period]: each saved budget in its current period.
+
+Example::
+
+    registry = metrics_registry(tracker, manager)
+    print(generate_latest(registry).decode())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ..analytics._spend import exact_spend
+
+if TYPE_CHECKING:
+    from .._manager import BudgetManager
+    from .._tracker import CostTracker
+
+__all__ = ["StoreCollector", "metrics_registry"]
+
+_LABELS = ["category", "model", "resource"]
+_TOKENS = ("input", "output", "cache_read", "cache_write")
+
+
+class StoreCollector(Collector):
+    """Reads the tracker's store and the manager's budgets on each ``collect()`` (each scrape)."""
+
+    def __init__(self, tracker: CostTracker, manager: BudgetManager) -> None:
+        self.tracker = tracker
+        self.manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        spend = CounterMetricFamily("llmcost_spend_usd", "USD recorded", labels=_LABELS)
+        calls = CounterMetricFamily("llmcost_calls", "Entries (calls) recorded", labels=_LABELS)
+        tokens = CounterMetricFamily("llmcost_tokens", "Tokens recorded", labels=[*_LABELS, "kind"])
+        frame = exact_spend(self.tracker, by=("category", "model", "resource"))
+        for row in frame.itertuples(index=False):
+            labels = [row.category or "", row.model or "", row.resource or ""]
+            spend.add_metric(labels, float(row.cost))
+            calls.add_metric(labels, float(row.calls))
+            for kind in _TOKENS:
+                tokens.add_metric([*labels, kind], float(getattr(row, f"{kind}_tokens")))
+        yield spend
+        yield calls
+        yield tokens
+
+        names = ["budget", "period"]
+        limit = GaugeMetricFamily("llmcost_budget_limit_usd", "Budget limit per period, USD", labels=names)
+        spent = GaugeMetricFamily("llmcost_budget_spent_usd", "Spent in the current period, USD", labels=names)
+        remaining = GaugeMetricFamily(
+            "llmcost_budget_remaining_usd", "Limit less spend and open reservations, USD", labels=names
+        )
+        utilization = GaugeMetricFamily(
+            "llmcost_budget_utilization_ratio", "Spent over limit (1 is fully used)", labels=names
+        )
+        for b in self.manager.list():
+            b.sync(force=True)
+            labels = [b.name, b.period.value if b.period else "block"]
+            limit.add_metric(labels, float(b.limit))
+            spent.add_metric(labels, float(b.spent))
+            remaining.add_metric(labels, float(b.remaining))
+            utilization.add_metric(labels, b.utilization)
+        yield limit
+        yield spent
+        yield remaining
+        yield utilization
+
+
+def metrics_registry(tracker: CostTracker, manager: BudgetManager) -> CollectorRegistry:
+    """A registry holding only the store collector (no process metrics of the server itself)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(tracker, manager))
+    return registry

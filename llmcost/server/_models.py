@@ -1,0 +1,215 @@
+"""The JSON bodies of ``llmcost serve``, as pydantic models: they shape the requests and responses and the OpenAPI
+document, and nothing more. Values are checked where the library checks them (``CostTracker.record``,
+``BudgetManager.create``, ``analytics.forecast_tasks``), so the server never has rules of its own.
+
+Money is a string in every response (``"0.0123"``); requests take a string or a number (a float is read through
+``str()``, so 0.1 stays 0.1).
+
+Example::
+
+    >>> RecordIn(model="gpt-4o", usage=UsageIn(input_tokens=1000, output_tokens=200)).model
+    'gpt-4o'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BudgetIn",
+    "BudgetOut",
+    "CheckOut",
+    "ForecastIn",
+    "ForecastOut",
+    "Money",
+    "RecordIn",
+    "RecordOut",
+    "RecordsPage",
+    "ReservationIn",
+    "ReservationOut",
+    "SettleIn",
+    "SettleOut",
+    "SummaryOut",
+    "UsageIn",
+]
+
+#: Money on the way in: a decimal string (exact) or a JSON number.
+Money = str | int | float
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class UsageIn(_Strict):
+    """Token counts (the genai-prices convention: ``input_tokens`` includes cached ones)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class RecordIn(_Strict):
+    """One cost to record: priced on the server from ``model`` and ``usage``, or ``amount`` as given."""
+
+    model: str | None = None
+    usage: UsageIn | None = None
+    amount: Money | None = Field(default=None, description="USD; when given, recorded as is (pricing 'given')")
+    category: str = "llm_inference"
+    resource: str | None = None
+    description: str = ""
+    provider: str | None = None
+    tags: dict[str, str] | None = None
+    latency_ms: float | None = None
+    timestamp: datetime | None = Field(default=None, description="ISO 8601; naive is UTC; default: now")
+
+
+class UsageOut(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+
+
+class RecordOut(BaseModel):
+    """A recorded entry."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: str
+    timestamp: datetime
+    amount: str
+    currency: str
+    category: str
+    resource: str | None
+    description: str
+    model: str | None
+    provider: str | None
+    usage: UsageOut
+    latency_ms: float | None
+    tags: dict[str, str]
+    pricing: str
+
+
+class RecordsPage(BaseModel):
+    """Entries oldest first; ``next_cursor`` fetches the next page (``null`` on the last)."""
+
+    records: list[RecordOut]
+    next_cursor: str | None
+
+
+class RecordsCreated(BaseModel):
+    records: list[RecordOut]
+
+
+class SummaryOut(BaseModel):
+    """Spend grouped by ``by`` (and per period with ``freq``): each row has the keys, then ``cost`` (a string),
+    ``calls`` and the token counts."""
+
+    by: list[str]
+    freq: str | None
+    since: datetime | None
+    until: datetime | None
+    total: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    rows: list[dict[str, Any]]
+
+
+class BudgetIn(_Strict):
+    """A named budget, saved in the store (``BudgetManager.create``)."""
+
+    name: str
+    amount: Money = Field(description="the limit in USD per period")
+    period: str = Field(description="hourly, daily, weekly, monthly or total")
+    category: str | None = None
+    resource: str | None = None
+    tags: dict[str, str] | None = None
+    thresholds: list[float] | None = None
+
+
+class BudgetOut(BaseModel):
+    name: str
+    period: str | None
+    limit: str
+    spent: str
+    reserved: str
+    remaining: str
+    utilization: float
+    level: str
+    period_start: datetime | None
+    period_end: datetime | None
+    category: str | None
+    resource: str | None
+    tags: dict[str, str]
+
+
+class CheckOut(BaseModel):
+    """Whether ``amount`` fits in what remains of the budget ``name`` (of every budget when no name is given)."""
+
+    name: str | None
+    amount: str
+    can_spend: bool
+    remaining: str | None
+    utilization: float | None
+
+
+class ReservationIn(_Strict):
+    amount: Money = Field(description="USD to hold under the budget until settled")
+    lease_seconds: float = Field(default=60.0, gt=0, le=86400, description="released unsettled after this")
+
+
+class ReservationOut(BaseModel):
+    id: str
+    budget: str
+    amount: str
+    remaining: str
+    expires_at: datetime
+
+
+class SettleIn(RecordIn):
+    """What the call cost, as for ``POST /records`` (``amount``, or ``model`` and ``usage``); category, resource
+    and tags default to the budget's. An empty body records nothing and just releases the hold."""
+
+    category: str | None = None  # type: ignore[assignment]
+
+
+class SettleOut(BaseModel):
+    id: str
+    budget: str
+    settled: bool
+    record: RecordOut | None
+    remaining: str
+
+
+class ForecastIn(_Strict):
+    """Pending work: ``pending_task_count`` tasks on ``model``, of ``avg_input_tokens`` and ``avg_output_tokens``
+    each (or ``avg_tokens_per_task``, priced at the dearer of the input and output rates), times ``buffer``."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    pending_task_count: int
+    model: str
+    avg_input_tokens: float | None = None
+    avg_output_tokens: float | None = None
+    avg_tokens_per_task: float | None = None
+    buffer: Money = "1.2"
+
+
+class ForecastOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    pending_task_count: int
+    avg_input_tokens: float
+    avg_output_tokens: float
+    buffer: str
+    estimated_cost: str
+    cost_per_task: str

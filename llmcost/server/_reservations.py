@@ -1,0 +1,146 @@
+"""Reservations for ``llmcost serve``: a service reserves an amount under a named budget before a call and settles
+after it, through the ``Reservations`` protocol below.
+
+The routes know only the protocol. ``reservations_for`` is the one place that picks the implementation: today
+``InProcessReservations``, which reserves on the ``BudgetManager``'s own ``Budget`` objects (the same
+``before_call``/``after_call`` reservation that tracked calls in this process make), so a reservation and a
+tracked call in the server process share one lock and one limit. Other processes see the recorded spend, not the
+open reservations: that is what the store's cross-process ledger adds, and ``reservations_for`` is where it is
+wired in.
+
+Example::
+
+    reservations = reservations_for(manager)
+    held = reservations.reserve("search-daily", Decimal("0.05"))
+    ...                                       # the call
+    reservations.claim(held.id, "search-daily")
+    tracker.record(amount="0.04", ...)        # its cost, through the tracker
+    reservations.settle(held.id, Decimal("0.04"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+import attrs
+
+from .._context import PendingCall
+from .._manager import BudgetManager
+from .._money import ZERO
+
+__all__ = ["DEFAULT_LEASE", "InProcessReservations", "Reservation", "Reservations", "reservations_for"]
+
+#: Seconds a reservation is held before it is released unsettled (a client that died never settles).
+DEFAULT_LEASE = 60.0
+
+
+class UnknownReservation(KeyError):
+    """No open reservation has this id (never made, settled already, or released after its lease)."""
+
+
+@attrs.frozen
+class Reservation:
+    """An amount held under a budget until it is settled or its lease runs out."""
+
+    id: str
+    budget: str
+    amount: Decimal
+    remaining: Decimal  #: what the budget has left after this reservation
+    expires_at: datetime
+
+
+class Reservations(Protocol):
+    """What the reservation routes need.
+
+    - ``reserve`` holds ``amount`` under ``budget`` atomically: ``KeyError`` for an unknown budget,
+      ``BudgetExceeded`` when it does not fit.
+    - ``claim`` marks an open reservation of ``budget`` as being settled, so a second settle of the same id is
+      refused (``UnknownReservation``) before it records anything; it keeps holding the amount.
+    - ``settle`` releases a claimed hold and returns what the budget has left.
+
+    The route claims, records the actual cost through the tracker, then settles: the spend is counted by the budget
+    before the hold goes, never by neither.
+    """
+
+    def reserve(self, budget: str, amount: Decimal, *, lease: float = DEFAULT_LEASE) -> Reservation: ...
+
+    def claim(self, reservation_id: str, budget: str) -> None: ...
+
+    def settle(self, reservation_id: str, actual: Decimal) -> Decimal: ...
+
+
+@attrs.define
+class _Held:
+    budget: str
+    token: object
+    deadline: float
+    claimed: bool = False
+
+
+class InProcessReservations:
+    """Reservations on the ``BudgetManager``'s ``Budget`` objects in this process (see the module docstring)."""
+
+    def __init__(self, manager: BudgetManager) -> None:
+        self.manager = manager
+        self._lock = threading.Lock()
+        self._held: dict[str, _Held] = {}
+
+    def reserve(self, budget: str, amount: Decimal, *, lease: float = DEFAULT_LEASE) -> Reservation:
+        self._expire()
+        target = self.manager.get(budget)  # KeyError naming the budget
+        call = PendingCall(
+            tracker=self.manager.tracker,
+            resource=target.resource,
+            model=None,
+            category=target.category or "llm_inference",
+            tags=target.tags,
+            explicit_estimate=amount,
+        )
+        token = target.before_call(call)  # BudgetExceeded when it does not fit; the limit's own lock
+        rid = f"res_{secrets.token_urlsafe(12)}"
+        with self._lock:
+            self._held[rid] = _Held(budget, token, time.monotonic() + lease)
+        now = self.manager.tracker.clock()
+        return Reservation(rid, budget, amount, target.remaining, now + timedelta(seconds=lease))
+
+    def claim(self, reservation_id: str, budget: str) -> None:
+        self._expire()
+        with self._lock:
+            held = self._held.get(reservation_id)
+            if held is None or held.claimed or held.budget != budget:
+                raise UnknownReservation(reservation_id)
+            held.claimed = True
+
+    def settle(self, reservation_id: str, actual: Decimal) -> Decimal:
+        with self._lock:
+            held = self._held.pop(reservation_id, None)
+        if held is None:
+            raise UnknownReservation(reservation_id)
+        try:
+            target = self.manager.get(held.budget)
+        except KeyError:
+            return ZERO  # the budget was deleted meanwhile: nothing left to release
+        target.after_call(held.token, None)
+        return target.remaining
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            gone = [(rid, h) for rid, h in self._held.items() if h.deadline <= now and not h.claimed]
+            for rid, _ in gone:
+                del self._held[rid]
+        for _, held in gone:
+            with contextlib.suppress(KeyError):
+                self.manager.get(held.budget).after_call(held.token, None)
+
+
+def reservations_for(manager: BudgetManager) -> Reservations:
+    """The reservations the server uses for ``manager``'s budgets. The one adapter: to move reservations onto the
+    store's cross-process ledger, return an implementation that calls the store's ``reserve``/``settle`` here."""
+    return InProcessReservations(manager)

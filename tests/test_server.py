@@ -1,0 +1,401 @@
+"""``llmcost serve`` as a user runs it: a real ``python -m llmcost serve`` process on 127.0.0.1 with a DuckDB store,
+driven over HTTP by httpx. Each test writes under a resource of its own, so they share one server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="llmcost[server] is not installed")
+httpx = pytest.importorskip("httpx")
+
+import llmcost  # noqa: E402
+from benchmarks.bench_serve import serve_process  # noqa: E402
+from llmcost import analytics  # noqa: E402
+
+TOKEN = "test-token-1b8f"
+PREFIX = "/api/v1/costs"
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve") / "costs.duckdb"
+
+
+@pytest.fixture(scope="module")
+def base(store_path: Path) -> Iterator[str]:
+    with serve_process(f"duckdb://{store_path}") as url:
+        yield url
+
+
+@pytest.fixture
+def client(base: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, timeout=30.0) as c:
+        yield c
+
+
+@pytest.fixture
+def name() -> str:
+    """A resource (and budget) name of this test's own."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def _error(response: httpx.Response, status: int, field: str | None) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "field"}, body
+    assert body["field"] == field, body
+    assert "Traceback" not in body["error"]
+    return str(body["error"])
+
+
+# -- records --------------------------------------------------------------------------------------------------------
+
+
+def test_a_record_is_priced_on_the_server_from_model_and_usage(client: httpx.Client, name: str) -> None:
+    sent = {"model": "gpt-4o", "usage": {"input_tokens": 1200, "output_tokens": 300}, "resource": name}
+    response = client.post(f"{PREFIX}/records", json=sent)
+    assert response.status_code == 201, response.text
+    (record,) = response.json()["records"]
+    assert record["amount"] == str(llmcost.cost_of("gpt-4o", input_tokens=1200, output_tokens=300))
+    assert record["pricing"].startswith("catalog@")
+    assert record["usage"]["input_tokens"] == 1200
+    (read,) = client.get(f"{PREFIX}/records", params={"resource": name}).json()["records"]
+    assert read == record
+
+
+def test_a_list_is_recorded_whole_or_not_at_all(client: httpx.Client, name: str) -> None:
+    good = {"amount": "0.10", "category": "compute", "resource": name}
+    bad = {"amount": "ten dollars", "resource": name}
+    message = _error(client.post(f"{PREFIX}/records", json=[good, bad]), 400, "amount")
+    assert "record 1" in message and "'ten dollars'" in message
+    assert client.get(f"{PREFIX}/records", params={"resource": name}).json()["records"] == []
+    created = client.post(f"{PREFIX}/records", json=[good, {**good, "amount": 0.2}])
+    assert created.status_code == 201
+    assert [r["amount"] for r in created.json()["records"]] == ["0.10", "0.2"]  # a float goes through str()
+    assert all(r["pricing"] == "given" for r in created.json()["records"])
+
+
+def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) -> None:
+    items = [
+        {
+            "amount": f"0.{i:02d}",
+            "category": "llm_inference" if i % 2 else "compute",
+            "resource": name,
+            "tags": {"team": "a" if i < 15 else "b"},
+            "timestamp": f"2026-01-01T00:00:{i:02d}Z",
+        }
+        for i in range(25)
+    ]
+    assert client.post(f"{PREFIX}/records", json=items).status_code == 201
+    seen: list[dict] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"resource": name, "limit": 10, **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"{PREFIX}/records", params=params).json()
+        seen.extend(page["records"])
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    # oldest first, none twice, none missed (the store keeps the value, not the trailing zeros)
+    assert [Decimal(r["amount"]) for r in seen] == [Decimal(i["amount"]) for i in items]
+    team_b = client.get(f"{PREFIX}/records", params={"resource": name, "tag": "team:b"}).json()["records"]
+    assert len(team_b) == 10
+    compute = client.get(f"{PREFIX}/records", params={"resource": name, "category": "compute"}).json()["records"]
+    assert {r["category"] for r in compute} == {"compute"} and len(compute) == 13
+    window = {"resource": name, "since": "2026-01-01T00:00:05Z", "until": "2026-01-01T00:00:07Z"}
+    in_window = client.get(f"{PREFIX}/records", params=window).json()["records"]
+    assert [Decimal(r["amount"]) for r in in_window] == [Decimal("0.05"), Decimal("0.06")]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "field", "shown"),
+    [
+        ("GET", "/records", {"since": "yesterday"}, "since", "'yesterday'"),
+        ("GET", "/records", {"tag": "team"}, "tag", "'team'"),
+        ("GET", "/records", {"limit": "0"}, "limit", "0"),
+        ("GET", "/records", {"cursor": "not-a-cursor!"}, "cursor", "'not-a-cursor!'"),
+        ("POST", "/records", {"amount": "1", "category": "beer"}, "category", "'beer'"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": -5}}, "input_tokens", "-5"),
+        ("POST", "/records", {"amount": "1", "colour": "red"}, "colour", "'red'"),
+        ("POST", "/records", {"resource": "x"}, "model", "model="),
+        ("GET", "/summary", {"by": "colour"}, "by", "'colour'"),
+        ("GET", "/summary", {"freq": "fortnight"}, "freq", "'fortnight'"),
+        ("POST", "/budgets", {"name": "x", "amount": "-1", "period": "daily"}, "limit", "-1"),
+        ("POST", "/budgets", {"name": "x", "amount": "1", "period": "fortnightly"}, "period", "'fortnightly'"),
+        ("GET", "/budgets/check", {"amount": "lots"}, "amount", "'lots'"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-99-imaginary", "avg_tokens_per_task": 9}, "model",
+         "gpt-99-imaginary"),
+        ("POST", "/forecast", {"pending_task_count": -3, "model": "gpt-4o", "avg_input_tokens": 9},
+         "pending_task_count", "-3"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_4xx_naming_the_field_and_value(
+    client: httpx.Client, method: str, path: str, payload: dict, field: str, shown: str
+) -> None:
+    if method == "GET":
+        response = client.get(PREFIX + path, params=payload)
+    else:
+        response = client.post(PREFIX + path, json=payload)
+    assert shown in _error(response, 400, field)
+
+
+def test_unknown_routes_and_bodies_that_are_not_json_answer_in_the_error_shape(client: httpx.Client) -> None:
+    _error(client.get("/api/v1/nothing"), 404, None)
+    _error(client.put(f"{PREFIX}/records"), 405, None)
+    response = client.post(f"{PREFIX}/records", content=b"{not json", headers={"content-type": "application/json"})
+    assert "not valid JSON" in _error(response, 400, None)
+
+
+def test_a_body_over_the_limit_is_refused_with_413(client: httpx.Client, name: str) -> None:
+    items = [{"amount": "0.01", "resource": name, "description": "x" * 500}] * 2500  # about 1.4 MB
+    assert "limit" in _error(client.post(f"{PREFIX}/records", json=items), 413, "body")
+    assert client.get(f"{PREFIX}/records", params={"resource": name}).json()["records"] == []
+
+
+# -- summary --------------------------------------------------------------------------------------------------------
+
+
+def test_summary_groups_exactly_with_money_as_strings(client: httpx.Client, name: str) -> None:
+    amounts = ["0.1", "0.2", "0.000000001", "3"]
+    items = [
+        {"amount": a, "resource": name, "category": c, "tags": {"team": t}, "timestamp": f"2026-02-0{d}T12:00:00Z"}
+        for a, c, t, d in zip(amounts, ["compute", "compute", "storage", "storage"], "aabb", [1, 1, 2, 3], strict=True)
+    ]
+    client.post(f"{PREFIX}/records", json=items).raise_for_status()
+    body = client.get(f"{PREFIX}/summary", params={"by": "category", "resource": name}).json()
+    assert body["total"] == "3.300000001" and body["calls"] == 4
+    assert {r["category"]: r["cost"] for r in body["rows"]} == {"compute": "0.3", "storage": "3.000000001"}
+    by_tag = client.get(f"{PREFIX}/summary", params={"by": "tag:team,category", "resource": name}).json()
+    assert {(r["tag:team"], r["category"]): r["calls"] for r in by_tag["rows"]} == {
+        ("a", "compute"): 2,
+        ("b", "storage"): 2,
+    }
+    daily = client.get(
+        f"{PREFIX}/summary", params={"by": "category", "freq": "D", "resource": name, "since": "2026-02-02"}
+    ).json()
+    assert sorted((r["period"][:10], r["cost"]) for r in daily["rows"]) == [
+        ("2026-02-02", "0.000000001"),
+        ("2026-02-03", "3"),
+    ]
+    assert sum(Decimal(r["cost"]) for r in daily["rows"]) == Decimal(daily["total"])
+
+
+# -- budgets and reservations ---------------------------------------------------------------------------------------
+
+
+def test_budgets_are_created_read_checked_and_deleted(client: httpx.Client, name: str) -> None:
+    made = client.post(
+        f"{PREFIX}/budgets", json={"name": name, "amount": "2.00", "period": "monthly", "resource": name}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["limit"] == "2.00" and made.json()["remaining"] == "2.00"
+    client.post(f"{PREFIX}/records", json={"amount": "0.50", "resource": name}).raise_for_status()
+    got = client.get(f"{PREFIX}/budgets/{name}").json()
+    assert (Decimal(got["spent"]), Decimal(got["remaining"]), got["utilization"]) == (
+        Decimal("0.5"),
+        Decimal("1.5"),
+        0.25,
+    )
+    assert name in [b["name"] for b in client.get(f"{PREFIX}/budgets").json()]
+    fits = client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "1.50"}).json()
+    assert fits["can_spend"] is True and Decimal(fits["remaining"]) == Decimal("1.5") and fits["utilization"] == 0.25
+    assert client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "1.51"}).json()["can_spend"] is False
+    assert llmcost.BudgetManager(llmcost.CostTracker()).list() == []  # another store knows nothing of it
+    assert client.delete(f"{PREFIX}/budgets/{name}").json() == {"deleted": name}
+    _error(client.get(f"{PREFIX}/budgets/{name}"), 404, "name")
+    _error(client.delete(f"{PREFIX}/budgets/{name}"), 404, "name")
+    _error(client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "1"}), 404, "name")
+
+
+def test_reservations_hold_the_limit_and_settling_frees_the_rest(client: httpx.Client, name: str) -> None:
+    client.post(
+        f"{PREFIX}/budgets", json={"name": name, "amount": "1.00", "period": "total", "resource": name}
+    ).raise_for_status()
+    reserve = f"{PREFIX}/budgets/{name}/reservations"
+    first = client.post(reserve, json={"amount": "0.60"})
+    assert first.status_code == 201, first.text
+    assert first.json()["remaining"] == "0.40"
+    message = _error(client.post(reserve, json={"amount": "0.60"}), 409, "amount")
+    assert name in message
+    assert client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "0.5"}).json()["can_spend"] is False
+
+    settled = client.post(f"{reserve}/{first.json()['id']}/settle", json={"amount": "0.25", "model": "gpt-4o"})
+    assert settled.status_code == 200, settled.text
+    body = settled.json()
+    assert Decimal(body["remaining"]) == Decimal("0.75")
+    assert body["record"]["resource"] == name and body["record"]["amount"] == "0.25"  # the budget's resource
+    assert Decimal(client.get(f"{PREFIX}/budgets/{name}").json()["spent"]) == Decimal("0.25")
+    _error(client.post(f"{reserve}/{first.json()['id']}/settle", json={"amount": "0.25"}), 404, "id")
+
+    second = client.post(reserve, json={"amount": "0.75"})
+    assert second.status_code == 201 and Decimal(second.json()["remaining"]) == 0
+    _error(client.post(reserve, json={"amount": "0.01"}), 409, "amount")
+    released = client.post(f"{reserve}/{second.json()['id']}/settle")  # no cost: the call was not made
+    assert released.json()["record"] is None and Decimal(released.json()["remaining"]) == Decimal("0.75")
+    assert Decimal(client.get(f"{PREFIX}/budgets/{name}").json()["spent"]) == Decimal("0.25")  # no double count
+    _error(client.post(f"{PREFIX}/budgets/no-such-{name}/reservations", json={"amount": "1"}), 404, "name")
+    assert "-1" in _error(client.post(reserve, json={"amount": "-1"}), 400, "amount")
+
+
+def test_forecast_prices_pending_work_with_the_library(client: httpx.Client) -> None:
+    body = {"pending_task_count": 500, "avg_input_tokens": 2000, "avg_output_tokens": 400, "model": "gpt-4o-mini"}
+    got = client.post(f"{PREFIX}/forecast", json={**body, "buffer": "1.5"}).json()
+    expected = analytics.forecast_tasks(500, 2000, 400, "gpt-4o-mini", buffer=Decimal("1.5"))
+    assert got["estimated_cost"] == str(expected)
+    assert Decimal(got["cost_per_task"]) * 500 == expected
+    total_only = {"pending_task_count": 10, "avg_tokens_per_task": 1000, "model": "gpt-4o-mini"}
+    priced = client.post(f"{PREFIX}/forecast", json=total_only).json()
+    assert priced["estimated_cost"] == str(analytics.forecast_tasks(10, 0, 1000, "gpt-4o-mini"))
+
+
+# -- operations -----------------------------------------------------------------------------------------------------
+
+
+def test_metrics_are_prometheus_text_read_from_the_store(client: httpx.Client, name: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.post(
+        f"{PREFIX}/records",
+        json=[{"model": "gpt-4o-mini", "usage": {"input_tokens": 1000, "output_tokens": 10}, "resource": name}] * 3,
+    ).raise_for_status()
+    client.post(f"{PREFIX}/budgets", json={"name": name, "amount": "10", "period": "daily", "resource": name})
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    ours = {"category": "llm_inference", "model": "gpt-4o-mini", "resource": name}
+
+    def sample(family: str, **labels: str) -> float:
+        (found,) = [s.value for s in families[family].samples if s.labels == {**ours, **labels}]
+        return found
+
+    assert sample("llmcost_calls") == 3
+    assert sample("llmcost_tokens", kind="input") == 3000
+    each = llmcost.cost_of("gpt-4o-mini", input_tokens=1000, output_tokens=10)
+    assert sample("llmcost_spend_usd") == pytest.approx(float(each * 3))
+    (used,) = [s.value for s in families["llmcost_budget_utilization_ratio"].samples if s.labels["budget"] == name]
+    assert used == pytest.approx(float(each * 3 / 10))
+
+
+def test_openapi_lists_every_route_of_the_contract(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    routes = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    assert routes >= {
+        (f"{PREFIX}/records", "get"),
+        (f"{PREFIX}/records", "post"),
+        (f"{PREFIX}/summary", "get"),
+        (f"{PREFIX}/budgets", "get"),
+        (f"{PREFIX}/budgets", "post"),
+        (f"{PREFIX}/budgets/{{name}}", "get"),
+        (f"{PREFIX}/budgets/{{name}}", "delete"),
+        (f"{PREFIX}/budgets/check", "get"),
+        (f"{PREFIX}/budgets/{{name}}/reservations", "post"),
+        (f"{PREFIX}/budgets/{{name}}/reservations/{{reservation_id}}/settle", "post"),
+        (f"{PREFIX}/forecast", "post"),
+        ("/metrics", "get"),
+        ("/healthz", "get"),
+        ("/", "get"),
+    }
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_dashboard_is_the_report_with_filters_and_no_outside_urls(client: httpx.Client, name: str) -> None:
+    client.post(f"{PREFIX}/records", json={"amount": "1.25", "resource": name, "category": "storage"})
+    page = client.get("/", params={"resource": name})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert '<form id="filters"' in html and "<svg" in html and "$1.25" in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
+    fragment = client.get("/", params={"resource": name, "fragment": "1"}).text
+    assert fragment.startswith('<div class="cards">') and "$1.25" in fragment
+    _error(client.get("/", params={"period": "forever"}), 400, "period")
+
+
+# -- auth, binding, and staying light -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("secured") / "costs.duckdb"
+    with serve_process(f"duckdb://{path}", token=TOKEN) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/costs/records", "/api/v1/costs/summary", "/api/v1/costs/budgets", "/metrics", "/openapi.json"]
+)
+def test_a_token_guards_every_route_but_healthz(secured: str, path: str) -> None:
+    assert httpx.get(f"{secured}/healthz").status_code == 200
+    missing = httpx.get(secured + path)
+    assert "no token" in _error(missing, 401, "authorization")
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert "wrong token" in _error(
+        httpx.get(secured + path, headers={"Authorization": "Bearer nope"}), 401, "authorization"
+    )
+    assert httpx.get(secured + path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_the_dashboard_asks_a_browser_for_the_token_and_takes_it_as_a_cookie(secured: str) -> None:
+    sign_in = httpx.get(f"{secured}/")
+    assert sign_in.status_code == 401 and "<form" in sign_in.text
+    assert httpx.get(f"{secured}/", cookies={"llmcost_token": TOKEN}).status_code == 200
+    posted = httpx.post(f"{secured}/api/v1/costs/records", json={"amount": "1"}, cookies={"llmcost_token": "x"})
+    _error(posted, 401, "authorization")
+
+
+def test_serving_another_host_without_a_token_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "llmcost", "serve", "--store", "memory://", "--host", "0.0.0.0", "--port", "9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in __import__("os").environ.items() if k != "LLMCOST_API_TOKEN"},
+    )
+    assert done.returncode == 2
+    assert "without a token" in done.stderr and "LLMCOST_API_TOKEN" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("[::1]", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("192.168.1.4", False), ("example.com", False)],
+)  # fmt: skip
+def test_only_loopback_hosts_may_serve_without_a_token(host: str, loopback: bool) -> None:
+    from llmcost.server._security import check_bind, is_loopback
+
+    assert is_loopback(host) is loopback
+    check_bind(host, token="t")
+    if not loopback:
+        with pytest.raises(ValueError, match="without a token"):
+            check_bind(host, token=None)
+
+
+def test_import_llmcost_and_the_cli_leave_the_server_stack_unloaded() -> None:
+    code = (
+        "import sys, llmcost, llmcost.cli\n"
+        "loaded = [m for m in ('fastapi', 'starlette', 'uvicorn', 'prometheus_client', 'llmcost.server') "
+        "if m in sys.modules]\n"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_every_python_block_of_the_serving_guide_runs_as_pasted(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    guide = (Path(__file__).parent.parent / "docs" / "serve.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", guide, re.DOTALL)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "docs/serve.md", "exec"), {"__name__": "docs"})
+    out = capsys.readouterr().out
+    assert "0.25\n" in out and "0.00054 4.99946\n" in out  # what the guide's comments say they print
