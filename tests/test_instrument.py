@@ -399,6 +399,36 @@ def test_async_anthropic_stream_true_and_stream_manager(server, tracker):
     assert server.count == 2
 
 
+@pytest.mark.parametrize("kind", ["anthropic", "async-anthropic"])
+def test_anthropic_parse_and_beta_messages(tracker, kind):
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        text: str
+
+    answer = {**MESSAGE, "content": [{"type": "text", "text": '{"text": "Hello"}'}]}
+    server = Server()
+    http = httpx2.Client if kind == "anthropic" else httpx2.AsyncClient
+    client_class = anthropic.Anthropic if kind == "anthropic" else anthropic.AsyncAnthropic
+
+    def handler(request):
+        server(request)
+        return httpx2.Response(200, json=answer)
+
+    client = llmcost.instrument(
+        client_class(api_key="k", http_client=http(transport=httpx2.MockTransport(handler))), tracker=tracker
+    )
+    request = {"model": "claude-3-5-sonnet-20241022", "max_tokens": 100, "messages": MESSAGES}
+    parsed = run(client.messages.parse(**request, output_format=Answer))
+    assert parsed.parsed_output == Answer(text="Hello")
+    run(client.beta.messages.create(**request))
+    assert [(e.resource, e.usage) for e in tracker.entries()] == [
+        ("anthropic.messages.parse", MESSAGE_USAGE),
+        ("anthropic.beta.messages.create", MESSAGE_USAGE),
+    ]
+    assert server.count == 2
+
+
 # -- budgets --------------------------------------------------------------------------------------------------------
 BIG = [{"role": "user", "content": "word " * 20_000}]  # ~20k tokens: about $0.05 of gpt-4o input
 
