@@ -612,9 +612,10 @@ def test_instrumenting_from_many_threads_at_once_records_each_request_once(serve
 
 
 # -- LiteLLM --------------------------------------------------------------------------------------------------------
-# litellm is not installed in the test environment (a large dependency tree), so these tests drive the callback the
-# way LiteLLM documents it: a ``litellm.integrations.custom_logger.CustomLogger`` subclass put in
-# ``litellm.callbacks``, called with ``log_pre_api_call(model, messages, kwargs)`` in the caller's thread, then
+# litellm is not in the dev extra (a large dependency tree), so these tests drive the callback the way LiteLLM
+# documents it (the last one runs against the real litellm when it is installed): a
+# ``litellm.integrations.custom_logger.CustomLogger`` subclass put in ``litellm.callbacks``, called with
+# ``log_pre_api_call(model, messages, kwargs)`` in the caller's thread, then
 # ``log_success_event(kwargs, response_obj, start_time, end_time)`` (``async_log_success_event`` for async calls) on
 # a worker, ``kwargs`` carrying ``litellm_call_id``, ``model``, ``messages`` and, for streams,
 # ``complete_streaming_response``.
@@ -706,6 +707,48 @@ def test_litellm_without_its_integrations_says_which_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "litellm.integrations.custom_logger", None)
     with pytest.raises(ImportError, match="needs the litellm package"):
         llmcost.instrument(litellm)
+
+
+def _eventually(condition, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.mark.filterwarnings("ignore")  # litellm's own import and calls warn (pydantic, deprecations)
+def test_real_litellm_sync_async_and_stream(monkeypatch, tracker):
+    """With litellm installed (not in the dev extra; ``pip install litellm``), its own ``mock_response`` calls go
+    through its real callback machinery."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
+    litellm = pytest.importorskip("litellm")
+    monkeypatch.setattr(litellm, "callbacks", [])
+    llmcost.instrument(litellm, tracker=tracker)
+    with llmcost.tags(team="a"), llmcost.budget("1", tracker=tracker) as b:
+        litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="Hello")
+        assert _eventually(lambda: len(tracker.entries()) == 1)
+        assert b.spent == tracker.entries()[0].amount > 0
+
+    async def acall():
+        await litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="Hello")
+        for _ in range(500):  # LiteLLM logs async calls from a task of the same event loop
+            if len(tracker.entries()) == 2:
+                return
+            await asyncio.sleep(0.02)
+
+    asyncio.run(acall())
+    assert len(tracker.entries()) == 2
+    for _ in litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="Hello there", stream=True):
+        pass
+    assert _eventually(lambda: len(tracker.entries()) == 3)
+    first, second, streamed = tracker.entries()
+    assert dict(first.tags) == {"team": "a"} and first.resource == "litellm"
+    assert first.usage == second.usage == Usage(10, 20)  # litellm's mock usage
+    assert streamed.usage.output_tokens > 0
+    llmcost.uninstrument(litellm)
+    assert litellm.callbacks == []
 
 
 def test_import_llmcost_imports_no_sdk_nor_litellm():
