@@ -25,6 +25,7 @@ from ._context import is_active, set_active, tags
 from ._decorator import track_cost
 from ._entry import CostCategory, CostEntry
 from ._errors import BudgetExceeded, LlmcostError, PricingError, StoreError, UnknownModelError
+from ._instrument import instrument, uninstrument
 from ._manager import BudgetGuard, BudgetManager
 from ._periods import BudgetPeriod
 from ._prices import MODEL_PRICING, ModelPrice, PriceTier, cost_of, get_price, load_prices, register_price
@@ -68,6 +69,7 @@ __all__ = [
     "estimate_cost",
     "get_price",
     "get_tracker",
+    "instrument",
     "is_active",
     "load_prices",
     "open_store",
@@ -75,6 +77,7 @@ __all__ = [
     "set_active",
     "tags",
     "track_cost",
+    "uninstrument",
 ]
 
 

@@ -19,7 +19,7 @@ from ._streams import ManagerProxy, hook_stream
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
 
-__all__ = ["track_cost"]
+__all__ = ["recorder", "track_cost"]
 
 logger = logging.getLogger("llmcost")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -384,3 +384,54 @@ def track_cost(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def recorder(
+    name: str,
+    *,
+    model: str | None = None,
+    category: CostCategory | str | None = None,
+    resource: str | None = None,
+    tags: TagsArg = None,
+    usage: UsageArg = None,
+    tracker: CostTracker | None = None,
+    provider: str | None = None,
+) -> Callable[..., CostEntry | None]:
+    """For integrations that hear of a call only once it was made (a LiteLLM callback): returns
+    ``record(result, latency_ms, args=(), kwargs=None)``, which records what ``result`` cost exactly as
+    ``@track_cost(...)`` would, with no budget check (the request was sent already). It returns the entry, or
+    ``None`` when tracking is off or nothing could be read; it never raises."""
+    track_cost(
+        model=model, category=category, resource=resource, tags=tags, usage=usage, tracker=tracker, provider=provider
+    )
+
+    def call() -> None: ...
+
+    call.__qualname__ = name
+    engine = _Engine(
+        call,
+        model=model,
+        provider=provider,
+        category=None if category is None else to_category(category),
+        resource=resource,
+        tags=tags,
+        usage=usage,
+        estimate=None,
+        tracker=tracker,
+    )
+
+    def record(
+        result: Any, latency_ms: float, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> CostEntry | None:
+        if not is_active():
+            return None
+        try:
+            call_tags = engine.static_tags
+            if engine.tags_fn is not None:
+                call_tags = to_tags(engine.tags_fn(*args, **(kwargs or {})))
+            return engine._record(_Call(engine.tracker or get_tracker(), call_tags, ()), result, None, latency_ms)
+        except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+            log_once(("record", name, type(exc), str(exc)), "llmcost: could not record the cost of %s: %r", name, exc)
+            return None
+
+    return record

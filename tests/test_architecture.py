@@ -45,11 +45,14 @@ LAYERS: list[tuple[str, int]] = [
     ("llmcost._decorator", 5),
     ("llmcost._streams", 5),
     ("llmcost._config", 5),
+    ("llmcost._instrument", 5),
+    ("llmcost._litellm", 5),
     # budgets
     ("llmcost._budget", 6),
     ("llmcost._budget_manager", 6),
     ("llmcost._manager", 6),
     ("llmcost.alerts", 6),
+    ("llmcost.otel", 6),  # OpenTelemetry export: a subscriber of the tracker's events
     # analytics, reports, the demo, the command line
     ("llmcost.analytics", 7),
     ("llmcost.analytics.*", 7),

@@ -174,3 +174,27 @@ def test_every_python_block_runs_as_pasted(name: str, code: str, pasted: Path) -
         exec(compile(code, name, "exec"), namespace)
     finally:
         llmcost.get_tracker().close()
+
+
+def test_the_instrument_page_prints_what_it_says(pasted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The page's blocks in order, as a reader runs them one after another: what they print is what the page says.
+    namespace: dict[str, object] = {"__name__": "docs_instrument"}
+    page = ROOT / "docs" / "instrument.md"
+    for n, block in enumerate(FENCE.findall(page.read_text(encoding="utf-8")), 1):
+        exec(compile(block, f"instrument.md block {n}", "exec"), namespace)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "gpt-4o-mini-2024-07-18 0.00036 openai.chat.completions.create",
+        "refused: True",
+        "1",
+        "{'team': 'support', 'model_asked': 'claude-3-5-haiku-20241022'}",
+        "3",
+        "3",
+    ]
+
+
+def test_every_page_is_linked_from_the_index() -> None:
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        if page.name != "index.md":
+            assert f"]({page.name})" in index, f"docs/index.md does not link {page.name}"

@@ -40,6 +40,8 @@ PROMISED = [
     "BudgetExceeded",
     "StoreError",
     "PricingError",
+    "instrument",
+    "uninstrument",
 ]
 
 

@@ -1,0 +1,201 @@
+"""``instrument(client)``: track every request of one OpenAI or Anthropic client, whatever the calling code returns.
+
+The client INSTANCE is patched, never the SDK class: each request method of its resource objects
+(``client.chat.completions.create`` ...) is replaced, on that object only, by ``track_cost`` applied to the bound
+original. So the decorator's one engine does the work (budgets checked before the request from the request's own
+arguments, usage read from the response, SDK streams and stream managers tracked in place), and ``uninstrument``
+puts back exactly what was there. Copies made with ``client.with_options(...)``/``client.copy(...)`` are
+instrumented with the same options.
+
+``instrument(litellm)`` (the module) registers a LiteLLM callback instead (``_litellm.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ._decorator import track_cost
+
+__all__ = ["instrument", "uninstrument"]
+
+C = TypeVar("C")
+
+# The request methods tracked, per SDK: (attribute path from the client, method names). Absent ones are skipped, so
+# older and newer SDK versions work. Helpers that call a tracked method themselves are left alone so a request is
+# recorded once: OpenAI's ``chat.completions.stream()`` and ``responses.stream()`` call ``create(stream=True)``.
+# Anthropic's ``messages.stream()`` and every ``parse()`` post the request themselves, so they are tracked.
+_METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "openai": (
+        ("chat.completions", ("create", "parse")),
+        ("beta.chat.completions", ("parse",)),
+        ("completions", ("create",)),
+        ("embeddings", ("create",)),
+        ("responses", ("create", "parse")),
+    ),
+    "anthropic": (
+        ("messages", ("create", "stream", "parse")),
+        ("beta.messages", ("create", "stream", "parse")),
+    ),
+}
+# Client methods that return a new client (``with_options`` is ``copy`` under another name in both SDKs).
+_COPIES = ("copy", "with_options")
+_MARK = "__llmcost_instrumented__"  # on each patch: (whether the instance had its own attribute, what it was)
+_lock = threading.Lock()  # instrumenting and uninstrumenting one client from two threads at once stays consistent
+
+
+def _sdk_of(client: object) -> str | None:
+    for cls in type(client).__mro__:
+        root = cls.__module__.split(".", 1)[0]
+        if root in _METHODS:
+            return root
+    return None
+
+
+def _resource(client: object, path: str) -> Any:
+    obj: Any = client
+    for part in path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:  # an SDK version without this resource
+            return None
+    return obj
+
+
+def _is_async(resource: object, name: str) -> bool:
+    # Unwrapped because the SDKs put a plain ``def`` (``required_args``) around their ``async def create``.
+    return inspect.iscoroutinefunction(inspect.unwrap(getattr(type(resource), name, None) or (lambda: None)))
+
+
+def _patch(owner: Any, name: str, replacement: Callable[..., Any]) -> None:
+    own = owner.__dict__
+    setattr(replacement, _MARK, (name in own, own.get(name)))
+    setattr(owner, name, replacement)
+
+
+def _restore(owner: Any, name: str) -> bool:
+    current = owner.__dict__.get(name)
+    mark = getattr(current, _MARK, None)
+    if mark is None:
+        return False
+    had_own, original = mark
+    if had_own:
+        setattr(owner, name, original)
+    else:
+        delattr(owner, name)
+    return True
+
+
+def _tracked(method: Callable[..., Any], label: str, options: dict[str, Any], is_async: bool) -> Callable[..., Any]:
+    if not is_async:
+        return track_cost(**{"resource": label, **options})(method)
+
+    # ``track_cost`` picks its async wrapper for a coroutine function; the SDK's is hidden behind a plain def.
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return await method(*args, **kwargs)
+
+    return track_cost(**{"resource": label, **options})(call)
+
+
+def _copier(method: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        return instrument(method(*args, **kwargs), **options)
+
+    return copy
+
+
+def _undo(client: object, sdk: str) -> bool:
+    found = False
+    for path, names in _METHODS[sdk]:
+        resource = _resource(client, path)
+        if resource is None or not hasattr(resource, "__dict__"):
+            continue
+        for name in names:
+            found = _restore(resource, name) or found
+    for name in _COPIES:
+        found = _restore(client, name) or found
+    return found
+
+
+def instrument(client: C, **track_cost_options: Any) -> C:
+    """Track the cost of every request ``client`` makes, and enforce budgets before each is sent; returns ``client``.
+
+    For OpenAI and Anthropic clients, sync and async (``openai.OpenAI``, ``openai.AsyncOpenAI``, Azure's,
+    ``anthropic.Anthropic``, ``anthropic.AsyncAnthropic``): chat completions (``create``, ``parse``), completions,
+    embeddings, Responses (``create``, ``parse``, ``stream()``), Anthropic messages (``create``, ``parse``,
+    ``stream()``, beta included), streams (``stream=True``) and the SDKs' stream managers. Whatever the calling
+    function returns (``r.choices[0].message.content`` is fine), each request is recorded once, and a budget that
+    refuses a request raises ``BudgetExceeded`` before anything is sent. OpenAI chat streams report usage only with
+    ``stream_options={"include_usage": True}``.
+
+    ``track_cost_options`` are ``@track_cost``'s (``tracker``, ``resource``, ``tags``, ``category``, ``model``,
+    ``estimate``, ...); ``resource`` defaults to the method, e.g. ``"openai.chat.completions.create"``, and a
+    ``tags`` callable gets the request's keyword arguments. Only this client object is patched, never the SDK.
+    Instrumenting again replaces the options (a request is still recorded once); ``uninstrument`` undoes it.
+    Passing the ``litellm`` module registers a LiteLLM callback instead (see ``docs/instrument.md``).
+
+    Example::
+
+        client = llmcost.instrument(openai.OpenAI(), tags={"team": "search"})
+
+        def ask(question: str) -> str:  # no decorator needed
+            r = client.chat.completions.create(model="gpt-4o-mini", messages=[...])
+            return r.choices[0].message.content
+    """
+    if inspect.ismodule(client) and client.__name__ == "litellm":
+        from ._litellm import instrument_litellm
+
+        instrument_litellm(client, track_cost_options)
+        return client
+    sdk = _sdk_of(client)
+    if sdk is None:
+        raise TypeError(
+            "instrument() takes an OpenAI or Anthropic client (openai.OpenAI, openai.AsyncOpenAI, "
+            f"anthropic.Anthropic, anthropic.AsyncAnthropic) or the litellm module; got {type(client).__name__}"
+        )
+    track_cost(**track_cost_options)  # bad options fail here, before anything is patched
+    options = dict(track_cost_options)
+    with _lock:
+        _undo(client, sdk)
+        for path, names in _METHODS[sdk]:
+            resource = _resource(client, path)
+            if resource is None or not hasattr(resource, "__dict__"):
+                continue
+            for name in names:
+                method = getattr(resource, name, None)
+                if method is None:
+                    continue
+                label = f"{sdk}.{path}.{name}"
+                _patch(resource, name, _tracked(method, label, options, _is_async(resource, name)))
+        for name in _COPIES:
+            method = getattr(client, name, None)
+            if method is not None:
+                _patch(client, name, _copier(method, options))
+    return client
+
+
+def uninstrument(client: C) -> C:
+    """Undo ``instrument(client)``: the client's methods are exactly what they were before; returns ``client``.
+
+    A client that was never instrumented is returned unchanged.
+
+    Example::
+
+        llmcost.uninstrument(client)
+    """
+    if inspect.ismodule(client) and client.__name__ == "litellm":
+        from ._litellm import uninstrument_litellm
+
+        uninstrument_litellm(client)
+        return client
+    sdk = _sdk_of(client)
+    if sdk is None:
+        raise TypeError(f"uninstrument() takes an OpenAI or Anthropic client or litellm; got {type(client).__name__}")
+    with _lock:
+        _undo(client, sdk)
+    return client

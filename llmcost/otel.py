@@ -1,0 +1,197 @@
+"""OpenTelemetry export: every entry a tracker records lands in the tracing and metrics backend you already run,
+under the OpenTelemetry GenAI semantic-convention names (and OpenLIT's ``gen_ai.usage.cost``).
+
+Needs the ``otel`` extra (``pip install 'llmcost[otel]'``); ``import llmcost`` never imports OpenTelemetry.
+
+Example::
+
+    import llmcost
+    from llmcost.otel import instrument_tracker
+
+    undo = instrument_tracker()        # the default tracker, the global tracer and meter providers
+    ...
+    undo()
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+try:
+    from opentelemetry import metrics, trace
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
+    raise ImportError(
+        "llmcost.otel needs OpenTelemetry: pip install 'llmcost[otel]' (opentelemetry-api and opentelemetry-sdk)"
+    ) from exc
+
+from ._config import get_tracker
+from ._entry import CostCategory, CostEntry
+from ._tracker import CostTracker
+
+__all__ = ["instrument_tracker"]
+
+#: genai-prices provider ids whose OpenTelemetry ``gen_ai.provider.name`` well-known value differs.
+PROVIDER_NAMES = {
+    "google": "gcp.gemini",
+    "google-vertex": "gcp.vertex_ai",
+    "mistral": "mistral_ai",
+    "x-ai": "x_ai",
+    "xai": "x_ai",
+    "bedrock": "aws.bedrock",
+    "aws": "aws.bedrock",
+    "azure": "azure.ai.openai",
+}
+_OPERATIONS = {CostCategory.LLM_INFERENCE: "chat", CostCategory.LLM_EMBEDDING: "embeddings"}
+# The GenAI conventions' advised buckets for gen_ai.client.token.usage.
+_TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+
+_lock = threading.RLock()  # an undo run while instrumenting again takes it too
+_undo_by_tracker: weakref.WeakKeyDictionary[CostTracker, Callable[[], None]] = weakref.WeakKeyDictionary()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llmcost")
+    except PackageNotFoundError:
+        return "0"
+
+
+def span_attributes(entry: CostEntry) -> dict[str, Any]:
+    """The span attributes of one entry: GenAI names for LLM calls, ``llmcost.*`` for what only llmcost knows."""
+    attributes: dict[str, Any] = {
+        "llmcost.cost": str(entry.amount),
+        "llmcost.currency": entry.currency,
+        "llmcost.category": entry.category.value,
+        "llmcost.pricing": entry.pricing,
+    }
+    if entry.resource is not None:
+        attributes["llmcost.resource"] = entry.resource
+    for key, value in entry.tags.items():
+        attributes[f"llmcost.tag.{key}"] = value
+    operation = _OPERATIONS.get(entry.category)
+    if operation is None:  # not an LLM call (compute, storage...): only llmcost's own names
+        return attributes
+    usage = entry.usage
+    attributes["gen_ai.operation.name"] = operation
+    if entry.provider is not None:
+        attributes["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
+    if entry.model is not None:
+        attributes["gen_ai.request.model"] = entry.model
+    attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
+    attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
+    # Parts of the totals above (the same convention as llmcost's Usage), set when the provider reported any.
+    if usage.cache_read_tokens:
+        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
+    if usage.reasoning_tokens:
+        attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    attributes["gen_ai.usage.cost"] = float(entry.amount)  # USD, as OpenLIT writes it; exact in llmcost.cost
+    return attributes
+
+
+def _span_name(entry: CostEntry) -> str:
+    operation = _OPERATIONS.get(entry.category)
+    if operation is None:
+        return f"llmcost {entry.category.value}"
+    return f"{operation} {entry.model}" if entry.model else operation
+
+
+class _Exporter:
+    """The ``cost.recorded`` subscriber: span attributes and metrics for each entry."""
+
+    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
+        version = _version()
+        self.tracer = trace.get_tracer("llmcost", version, tracer_provider)
+        meter = metrics.get_meter("llmcost", version, meter_provider)
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        )
+        self.cost = meter.create_counter("llmcost.cost", unit="USD", description="What LLM calls and resources cost")
+
+    def __call__(self, entry: CostEntry) -> None:
+        attributes = span_attributes(entry)
+        span = trace.get_current_span()
+        # A span already holding an entry keeps it: the next one gets a span of its own, a child of it.
+        held = getattr(span, "attributes", None)
+        if span.is_recording() and not (held is not None and "llmcost.cost" in held):
+            span.set_attributes(attributes)
+        else:
+            end = int(entry.timestamp.timestamp() * 1e9)
+            start = end - int((entry.latency_ms or 0.0) * 1e6)
+            own = self.tracer.start_span(
+                _span_name(entry), kind=trace.SpanKind.CLIENT, attributes=attributes, start_time=start
+            )
+            own.end(end_time=end)
+        self._measure(entry)
+
+    def _measure(self, entry: CostEntry) -> None:
+        common: dict[str, Any] = {"llmcost.category": entry.category.value}
+        if entry.resource is not None:
+            common["llmcost.resource"] = entry.resource
+        if entry.provider is not None:
+            common["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
+        if entry.model is not None:
+            common["gen_ai.request.model"] = entry.model
+        self.cost.add(float(entry.amount), common)
+        operation = _OPERATIONS.get(entry.category)
+        if operation is None:
+            return
+        common["gen_ai.operation.name"] = operation
+        self.tokens.record(entry.usage.input_tokens, {**common, "gen_ai.token.type": "input"})
+        self.tokens.record(entry.usage.output_tokens, {**common, "gen_ai.token.type": "output"})
+
+
+def instrument_tracker(
+    tracker: CostTracker | None = None, *, tracer_provider: Any = None, meter_provider: Any = None
+) -> Callable[[], None]:
+    """Export every entry ``tracker`` records to OpenTelemetry; returns a function that stops it.
+
+    Each entry puts its attributes on the current span, or, when there is no recording span (or the current one
+    already holds an entry), on a CLIENT span of its own named like ``chat gpt-4o`` with the call's start and end
+    time: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
+    ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``, ``gen_ai.usage.cache_read.input_tokens``,
+    ``gen_ai.usage.cache_creation.input_tokens`` and ``gen_ai.usage.reasoning.output_tokens`` (those three when
+    non-zero), ``gen_ai.usage.cost`` (USD, a float, as OpenLIT writes it), and ``llmcost.cost`` (the exact Decimal as
+    a string), ``llmcost.currency``, ``llmcost.category``, ``llmcost.resource``, ``llmcost.pricing``,
+    ``llmcost.tag.<key>``. Metrics: ``gen_ai.client.token.usage`` (histogram, ``gen_ai.token.type`` input/output)
+    and ``llmcost.cost`` (counter, USD), with model, provider, category and resource attributes. Entries that are
+    not LLM calls (compute, storage...) carry only the ``llmcost.*`` names and the cost counter.
+
+    ``tracker``: default ``llmcost.get_tracker()`` now. ``tracer_provider``/``meter_provider``: default the
+    global ones. Instrumenting a tracker again replaces the earlier export (an entry is exported once).
+
+    Example::
+
+        from llmcost.otel import instrument_tracker
+
+        stop = instrument_tracker(tracker, tracer_provider=provider)
+        ...
+        stop()
+    """
+    target = tracker if tracker is not None else get_tracker()
+    if not isinstance(target, CostTracker):
+        raise TypeError(f"tracker must be a CostTracker or None, got {target!r}")
+    exporter = _Exporter(tracer_provider, meter_provider)
+    with _lock:
+        previous = _undo_by_tracker.pop(target, None)
+        if previous is not None:
+            previous()
+        unsubscribe = target.subscribe("cost.recorded", exporter)
+
+        def undo() -> None:
+            unsubscribe()
+            with _lock:
+                if _undo_by_tracker.get(target) is undo:
+                    del _undo_by_tracker[target]
+
+        _undo_by_tracker[target] = undo
+    return undo

@@ -1,0 +1,759 @@
+"""``instrument(client)``: real OpenAI and Anthropic clients over canned HTTP, sync and async, every request kind,
+budgets refusing before anything is sent, idempotence, ``uninstrument``, threads; and the LiteLLM callback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import types
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+import llmcost
+from llmcost import BudgetExceeded, CostCategory, Usage
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+CHAT = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o-2024-08-06",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+}
+CHAT_COST = Decimal("0.00045")  # 100 input at $2.50 + 20 output at $10 per MTok
+
+
+def chat_chunk(content=None, usage=None):
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [] if usage else [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+        "usage": usage,
+    }
+
+
+CHAT_SSE = (
+    "".join(
+        f"data: {json.dumps(c)}\n\n"
+        for c in (
+            chat_chunk("Hel"),
+            chat_chunk("lo"),
+            chat_chunk(usage={"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}),
+        )
+    )
+    + "data: [DONE]\n\n"
+)
+CHAT_SSE_COST = Decimal("0.0035")
+
+EMBEDDING = {
+    "object": "list",
+    "model": "text-embedding-3-small",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+    "usage": {"prompt_tokens": 1_000_000, "total_tokens": 1_000_000},
+}
+
+RESPONSE = {
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 0,
+    "model": "gpt-4o-mini",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_1",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+        }
+    ],
+    "status": "completed",
+    "parallel_tool_calls": False,
+    "tool_choice": "auto",
+    "tools": [],
+    "usage": {
+        "input_tokens": 500,
+        "output_tokens": 80,
+        "total_tokens": 580,
+        "input_tokens_details": {"cached_tokens": 128},
+        "output_tokens_details": {"reasoning_tokens": 16},
+    },
+}
+RESPONSE_USAGE = Usage(500, 80, cache_read_tokens=128, reasoning_tokens=16)
+RESPONSE_SSE = "".join(
+    f"event: {e['type']}\ndata: {json.dumps(e)}\n\n"
+    for e in (
+        {
+            "type": "response.created",
+            "sequence_number": 0,
+            "response": {**RESPONSE, "status": "in_progress", "output": [], "usage": None},
+        },
+        {"type": "response.completed", "sequence_number": 1, "response": RESPONSE},
+    )
+)
+
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-3-5-sonnet-20241022",
+    "content": [{"type": "text", "text": "Hello"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 100,
+        "output_tokens": 50,
+        "cache_read_input_tokens": 1000,
+        "cache_creation_input_tokens": 0,
+    },
+}
+MESSAGE_USAGE = Usage(input_tokens=1100, output_tokens=50, cache_read_tokens=1000)
+
+
+def _anthropic_sse():
+    events = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {**MESSAGE, "content": [], "usage": {**MESSAGE["usage"], "output_tokens": 1}},
+            },
+        ),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}},
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 50},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+MESSAGE_SSE = _anthropic_sse()
+
+
+class Server:
+    """Canned HTTP for both SDKs: answers by path and by ``"stream": true`` in the body; counts requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx2.Request] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        with self._lock:
+            self.requests.append(request)
+        body = json.loads(request.content or b"{}")
+        path = request.url.path
+        streaming = bool(body.get("stream"))
+        if path.endswith("/chat/completions"):
+            return self._answer(CHAT_SSE if streaming else CHAT, streaming)
+        if path.endswith("/embeddings"):
+            return self._answer(EMBEDDING, False)
+        if path.endswith("/responses"):
+            return self._answer(RESPONSE_SSE if streaming else RESPONSE, streaming)
+        if path.endswith("/messages"):
+            return self._answer(MESSAGE_SSE if streaming else MESSAGE, streaming)
+        return httpx2.Response(404, json={"error": path})
+
+    @staticmethod
+    def _answer(payload: object, streaming: bool) -> httpx2.Response:
+        if streaming:
+            return httpx2.Response(200, text=str(payload), headers={"content-type": "text/event-stream"})
+        return httpx2.Response(200, json=payload)
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+
+@pytest.fixture
+def server() -> Server:
+    return Server()
+
+
+def make(kind: str, server: Server):
+    sync = not kind.startswith("async")
+    http = httpx2.Client if sync else httpx2.AsyncClient
+    client_class = {
+        "openai": openai.OpenAI,
+        "async-openai": openai.AsyncOpenAI,
+        "anthropic": anthropic.Anthropic,
+        "async-anthropic": anthropic.AsyncAnthropic,
+    }[kind]
+    return client_class(api_key="k", http_client=http(transport=httpx2.MockTransport(server)))
+
+
+def run(value):
+    return asyncio.run(value) if asyncio.iscoroutine(value) else value
+
+
+# -- every request kind ---------------------------------------------------------------------------------------------
+def test_chat_completion_returning_only_the_text_is_recorded(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+
+    def ask(question: str) -> str:  # the most common helper: not a response in sight
+        r = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": question}])
+        return r.choices[0].message.content
+
+    assert ask("hi") == "Hello"
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.provider, entry.amount) == ("gpt-4o-2024-08-06", "openai", CHAT_COST)
+    assert entry.usage == Usage(100, 20)
+    assert entry.resource == "openai.chat.completions.create"
+    assert entry.category is CostCategory.LLM_INFERENCE
+    assert entry.latency_ms is not None and entry.latency_ms >= 0
+
+
+def test_async_chat_completion(server, tracker):
+    client = llmcost.instrument(make("async-openai", server), tracker=tracker)
+
+    async def ask():
+        r = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        return r.choices[0].message.content
+
+    assert asyncio.run(ask()) == "Hello"
+    (entry,) = tracker.entries()
+    assert entry.amount == CHAT_COST and entry.resource == "openai.chat.completions.create"
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_chat_parse(server, tracker, kind):
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    parsed = run(client.chat.completions.parse(model="gpt-4o", messages=MESSAGES))
+    assert parsed.choices[0].message.content == "Hello"
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.resource) == (CHAT_COST, "openai.chat.completions.parse")
+    assert server.count == 1
+
+
+def test_chat_stream_true_is_recorded_when_it_ends(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+    stream = client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    assert isinstance(stream, openai.Stream)
+    assert tracker.entries() == []
+    assert "".join(c.choices[0].delta.content for c in stream if c.choices) == "Hello"
+    (entry,) = tracker.entries()
+    assert (entry.usage, entry.amount) == (Usage(1000, 100), CHAT_SSE_COST)
+
+
+def test_async_chat_stream_true(server, tracker):
+    client = llmcost.instrument(make("async-openai", server), tracker=tracker)
+
+    async def go():
+        stream = await client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        return "".join([c.choices[0].delta.content async for c in stream if c.choices])
+
+    assert asyncio.run(go()) == "Hello"
+    (entry,) = tracker.entries()
+    assert entry.amount == CHAT_SSE_COST
+
+
+def test_chat_stream_manager(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+    with client.chat.completions.stream(
+        model="gpt-4o", messages=MESSAGES, stream_options={"include_usage": True}
+    ) as stream:
+        text = "".join(e.delta for e in stream if e.type == "content.delta")
+    assert text == "Hello"
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.resource) == (CHAT_SSE_COST, "openai.chat.completions.create")
+    assert server.count == 1
+
+
+def test_async_chat_stream_manager(server, tracker):
+    client = llmcost.instrument(make("async-openai", server), tracker=tracker)
+
+    async def go():
+        async with client.chat.completions.stream(
+            model="gpt-4o", messages=MESSAGES, stream_options={"include_usage": True}
+        ) as stream:
+            return "".join([e.delta async for e in stream if e.type == "content.delta"])
+
+    assert asyncio.run(go()) == "Hello"
+    (entry,) = tracker.entries()
+    assert entry.amount == CHAT_SSE_COST and server.count == 1
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_embeddings(server, tracker, kind):
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    result = run(client.embeddings.create(model="text-embedding-3-small", input="x"))
+    assert result.data[0].embedding == [0.1, 0.2]
+    (entry,) = tracker.entries()
+    assert entry.category is CostCategory.LLM_EMBEDDING
+    assert (entry.amount, entry.resource) == (Decimal("0.02"), "openai.embeddings.create")
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_responses_create_and_parse(server, tracker, kind):
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    assert run(client.responses.create(model="gpt-4o-mini", input="hi")).output_text == "Hello"
+    assert run(client.responses.parse(model="gpt-4o-mini", input="hi")).output_text == "Hello"
+    created, parsed = tracker.entries()
+    assert created.usage == parsed.usage == RESPONSE_USAGE
+    assert (created.model, created.resource, parsed.resource) == (
+        "gpt-4o-mini",
+        "openai.responses.create",
+        "openai.responses.parse",
+    )
+    assert created.amount > 0
+
+
+def test_responses_stream_true_and_stream_manager(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+    events = [e.type for e in client.responses.create(model="gpt-4o-mini", input="hi", stream=True)]
+    assert events == ["response.created", "response.completed"]
+    with client.responses.stream(model="gpt-4o-mini", input="hi") as stream:
+        for _ in stream:
+            pass
+        assert stream.get_final_response().output_text == "Hello"
+    first, second = tracker.entries()
+    assert first.usage == second.usage == RESPONSE_USAGE
+    assert server.count == 2
+
+
+def test_async_responses_stream_manager(server, tracker):
+    client = llmcost.instrument(make("async-openai", server), tracker=tracker)
+
+    async def go():
+        async with client.responses.stream(model="gpt-4o-mini", input="hi") as stream:
+            async for _ in stream:
+                pass
+            return (await stream.get_final_response()).output_text
+
+    assert asyncio.run(go()) == "Hello"
+    (entry,) = tracker.entries()
+    assert entry.usage == RESPONSE_USAGE
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "async-anthropic"])
+def test_anthropic_messages_create(server, tracker, kind):
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    message = run(client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES))
+    assert message.content[0].text == "Hello"
+    (entry,) = tracker.entries()
+    assert (entry.provider, entry.usage, entry.resource) == ("anthropic", MESSAGE_USAGE, "anthropic.messages.create")
+    assert entry.amount == Decimal("0.00135")  # 100 at $3 + 1000 cache reads at $0.30 + 50 at $15 per MTok
+
+
+def test_anthropic_stream_true(server, tracker):
+    client = llmcost.instrument(make("anthropic", server), tracker=tracker)
+    stream = client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES, stream=True)
+    assert isinstance(stream, anthropic.Stream)
+    assert [e.type for e in stream][-1] == "message_stop"
+    (entry,) = tracker.entries()
+    assert entry.usage == MESSAGE_USAGE
+
+
+def test_anthropic_stream_manager(server, tracker):
+    client = llmcost.instrument(make("anthropic", server), tracker=tracker)
+    with client.messages.stream(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES) as stream:
+        assert "".join(stream.text_stream) == "Hello"
+    (entry,) = tracker.entries()
+    assert (entry.usage, entry.resource) == (MESSAGE_USAGE, "anthropic.messages.stream")
+    assert server.count == 1
+
+
+def test_async_anthropic_stream_true_and_stream_manager(server, tracker):
+    client = llmcost.instrument(make("async-anthropic", server), tracker=tracker)
+
+    async def go():
+        stream = await client.messages.create(
+            model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES, stream=True
+        )
+        async for _ in stream:
+            pass
+        async with client.messages.stream(
+            model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES
+        ) as managed:
+            return "".join([t async for t in managed.text_stream])
+
+    assert asyncio.run(go()) == "Hello"
+    assert [e.usage for e in tracker.entries()] == [MESSAGE_USAGE, MESSAGE_USAGE]
+    assert server.count == 2
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "async-anthropic"])
+def test_anthropic_parse_and_beta_messages(tracker, kind):
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        text: str
+
+    answer = {**MESSAGE, "content": [{"type": "text", "text": '{"text": "Hello"}'}]}
+    server = Server()
+    http = httpx2.Client if kind == "anthropic" else httpx2.AsyncClient
+    client_class = anthropic.Anthropic if kind == "anthropic" else anthropic.AsyncAnthropic
+
+    def handler(request):
+        server(request)
+        return httpx2.Response(200, json=answer)
+
+    client = llmcost.instrument(
+        client_class(api_key="k", http_client=http(transport=httpx2.MockTransport(handler))), tracker=tracker
+    )
+    request = {"model": "claude-3-5-sonnet-20241022", "max_tokens": 100, "messages": MESSAGES}
+    parsed = run(client.messages.parse(**request, output_format=Answer))
+    assert parsed.parsed_output == Answer(text="Hello")
+    run(client.beta.messages.create(**request))
+    assert [(e.resource, e.usage) for e in tracker.entries()] == [
+        ("anthropic.messages.parse", MESSAGE_USAGE),
+        ("anthropic.beta.messages.create", MESSAGE_USAGE),
+    ]
+    assert server.count == 2
+
+
+# -- budgets --------------------------------------------------------------------------------------------------------
+BIG = [{"role": "user", "content": "word " * 20_000}]  # ~20k tokens: about $0.05 of gpt-4o input
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_budget_refuses_before_any_request_is_sent(server, tracker, kind):
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    with llmcost.budget("0.01", tracker=tracker), pytest.raises(BudgetExceeded) as refused:
+        run(client.chat.completions.create(model="gpt-4o", messages=BIG, max_tokens=100))
+    assert server.count == 0
+    assert refused.value.requested is not None and refused.value.requested > Decimal("0.01")
+    assert tracker.entries() == []
+
+
+def test_budget_refuses_stream_managers_and_streams_before_sending(server, tracker):
+    openai_client = llmcost.instrument(make("openai", server), tracker=tracker)
+    anthropic_client = llmcost.instrument(make("anthropic", server), tracker=tracker)
+    with llmcost.budget("0.01", tracker=tracker):
+        with pytest.raises(BudgetExceeded):
+            openai_client.chat.completions.create(model="gpt-4o", messages=BIG, stream=True)
+        with pytest.raises(BudgetExceeded), openai_client.chat.completions.stream(model="gpt-4o", messages=BIG):
+            pass
+        with pytest.raises(BudgetExceeded):
+            openai_client.responses.create(model="gpt-4o", input=BIG[0]["content"])
+        with pytest.raises(BudgetExceeded):
+            anthropic_client.messages.stream(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=BIG)
+    assert server.count == 0
+
+
+def test_budget_counts_instrumented_calls_then_refuses(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+    with llmcost.budget(CHAT_COST * 2, tracker=tracker) as b:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1)
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1)
+        assert b.spent == CHAT_COST * 2
+        with pytest.raises(BudgetExceeded):
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1)
+    assert server.count == 2
+
+
+# -- patching -------------------------------------------------------------------------------------------------------
+def test_instrumenting_twice_records_once_and_the_latest_options_win(server, tracker):
+    client = make("openai", server)
+    llmcost.instrument(client, tracker=tracker, tags={"n": "1"})
+    assert llmcost.instrument(client, tracker=tracker, tags={"n": "2"}) is client
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    (entry,) = tracker.entries()
+    assert dict(entry.tags) == {"n": "2"}
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai", "anthropic", "async-anthropic"])
+def test_uninstrument_restores_the_originals(server, tracker, kind):
+    client = make(kind, server)
+    if "openai" in kind:
+        resources = [client.chat.completions, client.embeddings, client.responses]
+    else:
+        resources = [client.messages]
+    before = [dict(vars(r)) for r in resources]
+    client_before = dict(vars(client))
+    llmcost.instrument(client, tracker=tracker)
+    assert "create" in vars(resources[0]) and "with_options" in vars(client)
+    assert llmcost.uninstrument(client) is client
+    assert [dict(vars(r)) for r in resources] == before
+    # The client only gained the resource objects it caches on first use; nothing of llmcost's is left.
+    assert client_before.items() <= vars(client).items()
+    assert not any(hasattr(v, "__llmcost_instrumented__") for v in vars(client).values())
+    assert llmcost.uninstrument(client) is client  # not instrumented: unchanged
+    if "openai" in kind:
+        run(client.chat.completions.create(model="gpt-4o", messages=MESSAGES))
+    else:
+        run(client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=10, messages=MESSAGES))
+    assert server.count == 1 and tracker.entries() == []
+
+
+def test_only_the_instance_is_patched(server, tracker):
+    instrumented = llmcost.instrument(make("openai", server), tracker=tracker)
+    plain = make("openai", server)
+    plain.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert tracker.entries() == []
+    assert "create" not in vars(type(instrumented.chat.completions)) or not hasattr(
+        vars(type(instrumented.chat.completions))["create"], "__llmcost_instrumented__"
+    )
+    instrumented.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(tracker.entries()) == 1
+
+
+def test_with_options_copies_stay_instrumented(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker, tags={"via": "copy"})
+    client.with_options(timeout=5).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    client.copy(max_retries=0).embeddings.create(model="text-embedding-3-small", input="x")
+    assert [dict(e.tags) for e in tracker.entries()] == [{"via": "copy"}, {"via": "copy"}]
+
+
+def test_options_reach_the_engine(server, tracker):
+    client = llmcost.instrument(
+        make("openai", server),
+        tracker=tracker,
+        resource="search",
+        tags=lambda **request: {"asked": request["model"]},
+    )
+    with llmcost.tags(team="a"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    (entry,) = tracker.entries()
+    assert (entry.resource, dict(entry.tags)) == ("search", {"team": "a", "asked": "gpt-4o"})
+
+
+@pytest.mark.parametrize("bad", [object(), openai, {"chat": 1}])
+def test_only_sdk_clients_and_litellm_are_accepted(bad):
+    with pytest.raises(TypeError, match="OpenAI or Anthropic client"):
+        llmcost.instrument(bad)
+
+
+def test_bad_options_fail_before_anything_is_patched(server):
+    client = make("openai", server)
+    with pytest.raises(TypeError):
+        llmcost.instrument(client, model=3)
+    assert "create" not in vars(client.chat.completions)
+
+
+def test_the_sdk_errors_propagate_and_record_nothing(tracker):
+    def failing(request):
+        return httpx2.Response(400, json={"error": {"message": "bad", "type": "invalid_request_error"}})
+
+    http = httpx2.Client(transport=httpx2.MockTransport(failing))
+    client = openai.OpenAI(api_key="k", max_retries=0, http_client=http)
+    llmcost.instrument(client, tracker=tracker)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert tracker.entries() == []
+
+
+def test_set_active_false_turns_it_off(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+    llmcost.set_active(False)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert tracker.entries() == [] and server.count == 1
+
+
+def test_many_threads_share_one_instrumented_client(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+    per_thread = 25
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        try:
+            start.wait()
+            with llmcost.tags(thread=str(n)):
+                for _ in range(per_thread):
+                    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    entries = tracker.entries()
+    assert len(entries) == server.count == 8 * per_thread
+    assert sum(e.amount for e in entries) == CHAT_COST * 8 * per_thread
+    assert {e.tags["thread"] for e in entries} == {str(n) for n in range(8)}
+
+
+def test_instrumenting_from_many_threads_at_once_records_each_request_once(server, tracker):
+    client = make("openai", server)
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        llmcost.instrument(client, tracker=tracker)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(tracker.entries()) == 1
+
+
+# -- LiteLLM --------------------------------------------------------------------------------------------------------
+# litellm is not in the dev extra (a large dependency tree), so these tests drive the callback the way LiteLLM
+# documents it (the last one runs against the real litellm when it is installed): a
+# ``litellm.integrations.custom_logger.CustomLogger`` subclass put in ``litellm.callbacks``, called with
+# ``log_pre_api_call(model, messages, kwargs)`` in the caller's thread, then
+# ``log_success_event(kwargs, response_obj, start_time, end_time)`` (``async_log_success_event`` for async calls) on
+# a worker, ``kwargs`` carrying ``litellm_call_id``, ``model``, ``messages`` and, for streams,
+# ``complete_streaming_response``.
+@pytest.fixture
+def fake_litellm(monkeypatch):
+    litellm = types.ModuleType("litellm")
+    integrations = types.ModuleType("litellm.integrations")
+    custom_logger = types.ModuleType("litellm.integrations.custom_logger")
+
+    class CustomLogger:
+        def __init__(self, *args, **kwargs):
+            pass
+
+    custom_logger.CustomLogger = CustomLogger
+    litellm.callbacks = []
+    litellm.integrations = integrations
+    integrations.custom_logger = custom_logger
+    monkeypatch.setitem(sys.modules, "litellm", litellm)
+    monkeypatch.setitem(sys.modules, "litellm.integrations", integrations)
+    monkeypatch.setitem(sys.modules, "litellm.integrations.custom_logger", custom_logger)
+    return litellm
+
+
+def litellm_response(model="gpt-4o", prompt=100, completion=20):
+    # LiteLLM's ModelResponse, as a dict (its model_dump() shape).
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
+
+
+def test_litellm_callback_records_in_the_callers_context(fake_litellm, tracker):
+    assert llmcost.instrument(fake_litellm, tracker=tracker) is fake_litellm
+    (handler,) = fake_litellm.callbacks
+    kwargs = {"litellm_call_id": "call-1", "model": "gpt-4o", "messages": MESSAGES}
+    with llmcost.tags(team="a"), llmcost.budget("1", tracker=tracker) as b:
+        handler.log_pre_api_call("gpt-4o", MESSAGES, kwargs)
+    start = datetime(2024, 5, 17, tzinfo=timezone.utc)
+    # LiteLLM calls success handlers on a worker thread, outside the caller's context.
+    worker = threading.Thread(
+        target=handler.log_success_event, args=(kwargs, litellm_response(), start, start + timedelta(seconds=1.5))
+    )
+    worker.start()
+    worker.join()
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.resource, dict(entry.tags)) == (CHAT_COST, "litellm", {"team": "a"})
+    assert entry.latency_ms == 1500.0
+    assert b.spent == CHAT_COST  # the budget active at the call counted it
+
+
+def test_litellm_async_hook_stream_and_reporting_once(fake_litellm, tracker):
+    llmcost.instrument(fake_litellm, tracker=tracker)
+    llmcost.instrument(fake_litellm, tracker=tracker)  # again: still one callback
+    (handler,) = fake_litellm.callbacks
+    kwargs = {
+        "litellm_call_id": "call-2",
+        "model": "gpt-4o",
+        "messages": MESSAGES,
+        "complete_streaming_response": litellm_response(prompt=1000, completion=100),
+    }
+    handler.log_pre_api_call("gpt-4o", MESSAGES, kwargs)
+    asyncio.run(handler.async_log_success_event(kwargs, None, 0.0, 0.25))
+    handler.log_success_event(kwargs, None, 0.0, 0.25)  # the same call reported twice: recorded once
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.latency_ms) == (CHAT_SSE_COST, 250.0)
+
+
+def test_litellm_failure_records_nothing_and_uninstrument_removes_the_callback(fake_litellm, tracker):
+    other = object()
+    fake_litellm.callbacks = [other]
+    llmcost.instrument(fake_litellm, tracker=tracker)
+    handler = fake_litellm.callbacks[-1]
+    kwargs = {"litellm_call_id": "call-3", "model": "gpt-4o", "messages": MESSAGES}
+    handler.log_pre_api_call("gpt-4o", MESSAGES, kwargs)
+    handler.log_failure_event(kwargs, None, 0.0, 1.0)
+    assert tracker.entries() == [] and handler.pending == {}
+    llmcost.uninstrument(fake_litellm)
+    assert fake_litellm.callbacks == [other]
+
+
+def test_litellm_without_its_integrations_says_which_package(monkeypatch):
+    litellm = types.ModuleType("litellm")
+    monkeypatch.setitem(sys.modules, "litellm", litellm)
+    monkeypatch.setitem(sys.modules, "litellm.integrations", None)
+    monkeypatch.setitem(sys.modules, "litellm.integrations.custom_logger", None)
+    with pytest.raises(ImportError, match="needs the litellm package"):
+        llmcost.instrument(litellm)
+
+
+def _eventually(condition, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.mark.filterwarnings("ignore")  # litellm's own import and calls warn (pydantic, deprecations)
+def test_real_litellm_sync_async_and_stream(monkeypatch, tracker):
+    """With litellm installed (not in the dev extra; ``pip install litellm``), its own ``mock_response`` calls go
+    through its real callback machinery."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
+    litellm = pytest.importorskip("litellm")
+    monkeypatch.setattr(litellm, "callbacks", [])
+    llmcost.instrument(litellm, tracker=tracker)
+    with llmcost.tags(team="a"), llmcost.budget("1", tracker=tracker) as b:
+        litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="Hello")
+        assert _eventually(lambda: len(tracker.entries()) == 1)
+        assert b.spent == tracker.entries()[0].amount > 0
+
+    async def acall():
+        await litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="Hello")
+        for _ in range(500):  # LiteLLM logs async calls from a task of the same event loop
+            if len(tracker.entries()) == 2:
+                return
+            await asyncio.sleep(0.02)
+
+    asyncio.run(acall())
+    assert len(tracker.entries()) == 2
+    for _ in litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="Hello there", stream=True):
+        pass
+    assert _eventually(lambda: len(tracker.entries()) == 3)
+    first, second, streamed = tracker.entries()
+    assert dict(first.tags) == {"team": "a"} and first.resource == "litellm"
+    assert first.usage == second.usage == Usage(10, 20)  # litellm's mock usage
+    assert streamed.usage.output_tokens > 0
+    llmcost.uninstrument(litellm)
+    assert litellm.callbacks == []
+
+
+def test_import_llmcost_imports_no_sdk_nor_litellm():
+    import subprocess
+
+    code = "import sys, llmcost; print(sorted(m for m in ('openai', 'anthropic', 'litellm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,258 @@
+"""``llmcost.otel.instrument_tracker``: the real opentelemetry-sdk with its in-memory span exporter and metric
+reader; every attribute name and value asserted, on an existing span and on a span of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from decimal import Decimal
+
+import httpx2
+import openai
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import llmcost
+from llmcost import Usage
+from llmcost.otel import instrument_tracker
+
+CHAT = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o-2024-08-06",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+    "usage": {
+        "prompt_tokens": 2000,
+        "completion_tokens": 300,
+        "total_tokens": 2300,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+        "completion_tokens_details": {"reasoning_tokens": 100},
+    },
+}
+# 976 input at $2.50 + 1024 cached at $1.25 + 300 output at $10 per MTok
+CHAT_COST = Decimal("0.00672")
+
+
+class OTel:
+    """A tracer provider and a meter provider that keep what they get in memory."""
+
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.tracer = self.tracer_provider.get_tracer("test")
+
+    def finished(self):
+        return self.spans.get_finished_spans()
+
+    def points(self, name: str):
+        data = self.reader.get_metrics_data()
+        return [
+            point
+            for resource_metrics in data.resource_metrics
+            for scope in resource_metrics.scope_metrics
+            for metric in scope.metrics
+            if metric.name == name
+            for point in metric.data.data_points
+        ]
+
+
+@pytest.fixture
+def otel(tracker):
+    o = OTel()
+    undo = instrument_tracker(tracker, tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
+    yield o
+    undo()
+
+
+@pytest.fixture
+def client(tracker):
+    def handler(request):
+        return httpx2.Response(200, json=CHAT)
+
+    http = httpx2.Client(transport=httpx2.MockTransport(handler))
+    return llmcost.instrument(openai.OpenAI(api_key="k", http_client=http), tracker=tracker)
+
+
+CHAT_ATTRIBUTES = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o-2024-08-06",
+    "gen_ai.usage.input_tokens": 2000,
+    "gen_ai.usage.output_tokens": 300,
+    "gen_ai.usage.cache_read.input_tokens": 1024,
+    "gen_ai.usage.reasoning.output_tokens": 100,
+    "gen_ai.usage.cost": 0.00672,
+    "llmcost.cost": "0.00672",
+    "llmcost.currency": "USD",
+    "llmcost.category": "llm_inference",
+    "llmcost.resource": "openai.chat.completions.create",
+}
+
+
+def chat_attributes(entry):
+    return {**CHAT_ATTRIBUTES, "llmcost.pricing": entry.pricing}
+
+
+def test_an_existing_span_gains_the_cost(otel, client, tracker):
+    with otel.tracer.start_as_current_span("handle request"):
+        r = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert r.choices[0].message.content == "Hello"
+    (span,) = otel.finished()
+    (entry,) = tracker.entries()
+    assert entry.amount == CHAT_COST
+    assert span.name == "handle request"
+    assert dict(span.attributes) == chat_attributes(entry)
+    assert isinstance(span.attributes["gen_ai.usage.cost"], float)
+
+
+def test_without_a_span_the_entry_gets_a_client_span_of_its_own(otel, client, tracker):
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    (span,) = otel.finished()
+    (entry,) = tracker.entries()
+    assert span.name == "chat gpt-4o-2024-08-06"
+    assert span.kind is trace.SpanKind.CLIENT
+    assert dict(span.attributes) == chat_attributes(entry)
+    assert span.end_time == int(entry.timestamp.timestamp() * 1e9)
+    assert span.end_time - span.start_time == int(entry.latency_ms * 1e6)
+    assert span.parent is None
+
+
+def test_a_second_entry_in_one_span_gets_a_child_span(otel, tracker):
+    with otel.tracer.start_as_current_span("batch") as parent:
+        tracker.record(model="gpt-4o", input_tokens=10, output_tokens=1)
+        tracker.record(model="gpt-4o-mini", input_tokens=10, output_tokens=1)
+    child, outer = otel.finished()
+    assert outer.name == "batch" and outer.attributes["gen_ai.request.model"] == "gpt-4o"
+    assert child.name == "chat gpt-4o-mini"
+    assert child.parent.span_id == parent.get_span_context().span_id
+
+
+def test_anthropic_cache_tokens_and_tags(otel, tracker):
+    with llmcost.tags(team="search"):
+        entry = tracker.record(
+            model="claude-3-5-sonnet-20241022",
+            provider="anthropic",
+            usage=Usage(input_tokens=1300, output_tokens=50, cache_read_tokens=1000, cache_write_tokens=200),
+            resource="bot",
+        )
+    (span,) = otel.finished()
+    assert dict(span.attributes) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "claude-3-5-sonnet-20241022",
+        "gen_ai.usage.input_tokens": 1300,
+        "gen_ai.usage.output_tokens": 50,
+        "gen_ai.usage.cache_read.input_tokens": 1000,
+        "gen_ai.usage.cache_creation.input_tokens": 200,
+        "gen_ai.usage.cost": float(entry.amount),
+        "llmcost.cost": str(entry.amount),
+        "llmcost.currency": "USD",
+        "llmcost.category": "llm_inference",
+        "llmcost.resource": "bot",
+        "llmcost.pricing": entry.pricing,
+        "llmcost.tag.team": "search",
+    }
+    assert entry.amount == Decimal("0.0021")  # 100 at $3 + 1000 read at $0.30 + 200 written at $3.75 + 50 at $15
+
+
+def test_embeddings_and_provider_names(otel, tracker):
+    tracker.record(model="text-embedding-3-small", input_tokens=1000, category="llm_embedding")
+    tracker.record(model="gemini-1.5-flash", provider="google", input_tokens=10, output_tokens=1)
+    embedding, gemini = otel.finished()
+    assert embedding.name == "embeddings text-embedding-3-small"
+    assert embedding.attributes["gen_ai.operation.name"] == "embeddings"
+    assert gemini.attributes["gen_ai.provider.name"] == "gcp.gemini"
+
+
+def test_costs_that_are_not_llm_calls_carry_only_llmcost_names(otel, tracker):
+    entry = tracker.record(amount="0.25", category="compute", resource="gpu-box")
+    (span,) = otel.finished()
+    assert span.name == "llmcost compute"
+    assert dict(span.attributes) == {
+        "llmcost.cost": "0.25",
+        "llmcost.currency": "USD",
+        "llmcost.category": "compute",
+        "llmcost.resource": "gpu-box",
+        "llmcost.pricing": entry.pricing,
+    }
+    (point,) = otel.points("llmcost.cost")
+    assert point.value == 0.25
+    assert dict(point.attributes) == {"llmcost.category": "compute", "llmcost.resource": "gpu-box"}
+    assert otel.points("gen_ai.client.token.usage") == []
+
+
+def test_metrics(otel, client, tracker):
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    common = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-2024-08-06",
+        "llmcost.category": "llm_inference",
+        "llmcost.resource": "openai.chat.completions.create",
+    }
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in otel.points("gen_ai.client.token.usage")}
+    assert set(tokens) == {"input", "output"}
+    assert dict(tokens["input"].attributes) == {**common, "gen_ai.token.type": "input"}
+    assert (tokens["input"].count, tokens["input"].sum) == (3, 6000)
+    assert (tokens["output"].count, tokens["output"].sum) == (3, 900)
+    (cost,) = otel.points("llmcost.cost")
+    assert dict(cost.attributes) == {k: v for k, v in common.items() if k != "gen_ai.operation.name"}
+    assert cost.value == pytest.approx(float(CHAT_COST * 3))
+    data = otel.reader.get_metrics_data()
+    units = {m.name: m.unit for rm in data.resource_metrics for s in rm.scope_metrics for m in s.metrics}
+    assert units == {"gen_ai.client.token.usage": "{token}", "llmcost.cost": "USD"}
+
+
+def test_undo_stops_and_instrumenting_again_exports_once(tracker):
+    o = OTel()
+    instrument_tracker(tracker, tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
+    undo = instrument_tracker(tracker, tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
+    tracker.record(model="gpt-4o", input_tokens=10, output_tokens=1)
+    assert len(o.finished()) == 1
+    undo()
+    tracker.record(model="gpt-4o", input_tokens=10, output_tokens=1)
+    assert len(o.finished()) == 1
+
+
+def test_the_default_tracker_and_latency(clock):
+    tracker = llmcost.configure(clock=clock)
+    o = OTel()
+    undo = instrument_tracker(tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
+    entry = tracker.record(model="gpt-4o", input_tokens=10, output_tokens=1, latency_ms=1500.0)
+    (span,) = o.finished()
+    assert span.start_time == int((entry.timestamp - timedelta(milliseconds=1500)).timestamp() * 1e9)
+    undo()
+
+
+def test_bad_tracker():
+    with pytest.raises(TypeError, match="CostTracker"):
+        instrument_tracker("memory://")
+
+
+def test_import_llmcost_does_not_import_opentelemetry():
+    code = "import sys, llmcost; print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_the_extra_the_import_error_says_what_to_install():
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "try:\n    import llmcost.otel\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'llmcost[otel]'" in out.stdout
