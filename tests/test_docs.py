@@ -20,14 +20,25 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
+#: A page whose text says this is a walk-through: its blocks build on each other, so block N runs after blocks
+#: 1..N-1 of that page in one namespace, as a reader pasting them into one session runs them. Every other block
+#: runs alone.
+IN_ORDER = "blocks on this page run in order as pasted"
+
+
 def _blocks() -> list[Any]:
     found = []
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
+        earlier: list[str] = []
+        in_order = IN_ORDER in " ".join(text.split())
         for n, match in enumerate(FENCE.finditer(text), start=1):
             line = text.count("\n", 0, match.start()) + 1
             name = f"{page.relative_to(ROOT)}:{line}"
-            found.append(pytest.param(name, match.group(1), id=f"{page.relative_to(ROOT)}#{n}"))
+            code = match.group(1)
+            found.append(pytest.param(name, code, tuple(earlier), id=f"{page.relative_to(ROOT)}#{n}"))
+            if in_order:
+                earlier.append(code)
     return found
 
 
@@ -161,16 +172,18 @@ def _missing_modules(code: str) -> list[str]:
     return sorted(name for name in names if importlib.util.find_spec(name) is None)
 
 
-@pytest.mark.parametrize(("name", "code"), BLOCKS)
-def test_every_python_block_runs_as_pasted(name: str, code: str, pasted: Path) -> None:
+@pytest.mark.parametrize(("name", "code", "earlier"), BLOCKS)
+def test_every_python_block_runs_as_pasted(name: str, code: str, earlier: tuple[str, ...], pasted: Path) -> None:
     import llmcost
 
-    missing = _missing_modules(code)
+    missing = _missing_modules("\n".join([*earlier, code]))
     if missing:
         pytest.skip(f"{name} needs {', '.join(missing)}, which is not installed here")
 
     namespace: dict[str, Any] = {"__name__": "__main__"}
     try:
+        for n, before in enumerate(earlier, start=1):  # a walk-through page: the blocks above this one first
+            exec(compile(before, f"{name} (block {n} of its page, run first)", "exec"), namespace)
         exec(compile(code, name, "exec"), namespace)
     finally:
         llmcost.get_tracker().close()
