@@ -1,0 +1,344 @@
+"""``SqliteLedger``: the budget ledger of a DuckDB or Parquet store, in a small SQLite file beside it.
+
+Why SQLite: it ships with Python, and a ``BEGIN IMMEDIATE`` transaction takes the database's write lock at once,
+so a reservation is one atomic check-and-insert for every process on the host, in tens of microseconds (WAL mode,
+``synchronous=NORMAL``: readers never block, commits do not fsync). The DuckDB file cannot serve: DuckDB locks it
+for a whole process, and a write there costs ~10 ms with a checkpoint. A lock file plus a JSON file would need a
+read-modify-write per call and a crash could leave it half written; SQLite's journal makes every step atomic.
+
+Tables: ``accounts`` (one row per budget scope and period: recorded spend as last read from the store, the
+acknowledgement generation it was read at, and running sums of reserved and settled amounts), ``holds`` (each open
+reservation, ``entry`` NULL, and each settled amount awaiting its entry's acknowledgement, ``entry`` its id),
+``holders`` (each process with holds and when it was last seen alive), ``meta`` (the acknowledgement generation).
+
+Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
+lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next
+reservation anyone makes. Settled amounts are not released that way (the money was spent): they stay until their
+period's account is dropped, when a later period of the same budget opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal, localcontext
+from typing import Any, TypeVar
+
+from .._entry import CostEntry
+from .._errors import StoreError
+from .._money import ZERO
+from ._ledger import (
+    DEFAULT_LEASE,
+    REFRESH_SECONDS,
+    BudgetScope,
+    Ledger,
+    Receipts,
+    Reservation,
+    Standing,
+    filter_kwargs,
+)
+
+__all__ = ["SqliteLedger"]
+
+logger = logging.getLogger("llmcost")
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    scope TEXT PRIMARY KEY, budget TEXT NOT NULL, since TEXT, filters TEXT NOT NULL,
+    base TEXT NOT NULL, gen INTEGER NOT NULL, read_at REAL NOT NULL, reserved TEXT NOT NULL, settled TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accounts_budget ON accounts (budget, since);
+CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, holder TEXT NOT NULL, amount TEXT NOT NULL, entry TEXT
+);
+CREATE INDEX IF NOT EXISTS holds_scope ON holds (scope);
+CREATE INDEX IF NOT EXISTS holds_holder ON holds (holder, entry);
+CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('gen', 0), ('swept', 0);
+"""
+_FOREVER = ""  # the entry of a settled amount that no acknowledgement will clear (its entry went to another store)
+_CHUNK = 500  # ids per IN (...) list
+
+
+def _holder_id() -> str:
+    """This process's name in the ledger: host, pid, and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _exact(method: Callable[..., T]) -> Callable[..., T]:
+    """Run ``method`` with a Decimal context that never rounds a sum of amounts."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with localcontext() as ctx:
+            ctx.prec = 80
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+class SqliteLedger(Ledger):
+    """A ledger in the SQLite file ``path``, shared by every process on the host that opens it.
+
+    ``total(**filters)`` reads the store's recorded spend; ``lease`` is how long a dead process's reservations are
+    kept (seconds); ``refresh`` how often recorded spend is read again without an acknowledgement; ``timeout`` how
+    long to wait for the ledger's lock.
+
+    Example::
+
+        ledger = SqliteLedger("/data/costs.duckdb.ledger", total=store.total, lease=60)
+        r = ledger.reserve(scope, Decimal("0.02"), limit=Decimal("1"))
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        total: Callable[..., Decimal],
+        lease: float = DEFAULT_LEASE,
+        refresh: float = REFRESH_SECONDS,
+        timeout: float = 120.0,
+    ) -> None:
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
+            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+        self.path = path
+        self.lease = float(lease)
+        self._total = total
+        self._refresh = refresh
+        self._timeout = timeout
+        self._lock = threading.RLock()
+        self._con: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._holder = _holder_id()
+        self._beating: threading.Event | None = None
+        self.receipts = Receipts()
+
+    # -- plumbing -----------------------------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection (a forked child opens its own, with a holder id of its own)."""
+        if self._pid != os.getpid():  # a forked child: the parent's connection, holds and heartbeat are not ours
+            self._con, self._beating, self.receipts = None, None, Receipts()
+            self._pid, self._holder = os.getpid(), _holder_id()
+        if self._con is None:
+            con = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            except BaseException:
+                con.close()
+                raise
+            self._con = con
+        return self._con
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: the ledger's write lock for every process, held to the end."""
+        with self._lock:
+            try:
+                con = self._connection()
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not lock the budget ledger {self.path}: {exc}") from exc
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise
+
+    def _meta(self, con: sqlite3.Connection) -> dict[str, float]:
+        return dict(con.execute("SELECT k, v FROM meta").fetchall())
+
+    def _account(
+        self, con: sqlite3.Connection, scope: BudgetScope, gen: float, *, refresh: bool = False
+    ) -> tuple[Decimal, Decimal, Decimal]:
+        """``(base, settled, reserved)`` of ``scope``, opening it or reading recorded spend again when due."""
+        key = scope.key
+        row = con.execute(
+            "SELECT base, gen, read_at, reserved, settled FROM accounts WHERE scope = ?", (key,)
+        ).fetchone()
+        now = time.time()
+        if row is None:
+            base = self._total(**filter_kwargs(scope))
+            since = scope.since.isoformat() if scope.since is not None else None
+            con.execute(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, '0', '0')",
+                (key, scope.budget, since, scope.describe(), str(base), gen, now),
+            )
+            if since is not None:  # a new period: the older periods of the budget are done
+                older = "SELECT scope FROM accounts WHERE budget = ? AND since < ?"
+                con.execute(f"DELETE FROM holds WHERE scope IN ({older})", (scope.budget, since))
+                con.execute("DELETE FROM accounts WHERE budget = ? AND since < ?", (scope.budget, since))
+            return base, ZERO, ZERO
+        base = Decimal(row[0])
+        if refresh or row[1] != gen or not 0 <= now - row[2] <= self._refresh:
+            base = self._total(**filter_kwargs(scope))
+            con.execute(
+                "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?", (str(base), gen, now, key)
+            )
+        return base, Decimal(row[4]), Decimal(row[3])
+
+    def _add(self, con: sqlite3.Connection, scope: str, column: str, amount: Decimal) -> None:
+        row = con.execute(f"SELECT {column} FROM accounts WHERE scope = ?", (scope,)).fetchone()
+        if row is not None:
+            value = str(Decimal(row[0]) + amount)
+            con.execute(f"UPDATE accounts SET {column} = ? WHERE scope = ?", (value, scope))
+
+    def _sweep(self, con: sqlite3.Connection, now: float, meta: dict[str, float]) -> None:
+        """Release the reservations of processes not seen for a lease (at most every quarter lease)."""
+        if now - meta.get("swept", 0) < self.lease / 4:
+            return
+        dead = [h for (h,) in con.execute("SELECT holder FROM holders WHERE seen < ?", (now - self.lease,))]
+        for holder in dead:
+            rows = con.execute("SELECT scope, amount FROM holds WHERE holder = ? AND entry IS NULL", (holder,))
+            for scope, amount in rows.fetchall():
+                self._add(con, scope, "reserved", -Decimal(amount))
+            con.execute("DELETE FROM holds WHERE holder = ? AND entry IS NULL", (holder,))
+            con.execute("DELETE FROM holders WHERE holder = ?", (holder,))
+            logger.warning("llmcost: released the budget reservations of %s, not seen for %ss", holder, self.lease)
+        con.execute("UPDATE meta SET v = ? WHERE k = 'swept'", (now,))
+
+    def _drop(self, con: sqlite3.Connection, reservation: Reservation | None) -> None:
+        if reservation is None or reservation.id is None:
+            return
+        row = con.execute(
+            "DELETE FROM holds WHERE id = ? AND entry IS NULL RETURNING scope, amount", (reservation.id,)
+        ).fetchone()
+        if row is not None:
+            self._add(con, row[0], "reserved", -Decimal(row[1]))
+
+    def _start_heartbeat(self) -> None:
+        """Renew this process's lease every third of it, from a daemon thread, while the ledger lives."""
+        if self._beating is not None:
+            return
+        stop = self._beating = threading.Event()
+        ref = weakref.ref(self)
+        interval = self.lease / 3
+
+        def run() -> None:
+            while not stop.wait(interval):
+                ledger = ref()
+                if ledger is None:
+                    return
+                try:
+                    ledger.beat()
+                except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease allows two
+                    logger.debug("llmcost: budget ledger heartbeat failed: %r", exc)
+                del ledger
+
+        threading.Thread(target=run, name="llmcost-ledger-lease", daemon=True).start()
+
+    def beat(self) -> None:
+        """Renew this process's lease on its reservations."""
+        with self._lock:
+            con = self._connection()
+            con.execute("UPDATE holders SET seen = ? WHERE holder = ?", (time.time(), self._holder))
+
+    # -- Ledger -------------------------------------------------------------------------------------------------
+    def begin(self) -> None:
+        self.receipts.use()
+
+    @_exact
+    def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
+        self.receipts.use()
+        with self._transaction() as con:
+            now = time.time()
+            meta = self._meta(con)
+            self._sweep(con, now, meta)
+            base, settled, reserved = self._account(con, scope, meta["gen"])
+            spent = base + settled
+            room = limit - spent - reserved
+            granted = force or (room > 0 and amount <= room)
+            rid = None
+            if granted and amount:
+                con.execute("INSERT OR REPLACE INTO holders VALUES (?, ?)", (self._holder, now))
+                rid = con.execute(
+                    "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, NULL) RETURNING id",
+                    (scope.key, self._holder, str(amount)),
+                ).fetchone()[0]
+                con.execute("UPDATE accounts SET reserved = ? WHERE scope = ?", (str(reserved + amount), scope.key))
+        if rid is not None:
+            self._start_heartbeat()
+        return Reservation(scope.key, amount, granted, spent, reserved, rid)
+
+    @_exact
+    def settle(
+        self,
+        scope: BudgetScope,
+        amount: Decimal,
+        *,
+        reservation: Reservation | None = None,
+        entry_id: str | None = None,
+    ) -> Standing:
+        self.receipts.use()
+        with self._transaction() as con:
+            self._drop(con, reservation)
+            gen = self._meta(con)["gen"]
+            base, settled, reserved = self._account(con, scope, gen)
+            keep = entry_id is None or self.receipts.settling(entry_id)
+            if keep:
+                con.execute(
+                    "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
+                    (scope.key, self._holder, str(amount), _FOREVER if entry_id is None else entry_id),
+                )
+                settled += amount
+                con.execute("UPDATE accounts SET settled = ? WHERE scope = ?", (str(settled), scope.key))
+            else:  # the entry was written before it was settled: read recorded spend again, it is in there now
+                con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+                base, settled, reserved = self._account(con, scope, gen + 1)
+        return Standing(base + settled, reserved)
+
+    @_exact
+    def release(self, reservation: Reservation) -> None:
+        if reservation.id is None:
+            return
+        with self._transaction() as con:
+            self._drop(con, reservation)
+
+    @_exact
+    def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
+        self.receipts.use()
+        with self._transaction() as con:
+            base, settled, reserved = self._account(con, scope, self._meta(con)["gen"], refresh=refresh)
+        return Standing(base + settled, reserved)
+
+    @_exact
+    def acknowledge(self, entries: Sequence[CostEntry]) -> None:
+        if not self.receipts.used or not entries:
+            return
+        mine = self.receipts.acknowledged(entries)
+        with self._transaction() as con:
+            for start in range(0, len(mine), _CHUNK):
+                ids = mine[start : start + _CHUNK]
+                marks = ",".join("?" * len(ids))
+                rows = con.execute(
+                    f"DELETE FROM holds WHERE holder = ? AND entry IN ({marks}) RETURNING scope, amount",
+                    (self._holder, *ids),
+                ).fetchall()
+                for scope, amount in rows:
+                    self._add(con, scope, "settled", -Decimal(amount))
+            con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+
+    def close(self) -> None:
+        """Stop the heartbeat and close the connection (the ledger reopens on its next use)."""
+        with self._lock:
+            if self._beating is not None:
+                self._beating.set()
+                self._beating = None
+            con, self._con = self._con, None
+            if con is not None and self._pid == os.getpid():
+                with contextlib.suppress(sqlite3.Error):
+                    con.close()
