@@ -307,11 +307,17 @@ class LocalLedger(Ledger):
         return account
 
     def _forget_older(self, scope: BudgetScope) -> None:
+        """Drop the budget's periods before the one before ``scope``'s (which a late call may still settle in)."""
         if scope.since is None:
             return
-        for key, (other, _) in list(self._accounts.items()):
-            if other.budget == scope.budget and other.since is not None and other.since < scope.since:
-                del self._accounts[key]
+        since = scope.since
+        older = sorted(
+            (other.since, key)
+            for key, (other, _) in self._accounts.items()
+            if other.budget == scope.budget and other.since is not None and other.since < since
+        )
+        for _, key in older[:-1]:
+            del self._accounts[key]
 
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         with self._lock:

@@ -178,10 +178,12 @@ class SqliteLedger(Ledger):
                 "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, '0', '0')",
                 (key, scope.budget, since, scope.describe(), str(base), gen, now),
             )
-            if since is not None:  # a new period: the older periods of the budget are done
-                older = "SELECT scope FROM accounts WHERE budget = ? AND since < ?"
+            if since is not None:  # a new period: drop the budget's periods before the last one (a process whose
+                # clock is a little behind may still settle a call in the last one)
+                last = "SELECT max(since) FROM accounts WHERE budget = ?1 AND since < ?2"
+                older = f"SELECT scope FROM accounts WHERE budget = ?1 AND since < ({last})"
                 con.execute(f"DELETE FROM holds WHERE scope IN ({older})", (scope.budget, since))
-                con.execute("DELETE FROM accounts WHERE budget = ? AND since < ?", (scope.budget, since))
+                con.execute(f"DELETE FROM accounts WHERE budget = ?1 AND since < ({last})", (scope.budget, since))
             return base, ZERO, ZERO
         base = Decimal(row[0])
         if refresh or row[1] != gen or not 0 <= now - row[2] <= self._refresh:
