@@ -25,6 +25,7 @@ the host. Both share ``Receipts``, the per-process bookkeeping of which entries 
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 import threading
 import time
@@ -102,8 +103,9 @@ class BudgetScope:
 
     @property
     def key(self) -> str:
-        """The account's key in the ledger: the budget and the start of its period."""
-        return f"{self.budget}@{self.since.isoformat() if self.since is not None else 'all'}"
+        """The account's key in the ledger: a digest of the budget, and the start of its period."""
+        digest = hashlib.blake2b(self.budget.encode("utf-8"), digest_size=12).hexdigest()
+        return f"{digest}@{self.since.isoformat() if self.since is not None else 'all'}"
 
     def filters(self) -> Filters:
         """The store filters of this scope's recorded spend."""

@@ -59,9 +59,8 @@ CREATE TABLE IF NOT EXISTS accounts (
 );
 CREATE INDEX IF NOT EXISTS accounts_budget ON accounts (budget, since);
 CREATE TABLE IF NOT EXISTS holds (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, holder TEXT NOT NULL, amount TEXT NOT NULL, entry TEXT
+    id INTEGER PRIMARY KEY, scope TEXT NOT NULL, holder TEXT NOT NULL, amount TEXT NOT NULL, entry TEXT
 );
-CREATE INDEX IF NOT EXISTS holds_scope ON holds (scope);
 CREATE INDEX IF NOT EXISTS holds_holder ON holds (holder, entry);
 CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
@@ -69,6 +68,43 @@ INSERT OR IGNORE INTO meta VALUES ('gen', 0), ('swept', 0);
 """
 _FOREVER = ""  # the entry of a settled amount that no acknowledgement will clear (its entry went to another store)
 _CHUNK = 500  # ids per IN (...) list
+
+
+_LOAD = """
+SELECT a.base, a.gen, a.read_at, a.reserved, a.settled,
+       (SELECT v FROM meta WHERE k = 'gen'), (SELECT v FROM meta WHERE k = 'swept')
+FROM (SELECT 1) LEFT JOIN accounts AS a ON a.scope = ?
+"""
+
+
+class _Account:
+    """One scope's numbers as read in a transaction (``new``: not in the ledger yet), with the ledger's state."""
+
+    __slots__ = (
+        "base",
+        "dirty",
+        "gen",
+        "ledger_gen",
+        "new",
+        "now",
+        "read_at",
+        "reserved",
+        "scope",
+        "settled",
+        "swept",
+    )
+
+    def __init__(self, scope: BudgetScope, row: tuple[Any, ...], now: float) -> None:
+        self.scope = scope
+        self.now = now
+        self.new = row[0] is None
+        self.base = ZERO if self.new else Decimal(row[0])
+        self.gen = -1 if self.new else row[1]
+        self.read_at = 0.0 if self.new else row[2]
+        self.reserved = ZERO if self.new else Decimal(row[3])
+        self.settled = ZERO if self.new else Decimal(row[4])
+        self.ledger_gen, self.swept = row[5], row[6]
+        self.dirty = self.new
 
 
 def _holder_id() -> str:
@@ -122,13 +158,14 @@ class SqliteLedger(Ledger):
         self._pid = os.getpid()
         self._holder = _holder_id()
         self._beating: threading.Event | None = None
+        self._renewed = 0.0  # when this process last wrote its holders row
         self.receipts = Receipts()
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         """This process's connection (a forked child opens its own, with a holder id of its own)."""
         if self._pid != os.getpid():  # a forked child: the parent's connection, holds and heartbeat are not ours
-            self._con, self._beating, self.receipts = None, None, Receipts()
+            self._con, self._beating, self.receipts, self._renewed = None, None, Receipts(), 0.0
             self._pid, self._holder = os.getpid(), _holder_id()
         if self._con is None:
             con = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
@@ -159,50 +196,69 @@ class SqliteLedger(Ledger):
                     con.execute("ROLLBACK")
                 raise
 
-    def _meta(self, con: sqlite3.Connection) -> dict[str, float]:
-        return dict(con.execute("SELECT k, v FROM meta").fetchall())
-
-    def _account(
-        self, con: sqlite3.Connection, scope: BudgetScope, gen: float, *, refresh: bool = False
-    ) -> tuple[Decimal, Decimal, Decimal]:
-        """``(base, settled, reserved)`` of ``scope``, opening it or reading recorded spend again when due."""
-        key = scope.key
-        row = con.execute(
-            "SELECT base, gen, read_at, reserved, settled FROM accounts WHERE scope = ?", (key,)
-        ).fetchone()
+    def _load(self, con: sqlite3.Connection, scope: BudgetScope, *, refresh: bool = False) -> _Account:
+        """``scope``'s account and the ledger's state, in one query; recorded spend read again when due (the
+        account is new, an acknowledgement happened since, it is older than ``refresh`` seconds, or asked)."""
+        row = con.execute(_LOAD, (scope.key,)).fetchone()
         now = time.time()
-        if row is None:
-            base = self._total(**filter_kwargs(scope))
-            since = scope.since.isoformat() if scope.since is not None else None
+        account = _Account(scope, row, now)
+        if (
+            account.new
+            or refresh
+            or account.gen != account.ledger_gen
+            or not 0 <= now - account.read_at <= self._refresh
+        ):
+            account.base = self._total(**filter_kwargs(scope))
+            account.gen, account.read_at, account.dirty = account.ledger_gen, now, True
+        return account
+
+    def _save(self, con: sqlite3.Connection, account: _Account) -> None:
+        """Write ``account`` back; a new period's account drops the budget's periods before the last one (a process
+        whose clock is a little behind may still settle a call in the last one)."""
+        scope = account.scope
+        if not account.new:  # the numbers only: no index changes, so the fewest pages written
             con.execute(
-                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, '0', '0')",
-                (key, scope.budget, since, scope.describe(), str(base), gen, now),
+                "UPDATE accounts SET base = ?, gen = ?, read_at = ?, reserved = ?, settled = ? WHERE scope = ?",
+                (
+                    str(account.base),
+                    account.gen,
+                    account.read_at,
+                    str(account.reserved),
+                    str(account.settled),
+                    scope.key,
+                ),
             )
-            if since is not None:  # a new period: drop the budget's periods before the last one (a process whose
-                # clock is a little behind may still settle a call in the last one)
-                last = "SELECT max(since) FROM accounts WHERE budget = ?1 AND since < ?2"
-                older = f"SELECT scope FROM accounts WHERE budget = ?1 AND since < ({last})"
-                con.execute(f"DELETE FROM holds WHERE scope IN ({older})", (scope.budget, since))
-                con.execute(f"DELETE FROM accounts WHERE budget = ?1 AND since < ({last})", (scope.budget, since))
-            return base, ZERO, ZERO
-        base = Decimal(row[0])
-        if refresh or row[1] != gen or not 0 <= now - row[2] <= self._refresh:
-            base = self._total(**filter_kwargs(scope))
-            con.execute(
-                "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?", (str(base), gen, now, key)
-            )
-        return base, Decimal(row[4]), Decimal(row[3])
+            return
+        since = scope.since.isoformat() if scope.since is not None else None
+        con.execute(
+            "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                scope.key,
+                scope.budget,
+                since,
+                scope.describe(),
+                str(account.base),
+                account.gen,
+                account.read_at,
+                str(account.reserved),
+                str(account.settled),
+            ),
+        )
+        if since is not None:
+            last = "SELECT max(since) FROM accounts WHERE budget = ?1 AND since < ?2"
+            older = f"SELECT scope FROM accounts WHERE budget = ?1 AND since < ({last})"
+            con.execute(f"DELETE FROM holds WHERE scope IN ({older})", (scope.budget, since))
+            con.execute(f"DELETE FROM accounts WHERE budget = ?1 AND since < ({last})", (scope.budget, since))
 
     def _add(self, con: sqlite3.Connection, scope: str, column: str, amount: Decimal) -> None:
+        """Add ``amount`` to ``column`` of another scope's account (holds that outlived their period)."""
         row = con.execute(f"SELECT {column} FROM accounts WHERE scope = ?", (scope,)).fetchone()
         if row is not None:
             value = str(Decimal(row[0]) + amount)
             con.execute(f"UPDATE accounts SET {column} = ? WHERE scope = ?", (value, scope))
 
-    def _sweep(self, con: sqlite3.Connection, now: float, meta: dict[str, float]) -> None:
-        """Release the reservations of processes not seen for a lease (at most every quarter lease)."""
-        if now - meta.get("swept", 0) < self.lease / 4:
-            return
+    def _sweep(self, con: sqlite3.Connection, now: float) -> None:
+        """Release the reservations of processes not seen for a lease."""
         dead = [h for (h,) in con.execute("SELECT holder FROM holders WHERE seen < ?", (now - self.lease,))]
         for holder in dead:
             rows = con.execute("SELECT scope, amount FROM holds WHERE holder = ? AND entry IS NULL", (holder,))
@@ -213,13 +269,18 @@ class SqliteLedger(Ledger):
             logger.warning("llmcost: released the budget reservations of %s, not seen for %ss", holder, self.lease)
         con.execute("UPDATE meta SET v = ? WHERE k = 'swept'", (now,))
 
-    def _drop(self, con: sqlite3.Connection, reservation: Reservation | None) -> None:
+    def _drop(self, con: sqlite3.Connection, reservation: Reservation | None, account: _Account) -> None:
+        """Delete ``reservation``'s hold (if it is still there) and take it off its account."""
         if reservation is None or reservation.id is None:
             return
         row = con.execute(
             "DELETE FROM holds WHERE id = ? AND entry IS NULL RETURNING scope, amount", (reservation.id,)
         ).fetchone()
-        if row is not None:
+        if row is None:
+            return
+        if row[0] == account.scope.key:
+            account.reserved -= Decimal(row[1])
+        else:
             self._add(con, row[0], "reserved", -Decimal(row[1]))
 
     def _start_heartbeat(self) -> None:
@@ -257,21 +318,27 @@ class SqliteLedger(Ledger):
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         self.receipts.use()
         with self._transaction() as con:
-            now = time.time()
-            meta = self._meta(con)
-            self._sweep(con, now, meta)
-            base, settled, reserved = self._account(con, scope, meta["gen"])
-            spent = base + settled
+            account = self._load(con, scope)
+            now = account.now
+            if now - account.swept >= self.lease / 4:
+                self._sweep(con, now)
+                account = self._load(con, scope)  # the sweep may have released reservations of this scope
+            spent, reserved = account.base + account.settled, account.reserved
             room = limit - spent - reserved
             granted = force or (room > 0 and amount <= room)
             rid = None
             if granted and amount:
-                con.execute("INSERT OR REPLACE INTO holders VALUES (?, ?)", (self._holder, now))
+                if now - self._renewed > self.lease / 3:  # the heartbeat renews it in between
+                    con.execute("INSERT OR REPLACE INTO holders VALUES (?, ?)", (self._holder, now))
+                    self._renewed = now
                 rid = con.execute(
                     "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, NULL) RETURNING id",
                     (scope.key, self._holder, str(amount)),
                 ).fetchone()[0]
-                con.execute("UPDATE accounts SET reserved = ? WHERE scope = ?", (str(reserved + amount), scope.key))
+                account.reserved += amount
+                account.dirty = True
+            if account.dirty:
+                self._save(con, account)
         if rid is not None:
             self._start_heartbeat()
         return Reservation(scope.key, amount, granted, spent, reserved, rid)
@@ -287,35 +354,40 @@ class SqliteLedger(Ledger):
     ) -> Standing:
         self.receipts.use()
         with self._transaction() as con:
-            self._drop(con, reservation)
-            gen = self._meta(con)["gen"]
-            base, settled, reserved = self._account(con, scope, gen)
-            keep = entry_id is None or self.receipts.settling(entry_id)
-            if keep:
+            account = self._load(con, scope)
+            self._drop(con, reservation, account)
+            if entry_id is None or self.receipts.settling(entry_id):
                 con.execute(
                     "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
                     (scope.key, self._holder, str(amount), _FOREVER if entry_id is None else entry_id),
                 )
-                settled += amount
-                con.execute("UPDATE accounts SET settled = ? WHERE scope = ?", (str(settled), scope.key))
+                account.settled += amount
             else:  # the entry was written before it was settled: read recorded spend again, it is in there now
                 con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                base, settled, reserved = self._account(con, scope, gen + 1)
-        return Standing(base + settled, reserved)
+                account.base = self._total(**filter_kwargs(scope))
+                account.gen, account.read_at = account.ledger_gen + 1, account.now
+            self._save(con, account)
+        return Standing(account.base + account.settled, account.reserved)
 
     @_exact
     def release(self, reservation: Reservation) -> None:
         if reservation.id is None:
             return
         with self._transaction() as con:
-            self._drop(con, reservation)
+            row = con.execute(
+                "DELETE FROM holds WHERE id = ? AND entry IS NULL RETURNING scope, amount", (reservation.id,)
+            ).fetchone()
+            if row is not None:
+                self._add(con, row[0], "reserved", -Decimal(row[1]))
 
     @_exact
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         self.receipts.use()
         with self._transaction() as con:
-            base, settled, reserved = self._account(con, scope, self._meta(con)["gen"], refresh=refresh)
-        return Standing(base + settled, reserved)
+            account = self._load(con, scope, refresh=refresh)
+            if account.dirty:
+                self._save(con, account)
+        return Standing(account.base + account.settled, account.reserved)
 
     @_exact
     def acknowledge(self, entries: Sequence[CostEntry]) -> None:
