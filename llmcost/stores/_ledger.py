@@ -101,9 +101,11 @@ class BudgetScope:
     model: str | None = None
     tags: FrozenTags | None = None
 
-    @property
-    def key(self) -> str:
-        """The account's key in the ledger: a digest of the budget, and the start of its period."""
+    #: The account's key in the ledger: a digest of ``budget``, and the start of the period.
+    key: str = attrs.field(init=False, repr=False, eq=False)
+
+    @key.default
+    def _key(self) -> str:
         digest = hashlib.blake2b(self.budget.encode("utf-8"), digest_size=12).hexdigest()
         return f"{digest}@{self.since.isoformat() if self.since is not None else 'all'}"
 

@@ -71,6 +71,24 @@ def test_an_entry_written_before_it_is_settled_counts_once(store: CostStore):
     assert store.settle(s, entry.amount, reservation=r, entry_id=entry.id).spent == COST
 
 
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_two_store_objects_on_one_path_share_the_ledger(tmp_path, kind):
+    # What two processes see, in one: a reservation and a settled amount are visible through the other object at
+    # once, before anything is written to the store.
+    first, second = open_store(kind, tmp_path), open_store(kind, tmp_path)
+    s = scope()
+    r = first.reserve(s, Decimal("0.6"), limit=Decimal("1"))
+    assert second.standing(s).reserved == Decimal("0.6")
+    assert not second.reserve(s, Decimal("0.5"), limit=Decimal("1")).granted
+    first.settle(s, Decimal("0.7"), reservation=r, entry_id="not-written-yet")
+    assert second.standing(s) == first.standing(s)
+    assert (second.standing(s).spent, second.standing(s).reserved) == (Decimal("0.7"), 0)
+    assert not second.reserve(s, Decimal("0.31"), limit=Decimal("1")).granted
+    assert second.reserve(s, Decimal("0.3"), limit=Decimal("1")).granted
+    first.close()
+    second.close()
+
+
 def test_model_scope_matches_the_entry_model():
     s = scope(model="gpt-4o")
     assert s.matches(make_entry(1, timestamp=DAY, model="gpt-4o"))
