@@ -208,7 +208,7 @@ class Budget:
         self.tz = tz
         if key is not None and (not isinstance(key, str) or not key):
             raise ValueError(f"key must be a non-empty str or None, got {key!r}")
-        label = key or (f"name:{name}" if name else f"limit:{self.limit}")
+        label = key or (f"name:{name}" if name else f"limit:{self.limit.normalize():f}")  # "1.00" and 1 alike
         self.key = json.dumps(
             {
                 "budget": label,

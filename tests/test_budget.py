@@ -385,3 +385,11 @@ def test_manager_per_model_budget_is_enforced_by_a_plain_tracker_on_the_store(tm
     mini()  # another model: not limited
     assert len(ran) == 2
     plain.close()
+
+
+def test_processes_share_a_period_budget_by_its_definition(tracker):
+    # The same budget written two ways is one account in the ledger; another limit or filter is another account.
+    assert budget("1.00", period="daily").key == budget(Decimal("1"), period="daily").key
+    assert budget("1.00", period="daily").key != budget("2", period="daily").key
+    assert budget(1, period="daily", name="x").key == budget(5, period="daily", name="x").key
+    assert budget(1, period="daily", name="x").key != budget(1, period="daily", name="x", model="gpt-4o").key

@@ -98,7 +98,8 @@ class ParquetStore(CostStore):
 
     Any number of processes may append at once and read meanwhile; ``compact()`` merges small files safely while
     they do. Reads and ``query`` run in DuckDB over the files, pruned to the days the filters cover. Other engines
-    read the directory as it is (see docs/stores.md).
+    read the directory as it is (see docs/stores.md). Period budgets reserve through a SQLite ledger in
+    ``_ledger.sqlite``; ``lease`` is how many seconds a killed process's reservations are kept.
 
     Example::
 
