@@ -89,6 +89,36 @@ def test_two_store_objects_on_one_path_share_the_ledger(tmp_path, kind):
     second.close()
 
 
+FIRST_OPEN = """
+import os, sys
+from datetime import datetime, timezone
+from decimal import Decimal
+from llmcost.stores import BudgetScope
+from llmcost.stores._ledger_sqlite import SqliteLedger
+
+path, n = sys.argv[1], int(sys.argv[2])
+scope = BudgetScope("first-open", since=datetime(2024, 5, 1, tzinfo=timezone.utc))
+pids = []
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        ledger = SqliteLedger(path, total=lambda **filters: Decimal(0))
+        granted = ledger.reserve(scope, Decimal(1), limit=Decimal(n // 2)).granted
+        os._exit(0 if granted else 3)
+    pids.append(pid)
+codes = sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids)
+print(codes)
+"""
+
+
+def test_processes_opening_a_fresh_ledger_at_once(children, tmp_path):
+    # Eight processes create the SQLite file and switch it to WAL at the same moment; half of them get a reservation.
+    proc = children.spawn(FIRST_OPEN, str(tmp_path / "ledger.sqlite"), "8")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == str([0, 0, 0, 0, 3, 3, 3, 3]), err
+
+
 def test_model_scope_matches_the_entry_model():
     s = scope(model="gpt-4o")
     assert s.matches(make_entry(1, timestamp=DAY, model="gpt-4o"))
