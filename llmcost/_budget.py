@@ -1,8 +1,12 @@
 """``budget(...)``: stop calls before they overspend, reserve estimates, raise alerts at thresholds.
 
-A ``Budget`` is a guard (see ``_context.Guard``): before each tracked call it reserves the call's estimate under a
-lock, refusing the call if the reservation would pass the limit; after the call the reservation is released and
-the real cost arrives through ``on_recorded``. So concurrent calls can overshoot only by their estimates' error.
+A ``Budget`` is a guard (see ``_context.Guard``): before each tracked call it reserves the call's estimate,
+refusing the call if the reservation would pass the limit; the real cost replaces the reservation when the call's
+entry is recorded (``on_recorded``). So concurrent calls can overshoot only by their estimates' error.
+
+A block budget (``period=None``) counts in this object, under its lock. A period budget counts in its tracker's
+store's ledger (``stores._ledger``), so every process sharing the store reserves against one account: the store's
+recorded spend in the period, plus amounts settled but not yet written, plus every process's open reservations.
 
 Over 400 lines because a ``Budget`` is one object whose reservation, period roll-over and threshold alerts share one
 lock and one state; splitting them would spread that lock across modules. ``BudgetManager`` is in ``_manager``.
@@ -13,11 +17,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import json
 import logging
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -27,12 +31,13 @@ from typing import Any, Literal, TypeVar
 import attrs
 
 from ._config import get_tracker, on_new_default
-from ._context import PendingCall, TrackerLike, is_active, pop_guard, push_guard
+from ._context import PendingCall, TrackerLike, is_active, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._tracker import CostTracker
+from .stores import BudgetScope, CostStore, Reservation
 
 __all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
 
@@ -40,8 +45,6 @@ logger = logging.getLogger("llmcost")
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_THRESHOLDS = (0.5, 0.8, 0.9, 1.0)
-#: Seconds between re-reads of a shared store's total by a period budget (other processes' spend).
-REFRESH_SECONDS = 5.0
 _JUST_UNDER = Decimal("0.999999")  # thresholds are floats: check a hair early rather than miss one
 _NEVER = Decimal("Infinity")
 
@@ -125,12 +128,32 @@ def _sinks(on_alert: object) -> tuple[Callable[[BudgetAlert], object], ...]:
     raise TypeError(f"on_alert must be a callable or a list of callables, got {on_alert!r}")
 
 
+class _Hold:
+    """A period budget's reservation for one call: settled when the call's entry is recorded, else released."""
+
+    __slots__ = ("reservation", "scope", "settled", "store")
+
+    def __init__(self, store: CostStore, scope: BudgetScope, reservation: Reservation) -> None:
+        self.store = store
+        self.scope = scope
+        self.reservation = reservation
+        self.settled = False
+
+
+def _unsettled(token: object) -> bool:
+    return isinstance(token, _Hold) and not token.settled
+
+
 class Budget:
     """A spending limit, enforced on tracked calls. Made by ``llmcost.budget(...)`` or ``BudgetManager.create``.
 
     Use it as a context manager (``with``/``async with``) or a decorator (sync and async). Thread-safe: worker
     threads share it by entering it again (``with b:``). ``spent`` is what was recorded, ``reserved`` what calls
-    in flight have reserved, ``remaining`` the limit less both, ``utilization`` spent over limit.
+    in flight have reserved, ``remaining`` the limit less both, ``utilization`` spent over limit. For a period
+    budget these are the store's figures, over every process that shares it.
+
+    ``key`` names the budget's account in the store's ledger, shared by every process that uses the same key
+    (default: from ``name``, or else the limit, with the period and filters; ``BudgetManager`` uses its name).
 
     Example::
 
@@ -148,12 +171,14 @@ class Budget:
         name: str | None = None,
         category: str | None = None,
         resource: str | None = None,
+        model: str | None = None,
         tags: Mapping[str, str] | None = None,
         thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
         on_exceed: Literal["raise", "warn"] = "raise",
         on_alert: Callable[[BudgetAlert], object] | Iterable[Callable[[BudgetAlert], object]] | None = None,
         tracker: CostTracker | None = None,
         tz: tzinfo | None = None,
+        key: str | None = None,
     ) -> None:
         self.limit = to_money(limit, "limit")
         if self.limit <= 0:
@@ -166,6 +191,9 @@ class Budget:
         if resource is not None and not isinstance(resource, str):
             raise TypeError(f"resource must be a str or None, got {resource!r}")
         self.resource = resource
+        if model is not None and (not isinstance(model, str) or not model):
+            raise ValueError(f"model must be a non-empty str or None, got {model!r}")
+        self.model = model
         self.tags: FrozenTags = to_tags(tags)
         self.thresholds = _thresholds(thresholds)
         if on_exceed not in ("raise", "warn"):
@@ -178,13 +206,27 @@ class Budget:
         if tz is not None and not isinstance(tz, tzinfo):
             raise TypeError(f"tz must be a tzinfo (e.g. zoneinfo.ZoneInfo('Europe/Berlin')), got {tz!r}")
         self.tz = tz
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"key must be a non-empty str or None, got {key!r}")
+        label = key or (f"name:{name}" if name else f"limit:{self.limit.normalize():f}")  # "1.00" and 1 alike
+        self.key = json.dumps(
+            {
+                "budget": label,
+                "period": self.period.value if self.period else None,
+                "tz": str(tz) if tz is not None else None,
+                "category": self.category,
+                "resource": self.resource,
+                "model": self.model,
+                "tags": dict(sorted(self.tags.items())),
+            },
+            sort_keys=True,
+        )
         self._lock = threading.RLock()
         self._spent = ZERO
-        self._reserved = ZERO
+        self._reserved = ZERO  # block budgets: this object's reservations; period budgets: the ledger's, as last seen
         self._start: datetime | None = None
         self._end: datetime | None = None
-        self._loaded = False
-        self._refreshed = 0.0
+        self._scope: BudgetScope | None = None
         self._fired: set[float] = set()
         # Spend below this cannot cross a threshold that has not fired: most calls skip the threshold check.
         self._quiet_below = ZERO
@@ -205,25 +247,36 @@ class Budget:
     @property
     def spent(self) -> Decimal:
         """Spend counted in the current period (for ``period=None``: inside the block)."""
-        self.sync()
+        self._stand()
         return self._spent
 
     @property
     def reserved(self) -> Decimal:
-        """Estimates reserved by calls in flight."""
+        """Estimates reserved by calls in flight (for a period budget: by every process sharing the store)."""
+        self._stand()
         return self._reserved
 
     @property
     def remaining(self) -> Decimal:
         """The limit less spend and reservations (negative once overspent)."""
-        self.sync()
+        self._stand()
         return self.limit - self._spent - self._reserved
 
     @property
     def utilization(self) -> float:
         """Spend over limit (1.0 is fully used)."""
-        self.sync()
+        self._stand()
         return float(self._spent / self.limit)
+
+    def _stand(self, *, refresh: bool = False) -> None:
+        """(Period budgets) read where the ledger stands now."""
+        if self.period is None:
+            return
+        scope = self._current_scope()
+        standing = self.tracker.store.standing(scope, refresh=refresh)
+        with self._lock:
+            if scope is self._scope:
+                self._spent, self._reserved = standing.spent, standing.reserved
 
     @property
     def period_start(self) -> datetime | None:
@@ -242,7 +295,11 @@ class Budget:
         return f"Budget(name={self.name!r}, limit={self.limit}, period={period!r}, spent={self._spent})"
 
     # -- matching and periods -------------------------------------------------------------------------------------
-    def _matches(self, resource: str | None, category: str, tags: Mapping[str, str]) -> bool:
+    def _matches(self, resource: str | None, category: str, tags: Mapping[str, str], model: str | None) -> bool:
+        # A call whose model is not known before it is made counts against a per-model budget (it may be that
+        # model); its entry counts only if it is (``BudgetScope.matches``).
+        if self.model is not None and model is not None and model != self.model:
+            return False
         if self.resource is not None and resource != self.resource:
             return False
         if self.category is not None and category != self.category:
@@ -250,42 +307,52 @@ class Budget:
         return not self._tag_items or all(tags.get(key) == value for key, value in self._tag_items)
 
     def sync(self, *, force: bool = False) -> None:
-        """Roll into the current period and, for period budgets, (re)load stored spend when due (``force``: now).
-
-        ``BudgetManager`` forces a re-read before it reports; reading ``spent`` or ``remaining`` syncs too.
-        """
+        """Roll into the current period; a period budget then reads where its ledger stands (``force``: with the
+        store's recorded spend read again now). ``BudgetManager`` forces a re-read before it reports."""
         if self.period is None:
             return
+        self._current_scope()
+        if force:
+            self._stand(refresh=True)
+
+    def _current_scope(self) -> BudgetScope:
+        """The ledger scope of the current period, opened on the first use in each period.
+
+        Opening one flushes the tracker, so entries this process recorded before the budget count at once.
+        """
+        assert self.period is not None
         tracker = self.tracker
         now = tracker.clock()
         with self._lock:
-            rolled = False
-            outside = (self._end is not None and now >= self._end) or (self._start is not None and now < self._start)
-            if not self._loaded or outside:
-                self._start, self._end = period_bounds(self.period, now, self.tz)
-                self._fired = set()
-                self._quiet_below = ZERO
-                rolled = True
-            due = (
-                rolled
-                or not self._loaded
-                or force
-                or (tracker.store.buffered and time.monotonic() - self._refreshed > REFRESH_SECONDS)
+            scope = self._scope
+            if scope is not None and self._start is not None and self._end is not None:
+                if self._start <= now < self._end:
+                    return scope
+            elif scope is not None and self._start is None:
+                return scope  # "total": one period forever
+            self._start, self._end = period_bounds(self.period, now, self.tz)
+            scope = self._scope = BudgetScope(
+                self.key,
+                since=self._start,
+                until=self._end,
+                category=self.category,
+                resource=self.resource,
+                model=self.model,
+                tags=self.tags or None,
             )
-            if due:
-                self._load(tracker)
-
-    def _load(self, tracker: CostTracker) -> None:
-        """Read this period's matching spend from the store: one pushed-down total (caller holds the lock)."""
+            self._fired = set()
+            self._quiet_below = ZERO
+        store = tracker.store
+        store.ledger().begin()  # from here on, written entries are acknowledged to the ledger
         try:
             tracker.flush()
         except Exception as exc:  # noqa: BLE001 - count what is stored; the buffer is counted once written
             logger.warning("llmcost: budget %r could not flush before reading spend: %r", self.name, exc)
-        self._spent = tracker.store.total(
-            since=self._start, until=self._end, category=self.category, resource=self.resource, tags=self.tags or None
-        )
-        self._loaded = True
-        self._refreshed = time.monotonic()
+        standing = store.standing(scope)
+        with self._lock:
+            if scope is self._scope:
+                self._spent, self._reserved = standing.spent, standing.reserved
+        return scope
 
     # -- the guard protocol ---------------------------------------------------------------------------------------
     def before_call(self, call: PendingCall) -> object:
@@ -294,11 +361,16 @@ class Budget:
             return None
         if self._tracker is not None and call.tracker is not self._tracker:
             return None
-        if not self._matches(call.resource, call.category, call.tags):
+        model = call.model
+        if model is None and self.model is not None:
+            asked = call.kwargs.get("model")
+            model = asked if isinstance(asked, str) else None
+        if not self._matches(call.resource, call.category, call.tags, model):
             return None
-        self.sync()
         estimate = call.estimate()
         needed = estimate if estimate is not None else ZERO
+        if self.period is not None:
+            return self._reserve(needed)
         refused: BudgetExceeded | None = None
         with self._lock:
             remaining = self.limit - self._spent - self._reserved
@@ -313,8 +385,30 @@ class Budget:
                 raise refused
         return token
 
+    def _reserve(self, needed: Decimal) -> _Hold:
+        """(Period budgets) reserve ``needed`` in the ledger, atomically for every process; raise if refused."""
+        scope = self._current_scope()
+        store = self.tracker.store
+        r = store.reserve(scope, needed, limit=self.limit, force=self.on_exceed == "warn")
+        remaining = self.limit - r.spent - r.reserved
+        with self._lock:
+            if scope is self._scope:
+                self._spent, self._reserved = r.spent, r.reserved + (needed if r.granted else ZERO)
+        if remaining <= 0 or needed > remaining:
+            refused = BudgetExceeded(self.name, r.spent + r.reserved, self.limit, needed)
+            self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
+            if self.on_exceed == "raise":
+                raise refused
+        return _Hold(store, scope, r)
+
     def after_call(self, token: object, entry: CostEntry | None) -> None:
-        """Release the reservation made by ``before_call`` (the cost itself arrives via ``on_recorded``)."""
+        """Release the reservation made by ``before_call`` unless the call's entry settled it (``on_recorded``)."""
+        if isinstance(token, _Hold):
+            if not token.settled:
+                token.settled = True
+                if token.reservation.id is not None:
+                    token.store.release(token.reservation)
+            return
         if not isinstance(token, tuple):
             return
         start, needed = token
@@ -326,19 +420,34 @@ class Budget:
         """Count ``entry`` if it matches this budget (and its period), then fire any thresholds it crossed."""
         if self._tracker is not None and tracker is not self._tracker:
             return
-        if not self._matches(entry.resource, entry.category.value, entry.tags):
+        if not self._matches(entry.resource, entry.category.value, entry.tags, None):
+            return
+        if self.period is not None:
+            self._settle(tracker, entry)
             return
         with self._lock:
-            if self.period is not None:
-                if not self._loaded:
-                    return  # the first load reads it from the store (it flushes the tracker first)
-                if (
-                    self._start is not None
-                    and self._end is not None
-                    and not (self._start <= entry.timestamp < self._end)
-                ):
-                    return
             self._spent += entry.amount
+        self.check_thresholds()
+
+    def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:
+        """(Period budgets) count ``entry`` in the ledger, in place of its call's reservation if it had one."""
+        scope = self._current_scope()
+        if not scope.matches(entry):
+            return  # another period or model: the call's reservation, if any, is released after the call
+        hold = settling_token(self, _unsettled)
+        store = self.tracker.store
+        # Kept under the entry's id until the tracker writes it to this store; an entry for another store (a budget
+        # on the default tracker around a call of another tracker) stays counted for the period.
+        same_store = getattr(tracker, "store", None) is store
+        reservation = hold.reservation if isinstance(hold, _Hold) and hold.store is store else None
+        standing = store.settle(scope, entry.amount, reservation=reservation, entry_id=entry.id if same_store else None)
+        if isinstance(hold, _Hold):
+            if reservation is None and hold.reservation.id is not None:
+                hold.store.release(hold.reservation)
+            hold.settled = True
+        with self._lock:
+            if scope is self._scope:
+                self._spent, self._reserved = standing.spent, standing.reserved
         self.check_thresholds()
 
     # -- alerts ---------------------------------------------------------------------------------------------------
@@ -388,7 +497,7 @@ class Budget:
 
     # -- context manager and decorator ----------------------------------------------------------------------------
     def __enter__(self) -> Budget:
-        self.sync()  # a period budget reads its period's spend now, so what is recorded inside counts and alerts
+        self.sync()  # a period budget opens its period's account now (reading recorded spend once per period)
         token = push_guard(self)
         self._entered.set((*self._entered.get(), token))
         return self
@@ -435,6 +544,7 @@ def budget(
     name: str | None = None,
     category: str | None = None,
     resource: str | None = None,
+    model: str | None = None,
     tags: Mapping[str, str] | None = None,
     thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
     on_exceed: Literal["raise", "warn"] = "raise",
@@ -446,8 +556,11 @@ def budget(
 
     - ``period=None`` counts spend recorded inside the block; a period (``hourly``, ``daily``, ``weekly``,
       ``monthly``, ``total``) counts all matching spend in the tracker's store in the current period (cut in
-      UTC, or ``tz``), including spend from before the block and from other processes.
-    - ``category``, ``resource``, ``tags`` narrow what counts and which calls are checked.
+      UTC, or ``tz``), including spend from before the block and from other processes. Processes sharing a store
+      reserve through its ledger, so together they stay within the limit (plus, per process, one call's
+      estimate error).
+    - ``category``, ``resource``, ``model``, ``tags`` narrow what counts and which calls are checked (``model``:
+      a per-model limit; a call whose model is not known before it is made is checked too).
     - ``on_exceed="raise"`` refuses calls with ``BudgetExceeded``; ``"warn"`` alerts and lets them through.
     - ``thresholds`` (each in (0, 1], ascending) fire one ``BudgetAlert`` each per period, to ``on_alert`` and
       the ``llmcost`` logger.
@@ -466,6 +579,7 @@ def budget(
         name=name,
         category=category,
         resource=resource,
+        model=model,
         tags=tags,
         thresholds=thresholds,
         on_exceed=on_exceed,

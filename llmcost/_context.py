@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -26,16 +26,22 @@ __all__ = [
     "PendingCall",
     "TrackerLike",
     "active_guards",
+    "begin_settling",
     "current_tags",
+    "end_settling",
     "is_active",
     "pop_guard",
     "push_guard",
     "set_active",
+    "settling_token",
     "tags",
 ]
 
 _tags: contextvars.ContextVar[FrozenTags] = contextvars.ContextVar("llmcost_tags", default=EMPTY_TAGS)
 _guards: contextvars.ContextVar[tuple[Guard, ...]] = contextvars.ContextVar("llmcost_guards", default=())
+# The reservations of the tracked call whose entry is being recorded right now: a guard that reserved for the call
+# settles its reservation with the entry as it is recorded (``on_recorded``), in one step.
+_settling: contextvars.ContextVar[Sequence[tuple[Any, object]]] = contextvars.ContextVar("llmcost_settling", default=())
 
 
 def set_active(active: bool) -> None:
@@ -96,6 +102,25 @@ def push_guard(guard: Guard) -> contextvars.Token[tuple[Guard, ...]]:
 def pop_guard(token: contextvars.Token[tuple[Guard, ...]]) -> None:
     """Restore the guards as they were before the ``push_guard`` that returned ``token``."""
     _guards.reset(token)
+
+
+def begin_settling(reservations: Sequence[tuple[Any, object]]) -> contextvars.Token[Sequence[tuple[Any, object]]]:
+    """Mark ``reservations`` (``(guard, token)`` pairs from ``before_call``) as those of the entry about to be
+    recorded in this context; ``end_settling`` with the token returned undoes it."""
+    return _settling.set(reservations)
+
+
+def end_settling(token: contextvars.Token[Sequence[tuple[Any, object]]]) -> None:
+    """Undo the ``begin_settling`` that returned ``token``."""
+    _settling.reset(token)
+
+
+def settling_token(guard: object, wanted: Callable[[object], bool]) -> object | None:
+    """The first token ``guard`` returned for the call being recorded that ``wanted`` accepts (or ``None``)."""
+    for owner, token in _settling.get():
+        if owner is guard and wanted(token):
+            return token
+    return None
 
 
 @attrs.define(slots=True)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import Any, TypeVar, overload
 
 from ._config import get_tracker
-from ._context import PendingCall, active_guards, current_tags, is_active
+from ._context import PendingCall, active_guards, begin_settling, current_tags, end_settling, is_active
 from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, intern_tags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream, is_stream_manager
@@ -173,15 +173,20 @@ class _Engine:
                 "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
                 self.name,
             )
-        return call.tracker.record_call(
-            model,
-            provider,
-            usage,
-            category or CostCategory.LLM_INFERENCE,
-            self.resource,
-            call.tags,
-            latency,
-        )
+        settling = begin_settling(call.reservations) if call.reservations else None
+        try:
+            return call.tracker.record_call(
+                model,
+                provider,
+                usage,
+                category or CostCategory.LLM_INFERENCE,
+                self.resource,
+                call.tags,
+                latency,
+            )
+        finally:
+            if settling is not None:
+                end_settling(settling)
 
     # -- streams --------------------------------------------------------------------------------------------------
     def hook_stream(self, call: _Call | None, stream: Any) -> Any:

@@ -1,4 +1,11 @@
-"""``BudgetManager``: named period budgets kept in the store and enforced on every tracked call; ``BudgetGuard``."""
+"""``BudgetManager``: named period budgets kept in the store and enforced on every tracked call; ``BudgetGuard``.
+
+The budgets saved in a store are enforced by every tracker on it, whether or not its process made a
+``BudgetManager``: each tracker looks for saved definitions on its first tracked call and every
+``STORED_BUDGETS_SECONDS`` after (``CostTracker.guards``), through the hook registered at the bottom of this module.
+One ``_Enforced`` registry per tracker holds the ``Budget`` guards made from the definitions, shared by every
+``BudgetManager`` of that tracker, so no budget is enforced twice.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from . import _state
 from ._budget import DEFAULT_THRESHOLDS, Budget, BudgetAlert
 from ._config import get_tracker
 from ._money import to_money
@@ -21,16 +29,87 @@ if TYPE_CHECKING:
 __all__ = ["BudgetGuard", "BudgetManager"]
 
 
+class _Enforced:
+    """The budgets one tracker enforces from its store's saved definitions, by name."""
+
+    def __init__(self, tracker: CostTracker) -> None:
+        self.tracker = tracker
+        self.lock = threading.RLock()
+        self.budgets: dict[str, Budget] = {}
+        self.definitions: dict[str, str] = {}
+
+    def reload(self) -> None:
+        """Pick up definitions saved or deleted by any process."""
+        stored = self.tracker.store.load_budgets()
+        with self.lock:
+            for name in [n for n in self.budgets if n not in stored]:
+                self.forget(name)
+            for name, text in stored.items():
+                if self.definitions.get(name) != text:
+                    self.install(name, text)
+
+    def install(self, name: str, text: str) -> Budget:
+        spec = json.loads(text)
+        made = _budget_of(name, spec, self.tracker)
+        with self.lock:
+            old = self.budgets.get(name)
+            if old is not None:
+                self.tracker.remove_guard(old)
+            self.budgets[name] = made
+            self.definitions[name] = text
+            self.tracker.add_guard(made)
+        return made
+
+    def forget(self, name: str) -> Budget | None:
+        with self.lock:
+            found = self.budgets.pop(name, None)
+            self.definitions.pop(name, None)
+            if found is not None:
+                self.tracker.remove_guard(found)
+        return found
+
+
+def _budget_of(name: str, spec: dict[str, Any], tracker: CostTracker) -> Budget:
+    """The ``Budget`` a saved definition describes; its ledger account is the manager's ``name`` in every process."""
+    return Budget(
+        spec["limit"],
+        period=spec["period"],
+        name=name,
+        category=spec.get("category"),
+        resource=spec.get("resource"),
+        model=spec.get("model"),
+        tags=spec.get("tags") or None,
+        thresholds=spec.get("thresholds", DEFAULT_THRESHOLDS),
+        tracker=tracker,
+        key=f"manager:{name}",
+    )
+
+
+def _enforced(tracker: CostTracker) -> _Enforced:
+    with _state.lock:
+        found = tracker.stored_budgets
+        if not isinstance(found, _Enforced):
+            found = tracker.stored_budgets = _Enforced(tracker)
+        return found
+
+
+def enforce_stored_budgets(tracker: CostTracker) -> None:
+    """Make ``tracker`` enforce the budgets saved in its store (called by ``CostTracker.guards`` when due)."""
+    _enforced(tracker).reload()
+
+
 class BudgetManager:
     """Named budgets, saved in the tracker's store so every process sharing the store sees and enforces them.
 
-    Budgets created here are enforced on every tracked call of the tracker that matches their filters, inside a
-    ``with budget`` block or not.
+    Budgets created here are enforced on every tracked call that matches their filters, inside a ``with budget``
+    block or not, by every tracker on the store (in any process, with or without a ``BudgetManager``), and they
+    reserve through the store's ledger exactly as ``budget(period=...)`` blocks do.
 
     Example::
 
         manager = llmcost.BudgetManager()
         manager.create("search-daily", 50, "daily", tags={"team": "search"})
+        manager.create("gpt-4o-daily", 20, "daily", model="gpt-4o")      # a per-model limit
         for alert in manager.check_budgets():
             print(alert.message)
         print(manager.status())
@@ -40,43 +119,17 @@ class BudgetManager:
         if tracker is None:
             tracker = get_tracker()
         self.tracker = tracker
-        self._lock = threading.RLock()
-        self._budgets: dict[str, Budget] = {}
-        self._definitions: dict[str, str] = {}
+        self._enforced = _enforced(tracker)
         self._seen: dict[str, int] = {}
         self._reload()
 
+    @property
+    def _budgets(self) -> dict[str, Budget]:
+        return self._enforced.budgets
+
     def _reload(self) -> None:
         """Pick up definitions other processes saved or deleted."""
-        stored = self.tracker.store.load_budgets()
-        with self._lock:
-            for name in [n for n in self._budgets if n not in stored]:
-                self.tracker.remove_guard(self._budgets.pop(name))
-                self._definitions.pop(name, None)
-            for name, text in stored.items():
-                if self._definitions.get(name) != text:
-                    self._install(name, text)
-
-    def _install(self, name: str, text: str) -> Budget:
-        spec = json.loads(text)
-        old = self._budgets.get(name)
-        if old is not None:
-            self.tracker.remove_guard(old)
-        made = Budget(
-            spec["limit"],
-            period=spec["period"],
-            name=name,
-            category=spec.get("category"),
-            resource=spec.get("resource"),
-            tags=spec.get("tags") or None,
-            thresholds=spec.get("thresholds", DEFAULT_THRESHOLDS),
-            tracker=self.tracker,
-        )
-        self._budgets[name] = made
-        self._definitions[name] = text
-        self._seen.setdefault(name, 0)
-        self.tracker.add_guard(made)
-        return made
+        self._enforced.reload()
 
     def create(
         self,
@@ -86,10 +139,13 @@ class BudgetManager:
         *,
         category: str | None = None,
         resource: str | None = None,
+        model: str | None = None,
         tags: Mapping[str, str] | None = None,
         thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
     ) -> Budget:
-        """Create (or replace) the budget ``name`` of ``amount`` USD per ``period``, save it, and enforce it."""
+        """Create (or replace) the budget ``name`` of ``amount`` USD per ``period``, save it, and enforce it.
+
+        ``category``, ``resource``, ``model`` (a per-model limit) and ``tags`` narrow what counts."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         limit = to_money(amount, "amount")
@@ -98,23 +154,15 @@ class BudgetManager:
             "period": to_period(period).value,
             "category": category,
             "resource": resource,
+            "model": model,
             "tags": dict(tags or {}),
             "thresholds": list(thresholds),
         }
-        Budget(
-            limit,
-            period=spec["period"],
-            name=name,
-            category=category,
-            resource=resource,
-            tags=tags,
-            thresholds=spec["thresholds"],
-            tracker=self.tracker,
-        )  # validates before anything is saved
+        _budget_of(name, spec, self.tracker)  # validates before anything is saved
         text = json.dumps(spec, sort_keys=True)
-        with self._lock:
+        with self._enforced.lock:
             self.tracker.store.save_budget(name, text)
-            made = self._install(name, text)
+            made = self._enforced.install(name, text)
         self.tracker.emit("budget.created", made)
         return made
 
@@ -133,12 +181,9 @@ class BudgetManager:
 
     def delete(self, name: str) -> bool:
         """Stop enforcing and forget ``name``; return whether it existed."""
-        with self._lock:
+        with self._enforced.lock:
             existed = self.tracker.store.delete_budget(name)
-            found = self._budgets.pop(name, None)
-            self._definitions.pop(name, None)
-            if found is not None:
-                self.tracker.remove_guard(found)
+            found = self._enforced.forget(name)
         return existed or found is not None
 
     def check_budgets(self) -> builtins.list[BudgetAlert]:
@@ -227,3 +272,7 @@ class BudgetGuard:
     def get_remaining(self) -> dict[str, Decimal | None]:
         """What remains of each limit: keys ``daily``, ``monthly``, ``total`` (``None`` where no limit is set)."""
         return {p: (self.manager.get(self._names[p]).remaining if p in self._names else None) for p in self._PERIODS}
+
+
+# Wiring, not state: every tracker enforces its store's saved budgets without _tracker importing this module.
+_state.stored_budget_hooks.append(enforce_stored_budgets)

@@ -50,6 +50,9 @@ default_tracker: Any = None
 #: Called with each new default tracker (env budgets). Registered at import by the modules that provide them; kept
 #: by ``reset()``.
 default_tracker_hooks: list[Callable[[Any], object]] = []
+#: Called with a tracker to enforce the budgets saved in its store (``_manager`` registers its loader at import);
+#: kept by ``reset()``.
+stored_budget_hooks: list[Callable[[Any], object]] = []
 #: ``set_active``: tracking and enforcement on or off.
 active = True
 

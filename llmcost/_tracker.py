@@ -44,10 +44,12 @@ from .stores._isolate import append_or_set_aside
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["EVENTS", "CostTracker", "log_once"]
+__all__ = ["EVENTS", "STORED_BUDGETS_SECONDS", "CostTracker", "log_once"]
 
 logger = logging.getLogger("llmcost")
 
+#: Seconds between looks for budgets saved in a tracker's store by ``BudgetManager`` in any process.
+STORED_BUDGETS_SECONDS = 5.0
 EVENTS = ("cost.recorded", "budget.created", "budget.warning", "budget.exceeded")
 _UNKNOWN_MODEL_POLICIES = ("warn", "raise", "ignore")
 _logged = _state.logged
@@ -123,6 +125,9 @@ class CostTracker:
         self._wake = threading.Event()  # set when a batch is full: the writer need not wait out the interval
         self._subscribers: dict[str, list[Callable[[Any], object]]] = {e: [] for e in EVENTS}
         self._guards: tuple[Guard, ...] = ()
+        self._stored_due = 0.0  # when to look for budgets saved in the store (BudgetManager) next
+        #: The registry of budgets this tracker enforces from its store's saved definitions (kept by ``_manager``).
+        self.stored_budgets: Any = None
         self._recent = RecentCosts()
         if not self._direct or type(self.store).flush is not CostStore.flush:
             _state.track_live(self)  # what the tracker or the store buffers is written at exit
@@ -343,7 +348,9 @@ class CostTracker:
 
     def _add(self, entry: CostEntry) -> None:
         if self._direct:
-            self.store.append((entry,))
+            batch = (entry,)
+            self.store.append(batch)
+            self._acknowledge(batch)
         else:
             self._buffer_entry(entry)
         self._recent.observe(entry)
@@ -420,8 +427,16 @@ class CostTracker:
                     if isinstance(exc, Exception) and not isinstance(exc, StoreError):
                         raise StoreError(f"could not write {len(batch)} entries to {self.store!r}: {exc}") from exc
                     raise
+                self._acknowledge(batch)
             self.store.flush()
             self._last_flush = time.monotonic()
+
+    def _acknowledge(self, batch: Sequence[CostEntry]) -> None:
+        """Tell the store's budget ledger that ``batch`` is written (its settled amounts give way to the rows)."""
+        try:
+            self.store.acknowledge(batch)
+        except Exception as exc:  # noqa: BLE001 - the entries are written; budgets read the store again later
+            log_once(("acknowledge", type(exc)), "llmcost: could not update the budget ledger: %r", exc)
 
     def pending(self) -> int:
         """How many recorded entries wait in the buffer for the next flush."""
@@ -604,8 +619,22 @@ class CostTracker:
                 logger.exception("llmcost: subscriber %r to %r failed", callback, event)
 
     def guards(self) -> tuple[Guard, ...]:
-        """The guards enforced on every tracked call of this tracker (``BudgetManager`` and env budgets)."""
+        """The guards enforced on every tracked call of this tracker (``BudgetManager`` and env budgets).
+
+        Budgets saved in the store are loaded on first use and looked for again every ``STORED_BUDGETS_SECONDS``.
+        """
+        if time.monotonic() >= self._stored_due:
+            self.load_stored_budgets()
         return self._guards
+
+    def load_stored_budgets(self) -> None:
+        """Enforce the budgets saved in the store now (``BudgetManager`` definitions from any process)."""
+        self._stored_due = time.monotonic() + STORED_BUDGETS_SECONDS
+        for hook in _state.stored_budget_hooks:
+            try:
+                hook(self)
+            except Exception as exc:  # noqa: BLE001 - a store that cannot be read now is read again later
+                log_once(("stored-budgets", type(exc)), "llmcost: could not load the store's budgets: %r", exc)
 
     def add_guard(self, guard: Guard) -> None:
         """Enforce ``guard`` on every tracked call of this tracker (``BudgetManager`` budgets use this)."""

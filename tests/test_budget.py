@@ -369,3 +369,27 @@ def test_thresholds_fire_exactly_at_their_amounts_and_again_in_the_next_period(t
     with b:
         tracker.record(amount="0.5")
     assert [(a.threshold, a.spent) for a in seen][2:] == [(0.5, Decimal("0.5"))]
+
+
+def test_manager_per_model_budget_is_enforced_by_a_plain_tracker_on_the_store(tmp_path, clock):
+    url = f"duckdb://{tmp_path / 'costs.duckdb'}"
+    with CostTracker(url, clock=clock) as setup:
+        BudgetManager(setup).create("gpt-4o-cap", CALL * 2, "daily", model="gpt-4o")
+    plain = CostTracker(url, clock=clock)  # no BudgetManager in this "process": the saved budget still applies
+    call, ran = caller(plain)
+    mini = track_cost(tracker=plain, model="gpt-4o-mini", usage=lambda r: Usage(input_tokens=1000))(lambda: "ok")
+    call()
+    call()
+    with pytest.raises(BudgetExceeded, match="gpt-4o-cap"):
+        call()
+    mini()  # another model: not limited
+    assert len(ran) == 2
+    plain.close()
+
+
+def test_processes_share_a_period_budget_by_its_definition(tracker):
+    # The same budget written two ways is one account in the ledger; another limit or filter is another account.
+    assert budget("1.00", period="daily").key == budget(Decimal("1"), period="daily").key
+    assert budget("1.00", period="daily").key != budget("2", period="daily").key
+    assert budget(1, period="daily", name="x").key == budget(5, period="daily", name="x").key
+    assert budget(1, period="daily", name="x").key != budget(1, period="daily", name="x", model="gpt-4o").key

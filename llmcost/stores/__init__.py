@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._rows import COLUMNS, SCHEMA_VERSION
 from ._base import CostStore
 from ._filters import Filters
+from ._ledger import BudgetScope, Ledger, Reservation, Standing
 from ._memory import MemoryStore
 from ._open import open_store
 
@@ -21,11 +22,15 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
+    "BudgetScope",
     "CostStore",
     "DuckDBStore",
     "Filters",
+    "Ledger",
     "MemoryStore",
     "ParquetStore",
+    "Reservation",
+    "Standing",
     "open_store",
 ]
 

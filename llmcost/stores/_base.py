@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
@@ -11,11 +12,14 @@ from typing import TYPE_CHECKING, Any
 from .._entry import CostEntry
 from .._summary import CostSummary, summarize
 from ._filters import NO_FILTERS, Filters
+from ._ledger import BudgetScope, Ledger, LocalLedger, Reservation, Standing
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["CostStore", "Filters"]
+
+_LEDGER_LOCK = threading.Lock()  # makes each store's ledger once
 
 
 class CostStore(abc.ABC):
@@ -116,6 +120,111 @@ class CostStore(abc.ABC):
     @abc.abstractmethod
     def delete_budget(self, name: str) -> bool:
         """Forget the budget ``name``; return whether it existed."""
+
+    # -- the budget ledger ------------------------------------------------------------------------------------
+    # Period budgets reserve through these, so the limit holds for every process that shares the store. A backend
+    # gets an in-process ledger for free; one that several processes share overrides ``open_ledger``.
+
+    def open_ledger(self) -> Ledger:
+        """Make this store's budget ledger (called once, on first use; see ``stores._ledger``).
+
+        The default keeps the ledger in this process and reads recorded spend with ``total()``: right for a store
+        only this process writes. A store several processes share returns a ledger they all see (DuckDB and
+        Parquet stores: a SQLite file beside the store).
+        """
+        return LocalLedger(self.total)
+
+    def ledger(self) -> Ledger:
+        """This store's budget ledger, made by ``open_ledger`` on first use."""
+        made = getattr(self, "_ledger_made", None)
+        if made is None:
+            with _LEDGER_LOCK:
+                made = getattr(self, "_ledger_made", None)
+                if made is None:
+                    made = self._ledger_made = self.open_ledger()
+        return made
+
+    def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
+        """Reserve ``amount`` for a call in ``scope``, atomically, if ``limit`` covers it.
+
+        ``limit`` is compared with the scope's recorded spend in the store, plus amounts settled but not yet
+        written, plus every process's open reservations. The answer says whether it was ``granted`` and where the
+        scope stood before it. ``force``: reserve even past the limit (a budget that only warns).
+
+        Example::
+
+            scope = BudgetScope("name:nightly", since=day_start, until=day_end, resource="summarize")
+            r = store.reserve(scope, Decimal("0.02"), limit=Decimal("5"))
+            if not r.granted:
+                raise BudgetExceeded("nightly", r.spent + r.reserved, Decimal("5"), Decimal("0.02"))
+        """
+        return self.ledger().reserve(scope, amount, limit=limit, force=force)
+
+    def settle(
+        self,
+        scope: BudgetScope,
+        amount: Decimal,
+        *,
+        reservation: Reservation | None = None,
+        entry_id: str | None = None,
+    ) -> Standing:
+        """Count the actual ``amount`` of a call in ``scope`` in place of its ``reservation`` (if any).
+
+        Other processes see it at once. With ``entry_id`` it is kept until the entry is written to this store (then
+        the store's own total has it); with ``None`` (an entry that went to another store) until the period ends.
+        Returns where the scope stands after it.
+
+        Example::
+
+            standing = store.settle(scope, entry.amount, reservation=r, entry_id=entry.id)
+        """
+        return self.ledger().settle(scope, amount, reservation=reservation, entry_id=entry_id)
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop ``reservation``: the call failed or recorded nothing that counts. A no-op if already gone.
+
+        Example::
+
+            try:
+                response = client.chat.completions.create(...)
+            except Exception:
+                store.release(r)
+                raise
+        """
+        self.ledger().release(reservation)
+
+    def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
+        """Where ``scope`` stands: ``spent`` (recorded plus settled) and ``reserved`` (open, every process);
+        ``refresh`` reads the recorded spend from the store first.
+
+        Example::
+
+            print(store.standing(scope).spent)
+        """
+        return self.ledger().standing(scope, refresh=refresh)
+
+    def acknowledge(self, entries: Sequence[CostEntry]) -> None:
+        """Tell the ledger that ``entries`` are now in this store (trackers call it after each write), so their
+        settled amounts give way to the recorded ones. A no-op while no budget uses the ledger.
+
+        Example::
+
+            store.append(batch)
+            store.acknowledge(batch)
+        """
+        made = self.current_ledger()
+        if made is not None:
+            made.acknowledge(entries)
+
+    def close_ledger(self) -> None:
+        """Release the ledger's files and threads (stores call it from ``close``; it reopens on next use)."""
+        made = self.current_ledger()
+        if made is not None:
+            made.close()
+
+    def current_ledger(self) -> Ledger | None:
+        """The ledger if one was made (``None`` while no budget has used this store)."""
+        return getattr(self, "_ledger_made", None)
 
     # -- context manager ----------------------------------------------------------------------------------------
     def __enter__(self) -> CostStore:

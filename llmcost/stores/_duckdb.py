@@ -39,6 +39,7 @@ from ._base import CostStore
 from ._disk import make_dirs
 from ._durable import Durable
 from ._filters import Filters
+from ._ledger import DEFAULT_LEASE, Ledger
 from ._migrate import migrate_duckdb
 from ._sql import fetch_frame, read_entries, read_frame, read_summary, read_total, registered, select_sql
 
@@ -99,6 +100,8 @@ class DuckDBStore(CostStore):
     ``retry_timeout`` bounds, in seconds, how long an operation waits for another process's lock (or retries an
     I/O error). An append that cannot get in by then goes to a spill file in ``spill_dir`` (default
     ``<path>.spill``) and is replayed on the next open, append or read. Query the rows with SQL through ``query``.
+    Period budgets reserve through a SQLite ledger at ``<path>.ledger``; ``lease`` is how many seconds a killed
+    process's reservations are kept (see ``docs/budgets.md``).
 
     Example::
 
@@ -112,7 +115,12 @@ class DuckDBStore(CostStore):
     buffered = True
 
     def __init__(
-        self, path: str | os.PathLike[str], *, retry_timeout: float = 30.0, spill_dir: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retry_timeout: float = 30.0,
+        spill_dir: str | None = None,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
@@ -129,6 +137,7 @@ class DuckDBStore(CostStore):
             per_path=True,
         )
         self.retry_timeout = self._durable.retry_timeout
+        self.lease = lease
         self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
         self._migrated = False
         make_dirs(os.path.dirname(self.path))
@@ -258,6 +267,13 @@ class DuckDBStore(CostStore):
     def close(self) -> None:
         """Close the private connection (the file is never held between calls); the store stays usable."""
         self._durable.close()
+        self.close_ledger()
+
+    def open_ledger(self) -> Ledger:
+        """The budget ledger every process on this host shares: a SQLite file at ``<path>.ledger``."""
+        from ._ledger_sqlite import SqliteLedger
+
+        return SqliteLedger(self.path + ".ledger", total=self.total, lease=self.lease)
 
     # -- budget definitions -----------------------------------------------------------------------------------------
     def save_budget(self, name: str, definition: str) -> None:

@@ -20,6 +20,7 @@ from .._rows import TOKEN_COLUMNS, frame_from_arrays, from_micros, ingest_arrays
 from .._usage import Usage
 from ._base import CostStore, query_rows
 from ._filters import Filters
+from ._ledger import Ledger, LocalLedger
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,7 +99,7 @@ class MemoryStore(CostStore):
     buffered = False
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # shared with the budget ledger, which keeps a running total of appends
         self._budgets: dict[str, str] = {}
         self._clear()
 
@@ -135,6 +136,14 @@ class MemoryStore(CostStore):
             self._pending.extend(entries)
             if len(self._pending) >= _BATCH:
                 self._columnize()
+            ledger = self.current_ledger()
+            if isinstance(ledger, LocalLedger):
+                ledger.appended(entries)
+
+    def open_ledger(self) -> Ledger:
+        """A ledger in this process that keeps each budget's spend as a running total of appends (exact, and no
+        re-reading of the entries)."""
+        return LocalLedger(self.total, lock=self._lock, fed=True)
 
     def _columnize(self) -> None:
         """Move pending entries into the columns (caller holds the lock).

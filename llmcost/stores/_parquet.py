@@ -8,6 +8,7 @@ Layout of the store directory::
     _compactions/<uuid>.json              compactions in progress (see below)
     _spill/<uuid>.jsonl                   batches that could not be written yet
     _lock                                 taken by compaction, migration and spill replay
+    _ledger.sqlite                        the budget ledger (reservations across processes, see ``_ledger``)
 
 Names starting with ``_`` or ``.`` are hidden from Spark, Trino and Hive by convention; the only thing user data
 decides in a path is the day, so tags and resources never reach the file system.
@@ -66,6 +67,7 @@ from ._budget_files import BudgetFiles
 from ._disk import fsync_dir, fsync_file, make_dirs
 from ._durable import Durable, file_lock
 from ._filters import Filters
+from ._ledger import DEFAULT_LEASE, Ledger
 from ._migrate import current_version, migrate_parquet, read_parquet_version
 from ._parquet_layout import SOURCE, Listing, day_name, sweep_temporaries
 from ._sql import fetch_frame, read_entries, read_frame, read_summary, read_total, registered, select_sql
@@ -96,7 +98,8 @@ class ParquetStore(CostStore):
 
     Any number of processes may append at once and read meanwhile; ``compact()`` merges small files safely while
     they do. Reads and ``query`` run in DuckDB over the files, pruned to the days the filters cover. Other engines
-    read the directory as it is (see docs/stores.md).
+    read the directory as it is (see docs/stores.md). Period budgets reserve through a SQLite ledger in
+    ``_ledger.sqlite``; ``lease`` is how many seconds a killed process's reservations are kept.
 
     Example::
 
@@ -116,6 +119,7 @@ class ParquetStore(CostStore):
         retry_timeout: float = 30.0,
         spill_dir: str | None = None,
         compression: str = "zstd",
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         if not isinstance(directory, (str, os.PathLike)):
             raise TypeError(f"directory must be a str or os.PathLike, got {directory!r}")
@@ -135,6 +139,7 @@ class ParquetStore(CostStore):
         )
         self.retry_timeout = self._durable.retry_timeout
         self.compression = compression
+        self.lease = lease
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise StoreError(f"{self.directory} exists and is not a directory; a ParquetStore needs a directory")
         make_dirs(self.directory)
@@ -397,6 +402,14 @@ class ParquetStore(CostStore):
     def close(self) -> None:
         """Close the private DuckDB connection; the store stays usable (it reconnects on demand)."""
         self._durable.close()
+        self.close_ledger()
+
+    def open_ledger(self) -> Ledger:
+        """The budget ledger every process on this host shares: ``_ledger.sqlite`` in the directory
+        (``lease``: seconds a killed process's reservations are kept)."""
+        from ._ledger_sqlite import SqliteLedger
+
+        return SqliteLedger(os.path.join(self.directory, "_ledger.sqlite"), total=self.total, lease=self.lease)
 
     # -- budget definitions -----------------------------------------------------------------------------------------
     def save_budget(self, name: str, definition: str) -> None:

@@ -1,0 +1,416 @@
+"""The budget ledger: reservations and settled amounts that every process sharing a store sees.
+
+A period budget asks its store's ledger, before each call, to *reserve* the call's estimate in the budget's
+``BudgetScope`` (its filters and current period). The ledger grants it only if the limit still covers
+
+    spent = recorded spend in the store that matches the scope   (``base``, read with ``store.total``)
+          + settled amounts whose entries are not in the store yet (recorded, still in a tracker's buffer)
+    plus    open reservations of every process,
+
+and records the reservation in the same atomic step. After the call the budget *settles* the actual amount: the
+reservation is replaced by a settled amount kept under the entry's id, so other processes see the real cost at once
+(an overage included). When the tracker has written the entry, the store *acknowledges* it: the settled amount goes
+and the next check reads ``base`` again, now with the entry in it. So every amount is counted exactly once: first
+as a reservation, then as settled, then as recorded. (For an instant between a write and its acknowledgement an
+entry may be counted both as settled and as recorded: the ledger errs towards refusing, never towards overspending.)
+
+``base`` is read again when any acknowledgement happened since it was read, and every ``refresh`` seconds (for
+writers that do not use the ledger). A new period starts from the store's recorded spend of that period.
+
+``LocalLedger`` keeps all this in one process (``MemoryStore``, and the default of any ``CostStore``);
+``_ledger_sqlite.SqliteLedger`` keeps it in a SQLite file beside a DuckDB or Parquet store, for every process on
+the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal, localcontext
+
+import attrs
+
+from .._entry import CostEntry, FrozenTags
+from .._money import ZERO
+from ._filters import Filters
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "REFRESH_SECONDS",
+    "BudgetScope",
+    "Ledger",
+    "LocalLedger",
+    "Receipts",
+    "Reservation",
+    "Standing",
+    "entry_models",
+    "exact_sum",
+    "filter_kwargs",
+]
+
+#: Seconds after which a reservation of a process that stopped renewing it (it died) is released.
+DEFAULT_LEASE = 60.0
+#: Seconds after which a scope's recorded spend is read from the store again, even with no acknowledgement since.
+REFRESH_SECONDS = 5.0
+_EXACT_DIGITS = 80
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    """The exact sum of ``values`` (no rounding, whatever the magnitudes)."""
+    with localcontext() as ctx:
+        ctx.prec = _EXACT_DIGITS
+        return +sum(values, ZERO)
+
+
+def entry_models(entry: CostEntry) -> frozenset[str]:
+    """The model ids a per-model budget matches ``entry`` by.
+
+    The hook for canonical ids: once entries carry ``canonical_model``, a budget scoped to ``gpt-4o`` matches an
+    entry whose ``model`` is ``gpt-4o-2024-08-06`` through it.
+    """
+    ids = {entry.model, getattr(entry, "canonical_model", None)}
+    return frozenset(i for i in ids if isinstance(i, str))
+
+
+@attrs.frozen
+class BudgetScope:
+    """What one budget counts in one period: the ledger's unit of account.
+
+    ``budget`` names the budget the same way in every process (so processes with the same budget share one
+    account); ``since``/``until`` bound the period (``None`` for ``total``); the other fields are the budget's
+    filters.
+
+    Example::
+
+        scope = BudgetScope("manager:daily-cap", since=datetime(2024, 5, 1, tzinfo=timezone.utc),
+                            until=datetime(2024, 5, 2, tzinfo=timezone.utc), resource="bot")
+        store.reserve(scope, Decimal("0.01"), limit=Decimal("1"))
+    """
+
+    budget: str
+    since: datetime | None = None
+    until: datetime | None = None
+    category: str | None = None
+    resource: str | None = None
+    model: str | None = None
+    tags: FrozenTags | None = None
+
+    #: The account's key in the ledger: a digest of ``budget``, and the start of the period.
+    key: str = attrs.field(init=False, repr=False, eq=False)
+
+    @key.default
+    def _key(self) -> str:
+        digest = hashlib.blake2b(self.budget.encode("utf-8"), digest_size=12).hexdigest()
+        return f"{digest}@{self.since.isoformat() if self.since is not None else 'all'}"
+
+    def filters(self) -> Filters:
+        """The store filters of this scope's recorded spend."""
+        return Filters(**filter_kwargs(self))
+
+    def matches(self, entry: CostEntry) -> bool:
+        """Whether ``entry`` counts in this scope (period and filters)."""
+        if self.since is not None and entry.timestamp < self.since:
+            return False
+        if self.until is not None and entry.timestamp >= self.until:
+            return False
+        if self.category is not None and entry.category.value != self.category:
+            return False
+        if self.resource is not None and entry.resource != self.resource:
+            return False
+        if self.model is not None and self.model not in entry_models(entry):
+            return False
+        return not self.tags or all(entry.tags.get(k) == v for k, v in self.tags.items())
+
+    def describe(self) -> str:
+        """JSON of the filters (kept in a shared ledger for people reading it)."""
+        return json.dumps(
+            {"category": self.category, "resource": self.resource, "model": self.model, "tags": dict(self.tags or {})},
+            sort_keys=True,
+        )
+
+
+@attrs.frozen
+class Standing:
+    """Where a scope stands: ``spent`` (recorded plus settled) and ``reserved`` (open reservations, every process)."""
+
+    spent: Decimal
+    reserved: Decimal
+
+
+@attrs.frozen
+class Reservation:
+    """The answer to ``reserve``: ``granted`` or not, with the scope's standing *before* it.
+
+    ``id`` identifies a granted reservation of a non-zero amount in the ledger (``None`` otherwise).
+    """
+
+    scope: str
+    amount: Decimal
+    granted: bool
+    spent: Decimal
+    reserved: Decimal
+    id: int | None = None
+
+
+class Receipts:
+    """What one process knows about its own entries: which it settled (and awaits acknowledgements of), and which
+    were acknowledged before they were settled (a background flush can write an entry between the moment it is
+    recorded and the moment its budget settles it). Thread-safe."""
+
+    _EARLY = 65_536  # acknowledged ids kept for a settle that may still come (only the last few matter)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.settled: set[str] = set()
+        self._early: OrderedDict[str, None] = OrderedDict()
+        self.used = False
+
+    def use(self) -> None:
+        """This process has a budget on the ledger: from now on, acknowledgements matter."""
+        self.used = True
+
+    def settling(self, entry_id: str) -> bool:
+        """Note that ``entry_id`` is about to be settled (in one scope or several); ``False`` if it was acknowledged
+        already (the store's total has it: nothing to keep)."""
+        with self._lock:
+            if entry_id in self._early:
+                return False
+            self.settled.add(entry_id)
+            return True
+
+    def acknowledged(self, entries: Sequence[CostEntry]) -> list[str]:
+        """The ids among ``entries`` this process settled (now to be forgotten); remember the others as early."""
+        mine: list[str] = []
+        with self._lock:
+            settled, early = self.settled, self._early
+            for entry in entries:
+                if entry.id in settled:
+                    settled.discard(entry.id)
+                    mine.append(entry.id)
+                else:
+                    early[entry.id] = None
+            while len(early) > self._EARLY:
+                early.popitem(last=False)
+        return mine
+
+
+class Ledger(abc.ABC):
+    """Reservations and settled amounts per ``BudgetScope``, atomic for everyone who shares the ledger.
+
+    ``reserve`` checks and records in one atomic step; ``settle`` replaces a reservation (or nothing) by the actual
+    amount of an entry; ``release`` drops a reservation (the call failed or recorded nothing that counts);
+    ``acknowledge`` is told which entries the store now holds; ``standing`` reads a scope.
+    """
+
+    @abc.abstractmethod
+    def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
+        """Reserve ``amount`` in ``scope`` if ``limit`` covers it (``force``: reserve whatever it covers)."""
+
+    @abc.abstractmethod
+    def settle(
+        self,
+        scope: BudgetScope,
+        amount: Decimal,
+        *,
+        reservation: Reservation | None = None,
+        entry_id: str | None = None,
+    ) -> Standing:
+        """Count ``amount`` in ``scope`` in place of ``reservation``; until ``entry_id`` is acknowledged (forever
+        with ``None``: an entry that goes to another store). Return the scope's standing after it."""
+
+    @abc.abstractmethod
+    def release(self, reservation: Reservation) -> None:
+        """Drop ``reservation`` (a no-op if it was settled, released, or expired already)."""
+
+    @abc.abstractmethod
+    def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
+        """Where ``scope`` stands now (``refresh``: read its recorded spend from the store first)."""
+
+    @abc.abstractmethod
+    def acknowledge(self, entries: Sequence[CostEntry]) -> None:
+        """``entries`` are in the store now (the tracker wrote them)."""
+
+    def begin(self) -> None:  # noqa: B027 - optional: only ledgers that track acknowledgements need it
+        """A budget starts using the ledger in this process: from now on acknowledgements matter."""
+
+    def close(self) -> None:  # noqa: B027 - optional: ledgers without files or threads have nothing to release
+        """Release files and threads; the ledger may be used again later."""
+
+
+@attrs.define
+class _Account:
+    """One scope's numbers in a ``LocalLedger``."""
+
+    base: Decimal
+    gen: int
+    read_at: float
+    reserved: Decimal = ZERO
+    settled: Decimal = ZERO
+    holds: dict[int, Decimal] = attrs.field(factory=dict)
+    entries: dict[str, Decimal] = attrs.field(factory=dict)
+
+
+class LocalLedger(Ledger):
+    """A ledger in this process's memory, for stores no other process writes (or as the default of any store).
+
+    ``total(filters)`` reads recorded spend from the store. With ``fed`` the store calls ``appended`` for every
+    append while holding ``lock`` (which the ledger shares), so recorded spend is kept as a running total and never
+    read again: ``MemoryStore`` does this. Without it, recorded spend is read again after acknowledgements and every
+    ``refresh`` seconds.
+
+    Example::
+
+        ledger = LocalLedger(store.total)
+        r = ledger.reserve(scope, Decimal("0.02"), limit=Decimal("1"))
+        if r.granted:
+            ledger.settle(scope, Decimal("0.019"), reservation=r, entry_id=entry.id)
+    """
+
+    def __init__(
+        self,
+        total: Callable[..., Decimal],
+        *,
+        lock: threading.RLock | None = None,
+        fed: bool = False,
+        refresh: float = REFRESH_SECONDS,
+    ) -> None:
+        self._total = total
+        self._lock = lock if lock is not None else threading.RLock()
+        self._fed = fed
+        self._refresh = refresh
+        self._accounts: dict[str, tuple[BudgetScope, _Account]] = {}
+        self._gen = 0
+        self._ids = 0
+        self._holds: dict[int, str] = {}  # reservation id -> scope key
+        self.receipts = Receipts()
+
+    def begin(self) -> None:
+        self.receipts.use()
+
+    def _account(self, scope: BudgetScope, refresh: bool = False) -> _Account:
+        """The scope's account, with recorded spend read again when stale (caller holds the lock)."""
+        self.receipts.use()
+        found = self._accounts.get(scope.key)
+        now = time.monotonic()
+        if found is None:
+            account = _Account(self._total(**filter_kwargs(scope)), self._gen, now)
+            self._accounts[scope.key] = (scope, account)
+            self._forget_older(scope)
+            return account
+        account = found[1]
+        stale = not self._fed and (account.gen != self._gen or now - account.read_at > self._refresh)
+        if refresh or stale:
+            account.base = self._total(**filter_kwargs(scope))
+            account.gen, account.read_at = self._gen, now
+        return account
+
+    def _forget_older(self, scope: BudgetScope) -> None:
+        """Drop the budget's periods before the one before ``scope``'s (which a late call may still settle in)."""
+        if scope.since is None:
+            return
+        since = scope.since
+        older = sorted(
+            (other.since, key)
+            for key, (other, _) in self._accounts.items()
+            if other.budget == scope.budget and other.since is not None and other.since < since
+        )
+        for _, key in older[:-1]:
+            del self._accounts[key]
+
+    def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
+        with self._lock:
+            account = self._account(scope)
+            spent = account.base + account.settled
+            room = limit - spent - account.reserved
+            granted = force or (room > 0 and amount <= room)
+            rid = None
+            if granted and amount:
+                self._ids += 1
+                rid = self._ids
+                account.holds[rid] = amount
+                account.reserved += amount
+                self._holds[rid] = scope.key
+            return Reservation(scope.key, amount, granted, spent, account.reserved - (amount if rid else ZERO), rid)
+
+    def _drop(self, reservation: Reservation | None) -> None:
+        if reservation is None or reservation.id is None:
+            return
+        key = self._holds.pop(reservation.id, None)
+        found = self._accounts.get(key) if key is not None else None
+        if found is not None:
+            amount = found[1].holds.pop(reservation.id, None)
+            if amount is not None:
+                found[1].reserved -= amount
+
+    def settle(
+        self,
+        scope: BudgetScope,
+        amount: Decimal,
+        *,
+        reservation: Reservation | None = None,
+        entry_id: str | None = None,
+    ) -> Standing:
+        with self._lock:
+            self._drop(reservation)
+            account = self._account(scope)
+            if entry_id is None:
+                account.settled += amount
+            elif self.receipts.settling(entry_id):
+                account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
+                account.settled += amount
+            elif not self._fed:
+                self._gen += 1  # written before it was settled: read the recorded spend again
+                account = self._account(scope)
+            return Standing(account.base + account.settled, account.reserved)
+
+    def release(self, reservation: Reservation) -> None:
+        with self._lock:
+            self._drop(reservation)
+
+    def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
+        with self._lock:
+            account = self._account(scope, refresh)
+            return Standing(account.base + account.settled, account.reserved)
+
+    def acknowledge(self, entries: Sequence[CostEntry]) -> None:
+        if not self.receipts.used or self._fed:
+            return  # a fed ledger learns of entries through ``appended``
+        with self._lock:
+            self._forget_settled(self.receipts.acknowledged(entries))
+            self._gen += 1
+
+    def _forget_settled(self, ids: Iterable[str]) -> None:
+        for entry_id in ids:
+            for _, account in self._accounts.values():
+                amount = account.entries.pop(entry_id, None)
+                if amount is not None:
+                    account.settled -= amount
+
+    def appended(self, entries: Sequence[CostEntry]) -> None:
+        """(``fed`` ledgers) ``entries`` were just appended; the store holds ``lock``."""
+        if not self.receipts.used:
+            return
+        with self._lock:
+            self._forget_settled(self.receipts.acknowledged(entries))
+            for scope, account in self._accounts.values():
+                for entry in entries:
+                    if scope.matches(entry):
+                        account.base += entry.amount
+
+
+def filter_kwargs(scope: BudgetScope) -> dict[str, object]:
+    """``store.total`` keywords for ``scope``'s recorded spend."""
+    return {
+        "since": scope.since,
+        "until": scope.until,
+        "category": scope.category,
+        "resource": scope.resource,
+        "model": scope.model,
+        "tags": scope.tags or None,
+    }

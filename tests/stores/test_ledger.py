@@ -1,0 +1,356 @@
+"""The budget ledger: reserve/settle/release on every store, and budgets that hold across real processes.
+
+The process tests start real Python processes on one DuckDB or Parquet store, each calling a tracked function as
+fast as it can under one daily limit, and check what the store recorded in the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from freezegun import freeze_time
+
+import llmcost
+from llmcost import BudgetExceeded, CostTracker, Usage, budget, track_cost
+from llmcost.stores import BudgetScope, CostStore, DuckDBStore, ParquetStore
+
+from .conftest import Children, make_entry
+
+UTC = timezone.utc
+COST = Decimal("0.0025")  # gpt-4o, 1000 input tokens: what every child call costs
+DAY = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def scope(**filters: object) -> BudgetScope:
+    return BudgetScope("test", since=DAY, until=DAY + timedelta(days=1), **filters)  # type: ignore[arg-type]
+
+
+# -- the ledger on every store ----------------------------------------------------------------------------------
+def test_reserve_settle_release_and_recorded_spend(store: CostStore):
+    recorded = make_entry(0, timestamp=DAY + timedelta(hours=1), amount=Decimal("0.30"), category="compute")
+    store.append([recorded])
+    s = scope(category="compute")
+    assert store.standing(s).spent == Decimal("0.30")  # starts from what the store holds
+    first = store.reserve(s, Decimal("0.50"), limit=Decimal("1"))
+    assert first.granted and (first.spent, first.reserved) == (Decimal("0.30"), 0)
+    refused = store.reserve(s, Decimal("0.25"), limit=Decimal("1"))
+    assert not refused.granted and refused.reserved == Decimal("0.50")
+    # The call cost more than reserved: the next check sees the actual amount at once.
+    entry = make_entry(1, timestamp=DAY + timedelta(hours=2), amount=Decimal("0.60"), category="compute")
+    after = store.settle(s, entry.amount, reservation=first, entry_id=entry.id)
+    assert (after.spent, after.reserved) == (Decimal("0.90"), 0)
+    # Written and acknowledged: counted once, from the store now.
+    store.append([entry])
+    store.acknowledge([entry])
+    assert store.standing(s) == store.standing(s, refresh=True)
+    assert store.standing(s).spent == Decimal("0.90")
+    second = store.reserve(s, Decimal("0.10"), limit=Decimal("1"))
+    assert second.granted
+    store.release(second)
+    store.release(second)  # a no-op the second time
+    assert store.standing(s).reserved == 0
+    forced = store.reserve(s, Decimal("5"), limit=Decimal("1"), force=True)
+    assert forced.granted
+    store.release(forced)
+
+
+def test_an_entry_written_before_it_is_settled_counts_once(store: CostStore):
+    s = scope()
+    store.standing(s)
+    store.ledger().begin()
+    r = store.reserve(s, COST, limit=Decimal("1"))
+    entry = make_entry(2, timestamp=DAY + timedelta(hours=3), amount=COST, category="llm_inference", tags={})
+    store.append([entry])  # a background flush wrote it first
+    store.acknowledge([entry])
+    assert store.settle(s, entry.amount, reservation=r, entry_id=entry.id).spent == COST
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_two_store_objects_on_one_path_share_the_ledger(tmp_path, kind):
+    # What two processes see, in one: a reservation and a settled amount are visible through the other object at
+    # once, before anything is written to the store.
+    first, second = open_store(kind, tmp_path), open_store(kind, tmp_path)
+    s = scope()
+    r = first.reserve(s, Decimal("0.6"), limit=Decimal("1"))
+    assert second.standing(s).reserved == Decimal("0.6")
+    assert not second.reserve(s, Decimal("0.5"), limit=Decimal("1")).granted
+    first.settle(s, Decimal("0.7"), reservation=r, entry_id="not-written-yet")
+    assert second.standing(s) == first.standing(s)
+    assert (second.standing(s).spent, second.standing(s).reserved) == (Decimal("0.7"), 0)
+    assert not second.reserve(s, Decimal("0.31"), limit=Decimal("1")).granted
+    assert second.reserve(s, Decimal("0.3"), limit=Decimal("1")).granted
+    first.close()
+    second.close()
+
+
+FIRST_OPEN = """
+import os, sys
+from datetime import datetime, timezone
+from decimal import Decimal
+from llmcost.stores import BudgetScope
+from llmcost.stores._ledger_sqlite import SqliteLedger
+
+path, n = sys.argv[1], int(sys.argv[2])
+scope = BudgetScope("first-open", since=datetime(2024, 5, 1, tzinfo=timezone.utc))
+pids = []
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        ledger = SqliteLedger(path, total=lambda **filters: Decimal(0))
+        granted = ledger.reserve(scope, Decimal(1), limit=Decimal(n // 2)).granted
+        os._exit(0 if granted else 3)
+    pids.append(pid)
+codes = sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids)
+print(codes)
+"""
+
+
+def test_processes_opening_a_fresh_ledger_at_once(children, tmp_path):
+    # Eight processes create the SQLite file and switch it to WAL at the same moment; half of them get a reservation.
+    proc = children.spawn(FIRST_OPEN, str(tmp_path / "ledger.sqlite"), "8")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == str([0, 0, 0, 0, 3, 3, 3, 3]), err
+
+
+def test_model_scope_matches_the_entry_model():
+    s = scope(model="gpt-4o")
+    assert s.matches(make_entry(1, timestamp=DAY, model="gpt-4o"))
+    assert not s.matches(make_entry(1, timestamp=DAY, model="claude-3-5-sonnet"))
+    assert not s.matches(make_entry(1, timestamp=DAY - timedelta(seconds=1), model="gpt-4o"))
+
+
+def test_per_model_budget_counts_only_its_model(tracker):
+    cheap = track_cost(tracker=tracker, model="gpt-4o-mini", usage=lambda r: Usage(input_tokens=1000))(lambda: 1)
+    dear = track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: Usage(input_tokens=1000))(lambda: 1)
+    with budget(COST * 2, period="daily", model="gpt-4o", tracker=tracker) as b:
+        for _ in range(5):
+            cheap()  # another model: not counted, never refused
+        dear()
+        dear()
+        with pytest.raises(BudgetExceeded):
+            dear()
+        cheap()
+    assert b.spent == COST * 2
+
+
+# -- budgets across real processes ------------------------------------------------------------------------------
+# One interpreter per test imports llmcost and the price catalog once, then forks the workers when told to go: real
+# processes (own pids, own ledger connections and leases) that start together and in milliseconds, not seconds.
+CHILD = """
+import json, os, sys, threading, time
+from contextlib import nullcontext
+from datetime import datetime, timedelta
+from decimal import Decimal
+import llmcost
+from llmcost import BudgetExceeded, CostTracker, budget, track_cost
+from llmcost.stores import DuckDBStore, ParquetStore
+
+n, kind, path, mode, limit, calls, factor, start, lease, pause = sys.argv[1:11]
+llmcost.cost_of("gpt-4o", input_tokens=1)  # load the catalog before forking
+response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}  # $0.0025
+
+
+def work():
+    store = (DuckDBStore if kind == "duckdb" else ParquetStore)(path, lease=float(lease))
+    clock = None
+    if start != "-":
+        began, origin = time.monotonic(), datetime.fromisoformat(start)
+        clock = lambda: origin + timedelta(seconds=time.monotonic() - began)  # the worker's injected clock
+    tracker = CostTracker(store, clock=clock)
+    entered = threading.Semaphore(0)
+
+    def body():
+        if mode == "hold":
+            entered.release()
+            threading.Event().wait()  # holds its reservation until the process is killed
+        return response
+
+    call = track_cost(tracker=tracker, resource="child", estimate=Decimal("0.0025") * Decimal(factor))(body)
+    block = budget(limit, period="daily", tracker=tracker) if mode in ("block", "hold") else nullcontext()
+    made = refused = 0
+    if mode == "hold":
+        def held():
+            with block:  # a worker thread enters the budget again (budgets follow contextvars)
+                call()
+        for _ in range(int(calls)):
+            threading.Thread(target=held, daemon=True).start()
+        for _ in range(int(calls)):
+            entered.acquire()
+        print("holding", flush=True)
+        threading.Event().wait()
+    with block:
+        for _ in range(int(calls)):
+            try:
+                call()
+                made += 1
+            except BudgetExceeded:
+                refused += 1
+            if float(pause):
+                time.sleep(float(pause))
+    tracker.close()
+    os.write(1, (json.dumps({"made": made, "refused": refused}) + "\\n").encode())  # one write: lines never mix
+
+
+print("ready", flush=True)
+sys.stdin.readline()
+if int(n) == 1:
+    work()
+    sys.exit(0)
+pids = []
+for _ in range(int(n)):
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            work()
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    pids.append(pid)
+sys.exit(max(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in pids))
+"""
+
+
+def open_store(kind: str, tmp_path: os.PathLike[str], lease: float = 60.0) -> CostStore:
+    if kind == "duckdb":
+        return DuckDBStore(os.path.join(tmp_path, "costs.duckdb"), lease=lease)
+    return ParquetStore(os.path.join(tmp_path, "costs"), lease=lease)
+
+
+def location(store: CostStore) -> str:
+    return store.path if isinstance(store, DuckDBStore) else store.directory  # type: ignore[attr-defined]
+
+
+def run_children(
+    children: Children,
+    store: CostStore,
+    kind: str,
+    n: int,
+    *,
+    mode: str = "block",
+    limit: Decimal = Decimal("0.05"),
+    calls: int = 40,
+    factor: str = "1",
+    start: str = "-",
+    lease: float = 60.0,
+    pause: float = 0.0,
+) -> list[dict[str, int]]:
+    """Start ``n`` worker processes on ``store`` at once; return what each made and was refused."""
+    args = [str(n), kind, location(store), mode, str(limit), str(calls), factor, start, str(lease), str(pause)]
+    proc = children.spawn(CHILD, *args)
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline().strip() == "ready", proc.stderr
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(results) == n, (out, err)
+    return results
+
+
+@pytest.mark.parametrize(("kind", "n"), [("duckdb", 4), ("duckdb", 8), ("parquet", 4), ("parquet", 8)])
+def test_processes_with_exact_estimates_stay_within_the_limit(children, tmp_path, kind, n):
+    limit = Decimal("0.05")  # 20 calls among n processes making 40 each
+    store = open_store(kind, tmp_path)
+    results = run_children(children, store, kind, n, limit=limit)
+    total = store.total()
+    assert total <= limit
+    assert total >= limit - COST * n  # and they used it: a refusal means the limit was (nearly) reached
+    assert sum(r["made"] for r in results) * COST == total
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_processes_with_low_estimates_pass_by_at_most_one_error_each(children, tmp_path, kind):
+    n, limit = 4, Decimal("0.05")
+    store = open_store(kind, tmp_path)
+    run_children(children, store, kind, n, limit=limit, factor="0.8")
+    assert store.total() <= limit + n * COST * Decimal("0.2")
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_manager_budgets_and_period_blocks_behave_the_same(children, tmp_path, kind):
+    # A BudgetManager budget saved in the store, enforced by plain trackers in other processes (no manager, no
+    # block there), holds as a budget(period=...) block in each process does.
+    limit = Decimal("0.03")
+    outcomes = []
+    for mode in ("block", "manager"):
+        where = tmp_path / mode
+        where.mkdir()
+        store = open_store(kind, where)
+        if mode == "manager":
+            llmcost.BudgetManager(CostTracker(store)).create("cap", limit, "daily")
+        results = run_children(children, store, kind, 4, mode="plain" if mode == "manager" else "block", limit=limit)
+        assert sum(r["refused"] for r in results) > 0
+        outcomes.append((store.total(), sum(r["made"] for r in results)))
+        store.close()
+    assert outcomes[0] == outcomes[1] == (limit, 12)
+
+
+def test_reservations_of_a_killed_process_are_released_after_the_lease(children, tmp_path):
+    lease, limit = 1.0, COST * 4
+    store = open_store("duckdb", tmp_path, lease=lease)
+    args = ["1", "duckdb", location(store), "hold", str(limit), "4", "1", "-", str(lease), "0"]
+    victim = children.spawn(CHILD, *args)
+    assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
+    assert victim.stdin is not None
+    victim.stdin.write("go\n")
+    victim.stdin.flush()
+    assert victim.stdout.readline().strip() == "holding"  # four calls in flight hold the whole limit
+
+    tracker = CostTracker(store)
+    call = track_cost(tracker=tracker, resource="child", estimate=COST)(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+    )
+    b = budget(limit, period="daily", tracker=tracker)  # the same budget as the victim's: one account
+    with b, pytest.raises(BudgetExceeded):
+        call()
+    time.sleep(lease * 1.5)  # alive: it renews its lease, so nothing is released
+    with b, pytest.raises(BudgetExceeded):
+        call()
+    assert b.reserved == limit
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    time.sleep(lease * 1.5)
+    with b:
+        for _ in range(4):
+            call()
+        with pytest.raises(BudgetExceeded):
+            call()
+    tracker.flush()
+    assert store.total() == limit
+    tracker.close()
+
+
+def test_rollover_at_midnight_utc_while_processes_run(children, tmp_path):
+    limit = Decimal("0.02")  # 8 calls a day
+    store = open_store("duckdb", tmp_path)
+    # The children's clocks start a second before midnight; they call every 20 ms for ~2 seconds.
+    results = run_children(
+        children, store, "duckdb", 4, limit=limit, calls=100, start="2024-05-01T23:59:59+00:00", pause=0.02
+    )
+    midnight = datetime(2024, 5, 2, tzinfo=UTC)
+    before = store.total(until=midnight)
+    after = store.total(since=midnight)
+    # The first day used its limit, and the second started at 0 and used its own. (A call reserved at 23:59:59.999
+    # and recorded at 00:00 counts in the new day without a reservation there: one call per process at most.)
+    assert limit - COST * 4 <= before <= limit
+    assert limit - COST * 4 <= after <= limit + COST * 4
+    assert sum(r["made"] for r in results) * COST == before + after
+    tracker = CostTracker(store)
+    for now, spent in (("2024-05-01 23:00", before), ("2024-05-02 12:00", after)):
+        with freeze_time(now):
+            b = budget(limit, period="daily", tracker=tracker)
+            assert (b.spent, b.reserved) == (spent, 0)  # no reservation leaked into either day
+    tracker.close()
