@@ -29,11 +29,6 @@ def test_fifty_clients_posting_lose_nothing_and_get_only_2xx(tmp_path: Path) -> 
     assert result.stored == result.ok and result.lost == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the store's cross-process reservation ledger (issue 14): the server's holds live in its own "
-    "process until llmcost.server._reservations.reservations_for is wired to the store's reserve/settle",
-)
 def test_server_reservations_and_a_library_budget_share_one_limit(tmp_path: Path) -> None:
     """One $1.00 budget over one store, spent from two processes at once: services reserving and settling through
     the server, and tracked calls in this process under the same ``BudgetManager`` budget. Together they never pass

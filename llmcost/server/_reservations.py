@@ -1,12 +1,13 @@
 """Reservations for ``llmcost serve``: a service reserves an amount under a named budget before a call and settles
 after it, through the ``Reservations`` protocol below.
 
-The routes know only the protocol. ``reservations_for`` is the one place that picks the implementation: today
-``InProcessReservations``, which reserves on the ``BudgetManager``'s own ``Budget`` objects (the same
-``before_call``/``after_call`` reservation that tracked calls in this process make), so a reservation and a
-tracked call in the server process share one lock and one limit. Other processes see the recorded spend, not the
-open reservations: that is what the store's cross-process ledger adds, and ``reservations_for`` is where it is
-wired in.
+The routes know only the protocol. ``reservations_for`` is the one place that picks the implementation:
+``BudgetReservations`` reserves on the ``BudgetManager``'s own ``Budget`` objects, through the same
+``before_call``/``after_call`` that tracked calls make. A period budget's ``before_call`` reserves in the store's
+ledger (``CostStore.reserve``: a SQLite file beside a DuckDB or Parquet store, visible to every process on the
+host), so a service reserving through the server and a Python worker tracking calls on the same store share one
+limit. What this module adds is the HTTP side: reservation ids, a lease for clients that never settle, and
+refusing a second settle of the same id.
 
 Example::
 
@@ -34,7 +35,7 @@ from .._context import PendingCall
 from .._manager import BudgetManager
 from .._money import ZERO
 
-__all__ = ["DEFAULT_LEASE", "InProcessReservations", "Reservation", "Reservations", "reservations_for"]
+__all__ = ["DEFAULT_LEASE", "BudgetReservations", "Reservation", "Reservations", "reservations_for"]
 
 #: Seconds a reservation is held before it is released unsettled (a client that died never settles).
 DEFAULT_LEASE = 60.0
@@ -83,8 +84,8 @@ class _Held:
     claimed: bool = False
 
 
-class InProcessReservations:
-    """Reservations on the ``BudgetManager``'s ``Budget`` objects in this process (see the module docstring)."""
+class BudgetReservations:
+    """Reservations on the ``BudgetManager``'s ``Budget`` objects, held in the store's ledger (module docstring)."""
 
     def __init__(self, manager: BudgetManager) -> None:
         self.manager = manager
@@ -143,4 +144,4 @@ class InProcessReservations:
 def reservations_for(manager: BudgetManager) -> Reservations:
     """The reservations the server uses for ``manager``'s budgets. The one adapter: to move reservations onto the
     store's cross-process ledger, return an implementation that calls the store's ``reserve``/``settle`` here."""
-    return InProcessReservations(manager)
+    return BudgetReservations(manager)
