@@ -266,8 +266,9 @@ def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "text.duckdb"
     path.write_text("hello, I am not a database\n" * 100)
     started = time.monotonic()
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(StoreError, match="not a DuckDB database") as caught:
         DuckDBStore(path)
+    assert str(path) in str(caught.value) and isinstance(caught.value.__cause__, duckdb.Error)
     assert time.monotonic() - started < 5, "a permanent error must not be retried until the timeout"
 
 
