@@ -82,6 +82,13 @@ class DeadLetters:
         data = "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
         return write_somewhere(self.directory, self.fallbacks, self.store_path, data)
 
+    def write_lines(self, lines: Sequence[tuple[str, BaseException]], reason: str) -> str:
+        """Keep text ``lines`` that could not be read as entries (each with its error) like ``write`` keeps
+        entries, the line's text standing for the entry."""
+        records = [{"reason": reason, "error": error_text(error), "entry": line} for line, error in lines]
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8", "backslashreplace")
+        return write_somewhere(self.directory, self.fallbacks, self.store_path, data)
+
     def read(self) -> dict[str, list[dict[str, Any]]]:
         """Every dead letter, by file (oldest name first within each directory); unreadable lines are shown as
         ``{"reason": None, "error": <why>, "entry": <the line>}``."""

@@ -96,7 +96,9 @@ class Durable:
     ) -> None:
         self.where = where
         self.retry_timeout = _check_timeout(retry_timeout)
-        self.spill = Spill(spill_dir, fallbacks=fallback_dirs(where, "spill"), store_path=where)
+        self.spill = Spill(
+            spill_dir, fallbacks=fallback_dirs(where, "spill"), store_path=where, set_aside_lines=self._set_aside_lines
+        )
         self.dead = DeadLetters(where + ".dead-letter", fallbacks=fallback_dirs(where, "dead-letter"), store_path=where)
         self.transient = transient
         self._per_path = per_path
@@ -156,20 +158,28 @@ class Durable:
     def storable(self, entries: Sequence[CostEntry]) -> BaseException | None:
         """Why ``entries`` could never be stored (a value beyond the stored types), or ``None`` if they can be.
 
-        Converts them in this process's in-memory DuckDB exactly as a write does, touching no file; hold ``lock``
-        or call it where no other thread uses the connection."""
+        Converts them exactly as a write does in a fresh in-memory DuckDB (the store's own connection may be the
+        thing that failed), touching no file. Only the conversion's own errors count: anything else says nothing
+        about the entries, so ``None`` is returned for it."""
+        import duckdb
+
         from .._rows import INGEST_SELECT, ingest_columns
         from ._sql import registered
 
         try:
             columns = ingest_columns(entries)
-            with self.lock:
-                con = self.connection()
-                with registered(con, columns):
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE llmcost_check AS {INGEST_SELECT}")
-                con.execute("DROP TABLE IF EXISTS llmcost_check")
-        except Exception as exc:  # noqa: BLE001 - any failure to convert is the answer
+        except (ValueError, TypeError, OverflowError) as exc:
             return exc
+        con = duckdb.connect(":memory:")
+        try:
+            with registered(con, columns):
+                con.execute(f"CREATE TEMP TABLE llmcost_check AS {INGEST_SELECT}")
+        except (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException) as exc:
+            return exc
+        except Exception:  # noqa: BLE001 - not about the entries: they may well be storable
+            logger.debug("llmcost: could not check entries for %s", self.where, exc_info=True)
+        finally:
+            con.close()
         return None
 
     def keep_for_later(self, error: Exception, entries: Sequence[CostEntry]) -> None:
@@ -199,6 +209,14 @@ class Durable:
             ) from exc
         logger.warning(
             "llmcost: %d entries set aside in %s: %s; see CostStore.dead_letters()", len(batch), path, reason
+        )
+
+    def _set_aside_lines(self, path: str, lines: list[tuple[str, Exception]]) -> None:
+        """Keep the lines of spill file ``path`` that cannot be read back as entries (``OSError`` if no place can)."""
+        reason = f"a line of spill file {path} could not be read back as an entry"
+        kept = self.dead.write_lines(lines, reason)
+        logger.warning(
+            "llmcost: %d entries set aside in %s: %s; see CostStore.dead_letters()", len(lines), kept, reason
         )
 
     def dead_letters(self) -> list[dict[str, Any]]:

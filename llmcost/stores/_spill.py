@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .._entry import CostEntry
 from .._rows import entry_from_json, entry_to_json
@@ -43,10 +43,18 @@ class Spill:
             spill.remove([path])
     """
 
-    def __init__(self, directory: str, *, fallbacks: Sequence[str] = (), store_path: str = "") -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        fallbacks: Sequence[str] = (),
+        store_path: str = "",
+        set_aside_lines: Callable[[str, list[tuple[str, Exception]]], None] | None = None,
+    ) -> None:
         self.directory = directory
         self.fallbacks = list(fallbacks)
         self.store_path = store_path
+        self.set_aside_lines = set_aside_lines
 
     @property
     def directories(self) -> list[str]:
@@ -72,21 +80,38 @@ class Spill:
     def read(self, path: str) -> list[CostEntry] | None:
         """The entries in spill file ``path``; ``None`` if it is gone (another process replayed it).
 
-        A file that cannot be parsed is renamed to ``<name>.bad`` (kept for a human, never replayed again) and
-        logged; ``None`` is returned for it.
+        Lines that cannot be read back as entries go to ``set_aside_lines(path, [(line, error), ...])`` (the
+        store's dead letters) and the rest are returned. Without that hook, or if it fails, or if the file is not
+        text at all, the file is renamed to ``<name>.bad`` (kept for a human, never replayed again), logged, and
+        ``None`` returned.
         """
         try:
             with open(path, encoding="utf-8") as f:
                 lines = f.read().splitlines()
         except FileNotFoundError:
             return None
-        try:
-            return [entry_from_json(line) for line in lines if line]
-        except (ValueError, TypeError, KeyError) as exc:
-            logger.error("llmcost: spill file %s cannot be read (%s); kept as %s.bad", path, exc, path)
-            with contextlib.suppress(OSError):
-                os.replace(path, path + ".bad")
-            return None
+        except (OSError, ValueError) as exc:
+            return self._keep_bad(path, exc)
+        entries, bad = [], []
+        for line in filter(None, lines):
+            try:
+                entries.append(entry_from_json(line))
+            except (ValueError, TypeError, KeyError) as exc:
+                bad.append((line, exc))
+        if bad:
+            if self.set_aside_lines is None:
+                return self._keep_bad(path, bad[0][1])
+            try:
+                self.set_aside_lines(path, bad)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the file is kept
+                return self._keep_bad(path, exc)
+        return entries
+
+    def _keep_bad(self, path: str, exc: BaseException) -> None:
+        logger.error("llmcost: spill file %s cannot be read (%s); kept as %s.bad", path, exc, path)
+        with contextlib.suppress(OSError):
+            os.replace(path, path + ".bad")
+        return
 
     def remove(self, paths: Sequence[str]) -> None:
         """Delete replayed spill files (those already gone are fine)."""
