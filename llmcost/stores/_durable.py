@@ -176,7 +176,7 @@ class Durable:
                 con.execute(f"CREATE TEMP TABLE llmcost_check AS {INGEST_SELECT}")
         except (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException) as exc:
             return exc
-        except Exception:  # noqa: BLE001 - not about the entries: they may well be storable
+        except Exception:
             logger.debug("llmcost: could not check entries for %s", self.where, exc_info=True)
         finally:
             con.close()

@@ -91,8 +91,10 @@ class Spill:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            return self._keep_bad(path, exc)
-        entries, bad = [], []
+            self._keep_bad(path, exc)
+            return None
+        entries: list[CostEntry] = []
+        bad: list[tuple[str, Exception]] = []
         for line in filter(None, lines):
             try:
                 entries.append(entry_from_json(line))
@@ -100,11 +102,13 @@ class Spill:
                 bad.append((line, exc))
         if bad:
             if self.set_aside_lines is None:
-                return self._keep_bad(path, bad[0][1])
+                self._keep_bad(path, bad[0][1])
+                return None
             try:
                 self.set_aside_lines(path, bad)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the file is kept
-                return self._keep_bad(path, exc)
+                self._keep_bad(path, exc)
+                return None
         return entries
 
     def _keep_bad(self, path: str, exc: BaseException) -> None:
