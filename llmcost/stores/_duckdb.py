@@ -8,12 +8,16 @@ opening a new DuckDB connection costs about 15 ms (DuckDB builds its function ca
 the file is never held between calls and short operations stay cheap. Measured on 2 CPUs: a 100-entry append
 about 10 ms (two fsyncs: the WAL at commit, the file at detach), a filtered ``total()`` about 1 ms.
 
-Lock conflicts and transient I/O errors are retried with exponential backoff and jitter for up to
-``retry_timeout`` seconds. An append that still cannot get in is written to a spill file next to the store
-(``<path>.spill/<uuid>.jsonl``, fsynced) and counts as acknowledged; every open, append and read replays pending
-spill files first. Appends skip ids the store already has within the batch's time range (an anti-join that DuckDB
-prunes with the timestamp zone maps), so replaying a spill file twice, or retrying an append whose commit went
-through, adds nothing twice.
+Lock conflicts (and ``EAGAIN``-like errors) are retried with exponential backoff and jitter for up to
+``retry_timeout`` seconds; permanent causes (permission denied, a read-only or full disk, a file that is not a DuckDB
+database or is damaged) fail at once, as a ``StoreError`` naming the path with a hint (``_failures``). An append that
+cannot get in either way is written to a spill file next to the store (``<path>.spill/<uuid>.jsonl``, fsynced) or,
+when that directory refuses it, a per-user fallback (``_locations``), and counts as acknowledged; every open, append
+and read replays pending spill files first. A process that cannot write the file opens it read-only.
+
+Appends skip ids the store already has within the batch's time range (an anti-join that DuckDB prunes with the
+timestamp zone maps), so replaying a spill file twice, or retrying an append whose commit went through, adds nothing
+twice.
 
 Durability: DuckDB fsyncs its write-ahead log at every commit, and ``append`` returns after the commit, so what it
 acknowledged survives ``kill -9`` of the writer (and a power cut, as far as the disk honours fsync).
@@ -81,9 +85,11 @@ def _insert(con: Any, columns: Any) -> None:
 class DuckDBStore(CostStore):
     """Entries and budget definitions in a DuckDB file that several processes can write and read at once.
 
-    ``retry_timeout`` bounds, in seconds, how long an operation waits for another process's lock (or retries an
-    I/O error). An append that cannot get in by then goes to a spill file in ``spill_dir`` (default
-    ``<path>.spill``) and is replayed on the next open, append or read. Query the rows with SQL through ``query``.
+    ``retry_timeout`` bounds, in seconds, how long an operation waits for another process's lock. An append that
+    cannot get in by then, or fails for a permanent reason, goes to a spill file in ``spill_dir`` (default
+    ``<path>.spill``; a per-user fallback if that refuses it) and is replayed on the next open, append or read.
+    Entries it cannot hold are kept by ``set_aside`` under ``<path>.dead-letter``. Where this process cannot write
+    the file, the store opens read-only (``read_only``). Query the rows with SQL through ``query``.
 
     Example::
 

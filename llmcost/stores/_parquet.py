@@ -6,14 +6,16 @@ Layout of the store directory::
     _llmcost.json                         schema version
     _budgets/<sha256 of name>.json        one budget definition per file
     _compactions/<uuid>.json              compactions in progress (see below)
-    _spill/<uuid>.jsonl                   batches that could not be written yet
+    _spill/<uuid>.jsonl                   batches that could not be written yet (or a per-user fallback)
     _lock                                 taken by compaction, migration and spill replay
+    ../<name>.dead-letter/                entries set aside (``set_aside``), next to the directory
 
 Names starting with ``_`` or ``.`` are hidden from Spark, Trino and Hive by convention; the only thing user data
 decides in a path is the day, so tags and resources never reach the file system.
 
 Writing: each append writes one file per UTC day in the batch, with DuckDB ``COPY`` to a hidden temporary name in
-the day's directory, fsyncs it, renames it to ``part-<uuid>.parquet`` (atomic) and fsyncs the directory. Readers
+the day's directory, fsyncs it, and once every day's file is written renames each to ``part-<uuid>.parquet``
+(atomic) and fsyncs the directories: a batch is in the store whole or not at all. Readers
 only ever look at ``*.parquet`` names, so they see a whole file or none. Every writer picks fresh uuids, so any
 number of processes can append at once without coordination.
 
@@ -26,6 +28,11 @@ with a fresh listing. A crash mid-compaction leaves the record, which keeps read
 during the instant between the rename and the deletes, or after such a crash until the next compaction.) Why not
 deduplicate by id on every read: that costs a hash aggregate over every row of every query, where the record costs
 one directory listing.
+
+Only the store's own files are read: ``part-*.parquet`` whose columns are the store's (checked once per file and
+store object). Anything else in a day directory is foreign: left out, never compacted or deleted, logged once
+(``foreign_files()``). A directory this process cannot write opens read-only (no directory, lock or migration
+written).
 
 Every file holds exactly the declared schema (``_rows.SQL_TYPES``): writes cast every column, so a day whose
 ``resource`` is always missing still gets a string column. Files written before a column was added read a typed
