@@ -174,8 +174,13 @@ class Durable:
         try:
             with registered(con, columns):
                 con.execute(f"CREATE TEMP TABLE llmcost_check AS {INGEST_SELECT}")
-        except (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException) as exc:
+        except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
             return exc
+        except duckdb.InvalidInputException as exc:
+            # A value DuckDB cannot take (a lone surrogate: "Python Conversion Failure"), but not "cannot run Python
+            # code: the Python interpreter is shutting down", which says nothing about the entries.
+            if "shutting down" not in str(exc):
+                return exc
         except Exception:
             logger.debug("llmcost: could not check entries for %s", self.where, exc_info=True)
         finally:

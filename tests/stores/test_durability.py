@@ -251,6 +251,8 @@ from decimal import Decimal
 
 mode, kind, mount, url, writer = sys.argv[1:6]
 env = dict(os.environ)
+import logging
+logging.basicConfig(level=logging.INFO)
 
 def sh(*cmd):
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -333,7 +335,7 @@ def test_a_read_only_or_full_disk_mid_run_loses_nothing(kind: str, mode: str, tm
     assert result["writer"] == 0, result["writer_err"]
     assert "spilled to" in result["writer_err"]
     n, ids, total = result["counts"]
-    assert (n, ids, Decimal(total)) == (200, 200, Decimal("0.2"))
+    assert (n, ids, Decimal(total)) == (200, 200, Decimal("0.2")), (result["writer_err"], proc.stderr[-3000:])
     assert result["again"] == 200
     if mode == "readonly":
         assert result["read_only"] is True
