@@ -633,3 +633,19 @@ def test_foreign_files_are_left_out_reported_and_never_compacted(
     assert store.compact() == 1
     assert {p: p.read_bytes() for p in foreign} == before  # never merged, never deleted
     assert store.total() == total and store.entries() == entries
+
+
+def test_memory_store_columns_stay_aligned_when_a_row_fails_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even a row that slips past ``append``'s check never misaligns the columns or vanishes: the batch is converted
+    whole before any column grows, and a row that fails alone is set aside."""
+    from llmcost.stores import _memory
+
+    monkeypatch.setattr(_memory, "_unfit", lambda entry: None)  # let the poison in, as a bug might
+    store = MemoryStore()
+    good = [make_entry(i) for i in range(3000)]  # more than one columnizing batch
+    bad = _poison(make_entry(3000, id="poison"))
+    store.append(good[:1000])
+    store.append([bad])
+    store.append(good[1000:])
+    assert store.entries() == good  # every field of every row where it belongs
+    assert [d["entry"]["id"] for d in store.dead_letters()] == ["poison"]
