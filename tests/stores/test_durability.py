@@ -42,9 +42,19 @@ _CAPS = (1, 2, 3)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
 
 def _bound_by_permissions() -> None:  # pragma: no cover - runs in the child between fork and exec
     """``preexec_fn``: as root, give up the capabilities that override file permissions, for good (the bounding
-    set too, so the exec does not give them back)."""
+    set too, so the exec does not give them back); where the OS refuses that, become ``nobody`` instead (which
+    works where ``nobody`` can run the interpreter and read the checkout)."""
     if os.geteuid() != 0:
         return
+    try:
+        _drop_capabilities()
+    except OSError:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+
+def _drop_capabilities() -> None:  # pragma: no cover - runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
 
     class Header(ctypes.Structure):
