@@ -210,6 +210,9 @@ class ParquetStore(CostStore):
         paths = listing.paths()
         unseen = [p for p in paths if p not in self._own_files]
         if unseen:
+            if len(self._own_files) > 4 * len(paths) + 10_000:  # files compacted away: forget them (re-checked if seen)
+                listed = set(paths)
+                self._own_files = {p: v for p, v in self._own_files.items() if p in listed}
             self._own_files.update(self._check_schemas(unseen))
         foreign = [p for p in paths if not self._own_files.get(p, False)]
         for path in [*listing.foreign, *foreign]:
