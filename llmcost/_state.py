@@ -1,9 +1,9 @@
 """Every piece of process-wide state of llmcost, in one place, with one ``reset()``.
 
 The default tracker, the on/off switch, the registered prices, the caches (price resolution, ``MODEL_PRICING``,
-interned tag maps, per-type extraction facts, tokenizers), the log-once set, the trackers to flush at exit (and on
-SIGTERM) and the entry id counter all live here. Other modules read and write them through this module;
-``reset()`` puts them all back as a fresh process has them (tests call it around each test).
+interned tag maps, per-type extraction facts, tokenizers), the durable stores' per-path locks, the log-once set, the
+trackers to flush at exit (and on SIGTERM) and the entry id counter all live here. Other modules read and write them
+through this module; ``reset()`` puts them all back as a fresh process has them (tests call it around each test).
 
 Containers are cleared in place and never rebound, so a hot path may bind one to a local name at import
 (``_resolved = _state.resolved_prices``); scalars are read as ``_state.name`` at the point of use.
@@ -94,6 +94,13 @@ type_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
 #: ``provider -> (model id, line, rank)`` of its current catalog models, for the recommender.
 provider_models: dict[str, Any] = {}
 
+# -- stores -------------------------------------------------------------------------------------------------------
+#: One ``RLock`` per durable store path (``stores/_durable``): POSIX file locks cannot tell two store objects of one
+#: process apart, so the objects of one path take turns here. Started afresh in a forked child, where a lock another
+#: thread held at fork time would never be released.
+path_locks: dict[str, threading.RLock] = {}
+_path_locks_guard = threading.Lock()
+
 # -- tokens -------------------------------------------------------------------------------------------------------
 #: Tokenizer encodings by name (``None``: could not be loaded in this process).
 encodings: dict[str, Any] = {}
@@ -111,6 +118,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     type_is_one_of,
     provider_models,
     encodings,
+    path_locks,
 )
 
 
@@ -120,10 +128,26 @@ def _reseed_ids() -> None:
     process_tag = random.SystemRandom().getrandbits(24)
 
 
+def path_lock(path: str) -> threading.RLock:
+    """The process-wide lock of store path ``path``, made on first use."""
+    with _path_locks_guard:
+        found = path_locks.get(path)
+        if found is None:
+            found = path_locks[path] = threading.RLock()
+        return found
+
+
+def _forget_path_locks() -> None:
+    global _path_locks_guard
+    _path_locks_guard = threading.Lock()
+    path_locks.clear()
+
+
 # A forked child must not repeat its parent's ids. Registering a fork callback creates nothing and starts nothing;
 # doing it on first use would put a check on the per-call path.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reseed_ids)
+    os.register_at_fork(after_in_child=_forget_path_locks)
 
 
 def _flush_all_at_exit() -> None:

@@ -131,6 +131,10 @@ class CostTracker:
         self._recent = RecentCosts()
         if not self._direct or type(self.store).flush is not CostStore.flush:
             _state.track_live(self)  # what the tracker or the store buffers is written at exit
+        if not self._direct:
+            # Budgets saved in a durable store are read now, not on a tracked call (which must never wait on the
+            # store); the background writer looks for new ones every STORED_BUDGETS_SECONDS.
+            self.load_stored_budgets()
 
     # -- recording ----------------------------------------------------------------------------------------------
     def record(
@@ -397,6 +401,8 @@ class CostTracker:
                     if tracker is None:
                         return
                     tracker._flush_quietly()
+                    if time.monotonic() >= tracker._stored_due:
+                        tracker.load_stored_budgets()
                     del tracker
 
             self._flusher = threading.Thread(target=run, name="llmcost-flush", daemon=True)
@@ -621,9 +627,11 @@ class CostTracker:
     def guards(self) -> tuple[Guard, ...]:
         """The guards enforced on every tracked call of this tracker (``BudgetManager`` and env budgets).
 
-        Budgets saved in the store are loaded on first use and looked for again every ``STORED_BUDGETS_SECONDS``.
+        Budgets saved in the store are looked for every ``STORED_BUDGETS_SECONDS``: for a durable store by the
+        background writer (and once when the tracker is made), so a tracked call never waits on the store; for an
+        in-process store here, on first use and then when due.
         """
-        if time.monotonic() >= self._stored_due:
+        if self._direct and time.monotonic() >= self._stored_due:
             self.load_stored_budgets()
         return self._guards
 

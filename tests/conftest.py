@@ -12,9 +12,12 @@ from llmcost import _state
 
 
 @pytest.fixture(autouse=True)
-def _fresh_llmcost(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh_llmcost(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     for name in ("LLMCOST_STORE", "LLMCOST_DAILY_LIMIT", "LLMCOST_MONTHLY_LIMIT", "LLMCOST_TOTAL_LIMIT"):
         monkeypatch.delenv(name, raising=False)
+    # Stores spill and set entries aside under $XDG_STATE_HOME when their own directory cannot take them: never in
+    # the real home directory from a test (child processes inherit this too).
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
     _state.reset()
     yield
     _state.reset()

@@ -39,11 +39,20 @@ class CostStore(abc.ABC):
     url: str = ""
     #: Whether trackers should batch entries for this store (writes are costly) or hand over each one at once.
     buffered: bool = True
+    #: Whether the store was opened read-only, because this process cannot write it (file permissions, a read-only
+    #: mount). Reads work as usual; an ``append`` is spilled (see ``append``), other writes raise ``StoreError``.
+    read_only: bool = False
 
     # -- writing ------------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def append(self, entries: Sequence[CostEntry]) -> None:
-        """Add ``entries``. When this returns, they are acknowledged: durable stores have them on disk."""
+        """Add ``entries``, all of them or none. When this returns, they are acknowledged: durable stores have them
+        on disk, in the store or (when it cannot be written) in a spill file that the next open replays.
+
+        Raises ``StoreError`` when an entry can never be stored (a value beyond the stored types; nothing of the
+        batch is added, so the caller can append the others and ``set_aside`` that one), or when the entries could
+        be kept nowhere at all.
+        """
 
     def flush(self) -> None:  # noqa: B027 - optional hook, a no-op for stores that do not buffer
         """Write out anything the store itself holds in memory (a no-op for most stores)."""
@@ -51,6 +60,40 @@ class CostStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release files and connections; the store may be opened again later."""
+
+    # -- entries set aside ------------------------------------------------------------------------------------------
+    def set_aside(self, entries: Sequence[CostEntry], reason: str, *, error: BaseException | str | None = None) -> None:
+        """Keep ``entries`` that this store could not take, with ``reason`` (and the ``error`` that stopped them),
+        so they are never lost. They are not part of the store's entries; ``dead_letters()`` shows them.
+
+        This default keeps them in memory (right for ``MemoryStore``); file stores write an fsynced JSON-lines
+        file per call under ``<store path>.dead-letter/`` (or a per-user fallback, see docs/stores.md) and warn of
+        them whenever the store is opened. Raises ``StoreError`` only if they can be kept nowhere.
+
+        Example::
+
+            try:
+                store.append([entry])
+            except llmcost.StoreError as exc:
+                store.set_aside([entry], "append refused it", error=exc)
+            store.dead_letters()[0]["reason"]     # 'append refused it'
+        """
+        from ._dead_letter import dead_letter_record
+
+        kept = self.__dict__.setdefault("_dead_letter_records", [])
+        kept.extend(dead_letter_record(e, reason, error) for e in entries)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """What ``set_aside`` kept: one ``{"reason": str, "error": str | None, "entry": record}`` per entry, where
+        ``record`` is the entry's JSON record (column name to value, as ``llmcost.stores.COLUMNS``), or its
+        ``repr()`` text where it could not be encoded.
+
+        Example::
+
+            for letter in store.dead_letters():
+                print(letter["reason"], letter["entry"]["id"])
+        """
+        return list(self.__dict__.get("_dead_letter_records", ()))
 
     # -- reading ------------------------------------------------------------------------------------------------
     @abc.abstractmethod

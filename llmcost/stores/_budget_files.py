@@ -37,9 +37,13 @@ class BudgetFiles:
             raise ValueError(f"budget name must be a non-empty str, got {name!r}")
         if not isinstance(definition, str):
             raise TypeError(f"budget definition must be a str (JSON text), got {definition!r}")
-        make_dirs(self.directory)
         data = json.dumps({"name": name, "definition": definition}, ensure_ascii=False).encode("utf-8")
-        self._retry(lambda: write_atomic(self._path(name), data), "save a budget in")
+
+        def attempt() -> None:
+            make_dirs(self.directory)
+            write_atomic(self._path(name), data)
+
+        self._retry(attempt, "save a budget in")
 
     def load(self) -> dict[str, str]:
         """Every saved budget definition, by name."""
@@ -61,9 +65,13 @@ class BudgetFiles:
         """Forget the budget ``name``; return whether it existed."""
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
-        try:
-            os.unlink(self._path(name))
-        except FileNotFoundError:
-            return False
-        fsync_dir(self.directory)
-        return True
+
+        def attempt() -> bool:
+            try:
+                os.unlink(self._path(name))
+            except FileNotFoundError:
+                return False
+            fsync_dir(self.directory)
+            return True
+
+        return bool(self._retry(attempt, "delete a budget from"))

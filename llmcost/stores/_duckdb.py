@@ -8,12 +8,16 @@ opening a new DuckDB connection costs about 15 ms (DuckDB builds its function ca
 the file is never held between calls and short operations stay cheap. Measured on 2 CPUs: a 100-entry append
 about 10 ms (two fsyncs: the WAL at commit, the file at detach), a filtered ``total()`` about 1 ms.
 
-Lock conflicts and transient I/O errors are retried with exponential backoff and jitter for up to
-``retry_timeout`` seconds. An append that still cannot get in is written to a spill file next to the store
-(``<path>.spill/<uuid>.jsonl``, fsynced) and counts as acknowledged; every open, append and read replays pending
-spill files first. Appends skip ids the store already has within the batch's time range (an anti-join that DuckDB
-prunes with the timestamp zone maps), so replaying a spill file twice, or retrying an append whose commit went
-through, adds nothing twice.
+Lock conflicts (and ``EAGAIN``-like errors) are retried with exponential backoff and jitter for up to
+``retry_timeout`` seconds; permanent causes (permission denied, a read-only or full disk, a file that is not a DuckDB
+database or is damaged) fail at once, as a ``StoreError`` naming the path with a hint (``_failures``). An append that
+cannot get in either way is written to a spill file next to the store (``<path>.spill/<uuid>.jsonl``, fsynced) or,
+when that directory refuses it, a per-user fallback (``_locations``), and counts as acknowledged; every open, append
+and read replays pending spill files first. A process that cannot write the file opens it read-only.
+
+Appends skip ids the store already has within the batch's time range (an anti-join that DuckDB prunes with the
+timestamp zone maps), so replaying a spill file twice, or retrying an append whose commit went through, adds nothing
+twice.
 
 Durability: DuckDB fsyncs its write-ahead log at every commit, and ``append`` returns after the commit, so what it
 acknowledged survives ``kill -9`` of the writer (and a power cut, as far as the disk honours fsync).
@@ -38,9 +42,10 @@ from .._summary import CostSummary
 from ._base import CostStore
 from ._disk import make_dirs
 from ._durable import Durable
+from ._failures import data_error, is_transient_duckdb, store_error, why
 from ._filters import Filters
 from ._ledger import DEFAULT_LEASE, Ledger
-from ._migrate import migrate_duckdb
+from ._migrate import check_duckdb_version, migrate_duckdb
 from ._sql import fetch_frame, read_entries, read_frame, read_summary, read_total, registered, select_sql
 
 if TYPE_CHECKING:
@@ -52,28 +57,12 @@ logger = logging.getLogger("llmcost")
 
 T = TypeVar("T")
 _ALIAS = "llmcost_store"
+#: Causes (``_failures.why``) that make a store whose file exists open read-only.
+_CANNOT_WRITE = frozenset({"permission denied", "the file system is read-only"})
 # Row groups of 16,384 rows instead of DuckDB's 122,880: every append is followed by a checkpoint (at DETACH),
 # which rewrites the table's last, partly filled row group; smaller groups make that ~35% cheaper for 10,000-row
 # appends (bench_stores) at ~20% on full-table aggregates. A store drops the option if its DuckDB lacks it.
 _WRITE_OPTIONS = "ROW_GROUP_SIZE 16384"
-
-_PERMANENT = (
-    "not a valid duckdb database",
-    "permission denied",
-    "read-only file system",
-    "newer version",
-    "version number",
-)
-
-
-def _transient(exc: BaseException) -> bool:
-    """Whether ``exc`` may pass if we try again: a lock held by another process or an I/O hiccup."""
-    import duckdb
-
-    if isinstance(exc, duckdb.IOException):
-        text = str(exc).lower()
-        return not any(p in text for p in _PERMANENT)
-    return isinstance(exc, OSError) and not isinstance(exc, (PermissionError, FileNotFoundError))
 
 
 def _insert_sql() -> str:
@@ -97,9 +86,11 @@ def _insert(con: Any, columns: Any) -> None:
 class DuckDBStore(CostStore):
     """Entries and budget definitions in a DuckDB file that several processes can write and read at once.
 
-    ``retry_timeout`` bounds, in seconds, how long an operation waits for another process's lock (or retries an
-    I/O error). An append that cannot get in by then goes to a spill file in ``spill_dir`` (default
-    ``<path>.spill``) and is replayed on the next open, append or read. Query the rows with SQL through ``query``.
+    ``retry_timeout`` bounds, in seconds, how long an operation waits for another process's lock. An append that
+    cannot get in by then, or fails for a permanent reason, goes to a spill file in ``spill_dir`` (default
+    ``<path>.spill``; a per-user fallback if that refuses it) and is replayed on the next open, append or read.
+    Entries it cannot hold are kept by ``set_aside`` under ``<path>.dead-letter``. Where this process cannot write
+    the file, the store opens read-only (``read_only``). Query the rows with SQL through ``query``.
     Period budgets reserve through a SQLite ledger at ``<path>.ledger``; ``lease`` is how many seconds a killed
     process's reservations are kept (see ``docs/budgets.md``).
 
@@ -133,15 +124,46 @@ class DuckDBStore(CostStore):
             self.path,
             retry_timeout=retry_timeout,
             spill_dir=os.path.abspath(spill_dir) if spill_dir is not None else self.path + ".spill",
-            transient=_transient,
+            transient=is_transient_duckdb,
             per_path=True,
         )
         self.retry_timeout = self._durable.retry_timeout
         self.lease = lease
         self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
         self._migrated = False
-        make_dirs(os.path.dirname(self.path))
-        self._write(lambda con: None, what="open")
+        self._open()
+        self._durable.warn_of_dead_letters()
+
+    def _open(self) -> None:
+        """Create or migrate the file and replay spill files; open read-only where this process cannot write."""
+        if os.path.exists(self.path) and not os.path.isfile(self.path):
+            kind = "a directory" if os.path.isdir(self.path) else "not a regular file (a device or pipe)"
+            raise StoreError(
+                f"could not open {self.path}: the path is {kind} "
+                "(point the store URL at a DuckDB file, e.g. duckdb:///path/costs.duckdb)"
+            )
+        folder = os.path.dirname(self.path)
+        exists = os.path.isfile(self.path)
+        if exists and not (os.access(self.path, os.W_OK) and os.access(folder, os.W_OK)):
+            self._open_read_only("this user cannot write the file or its directory")
+            return
+        try:
+            make_dirs(folder)
+        except OSError as exc:
+            raise store_error(exc, self.path, "create") from exc
+        try:
+            self._write(lambda con: None, what="open")
+        except StoreError as exc:
+            cause = exc.__cause__
+            if exists and cause is not None and why(cause)[0] in _CANNOT_WRITE:
+                self._open_read_only(why(cause)[0])
+                return
+            raise
+
+    def _open_read_only(self, reason: str) -> None:
+        self.read_only = True
+        logger.info("llmcost: opening %s read-only: %s", self.path, reason)
+        self._read(lambda con: check_duckdb_version(con, self.path), what="open")
 
     # -- connection -----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -182,27 +204,33 @@ class DuckDBStore(CostStore):
         """Run ``body(con)`` in one write transaction (after migrating and replaying spill files), with retries."""
 
         def attempt() -> T:
-            with self._durable.lock, self._attached(write=True) as con:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    if not self._migrated:
-                        migrate_duckdb(con, self.path)
-                    replayed = self._replay(con)
-                    result = body(con)
-                    con.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        con.execute("ROLLBACK")
-                    raise
+            with self._durable.lock:
+                spilled, done = self._spilled()
+                with self._attached(write=True) as con:
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        if not self._migrated:
+                            migrate_duckdb(con, self.path)
+                        for columns in spilled:
+                            _insert(con, columns)
+                        result = body(con)
+                        con.execute("COMMIT")
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            con.execute("ROLLBACK")
+                        raise
             self._migrated = True
-            self._durable.spill.remove(replayed)
+            if done:
+                self._durable.spill.remove(done)
+                logger.info("llmcost: replayed %d spill file(s) into %s", len(done), self.path)
             return result
 
         return self._durable.retry(attempt, what)
 
     def _read(self, body: Callable[[Any], T], *, what: str) -> T:
-        """Run ``body(con)`` against the file attached read-only, with retries; replay spill files first."""
-        if self._durable.spill.pending():
+        """Run ``body(con)`` against the file attached read-only, with retries; replay spill files first (unless
+        the store is read-only: then the next open that can write replays them)."""
+        if not self.read_only and self._durable.spill.pending():
             self._write(lambda con: None, what="replay spilled entries")
 
         def attempt() -> T:
@@ -211,18 +239,21 @@ class DuckDBStore(CostStore):
 
         return self._durable.retry(attempt, what)
 
-    def _replay(self, con: Any) -> list[str]:
-        """Insert the entries of pending spill files (inside the caller's transaction); return their paths."""
-        done = []
+    def _spilled(self) -> tuple[list[Any], list[str]]:
+        """The pending spill files' entries as ``ingest_columns`` arrays, and the files' paths (to remove once
+        committed). Entries that could never be stored are set aside (kept as dead letters), not replayed."""
         spill = self._durable.spill
+        batches, done = [], []
         for path in spill.pending():
             entries = spill.read(path)
             if entries:
-                _insert(con, ingest_columns(entries))
+                bad = self._durable.storable(entries)
+                if bad is not None:
+                    self._durable.set_aside(entries, f"spill file {path} could not be replayed", bad)
+                else:
+                    batches.append(ingest_columns(entries))
             done.append(path)
-        if done:
-            logger.info("llmcost: replayed %d spill file(s) into %s", len(done), self.path)
-        return done
+        return batches, done
 
     # -- CostStore ------------------------------------------------------------------------------------------------
     def append(self, entries: Sequence[CostEntry]) -> None:
@@ -233,10 +264,15 @@ class DuckDBStore(CostStore):
                 raise TypeError(f"entries must be CostEntry objects, got {entry!r}")
         if not batch:
             return
-        columns = ingest_columns(batch)  # before taking the file: hold it as briefly as possible
+        try:
+            columns = ingest_columns(batch)  # before taking the file: hold it as briefly as possible
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise data_error(exc, self.path) from exc
+        import duckdb
+
         try:
             self._write(lambda con: _insert(con, columns), what="append to")
-        except StoreError as exc:
+        except (StoreError, duckdb.Error) as exc:  # a value DuckDB refuses is sorted out by keep_for_later
             self._durable.keep_for_later(exc, batch)
 
     def _entries(self, filters: Filters) -> list[CostEntry]:
@@ -274,6 +310,22 @@ class DuckDBStore(CostStore):
         from ._ledger_sqlite import SqliteLedger
 
         return SqliteLedger(self.path + ".ledger", total=self.total, lease=self.lease)
+
+    # -- entries set aside ------------------------------------------------------------------------------------------
+    def set_aside(self, entries: Sequence[CostEntry], reason: str, *, error: BaseException | str | None = None) -> None:
+        """Keep ``entries`` in an fsynced JSON-lines file under ``<path>.dead-letter/`` (or a per-user fallback),
+        with ``reason`` and ``error``; see ``CostStore.set_aside``.
+
+        Example::
+
+            store.set_aside([entry], "amount out of range", error=exc)
+        """
+        self._durable.set_aside(entries, reason, error)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every entry set aside for this store, from its dead-letter directory and fallbacks (see
+        ``CostStore.dead_letters``)."""
+        return self._durable.dead_letters()
 
     # -- budget definitions -----------------------------------------------------------------------------------------
     def save_budget(self, name: str, definition: str) -> None:

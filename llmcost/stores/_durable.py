@@ -1,14 +1,16 @@
 """What the stores that keep entries in files share: bounded retries, a fork-aware lock around a private DuckDB
-connection, the spill fallback, and the cross-process file lock.
+connection, the spill and dead-letter files, and the cross-process file lock.
 
 A durable store retries an operation that failed for a passing reason (another process holds the DuckDB file lock,
-a compaction deleted a file under a reader, a transient I/O error) with exponential backoff and full jitter
-(tenacity), for at most ``retry_timeout`` seconds. When an append's retries run out, ``Durable.keep_for_later``
-writes the batch to the store's ``Spill`` and the append counts as acknowledged.
+a compaction deleted a file under a reader, ``EAGAIN``) with exponential backoff and full jitter (tenacity), for at
+most ``retry_timeout`` seconds; a permanent cause (``_failures``) fails at once. Every failure reaches the caller as
+a ``StoreError`` naming the path, with a hint. When an append fails either way, ``Durable.keep_for_later`` writes
+the batch to the store's ``Spill`` (its own directory, else a per-user fallback) and the append counts as
+acknowledged, unless an entry of the batch could never be stored (then the caller gets the ``StoreError`` and can
+``set_aside`` that entry).
 
-Process state: ``_PATH_LOCKS`` holds one lock per database path for the whole process, since POSIX file locks cannot
-tell two store objects of one process apart; it starts afresh in a forked child (``reset``), where a lock another
-thread held at fork time would never be released.
+Process state: the per-path locks live in ``llmcost._state`` (``path_lock``), since POSIX file locks cannot tell two
+store objects of one process apart; a forked child starts them afresh.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from .. import _state
 from .._entry import CostEntry
 from .._errors import StoreError
+from ._dead_letter import DeadLetters, warn_of
+from ._failures import data_error, is_store_failure, store_error
+from ._locations import fallback_dirs
 from ._spill import Spill
 
 __all__ = ["Durable", "file_lock", "retry_call"]
@@ -56,30 +62,6 @@ def retry_call(fn: Callable[[], T], *, transient: Callable[[BaseException], bool
     return retrying(fn)
 
 
-class _PathLocks:
-    """One ``RLock`` per path for the whole process, made on first use."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every lock (a forked child: locks held by the parent's other threads would never be released)."""
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.RLock] = {}
-
-    def get(self, path: str) -> threading.RLock:
-        with self._guard:
-            lock = self._locks.get(path)
-            if lock is None:
-                lock = self._locks[path] = threading.RLock()
-            return lock
-
-
-_PATH_LOCKS = _PathLocks()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_PATH_LOCKS.reset)
-
-
 def _check_timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {value!r}")
@@ -92,11 +74,13 @@ class Durable:
     ``transient`` tells errors worth another try from the rest. With ``per_path`` on, every ``Durable`` of the
     same ``where`` in this process shares one lock (a DuckDB file: two attachments of it in one process would
     collide); otherwise the lock is this object's own. Either way a forked child takes a fresh lock and connection.
+    Spill files go to ``spill_dir``, dead letters to ``<where>.dead-letter``, each with per-user fallbacks
+    (``_locations``).
 
     Example::
 
         durable = Durable("/data/costs.duckdb", retry_timeout=30, spill_dir="/data/costs.duckdb.spill",
-                          transient=is_lock_error, per_path=True)
+                          transient=is_transient_duckdb, per_path=True)
         with durable.lock:
             durable.connection().execute("SELECT 1")
     """
@@ -112,22 +96,24 @@ class Durable:
     ) -> None:
         self.where = where
         self.retry_timeout = _check_timeout(retry_timeout)
-        self.spill = Spill(spill_dir)
+        self.spill = Spill(
+            spill_dir, fallbacks=fallback_dirs(where, "spill"), store_path=where, set_aside_lines=self._set_aside_lines
+        )
+        self.dead = DeadLetters(where + ".dead-letter", fallbacks=fallback_dirs(where, "dead-letter"), store_path=where)
         self.transient = transient
         self._per_path = per_path
-        self._lock_of = (os.getpid(), self._new_lock())
+        self._lock_of = (os.getpid(), threading.RLock())
         self._con: Any = None
         self._pid = 0
-
-    def _new_lock(self) -> threading.RLock:
-        return _PATH_LOCKS.get(self.where) if self._per_path else threading.RLock()
 
     @property
     def lock(self) -> threading.RLock:
         """The lock on the connection (and, per path, on the file), in this process."""
+        if self._per_path:
+            return _state.path_lock(self.where)
         pid, lock = self._lock_of
         if pid != os.getpid():
-            self._lock_of = (os.getpid(), lock := self._new_lock())
+            self._lock_of = (os.getpid(), lock := threading.RLock())
         return lock
 
     def connection(self) -> Any:
@@ -153,33 +139,98 @@ class Durable:
             self.drop_connection()
 
     def retry(self, attempt: Callable[[], T], what: str) -> T:
-        """``attempt()``, retried while it fails for a passing reason; ``StoreError`` (caused by the last error)
-        when ``retry_timeout`` runs out. ``what`` completes the message: "could not {what} {where}"."""
+        """``attempt()``, retried while it fails for a passing reason. A failure of the store's files (see
+        ``_failures.is_store_failure``) is raised as ``StoreError`` naming the path with a hint, caused by the last
+        error; a permanent one at once, a passing one when ``retry_timeout`` runs out. Other errors pass as they
+        are. ``what`` completes the message: "could not {what} {where}"."""
         try:
             return retry_call(attempt, transient=self.transient, timeout=self.retry_timeout)
         except StoreError:
             raise
         except Exception as exc:
+            if not is_store_failure(exc):
+                raise  # an error in what was asked (a user's SQL, a value out of range): the caller's to handle
+            error = store_error(exc, self.where, what)
             if self.transient(exc):
-                raise StoreError(
-                    f"could not {what} {self.where} within retry_timeout={self.retry_timeout}s: {exc}"
-                ) from exc
-            raise
+                error = StoreError(f"{error} [still failing after retry_timeout={self.retry_timeout}s]")
+            raise error from exc
 
-    def passing(self, error: StoreError) -> bool:
-        """Whether ``error`` (from ``retry``) was a passing failure that outlasted the retries."""
-        return isinstance(error.__cause__, Exception) and self.transient(error.__cause__)
+    def storable(self, entries: Sequence[CostEntry]) -> BaseException | None:
+        """Why ``entries`` could never be stored (a value beyond the stored types), or ``None`` if they can be.
 
-    def keep_for_later(self, error: StoreError, entries: Sequence[CostEntry]) -> None:
-        """The fallback of an append that ``error`` stopped: spill ``entries`` (durable, so acknowledged) if the
-        error was passing, else re-raise it; raise ``StoreError`` if the spill file cannot be written either."""
-        if not self.passing(error):
-            raise error
+        Converts them exactly as a write does in a fresh in-memory DuckDB (the store's own connection may be the
+        thing that failed), touching no file. Only the conversion's own errors count: anything else says nothing
+        about the entries, so ``None`` is returned for it."""
+        import duckdb
+
+        from .._rows import INGEST_SELECT, ingest_columns
+        from ._sql import registered
+
+        try:
+            columns = ingest_columns(entries)
+        except (ValueError, TypeError, OverflowError) as exc:
+            return exc
+        con = duckdb.connect(":memory:")
+        try:
+            with registered(con, columns):
+                con.execute(f"CREATE TEMP TABLE llmcost_check AS {INGEST_SELECT}")
+        except (duckdb.ConversionException, duckdb.OutOfRangeException) as exc:
+            return exc
+        except duckdb.InvalidInputException as exc:
+            # A value DuckDB cannot take (a lone surrogate: "Python Conversion Failure"), but not "cannot run Python
+            # code: the Python interpreter is shutting down", which says nothing about the entries.
+            if "shutting down" not in str(exc):
+                return exc
+        except Exception:
+            logger.debug("llmcost: could not check entries for %s", self.where, exc_info=True)
+        finally:
+            con.close()
+        return None
+
+    def keep_for_later(self, error: Exception, entries: Sequence[CostEntry]) -> None:
+        """The fallback of an append that ``error`` stopped: spill ``entries`` durably (so they are acknowledged)
+        to the store's spill directory or a fallback. Raises ``StoreError`` if an entry could never be stored (it
+        must not wait in a spill file that cannot be replayed) or if no place takes the spill file."""
+        bad = self.storable(entries)
+        if bad is not None:
+            raise data_error(bad, self.where) from bad
         try:
             path = self.spill.write(entries)
         except OSError as spill_exc:
-            raise StoreError(f"{error}; spilling the entries failed too: {spill_exc}") from spill_exc
+            raise StoreError(f"{error}; spilling the entries failed too: {spill_exc}") from error
         logger.warning("llmcost: %s; %d entries spilled to %s for replay", error, len(entries), path)
+
+    def set_aside(self, entries: Sequence[CostEntry], reason: str, error: BaseException | str | None = None) -> None:
+        """Keep ``entries`` as dead letters (``_dead_letter``); ``StoreError`` if no place takes them."""
+        batch = list(entries)
+        if not batch:
+            return
+        try:
+            path = self.dead.write(batch, reason, error)
+        except OSError as exc:
+            raise StoreError(
+                f"could not set aside {len(batch)} entries of {self.where} anywhere: {exc} "
+                "(make the store's directory or $XDG_STATE_HOME writable)"
+            ) from exc
+        logger.warning(
+            "llmcost: %d entries set aside in %s: %s; see CostStore.dead_letters()", len(batch), path, reason
+        )
+
+    def _set_aside_lines(self, path: str, lines: list[tuple[str, Exception]]) -> None:
+        """Keep the lines of spill file ``path`` that cannot be read back as entries (``OSError`` if no place can)."""
+        reason = f"a line of spill file {path} could not be read back as an entry"
+        kept = self.dead.write_lines(lines, reason)
+        logger.warning(
+            "llmcost: %d entries set aside in %s: %s; see CostStore.dead_letters()", len(lines), kept, reason
+        )
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter of this store, oldest file first."""
+        return [letter for letters in self.dead.read().values() for letter in letters]
+
+    def warn_of_dead_letters(self) -> None:
+        """Log one warning if the store has dead letters (called when the store opens)."""
+        warn_of(self.dead.read())
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ repeated strings and tag maps interned once), so a million entries take about 20
 
 from __future__ import annotations
 
+import logging
 import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
@@ -14,7 +15,10 @@ from decimal import Decimal, localcontext
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, trusted_entry
+from .._errors import StoreError
 from .._money import ZERO
 from .._rows import TOKEN_COLUMNS, frame_from_arrays, from_micros, ingest_arrays, micros
 from .._usage import Usage
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["MemoryStore"]
+
+logger = logging.getLogger("llmcost")
 
 _EXACT_DIGITS = 80  # DECIMAL(38, 18) values summed over billions of rows stay exact within 80 digits
 _BATCH = 2048  # entries are moved into the columns this many at a time
@@ -48,6 +54,32 @@ _FIELDS = attrgetter(
 )
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
 _NAN = float("nan")
+
+
+def _unfit(entry: CostEntry) -> str | None:
+    """What a column cannot hold in ``entry``, or ``None``."""
+    for name, count in zip(TOKEN_COLUMNS, _COUNTS(entry.usage), strict=True):
+        if not isinstance(count, int) or not 0 <= count < 2**63:
+            return f"{name}={count!r} does not fit a 64-bit count"
+    return None
+
+
+@attrs.frozen
+class _Converted:
+    """A batch converted into column pieces, ready to be added to a ``MemoryStore``'s columns."""
+
+    n: int
+    last: tuple[int, str]
+    unsorted: bool
+    ids: bytes
+    odd_ids: dict[int, str]
+    ts: array[int]
+    amounts: list[Decimal]
+    cat: array[int]
+    strings: list[array[int]]
+    tokens: list[array[int]]
+    latency: array[float]
+    tags: array[int]
 
 
 class _Interned:
@@ -128,12 +160,23 @@ class MemoryStore(CostStore):
         self._last: tuple[int, str] = (-(2**63), "")
 
     def append(self, entries: Sequence[CostEntry]) -> None:
-        """Add ``entries``; they are acknowledged when this returns."""
-        for entry in entries:
+        """Add ``entries``, all of them or none; they are acknowledged when this returns.
+
+        An entry a column cannot hold (a token count beyond 64 bits, forced past ``Usage``'s checks) raises
+        ``StoreError`` naming it, and nothing of the batch is added."""
+        batch = list(entries)
+        for entry in batch:
             if not isinstance(entry, CostEntry):
                 raise TypeError(f"entries must be CostEntry objects, got {entry!r}")
+        for entry in batch:
+            problem = _unfit(entry)
+            if problem is not None:
+                raise StoreError(
+                    f"MemoryStore cannot keep entry {entry.id!r}: {problem}; nothing of the batch of {len(batch)} "
+                    "was added (append the others and keep this one with store.set_aside(entries, reason))"
+                )
         with self._lock:
-            self._pending.extend(entries)
+            self._pending.extend(batch)
             if len(self._pending) >= _BATCH:
                 self._columnize()
             ledger = self.current_ledger()
@@ -146,46 +189,99 @@ class MemoryStore(CostStore):
         return LocalLedger(self.total, lock=self._lock, fed=True)
 
     def _columnize(self) -> None:
-        """Move pending entries into the columns (caller holds the lock).
+        """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
+        converted after all, every other one: the poison is set aside (``dead_letters``), never dropped, and the
+        columns stay aligned.
 
         This runs for every entry ever recorded, so the batch is taken apart with C-level helpers (``attrgetter``,
-        ``zip``, ``map``) and Python code runs per entry only where it must.
+        ``zip``, ``map``) and Python code runs per entry only where it must. Everything is converted into new
+        arrays first; the store's columns are extended only once the whole batch converted.
         """
         batch, self._pending = self._pending, []
         if not batch:
             return
+        try:
+            columns = self._convert(batch)
+        except (ValueError, TypeError, OverflowError, KeyError, AttributeError):
+            columns = self._convert_each(batch)
+        self._extend(columns)
+
+    def _convert_each(self, batch: list[CostEntry]) -> _Converted:
+        """``_convert`` of the entries of ``batch`` that convert alone; the others set aside."""
+        good = []
+        for entry in batch:
+            try:
+                self._convert([entry])
+            except (ValueError, TypeError, OverflowError, KeyError, AttributeError) as exc:
+                logger.error("llmcost: MemoryStore cannot keep entry %r (%s); set aside", entry, exc)
+                self.set_aside([entry], "MemoryStore could not convert it into its columns", error=exc)
+            else:
+                good.append(entry)
+        return self._convert(good)
+
+    def _convert(self, batch: list[CostEntry]) -> _Converted:
+        if not batch:
+            return _Converted(0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"))
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
          tags) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
         stamps_us = list(map(micros, stamps))
-        last = self._last
+        last, unsorted = self._last, False
         for key in zip(stamps_us, ids, strict=True):
             if key < last:
-                self._unsorted = True
+                unsorted = True
             else:
                 last = key
-        self._last = last
-        self._store_ids(ids)
+        raw_ids, odd_ids = self._id_bytes(ids)
         # array.fromlist is twice as fast as array.extend from other sequences.
-        self._ts.fromlist(stamps_us)
-        self._amounts.extend(amounts)
-        self._cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
-        for target, values in (
-            (self._currency, currency),
-            (self._resource, resource),
-            (self._description, description),
-            (self._model, model),
-            (self._provider, provider),
-            (self._pricing, pricing),
-        ):
-            target.fromlist(_indices(self._strings, values))
-        for target, counts in zip(self._tokens, zip(*map(_COUNTS, usages), strict=True), strict=True):
-            target.fromlist(list(counts))
-        self._latency.fromlist([_NAN if v is None else v for v in latency])
-        self._tags.fromlist(self._tag_indices(tags))
-        self._n += len(batch)
+        ts = array("q")
+        ts.fromlist(stamps_us)
+        cat = array("b")
+        cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
+        strings = []
+        for values in (currency, resource, description, model, provider, pricing):
+            column = array("i")
+            column.fromlist(_indices(self._strings, values))
+            strings.append(column)
+        tokens = []
+        for counts in zip(*map(_COUNTS, usages), strict=True):
+            column = array("q")
+            column.fromlist(list(counts))
+            tokens.append(column)
+        lat = array("d")
+        lat.fromlist([_NAN if v is None else v for v in latency])
+        tag_column = array("i")
+        tag_column.fromlist(self._tag_indices(tags))
+        return _Converted(
+            len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column
+        )
 
-    def _store_ids(self, ids: Sequence[str]) -> None:
-        # Ids made by llmcost are 26 lowercase hex digits: kept as 13 bytes. Anything else is kept as given.
+    def _extend(self, c: _Converted) -> None:
+        """Add converted rows to every column (nothing here can fail half-way)."""
+        if not c.n:
+            return
+        self._unsorted = self._unsorted or c.unsorted
+        self._last = max(self._last, c.last)
+        self._ids += c.ids
+        self._odd_ids.update({self._n + row: entry_id for row, entry_id in c.odd_ids.items()})
+        self._ts.extend(c.ts)
+        self._amounts.extend(c.amounts)
+        self._cat.extend(c.cat)
+        for target, column in zip(
+            (self._currency, self._resource, self._description, self._model, self._provider, self._pricing),
+            c.strings,
+            strict=True,
+        ):
+            target.extend(column)
+        for target, column in zip(self._tokens, c.tokens, strict=True):
+            target.extend(column)
+        self._latency.extend(c.latency)
+        self._tags.extend(c.tags)
+        self._n += c.n
+
+    @staticmethod
+    def _id_bytes(ids: Sequence[str]) -> tuple[bytes, dict[int, str]]:
+        """The ids as 13 bytes each, and the ids that are not llmcost's 26 lowercase hex digits by row in ``ids``
+        (kept as given; their bytes are zeros)."""
         joined = "".join(ids)
         if set(map(len, ids)) == {26} and joined.islower():
             try:
@@ -193,18 +289,20 @@ class MemoryStore(CostStore):
             except ValueError:
                 raw = b""
             if len(raw) == 13 * len(ids):
-                self._ids += raw
-                return
-        for row, entry_id in enumerate(ids, self._n):
+                return raw, {}
+        out = bytearray()
+        odd: dict[int, str] = {}
+        for row, entry_id in enumerate(ids):
             try:
-                raw = bytes.fromhex(entry_id) if len(entry_id) == 26 and entry_id.islower() else b""
+                one = bytes.fromhex(entry_id) if len(entry_id) == 26 and entry_id.islower() else b""
             except ValueError:
-                raw = b""
-            if len(raw) == 13:
-                self._ids += raw
+                one = b""
+            if len(one) == 13:
+                out += one
             else:
-                self._ids += bytes(13)
-                self._odd_ids[row] = entry_id
+                out += bytes(13)
+                odd[row] = entry_id
+        return bytes(out), odd
 
     def _tag_indices(self, maps: Sequence[FrozenTags]) -> list[int]:
         # Found by identity first: the tracker hands one FrozenTags object to every entry of a block or decorator,

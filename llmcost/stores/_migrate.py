@@ -28,6 +28,8 @@ __all__ = [
     "DUCKDB_STEPS",
     "META_DDL",
     "PARQUET_STEPS",
+    "check_duckdb_version",
+    "check_version",
     "current_version",
     "migrate_duckdb",
     "migrate_parquet",
@@ -56,6 +58,29 @@ def _check(found: int, where: str) -> None:
             f"{where} was written with schema version {found}, but this llmcost knows version "
             f"{current_version()} at most; upgrade llmcost to open it"
         )
+
+
+def check_version(found: int | None, where: str) -> None:
+    """Raise ``StoreError`` if ``found`` (a store's recorded version) is newer than this llmcost knows: for stores
+    opened read-only, which are read as they are and never migrated."""
+    if found is not None:
+        _check(found, where)
+
+
+def check_duckdb_version(con: Any, where: str) -> None:
+    """``check_version`` for the DuckDB file attached (read-only) on ``con``."""
+    tables = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    if "llmcost_meta" not in tables:
+        if "entries" not in tables:
+            raise StoreError(f"{where} is a DuckDB file but not an llmcost store (it has no entries table)")
+        return
+    rows = con.execute("SELECT value FROM llmcost_meta WHERE key = 'schema_version'").fetchall()
+    check_version(int(rows[0][0]) if rows else None, where)
 
 
 def migrate_duckdb(con: Any, where: str) -> int:

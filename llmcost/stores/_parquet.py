@@ -6,15 +6,17 @@ Layout of the store directory::
     _llmcost.json                         schema version
     _budgets/<sha256 of name>.json        one budget definition per file
     _compactions/<uuid>.json              compactions in progress (see below)
-    _spill/<uuid>.jsonl                   batches that could not be written yet
+    _spill/<uuid>.jsonl                   batches that could not be written yet (or a per-user fallback)
     _lock                                 taken by compaction, migration and spill replay
     _ledger.sqlite                        the budget ledger (reservations across processes, see ``_ledger``)
+    ../<name>.dead-letter/                entries set aside (``set_aside``), next to the directory
 
 Names starting with ``_`` or ``.`` are hidden from Spark, Trino and Hive by convention; the only thing user data
 decides in a path is the day, so tags and resources never reach the file system.
 
 Writing: each append writes one file per UTC day in the batch, with DuckDB ``COPY`` to a hidden temporary name in
-the day's directory, fsyncs it, renames it to ``part-<uuid>.parquet`` (atomic) and fsyncs the directory. Readers
+the day's directory, fsyncs it, and once every day's file is written renames each to ``part-<uuid>.parquet``
+(atomic) and fsyncs the directories: a batch is in the store whole or not at all. Readers
 only ever look at ``*.parquet`` names, so they see a whole file or none. Every writer picks fresh uuids, so any
 number of processes can append at once without coordination.
 
@@ -27,6 +29,11 @@ with a fresh listing. A crash mid-compaction leaves the record, which keeps read
 during the instant between the rename and the deletes, or after such a crash until the next compaction.) Why not
 deduplicate by id on every read: that costs a hash aggregate over every row of every query, where the record costs
 one directory listing.
+
+Only the store's own files are read: ``part-*.parquet`` whose columns are the store's (checked once per file and
+store object). Anything else in a day directory is foreign: left out, never compacted or deleted, logged once
+(``foreign_files()``). A directory this process cannot write opens read-only (no directory, lock or migration
+written).
 
 Every file holds exactly the declared schema (``_rows.SQL_TYPES``): writes cast every column, so a day whose
 ``resource`` is always missing still gets a string column. Files written before a column was added read a typed
@@ -49,6 +56,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _state
 from .._entry import CostEntry
 from .._errors import StoreError
 from .._rows import (
@@ -56,8 +64,6 @@ from .._rows import (
     INGEST_SELECT,
     INGEST_SELECT_TAGS_PARAM,
     PARAM_TAG_MAPS,
-    RAW,
-    SQL_TYPES,
     ingest_columns,
 )
 from .._summary import CostSummary
@@ -66,10 +72,11 @@ from ._base import CostStore
 from ._budget_files import BudgetFiles
 from ._disk import fsync_dir, fsync_file, make_dirs
 from ._durable import Durable, file_lock
+from ._failures import data_error, is_transient_duckdb, store_error
 from ._filters import Filters
 from ._ledger import DEFAULT_LEASE, Ledger
-from ._migrate import current_version, migrate_parquet, read_parquet_version
-from ._parquet_layout import SOURCE, Listing, day_name, sweep_temporaries
+from ._migrate import check_version, current_version, migrate_parquet, read_parquet_version
+from ._parquet_layout import SCHEMA_CHECK, SOURCE, Listing, day_name, is_own_schema, sweep_temporaries
 from ._sql import fetch_frame, read_entries, read_frame, read_summary, read_total, registered, select_sql
 
 if TYPE_CHECKING:
@@ -85,12 +92,16 @@ _MICROS_PER_DAY = 86_400_000_000
 
 
 def _transient(exc: BaseException) -> bool:
-    """I/O errors worth another try: a file deleted by a compaction under a reader, a passing disk problem."""
+    """Errors worth another try: a file a compaction deleted under a reader (listed, then gone), a lock held by
+    another process, ``EAGAIN``. Permission denied, a read-only or full disk and damaged files are permanent."""
     import duckdb
 
-    if isinstance(exc, duckdb.IOException):
+    if isinstance(exc, FileNotFoundError):
         return True
-    return isinstance(exc, OSError) and not isinstance(exc, PermissionError)
+    text = str(exc).lower()
+    if isinstance(exc, duckdb.IOException) and ("no such file" in text or "no files found" in text):
+        return True
+    return is_transient_duckdb(exc)
 
 
 class ParquetStore(CostStore):
@@ -140,14 +151,32 @@ class ParquetStore(CostStore):
         self.retry_timeout = self._durable.retry_timeout
         self.compression = compression
         self.lease = lease
-        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
-            raise StoreError(f"{self.directory} exists and is not a directory; a ParquetStore needs a directory")
-        make_dirs(self.directory)
         self._budgets = BudgetFiles(os.path.join(self.directory, "_budgets"), retry=self._durable.retry)
         self._lock_file = os.path.join(self.directory, "_lock")  # taken by compaction, migration and spill replay
-        if read_parquet_version(self.directory) != current_version():
-            with file_lock(self._lock_file, wait=self.retry_timeout):
-                migrate_parquet(self.directory)
+        self._own_files: dict[str, bool] = {}  # data file path -> whether it holds this store's rows (checked once)
+        self._open()
+        self._durable.warn_of_dead_letters()
+
+    def _open(self) -> None:
+        """Create or migrate the dataset, finish compactions and replay spill files; where this process cannot
+        write the directory, open it read-only (no directory, lock file or migration written)."""
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise StoreError(
+                f"could not open {self.directory}: it exists and is not a directory (a ParquetStore needs a "
+                "directory; use duckdb:/// for a file)"
+            )
+        try:
+            if os.path.isdir(self.directory) and not os.access(self.directory, os.W_OK):
+                self.read_only = True
+                logger.info("llmcost: opening %s read-only: this user cannot write the directory", self.directory)
+                check_version(read_parquet_version(self.directory), self.directory)
+                return
+            make_dirs(self.directory)
+            if read_parquet_version(self.directory) != current_version():
+                with file_lock(self._lock_file, wait=self.retry_timeout):
+                    migrate_parquet(self.directory)
+        except OSError as exc:
+            raise store_error(exc, self.directory, "open") from exc
         # Finishing interrupted compactions and replaying spill files can wait if another process holds the lock
         # (a long compaction, say): opening must not.
         self._replay(finish_compactions=True)
@@ -160,7 +189,7 @@ class ParquetStore(CostStore):
 
     def _read(self, body: Callable[[Any, str, list[Any]], T], filters: Filters, what: str) -> T:
         """Run ``body(con, source, source_params)`` over the files ``filters`` can touch, retrying I/O errors."""
-        if self._durable.spill.pending():
+        if not self.read_only and self._durable.spill.pending():
             self._replay()
         first = filters.since.date() if filters.since is not None else None
         last = (filters.until - timedelta(microseconds=1)).date() if filters.until is not None else None
@@ -170,19 +199,83 @@ class ParquetStore(CostStore):
         self, body: Callable[[Any, str, list[Any]], T], first: date | None, last: date | None, what: str = "read"
     ) -> T:
         def attempt() -> T:
-            files = Listing(self.directory, first, last).paths()
+            files = self._own(Listing(self.directory, first, last))
             return self._run(lambda con: body(con, SOURCE, [files]) if files else body(con, EMPTY_ROWS, []))
 
         return self._durable.retry(attempt, what)
 
+    # -- files the store did not write --------------------------------------------------------------------------
+    def _own(self, listing: Listing) -> list[str]:
+        """The listed files that hold this store's rows; the others are reported once (``foreign_files``).
+
+        A file is the store's when its name is the store's (``part-*.parquet``, see ``_parquet_layout``) and its
+        schema has the store's columns; each file is checked once per store object (files never change once
+        written). A file named as the store's that is not Parquet at all raises ``StoreError`` naming it: it is
+        damaged, not foreign."""
+        paths = listing.paths()
+        unseen = [p for p in paths if p not in self._own_files]
+        if unseen:
+            if len(self._own_files) > 4 * len(paths) + 10_000:  # files compacted away: forget them (re-checked if seen)
+                listed = set(paths)
+                self._own_files = {p: v for p, v in self._own_files.items() if p in listed}
+            self._own_files.update(self._check_schemas(unseen))
+        foreign = [p for p in paths if not self._own_files.get(p, False)]
+        for path in [*listing.foreign, *foreign]:
+            _warn_foreign(path)
+        return [p for p in paths if self._own_files.get(p, False)]
+
+    def _check_schemas(self, paths: list[str]) -> dict[str, bool]:
+        import duckdb
+
+        def schemas(files: list[str]) -> dict[str, dict[str, tuple[str | None, str | None]]]:
+            found: dict[str, dict[str, tuple[str | None, str | None]]] = {p: {} for p in files}
+            rows = self._run(lambda con: con.execute(SCHEMA_CHECK, [files]).fetchall())
+            for file_name, name, physical, converted in rows:
+                found.setdefault(file_name, {}).setdefault(name, (physical, converted))
+            return found
+
+        try:
+            found = schemas(paths)
+        except duckdb.IOException:
+            raise  # a file deleted under the listing: the read retries with a fresh one
+        except duckdb.Error:
+            found = {}
+            for path in paths:  # find the file that is not Parquet
+                try:
+                    found.update(schemas([path]))
+                except duckdb.IOException:
+                    raise
+                except duckdb.Error as exc:
+                    raise store_error(exc, path, "read") from exc
+        return {p: is_own_schema(found.get(p, {})) for p in paths}
+
+    def foreign_files(self) -> list[str]:
+        """Files in the dataset's day directories that this store did not write (by name or schema), which every
+        read, ``total`` and ``compact`` leave out and untouched; each is also logged once as a warning.
+
+        Example::
+
+            for path in store.foreign_files():
+                print("not part of the store:", path)
+        """
+        listing = Listing(self.directory, None, None)
+        own = set(self._durable.retry(lambda: self._own(listing), "read"))
+        return sorted([*listing.foreign, *(p for p in listing.paths() if p not in own)])
+
     # -- writing ----------------------------------------------------------------------------------------------------
     def append(self, entries: Sequence[CostEntry]) -> None:
-        """Write ``entries`` as one new file per UTC day; when this returns they are durable (or durably spilled)."""
+        """Write ``entries`` as one new file per UTC day; when this returns they are durable (or durably spilled).
+
+        All or nothing: every day's file is written under a temporary name first and renamed into place only once
+        all are written, so an entry that cannot be stored fails the whole append (``StoreError``) with nothing
+        written. A batch the disk refuses is spilled (see ``CostStore.append``)."""
+        import duckdb
+
         batch = list(entries)
         if not all(map(isinstance, batch, itertools.repeat(CostEntry))):  # a C loop: ~1 ms less per 10,000
             bad = next(e for e in batch if not isinstance(e, CostEntry))
             raise TypeError(f"entries must be CostEntry objects, got {bad!r}")
-        if self._durable.spill.pending():
+        if not self.read_only and self._durable.spill.pending():
             self._replay()
         if not batch:
             return
@@ -190,18 +283,24 @@ class ParquetStore(CostStore):
             self._write(batch)
         except _PartlyWritten as partly:
             self._durable.keep_for_later(partly.error, partly.remaining)
+        except (StoreError, duckdb.Error) as exc:  # a value DuckDB refuses is sorted out by keep_for_later
+            self._durable.keep_for_later(exc, batch)
 
     def _write(self, batch: Sequence[CostEntry]) -> None:
-        """Write ``batch`` day by day; raise ``_PartlyWritten`` with what is left when a day cannot be written.
+        """Write ``batch``: one temporary file per day, then all renamed into place.
 
         The batch is converted to columns once; each day's rows are a slice of them (a batch in time order, as the
-        tracker's are, needs no copy), written with one ``COPY`` straight from those arrays. Before the first of
-        several days is written, the amounts are cast as the files will hold them, so an entry DuckDB cannot take
-        (an amount beyond DECIMAL(38, 18)) fails the whole append and no day is written twice on a retry.
+        tracker's are, needs no copy), written with one ``COPY`` straight from those arrays. If any day cannot be
+        written, the temporary files are deleted and the error raised: nothing of the batch is in the store. Only
+        if a rename fails after others went through (the disk went away in between) is ``_PartlyWritten`` raised
+        with the entries of the days not in place.
         """
         import numpy as np
 
-        raw, tag_maps = ingest_columns(batch)
+        try:
+            raw, tag_maps = ingest_columns(batch)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise data_error(exc, self.directory) from exc
         days = raw["timestamp_us"] // _MICROS_PER_DAY
         by_day, in_order = raw, days
         if len(days) > 1 and not bool((days[1:] >= days[:-1]).all()):
@@ -211,33 +310,38 @@ class ParquetStore(CostStore):
         cuts = (np.flatnonzero(in_order[1:] != in_order[:-1]) + 1).tolist()
         starts, ends = [0, *cuts], [*cuts, len(days)]
         unique = in_order[starts].tolist()
-        if len(unique) > 1:
-            self._check(by_day)
-        for n, (day, start, end) in enumerate(zip(unique, starts, ends, strict=True)):
-            part = ({name: array[start:end] for name, array in by_day.items()}, tag_maps)
+        written: list[tuple[int, str, str]] = []  # (day, temporary path, final path)
+        try:
+            for day, start, end in zip(unique, starts, ends, strict=True):
+                part = ({name: array[start:end] for name, array in by_day.items()}, tag_maps)
+                written.append(self._durable.retry(functools.partial(self._write_day, day, part), "append to"))
+        except BaseException:
+            for _, tmp, _ in written:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
+        for n, (_, tmp, final) in enumerate(written):
             try:
-                self._durable.retry(functools.partial(self._write_day, day, part), "append to")
-            except StoreError as exc:
-                if not self._durable.passing(exc):
-                    raise
-                left = set(unique[n:])
+                os.replace(tmp, final)
+            except OSError as exc:
+                left = {d for d, _, _ in written[n:]}
+                for _, later, _ in written[n:]:
+                    with contextlib.suppress(OSError):
+                        os.unlink(later)
                 remaining = [e for e, d in zip(batch, days.tolist(), strict=True) if d in left]
-                raise _PartlyWritten(exc, remaining) from exc
+                raise _PartlyWritten(store_error(exc, self.directory, "append to"), remaining) from exc
+        for folder in sorted({os.path.dirname(final) for _, _, final in written}):
+            try:  # the files are in place: a failure from here on must not make the caller write them again
+                fsync_dir(folder)
+            except OSError as exc:
+                logger.warning("llmcost: could not fsync %s after writing to it: %s", folder, exc)
 
-    def _check(self, raw: dict[str, Any]) -> None:
-        """Raise DuckDB's error now if an amount of ``raw`` does not fit the files' DECIMAL(38, 18)."""
-        amount = f"SELECT max(CAST(amount AS {SQL_TYPES['amount']})) FROM {RAW}"
-        with self._durable.lock:
-            con = self._durable.connection()
-            with registered(con, (raw, {}), tag_maps=False):
-                con.execute(amount).fetchall()
+    def _write_day(self, day: int, columns: Any) -> tuple[int, str, str]:
+        """Write one file for ``day`` (days since the epoch) from ``ingest_columns`` arrays holding that day's rows,
+        under a hidden temporary name in the day's directory, fsynced; return ``(day, temporary, final path)``.
 
-    def _write_day(self, day: int, columns: Any) -> None:
-        """Write one file for ``day`` (days since the epoch) from ``ingest_columns`` arrays holding that day's rows.
-
-        The file is written to a hidden temporary name in the day's directory, fsynced, renamed into place and the
-        directory fsynced. A batch's few distinct tag maps travel as a parameter (``INGEST_SELECT_TAGS_PARAM``), which
-        spares a second registered table and a subquery (~2-3 ms of the ~11 ms fixed cost of a small append).
+        A batch's few distinct tag maps travel as a parameter (``INGEST_SELECT_TAGS_PARAM``), which spares a second
+        registered table and a subquery (~2-3 ms of the ~11 ms fixed cost of a small append).
         """
         folder = os.path.join(self.directory, day_name(_EPOCH_DAY + timedelta(days=day)))
         make_dirs(folder)
@@ -255,16 +359,11 @@ class ParquetStore(CostStore):
                     else:
                         con.execute(f"COPY ({INGEST_SELECT}) {copy}", [tmp])
             fsync_file(tmp)
-            os.replace(tmp, os.path.join(folder, name))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        # The file is in place: a failure from here on must not make the caller write it again.
-        try:
-            fsync_dir(folder)
-        except OSError as exc:
-            logger.warning("llmcost: could not fsync %s after writing %s: %s", folder, name, exc)
+        return day, tmp, os.path.join(folder, name)
 
     def _replay(self, *, finish_compactions: bool = False) -> None:
         """Replay spill files if no other process is busy with the dataset (else leave them for later)."""
@@ -282,6 +381,11 @@ class ParquetStore(CostStore):
         for path in spill.pending():
             entries = spill.read(path)
             if entries:
+                bad = self._durable.storable(entries)
+                if bad is not None:
+                    self._durable.set_aside(entries, f"spill file {path} could not be replayed", bad)
+                    spill.remove([path])
+                    continue
                 have = self._ids_present(entries)
                 missing = [e for e in entries if e.id not in have]
                 if missing:
@@ -318,16 +422,32 @@ class ParquetStore(CostStore):
             removed = store.compact()
         """
         removed = 0
-        with file_lock(self._lock_file, wait=self.retry_timeout):
-            compaction.finish_compactions(self.directory)
-            sweep_temporaries(self.directory)
-            listing = Listing(self.directory, None, None)
-            for day, files in sorted(listing.by_day.items()):
-                if len(files) > 1 or not self._current(os.path.join(self.directory, day_name(day), files[0])):
-                    self._durable.retry(
-                        functools.partial(compaction.merge_day, self._copy, self.directory, day, files), "compact"
-                    )
-                    removed += len(files) - 1
+        if self.read_only:
+            raise StoreError(
+                f"could not compact {self.directory}: the store is open read-only (this user cannot write it)"
+            )
+        try:
+            with file_lock(self._lock_file, wait=self.retry_timeout):
+                compaction.finish_compactions(self.directory)
+                sweep_temporaries(self.directory)
+                removed = self._compact_locked()
+        except OSError as exc:
+            raise store_error(exc, self.directory, "compact") from exc
+        return removed
+
+    def _compact_locked(self) -> int:
+        removed = 0
+        listing = Listing(self.directory, None, None)
+        own = set(self._durable.retry(lambda: self._own(listing), "compact"))
+        for day, names in sorted(listing.by_day.items()):
+            folder = os.path.join(self.directory, day_name(day))
+            # Foreign files are never merged or deleted.
+            files = [f for f in names if os.path.join(folder, f) in own]
+            if files and (len(files) > 1 or not self._current(os.path.join(folder, files[0]))):
+                self._durable.retry(
+                    functools.partial(compaction.merge_day, self._copy, self.directory, day, files), "compact"
+                )
+                removed += len(files) - 1
         return removed
 
     def _current(self, path: str) -> bool:
@@ -411,6 +531,22 @@ class ParquetStore(CostStore):
 
         return SqliteLedger(os.path.join(self.directory, "_ledger.sqlite"), total=self.total, lease=self.lease)
 
+    # -- entries set aside ------------------------------------------------------------------------------------------
+    def set_aside(self, entries: Sequence[CostEntry], reason: str, *, error: BaseException | str | None = None) -> None:
+        """Keep ``entries`` in an fsynced JSON-lines file under ``<directory>.dead-letter/`` (or a per-user
+        fallback), with ``reason`` and ``error``; see ``CostStore.set_aside``.
+
+        Example::
+
+            store.set_aside([entry], "amount out of range", error=exc)
+        """
+        self._durable.set_aside(entries, reason, error)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every entry set aside for this store, from its dead-letter directory and fallbacks (see
+        ``CostStore.dead_letters``)."""
+        return self._durable.dead_letters()
+
     # -- budget definitions -----------------------------------------------------------------------------------------
     def save_budget(self, name: str, definition: str) -> None:
         """Keep (or replace) the budget definition ``definition`` under ``name`` (one file, written atomically)."""
@@ -423,6 +559,20 @@ class ParquetStore(CostStore):
     def delete_budget(self, name: str) -> bool:
         """Forget the budget ``name``; return whether it existed."""
         return self._budgets.delete(name)
+
+
+def _warn_foreign(path: str) -> None:
+    """Log, once per process and file, that ``path`` is not the store's."""
+    key = ("llmcost foreign file", path)
+    with _state.logged_lock:
+        if key in _state.logged:
+            return
+        _state.logged.add(key)
+    logger.warning(
+        "llmcost: %s was not written by this store (its name or columns are not the store's); it is left out of "
+        "every read and never compacted or deleted (see ParquetStore.foreign_files())",
+        path,
+    )
 
 
 class _PartlyWritten(Exception):

@@ -11,9 +11,19 @@ from datetime import date
 
 import attrs
 
-from .._rows import with_all_columns
+from .._rows import COLUMNS, with_all_columns
 
-__all__ = ["SOURCE", "Compaction", "Listing", "compactions", "day_name", "parse_day", "sweep_temporaries"]
+__all__ = [
+    "SCHEMA_CHECK",
+    "SOURCE",
+    "Compaction",
+    "Listing",
+    "compactions",
+    "day_name",
+    "is_own_schema",
+    "parse_day",
+    "sweep_temporaries",
+]
 
 #: Typed rows of the Parquet files passed as the first parameter (a list of paths), whatever columns each file
 #: has: files written before a column was added read a typed NULL in it.
@@ -35,8 +45,32 @@ def parse_day(name: str) -> date | None:
         return None
 
 
+def _is_visible(name: str) -> bool:
+    return not name.startswith((".", "_"))
+
+
 def _is_data_file(name: str) -> bool:
-    return name.endswith(".parquet") and not name.startswith((".", "_"))
+    """Whether ``name`` is what the store names its data files: ``part-<...>.parquet``."""
+    return name.startswith("part-") and name.endswith(".parquet")
+
+
+#: Per file and top-level column: its name, physical type and converted type (one query for a list of paths).
+SCHEMA_CHECK = "SELECT file_name, name, type, converted_type FROM parquet_schema(?)"
+# Besides the columns: the root and MAP group names writers use, and the hive partition column `day`, which engines
+# reading the dataset with hive partitioning write back.
+_KNOWN = frozenset(COLUMNS) | {"duckdb_schema", "schema", "key_value", "key", "value", "map", "day"}
+_REQUIRED = {"id": ("BYTE_ARRAY", "UTF8"), "timestamp": ("INT64", None), "amount": (None, "DECIMAL")}
+
+
+def is_own_schema(columns: dict[str, tuple[str | None, str | None]]) -> bool:
+    """Whether a file with ``columns`` (name: (physical type, converted type), from ``SCHEMA_CHECK``) holds the
+    store's rows: ``id`` text, ``timestamp`` 64-bit, ``amount`` decimal, and no column the row format lacks (files
+    written before a column was added lack it, and read NULL there)."""
+    for name, (physical, converted) in _REQUIRED.items():
+        found = columns.get(name)
+        if found is None or (physical and found[0] != physical) or (converted and found[1] != converted):
+            return False
+    return set(columns) <= _KNOWN
 
 
 @attrs.frozen
@@ -73,7 +107,8 @@ def compactions(directory: str) -> list[Compaction]:
 
 class Listing:
     """The data files of the days from ``first`` to ``last`` (``None``: open), minus the inputs of compactions whose
-    merged file is already listed.
+    merged file is already listed. Visible files in day directories that the store does not name as its own are in
+    ``foreign`` (paths), never in ``by_day``.
 
     Example::
 
@@ -83,6 +118,7 @@ class Listing:
     def __init__(self, directory: str, first: date | None, last: date | None) -> None:
         self.directory = directory
         self.by_day: dict[date, list[str]] = {}
+        self.foreign: list[str] = []
         try:
             names = os.listdir(directory)
         except FileNotFoundError:
@@ -92,9 +128,11 @@ class Listing:
             if day is None or (first is not None and day < first) or (last is not None and day > last):
                 continue
             try:
-                files = sorted(f for f in os.listdir(os.path.join(directory, name)) if _is_data_file(f))
+                visible = sorted(filter(_is_visible, os.listdir(os.path.join(directory, name))))
             except (FileNotFoundError, NotADirectoryError):
                 continue
+            files = [f for f in visible if _is_data_file(f)]
+            self.foreign += [os.path.join(directory, name, f) for f in visible if not _is_data_file(f)]
             if files:
                 self.by_day[day] = files
         # Records are read after the files (see the ``_parquet`` docstring for why this order is safe).
@@ -119,5 +157,5 @@ def sweep_temporaries(directory: str, older_than: float = 3600.0) -> None:
             for f in os.listdir(folder):
                 path = os.path.join(folder, f)
                 with contextlib.suppress(FileNotFoundError):
-                    if f.startswith(".") and f.endswith(".tmp") and os.stat(path).st_mtime < cutoff:
+                    if f.startswith(".part-") and f.endswith(".tmp") and os.stat(path).st_mtime < cutoff:
                         os.unlink(path)

@@ -1,10 +1,10 @@
 """``Spill``: a directory of batches a durable store could not write yet, kept on disk until they are replayed.
 
-When an append's retries run out (see ``_durable``), the batch goes to a local file (``<uuid>.jsonl``, one entry per
-line in the JSON encoding of ``llmcost._rows``, fsynced, renamed into place), and the append counts as acknowledged:
-the entries are on disk. The store replays spill files on its next open and append and deletes them once their
-entries are in; replay skips ids the store already has, so a replay that is interrupted and run again adds nothing
-twice.
+When an append fails (see ``_durable``), the batch goes to a local file (``<uuid>.jsonl``, one entry per line in the
+JSON encoding of ``llmcost._rows``, fsynced, renamed into place) in the store's spill directory or, when that cannot
+take it, a per-user fallback (``_locations``), and the append counts as acknowledged: the entries are on disk. The
+store replays spill files (from every directory) on its next open and append and deletes them once their entries are
+in; replay skips ids the store already has, so a replay that is interrupted and run again adds nothing twice.
 """
 
 from __future__ import annotations
@@ -13,76 +13,134 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .._entry import CostEntry
 from .._rows import entry_from_json, entry_to_json
 from ._disk import fsync_dir, make_dirs, write_atomic
+from ._locations import prepare_fallback
 
-__all__ = ["Spill"]
+__all__ = ["Spill", "write_somewhere"]
 
 logger = logging.getLogger("llmcost")
 
 
 class Spill:
-    """A directory of batches that could not be written to their store yet.
+    """The directories of batches that could not be written to their store yet: the store's own, then its fallbacks.
 
     Each batch is one ``<uuid>.jsonl`` file, complete once it has that name (it is written under a hidden temporary
-    name, fsynced and renamed). The store reads ``pending()`` files, writes their entries (skipping ids it already
-    has) and then calls ``remove``.
+    name, fsynced and renamed). ``write`` uses the first directory that takes the file (``fallbacks``: see
+    ``_locations``). The store reads ``pending()`` files of every directory, writes their entries (skipping ids it
+    already has) and then calls ``remove``.
 
     Example::
 
-        spill = Spill("/var/lib/costs.duckdb.spill")
+        spill = Spill("/var/lib/costs.duckdb.spill", fallbacks=fallback_dirs("/var/lib/costs.duckdb", "spill"),
+                      store_path="/var/lib/costs.duckdb")
         spill.write(entries)                 # durable when this returns
         for path in spill.pending():
             store_insert(spill.read(path))
             spill.remove([path])
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        fallbacks: Sequence[str] = (),
+        store_path: str = "",
+        set_aside_lines: Callable[[str, list[tuple[str, Exception]]], None] | None = None,
+    ) -> None:
         self.directory = directory
+        self.fallbacks = list(fallbacks)
+        self.store_path = store_path
+        self.set_aside_lines = set_aside_lines
+
+    @property
+    def directories(self) -> list[str]:
+        """Where spill files may be, the store's own directory first."""
+        return [self.directory, *self.fallbacks]
 
     def write(self, entries: Sequence[CostEntry]) -> str:
-        """Keep ``entries`` durably in a new spill file and return its path."""
-        make_dirs(self.directory)
-        path = os.path.join(self.directory, f"{uuid.uuid4().hex}.jsonl")
-        text = "".join(entry_to_json(e) + "\n" for e in entries)
-        write_atomic(path, text.encode("utf-8"))
-        return path
+        """Keep ``entries`` durably in a new spill file and return its path; ``OSError`` if no directory takes it."""
+        text = "".join(entry_to_json(e) + "\n" for e in entries).encode("utf-8")
+        return write_somewhere(self.directory, self.fallbacks, self.store_path, text)
 
     def pending(self) -> list[str]:
-        """Paths of the complete spill files waiting to be replayed, oldest name first."""
-        try:
-            names = os.listdir(self.directory)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return sorted(os.path.join(self.directory, n) for n in names if n.endswith(".jsonl") and not n.startswith("."))
+        """Paths of the complete spill files waiting to be replayed, oldest name first in each directory."""
+        found: list[str] = []
+        for directory in self.directories:
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            found += sorted(os.path.join(directory, n) for n in names if n.endswith(".jsonl") and n[0] != ".")
+        return found
 
     def read(self, path: str) -> list[CostEntry] | None:
         """The entries in spill file ``path``; ``None`` if it is gone (another process replayed it).
 
-        A file that cannot be parsed is renamed to ``<name>.bad`` (kept for a human, never replayed again) and
-        logged; ``None`` is returned for it.
+        Lines that cannot be read back as entries go to ``set_aside_lines(path, [(line, error), ...])`` (the
+        store's dead letters) and the rest are returned. Without that hook, or if it fails, or if the file is not
+        text at all, the file is renamed to ``<name>.bad`` (kept for a human, never replayed again), logged, and
+        ``None`` returned.
         """
         try:
             with open(path, encoding="utf-8") as f:
                 lines = f.read().splitlines()
         except FileNotFoundError:
             return None
-        try:
-            return [entry_from_json(line) for line in lines if line]
-        except (ValueError, TypeError, KeyError) as exc:
-            logger.error("llmcost: spill file %s cannot be read (%s); kept as %s.bad", path, exc, path)
-            with contextlib.suppress(OSError):
-                os.replace(path, path + ".bad")
+        except (OSError, ValueError) as exc:
+            self._keep_bad(path, exc)
             return None
+        entries: list[CostEntry] = []
+        bad: list[tuple[str, Exception]] = []
+        for line in filter(None, lines):
+            try:
+                entries.append(entry_from_json(line))
+            except (ValueError, TypeError, KeyError) as exc:
+                bad.append((line, exc))
+        if bad:
+            if self.set_aside_lines is None:
+                self._keep_bad(path, bad[0][1])
+                return None
+            try:
+                self.set_aside_lines(path, bad)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the file is kept
+                self._keep_bad(path, exc)
+                return None
+        return entries
+
+    def _keep_bad(self, path: str, exc: BaseException) -> None:
+        logger.error("llmcost: spill file %s cannot be read (%s); kept as %s.bad", path, exc, path)
+        with contextlib.suppress(OSError):
+            os.replace(path, path + ".bad")
+        return
 
     def remove(self, paths: Sequence[str]) -> None:
         """Delete replayed spill files (those already gone are fine)."""
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        if paths:
+        for directory in {os.path.dirname(p) for p in paths}:
             with contextlib.suppress(OSError):
-                fsync_dir(self.directory)
+                fsync_dir(directory)
+
+
+def write_somewhere(directory: str, fallbacks: Sequence[str], store_path: str, data: bytes) -> str:
+    """Write ``data`` durably as a new ``<uuid>.jsonl`` in the first of ``directory`` and ``fallbacks`` that takes
+    it; return its path. ``OSError`` naming every place tried if none does."""
+    failures = []
+    for n, where in enumerate([directory, *fallbacks]):
+        path = os.path.join(where, f"{uuid.uuid4().hex}.jsonl")
+        try:
+            if n == 0:
+                make_dirs(where)
+            else:
+                prepare_fallback(where, store_path)
+            write_atomic(path, data)
+        except OSError as exc:
+            failures.append(f"{where}: {exc.strerror or exc}")
+            continue
+        return path
+    raise OSError("no place could take the entries (" + "; ".join(failures) + ")")

@@ -233,8 +233,11 @@ def test_spill_file_that_cannot_be_read_is_set_aside(db: str, caplog: pytest.Log
     Path(db + ".spill", "broken.jsonl").write_text("{not json\n")
     store.append([make_entry(1)])
     assert store.entries() == [make_entry(1)]
-    assert os.listdir(db + ".spill") == ["broken.jsonl.bad"]
-    assert "cannot be read" in caplog.text
+    # The line is kept as a dead letter (its text and why), not replayed and not left to block later replays.
+    assert os.listdir(db + ".spill") == []
+    (letter,) = store.dead_letters()
+    assert letter["entry"] == "{not json" and "JSONDecodeError" in letter["error"]
+    assert "could not be read back as an entry" in caplog.text
 
 
 def test_threads_share_a_store(db: str) -> None:
@@ -266,8 +269,9 @@ def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "text.duckdb"
     path.write_text("hello, I am not a database\n" * 100)
     started = time.monotonic()
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(StoreError, match="not a DuckDB database") as caught:
         DuckDBStore(path)
+    assert str(path) in str(caught.value) and isinstance(caught.value.__cause__, duckdb.Error)
     assert time.monotonic() - started < 5, "a permanent error must not be retried until the timeout"
 
 

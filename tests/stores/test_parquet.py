@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import signal
+import tempfile
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -290,8 +292,12 @@ def test_spill_and_replay(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_spill_fails_loudly_when_it_cannot_be_written(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = ParquetStore(root, retry_timeout=0, spill_dir=str(root / "file-not-dir"))
+    root.mkdir()
     (root / "file-not-dir").write_text("x")
+    # The fallback locations cannot take it either: the state directory and the temp directory are files.
+    monkeypatch.setenv("XDG_STATE_HOME", str(root / "file-not-dir"))
+    monkeypatch.setattr(tempfile, "tempdir", str(root / "file-not-dir"))
+    store = ParquetStore(root, retry_timeout=0, spill_dir=str(root / "file-not-dir"))
 
     def broken(*args: object) -> None:
         raise OSError(28, "No space left on device")
@@ -301,24 +307,52 @@ def test_spill_fails_loudly_when_it_cannot_be_written(root: Path, monkeypatch: p
         store.append([make_entry(1)])
 
 
-def test_a_day_written_is_not_written_again(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_with_a_day_that_cannot_be_written_is_spilled_whole(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = ParquetStore(root, retry_timeout=0.05)
     entries = [make_entry(i) for i in range(400)]  # three days
     real = ParquetStore._write_day
     calls = []
 
-    def second_day_fails(self: ParquetStore, day: int, *args: object) -> None:
+    def second_day_fails(self: ParquetStore, day: int, *args: object) -> object:
         calls.append(day)
         if len(set(calls)) == 2:
             raise OSError(5, "Input/output error")
-        real(self, day, *args)
+        return real(self, day, *args)
 
     monkeypatch.setattr(ParquetStore, "_write_day", second_day_fails)
+    store.append(entries)
+    monkeypatch.undo()
+    assert _data_files(root) == [] and not list(root.glob("day=*/.*.tmp"))  # all or nothing: nothing in place
+    spilled = (root / "_spill").iterdir()
+    lines = next(spilled).read_text().splitlines()
+    assert len(lines) == 400
+    assert ParquetStore(root).entries() == entries
+
+
+def test_a_day_written_is_not_written_again(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk goes away between renaming one day's file into place and the next: the days in place stay, only
+    the others are spilled, and the replay adds each entry once."""
+    store = ParquetStore(root, retry_timeout=0.05)
+    entries = [make_entry(i) for i in range(400)]  # three days
+    real_replace = os.replace
+    renames = []
+
+    def second_rename_fails(src: str, dst: str) -> None:
+        if str(dst).endswith(".parquet"):
+            renames.append(dst)
+            if len(renames) == 2:
+                raise OSError(errno.EROFS, "Read-only file system")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_parquet.os, "replace", second_rename_fails)
     store.append(entries)
     monkeypatch.undo()
     spilled = (root / "_spill").iterdir()
     lines = next(spilled).read_text().splitlines()
     assert 0 < len(lines) < 400  # only the days not written
+    assert len(_data_files(root)) == 1
     assert ParquetStore(root).entries() == entries
 
 
@@ -341,8 +375,9 @@ def test_a_batch_duckdb_cannot_take_writes_nothing(root: Path) -> None:
     store = ParquetStore(root)
     good = [make_entry(i) for i in range(300)]  # three days
     bad = _unstorable(make_entry(301))
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(StoreError, match="cannot be stored") as caught:
         store.append([*good, bad])
+    assert isinstance(caught.value.__cause__, duckdb.Error)
     assert store.entries() == []
     assert _data_files(root) == []
     store.append(good)
@@ -370,7 +405,7 @@ def test_an_out_of_order_batch_duckdb_cannot_take_writes_nothing(root: Path) -> 
     store = ParquetStore(root)
     good = [make_entry(i) for i in range(300)]  # three days
     bad = _unstorable(make_entry(299, id="bad"))  # the last day, first in the batch
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(StoreError, match="cannot be stored"):
         store.append([bad, *good[::-1]])
     assert _data_files(root) == []
 
