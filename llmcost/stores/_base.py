@@ -178,13 +178,15 @@ class CostStore(abc.ABC):
         return LocalLedger(self.total)
 
     def ledger(self) -> Ledger:
-        """This store's budget ledger, made by ``open_ledger`` on first use."""
+        """This store's budget ledger, made by ``open_ledger`` on first use. A store opened read-only cannot write
+        a shared ledger: it gets one of its own process, which sees the recorded spend but not other processes'
+        open reservations (enough to read budgets; such a process cannot record anyway)."""
         made = getattr(self, "_ledger_made", None)
         if made is None:
             with _LEDGER_LOCK:
                 made = getattr(self, "_ledger_made", None)
                 if made is None:
-                    made = self._ledger_made = self.open_ledger()
+                    made = self._ledger_made = LocalLedger(self.total) if self.read_only else self.open_ledger()
         return made
 
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
