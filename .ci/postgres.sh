@@ -57,9 +57,16 @@ start() {
   "${run[@]}" "$bin/initdb" -D "$dir/data" -U llmcost --pwfile="$dir/pwfile" -A scram-sha-256 -E UTF8 \
     --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; log "initdb failed"; exit 1; }
   rm -f "$dir/pwfile"
-  # Tests start up to ~20 connections at once (8 writer processes, the ledger test's children, the suite itself).
-  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=100 -c fsync=on" start >/dev/null ||
+  # In the configuration file, not on pg_ctl's command line, so that the tests' own `pg_ctl stop` and `start` bring
+  # the server back on the same address. Tests open up to ~20 connections at once (8 writer processes and more).
+  cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 100
+fsync = on
+CONF
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
     { tail -n 30 "$dir/server.log" >&2; log "the server did not start"; exit 1; }
   "${run[@]}" "$bin/pg_isready" -h 127.0.0.1 -p "$port" -t 30 >/dev/null ||
     { tail -n 30 "$dir/server.log" >&2; log "the server does not answer on 127.0.0.1:$port"; exit 1; }

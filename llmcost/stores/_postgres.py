@@ -227,9 +227,25 @@ def _transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (errors.InsufficientPrivilege, errors.InvalidPassword, errors.InvalidAuthorizationSpecification)):
         return False
-    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not isinstance(
-        exc, psycopg.ProgrammingError
-    )
+    if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    # libpq reports a refused login as a connection failure without a SQLSTATE: retrying cannot help it.
+    text = str(exc).lower()
+    return not any(p in text for p in _PERMANENT)
+
+
+#: Connection failures that waiting does not cure (a wrong password, database or role; a host not allowed).
+_PERMANENT = (
+    "authentication failed",
+    "password",
+    "does not exist",
+    "pg_hba.conf",
+    "permission denied",
+    "ssl",
+    "invalid connection option",
+    "invalid dsn",
+    "certificate",
+)
 
 
 def _import_psycopg() -> Any:
@@ -290,6 +306,7 @@ class PostgresStore(CostStore):
             self._run(lambda cur: None, what="open")
         except StoreError as exc:
             if not self._passing(exc):
+                self.close()
                 raise
             # The server is down: the store still opens, so a tracker can record (its appends spill).
             logger.warning("llmcost: %s; appends will spill to %s until it is back", exc, self.spill.directory)
