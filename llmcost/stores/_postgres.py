@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._entry import CostEntry
 from .._errors import StoreError
-from .._rows import COLUMNS, SQL_TYPES, TOKEN_COLUMNS, cast_select, entries_from_columns, frame_from_arrays
+from .._rows import COLUMNS, SQL_TYPES, TOKEN_COLUMNS, cast_select, entries_from_columns, entry_row, frame_from_arrays
 from .._summary import CostSummary, ordered
 from .._usage import Usage
 from . import _postgres_ledger as ledger
@@ -225,7 +225,8 @@ def _transient(exc: BaseException) -> bool:
 
     if isinstance(exc, (errors.SerializationFailure, errors.DeadlockDetected)):
         return True
-    if isinstance(exc, (errors.InsufficientPrivilege, errors.InvalidPassword, errors.InvalidAuthorizationSpecification)):
+    refused = (errors.InsufficientPrivilege, errors.InvalidPassword, errors.InvalidAuthorizationSpecification)
+    if isinstance(exc, refused):
         return False
     if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         return False
@@ -252,9 +253,7 @@ def _import_psycopg() -> Any:
     try:
         import psycopg
     except ImportError as exc:
-        raise StoreError(
-            "PostgresStore needs psycopg 3; install the extra: pip install 'llmcost[postgres]'"
-        ) from exc
+        raise StoreError("PostgresStore needs psycopg 3; install the extra: pip install 'llmcost[postgres]'") from exc
     return psycopg
 
 
@@ -384,9 +383,7 @@ class PostgresStore(CostStore):
     def _insert(self, cur: Any, batch: Sequence[CostEntry]) -> None:
         """Copy ``batch`` into the session's staging table and move the new ids in (inside the caller's
         transaction). The staging table is emptied at every commit."""
-        cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         with cur.copy(f"COPY {_STAGE} ({_INSERT_COLUMNS}) FROM STDIN") as copy:
             for row in _copy_rows(batch):
                 copy.write_row(row)
@@ -475,8 +472,10 @@ class PostgresStore(CostStore):
         no_tokens = ", ".join("NULL::bigint" for _ in TOKEN_COLUMNS)
 
         def grouped(kind: int, key: str) -> str:
-            return f"SELECT {kind}, {key}::text, NULL::text, trim_scale(sum(amount))::text, count(*), {no_tokens} " \
+            return (
+                f"SELECT {kind}, {key}::text, NULL::text, trim_scale(sum(amount))::text, count(*), {no_tokens} "
                 f"FROM e GROUP BY {key}"
+            )
 
         sql = (
             f"WITH e AS MATERIALIZED ({inner}) "
@@ -639,8 +638,6 @@ class PostgresStore(CostStore):
 
 def _copy_rows(batch: Sequence[CostEntry]) -> Iterator[tuple[Any, ...]]:
     """``batch`` as rows for ``COPY`` in ``COLUMNS`` order: tags as JSON text, the category as its value."""
-    from .._rows import entry_row
-
     tags_at = COLUMNS.index("tags")
     for entry in batch:
         row = list(entry_row(entry))

@@ -20,7 +20,7 @@ def server_dsn() -> str:
     pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[dev]' (or '.[postgres]')")
     dsn = os.environ.get(DSN_VARIABLE)
     if not dsn:
-        pytest.skip(f"no PostgreSQL server: {DSN_VARIABLE} is not set (eval \"$(bash .ci/postgres.sh start)\")")
+        pytest.skip(f'no PostgreSQL server: {DSN_VARIABLE} is not set (eval "$(bash .ci/postgres.sh start)")')
     return dsn
 
 

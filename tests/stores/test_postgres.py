@@ -218,7 +218,7 @@ def test_ledger_arguments_are_checked(store: PostgresStore) -> None:
     with pytest.raises(TypeError, match="amount"):
         store.reserve("k", PERIOD, 0.5, Decimal(1))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="period_start"):
-        store.reserve("k", datetime(2024, 5, 1), Decimal(1), Decimal(1))  # noqa: DTZ001
+        store.reserve("k", datetime(2024, 5, 1), Decimal(1), Decimal(1))
     with pytest.raises(ValueError, match="reservation id"):
         store.settle("not-an-id", Decimal(1))
     with pytest.raises(ValueError, match="lease_seconds"):
@@ -280,9 +280,7 @@ def test_eight_processes_never_pass_the_limit(dsn: str, children: Children) -> N
 
 # -- durability -----------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_kill_9_and_a_server_restart_lose_nothing_acknowledged(
-    dsn: str, tmp_path: Path, children: Children
-) -> None:
+def test_kill_9_and_a_server_restart_lose_nothing_acknowledged(dsn: str, tmp_path: Path, children: Children) -> None:
     spill = str(tmp_path / "spill")
     PostgresStore(dsn).close()
     proc = children.spawn(WRITER, dsn, "3", "-1", "200", spill)
