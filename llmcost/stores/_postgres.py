@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._entry import CostEntry
 from .._errors import StoreError
-from .._rows import COLUMNS, SQL_TYPES, TOKEN_COLUMNS, cast_select, entries_from_columns, entry_row, frame_from_arrays
+from .._rows import COLUMNS, SQL_TYPES, TOKEN_COLUMNS, entries_from_columns, entry_row, frame_from_arrays, typed_select
 from .._summary import CostSummary, ordered
 from .._usage import Usage
 from . import _postgres_ledger as ledger
@@ -55,7 +55,7 @@ from ._spill import Spill
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PostgresStore", "default_spill_dir", "postgres_type"]
+__all__ = ["PostgresStore", "default_spill_dir", "needed_columns", "postgres_type"]
 
 logger = logging.getLogger("llmcost")
 
@@ -138,18 +138,75 @@ def _read_columns() -> str:
     return ", ".join(exprs)
 
 
-def _text_columns() -> str:
-    """Every column as text DuckDB casts back with ``_rows.cast_select`` (for ``query``)."""
-    exprs = []
-    for c, t in SQL_TYPES.items():
-        if c == "timestamp":
-            expr = """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-        elif t.startswith("DECIMAL"):
-            expr = f"trim_scale({_q(c)})::text"
-        else:
-            expr = f"{_q(c)}::text" if t.startswith("MAP") else _q(c)
-        exprs.append(f"{expr} AS {_q(c)}")
-    return ", ".join(exprs)
+def _text_columns(columns: Sequence[str]) -> str:
+    """``columns`` as PostgreSQL's own text output (cheapest to produce), which DuckDB casts back with
+    ``_rows.typed_select``: times in the session's UTC, amounts as exact decimal text, tags as JSON text."""
+    return ", ".join(f"{_q(c)}::text" if SQL_TYPES[c].startswith("MAP") else _q(c) for c in columns)
+
+
+def needed_columns(con: Any, sql: str) -> tuple[str, ...]:
+    """The columns of ``entries`` that DuckDB ``sql`` can read, from its syntax tree (``json_serialize_sql`` in the
+    DuckDB connection ``con``); every column when the tree does not say for sure.
+
+    A ``*`` is allowed only as ``SELECT * FROM entries`` inside a ``WITH`` (as ``llmcost.analytics`` writes its
+    queries), where the names read later are the ones that count. Any other star, a reference to a whole row, or a
+    statement DuckDB cannot serialize means every column.
+
+    Example::
+
+        needed_columns(duckdb.connect(), "SELECT model, sum(amount) FROM entries GROUP BY model")  # amount, model
+    """
+    try:
+        ((text,),) = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()
+        tree = json.loads(text)
+    except Exception:  # noqa: BLE001 - anything odd: read every column, as before
+        return COLUMNS
+    if tree.get("error") or len(tree.get("statements", ())) != 1:
+        return COLUMNS
+    names: set[str] = set()
+    relations: set[str] = {"entries"}
+    allowed_stars: set[int] = set()
+    stars: list[int] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+            return
+        if not isinstance(node, dict):
+            return
+        for cte in node.get("cte_map", {}).get("map", ()) if isinstance(node.get("cte_map"), dict) else ():
+            relations.add(str(cte.get("key", "")).lower())
+            query = (cte.get("value") or {}).get("query_node") or {}
+            select = query.get("select_list") or []
+            source = query.get("from_table") or {}
+            if (
+                len(select) == 1
+                and select[0].get("class") == "STAR"
+                and not select[0].get("columns")
+                and not select[0].get("exclude_list")
+                and not select[0].get("replace_list")
+                and source.get("type") == "BASE_TABLE"
+                and source.get("table_name", "").lower() == "entries"
+            ):
+                allowed_stars.add(id(select[0]))
+        kind = node.get("class")
+        if kind == "STAR":
+            stars.append(id(node))
+        elif kind == "COLUMN_REF":
+            names.add(str(node.get("column_names", [""])[-1]).lower())
+        if node.get("alias") and "class" not in node:  # a table's alias (expressions have a class)
+            relations.add(str(node["alias"]).lower())
+        if node.get("type") == "BASE_TABLE":
+            relations.add(str(node.get("table_name", "")).lower())
+        for value in node.values():
+            walk(value)
+
+    walk(tree["statements"])
+    if any(star not in allowed_stars for star in stars) or names & relations - set(COLUMNS):
+        return COLUMNS
+    found = tuple(c for c in COLUMNS if c in names)
+    return found or ("category",)  # rows still count (count(*)): one narrow column carries them
 
 
 _READ_COLUMNS = _read_columns()
@@ -531,25 +588,37 @@ class PostgresStore(CostStore):
             raise TypeError(f"sql must be a str, got {sql!r}")
         with tempfile.TemporaryDirectory(prefix="llmcost-pg-") as tmp:
             path = os.path.join(tmp, "entries.csv")
-            self._copy_out(path)
             con = duckdb.connect()
             try:
                 con.execute("SET TimeZone = 'UTC'")
-                types = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in COLUMNS) + "}"
+                columns = needed_columns(con, sql)
+                self._copy_out(path, columns)
+                types = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in columns) + "}"
+                # Quoted empty text is "", not NULL (PostgreSQL writes NULL unquoted).
                 con.execute(
                     "CREATE TEMP TABLE raw AS SELECT * FROM read_csv(?, header = false, auto_detect = false, "
-                    f"quote = '\"', escape = '\"', columns = {types})",
+                    f"quote = '\"', escape = '\"', allow_quoted_nulls = false, columns = {types})",
                     [path],
                 )
-                con.execute(f"CREATE TEMP TABLE entries AS {cast_select('raw')}")
+                exprs = {c: "NULL" for c in COLUMNS if c not in columns}  # typed NULLs: the query never reads them
+                source = "raw"
+                if "tags" in columns:
+                    # Each distinct tag map is parsed once (entries share a few), then joined back.
+                    con.execute(
+                        "CREATE TEMP TABLE tag_maps AS SELECT tags AS tag_text, CAST(CAST(tags AS JSON) AS "
+                        "MAP(VARCHAR, VARCHAR)) AS tag_map FROM (SELECT DISTINCT tags FROM raw)"
+                    )
+                    source = "raw LEFT JOIN tag_maps ON raw.tags IS NOT DISTINCT FROM tag_maps.tag_text"
+                    exprs["tags"] = "tag_map"
+                con.execute(f"CREATE TEMP TABLE entries AS {typed_select(source, exprs)}")
                 con.execute("DROP TABLE raw")
                 return fetch_frame(con, sql, params)
             finally:
                 con.close()
 
-    def _copy_out(self, path: str) -> None:
-        """Every row, as CSV text rows ``_rows.cast_select`` types again, into the file ``path``."""
-        statement = f"COPY (SELECT {_text_columns()} FROM {TABLE}) TO STDOUT (FORMAT csv, FORCE_QUOTE *)"
+    def _copy_out(self, path: str, columns: Sequence[str] = COLUMNS) -> None:
+        """The ``columns`` of every row as CSV in PostgreSQL's own text output, into the file ``path``."""
+        statement = f"COPY (SELECT {_text_columns(columns)} FROM {TABLE}) TO STDOUT (FORMAT csv)"
 
         def body(cur: Any) -> None:
             with open(path, "wb") as out, cur.copy(statement) as copy:

@@ -336,3 +336,40 @@ def test_server_down_spills_and_replays_exactly_once(dsn: str, tmp_path: Path) -
     third = PostgresStore(dsn, spill_dir=spill)
     assert len(third.entries()) == 103
     third.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "want"),
+    [
+        ("SELECT model, count(*) AS n FROM entries GROUP BY model", ("model",)),
+        ("SELECT count(*) FROM entries", ("category",)),  # one narrow column still carries the row count
+        (
+            "WITH _e AS (SELECT * FROM entries WHERE timestamp >= ?) SELECT tags[?] AS k, sum(amount) FROM _e "
+            "GROUP BY ALL ORDER BY k",
+            ("timestamp", "amount", "tags"),
+        ),
+        ("SELECT * FROM entries", None),
+        ("WITH _e AS (SELECT * FROM entries) SELECT * FROM _e", None),
+        ("SELECT * EXCLUDE (id) FROM entries", None),
+        ("SELECT e FROM entries e", None),  # a whole row
+        ("SELECT to_json(entries) FROM entries", None),
+        ("not sql at all", None),
+    ],
+)
+def test_query_reads_only_the_columns_it_needs(sql: str, want: tuple[str, ...] | None) -> None:
+    import duckdb
+
+    from llmcost.stores import COLUMNS
+    from llmcost.stores._postgres import needed_columns
+
+    assert needed_columns(duckdb.connect(), sql) == (COLUMNS if want is None else want)
+
+
+def test_query_on_postgres_star_and_counts(store: PostgresStore) -> None:
+    batch = [make_entry(i) for i in range(50)]
+    store.append(batch)
+    assert store.query("SELECT count(*) AS n FROM entries").loc[0, "n"] == 50
+    frame = store.query("SELECT * FROM entries ORDER BY timestamp")
+    assert frame["description"].tolist() == [e.description for e in batch]  # "" stays "", not NULL
+    assert frame["resource"].isna().tolist() == [e.resource is None for e in batch]  # NULL stays NULL
+    assert store.query("SELECT sum(amount) AS s FROM entries").loc[0, "s"] == sum(e.amount for e in batch)
