@@ -13,12 +13,16 @@ DSN_VARIABLE = "LLMCOST_TEST_POSTGRES_DSN"
 #: ``pg_ctl -D <data dir> -l <log>`` for the tests' own server (``.ci/postgres.sh`` prints it): lets the durability
 #: tests restart and stop it. Unset: those tests skip.
 CTL_VARIABLE = "LLMCOST_TEST_POSTGRES_CTL"
+#: Set (CI sets it) to fail, not skip, the PostgreSQL tests when no server is configured.
+REQUIRED_VARIABLE = "LLMCOST_TEST_POSTGRES_REQUIRED"
 
 
 def server_dsn() -> str:
     """The server's DSN, or skip the test saying how to get one."""
     pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[dev]' (or '.[postgres]')")
     dsn = os.environ.get(DSN_VARIABLE)
+    if not dsn and os.environ.get(REQUIRED_VARIABLE):
+        pytest.fail(f"{REQUIRED_VARIABLE} is set but {DSN_VARIABLE} is not: the PostgreSQL server did not start")
     if not dsn:
         pytest.skip(f'no PostgreSQL server: {DSN_VARIABLE} is not set (eval "$(bash .ci/postgres.sh start)")')
     return dsn
