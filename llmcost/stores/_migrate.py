@@ -1,15 +1,16 @@
 """Schema versions on disk and the steps that bring an older store up to ``SCHEMA_VERSION``.
 
-Every durable store records the schema version it was written with: DuckDB files in the ``llmcost_meta`` table,
-Parquet datasets in ``_llmcost.json``. Opening a store written with an older version runs the steps from that
-version up, in order, then records the new version; opening one written by a newer llmcost raises ``StoreError``
-rather than guess.
+Every durable store records the schema version it was written with: DuckDB files and PostgreSQL databases in the
+``llmcost_meta`` table, Parquet datasets in ``_llmcost.json``. Opening a store written with an older version runs
+the steps from that version up, in order, then records the new version; opening one written by a newer llmcost
+raises ``StoreError`` rather than guess.
 
 To change the schema: bump ``llmcost._rows.SCHEMA_VERSION`` to N+1, then add ``DUCKDB_STEPS[N]`` (SQL run in the same
 transaction that records N+1, e.g. ``ALTER TABLE entries ADD COLUMN ...``) and ``PARQUET_STEPS[N]`` (a function
-of the dataset directory, run under the dataset lock). Parquet files are read with ``union_by_name``, so files
-written before a column was added read a typed NULL in it, and ``compact()`` rewrites them to the current
-schema; a step only rewrites files itself when that is not enough.
+of the dataset directory, run under the dataset lock); ``POSTGRES_STEPS[N]`` only when a change is more than a new
+column (PostgreSQL adds every declared column that is missing by itself). Parquet files are read with
+``union_by_name``, so files written before a column was added read a typed NULL in it, and ``compact()`` rewrites
+them to the current schema; a step only rewrites files itself when that is not enough.
 """
 
 from __future__ import annotations
