@@ -58,7 +58,7 @@ from ._spill import Spill
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PostgresStore", "default_spill_dir", "needed_columns", "postgres_type"]
+__all__ = ["PostgresStore", "copy_rows", "default_spill_dir", "needed_columns", "postgres_type"]
 
 logger = logging.getLogger("llmcost")
 
@@ -440,12 +440,12 @@ class PostgresStore(CostStore):
         return isinstance(error.__cause__, Exception) and _transient(error.__cause__)
 
     # -- writing --------------------------------------------------------------------------------------------------
-    def _insert(self, cur: Any, batch: Sequence[CostEntry]) -> None:
-        """Copy ``batch`` into the session's staging table and move the new ids in (inside the caller's
-        transaction). The staging table is emptied at every commit."""
+    def _insert(self, cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Copy ``rows`` (``copy_rows``) into the session's staging table and move the new ids in (inside the
+        caller's transaction). The staging table is emptied at every commit."""
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         with cur.copy(f"COPY {_STAGE} ({_INSERT_COLUMNS}) FROM STDIN") as copy:
-            for row in _copy_rows(batch):
+            for row in rows:
                 copy.write_row(row)
         cur.execute(
             f"INSERT INTO {TABLE} ({_INSERT_COLUMNS}) SELECT {_INSERT_COLUMNS} FROM {_STAGE} "
@@ -458,7 +458,10 @@ class PostgresStore(CostStore):
         for path in self.spill.pending():
             entries = self.spill.read(path)
             if entries:
-                self._insert(cur, entries)
+                rows, refused = copy_rows(entries)
+                if refused:  # only possible in a spill file of another llmcost: appends refuse them up front
+                    logger.error("llmcost: %s; not replayed from %s", _refusal(refused), path)
+                self._insert(cur, rows)
             done.append(path)
         if done:
             logger.info("llmcost: replayed %d spill file(s) into PostgreSQL at %s", len(done), self.where)
@@ -473,10 +476,20 @@ class PostgresStore(CostStore):
                 raise TypeError(f"entries must be CostEntry objects, got {entry!r}")
         if not batch:
             return
-        try:
-            self._run(lambda cur: self._insert(cur, batch), what="append to")
-        except StoreError as exc:
-            self.spill_batch(exc, batch)
+        rows, refused = copy_rows(batch)  # before taking the connection: hold it as briefly as possible
+        if rows:
+            try:
+                self._run(lambda cur: self._insert(cur, rows), what="append to")
+            except StoreError as exc:
+                gone = set(map(id, refused))
+                self.spill_batch(exc, [e for e in batch if id(e) not in gone])
+        if refused:
+            self.refuse(refused)
+
+    def refuse(self, entries: Sequence[CostEntry]) -> None:
+        """What becomes of entries PostgreSQL cannot hold at all (text with a NUL character) after the rest of
+        their batch was written: ``StoreError`` naming them. The one place a dead-letter integration lives."""
+        raise StoreError(f"{_refusal(entries)}; the rest of the batch was written")
 
     def spill_batch(self, error: StoreError, entries: Sequence[CostEntry]) -> None:
         """The fallback of an append that ``error`` stopped: spill ``entries`` to this host (durable, so
@@ -712,10 +725,27 @@ class PostgresStore(CostStore):
         return self._run(lambda cur: ledger.committed(cur, budget_key, period_start), what="read the ledger of")
 
 
-def _copy_rows(batch: Sequence[CostEntry]) -> Iterator[tuple[Any, ...]]:
-    """``batch`` as rows for ``COPY`` in ``COLUMNS`` order: tags as JSON text, the category as its value."""
+def copy_rows(batch: Sequence[CostEntry]) -> tuple[list[tuple[Any, ...]], list[CostEntry]]:
+    """``batch`` as rows for ``COPY`` in ``COLUMNS`` order (tags as JSON text, the category as its value), and the
+    entries PostgreSQL would refuse: text or tags with a NUL character, which its ``text`` and ``jsonb`` cannot hold.
+    """
     tags_at = COLUMNS.index("tags")
+    rows: list[tuple[Any, ...]] = []
+    refused: list[CostEntry] = []
     for entry in batch:
         row = list(entry_row(entry))
-        row[tags_at] = json.dumps(row[tags_at], ensure_ascii=False)
-        yield tuple(row)
+        tags = row[tags_at]
+        if any(isinstance(v, str) and "\x00" in v for v in row) or any("\x00" in k + v for k, v in tags.items()):
+            refused.append(entry)
+            continue
+        row[tags_at] = json.dumps(tags, ensure_ascii=False)
+        rows.append(tuple(row))
+    return rows, refused
+
+
+def _refusal(entries: Sequence[CostEntry]) -> str:
+    ids = ", ".join(repr(e.id) for e in entries[:5]) + (" ..." if len(entries) > 5 else "")
+    return (
+        f"PostgreSQL cannot keep {len(entries)} entries whose text holds a NUL character (ids {ids}); "
+        "remove the NUL characters (\\x00) from their description, tags or names"
+    )

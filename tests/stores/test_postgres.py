@@ -373,3 +373,12 @@ def test_query_on_postgres_star_and_counts(store: PostgresStore) -> None:
     assert frame["description"].tolist() == [e.description for e in batch]  # "" stays "", not NULL
     assert frame["resource"].isna().tolist() == [e.resource is None for e in batch]  # NULL stays NULL
     assert store.query("SELECT sum(amount) AS s FROM entries").loc[0, "s"] == sum(e.amount for e in batch)
+
+
+def test_entries_postgres_cannot_hold_are_named_and_the_rest_written(store: PostgresStore) -> None:
+    good = [make_entry(i) for i in range(5)]
+    bad = [make_entry(10, description="nul\x00here"), make_entry(11, tags={"k": "v\x00"})]
+    with pytest.raises(StoreError, match="NUL") as info:
+        store.append([*good[:3], *bad, *good[3:]])
+    assert repr(bad[0].id) in str(info.value)
+    assert store.entries() == good
