@@ -277,6 +277,20 @@ def _redacted(dsn: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in sorted(info.items())})
 
 
+def _redacted_url(dsn: str) -> str:
+    """``dsn`` as a ``postgresql://`` URL without its password (what ``store.url`` shows)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if "://" not in dsn:
+        return f"postgresql:// ({_redacted(dsn)})"
+    parts = urlsplit(dsn)
+    netloc = parts.netloc.rpartition("@")
+    host = netloc[2]
+    user = netloc[0].partition(":")[0]
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
+    return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, query, ""))
+
+
 def _transient(exc: BaseException) -> bool:
     """Whether ``exc`` may pass if we try again: the server is unreachable or restarting, the connection broke,
     or PostgreSQL asked for a retry (serialization failure, deadlock)."""
@@ -352,7 +366,7 @@ class PostgresStore(CostStore):
             raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {retry_timeout!r}")
         _import_psycopg()
         self.dsn = dsn
-        self.url = dsn if "://" in dsn else f"postgresql:// ({_redacted(dsn)})"
+        self.url = _redacted_url(dsn)
         self.where = _redacted(dsn)
         self.retry_timeout = float(retry_timeout)
         self.connect_timeout = connect_timeout

@@ -60,7 +60,9 @@ def test_open_store_urls(postgres_database: str, tmp_path: Path) -> None:
     for scheme in ("postgresql", "postgres"):
         opened = open_store(scheme + url[url.index("://") :])
         assert isinstance(opened, PostgresStore)
-        assert "password" not in repr(opened)
+        password = str(opened.dsn).split(":")[2].split("@")[0]
+        assert password not in repr(opened) and password not in opened.url
+        assert opened.url.startswith(scheme + "://")
         opened.close()
 
 
