@@ -739,20 +739,26 @@ class PostgresStore(CostStore):
         return self._run(lambda cur: ledger.committed(cur, budget_key, period_start), what="read the ledger of")
 
 
+#: Positions of the map columns (tags, and any added later), which travel as JSON text into ``jsonb``.
+_MAP_AT = tuple(i for i, t in enumerate(SQL_TYPES.values()) if t.startswith("MAP"))
+
+
 def copy_rows(batch: Sequence[CostEntry]) -> tuple[list[tuple[Any, ...]], list[CostEntry]]:
-    """``batch`` as rows for ``COPY`` in ``COLUMNS`` order (tags as JSON text, the category as its value), and the
-    entries PostgreSQL would refuse: text or tags with a NUL character, which its ``text`` and ``jsonb`` cannot hold.
+    """``batch`` as rows for ``COPY`` in ``COLUMNS`` order (maps such as tags as JSON text, the category as its
+    value), and the entries PostgreSQL would refuse: text or map keys and values with a NUL character, which its
+    ``text`` and ``jsonb`` cannot hold.
     """
-    tags_at = COLUMNS.index("tags")
     rows: list[tuple[Any, ...]] = []
     refused: list[CostEntry] = []
     for entry in batch:
         row = list(entry_row(entry))
-        tags = row[tags_at]
-        if any(isinstance(v, str) and "\x00" in v for v in row) or any("\x00" in k + v for k, v in tags.items()):
+        if any(isinstance(v, str) and "\x00" in v for v in row) or any(
+            "\x00" in f"{k}{v}" for i in _MAP_AT if row[i] for k, v in row[i].items()
+        ):
             refused.append(entry)
             continue
-        row[tags_at] = json.dumps(tags, ensure_ascii=False)
+        for i in _MAP_AT:
+            row[i] = json.dumps(dict(row[i]) if row[i] is not None else {}, ensure_ascii=False)
         rows.append(tuple(row))
     return rows, refused
 
