@@ -76,6 +76,9 @@ _PG_TYPES = {
 
 TABLE = "llmcost_entries"
 
+#: Connections a forked child inherited from its parent: never used, never closed (see ``_connection``).
+_INHERITED: list[Any] = []
+
 
 def postgres_type(sql_type: str) -> str:
     """The PostgreSQL type for a column of DuckDB type ``sql_type`` (from ``_rows.SQL_TYPES``).
@@ -393,6 +396,10 @@ class PostgresStore(CostStore):
         psycopg = _import_psycopg()
         if self._con is not None and self._pid == os.getpid() and not self._con.closed:
             return self._con
+        if self._con is not None and self._pid != os.getpid():
+            # A forked child must neither use nor finalize its parent's connection (finalizing it would end the
+            # parent's session on the shared socket): it is kept, untouched, for the life of the child.
+            _INHERITED.append(self._con)
         self._con = None
         kwargs: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in self.dsn:

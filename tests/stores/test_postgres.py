@@ -384,3 +384,19 @@ def test_entries_postgres_cannot_hold_are_named_and_the_rest_written(store: Post
         store.append([*good[:3], *bad, *good[3:]])
     assert repr(bad[0].id) in str(info.value)
     assert store.entries() == good
+
+
+def test_a_forked_child_leaves_the_parents_connection_alone(store: PostgresStore) -> None:
+    store.append([make_entry(0)])
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, and the parent's left as it was
+        try:
+            store.append([make_entry(1)])
+            code = 0 if len(store.entries()) == 2 else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.append([make_entry(2)])  # the parent's connection still works
+    assert [e.id for e in store.entries()] == [make_entry(i).id for i in range(3)]
