@@ -38,6 +38,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -75,6 +76,9 @@ _PG_TYPES = {
 }
 
 TABLE = "llmcost_entries"
+
+#: Seconds a store treats the server as down after its retries ran out (one try per operation meanwhile).
+_DOWN_FOR = 30.0
 
 #: Connections a forked child inherited from its parent: never used, never closed (see ``_connection``).
 _INHERITED: list[Any] = []
@@ -378,6 +382,7 @@ class PostgresStore(CostStore):
         self._con: Any = None
         self._pid = 0
         self._ready = False  # tables made and migrated by this object
+        self._down_until = 0.0  # monotonic time until which the server counts as down: one try, no retries
         try:
             self._run(lambda cur: None, what="open")
         except StoreError as exc:
@@ -441,12 +446,16 @@ class PostgresStore(CostStore):
             with self._lock, self._transaction() as cur:
                 return body(cur)
 
+        # Once retries ran out, later operations try once until _DOWN_FOR has passed: with the server down, a
+        # tracker's flush spills at once instead of waiting retry_timeout each time.
+        timeout = 0.0 if time.monotonic() < self._down_until else self.retry_timeout
         try:
-            return retry_call(attempt, transient=_transient, timeout=self.retry_timeout)
+            result = retry_call(attempt, transient=_transient, timeout=timeout)
         except StoreError:
             raise
         except Exception as exc:
             if _transient(exc):
+                self._down_until = time.monotonic() + _DOWN_FOR
                 raise StoreError(
                     f"could not {what} PostgreSQL at {self.where} within retry_timeout={self.retry_timeout}s: {exc}"
                 ) from exc
@@ -455,6 +464,8 @@ class PostgresStore(CostStore):
             if isinstance(exc, psycopg.Error):
                 raise StoreError(f"could not {what} PostgreSQL at {self.where}: {exc}") from exc
             raise
+        self._down_until = 0.0
+        return result
 
     @staticmethod
     def _passing(error: StoreError) -> bool:
