@@ -36,7 +36,7 @@ from ._usage import Usage
 from .stores import CostStore, MemoryStore, open_store
 
 if TYPE_CHECKING:
-    from .stores import DuckDBStore, ParquetStore
+    from .stores import DuckDBStore, ParquetStore, PostgresStore
 
 __all__ = [
     "MODEL_PRICING",
@@ -57,6 +57,7 @@ __all__ = [
     "MemoryStore",
     "ModelPrice",
     "ParquetStore",
+    "PostgresStore",
     "PriceTier",
     "PricingError",
     "StoreError",
@@ -86,7 +87,7 @@ def __getattr__(name: str) -> Any:
         from importlib.metadata import version
 
         return version("llmcost")
-    if name in ("DuckDBStore", "ParquetStore"):  # loaded on first use: they bring DuckDB-facing code
+    if name in ("DuckDBStore", "ParquetStore", "PostgresStore"):  # loaded on first use: DuckDB/psycopg-facing
         from . import stores
 
         return getattr(stores, name)

@@ -34,6 +34,7 @@ PROMISED = [
     "MemoryStore",
     "DuckDBStore",
     "ParquetStore",
+    "PostgresStore",
     "open_store",
     "LlmcostError",
     "UnknownModelError",

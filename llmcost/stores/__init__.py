@@ -1,7 +1,7 @@
 """Where entries are kept: the ``CostStore`` contract and its backends.
 
 ``open_store(url)`` opens a store from a URL: ``memory://``, ``duckdb:///path/costs.duckdb`` or
-``parquet:///path/dir``.
+``parquet:///path/dir``, ``postgresql://user@host/db``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ._open import open_store
 if TYPE_CHECKING:
     from ._duckdb import DuckDBStore
     from ._parquet import ParquetStore
+    from ._postgres import PostgresStore
 
 __all__ = [
     "COLUMNS",
@@ -29,6 +30,7 @@ __all__ = [
     "Ledger",
     "MemoryStore",
     "ParquetStore",
+    "PostgresStore",
     "Reservation",
     "Standing",
     "open_store",
@@ -45,6 +47,10 @@ def __getattr__(name: str) -> Any:
         from ._parquet import ParquetStore
 
         return ParquetStore
+    if name == "PostgresStore":
+        from ._postgres import PostgresStore
+
+        return PostgresStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,15 +1,16 @@
 """Schema versions on disk and the steps that bring an older store up to ``SCHEMA_VERSION``.
 
-Every durable store records the schema version it was written with: DuckDB files in the ``llmcost_meta`` table,
-Parquet datasets in ``_llmcost.json``. Opening a store written with an older version runs the steps from that
-version up, in order, then records the new version; opening one written by a newer llmcost raises ``StoreError``
-rather than guess.
+Every durable store records the schema version it was written with: DuckDB files and PostgreSQL databases in the
+``llmcost_meta`` table, Parquet datasets in ``_llmcost.json``. Opening a store written with an older version runs
+the steps from that version up, in order, then records the new version; opening one written by a newer llmcost
+raises ``StoreError`` rather than guess.
 
 To change the schema: bump ``llmcost._rows.SCHEMA_VERSION`` to N+1, then add ``DUCKDB_STEPS[N]`` (SQL run in the same
 transaction that records N+1, e.g. ``ALTER TABLE entries ADD COLUMN ...``) and ``PARQUET_STEPS[N]`` (a function
-of the dataset directory, run under the dataset lock). Parquet files are read with ``union_by_name``, so files
-written before a column was added read a typed NULL in it, and ``compact()`` rewrites them to the current
-schema; a step only rewrites files itself when that is not enough.
+of the dataset directory, run under the dataset lock); ``POSTGRES_STEPS[N]`` only when a change is more than a new
+column (PostgreSQL adds every declared column that is missing by itself). Parquet files are read with
+``union_by_name``, so files written before a column was added read a typed NULL in it, and ``compact()`` rewrites
+them to the current schema; a step only rewrites files itself when that is not enough.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ __all__ = [
     "DUCKDB_STEPS",
     "META_DDL",
     "PARQUET_STEPS",
+    "POSTGRES_STEPS",
     "check_duckdb_version",
     "check_version",
     "current_version",
     "migrate_duckdb",
     "migrate_parquet",
+    "migrate_postgres",
 ]
 
 META_DDL = "CREATE TABLE IF NOT EXISTS llmcost_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
@@ -145,4 +148,40 @@ def migrate_parquet(directory: str) -> int:
             step(directory)
     if found != target:
         write_parquet_version(directory, target)
+    return found
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------------------
+#: SQL statements that take a PostgreSQL store from version N to N+1, by N (``%s``-free, run as they are). Columns
+#: added to ``_rows.SQL_TYPES`` need no step here: ``migrate_postgres`` adds every declared column that is missing.
+POSTGRES_STEPS: dict[int, tuple[str, ...]] = {}
+
+
+def migrate_postgres(cur: Any, where: str, ddl: tuple[str, ...], add_columns: tuple[str, ...]) -> int:
+    """Create the PostgreSQL tables (``ddl``) if needed and migrate them to the current version; return the version
+    found. ``add_columns`` are ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` statements for every declared column.
+
+    Runs inside the caller's transaction, under a transaction-level advisory lock, so concurrent openers on any host
+    migrate once and never race on ``CREATE TABLE``.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('llmcost.migrate', 0))")
+    for statement in ddl:
+        cur.execute(statement)
+    cur.execute("SELECT value FROM llmcost_meta WHERE key = 'schema_version'")
+    rows = cur.fetchall()
+    target = current_version()
+    if not rows:
+        for statement in add_columns:
+            cur.execute(statement)
+        cur.execute("INSERT INTO llmcost_meta VALUES ('schema_version', %s)", [str(target)])
+        return target
+    found = int(rows[0][0])
+    _check(found, where)
+    for version in range(found, target):
+        for statement in POSTGRES_STEPS.get(version, ()):
+            cur.execute(statement)
+    if found != target:
+        for statement in add_columns:
+            cur.execute(statement)
+        cur.execute("UPDATE llmcost_meta SET value = %s WHERE key = 'schema_version'", [str(target)])
     return found

@@ -51,8 +51,9 @@ def _location(url: str, rest: str) -> str:
 
 
 def open_store(url: str | os.PathLike[str] | CostStore) -> CostStore:
-    """Open the store ``url`` names: ``memory://``, ``duckdb:///path/costs.duckdb`` or ``parquet:///path/dir``; or
-    a plain path to a ``.duckdb``/``.db`` file or to an existing directory (a Parquet store), see ``store_url``.
+    """Open the store ``url`` names: ``memory://``, ``duckdb:///path/costs.duckdb``, ``parquet:///path/dir`` or
+    ``postgresql://user@host:5432/db`` (also ``postgres://``; the whole URL is the libpq DSN); or a plain path to a
+    ``.duckdb``/``.db`` file or to an existing directory (a Parquet store), see ``store_url``.
 
     A ``CostStore`` is returned as it is. An unknown scheme raises ``StoreError``.
 
@@ -75,6 +76,11 @@ def open_store(url: str | os.PathLike[str] | CostStore) -> CostStore:
         from ._parquet import ParquetStore
 
         return ParquetStore(_location(url, rest))
+    if scheme in ("postgresql", "postgres"):
+        from ._postgres import PostgresStore
+
+        return PostgresStore(url)
     raise StoreError(
-        f"store URL {url!r} has an unknown scheme {scheme!r}; use memory://, duckdb:///path or parquet:///dir"
+        f"store URL {url!r} has an unknown scheme {scheme!r}; use memory://, duckdb:///path, parquet:///dir or "
+        "postgresql://host/db"
     )

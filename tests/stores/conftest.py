@@ -13,8 +13,9 @@ from decimal import Decimal
 import pytest
 
 from llmcost import CostEntry, Usage
-from llmcost.stores import CostStore, DuckDBStore, MemoryStore, ParquetStore
+from llmcost.stores import CostStore, DuckDBStore, MemoryStore, ParquetStore, PostgresStore
 
+from . import postgres_server
 from .list_store import ListStore
 
 T0 = datetime(2024, 5, 1, 22, 0, tzinfo=timezone.utc)
@@ -67,7 +68,13 @@ def entries() -> list[CostEntry]:
     return [make_entry(i) for i in range(500)]
 
 
-@pytest.fixture(params=["memory", "duckdb", "parquet", "list"])
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of its own on the tests' PostgreSQL server for this session (skips when there is none)."""
+    yield from postgres_server.session_database()
+
+
+@pytest.fixture(params=["memory", "duckdb", "parquet", "list", "postgres"])
 def open_again(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[StoreFactory]:
     """Opens the same store each time it is called (memory and list: the same object; they cannot be reopened).
 
@@ -77,6 +84,8 @@ def open_again(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> It
     kind = request.param
     memory = MemoryStore()
     listed = ListStore()
+    if kind == "postgres":  # a schema of its own in the session's database
+        postgres_dsn = postgres_server.fresh_schema(request.getfixturevalue("postgres_database"))
 
     def factory() -> CostStore:
         if kind == "memory":
@@ -85,6 +94,8 @@ def open_again(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> It
             store = listed
         elif kind == "duckdb":
             store = DuckDBStore(os.path.join(tmp_path, "costs.duckdb"))
+        elif kind == "postgres":
+            store = PostgresStore(postgres_dsn, spill_dir=os.path.join(tmp_path, "spill"))
         else:
             store = ParquetStore(os.path.join(tmp_path, "costs"))
         opened.append(store)

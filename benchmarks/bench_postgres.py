@@ -1,0 +1,167 @@
+"""PostgresStore against DuckDBStore in the same run: bulk ingest, the three standard groupings (by category, by
+model, by day) through ``llmcost.analytics``, the same groupings pushed down into PostgreSQL as plain SQL, and the
+per-call costs (a tracker's flush, a filtered total, a summary).
+
+Run: python -m benchmarks postgres     (or: python -m benchmarks.bench_postgres [--rows N] [--batch N] [--quick]
+                                        [--json PATH])
+
+Needs a PostgreSQL server: ``LLMCOST_BENCH_POSTGRES_DSN`` or ``LLMCOST_TEST_POSTGRES_DSN`` (``eval "$(bash
+.ci/postgres.sh start)"`` starts a throwaway one). The benchmark creates a database of its own there and drops it
+after. Without a server (or without psycopg) it prints why and skips.
+
+``llmcost.analytics`` speaks DuckDB SQL through ``CostStore.query``, so on a PostgresStore it copies the rows out
+of PostgreSQL into an in-memory DuckDB per call; "pushed down" is what the same grouping costs as SQL run inside
+PostgreSQL, the figure to weigh a PostgreSQL-dialect analytics path against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from benchmarks._util import machine, table
+from benchmarks.bench_stores import build_entries, ingest
+from benchmarks.plot import write_results
+
+DSN_VARIABLES = ("LLMCOST_BENCH_POSTGRES_DSN", "LLMCOST_TEST_POSTGRES_DSN")
+
+#: The three standard groupings as SQL run inside PostgreSQL: exact NUMERIC sums, cast to float at the end.
+_GROUPED = "SELECT {key}, sum(amount)::float8 AS cost, count(*) FROM llmcost_entries GROUP BY 1 ORDER BY {order}"
+PUSHDOWN = {
+    "by category": _GROUPED.format(key="category", order="2 DESC"),
+    "by model": _GROUPED.format(key="model", order="2 DESC"),
+    "by day": _GROUPED.format(key="date_trunc('day', \"timestamp\" AT TIME ZONE 'UTC') AS period", order="1"),
+}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _server() -> tuple[str | None, str]:
+    """The server's DSN, or None and why not."""
+    dsn = next((os.environ[v] for v in DSN_VARIABLES if os.environ.get(v)), None)
+    if dsn is None:
+        return None, f'no PostgreSQL server: set {DSN_VARIABLES[0]} (or run: eval "$(bash .ci/postgres.sh start)")'
+    try:
+        import psycopg
+    except ImportError:
+        return None, "psycopg is not installed: pip install 'llmcost[postgres]'"
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        return None, f"the PostgreSQL server does not answer: {str(exc).splitlines()[0]}"
+    return dsn, ""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="entries to ingest (default 1,000,000)")
+    parser.add_argument("--batch", type=int, default=10_000, help="entries per append (default 10,000)")
+    parser.add_argument("--quick", action="store_true", help="2,000 rows, to check the benchmark runs")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    rows_n = 2_000 if args.quick else args.rows
+    print(f"machine: {machine()}, {os.cpu_count()} CPUs")
+    dsn, why = _server()
+    if dsn is None:
+        print(table(["store", "result"], [("PostgresStore", f"skipped: {why}")]))
+        return
+    records = _run(dsn, rows_n, min(args.batch, rows_n) or 1)
+    if args.json:
+        write_results(args.json, "postgres", records)
+
+
+def _run(server_dsn: str, rows_n: int, batch: int) -> list[dict[str, Any]]:
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from llmcost import analytics
+    from llmcost.stores import DuckDBStore, PostgresStore
+
+    t = time.perf_counter()
+    entries = build_entries(rows_n)
+    print(f"\nbuilt {rows_n:,} entries in {time.perf_counter() - t:.1f} s (not timed below)")
+    name = f"llmcost_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    dsn = make_conninfo(server_dsn, dbname=name)
+    work = tempfile.mkdtemp(prefix="llmcost-bench-")
+    records: list[dict[str, Any]] = []
+    try:
+        duck = DuckDBStore(os.path.join(work, "store.duckdb"))
+        pg = PostgresStore(dsn, spill_dir=os.path.join(work, "spill"))
+        stores = (("DuckDBStore", duck), ("PostgresStore", pg))
+
+        rows = []
+        for label, store in stores:
+            seconds = ingest(store, entries, batch)
+            rows.append((label, seconds, rows_n / seconds))
+            records.append({"figure": "ingest", "series": label, "size": rows_n, "value": seconds, "unit": "s"})
+        with psycopg.connect(dsn, autocommit=True) as con:
+            con.execute("VACUUM ANALYZE llmcost_entries")  # as autovacuum would soon after a bulk load
+        print(f"\nBulk ingest of {rows_n:,} entries, batches of {batch:,} (fresh store each)")
+        print(table(["store", "seconds", "rows/s"], rows))
+
+        groupings: list[tuple[str, Callable[[Any], object]]] = [
+            ("by category", analytics.by_category),
+            ("by model", analytics.by_model),
+            ("by day", lambda s: analytics.over_time(s, freq="D")),
+        ]
+        rows = []
+        with psycopg.connect(dsn) as con:
+            for what, fn in groupings:
+                duck_s = min(_timed(lambda fn=fn: fn(duck)) for _ in range(3))
+                pg_s = min(_timed(lambda fn=fn: fn(pg)) for _ in range(2))
+                sql = PUSHDOWN[what]
+                down_s = min(_timed(lambda sql=sql: con.execute(sql).fetchall()) for _ in range(3))
+                rows.append((what, duck_s, pg_s, down_s))
+                for series, value in (
+                    ("DuckDBStore analytics", duck_s),
+                    ("PostgresStore analytics", pg_s),
+                    ("PostgreSQL pushed down", down_s),
+                ):
+                    records.append(
+                        {"figure": f"group {what}", "series": series, "size": rows_n, "value": value, "unit": "s"}
+                    )
+        print(f"\nGroupings over all {rows_n:,} entries, seconds (best of 2-3)")
+        print(table(["grouping", "DuckDBStore analytics", "PostgresStore analytics", "pushed down in PG"], rows))
+
+        last_day = entries[-1].timestamp.replace(hour=0, minute=0, second=0, microsecond=0)
+        small = build_entries(100, days=0.001)
+        per_call = []
+        for label, store in stores:
+            ops: list[tuple[str, Callable[[], object]]] = [
+                ("append 100 entries", lambda s=store: s.append(small)),
+                ("total() of everything", lambda s=store: s.total()),
+                ("total(since=last day, model=...)", lambda s=store: s.total(since=last_day, model="gpt-4o")),
+                ("total(tags={'team': ...})", lambda s=store: s.total(tags={"team": "team-3"})),
+                ("summary() of everything", lambda s=store: s.summary()),
+            ]
+            for op, fn in ops:
+                best = min(_timed(fn) for _ in range(5))
+                per_call.append((label, op, best * 1e3))
+                records.append(
+                    {"figure": "per call", "series": f"{label} {op}", "size": rows_n, "value": best * 1e3, "unit": "ms"}
+                )
+        print(f"\nPer call on the {rows_n:,}-row stores (best of 5)")
+        print(table(["store", "operation", "ms"], per_call))
+        duck.close()
+        pg.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        with psycopg.connect(server_dsn, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return records
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""PostgresStore against a real PostgreSQL server: many writers, the reservation ledger under concurrency, a killed
+writer and a restarted server, a server that is down. Skipped, saying why, when no server is configured."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from llmcost import CostTracker, StoreError
+from llmcost._rows import SQL_TYPES
+from llmcost.stores import MemoryStore, PostgresStore, open_store
+
+from . import postgres_server
+from .conftest import CHILD_PREAMBLE, Children, make_entry
+
+PERIOD = datetime(2024, 5, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def dsn(postgres_database: str) -> str:
+    """A fresh schema of its own in the session's database."""
+    return postgres_server.fresh_schema(postgres_database)
+
+
+@pytest.fixture
+def store(dsn: str, tmp_path: Path) -> Iterator[PostgresStore]:
+    s = PostgresStore(dsn, spill_dir=str(tmp_path / "spill"))
+    yield s
+    s.close()
+
+
+def _psql(dsn: str, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        cur = con.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def _ctl(*args: str) -> None:
+    """Run the tests' own server's ``pg_ctl`` (skip when the server is not ours to restart)."""
+    ctl = os.environ.get(postgres_server.CTL_VARIABLE)
+    if not ctl:
+        pytest.skip(f"{postgres_server.CTL_VARIABLE} is not set: the server is not this test run's to restart")
+    subprocess.run([*shlex.split(ctl), *args], check=True, capture_output=True, timeout=120)
+
+
+# -- opening ------------------------------------------------------------------------------------------------------
+def test_open_store_urls(postgres_database: str, tmp_path: Path) -> None:
+    url = postgres_server.server_dsn()
+    for scheme in ("postgresql", "postgres"):
+        opened = open_store(scheme + url[url.index("://") :])
+        assert isinstance(opened, PostgresStore)
+        password = str(opened.dsn).split(":")[2].split("@")[0]
+        assert password not in repr(opened) and password not in opened.url
+        assert opened.url.startswith(scheme + "://")
+        opened.close()
+
+
+def test_import_llmcost_does_not_import_the_driver() -> None:
+    code = "import sys, llmcost, llmcost.stores; print('psycopg' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_table_types_follow_the_row_format(store: PostgresStore, dsn: str) -> None:
+    got = dict(
+        _psql(
+            dsn,
+            "SELECT column_name, format_type(atttypid, atttypmod) FROM information_schema.columns c "
+            "JOIN pg_attribute a ON a.attrelid = 'llmcost_entries'::regclass AND a.attname = c.column_name "
+            "WHERE c.table_name = 'llmcost_entries' AND c.table_schema = current_schema()",
+        )
+    )
+    want = {
+        "VARCHAR": "text",
+        "TIMESTAMPTZ": "timestamp with time zone",
+        "DECIMAL(38, 18)": "numeric(38,18)",
+        "BIGINT": "bigint",
+        "DOUBLE": "double precision",
+        "MAP(VARCHAR, VARCHAR)": "jsonb",
+    }
+    assert got == {c: want[t] for c, t in SQL_TYPES.items()}
+
+
+def test_a_retried_batch_never_duplicates(store: PostgresStore) -> None:
+    batch = [make_entry(i) for i in range(300)]
+    store.append(batch)
+    store.append(batch[100:])  # a retry after a lost acknowledgement, overlapping
+    store.append(batch)
+    assert store.entries() == batch
+
+
+def test_schema_version_is_recorded_and_a_newer_one_refused(store: PostgresStore, dsn: str) -> None:
+    from llmcost._rows import SCHEMA_VERSION
+
+    assert _psql(dsn, "SELECT value FROM llmcost_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    _psql(dsn, "UPDATE llmcost_meta SET value = %s WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+    with pytest.raises(StoreError, match="schema version"):
+        PostgresStore(dsn)
+
+
+def test_an_older_table_gets_the_missing_columns(store: PostgresStore, dsn: str) -> None:
+    store.append([make_entry(1)])
+    store.close()
+    _psql(dsn, "ALTER TABLE llmcost_entries DROP COLUMN reasoning_tokens")
+    _psql(dsn, "UPDATE llmcost_meta SET value = '0' WHERE key = 'schema_version'")
+    again = PostgresStore(dsn)
+    assert again.entries()[0].usage.reasoning_tokens == 0  # the new column, NULL for old rows, reads as 0
+    again.append([make_entry(2)])
+    assert again.entries()[1] == make_entry(2)
+    again.close()
+
+
+def test_a_bad_password_is_not_retried_and_says_where(dsn: str) -> None:
+    bad = postgres_server.with_options(dsn, password="wrong")
+    t0 = time.monotonic()
+    with pytest.raises(StoreError, match="PostgreSQL") as info:
+        PostgresStore(bad, retry_timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert "wrong" not in str(info.value)
+
+
+def test_analytics_on_postgres_equal_memory(store: PostgresStore) -> None:
+    from llmcost import analytics
+
+    batch = [make_entry(i) for i in range(400)]
+    store.append(batch)
+    memory = MemoryStore()
+    memory.append(batch)
+    for got, want in [
+        (analytics.by_category(store), analytics.by_category(memory)),
+        (analytics.by_model(store), analytics.by_model(memory)),
+        (analytics.spend(store, by=("tag:team",), freq="D"), analytics.spend(memory, by=("tag:team",), freq="D")),
+        (analytics.over_time(store, freq="D"), analytics.over_time(memory, freq="D")),
+    ]:
+        assert got.equals(want)
+
+
+# -- many writers ---------------------------------------------------------------------------------------------------
+WRITER = (
+    CHILD_PREAMBLE
+    + """
+from llmcost.stores import PostgresStore
+dsn, n, batches, size, spill = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+store = PostgresStore(dsn, spill_dir=spill, retry_timeout=60)
+print("ready", flush=True)
+sys.stdin.readline()
+b = 0
+while batches < 0 or b < batches:
+    store.append([entry(n, b * size + k) for k in range(size)])
+    print("acked", b, flush=True)
+    b += 1
+store.close()
+"""
+)
+
+
+@pytest.mark.slow
+def test_eight_writers_lose_and_duplicate_nothing(dsn: str, tmp_path: Path, children: Children) -> None:
+    writers, batches, size = 8, 10, 500  # 5,000 entries each
+    PostgresStore(dsn).close()  # tables made once, before the race
+    procs = [children.spawn(WRITER, dsn, str(n), str(batches), str(size), str(tmp_path / "spill")) for n in range(8)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert out.split().count("acked") == batches
+    total, distinct = _psql(dsn, "SELECT count(*), count(DISTINCT id) FROM llmcost_entries")[0]
+    assert (total, distinct) == (writers * batches * size, writers * batches * size)
+    want = {f"w{n:02d}-{k:08d}" for n in range(writers) for k in range(batches * size)}
+    assert {r[0] for r in _psql(dsn, "SELECT id FROM llmcost_entries")} == want
+    assert not os.path.isdir(tmp_path / "spill") or not os.listdir(tmp_path / "spill")
+
+
+# -- the reservation ledger -----------------------------------------------------------------------------------------
+def test_reserve_settle_release(store: PostgresStore) -> None:
+    limit = Decimal("1.00")
+    a = store.reserve("daily", PERIOD, Decimal("0.60"), limit)
+    assert a is not None
+    assert store.reserve("daily", PERIOD, Decimal("0.50"), limit) is None  # 0.60 held
+    assert store.reserve("other", PERIOD, Decimal("0.50"), limit) is not None  # another budget: its own room
+    b = store.reserve("daily", PERIOD, Decimal("0.40"), limit)
+    assert b is not None
+    assert store.committed("daily", PERIOD) == limit
+    assert store.settle(a, Decimal("0.25")) is True  # the call cost less than its estimate
+    assert store.settle(a, Decimal("0.25")) is False  # settling twice counts once
+    assert store.committed("daily", PERIOD) == Decimal("0.65")
+    assert store.release(b) is True
+    assert store.committed("daily", PERIOD) == Decimal("0.25")
+    assert store.reserve("daily", PERIOD, Decimal("0.75"), limit) is not None  # exactly to the limit
+    assert store.reserve("daily", PERIOD, Decimal("0.000000000000000001"), limit) is None
+    # ``spent``: recorded spend the ledger does not know of counts against the limit too.
+    assert store.reserve("weekly", PERIOD, Decimal("0.5"), limit, spent=Decimal("0.6")) is None
+
+
+def test_a_dead_holders_reservation_lapses(store: PostgresStore) -> None:
+    held = store.reserve("hourly", PERIOD, Decimal("1"), Decimal("1"), lease_seconds=0.5)
+    assert held is not None
+    assert store.reserve("hourly", PERIOD, Decimal("1"), Decimal("1")) is None
+    time.sleep(0.7)
+    assert store.reserve("hourly", PERIOD, Decimal("1"), Decimal("1")) is not None
+
+
+def test_ledger_arguments_are_checked(store: PostgresStore) -> None:
+    with pytest.raises(TypeError, match="amount"):
+        store.reserve("k", PERIOD, 0.5, Decimal(1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="period_start"):
+        store.reserve("k", datetime(2024, 5, 1), Decimal(1), Decimal(1))
+    with pytest.raises(ValueError, match="reservation id"):
+        store.settle("not-an-id", Decimal(1))
+    with pytest.raises(ValueError, match="lease_seconds"):
+        store.reserve("k", PERIOD, Decimal(1), Decimal(1), lease_seconds=0)
+
+
+SPENDER = (
+    CHILD_PREAMBLE
+    + """
+import random
+from llmcost.stores import PostgresStore
+dsn, n, limit = sys.argv[1], int(sys.argv[2]), Decimal(sys.argv[3])
+period = datetime(2024, 5, 1, tzinfo=timezone.utc)
+store = PostgresStore(dsn, retry_timeout=60)
+rng = random.Random(n)
+print("ready", flush=True)
+sys.stdin.readline()
+granted = refused = k = 0
+while refused < 20:
+    estimate = Decimal(rng.randint(1, 9)) / 100  # exact: the call costs what was estimated
+    rid = store.reserve("monthly", period, estimate, limit)
+    if rid is None:
+        refused += 1
+        continue
+    e = entry(n, k)
+    store.append([CostEntry(id=e.id, timestamp=e.timestamp, amount=estimate, resource=e.resource, tags=e.tags)])
+    assert store.settle(rid, estimate)
+    granted += 1
+    k += 1
+print("granted", granted, flush=True)
+"""
+)
+
+
+@pytest.mark.slow
+def test_eight_processes_never_pass_the_limit(dsn: str, children: Children) -> None:
+    limit = Decimal("3.00")
+    PostgresStore(dsn).close()
+    procs = [children.spawn(SPENDER, dsn, str(n), str(limit)) for n in range(8)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    granted = 0
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        granted += int(out.split()[-1])
+    store = PostgresStore(dsn)
+    recorded = store.total()
+    assert recorded <= limit
+    assert recorded > limit - Decimal("0.01") * 9  # every process saw the room run out, not a false refusal
+    assert store.committed("monthly", PERIOD) == recorded  # every reservation settled, exactly
+    assert len(store.entries()) == granted
+    store.close()
+
+
+# -- durability -----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_kill_9_and_a_server_restart_lose_nothing_acknowledged(dsn: str, tmp_path: Path, children: Children) -> None:
+    spill = str(tmp_path / "spill")
+    PostgresStore(dsn).close()
+    proc = children.spawn(WRITER, dsn, "3", "-1", "200", spill)
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    acked = []
+    for _ in range(5):
+        acked.append(int(proc.stdout.readline().split()[1]))
+    _ctl("restart", "-m", "fast", "-w", "-t", "60")  # the server goes away under the writer and comes back
+    for _ in range(5):
+        acked.append(int(proc.stdout.readline().split()[1]))
+    proc.kill()
+    proc.wait()
+    # Whatever the writer spilled while the server restarted is replayed by the next store that opens.
+    store = PostgresStore(dsn, spill_dir=spill)
+    ids = {e.id for e in store.entries(resource="writer-3")}
+    want = {f"w03-{b * 200 + k:08d}" for b in acked for k in range(200)}
+    assert want <= ids
+    total, distinct = _psql(dsn, "SELECT count(*), count(DISTINCT id) FROM llmcost_entries")[0]
+    assert total == distinct
+    store.close()
+
+
+@pytest.mark.slow
+def test_server_down_spills_and_replays_exactly_once(dsn: str, tmp_path: Path) -> None:
+    spill = str(tmp_path / "spill")
+    store = PostgresStore(dsn, spill_dir=spill, retry_timeout=2)
+    store.append([make_entry(0)])
+    tracker = CostTracker(store)
+    _ctl("stop", "-m", "fast", "-w", "-t", "60")
+    try:
+        batch = [make_entry(i) for i in range(1, 101)]
+        store.append(batch)  # does not raise: spilled, after retrying for retry_timeout
+        tracker.record(amount=Decimal("0.5"), description="while the server was down")
+        t0 = time.monotonic()
+        tracker.flush()  # the tracked call is not broken either, and the store no longer waits to spill
+        assert time.monotonic() - t0 < 1.5
+        pending = os.listdir(spill)
+        assert len(pending) == 2
+        down = PostgresStore(dsn, spill_dir=spill, retry_timeout=0.2)  # opening while down works too
+        down.append([make_entry(101)])
+        down.close()
+    finally:
+        _ctl("start", "-w", "-t", "60")
+    again = PostgresStore(dsn, spill_dir=spill)
+    assert [e.id for e in again.entries()][:102] == [make_entry(i).id for i in range(102)]
+    assert len(again.entries()) == 103
+    assert os.listdir(spill) == []
+    store.append([make_entry(0)])  # the old store object reconnects; a repeat adds nothing
+    store.close()
+    again.close()
+    tracker.close()
+    third = PostgresStore(dsn, spill_dir=spill)
+    assert len(third.entries()) == 103
+    third.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "want"),
+    [
+        ("SELECT model, count(*) AS n FROM entries GROUP BY model", ("model",)),
+        ("SELECT count(*) FROM entries", ("category",)),  # one narrow column still carries the row count
+        (
+            "WITH _e AS (SELECT * FROM entries WHERE timestamp >= ?) SELECT tags[?] AS k, sum(amount) FROM _e "
+            "GROUP BY ALL ORDER BY k",
+            ("timestamp", "amount", "tags"),
+        ),
+        ("SELECT * FROM entries", None),
+        ("WITH _e AS (SELECT * FROM entries) SELECT * FROM _e", None),
+        ("SELECT * EXCLUDE (id) FROM entries", None),
+        ("SELECT e FROM entries e", None),  # a whole row
+        ("SELECT to_json(entries) FROM entries", None),
+        ("not sql at all", None),
+    ],
+)
+def test_query_reads_only_the_columns_it_needs(sql: str, want: tuple[str, ...] | None) -> None:
+    import duckdb
+
+    from llmcost.stores import COLUMNS
+    from llmcost.stores._postgres import needed_columns
+
+    assert needed_columns(duckdb.connect(), sql) == (COLUMNS if want is None else want)
+
+
+def test_query_on_postgres_star_and_counts(store: PostgresStore) -> None:
+    batch = [make_entry(i) for i in range(50)]
+    store.append(batch)
+    assert store.query("SELECT count(*) AS n FROM entries").loc[0, "n"] == 50
+    frame = store.query("SELECT * FROM entries ORDER BY timestamp")
+    assert frame["description"].tolist() == [e.description for e in batch]  # "" stays "", not NULL
+    assert frame["resource"].isna().tolist() == [e.resource is None for e in batch]  # NULL stays NULL
+    assert store.query("SELECT sum(amount) AS s FROM entries").loc[0, "s"] == sum(e.amount for e in batch)
+
+
+def test_entries_postgres_cannot_hold_are_named_and_the_rest_written(store: PostgresStore) -> None:
+    good = [make_entry(i) for i in range(5)]
+    bad = [make_entry(10, description="nul\x00here"), make_entry(11, tags={"k": "v\x00"})]
+    with pytest.raises(StoreError, match="NUL") as info:
+        store.append([*good[:3], *bad, *good[3:]])
+    assert repr(bad[0].id) in str(info.value)
+    assert store.entries() == good
+
+
+def test_a_forked_child_leaves_the_parents_connection_alone(store: PostgresStore) -> None:
+    store.append([make_entry(0)])
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, and the parent's left as it was
+        try:
+            store.append([make_entry(1)])
+            code = 0 if len(store.entries()) == 2 else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.append([make_entry(2)])  # the parent's connection still works
+    assert [e.id for e in store.entries()] == [make_entry(i).id for i in range(3)]
