@@ -36,7 +36,8 @@ _CHUNK = 100_000  # rows per read while exporting
 EXPORT_SELECT = (
     "SELECT id, strftime(timezone('UTC', timestamp), '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp, "
     "rtrim(rtrim(CAST(amount AS VARCHAR), '0'), '.') AS amount, currency, category, resource, description, "
-    "model, provider, " + ", ".join(TOKEN_COLUMNS) + ", latency_ms, CAST(to_json(tags) AS VARCHAR) AS tags, pricing"
+    "model, provider, " + ", ".join(TOKEN_COLUMNS) + ", latency_ms, CAST(to_json(tags) AS VARCHAR) AS tags, pricing, "
+    "CAST(to_json(units) AS VARCHAR) AS units, service_tier"
 )
 
 
@@ -98,7 +99,7 @@ def json_record(row: Sequence[Any]) -> str:
             text = "null"
         elif name == "amount":
             text = str(value)  # exact decimal text as a JSON number: json.loads(..., parse_float=Decimal) keeps it
-        elif name == "tags":
+        elif name in ("tags", "units"):
             text = str(value)  # already JSON
         else:
             text = json.dumps(value.item() if hasattr(value, "item") else value, ensure_ascii=False)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, trusted_entry
 from .._money import ZERO
 from .._rows import TOKEN_COLUMNS, frame_from_arrays, from_micros, ingest_arrays, micros
-from .._usage import Usage
+from .._usage import NO_UNITS, Units, trusted_usage
 from ._base import CostStore, query_rows
 from ._filters import Filters
 
@@ -44,6 +44,7 @@ _FIELDS = attrgetter(
     "usage",
     "latency_ms",
     "tags",
+    "service_tier",
 )
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
 _NAN = float("nan")
@@ -116,6 +117,8 @@ class MemoryStore(CostStore):
         self._model = array("i")
         self._provider = array("i")
         self._pricing = array("i")
+        self._service_tier = array("i")
+        self._units: dict[int, Units] = {}  # row -> units, for the rows that have any
         self._tokens = [array("q") for _ in range(5)]
         self._latency = array("d")
         self._tag_maps = _Interned()
@@ -146,7 +149,7 @@ class MemoryStore(CostStore):
         if not batch:
             return
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
-         tags) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
+         tags, tiers) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
         stamps_us = list(map(micros, stamps))
         last = self._last
         for key in zip(stamps_us, ids, strict=True):
@@ -167,12 +170,16 @@ class MemoryStore(CostStore):
             (self._model, model),
             (self._provider, provider),
             (self._pricing, pricing),
+            (self._service_tier, tiers),
         ):
             target.fromlist(_indices(self._strings, values))
         for target, counts in zip(self._tokens, zip(*map(_COUNTS, usages), strict=True), strict=True):
             target.fromlist(list(counts))
         self._latency.fromlist([_NAN if v is None else v for v in latency])
         self._tags.fromlist(self._tag_indices(tags))
+        for row, usage in enumerate(usages, self._n):
+            if usage.units:
+                self._units[row] = usage.units
         self._n += len(batch)
 
     def _store_ids(self, ids: Sequence[str]) -> None:
@@ -278,11 +285,12 @@ class MemoryStore(CostStore):
             v[self._description[i]],
             v[self._model[i]],
             v[self._provider[i]],
-            Usage(t[0][i], t[1][i], t[2][i], t[3][i], t[4][i]),
+            trusted_usage(t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], self._units.get(i, NO_UNITS)),
             None if latency != latency else latency,
             self._tag_maps.values[self._tags[i]] or EMPTY_TAGS,
             v[self._pricing[i]],
             v[self._currency[i]],
+            v[self._service_tier[i]],
         )
 
     def _entries(self, filters: Filters) -> list[CostEntry]:
@@ -313,7 +321,9 @@ class MemoryStore(CostStore):
             "latency_ms": take(self._latency, "float64"),
             "tags": take(self._tags, "int32"),
         }
-        for name in ("currency", "resource", "description", "model", "provider", "pricing"):
+        units = self._units
+        columns["units"] = [dict(units[i]) if i in units else None for i in index.tolist()]
+        for name in ("currency", "resource", "description", "model", "provider", "pricing", "service_tier"):
             columns[name] = strings[take(getattr(self, f"_{name}"), "int32")]
         for name, column in zip(TOKEN_COLUMNS, self._tokens, strict=True):
             columns[name] = take(column, "int64")
