@@ -581,6 +581,9 @@ def frame_to_entries(frame: pd.DataFrame) -> list[CostEntry]:
             values = [_DEFAULTS.get(name) if _missing(v) else v for v in values]
         fields[name] = values
     counts = zip(*(fields.pop(c) for c in TOKEN_COLUMNS), strict=True)
-    fields["usage"] = [Usage(*row, units=units) for row, units in zip(counts, fields.pop("units"), strict=True)]
+    fields["usage"] = [
+        Usage(**dict(zip(TOKEN_COLUMNS, row, strict=True)), units=units)
+        for row, units in zip(counts, fields.pop("units"), strict=True)
+    ]
     names = list(fields)
     return [CostEntry(**dict(zip(names, row, strict=True))) for row in zip(*fields.values(), strict=True)]

@@ -71,6 +71,15 @@ resolved_prices: dict[tuple[str, str | None], Any] = {}
 pricing_table: dict[str, Any] | None = None
 #: The installed genai-prices version, read on first use.
 catalog_version: str | None = None
+#: Model ids the catalog lacks: ``(model, provider) -> closest known ids``, so a miss is not searched again.
+unknown_models: dict[tuple[str, str | None], list[str]] = {}
+#: The catalog's model ids, lowercased, to (provider, model info), model makers first (``MODEL_PRICING`` order).
+catalog_index: dict[str, Any] = {}
+#: Provider ids by API base URL (scheme and host), as genai-prices matches them.
+url_providers: dict[str, str | None] = {}
+#: genai-prices' unit registry (usage name -> unit) and the same units by price key, read on first use.
+unit_registry: dict[str, Any] = {}
+units_by_price_key: dict[str, Any] = {}
 
 # -- values -------------------------------------------------------------------------------------------------------
 #: ``intern_tags``: one shared ``FrozenTags`` per distinct tag map (bounded by ``_entry``).
@@ -95,6 +104,11 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     logged,
     user_prices,
     resolved_prices,
+    unknown_models,
+    catalog_index,
+    url_providers,
+    unit_registry,
+    units_by_price_key,
     interned_tags,
     type_kinds,
     class_attributes,

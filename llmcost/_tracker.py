@@ -28,6 +28,7 @@ from ._entry import (
     new_entry_id,
     to_category,
     to_latency,
+    to_service_tier,
     to_tags,
     trusted_entry,
 )
@@ -140,12 +141,14 @@ class CostTracker:
         tags: dict[str, str] | None = None,
         latency_ms: float | None = None,
         timestamp: datetime | None = None,
+        service_tier: str | None = None,
     ) -> CostEntry:
         """Record one cost and return its entry.
 
         With ``amount`` the entry is recorded as given (any category, no model needed, ``pricing="given"``).
         Otherwise it is priced from ``model`` and ``usage`` (or the token keywords) at ``timestamp`` (default: the
-        tracker's clock). Tags from enclosing ``llmcost.tags`` blocks are added; ``tags`` given here win.
+        tracker's clock), at ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``).
+        Tags from enclosing ``llmcost.tags`` blocks are added; ``tags`` given here win.
 
         Example::
 
@@ -167,6 +170,7 @@ class CostTracker:
             latency_ms=latency_ms,
             timestamp=timestamp,
             lenient=False,
+            service_tier=to_service_tier(service_tier),
         )
         self.add(entry)
         return entry
@@ -185,6 +189,7 @@ class CostTracker:
         latency_ms: float | None,
         timestamp: datetime | None,
         lenient: bool,
+        service_tier: str | None = None,
     ) -> CostEntry:
         """Build (not yet record) an entry. ``lenient``: an unknown model is recorded unpriced even under
         ``on_unknown_model="raise"`` (the decorator's path, where tracking must never break the call)."""
@@ -196,7 +201,7 @@ class CostTracker:
         elif model is None:
             raise ValueError("record() needs model= (to price usage) or amount=; got neither")
         else:
-            value, pricing, provider = self._price(model, provider, usage, when, lenient)
+            value, pricing, provider = self._price(model, provider, usage, when, lenient, service_tier)
         for field, text in (("resource", resource), ("model", model), ("provider", provider)):
             if text is not None:
                 if not isinstance(text, str):
@@ -220,6 +225,8 @@ class CostTracker:
             to_latency(latency_ms),
             self._merge_tags(tags),
             pricing,
+            "USD",
+            service_tier,
         )
 
     def record_call(
@@ -231,15 +238,18 @@ class CostTracker:
         resource: str | None,
         tags: FrozenTags,
         latency_ms: float,
+        service_tier: str | None = None,
+        provider_guessed: bool = False,
     ) -> CostEntry:
         """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
-        never break the call."""
+        never break the call. ``provider_guessed``: the provider was inferred (from the SDK that made the
+        response), so a model that provider lacks is looked up without it before it is called unknown."""
         when = self.clock()
         if model is None:
             amount, pricing = ZERO, "unpriced"
         else:
-            amount, pricing, provider = self._price(model, provider, usage, when, True)
+            amount, pricing, provider = self._price(model, provider, usage, when, True, service_tier, provider_guessed)
         entry = trusted_entry(
             new_entry_id(when),
             when,
@@ -253,6 +263,8 @@ class CostTracker:
             latency_ms,
             self._merge_tags(tags),
             pricing,
+            "USD",
+            service_tier,
         )
         self._add(entry)
         return entry
@@ -266,10 +278,23 @@ class CostTracker:
         return intern_tags({**outer, **given})
 
     def _price(
-        self, model: str, provider: str | None, usage: Usage, when: datetime, lenient: bool
+        self,
+        model: str,
+        provider: str | None,
+        usage: Usage,
+        when: datetime,
+        lenient: bool,
+        service_tier: str | None = None,
+        provider_guessed: bool = False,
     ) -> tuple[Decimal, str, str | None]:
         try:
-            amount, label, price_provider = priced(model, provider, usage, when)
+            try:
+                amount, label, price_provider = priced(model, provider, usage, when, service_tier)
+            except UnknownModelError:
+                if not provider_guessed or provider is None:
+                    raise
+                amount, label, price_provider = priced(model, None, usage, when, service_tier)
+                provider = None
         except UnknownModelError:
             if self.on_unknown_model == "raise" and not lenient:
                 raise

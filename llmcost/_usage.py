@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from . import _state
+
 __all__ = ["FIELD_UNITS", "MAX_COUNT", "NO_UNITS", "Units", "Usage", "trusted_usage", "unit_registry"]
 
 #: The largest count a store can keep (every store holds counts as signed 64-bit integers).
@@ -91,7 +93,7 @@ class _Unit:
         self.ancestors: tuple[str, ...] = ()
 
 
-_registry: dict[str, _Unit] = {}
+_registry: dict[str, _Unit] = _state.unit_registry
 
 
 def unit_registry() -> dict[str, _Unit]:
