@@ -10,7 +10,7 @@ import attrs
 
 from . import _state
 from ._money import MONEY_SCALE, ZERO, to_money
-from ._usage import FIELD_UNITS, Usage, unit_registry
+from ._usage import FIELD_UNITS, NO_UNITS, Usage, unit_registry
 
 __all__ = ["BASE_PRICE_KEYS", "ModelPrice", "PriceTier", "UnitPrices", "money_cost", "tidy"]
 
@@ -216,7 +216,7 @@ class ModelPrice:
 
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""
-        if usage.units:  # parts beyond the five fields: the general rule (without them it gives the same)
+        if usage.units is not NO_UNITS:  # parts beyond the five fields: the general rule (same result without)
             return self._cost_by_unit(usage)
         inp = self.input_per_mtok
         out = self.output_per_mtok
@@ -323,4 +323,4 @@ _ONE = Decimal(1)
 def money_cost(price: ModelPrice, usage: Usage) -> Decimal:
     """``price.cost(usage)`` rounded as every store keeps amounts (``MONEY_SCALE`` places; usually already so)."""
     amount = price.cost(usage)
-    return amount if price._fits_money_scale and not usage.units else to_money(amount)
+    return amount if price._fits_money_scale and usage.units is NO_UNITS else to_money(amount)

@@ -97,7 +97,9 @@ def price_for(
 
     The hot path of pricing: after the first call for a ``(model, provider)`` pair it is a dict lookup.
     """
-    resolved = _resolved_for(model, provider)
+    resolved = _resolved.get((model, provider))
+    if resolved is None:
+        resolved = _resolved_for(model, provider)
     if resolved.price is not None and service_tier is None:
         return resolved.price, resolved.label
     when = datetime.now(timezone.utc) if at is None else to_utc(at, "at")
@@ -114,7 +116,9 @@ def priced(
 
     Raises ``UnknownModelError`` like ``price_for``.
     """
-    resolved = _resolved_for(model, provider)
+    resolved = _resolved.get((model, provider))
+    if resolved is None:
+        resolved = _resolved_for(model, provider)
     price = resolved.price
     if price is not None and service_tier is None:
         return money_cost(price, usage), resolved.label, price.provider

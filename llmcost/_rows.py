@@ -271,7 +271,7 @@ def _columns_of(entries: Sequence[CostEntry]) -> dict[str, list[Any]]:
 
 def _units_text(units: Units) -> str | None:
     """``units`` as JSON text, ``None`` when empty (stored as NULL)."""
-    return json.dumps(dict(units)) if units else None
+    return None if units is NO_UNITS else json.dumps(dict(units))
 
 
 def units_of(value: Any) -> Units:

@@ -74,6 +74,7 @@ class Units(Mapping[str, int]):
 #: No further units (what every ``Usage`` without ``units=`` holds).
 NO_UNITS = Units()
 
+
 #: The genai-prices usage names of the five ``Usage`` fields.
 FIELD_UNITS = {
     "input_tokens": "input_tokens",
@@ -143,13 +144,15 @@ def _check_units(usage: Usage) -> None:
 
 
 def _to_units(value: object) -> Units:
-    if value is None:
+    # Every empty ``units`` is ``NO_UNITS``, so hot paths test ``units is NO_UNITS`` instead of calling len().
+    if value is None or value is NO_UNITS:
         return NO_UNITS
     if isinstance(value, Units):
-        return value
+        return value if value._data else NO_UNITS
     if not isinstance(value, Mapping):
         raise TypeError(f"units must be a mapping of usage name to count, got {value!r}")
-    return Units({k: _as_count(v) for k, v in value.items()})  # type: ignore[misc]
+    units = Units({k: _as_count(v) for k, v in value.items()})  # type: ignore[misc]
+    return units if units._data else NO_UNITS
 
 
 def _as_count(value: object) -> object:
@@ -198,7 +201,7 @@ class Usage:
                 f"reasoning_tokens must not exceed output_tokens, got reasoning_tokens={self.reasoning_tokens} "
                 f"> output_tokens={self.output_tokens}"
             )
-        if self.units:
+        if self.units is not NO_UNITS:
             _check_units(self)
 
     @classmethod
@@ -229,7 +232,7 @@ class Usage:
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
-            _add_units(self.units, other.units) if self.units or other.units else NO_UNITS,
+            NO_UNITS if self.units is NO_UNITS and other.units is NO_UNITS else _add_units(self.units, other.units),
         )
 
 
@@ -237,7 +240,7 @@ def _add_units(a: Units, b: Units) -> Units:
     total = dict(a)
     for key, value in b.items():
         total[key] = total.get(key, 0) + value
-    return Units(total)
+    return _to_units(total)
 
 
 # The slots' own setters, called directly by ``_trusted`` (faster than object.__setattr__ on the hot path).

@@ -178,7 +178,7 @@ class MemoryStore(CostStore):
         self._latency.fromlist([_NAN if v is None else v for v in latency])
         self._tags.fromlist(self._tag_indices(tags))
         for row, usage in enumerate(usages, self._n):
-            if usage.units:
+            if usage.units is not NO_UNITS:
                 self._units[row] = usage.units
         self._n += len(batch)
 
