@@ -170,7 +170,10 @@ def cost_of(
         Decimal('0.059')
     """
     if usage is None:
-        usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, units=units)
+        if units is None:  # the common case: no units to convert and check
+            usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        else:
+            usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, units=units)
     elif not isinstance(usage, Usage):
         raise TypeError(f"usage must be a llmcost.Usage, got {usage!r}")
     elif units is not None:

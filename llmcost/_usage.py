@@ -188,7 +188,8 @@ class Usage:
     cache_read_tokens: int = attrs.field(default=0, converter=_as_count, validator=_count)
     cache_write_tokens: int = attrs.field(default=0, converter=_as_count, validator=_count)
     reasoning_tokens: int = attrs.field(default=0, converter=_as_count, validator=_count)
-    units: Units = attrs.field(default=NO_UNITS, converter=_to_units)
+    # No converter: the common case (no units) then costs nothing; __attrs_post_init__ converts any other value.
+    units: Mapping[str, int] = attrs.field(default=NO_UNITS)  # always a Units once built
 
     def __attrs_post_init__(self) -> None:
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
@@ -201,8 +202,12 @@ class Usage:
                 f"reasoning_tokens must not exceed output_tokens, got reasoning_tokens={self.reasoning_tokens} "
                 f"> output_tokens={self.output_tokens}"
             )
-        if self.units is not NO_UNITS:
-            _check_units(self)
+        units = self.units
+        if units is not NO_UNITS:
+            units = _to_units(units)
+            _set_units(self, units)
+            if units is not NO_UNITS:
+                _check_units(self)
 
     @classmethod
     def _trusted(
@@ -236,7 +241,7 @@ class Usage:
         )
 
 
-def _add_units(a: Units, b: Units) -> Units:
+def _add_units(a: Mapping[str, int], b: Mapping[str, int]) -> Units:
     total = dict(a)
     for key, value in b.items():
         total[key] = total.get(key, 0) + value
