@@ -1,7 +1,8 @@
 """Every piece of process-wide state of llmcost, in one place, with one ``reset()``.
 
-The default tracker, the on/off switch, the registered prices, the caches (price resolution, ``MODEL_PRICING``,
-interned tag maps, per-type extraction facts, tokenizers), the log-once set, the trackers to flush at exit and the
+The default tracker, the on/off switch, the registered prices, the caches (price resolution and remembered misses,
+``MODEL_PRICING``, the catalog's id index, providers by URL, the unit registry, interned tag maps, per-type
+extraction facts, tokenizers), the log-once set, the trackers to flush at exit and the
 entry id counter all live here. Other modules read and write them through this module; ``reset()`` puts them all
 back as a fresh process has them (tests call it around each test).
 
