@@ -314,31 +314,42 @@ def _chat(response: dict[str, Any], usage: dict[str, Any], provider: str | None)
         provider,
         _chat_usage(usage),
         CostCategory.LLM_EMBEDDING if response.get("object") == "list" and "completion_tokens" not in usage else None,
-        None if tier is None else _tier(tier),
+        None if tier is None or tier == "default" else _tier(tier),
     )
+
+
+def _getter(obj: Any) -> Callable[[str], Any]:
+    """``obj``'s ``_get`` as one callable: a dict's own ``get`` (the common case, and the fastest)."""
+    return obj.get if type(obj) is dict else lambda key: _get(obj, key)  # type: ignore[no-any-return]
 
 
 def _chat_usage(usage: Any) -> Usage:
     """OpenAI chat completion usage (``prompt_tokens``, ``completion_tokens`` and their details): cached reads,
     cache writes (OpenAI's own, and LiteLLM's for Anthropic, with its TTL split), audio and image tokens, web
-    searches (LiteLLM)."""
-    inp = _get(usage, "prompt_tokens")
-    out = _get(usage, "completion_tokens")
+    searches (LiteLLM). Dicts are read with their own ``get``: this runs on every tracked chat call."""
+    get = _getter(usage)
+    inp = get("prompt_tokens")
+    out = get("completion_tokens")
     if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
         inp = _int(inp)
     if type(out) is not int or not 0 <= out <= MAX_COUNT:
         out = _int(out)
-    details = _get(usage, "prompt_tokens_details")
-    out_details = _get(usage, "completion_tokens_details")
+    details = get("prompt_tokens_details")
+    out_details = get("completion_tokens_details")
     cache_read = cache_write = reasoning = 0
     units: dict[str, int] = {}
     if details:
-        cache_read = _int(_get(details, "cached_tokens"))
-        cache_write = _int(_get(details, "cache_write_tokens")) or _int(_get(details, "cache_creation_tokens"))
-        audio = _get(details, "audio_tokens")
-        if audio:
-            _add_count(units, "input_audio_tokens", audio)
-        split = _get(details, "cache_creation_token_details")
+        dget = _getter(details)
+        value = dget("cached_tokens")
+        cache_read = _int(value) if value else 0
+        value = dget("cache_write_tokens")
+        if value is None:
+            value = dget("cache_creation_tokens")
+        cache_write = _int(value) if value else 0
+        value = dget("audio_tokens")
+        if value:
+            _add_count(units, "input_audio_tokens", value)
+        split = dget("cache_creation_token_details")
         if split:
             _add_count(units, "cache_write_5m_tokens", _get(split, "ephemeral_5m_input_tokens"))
             _add_count(units, "cache_write_1h_tokens", _get(split, "ephemeral_1h_input_tokens"))
@@ -346,17 +357,21 @@ def _chat_usage(usage: Any) -> Usage:
                 cache_write, units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
             )
     if out_details:
-        reasoning = _int(_get(out_details, "reasoning_tokens"))
-        audio = _get(out_details, "audio_tokens")
-        if audio:
-            _add_count(units, "output_audio_tokens", audio)
-        image = _get(out_details, "image_tokens")
-        if image:
-            _add_count(units, "output_image_tokens", image)
-    tools = _get(usage, "server_tool_use")
+        oget = _getter(out_details)
+        value = oget("reasoning_tokens")
+        reasoning = _int(value) if value else 0
+        value = oget("audio_tokens")
+        if value:
+            _add_count(units, "output_audio_tokens", value)
+        value = oget("image_tokens")
+        if value:
+            _add_count(units, "output_image_tokens", value)
+    tools = get("server_tool_use")
     if tools:
         _add_count(units, "web_searches", _get(tools, "web_search_requests"))
-    return _usage(inp, out, cache_read, cache_write, reasoning, units)
+    if units:
+        return _usage(inp, out, cache_read, cache_write, reasoning, units)
+    return _usage(inp, out, cache_read, cache_write, reasoning)
 
 
 def _from_sdk_object(result: Any) -> Extracted | None:
