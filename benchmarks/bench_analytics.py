@@ -76,7 +76,9 @@ def _rows_sql(count: int) -> str:
                     WHEN 1 THEN map(['team'], [{team}])
                     ELSE map(['team', 'env'], [{team}, CASE WHEN {_pick(31, 4)} = 0 THEN 'dev' ELSE 'prod' END])
                END AS tags,
-               'catalog@bench' AS pricing
+               'catalog@bench' AS pricing,
+               CAST(NULL AS MAP(VARCHAR, BIGINT)) AS units,
+               CAST(NULL AS VARCHAR) AS service_tier
         FROM range({count}) AS t(i)
       )
     """

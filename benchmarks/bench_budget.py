@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "latency_ms": 10.0,
                 "tags": '{"team": "search"}',
                 "pricing": "given",
+                "units": None,
+                "service_tier": None,
             }
         )
         con = duckdb.connect(str(path))

@@ -3,20 +3,32 @@ demand). genai-prices is imported on first use, not with llmcost."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
 from . import _state
+from ._corrections import Correction, corrections_for
 from ._model_price import ModelPrice, PriceTier
 from ._money import ZERO
 
 if TYPE_CHECKING:
     from genai_prices import types as gp
 
-__all__ = ["Resolved", "catalog_ids", "catalog_models", "catalog_table", "catalog_version", "find_in_catalog"]
+__all__ = [
+    "Quote",
+    "Resolved",
+    "catalog_ids",
+    "catalog_models",
+    "catalog_table",
+    "catalog_version",
+    "find_in_catalog",
+    "provider_for_url",
+    "tier_rule",
+]
 
 
 def catalog_version() -> str:
@@ -46,33 +58,47 @@ _KEYS = {
 
 
 def _convert(model: gp.ModelInfo, provider: gp.Provider, prices: gp.ModelPrice) -> ModelPrice:
-    """A genai-prices ``ModelPrice`` as ours: flat base prices plus cliff tiers."""
+    """A genai-prices ``ModelPrice`` as ours: flat base prices, per-unit prices, and cliff tiers."""
     from genai_prices.types import TieredPrices
 
     base: dict[str, Decimal | None] = {}
     tiered: dict[str, Any] = {}
+    used = {"requests_kcount"}
     for ours, keys in _KEYS.items():
         value = None
         for key in keys:
             value = prices.__dict__.get(key)
             if value is not None:
+                used.add(key)
                 break
         if isinstance(value, TieredPrices):
             tiered[ours] = value
             value = value.base
         base[ours] = value
+    units: dict[str, Decimal] = {}
+    for key, value in prices.__dict__.items():
+        if value is None or key in used or key.startswith("_"):
+            continue
+        if isinstance(value, TieredPrices):
+            tiered[key] = value
+            value = value.base
+        units[key] = value
     requests = prices.__dict__.get("requests_kcount")
     starts = sorted({t.start for tp in tiered.values() for t in tp.tiers})
     tiers = []
     for start in starts:
         fields: dict[str, Decimal | None] = {}
+        tier_units: dict[str, Decimal] = {}
         for ours, tp in tiered.items():
             applicable = None
             for t in tp.tiers:
                 if t.start <= start:
                     applicable = t.price
-            fields[ours] = applicable
-        tiers.append(PriceTier(start=start, **fields))
+            if ours in _KEYS:
+                fields[ours] = applicable
+            elif applicable is not None:
+                tier_units[ours] = applicable
+        tiers.append(PriceTier(start=start, unit_prices=tier_units, **fields))
     return ModelPrice(
         model=model.id,
         provider=provider.id,
@@ -84,34 +110,138 @@ def _convert(model: gp.ModelInfo, provider: gp.Provider, prices: gp.ModelPrice) 
         request_price=None if requests is None else Decimal(requests) / 1000,
         context_window=model.context_window,
         tiers=tiers,
+        unit_prices=units,
     )
+
+
+# What a service tier is called in genai-prices' price variants (``price_context``).
+_CONTEXTS: dict[str, dict[str, str]] = {
+    "batch": {"processing": "batch"},
+    "flex": {"service_tier": "flex"},
+    "priority": {"service_tier": "priority"},
+}
+_HALF = Decimal("0.5")
+
+
+def _halved(price: ModelPrice) -> ModelPrice:
+    """Every token price halved (per-request and per-search fees kept): the providers' published Batch rule.
+
+    Anthropic: "The Batch API offers a 50% discount" on all token rates, cache included, web search not discounted
+    (https://docs.claude.com/en/docs/build-with-claude/batch-processing#pricing); OpenAI: "50% cost discount"
+    (https://platform.openai.com/docs/guides/batch), and Flex processing "at Batch API rates"
+    (https://platform.openai.com/docs/guides/flex-processing); Google: batch at "50% of the standard cost"
+    (https://ai.google.dev/gemini-api/docs/batch-mode).
+    """
+
+    def half(value: Decimal | None) -> Any:
+        return None if value is None else value * _HALF
+
+    def half_units(units: Any) -> dict[str, Decimal]:
+        return {k: v * _HALF if k.endswith("_mtok") else v for k, v in units.items()}
+
+    fields = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "reasoning_per_mtok")
+    tiers = [
+        attrs.evolve(t, unit_prices=half_units(t.unit_prices), **{f: half(getattr(t, f)) for f in fields})
+        for t in price.tiers
+    ]
+    return attrs.evolve(
+        price, tiers=tiers, unit_prices=half_units(price.unit_prices), **{f: half(getattr(price, f)) for f in fields}
+    )
+
+
+class Quote(NamedTuple):
+    """A price for one call and its ``pricing`` label; ``baseline``: the price without a correction (``None``
+    when none applied), and its label, used when the correction does not change the amount."""
+
+    price: ModelPrice
+    label: str
+    baseline: ModelPrice | None = None
+    baseline_label: str = ""
+
+
+def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str]:
+    """``price`` at service ``tier`` by the providers' published rule, where no tier price is known: Batch and
+    Flex at half the token prices; Priority has no published rule, so the standard price (said in the label)."""
+    if tier == "priority":
+        return price, f"{label}+priority-at-standard"
+    return _halved(price), f"{label}+{tier}-rule"
 
 
 @attrs.define
 class Resolved:
-    """A resolved model id: a fixed price, or the catalog entry's dated prices converted on demand."""
+    """A resolved model id: a fixed price (``price``: the hot path), or the catalog entry's prices, converted on
+    demand for the date, service tier and corrections in force."""
 
     label: str
     price: ModelPrice | None = None
     model: Any = None
     provider: Any = None
-    by_index: dict[int, ModelPrice] = attrs.field(factory=dict)
+    corrections: tuple[Correction, ...] = ()
+    quotes: dict[Any, Quote] = attrs.field(factory=dict)
 
-    def at(self, when: datetime) -> ModelPrice:
-        """The price in force at ``when``."""
-        if self.price is not None:
-            return self.price
+    def _index(self, when: datetime) -> int:
         conditional = self.model.prices
-        index = 0
+        if not isinstance(conditional, list):
+            return 0
         for i in range(len(conditional) - 1, -1, -1):
             constraint = conditional[i].constraint
             if constraint is None or constraint.active(when):
-                index = i
-                break
-        price = self.by_index.get(index)
-        if price is None:
-            price = self.by_index[index] = _convert(self.model, self.provider, conditional[index].prices)
-        return price
+                return i
+        return 0
+
+    def _standard(self, index: int) -> ModelPrice:
+        prices = self.model.prices
+        return _convert(self.model, self.provider, prices[index].prices if isinstance(prices, list) else prices)
+
+    def at(self, when: datetime) -> ModelPrice:
+        """The price in force at ``when`` (corrections applied)."""
+        return self.quote(when, None).price
+
+    def quote(self, when: datetime, tier: str | None) -> Quote:
+        """The price of a call at ``when`` in service ``tier`` (``None``: standard), with its label."""
+        if self.model is None:  # a user's price
+            assert self.price is not None
+            return Quote(self.price, self.label) if tier is None else Quote(*tier_rule(self.price, self.label, tier))
+        index = self._index(when)
+        variants = self._variants(when, tier) if tier is not None else ()
+        active = tuple(c for c in self.corrections if c.active(when)) if self.corrections else ()
+        key = (index, tier, variants, active)
+        found = self.quotes.get(key)
+        if found is None:
+            found = self.quotes[key] = self._quote(when, index, tier, variants, active)
+        return found
+
+    def _quote(
+        self, when: datetime, index: int, tier: str | None, variants: tuple[int, ...], active: tuple[Correction, ...]
+    ) -> Quote:
+        base = self._standard(index)
+        if tier is None:
+            price, label = base, self.label
+        elif variants:
+            price, label = _convert(self.model, self.provider, self.model.get_prices(when, _CONTEXTS[tier])), self.label
+        else:
+            price, label = tier_rule(base, self.label, tier)
+        if not active:
+            return Quote(price, label)
+        fixed = functools.reduce(lambda p, c: c.apply(p), active, price if tier is None or variants else base)
+        if tier is not None and not variants:
+            fixed = tier_rule(fixed, "", tier)[0]
+        names = "+".join(f"correction:{c.id}" for c in active)
+        return Quote(fixed, names + label[len(self.label) :], price, label)
+
+    def _variants(self, when: datetime, tier: str) -> tuple[int, ...]:
+        """The catalog's own price variants for ``tier`` in force at ``when`` (none: a published rule applies)."""
+        variants = self.model.price_variants
+        if not variants or not any(self.model is m for m in self.provider.models):
+            return ()  # genai-prices ignores price_context for models borrowed from another provider
+        context = _CONTEXTS[tier]
+        return tuple(
+            i
+            for i, v in enumerate(variants)
+            if (v.constraint is None or v.constraint.active(when))
+            and all(context.get(k) == want for k, want in v.when.items())
+            and any(p is not None for p in v.prices.__dict__.values())
+        )
 
 
 def catalog_ids() -> list[str]:
@@ -130,22 +260,85 @@ def catalog_models() -> list[tuple[str, str, bool]]:
 
 #: Providers that make their own models, preferred over resellers when an id matches several catalogs.
 _MODEL_MAKERS = frozenset({"openai", "anthropic", "google", "mistral", "deepseek", "x-ai", "cohere", "meta"})
+_index: dict[str, Any] = _state.catalog_index
+
+
+def _by_id() -> dict[str, Any]:
+    """Every catalog model id, lowercased, to its ``(provider, model)``: a model maker's own entry first, then
+    the first provider in catalog order that lists the id (so ``gpt-4o-mini`` is OpenAI's, not a reseller's)."""
+    if not _index:
+        table: dict[str, Any] = {}
+        ordered = sorted(_snapshot().providers, key=lambda p: p.id not in _MODEL_MAKERS)  # stable: catalog order
+        for prov in ordered:
+            for info in prov.models:
+                table.setdefault(info.id.lower(), (prov, info))
+        _index.update(table)
+    return _index
+
+
+def _lookup(snapshot: Any, model: str, provider: str | None) -> tuple[Any, Any]:
+    if provider is not None:
+        try:
+            return snapshot.find_provider_model(model, None, provider, None)  # type: ignore[no-any-return]
+        except LookupError:
+            return None, None
+    # No provider: the model maker's entry, as the maker bills it. A maker's own listing of the id first; then
+    # genai-prices' own choice when it is a maker (a dated id such as "o3-2025-04-16" that only a reseller lists
+    # word for word, or "claude-3-5-haiku", which Vertex lists but Anthropic claims); then whoever lists the id
+    # ("global.anthropic.claude-…" is Bedrock's alone); then genai-prices' choice whoever it is.
+    found = _by_id().get(model.lower())
+    if found is not None and found[0].id in _MODEL_MAKERS and found[0].id == _family_maker(model, found[0].id):
+        return found  # type: ignore[no-any-return]
+    try:
+        chosen = snapshot.find_provider_model(model, None, None, None)
+    except LookupError:
+        chosen = (None, None)
+    if chosen[1] is not None and chosen[0].id in _MODEL_MAKERS:
+        return chosen  # type: ignore[no-any-return]
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    return chosen  # type: ignore[no-any-return]
+
+
+#: Who makes a family of models, where a maker also resells another's (Vertex lists Claude under "google").
+_FAMILIES = {"claude": "anthropic", "gemini": "google", "gemma": "google", "gpt": "openai", "o1": "openai"}
+
+
+def _family_maker(model: str, default: str) -> str:
+    lowered = model.lower()
+    for prefix, maker in _FAMILIES.items():
+        if lowered.startswith(prefix):
+            return maker
+    return default
 
 
 def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
-    """The catalog's prices for ``model`` (from ``provider`` when given), or ``None`` if the catalog lacks it."""
+    """The catalog's prices for ``model`` (from ``provider`` when given), or ``None`` if the catalog lacks it.
+
+    A catalog id is the model maker's entry; ``provider/model`` ids (LiteLLM, OpenRouter, proxies) are tried with
+    the part before the slash as the provider, then the given provider; an OpenRouter ``:free`` id the catalog
+    lacks is the model at $0 (OpenRouter's free variants).
+    """
     snapshot = _snapshot()
-    try:
-        prov, info = snapshot.find_provider_model(model, None, provider, None)
-    except LookupError:
-        prov = info = None
-    if info is None and "/" in model and provider is None:
-        # "openai/gpt-4o" (LiteLLM, OpenRouter style): try the part before the slash as the provider.
+    prov, info = _lookup(snapshot, model, provider)
+    if info is None and "/" in model:
+        # "openai/gpt-4o" (LiteLLM, OpenRouter, proxies): the part before the slash as the provider, then the
+        # provider given.
         head, _, tail = model.partition("/")
-        try:
-            prov, info = snapshot.find_provider_model(tail, None, head, None)
-        except LookupError:
-            prov = info = None
+        for candidate in (head, provider) if provider not in (None, head) else (head,):
+            prov, info = _lookup(snapshot, tail, candidate)
+            if info is not None:
+                break
+        if info is None and provider is not None:
+            prov, info = _lookup(snapshot, tail, None)
+    if info is None and provider is not None and "/" not in model:
+        # Hosts list some models under their maker's prefix (Groq: "openai/gpt-oss-120b").
+        host = next((p for p in snapshot.providers if p.id == provider), None)
+        suffix = "/" + model.lower()
+        for candidate in host.models if host is not None else ():
+            if candidate.id.lower().endswith(suffix):
+                prov, info = host, candidate
+                break
     if info is None and provider is None:
         # Providers claim model ids by pattern, and some ids fall outside every pattern (text-embedding-3-small):
         # take the first provider whose catalog matches the id itself.
@@ -155,26 +348,52 @@ def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
             if found is not None:
                 prov, info = candidate, found
                 break
+    label = f"catalog@{catalog_version()}"
+    if info is None and model.endswith(":free"):
+        free = find_in_catalog(model[: -len(":free")], provider or "openrouter")
+        if free is None:
+            return None
+        price = free.at(datetime.now(timezone.utc))
+        zero = ModelPrice(price.model, "openrouter", input_per_mtok=0, output_per_mtok=0)
+        return Resolved(label=f"{label}+openrouter-free", price=zero)
     if info is None:
         return None
-    label = f"catalog@{catalog_version()}"
-    if isinstance(info.prices, list):
-        return Resolved(label=label, model=info, provider=prov)
-    return Resolved(label=label, price=_convert(info, prov, info.prices))
+    corrections = corrections_for(prov.id, info.id)
+    if isinstance(info.prices, list) or corrections:
+        return Resolved(label=label, model=info, provider=prov, corrections=corrections)
+    return Resolved(label=label, price=_convert(info, prov, info.prices), model=info, provider=prov)
 
 
 def catalog_table(now: datetime) -> dict[str, ModelPrice]:
-    """Every catalog model id with its price in force at ``now`` (an id several providers list: the first)."""
+    """Every catalog model id with its price in force at ``now``: the model maker's entry where several providers
+    list the id (as ``get_price`` and ``cost_of`` resolve it), corrections applied."""
     data: dict[str, ModelPrice] = {}
     label = f"catalog@{catalog_version()}"
-    for prov in _snapshot().providers:
-        for info in prov.models:
-            if info.id in data:
-                continue
-            resolved = (
-                Resolved(label, model=info, provider=prov)
-                if isinstance(info.prices, list)
-                else Resolved(label, price=_convert(info, prov, info.prices))
-            )
-            data[info.id] = resolved.at(now)
+    snapshot = _snapshot()
+    for model_id, (_, listed) in _by_id().items():
+        key = listed.id
+        if key in data:
+            continue
+        prov, info = _lookup(snapshot, model_id, None)  # the entry get_price picks for this id
+        corrections = corrections_for(prov.id, info.id)
+        data[key] = Resolved(label, model=info, provider=prov, corrections=corrections).at(now)
     return data
+
+
+def provider_for_url(url: str) -> str | None:
+    """The genai-prices provider id of an API base URL (``https://api.groq.com/openai/v1``: ``groq``), or None."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    key = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    try:
+        return _state.url_providers[key]
+    except KeyError:
+        pass
+    try:
+        found: str | None = _snapshot().find_provider(None, None, key).id
+    except LookupError:
+        found = None
+    if len(_state.url_providers) < 1024:  # bounded: URLs come from responses
+        _state.url_providers[key] = found
+    return found

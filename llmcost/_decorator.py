@@ -10,9 +10,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
+from ._catalog import provider_for_url
 from ._config import get_tracker
 from ._context import PendingCall, active_guards, begin_settling, current_tags, end_settling, is_active
-from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, intern_tags, to_category, to_tags
+from ._entry import (
+    EMPTY_TAGS,
+    CostCategory,
+    CostEntry,
+    FrozenTags,
+    intern_tags,
+    to_category,
+    to_service_tier,
+    to_tags,
+)
 from ._errors import BudgetExceeded
 from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream, is_stream_manager
 from ._streams import ManagerProxy, hook_stream
@@ -55,6 +65,7 @@ class _Engine:
         usage: UsageArg,
         estimate: Any,
         tracker: CostTracker | None,
+        service_tier: str | None = None,
     ) -> None:
         self.name = getattr(func, "__qualname__", repr(func))
         self.model = model
@@ -70,6 +81,7 @@ class _Engine:
         self.usage_fn = usage
         self.estimate = estimate
         self.tracker = tracker
+        self.service_tier = service_tier
 
     # -- before the call ------------------------------------------------------------------------------------------
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
@@ -144,6 +156,7 @@ class _Engine:
         model = self.model
         provider = self.provider
         category = self.category
+        tier = self.service_tier
         if self.usage_fn is not None:
             usage = self.usage_fn(result)
             if usage is not None and not isinstance(usage, Usage):
@@ -155,8 +168,17 @@ class _Engine:
                 usage = extracted.usage
             model = model or extracted.model
             provider = provider or extracted.provider
+            tier = tier or extracted.service_tier
             if category is None:
                 category = extracted.category
+        if usage is None and result is _STREAM:
+            log_once(
+                ("no-stream-usage", self.name),
+                "llmcost: the stream returned by %s carried no usage; nothing recorded. For OpenAI, pass "
+                'stream_options={"include_usage": True} to the create() call so the last chunk reports it.',
+                self.name,
+            )
+            return None
         if usage is None:
             log_once(
                 ("no-usage", self.name, type(result)),
@@ -183,6 +205,8 @@ class _Engine:
                 self.resource,
                 call.tags,
                 latency,
+                tier,
+                self.provider is None,  # from the response: a guess the catalog may overrule
             )
         finally:
             if settling is not None:
@@ -193,13 +217,38 @@ class _Engine:
         """Make an SDK stream record its usage once it ends or is closed; iterates exactly as before."""
         if call is None:
             return stream
-        return hook_stream(stream, functools.partial(self.finish, call, None))
+        return hook_stream(stream, functools.partial(self._finish_stream, call, _host_of(stream)))
+
+    def _finish_stream(self, call: _Call, host: str | None, extracted: Extracted | None) -> None:
+        """A hooked SDK stream ended: record what it reported; the host it was read from bills it."""
+        if extracted is not None and host is not None and self.provider is None:
+            e = extracted
+            extracted = Extracted(e.model, host, e.usage, e.category, e.service_tier)
+        self.finish(call, _STREAM, extracted)
 
     def hook_manager(self, call: _Call, manager: Any) -> Any:
         """Track the stream an SDK stream manager opens; release the call's reservations if it never does."""
         return ManagerProxy(
             manager, on_stream=functools.partial(self.hook_stream, call), on_drop=functools.partial(self.fail, call)
         )
+
+
+#: Stands for the result of a hooked SDK stream (whose usage arrives as ``extracted``).
+_STREAM = object()
+
+
+def _host_of(stream: Any) -> str | None:
+    """The provider whose API served ``stream`` (its HTTP response's URL), for OpenAI-compatible hosts."""
+    try:
+        url = str(stream.response.url)
+    except Exception:  # noqa: BLE001 - an SDK stream without a response: the model decides
+        return None
+    try:
+        found = provider_for_url(url)
+    except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+        log_once(("host", type(exc)), "llmcost: cannot tell the provider of %s: %r", url, exc)
+        return None
+    return found
 
 
 # -- the four wrappers ----------------------------------------------------------------------------------------------
@@ -308,6 +357,7 @@ def track_cost(
     estimate: Any = None,
     tracker: CostTracker | None = None,
     provider: str | None = None,
+    service_tier: str | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -323,6 +373,7 @@ def track_cost(
     estimate: Any = None,
     tracker: CostTracker | None = None,
     provider: str | None = None,
+    service_tier: str | None = None,
 ) -> Any:
     """Record the cost of every call of the decorated function, read from what it returns.
 
@@ -339,6 +390,10 @@ def track_cost(
     - ``usage``: ``callable(result) -> Usage`` that overrides extraction (for generators it gets the chunk list).
     - ``estimate``: expected cost (Decimal, number, ``Estimate``, or ``callable(*args, **kwargs)``) for budgets.
     - ``tracker``: default ``llmcost.get_tracker()`` at call time.
+    - ``provider``: who bills the calls (``"groq"``, ``"openrouter"``...), when the result does not say; an SDK
+      stream tells it by the host it came from.
+    - ``service_tier``: ``"batch"``, ``"flex"`` or ``"priority"`` when the result does not say (responses that
+      report their tier, as OpenAI's and Anthropic's do, are priced at it).
 
     The wrapped function's own exception propagates unchanged and records nothing. A failure inside tracking
     (unknown model, store down) is logged once and never breaks the call; a budget refusal raises
@@ -363,6 +418,7 @@ def track_cost(
         raise TypeError(f"provider must be a str or None, got {provider!r}")
     if tracker is not None and not isinstance(tracker, CostTracker):
         raise TypeError(f"tracker must be a CostTracker, got {tracker!r}")
+    tier = to_service_tier(service_tier)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(fn):
@@ -377,6 +433,7 @@ def track_cost(
             usage=usage,
             estimate=estimate,
             tracker=tracker,
+            service_tier=tier,
         )
         if inspect.isasyncgenfunction(fn):
             return _wrap_async_generator(fn, engine)

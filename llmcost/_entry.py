@@ -24,9 +24,13 @@ __all__ = [
     "new_entry_id",
     "to_category",
     "to_latency",
+    "to_service_tier",
     "to_tags",
     "trusted_entry",
 ]
+
+#: The service tiers an entry may be billed at (``None``: standard).
+SERVICE_TIERS = ("batch", "flex", "priority")
 
 
 class CostCategory(str, enum.Enum):
@@ -208,6 +212,17 @@ def to_latency(value: object) -> float | None:
     return result
 
 
+def to_service_tier(value: object, field: str = "service_tier") -> str | None:
+    """Validate a service tier: ``None`` (standard), ``"batch"``, ``"flex"`` or ``"priority"``.
+
+    >>> to_service_tier("flex"), to_service_tier(None)
+    ('flex', None)
+    """
+    if value is None or value in SERVICE_TIERS:
+        return value  # type: ignore[return-value]
+    raise ValueError(f"{field} must be None (standard) or one of {', '.join(SERVICE_TIERS)}; got {value!r}")
+
+
 def _usage(instance: object, attribute: attrs.Attribute[Usage], value: object) -> None:
     if not isinstance(value, Usage):
         raise TypeError(f"usage must be a llmcost.Usage, got {value!r}")
@@ -225,7 +240,11 @@ class CostEntry:
 
     ``pricing`` says where ``amount`` came from: ``catalog@<genai-prices version>``, ``user`` (a registered
     price), ``given`` (the caller passed ``amount``) or ``unpriced`` (unknown model under
-    ``on_unknown_model="warn"``: amount 0, never a silent $0).
+    ``on_unknown_model="warn"``: amount 0, never a silent $0). A rule or correction applied to the price says so:
+    ``catalog@0.2.3+batch-rule`` (the provider's published Batch discount, where the catalog has no batch price
+    for that date), ``correction:<id>`` (one of llmcost's cited corrections of catalog errors).
+
+    ``service_tier`` is ``None`` (standard) or ``"batch"``, ``"flex"`` or ``"priority"``.
 
     Example::
 
@@ -246,6 +265,7 @@ class CostEntry:
     latency_ms: float | None = attrs.field(default=None, converter=to_latency)
     tags: FrozenTags = attrs.field(default=EMPTY_TAGS, converter=to_tags)
     pricing: str = attrs.field(default="given", validator=_str)
+    service_tier: str | None = attrs.field(default=None, converter=to_service_tier)
 
     @classmethod
     def _trusted(
@@ -263,6 +283,7 @@ class CostEntry:
         tags: FrozenTags,
         pricing: str,
         currency: str = "USD",
+        service_tier: str | None = None,
     ) -> CostEntry:
         """Build an entry from values already validated and converted: the tracker's hot path, and stores reading
         back rows they wrote. ``currency`` comes last so that the tracker, which records USD, need not pass it."""
@@ -280,6 +301,7 @@ class CostEntry:
         _set_latency_ms(entry, latency_ms)
         _set_tags(entry, tags)
         _set_pricing(entry, pricing)
+        _set_service_tier(entry, service_tier)
         return entry
 
 
@@ -303,3 +325,4 @@ _set_usage = _setters["usage"]
 _set_latency_ms = _setters["latency_ms"]
 _set_tags = _setters["tags"]
 _set_pricing = _setters["pricing"]
+_set_service_tier = _setters["service_tier"]

@@ -14,14 +14,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from . import _state
+from ._catalog import provider_for_url
 from ._entry import CostCategory
-from ._usage import MAX_COUNT, Usage, trusted_usage
+from ._usage import MAX_COUNT, NO_UNITS, Units, Usage, trusted_usage, unit_registry
 
 __all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream", "is_stream_manager"]
 
 
 class Extracted(NamedTuple):
-    """What a response says about itself: model, provider (genai-prices id, when known), usage, category.
+    """What a response says about itself: model, provider (genai-prices id, when known), usage, category, and
+    the service tier it was billed at (``None``: standard).
 
     A named tuple rather than an attrs class: one is made on every tracked call, and a tuple is made faster.
     """
@@ -30,6 +32,7 @@ class Extracted(NamedTuple):
     provider: str | None
     usage: Usage
     category: CostCategory | None = None
+    service_tier: str | None = None
 
 
 _MAPPING, _PYDANTIC, _OBJECT = 0, 1, 2
@@ -96,7 +99,14 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _usage(inp: int, out: int, cache_read: int = 0, cache_write: int = 0, reasoning: int = 0) -> Usage:
+def _usage(
+    inp: int,
+    out: int,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    reasoning: int = 0,
+    units: dict[str, int] | None = None,
+) -> Usage:
     # Clamp impossible parts instead of failing: tracking must never break the call on an odd response.
     if cache_read > inp:
         cache_read = inp
@@ -104,67 +114,185 @@ def _usage(inp: int, out: int, cache_read: int = 0, cache_write: int = 0, reason
         cache_write = inp - cache_read
     if reasoning > out:
         reasoning = out
+    if units:
+        fields = {"input_tokens": inp, "output_tokens": out, "cache_read_tokens": cache_read,
+                  "cache_write_tokens": cache_write, "output_reasoning_tokens": reasoning}  # fmt: skip
+        return trusted_usage(inp, out, cache_read, cache_write, reasoning, _clamped_units(units, fields))
     return trusted_usage(inp, out, cache_read, cache_write, reasoning)  # _int() made them valid counts
 
 
+def _clamped_units(units: dict[str, int], fields: dict[str, int]) -> Units:
+    """``units`` with zero, unknown and field-named counts dropped and each part cut to its wholes."""
+    registry = unit_registry()
+    kept = {k: v for k, v in units.items() if v > 0 and k in registry and k not in fields}
+    for key in sorted(kept, key=lambda k: len(registry[k].dimensions)):  # wholes before their parts
+        for whole in registry[key].ancestors:
+            cap = fields.get(whole, kept.get(whole))
+            if cap is not None and kept[key] > cap:
+                kept[key] = cap
+    kept = {k: v for k, v in kept.items() if v > 0}
+    return Units(kept) if kept else NO_UNITS
+
+
+#: Service tiers as responses name them, to the tiers llmcost prices (``default``, ``auto``, ``standard``: None).
+_TIERS = {
+    "batch": "batch",
+    "flex": "flex",
+    "priority": "priority",
+    "fast": "priority",  # OpenAI reports a "fast" request as priority
+    "on_demand_flex": "flex",  # Vertex AI traffic_type
+    "on_demand_priority": "priority",
+}
+
+
+def _tier(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = getattr(value, "value", None)  # an SDK enum
+        if not isinstance(value, str):
+            return None
+    return _TIERS.get(value.lower())
+
+
+def _add_count(units: dict[str, int], key: str, value: Any) -> None:
+    count = _int(value)
+    if count:
+        units[key] = units.get(key, 0) + count
+
+
 def _openai_usage(usage: Any) -> Usage | None:
-    """OpenAI chat (prompt/completion) and Responses API (input/output) usage; also Mistral and LiteLLM."""
+    """OpenAI chat (prompt/completion) and Responses API (input/output) usage; also Anthropic, Mistral, LiteLLM,
+    Bedrock Converse (camelCase) and Cohere (``billed_units``)."""
     if _get(usage, "prompt_tokens") is not None:
         return _chat_usage(usage)
     inp = _get(usage, "input_tokens")
     if inp is None:
+        if _get(usage, "inputTokens") is not None:
+            return _converse_usage(usage)
+        billed = _get(usage, "billed_units")
+        if billed is not None:  # Cohere v2: bill on billed_units (usage.tokens counts more than is billed)
+            return _usage(_int(_get(billed, "input_tokens")), _int(_get(billed, "output_tokens")))
         return None
     cache_creation = _get(usage, "cache_creation_input_tokens")
     cache_read = _get(usage, "cache_read_input_tokens")
     if cache_creation is not None or cache_read is not None:
-        # Anthropic: input_tokens excludes cache reads and writes.
-        cr, cw = _int(cache_read), _int(cache_creation)
-        return _usage(_int(inp) + cr + cw, _int(_get(usage, "output_tokens")), cr, cw)
+        return _anthropic_usage(usage, inp, cache_read, cache_creation)
     in_details = _get(usage, "input_tokens_details")
     out_details = _get(usage, "output_tokens_details")
     return _usage(
         _int(inp),
         _int(_get(usage, "output_tokens")),
         _int(_get(in_details, "cached_tokens")) if in_details is not None else 0,
-        0,
+        _int(_get(in_details, "cache_write_tokens")) if in_details is not None else 0,
         _int(_get(out_details, "reasoning_tokens")) if out_details is not None else 0,
     )
 
 
+def _anthropic_usage(usage: Any, inp: Any, cache_read: Any, cache_creation: Any) -> Usage:
+    """Anthropic: ``input_tokens`` excludes cache reads and writes; writes split by TTL in ``cache_creation``;
+    web searches in ``server_tool_use``; thinking in ``output_tokens_details``."""
+    cr, cw = _int(cache_read), _int(cache_creation)
+    units: dict[str, int] = {}
+    split = _get(usage, "cache_creation")
+    if split is not None:
+        _add_count(units, "cache_write_5m_tokens", _get(split, "ephemeral_5m_input_tokens"))
+        _add_count(units, "cache_write_1h_tokens", _get(split, "ephemeral_1h_input_tokens"))
+        cw = max(cw, units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0))
+    tools = _get(usage, "server_tool_use")
+    if tools is not None:
+        _add_count(units, "web_searches", _get(tools, "web_search_requests"))
+    out_details = _get(usage, "output_tokens_details")
+    thinking = _int(_get(out_details, "thinking_tokens")) if out_details is not None else 0
+    return _usage(_int(inp) + cr + cw, _int(_get(usage, "output_tokens")), cr, cw, thinking, units)
+
+
+def _converse_usage(usage: Any) -> Usage:
+    """Bedrock Converse ``TokenUsage``: ``inputTokens`` excludes cache reads and writes; ``cacheDetails`` splits
+    writes by TTL."""
+    cr, cw = _int(_get(usage, "cacheReadInputTokens")), _int(_get(usage, "cacheWriteInputTokens"))
+    units: dict[str, int] = {}
+    for detail in _get(usage, "cacheDetails") or ():
+        ttl = _get(detail, "ttl")
+        if ttl in ("5m", "1h"):
+            _add_count(units, f"cache_write_{ttl}_tokens", _get(detail, "inputTokens"))
+    cw = max(cw, units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0))
+    return _usage(_int(_get(usage, "inputTokens")) + cr + cw, _int(_get(usage, "outputTokens")), cr, cw, 0, units)
+
+
+#: Gemini modalities to genai-prices' (documents are billed as images, as genai-prices reads them).
+_MODALITIES = {"AUDIO": "audio", "IMAGE": "image", "VIDEO": "video", "DOCUMENT": "image"}
+
+
+def _modalities(units: dict[str, int], details: Any, pattern: str) -> None:
+    """Gemini ``*_tokens_details`` (lists of ``{modality, token_count}``) into ``units``; text is the default."""
+    if not details or isinstance(details, (str, bytes)):
+        return
+    for item in details:
+        modality = _get(item, "modality")
+        modality = getattr(modality, "value", modality)
+        name = _MODALITIES.get(modality.upper()) if isinstance(modality, str) else None
+        if name is not None:
+            count = _get(item, "token_count")
+            _add_count(units, pattern.format(name), count if count is not None else _get(item, "tokenCount"))
+
+
+def _either(meta: Any, snake: str, camel: str) -> Any:
+    value = _get(meta, snake)
+    return value if value is not None else _get(meta, camel)
+
+
 def _google_usage(meta: Any) -> Usage | None:
-    prompt = _get(meta, "prompt_token_count")
-    if prompt is None:
-        prompt = _get(meta, "promptTokenCount")
+    prompt = _either(meta, "prompt_token_count", "promptTokenCount")
     if prompt is None:
         return None
-    candidates = _get(meta, "candidates_token_count")
-    if candidates is None:
-        candidates = _get(meta, "candidatesTokenCount")
-    thoughts = _get(meta, "thoughts_token_count")
-    if thoughts is None:
-        thoughts = _get(meta, "thoughtsTokenCount")
-    cached = _get(meta, "cached_content_token_count")
-    if cached is None:
-        cached = _get(meta, "cachedContentTokenCount")
+    candidates = _either(meta, "candidates_token_count", "candidatesTokenCount")
+    thoughts = _either(meta, "thoughts_token_count", "thoughtsTokenCount")
+    cached = _either(meta, "cached_content_token_count", "cachedContentTokenCount")
     tool = _get(meta, "tool_use_prompt_token_count") or _get(meta, "toolUsePromptTokenCount")
+    units: dict[str, int] = {}
+    _modalities(units, _either(meta, "prompt_tokens_details", "promptTokensDetails"), "input_{}_tokens")
+    _modalities(units, _either(meta, "cache_tokens_details", "cacheTokensDetails"), "cache_{}_read_tokens")
+    _modalities(units, _either(meta, "candidates_tokens_details", "candidatesTokensDetails"), "output_{}_tokens")
     out = _int(candidates) + _int(thoughts)
-    return _usage(_int(prompt) + _int(tool), out, _int(cached), 0, _int(thoughts))
+    return _usage(_int(prompt) + _int(tool), out, _int(cached), 0, _int(thoughts), units)
 
 
-def _langchain_usage(meta: Any) -> Usage | None:
+def _langchain_usage(meta: Any, response_meta: Any = None) -> tuple[Usage, str | None] | None:
+    """LangChain ``usage_metadata`` (``input_tokens`` already include cache reads and writes) and the service tier
+    it shows: langchain-openai prefixes flex and priority counts (``flex_cache_read``), langchain-anthropic reports
+    writes by TTL (``ephemeral_1h_input_tokens``, with ``cache_creation`` 0)."""
     inp = _get(meta, "input_tokens")
     if inp is None:
         return None
     in_details = _get(meta, "input_token_details") or {}
     out_details = _get(meta, "output_token_details") or {}
-    # LangChain's input_tokens already include cache reads and writes.
-    return _usage(
-        _int(inp),
-        _int(_get(meta, "output_tokens")),
-        _int(_get(in_details, "cache_read")),
-        _int(_get(in_details, "cache_creation")),
-        _int(_get(out_details, "reasoning")),
-    )
+    tier = None
+    cache_read = _int(_get(in_details, "cache_read"))
+    reasoning = _int(_get(out_details, "reasoning"))
+    for name in ("flex", "priority"):
+        tiered_read, tiered_reasoning = _get(in_details, f"{name}_cache_read"), _get(out_details, f"{name}_reasoning")
+        if tiered_read is not None or tiered_reasoning is not None or _get(in_details, name) is not None:
+            tier = name
+            cache_read += _int(tiered_read)
+            reasoning += _int(tiered_reasoning)
+    units: dict[str, int] = {}
+    _add_count(units, "cache_write_5m_tokens", _get(in_details, "ephemeral_5m_input_tokens"))
+    _add_count(units, "cache_write_1h_tokens", _get(in_details, "ephemeral_1h_input_tokens"))
+    split = units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
+    cache_write = max(_int(_get(in_details, "cache_creation")), split)
+    _add_count(units, "input_audio_tokens", _get(in_details, "audio"))
+    _add_count(units, "output_audio_tokens", _get(out_details, "audio"))
+    if response_meta:
+        provider_usage = _get(response_meta, "usage")
+        if provider_usage is not None and not isinstance(provider_usage, (str, bytes, int)):
+            tools = _get(provider_usage, "server_tool_use")
+            if tools is not None:
+                _add_count(units, "web_searches", _get(tools, "web_search_requests"))
+            tier = tier or _tier(_get(provider_usage, "service_tier"))
+        tier = tier or _tier(_get(response_meta, "service_tier"))
+    usage = _usage(_int(inp), _int(_get(meta, "output_tokens")), cache_read, cache_write, reasoning, units)
+    return usage, tier
 
 
 def _from_dict(result: dict[str, Any]) -> Extracted | None:
@@ -178,31 +306,72 @@ def _from_dict(result: dict[str, Any]) -> Extracted | None:
 def _chat(response: dict[str, Any], usage: dict[str, Any], provider: str | None) -> Extracted:
     """An OpenAI-style chat or embedding response (``prompt_tokens`` present) read as dicts: the hot path."""
     model = response.get("model")
+    tier = response.get("service_tier")
+    if tier is None:
+        tier = usage.get("service_tier")  # LiteLLM keeps Anthropic's service tier in usage
     return Extracted(
         model if type(model) is str and model else _str(model),
         provider,
         _chat_usage(usage),
         CostCategory.LLM_EMBEDDING if response.get("object") == "list" and "completion_tokens" not in usage else None,
+        None if tier is None or tier == "default" else _tier(tier),
     )
 
 
+def _getter(obj: Any) -> Callable[[str], Any]:
+    """``obj``'s ``_get`` as one callable: a dict's own ``get`` (the common case, and the fastest)."""
+    return obj.get if type(obj) is dict else lambda key: _get(obj, key)  # type: ignore[no-any-return]
+
+
 def _chat_usage(usage: Any) -> Usage:
-    """OpenAI chat completion usage (``prompt_tokens``, ``completion_tokens`` and their details)."""
-    inp = _get(usage, "prompt_tokens")
-    out = _get(usage, "completion_tokens")
+    """OpenAI chat completion usage (``prompt_tokens``, ``completion_tokens`` and their details): cached reads,
+    cache writes (OpenAI's own, and LiteLLM's for Anthropic, with its TTL split), audio and image tokens, web
+    searches (LiteLLM). Dicts are read with their own ``get``: this runs on every tracked chat call."""
+    get = _getter(usage)
+    inp = get("prompt_tokens")
+    out = get("completion_tokens")
     if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
         inp = _int(inp)
     if type(out) is not int or not 0 <= out <= MAX_COUNT:
         out = _int(out)
-    details = _get(usage, "prompt_tokens_details")
-    out_details = _get(usage, "completion_tokens_details")
-    return _usage(
-        inp,
-        out,
-        _int(_get(details, "cached_tokens")) if details else 0,
-        0,
-        _int(_get(out_details, "reasoning_tokens")) if out_details else 0,
-    )
+    details = get("prompt_tokens_details")
+    out_details = get("completion_tokens_details")
+    cache_read = cache_write = reasoning = 0
+    units: dict[str, int] = {}
+    if details:
+        dget = _getter(details)
+        value = dget("cached_tokens")
+        cache_read = _int(value) if value else 0
+        value = dget("cache_write_tokens")
+        if value is None:
+            value = dget("cache_creation_tokens")
+        cache_write = _int(value) if value else 0
+        value = dget("audio_tokens")
+        if value:
+            _add_count(units, "input_audio_tokens", value)
+        split = dget("cache_creation_token_details")
+        if split:
+            _add_count(units, "cache_write_5m_tokens", _get(split, "ephemeral_5m_input_tokens"))
+            _add_count(units, "cache_write_1h_tokens", _get(split, "ephemeral_1h_input_tokens"))
+            cache_write = max(
+                cache_write, units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
+            )
+    if out_details:
+        oget = _getter(out_details)
+        value = oget("reasoning_tokens")
+        reasoning = _int(value) if value else 0
+        value = oget("audio_tokens")
+        if value:
+            _add_count(units, "output_audio_tokens", value)
+        value = oget("image_tokens")
+        if value:
+            _add_count(units, "output_image_tokens", value)
+    tools = get("server_tool_use")
+    if tools:
+        _add_count(units, "web_searches", _get(tools, "web_search_requests"))
+    if units:
+        return _usage(inp, out, cache_read, cache_write, reasoning, units)
+    return _usage(inp, out, cache_read, cache_write, reasoning)
 
 
 def _from_sdk_object(result: Any) -> Extracted | None:
@@ -256,8 +425,14 @@ def _provider_of(result: Any, usage: Any) -> str | None:
     if provider is not None:
         return provider
     hidden = _get(result, "_hidden_params")
-    if isinstance(hidden, Mapping) and _str(hidden.get("custom_llm_provider")):
-        return str(hidden["custom_llm_provider"])
+    if isinstance(hidden, Mapping):
+        base = hidden.get("api_base")
+        if isinstance(base, str) and base:
+            host = provider_for_url(base)  # LiteLLM against an OpenAI-compatible host: the host bills
+            if host is not None:
+                return host
+        if _str(hidden.get("custom_llm_provider")):
+            return str(hidden["custom_llm_provider"])
     obj_type = _get(result, "type")
     if (
         obj_type == "message"
@@ -265,6 +440,10 @@ def _provider_of(result: Any, usage: Any) -> str | None:
         or _get(usage, "cache_read_input_tokens") is not None
     ):
         return "anthropic"
+    if _get(usage, "inputTokens") is not None:
+        return "aws"
+    if _get(usage, "billed_units") is not None:
+        return "cohere"
     return None
 
 
@@ -306,18 +485,21 @@ def _general(result: Any) -> Extracted | None:
     # LangChain AIMessage (and AIMessageChunk).
     meta = _get(result, "usage_metadata")
     if meta is not None:
-        usage = _langchain_usage(meta) or _google_usage(meta)
+        response_meta = _get(result, "response_metadata") or {}
+        found_lc = _langchain_usage(meta, response_meta)
+        usage, tier = found_lc if found_lc is not None else (_google_usage(meta), None)
         if usage is not None:
-            response_meta = _get(result, "response_metadata") or {}
             model = _str(_get(response_meta, "model_name")) or _str(_get(response_meta, "model"))
             model = model or _str(_get(result, "model_version")) or _str(_get(result, "modelVersion"))
             provider = "google" if _get(meta, "prompt_token_count") is not None else None
-            return Extracted(model, provider, usage)
+            tier = tier or _tier(_get(meta, "traffic_type"))
+            return Extracted(model, provider, usage, None, tier)
     google_meta = _get(result, "usageMetadata")
     if google_meta is not None:
         usage = _google_usage(google_meta)
         if usage is not None:
-            return Extracted(_str(_get(result, "modelVersion")), "google", usage)
+            tier = _tier(_get(google_meta, "trafficType"))
+            return Extracted(_str(_get(result, "modelVersion")), "google", usage, None, tier)
     # OpenAI Responses API stream event "response.completed" carries the response.
     inner = _get(result, "response")
     if _get(result, "usage") is None and inner is not None and not isinstance(inner, (str, bytes)):
@@ -330,13 +512,21 @@ def _general(result: Any) -> Extracted | None:
         return _extract(message)
     usage_obj = _get(result, "usage")
     if usage_obj is None:
+        # Cohere v1 chat: meta.billed_units; Bedrock ConverseStream: the metadata event's usage.
+        for key in ("meta", "metadata"):
+            inner = _get(result, key)
+            if inner is not None and not isinstance(inner, (str, bytes)):
+                if key == "meta" and _get(inner, "billed_units") is not None:
+                    return _from_usage(result, inner)
+                if key == "metadata" and _get(inner, "usage") is not None:
+                    return _from_usage(result, _get(inner, "usage"))
         return None
     return _from_usage(result, usage_obj)
 
 
 def _from_usage(result: Any, usage_obj: Any, view: Any = None) -> Extracted | None:
-    """OpenAI, Anthropic, Mistral and LiteLLM responses: ``usage_obj`` is the response's ``usage``; ``view`` is
-    what to read the response's other fields from (default: the response itself)."""
+    """OpenAI, Anthropic, Mistral, LiteLLM, Bedrock and Cohere responses: ``usage_obj`` is the response's
+    ``usage``; ``view`` is what to read the response's other fields from (default: the response itself)."""
     usage = _openai_usage(usage_obj)
     if usage is None:
         return None
@@ -349,7 +539,8 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None) -> Extracted | No
         category = CostCategory.LLM_EMBEDDING
     if provider is None and model is not None and "/" in model and _get(result, "_hidden_params") is not None:
         provider = model.split("/", 1)[0]
-    return Extracted(model, provider, usage, category)
+    tier = _tier(_get(view, "service_tier")) or _tier(_get(usage_obj, "service_tier"))
+    return Extracted(model, provider, usage, category, tier)
 
 
 _STREAM_TYPES = frozenset(
@@ -394,20 +585,74 @@ def is_stream_manager(result: object) -> bool:
     return _type_is_one_of(result, _MANAGER_TYPES)
 
 
-class StreamAccumulator:
-    """Fed every chunk or event of a stream in order; sums usage the way each provider reports it.
+def _model_of(chunk: Any) -> str | None:
+    """The model a stream chunk or event names, wherever its shape keeps it."""
+    model = _str(_get(chunk, "model"))
+    if model:
+        return model
+    for key in ("message", "response"):  # Anthropic message_start; OpenAI Responses events
+        inner = _get(chunk, key)
+        if inner is not None and not isinstance(inner, (str, bytes)):
+            model = _str(_get(inner, "model"))
+            if model:
+                return model
+    model = _str(_get(chunk, "model_version")) or _str(_get(chunk, "modelVersion"))  # Gemini
+    if model:
+        return model
+    meta = _get(chunk, "response_metadata")  # LangChain
+    if meta:
+        return _str(_get(meta, "model_name")) or _str(_get(meta, "model"))
+    return None
 
-    OpenAI sends usage once, in the last chunk (with ``stream_options={"include_usage": True}``); Anthropic sends
-    input and cache counts in ``message_start`` and a *cumulative* output count in each ``message_delta``; Google
-    sends cumulative ``usage_metadata`` on chunks. So the latest report of each count wins; nothing is added up.
+
+def _response_id(chunk: Any) -> str | None:
+    """The id of the response a chunk belongs to (chunks of one stream share it; separate responses differ)."""
+    found = _str(_get(chunk, "id")) or _str(_get(chunk, "response_id")) or _str(_get(chunk, "responseId"))
+    if found:
+        return found
+    for key in ("message", "response"):
+        inner = _get(chunk, key)
+        if inner is not None and not isinstance(inner, (str, bytes)):
+            found = _str(_get(inner, "id"))
+            if found:
+                return found
+    return None
+
+
+#: Objects that are a whole response, never a piece of a stream (their ``object``/``type`` field, LangChain class).
+_COMPLETE = frozenset({"chat.completion", "response", "message", "text_completion"})
+
+
+def _is_complete(chunk: Any) -> bool:
+    kind = _get(chunk, "object")
+    if kind is None:
+        kind = _get(chunk, "type")
+    if isinstance(kind, str) and kind in _COMPLETE:
+        return True
+    return type(chunk).__name__ == "AIMessage"
+
+
+class StreamAccumulator:
+    """Fed every chunk or event of a stream (or every item a generator yields) in order; adds up usage the way
+    each provider reports it.
+
+    Within one response the latest report of each count wins, nothing is added up: OpenAI sends usage once, in
+    the last chunk (with ``stream_options={"include_usage": True}``); Anthropic sends input, cache and TTL counts
+    in ``message_start`` and *cumulative* counts in each ``message_delta``; Google and LangChain send cumulative
+    or partial counts on chunks. Separate responses (a new response id, or a whole response object) are summed.
     """
 
-    __slots__ = ("_cache_read", "_cache_write", "_input", "_model", "_output", "_provider", "_reasoning", "_seen")
+    __slots__ = ("_id", "_model", "_open", "_provider", "_seen", "_tier", "_total", "_units", "counts")
 
     def __init__(self) -> None:
         self._model: str | None = None
         self._provider: str | None = None
-        self._input = self._output = self._cache_read = self._cache_write = self._reasoning = 0
+        self._tier: str | None = None
+        self._id: str | None = None
+        self.counts = [0, 0, 0, 0, 0]  # input, output, cache read, cache write, reasoning of the open response
+        self._units: dict[str, int] = {}
+        self._open = False  # usage seen for the open response
+        self._total: Usage | None = None  # closed responses, summed
         self._seen = False
 
     def add(self, chunk: object) -> None:
@@ -417,52 +662,81 @@ class StreamAccumulator:
         except (TypeError, ValueError, AttributeError, KeyError):
             return
 
+    def _close(self) -> None:
+        if self._open:
+            usage = self._current()
+            self._total = usage if self._total is None else self._total + usage
+        self.counts = [0, 0, 0, 0, 0]
+        self._units = {}
+        self._open = False
+
+    def _current(self) -> Usage:
+        inp, out, cache_read, cache_write, reasoning = self.counts
+        return _usage(inp, out, cache_read, cache_write, reasoning, self._units)
+
     def _add(self, chunk: Any) -> None:
         if isinstance(chunk, (str, bytes)) or chunk is None:
             return
-        model = _str(_get(chunk, "model"))
-        message = _get(chunk, "message")
-        if message is not None and not isinstance(message, (str, bytes)):
-            model = model or _str(_get(message, "model"))
+        response_id = _response_id(chunk)
+        if (response_id is not None and self._id is not None and response_id != self._id) or (
+            self._open and _is_complete(chunk)
+        ):
+            self._close()
+        if response_id is not None:
+            self._id = response_id
+        model = _model_of(chunk)
         if model:
             self._model = model
-        kind = _get(chunk, "type")
-        if kind == "message_delta":
+        counts = self.counts
+        if _get(chunk, "type") == "message_delta":
             usage = _get(chunk, "usage")
             if usage is not None:
-                self._seen = True
+                self._seen = self._open = True
                 self._provider = "anthropic"
-                self._output = max(self._output, _int(_get(usage, "output_tokens")))
-                # Newer APIs repeat (cumulative) input and cache counts here.
-                for attr, key in (
-                    ("_cache_read", "cache_read_input_tokens"),
-                    ("_cache_write", "cache_creation_input_tokens"),
-                ):
-                    value = _get(usage, key)
-                    if value is not None:
-                        setattr(self, attr, max(getattr(self, attr), _int(value)))
+                counts[1] = max(counts[1], _int(_get(usage, "output_tokens")))
+                # Newer APIs repeat (cumulative) input and cache counts here, without the TTL split or tier.
+                read, write = _get(usage, "cache_read_input_tokens"), _get(usage, "cache_creation_input_tokens")
+                if read is not None:
+                    counts[2] = max(counts[2], _int(read))
+                if write is not None:
+                    counts[3] = max(counts[3], _int(write))
                 base = _get(usage, "input_tokens")
                 if base is not None:
-                    self._input = max(self._input, _int(base) + self._cache_read + self._cache_write)
+                    counts[0] = max(counts[0], _int(base) + counts[2] + counts[3])
+                details = _get(usage, "output_tokens_details")
+                if details is not None:
+                    counts[4] = max(counts[4], _int(_get(details, "thinking_tokens")))
+                tools = _get(usage, "server_tool_use")
+                if tools is not None:
+                    searches = _int(_get(tools, "web_search_requests"))
+                    if searches > self._units.get("web_searches", 0):
+                        self._units["web_searches"] = searches
             return
         found = _extract(chunk)
         if found is None:
             return
-        self._seen = True
+        self._seen = self._open = True
         u = found.usage
         self._provider = found.provider or self._provider
-        self._input = max(self._input, u.input_tokens)
-        self._output = max(self._output, u.output_tokens)
-        self._cache_read = max(self._cache_read, u.cache_read_tokens)
-        self._cache_write = max(self._cache_write, u.cache_write_tokens)
-        self._reasoning = max(self._reasoning, u.reasoning_tokens)
+        self._tier = found.service_tier or self._tier
+        if found.model and not self._model:
+            self._model = found.model
+        counts[0] = max(counts[0], u.input_tokens)
+        counts[1] = max(counts[1], u.output_tokens)
+        counts[2] = max(counts[2], u.cache_read_tokens)
+        counts[3] = max(counts[3], u.cache_write_tokens)
+        counts[4] = max(counts[4], u.reasoning_tokens)
+        if u.units is not NO_UNITS:
+            for key, value in u.units.items():
+                if value > self._units.get(key, 0):
+                    self._units[key] = value
 
     def result(self) -> Extracted | None:
-        """What the stream cost in tokens, or ``None`` if no usage was seen."""
+        """What the stream (or the responses) cost in tokens, or ``None`` if no usage was seen."""
         if not self._seen:
             return None
-        return Extracted(
-            self._model,
-            self._provider,
-            _usage(self._input, self._output, self._cache_read, self._cache_write, self._reasoning),
-        )
+        usage = self._current() if self._open else None
+        if self._total is not None:
+            usage = self._total if usage is None else self._total + usage
+        assert usage is not None
+        return Extracted(self._model, self._provider, usage, None, self._tier)

@@ -2,15 +2,96 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
+from . import _state
 from ._money import MONEY_SCALE, ZERO, to_money
-from ._usage import Usage
+from ._usage import FIELD_UNITS, NO_UNITS, Usage, unit_registry
 
-__all__ = ["ModelPrice", "PriceTier", "money_cost", "tidy"]
+__all__ = ["BASE_PRICE_KEYS", "ModelPrice", "PriceTier", "UnitPrices", "money_cost", "tidy"]
+
+#: The genai-prices price keys of ``ModelPrice``'s own fields (``request_price`` is ``requests_kcount`` / 1000).
+BASE_PRICE_KEYS = {
+    "input_per_mtok": "input_mtok",
+    "output_per_mtok": "output_mtok",
+    "cache_read_per_mtok": "cache_read_mtok",
+    "cache_write_per_mtok": "cache_write_mtok",
+    "reasoning_per_mtok": "output_reasoning_mtok",
+}
+_RESERVED_KEYS = {*BASE_PRICE_KEYS.values(), "requests_kcount"}
+
+
+class UnitPrices(Mapping[str, Decimal]):
+    """A read-only, hashable mapping of genai-prices price key (``cache_write_1h_mtok``, ``input_audio_mtok``,
+    ``web_searches_kcount``...) to its USD price per that key's unit (per million tokens, per thousand searches).
+
+    Example::
+
+        >>> UnitPrices({"web_searches_kcount": "10"})["web_searches_kcount"]
+        Decimal('10')
+    """
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[str, object] | None = None) -> None:
+        self._data: dict[str, Decimal] = {}
+        for key, value in (data or {}).items():
+            if not isinstance(key, str):
+                raise TypeError(f"unit_prices keys must be str, got {key!r}")
+            self._data[key] = _price(f"unit_prices[{key!r}]")(value)  # type: ignore[assignment]
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> Decimal:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, UnitPrices):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"UnitPrices({self._data!r})"
+
+
+NO_UNIT_PRICES = UnitPrices()
+
+
+def _unit_prices(value: object) -> UnitPrices:
+    if value is None:
+        return NO_UNIT_PRICES
+    if isinstance(value, UnitPrices):
+        prices = value
+    elif isinstance(value, Mapping):
+        prices = UnitPrices(value) if value else NO_UNIT_PRICES
+    else:
+        raise TypeError(f"unit_prices must be a mapping of price key to price, got {value!r}")
+    if prices:
+        known = {u.price_key for u in unit_registry().values()}
+        for key in prices:
+            if key in _RESERVED_KEYS:
+                field = next((f for f, k in BASE_PRICE_KEYS.items() if k == key), "request_price")
+                raise ValueError(f"unit_prices: {key!r} is a ModelPrice field; pass it as {field}=")
+            if key not in known:
+                raise ValueError(f"unit_prices: unknown price key {key!r} (genai-prices' price keys, e.g. "
+                                 "cache_write_1h_mtok, input_audio_mtok, web_searches_kcount)")  # fmt: skip
+    return prices
 
 
 def _price(field: str, optional: bool = False) -> Any:
@@ -59,6 +140,7 @@ class PriceTier:
     cache_read_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_read_per_mtok", True))  # type: ignore[misc]  # a converter factory
     cache_write_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_write_per_mtok", True))  # type: ignore[misc]  # a converter factory
     reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))  # type: ignore[misc]  # a converter factory
+    unit_prices: UnitPrices = attrs.field(default=NO_UNIT_PRICES, converter=_unit_prices)
 
 
 def _tiers(value: object) -> tuple[PriceTier, ...]:
@@ -85,7 +167,10 @@ class ModelPrice:
 
     ``cache_read_per_mtok``/``cache_write_per_mtok`` price the cached parts of the input (``None``: billed as
     ordinary input); ``reasoning_per_mtok`` prices reasoning tokens (``None``: billed as output); ``request_price``
-    is a flat fee per call; ``tiers`` are long-context prices. ``cost(usage)`` returns the exact Decimal amount.
+    is a flat fee per call; ``tiers`` are long-context prices, applied to the whole call once its input exceeds
+    their start. ``unit_prices`` prices further units by genai-prices price key (``cache_write_1h_mtok``,
+    ``input_audio_mtok``, ``output_image_mtok``, ``web_searches_kcount``...): a unit of ``Usage.units`` with a
+    price here is billed at it, one without at its whole's price. ``cost(usage)`` returns the exact Decimal amount.
 
     Example::
 
@@ -104,6 +189,7 @@ class ModelPrice:
     reasoning_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("reasoning_per_mtok", True))  # type: ignore[misc]  # a converter factory
     request_price: Decimal | None = attrs.field(default=None, converter=_price("request_price", True))  # type: ignore[misc]  # a converter factory
     tiers: tuple[PriceTier, ...] = attrs.field(default=(), converter=_tiers)
+    unit_prices: UnitPrices = attrs.field(default=NO_UNIT_PRICES, converter=_unit_prices)
     # Whether every cost at these prices already fits MONEY_SCALE places (no per-mtok price has more than
     # MONEY_SCALE - 6), so the tracker need not round amounts (a measurable part of each tracked call).
     _fits_money_scale: bool = attrs.field(init=False, repr=False, eq=False)
@@ -130,6 +216,8 @@ class ModelPrice:
 
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""
+        if usage.units is not NO_UNITS:  # parts beyond the five fields: the general rule (same result without)
+            return self._cost_by_unit(usage)
         inp = self.input_per_mtok
         out = self.output_per_mtok
         cr = self.cache_read_per_mtok
@@ -165,6 +253,62 @@ class ModelPrice:
             total += self.request_price
         return tidy(total)
 
+    def price_keys(self, input_tokens: int = 0) -> dict[str, Decimal]:
+        """Every price as genai-prices keys it (``input_mtok``, ``cache_write_1h_mtok``...), with the long-context
+        tier that a call of ``input_tokens`` input falls in applied."""
+        fields: dict[str, Decimal | None] = {f: getattr(self, f) for f in BASE_PRICE_KEYS}
+        units: dict[str, Decimal] = dict(self.unit_prices)
+        for tier in reversed(self.tiers):
+            if input_tokens > tier.start:
+                for f in BASE_PRICE_KEYS:
+                    value = getattr(tier, f)
+                    if value is not None:
+                        fields[f] = value
+                units.update(tier.unit_prices)
+                break
+        keyed = {BASE_PRICE_KEYS[f]: v for f, v in fields.items() if v is not None}
+        keyed.update(units)
+        return keyed
+
+    def _cost_by_unit(self, usage: Usage) -> Decimal:
+        """genai-prices' rule: each priced unit is billed for its count less that of its priced parts."""
+        registry = unit_registry()
+        by_price_key = _by_price_key(registry)
+        prices: dict[str, Decimal] = {}
+        for key, value in self.price_keys(usage.input_tokens).items():
+            unit = by_price_key.get(key)
+            if unit is not None:
+                prices[unit.usage_key] = value
+        counts: dict[str, int] = {u: getattr(usage, f) for f, u in FIELD_UNITS.items()}
+        counts.update(usage.units)
+        order = sorted(prices, key=lambda k: (-len(registry[k].dimensions), k))
+        leaves: dict[str, int] = {}
+        total = ZERO
+        for key in order:
+            dims = registry[key].dimensions.items()
+            leaf = counts.get(key, 0) - sum(
+                leaves[other] for other in leaves if dims <= registry[other].dimensions.items()
+            )
+            if leaf < 0:
+                raise ValueError(f"usage: the parts of {key} ({counts.get(key, 0)}) add up to more than it")
+            leaves[key] = leaf
+            if leaf:
+                per = registry[key].per
+                total += prices[key] * leaf / per if per not in _POWERS else (prices[key] * leaf).scaleb(_POWERS[per])
+        if self.request_price is not None:
+            total += self.request_price * usage.units.get("requests", 1)
+        return tidy(total)
+
+
+_POWERS = {1_000_000: -6, 1_000: -3, 1_000_000_000: -9, 1: 0}
+_by_key_cache: dict[str, Any] = _state.units_by_price_key
+
+
+def _by_price_key(registry: Mapping[str, Any]) -> dict[str, Any]:
+    if not _by_key_cache:
+        _by_key_cache.update({u.price_key: u for u in registry.values()})
+    return _by_key_cache
+
 
 def tidy(amount: Decimal) -> Decimal:
     """Drop trailing zeros (``3.5000000`` -> ``3.5``) without turning ``100`` into ``1E+2``."""
@@ -179,4 +323,4 @@ _ONE = Decimal(1)
 def money_cost(price: ModelPrice, usage: Usage) -> Decimal:
     """``price.cost(usage)`` rounded as every store keeps amounts (``MONEY_SCALE`` places; usually already so)."""
     amount = price.cost(usage)
-    return amount if price._fits_money_scale else to_money(amount)
+    return amount if price._fits_money_scale and usage.units is NO_UNITS else to_money(amount)

@@ -21,6 +21,7 @@ import attrs
 
 from . import _state
 from ._catalog import Resolved, catalog_ids, catalog_table, catalog_version, find_in_catalog
+from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost
 from ._money import to_utc
@@ -44,6 +45,8 @@ __all__ = [
 _lock = _state.prices_lock
 _user_prices: dict[tuple[str | None, str], ModelPrice] = _state.user_prices
 _resolved: dict[tuple[str, str | None], Resolved] = _state.resolved_prices
+_unknown: dict[tuple[str, str | None], list[str]] = _state.unknown_models
+_UNKNOWN_KEPT = 4096  # misses remembered; past that the table starts afresh (ids come from responses)
 
 
 def _resolve(model: str, provider: str | None) -> Resolved:
@@ -63,34 +66,69 @@ def _resolve(model: str, provider: str | None) -> Resolved:
     return found
 
 
-def price_for(model: str, provider: str | None = None, at: datetime | None = None) -> tuple[ModelPrice, str]:
-    """The price of ``model`` in force at ``at`` and where it came from (``user`` or ``catalog@<version>``).
-
-    The hot path of pricing: after the first call for a ``(model, provider)`` pair it is a dict lookup.
-    """
+def _resolved_for(model: str, provider: str | None) -> Resolved:
+    """``(model, provider)`` resolved, once: found prices and misses are both remembered (in ``_state``)."""
     key = (model, provider)
     resolved = _resolved.get(key)
     if resolved is None:
+        close = _unknown.get(key)
+        if close is not None:
+            raise UnknownModelError(model, close, provider)
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty str, got {model!r}")
         with _lock:
             resolved = _resolved.get(key)
             if resolved is None:
-                resolved = _resolved[key] = _resolve(model, provider)
-    if resolved.price is not None:
+                try:
+                    resolved = _resolved[key] = _resolve(model, provider)
+                except UnknownModelError as exc:
+                    if len(_unknown) >= _UNKNOWN_KEPT:
+                        _unknown.clear()
+                    _unknown[key] = exc.suggestions
+                    raise
+    return resolved
+
+
+def price_for(
+    model: str, provider: str | None = None, at: datetime | None = None, service_tier: str | None = None
+) -> tuple[ModelPrice, str]:
+    """The price of ``model`` in force at ``at`` for ``service_tier`` and where it came from (``user``,
+    ``catalog@<version>``, with ``+batch-rule`` and the like when a published rule priced the tier, or
+    ``correction:<id>``).
+
+    The hot path of pricing: after the first call for a ``(model, provider)`` pair it is a dict lookup.
+    """
+    resolved = _resolved.get((model, provider))
+    if resolved is None:
+        resolved = _resolved_for(model, provider)
+    if resolved.price is not None and service_tier is None:
         return resolved.price, resolved.label
     when = datetime.now(timezone.utc) if at is None else to_utc(at, "at")
-    return resolved.at(when), resolved.label
+    quote = resolved.quote(when, service_tier)
+    return quote.price, quote.label
 
 
-def priced(model: str, provider: str | None, usage: Usage, at: datetime) -> tuple[Decimal, str, str | None]:
-    """What ``usage`` of ``model`` cost at ``at``, rounded as every store keeps amounts (``MONEY_SCALE`` places,
-    usually already so), where the price came from, and the price's provider (the tracker's hot path).
+def priced(
+    model: str, provider: str | None, usage: Usage, at: datetime, service_tier: str | None = None
+) -> tuple[Decimal, str, str | None]:
+    """What ``usage`` of ``model`` cost at ``at`` in ``service_tier``, rounded as every store keeps amounts
+    (``MONEY_SCALE`` places, usually already so), where the price came from, and the price's provider (the
+    tracker's hot path). A correction that does not change the amount leaves the catalog's label.
 
     Raises ``UnknownModelError`` like ``price_for``.
     """
-    price, label = price_for(model, provider, at)
-    return money_cost(price, usage), label, price.provider
+    resolved = _resolved.get((model, provider))
+    if resolved is None:
+        resolved = _resolved_for(model, provider)
+    price = resolved.price
+    if price is not None and service_tier is None:
+        return money_cost(price, usage), resolved.label, price.provider
+    quote = resolved.quote(at, service_tier)
+    amount = money_cost(quote.price, usage)
+    label = quote.label
+    if quote.baseline is not None and money_cost(quote.baseline, usage) == amount:
+        label = quote.baseline_label
+    return amount, label, quote.price.provider
 
 
 def get_price(model: str, provider: str | None = None, *, at: datetime | None = None) -> ModelPrice:
@@ -116,10 +154,13 @@ def cost_of(
     output_tokens: int = 0,
     cache_read_tokens: int = 0,
     cache_write_tokens: int = 0,
+    units: Mapping[str, int] | None = None,
+    service_tier: str | None = None,
     provider: str | None = None,
     at: datetime | None = None,
 ) -> Decimal:
-    """The exact USD cost of a call to ``model`` with ``usage`` (or the token keywords), priced at ``at``.
+    """The exact USD cost of a call to ``model`` with ``usage`` (or the token keywords and ``units``), priced at
+    ``at`` in ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``).
 
     The token counts may also be given positionally, input then output: ``cost_of("gpt-4o", 1000, 100)``.
 
@@ -129,6 +170,9 @@ def cost_of(
         Decimal('3.5')
         >>> cost_of("gpt-4o", 1_000_000, 100_000)
         Decimal('3.5')
+        >>> cost_of("claude-sonnet-4-20250514", input_tokens=10_000, cache_write_tokens=3_000,
+        ...         units={"cache_write_1h_tokens": 3_000, "web_searches": 2})
+        Decimal('0.059')
     """
     if isinstance(usage, int) and not isinstance(usage, bool):
         if len(counts) > 1 or input_tokens or output_tokens:
@@ -136,20 +180,27 @@ def cost_of(
                 "cost_of takes at most two token counts by position (input_tokens, output_tokens); "
                 "name the others: cache_read_tokens=..., cache_write_tokens=..."
             )
-        usage = Usage(usage, counts[0] if counts else 0, cache_read_tokens, cache_write_tokens)
+        input_tokens, output_tokens, usage = usage, counts[0] if counts else 0, None
     elif counts:
         raise TypeError(
             f"cost_of(model, usage, ...) got extra positional values {counts!r}; give token counts as "
             "cost_of(model, input_tokens, output_tokens) or by name"
         )
-    elif usage is None:
-        usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+    if usage is None:
+        if units is None:  # the common case: no units to convert and check
+            usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        else:
+            usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, units=units)
     elif not isinstance(usage, Usage):
         raise TypeError(
             f"usage must be a llmcost.Usage or the input token count, got {usage!r}; "
             "e.g. cost_of(model, Usage(1000, 100)) or cost_of(model, 1000, 100)"
         )
-    return price_for(model, provider, at)[0].cost(usage)
+    elif units is not None:
+        raise TypeError("pass units inside usage=Usage(..., units=...), or the token keywords with units=")
+    if service_tier is None:
+        return price_for(model, provider, at)[0].cost(usage)
+    return price_for(model, provider, at, to_service_tier(service_tier))[0].cost(usage)
 
 
 def register_price(price: ModelPrice) -> None:
@@ -165,6 +216,7 @@ def register_price(price: ModelPrice) -> None:
         _user_prices[(price.provider.lower() if price.provider else None, price.model.lower())] = price
         _user_prices.setdefault((None, price.model.lower()), price)
         _resolved.clear()
+        _unknown.clear()
         _state.set_pricing_table(None)
 
 

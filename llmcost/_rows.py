@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, trusted_entry
-from ._usage import Usage, trusted_usage
+from ._usage import NO_UNITS, Units, Usage, trusted_usage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,6 +57,7 @@ __all__ = [
     "TAG_MAPS",
     "TEXT_COLUMNS",
     "TOKEN_COLUMNS",
+    "UNIT_COLUMNS",
     "TagCache",
     "cast_select",
     "entries_from_columns",
@@ -73,14 +74,17 @@ __all__ = [
     "micros",
     "objects_of",
     "typed_select",
+    "units_of",
     "with_all_columns",
 ]
 
 #: Bumped whenever the stored row shape changes; stores migrate older files on open (``stores/_migrate.py``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The token counts, named as the fields of ``Usage`` (and in their order).
-TOKEN_COLUMNS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Usage))
+TOKEN_COLUMNS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Usage) if a.name != "units")
+#: Columns read from ``CostEntry.usage``: the token counts and ``units`` (a map of usage name to count).
+UNIT_COLUMNS: tuple[str, ...] = (*TOKEN_COLUMNS, "units")
 
 #: Every stored column and its DuckDB type, in stored order. Money is exact DECIMAL(38, 18).
 SQL_TYPES: Mapping[str, str] = MappingProxyType(
@@ -98,6 +102,9 @@ SQL_TYPES: Mapping[str, str] = MappingProxyType(
         "latency_ms": "DOUBLE",
         "tags": "MAP(VARCHAR, VARCHAR)",
         "pricing": "VARCHAR",
+        # Added in schema version 2 (ALTER TABLE appends, so they come last). ``units``: NULL when empty.
+        "units": "MAP(VARCHAR, BIGINT)",
+        "service_tier": "VARCHAR",
     }
 )
 COLUMNS: tuple[str, ...] = tuple(SQL_TYPES)
@@ -154,7 +161,7 @@ def cast_select(source: str) -> str:
 
         con.execute(f"CREATE TEMP TABLE entries AS {cast_select('page')}")
     """
-    return typed_select(source, {"tags": 'CAST("tags" AS JSON)'})
+    return typed_select(source, {"tags": 'CAST("tags" AS JSON)', "units": 'CAST("units" AS JSON)'})
 
 
 def with_all_columns(source: str) -> str:
@@ -174,7 +181,14 @@ TAG_MAPS = "llmcost_tag_maps"
 
 
 def _ingest_select(tag_maps: str) -> str:
-    return typed_select(RAW, {"timestamp": "make_timestamptz(timestamp_us)", "tags": f"{tag_maps}[tag_index + 1]"})
+    return typed_select(
+        RAW,
+        {
+            "timestamp": "make_timestamptz(timestamp_us)",
+            "tags": f"{tag_maps}[tag_index + 1]",
+            "units": 'CAST(CAST("units" AS VARCHAR) AS JSON)',
+        },
+    )
 
 
 #: Typed rows from the arrays ``ingest_columns`` made, registered as ``RAW`` and ``TAG_MAPS``.
@@ -201,6 +215,7 @@ READ_COLUMNS = _select_list(
         "timestamp": 'epoch_us("timestamp")',
         "amount": _EXACT_TEXT,
         "tags": 'CAST(CAST("tags" AS JSON) AS VARCHAR)',
+        "units": 'CAST(CAST("units" AS JSON) AS VARCHAR)',
     }
 )
 
@@ -211,6 +226,7 @@ TEXT_COLUMNS = _select_list(
         "timestamp": "strftime(timezone('UTC', \"timestamp\"), '%Y-%m-%dT%H:%M:%S.%fZ')",
         "amount": _EXACT_TEXT,
         "tags": 'CAST(to_json("tags") AS VARCHAR)',
+        "units": 'CAST(to_json("units") AS VARCHAR)',
     }
 )
 
@@ -231,7 +247,7 @@ def _plain(name: str, value: Any) -> Any:
     """A field's value as rows hold it: the category's text, tags as a dict, anything else as it is."""
     if name == "category":
         return value.value
-    if name == "tags":
+    if name == "tags" or name == "units":
         return dict(value)
     return value
 
@@ -244,13 +260,31 @@ def entry_row(entry: CostEntry) -> tuple[Any, ...]:
         dict(zip(COLUMNS, entry_row(entry)))["input_tokens"]
     """
     usage = entry.usage
-    return tuple(_plain(c, getattr(usage if c in TOKEN_COLUMNS else entry, c)) for c in COLUMNS)
+    return tuple(_plain(c, getattr(usage if c in UNIT_COLUMNS else entry, c)) for c in COLUMNS)
 
 
 def _columns_of(entries: Sequence[CostEntry]) -> dict[str, list[Any]]:
     """Each column's field values for ``entries``, by name (C-level loops: this runs on every write)."""
     usages = list(map(attrgetter("usage"), entries))
-    return {c: list(map(attrgetter(c), usages if c in TOKEN_COLUMNS else entries)) for c in COLUMNS}
+    return {c: list(map(attrgetter(c), usages if c in UNIT_COLUMNS else entries)) for c in COLUMNS}
+
+
+def _units_text(units: Units) -> str | None:
+    """``units`` as JSON text, ``None`` when empty (stored as NULL)."""
+    return None if units is NO_UNITS else json.dumps(dict(units))
+
+
+def units_of(value: Any) -> Units:
+    """``Usage.units`` from how a row holds them: JSON text, a mapping, DuckDB's ``(key, value)`` pairs, or
+    ``None``/NaN (no units; rows written before the column was added)."""
+    if value is None or (isinstance(value, float) and value != value) or isinstance(value, Units):
+        return value if isinstance(value, Units) else NO_UNITS
+    if isinstance(value, str):
+        value = json.loads(value)
+        if value is None:
+            return NO_UNITS
+    data = dict(value)
+    return Units({str(k): int(v) for k, v in data.items()}) if data else NO_UNITS
 
 
 def entry_to_json(entry: CostEntry) -> str:
@@ -272,9 +306,10 @@ def entry_from_json(line: str) -> CostEntry:
     record: dict[str, Any] = json.loads(line)
     if "usage" in record:
         record.update(zip(TOKEN_COLUMNS, record.pop("usage"), strict=True))
-    fields = {c: record[c] for c in COLUMNS if c in record and c not in TOKEN_COLUMNS}
+    fields = {c: record[c] for c in COLUMNS if c in record and c not in UNIT_COLUMNS}
     fields["timestamp"] = datetime.fromisoformat(fields["timestamp"])
-    return CostEntry(**fields, usage=Usage(**{c: record.get(c, 0) for c in TOKEN_COLUMNS}))
+    usage = Usage(**{c: record.get(c, 0) for c in TOKEN_COLUMNS}, units=units_of(record.get("units")))
+    return CostEntry(**fields, usage=usage)
 
 
 def json_record(row: Sequence[Any]) -> str:
@@ -289,7 +324,7 @@ def json_record(row: Sequence[Any]) -> str:
     for name, value in zip(COLUMNS, row, strict=True):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             text = "null"
-        elif name in ("amount", "tags"):
+        elif name in ("amount", "tags", "units"):
             text = str(value)  # exact decimal text, and JSON text already
         else:
             text = json.dumps(value.item() if hasattr(value, "item") else value, ensure_ascii=False)
@@ -343,6 +378,7 @@ def ingest_columns(entries: Sequence[CostEntry]) -> tuple[dict[str, np.ndarray],
     values: dict[str, Any] = _columns_of(entries)
     values["timestamp"] = np.fromiter(map(micros, values["timestamp"]), np.int64, len(entries))
     values["tags"], texts = _tag_index(values["tags"])
+    values["units"] = list(map(_units_text, values["units"]))
     return ingest_arrays(values, texts)
 
 
@@ -351,7 +387,8 @@ def ingest_arrays(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The arrays to register as ``RAW`` and ``TAG_MAPS`` for ``INGEST_SELECT``, from one array or list per column
     as a store may keep them: ``timestamp`` as epoch microseconds, ``tags`` as indices into ``tag_texts`` (JSON
-    texts of the distinct maps), ``amount`` as ``Decimal`` objects or text, ``None`` for missing values.
+    texts of the distinct maps), ``amount`` as ``Decimal`` objects or text, ``units`` as JSON text (or mappings),
+    ``None`` for missing values.
 
     ``RAW`` names the timestamps ``timestamp_us`` (the Parquet store splits batches by day with them) and the tags
     ``tag_index``; amounts travel as exact text.
@@ -369,6 +406,8 @@ def ingest_arrays(
             raw["timestamp_us"] = np.asarray(column, dtype=np.int64)
         elif name == "tags":
             raw["tag_index"] = np.asarray(column, dtype=np.int32)
+        elif name == "units":
+            raw[name] = objects_of([u if u is None or isinstance(u, str) else _units_text(units_of(u)) for u in column])
         elif sql_type == "BIGINT":
             raw[name] = np.asarray(column, dtype=np.int64)
         elif sql_type == "DOUBLE":
@@ -413,13 +452,29 @@ def entries_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[CostEntry
 
         entries_from_columns({k: v.tolist() for k, v in con.execute(sql).fetchnumpy().items()})
     """
-    fields: dict[str, Any] = {c: columns[c] for c in COLUMNS if c not in TOKEN_COLUMNS}
+    fields: dict[str, Any] = {c: columns[c] for c in COLUMNS if c not in UNIT_COLUMNS}
     fields["timestamp"] = map(from_micros, fields["timestamp"])
     fields["amount"] = map(Decimal, fields["amount"])
     fields["category"] = map(_CATEGORY.__getitem__, fields["category"])
     fields["tags"] = map(TagCache(_frozen), fields["tags"])
-    fields["usage"] = map(trusted_usage, *(columns[c] for c in TOKEN_COLUMNS))
+    fields["usage"] = map(trusted_usage, *(columns[c] for c in TOKEN_COLUMNS), map(_UnitsCache(), columns["units"]))
     return list(map(trusted_entry, *(fields[name] for name in _TRUSTED_ARGS)))
+
+
+class _UnitsCache:
+    """``units_of`` with each distinct JSON text parsed once (most rows have none, or repeat few)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[Any, Units] = {None: NO_UNITS}
+
+    def __call__(self, text: Any) -> Units:
+        try:
+            got = self.seen.get(text)
+        except TypeError:  # not hashable: a mapping or pairs
+            return units_of(text)
+        if got is None:
+            got = self.seen[text] = units_of(text)
+        return got
 
 
 def _listed(array: Any) -> list[Any]:
@@ -427,13 +482,13 @@ def _listed(array: Any) -> list[Any]:
 
 
 #: Columns a frame keeps as Python objects with ``None`` for missing (not the NaN a string column would hold).
-_OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags")
+_OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags", "units", "service_tier")
 
 
 def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
     """The canonical ``scan()`` frame from one array per column: ``timestamp`` as epoch microseconds, ``amount``
-    as ``Decimal`` objects or exact text, ``tags`` as dicts or JSON text (``READ_COLUMNS`` as DuckDB's
-    ``fetchnumpy`` returns them, masked arrays for NULLs, will do).
+    as ``Decimal`` objects or exact text, ``tags`` and ``units`` as dicts or JSON text (``READ_COLUMNS`` as
+    DuckDB's ``fetchnumpy`` returns them, masked arrays for NULLs, will do).
 
     The frame: ``timestamp`` ``datetime64[us, UTC]``, ``amount`` exact ``Decimal`` objects, ``tags`` dicts,
     ``resource``/``model``/``provider`` objects with ``None`` for missing, token counts int64, ``latency_ms``
@@ -456,6 +511,9 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
             data[name] = objects_of([a if isinstance(a, Decimal) else Decimal(a) for a in _listed(array)])
         elif name == "tags":
             data[name] = objects_of([t if isinstance(t, dict) else tags(t) for t in _listed(array)])
+        elif name == "units":
+            units = _UnitsCache()
+            data[name] = objects_of([dict(units(u)) for u in _listed(array)])
         elif sql_type == "BIGINT":
             data[name] = np.asarray(array, dtype=np.int64)
         elif sql_type == "DOUBLE":
@@ -480,6 +538,7 @@ def entries_to_frame(entries: Iterable[CostEntry]) -> pd.DataFrame:
     columns["timestamp"] = list(map(micros, columns["timestamp"]))
     columns["category"] = [c.value for c in columns["category"]]
     columns["tags"] = list(map(dict, columns["tags"]))
+    columns["units"] = list(map(dict, columns["units"]))
     return frame_from_arrays(columns)
 
 
@@ -514,11 +573,17 @@ def frame_to_entries(frame: pd.DataFrame) -> list[CostEntry]:
             values = [a if isinstance(a, Decimal) else Decimal(str(a)) for a in values]
         elif name == "tags":
             values = list(map(_tags_of, values))
+        elif name == "units":
+            values = list(map(units_of, values))
         elif sql_type == "BIGINT":
             values = list(map(int, values))
         else:
             values = [_DEFAULTS.get(name) if _missing(v) else v for v in values]
         fields[name] = values
-    fields["usage"] = [Usage(*counts) for counts in zip(*(fields.pop(c) for c in TOKEN_COLUMNS), strict=True)]
+    counts = zip(*(fields.pop(c) for c in TOKEN_COLUMNS), strict=True)
+    fields["usage"] = [
+        Usage(**dict(zip(TOKEN_COLUMNS, row, strict=True)), units=units)
+        for row, units in zip(counts, fields.pop("units"), strict=True)
+    ]
     names = list(fields)
     return [CostEntry(**dict(zip(names, row, strict=True))) for row in zip(*fields.values(), strict=True)]

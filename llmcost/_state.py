@@ -1,9 +1,10 @@
 """Every piece of process-wide state of llmcost, in one place, with one ``reset()``.
 
-The default tracker, the on/off switch, the registered prices, the caches (price resolution, ``MODEL_PRICING``,
-interned tag maps, per-type extraction facts, tokenizers), the durable stores' per-path locks, the log-once set, the
-trackers to flush at exit (and on SIGTERM) and the entry id counter all live here. Other modules read and write them
-through this module; ``reset()`` puts them all back as a fresh process has them (tests call it around each test).
+The default tracker, the on/off switch, the registered prices, the caches (price resolution and remembered misses,
+``MODEL_PRICING``, the catalog's id index, providers by URL, the unit registry, interned tag maps, per-type
+extraction facts, tokenizers), the durable stores' per-path locks, the log-once set, the trackers to flush at exit
+(and on SIGTERM) and the entry id counter all live here. Other modules read and write them through this module;
+``reset()`` puts them all back as a fresh process has them (tests call it around each test).
 
 Containers are cleared in place and never rebound, so a hot path may bind one to a local name at import
 (``_resolved = _state.resolved_prices``); scalars are read as ``_state.name`` at the point of use.
@@ -75,6 +76,15 @@ resolved_prices: dict[tuple[str, str | None], Any] = {}
 pricing_table: dict[str, Any] | None = None
 #: The installed genai-prices version, read on first use.
 catalog_version: str | None = None
+#: Model ids the catalog lacks: ``(model, provider) -> closest known ids``, so a miss is not searched again.
+unknown_models: dict[tuple[str, str | None], list[str]] = {}
+#: The catalog's model ids, lowercased, to (provider, model info), model makers first (``MODEL_PRICING`` order).
+catalog_index: dict[str, Any] = {}
+#: Provider ids by API base URL (scheme and host), as genai-prices matches them.
+url_providers: dict[str, str | None] = {}
+#: genai-prices' unit registry (usage name -> unit) and the same units by price key, read on first use.
+unit_registry: dict[str, Any] = {}
+units_by_price_key: dict[str, Any] = {}
 
 # -- values -------------------------------------------------------------------------------------------------------
 #: ``intern_tags``: one shared ``FrozenTags`` per distinct tag map (bounded by ``_entry``).
@@ -110,6 +120,11 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     logged,
     user_prices,
     resolved_prices,
+    unknown_models,
+    catalog_index,
+    url_providers,
+    unit_registry,
+    units_by_price_key,
     interned_tags,
     type_kinds,
     class_attributes,

@@ -80,7 +80,7 @@ def _summarize(entries: Iterable[CostEntry], start: datetime | None, end: dateti
     return CostSummary(
         total=total,
         calls=calls,
-        usage=Usage(*tokens),
+        usage=Usage(tokens[0], tokens[1], tokens[2], tokens[3], tokens[4]),
         by_category=ordered(by_category),
         by_resource=ordered(by_resource),
         by_model=ordered(by_model),

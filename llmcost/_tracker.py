@@ -28,6 +28,7 @@ from ._entry import (
     new_entry_id,
     to_category,
     to_latency,
+    to_service_tier,
     to_tags,
     trusted_entry,
 )
@@ -155,12 +156,14 @@ class CostTracker:
         tags: dict[str, str] | None = None,
         latency_ms: float | None = None,
         timestamp: datetime | None = None,
+        service_tier: str | None = None,
     ) -> CostEntry:
         """Record one cost and return its entry.
 
         With ``amount`` the entry is recorded as given (any category, no model needed, ``pricing="given"``).
         Otherwise it is priced from ``model`` and ``usage`` (or the token keywords) at ``timestamp`` (default: the
-        tracker's clock). Tags from enclosing ``llmcost.tags`` blocks are added; ``tags`` given here win.
+        tracker's clock), at ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``).
+        Tags from enclosing ``llmcost.tags`` blocks are added; ``tags`` given here win.
 
         Example::
 
@@ -184,6 +187,7 @@ class CostTracker:
             tags=tags,
             latency_ms=latency_ms,
             timestamp=timestamp,
+            service_tier=service_tier,
         )
         self.add(entry)
         return entry
@@ -206,6 +210,7 @@ class CostTracker:
         tags: dict[str, str] | None = None,
         latency_ms: float | None = None,
         timestamp: datetime | None = None,
+        service_tier: str | None = None,
     ) -> CostEntry:
         """The entry ``record`` would record with these arguments, priced and checked, but not recorded: ``add`` it
         to record it. For callers that check a whole batch before recording any of it (``llmcost serve``).
@@ -230,6 +235,7 @@ class CostTracker:
             latency_ms=latency_ms,
             timestamp=timestamp,
             lenient=False,
+            service_tier=to_service_tier(service_tier),
         )
 
     def _entry(
@@ -246,6 +252,7 @@ class CostTracker:
         latency_ms: float | None,
         timestamp: datetime | None,
         lenient: bool,
+        service_tier: str | None = None,
     ) -> CostEntry:
         """Build (not yet record) an entry. ``lenient``: an unknown model is recorded unpriced even under
         ``on_unknown_model="raise"`` (the decorator's path, where tracking must never break the call)."""
@@ -257,7 +264,7 @@ class CostTracker:
         elif model is None:
             raise ValueError("record() needs model= (to price usage) or amount=; got neither")
         else:
-            value, pricing, provider = self._price(model, provider, usage, when, lenient)
+            value, pricing, provider = self._price(model, provider, usage, when, lenient, service_tier)
         for field, text in (("resource", resource), ("model", model), ("provider", provider)):
             if text is not None:
                 if not isinstance(text, str):
@@ -281,6 +288,8 @@ class CostTracker:
             to_latency(latency_ms),
             self._merge_tags(tags),
             pricing,
+            "USD",
+            service_tier,
         )
 
     def record_call(
@@ -292,15 +301,18 @@ class CostTracker:
         resource: str | None,
         tags: FrozenTags,
         latency_ms: float,
+        service_tier: str | None = None,
+        provider_guessed: bool = False,
     ) -> CostEntry:
         """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
-        never break the call."""
+        never break the call. ``provider_guessed``: the provider was inferred (from the SDK that made the
+        response), so a model that provider lacks is looked up without it before it is called unknown."""
         when = self.clock()
         if model is None:
             amount, pricing = ZERO, "unpriced"
         else:
-            amount, pricing, provider = self._price(model, provider, usage, when, True)
+            amount, pricing, provider = self._price(model, provider, usage, when, True, service_tier, provider_guessed)
         entry = trusted_entry(
             new_entry_id(when),
             when,
@@ -314,6 +326,8 @@ class CostTracker:
             latency_ms,
             self._merge_tags(tags),
             pricing,
+            "USD",
+            service_tier,
         )
         self._add(entry)
         return entry
@@ -327,10 +341,23 @@ class CostTracker:
         return intern_tags({**outer, **given})
 
     def _price(
-        self, model: str, provider: str | None, usage: Usage, when: datetime, lenient: bool
+        self,
+        model: str,
+        provider: str | None,
+        usage: Usage,
+        when: datetime,
+        lenient: bool,
+        service_tier: str | None = None,
+        provider_guessed: bool = False,
     ) -> tuple[Decimal, str, str | None]:
         try:
-            amount, label, price_provider = priced(model, provider, usage, when)
+            try:
+                amount, label, price_provider = priced(model, provider, usage, when, service_tier)
+            except UnknownModelError:
+                if not provider_guessed or provider is None:
+                    raise
+                amount, label, price_provider = priced(model, None, usage, when, service_tier)
+                provider = None
         except UnknownModelError:
             if self.on_unknown_model == "raise" and not lenient:
                 raise

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 import attrs
 
-__all__ = ["MAX_COUNT", "Usage", "trusted_usage"]
+from . import _state
+
+__all__ = ["FIELD_UNITS", "MAX_COUNT", "NO_UNITS", "Units", "Usage", "trusted_usage", "unit_registry"]
 
 #: The largest count a store can keep (every store holds counts as signed 64-bit integers).
 MAX_COUNT = 2**63 - 1
@@ -17,6 +22,137 @@ def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> Non
         raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
     if value > MAX_COUNT:
         raise ValueError(f"{attribute.name} must be at most 2**63 - 1 (stores keep 64-bit counts), got {value!r}")
+
+
+class Units(Mapping[str, int]):
+    """A read-only, hashable mapping of genai-prices usage name to count (``Usage.units``).
+
+    Example::
+
+        >>> u = Units({"cache_write_1h_tokens": 3000})
+        >>> u["cache_write_1h_tokens"], dict(u)
+        (3000, {'cache_write_1h_tokens': 3000})
+    """
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[str, int] | None = None) -> None:
+        self._data: dict[str, int] = {k: v for k, v in data.items() if v} if data else {}
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> int:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Units):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == {k: v for k, v in other.items() if v}
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Units({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Units, (self._data,))
+
+
+#: No further units (what every ``Usage`` without ``units=`` holds).
+NO_UNITS = Units()
+
+
+#: The genai-prices usage names of the five ``Usage`` fields.
+FIELD_UNITS = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "cache_write_tokens": "cache_write_tokens",
+    "reasoning_tokens": "output_reasoning_tokens",
+}
+_FIELD_OF_UNIT = {v: k for k, v in FIELD_UNITS.items()}
+
+
+class _Unit:
+    __slots__ = ("ancestors", "dimensions", "per", "price_key", "usage_key")
+
+    def __init__(self, usage_key: str, price_key: str, per: int, dimensions: Mapping[str, str]) -> None:
+        self.usage_key, self.price_key, self.per, self.dimensions = usage_key, price_key, per, dict(dimensions)
+        self.ancestors: tuple[str, ...] = ()
+
+
+_registry: dict[str, _Unit] = _state.unit_registry
+
+
+def unit_registry() -> dict[str, _Unit]:
+    """genai-prices' unit registry (usage name -> price key, divisor, dimensions, wholes), read on first use.
+
+    A unit is part of another (its whole) when the other's dimensions are a subset of its own, as genai-prices
+    defines it: ``cache_write_1h_tokens`` is part of ``cache_write_tokens`` and of ``input_tokens``.
+    """
+    if not _registry:
+        from genai_prices.data_units import unit_data
+
+        units = {k: _Unit(k, v.get("price_key", k), v["per"], v.get("dimensions", {})) for k, v in unit_data.items()}
+        for unit in units.values():
+            unit.ancestors = tuple(
+                other.usage_key
+                for other in units.values()
+                if other is not unit and other.dimensions.items() <= unit.dimensions.items()
+            )
+        _registry.update(units)
+    return _registry
+
+
+def _check_units(usage: Usage) -> None:
+    """Every unit known, a non-negative int, and no larger than any of its wholes."""
+    registry = unit_registry()
+    for key, value in usage.units.items():
+        if key not in registry:
+            raise ValueError(
+                f"units: unknown usage name {key!r} (genai-prices' usage names, e.g. cache_write_1h_tokens)"
+            )
+        if key in _FIELD_OF_UNIT:
+            raise ValueError(f"units: {key!r} is a Usage field; pass it as {_FIELD_OF_UNIT[key]}=")
+        if type(value) is not int:
+            raise TypeError(f"units[{key!r}] must be an int, got {value!r}")
+        if value < 0:
+            raise ValueError(f"units[{key!r}] must not be negative, got {value!r}")
+        if value > MAX_COUNT:
+            raise ValueError(f"units[{key!r}] must be at most 2**63 - 1, got {value!r}")
+    for key, value in usage.units.items():
+        for whole in registry[key].ancestors:
+            field = _FIELD_OF_UNIT.get(whole)
+            total = getattr(usage, field) if field is not None else usage.units.get(whole)
+            if total is None:
+                continue  # a whole not reported (e.g. input_audio_tokens under cache_audio_read_tokens)
+            if value > total:
+                raise ValueError(f"units[{key!r}] ({value}) must not exceed its whole {field or whole} ({total})")
+
+
+def _to_units(value: object) -> Units:
+    # Every empty ``units`` is ``NO_UNITS``, so hot paths test ``units is NO_UNITS`` instead of calling len().
+    if value is None or value is NO_UNITS:
+        return NO_UNITS
+    if isinstance(value, Units):
+        return value if value._data else NO_UNITS
+    if not isinstance(value, Mapping):
+        raise TypeError(f"units must be a mapping of usage name to count, got {value!r}")
+    units = Units({k: _as_count(v) for k, v in value.items()})  # type: ignore[misc]
+    return units if units._data else NO_UNITS
 
 
 def _as_count(value: object) -> object:
@@ -34,11 +170,17 @@ class Usage:
     ``cache_write_tokens`` are parts of it. ``output_tokens`` counts every output token; ``reasoning_tokens`` is
     part of it. Negative counts, counts of 2**63 or more, or parts larger than their whole, raise ``ValueError``.
 
+    ``units`` holds further counts by genai-prices usage name (``cache_write_1h_tokens``, ``input_audio_tokens``,
+    ``output_image_tokens``, ``web_searches``...), each a part of its whole as genai-prices defines it (a 1-hour
+    cache write is part of ``cache_write_tokens``, which is part of ``input_tokens``).
+
     Example::
 
         >>> u = Usage(input_tokens=1200, output_tokens=300, cache_read_tokens=1000)
         >>> (u + Usage(input_tokens=10)).total_tokens
         1510
+        >>> Usage(input_tokens=5000, cache_write_tokens=3000, units={"cache_write_1h_tokens": 3000}).units
+        Units({'cache_write_1h_tokens': 3000})
     """
 
     input_tokens: int = attrs.field(default=0, converter=_as_count, validator=_count)
@@ -46,6 +188,8 @@ class Usage:
     cache_read_tokens: int = attrs.field(default=0, converter=_as_count, validator=_count)
     cache_write_tokens: int = attrs.field(default=0, converter=_as_count, validator=_count)
     reasoning_tokens: int = attrs.field(default=0, converter=_as_count, validator=_count)
+    # No converter: the common case (no units) then costs nothing; __attrs_post_init__ converts any other value.
+    units: Mapping[str, int] = attrs.field(default=NO_UNITS)  # always a Units once built
 
     def __attrs_post_init__(self) -> None:
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
@@ -58,9 +202,17 @@ class Usage:
                 f"reasoning_tokens must not exceed output_tokens, got reasoning_tokens={self.reasoning_tokens} "
                 f"> output_tokens={self.output_tokens}"
             )
+        units = self.units
+        if units is not NO_UNITS:
+            units = _to_units(units)
+            _set_units(self, units)
+            if units is not NO_UNITS:
+                _check_units(self)
 
     @classmethod
-    def _trusted(cls, inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Usage:
+    def _trusted(
+        cls, inp: int, out: int, cache_read: int, cache_write: int, reasoning: int, units: Units = NO_UNITS
+    ) -> Usage:
         """Build from counts already known to be valid non-negative ints with parts within wholes (hot path)."""
         usage = _new(cls)
         _set_input(usage, inp)
@@ -68,6 +220,7 @@ class Usage:
         _set_cache_read(usage, cache_read)
         _set_cache_write(usage, cache_write)
         _set_reasoning(usage, reasoning)
+        _set_units(usage, units)
         return usage
 
     @property
@@ -84,7 +237,15 @@ class Usage:
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            NO_UNITS if self.units is NO_UNITS and other.units is NO_UNITS else _add_units(self.units, other.units),
         )
+
+
+def _add_units(a: Mapping[str, int], b: Mapping[str, int]) -> Units:
+    total = dict(a)
+    for key, value in b.items():
+        total[key] = total.get(key, 0) + value
+    return _to_units(total)
 
 
 # The slots' own setters, called directly by ``_trusted`` (faster than object.__setattr__ on the hot path).
@@ -95,6 +256,7 @@ _set_output = _setters["output_tokens"]
 _set_cache_read = _setters["cache_read_tokens"]
 _set_cache_write = _setters["cache_write_tokens"]
 _set_reasoning = _setters["reasoning_tokens"]
+_set_units = _setters["units"]
 
 #: ``Usage._trusted`` for extraction's hot path (a named seam: other modules do not reach into the class).
 trusted_usage = Usage._trusted

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, int]] = [
     ("llmcost._prices", 2),
     ("llmcost._model_price", 2),
     ("llmcost._catalog", 2),
+    ("llmcost._corrections", 2),
     ("llmcost._tokens", 2),
     ("llmcost._extract", 2),
     ("llmcost._estimate", 2),

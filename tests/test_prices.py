@@ -11,6 +11,8 @@ import pytest
 
 import llmcost
 from llmcost import ModelPrice, PricingError, UnknownModelError, Usage, cost_of, get_price
+from llmcost._corrections import corrections_for
+from llmcost._prices import priced
 
 AT = datetime(2025, 9, 1, tzinfo=timezone.utc)
 
@@ -38,6 +40,10 @@ def test_every_catalog_model_agrees_with_genai_prices():
             except (ValueError, LookupError):
                 continue  # units genai-prices itself cannot price from token counts alone
             ours = cost_of(model.id, Usage(inp, out, cr, cw, rs), provider=provider.id, at=AT)
+            label = priced(model.id, provider.id, Usage(inp, out, cr, cw, rs), AT)[1]
+            if label.startswith("correction:"):  # a cited catalog correction (llmcost._corrections) priced it
+                assert corrections_for(provider.id, model.id) and ours != expected, (provider.id, model.id)
+                continue
             assert ours == expected, (provider.id, model.id, kwargs)
             compared += 1
     assert compared > 1500
@@ -145,3 +151,201 @@ def test_cost_of_takes_token_counts_by_position():
         cost_of("gpt-4o", Usage(1, 1), 100)
     with pytest.raises(TypeError, match="Usage or the input token count"):
         cost_of("gpt-4o", "1000")
+
+
+# -- billing units, service tiers, corrections (issue 13) -----------------------------------------------------------
+NOV_2026 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def test_anthropic_one_hour_cache_writes_and_web_searches_are_priced_per_unit():
+    # claude-sonnet-4-20250514: $3 input, $15 output, $0.30 cache read, 5-minute writes 1.25x ($3.75), 1-hour
+    # writes 2x ($6) (https://docs.claude.com/en/docs/build-with-claude/prompt-caching#pricing); web search $10 per
+    # 1,000 (https://docs.claude.com/en/docs/agents-and-tools/tool-use/web-search-tool).
+    usage = Usage(
+        10_000, 500, 4000, 5000, units={"cache_write_5m_tokens": 2000, "cache_write_1h_tokens": 3000, "web_searches": 3}
+    )
+    # 1000*3 + 2000*3.75 + 3000*6 + 4000*0.3 = 29,700e-6; 500*15 = 7,500e-6; 3*10/1000 = 0.03
+    assert cost_of("claude-sonnet-4-20250514", usage, at=AT) == Decimal("0.0672")
+    without_1h = Usage(10_000, 500, 4000, 5000)  # all writes at the 5-minute rate: what llmcost charged before
+    # 1000*3 + 5000*3.75 + 4000*0.3 + 500*15 = 30,450e-6
+    assert cost_of("claude-sonnet-4-20250514", without_1h, at=AT) == Decimal("0.03045")
+
+
+@pytest.mark.parametrize(
+    ("model", "units", "tokens", "expected"),
+    [
+        # gemini-2.5-flash: text input $0.30, audio input $1.00, cache read $0.03, cached audio $0.10
+        # (https://ai.google.dev/gemini-api/docs/pricing): 600K*0.3 + 400K*1.0
+        ("gemini-2.5-flash", {"input_audio_tokens": 400_000}, (1_000_000, 0, 0), Decimal("0.58")),
+        # 500K*0.3 + 100K*0.03 + 300K*1.0 + 100K*0.1 (200K cached, 100K of it audio)
+        (
+            "gemini-2.5-flash",
+            {"input_audio_tokens": 400_000, "cache_audio_read_tokens": 100_000},
+            (1_000_000, 0, 200_000),
+            Decimal("0.463"),
+        ),
+        # gemini-2.5-flash-image: image output $30/M ("1024x1024 image = 1290 tokens = $0.039/image"):
+        # 10*0.3 + 1290*30 = 38,703e-6
+        ("gemini-2.5-flash-image", {"output_image_tokens": 1290}, (10, 1290, 0), Decimal("0.038703")),
+    ],
+)
+def test_modalities_are_priced_at_their_own_rates(model, units, tokens, expected):
+    from genai_prices import Usage as GUsage
+    from genai_prices import calc_price
+
+    inp, out, cached = tokens
+    usage = Usage(inp, out, cached, units=units)
+    assert cost_of(model, usage, at=AT) == expected
+    theirs = GUsage(input_tokens=inp, output_tokens=out, cache_read_tokens=cached, **units)
+    assert calc_price(theirs, model, genai_request_timestamp=AT).total_price == expected
+
+
+def test_long_context_correction_for_claude_sonnet_4():
+    # Anthropic bills Sonnet 4 requests over 200K input at $6 / $22.50 for all their tokens
+    # (https://docs.claude.com/en/docs/about-claude/pricing#long-context-pricing); the catalog lacks the tier.
+    assert priced("claude-sonnet-4-20250514", None, Usage(250_000, 1000), AT)[:2] == (
+        Decimal("1.5225"),  # 250000*6 + 1000*22.5
+        "correction:claude-sonnet-4-long-context",
+    )
+    # At exactly 200K the base rates apply, and the catalog priced it: 200000*3 + 1000*15.
+    assert priced("claude-sonnet-4-20250514", None, Usage(200_000, 1000), AT)[:2] == (Decimal("0.615"), "catalog@0.2.3")
+    # Cache multipliers stack on the premium input rate: 1-hour writes 2 x $6.
+    usage = Usage(300_000, 0, 0, 100_000, units={"cache_write_1h_tokens": 100_000})
+    assert cost_of("claude-sonnet-4-20250514", usage, at=AT) == Decimal("2.4")  # 200000*6 + 100000*12
+
+
+def test_o3_cached_input_before_the_june_2025_price_cut_is_corrected():
+    # o3 launched at $10 input, $2.50 cached, $40 output; cut to $2 / $0.50 / $8 on 2025-06-10
+    # (https://github.com/langfuse/langfuse/pull/7223). The catalog had $0.50 cached before the cut.
+    may = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    assert priced("o3", None, Usage(1_000_000, 0, 1_000_000), may)[:2] == (
+        Decimal("2.5"),
+        "correction:o3-cached-input-before-2025-06-10",
+    )
+    assert priced("o3", None, Usage(1_000_000, 1_000_000), may)[:2] == (Decimal("50"), "catalog@0.2.3")
+    june = datetime(2025, 6, 10, tzinfo=timezone.utc)
+    assert priced("o3", None, Usage(1_000_000, 0, 1_000_000), june)[:2] == (Decimal("0.5"), "catalog@0.2.3")
+    assert get_price("o3", at=may).cache_read_per_mtok == Decimal("2.5")
+
+
+@pytest.mark.parametrize(
+    ("model", "tier", "at", "expected", "label"),
+    [
+        # The catalog's batch price from 2026-10-14 (haiku-4-5: $0.50 / $2.50 per M in batch).
+        ("claude-haiku-4-5", "batch", NOV_2026, Decimal("3"), "catalog@0.2.3"),
+        # Before that date the published rule: the Message Batches API costs 50% of standard ($1 / $5).
+        ("claude-haiku-4-5", "batch", AT, Decimal("3"), "catalog@0.2.3+batch-rule"),
+        # Sonnet 4 has no batch price in the catalog at all: half of its long-context $6 / $22.50 (1M input is
+        # over 200K), the rule applied to the corrected price.
+        (
+            "claude-sonnet-4-20250514",
+            "batch",
+            NOV_2026,
+            Decimal("14.25"),
+            "correction:claude-sonnet-4-long-context+batch-rule",
+        ),
+        # gpt-5 flex: the catalog's price from 2026-10-12 ($0.625 / $5), before that Flex "at Batch API rates"
+        # (https://platform.openai.com/docs/guides/flex-processing): half of $1.25 / $10.
+        ("gpt-5", "flex", NOV_2026, Decimal("5.625"), "catalog@0.2.3"),
+        ("gpt-5", "flex", AT, Decimal("5.625"), "catalog@0.2.3+flex-rule"),
+        # gpt-5 priority: the catalog's $2.50 / $20 from 2026-10-12; no published rule before: standard, said so.
+        ("gpt-5", "priority", NOV_2026, Decimal("22.5"), "catalog@0.2.3"),
+        ("gpt-5", "priority", AT, Decimal("11.25"), "catalog@0.2.3+priority-at-standard"),
+        ("gpt-5", None, AT, Decimal("11.25"), "catalog@0.2.3"),
+    ],
+)
+def test_service_tiers_use_the_catalogs_tier_price_else_the_published_rule(model, tier, at, expected, label):
+    usage = Usage(1_000_000, 1_000_000)
+    assert priced(model, None, usage, at, tier)[:2] == (expected, label)
+    assert cost_of(model, usage, service_tier=tier, at=at) == expected
+
+
+def test_batch_rule_keeps_web_search_fees_and_halves_cache_writes():
+    # Batch: 50% of all token rates, cache writes too; web search is not discounted.
+    usage = Usage(10_000, 500, 4000, 5000, units={"cache_write_1h_tokens": 3000, "web_searches": 3})
+    # (1000*3 + 2000*3.75 + 3000*6 + 4000*0.3 + 500*15) / 2 = 0.0186; + 0.03
+    assert cost_of("claude-sonnet-4-20250514", usage, service_tier="batch", at=AT) == Decimal("0.0486")
+    with pytest.raises(ValueError, match="service_tier"):
+        cost_of("gpt-5", input_tokens=1, service_tier="scale")
+
+
+def test_user_prices_take_the_batch_rule_and_unit_prices():
+    llmcost.register_price(
+        ModelPrice("acme", "acme", input_per_mtok="2", output_per_mtok="8", unit_prices={"input_audio_mtok": "10"})
+    )
+    usage = Usage(1_000_000, 0, units={"input_audio_tokens": 100_000})
+    assert priced("acme", None, usage, AT)[:2] == (Decimal("2.8"), "user")  # 900K*2 + 100K*10
+    assert priced("acme", None, usage, AT, "batch")[:2] == (Decimal("1.4"), "user+batch-rule")
+    with pytest.raises(ValueError, match="unknown price key 'audio_mtok'"):
+        ModelPrice("x", None, input_per_mtok=1, output_per_mtok=1, unit_prices={"audio_mtok": 1})
+    with pytest.raises(ValueError, match="cache_read_per_mtok="):
+        ModelPrice("x", None, input_per_mtok=1, output_per_mtok=1, unit_prices={"cache_read_mtok": 1})
+
+
+def test_load_prices_accepts_unit_prices_and_tiers(tmp_path):
+    path = tmp_path / "prices.toml"
+    path.write_text(
+        """
+[[price]]
+model = "acme-long"
+input_per_mtok = "1"
+output_per_mtok = "4"
+unit_prices = { cache_write_1h_mtok = "2", web_searches_kcount = "5" }
+tiers = [{ start = 100000, input_per_mtok = "2", unit_prices = { cache_write_1h_mtok = "4" } }]
+"""
+    )
+    (price,) = llmcost.load_prices(path)
+    assert price.unit_prices == {"cache_write_1h_mtok": Decimal(2), "web_searches_kcount": Decimal(5)}
+    usage = Usage(200_000, 0, 0, 50_000, units={"cache_write_1h_tokens": 50_000, "web_searches": 2})
+    assert cost_of("acme-long", usage) == Decimal("0.51")  # 150000*2 + 50000*4 (tier) + 2*5/1000
+
+
+def test_model_pricing_get_price_and_cost_of_agree_on_the_model_makers_price():
+    for model in ("gpt-4o-mini", "gpt-4o", "gpt-4.1"):
+        assert llmcost.MODEL_PRICING[model].provider == "openai"  # not github-copilot's $0 entry
+        assert llmcost.MODEL_PRICING[model].input_per_mtok > 0
+    usage = Usage(1000, 100)
+    for model, price in llmcost.MODEL_PRICING.items():
+        assert get_price(model) == price, model
+        assert cost_of(model, usage) == price.cost(usage), model
+
+
+def test_provider_prefixed_ids_and_hosts():
+    gpt4o = cost_of("gpt-4o", input_tokens=1_000_000)
+    assert cost_of("openai/gpt-4o", input_tokens=1_000_000, provider="openai") == gpt4o
+    assert cost_of("openai/gpt-4o", input_tokens=1_000_000) == gpt4o
+    # Groq lists gpt-oss under its maker's prefix and bills $0.15/M input; OpenAI's entry differs.
+    assert cost_of("gpt-oss-120b", input_tokens=1_000_000, provider="groq") == Decimal("0.15")
+    assert cost_of("openai/gpt-oss-120b", input_tokens=1_000_000, provider="groq") == Decimal("0.15")
+    # OpenRouter's ":free" variants cost nothing, listed or not.
+    assert cost_of("meta-llama/llama-3.3-70b-instruct:free", input_tokens=1_000_000) == 0
+    assert priced("openai/gpt-4o-mini:free", "openrouter", Usage(1000), AT)[:2] == (0, "catalog@0.2.3+openrouter-free")
+
+
+def test_unknown_models_are_remembered_until_prices_change():
+    import time
+
+    with pytest.raises(UnknownModelError):
+        get_price("acme-unknown-7")
+    assert ("acme-unknown-7", None) in llmcost._state.unknown_models
+
+    tracker = llmcost.CostTracker(on_unknown_model="ignore")
+
+    @llmcost.track_cost(tracker=tracker)
+    def call():
+        return {"model": "acme-unknown-7", "usage": {"prompt_tokens": 10, "completion_tokens": 2}}
+
+    call()
+    best = min(_timed(call, time.perf_counter) for _ in range(200))
+    assert best < 50e-6, f"a tracked call to an unknown model took {best * 1e6:.1f} us"
+    assert {e.pricing for e in tracker.entries()} == {"unpriced"}
+    llmcost.register_price(ModelPrice("acme-unknown-7", None, input_per_mtok="1", output_per_mtok="1"))
+    assert not llmcost._state.unknown_models
+    call()
+    assert tracker.entries()[-1].amount == Decimal("0.000012")
+
+
+def _timed(fn, now):
+    started = now()
+    fn()
+    return now() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import signal
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ import pydantic
 
 import llmcost
 from llmcost import _state
+from llmcost._catalog import provider_for_url
 from llmcost._entry import intern_tags, new_entry_id
 from llmcost._extract import extract_usage, is_sdk_stream
 from llmcost._tracker import log_once
@@ -24,7 +26,11 @@ class _Reply(pydantic.BaseModel):
 def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, llmcost.CostTracker]:
     llmcost.register_price(llmcost.ModelPrice("acme-1", "acme", input_per_mtok="1", output_per_mtok="2"))
     assert llmcost.cost_of("gpt-4o", input_tokens=10) > 0  # resolves and caches a catalog price
-    assert "acme-1" in llmcost.MODEL_PRICING  # builds the MODEL_PRICING table
+    assert "acme-1" in llmcost.MODEL_PRICING  # builds the MODEL_PRICING table (and the catalog's id index)
+    with contextlib.suppress(llmcost.UnknownModelError):
+        llmcost.get_price("no-such-model-anywhere")  # the miss is remembered
+    llmcost.cost_of("claude-sonnet-4-0", input_tokens=10, cache_write_tokens=5, units={"cache_write_1h_tokens": 5})
+    assert provider_for_url("https://api.groq.com/openai/v1") == "groq"
     default = llmcost.configure("memory://")
     llmcost.set_active(False)
     with caplog.at_level(logging.WARNING, logger="llmcost"):

@@ -42,3 +42,30 @@ def test_usage_rejects_non_integers(value):
 
 def test_usage_accepts_whole_floats_from_json():
     assert Usage(input_tokens=12.0).input_tokens == 12
+
+
+def test_units_are_parts_of_their_wholes_as_genai_prices_defines_them():
+    u = Usage(10_000, 500, 4000, 5000, units={"cache_write_5m_tokens": 2000, "cache_write_1h_tokens": 3000})
+    assert u.units == {"cache_write_5m_tokens": 2000, "cache_write_1h_tokens": 3000}
+    assert (u + u).units == {"cache_write_5m_tokens": 4000, "cache_write_1h_tokens": 6000}
+    assert (u + Usage(1, units={"web_searches": 2})).units["web_searches"] == 2
+    assert hash(u) == hash(Usage(10_000, 500, 4000, 5000, units=dict(u.units)))
+    with pytest.raises(TypeError):
+        u.units["web_searches"] = 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("units", "message"),
+    [
+        ({"cache_write_1h_tokens": 6000}, r"cache_write_1h_tokens.*whole cache_write_tokens"),
+        ({"input_audio_tokens": 20_000}, r"input_audio_tokens.*whole input_tokens"),
+        ({"cache_audio_read_tokens": 5000}, r"cache_audio_read_tokens.*whole cache_read_tokens"),
+        ({"output_image_tokens": 501}, r"output_image_tokens.*whole output_tokens"),
+        ({"web_searches": -1}, r"web_searches.*negative"),
+        ({"tokens_of_doom": 1}, r"unknown usage name 'tokens_of_doom'"),
+        ({"output_reasoning_tokens": 1}, r"reasoning_tokens="),
+    ],
+)
+def test_units_reject_unknown_negative_and_parts_larger_than_their_whole(units, message):
+    with pytest.raises(ValueError, match=message):
+        Usage(10_000, 500, 4000, 5000, units=units)

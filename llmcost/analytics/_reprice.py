@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
@@ -284,7 +285,8 @@ def priced_groups(
                             WHEN 'halfhour' THEN time_bucket(INTERVAL 30 MINUTE, timezone('UTC', e.timestamp))
                END AS epoch,
                CASE p.grain WHEN 'slot' THEN CAST(floor(epoch(e.timestamp) % 86400 / 1800) AS BIGINT) END AS slot,
-               CASE WHEN e.input_tokens > p.threshold THEN e.id END AS single,
+               CASE WHEN e.input_tokens > p.threshold OR e.units IS NOT NULL THEN e.id END AS single,
+               any_value(CAST(to_json(e.units) AS VARCHAR)) AS units,
                coalesce(e.pricing = 'given' AND e.input_tokens + e.output_tokens = 0, FALSE) AS given_only,
                count(*) AS calls, sum(e.amount) AS recorded,
                count(*) FILTER (WHERE e.pricing = 'unpriced') AS unpriced,
@@ -302,7 +304,9 @@ def priced_groups(
     n = len(keys)
     for row in rows.itertuples(index=False, name=None):
         key = tuple(None if _missing(v) else v for v in row[:n])
-        model, provider, known, epoch, slot, single, given_only, calls, recorded, unpriced, last = row[n : n + 11]
+        model, provider, known, epoch, slot, single, units, given_only, calls, recorded, unpriced, last = row[
+            n : n + 12
+        ]
         provider = None if _missing(provider) else provider
         group = out.get(key)
         if group is None:
@@ -331,12 +335,19 @@ def priced_groups(
         price = prices_at.get((model, provider, when))
         if price is None:
             price = prices_at[(model, provider, when)] = price_at(when)
-        into = sums.setdefault((key, price, None if _missing(single) else single), [0] * 6)
+        # An entry with units (1-hour cache writes, audio, web searches...) is priced on its own, with them: a row
+        # of its own (``single``), whose ``units`` are that entry's.
+        single_key = None if _missing(single) else (single, None if _missing(units) else units)
+        into = sums.setdefault((key, price, single_key), [0] * 6)
         into[0] += calls
-        for i, count in enumerate(row[n + 11 :], start=1):
+        for i, count in enumerate(row[n + 12 :], start=1):
             into[i] += int(count)
     for (key, price, single), (calls, *counts) in sums.items():
-        usage = Usage(*counts)
+        inp, out_tokens, cache_read, cache_write, reasoning = counts
+        if single is not None and single[1] is not None:
+            usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning, units=json.loads(single[1]))
+        else:
+            usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning)
         group = out[key]
         group.repriced += price.cost(usage) if single is not None else _bulk_cost(price, usage, calls)
         if no_cache:

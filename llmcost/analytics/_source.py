@@ -233,8 +233,10 @@ def frame_as_raw(frame: pd.DataFrame) -> pd.DataFrame:
             raw[column] = [None] * n
     raw["amount"] = [str(to_money(a)) for a in frame["amount"]]
     raw["tags"] = [json.dumps(_tag_dict(t), ensure_ascii=False) for t in raw["tags"]]
+    raw["units"] = [json.dumps(_tag_dict(u)) if _tag_dict(u) else None for u in raw["units"]]
     table = pd.DataFrame(raw, columns=list(COLUMNS))
-    for column in ("id", "currency", "category", "resource", "description", "model", "provider", "pricing"):
+    for column in ("id", "currency", "category", "resource", "description", "model", "provider", "pricing",
+                   "units", "service_tier"):  # fmt: skip
         table[column] = table[column].astype(object).where(table[column].notna(), None)
     return table
 

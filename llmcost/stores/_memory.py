@@ -21,7 +21,7 @@ from .._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, trusted_en
 from .._errors import StoreError
 from .._money import ZERO
 from .._rows import TOKEN_COLUMNS, frame_from_arrays, from_micros, ingest_arrays, micros
-from .._usage import Usage
+from .._usage import NO_UNITS, Units, trusted_usage
 from ._base import CostStore, query_rows
 from ._filters import Filters
 from ._ledger import Ledger, LocalLedger
@@ -51,6 +51,7 @@ _FIELDS = attrgetter(
     "usage",
     "latency_ms",
     "tags",
+    "service_tier",
 )
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
 _NAN = float("nan")
@@ -80,6 +81,7 @@ class _Converted:
     tokens: list[array[int]]
     latency: array[float]
     tags: array[int]
+    units: dict[int, Any]  # row in the batch -> its usage's units, for the rows that have any
 
 
 class _Interned:
@@ -149,6 +151,8 @@ class MemoryStore(CostStore):
         self._model = array("i")
         self._provider = array("i")
         self._pricing = array("i")
+        self._service_tier = array("i")
+        self._units: dict[int, Units] = {}  # row -> units, for the rows that have any
         self._tokens = [array("q") for _ in range(5)]
         self._latency = array("d")
         self._tag_maps = _Interned()
@@ -221,9 +225,11 @@ class MemoryStore(CostStore):
 
     def _convert(self, batch: list[CostEntry]) -> _Converted:
         if not batch:
-            return _Converted(0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"))
+            return _Converted(
+                0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), {}
+            )
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
-         tags) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
+         tags, tiers) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
         stamps_us = list(map(micros, stamps))
         last, unsorted = self._last, False
         for key in zip(stamps_us, ids, strict=True):
@@ -238,7 +244,7 @@ class MemoryStore(CostStore):
         cat = array("b")
         cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
         strings = []
-        for values in (currency, resource, description, model, provider, pricing):
+        for values in (currency, resource, description, model, provider, pricing, tiers):
             column = array("i")
             column.fromlist(_indices(self._strings, values))
             strings.append(column)
@@ -251,9 +257,11 @@ class MemoryStore(CostStore):
         lat.fromlist([_NAN if v is None else v for v in latency])
         tag_column = array("i")
         tag_column.fromlist(self._tag_indices(tags))
+        units = {row: usage.units for row, usage in enumerate(usages) if usage.units is not NO_UNITS}
         return _Converted(
-            len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column
-        )
+            len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column,
+            units,
+        )  # fmt: skip
 
     def _extend(self, c: _Converted) -> None:
         """Add converted rows to every column (nothing here can fail half-way)."""
@@ -267,7 +275,15 @@ class MemoryStore(CostStore):
         self._amounts.extend(c.amounts)
         self._cat.extend(c.cat)
         for target, column in zip(
-            (self._currency, self._resource, self._description, self._model, self._provider, self._pricing),
+            (
+                self._currency,
+                self._resource,
+                self._description,
+                self._model,
+                self._provider,
+                self._pricing,
+                self._service_tier,
+            ),
             c.strings,
             strict=True,
         ):
@@ -276,6 +292,7 @@ class MemoryStore(CostStore):
             target.extend(column)
         self._latency.extend(c.latency)
         self._tags.extend(c.tags)
+        self._units.update({self._n + row: units for row, units in c.units.items()})
         self._n += c.n
 
     @staticmethod
@@ -385,11 +402,12 @@ class MemoryStore(CostStore):
             v[self._description[i]],
             v[self._model[i]],
             v[self._provider[i]],
-            Usage(t[0][i], t[1][i], t[2][i], t[3][i], t[4][i]),
+            trusted_usage(t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], self._units.get(i, NO_UNITS)),
             None if latency != latency else latency,
             self._tag_maps.values[self._tags[i]] or EMPTY_TAGS,
             v[self._pricing[i]],
             v[self._currency[i]],
+            v[self._service_tier[i]],
         )
 
     def _entries(self, filters: Filters) -> list[CostEntry]:
@@ -420,7 +438,9 @@ class MemoryStore(CostStore):
             "latency_ms": take(self._latency, "float64"),
             "tags": take(self._tags, "int32"),
         }
-        for name in ("currency", "resource", "description", "model", "provider", "pricing"):
+        units = self._units
+        columns["units"] = [dict(units[i]) if i in units else None for i in index.tolist()]
+        for name in ("currency", "resource", "description", "model", "provider", "pricing", "service_tier"):
             columns[name] = strings[take(getattr(self, f"_{name}"), "int32")]
         for name, column in zip(TOKEN_COLUMNS, self._tokens, strict=True):
             columns[name] = take(column, "int64")

@@ -42,8 +42,15 @@ META_DDL = "CREATE TABLE IF NOT EXISTS llmcost_meta (key VARCHAR PRIMARY KEY, va
 BUDGETS_DDL = "CREATE TABLE IF NOT EXISTS llmcost_budgets (name VARCHAR PRIMARY KEY, definition VARCHAR NOT NULL)"
 
 #: SQL statements that take a DuckDB store from version N to N+1, by N.
-DUCKDB_STEPS: dict[int, tuple[str, ...]] = {}
-#: Functions of the dataset directory that take a Parquet store from version N to N+1, by N.
+DUCKDB_STEPS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: billing units (a map of genai-prices usage name to count) and the service tier.
+    1: (
+        f'ALTER TABLE entries ADD COLUMN IF NOT EXISTS "units" {_rows.SQL_TYPES["units"]}',
+        f'ALTER TABLE entries ADD COLUMN IF NOT EXISTS "service_tier" {_rows.SQL_TYPES["service_tier"]}',
+    ),
+}
+#: Functions of the dataset directory that take a Parquet store from version N to N+1, by N. Version 2 only added
+#: columns (``units``, ``service_tier``), which files written before read as NULL: no step rewrites them.
 PARQUET_STEPS: dict[int, Callable[[str], None]] = {}
 
 PARQUET_META = "_llmcost.json"

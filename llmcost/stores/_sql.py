@@ -145,7 +145,8 @@ def read_summary(con: Any, source: str, filters: Filters, source_params: Sequenc
         amount = to_decimal(text) if text is not None else Decimal(0)
         if kind == 0:
             total, calls = amount, count
-            usage = Usage(**{c: t or 0 for c, t in zip(TOKEN_COLUMNS, tokens, strict=True)})
+            counts = [t or 0 for t in tokens]  # in TOKEN_COLUMNS order
+            usage = Usage(counts[0], counts[1], counts[2], counts[3], counts[4])
         elif kind == 4:
             by_tag.setdefault(key, {})[value] = amount
         else:

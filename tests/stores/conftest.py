@@ -54,10 +54,15 @@ def make_entry(i: int, **overrides: object) -> CostEntry:
         "description": "" if i % 2 else f"call {i}",
         "model": None if i % 5 == 0 else ["gpt-4o", "claude-3-5-sonnet"][i % 2],
         "provider": None if i % 5 == 0 else ["openai", "anthropic"][i % 2],
-        "usage": Usage(100 + i, 20 + i, i % 50, 0, i % 7),
+        "usage": (
+            Usage(100 + i, 20 + i, i % 50, 10, i % 7, units={"cache_write_1h_tokens": 6, "web_searches": i % 3 + 1})
+            if i % 4 == 1
+            else Usage(100 + i, 20 + i, i % 50, 0, i % 7)
+        ),
         "latency_ms": None if i % 3 == 0 else 12.5 + i,
         "tags": {"team": ["search", "ads"][i % 2], "nasty": NASTY[(i // 6) % len(NASTY)]} if i % 6 else {},
         "pricing": "given" if i % 2 else "catalog@0.0.40",
+        "service_tier": [None, "batch", "flex", "priority", None][i % 5],
     }
     fields.update(overrides)
     return CostEntry(**fields)  # type: ignore[arg-type]

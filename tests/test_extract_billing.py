@@ -1,0 +1,573 @@
+"""Every bill priced as the provider bills it (issue 13): billing units, service tiers, hosts and streams read from
+real SDK objects (OpenAI and Anthropic clients over canned HTTP; google-genai and LangChain message objects) and
+from the exact JSON shapes of SDKs too heavy for the dev extra (LiteLLM, Bedrock, Cohere).
+
+Each expected amount is worked out from the provider's published prices, the rule cited beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+from llmcost import CostTracker, Usage, track_cost
+from llmcost._extract import extract_usage
+
+AT = datetime(2025, 9, 1, tzinfo=timezone.utc)
+
+
+def transport(body, content_type="application/json"):
+    text = body if isinstance(body, str) else json.dumps(body)
+
+    def handler(request):
+        return httpx2.Response(200, text=text, headers={"content-type": content_type})
+
+    return httpx2.Client(transport=httpx2.MockTransport(handler))
+
+
+def sse(events):
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+@pytest.fixture
+def tracker():
+    with CostTracker(clock=lambda: AT) as t:
+        yield t
+
+
+# -- Anthropic ------------------------------------------------------------------------------------------------------
+CLAUDE_USAGE = {
+    "input_tokens": 1000,  # uncached input only
+    "cache_creation_input_tokens": 5000,
+    "cache_read_input_tokens": 4000,
+    "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 3000},
+    "output_tokens": 500,
+    "output_tokens_details": {"thinking_tokens": 120},
+    "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 0},
+    "service_tier": "standard",
+}
+CLAUDE_MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-20250514",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": CLAUDE_USAGE,
+}
+CLAUDE_UNITS = {"cache_write_5m_tokens": 2000, "cache_write_1h_tokens": 3000, "web_searches": 3}
+# claude-sonnet-4-20250514: $3 input, $15 output; cache reads 0.1x ($0.30), 5-minute writes 1.25x ($3.75), 1-hour
+# writes 2x ($6) (https://docs.claude.com/en/docs/build-with-claude/prompt-caching#pricing); web search $10 per
+# 1,000 (https://docs.claude.com/en/docs/agents-and-tools/tool-use/web-search-tool):
+# 1000*3 + 2000*3.75 + 3000*6 + 4000*0.3 = 29,700e-6; 500*15 = 7,500e-6; 3 * 10 / 1000 = 0.03
+CLAUDE_AMOUNT = Decimal("0.0672")
+
+
+def _ask_claude(client, tracker, **options):
+    @track_cost(tracker=tracker, **options)
+    def ask():
+        return client.messages.create(
+            model="claude-sonnet-4-20250514", max_tokens=100, messages=[{"role": "user", "content": "x"}]
+        )
+
+    return ask
+
+
+def test_anthropic_one_hour_writes_web_searches_and_thinking(tracker):
+    client = anthropic.Anthropic(api_key="k", http_client=transport(CLAUDE_MESSAGE))
+    _ask_claude(client, tracker)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(10_000, 500, 4000, 5000, 120, units=CLAUDE_UNITS)
+    assert (entry.amount, entry.pricing, entry.service_tier) == (CLAUDE_AMOUNT, "catalog@0.2.3", None)
+
+
+def test_anthropic_batch_tier_is_half_price_by_the_published_rule(tracker):
+    body = {**CLAUDE_MESSAGE, "usage": {**CLAUDE_USAGE, "service_tier": "batch"}}
+    client = anthropic.Anthropic(api_key="k", http_client=transport(body))
+    _ask_claude(client, tracker)()
+    (entry,) = tracker.entries()
+    # Message Batches: 50% of every token rate, cache included; web search not discounted
+    # (https://docs.claude.com/en/docs/build-with-claude/batch-processing#pricing): (29,700 + 7,500)e-6 / 2 + 0.03
+    assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal("0.0486"), "catalog@0.2.3+batch-rule", "batch")
+
+
+def test_anthropic_stream_takes_ttl_split_and_tier_from_message_start_and_counts_from_the_last_delta(tracker):
+    start_usage = {**CLAUDE_USAGE, "output_tokens": 1, "service_tier": "batch"}
+    del start_usage["output_tokens_details"]
+    delta_usage = {  # MessageDeltaUsage: cumulative counts, no TTL split, no service tier
+        "input_tokens": 1000,
+        "cache_creation_input_tokens": 5000,
+        "cache_read_input_tokens": 4000,
+        "output_tokens": 500,
+        "output_tokens_details": {"thinking_tokens": 120},
+        "server_tool_use": {"web_search_requests": 3},
+    }
+    body = sse(
+        [
+            ("message_start", {"type": "message_start", "message": {**CLAUDE_MESSAGE, "content": [], "usage": start_usage}}),  # noqa: E501
+            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),  # noqa: E501
+            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}),  # noqa: E501
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {**delta_usage, "output_tokens": 200}}),  # noqa: E501
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": delta_usage}),  # noqa: E501
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    )  # fmt: skip
+    client = anthropic.Anthropic(api_key="k", http_client=transport(body, "text/event-stream"))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.messages.create(
+            model="claude-sonnet-4-20250514", max_tokens=100, messages=[{"role": "user", "content": "x"}], stream=True
+        )
+
+    assert [event.type for event in ask()][-1] == "message_stop"
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(10_000, 500, 4000, 5000, 120, units=CLAUDE_UNITS)
+    assert (entry.amount, entry.service_tier) == (Decimal("0.0486"), "batch")  # as the batch case above
+
+
+# -- OpenAI ---------------------------------------------------------------------------------------------------------
+def _chat(model, usage, **extra):
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+        "usage": usage,
+        **extra,
+    }
+
+
+def test_openai_cache_writes_are_read_and_billed_at_the_models_write_price(tracker):
+    usage = {
+        "prompt_tokens": 10_000,  # includes cached reads and writes
+        "completion_tokens": 1000,
+        "total_tokens": 11_000,
+        "prompt_tokens_details": {"cached_tokens": 2000, "cache_write_tokens": 3000, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 200, "audio_tokens": 0},
+    }
+    client = openai.OpenAI(api_key="k", http_client=transport(_chat("gpt-5.6-sol", usage)))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.chat.completions.create(model="gpt-5.6-sol", messages=[{"role": "user", "content": "x"}])
+
+    ask()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(10_000, 1000, 2000, 3000, 200)
+    # gpt-5.6-sol: $5 input, $0.50 cached, cache writes 1.25x input ($6.25), $30 output (catalog, from
+    # https://developers.openai.com/api/docs/pricing): 5000*5 + 2000*0.5 + 3000*6.25 + 1000*30 = 74,750e-6
+    assert entry.amount == Decimal("0.07475")
+
+
+def test_openai_audio_tokens_are_priced_at_audio_rates(tracker):
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 500,
+        "total_tokens": 1500,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 600},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 400},
+    }
+    client = openai.OpenAI(api_key="k", http_client=transport(_chat("gpt-audio", usage)))
+    response = client.chat.completions.create(model="gpt-audio", messages=[{"role": "user", "content": "x"}])
+    found = extract_usage(response)
+    assert found.usage.units == {"input_audio_tokens": 600, "output_audio_tokens": 400}
+    # gpt-audio: text $2.50 in / $10 out, audio $32 in / $64 out (https://developers.openai.com/api/docs/pricing):
+    # 400*2.5 + 600*32 + 100*10 + 400*64 = 46,800e-6
+    tracker.record(model=found.model, usage=found.usage)
+    assert tracker.entries()[0].amount == Decimal("0.0468")
+
+
+RESPONSE = {
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 0,
+    "model": "o3-2025-04-16",
+    "service_tier": "flex",
+    "output": [],
+    "status": "completed",
+    "parallel_tool_calls": False,
+    "tool_choice": "auto",
+    "tools": [],
+    "usage": {
+        "input_tokens": 5000,
+        "input_tokens_details": {"cached_tokens": 4096},
+        "output_tokens": 800,
+        "output_tokens_details": {"reasoning_tokens": 512},
+        "total_tokens": 5800,
+    },
+}
+# o3 from 2025-06-10: $2 input, $0.50 cached, $8 output; Flex "at Batch API rates", half
+# (https://platform.openai.com/docs/guides/flex-processing): (904*2 + 4096*0.5 + 800*8) / 2 = 5,128e-6
+O3_FLEX = Decimal("0.005128")
+
+
+def test_openai_responses_flex_tier(tracker):
+    client = openai.OpenAI(api_key="k", http_client=transport(RESPONSE))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.responses.create(model="o3", input="x", service_tier="flex")
+
+    ask()
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.service_tier, entry.pricing) == (O3_FLEX, "flex", "catalog@0.2.3+flex-rule")
+
+
+def test_openai_responses_stream_keeps_the_model_of_response_completed(tracker):
+    created = {**RESPONSE, "status": "in_progress", "usage": None}
+    body = sse(
+        [
+            ("response.created", {"type": "response.created", "sequence_number": 0, "response": created}),
+            ("response.output_text.delta", {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "m", "output_index": 0, "content_index": 0, "delta": "hi", "logprobs": []}),  # noqa: E501
+            ("response.completed", {"type": "response.completed", "sequence_number": 2, "response": RESPONSE}),
+        ]
+    )  # fmt: skip
+    client = openai.OpenAI(api_key="k", http_client=transport(body, "text/event-stream"))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.responses.create(model="o3", input="x", stream=True, service_tier="flex")
+
+    assert len(list(ask())) == 3
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.amount, entry.service_tier) == ("o3-2025-04-16", O3_FLEX, "flex")
+
+
+def _chat_chunks(model, usage=None):
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": model}
+    events = [{**chunk, "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}]
+    if usage is not None:
+        events.append({**chunk, "choices": [], "usage": usage})
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+def test_openai_stream_without_include_usage_says_to_pass_it(tracker, caplog):
+    client = openai.OpenAI(api_key="k", http_client=transport(_chat_chunks("gpt-4o"), "text/event-stream"))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}], stream=True)
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        list(ask())
+    assert tracker.entries() == []
+    assert 'stream_options={"include_usage": True}' in caplog.text and "NoneType" not in caplog.text
+
+
+def test_a_stream_from_an_openai_compatible_host_is_billed_by_that_host(tracker):
+    usage = {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000, "total_tokens": 2_000_000}
+    body = _chat_chunks("openai/gpt-oss-120b", usage)
+    client = openai.OpenAI(
+        api_key="k", base_url="https://api.groq.com/openai/v1", http_client=transport(body, "text/event-stream")
+    )
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.chat.completions.create(
+            model="openai/gpt-oss-120b", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+
+    list(ask())
+    (entry,) = tracker.entries()
+    # Groq: gpt-oss-120b $0.15 input, $0.60 output per million (https://groq.com/pricing)
+    assert (entry.provider, entry.amount) == ("groq", Decimal("0.75"))
+
+
+def test_provider_on_track_cost_names_the_host(tracker):
+    usage = {"prompt_tokens": 1_000_000, "completion_tokens": 0, "total_tokens": 1_000_000}
+    client = openai.OpenAI(api_key="k", http_client=transport(_chat("gpt-oss-120b", usage)))
+
+    @track_cost(tracker=tracker, provider="groq")
+    def ask():
+        return client.chat.completions.create(model="gpt-oss-120b", messages=[{"role": "user", "content": "x"}])
+
+    ask()
+    assert tracker.entries()[0].amount == Decimal("0.15")  # Groq's $0.15/M, not OpenAI's entry
+
+
+def test_a_generator_of_complete_responses_records_their_sum(tracker):
+    client = openai.OpenAI(api_key="k", http_client=transport(RESPONSE))
+
+    @track_cost(tracker=tracker)
+    def three():
+        for _ in range(3):
+            yield client.responses.create(model="o3", input="x")
+
+    list(three())
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(15_000, 2400, 3 * 4096, 0, 3 * 512)
+    assert entry.amount == 3 * O3_FLEX
+
+
+def test_track_cost_service_tier_applies_when_the_response_does_not_say(tracker):
+    @track_cost(tracker=tracker, service_tier="batch")
+    def ask():
+        return {"model": "gpt-4o", "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 0}}
+
+    ask()
+    # gpt-4o $2.50/M input; Batch API "50% cost discount" (https://platform.openai.com/docs/guides/batch)
+    assert (tracker.entries()[0].amount, tracker.entries()[0].service_tier) == (Decimal("1.25"), "batch")
+
+
+# -- Google GenAI (real SDK objects) ----------------------------------------------------------------------------------
+def test_gemini_audio_input_and_thoughts():
+    from google.genai import types
+
+    response = types.GenerateContentResponse.model_validate(
+        {
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "r1",
+            "usageMetadata": {
+                "promptTokenCount": 1500,
+                "candidatesTokenCount": 200,
+                "thoughtsTokenCount": 300,
+                "promptTokensDetails": [
+                    {"modality": "TEXT", "tokenCount": 500},
+                    {"modality": "AUDIO", "tokenCount": 1000},
+                ],
+            },
+        }
+    )
+    tracker = CostTracker(clock=lambda: AT)
+    track_cost(tracker=tracker)(lambda: response)()
+    (entry,) = tracker.entries()
+    # gemini-2.5-flash: text $0.30, audio $1.00 input, $2.50 output, thoughts billed as output
+    # (https://ai.google.dev/gemini-api/docs/pricing): 500*0.3 + 1000*1.0 + (200 + 300)*2.5 = 2,400e-6
+    assert entry.amount == Decimal("0.0024")
+    assert entry.usage.units == {"input_audio_tokens": 1000}
+
+
+def test_gemini_image_output_and_cached_audio():
+    from google.genai import types
+
+    image = types.GenerateContentResponse.model_validate(
+        {
+            "modelVersion": "gemini-2.5-flash-image",
+            "usageMetadata": {
+                "promptTokenCount": 10,
+                "candidatesTokenCount": 1290,
+                "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}],
+            },
+        }
+    )
+    found = extract_usage(image)
+    # gemini-2.5-flash-image: $0.30 input, image output $30/M ("1024x1024 image = 1290 tokens = $0.039/image"):
+    # 10*0.3 + 1290*30 = 38,703e-6
+    tracker = CostTracker(clock=lambda: AT)
+    assert tracker.record(model=found.model, usage=found.usage).amount == Decimal("0.038703")
+    cached = types.GenerateContentResponse.model_validate(
+        {
+            "modelVersion": "gemini-2.5-flash",
+            "usageMetadata": {
+                "promptTokenCount": 1_000_000,
+                "cachedContentTokenCount": 200_000,
+                "promptTokensDetails": [
+                    {"modality": "TEXT", "tokenCount": 600_000},
+                    {"modality": "AUDIO", "tokenCount": 400_000},
+                ],
+                "cacheTokensDetails": [
+                    {"modality": "TEXT", "tokenCount": 100_000},
+                    {"modality": "AUDIO", "tokenCount": 100_000},
+                ],
+            },
+        }
+    )
+    found = extract_usage(cached)
+    # 500K text*0.3 + 100K cached text*0.03 + 300K audio*1.0 + 100K cached audio*0.1 = 0.463 (cached audio $0.10)
+    assert tracker.record(model=found.model, usage=found.usage).amount == Decimal("0.463")
+
+
+def test_gemini_stream_keeps_model_version(tracker):
+    from google.genai import types
+
+    def chunk(candidates):
+        return types.GenerateContentResponse.model_validate(
+            {
+                "modelVersion": "gemini-2.5-flash",
+                "responseId": "r1",
+                "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": candidates},
+            }
+        )
+
+    @track_cost(tracker=tracker)
+    def stream():
+        yield chunk(10)
+        yield chunk(100)  # cumulative: the last chunk's counts, not the sum
+
+    list(stream())
+    (entry,) = tracker.entries()
+    # 1000*0.3 + 100*2.5 = 550e-6
+    assert (entry.model, entry.usage, entry.amount) == ("gemini-2.5-flash", Usage(1000, 100), Decimal("0.00055"))
+
+
+# -- LangChain (real message objects) ---------------------------------------------------------------------------------
+def test_langchain_anthropic_ttl_split_batch_and_web_search():
+    from langchain_core.messages import AIMessage
+
+    message = AIMessage(
+        content="hi",
+        usage_metadata={
+            "input_tokens": 10_000,  # includes cache
+            "output_tokens": 500,
+            "total_tokens": 10_500,
+            # langchain-anthropic sets cache_creation to 0 when it reports the TTL split
+            "input_token_details": {
+                "cache_read": 4000,
+                "cache_creation": 0,
+                "ephemeral_5m_input_tokens": 2000,
+                "ephemeral_1h_input_tokens": 3000,
+            },
+            "output_token_details": {"reasoning": 120},
+        },
+        response_metadata={
+            "model_name": "claude-sonnet-4-20250514",
+            "usage": {"service_tier": "batch", "server_tool_use": {"web_search_requests": 3}},
+        },
+    )
+    tracker = CostTracker(clock=lambda: AT)
+    track_cost(tracker=tracker)(lambda: message)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(10_000, 500, 4000, 5000, 120, units=CLAUDE_UNITS)
+    assert (entry.amount, entry.service_tier) == (Decimal("0.0486"), "batch")  # as the Anthropic batch case
+
+
+def test_langchain_openai_flex_prefixed_counts():
+    from langchain_core.messages import AIMessage
+
+    message = AIMessage(
+        content="hi",
+        usage_metadata={
+            "input_tokens": 5000,
+            "output_tokens": 800,
+            "total_tokens": 5800,
+            "input_token_details": {"flex_cache_read": 4096, "flex": 904},
+            "output_token_details": {"flex_reasoning": 512, "flex": 288},
+        },
+        response_metadata={"model_name": "o3-2025-04-16", "service_tier": "flex"},
+    )
+    found = extract_usage(message)
+    assert (found.usage, found.service_tier) == (Usage(5000, 800, 4096, 0, 512), "flex")
+    tracker = CostTracker(clock=lambda: AT)
+    assert tracker.record(model=found.model, usage=found.usage, service_tier="flex").amount == O3_FLEX
+
+
+def test_langchain_chunk_stream_keeps_the_model_name(tracker):
+    from langchain_core.messages import AIMessageChunk
+
+    @track_cost(tracker=tracker)
+    def stream():
+        yield AIMessageChunk(content="", id="run-1", response_metadata={"model_name": "claude-sonnet-4-20250514"})
+        yield AIMessageChunk(content="hi", id="run-1")
+        yield AIMessageChunk(
+            content="",
+            id="run-1",
+            usage_metadata={"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100},
+        )
+
+    list(stream())
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.amount) == ("claude-sonnet-4-20250514", Decimal("0.0045"))  # 1000*3 + 100*15
+
+
+# -- LiteLLM, Bedrock, Cohere (exact JSON shapes) ---------------------------------------------------------------------
+# LiteLLM is not in the dev extra (a large install); this is ModelResponse.model_dump(exclude_none=True) for an
+# Anthropic call as litellm 1.110 builds it (AnthropicConfig.calculate_usage), with _hidden_params beside it.
+LITELLM = {
+    "id": "chatcmpl-l",
+    "object": "chat.completion",
+    "model": "claude-sonnet-4-20250514",
+    "usage": {
+        "prompt_tokens": 10_000,  # includes cache (OpenAI semantics)
+        "completion_tokens": 500,
+        "total_tokens": 10_500,
+        "prompt_tokens_details": {
+            "cached_tokens": 4000,
+            "cache_write_tokens": 5000,
+            "cache_creation_tokens": 5000,
+            "text_tokens": 1000,
+            "cache_creation_token_details": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 3000},
+        },
+        "completion_tokens_details": {"reasoning_tokens": 0, "text_tokens": 500},
+        "server_tool_use": {"web_search_requests": 3},
+        "cache_creation_input_tokens": 5000,
+        "cache_read_input_tokens": 4000,
+        "service_tier": "standard",
+    },
+    "_hidden_params": {"custom_llm_provider": "anthropic", "api_base": None},
+}
+
+
+def test_litellm_cache_writes_ttl_split_and_web_searches(tracker):
+    track_cost(tracker=tracker)(lambda: LITELLM)()
+    (entry,) = tracker.entries()
+    assert (entry.provider, entry.usage) == ("anthropic", Usage(10_000, 500, 4000, 5000, units=CLAUDE_UNITS))
+    assert entry.amount == CLAUDE_AMOUNT
+
+
+def test_litellm_api_base_names_the_host():
+    body = {
+        **LITELLM,
+        "model": "openai/gpt-oss-120b",
+        "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 0, "total_tokens": 1_000_000},
+        "_hidden_params": {"custom_llm_provider": "openai", "api_base": "https://api.groq.com/openai/v1"},
+    }
+    assert extract_usage(body).provider == "groq"
+
+
+def test_bedrock_converse_body_with_the_model_on_the_decorator(tracker):
+    body = {  # bedrock-runtime converse(): no model in the body
+        "output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
+        "stopReason": "end_turn",
+        "usage": {
+            "inputTokens": 1000,  # excludes cache reads and writes
+            "outputTokens": 100,
+            "totalTokens": 4100,
+            "cacheReadInputTokens": 2000,
+            "cacheWriteInputTokens": 1000,
+            "cacheDetails": [{"ttl": "1h", "inputTokens": 1000}],
+        },
+        "metrics": {"latencyMs": 300},
+    }
+    track_cost(tracker=tracker, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0")(lambda: body)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(4000, 100, 2000, 1000, units={"cache_write_1h_tokens": 1000})
+    # Bedrock regional (us.) Claude Sonnet 4.5: 10% over Anthropic's prices, $3.30 in, $0.33 cached, 1-hour writes
+    # $6.60, $16.50 out (https://aws.amazon.com/bedrock/pricing/): 1000*3.3 + 2000*0.33 + 1000*6.6 + 100*16.5
+    assert (entry.provider, entry.amount) == ("aws", Decimal("0.01221"))
+
+
+def test_bedrock_converse_stream_metadata_event(tracker):
+    @track_cost(tracker=tracker, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    def stream():
+        yield {"contentBlockDelta": {"delta": {"text": "hi"}, "contentBlockIndex": 0}}
+        yield {"metadata": {"usage": {"inputTokens": 1000, "outputTokens": 100, "totalTokens": 1100}, "metrics": {}}}
+
+    list(stream())
+    assert tracker.entries()[0].amount == Decimal("0.00495")  # 1000*3.3 + 100*16.5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Cohere v2 chat: bill on usage.billed_units (https://docs.cohere.com/v2/docs/how-does-cohere-pricing-work)
+        {"id": "c", "usage": {"billed_units": {"input_tokens": 1000, "output_tokens": 200}, "tokens": {"input_tokens": 1200, "output_tokens": 200}}},  # noqa: E501
+        # Cohere v1 chat: meta.billed_units
+        {"text": "hi", "meta": {"billed_units": {"input_tokens": 1000, "output_tokens": 200}}},
+    ],
+)  # fmt: skip
+def test_cohere_billed_units(tracker, body):
+    track_cost(tracker=tracker, model="command-a-03-2025")(lambda: body)()
+    (entry,) = tracker.entries()
+    # Command A: $2.50 input, $10 output per million (https://cohere.com/pricing): 1000*2.5 + 200*10
+    assert (entry.provider, entry.usage, entry.amount) == ("cohere", Usage(1000, 200), Decimal("0.0045"))
