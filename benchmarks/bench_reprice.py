@@ -72,7 +72,8 @@ def _rows_sql(count: int) -> str:
                CAST(0 AS BIGINT) AS cache_write_tokens, CAST(0 AS BIGINT) AS reasoning_tokens,
                CAST({_pick(19, 3000)} AS DOUBLE) AS latency_ms,
                map(['team'], [{teams}[1 + {_pick(29, 4)}]]) AS tags,
-               'catalog@bench' AS pricing
+               'catalog@bench' AS pricing,
+               NULL AS units, NULL AS service_tier
         FROM range({count}) AS t(i)
       )
     """

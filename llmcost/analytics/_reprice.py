@@ -286,7 +286,7 @@ def priced_groups(
                END AS epoch,
                CASE p.grain WHEN 'slot' THEN CAST(floor(epoch(e.timestamp) % 86400 / 1800) AS BIGINT) END AS slot,
                CASE WHEN e.input_tokens > p.threshold OR e.units IS NOT NULL THEN e.id END AS single,
-               any_value(CAST(to_json(e.units) AS VARCHAR)) AS units,
+               any_value(CAST(to_json(e.units) AS VARCHAR)) AS units_json,
                coalesce(e.pricing = 'given' AND e.input_tokens + e.output_tokens = 0, FALSE) AS given_only,
                count(*) AS calls, sum(e.amount) AS recorded,
                count(*) FILTER (WHERE e.pricing = 'unpriced') AS unpriced,
