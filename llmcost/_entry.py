@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from . import _state
+from ._frozen_map import FrozenMap
 from ._money import to_amount, to_utc
 from ._usage import Usage
 
@@ -83,7 +84,7 @@ def check_text(value: str, field: str) -> str:
     return value
 
 
-class FrozenTags(Mapping[str, str]):
+class FrozenTags(FrozenMap[str]):
     """A read-only, hashable mapping of tag key to tag value (both ``str``).
 
     Example::
@@ -93,41 +94,7 @@ class FrozenTags(Mapping[str, str]):
         ('search', {'team': 'search'})
     """
 
-    __slots__ = ("_data", "_hash")
-
-    def __init__(self, data: Mapping[str, str] | None = None) -> None:
-        self._data: dict[str, str] = dict(data) if data else {}
-        self._hash: int | None = None
-
-    def __getitem__(self, key: str) -> str:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __hash__(self) -> int:
-        if self._hash is None:
-            self._hash = hash(frozenset(self._data.items()))
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, FrozenTags):
-            return self._data == other._data
-        if isinstance(other, Mapping):
-            return self._data == dict(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"FrozenTags({self._data!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenTags, (self._data,))
+    __slots__ = ()
 
 
 EMPTY_TAGS = FrozenTags()

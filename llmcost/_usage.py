@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import attrs
 
 from . import _state
+from ._frozen_map import FrozenMap
 
 __all__ = ["FIELD_UNITS", "MAX_COUNT", "NO_UNITS", "Units", "Usage", "trusted_usage", "unit_registry"]
 
@@ -24,8 +24,9 @@ def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> Non
         raise ValueError(f"{attribute.name} must be at most 2**63 - 1 (stores keep 64-bit counts), got {value!r}")
 
 
-class Units(Mapping[str, int]):
-    """A read-only, hashable mapping of genai-prices usage name to count (``Usage.units``).
+class Units(FrozenMap[int]):
+    """A read-only, hashable mapping of genai-prices usage name to count (``Usage.units``); zero counts are not
+    kept, so ``Units({"web_searches": 0}) == Units()``.
 
     Example::
 
@@ -34,41 +35,11 @@ class Units(Mapping[str, int]):
         (3000, {'cache_write_1h_tokens': 3000})
     """
 
-    __slots__ = ("_data", "_hash")
+    __slots__ = ()
 
-    def __init__(self, data: Mapping[str, int] | None = None) -> None:
-        self._data: dict[str, int] = {k: v for k, v in data.items() if v} if data else {}
-        self._hash: int | None = None
-
-    def __getitem__(self, key: str) -> int:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __hash__(self) -> int:
-        if self._hash is None:
-            self._hash = hash(frozenset(self._data.items()))
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Units):
-            return self._data == other._data
-        if isinstance(other, Mapping):
-            return self._data == {k: v for k, v in other.items() if v}
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"Units({self._data!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Units, (self._data,))
+    @staticmethod
+    def keep(data: Mapping[str, int]) -> dict[str, int]:
+        return {k: v for k, v in data.items() if v}
 
 
 #: No further units (what every ``Usage`` without ``units=`` holds).
@@ -148,11 +119,11 @@ def _to_units(value: object) -> Units:
     if value is None or value is NO_UNITS:
         return NO_UNITS
     if isinstance(value, Units):
-        return value if value._data else NO_UNITS
+        return value if value else NO_UNITS
     if not isinstance(value, Mapping):
         raise TypeError(f"units must be a mapping of usage name to count, got {value!r}")
     units = Units({k: _as_count(v) for k, v in value.items()})  # type: ignore[misc]
-    return units if units._data else NO_UNITS
+    return units if units else NO_UNITS
 
 
 def _as_count(value: object) -> object:

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, int]] = [
     ("llmcost._time", 1),
     ("llmcost._periods", 1),
     ("llmcost._usage", 1),
+    ("llmcost._frozen_map", 1),
     ("llmcost._entry", 1),
     ("llmcost._summary", 1),
     # prices and usage
