@@ -126,7 +126,7 @@ class DeadLetters:
         """Every dead letter, by file (oldest name first within each directory); unreadable lines are shown as
         ``{"reason": None, "error": <why>, "entry": <the line>}``."""
         found: dict[str, list[dict[str, Any]]] = {}
-        for directory in [self.directory, *self.fallbacks]:
+        for directory in filter(None, [self.directory, *self.fallbacks]):
             try:
                 names = sorted(n for n in os.listdir(directory) if n.endswith(".jsonl") and n[0] != ".")
             except OSError:

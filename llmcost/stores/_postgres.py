@@ -427,11 +427,10 @@ class PostgresStore(CostStore):
         self.lease = float(lease)
         identity = store_identity(dsn)
         spills, dead = fallback_dirs(identity, "spill"), fallback_dirs(identity, "dead-letter")
-        self.dead = DeadLetters(dead[0], fallbacks=dead[1:], store_path=identity)
-        own = [os.path.abspath(spill_dir)] if spill_dir is not None else []
+        self.dead = DeadLetters("", fallbacks=dead, store_path=identity)  # no folder of its own: per user only
         self.spill = Spill(
-            [*own, *spills][0],
-            fallbacks=[*own, *spills][1:],
+            os.path.abspath(spill_dir) if spill_dir is not None else "",
+            fallbacks=spills,
             store_path=identity,
             set_aside_lines=self.dead.set_aside_lines,
         )
@@ -447,7 +446,7 @@ class PostgresStore(CostStore):
                 self.close()
                 raise
             # The server is down: the store still opens, so a tracker can record (its appends spill).
-            logger.warning("llmcost: %s; appends will spill to %s until it is back", exc, self.spill.directory)
+            logger.warning("llmcost: %s; appends will spill to %s until it is back", exc, self.spill.directories[0])
         warn_of(self.dead.read())
 
     def __repr__(self) -> str:
@@ -517,8 +516,8 @@ class PostgresStore(CostStore):
                 raise StoreError(
                     f"could not {what} PostgreSQL at {self.where} within retry_timeout={self.retry_timeout}s: "
                     f"{_first_line(exc)} (is the server up and reachable from this host? appends spill to "
-                    f"{self.spill.directory} meanwhile and are replayed when it is back; raise retry_timeout to wait "
-                    "longer)"
+                    f"{self.spill.directories[0]} meanwhile and are replayed when it is back; raise retry_timeout "
+                    "to wait longer)"
                 ) from exc
             import psycopg
 
@@ -611,7 +610,7 @@ class PostgresStore(CostStore):
 
     def refuse(self, entries: Sequence[CostEntry]) -> None:
         """What becomes of entries PostgreSQL cannot hold at all (text with a NUL character) after the rest of
-        their batch was written: set aside (``dead_letters()``), never lost."""
+        their batch was written (or, from a spill file, replayed): set aside (``dead_letters()``), never lost."""
         self.set_aside(entries, "PostgreSQL cannot hold text with a NUL character", error=_refusal(entries))
 
     def set_aside(self, entries: Sequence[CostEntry], reason: str, *, error: BaseException | str | None = None) -> None:
@@ -838,7 +837,7 @@ _MAP_AT = tuple(i for i, t in enumerate(SQL_TYPES.values()) if t.startswith("MAP
 def copy_rows(batch: Sequence[CostEntry]) -> tuple[list[tuple[Any, ...]], list[CostEntry]]:
     """``batch`` as rows for ``COPY`` in ``COLUMNS`` order (maps such as tags as JSON text, the category as its
     value), and the entries PostgreSQL would refuse: text or map keys and values with a NUL character, which its
-    ``text`` and ``jsonb`` cannot hold.
+    ``text`` and ``jsonb`` cannot hold (``CostEntry`` admits no lone surrogate).
     """
     rows: list[tuple[Any, ...]] = []
     refused: list[CostEntry] = []

@@ -149,15 +149,22 @@ class PostgresLedger(Ledger):
                 if ledger is None:
                     return
                 try:
-                    ledger.beat()
+                    ledger.beat(stop)
                 except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease allows two
                     logger.debug("llmcost: budget ledger heartbeat failed: %r", exc)
                 del ledger
 
         threading.Thread(target=run, name="llmcost-ledger-lease", daemon=True).start()
 
-    def beat(self) -> None:
-        """Renew this process's reservations: ``lease`` more seconds from now, on the server's clock."""
+    def beat(self, stop: threading.Event | None = None) -> None:
+        """Renew this process's reservations: ``lease`` more seconds from now, on the server's clock (unless
+        ``stop`` is set: the ledger was closed, and its store's connection with it, which a beat must not reopen)."""
+        with self._lock:
+            if stop is not None and stop.is_set():
+                return
+            self._renew()
+
+    def _renew(self) -> None:
         self._forked()
         holder, lease = self._holder, self.lease
         self._run(
