@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._entry import CostEntry
+from .._errors import StoreError
 from .._rows import entry_to_json
 from ._spill import write_somewhere
 
@@ -82,6 +83,38 @@ class DeadLetters:
         data = "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
         return write_somewhere(self.directory, self.fallbacks, self.store_path, data)
 
+    def set_aside(
+        self, entries: Sequence[CostEntry], reason: str, error: BaseException | str | None, *, where: str
+    ) -> None:
+        """``write`` for ``CostStore.set_aside`` of the store ``where``: logged, and ``StoreError`` (naming the store,
+        with a hint) if no place takes them."""
+        batch = list(entries)
+        if not batch:
+            return
+        try:
+            path = self.write(batch, reason, error)
+        except OSError as exc:
+            raise StoreError(
+                f"could not set aside {len(batch)} entries of {where} anywhere: {exc} "
+                "(make the store's directory or $XDG_STATE_HOME writable)"
+            ) from exc
+        logger.warning(
+            "llmcost: %d entries set aside in %s: %s; see CostStore.dead_letters()", len(batch), path, reason
+        )
+
+    def set_aside_lines(self, path: str, lines: list[tuple[str, Exception]]) -> None:
+        """Keep the lines of spill file ``path`` that cannot be read back as entries (``OSError`` if no place can):
+        the ``set_aside_lines`` hook of a ``Spill``."""
+        reason = f"a line of spill file {path} could not be read back as an entry"
+        kept = self.write_lines(lines, reason)
+        logger.warning(
+            "llmcost: %d entries set aside in %s: %s; see CostStore.dead_letters()", len(lines), kept, reason
+        )
+
+    def letters(self) -> list[dict[str, Any]]:
+        """Every dead letter, oldest file first (what ``CostStore.dead_letters()`` returns)."""
+        return [letter for letters in self.read().values() for letter in letters]
+
     def write_lines(self, lines: Sequence[tuple[str, BaseException]], reason: str) -> str:
         """Keep text ``lines`` that could not be read as entries (each with its error) like ``write`` keeps
         entries, the line's text standing for the entry."""
@@ -93,7 +126,7 @@ class DeadLetters:
         """Every dead letter, by file (oldest name first within each directory); unreadable lines are shown as
         ``{"reason": None, "error": <why>, "entry": <the line>}``."""
         found: dict[str, list[dict[str, Any]]] = {}
-        for directory in [self.directory, *self.fallbacks]:
+        for directory in filter(None, [self.directory, *self.fallbacks]):
             try:
                 names = sorted(n for n in os.listdir(directory) if n.endswith(".jsonl") and n[0] != ".")
             except OSError:

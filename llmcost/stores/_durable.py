@@ -96,10 +96,13 @@ class Durable:
     ) -> None:
         self.where = where
         self.retry_timeout = _check_timeout(retry_timeout)
-        self.spill = Spill(
-            spill_dir, fallbacks=fallback_dirs(where, "spill"), store_path=where, set_aside_lines=self._set_aside_lines
-        )
         self.dead = DeadLetters(where + ".dead-letter", fallbacks=fallback_dirs(where, "dead-letter"), store_path=where)
+        self.spill = Spill(
+            spill_dir,
+            fallbacks=fallback_dirs(where, "spill"),
+            store_path=where,
+            set_aside_lines=self.dead.set_aside_lines,
+        )
         self.transient = transient
         self._per_path = per_path
         self._lock_of = (os.getpid(), threading.RLock())
@@ -202,31 +205,11 @@ class Durable:
 
     def set_aside(self, entries: Sequence[CostEntry], reason: str, error: BaseException | str | None = None) -> None:
         """Keep ``entries`` as dead letters (``_dead_letter``); ``StoreError`` if no place takes them."""
-        batch = list(entries)
-        if not batch:
-            return
-        try:
-            path = self.dead.write(batch, reason, error)
-        except OSError as exc:
-            raise StoreError(
-                f"could not set aside {len(batch)} entries of {self.where} anywhere: {exc} "
-                "(make the store's directory or $XDG_STATE_HOME writable)"
-            ) from exc
-        logger.warning(
-            "llmcost: %d entries set aside in %s: %s; see CostStore.dead_letters()", len(batch), path, reason
-        )
-
-    def _set_aside_lines(self, path: str, lines: list[tuple[str, Exception]]) -> None:
-        """Keep the lines of spill file ``path`` that cannot be read back as entries (``OSError`` if no place can)."""
-        reason = f"a line of spill file {path} could not be read back as an entry"
-        kept = self.dead.write_lines(lines, reason)
-        logger.warning(
-            "llmcost: %d entries set aside in %s: %s; see CostStore.dead_letters()", len(lines), kept, reason
-        )
+        self.dead.set_aside(entries, reason, error, where=self.where)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every dead letter of this store, oldest file first."""
-        return [letter for letters in self.dead.read().values() for letter in letters]
+        return self.dead.letters()
 
     def warn_of_dead_letters(self) -> None:
         """Log one warning if the store has dead letters (called when the store opens)."""

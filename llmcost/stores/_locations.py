@@ -10,7 +10,8 @@ The fallbacks, in order:
    temp dir may be cleared at reboot, but it is often the only place left).
 
 ``<kind>`` is ``spill`` or ``dead-letter``; ``<hash>`` is the first 16 hex digits of the SHA-256 of the store's
-absolute path, and each fallback directory holds a ``_store`` file naming that path for humans. The store looks in
+absolute path (or, for a database, its URL without the password: ``store_identity``), and each fallback directory
+holds a ``_store`` file naming it for humans. The store looks in
 all of them when it opens, so the next open by the same user (any process) replays or reports what is there.
 
 Example::
@@ -27,16 +28,23 @@ import tempfile
 
 from ._disk import make_dirs, write_atomic
 
-__all__ = ["fallback_dirs", "prepare_fallback"]
+__all__ = ["fallback_dirs", "prepare_fallback", "store_identity"]
 
 
 def _uid() -> int:
     return os.getuid() if hasattr(os, "getuid") else 0
 
 
+def store_identity(store_path: str) -> str:
+    """What names the store in its fallback directories: a database's URL (``postgresql://...``, no password in
+    it) as it is, a path made absolute."""
+    return store_path if "://" in store_path else os.path.abspath(store_path)
+
+
 def fallback_dirs(store_path: str, kind: str) -> list[str]:
-    """The fallback directories of ``kind`` (``spill`` or ``dead-letter``) for the store at ``store_path``."""
-    digest = hashlib.sha256(os.path.abspath(store_path).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """The fallback directories of ``kind`` (``spill`` or ``dead-letter``) for the store at ``store_path`` (a path,
+    or a database URL without its password)."""
+    digest = hashlib.sha256(store_identity(store_path).encode("utf-8", "surrogatepass")).hexdigest()[:16]
     state = os.environ.get("XDG_STATE_HOME") or ""
     if not os.path.isabs(state):  # the XDG rule: a relative value is invalid and ignored
         state = os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -62,4 +70,4 @@ def prepare_fallback(directory: str, store_path: str) -> None:
     make_dirs(directory)
     note = os.path.join(directory, "_store")
     if not os.path.exists(note):
-        write_atomic(note, (os.path.abspath(store_path) + "\n").encode("utf-8", "surrogatepass"))
+        write_atomic(note, (store_identity(store_path) + "\n").encode("utf-8", "surrogatepass"))

@@ -32,7 +32,6 @@ analytics path needs analytics to speak PostgreSQL's dialect (see ``benchmarks/b
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -40,7 +39,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,17 +47,20 @@ from .._errors import StoreError
 from .._rows import COLUMNS, SQL_TYPES, TOKEN_COLUMNS, entries_from_columns, entry_row, frame_from_arrays, typed_select
 from .._summary import CostSummary, ordered
 from .._usage import Usage
-from . import _postgres_ledger as ledger
 from ._base import CostStore
+from ._dead_letter import DeadLetters, warn_of
 from ._durable import retry_call
 from ._filters import Filters
+from ._ledger import DEFAULT_LEASE, Ledger
+from ._locations import fallback_dirs
 from ._migrate import BUDGETS_DDL, META_DDL, migrate_postgres
+from ._postgres_ledger import LEDGER_DDL, PostgresLedger
 from ._spill import Spill
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PostgresStore", "copy_rows", "default_spill_dir", "needed_columns", "postgres_type"]
+__all__ = ["PostgresStore", "copy_rows", "needed_columns", "postgres_type", "store_identity"]
 
 logger = logging.getLogger("llmcost")
 
@@ -115,7 +116,7 @@ def _ddl() -> tuple[str, ...]:
         # both standard), and the reservation ledger's.
         META_DDL,
         BUDGETS_DDL,
-        *ledger.LEDGER_DDL,
+        *LEDGER_DDL,
     )
 
 
@@ -260,14 +261,28 @@ def _select(filters: Filters, columns: str, *, ordered_rows: bool = True) -> tup
     return sql, params
 
 
-def default_spill_dir(dsn: str) -> str:
-    """Where a ``PostgresStore`` for ``dsn`` spills batches the server did not take: a folder per database (the DSN
-    without its password, hashed) under ``$LLMCOST_STATE_DIR``, else ``$XDG_STATE_HOME/llmcost``, else
-    ``~/.local/state/llmcost``."""
-    base = os.environ.get("LLMCOST_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state"), "llmcost"
-    )
-    return os.path.join(base, "postgres-spill", hashlib.sha256(_redacted(dsn).encode()).hexdigest()[:16])
+def store_identity(dsn: str) -> str:
+    """The database ``dsn`` names, as a ``postgresql://`` URL without its password and with its parameters in one
+    order, whichever way the DSN is spelled: the key of the store's spill and dead-letter fallback directories
+    (``_locations.fallback_dirs``), the same on every open of that database by this user.
+
+    Example::
+
+        store_identity("host=db port=5432 dbname=costs user=app password=secret")
+        # 'postgresql://app@db:5432/costs'
+    """
+    from urllib.parse import quote, urlencode
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if k != "password"}
+    except Exception:  # noqa: BLE001 - a malformed DSN never opens a store; show nothing of it
+        return "postgresql://<unparseable dsn>"
+    user, host, port, db = (info.pop(k, "") for k in ("user", "host", "port", "dbname"))
+    netloc = (quote(user, safe="") + "@" if user else "") + quote(host, safe="") + (f":{port}" if port else "")
+    query = urlencode(sorted(info.items()))
+    return f"postgresql://{netloc}/{quote(db, safe='')}" + (f"?{query}" if query else "")
 
 
 def _redacted(dsn: str) -> str:
@@ -330,6 +345,30 @@ _PERMANENT = (
 )
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (PostgreSQL adds CONTEXT and DETAIL lines)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _hint(exc: BaseException) -> str:
+    """What to do about a permanent PostgreSQL error ``exc``."""
+    from psycopg import errors
+
+    text = str(exc).lower()
+    if "password" in text or "authentication" in text or isinstance(exc, errors.InvalidPassword):
+        return "check the user and password: PGPASSWORD or ~/.pgpass, never the code"
+    if "pg_hba.conf" in text:
+        return "the server does not accept this host or user: add a line to its pg_hba.conf"
+    if "does not exist" in text and "database" in text:
+        return "create the database, or check the DSN's dbname"
+    if isinstance(exc, errors.InsufficientPrivilege) or "permission denied" in text:
+        return "grant the role the privileges docs/postgres.md lists"
+    if "ssl" in text or "certificate" in text:
+        return "check the DSN's sslmode and certificates"
+    return "the cause is chained to this error"
+
+
 def _import_psycopg() -> Any:
     try:
         import psycopg
@@ -345,8 +384,13 @@ class PostgresStore(CostStore):
     ``dsn`` is a libpq connection string or URL (``postgresql://user@host:5432/db?sslmode=verify-full``; a password
     is better kept in ``PGPASSWORD`` or ``~/.pgpass`` than in code). ``retry_timeout`` bounds, in seconds, how long
     an operation retries a server that is unreachable or restarting; an append that cannot get through by then is
-    spilled to ``spill_dir`` on this host (see ``default_spill_dir``) and replayed on the next successful
-    connection. ``connect_timeout`` applies to each connection attempt unless the DSN sets its own.
+    spilled to ``spill_dir`` on this host (by default a per-user folder named by a hash of the DSN without its
+    password, see docs/stores.md) and replayed on the next successful connection. Entries PostgreSQL cannot hold
+    are set aside in a per-user dead-letter folder named the same way (``dead_letters()``). ``connect_timeout``
+    applies to each connection attempt unless the DSN sets its own.
+
+    Period budgets reserve in the database itself (``PostgresLedger``), atomically for every host; ``lease`` is how
+    many seconds the reservations of a process that died (or lost the network) keep counting.
 
     Example::
 
@@ -366,18 +410,30 @@ class PostgresStore(CostStore):
         retry_timeout: float = 10.0,
         spill_dir: str | os.PathLike[str] | None = None,
         connect_timeout: float = 5.0,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
             raise TypeError(f"dsn must be a non-empty str (a libpq connection string or URL), got {dsn!r}")
         if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or retry_timeout < 0:
             raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {retry_timeout!r}")
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
+            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
         _import_psycopg()
         self.dsn = dsn
         self.url = _redacted_url(dsn)
         self.where = _redacted(dsn)
         self.retry_timeout = float(retry_timeout)
         self.connect_timeout = connect_timeout
-        self.spill = Spill(os.path.abspath(spill_dir) if spill_dir is not None else default_spill_dir(dsn))
+        self.lease = float(lease)
+        identity = store_identity(dsn)
+        spills, dead = fallback_dirs(identity, "spill"), fallback_dirs(identity, "dead-letter")
+        self.dead = DeadLetters("", fallbacks=dead, store_path=identity)  # no folder of its own: per user only
+        self.spill = Spill(
+            os.path.abspath(spill_dir) if spill_dir is not None else "",
+            fallbacks=spills,
+            store_path=identity,
+            set_aside_lines=self.dead.set_aside_lines,
+        )
         self._lock = threading.RLock()
         self._con: Any = None
         self._pid = 0
@@ -390,7 +446,8 @@ class PostgresStore(CostStore):
                 self.close()
                 raise
             # The server is down: the store still opens, so a tracker can record (its appends spill).
-            logger.warning("llmcost: %s; appends will spill to %s until it is back", exc, self.spill.directory)
+            logger.warning("llmcost: %s; appends will spill to %s until it is back", exc, self.spill.directories[0])
+        warn_of(self.dead.read())
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r})"
@@ -457,12 +514,22 @@ class PostgresStore(CostStore):
             if _transient(exc):
                 self._down_until = time.monotonic() + _DOWN_FOR
                 raise StoreError(
-                    f"could not {what} PostgreSQL at {self.where} within retry_timeout={self.retry_timeout}s: {exc}"
+                    f"could not {what} PostgreSQL at {self.where} within retry_timeout={self.retry_timeout}s: "
+                    f"{_first_line(exc)} (is the server up and reachable from this host? appends spill to "
+                    f"{self.spill.directories[0]} meanwhile and are replayed when it is back; raise retry_timeout "
+                    "to wait longer)"
                 ) from exc
             import psycopg
 
+            if isinstance(exc, psycopg.errors.DataError) and what == "append to":
+                raise StoreError(
+                    f"entries cannot be stored in PostgreSQL at {self.where}: {_first_line(exc)} (an entry's value "
+                    "is out of the stored range; append the others and keep this one with "
+                    "store.set_aside(entries, reason))"
+                ) from exc
             if isinstance(exc, psycopg.Error):
-                raise StoreError(f"could not {what} PostgreSQL at {self.where}: {exc}") from exc
+                message = f"could not {what} PostgreSQL at {self.where}: {_first_line(exc)} ({_hint(exc)})"
+                raise StoreError(message) from exc
             raise
         self._down_until = 0.0
         return result
@@ -485,19 +552,42 @@ class PostgresStore(CostStore):
         )
 
     def _replay(self, cur: Any) -> list[str]:
-        """Insert the entries of pending spill files (inside the caller's transaction); return their paths."""
+        """Insert the entries of pending spill files (inside the caller's transaction); return their paths. Entries
+        PostgreSQL cannot hold are set aside, so one of them never blocks the store."""
+        import psycopg
+
         done = []
         for path in self.spill.pending():
             entries = self.spill.read(path)
             if entries:
                 rows, refused = copy_rows(entries)
-                if refused:  # only possible in a spill file of another llmcost: appends refuse them up front
-                    logger.error("llmcost: %s; not replayed from %s", _refusal(refused), path)
-                self._insert(cur, rows)
+                if refused:  # only in a spill file of another llmcost: appends set them aside up front
+                    self.set_aside(refused, f"spill file {path} could not be replayed", error=_refusal(refused))
+                try:
+                    with cur.connection.transaction():  # a savepoint
+                        self._insert(cur, rows)
+                except psycopg.errors.DataError:
+                    self._replay_one_by_one(cur, path, entries, rows)
             done.append(path)
         if done:
             logger.info("llmcost: replayed %d spill file(s) into PostgreSQL at %s", len(done), self.where)
         return done
+
+    def _replay_one_by_one(
+        self, cur: Any, path: str, entries: Sequence[CostEntry], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Insert a spill file's ``rows`` one by one (each in a savepoint), setting aside those PostgreSQL refuses (a
+        value beyond its types): the rare path of a file ``_replay`` could not insert whole."""
+        import psycopg
+
+        by_id = {e.id: e for e in entries}
+        for row in rows:
+            try:
+                with cur.connection.transaction():
+                    self._insert(cur, [row])
+            except psycopg.errors.DataError as exc:
+                bad = [by_id[row[COLUMNS.index("id")]]]
+                self.set_aside(bad, f"spill file {path} could not be replayed", error=exc)
 
     def append(self, entries: Sequence[CostEntry]) -> None:
         """Write ``entries`` in one transaction; when this returns they are committed (or durably spilled on this
@@ -520,8 +610,23 @@ class PostgresStore(CostStore):
 
     def refuse(self, entries: Sequence[CostEntry]) -> None:
         """What becomes of entries PostgreSQL cannot hold at all (text with a NUL character) after the rest of
-        their batch was written: ``StoreError`` naming them. The one place a dead-letter integration lives."""
-        raise StoreError(f"{_refusal(entries)}; the rest of the batch was written")
+        their batch was written (or, from a spill file, replayed): set aside (``dead_letters()``), never lost."""
+        self.set_aside(entries, "PostgreSQL cannot hold text with a NUL character", error=_refusal(entries))
+
+    def set_aside(self, entries: Sequence[CostEntry], reason: str, *, error: BaseException | str | None = None) -> None:
+        """Keep ``entries`` this store could not take in a JSON-lines file in the per-user dead-letter folder of
+        this database (``$XDG_STATE_HOME/llmcost/dead-letter/<hash>``, see docs/stores.md), with ``reason`` and
+        ``error``; see ``CostStore.set_aside``.
+
+        Example::
+
+            store.set_aside([entry], "amount out of range", error=exc)
+        """
+        self.dead.set_aside(entries, reason, error, where=f"PostgreSQL at {self.where}")
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """What ``set_aside`` kept for this database on this host, oldest file first (``CostStore.dead_letters``)."""
+        return self.dead.letters()
 
     def spill_batch(self, error: StoreError, entries: Sequence[CostEntry]) -> None:
         """The fallback of an append that ``error`` stopped: spill ``entries`` to this host (durable, so
@@ -532,12 +637,15 @@ class PostgresStore(CostStore):
             path = self.spill.write(entries)
         except OSError as spill_exc:
             raise StoreError(
-                f"{error}; spilling the entries to {self.spill.directory} failed too: {spill_exc}"
+                f"{error}; spilling the entries on this host failed too: {spill_exc} "
+                "(make spill_dir or $XDG_STATE_HOME writable)"
             ) from spill_exc
         logger.warning("llmcost: %s; %d entries spilled to %s for replay", error, len(entries), path)
 
     def close(self) -> None:
-        """Close this process's connection; the store stays usable (the next call connects again)."""
+        """Close this process's connection and stop the ledger's heartbeat; the store stays usable (the next call
+        connects again)."""
+        self.close_ledger()
         with self._lock:
             self._drop_connection()
 
@@ -715,46 +823,11 @@ class PostgresStore(CostStore):
 
         return self._run(body, what="delete a budget from")
 
-    # -- the reservation ledger (see _postgres_ledger) ------------------------------------------------------------
-    def reserve(
-        self,
-        budget_key: str,
-        period_start: datetime,
-        amount: Decimal,
-        limit: Decimal,
-        *,
-        lease_seconds: float = 60.0,
-        spent: Decimal = Decimal(0),
-    ) -> str | None:
-        """Reserve ``amount`` of the budget period ``(budget_key, period_start)`` if what is settled, ``spent`` and
-        the open reservations leave room under ``limit``, atomically for every process and host; the reservation
-        id, or ``None``. Settle or release it; a holder that dies loses it after ``lease_seconds``.
-
-        Example::
-
-            rid = store.reserve("monthly", period_start, Decimal("0.02"), Decimal("100"))
-            if rid is not None:
-                ...  # make the call
-                store.settle(rid, actual_cost)
-        """
-        return self._run(
-            lambda cur: ledger.reserve(
-                cur, budget_key, period_start, amount, limit, lease_seconds=lease_seconds, spent=spent
-            ),
-            what="reserve budget in",
-        )
-
-    def settle(self, reservation_id: str, actual: Decimal) -> bool:
-        """Close reservation ``reservation_id``, counting ``actual`` as spent; whether it was open."""
-        return self._run(lambda cur: ledger.settle(cur, reservation_id, actual), what="settle a reservation in")
-
-    def release(self, reservation_id: str) -> bool:
-        """Drop reservation ``reservation_id`` without spending; whether it was open."""
-        return self._run(lambda cur: ledger.release(cur, reservation_id), what="release a reservation in")
-
-    def committed(self, budget_key: str, period_start: datetime) -> Decimal:
-        """Settled spend plus open reservations of the budget period (what ``reserve`` weighs against the limit)."""
-        return self._run(lambda cur: ledger.committed(cur, budget_key, period_start), what="read the ledger of")
+    # -- the budget ledger ------------------------------------------------------------------------------------------
+    def open_ledger(self) -> Ledger:
+        """The budget ledger every process on every host that opens this database shares: tables in the database
+        itself (see ``_postgres_ledger``)."""
+        return PostgresLedger(self._run, where=_where, table=TABLE, lease=self.lease)
 
 
 #: Positions of the map columns (tags, and any added later), which travel as JSON text into ``jsonb``.
@@ -764,7 +837,7 @@ _MAP_AT = tuple(i for i, t in enumerate(SQL_TYPES.values()) if t.startswith("MAP
 def copy_rows(batch: Sequence[CostEntry]) -> tuple[list[tuple[Any, ...]], list[CostEntry]]:
     """``batch`` as rows for ``COPY`` in ``COLUMNS`` order (maps such as tags as JSON text, the category as its
     value), and the entries PostgreSQL would refuse: text or map keys and values with a NUL character, which its
-    ``text`` and ``jsonb`` cannot hold.
+    ``text`` and ``jsonb`` cannot hold (``CostEntry`` admits no lone surrogate).
     """
     rows: list[tuple[Any, ...]] = []
     refused: list[CostEntry] = []

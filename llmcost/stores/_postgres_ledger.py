@@ -1,152 +1,278 @@
-"""The budget reservation ledger in PostgreSQL: reserve before a call, settle (or release) after it, on any host.
+"""``PostgresLedger``: the budget ledger of a ``PostgresStore``, in the database itself, for every host that shares it.
 
-Two tables. ``llmcost_ledger_periods`` holds one row per (budget key, period start) with the ``settled`` spend:
-the exact actual amounts of settled reservations. ``llmcost_reservations`` holds the reservations still open, each
-with a lease (``expires_at``, on the server's clock, so hosts with skewed clocks agree).
+One table, ``llmcost_ledger_holds``: each open reservation (``entry`` NULL, with a lease ``expires_at`` on the
+server's clock) and each settled amount (``entry`` the id of the entry it stands for; ``''`` for an entry that went
+to another store). A scope's standing is read in ONE statement, so from one snapshot:
 
-``reserve`` is one transaction of two statements. The first upserts the period row, which takes its row lock: every
-other reserver of the same budget period, on any host, waits there until this transaction ends. The second, with a
-fresh READ COMMITTED snapshot taken after the lock was granted, inserts the reservation only if ``settled`` plus the
-unexpired reservations plus ``amount`` stays within ``limit``, and returns its id (no row: refused). Budgets and
-periods that differ never wait for each other.
+    spent    = recorded spend in ``llmcost_entries`` that matches the scope (the store's own WHERE builder)
+             + settled amounts of the scope whose entry is NOT in ``llmcost_entries`` (an anti-join on the id)
+    reserved = the scope's reservations whose lease has not run out
 
-A reservation whose holder died is ignored once its lease runs out (default 60 s), so the room it held comes back;
-``settle`` of such a late reservation still counts its actual amount. Amounts are ``NUMERIC(38, 18)``: exact.
+Why the anti-join rather than acknowledgements (``SqliteLedger``'s design): PostgreSQL appends are transactional,
+so in any one snapshot an entry is either in ``llmcost_entries`` (counted as recorded, its settled amount skipped) or
+not (its settled amount counted): every amount is counted exactly once, on every host, with no window of double
+counting and nothing cached. ``acknowledge`` only deletes settled rows that no longer count (housekeeping).
 
-Example::
+``reserve`` is one transaction: ``pg_advisory_xact_lock`` on a hash of the scope key (every reserver of the scope,
+on any host, queues there; other scopes never wait), then the standing read in a fresh READ COMMITTED snapshot taken
+after the lock was granted, then the insert if the limit covers it. ``settle`` deletes the reservation and inserts
+the settled amount in one transaction (unless the entry is in the table already): all hosts see it at commit.
 
-    with connection.transaction():
-        rid = reserve(connection, "monthly", period_start, Decimal("0.02"), Decimal("100"), lease_seconds=60)
-    ...  # the call
-    with connection.transaction():
-        settle(connection, rid, Decimal("0.017"))
+Leases: a reservation expires ``lease`` seconds after it was made unless renewed; a heartbeat thread renews this
+process's reservations every third of the lease (``expires_at = now() + lease``), so those of a killed process stop
+counting within a lease. Expired reservations, settled amounts whose entries are in the table, and periods older than
+a budget's last two are deleted by a sweep at most every quarter lease.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from decimal import Decimal, localcontext
 from typing import Any
 
-__all__ = ["LEDGER_DDL", "committed", "release", "reserve", "settle"]
+from .._entry import CostEntry
+from ._filters import Filters
+from ._ledger import DEFAULT_LEASE, BudgetScope, Ledger, Receipts, Reservation, Standing
+
+__all__ = ["HOLDS", "LEDGER_DDL", "PostgresLedger"]
+
+logger = logging.getLogger("llmcost")
+
+HOLDS = "llmcost_ledger_holds"
+_FOREVER = ""  # the entry of a settled amount whose entry went to another store: counted until its period goes
 
 LEDGER_DDL: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS llmcost_ledger_periods ("
-    " budget_key text NOT NULL, period_start timestamptz NOT NULL,"
-    " settled NUMERIC(38, 18) NOT NULL DEFAULT 0, PRIMARY KEY (budget_key, period_start))",
-    "CREATE TABLE IF NOT EXISTS llmcost_reservations ("
-    " id uuid PRIMARY KEY DEFAULT gen_random_uuid(), budget_key text NOT NULL, period_start timestamptz NOT NULL,"
-    " amount NUMERIC(38, 18) NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
-    " expires_at timestamptz NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS llmcost_reservations_period ON llmcost_reservations (budget_key, period_start)",
+    f"CREATE TABLE IF NOT EXISTS {HOLDS} ("
+    " id bigserial PRIMARY KEY, scope text NOT NULL, budget text NOT NULL, since timestamptz,"
+    " amount NUMERIC(38, 18) NOT NULL, entry text, holder text NOT NULL, expires_at timestamptz)",
+    f"CREATE INDEX IF NOT EXISTS {HOLDS}_scope ON {HOLDS} (scope)",
+    f"CREATE INDEX IF NOT EXISTS {HOLDS}_entry ON {HOLDS} (entry) WHERE entry IS NOT NULL",
+    f"CREATE INDEX IF NOT EXISTS {HOLDS}_holder ON {HOLDS} (holder) WHERE entry IS NULL",
 )
 
-_LOCK_PERIOD = (
-    "INSERT INTO llmcost_ledger_periods (budget_key, period_start) VALUES (%s, %s) "
-    "ON CONFLICT (budget_key, period_start) DO UPDATE SET settled = llmcost_ledger_periods.settled "
-    "RETURNING settled"
-)
-_HELD = (
-    "SELECT coalesce(sum(amount), 0) FROM llmcost_reservations "
-    "WHERE budget_key = %(key)s AND period_start = %(start)s AND expires_at > now()"
-)
-_RESERVE = (
-    "INSERT INTO llmcost_reservations (budget_key, period_start, amount, expires_at) "
-    "SELECT %(key)s, %(start)s, %(amount)s, now() + make_interval(secs => %(lease)s) "
-    "WHERE (SELECT settled FROM llmcost_ledger_periods WHERE budget_key = %(key)s AND period_start = %(start)s) "
-    f"+ %(spent)s + ({_HELD}) + %(amount)s <= %(limit)s "
-    "RETURNING id::text"
+_SWEEP = (
+    f"DELETE FROM {HOLDS} WHERE entry IS NULL AND expires_at <= now()",
+    f"DELETE FROM {HOLDS} h USING {{table}} e WHERE h.entry = e.id",
+    # Keep each budget's last two periods (a process whose clock is a little behind may still settle in the one
+    # before): compared with the budget's own periods, never with the server's clock (clients' clocks may differ).
+    f"DELETE FROM {HOLDS} h USING (SELECT budget, since, dense_rank() OVER (PARTITION BY budget ORDER BY since DESC)"
+    f" AS n FROM (SELECT DISTINCT budget, since FROM {HOLDS} WHERE since IS NOT NULL) AS d) AS old"
+    " WHERE old.n > 2 AND h.budget = old.budget AND h.since = old.since",
 )
 
 
-def _money(name: str, value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
-        raise TypeError(f"{name} must be a Decimal or an int, got {value!r}")
-    amount = Decimal(value)
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"{name} must be a finite, non-negative amount, got {value!r}")
-    return amount
+def _holder_id() -> str:
+    """This process's name in the ledger: host, pid, and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _key(budget_key: object) -> str:
-    if not isinstance(budget_key, str) or not budget_key:
-        raise ValueError(f"budget_key must be a non-empty str, got {budget_key!r}")
-    return budget_key
+class PostgresLedger(Ledger):
+    """A ledger in the ``PostgresStore``'s database, atomic for every process on every host that shares it.
 
+    ``run(body, what=...)`` runs ``body(cursor)`` in one transaction of the store (with its retries); ``where``
+    turns ``Filters`` into the store's ``(" WHERE ...", params)`` on ``table``; ``lease`` is how many seconds a
+    reservation outlives a process that stopped renewing it.
 
-def reserve(
-    cur: Any,
-    budget_key: str,
-    period_start: datetime,
-    amount: Decimal,
-    limit: Decimal,
-    *,
-    lease_seconds: float = 60.0,
-    spent: Decimal = Decimal(0),
-) -> str | None:
-    """Reserve ``amount`` of budget ``budget_key``'s period starting ``period_start`` if settled spend, ``spent``
-    (recorded spend the ledger does not know of), unexpired reservations and ``amount`` stay within ``limit``.
+    Example::
 
-    Returns the reservation id, or ``None`` when it would not fit. ``cur`` is a psycopg cursor (or connection)
-    inside a transaction the caller commits: the period row lock is held until then.
+        ledger = PostgresLedger(store_run, where=where_sql, table="llmcost_entries", lease=60)
+        r = ledger.reserve(scope, Decimal("0.02"), limit=Decimal("1"))
     """
-    key = _key(budget_key)
-    if period_start.tzinfo is None:
-        raise ValueError(f"period_start must be timezone-aware, got {period_start!r}")
-    if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
-        raise ValueError(f"lease_seconds must be a positive number, got {lease_seconds!r}")
-    params = {
-        "key": key,
-        "start": period_start,
-        "amount": _money("amount", amount),
-        "limit": _money("limit", limit),
-        "spent": _money("spent", spent),
-        "lease": float(lease_seconds),
-    }
-    cur.execute(_LOCK_PERIOD, [key, period_start])
-    cur.fetchall()
-    cur.execute(_RESERVE, params)
-    row = cur.fetchone()
-    return None if row is None else str(row[0])
 
+    def __init__(
+        self,
+        run: Callable[..., Any],
+        *,
+        where: Callable[[Filters], tuple[str, list[Any]]],
+        table: str,
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
+            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+        self.lease = float(lease)
+        self._run = run
+        self._where = where
+        self._table = table
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._holder = _holder_id()
+        self._beating: threading.Event | None = None
+        self._swept = 0.0
+        self.receipts = Receipts()
 
-def settle(cur: Any, reservation_id: str, actual: Decimal) -> bool:
-    """Close reservation ``reservation_id``, counting ``actual`` as settled spend of its budget period instead of
-    the reserved amount. Returns whether the reservation was open (settling twice counts once)."""
-    amount = _money("actual", actual)
-    cur.execute(
-        "WITH r AS (DELETE FROM llmcost_reservations WHERE id = %s::uuid RETURNING budget_key, period_start) "
-        "UPDATE llmcost_ledger_periods p SET settled = p.settled + %s FROM r "
-        "WHERE p.budget_key = r.budget_key AND p.period_start = r.period_start RETURNING 1",
-        [_reservation_id(reservation_id), amount],
-    )
-    return cur.fetchone() is not None
+    def _forked(self) -> None:
+        """In a forked child, forget the parent's name, heartbeat and receipts: none is ours."""
+        if self._pid != os.getpid():
+            self._pid, self._holder, self._beating, self.receipts = os.getpid(), _holder_id(), None, Receipts()
 
+    def _standing(self, cur: Any, scope: BudgetScope) -> tuple[Decimal, Decimal]:
+        """``(spent, reserved)`` of ``scope``, in one statement (one snapshot)."""
+        where, params = self._where(scope.filters())
+        cur.execute(
+            f"SELECT (SELECT coalesce(sum(amount), 0) FROM {self._table}{where})"
+            f" + (SELECT coalesce(sum(h.amount), 0) FROM {HOLDS} h WHERE h.scope = %s AND h.entry IS NOT NULL"
+            f" AND NOT EXISTS (SELECT 1 FROM {self._table} e WHERE e.id = h.entry)),"
+            f" (SELECT coalesce(sum(amount), 0) FROM {HOLDS}"
+            " WHERE scope = %s AND entry IS NULL AND expires_at > now())",
+            [*params, scope.key, scope.key],
+        )
+        spent, reserved = cur.fetchone()
+        return Decimal(spent), Decimal(reserved)
 
-def release(cur: Any, reservation_id: str) -> bool:
-    """Drop reservation ``reservation_id`` without spending (the call was not made). Returns whether it was open."""
-    cur.execute("DELETE FROM llmcost_reservations WHERE id = %s::uuid RETURNING 1", [_reservation_id(reservation_id)])
-    return cur.fetchone() is not None
+    def _sweep_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._swept < self.lease / 4:
+            return False
+        self._swept = now
+        return True
 
+    # -- the heartbeat ------------------------------------------------------------------------------------------
+    def _start_heartbeat(self) -> None:
+        """Renew this process's leases every third of the lease, from a daemon thread, while the ledger lives."""
+        with self._lock:
+            if self._beating is not None:
+                return
+            stop = self._beating = threading.Event()
+        ref = weakref.ref(self)
+        interval = self.lease / 3
 
-def committed(cur: Any, budget_key: str, period_start: datetime) -> Decimal:
-    """Settled spend plus unexpired reservations of the budget period: what ``reserve`` weighs against the limit."""
-    params = {"key": _key(budget_key), "start": period_start}
-    cur.execute(
-        "SELECT coalesce((SELECT settled FROM llmcost_ledger_periods "
-        f"WHERE budget_key = %(key)s AND period_start = %(start)s), 0) + ({_HELD})",
-        params,
-    )
-    (value,) = cur.fetchone()
-    return Decimal(value)
+        def run() -> None:
+            while not stop.wait(interval):
+                ledger = ref()
+                if ledger is None:
+                    return
+                try:
+                    ledger.beat(stop)
+                except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease allows two
+                    logger.debug("llmcost: budget ledger heartbeat failed: %r", exc)
+                del ledger
 
+        threading.Thread(target=run, name="llmcost-ledger-lease", daemon=True).start()
 
-def _reservation_id(value: object) -> str:
-    import uuid
+    def beat(self, stop: threading.Event | None = None) -> None:
+        """Renew this process's reservations: ``lease`` more seconds from now, on the server's clock (unless
+        ``stop`` is set: the ledger was closed, and its store's connection with it, which a beat must not reopen)."""
+        with self._lock:
+            if stop is not None and stop.is_set():
+                return
+            self._renew()
 
-    if not isinstance(value, str):
-        raise TypeError(f"reservation id must be a str, got {value!r}")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValueError(f"reservation id must be an id reserve() returned, got {value!r}") from None
+    def _renew(self) -> None:
+        self._forked()
+        holder, lease = self._holder, self.lease
+        self._run(
+            lambda cur: cur.execute(
+                f"UPDATE {HOLDS} SET expires_at = now() + make_interval(secs => %s) "
+                "WHERE holder = %s AND entry IS NULL AND expires_at > now()",
+                [lease, holder],
+            ),
+            what="renew budget reservations in",
+        )
+
+    # -- Ledger -------------------------------------------------------------------------------------------------
+    def begin(self) -> None:
+        self.receipts.use()
+
+    def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
+        self._forked()
+        self.receipts.use()
+        sweep = self._sweep_due()
+        holder, lease = self._holder, self.lease
+
+        def body(cur: Any) -> tuple[Decimal, Decimal, int | None]:
+            if sweep:
+                for statement in _SWEEP:
+                    cur.execute(statement.format(table=self._table))
+            # Every reserver of this scope on any host queues here until this transaction ends; the next
+            # statement's snapshot is taken after the lock is granted, so it sees every commit before it.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [scope.key])
+            spent, reserved = self._standing(cur, scope)
+            with localcontext() as ctx:
+                ctx.prec = 80
+                room = limit - spent - reserved
+            if not (force or (room > 0 and amount <= room)):
+                return spent, reserved, None
+            if not amount:
+                return spent, reserved, 0
+            cur.execute(
+                f"INSERT INTO {HOLDS} (scope, budget, since, amount, entry, holder, expires_at) "
+                "VALUES (%s, %s, %s, %s, NULL, %s, now() + make_interval(secs => %s)) RETURNING id",
+                [scope.key, scope.budget, scope.since, amount, holder, lease],
+            )
+            return spent, reserved, int(cur.fetchone()[0])
+
+        spent, reserved, rid = self._run(body, what="reserve budget in")
+        if rid:
+            self._start_heartbeat()
+        return Reservation(scope.key, amount, rid is not None, spent, reserved, rid or None)
+
+    def settle(
+        self,
+        scope: BudgetScope,
+        amount: Decimal,
+        *,
+        reservation: Reservation | None = None,
+        entry_id: str | None = None,
+    ) -> Standing:
+        self._forked()
+        self.receipts.use()
+        keep = entry_id is None or self.receipts.settling(entry_id)  # False: written and acknowledged already
+        entry = _FOREVER if entry_id is None else entry_id
+        rid = reservation.id if reservation is not None else None
+
+        def body(cur: Any) -> tuple[Decimal, Decimal]:
+            if rid is not None:
+                cur.execute(f"DELETE FROM {HOLDS} WHERE id = %s AND entry IS NULL", [rid])
+            if keep:
+                # Not if the entry is in the table already (a background flush wrote it first): counted there.
+                cur.execute(
+                    f"INSERT INTO {HOLDS} (scope, budget, since, amount, entry, holder, expires_at) "
+                    f"SELECT %s, %s, %s, %s, %s, %s, NULL WHERE NOT EXISTS (SELECT 1 FROM {self._table} WHERE id = %s)",
+                    [scope.key, scope.budget, scope.since, amount, entry, self._holder, entry],
+                )
+            return self._standing(cur, scope)
+
+        spent, reserved = self._run(body, what="settle a budget reservation in")
+        return Standing(spent, reserved)
+
+    def release(self, reservation: Reservation) -> None:
+        if reservation.id is None:
+            return
+        rid = reservation.id
+        self._run(
+            lambda cur: cur.execute(f"DELETE FROM {HOLDS} WHERE id = %s AND entry IS NULL", [rid]),
+            what="release a budget reservation in",
+        )
+
+    def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
+        # Always read afresh: recorded spend is read in the same statement as the ledger's own amounts.
+        self.receipts.use()
+        spent, reserved = self._run(lambda cur: self._standing(cur, scope), what="read the budget ledger of")
+        return Standing(spent, reserved)
+
+    def acknowledge(self, entries: Sequence[CostEntry]) -> None:
+        """Delete the settled amounts of ``entries`` this process settled (they no longer count: the anti-join
+        skips them already; this keeps the table small). The sweep deletes any others."""
+        self._forked()
+        if not self.receipts.used or not entries:
+            return
+        mine = self.receipts.acknowledged(entries)
+        if mine:
+            self._run(
+                lambda cur: cur.execute(f"DELETE FROM {HOLDS} WHERE entry = ANY(%s)", [mine]),
+                what="update the budget ledger of",
+            )
+
+    def close(self) -> None:
+        """Stop the heartbeat (this process's reservations lapse after a lease unless it is used again)."""
+        with self._lock:
+            if self._beating is not None:
+                self._beating.set()
+                self._beating = None

@@ -58,8 +58,9 @@ class Spill:
 
     @property
     def directories(self) -> list[str]:
-        """Where spill files may be, the store's own directory first."""
-        return [self.directory, *self.fallbacks]
+        """Where spill files may be, the store's own directory first (``directory`` is ``""`` for a store without
+        one, a database: then the fallbacks only)."""
+        return [d for d in (self.directory, *self.fallbacks) if d]
 
     def write(self, entries: Sequence[CostEntry]) -> str:
         """Keep ``entries`` durably in a new spill file and return its path; ``OSError`` if no directory takes it."""
@@ -128,10 +129,12 @@ class Spill:
 
 
 def write_somewhere(directory: str, fallbacks: Sequence[str], store_path: str, data: bytes) -> str:
-    """Write ``data`` durably as a new ``<uuid>.jsonl`` in the first of ``directory`` and ``fallbacks`` that takes
-    it; return its path. ``OSError`` naming every place tried if none does."""
+    """Write ``data`` durably as a new ``<uuid>.jsonl`` in the first of ``directory`` (skipped when ``""``) and
+    ``fallbacks`` that takes it; return its path. ``OSError`` naming every place tried if none does."""
     failures = []
     for n, where in enumerate([directory, *fallbacks]):
+        if not where:
+            continue
         path = os.path.join(where, f"{uuid.uuid4().hex}.jsonl")
         try:
             if n == 0:

@@ -1,7 +1,8 @@
 """The budget ledger: reserve/settle/release on every store, and budgets that hold across real processes.
 
-The process tests start real Python processes on one DuckDB or Parquet store, each calling a tracked function as
-fast as it can under one daily limit, and check what the store recorded in the end.
+The process tests start real Python processes on one DuckDB, Parquet or PostgreSQL store, each calling a tracked
+function as fast as it can under one daily limit, and check what the store recorded in the end. On PostgreSQL each
+process has its own connection, as a process on another host would: they stand in for hosts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -18,8 +20,9 @@ from freezegun import freeze_time
 
 import llmcost
 from llmcost import BudgetExceeded, CostTracker, Usage, budget, track_cost
-from llmcost.stores import BudgetScope, CostStore, DuckDBStore, ParquetStore
+from llmcost.stores import BudgetScope, CostStore, DuckDBStore, ParquetStore, PostgresStore
 
+from . import postgres_server
 from .conftest import Children, make_entry
 
 UTC = timezone.utc
@@ -29,6 +32,25 @@ DAY = datetime(2024, 5, 1, tzinfo=UTC)
 
 def scope(**filters: object) -> BudgetScope:
     return BudgetScope("test", since=DAY, until=DAY + timedelta(days=1), **filters)  # type: ignore[arg-type]
+
+
+Home = Callable[[str], str]
+
+
+@pytest.fixture
+def home(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Home:
+    """``home(kind)``: a new place for a store of ``kind``: a directory, or for ``postgres`` the DSN of a schema of
+    its own in the session's database."""
+    made = iter(range(1_000_000))
+
+    def make(kind: str) -> str:
+        if kind == "postgres":
+            return postgres_server.fresh_schema(request.getfixturevalue("postgres_database"))
+        where = os.path.join(tmp_path, f"home-{next(made)}")
+        os.mkdir(where)
+        return where
+
+    return make
 
 
 # -- the ledger on every store ----------------------------------------------------------------------------------
@@ -71,11 +93,12 @@ def test_an_entry_written_before_it_is_settled_counts_once(store: CostStore):
     assert store.settle(s, entry.amount, reservation=r, entry_id=entry.id).spent == COST
 
 
-@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
-def test_two_store_objects_on_one_path_share_the_ledger(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+def test_two_store_objects_on_one_path_share_the_ledger(home, kind):
     # What two processes see, in one: a reservation and a settled amount are visible through the other object at
     # once, before anything is written to the store.
-    first, second = open_store(kind, tmp_path), open_store(kind, tmp_path)
+    where = home(kind)
+    first, second = open_store(kind, where), open_store(kind, where)
     s = scope()
     r = first.reserve(s, Decimal("0.6"), limit=Decimal("1"))
     assert second.standing(s).reserved == Decimal("0.6")
@@ -150,7 +173,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 import llmcost
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
-from llmcost.stores import DuckDBStore, ParquetStore
+from llmcost.stores import DuckDBStore, ParquetStore, PostgresStore
 
 n, kind, path, mode, limit, calls, factor, start, lease, pause = sys.argv[1:11]
 llmcost.cost_of("gpt-4o", input_tokens=1)  # load the catalog before forking
@@ -158,7 +181,7 @@ response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_toke
 
 
 def work():
-    store = (DuckDBStore if kind == "duckdb" else ParquetStore)(path, lease=float(lease))
+    store = {"duckdb": DuckDBStore, "parquet": ParquetStore, "postgres": PostgresStore}[kind](path, lease=float(lease))
     clock = None
     if start != "-":
         began, origin = time.monotonic(), datetime.fromisoformat(start)
@@ -220,13 +243,18 @@ sys.exit(max(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in pi
 """
 
 
-def open_store(kind: str, tmp_path: os.PathLike[str], lease: float = 60.0) -> CostStore:
+def open_store(kind: str, where: str, lease: float = 60.0) -> CostStore:
+    """A store of ``kind`` at ``where`` (a directory; for ``postgres`` a DSN)."""
     if kind == "duckdb":
-        return DuckDBStore(os.path.join(tmp_path, "costs.duckdb"), lease=lease)
-    return ParquetStore(os.path.join(tmp_path, "costs"), lease=lease)
+        return DuckDBStore(os.path.join(where, "costs.duckdb"), lease=lease)
+    if kind == "postgres":
+        return PostgresStore(where, lease=lease)
+    return ParquetStore(os.path.join(where, "costs"), lease=lease)
 
 
 def location(store: CostStore) -> str:
+    if isinstance(store, PostgresStore):
+        return store.dsn
     return store.path if isinstance(store, DuckDBStore) else store.directory  # type: ignore[attr-defined]
 
 
@@ -258,10 +286,10 @@ def run_children(
     return results
 
 
-@pytest.mark.parametrize(("kind", "n"), [("duckdb", 4), ("duckdb", 8), ("parquet", 4), ("parquet", 8)])
-def test_processes_with_exact_estimates_stay_within_the_limit(children, tmp_path, kind, n):
+@pytest.mark.parametrize(("kind", "n"), [("duckdb", 4), ("duckdb", 8), ("parquet", 4), ("parquet", 8), ("postgres", 8)])
+def test_processes_with_exact_estimates_stay_within_the_limit(children, home, kind, n):
     limit = Decimal("0.05")  # 20 calls among n processes making 40 each
-    store = open_store(kind, tmp_path)
+    store = open_store(kind, home(kind))
     results = run_children(children, store, kind, n, limit=limit)
     total = store.total()
     assert total <= limit
@@ -270,25 +298,38 @@ def test_processes_with_exact_estimates_stay_within_the_limit(children, tmp_path
     store.close()
 
 
-@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
-def test_processes_with_low_estimates_pass_by_at_most_one_error_each(children, tmp_path, kind):
+def test_eight_hosts_under_one_daily_budget_on_postgres(children, home):
+    # budget("1.00", period="daily", tracker=CostTracker(PostgresStore(dsn))) in 8 processes, each with its own
+    # connection as on 8 hosts: 480 calls tried, 400 fit.
+    limit = Decimal("1.00")
+    store = open_store("postgres", home("postgres"))
+    results = run_children(children, store, "postgres", 8, limit=limit, calls=60)
+    assert store.total() == sum(r["made"] for r in results) * COST == limit
+    assert sum(r["refused"] for r in results) == 80
+    tracker = CostTracker(store)
+    b = budget(limit, period="daily", tracker=tracker)  # the same budget: one account in the database
+    assert (b.spent, b.reserved) == (limit, 0)  # every reservation settled or released, none left held
+    tracker.close()
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+def test_processes_with_low_estimates_pass_by_at_most_one_error_each(children, home, kind):
     n, limit = 4, Decimal("0.05")
-    store = open_store(kind, tmp_path)
+    store = open_store(kind, home(kind))
     run_children(children, store, kind, n, limit=limit, factor="0.8")
     assert store.total() <= limit + n * COST * Decimal("0.2")
     store.close()
 
 
-@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
-def test_manager_budgets_and_period_blocks_behave_the_same(children, tmp_path, kind):
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+def test_manager_budgets_and_period_blocks_behave_the_same(children, home, kind):
     # A BudgetManager budget saved in the store, enforced by plain trackers in other processes (no manager, no
     # block there), holds as a budget(period=...) block in each process does.
     limit = Decimal("0.03")
     outcomes = []
     for mode in ("block", "manager"):
-        where = tmp_path / mode
-        where.mkdir()
-        store = open_store(kind, where)
+        store = open_store(kind, home(kind))
         if mode == "manager":
             llmcost.BudgetManager(CostTracker(store)).create("cap", limit, "daily")
         results = run_children(children, store, kind, 4, mode="plain" if mode == "manager" else "block", limit=limit)
@@ -298,10 +339,11 @@ def test_manager_budgets_and_period_blocks_behave_the_same(children, tmp_path, k
     assert outcomes[0] == outcomes[1] == (limit, 12)
 
 
-def test_reservations_of_a_killed_process_are_released_after_the_lease(children, tmp_path):
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_reservations_of_a_killed_process_are_released_after_the_lease(children, home, kind):
     lease, limit = 1.0, COST * 4
-    store = open_store("duckdb", tmp_path, lease=lease)
-    args = ["1", "duckdb", location(store), "hold", str(limit), "4", "1", "-", str(lease), "0"]
+    store = open_store(kind, home(kind), lease=lease)
+    args = ["1", kind, location(store), "hold", str(limit), "4", "1", "-", str(lease), "0"]
     victim = children.spawn(CHILD, *args)
     assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
     assert victim.stdin is not None
@@ -333,12 +375,13 @@ def test_reservations_of_a_killed_process_are_released_after_the_lease(children,
     tracker.close()
 
 
-def test_rollover_at_midnight_utc_while_processes_run(children, tmp_path):
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_rollover_at_midnight_utc_while_processes_run(children, home, kind):
     limit = Decimal("0.02")  # 8 calls a day
-    store = open_store("duckdb", tmp_path)
+    store = open_store(kind, home(kind))
     # The children's clocks start a second before midnight; they call every 20 ms for ~2 seconds.
     results = run_children(
-        children, store, "duckdb", 4, limit=limit, calls=100, start="2024-05-01T23:59:59+00:00", pause=0.02
+        children, store, kind, 4, limit=limit, calls=100, start="2024-05-01T23:59:59+00:00", pause=0.02
     )
     midnight = datetime(2024, 5, 2, tzinfo=UTC)
     before = store.total(until=midnight)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +17,8 @@ import pytest
 
 from llmcost import CostTracker, StoreError
 from llmcost._rows import SQL_TYPES
-from llmcost.stores import MemoryStore, PostgresStore, open_store
+from llmcost.stores import BudgetScope, MemoryStore, PostgresStore, open_store
+from llmcost.stores._ledger import Standing
 
 from . import postgres_server
 from .conftest import CHILD_PREAMBLE, Children, make_entry
@@ -187,69 +188,96 @@ def test_eight_writers_lose_and_duplicate_nothing(dsn: str, tmp_path: Path, chil
     assert not os.path.isdir(tmp_path / "spill") or not os.listdir(tmp_path / "spill")
 
 
-# -- the reservation ledger -----------------------------------------------------------------------------------------
+# -- the budget ledger (more in test_ledger.py, which runs every store) --------------------------------------------
+def scope(budget: str = "daily", **filters: object) -> BudgetScope:
+    return BudgetScope(budget, since=PERIOD, until=PERIOD + timedelta(days=1), **filters)  # type: ignore[arg-type]
+
+
 def test_reserve_settle_release(store: PostgresStore) -> None:
-    limit = Decimal("1.00")
-    a = store.reserve("daily", PERIOD, Decimal("0.60"), limit)
-    assert a is not None
-    assert store.reserve("daily", PERIOD, Decimal("0.50"), limit) is None  # 0.60 held
-    assert store.reserve("other", PERIOD, Decimal("0.50"), limit) is not None  # another budget: its own room
-    b = store.reserve("daily", PERIOD, Decimal("0.40"), limit)
-    assert b is not None
-    assert store.committed("daily", PERIOD) == limit
-    assert store.settle(a, Decimal("0.25")) is True  # the call cost less than its estimate
-    assert store.settle(a, Decimal("0.25")) is False  # settling twice counts once
-    assert store.committed("daily", PERIOD) == Decimal("0.65")
-    assert store.release(b) is True
-    assert store.committed("daily", PERIOD) == Decimal("0.25")
-    assert store.reserve("daily", PERIOD, Decimal("0.75"), limit) is not None  # exactly to the limit
-    assert store.reserve("daily", PERIOD, Decimal("0.000000000000000001"), limit) is None
-    # ``spent``: recorded spend the ledger does not know of counts against the limit too.
-    assert store.reserve("weekly", PERIOD, Decimal("0.5"), limit, spent=Decimal("0.6")) is None
+    limit, daily = Decimal("1.00"), scope()
+    a = store.reserve(daily, Decimal("0.60"), limit=limit)
+    assert a.granted and a.id is not None
+    assert not store.reserve(daily, Decimal("0.50"), limit=limit).granted  # 0.60 held
+    assert store.reserve(scope("other"), Decimal("0.50"), limit=limit).granted  # another budget: its own room
+    b = store.reserve(daily, Decimal("0.40"), limit=limit)
+    assert b.granted
+    assert store.standing(daily) == Standing(Decimal(0), limit)
+    entry = make_entry(1, timestamp=PERIOD, amount=Decimal("0.25"))
+    assert store.settle(daily, entry.amount, reservation=a, entry_id=entry.id) == Standing(Decimal("0.25"), b.amount)
+    store.release(b)
+    store.release(b)  # a no-op the second time
+    assert store.standing(daily) == Standing(Decimal("0.25"), Decimal(0))
+    store.append([entry])  # written: counted once, now as recorded spend (before and after the acknowledgement)
+    assert store.standing(daily).spent == Decimal("0.25")
+    store.acknowledge([entry])
+    assert store.standing(daily).spent == Decimal("0.25")
+    assert _psql(store.dsn, "SELECT count(*) FROM llmcost_ledger_holds WHERE entry IS NOT NULL") == [(0,)]
+    assert store.reserve(daily, Decimal("0.75"), limit=limit).granted  # exactly to the limit
+    assert not store.reserve(daily, Decimal("0.000000000000000001"), limit=limit).granted
 
 
-def test_a_dead_holders_reservation_lapses(store: PostgresStore) -> None:
-    held = store.reserve("hourly", PERIOD, Decimal("1"), Decimal("1"), lease_seconds=0.5)
-    assert held is not None
-    assert store.reserve("hourly", PERIOD, Decimal("1"), Decimal("1")) is None
-    time.sleep(0.7)
-    assert store.reserve("hourly", PERIOD, Decimal("1"), Decimal("1")) is not None
+def test_recorded_spend_counts_with_the_scopes_filters(store: PostgresStore) -> None:
+    store.append(
+        [
+            make_entry(1, timestamp=PERIOD, amount=Decimal("0.5"), resource="bot", tags={"team": "x", "k": "v"}),
+            make_entry(2, timestamp=PERIOD, amount=Decimal("0.25"), resource="bot", tags={"team": "y"}),
+            make_entry(3, timestamp=PERIOD - timedelta(seconds=1), amount=Decimal("7"), resource="bot"),
+        ]
+    )
+    assert store.standing(scope(resource="bot")).spent == Decimal("0.75")
+    assert store.standing(scope(resource="bot", tags={"team": "x"})).spent == Decimal("0.5")
+    assert store.standing(scope(resource="bot", tags={"team": "it's'; --"})).spent == 0
+    assert not store.reserve(scope(resource="bot"), Decimal("0.3"), limit=Decimal(1)).granted
 
 
-def test_ledger_arguments_are_checked(store: PostgresStore) -> None:
-    with pytest.raises(TypeError, match="amount"):
-        store.reserve("k", PERIOD, 0.5, Decimal(1))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="period_start"):
-        store.reserve("k", datetime(2024, 5, 1), Decimal(1), Decimal(1))
-    with pytest.raises(ValueError, match="reservation id"):
-        store.settle("not-an-id", Decimal(1))
-    with pytest.raises(ValueError, match="lease_seconds"):
-        store.reserve("k", PERIOD, Decimal(1), Decimal(1), lease_seconds=0)
+def test_a_dead_holders_reservation_lapses_and_a_live_ones_does_not(dsn: str) -> None:
+    live, dead = PostgresStore(dsn, lease=0.6), PostgresStore(dsn, lease=0.6)
+    hourly = scope("hourly")
+    assert live.reserve(hourly, Decimal("0.5"), limit=Decimal(1)).granted
+    assert dead.reserve(hourly, Decimal("0.5"), limit=Decimal(1)).granted
+    dead.close_ledger()  # its heartbeat stops, as a killed process's would
+    time.sleep(1.0)
+    assert live.standing(hourly).reserved == Decimal("0.5")  # renewed by its heartbeat; the other one lapsed
+    assert live.reserve(hourly, Decimal("0.5"), limit=Decimal(1)).granted
+    live.close()
+    dead.close()
+
+
+def test_lease_is_checked(dsn: str) -> None:
+    with pytest.raises(ValueError, match="lease"):
+        PostgresStore(dsn, lease=0)
 
 
 SPENDER = (
     CHILD_PREAMBLE
     + """
 import random
-from llmcost.stores import PostgresStore
+from llmcost.stores import BudgetScope, PostgresStore
 dsn, n, limit = sys.argv[1], int(sys.argv[2]), Decimal(sys.argv[3])
-period = datetime(2024, 5, 1, tzinfo=timezone.utc)
+scope = BudgetScope("monthly", since=datetime(2024, 5, 1, tzinfo=timezone.utc))
 store = PostgresStore(dsn, retry_timeout=60)
 rng = random.Random(n)
 print("ready", flush=True)
 sys.stdin.readline()
 granted = refused = k = 0
+later = []
 while refused < 20:
     estimate = Decimal(rng.randint(1, 9)) / 100  # exact: the call costs what was estimated
-    rid = store.reserve("monthly", period, estimate, limit)
-    if rid is None:
+    r = store.reserve(scope, estimate, limit=limit)
+    if not r.granted:
         refused += 1
         continue
     e = entry(n, k)
-    store.append([CostEntry(id=e.id, timestamp=e.timestamp, amount=estimate, resource=e.resource, tags=e.tags)])
-    assert store.settle(rid, estimate)
+    e = CostEntry(id=e.id, timestamp=e.timestamp, amount=estimate, resource=e.resource, tags=e.tags)
+    store.settle(scope, estimate, reservation=r, entry_id=e.id)
+    if k % 2:  # half written at once, half left settled (in a tracker's buffer) until the end
+        store.append([e])
+        store.acknowledge([e])
+    else:
+        later.append(e)
     granted += 1
     k += 1
+store.append(later)
 print("granted", granted, flush=True)
 """
 )
@@ -275,7 +303,8 @@ def test_eight_processes_never_pass_the_limit(dsn: str, children: Children) -> N
     recorded = store.total()
     assert recorded <= limit
     assert recorded > limit - Decimal("0.01") * 9  # every process saw the room run out, not a false refusal
-    assert store.committed("monthly", PERIOD) == recorded  # every reservation settled, exactly
+    # Every reservation settled, every settled amount counted once (whether acknowledged or not).
+    assert store.standing(BudgetScope("monthly", since=PERIOD)) == Standing(recorded, Decimal(0))
     assert len(store.entries()) == granted
     store.close()
 
@@ -379,13 +408,58 @@ def test_query_on_postgres_star_and_counts(store: PostgresStore) -> None:
     assert store.query("SELECT sum(amount) AS s FROM entries").loc[0, "s"] == sum(e.amount for e in batch)
 
 
-def test_entries_postgres_cannot_hold_are_named_and_the_rest_written(store: PostgresStore) -> None:
+def test_entries_postgres_cannot_hold_are_set_aside_and_the_rest_written(store: PostgresStore) -> None:
     good = [make_entry(i) for i in range(5)]
     bad = [make_entry(10, description="nul\x00here"), make_entry(11, tags={"k": "v\x00"})]
-    with pytest.raises(StoreError, match="NUL") as info:
-        store.append([*good[:3], *bad, *good[3:]])
-    assert repr(bad[0].id) in str(info.value)
+    store.append([*good[:3], *bad, *good[3:]])
     assert store.entries() == good
+    letters = store.dead_letters()
+    assert [d["entry"]["id"] for d in letters] == [e.id for e in bad]
+    assert "NUL" in letters[0]["reason"] and repr(bad[0].id) in letters[0]["error"]
+
+
+def test_spill_and_dead_letters_default_to_per_user_folders_keyed_by_the_dsn(dsn: str) -> None:
+    from llmcost.stores._locations import fallback_dirs
+    from llmcost.stores._postgres import store_identity
+
+    with_password = postgres_server.with_options(dsn, password="s3cret")
+    identity = store_identity(with_password)
+    assert "s3cret" not in identity and identity == store_identity(dsn)  # the same database, however spelled
+    store = PostgresStore(dsn)
+    assert store.spill.directories == fallback_dirs(identity, "spill")
+    assert store.spill.directory == "" and store.spill.directories[0].startswith(os.environ["XDG_STATE_HOME"])
+    store.set_aside([make_entry(1)], "test")
+    (folder,) = {os.path.dirname(p) for p in store.dead.read()}
+    assert folder == fallback_dirs(identity, "dead-letter")[0]
+    assert Path(folder, "_store").read_text().strip() == identity
+    store.close()
+
+
+def test_a_spilled_entry_postgres_refuses_is_set_aside_and_the_rest_replayed(dsn: str, tmp_path: Path) -> None:
+    from llmcost.stores._spill import Spill
+
+    good = [make_entry(i) for i in range(5)]
+    poison = make_entry(9, id="poison")
+    object.__setattr__(poison, "amount", Decimal("1E+25"))  # beyond NUMERIC(38, 18)
+    nul, nul_tag = make_entry(10, description="nul\x00"), make_entry(11, tags={"k": "v\x00"})
+    Spill(str(tmp_path / "spill")).write([*good[:2], poison, nul, nul_tag, *good[2:]])
+    store = PostgresStore(dsn, spill_dir=str(tmp_path / "spill"))
+    assert store.entries() == good
+    letters = store.dead_letters()
+    (line,) = [d for d in letters if isinstance(d["entry"], str)]  # a line that cannot even be read as an entry
+    assert '"id": "poison"' in line["entry"] and "10**20" in line["error"]
+    assert sorted(d["entry"]["id"] for d in letters if d is not line) == sorted([nul.id, nul_tag.id])
+    assert Spill(str(tmp_path / "spill")).pending() == []
+    store.close()
+
+
+def test_a_value_out_of_range_refuses_the_batch_with_a_hint(store: PostgresStore) -> None:
+    bad = make_entry(3)
+    object.__setattr__(bad, "amount", Decimal("1E+25"))
+    with pytest.raises(StoreError, match=r"cannot be stored in PostgreSQL at .*set_aside") as info:
+        store.append([make_entry(1), bad])
+    assert "password" not in str(info.value)
+    assert store.entries() == []
 
 
 def test_a_forked_child_leaves_the_parents_connection_alone(store: PostgresStore) -> None:
