@@ -74,6 +74,7 @@ _PG_TYPES = {
     "BIGINT": "bigint",
     "DOUBLE": "double precision",
     "MAP(VARCHAR, VARCHAR)": "jsonb",
+    "MAP(VARCHAR, BIGINT)": "jsonb",
 }
 
 TABLE = "llmcost_entries"
@@ -713,7 +714,8 @@ class PostgresStore(CostStore):
             amount = Decimal(text) if text is not None else Decimal(0)
             if kind == 0:
                 total, calls = amount, count
-                usage = Usage(**{c: n or 0 for c, n in zip(TOKEN_COLUMNS, counts, strict=True)})
+                inp, out, cache_read, cache_write, reasoning = (int(n or 0) for n in counts)
+                usage = Usage(inp, out, cache_read, cache_write, reasoning)
             elif kind == 4:
                 by_tag.setdefault(key, {})[value] = amount
             else:
@@ -770,6 +772,8 @@ class PostgresStore(CostStore):
                     )
                     source = "raw LEFT JOIN tag_maps ON raw.tags IS NOT DISTINCT FROM tag_maps.tag_text"
                     exprs["tags"] = "tag_map"
+                if "units" in columns:  # JSON text of a map of counts (NULL when empty)
+                    exprs["units"] = 'CAST(CAST("units" AS JSON) AS MAP(VARCHAR, BIGINT))'
                 con.execute(f"CREATE TEMP TABLE entries AS {typed_select(source, exprs)}")
                 con.execute("DROP TABLE raw")
                 return fetch_frame(con, sql, params)
