@@ -110,10 +110,11 @@ def price_for(
 
 def priced(
     model: str, provider: str | None, usage: Usage, at: datetime, service_tier: str | None = None
-) -> tuple[Decimal, str, str | None]:
+) -> tuple[Decimal, str, str | None, str]:
     """What ``usage`` of ``model`` cost at ``at`` in ``service_tier``, rounded as every store keeps amounts
-    (``MONEY_SCALE`` places, usually already so), where the price came from, and the price's provider (the
-    tracker's hot path). A correction that does not change the amount leaves the catalog's label.
+    (``MONEY_SCALE`` places, usually already so), where the price came from, the price's provider and its model
+    id (the catalog's id, ``gpt-4o-mini`` for ``gpt-4o-mini-2024-07-18``; a registered price's ``model``): the
+    tracker's hot path. A correction that does not change the amount leaves the catalog's label.
 
     Raises ``UnknownModelError`` like ``price_for``.
     """
@@ -122,13 +123,13 @@ def priced(
         resolved = _resolved_for(model, provider)
     price = resolved.price
     if price is not None and service_tier is None:
-        return money_cost(price, usage), resolved.label, price.provider
+        return money_cost(price, usage), resolved.label, price.provider, price.model
     quote = resolved.quote(at, service_tier)
     amount = money_cost(quote.price, usage)
     label = quote.label
     if quote.baseline is not None and money_cost(quote.baseline, usage) == amount:
         label = quote.baseline_label
-    return amount, label, quote.price.provider
+    return amount, label, quote.price.provider, quote.price.model
 
 
 def get_price(model: str, provider: str | None = None, *, at: datetime | None = None) -> ModelPrice:

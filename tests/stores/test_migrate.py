@@ -160,7 +160,7 @@ def test_duckdb_store_written_by_schema_v1_migrates_to_units_and_service_tier(tm
     assert store.entries() == [_v1_entry()]
     store.append([_v2_entry()])
     store.close()
-    assert _version(db) == 2
+    assert _version(db) == _rows.SCHEMA_VERSION
     con = duckdb.connect(str(db), read_only=True)
     types = dict(
         con.execute(
@@ -189,7 +189,7 @@ def test_parquet_store_written_by_schema_v1_migrates_to_units_and_service_tier(t
     con.close()
 
     store = ParquetStore(root)
-    assert json.loads((root / "_llmcost.json").read_text())["schema_version"] == 2
+    assert json.loads((root / "_llmcost.json").read_text())["schema_version"] == _rows.SCHEMA_VERSION
     assert store.entries() == [_v1_entry()]
     store.append([_v2_entry()])
     assert ParquetStore(root).entries() == [_v1_entry(), _v2_entry()]
