@@ -17,6 +17,8 @@ from decimal import Decimal
 from os import PathLike
 from pathlib import Path
 
+from typing import Any
+
 import attrs
 
 from . import _state
@@ -231,7 +233,8 @@ _FIELDS = {a.name for a in attrs.fields(ModelPrice)}
 
 
 def load_prices(path: str | PathLike[str]) -> list[ModelPrice]:
-    """Register every price in a TOML file (``[[price]]`` tables) or JSON file (a list of objects) and return them.
+    """Register every price in a TOML file (``[[price]]`` tables), JSON file (a list of objects) or YAML file
+    (``.yaml``/``.yml``, per-token costs by provider and model, see ``read_prices``) and return them.
 
     The file is read by ``read_prices``; then each price is registered as with ``register_price``.
 
@@ -258,6 +261,19 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
 
     A bad file raises ``PricingError`` naming the file, the entry and the field.
 
+    A YAML file (``.yaml``/``.yml``, read with PyYAML: ``pip install 'llmcost[yaml]'``) holds either the same list
+    of prices (top level or under ``price:``) or per-token costs by provider and model, as other tools write them::
+
+        providers:
+          openai:
+            gpt-4-turbo:
+              prompt_token_cost: 0.00001
+              completion_token_cost: 0.00003
+              cache_read_input_token_cost: 0.000005     # optional, named as in LiteLLM's map
+              cache_creation_input_token_cost: 0.0000125  # optional
+
+    Each per-token cost ``x`` becomes the per-million price ``Decimal(str(x)) * 10**6``, exactly.
+
     Example::
 
         >>> [p.model for p in read_prices("prices.toml")]
@@ -271,6 +287,8 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
     try:
         if file.suffix.lower() == ".json":
             rows = json.loads(text)
+        elif file.suffix.lower() in (".yaml", ".yml"):
+            rows = _yaml_rows(text, str(file))
         else:
             if sys.version_info >= (3, 11):
                 import tomllib
@@ -294,6 +312,67 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
         except (TypeError, ValueError) as exc:
             raise PricingError(f"price file {str(file)!r}: entry {index} ({row.get('model')!r}): {exc}") from exc
     return prices
+
+
+#: Per-token cost keys of YAML price files (LiteLLM's names for the cache ones) and the per-million field of each.
+_PER_TOKEN = {
+    "prompt_token_cost": "input_per_mtok",
+    "completion_token_cost": "output_per_mtok",
+    "cache_read_input_token_cost": "cache_read_per_mtok",
+    "cache_creation_input_token_cost": "cache_write_per_mtok",
+}
+
+
+def _yaml_rows(text: str, where: str) -> Any:
+    """The price rows of a YAML price file: its list of prices as they are, or its ``providers:`` map of per-token
+    costs as rows of per-million prices."""
+    try:
+        import yaml
+    except ImportError:
+        raise PricingError(
+            f"price file {where!r} is YAML, which needs PyYAML: pip install pyyaml (or pip install 'llmcost[yaml]')"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PricingError(f"price file {where!r} is not valid YAML: {exc}") from exc
+    if isinstance(data, dict) and "providers" not in data:
+        return data.get("price", [])
+    if not isinstance(data, dict):
+        return data if data is not None else []
+    providers = data["providers"]
+    if not isinstance(providers, dict):
+        raise PricingError(f"price file {where!r}: providers must map a provider to its models, got {providers!r}")
+    rows: list[dict[str, Any]] = []
+    for provider, models in providers.items():
+        if not isinstance(models, dict):
+            raise PricingError(f"price file {where!r}: providers.{provider} must map a model to its costs")
+        for model, costs in models.items():
+            if not isinstance(costs, dict):
+                raise PricingError(f"price file {where!r}: providers.{provider}.{model} must map cost names to costs")
+            unknown = sorted(k for k in costs if "cost" in str(k) and k not in _PER_TOKEN)
+            if unknown:
+                raise PricingError(
+                    f"price file {where!r}: providers.{provider}.{model} has unknown costs {unknown} "
+                    f"(known: {', '.join(_PER_TOKEN)})"
+                )
+            row: dict[str, Any] = {"model": str(model), "provider": str(provider)}
+            for key, field in _PER_TOKEN.items():
+                value = costs.get(key)
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                    raise PricingError(
+                        f"price file {where!r}: providers.{provider}.{model}.{key} must be a number, got {value!r}"
+                    )
+                try:
+                    row[field] = Decimal(str(value)) * 10**6
+                except ArithmeticError:
+                    raise PricingError(
+                        f"price file {where!r}: providers.{provider}.{model}.{key} is not a number: {value!r}"
+                    ) from None
+            rows.append(row)
+    return rows
 
 
 class _PricingView(Mapping[str, ModelPrice]):
