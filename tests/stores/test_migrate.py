@@ -53,7 +53,7 @@ def test_duckdb_store_written_now_opens_after_a_later_change(tmp_path: Path, mon
 def test_duckdb_store_from_a_newer_llmcost_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "costs.duckdb"
     monkeypatch.setattr(_rows, "SCHEMA_VERSION", NOW + 1)
-    DuckDBStore(db).close()
+    DuckDBStore(db).save_budget("b", "{}")  # the first write creates the file
     monkeypatch.setattr(_rows, "SCHEMA_VERSION", NOW)
     with pytest.raises(StoreError, match=rf"schema version {NOW + 1}.*upgrade llmcost"):
         DuckDBStore(db)
