@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from os import PathLike
 from pathlib import Path
-
 from typing import Any
 
 import attrs

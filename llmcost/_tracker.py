@@ -314,7 +314,9 @@ class CostTracker:
         if model is None:
             amount, pricing, canonical = ZERO, "unpriced", None
         else:
-            amount, pricing, provider, canonical = self._price(model, provider, usage, when, True, service_tier, provider_guessed)
+            amount, pricing, provider, canonical = self._price(
+                model, provider, usage, when, True, service_tier, provider_guessed
+            )
         entry = trusted_entry(
             new_entry_id(when),
             when,

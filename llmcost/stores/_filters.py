@@ -72,8 +72,8 @@ class Filters:
 
     ``since`` is inclusive and ``until`` exclusive. ``category``, ``resource``, ``model`` and ``provider`` take one
     value or a collection of values (any of them matches). ``tags`` matches entries that carry every given key with
-    the given value. ``limit`` keeps the first rows in time order. ``model`` matches an entry's ``model`` (the id as returned) or its
-    ``canonical_model`` (the catalog's id).
+    the given value. ``limit`` keeps the first rows in time order. ``model`` matches an entry's ``model`` (the id
+    as returned) or its ``canonical_model`` (the catalog's id).
 
     Example::
 

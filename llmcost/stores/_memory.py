@@ -448,7 +448,14 @@ class MemoryStore(CostStore):
         units = self._units
         columns["units"] = [dict(units[i]) if i in units else None for i in index.tolist()]
         for name in (
-            "currency", "resource", "description", "model", "provider", "pricing", "service_tier", "canonical_model"
+            "currency",
+            "resource",
+            "description",
+            "model",
+            "provider",
+            "pricing",
+            "service_tier",
+            "canonical_model",
         ):
             columns[name] = strings[take(getattr(self, f"_{name}"), "int32")]
         for name, column in zip(TOKEN_COLUMNS, self._tokens, strict=True):

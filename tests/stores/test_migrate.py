@@ -251,7 +251,10 @@ def test_duckdb_store_written_by_schema_v2_migrates_to_canonical_model(tmp_path:
     again = DuckDBStore(db)
     assert again.entries() == [_v2_entry(), _v3_entry()]
     assert again.entries(model="gpt-4o-mini") == [_v3_entry()]
-    assert again.summary().by_model == {"claude-sonnet-4-20250514": Decimal("0.0672"), "gpt-4o-mini": Decimal("0.00015")}
+    assert again.summary().by_model == {
+        "claude-sonnet-4-20250514": Decimal("0.0672"),
+        "gpt-4o-mini": Decimal("0.00015"),
+    }
 
 
 def test_parquet_store_written_by_schema_v2_migrates_to_canonical_model(tmp_path: Path) -> None:
