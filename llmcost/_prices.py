@@ -24,7 +24,7 @@ from . import _state
 from ._catalog import Resolved, catalog_ids, catalog_table, catalog_version, find_in_catalog
 from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
-from ._model_price import ModelPrice, PriceTier, money_cost
+from ._model_price import ModelPrice, PriceTier, money_cost, tidy
 from ._money import to_utc
 from ._usage import Usage
 
@@ -365,7 +365,7 @@ def _yaml_rows(text: str, where: str) -> Any:
                         f"price file {where!r}: providers.{provider}.{model}.{key} must be a number, got {value!r}"
                     )
                 try:
-                    row[field] = Decimal(str(value)) * 10**6
+                    row[field] = tidy(Decimal(str(value)) * 10**6)  # exact; trailing zeros dropped
                 except ArithmeticError:
                     raise PricingError(
                         f"price file {where!r}: providers.{provider}.{model}.{key} is not a number: {value!r}"
