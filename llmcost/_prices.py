@@ -32,6 +32,7 @@ __all__ = [
     "MODEL_PRICING",
     "ModelPrice",
     "PriceTier",
+    "canonical_id",
     "catalog_version",
     "cost_of",
     "get_price",
@@ -131,6 +132,19 @@ def priced(
     if quote.baseline is not None and money_cost(quote.baseline, usage) == amount:
         label = quote.baseline_label
     return amount, label, quote.price.provider, quote.price.model
+
+
+def canonical_id(model: str) -> str | None:
+    """The id of the model whose price ``model`` resolves to (the catalog's id, or a registered price's ``model``),
+    ``None`` for an unknown model: what ``CostEntry.canonical_model`` of a call to ``model`` will be.
+
+    >>> canonical_id("gpt-4o-mini-2024-07-18")
+    'gpt-4o-mini'
+    """
+    try:
+        return price_for(model)[0].model
+    except UnknownModelError:
+        return None
 
 
 def get_price(model: str, provider: str | None = None, *, at: datetime | None = None) -> ModelPrice:
