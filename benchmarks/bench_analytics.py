@@ -78,7 +78,8 @@ def _rows_sql(count: int) -> str:
                END AS tags,
                'catalog@bench' AS pricing,
                CAST(NULL AS MAP(VARCHAR, BIGINT)) AS units,
-               CAST(NULL AS VARCHAR) AS service_tier
+               CAST(NULL AS VARCHAR) AS service_tier,
+               CAST(NULL AS VARCHAR) AS canonical_model
         FROM range({count}) AS t(i)
       )
     """
@@ -90,7 +91,10 @@ def make_duckdb_store(path: str, rows: int) -> Any:
 
     from llmcost.stores import DuckDBStore
 
-    DuckDBStore(path).close()  # creates the file with the store's tables and schema version
+    store = DuckDBStore(path)  # stores are created on first write: a budget saved and deleted makes the file
+    store.save_budget("bench", "{}")
+    store.delete_budget("bench")
+    store.close()
     con = duckdb.connect(path)
     try:
         con.execute(f"INSERT INTO entries {_rows_sql(rows)}")
@@ -106,7 +110,10 @@ def make_parquet_store(directory: str, rows: int) -> Any:
 
     from llmcost.stores import ParquetStore
 
-    ParquetStore(directory).close()  # writes the dataset's schema marker
+    store = ParquetStore(directory)  # stores are created on first write: a saved budget writes the schema marker
+    store.save_budget("bench", "{}")
+    store.delete_budget("bench")
+    store.close()
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")

@@ -85,9 +85,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "costs.duckdb"
         now = datetime.now(timezone.utc)
-        store = llmcost.DuckDBStore(path)
-        store.total()  # creates the schema
-        store.close()
         raw = pd.DataFrame(  # noqa: F841 - read by DuckDB below
             {
                 "id": [f"{i:026x}" for i in range(rows)],
@@ -109,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "pricing": "given",
                 "units": None,
                 "service_tier": None,
+                "canonical_model": "gpt-4o",
             }
         )
         con = duckdb.connect(str(path))

@@ -73,7 +73,7 @@ def _rows_sql(count: int) -> str:
                CAST({_pick(19, 3000)} AS DOUBLE) AS latency_ms,
                map(['team'], [{teams}[1 + {_pick(29, 4)}]]) AS tags,
                'catalog@bench' AS pricing,
-               NULL AS units, NULL AS service_tier
+               NULL AS units, NULL AS service_tier, NULL AS canonical_model
         FROM range({count}) AS t(i)
       )
     """
@@ -85,7 +85,10 @@ def make_store(path: str, rows: int) -> Any:
 
     from llmcost.stores import DuckDBStore
 
-    DuckDBStore(path).close()  # creates the file with the store's tables and schema version
+    store = DuckDBStore(path)  # stores are created on first write: a budget saved and deleted makes the file
+    store.save_budget("bench", "{}")
+    store.delete_budget("bench")
+    store.close()
     con = duckdb.connect(path)
     try:
         con.execute(f"INSERT INTO entries {_rows_sql(rows)}")

@@ -36,6 +36,7 @@ from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
+from ._prices import canonical_id
 from ._tracker import CostTracker
 from .stores import BudgetScope, CostStore, Reservation
 
@@ -298,8 +299,8 @@ class Budget:
     def _matches(self, resource: str | None, category: str, tags: Mapping[str, str], model: str | None) -> bool:
         # A call whose model is not known before it is made counts against a per-model budget (it may be that
         # model); its entry counts only if it is (``BudgetScope.matches``).
-        if self.model is not None and model is not None and model != self.model:
-            return False
+        if self.model is not None and model is not None and model != self.model and canonical_id(model) != self.model:
+            return False  # (a dated id of the budget's model, gpt-4o-2024-08-06 for gpt-4o, is that model)
         if self.resource is not None and resource != self.resource:
             return False
         if self.category is not None and category != self.category:

@@ -213,6 +213,11 @@ class CostEntry:
 
     ``service_tier`` is ``None`` (standard) or ``"batch"``, ``"flex"`` or ``"priority"``.
 
+    ``model`` is the id as the provider returned it (``gpt-4o-mini-2024-07-18``); ``canonical_model`` is the
+    catalog's id of the model that priced the entry (``gpt-4o-mini``, when the catalog treats both as one model), or
+    the ``model`` of a registered price; ``None`` when the entry is unpriced or its amount was given. Filters by
+    ``model=`` match either id, and groupings by model use the canonical id where there is one.
+
     Example::
 
         entry = tracker.record(model="gpt-4o", input_tokens=1000, output_tokens=200, tags={"team": "search"})
@@ -233,6 +238,7 @@ class CostEntry:
     tags: FrozenTags = attrs.field(default=EMPTY_TAGS, converter=to_tags)
     pricing: str = attrs.field(default="given", validator=_str)
     service_tier: str | None = attrs.field(default=None, converter=to_service_tier)
+    canonical_model: str | None = attrs.field(default=None, validator=_optional_str("canonical_model"))
 
     @classmethod
     def _trusted(
@@ -251,6 +257,7 @@ class CostEntry:
         pricing: str,
         currency: str = "USD",
         service_tier: str | None = None,
+        canonical_model: str | None = None,
     ) -> CostEntry:
         """Build an entry from values already validated and converted: the tracker's hot path, and stores reading
         back rows they wrote. ``currency`` comes last so that the tracker, which records USD, need not pass it."""
@@ -269,6 +276,7 @@ class CostEntry:
         _set_tags(entry, tags)
         _set_pricing(entry, pricing)
         _set_service_tier(entry, service_tier)
+        _set_canonical_model(entry, canonical_model)
         return entry
 
 
@@ -293,3 +301,4 @@ _set_latency_ms = _setters["latency_ms"]
 _set_tags = _setters["tags"]
 _set_pricing = _setters["pricing"]
 _set_service_tier = _setters["service_tier"]
+_set_canonical_model = _setters["canonical_model"]

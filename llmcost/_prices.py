@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -23,7 +24,7 @@ from . import _state
 from ._catalog import Resolved, catalog_ids, catalog_table, catalog_version, find_in_catalog
 from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
-from ._model_price import ModelPrice, PriceTier, money_cost
+from ._model_price import ModelPrice, PriceTier, money_cost, tidy
 from ._money import to_utc
 from ._usage import Usage
 
@@ -31,6 +32,7 @@ __all__ = [
     "MODEL_PRICING",
     "ModelPrice",
     "PriceTier",
+    "canonical_id",
     "catalog_version",
     "cost_of",
     "get_price",
@@ -110,10 +112,11 @@ def price_for(
 
 def priced(
     model: str, provider: str | None, usage: Usage, at: datetime, service_tier: str | None = None
-) -> tuple[Decimal, str, str | None]:
+) -> tuple[Decimal, str, str | None, str]:
     """What ``usage`` of ``model`` cost at ``at`` in ``service_tier``, rounded as every store keeps amounts
-    (``MONEY_SCALE`` places, usually already so), where the price came from, and the price's provider (the
-    tracker's hot path). A correction that does not change the amount leaves the catalog's label.
+    (``MONEY_SCALE`` places, usually already so), where the price came from, the price's provider and its model
+    id (the catalog's id, ``gpt-4o-mini`` for ``gpt-4o-mini-2024-07-18``; a registered price's ``model``): the
+    tracker's hot path. A correction that does not change the amount leaves the catalog's label.
 
     Raises ``UnknownModelError`` like ``price_for``.
     """
@@ -122,13 +125,26 @@ def priced(
         resolved = _resolved_for(model, provider)
     price = resolved.price
     if price is not None and service_tier is None:
-        return money_cost(price, usage), resolved.label, price.provider
+        return money_cost(price, usage), resolved.label, price.provider, price.model
     quote = resolved.quote(at, service_tier)
     amount = money_cost(quote.price, usage)
     label = quote.label
     if quote.baseline is not None and money_cost(quote.baseline, usage) == amount:
         label = quote.baseline_label
-    return amount, label, quote.price.provider
+    return amount, label, quote.price.provider, quote.price.model
+
+
+def canonical_id(model: str) -> str | None:
+    """The id of the model whose price ``model`` resolves to (the catalog's id, or a registered price's ``model``),
+    ``None`` for an unknown model: what ``CostEntry.canonical_model`` of a call to ``model`` will be.
+
+    >>> canonical_id("gpt-4o-mini-2024-07-18")
+    'gpt-4o-mini'
+    """
+    try:
+        return price_for(model)[0].model
+    except UnknownModelError:
+        return None
 
 
 def get_price(model: str, provider: str | None = None, *, at: datetime | None = None) -> ModelPrice:
@@ -230,7 +246,8 @@ _FIELDS = {a.name for a in attrs.fields(ModelPrice)}
 
 
 def load_prices(path: str | PathLike[str]) -> list[ModelPrice]:
-    """Register every price in a TOML file (``[[price]]`` tables) or JSON file (a list of objects) and return them.
+    """Register every price in a TOML file (``[[price]]`` tables), JSON file (a list of objects) or YAML file
+    (``.yaml``/``.yml``, per-token costs by provider and model, see ``read_prices``) and return them.
 
     The file is read by ``read_prices``; then each price is registered as with ``register_price``.
 
@@ -257,6 +274,19 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
 
     A bad file raises ``PricingError`` naming the file, the entry and the field.
 
+    A YAML file (``.yaml``/``.yml``, read with PyYAML: ``pip install 'llmcost[yaml]'``) holds either the same list
+    of prices (top level or under ``price:``) or per-token costs by provider and model, as other tools write them::
+
+        providers:
+          openai:
+            gpt-4-turbo:
+              prompt_token_cost: 0.00001
+              completion_token_cost: 0.00003
+              cache_read_input_token_cost: 0.000005     # optional, named as in LiteLLM's map
+              cache_creation_input_token_cost: 0.0000125  # optional
+
+    Each per-token cost ``x`` becomes the per-million price ``Decimal(str(x)) * 10**6``, exactly.
+
     Example::
 
         >>> [p.model for p in read_prices("prices.toml")]
@@ -270,6 +300,8 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
     try:
         if file.suffix.lower() == ".json":
             rows = json.loads(text)
+        elif file.suffix.lower() in (".yaml", ".yml"):
+            rows = _yaml_rows(text, str(file))
         else:
             if sys.version_info >= (3, 11):
                 import tomllib
@@ -293,6 +325,67 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
         except (TypeError, ValueError) as exc:
             raise PricingError(f"price file {str(file)!r}: entry {index} ({row.get('model')!r}): {exc}") from exc
     return prices
+
+
+#: Per-token cost keys of YAML price files (LiteLLM's names for the cache ones) and the per-million field of each.
+_PER_TOKEN = {
+    "prompt_token_cost": "input_per_mtok",
+    "completion_token_cost": "output_per_mtok",
+    "cache_read_input_token_cost": "cache_read_per_mtok",
+    "cache_creation_input_token_cost": "cache_write_per_mtok",
+}
+
+
+def _yaml_rows(text: str, where: str) -> Any:
+    """The price rows of a YAML price file: its list of prices as they are, or its ``providers:`` map of per-token
+    costs as rows of per-million prices."""
+    try:
+        import yaml
+    except ImportError:
+        raise PricingError(
+            f"price file {where!r} is YAML, which needs PyYAML: pip install pyyaml (or pip install 'llmcost[yaml]')"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PricingError(f"price file {where!r} is not valid YAML: {exc}") from exc
+    if isinstance(data, dict) and "providers" not in data:
+        return data.get("price", [])
+    if not isinstance(data, dict):
+        return data if data is not None else []
+    providers = data["providers"]
+    if not isinstance(providers, dict):
+        raise PricingError(f"price file {where!r}: providers must map a provider to its models, got {providers!r}")
+    rows: list[dict[str, Any]] = []
+    for provider, models in providers.items():
+        if not isinstance(models, dict):
+            raise PricingError(f"price file {where!r}: providers.{provider} must map a model to its costs")
+        for model, costs in models.items():
+            if not isinstance(costs, dict):
+                raise PricingError(f"price file {where!r}: providers.{provider}.{model} must map cost names to costs")
+            unknown = sorted(k for k in costs if "cost" in str(k) and k not in _PER_TOKEN)
+            if unknown:
+                raise PricingError(
+                    f"price file {where!r}: providers.{provider}.{model} has unknown costs {unknown} "
+                    f"(known: {', '.join(_PER_TOKEN)})"
+                )
+            row: dict[str, Any] = {"model": str(model), "provider": str(provider)}
+            for key, field in _PER_TOKEN.items():
+                value = costs.get(key)
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                    raise PricingError(
+                        f"price file {where!r}: providers.{provider}.{model}.{key} must be a number, got {value!r}"
+                    )
+                try:
+                    row[field] = tidy(Decimal(str(value)) * 10**6)  # exact; trailing zeros dropped
+                except ArithmeticError:
+                    raise PricingError(
+                        f"price file {where!r}: providers.{provider}.{model}.{key} is not a number: {value!r}"
+                    ) from None
+            rows.append(row)
+    return rows
 
 
 class _PricingView(Mapping[str, ModelPrice]):

@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the stored row shape changes; stores migrate older files on open (``stores/_migrate.py``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The token counts, named as the fields of ``Usage`` (and in their order).
 TOKEN_COLUMNS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Usage) if a.name != "units")
@@ -105,6 +105,8 @@ SQL_TYPES: Mapping[str, str] = MappingProxyType(
         # Added in schema version 2 (ALTER TABLE appends, so they come last). ``units``: NULL when empty.
         "units": "MAP(VARCHAR, BIGINT)",
         "service_tier": "VARCHAR",
+        # Added in schema version 3: the catalog's id of the model that priced the entry (NULL: none).
+        "canonical_model": "VARCHAR",
     }
 )
 COLUMNS: tuple[str, ...] = tuple(SQL_TYPES)
@@ -482,7 +484,7 @@ def _listed(array: Any) -> list[Any]:
 
 
 #: Columns a frame keeps as Python objects with ``None`` for missing (not the NaN a string column would hold).
-_OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags", "units", "service_tier")
+_OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags", "units", "service_tier", "canonical_model")
 
 
 def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:

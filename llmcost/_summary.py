@@ -73,7 +73,7 @@ def _summarize(entries: Iterable[CostEntry], start: datetime | None, end: dateti
         tokens[4] += u.reasoning_tokens
         _add(by_category, e.category.value, amount)
         _add(by_resource, e.resource, amount)
-        _add(by_model, e.model, amount)
+        _add(by_model, e.canonical_model or e.model, amount)
         for key, value in e.tags.items():
             _add(by_tag.setdefault(key, {}), value, amount)
 

@@ -259,12 +259,13 @@ class CostTracker:
         when = self.clock() if timestamp is None else to_utc(timestamp)
         if not isinstance(usage, Usage):
             raise TypeError(f"usage must be a llmcost.Usage, got {usage!r}")
+        canonical: str | None = None
         if amount is not None:
             value, pricing = to_amount(amount), "given"
         elif model is None:
             raise ValueError("record() needs model= (to price usage) or amount=; got neither")
         else:
-            value, pricing, provider = self._price(model, provider, usage, when, lenient, service_tier)
+            value, pricing, provider, canonical = self._price(model, provider, usage, when, lenient, service_tier)
         for field, text in (("resource", resource), ("model", model), ("provider", provider)):
             if text is not None:
                 if not isinstance(text, str):
@@ -290,6 +291,7 @@ class CostTracker:
             pricing,
             "USD",
             service_tier,
+            canonical,
         )
 
     def record_call(
@@ -310,9 +312,11 @@ class CostTracker:
         response), so a model that provider lacks is looked up without it before it is called unknown."""
         when = self.clock()
         if model is None:
-            amount, pricing = ZERO, "unpriced"
+            amount, pricing, canonical = ZERO, "unpriced", None
         else:
-            amount, pricing, provider = self._price(model, provider, usage, when, True, service_tier, provider_guessed)
+            amount, pricing, provider, canonical = self._price(
+                model, provider, usage, when, True, service_tier, provider_guessed
+            )
         entry = trusted_entry(
             new_entry_id(when),
             when,
@@ -328,6 +332,7 @@ class CostTracker:
             pricing,
             "USD",
             service_tier,
+            canonical,
         )
         self._add(entry)
         return entry
@@ -349,14 +354,15 @@ class CostTracker:
         lenient: bool,
         service_tier: str | None = None,
         provider_guessed: bool = False,
-    ) -> tuple[Decimal, str, str | None]:
+    ) -> tuple[Decimal, str, str | None, str | None]:
+        """The amount, pricing label, provider and canonical model id of a call (``None`` when unpriced)."""
         try:
             try:
-                amount, label, price_provider = priced(model, provider, usage, when, service_tier)
+                amount, label, price_provider, canonical = priced(model, provider, usage, when, service_tier)
             except UnknownModelError:
                 if not provider_guessed or provider is None:
                     raise
-                amount, label, price_provider = priced(model, None, usage, when, service_tier)
+                amount, label, price_provider, canonical = priced(model, None, usage, when, service_tier)
                 provider = None
         except UnknownModelError:
             if self.on_unknown_model == "raise" and not lenient:
@@ -368,8 +374,8 @@ class CostTracker:
                     "Register one with llmcost.register_price(...).",
                     model,
                 )
-            return ZERO, "unpriced", provider
-        return amount, label, provider or price_provider
+            return ZERO, "unpriced", provider, None
+        return amount, label, provider or price_provider, canonical
 
     def add(self, entry: CostEntry) -> None:
         """Record an already built ``entry`` (imports, replays): stored, counted by budgets, published."""

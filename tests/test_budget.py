@@ -393,3 +393,21 @@ def test_processes_share_a_period_budget_by_its_definition(tracker):
     assert budget("1.00", period="daily").key != budget("2", period="daily").key
     assert budget(1, period="daily", name="x").key == budget(5, period="daily", name="x").key
     assert budget(1, period="daily", name="x").key != budget(1, period="daily", name="x", model="gpt-4o").key
+
+
+def test_a_per_model_budget_counts_entries_by_their_canonical_model(tracker):
+    b = budget("1.00", period="daily", tracker=tracker, model="gpt-4o")
+    with b:
+        tracker.record(model="gpt-4o-2024-08-06", input_tokens=1_000_000)  # $2.50, a dated id of gpt-4o
+        tracker.record(model="gpt-4o-mini", input_tokens=1_000_000)  # another model: not counted
+    assert b.spent == Decimal("2.5")
+
+
+def test_a_per_model_budget_checks_a_call_to_a_dated_id_of_its_model_before_it_is_made(tracker):
+    call = track_cost(tracker=tracker, model="gpt-4o-2024-08-06", usage=lambda r: Usage(input_tokens=1000))
+    ran = []
+    with budget(CALL, period="daily", tracker=tracker, model="gpt-4o"):
+        call(lambda: ran.append(1))()
+        with pytest.raises(BudgetExceeded):
+            call(lambda: ran.append(2))()
+    assert ran == [1]

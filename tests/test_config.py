@@ -1,3 +1,6 @@
+from datetime import datetime, timezone
+from decimal import Decimal
+
 import pytest
 
 import llmcost
@@ -60,3 +63,52 @@ def test_configure_and_open_store_accept_plain_paths(tmp_path, monkeypatch):
     assert store_url("costs.duckdb") == "duckdb://costs.duckdb" and store_url("dataset") == "parquet://dataset"
     with pytest.raises(StoreError, match=r"'nowhere'.*\.duckdb.*directory"):
         llmcost.configure("nowhere")
+
+
+# -- stores create their files on the first write, not on open (issue 17) ------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_opening_and_reading_a_new_store_creates_nothing_until_the_first_write(tmp_path, kind):
+    from llmcost import open_store
+
+    where = tmp_path / "var" / "lib" / ("costs.duckdb" if kind == "duckdb" else "llmcost")
+    store = open_store(f"{kind}://{where}")
+    assert store.entries() == [] and store.total() == 0 and store.summary().calls == 0
+    assert store.scan().empty and store.load_budgets() == {} and store.delete_budget("x") is False
+    assert store.query("SELECT count(*) AS n FROM entries")["n"].tolist() == [0]
+    store.close()
+    assert list(tmp_path.iterdir()) == []  # not the file, not its directory
+    store.append([llmcost.CostEntry(id="e1", timestamp=datetime(2024, 5, 1, tzinfo=timezone.utc), amount="0.5")])
+    assert where.exists() and store.total() == Decimal("0.5")
+    store.close()
+    assert open_store(f"{kind}://{where}").entries()[0].id == "e1"
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_saving_a_budget_is_a_first_write_too(tmp_path, kind):
+    from llmcost import open_store
+
+    where = tmp_path / "new" / ("costs.duckdb" if kind == "duckdb" else "costs")
+    store = open_store(f"{kind}://{where}")
+    store.save_budget("b", "{}")
+    assert where.exists() and open_store(f"{kind}://{where}").load_budgets() == {"b": "{}"}
+
+
+def test_configure_alone_creates_nothing(tmp_path):
+    t = llmcost.configure(f"duckdb://{tmp_path / 'var' / 'costs.duckdb'}")
+    assert t.summary().total == 0
+    t.flush()
+    assert list(tmp_path.iterdir()) == []
+    t.record(amount="1")
+    t.flush()
+    assert (tmp_path / "var" / "costs.duckdb").is_file()
+
+
+def test_a_new_store_where_it_could_never_be_written_fails_at_open(tmp_path):
+    from llmcost import open_store
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="could not"):
+        open_store(f"duckdb://{tmp_path / 'file' / 'sub' / 'costs.duckdb'}")
+    assert (tmp_path / "file").is_file()

@@ -351,3 +351,34 @@ def test_openai_stream_closed_early_records_once(tracker):
     assert tracker.entries() == []
     stream.close()
     assert tracker.entries() == []
+
+
+def test_a_dated_model_id_is_kept_and_its_catalog_id_is_the_canonical_model(tracker):
+    @track_cost(tracker=tracker)
+    def ask():
+        return chat(model="gpt-4o-mini-2024-07-18")
+
+    @track_cost(tracker=tracker)
+    def ask_undated():
+        return chat(model="gpt-4o-mini")
+
+    ask()
+    ask_undated()
+    dated, undated = tracker.entries()
+    assert (dated.model, dated.canonical_model) == ("gpt-4o-mini-2024-07-18", "gpt-4o-mini")
+    assert (undated.model, undated.canonical_model) == ("gpt-4o-mini", "gpt-4o-mini")
+    assert dated.amount == undated.amount > 0
+    assert tracker.entries(model="gpt-4o-mini") == [dated, undated]
+    assert tracker.store.scan(model=["gpt-4o", "gpt-4o-mini"])["model"].tolist() == [
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4o-mini",
+    ]
+    assert tracker.summary().by_model == {"gpt-4o-mini": dated.amount * 2}
+
+
+def test_canonical_model_is_none_when_unpriced_or_given_and_the_registered_id_for_a_user_price(tracker):
+    tracker.on_unknown_model = "ignore"
+    assert tracker.record(model="no-such-model-x", input_tokens=10).canonical_model is None
+    assert tracker.record(model="gpt-4o", amount="0.1").canonical_model is None
+    llmcost.register_price(llmcost.ModelPrice("acme-large", "acme", input_per_mtok="1", output_per_mtok="2"))
+    assert tracker.record(model="acme-large", input_tokens=10).canonical_model == "acme-large"

@@ -218,7 +218,7 @@ def test_llmcost_and_genai_prices_price_every_body_alike(provider, flavor, body,
 
     found = extract_usage(body)
     assert found is not None
-    amount, label, _ = priced(found.model, found.provider, found.usage, AT, found.service_tier)
+    amount, label, *_ = priced(found.model, found.provider, found.usage, AT, found.service_tier)
     if label.startswith("correction:"):
         assert corrections_for(theirs.provider.id, theirs.model.id), label
         assert amount != expected

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 import llmcost
+import llmcost.analytics
 from llmcost import ModelPrice, PricingError, UnknownModelError, Usage, cost_of, get_price
 from llmcost._corrections import corrections_for
 from llmcost._prices import priced
@@ -349,3 +350,60 @@ def _timed(fn, now):
     started = now()
     fn()
     return now() - started
+
+
+YAML_PRICES = """\
+providers:
+  openai:
+    gpt-4-turbo-acme:
+      prompt_token_cost: 0.00001
+      completion_token_cost: 0.00003
+  anthropic:
+    claude-acme:
+      prompt_token_cost: 3.0e-6
+      completion_token_cost: "1.5e-5"
+      cache_read_input_token_cost: 0.0000003
+      cache_creation_input_token_cost: 0.00000375
+      max_tokens: 8192
+"""
+
+
+def test_load_prices_reads_yaml_per_token_costs_as_exact_per_million_prices(tmp_path):
+    path = tmp_path / "prices.yaml"
+    path.write_text(YAML_PRICES)
+    turbo, claude = llmcost.load_prices(path)
+    assert (turbo.model, turbo.provider) == ("gpt-4-turbo-acme", "openai")
+    assert (turbo.input_per_mtok, turbo.output_per_mtok) == (Decimal(10), Decimal(30))
+    assert (claude.input_per_mtok, claude.output_per_mtok) == (Decimal(3), Decimal(15))
+    assert (claude.cache_read_per_mtok, claude.cache_write_per_mtok) == (Decimal("0.3"), Decimal("3.75"))
+    assert cost_of("gpt-4-turbo-acme", 1000, 100) == Decimal("0.013")
+    assert cost_of("claude-acme", Usage(3000, 100, 2000, 400)) == Decimal("0.0054")
+    with llmcost.CostTracker() as tracker:  # analytics.reprice reads the same file as a what-if table
+        tracker.record(model="gpt-4-turbo-acme", input_tokens=1000, output_tokens=100)
+        frame = llmcost.analytics.reprice(tracker, path)
+    assert frame["repriced"].tolist() == [Decimal("0.013")]
+
+
+def test_read_prices_takes_yaml_lists_and_names_unknown_costs(tmp_path):
+    from llmcost._prices import read_prices, registered_prices
+
+    listed = tmp_path / "prices.yml"
+    listed.write_text("price:\n  - model: acme-y\n    input_per_mtok: '2'\n    output_per_mtok: '8'\n")
+    (price,) = read_prices(listed)
+    assert (price.model, price.input_per_mtok) == ("acme-y", Decimal(2))
+    assert registered_prices() == []  # read, not registered
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("providers:\n  openai:\n    m:\n      prompt_token_costs: 0.1\n")
+    with pytest.raises(PricingError, match=r"typo.yaml.*unknown costs \['prompt_token_costs'\]"):
+        read_prices(typo)
+    (tmp_path / "bad.yaml").write_text("providers: [1\n")
+    with pytest.raises(PricingError, match="not valid YAML"):
+        read_prices(tmp_path / "bad.yaml")
+
+
+def test_yaml_prices_without_pyyaml_say_how_to_install_it(tmp_path, monkeypatch):
+    path = tmp_path / "prices.yaml"
+    path.write_text(YAML_PRICES)
+    monkeypatch.setitem(__import__("sys").modules, "yaml", None)
+    with pytest.raises(PricingError, match=r"needs PyYAML: pip install pyyaml .*llmcost\[yaml\]"):
+        llmcost.load_prices(path)

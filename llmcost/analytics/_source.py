@@ -236,7 +236,7 @@ def frame_as_raw(frame: pd.DataFrame) -> pd.DataFrame:
     raw["units"] = [json.dumps(_tag_dict(u)) if _tag_dict(u) else None for u in raw["units"]]
     table = pd.DataFrame(raw, columns=list(COLUMNS))
     for column in ("id", "currency", "category", "resource", "description", "model", "provider", "pricing",
-                   "units", "service_tier"):  # fmt: skip
+                   "units", "service_tier", "canonical_model"):  # fmt: skip
         table[column] = table[column].astype(object).where(table[column].notna(), None)
     return table
 

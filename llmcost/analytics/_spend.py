@@ -40,6 +40,8 @@ __all__ = [
 
 #: Keys ``spend(by=...)`` groups on besides ``tag:<key>``; they are column names, never user text.
 GROUP_KEYS = ("category", "resource", "model", "provider")
+# Models group by the catalog's id where there is one (``gpt-4o-mini-2024-07-18`` under ``gpt-4o-mini``).
+_GROUP_SQL = {"model": "coalesce(canonical_model, model)"}
 #: The measures every grouping returns, after the group keys.
 MEASURES = ("cost", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
@@ -97,7 +99,7 @@ def _grouped(src: Source, keys: Sequence[str], freq: str | None, *, exact: bool 
             selects.append(f"tags[?] AS _k{len(selects)}")
             params.append(key[4:])
         else:
-            selects.append(f"{key} AS _k{len(selects)}")  # a name from GROUP_KEYS, checked by _keys
+            selects.append(f"{_GROUP_SQL.get(key, key)} AS _k{len(selects)}")  # a name from GROUP_KEYS
         names.append(key)
     order = ", ".join(f"_k{i} ASC NULLS LAST" for i in range(len(selects)))
     head = ", ".join(selects) + ", " if selects else ""

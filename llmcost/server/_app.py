@@ -125,6 +125,7 @@ def record_json(entry: CostEntry) -> dict[str, Any]:
         "resource": entry.resource,
         "description": entry.description,
         "model": entry.model,
+        "canonical_model": entry.canonical_model,
         "provider": entry.provider,
         "usage": {
             "input_tokens": u.input_tokens,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 
-__all__ = ["fsync_dir", "fsync_file", "make_dirs", "write_atomic"]
+__all__ = ["check_creatable", "fsync_dir", "fsync_file", "make_dirs", "write_atomic"]
 
 
 def fsync_dir(path: str) -> None:
@@ -39,6 +40,23 @@ def make_dirs(path: str) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(path)
         fsync_dir(parent or ".")
+
+
+def check_creatable(path: str) -> None:
+    """Raise ``PermissionError`` (or ``NotADirectoryError``) if ``make_dirs(path)`` could not create ``path``: its
+    nearest existing ancestor is not a directory this user may write. Creates nothing, so a store that creates its
+    files on first write still fails at once when opened somewhere it never could write.
+
+    >>> check_creatable("/tmp/llmcost-never-made/sub")
+    """
+    ancestor = os.path.dirname(path)
+    while ancestor and not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
+        ancestor = os.path.dirname(ancestor)
+    ancestor = ancestor or "."
+    if not os.path.isdir(ancestor):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", ancestor)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", ancestor)
 
 
 def write_atomic(path: str, data: bytes) -> None:

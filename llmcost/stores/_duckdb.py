@@ -40,7 +40,7 @@ from .._errors import StoreError
 from .._rows import INGEST_SELECT, INSERT_COLUMNS, from_micros, ingest_columns
 from .._summary import CostSummary
 from ._base import CostStore
-from ._disk import make_dirs
+from ._disk import check_creatable, make_dirs
 from ._durable import Durable
 from ._failures import data_error, is_transient_duckdb, store_error, why
 from ._filters import Filters
@@ -135,7 +135,9 @@ class DuckDBStore(CostStore):
         self._durable.warn_of_dead_letters()
 
     def _open(self) -> None:
-        """Create or migrate the file and replay spill files; open read-only where this process cannot write."""
+        """Migrate the file and replay spill files; open read-only where this process cannot write. A file that
+        does not exist is created by the first write, not here (reads of it answer as empty), unless spilled
+        entries wait to be replayed into it."""
         if os.path.exists(self.path) and not os.path.isfile(self.path):
             kind = "a directory" if os.path.isdir(self.path) else "not a regular file (a device or pipe)"
             raise StoreError(
@@ -147,10 +149,12 @@ class DuckDBStore(CostStore):
         if exists and not (os.access(self.path, os.W_OK) and os.access(folder, os.W_OK)):
             self._open_read_only("this user cannot write the file or its directory")
             return
-        try:
-            make_dirs(folder)
-        except OSError as exc:
-            raise store_error(exc, self.path, "create") from exc
+        if not exists and not self._durable.spill.pending():
+            try:
+                check_creatable(self.path)  # fail now, not at the first write, where it never could be created
+            except OSError as exc:
+                raise store_error(exc, self.path, "create") from exc
+            return
         try:
             self._write(lambda con: None, what="open")
         except StoreError as exc:
@@ -170,6 +174,9 @@ class DuckDBStore(CostStore):
     def _attached(self, *, write: bool) -> Iterator[Any]:
         """The store's file attached (and made the default catalog) for one operation."""
         con = self._durable.connection()
+        if not write and not os.path.exists(self.path):
+            yield from _empty_store(con)  # nothing written yet: read an empty store, create no file
+            return
         try:
             try:
                 con.execute(f"ATTACH ? AS {_ALIAS} ({self._write_options if write else 'READ_ONLY'})", [self.path])
@@ -201,7 +208,13 @@ class DuckDBStore(CostStore):
 
     # -- running operations -----------------------------------------------------------------------------------------
     def _write(self, body: Callable[[Any], T], *, what: str) -> T:
-        """Run ``body(con)`` in one write transaction (after migrating and replaying spill files), with retries."""
+        """Run ``body(con)`` in one write transaction (after migrating and replaying spill files), with retries.
+        The first write creates the file's directory and the file."""
+        if not self._migrated:
+            try:
+                make_dirs(os.path.dirname(self.path))
+            except OSError as exc:
+                raise store_error(exc, self.path, "create") from exc
 
         def attempt() -> T:
             with self._durable.lock:
@@ -348,11 +361,26 @@ class DuckDBStore(CostStore):
         """Forget the budget ``name``; return whether it existed."""
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
+        if not os.path.exists(self.path) and not self._durable.spill.pending():
+            return False  # nothing written yet: no budget to forget, and no file to create for it
         rows = self._write(
             lambda con: con.execute("DELETE FROM llmcost_budgets WHERE name = ? RETURNING name", [name]).fetchall(),
             what="delete a budget from",
         )
         return bool(rows)
+
+
+def _empty_store(con: Any) -> Iterator[Any]:
+    """``con`` with an empty, in-memory store's tables attached as the default catalog (for reads of a store whose
+    file does not exist yet)."""
+    con.execute(f"ATTACH ':memory:' AS {_ALIAS}")
+    try:
+        con.execute(f"USE {_ALIAS}")
+        migrate_duckdb(con, ":memory:")
+        yield con
+    finally:
+        con.execute("USE memory")
+        con.execute(f"DETACH {_ALIAS}")
 
 
 def _check_budget(name: object, definition: object) -> None:

@@ -72,7 +72,8 @@ class Filters:
 
     ``since`` is inclusive and ``until`` exclusive. ``category``, ``resource``, ``model`` and ``provider`` take one
     value or a collection of values (any of them matches). ``tags`` matches entries that carry every given key with
-    the given value. ``limit`` keeps the first rows in time order.
+    the given value. ``limit`` keeps the first rows in time order. ``model`` matches an entry's ``model`` (the id
+    as returned) or its ``canonical_model`` (the catalog's id).
 
     Example::
 
@@ -103,7 +104,7 @@ class Filters:
             return False
         if self.resource is not None and entry.resource not in self.resource:
             return False
-        if self.model is not None and entry.model not in self.model:
+        if self.model is not None and entry.model not in self.model and entry.canonical_model not in self.model:
             return False
         if self.provider is not None and entry.provider not in self.provider:
             return False

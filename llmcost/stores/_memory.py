@@ -52,6 +52,7 @@ _FIELDS = attrgetter(
     "latency_ms",
     "tags",
     "service_tier",
+    "canonical_model",
 )
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
 _NAN = float("nan")
@@ -152,6 +153,7 @@ class MemoryStore(CostStore):
         self._provider = array("i")
         self._pricing = array("i")
         self._service_tier = array("i")
+        self._canonical_model = array("i")
         self._units: dict[int, Units] = {}  # row -> units, for the rows that have any
         self._tokens = [array("q") for _ in range(5)]
         self._latency = array("d")
@@ -229,7 +231,7 @@ class MemoryStore(CostStore):
                 0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), {}
             )
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
-         tags, tiers) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
+         tags, tiers, canonical) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
         stamps_us = list(map(micros, stamps))
         last, unsorted = self._last, False
         for key in zip(stamps_us, ids, strict=True):
@@ -244,7 +246,7 @@ class MemoryStore(CostStore):
         cat = array("b")
         cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
         strings = []
-        for values in (currency, resource, description, model, provider, pricing, tiers):
+        for values in (currency, resource, description, model, provider, pricing, tiers, canonical):
             column = array("i")
             column.fromlist(_indices(self._strings, values))
             strings.append(column)
@@ -283,6 +285,7 @@ class MemoryStore(CostStore):
                 self._provider,
                 self._pricing,
                 self._service_tier,
+                self._canonical_model,
             ),
             c.strings,
             strict=True,
@@ -368,11 +371,14 @@ class MemoryStore(CostStore):
             checks.append(lambda i: cat[i] in cats)
         for wanted, column in (
             (filters.resource, self._resource),
-            (filters.model, self._model),
             (filters.provider, self._provider),
         ):
             if wanted is not None:
                 checks.append(_member(column, self._strings.matching(wanted)))
+        if filters.model is not None:  # the id as returned or the canonical one
+            models = self._strings.matching(filters.model)
+            model_col, canonical_col = self._model, self._canonical_model
+            checks.append(lambda i: model_col[i] in models or canonical_col[i] in models)
         if filters.tags:
             want = dict(filters.tags)
             allowed = {
@@ -408,6 +414,7 @@ class MemoryStore(CostStore):
             v[self._pricing[i]],
             v[self._currency[i]],
             v[self._service_tier[i]],
+            v[self._canonical_model[i]],
         )
 
     def _entries(self, filters: Filters) -> list[CostEntry]:
@@ -440,7 +447,16 @@ class MemoryStore(CostStore):
         }
         units = self._units
         columns["units"] = [dict(units[i]) if i in units else None for i in index.tolist()]
-        for name in ("currency", "resource", "description", "model", "provider", "pricing", "service_tier"):
+        for name in (
+            "currency",
+            "resource",
+            "description",
+            "model",
+            "provider",
+            "pricing",
+            "service_tier",
+            "canonical_model",
+        ):
             columns[name] = strings[take(getattr(self, f"_{name}"), "int32")]
         for name, column in zip(TOKEN_COLUMNS, self._tokens, strict=True):
             columns[name] = take(column, "int64")

@@ -48,9 +48,12 @@ DUCKDB_STEPS: dict[int, tuple[str, ...]] = {
         f'ALTER TABLE entries ADD COLUMN IF NOT EXISTS "units" {_rows.SQL_TYPES["units"]}',
         f'ALTER TABLE entries ADD COLUMN IF NOT EXISTS "service_tier" {_rows.SQL_TYPES["service_tier"]}',
     ),
+    # 2 -> 3: the catalog's id of the model that priced an entry (NULL in rows written before).
+    2: (f'ALTER TABLE entries ADD COLUMN IF NOT EXISTS "canonical_model" {_rows.SQL_TYPES["canonical_model"]}',),
 }
-#: Functions of the dataset directory that take a Parquet store from version N to N+1, by N. Version 2 only added
-#: columns (``units``, ``service_tier``), which files written before read as NULL: no step rewrites them.
+#: Functions of the dataset directory that take a Parquet store from version N to N+1, by N. Versions 2 and 3 only
+#: added columns (``units``, ``service_tier``; ``canonical_model``), which files written before read as NULL: no step
+#: rewrites them.
 PARQUET_STEPS: dict[int, Callable[[str], None]] = {}
 
 PARQUET_META = "_llmcost.json"

@@ -70,7 +70,7 @@ from .._summary import CostSummary
 from . import _parquet_compact as compaction
 from ._base import CostStore
 from ._budget_files import BudgetFiles
-from ._disk import fsync_dir, fsync_file, make_dirs
+from ._disk import check_creatable, fsync_dir, fsync_file, make_dirs
 from ._durable import Durable, file_lock
 from ._failures import data_error, is_transient_duckdb, store_error
 from ._filters import Filters
@@ -158,13 +158,29 @@ class ParquetStore(CostStore):
         self._durable.warn_of_dead_letters()
 
     def _open(self) -> None:
-        """Create or migrate the dataset, finish compactions and replay spill files; where this process cannot
-        write the directory, open it read-only (no directory, lock file or migration written)."""
+        """Migrate the dataset, finish compactions and replay spill files; where this process cannot write the
+        directory, open it read-only (no directory, lock file or migration written). A directory that does not exist
+        is created by the first write (``_create``), not here: reads of it answer as empty."""
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise StoreError(
                 f"could not open {self.directory}: it exists and is not a directory (a ParquetStore needs a "
                 "directory; use duckdb:/// for a file)"
             )
+        if not os.path.isdir(self.directory) and not self._durable.spill.pending():
+            try:
+                check_creatable(self.directory)  # fail now, not at the first write, where it never could be created
+            except OSError as exc:
+                raise store_error(exc, self.directory, "open") from exc
+            return
+        self._create()
+        if self.read_only:
+            return
+        # Finishing interrupted compactions and replaying spill files can wait if another process holds the lock
+        # (a long compaction, say): opening must not.
+        self._replay(finish_compactions=True)
+
+    def _create(self) -> None:
+        """Create the dataset directory if needed and record (or migrate to) the current schema version."""
         try:
             if os.path.isdir(self.directory) and not os.access(self.directory, os.W_OK):
                 self.read_only = True
@@ -177,9 +193,6 @@ class ParquetStore(CostStore):
                     migrate_parquet(self.directory)
         except OSError as exc:
             raise store_error(exc, self.directory, "open") from exc
-        # Finishing interrupted compactions and replaying spill files can wait if another process holds the lock
-        # (a long compaction, say): opening must not.
-        self._replay(finish_compactions=True)
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
     def _run(self, body: Callable[[Any], T]) -> T:
@@ -280,6 +293,8 @@ class ParquetStore(CostStore):
         if not batch:
             return
         try:
+            if not os.path.isdir(self.directory):
+                self._create()  # the first write creates the dataset
             self._write(batch)
         except _PartlyWritten as partly:
             self._durable.keep_for_later(partly.error, partly.remaining)
@@ -422,6 +437,8 @@ class ParquetStore(CostStore):
             removed = store.compact()
         """
         removed = 0
+        if not os.path.isdir(self.directory):
+            return removed  # nothing written yet: nothing to compact (and nothing to create)
         if self.read_only:
             raise StoreError(
                 f"could not compact {self.directory}: the store is open read-only (this user cannot write it)"
@@ -529,6 +546,8 @@ class ParquetStore(CostStore):
         (``lease``: seconds a killed process's reservations are kept)."""
         from ._ledger_sqlite import SqliteLedger
 
+        if not self.read_only and not os.path.isdir(self.directory):
+            self._create()  # budgets reserve through it: the dataset is about to be written
         return SqliteLedger(os.path.join(self.directory, "_ledger.sqlite"), total=self.total, lease=self.lease)
 
     # -- entries set aside ------------------------------------------------------------------------------------------
@@ -550,6 +569,8 @@ class ParquetStore(CostStore):
     # -- budget definitions -----------------------------------------------------------------------------------------
     def save_budget(self, name: str, definition: str) -> None:
         """Keep (or replace) the budget definition ``definition`` under ``name`` (one file, written atomically)."""
+        if not os.path.isdir(self.directory):
+            self._create()
         self._budgets.save(name, definition)
 
     def load_budgets(self) -> dict[str, str]:

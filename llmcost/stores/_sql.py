@@ -48,7 +48,6 @@ def where_sql(filters: Filters) -> tuple[str, list[Any]]:
     for column, wanted in (
         ("category", filters.category),
         ("resource", filters.resource),
-        ("model", filters.model),
         ("provider", filters.provider),
     ):
         if wanted is None:
@@ -59,6 +58,14 @@ def where_sql(filters: Filters) -> tuple[str, list[Any]]:
         values = sorted(wanted)
         conds.append(f"{column} IN ({', '.join('?' * len(values))})")
         params.extend(values)
+    if filters.model is not None:  # the id as returned or the canonical one
+        if filters.model:
+            values = sorted(filters.model)
+            marks = ", ".join("?" * len(values))
+            conds.append(f"(model IN ({marks}) OR canonical_model IN ({marks}))")
+            params.extend(values + values)
+        else:
+            conds.append("FALSE")
     if filters.tags:
         for key, value in sorted(filters.tags.items()):
             conds.append("tags[?] = ?")
@@ -116,14 +123,15 @@ def _grouped(kind: int, key: str) -> str:
 
 
 # One pass over the filtered rows (materialised once), one result row per group: kind 0 is the whole, 1-3 the
-# category, resource and model groups, 4 the (tag key, tag value) groups. Sums stay exact DECIMAL(38, 18).
+# category, resource and model groups (models by their canonical id where there is one), 4 the (tag key, tag value)
+# groups. Sums stay exact DECIMAL(38, 18).
 _SUMMARY = " UNION ALL ".join(
     [
         "SELECT 0 AS kind, CAST(NULL AS VARCHAR) AS k, CAST(NULL AS VARCHAR) AS v, CAST(sum(amount) AS VARCHAR) "
         f"AS total, count(*) AS calls, {_TOKEN_SUMS} FROM e",
         _grouped(1, "category"),
         _grouped(2, "resource"),
-        _grouped(3, "model"),
+        _grouped(3, "coalesce(canonical_model, model)"),
         "SELECT 4, t.key, t.value, CAST(sum(amount) AS VARCHAR), count(*), "
         f"{_NO_TOKENS} FROM (SELECT unnest(map_entries(tags)) AS t, amount FROM e) GROUP BY t.key, t.value",
     ]
@@ -135,7 +143,7 @@ def read_summary(con: Any, source: str, filters: Filters, source_params: Sequenc
 
     ``source_params`` are the parameters of placeholders inside ``source`` itself (they come first).
     """
-    columns = "amount, category, resource, model, tags, " + ", ".join(TOKEN_COLUMNS)
+    columns = "amount, category, resource, model, canonical_model, tags, " + ", ".join(TOKEN_COLUMNS)
     inner, params = select_sql(source, filters, columns, ordered=False)
     rows = con.execute(f"WITH e AS MATERIALIZED ({inner}) {_SUMMARY}", [*source_params, *params]).fetchall()
     groups: list[dict[Any, Decimal]] = [{}, {}, {}]

@@ -63,6 +63,8 @@ def make_entry(i: int, **overrides: object) -> CostEntry:
         "tags": {"team": ["search", "ads"][i % 2], "nasty": NASTY[(i // 6) % len(NASTY)]} if i % 6 else {},
         "pricing": "given" if i % 2 else "catalog@0.0.40",
         "service_tier": [None, "batch", "flex", "priority", None][i % 5],
+        # Priced gpt-4o entries name the catalog's id (the others: given, unpriced or another model).
+        "canonical_model": "gpt-4o" if i % 5 and i % 2 == 0 and i % 3 else None,
     }
     fields.update(overrides)
     return CostEntry(**fields)  # type: ignore[arg-type]

@@ -315,3 +315,27 @@ def test_summary_sums_beyond_28_digits(store: CostStore) -> None:
     summary = store.summary()
     assert summary.total == Decimal("37037036703703703670.370370367037037034")
     assert summary.by_model == summarize(big).by_model
+
+
+def test_model_filters_match_the_canonical_id_and_summaries_group_by_it(
+    store: CostStore, request: pytest.FixtureRequest
+) -> None:
+    """``model=`` matches the id as returned or the catalog's id; ``summary().by_model`` groups by the latter."""
+    if request.node.callspec.params.get("open_again") == "postgres":
+        pytest.skip("PostgresStore filters and groups by model alone until its rewrite (stores/_postgres.py) lands")
+    dated = make_entry(0, model="gpt-4o-mini-2024-07-18", canonical_model="gpt-4o-mini", amount=Decimal("0.25"))
+    plain = make_entry(1, model="gpt-4o-mini", canonical_model="gpt-4o-mini", amount=Decimal("0.5"))
+    other = make_entry(2, model="gpt-4o", canonical_model="gpt-4o", amount=Decimal("2"))
+    unpriced = make_entry(3, model="mystery-1", canonical_model=None, amount=Decimal(0))
+    store.append([dated, plain, other, unpriced])
+    assert store.entries(model="gpt-4o-mini") == [dated, plain]
+    assert store.entries(model="gpt-4o-mini-2024-07-18") == [dated]
+    assert store.entries(model=["gpt-4o", "gpt-4o-mini"]) == [dated, plain, other]
+    assert frame_to_entries(store.scan(model="gpt-4o-mini")) == [dated, plain]
+    assert store.scan(model="gpt-4o-mini")["canonical_model"].tolist() == ["gpt-4o-mini", "gpt-4o-mini"]
+    assert store.total(model="gpt-4o-mini") == Decimal("0.75")
+    assert store.entries(model="mystery-1") == [unpriced]
+    assert store.entries(model=[]) == []
+    by_model = store.summary().by_model
+    assert by_model == {"gpt-4o": Decimal(2), "gpt-4o-mini": Decimal("0.75"), "mystery-1": Decimal(0)}
+    assert by_model == summarize(store.entries()).by_model

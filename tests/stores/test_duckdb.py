@@ -257,7 +257,7 @@ def test_threads_share_a_store(db: str) -> None:
 
 
 def test_newer_schema_is_refused(db: str) -> None:
-    DuckDBStore(db).close()
+    DuckDBStore(db).save_budget("b", "{}")  # the first write creates the file
     con = duckdb.connect(db)
     con.execute("UPDATE llmcost_meta SET value = '999' WHERE key = 'schema_version'")
     con.close()

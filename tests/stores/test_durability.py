@@ -566,7 +566,7 @@ def test_dead_letters_are_files_and_opening_warns_of_them(
 
 def test_dead_letters_go_to_the_fallback_when_the_store_directory_refuses(store_dir: Path) -> None:
     path = store_dir / "costs.duckdb"
-    DuckDBStore(path).close()
+    DuckDBStore(path).save_budget("b", "{}")  # the first write creates the file
     _chmod_tree(store_dir, writable=False)
     code = """
     import sys

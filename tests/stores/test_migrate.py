@@ -53,7 +53,7 @@ def test_duckdb_store_written_now_opens_after_a_later_change(tmp_path: Path, mon
 def test_duckdb_store_from_a_newer_llmcost_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "costs.duckdb"
     monkeypatch.setattr(_rows, "SCHEMA_VERSION", NOW + 1)
-    DuckDBStore(db).close()
+    DuckDBStore(db).save_budget("b", "{}")  # the first write creates the file
     monkeypatch.setattr(_rows, "SCHEMA_VERSION", NOW)
     with pytest.raises(StoreError, match=rf"schema version {NOW + 1}.*upgrade llmcost"):
         DuckDBStore(db)
@@ -160,7 +160,7 @@ def test_duckdb_store_written_by_schema_v1_migrates_to_units_and_service_tier(tm
     assert store.entries() == [_v1_entry()]
     store.append([_v2_entry()])
     store.close()
-    assert _version(db) == 2
+    assert _version(db) == _rows.SCHEMA_VERSION
     con = duckdb.connect(str(db), read_only=True)
     types = dict(
         con.execute(
@@ -189,7 +189,7 @@ def test_parquet_store_written_by_schema_v1_migrates_to_units_and_service_tier(t
     con.close()
 
     store = ParquetStore(root)
-    assert json.loads((root / "_llmcost.json").read_text())["schema_version"] == 2
+    assert json.loads((root / "_llmcost.json").read_text())["schema_version"] == _rows.SCHEMA_VERSION
     assert store.entries() == [_v1_entry()]
     store.append([_v2_entry()])
     assert ParquetStore(root).entries() == [_v1_entry(), _v2_entry()]
@@ -200,3 +200,79 @@ def test_parquet_store_written_by_schema_v1_migrates_to_units_and_service_tier(t
         schema = dict(con.execute("SELECT name, type FROM parquet_schema(?)", [str(file)]).fetchall())
         assert "units" in schema and "service_tier" in schema, file
     con.close()
+
+
+# The entries table exactly as schema version 2 (before canonical model ids) created it.
+V2_DDL = V1_DDL[:-1] + ', "units" MAP(VARCHAR, BIGINT), "service_tier" VARCHAR)'
+V2_ROW = (
+    "INSERT INTO entries VALUES ('0005f0000000000000000000bb', TIMESTAMPTZ '2024-05-01 13:00:00+00', 0.0672, "
+    "'USD', 'llm_inference', NULL, '', 'claude-sonnet-4-20250514', NULL, 10000, 500, 4000, 5000, 0, NULL, MAP {}, "
+    "'catalog@0.2.3+batch-rule', MAP {'cache_write_1h_tokens': 3000, 'web_searches': 3}, 'batch')"
+)
+
+
+def _v3_entry() -> CostEntry:
+    return CostEntry(
+        id="0005f0000000000000000000cc",
+        timestamp=datetime(2024, 5, 1, 14, tzinfo=timezone.utc),
+        amount=Decimal("0.00015"),
+        model="gpt-4o-mini-2024-07-18",
+        provider="openai",
+        usage=Usage(1000),
+        pricing="catalog@0.2.3",
+        canonical_model="gpt-4o-mini",
+    )
+
+
+def test_duckdb_store_written_by_schema_v2_migrates_to_canonical_model(tmp_path: Path) -> None:
+    db = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(V2_DDL)
+    con.execute(_migrate.META_DDL)
+    con.execute(_migrate.BUDGETS_DDL)
+    con.execute("INSERT INTO llmcost_meta VALUES ('schema_version', '2')")
+    con.execute(V2_ROW)
+    con.close()
+
+    store = DuckDBStore(db)
+    assert store.entries() == [_v2_entry()]
+    assert store.entries()[0].canonical_model is None
+    store.append([_v3_entry()])
+    store.close()
+    assert _version(db) == 3
+    con = duckdb.connect(str(db), read_only=True)
+    types = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'entries'"
+        ).fetchall()
+    )
+    con.close()
+    assert types["canonical_model"] == "VARCHAR"
+    again = DuckDBStore(db)
+    assert again.entries() == [_v2_entry(), _v3_entry()]
+    assert again.entries(model="gpt-4o-mini") == [_v3_entry()]
+    assert again.summary().by_model == {
+        "claude-sonnet-4-20250514": Decimal("0.0672"),
+        "gpt-4o-mini": Decimal("0.00015"),
+    }
+
+
+def test_parquet_store_written_by_schema_v2_migrates_to_canonical_model(tmp_path: Path) -> None:
+    root = tmp_path / "v2"
+    day = root / "day=2024-05-01"
+    day.mkdir(parents=True)
+    (root / "_llmcost.json").write_text(json.dumps({"format": "llmcost-parquet", "schema_version": 2}))
+    con = duckdb.connect()
+    con.execute(V2_DDL)
+    con.execute(V2_ROW)
+    con.execute("COPY entries TO ? (FORMAT parquet)", [str(day / "part-v2.parquet")])
+    con.close()
+
+    store = ParquetStore(root)
+    assert json.loads((root / "_llmcost.json").read_text())["schema_version"] == 3
+    assert store.entries() == [_v2_entry()]
+    store.append([_v3_entry()])
+    assert ParquetStore(root).entries() == [_v2_entry(), _v3_entry()]
+    assert ParquetStore(root).entries(model="gpt-4o-mini") == [_v3_entry()]
+    store.compact()
+    assert ParquetStore(root).entries() == [_v2_entry(), _v3_entry()]

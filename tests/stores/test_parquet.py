@@ -458,7 +458,7 @@ def test_threads_share_a_store(root: Path) -> None:
 
 
 def test_open_append_read_do_not_wait_for_a_compaction(root: Path) -> None:
-    ParquetStore(root)
+    ParquetStore(root).save_budget("b", "{}")  # the first write creates the dataset
     held = filelock.FileLock(str(root / "_lock"))  # as a long compaction in another process would hold it
     held.acquire()
     try:
