@@ -238,13 +238,15 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
     for column, wanted in (
         ("category", filters.category),
         ("resource", filters.resource),
-        ("model", filters.model),
         ("provider", filters.provider),
     ):
         if wanted is None:
             continue
         conds.append(f"{_q(column)} = ANY(%s)")
         params.append(sorted(wanted))
+    if filters.model is not None:  # the id as returned or the catalog's (canonical) one
+        conds.append("(model = ANY(%s) OR canonical_model = ANY(%s))")
+        params.extend((sorted(filters.model), sorted(filters.model)))
     if filters.tags:
         conds.append("tags @> %s::jsonb")
         params.append(json.dumps(dict(filters.tags), ensure_ascii=False))
@@ -680,7 +682,9 @@ class PostgresStore(CostStore):
         return self._run(body, what="read")
 
     def _summary(self, filters: Filters) -> CostSummary:
-        columns = "amount, category, resource, model, tags, " + ", ".join(map(_q, TOKEN_COLUMNS))
+        columns = "amount, category, resource, coalesce(canonical_model, model) AS model, tags, " + ", ".join(
+            map(_q, TOKEN_COLUMNS)
+        )  # models by their canonical id where there is one, as every store groups them
         inner, params = _select(filters, columns, ordered_rows=False)
         tokens = ", ".join(f"sum({_q(c)})::bigint" for c in TOKEN_COLUMNS)
         no_tokens = ", ".join("NULL::bigint" for _ in TOKEN_COLUMNS)

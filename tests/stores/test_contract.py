@@ -317,12 +317,8 @@ def test_summary_sums_beyond_28_digits(store: CostStore) -> None:
     assert summary.by_model == summarize(big).by_model
 
 
-def test_model_filters_match_the_canonical_id_and_summaries_group_by_it(
-    store: CostStore, request: pytest.FixtureRequest
-) -> None:
+def test_model_filters_match_the_canonical_id_and_summaries_group_by_it(store: CostStore) -> None:
     """``model=`` matches the id as returned or the catalog's id; ``summary().by_model`` groups by the latter."""
-    if request.node.callspec.params.get("open_again") == "postgres":
-        pytest.skip("PostgresStore filters and groups by model alone until its rewrite (stores/_postgres.py) lands")
     dated = make_entry(0, model="gpt-4o-mini-2024-07-18", canonical_model="gpt-4o-mini", amount=Decimal("0.25"))
     plain = make_entry(1, model="gpt-4o-mini", canonical_model="gpt-4o-mini", amount=Decimal("0.5"))
     other = make_entry(2, model="gpt-4o", canonical_model="gpt-4o", amount=Decimal("2"))
