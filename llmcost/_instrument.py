@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._catalog import provider_for_url
 from ._decorator import track_cost
 
 __all__ = ["instrument", "uninstrument"]
@@ -160,6 +161,12 @@ def instrument(client: C, **track_cost_options: Any) -> C:
         )
     track_cost(**track_cost_options)  # bad options fail here, before anything is patched
     options = dict(track_cost_options)
+    if options.get("provider") is None:
+        # The host comes from the client's base URL (Groq, Azure, OpenRouter... answer in OpenAI's shape): priced as
+        # that host bills, not as whichever catalog provider happens to list the model id.
+        host = _host_of(client)
+        if host is not None:
+            options["provider"] = host
     with _lock:
         _undo(client, sdk)
         for path, names in _METHODS[sdk]:
@@ -177,6 +184,12 @@ def instrument(client: C, **track_cost_options: Any) -> C:
             if method is not None:
                 _patch(client, name, _copier(method, options))
     return client
+
+
+def _host_of(client: object) -> str | None:
+    """The genai-prices provider of the client's base URL (``https://api.groq.com/openai/v1``: ``groq``), if known."""
+    base_url = getattr(client, "base_url", None)
+    return None if base_url is None else provider_for_url(str(base_url))
 
 
 def uninstrument(client: C) -> C:

@@ -757,3 +757,24 @@ def test_import_llmcost_imports_no_sdk_nor_litellm():
     code = "import sys, llmcost; print(sorted(m for m in ('openai', 'anthropic', 'litellm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_client_base_url_names_the_host_that_bills(server, tracker):
+    # Groq answers in OpenAI's shape; its client is an openai.OpenAI with Groq's base URL. gpt-oss-120b on Groq costs
+    # $0.15 per million input tokens (genai-prices' groq entry), not OpenAI's price for the same id.
+    def groq(request: httpx2.Request) -> httpx2.Response:
+        server.requests.append(request)
+        body = dict(CHAT, model="openai/gpt-oss-120b", usage={"prompt_tokens": 1_000_000, "completion_tokens": 0})
+        return httpx2.Response(200, json=body)
+
+    http = httpx2.Client(transport=httpx2.MockTransport(groq))
+    client = openai.OpenAI(api_key="k", base_url="https://api.groq.com/openai/v1", http_client=http)
+    llmcost.instrument(client, tracker=tracker)
+    client.chat.completions.create(model="openai/gpt-oss-120b", messages=[{"role": "user", "content": "hi"}])
+    (entry,) = tracker.entries()
+    assert (entry.provider, entry.amount) == ("groq", Decimal("0.15"))
+    assert llmcost.cost_of("gpt-oss-120b", input_tokens=1_000_000) != Decimal("0.15")  # the OpenAI price differs
+    # An explicit provider= still wins over the URL.
+    llmcost.instrument(client, tracker=tracker, provider="openai")
+    client.chat.completions.create(model="openai/gpt-oss-120b", messages=[{"role": "user", "content": "hi"}])
+    assert tracker.entries()[-1].provider == "openai"
