@@ -273,3 +273,21 @@ def test_the_guides_examples_run_as_pasted_and_print_what_they_show(
             assert got.startswith(want[:-3].rstrip()), (want, got)
         else:
             assert got == want
+
+
+def test_batch_calls_are_repriced_at_their_tier(clock: Clock) -> None:
+    # claude-haiku-4-5 in June 2025: $1 input / $5 output per million; Batch is half by Anthropic's published rule
+    # (the catalog's batch prices start in 2026), so 1M input + 0.1M output costs 1 + 0.5 = 1.5, in batch 0.75.
+    tracker = CostTracker(clock=clock)
+    clock.now = JUNE_9
+    batch = tracker.record(
+        model="claude-haiku-4-5", input_tokens=1_000_000, output_tokens=100_000, service_tier="batch"
+    )
+    assert batch.amount == D("0.75")
+    # At the catalog (the call's own time): the tier is kept, so nothing changes.
+    frame = analytics.reprice(tracker)
+    assert frame[["recorded", "repriced"]].iloc[0].tolist() == [D("0.75"), D("0.75")]
+    # Swapped to a price of one's own ($2 / $10): the batch rule halves it too: (2 + 1) / 2.
+    own = ModelPrice("claude-haiku-4-5", "anthropic", input_per_mtok="2", output_per_mtok="10")
+    frame = analytics.reprice(tracker, {"claude-haiku-4-5": own})
+    assert frame["repriced"].iloc[0] == D("1.5")

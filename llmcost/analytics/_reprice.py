@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._catalog import tier_rule
 from .._errors import UnknownModelError
 from .._model_price import ModelPrice, tidy
 from .._money import ZERO, to_utc
@@ -135,6 +136,12 @@ class PriceTable:
             names.append(price_for(model)[0].model.lower())
         names.append(_DATED.sub("", plain))
         return list(dict.fromkeys(names))
+
+    def overrides(self, model: str, provider: str | None) -> bool:
+        """Whether this table (or its swap) prices ``model`` rather than the catalog."""
+        names = self._names(model)
+        key = provider.lower() if provider else None
+        return any(n in self.swap or (key, n) in self.table or (None, n) in self.table for n in names)
 
     def resolve(self, model: str, provider: str | None) -> Callable[[datetime], ModelPrice] | None:
         """The price of ``model`` as a function of the time of the call, or ``None`` when no price is known."""
@@ -285,8 +292,9 @@ def priced_groups(
                             WHEN 'halfhour' THEN time_bucket(INTERVAL 30 MINUTE, timezone('UTC', e.timestamp))
                END AS epoch,
                CASE p.grain WHEN 'slot' THEN CAST(floor(epoch(e.timestamp) % 86400 / 1800) AS BIGINT) END AS slot,
-               CASE WHEN e.input_tokens > p.threshold OR e.units IS NOT NULL THEN e.id END AS single,
-               any_value(CAST(to_json(e.units) AS VARCHAR)) AS units_json,
+               CASE WHEN e.input_tokens > p.threshold OR e.units IS NOT NULL OR e.service_tier IS NOT NULL
+                    THEN e.id END AS single,
+               any_value(CAST(to_json(e.units) AS VARCHAR)) AS units_json, any_value(e.service_tier) AS tier,
                coalesce(e.pricing = 'given' AND e.input_tokens + e.output_tokens = 0, FALSE) AS given_only,
                count(*) AS calls, sum(e.amount) AS recorded,
                count(*) FILTER (WHERE e.pricing = 'unpriced') AS unpriced,
@@ -304,8 +312,8 @@ def priced_groups(
     n = len(keys)
     for row in rows.itertuples(index=False, name=None):
         key = tuple(None if _missing(v) else v for v in row[:n])
-        model, provider, known, epoch, slot, single, units, given_only, calls, recorded, unpriced, last = row[
-            n : n + 12
+        model, provider, known, epoch, slot, single, units, tier, given_only, calls, recorded, unpriced, last = row[
+            n : n + 13
         ]
         provider = None if _missing(provider) else provider
         group = out.get(key)
@@ -335,12 +343,20 @@ def priced_groups(
         price = prices_at.get((model, provider, when))
         if price is None:
             price = prices_at[(model, provider, when)] = price_at(when)
+        if not _missing(single) and not _missing(tier):
+            # A batch/flex/priority call (priced on its own): the catalog's tier price for the catalog's own model,
+            # else the published rule applied to the price it is repriced at.
+            if prices.overrides(model, provider):
+                price = tier_rule(price, "", tier)[0]
+            else:
+                with contextlib.suppress(UnknownModelError, ValueError):
+                    price = price_for(model, provider, when, tier)[0]
         # An entry with units (1-hour cache writes, audio, web searches...) is priced on its own, with them: a row
         # of its own (``single``), whose ``units`` are that entry's.
         single_key = None if _missing(single) else (single, None if _missing(units) else units)
         into = sums.setdefault((key, price, single_key), [0] * 6)
         into[0] += calls
-        for i, count in enumerate(row[n + 12 :], start=1):
+        for i, count in enumerate(row[n + 13 :], start=1):
             into[i] += int(count)
     for (key, price, single), (calls, *counts) in sums.items():
         inp, out_tokens, cache_read, cache_write, reasoning = counts
