@@ -27,8 +27,10 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -52,7 +54,10 @@ __all__ = [
     "entry_models",
     "exact_sum",
     "filter_kwargs",
+    "start_heartbeat",
 ]
+
+logger = logging.getLogger("llmcost")
 
 #: Seconds after which a reservation of a process that stopped renewing it (it died) is released.
 DEFAULT_LEASE = 60.0
@@ -414,3 +419,29 @@ def filter_kwargs(scope: BudgetScope) -> dict[str, object]:
         "model": scope.model,
         "tags": scope.tags or None,
     }
+
+
+def start_heartbeat(ledger: object, interval: float) -> threading.Event:
+    """Call ``ledger.beat(stop)`` every ``interval`` seconds from a daemon thread, while ``ledger`` lives (it is held
+    weakly) and until the returned ``stop`` event is set: how a shared ledger renews its process's leases.
+
+    Example::
+
+        self._beating = start_heartbeat(self, self.lease / 3)   # ... and self._beating.set() on close
+    """
+    stop = threading.Event()
+    ref = weakref.ref(ledger)
+
+    def run() -> None:
+        while not stop.wait(interval):
+            alive = ref()
+            if alive is None:
+                return
+            try:
+                alive.beat(stop)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease allows two
+                logger.debug("llmcost: budget ledger heartbeat failed: %r", exc)
+            del alive
+
+    threading.Thread(target=run, name="llmcost-ledger-lease", daemon=True).start()
+    return stop

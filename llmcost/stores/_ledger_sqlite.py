@@ -29,7 +29,6 @@ import sqlite3
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, TypeVar
@@ -46,6 +45,7 @@ from ._ledger import (
     Reservation,
     Standing,
     filter_kwargs,
+    start_heartbeat,
 )
 
 if sys.platform != "win32":
@@ -331,28 +331,14 @@ class SqliteLedger(Ledger):
 
     def _start_heartbeat(self) -> None:
         """Renew this process's lease every third of it, from a daemon thread, while the ledger lives."""
-        if self._beating is not None:
-            return
-        stop = self._beating = threading.Event()
-        ref = weakref.ref(self)
-        interval = self.lease / 3
+        if self._beating is None:
+            self._beating = start_heartbeat(self, self.lease / 3)
 
-        def run() -> None:
-            while not stop.wait(interval):
-                ledger = ref()
-                if ledger is None:
-                    return
-                try:
-                    ledger.beat()
-                except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease allows two
-                    logger.debug("llmcost: budget ledger heartbeat failed: %r", exc)
-                del ledger
-
-        threading.Thread(target=run, name="llmcost-ledger-lease", daemon=True).start()
-
-    def beat(self) -> None:
-        """Renew this process's lease on its reservations."""
+    def beat(self, stop: threading.Event | None = None) -> None:
+        """Renew this process's lease on its reservations (not once ``stop`` is set: the ledger was closed)."""
         with self._lock:
+            if stop is not None and stop.is_set():
+                return
             con = self._connection()
             con.execute("UPDATE holders SET seen = ? WHERE holder = ?", (time.time(), self._holder))
 

@@ -26,24 +26,21 @@ a budget's last two are deleted by a sweep at most every quarter lease.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from decimal import Decimal, localcontext
 from typing import Any
 
 from .._entry import CostEntry
 from ._filters import Filters
-from ._ledger import DEFAULT_LEASE, BudgetScope, Ledger, Receipts, Reservation, Standing
+from ._ledger import DEFAULT_LEASE, BudgetScope, Ledger, Receipts, Reservation, Standing, start_heartbeat
 
 __all__ = ["HOLDS", "LEDGER_DDL", "PostgresLedger"]
 
-logger = logging.getLogger("llmcost")
 
 HOLDS = "llmcost_ledger_holds"
 _FOREVER = ""  # the entry of a settled amount whose entry went to another store: counted until its period goes
@@ -137,24 +134,8 @@ class PostgresLedger(Ledger):
     def _start_heartbeat(self) -> None:
         """Renew this process's leases every third of the lease, from a daemon thread, while the ledger lives."""
         with self._lock:
-            if self._beating is not None:
-                return
-            stop = self._beating = threading.Event()
-        ref = weakref.ref(self)
-        interval = self.lease / 3
-
-        def run() -> None:
-            while not stop.wait(interval):
-                ledger = ref()
-                if ledger is None:
-                    return
-                try:
-                    ledger.beat(stop)
-                except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease allows two
-                    logger.debug("llmcost: budget ledger heartbeat failed: %r", exc)
-                del ledger
-
-        threading.Thread(target=run, name="llmcost-ledger-lease", daemon=True).start()
+            if self._beating is None:
+                self._beating = start_heartbeat(self, self.lease / 3)
 
     def beat(self, stop: threading.Event | None = None) -> None:
         """Renew this process's reservations: ``lease`` more seconds from now, on the server's clock (unless
