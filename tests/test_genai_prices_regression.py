@@ -1,10 +1,11 @@
-"""Regression against genai-prices itself: response bodies of every shape llmcost reads, extracted and priced by
-both. They agree to the last digit, or the difference is one of llmcost's cited catalog corrections.
+"""Regression against genai-prices itself on the shapes its public dataset lacks: response bodies of every shape
+llmcost reads, extracted and priced by both. They agree to the last digit, or the difference is one of llmcost's
+cited catalog corrections.
 
-genai-prices' public dataset (``tests/dataset/usages.json`` in pydantic/genai-prices, MIT) is not in the 0.2.3
-sdist on PyPI (checked: the sdist holds only the ``genai_prices`` package, README, LICENSE), so the bodies here
-are built from the shapes of each SDK's wire format; the first three are records of that dataset whose prices it
-lists (quoted beside them), re-checked against the installed 0.2.3.
+The dataset's 515 real bodies are run in ``test_genai_prices_dataset.py``; it holds no 1-hour cache write, cached
+or output audio, Converse or Cohere body with its model, OpenAI-shaped cache write or long-context call, so those
+are built here from each SDK's wire format. The first two are records of the dataset whose prices it lists
+(quoted beside them), re-checked against the installed 0.2.3.
 """
 
 from __future__ import annotations
