@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -148,7 +150,6 @@ def _pushed_down(src: Source, keys: Sequence[str], freq: str | None, *, exact: b
     rows = store.spend_groups(keys, filters, unit=unit)
     if rows is None:
         return None
-    import duckdb
     import pandas as pd
 
     from ..stores._sql import fetch_frame
@@ -157,7 +158,7 @@ def _pushed_down(src: Source, keys: Sequence[str], freq: str | None, *, exact: b
     types = ["TIMESTAMP" if unit is not None and i == 0 else "VARCHAR" for i in range(n)]
     columns = [f"_k{i} {t}" for i, t in enumerate(types)]
     columns += ["amount DECIMAL(38, 18)", "calls BIGINT", *(f"{c} BIGINT" for c in _TOKEN_MEASURES)]
-    con = duckdb.connect()
+    con = _scratch()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"CREATE TEMP TABLE g ({', '.join(columns)})")
@@ -178,6 +179,24 @@ def _pushed_down(src: Source, keys: Sequence[str], freq: str | None, *, exact: b
         )
     finally:
         con.close()
+
+
+#: ``(pid, connection)``: this process's in-memory DuckDB for ordering pushed-down rows (see ``_scratch``).
+_SCRATCH: list[tuple[int, Any]] = []
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _scratch() -> Any:
+    """A new connection (close it after) to this process's in-memory scratch DuckDB: opening a database costs tens
+    of milliseconds, a connection to an open one nothing. Each connection has its own temporary tables, so threads do
+    not meet; a forked child opens its own database (DuckDB's is not to be shared across a fork).
+    """
+    import duckdb
+
+    with _SCRATCH_LOCK:
+        if not _SCRATCH or _SCRATCH[-1][0] != os.getpid():
+            _SCRATCH.append((os.getpid(), duckdb.connect()))  # a parent's stays in the list, untouched
+        return _SCRATCH[-1][1].cursor()
 
 
 def _typed(frame: pd.DataFrame, keys: Sequence[str], *, exact: bool = False) -> pd.DataFrame:
