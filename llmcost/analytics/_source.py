@@ -21,12 +21,15 @@ from datetime import date, datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .._entry import to_category, to_tags
 from .._money import to_money, to_utc
 from .._rows import COLUMNS, TOKEN_COLUMNS, cast_select
 from .._time import parse_when
 from .._tracker import CostTracker
 from ..stores._base import CostStore
+from ..stores._filters import NO_FILTERS, Filters
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,6 +60,8 @@ class Source:
         params: tuple[Any, ...] = (),
         close: Callable[[], None] | None = None,
         bounds: tuple[datetime | None, datetime | None] = (None, None),
+        store: CostStore | None = None,
+        filters: Filters | None = NO_FILTERS,
     ) -> None:
         self._run = run
         self.clock = clock
@@ -64,6 +69,19 @@ class Source:
         self._params = params
         self._close = close
         self._bounds = bounds
+        #: The store whose entries this source reads (``None`` for a frame): analytics asks it to answer a query
+        #: itself where it can (``PostgresStore.spend_groups``).
+        self.store = store
+        self._filters = filters
+
+    def filters(self) -> Filters | None:
+        """This source's narrowing (``where``'s since, until, tags, category and resource) as store ``Filters``, for
+        a store that answers a query itself; ``None`` when one ``Filters`` cannot say it (two values of one tag key).
+
+        >>> as_source(store).where(category="compute").filters().category
+        frozenset({'compute'})
+        """
+        return self._filters
 
     def bounds(self) -> tuple[datetime | None, datetime | None]:
         """The ``(since, until)`` this source is narrowed to by ``where`` (``None``: open on that side).
@@ -120,7 +138,16 @@ class Source:
         if resource is not None:
             conditions.append("resource = ?")
             params.append(resource)
-        return Source(self._run, self.clock, conditions=tuple(conditions), params=tuple(params), bounds=(start, end))
+        narrowed = _narrowed(self._filters, (start, end), tags, category, resource)
+        return Source(
+            self._run,
+            self.clock,
+            conditions=tuple(conditions),
+            params=tuple(params),
+            bounds=(start, end),
+            store=self.store,
+            filters=narrowed,
+        )
 
     def close(self) -> None:
         if self._close is not None:
@@ -133,6 +160,33 @@ class Source:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _narrowed(
+    filters: Filters | None,
+    bounds: tuple[datetime | None, datetime | None],
+    tags: Mapping[str, str] | None,
+    category: str | None,
+    resource: str | None,
+) -> Filters | None:
+    """``filters`` narrowed as ``Source.where`` narrows its SQL (``None``: not expressible as one ``Filters``)."""
+    if filters is None:
+        return None
+    try:
+        wanted = dict(filters.tags or {})
+        for key, tag in to_tags(tags).items():
+            if wanted.setdefault(key, tag) != tag:
+                return None  # tags[k] = a AND tags[k] = b: only the SQL says it (with no rows)
+        changes: dict[str, Any] = {"since": bounds[0], "until": bounds[1], "tags": wanted or None}
+        # One value per call; the sets intersect as the SQL's ANDed conditions do.
+        for field, one in (("category", category), ("resource", resource)):
+            if one is not None:
+                mine = getattr(Filters(**{field: one}), field)
+                have = getattr(filters, field)
+                changes[field] = mine if have is None else have & mine
+        return attrs.evolve(filters, **changes)
+    except (TypeError, ValueError):  # a value Filters does not take: the SQL path answers
+        return None
 
 
 def _utc_now() -> datetime:
@@ -161,9 +215,9 @@ def as_source(source: object) -> Source:
         return source.where()
     if isinstance(source, CostTracker):
         source.flush()
-        return Source(_store_runner(source.store), source.clock)
+        return Source(_store_runner(source.store), source.clock, store=source.store)
     if isinstance(source, CostStore):
-        return Source(_store_runner(source), _utc_now)
+        return Source(_store_runner(source), _utc_now, store=source)
     import pandas as pd
 
     if isinstance(source, pd.DataFrame):

@@ -2,7 +2,9 @@
 ``over_time``.
 
 Each is one DuckDB query over the source's entries (see ``_source``): sums of money are exact ``DECIMAL(38, 18)``
-and only the final figures become float64 ``cost`` columns for pandas.
+and only the final figures become float64 ``cost`` columns for pandas. A store that can sum the groups in its own
+database (``spend_groups``: PostgreSQL) does, and DuckDB only orders its few rows and casts their sums, with the same
+expressions, so the frame is the same either way.
 
 Example::
 
@@ -13,12 +15,15 @@ Example::
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._model_price import tidy
 from .._money import to_money
 from .._time import When
+from ..stores._filters import Filters
 from ._freq import parse_freq
 from ._source import Source, as_source
 
@@ -86,31 +91,112 @@ def _measures_sql(exact: bool = False) -> str:
 
 
 def _grouped(src: Source, keys: Sequence[str], freq: str | None, *, exact: bool = False) -> pd.DataFrame:
-    """Rows per (period, keys...) with the measures, largest cost first; the SQL does all the work."""
+    """Rows per (period, keys...) with the measures, largest cost first; the SQL does all the work (in the store's
+    own database when it offers ``spend_groups``, see ``_pushed_down``)."""
+    names = (["period"] if freq is not None else []) + list(keys)
+    frame = _pushed_down(src, keys, freq, exact=exact)
+    if frame is None:
+        frame = _in_duckdb(src, keys, freq, exact=exact)
+    frame.columns = [*names, *MEASURES]
+    return _typed(frame, names, exact=exact)
+
+
+def _in_duckdb(src: Source, keys: Sequence[str], freq: str | None, *, exact: bool) -> pd.DataFrame:
     selects: list[str] = []
     params: list[Any] = []
-    names: list[str] = []
     if freq is not None:
         unit = parse_freq(freq)[0]
         selects.append(f"date_trunc('{unit}', timezone('UTC', timestamp)) AS _k{len(selects)}")
-        names.append("period")
     for key in keys:
         if key.startswith("tag:"):
             selects.append(f"tags[?] AS _k{len(selects)}")
             params.append(key[4:])
         else:
             selects.append(f"{_GROUP_SQL.get(key, key)} AS _k{len(selects)}")  # a name from GROUP_KEYS
-        names.append(key)
-    order = ", ".join(f"_k{i} ASC NULLS LAST" for i in range(len(selects)))
     head = ", ".join(selects) + ", " if selects else ""
-    frame = src.sql(
+    return src.sql(
         f"SELECT {head}{_measures_sql(exact)} FROM _e"
         + (" GROUP BY ALL" if selects else " HAVING count(*) > 0")
-        + f" ORDER BY sum(amount) DESC{', ' + order if order else ''}",
+        + f" ORDER BY sum(amount) DESC{_then_by_keys(len(selects))}",
         params,
     )
-    frame.columns = [*names, *MEASURES]
-    return _typed(frame, names, exact=exact)
+
+
+def _then_by_keys(n: int) -> str:
+    """The ties' order after the cost: each key ascending, missing values last."""
+    return "".join(f", _k{i} ASC NULLS LAST" for i in range(n))
+
+
+@runtime_checkable
+class _SpendGroups(Protocol):
+    """A store that sums spend per group in its own database (``PostgresStore.spend_groups``)."""
+
+    def spend_groups(
+        self, keys: Sequence[str], filters: Filters = ..., *, unit: str | None = None
+    ) -> list[tuple[Any, ...]] | None: ...
+
+
+def _pushed_down(src: Source, keys: Sequence[str], freq: str | None, *, exact: bool) -> pd.DataFrame | None:
+    """The grouping summed by the store itself, when it offers ``spend_groups`` and the source's narrowing is one
+    ``Filters``; ``None`` otherwise (or when the store declines), and the rows go through DuckDB.
+
+    The store returns unordered groups with exact sums; ordering them and turning sums into float64 happen here in
+    DuckDB with the very expressions of the DuckDB path, so both give the same frame to the last bit.
+    """
+    store, filters = src.store, src.filters()
+    if not isinstance(store, _SpendGroups) or filters is None:
+        return None
+    unit = parse_freq(freq)[0] if freq is not None else None
+    rows = store.spend_groups(keys, filters, unit=unit)
+    if rows is None:
+        return None
+    import pandas as pd
+
+    from ..stores._sql import fetch_frame
+
+    n = len(keys) + (unit is not None)
+    types = ["TIMESTAMP" if unit is not None and i == 0 else "VARCHAR" for i in range(n)]
+    columns = [f"_k{i} {t}" for i, t in enumerate(types)]
+    columns += ["amount DECIMAL(38, 18)", "calls BIGINT", *(f"{c} BIGINT" for c in _TOKEN_MEASURES)]
+    con = _scratch()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"CREATE TEMP TABLE g ({', '.join(columns)})")
+        if rows:
+            # Sums as plain decimal text (never exponent notation), cast to DECIMAL(38, 18) on insert.
+            staged = pd.DataFrame.from_records(
+                [(*r[:n], format(r[n], "f"), *r[n + 1 :]) for r in rows], columns=[c.split()[0] for c in columns]
+            )
+            con.register("staged", staged)
+            con.execute("INSERT INTO g SELECT * FROM staged")
+        keys_sql = "".join(f"_k{i}, " for i in range(n))
+        tokens = ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
+        cost = "amount" if exact else "CAST(amount AS DOUBLE)"
+        return fetch_frame(
+            con,
+            f"SELECT {keys_sql}{cost} AS cost, calls, {tokens} FROM g ORDER BY amount DESC{_then_by_keys(n)}",
+            None,
+        )
+    finally:
+        con.close()
+
+
+#: ``(pid, connection)``: this process's in-memory DuckDB for ordering pushed-down rows (see ``_scratch``).
+_SCRATCH: list[tuple[int, Any]] = []
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _scratch() -> Any:
+    """A new connection (close it after) to this process's in-memory scratch DuckDB: opening a database costs tens
+    of milliseconds, a connection to an open one nothing. Each connection has its own temporary tables, so threads do
+    not meet; a forked child opens its own database (DuckDB's is not to be shared across a fork).
+    """
+    import duckdb
+
+    with _SCRATCH_LOCK:
+        if not _SCRATCH or _SCRATCH[-1][0] != os.getpid():
+            _SCRATCH.append((os.getpid(), duckdb.connect()))  # a parent's stays in the list, untouched
+        return _SCRATCH[-1][1].cursor()
 
 
 def _typed(frame: pd.DataFrame, keys: Sequence[str], *, exact: bool = False) -> pd.DataFrame:
