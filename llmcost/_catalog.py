@@ -4,6 +4,7 @@ demand). genai-prices is imported on first use, not with llmcost."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -12,7 +13,7 @@ import attrs
 
 from . import _state
 from ._corrections import Correction, corrections_for
-from ._model_price import ModelPrice, PriceTier
+from ._model_price import ModelPrice, PriceTier, counts_pricer
 from ._money import ZERO
 
 if TYPE_CHECKING:
@@ -178,6 +179,12 @@ class Resolved:
     provider: Any = None
     corrections: tuple[Correction, ...] = ()
     quotes: dict[Any, Quote] = attrs.field(factory=dict)
+    #: ``price``'s cost of five token counts (``counts_pricer``), for ``cost_of``'s fast path; ``None`` without one.
+    pricer: Callable[[int, int, int, int, int], Decimal | None] | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.price is not None:
+            self.pricer = counts_pricer(self.price)
 
     def _index(self, when: datetime) -> int:
         conditional = self.model.prices

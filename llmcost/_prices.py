@@ -26,7 +26,7 @@ from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
 from ._money import to_utc
-from ._usage import Usage
+from ._usage import MAX_COUNT, Usage
 
 __all__ = [
     "MODEL_PRICING",
@@ -190,7 +190,7 @@ def cost_of(
         ...         units={"cache_write_1h_tokens": 3_000, "web_searches": 2})
         Decimal('0.059')
     """
-    if isinstance(usage, int) and not isinstance(usage, bool):
+    if usage is not None and isinstance(usage, int) and not isinstance(usage, bool):
         if len(counts) > 1 or input_tokens or output_tokens:
             raise TypeError(
                 "cost_of takes at most two token counts by position (input_tokens, output_tokens); "
@@ -202,6 +202,21 @@ def cost_of(
             f"cost_of(model, usage, ...) got extra positional values {counts!r}; give token counts as "
             "cost_of(model, input_tokens, output_tokens) or by name"
         )
+    if usage is None and units is None and service_tier is None:
+        # The common call, priced without building a Usage: a resolved fixed price and valid int counts (anything
+        # else takes the general path below, which says what is wrong).
+        resolved = _resolved.get((model, provider))
+        if (
+            resolved is not None
+            and resolved.pricer is not None
+            and type(input_tokens) is type(output_tokens) is type(cache_read_tokens) is type(cache_write_tokens) is int
+            and input_tokens | output_tokens | cache_read_tokens | cache_write_tokens >= 0  # none negative
+            and input_tokens | output_tokens <= MAX_COUNT  # neither over MAX_COUNT (nor then the parts)
+            and cache_read_tokens + cache_write_tokens <= input_tokens
+        ):
+            amount = resolved.pricer(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, 0)
+            if amount is not None:
+                return amount
     if usage is None:
         if units is None:  # the common case: no units to convert and check
             usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
