@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -14,7 +13,7 @@ import attrs
 
 from . import _state
 from ._corrections import Correction, corrections_for
-from ._model_price import ModelPrice, PriceTier, counts_pricer
+from ._model_price import ModelPrice, Pricer, PriceTier, counts_pricer
 from ._money import ZERO
 from ._price_table import TABLE_FORMAT, TABLE_PATH, genai_prices_files, table_price, table_version
 
@@ -189,7 +188,7 @@ class Resolved:
     #: are looked up in the catalog only when a quote needs them (a service tier).
     entry: tuple[str, str] | None = None
     #: ``price``'s cost of five token counts (``counts_pricer``), for ``cost_of``'s fast path; ``None`` without one.
-    pricer: Callable[[int, int, int, int, int], Decimal | None] | None = attrs.field(init=False, default=None)
+    pricer: Pricer | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.price is not None:
