@@ -84,10 +84,10 @@ def _read() -> dict[str, Any]:
 
 
 def _usable() -> dict[str, Any] | None:
-    if "genai_prices" in sys.modules:  # the catalog may be loaded, updated or replaced: read it instead
-        return None
     table = _table()
-    return table if table["usable"] else None
+    if not table["usable"] or "genai_prices" in sys.modules:  # the catalog may be loaded, updated or replaced
+        return None
+    return table
 
 
 def table_price(model: str, provider: str | None) -> list[Any] | None:
