@@ -13,7 +13,7 @@ import attrs
 
 from . import _state
 from ._corrections import Correction, corrections_for
-from ._model_price import ModelPrice, Pricer, PriceTier, counts_pricer
+from ._model_price import ModelPrice, Pricer, PriceTier, counts_pricer, fits_money_scale
 from ._money import ZERO
 from ._price_table import TABLE_FORMAT, TABLE_PATH, genai_prices_files, table_price, table_version
 
@@ -189,10 +189,13 @@ class Resolved:
     entry: tuple[str, str] | None = None
     #: ``price``'s cost of five token counts (``counts_pricer``), for ``cost_of``'s fast path; ``None`` without one.
     pricer: Pricer | None = attrs.field(init=False, default=None)
+    #: ``pricer`` where its amounts are already as stores keep them (``MONEY_SCALE`` places): ``priced``'s path.
+    money_pricer: Pricer | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.price is not None:
             self.pricer = counts_pricer(self.price)
+            self.money_pricer = self.pricer if fits_money_scale(self.price) else None
 
     def _load_entry(self) -> None:
         """The catalog objects of a price read from the pre-built table."""

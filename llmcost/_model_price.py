@@ -12,7 +12,17 @@ from . import _state
 from ._money import MONEY_SCALE, ZERO, to_money
 from ._usage import FIELD_UNITS, NO_UNITS, Usage, unit_registry
 
-__all__ = ["BASE_PRICE_KEYS", "ModelPrice", "PriceTier", "Pricer", "UnitPrices", "counts_pricer", "money_cost", "tidy"]
+__all__ = [
+    "BASE_PRICE_KEYS",
+    "ModelPrice",
+    "PriceTier",
+    "Pricer",
+    "UnitPrices",
+    "counts_pricer",
+    "fits_money_scale",
+    "money_cost",
+    "tidy",
+]
 
 #: The genai-prices price keys of ``ModelPrice``'s own fields (``request_price`` is ``requests_kcount`` / 1000).
 BASE_PRICE_KEYS = {
@@ -439,6 +449,12 @@ def counts_pricer(price: ModelPrice) -> Pricer:
     that skips building a ``Usage``: ``pricer(input, output, cache_read, cache_write, reasoning)``; it returns
     ``None`` when ``cost`` must use its Decimal rule (an amount of more than 27 digits)."""
     return price._per_token
+
+
+def fits_money_scale(price: ModelPrice) -> bool:
+    """Whether every cost of a call at ``price`` without further units already has at most ``MONEY_SCALE``
+    places (no rounding needed before storing it)."""
+    return price._fits_money_scale
 
 
 def money_cost(price: ModelPrice, usage: Usage) -> Decimal:

@@ -26,7 +26,7 @@ from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
 from ._money import to_utc
-from ._usage import MAX_COUNT, Usage
+from ._usage import MAX_COUNT, NO_UNITS, Usage
 
 __all__ = [
     "MODEL_PRICING",
@@ -125,6 +125,17 @@ def priced(
         resolved = _resolved_for(model, provider)
     price = resolved.price
     if price is not None and service_tier is None:
+        pricer = resolved.money_pricer
+        if pricer is not None and usage.units is NO_UNITS:  # the common call: straight to the integers
+            amount = pricer(
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            )
+            if amount is not None:
+                return amount, resolved.label, price.provider, price.model
         return money_cost(price, usage), resolved.label, price.provider, price.model
     quote = resolved.quote(at, service_tier)
     amount = money_cost(quote.price, usage)

@@ -508,3 +508,16 @@ def test_cost_of_checks_counts_as_usage_does():
             cost_of("gpt-4o", **kwargs)
     huge = cost_of("gpt-4o", input_tokens=2**63 - 1, output_tokens=2**63 - 1)  # past 27 digits: the Decimal rule
     assert huge == _decimal_rule(get_price("gpt-4o"), Usage(2**63 - 1, 2**63 - 1))
+
+
+def test_priced_rounds_to_the_stores_scale_only_where_needed():
+    from llmcost._money import to_money
+
+    usage = Usage(333, 7, cache_read_tokens=100)
+    fine = ModelPrice("acme-fine", "acme", input_per_mtok="0.123456789012345", output_per_mtok="1")  # 15 places
+    plain = ModelPrice("acme-plain", "acme", input_per_mtok="2.5", output_per_mtok="10", cache_read_per_mtok="1.25")
+    for price in (fine, plain):
+        llmcost.register_price(price)
+        amount = priced(price.model, "acme", usage, AT)[0]
+        assert amount.as_tuple() == to_money(price.cost(usage)).as_tuple()
+    assert fine.cost(usage) != priced("acme-fine", "acme", usage, AT)[0]  # 21 places, rounded to 18
