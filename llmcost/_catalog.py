@@ -1,5 +1,6 @@
 """The genai-prices catalog: finding a model in it and converting its prices to ``ModelPrice`` (dated prices on
-demand). genai-prices is imported on first use, not with llmcost."""
+demand). genai-prices is imported on first use, not with llmcost; a fixed catalog price is read from the pre-built
+price table (``_price_table``, built here by ``build_price_table``) while genai-prices is not imported."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Prices as llmcost looks them up: prices users register (``register_price``, ``load_prices``) over the catalog,
 ``get_price``, ``cost_of`` and ``MODEL_PRICING``.
 
-A model id is resolved once per ``(model, provider)`` and the converted price cached (in ``_state``), so pricing a
-call is a dict lookup plus a few Decimal multiplications. The values are in ``_model_price``, the catalog in
-``_catalog``.
+A model id is resolved once per ``(model, provider)`` and the converted price cached (in ``_state``) with its
+prices pre-scaled per token to integers, so pricing a call is a dict lookup, a few integer multiplications and one
+Decimal. The values are in ``_model_price``, the catalog in ``_catalog``.
 """
 
 from __future__ import annotations
