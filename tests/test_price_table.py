@@ -64,7 +64,9 @@ CALLS = [
     ("claude-3-5-haiku-latest", "anthropic", Usage(1000, 10, cache_read_tokens=100, cache_write_tokens=200)),
     ("gemini-2.5-pro", "google", Usage(300_000, 5000, reasoning_tokens=4000)),
     ("gemini-2.0-flash", None, Usage(1000, 10, units={"input_audio_tokens": 400})),
-    ("o3", None, Usage(1000, 100, cache_read_tokens=500)),  # dated prices: not in the table, read from the catalog
+    # Not in the table, read from the catalog: a correction (long context) and dated prices (and a correction).
+    ("claude-sonnet-4-20250514", None, Usage(250_000, 100, cache_read_tokens=10_000)),
+    ("o3", None, Usage(1000, 100, cache_read_tokens=500)),
 ]
 CHILD = """
 import json, sys
@@ -102,7 +104,7 @@ def test_a_fresh_process_prices_from_the_table_as_the_catalog_does():
     ]  # fmt: skip
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(calls)], capture_output=True, text=True, check=True)
     child = json.loads(done.stdout)
-    assert child["table_only"] == [True] * (len(CALLS) - 1) + [False]  # o3 needed the catalog
+    assert child["table_only"] == [True] * (len(CALLS) - 2) + [False, False]  # the last two needed the catalog
     for (model, provider, usage), got in zip(CALLS, child["priced"], strict=True):
         amount, label, prov, canonical = priced(model, provider, usage, at)
         assert got == [str(amount), label, prov, canonical], model
