@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import re
+import statistics
 import subprocess
 import sys
 import warnings
@@ -269,6 +270,52 @@ def _reason(p: Pricer, ref: Pricer, model: str) -> str:
     return "; ".join(causes) or "differs only in rounding"
 
 
+# -- cost_of against its floor -------------------------------------------------------------------------------------
+
+
+def _floor_of(prices: dict[str, tuple[Decimal, Decimal]]) -> Callable[..., Decimal]:
+    """The floor: per-token prices looked up by model, two multiplies (and the sum)."""
+
+    def floor(model: str, input_tokens: int = 0, output_tokens: int = 0) -> Decimal:
+        inp, out = prices[model]
+        return inp * input_tokens + out * output_tokens
+
+    return floor
+
+
+def _floor(rounds: int, records: list[dict[str, Any]]) -> None:
+    """``cost_of`` on a resolved model against the least any exact pricing can do: a dict lookup of the model's
+    per-token input and output prices plus two Decimal multiplies (issue 15's floor; goal: at most 4x).
+
+    Short batches, alternated, minimum of each: on a shared machine a long batch is more likely to be preempted
+    than a short one, which would favour whichever function is faster.
+    """
+    import timeit
+
+    from llmcost import cost_of, get_price
+
+    rows = []
+    for model in MODELS:
+        price = get_price(model)
+        floor = _floor_of({model: (price.input_per_mtok.scaleb(-6), price.output_per_mtok.scaleb(-6))})
+        t = CASES["plain"]
+        calls = {
+            "floor": lambda m=model, t=t, f=floor: f(m, input_tokens=t.input, output_tokens=t.output),
+            "cost_of": lambda m=model, t=t: cost_of(m, input_tokens=t.input, output_tokens=t.output),
+        }
+        assert calls["floor"]() == calls["cost_of"](), model  # the same exact amount, so the floor is fair
+        best = dict.fromkeys(calls, float("inf"))
+        for _ in range(rounds):
+            for name, call in calls.items():
+                best[name] = min(best[name], timeit.timeit(call, number=1000) / 1000 * 1e6)
+        ratio = best["cost_of"] / best["floor"]
+        rows.append((model, best["floor"], best["cost_of"], f"{ratio:.2f}x"))
+        records.append({"figure": "cost_of / floor", "series": model, "value": ratio, "unit": "x"})
+    print(f"\ncost_of on a resolved model against its floor (dict lookup + two Decimal multiplies), plain call; "
+          f"min of {rounds} alternated batches of 1000 calls; goal <= 4x")  # fmt: skip
+    print(table(["model", "floor us", "cost_of us", "cost_of / floor"], rows))
+
+
 # -- import and first price ----------------------------------------------------------------------------------------
 
 _FIRST_PRICE = {
@@ -298,19 +345,18 @@ def _import_ms(module: str, runs: int) -> float | None:
     return best
 
 
-def _first_price_ms(code: str, runs: int) -> float | None:
-    """Wall time of importing a library and pricing one call in a fresh interpreter, best of ``runs``."""
+def _first_price_ms(code: str, runs: int) -> tuple[float, float] | None:
+    """Wall time of importing a library and pricing one call in a fresh interpreter: (median, best) of ``runs``."""
     timed = f"import time; _t = time.perf_counter(); {code}; print((time.perf_counter() - _t) * 1000)"
-    best = None
+    times = []
     for _ in range(runs):
         out = subprocess.run(
             [sys.executable, "-W", "ignore", "-c", timed], capture_output=True, text=True, env=os.environ.copy()
         )
         if out.returncode != 0:
             return None
-        ms = float(out.stdout.strip().splitlines()[-1])
-        best = ms if best is None else min(best, ms)
-    return best
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(times), min(times)
 
 
 def _available(module: str) -> bool:
@@ -432,27 +478,30 @@ def _agreement(pricers: list[Pricer]) -> None:
 def _imports(quick: bool, records: list[dict[str, Any]]) -> None:
     """Import time (-X importtime, cumulative) and import + first price (wall), in fresh interpreters."""
     runs = 1 if quick else 3
+    first_runs = 1 if quick else 9
     rows = []
     base_import = base_first = None
     for module, code in _FIRST_PRICE.items():
         if quick and module in ("litellm", "tokencost"):
-            rows.append((module, "skipped (--quick)", "-", "-", "-"))
+            rows.append((module, "skipped (--quick)", "-", "-", "-", "-"))
             continue
         if not _available(module):
-            rows.append((module, "not installed", "-", "-", "-"))
+            rows.append((module, "not installed", "-", "-", "-", "-"))
             continue
         imported = _import_ms(module, runs)
-        first = _first_price_ms(code, runs)
+        timed = _first_price_ms(code, first_runs)
         if imported is None:
-            rows.append((module, "failed to import", "-", "-", "-"))
+            rows.append((module, "failed to import", "-", "-", "-", "-"))
             continue
+        first = None if timed is None else timed[0]
         if module == "llmcost":
             base_import, base_first = imported, first
         rows.append(
             (
                 module,
                 imported,
-                "-" if first is None else first,
+                "-" if timed is None else timed[0],
+                "-" if timed is None else timed[1],
                 f"{imported / base_import:.1f}x" if base_import else "-",
                 f"{first / base_first:.1f}x" if first and base_first else "-",
             )
@@ -461,10 +510,11 @@ def _imports(quick: bool, records: list[dict[str, Any]]) -> None:
         if first is not None:
             records.append({"figure": "import+first price", "series": module, "value": first, "unit": "ms"})
     print(
-        "\nImport (python -X importtime, cumulative ms) and import + first price (wall ms), fresh interpreters, "
-        "best of 3"
+        f"\nImport (python -X importtime, cumulative ms, best of {runs}) and import + first price (wall ms, median "
+        f"and best of {first_runs}), fresh interpreters; goal for llmcost: import + first price <= 250 ms"
     )
-    print(table(["module", "import ms", "import+price ms", "import x llmcost", "first price x llmcost"], rows))
+    headers = ["module", "import ms", "import+price ms", "best ms", "import x llmcost", "first price x llmcost"]
+    print(table(headers, rows))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -481,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"machine: {machine()}; versions: " + ", ".join(f"{d} {v}" for d, v in versions.items()))
         _speed(pricers, 50 if args.quick else 5_000, records)
         _agreement(pricers)
+        _floor(20 if args.quick else 300, records)
     _imports(args.quick, records)
     if args.json:
         write_results(args.json, "pricing", records, versions=versions)

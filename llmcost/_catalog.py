@@ -1,9 +1,11 @@
 """The genai-prices catalog: finding a model in it and converting its prices to ``ModelPrice`` (dated prices on
-demand). genai-prices is imported on first use, not with llmcost."""
+demand). genai-prices is imported on first use, not with llmcost; a fixed catalog price is read from the pre-built
+price table (``_price_table``, built here by ``build_price_table``) while genai-prices is not imported."""
 
 from __future__ import annotations
 
 import functools
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -12,8 +14,9 @@ import attrs
 
 from . import _state
 from ._corrections import Correction, corrections_for
-from ._model_price import ModelPrice, PriceTier
+from ._model_price import ModelPrice, Pricer, PriceTier, counts_pricer, fits_money_scale
 from ._money import ZERO
+from ._price_table import TABLE_FORMAT, TABLE_PATH, genai_prices_files, table_price, table_version
 
 if TYPE_CHECKING:
     from genai_prices import types as gp
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Quote",
     "Resolved",
+    "build_price_table",
     "catalog_ids",
     "catalog_models",
     "catalog_table",
@@ -28,6 +32,7 @@ __all__ = [
     "find_in_catalog",
     "provider_for_url",
     "tier_rule",
+    "write_price_table",
 ]
 
 
@@ -35,9 +40,11 @@ def catalog_version() -> str:
     """The installed genai-prices version, as used in ``CostEntry.pricing`` (``catalog@<version>``)."""
     found = _state.catalog_version
     if found is None:
-        from importlib.metadata import version
+        found = table_version()  # the pre-built table's, checked to be the installed one: no metadata import
+        if found is None:
+            from importlib.metadata import version
 
-        found = version("genai-prices")
+            found = version("genai-prices")
         _state.set_catalog_version(found)
     return found
 
@@ -178,6 +185,29 @@ class Resolved:
     provider: Any = None
     corrections: tuple[Correction, ...] = ()
     quotes: dict[Any, Quote] = attrs.field(factory=dict)
+    #: ``(provider id, model id)`` of a catalog price read from the pre-built table: ``model`` and ``provider``
+    #: are looked up in the catalog only when a quote needs them (a service tier).
+    entry: tuple[str, str] | None = None
+    #: ``price``'s cost of five token counts (``counts_pricer``), for ``cost_of``'s fast path; ``None`` without one.
+    pricer: Pricer | None = attrs.field(init=False, default=None)
+    #: ``pricer`` where its amounts are already as stores keep them (``MONEY_SCALE`` places): ``priced``'s path.
+    money_pricer: Pricer | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.price is not None:
+            self.pricer = counts_pricer(self.price)
+            self.money_pricer = self.pricer if fits_money_scale(self.price) else None
+
+    def _load_entry(self) -> None:
+        """The catalog objects of a price read from the pre-built table."""
+        assert self.entry is not None
+        provider_id, model_id = self.entry
+        for prov in _snapshot().providers:
+            if prov.id == provider_id:
+                for info in prov.models:
+                    if info.id == model_id:
+                        self.provider, self.model = prov, info
+                        return
 
     def _index(self, when: datetime) -> int:
         conditional = self.model.prices
@@ -199,6 +229,8 @@ class Resolved:
 
     def quote(self, when: datetime, tier: str | None) -> Quote:
         """The price of a call at ``when`` in service ``tier`` (``None``: standard), with its label."""
+        if self.model is None and self.entry is not None:
+            self._load_entry()
         if self.model is None:  # a user's price
             assert self.price is not None
             return Quote(self.price, self.label) if tier is None else Quote(*tier_rule(self.price, self.label, tier))
@@ -319,6 +351,9 @@ def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
     the part before the slash as the provider, then the given provider; an OpenRouter ``:free`` id the catalog
     lacks is the model at $0 (OpenRouter's free variants).
     """
+    row = table_price(model, provider)
+    if row is not None:  # what the lookup below gives, kept in the pre-built table
+        return Resolved(label=f"catalog@{catalog_version()}", price=_price_of_row(row), entry=(row[0], row[1]))
     snapshot = _snapshot()
     prov, info = _lookup(snapshot, model, provider)
     if info is None and "/" in model:
@@ -397,3 +432,105 @@ def provider_for_url(url: str) -> str | None:
     if len(_state.url_providers) < 1024:  # bounded: URLs come from responses
         _state.url_providers[key] = found
     return found
+
+
+# -- the pre-built price table (``_price_table``) --------------------------------------------------------------------
+
+_ROW_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "reasoning_per_mtok")
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)  # str() keeps a Decimal's digits and exponent exactly
+
+
+def _row_of_price(price: ModelPrice, provider_id: str, model_id: str) -> list[Any]:
+    tiers = [
+        {
+            "start": t.start,
+            **{f: str(v) for f in _ROW_FIELDS if (v := getattr(t, f)) is not None},
+            **({"unit_prices": {k: str(v) for k, v in t.unit_prices.items()}} if t.unit_prices else {}),
+        }
+        for t in price.tiers
+    ]
+    return [
+        provider_id,
+        model_id,
+        price.provider,
+        price.model,
+        *(_text(getattr(price, f)) for f in _ROW_FIELDS),
+        _text(price.request_price),
+        price.context_window,
+        tiers,
+        {k: str(v) for k, v in price.unit_prices.items()},
+    ]
+
+
+def _price_of_row(row: list[Any]) -> ModelPrice:
+    _, _, provider, model, *prices, request, context_window, tiers, units = row
+    return ModelPrice(
+        model,
+        provider,
+        request_price=request,
+        context_window=context_window,
+        tiers=tiers,
+        unit_prices=units,
+        **dict(zip(_ROW_FIELDS, prices, strict=True)),
+    )
+
+
+def _equals(clause: Any) -> list[str]:
+    """The ids a model's match clause names word for word (``equals``, within ``or``)."""
+    from genai_prices.types import ClauseEquals, ClauseOr
+
+    if isinstance(clause, ClauseEquals):
+        return [clause.equals]
+    if isinstance(clause, ClauseOr):
+        return [name for part in clause.or_ for name in _equals(part)]
+    return []
+
+
+def build_price_table() -> dict[str, Any]:
+    """The pre-built price table (``_price_table``) of the installed genai-prices: every catalog model id and every
+    id its match names word for word, without a provider and with its provider, each that ``find_in_catalog``
+    resolves to a fixed price, with that price; and genai-prices' unit registry."""
+    from genai_prices.data_units import unit_data
+
+    installed = genai_prices_files()
+    if installed is None:
+        raise RuntimeError("cannot tell the installed genai-prices version and data size to key the table by")
+    label = f"catalog@{catalog_version()}"
+    keys: dict[tuple[str, str | None], None] = {}
+    for prov in _snapshot().providers:
+        for info in prov.models:
+            for name in (info.id, *_equals(info.match)):
+                keys[(name, None)] = keys[(name, prov.id)] = None
+    rows: list[list[Any]] = []
+    row_index: dict[str, int] = {}
+    models: dict[str, int] = {}
+    for model, provider in keys:
+        found = find_in_catalog(model, provider)
+        if found is None or found.price is None or found.label != label or found.model is None:
+            continue  # unknown, dated or corrected prices, OpenRouter's free variants: read from the catalog
+        row = _row_of_price(found.price, found.provider.id, found.model.id)
+        text = json.dumps(row)
+        if text not in row_index:
+            row_index[text] = len(rows)
+            rows.append(row)
+        models[f"{model}\t{provider or ''}"] = row_index[text]
+    units = {k: [v.get("price_key", k), v["per"], v.get("dimensions", {})] for k, v in unit_data.items()}
+    version, size = installed
+    return {
+        "format": TABLE_FORMAT,
+        "genai_prices": version,
+        "data_size": size,
+        "units": units,
+        "prices": rows,
+        "models": models,
+    }
+
+
+def write_price_table(path: str = TABLE_PATH) -> None:
+    """Write ``build_price_table()`` to ``path`` (the table that ships with llmcost, by default)."""
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(build_price_table(), file, separators=(",", ":"))
+        file.write("\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,17 @@ from . import _state
 from ._money import MONEY_SCALE, ZERO, to_money
 from ._usage import FIELD_UNITS, NO_UNITS, Usage, unit_registry
 
-__all__ = ["BASE_PRICE_KEYS", "ModelPrice", "PriceTier", "UnitPrices", "money_cost", "tidy"]
+__all__ = [
+    "BASE_PRICE_KEYS",
+    "ModelPrice",
+    "PriceTier",
+    "Pricer",
+    "UnitPrices",
+    "counts_pricer",
+    "fits_money_scale",
+    "money_cost",
+    "tidy",
+]
 
 #: The genai-prices price keys of ``ModelPrice``'s own fields (``request_price`` is ``requests_kcount`` / 1000).
 BASE_PRICE_KEYS = {
@@ -161,6 +171,104 @@ def _places(value: Decimal) -> int:
     return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
+#: Integer totals below this have at most 27 digits: the Decimal rule (28-digit context) computes them exactly too,
+#: so both give the same digits; a larger total is priced by the Decimal rule itself.
+_EXACT_BELOW = 10**27
+
+
+def _scaled(value: Decimal, exponent: int) -> int:
+    """``value`` in units of ``10**exponent``, exactly (``exponent`` is at most ``value``'s own)."""
+    sign, digits, own = value.as_tuple()
+    assert isinstance(own, int)
+    coefficient = int("".join(map(str, digits)) or "0") * 10 ** (own - exponent)
+    return -coefficient if sign else coefficient
+
+
+#: ``ModelPrice.cost`` as a function of the five token counts: see ``_per_token_pricer``.
+Pricer = Callable[[int, int, int, int, int], "Decimal | None"]
+
+
+def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> Pricer:
+    """``price``'s cost of a call's counts ``(input, output, cache_read, cache_write, reasoning)`` (valid ints,
+    parts within wholes), computed from its prices pre-scaled per token to integers at one exponent: integer
+    multiplies and one Decimal construction, giving the digits ``ModelPrice``'s Decimal rule gives (``tidy``'s
+    form). For each long-context tier and the base, the input, output, cache read, cache write and reasoning prices
+    are kept with a missing part price replaced by the one it is billed at (cache parts at input, reasoning at
+    output), plus the request fee. The function returns ``None`` for a total too large to match the Decimal rule
+    digit for digit (over 27 digits)."""
+    exponents = [p.as_tuple().exponent for p in per_mtok if p is not None]
+    exponent = min([0, *(e + _MTOK for e in exponents if isinstance(e, int))])
+    if price.request_price is not None:
+        own = price.request_price.as_tuple().exponent
+        exponent = min(exponent, own if isinstance(own, int) else 0)
+    request = 0 if price.request_price is None else _scaled(price.request_price, exponent)
+
+    def coefficients(inp: Decimal, out: Decimal, *parts: Decimal | None) -> tuple[int, ...]:
+        cr, cw, rs = (p if p is not None else whole for p, whole in zip(parts, (inp, inp, out), strict=True))
+        per_token = exponent - _MTOK
+        return (*(_scaled(p, per_token) for p in (inp, out, cr, cw, rs)), request)
+
+    base_prices = (price.input_per_mtok, price.output_per_mtok)
+    parts = (price.cache_read_per_mtok, price.cache_write_per_mtok, price.reasoning_per_mtok)
+    tiers = []
+    for tier in reversed(price.tiers):  # highest start first; of tiers with one start, the last, as in cost
+        merged = [
+            t if t is not None else b
+            for t, b in zip(
+                (
+                    tier.input_per_mtok,
+                    tier.output_per_mtok,
+                    tier.cache_read_per_mtok,
+                    tier.cache_write_per_mtok,
+                    tier.reasoning_per_mtok,
+                ),
+                (*base_prices, *parts),
+                strict=True,
+            )
+        ]
+        tiers.append((tier.start, coefficients(*merged)))  # type: ignore[arg-type]
+    base = coefficients(*base_prices, *parts)
+    scale = 10**-exponent
+    unit = Decimal(1).scaleb(exponent)  # one unit of the integers, in USD
+
+    def amount(total: int) -> Decimal | None:
+        if total >= _EXACT_BELOW:
+            return None
+        if total % scale:
+            return (unit * total).normalize()  # exact: under 28 digits
+        return Decimal(total // scale)  # a whole amount, in tidy's form (exponent 0, not 1E+2)
+
+    if tiers:
+
+        def tiered(inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Decimal | None:
+            prices = base
+            for start, at_start in tiers:
+                if inp > start:
+                    prices = at_start
+                    break
+            i, o, r, w, x, fee = prices
+            return amount(
+                i * (inp - cache_read - cache_write) + o * (out - reasoning)
+                + r * cache_read + w * cache_write + x * reasoning + fee
+            )  # fmt: skip
+
+        return tiered
+    i, o, r, w, x, fee = base
+
+    def flat(inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Decimal | None:
+        # amount() inlined: this is the per-call path of most models
+        total = i * (inp - cache_read - cache_write) + o * (out - reasoning) + fee
+        if cache_read or cache_write or reasoning:
+            total += r * cache_read + w * cache_write + x * reasoning
+        if total >= _EXACT_BELOW:
+            return None
+        if total % scale:
+            return (unit * total).normalize()  # exact: under 28 digits
+        return Decimal(total // scale)  # a whole amount, in tidy's form (exponent 0, not 1E+2)
+
+    return flat
+
+
 @attrs.frozen
 class ModelPrice:
     """What a model costs, in USD per million tokens.
@@ -193,6 +301,9 @@ class ModelPrice:
     # Whether every cost at these prices already fits MONEY_SCALE places (no per-mtok price has more than
     # MONEY_SCALE - 6), so the tracker need not round amounts (a measurable part of each tracked call).
     _fits_money_scale: bool = attrs.field(init=False, repr=False, eq=False)
+    # The cost of a call's five token counts from the prices pre-scaled per token to integers (``_per_token_pricer``),
+    # so pricing a call is a few integer multiplies and one Decimal construction instead of Decimal arithmetic.
+    _per_token: Pricer = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         per_mtok = [
@@ -213,11 +324,24 @@ class ModelPrice:
         fits = all(_places(p) <= MONEY_SCALE + _MTOK for p in per_mtok if p is not None)
         fits = fits and (self.request_price is None or _places(self.request_price) <= MONEY_SCALE)
         object.__setattr__(self, "_fits_money_scale", fits)
+        object.__setattr__(self, "_per_token", _per_token_pricer(self, per_mtok))
 
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""
         if usage.units is not NO_UNITS:  # parts beyond the five fields: the general rule (same result without)
             return self._cost_by_unit(usage)
+        amount = self._per_token(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+        )
+        return amount if amount is not None else self._cost_in_decimal(usage)
+
+    def _cost_in_decimal(self, usage: Usage) -> Decimal:
+        """``cost`` by Decimal arithmetic in the current context: the rule ``_per_token_pricer`` computes in
+        integers, kept for amounts too large for it to reproduce digit for digit (over 27 significant digits)."""
         inp = self.input_per_mtok
         out = self.output_per_mtok
         cr = self.cache_read_per_mtok
@@ -318,6 +442,19 @@ def tidy(amount: Decimal) -> Decimal:
 
 
 _ONE = Decimal(1)
+
+
+def counts_pricer(price: ModelPrice) -> Pricer:
+    """``price.cost`` as a function of the five token counts (valid ints, parts within wholes, no further units)
+    that skips building a ``Usage``: ``pricer(input, output, cache_read, cache_write, reasoning)``; it returns
+    ``None`` when ``cost`` must use its Decimal rule (an amount of more than 27 digits)."""
+    return price._per_token
+
+
+def fits_money_scale(price: ModelPrice) -> bool:
+    """Whether every cost of a call at ``price`` without further units already has at most ``MONEY_SCALE``
+    places (no rounding needed before storing it)."""
+    return price._fits_money_scale
 
 
 def money_cost(price: ModelPrice, usage: Usage) -> Decimal:

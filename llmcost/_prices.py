@@ -1,9 +1,9 @@
 """Prices as llmcost looks them up: prices users register (``register_price``, ``load_prices``) over the catalog,
 ``get_price``, ``cost_of`` and ``MODEL_PRICING``.
 
-A model id is resolved once per ``(model, provider)`` and the converted price cached (in ``_state``), so pricing a
-call is a dict lookup plus a few Decimal multiplications. The values are in ``_model_price``, the catalog in
-``_catalog``.
+A model id is resolved once per ``(model, provider)`` and the converted price cached (in ``_state``) with its
+prices pre-scaled per token to integers, so pricing a call is a dict lookup, a few integer multiplications and one
+Decimal. The values are in ``_model_price``, the catalog in ``_catalog``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
 from ._money import to_utc
-from ._usage import Usage
+from ._usage import MAX_COUNT, NO_UNITS, Usage
 
 __all__ = [
     "MODEL_PRICING",
@@ -125,6 +125,17 @@ def priced(
         resolved = _resolved_for(model, provider)
     price = resolved.price
     if price is not None and service_tier is None:
+        pricer = resolved.money_pricer
+        if pricer is not None and usage.units is NO_UNITS:  # the common call: straight to the integers
+            amount = pricer(
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            )
+            if amount is not None:
+                return amount, resolved.label, price.provider, price.model
         return money_cost(price, usage), resolved.label, price.provider, price.model
     quote = resolved.quote(at, service_tier)
     amount = money_cost(quote.price, usage)
@@ -190,7 +201,7 @@ def cost_of(
         ...         units={"cache_write_1h_tokens": 3_000, "web_searches": 2})
         Decimal('0.059')
     """
-    if isinstance(usage, int) and not isinstance(usage, bool):
+    if usage is not None and isinstance(usage, int) and not isinstance(usage, bool):
         if len(counts) > 1 or input_tokens or output_tokens:
             raise TypeError(
                 "cost_of takes at most two token counts by position (input_tokens, output_tokens); "
@@ -202,6 +213,21 @@ def cost_of(
             f"cost_of(model, usage, ...) got extra positional values {counts!r}; give token counts as "
             "cost_of(model, input_tokens, output_tokens) or by name"
         )
+    if usage is None and units is None and service_tier is None:
+        # The common call, priced without building a Usage: a resolved fixed price and valid int counts (anything
+        # else takes the general path below, which says what is wrong).
+        resolved = _resolved.get((model, provider))
+        if (
+            resolved is not None
+            and resolved.pricer is not None
+            and type(input_tokens) is type(output_tokens) is type(cache_read_tokens) is type(cache_write_tokens) is int
+            and input_tokens | output_tokens | cache_read_tokens | cache_write_tokens >= 0  # none negative
+            and input_tokens | output_tokens <= MAX_COUNT  # neither over MAX_COUNT (nor then the parts)
+            and cache_read_tokens + cache_write_tokens <= input_tokens
+        ):
+            amount = resolved.pricer(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, 0)
+            if amount is not None:
+                return amount
     if usage is None:
         if units is None:  # the common case: no units to convert and check
             usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)

@@ -82,6 +82,8 @@ unknown_models: dict[tuple[str, str | None], list[str]] = {}
 catalog_index: dict[str, Any] = {}
 #: Provider ids by API base URL (scheme and host), as genai-prices matches them.
 url_providers: dict[str, str | None] = {}
+#: The pre-built price table (``_price_table``), read on first use: its rows, or ``{"usable": False}``.
+price_table: dict[str, Any] = {}
 #: genai-prices' unit registry (usage name -> unit) and the same units by price key, read on first use.
 unit_registry: dict[str, Any] = {}
 units_by_price_key: dict[str, Any] = {}
@@ -122,6 +124,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     resolved_prices,
     unknown_models,
     catalog_index,
+    price_table,
     url_providers,
     unit_registry,
     units_by_price_key,

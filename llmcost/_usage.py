@@ -8,6 +8,7 @@ import attrs
 
 from . import _state
 from ._frozen_map import FrozenMap
+from ._price_table import table_units
 
 __all__ = ["FIELD_UNITS", "MAX_COUNT", "NO_UNITS", "Units", "Usage", "trusted_usage", "unit_registry"]
 
@@ -75,9 +76,15 @@ def unit_registry() -> dict[str, _Unit]:
     defines it: ``cache_write_1h_tokens`` is part of ``cache_write_tokens`` and of ``input_tokens``.
     """
     if not _registry:
-        from genai_prices.data_units import unit_data
+        kept = table_units()
+        if kept is not None:  # genai-prices' registry as the pre-built price table keeps it: no import
+            units = {k: _Unit(k, price_key, per, dims) for k, (price_key, per, dims) in kept.items()}
+        else:
+            from genai_prices.data_units import unit_data
 
-        units = {k: _Unit(k, v.get("price_key", k), v["per"], v.get("dimensions", {})) for k, v in unit_data.items()}
+            units = {
+                k: _Unit(k, v.get("price_key", k), v["per"], v.get("dimensions", {})) for k, v in unit_data.items()
+            }
         for unit in units.values():
             unit.ancestors = tuple(
                 other.usage_key

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, int]] = [
     ("llmcost._time", 1),
     ("llmcost._periods", 1),
     ("llmcost._usage", 1),
+    ("llmcost._price_table", 1),  # the pre-built price table: read by _usage (units) and _catalog (prices)
     ("llmcost._frozen_map", 1),
     ("llmcost._entry", 1),
     ("llmcost._summary", 1),

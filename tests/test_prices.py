@@ -407,3 +407,117 @@ def test_yaml_prices_without_pyyaml_say_how_to_install_it(tmp_path, monkeypatch)
     monkeypatch.setitem(__import__("sys").modules, "yaml", None)
     with pytest.raises(PricingError, match=r"needs PyYAML: pip install pyyaml .*llmcost\[yaml\]"):
         llmcost.load_prices(path)
+
+
+# -- pricing per token in integers (issue 15) -----------------------------------------------------------------------
+
+
+def _decimal_rule(price: ModelPrice, usage: Usage) -> Decimal:
+    """The cost as plain Decimal arithmetic (the rule ``ModelPrice.cost`` had before it priced in integers)."""
+    inp, out, cr, cw, rs = (
+        price.input_per_mtok,
+        price.output_per_mtok,
+        price.cache_read_per_mtok,
+        price.cache_write_per_mtok,
+        price.reasoning_per_mtok,
+    )
+    for tier in reversed(price.tiers):
+        if usage.input_tokens > tier.start:
+            inp = tier.input_per_mtok if tier.input_per_mtok is not None else inp
+            out = tier.output_per_mtok if tier.output_per_mtok is not None else out
+            cr = tier.cache_read_per_mtok if tier.cache_read_per_mtok is not None else cr
+            cw = tier.cache_write_per_mtok if tier.cache_write_per_mtok is not None else cw
+            rs = tier.reasoning_per_mtok if tier.reasoning_per_mtok is not None else rs
+            break
+    plain_in, plain_out, total = usage.input_tokens, usage.output_tokens, Decimal(0)
+    if usage.cache_read_tokens and cr is not None:
+        plain_in -= usage.cache_read_tokens
+        total += cr * usage.cache_read_tokens
+    if usage.cache_write_tokens and cw is not None:
+        plain_in -= usage.cache_write_tokens
+        total += cw * usage.cache_write_tokens
+    if usage.reasoning_tokens and rs is not None:
+        plain_out -= usage.reasoning_tokens
+        total += rs * usage.reasoning_tokens
+    if plain_in:
+        total += inp * plain_in
+    if plain_out:
+        total += out * plain_out
+    total = total.scaleb(-6) + (price.request_price or 0)
+    return total.quantize(Decimal(1)) if total == total.to_integral_value() else total.normalize()
+
+
+PARTS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+def test_integer_pricing_gives_the_decimal_rules_digits():
+    rng = random.Random(15)
+    listed = ["0", "1", "2.5", "0.075", "15", "0.0000001", "3.000", "1E+1", "12.3456789012", "0.30", "100"]
+
+    def price() -> Decimal:
+        if rng.random() < 0.8:
+            return Decimal(rng.choice(listed))
+        return Decimal(rng.randint(0, 10 ** rng.randint(0, 8))).scaleb(-rng.randint(0, 12))
+
+    def maybe() -> Decimal | None:
+        return None if rng.random() < 0.4 else price()
+
+    for _ in range(3000):
+        tiers = [
+            {
+                "start": rng.choice([0, 1000, 128_000, 200_000, 200_000]),
+                **{f"{part}_per_mtok": maybe() for part in PARTS},
+            }
+            for _ in range(rng.randint(0, 3) if rng.random() < 0.3 else 0)
+        ]
+        model_price = ModelPrice(
+            "m",
+            None,
+            input_per_mtok=price(),
+            output_per_mtok=price(),
+            cache_read_per_mtok=maybe(),
+            cache_write_per_mtok=maybe(),
+            reasoning_per_mtok=maybe(),
+            request_price=maybe() if rng.random() < 0.2 else None,
+            tiers=tiers,
+        )
+        most = 2**63 - 1 if rng.random() < 0.05 else 500_000  # now and then an amount past 27 digits
+        inp = rng.randint(0, most)
+        cr = rng.randint(0, inp)
+        cw = rng.randint(0, inp - cr)
+        out = rng.randint(0, most)
+        usage = Usage(inp, out, cr, cw, rng.randint(0, out))
+        ours, expected = model_price.cost(usage), _decimal_rule(model_price, usage)
+        assert ours.as_tuple() == expected.as_tuple(), (model_price, usage)  # the same digits and exponent
+
+
+def test_cost_of_checks_counts_as_usage_does():
+    assert cost_of("gpt-4o", input_tokens=1200, output_tokens=300) == Decimal("0.006")  # resolved: the fast path
+    assert cost_of("gpt-4o", input_tokens=1_000_000) == Decimal(3) - Decimal("0.5")
+    assert cost_of("gpt-4o", input_tokens=400_000).as_tuple() == Decimal(1).as_tuple()  # whole: 1, not 1E+0
+    assert cost_of("gpt-4o", input_tokens=1200.0, output_tokens=300) == Decimal("0.006")  # a whole float, as Usage
+    bad = [
+        ({"input_tokens": -1}, ValueError),
+        ({"output_tokens": True}, TypeError),
+        ({"input_tokens": 10, "cache_read_tokens": 8, "cache_write_tokens": 3}, ValueError),
+        ({"input_tokens": 2**63}, ValueError),
+        ({"input_tokens": 10, "cache_read_tokens": -1}, ValueError),
+    ]
+    for kwargs, error in bad:
+        with pytest.raises(error):
+            cost_of("gpt-4o", **kwargs)
+    huge = cost_of("gpt-4o", input_tokens=2**63 - 1, output_tokens=2**63 - 1)  # past 27 digits: the Decimal rule
+    assert huge == _decimal_rule(get_price("gpt-4o"), Usage(2**63 - 1, 2**63 - 1))
+
+
+def test_priced_rounds_to_the_stores_scale_only_where_needed():
+    from llmcost._money import to_money
+
+    usage = Usage(333, 7, cache_read_tokens=100)
+    fine = ModelPrice("acme-fine", "acme", input_per_mtok="0.123456789012345", output_per_mtok="1")  # 15 places
+    plain = ModelPrice("acme-plain", "acme", input_per_mtok="2.5", output_per_mtok="10", cache_read_per_mtok="1.25")
+    for price in (fine, plain):
+        llmcost.register_price(price)
+        amount = priced(price.model, "acme", usage, AT)[0]
+        assert amount.as_tuple() == to_money(price.cost(usage)).as_tuple()
+    assert fine.cost(usage) != priced("acme-fine", "acme", usage, AT)[0]  # 21 places, rounded to 18
