@@ -47,6 +47,8 @@ UsageArg = Callable[[Any], Usage | None] | None
 
 
 _perf_counter = time.perf_counter
+# Bound once: reading an enum member off its class costs more than a dict lookup, and this is on every call.
+_INFERENCE = CostCategory.LLM_INFERENCE
 
 
 class _Call(NamedTuple):
@@ -209,22 +211,20 @@ class _Engine:
                 "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
                 self.name,
             )
-        settling = begin_settling(call.reservations) if call.reservations else None
-        try:
-            return call.tracker.record_call(
-                model,
-                provider,
-                usage,
-                category or CostCategory.LLM_INFERENCE,
-                self.resource,
-                call.tags,
-                latency,
-                tier,
+        tracker, tags, reservations, _ = call
+        if not reservations:
+            return tracker.record_call(
+                model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
                 self.provider is None,  # from the response: a guess the catalog may overrule
-            )
+            )  # fmt: skip
+        settling = begin_settling(reservations)
+        try:
+            return tracker.record_call(
+                model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
+                self.provider is None,
+            )  # fmt: skip
         finally:
-            if settling is not None:
-                end_settling(settling)
+            end_settling(settling)
 
     # -- streams --------------------------------------------------------------------------------------------------
     def hook_stream(self, call: _Call | None, stream: Any) -> Any:
