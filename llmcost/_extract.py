@@ -36,11 +36,11 @@ class Extracted(NamedTuple):
     service_tier: str | None = None
 
 
-# What a type is, for reading: a mapping, a pydantic model (_PYDANTIC_ODD: one whose class has an attribute named
-# like a key ``_view`` readers ask for, so it is read through ``_get``, which asks the attribute), anything else.
 #: ``Extracted`` from a tuple of its five fields, without the keyword handling of its constructor (hot path).
 _extracted = functools.partial(tuple.__new__, Extracted)
 
+# What a type is, for reading: a mapping, a pydantic model (_PYDANTIC_ODD: one whose class has an attribute named
+# like a key ``_view`` readers ask for, so it is read through ``_get``, which asks the attribute), anything else.
 _MAPPING, _PYDANTIC, _OBJECT, _PYDANTIC_ODD = 0, 1, 2, 3
 #: Every key the usage readers ask a ``_view`` for (none private: ``_get`` alone reads those).
 _VIEW_KEYS = frozenset(
