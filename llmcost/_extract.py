@@ -400,7 +400,8 @@ def _chat_usage(usage: Any) -> Usage:
     if details:
         dget = details.get if type(details) is dict else _view(details).get
         value = dget("cached_tokens")
-        cache_read = _int(value) if value else 0
+        if value:
+            cache_read = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
         value = dget("cache_write_tokens")
         if value is None:
             value = dget("cache_creation_tokens")
@@ -419,7 +420,8 @@ def _chat_usage(usage: Any) -> Usage:
     if out_details:
         oget = out_details.get if type(out_details) is dict else _view(out_details).get
         value = oget("reasoning_tokens")
-        reasoning = _int(value) if value else 0
+        if value:
+            reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
         value = oget("audio_tokens")
         if value:
             _add_count(units, "output_audio_tokens", value)
@@ -431,6 +433,8 @@ def _chat_usage(usage: Any) -> Usage:
         _add_count(units, "web_searches", _view(tools).get("web_search_requests"))
     if units:
         return _usage(inp, out, cache_read, cache_write, reasoning, units)
+    if cache_read + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
+        return trusted_usage(inp, out, cache_read, cache_write, reasoning)
     return _usage(inp, out, cache_read, cache_write, reasoning)
 
 
@@ -530,7 +534,9 @@ def _provider_of(result: Any, usage: Any) -> str | None:
 def extract_usage(result: object) -> Extracted | None:
     """Model, provider and usage of ``result``, or ``None`` when its shape is not recognised (never raises)."""
     try:
-        return _extract(result)
+        # _extract's body, not a call to it: this runs on every tracked call.
+        extractor = _extractors.get(type(result))
+        return _extract(result) if extractor is None else extractor(result)
     except (TypeError, ValueError, AttributeError, KeyError):
         return None
 
@@ -669,7 +675,8 @@ _ANY_STREAM_TYPES = _STREAM_TYPES | _MANAGER_TYPES
 def may_be_stream(result: object) -> bool:
     """True for what ``is_sdk_stream`` or ``is_stream_manager`` is true of: one look, for the tracked call's path
     (which then asks which)."""
-    return _type_is_one_of(result, _ANY_STREAM_TYPES)
+    known = _is_one_of.get((type(result), _ANY_STREAM_TYPES))  # _type_is_one_of's cache, read here first
+    return _type_is_one_of(result, _ANY_STREAM_TYPES) if known is None else known
 
 
 def is_sdk_stream(result: object) -> bool:
