@@ -8,8 +8,9 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
+from . import _state
 from ._catalog import provider_for_url
 from ._config import get_tracker
 from ._context import PendingCall, active_guards, begin_settling, current_tags, end_settling, is_active
@@ -24,7 +25,14 @@ from ._entry import (
     to_tags,
 )
 from ._errors import BudgetExceeded
-from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream, is_stream_manager
+from ._extract import (
+    Extracted,
+    StreamAccumulator,
+    extract_usage,
+    is_sdk_stream,
+    is_stream_manager,
+    may_be_stream,
+)
 from ._streams import ManagerProxy, hook_stream
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
@@ -38,16 +46,23 @@ TagsArg = Mapping[str, str] | Callable[..., Mapping[str, str]] | None
 UsageArg = Callable[[Any], Usage | None] | None
 
 
-class _Call:
-    """One call in flight: where to record, with what tags, and the reservations to settle."""
+_perf_counter = time.perf_counter
+# Bound once: reading an enum member off its class costs more than a dict lookup, and this is on every call.
+_INFERENCE = CostCategory.LLM_INFERENCE
 
-    __slots__ = ("reservations", "started", "tags", "tracker")
 
-    def __init__(self, tracker: CostTracker, tags: FrozenTags, reservations: Sequence[tuple[Any, object]]) -> None:
-        self.tracker = tracker
-        self.tags = tags
-        self.reservations = reservations
-        self.started = time.perf_counter()
+class _Call(NamedTuple):
+    """One call in flight: where to record, with what tags, the reservations to settle, and when it started
+    (``time.perf_counter()``). A named tuple: one is made per tracked call, and ``_call`` makes it fast."""
+
+    tracker: CostTracker
+    tags: FrozenTags
+    reservations: Sequence[tuple[Any, object]]
+    started: float
+
+
+#: ``_Call`` from a tuple of its fields, without the keyword handling of its constructor (hot path).
+_call = functools.partial(tuple.__new__, _Call)
 
 
 class _Engine:
@@ -86,7 +101,7 @@ class _Engine:
     # -- before the call ------------------------------------------------------------------------------------------
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
         """Prepare a call; raise ``BudgetExceeded`` if a budget refuses it; ``None`` when tracking is off/broken."""
-        if not is_active():
+        if not _state.active:  # is_active(), read where it is kept: this runs before every tracked call
             return None
         try:
             tracker = self.tracker or get_tracker()
@@ -96,9 +111,11 @@ class _Engine:
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
             return None
-        guards = tracker.guards() + active_guards()
-        if not guards:
-            return _Call(tracker, call_tags, ())
+        guards = tracker.guards()
+        entered = active_guards()
+        if not guards and not entered:
+            return _call((tracker, call_tags, (), _perf_counter()))
+        guards += entered
         reservations: list[tuple[Any, object]] = []
         context = current_tags()
         pending = PendingCall(
@@ -119,14 +136,14 @@ class _Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-        return _Call(tracker, call_tags, reservations)
+        return _Call(tracker, call_tags, reservations, _perf_counter())
 
     # -- after the call -------------------------------------------------------------------------------------------
     def finish(self, call: _Call | None, result: Any, extracted: Extracted | None = None) -> None:
         """Record what ``result`` (or the stream's ``extracted`` usage) cost and settle reservations."""
         if call is None:
             return
-        latency = (time.perf_counter() - call.started) * 1000.0
+        latency = (_perf_counter() - call.started) * 1000.0
         entry: CostEntry | None = None
         try:
             entry = self._record(call, result, extracted, latency)
@@ -137,7 +154,8 @@ class _Engine:
                 self.name,
                 exc,
             )
-        self._settle(call.reservations, entry)
+        if call.reservations:
+            self._settle(call.reservations, entry)
 
     def fail(self, call: _Call | None) -> None:
         """The wrapped function raised: record nothing, release reservations."""
@@ -153,10 +171,6 @@ class _Engine:
 
     def _record(self, call: _Call, result: Any, extracted: Extracted | None, latency: float) -> CostEntry | None:
         usage: Usage | None = None
-        model = self.model
-        provider = self.provider
-        category = self.category
-        tier = self.service_tier
         if self.usage_fn is not None:
             usage = self.usage_fn(result)
             if usage is not None and not isinstance(usage, Usage):
@@ -164,13 +178,15 @@ class _Engine:
         if extracted is None and usage is None:
             extracted = extract_usage(result)
         if extracted is not None:
+            found_model, found_provider, found_usage, found_category, found_tier = extracted
             if usage is None:
-                usage = extracted.usage
-            model = model or extracted.model
-            provider = provider or extracted.provider
-            tier = tier or extracted.service_tier
-            if category is None:
-                category = extracted.category
+                usage = found_usage
+            model = self.model or found_model
+            provider = self.provider or found_provider
+            tier = self.service_tier or found_tier
+            category = self.category if self.category is not None else found_category
+        else:
+            model, provider, category, tier = self.model, self.provider, self.category, self.service_tier
         if usage is None and result is _STREAM:
             log_once(
                 ("no-stream-usage", self.name),
@@ -195,22 +211,20 @@ class _Engine:
                 "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
                 self.name,
             )
-        settling = begin_settling(call.reservations) if call.reservations else None
-        try:
-            return call.tracker.record_call(
-                model,
-                provider,
-                usage,
-                category or CostCategory.LLM_INFERENCE,
-                self.resource,
-                call.tags,
-                latency,
-                tier,
+        tracker, tags, reservations, _ = call
+        if not reservations:
+            return tracker.record_call(
+                model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
                 self.provider is None,  # from the response: a guess the catalog may overrule
-            )
+            )  # fmt: skip
+        settling = begin_settling(reservations)
+        try:
+            return tracker.record_call(
+                model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
+                self.provider is None,
+            )  # fmt: skip
         finally:
-            if settling is not None:
-                end_settling(settling)
+            end_settling(settling)
 
     # -- streams --------------------------------------------------------------------------------------------------
     def hook_stream(self, call: _Call | None, stream: Any) -> Any:
@@ -261,10 +275,11 @@ def _wrap_sync(func: Callable[..., Any], engine: _Engine) -> Callable[..., Any]:
         except BaseException:
             engine.fail(call)
             raise
-        if call is not None and is_sdk_stream(result):
-            return engine.hook_stream(call, result)
-        if call is not None and is_stream_manager(result):
-            return engine.hook_manager(call, result)
+        if call is not None and may_be_stream(result):
+            if is_sdk_stream(result):
+                return engine.hook_stream(call, result)
+            if is_stream_manager(result):
+                return engine.hook_manager(call, result)
         engine.finish(call, result)
         return result
 
@@ -280,10 +295,11 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
         except BaseException:
             engine.fail(call)
             raise
-        if call is not None and is_sdk_stream(result):
-            return engine.hook_stream(call, result)
-        if call is not None and is_stream_manager(result):
-            return engine.hook_manager(call, result)
+        if call is not None and may_be_stream(result):
+            if is_sdk_stream(result):
+                return engine.hook_stream(call, result)
+            if is_stream_manager(result):
+                return engine.hook_manager(call, result)
         engine.finish(call, result)
         return result
 
@@ -491,7 +507,8 @@ def recorder(
             call_tags = engine.static_tags
             if engine.tags_fn is not None:
                 call_tags = to_tags(engine.tags_fn(*args, **(kwargs or {})))
-            return engine._record(_Call(engine.tracker or get_tracker(), call_tags, ()), result, None, latency_ms)
+            call = _Call(engine.tracker or get_tracker(), call_tags, (), _perf_counter())
+            return engine._record(call, result, None, latency_ms)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(("record", name, type(exc), str(exc)), "llmcost: could not record the cost of %s: %r", name, exc)
             return None

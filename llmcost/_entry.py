@@ -145,12 +145,19 @@ def to_tags(value: object, field: str = "tags") -> FrozenTags:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+_ID_MICROS_LIMIT = 1 << 56  # microseconds that fit the id's 14 hex digits (until the year 4253)
+
+
 def new_entry_id(timestamp: datetime) -> str:
     """A unique id that sorts by ``timestamp`` (an aware datetime)."""
     since = timestamp - _EPOCH
     micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
-    # %-formatting is measurably faster than an f-string here, and this runs on every tracked call.
-    return "%014x%06x%06x" % (micros if micros > 0 else 0, _state.process_tag, next(_state.entry_seq) & 0xFFFFFF)  # noqa: UP031
+    seq = next(_state.entry_seq) & 0xFFFFFF
+    if 0 < micros < _ID_MICROS_LIMIT:
+        # The three parts as one 104-bit number written as 13 bytes of hex: the same 26 digits as the format below,
+        # in half its time (this runs on every tracked call).
+        return ((micros << 48) | (_state.process_tag << 24) | seq).to_bytes(13, "big").hex()
+    return "%014x%06x%06x" % (micros if micros > 0 else 0, _state.process_tag, seq)  # noqa: UP031
 
 
 def _category(value: object) -> CostCategory:

@@ -10,6 +10,7 @@ caches; ``StreamAccumulator`` reads the same shapes chunk by chunk, so it stays 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -18,7 +19,7 @@ from ._catalog import provider_for_url
 from ._entry import CostCategory
 from ._usage import MAX_COUNT, NO_UNITS, Units, Usage, trusted_usage, unit_registry
 
-__all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream", "is_stream_manager"]
+__all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream", "is_stream_manager", "may_be_stream"]
 
 
 class Extracted(NamedTuple):
@@ -35,7 +36,23 @@ class Extracted(NamedTuple):
     service_tier: str | None = None
 
 
-_MAPPING, _PYDANTIC, _OBJECT = 0, 1, 2
+#: ``Extracted`` from a tuple of its five fields, without the keyword handling of its constructor (hot path).
+_extracted = functools.partial(tuple.__new__, Extracted)
+
+# What a type is, for reading: a mapping, a pydantic model (_PYDANTIC_ODD: one whose class has an attribute named
+# like a key ``_view`` readers ask for, so it is read through ``_get``, which asks the attribute), anything else.
+_MAPPING, _PYDANTIC, _OBJECT, _PYDANTIC_ODD = 0, 1, 2, 3
+#: Every key the usage readers ask a ``_view`` for (none private: ``_get`` alone reads those).
+_VIEW_KEYS = frozenset(
+    {
+        "audio_tokens", "billed_units", "cache_creation", "cache_creation_input_tokens", "cache_creation_token_details",
+        "cache_creation_tokens", "cache_read_input_tokens", "cache_write_tokens", "cached_tokens", "completion_tokens",
+        "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens", "image_tokens",
+        "inputTokens", "input_tokens", "input_tokens_details", "model", "object", "output_tokens",
+        "output_tokens_details", "prompt_tokens", "prompt_tokens_details", "reasoning_tokens", "server_tool_use",
+        "service_tier", "thinking_tokens", "usage", "web_search_requests",
+    }
+)  # fmt: skip
 # Per-type facts, found once per type (the caches live in _state; each is bounded here, since classes made at run
 # time must not grow them without bound).
 _kinds: dict[type, int] = _state.type_kinds
@@ -52,7 +69,7 @@ def _kind(cls: type) -> int:
         if issubclass(cls, Mapping):
             kind = _MAPPING
         elif isinstance(getattr(cls, "__pydantic_fields__", None), dict):
-            kind = _PYDANTIC
+            kind = _PYDANTIC_ODD if any(hasattr(cls, key) for key in _VIEW_KEYS) else _PYDANTIC
         else:
             kind = _OBJECT
         if len(_kinds) < 1024:
@@ -67,7 +84,7 @@ def _get(obj: Any, key: str) -> Any:
     kind = _kind(type(obj))
     if kind == _MAPPING:
         return obj.get(key)
-    if kind == _PYDANTIC:
+    if kind != _OBJECT:
         # A pydantic (v2) model keeps its fields in __dict__; asking it for an attribute it lacks raises inside
         # pydantic and costs microseconds, and extraction asks for many (it probes every provider's shape).
         value = obj.__dict__.get(key, _MISSING)
@@ -82,6 +99,38 @@ def _get(obj: Any, key: str) -> Any:
             extra = getattr(obj, "__pydantic_extra__", None)
             return extra.get(key) if extra else None
     return getattr(obj, key, None)
+
+
+class _Attrs:
+    """An object that is neither a dict nor a plain pydantic model, with a dict's ``get`` (through ``_get``)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def get(self, key: str) -> Any:
+        return _get(self.obj, key)
+
+
+def _view(obj: Any) -> Any:
+    """``obj`` with a ``get(key)`` that answers as ``_get(obj, key)`` for the ``_VIEW_KEYS``: a dict or mapping
+    itself, a pydantic model its fields dict (no copy without extra fields), anything else an ``_Attrs``.
+
+    Readers take one view of each object and call its ``get``: a dict's own ``get`` is the cheapest read there is,
+    and this runs for every object of every tracked response.
+    """
+    if type(obj) is dict:
+        return obj
+    kind = _kinds.get(type(obj))
+    if kind is None:
+        kind = _kind(type(obj))
+    if kind == _PYDANTIC:
+        extra = getattr(obj, "__pydantic_extra__", None)
+        return {**extra, **obj.__dict__} if extra else obj.__dict__
+    if kind == _MAPPING:
+        return obj
+    return _Attrs(obj)
 
 
 def _int(value: Any) -> int:
@@ -164,47 +213,58 @@ def _add_count(units: dict[str, int], key: str, value: Any) -> None:
 def _openai_usage(usage: Any) -> Usage | None:
     """OpenAI chat (prompt/completion) and Responses API (input/output) usage; also Anthropic, Mistral, LiteLLM,
     Bedrock Converse (camelCase) and Cohere (``billed_units``)."""
-    if _get(usage, "prompt_tokens") is not None:
+    get = _view(usage).get
+    if get("prompt_tokens") is not None:
         return _chat_usage(usage)
-    inp = _get(usage, "input_tokens")
+    inp = get("input_tokens")
     if inp is None:
-        if _get(usage, "inputTokens") is not None:
+        if get("inputTokens") is not None:
             return _converse_usage(usage)
-        billed = _get(usage, "billed_units")
+        billed = get("billed_units")
         if billed is not None:  # Cohere v2: bill on billed_units (usage.tokens counts more than is billed)
             return _usage(_int(_get(billed, "input_tokens")), _int(_get(billed, "output_tokens")))
         return None
-    cache_creation = _get(usage, "cache_creation_input_tokens")
-    cache_read = _get(usage, "cache_read_input_tokens")
+    cache_creation = get("cache_creation_input_tokens")
+    cache_read = get("cache_read_input_tokens")
     if cache_creation is not None or cache_read is not None:
-        return _anthropic_usage(usage, inp, cache_read, cache_creation)
-    in_details = _get(usage, "input_tokens_details")
-    out_details = _get(usage, "output_tokens_details")
-    return _usage(
-        _int(inp),
-        _int(_get(usage, "output_tokens")),
-        _int(_get(in_details, "cached_tokens")) if in_details is not None else 0,
-        _int(_get(in_details, "cache_write_tokens")) if in_details is not None else 0,
-        _int(_get(out_details, "reasoning_tokens")) if out_details is not None else 0,
-    )
+        return _anthropic_usage(get, inp, cache_read, cache_creation)
+    if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
+        inp = _int(inp)
+    out = get("output_tokens")
+    if type(out) is not int or not 0 <= out <= MAX_COUNT:
+        out = _int(out)
+    cache_read_count = cache_write = reasoning = 0
+    in_details = get("input_tokens_details")
+    if in_details is not None:
+        dget = _view(in_details).get
+        value = dget("cached_tokens")
+        cache_read_count = _int(value) if value else 0
+        value = dget("cache_write_tokens")
+        cache_write = _int(value) if value else 0
+    out_details = get("output_tokens_details")
+    if out_details is not None:
+        value = _view(out_details).get("reasoning_tokens")
+        reasoning = _int(value) if value else 0
+    return _usage(inp, out, cache_read_count, cache_write, reasoning)
 
 
-def _anthropic_usage(usage: Any, inp: Any, cache_read: Any, cache_creation: Any) -> Usage:
-    """Anthropic: ``input_tokens`` excludes cache reads and writes; writes split by TTL in ``cache_creation``;
-    web searches in ``server_tool_use``; thinking in ``output_tokens_details``."""
+def _anthropic_usage(get: Callable[[str], Any], inp: Any, cache_read: Any, cache_creation: Any) -> Usage:
+    """Anthropic (``get`` reads its usage): ``input_tokens`` excludes cache reads and writes; writes split by TTL
+    in ``cache_creation``; web searches in ``server_tool_use``; thinking in ``output_tokens_details``."""
     cr, cw = _int(cache_read), _int(cache_creation)
     units: dict[str, int] = {}
-    split = _get(usage, "cache_creation")
+    split = get("cache_creation")
     if split is not None:
-        _add_count(units, "cache_write_5m_tokens", _get(split, "ephemeral_5m_input_tokens"))
-        _add_count(units, "cache_write_1h_tokens", _get(split, "ephemeral_1h_input_tokens"))
+        sget = _view(split).get
+        _add_count(units, "cache_write_5m_tokens", sget("ephemeral_5m_input_tokens"))
+        _add_count(units, "cache_write_1h_tokens", sget("ephemeral_1h_input_tokens"))
         cw = max(cw, units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0))
-    tools = _get(usage, "server_tool_use")
+    tools = get("server_tool_use")
     if tools is not None:
-        _add_count(units, "web_searches", _get(tools, "web_search_requests"))
-    out_details = _get(usage, "output_tokens_details")
-    thinking = _int(_get(out_details, "thinking_tokens")) if out_details is not None else 0
-    return _usage(_int(inp) + cr + cw, _int(_get(usage, "output_tokens")), cr, cw, thinking, units)
+        _add_count(units, "web_searches", _view(tools).get("web_search_requests"))
+    out_details = get("output_tokens_details")
+    thinking = _int(_view(out_details).get("thinking_tokens")) if out_details is not None else 0
+    return _usage(_int(inp) + cr + cw, _int(get("output_tokens")), cr, cw, thinking, units)
 
 
 def _converse_usage(usage: Any) -> Usage:
@@ -309,25 +369,24 @@ def _chat(response: dict[str, Any], usage: dict[str, Any], provider: str | None)
     tier = response.get("service_tier")
     if tier is None:
         tier = usage.get("service_tier")  # LiteLLM keeps Anthropic's service tier in usage
-    return Extracted(
-        model if type(model) is str and model else _str(model),
-        provider,
-        _chat_usage(usage),
-        CostCategory.LLM_EMBEDDING if response.get("object") == "list" and "completion_tokens" not in usage else None,
-        None if tier is None or tier == "default" else _tier(tier),
+    return _extracted(
+        (
+            model if type(model) is str and model else _str(model),
+            provider,
+            _chat_usage(usage),
+            CostCategory.LLM_EMBEDDING
+            if response.get("object") == "list" and "completion_tokens" not in usage
+            else None,
+            None if tier is None or tier == "default" else _tier(tier),
+        )
     )
-
-
-def _getter(obj: Any) -> Callable[[str], Any]:
-    """``obj``'s ``_get`` as one callable: a dict's own ``get`` (the common case, and the fastest)."""
-    return obj.get if type(obj) is dict else lambda key: _get(obj, key)  # type: ignore[no-any-return]
 
 
 def _chat_usage(usage: Any) -> Usage:
     """OpenAI chat completion usage (``prompt_tokens``, ``completion_tokens`` and their details): cached reads,
     cache writes (OpenAI's own, and LiteLLM's for Anthropic, with its TTL split), audio and image tokens, web
     searches (LiteLLM). Dicts are read with their own ``get``: this runs on every tracked chat call."""
-    get = _getter(usage)
+    get = usage.get if type(usage) is dict else _view(usage).get
     inp = get("prompt_tokens")
     out = get("completion_tokens")
     if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
@@ -339,9 +398,10 @@ def _chat_usage(usage: Any) -> Usage:
     cache_read = cache_write = reasoning = 0
     units: dict[str, int] = {}
     if details:
-        dget = _getter(details)
+        dget = details.get if type(details) is dict else _view(details).get
         value = dget("cached_tokens")
-        cache_read = _int(value) if value else 0
+        if value:
+            cache_read = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
         value = dget("cache_write_tokens")
         if value is None:
             value = dget("cache_creation_tokens")
@@ -351,15 +411,17 @@ def _chat_usage(usage: Any) -> Usage:
             _add_count(units, "input_audio_tokens", value)
         split = dget("cache_creation_token_details")
         if split:
-            _add_count(units, "cache_write_5m_tokens", _get(split, "ephemeral_5m_input_tokens"))
-            _add_count(units, "cache_write_1h_tokens", _get(split, "ephemeral_1h_input_tokens"))
+            sget = _view(split).get
+            _add_count(units, "cache_write_5m_tokens", sget("ephemeral_5m_input_tokens"))
+            _add_count(units, "cache_write_1h_tokens", sget("ephemeral_1h_input_tokens"))
             cache_write = max(
                 cache_write, units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
             )
     if out_details:
-        oget = _getter(out_details)
+        oget = out_details.get if type(out_details) is dict else _view(out_details).get
         value = oget("reasoning_tokens")
-        reasoning = _int(value) if value else 0
+        if value:
+            reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
         value = oget("audio_tokens")
         if value:
             _add_count(units, "output_audio_tokens", value)
@@ -368,32 +430,54 @@ def _chat_usage(usage: Any) -> Usage:
             _add_count(units, "output_image_tokens", value)
     tools = get("server_tool_use")
     if tools:
-        _add_count(units, "web_searches", _get(tools, "web_search_requests"))
+        _add_count(units, "web_searches", _view(tools).get("web_search_requests"))
     if units:
         return _usage(inp, out, cache_read, cache_write, reasoning, units)
+    if cache_read + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
+        return trusted_usage(inp, out, cache_read, cache_write, reasoning)
     return _usage(inp, out, cache_read, cache_write, reasoning)
 
 
-def _from_sdk_object(result: Any) -> Extracted | None:
-    """An OpenAI, Anthropic, Mistral or LiteLLM SDK object: its ``usage`` first.
+def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
+    """The reader of an OpenAI, Anthropic, Mistral or LiteLLM SDK response type, made once per type: its
+    ``usage`` first.
 
-    These are pydantic models, whose fields live in ``__dict__``: read as dicts, they take the fast dict paths and
-    never probe attributes a model lacks (which raises inside pydantic). Objects without usage (stream events) go
-    the general way.
+    Most are pydantic models, whose fields live in ``__dict__``: read as dicts, they take the fast dict paths and
+    never probe attributes a model lacks (which raises inside pydantic). The type's kind and provider are found
+    here, once, so a call only reads fields. Objects without usage (stream events) go the general way.
     """
-    if _kind(type(result)) != _PYDANTIC:
-        usage_obj = getattr(result, "usage", None)
-        return _general(result) if usage_obj is None else _from_usage(result, usage_obj)
-    view = _fields(result)
-    usage_obj = view.get("usage")
-    if usage_obj is None:
-        return _general(result)
-    if _kind(type(usage_obj)) == _PYDANTIC:
-        usage_obj = _fields(usage_obj)
-    provider = _module_provider(type(result))
-    if provider is not None and type(usage_obj) is dict and "prompt_tokens" in usage_obj:
-        return _chat(view, usage_obj, provider)
-    return _from_usage(result, usage_obj, view)
+    if not _is_pydantic(cls):
+
+        def read_object(result: Any) -> Extracted | None:
+            usage_obj = getattr(result, "usage", None)
+            return _general(result) if usage_obj is None else _from_usage(result, usage_obj)
+
+        return read_object
+    provider = _module_provider(cls)
+
+    def read(result: Any) -> Extracted | None:
+        extra = getattr(result, "__pydantic_extra__", None)
+        view = {**extra, **result.__dict__} if extra else result.__dict__
+        usage_obj = view.get("usage")
+        if usage_obj is None:
+            return _general(result)
+        if type(usage_obj) is not dict and _is_pydantic(type(usage_obj)):
+            extra = getattr(usage_obj, "__pydantic_extra__", None)
+            usage_obj = {**extra, **usage_obj.__dict__} if extra else usage_obj.__dict__
+        if provider is not None and type(usage_obj) is dict:
+            if "prompt_tokens" in usage_obj:
+                return _chat(view, usage_obj, provider)
+            return _from_usage(result, usage_obj, view, provider)
+        return _from_usage(result, usage_obj, view)
+
+    return read
+
+
+def _is_pydantic(cls: type) -> bool:
+    kind = _kinds.get(cls)
+    if kind is None:
+        kind = _kind(cls)
+    return kind in (_PYDANTIC, _PYDANTIC_ODD)
 
 
 def _fields(model: Any) -> dict[str, Any]:
@@ -450,7 +534,9 @@ def _provider_of(result: Any, usage: Any) -> str | None:
 def extract_usage(result: object) -> Extracted | None:
     """Model, provider and usage of ``result``, or ``None`` when its shape is not recognised (never raises)."""
     try:
-        return _extract(result)
+        # _extract's body, not a call to it: this runs on every tracked call.
+        extractor = _extractors.get(type(result))
+        return _extract(result) if extractor is None else extractor(result)
     except (TypeError, ValueError, AttributeError, KeyError):
         return None
 
@@ -466,7 +552,7 @@ def _extractor_for(kind: type) -> Callable[[Any], Extracted | None]:
     if issubclass(kind, (str, bytes, int, float, list, tuple)) or kind is type(None):
         return _nothing
     if kind.__module__.split(".", 1)[0] in _SDK_MODULES:
-        return _from_sdk_object
+        return _sdk_reader(kind)
     return _general
 
 
@@ -524,23 +610,31 @@ def _general(result: Any) -> Extracted | None:
     return _from_usage(result, usage_obj)
 
 
-def _from_usage(result: Any, usage_obj: Any, view: Any = None) -> Extracted | None:
+def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | None = None) -> Extracted | None:
     """OpenAI, Anthropic, Mistral, LiteLLM, Bedrock and Cohere responses: ``usage_obj`` is the response's
-    ``usage``; ``view`` is what to read the response's other fields from (default: the response itself)."""
+    ``usage``; ``view`` is what to read the response's other fields from (default: the response itself);
+    ``provider``, when given, is the provider of ``result``'s SDK (``_module_provider``), found already."""
     usage = _openai_usage(usage_obj)
     if usage is None:
         return None
-    if view is None:
-        view = result
-    model = _str(_get(view, "model"))
-    provider = _provider_of(result, usage_obj)
+    get = _view(result if view is None else view).get
+    model = get("model")
+    if type(model) is not str or not model:
+        model = _str(model)
+    if provider is None:
+        provider = _provider_of(result, usage_obj)
     category = None
-    if _get(view, "object") == "list" and _get(usage_obj, "completion_tokens") is None:
+    usage_get = _view(usage_obj).get
+    if get("object") == "list" and usage_get("completion_tokens") is None:
         category = CostCategory.LLM_EMBEDDING
     if provider is None and model is not None and "/" in model and _get(result, "_hidden_params") is not None:
         provider = model.split("/", 1)[0]
-    tier = _tier(_get(view, "service_tier")) or _tier(_get(usage_obj, "service_tier"))
-    return Extracted(model, provider, usage, category, tier)
+    tier = get("service_tier")
+    tier = None if tier is None else _tier(tier)
+    if tier is None:
+        tier = usage_get("service_tier")
+        tier = None if tier is None else _tier(tier)
+    return _extracted((model, provider, usage, category, tier))
 
 
 _STREAM_TYPES = frozenset(
@@ -573,6 +667,16 @@ def _type_is_one_of(result: object, names: frozenset[tuple[str, str]]) -> bool:
         if len(_is_one_of) < 1024:  # classes made at run time must not grow this without bound
             _is_one_of[key] = known
     return known
+
+
+_ANY_STREAM_TYPES = _STREAM_TYPES | _MANAGER_TYPES
+
+
+def may_be_stream(result: object) -> bool:
+    """True for what ``is_sdk_stream`` or ``is_stream_manager`` is true of: one look, for the tracked call's path
+    (which then asks which)."""
+    known = _is_one_of.get((type(result), _ANY_STREAM_TYPES))  # _type_is_one_of's cache, read here first
+    return _type_is_one_of(result, _ANY_STREAM_TYPES) if known is None else known
 
 
 def is_sdk_stream(result: object) -> bool:

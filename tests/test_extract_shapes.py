@@ -293,6 +293,45 @@ def test_pydantic_models_outside_the_sdks_are_read_field_property_extra_and_priv
     assert (found.provider, found.usage) == ("anthropic", Usage(9, 4, 2))
 
 
+def test_pydantic_details_with_a_property_named_like_a_count_are_read_through_it():
+    import pydantic
+
+    class Details(pydantic.BaseModel):
+        cached: int
+
+        @property
+        def cached_tokens(self):  # a class attribute named like a key extraction reads: asked, not skipped
+            return self.cached
+
+    class ChatUsage(pydantic.BaseModel):
+        prompt_tokens: int
+        completion_tokens: int
+        prompt_tokens_details: Details
+
+    class ResponsesUsage(pydantic.BaseModel):
+        input_tokens: int
+        output_tokens: int
+        input_tokens_details: Details
+
+    class Response(pydantic.BaseModel):
+        model: str
+        usage: ChatUsage | ResponsesUsage
+
+    chat = ChatUsage(prompt_tokens=10, completion_tokens=2, prompt_tokens_details=Details(cached=4))
+    assert extract_usage(Response(model="gpt-4o", usage=chat)).usage == Usage(10, 2, 4)
+    responses = ResponsesUsage(input_tokens=10, output_tokens=2, input_tokens_details=Details(cached=3))
+    assert extract_usage(Response(model="gpt-4o", usage=responses)).usage == Usage(10, 2, 3)
+
+
+def test_mappings_that_are_not_dicts_are_read_as_dicts():
+    from types import MappingProxyType
+
+    details = MappingProxyType({"cached_tokens": 1000, "cache_creation_input_tokens": 0})
+    usage = MappingProxyType({"input_tokens": 2000, "output_tokens": 30, "input_tokens_details": details})
+    found = extract_usage(MappingProxyType({"object": "response", "model": "gpt-4o", "usage": usage}))
+    assert (found.model, found.usage) == ("gpt-4o", Usage(2000, 30, 1000))
+
+
 def test_sdk_objects_with_extra_fields_are_read():
     # OpenAI-compatible servers add fields the SDK does not declare; the SDK keeps them as pydantic extras.
     body = {**CHAT, "usage": {**CHAT["usage"], "prompt_cache_hit_tokens": 5}, "x_vendor": {"a": 1}}
