@@ -67,11 +67,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     print(
         table(
-            ["call", "us/call", "budget adds us"],
+            ["call", "us/call", "budget adds us", "x @track_cost"],
             [
-                ("bare function", base, "-"),
-                ("@track_cost", t_plain, "-"),
-                *((name, t, t - t_plain) for name, t in added),
+                ("bare function", base, "-", "-"),
+                ("@track_cost", t_plain, "-", 1.0),
+                *((name, t, t - t_plain, t / t_plain) for name, t in added),
             ],
         )
     )

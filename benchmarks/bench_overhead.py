@@ -35,6 +35,8 @@ from benchmarks._util import machine, per_call_us, table
 from benchmarks.plot import write_results
 
 THREADS = 8
+#: Threads for the scaling figure: 4 threads on one MemoryStore should keep >= 0.9x one thread's calls per second.
+SCALING_THREADS = 4
 RESPONSE = {
     "object": "chat.completion",
     "model": "gpt-4o-2024-08-06",
@@ -121,6 +123,35 @@ def track_by_store(calls: int, records: list[dict[str, Any]]) -> None:
             tracker.close()
     print(f"\n@track_cost per call by store ({calls:,} calls per run, flush included, best of 3)")
     print(table(["call", "threads", "us/call", "overhead us", "x bare", "calls/s"], rows))
+
+
+def thread_scaling(calls: int, records: list[dict[str, Any]]) -> None:
+    """Calls per second of ``SCALING_THREADS`` threads recording into one MemoryStore, against one thread: what the
+    store's and tracker's locks cost when threads share them (the GIL lets one thread run at a time either way, so
+    1.0x is the ceiling)."""
+    from datetime import datetime, timezone
+
+    from llmcost import CostTracker, track_cost
+
+    when = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    rows: list[Sequence[object]] = []
+    for name, make in [
+        ("@track_cost", lambda t: track_cost(tracker=t)(_bare)),
+        ("tracker.record(amount=, tags=, timestamp=)",
+         lambda t: lambda: t.record(amount="0.0025", tags={"team": "search"}, timestamp=when)),
+    ]:  # fmt: skip
+        tracker = CostTracker()
+        fn = make(tracker)
+        fn()
+        one = _run_us(fn, calls, 1, None)
+        many = _run_us(fn, calls, SCALING_THREADS, None)
+        rows.append((name, f"{1e6 / one:,.0f}", f"{1e6 / many:,.0f}", one / many))
+        records.append(
+            {"figure": "thread scaling", "series": name, "threads": SCALING_THREADS, "value": one / many, "unit": "x"}
+        )
+        tracker.close()
+    print(f"\nOne MemoryStore, 1 thread against {SCALING_THREADS} ({calls:,} calls per run, best of 3)")
+    print(table(["call", "calls/s, 1 thread", f"calls/s, {SCALING_THREADS} threads", "x 1 thread"], rows))
 
 
 def _langchain() -> tuple[Any, ...] | None:
@@ -233,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     records: list[dict[str, Any]] = []
     print(f"machine: {machine()}")
     track_by_store(300 if args.quick else 40_000, records)
+    thread_scaling(400 if args.quick else 80_000, records)
     against_langchain(100 if args.quick else 5_000, records)
     if args.json:
         write_results(args.json, "overhead", records)
