@@ -391,19 +391,17 @@ class CostTracker:
         else:
             self._buffer_entry(entry)
         self._recent.observe(entry)
-        for guard in self._guards:
-            self._notify(guard, entry)
-        for guard in active_guards():
-            self._notify(guard, entry)
-        subscribers = self._subscribers["cost.recorded"]
-        if subscribers:
+        guards = self._guards
+        active = active_guards()
+        if active:
+            guards = (*guards, *active) if guards else active
+        for guard in guards:  # the try is per guard, inline: this runs for every budget on every recorded call
+            try:
+                guard.on_recorded(self, entry)
+            except Exception:
+                logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
+        if self._subscribers["cost.recorded"]:
             self.emit("cost.recorded", entry)
-
-    def _notify(self, guard: Guard, entry: CostEntry) -> None:
-        try:
-            guard.on_recorded(self, entry)
-        except Exception:
-            logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
 
     # -- buffering ----------------------------------------------------------------------------------------------
     def _buffer_entry(self, entry: CostEntry) -> None:
