@@ -372,20 +372,21 @@ class Budget:
                 model = asked if isinstance(asked, str) else None
             if not self._matches(call.resource, call.category, call.tags, model):
                 return None
-        estimate = call.estimate()
-        needed = estimate if estimate is not None else ZERO
+        needed = call.estimate()
+        if needed is None:
+            needed = ZERO
         if self.period is not None:
             return self._reserve(needed)
-        refused: BudgetExceeded | None = None
         with self._lock:
-            remaining = self.limit - self._spent - self._reserved
-            if remaining <= ZERO or needed > remaining:
-                refused = BudgetExceeded(self.name, self._spent + self._reserved, self.limit, needed)
-            if refused is None or self.on_exceed == "warn":
-                self._reserved += needed
-                token: object = (self._start, needed)
-        if refused is None:
-            return token
+            spent, reserved = self._spent, self._reserved
+            remaining = self.limit - spent - reserved
+            if remaining > ZERO and needed <= remaining:  # it fits: reserve it
+                self._reserved = reserved + needed
+                return (self._start, needed)
+            refused = BudgetExceeded(self.name, spent + reserved, self.limit, needed)
+            if self.on_exceed == "warn":
+                self._reserved = reserved + needed
+            token = (self._start, needed)
         self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
         if self.on_exceed == "raise":
             raise refused

@@ -124,9 +124,10 @@ def begin_settling(
     return None
 
 
-def end_settling(token: contextvars.Token[Sequence[tuple[Any, object]]]) -> None:
-    """Undo the ``begin_settling`` that returned ``token``."""
-    _settling.reset(token)
+def end_settling(token: contextvars.Token[Sequence[tuple[Any, object]]] | None) -> None:
+    """Undo the ``begin_settling`` that returned ``token`` (``None``: it set nothing, so nothing to undo)."""
+    if token is not None:
+        _settling.reset(token)
 
 
 def settling_token(guard: object, wanted: Callable[[object], bool]) -> object | None:

@@ -54,8 +54,6 @@ class CallFacts(Protocol):
 
 
 def _explicit(value: Any, pending: CallFacts) -> Decimal:
-    if type(value) is Decimal:  # the common case, a fixed estimate
-        return to_money(value, "estimate")
     if callable(value):
         value = value(*pending.args, **pending.kwargs)
     amount = getattr(value, "amount", value)  # an Estimate
@@ -86,8 +84,11 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
     An ``estimate=`` that fails raises (it is the user's own code); an unreadable request falls through to the
     recent-calls statistic.
     """
-    if pending.explicit_estimate is not None:
-        return _explicit(pending.explicit_estimate, pending)
+    explicit = pending.explicit_estimate
+    if explicit is not None:
+        if type(explicit) is Decimal:  # the common case, a fixed estimate
+            return to_money(explicit, "estimate")
+        return _explicit(explicit, pending)
     try:
         found = _request(pending)
     except (TypeError, ValueError, KeyError):
