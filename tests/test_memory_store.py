@@ -148,3 +148,30 @@ def test_threads_appending_and_reading_at_once_lose_nothing_and_budgets_count_ea
     assert watched.spent == expected  # the ledger's running total: every entry counted once
     assert watched.reserved == 0
     assert all(0 <= amount <= expected for amount in seen)
+
+
+def test_appends_do_not_wait_for_a_thread_holding_the_store():
+    # Recording threads never queue on the store's lock (a reader, or a thread switched away while holding it):
+    # entries join the pending list and are moved into the columns by whoever next gets the lock.
+    import threading
+
+    store = MemoryStore()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    batch = [make(i) for i in range(_memory._BATCH + 5)]
+    appender = threading.Thread(target=store.append, args=(batch,))
+    appender.start()
+    appender.join(5)
+    done = not appender.is_alive()
+    release.set()
+    holder.join()
+    assert done, "append waited for the thread holding the store's lock"
+    assert store.entries() == batch
