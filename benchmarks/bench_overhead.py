@@ -44,6 +44,8 @@ from benchmarks._util import machine, per_call_us, table
 from benchmarks.plot import write_results
 
 THREADS = 8
+#: Threads for the scaling figure: 4 threads on one MemoryStore should keep >= 0.9x one thread's calls per second.
+SCALING_THREADS = 4
 RESPONSE = {
     "object": "chat.completion",
     "model": "gpt-4o-2024-08-06",
@@ -130,6 +132,51 @@ def track_by_store(calls: int, records: list[dict[str, Any]]) -> None:
             tracker.close()
     print(f"\n@track_cost per call by store ({calls:,} calls per run, flush included, best of 3)")
     print(table(["call", "threads", "us/call", "overhead us", "x bare", "calls/s"], rows))
+
+
+def thread_scaling(calls: int, records: list[dict[str, Any]]) -> None:
+    """Calls per second of ``SCALING_THREADS`` threads recording into one MemoryStore, against one thread: what the
+    store's and tracker's locks cost when threads share them (the GIL lets one thread run at a time either way, so
+    1.0x is the ceiling)."""
+    from datetime import datetime, timezone
+
+    from llmcost import CostTracker, track_cost
+
+    when = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    rows: list[Sequence[object]] = []
+    for name, make in [
+        ("@track_cost", lambda t: track_cost(tracker=t)(_bare)),
+        ("tracker.record(amount=, tags=, timestamp=)",
+         lambda t: lambda: t.record(amount="0.0025", tags={"team": "search"}, timestamp=when)),
+    ]:  # fmt: skip
+        tracker = CostTracker()
+        fn = make(tracker)
+        fn()
+        one = many = float("inf")
+        cpu = {1: 0.0, SCALING_THREADS: 0.0}
+        for _ in range(3):  # in turns, so a burst of load on the machine does not fall on one side only
+            for n in cpu:
+                started = time.process_time()
+                us = _run_us(fn, calls, n, None)
+                cpu[n] += time.process_time() - started
+                one, many = (min(one, us), many) if n == 1 else (one, min(many, us))
+        per_call = {n: seconds / (9 * calls) * 1e6 for n, seconds in cpu.items()}  # _run_us runs 3 times
+        rows.append(
+            (name, f"{1e6 / one:,.0f}", f"{1e6 / many:,.0f}", one / many, per_call[1], per_call[SCALING_THREADS])
+        )
+        records.append(
+            {"figure": "thread scaling", "series": name, "threads": SCALING_THREADS, "value": one / many, "unit": "x"}
+        )
+        tracker.close()
+    print(f"\nOne MemoryStore, 1 thread against {SCALING_THREADS} ({calls:,} calls per run, best of 9 in turns)")
+    print(
+        table(
+            ["call", "calls/s, 1 thread", f"calls/s, {SCALING_THREADS} threads", "x 1 thread", "CPU us/call, 1",
+             f"{SCALING_THREADS}"],
+            rows,
+        )
+    )  # fmt: skip
+    print("(calls/s: wall time, which on a loaded machine favours more threads; CPU: every thread, mean per call)")
 
 
 def _langchain() -> tuple[Any, ...] | None:
@@ -451,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sdk_ratios(200 if args.quick else 3_000, records)
         return
     track_by_store(300 if args.quick else 40_000, records)
+    thread_scaling(400 if args.quick else 80_000, records)
     against_langchain(100 if args.quick else 5_000, records)
     sdk_ratios(200 if args.quick else 3_000, records)
     if args.json:

@@ -30,8 +30,9 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 
+from . import _state
 from ._config import get_tracker, on_new_default
-from ._context import PendingCall, TrackerLike, is_active, pop_guard, push_guard, settling_token
+from ._context import PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._money import ZERO, dollars, to_money
@@ -129,7 +130,7 @@ def _sinks(on_alert: object) -> tuple[Callable[[BudgetAlert], object], ...]:
     raise TypeError(f"on_alert must be a callable or a list of callables, got {on_alert!r}")
 
 
-class _Hold:
+class _Hold(SettledByEntry):
     """A period budget's reservation for one call: settled when the call's entry is recorded, else released."""
 
     __slots__ = ("reservation", "scope", "settled", "store")
@@ -232,6 +233,8 @@ class Budget:
         # Spend below this cannot cross a threshold that has not fired: most calls skip the threshold check.
         self._quiet_below = ZERO
         self._tag_items = tuple(self.tags.items())
+        # A budget without filters matches every call and entry: the per-call checks skip ``_matches`` then.
+        self._filtered = bool(self.model or self.resource or self.category or self._tag_items)
         self.alerts: list[BudgetAlert] = []
         self._entered: contextvars.ContextVar[tuple[contextvars.Token[Any], ...]] = contextvars.ContextVar(
             f"llmcost_budget_{id(self):x}", default=()
@@ -358,32 +361,35 @@ class Budget:
     # -- the guard protocol ---------------------------------------------------------------------------------------
     def before_call(self, call: PendingCall) -> object:
         """Reserve the call's estimate, or refuse the call (``BudgetExceeded``) if it would pass the limit."""
-        if not is_active():
+        if not _state.active:  # ``set_active(False)``: budgets refuse nothing
             return None
         if self._tracker is not None and call.tracker is not self._tracker:
             return None
-        model = call.model
-        if model is None and self.model is not None:
-            asked = call.kwargs.get("model")
-            model = asked if isinstance(asked, str) else None
-        if not self._matches(call.resource, call.category, call.tags, model):
-            return None
-        estimate = call.estimate()
-        needed = estimate if estimate is not None else ZERO
+        if self._filtered:
+            model = call.model
+            if model is None and self.model is not None:
+                asked = call.kwargs.get("model")
+                model = asked if isinstance(asked, str) else None
+            if not self._matches(call.resource, call.category, call.tags, model):
+                return None
+        needed = call.estimate()
+        if needed is None:
+            needed = ZERO
         if self.period is not None:
             return self._reserve(needed)
-        refused: BudgetExceeded | None = None
         with self._lock:
-            remaining = self.limit - self._spent - self._reserved
-            if remaining <= 0 or needed > remaining:
-                refused = BudgetExceeded(self.name, self._spent + self._reserved, self.limit, needed)
-            if refused is None or self.on_exceed == "warn":
-                self._reserved += needed
-                token: object = (self._start, needed)
-        if refused is not None:
-            self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
-            if self.on_exceed == "raise":
-                raise refused
+            spent, reserved = self._spent, self._reserved
+            remaining = self.limit - spent - reserved
+            if remaining > ZERO and needed <= remaining:  # it fits: reserve it
+                self._reserved = reserved + needed
+                return (self._start, needed)
+            refused = BudgetExceeded(self.name, spent + reserved, self.limit, needed)
+            if self.on_exceed == "warn":
+                self._reserved = reserved + needed
+            token = (self._start, needed)
+        self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
+        if self.on_exceed == "raise":
+            raise refused
         return token
 
     def _reserve(self, needed: Decimal) -> _Hold:
@@ -404,30 +410,33 @@ class Budget:
 
     def after_call(self, token: object, entry: CostEntry | None) -> None:
         """Release the reservation made by ``before_call`` unless the call's entry settled it (``on_recorded``)."""
-        if isinstance(token, _Hold):
-            if not token.settled:
-                token.settled = True
-                if token.reservation.id is not None:
-                    token.store.release(token.reservation)
+        if type(token) is tuple:  # a block budget's (period start, amount reserved)
+            start, needed = token
+            if not needed:
+                return  # nothing was reserved
+            with self._lock:
+                if start == self._start:
+                    reserved = self._reserved - needed
+                    self._reserved = reserved if reserved > ZERO else ZERO
             return
-        if not isinstance(token, tuple):
-            return
-        start, needed = token
-        with self._lock:
-            if start == self._start:
-                self._reserved = max(ZERO, self._reserved - needed)
+        if isinstance(token, _Hold) and not token.settled:
+            token.settled = True
+            if token.reservation.id is not None:
+                token.store.release(token.reservation)
 
     def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None:
         """Count ``entry`` if it matches this budget (and its period), then fire any thresholds it crossed."""
         if self._tracker is not None and tracker is not self._tracker:
             return
-        if not self._matches(entry.resource, entry.category.value, entry.tags, None):
+        if self._filtered and not self._matches(entry.resource, entry.category.value, entry.tags, None):
             return
         if self.period is not None:
             self._settle(tracker, entry)
             return
         with self._lock:
             self._spent += entry.amount
+            if self._spent < self._quiet_below:
+                return  # no threshold can have been crossed (``check_thresholds`` keeps this bound)
         self.check_thresholds()
 
     def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:

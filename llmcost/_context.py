@@ -24,6 +24,7 @@ from ._estimate import RecentCostSource, estimate_call
 __all__ = [
     "Guard",
     "PendingCall",
+    "SettledByEntry",
     "TrackerLike",
     "active_guards",
     "begin_settling",
@@ -104,15 +105,29 @@ def pop_guard(token: contextvars.Token[tuple[Guard, ...]]) -> None:
     _guards.reset(token)
 
 
-def begin_settling(reservations: Sequence[tuple[Any, object]]) -> contextvars.Token[Sequence[tuple[Any, object]]]:
+class SettledByEntry:
+    """Base of the ``before_call`` tokens that their guard settles with the call's entry as it is recorded (found
+    with ``settling_token``). A call whose tokens are all of other kinds needs no settling context at all."""
+
+    __slots__ = ()
+
+
+def begin_settling(
+    reservations: Sequence[tuple[Any, object]],
+) -> contextvars.Token[Sequence[tuple[Any, object]]] | None:
     """Mark ``reservations`` (``(guard, token)`` pairs from ``before_call``) as those of the entry about to be
-    recorded in this context; ``end_settling`` with the token returned undoes it."""
-    return _settling.set(reservations)
+    recorded in this context; ``end_settling`` with the token returned undoes it. ``None`` (nothing to undo) when no
+    token is a ``SettledByEntry``: then no guard looks for them."""
+    for _, token in reservations:
+        if isinstance(token, SettledByEntry):
+            return _settling.set(reservations)
+    return None
 
 
-def end_settling(token: contextvars.Token[Sequence[tuple[Any, object]]]) -> None:
-    """Undo the ``begin_settling`` that returned ``token``."""
-    _settling.reset(token)
+def end_settling(token: contextvars.Token[Sequence[tuple[Any, object]]] | None) -> None:
+    """Undo the ``begin_settling`` that returned ``token`` (``None``: it set nothing, so nothing to undo)."""
+    if token is not None:
+        _settling.reset(token)
 
 
 def settling_token(guard: object, wanted: Callable[[object], bool]) -> object | None:

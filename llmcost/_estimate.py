@@ -8,9 +8,10 @@ known (``None``).
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Protocol
 
 from ._entry import CostEntry
@@ -23,6 +24,10 @@ __all__ = ["DEFAULT_OUTPUT_TOKENS", "CallFacts", "RecentCostSource", "RecentCost
 DEFAULT_OUTPUT_TOKENS = 500
 _PROMPT_KEYS = ("messages", "input", "prompt", "contents")
 _LIMIT_KEYS = ("max_tokens", "max_output_tokens", "max_completion_tokens")
+_EXACT = Context(prec=80)  # sums of DECIMAL(38, 18) amounts never round in 80 digits
+# Running sums use the (faster) operators of the default 28-digit context, exact while totals stay below 10**9
+# (9 digits before the point and money's 18 after); a window whose total is larger is summed afresh in ``_EXACT``.
+_SMALL = Decimal(10) ** 9
 
 
 class RecentCostSource(Protocol):
@@ -79,8 +84,11 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
     An ``estimate=`` that fails raises (it is the user's own code); an unreadable request falls through to the
     recent-calls statistic.
     """
-    if pending.explicit_estimate is not None:
-        return _explicit(pending.explicit_estimate, pending)
+    explicit = pending.explicit_estimate
+    if explicit is not None:
+        if type(explicit) is Decimal:  # the common case, a fixed estimate
+            return to_money(explicit, "estimate")
+        return _explicit(explicit, pending)
     try:
         found = _request(pending)
     except (TypeError, ValueError, KeyError):
@@ -90,31 +98,104 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
     return pending.tracker.recent_cost(pending.resource, pending.model)
 
 
-class RecentCosts:
-    """The mean cost of the last few calls per (resource, model), kept by each tracker: the fallback estimate."""
+class _Window:
+    """The last amounts of one (resource, model), and (once means are asked for) their exact sum."""
 
-    __slots__ = ("_by_key", "_models", "_window")
+    __slots__ = ("amounts", "state")
+
+    def __init__(self, size: int) -> None:
+        self.amounts: deque[Decimal] = deque(maxlen=size)
+        #: (sum, count) of ``amounts``, replaced as one value so a reader never sees one without the other.
+        self.state: tuple[Decimal, int] = (ZERO, 0)
+
+    def resync(self) -> None:
+        """Sum ``amounts`` afresh (caller holds the lock)."""
+        values = tuple(self.amounts)  # one C-level copy: an append racing with it is either in or out
+        self.state = (_exact_sum(values), len(values))
+
+
+def _exact_sum(values: tuple[Decimal, ...]) -> Decimal:
+    total = ZERO
+    for value in values:
+        total = _EXACT.add(total, value)
+    return total
+
+
+class RecentCosts:
+    """The mean cost of the last few calls per (resource, model), kept by each tracker: the fallback estimate.
+
+    Until a mean is first asked for (a budget estimating a call), recording only appends the amount. From then on
+    each window also keeps an exact running sum (see ``_SMALL``), so a mean costs one division. Recording threads
+    never wait for each other: a thread that finds the sums being updated by another leaves its amount out (one
+    sample fewer; the mean stays the mean of the amounts kept).
+    """
+
+    __slots__ = ("_by_key", "_lock", "_models", "_summing", "_window")
 
     def __init__(self, window: int = 20) -> None:
         self._window = window
-        self._by_key: dict[tuple[str | None, str | None], deque[Decimal]] = {}
-        self._models: dict[str | None, list[str | None]] = {}  # resource -> models seen with it
+        self._by_key: dict[tuple[str | None, str | None], _Window] = {}
+        self._models: dict[str | None, tuple[str | None, ...]] = {}  # resource -> models seen with it
+        self._lock = threading.Lock()
+        self._summing = False
 
     def observe(self, entry: CostEntry) -> None:
         key = (entry.resource, entry.model)
-        amounts = self._by_key.get(key)
-        if amounts is None:
-            amounts = self._by_key[key] = deque(maxlen=self._window)
-            self._models.setdefault(entry.resource, []).append(entry.model)
-        amounts.append(entry.amount)
+        window = self._by_key.get(key)
+        if window is None:
+            window = self._add_window(key)
+        if not self._summing:
+            window.amounts.append(entry.amount)
+            if self._summing:  # means were switched on meanwhile: the sums may have missed this amount
+                with self._lock:
+                    window.resync()
+            return
+        lock = self._lock
+        if not lock.acquire(False):
+            return  # another thread is updating: skip this sample rather than wait on the per-call path
+        try:
+            amounts = window.amounts
+            total, count = window.state
+            if count == self._window:
+                total -= amounts[0]  # the amount the append below pushes out
+                count -= 1
+            amount = entry.amount
+            amounts.append(amount)
+            total += amount
+            if -_SMALL < total < _SMALL:
+                window.state = (total, count + 1)
+            else:
+                window.resync()  # the context's 28 digits may have rounded: sum the window afresh, exactly
+        finally:
+            lock.release()
+
+    def _add_window(self, key: tuple[str | None, str | None]) -> _Window:
+        with self._lock:
+            window = self._by_key.get(key)
+            if window is None:
+                window = self._by_key[key] = _Window(self._window)
+                resource, model = key
+                self._models[resource] = (*self._models.get(resource, ()), model)
+            return window
 
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
+        if not self._summing:
+            with self._lock:
+                self._summing = True
+                for window in self._by_key.values():
+                    window.resync()
         if model is not None:
-            values = list(self._by_key.get((resource, model), ()))
+            found = self._by_key.get((resource, model))
+            if found is None:
+                return None
+            total, count = found.state
         else:
             # A decorator often knows no model before the call: then the recent calls of every model of the
-            # resource count (gathered here, under a budget, rather than kept twice on every call).
-            values = [a for m in list(self._models.get(resource, ())) for a in self._by_key[(resource, m)]]
-        if not values:
+            # resource count.
+            total, count = ZERO, 0
+            for m in self._models.get(resource, ()):
+                part, n = self._by_key[(resource, m)].state
+                total, count = total + part, count + n
+        if not count:
             return None
-        return sum(values, ZERO) / len(values)
+        return total / count

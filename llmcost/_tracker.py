@@ -76,6 +76,18 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_NO_USAGE = Usage()  # frozen, so every entry recorded without tokens (an ``amount=``) can share it
+
+
+def _usage_of(inp: object, out: object, cache_read: object, cache_write: object, reasoning: object) -> Usage:
+    """The ``Usage`` of ``record``'s token keywords, checked by ``Usage`` (no tokens at all: ``_NO_USAGE``)."""
+    if type(inp) is type(out) is type(cache_read) is type(cache_write) is type(reasoning) is int and not (
+        inp or out or cache_read or cache_write or reasoning
+    ):
+        return _NO_USAGE
+    return Usage(inp, out, cache_read, cache_write, reasoning)  # type: ignore[arg-type]  # Usage checks them
+
+
 class CostTracker:
     """Prices calls, records ``CostEntry`` objects into a store, and answers what was spent.
 
@@ -117,8 +129,8 @@ class CostTracker:
         self._direct = not self.store.buffered
         self._batch_size = batch_size
         self._flush_interval = float(flush_interval)
-        self._buffer: list[CostEntry] = []
-        self._buffer_lock = threading.Lock()
+        self._buffer: list[CostEntry] = []  # never rebound: recording threads append to it without a lock
+        self._start_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._flusher: threading.Thread | None = None
@@ -171,25 +183,23 @@ class CostTracker:
                            output_tokens=400, tags={"team": "support"})
             tracker.record(amount="1.20", category="compute", resource="gpu-box")
         """
-        entry = self.build(
+        if usage is None:  # as ``build`` does (not called: this runs for every entry of an import)
+            usage = _usage_of(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+        entry = self._entry(
             model=model,
             usage=usage,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cache_read_tokens=cache_read_tokens,
-            cache_write_tokens=cache_write_tokens,
-            reasoning_tokens=reasoning_tokens,
             amount=amount,
             category=category,
             resource=resource,
             description=description,
             provider=provider,
-            tags=tags,
+            tags=to_tags(tags) if tags else None,
             latency_ms=latency_ms,
             timestamp=timestamp,
-            service_tier=service_tier,
+            lenient=False,
+            service_tier=to_service_tier(service_tier),
         )
-        self.add(entry)
+        self._add(entry)
         return entry
 
     def build(
@@ -222,7 +232,7 @@ class CostTracker:
                 tracker.add(entry)
         """
         if usage is None:
-            usage = Usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+            usage = _usage_of(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
         return self._entry(
             model=model,
             usage=usage,
@@ -391,34 +401,33 @@ class CostTracker:
         else:
             self._buffer_entry(entry)
         self._recent.observe(entry)
-        for guard in self._guards:
-            self._notify(guard, entry)
-        for guard in active_guards():
-            self._notify(guard, entry)
-        subscribers = self._subscribers["cost.recorded"]
-        if subscribers:
+        guards = self._guards
+        active = active_guards()
+        if active:
+            guards = (*guards, *active) if guards else active
+        for guard in guards:  # the try is per guard, inline: this runs for every budget on every recorded call
+            try:
+                guard.on_recorded(self, entry)
+            except Exception:
+                logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
+        if self._subscribers["cost.recorded"]:
             self.emit("cost.recorded", entry)
-
-    def _notify(self, guard: Guard, entry: CostEntry) -> None:
-        try:
-            guard.on_recorded(self, entry)
-        except Exception:
-            logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
 
     # -- buffering ----------------------------------------------------------------------------------------------
     def _buffer_entry(self, entry: CostEntry) -> None:
         # The tracked call only appends to the buffer: writing is the background writer's job, so a slow or locked
-        # store never adds its wait to the user's call. A full batch wakes the writer early.
-        with self._buffer_lock:
-            self._buffer.append(entry)
-            due = len(self._buffer) >= self._batch_size
+        # store never adds its wait to the user's call. ``list.append`` is one step under the GIL, so recording
+        # threads take no lock here either; only ``flush`` takes entries off the front. A full batch wakes the
+        # writer early.
+        buffer = self._buffer
+        buffer.append(entry)
         if self._flusher is None:
             self._start_flusher()
-        if due:
+        if len(buffer) >= self._batch_size:
             self._wake.set()
 
     def _start_flusher(self) -> None:
-        with self._buffer_lock:
+        with self._start_lock:
             if self._flusher is not None:
                 return
             ref = weakref.ref(self)
@@ -455,14 +464,14 @@ class CostTracker:
         holds back the entries around it.
         """
         with self._flush_lock:
-            with self._buffer_lock:
-                batch, self._buffer = self._buffer, []
+            buffer = self._buffer
+            batch = buffer[:]
+            del buffer[: len(batch)]  # entries recorded meanwhile were appended after these, and stay
             if batch:
                 try:
                     append_or_set_aside(self.store, batch)
                 except BaseException as exc:
-                    with self._buffer_lock:
-                        self._buffer[:0] = batch
+                    buffer[:0] = batch  # back in front, in order, in one step
                     if isinstance(exc, Exception) and not isinstance(exc, StoreError):
                         raise StoreError(f"could not write {len(batch)} entries to {self.store!r}: {exc}") from exc
                     raise

@@ -96,3 +96,82 @@ def test_ids_of_any_shape_come_back_as_given(odd_ids):
     store = MemoryStore()
     store.append(given)
     assert sorted(e.id for e in store.entries()) == sorted(e.id for e in given)
+
+
+def test_threads_appending_and_reading_at_once_lose_nothing_and_budgets_count_each_entry_once():
+    # Appends take no lock: entries join the pending list in one step and the ledger is told of them before it reads.
+    import threading
+
+    import llmcost
+
+    store = MemoryStore()
+    tracker = llmcost.CostTracker(store)
+    limit = Decimal(10**6)
+    watched = llmcost.budget(limit, period="total", name="all", tracker=tracker)
+    threads, each, cost = 4, _memory._BATCH + 300, Decimal("0.001")
+    start = threading.Barrier(threads + 1)
+    stop = threading.Event()
+    seen: list[Decimal] = []
+
+    @llmcost.track_cost(tracker=tracker, estimate=cost)
+    def call() -> dict[str, object]:
+        return {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 10}}
+
+    def record() -> None:
+        with watched:
+            start.wait()
+            for i in range(each):
+                if i % 4:
+                    tracker.record(amount=cost, resource="r")
+                else:
+                    call()  # reserves its estimate in the ledger, then settles the priced amount
+
+    def read() -> None:
+        start.wait()
+        while not stop.is_set():
+            seen.append(store.total())
+            seen.append(watched.spent)
+
+    workers = [threading.Thread(target=record) for _ in range(threads)]
+    reader = threading.Thread(target=read)
+    for t in [*workers, reader]:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    reader.join()
+    entries = store.entries()
+    expected = sum((e.amount for e in entries), Decimal(0))
+    assert len(store) == len(entries) == threads * each
+    assert len({e.id for e in entries}) == threads * each
+    assert store.total() == expected
+    assert watched.spent == expected  # the ledger's running total: every entry counted once
+    assert watched.reserved == 0
+    assert all(0 <= amount <= expected for amount in seen)
+
+
+def test_appends_do_not_wait_for_a_thread_holding_the_store():
+    # Recording threads never queue on the store's lock (a reader, or a thread switched away while holding it):
+    # entries join the pending list and are moved into the columns by whoever next gets the lock.
+    import threading
+
+    store = MemoryStore()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    batch = [make(i) for i in range(_memory._BATCH + 5)]
+    appender = threading.Thread(target=store.append, args=(batch,))
+    appender.start()
+    appender.join(5)
+    done = not appender.is_alive()
+    release.set()
+    holder.join()
+    assert done, "append waited for the thread holding the store's lock"
+    assert store.entries() == batch

@@ -264,10 +264,11 @@ class _Account:
 class LocalLedger(Ledger):
     """A ledger in this process's memory, for stores no other process writes (or as the default of any store).
 
-    ``total(filters)`` reads recorded spend from the store. With ``fed`` the store calls ``appended`` for every
-    append while holding ``lock`` (which the ledger shares), so recorded spend is kept as a running total and never
-    read again: ``MemoryStore`` does this. Without it, recorded spend is read again after acknowledgements and every
-    ``refresh`` seconds.
+    ``total(filters)`` reads recorded spend from the store. With ``fed`` the store calls ``appended`` with every
+    appended entry, holding ``lock`` (which the ledger shares), so recorded spend is kept as a running total and
+    never read again: ``MemoryStore`` does this, from ``catch_up``, which the ledger calls under the lock before it
+    reads an account (so appends themselves need not take the lock). Without it, recorded spend is read again after
+    acknowledgements and every ``refresh`` seconds.
 
     Example::
 
@@ -284,10 +285,12 @@ class LocalLedger(Ledger):
         lock: threading.RLock | None = None,
         fed: bool = False,
         refresh: float = REFRESH_SECONDS,
+        catch_up: Callable[[], object] | None = None,
     ) -> None:
         self._total = total
         self._lock = lock if lock is not None else threading.RLock()
         self._fed = fed
+        self._catch_up = catch_up
         self._refresh = refresh
         self._accounts: dict[str, tuple[BudgetScope, _Account]] = {}
         self._gen = 0
@@ -301,6 +304,8 @@ class LocalLedger(Ledger):
     def _account(self, scope: BudgetScope, refresh: bool = False) -> _Account:
         """The scope's account, with recorded spend read again when stale (caller holds the lock)."""
         self.receipts.use()
+        if self._catch_up is not None:
+            self._catch_up()  # a fed store tells of the entries appended since it last did
         found = self._accounts.get(scope.key)
         now = time.monotonic()
         if found is None:
@@ -398,7 +403,7 @@ class LocalLedger(Ledger):
                     account.settled -= amount
 
     def appended(self, entries: Sequence[CostEntry]) -> None:
-        """(``fed`` ledgers) ``entries`` were just appended; the store holds ``lock``."""
+        """(``fed`` ledgers) ``entries`` were appended (and are not yet counted); the store holds ``lock``."""
         if not self.receipts.used:
             return
         with self._lock:

@@ -56,11 +56,16 @@ _FIELDS = attrgetter(
 )
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
 _NAN = float("nan")
+_COUNT_LIMIT = 2**63
 
 
 def _unfit(entry: CostEntry) -> str | None:
     """What a column cannot hold in ``entry``, or ``None``."""
-    for name, count in zip(TOKEN_COLUMNS, _COUNTS(entry.usage), strict=True):
+    counts = _COUNTS(entry.usage)
+    a, b, c, d, e = counts
+    if type(a) is type(b) is type(c) is type(d) is type(e) is int and 0 <= a | b | c | d | e < _COUNT_LIMIT:
+        return None  # the usual case, in one test: plain ints, none negative (or-ing keeps a sign) or too wide
+    for name, count in zip(TOKEN_COLUMNS, counts, strict=True):
         if not isinstance(count, int) or not 0 <= count < 2**63:
             return f"{name}={count!r} does not fit a 64-bit count"
     return None
@@ -160,7 +165,8 @@ class MemoryStore(CostStore):
         self._tag_maps = _Interned()
         self._tag_ids: dict[int, int] = {id(EMPTY_TAGS): 0}  # id() of interned tag maps -> their index
         self._tags = array("i")
-        self._pending: list[CostEntry] = []  # appended, not yet moved into the columns
+        self._pending: list[CostEntry] = []  # appended, not yet moved into the columns (never rebound)
+        self._fed = 0  # how many of the first pending entries the ledger was told of (``_catch_up``)
         self._order: list[int] | None = None  # row order by (timestamp, id) once rows arrived out of order
         self._unsorted = False
         self._last: tuple[int, str] = (-(2**63), "")
@@ -181,18 +187,33 @@ class MemoryStore(CostStore):
                     f"MemoryStore cannot keep entry {entry.id!r}: {problem}; nothing of the batch of {len(batch)} "
                     "was added (append the others and keep this one with store.set_aside(entries, reason))"
                 )
-        with self._lock:
-            self._pending.extend(batch)
-            if len(self._pending) >= _BATCH:
+        # No lock here: the batch joins the pending list in one ``list.extend`` of a list, a single step under the
+        # GIL, so threads recording at once never wait for each other (or for a thread that the interpreter switched
+        # away from while it held a lock). Only the lock holder takes entries off the front of the list.
+        pending = self._pending
+        pending.extend(batch)
+        if len(pending) >= _BATCH and self._lock.acquire(False):  # busy: a later append or read moves them
+            try:
                 self._columnize()
-            ledger = self.current_ledger()
-            if isinstance(ledger, LocalLedger):
-                ledger.appended(entries)
+            finally:
+                self._lock.release()
 
     def open_ledger(self) -> Ledger:
         """A ledger in this process that keeps each budget's spend as a running total of appends (exact, and no
-        re-reading of the entries)."""
-        return LocalLedger(self.total, lock=self._lock, fed=True)
+        re-reading of the entries): it is told of the entries appended since it last looked before it reads an
+        account (``_catch_up``)."""
+        return LocalLedger(self.total, lock=self._lock, fed=True, catch_up=self._catch_up)
+
+    def _catch_up(self) -> None:
+        """Tell the ledger of the pending entries it has not been told of (caller holds the lock). Entries reach
+        the ledger in the order they were appended, each once: ``_fed`` counts the front of ``_pending`` told."""
+        new = self._pending[self._fed :]
+        if not new:
+            return
+        self._fed += len(new)
+        ledger = self.current_ledger()
+        if isinstance(ledger, LocalLedger):
+            ledger.appended(new)
 
     def _columnize(self) -> None:
         """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
@@ -203,9 +224,13 @@ class MemoryStore(CostStore):
         ``zip``, ``map``) and Python code runs per entry only where it must. Everything is converted into new
         arrays first; the store's columns are extended only once the whole batch converted.
         """
-        batch, self._pending = self._pending, []
-        if not batch:
+        self._catch_up()  # the ledger learns of entries before they leave the pending list
+        pending, n = self._pending, self._fed
+        if not n:
             return
+        batch = pending[:n]
+        del pending[:n]  # appends racing with this land after the first n, which only this lock holder removes
+        self._fed = 0
         try:
             columns = self._convert(batch)
         except (ValueError, TypeError, OverflowError, KeyError, AttributeError):

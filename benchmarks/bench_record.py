@@ -1,0 +1,113 @@
+"""Ingesting with ``tracker.record(amount=..., tags=..., timestamp=...)``: entries per second into a MemoryStore and
+into a DuckDBStore (buffered, written by the tracker's background writer), and where the DuckDB run's time goes.
+
+Run: python -m benchmarks record      (or: python -m benchmarks.bench_record [--entries N] [--quick])
+
+Each figure is wall time from the first ``record`` to the end of ``tracker.close()`` (everything written). For the
+DuckDB run the table splits it into the time the ``record`` calls took (the caller's side, while the writer works
+beside it) and the wait for the last writes at close; a last line appends the same entries in the same batches
+straight to a fresh DuckDBStore (the store's side alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks._util import machine, table
+from benchmarks.plot import write_results
+
+#: Entries per run for ``--quick`` (a smoke run, not a figure).
+QUICK_ENTRIES = 3_000
+_BATCH = 4096  # the tracker's default batch_size
+
+
+def _items(n: int) -> list[dict[str, Any]]:
+    """``n`` record() keyword sets: a given amount, a few distinct tag maps, timestamps a second apart."""
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    teams = [{"team": f"t{i}", "env": "prod"} for i in range(8)]
+    return [
+        {"amount": "0.0025", "tags": teams[i % 8], "timestamp": start + timedelta(seconds=i), "resource": "ingest"}
+        for i in range(n)
+    ]
+
+
+def _ingest(url: str, items: list[dict[str, Any]]) -> tuple[float, float, float, float]:
+    """Recording ``items`` into a new tracker on ``url``: (wall seconds in the record() calls, wall seconds in
+    close(), CPU seconds of the recording thread, CPU seconds of every other thread: the background writer)."""
+    from llmcost import CostTracker
+
+    tracker = CostTracker(url)
+    record = tracker.record
+    cpu, own = time.process_time(), time.thread_time()
+    started = time.perf_counter()
+    for item in items:
+        record(**item)
+    recorded = time.perf_counter()
+    tracker.close()
+    closed = time.perf_counter()
+    own = time.thread_time() - own
+    return recorded - started, closed - recorded, own, time.process_time() - cpu - own
+
+
+def _append_only(url: str, items: list[dict[str, Any]]) -> float:
+    """Seconds to append the entries of ``items`` straight to a new store at ``url``, ``_BATCH`` at a time."""
+    from llmcost import CostTracker, open_store
+
+    builder = CostTracker()
+    entries = [builder.build(**item) for item in items]
+    store = open_store(url)
+    started = time.perf_counter()
+    for i in range(0, len(entries), _BATCH):
+        store.append(entries[i : i + _BATCH])
+    store.close()
+    return time.perf_counter() - started
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
+    parser.add_argument("--entries", type=int, default=1_000_000, help="entries recorded per run")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    n = QUICK_ENTRIES if args.quick else args.entries
+    items = _items(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        mem = _ingest("memory://", items)
+        duck = _ingest(f"duckdb://{Path(tmp) / 'record.duckdb'}", items)
+        direct = _append_only(f"duckdb://{Path(tmp) / 'append.duckdb'}", items)
+    mem_s, duck_s = mem[0] + mem[1], duck[0] + duck[1]
+    print(f"machine: {machine()}; {n:,} record(amount=, tags=, timestamp=) calls per run")
+    print(
+        table(
+            ["store", "record() s", "close() s", "total s", "entries/s", "x MemoryStore rate", "us CPU/entry: caller",
+             "writer"],
+            [
+                ("MemoryStore", mem[0], mem[1], mem_s, f"{n / mem_s:,.0f}", 1.0, mem[2] / n * 1e6, mem[3] / n * 1e6),
+                ("DuckDBStore (tracker buffer)", duck[0], duck[1], duck_s, f"{n / duck_s:,.0f}", mem_s / duck_s,
+                 duck[2] / n * 1e6, duck[3] / n * 1e6),
+                ("DuckDBStore.append alone", "-", "-", direct, f"{n / direct:,.0f}", mem_s / direct, "-", "-"),
+            ],
+        )
+    )  # fmt: skip
+    print("(CPU per entry: of the recording thread, and of every other thread - the tracker's background writer)")
+    if args.json:
+        write_results(
+            args.json,
+            "record",
+            [
+                {"figure": "record", "series": "MemoryStore", "size": n, "value": n / mem_s, "unit": "entries/s"},
+                {"figure": "record", "series": "DuckDBStore", "size": n, "value": n / duck_s, "unit": "entries/s"},
+                {"figure": "append", "series": "DuckDBStore", "size": n, "value": n / direct, "unit": "entries/s"},
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
