@@ -214,6 +214,12 @@ def fetch_frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | 
         return pd.DataFrame()
     names = list(rel.columns)
     kinds = [t.id for t in rel.types]
+    if kinds and not {"timestamp with time zone", "decimal"} & set(kinds):
+        # Nothing to convert: fetch the relation as bound (a projection over it would bind the query again, which
+        # over many Parquet files is most of a query's time). Names are set again, since DuckDB renames duplicates.
+        frame = rel.df()
+        frame.columns = names
+        return frame
     exprs = []
     for pos, kind in enumerate(kinds, start=1):
         if kind == "timestamp with time zone":
