@@ -518,8 +518,7 @@ class ParquetStore(CostStore):
 
     def _scan(self, filters: Filters) -> pd.DataFrame:
         def body(con: Any, source: str, params: list[Any]) -> pd.DataFrame:
-            sql, where = select_sql(source, filters)
-            return read_frame(con, sql, [*params, *where])
+            return read_frame(con, source, filters, params)
 
         return self._read(body, filters, "read")
 
