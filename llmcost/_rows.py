@@ -539,7 +539,8 @@ _OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags", "units", "
 def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
     """The canonical ``scan()`` frame from one array per column: ``timestamp`` as epoch microseconds, ``amount``
     as ``Decimal`` objects or exact text, ``tags`` and ``units`` as dicts or JSON text (``READ_COLUMNS`` as
-    DuckDB's ``fetchnumpy`` returns them, masked arrays for NULLs, will do).
+    DuckDB's ``fetchnumpy`` returns them, masked arrays for NULLs, will do); a text column may also come as the
+    pandas array of the string dtype pandas would infer for it.
 
     The frame: ``timestamp`` ``datetime64[us, UTC]``, ``amount`` exact ``Decimal`` objects, ``tags`` dicts,
     ``resource``/``model``/``provider`` objects with ``None`` for missing, token counts int64, ``latency_ms``
@@ -575,6 +576,8 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
             column = np.array(array, dtype=np.int64)  # a copy: the frame below shares its arrays' memory
         elif sql_type == "DOUBLE":
             column = np.array(np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
+        elif isinstance(array, pd.api.extensions.ExtensionArray):
+            column = array  # text already in the dtype pandas infers for it (see ``_sql.read_frame``)
         else:
             column = objects_of(_listed(array))
         if isinstance(given, Coded):

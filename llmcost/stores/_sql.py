@@ -247,7 +247,7 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
 
     inner, params = select_sql(source, filters, "*", ordered=False)  # ordered and limited when ``limit`` is set
     args = [*source_params, *params]
-    rows = con.execute(f'SELECT {_ROW_COLUMNS} FROM ({inner}) ORDER BY "timestamp", id', args).fetchnumpy()
+    rows = _fetch_rows(con, f'SELECT {_ROW_COLUMNS} FROM ({inner}) ORDER BY "timestamp", id', args)
     arrays: dict[str, Any] = {c: rows[c] for c in COLUMNS if c not in _CODED}
     for g, group in enumerate(CODED_GROUPS):
         distinct = con.execute(_DISTINCT[g].format(rows=inner), args).fetchnumpy()
@@ -260,6 +260,23 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
         for column in group:
             arrays[column] = Coded(codes, distinct[column].tolist())
     return frame_from_arrays(arrays)
+
+
+def _fetch_rows(con: Any, sql: str, params: Sequence[Any]) -> dict[str, Any]:
+    """``sql``'s columns as NumPy arrays, ``id`` aside: where pandas keeps its strings in Arrow (pandas 3 with
+    pyarrow), the rows come as Arrow and ``id`` goes into the frame's string column as it is, without a Python
+    string per row (which pandas would convert back to Arrow)."""
+    import numpy as np
+    import pandas as pd
+
+    text = pd.DataFrame({"id": np.array(["x"], dtype=object)})["id"].dtype  # what the frame infers for text
+    if getattr(text, "storage", None) != "pyarrow":
+        return dict(con.execute(sql, params).fetchnumpy())
+    table = con.sql(sql, params=params).to_arrow_table()
+    return {  # no rows: pandas infers object for an empty column, so ``id`` stays an (empty) object array
+        name: pd.array(column, dtype=text) if name == "id" and len(column) else column.to_numpy()
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    }
 
 
 def _plain_frame(con: Any, source: str, filters: Filters, source_params: Sequence[Any]) -> pd.DataFrame:
