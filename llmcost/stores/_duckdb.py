@@ -6,7 +6,7 @@ keeps one private in-memory DuckDB connection and, per operation, ``ATTACH``es t
 the work in one transaction and ``DETACH``es it, which releases the lock. Attaching costs about 0.5 ms where
 opening a new DuckDB connection costs about 15 ms (DuckDB builds its function catalog per database instance), so
 the file is never held between calls and short operations stay cheap. Measured on 2 CPUs: a 100-entry append
-about 10 ms, a filtered ``total()`` about 1 ms.
+about 10 ms (two fsyncs: the WAL at commit, the file at detach), a filtered ``total()`` about 1 ms.
 
 Lock conflicts (and ``EAGAIN``-like errors) are retried with exponential backoff and jitter for up to
 ``retry_timeout`` seconds; permanent causes (permission denied, a read-only or full disk, a file that is not a DuckDB
@@ -19,17 +19,8 @@ Appends skip ids the store already has within the batch's time range (an anti-jo
 timestamp zone maps), so replaying a spill file twice, or retrying an append whose commit went through, adds nothing
 twice.
 
-Durability: DuckDB fsyncs its write-ahead log at every commit (and, first, the rows a commit wrote straight into the
-file), and ``append`` returns after the commit, so what it acknowledged survives ``kill -9`` of the writer (and a
-power cut, as far as the disk honours fsync). Whoever attaches the file next replays the WAL.
-
-Checkpoints: DuckDB folds the WAL into the file at every ``DETACH`` unless told not to, which made each append pay
-a checkpoint on top of its commit, about half of a 10,000-entry append. The store turns that off and checkpoints
-only once the WAL passes ``_CHECKPOINT_WAL_BYTES`` (1 MiB), since every attach, reads included, replays what the WAL
-holds (~10 ms per MB), and at ``close()``. Appends that fill a row group (``_WRITE_OPTIONS``) have DuckDB write their
-rows compressed straight into the file and log only where they are, so bulk appends barely grow the WAL; a
-tracker's small flushes go through the WAL and are folded in every ~40 flushes. So, as for any DuckDB database, the
-store is its file and ``<path>.wal``: copy both (or close the store first) to copy the store.
+Durability: DuckDB fsyncs its write-ahead log at every commit, and ``append`` returns after the commit, so what it
+acknowledged survives ``kill -9`` of the writer (and a power cut, as far as the disk honours fsync).
 
 One process must not open the store's file with ``duckdb.connect`` while using the store: POSIX file locks are per
 process, so DuckDB cannot keep two instances in one process apart. Use ``store.query(sql)`` instead.
@@ -68,13 +59,10 @@ T = TypeVar("T")
 _ALIAS = "llmcost_store"
 #: Causes (``_failures.why``) that make a store whose file exists open read-only.
 _CANNOT_WRITE = frozenset({"permission denied", "the file system is read-only"})
-# Row groups of 8,192 rows instead of DuckDB's 122,880: a transaction that fills a row group has it written straight
-# into the file, compressed, and logs only its location in the WAL ("optimistic writes"), so a 10,000-entry append
-# writes its rows once and needs no checkpoint (about half the time of a 16,384-row group append with a checkpoint,
-# bench_stores; full-table aggregates measured the same within noise). A store drops the option if its DuckDB lacks it.
-_WRITE_OPTIONS = "ROW_GROUP_SIZE 8192"
-#: WAL size past which a write checkpoints the file (see the module docs).
-_CHECKPOINT_WAL_BYTES = 1 << 20
+# Row groups of 16,384 rows instead of DuckDB's 122,880: every append is followed by a checkpoint (at DETACH),
+# which rewrites the table's last, partly filled row group; smaller groups make that ~35% cheaper for 10,000-row
+# appends (bench_stores) at ~20% on full-table aggregates. A store drops the option if its DuckDB lacks it.
+_WRITE_OPTIONS = "ROW_GROUP_SIZE 16384"
 
 
 def _insert_sql() -> str:
@@ -142,7 +130,6 @@ class DuckDBStore(CostStore):
         self.retry_timeout = self._durable.retry_timeout
         self.lease = lease
         self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
-        self._wal = self.path + ".wal"
         self._migrated = False
         self._open()
         self._durable.warn_of_dead_letters()
@@ -204,8 +191,6 @@ class DuckDBStore(CostStore):
             raise
         try:
             con.execute(f"USE {_ALIAS}")
-            if write:
-                _skip_checkpoint_on_detach(con)
             yield con
         finally:
             self._detach(con)
@@ -247,7 +232,6 @@ class DuckDBStore(CostStore):
                         with contextlib.suppress(Exception):
                             con.execute("ROLLBACK")
                         raise
-                    self._checkpoint_if_due(con)
             self._migrated = True
             if done:
                 self._durable.spill.remove(done)
@@ -255,19 +239,6 @@ class DuckDBStore(CostStore):
             return result
 
         return self._durable.retry(attempt, what)
-
-    def _checkpoint_if_due(self, con: Any) -> None:
-        """Fold the WAL into the file once it passed ``_CHECKPOINT_WAL_BYTES``. The commit is durable already: a
-        checkpoint that fails leaves the entries in the WAL, so it is logged, never raised."""
-        try:
-            due = os.path.getsize(self._wal) >= _CHECKPOINT_WAL_BYTES
-        except OSError:
-            return  # no WAL: nothing to fold in
-        if due:
-            try:
-                con.execute("CHECKPOINT")
-            except Exception as exc:  # noqa: BLE001 - see the docstring
-                logger.debug("llmcost: checkpoint of %s failed (its WAL keeps the entries): %s", self.path, exc)
 
     def _read(self, body: Callable[[Any], T], *, what: str) -> T:
         """Run ``body(con)`` against the file attached read-only, with retries; replay spill files first (unless
@@ -342,14 +313,7 @@ class DuckDBStore(CostStore):
         return self._read(lambda con: fetch_frame(con, sql, params), what="query")
 
     def close(self) -> None:
-        """Fold the WAL into the file if no other process holds it (one try, no waiting), then close the private
-        connection (the file is never held between calls); the store stays usable."""
-        if not self.read_only and os.path.exists(self._wal):
-            try:
-                with self._durable.lock, self._attached(write=True) as con:
-                    con.execute("CHECKPOINT")
-            except Exception as exc:  # noqa: BLE001 - the WAL keeps the entries; the next checkpoint folds them in
-                logger.debug("llmcost: no checkpoint of %s at close: %s", self.path, exc)
+        """Close the private connection (the file is never held between calls); the store stays usable."""
         self._durable.close()
         self.close_ledger()
 
@@ -403,13 +367,6 @@ class DuckDBStore(CostStore):
             what="delete a budget from",
         )
         return bool(rows)
-
-
-def _skip_checkpoint_on_detach(con: Any) -> None:
-    """Tell DuckDB not to checkpoint at ``DETACH`` (``_checkpoint_if_due`` decides); a DuckDB without the setting
-    keeps checkpointing there, as before."""
-    with contextlib.suppress(Exception):
-        con.execute("SET checkpoint_on_detach = 'DISABLED'")
 
 
 def _empty_store(con: Any) -> Iterator[Any]:

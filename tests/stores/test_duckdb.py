@@ -168,39 +168,6 @@ def test_kill_9_keeps_what_append_acknowledged(db: str, children: Children) -> N
     assert len(ids) % size == 0, "a batch was half written"
 
 
-WRITE_THEN_WAIT = (
-    CHILD_PREAMBLE
-    + """
-store = open_store(sys.argv[1])
-k = 0
-for size in (50, 50, 50, 10_000):  # small batches go through the WAL; one that fills row groups is written to the file
-    store.append([entry(3, k + j) for j in range(size)])
-    k += size
-    print("acked", k, flush=True)
-time.sleep(120)
-"""
-)
-
-
-def test_kill_9_with_acknowledged_appends_not_yet_checkpointed(db: str, children: Children) -> None:
-    """Appends do not checkpoint the file each time: a writer killed while what it acknowledged is reachable only
-    through the write-ahead log (no checkpoint has folded it into the file) loses nothing; the next open replays it."""
-    proc = children.spawn(WRITE_THEN_WAIT, f"duckdb://{db}")
-    assert proc.stdout is not None
-    acked = 0
-    while acked < 10_150:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read() if proc.stderr else "writer died"
-        acked = int(line.split()[1])
-    wal = Path(db + ".wal")
-    assert wal.exists() and wal.stat().st_size > 0, "the appends were checkpointed: this test no longer tests the WAL"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    store = DuckDBStore(db)
-    assert {e.id for e in store.entries(resource="writer-3")} == {f"w03-{k:08d}" for k in range(acked)}
-    assert store.total() == sum((Decimal("0.000001") * (k + 1) for k in range(acked)), Decimal(0))
-
-
 def test_waits_for_a_lock_held_briefly(db: str, children: Children) -> None:
     store = DuckDBStore(db, retry_timeout=20)
     holder = children.spawn(HOLD_LOCK, db)
@@ -309,17 +276,8 @@ def test_not_a_database(tmp_path: Path) -> None:
 
 
 def test_copying_a_store_file(db: str, tmp_path: Path) -> None:
-    """A store is its file and its WAL (appends do not checkpoint one by one): copying both copies the store, and
-    so does copying the file alone once the store is closed (``close`` checkpoints)."""
     store = DuckDBStore(db)
     store.append([make_entry(i) for i in range(5)])
     copy = tmp_path / "copy.duckdb"
     shutil.copy(db, copy)
-    if os.path.exists(db + ".wal"):
-        shutil.copy(db + ".wal", str(copy) + ".wal")
     assert DuckDBStore(copy).entries() == store.entries()
-    store.close()
-    assert not os.path.exists(db + ".wal")
-    alone = tmp_path / "alone.duckdb"
-    shutil.copy(db, alone)
-    assert DuckDBStore(alone).entries() == store.entries()
