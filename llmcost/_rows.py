@@ -548,7 +548,8 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
 
     A column may come as ``Coded`` (distinct values and per-row codes): each distinct value is converted once, and
     rows with equal values share the object (``Decimal`` amounts, and tag and unit dicts, as equal tags already
-    shared theirs).
+    shared theirs). The frame takes over the NumPy arrays it is given (it may keep them without a copy): callers
+    pass arrays they do not use afterwards.
 
     Example::
 
@@ -573,9 +574,9 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
             units = _UnitsCache()
             column = objects_of([dict(units(u)) for u in _listed(array)])
         elif sql_type == "BIGINT":
-            column = np.array(array, dtype=np.int64)  # a copy: the frame below shares its arrays' memory
+            column = _own(np.asarray(array, dtype=np.int64))
         elif sql_type == "DOUBLE":
-            column = np.array(np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
+            column = _own(np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
         elif isinstance(array, pd.api.extensions.ExtensionArray):
             column = array  # text already in the dtype pandas infers for it (see ``_sql.read_frame``)
         else:
@@ -588,6 +589,12 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
     # Every array above is the frame's own; not copying them into consolidated blocks saves a second copy of each
     # (~0.6 s and the memory of the object columns at a million rows).
     return pd.DataFrame(data, columns=list(COLUMNS), copy=False)
+
+
+def _own(column: np.ndarray) -> np.ndarray:
+    """``column`` as an array the frame may keep: the frame shares its arrays' memory, so a fresh array is kept as it
+    is (one handed over, as ``fetchnumpy`` makes them), and a view (of Arrow memory, of a caller's array) is copied."""
+    return column if column.flags.writeable and column.flags.owndata else column.copy()
 
 
 def _expand(name: str, distinct: np.ndarray, codes: np.ndarray) -> Any:

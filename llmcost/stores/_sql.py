@@ -254,7 +254,7 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
         known = pd.Index(np.asarray(distinct["_h"], dtype=np.uint64))
         if not known.is_unique:
             return _plain_frame(con, source, filters, source_params)  # two values with one hash
-        codes = known.get_indexer(np.asarray(rows[f"_h{g}"], dtype=np.uint64))
+        codes = known.get_indexer(np.asarray(rows.pop(f"_h{g}"), dtype=np.uint64))  # the hashes go once used
         if len(codes) and codes.min() < 0:
             return _plain_frame(con, source, filters, source_params)  # rows written between the two queries
         for column in group:
