@@ -1,5 +1,11 @@
 """Analytics speed: by_category + by_resource + by_tag over a DuckDB store against the same groupings in pandas on
-the ``frame()`` of those entries (same run), and over a Parquet store.
+the ``frame()`` of those entries (same run), and over a Parquet store; each store also against raw DuckDB SQL.
+
+The raw SQL baseline runs the very statements the analytics sent to ``store.query`` (recorded during the warm-up
+run) on a plain DuckDB connection opened beforehand: the DuckDB file opened read-only, or a view ``entries`` over
+``read_parquet`` of the Parquet files (goal: DuckDBStore within 1.1x of it, ParquetStore within 1.5x). The DuckDB
+file is also read with a connection opened and closed per query, read-only: what plain DuckDB has to do to let other
+processes write the file in between, as the store does (it attaches the file per query).
 
 Rows are generated inside DuckDB (hash-based pseudo-random columns of the canonical schema, timestamps spread over
 a year) and written straight into the store's file or dataset, which is much faster than building ``CostEntry``
@@ -21,6 +27,8 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import attrs
 
 from benchmarks._util import machine, table
 from benchmarks.plot import write_results
@@ -167,6 +175,61 @@ def pandas_three(frame: Any, *, exact: bool) -> None:
     pd.concat([present.reset_index(), missing.reset_index()]).sort_values(["tag_key", "cost"])
 
 
+def record_queries(store: Any) -> list[tuple[str, list[Any]]]:
+    """Run ``analytics_three`` once on ``store`` (the warm-up) and return the ``(sql, params)`` it sent to
+    ``store.query``."""
+    sent: list[tuple[str, list[Any]]] = []
+    query = store.query
+
+    def recording(sql: str, params: Any = None) -> Any:
+        sent.append((sql, list(params or [])))
+        return query(sql, params)
+
+    store.query = recording
+    try:
+        analytics_three(store)
+    finally:
+        del store.query  # the instance attribute goes; the method shows again
+    return sent
+
+
+def raw_sql_time(con: Any, queries: Sequence[tuple[str, list[Any]]], repeat: int) -> float:
+    """Best time of running ``queries`` on the plain DuckDB connection ``con`` into pandas frames."""
+
+    def run() -> None:
+        for sql, params in queries:
+            con.execute(sql, params).df()
+
+    run()  # warm-up, as the store had
+    return best(run, repeat)
+
+
+def raw_sql_time_connecting(path: str, queries: Sequence[tuple[str, list[Any]]], repeat: int) -> float:
+    """Best time of running ``queries`` against the DuckDB file ``path``, connecting read-only for each one."""
+    import duckdb
+
+    def run() -> None:
+        for sql, params in queries:
+            con = duckdb.connect(path, read_only=True)
+            try:
+                con.execute(sql, params).df()
+            finally:
+                con.close()
+
+    run()
+    return best(run, repeat)
+
+
+def raw_parquet_connection(directory: str) -> Any:
+    """A plain DuckDB connection with a view ``entries`` over the Parquet files of a store's ``directory``."""
+    import duckdb
+
+    con = duckdb.connect()
+    pattern = os.path.join(directory, "day=*", "*.parquet").replace("'", "''")
+    con.execute(f"CREATE VIEW entries AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = false)")
+    return con
+
+
 def _pandas_times(store: Any, repeat: int) -> tuple[float, float]:
     """Best times of the pandas groupings on the store's frame (built once, not timed): Decimal, then float."""
     frame = store.scan()
@@ -214,53 +277,98 @@ def main(argv: Sequence[str] | None = None) -> None:
     records: list[dict[str, object]] = []
     for rows, parquet_rows in plan:
         with_pandas = rows <= args.pandas_max
-        t_sql, t_exact, t_float, t_pq, made, made_pq = _measure(rows, parquet_rows, repeat, with_pandas)
-        rows_out.append(["llmcost, DuckDBStore", f"{rows:,}", t_sql, "1.0x"])
-        figures = [("DuckDBStore", rows, t_sql)]
+        m = _measure(rows, parquet_rows, repeat, with_pandas)
+        t_sql, t_exact, t_float, t_pq = m.duckdb, m.pandas_exact, m.pandas_float, m.parquet
+        rows_out.append(["llmcost, DuckDBStore", f"{rows:,}", t_sql, "1.0x", f"{t_sql / m.duckdb_raw:.2f}x"])
+        rows_out.append(["raw DuckDB SQL, same file", f"{rows:,}", m.duckdb_raw, "-", "1.00x"])
+        rows_out.append(
+            [
+                "raw DuckDB SQL, same file, connect per query",
+                f"{rows:,}",
+                m.duckdb_raw_connecting,
+                "-",
+                f"{m.duckdb_raw_connecting / m.duckdb_raw:.2f}x",
+            ]
+        )
+        figures = [
+            ("DuckDBStore", rows, t_sql),
+            ("raw SQL on the DuckDB file", rows, m.duckdb_raw),
+            ("raw SQL on the DuckDB file, connect per query", rows, m.duckdb_raw_connecting),
+        ]
         if t_exact is not None and t_float is not None:
-            rows_out.append(["pandas on frame(), Decimal sums", f"{rows:,}", t_exact, f"{t_exact / t_sql:.1f}x slower"])
-            rows_out.append(["pandas on frame(), float sums", f"{rows:,}", t_float, f"{t_float / t_sql:.1f}x slower"])
+            rows_out.append(
+                ["pandas on frame(), Decimal sums", f"{rows:,}", t_exact, f"{t_exact / t_sql:.1f}x slower", "-"]
+            )
+            rows_out.append(
+                ["pandas on frame(), float sums", f"{rows:,}", t_float, f"{t_float / t_sql:.1f}x slower", "-"]
+            )
             figures += [("pandas Decimal", rows, t_exact), ("pandas float", rows, t_float)]
-        rows_out.append(["llmcost, ParquetStore", f"{parquet_rows:,}", t_pq, "-"])
-        figures.append(("ParquetStore", parquet_rows, t_pq))
+        rows_out.append(["llmcost, ParquetStore", f"{parquet_rows:,}", t_pq, "-", f"{t_pq / m.parquet_raw:.2f}x"])
+        rows_out.append(["raw DuckDB SQL, same Parquet files", f"{parquet_rows:,}", m.parquet_raw, "-", "1.00x"])
+        figures += [("ParquetStore", parquet_rows, t_pq), ("raw SQL on the Parquet files", parquet_rows, m.parquet_raw)]
         records += [
             {"figure": "analytics", "series": name, "size": n, "value": t, "unit": "s"} for name, n, t in figures
         ]
         print(
-            f"(setup, not timed: {rows:,} DuckDB rows in {made:.1f} s, "
-            f"{parquet_rows:,} Parquet rows in {made_pq:.1f} s)"
+            f"(setup, not timed: {rows:,} DuckDB rows in {m.made:.1f} s, "
+            f"{parquet_rows:,} Parquet rows in {m.made_parquet:.1f} s)"
         )
 
     print(f"by_category + by_resource + by_tag, best of {repeat}; {machine()}")
-    print(table(["run", "entries", "seconds", "vs llmcost"], rows_out))
+    print(table(["run", "entries", "seconds", "vs llmcost", "vs raw SQL"], rows_out))
     if args.json:
         write_results(args.json, "analytics", records)
 
 
-def _measure(
-    rows: int, parquet_rows: int, repeat: int, with_pandas: bool
-) -> tuple[float, float | None, float | None, float, float, float]:
-    """Seconds for the three groupings: DuckDB store, pandas Decimal and float (or None), Parquet store; then the
-    untimed setup seconds of both stores."""
+@attrs.frozen
+class Timings:
+    """Seconds for the three groupings (pandas: ``None`` when not run), then the untimed setup of both stores."""
+
+    duckdb: float
+    duckdb_raw: float
+    duckdb_raw_connecting: float
+    pandas_exact: float | None
+    pandas_float: float | None
+    parquet: float
+    parquet_raw: float
+    made: float
+    made_parquet: float
+
+
+def _measure(rows: int, parquet_rows: int, repeat: int, with_pandas: bool) -> Timings:
+    """The three groupings over both stores, in raw SQL and (``with_pandas``) in pandas."""
     work = tempfile.mkdtemp(prefix="llmcost-bench-analytics-")
     try:
         started = time.perf_counter()
         store = make_duckdb_store(os.path.join(work, "costs.duckdb"), rows)
         made = time.perf_counter() - started
-        analytics_three(store)  # warm-up: imports, catalogs
+        queries = record_queries(store)  # warm-up: imports, catalogs
         t_sql = best(lambda: analytics_three(store), repeat)
         t_exact, t_float = _pandas_times(store, repeat) if with_pandas else (None, None)
         store.close()
+        import duckdb
+
+        con = duckdb.connect(store.path, read_only=True)  # the store let go of the file: open it plainly
+        try:
+            t_raw = raw_sql_time(con, queries, repeat)
+        finally:
+            con.close()
+        t_raw_connecting = raw_sql_time_connecting(store.path, queries, repeat)
 
         started = time.perf_counter()
         pq = make_parquet_store(os.path.join(work, "dataset"), parquet_rows)
         made_pq = time.perf_counter() - started
-        analytics_three(pq)
+        pq_queries = record_queries(pq)
         t_pq = best(lambda: analytics_three(pq), repeat)
         pq.close()
+        con = raw_parquet_connection(pq.directory)
+        try:
+            t_pq_raw = raw_sql_time(con, pq_queries, repeat)
+        finally:
+            con.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return t_sql, t_exact, t_float, t_pq, made, made_pq
+    return Timings(t_sql, t_raw, t_raw_connecting, t_exact, t_float, t_pq, t_pq_raw, made, made_pq)
 
 
 if __name__ == "__main__":

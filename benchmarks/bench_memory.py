@@ -1,6 +1,9 @@
-"""Memory: peak RSS of a MemoryStore holding N entries (goal: under 300 MB for 1M), and where the bytes go.
+"""Memory: peak RSS of a MemoryStore holding N entries (goal: under 300 MB for 1M), and where the bytes go; then
+``CostTracker.frame()`` over a DuckDB and a Parquet store of ``--frame-rows`` entries (goal at 1M: at most 1.0 s and
+500 MB of peak RSS growth), with Polars reading the same Parquet files as a yardstick where it is installed.
 
-Run: python -m benchmarks memory        (or: python -m benchmarks.bench_memory [--quick] [--sizes N ...] [--json PATH])
+Run: python -m benchmarks memory        (or: python -m benchmarks.bench_memory [--quick] [--sizes N ...]
+     [--frame-rows N] [--json PATH])
 
 Each size is measured in a fresh interpreter: the peak resident set (``VmHWM`` in /proc/self/status, else
 ``ru_maxrss``) after importing llmcost and pricing one call is the baseline; the entries are then recorded through
@@ -12,10 +15,14 @@ timestamps) and the peak's growth is the figure. The breakdown walks the store's
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +32,7 @@ from benchmarks._util import machine, table
 from benchmarks.plot import write_results
 
 GOAL_MB = 300  # MB = 10**6 bytes, as everywhere in this benchmark
+FRAME_GOAL_S, FRAME_GOAL_MB = 1.0, 500  # tracker.frame() at 1M rows
 _CODE = (type, types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.ModuleType)
 _ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,25 +127,92 @@ def _child(n: int) -> dict[str, Any]:
     }
 
 
-def measure(n: int) -> dict[str, Any]:
-    """Run ``_child(n)`` in a fresh interpreter and return what it reported."""
-    code = f"import json, benchmarks.bench_memory as m; print(json.dumps(m._child({n})))"
+def _frame_child(kind: str, where: str) -> dict[str, Any]:
+    """Runs in the fresh interpreter: time ``CostTracker.frame()`` over the ``kind`` store at ``where`` (or Polars
+    reading its Parquet files), and the peak RSS growth over the interpreter with the libraries imported."""
+    import gc
+    import time
+
+    import duckdb  # noqa: F401 - imported before the baseline: the figure is the frame's, not the imports'
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+
+    from llmcost import CostTracker
+    from llmcost.stores import DuckDBStore, ParquetStore
+
+    with contextlib.suppress(ImportError):
+        import pyarrow  # noqa: F401 - pandas keeps str columns in Arrow where it is installed
+
+    if kind == "polars":
+        import polars as pl
+
+        def run() -> int:
+            return len(pl.read_parquet(os.path.join(where, "day=*", "*.parquet"), hive_partitioning=False))
+
+    else:
+        store = DuckDBStore(where) if kind == "duckdb" else ParquetStore(where)
+        tracker = CostTracker(store)
+        store.total()  # the store's connection and file checks made, as in a process that has been reading
+
+        def run() -> int:
+            return len(tracker.frame())
+
+    gc.collect()
+    base = _peak_kb()
+    began = time.perf_counter()
+    rows = run()
+    seconds = time.perf_counter() - began
+    return {"rows": rows, "seconds": seconds, "peak_mb": (_peak_kb() - base) * 1024 / 1e6}
+
+
+def _in_child(call: str) -> dict[str, Any]:
+    """Run ``benchmarks.bench_memory.<call>`` in a fresh interpreter and return the JSON it printed."""
+    code = f"import json, benchmarks.bench_memory as m; print(json.dumps(m.{call}))"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(_ROOT)) if p)  # finds benchmarks
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if out.returncode != 0:
-        raise RuntimeError(f"memory child for {n} entries failed:\n{out.stderr[-2000:]}")
+        raise RuntimeError(f"memory child {call} failed:\n{out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def measure(n: int) -> dict[str, Any]:
+    """Run ``_child(n)`` in a fresh interpreter and return what it reported."""
+    return _in_child(f"_child({n})")
+
+
+def measure_frames(n: int) -> list[dict[str, Any]]:
+    """``tracker.frame()`` over a DuckDB and a Parquet store of ``n`` generated entries, each in a fresh interpreter,
+    and Polars reading the Parquet files where it is installed."""
+    from benchmarks.bench_analytics import make_duckdb_store, make_parquet_store
+
+    work = tempfile.mkdtemp(prefix="llmcost-bench-frame-")
+    try:
+        duck, folder = os.path.join(work, "costs.duckdb"), os.path.join(work, "dataset")
+        make_duckdb_store(duck, n).close()
+        make_parquet_store(folder, n).close()
+        runs = [("tracker.frame(), DuckDBStore", "duckdb", duck), ("tracker.frame(), ParquetStore", "parquet", folder)]
+        if importlib.util.find_spec("polars") is not None:
+            runs.append(("polars.read_parquet, same files (yardstick)", "polars", folder))
+        return [{"how": how, **_in_child(f"_frame_child({kind!r}, {where!r})")} for how, kind, where in runs]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2,000 entries only")
     parser.add_argument("--sizes", type=int, nargs="+", help="entry counts (default: 100k and 1M)")
+    parser.add_argument(
+        "--frame-rows",
+        type=int,
+        help="entries in the stores tracker.frame() reads (default: the largest size, at most 1M; 0: skip)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([2_000] if args.quick else [100_000, 1_000_000])
+    frame_rows = args.frame_rows if args.frame_rows is not None else min(max(sizes), 1_000_000)
 
     print(f"machine: {machine()}; each size in a fresh interpreter")
     results = [measure(n) for n in sizes]
@@ -182,6 +257,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"one CostEntry object graph alone is {shown['entry_object_bytes']} bytes"
     )
     print(table(["attribute", "MB", "bytes/entry", "share"], rows))
+
+    if frame_rows:
+        frames = measure_frames(frame_rows)
+        print(
+            f"\ntracker.frame() of {frame_rows:,} entries, each in a fresh interpreter (peak RSS growth over the "
+            f"interpreter with pandas, DuckDB and llmcost imported; goal at 1M: {FRAME_GOAL_S} s, {FRAME_GOAL_MB} MB)"
+        )
+        print(
+            table(
+                ["how", "rows", "seconds", "peak MB"],
+                [(f["how"], f["rows"], f["seconds"], f["peak_mb"]) for f in frames],
+            )
+        )
+        for f in frames:
+            records.append(
+                {"figure": "frame", "series": f["how"], "size": frame_rows, "value": f["seconds"], "unit": "s"}
+            )
+            records.append(
+                {"figure": "frame memory", "series": f["how"], "size": frame_rows, "value": f["peak_mb"], "unit": "MB"}
+            )
 
     if args.json:
         write_results(args.json, "memory", records)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "CODED_GROUPS",
     "COLUMNS",
     "EMPTY_ROWS",
     "ENTRIES_DDL",
@@ -58,6 +59,7 @@ __all__ = [
     "TEXT_COLUMNS",
     "TOKEN_COLUMNS",
     "UNIT_COLUMNS",
+    "Coded",
     "TagCache",
     "cast_select",
     "entries_from_columns",
@@ -73,6 +75,7 @@ __all__ = [
     "json_record",
     "micros",
     "objects_of",
+    "read_expression",
     "typed_select",
     "units_of",
     "with_all_columns",
@@ -210,7 +213,7 @@ PARAM_TAG_MAPS = 32
 #: depends on the session time zone or goes through a float; tags as JSON text, which DuckDB hands to Python ten
 #: times faster than a MAP and which repeats, so each distinct map is parsed once. A field that is never None reads
 #: its default (0 tokens) where the row has NULL (a file written before the column was added).
-READ_COLUMNS = _select_list(
+_READ_EXPRS: Mapping[str, str] = MappingProxyType(
     {
         **{c: f"coalesce({_q(c)}, '{d.replace(chr(39), chr(39) * 2)}')" for c, d in _DEFAULTS.items()},
         **{c: f"coalesce({_q(c)}, 0)" for c in TOKEN_COLUMNS},
@@ -219,6 +222,36 @@ READ_COLUMNS = _select_list(
         "tags": 'CAST(CAST("tags" AS JSON) AS VARCHAR)',
         "units": 'CAST(CAST("units" AS JSON) AS VARCHAR)',
     }
+)
+READ_COLUMNS = _select_list(_READ_EXPRS)
+
+
+def read_expression(column: str) -> str:
+    """The expression ``READ_COLUMNS`` selects ``column`` with (``'"model"'`` for a column read as it is).
+
+    Example::
+
+        con.execute(f"SELECT DISTINCT {read_expression('amount')} FROM entries")
+    """
+    return _READ_EXPRS.get(column, _q(column))
+
+
+#: Columns whose values repeat from row to row, in the groups a frame reads through one dictionary each (see
+#: ``_sql.read_frame``): the short text columns together (few distinct combinations), the amount, the two maps.
+CODED_GROUPS: tuple[tuple[str, ...], ...] = (
+    (
+        "currency",
+        "category",
+        "resource",
+        "description",
+        "model",
+        "provider",
+        "pricing",
+        "service_tier",
+        "canonical_model",
+    ),
+    ("amount",),
+    ("tags", "units"),
 )
 
 #: Rows as text where text keeps them exact, for exports: amount without trailing zeros, timestamps in ISO 8601 UTC,
@@ -483,6 +516,22 @@ def _listed(array: Any) -> list[Any]:
     return array.tolist() if hasattr(array, "tolist") else list(array)
 
 
+class Coded:
+    """A column given as its distinct values and, per row, the index of the row's value: row ``i`` holds
+    ``values[codes[i]]``. ``frame_from_arrays`` converts each distinct value once and rows share the result.
+
+    Example::
+
+        Coded(np.array([0, 1, 0]), ["gpt-4o", "gpt-4o-mini"])
+    """
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, codes: np.ndarray, values: Sequence[Any]) -> None:
+        self.codes = codes
+        self.values = values
+
+
 #: Columns a frame keeps as Python objects with ``None`` for missing (not the NaN a string column would hold).
 _OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags", "units", "service_tier", "canonical_model")
 
@@ -490,11 +539,17 @@ _OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags", "units", "
 def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
     """The canonical ``scan()`` frame from one array per column: ``timestamp`` as epoch microseconds, ``amount``
     as ``Decimal`` objects or exact text, ``tags`` and ``units`` as dicts or JSON text (``READ_COLUMNS`` as
-    DuckDB's ``fetchnumpy`` returns them, masked arrays for NULLs, will do).
+    DuckDB's ``fetchnumpy`` returns them, masked arrays for NULLs, will do); a text column may also come as the
+    pandas array of the string dtype pandas would infer for it.
 
     The frame: ``timestamp`` ``datetime64[us, UTC]``, ``amount`` exact ``Decimal`` objects, ``tags`` dicts,
     ``resource``/``model``/``provider`` objects with ``None`` for missing, token counts int64, ``latency_ms``
     float64 with NaN for missing.
+
+    A column may come as ``Coded`` (distinct values and per-row codes): each distinct value is converted once, and
+    rows with equal values share the object (``Decimal`` amounts, and tag and unit dicts, as equal tags already
+    shared theirs). The frame takes over the NumPy arrays it is given (it may keep them without a copy): callers
+    pass arrays they do not use afterwards.
 
     Example::
 
@@ -506,26 +561,57 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
     tags = TagCache(dict)
     data: dict[str, Any] = {}
     for name, sql_type in SQL_TYPES.items():
-        array = arrays[name]
+        given = arrays[name]
+        array = given.values if isinstance(given, Coded) else given
+        column: Any
         if name == "timestamp":
-            data[name] = pd.to_datetime(np.asarray(array, dtype=np.int64), unit="us", utc=True).as_unit("us")
+            column = pd.to_datetime(np.asarray(array, dtype=np.int64), unit="us", utc=True).as_unit("us")
         elif name == "amount":
-            data[name] = objects_of([a if isinstance(a, Decimal) else Decimal(a) for a in _listed(array)])
+            column = objects_of([a if isinstance(a, Decimal) else Decimal(a) for a in _listed(array)])
         elif name == "tags":
-            data[name] = objects_of([t if isinstance(t, dict) else tags(t) for t in _listed(array)])
+            column = objects_of([t if isinstance(t, dict) else tags(t) for t in _listed(array)])
         elif name == "units":
             units = _UnitsCache()
-            data[name] = objects_of([dict(units(u)) for u in _listed(array)])
+            column = objects_of([dict(units(u)) for u in _listed(array)])
         elif sql_type == "BIGINT":
-            data[name] = np.asarray(array, dtype=np.int64)
+            column = _own(np.asarray(array, dtype=np.int64))
         elif sql_type == "DOUBLE":
-            data[name] = np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan)
+            column = _own(np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
+        elif isinstance(array, pd.api.extensions.ExtensionArray):
+            column = array  # text already in the dtype pandas infers for it (see ``_sql.read_frame``)
         else:
-            data[name] = objects_of(_listed(array))
-    frame = pd.DataFrame(data, columns=list(COLUMNS))
-    for name in _OBJECT_COLUMNS:
-        frame[name] = pd.Series(data[name], index=frame.index, dtype=object)
-    return frame
+            column = objects_of(_listed(array))
+        if isinstance(given, Coded):
+            column = _expand(name, column, given.codes)
+        data[name] = column
+    for name in _OBJECT_COLUMNS:  # as Series, so pandas does not infer (and convert) a string dtype first
+        data[name] = pd.Series(data[name], dtype=object, copy=False)
+    # Every array above is the frame's own; not copying them into consolidated blocks saves a second copy of each
+    # (~0.6 s and the memory of the object columns at a million rows).
+    return pd.DataFrame(data, columns=list(COLUMNS), copy=False)
+
+
+def _own(column: np.ndarray) -> np.ndarray:
+    """``column`` as an array the frame may keep: the frame shares its arrays' memory, so a fresh array is kept as it
+    is (one handed over, as ``fetchnumpy`` makes them), and a view (of Arrow memory, of a caller's array) is copied."""
+    return column if column.flags.writeable and column.flags.owndata else column.copy()
+
+
+def _expand(name: str, distinct: np.ndarray, codes: np.ndarray) -> Any:
+    """A column's values per row from its ``distinct`` values (an object array) and the rows' ``codes``.
+
+    Text columns the frame leaves to pandas get the dtype pandas infers for their values (its string dtype in pandas
+    3, object before), built from the few distinct values and taken per row, which spares pandas converting a
+    million Python strings.
+    """
+    import pandas as pd
+
+    if name in _OBJECT_COLUMNS or not len(distinct):
+        return distinct[codes]
+    dtype = pd.DataFrame({name: distinct})[name].dtype  # what the frame would infer from these values
+    if pd.api.types.is_object_dtype(dtype):
+        return distinct[codes]
+    return pd.array(distinct, dtype=dtype).take(codes)
 
 
 # -- pandas frames ------------------------------------------------------------------------------------------------

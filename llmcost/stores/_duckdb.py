@@ -293,8 +293,7 @@ class DuckDBStore(CostStore):
         return self._read(lambda con: read_entries(con, sql, params), what="read")
 
     def _scan(self, filters: Filters) -> pd.DataFrame:
-        sql, params = select_sql("entries", filters)
-        return self._read(lambda con: read_frame(con, sql, params), what="read")
+        return self._read(lambda con: read_frame(con, "entries", filters), what="read")
 
     def _total(self, filters: Filters) -> Decimal:
         return self._read(lambda con: read_total(con, "entries", filters), what="read")

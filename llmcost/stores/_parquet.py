@@ -60,7 +60,6 @@ from .. import _state
 from .._entry import CostEntry
 from .._errors import StoreError
 from .._rows import (
-    EMPTY_ROWS,
     INGEST_SELECT,
     INGEST_SELECT_TAGS_PARAM,
     PARAM_TAG_MAPS,
@@ -76,7 +75,15 @@ from ._failures import data_error, is_transient_duckdb, store_error
 from ._filters import Filters
 from ._ledger import DEFAULT_LEASE, Ledger
 from ._migrate import check_version, current_version, migrate_parquet, read_parquet_version
-from ._parquet_layout import SCHEMA_CHECK, SOURCE, Listing, day_name, is_own_schema, sweep_temporaries
+from ._parquet_layout import (
+    SCHEMA_CHECK,
+    Listing,
+    day_name,
+    has_every_column,
+    is_own_schema,
+    reading,
+    sweep_temporaries,
+)
 from ._sql import fetch_frame, read_entries, read_frame, read_summary, read_total, registered, select_sql
 
 if TYPE_CHECKING:
@@ -89,6 +96,11 @@ logger = logging.getLogger("llmcost")
 T = TypeVar("T")
 _EPOCH_DAY = date(1970, 1, 1)
 _MICROS_PER_DAY = 86_400_000_000
+# What a data file is to the store (checked once per file): its rows with every declared column, its rows written
+# before a column was added (read with ``union_by_name``), or not its own.
+_CURRENT, _OLDER, _FOREIGN = "current", "older", "foreign"
+# Session variables holding the file lists behind ``query``'s view (views take no parameters).
+_VIEW_FILES = ("getvariable('llmcost_current_files')", "getvariable('llmcost_older_files')")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -153,7 +165,7 @@ class ParquetStore(CostStore):
         self.lease = lease
         self._budgets = BudgetFiles(os.path.join(self.directory, "_budgets"), retry=self._durable.retry)
         self._lock_file = os.path.join(self.directory, "_lock")  # taken by compaction, migration and spill replay
-        self._own_files: dict[str, bool] = {}  # data file path -> whether it holds this store's rows (checked once)
+        self._own_files: dict[str, str] = {}  # data file path -> _CURRENT, _OLDER or _FOREIGN (checked once)
         self._open()
         self._durable.warn_of_dead_letters()
 
@@ -212,10 +224,18 @@ class ParquetStore(CostStore):
         self, body: Callable[[Any, str, list[Any]], T], first: date | None, last: date | None, what: str = "read"
     ) -> T:
         def attempt() -> T:
-            files = self._own(Listing(self.directory, first, last))
-            return self._run(lambda con: body(con, SOURCE, [files]) if files else body(con, EMPTY_ROWS, []))
+            current, older = self._by_schema(self._own(Listing(self.directory, first, last)))
+            source = reading(bool(current), bool(older))
+            params = [files for files in (current, older) if files]
+            return self._run(lambda con: body(con, source, params))
 
         return self._durable.retry(attempt, what)
+
+    def _by_schema(self, files: list[str]) -> tuple[list[str], list[str]]:
+        """``files`` (the store's own, as ``_own`` lists them) split into those holding every declared column and
+        those written before a column was added."""
+        current = [p for p in files if self._own_files.get(p) == _CURRENT]
+        return current, [p for p in files if self._own_files.get(p) != _CURRENT]
 
     # -- files the store did not write --------------------------------------------------------------------------
     def _own(self, listing: Listing) -> list[str]:
@@ -232,12 +252,12 @@ class ParquetStore(CostStore):
                 listed = set(paths)
                 self._own_files = {p: v for p, v in self._own_files.items() if p in listed}
             self._own_files.update(self._check_schemas(unseen))
-        foreign = [p for p in paths if not self._own_files.get(p, False)]
+        foreign = [p for p in paths if self._own_files.get(p, _FOREIGN) == _FOREIGN]
         for path in [*listing.foreign, *foreign]:
             _warn_foreign(path)
-        return [p for p in paths if self._own_files.get(p, False)]
+        return [p for p in paths if self._own_files.get(p, _FOREIGN) != _FOREIGN]
 
-    def _check_schemas(self, paths: list[str]) -> dict[str, bool]:
+    def _check_schemas(self, paths: list[str]) -> dict[str, str]:
         import duckdb
 
         def schemas(files: list[str]) -> dict[str, dict[str, tuple[str | None, str | None]]]:
@@ -260,7 +280,7 @@ class ParquetStore(CostStore):
                     raise
                 except duckdb.Error as exc:
                     raise store_error(exc, path, "read") from exc
-        return {p: is_own_schema(found.get(p, {})) for p in paths}
+        return {p: _kind(found.get(p, {})) for p in paths}
 
     def foreign_files(self) -> list[str]:
         """Files in the dataset's day directories that this store did not write (by name or schema), which every
@@ -498,8 +518,7 @@ class ParquetStore(CostStore):
 
     def _scan(self, filters: Filters) -> pd.DataFrame:
         def body(con: Any, source: str, params: list[Any]) -> pd.DataFrame:
-            sql, where = select_sql(source, filters)
-            return read_frame(con, sql, [*params, *where])
+            return read_frame(con, source, filters, params)
 
         return self._read(body, filters, "read")
 
@@ -525,16 +544,14 @@ class ParquetStore(CostStore):
         if not isinstance(sql, str):
             raise TypeError(f"sql must be a str, got {sql!r}")
 
-        def body(con: Any, source: str, source_params: list[Any]) -> pd.DataFrame:
-            con.sql(f"SELECT * FROM {source}", params=source_params).create_view("entries", replace=True)
-            try:
-                return fetch_frame(con, sql, params)
-            finally:
-                with contextlib.suppress(Exception):
-                    con.abort()
-                con.execute("DROP VIEW IF EXISTS entries")
+        if not self.read_only and self._durable.spill.pending():
+            self._replay()
 
-        return self._read(body, Filters(), "query")
+        def attempt() -> pd.DataFrame:
+            current, older = self._by_schema(self._own(Listing(self.directory, None, None)))
+            return self._run(lambda con: _query_view(con, current, older, sql, params))
+
+        return self._durable.retry(attempt, "query")
 
     def close(self) -> None:
         """Close the private DuckDB connection; the store stays usable (it reconnects on demand)."""
@@ -580,6 +597,36 @@ class ParquetStore(CostStore):
     def delete_budget(self, name: str) -> bool:
         """Forget the budget ``name``; return whether it existed."""
         return self._budgets.delete(name)
+
+
+def _kind(columns: dict[str, tuple[str | None, str | None]]) -> str:
+    """What a file with ``columns`` (from ``SCHEMA_CHECK``) is to the store: ``_CURRENT``, ``_OLDER`` or
+    ``_FOREIGN``."""
+    if not is_own_schema(columns):
+        return _FOREIGN
+    return _CURRENT if has_every_column(columns) else _OLDER
+
+
+def _query_view(
+    con: Any, current: list[str], older: list[str], sql: str, params: Sequence[Any] | Mapping[str, Any] | None
+) -> pd.DataFrame:
+    """Run the user's ``sql`` on ``con`` against a view ``entries`` over ``current`` and ``older`` files.
+
+    The file lists travel as session variables, since a view takes no parameters; the view's own relation is cheap
+    to bind (``reading``), and ``fetch_frame`` binds the user's query once where it can.
+    """
+    for name, files in zip(("llmcost_current_files", "llmcost_older_files"), (current, older), strict=True):
+        if files:
+            con.execute(f"SET VARIABLE {name} = ?", [files])
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW entries AS SELECT * FROM {reading(bool(current), bool(older), *_VIEW_FILES)}"
+    )
+    try:
+        return fetch_frame(con, sql, params)
+    finally:
+        with contextlib.suppress(Exception):
+            con.abort()
+        con.execute("DROP VIEW IF EXISTS entries")
 
 
 def _warn_foreign(path: str) -> None:

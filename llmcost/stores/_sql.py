@@ -13,7 +13,19 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._entry import CostEntry
-from .._rows import RAW, READ_COLUMNS, TAG_MAPS, TOKEN_COLUMNS, entries_from_columns, frame_from_arrays, objects_of
+from .._rows import (
+    CODED_GROUPS,
+    COLUMNS,
+    RAW,
+    READ_COLUMNS,
+    TAG_MAPS,
+    TOKEN_COLUMNS,
+    Coded,
+    entries_from_columns,
+    frame_from_arrays,
+    objects_of,
+    read_expression,
+)
 from .._summary import CostSummary, ordered
 from .._usage import Usage
 from ._filters import Filters
@@ -199,9 +211,78 @@ def read_entries(con: Any, sql: str, params: Sequence[Any]) -> list[CostEntry]:
     return entries_from_columns({name: array.tolist() for name, array in arrays.items()})
 
 
-def read_frame(con: Any, sql: str, params: Sequence[Any]) -> pd.DataFrame:
-    """Run ``sql`` (selecting ``READ_COLUMNS``) into the canonical ``scan()`` frame (``_rows.frame_from_arrays``)."""
-    return frame_from_arrays(con.execute(sql, params).fetchnumpy())
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+_CODED = frozenset(c for group in CODED_GROUPS for c in group)
+# Per row: the columns that differ from row to row as READ_COLUMNS reads them, and one hash per coded group.
+_ROW_COLUMNS = ", ".join(
+    [f"{read_expression(c)} AS {_q(c)}" for c in COLUMNS if c not in _CODED]
+    + [f"hash({', '.join(map(_q, group))}) AS _h{g}" for g, group in enumerate(CODED_GROUPS)]
+)
+# Per coded group: each distinct combination of its columns' values, as READ_COLUMNS reads them, with its hash.
+_DISTINCT = tuple(
+    f"SELECT hash({', '.join(map(_q, group))}) AS _h, "
+    + ", ".join(f"{read_expression(c)} AS {_q(c)}" for c in group)
+    + " FROM ({rows}) GROUP BY ALL"
+    for group in CODED_GROUPS
+)
+
+
+def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[Any] = ()) -> pd.DataFrame:
+    """The canonical ``scan()`` frame (``_rows.frame_from_arrays``) of ``source`` rows that pass ``filters``.
+
+    ``source_params`` are the parameters of placeholders inside ``source`` itself (they come first).
+
+    Most columns repeat from row to row (a few models, resources, tag maps; amounts less so), and making a Python
+    object per row and column was most of a frame's time and memory. So the rows come with one hash per group of such
+    columns (``_rows.CODED_GROUPS``), and one query per group returns its distinct values with their hashes: each
+    value becomes a Python object once and rows share it (``_rows.Coded``). The distinct values are exact (grouped
+    by value, not by hash), so a row's value is the one value with the row's hash; two distinct values with one
+    hash, or a row whose hash they lack, make the frame come from plain rows instead (``READ_COLUMNS``).
+    """
+    import numpy as np
+    import pandas as pd
+
+    inner, params = select_sql(source, filters, "*", ordered=False)  # ordered and limited when ``limit`` is set
+    args = [*source_params, *params]
+    rows = _fetch_rows(con, f'SELECT {_ROW_COLUMNS} FROM ({inner}) ORDER BY "timestamp", id', args)
+    arrays: dict[str, Any] = {c: rows[c] for c in COLUMNS if c not in _CODED}
+    for g, group in enumerate(CODED_GROUPS):
+        distinct = con.execute(_DISTINCT[g].format(rows=inner), args).fetchnumpy()
+        known = pd.Index(np.asarray(distinct["_h"], dtype=np.uint64))
+        if not known.is_unique:
+            return _plain_frame(con, source, filters, source_params)  # two values with one hash
+        codes = known.get_indexer(np.asarray(rows.pop(f"_h{g}"), dtype=np.uint64))  # the hashes go once used
+        if len(codes) and codes.min() < 0:
+            return _plain_frame(con, source, filters, source_params)  # rows written between the two queries
+        for column in group:
+            arrays[column] = Coded(codes, distinct[column].tolist())
+    return frame_from_arrays(arrays)
+
+
+def _fetch_rows(con: Any, sql: str, params: Sequence[Any]) -> dict[str, Any]:
+    """``sql``'s columns as NumPy arrays, ``id`` aside: where pandas keeps its strings in Arrow (pandas 3 with
+    pyarrow), the rows come as Arrow and ``id`` goes into the frame's string column as it is, without a Python
+    string per row (which pandas would convert back to Arrow)."""
+    import numpy as np
+    import pandas as pd
+
+    text = pd.DataFrame({"id": np.array(["x"], dtype=object)})["id"].dtype  # what the frame infers for text
+    if getattr(text, "storage", None) != "pyarrow":
+        return dict(con.execute(sql, params).fetchnumpy())
+    table = con.sql(sql, params=params).to_arrow_table()
+    return {  # no rows: pandas infers object for an empty column, so ``id`` stays an (empty) object array
+        name: pd.array(column, dtype=text) if name == "id" and len(column) else column.to_numpy()
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    }
+
+
+def _plain_frame(con: Any, source: str, filters: Filters, source_params: Sequence[Any]) -> pd.DataFrame:
+    """The frame from every row's values (``READ_COLUMNS``), each made a Python object per row."""
+    sql, params = select_sql(source, filters)
+    return frame_from_arrays(con.execute(sql, [*source_params, *params]).fetchnumpy())
 
 
 def fetch_frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> pd.DataFrame:
@@ -214,6 +295,12 @@ def fetch_frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | 
         return pd.DataFrame()
     names = list(rel.columns)
     kinds = [t.id for t in rel.types]
+    if kinds and not {"timestamp with time zone", "decimal"} & set(kinds):
+        # Nothing to convert: fetch the relation as bound (a projection over it would bind the query again, which
+        # over many Parquet files is most of a query's time). Names are set again, since DuckDB renames duplicates.
+        frame = rel.df()
+        frame.columns = names
+        return frame
     exprs = []
     for pos, kind in enumerate(kinds, start=1):
         if kind == "timestamp with time zone":

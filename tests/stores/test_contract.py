@@ -70,6 +70,23 @@ def test_scan_frame_shape(store: CostStore, entries: list[CostEntry]) -> None:
     assert frame_to_entries(store.scan(resource="svc-1", limit=5)) == store.entries(resource="svc-1", limit=5)
 
 
+@pytest.mark.parametrize("storage", ["python", "pyarrow"])
+def test_scan_text_columns_have_the_dtype_pandas_infers(
+    store: CostStore, entries: list[CostEntry], storage: str
+) -> None:
+    """Text columns come out as pandas would type them from Python strings, however pandas stores its strings
+    (frames from DuckDB hand ``id`` over as Arrow where pandas keeps strings in Arrow)."""
+    if storage == "pyarrow":
+        pytest.importorskip("pyarrow")
+    with pd.option_context("mode.string_storage", storage):
+        store.append(entries)
+        for frame in (store.scan(), store.scan(resource="no such resource")):
+            for name in ("id", "currency", "category", "description", "pricing"):
+                inferred = pd.DataFrame({name: pd.Series(frame[name].tolist(), dtype=object).to_numpy()})[name]
+                assert frame[name].dtype == inferred.dtype, name
+        assert frame_to_entries(store.scan()) == entries
+
+
 def _check(store: CostStore, entries: list[CostEntry], want: list[CostEntry], **filters: object) -> None:
     assert want, f"filters {filters} select nothing; the test data should cover them"
     assert store.entries(**filters) == want, filters

@@ -580,3 +580,22 @@ def test_files_of_an_older_schema_read_total_and_compact(root: Path) -> None:
     assert all(s.equals(want, check_metadata=False) for s in schemas.values())  # type: ignore[attr-defined]
     assert store.entries() == entries
     assert store.total() == total
+
+
+def test_a_file_with_an_extra_day_column_reads_with_the_others(tmp_path: Path) -> None:
+    """Files with exactly the declared columns are read without ``union_by_name``; a file of the store's that other
+    engines wrote back with the hive ``day`` column still reads with them, wherever it sorts among the files."""
+    store = ParquetStore(tmp_path / "costs")
+    entries = [make_entry(i) for i in range(3)]
+    store.append(entries)
+    day = next((tmp_path / "costs").glob("day=*"))
+    con = duckdb.connect()
+    con.execute(
+        "COPY (SELECT *, 'x' AS day FROM read_parquet(?, hive_partitioning = false)) TO ? (FORMAT parquet)",
+        [str(next(day.glob("part-*.parquet"))), str(day / "part-(day).parquet")],  # sorts before the store's file
+    )
+    con.close()
+    fresh = ParquetStore(tmp_path / "costs")
+    assert fresh.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM entries").iloc[0].tolist() == [6, 3]
+    assert fresh.total() == 2 * sum(e.amount for e in entries)
+    assert fresh.foreign_files() == []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from llmcost._rows import INGEST_SELECT, ingest_columns
@@ -62,3 +64,23 @@ def test_ingest_round_trip(tags: dict[str, str]) -> None:
         rows = con.execute(f"SELECT id, tags, CAST(amount AS VARCHAR) FROM ({INGEST_SELECT})").fetchall()
     assert [(r[0], r[1], Decimal(r[2])) for r in rows] == [(e.id, dict(e.tags), e.amount) for e in entries]
     con.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_frame_whose_hashes_do_not_tell_values_apart_comes_from_plain_rows(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read_frame`` reads repeating columns as hashes plus their distinct values; were two distinct values to share
+    a hash (here: every hash made 0), the frame comes from every row's own values, the same frame."""
+    from llmcost._rows import frame_to_entries
+    from llmcost.stores import DuckDBStore, ParquetStore, _sql
+
+    store = DuckDBStore(tmp_path / "c.duckdb") if kind == "duckdb" else ParquetStore(tmp_path / "pq")
+    entries = [make_entry(i) for i in range(60)]
+    store.append(entries)
+    want = store.scan()
+    colliding = tuple(q.replace("SELECT hash(", "SELECT 0 * hash(", 1) for q in _sql._DISTINCT)
+    monkeypatch.setattr(_sql, "_DISTINCT", colliding)
+    got = store.scan()
+    pd.testing.assert_frame_equal(got, want)
+    assert frame_to_entries(got) == entries
