@@ -146,7 +146,7 @@ class _Engine:
         latency = (_perf_counter() - call.started) * 1000.0
         entry: CostEntry | None = None
         try:
-            entry = self._record(call, result, extracted, latency)
+            entry = self._record(call, result, extracted, latency, bool(call.reservations))
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(
                 ("record", self.name, type(exc), str(exc)),
@@ -169,7 +169,11 @@ class _Engine:
             except Exception as exc:  # noqa: BLE001
                 log_once(("settle", type(exc)), "llmcost: budget settlement failed: %r", exc)
 
-    def _record(self, call: _Call, result: Any, extracted: Extracted | None, latency: float) -> CostEntry | None:
+    def _record(
+        self, call: _Call, result: Any, extracted: Extracted | None, latency: float, keep: bool = True
+    ) -> CostEntry | None:
+        """Record what ``result`` cost; the entry, or ``None`` when nothing was recorded (or, with ``keep=False``,
+        when the tracker did not build it)."""
         usage: Usage | None = None
         if self.usage_fn is not None:
             usage = self.usage_fn(result)
@@ -216,6 +220,7 @@ class _Engine:
             return tracker.record_call(
                 model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
                 self.provider is None,  # from the response: a guess the catalog may overrule
+                keep,
             )  # fmt: skip
         settling = begin_settling(reservations)
         try:

@@ -137,6 +137,10 @@ class CostTracker:
         self._closed = threading.Event()
         self._wake = threading.Event()  # set when a batch is full: the writer need not wait out the interval
         self._subscribers: dict[str, list[Callable[[Any], object]]] = {e: [] for e in EVENTS}
+        self._on_recorded = self._subscribers["cost.recorded"]  # the same list, looked at on every call
+        # A MemoryStore of its own class takes a call's field values (``append_row``) and needs no acknowledgement
+        # (its ledger learns of appends itself): ``record_call`` then need not build the entry.
+        self._rows = type(self.store) is MemoryStore and not self.store.read_only
         self._guards: tuple[Guard, ...] = ()
         self._stored_due = 0.0  # when to look for budgets saved in the store (BudgetManager) next
         #: The registry of budgets this tracker enforces from its store's saved definitions (kept by ``_manager``).
@@ -315,18 +319,39 @@ class CostTracker:
         latency_ms: float,
         service_tier: str | None = None,
         provider_guessed: bool = False,
-    ) -> CostEntry:
+        keep: bool = True,
+    ) -> CostEntry | None:
         """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
         never break the call. ``provider_guessed``: the provider was inferred (from the SDK that made the
-        response), so a model that provider lacks is looked up without it before it is called unknown."""
+        response), so a model that provider lacks is looked up without it before it is called unknown.
+
+        Returns the entry; with ``keep=False`` (the caller has no use for it) it may return ``None`` instead: when
+        nothing else needs the ``CostEntry`` (a ``MemoryStore``, no budget, no subscriber) the store is given the
+        entry's field values and builds the object only when it is read."""
         when = self.clock()
         if model is None:
             amount, pricing, canonical = ZERO, "unpriced", None
         else:
-            amount, pricing, provider, canonical = self._price(
-                model, provider, usage, when, True, service_tier, provider_guessed
-            )
+            try:  # ``_price``'s common case inline: this runs on every tracked call
+                amount, pricing, price_provider, canonical = priced(model, provider, usage, when, service_tier)
+            except UnknownModelError:
+                amount, pricing, provider, canonical = self._price(
+                    model, provider, usage, when, True, service_tier, provider_guessed
+                )
+            else:
+                provider = provider or price_provider
+        outer = current_tags()  # ``_merge_tags`` inline
+        if outer:
+            tags = intern_tags({**outer, **tags}) if tags else outer
+        if not keep and self._rows and not self._guards and not self._on_recorded and not active_guards():
+            # Fields in ``ROW_FIELDS`` order (``stores._memory``).
+            self.store.append_row(  # type: ignore[attr-defined]  # self._rows: the store is a MemoryStore
+                (new_entry_id(when), when, amount, category, "USD", resource, "", model, provider, pricing, usage,
+                 latency_ms, tags, service_tier, canonical)
+            )  # fmt: skip
+            self._recent.observe_call(resource, model, amount)
+            return None
         entry = trusted_entry(
             new_entry_id(when),
             when,
@@ -338,7 +363,7 @@ class CostTracker:
             provider,
             usage,
             latency_ms,
-            self._merge_tags(tags),
+            tags,
             pricing,
             "USD",
             service_tier,
@@ -400,7 +425,7 @@ class CostTracker:
             self._acknowledge(batch)
         else:
             self._buffer_entry(entry)
-        self._recent.observe(entry)
+        self._recent.observe_call(entry.resource, entry.model, entry.amount)
         guards = self._guards
         active = active_guards()
         if active:
@@ -410,7 +435,7 @@ class CostTracker:
                 guard.on_recorded(self, entry)
             except Exception:
                 logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
-        if self._subscribers["cost.recorded"]:
+        if self._on_recorded:
             self.emit("cost.recorded", entry)
 
     # -- buffering ----------------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ import logging
 import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, localcontext
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, floordiv, sub
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -29,7 +31,7 @@ from ._ledger import Ledger, LocalLedger
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MemoryStore"]
+__all__ = ["ROW_FIELDS", "MemoryStore", "entry_of_row"]
 
 logger = logging.getLogger("llmcost")
 
@@ -37,7 +39,8 @@ _EXACT_DIGITS = 80  # DECIMAL(38, 18) values summed over billions of rows stay e
 _BATCH = 2048  # entries are moved into the columns this many at a time
 _CATEGORIES = list(CostCategory)
 _CATEGORY_INDEX = {c: i for i, c in enumerate(_CATEGORIES)}
-_FIELDS = attrgetter(
+#: The order of the field values ``append_row`` takes (the order ``_FIELDS`` reads an entry's).
+ROW_FIELDS = (
     "id",
     "timestamp",
     "amount",
@@ -54,7 +57,22 @@ _FIELDS = attrgetter(
     "service_tier",
     "canonical_model",
 )
+_FIELDS = attrgetter(*ROW_FIELDS)
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def entry_of_row(row: tuple[Any, ...]) -> CostEntry:
+    """The ``CostEntry`` of a row ``append_row`` took (``ROW_FIELDS`` order)."""
+    (id_, ts, amount, category, currency, resource, description, model, provider, pricing, usage, latency, tags,
+     tier, canonical) = row  # fmt: skip
+    return trusted_entry(
+        id_, ts, amount, category, resource, description, model, provider, usage, latency, tags, pricing, currency,
+        tier, canonical,
+    )  # fmt: skip
+
+
 _NAN = float("nan")
 _COUNT_LIMIT = 2**63
 
@@ -165,7 +183,8 @@ class MemoryStore(CostStore):
         self._tag_maps = _Interned()
         self._tag_ids: dict[int, int] = {id(EMPTY_TAGS): 0}  # id() of interned tag maps -> their index
         self._tags = array("i")
-        self._pending: list[CostEntry] = []  # appended, not yet moved into the columns (never rebound)
+        # Appended, not yet moved into the columns (never rebound): entries, and rows from ``append_row``.
+        self._pending: list[CostEntry | tuple[Any, ...]] = []
         self._fed = 0  # how many of the first pending entries the ledger was told of (``_catch_up``)
         self._order: list[int] | None = None  # row order by (timestamp, id) once rows arrived out of order
         self._unsorted = False
@@ -198,6 +217,25 @@ class MemoryStore(CostStore):
             finally:
                 self._lock.release()
 
+    def append_row(self, row: tuple[Any, ...]) -> None:
+        """Add one entry given as its field values in ``ROW_FIELDS`` order, already checked and converted as
+        ``CostEntry`` holds them: ``CostTracker``'s per-call path, which then need not build the ``CostEntry``
+        (``entries()`` builds it when read). Acknowledged when this returns (this store's ledger learns of
+        appends itself); a count a column cannot hold raises ``StoreError`` as ``append`` does."""
+        a, b, c, d, e = _COUNTS(row[10])
+        if not (type(a) is type(b) is type(c) is type(d) is type(e) is int and 0 <= a | b | c | d | e < _COUNT_LIMIT):
+            entry = entry_of_row(row)
+            problem = _unfit(entry)
+            if problem is not None:
+                raise StoreError(f"MemoryStore cannot keep entry {entry.id!r}: {problem}")
+        pending = self._pending
+        pending.append(row)  # one step under the GIL, as ``append``'s extend
+        if len(pending) >= _BATCH and self._lock.acquire(False):
+            try:
+                self._columnize()
+            finally:
+                self._lock.release()
+
     def open_ledger(self) -> Ledger:
         """A ledger in this process that keeps each budget's spend as a running total of appends (exact, and no
         re-reading of the entries): it is told of the entries appended since it last looked before it reads an
@@ -213,7 +251,7 @@ class MemoryStore(CostStore):
         self._fed += len(new)
         ledger = self.current_ledger()
         if isinstance(ledger, LocalLedger):
-            ledger.appended(new)
+            ledger.appended([x if isinstance(x, CostEntry) else entry_of_row(x) for x in new])
 
     def _columnize(self) -> None:
         """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
@@ -237,10 +275,11 @@ class MemoryStore(CostStore):
             columns = self._convert_each(batch)
         self._extend(columns)
 
-    def _convert_each(self, batch: list[CostEntry]) -> _Converted:
+    def _convert_each(self, batch: list[Any]) -> _Converted:
         """``_convert`` of the entries of ``batch`` that convert alone; the others set aside."""
         good = []
-        for entry in batch:
+        for item in batch:
+            entry = entry_of_row(item) if type(item) is tuple else item
             try:
                 self._convert([entry])
             except (ValueError, TypeError, OverflowError, KeyError, AttributeError) as exc:
@@ -250,14 +289,16 @@ class MemoryStore(CostStore):
                 good.append(entry)
         return self._convert(good)
 
-    def _convert(self, batch: list[CostEntry]) -> _Converted:
+    def _convert(self, batch: list[Any]) -> _Converted:
         if not batch:
             return _Converted(
                 0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), {}
             )
+        rows = [x if type(x) is tuple else _FIELDS(x) for x in batch]  # entries from append, rows from append_row
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
-         tags, tiers, canonical) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
-        stamps_us = list(map(micros, stamps))
+         tags, tiers, canonical) = zip(*rows, strict=True)  # fmt: skip
+        # Exact epoch microseconds, C-level: (stamp - epoch) // 1 microsecond (what ``micros`` computes).
+        stamps_us = list(map(floordiv, map(sub, stamps, repeat(_EPOCH)), repeat(_ONE_MICROSECOND)))
         last, unsorted = self._last, False
         for key in zip(stamps_us, ids, strict=True):
             if key < last:
