@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import _state
 from ._context import Guard, active_guards, current_tags
 from ._entry import (
+    EMPTY_TAGS,
     CostCategory,
     CostEntry,
     FrozenTags,
     check_text,
+    entry_id,
     intern_tags,
     new_entry_id,
     to_category,
@@ -70,6 +72,9 @@ def log_once(cause: object, message: str, *args: object, level: int = logging.WA
 
 #: What users write for a ``summary``/``total`` period, as the ``BudgetPeriod`` it means.
 _PERIOD_ALIASES = {"hour": "hourly", "today": "daily", "day": "daily", "week": "weekly", "month": "monthly"}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _utc_now() -> datetime:
@@ -341,13 +346,16 @@ class CostTracker:
                 )
             else:
                 provider = provider or price_provider
-        outer = current_tags()  # ``_merge_tags`` inline
-        if outer:
-            tags = intern_tags({**outer, **tags}) if tags else outer
+        outer = current_tags()  # ``_merge_tags`` inline; EMPTY_TAGS by identity first (its len() is Python code)
+        if outer is not EMPTY_TAGS and outer:
+            tags = intern_tags({**outer, **tags}) if tags is not EMPTY_TAGS and tags else outer
         if not keep and self._rows and not self._guards and not self._on_recorded and not active_guards():
-            # Fields in ``ROW_FIELDS`` order (``stores._memory``).
+            # Fields in ``ROW_FIELDS`` order (``stores._memory``), the timestamp as epoch microseconds (the id's
+            # and the store's column's: found once, here).
+            since = when - _EPOCH
+            micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
             self.store.append_row(  # type: ignore[attr-defined]  # self._rows: the store is a MemoryStore
-                (new_entry_id(when), when, amount, category, "USD", resource, "", model, provider, pricing, usage,
+                (entry_id(micros), micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
                  latency_ms, tags, service_tier, canonical)
             )  # fmt: skip
             self._recent.observe_call(resource, model, amount)

@@ -11,10 +11,8 @@ import logging
 import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal, localcontext
-from itertools import repeat
-from operator import attrgetter, floordiv, sub
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -59,17 +57,16 @@ ROW_FIELDS = (
 )
 _FIELDS = attrgetter(*ROW_FIELDS)
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 def entry_of_row(row: tuple[Any, ...]) -> CostEntry:
-    """The ``CostEntry`` of a row ``append_row`` took (``ROW_FIELDS`` order)."""
-    (id_, ts, amount, category, currency, resource, description, model, provider, pricing, usage, latency, tags,
+    """The ``CostEntry`` of a row ``append_row`` took (``ROW_FIELDS`` order, the timestamp in epoch
+    microseconds)."""
+    (id_, us, amount, category, currency, resource, description, model, provider, pricing, usage, latency, tags,
      tier, canonical) = row  # fmt: skip
     return trusted_entry(
-        id_, ts, amount, category, resource, description, model, provider, usage, latency, tags, pricing, currency,
-        tier, canonical,
+        id_, from_micros(us), amount, category, resource, description, model, provider, usage, latency, tags,
+        pricing, currency, tier, canonical,
     )  # fmt: skip
 
 
@@ -219,9 +216,11 @@ class MemoryStore(CostStore):
 
     def append_row(self, row: tuple[Any, ...]) -> None:
         """Add one entry given as its field values in ``ROW_FIELDS`` order, already checked and converted as
-        ``CostEntry`` holds them: ``CostTracker``'s per-call path, which then need not build the ``CostEntry``
-        (``entries()`` builds it when read). Acknowledged when this returns (this store's ledger learns of
-        appends itself); a count a column cannot hold raises ``StoreError`` as ``append`` does."""
+        ``CostEntry`` holds them, except the timestamp: an int of microseconds since the epoch (UTC).
+
+        ``CostTracker``'s per-call path, which then need not build the ``CostEntry`` (``entries()`` builds it when
+        read). Acknowledged when this returns (this store's ledger learns of appends itself); a count a column
+        cannot hold raises ``StoreError`` as ``append`` does."""
         a, b, c, d, e = _COUNTS(row[10])
         if not (type(a) is type(b) is type(c) is type(d) is type(e) is int and 0 <= a | b | c | d | e < _COUNT_LIMIT):
             entry = entry_of_row(row)
@@ -297,8 +296,8 @@ class MemoryStore(CostStore):
         rows = [x if type(x) is tuple else _FIELDS(x) for x in batch]  # entries from append, rows from append_row
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
          tags, tiers, canonical) = zip(*rows, strict=True)  # fmt: skip
-        # Exact epoch microseconds, C-level: (stamp - epoch) // 1 microsecond (what ``micros`` computes).
-        stamps_us = list(map(floordiv, map(sub, stamps, repeat(_EPOCH)), repeat(_ONE_MICROSECOND)))
+        # Rows hold epoch microseconds already; an entry's timestamp is converted exactly.
+        stamps_us = [s if type(s) is int else micros(s) for s in stamps]
         last, unsorted = self._last, False
         for key in zip(stamps_us, ids, strict=True):
             if key < last:
@@ -313,8 +312,12 @@ class MemoryStore(CostStore):
         cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
         strings = []
         for values in (currency, resource, description, model, provider, pricing, tiers, canonical):
-            column = array("i")
-            column.fromlist(_indices(self._strings, values))
+            first = values[0]
+            if values.count(first) == len(values):  # one value all along (a C-level scan): the usual column
+                column = array("i", (self._strings(first),)) * len(values)
+            else:
+                column = array("i")
+                column.fromlist(_indices(self._strings, values))
             strings.append(column)
         tokens = []
         for counts in zip(*map(_COUNTS, usages), strict=True):
