@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -75,6 +75,11 @@ _PERIOD_ALIASES = {"hour": "hourly", "today": "daily", "day": "daily", "week": "
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_time_ns = time.time_ns
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _utc_now() -> datetime:
@@ -334,13 +339,26 @@ class CostTracker:
         Returns the entry; with ``keep=False`` (the caller has no use for it) it may return ``None`` instead: when
         nothing else needs the ``CostEntry`` (a ``MemoryStore``, no budget, no subscriber) the store is given the
         entry's field values and builds the object only when it is read."""
-        when = self.clock()
+        clock = self.clock
+        if clock is _utc_now:
+            # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
+            # way): the row, the id and most prices need nothing else, so no datetime is made for them.
+            micros = _time_ns() // 1000
+            when: datetime | None = None
+        else:
+            when = clock()
+            since = when - _EPOCH
+            micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
         if model is None:
             amount, pricing, canonical = ZERO, "unpriced", None
         else:
             try:  # ``_price``'s common case inline: this runs on every tracked call
-                amount, pricing, price_provider, canonical = priced(model, provider, usage, when, service_tier)
+                amount, pricing, price_provider, canonical = priced(
+                    model, provider, usage, micros if when is None else when, service_tier
+                )
             except UnknownModelError:
+                if when is None:
+                    when = _from_micros(micros)
                 amount, pricing, provider, canonical = self._price(
                     model, provider, usage, when, True, service_tier, provider_guessed
                 )
@@ -350,10 +368,7 @@ class CostTracker:
         if outer is not EMPTY_TAGS and outer:
             tags = intern_tags({**outer, **tags}) if tags is not EMPTY_TAGS and tags else outer
         if not keep and self._rows and not self._guards and not self._on_recorded and not active_guards():
-            # Fields in ``ROW_FIELDS`` order (``stores._memory``), the timestamp as epoch microseconds (the id's
-            # and the store's column's: found once, here).
-            since = when - _EPOCH
-            micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
+            # Fields in ``ROW_FIELDS`` order (``stores._memory``), the timestamp as epoch microseconds.
             self.store.append_row(  # type: ignore[attr-defined]  # self._rows: the store is a MemoryStore
                 (entry_id(micros), micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
                  latency_ms, tags, service_tier, canonical)
@@ -361,8 +376,8 @@ class CostTracker:
             self._recent.observe_call(resource, model, amount)
             return None
         entry = trusted_entry(
-            new_entry_id(when),
-            when,
+            entry_id(micros),
+            _from_micros(micros) if when is None else when,
             amount,
             category,
             resource,
