@@ -103,14 +103,17 @@ class _Engine:
         """Prepare a call; raise ``BudgetExceeded`` if a budget refuses it; ``None`` when tracking is off/broken."""
         if not _state.active:  # is_active(), read where it is kept: this runs before every tracked call
             return None
-        try:
-            tracker = self.tracker or get_tracker()
-            call_tags = self.static_tags
-            if self.tags_fn is not None:
-                call_tags = to_tags(self.tags_fn(*args, **kwargs))
-        except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
-            log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
-            return None
+        tracker = self.tracker
+        call_tags = self.static_tags
+        if tracker is None or self.tags_fn is not None:  # nothing here can fail for a given tracker and static tags
+            try:
+                if tracker is None:
+                    tracker = get_tracker()
+                if self.tags_fn is not None:
+                    call_tags = to_tags(self.tags_fn(*args, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
+                return None
         guards = tracker.guards()
         entered = active_guards()
         if not guards and not entered:
@@ -144,9 +147,10 @@ class _Engine:
         if call is None:
             return
         latency = (_perf_counter() - call.started) * 1000.0
+        reservations = call.reservations
         entry: CostEntry | None = None
         try:
-            entry = self._record(call, result, extracted, latency, bool(call.reservations))
+            entry = self._record(call, result, extracted, latency, bool(reservations))
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(
                 ("record", self.name, type(exc), str(exc)),
@@ -154,8 +158,8 @@ class _Engine:
                 self.name,
                 exc,
             )
-        if call.reservations:
-            self._settle(call.reservations, entry)
+        if reservations:
+            self._settle(reservations, entry)
 
     def fail(self, call: _Call | None) -> None:
         """The wrapped function raised: record nothing, release reservations."""
@@ -174,6 +178,19 @@ class _Engine:
     ) -> CostEntry | None:
         """Record what ``result`` cost; the entry, or ``None`` when nothing was recorded (or, with ``keep=False``,
         when the tracker did not build it)."""
+        if extracted is None and self.usage_fn is None:
+            # The usual call, its steps below in one pass: a response with usage and a model, no budget to settle.
+            extracted = extract_usage(result)
+            if extracted is not None and not call.reservations:
+                found_model, found_provider, found_usage, found_category, found_tier = extracted
+                model = self.model or found_model
+                if found_usage is not None and model is not None:
+                    return call.tracker.record_call(
+                        model, self.provider or found_provider, found_usage,
+                        (self.category if self.category is not None else found_category) or _INFERENCE,
+                        self.resource, call.tags, latency, self.service_tier or found_tier,
+                        self.provider is None, keep,
+                    )  # fmt: skip
         usage: Usage | None = None
         if self.usage_fn is not None:
             usage = self.usage_fn(result)

@@ -42,6 +42,7 @@ _extracted = functools.partial(tuple.__new__, Extracted)
 # What a type is, for reading: a mapping, a pydantic model (_PYDANTIC_ODD: one whose class has an attribute named
 # like a key ``_view`` readers ask for, so it is read through ``_get``, which asks the attribute), anything else.
 _MAPPING, _PYDANTIC, _OBJECT, _PYDANTIC_ODD = 0, 1, 2, 3
+_PYDANTIC_KINDS = (_PYDANTIC, _PYDANTIC_ODD)
 #: Every key the usage readers ask a ``_view`` for (none private: ``_get`` alone reads those).
 _VIEW_KEYS = frozenset(
     {
@@ -398,7 +399,13 @@ def _chat_usage(usage: Any) -> Usage:
     cache_read = cache_write = reasoning = 0
     units: dict[str, int] = {}
     if details:
-        dget = details.get if type(details) is dict else _view(details).get
+        if type(details) is dict:
+            dget = details.get
+        elif _kinds.get(type(details)) == _PYDANTIC:  # _view's pydantic case inline (an SDK object's details)
+            extra = getattr(details, "__pydantic_extra__", None)
+            dget = ({**extra, **details.__dict__} if extra else details.__dict__).get
+        else:
+            dget = _view(details).get
         value = dget("cached_tokens")
         if value:
             cache_read = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
@@ -418,7 +425,13 @@ def _chat_usage(usage: Any) -> Usage:
                 cache_write, units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
             )
     if out_details:
-        oget = out_details.get if type(out_details) is dict else _view(out_details).get
+        if type(out_details) is dict:
+            oget = out_details.get
+        elif _kinds.get(type(out_details)) == _PYDANTIC:
+            extra = getattr(out_details, "__pydantic_extra__", None)
+            oget = ({**extra, **out_details.__dict__} if extra else out_details.__dict__).get
+        else:
+            oget = _view(out_details).get
         value = oget("reasoning_tokens")
         if value:
             reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
@@ -461,7 +474,7 @@ def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
         usage_obj = view.get("usage")
         if usage_obj is None:
             return _general(result)
-        if type(usage_obj) is not dict and _is_pydantic(type(usage_obj)):
+        if type(usage_obj) is not dict and (_kinds.get(type(usage_obj)) or _kind(type(usage_obj))) in _PYDANTIC_KINDS:
             extra = getattr(usage_obj, "__pydantic_extra__", None)
             usage_obj = {**extra, **usage_obj.__dict__} if extra else usage_obj.__dict__
         if provider is not None and type(usage_obj) is dict:
@@ -477,7 +490,7 @@ def _is_pydantic(cls: type) -> bool:
     kind = _kinds.get(cls)
     if kind is None:
         kind = _kind(cls)
-    return kind in (_PYDANTIC, _PYDANTIC_ODD)
+    return kind in _PYDANTIC_KINDS
 
 
 def _fields(model: Any) -> dict[str, Any]:
