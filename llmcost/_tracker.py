@@ -367,14 +367,27 @@ class CostTracker:
         outer = current_tags()  # ``_merge_tags`` inline; EMPTY_TAGS by identity first (its len() is Python code)
         if outer is not EMPTY_TAGS and outer:
             tags = intern_tags({**outer, **tags}) if tags is not EMPTY_TAGS and tags else outer
-        if not keep and self._rows and not self._guards and not self._on_recorded and not active_guards():
-            # Fields in ``ROW_FIELDS`` order (``stores._memory``), the timestamp as epoch microseconds.
-            self.store.append_row(  # type: ignore[attr-defined]  # self._rows: the store is a MemoryStore
-                (entry_id(micros), micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
-                 latency_ms, tags, service_tier, canonical)
+        if self._rows:
+            # Fields in ``ROW_FIELDS`` order (``stores._memory``), the timestamp as epoch microseconds, then the
+            # entry: built here only when something needs it (a budget, a subscriber, the caller).
+            entry_id_ = entry_id(micros)
+            if not keep and not self._guards and not self._on_recorded and not active_guards():
+                self.store.append_row(  # type: ignore[attr-defined]  # self._rows: the store is a MemoryStore
+                    (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
+                     latency_ms, tags, service_tier, canonical, None)
+                )  # fmt: skip
+                self._recent.observe_call(resource, model, amount)
+                return None
+            entry = trusted_entry(
+                entry_id_, _from_micros(micros) if when is None else when, amount, category, resource, "", model,
+                provider, usage, latency_ms, tags, pricing, "USD", service_tier, canonical,
             )  # fmt: skip
-            self._recent.observe_call(resource, model, amount)
-            return None
+            self.store.append_row(  # type: ignore[attr-defined]
+                (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
+                 latency_ms, tags, service_tier, canonical, entry)
+            )  # fmt: skip
+            self._counted(entry)
+            return entry
         entry = trusted_entry(
             entry_id(micros),
             _from_micros(micros) if when is None else when,
@@ -448,6 +461,10 @@ class CostTracker:
             self._acknowledge(batch)
         else:
             self._buffer_entry(entry)
+        self._counted(entry)
+
+    def _counted(self, entry: CostEntry) -> None:
+        """``entry`` is recorded: count it for estimates and budgets, and tell subscribers."""
         self._recent.observe_call(entry.resource, entry.model, entry.amount)
         guards = self._guards
         active = active_guards()

@@ -181,7 +181,7 @@ def _row(entry):
     """``entry`` as the field values ``append_row`` takes (the timestamp in epoch microseconds)."""
     values = [getattr(entry, name) for name in _memory.ROW_FIELDS]
     values[1] = _micros(entry.timestamp)
-    return tuple(values)
+    return (*values, None)
 
 
 def _micros(ts):
@@ -201,6 +201,7 @@ def test_rows_and_entries_mixed_read_back_exactly(many):
     assert len(store) == len(many)
     assert store.entries() == many
     assert _memory.entry_of_row(_row(many[0])) == many[0]
+    assert _memory.entry_of_row((*_row(many[0])[:-1], many[0])) is many[0]
 
 
 def test_a_row_a_column_cannot_hold_raises_and_adds_nothing():

@@ -60,10 +60,11 @@ _COUNTS = attrgetter(*TOKEN_COLUMNS)
 
 
 def entry_of_row(row: tuple[Any, ...]) -> CostEntry:
-    """The ``CostEntry`` of a row ``append_row`` took (``ROW_FIELDS`` order, the timestamp in epoch
-    microseconds)."""
+    """The ``CostEntry`` of a row ``append_row`` took: its own, or one built from the row's fields."""
     (id_, us, amount, category, currency, resource, description, model, provider, pricing, usage, latency, tags,
-     tier, canonical) = row  # fmt: skip
+     tier, canonical, entry) = row  # fmt: skip
+    if entry is not None:
+        return entry  # type: ignore[no-any-return]
     return trusted_entry(
         id_, from_micros(us), amount, category, resource, description, model, provider, usage, latency, tags,
         pricing, currency, tier, canonical,
@@ -216,7 +217,8 @@ class MemoryStore(CostStore):
 
     def append_row(self, row: tuple[Any, ...]) -> None:
         """Add one entry given as its field values in ``ROW_FIELDS`` order, already checked and converted as
-        ``CostEntry`` holds them, except the timestamp: an int of microseconds since the epoch (UTC).
+        ``CostEntry`` holds them, except the timestamp: an int of microseconds since the epoch (UTC); then the
+        ``CostEntry`` of those values if one was built already (else ``None``: it is built when read).
 
         ``CostTracker``'s per-call path, which then need not build the ``CostEntry`` (``entries()`` builds it when
         read). Acknowledged when this returns (this store's ledger learns of appends itself); a count a column
@@ -293,9 +295,10 @@ class MemoryStore(CostStore):
             return _Converted(
                 0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), {}
             )
-        rows = [x if type(x) is tuple else _FIELDS(x) for x in batch]  # entries from append, rows from append_row
+        # Rows from append_row, entries from append (their fields, and a last column that is not read).
+        rows = [x if type(x) is tuple else (*_FIELDS(x), None) for x in batch]
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
-         tags, tiers, canonical) = zip(*rows, strict=True)  # fmt: skip
+         tags, tiers, canonical, _) = zip(*rows, strict=True)  # fmt: skip
         # Rows hold epoch microseconds already; an entry's timestamp is converted exactly.
         stamps_us = [s if type(s) is int else micros(s) for s in stamps]
         last, unsorted = self._last, False
