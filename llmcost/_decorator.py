@@ -86,6 +86,8 @@ class _Engine:
         self.model = model
         self.provider = provider
         self.category = category
+        #: The category's text, as budgets match it before the call (found once, not per call).
+        self.category_value = (category or CostCategory.LLM_INFERENCE).value
         self.resource = resource if resource is not None else self.name
         if tags is None or callable(tags):
             self.static_tags: FrozenTags = EMPTY_TAGS
@@ -121,15 +123,15 @@ class _Engine:
         guards += entered
         reservations: list[tuple[Any, object]] = []
         context = current_tags()
-        pending = PendingCall(
-            tracker=tracker,
-            resource=self.resource,
-            model=self.model,
-            category=(self.category or CostCategory.LLM_INFERENCE).value,
-            tags=intern_tags({**context, **call_tags}) if call_tags else context,
-            args=args,
-            kwargs=kwargs,
-            explicit_estimate=self.estimate,
+        pending = PendingCall(  # positional: keywords cost more, and this runs for every call under a budget
+            tracker,
+            self.resource,
+            self.model,
+            self.category_value,
+            intern_tags({**context, **call_tags}) if call_tags is not EMPTY_TAGS and call_tags else context,
+            args,
+            kwargs,
+            self.estimate,
         )
         for guard in guards:
             try:
@@ -139,7 +141,7 @@ class _Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-        return _Call(tracker, call_tags, reservations, _perf_counter())
+        return _call((tracker, call_tags, reservations, _perf_counter()))
 
     # -- after the call -------------------------------------------------------------------------------------------
     def finish(self, call: _Call | None, result: Any, extracted: Extracted | None = None) -> None:

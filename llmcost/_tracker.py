@@ -339,14 +339,16 @@ class CostTracker:
         Returns the entry; with ``keep=False`` (the caller has no use for it) it may return ``None`` instead: when
         nothing else needs the ``CostEntry`` (a ``MemoryStore``, no budget, no subscriber) the store is given the
         entry's field values and builds the object only when it is read."""
-        clock = self.clock
-        if clock is _utc_now:
+        # Nothing but the store needs this call's entry (no budget, no subscriber, a caller that has no use for it):
+        # a MemoryStore then takes its fields as a row and builds the entry when read.
+        bare = not keep and self._rows and not self._guards and not self._on_recorded and not active_guards()
+        if bare and self.clock is _utc_now:
             # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
             # way): the row, the id and most prices need nothing else, so no datetime is made for them.
             micros = _time_ns() // 1000
             when: datetime | None = None
         else:
-            when = clock()
+            when = self.clock()
             since = when - _EPOCH
             micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
         if model is None:
@@ -371,7 +373,7 @@ class CostTracker:
             # Fields in ``ROW_FIELDS`` order (``stores._memory``), the timestamp as epoch microseconds, then the
             # entry: built here only when something needs it (a budget, a subscriber, the caller).
             entry_id_ = entry_id(micros)
-            if not keep and not self._guards and not self._on_recorded and not active_guards():
+            if bare:
                 self.store.append_row(  # type: ignore[attr-defined]  # self._rows: the store is a MemoryStore
                     (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
                      latency_ms, tags, service_tier, canonical, None)
