@@ -3,11 +3,13 @@ at decoration time. SDK stream objects returned by the wrapped function are hook
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar, overload
 
 from . import _state
@@ -33,6 +35,7 @@ from ._extract import (
     is_stream_manager,
     may_be_stream,
 )
+from ._money import to_money
 from ._streams import ManagerProxy, hook_stream
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
@@ -97,6 +100,12 @@ class _Engine:
             self.tags_fn = None
         self.usage_fn = usage
         self.estimate = estimate
+        # A fixed Decimal estimate, checked once here as ``estimate_call`` would check it on every call (if it does
+        # not pass, every call's estimate fails as before).
+        self.fixed_estimate: Decimal | None = None
+        if type(estimate) is Decimal:
+            with contextlib.suppress(TypeError, ValueError):
+                self.fixed_estimate = to_money(estimate, "estimate")
         self.tracker = tracker
         self.service_tier = service_tier
 
@@ -132,6 +141,8 @@ class _Engine:
             args,
             kwargs,
             self.estimate,
+            self.fixed_estimate,  # the estimate, when known already
+            self.fixed_estimate is not None,
         )
         for guard in guards:
             try:
@@ -183,16 +194,27 @@ class _Engine:
         if extracted is None and self.usage_fn is None:
             # The usual call, its steps below in one pass: a response with usage and a model, no budget to settle.
             extracted = extract_usage(result)
-            if extracted is not None and not call.reservations:
+            if extracted is not None:
                 found_model, found_provider, found_usage, found_category, found_tier = extracted
                 model = self.model or found_model
                 if found_usage is not None and model is not None:
-                    return call.tracker.record_call(
-                        model, self.provider or found_provider, found_usage,
-                        (self.category if self.category is not None else found_category) or _INFERENCE,
-                        self.resource, call.tags, latency, self.service_tier or found_tier,
-                        self.provider is None, keep,
-                    )  # fmt: skip
+                    tracker, tags, reservations, _ = call
+                    provider = self.provider or found_provider
+                    category = (self.category if self.category is not None else found_category) or _INFERENCE
+                    tier = self.service_tier or found_tier
+                    if not reservations:
+                        return tracker.record_call(
+                            model, provider, found_usage, category, self.resource, tags, latency, tier,
+                            self.provider is None, keep,
+                        )  # fmt: skip
+                    settling = begin_settling(reservations)
+                    try:
+                        return tracker.record_call(
+                            model, provider, found_usage, category, self.resource, tags, latency, tier,
+                            self.provider is None,
+                        )  # fmt: skip
+                    finally:
+                        end_settling(settling)
         usage: Usage | None = None
         if self.usage_fn is not None:
             usage = self.usage_fn(result)
