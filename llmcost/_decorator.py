@@ -192,25 +192,25 @@ class _Engine:
         """Record what ``result`` cost; the entry, or ``None`` when nothing was recorded (or, with ``keep=False``,
         when the tracker did not build it)."""
         if extracted is None and self.usage_fn is None:
-            # The usual call, its steps below in one pass: a response with usage and a model, no budget to settle.
+            # The usual call, its steps below in one pass: a response with usage and a model.
             extracted = extract_usage(result)
             if extracted is not None:
                 found_model, found_provider, found_usage, found_category, found_tier = extracted
                 model = self.model or found_model
                 if found_usage is not None and model is not None:
                     tracker, tags, reservations, _ = call
-                    provider = self.provider or found_provider
-                    category = (self.category if self.category is not None else found_category) or _INFERENCE
-                    tier = self.service_tier or found_tier
+                    billed_by = self.provider or found_provider
+                    kind = (self.category if self.category is not None else found_category) or _INFERENCE
+                    at_tier = self.service_tier or found_tier
                     if not reservations:
                         return tracker.record_call(
-                            model, provider, found_usage, category, self.resource, tags, latency, tier,
+                            model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
                             self.provider is None, keep,
                         )  # fmt: skip
                     settling = begin_settling(reservations)
                     try:
                         return tracker.record_call(
-                            model, provider, found_usage, category, self.resource, tags, latency, tier,
+                            model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
                             self.provider is None,
                         )  # fmt: skip
                     finally:
