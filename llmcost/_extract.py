@@ -214,7 +214,7 @@ def _add_count(units: dict[str, int], key: str, value: Any) -> None:
 def _openai_usage(usage: Any) -> Usage | None:
     """OpenAI chat (prompt/completion) and Responses API (input/output) usage; also Anthropic, Mistral, LiteLLM,
     Bedrock Converse (camelCase) and Cohere (``billed_units``)."""
-    get = _view(usage).get
+    get = usage.get if type(usage) is dict else _view(usage).get
     if get("prompt_tokens") is not None:
         return _chat_usage(usage)
     inp = get("input_tokens")
@@ -239,20 +239,26 @@ def _openai_usage(usage: Any) -> Usage | None:
     if in_details is not None:
         dget = _view(in_details).get
         value = dget("cached_tokens")
-        cache_read_count = _int(value) if value else 0
+        if value:
+            cache_read_count = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
         value = dget("cache_write_tokens")
         cache_write = _int(value) if value else 0
     out_details = get("output_tokens_details")
     if out_details is not None:
         value = _view(out_details).get("reasoning_tokens")
-        reasoning = _int(value) if value else 0
+        if value:
+            reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
+    if cache_read_count + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
+        return trusted_usage(inp, out, cache_read_count, cache_write, reasoning)
     return _usage(inp, out, cache_read_count, cache_write, reasoning)
 
 
 def _anthropic_usage(get: Callable[[str], Any], inp: Any, cache_read: Any, cache_creation: Any) -> Usage:
     """Anthropic (``get`` reads its usage): ``input_tokens`` excludes cache reads and writes; writes split by TTL
     in ``cache_creation``; web searches in ``server_tool_use``; thinking in ``output_tokens_details``."""
-    cr, cw = _int(cache_read), _int(cache_creation)
+    # Plain counts taken as they are (what _int would return for them): this runs on every Anthropic call.
+    cr = cache_read if type(cache_read) is int and 0 <= cache_read <= MAX_COUNT else _int(cache_read)
+    cw = cache_creation if type(cache_creation) is int and 0 <= cache_creation <= MAX_COUNT else _int(cache_creation)
     units: dict[str, int] = {}
     split = get("cache_creation")
     if split is not None:
@@ -265,7 +271,14 @@ def _anthropic_usage(get: Callable[[str], Any], inp: Any, cache_read: Any, cache
         _add_count(units, "web_searches", _view(tools).get("web_search_requests"))
     out_details = get("output_tokens_details")
     thinking = _int(_view(out_details).get("thinking_tokens")) if out_details is not None else 0
-    return _usage(_int(inp) + cr + cw, _int(get("output_tokens")), cr, cw, thinking, units)
+    if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
+        inp = _int(inp)
+    out = get("output_tokens")
+    if type(out) is not int or not 0 <= out <= MAX_COUNT:
+        out = _int(out)
+    if not units and thinking <= out:  # nothing for _usage to clamp (the input includes both cache parts)
+        return trusted_usage(inp + cr + cw, out, cr, cw, thinking)
+    return _usage(inp + cr + cw, out, cr, cw, thinking, units)
 
 
 def _converse_usage(usage: Any) -> Usage:
@@ -630,14 +643,14 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
     usage = _openai_usage(usage_obj)
     if usage is None:
         return None
-    get = _view(result if view is None else view).get
+    get = view.get if type(view) is dict else _view(result if view is None else view).get
     model = get("model")
     if type(model) is not str or not model:
         model = _str(model)
     if provider is None:
         provider = _provider_of(result, usage_obj)
     category = None
-    usage_get = _view(usage_obj).get
+    usage_get = usage_obj.get if type(usage_obj) is dict else _view(usage_obj).get
     if get("object") == "list" and usage_get("completion_tokens") is None:
         category = CostCategory.LLM_EMBEDDING
     if provider is None and model is not None and "/" in model and _get(result, "_hidden_params") is not None:
