@@ -159,20 +159,40 @@ class _Engine:
         """Record what ``result`` (or the stream's ``extracted`` usage) cost and settle reservations."""
         if call is None:
             return
-        latency = (_perf_counter() - call.started) * 1000.0
-        reservations = call.reservations
+        tracker, tags, reservations, started = call
+        latency = (_perf_counter() - started) * 1000.0
+        if not reservations and extracted is None and self.usage_fn is None:
+            # The usual call (a response with usage and a model, nothing to settle) in one pass: ``_record``'s
+            # first steps inline, since this runs on every tracked call.
+            try:
+                extracted = extract_usage(result)
+                if extracted is not None:
+                    found_model, found_provider, found_usage, found_category, found_tier = extracted
+                    model = self.model or found_model
+                    if found_usage is not None and model is not None:
+                        tracker.record_call(
+                            model, self.provider or found_provider, found_usage,
+                            (self.category if self.category is not None else found_category) or _INFERENCE,
+                            self.resource, tags, latency, self.service_tier or found_tier, self.provider is None,
+                            False,
+                        )  # fmt: skip
+                        return
+                self._record(call, result, extracted, latency, False)
+            except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                self._record_failed(exc)
+            return
         entry: CostEntry | None = None
         try:
             entry = self._record(call, result, extracted, latency, bool(reservations))
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
-            log_once(
-                ("record", self.name, type(exc), str(exc)),
-                "llmcost: could not record the cost of %s: %r",
-                self.name,
-                exc,
-            )
+            self._record_failed(exc)
         if reservations:
             self._settle(reservations, entry)
+
+    def _record_failed(self, exc: Exception) -> None:
+        log_once(
+            ("record", self.name, type(exc), str(exc)), "llmcost: could not record the cost of %s: %r", self.name, exc
+        )
 
     def fail(self, call: _Call | None) -> None:
         """The wrapped function raised: record nothing, release reservations."""

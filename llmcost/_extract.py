@@ -237,7 +237,11 @@ def _openai_usage(usage: Any) -> Usage | None:
     cache_read_count = cache_write = reasoning = 0
     in_details = get("input_tokens_details")
     if in_details is not None:
-        dget = _view(in_details).get
+        if _kinds.get(type(in_details)) == _PYDANTIC:  # _view's pydantic case inline (an SDK object's details)
+            extra = getattr(in_details, "__pydantic_extra__", None)
+            dget = ({**extra, **in_details.__dict__} if extra else in_details.__dict__).get
+        else:
+            dget = _view(in_details).get
         value = dget("cached_tokens")
         if value:
             cache_read_count = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
@@ -245,7 +249,11 @@ def _openai_usage(usage: Any) -> Usage | None:
         cache_write = _int(value) if value else 0
     out_details = get("output_tokens_details")
     if out_details is not None:
-        value = _view(out_details).get("reasoning_tokens")
+        if _kinds.get(type(out_details)) == _PYDANTIC:
+            extra = getattr(out_details, "__pydantic_extra__", None)
+            value = ({**extra, **out_details.__dict__} if extra else out_details.__dict__).get("reasoning_tokens")
+        else:
+            value = _view(out_details).get("reasoning_tokens")
         if value:
             reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
     if cache_read_count + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call

@@ -76,6 +76,7 @@ _PERIOD_ALIASES = {"hour": "hourly", "today": "daily", "day": "daily", "week": "
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _time_ns = time.time_ns
+_monotonic = time.monotonic
 
 
 def _from_micros(micros: int) -> datetime:
@@ -740,7 +741,7 @@ class CostTracker:
         background writer (and once when the tracker is made), so a tracked call never waits on the store; for an
         in-process store here, on first use and then when due.
         """
-        if self._direct and time.monotonic() >= self._stored_due:
+        if self._direct and _monotonic() >= self._stored_due:
             self.load_stored_budgets()
         return self._guards
 
