@@ -151,7 +151,9 @@ class CostTracker:
         self._on_recorded = self._subscribers["cost.recorded"]  # the same list, looked at on every call
         # A MemoryStore of its own class takes a call's field values (``append_row``) and needs no acknowledgement
         # (its ledger learns of appends itself): ``record_call`` then need not build the entry.
-        self._rows = type(self.store) is MemoryStore and not self.store.read_only
+        # Kept as the store itself, compared by identity on each call: a ``store`` attribute assigned later is
+        # written to as any store is.
+        self._row_store = self.store if type(self.store) is MemoryStore and not self.store.read_only else None
         self._guards: tuple[Guard, ...] = ()
         self._stored_due = 0.0  # when to look for budgets saved in the store (BudgetManager) next
         #: The registry of budgets this tracker enforces from its store's saved definitions (kept by ``_manager``).
@@ -342,7 +344,8 @@ class CostTracker:
         entry's field values and builds the object only when it is read."""
         # Nothing but the store needs this call's entry (no budget, no subscriber, a caller that has no use for it):
         # a MemoryStore then takes its fields as a row and builds the entry when read.
-        bare = not keep and self._rows and not self._guards and not self._on_recorded and not active_guards()
+        rows = self._row_store is self.store
+        bare = not keep and rows and not self._guards and not self._on_recorded and not active_guards()
         if bare and self.clock is _utc_now:
             # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
             # way): the row, the id and most prices need nothing else, so no datetime is made for them.
@@ -370,12 +373,12 @@ class CostTracker:
         outer = current_tags()  # ``_merge_tags`` inline; EMPTY_TAGS by identity first (its len() is Python code)
         if outer is not EMPTY_TAGS and outer:
             tags = intern_tags({**outer, **tags}) if tags is not EMPTY_TAGS and tags else outer
-        if self._rows:
+        if rows:
             # Fields in ``ROW_FIELDS`` order (``stores._memory``), the timestamp as epoch microseconds, then the
             # entry: built here only when something needs it (a budget, a subscriber, the caller).
             entry_id_ = entry_id(micros)
             if bare:
-                self.store.append_row(  # type: ignore[attr-defined]  # self._rows: the store is a MemoryStore
+                self.store.append_row(  # type: ignore[attr-defined]  # rows: the store is a MemoryStore
                     (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
                      latency_ms, tags, service_tier, canonical, None)
                 )  # fmt: skip

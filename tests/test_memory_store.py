@@ -235,3 +235,16 @@ def test_decorated_calls_into_a_memory_store_read_back_as_recorded():
     assert first.canonical_model == "gpt-4o" and first.pricing.startswith("catalog@")
     assert [e.timestamp for e in entries] == sorted(e.timestamp for e in entries)
     assert tracker.summary().total == first.amount * len(entries)
+
+
+def test_a_store_assigned_to_a_tracker_later_gets_the_calls():
+    import llmcost
+
+    tracker = llmcost.CostTracker()
+    tracked = llmcost.track_cost(tracker=tracker)(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 10, "completion_tokens": 1}}
+    )
+    tracked()
+    first, tracker.store = tracker.store, MemoryStore()
+    tracked()
+    assert len(first) == 1 and len(tracker.store) == 1
