@@ -12,7 +12,8 @@ import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, localcontext
-from operator import attrgetter
+from itertools import islice
+from operator import attrgetter, lt
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -62,6 +63,8 @@ ROW_FIELDS = (
 )
 _FIELDS = attrgetter(*ROW_FIELDS)
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
+_COUNT_GETTERS = tuple(map(attrgetter, TOKEN_COLUMNS))
+_UNITS = attrgetter("units")
 
 
 def entry_of_row(row: tuple[Any, ...]) -> CostEntry:
@@ -307,11 +310,14 @@ class MemoryStore(CostStore):
         # Rows hold epoch microseconds already; an entry's timestamp is converted exactly.
         stamps_us = [s if type(s) is int else micros(s) for s in stamps]
         last, unsorted = self._last, False
-        for key in zip(stamps_us, ids, strict=True):
-            if key < last:
-                unsorted = True
-            else:
-                last = key
+        if stamps_us[0] > last[0] and all(map(lt, stamps_us, islice(stamps_us, 1, None))):
+            last = (stamps_us[-1], ids[-1])  # strictly later timestamps, one after another (C-level): in order
+        else:
+            for key in zip(stamps_us, ids, strict=True):
+                if key < last:
+                    unsorted = True
+                else:
+                    last = key
         raw_ids, odd_ids = self._id_bytes(ids)
         # array.fromlist is twice as fast as array.extend from other sequences.
         ts = array("q")
@@ -328,15 +334,18 @@ class MemoryStore(CostStore):
                 column.fromlist(_indices(self._strings, values))
             strings.append(column)
         tokens = []
-        for counts in zip(*map(_COUNTS, usages), strict=True):
+        for count in _COUNT_GETTERS:  # one C-level pass per count
             column = array("q")
-            column.fromlist(list(counts))
+            column.fromlist(list(map(count, usages)))
             tokens.append(column)
         lat = array("d")
         lat.fromlist([_NAN if v is None else v for v in latency])
         tag_column = array("i")
         tag_column.fromlist(self._tag_indices(tags))
-        units = {row: usage.units for row, usage in enumerate(usages) if usage.units is not NO_UNITS}
+        all_units = list(map(_UNITS, usages))
+        units = {} if all_units.count(NO_UNITS) == len(all_units) else {
+            row: found for row, found in enumerate(all_units) if found is not NO_UNITS
+        }  # fmt: skip
         return _Converted(
             len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column,
             units,
@@ -380,12 +389,12 @@ class MemoryStore(CostStore):
         """The ids as 13 bytes each, and the ids that are not llmcost's 26 lowercase hex digits by row in ``ids``
         (kept as given; their bytes are zeros)."""
         joined = "".join(ids)
-        if set(map(len, ids)) == {26} and joined.islower():
+        if set(map(len, ids)) == {26}:
             try:
                 raw = bytes.fromhex(joined)
             except ValueError:
                 raw = b""
-            if len(raw) == 13 * len(ids):
+            if raw.hex() == joined:  # every id 26 lowercase hex digits (a C-level check; islower() is slower)
                 return raw, {}
         out = bytearray()
         odd: dict[int, str] = {}
