@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     rows = QUICK_ROWS if args.quick else args.rows
-    # A MemoryStore moves its entries into columns every 2,048 appends: blocks of 4,096 calls each hold two such
+    # A MemoryStore moves its entries into columns every 256 appends: blocks of 4,096 calls each hold sixteen such
     # moves, so no variant's best block is one that happened to miss them.
     block, rounds = (100, 2) if args.quick else (4_096, 12)
 

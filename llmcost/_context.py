@@ -63,9 +63,9 @@ def is_active() -> bool:
     return _state.active
 
 
-def current_tags() -> FrozenTags:
-    """The tags that ``llmcost.tags(...)`` blocks have set in this context."""
-    return _tags.get()
+#: ``current_tags()``: the tags that ``llmcost.tags(...)`` blocks have set in this context. The context variable's
+#: own ``get``, not a function around it: every tracked call asks.
+current_tags: Callable[[], FrozenTags] = _tags.get
 
 
 @contextlib.contextmanager
@@ -90,9 +90,9 @@ def tags(**values: str) -> Iterator[FrozenTags]:
         _tags.reset(token)
 
 
-def active_guards() -> tuple[Guard, ...]:
-    """The guards (budgets) entered in this context, outermost first."""
-    return _guards.get()
+#: ``active_guards()``: the guards (budgets) entered in this context, outermost first (the context variable's
+#: own ``get``: every tracked call asks, twice).
+active_guards: Callable[[], tuple[Guard, ...]] = _guards.get
 
 
 def push_guard(guard: Guard) -> contextvars.Token[tuple[Guard, ...]]:

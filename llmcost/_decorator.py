@@ -3,11 +3,13 @@ at decoration time. SDK stream objects returned by the wrapped function are hook
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar, overload
 
 from . import _state
@@ -33,6 +35,7 @@ from ._extract import (
     is_stream_manager,
     may_be_stream,
 )
+from ._money import to_money
 from ._streams import ManagerProxy, hook_stream
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
@@ -86,6 +89,8 @@ class _Engine:
         self.model = model
         self.provider = provider
         self.category = category
+        #: The category's text, as budgets match it before the call (found once, not per call).
+        self.category_value = (category or CostCategory.LLM_INFERENCE).value
         self.resource = resource if resource is not None else self.name
         if tags is None or callable(tags):
             self.static_tags: FrozenTags = EMPTY_TAGS
@@ -95,6 +100,12 @@ class _Engine:
             self.tags_fn = None
         self.usage_fn = usage
         self.estimate = estimate
+        # A fixed Decimal estimate, checked once here as ``estimate_call`` would check it on every call (if it does
+        # not pass, every call's estimate fails as before).
+        self.fixed_estimate: Decimal | None = None
+        if type(estimate) is Decimal:
+            with contextlib.suppress(TypeError, ValueError):
+                self.fixed_estimate = to_money(estimate, "estimate")
         self.tracker = tracker
         self.service_tier = service_tier
 
@@ -103,14 +114,17 @@ class _Engine:
         """Prepare a call; raise ``BudgetExceeded`` if a budget refuses it; ``None`` when tracking is off/broken."""
         if not _state.active:  # is_active(), read where it is kept: this runs before every tracked call
             return None
-        try:
-            tracker = self.tracker or get_tracker()
-            call_tags = self.static_tags
-            if self.tags_fn is not None:
-                call_tags = to_tags(self.tags_fn(*args, **kwargs))
-        except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
-            log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
-            return None
+        tracker = self.tracker
+        call_tags = self.static_tags
+        if tracker is None or self.tags_fn is not None:  # nothing here can fail for a given tracker and static tags
+            try:
+                if tracker is None:
+                    tracker = get_tracker()
+                if self.tags_fn is not None:
+                    call_tags = to_tags(self.tags_fn(*args, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
+                return None
         guards = tracker.guards()
         entered = active_guards()
         if not guards and not entered:
@@ -118,15 +132,17 @@ class _Engine:
         guards += entered
         reservations: list[tuple[Any, object]] = []
         context = current_tags()
-        pending = PendingCall(
-            tracker=tracker,
-            resource=self.resource,
-            model=self.model,
-            category=(self.category or CostCategory.LLM_INFERENCE).value,
-            tags=intern_tags({**context, **call_tags}) if call_tags else context,
-            args=args,
-            kwargs=kwargs,
-            explicit_estimate=self.estimate,
+        pending = PendingCall(  # positional: keywords cost more, and this runs for every call under a budget
+            tracker,
+            self.resource,
+            self.model,
+            self.category_value,
+            intern_tags({**context, **call_tags}) if call_tags is not EMPTY_TAGS and call_tags else context,
+            args,
+            kwargs,
+            self.estimate,
+            self.fixed_estimate,  # the estimate, when known already
+            self.fixed_estimate is not None,
         )
         for guard in guards:
             try:
@@ -136,26 +152,47 @@ class _Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-        return _Call(tracker, call_tags, reservations, _perf_counter())
+        return _call((tracker, call_tags, reservations, _perf_counter()))
 
     # -- after the call -------------------------------------------------------------------------------------------
     def finish(self, call: _Call | None, result: Any, extracted: Extracted | None = None) -> None:
         """Record what ``result`` (or the stream's ``extracted`` usage) cost and settle reservations."""
         if call is None:
             return
-        latency = (_perf_counter() - call.started) * 1000.0
+        tracker, tags, reservations, started = call
+        latency = (_perf_counter() - started) * 1000.0
+        if not reservations and extracted is None and self.usage_fn is None:
+            # The usual call (a response with usage and a model, nothing to settle) in one pass: ``_record``'s
+            # first steps inline, since this runs on every tracked call.
+            try:
+                extracted = extract_usage(result)
+                if extracted is not None:
+                    found_model, found_provider, found_usage, found_category, found_tier = extracted
+                    model = self.model or found_model
+                    if found_usage is not None and model is not None:
+                        tracker.record_call(
+                            model, self.provider or found_provider, found_usage,
+                            (self.category if self.category is not None else found_category) or _INFERENCE,
+                            self.resource, tags, latency, self.service_tier or found_tier, self.provider is None,
+                            False,
+                        )  # fmt: skip
+                        return
+                self._record(call, result, extracted, latency, False)
+            except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                self._record_failed(exc)
+            return
         entry: CostEntry | None = None
         try:
-            entry = self._record(call, result, extracted, latency)
+            entry = self._record(call, result, extracted, latency, bool(reservations))
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
-            log_once(
-                ("record", self.name, type(exc), str(exc)),
-                "llmcost: could not record the cost of %s: %r",
-                self.name,
-                exc,
-            )
-        if call.reservations:
-            self._settle(call.reservations, entry)
+            self._record_failed(exc)
+        if reservations:
+            self._settle(reservations, entry)
+
+    def _record_failed(self, exc: Exception) -> None:
+        log_once(
+            ("record", self.name, type(exc), str(exc)), "llmcost: could not record the cost of %s: %r", self.name, exc
+        )
 
     def fail(self, call: _Call | None) -> None:
         """The wrapped function raised: record nothing, release reservations."""
@@ -169,7 +206,35 @@ class _Engine:
             except Exception as exc:  # noqa: BLE001
                 log_once(("settle", type(exc)), "llmcost: budget settlement failed: %r", exc)
 
-    def _record(self, call: _Call, result: Any, extracted: Extracted | None, latency: float) -> CostEntry | None:
+    def _record(
+        self, call: _Call, result: Any, extracted: Extracted | None, latency: float, keep: bool = True
+    ) -> CostEntry | None:
+        """Record what ``result`` cost; the entry, or ``None`` when nothing was recorded (or, with ``keep=False``,
+        when the tracker did not build it)."""
+        if extracted is None and self.usage_fn is None:
+            # The usual call, its steps below in one pass: a response with usage and a model.
+            extracted = extract_usage(result)
+            if extracted is not None:
+                found_model, found_provider, found_usage, found_category, found_tier = extracted
+                model = self.model or found_model
+                if found_usage is not None and model is not None:
+                    tracker, tags, reservations, _ = call
+                    billed_by = self.provider or found_provider
+                    kind = (self.category if self.category is not None else found_category) or _INFERENCE
+                    at_tier = self.service_tier or found_tier
+                    if not reservations:
+                        return tracker.record_call(
+                            model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
+                            self.provider is None, keep,
+                        )  # fmt: skip
+                    settling = begin_settling(reservations)
+                    try:
+                        return tracker.record_call(
+                            model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
+                            self.provider is None,
+                        )  # fmt: skip
+                    finally:
+                        end_settling(settling)
         usage: Usage | None = None
         if self.usage_fn is not None:
             usage = self.usage_fn(result)
@@ -216,6 +281,7 @@ class _Engine:
             return tracker.record_call(
                 model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
                 self.provider is None,  # from the response: a guess the catalog may overrule
+                keep,
             )  # fmt: skip
         settling = begin_settling(reservations)
         try:

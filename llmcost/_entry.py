@@ -21,6 +21,7 @@ __all__ = [
     "CostEntry",
     "FrozenTags",
     "check_text",
+    "entry_id",
     "intern_tags",
     "new_entry_id",
     "to_category",
@@ -151,7 +152,11 @@ _ID_MICROS_LIMIT = 1 << 56  # microseconds that fit the id's 14 hex digits (unti
 def new_entry_id(timestamp: datetime) -> str:
     """A unique id that sorts by ``timestamp`` (an aware datetime)."""
     since = timestamp - _EPOCH
-    micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
+    return entry_id((since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds)
+
+
+def entry_id(micros: int) -> str:
+    """``new_entry_id`` of the timestamp ``micros`` microseconds after the epoch (for callers that have them)."""
     seq = next(_state.entry_seq) & 0xFFFFFF
     if 0 < micros < _ID_MICROS_LIMIT:
         # The three parts as one 104-bit number written as 13 bytes of hex: the same 26 digits as the format below,

@@ -140,12 +140,17 @@ class RecentCosts:
         self._summing = False
 
     def observe(self, entry: CostEntry) -> None:
-        key = (entry.resource, entry.model)
+        """Count ``entry``'s amount in the window of its resource and model."""
+        self.observe_call(entry.resource, entry.model, entry.amount)
+
+    def observe_call(self, resource: str | None, model: str | None, amount: Decimal) -> None:
+        """Count ``amount``, the cost of a call of ``resource`` and ``model`` (the per-call path: no entry needed)."""
+        key = (resource, model)
         window = self._by_key.get(key)
         if window is None:
             window = self._add_window(key)
         if not self._summing:
-            window.amounts.append(entry.amount)
+            window.amounts.append(amount)
             if self._summing:  # means were switched on meanwhile: the sums may have missed this amount
                 with self._lock:
                     window.resync()
@@ -159,7 +164,6 @@ class RecentCosts:
             if count == self._window:
                 total -= amounts[0]  # the amount the append below pushes out
                 count -= 1
-            amount = entry.amount
             amounts.append(amount)
             total += amount
             if -_SMALL < total < _SMALL:

@@ -42,6 +42,7 @@ _extracted = functools.partial(tuple.__new__, Extracted)
 # What a type is, for reading: a mapping, a pydantic model (_PYDANTIC_ODD: one whose class has an attribute named
 # like a key ``_view`` readers ask for, so it is read through ``_get``, which asks the attribute), anything else.
 _MAPPING, _PYDANTIC, _OBJECT, _PYDANTIC_ODD = 0, 1, 2, 3
+_PYDANTIC_KINDS = (_PYDANTIC, _PYDANTIC_ODD)
 #: Every key the usage readers ask a ``_view`` for (none private: ``_get`` alone reads those).
 _VIEW_KEYS = frozenset(
     {
@@ -213,7 +214,7 @@ def _add_count(units: dict[str, int], key: str, value: Any) -> None:
 def _openai_usage(usage: Any) -> Usage | None:
     """OpenAI chat (prompt/completion) and Responses API (input/output) usage; also Anthropic, Mistral, LiteLLM,
     Bedrock Converse (camelCase) and Cohere (``billed_units``)."""
-    get = _view(usage).get
+    get = usage.get if type(usage) is dict else _view(usage).get
     if get("prompt_tokens") is not None:
         return _chat_usage(usage)
     inp = get("input_tokens")
@@ -236,22 +237,36 @@ def _openai_usage(usage: Any) -> Usage | None:
     cache_read_count = cache_write = reasoning = 0
     in_details = get("input_tokens_details")
     if in_details is not None:
-        dget = _view(in_details).get
+        if _kinds.get(type(in_details)) == _PYDANTIC:  # _view's pydantic case inline (an SDK object's details)
+            extra = getattr(in_details, "__pydantic_extra__", None)
+            dget = ({**extra, **in_details.__dict__} if extra else in_details.__dict__).get
+        else:
+            dget = _view(in_details).get
         value = dget("cached_tokens")
-        cache_read_count = _int(value) if value else 0
+        if value:
+            cache_read_count = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
         value = dget("cache_write_tokens")
         cache_write = _int(value) if value else 0
     out_details = get("output_tokens_details")
     if out_details is not None:
-        value = _view(out_details).get("reasoning_tokens")
-        reasoning = _int(value) if value else 0
+        if _kinds.get(type(out_details)) == _PYDANTIC:
+            extra = getattr(out_details, "__pydantic_extra__", None)
+            value = ({**extra, **out_details.__dict__} if extra else out_details.__dict__).get("reasoning_tokens")
+        else:
+            value = _view(out_details).get("reasoning_tokens")
+        if value:
+            reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
+    if cache_read_count + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
+        return trusted_usage(inp, out, cache_read_count, cache_write, reasoning)
     return _usage(inp, out, cache_read_count, cache_write, reasoning)
 
 
 def _anthropic_usage(get: Callable[[str], Any], inp: Any, cache_read: Any, cache_creation: Any) -> Usage:
     """Anthropic (``get`` reads its usage): ``input_tokens`` excludes cache reads and writes; writes split by TTL
     in ``cache_creation``; web searches in ``server_tool_use``; thinking in ``output_tokens_details``."""
-    cr, cw = _int(cache_read), _int(cache_creation)
+    # Plain counts taken as they are (what _int would return for them): this runs on every Anthropic call.
+    cr = cache_read if type(cache_read) is int and 0 <= cache_read <= MAX_COUNT else _int(cache_read)
+    cw = cache_creation if type(cache_creation) is int and 0 <= cache_creation <= MAX_COUNT else _int(cache_creation)
     units: dict[str, int] = {}
     split = get("cache_creation")
     if split is not None:
@@ -264,7 +279,14 @@ def _anthropic_usage(get: Callable[[str], Any], inp: Any, cache_read: Any, cache
         _add_count(units, "web_searches", _view(tools).get("web_search_requests"))
     out_details = get("output_tokens_details")
     thinking = _int(_view(out_details).get("thinking_tokens")) if out_details is not None else 0
-    return _usage(_int(inp) + cr + cw, _int(get("output_tokens")), cr, cw, thinking, units)
+    if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
+        inp = _int(inp)
+    out = get("output_tokens")
+    if type(out) is not int or not 0 <= out <= MAX_COUNT:
+        out = _int(out)
+    if not units and thinking <= out:  # nothing for _usage to clamp (the input includes both cache parts)
+        return trusted_usage(inp + cr + cw, out, cr, cw, thinking)
+    return _usage(inp + cr + cw, out, cr, cw, thinking, units)
 
 
 def _converse_usage(usage: Any) -> Usage:
@@ -398,7 +420,13 @@ def _chat_usage(usage: Any) -> Usage:
     cache_read = cache_write = reasoning = 0
     units: dict[str, int] = {}
     if details:
-        dget = details.get if type(details) is dict else _view(details).get
+        if type(details) is dict:
+            dget = details.get
+        elif _kinds.get(type(details)) == _PYDANTIC:  # _view's pydantic case inline (an SDK object's details)
+            extra = getattr(details, "__pydantic_extra__", None)
+            dget = ({**extra, **details.__dict__} if extra else details.__dict__).get
+        else:
+            dget = _view(details).get
         value = dget("cached_tokens")
         if value:
             cache_read = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
@@ -418,7 +446,13 @@ def _chat_usage(usage: Any) -> Usage:
                 cache_write, units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
             )
     if out_details:
-        oget = out_details.get if type(out_details) is dict else _view(out_details).get
+        if type(out_details) is dict:
+            oget = out_details.get
+        elif _kinds.get(type(out_details)) == _PYDANTIC:
+            extra = getattr(out_details, "__pydantic_extra__", None)
+            oget = ({**extra, **out_details.__dict__} if extra else out_details.__dict__).get
+        else:
+            oget = _view(out_details).get
         value = oget("reasoning_tokens")
         if value:
             reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
@@ -461,7 +495,7 @@ def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
         usage_obj = view.get("usage")
         if usage_obj is None:
             return _general(result)
-        if type(usage_obj) is not dict and _is_pydantic(type(usage_obj)):
+        if type(usage_obj) is not dict and (_kinds.get(type(usage_obj)) or _kind(type(usage_obj))) in _PYDANTIC_KINDS:
             extra = getattr(usage_obj, "__pydantic_extra__", None)
             usage_obj = {**extra, **usage_obj.__dict__} if extra else usage_obj.__dict__
         if provider is not None and type(usage_obj) is dict:
@@ -477,7 +511,7 @@ def _is_pydantic(cls: type) -> bool:
     kind = _kinds.get(cls)
     if kind is None:
         kind = _kind(cls)
-    return kind in (_PYDANTIC, _PYDANTIC_ODD)
+    return kind in _PYDANTIC_KINDS
 
 
 def _fields(model: Any) -> dict[str, Any]:
@@ -617,14 +651,14 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
     usage = _openai_usage(usage_obj)
     if usage is None:
         return None
-    get = _view(result if view is None else view).get
+    get = view.get if type(view) is dict else _view(result if view is None else view).get
     model = get("model")
     if type(model) is not str or not model:
         model = _str(model)
     if provider is None:
         provider = _provider_of(result, usage_obj)
     category = None
-    usage_get = _view(usage_obj).get
+    usage_get = usage_obj.get if type(usage_obj) is dict else _view(usage_obj).get
     if get("object") == "list" and usage_get("completion_tokens") is None:
         category = CostCategory.LLM_EMBEDDING
     if provider is None and model is not None and "/" in model and _get(result, "_hidden_params") is not None:

@@ -12,7 +12,7 @@ import difflib
 import json
 import sys
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from os import PathLike
 from pathlib import Path
@@ -48,6 +48,7 @@ _lock = _state.prices_lock
 _user_prices: dict[tuple[str | None, str], ModelPrice] = _state.user_prices
 _resolved: dict[tuple[str, str | None], Resolved] = _state.resolved_prices
 _unknown: dict[tuple[str, str | None], list[str]] = _state.unknown_models
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _UNKNOWN_KEPT = 4096  # misses remembered; past that the table starts afresh (ids come from responses)
 
 
@@ -111,12 +112,15 @@ def price_for(
 
 
 def priced(
-    model: str, provider: str | None, usage: Usage, at: datetime, service_tier: str | None = None
+    model: str, provider: str | None, usage: Usage, at: datetime | int, service_tier: str | None = None
 ) -> tuple[Decimal, str, str | None, str]:
     """What ``usage`` of ``model`` cost at ``at`` in ``service_tier``, rounded as every store keeps amounts
     (``MONEY_SCALE`` places, usually already so), where the price came from, the price's provider and its model
     id (the catalog's id, ``gpt-4o-mini`` for ``gpt-4o-mini-2024-07-18``; a registered price's ``model``): the
     tracker's hot path. A correction that does not change the amount leaves the catalog's label.
+
+    ``at`` may be given as an int of microseconds since the epoch: most prices do not change over time, and the
+    datetime is then made only for one that does.
 
     Raises ``UnknownModelError`` like ``price_for``.
     """
@@ -137,7 +141,7 @@ def priced(
             if amount is not None:
                 return amount, resolved.label, price.provider, price.model
         return money_cost(price, usage), resolved.label, price.provider, price.model
-    quote = resolved.quote(at, service_tier)
+    quote = resolved.quote(_EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
     amount = money_cost(quote.price, usage)
     label = quote.label
     if quote.baseline is not None and money_cost(quote.baseline, usage) == amount:

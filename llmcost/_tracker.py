@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import _state
 from ._context import Guard, active_guards, current_tags
 from ._entry import (
+    EMPTY_TAGS,
     CostCategory,
     CostEntry,
     FrozenTags,
     check_text,
+    entry_id,
     intern_tags,
     new_entry_id,
     to_category,
@@ -70,6 +72,15 @@ def log_once(cause: object, message: str, *args: object, level: int = logging.WA
 
 #: What users write for a ``summary``/``total`` period, as the ``BudgetPeriod`` it means.
 _PERIOD_ALIASES = {"hour": "hourly", "today": "daily", "day": "daily", "week": "weekly", "month": "monthly"}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_time_ns = time.time_ns
+_monotonic = time.monotonic
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _utc_now() -> datetime:
@@ -137,6 +148,12 @@ class CostTracker:
         self._closed = threading.Event()
         self._wake = threading.Event()  # set when a batch is full: the writer need not wait out the interval
         self._subscribers: dict[str, list[Callable[[Any], object]]] = {e: [] for e in EVENTS}
+        self._on_recorded = self._subscribers["cost.recorded"]  # the same list, looked at on every call
+        # A MemoryStore of its own class takes a call's field values (``append_row``) and needs no acknowledgement
+        # (its ledger learns of appends itself): ``record_call`` then need not build the entry.
+        # Kept as the store itself, compared by identity on each call: a ``store`` attribute assigned later is
+        # written to as any store is.
+        self._row_store = self.store if type(self.store) is MemoryStore and not self.store.read_only else None
         self._guards: tuple[Guard, ...] = ()
         self._stored_due = 0.0  # when to look for budgets saved in the store (BudgetManager) next
         #: The registry of budgets this tracker enforces from its store's saved definitions (kept by ``_manager``).
@@ -315,21 +332,71 @@ class CostTracker:
         latency_ms: float,
         service_tier: str | None = None,
         provider_guessed: bool = False,
-    ) -> CostEntry:
+        keep: bool = True,
+    ) -> CostEntry | None:
         """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
         never break the call. ``provider_guessed``: the provider was inferred (from the SDK that made the
-        response), so a model that provider lacks is looked up without it before it is called unknown."""
-        when = self.clock()
+        response), so a model that provider lacks is looked up without it before it is called unknown.
+
+        Returns the entry; with ``keep=False`` (the caller has no use for it) it may return ``None`` instead: when
+        nothing else needs the ``CostEntry`` (a ``MemoryStore``, no budget, no subscriber) the store is given the
+        entry's field values and builds the object only when it is read."""
+        # Nothing but the store needs this call's entry (no budget, no subscriber, a caller that has no use for it):
+        # a MemoryStore then takes its fields as a row and builds the entry when read.
+        rows = self._row_store is self.store
+        bare = not keep and rows and not self._guards and not self._on_recorded and not active_guards()
+        if bare and self.clock is _utc_now:
+            # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
+            # way): the row, the id and most prices need nothing else, so no datetime is made for them.
+            micros = _time_ns() // 1000
+            when: datetime | None = None
+        else:
+            when = self.clock()
+            since = when - _EPOCH
+            micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
         if model is None:
             amount, pricing, canonical = ZERO, "unpriced", None
         else:
-            amount, pricing, provider, canonical = self._price(
-                model, provider, usage, when, True, service_tier, provider_guessed
-            )
+            try:  # ``_price``'s common case inline: this runs on every tracked call
+                amount, pricing, price_provider, canonical = priced(
+                    model, provider, usage, micros if when is None else when, service_tier
+                )
+            except UnknownModelError:
+                if when is None:
+                    when = _from_micros(micros)
+                amount, pricing, provider, canonical = self._price(
+                    model, provider, usage, when, True, service_tier, provider_guessed
+                )
+            else:
+                provider = provider or price_provider
+        outer = current_tags()  # ``_merge_tags`` inline; EMPTY_TAGS by identity first (its len() is Python code)
+        if outer is not EMPTY_TAGS and outer:
+            tags = intern_tags({**outer, **tags}) if tags is not EMPTY_TAGS and tags else outer
+        if rows:
+            # Fields in ``ROW_FIELDS`` order (``stores._memory``), the timestamp as epoch microseconds, then the
+            # entry: built here only when something needs it (a budget, a subscriber, the caller).
+            entry_id_ = entry_id(micros)
+            if bare:
+                self.store.append_row(  # type: ignore[attr-defined]  # rows: the store is a MemoryStore
+                    (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
+                     latency_ms, tags, service_tier, canonical, None)
+                )  # fmt: skip
+                self._recent.observe_call(resource, model, amount)
+                return None
+            entry = trusted_entry(
+                entry_id_, _from_micros(micros) if when is None else when, amount, category, resource, "", model,
+                provider, usage, latency_ms, tags, pricing, "USD", service_tier, canonical,
+            )  # fmt: skip
+            self.store.append_row(  # type: ignore[attr-defined]
+                (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
+                 latency_ms, tags, service_tier, canonical, entry)
+            )  # fmt: skip
+            self._counted(entry)
+            return entry
         entry = trusted_entry(
-            new_entry_id(when),
-            when,
+            entry_id(micros),
+            _from_micros(micros) if when is None else when,
             amount,
             category,
             resource,
@@ -338,7 +405,7 @@ class CostTracker:
             provider,
             usage,
             latency_ms,
-            self._merge_tags(tags),
+            tags,
             pricing,
             "USD",
             service_tier,
@@ -400,7 +467,11 @@ class CostTracker:
             self._acknowledge(batch)
         else:
             self._buffer_entry(entry)
-        self._recent.observe(entry)
+        self._counted(entry)
+
+    def _counted(self, entry: CostEntry) -> None:
+        """``entry`` is recorded: count it for estimates and budgets, and tell subscribers."""
+        self._recent.observe_call(entry.resource, entry.model, entry.amount)
         guards = self._guards
         active = active_guards()
         if active:
@@ -410,7 +481,7 @@ class CostTracker:
                 guard.on_recorded(self, entry)
             except Exception:
                 logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
-        if self._subscribers["cost.recorded"]:
+        if self._on_recorded:
             self.emit("cost.recorded", entry)
 
     # -- buffering ----------------------------------------------------------------------------------------------
@@ -673,7 +744,7 @@ class CostTracker:
         background writer (and once when the tracker is made), so a tracked call never waits on the store; for an
         in-process store here, on first use and then when due.
         """
-        if self._direct and time.monotonic() >= self._stored_due:
+        if self._direct and _monotonic() >= self._stored_due:
             self.load_stored_budgets()
         return self._guards
 

@@ -175,3 +175,76 @@ def test_appends_do_not_wait_for_a_thread_holding_the_store():
     holder.join()
     assert done, "append waited for the thread holding the store's lock"
     assert store.entries() == batch
+
+
+def _row(entry):
+    """``entry`` as the field values ``append_row`` takes (the timestamp in epoch microseconds)."""
+    values = [getattr(entry, name) for name in _memory.ROW_FIELDS]
+    values[1] = _micros(entry.timestamp)
+    return (*values, None)
+
+
+def _micros(ts):
+    since = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
+
+
+def test_rows_and_entries_mixed_read_back_exactly(many):
+    # The tracker hands rows (append_row) when nothing else needs the entry, entries otherwise: both kinds wait in
+    # the pending list together and come back as the same entries, in order, past a columnize too.
+    store = MemoryStore()
+    for k, entry in enumerate(many):
+        if k % 2:
+            store.append_row(_row(entry))
+        else:
+            store.append([entry])
+    assert len(store) == len(many)
+    assert store.entries() == many
+    assert _memory.entry_of_row(_row(many[0])) == many[0]
+    assert _memory.entry_of_row((*_row(many[0])[:-1], many[0])) is many[0]
+
+
+def test_a_row_a_column_cannot_hold_raises_and_adds_nothing():
+    import llmcost
+
+    store = MemoryStore()
+    entry = make(1)
+    row = list(_row(entry))
+    row[10] = Usage._trusted(2**63, 0, 0, 0, 0)
+    with pytest.raises(llmcost.StoreError, match="64-bit"):
+        store.append_row(tuple(row))
+    assert len(store) == 0
+
+
+def test_decorated_calls_into_a_memory_store_read_back_as_recorded():
+    import llmcost
+
+    clock_times = iter([T0 + timedelta(seconds=i) for i in range(3000)])
+    tracker = llmcost.CostTracker(clock=lambda: next(clock_times))
+    tracked = llmcost.track_cost(tracker=tracker, resource="bot", tags={"team": "a"})(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+    )
+    with llmcost.tags(env="prod"):
+        for _ in range(_memory._BATCH + 3):
+            tracked()
+    entries = tracker.entries()
+    assert len(entries) == _memory._BATCH + 3 and len({e.id for e in entries}) == len(entries)
+    first = entries[0]
+    assert first.timestamp == T0 and first.amount == llmcost.cost_of("gpt-4o", 1000, 100)
+    assert dict(first.tags) == {"env": "prod", "team": "a"} and first.resource == "bot"
+    assert first.canonical_model == "gpt-4o" and first.pricing.startswith("catalog@")
+    assert [e.timestamp for e in entries] == sorted(e.timestamp for e in entries)
+    assert tracker.summary().total == first.amount * len(entries)
+
+
+def test_a_store_assigned_to_a_tracker_later_gets_the_calls():
+    import llmcost
+
+    tracker = llmcost.CostTracker()
+    tracked = llmcost.track_cost(tracker=tracker)(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 10, "completion_tokens": 1}}
+    )
+    tracked()
+    first, tracker.store = tracker.store, MemoryStore()
+    tracked()
+    assert len(first) == 1 and len(tracker.store) == 1

@@ -12,7 +12,8 @@ import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, localcontext
-from operator import attrgetter
+from itertools import islice
+from operator import attrgetter, lt
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -29,15 +30,21 @@ from ._ledger import Ledger, LocalLedger
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MemoryStore"]
+__all__ = ["ROW_FIELDS", "MemoryStore", "entry_of_row"]
 
 logger = logging.getLogger("llmcost")
 
 _EXACT_DIGITS = 80  # DECIMAL(38, 18) values summed over billions of rows stay exact within 80 digits
-_BATCH = 2048  # entries are moved into the columns this many at a time
+# Entries are moved into the columns this many at a time. Few enough that pending entries are gone before the
+# cyclic garbage collector promotes them to its oldest generation: at 2,048 they were, and the full collections
+# that followed (every ~30,000 calls, each walking the whole heap) cost about 3 us per tracked call in a process
+# with the OpenAI, Anthropic and LangChain SDKs loaded; at 256, none ran in 100,000 calls. Moving 256 at a time costs
+# no more per entry (the fixed part of a move is about 20 array extends).
+_BATCH = 256
 _CATEGORIES = list(CostCategory)
 _CATEGORY_INDEX = {c: i for i, c in enumerate(_CATEGORIES)}
-_FIELDS = attrgetter(
+#: The order of the field values ``append_row`` takes (the order ``_FIELDS`` reads an entry's).
+ROW_FIELDS = (
     "id",
     "timestamp",
     "amount",
@@ -54,7 +61,24 @@ _FIELDS = attrgetter(
     "service_tier",
     "canonical_model",
 )
+_FIELDS = attrgetter(*ROW_FIELDS)
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
+_COUNT_GETTERS = tuple(map(attrgetter, TOKEN_COLUMNS))
+_UNITS = attrgetter("units")
+
+
+def entry_of_row(row: tuple[Any, ...]) -> CostEntry:
+    """The ``CostEntry`` of a row ``append_row`` took: its own, or one built from the row's fields."""
+    (id_, us, amount, category, currency, resource, description, model, provider, pricing, usage, latency, tags,
+     tier, canonical, entry) = row  # fmt: skip
+    if entry is not None:
+        return entry  # type: ignore[no-any-return]
+    return trusted_entry(
+        id_, from_micros(us), amount, category, resource, description, model, provider, usage, latency, tags,
+        pricing, currency, tier, canonical,
+    )  # fmt: skip
+
+
 _NAN = float("nan")
 _COUNT_LIMIT = 2**63
 
@@ -165,7 +189,8 @@ class MemoryStore(CostStore):
         self._tag_maps = _Interned()
         self._tag_ids: dict[int, int] = {id(EMPTY_TAGS): 0}  # id() of interned tag maps -> their index
         self._tags = array("i")
-        self._pending: list[CostEntry] = []  # appended, not yet moved into the columns (never rebound)
+        # Appended, not yet moved into the columns (never rebound): entries, and rows from ``append_row``.
+        self._pending: list[CostEntry | tuple[Any, ...]] = []
         self._fed = 0  # how many of the first pending entries the ledger was told of (``_catch_up``)
         self._order: list[int] | None = None  # row order by (timestamp, id) once rows arrived out of order
         self._unsorted = False
@@ -198,6 +223,28 @@ class MemoryStore(CostStore):
             finally:
                 self._lock.release()
 
+    def append_row(self, row: tuple[Any, ...]) -> None:
+        """Add one entry given as its field values in ``ROW_FIELDS`` order, already checked and converted as
+        ``CostEntry`` holds them, except the timestamp: an int of microseconds since the epoch (UTC); then the
+        ``CostEntry`` of those values if one was built already (else ``None``: it is built when read).
+
+        ``CostTracker``'s per-call path, which then need not build the ``CostEntry`` (``entries()`` builds it when
+        read). Acknowledged when this returns (this store's ledger learns of appends itself); a count a column
+        cannot hold raises ``StoreError`` as ``append`` does."""
+        a, b, c, d, e = _COUNTS(row[10])
+        if not (type(a) is type(b) is type(c) is type(d) is type(e) is int and 0 <= a | b | c | d | e < _COUNT_LIMIT):
+            entry = entry_of_row(row)
+            problem = _unfit(entry)
+            if problem is not None:
+                raise StoreError(f"MemoryStore cannot keep entry {entry.id!r}: {problem}")
+        pending = self._pending
+        pending.append(row)  # one step under the GIL, as ``append``'s extend
+        if len(pending) >= _BATCH and self._lock.acquire(False):
+            try:
+                self._columnize()
+            finally:
+                self._lock.release()
+
     def open_ledger(self) -> Ledger:
         """A ledger in this process that keeps each budget's spend as a running total of appends (exact, and no
         re-reading of the entries): it is told of the entries appended since it last looked before it reads an
@@ -213,7 +260,7 @@ class MemoryStore(CostStore):
         self._fed += len(new)
         ledger = self.current_ledger()
         if isinstance(ledger, LocalLedger):
-            ledger.appended(new)
+            ledger.appended([x if isinstance(x, CostEntry) else entry_of_row(x) for x in new])
 
     def _columnize(self) -> None:
         """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
@@ -237,10 +284,11 @@ class MemoryStore(CostStore):
             columns = self._convert_each(batch)
         self._extend(columns)
 
-    def _convert_each(self, batch: list[CostEntry]) -> _Converted:
+    def _convert_each(self, batch: list[Any]) -> _Converted:
         """``_convert`` of the entries of ``batch`` that convert alone; the others set aside."""
         good = []
-        for entry in batch:
+        for item in batch:
+            entry = entry_of_row(item) if type(item) is tuple else item
             try:
                 self._convert([entry])
             except (ValueError, TypeError, OverflowError, KeyError, AttributeError) as exc:
@@ -250,20 +298,26 @@ class MemoryStore(CostStore):
                 good.append(entry)
         return self._convert(good)
 
-    def _convert(self, batch: list[CostEntry]) -> _Converted:
+    def _convert(self, batch: list[Any]) -> _Converted:
         if not batch:
             return _Converted(
                 0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), {}
             )
+        # Rows from append_row, entries from append (their fields, and a last column that is not read).
+        rows = [x if type(x) is tuple else (*_FIELDS(x), None) for x in batch]
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
-         tags, tiers, canonical) = zip(*map(_FIELDS, batch), strict=True)  # fmt: skip
-        stamps_us = list(map(micros, stamps))
+         tags, tiers, canonical, _) = zip(*rows, strict=True)  # fmt: skip
+        # Rows hold epoch microseconds already; an entry's timestamp is converted exactly.
+        stamps_us = [s if type(s) is int else micros(s) for s in stamps]
         last, unsorted = self._last, False
-        for key in zip(stamps_us, ids, strict=True):
-            if key < last:
-                unsorted = True
-            else:
-                last = key
+        if stamps_us[0] > last[0] and all(map(lt, stamps_us, islice(stamps_us, 1, None))):
+            last = (stamps_us[-1], ids[-1])  # strictly later timestamps, one after another (C-level): in order
+        else:
+            for key in zip(stamps_us, ids, strict=True):
+                if key < last:
+                    unsorted = True
+                else:
+                    last = key
         raw_ids, odd_ids = self._id_bytes(ids)
         # array.fromlist is twice as fast as array.extend from other sequences.
         ts = array("q")
@@ -272,19 +326,26 @@ class MemoryStore(CostStore):
         cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
         strings = []
         for values in (currency, resource, description, model, provider, pricing, tiers, canonical):
-            column = array("i")
-            column.fromlist(_indices(self._strings, values))
+            first = values[0]
+            if values.count(first) == len(values):  # one value all along (a C-level scan): the usual column
+                column = array("i", (self._strings(first),)) * len(values)
+            else:
+                column = array("i")
+                column.fromlist(_indices(self._strings, values))
             strings.append(column)
         tokens = []
-        for counts in zip(*map(_COUNTS, usages), strict=True):
+        for count in _COUNT_GETTERS:  # one C-level pass per count
             column = array("q")
-            column.fromlist(list(counts))
+            column.fromlist(list(map(count, usages)))
             tokens.append(column)
         lat = array("d")
         lat.fromlist([_NAN if v is None else v for v in latency])
         tag_column = array("i")
         tag_column.fromlist(self._tag_indices(tags))
-        units = {row: usage.units for row, usage in enumerate(usages) if usage.units is not NO_UNITS}
+        all_units = list(map(_UNITS, usages))
+        units = {} if all_units.count(NO_UNITS) == len(all_units) else {
+            row: found for row, found in enumerate(all_units) if found is not NO_UNITS
+        }  # fmt: skip
         return _Converted(
             len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column,
             units,
@@ -328,12 +389,12 @@ class MemoryStore(CostStore):
         """The ids as 13 bytes each, and the ids that are not llmcost's 26 lowercase hex digits by row in ``ids``
         (kept as given; their bytes are zeros)."""
         joined = "".join(ids)
-        if set(map(len, ids)) == {26} and joined.islower():
+        if set(map(len, ids)) == {26}:
             try:
                 raw = bytes.fromhex(joined)
             except ValueError:
                 raw = b""
-            if len(raw) == 13 * len(ids):
+            if raw.hex() == joined:  # every id 26 lowercase hex digits (a C-level check; islower() is slower)
                 return raw, {}
         out = bytearray()
         odd: dict[int, str] = {}
