@@ -310,9 +310,21 @@ def _fetch_rows(con: Any, sql: str, params: Sequence[Any]) -> dict[str, Any]:
         return dict(con.execute(sql, params).fetchnumpy())
     table = con.sql(sql, params=params).to_arrow_table()
     return {  # no rows: pandas infers object for an empty column, so ``id`` stays an (empty) object array
-        name: pd.array(column, dtype=text) if name == "id" and len(column) else column.to_numpy()
+        name: pd.array(column, dtype=text) if name == "id" and len(column) else _fresh(column)
         for name, column in zip(table.column_names, table.columns, strict=True)
     }
+
+
+def _fresh(column: Any) -> np.ndarray:
+    """An Arrow column as a NumPy array of its own, copied once: the frame keeps such an array as it is, where a
+    view of Arrow memory it copies, and a column of many chunks (a scan over many Parquet files) would be copied
+    twice, once to join the chunks and once more for the frame."""
+    import numpy as np
+
+    chunks = [chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    if len(chunks) > 1:
+        return np.concatenate(chunks)
+    return chunks[0].copy() if chunks else column.to_numpy()
 
 
 def _plain_frame(con: Any, source: str, filters: Filters, source_params: Sequence[Any]) -> pd.DataFrame:
