@@ -221,11 +221,13 @@ _ROW_COLUMNS = ", ".join(
     [f"{read_expression(c)} AS {_q(c)}" for c in COLUMNS if c not in _CODED]
     + [f"hash({', '.join(map(_q, group))}) AS _h{g}" for g, group in enumerate(CODED_GROUPS)]
 )
-# Per coded group: each distinct combination of its columns' values, as READ_COLUMNS reads them, with its hash.
+# Per coded group: each distinct combination of its columns' stored values, with its hash, read as READ_COLUMNS reads
+# them. Distinct first, then the read expressions over the few distinct rows (an amount's exact text per row was most
+# of the amount query's time).
 _DISTINCT = tuple(
     f"SELECT hash({', '.join(map(_q, group))}) AS _h, "
     + ", ".join(f"{read_expression(c)} AS {_q(c)}" for c in group)
-    + " FROM ({rows}) GROUP BY ALL"
+    + f" FROM (SELECT DISTINCT {', '.join(map(_q, group))} FROM ({{rows}}))"
     for group in CODED_GROUPS
 )
 
@@ -241,13 +243,22 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
     value becomes a Python object once and rows share it (``_rows.Coded``). The distinct values are exact (grouped
     by value, not by hash), so a row's value is the one value with the row's hash; two distinct values with one
     hash, or a row whose hash they lack, make the frame come from plain rows instead (``READ_COLUMNS``).
+
+    The rows are selected without ``ORDER BY`` and put in (timestamp, id) order here (``_time_order``): a store's
+    rows are mostly stored in that order already, and a sort inside DuckDB took about as long as the query itself
+    and held every selected row once more.
     """
     import numpy as np
     import pandas as pd
 
     inner, params = select_sql(source, filters, "*", ordered=False)  # ordered and limited when ``limit`` is set
     args = [*source_params, *params]
-    rows = _fetch_rows(con, f'SELECT {_ROW_COLUMNS} FROM ({inner}) ORDER BY "timestamp", id', args)
+    # Unordered: a store's rows mostly come in time order already, and sorting them here costs far less than a
+    # sort inside DuckDB, which holds every selected row once more while it sorts.
+    rows = _fetch_rows(con, f"SELECT {_ROW_COLUMNS} FROM ({inner})", args)
+    order = _time_order(rows["timestamp"], rows["id"])
+    if order is not None:
+        rows = {name: column[order] for name, column in rows.items()}
     arrays: dict[str, Any] = {c: rows[c] for c in COLUMNS if c not in _CODED}
     for g, group in enumerate(CODED_GROUPS):
         distinct = con.execute(_DISTINCT[g].format(rows=inner), args).fetchnumpy()
@@ -262,6 +273,31 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
     return frame_from_arrays(arrays)
 
 
+def _time_order(timestamps: Any, ids: Any) -> np.ndarray | None:
+    """The positions that put rows in (timestamp, id) order, as ``ORDER BY "timestamp", id`` does; ``None`` when
+    they are in that order already. ``ids`` is a NumPy array of strings or a pandas string array; both compare
+    strings by code point, as DuckDB compares VARCHAR by UTF-8 bytes."""
+    import numpy as np
+
+    times = np.asarray(timestamps, dtype=np.int64)
+    if len(times) < 2 or bool((times[1:] > times[:-1]).all()):
+        return None
+    order = np.argsort(times, kind="stable")
+    ordered = times[order]
+    same = ordered[1:] == ordered[:-1]
+    if same.any():  # rows with one timestamp: rank their ids, and sort by (timestamp, that rank)
+        tied = np.zeros(len(times), dtype=bool)
+        tied[1:] |= same
+        tied[:-1] |= same
+        where = order[tied]
+        rank = np.zeros(len(times), dtype=np.int64)
+        rank[where[np.asarray(ids[where].argsort(kind="stable"))]] = np.arange(len(where))
+        order = np.lexsort((rank, times))
+    if bool((order[1:] > order[:-1]).all()):
+        return None
+    return order
+
+
 def _fetch_rows(con: Any, sql: str, params: Sequence[Any]) -> dict[str, Any]:
     """``sql``'s columns as NumPy arrays, ``id`` aside: where pandas keeps its strings in Arrow (pandas 3 with
     pyarrow), the rows come as Arrow and ``id`` goes into the frame's string column as it is, without a Python
@@ -274,9 +310,21 @@ def _fetch_rows(con: Any, sql: str, params: Sequence[Any]) -> dict[str, Any]:
         return dict(con.execute(sql, params).fetchnumpy())
     table = con.sql(sql, params=params).to_arrow_table()
     return {  # no rows: pandas infers object for an empty column, so ``id`` stays an (empty) object array
-        name: pd.array(column, dtype=text) if name == "id" and len(column) else column.to_numpy()
+        name: pd.array(column, dtype=text) if name == "id" and len(column) else _fresh(column)
         for name, column in zip(table.column_names, table.columns, strict=True)
     }
+
+
+def _fresh(column: Any) -> np.ndarray:
+    """An Arrow column as a NumPy array of its own, copied once: the frame keeps such an array as it is, where a
+    view of Arrow memory it copies, and a column of many chunks (a scan over many Parquet files) would be copied
+    twice, once to join the chunks and once more for the frame."""
+    import numpy as np
+
+    chunks = [chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    if len(chunks) > 1:
+        return np.concatenate(chunks)
+    return chunks[0].copy() if chunks else column.to_numpy()
 
 
 def _plain_frame(con: Any, source: str, filters: Filters, source_params: Sequence[Any]) -> pd.DataFrame:

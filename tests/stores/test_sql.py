@@ -84,3 +84,26 @@ def test_a_frame_whose_hashes_do_not_tell_values_apart_comes_from_plain_rows(
     got = store.scan()
     pd.testing.assert_frame_equal(got, want)
     assert frame_to_entries(got) == entries
+
+
+@pytest.mark.parametrize("storage", ["python", "pyarrow"])
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_frame_comes_in_time_then_id_order_whatever_order_the_rows_were_stored_in(
+    kind: str, storage: str, tmp_path: Path
+) -> None:
+    """``read_frame`` reads rows unordered and sorts them itself: by timestamp, ids breaking ties (as
+    ``ORDER BY "timestamp", id``), with and without a limit, whichever way pandas stores strings."""
+    if storage == "pyarrow":
+        pytest.importorskip("pyarrow")
+    from llmcost._rows import frame_to_entries
+    from llmcost.stores import DuckDBStore, ParquetStore
+
+    store = DuckDBStore(tmp_path / "c.duckdb") if kind == "duckdb" else ParquetStore(tmp_path / "pq")
+    entries = [make_entry(i) for i in range(40)]
+    tied = [make_entry(i + 100, id=f"tie-{9 - i}", timestamp=entries[20].timestamp) for i in range(10)]
+    for batch in (entries[30:], tied[::2], entries[:15], tied[1::2], entries[15:30]):
+        store.append(batch)
+    want = sorted([*entries, *tied], key=lambda e: (e.timestamp, e.id))
+    with pd.option_context("mode.string_storage", storage):
+        assert frame_to_entries(store.scan()) == want
+        assert frame_to_entries(store.scan(limit=25)) == want[:25]
