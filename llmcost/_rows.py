@@ -29,7 +29,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, floordiv, sub
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -401,8 +402,19 @@ def _tag_index(maps: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
     return np.fromiter(map(index_of.__getitem__, ids), np.int32, len(ids)), texts
 
 
+# How ``ingest_columns`` reads each column: (name, getter, read from ``entry.usage``, SQL type), in stored order.
+_INGEST_PLAN = tuple((name, attrgetter(name), name in UNIT_COLUMNS, t) for name, t in SQL_TYPES.items())
+_USAGE = attrgetter("usage")
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def ingest_columns(entries: Sequence[CostEntry]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The NumPy arrays to register as ``RAW`` and ``TAG_MAPS`` for ``INGEST_SELECT`` (see ``ingest_arrays``).
+
+    This runs on every write (on the tracker's writer thread, holding the GIL the recording threads want), so each
+    column goes from the entries' attributes straight into its array in one C-level pass (``map`` into
+    ``np.fromiter``), with no intermediate lists; timestamps become exact epoch microseconds as ``timedelta``
+    floor divisions.
 
     Example::
 
@@ -410,11 +422,29 @@ def ingest_columns(entries: Sequence[CostEntry]) -> tuple[dict[str, np.ndarray],
     """
     import numpy as np
 
-    values: dict[str, Any] = _columns_of(entries)
-    values["timestamp"] = np.fromiter(map(micros, values["timestamp"]), np.int64, len(entries))
-    values["tags"], texts = _tag_index(values["tags"])
-    values["units"] = list(map(_units_text, values["units"]))
-    return ingest_arrays(values, texts)
+    n = len(entries)
+    usages = list(map(_USAGE, entries))
+    raw: dict[str, np.ndarray] = {}
+    texts: list[str] = []
+    for name, get, of_usage, sql_type in _INGEST_PLAN:
+        values = map(get, usages if of_usage else entries)
+        if name == "timestamp":
+            raw["timestamp_us"] = np.fromiter(
+                map(floordiv, map(sub, values, repeat(_EPOCH)), repeat(_MICROSECOND)), np.int64, n
+            )
+        elif name == "tags":
+            raw["tag_index"], texts = _tag_index(list(values))
+        elif name == "units":
+            raw[name] = np.fromiter(map(_units_text, values), object, n)
+        elif sql_type == "BIGINT":
+            raw[name] = np.fromiter(values, np.int64, n)
+        elif sql_type == "DOUBLE":
+            raw[name] = np.asarray(list(values), dtype=np.float64)  # None becomes NaN, which DuckDB reads as NULL
+        elif sql_type.startswith("DECIMAL"):
+            raw[name] = np.fromiter(map(str, values), object, n)  # exact text
+        else:  # text; a CostCategory is a str enum, which DuckDB reads as its value
+            raw[name] = np.fromiter(values, object, n)
+    return raw, {"i": np.arange(len(texts), dtype=np.int32), "tags": objects_of(texts)}
 
 
 def ingest_arrays(

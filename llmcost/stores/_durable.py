@@ -71,7 +71,8 @@ def _check_timeout(value: object) -> float:
 class Durable:
     """The retries, lock, private DuckDB connection and spill of one durable store at ``where``.
 
-    ``transient`` tells errors worth another try from the rest. With ``per_path`` on, every ``Durable`` of the
+    ``transient`` tells errors worth another try from the rest; ``settings`` are statements run on each new
+    private connection (after ``SET TimeZone = 'UTC'``). With ``per_path`` on, every ``Durable`` of the
     same ``where`` in this process shares one lock (a DuckDB file: two attachments of it in one process would
     collide); otherwise the lock is this object's own. Either way a forked child takes a fresh lock and connection.
     Spill files go to ``spill_dir``, dead letters to ``<where>.dead-letter``, each with per-user fallbacks
@@ -93,8 +94,10 @@ class Durable:
         spill_dir: str,
         transient: Callable[[BaseException], bool],
         per_path: bool,
+        settings: Sequence[str] = (),
     ) -> None:
         self.where = where
+        self._settings = tuple(settings)
         self.retry_timeout = _check_timeout(retry_timeout)
         self.dead = DeadLetters(where + ".dead-letter", fallbacks=fallback_dirs(where, "dead-letter"), store_path=where)
         self.spill = Spill(
@@ -126,6 +129,8 @@ class Durable:
         if self._con is None or self._pid != os.getpid():
             con = duckdb.connect(":memory:")
             con.execute("SET TimeZone = 'UTC'")
+            for statement in self._settings:
+                con.execute(statement)
             self._con, self._pid = con, os.getpid()
         return self._con
 
