@@ -11,6 +11,7 @@ caches; ``StreamAccumulator`` reads the same shapes chunk by chunk, so it stays 
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -473,8 +474,23 @@ def _chat_usage(usage: Any) -> Usage:
 
 
 def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
-    """The reader of an OpenAI, Anthropic, Mistral or LiteLLM SDK response type, made once per type: its
-    ``usage`` first.
+    """The reader of an OpenAI, Anthropic, Mistral or LiteLLM SDK response type, made once per type: for a pydantic
+    model of a provider's SDK, the plain-case reader compiled for its usage type (``_read_plain``) first, then
+    ``_general_sdk_reader``'s if that one does not take it."""
+    read = _general_sdk_reader(cls)
+    provider = _module_provider(cls)
+    if provider is None or _kind(cls) != _PYDANTIC:
+        return read
+
+    def read_plain_first(result: Any) -> Extracted | None:
+        found = _read_plain(result, provider)
+        return read(result) if found is _NOT_PLAIN else found
+
+    return read_plain_first
+
+
+def _general_sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
+    """The general reader of an SDK response type (``_sdk_reader``), made once per type: its ``usage`` first.
 
     Most are pydantic models, whose fields live in ``__dict__``: read as dicts, they take the fast dict paths and
     never probe attributes a model lacks (which raises inside pydantic). The type's kind and provider are found
@@ -505,6 +521,282 @@ def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
         return _from_usage(result, usage_obj, view)
 
     return read
+
+
+#: What ``_read_plain`` returns for a response that is not the plain case it reads (the general reader reads it).
+_NOT_PLAIN: Any = object()
+_usage_readers: dict[type, Callable[[dict[str, Any], dict[str, Any], str], Any] | None] = _state.usage_readers
+
+
+def _read_plain(result: Any, provider: str) -> Any:
+    """An OpenAI chat completion, OpenAI Responses response or Anthropic message read by the reader compiled for
+    its usage type (``_plain_reader``), when it is the plain case: pydantic objects with no extra fields all the
+    way down, counts plain ints, nothing that becomes a unit (audio, image, cache writes split by TTL, web
+    searches). ``provider``: of the SDK.
+
+    Returns exactly what ``_sdk_reader``'s general ``read`` returns for it, or ``_NOT_PLAIN`` for anything else,
+    which ``read`` then takes. Why: the general reader asks for every key any provider's shape might have, through
+    a call per shape; the compiled one reads only the fields its types declare (the others can only be extra
+    fields, and there are none), and this runs on every tracked SDK call.
+    """
+    try:
+        if result.__pydantic_extra__:
+            return _NOT_PLAIN
+        view = result.__dict__
+        usage_obj = view["usage"]
+        reader: Any = _usage_readers.get(type(usage_obj), _MISSING)
+        if reader is _MISSING:
+            reader = _plain_reader(type(usage_obj))
+            if len(_usage_readers) < 1024:  # classes made at run time must not grow this without bound
+                _usage_readers[type(usage_obj)] = reader
+        if reader is None or usage_obj.__pydantic_extra__:
+            return _NOT_PLAIN
+        return reader(view, usage_obj.__dict__, provider)
+    except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``): the general reader
+        return _NOT_PLAIN
+
+
+class _NoPlainReader(Exception):
+    """A usage type ``_plain_reader`` does not compile a reader for."""
+
+
+def _part_class(fields: Mapping[str, Any], name: str) -> Any:
+    """The pydantic class (kind ``_PYDANTIC``) that usage field ``name`` holds when it is not ``None``; ``None``
+    when there is no such field. Raises ``_NoPlainReader`` for any other field (a union of classes, a dict...)."""
+    field = fields.get(name)
+    if field is None:
+        return None
+    annotation = getattr(field, "annotation", None)
+    classes = [t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None)]
+    if len(classes) != 1 or not isinstance(classes[0], type) or _kind(classes[0]) != _PYDANTIC:
+        raise _NoPlainReader(name)
+    return classes[0]
+
+
+def _declared(cls: Any) -> Mapping[str, Any]:
+    return {} if cls is None else cls.__pydantic_fields__  # type: ignore[no-any-return]
+
+
+def _plain_reader(cls: type) -> Callable[[dict[str, Any], dict[str, Any], str], Any] | None:
+    """The plain-case reader of usage type ``cls`` (kind ``_PYDANTIC``): ``read(response fields, usage fields,
+    provider)`` giving what the general reader gives, or ``_NOT_PLAIN``; ``None`` for a type it does not read.
+
+    Made once per type, from the fields the type and its parts declare: a key the general reader asks for that
+    is not declared is ``None`` in a response without extra fields, so it is not asked for. A field the general
+    reader decides by value (``cache_read_input_tokens``...) is still read and decided as it decides.
+    """
+    if _kind(cls) != _PYDANTIC:
+        return None
+    fields: Mapping[str, Any] = getattr(cls, "__pydantic_fields__", {})
+    try:
+        if "prompt_tokens" in fields:
+            return _chat_reader(fields)
+        if "input_tokens" not in fields or "output_tokens" not in fields:
+            return None
+        if "cache_creation_input_tokens" in fields or "cache_read_input_tokens" in fields:
+            return _anthropic_reader(fields)
+        return _responses_reader(fields)
+    except _NoPlainReader:
+        return None
+
+
+def _chat_reader(fields: Mapping[str, Any]) -> Callable[[dict[str, Any], dict[str, Any], str], Any] | None:
+    """OpenAI chat completion usage, as ``_chat`` and ``_chat_usage`` read it."""
+    if "completion_tokens" not in fields:
+        return None  # an embedding's: the general reader
+    prompt, completion = _part_class(fields, "prompt_tokens_details"), _part_class(fields, "completion_tokens_details")
+    in_fields, out_fields = _declared(prompt), _declared(completion)
+    has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
+    has_creation = "cache_creation_tokens" in in_fields
+    in_units = tuple(k for k in ("audio_tokens", "cache_creation_token_details") if k in in_fields)
+    has_reasoning = "reasoning_tokens" in out_fields
+    out_units = tuple(k for k in ("audio_tokens", "image_tokens") if k in out_fields)
+    has_tools, has_tier = "server_tool_use" in fields, "service_tier" in fields
+
+    def read(view: dict[str, Any], u: dict[str, Any], provider: str) -> Any:
+        inp, out = u["prompt_tokens"], u["completion_tokens"]
+        if type(inp) is not int or type(out) is not int or not 0 <= inp | out <= MAX_COUNT:
+            return _NOT_PLAIN
+        cache_read = cache_write = reasoning = 0
+        details: Any = u["prompt_tokens_details"] if prompt is not None else None
+        if details:
+            if type(details) is not prompt or details.__pydantic_extra__:
+                return _NOT_PLAIN
+            d = details.__dict__
+            if has_cached:
+                value = d["cached_tokens"]
+                if value:
+                    if type(value) is not int or not 0 < value <= MAX_COUNT:
+                        return _NOT_PLAIN
+                    cache_read = value
+            value = d["cache_write_tokens"] if has_write else None
+            if value is None and has_creation:
+                value = d["cache_creation_tokens"]
+            if value:
+                if type(value) is not int or not 0 < value <= MAX_COUNT:
+                    return _NOT_PLAIN
+                cache_write = value
+            for key in in_units:
+                if d[key]:
+                    return _NOT_PLAIN
+        details = u["completion_tokens_details"] if completion is not None else None
+        if details:
+            if type(details) is not completion or details.__pydantic_extra__:
+                return _NOT_PLAIN
+            d = details.__dict__
+            if has_reasoning:
+                value = d["reasoning_tokens"]
+                if value:
+                    if type(value) is not int or not 0 < value <= MAX_COUNT:
+                        return _NOT_PLAIN
+                    reasoning = value
+            for key in out_units:
+                if d[key]:
+                    return _NOT_PLAIN
+        if (has_tools and u["server_tool_use"]) or cache_read + cache_write > inp or reasoning > out:
+            return _NOT_PLAIN  # a unit, or counts to clamp
+        model = view.get("model")
+        if type(model) is not str or not model:
+            model = _str(model)
+        tier = view.get("service_tier")
+        if tier is None and has_tier:
+            tier = u["service_tier"]
+        return _extracted(
+            (
+                model,
+                provider,
+                trusted_usage(inp, out, cache_read, cache_write, reasoning),
+                None,  # not an embedding: it has completion tokens
+                None if tier is None or tier == "default" else _tier(tier),
+            )
+        )
+
+    return read
+
+
+def _responses_reader(fields: Mapping[str, Any]) -> Callable[[dict[str, Any], dict[str, Any], str], Any]:
+    """OpenAI Responses usage, as ``_openai_usage`` and ``_from_usage`` read it."""
+    inputs, outputs = _part_class(fields, "input_tokens_details"), _part_class(fields, "output_tokens_details")
+    in_fields, out_fields = _declared(inputs), _declared(outputs)
+    has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
+    has_reasoning = "reasoning_tokens" in out_fields
+    has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
+
+    def read(view: dict[str, Any], u: dict[str, Any], provider: str) -> Any:
+        inp, out = u["input_tokens"], u["output_tokens"]
+        if type(inp) is not int or type(out) is not int or not 0 <= inp | out <= MAX_COUNT:
+            return _NOT_PLAIN
+        cache_read = cache_write = reasoning = 0
+        details: Any = u["input_tokens_details"] if inputs is not None else None
+        if details is not None:
+            if type(details) is not inputs or details.__pydantic_extra__:
+                return _NOT_PLAIN
+            d = details.__dict__
+            value = d["cached_tokens"] if has_cached else None
+            if value:
+                if type(value) is not int or not 0 < value <= MAX_COUNT:
+                    return _NOT_PLAIN
+                cache_read = value
+            value = d["cache_write_tokens"] if has_write else None
+            if value:
+                if type(value) is not int or not 0 < value <= MAX_COUNT:
+                    return _NOT_PLAIN
+                cache_write = value
+        details = u["output_tokens_details"] if outputs is not None else None
+        if details is not None:
+            if type(details) is not outputs or details.__pydantic_extra__:
+                return _NOT_PLAIN
+            value = details.__dict__["reasoning_tokens"] if has_reasoning else None
+            if value:
+                if type(value) is not int or not 0 < value <= MAX_COUNT:
+                    return _NOT_PLAIN
+                reasoning = value
+        if cache_read + cache_write > inp or reasoning > out:
+            return _NOT_PLAIN  # counts to clamp
+        usage = trusted_usage(inp, out, cache_read, cache_write, reasoning)
+        return _from_plain_usage(view, u, provider, usage, has_tier, has_completion)
+
+    return read
+
+
+def _anthropic_reader(fields: Mapping[str, Any]) -> Callable[[dict[str, Any], dict[str, Any], str], Any]:
+    """Anthropic message usage, as ``_openai_usage``, ``_anthropic_usage`` and ``_from_usage`` read it."""
+    has_creation, has_read = "cache_creation_input_tokens" in fields, "cache_read_input_tokens" in fields
+    # (field, its class, the counts in it that become units) for the parts whose counts must all be 0 or None.
+    unit_parts = tuple(
+        (name, cls, tuple(k for k in keys if k in _declared(cls)))
+        for name, keys in (
+            ("cache_creation", ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")),
+            ("server_tool_use", ("web_search_requests",)),
+        )
+        for cls in (_part_class(fields, name),)
+        if cls is not None
+    )
+    outputs = _part_class(fields, "output_tokens_details")
+    has_thinking = "thinking_tokens" in _declared(outputs)
+    has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
+
+    def read(view: dict[str, Any], u: dict[str, Any], provider: str) -> Any:
+        inp, out = u["input_tokens"], u["output_tokens"]
+        creation = u["cache_creation_input_tokens"] if has_creation else None
+        cache_read = u["cache_read_input_tokens"] if has_read else None
+        if creation is None and cache_read is None:
+            return _NOT_PLAIN  # read as an OpenAI Responses usage by the general reader
+        if creation is None:
+            creation = 0
+        if cache_read is None:
+            cache_read = 0
+        if (
+            type(inp) is not int
+            or type(out) is not int
+            or type(creation) is not int
+            or type(cache_read) is not int
+            or not 0 <= inp | out | creation | cache_read <= MAX_COUNT
+        ):
+            return _NOT_PLAIN
+        for name, cls, keys in unit_parts:
+            part: Any = u[name]
+            if part is not None:
+                if type(part) is not cls or part.__pydantic_extra__:
+                    return _NOT_PLAIN
+                d = part.__dict__
+                for key in keys:
+                    if d[key]:
+                        return _NOT_PLAIN  # a unit
+        thinking = 0
+        details: Any = u["output_tokens_details"] if outputs is not None else None
+        if details is not None:
+            if type(details) is not outputs or details.__pydantic_extra__:
+                return _NOT_PLAIN
+            value = details.__dict__["thinking_tokens"] if has_thinking else None
+            if value is not None:
+                if type(value) is not int or not 0 <= value <= MAX_COUNT:
+                    return _NOT_PLAIN
+                thinking = value
+        if thinking > out:
+            return _NOT_PLAIN  # to clamp
+        usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, thinking)
+        return _from_plain_usage(view, u, provider, usage, has_tier, has_completion)
+
+    return read
+
+
+def _from_plain_usage(
+    view: dict[str, Any], u: dict[str, Any], provider: str, usage: Usage, has_tier: bool, has_completion: bool
+) -> Extracted:
+    """``_from_usage``'s steps after the usage, for ``_read_plain``: model, category and service tier."""
+    model = view.get("model")
+    if type(model) is not str or not model:
+        model = _str(model)
+    category = None
+    if view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
+        category = CostCategory.LLM_EMBEDDING
+    tier = view.get("service_tier")
+    tier = None if tier is None else _tier(tier)
+    if tier is None and has_tier:
+        tier = u["service_tier"]
+        tier = None if tier is None else _tier(tier)
+    return _extracted((model, provider, usage, category, tier))
 
 
 def _is_pydantic(cls: type) -> bool:
