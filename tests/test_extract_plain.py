@@ -71,7 +71,7 @@ def _same(result: Any) -> Any:
 
 
 def _plain(result: Any) -> bool:
-    return _read_plain(result, _module_provider(type(result)) or "x") is not _NOT_PLAIN
+    return _read_plain(_module_provider(type(result)) or "x", lambda result: _NOT_PLAIN, result) is not _NOT_PLAIN
 
 
 def _chat_cases() -> list[ChatCompletion]:
