@@ -5,7 +5,9 @@ tokens outside it, so they are added), ``output_tokens`` all output (Google repo
 so they are added). Nothing here imports a provider SDK.
 
 Over 400 lines because each provider's shape is a short reader, and they share one dispatch and its per-type
-caches; ``StreamAccumulator`` reads the same shapes chunk by chunk, so it stays beside them.
+caches; ``StreamAccumulator`` reads the same shapes chunk by chunk, so it stays beside them. The OpenAI chat,
+OpenAI Responses and Anthropic message readers are also compiled per SDK response type for the plain case
+(``_compiled_reader``): they read exactly as the general readers beside them, which they fall back to.
 """
 
 from __future__ import annotations
@@ -474,14 +476,11 @@ def _chat_usage(usage: Any) -> Usage:
 
 
 def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
-    """The reader of an OpenAI, Anthropic, Mistral or LiteLLM SDK response type, made once per type: for a pydantic
-    model of a provider's SDK, the plain-case reader compiled for its usage type first (``_read_plain``), then
-    ``_general_sdk_reader``'s if that one does not take it."""
+    """The reader of an OpenAI, Anthropic, Mistral or LiteLLM SDK response type, made once per type: the reader
+    compiled for the type (``_compiled_reader``) when there is one, which hands anything but the plain case to
+    the general reader (``_general_sdk_reader``); else the general reader."""
     read = _general_sdk_reader(cls)
-    provider = _module_provider(cls)
-    if provider is None or _kind(cls) != _PYDANTIC:
-        return read
-    return functools.partial(_read_plain, provider, read)  # a partial: one Python call less per tracked call
+    return _compiled_reader(cls, read) or read
 
 
 def _general_sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
@@ -518,52 +517,20 @@ def _general_sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
     return read
 
 
-#: What a compiled reader returns for a response that is not the plain case it reads (the general reader reads it).
-_NOT_PLAIN: Any = object()
-_usage_readers: dict[type, Callable[[dict[str, Any], dict[str, Any], str], Any] | None] = _state.usage_readers
-
-
-def _read_plain(provider: str, general: Callable[[Any], Extracted | None], result: Any) -> Any:
-    """An OpenAI chat completion, OpenAI Responses response or Anthropic message read by the reader compiled for
-    its usage type (``_plain_reader``) when it is the plain case: pydantic objects with no extra fields all the way
-    down, counts plain ints, nothing that becomes a unit (audio, image, cache writes split by TTL, web searches).
-    Anything else is read by ``general``, the type's general reader; ``provider``: of the SDK.
-
-    What it returns is exactly what ``general`` returns. Why: the general reader asks for every key any provider's
-    shape might have, through a call per shape; the compiled one reads only the fields its types declare (the
-    others can only be extra fields, and there are none), and this runs on every tracked SDK call.
-    """
-    found = _NOT_PLAIN
-    try:
-        if not result.__pydantic_extra__:
-            view = result.__dict__
-            usage_obj = view["usage"]
-            reader: Any = _usage_readers.get(type(usage_obj), _MISSING)
-            if reader is _MISSING:
-                reader = _plain_reader(type(usage_obj))
-                if len(_usage_readers) < 1024:  # classes made at run time must not grow this without bound
-                    _usage_readers[type(usage_obj)] = reader
-            if reader is not None and not usage_obj.__pydantic_extra__:
-                found = reader(view, usage_obj.__dict__, provider)
-    except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``): the general reader
-        found = _NOT_PLAIN
-    return general(result) if found is _NOT_PLAIN else found
-
-
-class _NoPlainReader(Exception):
-    """A usage type ``_plain_reader`` does not compile a reader for."""
+class _NoCompiledReader(Exception):
+    """A response type ``_compiled_reader`` does not compile a reader for."""
 
 
 def _part_class(fields: Mapping[str, Any], name: str) -> Any:
-    """The pydantic class (kind ``_PYDANTIC``) that usage field ``name`` holds when it is not ``None``; ``None``
-    when there is no such field. Raises ``_NoPlainReader`` for any other field (a union of classes, a dict...)."""
+    """The pydantic class (kind ``_PYDANTIC``) that field ``name`` holds when it is not ``None``; ``None`` when
+    there is no such field. Raises ``_NoCompiledReader`` for any other field (a union of classes, a dict...)."""
     field = fields.get(name)
     if field is None:
         return None
     annotation = getattr(field, "annotation", None)
     classes = [t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None)]
     if len(classes) != 1 or not isinstance(classes[0], type) or _kind(classes[0]) != _PYDANTIC:
-        raise _NoPlainReader(name)
+        raise _NoCompiledReader(name)
     return classes[0]
 
 
@@ -571,31 +538,40 @@ def _declared(cls: Any) -> Mapping[str, Any]:
     return {} if cls is None else cls.__pydantic_fields__  # type: ignore[no-any-return]
 
 
-def _plain_reader(cls: type) -> Callable[[dict[str, Any], dict[str, Any], str], Any] | None:
-    """The plain-case reader of usage type ``cls`` (kind ``_PYDANTIC``): ``read(response fields, usage fields,
-    provider)`` giving what the general reader gives, or ``_NOT_PLAIN``; ``None`` for a type it does not read.
+def _compiled_reader(cls: type, general: Callable[[Any], Extracted | None]) -> Callable[[Any], Extracted | None] | None:
+    """A reader of SDK response type ``cls`` (an OpenAI chat completion, OpenAI Responses response, Anthropic
+    message...) compiled from the fields it and its usage declare, or ``None`` for a type it does not compile.
 
-    Made once per type, from the fields the type and its parts declare: a key the general reader asks for that
-    is not declared is ``None`` in a response without extra fields, so it is not asked for. A field the general
-    reader decides by value (``cache_read_input_tokens``...) is still read and decided as it decides.
+    It reads the plain case: pydantic objects (kind ``_PYDANTIC``) of the declared classes with no extra fields all
+    the way down, counts plain ints, nothing that becomes a unit (audio, image, cache writes split by TTL, web
+    searches); it hands anything else to ``general``, the type's general reader. What it returns is exactly what
+    ``general`` returns: a key the general reader asks for that the classes do not declare is ``None`` in an object
+    without extra fields, so it is not asked for, and what the general reader decides by value (which shape the
+    usage is) is decided the same way. Why: the general reader asks for every key any provider's shape might have,
+    through a call per shape, and this runs on every tracked SDK call.
     """
-    if _kind(cls) != _PYDANTIC:
+    provider = _module_provider(cls)
+    if provider is None or _kind(cls) != _PYDANTIC:
         return None
-    fields: Mapping[str, Any] = getattr(cls, "__pydantic_fields__", {})
     try:
-        if "prompt_tokens" in fields:
-            return _chat_reader(fields)
-        if "input_tokens" not in fields or "output_tokens" not in fields:
+        usage_cls = _part_class(cls.__pydantic_fields__, "usage")  # type: ignore[attr-defined]
+        if usage_cls is None:
             return None
-        if "cache_creation_input_tokens" in fields or "cache_read_input_tokens" in fields:
-            return _anthropic_reader(fields)
-        return _responses_reader(fields)
-    except _NoPlainReader:
-        return None
+        fields = usage_cls.__pydantic_fields__
+        if "prompt_tokens" in fields:
+            return _chat_reader(usage_cls, provider, general)
+        if "input_tokens" in fields and "output_tokens" in fields:
+            return _usage_reader(usage_cls, provider, general)
+    except _NoCompiledReader:
+        pass
+    return None
 
 
-def _chat_reader(fields: Mapping[str, Any]) -> Callable[[dict[str, Any], dict[str, Any], str], Any] | None:
-    """OpenAI chat completion usage, as ``_chat`` and ``_chat_usage`` read it."""
+def _chat_reader(
+    usage_cls: Any, provider: str, general: Callable[[Any], Extracted | None]
+) -> Callable[[Any], Extracted | None] | None:
+    """An OpenAI chat completion's reader, reading as ``_chat`` and ``_chat_usage`` do (``_compiled_reader``)."""
+    fields = usage_cls.__pydantic_fields__
     if "completion_tokens" not in fields:
         return None  # an embedding's: the general reader
     prompt, completion = _part_class(fields, "prompt_tokens_details"), _part_class(fields, "completion_tokens_details")
@@ -607,190 +583,196 @@ def _chat_reader(fields: Mapping[str, Any]) -> Callable[[dict[str, Any], dict[st
     out_units = tuple(k for k in ("audio_tokens", "image_tokens") if k in out_fields)
     has_tools, has_tier = "server_tool_use" in fields, "service_tier" in fields
 
-    def read(view: dict[str, Any], u: dict[str, Any], provider: str) -> Any:
-        inp, out = u["prompt_tokens"], u["completion_tokens"]
-        if type(inp) is not int or type(out) is not int or not 0 <= inp | out <= MAX_COUNT:
-            return _NOT_PLAIN
-        cache_read = cache_write = reasoning = 0
-        details: Any = u["prompt_tokens_details"] if prompt is not None else None
-        if details:
-            if type(details) is not prompt or details.__pydantic_extra__:
-                return _NOT_PLAIN
-            d = details.__dict__
-            if has_cached:
-                value = d["cached_tokens"]
+    def read(result: Any) -> Extracted | None:
+        # ``return general(result)`` inside the try: should the general reader raise one of the errors caught here,
+        # it raises it again when called from the handler, and ``extract_usage`` gets it either way.
+        try:
+            if result.__pydantic_extra__:
+                return general(result)
+            view = result.__dict__
+            usage_obj = view["usage"]
+            if type(usage_obj) is not usage_cls or usage_obj.__pydantic_extra__:
+                return general(result)
+            u = usage_obj.__dict__
+            inp, out = u["prompt_tokens"], u["completion_tokens"]
+            if type(inp) is not int or type(out) is not int or not 0 <= inp | out <= MAX_COUNT:
+                return general(result)
+            cache_read = cache_write = reasoning = 0
+            details = u["prompt_tokens_details"] if prompt is not None else None
+            if details:
+                if type(details) is not prompt or details.__pydantic_extra__:
+                    return general(result)
+                d = details.__dict__
+                if has_cached:
+                    value = d["cached_tokens"]
+                    if value:
+                        if type(value) is not int or not 0 < value <= MAX_COUNT:
+                            return general(result)
+                        cache_read = value
+                value = d["cache_write_tokens"] if has_write else None
+                if value is None and has_creation:
+                    value = d["cache_creation_tokens"]
                 if value:
                     if type(value) is not int or not 0 < value <= MAX_COUNT:
-                        return _NOT_PLAIN
-                    cache_read = value
-            value = d["cache_write_tokens"] if has_write else None
-            if value is None and has_creation:
-                value = d["cache_creation_tokens"]
-            if value:
-                if type(value) is not int or not 0 < value <= MAX_COUNT:
-                    return _NOT_PLAIN
-                cache_write = value
-            for key in in_units:
-                if d[key]:
-                    return _NOT_PLAIN
-        details = u["completion_tokens_details"] if completion is not None else None
-        if details:
-            if type(details) is not completion or details.__pydantic_extra__:
-                return _NOT_PLAIN
-            d = details.__dict__
-            if has_reasoning:
-                value = d["reasoning_tokens"]
-                if value:
-                    if type(value) is not int or not 0 < value <= MAX_COUNT:
-                        return _NOT_PLAIN
-                    reasoning = value
-            for key in out_units:
-                if d[key]:
-                    return _NOT_PLAIN
-        if (has_tools and u["server_tool_use"]) or cache_read + cache_write > inp or reasoning > out:
-            return _NOT_PLAIN  # a unit, or counts to clamp
-        model = view.get("model")
-        if type(model) is not str or not model:
-            model = _str(model)
-        tier = view.get("service_tier")
-        if tier is None and has_tier:
-            tier = u["service_tier"]
-        return _extracted(
-            (
-                model,
-                provider,
-                trusted_usage(inp, out, cache_read, cache_write, reasoning),
-                None,  # not an embedding: it has completion tokens
-                None if tier is None or tier == "default" else _tier(tier),
+                        return general(result)
+                    cache_write = value
+                for key in in_units:
+                    if d[key]:
+                        return general(result)  # a unit
+            details = u["completion_tokens_details"] if completion is not None else None
+            if details:
+                if type(details) is not completion or details.__pydantic_extra__:
+                    return general(result)
+                d = details.__dict__
+                if has_reasoning:
+                    value = d["reasoning_tokens"]
+                    if value:
+                        if type(value) is not int or not 0 < value <= MAX_COUNT:
+                            return general(result)
+                        reasoning = value
+                for key in out_units:
+                    if d[key]:
+                        return general(result)  # a unit
+            if (has_tools and u["server_tool_use"]) or cache_read + cache_write > inp or reasoning > out:
+                return general(result)  # a unit, or counts to clamp
+            model = view.get("model")
+            if type(model) is not str or not model:
+                model = _str(model)
+            tier = view.get("service_tier")
+            if tier is None and has_tier:
+                tier = u["service_tier"]  # LiteLLM keeps Anthropic's service tier in usage
+            return _extracted(
+                (
+                    model,
+                    provider,
+                    trusted_usage(inp, out, cache_read, cache_write, reasoning),
+                    None,  # not an embedding: it has completion tokens
+                    None if tier is None or tier == "default" else _tier(tier),
+                )
             )
-        )
+        except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
+            return general(result)
 
     return read
 
 
-def _responses_reader(fields: Mapping[str, Any]) -> Callable[[dict[str, Any], dict[str, Any], str], Any]:
-    """OpenAI Responses usage, as ``_openai_usage`` and ``_from_usage`` read it."""
-    inputs, outputs = _part_class(fields, "input_tokens_details"), _part_class(fields, "output_tokens_details")
-    in_fields, out_fields = _declared(inputs), _declared(outputs)
-    has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
-    has_reasoning = "reasoning_tokens" in out_fields
-    has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
-
-    def read(view: dict[str, Any], u: dict[str, Any], provider: str) -> Any:
-        inp, out = u["input_tokens"], u["output_tokens"]
-        if type(inp) is not int or type(out) is not int or not 0 <= inp | out <= MAX_COUNT:
-            return _NOT_PLAIN
-        cache_read = cache_write = reasoning = 0
-        details: Any = u["input_tokens_details"] if inputs is not None else None
-        if details is not None:
-            if type(details) is not inputs or details.__pydantic_extra__:
-                return _NOT_PLAIN
-            d = details.__dict__
-            value = d["cached_tokens"] if has_cached else None
-            if value:
-                if type(value) is not int or not 0 < value <= MAX_COUNT:
-                    return _NOT_PLAIN
-                cache_read = value
-            value = d["cache_write_tokens"] if has_write else None
-            if value:
-                if type(value) is not int or not 0 < value <= MAX_COUNT:
-                    return _NOT_PLAIN
-                cache_write = value
-        details = u["output_tokens_details"] if outputs is not None else None
-        if details is not None:
-            if type(details) is not outputs or details.__pydantic_extra__:
-                return _NOT_PLAIN
-            value = details.__dict__["reasoning_tokens"] if has_reasoning else None
-            if value:
-                if type(value) is not int or not 0 < value <= MAX_COUNT:
-                    return _NOT_PLAIN
-                reasoning = value
-        if cache_read + cache_write > inp or reasoning > out:
-            return _NOT_PLAIN  # counts to clamp
-        usage = trusted_usage(inp, out, cache_read, cache_write, reasoning)
-        return _from_plain_usage(view, u, provider, usage, has_tier, has_completion)
-
-    return read
-
-
-def _anthropic_reader(fields: Mapping[str, Any]) -> Callable[[dict[str, Any], dict[str, Any], str], Any]:
-    """Anthropic message usage, as ``_openai_usage``, ``_anthropic_usage`` and ``_from_usage`` read it."""
+def _usage_reader(
+    usage_cls: Any, provider: str, general: Callable[[Any], Extracted | None]
+) -> Callable[[Any], Extracted | None]:
+    """The reader of a response whose usage counts ``input_tokens`` and ``output_tokens`` (OpenAI Responses,
+    Anthropic messages), reading as ``_from_usage``, ``_openai_usage`` and ``_anthropic_usage`` do
+    (``_compiled_reader``): Anthropic's way when a cache count is not ``None``, else OpenAI Responses' way."""
+    fields = usage_cls.__pydantic_fields__
     has_creation, has_read = "cache_creation_input_tokens" in fields, "cache_read_input_tokens" in fields
-    # (field, its class, the counts in it that become units) for the parts whose counts must all be 0 or None.
+    # Anthropic: (field, its class, the counts in it that become units) of each part whose counts must be 0 or None.
     unit_parts = tuple(
-        (name, cls, tuple(k for k in keys if k in _declared(cls)))
+        (name, part, tuple(k for k in keys if k in _declared(part)))
         for name, keys in (
             ("cache_creation", ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")),
             ("server_tool_use", ("web_search_requests",)),
         )
-        for cls in (_part_class(fields, name),)
-        if cls is not None
+        for part in (_part_class(fields, name),)
+        if part is not None
     )
-    outputs = _part_class(fields, "output_tokens_details")
-    has_thinking = "thinking_tokens" in _declared(outputs)
+    inputs, outputs = _part_class(fields, "input_tokens_details"), _part_class(fields, "output_tokens_details")
+    in_fields, out_fields = _declared(inputs), _declared(outputs)
+    has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
+    has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
 
-    def read(view: dict[str, Any], u: dict[str, Any], provider: str) -> Any:
-        inp, out = u["input_tokens"], u["output_tokens"]
-        creation = u["cache_creation_input_tokens"] if has_creation else None
-        cache_read = u["cache_read_input_tokens"] if has_read else None
-        if creation is None and cache_read is None:
-            return _NOT_PLAIN  # read as an OpenAI Responses usage by the general reader
-        if creation is None:
-            creation = 0
-        if cache_read is None:
-            cache_read = 0
-        if (
-            type(inp) is not int
-            or type(out) is not int
-            or type(creation) is not int
-            or type(cache_read) is not int
-            or not 0 <= inp | out | creation | cache_read <= MAX_COUNT
-        ):
-            return _NOT_PLAIN
-        for name, cls, keys in unit_parts:
-            part: Any = u[name]
-            if part is not None:
-                if type(part) is not cls or part.__pydantic_extra__:
-                    return _NOT_PLAIN
-                d = part.__dict__
-                for key in keys:
-                    if d[key]:
-                        return _NOT_PLAIN  # a unit
-        thinking = 0
-        details: Any = u["output_tokens_details"] if outputs is not None else None
-        if details is not None:
-            if type(details) is not outputs or details.__pydantic_extra__:
-                return _NOT_PLAIN
-            value = details.__dict__["thinking_tokens"] if has_thinking else None
-            if value is not None:
-                if type(value) is not int or not 0 <= value <= MAX_COUNT:
-                    return _NOT_PLAIN
-                thinking = value
-        if thinking > out:
-            return _NOT_PLAIN  # to clamp
-        usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, thinking)
-        return _from_plain_usage(view, u, provider, usage, has_tier, has_completion)
+    def read(result: Any) -> Extracted | None:
+        # ``return general(result)`` inside the try: see ``_chat_reader``.
+        try:
+            if result.__pydantic_extra__:
+                return general(result)
+            view = result.__dict__
+            usage_obj = view["usage"]
+            if type(usage_obj) is not usage_cls or usage_obj.__pydantic_extra__:
+                return general(result)
+            u = usage_obj.__dict__
+            inp, out = u["input_tokens"], u["output_tokens"]
+            if type(inp) is not int or type(out) is not int or not 0 <= inp | out <= MAX_COUNT:
+                return general(result)
+            creation = u["cache_creation_input_tokens"] if has_creation else None
+            cache_read = u["cache_read_input_tokens"] if has_read else None
+            reasoning = 0
+            if creation is not None or cache_read is not None:  # Anthropic (``_anthropic_usage``)
+                if creation is None:
+                    creation = 0
+                if cache_read is None:
+                    cache_read = 0
+                if (
+                    type(creation) is not int
+                    or type(cache_read) is not int
+                    or not 0 <= creation | cache_read <= MAX_COUNT
+                ):
+                    return general(result)
+                for name, part_cls, keys in unit_parts:
+                    part = u[name]
+                    if part is not None:
+                        if type(part) is not part_cls or part.__pydantic_extra__:
+                            return general(result)
+                        d = part.__dict__
+                        for key in keys:
+                            if d[key]:
+                                return general(result)  # a unit
+                details = u["output_tokens_details"] if outputs is not None else None
+                if details is not None:
+                    if type(details) is not outputs or details.__pydantic_extra__:
+                        return general(result)
+                    value = details.__dict__["thinking_tokens"] if has_thinking else None
+                    if value is not None:
+                        if type(value) is not int or not 0 <= value <= MAX_COUNT:
+                            return general(result)
+                        reasoning = value
+                if reasoning > out:
+                    return general(result)  # to clamp
+                usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning)
+            else:  # OpenAI Responses (``_openai_usage``)
+                cache_read = cache_write = 0
+                details = u["input_tokens_details"] if inputs is not None else None
+                if details is not None:
+                    if type(details) is not inputs or details.__pydantic_extra__:
+                        return general(result)
+                    d = details.__dict__
+                    value = d["cached_tokens"] if has_cached else None
+                    if value:
+                        if type(value) is not int or not 0 < value <= MAX_COUNT:
+                            return general(result)
+                        cache_read = value
+                    value = d["cache_write_tokens"] if has_write else None
+                    if value:
+                        if type(value) is not int or not 0 < value <= MAX_COUNT:
+                            return general(result)
+                        cache_write = value
+                details = u["output_tokens_details"] if outputs is not None else None
+                if details is not None:
+                    if type(details) is not outputs or details.__pydantic_extra__:
+                        return general(result)
+                    value = details.__dict__["reasoning_tokens"] if has_reasoning else None
+                    if value:
+                        if type(value) is not int or not 0 < value <= MAX_COUNT:
+                            return general(result)
+                        reasoning = value
+                if cache_read + cache_write > inp or reasoning > out:
+                    return general(result)  # counts to clamp
+                usage = trusted_usage(inp, out, cache_read, cache_write, reasoning)
+            model = view.get("model")  # the rest as ``_from_usage``
+            if type(model) is not str or not model:
+                model = _str(model)
+            category = None
+            if view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
+                category = CostCategory.LLM_EMBEDDING
+            tier = view.get("service_tier")
+            tier = None if tier is None else _tier(tier)
+            if tier is None and has_tier:
+                tier = u["service_tier"]
+                tier = None if tier is None else _tier(tier)
+            return _extracted((model, provider, usage, category, tier))
+        except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
+            return general(result)
 
     return read
-
-
-def _from_plain_usage(
-    view: dict[str, Any], u: dict[str, Any], provider: str, usage: Usage, has_tier: bool, has_completion: bool
-) -> Extracted:
-    """``_from_usage``'s steps after the usage, for ``_read_plain``: model, category and service tier."""
-    model = view.get("model")
-    if type(model) is not str or not model:
-        model = _str(model)
-    category = None
-    if view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
-        category = CostCategory.LLM_EMBEDDING
-    tier = view.get("service_tier")
-    tier = None if tier is None else _tier(tier)
-    if tier is None and has_tier:
-        tier = u["service_tier"]
-        tier = None if tier is None else _tier(tier)
-    return _extracted((model, provider, usage, category, tier))
 
 
 def _is_pydantic(cls: type) -> bool:

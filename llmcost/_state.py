@@ -100,8 +100,6 @@ type_kinds: dict[type, int] = {}
 class_attributes: dict[tuple[type, str], bool] = {}
 type_providers: dict[type, str | None] = {}
 extractors: dict[type, Callable[[Any], Any]] = {}
-#: Readers compiled per SDK usage type for the plain case (``_extract._read_plain``); ``None``: none for that type.
-usage_readers: dict[type, Any] = {}
 type_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
 
 # -- analytics ----------------------------------------------------------------------------------------------------
@@ -135,7 +133,6 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     class_attributes,
     type_providers,
     extractors,
-    usage_readers,
     type_is_one_of,
     provider_models,
     encodings,

@@ -1,4 +1,4 @@
-"""The readers compiled per SDK usage type (``_extract._read_plain``) give exactly what the general SDK reader
+"""The readers compiled per SDK response type (``_extract._compiled_reader``) give exactly what the general SDK reader
 gives, on every variation of the OpenAI chat, OpenAI Responses and Anthropic message shapes; the plain case takes
 them, and anything else falls back to the general reader."""
 
@@ -16,14 +16,7 @@ from openai.types.completion_usage import CompletionTokensDetails, CompletionUsa
 from openai.types.responses import Response
 from openai.types.responses.response_usage import ResponseUsage
 
-from llmcost._extract import (
-    _NOT_PLAIN,
-    _general_sdk_reader,
-    _module_provider,
-    _read_plain,
-    _sdk_reader,
-    extract_usage,
-)
+from llmcost._extract import _compiled_reader, _general_sdk_reader, _sdk_reader, extract_usage
 
 
 def _chat(usage: dict[str, Any] | None, **fields: Any) -> ChatCompletion:
@@ -70,8 +63,14 @@ def _same(result: Any) -> Any:
     return found
 
 
+_GENERAL = object()
+
+
 def _plain(result: Any) -> bool:
-    return _read_plain(_module_provider(type(result)) or "x", lambda result: _NOT_PLAIN, result) is not _NOT_PLAIN
+    """Whether the reader compiled for ``result``'s type reads it itself (rather than handing it to the general
+    reader)."""
+    compiled = _compiled_reader(type(result), lambda result: _GENERAL)
+    return compiled is not None and compiled(result) is not _GENERAL
 
 
 def _chat_cases() -> list[ChatCompletion]:

@@ -9,7 +9,6 @@ import signal
 from datetime import datetime, timezone
 
 import pydantic
-from openai.types.chat import ChatCompletion
 
 import llmcost
 from llmcost import _state
@@ -39,8 +38,6 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     intern_tags({"team": "search"})
     extract_usage({"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
     extract_usage(_Reply(model="m", usage={"input_tokens": 3, "output_tokens": 1}))  # per-type facts of a model
-    usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
-    extract_usage(ChatCompletion(id="c", object="chat.completion", created=0, model="m", choices=[], usage=usage))
     is_sdk_stream(object())
     _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding
     new_entry_id(datetime(2024, 1, 1, tzinfo=timezone.utc))
