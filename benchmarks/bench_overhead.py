@@ -22,7 +22,8 @@ real SDK object (OpenAI ``ChatCompletion``, OpenAI Responses ``Response``, Anthr
 own client from a canned HTTP body) is at most 2.5x LangChain's ``UsageMetadataCallbackHandler.on_llm_end`` given the
 ``AIMessage`` that carries the same usage. Each ratio's figures are measured in turns, in the same run.
 
-``--profile N`` prints a cProfile of N ``@track_cost`` calls returning the OpenAI ``ChatCompletion`` (MemoryStore).
+``--profile N`` prints a cProfile of N ``@track_cost`` calls returning the OpenAI ``ChatCompletion`` (MemoryStore);
+``--profile-instrument N`` the same of N requests of an ``instrument``-ed client.
 """
 
 from __future__ import annotations
@@ -467,11 +468,14 @@ def sdk_ratios(number: int, records: list[dict[str, Any]]) -> list[tuple[str, fl
     return ratios
 
 
-def profile(calls: int) -> None:
-    """cProfile of ``calls`` ``@track_cost`` calls returning a real OpenAI ``ChatCompletion`` (MemoryStore)."""
+def profile(calls: int, instrumented: bool = False) -> None:
+    """cProfile of ``calls`` ``@track_cost`` calls returning a real OpenAI ``ChatCompletion`` (MemoryStore), or with
+    ``instrumented`` of ``calls`` requests of an ``instrument``-ed client returning it (its request stubbed, as in
+    ``sdk_ratios``)."""
     import cProfile
     import pstats
 
+    import llmcost
     from llmcost import CostTracker, track_cost
 
     cases = _sdk_cases()
@@ -480,7 +484,16 @@ def profile(calls: int) -> None:
         return
     _, make_client, path, method, request = cases[0]
     response = getattr(_resource(make_client(), path), method)(**request)
-    tracked = track_cost(tracker=CostTracker())(lambda: response)
+    tracker = CostTracker()
+    if instrumented:
+        client = make_client()
+        setattr(_resource(client, path), method, lambda response=response, **kw: response)
+        create = getattr(_resource(llmcost.instrument(client, tracker=tracker), path), method)
+
+        def tracked() -> Any:
+            return create(**request)
+    else:
+        tracked = track_cost(tracker=tracker)(lambda: response)
     tracked()
     profiler = cProfile.Profile()
     profiler.enable()
@@ -497,12 +510,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="few calls, to check the benchmark runs")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     parser.add_argument("--profile", metavar="N", type=int, help="only print a cProfile of N tracked calls")
+    parser.add_argument(
+        "--profile-instrument", metavar="N", type=int, help="only print a cProfile of N calls of an instrumented client"
+    )
     parser.add_argument("--ratios", action="store_true", help="only the per-SDK-response ratios against LangChain")
     args = parser.parse_args(argv)
     records: list[dict[str, Any]] = []
     print(f"machine: {machine()}")
-    if args.profile:
-        profile(args.profile)
+    if args.profile or args.profile_instrument:
+        profile(args.profile or args.profile_instrument, instrumented=bool(args.profile_instrument))
         return
     if args.ratios:
         sdk_ratios(200 if args.quick else 3_000, records)
