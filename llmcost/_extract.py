@@ -63,6 +63,7 @@ _kinds: dict[type, int] = _state.type_kinds
 _class_attrs: dict[tuple[type, str], bool] = _state.class_attributes
 _type_providers: dict[type, str | None] = _state.type_providers
 _is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = _state.type_is_one_of
+_may_stream: dict[type, bool] = _state.type_may_stream
 _MISSING = object()
 
 
@@ -977,8 +978,13 @@ _ANY_STREAM_TYPES = _STREAM_TYPES | _MANAGER_TYPES
 def may_be_stream(result: object) -> bool:
     """True for what ``is_sdk_stream`` or ``is_stream_manager`` is true of: one look, for the tracked call's path
     (which then asks which)."""
-    known = _is_one_of.get((type(result), _ANY_STREAM_TYPES))  # _type_is_one_of's cache, read here first
-    return _type_is_one_of(result, _ANY_STREAM_TYPES) if known is None else known
+    # Its own cache by type alone: a key of (type, names) is a tuple to make and hash on every tracked call.
+    known = _may_stream.get(type(result))
+    if known is None:
+        known = _type_is_one_of(result, _ANY_STREAM_TYPES)
+        if len(_may_stream) < 1024:  # classes made at run time must not grow this without bound
+            _may_stream[type(result)] = known
+    return known
 
 
 def is_sdk_stream(result: object) -> bool:

@@ -101,6 +101,8 @@ class_attributes: dict[tuple[type, str], bool] = {}
 type_providers: dict[type, str | None] = {}
 extractors: dict[type, Callable[[Any], Any]] = {}
 type_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
+#: Whether a type is an SDK stream or stream manager (``may_be_stream``, on every tracked call).
+type_may_stream: dict[type, bool] = {}
 
 # -- analytics ----------------------------------------------------------------------------------------------------
 #: ``provider -> (model id, line, rank)`` of its current catalog models, for the recommender.
@@ -134,6 +136,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     type_providers,
     extractors,
     type_is_one_of,
+    type_may_stream,
     provider_models,
     encodings,
     path_locks,

@@ -14,7 +14,7 @@ import llmcost
 from llmcost import _state
 from llmcost._catalog import provider_for_url
 from llmcost._entry import intern_tags, new_entry_id
-from llmcost._extract import extract_usage, is_sdk_stream
+from llmcost._extract import extract_usage, is_sdk_stream, may_be_stream
 from llmcost._tracker import log_once
 
 
@@ -39,6 +39,7 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     extract_usage({"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
     extract_usage(_Reply(model="m", usage={"input_tokens": 3, "output_tokens": 1}))  # per-type facts of a model
     is_sdk_stream(object())
+    may_be_stream(object())
     _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding
     new_entry_id(datetime(2024, 1, 1, tzinfo=timezone.utc))
     from llmcost.analytics import _advice
