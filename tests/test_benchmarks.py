@@ -68,6 +68,14 @@ def test_overhead_without_langchain_says_not_installed(
     assert re.search(r"^@track_cost, MemoryStore\s+8\s", out, re.MULTILINE)
 
 
+@pytest.mark.parametrize("flag", ["--profile", "--profile-instrument"])
+def test_overhead_profiles_tracked_calls(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    bench_overhead.main([flag, "50"])
+    out = capsys.readouterr().out
+    assert "function calls" in out
+    assert "record_call" in out  # each call was tracked through to the tracker
+
+
 def test_memory_writes_results_that_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "memory.json"
     bench_memory.main(["--sizes", "3000", "6000", "--json", str(results)])
