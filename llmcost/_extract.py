@@ -764,11 +764,13 @@ def _usage_reader(
             category = None
             if view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
                 category = CostCategory.LLM_EMBEDDING
+            # The tiers real responses name most (OpenAI's "default", Anthropic's "standard") are no tier to
+            # ``_tier``: answered without the call.
             tier = view.get("service_tier")
-            tier = None if tier is None else _tier(tier)
+            tier = None if tier is None or tier == "default" else _tier(tier)
             if tier is None and has_tier:
                 tier = u["service_tier"]
-                tier = None if tier is None else _tier(tier)
+                tier = None if tier is None or tier == "standard" else _tier(tier)
             return _extracted((model, provider, usage, category, tier))
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return general(result)
