@@ -13,6 +13,7 @@ OpenAI Responses and Anthropic message readers are also compiled per SDK respons
 from __future__ import annotations
 
 import functools
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -529,7 +530,13 @@ def _part_class(fields: Mapping[str, Any], name: str) -> Any:
     if field is None:
         return None
     annotation = getattr(field, "annotation", None)
-    classes = [t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        classes = [annotation]
+    elif origin is typing.Union or origin is types.UnionType:  # Optional[X], X | None
+        classes = [t for t in typing.get_args(annotation) if t is not type(None)]
+    else:  # list[X], Annotated[X, ...]...
+        raise _NoCompiledReader(name)
     if len(classes) != 1 or not isinstance(classes[0], type) or _kind(classes[0]) != _PYDANTIC:
         raise _NoCompiledReader(name)
     return classes[0]

@@ -5,9 +5,10 @@ them, and anything else falls back to the general reader."""
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Optional
 
 import anthropic.types as anthropic_types
+import pydantic
 import pytest
 from anthropic.types.beta import BetaMessage
 from openai.types import CreateEmbeddingResponse
@@ -16,7 +17,14 @@ from openai.types.completion_usage import CompletionTokensDetails, CompletionUsa
 from openai.types.responses import Response
 from openai.types.responses.response_usage import ResponseUsage
 
-from llmcost._extract import _compiled_reader, _general_sdk_reader, _sdk_reader, extract_usage
+from llmcost._extract import (
+    _compiled_reader,
+    _general_sdk_reader,
+    _NoCompiledReader,
+    _part_class,
+    _sdk_reader,
+    extract_usage,
+)
 
 
 def _chat(usage: dict[str, Any] | None, **fields: Any) -> ChatCompletion:
@@ -232,3 +240,32 @@ def test_embeddings_and_unknown_usage_types_keep_the_general_reader():
     embedding = CreateEmbeddingResponse.construct(object="list", model="text-embedding-3-small", data=[], usage=usage)
     assert not _plain(embedding)
     assert _same(embedding).category == "llm_embedding"
+
+
+class _Part(pydantic.BaseModel):
+    n: int = 0
+
+
+class _Other(pydantic.BaseModel):
+    m: int = 0
+
+
+class _Holder(pydantic.BaseModel):
+    one: _Part | None = None
+    plain: _Part = _Part()
+    optional: Optional[_Part] = None  # noqa: UP045 - the typing spelling, as the SDKs write it
+    many: list[_Part] = []
+    either: _Part | _Other | None = None
+    mapping: dict[str, int] = {}
+    number: int = 0
+
+
+def test_a_part_is_compiled_only_when_its_field_holds_one_pydantic_class():
+    fields = _Holder.__pydantic_fields__
+    assert _part_class(fields, "one") is _Part
+    assert _part_class(fields, "plain") is _Part
+    assert _part_class(fields, "optional") is _Part
+    assert _part_class(fields, "absent") is None
+    for name in ["many", "either", "mapping", "number"]:
+        with pytest.raises(_NoCompiledReader):
+            _part_class(fields, name)
