@@ -600,7 +600,8 @@ def _chat_reader(
             view = result.__dict__
             usage_obj = view["usage"]
             if type(usage_obj) is not usage_cls or usage_obj.__pydantic_extra__:
-                return general(result)
+                # Without usage (a stream chunk), straight to where the general reader sends it.
+                return _general(result) if usage_obj is None else general(result)
             u = usage_obj.__dict__
             inp, out = u["prompt_tokens"], u["completion_tokens"]
             if type(inp) is not int or type(out) is not int or not 0 <= inp | out <= MAX_COUNT:
@@ -696,7 +697,8 @@ def _usage_reader(
             view = result.__dict__
             usage_obj = view["usage"]
             if type(usage_obj) is not usage_cls or usage_obj.__pydantic_extra__:
-                return general(result)
+                # Without usage (a stream chunk), straight to where the general reader sends it.
+                return _general(result) if usage_obj is None else general(result)
             u = usage_obj.__dict__
             inp, out = u["input_tokens"], u["output_tokens"]
             if type(inp) is not int or type(out) is not int or not 0 <= inp | out <= MAX_COUNT:
