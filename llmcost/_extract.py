@@ -232,7 +232,14 @@ def _openai_usage(usage: Any) -> Usage | None:
         return None
     cache_creation = get("cache_creation_input_tokens")
     cache_read = get("cache_read_input_tokens")
-    if cache_creation is not None or cache_read is not None:
+    if (
+        cache_creation is not None
+        or cache_read is not None
+        # Parts only Anthropic reports: a message whose cache counts are missing (not 0) is still Anthropic's, and
+        # its web searches must be billed.
+        or get("server_tool_use") is not None
+        or get("cache_creation") is not None
+    ):
         return _anthropic_usage(get, inp, cache_read, cache_creation)
     if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
         inp = _int(inp)
@@ -256,9 +263,12 @@ def _openai_usage(usage: Any) -> Usage | None:
     if out_details is not None:
         if _kinds.get(type(out_details)) == _PYDANTIC:
             extra = getattr(out_details, "__pydantic_extra__", None)
-            value = ({**extra, **out_details.__dict__} if extra else out_details.__dict__).get("reasoning_tokens")
+            oget = ({**extra, **out_details.__dict__} if extra else out_details.__dict__).get
         else:
-            value = _view(out_details).get("reasoning_tokens")
+            oget = _view(out_details).get
+        value = oget("reasoning_tokens")
+        if value is None and oget("thinking_tokens") is not None:  # Anthropic's thinking, its cache counts missing
+            return _anthropic_usage(get, inp, None, None)
         if value:
             reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
     if cache_read_count + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
@@ -670,7 +680,7 @@ def _usage_reader(
 ) -> Callable[[Any], Extracted | None]:
     """The reader of a response whose usage counts ``input_tokens`` and ``output_tokens`` (OpenAI Responses,
     Anthropic messages), reading as ``_from_usage``, ``_openai_usage`` and ``_anthropic_usage`` do
-    (``_compiled_reader``): Anthropic's way when a cache count is not ``None``, else OpenAI Responses' way."""
+    (``_compiled_reader``): Anthropic's way for Anthropic's usage classes, else OpenAI Responses' way."""
     fields = usage_cls.__pydantic_fields__
     has_creation, has_read = "cache_creation_input_tokens" in fields, "cache_read_input_tokens" in fields
     # Anthropic: (field, its class, the counts in it that become units) of each part whose counts must be 0 or None.
@@ -688,6 +698,9 @@ def _usage_reader(
     has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
     has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
+    # Anthropic's usage classes declare its cache counts: read them Anthropic's way even when both are missing, as
+    # ``_openai_usage`` does once it sees Anthropic's web searches, TTL split or thinking.
+    anthropic = has_creation or has_read
 
     def read(result: Any) -> Extracted | None:
         # ``return general(result)`` inside the try: see ``_chat_reader``.
@@ -706,7 +719,7 @@ def _usage_reader(
             creation = u["cache_creation_input_tokens"] if has_creation else None
             cache_read = u["cache_read_input_tokens"] if has_read else None
             reasoning = 0
-            if creation is not None or cache_read is not None:  # Anthropic (``_anthropic_usage``)
+            if anthropic:  # Anthropic (``_anthropic_usage``), even with its cache counts missing
                 if creation is None:
                     creation = 0
                 if cache_read is None:

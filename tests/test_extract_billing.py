@@ -89,6 +89,31 @@ def test_anthropic_one_hour_writes_web_searches_and_thinking(tracker):
     assert (entry.amount, entry.pricing, entry.service_tier) == (CLAUDE_AMOUNT, "catalog@0.2.3", None)
 
 
+@pytest.mark.parametrize("as_sdk", [False, True], ids=["dict", "sdk"])
+@pytest.mark.parametrize(
+    ("part", "expected"),
+    [
+        (
+            {"server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 0}},
+            Usage(1000, 500, units={"web_searches": 3}),
+        ),
+        (
+            {"cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 0}},
+            Usage(1200, 500, cache_write_tokens=200, units={"cache_write_5m_tokens": 200}),
+        ),
+        ({"output_tokens_details": {"thinking_tokens": 120}}, Usage(1000, 500, reasoning_tokens=120)),
+    ],
+    ids=["web searches", "ttl split", "thinking"],
+)
+def test_anthropic_usage_without_cache_counts_is_still_read_as_anthropic(part, expected, as_sdk):
+    # Cache counts missing (not 0): the web searches, TTL split and thinking are still Anthropic's and billed as
+    # such (they were once read as an OpenAI Responses usage, which has none of them).
+    body = {**CLAUDE_MESSAGE, "usage": {"input_tokens": 1000, "output_tokens": 500, **part}}
+    response = anthropic.types.Message.model_validate(body) if as_sdk else body
+    found = extract_usage(response)
+    assert (found.provider, found.usage) == ("anthropic", expected)
+
+
 def test_anthropic_batch_tier_is_half_price_by_the_published_rule(tracker):
     body = {**CLAUDE_MESSAGE, "usage": {**CLAUDE_USAGE, "service_tier": "batch"}}
     client = anthropic.Anthropic(api_key="k", http_client=transport(body))
