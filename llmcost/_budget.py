@@ -235,6 +235,12 @@ class Budget:
         self._tag_items = tuple(self.tags.items())
         # A budget without filters matches every call and entry: the per-call checks skip ``_matches`` then.
         self._filtered = bool(self.model or self.resource or self.category or self._tag_items)
+        #: A block budget counts an entry from its fields (``on_recorded_row``), so tracked calls under it keep the
+        #: tracker's row path; a period budget needs the ``CostEntry`` (its ledger settles by entry id and time).
+        self.counts_rows = self.period is None
+        #: Every call and entry of the tracker counts alike: a call needs only its estimate (``reserve_estimate``).
+        self.unfiltered = not self._filtered
+        self._counts_all = self.unfiltered and tracker is None  # every entry of every tracker
         self.alerts: list[BudgetAlert] = []
         self._entered: contextvars.ContextVar[tuple[contextvars.Token[Any], ...]] = contextvars.ContextVar(
             f"llmcost_budget_{id(self):x}", default=()
@@ -372,7 +378,15 @@ class Budget:
                 model = asked if isinstance(asked, str) else None
             if not self._matches(call.resource, call.category, call.tags, model):
                 return None
-        needed = call.estimate()
+        return self.reserve_estimate(call.tracker, call.estimate())
+
+    def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
+        """``before_call`` of a call of ``tracker`` that this budget checks (it matches the filters, or the budget
+        has none: ``unfiltered``) and whose estimate is known: ``needed`` (``None``: nothing is known). Tracked calls
+        under unfiltered budgets come here directly, without a ``PendingCall``; the caller checked that tracking is
+        on (``set_active``)."""
+        if self._tracker is not None and tracker is not self._tracker:
+            return None
         if needed is None:
             needed = ZERO
         if self.period is not None:
@@ -382,15 +396,14 @@ class Budget:
             remaining = self.limit - spent - reserved
             if remaining > ZERO and needed <= remaining:  # it fits: reserve it
                 self._reserved = reserved + needed
-                return (self._start, needed)
+                return needed  # a block budget's token: the amount reserved (a Decimal)
             refused = BudgetExceeded(self.name, spent + reserved, self.limit, needed)
             if self.on_exceed == "warn":
                 self._reserved = reserved + needed
-            token = (self._start, needed)
         self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
         if self.on_exceed == "raise":
             raise refused
-        return token
+        return needed
 
     def _reserve(self, needed: Decimal) -> _Hold:
         """(Period budgets) reserve ``needed`` in the ledger, atomically for every process; raise if refused."""
@@ -410,13 +423,10 @@ class Budget:
 
     def after_call(self, token: object, entry: CostEntry | None) -> None:
         """Release the reservation made by ``before_call`` unless the call's entry settled it (``on_recorded``)."""
-        if type(token) is tuple:  # a block budget's (period start, amount reserved)
-            start, needed = token
-            if not needed:
-                return  # nothing was reserved
-            with self._lock:
-                if start == self._start:
-                    reserved = self._reserved - needed
+        if type(token) is Decimal:  # a block budget's: the amount reserved
+            if token:  # (zero: nothing was reserved)
+                with self._lock:
+                    reserved = self._reserved - token
                     self._reserved = reserved if reserved > ZERO else ZERO
             return
         if isinstance(token, _Hold) and not token.settled:
@@ -436,6 +446,44 @@ class Budget:
         with self._lock:
             self._spent += entry.amount
             if self._spent < self._quiet_below:
+                return  # no threshold can have been crossed (``check_thresholds`` keeps this bound)
+        self.check_thresholds()
+
+    def on_recorded_row(
+        self,
+        tracker: TrackerLike,
+        amount: Decimal,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        reservations: list[tuple[Any, object]] | None,
+    ) -> None:
+        """(Block budgets, ``counts_rows``) ``on_recorded`` of an entry given as its fields; if this budget reserved
+        for the call being recorded (its pair is in ``reservations``, the call's open ones), the reservation is
+        released in the same step as the amount is counted, and its pair taken out of ``reservations``."""
+        if not self._counts_all:
+            if self._tracker is not None and tracker is not self._tracker:
+                return
+            if self._filtered and not self._matches(resource, category, tags, None):
+                return  # (an entry that does not count leaves its call's reservation to ``after_call``)
+        needed = None  # this budget's token for the call: the amount it reserved (or None), as ``before_call`` made it
+        if reservations:
+            pair = reservations[0]
+            if pair[0] is self:  # the usual case: guards count an entry in the order they checked its call
+                del reservations[0]
+                needed = pair[1]
+            else:
+                for i, pair in enumerate(reservations):
+                    if pair[0] is self:
+                        del reservations[i]
+                        needed = pair[1]
+                        break
+        with self._lock:
+            spent = self._spent = self._spent + amount
+            if needed:
+                reserved = self._reserved - needed
+                self._reserved = reserved if reserved > ZERO else ZERO
+            if spent < self._quiet_below:
                 return  # no threshold can have been crossed (``check_thresholds`` keeps this bound)
         self.check_thresholds()
 

@@ -174,12 +174,37 @@ class Guard(Protocol):
     """What the tracking engine asks of a budget. Implemented by ``Budget``.
 
     ``before_call`` may raise ``BudgetExceeded`` to refuse the call; what it returns is handed back to
-    ``after_call`` with the recorded entry (``None`` when the call failed or recorded nothing), so a reservation can
-    be released. ``on_recorded`` sees every entry recorded while the guard is active.
+    ``after_call`` with the recorded entry (``None`` when the call failed, recorded nothing, or was recorded as a
+    row without a ``CostEntry``), so a reservation can be released. ``on_recorded`` sees every entry recorded while
+    the guard is active.
+
+    A guard whose ``counts_rows`` is true may be given a recorded entry's fields (``on_recorded_row``) in place of
+    the ``CostEntry``, so a tracked call under it keeps the tracker's row path (no entry built). It is given the
+    call's open reservations too (``(guard, token)`` pairs from ``before_call``, a list of the call's own): a guard
+    that settles its reservation there takes the pair out of the list, and ``after_call`` is then not asked for it.
+
+
+    A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
+    category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
     """
 
+    counts_rows: bool
+    unfiltered: bool
+
     def before_call(self, call: PendingCall) -> object: ...
+
+    def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object: ...
 
     def after_call(self, token: object, entry: CostEntry | None) -> None: ...
 
     def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None: ...
+
+    def on_recorded_row(
+        self,
+        tracker: TrackerLike,
+        amount: Decimal,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        reservations: list[tuple[Any, object]] | None,
+    ) -> None: ...

@@ -60,7 +60,9 @@ class _Call(NamedTuple):
 
     tracker: CostTracker
     tags: FrozenTags
-    reservations: Sequence[tuple[Any, object]]
+    #: ``(guard, token)`` of each guard's ``before_call``: the call's own list, from which a guard that settles its
+    #: reservation as the entry is counted takes it out (a call under no guard has an empty tuple).
+    reservations: list[tuple[Any, object]]
     started: float
 
 
@@ -131,6 +133,28 @@ class _Engine:
             return _call((tracker, call_tags, (), _perf_counter()))
         guards += entered
         reservations: list[tuple[Any, object]] = []
+        needed = self.fixed_estimate
+        plain = needed is not None or (self.estimate is None and not kwargs)
+        if plain:
+            for guard in guards:
+                if not getattr(guard, "unfiltered", False):  # (inline: this runs per budget on every call)
+                    plain = False
+                    break
+        if plain:
+            # Every guard checks every call alike, so each needs only the estimate: found here once, as a
+            # ``PendingCall`` would find it (``estimate_call``: with no ``estimate=`` and no request arguments to
+            # read, the mean of recent calls).
+            if needed is None:
+                needed = tracker.recent_cost(self.resource, self.model)
+            for guard in guards:
+                try:
+                    reservations.append((guard, guard.reserve_estimate(tracker, needed)))
+                except BudgetExceeded:
+                    self._settle(reservations, None)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+            return _call((tracker, call_tags, reservations, _perf_counter()))
         context = current_tags()
         pending = PendingCall(  # positional: keywords cost more, and this runs for every call under a budget
             tracker,
@@ -183,7 +207,7 @@ class _Engine:
             return
         entry: CostEntry | None = None
         try:
-            entry = self._record(call, result, extracted, latency, bool(reservations))
+            entry = self._record(call, result, extracted, latency, False)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             self._record_failed(exc)
         if reservations:
@@ -231,7 +255,7 @@ class _Engine:
                     try:
                         return tracker.record_call(
                             model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
-                            self.provider is None,
+                            self.provider is None, keep, reservations,
                         )  # fmt: skip
                     finally:
                         end_settling(settling)
@@ -287,7 +311,7 @@ class _Engine:
         try:
             return tracker.record_call(
                 model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
-                self.provider is None,
+                self.provider is None, keep, reservations,
             )  # fmt: skip
         finally:
             end_settling(settling)
@@ -573,7 +597,7 @@ def recorder(
             call_tags = engine.static_tags
             if engine.tags_fn is not None:
                 call_tags = to_tags(engine.tags_fn(*args, **(kwargs or {})))
-            call = _Call(engine.tracker or get_tracker(), call_tags, (), _perf_counter())
+            call = _Call(engine.tracker or get_tracker(), call_tags, [], _perf_counter())
             return engine._record(call, result, None, latency_ms)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(("record", name, type(exc), str(exc)), "llmcost: could not record the cost of %s: %r", name, exc)

@@ -333,6 +333,7 @@ class CostTracker:
         service_tier: str | None = None,
         provider_guessed: bool = False,
         keep: bool = True,
+        reservations: list[tuple[Any, object]] | None = None,
     ) -> CostEntry | None:
         """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
@@ -341,11 +342,23 @@ class CostTracker:
 
         Returns the entry; with ``keep=False`` (the caller has no use for it) it may return ``None`` instead: when
         nothing else needs the ``CostEntry`` (a ``MemoryStore``, no budget, no subscriber) the store is given the
-        entry's field values and builds the object only when it is read."""
-        # Nothing but the store needs this call's entry (no budget, no subscriber, a caller that has no use for it):
-        # a MemoryStore then takes its fields as a row and builds the entry when read.
+        entry's field values and builds the object only when it is read.
+
+        ``reservations``: the call's open ``(guard, token)`` reservations, a list of its own, for guards that count
+        the call as a row (``Guard.on_recorded_row``) to settle and take out of it."""
+        # Nothing but the store needs this call's entry (no subscriber, a caller that has no use for it, only budgets
+        # that count rows): a MemoryStore then takes its fields as a row and builds the entry when read.
         rows = self._row_store is self.store
-        bare = not keep and rows and not self._guards and not self._on_recorded and not active_guards()
+        guards = self._guards
+        active = active_guards()
+        if active:
+            guards = (*guards, *active) if guards else active
+        bare = not keep and rows and not self._on_recorded
+        if bare and guards:
+            for guard in guards:
+                if not getattr(guard, "counts_rows", False):  # (inline: this runs per budget on every call)
+                    bare = False
+                    break
         if bare and self.clock is _utc_now:
             # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
             # way): the row, the id and most prices need nothing else, so no datetime is made for them.
@@ -383,6 +396,11 @@ class CostTracker:
                      latency_ms, tags, service_tier, canonical, None)
                 )  # fmt: skip
                 self._recent.observe_call(resource, model, amount)
+                for guard in guards:  # (as ``_counted``, with the entry's fields)
+                    try:
+                        guard.on_recorded_row(self, amount, resource, category, tags, reservations)
+                    except Exception:
+                        logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)
                 return None
             entry = trusted_entry(
                 entry_id_, _from_micros(micros) if when is None else when, amount, category, resource, "", model,
