@@ -225,7 +225,9 @@ class Budget:
         )
         self._lock = threading.RLock()
         self._spent = ZERO
-        self._reserved = ZERO  # block budgets: this object's reservations; period budgets: the ledger's, as last seen
+        # Spent plus reserved (block budgets: this object's reservations; period budgets: the ledger's, as last seen),
+        # kept as one figure: checking a call is then one addition and comparison, settling it one more addition.
+        self._committed = ZERO
         self._start: datetime | None = None
         self._end: datetime | None = None
         self._scope: BudgetScope | None = None
@@ -264,13 +266,14 @@ class Budget:
     def reserved(self) -> Decimal:
         """Estimates reserved by calls in flight (for a period budget: by every process sharing the store)."""
         self._stand()
-        return self._reserved
+        reserved = self._committed - self._spent
+        return reserved if reserved > ZERO else ZERO
 
     @property
     def remaining(self) -> Decimal:
         """The limit less spend and reservations (negative once overspent)."""
         self._stand()
-        return self.limit - self._spent - self._reserved
+        return self.limit - self._committed
 
     @property
     def utilization(self) -> float:
@@ -286,7 +289,7 @@ class Budget:
         standing = self.tracker.store.standing(scope, refresh=refresh)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._reserved = standing.spent, standing.reserved
+                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
 
     @property
     def period_start(self) -> datetime | None:
@@ -361,7 +364,7 @@ class Budget:
         standing = store.standing(scope)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._reserved = standing.spent, standing.reserved
+                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
         return scope
 
     # -- the guard protocol ---------------------------------------------------------------------------------------
@@ -391,15 +394,18 @@ class Budget:
             needed = ZERO
         if self.period is not None:
             return self._reserve(needed)
+        limit = self.limit
         with self._lock:
-            spent, reserved = self._spent, self._reserved
-            remaining = self.limit - spent - reserved
-            if remaining > ZERO and needed <= remaining:  # it fits: reserve it
-                self._reserved = reserved + needed
+            committed = self._committed
+            after = committed + needed
+            # It fits: what remains (limit - committed) is positive and at least ``needed`` (a positive ``needed``
+            # that fits leaves no doubt about the first).
+            if after <= limit and (needed > ZERO or committed < limit):
+                self._committed = after
                 return needed  # a block budget's token: the amount reserved (a Decimal)
-            refused = BudgetExceeded(self.name, spent + reserved, self.limit, needed)
+            refused = BudgetExceeded(self.name, committed, limit, needed)
             if self.on_exceed == "warn":
-                self._reserved = reserved + needed
+                self._committed = after
         self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
         if self.on_exceed == "raise":
             raise refused
@@ -413,7 +419,7 @@ class Budget:
         remaining = self.limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
-                self._spent, self._reserved = r.spent, r.reserved + (needed if r.granted else ZERO)
+                self._spent, self._committed = r.spent, r.spent + r.reserved + (needed if r.granted else ZERO)
         if remaining <= 0 or needed > remaining:
             refused = BudgetExceeded(self.name, r.spent + r.reserved, self.limit, needed)
             self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
@@ -426,8 +432,8 @@ class Budget:
         if type(token) is Decimal:  # a block budget's: the amount reserved
             if token:  # (zero: nothing was reserved)
                 with self._lock:
-                    reserved = self._reserved - token
-                    self._reserved = reserved if reserved > ZERO else ZERO
+                    committed, spent = self._committed - token, self._spent
+                    self._committed = committed if committed > spent else spent  # (never less than nothing reserved)
             return
         if isinstance(token, _Hold) and not token.settled:
             token.settled = True
@@ -443,9 +449,11 @@ class Budget:
         if self.period is not None:
             self._settle(tracker, entry)
             return
+        amount = entry.amount
         with self._lock:
-            self._spent += entry.amount
-            if self._spent < self._quiet_below:
+            spent = self._spent = self._spent + amount
+            self._committed += amount
+            if spent < self._quiet_below:
                 return  # no threshold can have been crossed (``check_thresholds`` keeps this bound)
         self.check_thresholds()
 
@@ -466,7 +474,7 @@ class Budget:
                 return
             if self._filtered and not self._matches(resource, category, tags, None):
                 return  # (an entry that does not count leaves its call's reservation to ``after_call``)
-        needed = None  # this budget's token for the call: the amount it reserved (or None), as ``before_call`` made it
+        needed: Any = None  # this budget's token for the call: the amount it reserved (or None), as ``before_call`` made it
         if reservations:
             pair = reservations[0]
             if pair[0] is self:  # the usual case: guards count an entry in the order they checked its call
@@ -480,9 +488,9 @@ class Budget:
                         break
         with self._lock:
             spent = self._spent = self._spent + amount
-            if needed:
-                reserved = self._reserved - needed
-                self._reserved = reserved if reserved > ZERO else ZERO
+            # The amount in place of the reservation (which is part of what is committed, so this never goes below
+            # what is spent).
+            self._committed = self._committed + amount if needed is None else self._committed + amount - needed
             if spent < self._quiet_below:
                 return  # no threshold can have been crossed (``check_thresholds`` keeps this bound)
         self.check_thresholds()
@@ -505,7 +513,7 @@ class Budget:
             hold.settled = True
         with self._lock:
             if scope is self._scope:
-                self._spent, self._reserved = standing.spent, standing.reserved
+                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
         self.check_thresholds()
 
     # -- alerts ---------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 from . import _state
 from ._catalog import provider_for_url
 from ._config import get_tracker
-from ._context import PendingCall, active_guards, begin_settling, current_tags, end_settling, is_active
+from ._context import PendingCall, active_guards, current_tags, is_active
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -243,22 +243,12 @@ class _Engine:
                 model = self.model or found_model
                 if found_usage is not None and model is not None:
                     tracker, tags, reservations, _ = call
-                    billed_by = self.provider or found_provider
-                    kind = (self.category if self.category is not None else found_category) or _INFERENCE
-                    at_tier = self.service_tier or found_tier
-                    if not reservations:
-                        return tracker.record_call(
-                            model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
-                            self.provider is None, keep,
-                        )  # fmt: skip
-                    settling = begin_settling(reservations)
-                    try:
-                        return tracker.record_call(
-                            model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
-                            self.provider is None, keep, reservations,
-                        )  # fmt: skip
-                    finally:
-                        end_settling(settling)
+                    return tracker.record_call(
+                        model, self.provider or found_provider, found_usage,
+                        (self.category if self.category is not None else found_category) or _INFERENCE,
+                        self.resource, tags, latency, self.service_tier or found_tier, self.provider is None, keep,
+                        reservations or None,  # settled by the guards as they count the entry
+                    )  # fmt: skip
         usage: Usage | None = None
         if self.usage_fn is not None:
             usage = self.usage_fn(result)
@@ -301,20 +291,11 @@ class _Engine:
                 self.name,
             )
         tracker, tags, reservations, _ = call
-        if not reservations:
-            return tracker.record_call(
-                model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
-                self.provider is None,  # from the response: a guess the catalog may overrule
-                keep,
-            )  # fmt: skip
-        settling = begin_settling(reservations)
-        try:
-            return tracker.record_call(
-                model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
-                self.provider is None, keep, reservations,
-            )  # fmt: skip
-        finally:
-            end_settling(settling)
+        return tracker.record_call(
+            model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
+            self.provider is None,  # from the response: a guess the catalog may overrule
+            keep, reservations or None,  # settled by the guards as they count the entry
+        )  # fmt: skip
 
     # -- streams --------------------------------------------------------------------------------------------------
     def hook_stream(self, call: _Call | None, stream: Any) -> Any:

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _state
-from ._context import Guard, active_guards, current_tags
+from ._context import Guard, active_guards, begin_settling, current_tags, end_settling
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -410,7 +410,7 @@ class CostTracker:
                 (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
                  latency_ms, tags, service_tier, canonical, entry)
             )  # fmt: skip
-            self._counted(entry)
+            self._counted(entry, reservations)
             return entry
         entry = trusted_entry(
             entry_id(micros),
@@ -429,7 +429,7 @@ class CostTracker:
             service_tier,
             canonical,
         )
-        self._add(entry)
+        self._add(entry, reservations)
         return entry
 
     def _merge_tags(self, given: FrozenTags | None) -> FrozenTags:
@@ -478,27 +478,32 @@ class CostTracker:
             raise TypeError(f"entry must be a llmcost.CostEntry, got {entry!r}")
         self._add(entry)
 
-    def _add(self, entry: CostEntry) -> None:
+    def _add(self, entry: CostEntry, reservations: list[tuple[Any, object]] | None = None) -> None:
         if self._direct:
             batch = (entry,)
             self.store.append(batch)
             self._acknowledge(batch)
         else:
             self._buffer_entry(entry)
-        self._counted(entry)
+        self._counted(entry, reservations)
 
-    def _counted(self, entry: CostEntry) -> None:
-        """``entry`` is recorded: count it for estimates and budgets, and tell subscribers."""
+    def _counted(self, entry: CostEntry, reservations: list[tuple[Any, object]] | None = None) -> None:
+        """``entry`` is recorded: count it for estimates and budgets, and tell subscribers. ``reservations``: those
+        of the tracked call that made it, which guards settle with it (``begin_settling``)."""
         self._recent.observe_call(entry.resource, entry.model, entry.amount)
         guards = self._guards
         active = active_guards()
         if active:
             guards = (*guards, *active) if guards else active
-        for guard in guards:  # the try is per guard, inline: this runs for every budget on every recorded call
-            try:
-                guard.on_recorded(self, entry)
-            except Exception:
-                logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
+        settling = begin_settling(reservations) if reservations else None
+        try:
+            for guard in guards:  # the try is per guard, inline: this runs for every budget on every recorded call
+                try:
+                    guard.on_recorded(self, entry)
+                except Exception:
+                    logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
+        finally:
+            end_settling(settling)
         if self._on_recorded:
             self.emit("cost.recorded", entry)
 
