@@ -474,7 +474,7 @@ class Budget:
                 return
             if self._filtered and not self._matches(resource, category, tags, None):
                 return  # (an entry that does not count leaves its call's reservation to ``after_call``)
-        needed: Any = None  # this budget's token for the call: the amount it reserved (or None), as ``before_call`` made it
+        needed: Any = None  # this budget's token for the call: what it reserved (or None), as ``before_call`` made it
         if reservations:
             pair = reservations[0]
             if pair[0] is self:  # the usual case: guards count an entry in the order they checked its call

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 from . import _state
 from ._catalog import provider_for_url
 from ._config import get_tracker
-from ._context import PendingCall, active_guards, current_tags, is_active
+from ._context import PendingCall, active_guards, current_tags, is_active, joined
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -131,16 +131,10 @@ class _Engine:
         entered = active_guards()
         if not guards and not entered:
             return _call((tracker, call_tags, (), _perf_counter()))
-        guards += entered
+        guards = joined(guards, entered)
         reservations: list[tuple[Any, object]] = []
         needed = self.fixed_estimate
-        plain = needed is not None or (self.estimate is None and not kwargs)
-        if plain:
-            for guard in guards:
-                if not getattr(guard, "unfiltered", False):  # (inline: this runs per budget on every call)
-                    plain = False
-                    break
-        if plain:
+        if (needed is not None or (self.estimate is None and not kwargs)) and guards.unfiltered:
             # Every guard checks every call alike, so each needs only the estimate: found here once, as a
             # ``PendingCall`` would find it (``estimate_call``: with no ``estimate=`` and no request arguments to
             # read, the mean of recent calls).

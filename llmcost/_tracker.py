@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _state
-from ._context import Guard, active_guards, begin_settling, current_tags, end_settling
+from ._context import NO_GUARDS, Guard, GuardSet, active_guards, begin_settling, current_tags, end_settling, joined
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -154,7 +154,7 @@ class CostTracker:
         # Kept as the store itself, compared by identity on each call: a ``store`` attribute assigned later is
         # written to as any store is.
         self._row_store = self.store if type(self.store) is MemoryStore and not self.store.read_only else None
-        self._guards: tuple[Guard, ...] = ()
+        self._guards = NO_GUARDS
         self._stored_due = 0.0  # when to look for budgets saved in the store (BudgetManager) next
         #: The registry of budgets this tracker enforces from its store's saved definitions (kept by ``_manager``).
         self.stored_budgets: Any = None
@@ -352,13 +352,8 @@ class CostTracker:
         guards = self._guards
         active = active_guards()
         if active:
-            guards = (*guards, *active) if guards else active
-        bare = not keep and rows and not self._on_recorded
-        if bare and guards:
-            for guard in guards:
-                if not getattr(guard, "counts_rows", False):  # (inline: this runs per budget on every call)
-                    bare = False
-                    break
+            guards = joined(guards, active)
+        bare = not keep and rows and not self._on_recorded and guards.counts_rows
         if bare and self.clock is _utc_now:
             # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
             # way): the row, the id and most prices need nothing else, so no datetime is made for them.
@@ -491,7 +486,7 @@ class CostTracker:
         """``entry`` is recorded: count it for estimates and budgets, and tell subscribers. ``reservations``: those
         of the tracked call that made it, which guards settle with it (``begin_settling``)."""
         self._recent.observe_call(entry.resource, entry.model, entry.amount)
-        guards = self._guards
+        guards: tuple[Guard, ...] = self._guards
         active = active_guards()
         if active:
             guards = (*guards, *active) if guards else active
@@ -760,7 +755,7 @@ class CostTracker:
             except Exception:
                 logger.exception("llmcost: subscriber %r to %r failed", callback, event)
 
-    def guards(self) -> tuple[Guard, ...]:
+    def guards(self) -> GuardSet:
         """The guards enforced on every tracked call of this tracker (``BudgetManager`` and env budgets).
 
         Budgets saved in the store are looked for every ``STORED_BUDGETS_SECONDS``: for a durable store by the
@@ -782,11 +777,11 @@ class CostTracker:
 
     def add_guard(self, guard: Guard) -> None:
         """Enforce ``guard`` on every tracked call of this tracker (``BudgetManager`` budgets use this)."""
-        self._guards = (*self._guards, guard)
+        self._guards = GuardSet((*self._guards, guard))
 
     def remove_guard(self, guard: Guard) -> None:
         """Stop enforcing ``guard`` on this tracker's calls."""
-        self._guards = tuple(g for g in self._guards if g is not guard)
+        self._guards = GuardSet(g for g in self._guards if g is not guard)
 
     def recent_cost(self, resource: str | None, model: str | None) -> Decimal | None:
         """Mean cost of the last recorded calls of ``resource`` and ``model`` in this process, if any."""
