@@ -130,12 +130,12 @@ class RecentCosts:
     sample fewer; the mean stays the mean of the amounts kept).
     """
 
-    __slots__ = ("_by_key", "_lock", "_models", "_summing", "_window")
+    __slots__ = ("_by_key", "_lock", "_of_resource", "_summing", "_window")
 
     def __init__(self, window: int = 20) -> None:
         self._window = window
         self._by_key: dict[tuple[str | None, str | None], _Window] = {}
-        self._models: dict[str | None, tuple[str | None, ...]] = {}  # resource -> models seen with it
+        self._of_resource: dict[str | None, tuple[_Window, ...]] = {}  # resource -> the windows of its models
         self._lock = threading.Lock()
         self._summing = False
 
@@ -178,8 +178,8 @@ class RecentCosts:
             window = self._by_key.get(key)
             if window is None:
                 window = self._by_key[key] = _Window(self._window)
-                resource, model = key
-                self._models[resource] = (*self._models.get(resource, ()), model)
+                resource = key[0]
+                self._of_resource[resource] = (*self._of_resource.get(resource, ()), window)
             return window
 
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
@@ -196,10 +196,16 @@ class RecentCosts:
         else:
             # A decorator often knows no model before the call: then the recent calls of every model of the
             # resource count.
-            total, count = ZERO, 0
-            for m in self._models.get(resource, ()):
-                part, n = self._by_key[(resource, m)].state
-                total, count = total + part, count + n
+            windows = self._of_resource.get(resource)
+            if windows is None:
+                return None
+            if len(windows) == 1:  # the usual case: one model
+                total, count = windows[0].state
+            else:
+                total, count = ZERO, 0
+                for window in windows:
+                    part, n = window.state
+                    total, count = total + part, count + n
         if not count:
             return None
         return total / count
