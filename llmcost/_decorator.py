@@ -131,7 +131,7 @@ class _Engine:
         entered = active_guards()
         if not guards and not entered:
             return _call((tracker, call_tags, (), _perf_counter()))
-        guards = joined(guards, entered)
+        guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
         reservations: list[tuple[Any, object]] = []
         needed = self.fixed_estimate
         if (needed is not None or (self.estimate is None and not kwargs)) and guards.unfiltered:
@@ -201,7 +201,23 @@ class _Engine:
             return
         entry: CostEntry | None = None
         try:
-            entry = self._record(call, result, extracted, latency, False)
+            if extracted is None and self.usage_fn is None:
+                # The usual call under budgets, in one pass as above: the guards settle their reservations as they
+                # count the entry, taking them out of ``reservations``.
+                extracted = extract_usage(result)
+                if extracted is not None:
+                    found_model, found_provider, found_usage, found_category, found_tier = extracted
+                    model = self.model or found_model
+                    if found_usage is not None and model is not None:
+                        entry = tracker.record_call(
+                            model, self.provider or found_provider, found_usage,
+                            (self.category if self.category is not None else found_category) or _INFERENCE,
+                            self.resource, tags, latency, self.service_tier or found_tier, self.provider is None,
+                            False, reservations,
+                        )  # fmt: skip
+                        extracted = _RECORDED
+            if extracted is not _RECORDED:
+                entry = self._record(call, result, extracted, latency, False)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             self._record_failed(exc)
         if reservations:
@@ -311,6 +327,9 @@ class _Engine:
             manager, on_stream=functools.partial(self.hook_stream, call), on_drop=functools.partial(self.fail, call)
         )
 
+
+#: Stands for the usage of a call ``finish`` recorded already.
+_RECORDED: Any = object()
 
 #: Stands for the result of a hooked SDK stream (whose usage arrives as ``extracted``).
 _STREAM = object()

@@ -352,7 +352,7 @@ class CostTracker:
         guards = self._guards
         active = active_guards()
         if active:
-            guards = joined(guards, active)
+            guards = joined(guards, active) if guards else active
         bare = not keep and rows and not self._on_recorded and guards.counts_rows
         if bare and self.clock is _utc_now:
             # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
