@@ -28,6 +28,7 @@ _EXACT = Context(prec=80)  # sums of DECIMAL(38, 18) amounts never round in 80 d
 # Running sums use the (faster) operators of the default 28-digit context, exact while totals stay below 10**9
 # (9 digits before the point and money's 18 after); a window whose total is larger is summed afresh in ``_EXACT``.
 _SMALL = Decimal(10) ** 9
+_SMALL_DIGITS = 9  # a Decimal below _SMALL in magnitude has its leading digit below 10**9: ``adjusted() < 9``
 
 
 class RecentCostSource(Protocol):
@@ -166,7 +167,7 @@ class RecentCosts:
                 count -= 1
             amounts.append(amount)
             total += amount
-            if -_SMALL < total < _SMALL:
+            if total.adjusted() < _SMALL_DIGITS:  # -_SMALL < total < _SMALL, read off the exponent (cheaper)
                 window.state = (total, count + 1)
             else:
                 window.resync()  # the context's 28 digits may have rounded: sum the window afresh, exactly

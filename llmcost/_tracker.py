@@ -349,11 +349,10 @@ class CostTracker:
         # Nothing but the store needs this call's entry (no subscriber, a caller that has no use for it, only budgets
         # that count rows): a MemoryStore then takes its fields as a row and builds the entry when read.
         rows = self._row_store is self.store
-        guards = self._guards
-        active = active_guards()
-        if active:
-            guards = joined(guards, active) if guards else active
-        bare = not keep and rows and not self._on_recorded and guards.counts_rows
+        guards = active_guards()
+        if self._guards:
+            guards = joined(self._guards, guards)
+        bare = not keep and rows and not self._on_recorded and (not guards or guards.counts_rows)
         if bare and self.clock is _utc_now:
             # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
             # way): the row, the id and most prices need nothing else, so no datetime is made for them.
@@ -391,11 +390,12 @@ class CostTracker:
                      latency_ms, tags, service_tier, canonical, None)
                 )  # fmt: skip
                 self._recent.observe_call(resource, model, amount)
-                for guard in guards:  # (as ``_counted``, with the entry's fields)
-                    try:
-                        guard.on_recorded_row(self, amount, resource, category, tags, reservations)
-                    except Exception:
-                        logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)
+                if guards:
+                    for guard in guards:  # (as ``_counted``, with the entry's fields)
+                        try:
+                            guard.on_recorded_row(self, amount, resource, category, tags, reservations)
+                        except Exception:
+                            logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)
                 return None
             entry = trusted_entry(
                 entry_id_, _from_micros(micros) if when is None else when, amount, category, resource, "", model,
