@@ -139,7 +139,11 @@ class _Engine:
             # ``PendingCall`` would find it (``estimate_call``: with no ``estimate=`` and no request arguments to
             # read, the mean of recent calls).
             if needed is None:
-                needed = tracker.recent_cost(self.resource, self.model)
+                try:
+                    needed = tracker.recent_cost(self.resource, self.model)
+                except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                    return _call((tracker, call_tags, reservations, _perf_counter()))
             for guard in guards:
                 try:
                     reservations.append((guard, guard.reserve_estimate(tracker, needed)))

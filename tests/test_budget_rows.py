@@ -292,3 +292,15 @@ def test_unreadable_results_release_their_reservation(tracker) -> None:
         for _ in range(3):
             call()
     assert b.spent == CALL and b.reserved == 0 and len(tracker.entries()) == 1
+
+
+def test_a_failing_recent_calls_estimate_lets_the_call_through(tracker, monkeypatch) -> None:
+    call = track_cost(tracker=tracker)(lambda: response())
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("no statistic")
+
+    monkeypatch.setattr(tracker, "recent_cost", broken)
+    with budget(CALL / 2) as b:
+        assert call() == response()  # let through, as a budget whose check fails
+    assert b.spent == CALL and b.reserved == 0 and len(tracker.entries()) == 1
