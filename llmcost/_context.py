@@ -218,7 +218,6 @@ class Guard(Protocol):
     call's open reservations too (``(guard, token)`` pairs from ``before_call``, a list of the call's own): a guard
     that settles its reservation there takes the pair out of the list, and ``after_call`` is then not asked for it.
 
-
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
     category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
     """
