@@ -498,7 +498,8 @@ class CostTracker:
                 except Exception:
                     logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
         finally:
-            end_settling(settling)
+            if settling is not None:
+                end_settling(settling)
         if self._on_recorded:
             self.emit("cost.recorded", entry)
 
