@@ -225,7 +225,9 @@ class Budget:
         )
         self._lock = threading.RLock()
         self._spent = ZERO
-        self._reserved = ZERO  # block budgets: this object's reservations; period budgets: the ledger's, as last seen
+        # Spent plus reserved (block budgets: this object's reservations; period budgets: the ledger's, as last seen),
+        # kept as one figure: checking a call is then one addition and comparison, settling it one more addition.
+        self._committed = ZERO
         self._start: datetime | None = None
         self._end: datetime | None = None
         self._scope: BudgetScope | None = None
@@ -235,6 +237,12 @@ class Budget:
         self._tag_items = tuple(self.tags.items())
         # A budget without filters matches every call and entry: the per-call checks skip ``_matches`` then.
         self._filtered = bool(self.model or self.resource or self.category or self._tag_items)
+        #: A block budget counts an entry from its fields (``on_recorded_row``), so tracked calls under it keep the
+        #: tracker's row path; a period budget needs the ``CostEntry`` (its ledger settles by entry id and time).
+        self.counts_rows = self.period is None
+        #: Every call and entry of the tracker counts alike: a call needs only its estimate (``reserve_estimate``).
+        self.unfiltered = not self._filtered
+        self._counts_all = self.unfiltered and tracker is None  # every entry of every tracker
         self.alerts: list[BudgetAlert] = []
         self._entered: contextvars.ContextVar[tuple[contextvars.Token[Any], ...]] = contextvars.ContextVar(
             f"llmcost_budget_{id(self):x}", default=()
@@ -258,13 +266,14 @@ class Budget:
     def reserved(self) -> Decimal:
         """Estimates reserved by calls in flight (for a period budget: by every process sharing the store)."""
         self._stand()
-        return self._reserved
+        reserved = self._committed - self._spent
+        return reserved if reserved > ZERO else ZERO
 
     @property
     def remaining(self) -> Decimal:
         """The limit less spend and reservations (negative once overspent)."""
         self._stand()
-        return self.limit - self._spent - self._reserved
+        return self.limit - self._committed
 
     @property
     def utilization(self) -> float:
@@ -280,7 +289,7 @@ class Budget:
         standing = self.tracker.store.standing(scope, refresh=refresh)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._reserved = standing.spent, standing.reserved
+                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
 
     @property
     def period_start(self) -> datetime | None:
@@ -355,7 +364,7 @@ class Budget:
         standing = store.standing(scope)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._reserved = standing.spent, standing.reserved
+                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
         return scope
 
     # -- the guard protocol ---------------------------------------------------------------------------------------
@@ -372,25 +381,39 @@ class Budget:
                 model = asked if isinstance(asked, str) else None
             if not self._matches(call.resource, call.category, call.tags, model):
                 return None
-        needed = call.estimate()
+        return self.reserve_estimate(call.tracker, call.estimate())
+
+    def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
+        """``before_call`` of a call of ``tracker`` that this budget checks (it matches the filters, or the budget
+        has none: ``unfiltered``) and whose estimate is known: ``needed`` (``None``: nothing is known). Tracked calls
+        under unfiltered budgets come here directly, without a ``PendingCall``; the caller checked that tracking is
+        on (``set_active``)."""
+        if self._tracker is not None and tracker is not self._tracker:
+            return None
         if needed is None:
             needed = ZERO
         if self.period is not None:
             return self._reserve(needed)
-        with self._lock:
-            spent, reserved = self._spent, self._reserved
-            remaining = self.limit - spent - reserved
-            if remaining > ZERO and needed <= remaining:  # it fits: reserve it
-                self._reserved = reserved + needed
-                return (self._start, needed)
-            refused = BudgetExceeded(self.name, spent + reserved, self.limit, needed)
+        limit = self.limit
+        lock = self._lock
+        lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call under a budget)
+        try:
+            committed = self._committed
+            after = committed + needed
+            # It fits: what remains (limit - committed) is positive and at least ``needed`` (a positive ``needed``
+            # that fits leaves no doubt about the first).
+            if after <= limit and (needed > ZERO or committed < limit):
+                self._committed = after
+                return needed  # a block budget's token: the amount reserved (a Decimal)
+            refused = BudgetExceeded(self.name, committed, limit, needed)
             if self.on_exceed == "warn":
-                self._reserved = reserved + needed
-            token = (self._start, needed)
+                self._committed = after
+        finally:
+            lock.release()
         self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
         if self.on_exceed == "raise":
             raise refused
-        return token
+        return needed
 
     def _reserve(self, needed: Decimal) -> _Hold:
         """(Period budgets) reserve ``needed`` in the ledger, atomically for every process; raise if refused."""
@@ -400,7 +423,7 @@ class Budget:
         remaining = self.limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
-                self._spent, self._reserved = r.spent, r.reserved + (needed if r.granted else ZERO)
+                self._spent, self._committed = r.spent, r.spent + r.reserved + (needed if r.granted else ZERO)
         if remaining <= 0 or needed > remaining:
             refused = BudgetExceeded(self.name, r.spent + r.reserved, self.limit, needed)
             self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
@@ -410,14 +433,15 @@ class Budget:
 
     def after_call(self, token: object, entry: CostEntry | None) -> None:
         """Release the reservation made by ``before_call`` unless the call's entry settled it (``on_recorded``)."""
-        if type(token) is tuple:  # a block budget's (period start, amount reserved)
-            start, needed = token
-            if not needed:
-                return  # nothing was reserved
-            with self._lock:
-                if start == self._start:
-                    reserved = self._reserved - needed
-                    self._reserved = reserved if reserved > ZERO else ZERO
+        if type(token) is Decimal:  # a block budget's: the amount reserved
+            if token:  # (zero: nothing was reserved)
+                lock = self._lock
+                lock.acquire()  # (as in ``reserve_estimate``)
+                try:
+                    committed, spent = self._committed - token, self._spent
+                    self._committed = committed if committed > spent else spent  # (never less than nothing reserved)
+                finally:
+                    lock.release()
             return
         if isinstance(token, _Hold) and not token.settled:
             token.settled = True
@@ -433,11 +457,55 @@ class Budget:
         if self.period is not None:
             self._settle(tracker, entry)
             return
+        amount = entry.amount
         with self._lock:
-            self._spent += entry.amount
-            if self._spent < self._quiet_below:
+            spent = self._spent = self._spent + amount
+            self._committed += amount
+            if spent < self._quiet_below:
                 return  # no threshold can have been crossed (``check_thresholds`` keeps this bound)
         self.check_thresholds()
+
+    def on_recorded_row(
+        self,
+        tracker: TrackerLike,
+        amount: Decimal,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        reservations: list[tuple[Any, object]] | None,
+    ) -> None:
+        """(Block budgets, ``counts_rows``) ``on_recorded`` of an entry given as its fields; if this budget reserved
+        for the call being recorded (its pair is in ``reservations``, the call's open ones), the reservation is
+        released in the same step as the amount is counted, and its pair taken out of ``reservations``."""
+        if not self._counts_all:
+            if self._tracker is not None and tracker is not self._tracker:
+                return
+            if self._filtered and not self._matches(resource, category, tags, None):
+                return  # (an entry that does not count leaves its call's reservation to ``after_call``)
+        needed: Any = None  # this budget's token for the call: what it reserved (or None), as ``before_call`` made it
+        if reservations:
+            pair = reservations[0]
+            if pair[0] is self:  # the usual case: guards count an entry in the order they checked its call
+                del reservations[0]
+                needed = pair[1]
+            else:
+                for i, pair in enumerate(reservations):
+                    if pair[0] is self:
+                        del reservations[i]
+                        needed = pair[1]
+                        break
+        lock = self._lock
+        lock.acquire()  # (as in ``reserve_estimate``)
+        try:
+            spent = self._spent = self._spent + amount
+            # The amount in place of the reservation (which is part of what is committed, so this never goes below
+            # what is spent).
+            self._committed = self._committed + amount if needed is None else self._committed + amount - needed
+            quiet = spent < self._quiet_below
+        finally:
+            lock.release()
+        if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
+            self.check_thresholds()
 
     def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:
         """(Period budgets) count ``entry`` in the ledger, in place of its call's reservation if it had one."""
@@ -457,7 +525,7 @@ class Budget:
             hold.settled = True
         with self._lock:
             if scope is self._scope:
-                self._spent, self._reserved = standing.spent, standing.reserved
+                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
         self.check_thresholds()
 
     # -- alerts ---------------------------------------------------------------------------------------------------

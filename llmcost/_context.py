@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -22,7 +22,9 @@ from ._entry import EMPTY_TAGS, CostEntry, FrozenTags, intern_tags, to_tags
 from ._estimate import RecentCostSource, estimate_call
 
 __all__ = [
+    "NO_GUARDS",
     "Guard",
+    "GuardSet",
     "PendingCall",
     "SettledByEntry",
     "TrackerLike",
@@ -31,6 +33,7 @@ __all__ = [
     "current_tags",
     "end_settling",
     "is_active",
+    "joined",
     "pop_guard",
     "push_guard",
     "set_active",
@@ -39,7 +42,39 @@ __all__ = [
 ]
 
 _tags: contextvars.ContextVar[FrozenTags] = contextvars.ContextVar("llmcost_tags", default=EMPTY_TAGS)
-_guards: contextvars.ContextVar[tuple[Guard, ...]] = contextvars.ContextVar("llmcost_guards", default=())
+
+
+class GuardSet(tuple["Guard", ...]):
+    """Guards active together (those entered in a context, or a tracker's own), outermost first, with what every one
+    of them offers found once, when the set is made: the per-call path reads these instead of asking each guard.
+
+    ``unfiltered``: every guard's ``Guard.unfiltered``; ``counts_rows``: every guard's ``Guard.counts_rows``.
+    """
+
+    unfiltered: bool
+    counts_rows: bool
+
+    def __new__(cls, guards: Iterable[Guard] = ()) -> GuardSet:
+        made = super().__new__(cls, guards)
+        made.unfiltered = all(getattr(guard, "unfiltered", False) for guard in made)
+        made.counts_rows = all(getattr(guard, "counts_rows", False) for guard in made)
+        return made
+
+
+#: No guards.
+NO_GUARDS = GuardSet()
+
+
+def joined(first: GuardSet, second: GuardSet) -> GuardSet:
+    """The guards of ``first`` then those of ``second`` (either one itself when the other is empty)."""
+    if not first:
+        return second
+    if not second:
+        return first
+    return GuardSet((*first, *second))
+
+
+_guards: contextvars.ContextVar[GuardSet] = contextvars.ContextVar("llmcost_guards", default=NO_GUARDS)
 # The reservations of the tracked call whose entry is being recorded right now: a guard that reserved for the call
 # settles its reservation with the entry as it is recorded (``on_recorded``), in one step.
 _settling: contextvars.ContextVar[Sequence[tuple[Any, object]]] = contextvars.ContextVar("llmcost_settling", default=())
@@ -92,15 +127,15 @@ def tags(**values: str) -> Iterator[FrozenTags]:
 
 #: ``active_guards()``: the guards (budgets) entered in this context, outermost first (the context variable's
 #: own ``get``: every tracked call asks, twice).
-active_guards: Callable[[], tuple[Guard, ...]] = _guards.get
+active_guards: Callable[[], GuardSet] = _guards.get
 
 
-def push_guard(guard: Guard) -> contextvars.Token[tuple[Guard, ...]]:
+def push_guard(guard: Guard) -> contextvars.Token[GuardSet]:
     """Make ``guard`` active in this context, innermost; ``pop_guard`` with the token returned undoes it."""
-    return _guards.set((*_guards.get(), guard))
+    return _guards.set(GuardSet((*_guards.get(), guard)))
 
 
-def pop_guard(token: contextvars.Token[tuple[Guard, ...]]) -> None:
+def pop_guard(token: contextvars.Token[GuardSet]) -> None:
     """Restore the guards as they were before the ``push_guard`` that returned ``token``."""
     _guards.reset(token)
 
@@ -174,12 +209,36 @@ class Guard(Protocol):
     """What the tracking engine asks of a budget. Implemented by ``Budget``.
 
     ``before_call`` may raise ``BudgetExceeded`` to refuse the call; what it returns is handed back to
-    ``after_call`` with the recorded entry (``None`` when the call failed or recorded nothing), so a reservation can
-    be released. ``on_recorded`` sees every entry recorded while the guard is active.
+    ``after_call`` with the recorded entry (``None`` when the call failed, recorded nothing, or was recorded as a
+    row without a ``CostEntry``), so a reservation can be released. ``on_recorded`` sees every entry recorded while
+    the guard is active.
+
+    A guard whose ``counts_rows`` is true may be given a recorded entry's fields (``on_recorded_row``) in place of
+    the ``CostEntry``, so a tracked call under it keeps the tracker's row path (no entry built). It is given the
+    call's open reservations too (``(guard, token)`` pairs from ``before_call``, a list of the call's own): a guard
+    that settles its reservation there takes the pair out of the list, and ``after_call`` is then not asked for it.
+
+    A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
+    category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
     """
 
+    counts_rows: bool
+    unfiltered: bool
+
     def before_call(self, call: PendingCall) -> object: ...
+
+    def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object: ...
 
     def after_call(self, token: object, entry: CostEntry | None) -> None: ...
 
     def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None: ...
+
+    def on_recorded_row(
+        self,
+        tracker: TrackerLike,
+        amount: Decimal,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        reservations: list[tuple[Any, object]] | None,
+    ) -> None: ...

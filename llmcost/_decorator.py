@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 from . import _state
 from ._catalog import provider_for_url
 from ._config import get_tracker
-from ._context import PendingCall, active_guards, begin_settling, current_tags, end_settling, is_active
+from ._context import PendingCall, active_guards, current_tags, is_active, joined
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -60,7 +60,9 @@ class _Call(NamedTuple):
 
     tracker: CostTracker
     tags: FrozenTags
-    reservations: Sequence[tuple[Any, object]]
+    #: ``(guard, token)`` of each guard's ``before_call``: the call's own list, from which a guard that settles its
+    #: reservation as the entry is counted takes it out (a call under no guard has an empty tuple).
+    reservations: list[tuple[Any, object]]
     started: float
 
 
@@ -129,8 +131,28 @@ class _Engine:
         entered = active_guards()
         if not guards and not entered:
             return _call((tracker, call_tags, (), _perf_counter()))
-        guards += entered
+        guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
         reservations: list[tuple[Any, object]] = []
+        needed = self.fixed_estimate
+        if (needed is not None or (self.estimate is None and not kwargs)) and guards.unfiltered:
+            # Every guard checks every call alike, so each needs only the estimate: found here once, as a
+            # ``PendingCall`` would find it (``estimate_call``: with no ``estimate=`` and no request arguments to
+            # read, the mean of recent calls).
+            if needed is None:
+                try:
+                    needed = tracker.recent_cost(self.resource, self.model)
+                except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                    return _call((tracker, call_tags, reservations, _perf_counter()))
+            for guard in guards:
+                try:
+                    reservations.append((guard, guard.reserve_estimate(tracker, needed)))
+                except BudgetExceeded:
+                    self._settle(reservations, None)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+            return _call((tracker, call_tags, reservations, _perf_counter()))
         context = current_tags()
         pending = PendingCall(  # positional: keywords cost more, and this runs for every call under a budget
             tracker,
@@ -183,7 +205,23 @@ class _Engine:
             return
         entry: CostEntry | None = None
         try:
-            entry = self._record(call, result, extracted, latency, bool(reservations))
+            if extracted is None and self.usage_fn is None:
+                # The usual call under budgets, in one pass as above: the guards settle their reservations as they
+                # count the entry, taking them out of ``reservations``.
+                extracted = extract_usage(result)
+                if extracted is not None:
+                    found_model, found_provider, found_usage, found_category, found_tier = extracted
+                    model = self.model or found_model
+                    if found_usage is not None and model is not None:
+                        entry = tracker.record_call(
+                            model, self.provider or found_provider, found_usage,
+                            (self.category if self.category is not None else found_category) or _INFERENCE,
+                            self.resource, tags, latency, self.service_tier or found_tier, self.provider is None,
+                            False, reservations,
+                        )  # fmt: skip
+                        extracted = _RECORDED
+            if extracted is not _RECORDED:
+                entry = self._record(call, result, extracted, latency, False)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             self._record_failed(exc)
         if reservations:
@@ -219,22 +257,12 @@ class _Engine:
                 model = self.model or found_model
                 if found_usage is not None and model is not None:
                     tracker, tags, reservations, _ = call
-                    billed_by = self.provider or found_provider
-                    kind = (self.category if self.category is not None else found_category) or _INFERENCE
-                    at_tier = self.service_tier or found_tier
-                    if not reservations:
-                        return tracker.record_call(
-                            model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
-                            self.provider is None, keep,
-                        )  # fmt: skip
-                    settling = begin_settling(reservations)
-                    try:
-                        return tracker.record_call(
-                            model, billed_by, found_usage, kind, self.resource, tags, latency, at_tier,
-                            self.provider is None,
-                        )  # fmt: skip
-                    finally:
-                        end_settling(settling)
+                    return tracker.record_call(
+                        model, self.provider or found_provider, found_usage,
+                        (self.category if self.category is not None else found_category) or _INFERENCE,
+                        self.resource, tags, latency, self.service_tier or found_tier, self.provider is None, keep,
+                        reservations or None,  # settled by the guards as they count the entry
+                    )  # fmt: skip
         usage: Usage | None = None
         if self.usage_fn is not None:
             usage = self.usage_fn(result)
@@ -277,20 +305,11 @@ class _Engine:
                 self.name,
             )
         tracker, tags, reservations, _ = call
-        if not reservations:
-            return tracker.record_call(
-                model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
-                self.provider is None,  # from the response: a guess the catalog may overrule
-                keep,
-            )  # fmt: skip
-        settling = begin_settling(reservations)
-        try:
-            return tracker.record_call(
-                model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
-                self.provider is None,
-            )  # fmt: skip
-        finally:
-            end_settling(settling)
+        return tracker.record_call(
+            model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
+            self.provider is None,  # from the response: a guess the catalog may overrule
+            keep, reservations or None,  # settled by the guards as they count the entry
+        )  # fmt: skip
 
     # -- streams --------------------------------------------------------------------------------------------------
     def hook_stream(self, call: _Call | None, stream: Any) -> Any:
@@ -312,6 +331,9 @@ class _Engine:
             manager, on_stream=functools.partial(self.hook_stream, call), on_drop=functools.partial(self.fail, call)
         )
 
+
+#: Stands for the usage of a call ``finish`` recorded already.
+_RECORDED: Any = object()
 
 #: Stands for the result of a hooked SDK stream (whose usage arrives as ``extracted``).
 _STREAM = object()
@@ -573,7 +595,7 @@ def recorder(
             call_tags = engine.static_tags
             if engine.tags_fn is not None:
                 call_tags = to_tags(engine.tags_fn(*args, **(kwargs or {})))
-            call = _Call(engine.tracker or get_tracker(), call_tags, (), _perf_counter())
+            call = _Call(engine.tracker or get_tracker(), call_tags, [], _perf_counter())
             return engine._record(call, result, None, latency_ms)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(("record", name, type(exc), str(exc)), "llmcost: could not record the cost of %s: %r", name, exc)

@@ -28,6 +28,7 @@ _EXACT = Context(prec=80)  # sums of DECIMAL(38, 18) amounts never round in 80 d
 # Running sums use the (faster) operators of the default 28-digit context, exact while totals stay below 10**9
 # (9 digits before the point and money's 18 after); a window whose total is larger is summed afresh in ``_EXACT``.
 _SMALL = Decimal(10) ** 9
+_SMALL_DIGITS = 9  # a Decimal below _SMALL in magnitude has its leading digit below 10**9: ``adjusted() < 9``
 
 
 class RecentCostSource(Protocol):
@@ -130,12 +131,12 @@ class RecentCosts:
     sample fewer; the mean stays the mean of the amounts kept).
     """
 
-    __slots__ = ("_by_key", "_lock", "_models", "_summing", "_window")
+    __slots__ = ("_by_key", "_lock", "_of_resource", "_summing", "_window")
 
     def __init__(self, window: int = 20) -> None:
         self._window = window
         self._by_key: dict[tuple[str | None, str | None], _Window] = {}
-        self._models: dict[str | None, tuple[str | None, ...]] = {}  # resource -> models seen with it
+        self._of_resource: dict[str | None, tuple[_Window, ...]] = {}  # resource -> the windows of its models
         self._lock = threading.Lock()
         self._summing = False
 
@@ -166,7 +167,7 @@ class RecentCosts:
                 count -= 1
             amounts.append(amount)
             total += amount
-            if -_SMALL < total < _SMALL:
+            if total.adjusted() < _SMALL_DIGITS:  # -_SMALL < total < _SMALL, read off the exponent (cheaper)
                 window.state = (total, count + 1)
             else:
                 window.resync()  # the context's 28 digits may have rounded: sum the window afresh, exactly
@@ -178,8 +179,8 @@ class RecentCosts:
             window = self._by_key.get(key)
             if window is None:
                 window = self._by_key[key] = _Window(self._window)
-                resource, model = key
-                self._models[resource] = (*self._models.get(resource, ()), model)
+                resource = key[0]
+                self._of_resource[resource] = (*self._of_resource.get(resource, ()), window)
             return window
 
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
@@ -196,10 +197,16 @@ class RecentCosts:
         else:
             # A decorator often knows no model before the call: then the recent calls of every model of the
             # resource count.
-            total, count = ZERO, 0
-            for m in self._models.get(resource, ()):
-                part, n = self._by_key[(resource, m)].state
-                total, count = total + part, count + n
+            windows = self._of_resource.get(resource)
+            if windows is None:
+                return None
+            if len(windows) == 1:  # the usual case: one model
+                total, count = windows[0].state
+            else:
+                total, count = ZERO, 0
+                for window in windows:
+                    part, n = window.state
+                    total, count = total + part, count + n
         if not count:
             return None
         return total / count

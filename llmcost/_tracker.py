@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _state
-from ._context import Guard, active_guards, current_tags
+from ._context import NO_GUARDS, Guard, GuardSet, active_guards, begin_settling, current_tags, end_settling, joined
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -154,7 +154,7 @@ class CostTracker:
         # Kept as the store itself, compared by identity on each call: a ``store`` attribute assigned later is
         # written to as any store is.
         self._row_store = self.store if type(self.store) is MemoryStore and not self.store.read_only else None
-        self._guards: tuple[Guard, ...] = ()
+        self._guards = NO_GUARDS
         self._stored_due = 0.0  # when to look for budgets saved in the store (BudgetManager) next
         #: The registry of budgets this tracker enforces from its store's saved definitions (kept by ``_manager``).
         self.stored_budgets: Any = None
@@ -333,6 +333,7 @@ class CostTracker:
         service_tier: str | None = None,
         provider_guessed: bool = False,
         keep: bool = True,
+        reservations: list[tuple[Any, object]] | None = None,
     ) -> CostEntry | None:
         """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
@@ -341,11 +342,17 @@ class CostTracker:
 
         Returns the entry; with ``keep=False`` (the caller has no use for it) it may return ``None`` instead: when
         nothing else needs the ``CostEntry`` (a ``MemoryStore``, no budget, no subscriber) the store is given the
-        entry's field values and builds the object only when it is read."""
-        # Nothing but the store needs this call's entry (no budget, no subscriber, a caller that has no use for it):
-        # a MemoryStore then takes its fields as a row and builds the entry when read.
+        entry's field values and builds the object only when it is read.
+
+        ``reservations``: the call's open ``(guard, token)`` reservations, a list of its own, for guards that count
+        the call as a row (``Guard.on_recorded_row``) to settle and take out of it."""
+        # Nothing but the store needs this call's entry (no subscriber, a caller that has no use for it, only budgets
+        # that count rows): a MemoryStore then takes its fields as a row and builds the entry when read.
         rows = self._row_store is self.store
-        bare = not keep and rows and not self._guards and not self._on_recorded and not active_guards()
+        guards = active_guards()
+        if self._guards:
+            guards = joined(self._guards, guards)
+        bare = not keep and rows and not self._on_recorded and (not guards or guards.counts_rows)
         if bare and self.clock is _utc_now:
             # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
             # way): the row, the id and most prices need nothing else, so no datetime is made for them.
@@ -383,6 +390,12 @@ class CostTracker:
                      latency_ms, tags, service_tier, canonical, None)
                 )  # fmt: skip
                 self._recent.observe_call(resource, model, amount)
+                if guards:
+                    for guard in guards:  # (as ``_counted``, with the entry's fields)
+                        try:
+                            guard.on_recorded_row(self, amount, resource, category, tags, reservations)
+                        except Exception:
+                            logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)
                 return None
             entry = trusted_entry(
                 entry_id_, _from_micros(micros) if when is None else when, amount, category, resource, "", model,
@@ -392,7 +405,7 @@ class CostTracker:
                 (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
                  latency_ms, tags, service_tier, canonical, entry)
             )  # fmt: skip
-            self._counted(entry)
+            self._counted(entry, reservations)
             return entry
         entry = trusted_entry(
             entry_id(micros),
@@ -411,7 +424,7 @@ class CostTracker:
             service_tier,
             canonical,
         )
-        self._add(entry)
+        self._add(entry, reservations)
         return entry
 
     def _merge_tags(self, given: FrozenTags | None) -> FrozenTags:
@@ -460,27 +473,33 @@ class CostTracker:
             raise TypeError(f"entry must be a llmcost.CostEntry, got {entry!r}")
         self._add(entry)
 
-    def _add(self, entry: CostEntry) -> None:
+    def _add(self, entry: CostEntry, reservations: list[tuple[Any, object]] | None = None) -> None:
         if self._direct:
             batch = (entry,)
             self.store.append(batch)
             self._acknowledge(batch)
         else:
             self._buffer_entry(entry)
-        self._counted(entry)
+        self._counted(entry, reservations)
 
-    def _counted(self, entry: CostEntry) -> None:
-        """``entry`` is recorded: count it for estimates and budgets, and tell subscribers."""
+    def _counted(self, entry: CostEntry, reservations: list[tuple[Any, object]] | None = None) -> None:
+        """``entry`` is recorded: count it for estimates and budgets, and tell subscribers. ``reservations``: those
+        of the tracked call that made it, which guards settle with it (``begin_settling``)."""
         self._recent.observe_call(entry.resource, entry.model, entry.amount)
-        guards = self._guards
+        guards: tuple[Guard, ...] = self._guards
         active = active_guards()
         if active:
             guards = (*guards, *active) if guards else active
-        for guard in guards:  # the try is per guard, inline: this runs for every budget on every recorded call
-            try:
-                guard.on_recorded(self, entry)
-            except Exception:
-                logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
+        settling = begin_settling(reservations) if reservations else None
+        try:
+            for guard in guards:  # the try is per guard, inline: this runs for every budget on every recorded call
+                try:
+                    guard.on_recorded(self, entry)
+                except Exception:
+                    logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
+        finally:
+            if settling is not None:
+                end_settling(settling)
         if self._on_recorded:
             self.emit("cost.recorded", entry)
 
@@ -737,7 +756,7 @@ class CostTracker:
             except Exception:
                 logger.exception("llmcost: subscriber %r to %r failed", callback, event)
 
-    def guards(self) -> tuple[Guard, ...]:
+    def guards(self) -> GuardSet:
         """The guards enforced on every tracked call of this tracker (``BudgetManager`` and env budgets).
 
         Budgets saved in the store are looked for every ``STORED_BUDGETS_SECONDS``: for a durable store by the
@@ -759,11 +778,11 @@ class CostTracker:
 
     def add_guard(self, guard: Guard) -> None:
         """Enforce ``guard`` on every tracked call of this tracker (``BudgetManager`` budgets use this)."""
-        self._guards = (*self._guards, guard)
+        self._guards = GuardSet((*self._guards, guard))
 
     def remove_guard(self, guard: Guard) -> None:
         """Stop enforcing ``guard`` on this tracker's calls."""
-        self._guards = tuple(g for g in self._guards if g is not guard)
+        self._guards = GuardSet(g for g in self._guards if g is not guard)
 
     def recent_cost(self, resource: str | None, model: str | None) -> Decimal | None:
         """Mean cost of the last recorded calls of ``resource`` and ``model`` in this process, if any."""

@@ -1,0 +1,306 @@
+"""Block budgets on the tracker's row path: a tracked call under unfiltered block budgets is recorded as a row (no
+``CostEntry`` built), counted by each budget from its fields, and its reservation settled in the same step. Each test
+checks that path against the entry path (forced by a ``cost.recorded`` subscriber) or against exact sums."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+
+import llmcost
+from llmcost import BudgetExceeded, CostTracker, Usage, budget, track_cost
+from llmcost import _tracker as tracker_module
+from llmcost._budget import Budget
+
+CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
+
+
+def response(model: str = "gpt-4o", prompt: int = 1000, completion: int = 0) -> dict[str, Any]:
+    """A chat completion as a dict: the decorator's inline path (no ``usage=``) reads it."""
+    return {
+        "object": "chat.completion",
+        "model": model,
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
+    }
+
+
+def fields(entry: llmcost.CostEntry, *varying: str) -> dict[str, Any]:
+    """What an entry says, field by field, less its id and latency (which differ between two recordings of one call)
+    and the ``varying`` fields."""
+    out = attrs.asdict(entry, recurse=False)
+    for name in ("id", "latency_ms", *varying):
+        out.pop(name)
+    return out
+
+
+@contextlib.contextmanager
+def entries_built() -> Iterator[list[int]]:
+    """Count the ``CostEntry`` objects the tracker builds for tracked calls meanwhile."""
+    built: list[int] = []
+    original = tracker_module.trusted_entry
+
+    def counting(*args: Any) -> Any:
+        built.append(1)
+        return original(*args)
+
+    tracker_module.trusted_entry = counting  # type: ignore[assignment]
+    try:
+        yield built
+    finally:
+        tracker_module.trusted_entry = original  # type: ignore[assignment]
+
+
+def run_calls(tracker: CostTracker, budgets: list[Budget], responses: list[dict[str, Any]], **options: Any) -> None:
+    """Make one tracked call per response inside ``budgets`` (nested, outermost first)."""
+    items = iter(responses)
+
+    @track_cost(tracker=tracker, **options)
+    def call() -> dict[str, Any]:
+        return next(items)
+
+    with contextlib.ExitStack() as stack:
+        for b in budgets:
+            stack.enter_context(b)
+        with llmcost.tags(team="search"):
+            for _ in responses:
+                call()
+
+
+MIXED = [response(), response("gpt-4o-mini", 3000, 200), response("gpt-4o-2024-08-06", 17, 5), response(prompt=0)]
+
+
+@pytest.mark.parametrize("estimate", [Decimal("0.001"), None], ids=["estimate", "recent-calls"])
+def test_the_row_path_records_the_same_entries_and_spend_as_the_entry_path(estimate: Decimal | None, clock) -> None:
+    results = []
+    for entry_path in (False, True):
+        tracker = CostTracker(clock=clock)
+        if entry_path:
+            tracker.subscribe("cost.recorded", lambda entry: None)  # a subscriber needs the CostEntry of each call
+        budgets = [budget(10, tracker=tracker), budget(5), budget(1, name="inner")]
+        with entries_built() as built:
+            run_calls(tracker, budgets, MIXED * 3, estimate=estimate, resource="r", tags={"k": "v"})
+        assert (len(built) == 0) is not entry_path  # the row path builds no entry; the entry path one per call
+        entries = tracker.entries()
+        results.append(
+            (
+                [fields(e) for e in entries],
+                [(b.spent, b.reserved, b.remaining, [a.threshold for a in b.alerts]) for b in budgets],
+            )
+        )
+        total = sum((e.amount for e in entries), Decimal(0))
+        assert all(b.spent == total for b in budgets)  # the exact Decimal sum
+        assert all(b.reserved == 0 for b in budgets)
+    assert results[0] == results[1]
+
+
+def test_the_row_path_records_what_a_call_outside_any_budget_records() -> None:
+    plain, guarded = CostTracker(), CostTracker()
+    run_calls(plain, [], MIXED)
+    with entries_built() as built:
+        run_calls(guarded, [budget(10), budget(10, tracker=guarded)], MIXED)
+    assert built == []
+    assert [fields(e, "timestamp") for e in guarded.entries()] == [fields(e, "timestamp") for e in plain.entries()]
+
+
+def test_the_usage_callable_path_is_a_row_too_and_spend_is_exact(tracker) -> None:
+    usages = iter([Usage(input_tokens=n, output_tokens=n // 3) for n in range(1, 200)])
+
+    @track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: next(usages), estimate=CALL)
+    def call() -> str:
+        return "ok"
+
+    with budget(1) as b, entries_built() as built:
+        for _ in range(199):
+            call()
+    assert built == []
+    assert b.spent == tracker.summary().total == sum((e.amount for e in tracker.entries()), Decimal(0))
+    assert b.reserved == 0 and b.remaining == 1 - b.spent
+
+
+def test_entries_recorded_otherwise_still_count_inside_a_row_budget(tracker) -> None:
+    call = track_cost(tracker=tracker)(lambda: response())
+    seen_in_thread = []
+    with budget(1) as b:
+        call()
+        tracker.record(amount="0.10", category="compute", resource="gpu")  # an explicit record: the entry path
+
+        def worker() -> None:
+            with b:  # a worker thread shares the budget by entering it
+                call()
+                seen_in_thread.append(b.spent)
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    assert b.spent == CALL * 2 + Decimal("0.10") == tracker.summary().total
+    assert seen_in_thread == [CALL * 2 + Decimal("0.10")]
+
+
+def test_eight_threads_on_the_row_path_cannot_pass_the_limit(tracker) -> None:
+    call = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
+    b = budget(CALL * 100, tracker=tracker)
+    inner = budget(CALL * 1000)
+    ran, refused = [], []
+
+    def work() -> None:
+        with b, inner:
+            for _ in range(40):
+                try:
+                    call()
+                    ran.append(1)
+                except BudgetExceeded:
+                    refused.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert b.spent == inner.spent == tracker.summary().total == CALL * 100  # exact estimates: exactly the limit
+    assert len(ran) == 100 and len(refused) == 8 * 40 - 100
+    assert b.reserved == inner.reserved == 0
+
+
+def test_async_tasks_on_the_row_path_cannot_pass_the_limit(tracker) -> None:
+    @track_cost(tracker=tracker, estimate=CALL)
+    async def call() -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return response()
+
+    b = budget(CALL * 30, tracker=tracker)
+
+    async def one() -> int:
+        try:
+            await call()
+            return 1
+        except BudgetExceeded:
+            return 0
+
+    async def main() -> int:
+        async with b:
+            return sum(await asyncio.gather(*(one() for _ in range(100))))
+
+    assert asyncio.run(main()) == 30
+    assert b.spent == tracker.summary().total == CALL * 30 and b.reserved == 0
+
+
+def test_thresholds_and_refusals_on_the_row_path(tracker) -> None:
+    call = track_cost(tracker=tracker)(lambda: response())
+    seen: list[llmcost.BudgetAlert] = []
+    with budget(CALL * 10, on_alert=seen.append, on_exceed="warn") as b:
+        for _ in range(12):
+            call()
+    assert [a.threshold for a in seen] == [0.5, 0.8, 0.9, 1.0]
+    assert [a.level for a in seen] == ["info", "warning", "warning", "exceeded"]
+    assert b.spent == CALL * 12 and b.reserved == 0
+    ran = []
+
+    @track_cost(tracker=tracker, estimate=CALL)
+    def counted() -> dict[str, Any]:
+        ran.append(1)
+        return response()
+
+    with budget(CALL * 2, name="job") as b:
+        counted()
+        counted()
+        with pytest.raises(BudgetExceeded, match="job"):
+            counted()
+    assert len(ran) == 2 and b.spent == CALL * 2 and b.reserved == 0
+
+
+def test_filtered_and_other_tracker_budgets_beside_row_budgets(tracker) -> None:
+    other = CostTracker()
+    call = track_cost(tracker=tracker, resource="a", estimate=CALL)(lambda: response())
+    elsewhere = track_cost(tracker=tracker, resource="b", estimate=CALL)(lambda: response())
+    with budget(1) as everything, budget(1, resource="a") as only_a, budget(1, tracker=other) as others:
+        call()
+        elsewhere()
+        call()
+    assert everything.spent == CALL * 3 and only_a.spent == CALL * 2 and others.spent == 0
+    assert everything.reserved == only_a.reserved == others.reserved == 0
+
+
+def test_a_period_budget_beside_a_block_budget_takes_the_entry_path(tracker) -> None:
+    call = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
+    with budget(1, period="daily", tracker=tracker) as daily, budget(1) as block, entries_built() as built:
+        call()
+        call()
+    assert len(built) == 2
+    assert daily.spent == block.spent == CALL * 2 and daily.reserved == block.reserved == 0
+
+
+def test_a_budget_entered_twice_counts_as_on_the_entry_path(clock) -> None:
+    results = []
+    for entry_path in (False, True):
+        tracker = CostTracker(clock=clock)
+        if entry_path:
+            tracker.subscribe("cost.recorded", lambda entry: None)
+        b = budget(1)
+        call = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
+        with b, b:
+            call()
+        results.append((b.spent, b.reserved))
+    assert results[0] == results[1] and results[0][1] == 0
+
+
+def test_a_failing_budget_never_breaks_the_call_nor_loses_the_entry(tracker, monkeypatch) -> None:
+    call = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
+
+    def broken(self: Budget, *args: Any) -> None:
+        raise RuntimeError("broken budget")
+
+    with budget(1) as b:
+        monkeypatch.setattr(Budget, "on_recorded_row", broken)
+        assert call() == response()
+        monkeypatch.undo()
+        assert b.reserved == 0  # not settled by the broken count: released after the call
+    assert len(tracker.entries()) == 1
+
+
+def test_set_active_false_reserves_and_records_nothing(tracker) -> None:
+    call = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
+    llmcost.set_active(False)
+    with budget(CALL / 2) as b:
+        call()  # not refused, not recorded
+    assert b.spent == b.reserved == 0 and tracker.entries() == []
+
+
+def test_a_failing_call_releases_its_reservation(tracker) -> None:
+    @track_cost(tracker=tracker, estimate=CALL)
+    def boom() -> None:
+        raise RuntimeError("x")
+
+    with budget(CALL * 2) as b:
+        for _ in range(3):
+            with pytest.raises(RuntimeError):
+                boom()
+        assert b.reserved == 0 and b.remaining == CALL * 2
+
+
+def test_unreadable_results_release_their_reservation(tracker) -> None:
+    results: Iterator[Any] = iter([{"no": "usage"}, response(), None])
+    call: Callable[[], Any] = track_cost(tracker=tracker, estimate=CALL)(lambda: next(results))
+    with budget(1) as b:
+        for _ in range(3):
+            call()
+    assert b.spent == CALL and b.reserved == 0 and len(tracker.entries()) == 1
+
+
+def test_a_failing_recent_calls_estimate_lets_the_call_through(tracker, monkeypatch) -> None:
+    call = track_cost(tracker=tracker)(lambda: response())
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("no statistic")
+
+    monkeypatch.setattr(tracker, "recent_cost", broken)
+    with budget(CALL / 2) as b:
+        assert call() == response()  # let through, as a budget whose check fails
+    assert b.spent == CALL and b.reserved == 0 and len(tracker.entries()) == 1
