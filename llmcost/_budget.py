@@ -40,6 +40,7 @@ from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._tracker import CostTracker
 from .stores import BudgetScope, CostStore, Reservation
+from .stores._ledger import entry_models
 
 __all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
 
@@ -239,7 +240,8 @@ class Budget:
         self._filtered = bool(self.model or self.resource or self.category or self._tag_items)
         #: A block budget counts an entry from its fields (``on_recorded_row``), so tracked calls under it keep the
         #: tracker's row path; a period budget needs the ``CostEntry`` (its ledger settles by entry id and time).
-        self.counts_rows = self.period is None
+        #: A per-model budget needs the entry too: its model is matched as the ledger matches it (``entry_models``).
+        self.counts_rows = self.period is None and self.model is None
         #: Every call and entry of the tracker counts alike: a call needs only its estimate (``reserve_estimate``).
         self.unfiltered = not self._filtered
         self._counts_all = self.unfiltered and tracker is None  # every entry of every tracker
@@ -454,6 +456,8 @@ class Budget:
             return
         if self._filtered and not self._matches(entry.resource, entry.category.value, entry.tags, None):
             return
+        if self.model is not None and self.model not in entry_models(entry):
+            return  # the entry's model (or the catalog id it resolved to) is another model, or none is known
         if self.period is not None:
             self._settle(tracker, entry)
             return

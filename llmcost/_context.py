@@ -131,8 +131,15 @@ active_guards: Callable[[], GuardSet] = _guards.get
 
 
 def push_guard(guard: Guard) -> contextvars.Token[GuardSet]:
-    """Make ``guard`` active in this context, innermost; ``pop_guard`` with the token returned undoes it."""
-    return _guards.set(GuardSet((*_guards.get(), guard)))
+    """Make ``guard`` active in this context, innermost; ``pop_guard`` with the token returned undoes it.
+
+    A guard already active stays where it is (a budget entered again, as when a function under ``@budget`` calls
+    itself, must check and count each call once, not once per entry)."""
+    active = _guards.get()
+    for entered in active:
+        if entered is guard:
+            return _guards.set(active)
+    return _guards.set(GuardSet((*active, guard)))
 
 
 def pop_guard(token: contextvars.Token[GuardSet]) -> None:

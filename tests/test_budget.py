@@ -411,3 +411,41 @@ def test_a_per_model_budget_checks_a_call_to_a_dated_id_of_its_model_before_it_i
         with pytest.raises(BudgetExceeded):
             call(lambda: ran.append(2))()
     assert ran == [1]
+
+
+@pytest.mark.parametrize("period", [None, "daily"])
+def test_a_per_model_budget_counts_only_that_models_entries(tracker, period):
+    # Another model's entry, and one with no model, do not count; a dated id of the model does (the same rule for a
+    # block budget as for a period budget's ledger scope).
+    with budget(10, model="gpt-4o", period=period, tracker=tracker) as b:
+        tracker.record(model="claude-3-5-sonnet-20241022", input_tokens=1000)
+        tracker.record(amount=Decimal("1"), resource="no-model")
+        assert b.spent == 0
+        tracker.record(model="gpt-4o-2024-08-06", input_tokens=1000)
+        tracker.record(model="gpt-4o", input_tokens=1000)
+        assert b.spent == CALL * 2
+        gpt = caller(tracker)[0]
+        claude = track_cost(tracker=tracker, model="claude-3-5-sonnet-20241022", usage=lambda r: Usage(1000))(str)
+        gpt()
+        claude()
+        assert (b.spent, b.reserved) == (CALL * 3, 0)
+
+
+def test_a_budget_entered_again_counts_and_reserves_each_call_once(tracker):
+    # A function under @budget that calls itself enters the same budget again: each call is checked and each entry
+    # counted once (they were counted once per level).
+    call, ran = caller(tracker, estimate=CALL)
+    limit = budget(CALL * 3, tracker=tracker)
+
+    @limit
+    def nested(depth):
+        call()
+        assert limit.reserved == 0  # the call's single reservation was settled by its entry
+        if depth:
+            nested(depth - 1)
+
+    nested(2)
+    assert (limit.spent, limit.reserved, len(ran)) == (CALL * 3, 0, 3)
+    with limit, limit, pytest.raises(BudgetExceeded):
+        call()
+    assert len(ran) == 3
