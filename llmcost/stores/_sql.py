@@ -16,6 +16,7 @@ from .._entry import CostEntry
 from .._rows import (
     CODED_GROUPS,
     COLUMNS,
+    OBJECT_COLUMNS,
     RAW,
     READ_COLUMNS,
     TAG_MAPS,
@@ -242,7 +243,9 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
     columns (``_rows.CODED_GROUPS``), and one query per group returns its distinct values with their hashes: each
     value becomes a Python object once and rows share it (``_rows.Coded``). The distinct values are exact (grouped
     by value, not by hash), so a row's value is the one value with the row's hash; two distinct values with one
-    hash, or a row whose hash they lack, make the frame come from plain rows instead (``READ_COLUMNS``).
+    hash, or a row whose hash they lack, make the frame come from plain rows instead (``READ_COLUMNS``). Where pandas
+    keeps text in Arrow, one query reads the rows with their texts and amounts as stored, and Arrow finds those
+    distinct values (``_arrow_frame``); only the maps come through a hash and a second query.
 
     The rows are selected without ``ORDER BY`` and put in (timestamp, id) order here (``_time_order``): a store's
     rows are mostly stored in that order already, and a sort inside DuckDB took about as long as the query itself
@@ -253,6 +256,10 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
 
     inner, params = select_sql(source, filters, "*", ordered=False)  # ordered and limited when ``limit`` is set
     args = [*source_params, *params]
+    text = _text_dtype()
+    if getattr(text, "storage", None) == "pyarrow":
+        frame = _arrow_frame(con, inner, args, text)
+        return frame if frame is not None else _plain_frame(con, source, filters, source_params)
     # Unordered: a store's rows mostly come in time order already, and sorting them here costs far less than a
     # sort inside DuckDB, which holds every selected row once more while it sorts.
     rows = _fetch_rows(con, f"SELECT {_ROW_COLUMNS} FROM ({inner})", args)
@@ -271,6 +278,112 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
         for column in group:
             arrays[column] = Coded(codes, distinct[column].tolist())
     return frame_from_arrays(arrays)
+
+
+# The Arrow read (where pandas keeps text in Arrow): one query, and so one scan of the source, returns every row's
+# values with the coded text columns and the amount as stored (text coalesced as ``READ_COLUMNS`` does, which costs
+# DuckDB next to nothing), and the two maps as one hash per row; Arrow finds the distinct texts and amounts by value
+# (exact, no hashes), and only the maps, whose text is dear to make per row, have their distinct values read in a
+# second query. Over Parquet files each further query decodes its columns again (the four queries of the hash read
+# were most of a frame's time there).
+_MAP_GROUP = next(g for g, group in enumerate(CODED_GROUPS) if "tags" in group)
+_PER_ROW = tuple(c for c in COLUMNS if c not in CODED_GROUPS[_MAP_GROUP])
+_ARROW_COLUMNS = ", ".join(
+    [f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in _PER_ROW]
+    + [f"hash({', '.join(map(_q, CODED_GROUPS[_MAP_GROUP]))}) AS _h"]
+)
+_AMOUNTS = "llmcost_amounts"  # the distinct amounts, registered for their exact text
+_AMOUNT_TEXT = f"SELECT {read_expression('amount')} AS amount FROM {_AMOUNTS} ORDER BY i"
+
+
+def _text_dtype() -> Any:
+    """The dtype pandas gives a column of text (its string dtype in pandas 3, with Arrow storage where pyarrow is
+    installed; object before)."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame({"id": np.array(["x"], dtype=object)})["id"].dtype
+
+
+def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.DataFrame | None:
+    """The frame of ``inner``'s rows read through Arrow (see ``_ARROW_COLUMNS``); ``None`` when it must come from
+    plain rows instead: no rows (pandas infers an empty frame's dtypes itself), two distinct maps with one hash, or a
+    row whose hash the distinct maps lack (rows written between the two queries)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    table = con.sql(f"SELECT {_ARROW_COLUMNS} FROM ({inner})", params=list(args)).to_arrow_table()
+    if not table.num_rows:
+        return None
+    columns = dict(zip(table.column_names, table.columns, strict=True))
+    del table  # each column goes once used
+    ids = pd.array(columns.pop("id"), dtype=text)
+    order = _time_order(_numpy(columns["timestamp"]), ids)
+    arrays: dict[str, Any] = {"id": ids if order is None else ids.take(order)}
+    hashes = _numpy(columns.pop("_h"))
+    for name, column in columns.items():
+        if name == "amount":
+            codes, distinct = _dictionary(column, order)
+            # Each distinct amount's exact text made by the very expression of the plain read, in DuckDB.
+            con.register(_AMOUNTS, pa.table({"i": np.arange(len(distinct)), "amount": distinct}))
+            try:
+                exact = con.execute(_AMOUNT_TEXT).fetchnumpy()["amount"]
+            finally:
+                con.unregister(_AMOUNTS)
+            arrays[name] = Coded(codes, exact.tolist())
+        elif name in OBJECT_COLUMNS or (_is_text(column.type) and column.null_count):
+            codes, distinct = _dictionary(column, order)  # each distinct value made a Python object once
+            arrays[name] = Coded(codes, [*distinct.to_pylist(), None])
+        elif _is_text(column.type):
+            # Text the frame keeps in the string dtype: the column goes in as it is, no Python object per row.
+            values = pd.array(column, dtype=text)
+            arrays[name] = values if order is None else values.take(order)
+        else:
+            values = _fresh(column)
+            arrays[name] = values if order is None else values[order]
+    group = CODED_GROUPS[_MAP_GROUP]
+    distinct_maps = con.execute(_DISTINCT[_MAP_GROUP].format(rows=inner), list(args)).fetchnumpy()
+    known = pd.Index(np.asarray(distinct_maps["_h"], dtype=np.uint64))
+    if not known.is_unique:
+        return None  # two values with one hash
+    codes = known.get_indexer(np.asarray(hashes, dtype=np.uint64))
+    if codes.min() < 0:
+        return None  # rows written between the two queries
+    if order is not None:
+        codes = codes[order]
+    for column_name in group:
+        arrays[column_name] = Coded(codes, distinct_maps[column_name].tolist())
+    return frame_from_arrays(arrays)
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _numpy(column: Any) -> np.ndarray:
+    """An Arrow column of numbers without NULLs as a NumPy array (a view where it is one chunk: not to be kept)."""
+    import numpy as np
+
+    if column.num_chunks == 1:
+        return column.chunk(0).to_numpy()
+    return np.asarray(column)
+
+
+def _dictionary(column: Any, order: np.ndarray | None) -> tuple[np.ndarray, Any]:
+    """An Arrow column as per-row codes (in ``order`` where given) into its distinct values, found by value in
+    Arrow; a NULL's code is one past the last distinct value."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column)  # the chunks share one dictionary
+    distinct = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], type=column.type)
+    parts = [pc.fill_null(chunk.indices, len(distinct)).to_numpy() for chunk in encoded.chunks]
+    codes = np.concatenate(parts) if len(parts) != 1 else parts[0]
+    return (codes if order is None else codes[order]), distinct
 
 
 def _time_order(timestamps: Any, ids: Any) -> np.ndarray | None:
@@ -302,10 +415,9 @@ def _fetch_rows(con: Any, sql: str, params: Sequence[Any]) -> dict[str, Any]:
     """``sql``'s columns as NumPy arrays, ``id`` aside: where pandas keeps its strings in Arrow (pandas 3 with
     pyarrow), the rows come as Arrow and ``id`` goes into the frame's string column as it is, without a Python
     string per row (which pandas would convert back to Arrow)."""
-    import numpy as np
     import pandas as pd
 
-    text = pd.DataFrame({"id": np.array(["x"], dtype=object)})["id"].dtype  # what the frame infers for text
+    text = _text_dtype()
     if getattr(text, "storage", None) != "pyarrow":
         return dict(con.execute(sql, params).fetchnumpy())
     table = con.sql(sql, params=params).to_arrow_table()
