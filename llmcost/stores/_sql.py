@@ -244,8 +244,8 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
     value becomes a Python object once and rows share it (``_rows.Coded``). The distinct values are exact (grouped
     by value, not by hash), so a row's value is the one value with the row's hash; two distinct values with one
     hash, or a row whose hash they lack, make the frame come from plain rows instead (``READ_COLUMNS``). Where pandas
-    keeps text in Arrow, one query reads the rows with their texts and amounts as stored, and Arrow finds those
-    distinct values (``_arrow_frame``); only the maps come through a hash and a second query.
+    keeps text in Arrow, two queries do: the rows with their string-dtype texts and amounts as stored (Arrow finds the
+    distinct amounts), and the distinct values of the other columns by one hash (``_arrow_frame``).
 
     The rows are selected without ``ORDER BY`` and put in (timestamp, id) order here (``_time_order``): a store's
     rows are mostly stored in that order already, and a sort inside DuckDB took about as long as the query itself
@@ -280,17 +280,25 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
     return frame_from_arrays(arrays)
 
 
-# The Arrow read (where pandas keeps text in Arrow): one query, and so one scan of the source, returns every row's
-# values with the coded text columns and the amount as stored (text coalesced as ``READ_COLUMNS`` does, which costs
-# DuckDB next to nothing), and the two maps as one hash per row; Arrow finds the distinct texts and amounts by value
-# (exact, no hashes), and only the maps, whose text is dear to make per row, have their distinct values read in a
-# second query. Over Parquet files each further query decodes its columns again (the four queries of the hash read
-# were most of a frame's time there).
-_MAP_GROUP = next(g for g, group in enumerate(CODED_GROUPS) if "tags" in group)
-_PER_ROW = tuple(c for c in COLUMNS if c not in CODED_GROUPS[_MAP_GROUP])
+# The Arrow read (where pandas keeps text in Arrow): one query returns each row's own values, the text the frame keeps
+# in pandas' string dtype as it is (coalesced as ``READ_COLUMNS`` does), the amount as stored (Arrow finds its
+# distinct values, by value), and per group of the columns the frame keeps as Python objects (``_HASHED``: a few
+# models and resources; the tag and unit maps) one hash; one more query per group returns its distinct values with
+# their hashes. Over Parquet files each query decodes its columns again (the four queries of the hash read were most
+# of a frame's time there), and the rows' Arrow batch stays in memory whole while any of its columns does, so texts
+# made Python objects go by hash (each would cost its text per row at the frame's peak). The maps have a query of
+# their own: grouping by them is dear, and by them with the texts dearer still (~0.3 s at 1M rows, against ~0.2 s).
+_MAPS = next(group for group in CODED_GROUPS if "tags" in group)
+_HASHED = (tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount" and c not in _MAPS), _MAPS)
 _ARROW_COLUMNS = ", ".join(
-    [f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in _PER_ROW]
-    + [f"hash({', '.join(map(_q, CODED_GROUPS[_MAP_GROUP]))}) AS _h"]
+    [f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS if c not in (*_HASHED[0], *_MAPS)]
+    + [f"hash({', '.join(map(_q, group))}) AS _h{g}" for g, group in enumerate(_HASHED)]
+)
+_ARROW_DISTINCT = tuple(
+    f"SELECT hash({', '.join(map(_q, group))}) AS _h, "
+    + ", ".join(f"{read_expression(c)} AS {_q(c)}" for c in group)
+    + f" FROM (SELECT DISTINCT {', '.join(map(_q, group))} FROM ({{rows}}))"
+    for group in _HASHED
 )
 _AMOUNTS = "llmcost_amounts"  # the distinct amounts, registered for their exact text
 _AMOUNT_TEXT = f"SELECT {read_expression('amount')} AS amount FROM {_AMOUNTS} ORDER BY i"
@@ -307,8 +315,8 @@ def _text_dtype() -> Any:
 
 def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.DataFrame | None:
     """The frame of ``inner``'s rows read through Arrow (see ``_ARROW_COLUMNS``); ``None`` when it must come from
-    plain rows instead: no rows (pandas infers an empty frame's dtypes itself), two distinct maps with one hash, or a
-    row whose hash the distinct maps lack (rows written between the two queries)."""
+    plain rows instead: no rows (pandas infers an empty frame's dtypes itself), two distinct values with one hash, or
+    a row whose hash the distinct values lack (rows written between the two queries)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -321,20 +329,23 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
     ids = pd.array(columns.pop("id"), dtype=text)
     order = _time_order(_numpy(columns["timestamp"]), ids)
     arrays: dict[str, Any] = {"id": ids if order is None else ids.take(order)}
-    hashes = _numpy(columns.pop("_h"))
-    for name, column in columns.items():
-        if name == "amount":
-            codes, distinct = _dictionary(column, order)
+    hashes = [np.asarray(_numpy(columns.pop(f"_h{g}")), dtype=np.uint64) for g in range(len(_HASHED))]
+    for name in list(columns):
+        column = columns.pop(name)  # each Arrow column let go once read: the frame's peak memory holds one at most
+        if name == "timestamp":
+            arrays[name] = _numpy(column) if order is None else _numpy(column)[order]  # read, not kept, by the frame
+        elif name == "amount":
+            codes, amounts = _dictionary(column, order)
             # Each distinct amount's exact text made by the very expression of the plain read, in DuckDB.
-            con.register(_AMOUNTS, pa.table({"i": np.arange(len(distinct)), "amount": distinct}))
+            con.register(_AMOUNTS, pa.table({"i": np.arange(len(amounts)), "amount": amounts}))
             try:
                 exact = con.execute(_AMOUNT_TEXT).fetchnumpy()["amount"]
             finally:
                 con.unregister(_AMOUNTS)
             arrays[name] = Coded(codes, exact.tolist())
-        elif name in OBJECT_COLUMNS or (_is_text(column.type) and column.null_count):
-            codes, distinct = _dictionary(column, order)  # each distinct value made a Python object once
-            arrays[name] = Coded(codes, [*distinct.to_pylist(), None])
+        elif _is_text(column.type) and column.null_count:  # (never: coalesced) each distinct value made once
+            codes, values = _dictionary(column, order)
+            arrays[name] = Coded(codes, [*values.to_pylist(), None])
         elif _is_text(column.type):
             # Text the frame keeps in the string dtype: the column goes in as it is, no Python object per row.
             values = pd.array(column, dtype=text)
@@ -342,18 +353,20 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
         else:
             values = _fresh(column)
             arrays[name] = values if order is None else values[order]
-    group = CODED_GROUPS[_MAP_GROUP]
-    distinct_maps = con.execute(_DISTINCT[_MAP_GROUP].format(rows=inner), list(args)).fetchnumpy()
-    known = pd.Index(np.asarray(distinct_maps["_h"], dtype=np.uint64))
-    if not known.is_unique:
-        return None  # two values with one hash
-    codes = known.get_indexer(np.asarray(hashes, dtype=np.uint64))
-    if codes.min() < 0:
-        return None  # rows written between the two queries
-    if order is not None:
-        codes = codes[order]
-    for column_name in group:
-        arrays[column_name] = Coded(codes, distinct_maps[column_name].tolist())
+        del column
+    for g, group in enumerate(_HASHED):
+        distinct = con.execute(_ARROW_DISTINCT[g].format(rows=inner), list(args)).fetchnumpy()
+        known = pd.Index(np.asarray(distinct["_h"], dtype=np.uint64))
+        if not known.is_unique:
+            return None  # two values with one hash
+        codes = known.get_indexer(hashes[g])
+        hashes[g] = codes  # the hashes go once used
+        if codes.min() < 0:
+            return None  # rows written between the two queries
+        if order is not None:
+            codes = codes[order]
+        for name in group:
+            arrays[name] = Coded(codes, distinct[name].tolist())
     return frame_from_arrays(arrays)
 
 
