@@ -200,24 +200,31 @@ def _scratch() -> Any:
 
 
 def _typed(frame: pd.DataFrame, keys: Sequence[str], *, exact: bool = False) -> pd.DataFrame:
+    """``frame`` (the ``keys`` then the ``MEASURES``) with its final types, as a new frame: keys as objects with
+    ``None`` for missing (``period`` as ``datetime64[us, UTC]``), ``cost`` float64 (exact ``Decimal`` objects with
+    ``exact``), the counts int64. Built in one go from the columns' arrays: setting each column of a small frame
+    in turn cost ~3 ms a query, against ~1 ms for the whole frame."""
     import pandas as pd
 
-    for key in keys:
-        if key == "period":
-            stamps = pd.to_datetime(frame[key])
+    data: dict[str, Any] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if name == "period" and name in keys:
+            stamps = pd.to_datetime(column)
             if stamps.dt.tz is None:
                 stamps = stamps.dt.tz_localize("UTC")
-            frame[key] = stamps.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+            data[name] = stamps.dt.tz_convert("UTC").astype("datetime64[us, UTC]").array
+        elif name in keys:
+            data[name] = pd.Series(column.to_numpy(dtype=object, na_value=None), dtype=object, copy=False)
+        elif name == "cost" and exact:
+            data[name] = pd.Series([tidy(to_money(c)) for c in column], dtype=object)
+        elif name == "cost":
+            data[name] = column.to_numpy(dtype="float64")
+        elif name in MEASURES:
+            data[name] = column.to_numpy(dtype="int64")
         else:
-            frame[key] = frame[key].astype(object).where(frame[key].notna(), None)
-    if exact:
-        frame["cost"] = [tidy(to_money(c)) for c in frame["cost"]]
-        frame["cost"] = frame["cost"].astype(object)
-    else:
-        frame["cost"] = frame["cost"].astype("float64")
-    for column in MEASURES[1:]:
-        frame[column] = frame[column].astype("int64")
-    return frame.reset_index(drop=True)
+            data[name] = column.array
+    return pd.DataFrame(data, columns=list(frame.columns))
 
 
 def spend(
