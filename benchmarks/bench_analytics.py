@@ -9,8 +9,9 @@ file: DuckDB locks a file for the whole process that holds it open, so such a us
 either by a connection of its own (``duckdb.connect``) or attached to an in-memory connection kept open (the cheaper
 of the two is the baseline; the store does the latter). A connection holding the file open for the whole run is
 also timed, as what no process sharing the file with writers can do: it keeps DuckDB's cache of the file warm and
-locks every writer out. The store and the per-query baselines run in turn, round after round, so that a change of
-load on the machine falls on all of them alike.
+locks every writer out. Each store and its baselines run in turn, round after round (the held connection apart:
+one process cannot hold the file and let the store attach it), so that a change of load on the machine falls on
+all of them alike.
 
 Rows are generated inside DuckDB (hash-based pseudo-random columns of the canonical schema, timestamps spread over
 a year) and written straight into the store's file or dataset, which is much faster than building ``CostEntry``
@@ -198,15 +199,16 @@ def record_queries(store: Any) -> list[tuple[str, list[Any]]]:
     return sent
 
 
+def raw_queries(con: Any, queries: Sequence[tuple[str, list[Any]]]) -> None:
+    """Run ``queries`` on the plain DuckDB connection ``con`` into pandas frames."""
+    for sql, params in queries:
+        con.execute(sql, params).df()
+
+
 def raw_sql_time(con: Any, queries: Sequence[tuple[str, list[Any]]], repeat: int) -> float:
     """Best time of running ``queries`` on the plain DuckDB connection ``con`` into pandas frames."""
-
-    def run() -> None:
-        for sql, params in queries:
-            con.execute(sql, params).df()
-
-    run()  # warm-up, as the store had
-    return best(run, repeat)
+    raw_queries(con, queries)  # warm-up, as the store had
+    return best(lambda: raw_queries(con, queries), repeat)
 
 
 def connecting(path: str, queries: Sequence[tuple[str, list[Any]]]) -> Callable[[], None]:
@@ -412,13 +414,15 @@ def _measure(rows: int, parquet_rows: int, repeat: int, with_pandas: bool) -> Ti
         pq = make_parquet_store(os.path.join(work, "dataset"), parquet_rows)
         made_pq = time.perf_counter() - started
         pq_queries = record_queries(pq)
-        t_pq = best(lambda: analytics_three(pq), repeat)
-        pq.close()
-        con = raw_parquet_connection(pq.directory)
+        con = raw_parquet_connection(pq.directory)  # Parquet readers lock nothing: both run side by side, in turn
         try:
-            t_pq_raw = raw_sql_time(con, pq_queries, repeat)
+            found_pq = best_in_turn(
+                {"store": lambda: analytics_three(pq), "raw": lambda: raw_queries(con, pq_queries)}, repeat
+            )
         finally:
             con.close()
+            pq.close()
+        t_pq, t_pq_raw = found_pq["store"], found_pq["raw"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Timings(
