@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -243,16 +244,24 @@ def attaching(con: Any, path: str, queries: Sequence[tuple[str, list[Any]]]) -> 
     return run
 
 
-def best_in_turn(runs: Mapping[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Best time of each of ``runs``, run once each to warm up and then in turn ``repeat`` times."""
+def best_in_turn(
+    runs: Mapping[str, Callable[[], object]], repeat: int, cpu: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Best time of each of ``runs``, run once each to warm up and then in turn ``repeat`` times; ``cpu`` (where
+    given) gets each run's median process CPU time (DuckDB's threads included), steadier than wall time on a loaded
+    machine."""
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu_times: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():
         run()
     for _ in range(repeat):
         for name, run in runs.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             run()
             times[name].append(time.perf_counter() - started)
+            cpu_times[name].append(time.process_time() - cpu_started)
+    if cpu is not None:
+        cpu.update({name: statistics.median(found) for name, found in cpu_times.items()})
     return {name: min(found) for name, found in times.items()}
 
 
@@ -310,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         plan = [(args.rows, args.parquet_rows)]
 
     rows_out: list[list[object]] = []
+    cpu_lines: list[str] = []
     records: list[dict[str, object]] = []
     for rows, parquet_rows in plan:
         with_pandas = rows <= args.pandas_max
@@ -343,6 +353,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         records += [
             {"figure": "analytics", "series": name, "size": n, "value": t, "unit": "s"} for name, n, t in figures
         ]
+        c = m.cpu
+        cpu_lines.append(
+            f"{rows:,} rows, median CPU s: DuckDBStore {c['duckdb store']:.3f} against raw attached per query "
+            f"{c['duckdb attach']:.3f} / connect per query {c['duckdb connect']:.3f}: "
+            f"{c['duckdb store'] / min(c['duckdb attach'], c['duckdb connect']):.2f}x; ParquetStore "
+            f"{c['parquet store']:.3f} against raw {c['parquet raw']:.3f}: {c['parquet store'] / c['parquet raw']:.2f}x"
+        )
         print(
             f"(setup, not timed: {rows:,} DuckDB rows in {m.made:.1f} s, "
             f"{parquet_rows:,} Parquet rows in {m.made_parquet:.1f} s)"
@@ -354,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "<= 1.1x), Parquet rows against a plain connection over the same files (goal: ParquetStore <= 1.5x)"
     )
     print(table(["run", "entries", "seconds", "vs llmcost", "vs raw SQL"], rows_out))
+    print("The same runs in CPU time (process, DuckDB's threads included; steadier than wall time under load):")
+    for line in cpu_lines:
+        print("  " + line)
     if args.json:
         write_results(args.json, "analytics", records)
 
@@ -378,6 +398,7 @@ class Timings:
     parquet_raw: float
     made: float
     made_parquet: float
+    cpu: Mapping[str, float]  # median CPU seconds of the runs timed in turn, by "<store kind> <run>"
 
 
 def _measure(rows: int, parquet_rows: int, repeat: int, with_pandas: bool) -> Timings:
@@ -391,6 +412,7 @@ def _measure(rows: int, parquet_rows: int, repeat: int, with_pandas: bool) -> Ti
         import duckdb
 
         memory = duckdb.connect()
+        cpu: dict[str, float] = {}
         try:
             found = best_in_turn(
                 {
@@ -399,6 +421,7 @@ def _measure(rows: int, parquet_rows: int, repeat: int, with_pandas: bool) -> Ti
                     "connect": connecting(store.path, queries),
                 },
                 repeat,
+                cpu,
             )
         finally:
             memory.close()
@@ -416,8 +439,9 @@ def _measure(rows: int, parquet_rows: int, repeat: int, with_pandas: bool) -> Ti
         pq_queries = record_queries(pq)
         con = raw_parquet_connection(pq.directory)  # Parquet readers lock nothing: both run side by side, in turn
         try:
+            cpu_pq: dict[str, float] = {}
             found_pq = best_in_turn(
-                {"store": lambda: analytics_three(pq), "raw": lambda: raw_queries(con, pq_queries)}, repeat
+                {"store": lambda: analytics_three(pq), "raw": lambda: raw_queries(con, pq_queries)}, repeat, cpu_pq
             )
         finally:
             con.close()
@@ -426,7 +450,17 @@ def _measure(rows: int, parquet_rows: int, repeat: int, with_pandas: bool) -> Ti
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Timings(
-        found["store"], found["attach"], found["connect"], t_held, t_exact, t_float, t_pq, t_pq_raw, made, made_pq
+        found["store"],
+        found["attach"],
+        found["connect"],
+        t_held,
+        t_exact,
+        t_float,
+        t_pq,
+        t_pq_raw,
+        made,
+        made_pq,
+        {**{f"duckdb {k}": v for k, v in cpu.items()}, **{f"parquet {k}": v for k, v in cpu_pq.items()}},
     )
 
 

@@ -262,7 +262,7 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
         return frame if frame is not None else _plain_frame(con, source, filters, source_params)
     # Unordered: a store's rows mostly come in time order already, and sorting them here costs far less than a
     # sort inside DuckDB, which holds every selected row once more while it sorts.
-    rows = _fetch_rows(con, f"SELECT {_ROW_COLUMNS} FROM ({inner})", args)
+    rows = dict(con.execute(f"SELECT {_ROW_COLUMNS} FROM ({inner})", args).fetchnumpy())  # text as Python objects
     order = _time_order(rows["timestamp"], rows["id"])
     if order is not None:
         rows = {name: column[order] for name, column in rows.items()}
@@ -324,14 +324,16 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
     table = con.sql(f"SELECT {_ARROW_COLUMNS} FROM ({inner})", params=list(args)).to_arrow_table()
     if not table.num_rows:
         return None
+    # (The batch DuckDB hands over is freed whole, once none of its columns is referenced: the ids and the string
+    # columns the frame keeps hold it to the end.)
     columns = dict(zip(table.column_names, table.columns, strict=True))
-    del table  # each column goes once used
+    del table
     ids = pd.array(columns.pop("id"), dtype=text)
     order = _time_order(_numpy(columns["timestamp"]), ids)
     arrays: dict[str, Any] = {"id": ids if order is None else ids.take(order)}
     hashes = [np.asarray(_numpy(columns.pop(f"_h{g}")), dtype=np.uint64) for g in range(len(_HASHED))]
     for name in list(columns):
-        column = columns.pop(name)  # each Arrow column let go once read: the frame's peak memory holds one at most
+        column = columns.pop(name)
         if name == "timestamp":
             arrays[name] = _numpy(column) if order is None else _numpy(column)[order]  # read, not kept, by the frame
         elif name == "amount":
@@ -422,22 +424,6 @@ def _time_order(timestamps: Any, ids: Any) -> np.ndarray | None:
     if bool((order[1:] > order[:-1]).all()):
         return None
     return order
-
-
-def _fetch_rows(con: Any, sql: str, params: Sequence[Any]) -> dict[str, Any]:
-    """``sql``'s columns as NumPy arrays, ``id`` aside: where pandas keeps its strings in Arrow (pandas 3 with
-    pyarrow), the rows come as Arrow and ``id`` goes into the frame's string column as it is, without a Python
-    string per row (which pandas would convert back to Arrow)."""
-    import pandas as pd
-
-    text = _text_dtype()
-    if getattr(text, "storage", None) != "pyarrow":
-        return dict(con.execute(sql, params).fetchnumpy())
-    table = con.sql(sql, params=params).to_arrow_table()
-    return {  # no rows: pandas infers object for an empty column, so ``id`` stays an (empty) object array
-        name: pd.array(column, dtype=text) if name == "id" and len(column) else _fresh(column)
-        for name, column in zip(table.column_names, table.columns, strict=True)
-    }
 
 
 def _fresh(column: Any) -> np.ndarray:
