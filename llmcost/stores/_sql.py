@@ -321,7 +321,12 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
     import pandas as pd
     import pyarrow as pa
 
-    table = con.sql(f"SELECT {_ARROW_COLUMNS} FROM ({inner})", params=list(args)).to_arrow_table()
+    # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy.
+    con.execute("SET arrow_large_buffer_size = true")
+    try:
+        table = con.sql(f"SELECT {_ARROW_COLUMNS} FROM ({inner})", params=list(args)).to_arrow_table()
+    finally:
+        con.execute("RESET arrow_large_buffer_size")
     if not table.num_rows:
         return None
     # (The batch DuckDB hands over is freed whole, once none of its columns is referenced: the ids and the string
