@@ -51,6 +51,7 @@ __all__ = [
     "INGEST_SELECT",
     "INGEST_SELECT_TAGS_PARAM",
     "INSERT_COLUMNS",
+    "OBJECT_COLUMNS",
     "PARAM_TAG_MAPS",
     "RAW",
     "READ_COLUMNS",
@@ -562,8 +563,10 @@ class Coded:
         self.values = values
 
 
-#: Columns a frame keeps as Python objects with ``None`` for missing (not the NaN a string column would hold).
-_OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags", "units", "service_tier", "canonical_model")
+#: Columns a frame keeps as Python objects with ``None`` for missing (not the NaN a string column would hold); the
+#: other text columns get the dtype pandas infers for text.
+OBJECT_COLUMNS = ("amount", "resource", "model", "provider", "tags", "units", "service_tier", "canonical_model")
+_OBJECT_COLUMNS = OBJECT_COLUMNS
 
 
 def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:

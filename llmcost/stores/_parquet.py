@@ -103,6 +103,21 @@ _CURRENT, _OLDER, _FOREIGN = "current", "older", "foreign"
 _VIEW_FILES = ("getvariable('llmcost_current_files')", "getvariable('llmcost_older_files')")
 
 
+def _connection_settings() -> tuple[str, ...]:
+    """Statements run on each new connection of the store: DuckDB keeps each file's Parquet metadata between
+    queries (files are never changed once written, and DuckDB checks a cached file's modification time anyway),
+    which spares every query opening each file's footer again: ~50 ms a query over a year of daily files. Only from
+    DuckDB 2 on, whose cache is an LRU bounded in memory (duckdb/duckdb#20157); before it the cache never forgot a
+    file, and a store appended to every few seconds names thousands of files a day."""
+    import duckdb
+
+    try:
+        major = int(duckdb.__version__.split(".")[0])
+    except ValueError:
+        return ()
+    return ("SET parquet_metadata_cache = true",) if major >= 2 else ()
+
+
 def _transient(exc: BaseException) -> bool:
     """Errors worth another try: a file a compaction deleted under a reader (listed, then gone), a lock held by
     another process, ``EAGAIN``. Permission denied, a read-only or full disk and damaged files are permanent."""
@@ -159,6 +174,7 @@ class ParquetStore(CostStore):
             spill_dir=os.path.abspath(spill_dir) if spill_dir is not None else os.path.join(self.directory, "_spill"),
             transient=_transient,
             per_path=False,  # each store object has its own connection; files are never written in place
+            settings=_connection_settings(),
         )
         self.retry_timeout = self._durable.retry_timeout
         self.compression = compression

@@ -16,6 +16,7 @@ from .._entry import CostEntry
 from .._rows import (
     CODED_GROUPS,
     COLUMNS,
+    OBJECT_COLUMNS,
     RAW,
     READ_COLUMNS,
     TAG_MAPS,
@@ -242,7 +243,9 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
     columns (``_rows.CODED_GROUPS``), and one query per group returns its distinct values with their hashes: each
     value becomes a Python object once and rows share it (``_rows.Coded``). The distinct values are exact (grouped
     by value, not by hash), so a row's value is the one value with the row's hash; two distinct values with one
-    hash, or a row whose hash they lack, make the frame come from plain rows instead (``READ_COLUMNS``).
+    hash, or a row whose hash they lack, make the frame come from plain rows instead (``READ_COLUMNS``). Where pandas
+    keeps text in Arrow, two queries do: the rows with their string-dtype texts and amounts as stored (Arrow finds the
+    distinct amounts), and the distinct values of the other columns by one hash (``_arrow_frame``).
 
     The rows are selected without ``ORDER BY`` and put in (timestamp, id) order here (``_time_order``): a store's
     rows are mostly stored in that order already, and a sort inside DuckDB took about as long as the query itself
@@ -253,9 +256,13 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
 
     inner, params = select_sql(source, filters, "*", ordered=False)  # ordered and limited when ``limit`` is set
     args = [*source_params, *params]
+    text = _text_dtype()
+    if getattr(text, "storage", None) == "pyarrow":
+        frame = _arrow_frame(con, inner, args, text)
+        return frame if frame is not None else _plain_frame(con, source, filters, source_params)
     # Unordered: a store's rows mostly come in time order already, and sorting them here costs far less than a
     # sort inside DuckDB, which holds every selected row once more while it sorts.
-    rows = _fetch_rows(con, f"SELECT {_ROW_COLUMNS} FROM ({inner})", args)
+    rows = dict(con.execute(f"SELECT {_ROW_COLUMNS} FROM ({inner})", args).fetchnumpy())  # text as Python objects
     order = _time_order(rows["timestamp"], rows["id"])
     if order is not None:
         rows = {name: column[order] for name, column in rows.items()}
@@ -271,6 +278,132 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
         for column in group:
             arrays[column] = Coded(codes, distinct[column].tolist())
     return frame_from_arrays(arrays)
+
+
+# The Arrow read (where pandas keeps text in Arrow): one query returns each row's own values, the text the frame keeps
+# in pandas' string dtype as it is (coalesced as ``READ_COLUMNS`` does), the amount as stored (Arrow finds its
+# distinct values, by value), and per group of the columns the frame keeps as Python objects (``_HASHED``: a few
+# models and resources; the tag and unit maps) one hash; one more query per group returns its distinct values with
+# their hashes. Over Parquet files each query decodes its columns again (the four queries of the hash read were most
+# of a frame's time there), and the rows' Arrow batch stays in memory whole while any of its columns does, so texts
+# made Python objects go by hash (each would cost its text per row at the frame's peak). The maps have a query of
+# their own: grouping by them is dear, and by them with the texts dearer still (~0.3 s at 1M rows, against ~0.2 s).
+_MAPS = next(group for group in CODED_GROUPS if "tags" in group)
+_HASHED = (tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount" and c not in _MAPS), _MAPS)
+_ARROW_COLUMNS = ", ".join(
+    [f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS if c not in (*_HASHED[0], *_MAPS)]
+    + [f"hash({', '.join(map(_q, group))}) AS _h{g}" for g, group in enumerate(_HASHED)]
+)
+_ARROW_DISTINCT = tuple(
+    f"SELECT hash({', '.join(map(_q, group))}) AS _h, "
+    + ", ".join(f"{read_expression(c)} AS {_q(c)}" for c in group)
+    + f" FROM (SELECT DISTINCT {', '.join(map(_q, group))} FROM ({{rows}}))"
+    for group in _HASHED
+)
+_AMOUNTS = "llmcost_amounts"  # the distinct amounts, registered for their exact text
+_AMOUNT_TEXT = f"SELECT {read_expression('amount')} AS amount FROM {_AMOUNTS} ORDER BY i"
+
+
+def _text_dtype() -> Any:
+    """The dtype pandas gives a column of text (its string dtype in pandas 3, with Arrow storage where pyarrow is
+    installed; object before)."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame({"id": np.array(["x"], dtype=object)})["id"].dtype
+
+
+def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.DataFrame | None:
+    """The frame of ``inner``'s rows read through Arrow (see ``_ARROW_COLUMNS``); ``None`` when it must come from
+    plain rows instead: no rows (pandas infers an empty frame's dtypes itself), two distinct values with one hash, or
+    a row whose hash the distinct values lack (rows written between the two queries)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy.
+    con.execute("SET arrow_large_buffer_size = true")
+    try:
+        table = con.sql(f"SELECT {_ARROW_COLUMNS} FROM ({inner})", params=list(args)).to_arrow_table()
+    finally:
+        con.execute("RESET arrow_large_buffer_size")
+    if not table.num_rows:
+        return None
+    # (The batch DuckDB hands over is freed whole, once none of its columns is referenced: the ids and the string
+    # columns the frame keeps hold it to the end.)
+    columns = dict(zip(table.column_names, table.columns, strict=True))
+    del table
+    ids = pd.array(columns.pop("id"), dtype=text)
+    order = _time_order(_numpy(columns["timestamp"]), ids)
+    arrays: dict[str, Any] = {"id": ids if order is None else ids.take(order)}
+    hashes = [np.asarray(_numpy(columns.pop(f"_h{g}")), dtype=np.uint64) for g in range(len(_HASHED))]
+    for name in list(columns):
+        column = columns.pop(name)
+        if name == "timestamp":
+            arrays[name] = _numpy(column) if order is None else _numpy(column)[order]  # read, not kept, by the frame
+        elif name == "amount":
+            codes, amounts = _dictionary(column, order)
+            # Each distinct amount's exact text made by the very expression of the plain read, in DuckDB.
+            con.register(_AMOUNTS, pa.table({"i": np.arange(len(amounts)), "amount": amounts}))
+            try:
+                exact = con.execute(_AMOUNT_TEXT).fetchnumpy()["amount"]
+            finally:
+                con.unregister(_AMOUNTS)
+            arrays[name] = Coded(codes, exact.tolist())
+        elif _is_text(column.type) and column.null_count:  # (never: coalesced) each distinct value made once
+            codes, values = _dictionary(column, order)
+            arrays[name] = Coded(codes, [*values.to_pylist(), None])
+        elif _is_text(column.type):
+            # Text the frame keeps in the string dtype: the column goes in as it is, no Python object per row.
+            values = pd.array(column, dtype=text)
+            arrays[name] = values if order is None else values.take(order)
+        else:
+            values = _fresh(column)
+            arrays[name] = values if order is None else values[order]
+        del column
+    for g, group in enumerate(_HASHED):
+        distinct = con.execute(_ARROW_DISTINCT[g].format(rows=inner), list(args)).fetchnumpy()
+        known = pd.Index(np.asarray(distinct["_h"], dtype=np.uint64))
+        if not known.is_unique:
+            return None  # two values with one hash
+        codes = known.get_indexer(hashes[g])
+        hashes[g] = codes  # the hashes go once used
+        if codes.min() < 0:
+            return None  # rows written between the two queries
+        if order is not None:
+            codes = codes[order]
+        for name in group:
+            arrays[name] = Coded(codes, distinct[name].tolist())
+    return frame_from_arrays(arrays)
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _numpy(column: Any) -> np.ndarray:
+    """An Arrow column of numbers without NULLs as a NumPy array (a view where it is one chunk: not to be kept)."""
+    import numpy as np
+
+    if column.num_chunks == 1:
+        return column.chunk(0).to_numpy()
+    return np.asarray(column)
+
+
+def _dictionary(column: Any, order: np.ndarray | None) -> tuple[np.ndarray, Any]:
+    """An Arrow column as per-row codes (in ``order`` where given) into its distinct values, found by value in
+    Arrow; a NULL's code is one past the last distinct value."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column)  # the chunks share one dictionary
+    distinct = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], type=column.type)
+    parts = [pc.fill_null(chunk.indices, len(distinct)).to_numpy() for chunk in encoded.chunks]
+    codes = np.concatenate(parts) if len(parts) != 1 else parts[0]
+    return (codes if order is None else codes[order]), distinct
 
 
 def _time_order(timestamps: Any, ids: Any) -> np.ndarray | None:
@@ -296,23 +429,6 @@ def _time_order(timestamps: Any, ids: Any) -> np.ndarray | None:
     if bool((order[1:] > order[:-1]).all()):
         return None
     return order
-
-
-def _fetch_rows(con: Any, sql: str, params: Sequence[Any]) -> dict[str, Any]:
-    """``sql``'s columns as NumPy arrays, ``id`` aside: where pandas keeps its strings in Arrow (pandas 3 with
-    pyarrow), the rows come as Arrow and ``id`` goes into the frame's string column as it is, without a Python
-    string per row (which pandas would convert back to Arrow)."""
-    import numpy as np
-    import pandas as pd
-
-    text = pd.DataFrame({"id": np.array(["x"], dtype=object)})["id"].dtype  # what the frame infers for text
-    if getattr(text, "storage", None) != "pyarrow":
-        return dict(con.execute(sql, params).fetchnumpy())
-    table = con.sql(sql, params=params).to_arrow_table()
-    return {  # no rows: pandas infers object for an empty column, so ``id`` stays an (empty) object array
-        name: pd.array(column, dtype=text) if name == "id" and len(column) else _fresh(column)
-        for name, column in zip(table.column_names, table.columns, strict=True)
-    }
 
 
 def _fresh(column: Any) -> np.ndarray:
@@ -347,7 +463,8 @@ def fetch_frame(con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | 
         # Nothing to convert: fetch the relation as bound (a projection over it would bind the query again, which
         # over many Parquet files is most of a query's time). Names are set again, since DuckDB renames duplicates.
         frame = rel.df()
-        frame.columns = names
+        if list(frame.columns) != names:  # (naming a frame's columns again costs ~1 ms)
+            frame.columns = names
         return frame
     exprs = []
     for pos, kind in enumerate(kinds, start=1):

@@ -79,11 +79,17 @@ def test_a_frame_whose_hashes_do_not_tell_values_apart_comes_from_plain_rows(
     entries = [make_entry(i) for i in range(60)]
     store.append(entries)
     want = store.scan()
-    colliding = tuple(q.replace("SELECT hash(", "SELECT 0 * hash(", 1) for q in _sql._DISTINCT)
-    monkeypatch.setattr(_sql, "_DISTINCT", colliding)
+    for name in ("_DISTINCT", "_ARROW_DISTINCT"):  # the hash read, and the Arrow read where pandas keeps text in Arrow
+        colliding = tuple(q.replace("SELECT hash(", "SELECT 0 * hash(", 1) for q in getattr(_sql, name))
+        monkeypatch.setattr(_sql, name, colliding)
+    plain, fell_back = _sql._plain_frame, []
+    monkeypatch.setattr(_sql, "_plain_frame", lambda *args: fell_back.append(1) or plain(*args))
     got = store.scan()
     pd.testing.assert_frame_equal(got, want)
     assert frame_to_entries(got) == entries
+    with pd.option_context("mode.string_storage", "python"):
+        assert frame_to_entries(store.scan()) == entries
+    assert len(fell_back) == 2
 
 
 @pytest.mark.parametrize("storage", ["python", "pyarrow"])
@@ -107,3 +113,31 @@ def test_a_frame_comes_in_time_then_id_order_whatever_order_the_rows_were_stored
     with pd.option_context("mode.string_storage", storage):
         assert frame_to_entries(store.scan()) == want
         assert frame_to_entries(store.scan(limit=25)) == want[:25]
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_frame_read_through_arrow_is_the_frame_of_plain_rows(kind: str, tmp_path: Path) -> None:
+    """Where pandas keeps text in Arrow, ``read_frame`` reads each row once and finds the distinct texts and amounts
+    in Arrow; the frame is the one made from every row's own values, to each amount's digits (``repr``) and each
+    column's dtype."""
+    pytest.importorskip("pyarrow")
+    from llmcost.stores import DuckDBStore, ParquetStore, _sql
+
+    store = DuckDBStore(tmp_path / "c.duckdb") if kind == "duckdb" else ParquetStore(tmp_path / "pq")
+    amounts = ["0", "1E-18", "100", "0.5", "12345678901234567890.123456789012345678", "0.000000012345678901", "7.10"]
+    entries = [make_entry(i, amount=Decimal(amounts[i % len(amounts)])) for i in range(90)]
+    store.append(entries[40:])
+    store.append(entries[:40])
+    plain = store.scan()
+    with pd.option_context("mode.string_storage", "pyarrow"):
+        got = store.scan()
+        monkeypatch = pytest.MonkeyPatch()
+        monkeypatch.setattr(_sql, "_arrow_frame", lambda *args: None)  # the frame from plain rows instead
+        try:
+            want = store.scan()
+        finally:
+            monkeypatch.undo()
+    pd.testing.assert_frame_equal(got, want)
+    assert [repr(a) for a in got["amount"]] == [repr(a) for a in want["amount"]]
+    assert [repr(a) for a in got["amount"][:3]] == ["Decimal('0')", "Decimal('1E-18')", "Decimal('100')"]
+    pd.testing.assert_frame_equal(plain, want)
