@@ -74,8 +74,8 @@ def test_ingest_units_are_null_when_empty() -> None:
     from llmcost._usage import Units
 
     plain = make_entry(0)
-    unpickled = pickle.loads(pickle.dumps(make_entry(1)))  # an empty Units that is not the NO_UNITS object
-    counted = attrs.evolve(make_entry(2), usage=Usage(10, 5, units=Units({"web_searches": 2})))
+    unpickled = pickle.loads(pickle.dumps(make_entry(2)))  # an empty Units that is not the NO_UNITS object
+    counted = attrs.evolve(make_entry(3), usage=Usage(10, 5, units=Units({"web_searches": 2})))
     assert list(ingest_columns([plain, unpickled])[0]["units"]) == [None, None]
     assert list(ingest_columns([plain, unpickled, counted])[0]["units"]) == [None, None, '{"web_searches": 2}']
 
