@@ -2,8 +2,9 @@
 
 DuckDB locks a database file for the whole process that opens it, so a process that kept the file open would shut
 every other writer and reader out. The store therefore holds the file only for the length of one operation. It
-keeps one private in-memory DuckDB connection and, per operation, ``ATTACH``es the file (read-only for reads), does
-the work in one transaction and ``DETACH``es it, which releases the lock. Attaching costs about 0.5 ms where
+keeps private in-memory DuckDB connections (one for reads, one single-threaded for writes: ``_WRITE_SETTINGS``)
+and, per operation, ``ATTACH``es the file (read-only for reads), does the work in one transaction and
+``DETACH``es it, which releases the lock. Attaching costs about 0.5 ms where
 opening a new DuckDB connection costs about 15 ms (DuckDB builds its function catalog per database instance), so
 the file is never held between calls and short operations stay cheap. Every write checkpoints at its commit
 (``_CONNECTION_SETTINGS``), so the file never carries a WAL that later attaches would replay. Measured on 2 CPUs: a
