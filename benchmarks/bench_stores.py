@@ -25,7 +25,9 @@ baseline: "DuckDBStore.append, batches of 10,000" / "plain duckdb, one INSERT" -
 ready-made, once.
 
 The baseline and the batched DuckDBStore ingest run ``--repeat`` times, alternated, each into a fresh file, and
-the best run of each is shown (the other rows run once).
+the best run of each is shown (the other rows run once). A line after the goal gives the process CPU seconds of
+the pair (best run each; DuckDB's threads included) and of the one-open-connection row: on a machine shared with
+other work the wall times stretch with the load, the CPU times much less.
 
 "DuckDBStore, no dedupe" swaps the insert for a plain one, to show what skipping already-stored ids costs.
 """
@@ -106,24 +108,25 @@ def text_frame(entries: Sequence[Any]) -> Any:
     return frame
 
 
-def baseline(entries: Sequence[Any], path: str) -> float:
-    """Seconds for plain DuckDB to insert ``entries`` from a ready pandas frame into a file and close it."""
+def baseline(entries: Sequence[Any], path: str) -> tuple[float, float]:
+    """Seconds, wall and CPU, for plain DuckDB to insert ``entries`` from a ready pandas frame into a file and close
+    it."""
     import duckdb
 
     from llmcost._rows import ENTRIES_DDL, cast_select
 
     raw = text_frame(entries)  # noqa: F841 - read by DuckDB's replacement scan; not timed
-    started = time.perf_counter()
+    started = _clock()
     con = duckdb.connect(path)
     con.execute(ENTRIES_DDL)
     con.execute("BEGIN")
     con.execute(f"INSERT INTO entries {cast_select('raw')}")
     con.execute("COMMIT")
     con.close()
-    return time.perf_counter() - started
+    return _since(started)
 
 
-def baseline_commits(entries: Sequence[Any], path: str, batch: int) -> float:
+def baseline_commits(entries: Sequence[Any], path: str, batch: int) -> tuple[float, float]:
     """The same, one transaction per ``batch`` rows on one connection held open, closed at the end: plain DuckDB
     committing batches durably, for a single process that keeps the file locked."""
     import duckdb
@@ -131,7 +134,7 @@ def baseline_commits(entries: Sequence[Any], path: str, batch: int) -> float:
     from llmcost._rows import ENTRIES_DDL, cast_select
 
     frames = [text_frame(entries[k : k + batch]) for k in range(0, len(entries), batch)]
-    started = time.perf_counter()
+    started = _clock()
     con = duckdb.connect(path)
     con.execute(ENTRIES_DDL)
     for raw in frames:  # noqa: B007 - read by DuckDB's replacement scan
@@ -139,7 +142,7 @@ def baseline_commits(entries: Sequence[Any], path: str, batch: int) -> float:
         con.execute(f"INSERT INTO entries {cast_select('raw')}")
         con.execute("COMMIT")
     con.close()
-    return time.perf_counter() - started
+    return _since(started)
 
 
 def baseline_batched(entries: Sequence[Any], path: str, batch: int) -> float:
@@ -162,10 +165,26 @@ def baseline_batched(entries: Sequence[Any], path: str, batch: int) -> float:
 
 
 def ingest(store: Any, entries: Sequence[Any], batch: int) -> float:
-    started = time.perf_counter()
+    return ingest_timed(store, entries, batch)[0]
+
+
+def ingest_timed(store: Any, entries: Sequence[Any], batch: int) -> tuple[float, float]:
+    """Seconds, wall and CPU, to append ``entries`` to ``store`` ``batch`` at a time."""
+    started = _clock()
     for k in range(0, len(entries), batch):
         store.append(entries[k : k + batch])
-    return time.perf_counter() - started
+    return _since(started)
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(started: tuple[float, float]) -> tuple[float, float]:
+    """Wall and CPU seconds since ``_clock()`` returned ``started``; CPU is this process's, DuckDB's threads too, so
+    it holds still while other work on a shared machine stretches the wall time."""
+    wall, cpu = _clock()
+    return wall - started[0], cpu - started[1]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -217,22 +236,19 @@ def _run(rows_n: int, batch: int, *, full: bool, repeat: int = 1) -> list[dict[s
         for k in range(max(repeat, 1)):
             bases.append(baseline(entries, os.path.join(work, f"baseline-{k}.duckdb")))
             duck = DuckDBStore(os.path.join(work, f"store-{k}.duckdb"))
-            appends.append(ingest(duck, entries, batch))
+            appends.append(ingest_timed(duck, entries, batch))
             if k + 1 < repeat:
                 duck.close()
-        base = min(bases)
+        base, base_cpu = min(b[0] for b in bases), min(b[1] for b in bases)
         print(
-            f"baseline runs (s): {', '.join(f'{b:.2f}' for b in bases)}; DuckDBStore batched runs (s): "
-            f"{', '.join(f'{a:.2f}' for a in appends)}"
+            f"baseline runs (s wall/CPU): {', '.join(f'{b[0]:.2f}/{b[1]:.2f}' for b in bases)}; DuckDBStore batched "
+            f"runs (s wall/CPU): {', '.join(f'{a[0]:.2f}/{a[1]:.2f}' for a in appends)}"
         )
+        cpus = {"baseline": base_cpu, "store": min(a[1] for a in appends)}
         results = [("plain duckdb, one INSERT of all from a pandas frame (baseline)", base)]
         if full:
-            results.append(
-                (
-                    f"plain duckdb, {batch:,} rows per INSERT/COMMIT, one open connection",
-                    baseline_commits(entries, os.path.join(work, "commits.duckdb"), batch),
-                )
-            )
+            commits, cpus["commits"] = baseline_commits(entries, os.path.join(work, "commits.duckdb"), batch)
+            results.append((f"plain duckdb, {batch:,} rows per INSERT/COMMIT, one open connection", commits))
             results.append(
                 (
                     f"plain duckdb, {batch:,} rows per connect/INSERT/close",
@@ -240,7 +256,7 @@ def _run(rows_n: int, batch: int, *, full: bool, repeat: int = 1) -> list[dict[s
                 )
             )
 
-        results.append((f"DuckDBStore.append, batches of {batch:,}", min(appends)))
+        results.append((f"DuckDBStore.append, batches of {batch:,}", min(a[0] for a in appends)))
         if full:
             whole = DuckDBStore(os.path.join(work, "whole.duckdb"))
             results.append(("DuckDBStore.append, one batch of all", ingest(whole, entries, len(entries))))
@@ -270,6 +286,13 @@ def _run(rows_n: int, batch: int, *, full: bool, repeat: int = 1) -> list[dict[s
         print(table(["how", "seconds", "rows/s", "vs baseline"], rows))
         appended = dict(results)[f"DuckDBStore.append, batches of {batch:,}"]
         print(f"goal (<= 2x): DuckDBStore {batch:,}-entry appends / plain DuckDB insert = {appended / base:.2f}x")
+        # CPU seconds (best run each): what the wall ratio comes to when other processes do not share the machine.
+        cpu_line = f"CPU s (process, best run): baseline {base_cpu:.2f}, DuckDBStore batches {cpus['store']:.2f} " + (
+            f"= {cpus['store'] / base_cpu:.2f}x" if base_cpu else ""
+        )
+        if "commits" in cpus:
+            cpu_line += f"; plain duckdb {batch:,}-row commits {cpus['commits']:.2f}"
+        print(cpu_line)
 
         conv = [
             ("text_frame (pandas frame, baseline)", _timed(lambda: text_frame(entries[:batch]))),

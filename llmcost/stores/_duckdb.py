@@ -2,8 +2,9 @@
 
 DuckDB locks a database file for the whole process that opens it, so a process that kept the file open would shut
 every other writer and reader out. The store therefore holds the file only for the length of one operation. It
-keeps one private in-memory DuckDB connection and, per operation, ``ATTACH``es the file (read-only for reads), does
-the work in one transaction and ``DETACH``es it, which releases the lock. Attaching costs about 0.5 ms where
+keeps private in-memory DuckDB connections (one for reads, one single-threaded for writes: ``_WRITE_SETTINGS``)
+and, per operation, ``ATTACH``es the file (read-only for reads), does the work in one transaction and
+``DETACH``es it, which releases the lock. Attaching costs about 0.5 ms where
 opening a new DuckDB connection costs about 15 ms (DuckDB builds its function catalog per database instance), so
 the file is never held between calls and short operations stay cheap. Every write checkpoints at its commit
 (``_CONNECTION_SETTINGS``), so the file never carries a WAL that later attaches would replay. Measured on 2 CPUs: a
@@ -70,6 +71,11 @@ _WRITE_OPTIONS = "ROW_GROUP_SIZE 16384"
 # checkpointed at every DETACH anyway (so no later attach replays a WAL); this way each row is serialized and written
 # once instead of twice, and COMMIT still returns only once the rows are durable.
 _CONNECTION_SETTINGS = ("SET checkpoint_threshold = '0b'",)
+# Writes run on a DuckDB instance of their own with one thread. A 10,000-entry append has little to split between
+# threads: with two, the INSERT spent ~40% more CPU (12-22 ms against 8-11) and, on a loaded machine, waited for a
+# descheduled worker (appends of 120 ms against 65-90); and the write never takes a second core from the threads
+# that record entries while the tracker's writer appends (w1-settings.py, bench_stores). Reads keep every thread.
+_WRITE_SETTINGS = ("SET threads = 1",)
 
 
 def _insert_sql() -> str:
@@ -134,11 +140,17 @@ class DuckDBStore(CostStore):
             transient=is_transient_duckdb,
             per_path=True,
             settings=_CONNECTION_SETTINGS,
+            write_settings=_WRITE_SETTINGS,
         )
         self.retry_timeout = self._durable.retry_timeout
         self.lease = lease
         self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
         self._migrated = False
+        # Loaded now rather than by the first write, which for a tracker is its background writer: an import holds
+        # the GIL for its whole length (numpy and duckdb: 180-260 ms here), stalling every thread recording calls.
+        import duckdb  # noqa: F401
+        import numpy  # noqa: F401
+
         self._open()
         self._durable.warn_of_dead_letters()
 
@@ -181,7 +193,7 @@ class DuckDBStore(CostStore):
     @contextlib.contextmanager
     def _attached(self, *, write: bool) -> Iterator[Any]:
         """The store's file attached (and made the default catalog) for one operation."""
-        con = self._durable.connection()
+        con = self._durable.connection(write=write)
         if not write and not os.path.exists(self.path):
             yield from _empty_store(con)  # nothing written yet: read an empty store, create no file
             return

@@ -72,7 +72,8 @@ class Durable:
     """The retries, lock, private DuckDB connection and spill of one durable store at ``where``.
 
     ``transient`` tells errors worth another try from the rest; ``settings`` are statements run on each new
-    private connection (after ``SET TimeZone = 'UTC'``). With ``per_path`` on, every ``Durable`` of the
+    private connection (after ``SET TimeZone = 'UTC'``); ``write_settings``, if given, gives writes a connection
+    of their own that runs them too. With ``per_path`` on, every ``Durable`` of the
     same ``where`` in this process shares one lock (a DuckDB file: two attachments of it in one process would
     collide); otherwise the lock is this object's own. Either way a forked child takes a fresh lock and connection.
     Spill files go to ``spill_dir``, dead letters to ``<where>.dead-letter``, each with per-user fallbacks
@@ -95,9 +96,11 @@ class Durable:
         transient: Callable[[BaseException], bool],
         per_path: bool,
         settings: Sequence[str] = (),
+        write_settings: Sequence[str] | None = None,
     ) -> None:
         self.where = where
         self._settings = tuple(settings)
+        self._write_settings = None if write_settings is None else tuple(write_settings)
         self.retry_timeout = _check_timeout(retry_timeout)
         self.dead = DeadLetters(where + ".dead-letter", fallbacks=fallback_dirs(where, "dead-letter"), store_path=where)
         self.spill = Spill(
@@ -109,7 +112,7 @@ class Durable:
         self.transient = transient
         self._per_path = per_path
         self._lock_of = (os.getpid(), threading.RLock())
-        self._con: Any = None
+        self._cons: dict[bool, Any] = {}  # by "is the write connection"; both are this process's (``_pid``)
         self._pid = 0
 
     @property
@@ -122,24 +125,31 @@ class Durable:
             self._lock_of = (os.getpid(), lock := threading.RLock())
         return lock
 
-    def connection(self) -> Any:
-        """This process's private in-memory DuckDB connection, in UTC (hold ``lock`` while using it)."""
+    def connection(self, *, write: bool = False) -> Any:
+        """This process's private in-memory DuckDB connection, in UTC (hold ``lock`` while using it). With
+        ``write_settings`` given, ``write=True`` answers a second one that also ran those: a DuckDB instance of its
+        own, so settings that suit writes (one thread) never reach reads."""
         import duckdb
 
-        if self._con is None or self._pid != os.getpid():
+        if self._pid != os.getpid():
+            self._cons, self._pid = {}, os.getpid()  # a forked child's inherited connections are only forgotten
+        own = write and self._write_settings is not None
+        con = self._cons.get(own)
+        if con is None:
             con = duckdb.connect(":memory:")
             con.execute("SET TimeZone = 'UTC'")
-            for statement in self._settings:
+            for statement in (*self._settings, *(self._write_settings or ())) if own else self._settings:
                 con.execute(statement)
-            self._con, self._pid = con, os.getpid()
-        return self._con
+            self._cons[own] = con
+        return con
 
     def drop_connection(self) -> None:
-        """Close the connection (a forked child's inherited one is only forgotten); the next use opens another."""
-        con, self._con = self._con, None
-        if con is not None and self._pid == os.getpid():
-            with contextlib.suppress(Exception):
-                con.close()
+        """Close the connections (a forked child's inherited ones are only forgotten); the next use opens others."""
+        cons, self._cons = self._cons, {}
+        if self._pid == os.getpid():
+            for con in cons.values():
+                with contextlib.suppress(Exception):
+                    con.close()
 
     def close(self) -> None:
         """Close the connection; the store stays usable."""

@@ -100,6 +100,31 @@ def test_the_file_is_free_between_calls(db: str) -> None:
     assert [e.id for e in store.entries()] == [make_entry(1).id, make_entry(2).id]
 
 
+def test_writes_get_a_connection_of_their_own(tmp_path: Path) -> None:
+    from llmcost.stores._durable import Durable
+
+    durable = Durable(
+        str(tmp_path / "c.duckdb"),
+        retry_timeout=1,
+        spill_dir=str(tmp_path / "spill"),
+        transient=lambda exc: False,
+        per_path=True,
+        settings=("SET checkpoint_threshold = '0b'",),
+        write_settings=("SET threads = 1",),
+    )
+
+    def setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
+        return con.execute(f"SELECT current_setting('{name}')").fetchone()[0]  # type: ignore[index]
+
+    write, read = durable.connection(write=True), durable.connection()
+    assert write is not read and durable.connection(write=True) is write
+    assert setting(write, "threads") == 1 and setting(write, "TimeZone") == "UTC"
+    assert setting(read, "threads") == duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
+    assert setting(read, "checkpoint_threshold") == setting(write, "checkpoint_threshold")
+    durable.drop_connection()
+    assert durable.connection(write=True) is not write
+
+
 def test_append_skips_ids_already_stored(db: str) -> None:
     store = DuckDBStore(db)
     batch = [make_entry(i) for i in range(20)]

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import duckdb
 import pandas as pd
 import pytest
@@ -64,6 +65,19 @@ def test_ingest_round_trip(tags: dict[str, str]) -> None:
         rows = con.execute(f"SELECT id, tags, CAST(amount AS VARCHAR) FROM ({INGEST_SELECT})").fetchall()
     assert [(r[0], r[1], Decimal(r[2])) for r in rows] == [(e.id, dict(e.tags), e.amount) for e in entries]
     con.close()
+
+
+def test_ingest_units_are_null_when_empty() -> None:
+    import pickle
+
+    from llmcost import Usage
+    from llmcost._usage import Units
+
+    plain = make_entry(0)
+    unpickled = pickle.loads(pickle.dumps(make_entry(2)))  # an empty Units that is not the NO_UNITS object
+    counted = attrs.evolve(make_entry(3), usage=Usage(10, 5, units=Units({"web_searches": 2})))
+    assert list(ingest_columns([plain, unpickled])[0]["units"]) == [None, None]
+    assert list(ingest_columns([plain, unpickled, counted])[0]["units"]) == [None, None, '{"web_searches": 2}']
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet"])
