@@ -275,7 +275,10 @@ class Budget:
     def remaining(self) -> Decimal:
         """The limit less spend and reservations (negative once overspent)."""
         self._stand()
-        return self.limit - self._committed
+        spent, committed = self._spent, self._committed
+        # With nothing reserved, from spent: equal in value, and without the trailing zeros that reserving estimates
+        # at money's 18 places leaves on the committed figure.
+        return self.limit - (spent if committed == spent else committed)
 
     @property
     def utilization(self) -> float:

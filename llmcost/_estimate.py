@@ -15,7 +15,7 @@ from decimal import Context, Decimal
 from typing import Any, Protocol
 
 from ._entry import CostEntry
-from ._money import ZERO, to_money
+from ._money import ZERO, round_money, to_money
 from ._tokens import estimate_cost
 
 __all__ = ["DEFAULT_OUTPUT_TOKENS", "CallFacts", "RecentCostSource", "RecentCosts", "estimate_call"]
@@ -209,4 +209,6 @@ class RecentCosts:
                     total, count = total + part, count + n
         if not count:
             return None
-        return total / count
+        # Money's 18 places: a budget adds the estimate to what it has committed and takes it away when the call
+        # settles, which is exact only for amounts at that scale.
+        return round_money(total / count)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Context, Decimal, InvalidOperation
 
-__all__ = ["MAX_AMOUNT", "MONEY_SCALE", "ZERO", "dollars", "to_amount", "to_money", "to_utc"]
+__all__ = ["MAX_AMOUNT", "MONEY_SCALE", "ZERO", "dollars", "round_money", "to_amount", "to_money", "to_utc"]
 
 #: Decimal places kept for money everywhere (stores use DECIMAL(38, 18)); a millionth of a cent per token needs 14.
 MONEY_SCALE = 18
@@ -54,6 +54,17 @@ def to_money(value: object, field: str = "amount") -> Decimal:
     except InvalidOperation:  # over 10**61: no digits below the quantum to round away at this size
         return dec
     return dec if rounded == dec else _WIDE.normalize(rounded)
+
+
+def round_money(value: Decimal) -> Decimal:
+    """A finite ``Decimal`` computed from amounts (a mean, a share) rounded half-even to ``MONEY_SCALE`` places, so
+    that adding it to amounts and taking it away again is exact (a 28-digit quotient would round in those sums).
+
+    >>> round_money(Decimal("0.01") / 3)
+    Decimal('0.003333333333333333')
+    """
+    rounded = _WIDE.quantize(value, _QUANTUM)
+    return value if rounded == value else rounded  # (an exact one as it was: 0.0025, not 0.002500000000000000)
 
 
 def to_amount(value: object, field: str = "amount") -> Decimal:

@@ -785,7 +785,8 @@ class CostTracker:
         self._guards = GuardSet(g for g in self._guards if g is not guard)
 
     def recent_cost(self, resource: str | None, model: str | None) -> Decimal | None:
-        """Mean cost of the last recorded calls of ``resource`` and ``model`` in this process, if any."""
+        """Mean cost of the last recorded calls of ``resource`` and ``model`` in this process, if any (at money's 18
+        places)."""
         return self._recent.mean(resource, model)
 
     def __repr__(self) -> str:

@@ -351,7 +351,7 @@ def test_recent_calls_of_the_resource_estimate_a_call_without_other_estimates(tr
     for _ in range(3):
         call()
     assert tracker.recent_cost("summarize", "gpt-4o") == Decimal("0.005")
-    assert tracker.recent_cost("summarize", None) == Decimal("0.0115") / 3
+    assert tracker.recent_cost("summarize", None) == Decimal("0.003833333333333333")  # 0.0115 / 3, money's 18 places
     assert tracker.recent_cost("other", None) is None
     with budget(Decimal("0.003"), tracker=tracker), pytest.raises(BudgetExceeded):  # 0.0038 expected > 0.003
         call()
@@ -449,3 +449,29 @@ def test_a_budget_entered_again_counts_and_reserves_each_call_once(tracker):
     with limit, limit, pytest.raises(BudgetExceeded):
         call()
     assert len(ran) == 3
+
+
+def test_a_recent_calls_estimate_that_does_not_divide_exactly_leaves_the_accounts_exact(tracker):
+    # The mean of 0.0025, 0.0025 and 0.005 is 0.01/3: reserved and settled, it must leave nothing behind, so a
+    # budget spent to its limit refuses the next call and one with room reports its remaining exactly.
+    def response(prompt_tokens):
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 0}
+        return {"object": "chat.completion", "model": "gpt-4o", "choices": [], "usage": usage}
+
+    sizes = iter([1000, 1000, 2000, 2000])
+    call = track_cost(tracker=tracker, resource="r")(lambda: response(next(sizes)))
+    fresh = track_cost(tracker=tracker, resource="fresh")(lambda: response(1000))  # no history: estimate 0
+    for _ in range(3):
+        call()
+    with budget(Decimal("0.0067"), tracker=tracker) as spent_out:
+        tracker.record(amount="0.0017")
+        call()  # 0.005: spent is the limit exactly
+        assert (spent_out.spent, spent_out.reserved, spent_out.remaining) == (Decimal("0.0067"), 0, 0)
+        with pytest.raises(BudgetExceeded):
+            fresh()
+    for amount in ["0.0025", "0.005", "0.005"]:
+        tracker.record(amount=amount, resource="s")
+    other = track_cost(tracker=tracker, resource="s")(lambda: response(1000))
+    with budget(1, tracker=tracker) as room:
+        other()  # reserves 0.0125/3, costs 0.0025
+        assert (room.reserved, str(room.remaining)) == (0, "0.9975")
