@@ -475,3 +475,19 @@ def test_a_recent_calls_estimate_that_does_not_divide_exactly_leaves_the_account
     with budget(1, tracker=tracker) as room:
         other()  # reserves 0.0125/3, costs 0.0025
         assert (room.reserved, str(room.remaining)) == (0, "0.9975")
+
+
+def test_the_recent_calls_mean_is_at_money_scale_whatever_its_size_or_the_threads_context(tracker):
+    import decimal
+
+    for amount in ["12345678901.5", "1", "1"]:  # a mean too large for the 28-digit context at 18 places
+        tracker.record(amount=amount, resource="big")
+    for amount in ["0.0025", "0.005", "0.005"]:
+        tracker.record(amount=amount, resource="small")
+    tracker.record(amount="0.0025", resource="exact")
+    assert tracker.recent_cost("big", None) == Decimal("4115226301.166666666666666667")
+    assert str(tracker.recent_cost("small", None)) == "0.004166666666666667"
+    assert str(tracker.recent_cost("exact", None)) == "0.0025"  # an exact mean as it is, no trailing zeros
+    with decimal.localcontext() as context:
+        context.prec = 5  # the quotient has 5 digits; quantizing it in this context would trap
+        assert tracker.recent_cost("small", None) == Decimal("0.0041667")
