@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -478,8 +479,6 @@ def test_a_recent_calls_estimate_that_does_not_divide_exactly_leaves_the_account
 
 
 def test_the_recent_calls_mean_is_at_money_scale_whatever_its_size_or_the_threads_context(tracker):
-    import decimal
-
     for amount in ["12345678901.5", "1", "1"]:  # a mean too large for the 28-digit context at 18 places
         tracker.record(amount=amount, resource="big")
     for amount in ["0.0025", "0.005", "0.005"]:
