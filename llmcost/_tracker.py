@@ -598,18 +598,20 @@ class CostTracker:
                 self._taken += len(recent)
                 del self._columns[:]
                 self._columned = 0
-            if recent:
-                parts.append(FieldColumns.of(recent))
-            batch = FieldColumns.joined(parts) if parts else None
-            if batch is not None and len(batch):
+            if parts or recent:
                 try:
+                    batch = FieldColumns.joined([*parts, FieldColumns.of(recent)] if recent else parts)
                     append_columns_or_set_aside(self.store, batch)
                 except BaseException as exc:
-                    with self._move_lock:  # back in front (all columned or buffered since are newer), in order
-                        self._columns.insert(0, batch)
-                        self._columned += len(batch)
+                    # Back in front (all columned or buffered since are newer), in order; as columns, since entries
+                    # moved into columns since were recorded after ``recent``.
+                    back = [*parts, FieldColumns.of(recent)] if recent else parts
+                    count = sum(map(len, back))
+                    with self._move_lock:
+                        self._columns[:0] = back
+                        self._columned += count
                     if isinstance(exc, Exception) and not isinstance(exc, StoreError):
-                        raise StoreError(f"could not write {len(batch)} entries to {self.store!r}: {exc}") from exc
+                        raise StoreError(f"could not write {count} entries to {self.store!r}: {exc}") from exc
                     raise
                 store = self.store
                 if type(store).acknowledge is not CostStore.acknowledge or store.current_ledger() is not None:
