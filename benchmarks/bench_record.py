@@ -7,8 +7,9 @@ Each figure is wall time from the first ``record`` to the end of ``tracker.close
 DuckDB run the table splits it into the time the ``record`` calls took (the caller's side, while the writer works
 beside it) and the wait for the last writes at close. The two trackers run ``--repeat`` times, alternated, and the
 fastest run of each is shown; a last line appends the same entries in the same batches straight to a fresh
-DuckDBStore (the store's side alone). "GC s" is the time spent in garbage collections during a run: entries waiting
-in the tracker's buffer survive into the older generations, which full collections walk again.
+DuckDBStore (the store's side alone). "GC s" is the time spent in garbage collections during a run: entries that
+waited in the tracker's buffer as objects until the next write survived into the oldest generation, which full
+collections walk again; the buffer now keeps them as columns after at most 256 appends, so they die young.
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ def _ingest(url: str, items: list[dict[str, Any]]) -> tuple[float, float, float,
 
 
 class _Collections:
-    """A ``gc.callbacks`` hook adding up the wall time of garbage collections. Entries waiting in a tracker's buffer
-    live long enough to be promoted to the older generations, which the full collections then walk again (the
-    MemoryStore run's entries die at once): part of what the DuckDB run costs the recording thread."""
+    """A ``gc.callbacks`` hook adding up the wall time of garbage collections. Entries kept as objects in a
+    tracker's buffer until the next write lived long enough to be promoted to the oldest generation, which full
+    collections then walk again (the MemoryStore run's entries die at once); this shows what is left of it."""
 
     def __init__(self) -> None:
         self.seconds = 0.0

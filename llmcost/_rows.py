@@ -26,10 +26,10 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter, floordiv, sub
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -62,6 +62,7 @@ __all__ = [
     "TOKEN_COLUMNS",
     "UNIT_COLUMNS",
     "Coded",
+    "FieldColumns",
     "TagCache",
     "cast_select",
     "entries_from_columns",
@@ -74,6 +75,7 @@ __all__ = [
     "from_micros",
     "ingest_arrays",
     "ingest_columns",
+    "ingest_field_columns",
     "json_record",
     "micros",
     "objects_of",
@@ -419,6 +421,61 @@ def _units_column(units: list[Units]) -> np.ndarray:
     return np.fromiter(map(_units_text, units), object, len(units))
 
 
+@attrs.frozen
+class FieldColumns:
+    """Entries as one tuple per ``trusted_entry`` field (in its parameter order), rather than as objects.
+
+    A tracker's buffer keeps older entries this way: a tuple of atomic values is one object the garbage collector
+    soon stops tracking, where every ``CostEntry`` is a container that full collections walk again. ``entries()``
+    builds the entries back, equal field for field.
+
+    Example::
+
+        columns = FieldColumns.of(entries)
+        assert columns.entries() == list(entries)
+    """
+
+    fields: tuple[tuple[Any, ...], ...]
+
+    @classmethod
+    def of(cls, entries: Sequence[CostEntry]) -> FieldColumns:
+        """The columns of ``entries`` (C-level: ``attrgetter`` and ``zip``)."""
+        return cls(tuple(zip(*map(_ENTRY_FIELDS, entries), strict=True)))
+
+    @classmethod
+    def joined(cls, parts: Sequence[FieldColumns]) -> FieldColumns:
+        """The rows of ``parts``, one after another."""
+        if len(parts) == 1:
+            return parts[0]
+        parts = [p for p in parts if p.fields]
+        if not parts:
+            return cls(())
+        return cls(tuple(tuple(chain.from_iterable(column)) for column in zip(*(p.fields for p in parts), strict=True)))
+
+    def __len__(self) -> int:
+        return len(self.fields[0]) if self.fields else 0
+
+    def column(self, name: str) -> tuple[Any, ...]:
+        """The values of field ``name`` (``()`` when empty)."""
+        return self.fields[_FIELD_INDEX[name]] if self.fields else ()
+
+    def entries(self) -> list[CostEntry]:
+        """The entries again."""
+        return list(map(trusted_entry, *self.fields)) if self.fields else []
+
+
+_ENTRY_FIELDS = attrgetter(*_TRUSTED_ARGS)
+_FIELD_INDEX = {name: k for k, name in enumerate(_TRUSTED_ARGS)}
+
+
+def ingest_field_columns(columns: FieldColumns) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``ingest_columns`` of the entries ``columns`` holds, read from the columns (no entry is built)."""
+    usages = columns.column("usage")
+    return _ingest(
+        lambda name, get, of_usage: map(get, usages) if of_usage else iter(columns.column(name)), len(columns)
+    )
+
+
 def ingest_columns(entries: Sequence[CostEntry]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The NumPy arrays to register as ``RAW`` and ``TAG_MAPS`` for ``INGEST_SELECT`` (see ``ingest_arrays``).
 
@@ -431,14 +488,20 @@ def ingest_columns(entries: Sequence[CostEntry]) -> tuple[dict[str, np.ndarray],
 
         raw, tag_maps = ingest_columns(entries)
     """
+    usages = list(map(_USAGE, entries))
+    return _ingest(lambda name, get, of_usage: map(get, usages if of_usage else entries), len(entries))
+
+
+def _ingest(
+    values_of: Callable[[str, Any, bool], Iterator[Any]], n: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``ingest_columns``'s arrays, from ``values_of(name, getter, of_usage)``: each column's ``n`` values."""
     import numpy as np
 
-    n = len(entries)
-    usages = list(map(_USAGE, entries))
     raw: dict[str, np.ndarray] = {}
     texts: list[str] = []
     for name, get, of_usage, sql_type in _INGEST_PLAN:
-        values = map(get, usages if of_usage else entries)
+        values = values_of(name, get, of_usage)
         if name == "timestamp":
             raw["timestamp_us"] = np.fromiter(
                 map(floordiv, map(sub, values, repeat(_EPOCH)), repeat(_MICROSECOND)), np.int64, n

@@ -39,10 +39,11 @@ from ._estimate import RecentCosts
 from ._money import MAX_AMOUNT, ZERO, to_amount, to_utc
 from ._periods import period_bounds
 from ._prices import priced
+from ._rows import FieldColumns
 from ._summary import CostSummary
 from ._usage import Usage
 from .stores import CostStore, MemoryStore, open_store
-from .stores._isolate import append_or_set_aside
+from .stores._isolate import append_columns_or_set_aside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,6 +58,9 @@ EVENTS = ("cost.recorded", "budget.created", "budget.warning", "budget.exceeded"
 _UNKNOWN_MODEL_POLICIES = ("warn", "raise", "ignore")
 _logged = _state.logged
 _logged_lock = _state.logged_lock
+#: Buffered entries are moved into columns every this many appends (fewer with a smaller ``batch_size``): short
+#: enough that they die before a second-generation collection, long enough that the move is cheap per entry.
+_CHUNK = 256
 
 
 def log_once(cause: object, message: str, *args: object, level: int = logging.WARNING) -> None:
@@ -141,6 +145,14 @@ class CostTracker:
         self._batch_size = batch_size
         self._flush_interval = float(flush_interval)
         self._buffer: list[CostEntry] = []  # never rebound: recording threads append to it without a lock
+        # Older buffered entries, moved out of ``_buffer`` every ``_chunk`` appends as columns (``FieldColumns``,
+        # oldest first; ``_columned`` counts their rows): entries kept as objects until the next write would live
+        # long enough to reach the oldest GC generation, which every full collection walks again.
+        self._columns: list[FieldColumns] = []
+        self._columned = 0
+        self._taken = 0  # entries ever taken off the front of ``_buffer`` (changed only under ``_move_lock``)
+        self._chunk = min(_CHUNK, batch_size)
+        self._move_lock = threading.Lock()  # held only to move entries between _buffer and _columns, never to write
         self._start_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._last_flush = time.monotonic()
@@ -513,7 +525,31 @@ class CostTracker:
         buffer.append(entry)
         if self._flusher is None:
             self._start_flusher()
-        if len(buffer) >= self._batch_size:
+        if len(buffer) >= self._chunk:
+            self._to_columns()
+
+    def _to_columns(self) -> None:
+        """Move the buffered entries into ``_columns``, so they die young; wake the writer once a batch waits.
+
+        The entries are converted before the lock is taken, and moved only if nothing took entries off the
+        buffer's front meanwhile (``_taken`` unchanged: then they are still its first ``n``); the lock is held for a
+        few C-level steps, so a SIGTERM handler's flush (on another thread) hardly ever waits for a recording
+        thread. Other threads' appends land after the first ``n`` and stay."""
+        buffer = self._buffer
+        taken = self._taken
+        chunk = buffer[:]
+        n = len(chunk)
+        if not n:
+            return
+        part = FieldColumns.of(chunk)
+        with self._move_lock:
+            if self._taken == taken:
+                self._columns.append(part)
+                self._columned += n
+                self._taken = taken + n
+                del buffer[:n]
+            due = self._columned >= self._batch_size
+        if due:
             self._wake.set()
 
     def _start_flusher(self) -> None:
@@ -554,18 +590,32 @@ class CostTracker:
         holds back the entries around it.
         """
         with self._flush_lock:
-            buffer = self._buffer
-            batch = buffer[:]
-            del buffer[: len(batch)]  # entries recorded meanwhile were appended after these, and stay
-            if batch:
+            with self._move_lock:
+                parts = self._columns[:]
+                buffer = self._buffer
+                recent = buffer[:]
+                del buffer[: len(recent)]  # entries recorded meanwhile were appended after these, and stay
+                self._taken += len(recent)
+                del self._columns[:]
+                self._columned = 0
+            if parts or recent:
                 try:
-                    append_or_set_aside(self.store, batch)
+                    batch = FieldColumns.joined([*parts, FieldColumns.of(recent)] if recent else parts)
+                    append_columns_or_set_aside(self.store, batch)
                 except BaseException as exc:
-                    buffer[:0] = batch  # back in front, in order, in one step
+                    # Back in front (all columned or buffered since are newer), in order; as columns, since entries
+                    # moved into columns since were recorded after ``recent``.
+                    back = [*parts, FieldColumns.of(recent)] if recent else parts
+                    count = sum(map(len, back))
+                    with self._move_lock:
+                        self._columns[:0] = back
+                        self._columned += count
                     if isinstance(exc, Exception) and not isinstance(exc, StoreError):
-                        raise StoreError(f"could not write {len(batch)} entries to {self.store!r}: {exc}") from exc
+                        raise StoreError(f"could not write {count} entries to {self.store!r}: {exc}") from exc
                     raise
-                self._acknowledge(batch)
+                store = self.store
+                if type(store).acknowledge is not CostStore.acknowledge or store.current_ledger() is not None:
+                    self._acknowledge(batch.entries())  # built only when a ledger listens
             self.store.flush()
             self._last_flush = time.monotonic()
 
@@ -578,7 +628,8 @@ class CostTracker:
 
     def pending(self) -> int:
         """How many recorded entries wait in the buffer for the next flush."""
-        return len(self._buffer)
+        with self._move_lock:
+            return self._columned + len(self._buffer)
 
     def close(self) -> None:
         """Flush, stop the background flusher and close the store."""

@@ -17,6 +17,8 @@ from ._ledger import BudgetScope, Ledger, LocalLedger, Reservation, Standing
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .._rows import FieldColumns
+
 __all__ = ["CostStore", "Filters"]
 
 _LEDGER_LOCK = threading.Lock()  # makes each store's ledger once
@@ -53,6 +55,12 @@ class CostStore(abc.ABC):
         batch is added, so the caller can append the others and ``set_aside`` that one), or when the entries could
         be kept nowhere at all.
         """
+
+    def append_columns(self, columns: FieldColumns) -> None:
+        """``append`` of the entries ``columns`` holds (a buffered tracker keeps its entries as columns). The
+        default builds the entries and appends them; a store that can write the columns as they are overrides it.
+        """
+        self.append(columns.entries())
 
     def flush(self) -> None:  # noqa: B027 - optional hook, a no-op for stores that do not buffer
         """Write out anything the store itself holds in memory (a no-op for most stores)."""

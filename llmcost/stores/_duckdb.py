@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._entry import CostEntry
 from .._errors import StoreError
-from .._rows import INGEST_SELECT, INSERT_COLUMNS, from_micros, ingest_columns
+from .._rows import INGEST_SELECT, INSERT_COLUMNS, FieldColumns, from_micros, ingest_columns, ingest_field_columns
 from .._summary import CostSummary
 from ._base import CostStore
 from ._disk import check_creatable, make_dirs
@@ -301,12 +301,27 @@ class DuckDBStore(CostStore):
             columns = ingest_columns(batch)  # before taking the file: hold it as briefly as possible
         except (ValueError, TypeError, OverflowError) as exc:
             raise data_error(exc, self.path) from exc
+        self._insert_or_keep(columns, lambda: batch)
+
+    def append_columns(self, columns: FieldColumns) -> None:
+        """``append`` of the entries ``columns`` holds, inserted from the columns: entries are built only to spill
+        them (see ``CostStore.append_columns``)."""
+        if not len(columns):
+            return
+        try:
+            raw = ingest_field_columns(columns)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise data_error(exc, self.path) from exc
+        self._insert_or_keep(raw, columns.entries)
+
+    def _insert_or_keep(self, columns: Any, entries: Callable[[], Sequence[CostEntry]]) -> None:
+        """Insert ``ingest_columns`` arrays in one transaction, or spill ``entries()`` when that fails."""
         import duckdb
 
         try:
             self._write(lambda con: _insert(con, columns), what="append to")
         except (StoreError, duckdb.Error) as exc:  # a value DuckDB refuses is sorted out by keep_for_later
-            self._durable.keep_for_later(exc, batch)
+            self._durable.keep_for_later(exc, entries())
 
     def _entries(self, filters: Filters) -> list[CostEntry]:
         sql, params = select_sql("entries", filters)

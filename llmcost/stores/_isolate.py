@@ -19,9 +19,10 @@ import logging
 from collections.abc import Sequence
 
 from .._entry import CostEntry
+from .._rows import FieldColumns
 from ._base import CostStore
 
-__all__ = ["append_or_set_aside"]
+__all__ = ["append_columns_or_set_aside", "append_or_set_aside"]
 
 logger = logging.getLogger("llmcost")
 
@@ -39,6 +40,24 @@ def append_or_set_aside(store: CostStore, batch: Sequence[CostEntry]) -> list[Co
         if len(batch) == 1:
             raise
         first = error
+    return _set_aside_after(store, batch, first)
+
+
+def append_columns_or_set_aside(store: CostStore, columns: FieldColumns) -> list[CostEntry]:
+    """``append_or_set_aside`` of the entries ``columns`` holds, appended as columns (``append_columns``); the
+    entries are built only when that fails, to split the batch."""
+    try:
+        store.append_columns(columns)
+        return []
+    except Exception as error:
+        if len(columns) == 1:
+            raise
+        first = error
+    return _set_aside_after(store, columns.entries(), first)
+
+
+def _set_aside_after(store: CostStore, batch: Sequence[CostEntry], first: Exception) -> list[CostEntry]:
+    """The rest of ``append_or_set_aside`` once ``batch`` failed whole with ``first``."""
     lone, stored_any = _split(store, batch)
     if not stored_any:
         raise first
