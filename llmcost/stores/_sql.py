@@ -217,20 +217,30 @@ def _q(name: str) -> str:
 
 
 _CODED = frozenset(c for group in CODED_GROUPS for c in group)
+
+
+def _hashes(groups: Sequence[Sequence[str]]) -> list[str]:
+    """One hash per group of columns, per row (``_h0``, ``_h1``...): what a row's values are matched by."""
+    return [f"hash({', '.join(map(_q, group))}) AS _h{g}" for g, group in enumerate(groups)]
+
+
+def _distinct_sql(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """Per group: each distinct combination of its columns' stored values, with its hash, read as READ_COLUMNS reads
+    them. Distinct first, then the read expressions over the few distinct rows (an amount's exact text per row was
+    most of the amount query's time)."""
+    return tuple(
+        f"SELECT hash({', '.join(map(_q, group))}) AS _h, "
+        + ", ".join(f"{read_expression(c)} AS {_q(c)}" for c in group)
+        + f" FROM (SELECT DISTINCT {', '.join(map(_q, group))} FROM ({{rows}}))"
+        for group in groups
+    )
+
+
 # Per row: the columns that differ from row to row as READ_COLUMNS reads them, and one hash per coded group.
 _ROW_COLUMNS = ", ".join(
-    [f"{read_expression(c)} AS {_q(c)}" for c in COLUMNS if c not in _CODED]
-    + [f"hash({', '.join(map(_q, group))}) AS _h{g}" for g, group in enumerate(CODED_GROUPS)]
+    [f"{read_expression(c)} AS {_q(c)}" for c in COLUMNS if c not in _CODED] + _hashes(CODED_GROUPS)
 )
-# Per coded group: each distinct combination of its columns' stored values, with its hash, read as READ_COLUMNS reads
-# them. Distinct first, then the read expressions over the few distinct rows (an amount's exact text per row was most
-# of the amount query's time).
-_DISTINCT = tuple(
-    f"SELECT hash({', '.join(map(_q, group))}) AS _h, "
-    + ", ".join(f"{read_expression(c)} AS {_q(c)}" for c in group)
-    + f" FROM (SELECT DISTINCT {', '.join(map(_q, group))} FROM ({{rows}}))"
-    for group in CODED_GROUPS
-)
+_DISTINCT = _distinct_sql(CODED_GROUPS)
 
 
 def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[Any] = ()) -> pd.DataFrame:
@@ -292,14 +302,9 @@ _MAPS = next(group for group in CODED_GROUPS if "tags" in group)
 _HASHED = (tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount" and c not in _MAPS), _MAPS)
 _ARROW_COLUMNS = ", ".join(
     [f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS if c not in (*_HASHED[0], *_MAPS)]
-    + [f"hash({', '.join(map(_q, group))}) AS _h{g}" for g, group in enumerate(_HASHED)]
+    + _hashes(_HASHED)
 )
-_ARROW_DISTINCT = tuple(
-    f"SELECT hash({', '.join(map(_q, group))}) AS _h, "
-    + ", ".join(f"{read_expression(c)} AS {_q(c)}" for c in group)
-    + f" FROM (SELECT DISTINCT {', '.join(map(_q, group))} FROM ({{rows}}))"
-    for group in _HASHED
-)
+_ARROW_DISTINCT = _distinct_sql(_HASHED)
 _AMOUNTS = "llmcost_amounts"  # the distinct amounts, registered for their exact text
 _AMOUNT_TEXT = f"SELECT {read_expression('amount')} AS amount FROM {_AMOUNTS} ORDER BY i"
 
