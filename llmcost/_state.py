@@ -24,9 +24,10 @@ import logging
 import os
 import random
 import signal
+import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 __all__ = ["reset"]
@@ -35,11 +36,13 @@ logger = logging.getLogger("llmcost")
 
 
 class Flushable(Protocol):
-    """What the state needs of a tracker: to flush it at exit and close it on reset."""
+    """What the state needs of a tracker: to flush it at exit, close it on reset and restart it in a forked child."""
 
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def forked(self) -> None: ...
 
 
 #: Guards every write of a scalar below, and compound updates of the containers.
@@ -63,6 +66,9 @@ logged: set[object] = set()
 logged_lock = threading.Lock()
 #: Trackers with a buffered store: flushed at exit.
 live_trackers: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Objects holding what a forked child must neither use nor free (the stores' DuckDB connections): each one's
+#: ``forked()`` runs in the child, before the trackers are restarted. Added to under ``lock``.
+fork_aware: weakref.WeakSet[Any] = weakref.WeakSet()
 _exit_hook_registered = False
 
 # -- prices -------------------------------------------------------------------------------------------------------
@@ -171,6 +177,58 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_path_locks)
 
 
+class FlushLock:
+    """A lock that SIGTERM's flush needs: while the main thread holds one, SIGTERM waits until it lets go.
+
+    The SIGTERM handler runs on the main thread, between two of its bytecodes. Had that thread been holding a lock
+    the flush needs (a tracker's move or flush lock), the flush would wait for a thread that waits for it, and the
+    buffered entries would be lost when the time ran out. So the handler only notes the signal then, and the last
+    such lock the main thread releases runs it. Other threads hold these locks as any lock.
+
+    Example::
+
+        from llmcost._state import FlushLock
+
+        guard = FlushLock()
+        with guard:
+            pass  # a SIGTERM arriving here is handled just after the block
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        global _main_holding
+        main = threading.get_ident() == _main_ident
+        if main:
+            _main_holding += 1  # before the acquire: a signal between the two is deferred too
+        try:
+            self._lock.acquire()
+        except BaseException:
+            if main:
+                _main_holding -= 1
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        global _main_holding, _deferred_sigterm
+        self._lock.release()
+        if threading.get_ident() == _main_ident:
+            _main_holding -= 1
+            if not _main_holding and _deferred_sigterm is not None:
+                signum, frame = _deferred_sigterm
+                _deferred_sigterm = None
+                _on_sigterm(signum, frame)
+
+
+#: The thread signal handlers run on (the forking thread, in a forked child), and how many ``FlushLock``s it holds.
+_main_ident: int | None = threading.main_thread().ident
+_main_holding = 0
+#: A SIGTERM that arrived while the main thread held a ``FlushLock``: ``(signum, frame)``, handled at its release.
+_deferred_sigterm: tuple[int, Any] | None = None
+
+
 def _flush_all_at_exit() -> None:
     for tracker in list(live_trackers):
         try:
@@ -189,9 +247,14 @@ _sigterm_installed = False
 def _on_sigterm(signum: int, frame: Any) -> None:
     """Flush every live tracker, then end the process as SIGTERM would have without llmcost.
 
-    The flush runs on its own thread, bounded in time: the handler runs on the main thread between two bytecodes,
-    possibly while that thread holds a tracker's flush lock, which the flush would then wait for forever.
+    The flush runs on its own thread, bounded in time. The handler runs on the main thread between two bytecodes;
+    if that thread holds a ``FlushLock`` then, the flush would wait for it, so the signal is handled when the lock
+    is released instead (a flush the main thread was doing finishes first).
     """
+    global _deferred_sigterm
+    if _main_holding:  # the interrupted main thread holds a lock the flush needs: handled when it lets go
+        _deferred_sigterm = (signum, frame)
+        return
     flusher = threading.Thread(target=_flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True)
     flusher.start()
     flusher.join(SIGTERM_FLUSH_SECONDS)
@@ -246,6 +309,54 @@ def track_live(tracker: Flushable) -> None:
 def forget_live(tracker: Flushable) -> None:
     """Stop flushing ``tracker`` at exit (it was closed)."""
     live_trackers.discard(tracker)
+
+
+def _restart_in_child() -> None:
+    """In a forked child: restart every live tracker, and flush them as a ``multiprocessing`` child ends.
+
+    The child has none of its parent's threads: no background writer, and any lock one of them held at the fork
+    stays held. A ``multiprocessing`` child ends with ``os._exit``, which runs no ``atexit`` hook, only the
+    finalizers registered after its fork; ``_run_after_forkers`` registers one (a child of a bare ``os.fork`` that
+    calls ``os._exit`` must flush itself).
+    """
+    global _main_ident, _main_holding, _deferred_sigterm
+    _main_ident, _main_holding, _deferred_sigterm = threading.get_ident(), 0, None
+    for holder in list(fork_aware):
+        holder.forked()
+    for tracker in list(live_trackers):
+        tracker.forked()
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(_flush_all_at_exit, _flush_at_child_exit)
+
+
+def register_fork_aware(holder: Any) -> None:
+    """Have ``holder.forked()`` run in every forked child of this process (``fork_aware``)."""
+    with lock:
+        fork_aware.add(holder)
+
+
+def keep_until_exit(objects: Iterable[object]) -> None:
+    """Never free ``objects`` in this process: one reference each that nothing releases, not even the interpreter's
+    teardown.
+
+    For a forked child's inherited DuckDB connections: freeing one there crashes the child (SIGSEGV), at once or as
+    it exits, since the threads and locks DuckDB's destructor waits for did not survive the fork.
+    """
+    import ctypes
+
+    for obj in objects:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+def _flush_at_child_exit(_: object) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _flush_all_at_exit, exitpriority=100)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_in_child)
 
 
 def swap_default_tracker(tracker: Any) -> Any:

@@ -152,9 +152,11 @@ class CostTracker:
         self._columned = 0
         self._taken = 0  # entries ever taken off the front of ``_buffer`` (changed only under ``_move_lock``)
         self._chunk = min(_CHUNK, batch_size)
-        self._move_lock = threading.Lock()  # held only to move entries between _buffer and _columns, never to write
+        # Held only to move entries between _buffer and _columns, never to write. Both locks are ``FlushLock``s:
+        # SIGTERM's flush needs them, so a SIGTERM arriving while the main thread holds one waits for its release.
+        self._move_lock = _state.FlushLock()
         self._start_lock = threading.Lock()
-        self._flush_lock = threading.Lock()
+        self._flush_lock = _state.FlushLock()
         self._last_flush = time.monotonic()
         self._flusher: threading.Thread | None = None
         self._closed = threading.Event()
@@ -625,6 +627,23 @@ class CostTracker:
             self.store.acknowledge(batch)
         except Exception as exc:  # noqa: BLE001 - the entries are written; budgets read the store again later
             log_once(("acknowledge", type(exc)), "llmcost: could not update the budget ledger: %r", exc)
+
+    def forked(self) -> None:
+        """Start afresh in a forked child (``_state`` calls this after ``fork``).
+
+        The child keeps none of the parent's buffered entries (the parent writes those; written twice they would
+        only be skipped), starts its own background writer on its next entry (the parent's is not in the child),
+        and takes new locks (one the parent's writer held at the fork would never be released).
+        """
+        self._move_lock = _state.FlushLock()
+        self._start_lock = threading.Lock()
+        self._flush_lock = _state.FlushLock()
+        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._flusher = None
+        del self._buffer[:]
+        self._columns = []
+        self._columned = 0
 
     def pending(self) -> int:
         """How many recorded entries wait in the buffer for the next flush."""

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .. import _state
 from .._model_price import tidy
 from .._money import to_money
 from .._time import When
@@ -194,7 +195,11 @@ def _scratch() -> Any:
 
     with _SCRATCH_LOCK:
         if not _SCRATCH or _SCRATCH[-1][0] != os.getpid():
-            _SCRATCH.append((os.getpid(), duckdb.connect()))  # a parent's stays in the list, untouched
+            con = duckdb.connect()
+            # Never freed, here or in a forked child, where freeing a parent's connection (as the child exits and
+            # this list goes) would crash it. It is an in-memory database meant to last as long as the process.
+            _state.keep_until_exit([con])
+            _SCRATCH.append((os.getpid(), con))  # a parent's stays in the list, untouched
         return _SCRATCH[-1][1].cursor()
 
 

@@ -114,6 +114,7 @@ class Durable:
         self._lock_of = (os.getpid(), threading.RLock())
         self._cons: dict[bool, Any] = {}  # by "is the write connection"; both are this process's (``_pid``)
         self._pid = 0
+        _state.register_fork_aware(self)
 
     @property
     def lock(self) -> threading.RLock:
@@ -132,7 +133,7 @@ class Durable:
         import duckdb
 
         if self._pid != os.getpid():
-            self._cons, self._pid = {}, os.getpid()  # a forked child's inherited connections are only forgotten
+            self.forked()
         own = write and self._write_settings is not None
         con = self._cons.get(own)
         if con is None:
@@ -143,13 +144,20 @@ class Durable:
             self._cons[own] = con
         return con
 
+    def forked(self) -> None:
+        """In a forked child (``_state`` calls this after ``fork``): set the parent's connections aside, never used,
+        closed or freed (any of which crashes the child); the next use opens this process's own."""
+        if self._pid != os.getpid():
+            _state.keep_until_exit(self._cons.values())
+            self._cons, self._pid = {}, os.getpid()
+
     def drop_connection(self) -> None:
-        """Close the connections (a forked child's inherited ones are only forgotten); the next use opens others."""
+        """Close the connections (a forked child's inherited ones are only set aside); the next use opens others."""
+        self.forked()
         cons, self._cons = self._cons, {}
-        if self._pid == os.getpid():
-            for con in cons.values():
-                with contextlib.suppress(Exception):
-                    con.close()
+        for con in cons.values():
+            with contextlib.suppress(Exception):
+                con.close()
 
     def close(self) -> None:
         """Close the connection; the store stays usable."""

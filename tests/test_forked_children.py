@@ -1,0 +1,205 @@
+"""A forked child keeps what it records and ends cleanly; SIGTERM never waits on a lock its own thread holds.
+
+Each case runs a script in a real child process, which forks real grandchildren (``os.fork`` and
+``multiprocessing``'s fork start method) over real DuckDB and Parquet files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from llmcost.stores import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: What every script starts with: a tracker on the store at argv[1] that has written and read before forking, so
+#: the parent holds open DuckDB connections the child inherits.
+PRELUDE = """
+import os, sys, threading, time
+from llmcost import CostTracker
+tracker = CostTracker(sys.argv[1], flush_interval=0.2)
+tracker.record(model="gpt-4o", input_tokens=10, output_tokens=5, resource="parent")
+tracker.flush()
+assert len(tracker.entries()) == 1
+
+def record(n, resource):
+    for _ in range(n):
+        tracker.record(model="gpt-4o", input_tokens=10, output_tokens=5, resource=resource)
+"""
+
+
+def _run(script: str, url: str, *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(script), url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def _resources(url: str) -> dict[str, int]:
+    with open_store(url) as store:
+        entries = store.entries()
+    assert len({e.id for e in entries}) == len(entries)
+    found: dict[str, int] = {}
+    for entry in entries:
+        found[entry.resource or ""] = found.get(entry.resource or "", 0) + 1
+    return found
+
+
+@pytest.fixture(params=["duckdb", "parquet"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"duckdb://{tmp_path}/costs.duckdb" if request.param == "duckdb" else f"parquet://{tmp_path}/costs"
+
+
+def test_a_multiprocessing_child_keeps_what_it_records_without_flushing(url: str) -> None:
+    # multiprocessing's fork children end with os._exit: no atexit hook runs, and the parent's writer thread is
+    # not in the child.
+    proc = _run(
+        """
+        import multiprocessing
+        record(3, "parent")  # buffered at the fork: the parent's to write, not the child's
+        child = multiprocessing.get_context("fork").Process(target=record, args=(5, "child"))
+        child.start()
+        child.join()
+        print("child exit", child.exitcode)
+        tracker.flush()
+        """,
+        url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "child exit 0" in proc.stdout, proc.stdout + proc.stderr
+    assert _resources(url) == {"parent": 4, "child": 5}
+
+
+def test_a_forked_child_that_exits_normally_writes_its_entries_and_does_not_crash(url: str) -> None:
+    # The child frees what it inherited as the interpreter ends; DuckDB connections freed there crashed it.
+    proc = _run(
+        """
+        pid = os.fork()
+        if pid == 0:
+            record(3, "child")
+            sys.exit(0)  # atexit flushes
+        _, status = os.waitpid(pid, 0)
+        print("child status", os.waitstatus_to_exitcode(status))
+        """,
+        url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "child status 0" in proc.stdout, proc.stdout + proc.stderr
+    assert _resources(url) == {"parent": 1, "child": 3}
+
+
+def test_a_forked_child_has_a_background_writer_of_its_own(url: str) -> None:
+    proc = _run(
+        """
+        pid = os.fork()
+        if pid == 0:
+            record(3, "child")
+            deadline = time.monotonic() + 30
+            while len(tracker.store.entries(resource="child")) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            print("pending", tracker.pending(), flush=True)
+            os._exit(0)  # no flush, no atexit: only the child's own writer can have written them
+        os.waitpid(pid, 0)
+        """,
+        url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pending 0" in proc.stdout, proc.stdout + proc.stderr
+    assert _resources(url) == {"parent": 1, "child": 3}
+
+
+def test_a_fork_while_the_parents_writer_is_writing_leaves_the_child_able_to_flush(tmp_path: Path) -> None:
+    # The parent's writer holds the tracker's flush lock inside a slow write when the main thread forks: the child
+    # must not inherit that lock held.
+    url = f"duckdb://{tmp_path}/costs.duckdb"
+    proc = _run(
+        """
+        from llmcost.stores import DuckDBStore
+        parent, writing, release = os.getpid(), threading.Event(), threading.Event()
+
+        class SlowInParent(DuckDBStore):
+            def append_columns(self, columns):
+                if os.getpid() == parent:
+                    writing.set()
+                    release.wait(30)
+                super().append_columns(columns)
+
+        tracker = CostTracker(SlowInParent(sys.argv[1][len("duckdb://"):]), flush_interval=0.05)
+        record(2, "parent")
+        assert writing.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            record(3, "child")
+            tracker.flush()
+            print("child flushed", flush=True)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child status", os.waitstatus_to_exitcode(status))
+        release.set()
+        tracker.flush()
+        """,
+        url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "child flushed" in proc.stdout and "child status 0" in proc.stdout, proc.stdout + proc.stderr
+    assert _resources(url) == {"parent": 3, "child": 3}
+
+
+def test_sigterm_during_a_flush_on_the_main_thread_waits_for_it_then_writes_the_rest(tmp_path: Path) -> None:
+    # SIGTERM's handler runs on the main thread, here inside flush() holding the flush lock; its flush must not
+    # wait for that lock (it waited out its 8 s and lost every entry), but let the write finish and then flush
+    # what was recorded meanwhile.
+    url = f"duckdb://{tmp_path}/costs.duckdb"
+    script = textwrap.dedent(PRELUDE) + textwrap.dedent(
+        """
+        from llmcost.stores import DuckDBStore
+        slow = [True]
+
+        class SlowOnce(DuckDBStore):
+            def append_columns(self, columns):
+                if slow and threading.current_thread() is threading.main_thread():
+                    slow.clear()
+                    print("writing", flush=True)
+                    time.sleep(2)  # SIGTERM arrives here
+                super().append_columns(columns)
+
+        tracker = CostTracker(SlowOnce(sys.argv[1][len("duckdb://"):]), flush_interval=60)
+        record(5, "before")
+        threading.Timer(0.5, record, args=(4, "meanwhile")).start()
+        tracker.flush()
+        print("flush returned", flush=True)
+        time.sleep(60)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "writing", proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGTERM, err
+    assert "flush returned" not in out  # the process ended at the end of the flush, as SIGTERM asked
+    assert waited < 7, f"SIGTERM took {waited:.1f} s: its flush waited for the lock the main thread held"
+    assert _resources(url) == {"parent": 1, "before": 5, "meanwhile": 4}
