@@ -541,6 +541,8 @@ class QueryFrames:
     def fetch(self, con: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> pd.DataFrame:
         """``fetch_frame(con, sql, params)``."""
         key = (sql, _shape(params))
+        if key[1] is None:  # parameters of another kind: fetch_frame says what it makes of them
+            return fetch_frame(con, sql, params)
         if key in self._plain:
             con.execute(sql, params)
             description = con.description
@@ -561,10 +563,13 @@ class QueryFrames:
         return frame
 
 
-def _shape(params: Sequence[Any] | Mapping[str, Any] | None) -> object:
-    """What of ``params`` a query's binding depends on besides value types: their number, or their names."""
+def _shape(params: object) -> object:
+    """What of ``params`` a query's binding depends on besides value types: their number, or their names (``None``
+    for parameters neither a list nor a mapping)."""
     if params is None:
         return 0
     if isinstance(params, Mapping):
         return tuple(params)
-    return len(params)
+    if isinstance(params, (list, tuple)):
+        return len(params)
+    return None
