@@ -49,7 +49,7 @@ from ._failures import data_error, is_transient_duckdb, store_error, why
 from ._filters import Filters
 from ._ledger import DEFAULT_LEASE, Ledger
 from ._migrate import check_duckdb_version, migrate_duckdb
-from ._sql import fetch_frame, read_entries, read_frame, read_summary, read_total, registered, select_sql
+from ._sql import QueryFrames, read_entries, read_frame, read_summary, read_total, registered, select_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,6 +146,7 @@ class DuckDBStore(CostStore):
         self.lease = lease
         self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
         self._migrated = False
+        self._frames = QueryFrames()  # queries asked again run once, as plain DuckDB runs them (see query)
         # Loaded now rather than by the first write, which for a tracker is its background writer: an import holds
         # the GIL for its whole length (numpy and duckdb: 180-260 ms here), stalling every thread recording calls.
         import duckdb  # noqa: F401
@@ -345,7 +346,7 @@ class DuckDBStore(CostStore):
         """
         if not isinstance(sql, str):
             raise TypeError(f"sql must be a str, got {sql!r}")
-        return self._read(lambda con: fetch_frame(con, sql, params), what="query")
+        return self._read(lambda con: self._frames.fetch(con, sql, params), what="query")
 
     def close(self) -> None:
         """Close the private connection (the file is never held between calls); the store stays usable."""

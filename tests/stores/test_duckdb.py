@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from llmcost import StoreError
@@ -145,6 +146,22 @@ def test_query_types_and_read_only(db: str) -> None:
     with pytest.raises(duckdb.Error):
         store.query("DELETE FROM entries")
     assert len(store.entries()) == 10
+
+
+def test_query_asked_again_gives_the_same_frame(db: str) -> None:
+    """A query the store has answered before runs once instead of bound and run (``QueryFrames``): same frames,
+    converted columns included, and rows written in between are seen."""
+    store = DuckDBStore(db)
+    store.append([make_entry(i) for i in range(10)])
+    plain = "SELECT model, count(*) AS n, CAST(sum(amount) AS DOUBLE) AS cost FROM entries GROUP BY ALL ORDER BY 1"
+    exact = "SELECT timestamp, amount FROM entries ORDER BY timestamp, id"
+    first = [store.query(plain), store.query(exact)]
+    for _ in range(2):
+        pd.testing.assert_frame_equal(store.query(plain), first[0], check_exact=True)
+        pd.testing.assert_frame_equal(store.query(exact), first[1], check_exact=True)
+    store.append([make_entry(i) for i in range(10, 15)])
+    assert store.query(plain)["n"].sum() == 15
+    assert len(store.query(exact)) == 15
 
 
 def test_concurrent_writers_and_a_reader(db: str, tmp_path: Path, children: Children) -> None:

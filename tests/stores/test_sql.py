@@ -13,7 +13,7 @@ import pytest
 
 from llmcost._rows import INGEST_SELECT, ingest_columns
 from llmcost.stores import Filters
-from llmcost.stores._sql import fetch_frame, registered, where_sql
+from llmcost.stores._sql import QueryFrames, fetch_frame, registered, where_sql
 
 from .conftest import NASTY, make_entry
 
@@ -52,6 +52,54 @@ def test_fetch_frame_keeps_decimals_exact_and_timestamps_utc() -> None:
     assert str(frame["t"].dtype) == "datetime64[us, UTC]"
     assert frame["t2"].isna().all()
     assert fetch_frame(con, "SELECT 1 AS a WHERE FALSE", None).empty
+    con.close()
+
+
+_PLAIN_SQL = (
+    "SELECT i, 'v' || i AS s, CASE WHEN i % 2 = 0 THEN NULL ELSE i END AS n, [i] AS l, map(['k'], ['v']) AS m, "
+    "1.5::DOUBLE AS f, TIMESTAMP '2024-01-01' AS t, i AS i FROM range(4) AS r(i) WHERE i < ?"
+)
+
+
+def test_query_frames_gives_fetch_frames_frame_when_asked_again() -> None:
+    """A query asked again runs as plain DuckDB runs it (one execute, then df) and gives the very frame."""
+    con = duckdb.connect()
+    frames = QueryFrames()
+    want = fetch_frame(con, _PLAIN_SQL, [3])
+    for _ in range(3):
+        got = frames.fetch(con, _PLAIN_SQL, [3])
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert list(got.columns) == ["i", "s", "n", "l", "m", "f", "t", "i"]
+    con.close()
+
+
+def test_query_frames_converts_a_remembered_query_whose_result_needs_it() -> None:
+    """A query remembered as having nothing to convert still comes back converted when its result needs it (a
+    parameter of another type here; a migrated schema in a store): exact Decimals, UTC timestamps."""
+    con = duckdb.connect()
+    frames = QueryFrames()
+    sql = "SELECT ? AS x, ? AS y"
+    assert frames.fetch(con, sql, [1, "a"])["x"].tolist() == [1]
+    values = [Decimal("0.000000000000000001"), datetime(2024, 5, 1, tzinfo=timezone.utc)]
+    exact = frames.fetch(con, sql, values)
+    assert exact["x"][0] == Decimal("1E-18") and isinstance(exact["x"][0], Decimal)
+    assert str(exact["y"].dtype) == "datetime64[us, UTC]"
+    pd.testing.assert_frame_equal(exact, fetch_frame(con, sql, values), check_exact=True)
+    assert frames.fetch(con, sql, [2, "b"])["x"].tolist() == [2]
+    con.close()
+
+
+def test_query_frames_keeps_errors_of_a_new_shape_of_parameters() -> None:
+    con = duckdb.connect()
+    frames = QueryFrames(size=1)
+    frames.fetch(con, "SELECT ? AS x", [1])
+    with pytest.raises(duckdb.InvalidInputException) as got:
+        frames.fetch(con, "SELECT ? AS x", [1, 2])
+    with pytest.raises(duckdb.InvalidInputException) as want:
+        fetch_frame(con, "SELECT ? AS x", [1, 2])
+    assert str(got.value) == str(want.value)
+    frames.fetch(con, "SELECT 2 AS y", None)  # full: the oldest query is forgotten
+    assert frames.fetch(con, "SELECT ? AS x", [5])["x"].tolist() == [5]
     con.close()
 
 
