@@ -8,6 +8,7 @@ from fixed column names and placeholder counts alone.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -243,10 +244,14 @@ _ROW_COLUMNS = ", ".join(
 _DISTINCT = _distinct_sql(CODED_GROUPS)
 
 
-def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[Any] = ()) -> pd.DataFrame:
+def read_frame(
+    con: Any, source: str, filters: Filters, source_params: Sequence[Any] = (), *, one_scan: bool = False
+) -> pd.DataFrame:
     """The canonical ``scan()`` frame (``_rows.frame_from_arrays``) of ``source`` rows that pass ``filters``.
 
-    ``source_params`` are the parameters of placeholders inside ``source`` itself (they come first).
+    ``source_params`` are the parameters of placeholders inside ``source`` itself (they come first). ``one_scan``
+    reads every column in one scan where pandas keeps text in Arrow (``_one_scan_frame``): for sources each scan of
+    which decodes files again, such as Parquet files; a DuckDB table is read faster by the queries below.
 
     Most columns repeat from row to row (a few models, resources, tag maps; amounts less so), and making a Python
     object per row and column was most of a frame's time and memory. So the rows come with one hash per group of such
@@ -268,7 +273,7 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
     args = [*source_params, *params]
     text = _text_dtype()
     if getattr(text, "storage", None) == "pyarrow":
-        frame = _arrow_frame(con, inner, args, text)
+        frame = (_one_scan_frame if one_scan else _arrow_frame)(con, inner, args, text)
         return frame if frame is not None else _plain_frame(con, source, filters, source_params)
     # Unordered: a store's rows mostly come in time order already, and sorting them here costs far less than a
     # sort inside DuckDB, which holds every selected row once more while it sorts.
@@ -324,7 +329,6 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
     a row whose hash the distinct values lack (rows written between the two queries)."""
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
 
     # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy.
     con.execute("SET arrow_large_buffer_size = true")
@@ -347,21 +351,9 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
         if name == "timestamp":
             arrays[name] = _numpy(column) if order is None else _numpy(column)[order]  # read, not kept, by the frame
         elif name == "amount":
-            codes, amounts = _dictionary(column, order)
-            # Each distinct amount's exact text made by the very expression of the plain read, in DuckDB.
-            con.register(_AMOUNTS, pa.table({"i": np.arange(len(amounts)), "amount": amounts}))
-            try:
-                exact = con.execute(_AMOUNT_TEXT).fetchnumpy()["amount"]
-            finally:
-                con.unregister(_AMOUNTS)
-            arrays[name] = Coded(codes, exact.tolist())
-        elif _is_text(column.type) and column.null_count:  # (never: coalesced) each distinct value made once
-            codes, values = _dictionary(column, order)
-            arrays[name] = Coded(codes, [*values.to_pylist(), None])
+            arrays[name] = _amounts(con, column, order)
         elif _is_text(column.type):
-            # Text the frame keeps in the string dtype: the column goes in as it is, no Python object per row.
-            values = pd.array(column, dtype=text)
-            arrays[name] = values if order is None else values.take(order)
+            arrays[name] = _kept_text(column, order, text)
         else:
             values = _fresh(column)
             arrays[name] = values if order is None else values[order]
@@ -380,6 +372,153 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
         for name in group:
             arrays[name] = Coded(codes, distinct[name].tolist())
     return frame_from_arrays(arrays)
+
+
+# The one-scan Arrow read (``read_frame(one_scan=True)``, for sources each scan of which decodes files again: the four
+# queries of the hash read, and the three of ``_arrow_frame``, were most of a Parquet frame's time). Every column comes
+# from one scan, streamed in record batches; the columns the frame keeps as Python objects (a few models and resources,
+# the tag and unit maps as ``READ_COLUMNS`` reads them) are found by value in Arrow, so there are no hashes to collide
+# and no second query for a write to race. Each group of batches is made into what the frame keeps (NumPy copies of
+# the numbers, Arrow copies of the texts the frame keeps as text, per-row codes into each other column's distinct
+# values) and dropped: DuckDB frees a batch whole once none of its columns is referenced, so batches kept to the end
+# would hold every column's rows at the frame's peak (the ~60 MB of the numbers' Arrow copies, say).
+_ONE_SCAN_CODED = tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount")
+_ONE_SCAN_COLUMNS = ", ".join(f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS)
+_GROUP_ROWS = 1 << 17  # rows made into the frame's arrays at a time (Parquet batches come one per file, or smaller)
+# What DuckDB may scan ahead of the batches taken (its default is 10 MiB): room to go on scanning on the other core
+# while a group is made into arrays here.
+_SCAN_AHEAD = "32MB"
+
+
+class _Distinct:
+    """One column's distinct values, found by value across groups of rows: each group's Arrow dictionary becomes
+    codes into one list of Python values (``None`` for NULL), each value made a Python object once."""
+
+    def __init__(self) -> None:
+        self.index: dict[Any, int] = {}
+        self.codes: list[np.ndarray] = []
+
+    def add(self, column: Any) -> None:
+        """Code the rows of ``column`` (an Arrow chunked array)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(column)  # the chunks share one dictionary
+        values = encoded.chunk(0).dictionary.to_pylist() if encoded.num_chunks else []
+        if column.null_count:
+            values.append(None)  # a NULL's code: one past the last value
+        index = self.index
+        lookup = np.array([index.setdefault(v, len(index)) for v in values], dtype=np.int32)
+        indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks], type=pa.int32())
+        if column.null_count:
+            indices = pc.fill_null(indices, len(values) - 1)
+        self.codes.append(lookup[indices.to_numpy()] if len(lookup) else np.zeros(len(column), dtype=np.int32))
+
+    def coded(self, order: np.ndarray | None) -> Coded:
+        """The column's values as ``Coded`` (in ``order`` where given)."""
+        codes = _joined(self.codes)
+        self.codes = []
+        return Coded(codes if order is None else codes[order], list(self.index))
+
+
+def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.DataFrame | None:
+    """The frame of ``inner``'s rows from one streamed scan (see ``_ONE_SCAN_COLUMNS``); ``None`` when there are no
+    rows (pandas infers an empty frame's dtypes itself, from plain rows)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    numbers: dict[str, list[np.ndarray]] = {}
+    texts: dict[str, list[Any]] = {}
+    distinct = {name: _Distinct() for name in _ONE_SCAN_CODED}
+    # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy. No
+    # progress bar: the scan stays open while its rows are made into arrays here.
+    settings = (
+        "arrow_large_buffer_size = true",
+        f"streaming_buffer_size = '{_SCAN_AHEAD}'",
+        "enable_progress_bar = false",
+    )
+    for setting in settings:
+        con.execute(f"SET {setting}")
+    try:
+        reader = con.sql(f"SELECT {_ONE_SCAN_COLUMNS} FROM ({inner})", params=list(args)).to_arrow_reader(_GROUP_ROWS)
+        group: list[Any] = []
+        grouped = 0
+        for batch in itertools.chain(reader, [None]):
+            if batch is not None:
+                group.append(batch)
+                grouped += batch.num_rows
+                if grouped < _GROUP_ROWS:
+                    continue
+            if not group:
+                break
+            table = pa.Table.from_batches(group)
+            group, grouped = [], 0
+            for name, column in zip(table.column_names, table.columns, strict=True):
+                if name in distinct:
+                    distinct[name].add(column)
+                elif _is_text(column.type) or name == "amount":
+                    texts.setdefault(name, []).append(pa.concat_arrays(column.chunks))  # a copy: the batches go
+                else:
+                    numbers.setdefault(name, []).append(_fresh(column))
+            del table, column
+    finally:
+        for setting in settings:
+            con.execute(f"RESET {setting.split()[0]}")
+    if not numbers:
+        return None
+    ids = pd.array(pa.chunked_array(texts.pop("id")), dtype=text)
+    timestamps = _joined(numbers.pop("timestamp"))
+    order = _time_order(timestamps, ids)
+    arrays: dict[str, Any] = {
+        "id": ids if order is None else ids.take(order),
+        "timestamp": timestamps if order is None else timestamps[order],
+    }
+    for name in list(numbers):
+        values = _joined(numbers.pop(name))
+        arrays[name] = values if order is None else values[order]
+    for name in list(texts):
+        column = pa.chunked_array(texts.pop(name))
+        arrays[name] = _amounts(con, column, order) if name == "amount" else _kept_text(column, order, text)
+        del column
+    for name, found in distinct.items():
+        arrays[name] = found.coded(order)
+    return frame_from_arrays(arrays)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The arrays of one column's groups of rows as one array of its own."""
+    import numpy as np
+
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
+def _amounts(con: Any, column: Any, order: np.ndarray | None) -> Coded:
+    """The Arrow column of amounts as stored (DECIMAL(38, 18)) as codes (in ``order`` where given) into its distinct
+    amounts, found by value in Arrow, each as the exact text of the plain read: made by the very expression of
+    ``READ_COLUMNS``, in DuckDB."""
+    import numpy as np
+    import pyarrow as pa
+
+    codes, amounts = _dictionary(column, order)
+    con.register(_AMOUNTS, pa.table({"i": np.arange(len(amounts)), "amount": amounts}))
+    try:
+        exact = con.execute(_AMOUNT_TEXT).fetchnumpy()["amount"]
+    finally:
+        con.unregister(_AMOUNTS)
+    return Coded(codes, exact.tolist())
+
+
+def _kept_text(column: Any, order: np.ndarray | None, text: Any) -> Any:
+    """An Arrow column of text the frame keeps in the string dtype, as that dtype's array (in ``order`` where given):
+    the column goes in as it is, no Python object per row."""
+    import pandas as pd
+
+    if column.null_count:  # (never: coalesced) each distinct value made once
+        codes, values = _dictionary(column, order)
+        return Coded(codes, [*values.to_pylist(), None])
+    values = pd.array(column, dtype=text)
+    return values if order is None else values.take(order)
 
 
 def _is_text(kind: Any) -> bool:
