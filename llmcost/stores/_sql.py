@@ -404,6 +404,9 @@ class _Distinct:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if column.null_count == len(column):  # a column no row has a value in yet (``units``, say): all one code
+            self.codes.append(np.full(len(column), self.index.setdefault(None, len(self.index)), dtype=np.int32))
+            return
         encoded = pc.dictionary_encode(column)  # the chunks share one dictionary
         values = encoded.chunk(0).dictionary.to_pylist() if encoded.num_chunks else []
         if column.null_count:
