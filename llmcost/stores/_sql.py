@@ -389,9 +389,6 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
 _ONE_SCAN_CODED = tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount")
 _ONE_SCAN_COLUMNS = ", ".join(f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS)
 _GROUP_ROWS = 1 << 17  # rows made into the frame's arrays at a time (Parquet batches come one per file, or smaller)
-# What DuckDB may scan ahead of the batches taken (its default is 10 MiB): room to go on scanning on the other core
-# while a group is made into arrays here.
-_SCAN_AHEAD = "32MB"
 
 
 class _Filled:
@@ -474,11 +471,7 @@ def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: 
     distinct = {name: _Distinct(rows) for name in _ONE_SCAN_CODED}
     # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy. No
     # progress bar: the scan stays open while its rows are made into arrays here.
-    settings = (
-        "arrow_large_buffer_size = true",
-        f"streaming_buffer_size = '{_SCAN_AHEAD}'",
-        "enable_progress_bar = false",
-    )
+    settings = ("arrow_large_buffer_size = true", "enable_progress_bar = false")
     for setting in settings:
         con.execute(f"SET {setting}")
     try:
@@ -513,6 +506,8 @@ def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: 
             con.execute(f"RESET {setting.split()[0]}")
     if not numbers:
         return None
+    # The groups' Arrow memory is free now; give it back (~45 MB at 1M rows) before the frame's objects are made.
+    pa.default_memory_pool().release_unused()
     ids = pd.array(pa.chunked_array(texts.pop("id")), dtype=text)
     timestamps = numbers.pop("timestamp").result()
     order = _time_order(timestamps, ids)
