@@ -303,10 +303,11 @@ def read_frame(
 # in pandas' string dtype as it is (coalesced as ``READ_COLUMNS`` does), the amount as stored (Arrow finds its
 # distinct values, by value), and per group of the columns the frame keeps as Python objects (``_HASHED``: a few
 # models and resources; the tag and unit maps) one hash; one more query per group returns its distinct values with
-# their hashes. Over Parquet files each query decodes its columns again (the four queries of the hash read were most
-# of a frame's time there), and the rows' Arrow batch stays in memory whole while any of its columns does, so texts
-# made Python objects go by hash (each would cost its text per row at the frame's peak). The maps have a query of
-# their own: grouping by them is dear, and by them with the texts dearer still (~0.3 s at 1M rows, against ~0.2 s).
+# their hashes. The rows' Arrow batch stays in memory whole while any of its columns does, so texts made Python
+# objects go by hash (each would cost its text per row at the frame's peak). The maps have a query of their own:
+# grouping by them is dear, and by them with the texts dearer still (~0.3 s at 1M rows, against ~0.2 s). This is the
+# read of a DuckDB table, which its queries read fast; over Parquet files each query decodes its columns again (the
+# three queries were ~40% of a 1M-row frame's time), and ``_one_scan_frame`` reads them once instead.
 _MAPS = next(group for group in CODED_GROUPS if "tags" in group)
 _HASHED = (tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount" and c not in _MAPS), _MAPS)
 _ARROW_COLUMNS = ", ".join(

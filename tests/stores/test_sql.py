@@ -158,13 +158,14 @@ def test_a_frame_read_through_arrow_is_the_frame_of_plain_rows(kind: str, tmp_pa
     pd.testing.assert_frame_equal(plain, want)
 
 
-@pytest.mark.parametrize("group_rows", [1, 7, 1 << 17])
+@pytest.mark.parametrize(("group_rows", "rows_known"), [(1, True), (7, True), (1 << 17, True), (7, False)])
 def test_a_parquet_frame_read_in_one_scan_is_the_frame_of_plain_rows(
-    group_rows: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    group_rows: int, rows_known: bool, tmp_path: Path
 ) -> None:
     """A ParquetStore's Arrow read takes every column from one streamed scan, a group of batches at a time, and finds
     the distinct values of the columns the frame keeps as objects across groups: values that first appear in later
-    groups, NULLs in some groups only, amounts to their digits, rows stored out of order, filters and limits."""
+    groups, NULLs in some groups only, amounts to their digits, rows stored out of order, filters and limits; and
+    where more rows come than the source was counted to hold (arrays made for one row), the arrays grow."""
     pytest.importorskip("pyarrow")
     from llmcost import Usage
     from llmcost.stores import ParquetStore, _sql
@@ -184,9 +185,12 @@ def test_a_parquet_frame_read_in_one_scan_is_the_frame_of_plain_rows(
     ]
     for batch in (entries[50:], entries[:10], entries[30:50], entries[10:30]):
         store.append(batch)
+    read = _sql._one_scan_frame
     for filters in ({}, {"limit": 33}, {"resource": ["job-1", "job-3"]}):
         with pd.option_context("mode.string_storage", "pyarrow"), pytest.MonkeyPatch.context() as patch:
             patch.setattr(_sql, "_GROUP_ROWS", group_rows)
+            if not rows_known:
+                patch.setattr(_sql, "_one_scan_frame", lambda *args: read(*args[:-1], 1))
             got = store.scan(**filters)
             patch.setattr(_sql, "_one_scan_frame", lambda *args: None)  # the frame from plain rows instead
             want = store.scan(**filters)
