@@ -476,10 +476,12 @@ def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: 
     for setting in settings:
         con.execute(f"SET {setting}")
     try:
-        reader = con.sql(f"SELECT {_ONE_SCAN_COLUMNS} FROM ({inner})", params=list(args)).to_arrow_reader(_GROUP_ROWS)
+        rel = con.sql(f"SELECT {_ONE_SCAN_COLUMNS} FROM ({inner})", params=list(args))
+        # (``to_arrow_reader`` where DuckDB has it: DuckDB 2 deprecates ``fetch_arrow_reader``, older ones lack it)
+        reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
         group: list[Any] = []
         grouped = 0
-        for batch in itertools.chain(reader, [None]):
+        for batch in itertools.chain(reader(_GROUP_ROWS), [None]):
             if batch is not None:
                 group.append(batch)
                 grouped += batch.num_rows
