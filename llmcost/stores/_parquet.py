@@ -534,7 +534,7 @@ class ParquetStore(CostStore):
 
     def _scan(self, filters: Filters) -> pd.DataFrame:
         def body(con: Any, source: str, params: list[Any]) -> pd.DataFrame:
-            return read_frame(con, source, filters, params)
+            return read_frame(con, source, filters, params, one_scan=True)  # each scan decodes the files again
 
         return self._read(body, filters, "read")
 

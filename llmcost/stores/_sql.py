@@ -8,6 +8,7 @@ from fixed column names and placeholder counts alone.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -244,10 +245,14 @@ _ROW_COLUMNS = ", ".join(
 _DISTINCT = _distinct_sql(CODED_GROUPS)
 
 
-def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[Any] = ()) -> pd.DataFrame:
+def read_frame(
+    con: Any, source: str, filters: Filters, source_params: Sequence[Any] = (), *, one_scan: bool = False
+) -> pd.DataFrame:
     """The canonical ``scan()`` frame (``_rows.frame_from_arrays``) of ``source`` rows that pass ``filters``.
 
-    ``source_params`` are the parameters of placeholders inside ``source`` itself (they come first).
+    ``source_params`` are the parameters of placeholders inside ``source`` itself (they come first). ``one_scan``
+    reads every column in one scan where pandas keeps text in Arrow (``_one_scan_frame``): for sources each scan of
+    which decodes files again, such as Parquet files; a DuckDB table is read faster by the queries below.
 
     Most columns repeat from row to row (a few models, resources, tag maps; amounts less so), and making a Python
     object per row and column was most of a frame's time and memory. So the rows come with one hash per group of such
@@ -269,7 +274,11 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
     args = [*source_params, *params]
     text = _text_dtype()
     if getattr(text, "storage", None) == "pyarrow":
-        frame = _arrow_frame(con, inner, args, text)
+        if one_scan:  # as many rows as the source holds, the filters aside: cheap (Parquet metadata)
+            ((rows,),) = con.execute(f"SELECT count(*) FROM {source}", list(source_params)).fetchall()
+            frame = _one_scan_frame(con, inner, args, text, rows)
+        else:
+            frame = _arrow_frame(con, inner, args, text)
         return frame if frame is not None else _plain_frame(con, source, filters, source_params)
     # Unordered: a store's rows mostly come in time order already, and sorting them here costs far less than a
     # sort inside DuckDB, which holds every selected row once more while it sorts.
@@ -295,10 +304,11 @@ def read_frame(con: Any, source: str, filters: Filters, source_params: Sequence[
 # in pandas' string dtype as it is (coalesced as ``READ_COLUMNS`` does), the amount as stored (Arrow finds its
 # distinct values, by value), and per group of the columns the frame keeps as Python objects (``_HASHED``: a few
 # models and resources; the tag and unit maps) one hash; one more query per group returns its distinct values with
-# their hashes. Over Parquet files each query decodes its columns again (the four queries of the hash read were most
-# of a frame's time there), and the rows' Arrow batch stays in memory whole while any of its columns does, so texts
-# made Python objects go by hash (each would cost its text per row at the frame's peak). The maps have a query of
-# their own: grouping by them is dear, and by them with the texts dearer still (~0.3 s at 1M rows, against ~0.2 s).
+# their hashes. The rows' Arrow batch stays in memory whole while any of its columns does, so texts made Python
+# objects go by hash (each would cost its text per row at the frame's peak). The maps have a query of their own:
+# grouping by them is dear, and by them with the texts dearer still (~0.3 s at 1M rows, against ~0.2 s). This is the
+# read of a DuckDB table, which its queries read fast; over Parquet files each query decodes its columns again (the
+# three queries were ~40% of a 1M-row frame's time), and ``_one_scan_frame`` reads them once instead.
 _MAPS = next(group for group in CODED_GROUPS if "tags" in group)
 _HASHED = (tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount" and c not in _MAPS), _MAPS)
 _ARROW_COLUMNS = ", ".join(
@@ -325,7 +335,6 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
     a row whose hash the distinct values lack (rows written between the two queries)."""
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
 
     # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy.
     con.execute("SET arrow_large_buffer_size = true")
@@ -348,21 +357,9 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
         if name == "timestamp":
             arrays[name] = _numpy(column) if order is None else _numpy(column)[order]  # read, not kept, by the frame
         elif name == "amount":
-            codes, amounts = _dictionary(column, order)
-            # Each distinct amount's exact text made by the very expression of the plain read, in DuckDB.
-            con.register(_AMOUNTS, pa.table({"i": np.arange(len(amounts)), "amount": amounts}))
-            try:
-                exact = con.execute(_AMOUNT_TEXT).fetchnumpy()["amount"]
-            finally:
-                con.unregister(_AMOUNTS)
-            arrays[name] = Coded(codes, exact.tolist())
-        elif _is_text(column.type) and column.null_count:  # (never: coalesced) each distinct value made once
-            codes, values = _dictionary(column, order)
-            arrays[name] = Coded(codes, [*values.to_pylist(), None])
+            arrays[name] = _amounts(con, column, order)
         elif _is_text(column.type):
-            # Text the frame keeps in the string dtype: the column goes in as it is, no Python object per row.
-            values = pd.array(column, dtype=text)
-            arrays[name] = values if order is None else values.take(order)
+            arrays[name] = _kept_text(column, order, text)
         else:
             values = _fresh(column)
             arrays[name] = values if order is None else values[order]
@@ -381,6 +378,195 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
         for name in group:
             arrays[name] = Coded(codes, distinct[name].tolist())
     return frame_from_arrays(arrays)
+
+
+# The one-scan Arrow read (``read_frame(one_scan=True)``, for sources each scan of which decodes files again: the four
+# queries of the hash read, and the three of ``_arrow_frame``, were most of a Parquet frame's time). Every column comes
+# from one scan, streamed in record batches; the columns the frame keeps as Python objects (a few models and resources,
+# the tag and unit maps as ``READ_COLUMNS`` reads them) are found by value in Arrow, so there are no hashes to collide
+# and no second query for a write to race. Each group of batches is made into what the frame keeps (NumPy copies of
+# the numbers, Arrow copies of the texts the frame keeps as text, per-row codes into each other column's distinct
+# values) and dropped: DuckDB frees a batch whole once none of its columns is referenced, so batches kept to the end
+# would hold every column's rows at the frame's peak (the ~60 MB of the numbers' Arrow copies, say).
+_ONE_SCAN_CODED = tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount")
+_ONE_SCAN_COLUMNS = ", ".join(f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS)
+# Rows made into the frame's arrays at a time (Parquet batches come one per file, or smaller): the batches of a group
+# are held until it is done, so smaller groups hold less (measured at 1M rows: 32K rows ~400 MB peak and ~50K page
+# faults; 128K ~420 MB and ~58K; 512K ~500 MB and ~90K), at no cost in time down to 8K.
+_GROUP_ROWS = 1 << 15
+_SCAN_AHEAD = "32MB"
+
+
+class _Filled:
+    """One column's rows as one NumPy array of its own, filled a group of rows at a time: made up front for as many
+    rows as the source holds (a filter or limit can only select fewer), so groups are copied into it once and never
+    joined; grown should more rows come.
+
+    (Fresh memory costs its pages' faults, a tenth of a frame's time, and joining groups touched every page twice.)
+    """
+
+    def __init__(self, dtype: Any, rows: int) -> None:
+        import numpy as np
+
+        self.array = np.empty(rows, dtype)  # pages are touched, and counted, only once written
+        self.size = 0
+
+    def next(self, rows: int) -> np.ndarray:
+        """The view of the next ``rows`` rows, to fill."""
+        import numpy as np
+
+        end = self.size + rows
+        if end > len(self.array):
+            grown = np.empty(max(end, 2 * len(self.array)), self.array.dtype)
+            grown[: self.size] = self.array[: self.size]
+            self.array = grown
+        part = self.array[self.size : end]
+        self.size = end
+        return part
+
+    def result(self) -> np.ndarray:
+        """The rows filled, as an array of their own."""
+        return self.array if self.size == len(self.array) else self.array[: self.size].copy()
+
+
+class _Distinct:
+    """One column's distinct values, found by value across groups of rows: each group's Arrow dictionary becomes
+    codes into one list of Python values (``None`` for NULL), each value made a Python object once."""
+
+    def __init__(self, rows: int) -> None:
+        import numpy as np
+
+        self.index: dict[Any, int] = {}
+        self.codes = _Filled(np.int32, rows)
+
+    def add(self, column: Any) -> None:
+        """Code the rows of ``column`` (an Arrow chunked array)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        codes = self.codes.next(len(column))
+        index = self.index
+        if column.null_count == len(column):  # a column no row has a value in yet (``units``, say): one code
+            codes[:] = index.setdefault(None, len(index))
+            return
+        encoded = pc.dictionary_encode(column)  # the chunks share one dictionary
+        values = encoded.chunk(0).dictionary.to_pylist()
+        indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks], type=pa.int32())
+        if column.null_count:
+            values.append(None)  # a NULL's code: one past the last value
+            indices = pc.fill_null(indices, len(values) - 1)
+        lookup = np.array([index.setdefault(v, len(index)) for v in values], dtype=np.int32)
+        np.take(lookup, indices.to_numpy(), out=codes)
+
+    def coded(self, order: np.ndarray | None) -> Coded:
+        """The column's values as ``Coded`` (in ``order`` where given)."""
+        codes = self.codes.result()
+        return Coded(codes if order is None else codes[order], list(self.index))
+
+
+def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: int) -> pd.DataFrame | None:
+    """The frame of ``inner``'s rows from one streamed scan (see ``_ONE_SCAN_COLUMNS``), ``rows`` being how many
+    rows its source holds; ``None`` when there are no rows (pandas infers an empty frame's dtypes itself, from plain
+    rows)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    numbers: dict[str, _Filled] = {}
+    texts: dict[str, list[Any]] = {}
+    distinct = {name: _Distinct(rows) for name in _ONE_SCAN_CODED}
+    # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy.
+    # DuckDB scans ahead into a buffer while a group is made into arrays here, on the other core where there is one
+    # (measured at 1M rows, a quiet minute: 32 MB, ~0.65 s and ~420 MB peak; its default 10 MB, 0.65-0.99 s and
+    # ~395 MB). No progress bar: the scan stays open meanwhile.
+    settings = (
+        "arrow_large_buffer_size = true",
+        f"streaming_buffer_size = '{_SCAN_AHEAD}'",
+        "enable_progress_bar = false",
+    )
+    for setting in settings:
+        con.execute(f"SET {setting}")
+    try:
+        rel = con.sql(f"SELECT {_ONE_SCAN_COLUMNS} FROM ({inner})", params=list(args))
+        # (``to_arrow_reader`` where DuckDB has it: DuckDB 2 deprecates ``fetch_arrow_reader``, older ones lack it)
+        reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
+        group: list[Any] = []
+        grouped = 0
+        for batch in itertools.chain(reader(_GROUP_ROWS), [None]):
+            if batch is not None:
+                group.append(batch)
+                grouped += batch.num_rows
+                if grouped < _GROUP_ROWS:
+                    continue
+            if not group:
+                break
+            table = pa.Table.from_batches(group)
+            group, grouped = [], 0
+            for name, column in zip(table.column_names, table.columns, strict=True):
+                if name in distinct:
+                    distinct[name].add(column)
+                elif _is_text(column.type) or name == "amount":
+                    texts.setdefault(name, []).append(pa.concat_arrays(column.chunks))  # a copy: the batches go
+                else:
+                    if name not in numbers:
+                        numbers[name] = _Filled(column.type.to_pandas_dtype(), rows)
+                    part, at = numbers[name].next(len(column)), 0
+                    for chunk in column.chunks:  # (NULLs, of latency_ms, come as NaN)
+                        part[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+                        at += len(chunk)
+            del table, column
+    finally:
+        for setting in settings:
+            con.execute(f"RESET {setting.split()[0]}")
+    if not numbers:
+        return None
+    # The groups' Arrow memory is free now; give it back (~45 MB at 1M rows) before the frame's objects are made.
+    pa.default_memory_pool().release_unused()
+    ids = pd.array(pa.chunked_array(texts.pop("id")), dtype=text)
+    timestamps = numbers.pop("timestamp").result()
+    order = _time_order(timestamps, ids)
+    arrays: dict[str, Any] = {
+        "id": ids if order is None else ids.take(order),
+        "timestamp": timestamps if order is None else timestamps[order],
+    }
+    for name in list(numbers):
+        values = numbers.pop(name).result()
+        arrays[name] = values if order is None else values[order]
+    for name in list(texts):
+        column = pa.chunked_array(texts.pop(name))
+        arrays[name] = _amounts(con, column, order) if name == "amount" else _kept_text(column, order, text)
+        del column
+    for name, found in distinct.items():
+        arrays[name] = found.coded(order)
+    return frame_from_arrays(arrays)
+
+
+def _amounts(con: Any, column: Any, order: np.ndarray | None) -> Coded:
+    """The Arrow column of amounts as stored (DECIMAL(38, 18)) as codes (in ``order`` where given) into its distinct
+    amounts, found by value in Arrow, each as the exact text of the plain read: made by the very expression of
+    ``READ_COLUMNS``, in DuckDB."""
+    import numpy as np
+    import pyarrow as pa
+
+    codes, amounts = _dictionary(column, order)
+    con.register(_AMOUNTS, pa.table({"i": np.arange(len(amounts)), "amount": amounts}))
+    try:
+        exact = con.execute(_AMOUNT_TEXT).fetchnumpy()["amount"]
+    finally:
+        con.unregister(_AMOUNTS)
+    return Coded(codes, exact.tolist())
+
+
+def _kept_text(column: Any, order: np.ndarray | None, text: Any) -> Any:
+    """An Arrow column of text the frame keeps in the string dtype, as that dtype's array (in ``order`` where given):
+    the column goes in as it is, no Python object per row."""
+    import pandas as pd
+
+    if column.null_count:  # (never: coalesced) each distinct value made once
+        codes, values = _dictionary(column, order)
+        return Coded(codes, [*values.to_pylist(), None])
+    values = pd.array(column, dtype=text)
+    return values if order is None else values.take(order)
 
 
 def _is_text(kind: Any) -> bool:
