@@ -62,9 +62,12 @@ T = TypeVar("T")
 _ALIAS = "llmcost_store"
 #: Causes (``_failures.why``) that make a store whose file exists open read-only.
 _CANNOT_WRITE = frozenset({"permission denied", "the file system is read-only"})
-# Row groups of 16,384 rows instead of DuckDB's 122,880: every append is followed by a checkpoint (at DETACH),
-# which rewrites the table's last, partly filled row group; smaller groups make that ~35% cheaper for 10,000-row
-# appends (bench_stores) at ~20% on full-table aggregates. A store drops the option if its DuckDB lacks it.
+# Row groups of 16,384 rows instead of DuckDB's 122,880: every append ends in a checkpoint (at COMMIT). DuckDB 2.0
+# puts an append into row groups of its own and the checkpoint's vacuum merges adjacent small groups (three into two,
+# two into one) once they fit in fewer, rewriting (decompressing and compressing again) the rows merged: for 10,000-row
+# appends about 20 of the checkpoint's ~34 ms CPU, the new rows' own compression ~11-14 ms (pragma_storage_info
+# before/after CHECKPOINT, DuckDB 2.0.1). Smaller groups made that ~35% cheaper than DuckDB's default at ~20% on
+# full-table aggregates. A store drops the option if its DuckDB lacks it.
 _WRITE_OPTIONS = "ROW_GROUP_SIZE 16384"
 # Every write transaction checkpoints at its COMMIT: DuckDB then writes the new rows straight into the database file
 # (fsynced, then the header switched over and fsynced) and skips logging them to the WAL first. The store
