@@ -62,10 +62,23 @@ T = TypeVar("T")
 _ALIAS = "llmcost_store"
 #: Causes (``_failures.why``) that make a store whose file exists open read-only.
 _CANNOT_WRITE = frozenset({"permission denied", "the file system is read-only"})
-# Row groups of 16,384 rows instead of DuckDB's 122,880: every append is followed by a checkpoint (at DETACH),
-# which rewrites the table's last, partly filled row group; smaller groups make that ~35% cheaper for 10,000-row
-# appends (bench_stores) at ~20% on full-table aggregates. A store drops the option if its DuckDB lacks it.
-_WRITE_OPTIONS = "ROW_GROUP_SIZE 16384"
+# Row groups of 16,384 rows instead of DuckDB's 122,880: every append ends in a checkpoint (at COMMIT). DuckDB 2.0
+# puts an append into row groups of its own and the checkpoint's vacuum merges adjacent small groups (three into two,
+# two into one) once they fit in fewer, rewriting (decompressing and compressing again) the rows merged: for 10,000-row
+# appends about 20 of the checkpoint's ~34 ms CPU, the new rows' own compression ~11-14 ms (pragma_storage_info
+# before/after CHECKPOINT, DuckDB 2.0.1). Smaller groups made that ~35% cheaper than DuckDB's default at ~20% on
+# full-table aggregates. A store drops the option if its DuckDB lacks it.
+# TRADE (issue 15; a commit of its own so it can be dropped): row groups of 10,240 rows. An append of 6,827 to
+# 10,240 rows is then a row group no vacuum merges (two do not fit in one, three not in two): it is compressed once
+# and never rewritten, and a 10,000-entry append spends ~40 ms CPU instead of ~59 (bench_stores: the 2x goal). But
+# appends that are not merged leave the tail of their last block unused (256 KiB blocks: files ~35% larger), so
+# files the store creates use blocks of 128 KiB (``_NEW_FILE_OPTIONS``), which keeps them as small as before (1M
+# entries in 10,000-entry appends: 38.3 MB against 39.0; 64 KiB: 42.3; 32 KiB and less: twice the size). Appends of
+# ~1,000 entries cost 6-17% more CPU; 4,096 (the tracker's batch) and 100 about the same or less; there are ~60% more
+# row groups (bench_stores and per-batch-size runs, DuckDB 2.0.1).
+_WRITE_OPTIONS = "ROW_GROUP_SIZE 10240"
+# Options only for the write that creates the file (DuckDB refuses a block size other than an existing file's).
+_NEW_FILE_OPTIONS = ", BLOCK_SIZE 131072"
 # Every write transaction checkpoints at its COMMIT: DuckDB then writes the new rows straight into the database file
 # (fsynced, then the header switched over and fsynced) and skips logging them to the WAL first. The store
 # checkpointed at every DETACH anyway (so no later attach replays a WAL); this way each row is serialized and written
@@ -145,6 +158,7 @@ class DuckDBStore(CostStore):
         self.retry_timeout = self._durable.retry_timeout
         self.lease = lease
         self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
+        self._new_file_options = _NEW_FILE_OPTIONS  # "" once this DuckDB turned out not to know them
         self._migrated = False
         self._frames = QueryFrames()  # queries asked again run once, as plain DuckDB runs them (see query)
         # Loaded now rather than by the first write, which for a tracker is its background writer: an import holds
@@ -199,13 +213,10 @@ class DuckDBStore(CostStore):
             yield from _empty_store(con)  # nothing written yet: read an empty store, create no file
             return
         try:
-            try:
-                con.execute(f"ATTACH ? AS {_ALIAS} ({self._write_options if write else 'READ_ONLY'})", [self.path])
-            except Exception as exc:
-                if not write or "row_group_size" not in str(exc).lower():
-                    raise
-                self._write_options = "READ_WRITE"  # an older DuckDB: use its default row groups
-                con.execute(f"ATTACH ? AS {_ALIAS} (READ_WRITE)", [self.path])
+            if write:
+                self._attach_for_write(con)
+            else:
+                con.execute(f"ATTACH ? AS {_ALIAS} (READ_ONLY)", [self.path])
         except BaseException:
             with contextlib.suppress(Exception):
                 con.abort()
@@ -215,6 +226,25 @@ class DuckDBStore(CostStore):
             yield con
         finally:
             self._detach(con)
+
+    def _attach_for_write(self, con: Any) -> None:
+        """Attach the file read-write with ``_WRITE_OPTIONS`` (and ``_NEW_FILE_OPTIONS`` when this creates it),
+        dropping an option this DuckDB does not know, or a block size that another process's file creation beat."""
+        while True:
+            options = self._write_options
+            if self._new_file_options and not os.path.exists(self.path):
+                options += self._new_file_options
+            try:
+                con.execute(f"ATTACH ? AS {_ALIAS} ({options})", [self.path])
+                return
+            except Exception as exc:
+                message = str(exc).lower()
+                if self._new_file_options and ("block_size" in message or "block size" in message):
+                    self._new_file_options = ""  # an older DuckDB, or the file appeared meanwhile: its own blocks
+                elif self._write_options != "READ_WRITE" and "row_group_size" in message:
+                    self._write_options = "READ_WRITE"  # an older DuckDB: use its default row groups
+                else:
+                    raise
 
     def _detach(self, con: Any) -> None:
         """Release the file; drop the connection if that fails (closing it releases the file for sure)."""

@@ -126,6 +126,44 @@ def test_writes_get_a_connection_of_their_own(tmp_path: Path) -> None:
     assert durable.connection(write=True) is not write
 
 
+def _block_size(path: str) -> int:
+    con = duckdb.connect(path, read_only=True)
+    try:
+        return int(con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0])  # type: ignore[index]
+    finally:
+        con.close()
+
+
+def test_block_size_is_chosen_only_for_a_file_the_store_creates(db: str, tmp_path: Path) -> None:
+    store = DuckDBStore(db)
+    store.append([make_entry(1)])
+    store.close()
+    assert _block_size(db) == 128 * 1024
+    older = str(tmp_path / "older.duckdb")
+    duckdb.connect(older).close()  # an existing file with DuckDB's default blocks
+    store = DuckDBStore(older)
+    store.append([make_entry(1), make_entry(2)])
+    assert len(store.entries()) == 2
+    store.close()
+    assert _block_size(older) == 256 * 1024
+
+
+def test_a_file_created_between_the_check_and_the_attach_keeps_its_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "raced.duckdb")
+    store = DuckDBStore(path)
+    duckdb.connect(path).close()  # another process created it, with DuckDB's default blocks
+    exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: False if p == path else exists(p))
+    store.append([make_entry(1)])
+    monkeypatch.undo()
+    assert not os.path.isdir(path + ".spill") or not os.listdir(path + ".spill")  # written, not spilled
+    assert store.entries() == [make_entry(1)]
+    store.close()
+    assert _block_size(path) == 256 * 1024
+
+
 def test_append_skips_ids_already_stored(db: str) -> None:
     store = DuckDBStore(db)
     batch = [make_entry(i) for i in range(20)]
