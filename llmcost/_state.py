@@ -26,6 +26,7 @@ import random
 import signal
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -249,15 +250,21 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
     The flush runs on its own thread, bounded in time. The handler runs on the main thread between two bytecodes;
     if that thread holds a ``FlushLock`` then, the flush would wait for it, so the signal is handled when the lock
-    is released instead (a flush the main thread was doing finishes first).
+    is released instead (a flush the main thread was doing finishes first). That wait is bounded too: a flush still
+    going after ``SIGTERM_FLUSH_SECONDS`` (a store that hangs) no longer holds the process up.
     """
-    global _deferred_sigterm
-    if _main_holding:  # the interrupted main thread holds a lock the flush needs: handled when it lets go
-        _deferred_sigterm = (signum, frame)
+    global _deferred_sigterm, _sigterm_overdue
+    if _sigterm_overdue:  # the main thread still holds what a flush needs: none is tried
+        _deferred_sigterm, _sigterm_overdue = None, False
+    elif _main_holding:  # the interrupted main thread holds a lock the flush needs: handled when it lets go
+        if _deferred_sigterm is None:
+            _deferred_sigterm = (signum, frame)
+            threading.Thread(target=_end_if_still_deferred, name="llmcost-sigterm-wait", daemon=True).start()
         return
-    flusher = threading.Thread(target=_flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True)
-    flusher.start()
-    flusher.join(SIGTERM_FLUSH_SECONDS)
+    else:
+        flusher = threading.Thread(target=_flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True)
+        flusher.start()
+        flusher.join(SIGTERM_FLUSH_SECONDS)
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)
@@ -267,6 +274,21 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     # SIG_DFL (or a handler set outside Python): the default action, so the exit status says "killed by SIGTERM".
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+#: Set when a deferred SIGTERM waited ``SIGTERM_FLUSH_SECONDS`` for the main thread's lock: it is then handled at once.
+_sigterm_overdue = False
+
+
+def _end_if_still_deferred() -> None:
+    """Raise SIGTERM again if, ``SIGTERM_FLUSH_SECONDS`` after it was deferred, it still waits for the main thread;
+    the handler then ends the process (or calls the handler it replaced) without a flush."""
+    global _sigterm_overdue
+    time.sleep(SIGTERM_FLUSH_SECONDS)
+    deferred = _deferred_sigterm
+    if deferred is not None:
+        _sigterm_overdue = True
+        signal.raise_signal(deferred[0])  # handled on the main thread, at its next bytecode
 
 
 def _install_sigterm_handler() -> None:
@@ -319,8 +341,8 @@ def _restart_in_child() -> None:
     finalizers registered after its fork; ``_run_after_forkers`` registers one (a child of a bare ``os.fork`` that
     calls ``os._exit`` must flush itself).
     """
-    global _main_ident, _main_holding, _deferred_sigterm
-    _main_ident, _main_holding, _deferred_sigterm = threading.get_ident(), 0, None
+    global _main_ident, _main_holding, _deferred_sigterm, _sigterm_overdue
+    _main_ident, _main_holding, _deferred_sigterm, _sigterm_overdue = threading.get_ident(), 0, None, False
     for holder in list(fork_aware):
         holder.forked()
     for tracker in list(live_trackers):

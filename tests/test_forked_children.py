@@ -203,3 +203,43 @@ def test_sigterm_during_a_flush_on_the_main_thread_waits_for_it_then_writes_the_
     assert "flush returned" not in out  # the process ended at the end of the flush, as SIGTERM asked
     assert waited < 7, f"SIGTERM took {waited:.1f} s: its flush waited for the lock the main thread held"
     assert _resources(url) == {"parent": 1, "before": 5, "meanwhile": 4}
+
+
+def test_sigterm_during_a_flush_that_hangs_still_ends_the_process_in_bounded_time(tmp_path: Path) -> None:
+    # Waiting for the main thread's flush must not keep a process that was asked to end alive for as long as a
+    # hanging store holds it: after SIGTERM_FLUSH_SECONDS it ends as SIGTERM would have.
+    url = f"duckdb://{tmp_path}/costs.duckdb"
+    script = textwrap.dedent(PRELUDE) + textwrap.dedent(
+        """
+        from llmcost import _state
+        from llmcost.stores import DuckDBStore
+        _state.SIGTERM_FLUSH_SECONDS = 1.0
+
+        class Hangs(DuckDBStore):
+            def append_columns(self, columns):
+                print("writing", flush=True)
+                while True:
+                    time.sleep(0.05)  # a store that never answers (Python keeps running, so handlers can run)
+
+        tracker = CostTracker(Hangs(sys.argv[1][len("duckdb://"):]), flush_interval=60)
+        record(2, "hung")
+        tracker.flush()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "writing", proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGTERM, err
+    assert 0.9 < waited < 10, f"ended {waited:.1f} s after SIGTERM (it waits SIGTERM_FLUSH_SECONDS = 1 s, then ends)"
