@@ -62,20 +62,18 @@ T = TypeVar("T")
 _ALIAS = "llmcost_store"
 #: Causes (``_failures.why``) that make a store whose file exists open read-only.
 _CANNOT_WRITE = frozenset({"permission denied", "the file system is read-only"})
-# Row groups of 16,384 rows instead of DuckDB's 122,880: every append ends in a checkpoint (at COMMIT). DuckDB 2.0
-# puts an append into row groups of its own and the checkpoint's vacuum merges adjacent small groups (three into two,
-# two into one) once they fit in fewer, rewriting (decompressing and compressing again) the rows merged: for 10,000-row
-# appends about 20 of the checkpoint's ~34 ms CPU, the new rows' own compression ~11-14 ms (pragma_storage_info
-# before/after CHECKPOINT, DuckDB 2.0.1). Smaller groups made that ~35% cheaper than DuckDB's default at ~20% on
-# full-table aggregates. A store drops the option if its DuckDB lacks it.
-# TRADE (issue 15; a commit of its own so it can be dropped): row groups of 10,240 rows. An append of 6,827 to
-# 10,240 rows is then a row group no vacuum merges (two do not fit in one, three not in two): it is compressed once
-# and never rewritten, and a 10,000-entry append spends ~40 ms CPU instead of ~59 (bench_stores: the 2x goal). But
-# appends that are not merged leave the tail of their last block unused (256 KiB blocks: files ~35% larger), so
-# files the store creates use blocks of 128 KiB (``_NEW_FILE_OPTIONS``), which keeps them as small as before (1M
-# entries in 10,000-entry appends: 38.3 MB against 39.0; 64 KiB: 42.3; 32 KiB and less: twice the size). Appends of
-# ~1,000 entries cost 6-17% more CPU; 4,096 (the tracker's batch) and 100 about the same or less; there are ~60% more
-# row groups (bench_stores and per-batch-size runs, DuckDB 2.0.1).
+# Row groups of 10,240 rows instead of DuckDB's 122,880. Every append ends in a checkpoint (at COMMIT). DuckDB 2.0
+# puts an append into row groups of its own, and the checkpoint's vacuum merges adjacent small groups (three into two,
+# two into one) once they fit in fewer, rewriting (decompressing and compressing again) the rows merged: with
+# 16,384-row groups that was ~20 of the checkpoint's ~34 ms CPU for a 10,000-row append (pragma_storage_info
+# before/after CHECKPOINT, DuckDB 2.0.1). With 10,240, an append of 6,827 to 10,240 rows is a row group no vacuum
+# merges (two do not fit in one, three not in two): it is compressed once and never rewritten, and a 10,000-entry
+# append spends ~38 ms CPU instead of ~60 (bench_stores). Appends left unmerged leave the tail of their last block
+# unused (256 KiB blocks: files ~35% larger), so files the store creates use 128 KiB blocks (``_NEW_FILE_OPTIONS``),
+# which keeps them as small as before (1M entries in 10,000-entry appends: 38.3 MB against 39.0; 64 KiB: 42.3; 32 KiB
+# and less: twice the size). The trade: appends of ~1,000 entries cost 6-17% more CPU; 4,096 (the tracker's batch)
+# and 100 about the same or less; ~60% more row groups, with no change in bench_stores' reads beyond noise. A store
+# drops an option its DuckDB lacks.
 _WRITE_OPTIONS = "ROW_GROUP_SIZE 10240"
 # Options only for the write that creates the file (DuckDB refuses a block size other than an existing file's).
 _NEW_FILE_OPTIONS = ", BLOCK_SIZE 131072"
