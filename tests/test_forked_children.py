@@ -36,15 +36,42 @@ def record(n, resource):
 """
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def _run(script: str, url: str, *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(script), url],
         capture_output=True,
         text=True,
-        env=env,
+        env=_env(),
         timeout=timeout,
     )
+
+
+def _terminated_while_writing(script: str, url: str, *, settle: float = 0.0) -> tuple[int, str, str, float]:
+    """Run ``script`` after the prelude; once it prints "writing", wait ``settle`` seconds and send SIGTERM. Returns
+    its exit code, what it printed after "writing" and on stderr, and the seconds it took to end after the signal."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(script), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "writing", proc.stderr.read() if proc.stderr else ""
+        time.sleep(settle)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        return proc.returncode, out, err, time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _resources(url: str) -> dict[str, int]:
@@ -162,7 +189,7 @@ def test_sigterm_during_a_flush_on_the_main_thread_waits_for_it_then_writes_the_
     # wait for that lock (it waited out its 8 s and lost every entry), but let the write finish and then flush
     # what was recorded meanwhile.
     url = f"duckdb://{tmp_path}/costs.duckdb"
-    script = textwrap.dedent(PRELUDE) + textwrap.dedent(
+    code, out, err, waited = _terminated_while_writing(
         """
         from llmcost.stores import DuckDBStore
         slow = [True]
@@ -181,25 +208,11 @@ def test_sigterm_during_a_flush_on_the_main_thread_waits_for_it_then_writes_the_
         tracker.flush()
         print("flush returned", flush=True)
         time.sleep(60)
-        """
+        """,
+        url,
+        settle=0.2,
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "writing", proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        out, err = proc.communicate(timeout=30)
-        waited = time.monotonic() - started
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == -signal.SIGTERM, err
+    assert code == -signal.SIGTERM, err
     assert "flush returned" not in out  # the process ended at the end of the flush, as SIGTERM asked
     assert waited < 7, f"SIGTERM took {waited:.1f} s: its flush waited for the lock the main thread held"
     assert _resources(url) == {"parent": 1, "before": 5, "meanwhile": 4}
@@ -209,7 +222,7 @@ def test_sigterm_during_a_flush_that_hangs_still_ends_the_process_in_bounded_tim
     # Waiting for the main thread's flush must not keep a process that was asked to end alive for as long as a
     # hanging store holds it: after SIGTERM_FLUSH_SECONDS it ends as SIGTERM would have.
     url = f"duckdb://{tmp_path}/costs.duckdb"
-    script = textwrap.dedent(PRELUDE) + textwrap.dedent(
+    code, _, err, waited = _terminated_while_writing(
         """
         from llmcost import _state
         from llmcost.stores import DuckDBStore
@@ -224,22 +237,8 @@ def test_sigterm_during_a_flush_that_hangs_still_ends_the_process_in_bounded_tim
         tracker = CostTracker(Hangs(sys.argv[1][len("duckdb://"):]), flush_interval=60)
         record(2, "hung")
         tracker.flush()
-        """
+        """,
+        url,
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "writing", proc.stderr.read() if proc.stderr else ""
-        proc.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        _, err = proc.communicate(timeout=30)
-        waited = time.monotonic() - started
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == -signal.SIGTERM, err
+    assert code == -signal.SIGTERM, err
     assert 0.9 < waited < 10, f"ended {waited:.1f} s after SIGTERM (it waits SIGTERM_FLUSH_SECONDS = 1 s, then ends)"
