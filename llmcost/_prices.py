@@ -25,7 +25,7 @@ from ._catalog import Resolved, catalog_ids, catalog_table, catalog_version, fin
 from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
-from ._money import to_utc
+from ._money import round_money, to_utc
 from ._usage import MAX_COUNT, NO_UNITS, Usage
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "cost_of",
     "get_price",
     "load_prices",
+    "money_cost_of",
     "price_for",
     "priced",
     "read_prices",
@@ -147,6 +148,23 @@ def priced(
     if quote.baseline is not None and money_cost(quote.baseline, usage) == amount:
         label = quote.baseline_label
     return amount, label, quote.price.provider, quote.price.model
+
+
+def money_cost_of(model: str, input_tokens: int, output_tokens: int) -> Decimal:
+    """``cost_of(model, input_tokens, output_tokens)`` at money's ``MONEY_SCALE`` places (as stores keep amounts,
+    and as a budget reserves them exactly): a budget's estimate of a call from its prompt, before every such call.
+
+    >>> money_cost_of("gpt-4o", 1000, 100)
+    Decimal('0.0035')
+    """
+    resolved = _resolved.get((model, None))
+    if resolved is not None:
+        pricer = resolved.money_pricer
+        if pricer is not None and 0 <= input_tokens <= MAX_COUNT and 0 <= output_tokens <= MAX_COUNT:
+            amount = pricer(input_tokens, output_tokens, 0, 0, 0)
+            if amount is not None:
+                return amount
+    return round_money(cost_of(model, input_tokens, output_tokens))
 
 
 def canonical_id(model: str) -> str | None:

@@ -126,6 +126,9 @@ _path_locks_guard = threading.Lock()
 #: Tokenizer encodings by name (``None``: could not be loaded in this process).
 encodings: dict[str, Any] = {}
 encodings_lock = threading.Lock()
+#: The encoding each model is counted with, by model (``None``: the heuristic), found once per model: without
+#: tiktoken installed, every lookup would otherwise search ``sys.path`` for it again (a failed import is not cached).
+model_encodings: dict[str | None, Any] = {}
 
 _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     logged,
@@ -146,6 +149,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     type_may_stream,
     provider_models,
     encodings,
+    model_encodings,
     path_locks,
 )
 

@@ -17,15 +17,15 @@ from typing import Any
 import attrs
 
 from . import _state
-from ._prices import price_for
-from ._usage import Usage
+from ._prices import cost_of, money_cost_of
 
-__all__ = ["CHARS_PER_TOKEN", "Estimate", "count_tokens", "estimate_cost"]
+__all__ = ["CHARS_PER_TOKEN", "Estimate", "count_tokens", "estimate_cost", "estimated_amount"]
 
 #: ASCII characters per token, by model family (measured ratios for English prose and code are 3.5 to 4.2).
 CHARS_PER_TOKEN = {"openai": 4.0, "anthropic": 3.5, "google": 4.0, "mistral": 3.5, "default": 3.7}
 MESSAGE_OVERHEAD = 3
 REPLY_OVERHEAD = 3
+_MODELS_KEPT = 1024  # models whose way of counting is remembered
 
 
 def _family(model: str | None) -> str:
@@ -43,14 +43,26 @@ def _family(model: str | None) -> str:
     return "default"
 
 
+def _counting(model: str | None) -> tuple[float, Any]:
+    """How ``model``'s text is counted: (ASCII characters per token, a tiktoken encoding or ``None``), found once per
+    model (a budget estimates every call it checks from the call's prompt)."""
+    try:
+        return _state.model_encodings[model]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    family = _family(model)
+    found = (CHARS_PER_TOKEN[family], _encoding(model) if family == "openai" else None)
+    if len(_state.model_encodings) < _MODELS_KEPT:  # (model names come from callers: keep a bounded number)
+        _state.model_encodings[model] = found
+    return found
+
+
 def _encoding(model: str | None) -> Any:
-    """A tiktoken encoding for an OpenAI model if one loads offline, else ``None`` (the answer is cached).
+    """A tiktoken encoding for an OpenAI model if one loads offline, else ``None``.
 
     tiktoken fetches its BPE files on first use unless they are cached locally; the load runs in a thread with a
     short deadline so a machine without network never waits long, and a failure is remembered for the process.
     """
-    if _family(model) != "openai":
-        return None
     try:
         import tiktoken
     except ImportError:
@@ -78,7 +90,9 @@ def _encoding(model: str | None) -> Any:
         return box[0]
 
 
-def _text_of(content: Any, field: str) -> str:
+def _text_of(content: Any, index: int) -> str:
+    """The text of message ``index``'s ``content`` (its text parts joined), or a ``TypeError`` naming it."""
+    field = f"messages[{index}]['content']"
     if content is None:
         return ""
     if isinstance(content, str):
@@ -98,19 +112,17 @@ def _text_of(content: Any, field: str) -> str:
     raise TypeError(f"{field} must be a str or a list of parts, got {content!r}")
 
 
-def _heuristic(text: str, model: str | None) -> int:
-    if not text:
-        return 0
-    other = sum(1 for ch in text if ord(ch) > 127)
-    ascii_chars = len(text) - other
-    return math.ceil(ascii_chars / CHARS_PER_TOKEN[_family(model)]) + other
+def _heuristic(text: str, chars_per_token: float) -> int:
+    if text.isascii():  # (in C, as is the count below: a prompt can be long)
+        return math.ceil(len(text) / chars_per_token)
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return math.ceil(ascii_chars / chars_per_token) + len(text) - ascii_chars
 
 
-def _count_text(text: str, model: str | None) -> int:
-    encoding = _encoding(model)
+def _count_text(text: str, chars_per_token: float, encoding: Any) -> int:
     if encoding is not None:
         return len(encoding.encode(text, disallowed_special=()))
-    return _heuristic(text, model)
+    return _heuristic(text, chars_per_token)
 
 
 def count_tokens(text_or_messages: str | Sequence[Mapping[str, Any]], model: str | None = None) -> int:
@@ -126,19 +138,22 @@ def count_tokens(text_or_messages: str | Sequence[Mapping[str, Any]], model: str
         >>> count_tokens([{"role": "user", "content": "Hi"}], model="claude-3-5-haiku-latest")
         7
     """
+    chars_per_token, encoding = _counting(model)
     if isinstance(text_or_messages, str):
-        return _count_text(text_or_messages, model)
-    if not isinstance(text_or_messages, Sequence):
+        return _count_text(text_or_messages, chars_per_token, encoding)
+    # (The exact types first, the ABCs for the rest: a budget counts the prompt of every call it checks.)
+    if type(text_or_messages) is not list and not isinstance(text_or_messages, Sequence):
         raise TypeError(f"text_or_messages must be a str or a list of message dicts, got {text_or_messages!r}")
     total = REPLY_OVERHEAD if text_or_messages else 0
     for index, message in enumerate(text_or_messages):
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             raise TypeError(f"messages[{index}] must be a dict with 'role' and 'content', got {message!r}")
-        total += MESSAGE_OVERHEAD
-        total += _count_text(_text_of(message.get("content"), f"messages[{index}]['content']"), model)
+        content = message.get("content")
+        text = content if type(content) is str else _text_of(content, index)
+        total += MESSAGE_OVERHEAD + _count_text(text, chars_per_token, encoding)
         name = message.get("name")
         if isinstance(name, str):
-            total += _count_text(name, model)
+            total += _count_text(name, chars_per_token, encoding)
     return total
 
 
@@ -168,5 +183,11 @@ def estimate_cost(model: str, prompt: str | Sequence[Mapping[str, Any]], *, outp
     if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 0:
         raise ValueError(f"output_tokens must be a non-negative int, got {output_tokens!r}")
     input_tokens = count_tokens(prompt, model)
-    price, _ = price_for(model)
-    return Estimate(input_tokens, output_tokens, price.cost(Usage(input_tokens, output_tokens)))
+    return Estimate(input_tokens, output_tokens, cost_of(model, input_tokens, output_tokens))
+
+
+def estimated_amount(model: str, prompt: str | Sequence[Mapping[str, Any]], output_tokens: int) -> Decimal:
+    """``estimate_cost(model, prompt, output_tokens=output_tokens).amount`` at money's places, for a valid
+    ``output_tokens``: a budget's estimate of a call from its request arguments, before every such call it checks
+    (``money_cost_of``: the budget reserves it exactly)."""
+    return money_cost_of(model, count_tokens(prompt, model), output_tokens)

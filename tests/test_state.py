@@ -41,6 +41,7 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     is_sdk_stream(object())
     may_be_stream(object())
     _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding
+    llmcost.count_tokens("Hello", model="claude-3-5-haiku-latest")  # how the model's text is counted
     new_entry_id(datetime(2024, 1, 1, tzinfo=timezone.utc))
     from llmcost.analytics import _advice
 

@@ -13,6 +13,30 @@ def test_heuristic_counts_ascii_by_ratio_and_other_characters_one_each():
     assert count_tokens("", model="claude-3-5-sonnet-latest") == 0
 
 
+def test_heuristic_counts_mixed_text_by_its_ascii_and_other_characters():
+    # 10 ASCII characters at 3.5 a token (3 tokens), plus 10 accented letters and 2 emoji at one token each.
+    assert count_tokens("aé" * 10 + "🙂🙂", model="claude-3-5-sonnet-latest") == 3 + 10 + 2
+
+
+def test_without_tiktoken_the_import_is_tried_once_per_model(monkeypatch):
+    # A failed import is not cached by Python: tried on every count, it searched sys.path each time (~100 us).
+    import builtins
+
+    real_import = builtins.__import__
+    tried = []
+
+    def no_tiktoken(name, *args, **kwargs):
+        if name == "tiktoken":
+            tried.append(name)
+            raise ImportError("No module named 'tiktoken'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tiktoken)
+    for _ in range(3):
+        assert count_tokens([{"role": "user", "content": "x" * 40}], model="gpt-4o") == 3 + 3 + 10
+    assert tried == ["tiktoken"]
+
+
 def test_messages_add_per_message_overhead_and_read_parts():
     messages = [
         {"role": "system", "content": "x" * 35},
