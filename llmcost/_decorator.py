@@ -27,6 +27,7 @@ from ._entry import (
     to_tags,
 )
 from ._errors import BudgetExceeded
+from ._estimate import request_estimate
 from ._extract import (
     Extracted,
     StreamAccumulator,
@@ -134,13 +135,16 @@ class _Engine:
         guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
         reservations: list[tuple[Any, object]] = []
         needed = self.fixed_estimate
-        if (needed is not None or (self.estimate is None and not kwargs)) and guards.unfiltered:
+        if (needed is not None or self.estimate is None) and guards.unfiltered:
             # Every guard checks every call alike, so each needs only the estimate: found here once, as a
-            # ``PendingCall`` would find it (``estimate_call``: with no ``estimate=`` and no request arguments to
-            # read, the mean of recent calls).
+            # ``PendingCall`` would find it (``estimate_call``: with no ``estimate=``, from the call's request
+            # arguments, else the mean of recent calls).
             if needed is None:
                 try:
-                    needed = tracker.recent_cost(self.resource, self.model)
+                    if kwargs:
+                        needed = request_estimate(kwargs, self.model)
+                    if needed is None:
+                        needed = tracker.recent_cost(self.resource, self.model)
                 except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
                     log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
                     return _call((tracker, call_tags, reservations, _perf_counter()))

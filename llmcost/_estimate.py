@@ -16,9 +16,16 @@ from typing import Any, Protocol
 
 from ._entry import CostEntry
 from ._money import MONEY_SCALE, ZERO, round_money, to_money
-from ._tokens import estimate_cost
+from ._tokens import estimated_amount
 
-__all__ = ["DEFAULT_OUTPUT_TOKENS", "CallFacts", "RecentCostSource", "RecentCosts", "estimate_call"]
+__all__ = [
+    "DEFAULT_OUTPUT_TOKENS",
+    "CallFacts",
+    "RecentCostSource",
+    "RecentCosts",
+    "estimate_call",
+    "request_estimate",
+]
 
 #: Output tokens assumed for a request that sets no output limit.
 DEFAULT_OUTPUT_TOKENS = 500
@@ -62,22 +69,47 @@ def _explicit(value: Any, pending: CallFacts) -> Decimal:
     return to_money(amount, "estimate")
 
 
-def _request(pending: CallFacts) -> Decimal | None:
-    kwargs = pending.kwargs
-    model = kwargs.get("model") if isinstance(kwargs.get("model"), str) else pending.model
+def _request(kwargs: Mapping[str, Any], default_model: str | None) -> Decimal | None:
+    model = kwargs.get("model")
+    if not isinstance(model, str):
+        model = default_model
     if not model:
         return None
-    prompt = next((kwargs[k] for k in _PROMPT_KEYS if k in kwargs), None)
-    if prompt is None:
+    # (Loops, not generator expressions: this runs before every budgeted call with request arguments.)
+    for key in _PROMPT_KEYS:
+        prompt = kwargs.get(key)
+        if prompt is not None:
+            break
+    else:
         return None
-    config = kwargs.get("config")
-    limit = next((kwargs[k] for k in _LIMIT_KEYS if isinstance(kwargs.get(k), int)), None)
-    if limit is None and isinstance(config, Mapping):
-        limit = config.get("max_output_tokens")
+    limit = None
+    for key in _LIMIT_KEYS:
+        value = kwargs.get(key)
+        if isinstance(value, int):
+            limit = value
+            break
+    if limit is None:
+        config = kwargs.get("config")
+        if isinstance(config, Mapping):
+            limit = config.get("max_output_tokens")
     output = limit if isinstance(limit, int) and limit >= 0 else DEFAULT_OUTPUT_TOKENS
     if isinstance(prompt, Mapping):
         prompt = [prompt]
-    return estimate_cost(model, prompt, output_tokens=output).amount
+    return estimated_amount(model, prompt, output)
+
+
+def request_estimate(kwargs: Mapping[str, Any], model: str | None) -> Decimal | None:
+    """The expected cost of a call from its own LLM request arguments ``kwargs`` (``model``, defaulting to
+    ``model``; the prompt; the output limit), or ``None`` when they do not say (an unreadable request included).
+
+    >>> request_estimate({"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 400}],
+    ...                   "max_tokens": 100}, None)
+    Decimal('0.001265')
+    """
+    try:
+        return _request(kwargs, model)
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 def estimate_call(pending: CallFacts) -> Decimal | None:
@@ -91,10 +123,7 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
         if type(explicit) is Decimal:  # the common case, a fixed estimate
             return to_money(explicit, "estimate")
         return _explicit(explicit, pending)
-    try:
-        found = _request(pending)
-    except (TypeError, ValueError, KeyError):
-        found = None
+    found = request_estimate(pending.kwargs, pending.model)
     if found is not None:
         return found
     return pending.tracker.recent_cost(pending.resource, pending.model)

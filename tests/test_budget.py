@@ -63,6 +63,26 @@ def test_estimate_from_the_calls_own_request_arguments(tracker):
     assert info.value.requested > Decimal("0.01")
 
 
+@pytest.mark.parametrize("filters", [{}, {"resource": "chat"}], ids=["unfiltered", "filtered"])
+def test_the_request_estimate_is_the_prompts_cost_at_money_scale_however_the_budget_checks(tracker, filters):
+    # An unfiltered budget gets the estimate on the decorator's short path, a filtered one from a PendingCall: the
+    # same amount either way, the prompt's estimated cost as ``estimate_cost`` gives it, kept to money's places.
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "déjà vu " * 300}]
+
+    @track_cost(tracker=tracker, resource="chat", usage=lambda r: Usage(input_tokens=10))
+    def chat(**request):
+        return "x"
+
+    expected = llmcost.estimate_cost("claude-3-5-haiku-latest", messages, output_tokens=700).amount
+    assert expected == round(expected, 18) and expected > Decimal("0.003")
+    with budget(Decimal("0.003"), tracker=tracker, **filters), pytest.raises(BudgetExceeded) as info:
+        chat(model="claude-3-5-haiku-latest", messages=messages, max_tokens=700)
+    assert info.value.requested == expected
+    with budget(Decimal("0.003"), tracker=tracker, **filters), pytest.raises(BudgetExceeded) as info:
+        chat(model="claude-3-5-haiku-latest", messages=None, input=messages, max_output_tokens=700)
+    assert info.value.requested == expected  # a prompt key given as None is passed over for the next
+
+
 def test_warn_lets_the_call_through_with_an_alert(tracker):
     call, ran = caller(tracker)
     seen = []
