@@ -20,6 +20,16 @@ from benchmarks.plot import write_results
 
 #: Entries in the store under the period budget for ``--quick`` (a smoke run, not a figure).
 QUICK_ROWS = 2_000
+#: An OpenAI chat request's own arguments, as an instrumented client's ``create`` gets them: a budget with no
+#: ``estimate=`` estimates the call from these (a system prompt and a ~1,100-character user message).
+REQUEST = {
+    "model": "gpt-4o",
+    "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Summarize in three bullet points: " + "lorem ipsum dolor sit amet " * 40},
+    ],
+    "max_tokens": 300,
+}
 
 
 def _responses() -> list[tuple[str, object]]:
@@ -82,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     records: list[dict[str, object]] = []
     for kind, response in _responses():
 
-        def bare(response: object = response) -> object:
+        def bare(response: object = response, **request: object) -> object:
             return response
 
         def tracked(**options: object) -> Callable[[], object]:
@@ -90,25 +100,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             fn()
             return fn
 
-        variants: list[tuple[str, Callable[[], object], int]] = [
-            ("@track_cost", tracked(), 0),
-            ("@track_cost in budget (estimate=)", tracked(estimate=estimate), 1),
-            ("@track_cost in budget (recent-calls estimate)", tracked(), 1),
-            ("@track_cost in 3 nested budgets (estimate=)", tracked(estimate=estimate), 3),
+        def asking(fn: Callable[..., object]) -> Callable[[], object]:
+            """``fn`` called as an SDK method is, with the request's own arguments (the estimate read from them)."""
+            return lambda: fn(**REQUEST)
+
+        # (name, fn, budgets, index of the variant it is compared with)
+        variants: list[tuple[str, Callable[[], object], int, int]] = [
+            ("@track_cost", tracked(), 0, 0),
+            ("@track_cost in budget (estimate=)", tracked(estimate=estimate), 1, 0),
+            ("@track_cost in budget (recent-calls estimate)", tracked(), 1, 0),
+            ("@track_cost in 3 nested budgets (estimate=)", tracked(estimate=estimate), 3, 0),
+            ("@track_cost, called with request arguments", asking(tracked()), 0, 4),
+            ("  in budget (estimate from the request)", asking(tracked()), 1, 4),
         ]
-        times = _interleaved(variants, block, rounds)
-        plain = times[0]
+        times = _interleaved([(name, fn, n) for name, fn, n, _ in variants], block, rounds)
         print(f"\n{kind}: bare function {per_call_us(bare, block * 5):.3g} us")
-        measured = [(name, n, t) for (name, _, n), t in zip(variants, times, strict=True)]
+        measured = [(name, n, t, times[base]) for (name, _, n, base), t in zip(variants, times, strict=True)]
         print(
             table(
                 ["call", "us/call", "budget adds us", "x @track_cost"],
-                [(name, t, t - plain if n else "-", t / plain) for name, n, t in measured],
+                [(name, t, t - plain if n else "-", t / plain) for name, n, t, plain in measured],
             )
         )
         records += [
             {"figure": f"budget adds ({kind})", "series": name, "value": t - plain, "unit": "us", "ratio": t / plain}
-            for name, n, t in measured
+            for name, n, t, plain in measured
             if n
         ]
 
