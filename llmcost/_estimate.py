@@ -93,7 +93,7 @@ def _request(kwargs: Mapping[str, Any], default_model: str | None) -> Decimal | 
         if isinstance(config, Mapping):
             limit = config.get("max_output_tokens")
     output = limit if isinstance(limit, int) and limit >= 0 else DEFAULT_OUTPUT_TOKENS
-    if isinstance(prompt, Mapping):
+    if type(prompt) is not list and isinstance(prompt, Mapping):  # (a list, the usual prompt, is no Mapping)
         prompt = [prompt]
     return estimated_amount(model, prompt, output)
 

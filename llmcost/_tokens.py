@@ -149,8 +149,11 @@ def count_tokens(text_or_messages: str | Sequence[Mapping[str, Any]], model: str
         if type(message) is not dict and not isinstance(message, Mapping):
             raise TypeError(f"messages[{index}] must be a dict with 'role' and 'content', got {message!r}")
         content = message.get("content")
-        text = content if type(content) is str else _text_of(content, index)
-        total += MESSAGE_OVERHEAD + _count_text(text, chars_per_token, encoding)
+        if type(content) is str and encoding is None and content.isascii():  # ``_heuristic``'s usual case inline
+            total += MESSAGE_OVERHEAD + math.ceil(len(content) / chars_per_token)
+        else:
+            text = content if type(content) is str else _text_of(content, index)
+            total += MESSAGE_OVERHEAD + _count_text(text, chars_per_token, encoding)
         name = message.get("name")
         if isinstance(name, str):
             total += _count_text(name, chars_per_token, encoding)
