@@ -93,6 +93,8 @@ def _request(kwargs: Mapping[str, Any], default_model: str | None) -> Decimal | 
         if isinstance(config, Mapping):
             limit = config.get("max_output_tokens")
     output = limit if isinstance(limit, int) and limit >= 0 else DEFAULT_OUTPUT_TOKENS
+    if type(output) is bool:  # (an int to ``isinstance``, but no output limit: the request is unreadable)
+        return None
     if type(prompt) is not list and isinstance(prompt, Mapping):  # (a list, the usual prompt, is no Mapping)
         prompt = [prompt]
     return estimated_amount(model, prompt, output)

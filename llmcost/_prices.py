@@ -160,7 +160,12 @@ def money_cost_of(model: str, input_tokens: int, output_tokens: int) -> Decimal:
     resolved = _resolved.get((model, None))
     if resolved is not None:
         pricer = resolved.money_pricer
-        if pricer is not None and 0 <= input_tokens <= MAX_COUNT and 0 <= output_tokens <= MAX_COUNT:
+        if (
+            pricer is not None
+            and type(input_tokens) is type(output_tokens) is int  # (bools and the like take cost_of's checks)
+            and 0 <= input_tokens <= MAX_COUNT
+            and 0 <= output_tokens <= MAX_COUNT
+        ):
             amount = pricer(input_tokens, output_tokens, 0, 0, 0)
             if amount is not None:
                 return amount

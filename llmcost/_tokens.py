@@ -138,6 +138,8 @@ def count_tokens(text_or_messages: str | Sequence[Mapping[str, Any]], model: str
         >>> count_tokens([{"role": "user", "content": "Hi"}], model="claude-3-5-haiku-latest")
         7
     """
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a model id (str) or None, got {model!r}")
     chars_per_token, encoding = _counting(model)
     if isinstance(text_or_messages, str):
         return _count_text(text_or_messages, chars_per_token, encoding)

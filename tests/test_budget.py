@@ -83,6 +83,42 @@ def test_the_request_estimate_is_the_prompts_cost_at_money_scale_however_the_bud
     assert info.value.requested == expected  # a prompt key given as None is passed over for the next
 
 
+def test_the_request_estimate_is_rounded_to_money_places_and_skips_a_pending_call(tracker, monkeypatch):
+    # A price with more places than money keeps: the estimate is rounded to 18 places (a budget adds it to what is
+    # committed and takes it away again when the call settles, exact only at that scale). Unfiltered budgets find it
+    # on the decorator's short path, with no PendingCall.
+    import llmcost._decorator
+
+    llmcost.register_price(
+        llmcost.ModelPrice("fine-model", "acme", input_per_mtok="0.1234567890123456789", output_per_mtok=1)
+    )
+    monkeypatch.setattr(llmcost._decorator, "PendingCall", None)  # made, it would fail the call's check
+
+    @track_cost(tracker=tracker, usage=lambda r: Usage(input_tokens=10))
+    def chat(**request):
+        return "x"
+
+    messages = [{"role": "user", "content": "x" * 4000}]
+    tokens = llmcost.count_tokens(messages, model="fine-model")
+    exact = llmcost.cost_of("fine-model", tokens, 10)
+    assert exact != round(exact, 18)
+    with budget(Decimal("0.00001"), tracker=tracker), pytest.raises(BudgetExceeded) as info:
+        chat(model="fine-model", messages=messages, max_tokens=10)
+    assert info.value.requested == round(exact, 18)
+
+
+def test_a_request_with_a_bool_output_limit_is_estimated_from_recent_calls(tracker):
+    @track_cost(tracker=tracker, resource="chat", model="gpt-4o", usage=lambda r: Usage(1000, 100))
+    def chat(**request):
+        return "x"
+
+    chat()  # one recent call of gpt-4o: $0.0035
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": True}
+    with budget(Decimal("0.003"), tracker=tracker), pytest.raises(BudgetExceeded) as info:
+        chat(**request)  # not one output token: an unreadable request, so the mean of recent calls
+    assert info.value.requested == Decimal("0.0035")
+
+
 def test_warn_lets_the_call_through_with_an_alert(tracker):
     call, ran = caller(tracker)
     seen = []

@@ -65,6 +65,7 @@ def test_reset_forgets_every_piece_of_process_state(tmp_path, caplog):
 
     for cache in _state._CACHES:
         assert not cache, f"reset() left {cache!r}"
+    assert not _state.model_encodings and not _state.encodings  # (each named too: one left out of _CACHES shows)
     assert _state.default_tracker is None and llmcost.get_tracker() is not default
     assert _state.active is True and llmcost.is_active()
     assert _state.pricing_table is None and _state.catalog_version is None

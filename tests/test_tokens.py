@@ -51,6 +51,12 @@ def test_bad_input_is_a_type_error_naming_the_value(bad):
         count_tokens(bad)
 
 
+@pytest.mark.parametrize("model", [[], 1, ("gpt-4o",)])
+def test_a_model_that_is_not_an_id_is_a_type_error_naming_it(model):
+    with pytest.raises(TypeError, match=r"model must be a model id \(str\) or None, got"):
+        count_tokens("", model=model)
+
+
 def test_exact_when_an_offline_tokenizer_loads(monkeypatch):
     class Encoding:
         def encode(self, text, disallowed_special=()):
