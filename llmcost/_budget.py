@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -224,7 +223,7 @@ class Budget:
             },
             sort_keys=True,
         )
-        self._lock = threading.RLock()
+        self._lock = _state.new_rlock()  # (free again in a forked child)
         self._spent = ZERO
         # Spent plus reserved (block budgets: this object's reservations; period budgets: the ledger's, as last seen),
         # kept as one figure: checking a call is then one addition and comparison, settling it one more addition.

@@ -8,12 +8,12 @@ known (``None``).
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Mapping
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from . import _state
 from ._entry import CostEntry
 from ._money import MONEY_SCALE, ZERO, round_money, to_money
 from ._tokens import estimated_amount
@@ -169,7 +169,7 @@ class RecentCosts:
         self._window = window
         self._by_key: dict[tuple[str | None, str | None], _Window] = {}
         self._of_resource: dict[str | None, tuple[_Window, ...]] = {}  # resource -> the windows of its models
-        self._lock = threading.Lock()
+        self._lock = _state.new_lock()  # (free again in a forked child)
         self._summing = False
 
     def observe(self, entry: CostEntry) -> None:

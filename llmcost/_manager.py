@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import threading
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ class _Enforced:
 
     def __init__(self, tracker: CostTracker) -> None:
         self.tracker = tracker
-        self.lock = threading.RLock()
+        self.lock = _state.new_rlock()
         self.budgets: dict[str, Budget] = {}
         self.definitions: dict[str, str] = {}
 

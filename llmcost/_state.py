@@ -46,8 +46,60 @@ class Flushable(Protocol):
     def forked(self) -> None: ...
 
 
+# -- locks --------------------------------------------------------------------------------------------------------
+#: Every lock made by ``new_lock``/``new_rlock`` that is still alive: each is made free again in a forked child.
+_fork_locks: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def new_lock() -> threading.Lock:
+    """A ``threading.Lock`` that a forked child finds free (see ``_free_locks_in_child``).
+
+    Example::
+
+        from llmcost import _state
+
+        guard = _state.new_lock()
+        with guard:
+            pass
+    """
+    made = threading.Lock()
+    _fork_locks.add(made)
+    return made
+
+
+def new_rlock() -> threading.RLock:
+    """A ``threading.RLock`` that a forked child finds free (see ``_free_locks_in_child``).
+
+    Example::
+
+        from llmcost import _state
+
+        guard = _state.new_rlock()
+        with guard, guard:
+            pass
+    """
+    made = threading.RLock()
+    _fork_locks.add(made)
+    return made
+
+
+def _free_locks_in_child() -> None:
+    """In a forked child: free every lock of ``_fork_locks``, in place (so every holder of a reference sees it).
+
+    The child has only the thread that forked. A lock another thread held at the fork (a budget counting a call, a
+    price being resolved, a store appending) would stay held for good, and the child's first call needing it would
+    hang. What such a lock guards is at worst one update behind, which is what the child would have seen a moment
+    earlier. ``_at_fork_reinit`` is CPython's own way of doing this (``logging`` and ``concurrent.futures`` reset
+    their locks with it); where it is missing the locks are left as they are.
+    """
+    for held in list(_fork_locks):
+        reinit = getattr(held, "_at_fork_reinit", None)
+        if reinit is not None:
+            reinit()
+
+
 #: Guards every write of a scalar below, and compound updates of the containers.
-lock = threading.RLock()
+lock = new_rlock()
 
 # -- configuration ------------------------------------------------------------------------------------------------
 #: The process-wide default tracker (``configure``/``get_tracker``), or ``None`` until first use.
@@ -64,7 +116,7 @@ active = True
 # -- logging and exit ---------------------------------------------------------------------------------------------
 #: Causes already logged by ``log_once``.
 logged: set[object] = set()
-logged_lock = threading.Lock()
+logged_lock = new_lock()
 #: Trackers with a buffered store: flushed at exit.
 live_trackers: weakref.WeakSet[Any] = weakref.WeakSet()
 #: Objects holding what a forked child must neither use nor free (the stores' DuckDB connections): each one's
@@ -74,7 +126,7 @@ _exit_hook_registered = False
 
 # -- prices -------------------------------------------------------------------------------------------------------
 #: Guards price resolution and the registry (held while the catalog is read, so apart from ``lock``).
-prices_lock = threading.RLock()
+prices_lock = new_rlock()
 #: ``register_price``/``load_prices``: ``(provider or None, lowercased model) -> ModelPrice``.
 user_prices: dict[tuple[str | None, str], Any] = {}
 #: ``(model, provider) -> resolved price`` (the pricing hot path).
@@ -125,7 +177,7 @@ _path_locks_guard = threading.Lock()
 # -- tokens -------------------------------------------------------------------------------------------------------
 #: Tokenizer encodings by name (``None``: could not be loaded in this process).
 encodings: dict[str, Any] = {}
-encodings_lock = threading.Lock()
+encodings_lock = new_lock()
 #: The encoding each model is counted with, by model (``None``: the heuristic), found once per model: without
 #: tiktoken installed, every lookup would otherwise search ``sys.path`` for it again (a failed import is not cached).
 model_encodings: dict[str | None, Any] = {}
@@ -178,6 +230,7 @@ def _forget_path_locks() -> None:
 # A forked child must not repeat its parent's ids. Registering a fork callback creates nothing and starts nothing;
 # doing it on first use would put a check on the per-call path.
 if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_free_locks_in_child)  # first: the hooks after it may take these locks
     os.register_at_fork(after_in_child=_reseed_ids)
     os.register_at_fork(after_in_child=_forget_path_locks)
 

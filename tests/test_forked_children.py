@@ -184,6 +184,61 @@ def test_a_fork_while_the_parents_writer_is_writing_leaves_the_child_able_to_flu
     assert _resources(url) == {"parent": 3, "child": 3}
 
 
+def test_locks_another_thread_held_at_the_fork_are_free_in_the_child(tmp_path: Path) -> None:
+    # A thread of the parent holds, at the fork, the locks of a block and a daily budget, of the tracker's
+    # recent-calls estimate, of its MemoryStore (the daily budget's ledger shares it) and of price resolution, as a
+    # thread counting a call or pricing one would: that thread is not in the child, and the child's first call
+    # needing one of them hung. (The locks are reached by their private names: no public way holds one on purpose.)
+    proc = _run(
+        """
+        import signal
+        from decimal import Decimal
+        import llmcost
+        from llmcost import _state, budget, track_cost
+
+        memory = CostTracker("memory://")
+        call = track_cost(tracker=memory, resource="chat")(
+            lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 10}}
+        )
+        block, daily = budget(1000, tracker=memory), budget(1000, period="daily", tracker=memory)
+        with block, daily:
+            call()
+            call()  # the recent-calls mean is being kept from here on
+            held, release = threading.Event(), threading.Event()
+
+            def hold():
+                locks = [block._lock, daily._lock, memory._recent._lock, memory.store._lock, _state.prices_lock]
+                for lock in locks:
+                    lock.acquire()
+                held.set()
+                release.wait(60)
+                for lock in reversed(locks):
+                    lock.release()
+
+            threading.Thread(target=hold, daemon=True).start()
+            assert held.wait(30)
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(30)  # a lock still held: killed by SIGALRM rather than hanging the test
+                for _ in range(3):
+                    call()
+                llmcost.cost_of("claude-3-5-haiku-latest", 10, 10)  # resolved here first: takes the prices lock
+                print("child", len(memory.entries()), block.spent, daily.spent, flush=True)
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            print("child status", os.waitstatus_to_exitcode(status))
+            release.set()
+            call()  # the parent's locks work as before
+            print("parent", len(memory.entries()), block.spent)
+        """,
+        f"duckdb://{tmp_path}/costs.duckdb",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "child status 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "child 5 0.00175 0.00175" in proc.stdout, proc.stdout  # 5 calls of $0.00035, counted by both budgets
+    assert "parent 3 0.00105" in proc.stdout, proc.stdout
+
+
 def test_sigterm_during_a_flush_on_the_main_thread_waits_for_it_then_writes_the_rest(tmp_path: Path) -> None:
     # SIGTERM's handler runs on the main thread, here inside flush() holding the flush lock; its flush must not
     # wait for that lock (it waited out its 8 s and lost every entry), but let the write finish and then flush

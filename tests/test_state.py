@@ -85,7 +85,7 @@ def test_the_exit_hook_waits_for_the_first_buffered_tracker(tmp_path, monkeypatc
     monkeypatch.setattr(atexit, "register", hooks.append)
 
     def registered():  # llmcost's own: libraries first imported here (DuckDB) register exit hooks of their own
-        return [hook for hook in hooks if getattr(hook, "__module__", "").startswith("llmcost")]
+        return [hook for hook in hooks if (getattr(hook, "__module__", None) or "").startswith("llmcost")]
 
     with llmcost.CostTracker():  # a MemoryStore: nothing to flush at exit
         pass

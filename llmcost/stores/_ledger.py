@@ -38,6 +38,7 @@ from decimal import Decimal, localcontext
 
 import attrs
 
+from .. import _state
 from .._entry import CostEntry, FrozenTags
 from .._money import ZERO
 from ._filters import Filters
@@ -171,7 +172,7 @@ class Receipts:
     _EARLY = 65_536  # acknowledged ids kept for a settle that may still come (only the last few matter)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _state.new_lock()
         self.settled: set[str] = set()
         self._early: OrderedDict[str, None] = OrderedDict()
         self.used = False
@@ -288,7 +289,7 @@ class LocalLedger(Ledger):
         catch_up: Callable[[], object] | None = None,
     ) -> None:
         self._total = total
-        self._lock = lock if lock is not None else threading.RLock()
+        self._lock = lock if lock is not None else _state.new_rlock()
         self._fed = fed
         self._catch_up = catch_up
         self._refresh = refresh

@@ -8,7 +8,6 @@ repeated strings and tag maps interned once), so a million entries take about 20
 from __future__ import annotations
 
 import logging
-import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, localcontext
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .. import _state
 from .._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, trusted_entry
 from .._errors import StoreError
 from .._money import ZERO
@@ -163,7 +163,7 @@ class MemoryStore(CostStore):
     buffered = False
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()  # shared with the budget ledger, which keeps a running total of appends
+        self._lock = _state.new_rlock()  # shared with the budget ledger, which keeps a running total of appends
         self._budgets: dict[str, str] = {}
         self._clear()
 
