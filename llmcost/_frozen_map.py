@@ -48,6 +48,11 @@ class FrozenMap(Mapping[str, V], Generic[V]):
     def __contains__(self, key: object) -> bool:
         return key in self._data
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """``self[key]``, or ``default`` when it is missing (the dict's own ``get``: ``Mapping.get`` goes through
+        ``__getitem__`` and an exception, and pricing reads units this way on every call that has them)."""
+        return self._data.get(key, default)
+
     def __hash__(self) -> int:
         if self._hash is None:
             self._hash = hash(frozenset(self._data.items()))

@@ -304,6 +304,8 @@ class ModelPrice:
     # The cost of a call's five token counts from the prices pre-scaled per token to integers (``_per_token_pricer``),
     # so pricing a call is a few integer multiplies and one Decimal construction instead of Decimal arithmetic.
     _per_token: Pricer = attrs.field(init=False, repr=False, eq=False)
+    # ``_unit_plan`` by long-context tier (-1: the base prices), made on first use.
+    _unit_plans: dict[int, tuple[_UnitStep, ...]] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         per_mtok = [
@@ -325,6 +327,7 @@ class ModelPrice:
         fits = fits and (self.request_price is None or _places(self.request_price) <= MONEY_SCALE)
         object.__setattr__(self, "_fits_money_scale", fits)
         object.__setattr__(self, "_per_token", _per_token_pricer(self, per_mtok))
+        object.__setattr__(self, "_unit_plans", {})
 
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""
@@ -395,36 +398,63 @@ class ModelPrice:
         return keyed
 
     def _cost_by_unit(self, usage: Usage) -> Decimal:
-        """genai-prices' rule: each priced unit is billed for its count less that of its priced parts."""
-        registry = unit_registry()
-        by_price_key = _by_price_key(registry)
-        prices: dict[str, Decimal] = {}
-        for key, value in self.price_keys(usage.input_tokens).items():
-            unit = by_price_key.get(key)
-            if unit is not None:
-                prices[unit.usage_key] = value
-        counts: dict[str, int] = {u: getattr(usage, f) for f, u in FIELD_UNITS.items()}
-        counts.update(usage.units)
-        order = sorted(prices, key=lambda k: (-len(registry[k].dimensions), k))
-        leaves: dict[str, int] = {}
+        """genai-prices' rule: each priced unit is billed for its count less that of its priced parts (in the order
+        and with the parts ``_unit_plan`` found once for the call's long-context tier)."""
+        units = usage.units
+        leaves: list[int] = []
         total = ZERO
-        for key in order:
-            dims = registry[key].dimensions.items()
-            leaf = counts.get(key, 0) - sum(
-                leaves[other] for other in leaves if dims <= registry[other].dimensions.items()
-            )
+        for key, price, per, power, field, parts in self._unit_plan(usage.input_tokens):
+            leaf = getattr(usage, field) if field is not None else units.get(key, 0)
+            for part in parts:
+                leaf -= leaves[part]
             if leaf < 0:
-                raise ValueError(f"usage: the parts of {key} ({counts.get(key, 0)}) add up to more than it")
-            leaves[key] = leaf
+                count = getattr(usage, field) if field is not None else units.get(key, 0)
+                raise ValueError(f"usage: the parts of {key} ({count}) add up to more than it")
+            leaves.append(leaf)
             if leaf:
-                per = registry[key].per
-                total += prices[key] * leaf / per if per not in _POWERS else (prices[key] * leaf).scaleb(_POWERS[per])
+                total += price * leaf / per if power is None else (price * leaf).scaleb(power)
         if self.request_price is not None:
-            total += self.request_price * usage.units.get("requests", 1)
+            total += self.request_price * units.get("requests", 1)
         return tidy(total)
 
+    def _unit_plan(self, input_tokens: int) -> tuple[_UnitStep, ...]:
+        """The priced units of the long-context tier a call of ``input_tokens`` input falls in (as ``price_keys``
+        finds it), each with its price, divisor, where its count is read and which units before it are its parts:
+        most specific units first (most dimensions), then by name. Made once per tier: the registry is fixed."""
+        tier = -1
+        for index in range(len(self.tiers) - 1, -1, -1):
+            if input_tokens > self.tiers[index].start:
+                tier = index
+                break
+        plan = self._unit_plans.get(tier)
+        if plan is None:
+            plan = self._unit_plans[tier] = _plan_units(self.price_keys(input_tokens))
+        return plan
 
 _POWERS = {1_000_000: -6, 1_000: -3, 1_000_000_000: -9, 1: 0}
+#: One priced unit of a ``_unit_plan``: (usage key, price, divisor, the divisor as a power of ten or ``None``, the
+#: ``Usage`` field holding its count or ``None`` for ``Usage.units``, the plan positions of its priced parts).
+_UnitStep = tuple[str, Decimal, int, "int | None", "str | None", tuple[int, ...]]
+_FIELD_OF_UNIT = {unit: field for field, unit in FIELD_UNITS.items()}
+
+
+def _plan_units(keyed: Mapping[str, Decimal]) -> tuple[_UnitStep, ...]:
+    """``_unit_plan`` of the prices ``keyed`` as genai-prices keys them (``ModelPrice.price_keys``)."""
+    registry = unit_registry()
+    by_price_key = _by_price_key(registry)
+    prices: dict[str, Decimal] = {}
+    for key, value in keyed.items():
+        unit = by_price_key.get(key)
+        if unit is not None:
+            prices[unit.usage_key] = value
+    order = sorted(prices, key=lambda k: (-len(registry[k].dimensions), k))
+    steps: list[_UnitStep] = []
+    for i, key in enumerate(order):
+        dims = registry[key].dimensions.items()
+        parts = tuple(j for j in range(i) if dims <= registry[order[j]].dimensions.items())
+        per = registry[key].per
+        steps.append((key, prices[key], per, _POWERS.get(per), _FIELD_OF_UNIT.get(key), parts))
+    return tuple(steps)
 _by_key_cache: dict[str, Any] = _state.units_by_price_key
 
 

@@ -201,6 +201,17 @@ def test_modalities_are_priced_at_their_own_rates(model, units, tokens, expected
     assert calc_price(theirs, model, genai_request_timestamp=AT).total_price == expected
 
 
+def test_unit_prices_follow_the_long_context_tier_of_each_call():
+    # Priced units are planned once per tier of a price and reused: calls alternating below and above Sonnet 4's
+    # 200K threshold each get their own tier's rates. Below: 50K plain input at $3 plus 50K 1-hour cache writes at
+    # $6; above: 200K at $6 plus 100K at $12.
+    below = Usage(100_000, 0, 0, 50_000, units={"cache_write_1h_tokens": 50_000, "web_searches": 2})
+    above = Usage(300_000, 0, 0, 100_000, units={"cache_write_1h_tokens": 100_000})
+    for _ in range(2):
+        assert cost_of("claude-sonnet-4-20250514", below, at=AT) == Decimal("0.47")  # + 2 searches at $10/1000
+        assert cost_of("claude-sonnet-4-20250514", above, at=AT) == Decimal("2.4")
+
+
 def test_long_context_correction_for_claude_sonnet_4():
     # Anthropic bills Sonnet 4 requests over 200K input at $6 / $22.50 for all their tokens
     # (https://docs.claude.com/en/docs/about-claude/pricing#long-context-pricing); the catalog lacks the tier.
