@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -128,6 +128,8 @@ _CONTEXTS: dict[str, dict[str, str]] = {
     "priority": {"service_tier": "priority"},
 }
 _HALF = Decimal("0.5")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY_MICROS = 86_400_000_000
 
 
 def _halved(price: ModelPrice) -> ModelPrice:
@@ -192,6 +194,9 @@ class Resolved:
     pricer: Pricer | None = attrs.field(init=False, default=None)
     #: ``pricer`` where its amounts are already as stores keep them (``MONEY_SCALE`` places): ``priced``'s path.
     money_pricer: Pricer | None = attrs.field(init=False, default=None)
+    #: ``(UTC day number, quote)``: the standard quote of the last day asked for (``quote_at``); ``False`` once the
+    #: prices are found to change within a day (a time-of-day price), so that no quote is kept by day.
+    _day_quote: tuple[int, Quote] | bool | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.price is not None:
@@ -242,6 +247,36 @@ class Resolved:
         if found is None:
             found = self.quotes[key] = self._quote(when, index, tier, variants, active)
         return found
+
+    def quote_at(self, micros: int) -> Quote:
+        """``quote(when, None)`` for ``when`` given as microseconds since the epoch (UTC): the tracker's path.
+
+        The catalog's price changes start on a UTC date and corrections apply between UTC dates, so a day's quote
+        holds all day: it is kept for the day last asked for, and ``when`` is made only on a new day. A model whose
+        price changes with the time of day (off-peak prices) is quoted afresh each time.
+        """
+        day = micros // _DAY_MICROS
+        kept = self._day_quote
+        if type(kept) is tuple and kept[0] == day:
+            return kept[1]
+        quote = self.quote(_EPOCH + timedelta(microseconds=micros), None)
+        if kept is None:
+            kept = self._day_quote = self._changes_by_day()
+        if kept is not False:
+            self._day_quote = (day, quote)
+        return quote
+
+    def _changes_by_day(self) -> bool | None:
+        """``None`` when each price change of the model starts on a date (a day's quote then holds all day), else
+        ``False``."""
+        prices = self.model.prices if self.model is not None else None
+        if not isinstance(prices, list):
+            return None
+        for conditional in prices:
+            constraint = conditional.constraint
+            if constraint is not None and type(constraint).__name__ != "StartDateConstraint":
+                return False  # a time-of-day price, or a kind not known here: quoted each time
+        return None
 
     def _quote(
         self, when: datetime, index: int, tier: str | None, variants: tuple[int, ...], active: tuple[Correction, ...]

@@ -304,8 +304,9 @@ class ModelPrice:
     # The cost of a call's five token counts from the prices pre-scaled per token to integers (``_per_token_pricer``),
     # so pricing a call is a few integer multiplies and one Decimal construction instead of Decimal arithmetic.
     _per_token: Pricer = attrs.field(init=False, repr=False, eq=False)
-    # ``_unit_plan`` by long-context tier (-1: the base prices), made on first use.
+    # ``_unit_plan`` and ``rates`` by long-context tier (-1: the base prices), made on first use.
     _unit_plans: dict[int, tuple[_UnitStep, ...]] = attrs.field(init=False, repr=False, eq=False)
+    _rates: dict[int, tuple[object, ...]] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         per_mtok = [
@@ -328,6 +329,7 @@ class ModelPrice:
         object.__setattr__(self, "_fits_money_scale", fits)
         object.__setattr__(self, "_per_token", _per_token_pricer(self, per_mtok))
         object.__setattr__(self, "_unit_plans", {})
+        object.__setattr__(self, "_rates", {})
 
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""
@@ -417,19 +419,38 @@ class ModelPrice:
             total += self.request_price * units.get("requests", 1)
         return tidy(total)
 
+    def rates(self, input_tokens: int) -> tuple[object, ...]:
+        """Every rate a call of ``input_tokens`` input is billed at (the long-context tier it falls in applied, as
+        ``price_keys`` gives them, and the request price): two prices with equal rates for a call cost it the same.
+        Made once per tier.
+
+        >>> ModelPrice("m", None, input_per_mtok=1, output_per_mtok=2).rates(10)
+        (('input_mtok', Decimal('1')), ('output_mtok', Decimal('2')), None)
+        """
+        tier = self._tier(input_tokens)
+        found = self._rates.get(tier)
+        if found is None:
+            found = self._rates[tier] = (*sorted(self.price_keys(input_tokens).items()), self.request_price)
+        return found
+
+    def _tier(self, input_tokens: int) -> int:
+        """The index of the long-context tier a call of ``input_tokens`` input falls in (as ``price_keys`` finds
+        it), -1 for the base prices."""
+        for index in range(len(self.tiers) - 1, -1, -1):
+            if input_tokens > self.tiers[index].start:
+                return index
+        return -1
+
     def _unit_plan(self, input_tokens: int) -> tuple[_UnitStep, ...]:
         """The priced units of the long-context tier a call of ``input_tokens`` input falls in (as ``price_keys``
         finds it), each with its price, divisor, where its count is read and which units before it are its parts:
         most specific units first (most dimensions), then by name. Made once per tier: the registry is fixed."""
-        tier = -1
-        for index in range(len(self.tiers) - 1, -1, -1):
-            if input_tokens > self.tiers[index].start:
-                tier = index
-                break
+        tier = self._tier(input_tokens)
         plan = self._unit_plans.get(tier)
         if plan is None:
             plan = self._unit_plans[tier] = _plan_units(self.price_keys(input_tokens))
         return plan
+
 
 _POWERS = {1_000_000: -6, 1_000: -3, 1_000_000_000: -9, 1: 0}
 #: One priced unit of a ``_unit_plan``: (usage key, price, divisor, the divisor as a power of ten or ``None``, the
@@ -455,6 +476,8 @@ def _plan_units(keyed: Mapping[str, Decimal]) -> tuple[_UnitStep, ...]:
         per = registry[key].per
         steps.append((key, prices[key], per, _POWERS.get(per), _FIELD_OF_UNIT.get(key), parts))
     return tuple(steps)
+
+
 _by_key_cache: dict[str, Any] = _state.units_by_price_key
 
 

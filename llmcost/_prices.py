@@ -142,11 +142,19 @@ def priced(
             if amount is not None:
                 return amount, resolved.label, price.provider, price.model
         return money_cost(price, usage), resolved.label, price.provider, price.model
-    quote = resolved.quote(_EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
+    if service_tier is None and type(at) is int:
+        quote = resolved.quote_at(at)
+    else:
+        quote = resolved.quote(_EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
     amount = money_cost(quote.price, usage)
     label = quote.label
-    if quote.baseline is not None and money_cost(quote.baseline, usage) == amount:
-        label = quote.baseline_label
+    baseline = quote.baseline
+    if baseline is not None:
+        # A correction that leaves this call's rates as they were cannot change its amount (most corrections add a
+        # long-context tier, which most calls are below); else the amounts are compared.
+        inp = usage.input_tokens
+        if quote.price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount:
+            label = quote.baseline_label
     return amount, label, quote.price.provider, quote.price.model
 
 

@@ -212,6 +212,28 @@ def test_unit_prices_follow_the_long_context_tier_of_each_call():
         assert cost_of("claude-sonnet-4-20250514", above, at=AT) == Decimal("2.4")
 
 
+def _micros(when: datetime) -> int:
+    return int((when - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()) * 1_000_000 + when.microsecond
+
+
+def test_the_tracker_path_quotes_each_day_as_the_dated_path_does():
+    # ``priced`` given microseconds (the tracker's default clock) keeps a model's quote for a UTC day: across the
+    # midnight an o3 correction ends at, back again, and through a day of a model with off-peak prices (quoted
+    # afresh every time), each amount and label is the one a datetime gives.
+    usage = Usage(10_000, 1_000, 8_000)
+    end = datetime(2025, 6, 10, tzinfo=timezone.utc)
+    times = [end.replace(day=9, hour=23, minute=59, second=59, microsecond=999_999), end, end.replace(day=9, hour=12)]
+    times += [datetime(2025, 9, 1, hour, 45, tzinfo=timezone.utc) for hour in range(24)]
+    for model in ("o3", "deepseek-chat", "claude-sonnet-4-20250514"):
+        for when in times:
+            assert priced(model, None, usage, _micros(when)) == priced(model, None, usage, when), (model, when)
+    before, after = (priced("o3", None, usage, _micros(t))[:2] for t in times[:2])
+    assert before == (Decimal("0.08"), "correction:o3-cached-input-before-2025-06-10")  # 2000*10 + 8000*2.5 + 1000*40
+    assert after == (Decimal("0.016"), "catalog@0.2.3")  # 2000*2 + 8000*0.5 + 1000*8
+    off_peak = {priced("deepseek-chat", None, usage, _micros(t))[0] for t in times[3:]}
+    assert len(off_peak) == 2  # peak and off-peak prices on one day
+
+
 def test_long_context_correction_for_claude_sonnet_4():
     # Anthropic bills Sonnet 4 requests over 200K input at $6 / $22.50 for all their tokens
     # (https://docs.claude.com/en/docs/about-claude/pricing#long-context-pricing); the catalog lacks the tier.
