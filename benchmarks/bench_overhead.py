@@ -327,6 +327,21 @@ _MESSAGE = {
     "usage": {"input_tokens": 176, "output_tokens": 300, "cache_read_input_tokens": 1024},
 }
 
+#: A current Anthropic message as the API returns it for Claude Sonnet 4: a 1-hour cache write and a web search (its
+#: prices are corrected for long context, and the parts beyond the five token counts are priced as units).
+_MESSAGE_SONNET_4 = {
+    **_MESSAGE,
+    "model": "claude-sonnet-4-20250514",
+    "usage": {
+        "input_tokens": 176,
+        "output_tokens": 300,
+        "cache_read_input_tokens": 1024,
+        "cache_creation_input_tokens": 500,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 500},
+        "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": 0},
+    },
+}
+
 
 def _canned(body: dict[str, Any]) -> Any:
     import httpx2
@@ -361,6 +376,13 @@ def _sdk_cases() -> list[tuple[str, Any, str, str, dict[str, Any]]] | None:
         ("OpenAI ChatCompletion", lambda: oa(_CHAT), "chat.completions", "create", chat),
         ("OpenAI Responses Response", lambda: oa(_RESPONSE), "responses", "create", {"model": "gpt-4o", "input": "hi"}),
         ("Anthropic Message", lambda: an(_MESSAGE), "messages", "create", message),
+        (
+            "Anthropic Message, Sonnet 4 with a 1-hour cache write and a web search",
+            lambda: an(_MESSAGE_SONNET_4),
+            "messages",
+            "create",
+            {**message, "model": "claude-sonnet-4-20250514"},
+        ),
     ]
 
 

@@ -65,6 +65,8 @@ _class_attrs: dict[tuple[type, str], bool] = _state.class_attributes
 _type_providers: dict[type, str | None] = _state.type_providers
 _is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = _state.type_is_one_of
 _may_stream: dict[type, bool] = _state.type_may_stream
+_unit_clamps: dict[tuple[str, ...], Any] = _state.unit_clamps
+_CLAMPS_KEPT = 256  # tuples of unit names whose clamp is remembered
 _MISSING = object()
 
 
@@ -178,15 +180,35 @@ def _usage(
 
 def _clamped_units(units: dict[str, int], fields: dict[str, int]) -> Units:
     """``units`` with zero, unknown and field-named counts dropped and each part cut to its wholes."""
-    registry = unit_registry()
-    kept = {k: v for k, v in units.items() if v > 0 and k in registry and k not in fields}
-    for key in sorted(kept, key=lambda k: len(registry[k].dimensions)):  # wholes before their parts
-        for whole in registry[key].ancestors:
+    names = tuple(units)
+    clamp = _unit_clamps.get(names)
+    if clamp is None:
+        clamp = _clamp_of(names, fields)
+    known, order = clamp
+    kept = {k: units[k] for k in known if units[k] > 0}
+    for key, wholes in order:  # wholes before their parts
+        value = kept.get(key)
+        if value is None:
+            continue
+        for whole in wholes:
             cap = fields.get(whole, kept.get(whole))
-            if cap is not None and kept[key] > cap:
-                kept[key] = cap
-    kept = {k: v for k, v in kept.items() if v > 0}
+            if cap is not None and value > cap:
+                value = kept[key] = cap
+    if 0 in kept.values():
+        kept = {k: v for k, v in kept.items() if v > 0}
     return Units(kept) if kept else NO_UNITS
+
+
+def _clamp_of(names: tuple[str, ...], fields: Mapping[str, int]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """How ``_clamped_units`` treats units reported under ``names`` (made once per tuple of names): the names it
+    keeps (known to genai-prices, not a ``Usage`` field), in order, and the order it cuts them to their wholes in
+    (fewer dimensions first, a stable sort), each with its wholes."""
+    registry = unit_registry()
+    known = tuple(k for k in names if k in registry and k not in fields)
+    order = tuple((k, registry[k].ancestors) for k in sorted(known, key=lambda k: len(registry[k].dimensions)))
+    if len(_unit_clamps) < _CLAMPS_KEPT:  # (names come from responses: keep a bounded number)
+        _unit_clamps[names] = (known, order)
+    return known, order
 
 
 #: Service tiers as responses name them, to the tiers llmcost prices (``default``, ``auto``, ``standard``: None).
@@ -675,6 +697,14 @@ def _chat_reader(
     return read
 
 
+#: The unit each count of Anthropic's usage parts becomes (``_anthropic_usage`` reads them the same way).
+_ANTHROPIC_UNITS = {
+    "ephemeral_5m_input_tokens": "cache_write_5m_tokens",
+    "ephemeral_1h_input_tokens": "cache_write_1h_tokens",
+    "web_search_requests": "web_searches",
+}
+
+
 def _usage_reader(
     usage_cls: Any, provider: str, general: Callable[[Any], Extracted | None]
 ) -> Callable[[Any], Extracted | None]:
@@ -730,6 +760,7 @@ def _usage_reader(
                     or not 0 <= creation | cache_read <= MAX_COUNT
                 ):
                     return general(result)
+                units: dict[str, int] | None = None
                 for name, part_cls, keys in unit_parts:
                     part = u[name]
                     if part is not None:
@@ -737,8 +768,10 @@ def _usage_reader(
                             return general(result)
                         d = part.__dict__
                         for key in keys:
-                            if d[key]:
-                                return general(result)  # a unit
+                            if d[key]:  # a unit (a cache write by TTL, a web search), as ``_anthropic_usage``
+                                if units is None:
+                                    units = {}
+                                _add_count(units, _ANTHROPIC_UNITS[key], d[key])
                 details = u["output_tokens_details"] if outputs is not None else None
                 if details is not None:
                     if type(details) is not outputs or details.__pydantic_extra__:
@@ -748,9 +781,15 @@ def _usage_reader(
                         if type(value) is not int or not 0 <= value <= MAX_COUNT:
                             return general(result)
                         reasoning = value
-                if reasoning > out:
-                    return general(result)  # to clamp
-                usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning)
+                if units:
+                    split = units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
+                    if split > creation:
+                        creation = split
+                    usage = _usage(inp + cache_read + creation, out, cache_read, creation, reasoning, units)
+                else:
+                    if reasoning > out:
+                        return general(result)  # to clamp
+                    usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning)
             else:  # OpenAI Responses (``_openai_usage``)
                 cache_read = cache_write = 0
                 details = u["input_tokens_details"] if inputs is not None else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -305,7 +305,7 @@ class ModelPrice:
     # so pricing a call is a few integer multiplies and one Decimal construction instead of Decimal arithmetic.
     _per_token: Pricer = attrs.field(init=False, repr=False, eq=False)
     # ``_unit_plan`` and ``rates`` by long-context tier (-1: the base prices), made on first use.
-    _unit_plans: dict[int, tuple[_UnitStep, ...]] = attrs.field(init=False, repr=False, eq=False)
+    _unit_plans: dict[int, _UnitPlan] = attrs.field(init=False, repr=False, eq=False)
     _rates: dict[int, tuple[object, ...]] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -401,17 +401,34 @@ class ModelPrice:
 
     def _cost_by_unit(self, usage: Usage) -> Decimal:
         """genai-prices' rule: each priced unit is billed for its count less that of its priced parts (in the order
-        and with the parts ``_unit_plan`` found once for the call's long-context tier)."""
+        and with the parts ``_unit_plan`` found once for the call's long-context tier). Where every unit's divisor
+        is a power of ten the sum is taken in integers, at one exponent, and made a Decimal once; a sum too long for
+        the Decimal rule to keep digit for digit (27 digits or more) is taken by the rule itself."""
+        steps, exponent, request = self._unit_plan(usage.input_tokens)
         units = usage.units
         leaves: list[int] = []
+        if exponent is not None:
+            whole = 0
+            for key, _, _, _, field, parts, coefficient in steps:
+                leaf = getattr(usage, field) if field is not None else units.get(key, 0)
+                for part in parts:
+                    leaf -= leaves[part]
+                if leaf < 0:
+                    _raise_parts(key, usage, field)
+                leaves.append(leaf)
+                whole += coefficient * leaf
+            if request:
+                whole += request * units.get("requests", 1)
+            if whole < _EXACT_BELOW:
+                return tidy(Decimal(whole).scaleb(exponent))
+            leaves = []
         total = ZERO
-        for key, price, per, power, field, parts in self._unit_plan(usage.input_tokens):
+        for key, price, per, power, field, parts, _ in steps:
             leaf = getattr(usage, field) if field is not None else units.get(key, 0)
             for part in parts:
                 leaf -= leaves[part]
             if leaf < 0:
-                count = getattr(usage, field) if field is not None else units.get(key, 0)
-                raise ValueError(f"usage: the parts of {key} ({count}) add up to more than it")
+                _raise_parts(key, usage, field)
             leaves.append(leaf)
             if leaf:
                 total += price * leaf / per if power is None else (price * leaf).scaleb(power)
@@ -441,26 +458,31 @@ class ModelPrice:
                 return index
         return -1
 
-    def _unit_plan(self, input_tokens: int) -> tuple[_UnitStep, ...]:
+    def _unit_plan(self, input_tokens: int) -> _UnitPlan:
         """The priced units of the long-context tier a call of ``input_tokens`` input falls in (as ``price_keys``
         finds it), each with its price, divisor, where its count is read and which units before it are its parts:
         most specific units first (most dimensions), then by name. Made once per tier: the registry is fixed."""
         tier = self._tier(input_tokens)
         plan = self._unit_plans.get(tier)
         if plan is None:
-            plan = self._unit_plans[tier] = _plan_units(self.price_keys(input_tokens))
+            plan = self._unit_plans[tier] = _plan_units(self.price_keys(input_tokens), self.request_price)
         return plan
 
 
 _POWERS = {1_000_000: -6, 1_000: -3, 1_000_000_000: -9, 1: 0}
 #: One priced unit of a ``_unit_plan``: (usage key, price, divisor, the divisor as a power of ten or ``None``, the
-#: ``Usage`` field holding its count or ``None`` for ``Usage.units``, the plan positions of its priced parts).
-_UnitStep = tuple[str, Decimal, int, "int | None", "str | None", tuple[int, ...]]
+#: ``Usage`` field holding its count or ``None`` for ``Usage.units``, the plan positions of its priced parts, and
+#: its price per unit as an integer at the plan's exponent, or 0 when the plan has none).
+_UnitStep = tuple[str, Decimal, int, "int | None", "str | None", tuple[int, ...], int]
+#: A ``_unit_plan``: its steps, the exponent of the integer prices (``None``: a divisor that is no power of ten,
+#: summed by the Decimal rule), and the request price as an integer at that exponent (0 without one).
+_UnitPlan = tuple[tuple[_UnitStep, ...], "int | None", int]
 _FIELD_OF_UNIT = {unit: field for field, unit in FIELD_UNITS.items()}
 
 
-def _plan_units(keyed: Mapping[str, Decimal]) -> tuple[_UnitStep, ...]:
-    """``_unit_plan`` of the prices ``keyed`` as genai-prices keys them (``ModelPrice.price_keys``)."""
+def _plan_units(keyed: Mapping[str, Decimal], request_price: Decimal | None) -> _UnitPlan:
+    """``_unit_plan`` of the prices ``keyed`` as genai-prices keys them (``ModelPrice.price_keys``) and the request
+    price: most specific units first (most dimensions), then by name."""
     registry = unit_registry()
     by_price_key = _by_price_key(registry)
     prices: dict[str, Decimal] = {}
@@ -469,13 +491,32 @@ def _plan_units(keyed: Mapping[str, Decimal]) -> tuple[_UnitStep, ...]:
         if unit is not None:
             prices[unit.usage_key] = value
     order = sorted(prices, key=lambda k: (-len(registry[k].dimensions), k))
+    powers = [_POWERS.get(registry[key].per) for key in order]
+    exponent: int | None = None
+    if None not in powers:  # each price per unit is a price scaled by a power of ten: exact at one exponent
+        exponents = [_exponent(prices[key]) + power for key, power in zip(order, powers, strict=True)]  # type: ignore[operator]
+        if request_price is not None:
+            exponents.append(_exponent(request_price))
+        exponent = min([0, *exponents])
     steps: list[_UnitStep] = []
     for i, key in enumerate(order):
         dims = registry[key].dimensions.items()
         parts = tuple(j for j in range(i) if dims <= registry[order[j]].dimensions.items())
-        per = registry[key].per
-        steps.append((key, prices[key], per, _POWERS.get(per), _FIELD_OF_UNIT.get(key), parts))
-    return tuple(steps)
+        per, power = registry[key].per, powers[i]
+        coefficient = 0 if exponent is None else _scaled(prices[key], exponent - power)  # type: ignore[operator]
+        steps.append((key, prices[key], per, power, _FIELD_OF_UNIT.get(key), parts, coefficient))
+    request = 0 if exponent is None or request_price is None else _scaled(request_price, exponent)
+    return tuple(steps), exponent, request
+
+
+def _exponent(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return exponent if isinstance(exponent, int) else 0
+
+
+def _raise_parts(key: str, usage: Usage, field: str | None) -> NoReturn:
+    count = getattr(usage, field) if field is not None else usage.units.get(key, 0)
+    raise ValueError(f"usage: the parts of {key} ({count}) add up to more than it")
 
 
 _by_key_cache: dict[str, Any] = _state.units_by_price_key

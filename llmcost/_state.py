@@ -159,6 +159,8 @@ type_kinds: dict[type, int] = {}
 class_attributes: dict[tuple[type, str], bool] = {}
 type_providers: dict[type, str | None] = {}
 extractors: dict[type, Callable[[Any], Any]] = {}
+#: How a response's extra usage units are cut to their wholes, by the names it reports (``_extract._clamped_units``).
+unit_clamps: dict[tuple[str, ...], Any] = {}
 type_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
 #: Whether a type is an SDK stream or stream manager (``may_be_stream``, on every tracked call).
 type_may_stream: dict[type, bool] = {}
@@ -197,6 +199,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     class_attributes,
     type_providers,
     extractors,
+    unit_clamps,
     type_is_one_of,
     type_may_stream,
     provider_models,

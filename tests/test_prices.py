@@ -234,6 +234,20 @@ def test_the_tracker_path_quotes_each_day_as_the_dated_path_does():
     assert len(off_peak) == 2  # peak and off-peak prices on one day
 
 
+def test_units_are_summed_exactly_and_a_sum_too_long_is_rounded_as_the_decimal_rule_rounds():
+    # A call with units is summed in integers at one exponent; a sum of 27 digits or more is taken by the Decimal
+    # rule in the default context, as it always was: rounded to 28 digits.
+    price = ModelPrice(
+        "long-units", None, input_per_mtok="1.23456789", output_per_mtok=1, unit_prices={"web_searches_kcount": "10"}
+    )
+    small = Usage(1_000_000, 0, units={"web_searches": 3})
+    assert price.cost(small) == Decimal("1.26456789")  # 1.23456789 + 3 * 10 / 1000
+    huge = Usage(2**63 - 1, 0, units={"web_searches": 2**62})
+    expected = (Decimal("1.23456789") * (2**63 - 1)).scaleb(-6) + (Decimal(10) * 2**62).scaleb(-3)
+    assert price.cost(huge) == expected.normalize()
+    assert len(expected.as_tuple().digits) == 28  # rounded, as the rule rounds
+
+
 def test_long_context_correction_for_claude_sonnet_4():
     # Anthropic bills Sonnet 4 requests over 200K input at $6 / $22.50 for all their tokens
     # (https://docs.claude.com/en/docs/about-claude/pricing#long-context-pricing); the catalog lacks the tier.

@@ -38,6 +38,9 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     intern_tags({"team": "search"})
     extract_usage({"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
     extract_usage(_Reply(model="m", usage={"input_tokens": 3, "output_tokens": 1}))  # per-type facts of a model
+    extract_usage(  # how reported units are cut to their wholes
+        {"type": "message", "model": "m", "usage": {"input_tokens": 3, "server_tool_use": {"web_search_requests": 1}}}
+    )
     is_sdk_stream(object())
     may_be_stream(object())
     _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding
