@@ -839,6 +839,42 @@ def _usage_reader(
     return read
 
 
+def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
+    """The reader of a google-genai response type with ``usage_metadata`` (``GenerateContentResponse``), reading as
+    ``_general`` does, from the objects' ``__dict__`` (``_general`` asks each key of every shape, in both cases);
+    ``None`` for any other type, or one whose fields could make ``_general`` read it another way."""
+    if _kind(cls) != _PYDANTIC:
+        return None
+    fields = cls.__pydantic_fields__  # type: ignore[attr-defined]
+    try:
+        meta_cls = _part_class(fields, "usage_metadata")
+    except _NoCompiledReader:
+        return None
+    # (LangChain's shape reads ``input_tokens`` of the metadata, and a model from ``response_metadata``.)
+    if meta_cls is None or "response_metadata" in fields or "input_tokens" in meta_cls.__pydantic_fields__:
+        return None
+
+    def read(result: Any) -> Extracted | None:
+        # ``return _general(result)`` inside the try: see ``_chat_reader``.
+        try:
+            if result.__pydantic_extra__:
+                return _general(result)
+            view = result.__dict__
+            meta = view["usage_metadata"]
+            if type(meta) is not meta_cls or meta.__pydantic_extra__:
+                return _general(result)
+            m = meta.__dict__
+            usage = _google_usage(m)
+            if usage is None:
+                return _general(result)
+            provider = "google" if m.get("prompt_token_count") is not None else None
+            return _extracted((_str(view.get("model_version")), provider, usage, None, _tier(m.get("traffic_type"))))
+        except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
+            return _general(result)
+
+    return read
+
+
 def _is_pydantic(cls: type) -> bool:
     kind = _kinds.get(cls)
     if kind is None:
@@ -917,8 +953,11 @@ def _extractor_for(kind: type) -> Callable[[Any], Extracted | None]:
         return _from_dict
     if issubclass(kind, (str, bytes, int, float, list, tuple)) or kind is type(None):
         return _nothing
-    if kind.__module__.split(".", 1)[0] in _SDK_MODULES:
+    module = kind.__module__.split(".", 1)[0]
+    if module in _SDK_MODULES:
         return _sdk_reader(kind)
+    if module == "google":
+        return _google_reader(kind) or _general
     return _general
 
 

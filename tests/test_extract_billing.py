@@ -436,6 +436,39 @@ def test_gemini_stream_keeps_model_version(tracker):
     assert (entry.model, entry.usage, entry.amount) == ("gemini-2.5-flash", Usage(1000, 100), Decimal("0.00055"))
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"modelVersion": "gemini-2.5-pro", "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 5}},
+        {
+            "modelVersion": "gemini-2.5-flash",
+            "usageMetadata": {
+                "promptTokenCount": 2000,
+                "candidatesTokenCount": 300,
+                "thoughtsTokenCount": 40,
+                "cachedContentTokenCount": 500,
+                "toolUsePromptTokenCount": 7,
+                "trafficType": "ON_DEMAND",
+                "promptTokensDetails": [
+                    {"modality": "TEXT", "tokenCount": 1500},
+                    {"modality": "AUDIO", "tokenCount": 500},
+                ],
+                "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 200}],
+                "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 290}],
+            },
+        },
+        {"usageMetadata": {"candidatesTokenCount": 5}},  # no prompt count: not Gemini's usage (nothing found)
+    ],
+    ids=["plain", "every-part", "no-prompt"],
+)
+def test_gemini_sdk_objects_read_as_their_json_does(body):
+    # google-genai responses have a reader of their own (fields read from the objects), which must find what the
+    # general reading of the same response as JSON finds.
+    from google.genai import types
+
+    assert extract_usage(types.GenerateContentResponse.model_validate(body)) == extract_usage(body)
+
+
 # -- LangChain (real message objects) ---------------------------------------------------------------------------------
 def test_langchain_anthropic_ttl_split_batch_and_web_search():
     from langchain_core.messages import AIMessage
