@@ -386,6 +386,16 @@ def _sdk_cases() -> list[tuple[str, Any, str, str, dict[str, Any]]] | None:
     ]
 
 
+def _gemini_response(inp: int, cached: int, out: int) -> Any:
+    """A google-genai ``GenerateContentResponse`` of gemini-2.5-flash with these counts; ``None`` without the SDK."""
+    try:
+        from google.genai import types
+    except ImportError:
+        return None
+    usage = {"promptTokenCount": inp, "cachedContentTokenCount": cached, "candidatesTokenCount": out}
+    return types.GenerateContentResponse.model_validate({"modelVersion": "gemini-2.5-flash", "usageMetadata": usage})
+
+
 def _sdk_of(case: str) -> str:
     return case.split(" ", 1)[0].lower()  # "OpenAI ChatCompletion": "openai"
 
@@ -427,8 +437,14 @@ def sdk_ratios(number: int, records: list[dict[str, Any]]) -> list[tuple[str, fl
     inp, cached, out = _USAGE
     rows: list[Sequence[object]] = []
     ratios: list[tuple[str, float]] = []
-    for name, make_client, path, method, request in cases:
-        response = getattr(_resource(make_client(), path), method)(**request)  # the SDK's own object
+
+    def add(what: str, overhead: float, yardstick: float) -> None:
+        ratio = overhead / yardstick
+        ratios.append((what, ratio))
+        rows.append((what, overhead, yardstick, f"{ratio:.2f}x", "yes" if ratio <= GOAL else "NO"))
+        records.append({"figure": "x LangChain usage callback", "series": what, "value": ratio, "unit": "x"})
+
+    def langchain_result(model: str) -> Any:
         message = AIMessage(
             content="ok",
             usage_metadata={
@@ -437,9 +453,13 @@ def sdk_ratios(number: int, records: list[dict[str, Any]]) -> list[tuple[str, fl
                 "total_tokens": inp + out,
                 "input_token_details": {"cache_read": cached},
             },
-            response_metadata={"model_name": response.model},
+            response_metadata={"model_name": model},
         )
-        result = LLMResult(generations=[[ChatGeneration(message=message)]])
+        return LLMResult(generations=[[ChatGeneration(message=message)]])
+
+    for name, make_client, path, method, request in cases:
+        response = getattr(_resource(make_client(), path), method)(**request)  # the SDK's own object
+        result = langchain_result(response.model)
         handler = UsageMetadataCallbackHandler()
         tracker = CostTracker()
         tracked = track_cost(tracker=tracker)(lambda response=response: response)
@@ -470,16 +490,30 @@ def sdk_ratios(number: int, records: list[dict[str, Any]]) -> list[tuple[str, fl
             ("@track_cost", figures["@track_cost"] - figures["bare function"]),
             ("instrument(client)", figures["instrument"] - figures["bare create"]),
         ):
-            ratio = overhead / yardstick
-            ratios.append((f"{what}, {name}", ratio))
-            ok = "yes" if ratio <= GOAL else "NO"
-            rows.append((f"{what}, {name}", overhead, yardstick, f"{ratio:.2f}x", ok))
-            records.append({"figure": "x LangChain usage callback", "series": f"{what}, {name}", "value": ratio,
-                            "unit": "x"})  # fmt: skip
+            add(f"{what}, {name}", overhead, yardstick)
         for label in (tracked.__qualname__, f"{_sdk_of(name)}.{path}.{method}"):  # both recorded every call, priced
             recorded = tracker.entries(resource=label)
             assert len(recorded) > number, label
             assert all(entry.amount > 0 for entry in recorded[:5]), label
+        tracker.store.close()
+    gemini = _gemini_response(inp, cached, out)
+    if gemini is not None:  # google-genai's object, as its client returns it (``instrument`` has no Google client)
+        tracker = CostTracker()
+        tracked = track_cost(tracker=tracker)(lambda: gemini)
+        handler, result = UsageMetadataCallbackHandler(), langchain_result(gemini.model_version)
+        tracked()
+        figures = _in_turns(
+            {
+                "bare function": lambda: gemini,
+                "@track_cost": tracked,
+                "LangChain": lambda: handler.on_llm_end(result),
+            },
+            number,
+            rounds=7,
+        )
+        yardstick = figures["LangChain"] - figures["bare function"]
+        add("@track_cost, Google GenerateContentResponse", figures["@track_cost"] - figures["bare function"], yardstick)
+        assert tracker.entries()[0].amount > 0
         tracker.store.close()
     print(
         f"\nPer SDK response: what tracking adds against UsageMetadataCallbackHandler.on_llm_end on the same usage "

@@ -362,17 +362,29 @@ def _either(meta: Any, snake: str, camel: str) -> Any:
 
 
 def _google_usage(meta: Any) -> Usage | None:
-    prompt = _either(meta, "prompt_token_count", "promptTokenCount")
+    """Gemini's ``usage_metadata`` (snake or camel case: the SDK's objects, or the JSON)."""
+    return _gemini_usage(functools.partial(_either, meta))
+
+
+def _snake(fields: dict[str, Any], snake: str, camel: str) -> Any:
+    """``fields[snake]`` (a google-genai object's fields, all snake case), ``None`` when absent."""
+    return fields.get(snake)
+
+
+def _gemini_usage(get: Callable[[str, str], Any]) -> Usage | None:
+    """Gemini's usage, ``get(snake_key, camel_key)`` reading each count (``_google_usage``; the google-genai
+    reader's object fields, snake case only)."""
+    prompt = get("prompt_token_count", "promptTokenCount")
     if prompt is None:
         return None
-    candidates = _either(meta, "candidates_token_count", "candidatesTokenCount")
-    thoughts = _either(meta, "thoughts_token_count", "thoughtsTokenCount")
-    cached = _either(meta, "cached_content_token_count", "cachedContentTokenCount")
-    tool = _get(meta, "tool_use_prompt_token_count") or _get(meta, "toolUsePromptTokenCount")
+    candidates = get("candidates_token_count", "candidatesTokenCount")
+    thoughts = get("thoughts_token_count", "thoughtsTokenCount")
+    cached = get("cached_content_token_count", "cachedContentTokenCount")
+    tool = get("tool_use_prompt_token_count", "toolUsePromptTokenCount")
     units: dict[str, int] = {}
-    _modalities(units, _either(meta, "prompt_tokens_details", "promptTokensDetails"), "input_{}_tokens")
-    _modalities(units, _either(meta, "cache_tokens_details", "cacheTokensDetails"), "cache_{}_read_tokens")
-    _modalities(units, _either(meta, "candidates_tokens_details", "candidatesTokensDetails"), "output_{}_tokens")
+    _modalities(units, get("prompt_tokens_details", "promptTokensDetails"), "input_{}_tokens")
+    _modalities(units, get("cache_tokens_details", "cacheTokensDetails"), "cache_{}_read_tokens")
+    _modalities(units, get("candidates_tokens_details", "candidatesTokensDetails"), "output_{}_tokens")
     out = _int(candidates) + _int(thoughts)
     return _usage(_int(prompt) + _int(tool), out, _int(cached), 0, _int(thoughts), units)
 
@@ -864,7 +876,7 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
             if type(meta) is not meta_cls or meta.__pydantic_extra__:
                 return _general(result)
             m = meta.__dict__
-            usage = _google_usage(m)
+            usage = _gemini_usage(functools.partial(_snake, m))
             if usage is None:
                 return _general(result)
             provider = "google" if m.get("prompt_token_count") is not None else None
