@@ -389,31 +389,41 @@ def _gemini_usage(get: Callable[[str, str], Any]) -> Usage | None:
     return _usage(_int(prompt) + _int(tool), out, _int(cached), 0, _int(thoughts), units)
 
 
+#: langchain-openai's flex and priority counts: (tier, its cache-read key, its reasoning key).
+_PREFIXED_TIERS = tuple((name, f"{name}_cache_read", f"{name}_reasoning") for name in ("flex", "priority"))
+
+
+def _getter(obj: Any) -> Callable[[str], Any]:
+    """``_get(obj, key)`` as a function of ``key``: a dict's own ``get`` for a dict (what ``_get`` does for one)."""
+    return obj.get if type(obj) is dict else functools.partial(_get, obj)  # type: ignore[no-any-return]
+
+
 def _langchain_usage(meta: Any, response_meta: Any = None) -> tuple[Usage, str | None] | None:
     """LangChain ``usage_metadata`` (``input_tokens`` already include cache reads and writes) and the service tier
     it shows: langchain-openai prefixes flex and priority counts (``flex_cache_read``), langchain-anthropic reports
     writes by TTL (``ephemeral_1h_input_tokens``, with ``cache_creation`` 0)."""
-    inp = _get(meta, "input_tokens")
+    mget = _getter(meta)  # (``_get`` of each, a dict's own ``get`` for the dicts LangChain keeps these in)
+    inp = mget("input_tokens")
     if inp is None:
         return None
-    in_details = _get(meta, "input_token_details") or {}
-    out_details = _get(meta, "output_token_details") or {}
+    iget = _getter(mget("input_token_details") or {})
+    oget = _getter(mget("output_token_details") or {})
     tier = None
-    cache_read = _int(_get(in_details, "cache_read"))
-    reasoning = _int(_get(out_details, "reasoning"))
-    for name in ("flex", "priority"):
-        tiered_read, tiered_reasoning = _get(in_details, f"{name}_cache_read"), _get(out_details, f"{name}_reasoning")
-        if tiered_read is not None or tiered_reasoning is not None or _get(in_details, name) is not None:
+    cache_read = _int(iget("cache_read"))
+    reasoning = _int(oget("reasoning"))
+    for name, read_key, reasoning_key in _PREFIXED_TIERS:
+        tiered_read, tiered_reasoning = iget(read_key), oget(reasoning_key)
+        if tiered_read is not None or tiered_reasoning is not None or iget(name) is not None:
             tier = name
             cache_read += _int(tiered_read)
             reasoning += _int(tiered_reasoning)
     units: dict[str, int] = {}
-    _add_count(units, "cache_write_5m_tokens", _get(in_details, "ephemeral_5m_input_tokens"))
-    _add_count(units, "cache_write_1h_tokens", _get(in_details, "ephemeral_1h_input_tokens"))
+    _add_count(units, "cache_write_5m_tokens", iget("ephemeral_5m_input_tokens"))
+    _add_count(units, "cache_write_1h_tokens", iget("ephemeral_1h_input_tokens"))
     split = units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
-    cache_write = max(_int(_get(in_details, "cache_creation")), split)
-    _add_count(units, "input_audio_tokens", _get(in_details, "audio"))
-    _add_count(units, "output_audio_tokens", _get(out_details, "audio"))
+    cache_write = max(_int(iget("cache_creation")), split)
+    _add_count(units, "input_audio_tokens", iget("audio"))
+    _add_count(units, "output_audio_tokens", oget("audio"))
     if response_meta:
         provider_usage = _get(response_meta, "usage")
         if provider_usage is not None and not isinstance(provider_usage, (str, bytes, int)):
@@ -422,7 +432,7 @@ def _langchain_usage(meta: Any, response_meta: Any = None) -> tuple[Usage, str |
                 _add_count(units, "web_searches", _get(tools, "web_search_requests"))
             tier = tier or _tier(_get(provider_usage, "service_tier"))
         tier = tier or _tier(_get(response_meta, "service_tier"))
-    usage = _usage(_int(inp), _int(_get(meta, "output_tokens")), cache_read, cache_write, reasoning, units)
+    usage = _usage(_int(inp), _int(mget("output_tokens")), cache_read, cache_write, reasoning, units)
     return usage, tier
 
 
