@@ -478,6 +478,8 @@ class Budget:
             leased = self._lease_for(store, scope, needed)
             if leased is not None:
                 return leased
+        elif lease is not None and lease.scope is scope and lease.holding():
+            self._close_lease(lease)  # near the limit: its amounts settled, its headroom released; call by call now
         r = store.reserve(scope, needed, limit=self.limit, force=self.on_exceed == "warn")
         remaining = self.limit - r.spent - r.reserved
         with self._lock:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import weakref
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -52,7 +51,9 @@ LEASE_SHARE = 8
 #: A lease's amounts are settled (and the lease renewed) at least this often while its calls go on (seconds).
 RENEW_SECONDS = 1.0
 
-_OPEN: weakref.WeakSet[Lease] = weakref.WeakSet()  # leases of this process that hold a reservation or amounts
+#: Leases of this process that may hold a reservation or amounts (held strongly: a lease whose budget is dropped
+#: unexited is still settled when its store closes or the process exits).
+_OPEN: set[Lease] = set()
 
 
 class Lease:
@@ -97,6 +98,10 @@ class Lease:
         return self._pid == os.getpid()
 
     # -- figures --------------------------------------------------------------------------------------------------
+    def holding(self) -> bool:
+        """Whether the lease holds a reservation or amounts awaiting their batch (closing it would settle them)."""
+        return self.reservation is not None or bool(self.pending_sum) or bool(self.acked) or bool(self.elsewhere)
+
     def unused(self) -> Decimal:
         """Headroom not taken by calls in flight or amounts awaiting their batch."""
         return self.amount - self.inflight - self.pending_sum - self.acked
@@ -174,7 +179,7 @@ class Lease:
         """Settle the batch and release the lease (keeping only what calls in flight took); it serves no more calls."""
         with self._lock:
             self.live = False
-            if self._pid == os.getpid() and (self.reservation is not None or self.pending_sum or self.acked):
+            if self._pid == os.getpid() and self.holding():
                 self._batch(None)
             if self.reservation is None:
                 _OPEN.discard(self)
@@ -214,6 +219,8 @@ class Lease:
         self.live = renewal.headroom > 0
         if self.reservation is not None:
             _OPEN.add(self)
+        else:
+            _OPEN.discard(self)  # nothing left to settle or release
 
     def forked(self) -> None:
         """In a forked child: the lease is the parent's (its reservation and amounts are the parent's to settle)."""

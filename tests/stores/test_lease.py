@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -17,10 +20,11 @@ from decimal import Decimal
 import pytest
 
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
-from llmcost.stores import CostStore
+from llmcost.stores import CostStore, _lease
 from llmcost.stores._lease import LEASE_CALLS, LEASE_SHARE
 from llmcost.stores._ledger import LeaseTerms, Settlement, headroom
 from llmcost.stores._ledger_sqlite import SqliteLedger
+from llmcost.stores._postgres_ledger import PostgresLedger
 
 from . import test_ledger
 from .conftest import Children, make_entry
@@ -37,9 +41,10 @@ TERMS = LeaseTerms(COST * LEASE_CALLS, COST, LEASE_SHARE)
 
 @pytest.fixture
 def calls() -> Iterator[Counter[str]]:
-    """How many times each ``SqliteLedger`` operation ran (each is one transaction) in this process."""
+    """How many times each shared ledger's operation ran (each is one transaction) in this process."""
     counted: Counter[str] = Counter()
-    originals = {name: getattr(SqliteLedger, name) for name in ("reserve", "settle", "settle_batch", "release")}
+    names = ("reserve", "settle", "settle_batch", "release")
+    originals = {(cls, name): getattr(cls, name) for cls in (SqliteLedger, PostgresLedger) for name in names}
 
     def spy(name: str, method):  # type: ignore[no-untyped-def]
         def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -48,11 +53,11 @@ def calls() -> Iterator[Counter[str]]:
 
         return wrapper
 
-    for name, method in originals.items():
-        setattr(SqliteLedger, name, spy(name, method))
+    for (cls, name), method in originals.items():
+        setattr(cls, name, spy(name, method))
     yield counted
-    for name, method in originals.items():
-        setattr(SqliteLedger, name, method)
+    for (cls, name), method in originals.items():
+        setattr(cls, name, method)
 
 
 def tracked(tracker: CostTracker, response: object = RESPONSE, estimate: Decimal = COST):  # type: ignore[no-untyped-def]
@@ -121,7 +126,7 @@ def test_an_entry_written_before_its_batch_counts_once(store: CostStore):
 
 
 # -- a budget that leases ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
 def test_calls_are_served_from_a_lease_and_settled_in_batches(home, kind, calls):
     tracker, other = two_views(home, kind)
     call = tracked(tracker)
@@ -145,7 +150,7 @@ def test_calls_are_served_from_a_lease_and_settled_in_batches(home, kind, calls)
     other.close()
 
 
-@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
 def test_an_overage_the_lease_cannot_cover_is_settled_at_once(home, kind, calls):
     tracker, other = two_views(home, kind)
     call, pricey = tracked(tracker), tracked(tracker, PRICEY)  # the second costs $1.00 on a $0.0025 estimate
@@ -164,8 +169,9 @@ def test_an_overage_the_lease_cannot_cover_is_settled_at_once(home, kind, calls)
     other.close()
 
 
-def test_an_entry_acknowledged_before_its_batch_is_counted_once(home, calls):
-    tracker, other = two_views(home, "duckdb")
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_an_entry_acknowledged_before_its_batch_is_counted_once(home, calls, kind):
+    tracker, other = two_views(home, kind)
     call = tracked(tracker)
     b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
     seen = budget(LIMIT, period="daily", name="cap", tracker=other)
@@ -211,8 +217,9 @@ def test_a_period_change_mid_lease_settles_the_old_period(home, calls):
     other.close()
 
 
-def test_near_the_limit_each_call_reserves_exactly(home, calls):
-    tracker, other = two_views(home, "duckdb")
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_near_the_limit_each_call_reserves_exactly(home, calls, kind):
+    tracker, other = two_views(home, kind)
     call = tracked(tracker)
     limit = COST * 12  # an eighth of the room is never more than one call's estimate
     b = budget(limit, period="daily", name="cap", tracker=tracker)
@@ -255,6 +262,103 @@ def test_leases_end_in_exact_calls_as_the_limit_nears(home, calls):
     other.close()
 
 
+def test_amounts_are_settled_every_second_of_calls(home, calls, monkeypatch):
+    monkeypatch.setattr(_lease, "RENEW_SECONDS", 0.05)
+    tracker, other = two_views(home, "duckdb")
+    call = tracked(tracker)
+    b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
+    seen = budget(LIMIT, period="daily", name="cap", tracker=other)
+    with b:
+        call()
+        call()
+        assert seen.spent == 0  # waiting in the lease
+        time.sleep(0.1)
+        call()  # piggybacked: the batch settles, the lease is renewed
+        assert calls["settle_batch"] == 2
+        assert seen.spent == COST * 2 and seen.reserved >= COST * LEASE_CALLS
+    tracker.close()
+    other.close()
+
+
+def test_closing_the_store_settles_and_releases_its_leases(home, calls):
+    tracker, other = two_views(home, "duckdb")
+    call = tracked(tracker)
+    b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
+    seen = budget(LIMIT, period="daily", name="cap", tracker=other)
+    b.__enter__()  # (a budget that is never exited, as one on the tracker's guards)
+    for _ in range(5):
+        call()
+    tracker.close()
+    assert (seen.spent, seen.reserved) == (COST * 5, 0) == (other.store.total(), 0)
+    b.__exit__(None, None, None)
+    other.close()
+
+
+def test_threads_share_one_lease(home, calls):
+    tracker, other = two_views(home, "duckdb")
+    call = tracked(tracker)
+    b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
+
+    def worker() -> None:
+        with b:  # each thread enters the budget (budgets follow contextvars)
+            for _ in range(150):
+                call()
+
+    with b:
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (b.spent, b.reserved) == (COST * 600, 0)
+    assert calls["reserve"] == 0 and calls["settle_batch"] < 600 // LEASE_CALLS * 2 + 4
+    seen = budget(LIMIT, period="daily", name="cap", tracker=other)
+    assert (seen.spent, seen.reserved) == (COST * 600, 0)
+    tracker.flush()
+    assert other.store.total() == COST * 600
+    tracker.close()
+    other.close()
+
+
+CRASH = """
+import sys, time
+from decimal import Decimal
+from llmcost import CostTracker, budget, track_cost
+from llmcost.stores import DuckDBStore
+
+tracker = CostTracker(DuckDBStore(sys.argv[1], lease=1.0))
+response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+call = track_cost(tracker=tracker, resource="child", estimate=Decimal("0.0025"))(lambda: response)
+with budget(10, period="daily", name="cap", tracker=tracker):
+    for _ in range(3):
+        call()
+    print("leased", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_lease_of_a_killed_process_is_swept(children, home):
+    where = home("duckdb")
+    store = open_store("duckdb", where, lease=1.0)
+    victim = children.spawn(CRASH, location(store))
+    assert victim.stdout is not None and victim.stdout.readline().strip() == "leased"
+    tracker = CostTracker(store)
+    seen = budget(LIMIT, period="daily", name="cap", tracker=tracker)
+    assert seen.reserved >= COST * LEASE_CALLS  # its lease, with its three calls in it
+    time.sleep(1.5)
+    assert seen.reserved >= COST * LEASE_CALLS  # alive: its heartbeat keeps the lease
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    time.sleep(1.5)
+    call = tracked(tracker)
+    with seen:
+        call()  # leasing sweeps the reservations of processes not seen for a lease
+    # Its three calls were written by its background flush before it was killed: they count, its lease does not.
+    assert store.total() == COST * 3
+    assert (seen.spent, seen.reserved) == (COST * 4, 0)
+    tracker.close()
+
+
 # -- processes -----------------------------------------------------------------------------------------------
 HAMMER = """
 import json, os, sys, threading, time
@@ -262,6 +366,7 @@ from decimal import Decimal
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
 from llmcost.stores import DuckDBStore, ParquetStore
 from llmcost.stores._ledger_sqlite import SqliteLedger
+from llmcost.stores._postgres_ledger import PostgresLedger
 
 n, kind, path, limit, calls, factor, mode = sys.argv[1:]
 counted = {"settle_batch": 0, "reserve": 0}
