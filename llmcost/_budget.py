@@ -41,8 +41,8 @@ from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._tracker import CostTracker
 from .stores import BudgetScope, CostStore, Reservation, Standing
-from .stores._lease import LEASE_CALLS, LEASE_SHARE, Lease
-from .stores._ledger import LeaseTerms, entry_models
+from .stores._lease import LEASE_SHARE, Lease
+from .stores._ledger import entry_models
 
 __all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
 
@@ -468,10 +468,11 @@ class Budget:
         cannot serve it; near the limit (a lease would not be more than one call's estimate), reserve exactly."""
         scope = self._current_scope()
         lease = self._lease
-        if lease is not None and lease.scope is scope and lease.take(needed):
-            with self._lock:
-                self._committed += needed
-            return _Leased(lease, needed)
+        if lease is not None and lease.scope is scope:
+            with self._lock:  # (the lease's lock too)
+                if lease.take(needed):
+                    self._committed += needed
+                    return _Leased(lease, needed)
         store = self.tracker.store
         # (Where the room left as last seen could not give a lease of two calls or more, none is asked for.)
         if needed > ZERO and store.ledger().leases and self.limit - self._committed >= needed * (2 * LEASE_SHARE):
@@ -484,7 +485,9 @@ class Budget:
         remaining = self.limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = r.spent, r.spent + r.reserved + (needed if r.granted else ZERO)
+                self._spent, self._committed = self._view(
+                    scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))
+                )
         if remaining <= 0 or needed > remaining:
             refused = BudgetExceeded(self.name, r.spent + r.reserved, self.limit, needed)
             self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
@@ -502,7 +505,7 @@ class Budget:
             if lease is None or lease.scope is not scope or not lease.mine():
                 lease = self._lease = Lease(store, scope, limit=self.limit, lock=self._lock)
             try:
-                lease.renew(LeaseTerms(needed * LEASE_CALLS, needed, LEASE_SHARE))
+                lease.renew(needed)
             except Exception as exc:  # noqa: BLE001 - the exact path reserves (or raises) as it would without leases
                 logger.debug("llmcost: budget %r could not renew its lease: %r", self.name, exc)
                 return None
@@ -594,17 +597,22 @@ class Budget:
 
     def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:
         """(Period budgets) count ``entry`` in the ledger, in place of its call's reservation if it had one."""
+        hold = settling_token(self, _unsettled)
+        if type(hold) is _Leased:
+            lease = hold.lease
+            # The usual case: the call was served from this period's lease, and its entry goes to the lease's store.
+            if lease is self._lease and getattr(tracker, "store", None) is lease.store and lease.scope.matches(entry):
+                hold.settled = True
+                self._done_leased(hold, entry)
+                if self._spent >= self._quiet_below:
+                    self.check_thresholds()
+                return
         scope = self._current_scope()
         if not scope.matches(entry):
             return  # another period or model: the call's reservation, if any, is released after the call
-        hold = settling_token(self, _unsettled)
         store = self.tracker.store
         if type(hold) is _Leased:
             hold.settled = True
-            if hold.lease.scope is scope and getattr(tracker, "store", None) is store and hold.store is store:
-                self._done_leased(hold, entry)
-                self.check_thresholds()
-                return
             self._done_leased(hold, None)  # its estimate back to the lease; the amount is settled alone below
             hold = None
         # Kept under the entry's id until the tracker writes it to this store; an entry for another store (a budget
@@ -624,15 +632,26 @@ class Budget:
     def _done_leased(self, hold: _Leased, entry: CostEntry | None) -> None:
         """Settle a call served from a lease with its ``entry`` (``None``: give its estimate back)."""
         lease = hold.lease
+        estimate = hold.estimate
         with self._lock:
+            current = lease is self._lease and lease.scope is self._scope
             try:
                 if entry is None:
-                    lease.drop(hold.estimate)
-                else:
-                    lease.done(hold.estimate, entry.amount, entry.id)
-            finally:
-                if lease is self._lease and lease.scope is self._scope:
+                    lease.drop(estimate)
+                    if current:
+                        self._committed -= estimate
+                    return
+                amount = entry.amount
+                if lease.done(estimate, amount, entry.id) and current:
+                    self._spent += amount  # settled in memory: counted as spent here, in place of its estimate
+                    self._committed += amount - estimate
+                    return
+            except BaseException:
+                if current:
                     self._spent, self._committed = lease.figures()
+                raise
+            if current:  # a batch went to the ledger: the scope as it stands after it
+                self._spent, self._committed = lease.figures()
 
     # -- alerts ---------------------------------------------------------------------------------------------------
     def check_thresholds(self) -> None:

@@ -84,9 +84,13 @@ class Lease:
         self.pending_sum = ZERO
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
         self.local = ZERO  # amounts settled here since the last batch (what this process spent meanwhile)
+        self.count = 0  # ... and how many
+        #: What a call served from the lease cost on average in its last batch (zero before one): a lease is sized
+        #: for calls of at least this much, so calls that cost more than their estimates do not run it dry early.
+        self.typical = ZERO
         self.standing = Standing(ZERO, ZERO)  # the scope in the ledger, after the last batch
         self.renewed = 0.0  # time.monotonic() of the last batch
-        self.terms: LeaseTerms | None = None
+        self.estimate = ZERO  # the estimate of the call the lease was last renewed for
         self.live = False  # serving calls (it has headroom, and is neither closed nor another process's)
         self._pid = os.getpid()
         _OPEN.add(self)
@@ -128,22 +132,23 @@ class Lease:
                 return True
             return False
 
-    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> None:
+    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
         """Settle a call served with ``estimate``: in memory while the lease covers ``amount`` (its estimate given
-        back plus what is unused), else at once, with the batch."""
+        back plus what is unused; ``True``), else at once, with the batch (``False``)."""
         with self._lock:
             self.inflight -= estimate
             if self.live and ZERO <= amount <= self.amount - self.inflight - self.pending_sum - self.acked:
                 self._keep(amount, entry_id)
-                return
-            self._batch(self.terms if self.live else None, Settlement(amount, entry_id))
+                return True
+            self._batch(self.live, Settlement(amount, entry_id))
+            return False
 
     def drop(self, estimate: Decimal) -> None:
         """Give back the ``estimate`` of a call that recorded nothing that counts here."""
         with self._lock:
             self.inflight -= estimate
             if not self.live and self.reservation is not None:
-                self._batch(None)  # what a closed lease still keeps shrinks to the calls left in flight
+                self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
 
     def _keep(self, amount: Decimal, entry_id: str | None) -> None:
         if entry_id is None:
@@ -152,6 +157,7 @@ class Lease:
             self.pending[entry_id] = self.pending.get(entry_id, ZERO) + amount
         self.pending_sum += amount
         self.local += amount
+        self.count += 1
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> None:
         """``entries`` are in the store now: those awaiting this lease's batch leave it (the store's total counts
@@ -167,12 +173,16 @@ class Lease:
                     self.acked += amount
 
     # -- batches --------------------------------------------------------------------------------------------------
-    def renew(self, terms: LeaseTerms) -> bool:
-        """Settle the batch and lease headroom on ``terms`` in one transaction; whether any was granted."""
+    def renew(self, estimate: Decimal) -> bool:
+        """Settle the batch and lease headroom for calls of ``estimate`` in one transaction; whether any was granted.
+
+        The lease asks for ``LEASE_CALLS`` calls of the larger of ``estimate`` and what its last batch's calls cost
+        on average (estimates are often low), in whole estimates, at most ``1/LEASE_SHARE`` of the room left."""
         with self._lock:
             if self._pid != os.getpid():
                 return False
-            self._batch(terms)
+            self.estimate = estimate
+            self._batch(True)
             return self.live
 
     def close(self) -> None:
@@ -180,13 +190,13 @@ class Lease:
         with self._lock:
             self.live = False
             if self._pid == os.getpid() and self.holding():
-                self._batch(None)
+                self._batch(False)
             if self.reservation is None:
                 _OPEN.discard(self)
 
-    def _batch(self, terms: LeaseTerms | None, extra: Settlement | None = None) -> None:
+    def _batch(self, renew: bool, extra: Settlement | None = None) -> None:
         """One ledger transaction: the pending amounts (and ``extra``) settled, the lease replaced by what calls in
-        flight took plus the headroom ``terms`` get (none: released). On failure nothing changed in the ledger, so
+        flight took plus new headroom if ``renew`` (else released). On failure nothing changed in the ledger, so
         everything stays pending (``extra`` too) for the next batch."""
         if self._pid != os.getpid():  # another process's lease (this is a forked child): settle ``extra`` alone
             if extra is not None:
@@ -196,6 +206,11 @@ class Lease:
         settlements += [Settlement(amount, None) for amount in self.elsewhere]
         if extra is not None:
             settlements.append(extra)
+        terms = None
+        if renew and self.estimate > 0:
+            typical = self.local / self.count if self.count else self.typical
+            per_call = typical if typical > self.estimate else self.estimate
+            terms = LeaseTerms(per_call * LEASE_CALLS, self.estimate, LEASE_SHARE)
         try:
             renewal = self.store.settle_batch(
                 self.scope,
@@ -209,13 +224,14 @@ class Lease:
             if extra is not None:
                 self._keep(extra.amount, extra.entry_id)
             raise
-        self.pending, self.elsewhere = {}, []
+        if self.count:
+            self.typical = self.local / self.count
+        self.pending, self.elsewhere, self.count = {}, [], 0
         self.pending_sum = self.acked = self.local = ZERO
         self.reservation = renewal.reservation
         self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
         self.standing = renewal.standing
         self.renewed = time.monotonic()
-        self.terms = terms
         self.live = renewal.headroom > 0
         if self.reservation is not None:
             _OPEN.add(self)
@@ -227,7 +243,7 @@ class Lease:
         if self._pid != os.getpid():
             self.live = False
             self.reservation, self.amount, self.inflight = None, ZERO, ZERO
-            self.pending, self.elsewhere = {}, []
+            self.pending, self.elsewhere, self.count = {}, [], 0
             self.pending_sum = self.acked = self.local = ZERO
             _OPEN.discard(self)
 
