@@ -626,7 +626,7 @@ class Budget:
             hold.settled = True
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
+                self._spent, self._committed = self._view(scope, standing)
         self.check_thresholds()
 
     def _done_leased(self, hold: _Leased, entry: CostEntry | None) -> None:
