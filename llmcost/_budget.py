@@ -150,8 +150,8 @@ class _Leased(_Hold):
 
     __slots__ = ("estimate", "lease")
 
-    def __init__(self, lease: Lease, estimate: Decimal) -> None:
-        self.store = lease.store
+    def __init__(self, store: CostStore, lease: Lease, estimate: Decimal) -> None:
+        self.store = store
         self.scope = lease.scope
         self.reservation = _UNRESERVED
         self.settled = False
@@ -467,13 +467,13 @@ class Budget:
         Over a ledger every process shares, take it from this process's lease instead, renewing the lease when it
         cannot serve it; near the limit (a lease would not be more than one call's estimate), reserve exactly."""
         scope = self._current_scope()
+        store = self.tracker.store
         lease = self._lease
         if lease is not None and lease.scope is scope:
             with self._lock:  # (the lease's lock too)
                 if lease.take(needed):
                     self._committed += needed
-                    return _Leased(lease, needed)
-        store = self.tracker.store
+                    return _Leased(store, lease, needed)
         # (Where the room left as last seen could not give a lease of two calls or more, none is asked for.)
         if needed > ZERO and store.ledger().leases and self.limit - self._committed >= needed * (2 * LEASE_SHARE):
             leased = self._lease_for(store, scope, needed)
@@ -513,7 +513,7 @@ class Budget:
             if not lease.take(needed):
                 return None
             self._committed += needed
-        return _Leased(lease, needed)
+        return _Leased(store, lease, needed)
 
     def after_call(self, token: object, entry: CostEntry | None) -> None:
         """Release the reservation made by ``before_call`` unless the call's entry settled it (``on_recorded``)."""

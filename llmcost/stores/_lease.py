@@ -28,15 +28,12 @@ import os
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import _state
 from .._entry import CostEntry
 from .._money import ZERO
-from ._ledger import BudgetScope, LeaseTerms, Reservation, Settlement, Standing
-
-if TYPE_CHECKING:
-    from ._base import CostStore
+from ._ledger import BudgetScope, LeaseTerms, Renewal, Reservation, Settlement, Standing
 
 __all__ = ["LEASE_CALLS", "LEASE_SHARE", "RENEW_SECONDS", "Lease", "acknowledged", "close_leases"]
 
@@ -50,6 +47,31 @@ LEASE_CALLS = 64
 LEASE_SHARE = 8
 #: A lease's amounts are settled (and the lease renewed) at least this often while its calls go on (seconds).
 RENEW_SECONDS = 1.0
+
+
+class LeaseStore(Protocol):
+    """What a lease needs of its store (a ``CostStore``; named here so that this module need not import it)."""
+
+    def settle_batch(
+        self,
+        scope: BudgetScope,
+        settlements: Sequence[Settlement],
+        *,
+        reservation: Reservation | None,
+        keep: Decimal,
+        renew: LeaseTerms | None,
+        limit: Decimal,
+    ) -> Renewal: ...
+
+    def settle(
+        self,
+        scope: BudgetScope,
+        amount: Decimal,
+        *,
+        reservation: Reservation | None = None,
+        entry_id: str | None = None,
+    ) -> Standing: ...
+
 
 #: Leases of this process that may hold a reservation or amounts (held strongly: a lease whose budget is dropped
 #: unexited is still settled when its store closes or the process exits).
@@ -71,7 +93,7 @@ class Lease:
             lease.done(Decimal("0.0025"), entry.amount, entry.id)
     """
 
-    def __init__(self, store: CostStore, scope: BudgetScope, *, limit: Decimal, lock: Any) -> None:
+    def __init__(self, store: LeaseStore, scope: BudgetScope, *, limit: Decimal, lock: Any) -> None:
         self.store = store
         self.scope = scope
         self.limit = limit
@@ -248,7 +270,7 @@ class Lease:
             _OPEN.discard(self)
 
 
-def acknowledged(store: CostStore, entries: Sequence[CostEntry]) -> None:
+def acknowledged(store: LeaseStore, entries: Sequence[CostEntry]) -> None:
     """Tell this process's leases on ``store`` that ``entries`` are in it now."""
     if _OPEN:
         for lease in list(_OPEN):
@@ -256,7 +278,7 @@ def acknowledged(store: CostStore, entries: Sequence[CostEntry]) -> None:
                 lease.acknowledged(entries)
 
 
-def close_leases(store: CostStore | None = None) -> None:
+def close_leases(store: LeaseStore | None = None) -> None:
     """Settle and release this process's leases (on ``store``; ``None``: on every store)."""
     for lease in list(_OPEN):
         if store is None or lease.store is store:
