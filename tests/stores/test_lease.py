@@ -40,8 +40,10 @@ TERMS = LeaseTerms(COST * LEASE_CALLS, COST, LEASE_SHARE)
 
 
 @pytest.fixture
-def calls() -> Iterator[Counter[str]]:
-    """How many times each shared ledger's operation ran (each is one transaction) in this process."""
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """How many times each shared ledger's operation ran (each is one transaction) in this process (batches are not
+    also made every second: on a loaded machine a test's calls may take that long)."""
+    monkeypatch.setattr(_lease, "RENEW_SECONDS", 3600.0)
     counted: Counter[str] = Counter()
     names = ("reserve", "settle", "settle_batch", "release")
     originals = {(cls, name): getattr(cls, name) for cls in (SqliteLedger, PostgresLedger) for name in names}
