@@ -7,6 +7,7 @@ and holder, reading the shared ledger as another process does; the process tests
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -260,6 +261,77 @@ def test_leases_end_in_exact_calls_as_the_limit_nears(home, calls):
     assert other.store.total() == limit
     seen = budget(limit, period="daily", name="cap", tracker=other)
     assert (seen.spent, seen.reserved) == (limit, 0)
+    tracker.close()
+    other.close()
+
+
+def test_nested_and_filtered_budgets_each_lease(home, calls):
+    tracker, other = two_views(home, "duckdb")
+    call, pricey = tracked(tracker), tracked(tracker, PRICEY)
+    other_resource = track_cost(tracker=tracker, resource="s", estimate=COST)(lambda: RESPONSE)
+    outer = budget(LIMIT, period="daily", name="outer", tracker=tracker)
+    inner = budget(Decimal("1.01"), period="daily", name="inner", resource="r", tracker=tracker)
+    with outer:
+        with inner:
+            for _ in range(4):
+                call()
+            other_resource()  # not the inner budget's resource: counted by the outer one only
+            pricey()  # $1.00: the inner budget's lease cannot cover it
+            with pytest.raises(BudgetExceeded):
+                call()  # the inner budget is spent ($1.01), its refusal exact
+            assert (inner.spent, inner.reserved) == (COST * 4 + Decimal("1.00"), 0)
+        assert (outer.spent, outer.reserved) == (COST * 5 + Decimal("1.00"), 0)
+    assert calls["reserve"] >= 1 and calls["settle_batch"] >= 2
+    seen_outer = budget(LIMIT, period="daily", name="outer", tracker=other)
+    seen_inner = budget(Decimal("1.01"), period="daily", name="inner", resource="r", tracker=other)
+    assert (seen_outer.spent, seen_outer.reserved) == (COST * 5 + Decimal("1.00"), 0)
+    assert (seen_inner.spent, seen_inner.reserved) == (COST * 4 + Decimal("1.00"), 0)
+    tracker.close()
+    other.close()
+
+
+def test_a_warning_budget_leases_and_lets_calls_past_the_limit(home, calls):
+    tracker, other = two_views(home, "duckdb")
+    call = tracked(tracker)
+    alerts: list[object] = []
+    limit = COST * 40
+    b = budget(limit, period="daily", name="cap", tracker=tracker, on_exceed="warn", on_alert=alerts.append)
+    with b:
+        for _ in range(45):
+            call()
+        assert (b.spent, b.reserved) == (COST * 45, 0)
+    assert calls["settle_batch"] >= 1  # leased while far from the limit
+    assert [a.threshold for a in alerts] == [0.5, 0.8, 0.9, 1.0]  # each threshold once, as call by call
+    seen = budget(limit, period="daily", name="cap", tracker=other)
+    assert (seen.spent, seen.reserved) == (COST * 45, 0)
+    tracker.close()
+    other.close()
+
+
+def test_async_tasks_share_one_lease(home, calls):
+    tracker, other = two_views(home, "duckdb")
+
+    @track_cost(tracker=tracker, resource="r", estimate=COST)
+    async def ask() -> object:
+        await asyncio.sleep(0)
+        return RESPONSE
+
+    b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
+
+    async def task() -> None:
+        async with b:
+            for _ in range(25):
+                await ask()
+
+    async def main() -> None:
+        async with b:
+            await asyncio.gather(*(task() for _ in range(8)))
+            assert (b.spent, b.reserved) == (COST * 200, 0)
+
+    asyncio.run(main())
+    assert calls["reserve"] == 0 and calls["settle_batch"] <= 200 // LEASE_CALLS + 2
+    seen = budget(LIMIT, period="daily", name="cap", tracker=other)
+    assert (seen.spent, seen.reserved) == (COST * 200, 0)
     tracker.close()
     other.close()
 
