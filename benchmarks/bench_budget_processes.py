@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             [
                 ("no budget", rate["none"], 4e6 / rate["none"] if rate["none"] else "-"),
                 (
-                    "one daily budget (reserve + settle each call)",
+                    "one daily budget (leased, settled in batches)",
                     rate["budget"],
                     4e6 / rate["budget"] if rate["budget"] else "-",
                 ),

@@ -7,6 +7,8 @@ entry is recorded (``on_recorded``). So concurrent calls can overshoot only by t
 A block budget (``period=None``) counts in this object, under its lock. A period budget counts in its tracker's
 store's ledger (``stores._ledger``), so every process sharing the store reserves against one account: the store's
 recorded spend in the period, plus amounts settled but not yet written, plus every process's open reservations.
+Over a ledger every process shares, far from the limit, it leases headroom and serves calls from it in memory
+(``stores._lease``), settling their amounts in batches.
 
 Over 400 lines because a ``Budget`` is one object whose reservation, period roll-over and threshold alerts share one
 lock and one state; splitting them would spread that lock across modules. ``BudgetManager`` is in ``_manager``.
@@ -38,7 +40,8 @@ from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._tracker import CostTracker
-from .stores import BudgetScope, CostStore, Reservation
+from .stores import BudgetScope, CostStore, Reservation, Standing
+from .stores._lease import LEASE_SHARE, Lease
 from .stores._ledger import entry_models
 
 __all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
@@ -142,6 +145,23 @@ class _Hold(SettledByEntry):
         self.settled = False
 
 
+class _Leased(_Hold):
+    """A call served from the budget's ``lease``: its ``estimate`` is taken from the lease, not reserved alone."""
+
+    __slots__ = ("estimate", "lease")
+
+    def __init__(self, store: CostStore, lease: Lease, estimate: Decimal) -> None:
+        self.store = store
+        self.scope = lease.scope
+        self.reservation = _UNRESERVED
+        self.settled = False
+        self.lease = lease
+        self.estimate = estimate
+
+
+_UNRESERVED = Reservation("", ZERO, True, ZERO, ZERO)
+
+
 def _unsettled(token: object) -> bool:
     return isinstance(token, _Hold) and not token.settled
 
@@ -231,6 +251,10 @@ class Budget:
         self._start: datetime | None = None
         self._end: datetime | None = None
         self._scope: BudgetScope | None = None
+        # (Period budgets over a shared ledger) the headroom leased for this period, and how many ``with`` blocks are
+        # open: the lease is settled and released as the last one ends.
+        self._lease: Lease | None = None
+        self._open = 0
         self._fired: set[float] = set()
         # Spend below this cannot cross a threshold that has not fired: most calls skip the threshold check.
         self._quiet_below = ZERO
@@ -293,7 +317,15 @@ class Budget:
         standing = self.tracker.store.standing(scope, refresh=refresh)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
+                self._spent, self._committed = self._view(scope, standing)
+
+    def _view(self, scope: BudgetScope, standing: Standing) -> tuple[Decimal, Decimal]:
+        """``(spent, committed)`` of ``scope`` from the ledger's ``standing``, as this process sees it: its lease's
+        settled amounts spent, and of its lease only what calls in flight took reserved (caller holds the lock)."""
+        lease = self._lease
+        if lease is not None and lease.scope is scope:
+            return lease.figures(standing)
+        return standing.spent, standing.spent + standing.reserved
 
     @property
     def period_start(self) -> datetime | None:
@@ -359,6 +391,9 @@ class Budget:
             )
             self._fired = set()
             self._quiet_below = ZERO
+            old, self._lease = self._lease, None
+        if old is not None:
+            self._close_lease(old)  # the last period's amounts settled there, its headroom released
         store = tracker.store
         store.ledger().begin()  # from here on, written entries are acknowledged to the ledger
         try:
@@ -368,8 +403,15 @@ class Budget:
         standing = store.standing(scope)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
+                self._spent, self._committed = self._view(scope, standing)
         return scope
+
+    def _close_lease(self, lease: Lease) -> None:
+        """Settle ``lease``'s amounts and release it (a failure is logged: it lapses after the ledger's lease)."""
+        try:
+            lease.close()
+        except Exception as exc:  # noqa: BLE001 - a budget's exit never fails the user's block
+            logger.warning("llmcost: budget %r could not settle its lease: %r", self.name, exc)
 
     # -- the guard protocol ---------------------------------------------------------------------------------------
     def before_call(self, call: PendingCall) -> object:
@@ -420,20 +462,58 @@ class Budget:
         return needed
 
     def _reserve(self, needed: Decimal) -> _Hold:
-        """(Period budgets) reserve ``needed`` in the ledger, atomically for every process; raise if refused."""
+        """(Period budgets) reserve ``needed`` in the ledger, atomically for every process; raise if refused.
+
+        Over a ledger every process shares, take it from this process's lease instead, renewing the lease when it
+        cannot serve it; near the limit (a lease would not be more than one call's estimate), reserve exactly."""
         scope = self._current_scope()
         store = self.tracker.store
+        lease = self._lease
+        if lease is not None and lease.scope is scope:
+            with self._lock:  # (the lease's lock too)
+                if lease.take(needed):
+                    self._committed += needed
+                    return _Leased(store, lease, needed)
+        # (Where the room left as last seen could not give a lease of two calls or more, none is asked for.)
+        if needed > ZERO and store.ledger().leases and self.limit - self._committed >= needed * (2 * LEASE_SHARE):
+            leased = self._lease_for(store, scope, needed)
+            if leased is not None:
+                return leased
+        elif lease is not None and lease.scope is scope and lease.holding():
+            self._close_lease(lease)  # near the limit: its amounts settled, its headroom released; call by call now
         r = store.reserve(scope, needed, limit=self.limit, force=self.on_exceed == "warn")
         remaining = self.limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = r.spent, r.spent + r.reserved + (needed if r.granted else ZERO)
+                self._spent, self._committed = self._view(
+                    scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))
+                )
         if remaining <= 0 or needed > remaining:
             refused = BudgetExceeded(self.name, r.spent + r.reserved, self.limit, needed)
             self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
             if self.on_exceed == "raise":
                 raise refused
         return _Hold(store, scope, r)
+
+    def _lease_for(self, store: CostStore, scope: BudgetScope, needed: Decimal) -> _Leased | None:
+        """Renew this period's lease (or lease anew) with room for ``needed`` and take it from there; ``None`` if the
+        ledger grants no headroom (near the limit) or it cannot be reached (the exact reservation then says why)."""
+        with self._lock:
+            if scope is not self._scope:
+                return None
+            lease = self._lease
+            if lease is None or lease.scope is not scope or not lease.mine():
+                lease = self._lease = Lease(store, scope, limit=self.limit, lock=self._lock)
+            try:
+                lease.renew(needed)
+            except Exception as exc:  # noqa: BLE001 - the exact path reserves (or raises) as it would without leases
+                logger.debug("llmcost: budget %r could not renew its lease: %r", self.name, exc)
+                return None
+            self._spent, self._committed = lease.figures()
+            if not lease.take(needed):
+                return None
+            self._committed += needed
+        return _Leased(store, lease, needed)
 
     def after_call(self, token: object, entry: CostEntry | None) -> None:
         """Release the reservation made by ``before_call`` unless the call's entry settled it (``on_recorded``)."""
@@ -449,7 +529,9 @@ class Budget:
             return
         if isinstance(token, _Hold) and not token.settled:
             token.settled = True
-            if token.reservation.id is not None:
+            if type(token) is _Leased:
+                self._done_leased(token, None)
+            elif token.reservation.id is not None:
                 token.store.release(token.reservation)
 
     def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None:
@@ -515,11 +597,24 @@ class Budget:
 
     def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:
         """(Period budgets) count ``entry`` in the ledger, in place of its call's reservation if it had one."""
+        hold = settling_token(self, _unsettled)
+        if type(hold) is _Leased:
+            lease = hold.lease
+            # The usual case: the call was served from this period's lease, and its entry goes to the lease's store.
+            if lease is self._lease and getattr(tracker, "store", None) is lease.store and lease.scope.matches(entry):
+                hold.settled = True
+                self._done_leased(hold, entry)
+                if self._spent >= self._quiet_below:
+                    self.check_thresholds()
+                return
         scope = self._current_scope()
         if not scope.matches(entry):
             return  # another period or model: the call's reservation, if any, is released after the call
-        hold = settling_token(self, _unsettled)
         store = self.tracker.store
+        if type(hold) is _Leased:
+            hold.settled = True
+            self._done_leased(hold, None)  # its estimate back to the lease; the amount is settled alone below
+            hold = None
         # Kept under the entry's id until the tracker writes it to this store; an entry for another store (a budget
         # on the default tracker around a call of another tracker) stays counted for the period.
         same_store = getattr(tracker, "store", None) is store
@@ -531,8 +626,32 @@ class Budget:
             hold.settled = True
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = standing.spent, standing.spent + standing.reserved
+                self._spent, self._committed = self._view(scope, standing)
         self.check_thresholds()
+
+    def _done_leased(self, hold: _Leased, entry: CostEntry | None) -> None:
+        """Settle a call served from a lease with its ``entry`` (``None``: give its estimate back)."""
+        lease = hold.lease
+        estimate = hold.estimate
+        with self._lock:
+            current = lease is self._lease and lease.scope is self._scope
+            try:
+                if entry is None:
+                    lease.drop(estimate)
+                    if current:
+                        self._committed -= estimate
+                    return
+                amount = entry.amount
+                if lease.done(estimate, amount, entry.id) and current:
+                    self._spent += amount  # settled in memory: counted as spent here, in place of its estimate
+                    self._committed += amount - estimate
+                    return
+            except BaseException:
+                if current:
+                    self._spent, self._committed = lease.figures()
+                raise
+            if current:  # a batch went to the ledger: the scope as it stands after it
+                self._spent, self._committed = lease.figures()
 
     # -- alerts ---------------------------------------------------------------------------------------------------
     def check_thresholds(self) -> None:
@@ -582,6 +701,8 @@ class Budget:
     # -- context manager and decorator ----------------------------------------------------------------------------
     def __enter__(self) -> Budget:
         self.sync()  # a period budget opens its period's account now (reading recorded spend once per period)
+        with self._lock:
+            self._open += 1
         token = push_guard(self)
         self._entered.set((*self._entered.get(), token))
         return self
@@ -590,9 +711,15 @@ class Budget:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         tokens = self._entered.get()
-        if tokens:
-            self._entered.set(tokens[:-1])
-            pop_guard(tokens[-1])
+        if not tokens:
+            return
+        self._entered.set(tokens[:-1])
+        pop_guard(tokens[-1])
+        with self._lock:
+            self._open -= 1
+            lease = self._lease if self._open <= 0 else None
+        if lease is not None:
+            self._close_lease(lease)  # the last block ended: its amounts settled, its headroom released
 
     async def __aenter__(self) -> Budget:
         return self.__enter__()

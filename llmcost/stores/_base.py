@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from .._entry import CostEntry
 from .._summary import CostSummary, summarize
 from ._filters import NO_FILTERS, Filters
-from ._ledger import BudgetScope, Ledger, LocalLedger, Reservation, Standing
+from ._lease import acknowledged, close_leases
+from ._ledger import BudgetScope, LeaseTerms, Ledger, LocalLedger, Renewal, Reservation, Settlement, Standing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -246,6 +247,30 @@ class CostStore(abc.ABC):
         """
         self.ledger().release(reservation)
 
+    def settle_batch(
+        self,
+        scope: BudgetScope,
+        settlements: Sequence[Settlement],
+        *,
+        reservation: Reservation | None,
+        keep: Decimal,
+        renew: LeaseTerms | None,
+        limit: Decimal,
+    ) -> Renewal:
+        """In one atomic step: count ``settlements`` (each as ``settle`` would), drop ``reservation`` (a lease) and
+        reserve ``keep`` plus the headroom ``renew`` gets under ``limit`` (none without ``renew``). How a budget's
+        lease is settled and renewed (see ``stores._lease``); only for a ledger whose ``leases`` is true.
+
+        Example::
+
+            renewal = store.settle_batch(scope, [Settlement(entry.amount, entry.id)], reservation=lease,
+                                         keep=Decimal(0), renew=LeaseTerms(Decimal("0.16"), Decimal("0.0025")),
+                                         limit=Decimal("10"))
+        """
+        return self.ledger().settle_batch(
+            scope, settlements, reservation=reservation, keep=keep, renew=renew, limit=limit
+        )
+
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         """Where ``scope`` stands: ``spent`` (recorded plus settled) and ``reserved`` (open, every process);
         ``refresh`` reads the recorded spend from the store first.
@@ -268,11 +293,14 @@ class CostStore(abc.ABC):
         made = self.current_ledger()
         if made is not None:
             made.acknowledge(entries)
+            acknowledged(self, entries)  # amounts a budget's lease holds for its next batch
 
     def close_ledger(self) -> None:
-        """Release the ledger's files and threads (stores call it from ``close``; it reopens on next use)."""
+        """Settle and release this process's budget leases on the store, then release the ledger's files and threads
+        (stores call it from ``close``; it reopens on next use)."""
         made = self.current_ledger()
         if made is not None:
+            close_leases(self)
             made.close()
 
     def current_ledger(self) -> Ledger | None:

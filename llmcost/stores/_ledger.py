@@ -17,6 +17,11 @@ entry may be counted both as settled and as recorded: the ledger errs towards re
 ``base`` is read again when any acknowledgement happened since it was read, and every ``refresh`` seconds (for
 writers that do not use the ledger). A new period starts from the store's recorded spend of that period.
 
+A process may also *lease* headroom (``settle_batch`` with ``renew``): one reservation of several calls' worth,
+from which its calls reserve locally, their amounts settled later in a batch, each under its entry's id as
+``settle`` does, in the same transaction that renews or releases the lease (see ``_lease``). To every other process
+the lease is an open reservation like any other, so the limit holds exactly as it does call by call.
+
 ``LocalLedger`` keeps all this in one process (``MemoryStore``, and the default of any ``CostStore``);
 ``_ledger_sqlite.SqliteLedger`` keeps it in a SQLite file beside a DuckDB or Parquet store, for every process on
 the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled.
@@ -34,7 +39,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 import attrs
 
@@ -47,14 +52,18 @@ __all__ = [
     "DEFAULT_LEASE",
     "REFRESH_SECONDS",
     "BudgetScope",
+    "LeaseTerms",
     "Ledger",
     "LocalLedger",
     "Receipts",
+    "Renewal",
     "Reservation",
+    "Settlement",
     "Standing",
     "entry_models",
     "exact_sum",
     "filter_kwargs",
+    "headroom",
     "start_heartbeat",
 ]
 
@@ -164,6 +173,57 @@ class Reservation:
     id: int | None = None
 
 
+@attrs.frozen
+class Settlement:
+    """One call's actual ``amount``, settled in a batch under ``entry_id`` (``None``: its entry went to another store,
+    so it counts until the period ends), exactly as ``Ledger.settle`` would settle it alone."""
+
+    amount: Decimal
+    entry_id: str | None
+
+
+@attrs.frozen
+class LeaseTerms:
+    """What a lease asks of ``settle_batch``: headroom of at most ``most`` and at most ``1/share`` of the room the
+    ledger sees in that transaction, in whole multiples of ``least`` (the call's estimate), granted only if that is
+    more than ``least``: far from the limit a process serves calls from its lease, near it each call reserves
+    exactly."""
+
+    most: Decimal
+    least: Decimal
+    share: int = 8
+
+
+@attrs.frozen
+class Renewal:
+    """The answer to ``settle_batch``: the new ``reservation`` (``None`` if nothing is reserved; its ``amount`` is the
+    amount kept for calls in flight plus ``headroom``, its ``spent``/``reserved`` the standing before it), the new
+    ``headroom`` granted (zero if none), and the scope's ``standing`` after the whole transaction."""
+
+    reservation: Reservation | None
+    headroom: Decimal
+    standing: Standing
+
+
+_ATOM = Decimal("1e-18")  # money's finest step: a lease is a whole number of them (NUMERIC(38, 18) keeps it exactly)
+
+
+def headroom(terms: LeaseTerms | None, room: Decimal) -> Decimal:
+    """The headroom ``terms`` get where ``room`` is left (after the batch's amounts and the amount kept): a whole
+    number of ``terms.least`` (calls like the one asking), within both bounds, and zero unless that is more than one.
+    Whole calls, so that a process never keeps a fraction of a call unused that another process could have made.
+    Rounded down to money's 18 places."""
+    if terms is None or room <= 0:
+        return ZERO
+    with localcontext() as ctx:
+        ctx.prec = _EXACT_DIGITS
+        grant = min(terms.most, room / terms.share)
+        if terms.least > 0:
+            grant = (grant // terms.least) * terms.least
+        grant = grant.quantize(_ATOM, rounding=ROUND_DOWN)
+    return grant if grant > terms.least else ZERO
+
+
 class Receipts:
     """What one process knows about its own entries: which it settled (and awaits acknowledgements of), and which
     were acknowledged before they were settled (a background flush can write an entry between the moment it is
@@ -211,8 +271,13 @@ class Ledger(abc.ABC):
 
     ``reserve`` checks and records in one atomic step; ``settle`` replaces a reservation (or nothing) by the actual
     amount of an entry; ``release`` drops a reservation (the call failed or recorded nothing that counts);
-    ``acknowledge`` is told which entries the store now holds; ``standing`` reads a scope.
+    ``acknowledge`` is told which entries the store now holds; ``standing`` reads a scope; ``settle_batch`` settles
+    many calls and renews (or releases) a lease, in one step.
     """
+
+    #: Whether budgets lease headroom from this ledger (``settle_batch``) rather than reserve call by call: worth it
+    #: where a reservation is a transaction in a file or a database every process shares.
+    leases: bool = False
 
     @abc.abstractmethod
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
@@ -233,6 +298,22 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def release(self, reservation: Reservation) -> None:
         """Drop ``reservation`` (a no-op if it was settled, released, or expired already)."""
+
+    def settle_batch(
+        self,
+        scope: BudgetScope,
+        settlements: Sequence[Settlement],
+        *,
+        reservation: Reservation | None,
+        keep: Decimal,
+        renew: LeaseTerms | None,
+        limit: Decimal,
+    ) -> Renewal:
+        """In one atomic step: count each of ``settlements`` in ``scope`` as ``settle`` would, drop ``reservation``
+        (a lease), and reserve ``keep`` (what calls still in flight took from it, whatever the limit) plus the
+        ``headroom`` that ``renew`` gets of the room left under ``limit`` (none without ``renew``: the lease is
+        released)."""
+        raise NotImplementedError(f"{type(self).__name__} does not lease (its ``leases`` is False)")
 
     @abc.abstractmethod
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
@@ -383,6 +464,45 @@ class LocalLedger(Ledger):
     def release(self, reservation: Reservation) -> None:
         with self._lock:
             self._drop(reservation)
+
+    def settle_batch(
+        self,
+        scope: BudgetScope,
+        settlements: Sequence[Settlement],
+        *,
+        reservation: Reservation | None,
+        keep: Decimal,
+        renew: LeaseTerms | None,
+        limit: Decimal,
+    ) -> Renewal:
+        # (Budgets do not lease from a LocalLedger: a reservation here is no transaction, so call by call is as
+        # cheap. It leases all the same, for a store that uses it under a budget of its own making.)
+        with self._lock, localcontext() as ctx:
+            ctx.prec = _EXACT_DIGITS
+            self._drop(reservation)
+            account = self._account(scope)
+            for settlement in settlements:
+                entry_id, amount = settlement.entry_id, settlement.amount
+                if entry_id is None:
+                    account.settled += amount
+                elif self.receipts.settling(entry_id):
+                    account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
+                    account.settled += amount
+                elif not self._fed:
+                    self._gen += 1  # written before it was settled: read the recorded spend again
+                    account = self._account(scope)
+            spent, reserved = account.base + account.settled, account.reserved
+            grant = headroom(renew, limit - spent - reserved - keep)
+            amount = keep + grant
+            made = None
+            if amount:
+                self._ids += 1
+                rid = self._ids
+                account.holds[rid] = amount
+                account.reserved += amount
+                self._holds[rid] = scope.key
+                made = Reservation(scope.key, amount, True, spent, reserved, rid)
+            return Renewal(made, grant, Standing(spent, account.reserved))
 
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         with self._lock:

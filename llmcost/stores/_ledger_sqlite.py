@@ -13,8 +13,9 @@ reservation, ``entry`` NULL, and each settled amount awaiting its entry's acknow
 
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
 lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next
-reservation anyone makes. Settled amounts are not released that way (the money was spent): they stay until their
-period's account is dropped, when a later period of the same budget opens.
+reservation anyone makes (a budget's leased headroom, ``settle_batch``, is one such reservation, swept alike).
+Settled amounts are not released that way (the money was spent): they stay until their period's account is
+dropped, when a later period of the same budget opens.
 """
 
 from __future__ import annotations
@@ -40,11 +41,15 @@ from ._ledger import (
     DEFAULT_LEASE,
     REFRESH_SECONDS,
     BudgetScope,
+    LeaseTerms,
     Ledger,
     Receipts,
+    Renewal,
     Reservation,
+    Settlement,
     Standing,
     filter_kwargs,
+    headroom,
     start_heartbeat,
 )
 
@@ -167,6 +172,8 @@ class SqliteLedger(Ledger):
         self._renewed = 0.0  # when this process last wrote its holders row
         self._queue_fd: int | None = None
         self.receipts = Receipts()
+
+    leases = True
 
     # -- plumbing -----------------------------------------------------------------------------------------------
     def _forked(self) -> None:
@@ -342,13 +349,18 @@ class SqliteLedger(Ledger):
             con = self._connection()
             con.execute("UPDATE holders SET seen = ? WHERE holder = ?", (time.time(), self._holder))
 
+    def _use(self) -> None:
+        """A budget uses the ledger in this process (after a fork: in this child, whose receipts start afresh)."""
+        self._forked()
+        self.receipts.use()
+
     # -- Ledger -------------------------------------------------------------------------------------------------
     def begin(self) -> None:
-        self.receipts.use()
+        self._use()
 
     @_exact
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
-        self.receipts.use()
+        self._use()
         with self._transaction() as con:
             account = self._load(con, scope)
             now = account.now
@@ -360,20 +372,70 @@ class SqliteLedger(Ledger):
             granted = force or (room > 0 and amount <= room)
             rid = None
             if granted and amount:
-                if now - self._renewed > self.lease / 3:  # the heartbeat renews it in between
-                    con.execute("INSERT OR REPLACE INTO holders VALUES (?, ?)", (self._holder, now))
-                    self._renewed = now
-                rid = con.execute(
-                    "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, NULL) RETURNING id",
-                    (scope.key, self._holder, str(amount)),
-                ).fetchone()[0]
-                account.reserved += amount
-                account.dirty = True
+                rid = self._hold(con, account, amount)
             if account.dirty:
                 self._save(con, account)
         if rid is not None:
             self._start_heartbeat()
         return Reservation(scope.key, amount, granted, spent, reserved, rid)
+
+    def _hold(self, con: sqlite3.Connection, account: _Account, amount: Decimal) -> int:
+        """Insert a reservation of ``amount`` in ``account`` (this process's, renewing its ``holders`` row when due)."""
+        now = account.now
+        if now - self._renewed > self.lease / 3:  # the heartbeat renews it in between
+            con.execute("INSERT OR REPLACE INTO holders VALUES (?, ?)", (self._holder, now))
+            self._renewed = now
+        rid: int = con.execute(
+            "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, NULL) RETURNING id",
+            (account.scope.key, self._holder, str(amount)),
+        ).fetchone()[0]
+        account.reserved += amount
+        account.dirty = True
+        return rid
+
+    @_exact
+    def settle_batch(
+        self,
+        scope: BudgetScope,
+        settlements: Sequence[Settlement],
+        *,
+        reservation: Reservation | None,
+        keep: Decimal,
+        renew: LeaseTerms | None,
+        limit: Decimal,
+    ) -> Renewal:
+        self._use()
+        with self._transaction() as con:
+            account = self._load(con, scope)
+            if renew is not None and account.now - account.swept >= self.lease / 4:
+                self._sweep(con, account.now)
+                account = self._load(con, scope)  # the sweep may have released reservations of this scope
+            self._drop(con, reservation, account)
+            rows, written = [], False
+            for settlement in settlements:
+                entry_id = settlement.entry_id
+                if entry_id is None or self.receipts.settling(entry_id):
+                    rows.append(
+                        (scope.key, self._holder, str(settlement.amount), _FOREVER if entry_id is None else entry_id)
+                    )
+                    account.settled += settlement.amount
+                else:
+                    written = True
+            if rows:
+                con.executemany("INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)", rows)
+            if written:  # entries written before they were settled: read recorded spend again, they are in there now
+                con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+                account.base = self._total(**filter_kwargs(scope))
+                account.gen, account.read_at = account.ledger_gen + 1, account.now
+            spent, reserved = account.base + account.settled, account.reserved
+            grant = headroom(renew, limit - spent - reserved - keep)
+            rid = self._hold(con, account, keep + grant) if keep + grant else None
+            self._save(con, account)
+        made = None
+        if rid is not None:
+            self._start_heartbeat()
+            made = Reservation(scope.key, keep + grant, True, spent, reserved, rid)
+        return Renewal(made, grant, Standing(spent, account.reserved))
 
     @_exact
     def settle(
@@ -384,7 +446,7 @@ class SqliteLedger(Ledger):
         reservation: Reservation | None = None,
         entry_id: str | None = None,
     ) -> Standing:
-        self.receipts.use()
+        self._use()
         with self._transaction() as con:
             account = self._load(con, scope)
             self._drop(con, reservation, account)
@@ -414,7 +476,7 @@ class SqliteLedger(Ledger):
 
     @_exact
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
-        self.receipts.use()
+        self._use()
         with self._transaction() as con:
             account = self._load(con, scope, refresh=refresh)
             if account.dirty:
@@ -427,6 +489,7 @@ class SqliteLedger(Ledger):
             return
         mine = self.receipts.acknowledged(entries)
         with self._transaction() as con:
+            gone: dict[str, Decimal] = {}  # per scope: one update of its account, however many entries
             for start in range(0, len(mine), _CHUNK):
                 ids = mine[start : start + _CHUNK]
                 marks = ",".join("?" * len(ids))
@@ -435,7 +498,9 @@ class SqliteLedger(Ledger):
                     (self._holder, *ids),
                 ).fetchall()
                 for scope, amount in rows:
-                    self._add(con, scope, "settled", -Decimal(amount))
+                    gone[scope] = gone.get(scope, ZERO) + Decimal(amount)
+            for scope, amount in gone.items():
+                self._add(con, scope, "settled", -amount)
             con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
 
     def close(self) -> None:

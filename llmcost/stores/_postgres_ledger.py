@@ -21,7 +21,8 @@ the settled amount in one transaction (unless the entry is in the table already)
 Leases: a reservation expires ``lease`` seconds after it was made unless renewed; a heartbeat thread renews this
 process's reservations every third of the lease (``expires_at = now() + lease``), so those of a killed process stop
 counting within a lease. Expired reservations, settled amounts whose entries are in the table, and periods older than
-a budget's last two are deleted by a sweep at most every quarter lease.
+a budget's last two are deleted by a sweep at most every quarter lease. A budget's leased headroom
+(``settle_batch``) is one such reservation, renewed and expiring alike.
 """
 
 from __future__ import annotations
@@ -37,7 +38,19 @@ from typing import Any
 
 from .._entry import CostEntry
 from ._filters import Filters
-from ._ledger import DEFAULT_LEASE, BudgetScope, Ledger, Receipts, Reservation, Standing, start_heartbeat
+from ._ledger import (
+    DEFAULT_LEASE,
+    BudgetScope,
+    LeaseTerms,
+    Ledger,
+    Receipts,
+    Renewal,
+    Reservation,
+    Settlement,
+    Standing,
+    headroom,
+    start_heartbeat,
+)
 
 __all__ = ["HOLDS", "LEDGER_DDL", "PostgresLedger"]
 
@@ -82,6 +95,8 @@ class PostgresLedger(Ledger):
         ledger = PostgresLedger(store_run, where=where_sql, table="llmcost_entries", lease=60)
         r = ledger.reserve(scope, Decimal("0.02"), limit=Decimal("1"))
     """
+
+    leases = True
 
     def __init__(
         self,
@@ -222,6 +237,66 @@ class PostgresLedger(Ledger):
 
         spent, reserved = self._run(body, what="settle a budget reservation in")
         return Standing(spent, reserved)
+
+    def settle_batch(
+        self,
+        scope: BudgetScope,
+        settlements: Sequence[Settlement],
+        *,
+        reservation: Reservation | None,
+        keep: Decimal,
+        renew: LeaseTerms | None,
+        limit: Decimal,
+    ) -> Renewal:
+        self._forked()
+        self.receipts.use()
+        # False: written and acknowledged already (the anti-join would skip it anyway; the insert checks too)
+        kept = [s for s in settlements if s.entry_id is None or self.receipts.settling(s.entry_id)]
+        sweep = renew is not None and self._sweep_due()
+        holder, lease = self._holder, self.lease
+        rid = reservation.id if reservation is not None else None
+
+        def body(cur: Any) -> tuple[Decimal, Decimal, Decimal, int | None]:
+            if sweep:
+                for statement in _SWEEP:
+                    cur.execute(statement.format(table=self._table))
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [scope.key])  # (as ``reserve``)
+            if rid is not None:
+                cur.execute(f"DELETE FROM {HOLDS} WHERE id = %s AND entry IS NULL", [rid])
+            if kept:
+                entries = [_FOREVER if s.entry_id is None else s.entry_id for s in kept]
+                # Not those whose entry is in the table already (a background flush wrote it first): counted there.
+                cur.execute(
+                    f"INSERT INTO {HOLDS} (scope, budget, since, amount, entry, holder, expires_at) "
+                    "SELECT %s, %s, %s, b.amount, b.entry, %s, NULL"
+                    " FROM unnest(%s::numeric[], %s::text[]) AS b(amount, entry)"
+                    f" WHERE NOT EXISTS (SELECT 1 FROM {self._table} e WHERE e.id = b.entry)",
+                    [scope.key, scope.budget, scope.since, holder, [s.amount for s in kept], entries],
+                )
+            spent, reserved = self._standing(cur, scope)
+            with localcontext() as ctx:
+                ctx.prec = 80
+                grant = headroom(renew, limit - spent - reserved - keep)
+                amount = keep + grant
+            if not amount:
+                return spent, reserved, grant, None
+            cur.execute(
+                f"INSERT INTO {HOLDS} (scope, budget, since, amount, entry, holder, expires_at) "
+                "VALUES (%s, %s, %s, %s, NULL, %s, now() + make_interval(secs => %s)) RETURNING id",
+                [scope.key, scope.budget, scope.since, amount, holder, lease],
+            )
+            return spent, reserved, grant, int(cur.fetchone()[0])
+
+        spent, reserved, grant, made = self._run(body, what="settle a budget lease in")
+        if made is None:
+            return Renewal(None, grant, Standing(spent, reserved))
+        self._start_heartbeat()
+        with localcontext() as ctx:
+            ctx.prec = 80
+            amount = keep + grant
+            return Renewal(
+                Reservation(scope.key, amount, True, spent, reserved, made), grant, Standing(spent, reserved + amount)
+            )
 
     def release(self, reservation: Reservation) -> None:
         if reservation.id is None:

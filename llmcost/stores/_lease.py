@@ -1,0 +1,306 @@
+"""``Lease``: headroom a process reserved in a store's ledger, from which its calls reserve without a transaction.
+
+A period budget over a shared ledger (``Ledger.leases``) pays a transaction in a file or database every process
+shares for each reservation and each settlement. Far from the limit it leases instead: ``settle_batch`` reserves
+several calls' worth at once, a real reservation that every other process counts, and each call then takes its
+estimate from it in memory. Its actual amount is settled in memory too, kept under its entry's id, and the batch
+goes to the ledger in ONE transaction that also renews the lease (or releases it): when the lease runs out, every
+``RENEW_SECONDS`` of calls, when the budget is exited or rolls into a new period, when the store is closed, and
+at process exit.
+
+Why this keeps the limit: every amount a lease serves stays inside the lease's reservation until its batch settles
+(a call costing more than its estimate first takes the difference from the lease's unused headroom), so the ledger
+never counts less than what this process committed. A call whose cost the lease cannot cover is settled at once,
+with the batch, so other processes see it at once as they do call by call. The lease is granted only while it is a
+small share of the room left (``LeaseTerms``), so near the limit every call reserves exactly, as without leases.
+
+Every amount is counted once: a batch settles each entry as ``settle`` would (``Receipts.settling``); an entry the
+tracker wrote and acknowledged before its batch is taken out of the batch (``acknowledged``: the store's total has
+it now), but its amount keeps its place in the lease until the batch, so the headroom is never handed out twice.
+
+Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Protocol
+
+from .. import _state
+from .._entry import CostEntry
+from .._money import ZERO
+from ._ledger import BudgetScope, LeaseTerms, Renewal, Reservation, Settlement, Standing
+
+__all__ = ["LEASE_CALLS", "LEASE_SHARE", "RENEW_SECONDS", "Lease", "acknowledged", "close_leases"]
+
+logger = logging.getLogger("llmcost")
+
+#: A lease is at most this many calls' estimates: one ledger transaction per ~64 calls takes the ~80 us it costs to
+#: ~1 us a call, while a process holds no more than a few seconds' worth of a busy budget's spend.
+LEASE_CALLS = 64
+#: ... and at most this share of the room left (1/8): several processes can each lease a little, and a lease is
+#: never a large part of what remains, so processes without one are not starved.
+LEASE_SHARE = 8
+#: A lease's amounts are settled (and the lease renewed) at least this often while its calls go on (seconds).
+RENEW_SECONDS = 1.0
+
+
+class LeaseStore(Protocol):
+    """What a lease needs of its store (a ``CostStore``; named here so that this module need not import it)."""
+
+    def settle_batch(
+        self,
+        scope: BudgetScope,
+        settlements: Sequence[Settlement],
+        *,
+        reservation: Reservation | None,
+        keep: Decimal,
+        renew: LeaseTerms | None,
+        limit: Decimal,
+    ) -> Renewal: ...
+
+    def settle(
+        self,
+        scope: BudgetScope,
+        amount: Decimal,
+        *,
+        reservation: Reservation | None = None,
+        entry_id: str | None = None,
+    ) -> Standing: ...
+
+
+#: Leases of this process that may hold a reservation or amounts (held strongly: a lease whose budget is dropped
+#: unexited is still settled when its store closes or the process exits).
+_OPEN: set[Lease] = set()
+
+
+class Lease:
+    """Headroom leased for one ``scope`` of ``store``'s ledger, under ``limit``, guarded by ``lock``.
+
+    ``take`` serves a call's estimate from it (``False``: it cannot; ``renew`` and try again, or reserve exactly);
+    ``done`` settles the call's amount (in memory while the lease covers it) and ``drop`` gives its estimate back;
+    ``renew`` settles the batch and leases again; ``close`` settles the batch and releases the lease.
+
+    Example::
+
+        lease = Lease(store, scope, limit=Decimal("10"), lock=threading.RLock())
+        if lease.renew(LeaseTerms(Decimal("0.16"), Decimal("0.0025"))) and lease.take(Decimal("0.0025")):
+            ...  # make the call
+            lease.done(Decimal("0.0025"), entry.amount, entry.id)
+    """
+
+    def __init__(self, store: LeaseStore, scope: BudgetScope, *, limit: Decimal, lock: Any) -> None:
+        self.store = store
+        self.scope = scope
+        self.limit = limit
+        self._lock = lock
+        self.reservation: Reservation | None = None
+        self.amount = ZERO  # the reservation's amount in the ledger
+        self.inflight = ZERO  # estimates of calls in flight served from it
+        self.pending: dict[str, Decimal] = {}  # amounts settled here, by entry id, for the next batch
+        self.elsewhere: list[Decimal] = []  # ... of entries that went to another store (no id to settle under)
+        self.pending_sum = ZERO
+        self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
+        self.local = ZERO  # amounts settled here since the last batch (what this process spent meanwhile)
+        self.count = 0  # ... and how many
+        #: What a call served from the lease cost on average in its last batch (zero before one): a lease is sized
+        #: for calls of at least this much, so calls that cost more than their estimates do not run it dry early.
+        self.typical = ZERO
+        self.standing = Standing(ZERO, ZERO)  # the scope in the ledger, after the last batch
+        self.renewed = 0.0  # time.monotonic() of the last batch
+        self.estimate = ZERO  # the estimate of the call the lease was last renewed for
+        self.live = False  # serving calls (it has headroom, and is neither closed nor another process's)
+        self._pid = os.getpid()
+        _OPEN.add(self)
+        _state.register_fork_aware(_EXIT)
+        _state.track_live(_EXIT)
+
+    def mine(self) -> bool:
+        """Whether this process made the lease (a forked child must lease anew: this one is its parent's)."""
+        return self._pid == os.getpid()
+
+    # -- figures --------------------------------------------------------------------------------------------------
+    def holding(self) -> bool:
+        """Whether the lease holds a reservation or amounts awaiting their batch (closing it would settle them)."""
+        return self.reservation is not None or bool(self.pending_sum) or bool(self.acked) or bool(self.elsewhere)
+
+    def unused(self) -> Decimal:
+        """Headroom not taken by calls in flight or amounts awaiting their batch."""
+        return self.amount - self.inflight - self.pending_sum - self.acked
+
+    def figures(self, standing: Standing | None = None) -> tuple[Decimal, Decimal]:
+        """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` (default: as of the last
+        batch) with this process's settled amounts as spent, and of its lease only the calls in flight reserved."""
+        with self._lock:
+            if standing is None:
+                spent = self.standing.spent + self.local
+                return spent, spent + self.standing.reserved - self.amount + self.inflight
+            spent = standing.spent + self.pending_sum  # (acknowledged amounts are in the store's total now)
+            return spent, spent + standing.reserved - self.amount + self.inflight
+
+    # -- calls ----------------------------------------------------------------------------------------------------
+    def take(self, needed: Decimal) -> bool:
+        """Serve ``needed`` from the lease, if it is live, not due for its batch, and has that much unused."""
+        with self._lock:
+            if not self.live or time.monotonic() - self.renewed > RENEW_SECONDS:
+                return False
+            unused = self.amount - self.inflight - self.pending_sum - self.acked
+            if unused > 0 and needed <= unused:  # (as the ledger grants a reservation)
+                self.inflight += needed
+                return True
+            return False
+
+    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
+        """Settle a call served with ``estimate``: in memory while the lease covers ``amount`` (its estimate given
+        back plus what is unused; ``True``), else at once, with the batch (``False``)."""
+        with self._lock:
+            self.inflight -= estimate
+            if self.live and ZERO <= amount <= self.amount - self.inflight - self.pending_sum - self.acked:
+                self._keep(amount, entry_id)
+                return True
+            self._batch(self.live, Settlement(amount, entry_id))
+            return False
+
+    def drop(self, estimate: Decimal) -> None:
+        """Give back the ``estimate`` of a call that recorded nothing that counts here."""
+        with self._lock:
+            self.inflight -= estimate
+            if not self.live and self.reservation is not None:
+                self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
+
+    def _keep(self, amount: Decimal, entry_id: str | None) -> None:
+        if entry_id is None:
+            self.elsewhere.append(amount)
+        else:
+            self.pending[entry_id] = self.pending.get(entry_id, ZERO) + amount
+        self.pending_sum += amount
+        self.local += amount
+        self.count += 1
+
+    def acknowledged(self, entries: Sequence[CostEntry]) -> None:
+        """``entries`` are in the store now: those awaiting this lease's batch leave it (the store's total counts
+        them), their amounts keeping their place in the lease until the batch."""
+        with self._lock:
+            pending = self.pending
+            if not pending:
+                return
+            for entry in entries:
+                amount = pending.pop(entry.id, None)
+                if amount is not None:
+                    self.pending_sum -= amount
+                    self.acked += amount
+
+    # -- batches --------------------------------------------------------------------------------------------------
+    def renew(self, estimate: Decimal) -> bool:
+        """Settle the batch and lease headroom for calls of ``estimate`` in one transaction; whether any was granted.
+
+        The lease asks for ``LEASE_CALLS`` calls of the larger of ``estimate`` and what its last batch's calls cost
+        on average (estimates are often low), in whole estimates, at most ``1/LEASE_SHARE`` of the room left."""
+        with self._lock:
+            if self._pid != os.getpid():
+                return False
+            self.estimate = estimate
+            self._batch(True)
+            return self.live
+
+    def close(self) -> None:
+        """Settle the batch and release the lease (keeping only what calls in flight took); it serves no more calls."""
+        with self._lock:
+            self.live = False
+            if self._pid == os.getpid() and self.holding():
+                self._batch(False)
+            if self.reservation is None:
+                _OPEN.discard(self)
+
+    def _batch(self, renew: bool, extra: Settlement | None = None) -> None:
+        """One ledger transaction: the pending amounts (and ``extra``) settled, the lease replaced by what calls in
+        flight took plus new headroom if ``renew`` (else released). On failure nothing changed in the ledger, so
+        everything stays pending (``extra`` too) for the next batch."""
+        if self._pid != os.getpid():  # another process's lease (this is a forked child): settle ``extra`` alone
+            if extra is not None:
+                self.store.settle(self.scope, extra.amount, entry_id=extra.entry_id)
+            return
+        settlements = [Settlement(amount, entry_id) for entry_id, amount in self.pending.items()]
+        settlements += [Settlement(amount, None) for amount in self.elsewhere]
+        if extra is not None:
+            settlements.append(extra)
+        terms = None
+        if renew and self.estimate > 0:
+            typical = self.local / self.count if self.count else self.typical
+            per_call = typical if typical > self.estimate else self.estimate
+            terms = LeaseTerms(per_call * LEASE_CALLS, self.estimate, LEASE_SHARE)
+        try:
+            renewal = self.store.settle_batch(
+                self.scope,
+                settlements,
+                reservation=self.reservation,
+                keep=self.inflight,
+                renew=terms,
+                limit=self.limit,
+            )
+        except BaseException:
+            if extra is not None:
+                self._keep(extra.amount, extra.entry_id)
+            raise
+        if self.count:
+            self.typical = self.local / self.count
+        self.pending, self.elsewhere, self.count = {}, [], 0
+        self.pending_sum = self.acked = self.local = ZERO
+        self.reservation = renewal.reservation
+        self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
+        self.standing = renewal.standing
+        self.renewed = time.monotonic()
+        self.live = renewal.headroom > 0
+        if self.reservation is not None:
+            _OPEN.add(self)
+        else:
+            _OPEN.discard(self)  # nothing left to settle or release
+
+    def forked(self) -> None:
+        """In a forked child: the lease is the parent's (its reservation and amounts are the parent's to settle)."""
+        if self._pid != os.getpid():
+            self.live = False
+            self.reservation, self.amount, self.inflight = None, ZERO, ZERO
+            self.pending, self.elsewhere, self.count = {}, [], 0
+            self.pending_sum = self.acked = self.local = ZERO
+            _OPEN.discard(self)
+
+
+def acknowledged(store: LeaseStore, entries: Sequence[CostEntry]) -> None:
+    """Tell this process's leases on ``store`` that ``entries`` are in it now."""
+    if _OPEN:
+        for lease in list(_OPEN):
+            if lease.store is store:
+                lease.acknowledged(entries)
+
+
+def close_leases(store: LeaseStore | None = None) -> None:
+    """Settle and release this process's leases (on ``store``; ``None``: on every store)."""
+    for lease in list(_OPEN):
+        if store is None or lease.store is store:
+            try:
+                lease.close()
+            except Exception as exc:  # noqa: BLE001 - the others still settle; this one lapses after the ledger's lease
+                logger.warning("llmcost: could not settle a budget lease on %r: %r", lease.store, exc)
+
+
+class _AtExit:
+    """Settles every lease at process exit (and on SIGTERM, and as a ``multiprocessing`` child ends: ``_state``
+    flushes it with the trackers), and forgets them in a forked child."""
+
+    def flush(self) -> None:
+        close_leases()
+
+    def close(self) -> None:
+        close_leases()
+
+    def forked(self) -> None:
+        for lease in list(_OPEN):
+            lease.forked()
+
+
+_EXIT = _AtExit()
