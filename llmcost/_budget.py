@@ -353,7 +353,10 @@ class Budget:
             return False
         if self.category is not None and category != self.category:
             return False
-        return not self._tag_items or all(tags.get(key) == value for key, value in self._tag_items)
+        for key, value in self._tag_items:  # noqa: SIM110 - a loop: this runs for each call it may check
+            if tags.get(key) != value:
+                return False
+        return True
 
     def sync(self, *, force: bool = False) -> None:
         """Roll into the current period; a period budget then reads where its ledger stands (``force``: with the
@@ -418,16 +421,29 @@ class Budget:
         """Reserve the call's estimate, or refuse the call (``BudgetExceeded``) if it would pass the limit."""
         if not _state.active:  # ``set_active(False)``: budgets refuse nothing
             return None
-        if self._tracker is not None and call.tracker is not self._tracker:
+        if not self.checks_call(call.tracker, call.resource, call.category, call.tags, call.model, call.kwargs):
             return None
-        if self._filtered:
-            model = call.model
-            if model is None and self.model is not None:
-                asked = call.kwargs.get("model")
-                model = asked if isinstance(asked, str) else None
-            if not self._matches(call.resource, call.category, call.tags, model):
-                return None
         return self.reserve_estimate(call.tracker, call.estimate())
+
+    def checks_call(
+        self,
+        tracker: TrackerLike,
+        resource: str | None,
+        category: str,
+        tags: Mapping[str, str],
+        model: str | None,
+        kwargs: Mapping[str, Any],
+    ) -> bool:
+        """Whether this budget checks a call of ``tracker`` with these fields (``model`` as the decorator names it;
+        else the request's ``model=`` in ``kwargs``, for a per-model budget)."""
+        if self._tracker is not None and tracker is not self._tracker:
+            return False
+        if self._filtered:
+            if model is None and self.model is not None:
+                asked = kwargs.get("model")
+                model = asked if isinstance(asked, str) else None
+            return self._matches(resource, category, tags, model)
+        return True
 
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
         """``before_call`` of a call of ``tracker`` that this budget checks (it matches the filters, or the budget

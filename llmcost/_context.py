@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -227,6 +227,8 @@ class Guard(Protocol):
 
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
     category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
+    So may it for any guard once ``checks_call`` (the call's tracker, resource, category, tags, model and request
+    arguments) said that the guard checks the call, as ``before_call`` decides.
     """
 
     counts_rows: bool
@@ -235,6 +237,16 @@ class Guard(Protocol):
     def before_call(self, call: PendingCall) -> object: ...
 
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object: ...
+
+    def checks_call(
+        self,
+        tracker: TrackerLike,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        model: str | None,
+        kwargs: Mapping[str, Any],
+    ) -> bool: ...
 
     def after_call(self, token: object, entry: CostEntry | None) -> None: ...
 

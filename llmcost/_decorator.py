@@ -135,10 +135,32 @@ class _Engine:
         guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
         reservations: list[tuple[Any, object]] = []
         needed = self.fixed_estimate
-        if (needed is not None or self.estimate is None) and guards.unfiltered:
-            # Every guard checks every call alike, so each needs only the estimate: found here once, as a
-            # ``PendingCall`` would find it (``estimate_call``: with no ``estimate=``, from the call's request
-            # arguments, else the mean of recent calls).
+        checking: Sequence[Any] | None = None
+        if needed is not None or self.estimate is None:
+            checking = guards
+            if not guards.unfiltered:
+                # Guards that check only some calls say which from the call's fields, as ``before_call`` would
+                # (``Guard.checks_call``); any failure there, and the ``PendingCall`` path below says what failed.
+                context = current_tags()
+                if context is EMPTY_TAGS or not context:  # (the usual case: no outer tags; matching reads values)
+                    tags = call_tags
+                elif call_tags is not EMPTY_TAGS and call_tags:
+                    tags = intern_tags({**context, **call_tags})
+                else:
+                    tags = context
+                checking = []
+                try:
+                    for guard in guards:
+                        if guard.checks_call(tracker, self.resource, self.category_value, tags, self.model, kwargs):
+                            checking.append(guard)
+                except Exception:  # noqa: BLE001 - said by ``before_call`` below
+                    checking = None
+                if checking is not None and not checking:
+                    return _call((tracker, call_tags, reservations, _perf_counter()))
+        if checking is not None:
+            # Each guard checking the call needs only its estimate: found here once, as a ``PendingCall`` would find
+            # it (``estimate_call``: with no ``estimate=``, from the call's request arguments, else the mean of
+            # recent calls).
             if needed is None:
                 try:
                     if kwargs:
@@ -148,7 +170,7 @@ class _Engine:
                 except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
                     log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
                     return _call((tracker, call_tags, reservations, _perf_counter()))
-            for guard in guards:
+            for guard in checking:
                 try:
                     reservations.append((guard, guard.reserve_estimate(tracker, needed)))
                 except BudgetExceeded:

@@ -182,6 +182,25 @@ def test_filters_narrow_what_counts(tracker):
     assert b.spent == CALL
 
 
+def test_a_tag_budget_checks_the_calls_whose_tags_it_names_wherever_they_come_from(tracker):
+    # A call's tags are its decorator's over those of the blocks around it: a budget naming tags checks (and
+    # refuses) exactly the calls whose merged tags have them, and counts only their spend.
+    search, _ = caller(tracker, tags={"team": "search"})
+    untagged, _ = caller(tracker)
+    with budget(CALL, tags={"team": "search", "env": "prod"}, tracker=tracker) as b:
+        search()  # no env: not checked, not counted
+        with llmcost.tags(env="prod"):
+            search()  # team from the decorator, env from the block: checked and counted
+            untagged()  # no team
+            with pytest.raises(BudgetExceeded):
+                search()
+            with llmcost.tags(team="search"):
+                with pytest.raises(BudgetExceeded):
+                    untagged()  # both from the blocks
+        search()  # no env again: let through
+    assert b.spent == CALL
+
+
 def test_eight_threads_cannot_pass_the_limit(tracker):
     call, ran = caller(tracker, estimate=CALL)
     b = budget(CALL * 100, tracker=tracker)
