@@ -20,6 +20,8 @@ from benchmarks.plot import write_results
 
 #: Entries in the store under the period budget for ``--quick`` (a smoke run, not a figure).
 QUICK_ROWS = 2_000
+#: The tag of the calls a filtered budget checks.
+TEAM = {"team": "search"}
 #: An OpenAI chat request's own arguments, as an instrumented client's ``create`` gets them: a budget with no
 #: ``estimate=`` estimates the call from these (a system prompt and a ~1,100-character user message).
 REQUEST = {
@@ -50,7 +52,12 @@ def _responses() -> list[tuple[str, object]]:
     return found
 
 
-def _interleaved(variants: Sequence[tuple[str, Callable[[], object], int]], block: int, rounds: int) -> list[float]:
+def _interleaved(
+    variants: Sequence[tuple[str, Callable[[], object], int]],
+    block: int,
+    rounds: int,
+    filters: Sequence[dict[str, object]] | None = None,
+) -> list[float]:
     """CPU microseconds per call of each ``(name, fn, budgets)`` variant, inside that many nested block budgets: the
     best of ``rounds`` rounds of ``block`` calls, every variant timed once per round (in turn, from a different one
     each round). CPU time of this thread, not
@@ -64,7 +71,7 @@ def _interleaved(variants: Sequence[tuple[str, Callable[[], object], int]], bloc
             _, fn, budgets = variants[i]
             with contextlib.ExitStack() as stack:
                 for _ in range(budgets):
-                    stack.enter_context(llmcost.budget(10**9))
+                    stack.enter_context(llmcost.budget(10**9, **(filters[i] if filters else {})))  # type: ignore[arg-type]
                 started = time.thread_time()
                 for _ in range(block):
                     fn()
@@ -112,8 +119,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("@track_cost in 3 nested budgets (estimate=)", tracked(estimate=estimate), 3, 0),
             ("@track_cost, called with request arguments", asking(tracked()), 0, 4),
             ("  in budget (estimate from the request)", asking(tracked()), 1, 4),
+            ("@track_cost(tags=...) in a budget with a tag filter", tracked(estimate=estimate, tags=TEAM), 1, 0),
         ]
-        times = _interleaved([(name, fn, n) for name, fn, n, _ in variants], block, rounds)
+        # (the budget of each variant: the last one names the calls' tag)
+        filters = [{} for _ in variants[:-1]] + [{"tags": TEAM}]
+        times = _interleaved([(name, fn, n) for name, fn, n, _ in variants], block, rounds, filters)
         print(f"\n{kind}: bare function {per_call_us(bare, block * 5):.3g} us")
         measured = [(name, n, t, times[base]) for (name, _, n, base), t in zip(variants, times, strict=True)]
         print(
