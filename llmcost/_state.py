@@ -253,12 +253,14 @@ class FlushLock:
         guard = FlushLock()
         with guard:
             pass  # a SIGTERM arriving here is handled just after the block
+
+    ``reentrant=True``: one thread may take it again while it holds it (as a ``threading.RLock``).
     """
 
     __slots__ = ("_lock",)
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, *, reentrant: bool = False) -> None:
+        self._lock: Any = new_rlock() if reentrant else new_lock()  # (free again in a forked child)
 
     def __enter__(self) -> None:
         global _main_holding
@@ -291,7 +293,9 @@ _deferred_sigterm: tuple[int, Any] | None = None
 
 
 def _flush_all_at_exit() -> None:
-    for tracker in list(live_trackers):
+    # Trackers first: what is flushed after them (``flush_last``: budgets' leases, which settle in the ledger and may
+    # wait for a lock a signalled thread holds) must not keep a tracker's entries from being written.
+    for tracker in sorted(live_trackers, key=lambda held: getattr(held, "flush_last", False)):
         try:
             tracker.flush()
         except Exception:

@@ -239,6 +239,34 @@ def test_locks_another_thread_held_at_the_fork_are_free_in_the_child(tmp_path: P
     assert "parent 3 0.00105" in proc.stdout, proc.stdout
 
 
+@pytest.mark.parametrize("settle", [0.2, 0.4, 0.6])
+def test_sigterm_under_a_leased_period_budget_ends_in_time_and_writes_every_entry(tmp_path: Path, settle) -> None:
+    # Calls run back to back under a daily budget that leases from the store's ledger: the signal often lands while
+    # the main thread is in a ledger transaction, or holds the budget's lock. The flush writes every entry, and the
+    # process ends at once (it waited out SIGTERM_FLUSH_SECONDS for locks the main thread held, losing entries).
+    url = f"duckdb://{tmp_path}/costs.duckdb"
+    script = """
+        from decimal import Decimal
+        from llmcost import budget, track_cost
+        response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+        call = track_cost(tracker=tracker, resource="child", estimate=Decimal("0.0025"))(lambda: response)
+        budget(10**9, period="daily", tracker=tracker).__enter__()
+        made = 0
+        print("writing", flush=True)
+        while True:
+            call()
+            made += 1
+            if made % 50 == 0:
+                os.write(1, f"{made}\\n".encode())
+    """
+    code, out, err, seconds = _terminated_while_writing(script, url, settle=settle)
+    assert code == -signal.SIGTERM, err
+    made = max((int(n) for n in out.split()), default=0)
+    assert made > 0, out + err
+    assert seconds < 4, f"took {seconds:.1f} s to end after SIGTERM: {err}"
+    assert _resources(url)["child"] >= made
+
+
 def test_sigterm_during_a_flush_on_the_main_thread_waits_for_it_then_writes_the_rest(tmp_path: Path) -> None:
     # SIGTERM's handler runs on the main thread, here inside flush() holding the flush lock; its flush must not
     # wait for that lock (it waited out its 8 s and lost every entry), but let the write finish and then flush

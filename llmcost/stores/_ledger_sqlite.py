@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, TypeVar
 
+from .. import _state
 from .._entry import CostEntry
 from .._errors import StoreError
 from .._money import ZERO
@@ -164,7 +165,9 @@ class SqliteLedger(Ledger):
         self._total = total
         self._refresh = refresh
         self._timeout = timeout
-        self._lock = threading.RLock()
+        # A SIGTERM's flush acknowledges written entries here: while the main thread holds this lock (a transaction),
+        # the signal waits for it (``FlushLock``), else the flush would wait for a thread that waits for it.
+        self._lock = _state.FlushLock(reentrant=True)
         self._con: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._holder = _holder_id()
@@ -172,6 +175,7 @@ class SqliteLedger(Ledger):
         self._renewed = 0.0  # when this process last wrote its holders row
         self._queue_fd: int | None = None
         self.receipts = Receipts()
+        self._unacknowledged: list[str] = []  # ids settled here whose acknowledgement failed: tried again
 
     leases = True
 
@@ -180,6 +184,7 @@ class SqliteLedger(Ledger):
         """In a forked child, forget the parent's connection, queue file, holds and heartbeat: none is ours."""
         if self._pid != os.getpid():
             self._con, self._beating, self.receipts, self._renewed = None, None, Receipts(), 0.0
+            self._unacknowledged = []
             self._queue_fd = None  # the parent's open file: an flock on it would be shared with the parent
             self._pid, self._holder = os.getpid(), _holder_id()
 
@@ -487,21 +492,29 @@ class SqliteLedger(Ledger):
     def acknowledge(self, entries: Sequence[CostEntry]) -> None:
         if not self.receipts.used or not entries:
             return
-        mine = self.receipts.acknowledged(entries)
-        with self._transaction() as con:
-            gone: dict[str, Decimal] = {}  # per scope: one update of its account, however many entries
-            for start in range(0, len(mine), _CHUNK):
-                ids = mine[start : start + _CHUNK]
-                marks = ",".join("?" * len(ids))
-                rows = con.execute(
-                    f"DELETE FROM holds WHERE holder = ? AND entry IN ({marks}) RETURNING scope, amount",
-                    (self._holder, *ids),
-                ).fetchall()
-                for scope, amount in rows:
-                    gone[scope] = gone.get(scope, ZERO) + Decimal(amount)
-            for scope, amount in gone.items():
-                self._add(con, scope, "settled", -amount)
-            con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+        with self._lock:
+            # With the ids whose acknowledgement failed before (their entries are in the store: their settled
+            # amounts must go, or they would count twice for the rest of the period).
+            mine = [*self._unacknowledged, *self.receipts.acknowledged(entries)]
+            self._unacknowledged = []
+            try:
+                with self._transaction() as con:
+                    gone: dict[str, Decimal] = {}  # per scope: one update of its account, however many entries
+                    for start in range(0, len(mine), _CHUNK):
+                        ids = mine[start : start + _CHUNK]
+                        marks = ",".join("?" * len(ids))
+                        rows = con.execute(
+                            f"DELETE FROM holds WHERE holder = ? AND entry IN ({marks}) RETURNING scope, amount",
+                            (self._holder, *ids),
+                        ).fetchall()
+                        for scope, amount in rows:
+                            gone[scope] = gone.get(scope, ZERO) + Decimal(amount)
+                    for scope, amount in gone.items():
+                        self._add(con, scope, "settled", -amount)
+                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+            except BaseException:
+                self._unacknowledged = mine  # tried again with the next acknowledgement
+                raise
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection (the ledger reopens on its next use)."""

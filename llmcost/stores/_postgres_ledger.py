@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal, localcontext
 from typing import Any
 
+from .. import _state
 from .._entry import CostEntry
 from ._filters import Filters
 from ._ledger import (
@@ -112,7 +113,7 @@ class PostgresLedger(Ledger):
         self._run = run
         self._where = where
         self._table = table
-        self._lock = threading.Lock()
+        self._lock = _state.FlushLock()  # (as ``SqliteLedger``'s: a SIGTERM's flush acknowledges entries here)
         self._pid = os.getpid()
         self._holder = _holder_id()
         self._beating: threading.Event | None = None
