@@ -485,6 +485,11 @@ class Budget:
         scope = self._current_scope()
         store = self.tracker.store
         lease = self._lease
+        if lease is not None and lease.store is not store:  # the tracker's store changed (``configure``)
+            self._close_lease(lease)
+            with self._lock:
+                if self._lease is lease:
+                    self._lease = lease = None
         if lease is not None and lease.scope is scope:
             with self._lock:  # (the lease's lock too)
                 if lease.take(needed):
@@ -518,7 +523,7 @@ class Budget:
             if scope is not self._scope:
                 return None
             lease = self._lease
-            if lease is None or lease.scope is not scope or not lease.mine():
+            if lease is None or lease.scope is not scope or lease.store is not store or not lease.mine():
                 lease = self._lease = Lease(store, scope, limit=self.limit, lock=self._lock)
             try:
                 lease.renew(needed)

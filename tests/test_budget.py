@@ -194,9 +194,8 @@ def test_a_tag_budget_checks_the_calls_whose_tags_it_names_wherever_they_come_fr
             untagged()  # no team
             with pytest.raises(BudgetExceeded):
                 search()
-            with llmcost.tags(team="search"):
-                with pytest.raises(BudgetExceeded):
-                    untagged()  # both from the blocks
+            with llmcost.tags(team="search"), pytest.raises(BudgetExceeded):
+                untagged()  # both from the blocks
         search()  # no env again: let through
     assert b.spent == CALL
 

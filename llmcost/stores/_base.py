@@ -292,8 +292,10 @@ class CostStore(abc.ABC):
         """
         made = self.current_ledger()
         if made is not None:
+            # The leases first, in memory: amounts they hold for their next batch leave it before the ledger forgets
+            # the entries, so no batch settles an entry the store has (even if the ledger's step fails).
+            acknowledged(self, entries)
             made.acknowledge(entries)
-            acknowledged(self, entries)  # amounts a budget's lease holds for its next batch
 
     def close_ledger(self) -> None:
         """Settle and release this process's budget leases on the store, then release the ledger's files and threads

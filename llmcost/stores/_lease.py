@@ -5,7 +5,9 @@ shares for each reservation and each settlement. Far from the limit it leases in
 several calls' worth at once, a real reservation that every other process counts, and each call then takes its
 estimate from it in memory. Its actual amount is settled in memory too, kept under its entry's id, and the batch
 goes to the ledger in ONE transaction that also renews the lease (or releases it): when the lease runs out, every
-``RENEW_SECONDS`` of calls, when the budget is exited or rolls into a new period, when the store is closed, and
+``RENEW_SECONDS`` of calls, when no call has used it for ``IDLE_SECONDS`` (a thread of this module settles and
+releases idle leases, so a process gone quiet holds no headroom), when the budget is exited or rolls into a new
+period, when the store is closed, and
 at process exit.
 
 Why this keeps the limit: every amount a lease serves stays inside the lease's reservation until its batch settles
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Protocol
@@ -35,7 +39,16 @@ from .._entry import CostEntry
 from .._money import ZERO
 from ._ledger import BudgetScope, LeaseTerms, Renewal, Reservation, Settlement, Standing
 
-__all__ = ["LEASE_CALLS", "LEASE_SHARE", "RENEW_SECONDS", "Lease", "acknowledged", "close_leases"]
+__all__ = [
+    "IDLE_SECONDS",
+    "LEASE_CALLS",
+    "LEASE_SHARE",
+    "RENEW_SECONDS",
+    "Lease",
+    "acknowledged",
+    "close_leases",
+    "settle_idle",
+]
 
 logger = logging.getLogger("llmcost")
 
@@ -47,6 +60,9 @@ LEASE_CALLS = 64
 LEASE_SHARE = 8
 #: A lease's amounts are settled (and the lease renewed) at least this often while its calls go on (seconds).
 RENEW_SECONDS = 1.0
+#: A lease no call has renewed for this long is settled and released (seconds): with many processes each holding
+#: a lease, idle ones would otherwise keep most of the room left from those still calling.
+IDLE_SECONDS = 2.0
 
 
 class LeaseStore(Protocol):
@@ -105,6 +121,7 @@ class Lease:
         self.elsewhere: list[Decimal] = []  # ... of entries that went to another store (no id to settle under)
         self.pending_sum = ZERO
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
+        self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
         self.local = ZERO  # amounts settled here since the last batch (what this process spent meanwhile)
         self.count = 0  # ... and how many
         #: What a call served from the lease cost on average in its last batch (zero before one): a lease is sized
@@ -116,8 +133,13 @@ class Lease:
         self.live = False  # serving calls (it has headroom, and is neither closed nor another process's)
         self._pid = os.getpid()
         _OPEN.add(self)
+        _start_settler()
         _state.register_fork_aware(_EXIT)
         _state.track_live(_EXIT)
+
+    def idle(self, now: float) -> bool:
+        """Whether the lease serves calls but none has renewed it for ``IDLE_SECONDS`` (``now``: monotonic time)."""
+        return self.live and now - self.renewed > IDLE_SECONDS
 
     def mine(self) -> bool:
         """Whether this process made the lease (a forked child must lease anew: this one is its parent's)."""
@@ -139,6 +161,7 @@ class Lease:
             if standing is None:
                 spent = self.standing.spent + self.local
                 return spent, spent + self.standing.reserved - self.amount + self.inflight
+            self._take_acks()
             spent = standing.spent + self.pending_sum  # (acknowledged amounts are in the store's total now)
             return spent, spent + standing.reserved - self.amount + self.inflight
 
@@ -182,17 +205,23 @@ class Lease:
         self.count += 1
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> None:
-        """``entries`` are in the store now: those awaiting this lease's batch leave it (the store's total counts
-        them), their amounts keeping their place in the lease until the batch."""
-        with self._lock:
-            pending = self.pending
-            if not pending:
-                return
-            for entry in entries:
-                amount = pending.pop(entry.id, None)
-                if amount is not None:
-                    self.pending_sum -= amount
-                    self.acked += amount
+        """``entries`` are in the store now: those awaiting this lease's batch leave it when it is next settled (the
+        store's total counts them), their amounts keeping their place in the lease until then.
+
+        Called by the tracker's writer as it writes, this takes no lock: it only queues the ids (``_take_acks``
+        moves them, under the lock). A writer waiting here for the budget's lock could wait for a thread that a
+        signal interrupted while holding it, and SIGTERM's flush with it."""
+        if self.pending:  # (an entry kept after this look is settled with its batch, and found written there)
+            self._acks.extend(entry.id for entry in entries)
+
+    def _take_acks(self) -> None:
+        """Move the amounts of queued acknowledged entries out of ``pending`` (caller holds the lock)."""
+        acks, pending = self._acks, self.pending
+        while acks:
+            amount = pending.pop(acks.popleft(), None)
+            if amount is not None:
+                self.pending_sum -= amount
+                self.acked += amount
 
     # -- batches --------------------------------------------------------------------------------------------------
     def renew(self, estimate: Decimal) -> bool:
@@ -207,14 +236,24 @@ class Lease:
             self._batch(True)
             return self.live
 
-    def close(self) -> None:
-        """Settle the batch and release the lease (keeping only what calls in flight took); it serves no more calls."""
-        with self._lock:
+    def close(self, wait: float | None = None) -> bool:
+        """Settle the batch and release the lease (keeping only what calls in flight took); it serves no more calls.
+
+        ``wait``: at most this many seconds for the lease's lock (``None``: as long as it takes); ``False`` when it
+        was not had, and nothing was done (at exit: the reservation lapses after the ledger's lease, and the calls'
+        entries count from the store once written)."""
+        lock = self._lock
+        if not lock.acquire(timeout=-1 if wait is None else wait):
+            return False
+        try:
             self.live = False
             if self._pid == os.getpid() and self.holding():
                 self._batch(False)
             if self.reservation is None:
                 _OPEN.discard(self)
+        finally:
+            lock.release()
+        return True
 
     def _batch(self, renew: bool, extra: Settlement | None = None) -> None:
         """One ledger transaction: the pending amounts (and ``extra``) settled, the lease replaced by what calls in
@@ -224,6 +263,7 @@ class Lease:
             if extra is not None:
                 self.store.settle(self.scope, extra.amount, entry_id=extra.entry_id)
             return
+        self._take_acks()
         settlements = [Settlement(amount, entry_id) for entry_id, amount in self.pending.items()]
         settlements += [Settlement(amount, None) for amount in self.elsewhere]
         if extra is not None:
@@ -267,6 +307,7 @@ class Lease:
             self.reservation, self.amount, self.inflight = None, ZERO, ZERO
             self.pending, self.elsewhere, self.count = {}, [], 0
             self.pending_sum = self.acked = self.local = ZERO
+            self._acks.clear()
             _OPEN.discard(self)
 
 
@@ -278,25 +319,69 @@ def acknowledged(store: LeaseStore, entries: Sequence[CostEntry]) -> None:
                 lease.acknowledged(entries)
 
 
-def close_leases(store: LeaseStore | None = None) -> None:
-    """Settle and release this process's leases (on ``store``; ``None``: on every store)."""
+def close_leases(store: LeaseStore | None = None, wait: float | None = None) -> None:
+    """Settle and release this process's leases (on ``store``; ``None``: on every store), waiting at most ``wait``
+    seconds for each one's lock (``None``: as long as it takes)."""
     for lease in list(_OPEN):
         if store is None or lease.store is store:
             try:
-                lease.close()
+                if not lease.close(wait):
+                    logger.warning("llmcost: a budget lease on %r was busy at exit: it lapses", lease.store)
             except Exception as exc:  # noqa: BLE001 - the others still settle; this one lapses after the ledger's lease
                 logger.warning("llmcost: could not settle a budget lease on %r: %r", lease.store, exc)
 
 
+def settle_idle() -> None:
+    """Settle and release this process's idle leases (``Lease.idle``) whose lock is free at once (a busy one is in
+    use, and renewed by its calls)."""
+    now = time.monotonic()
+    for lease in list(_OPEN):
+        if lease.mine() and lease.idle(now):
+            try:
+                lease.close(wait=0)
+            except Exception as exc:  # noqa: BLE001 - tried again on the next round; it lapses after the ledger's lease
+                logger.warning("llmcost: could not settle an idle budget lease on %r: %r", lease.store, exc)
+
+
+_SETTLER_ROUND = 0.5  # seconds between the settler's looks (each is a glance at ``_OPEN`` while no lease is open)
+_settler: threading.Thread | None = None
+_settler_pid = 0
+_settler_lock = _state.new_lock()
+
+
+def _start_settler() -> None:
+    """Start this process's thread that settles idle leases, if it is not running (a forked child starts its own)."""
+    global _settler, _settler_pid
+    with _settler_lock:
+        if _settler is not None and _settler_pid == os.getpid() and _settler.is_alive():
+            return
+        _settler_pid = os.getpid()
+        _settler = threading.Thread(target=_settle_idle_forever, name="llmcost-lease-settler", daemon=True)
+        _settler.start()
+
+
+def _settle_idle_forever() -> None:
+    while True:
+        time.sleep(_SETTLER_ROUND)
+        if _OPEN:
+            settle_idle()
+
+
+#: How long exit waits for a lease's lock (a SIGTERM may interrupt the main thread while it holds one).
+EXIT_WAIT_SECONDS = 0.5
+
+
 class _AtExit:
     """Settles every lease at process exit (and on SIGTERM, and as a ``multiprocessing`` child ends: ``_state``
-    flushes it with the trackers), and forgets them in a forked child."""
+    flushes it after the trackers, ``flush_last``), and forgets them in a forked child."""
+
+    flush_last = True
 
     def flush(self) -> None:
-        close_leases()
+        close_leases(wait=EXIT_WAIT_SECONDS)
 
     def close(self) -> None:
-        close_leases()
+        close_leases(wait=EXIT_WAIT_SECONDS)
 
     def forked(self) -> None:
         for lease in list(_OPEN):

@@ -45,6 +45,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
     """How many times each shared ledger's operation ran (each is one transaction) in this process (batches are not
     also made every second: on a loaded machine a test's calls may take that long)."""
     monkeypatch.setattr(_lease, "RENEW_SECONDS", 3600.0)
+    monkeypatch.setattr(_lease, "IDLE_SECONDS", 3600.0)
     counted: Counter[str] = Counter()
     names = ("reserve", "settle", "settle_batch", "release")
     originals = {(cls, name): getattr(cls, name) for cls in (SqliteLedger, PostgresLedger) for name in names}
@@ -149,6 +150,96 @@ def test_calls_are_served_from_a_lease_and_settled_in_batches(home, kind, calls)
     assert (seen.spent, seen.reserved) == (COST * 100, 0)
     tracker.flush()
     assert (seen.spent, seen.reserved) == (COST * 100, 0) == (other.store.total(), 0)
+    tracker.close()
+    other.close()
+
+
+def test_a_lease_no_call_uses_is_settled_and_released(home, calls, monkeypatch):
+    # A process gone quiet would hold its lease, and with many processes idle ones would keep most of the room left
+    # from those still calling: a lease unused for IDLE_SECONDS is settled and released by the settler thread.
+    tracker, other = two_views(home, "duckdb")
+    call = tracked(tracker)
+    b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
+    seen = budget(LIMIT, period="daily", name="cap", tracker=other)
+    with b:
+        for _ in range(10):
+            call()
+        assert seen.reserved > 0  # the lease
+        monkeypatch.setattr(_lease, "IDLE_SECONDS", 0.3)
+        deadline = time.monotonic() + 10
+        while seen.reserved and time.monotonic() < deadline:
+            time.sleep(0.1)
+            seen.sync()
+        assert (seen.spent, seen.reserved) == (COST * 10, 0)
+        call()  # leases again
+        assert b.spent == COST * 11
+    assert (seen.spent, seen.reserved) == (COST * 11, 0)
+    tracker.close()
+    other.close()
+
+
+def test_a_budget_on_the_default_tracker_leases_from_its_new_store_after_configure(home, calls):
+    # The default tracker's store changed (``configure``): its calls reserve in the new store's ledger, where another
+    # process has spent $0.95 of the $1 cap; the old store's lease is settled and released.
+    import llmcost
+
+    old, new = open_store("duckdb", home("duckdb")), open_store("duckdb", home("duckdb"))
+    llmcost.configure(old)
+    call = track_cost(resource="r", estimate=COST)(lambda: RESPONSE)
+    other = CostTracker(open_store("duckdb", location(new).rsplit(os.sep, 1)[0]))
+    other.record(amount="0.95", resource="other")
+    other.flush()
+    cap = budget(Decimal(1), period="daily", name="cap")
+    let_through = 0
+    with cap:
+        call()  # leased from the old store
+        llmcost.configure(new)
+        for _ in range(40):
+            try:
+                call()
+            except BudgetExceeded:
+                break
+            let_through += 1
+    llmcost.get_tracker().flush()
+    assert let_through == 20  # $0.05 of room, $0.0025 a call
+    assert new.total() == Decimal(1)
+    seen = budget(Decimal(1), period="daily", name="cap", tracker=CostTracker(old))
+    assert (seen.spent, seen.reserved) == (COST, 0)  # the old store's lease settled, and released
+    other.close()
+
+
+def test_an_acknowledgement_that_failed_is_made_with_the_next_one(home, calls, monkeypatch):
+    # The ledger could not be reached as written entries were acknowledged: their settled amounts would count
+    # twice (in the store, and as settled) for the rest of the period. The next acknowledgement removes them.
+    import contextlib
+
+    tracker, other = two_views(home, "duckdb")
+    call = tracked(tracker)
+    small = budget(COST * 200, period="daily", name="small", tracker=tracker)  # leases little: settles call by call
+    original = SqliteLedger._transaction
+    failing = [False]
+
+    @contextlib.contextmanager
+    def flaky(self):  # type: ignore[no-untyped-def]
+        if failing[0]:
+            failing[0] = False
+            from llmcost import StoreError
+
+            raise StoreError("could not lock the budget ledger (as a lock timeout would)")
+        with original(self) as con:
+            yield con
+
+    monkeypatch.setattr(SqliteLedger, "_transaction", flaky)
+    with small:
+        for _ in range(30):
+            call()
+        failing[0] = True
+        tracker.flush()  # written; acknowledging them fails once (logged)
+    call()
+    tracker.flush()  # a later write: its acknowledgement takes the failed one with it
+    seen = budget(COST * 200, period="daily", name="small", tracker=other)
+    seen.sync(force=True)
+    assert (seen.spent, seen.reserved) == (COST * 31, 0) == (other.store.total(), 0)
     tracker.close()
     other.close()
 
