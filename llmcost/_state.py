@@ -122,6 +122,11 @@ live_trackers: weakref.WeakSet[Any] = weakref.WeakSet()
 #: Objects holding what a forked child must neither use nor free (the stores' DuckDB connections): each one's
 #: ``forked()`` runs in the child, before the trackers are restarted. Added to under ``lock``.
 fork_aware: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Budgets' leases of this process that may hold a reservation or amounts (``stores._lease``; held strongly: a lease
+#: whose budget is dropped unexited is still settled when its store closes or the process exits).
+open_leases: set[Any] = set()
+#: The thread that settles idle leases, and the process that started it (a forked child starts its own).
+lease_settler: tuple[int, Any] | None = None
 _exit_hook_registered = False
 
 # -- prices -------------------------------------------------------------------------------------------------------

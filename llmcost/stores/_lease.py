@@ -89,9 +89,8 @@ class LeaseStore(Protocol):
     ) -> Standing: ...
 
 
-#: Leases of this process that may hold a reservation or amounts (held strongly: a lease whose budget is dropped
-#: unexited is still settled when its store closes or the process exits).
-_OPEN: set[Lease] = set()
+#: Leases of this process that may hold a reservation or amounts (``_state.open_leases``).
+_OPEN: set[Lease] = _state.open_leases
 
 
 class Lease:
@@ -344,20 +343,17 @@ def settle_idle() -> None:
 
 
 _SETTLER_ROUND = 0.5  # seconds between the settler's looks (each is a glance at ``_OPEN`` while no lease is open)
-_settler: threading.Thread | None = None
-_settler_pid = 0
-_settler_lock = _state.new_lock()
 
 
 def _start_settler() -> None:
     """Start this process's thread that settles idle leases, if it is not running (a forked child starts its own)."""
-    global _settler, _settler_pid
-    with _settler_lock:
-        if _settler is not None and _settler_pid == os.getpid() and _settler.is_alive():
+    with _state.lock:
+        running = _state.lease_settler
+        if running is not None and running[0] == os.getpid() and running[1].is_alive():
             return
-        _settler_pid = os.getpid()
-        _settler = threading.Thread(target=_settle_idle_forever, name="llmcost-lease-settler", daemon=True)
-        _settler.start()
+        settler = threading.Thread(target=_settle_idle_forever, name="llmcost-lease-settler", daemon=True)
+        _state.lease_settler = (os.getpid(), settler)
+        settler.start()
 
 
 def _settle_idle_forever() -> None:
