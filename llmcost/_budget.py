@@ -263,8 +263,7 @@ class Budget:
         self._filtered = bool(self.model or self.resource or self.category or self._tag_items)
         #: A block budget counts an entry from its fields (``on_recorded_row``), so tracked calls under it keep the
         #: tracker's row path; a period budget needs the ``CostEntry`` (its ledger settles by entry id and time).
-        #: A per-model budget needs the entry too: its model is matched as the ledger matches it (``entry_models``).
-        self.counts_rows = self.period is None and self.model is None
+        self.counts_rows = self.period is None
         #: Every call and entry of the tracker counts alike: a call needs only its estimate (``reserve_estimate``).
         self.unfiltered = not self._filtered
         self._counts_all = self.unfiltered and tracker is None  # every entry of every tracker
@@ -582,6 +581,8 @@ class Budget:
         category: str,
         tags: FrozenTags,
         reservations: list[tuple[Any, object]] | None,
+        model: str | None = None,
+        canonical_model: str | None = None,
     ) -> None:
         """(Block budgets, ``counts_rows``) ``on_recorded`` of an entry given as its fields; if this budget reserved
         for the call being recorded (its pair is in ``reservations``, the call's open ones), the reservation is
@@ -589,8 +590,13 @@ class Budget:
         if not self._counts_all:
             if self._tracker is not None and tracker is not self._tracker:
                 return
-            if self._filtered and not self._matches(resource, category, tags, None):
-                return  # (an entry that does not count leaves its call's reservation to ``after_call``)
+            if self._filtered:
+                if not self._matches(resource, category, tags, None):
+                    return  # (an entry that does not count leaves its call's reservation to ``after_call``)
+                # A per-model budget matches an entry's model or the catalog id it resolved to, as ``entry_models``
+                # (the ledger's rule) reads them off a ``CostEntry``.
+                if self.model is not None and self.model != model and self.model != canonical_model:
+                    return
         needed: Any = None  # this budget's token for the call: what it reserved (or None), as ``before_call`` made it
         if reservations:
             pair = reservations[0]

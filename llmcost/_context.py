@@ -260,4 +260,6 @@ class Guard(Protocol):
         category: str,
         tags: FrozenTags,
         reservations: list[tuple[Any, object]] | None,
+        model: str | None = None,
+        canonical_model: str | None = None,
     ) -> None: ...

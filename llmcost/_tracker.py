@@ -407,7 +407,9 @@ class CostTracker:
                 if guards:
                     for guard in guards:  # (as ``_counted``, with the entry's fields)
                         try:
-                            guard.on_recorded_row(self, amount, resource, category, tags, reservations)
+                            guard.on_recorded_row(
+                                self, amount, resource, category, tags, reservations, model, canonical
+                            )
                         except Exception:
                             logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)
                 return None

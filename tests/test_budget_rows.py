@@ -228,6 +228,45 @@ def test_filtered_and_other_tracker_budgets_beside_row_budgets(tracker) -> None:
     assert everything.reserved == only_a.reserved == others.reserved == 0
 
 
+@pytest.mark.parametrize("estimate", [Decimal("0.001"), None], ids=["estimate", "recent-calls"])
+def test_per_model_block_budgets_count_rows_as_the_entry_path_counts_entries(estimate: Decimal | None, clock) -> None:
+    # gpt-4o counts its dated id (gpt-4o-2024-08-06, through the catalog id it resolves to) and not gpt-4o-mini; a
+    # dated id as the budget's model counts only that id; a model never called counts nothing.
+    models = ["gpt-4o", "gpt-4o-mini", "gpt-4o-2024-08-06", "claude-sonnet-4-0"]
+    results = []
+    for entry_path in (False, True):
+        tracker = CostTracker(clock=clock)
+        if entry_path:
+            tracker.subscribe("cost.recorded", lambda entry: None)
+        budgets = [budget(10, model=m, tracker=tracker) for m in models]
+        with entries_built() as built:
+            run_calls(tracker, budgets, MIXED * 3, estimate=estimate)
+        assert (len(built) == 0) is not entry_path
+        entries = tracker.entries()
+        results.append([(b.spent, b.reserved, [a.threshold for a in b.alerts]) for b in budgets])
+        for b, model in zip(budgets, models, strict=True):
+            counted = [e for e in entries if model in (e.model, e.canonical_model)]
+            assert b.spent == sum((e.amount for e in counted), Decimal(0))
+            assert b.reserved == 0
+        assert len([e for e in entries if "gpt-4o" in (e.model, e.canonical_model)]) == 9  # both ids of gpt-4o
+    assert results[0] == results[1]
+    assert results[0][3][0] == 0 and results[0][0][0] > results[0][2][0] > 0
+
+
+def test_a_per_model_budget_refuses_on_the_row_path_only_its_models_calls(tracker) -> None:
+    mini = track_cost(tracker=tracker, model="gpt-4o-mini", estimate=CALL)(lambda: response("gpt-4o-mini"))
+    big = track_cost(tracker=tracker, model="gpt-4o", estimate=CALL)(lambda: response())
+    with budget(CALL * 2, model="gpt-4o") as b, entries_built() as built:
+        big()
+        big()
+        for _ in range(5):
+            mini()  # another model: neither checked nor counted
+        with pytest.raises(BudgetExceeded):
+            big()
+    assert built == [] and b.spent == CALL * 2 and b.reserved == 0
+    assert len(tracker.entries()) == 7
+
+
 def test_a_period_budget_beside_a_block_budget_takes_the_entry_path(tracker) -> None:
     call = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
     with budget(1, period="daily", tracker=tracker) as daily, budget(1) as block, entries_built() as built:
