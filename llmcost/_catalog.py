@@ -14,7 +14,16 @@ import attrs
 
 from . import _state
 from ._corrections import Correction, corrections_for
-from ._model_price import ModelPrice, Pricer, PriceTier, counts_pricer, fits_money_scale
+from ._model_price import (
+    ModelPrice,
+    Pricer,
+    PriceTier,
+    UsagePricer,
+    counts_pricer,
+    fits_money_scale,
+    same_rates_up_to,
+    usage_pricer,
+)
 from ._money import ZERO
 from ._price_table import TABLE_FORMAT, TABLE_PATH, genai_prices_files, table_price, table_version
 
@@ -31,6 +40,7 @@ __all__ = [
     "catalog_version",
     "find_in_catalog",
     "provider_for_url",
+    "quoted",
     "tier_rule",
     "write_price_table",
 ]
@@ -160,12 +170,23 @@ def _halved(price: ModelPrice) -> ModelPrice:
 
 class Quote(NamedTuple):
     """A price for one call and its ``pricing`` label; ``baseline``: the price without a correction (``None``
-    when none applied), and its label, used when the correction does not change the amount."""
+    when none applied), and its label, used when the correction does not change the amount. Made by ``quoted``."""
 
     price: ModelPrice
     label: str
+    #: ``usage_pricer(price)``: the money amount of a usage in integers, or ``None`` where ``money_cost`` must.
+    pricer: UsagePricer
     baseline: ModelPrice | None = None
     baseline_label: str = ""
+    #: ``same_rates_up_to(price, baseline)``: calls of at most this many input tokens cost what the baseline
+    #: charges (-1 without a baseline).
+    same_up_to: int = -1
+
+
+def quoted(price: ModelPrice, label: str, baseline: ModelPrice | None = None, baseline_label: str = "") -> Quote:
+    """The ``Quote`` of ``price`` labelled ``label``, corrected from ``baseline`` (labelled ``baseline_label``)."""
+    same = -1 if baseline is None else same_rates_up_to(price, baseline)
+    return Quote(price, label, usage_pricer(price), baseline, baseline_label, same)
 
 
 def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str]:
@@ -194,6 +215,8 @@ class Resolved:
     pricer: Pricer | None = attrs.field(init=False, default=None)
     #: ``pricer`` where its amounts are already as stores keep them (``MONEY_SCALE`` places): ``priced``'s path.
     money_pricer: Pricer | None = attrs.field(init=False, default=None)
+    #: ``usage_pricer(price)``: ``priced``'s path for a usage with units; ``None`` without a fixed price.
+    units_pricer: UsagePricer | None = attrs.field(init=False, default=None)
     #: ``(UTC day number, quote)``: the standard quote of the last day asked for (``quote_at``); ``False`` once the
     #: prices are found to change within a day (a time-of-day price), so that no quote is kept by day.
     _day_quote: tuple[int, Quote] | bool | None = attrs.field(init=False, default=None)
@@ -202,6 +225,7 @@ class Resolved:
         if self.price is not None:
             self.pricer = counts_pricer(self.price)
             self.money_pricer = self.pricer if fits_money_scale(self.price) else None
+            self.units_pricer = usage_pricer(self.price)
 
     def _load_entry(self) -> None:
         """The catalog objects of a price read from the pre-built table."""
@@ -238,7 +262,7 @@ class Resolved:
             self._load_entry()
         if self.model is None:  # a user's price
             assert self.price is not None
-            return Quote(self.price, self.label) if tier is None else Quote(*tier_rule(self.price, self.label, tier))
+            return quoted(self.price, self.label) if tier is None else quoted(*tier_rule(self.price, self.label, tier))
         index = self._index(when)
         variants = self._variants(when, tier) if tier is not None else ()
         active = tuple(c for c in self.corrections if c.active(when)) if self.corrections else ()
@@ -289,12 +313,12 @@ class Resolved:
         else:
             price, label = tier_rule(base, self.label, tier)
         if not active:
-            return Quote(price, label)
+            return quoted(price, label)
         fixed = functools.reduce(lambda p, c: c.apply(p), active, price if tier is None or variants else base)
         if tier is not None and not variants:
             fixed = tier_rule(fixed, "", tier)[0]
         names = "+".join(f"correction:{c.id}" for c in active)
-        return Quote(fixed, names + label[len(self.label) :], price, label)
+        return quoted(fixed, names + label[len(self.label) :], price, label)
 
     def _variants(self, when: datetime, tier: str) -> tuple[int, ...]:
         """The catalog's own price variants for ``tier`` in force at ``when`` (none: a published rule applies)."""

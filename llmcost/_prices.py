@@ -130,15 +130,20 @@ def priced(
         resolved = _resolved_for(model, provider)
     price = resolved.price
     if price is not None and service_tier is None:
-        pricer = resolved.money_pricer
-        if pricer is not None and usage.units is NO_UNITS:  # the common call: straight to the integers
-            amount = pricer(
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_read_tokens,
-                usage.cache_write_tokens,
-                usage.reasoning_tokens,
-            )
+        if usage.units is NO_UNITS:
+            pricer = resolved.money_pricer
+            if pricer is not None:  # the common call: straight to the integers
+                amount = pricer(
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_write_tokens,
+                    usage.reasoning_tokens,
+                )
+                if amount is not None:
+                    return amount, resolved.label, price.provider, price.model
+        else:
+            amount = resolved.units_pricer(usage)  # type: ignore[misc]  # set with price
             if amount is not None:
                 return amount, resolved.label, price.provider, price.model
         return money_cost(price, usage), resolved.label, price.provider, price.model
@@ -146,16 +151,19 @@ def priced(
         quote = resolved.quote_at(at)
     else:
         quote = resolved.quote(_EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
-    amount = money_cost(quote.price, usage)
+    price = quote.price
+    amount = quote.pricer(usage)
+    if amount is None:
+        amount = money_cost(price, usage)
     label = quote.label
     baseline = quote.baseline
     if baseline is not None:
         # A correction that leaves this call's rates as they were cannot change its amount (most corrections add a
-        # long-context tier, which most calls are below); else the amounts are compared.
+        # long-context tier, which most calls are below: ``same_up_to``); else the amounts are compared.
         inp = usage.input_tokens
-        if quote.price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount:
+        if inp <= quote.same_up_to or price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount:
             label = quote.baseline_label
-    return amount, label, quote.price.provider, quote.price.model
+    return amount, label, price.provider, price.model
 
 
 def money_cost_of(model: str, input_tokens: int, output_tokens: int) -> Decimal:
