@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from genai_prices import types as gp
 
 __all__ = [
+    "DAY_MICROS",
     "Quote",
     "Resolved",
     "build_price_table",
@@ -139,7 +140,8 @@ _CONTEXTS: dict[str, dict[str, str]] = {
 }
 _HALF = Decimal("0.5")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_DAY_MICROS = 86_400_000_000
+#: Microseconds in a day: ``micros // DAY_MICROS`` is the UTC day number ``quote_at`` keeps quotes by.
+DAY_MICROS = 86_400_000_000
 
 
 def _halved(price: ModelPrice) -> ModelPrice:
@@ -174,8 +176,11 @@ class Quote(NamedTuple):
 
     price: ModelPrice
     label: str
-    #: ``usage_pricer(price)``: the money amount of a usage in integers, or ``None`` where ``money_cost`` must.
-    pricer: UsagePricer
+    #: ``counts_pricer(price)`` where its amounts are as stores keep them (``Resolved.money_pricer``), else ``None``.
+    money_pricer: Pricer | None
+    #: ``usage_pricer(price)``: the money amount of a usage with units in integers, or ``None`` where
+    #: ``money_cost`` must.
+    units_pricer: UsagePricer
     baseline: ModelPrice | None = None
     baseline_label: str = ""
     #: ``same_rates_up_to(price, baseline)``: calls of at most this many input tokens cost what the baseline
@@ -186,7 +191,8 @@ class Quote(NamedTuple):
 def quoted(price: ModelPrice, label: str, baseline: ModelPrice | None = None, baseline_label: str = "") -> Quote:
     """The ``Quote`` of ``price`` labelled ``label``, corrected from ``baseline`` (labelled ``baseline_label``)."""
     same = -1 if baseline is None else same_rates_up_to(price, baseline)
-    return Quote(price, label, usage_pricer(price), baseline, baseline_label, same)
+    money = counts_pricer(price) if fits_money_scale(price) else None
+    return Quote(price, label, money, usage_pricer(price), baseline, baseline_label, same)
 
 
 def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str]:
@@ -218,8 +224,9 @@ class Resolved:
     #: ``usage_pricer(price)``: ``priced``'s path for a usage with units; ``None`` without a fixed price.
     units_pricer: UsagePricer | None = attrs.field(init=False, default=None)
     #: ``(UTC day number, quote)``: the standard quote of the last day asked for (``quote_at``); ``False`` once the
-    #: prices are found to change within a day (a time-of-day price), so that no quote is kept by day.
-    _day_quote: tuple[int, Quote] | bool | None = attrs.field(init=False, default=None)
+    #: prices are found to change within a day (a time-of-day price), so that no quote is kept by day. Read by
+    #: ``priced`` before it calls ``quote_at`` (the tracker's path, where a call saved counts), never written there.
+    day_quote: tuple[int, Quote] | bool | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.price is not None:
@@ -279,15 +286,15 @@ class Resolved:
         holds all day: it is kept for the day last asked for, and ``when`` is made only on a new day. A model whose
         price changes with the time of day (off-peak prices) is quoted afresh each time.
         """
-        day = micros // _DAY_MICROS
-        kept = self._day_quote
+        day = micros // DAY_MICROS
+        kept = self.day_quote
         if type(kept) is tuple and kept[0] == day:
             return kept[1]
         quote = self.quote(_EPOCH + timedelta(microseconds=micros), None)
         if kept is None:
-            kept = self._day_quote = self._changes_by_day()
+            kept = self.day_quote = self._changes_by_day()
         if kept is not False:
-            self._day_quote = (day, quote)
+            self.day_quote = (day, quote)
         return quote
 
     def _changes_by_day(self) -> bool | None:

@@ -312,7 +312,7 @@ class ModelPrice:
     _rates: dict[int, tuple[object, ...]] = attrs.field(init=False, repr=False, eq=False)
     # ``_unit_plan`` by long-context tier folded into one integer price per count (``_fold``), made on first use,
     # and ``money_cost`` of a usage from them (``_usage_pricer``): the tracker's path for a call with units.
-    _folded: dict[int, _Folded | None] = attrs.field(init=False, repr=False, eq=False)
+    _folded: dict[int, UsagePricer] = attrs.field(init=False, repr=False, eq=False)
     _money: UsagePricer = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -518,24 +518,21 @@ def _plan_units(keyed: Mapping[str, Decimal], request_price: Decimal | None) -> 
     return tuple(steps), exponent, request
 
 
-#: A ``_UnitPlan`` folded into one integer price per count (``_fold``): the prices of the five ``Usage`` fields
-#: (input, output, cache read, cache write, reasoning), of the units counted in ``Usage.units`` whose price is not
-#: 0, the request price, the sums of counts ``Usage`` does not itself keep non-negative (each as (field or unit,
-#: factor) pairs), ``10**-exponent`` and one integer unit in USD (``Decimal(1).scaleb(exponent)``).
-_Folded = tuple[
-    int, int, int, int, int, tuple[tuple[str, int], ...], int, tuple[tuple[tuple[str, int], ...], ...], int, Decimal
-]
+#: ``money_cost(price, usage)`` as a function of the usage: see ``usage_pricer``.
+UsagePricer = Callable[[Usage], "Decimal | None"]
 _FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
-def _fold(plan: _UnitPlan) -> _Folded | None:
-    """``plan``'s sum (``ModelPrice._cost_by_unit``) as one integer price per count: the sum is linear in the counts
-    (each unit is billed for its count less its priced parts' billed counts), so each count's price is the sum it
-    gives with that count 1 and every other 0. ``None`` for a plan not summed in integers (a divisor that is no
-    power of ten) or at an exponent past ``MONEY_SCALE`` (whose amounts ``money_cost`` may round).
+def _fold(plan: _UnitPlan) -> UsagePricer | None:
+    """``money_cost`` of a usage with units in ``plan``'s tier, from ``plan``'s sum (``ModelPrice._cost_by_unit``)
+    folded into one integer price per count: the sum is linear in the counts (each unit is billed for its count
+    less its priced parts' billed counts), so each count's price is the sum it gives with that count 1 and every
+    other 0. ``None`` for a plan not summed in integers (a divisor that is no power of ten) or at an exponent past
+    ``MONEY_SCALE`` (whose amounts ``money_cost`` may round).
 
     A part larger than its billed whole makes that whole's billed count negative, which ``_cost_by_unit`` refuses;
-    ``Usage`` keeps most such counts non-negative itself (``_kept_by_usage``), the others are kept as checks."""
+    ``Usage`` keeps most such counts non-negative itself (``_kept_by_usage``), the others are checked
+    (``_parts_fit``) and a usage that fails is left to ``money_cost``, which says which part is over."""
     steps, exponent, request = plan
     if exponent is None or exponent < -MONEY_SCALE:
         return None
@@ -551,7 +548,7 @@ def _fold(plan: _UnitPlan) -> _Folded | None:
     prices = [sum(steps[k][6] * billed[k][j] for k in range(n)) for j in range(n)]
     sources = [step[4] if step[4] is not None else step[0] for step in steps]  # a Usage field, else a unit
     fields = dict.fromkeys(_FIELDS, 0)
-    units = []
+    units: list[tuple[str, int]] = []
     for j, step in enumerate(steps):
         if step[4] is not None:
             fields[step[4]] = prices[j]
@@ -562,7 +559,50 @@ def _fold(plan: _UnitPlan) -> _Folded | None:
         for k in range(n)
         if not _kept_by_usage(steps, k, billed[k])
     )
-    return (*fields.values(), tuple(units), request, checks, 10**-exponent, Decimal(1).scaleb(exponent))  # type: ignore[return-value]
+    i, o, r, w, x = fields.values()
+    scale, unit = 10**-exponent, Decimal(1).scaleb(exponent)
+    counts_of, exact_below, decimal = unit_counts, _EXACT_BELOW, Decimal
+
+    if len(units) <= 2 and not request and not checks:
+        # The usual plan (a cache write by TTL, web searches): its units' prices as the closure's own, unrolled.
+        (k1, f1), (k2, f2) = (*units, ("", 0), ("", 0))[:2]
+
+        def few(usage: Usage) -> Decimal | None:
+            get = counts_of(usage.units).get
+            total = (
+                i * usage.input_tokens + o * usage.output_tokens + r * usage.cache_read_tokens
+                + w * usage.cache_write_tokens + x * usage.reasoning_tokens + f1 * get(k1, 0) + f2 * get(k2, 0)
+            )  # fmt: skip
+            if total >= exact_below:
+                return None
+            if total % scale:
+                return (unit * total).normalize()  # exact: under 28 digits
+            return decimal(total // scale)  # a whole amount, in tidy's form
+
+        return few
+    priced_units = tuple(units)
+
+    def general(usage: Usage) -> Decimal | None:
+        get = counts_of(usage.units).get
+        total = (
+            i * usage.input_tokens + o * usage.output_tokens + r * usage.cache_read_tokens
+            + w * usage.cache_write_tokens + x * usage.reasoning_tokens
+        )  # fmt: skip
+        for key, factor in priced_units:
+            count = get(key)
+            if count:
+                total += factor * count
+        if request:
+            total += request * get("requests", 1)
+        if checks and not _parts_fit(checks, usage):
+            return None  # a part over its whole
+        if total >= exact_below:
+            return None
+        if total % scale:
+            return (unit * total).normalize()  # exact: under 28 digits
+        return decimal(total // scale)  # a whole amount, in tidy's form
+
+    return general
 
 
 def _kept_by_usage(steps: tuple[_UnitStep, ...], k: int, billed: list[int]) -> bool:
@@ -599,9 +639,10 @@ def _parts_fit(checks: tuple[tuple[tuple[str, int], ...], ...], usage: Usage) ->
     return True
 
 
-#: ``money_cost(price, usage)`` as a function of the usage: see ``usage_pricer``.
-UsagePricer = Callable[[Usage], "Decimal | None"]
-_UNFOLDED = object()
+
+
+def _none(usage: Usage) -> None:
+    return None
 
 
 def _usage_pricer(price: ModelPrice) -> UsagePricer:
@@ -612,10 +653,10 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
     per_token = price._per_token if price._fits_money_scale else None
     starts = tuple((index, tier.start) for index, tier in reversed(tuple(enumerate(price.tiers))))
     folded = price._folded
+    no_units, plan_of = NO_UNITS, price._unit_plan  # (a closure's own names are read faster than globals)
 
     def money(usage: Usage) -> Decimal | None:
-        units = usage.units
-        if units is NO_UNITS:
+        if usage.units is no_units:
             if per_token is None:
                 return None
             return per_token(
@@ -625,36 +666,17 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
                 usage.cache_write_tokens,
                 usage.reasoning_tokens,
             )
-        inp = usage.input_tokens
         tier = -1
-        for index, start in starts:  # as ``ModelPrice._tier``
-            if inp > start:
-                tier = index
-                break
-        plan = folded.get(tier, _UNFOLDED)
-        if plan is _UNFOLDED:
-            plan = folded[tier] = _fold(price._unit_plan(inp))
-        if plan is None:
-            return None
-        i, o, r, w, x, priced_units, request, checks, scale, unit = plan  # type: ignore[misc]
-        total = (
-            i * inp + o * usage.output_tokens + r * usage.cache_read_tokens + w * usage.cache_write_tokens
-            + x * usage.reasoning_tokens
-        )  # fmt: skip
-        get = unit_counts(units).get
-        for key, factor in priced_units:
-            count = get(key)
-            if count:
-                total += factor * count
-        if request:
-            total += request * get("requests", 1)
-        if checks and not _parts_fit(checks, usage):
-            return None  # a part over its whole: ``_cost_by_unit`` says which
-        if total >= _EXACT_BELOW:
-            return None
-        if total % scale:
-            return (unit * total).normalize()  # exact: under 28 digits
-        return Decimal(total // scale)  # a whole amount, in tidy's form
+        if starts:
+            inp = usage.input_tokens
+            for index, start in starts:  # as ``ModelPrice._tier``
+                if inp > start:
+                    tier = index
+                    break
+        pricer = folded.get(tier)
+        if pricer is None:
+            pricer = folded[tier] = _fold(plan_of(usage.input_tokens)) or _none
+        return pricer(usage)
 
     return money
 

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from . import _state
-from ._catalog import Resolved, catalog_ids, catalog_table, catalog_version, find_in_catalog
+from ._catalog import DAY_MICROS, Resolved, catalog_ids, catalog_table, catalog_version, find_in_catalog
 from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
@@ -148,11 +148,26 @@ def priced(
                 return amount, resolved.label, price.provider, price.model
         return money_cost(price, usage), resolved.label, price.provider, price.model
     if service_tier is None and type(at) is int:
-        quote = resolved.quote_at(at)
+        kept = resolved.day_quote  # ``quote_at``'s kept quote read here: one call less on most calls
+        quote = kept[1] if type(kept) is tuple and kept[0] == at // DAY_MICROS else resolved.quote_at(at)
     else:
         quote = resolved.quote(_EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
     price = quote.price
-    amount = quote.pricer(usage)
+    if usage.units is NO_UNITS:
+        pricer = quote.money_pricer
+        amount = (
+            None
+            if pricer is None
+            else pricer(
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            )
+        )
+    else:
+        amount = quote.units_pricer(usage)
     if amount is None:
         amount = money_cost(price, usage)
     label = quote.label
