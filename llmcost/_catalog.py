@@ -26,6 +26,7 @@ from ._model_price import (
 )
 from ._money import ZERO
 from ._price_table import TABLE_FORMAT, TABLE_PATH, genai_prices_files, table_price, table_version
+from ._usage import MAX_COUNT
 
 if TYPE_CHECKING:
     from genai_prices import types as gp
@@ -183,16 +184,20 @@ class Quote(NamedTuple):
     units_pricer: UsagePricer
     baseline: ModelPrice | None = None
     baseline_label: str = ""
-    #: ``same_rates_up_to(price, baseline)``: calls of at most this many input tokens cost what the baseline
-    #: charges (-1 without a baseline).
-    same_up_to: int = -1
+    #: Calls of at most this many input tokens are labelled ``plain_label`` whatever they cost: without a baseline
+    #: every call (``MAX_COUNT``) is labelled ``label``; with one, a call its rates price as the baseline's
+    #: (``same_rates_up_to``) is labelled ``baseline_label``, as ``priced`` labels it.
+    same_up_to: int = MAX_COUNT
+    plain_label: str = ""
 
 
 def quoted(price: ModelPrice, label: str, baseline: ModelPrice | None = None, baseline_label: str = "") -> Quote:
     """The ``Quote`` of ``price`` labelled ``label``, corrected from ``baseline`` (labelled ``baseline_label``)."""
-    same = -1 if baseline is None else same_rates_up_to(price, baseline)
     money = counts_pricer(price) if fits_money_scale(price) else None
-    return Quote(price, label, money, usage_pricer(price), baseline, baseline_label, same)
+    if baseline is None:
+        return Quote(price, label, money, usage_pricer(price), None, "", MAX_COUNT, label)
+    same = same_rates_up_to(price, baseline)
+    return Quote(price, label, money, usage_pricer(price), baseline, baseline_label, same, baseline_label)
 
 
 def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str]:

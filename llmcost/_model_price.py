@@ -234,26 +234,24 @@ def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> Pric
     scale = 10**-exponent
     unit = Decimal(1).scaleb(exponent)  # one unit of the integers, in USD
 
-    def amount(total: int) -> Decimal | None:
-        if total >= _EXACT_BELOW:
-            return None
-        if total % scale:
-            return (unit * total).normalize()  # exact: under 28 digits
-        return Decimal(total // scale)  # a whole amount, in tidy's form (exponent 0, not 1E+2)
-
     if tiers:
 
         def tiered(inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Decimal | None:
+            # As ``flat`` below, at the prices of the tier ``inp`` falls in (a corrected Claude, a Gemini Pro).
             prices = base
             for start, at_start in tiers:
                 if inp > start:
                     prices = at_start
                     break
             i, o, r, w, x, fee = prices
-            return amount(
-                i * (inp - cache_read - cache_write) + o * (out - reasoning)
-                + r * cache_read + w * cache_write + x * reasoning + fee
-            )  # fmt: skip
+            total = i * (inp - cache_read - cache_write) + o * (out - reasoning) + fee
+            if cache_read or cache_write or reasoning:
+                total += r * cache_read + w * cache_write + x * reasoning
+            if total >= _EXACT_BELOW:
+                return None
+            if total % scale:
+                return (unit * total).normalize()  # exact: under 28 digits
+            return Decimal(total // scale)  # a whole amount, in tidy's form (exponent 0, not 1E+2)
 
         return tiered
     i, o, r, w, x, fee = base
@@ -312,7 +310,7 @@ class ModelPrice:
     _rates: dict[int, tuple[object, ...]] = attrs.field(init=False, repr=False, eq=False)
     # ``_unit_plan`` by long-context tier folded into one integer price per count (``_fold``), made on first use,
     # and ``money_cost`` of a usage from them (``_usage_pricer``): the tracker's path for a call with units.
-    _folded: dict[int, UsagePricer] = attrs.field(init=False, repr=False, eq=False)
+    _folded: dict[int, _Few | UsagePricer] = attrs.field(init=False, repr=False, eq=False)
     _money: UsagePricer = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -523,12 +521,18 @@ UsagePricer = Callable[[Usage], "Decimal | None"]
 _FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
-def _fold(plan: _UnitPlan) -> UsagePricer | None:
+#: The usual ``_fold``: the integer prices of the five ``Usage`` fields and of at most two units (each unit's name
+#: and price; ``""`` and 0 for none), ``10**-exponent`` and one integer unit in USD; no request price, no checks.
+_Few = tuple[int, int, int, int, int, str, int, str, int, int, Decimal]
+
+
+def _fold(plan: _UnitPlan) -> _Few | UsagePricer | None:
     """``money_cost`` of a usage with units in ``plan``'s tier, from ``plan``'s sum (``ModelPrice._cost_by_unit``)
     folded into one integer price per count: the sum is linear in the counts (each unit is billed for its count
     less its priced parts' billed counts), so each count's price is the sum it gives with that count 1 and every
-    other 0. ``None`` for a plan not summed in integers (a divisor that is no power of ten) or at an exponent past
-    ``MONEY_SCALE`` (whose amounts ``money_cost`` may round).
+    other 0. The usual plan is given as its prices (``_Few``, summed by ``_usage_pricer``), another as a function
+    of the usage; ``None`` for a plan not summed in integers (a divisor that is no power of ten) or at an exponent
+    past ``MONEY_SCALE`` (whose amounts ``money_cost`` may round).
 
     A part larger than its billed whole makes that whole's billed count negative, which ``_cost_by_unit`` refuses;
     ``Usage`` keeps most such counts non-negative itself (``_kept_by_usage``), the others are checked
@@ -564,22 +568,9 @@ def _fold(plan: _UnitPlan) -> UsagePricer | None:
     counts_of, exact_below, decimal = unit_counts, _EXACT_BELOW, Decimal
 
     if len(units) <= 2 and not request and not checks:
-        # The usual plan (a cache write by TTL, web searches): its units' prices as the closure's own, unrolled.
+        # The usual plan (a cache write by TTL, web searches): its prices, which ``_usage_pricer`` sums itself.
         (k1, f1), (k2, f2) = (*units, ("", 0), ("", 0))[:2]
-
-        def few(usage: Usage) -> Decimal | None:
-            get = counts_of(usage.units).get
-            total = (
-                i * usage.input_tokens + o * usage.output_tokens + r * usage.cache_read_tokens
-                + w * usage.cache_write_tokens + x * usage.reasoning_tokens + f1 * get(k1, 0) + f2 * get(k2, 0)
-            )  # fmt: skip
-            if total >= exact_below:
-                return None
-            if total % scale:
-                return (unit * total).normalize()  # exact: under 28 digits
-            return decimal(total // scale)  # a whole amount, in tidy's form
-
-        return few
+        return (i, o, r, w, x, k1, f1, k2, f2, scale, unit)
     priced_units = tuple(units)
 
     def general(usage: Usage) -> Decimal | None:
@@ -639,8 +630,6 @@ def _parts_fit(checks: tuple[tuple[tuple[str, int], ...], ...], usage: Usage) ->
     return True
 
 
-
-
 def _none(usage: Usage) -> None:
     return None
 
@@ -653,7 +642,8 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
     per_token = price._per_token if price._fits_money_scale else None
     starts = tuple((index, tier.start) for index, tier in reversed(tuple(enumerate(price.tiers))))
     folded = price._folded
-    no_units, plan_of = NO_UNITS, price._unit_plan  # (a closure's own names are read faster than globals)
+    # (A closure's own names are read faster than globals.)
+    no_units, plan_of, counts_of, exact_below, decimal = NO_UNITS, price._unit_plan, unit_counts, _EXACT_BELOW, Decimal
 
     def money(usage: Usage) -> Decimal | None:
         if usage.units is no_units:
@@ -666,17 +656,28 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
                 usage.cache_write_tokens,
                 usage.reasoning_tokens,
             )
+        inp = usage.input_tokens
         tier = -1
-        if starts:
-            inp = usage.input_tokens
-            for index, start in starts:  # as ``ModelPrice._tier``
-                if inp > start:
-                    tier = index
-                    break
-        pricer = folded.get(tier)
-        if pricer is None:
-            pricer = folded[tier] = _fold(plan_of(usage.input_tokens)) or _none
-        return pricer(usage)
+        for index, start in starts:  # as ``ModelPrice._tier``
+            if inp > start:
+                tier = index
+                break
+        plan = folded.get(tier)
+        if plan is None:
+            plan = folded[tier] = _fold(plan_of(inp)) or _none
+        if type(plan) is not tuple:
+            return plan(usage)  # type: ignore[operator]
+        i, o, r, w, x, k1, f1, k2, f2, scale, unit = plan  # the usual plan, summed here: no call more
+        get = counts_of(usage.units).get
+        total = (
+            i * inp + o * usage.output_tokens + r * usage.cache_read_tokens + w * usage.cache_write_tokens
+            + x * usage.reasoning_tokens + f1 * get(k1, 0) + f2 * get(k2, 0)
+        )  # fmt: skip
+        if total >= exact_below:
+            return None
+        if total % scale:
+            return (unit * total).normalize()  # exact: under 28 digits
+        return decimal(total // scale)  # a whole amount, in tidy's form
 
     return money
 

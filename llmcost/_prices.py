@@ -170,15 +170,15 @@ def priced(
         amount = quote.units_pricer(usage)
     if amount is None:
         amount = money_cost(price, usage)
-    label = quote.label
+    inp = usage.input_tokens
+    if inp <= quote.same_up_to:  # no correction, or one that leaves this call's rates as they were
+        return amount, quote.plain_label, price.provider, price.model
+    # A correction that leaves this call's rates as they were cannot change its amount (most corrections add a
+    # long-context tier, which most calls are below: ``same_up_to`` above); else the amounts are compared.
     baseline = quote.baseline
-    if baseline is not None:
-        # A correction that leaves this call's rates as they were cannot change its amount (most corrections add a
-        # long-context tier, which most calls are below: ``same_up_to``); else the amounts are compared.
-        inp = usage.input_tokens
-        if inp <= quote.same_up_to or price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount:
-            label = quote.baseline_label
-    return amount, label, price.provider, price.model
+    if baseline is not None and (price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount):
+        return amount, quote.baseline_label, price.provider, price.model
+    return amount, quote.label, price.provider, price.model
 
 
 def money_cost_of(model: str, input_tokens: int, output_tokens: int) -> Decimal:

@@ -60,7 +60,7 @@ NO_UNITS = Units()
 #: changed afterwards, without copying it: extraction's hot path, whose counts it has just read and checked.
 trusted_units = Units.holding
 #: The dict of counts a ``Units`` holds (to read, never to change): pricing's hot path reads counts from it.
-unit_counts: Callable[[Units], dict[str, int]] = held
+unit_counts: Callable[[Mapping[str, int]], dict[str, int]] = held  # (a Usage's units: always a Units)
 
 
 #: The genai-prices usage names of the five ``Usage`` fields.
