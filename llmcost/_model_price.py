@@ -310,7 +310,8 @@ class ModelPrice:
     _rates: dict[int, tuple[object, ...]] = attrs.field(init=False, repr=False, eq=False)
     # ``_unit_plan`` by long-context tier folded into one integer price per count (``_fold``), made on first use,
     # and ``money_cost`` of a usage from them (``_usage_pricer``): the tracker's path for a call with units.
-    _folded: dict[int, _Few | UsagePricer] = attrs.field(init=False, repr=False, eq=False)
+    # (A list by tier index, the base prices last: ``_folded[-1]``, as ``_tier`` numbers them; ``None``: not yet.)
+    _folded: list[_Few | UsagePricer | None] = attrs.field(init=False, repr=False, eq=False)
     _money: UsagePricer = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -335,7 +336,7 @@ class ModelPrice:
         object.__setattr__(self, "_per_token", _per_token_pricer(self, per_mtok))
         object.__setattr__(self, "_unit_plans", {})
         object.__setattr__(self, "_rates", {})
-        object.__setattr__(self, "_folded", {})
+        object.__setattr__(self, "_folded", [None] * (len(self.tiers) + 1))
         object.__setattr__(self, "_money", _usage_pricer(self))
 
     def cost(self, usage: Usage) -> Decimal:
@@ -662,7 +663,7 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
             if inp > start:
                 tier = index
                 break
-        plan = folded.get(tier)
+        plan = folded[tier]  # (-1: the base prices, the list's last)
         if plan is None:
             plan = folded[tier] = _fold(plan_of(inp)) or _none
         if type(plan) is not tuple:
