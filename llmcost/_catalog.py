@@ -14,14 +14,25 @@ import attrs
 
 from . import _state
 from ._corrections import Correction, corrections_for
-from ._model_price import ModelPrice, Pricer, PriceTier, counts_pricer, fits_money_scale
+from ._model_price import (
+    ModelPrice,
+    Pricer,
+    PriceTier,
+    UsagePricer,
+    counts_pricer,
+    fits_money_scale,
+    same_rates_up_to,
+    usage_pricer,
+)
 from ._money import ZERO
 from ._price_table import TABLE_FORMAT, TABLE_PATH, genai_prices_files, table_price, table_version
+from ._usage import MAX_COUNT
 
 if TYPE_CHECKING:
     from genai_prices import types as gp
 
 __all__ = [
+    "DAY_MICROS",
     "Quote",
     "Resolved",
     "build_price_table",
@@ -31,6 +42,7 @@ __all__ = [
     "catalog_version",
     "find_in_catalog",
     "provider_for_url",
+    "quoted",
     "tier_rule",
     "write_price_table",
 ]
@@ -129,7 +141,8 @@ _CONTEXTS: dict[str, dict[str, str]] = {
 }
 _HALF = Decimal("0.5")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_DAY_MICROS = 86_400_000_000
+#: Microseconds in a day: ``micros // DAY_MICROS`` is the UTC day number ``quote_at`` keeps quotes by.
+DAY_MICROS = 86_400_000_000
 
 
 def _halved(price: ModelPrice) -> ModelPrice:
@@ -160,12 +173,31 @@ def _halved(price: ModelPrice) -> ModelPrice:
 
 class Quote(NamedTuple):
     """A price for one call and its ``pricing`` label; ``baseline``: the price without a correction (``None``
-    when none applied), and its label, used when the correction does not change the amount."""
+    when none applied), and its label, used when the correction does not change the amount. Made by ``quoted``."""
 
     price: ModelPrice
     label: str
+    #: ``counts_pricer(price)`` where its amounts are as stores keep them (``Resolved.money_pricer``), else ``None``.
+    money_pricer: Pricer | None
+    #: ``usage_pricer(price)``: the money amount of a usage with units in integers, or ``None`` where
+    #: ``money_cost`` must.
+    units_pricer: UsagePricer
     baseline: ModelPrice | None = None
     baseline_label: str = ""
+    #: Calls of at most this many input tokens are labelled ``plain_label`` whatever they cost: without a baseline
+    #: every call (``MAX_COUNT``) is labelled ``label``; with one, a call its rates price as the baseline's
+    #: (``same_rates_up_to``) is labelled ``baseline_label``, as ``priced`` labels it.
+    same_up_to: int = MAX_COUNT
+    plain_label: str = ""
+
+
+def quoted(price: ModelPrice, label: str, baseline: ModelPrice | None = None, baseline_label: str = "") -> Quote:
+    """The ``Quote`` of ``price`` labelled ``label``, corrected from ``baseline`` (labelled ``baseline_label``)."""
+    money = counts_pricer(price) if fits_money_scale(price) else None
+    if baseline is None:
+        return Quote(price, label, money, usage_pricer(price), None, "", MAX_COUNT, label)
+    same = same_rates_up_to(price, baseline)
+    return Quote(price, label, money, usage_pricer(price), baseline, baseline_label, same, baseline_label)
 
 
 def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str]:
@@ -194,14 +226,18 @@ class Resolved:
     pricer: Pricer | None = attrs.field(init=False, default=None)
     #: ``pricer`` where its amounts are already as stores keep them (``MONEY_SCALE`` places): ``priced``'s path.
     money_pricer: Pricer | None = attrs.field(init=False, default=None)
+    #: ``usage_pricer(price)``: ``priced``'s path for a usage with units; ``None`` without a fixed price.
+    units_pricer: UsagePricer | None = attrs.field(init=False, default=None)
     #: ``(UTC day number, quote)``: the standard quote of the last day asked for (``quote_at``); ``False`` once the
-    #: prices are found to change within a day (a time-of-day price), so that no quote is kept by day.
-    _day_quote: tuple[int, Quote] | bool | None = attrs.field(init=False, default=None)
+    #: prices are found to change within a day (a time-of-day price), so that no quote is kept by day. Read by
+    #: ``priced`` before it calls ``quote_at`` (the tracker's path, where a call saved counts), never written there.
+    day_quote: tuple[int, Quote] | bool | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.price is not None:
             self.pricer = counts_pricer(self.price)
             self.money_pricer = self.pricer if fits_money_scale(self.price) else None
+            self.units_pricer = usage_pricer(self.price)
 
     def _load_entry(self) -> None:
         """The catalog objects of a price read from the pre-built table."""
@@ -238,7 +274,7 @@ class Resolved:
             self._load_entry()
         if self.model is None:  # a user's price
             assert self.price is not None
-            return Quote(self.price, self.label) if tier is None else Quote(*tier_rule(self.price, self.label, tier))
+            return quoted(self.price, self.label) if tier is None else quoted(*tier_rule(self.price, self.label, tier))
         index = self._index(when)
         variants = self._variants(when, tier) if tier is not None else ()
         active = tuple(c for c in self.corrections if c.active(when)) if self.corrections else ()
@@ -255,15 +291,15 @@ class Resolved:
         holds all day: it is kept for the day last asked for, and ``when`` is made only on a new day. A model whose
         price changes with the time of day (off-peak prices) is quoted afresh each time.
         """
-        day = micros // _DAY_MICROS
-        kept = self._day_quote
+        day = micros // DAY_MICROS
+        kept = self.day_quote
         if type(kept) is tuple and kept[0] == day:
             return kept[1]
         quote = self.quote(_EPOCH + timedelta(microseconds=micros), None)
         if kept is None:
-            kept = self._day_quote = self._changes_by_day()
+            kept = self.day_quote = self._changes_by_day()
         if kept is not False:
-            self._day_quote = (day, quote)
+            self.day_quote = (day, quote)
         return quote
 
     def _changes_by_day(self) -> bool | None:
@@ -289,12 +325,12 @@ class Resolved:
         else:
             price, label = tier_rule(base, self.label, tier)
         if not active:
-            return Quote(price, label)
+            return quoted(price, label)
         fixed = functools.reduce(lambda p, c: c.apply(p), active, price if tier is None or variants else base)
         if tier is not None and not variants:
             fixed = tier_rule(fixed, "", tier)[0]
         names = "+".join(f"correction:{c.id}" for c in active)
-        return Quote(fixed, names + label[len(self.label) :], price, label)
+        return quoted(fixed, names + label[len(self.label) :], price, label)
 
     def _variants(self, when: datetime, tier: str) -> tuple[int, ...]:
         """The catalog's own price variants for ``tier`` in force at ``when`` (none: a published rule applies)."""

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from . import _state
 from ._catalog import provider_for_url
 from ._entry import CostCategory
-from ._usage import MAX_COUNT, NO_UNITS, Units, Usage, trusted_usage, unit_registry
+from ._usage import FIELD_UNITS, MAX_COUNT, NO_UNITS, Units, Usage, trusted_units, trusted_usage, unit_registry
 
 __all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream", "is_stream_manager", "may_be_stream"]
 
@@ -67,6 +67,7 @@ _is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = _state.type_is
 _may_stream: dict[type, bool] = _state.type_may_stream
 _unit_clamps: dict[tuple[str, ...], Any] = _state.unit_clamps
 _CLAMPS_KEPT = 256  # tuples of unit names whose clamp is remembered
+_USAGE_FIELD_UNITS = frozenset(FIELD_UNITS.values())  # the unit names of the five ``Usage`` fields
 _MISSING = object()
 
 
@@ -727,6 +728,19 @@ _ANTHROPIC_UNITS = {
 }
 
 
+def _anthropic_units_kept() -> bool:
+    """Whether ``_clamped_units`` keeps Anthropic's units as read (positive counts) once the cache write is at
+    least its split by TTL: each unit is known to genai-prices and no ``Usage`` field, a cache write by TTL is a
+    part of the input and of the cache write alone, and a web search a part of nothing."""
+    registry = unit_registry()
+    wholes = {"cache_write_5m_tokens": {"input_tokens", "cache_write_tokens"}, "web_searches": set()}
+    wholes["cache_write_1h_tokens"] = wholes["cache_write_5m_tokens"]
+    return all(
+        unit in registry and unit not in _USAGE_FIELD_UNITS and set(registry[unit].ancestors) <= wholes[unit]
+        for unit in _ANTHROPIC_UNITS.values()
+    )
+
+
 def _usage_reader(
     usage_cls: Any, provider: str, general: Callable[[Any], Extracted | None]
 ) -> Callable[[Any], Extracted | None]:
@@ -735,9 +749,10 @@ def _usage_reader(
     (``_compiled_reader``): Anthropic's way for Anthropic's usage classes, else OpenAI Responses' way."""
     fields = usage_cls.__pydantic_fields__
     has_creation, has_read = "cache_creation_input_tokens" in fields, "cache_read_input_tokens" in fields
-    # Anthropic: (field, its class, the counts in it that become units) of each part whose counts must be 0 or None.
+    # Anthropic: (field, its class, the counts in it that become units) of each part whose counts must be 0 or None;
+    # each count with the unit it becomes and whether it is a cache write by TTL.
     unit_parts = tuple(
-        (name, part, tuple(k for k in keys if k in _declared(part)))
+        (name, part, tuple((k, _ANTHROPIC_UNITS[k], k.startswith("ephemeral_")) for k in keys if k in _declared(part)))
         for name, keys in (
             ("cache_creation", ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")),
             ("server_tool_use", ("web_search_requests",)),
@@ -753,6 +768,7 @@ def _usage_reader(
     # Anthropic's usage classes declare its cache counts: read them Anthropic's way even when both are missing, as
     # ``_openai_usage`` does once it sees Anthropic's web searches, TTL split or thinking.
     anthropic = has_creation or has_read
+    units_kept = anthropic and _anthropic_units_kept()
 
     def read(result: Any) -> Extracted | None:
         # ``return general(result)`` inside the try: see ``_chat_reader``.
@@ -783,17 +799,24 @@ def _usage_reader(
                 ):
                     return general(result)
                 units: dict[str, int] | None = None
+                split = 0  # the cache writes by TTL
                 for name, part_cls, keys in unit_parts:
                     part = u[name]
                     if part is not None:
                         if type(part) is not part_cls or part.__pydantic_extra__:
                             return general(result)
                         d = part.__dict__
-                        for key in keys:
-                            if d[key]:  # a unit (a cache write by TTL, a web search), as ``_anthropic_usage``
+                        for key, unit, by_ttl in keys:
+                            value = d[key]
+                            if value:  # a unit (a cache write by TTL, a web search), as ``_anthropic_usage``
+                                if type(value) is not int or not 0 < value <= MAX_COUNT:
+                                    return general(result)
                                 if units is None:
-                                    units = {}
-                                _add_count(units, _ANTHROPIC_UNITS[key], d[key])
+                                    units = {unit: value}
+                                else:
+                                    units[unit] = value
+                                if by_ttl:
+                                    split += value
                 details = u["output_tokens_details"] if outputs is not None else None
                 if details is not None:
                     if type(details) is not outputs or details.__pydantic_extra__:
@@ -803,11 +826,17 @@ def _usage_reader(
                         if type(value) is not int or not 0 <= value <= MAX_COUNT:
                             return general(result)
                         reasoning = value
-                if units:
-                    split = units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
+                if units is not None:
                     if split > creation:
                         creation = split
-                    usage = _usage(inp + cache_read + creation, out, cache_read, creation, reasoning, units)
+                    if units_kept and reasoning <= out:
+                        # Nothing for ``_usage`` to clamp: the input holds both cache parts, the cache write its
+                        # split by TTL, and ``_clamped_units`` would keep these units as read (``units_kept``).
+                        usage = trusted_usage(
+                            inp + cache_read + creation, out, cache_read, creation, reasoning, trusted_units(units)
+                        )
+                    else:
+                        usage = _usage(inp + cache_read + creation, out, cache_read, creation, reasoning, units)
                 else:
                     if reasoning > out:
                         return general(result)  # to clamp

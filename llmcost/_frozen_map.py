@@ -11,11 +11,14 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-__all__ = ["FrozenMap"]
+__all__ = ["FrozenMap", "held"]
 
 V = TypeVar("V")
+M = TypeVar("M", bound="FrozenMap[Any]")
+_new = object.__new__
 
 
 class FrozenMap(Mapping[str, V], Generic[V]):
@@ -35,6 +38,15 @@ class FrozenMap(Mapping[str, V], Generic[V]):
     def keep(data: Mapping[str, V]) -> dict[str, V]:
         """The items of ``data`` this map holds (all of them, here)."""
         return dict(data)
+
+    @classmethod
+    def holding(cls: type[M], data: dict[str, Any]) -> M:
+        """A map holding ``data`` itself (no copy, no ``keep``): for a hot path whose dict is already as ``keep``
+        would keep it and is not changed afterwards."""
+        made = _new(cls)
+        made._data = data
+        made._hash = None
+        return made
 
     def __getitem__(self, key: str) -> V:
         return self._data[key]
@@ -70,3 +82,7 @@ class FrozenMap(Mapping[str, V], Generic[V]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self._data,))
+
+
+#: The dict a ``FrozenMap`` holds, read without a method call (a hot path's ``held(units).get``): not to be changed.
+held: Any = attrgetter("_data")

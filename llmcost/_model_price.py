@@ -10,7 +10,7 @@ import attrs
 
 from . import _state
 from ._money import MONEY_SCALE, ZERO, to_money
-from ._usage import FIELD_UNITS, NO_UNITS, Usage, unit_registry
+from ._usage import FIELD_UNITS, MAX_COUNT, NO_UNITS, Usage, unit_counts, unit_registry
 
 __all__ = [
     "BASE_PRICE_KEYS",
@@ -18,10 +18,13 @@ __all__ = [
     "PriceTier",
     "Pricer",
     "UnitPrices",
+    "UsagePricer",
     "counts_pricer",
     "fits_money_scale",
     "money_cost",
+    "same_rates_up_to",
     "tidy",
+    "usage_pricer",
 ]
 
 #: The genai-prices price keys of ``ModelPrice``'s own fields (``request_price`` is ``requests_kcount`` / 1000).
@@ -231,26 +234,24 @@ def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> Pric
     scale = 10**-exponent
     unit = Decimal(1).scaleb(exponent)  # one unit of the integers, in USD
 
-    def amount(total: int) -> Decimal | None:
-        if total >= _EXACT_BELOW:
-            return None
-        if total % scale:
-            return (unit * total).normalize()  # exact: under 28 digits
-        return Decimal(total // scale)  # a whole amount, in tidy's form (exponent 0, not 1E+2)
-
     if tiers:
 
         def tiered(inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Decimal | None:
+            # As ``flat`` below, at the prices of the tier ``inp`` falls in (a corrected Claude, a Gemini Pro).
             prices = base
             for start, at_start in tiers:
                 if inp > start:
                     prices = at_start
                     break
             i, o, r, w, x, fee = prices
-            return amount(
-                i * (inp - cache_read - cache_write) + o * (out - reasoning)
-                + r * cache_read + w * cache_write + x * reasoning + fee
-            )  # fmt: skip
+            total = i * (inp - cache_read - cache_write) + o * (out - reasoning) + fee
+            if cache_read or cache_write or reasoning:
+                total += r * cache_read + w * cache_write + x * reasoning
+            if total >= _EXACT_BELOW:
+                return None
+            if total % scale:
+                return (unit * total).normalize()  # exact: under 28 digits
+            return Decimal(total // scale)  # a whole amount, in tidy's form (exponent 0, not 1E+2)
 
         return tiered
     i, o, r, w, x, fee = base
@@ -307,6 +308,11 @@ class ModelPrice:
     # ``_unit_plan`` and ``rates`` by long-context tier (-1: the base prices), made on first use.
     _unit_plans: dict[int, _UnitPlan] = attrs.field(init=False, repr=False, eq=False)
     _rates: dict[int, tuple[object, ...]] = attrs.field(init=False, repr=False, eq=False)
+    # ``_unit_plan`` by long-context tier folded into one integer price per count (``_fold``), made on first use,
+    # and ``money_cost`` of a usage from them (``_usage_pricer``): the tracker's path for a call with units.
+    # (A list by tier index, the base prices last: ``_folded[-1]``, as ``_tier`` numbers them; ``None``: not yet.)
+    _folded: list[_Few | UsagePricer | None] = attrs.field(init=False, repr=False, eq=False)
+    _money: UsagePricer = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         per_mtok = [
@@ -330,6 +336,8 @@ class ModelPrice:
         object.__setattr__(self, "_per_token", _per_token_pricer(self, per_mtok))
         object.__setattr__(self, "_unit_plans", {})
         object.__setattr__(self, "_rates", {})
+        object.__setattr__(self, "_folded", [None] * (len(self.tiers) + 1))
+        object.__setattr__(self, "_money", _usage_pricer(self))
 
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""
@@ -507,6 +515,195 @@ def _plan_units(keyed: Mapping[str, Decimal], request_price: Decimal | None) -> 
         steps.append((key, prices[key], per, power, _FIELD_OF_UNIT.get(key), parts, coefficient))
     request = 0 if exponent is None or request_price is None else _scaled(request_price, exponent)
     return tuple(steps), exponent, request
+
+
+#: ``money_cost(price, usage)`` as a function of the usage: see ``usage_pricer``.
+UsagePricer = Callable[[Usage], "Decimal | None"]
+_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+#: The usual ``_fold``: the integer prices of the five ``Usage`` fields and of at most two units (each unit's name
+#: and price; ``""`` and 0 for none), ``10**-exponent`` and one integer unit in USD; no request price, no checks.
+_Few = tuple[int, int, int, int, int, str, int, str, int, int, Decimal]
+
+
+def _fold(plan: _UnitPlan) -> _Few | UsagePricer | None:
+    """``money_cost`` of a usage with units in ``plan``'s tier, from ``plan``'s sum (``ModelPrice._cost_by_unit``)
+    folded into one integer price per count: the sum is linear in the counts (each unit is billed for its count
+    less its priced parts' billed counts), so each count's price is the sum it gives with that count 1 and every
+    other 0. The usual plan is given as its prices (``_Few``, summed by ``_usage_pricer``), another as a function
+    of the usage; ``None`` for a plan not summed in integers (a divisor that is no power of ten) or at an exponent
+    past ``MONEY_SCALE`` (whose amounts ``money_cost`` may round).
+
+    A part larger than its billed whole makes that whole's billed count negative, which ``_cost_by_unit`` refuses;
+    ``Usage`` keeps most such counts non-negative itself (``_kept_by_usage``), the others are checked
+    (``_parts_fit``) and a usage that fails is left to ``money_cost``, which says which part is over."""
+    steps, exponent, request = plan
+    if exponent is None or exponent < -MONEY_SCALE:
+        return None
+    n = len(steps)
+    # billed[k][j]: the count step k is billed for when step j's count is 1 and every other count 0.
+    billed = [[0] * n for _ in range(n)]
+    for j in range(n):
+        column: list[int] = []
+        for k, step in enumerate(steps):
+            leaf = (k == j) - sum(column[part] for part in step[5])
+            column.append(leaf)
+            billed[k][j] = leaf
+    prices = [sum(steps[k][6] * billed[k][j] for k in range(n)) for j in range(n)]
+    sources = [step[4] if step[4] is not None else step[0] for step in steps]  # a Usage field, else a unit
+    fields = dict.fromkeys(_FIELDS, 0)
+    units: list[tuple[str, int]] = []
+    for j, step in enumerate(steps):
+        if step[4] is not None:
+            fields[step[4]] = prices[j]
+        elif prices[j]:
+            units.append((step[0], prices[j]))
+    checks = tuple(
+        tuple((sources[j], factor) for j, factor in enumerate(billed[k]) if factor)
+        for k in range(n)
+        if not _kept_by_usage(steps, k, billed[k])
+    )
+    i, o, r, w, x = fields.values()
+    scale, unit = 10**-exponent, Decimal(1).scaleb(exponent)
+    counts_of, exact_below, decimal = unit_counts, _EXACT_BELOW, Decimal
+
+    if len(units) <= 2 and not request and not checks:
+        # The usual plan (a cache write by TTL, web searches): its prices, which ``_usage_pricer`` sums itself.
+        (k1, f1), (k2, f2) = (*units, ("", 0), ("", 0))[:2]
+        return (i, o, r, w, x, k1, f1, k2, f2, scale, unit)
+    priced_units = tuple(units)
+
+    def general(usage: Usage) -> Decimal | None:
+        get = counts_of(usage.units).get
+        total = (
+            i * usage.input_tokens + o * usage.output_tokens + r * usage.cache_read_tokens
+            + w * usage.cache_write_tokens + x * usage.reasoning_tokens
+        )  # fmt: skip
+        for key, factor in priced_units:
+            count = get(key)
+            if count:
+                total += factor * count
+        if request:
+            total += request * get("requests", 1)
+        if checks and not _parts_fit(checks, usage):
+            return None  # a part over its whole
+        if total >= exact_below:
+            return None
+        if total % scale:
+            return (unit * total).normalize()  # exact: under 28 digits
+        return decimal(total // scale)  # a whole amount, in tidy's form
+
+    return general
+
+
+def _kept_by_usage(steps: tuple[_UnitStep, ...], k: int, billed: list[int]) -> bool:
+    """Whether every ``Usage`` keeps step ``k``'s billed count (``billed``: its factor of each step's count)
+    non-negative: no count taken away; or the input less its cache read and write, the output less its reasoning
+    (``Usage`` keeps its parts within its wholes); or a field less one unit that is a part of it (``Usage`` keeps
+    each unit within each whole it reports, and a field is always reported)."""
+    minus = [j for j, factor in enumerate(billed) if factor < 0]
+    if not minus:
+        return True
+    plus = [j for j, factor in enumerate(billed) if factor > 0]
+    field = steps[k][4]
+    if field is None or plus != [k] or billed[k] != 1 or any(billed[j] != -1 for j in minus):
+        return False
+    parts = [steps[j][4] for j in minus]
+    if field == "input_tokens" and all(p in ("cache_read_tokens", "cache_write_tokens") for p in parts):
+        return True
+    if field == "output_tokens" and parts == ["reasoning_tokens"]:
+        return True
+    if len(minus) == 1 and parts[0] is None:
+        return FIELD_UNITS[field] in unit_registry()[steps[minus[0]][0]].ancestors
+    return False
+
+
+def _parts_fit(checks: tuple[tuple[tuple[str, int], ...], ...], usage: Usage) -> bool:
+    """Whether each sum of ``checks`` (``_fold``) is non-negative for ``usage``."""
+    units = usage.units
+    for check in checks:
+        total = 0
+        for source, factor in check:
+            total += factor * (getattr(usage, source) if source in _FIELDS else units.get(source, 0))
+        if total < 0:
+            return False
+    return True
+
+
+def _none(usage: Usage) -> None:
+    return None
+
+
+def _usage_pricer(price: ModelPrice) -> UsagePricer:
+    """``usage_pricer(price)``: a usage without units priced by ``price``'s per-token integers (``_per_token``) when
+    its amounts fit ``MONEY_SCALE``; one with units by its tier's ``_fold``, in integers, as ``_cost_by_unit``
+    sums them and to the same digits (``_per_token_pricer``'s form is ``tidy``'s, which ``money_cost`` keeps at an
+    exponent within ``MONEY_SCALE``)."""
+    per_token = price._per_token if price._fits_money_scale else None
+    starts = tuple((index, tier.start) for index, tier in reversed(tuple(enumerate(price.tiers))))
+    folded = price._folded
+    # (A closure's own names are read faster than globals.)
+    no_units, plan_of, counts_of, exact_below, decimal = NO_UNITS, price._unit_plan, unit_counts, _EXACT_BELOW, Decimal
+
+    def money(usage: Usage) -> Decimal | None:
+        if usage.units is no_units:
+            if per_token is None:
+                return None
+            return per_token(
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            )
+        inp = usage.input_tokens
+        tier = -1
+        for index, start in starts:  # as ``ModelPrice._tier``
+            if inp > start:
+                tier = index
+                break
+        plan = folded[tier]  # (-1: the base prices, the list's last)
+        if plan is None:
+            plan = folded[tier] = _fold(plan_of(inp)) or _none
+        if type(plan) is not tuple:
+            return plan(usage)  # type: ignore[operator]
+        i, o, r, w, x, k1, f1, k2, f2, scale, unit = plan  # the usual plan, summed here: no call more
+        get = counts_of(usage.units).get
+        total = (
+            i * inp + o * usage.output_tokens + r * usage.cache_read_tokens + w * usage.cache_write_tokens
+            + x * usage.reasoning_tokens + f1 * get(k1, 0) + f2 * get(k2, 0)
+        )  # fmt: skip
+        if total >= exact_below:
+            return None
+        if total % scale:
+            return (unit * total).normalize()  # exact: under 28 digits
+        return decimal(total // scale)  # a whole amount, in tidy's form
+
+    return money
+
+
+def usage_pricer(price: ModelPrice) -> UsagePricer:
+    """``money_cost(price, usage)`` as a function of ``usage`` that computes it in integers where it can (with or
+    without units) and returns ``None`` where ``money_cost`` must (an amount of more than 27 digits, one it may
+    round, a part of a usage over its whole).
+
+    >>> p = ModelPrice("m", None, input_per_mtok=3, output_per_mtok=15, unit_prices={"web_searches_kcount": 10})
+    >>> usage_pricer(p)(Usage(1000, 100, units={"web_searches": 2}))
+    Decimal('0.0245')
+    """
+    return price._money
+
+
+def same_rates_up_to(price: ModelPrice, other: ModelPrice) -> int:
+    """The input count up to which every call has the same ``rates`` at ``price`` and at ``other`` (so costs the
+    same): -1 when a call of no input has not, ``MAX_COUNT`` when no call differs. Rates change only where a
+    long-context tier of either starts, so one call per stretch between starts is compared."""
+    starts = sorted({-1, *(t.start for t in (*price.tiers, *other.tiers) if t.start > -1)})
+    for lower in starts:  # the stretch of input counts from lower + 1 up to the next start
+        if price.rates(lower + 1) != other.rates(lower + 1):
+            return lower
+    return MAX_COUNT
 
 
 def _exponent(value: Decimal) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from . import _state
-from ._catalog import Resolved, catalog_ids, catalog_table, catalog_version, find_in_catalog
+from ._catalog import DAY_MICROS, Resolved, catalog_ids, catalog_table, catalog_version, find_in_catalog
 from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
@@ -130,32 +130,55 @@ def priced(
         resolved = _resolved_for(model, provider)
     price = resolved.price
     if price is not None and service_tier is None:
-        pricer = resolved.money_pricer
-        if pricer is not None and usage.units is NO_UNITS:  # the common call: straight to the integers
-            amount = pricer(
+        if usage.units is NO_UNITS:
+            pricer = resolved.money_pricer
+            if pricer is not None:  # the common call: straight to the integers
+                amount = pricer(
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_write_tokens,
+                    usage.reasoning_tokens,
+                )
+                if amount is not None:
+                    return amount, resolved.label, price.provider, price.model
+        else:
+            amount = resolved.units_pricer(usage)  # type: ignore[misc]  # set with price
+            if amount is not None:
+                return amount, resolved.label, price.provider, price.model
+        return money_cost(price, usage), resolved.label, price.provider, price.model
+    if service_tier is None and type(at) is int:
+        kept = resolved.day_quote  # ``quote_at``'s kept quote read here: one call less on most calls
+        quote = kept[1] if type(kept) is tuple and kept[0] == at // DAY_MICROS else resolved.quote_at(at)
+    else:
+        quote = resolved.quote(_EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
+    price = quote.price
+    if usage.units is NO_UNITS:
+        pricer = quote.money_pricer
+        amount = (
+            None
+            if pricer is None
+            else pricer(
                 usage.input_tokens,
                 usage.output_tokens,
                 usage.cache_read_tokens,
                 usage.cache_write_tokens,
                 usage.reasoning_tokens,
             )
-            if amount is not None:
-                return amount, resolved.label, price.provider, price.model
-        return money_cost(price, usage), resolved.label, price.provider, price.model
-    if service_tier is None and type(at) is int:
-        quote = resolved.quote_at(at)
+        )
     else:
-        quote = resolved.quote(_EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
-    amount = money_cost(quote.price, usage)
-    label = quote.label
+        amount = quote.units_pricer(usage)
+    if amount is None:
+        amount = money_cost(price, usage)
+    inp = usage.input_tokens
+    if inp <= quote.same_up_to:  # no correction, or one that leaves this call's rates as they were
+        return amount, quote.plain_label, price.provider, price.model
+    # A correction that leaves this call's rates as they were cannot change its amount (most corrections add a
+    # long-context tier, which most calls are below: ``same_up_to`` above); else the amounts are compared.
     baseline = quote.baseline
-    if baseline is not None:
-        # A correction that leaves this call's rates as they were cannot change its amount (most corrections add a
-        # long-context tier, which most calls are below); else the amounts are compared.
-        inp = usage.input_tokens
-        if quote.price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount:
-            label = quote.baseline_label
-    return amount, label, quote.price.provider, quote.price.model
+    if baseline is not None and (price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount):
+        return amount, quote.baseline_label, price.provider, price.model
+    return amount, quote.label, price.provider, price.model
 
 
 def money_cost_of(model: str, input_tokens: int, output_tokens: int) -> Decimal:

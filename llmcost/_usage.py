@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
 from . import _state
-from ._frozen_map import FrozenMap
+from ._frozen_map import FrozenMap, held
 from ._price_table import table_units
 
-__all__ = ["FIELD_UNITS", "MAX_COUNT", "NO_UNITS", "Units", "Usage", "trusted_usage", "unit_registry"]
+__all__ = [
+    "FIELD_UNITS",
+    "MAX_COUNT",
+    "NO_UNITS",
+    "Units",
+    "Usage",
+    "trusted_units",
+    "trusted_usage",
+    "unit_counts",
+    "unit_registry",
+]
 
 #: The largest count a store can keep (every store holds counts as signed 64-bit integers).
 MAX_COUNT = 2**63 - 1
@@ -45,6 +55,12 @@ class Units(FrozenMap[int]):
 
 #: No further units (what every ``Usage`` without ``units=`` holds).
 NO_UNITS = Units()
+
+#: ``Units`` holding a dict of counts that are already as ``Units.keep`` keeps them (none zero) and that is not
+#: changed afterwards, without copying it: extraction's hot path, whose counts it has just read and checked.
+trusted_units = Units.holding
+#: The dict of counts a ``Units`` holds (to read, never to change): pricing's hot path reads counts from it.
+unit_counts: Callable[[Mapping[str, int]], dict[str, int]] = held  # (a Usage's units: always a Units)
 
 
 #: The genai-prices usage names of the five ``Usage`` fields.

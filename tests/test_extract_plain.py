@@ -18,6 +18,7 @@ from openai.types.responses import Response
 from openai.types.responses.response_usage import ResponseUsage
 
 from llmcost._extract import (
+    _anthropic_units_kept,
     _compiled_reader,
     _general_sdk_reader,
     _NoCompiledReader,
@@ -184,6 +185,22 @@ def _anthropic_cases() -> list[Any]:
             counts = {"input_tokens": 4, "output_tokens": 1, "cache_read_input_tokens": 0, key: value}
             usage = anthropic_types.Usage.model_construct(**counts)
             cases.append(anthropic_types.Message.model_construct(id="m", type="message", model="claude", usage=usage))
+        # Odd unit counts (the compiled reader hands them to the general one), beside a plain one
+        for part, key in [
+            ("cache_creation", "ephemeral_5m_input_tokens"),
+            ("cache_creation", "ephemeral_1h_input_tokens"),
+            ("server_tool_use", "web_search_requests"),
+        ]:
+            split = {"ephemeral_5m_input_tokens": 7, "ephemeral_1h_input_tokens": 9}
+            parts = {
+                "cache_creation": anthropic_types.CacheCreation.model_construct(**split),
+                "server_tool_use": anthropic_types.ServerToolUsage.model_construct(web_search_requests=2),
+            }
+            parts[part] = type(parts[part]).model_construct(**{**parts[part].__dict__, key: value})
+            usage = anthropic_types.Usage.model_construct(
+                input_tokens=4, output_tokens=1, cache_read_input_tokens=0, cache_creation_input_tokens=10, **parts
+            )
+            cases.append(anthropic_types.Message.model_construct(id="m", type="message", model="claude", usage=usage))
     return cases
 
 
@@ -269,3 +286,25 @@ def test_a_part_is_compiled_only_when_its_field_holds_one_pydantic_class():
     for name in ["many", "either", "mapping", "number"]:
         with pytest.raises(_NoCompiledReader):
             _part_class(fields, name)
+
+
+def test_anthropic_units_are_read_by_the_compiled_reader_as_the_general_reader_reads_them():
+    # A 1-hour cache write and web searches: read by the compiled reader itself (no clamp needed once the cache
+    # write is at least its split by TTL), the units in the order the general reader keeps them.
+    assert _anthropic_units_kept()
+    usage = {"input_tokens": 176, "output_tokens": 300, "cache_read_input_tokens": 1024,
+             "cache_creation_input_tokens": 500, "server_tool_use": {"web_search_requests": 2},
+             "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 400}}  # fmt: skip
+    for cls in (anthropic_types.Message, BetaMessage):
+        result = _message(usage, cls)
+        assert _plain(result)
+        found = _same(result).usage
+        assert (found.input_tokens, found.cache_read_tokens, found.cache_write_tokens) == (1700, 1024, 500)
+        assert list(found.units.items()) == [
+            ("cache_write_5m_tokens", 100),
+            ("cache_write_1h_tokens", 400),
+            ("web_searches", 2),
+        ]
+    # A split over the cache write reported: the cache write is the split, as the general reader makes it
+    over = _same(_message({**usage, "cache_creation_input_tokens": 0}))
+    assert (over.usage.input_tokens, over.usage.cache_write_tokens) == (1700, 500)

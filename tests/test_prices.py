@@ -13,7 +13,8 @@ import llmcost
 import llmcost.analytics
 from llmcost import ModelPrice, PricingError, UnknownModelError, Usage, cost_of, get_price
 from llmcost._corrections import corrections_for
-from llmcost._prices import priced
+from llmcost._model_price import money_cost
+from llmcost._prices import price_for, priced
 
 AT = datetime(2025, 9, 1, tzinfo=timezone.utc)
 
@@ -221,12 +222,14 @@ def test_the_tracker_path_quotes_each_day_as_the_dated_path_does():
     # midnight an o3 correction ends at, back again, and through a day of a model with off-peak prices (quoted
     # afresh every time), each amount and label is the one a datetime gives.
     usage = Usage(10_000, 1_000, 8_000)
+    with_units = Usage(10_000, 1_000, 4_000, 3_000, units={"cache_write_1h_tokens": 2_000, "web_searches": 2})
     end = datetime(2025, 6, 10, tzinfo=timezone.utc)
     times = [end.replace(day=9, hour=23, minute=59, second=59, microsecond=999_999), end, end.replace(day=9, hour=12)]
     times += [datetime(2025, 9, 1, hour, 45, tzinfo=timezone.utc) for hour in range(24)]
     for model in ("o3", "deepseek-chat", "claude-sonnet-4-20250514"):
         for when in times:
-            assert priced(model, None, usage, _micros(when)) == priced(model, None, usage, when), (model, when)
+            for one in (usage, with_units):
+                assert priced(model, None, one, _micros(when)) == priced(model, None, one, when), (model, when)
     before, after = (priced("o3", None, usage, _micros(t))[:2] for t in times[:2])
     assert before == (Decimal("0.08"), "correction:o3-cached-input-before-2025-06-10")  # 2000*10 + 8000*2.5 + 1000*40
     assert after == (Decimal("0.016"), "catalog@0.2.3")  # 2000*2 + 8000*0.5 + 1000*8
@@ -260,6 +263,20 @@ def test_long_context_correction_for_claude_sonnet_4():
     # Cache multipliers stack on the premium input rate: 1-hour writes 2 x $6.
     usage = Usage(300_000, 0, 0, 100_000, units={"cache_write_1h_tokens": 100_000})
     assert cost_of("claude-sonnet-4-20250514", usage, at=AT) == Decimal("2.4")  # 200000*6 + 100000*12
+
+
+def test_a_corrected_price_prices_units_in_integers_and_labels_only_calls_it_changes():
+    # Sonnet 4's long-context correction (a tier over 200K input) with a 1-hour cache write and web searches: the
+    # amount is the one money_cost gives at the corrected price, and the label the catalog's up to 200K, the
+    # correction's above, for calls in the tracker's way (microseconds) and with a datetime.
+    units = {"cache_write_1h_tokens": 50_000, "web_searches": 2}
+    for inp, label in [(200_000, "catalog@0.2.3"), (200_001, "correction:claude-sonnet-4-long-context")]:
+        usage = Usage(inp, 1000, 10_000, 50_000, units=units)
+        expected = money_cost(price_for("claude-sonnet-4-20250514", None, AT)[0], usage)
+        for at in (AT, _micros(AT)):
+            assert priced("claude-sonnet-4-20250514", None, usage, at)[:2] == (expected, label)
+    below = Usage(200_000, 1000, 10_000, 50_000, units=units)  # 140000*3 + 10000*0.3 + 50000*6 + 1000*15 + 2*10/1000
+    assert priced("claude-sonnet-4-20250514", None, below, AT)[0] == Decimal("0.758")
 
 
 def test_o3_cached_input_before_the_june_2025_price_cut_is_corrected():

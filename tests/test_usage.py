@@ -69,3 +69,13 @@ def test_units_are_parts_of_their_wholes_as_genai_prices_defines_them():
 def test_units_reject_unknown_negative_and_parts_larger_than_their_whole(units, message):
     with pytest.raises(ValueError, match=message):
         Usage(10_000, 500, 4000, 5000, units=units)
+
+
+def test_trusted_units_hold_the_counts_given_as_units_keeps_them():
+    from llmcost._usage import Units, trusted_units, unit_counts
+
+    counts = {"cache_write_1h_tokens": 500, "web_searches": 1}
+    held = trusted_units(counts)
+    assert type(held) is Units and held == Units(counts) and hash(held) == hash(Units(counts))
+    assert unit_counts(held) is counts  # no copy: extraction's dict, read by pricing as it is
+    assert list(held.items()) == list(counts.items())
