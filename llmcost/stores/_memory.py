@@ -11,8 +11,8 @@ import logging
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, localcontext
-from itertools import islice
-from operator import attrgetter, lt
+from itertools import islice, repeat
+from operator import attrgetter, is_, lt
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -343,9 +343,15 @@ class MemoryStore(CostStore):
         tag_column = array("i")
         tag_column.fromlist(self._tag_indices(tags))
         all_units = list(map(_UNITS, usages))
-        units = {} if all_units.count(NO_UNITS) == len(all_units) else {
-            row: found for row, found in enumerate(all_units) if found is not NO_UNITS
-        }  # fmt: skip
+        # Rows without units hold NO_UNITS itself: counted by identity (``list.count`` would call ``Units.__eq__``,
+        # Python code, for every row that has units).
+        without = sum(map(is_, all_units, repeat(NO_UNITS)))
+        if without == len(all_units):
+            units = {}
+        elif not without:  # every row has units (calls of one model and feature alike): C-level
+            units = dict(enumerate(all_units))
+        else:
+            units = {row: found for row, found in enumerate(all_units) if found is not NO_UNITS}
         return _Converted(
             len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column,
             units,
@@ -381,7 +387,8 @@ class MemoryStore(CostStore):
             target.extend(column)
         self._latency.extend(c.latency)
         self._tags.extend(c.tags)
-        self._units.update({self._n + row: units for row, units in c.units.items()})
+        if c.units:  # (row in the batch -> row in the store, C-level)
+            self._units.update(zip(map(self._n.__add__, c.units), c.units.values(), strict=True))
         self._n += c.n
 
     @staticmethod
