@@ -248,3 +248,22 @@ def test_a_store_assigned_to_a_tracker_later_gets_the_calls():
     first, tracker.store = tracker.store, MemoryStore()
     tracked()
     assert len(first) == 1 and len(tracker.store) == 1
+
+
+@pytest.mark.parametrize("every", [1, 3, 0], ids=["all-rows", "some-rows", "no-rows"])
+def test_units_stay_with_their_rows_across_batches(every):
+    # Batches where every row, some rows or no row has units (each case is converted its own way), past several
+    # batches so that batch rows map to store rows at an offset.
+    def usage(i):
+        if every and i % every == 0:
+            return Usage(100 + i, 10, 0, 50, 0, units={"cache_write_1h_tokens": i % 50 + 1, "web_searches": 1})
+        return Usage(100 + i, 10, 0, 0, 0)
+
+    entries = [make(i, usage=usage(i)) for i in range(_memory._BATCH * 3 + 7)]
+    store = MemoryStore()
+    for start in range(0, len(entries), 100):
+        store.append(entries[start : start + 100])
+    assert store.entries() == entries
+    assert [e.usage.units for e in store.entries()] == [e.usage.units for e in entries]
+    with_units = sum(1 for e in entries if e.usage.units)
+    assert with_units == (0 if not every else len(range(0, len(entries), every)))
