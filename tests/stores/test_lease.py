@@ -8,9 +8,11 @@ and holder, reading the shared ledger as another process does; the process tests
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -127,6 +129,38 @@ def test_an_entry_written_before_its_batch_counts_once(store: CostStore):
         s, [Settlement(entry.amount, entry.id)], reservation=lease.reservation, keep=Decimal(0), renew=None, limit=LIMIT
     )
     assert after.standing.spent == COST == store.standing(s, refresh=True).spent
+
+
+def test_a_batch_is_one_settled_row_reduced_as_its_entries_are_written(home):
+    # (SqliteLedger) one row for the batch's amounts, not one per entry: an acknowledgement takes the written entries'
+    # amounts off it, and the last one deletes it; another process sees the same spend all along.
+    where = home("duckdb")
+    store, other = open_store("duckdb", where), open_store("duckdb", where)
+    s = scope()
+    store.standing(s)
+    store.ledger().begin()
+    done = [make_entry(i, timestamp=DAY + timedelta(hours=1), amount=COST * (i + 1)) for i in range(3)]
+    elsewhere = Settlement(COST, None)  # an entry of another store: counted for the period
+    batch = [Settlement(e.amount, e.id) for e in done]
+    store.settle_batch(s, [*batch, elsewhere], reservation=None, keep=Decimal(0), renew=None, limit=LIMIT)
+
+    def settled() -> list[tuple[str, Decimal]]:
+        with contextlib.closing(sqlite3.connect(store.ledger().path)) as con:  # type: ignore[attr-defined]
+            rows = con.execute("SELECT entry, amount FROM holds WHERE entry IS NOT NULL ORDER BY entry").fetchall()
+        return [(entry, Decimal(amount)) for entry, amount in rows]
+
+    assert settled() == [("", COST), ("*", COST * 6)]
+    assert other.standing(s).spent == COST * 7
+    store.append(done[1:2])
+    store.acknowledge(done[1:2])
+    assert settled() == [("", COST), ("*", COST * 4)]
+    assert other.standing(s).spent == COST * 7 == store.standing(s, refresh=True).spent
+    store.append([done[0], done[2]])
+    store.acknowledge([done[0], done[2]])
+    assert settled() == [("", COST)]
+    assert other.standing(s).spent == COST * 7 == store.standing(s, refresh=True).spent
+    store.close()
+    other.close()
 
 
 # -- a budget that leases ----------------------------------------------------------------------------------------
