@@ -18,6 +18,10 @@ the process that settled them needs to know (only it acknowledges them): it keep
 and an acknowledgement reduces the row by the amounts of its entries now written, deleting it with the last one.
 A process that dies leaves its batch rows as it leaves settled rows: counted until the period's account goes.
 
+An acknowledgement makes recorded spend stale (entries were written): the writer that acknowledges reads the spend
+of the scopes its entries were settled in again first, after its write and outside any lock, and stores it with the
+acknowledgement, so that the next batch (on the calls' path, holding the ledger's lock) need not read the store.
+
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
 lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next
 reservation anyone makes (a budget's leased headroom, ``settle_batch``, is one such reservation, swept alike).
@@ -129,7 +133,7 @@ class _Account:
 
 class _Batches:
     """Which settled amounts each of this process's batch rows holds: per entry id, its ``(row, amount)`` holdings
-    (an entry settled in two scopes has two), and per row what it holds still, ``[amount, entries]``."""
+    (an entry settled in two scopes has two), and per row what it holds still, ``[amount, entries, scope]``."""
 
     __slots__ = ("by_entry", "rows")
 
@@ -137,8 +141,8 @@ class _Batches:
         self.by_entry: dict[str, list[tuple[int, Decimal]]] = {}
         self.rows: dict[int, list[Any]] = {}
 
-    def add(self, row: int, amounts: Sequence[tuple[str, Decimal]], total: Decimal) -> None:
-        """Row ``row`` holds ``amounts`` (entry id, amount), of ``total`` in all."""
+    def add(self, row: int, scope: BudgetScope, amounts: Sequence[tuple[str, Decimal]], total: Decimal) -> None:
+        """Row ``row`` of ``scope`` holds ``amounts`` (entry id, amount), of ``total`` in all."""
         by_entry = self.by_entry
         for entry_id, amount in amounts:
             held = by_entry.get(entry_id)
@@ -146,7 +150,18 @@ class _Batches:
                 by_entry[entry_id] = [(row, amount)]
             else:
                 held.append((row, amount))
-        self.rows[row] = [total, len(amounts)]
+        self.rows[row] = [total, len(amounts), scope]
+
+    def scopes(self, ids: Sequence[str]) -> list[BudgetScope]:
+        """The scopes of the rows that hold the entries ``ids``."""
+        found: dict[str, BudgetScope] = {}
+        by_entry, rows = self.by_entry, self.rows
+        for entry_id in ids:
+            for row, _ in by_entry.get(entry_id, ()):
+                held = rows.get(row)
+                if held is not None:
+                    found[held[2].key] = held[2]
+        return list(found.values())
 
     def written(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
         """For the written entries ``ids``: per batch row, the amount and number of its entries among them; and the
@@ -516,7 +531,7 @@ class SqliteLedger(Ledger):
                 rid = self._hold(con, account, keep + grant) if keep + grant else None
                 self._save(con, account)
             if batch is not None:  # (committed: the row is there for acknowledgements to reduce)
-                self._batches.add(batch, kept, total)
+                self._batches.add(batch, scope, kept, total)
         made = None
         if rid is not None:
             self._start_heartbeat()
@@ -578,41 +593,78 @@ class SqliteLedger(Ledger):
             # amounts must go, or they would count twice for the rest of the period).
             mine = [*self._unacknowledged, *self.receipts.acknowledged(entries)]
             self._unacknowledged = []
-            batches = self._batches
-            in_rows, alone = batches.written(mine)
-            try:
-                with self._transaction() as con:
-                    gone: dict[str, Decimal] = {}  # per scope: one update of its account, however many entries
-                    for start in range(0, len(alone), _CHUNK):
-                        ids = alone[start : start + _CHUNK]
-                        marks = ",".join("?" * len(ids))
-                        rows = con.execute(
-                            f"DELETE FROM holds WHERE holder = ? AND entry IN ({marks}) RETURNING scope, amount",
-                            (self._holder, *ids),
-                        ).fetchall()
-                        for scope, amount in rows:
-                            gone[scope] = gone.get(scope, ZERO) + Decimal(amount)
-                    for row, (amount, n) in in_rows.items():
-                        held, left = batches.left(row)
-                        if left <= n:  # its last entries: the row goes
-                            found = con.execute(
-                                "DELETE FROM holds WHERE id = ? AND entry = ? RETURNING scope, amount", (row, _BATCH)
-                            ).fetchone()
-                            amount = Decimal(found[1]) if found is not None else amount
-                        else:
-                            found = con.execute(
-                                "UPDATE holds SET amount = ? WHERE id = ? AND entry = ? RETURNING scope",
-                                (str(held - amount), row, _BATCH),
-                            ).fetchone()
-                        if found is not None:  # (else its period's account was dropped, and the row with it)
-                            gone[found[0]] = gone.get(found[0], ZERO) + amount
-                    for scope, amount in gone.items():
-                        self._add(con, scope, "settled", -amount)
-                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-            except BaseException:
-                self._unacknowledged = mine  # tried again with the next acknowledgement
-                raise
-            batches.forget(mine, in_rows)
+            scopes = self._batches.scopes(mine)
+        try:
+            fresh = self._fresh_totals(scopes)
+            with self._lock:
+                self._forget_written(mine, fresh)
+        except BaseException:
+            with self._lock:
+                self._unacknowledged = [*mine, *self._unacknowledged]  # tried again with the next acknowledgement
+            raise
+
+    def _fresh_totals(self, scopes: Sequence[BudgetScope]) -> tuple[float, float, dict[str, Decimal]] | None:
+        """The recorded spend of ``scopes`` read now (after the write being acknowledged), with the acknowledgement
+        generation read just before and the time: ``(gen, read_at, {scope key: spend})``, or ``None`` (no scope,
+        or a read failed: the accounts are then read again by their next use, as after any acknowledgement).
+
+        Why here: an acknowledgement makes every account's recorded spend stale, and reading it again (a query of
+        the store, milliseconds on a large one) fell to the next call to settle a batch, inside the ledger's lock
+        that every process waits for. Read here, outside any lock, by the writer that wrote the entries, it is
+        stored with the acknowledgement whenever no other acknowledgement came in between (``_forget_written``)."""
+        if not scopes:
+            return None
+        try:
+            with self._lock:
+                gen = self._connection().execute("SELECT v FROM meta WHERE k = 'gen'").fetchone()[0]
+            read_at = time.time()
+            return gen, read_at, {scope.key: self._total(**filter_kwargs(scope)) for scope in scopes}
+        except Exception as exc:  # noqa: BLE001 - the accounts are read again by their next use, as before
+            logger.debug("llmcost: budget ledger: could not read recorded spend at an acknowledgement: %r", exc)
+            return None
+
+    def _forget_written(self, mine: list[str], fresh: tuple[float, float, dict[str, Decimal]] | None) -> None:
+        """Take the settled amounts of the written entries ``mine`` off the ledger, in one transaction that also
+        bumps the acknowledgement generation; the accounts in ``fresh`` get its spend, read after the write, if no
+        acknowledgement happened since it was read (else they are read again by their next use). Caller holds the
+        lock."""
+        batches = self._batches
+        in_rows, alone = batches.written(mine)
+        with self._transaction() as con:
+            gone: dict[str, Decimal] = {}  # per scope: one update of its account, however many entries
+            for start in range(0, len(alone), _CHUNK):
+                ids = alone[start : start + _CHUNK]
+                marks = ",".join("?" * len(ids))
+                rows = con.execute(
+                    f"DELETE FROM holds WHERE holder = ? AND entry IN ({marks}) RETURNING scope, amount",
+                    (self._holder, *ids),
+                ).fetchall()
+                for scope, amount in rows:
+                    gone[scope] = gone.get(scope, ZERO) + Decimal(amount)
+            for row, (amount, n) in in_rows.items():
+                held, left = batches.left(row)
+                if left <= n:  # its last entries: the row goes
+                    found = con.execute(
+                        "DELETE FROM holds WHERE id = ? AND entry = ? RETURNING scope, amount", (row, _BATCH)
+                    ).fetchone()
+                    amount = Decimal(found[1]) if found is not None else amount
+                else:
+                    found = con.execute(
+                        "UPDATE holds SET amount = ? WHERE id = ? AND entry = ? RETURNING scope",
+                        (str(held - amount), row, _BATCH),
+                    ).fetchone()
+                if found is not None:  # (else its period's account was dropped, and the row with it)
+                    gone[found[0]] = gone.get(found[0], ZERO) + amount
+            for scope, amount in gone.items():
+                self._add(con, scope, "settled", -amount)
+            gen = con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen' RETURNING v").fetchone()[0]
+            if fresh is not None and fresh[0] + 1 == gen:  # no other acknowledgement since the spend was read
+                for key, base in fresh[2].items():
+                    con.execute(
+                        "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?",
+                        (str(base), gen, fresh[1], key),
+                    )
+        batches.forget(mine, in_rows)
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection (the ledger reopens on its next use)."""

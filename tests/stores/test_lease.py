@@ -163,6 +163,51 @@ def test_a_batch_is_one_settled_row_reduced_as_its_entries_are_written(home):
     other.close()
 
 
+def test_the_writer_that_acknowledges_reads_the_recorded_spend_not_the_next_batch(tmp_path):
+    # An acknowledgement makes recorded spend stale: the acknowledging writer reads it again (after its write, outside
+    # the ledger's lock) and stores it with the acknowledgement, so neither this process's next batch nor another
+    # process reads the store; if that read fails, the next use reads it, as before.
+    recorded: list[Decimal] = []
+    reads = Counter[str]()
+
+    def total(who: str, fail: list[bool]):  # type: ignore[no-untyped-def]
+        def read(**filters: object) -> Decimal:
+            reads[who] += 1
+            if fail:
+                raise OSError("the store is busy")
+            return sum(recorded, Decimal(0))
+
+        return read
+
+    failing: list[bool] = []
+    path = str(tmp_path / "ledger")
+    ledger, other = SqliteLedger(path, total=total("this", failing)), SqliteLedger(path, total=total("other", []))
+    s = scope()
+    ledger.begin()
+    done = [make_entry(i, timestamp=DAY + timedelta(hours=1), amount=COST) for i in range(4)]
+    first = ledger.settle_batch(s, [Settlement(e.amount, e.id) for e in done[:2]], reservation=None,
+                                keep=Decimal(0), renew=TERMS, limit=LIMIT)  # fmt: skip
+    start = reads["this"]  # (the account's first reads)
+    recorded.append(COST)
+    ledger.acknowledge(done[:1])
+    assert reads == {"this": start + 1}
+    second = ledger.settle_batch(s, [Settlement(e.amount, e.id) for e in done[2:]], reservation=first.reservation,
+                                 keep=Decimal(0), renew=TERMS, limit=LIMIT)  # fmt: skip
+    assert second.standing.spent == COST * 4 == other.standing(s).spent
+    assert reads == {"this": start + 1}  # neither the batch nor the other process read the store
+    failing.append(True)
+    recorded.append(COST)
+    ledger.acknowledge(done[1:2])
+    assert reads == {"this": start + 2}
+    assert other.standing(s).spent == COST * 4 and reads == {"this": start + 2, "other": 1}  # read by the next use
+    failing.clear()
+    recorded.extend([COST, COST])
+    ledger.acknowledge(done[2:])
+    assert ledger.standing(s).spent == COST * 4 == other.standing(s).spent
+    ledger.close()
+    other.close()
+
+
 # -- a budget that leases ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
 def test_calls_are_served_from_a_lease_and_settled_in_batches(home, kind, calls):
