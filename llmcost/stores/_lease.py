@@ -43,6 +43,7 @@ __all__ = [
     "IDLE_SECONDS",
     "LEASE_CALLS",
     "LEASE_SHARE",
+    "MOST_LEASE_CALLS",
     "RENEW_SECONDS",
     "Lease",
     "acknowledged",
@@ -52,9 +53,15 @@ __all__ = [
 
 logger = logging.getLogger("llmcost")
 
-#: A lease is at most this many calls' estimates: one ledger transaction per ~64 calls takes the ~80 us it costs to
-#: ~1 us a call, while a process holds no more than a few seconds' worth of a busy budget's spend.
+#: A lease is this many calls' estimates at first: one ledger transaction per ~64 calls takes the ~100 us it costs
+#: to ~1.5 us a call ...
 LEASE_CALLS = 64
+#: ... and twice as many each time the last one ran out in less than ``FAST_SECONDS``, up to this many (halved again
+#: each time one lasts longer than ``SLOW_SECONDS``): a process calling fast pays a transaction per ~1,000 calls,
+#: while it holds no more than about a tenth of a second's worth of its calls' spend.
+MOST_LEASE_CALLS = 1024
+FAST_SECONDS = 0.05
+SLOW_SECONDS = 0.5
 #: ... and at most this share of the room left (1/8): several processes can each lease a little, and a lease is
 #: never a large part of what remains, so processes without one are not starved.
 LEASE_SHARE = 8
@@ -129,6 +136,7 @@ class Lease:
         self.standing = Standing(ZERO, ZERO)  # the scope in the ledger, after the last batch
         self.renewed = 0.0  # time.monotonic() of the last batch
         self.estimate = ZERO  # the estimate of the call the lease was last renewed for
+        self.calls = LEASE_CALLS  # how many calls of that estimate it asks for (grows while calls come fast)
         self.live = False  # serving calls (it has headroom, and is neither closed nor another process's)
         self._pid = os.getpid()
         _OPEN.add(self)
@@ -226,8 +234,9 @@ class Lease:
     def renew(self, estimate: Decimal) -> bool:
         """Settle the batch and lease headroom for calls of ``estimate`` in one transaction; whether any was granted.
 
-        The lease asks for ``LEASE_CALLS`` calls of the larger of ``estimate`` and what its last batch's calls cost
-        on average (estimates are often low), in whole estimates, at most ``1/LEASE_SHARE`` of the room left."""
+        The lease asks for ``calls`` calls (``LEASE_CALLS`` at first, more while they come fast) of the larger of
+        ``estimate`` and what its last batch's calls cost on average (estimates are often low), in whole estimates, at
+        most ``1/LEASE_SHARE`` of the room left."""
         with self._lock:
             if self._pid != os.getpid():
                 return False
@@ -268,10 +277,16 @@ class Lease:
         if extra is not None:
             settlements.append(extra)
         terms = None
+        if renew and self.live:  # (it ran out, or is due: how long it lasted says how large the next should be)
+            lasted = time.monotonic() - self.renewed
+            if lasted < FAST_SECONDS:
+                self.calls = min(self.calls * 2, MOST_LEASE_CALLS)
+            elif lasted > SLOW_SECONDS:
+                self.calls = max(self.calls // 2, LEASE_CALLS)
         if renew and self.estimate > 0:
             typical = self.local / self.count if self.count else self.typical
             per_call = typical if typical > self.estimate else self.estimate
-            terms = LeaseTerms(per_call * LEASE_CALLS, self.estimate, LEASE_SHARE)
+            terms = LeaseTerms(per_call * self.calls, self.estimate, LEASE_SHARE)
         try:
             renewal = self.store.settle_batch(
                 self.scope,

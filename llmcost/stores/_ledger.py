@@ -250,6 +250,16 @@ class Receipts:
             self.settled.add(entry_id)
             return True
 
+    def settling_all(self, ids: Sequence[str]) -> set[str]:
+        """``settling`` of each of ``ids`` at once; the set of those acknowledged already (usually empty)."""
+        with self._lock:
+            early = self._early
+            written = {i for i in ids if i in early} if early and not early.keys().isdisjoint(ids) else set()
+            self.settled.update(ids)
+            if written:
+                self.settled.difference_update(written)
+            return written
+
     def acknowledged(self, entries: Sequence[CostEntry]) -> list[str]:
         """The ids among ``entries`` this process settled (now to be forgotten); remember the others as early."""
         mine: list[str] = []

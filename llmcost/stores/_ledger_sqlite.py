@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -132,32 +133,44 @@ class _Account:
 
 
 class _Batches:
-    """Which settled amounts each of this process's batch rows holds: per entry id, its ``(row, amount)`` holdings
-    (an entry settled in two scopes has two), and per row what it holds still, ``[amount, entries, scope]``."""
+    """Which settled amounts each of this process's batch rows holds: per entry id, its ``(row, amount)`` holding
+    (``more``: the further holdings of an entry settled in several scopes), and per row what it holds still,
+    ``[amount, entries, scope]``."""
 
-    __slots__ = ("by_entry", "rows")
+    __slots__ = ("by_entry", "more", "rows")
 
     def __init__(self) -> None:
-        self.by_entry: dict[str, list[tuple[int, Decimal]]] = {}
+        self.by_entry: dict[str, tuple[int, Decimal]] = {}
+        self.more: dict[str, list[tuple[int, Decimal]]] = {}
         self.rows: dict[int, list[Any]] = {}
 
-    def add(self, row: int, scope: BudgetScope, amounts: Sequence[tuple[str, Decimal]], total: Decimal) -> None:
-        """Row ``row`` of ``scope`` holds ``amounts`` (entry id, amount), of ``total`` in all."""
+    def add(self, row: int, scope: BudgetScope, ids: Sequence[str], amounts: Sequence[Decimal], total: Decimal) -> None:
+        """Row ``row`` of ``scope`` holds the amounts ``amounts`` of the entries ``ids``, ``total`` in all."""
         by_entry = self.by_entry
-        for entry_id, amount in amounts:
-            held = by_entry.get(entry_id)
-            if held is None:
-                by_entry[entry_id] = [(row, amount)]
-            else:
-                held.append((row, amount))
-        self.rows[row] = [total, len(amounts), scope]
+        if by_entry.keys().isdisjoint(ids):  # (the usual case, in C: every entry is settled in one scope)
+            by_entry.update(zip(ids, zip(itertools.repeat(row), amounts, strict=False), strict=True))
+        else:
+            for entry_id, amount in zip(ids, amounts, strict=True):
+                if entry_id in by_entry:
+                    self.more.setdefault(entry_id, []).append((row, amount))
+                else:
+                    by_entry[entry_id] = (row, amount)
+        self.rows[row] = [total, len(ids), scope]
+
+    def _holdings(self, entry_id: str) -> list[tuple[int, Decimal]]:
+        held = self.by_entry.get(entry_id)
+        if held is None:
+            return []
+        return [held, *self.more.get(entry_id, ())] if self.more else [held]
 
     def scopes(self, ids: Sequence[str]) -> list[BudgetScope]:
         """The scopes of the rows that hold the entries ``ids``."""
+        rows = self.rows
+        if len(rows) == 1:  # (the usual case: one budget, its batches acknowledged as they come)
+            return [held[2] for held in rows.values()]
         found: dict[str, BudgetScope] = {}
-        by_entry, rows = self.by_entry, self.rows
         for entry_id in ids:
-            for row, _ in by_entry.get(entry_id, ()):
+            for row, _ in self._holdings(entry_id):
                 held = rows.get(row)
                 if held is not None:
                     found[held[2].key] = held[2]
@@ -166,24 +179,30 @@ class _Batches:
     def written(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
         """For the written entries ``ids``: per batch row, the amount and number of its entries among them; and the
         ids held by no batch row (settled one by one, in rows of their own). Changes nothing (``forget`` does)."""
-        by_entry = self.by_entry
-        rows: dict[int, tuple[Decimal, int]] = {}
+        by_entry, more = self.by_entry, self.more
+        sums: dict[int, list[Decimal]] = {}
         alone: list[str] = []
         for entry_id in ids:
             held = by_entry.get(entry_id)
             if held is None:
                 alone.append(entry_id)
                 continue
-            for row, amount in held:
-                sum_, n = rows.get(row, (ZERO, 0))
-                rows[row] = (sum_ + amount, n + 1)
-        return rows, alone
+            for row, amount in [held, *more.get(entry_id, ())] if more else (held,):
+                found = sums.get(row)
+                if found is None:
+                    sums[row] = [amount]
+                else:
+                    found.append(amount)
+        return {row: (sum(amounts, ZERO), len(amounts)) for row, amounts in sums.items()}, alone
 
     def forget(self, ids: Sequence[str], rows: dict[int, tuple[Decimal, int]]) -> None:
         """``written``'s entries are acknowledged: they and what their rows held of them go."""
-        by_entry = self.by_entry
+        by_entry, more = self.by_entry, self.more
         for entry_id in ids:
             by_entry.pop(entry_id, None)
+        if more:
+            for entry_id in ids:
+                more.pop(entry_id, None)
         for row, (amount, n) in rows.items():
             held = self.rows.get(row)
             if held is not None:
@@ -497,20 +516,22 @@ class SqliteLedger(Ledger):
                     self._sweep(con, account.now)
                     account = self._load(con, scope)  # the sweep may have released reservations of this scope
                 self._drop(con, reservation, account)
-                kept: list[tuple[str, Decimal]] = []  # (entry id, amount): the batch row's
-                forever, written = ZERO, False
-                settling = self.receipts.settling
+                ids: list[str] = []  # the batch row's entries, and their amounts
+                amounts: list[Decimal] = []
+                forever = ZERO
                 for settlement in settlements:
-                    entry_id = settlement.entry_id
-                    if entry_id is None:
+                    if settlement.entry_id is None:
                         forever += settlement.amount
-                    elif settling(entry_id):
-                        kept.append((entry_id, settlement.amount))
                     else:
-                        written = True
+                        ids.append(settlement.entry_id)
+                        amounts.append(settlement.amount)
+                written = self.receipts.settling_all(ids)
+                if written:
+                    kept = [(i, a) for i, a in zip(ids, amounts, strict=True) if i not in written]
+                    ids, amounts = [i for i, _ in kept], [a for _, a in kept]
                 batch, total = None, ZERO
-                if kept:
-                    total = sum((amount for _, amount in kept), ZERO)
+                if ids:
+                    total = sum(amounts, ZERO)
                     batch = con.execute(
                         "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?) RETURNING id",
                         (scope.key, self._holder, str(total), _BATCH),
@@ -531,7 +552,7 @@ class SqliteLedger(Ledger):
                 rid = self._hold(con, account, keep + grant) if keep + grant else None
                 self._save(con, account)
             if batch is not None:  # (committed: the row is there for acknowledgements to reduce)
-                self._batches.add(batch, scope, kept, total)
+                self._batches.add(batch, scope, ids, amounts, total)
         made = None
         if rid is not None:
             self._start_heartbeat()

@@ -24,7 +24,7 @@ import pytest
 
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
 from llmcost.stores import CostStore, _lease
-from llmcost.stores._lease import LEASE_CALLS, LEASE_SHARE
+from llmcost.stores._lease import LEASE_CALLS, LEASE_SHARE, MOST_LEASE_CALLS
 from llmcost.stores._ledger import LeaseTerms, Settlement, headroom
 from llmcost.stores._ledger_sqlite import SqliteLedger
 from llmcost.stores._postgres_ledger import PostgresLedger
@@ -222,13 +222,34 @@ def test_calls_are_served_from_a_lease_and_settled_in_batches(home, kind, calls)
         assert (b.spent, b.reserved, b.remaining) == (COST * 100, 0, LIMIT - COST * 100)
         # Another process: the amounts not yet settled are still inside the lease, so reserved.
         assert seen.spent + seen.reserved >= COST * 100
-        assert seen.spent + seen.reserved <= COST * 100 + COST * LEASE_CALLS
+        assert seen.spent + seen.reserved <= COST * 100 + COST * MOST_LEASE_CALLS  # (leases grow as calls come fast)
     assert calls["reserve"] == 0 and calls["settle"] == 0
     assert calls["settle_batch"] <= 100 // LEASE_CALLS + 2  # a lease, its renewals, the batch at exit
     # Exited: the batch settled and the lease released, for every process.
     assert (seen.spent, seen.reserved) == (COST * 100, 0)
     tracker.flush()
     assert (seen.spent, seen.reserved) == (COST * 100, 0) == (other.store.total(), 0)
+    tracker.close()
+    other.close()
+
+
+def test_a_lease_grows_while_calls_come_fast_and_shrinks_when_they_slow(home, calls, monkeypatch):
+    monkeypatch.setattr(_lease, "FAST_SECONDS", 3600.0)  # every lease runs out "fast"
+    tracker, other = two_views(home, "duckdb")
+    call = tracked(tracker)
+    limit = Decimal(1000)  # far from the limit: 1/8 of the room left is far more than any lease
+    b = budget(limit, period="daily", name="cap", tracker=tracker)
+    seen = budget(limit, period="daily", name="cap", tracker=other)
+    with b:
+        for _ in range(LEASE_CALLS * 7):  # leases of 64, 128 and 256 calls (without growing: seven of 64)
+            call()
+        assert calls["settle_batch"] == 3
+        monkeypatch.setattr(_lease, "FAST_SECONDS", -1.0)
+        monkeypatch.setattr(_lease, "SLOW_SECONDS", -1.0)  # every lease now lasts "long"
+        call()  # the lease ran out: settled, and renewed at half its size
+        assert calls["settle_batch"] == 4
+        assert (seen.spent, seen.reserved) == (COST * LEASE_CALLS * 7, COST * LEASE_CALLS * 2)
+    assert LEASE_CALLS < MOST_LEASE_CALLS
     tracker.close()
     other.close()
 
@@ -512,6 +533,7 @@ def test_amounts_are_settled_every_second_of_calls(home, calls, monkeypatch):
     call = tracked(tracker)
     b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
     seen = budget(LIMIT, period="daily", name="cap", tracker=other)
+    tracked(CostTracker())()  # (a first call's one-time costs, e.g. the price catalog, would take longer than 0.05 s)
     with b:
         call()
         call()
