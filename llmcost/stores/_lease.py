@@ -125,11 +125,12 @@ class Lease:
         self.inflight = ZERO  # estimates of calls in flight served from it
         self.pending: dict[str, Decimal] = {}  # amounts settled here, by entry id, for the next batch
         self.elsewhere: list[Decimal] = []  # ... of entries that went to another store (no id to settle under)
-        self.pending_sum = ZERO
+        self.pending_sum = ZERO  # (with ``elsewhere``)
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
         self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
-        self.local = ZERO  # amounts settled here since the last batch (what this process spent meanwhile)
-        self.count = 0  # ... and how many
+        self.count = 0  # how many amounts were settled here since the last batch
+        #: ``unused()``, kept as calls take and settle (one subtraction a call instead of three).
+        self.free = ZERO
         #: What a call served from the lease cost on average in its last batch (zero before one): a lease is sized
         #: for calls of at least this much, so calls that cost more than their estimates do not run it dry early.
         self.typical = ZERO
@@ -159,14 +160,18 @@ class Lease:
 
     def unused(self) -> Decimal:
         """Headroom not taken by calls in flight or amounts awaiting their batch."""
-        return self.amount - self.inflight - self.pending_sum - self.acked
+        return self.free
+
+    def local(self) -> Decimal:
+        """Amounts settled here since the last batch (what this process spent meanwhile)."""
+        return self.pending_sum + self.acked
 
     def figures(self, standing: Standing | None = None) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` (default: as of the last
         batch) with this process's settled amounts as spent, and of its lease only the calls in flight reserved."""
         with self._lock:
             if standing is None:
-                spent = self.standing.spent + self.local
+                spent = self.standing.spent + self.pending_sum + self.acked
                 return spent, spent + self.standing.reserved - self.amount + self.inflight
             self._take_acks()
             spent = standing.spent + self.pending_sum  # (acknowledged amounts are in the store's total now)
@@ -178,9 +183,10 @@ class Lease:
         with self._lock:
             if not self.live or time.monotonic() - self.renewed > RENEW_SECONDS:
                 return False
-            unused = self.amount - self.inflight - self.pending_sum - self.acked
-            if unused > 0 and needed <= unused:  # (as the ledger grants a reservation)
+            free = self.free
+            if free > 0 and needed <= free:  # (as the ledger grants a reservation)
                 self.inflight += needed
+                self.free = free - needed
                 return True
             return False
 
@@ -189,7 +195,8 @@ class Lease:
         back plus what is unused; ``True``), else at once, with the batch (``False``)."""
         with self._lock:
             self.inflight -= estimate
-            if self.live and ZERO <= amount <= self.amount - self.inflight - self.pending_sum - self.acked:
+            self.free += estimate
+            if self.live and ZERO <= amount <= self.free:
                 self._keep(amount, entry_id)
                 return True
             self._batch(self.live, Settlement(amount, entry_id))
@@ -199,6 +206,7 @@ class Lease:
         """Give back the ``estimate`` of a call that recorded nothing that counts here."""
         with self._lock:
             self.inflight -= estimate
+            self.free += estimate
             if not self.live and self.reservation is not None:
                 self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
 
@@ -206,9 +214,10 @@ class Lease:
         if entry_id is None:
             self.elsewhere.append(amount)
         else:
-            self.pending[entry_id] = self.pending.get(entry_id, ZERO) + amount
+            pending = self.pending
+            pending[entry_id] = pending[entry_id] + amount if entry_id in pending else amount
         self.pending_sum += amount
-        self.local += amount
+        self.free -= amount
         self.count += 1
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> None:
@@ -218,8 +227,9 @@ class Lease:
         Called by the tracker's writer as it writes, this takes no lock: it only queues the ids (``_take_acks``
         moves them, under the lock). A writer waiting here for the budget's lock could wait for a thread that a
         signal interrupted while holding it, and SIGTERM's flush with it."""
-        if self.pending:  # (an entry kept after this look is settled with its batch, and found written there)
-            self._acks.extend(entry.id for entry in entries)
+        pending = self.pending
+        if pending:  # (an entry kept after this look is settled with its batch, and found written there)
+            self._acks.extend([entry.id for entry in entries if entry.id in pending])
 
     def _take_acks(self) -> None:
         """Move the amounts of queued acknowledged entries out of ``pending`` (caller holds the lock)."""
@@ -284,7 +294,7 @@ class Lease:
             elif lasted > SLOW_SECONDS:
                 self.calls = max(self.calls // 2, LEASE_CALLS)
         if renew and self.estimate > 0:
-            typical = self.local / self.count if self.count else self.typical
+            typical = self.local() / self.count if self.count else self.typical
             per_call = typical if typical > self.estimate else self.estimate
             terms = LeaseTerms(per_call * self.calls, self.estimate, LEASE_SHARE)
         try:
@@ -301,11 +311,12 @@ class Lease:
                 self._keep(extra.amount, extra.entry_id)
             raise
         if self.count:
-            self.typical = self.local / self.count
+            self.typical = self.local() / self.count
         self.pending, self.elsewhere, self.count = {}, [], 0
-        self.pending_sum = self.acked = self.local = ZERO
+        self.pending_sum = self.acked = ZERO
         self.reservation = renewal.reservation
         self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
+        self.free = self.amount - self.inflight
         self.standing = renewal.standing
         self.renewed = time.monotonic()
         self.live = renewal.headroom > 0
@@ -320,7 +331,7 @@ class Lease:
             self.live = False
             self.reservation, self.amount, self.inflight = None, ZERO, ZERO
             self.pending, self.elsewhere, self.count = {}, [], 0
-            self.pending_sum = self.acked = self.local = ZERO
+            self.pending_sum = self.acked = self.free = ZERO
             self._acks.clear()
             _OPEN.discard(self)
 

@@ -142,6 +142,12 @@ class BudgetScope:
             return False
         return not self.tags or all(entry.tags.get(k) == v for k, v in self.tags.items())
 
+    def holds(self, entry: CostEntry) -> bool:
+        """Whether ``entry`` falls in this scope's period (``matches`` without the filters)."""
+        when = entry.timestamp
+        since, until = self.since, self.until
+        return (since is None or since <= when) and (until is None or when < until)
+
     def describe(self) -> str:
         """JSON of the filters (kept in a shared ledger for people reading it)."""
         return json.dumps(
