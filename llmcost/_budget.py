@@ -481,6 +481,26 @@ class Budget:
 
         Over a ledger every process shares, take it from this process's lease instead, renewing the lease when it
         cannot serve it; near the limit (a lease would not be more than one call's estimate), reserve exactly."""
+        lease = self._lease
+        if lease is not None:  # the usual call: served from this period's lease (``_current_scope``'s check inline)
+            tracker = self.tracker
+            store = tracker.store
+            if lease.store is store:
+                now = tracker.clock()
+                lock = self._lock
+                lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
+                try:
+                    start, end = self._start, self._end
+                    if (
+                        lease is self._lease
+                        and lease.scope is self._scope
+                        and (start <= now < end if start is not None and end is not None else start is None)
+                        and lease.take(needed)
+                    ):
+                        self._committed += needed
+                        return _Leased(store, lease, needed)
+                finally:
+                    lock.release()
         scope = self._current_scope()
         store = self.tracker.store
         lease = self._lease
@@ -627,8 +647,9 @@ class Budget:
         hold = settling_token(self, _unsettled)
         if type(hold) is _Leased:
             lease = hold.lease
-            # The usual case: the call was served from this period's lease, and its entry goes to the lease's store.
-            if lease is self._lease and getattr(tracker, "store", None) is lease.store and lease.scope.matches(entry):
+            # The usual case: the call was served from this period's lease, and its entry goes to the lease's store
+            # (the entry matches the budget's filters, ``on_recorded`` checked: only its period is left to check).
+            if lease is self._lease and getattr(tracker, "store", None) is lease.store and lease.scope.holds(entry):
                 hold.settled = True
                 self._done_leased(hold, entry)
                 if self._spent >= self._quiet_below:

@@ -43,6 +43,7 @@ __all__ = [
     "IDLE_SECONDS",
     "LEASE_CALLS",
     "LEASE_SHARE",
+    "MOST_LEASE_CALLS",
     "RENEW_SECONDS",
     "Lease",
     "acknowledged",
@@ -52,9 +53,15 @@ __all__ = [
 
 logger = logging.getLogger("llmcost")
 
-#: A lease is at most this many calls' estimates: one ledger transaction per ~64 calls takes the ~80 us it costs to
-#: ~1 us a call, while a process holds no more than a few seconds' worth of a busy budget's spend.
+#: A lease is this many calls' estimates at first: one ledger transaction per ~64 calls takes the ~100 us it costs
+#: to ~1.5 us a call ...
 LEASE_CALLS = 64
+#: ... and twice as many each time the last one ran out in less than ``FAST_SECONDS``, up to this many (halved again
+#: each time one lasts longer than ``SLOW_SECONDS``): a process calling fast pays a transaction per ~1,000 calls,
+#: while it holds no more than about a tenth of a second's worth of its calls' spend.
+MOST_LEASE_CALLS = 1024
+FAST_SECONDS = 0.05
+SLOW_SECONDS = 0.5
 #: ... and at most this share of the room left (1/8): several processes can each lease a little, and a lease is
 #: never a large part of what remains, so processes without one are not starved.
 LEASE_SHARE = 8
@@ -118,17 +125,19 @@ class Lease:
         self.inflight = ZERO  # estimates of calls in flight served from it
         self.pending: dict[str, Decimal] = {}  # amounts settled here, by entry id, for the next batch
         self.elsewhere: list[Decimal] = []  # ... of entries that went to another store (no id to settle under)
-        self.pending_sum = ZERO
+        self.pending_sum = ZERO  # (with ``elsewhere``)
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
         self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
-        self.local = ZERO  # amounts settled here since the last batch (what this process spent meanwhile)
-        self.count = 0  # ... and how many
+        self.count = 0  # how many amounts were settled here since the last batch
+        #: ``unused()``, kept as calls take and settle (one subtraction a call instead of three).
+        self.free = ZERO
         #: What a call served from the lease cost on average in its last batch (zero before one): a lease is sized
         #: for calls of at least this much, so calls that cost more than their estimates do not run it dry early.
         self.typical = ZERO
         self.standing = Standing(ZERO, ZERO)  # the scope in the ledger, after the last batch
         self.renewed = 0.0  # time.monotonic() of the last batch
         self.estimate = ZERO  # the estimate of the call the lease was last renewed for
+        self.calls = LEASE_CALLS  # how many calls of that estimate it asks for (grows while calls come fast)
         self.live = False  # serving calls (it has headroom, and is neither closed nor another process's)
         self._pid = os.getpid()
         _OPEN.add(self)
@@ -151,14 +160,18 @@ class Lease:
 
     def unused(self) -> Decimal:
         """Headroom not taken by calls in flight or amounts awaiting their batch."""
-        return self.amount - self.inflight - self.pending_sum - self.acked
+        return self.free
+
+    def local(self) -> Decimal:
+        """Amounts settled here since the last batch (what this process spent meanwhile)."""
+        return self.pending_sum + self.acked
 
     def figures(self, standing: Standing | None = None) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` (default: as of the last
         batch) with this process's settled amounts as spent, and of its lease only the calls in flight reserved."""
         with self._lock:
             if standing is None:
-                spent = self.standing.spent + self.local
+                spent = self.standing.spent + self.pending_sum + self.acked
                 return spent, spent + self.standing.reserved - self.amount + self.inflight
             self._take_acks()
             spent = standing.spent + self.pending_sum  # (acknowledged amounts are in the store's total now)
@@ -170,9 +183,10 @@ class Lease:
         with self._lock:
             if not self.live or time.monotonic() - self.renewed > RENEW_SECONDS:
                 return False
-            unused = self.amount - self.inflight - self.pending_sum - self.acked
-            if unused > 0 and needed <= unused:  # (as the ledger grants a reservation)
+            free = self.free
+            if free > 0 and needed <= free:  # (as the ledger grants a reservation)
                 self.inflight += needed
+                self.free = free - needed
                 return True
             return False
 
@@ -181,7 +195,8 @@ class Lease:
         back plus what is unused; ``True``), else at once, with the batch (``False``)."""
         with self._lock:
             self.inflight -= estimate
-            if self.live and ZERO <= amount <= self.amount - self.inflight - self.pending_sum - self.acked:
+            self.free += estimate
+            if self.live and ZERO <= amount <= self.free:
                 self._keep(amount, entry_id)
                 return True
             self._batch(self.live, Settlement(amount, entry_id))
@@ -191,6 +206,7 @@ class Lease:
         """Give back the ``estimate`` of a call that recorded nothing that counts here."""
         with self._lock:
             self.inflight -= estimate
+            self.free += estimate
             if not self.live and self.reservation is not None:
                 self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
 
@@ -198,9 +214,10 @@ class Lease:
         if entry_id is None:
             self.elsewhere.append(amount)
         else:
-            self.pending[entry_id] = self.pending.get(entry_id, ZERO) + amount
+            pending = self.pending
+            pending[entry_id] = pending[entry_id] + amount if entry_id in pending else amount
         self.pending_sum += amount
-        self.local += amount
+        self.free -= amount
         self.count += 1
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> None:
@@ -210,8 +227,9 @@ class Lease:
         Called by the tracker's writer as it writes, this takes no lock: it only queues the ids (``_take_acks``
         moves them, under the lock). A writer waiting here for the budget's lock could wait for a thread that a
         signal interrupted while holding it, and SIGTERM's flush with it."""
-        if self.pending:  # (an entry kept after this look is settled with its batch, and found written there)
-            self._acks.extend(entry.id for entry in entries)
+        pending = self.pending
+        if pending:  # (an entry kept after this look is settled with its batch, and found written there)
+            self._acks.extend([entry.id for entry in entries if entry.id in pending])
 
     def _take_acks(self) -> None:
         """Move the amounts of queued acknowledged entries out of ``pending`` (caller holds the lock)."""
@@ -226,8 +244,9 @@ class Lease:
     def renew(self, estimate: Decimal) -> bool:
         """Settle the batch and lease headroom for calls of ``estimate`` in one transaction; whether any was granted.
 
-        The lease asks for ``LEASE_CALLS`` calls of the larger of ``estimate`` and what its last batch's calls cost
-        on average (estimates are often low), in whole estimates, at most ``1/LEASE_SHARE`` of the room left."""
+        The lease asks for ``calls`` calls (``LEASE_CALLS`` at first, more while they come fast) of the larger of
+        ``estimate`` and what its last batch's calls cost on average (estimates are often low), in whole estimates, at
+        most ``1/LEASE_SHARE`` of the room left."""
         with self._lock:
             if self._pid != os.getpid():
                 return False
@@ -268,10 +287,16 @@ class Lease:
         if extra is not None:
             settlements.append(extra)
         terms = None
+        if renew and self.live:  # (it ran out, or is due: how long it lasted says how large the next should be)
+            lasted = time.monotonic() - self.renewed
+            if lasted < FAST_SECONDS:
+                self.calls = min(self.calls * 2, MOST_LEASE_CALLS)
+            elif lasted > SLOW_SECONDS:
+                self.calls = max(self.calls // 2, LEASE_CALLS)
         if renew and self.estimate > 0:
-            typical = self.local / self.count if self.count else self.typical
+            typical = self.local() / self.count if self.count else self.typical
             per_call = typical if typical > self.estimate else self.estimate
-            terms = LeaseTerms(per_call * LEASE_CALLS, self.estimate, LEASE_SHARE)
+            terms = LeaseTerms(per_call * self.calls, self.estimate, LEASE_SHARE)
         try:
             renewal = self.store.settle_batch(
                 self.scope,
@@ -286,11 +311,12 @@ class Lease:
                 self._keep(extra.amount, extra.entry_id)
             raise
         if self.count:
-            self.typical = self.local / self.count
+            self.typical = self.local() / self.count
         self.pending, self.elsewhere, self.count = {}, [], 0
-        self.pending_sum = self.acked = self.local = ZERO
+        self.pending_sum = self.acked = ZERO
         self.reservation = renewal.reservation
         self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
+        self.free = self.amount - self.inflight
         self.standing = renewal.standing
         self.renewed = time.monotonic()
         self.live = renewal.headroom > 0
@@ -305,7 +331,7 @@ class Lease:
             self.live = False
             self.reservation, self.amount, self.inflight = None, ZERO, ZERO
             self.pending, self.elsewhere, self.count = {}, [], 0
-            self.pending_sum = self.acked = self.local = ZERO
+            self.pending_sum = self.acked = self.free = ZERO
             self._acks.clear()
             _OPEN.discard(self)
 

@@ -142,6 +142,12 @@ class BudgetScope:
             return False
         return not self.tags or all(entry.tags.get(k) == v for k, v in self.tags.items())
 
+    def holds(self, entry: CostEntry) -> bool:
+        """Whether ``entry`` falls in this scope's period (``matches`` without the filters)."""
+        when = entry.timestamp
+        since, until = self.since, self.until
+        return (since is None or since <= when) and (until is None or when < until)
+
     def describe(self) -> str:
         """JSON of the filters (kept in a shared ledger for people reading it)."""
         return json.dumps(
@@ -249,6 +255,16 @@ class Receipts:
                 return False
             self.settled.add(entry_id)
             return True
+
+    def settling_all(self, ids: Sequence[str]) -> set[str]:
+        """``settling`` of each of ``ids`` at once; the set of those acknowledged already (usually empty)."""
+        with self._lock:
+            early = self._early
+            written = {i for i in ids if i in early} if early and not early.keys().isdisjoint(ids) else set()
+            self.settled.update(ids)
+            if written:
+                self.settled.difference_update(written)
+            return written
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> list[str]:
         """The ids among ``entries`` this process settled (now to be forgotten); remember the others as early."""

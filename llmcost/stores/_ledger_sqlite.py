@@ -8,8 +8,19 @@ read-modify-write per call and a crash could leave it half written; SQLite's jou
 
 Tables: ``accounts`` (one row per budget scope and period: recorded spend as last read from the store, the
 acknowledgement generation it was read at, and running sums of reserved and settled amounts), ``holds`` (each open
-reservation, ``entry`` NULL, and each settled amount awaiting its entry's acknowledgement, ``entry`` its id),
+reservation, ``entry`` NULL; each settled amount awaiting its entry's acknowledgement, ``entry`` its id; and each
+lease batch's settled amounts as ONE row, ``entry`` ``'*'``, holding the sum of those not acknowledged yet),
 ``holders`` (each process with holds and when it was last seen alive), ``meta`` (the acknowledgement generation).
+
+Why one row per batch: a row per settled amount made a batch of 64 calls write 64 index entries and its
+acknowledgement delete them again, most of a batch's cost. Which entries a batch row holds, and for how much, only
+the process that settled them needs to know (only it acknowledges them): it keeps that in memory (``_Batches``),
+and an acknowledgement reduces the row by the amounts of its entries now written, deleting it with the last one.
+A process that dies leaves its batch rows as it leaves settled rows: counted until the period's account goes.
+
+An acknowledgement makes recorded spend stale (entries were written): the writer that acknowledges reads the spend
+of the scopes its entries were settled in again first, after its write and outside any lock, and stores it with the
+acknowledgement, so that the next batch (on the calls' path, holding the ledger's lock) need not read the store.
 
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
 lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -79,6 +91,7 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('gen', 0), ('swept', 0);
 """
 _FOREVER = ""  # the entry of a settled amount that no acknowledgement will clear (its entry went to another store)
+_BATCH = "*"  # the entry of a lease batch's row (no entry id is "*": ids are hex digits, or given by an importer)
 _CHUNK = 500  # ids per IN (...) list
 
 
@@ -117,6 +130,91 @@ class _Account:
         self.settled = ZERO if self.new else Decimal(row[4])
         self.ledger_gen, self.swept = row[5], row[6]
         self.dirty = self.new
+
+
+class _Batches:
+    """Which settled amounts each of this process's batch rows holds: per entry id, its ``(row, amount)`` holding
+    (``more``: the further holdings of an entry settled in several scopes), and per row what it holds still,
+    ``[amount, entries, scope]``."""
+
+    __slots__ = ("by_entry", "more", "rows")
+
+    def __init__(self) -> None:
+        self.by_entry: dict[str, tuple[int, Decimal]] = {}
+        self.more: dict[str, list[tuple[int, Decimal]]] = {}
+        self.rows: dict[int, list[Any]] = {}
+
+    def add(self, row: int, scope: BudgetScope, ids: Sequence[str], amounts: Sequence[Decimal], total: Decimal) -> None:
+        """Row ``row`` of ``scope`` holds the amounts ``amounts`` of the entries ``ids``, ``total`` in all."""
+        by_entry = self.by_entry
+        if by_entry.keys().isdisjoint(ids):  # (the usual case, in C: every entry is settled in one scope)
+            by_entry.update(zip(ids, zip(itertools.repeat(row), amounts, strict=False), strict=True))
+        else:
+            for entry_id, amount in zip(ids, amounts, strict=True):
+                if entry_id in by_entry:
+                    self.more.setdefault(entry_id, []).append((row, amount))
+                else:
+                    by_entry[entry_id] = (row, amount)
+        self.rows[row] = [total, len(ids), scope]
+
+    def _holdings(self, entry_id: str) -> list[tuple[int, Decimal]]:
+        held = self.by_entry.get(entry_id)
+        if held is None:
+            return []
+        return [held, *self.more.get(entry_id, ())] if self.more else [held]
+
+    def scopes(self, ids: Sequence[str]) -> list[BudgetScope]:
+        """The scopes of the rows that hold the entries ``ids``."""
+        rows = self.rows
+        if len(rows) == 1:  # (the usual case: one budget, its batches acknowledged as they come)
+            return [held[2] for held in rows.values()]
+        found: dict[str, BudgetScope] = {}
+        for entry_id in ids:
+            for row, _ in self._holdings(entry_id):
+                held = rows.get(row)
+                if held is not None:
+                    found[held[2].key] = held[2]
+        return list(found.values())
+
+    def written(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
+        """For the written entries ``ids``: per batch row, the amount and number of its entries among them; and the
+        ids held by no batch row (settled one by one, in rows of their own). Changes nothing (``forget`` does)."""
+        by_entry, more = self.by_entry, self.more
+        sums: dict[int, list[Decimal]] = {}
+        alone: list[str] = []
+        for entry_id in ids:
+            held = by_entry.get(entry_id)
+            if held is None:
+                alone.append(entry_id)
+                continue
+            for row, amount in [held, *more.get(entry_id, ())] if more else (held,):
+                found = sums.get(row)
+                if found is None:
+                    sums[row] = [amount]
+                else:
+                    found.append(amount)
+        return {row: (sum(amounts, ZERO), len(amounts)) for row, amounts in sums.items()}, alone
+
+    def forget(self, ids: Sequence[str], rows: dict[int, tuple[Decimal, int]]) -> None:
+        """``written``'s entries are acknowledged: they and what their rows held of them go."""
+        by_entry, more = self.by_entry, self.more
+        for entry_id in ids:
+            by_entry.pop(entry_id, None)
+        if more:
+            for entry_id in ids:
+                more.pop(entry_id, None)
+        for row, (amount, n) in rows.items():
+            held = self.rows.get(row)
+            if held is not None:
+                held[0] -= amount
+                held[1] -= n
+                if held[1] <= 0:
+                    del self.rows[row]
+
+    def left(self, row: int) -> tuple[Decimal, int]:
+        """What ``row`` holds still: its amount and number of entries."""
+        held = self.rows.get(row)
+        return (held[0], held[1]) if held is not None else (ZERO, 0)
 
 
 def _holder_id() -> str:
@@ -176,6 +274,7 @@ class SqliteLedger(Ledger):
         self._queue_fd: int | None = None
         self.receipts = Receipts()
         self._unacknowledged: list[str] = []  # ids settled here whose acknowledgement failed: tried again
+        self._batches = _Batches()  # what this process's batch rows hold
 
     leases = True
 
@@ -184,7 +283,7 @@ class SqliteLedger(Ledger):
         """In a forked child, forget the parent's connection, queue file, holds and heartbeat: none is ours."""
         if self._pid != os.getpid():
             self._con, self._beating, self.receipts, self._renewed = None, None, Receipts(), 0.0
-            self._unacknowledged = []
+            self._unacknowledged, self._batches = [], _Batches()
             self._queue_fd = None  # the parent's open file: an flock on it would be shared with the parent
             self._pid, self._holder = os.getpid(), _holder_id()
 
@@ -410,32 +509,50 @@ class SqliteLedger(Ledger):
         limit: Decimal,
     ) -> Renewal:
         self._use()
-        with self._transaction() as con:
-            account = self._load(con, scope)
-            if renew is not None and account.now - account.swept >= self.lease / 4:
-                self._sweep(con, account.now)
-                account = self._load(con, scope)  # the sweep may have released reservations of this scope
-            self._drop(con, reservation, account)
-            rows, written = [], False
-            for settlement in settlements:
-                entry_id = settlement.entry_id
-                if entry_id is None or self.receipts.settling(entry_id):
-                    rows.append(
-                        (scope.key, self._holder, str(settlement.amount), _FOREVER if entry_id is None else entry_id)
+        with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
+            with self._transaction() as con:
+                account = self._load(con, scope)
+                if renew is not None and account.now - account.swept >= self.lease / 4:
+                    self._sweep(con, account.now)
+                    account = self._load(con, scope)  # the sweep may have released reservations of this scope
+                self._drop(con, reservation, account)
+                ids: list[str] = []  # the batch row's entries, and their amounts
+                amounts: list[Decimal] = []
+                forever = ZERO
+                for settlement in settlements:
+                    if settlement.entry_id is None:
+                        forever += settlement.amount
+                    else:
+                        ids.append(settlement.entry_id)
+                        amounts.append(settlement.amount)
+                written = self.receipts.settling_all(ids)
+                if written:
+                    kept = [(i, a) for i, a in zip(ids, amounts, strict=True) if i not in written]
+                    ids, amounts = [i for i, _ in kept], [a for _, a in kept]
+                batch, total = None, ZERO
+                if ids:
+                    total = sum(amounts, ZERO)
+                    batch = con.execute(
+                        "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?) RETURNING id",
+                        (scope.key, self._holder, str(total), _BATCH),
+                    ).fetchone()[0]
+                    account.settled += total
+                if forever:  # (entries of another store: no acknowledgement clears them, so apart from the batch row)
+                    con.execute(
+                        "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
+                        (scope.key, self._holder, str(forever), _FOREVER),
                     )
-                    account.settled += settlement.amount
-                else:
-                    written = True
-            if rows:
-                con.executemany("INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)", rows)
-            if written:  # entries written before they were settled: read recorded spend again, they are in there now
-                con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                account.base = self._total(**filter_kwargs(scope))
-                account.gen, account.read_at = account.ledger_gen + 1, account.now
-            spent, reserved = account.base + account.settled, account.reserved
-            grant = headroom(renew, limit - spent - reserved - keep)
-            rid = self._hold(con, account, keep + grant) if keep + grant else None
-            self._save(con, account)
+                    account.settled += forever
+                if written:  # entries written before they were settled: read recorded spend again (they are in it)
+                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+                    account.base = self._total(**filter_kwargs(scope))
+                    account.gen, account.read_at = account.ledger_gen + 1, account.now
+                spent, reserved = account.base + account.settled, account.reserved
+                grant = headroom(renew, limit - spent - reserved - keep)
+                rid = self._hold(con, account, keep + grant) if keep + grant else None
+                self._save(con, account)
+            if batch is not None:  # (committed: the row is there for acknowledgements to reduce)
+                self._batches.add(batch, scope, ids, amounts, total)
         made = None
         if rid is not None:
             self._start_heartbeat()
@@ -497,24 +614,78 @@ class SqliteLedger(Ledger):
             # amounts must go, or they would count twice for the rest of the period).
             mine = [*self._unacknowledged, *self.receipts.acknowledged(entries)]
             self._unacknowledged = []
-            try:
-                with self._transaction() as con:
-                    gone: dict[str, Decimal] = {}  # per scope: one update of its account, however many entries
-                    for start in range(0, len(mine), _CHUNK):
-                        ids = mine[start : start + _CHUNK]
-                        marks = ",".join("?" * len(ids))
-                        rows = con.execute(
-                            f"DELETE FROM holds WHERE holder = ? AND entry IN ({marks}) RETURNING scope, amount",
-                            (self._holder, *ids),
-                        ).fetchall()
-                        for scope, amount in rows:
-                            gone[scope] = gone.get(scope, ZERO) + Decimal(amount)
-                    for scope, amount in gone.items():
-                        self._add(con, scope, "settled", -amount)
-                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-            except BaseException:
-                self._unacknowledged = mine  # tried again with the next acknowledgement
-                raise
+            scopes = self._batches.scopes(mine)
+        try:
+            fresh = self._fresh_totals(scopes)
+            with self._lock:
+                self._forget_written(mine, fresh)
+        except BaseException:
+            with self._lock:
+                self._unacknowledged = [*mine, *self._unacknowledged]  # tried again with the next acknowledgement
+            raise
+
+    def _fresh_totals(self, scopes: Sequence[BudgetScope]) -> tuple[float, float, dict[str, Decimal]] | None:
+        """The recorded spend of ``scopes`` read now (after the write being acknowledged), with the acknowledgement
+        generation read just before and the time: ``(gen, read_at, {scope key: spend})``, or ``None`` (no scope,
+        or a read failed: the accounts are then read again by their next use, as after any acknowledgement).
+
+        Why here: an acknowledgement makes every account's recorded spend stale, and reading it again (a query of
+        the store, milliseconds on a large one) fell to the next call to settle a batch, inside the ledger's lock
+        that every process waits for. Read here, outside any lock, by the writer that wrote the entries, it is
+        stored with the acknowledgement whenever no other acknowledgement came in between (``_forget_written``)."""
+        if not scopes:
+            return None
+        try:
+            with self._lock:
+                gen = self._connection().execute("SELECT v FROM meta WHERE k = 'gen'").fetchone()[0]
+            read_at = time.time()
+            return gen, read_at, {scope.key: self._total(**filter_kwargs(scope)) for scope in scopes}
+        except Exception as exc:  # noqa: BLE001 - the accounts are read again by their next use, as before
+            logger.debug("llmcost: budget ledger: could not read recorded spend at an acknowledgement: %r", exc)
+            return None
+
+    def _forget_written(self, mine: list[str], fresh: tuple[float, float, dict[str, Decimal]] | None) -> None:
+        """Take the settled amounts of the written entries ``mine`` off the ledger, in one transaction that also
+        bumps the acknowledgement generation; the accounts in ``fresh`` get its spend, read after the write, if no
+        acknowledgement happened since it was read (else they are read again by their next use). Caller holds the
+        lock."""
+        batches = self._batches
+        in_rows, alone = batches.written(mine)
+        with self._transaction() as con:
+            gone: dict[str, Decimal] = {}  # per scope: one update of its account, however many entries
+            for start in range(0, len(alone), _CHUNK):
+                ids = alone[start : start + _CHUNK]
+                marks = ",".join("?" * len(ids))
+                rows = con.execute(
+                    f"DELETE FROM holds WHERE holder = ? AND entry IN ({marks}) RETURNING scope, amount",
+                    (self._holder, *ids),
+                ).fetchall()
+                for scope, amount in rows:
+                    gone[scope] = gone.get(scope, ZERO) + Decimal(amount)
+            for row, (amount, n) in in_rows.items():
+                held, left = batches.left(row)
+                if left <= n:  # its last entries: the row goes
+                    found = con.execute(
+                        "DELETE FROM holds WHERE id = ? AND entry = ? RETURNING scope, amount", (row, _BATCH)
+                    ).fetchone()
+                    amount = Decimal(found[1]) if found is not None else amount
+                else:
+                    found = con.execute(
+                        "UPDATE holds SET amount = ? WHERE id = ? AND entry = ? RETURNING scope",
+                        (str(held - amount), row, _BATCH),
+                    ).fetchone()
+                if found is not None:  # (else its period's account was dropped, and the row with it)
+                    gone[found[0]] = gone.get(found[0], ZERO) + amount
+            for scope, amount in gone.items():
+                self._add(con, scope, "settled", -amount)
+            gen = con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen' RETURNING v").fetchone()[0]
+            if fresh is not None and fresh[0] + 1 == gen:  # no other acknowledgement since the spend was read
+                for key, base in fresh[2].items():
+                    con.execute(
+                        "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?",
+                        (str(base), gen, fresh[1], key),
+                    )
+        batches.forget(mine, in_rows)
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection (the ledger reopens on its next use)."""
