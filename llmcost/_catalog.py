@@ -26,6 +26,7 @@ from ._model_price import (
 )
 from ._money import ZERO
 from ._price_table import TABLE_FORMAT, TABLE_PATH, genai_prices_files, table_price, table_version
+from ._time import EPOCH
 from ._usage import MAX_COUNT
 
 if TYPE_CHECKING:
@@ -140,7 +141,6 @@ _CONTEXTS: dict[str, dict[str, str]] = {
     "priority": {"service_tier": "priority"},
 }
 _HALF = Decimal("0.5")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: Microseconds in a day: ``micros // DAY_MICROS`` is the UTC day number ``quote_at`` keeps quotes by.
 DAY_MICROS = 86_400_000_000
 
@@ -295,7 +295,7 @@ class Resolved:
         kept = self.day_quote
         if type(kept) is tuple and kept[0] == day:
             return kept[1]
-        quote = self.quote(_EPOCH + timedelta(microseconds=micros), None)
+        quote = self.quote(EPOCH + timedelta(microseconds=micros), None)
         if kept is None:
             kept = self.day_quote = self._changes_by_day()
         if kept is not False:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +14,7 @@ import attrs
 from . import _state
 from ._frozen_map import FrozenMap
 from ._money import to_amount, to_utc
+from ._time import EPOCH
 from ._usage import Usage
 
 __all__ = [
@@ -143,7 +144,6 @@ def to_tags(value: object, field: str = "tags") -> FrozenTags:
 
 # Entry ids: 14 hex digits of microseconds since the epoch (so ids sort by time), 6 of a per-process random
 # prefix and 6 of a per-process counter (so they are unique across processes without coordination; both in _state).
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 _ID_MICROS_LIMIT = 1 << 56  # microseconds that fit the id's 14 hex digits (until the year 4253)
@@ -151,7 +151,7 @@ _ID_MICROS_LIMIT = 1 << 56  # microseconds that fit the id's 14 hex digits (unti
 
 def new_entry_id(timestamp: datetime) -> str:
     """A unique id that sorts by ``timestamp`` (an aware datetime)."""
-    since = timestamp - _EPOCH
+    since = timestamp - EPOCH
     return entry_id((since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds)
 
 

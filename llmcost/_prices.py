@@ -26,6 +26,7 @@ from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
 from ._money import round_money, to_utc
+from ._time import EPOCH
 from ._usage import MAX_COUNT, NO_UNITS, Usage
 
 __all__ = [
@@ -49,7 +50,6 @@ _lock = _state.prices_lock
 _user_prices: dict[tuple[str | None, str], ModelPrice] = _state.user_prices
 _resolved: dict[tuple[str, str | None], Resolved] = _state.resolved_prices
 _unknown: dict[tuple[str, str | None], list[str]] = _state.unknown_models
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _UNKNOWN_KEPT = 4096  # misses remembered; past that the table starts afresh (ids come from responses)
 
 
@@ -151,7 +151,7 @@ def priced(
         kept = resolved.day_quote  # ``quote_at``'s kept quote read here: one call less on most calls
         quote = kept[1] if type(kept) is tuple and kept[0] == at // DAY_MICROS else resolved.quote_at(at)
     else:
-        quote = resolved.quote(_EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
+        quote = resolved.quote(EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
     price = quote.price
     if usage.units is NO_UNITS:
         pricer = quote.money_pricer

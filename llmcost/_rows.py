@@ -27,7 +27,7 @@ import inspect
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import chain, repeat
 from operator import attrgetter, floordiv, sub
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, trusted_entry
+from ._time import EPOCH, from_micros, micros
 from ._usage import NO_UNITS, Units, Usage, trusted_usage
 
 if TYPE_CHECKING:
@@ -118,7 +119,6 @@ SQL_TYPES: Mapping[str, str] = MappingProxyType(
 )
 COLUMNS: tuple[str, ...] = tuple(SQL_TYPES)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CATEGORY = {c.value: c for c in CostCategory}
 # Text fields that are never None, and what a row that lacks them (written before they were added) reads as.
 _DEFAULTS = {a.name: str(a.default) for a in attrs.fields(CostEntry) if isinstance(a.default, str)}
@@ -271,17 +271,6 @@ TEXT_COLUMNS = _select_list(
 
 
 # -- entries as plain values ----------------------------------------------------------------------------------------
-def micros(ts: datetime) -> int:
-    """An aware datetime as exact epoch microseconds (``timestamp()`` would go through a float)."""
-    since = ts - _EPOCH
-    return (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
-
-
-def from_micros(us: int) -> datetime:
-    """Epoch microseconds as an aware UTC datetime."""
-    return _EPOCH + timedelta(microseconds=us)
-
-
 def _plain(name: str, value: Any) -> Any:
     """A field's value as rows hold it: the category's text, tags as a dict, anything else as it is."""
     if name == "category":
@@ -504,7 +493,7 @@ def _ingest(
         values = values_of(name, get, of_usage)
         if name == "timestamp":
             raw["timestamp_us"] = np.fromiter(
-                map(floordiv, map(sub, values, repeat(_EPOCH)), repeat(_MICROSECOND)), np.int64, n
+                map(floordiv, map(sub, values, repeat(EPOCH)), repeat(_MICROSECOND)), np.int64, n
             )
         elif name == "tags":
             raw["tag_index"], texts = _tag_index(list(values))

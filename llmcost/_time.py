@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["WHEN_FORMS", "When", "parse_when"]
+__all__ = ["EPOCH", "WHEN_FORMS", "When", "from_micros", "micros", "parse_when"]
+
+#: 1970-01-01 UTC: stores, entry ids and prices count time as microseconds since it.
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: A ``since``/``until`` value: a datetime, a date, or text ``parse_when`` reads.
 When = datetime | date | str
@@ -74,3 +77,22 @@ def parse_when(
 def _midnight(day: date, end_of_day: bool) -> datetime:
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     return start + timedelta(days=1) if end_of_day else start
+
+
+def micros(ts: datetime) -> int:
+    """An aware datetime as exact epoch microseconds (``timestamp()`` would go through a float).
+
+    >>> micros(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=timezone.utc))
+    1000005
+    """
+    since = ts - EPOCH
+    return (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    """Epoch microseconds as an aware UTC datetime.
+
+    >>> from_micros(1000005)
+    datetime.datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=datetime.timezone.utc)
+    """
+    return EPOCH + timedelta(microseconds=us)

@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,6 +41,7 @@ from ._periods import period_bounds
 from ._prices import priced
 from ._rows import FieldColumns
 from ._summary import CostSummary
+from ._time import EPOCH, from_micros
 from ._usage import Usage
 from .stores import CostStore, MemoryStore, open_store
 from .stores._isolate import append_columns_or_set_aside
@@ -78,13 +79,8 @@ def log_once(cause: object, message: str, *args: object, level: int = logging.WA
 _PERIOD_ALIASES = {"hour": "hourly", "today": "daily", "day": "daily", "week": "weekly", "month": "monthly"}
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _time_ns = time.time_ns
 _monotonic = time.monotonic
-
-
-def _from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _utc_now() -> datetime:
@@ -374,7 +370,7 @@ class CostTracker:
             when: datetime | None = None
         else:
             when = self.clock()
-            since = when - _EPOCH
+            since = when - EPOCH
             micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
         if model is None:
             amount, pricing, canonical = ZERO, "unpriced", None
@@ -385,7 +381,7 @@ class CostTracker:
                 )
             except UnknownModelError:
                 if when is None:
-                    when = _from_micros(micros)
+                    when = from_micros(micros)
                 amount, pricing, provider, canonical = self._price(
                     model, provider, usage, when, True, service_tier, provider_guessed
                 )
@@ -414,7 +410,7 @@ class CostTracker:
                             logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)
                 return None
             entry = trusted_entry(
-                entry_id_, _from_micros(micros) if when is None else when, amount, category, resource, "", model,
+                entry_id_, from_micros(micros) if when is None else when, amount, category, resource, "", model,
                 provider, usage, latency_ms, tags, pricing, "USD", service_tier, canonical,
             )  # fmt: skip
             self.store.append_row(  # type: ignore[attr-defined]
@@ -425,7 +421,7 @@ class CostTracker:
             return entry
         entry = trusted_entry(
             entry_id(micros),
-            _from_micros(micros) if when is None else when,
+            from_micros(micros) if when is None else when,
             amount,
             category,
             resource,
