@@ -76,8 +76,10 @@ from ._filters import Filters
 from ._ledger import DEFAULT_LEASE, Ledger
 from ._migrate import check_version, current_version, migrate_parquet, read_parquet_version
 from ._parquet_layout import (
+    COLUMN_STATISTICS,
     SCHEMA_CHECK,
     Listing,
+    constant_columns,
     day_name,
     has_every_column,
     is_own_schema,
@@ -182,6 +184,7 @@ class ParquetStore(CostStore):
         self._budgets = BudgetFiles(os.path.join(self.directory, "_budgets"), retry=self._durable.retry)
         self._lock_file = os.path.join(self.directory, "_lock")  # taken by compaction, migration and spill replay
         self._own_files: dict[str, str] = {}  # data file path -> _CURRENT, _OLDER or _FOREIGN (checked once)
+        self._constant_columns: dict[str, dict[str, str | None]] = {}  # file path -> its constant columns (read once)
         self._open()
         self._durable.warn_of_dead_letters()
 
@@ -230,22 +233,56 @@ class ParquetStore(CostStore):
 
     def _read(self, body: Callable[[Any, str, list[Any]], T], filters: Filters, what: str) -> T:
         """Run ``body(con, source, source_params)`` over the files ``filters`` can touch, retrying I/O errors."""
+        return self._read_filtered(functools.partial(_on_source, body), filters, what)
+
+    def _read_filtered(self, body: Callable[[Any, list[str], list[str]], T], filters: Filters, what: str) -> T:
+        """Run ``body(con, current, older)`` (see ``_read_files``) on the files ``filters`` can touch."""
         if not self.read_only and self._durable.spill.pending():
             self._replay()
         first = filters.since.date() if filters.since is not None else None
         last = (filters.until - timedelta(microseconds=1)).date() if filters.until is not None else None
-        return self._read_range(body, first, last, what)
+        return self._read_files(body, first, last, what)
 
     def _read_range(
         self, body: Callable[[Any, str, list[Any]], T], first: date | None, last: date | None, what: str = "read"
     ) -> T:
+        return self._read_files(functools.partial(_on_source, body), first, last, what)
+
+    def _read_files(
+        self, body: Callable[[Any, list[str], list[str]], T], first: date | None, last: date | None, what: str
+    ) -> T:
+        """Run ``body(con, current, older)`` on the store's files of the days from ``first`` to ``last`` (``None``:
+        open), split as ``_by_schema`` splits them, retrying I/O errors with a fresh listing."""
+
         def attempt() -> T:
             current, older = self._by_schema(self._own(Listing(self.directory, first, last)))
-            source = reading(bool(current), bool(older))
-            params = [files for files in (current, older) if files]
-            return self._run(lambda con: body(con, source, params))
+            return self._run(lambda con: body(con, current, older))
 
         return self._durable.retry(attempt, what)
+
+    def _constants(self, con: Any, files: list[str]) -> dict[str, str | None]:
+        """The columns every row of ``files`` holds one and the same stored value in (see
+        ``_parquet_layout.constant_columns``), from each file's statistics, read once per file and store object
+        (files never change once written)."""
+        import duckdb
+
+        unseen = [p for p in files if p not in self._constant_columns]
+        if unseen:
+            if len(self._constant_columns) > 4 * len(files) + 10_000:  # files compacted away: forget them
+                listed = set(files)
+                self._constant_columns = {p: c for p, c in self._constant_columns.items() if p in listed}
+            try:
+                found = constant_columns(con.execute(COLUMN_STATISTICS, [unseen]).fetchall())
+            except duckdb.BinderException:  # a DuckDB without the statistics' exactness: read every column
+                found = {}
+            self._constant_columns.update({p: found.get(p, {}) for p in unseen})
+        common: dict[str, str | None] | None = None
+        for path in files:
+            columns = self._constant_columns[path]
+            common = dict(columns) if common is None else {c: v for c, v in common.items() if columns.get(c, ()) == v}
+            if not common:
+                return {}
+        return common or {}
 
     def _by_schema(self, files: list[str]) -> tuple[list[str], list[str]]:
         """``files`` (the store's own, as ``_own`` lists them) split into those holding every declared column and
@@ -533,10 +570,22 @@ class ParquetStore(CostStore):
         return self._read(body, filters, "read")
 
     def _scan(self, filters: Filters) -> pd.DataFrame:
-        def body(con: Any, source: str, params: list[Any]) -> pd.DataFrame:
-            return read_frame(con, source, filters, params, one_scan=True)  # each scan decodes the files again
+        """The frame of the matching rows, read in one scan (each scan decodes the files again), leaving out the
+        columns the files' statistics show to hold one value throughout (each ~0.01-0.02 s of a 1M-row frame's
+        time): where files of an older schema are read too, none (they read NULL in a column they lack)."""
 
-        return self._read(body, filters, "read")
+        def body(con: Any, current: list[str], older: list[str]) -> pd.DataFrame:
+            constants = self._constants(con, current) if current and not older else {}
+            return _on_source(
+                lambda con, source, params: read_frame(
+                    con, source, filters, params, one_scan=True, constants=constants
+                ),
+                con,
+                current,
+                older,
+            )
+
+        return self._read_filtered(body, filters, "read")
 
     def _total(self, filters: Filters) -> Decimal:
         def body(con: Any, source: str, params: list[Any]) -> Decimal:
@@ -621,6 +670,12 @@ def _kind(columns: dict[str, tuple[str | None, str | None]]) -> str:
     if not is_own_schema(columns):
         return _FOREIGN
     return _CURRENT if has_every_column(columns) else _OLDER
+
+
+def _on_source(body: Callable[[Any, str, list[Any]], T], con: Any, current: list[str], older: list[str]) -> T:
+    """``body(con, source, source_params)`` over ``current`` and ``older`` files (see ``ParquetStore._read_files``):
+    the relation ``reading`` selects from, and the lists of paths its placeholders take."""
+    return body(con, reading(bool(current), bool(older)), [files for files in (current, older) if files])
 
 
 def _query_view(

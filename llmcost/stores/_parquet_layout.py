@@ -8,17 +8,20 @@ import json
 import os
 import time
 from datetime import date
+from typing import Any
 
 import attrs
 
-from .._rows import COLUMNS, EMPTY_ROWS, typed_select, with_all_columns
+from .._rows import COLUMNS, EMPTY_ROWS, SQL_TYPES, TOKEN_COLUMNS, typed_select, with_all_columns
 
 __all__ = [
+    "COLUMN_STATISTICS",
     "SCHEMA_CHECK",
     "SOURCE",
     "Compaction",
     "Listing",
     "compactions",
+    "constant_columns",
     "day_name",
     "has_every_column",
     "is_own_schema",
@@ -112,6 +115,53 @@ def is_own_schema(columns: dict[str, tuple[str | None, str | None]]) -> bool:
         if found is None or (physical and found[0] != physical) or (converted and found[1] != converted):
             return False
     return set(columns) <= _KNOWN
+
+
+#: Per file and top-level column, over its row groups' statistics: whether every value is NULL (for a MAP, every
+#: map NULL or empty), whether every row group holds one value and no NULL (min and max equal, and exact), and that
+#: value as text, its physical types and how many leaf columns it has. Rows: see ``constant_columns``.
+COLUMN_STATISTICS = """
+    SELECT file_name, split_part(path_in_schema, ', ', 1) AS name,
+           bool_and(coalesce(stats_null_count = num_values, false)) AS all_null,
+           bool_and(coalesce(stats_null_count = 0 AND stats_min_value = stats_max_value
+                             AND min_is_exact IS NOT false AND max_is_exact IS NOT false, false))
+               AND count(DISTINCT stats_min_value) = 1 AS one_value,
+           min(stats_min_value) AS value,
+           string_agg(DISTINCT type, ',') AS types,
+           count(DISTINCT path_in_schema) AS leaves
+    FROM parquet_metadata(?) GROUP BY ALL
+"""
+# Columns whose one value statistics can be trusted to name exactly (text, integers: no -0.0/0.0 or NaN to hide
+# behind a min equal to the max), by the physical type they must have; and columns only an all-NULL one is taken of
+# (doubles; ``units``, whose statistics do not tell a NULL map from an empty one, which a frame reads alike).
+_ONE_VALUE = {
+    **{c: "BYTE_ARRAY" for c, t in SQL_TYPES.items() if t == "VARCHAR" and c != "id"},
+    **dict.fromkeys(TOKEN_COLUMNS, "INT64"),
+}
+_ALL_NULL = frozenset({*_ONE_VALUE, "latency_ms", "units"})
+
+
+def constant_columns(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, str | None]]:
+    """Per file of ``COLUMN_STATISTICS``' ``rows``, the columns every row of it holds one and the same stored value
+    in, by name: that value as text (DuckDB casts it to the column's type), or ``None`` for NULL.
+
+    Only what the statistics prove: the row groups' minimum equal to their maximum and exact, with no NULL, in a
+    text or integer column; or every value NULL. ``id``, ``timestamp``, ``amount`` and ``tags`` are never taken (the
+    frame reads them anyway, or their statistics do not tell an empty map from a NULL one). A file no row of which
+    the statistics cover (none written) has no constant columns.
+
+    Example::
+
+        constant_columns(con.execute(COLUMN_STATISTICS, [paths]).fetchall())
+    """
+    found: dict[str, dict[str, str | None]] = {}
+    for file_name, name, all_null, one_value, value, types, leaves in rows:
+        columns = found.setdefault(file_name, {})
+        if all_null and name in _ALL_NULL:
+            columns[name] = None
+        elif one_value and leaves == 1 and types == _ONE_VALUE.get(name) and value is not None:
+            columns[name] = value
+    return found
 
 
 @attrs.frozen

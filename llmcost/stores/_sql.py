@@ -11,6 +11,7 @@ import contextlib
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._entry import CostEntry
@@ -20,6 +21,7 @@ from .._rows import (
     OBJECT_COLUMNS,
     RAW,
     READ_COLUMNS,
+    SQL_TYPES,
     TAG_MAPS,
     TOKEN_COLUMNS,
     Coded,
@@ -219,6 +221,7 @@ def _q(name: str) -> str:
 
 
 _CODED = frozenset(c for group in CODED_GROUPS for c in group)
+_NO_CONSTANTS: Mapping[str, str | None] = MappingProxyType({})
 
 
 def _hashes(groups: Sequence[Sequence[str]]) -> list[str]:
@@ -246,7 +249,13 @@ _DISTINCT = _distinct_sql(CODED_GROUPS)
 
 
 def read_frame(
-    con: Any, source: str, filters: Filters, source_params: Sequence[Any] = (), *, one_scan: bool = False
+    con: Any,
+    source: str,
+    filters: Filters,
+    source_params: Sequence[Any] = (),
+    *,
+    one_scan: bool = False,
+    constants: Mapping[str, str | None] = _NO_CONSTANTS,
 ) -> pd.DataFrame:
     """The canonical ``scan()`` frame (``_rows.frame_from_arrays``) of ``source`` rows that pass ``filters``.
 
@@ -276,7 +285,7 @@ def read_frame(
     if getattr(text, "storage", None) == "pyarrow":
         if one_scan:  # as many rows as the source holds, the filters aside: cheap (Parquet metadata)
             ((rows,),) = con.execute(f"SELECT count(*) FROM {source}", list(source_params)).fetchall()
-            frame = _one_scan_frame(con, inner, args, text, rows)
+            frame = _one_scan_frame(con, inner, args, text, rows, constants=constants)
         else:
             frame = _arrow_frame(con, inner, args, text)
         return frame if frame is not None else _plain_frame(con, source, filters, source_params)
@@ -389,7 +398,10 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
 # values) and dropped: DuckDB frees a batch whole once none of its columns is referenced, so batches kept to the end
 # would hold every column's rows at the frame's peak (the ~60 MB of the numbers' Arrow copies, say).
 _ONE_SCAN_CODED = tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount")
-_ONE_SCAN_COLUMNS = ", ".join(f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS)
+_ONE_SCAN_READ = {c: f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS}
+_ONE_SCAN_COLUMNS = ", ".join(_ONE_SCAN_READ.values())
+# Read even where the source's statistics say they hold one value: the rows' order, and amounts found by value.
+_ALWAYS_READ = frozenset({"id", "timestamp", "amount"})
 # Rows made into the frame's arrays at a time (Parquet batches come one per file, or smaller): the batches of a group
 # are held until it is done, so smaller groups hold less (measured at 1M rows: 32K rows ~400 MB peak and ~50K page
 # faults; 128K ~420 MB and ~58K; 512K ~500 MB and ~90K), at no cost in time down to 8K.
@@ -465,16 +477,28 @@ class _Distinct:
         return Coded(codes if order is None else codes[order], list(self.index))
 
 
-def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: int) -> pd.DataFrame | None:
+def _one_scan_frame(
+    con: Any,
+    inner: str,
+    args: Sequence[Any],
+    text: Any,
+    rows: int,
+    *,
+    constants: Mapping[str, str | None] = _NO_CONSTANTS,
+) -> pd.DataFrame | None:
     """The frame of ``inner``'s rows from one streamed scan (see ``_ONE_SCAN_COLUMNS``), ``rows`` being how many
-    rows its source holds; ``None`` when there are no rows (pandas infers an empty frame's dtypes itself, from plain
-    rows)."""
+    rows its source holds, the ``constants`` (see ``read_frame``) left out of the scan; ``None`` when there are no
+    rows (pandas infers an empty frame's dtypes itself, from plain rows)."""
     import pandas as pd
     import pyarrow as pa
 
     numbers: dict[str, _Filled] = {}
     texts: dict[str, list[Any]] = {}
-    distinct = {name: _Distinct(rows) for name in _ONE_SCAN_CODED}
+    constants = {name: value for name, value in constants.items() if name not in _ALWAYS_READ}
+    distinct = {name: _Distinct(rows) for name in _ONE_SCAN_CODED if name not in constants}
+    scanned = _ONE_SCAN_COLUMNS
+    if constants:
+        scanned = ", ".join(read for name, read in _ONE_SCAN_READ.items() if name not in constants)
     # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy.
     # DuckDB scans ahead into a buffer while a group is made into arrays here, on the other core where there is one
     # (measured at 1M rows, a quiet minute: 32 MB, ~0.65 s and ~420 MB peak; its default 10 MB, 0.65-0.99 s and
@@ -487,7 +511,8 @@ def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: 
     for setting in settings:
         con.execute(f"SET {setting}")
     try:
-        rel = con.sql(f"SELECT {_ONE_SCAN_COLUMNS} FROM ({inner})", params=list(args))
+        constant_row = _constant_row(con, constants) if constants else None
+        rel = con.sql(f"SELECT {scanned} FROM ({inner})", params=list(args))
         # (``to_arrow_reader`` where DuckDB has it: DuckDB 2 deprecates ``fetch_arrow_reader``, older ones lack it)
         reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
         group: list[Any] = []
@@ -538,7 +563,37 @@ def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: 
         del column
     for name, found in distinct.items():
         arrays[name] = found.coded(order)
+    if constant_row is not None:
+        arrays.update(_constant_arrays(constant_row, len(timestamps), text))
     return frame_from_arrays(arrays)
+
+
+def _constant_row(con: Any, constants: Mapping[str, str | None]) -> Any:
+    """One Arrow row holding each of ``constants`` as the scan would read it: the stored value cast to its column's
+    declared type, then read by the scan's own expression (``_ONE_SCAN_READ``), in the session's settings."""
+    names = list(constants)
+    stored = ", ".join(f"CAST(? AS {SQL_TYPES[name]}) AS {_q(name)}" for name in names)
+    read = ", ".join(_ONE_SCAN_READ[name] for name in names)
+    return con.sql(f"SELECT {read} FROM (SELECT {stored})", params=[constants[name] for name in names]).to_arrow_table()
+
+
+def _constant_arrays(row: Any, rows: int, text: Any) -> dict[str, Any]:
+    """The frame's arrays of ``rows`` rows for the columns of the one Arrow ``row`` (``_constant_row``), as the scan's
+    groups would have made them: codes into the one value for the columns kept as objects (rows share it), the one
+    text repeated in Arrow for the text columns, the one number repeated for the others."""
+    import numpy as np
+    import pyarrow as pa
+
+    arrays: dict[str, Any] = {}
+    for name, column in zip(row.column_names, row.columns, strict=True):
+        if name in _ONE_SCAN_CODED:
+            arrays[name] = Coded(np.zeros(rows, np.int32), column.to_pylist())
+        elif _is_text(column.type):
+            arrays[name] = _kept_text(pa.chunked_array([pa.repeat(column[0], rows)]), None, text)
+        else:  # (NULL, of latency_ms, as NaN)
+            value = column.to_numpy(zero_copy_only=False)
+            arrays[name] = np.full(rows, value[0], dtype=value.dtype)
+    return arrays
 
 
 def _amounts(con: Any, column: Any, order: np.ndarray | None) -> Coded:

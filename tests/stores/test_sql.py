@@ -238,9 +238,9 @@ def test_a_parquet_frame_read_in_one_scan_is_the_frame_of_plain_rows(
         with pd.option_context("mode.string_storage", "pyarrow"), pytest.MonkeyPatch.context() as patch:
             patch.setattr(_sql, "_GROUP_ROWS", group_rows)
             if not rows_known:
-                patch.setattr(_sql, "_one_scan_frame", lambda *args: read(*args[:-1], 1))
+                patch.setattr(_sql, "_one_scan_frame", lambda *args, **kw: read(*args[:-1], 1, **kw))
             got = store.scan(**filters)
-            patch.setattr(_sql, "_one_scan_frame", lambda *args: None)  # the frame from plain rows instead
+            patch.setattr(_sql, "_one_scan_frame", lambda *args, **kw: None)  # the frame from plain rows instead
             want = store.scan(**filters)
         assert len(want) == {"limit": 33, "resource": 32}.get(next(iter(filters), ""), 80)
         pd.testing.assert_frame_equal(got, want)
