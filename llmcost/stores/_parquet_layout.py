@@ -119,16 +119,18 @@ def is_own_schema(columns: dict[str, tuple[str | None, str | None]]) -> bool:
 
 #: Per file and top-level column, over its row groups' statistics: whether every value is NULL (for a MAP, every
 #: map NULL or empty), whether every row group holds one value and no NULL (min and max equal, and exact), and that
-#: value as text, its physical types and how many leaf columns it has. Rows: see ``constant_columns``.
+#: value as text, its physical type (NULL where its leaves differ) and whether it has one leaf column. Rows: see
+#: ``constant_columns``. (~0.1 s of CPU for a year of daily files, most of it DuckDB reading their footers; DISTINCT
+#: aggregates cost a third more.)
 COLUMN_STATISTICS = """
     SELECT file_name, split_part(path_in_schema, ', ', 1) AS name,
            bool_and(coalesce(stats_null_count = num_values, false)) AS all_null,
            bool_and(coalesce(stats_null_count = 0 AND stats_min_value = stats_max_value
                              AND min_is_exact IS NOT false AND max_is_exact IS NOT false, false))
-               AND count(DISTINCT stats_min_value) = 1 AS one_value,
+               AND min(stats_min_value) = max(stats_min_value) AS one_value,
            min(stats_min_value) AS value,
-           string_agg(DISTINCT type, ',') AS types,
-           count(DISTINCT path_in_schema) AS leaves
+           CASE WHEN min(type) = max(type) THEN min(type) END AS type,
+           min(path_in_schema) = max(path_in_schema) AS one_leaf
     FROM parquet_metadata(?) GROUP BY ALL
 """
 # Columns whose one value statistics can be trusted to name exactly (text, integers: no -0.0/0.0 or NaN to hide
@@ -155,11 +157,11 @@ def constant_columns(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, str | N
         constant_columns(con.execute(COLUMN_STATISTICS, [paths]).fetchall())
     """
     found: dict[str, dict[str, str | None]] = {}
-    for file_name, name, all_null, one_value, value, types, leaves in rows:
+    for file_name, name, all_null, one_value, value, physical, one_leaf in rows:
         columns = found.setdefault(file_name, {})
         if all_null and name in _ALL_NULL:
             columns[name] = None
-        elif one_value and leaves == 1 and types == _ONE_VALUE.get(name) and value is not None:
+        elif one_value and one_leaf and physical == _ONE_VALUE.get(name) and value is not None:
             columns[name] = value
     return found
 
