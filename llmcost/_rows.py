@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CODED_GROUPS",
     "COLUMNS",
+    "DEFAULTED_COLUMNS",
     "EMPTY_ROWS",
     "ENTRIES_DDL",
     "INGEST_SELECT",
@@ -228,6 +229,8 @@ _READ_EXPRS: Mapping[str, str] = MappingProxyType(
     }
 )
 READ_COLUMNS = _select_list(_READ_EXPRS)
+#: Columns ``READ_COLUMNS`` reads as their default where a row holds NULL: where none does, they read as stored.
+DEFAULTED_COLUMNS: tuple[str, ...] = (*_DEFAULTS, *TOKEN_COLUMNS)
 
 
 def read_expression(column: str) -> str:

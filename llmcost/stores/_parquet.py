@@ -78,8 +78,9 @@ from ._migrate import check_version, current_version, migrate_parquet, read_parq
 from ._parquet_layout import (
     COLUMN_STATISTICS,
     SCHEMA_CHECK,
+    ColumnFacts,
     Listing,
-    constant_columns,
+    column_facts,
     day_name,
     has_every_column,
     is_own_schema,
@@ -184,7 +185,7 @@ class ParquetStore(CostStore):
         self._budgets = BudgetFiles(os.path.join(self.directory, "_budgets"), retry=self._durable.retry)
         self._lock_file = os.path.join(self.directory, "_lock")  # taken by compaction, migration and spill replay
         self._own_files: dict[str, str] = {}  # data file path -> _CURRENT, _OLDER or _FOREIGN (checked once)
-        self._constant_columns: dict[str, dict[str, str | None]] = {}  # file path -> its constant columns (read once)
+        self._column_facts: dict[str, ColumnFacts] = {}  # file path -> what its statistics prove (read once)
         self._open()
         self._durable.warn_of_dead_letters()
 
@@ -260,29 +261,23 @@ class ParquetStore(CostStore):
 
         return self._durable.retry(attempt, what)
 
-    def _constants(self, con: Any, files: list[str]) -> dict[str, str | None]:
-        """The columns every row of ``files`` holds one and the same stored value in (see
-        ``_parquet_layout.constant_columns``), from each file's statistics, read once per file and store object
-        (files never change once written)."""
+    def _facts(self, con: Any, files: list[str]) -> ColumnFacts:
+        """What the statistics of every one of ``files`` prove alike of their columns (see
+        ``_parquet_layout.column_facts``), each file's read once per store object (files never change once
+        written)."""
         import duckdb
 
-        unseen = [p for p in files if p not in self._constant_columns]
+        unseen = [p for p in files if p not in self._column_facts]
         if unseen:
-            if len(self._constant_columns) > 4 * len(files) + 10_000:  # files compacted away: forget them
+            if len(self._column_facts) > 4 * len(files) + 10_000:  # files compacted away: forget them
                 listed = set(files)
-                self._constant_columns = {p: c for p, c in self._constant_columns.items() if p in listed}
+                self._column_facts = {p: f for p, f in self._column_facts.items() if p in listed}
             try:
-                found = constant_columns(con.execute(COLUMN_STATISTICS, [unseen]).fetchall())
-            except duckdb.BinderException:  # a DuckDB without the statistics' exactness: read every column
+                found = column_facts(con.execute(COLUMN_STATISTICS, [unseen]).fetchall())
+            except duckdb.BinderException:  # a DuckDB without the statistics' exactness: prove nothing
                 found = {}
-            self._constant_columns.update({p: found.get(p, {}) for p in unseen})
-        common: dict[str, str | None] | None = None
-        for path in files:
-            columns = self._constant_columns[path]
-            common = dict(columns) if common is None else {c: v for c, v in common.items() if columns.get(c, ()) == v}
-            if not common:
-                return {}
-        return common or {}
+            self._column_facts.update({p: found.get(p, ColumnFacts()) for p in unseen})
+        return ColumnFacts.shared(self._column_facts[p] for p in files)
 
     def _by_schema(self, files: list[str]) -> tuple[list[str], list[str]]:
         """``files`` (the store's own, as ``_own`` lists them) split into those holding every declared column and
@@ -572,13 +567,20 @@ class ParquetStore(CostStore):
     def _scan(self, filters: Filters) -> pd.DataFrame:
         """The frame of the matching rows, read in one scan (each scan decodes the files again), leaving out the
         columns the files' statistics show to hold one value throughout (each ~0.01-0.02 s of a 1M-row frame's
-        time): where files of an older schema are read too, none (they read NULL in a column they lack)."""
+        time) and reading the columns they show never NULL as stored, not with their default (see ``read_frame``):
+        where files of an older schema are read too, neither (they read NULL in a column they lack)."""
 
         def body(con: Any, current: list[str], older: list[str]) -> pd.DataFrame:
-            constants = self._constants(con, current) if current and not older else {}
+            facts = self._facts(con, current) if current and not older else ColumnFacts()
             return _on_source(
                 lambda con, source, params: read_frame(
-                    con, source, filters, params, one_scan=True, constants=constants
+                    con,
+                    source,
+                    filters,
+                    params,
+                    one_scan=True,
+                    constants=facts.constants,
+                    never_null=facts.never_null,
                 ),
                 con,
                 current,

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
@@ -18,10 +19,11 @@ __all__ = [
     "COLUMN_STATISTICS",
     "SCHEMA_CHECK",
     "SOURCE",
+    "ColumnFacts",
     "Compaction",
     "Listing",
+    "column_facts",
     "compactions",
-    "constant_columns",
     "day_name",
     "has_every_column",
     "is_own_schema",
@@ -118,13 +120,14 @@ def is_own_schema(columns: dict[str, tuple[str | None, str | None]]) -> bool:
 
 
 #: Per file and top-level column, over its row groups' statistics: whether every value is NULL (for a MAP, every
-#: map NULL or empty), whether every row group holds one value and no NULL (min and max equal, and exact), and that
-#: value as text, its physical type (NULL where its leaves differ) and whether it has one leaf column. Rows: see
-#: ``constant_columns``. (~0.1 s of CPU for a year of daily files, most of it DuckDB reading their footers; DISTINCT
-#: aggregates cost a third more.)
+#: map NULL or empty), whether none is, whether every row group holds one value and no NULL (min and max equal, and
+#: exact), and that value as text, its physical type (NULL where its leaves differ) and whether it has one leaf
+#: column. Rows: see ``column_facts``. (~0.1 s of CPU for a year of daily files, most of it DuckDB reading their
+#: footers; DISTINCT aggregates cost a third more.)
 COLUMN_STATISTICS = """
     SELECT file_name, split_part(path_in_schema, ', ', 1) AS name,
            bool_and(coalesce(stats_null_count = num_values, false)) AS all_null,
+           bool_and(coalesce(stats_null_count = 0, false)) AS no_null,
            bool_and(coalesce(stats_null_count = 0 AND stats_min_value = stats_max_value
                              AND min_is_exact IS NOT false AND max_is_exact IS NOT false, false))
                AND min(stats_min_value) = max(stats_min_value) AS one_value,
@@ -141,29 +144,61 @@ _ONE_VALUE = {
     **dict.fromkeys(TOKEN_COLUMNS, "INT64"),
 }
 _ALL_NULL = frozenset({*_ONE_VALUE, "latency_ms", "units"})
+_NEVER_NULL = frozenset(_ONE_VALUE)  # (leaf columns: maps are left alone)
 
 
-def constant_columns(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, str | None]]:
-    """Per file of ``COLUMN_STATISTICS``' ``rows``, the columns every row of it holds one and the same stored value
-    in, by name: that value as text (DuckDB casts it to the column's type), or ``None`` for NULL.
-
-    Only what the statistics prove: the row groups' minimum equal to their maximum and exact, with no NULL, in a
-    text or integer column; or every value NULL. ``id``, ``timestamp``, ``amount`` and ``tags`` are never taken (the
-    frame reads them anyway, or their statistics do not tell an empty map from a NULL one). A file no row of which
-    the statistics cover (none written) has no constant columns.
+@attrs.frozen
+class ColumnFacts:
+    """What the statistics of a file (or of every file of a read, ``shared``) prove of its columns: ``constants``,
+    the columns every row holds one and the same stored value in, by name (that value as text DuckDB casts to the
+    column's type, or ``None`` for NULL); ``never_null``, the columns no row holds NULL in.
 
     Example::
 
-        constant_columns(con.execute(COLUMN_STATISTICS, [paths]).fetchall())
+        facts = ColumnFacts.shared(column_facts(rows).values())
     """
-    found: dict[str, dict[str, str | None]] = {}
-    for file_name, name, all_null, one_value, value, physical, one_leaf in rows:
-        columns = found.setdefault(file_name, {})
+
+    constants: Mapping[str, str | None] = attrs.field(factory=dict)
+    never_null: frozenset[str] = frozenset()
+
+    @classmethod
+    def shared(cls, each: Iterable[ColumnFacts]) -> ColumnFacts:
+        """What ``each`` of the files' facts prove alike: the constants with one value in all, the columns never
+        NULL in any (nothing, for no files)."""
+        facts = list(each)
+        if not facts:
+            return cls()
+        constants = dict(facts[0].constants)
+        never_null = set(facts[0].never_null)
+        for other in facts[1:]:
+            constants = {c: v for c, v in constants.items() if other.constants.get(c, ()) == v}
+            never_null &= other.never_null
+        return cls(constants, frozenset(never_null))
+
+
+def column_facts(rows: list[tuple[Any, ...]]) -> dict[str, ColumnFacts]:
+    """Per file of ``COLUMN_STATISTICS``' ``rows``, its ``ColumnFacts``.
+
+    Only what the statistics prove: the row groups' minimum equal to their maximum and exact, with no NULL, in a
+    text or integer column; every value NULL; no NULL counted. ``id``, ``timestamp``, ``amount`` and ``tags`` are
+    never taken (the frame reads them anyway, or their statistics do not tell an empty map from a NULL one). A file
+    no row of which the statistics cover (none written) has no facts.
+
+    Example::
+
+        column_facts(con.execute(COLUMN_STATISTICS, [paths]).fetchall())
+    """
+    constants: dict[str, dict[str, str | None]] = {}
+    never_null: dict[str, set[str]] = {}
+    for file_name, name, all_null, no_null, one_value, value, physical, one_leaf in rows:
+        columns = constants.setdefault(file_name, {})
         if all_null and name in _ALL_NULL:
             columns[name] = None
         elif one_value and one_leaf and physical == _ONE_VALUE.get(name) and value is not None:
             columns[name] = value
-    return found
+        if no_null and one_leaf and name in _NEVER_NULL:
+            never_null.setdefault(file_name, set()).add(name)
+    return {f: ColumnFacts(constants[f], frozenset(never_null.get(f, ()))) for f in constants}
 
 
 @attrs.frozen

@@ -601,16 +601,16 @@ def test_a_file_with_an_extra_day_column_reads_with_the_others(tmp_path: Path) -
     assert fresh.foreign_files() == []
 
 
-def _one_scan_constants(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str | None]]:
-    """The ``constants`` each one-scan frame read is given, recorded as the frames are read."""
+def _one_scan_facts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[dict[str, str | None], frozenset[str]]]:
+    """The ``constants`` and ``never_null`` each one-scan frame read is given, recorded as the frames are read."""
     from llmcost.stores import _sql
 
-    seen: list[dict[str, str | None]] = []
+    seen: list[tuple[dict[str, str | None], frozenset[str]]] = []
     read = _sql._one_scan_frame
 
-    def recording(*args: object, constants: dict[str, str | None], **kw: object) -> object:
-        seen.append(dict(constants))
-        return read(*args, constants=constants, **kw)
+    def recording(*args: object, constants: dict[str, str | None], never_null: frozenset[str], **kw: object) -> object:
+        seen.append((dict(constants), never_null))
+        return read(*args, constants=constants, never_null=never_null, **kw)
 
     monkeypatch.setattr(_sql, "_one_scan_frame", recording)
     return seen
@@ -643,7 +643,7 @@ def test_a_frame_leaves_out_columns_the_statistics_show_to_hold_one_value(
     pytest.importorskip("pyarrow")
     from llmcost import Usage
 
-    seen = _one_scan_constants(monkeypatch)
+    seen = _one_scan_facts(monkeypatch)
     entries = [
         make_entry(
             i,
@@ -660,7 +660,14 @@ def test_a_frame_leaves_out_columns_the_statistics_show_to_hold_one_value(
     for start in range(0, 60, 15):  # files in every day of the three
         store.append(entries[start : start + 15])
     _frames_agree(store)
-    assert seen[-1] == {
+    assert seen[-1][1] == {
+        "currency",
+        "category",
+        "description",
+        "pricing",
+        *("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"),
+    }  # resource, model and provider are NULL in some rows
+    assert seen[-1][0] == {
         "currency": "USD",
         "description": "batch job",
         "pricing": "catalog@1",
@@ -688,7 +695,7 @@ def test_a_frame_leaves_out_columns_the_statistics_show_to_hold_one_value(
     )
     store.append([other])
     _frames_agree(store)
-    assert seen[-1] == {
+    assert seen[-1][0] == {
         "currency": "USD",
         "pricing": "catalog@1",
         "cache_read_tokens": "0",
@@ -699,8 +706,8 @@ def test_a_frame_leaves_out_columns_the_statistics_show_to_hold_one_value(
     assert store.scan()["description"].tolist() == ["batch job"] * 60 + [""]
     assert store.scan()["service_tier"].tolist()[-2:] == [None, "flex"]
     _frames_agree(store, until=last.timestamp + timedelta(seconds=1))  # the days without that file
-    assert "description" in seen[-1]
-    assert "units" in seen[-1]
+    assert "description" in seen[-1][0]
+    assert "units" in seen[-1][0]
     _frames_agree(store, limit=7)
     _frames_agree(store, model=["gpt-4o"])  # a filter on a column read; and one on a constant column
     _frames_agree(store, category="llm_inference")
@@ -713,7 +720,7 @@ def test_a_frame_over_files_of_an_older_schema_reads_every_column(root: Path, mo
     """Files written before a column was added read NULL in it whatever the statistics of the others say: a frame
     that reads any such file leaves no column out."""
     pytest.importorskip("pyarrow")
-    seen = _one_scan_constants(monkeypatch)
+    seen = _one_scan_facts(monkeypatch)
     store = ParquetStore(root)
     store.append([make_entry(i, service_tier="flex", canonical_model="gpt-4o") for i in range(6)])
     path = sorted(root.glob("day=*/*.parquet"))[0]
@@ -723,7 +730,7 @@ def test_a_frame_over_files_of_an_older_schema_reads_every_column(root: Path, mo
         con.execute(copy, [str(path), str(old)])
     path.unlink()
     _frames_agree(ParquetStore(root))
-    assert seen[-1] == {}
+    assert seen[-1] == ({}, frozenset())
 
 
 _GROUP = 2048  # rows per row group: DuckDB's smallest
@@ -749,7 +756,7 @@ def test_constant_columns_are_only_what_the_statistics_prove(
     """A column is taken as holding one value only where every row group's statistics show that value, exactly, and
     no NULL; or only NULL."""
     from llmcost._rows import SQL_TYPES
-    from llmcost.stores._parquet_layout import COLUMN_STATISTICS, constant_columns
+    from llmcost.stores._parquet_layout import COLUMN_STATISTICS, column_facts
 
     path = str(tmp_path / "f.parquet")
     groups = " ".join(f"WHEN i // {_GROUP} = {g} THEN CAST({v} AS {SQL_TYPES[name]})" for g, v in enumerate(values))
@@ -762,9 +769,11 @@ def test_constant_columns_are_only_what_the_statistics_prove(
         )
         meta = "SELECT count(*) FROM parquet_metadata(?) WHERE path_in_schema = ?"
         assert con.execute(meta, [path, name]).fetchone() == (len(values),)  # a row group per value
-        columns = constant_columns(con.execute(COLUMN_STATISTICS, [[path]]).fetchall())[path]
-    assert columns.get(name, "absent") == found
-    assert "i" not in columns  # not a column of the store's
+        facts = column_facts(con.execute(COLUMN_STATISTICS, [[path]]).fetchall())[path]
+    assert facts.constants.get(name, "absent") == found
+    assert (name in facts.never_null) == ("NULL" not in values)
+    assert "i" not in facts.constants  # not a column of the store's
+    assert "i" not in facts.never_null
 
 
 @pytest.mark.parametrize(
@@ -786,11 +795,37 @@ def test_constant_columns_of_other_types(tmp_path: Path, name: str, values: list
     """Doubles and maps are only taken when every value is NULL (a NULL map and an empty one read alike), and the
     columns a frame reads anyway never are."""
     from llmcost._rows import SQL_TYPES
-    from llmcost.stores._parquet_layout import COLUMN_STATISTICS, constant_columns
+    from llmcost.stores._parquet_layout import COLUMN_STATISTICS, ColumnFacts, column_facts
 
     path = str(tmp_path / "f.parquet")
     rows = " UNION ALL ".join(f'SELECT CAST({v} AS {SQL_TYPES[name]}) AS "{name}"' for v in values)
     with duckdb.connect() as con:
         con.execute(f"COPY ({rows}) TO ? (FORMAT parquet)", [path])
-        columns = constant_columns(con.execute(COLUMN_STATISTICS, [[path]]).fetchall()).get(path, {})
-    assert columns.get(name, "absent") == found
+        facts = column_facts(con.execute(COLUMN_STATISTICS, [[path]]).fetchall()).get(path, ColumnFacts())
+    assert facts.constants.get(name, "absent") == found
+    assert name not in facts.never_null  # only text and integer columns are taken
+
+
+def test_a_file_with_null_in_a_defaulted_column_reads_its_default(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A column the statistics show never NULL is read as stored; one file (another engine's, say) with NULL in it
+    makes every read of it give the default there again, as the plain read does."""
+    pytest.importorskip("pyarrow")
+    seen = _one_scan_facts(monkeypatch)
+    store = ParquetStore(root)
+    entries = [make_entry(i) for i in range(12)]
+    store.append(entries)
+    _frames_agree(store)
+    assert {"category", "input_tokens"} <= seen[-1][1]
+    day = sorted(root.glob("day=*"))[-1]
+    with duckdb.connect() as con:
+        con.execute(
+            "COPY (SELECT * REPLACE (CAST(NULL AS VARCHAR) AS category, CAST(NULL AS BIGINT) AS input_tokens, "
+            "'x' || id AS id) FROM read_parquet(?)) TO ? (FORMAT parquet)",
+            [str(next(day.glob("part-*.parquet"))), str(day / "part-other.parquet")],
+        )
+    fresh = ParquetStore(root)
+    _frames_agree(fresh)
+    assert not {"category", "input_tokens"} & seen[-1][1]
+    frame = fresh.scan()
+    other = frame[frame["id"].str.startswith("x")]
+    assert len(other) and set(other["category"]) == {"llm_inference"} and set(other["input_tokens"]) == {0}
