@@ -246,3 +246,37 @@ def test_a_parquet_frame_read_in_one_scan_is_the_frame_of_plain_rows(
         pd.testing.assert_frame_equal(got, want)
         assert [repr(a) for a in got["amount"]] == [repr(a) for a in want["amount"]]
         assert [(type(t), t) for t in got["tags"]] == [(type(t), t) for t in want["tags"]]
+
+
+def test_a_coded_column_of_one_value_shares_it_in_every_row() -> None:
+    """``frame_from_arrays`` fills a coded object column of one distinct value with that one object (as the take of
+    several does), and takes the others; the frame is the frame of plain values."""
+    import numpy as np
+
+    from llmcost._rows import COLUMNS, Coded, frame_from_arrays
+
+    rows = 5
+    plain = {c: [None] * rows for c in COLUMNS} | {
+        "id": [f"i{n}" for n in range(rows)],
+        "timestamp": list(range(rows)),
+        "amount": ["1.5"] * rows,
+        "currency": ["USD"] * rows,
+        "category": ["compute"] * rows,
+        "description": [""] * rows,
+        "pricing": ["given"] * rows,
+        "model": ["a", "b", "a", "b", "a"],
+        **{c: [0] * rows for c in ("input_tokens", "output_tokens", "cache_read_tokens")},
+        **{c: [0] * rows for c in ("cache_write_tokens", "reasoning_tokens")},
+        "latency_ms": [1.0] * rows,
+        "tags": ['{"team": "x"}'] * rows,
+    }
+    coded = dict(plain)
+    coded["tags"] = Coded(np.zeros(rows, np.int32), ['{"team": "x"}'])
+    coded["amount"] = Coded(np.zeros(rows, np.int32), ["1.5"])
+    coded["model"] = Coded(np.array([0, 1, 0, 1, 0], np.int32), ["a", "b"])
+    coded["units"] = Coded(np.zeros(rows, np.int32), [None])
+    got, want = frame_from_arrays(coded), frame_from_arrays({c: np.array(v, dtype=object) for c, v in plain.items()})
+    pd.testing.assert_frame_equal(got, want)
+    assert all(t is got["tags"][0] for t in got["tags"]) and got["tags"][0] == {"team": "x"}
+    assert all(a is got["amount"][0] for a in got["amount"]) and repr(got["amount"][0]) == "Decimal('1.5')"
+    assert got["units"].tolist() == [{}] * rows
