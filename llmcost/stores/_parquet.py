@@ -39,8 +39,12 @@ Every file holds exactly the declared schema (``_rows.SQL_TYPES``): writes cast 
 ``resource`` is always missing still gets a string column. Files written before a column was added read a typed
 NULL in it, and ``compact()`` rewrites them to the declared schema. The layout lives in ``_parquet_layout``, the
 compaction steps in ``_parquet_compact``, budget files in ``_budget_files``, retries, locks and spill in
-``_durable``; what stays here (a little over 400 lines, half of it docs) is the store's write, read and compaction
-paths, which share its connection and listing.
+``_durable``; what stays here (some 700 lines, half of it docs) is the store's write, read and compaction paths,
+which share its connection and listing.
+
+A frame (``scan``) reads each file's Parquet statistics once per store object, and over files that all prove a
+column to hold one value (``currency``, say, or a column no entry sets) it does not read that column but repeats
+the value (``_parquet_layout.ColumnFacts``).
 """
 
 from __future__ import annotations
@@ -572,19 +576,9 @@ class ParquetStore(CostStore):
 
         def body(con: Any, current: list[str], older: list[str]) -> pd.DataFrame:
             facts = self._facts(con, current) if current and not older else ColumnFacts()
-            return _on_source(
-                lambda con, source, params: read_frame(
-                    con,
-                    source,
-                    filters,
-                    params,
-                    one_scan=True,
-                    constants=facts.constants,
-                    never_null=facts.never_null,
-                ),
-                con,
-                current,
-                older,
+            source, params = _source(current, older)
+            return read_frame(
+                con, source, filters, params, one_scan=True, constants=facts.constants, never_null=facts.never_null
             )
 
         return self._read_filtered(body, filters, "read")
@@ -674,10 +668,15 @@ def _kind(columns: dict[str, tuple[str | None, str | None]]) -> str:
     return _CURRENT if has_every_column(columns) else _OLDER
 
 
+def _source(current: list[str], older: list[str]) -> tuple[str, list[Any]]:
+    """The relation a read of ``current`` and ``older`` files (see ``ParquetStore._read_files``) selects from
+    (``reading``), and the lists of paths its placeholders take."""
+    return reading(bool(current), bool(older)), [files for files in (current, older) if files]
+
+
 def _on_source(body: Callable[[Any, str, list[Any]], T], con: Any, current: list[str], older: list[str]) -> T:
-    """``body(con, source, source_params)`` over ``current`` and ``older`` files (see ``ParquetStore._read_files``):
-    the relation ``reading`` selects from, and the lists of paths its placeholders take."""
-    return body(con, reading(bool(current), bool(older)), [files for files in (current, older) if files])
+    """``body(con, source, source_params)`` over ``current`` and ``older`` files (see ``_source``)."""
+    return body(con, *_source(current, older))
 
 
 def _query_view(
