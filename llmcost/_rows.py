@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CODED_GROUPS",
     "COLUMNS",
+    "DEFAULTED_COLUMNS",
     "EMPTY_ROWS",
     "ENTRIES_DDL",
     "INGEST_SELECT",
@@ -228,6 +229,8 @@ _READ_EXPRS: Mapping[str, str] = MappingProxyType(
     }
 )
 READ_COLUMNS = _select_list(_READ_EXPRS)
+#: Columns ``READ_COLUMNS`` reads as their default where a row holds NULL: where none does, they read as stored.
+DEFAULTED_COLUMNS: tuple[str, ...] = (*_DEFAULTS, *TOKEN_COLUMNS)
 
 
 def read_expression(column: str) -> str:
@@ -702,11 +705,23 @@ def _expand(name: str, distinct: np.ndarray, codes: np.ndarray) -> Any:
     import pandas as pd
 
     if name in _OBJECT_COLUMNS or not len(distinct):
-        return distinct[codes]
+        return _objects(distinct, codes)
     dtype = pd.DataFrame({name: distinct})[name].dtype  # what the frame would infer from these values
     if pd.api.types.is_object_dtype(dtype):
-        return distinct[codes]
+        return _objects(distinct, codes)
     return pd.array(distinct, dtype=dtype).take(codes)
+
+
+def _objects(distinct: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The object array of ``distinct[codes]``; one value (a column no row differs in, such as ``units`` unused)
+    filled in, a quarter of the time of the take (every code is 0)."""
+    import numpy as np
+
+    if len(distinct) != 1:
+        return distinct[codes]
+    column = np.empty(len(codes), dtype=object)
+    column.fill(distinct[0])  # the one object in every row, as the take shares it
+    return column
 
 
 # -- pandas frames ------------------------------------------------------------------------------------------------

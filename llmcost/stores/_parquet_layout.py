@@ -7,17 +7,22 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterable, Mapping
 from datetime import date
+from typing import Any
 
 import attrs
 
-from .._rows import COLUMNS, EMPTY_ROWS, typed_select, with_all_columns
+from .._rows import COLUMNS, EMPTY_ROWS, SQL_TYPES, TOKEN_COLUMNS, typed_select, with_all_columns
 
 __all__ = [
+    "COLUMN_STATISTICS",
     "SCHEMA_CHECK",
     "SOURCE",
+    "ColumnFacts",
     "Compaction",
     "Listing",
+    "column_facts",
     "compactions",
     "day_name",
     "has_every_column",
@@ -112,6 +117,88 @@ def is_own_schema(columns: dict[str, tuple[str | None, str | None]]) -> bool:
         if found is None or (physical and found[0] != physical) or (converted and found[1] != converted):
             return False
     return set(columns) <= _KNOWN
+
+
+#: Per file and top-level column, over its row groups' statistics: whether every value is NULL (for a MAP, every
+#: map NULL or empty), whether none is, whether every row group holds one value and no NULL (min and max equal, and
+#: exact), and that value as text, its physical type (NULL where its leaves differ) and whether it has one leaf
+#: column. Rows: see ``column_facts``. (~0.1 s of CPU for a year of daily files, most of it DuckDB reading their
+#: footers; DISTINCT aggregates cost a third more.)
+COLUMN_STATISTICS = """
+    SELECT file_name, split_part(path_in_schema, ', ', 1) AS name,
+           bool_and(coalesce(stats_null_count = num_values, false)) AS all_null,
+           bool_and(coalesce(stats_null_count = 0, false)) AS no_null,
+           bool_and(coalesce(stats_null_count = 0 AND stats_min_value = stats_max_value
+                             AND min_is_exact IS NOT false AND max_is_exact IS NOT false, false))
+               AND min(stats_min_value) = max(stats_min_value) AS one_value,
+           min(stats_min_value) AS value,
+           CASE WHEN min(type) = max(type) THEN min(type) END AS type,
+           min(path_in_schema) = max(path_in_schema) AS one_leaf
+    FROM parquet_metadata(?) GROUP BY ALL
+"""
+# Columns whose one value statistics can be trusted to name exactly (text, integers: no -0.0/0.0 or NaN to hide
+# behind a min equal to the max), by the physical type they must have; and columns only an all-NULL one is taken of
+# (doubles; ``units``, whose statistics do not tell a NULL map from an empty one, which a frame reads alike).
+_ONE_VALUE = {
+    **{c: "BYTE_ARRAY" for c, t in SQL_TYPES.items() if t == "VARCHAR" and c != "id"},
+    **dict.fromkeys(TOKEN_COLUMNS, "INT64"),
+}
+_ALL_NULL = frozenset({*_ONE_VALUE, "latency_ms", "units"})
+_NEVER_NULL = frozenset(_ONE_VALUE)  # (leaf columns: maps are left alone)
+
+
+@attrs.frozen
+class ColumnFacts:
+    """What the statistics of a file (or of every file of a read, ``shared``) prove of its columns: ``constants``,
+    the columns every row holds one and the same stored value in, by name (that value as text DuckDB casts to the
+    column's type, or ``None`` for NULL); ``never_null``, the columns no row holds NULL in.
+
+    Example::
+
+        facts = ColumnFacts.shared(column_facts(rows).values())
+    """
+
+    constants: Mapping[str, str | None] = attrs.field(factory=dict)
+    never_null: frozenset[str] = frozenset()
+
+    @classmethod
+    def shared(cls, each: Iterable[ColumnFacts]) -> ColumnFacts:
+        """What ``each`` of the files' facts prove alike: the constants with one value in all, the columns never
+        NULL in any (nothing, for no files)."""
+        facts = list(each)
+        if not facts:
+            return cls()
+        constants = dict(facts[0].constants)
+        never_null = set(facts[0].never_null)
+        for other in facts[1:]:
+            constants = {c: v for c, v in constants.items() if other.constants.get(c, ()) == v}
+            never_null &= other.never_null
+        return cls(constants, frozenset(never_null))
+
+
+def column_facts(rows: list[tuple[Any, ...]]) -> dict[str, ColumnFacts]:
+    """Per file of ``COLUMN_STATISTICS``' ``rows``, its ``ColumnFacts``.
+
+    Only what the statistics prove: the row groups' minimum equal to their maximum and exact, with no NULL, in a
+    text or integer column; every value NULL; no NULL counted. ``id``, ``timestamp``, ``amount`` and ``tags`` are
+    never taken (the frame reads them anyway, or their statistics do not tell an empty map from a NULL one). A file
+    no row of which the statistics cover (none written) has no facts.
+
+    Example::
+
+        column_facts(con.execute(COLUMN_STATISTICS, [paths]).fetchall())
+    """
+    constants: dict[str, dict[str, str | None]] = {}
+    never_null: dict[str, set[str]] = {}
+    for file_name, name, all_null, no_null, one_value, value, physical, one_leaf in rows:
+        columns = constants.setdefault(file_name, {})
+        if all_null and name in _ALL_NULL:
+            columns[name] = None
+        elif one_value and one_leaf and physical == _ONE_VALUE.get(name) and value is not None:
+            columns[name] = value
+        if no_null and one_leaf and name in _NEVER_NULL:
+            never_null.setdefault(file_name, set()).add(name)
+    return {f: ColumnFacts(constants[f], frozenset(never_null.get(f, ()))) for f in constants}
 
 
 @attrs.frozen

@@ -8,18 +8,23 @@ from fixed column names and placeholder counts alone.
 from __future__ import annotations
 
 import contextlib
+import decimal
 import itertools
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._entry import CostEntry
 from .._rows import (
     CODED_GROUPS,
     COLUMNS,
+    DEFAULTED_COLUMNS,
     OBJECT_COLUMNS,
     RAW,
     READ_COLUMNS,
+    SQL_TYPES,
     TAG_MAPS,
     TOKEN_COLUMNS,
     Coded,
@@ -219,6 +224,7 @@ def _q(name: str) -> str:
 
 
 _CODED = frozenset(c for group in CODED_GROUPS for c in group)
+_NO_CONSTANTS: Mapping[str, str | None] = MappingProxyType({})
 
 
 def _hashes(groups: Sequence[Sequence[str]]) -> list[str]:
@@ -246,7 +252,14 @@ _DISTINCT = _distinct_sql(CODED_GROUPS)
 
 
 def read_frame(
-    con: Any, source: str, filters: Filters, source_params: Sequence[Any] = (), *, one_scan: bool = False
+    con: Any,
+    source: str,
+    filters: Filters,
+    source_params: Sequence[Any] = (),
+    *,
+    one_scan: bool = False,
+    constants: Mapping[str, str | None] = _NO_CONSTANTS,
+    never_null: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """The canonical ``scan()`` frame (``_rows.frame_from_arrays``) of ``source`` rows that pass ``filters``.
 
@@ -266,6 +279,12 @@ def read_frame(
     The rows are selected without ``ORDER BY`` and put in (timestamp, id) order here (``_time_order``): a store's
     rows are mostly stored in that order already, and a sort inside DuckDB took about as long as the query itself
     and held every selected row once more.
+
+    What a store knows of every row of ``source`` (from its files' statistics) spares the one scan work:
+    ``constants`` are columns every row holds one and the same stored value in, by name (that value as text DuckDB
+    casts to the column's type, or ``None`` for NULL), not read but made once and repeated (``_constant_arrays``);
+    ``never_null`` columns hold no NULL, so those read with their default where NULL (``DEFAULTED_COLUMNS``) are
+    read as stored (~0.01 s of CPU each at 1M rows).
     """
     import numpy as np
     import pandas as pd
@@ -276,7 +295,7 @@ def read_frame(
     if getattr(text, "storage", None) == "pyarrow":
         if one_scan:  # as many rows as the source holds, the filters aside: cheap (Parquet metadata)
             ((rows,),) = con.execute(f"SELECT count(*) FROM {source}", list(source_params)).fetchall()
-            frame = _one_scan_frame(con, inner, args, text, rows)
+            frame = _one_scan_frame(con, inner, args, text, rows, constants=constants, never_null=never_null)
         else:
             frame = _arrow_frame(con, inner, args, text)
         return frame if frame is not None else _plain_frame(con, source, filters, source_params)
@@ -389,7 +408,10 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
 # values) and dropped: DuckDB frees a batch whole once none of its columns is referenced, so batches kept to the end
 # would hold every column's rows at the frame's peak (the ~60 MB of the numbers' Arrow copies, say).
 _ONE_SCAN_CODED = tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount")
-_ONE_SCAN_COLUMNS = ", ".join(f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS)
+_ONE_SCAN_READ = {c: f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS}
+_ONE_SCAN_COLUMNS = ", ".join(_ONE_SCAN_READ.values())
+# Read even where the source's statistics say they hold one value: the rows' order, and amounts found by value.
+_ALWAYS_READ = frozenset({"id", "timestamp", "amount"})
 # Rows made into the frame's arrays at a time (Parquet batches come one per file, or smaller): the batches of a group
 # are held until it is done, so smaller groups hold less (measured at 1M rows: 32K rows ~400 MB peak and ~50K page
 # faults; 128K ~420 MB and ~58K; 512K ~500 MB and ~90K), at no cost in time down to 8K.
@@ -465,16 +487,34 @@ class _Distinct:
         return Coded(codes if order is None else codes[order], list(self.index))
 
 
-def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: int) -> pd.DataFrame | None:
+def _one_scan_frame(
+    con: Any,
+    inner: str,
+    args: Sequence[Any],
+    text: Any,
+    rows: int,
+    *,
+    constants: Mapping[str, str | None] = _NO_CONSTANTS,
+    never_null: frozenset[str] = frozenset(),
+) -> pd.DataFrame | None:
     """The frame of ``inner``'s rows from one streamed scan (see ``_ONE_SCAN_COLUMNS``), ``rows`` being how many
-    rows its source holds; ``None`` when there are no rows (pandas infers an empty frame's dtypes itself, from plain
-    rows)."""
+    rows its source holds, the ``constants`` (see ``read_frame``) left out of the scan and the ``never_null``
+    columns read as stored; ``None`` when there are no rows (pandas infers an empty frame's dtypes itself, from
+    plain rows)."""
     import pandas as pd
     import pyarrow as pa
 
     numbers: dict[str, _Filled] = {}
     texts: dict[str, list[Any]] = {}
-    distinct = {name: _Distinct(rows) for name in _ONE_SCAN_CODED}
+    constants = {name: value for name, value in constants.items() if name not in _ALWAYS_READ}
+    distinct = {name: _Distinct(rows) for name in _ONE_SCAN_CODED if name not in constants}
+    scanned = _ONE_SCAN_COLUMNS
+    if constants or never_null:
+        scanned = ", ".join(
+            f"{_q(name)} AS {_q(name)}" if name in never_null and name in DEFAULTED_COLUMNS else read
+            for name, read in _ONE_SCAN_READ.items()
+            if name not in constants
+        )
     # Text as Arrow's large strings, the type pandas keeps its strings in: they go into the frame without a copy.
     # DuckDB scans ahead into a buffer while a group is made into arrays here, on the other core where there is one
     # (measured at 1M rows, a quiet minute: 32 MB, ~0.65 s and ~420 MB peak; its default 10 MB, 0.65-0.99 s and
@@ -487,7 +527,8 @@ def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: 
     for setting in settings:
         con.execute(f"SET {setting}")
     try:
-        rel = con.sql(f"SELECT {_ONE_SCAN_COLUMNS} FROM ({inner})", params=list(args))
+        constant_row = _constant_row(con, constants) if constants else None
+        rel = con.sql(f"SELECT {scanned} FROM ({inner})", params=list(args))
         # (``to_arrow_reader`` where DuckDB has it: DuckDB 2 deprecates ``fetch_arrow_reader``, older ones lack it)
         reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
         group: list[Any] = []
@@ -520,15 +561,15 @@ def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: 
             con.execute(f"RESET {setting.split()[0]}")
     if not numbers:
         return None
-    # The groups' Arrow memory is free now; give it back (~45 MB at 1M rows) before the frame's objects are made.
+    timestamps = numbers.pop("timestamp").result()
+    # The constants' Arrow texts take the memory the groups' Arrow copies left free (its pages already faulted in),
+    # and the rest is given back (~45 MB at 1M rows) before the frame's objects are made.
+    arrays: dict[str, Any] = {} if constant_row is None else _constant_arrays(constant_row, len(timestamps), text)
     pa.default_memory_pool().release_unused()
     ids = pd.array(pa.chunked_array(texts.pop("id")), dtype=text)
-    timestamps = numbers.pop("timestamp").result()
     order = _time_order(timestamps, ids)
-    arrays: dict[str, Any] = {
-        "id": ids if order is None else ids.take(order),
-        "timestamp": timestamps if order is None else timestamps[order],
-    }
+    arrays["id"] = ids if order is None else ids.take(order)
+    arrays["timestamp"] = timestamps if order is None else timestamps[order]
     for name in list(numbers):
         values = numbers.pop(name).result()
         arrays[name] = values if order is None else values[order]
@@ -541,13 +582,46 @@ def _one_scan_frame(con: Any, inner: str, args: Sequence[Any], text: Any, rows: 
     return frame_from_arrays(arrays)
 
 
-def _amounts(con: Any, column: Any, order: np.ndarray | None) -> Coded:
-    """The Arrow column of amounts as stored (DECIMAL(38, 18)) as codes (in ``order`` where given) into its distinct
-    amounts, found by value in Arrow, each as the exact text of the plain read: made by the very expression of
-    ``READ_COLUMNS``, in DuckDB."""
+def _constant_row(con: Any, constants: Mapping[str, str | None]) -> Any:
+    """One Arrow row holding each of ``constants`` as the scan would read it: the stored value cast to its column's
+    declared type, then read by the scan's own expression (``_ONE_SCAN_READ``), in the session's settings."""
+    names = list(constants)
+    stored = ", ".join(f"CAST(? AS {SQL_TYPES[name]}) AS {_q(name)}" for name in names)
+    read = ", ".join(_ONE_SCAN_READ[name] for name in names)
+    return con.sql(f"SELECT {read} FROM (SELECT {stored})", params=[constants[name] for name in names]).to_arrow_table()
+
+
+def _constant_arrays(row: Any, rows: int, text: Any) -> dict[str, Any]:
+    """The frame's arrays of ``rows`` rows for the columns of the one Arrow ``row`` (``_constant_row``), as the scan's
+    groups would have made them: codes into the one value for the columns kept as objects (rows share it), the one
+    text repeated in Arrow for the text columns, the one number repeated for the others."""
     import numpy as np
     import pyarrow as pa
 
+    arrays: dict[str, Any] = {}
+    for name, column in zip(row.column_names, row.columns, strict=True):
+        if name in _ONE_SCAN_CODED:
+            arrays[name] = Coded(np.zeros(rows, np.int32), column.to_pylist())
+        elif _is_text(column.type):
+            arrays[name] = _kept_text(pa.chunked_array([pa.repeat(column[0], rows)]), None, text)
+        else:  # (NULL, of latency_ms, as NaN)
+            value = column.to_numpy(zero_copy_only=False)
+            arrays[name] = np.full(rows, value[0], dtype=value.dtype)
+    return arrays
+
+
+def _amounts(con: Any, column: Any, order: np.ndarray | None) -> Coded:
+    """The Arrow column of amounts as stored (DECIMAL(38, 18)) as codes (in ``order`` where given) into its distinct
+    amounts, found by value in Arrow, each as the exact text of the plain read: made by the very expression of
+    ``READ_COLUMNS``, in DuckDB; or, where every amount is under ~9.2 in size, as the ``Decimal`` that text makes,
+    from its integer (``_small_amounts``)."""
+    import numpy as np
+    import pyarrow as pa
+
+    small = _small_amounts(column)
+    if small is not None:
+        codes, exact = small
+        return Coded(codes if order is None else codes[order], exact)
     codes, amounts = _dictionary(column, order)
     con.register(_AMOUNTS, pa.table({"i": np.arange(len(amounts)), "amount": amounts}))
     try:
@@ -555,6 +629,55 @@ def _amounts(con: Any, column: Any, order: np.ndarray | None) -> Coded:
     finally:
         con.unregister(_AMOUNTS)
     return Coded(codes, exact.tolist())
+
+
+_SCALE = 18  # of the stored DECIMAL(38, 18)
+_EXACT = decimal.Context(prec=38)  # scales a 64-bit integer (19 digits at most) without rounding
+
+
+def _small_amounts(column: Any) -> tuple[np.ndarray, list[Decimal]] | None:
+    """The Arrow column of amounts as stored (DECIMAL(38, 18), no NULL) as per-row codes into its distinct amounts,
+    each the ``Decimal`` the plain read's text makes (``READ_COLUMNS``: trailing zeros of the fraction, then the
+    point, trimmed: ``0.5``, ``100``, ``0``); ``None`` unless every amount's unscaled integer fits in 64 bits
+    (|amount| < ~9.22, as the cost of a call mostly is), or on a big-endian machine.
+
+    Each 128-bit amount is two 64-bit words, the high one only the low one's sign where the integer fits: the low
+    words are found by value with Arrow's 64-bit hash (a third of the time of hashing the 16-byte values), and each
+    distinct integer's trailing decimal zeros, at most the scale, are stripped in NumPy, exactly (integer division of
+    multiples of ten). ``Decimal(digits).scaleb(exponent)`` then holds the very digits and exponent of the trimmed
+    text (``Decimal(5).scaleb(-1)`` is ``Decimal("0.5")``), in a context of its own whose precision (38 digits) no
+    64-bit integer reaches: nothing is rounded, whatever the caller's context says.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if sys.byteorder != "little" or column.null_count or column.type != pa.decimal128(38, _SCALE):
+        return None
+    words = np.concatenate(
+        [
+            np.frombuffer(chunk.buffers()[1], dtype=np.int64)[2 * chunk.offset : 2 * (chunk.offset + len(chunk))]
+            for chunk in column.chunks
+        ]
+        or [np.empty(0, np.int64)]
+    ).reshape(-1, 2)
+    low = words[:, 0].copy()
+    if not bool((words[:, 1] == (low >> 63)).all()):  # some amount needs the high word
+        return None
+    del words
+    encoded = pc.dictionary_encode(pa.array(low))
+    del low
+    codes = encoded.indices.to_numpy()
+    digits = encoded.dictionary.to_numpy().copy()
+    exponents = np.full(len(digits), -_SCALE, dtype=np.int64)
+    for _ in range(_SCALE):
+        zero = digits % 10 == 0  # (0 too: it reads "0", digits 0 and exponent 0)
+        if not zero.any():
+            break
+        digits[zero] //= 10
+        exponents[zero] += 1
+    exact = _EXACT  # (~25 ms for 100,000 distinct amounts; from "<digits>E<exponent>" text, ~40)
+    return codes, [Decimal(d).scaleb(e, exact) for d, e in zip(digits.tolist(), exponents.tolist(), strict=True)]
 
 
 def _kept_text(column: Any, order: np.ndarray | None, text: Any) -> Any:

@@ -599,3 +599,233 @@ def test_a_file_with_an_extra_day_column_reads_with_the_others(tmp_path: Path) -
     assert fresh.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM entries").iloc[0].tolist() == [6, 3]
     assert fresh.total() == 2 * sum(e.amount for e in entries)
     assert fresh.foreign_files() == []
+
+
+def _one_scan_facts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[dict[str, str | None], frozenset[str]]]:
+    """The ``constants`` and ``never_null`` each one-scan frame read is given, recorded as the frames are read."""
+    from llmcost.stores import _sql
+
+    seen: list[tuple[dict[str, str | None], frozenset[str]]] = []
+    read = _sql._one_scan_frame
+
+    def recording(*args: object, constants: dict[str, str | None], never_null: frozenset[str], **kw: object) -> object:
+        seen.append((dict(constants), never_null))
+        return read(*args, constants=constants, never_null=never_null, **kw)
+
+    monkeypatch.setattr(_sql, "_one_scan_frame", recording)
+    return seen
+
+
+def _frames_agree(store: ParquetStore, **filters: object) -> None:
+    """``store``'s Arrow frame read in one scan is the frame of plain rows: values, dtypes, each amount's digits and
+    each object's type."""
+    import pandas as pd
+
+    from llmcost.stores import _sql
+
+    with pd.option_context("mode.string_storage", "pyarrow"):
+        got = store.scan(**filters)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_sql, "_one_scan_frame", lambda *args, **kw: None)  # the frame from plain rows instead
+            want = store.scan(**filters)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    for name in got.columns:
+        if got[name].dtype == object:
+            assert [(type(v), repr(v)) for v in got[name]] == [(type(v), repr(v)) for v in want[name]], name
+
+
+def test_a_frame_leaves_out_columns_the_statistics_show_to_hold_one_value(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column every file's statistics show to hold one value (or only NULL) is not read: the frame repeats it,
+    and is the frame of plain rows. One file that differs, in a day the read covers, makes the column read again;
+    a read of days without that file leaves it out still."""
+    pytest.importorskip("pyarrow")
+    from llmcost import Usage
+
+    seen = _one_scan_facts(monkeypatch)
+    entries = [
+        make_entry(
+            i,
+            description="batch job",
+            latency_ms=None,
+            service_tier=None,
+            canonical_model=None,
+            pricing="catalog@1",
+            usage=Usage(100 + i, 20, 0, 0, 0),
+        )
+        for i in range(60)
+    ]
+    store = ParquetStore(root)
+    for start in range(0, 60, 15):  # files in every day of the three
+        store.append(entries[start : start + 15])
+    _frames_agree(store)
+    assert seen[-1][1] == {
+        "currency",
+        "category",
+        "description",
+        "pricing",
+        *("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"),
+    }  # resource, model and provider are NULL in some rows
+    assert seen[-1][0] == {
+        "currency": "USD",
+        "description": "batch job",
+        "pricing": "catalog@1",
+        "output_tokens": "20",
+        "cache_read_tokens": "0",
+        "cache_write_tokens": "0",
+        "reasoning_tokens": "0",
+        "latency_ms": None,
+        "service_tier": None,
+        "canonical_model": None,
+        "units": None,
+    }
+    assert store.scan()["description"].tolist() == ["batch job"] * 60
+    assert store.scan()["units"].tolist() == [{}] * 60
+
+    last = entries[-1]  # one more file, in a day of its own, with another description and NULL-only columns set
+    other = make_entry(
+        99,
+        timestamp=last.timestamp + timedelta(days=2),
+        description="",
+        latency_ms=0.0,
+        service_tier="flex",
+        pricing="catalog@1",
+        usage=Usage(1, 2, 0, 0, 0, units={"web_searches": 2}),
+    )
+    store.append([other])
+    _frames_agree(store)
+    assert seen[-1][0] == {
+        "currency": "USD",
+        "pricing": "catalog@1",
+        "cache_read_tokens": "0",
+        "cache_write_tokens": "0",
+        "reasoning_tokens": "0",
+        "canonical_model": None,
+    }
+    assert store.scan()["description"].tolist() == ["batch job"] * 60 + [""]
+    assert store.scan()["service_tier"].tolist()[-2:] == [None, "flex"]
+    _frames_agree(store, until=last.timestamp + timedelta(seconds=1))  # the days without that file
+    assert "description" in seen[-1][0]
+    assert "units" in seen[-1][0]
+    _frames_agree(store, limit=7)
+    _frames_agree(store, model=["gpt-4o"])  # a filter on a column read; and one on a constant column
+    _frames_agree(store, category="llm_inference")
+    assert len(store.scan(provider=["openai"], since=entries[0].timestamp)) == sum(
+        e.provider == "openai" for e in [*entries, other]
+    )
+
+
+def test_a_frame_over_files_of_an_older_schema_reads_every_column(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written before a column was added read NULL in it whatever the statistics of the others say: a frame
+    that reads any such file leaves no column out."""
+    pytest.importorskip("pyarrow")
+    seen = _one_scan_facts(monkeypatch)
+    store = ParquetStore(root)
+    store.append([make_entry(i, service_tier="flex", canonical_model="gpt-4o") for i in range(6)])
+    path = sorted(root.glob("day=*/*.parquet"))[0]
+    old = path.with_name("part-old" + path.name[len("part-") :])
+    with duckdb.connect() as con:
+        copy = "COPY (SELECT * EXCLUDE (canonical_model) FROM read_parquet(?)) TO ? (FORMAT parquet)"
+        con.execute(copy, [str(path), str(old)])
+    path.unlink()
+    _frames_agree(ParquetStore(root))
+    assert seen[-1] == ({}, frozenset())
+
+
+_GROUP = 2048  # rows per row group: DuckDB's smallest
+
+
+@pytest.mark.parametrize(
+    ("values", "name", "found"),
+    [
+        (["'a'", "'a'", "'a'"], "model", "a"),
+        (["'a'", "'a'", "'b'"], "model", "absent"),  # each row group holds one value, not the same one
+        (["'a'", "NULL", "'a'"], "model", "absent"),
+        (["NULL", "NULL", "NULL"], "model", None),
+        (["''", "''", "''"], "description", ""),
+        (["'it''s, é'"] * 3, "pricing", "it's, é"),
+        (["'" + "x" * 300 + "'"] * 3, "model", "absent"),  # statistics cut short (and marked inexact)
+        (["7", "7", "7"], "input_tokens", "7"),
+        (["0", "0", "-1"], "input_tokens", "absent"),
+    ],
+)
+def test_constant_columns_are_only_what_the_statistics_prove(
+    tmp_path: Path, values: list[str], name: str, found: str | None
+) -> None:
+    """A column is taken as holding one value only where every row group's statistics show that value, exactly, and
+    no NULL; or only NULL."""
+    from llmcost._rows import SQL_TYPES
+    from llmcost.stores._parquet_layout import COLUMN_STATISTICS, column_facts
+
+    path = str(tmp_path / "f.parquet")
+    groups = " ".join(f"WHEN i // {_GROUP} = {g} THEN CAST({v} AS {SQL_TYPES[name]})" for g, v in enumerate(values))
+    with duckdb.connect() as con:
+        con.execute("SET threads = 1")
+        con.execute(
+            f'COPY (SELECT i, CASE {groups} END AS "{name}" FROM range({len(values) * _GROUP}) AS t(i)) '
+            f"TO ? (FORMAT parquet, ROW_GROUP_SIZE {_GROUP})",
+            [path],
+        )
+        meta = "SELECT count(*) FROM parquet_metadata(?) WHERE path_in_schema = ?"
+        assert con.execute(meta, [path, name]).fetchone() == (len(values),)  # a row group per value
+        facts = column_facts(con.execute(COLUMN_STATISTICS, [[path]]).fetchall())[path]
+    assert facts.constants.get(name, "absent") == found
+    assert (name in facts.never_null) == ("NULL" not in values)
+    assert "i" not in facts.constants  # not a column of the store's
+    assert "i" not in facts.never_null
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "found"),
+    [
+        ("latency_ms", ["0.0", "-0.0"], "absent"),  # equal as numbers, not as values
+        ("latency_ms", ["1.0", "'NaN'"], "absent"),  # NaN is left out of the statistics
+        ("latency_ms", ["1.0", "1.0"], "absent"),  # doubles: only NULL is taken
+        ("latency_ms", ["NULL", "NULL"], None),
+        ("units", ["NULL", "NULL"], None),
+        ("units", ["NULL", "MAP {}"], None),  # read alike: no units
+        ("units", ["NULL", "MAP {'web_searches': 1}"], "absent"),
+        ("tags", ["MAP {}", "MAP {}"], "absent"),  # never taken
+        ("id", ["'a'", "'a'"], "absent"),
+        ("amount", ["1", "1"], "absent"),
+    ],
+)
+def test_constant_columns_of_other_types(tmp_path: Path, name: str, values: list[str], found: str | None) -> None:
+    """Doubles and maps are only taken when every value is NULL (a NULL map and an empty one read alike), and the
+    columns a frame reads anyway never are."""
+    from llmcost._rows import SQL_TYPES
+    from llmcost.stores._parquet_layout import COLUMN_STATISTICS, ColumnFacts, column_facts
+
+    path = str(tmp_path / "f.parquet")
+    rows = " UNION ALL ".join(f'SELECT CAST({v} AS {SQL_TYPES[name]}) AS "{name}"' for v in values)
+    with duckdb.connect() as con:
+        con.execute(f"COPY ({rows}) TO ? (FORMAT parquet)", [path])
+        facts = column_facts(con.execute(COLUMN_STATISTICS, [[path]]).fetchall()).get(path, ColumnFacts())
+    assert facts.constants.get(name, "absent") == found
+    assert name not in facts.never_null  # only text and integer columns are taken
+
+
+def test_a_file_with_null_in_a_defaulted_column_reads_its_default(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A column the statistics show never NULL is read as stored; one file (another engine's, say) with NULL in it
+    makes every read of it give the default there again, as the plain read does."""
+    pytest.importorskip("pyarrow")
+    seen = _one_scan_facts(monkeypatch)
+    store = ParquetStore(root)
+    entries = [make_entry(i) for i in range(12)]
+    store.append(entries)
+    _frames_agree(store)
+    assert {"category", "input_tokens"} <= seen[-1][1]
+    day = sorted(root.glob("day=*"))[-1]
+    with duckdb.connect() as con:
+        con.execute(
+            "COPY (SELECT * REPLACE (CAST(NULL AS VARCHAR) AS category, CAST(NULL AS BIGINT) AS input_tokens, "
+            "'x' || id AS id) FROM read_parquet(?)) TO ? (FORMAT parquet)",
+            [str(next(day.glob("part-*.parquet"))), str(day / "part-other.parquet")],
+        )
+    fresh = ParquetStore(root)
+    _frames_agree(fresh)
+    assert not {"category", "input_tokens"} & seen[-1][1]
+    frame = fresh.scan()
+    other = frame[frame["id"].str.startswith("x")]
+    assert len(other) and set(other["category"]) == {"llm_inference"} and set(other["input_tokens"]) == {0}

@@ -238,11 +238,107 @@ def test_a_parquet_frame_read_in_one_scan_is_the_frame_of_plain_rows(
         with pd.option_context("mode.string_storage", "pyarrow"), pytest.MonkeyPatch.context() as patch:
             patch.setattr(_sql, "_GROUP_ROWS", group_rows)
             if not rows_known:
-                patch.setattr(_sql, "_one_scan_frame", lambda *args: read(*args[:-1], 1))
+                patch.setattr(_sql, "_one_scan_frame", lambda *args, **kw: read(*args[:-1], 1, **kw))
             got = store.scan(**filters)
-            patch.setattr(_sql, "_one_scan_frame", lambda *args: None)  # the frame from plain rows instead
+            patch.setattr(_sql, "_one_scan_frame", lambda *args, **kw: None)  # the frame from plain rows instead
             want = store.scan(**filters)
         assert len(want) == {"limit": 33, "resource": 32}.get(next(iter(filters), ""), 80)
         pd.testing.assert_frame_equal(got, want)
         assert [repr(a) for a in got["amount"]] == [repr(a) for a in want["amount"]]
         assert [(type(t), t) for t in got["tags"]] == [(type(t), t) for t in want["tags"]]
+
+
+def test_a_coded_column_of_one_value_shares_it_in_every_row() -> None:
+    """``frame_from_arrays`` fills a coded object column of one distinct value with that one object (as the take of
+    several does), and takes the others; the frame is the frame of plain values."""
+    import numpy as np
+
+    from llmcost._rows import COLUMNS, Coded, frame_from_arrays
+
+    rows = 5
+    plain = {c: [None] * rows for c in COLUMNS} | {
+        "id": [f"i{n}" for n in range(rows)],
+        "timestamp": list(range(rows)),
+        "amount": ["1.5"] * rows,
+        "currency": ["USD"] * rows,
+        "category": ["compute"] * rows,
+        "description": [""] * rows,
+        "pricing": ["given"] * rows,
+        "model": ["a", "b", "a", "b", "a"],
+        **{c: [0] * rows for c in ("input_tokens", "output_tokens", "cache_read_tokens")},
+        **{c: [0] * rows for c in ("cache_write_tokens", "reasoning_tokens")},
+        "latency_ms": [1.0] * rows,
+        "tags": ['{"team": "x"}'] * rows,
+    }
+    coded = dict(plain)
+    coded["tags"] = Coded(np.zeros(rows, np.int32), ['{"team": "x"}'])
+    coded["amount"] = Coded(np.zeros(rows, np.int32), ["1.5"])
+    coded["model"] = Coded(np.array([0, 1, 0, 1, 0], np.int32), ["a", "b"])
+    coded["units"] = Coded(np.zeros(rows, np.int32), [None])
+    got, want = frame_from_arrays(coded), frame_from_arrays({c: np.array(v, dtype=object) for c, v in plain.items()})
+    pd.testing.assert_frame_equal(got, want)
+    assert all(t is got["tags"][0] for t in got["tags"]) and got["tags"][0] == {"team": "x"}
+    assert all(a is got["amount"][0] for a in got["amount"]) and repr(got["amount"][0]) == "Decimal('1.5')"
+    assert got["units"].tolist() == [{}] * rows
+
+
+_SMALL_AMOUNTS = [
+    "0",
+    "1E-18",
+    "-1E-18",
+    "0.5",
+    "-0.5",
+    "7.10",
+    "1",
+    "-1",
+    "9",
+    "0.000000012345678901",
+    "1.000000000000000001",
+    "-9.223372036854775808",  # the 64-bit integers' bounds, as 18-digit fractions
+    "9.223372036854775807",
+    "0.100000000000000000",
+    "3.14",
+]
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_small_amounts_are_the_decimals_of_the_plain_reads_text(chunks: int) -> None:
+    """Amounts under ~9.22 in size are made from their integers, not DuckDB's text: each is the very ``Decimal`` (its
+    digits and exponent, not only its value) that the plain read's text makes, and rows share it; one amount that
+    needs more than 64 bits, or a NULL, leaves them all to DuckDB's text."""
+    pa = pytest.importorskip("pyarrow")
+    import decimal
+    import random
+
+    from llmcost._rows import read_expression
+    from llmcost.stores import _sql
+
+    rng = random.Random(7)
+    more = [f"{rng.choice('-+')}{rng.randrange(10 ** rng.randrange(1, 19))}E-{rng.randrange(19)}" for _ in range(500)]
+    amounts = [Decimal(a) for a in _SMALL_AMOUNTS + more if abs(Decimal(a)) < Decimal("9.223372036854775807")]
+    amounts += amounts[:50]  # repeated values share a code
+    con = duckdb.connect()
+    texts = [
+        row[0]
+        for row in con.execute(
+            f"SELECT {read_expression('amount')} FROM (SELECT unnest(CAST(? AS DECIMAL(38, 18)[])) AS amount)",
+            [amounts],
+        ).fetchall()
+    ]
+    column = pa.array(amounts, type=pa.decimal128(38, 18))
+    step = -(-len(column) // chunks)
+    chunked = pa.chunked_array([column.slice(i, step) for i in range(0, len(column), step)])
+    with decimal.localcontext() as context:
+        context.prec = 3  # the caller's context rounds nothing of them
+        small = _sql._small_amounts(chunked)
+    assert small is not None
+    codes, exact = small
+    got = [exact[c] for c in codes]
+    assert [(d.as_tuple(), repr(d)) for d in got] == [(Decimal(t).as_tuple(), repr(Decimal(t))) for t in texts]
+    assert len(exact) == len(set(amounts))
+    assert (
+        _sql._small_amounts(pa.chunked_array([pa.array([Decimal("9.223372036854775808")], pa.decimal128(38, 18))]))
+        is None
+    )
+    assert _sql._small_amounts(pa.chunked_array([pa.array([Decimal(-100), Decimal(1)], pa.decimal128(38, 18))])) is None
+    assert _sql._small_amounts(pa.chunked_array([pa.array([Decimal(1), None], pa.decimal128(38, 18))])) is None
