@@ -998,7 +998,8 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
                 return _general(result)
             inp, out = prompt + tool, candidates + thoughts
             if inp > MAX_COUNT or out > MAX_COUNT or cached > inp:
-                return _general(result)  # counts to clamp
+                # A cache read to clamp; sums past 2**63 - 1 (``_general`` keeps them as they are: left to it)
+                return _general(result)
             units: dict[str, int] | None = None
             for name, item_cls, modality_cls, unit_of, pattern in parts:
                 items = m[name]
