@@ -916,6 +916,38 @@ _GEMINI_COUNTS = (
 )
 
 
+def _gemini_unit_wholes() -> dict[str, tuple[str, ...]] | None:
+    """The wholes of every unit Gemini's modalities become (``_GEMINI_DETAILS``), as ``_clamped_units`` cuts each
+    to them; ``None`` unless ``_clamped_units`` keeps each as read when it is within them (each known to
+    genai-prices, no ``Usage`` field) and the only fields among them are those ``_within_wholes`` is given."""
+    registry = unit_registry()
+    names = [pattern.format(name) for _, _, pattern in _GEMINI_DETAILS for name in sorted(set(_MODALITIES.values()))]
+    if any(name not in registry or name in _USAGE_FIELD_UNITS for name in names):
+        return None
+    wholes = {name: registry[name].ancestors for name in names}
+    if any(set(found) & _USAGE_FIELD_UNITS - _GEMINI_WHOLE_FIELDS for found in wholes.values()):
+        return None
+    return wholes
+
+
+#: The ``Usage`` fields (by their genai-prices names) ``_within_wholes`` checks Gemini's units against.
+_GEMINI_WHOLE_FIELDS = frozenset({"input_tokens", "output_tokens", "cache_read_tokens"})
+
+
+def _within_wholes(units: dict[str, int], wholes: dict[str, tuple[str, ...]], inp: int, out: int, cached: int) -> bool:
+    """Whether each of Gemini's ``units`` is at most each of its ``wholes`` (one of ``_GEMINI_WHOLE_FIELDS``, or a
+    unit reported beside it): then ``_clamped_units`` cuts none of them."""
+    fields = {"input_tokens": inp, "output_tokens": out, "cache_read_tokens": cached}
+    for unit, value in units.items():
+        for whole in wholes[unit]:
+            cap = fields.get(whole)
+            if cap is None:
+                cap = units.get(whole)
+            if cap is not None and value > cap:
+                return False
+    return True
+
+
 def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
     """The reader of a google-genai response type with ``usage_metadata`` (``GenerateContentResponse``), compiled
     from the fields it, its usage metadata and their ``ModalityTokenCount`` declare (as ``_compiled_reader`` compiles
@@ -962,6 +994,7 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
     except _NoCompiledReader:
         return None
     parts = tuple(details)
+    wholes = _gemini_unit_wholes()
 
     def read(result: Any) -> Extracted | None:
         # ``return _general(result)`` inside the try: see ``_chat_reader``.
@@ -1027,11 +1060,13 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
                             units = {unit: count}
                         else:
                             units[unit] = units.get(unit, 0) + count
-            usage = (
-                trusted_usage(inp, out, cached, 0, thoughts)
-                if units is None
-                else _usage(inp, out, cached, 0, thoughts, units)
-            )
+            if units is None:
+                usage = trusted_usage(inp, out, cached, 0, thoughts)
+            elif wholes is not None and _within_wholes(units, wholes, inp, out, cached):
+                # Nothing for ``_usage`` to clamp, and ``_clamped_units`` would keep these units as read
+                usage = trusted_usage(inp, out, cached, 0, thoughts, trusted_units(units))
+            else:
+                usage = _usage(inp, out, cached, 0, thoughts, units)
             model = view["model_version"]
             if type(model) is not str or not model:
                 model = _str(model)

@@ -373,6 +373,17 @@ def _gemini_cases() -> list[Any]:
         meta = {"promptTokenCount": 2000, "candidatesTokenCount": 300, "thoughtsTokenCount": thoughts,
                 "cachedContentTokenCount": cached, "toolUsePromptTokenCount": tool, "trafficType": tier}  # fmt: skip
         cases.append(_gemini({k: v for k, v in meta.items() if v is not None}))
+    # Units past their wholes (cut to them, as ``_clamped_units`` cuts them), and within them
+    for prompt_audio, cached_audio, out_image in itertools.product([None, 100, 1500, 2500], [None, 80, 300, 600],
+                                                                    [None, 200, 340, 400]):  # fmt: skip
+        meta = {"promptTokenCount": 2000, "cachedContentTokenCount": 500, "candidatesTokenCount": 300,
+                "thoughtsTokenCount": 40}  # fmt: skip
+        for key, modality, count in [("promptTokensDetails", "AUDIO", prompt_audio),
+                                     ("cacheTokensDetails", "AUDIO", cached_audio),
+                                     ("candidatesTokensDetails", "IMAGE", out_image)]:  # fmt: skip
+            if count is not None:
+                meta[key] = [{"modality": modality, "tokenCount": count}, {"modality": "TEXT", "tokenCount": 5}]
+        cases.append(_gemini(meta))
     cases += [_gemini(None), _gemini({"candidatesTokenCount": 5}), _gemini({"promptTokenCount": 0})]
     cases += [_gemini({"promptTokenCount": 10}, model) for model in [None, ""]]
     # Odd values, as only unvalidated objects hold them (each handed to ``_general``, or read as it reads them)
@@ -469,6 +480,27 @@ def test_plain_google_genai_responses_take_their_reader_and_are_read_as_their_js
     plain = _same_gemini(plain)
     assert (plain.usage.input_tokens, plain.usage.output_tokens, plain.usage.cache_read_tokens) == (1200, 300, 1024)
     assert not plain.usage.units
+
+
+def test_google_genai_units_past_their_wholes_are_cut_to_them():
+    # 2500 audio tokens of a 2000-token prompt; 600 cached audio tokens of a 500-token cache read (and of the
+    # prompt's audio, once cut); 400 image tokens of 340 output tokens (candidates and thoughts)
+    meta = {"promptTokenCount": 2000, "cachedContentTokenCount": 500, "candidatesTokenCount": 300,
+            "thoughtsTokenCount": 40, "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 2500}],
+            "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 600}],
+            "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 400}]}  # fmt: skip
+    found = _same_gemini(_gemini(meta))
+    assert found == extract_usage({"modelVersion": "gemini-2.5-flash", "usageMetadata": meta})
+    assert list(found.usage.units.items()) == [
+        ("input_audio_tokens", 2000),
+        ("cache_audio_read_tokens", 500),
+        ("output_image_tokens", 340),
+    ]
+    # Within them: read as reported
+    meta = {**meta, "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 300}]}
+    found = _same_gemini(_gemini(meta))
+    assert dict(found.usage.units) == {"input_audio_tokens": 300, "cache_audio_read_tokens": 300,
+                                       "output_image_tokens": 340}  # fmt: skip
 
 
 def test_google_genai_details_that_are_not_a_list_are_read_once_by_the_general_reader():
