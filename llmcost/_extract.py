@@ -6,8 +6,9 @@ so they are added). Nothing here imports a provider SDK.
 
 Over 400 lines because each provider's shape is a short reader, and they share one dispatch and its per-type
 caches; ``StreamAccumulator`` reads the same shapes chunk by chunk, so it stays beside them. The OpenAI chat,
-OpenAI Responses and Anthropic message readers are also compiled per SDK response type for the plain case
-(``_compiled_reader``): they read exactly as the general readers beside them, which they fall back to.
+OpenAI Responses, Anthropic message and google-genai response readers are also compiled per SDK response type for
+the plain case (``_compiled_reader``, ``_google_reader``): they read exactly as the general readers beside them,
+which they fall back to.
 """
 
 from __future__ import annotations
@@ -905,17 +906,6 @@ def _optional_class(fields: Mapping[str, Any], name: str) -> Any:
     return annotation
 
 
-#: The counts of Gemini's usage the google-genai reader reads (``_google_usage`` reads these, and the details).
-_GEMINI_COUNTS = (
-    "prompt_token_count",
-    "candidates_token_count",
-    "thoughts_token_count",
-    "cached_content_token_count",
-    "tool_use_prompt_token_count",
-    "traffic_type",
-)
-
-
 def _gemini_unit_wholes() -> dict[str, tuple[str, ...]] | None:
     """The wholes of every unit Gemini's modalities become (``_GEMINI_DETAILS``), as ``_clamped_units`` cuts each
     to them; ``None`` unless ``_clamped_units`` keeps each as read when it is within them (each known to
@@ -951,8 +941,8 @@ def _within_wholes(units: dict[str, int], wholes: dict[str, tuple[str, ...]], in
 def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
     """The reader of a google-genai response type with ``usage_metadata`` (``GenerateContentResponse``), compiled
     from the fields it, its usage metadata and their ``ModalityTokenCount`` declare (as ``_compiled_reader`` compiles
-    the OpenAI and Anthropic ones); ``None`` for any other type, or one whose fields could make ``_general`` read it
-    another way, or that lacks a field read here (an older SDK: ``_general`` reads it).
+    the OpenAI and Anthropic ones; also ``LiveServerMessage``, whose metadata declares fewer of them); ``None`` for
+    any other type, or one whose fields could make ``_general`` read it another way.
 
     It reads the plain case, from the objects' ``__dict__``: pydantic objects of the declared classes without extra
     fields, counts plain ints or ``None``, details lists of ``ModalityTokenCount`` whose modality is the SDK's enum
@@ -965,17 +955,21 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
     fields = cls.__pydantic_fields__  # type: ignore[attr-defined]
     try:
         meta_cls = _part_class(fields, "usage_metadata")
-        if meta_cls is None or "model_version" not in fields:
+        if meta_cls is None:
             return None
         meta_fields = meta_cls.__pydantic_fields__
         # (LangChain's shape reads ``input_tokens`` of the metadata, and a model from ``response_metadata``.)
-        if "response_metadata" in fields or "input_tokens" in meta_fields:
+        if "response_metadata" in fields or "input_tokens" in meta_fields or "prompt_token_count" not in meta_fields:
             return None
-        if any(name not in meta_fields for name in _GEMINI_COUNTS):
-            return None
+        # A field the classes do not declare is None in an object without extra fields: not read.
+        has_candidates, has_thoughts = "candidates_token_count" in meta_fields, "thoughts_token_count" in meta_fields
+        has_cached, has_tool = "cached_content_token_count" in meta_fields, "tool_use_prompt_token_count" in meta_fields
+        has_tier, has_model = "traffic_type" in meta_fields, "model_version" in fields
         # The details: (field, the class of its items, the unit each modality of the SDK's enum becomes).
         details: list[tuple[str, Any, Any, dict[Any, str | None], str]] = []
         for name, _, pattern in _GEMINI_DETAILS:
+            if name not in meta_fields:
+                continue
             annotation = _optional_class(meta_fields, name)
             item_cls: Any = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
             if not isinstance(item_cls, type) or _kind(item_cls) != _PYDANTIC:
@@ -1007,10 +1001,10 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
                 return _general(result)
             m = meta.__dict__
             prompt = m["prompt_token_count"]
-            candidates = m["candidates_token_count"]
-            thoughts = m["thoughts_token_count"]
-            cached = m["cached_content_token_count"]
-            tool = m["tool_use_prompt_token_count"]
+            candidates = m["candidates_token_count"] if has_candidates else None
+            thoughts = m["thoughts_token_count"] if has_thoughts else None
+            cached = m["cached_content_token_count"] if has_cached else None
+            tool = m["tool_use_prompt_token_count"] if has_tool else None
             if type(prompt) is not int:
                 return _general(result)  # no prompt count: not Gemini's usage (or an odd one)
             if candidates is None:
@@ -1067,10 +1061,10 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
                 usage = trusted_usage(inp, out, cached, 0, thoughts, trusted_units(units))
             else:
                 usage = _usage(inp, out, cached, 0, thoughts, units)
-            model = view["model_version"]
+            model = view["model_version"] if has_model else None
             if type(model) is not str or not model:
                 model = _str(model)
-            tier = m["traffic_type"]
+            tier = m["traffic_type"] if has_tier else None
             return _extracted((model, "google", usage, None, None if tier is None else _tier(tier)))
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return _general(result)

@@ -513,12 +513,27 @@ def test_google_genai_details_that_are_not_a_list_are_read_once_by_the_general_r
     assert dict(extract_usage(result()).usage.units) == {"input_audio_tokens": 6}
 
 
-def test_the_google_genai_reader_is_compiled_only_for_the_fields_it_reads():
+def test_the_google_genai_reader_reads_the_fields_declared_and_needs_a_prompt_count():
     from google.genai import types
 
     assert _google_reader(types.GenerateContentResponse) is not None
+    # The Live API's messages declare fewer counts (and no model): read as ``_general`` reads them
+    live = types.LiveServerMessage.model_validate(
+        {"usageMetadata": {"promptTokenCount": 100, "responseTokenCount": 20, "thoughtsTokenCount": 5,
+                           "cachedContentTokenCount": 30, "promptTokensDetails": [{"modality": "AUDIO",
+                                                                                   "tokenCount": 60}]}}
+    )  # fmt: skip
+    assert _gemini_plain(live)
+    found = _same_gemini(live)
+    assert (found.model, found.provider, found.usage.input_tokens, found.usage.cache_read_tokens) == (
+        None,
+        "google",
+        100,
+        30,
+    )
+    assert (found.usage.reasoning_tokens, dict(found.usage.units)) == (5, {"input_audio_tokens": 60})
 
-    class Meta(pydantic.BaseModel):  # an SDK version without thoughts
+    class Meta(pydantic.BaseModel):  # an SDK version without thoughts, details or tiers
         prompt_token_count: Optional[int] = None  # noqa: UP045
         candidates_token_count: Optional[int] = None  # noqa: UP045
 
@@ -526,8 +541,16 @@ def test_the_google_genai_reader_is_compiled_only_for_the_fields_it_reads():
         usage_metadata: Optional[Meta] = None  # noqa: UP045
         model_version: Optional[str] = None  # noqa: UP045
 
-    assert _google_reader(Response) is None
     result = Response(usage_metadata=Meta(prompt_token_count=10, candidates_token_count=2), model_version="gemini")
-    found = extract_usage(result)  # read by ``_general``
+    assert _gemini_plain(result)
+    found = _same_gemini(result)
     assert (found.model, found.provider, found.usage.input_tokens, found.usage.output_tokens) == ("gemini", "google",
                                                                                                   10, 2)  # fmt: skip
+
+    class Counts(pydantic.BaseModel):  # no prompt count: not Gemini's usage
+        candidates_token_count: Optional[int] = None  # noqa: UP045
+
+    class Other(pydantic.BaseModel):
+        usage_metadata: Optional[Counts] = None  # noqa: UP045
+
+    assert _google_reader(Other) is None
