@@ -6,12 +6,14 @@ so they are added). Nothing here imports a provider SDK.
 
 Over 400 lines because each provider's shape is a short reader, and they share one dispatch and its per-type
 caches; ``StreamAccumulator`` reads the same shapes chunk by chunk, so it stays beside them. The OpenAI chat,
-OpenAI Responses and Anthropic message readers are also compiled per SDK response type for the plain case
-(``_compiled_reader``): they read exactly as the general readers beside them, which they fall back to.
+OpenAI Responses, Anthropic message and google-genai response readers are also compiled per SDK response type for
+the plain case (``_compiled_reader``, ``_google_reader``): they read exactly as the general readers beside them,
+which they fall back to.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import types
 import typing
@@ -344,14 +346,18 @@ def _converse_usage(usage: Any) -> Usage:
 _MODALITIES = {"AUDIO": "audio", "IMAGE": "image", "VIDEO": "video", "DOCUMENT": "image"}
 
 
+def _modality_name(modality: Any) -> str | None:
+    """The genai-prices name of a Gemini modality (an SDK enum, or its value), ``None`` for text and the unknown."""
+    modality = getattr(modality, "value", modality)
+    return _MODALITIES.get(modality.upper()) if isinstance(modality, str) else None
+
+
 def _modalities(units: dict[str, int], details: Any, pattern: str) -> None:
     """Gemini ``*_tokens_details`` (lists of ``{modality, token_count}``) into ``units``; text is the default."""
     if not details or isinstance(details, (str, bytes)):
         return
     for item in details:
-        modality = _get(item, "modality")
-        modality = getattr(modality, "value", modality)
-        name = _MODALITIES.get(modality.upper()) if isinstance(modality, str) else None
+        name = _modality_name(_get(item, "modality"))
         if name is not None:
             count = _get(item, "token_count")
             _add_count(units, pattern.format(name), count if count is not None else _get(item, "tokenCount"))
@@ -362,19 +368,18 @@ def _either(meta: Any, snake: str, camel: str) -> Any:
     return value if value is not None else _get(meta, camel)
 
 
+#: Gemini's ``*_tokens_details`` (snake and camel case) and the pattern of the units each one's modalities become.
+_GEMINI_DETAILS = (
+    ("prompt_tokens_details", "promptTokensDetails", "input_{}_tokens"),
+    ("cache_tokens_details", "cacheTokensDetails", "cache_{}_read_tokens"),
+    ("candidates_tokens_details", "candidatesTokensDetails", "output_{}_tokens"),
+)
+
+
 def _google_usage(meta: Any) -> Usage | None:
-    """Gemini's ``usage_metadata`` (snake or camel case: the SDK's objects, or the JSON)."""
-    return _gemini_usage(functools.partial(_either, meta))
-
-
-def _snake(fields: dict[str, Any], snake: str, camel: str) -> Any:
-    """``fields[snake]`` (a google-genai object's fields, all snake case), ``None`` when absent."""
-    return fields.get(snake)
-
-
-def _gemini_usage(get: Callable[[str, str], Any]) -> Usage | None:
-    """Gemini's usage, ``get(snake_key, camel_key)`` reading each count (``_google_usage``; the google-genai
-    reader's object fields, snake case only)."""
+    """Gemini's ``usage_metadata`` (snake or camel case: the SDK's objects, or the JSON). The google-genai response
+    types have a reader compiled for them (``_google_reader``), which reads as this does."""
+    get = functools.partial(_either, meta)
     prompt = get("prompt_token_count", "promptTokenCount")
     if prompt is None:
         return None
@@ -383,9 +388,8 @@ def _gemini_usage(get: Callable[[str, str], Any]) -> Usage | None:
     cached = get("cached_content_token_count", "cachedContentTokenCount")
     tool = get("tool_use_prompt_token_count", "toolUsePromptTokenCount")
     units: dict[str, int] = {}
-    _modalities(units, get("prompt_tokens_details", "promptTokensDetails"), "input_{}_tokens")
-    _modalities(units, get("cache_tokens_details", "cacheTokensDetails"), "cache_{}_read_tokens")
-    _modalities(units, get("candidates_tokens_details", "candidatesTokensDetails"), "output_{}_tokens")
+    for snake, camel, pattern in _GEMINI_DETAILS:
+        _modalities(units, get(snake, camel), pattern)
     out = _int(candidates) + _int(thoughts)
     return _usage(_int(prompt) + _int(tool), out, _int(cached), 0, _int(thoughts), units)
 
@@ -890,20 +894,101 @@ def _usage_reader(
     return read
 
 
+def _optional_class(fields: Mapping[str, Any], name: str) -> Any:
+    """The one class field ``name`` holds when it is not ``None`` (``X``, ``X | None``, ``Optional[X]``); raises
+    ``_NoCompiledReader`` for a missing field or any other annotation."""
+    annotation = getattr(fields.get(name), "annotation", None)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        classes = [t for t in typing.get_args(annotation) if t is not type(None)]
+        annotation = classes[0] if len(classes) == 1 else None
+    if annotation is None:
+        raise _NoCompiledReader(name)
+    return annotation
+
+
+def _gemini_unit_wholes() -> dict[str, tuple[str, ...]] | None:
+    """The wholes of every unit Gemini's modalities become (``_GEMINI_DETAILS``), as ``_clamped_units`` cuts each
+    to them; ``None`` unless ``_clamped_units`` keeps each as read when it is within them (each known to
+    genai-prices, no ``Usage`` field) and the only fields among them are those ``_within_wholes`` is given."""
+    registry = unit_registry()
+    names = [pattern.format(name) for _, _, pattern in _GEMINI_DETAILS for name in sorted(set(_MODALITIES.values()))]
+    if any(name not in registry or name in _USAGE_FIELD_UNITS for name in names):
+        return None
+    wholes = {name: registry[name].ancestors for name in names}
+    if any(set(found) & _USAGE_FIELD_UNITS - _GEMINI_WHOLE_FIELDS for found in wholes.values()):
+        return None
+    return wholes
+
+
+#: The ``Usage`` fields (by their genai-prices names) ``_within_wholes`` checks Gemini's units against.
+_GEMINI_WHOLE_FIELDS = frozenset({"input_tokens", "output_tokens", "cache_read_tokens"})
+
+
+def _within_wholes(units: dict[str, int], wholes: dict[str, tuple[str, ...]], inp: int, out: int, cached: int) -> bool:
+    """Whether each of Gemini's ``units`` is at most each of its ``wholes`` (one of ``_GEMINI_WHOLE_FIELDS``, or a
+    unit reported beside it): then ``_clamped_units`` cuts none of them."""
+    fields = {"input_tokens": inp, "output_tokens": out, "cache_read_tokens": cached}
+    for unit, value in units.items():
+        for whole in wholes[unit]:
+            cap = fields.get(whole)
+            if cap is None:
+                cap = units.get(whole)
+            if cap is not None and value > cap:
+                return False
+    return True
+
+
 def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
-    """The reader of a google-genai response type with ``usage_metadata`` (``GenerateContentResponse``), reading as
-    ``_general`` does, from the objects' ``__dict__`` (``_general`` asks each key of every shape, in both cases);
-    ``None`` for any other type, or one whose fields could make ``_general`` read it another way."""
+    """The reader of a google-genai response type with ``usage_metadata`` (``GenerateContentResponse``), compiled
+    from the fields it, its usage metadata and their ``ModalityTokenCount`` declare (as ``_compiled_reader`` compiles
+    the OpenAI and Anthropic ones; also ``LiveServerMessage``, whose metadata declares fewer of them); ``None`` for
+    any other type, or one whose fields could make ``_general`` read it another way.
+
+    It reads the plain case, from the objects' ``__dict__``: pydantic objects of the declared classes without extra
+    fields, counts plain ints or ``None``, details lists of ``ModalityTokenCount`` whose modality is the SDK's enum
+    (or ``None``); it hands anything else to ``_general``, and returns exactly what ``_general`` returns (``_general``
+    asks each key in snake and camel case, of every shape: the camel keys are ``None`` in an object without extra
+    fields, and no other shape's keys are declared).
+    """
     if _kind(cls) != _PYDANTIC:
         return None
     fields = cls.__pydantic_fields__  # type: ignore[attr-defined]
     try:
         meta_cls = _part_class(fields, "usage_metadata")
+        if meta_cls is None:
+            return None
+        meta_fields = meta_cls.__pydantic_fields__
+        # (LangChain's shape reads ``input_tokens`` of the metadata, and a model from ``response_metadata``.)
+        if "response_metadata" in fields or "input_tokens" in meta_fields or "prompt_token_count" not in meta_fields:
+            return None
+        # A field the classes do not declare is None in an object without extra fields: not read.
+        has_candidates, has_thoughts = "candidates_token_count" in meta_fields, "thoughts_token_count" in meta_fields
+        has_cached, has_tool = "cached_content_token_count" in meta_fields, "tool_use_prompt_token_count" in meta_fields
+        has_tier, has_model = "traffic_type" in meta_fields, "model_version" in fields
+        # The details: (field, the class of its items, the unit each modality of the SDK's enum becomes).
+        details: list[tuple[str, Any, Any, dict[Any, str | None], str]] = []
+        for name, _, pattern in _GEMINI_DETAILS:
+            if name not in meta_fields:
+                continue
+            annotation = _optional_class(meta_fields, name)
+            item_cls: Any = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
+            if not isinstance(item_cls, type) or _kind(item_cls) != _PYDANTIC:
+                return None
+            item_fields = _declared(item_cls)
+            if "token_count" not in item_fields:
+                return None
+            modality_cls = _optional_class(item_fields, "modality")
+            if not isinstance(modality_cls, type) or not issubclass(modality_cls, enum.Enum):
+                return None
+            units: dict[Any, str | None] = {}
+            for member in modality_cls:
+                unit = _modality_name(member)
+                units[member] = None if unit is None else pattern.format(unit)
+            details.append((name, item_cls, modality_cls, units, pattern))
     except _NoCompiledReader:
         return None
-    # (LangChain's shape reads ``input_tokens`` of the metadata, and a model from ``response_metadata``.)
-    if meta_cls is None or "response_metadata" in fields or "input_tokens" in meta_cls.__pydantic_fields__:
-        return None
+    parts = tuple(details)
+    wholes = _gemini_unit_wholes()
 
     def read(result: Any) -> Extracted | None:
         # ``return _general(result)`` inside the try: see ``_chat_reader``.
@@ -915,11 +1000,72 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
             if type(meta) is not meta_cls or meta.__pydantic_extra__:
                 return _general(result)
             m = meta.__dict__
-            usage = _gemini_usage(functools.partial(_snake, m))
-            if usage is None:
+            prompt = m["prompt_token_count"]
+            candidates = m["candidates_token_count"] if has_candidates else None
+            thoughts = m["thoughts_token_count"] if has_thoughts else None
+            cached = m["cached_content_token_count"] if has_cached else None
+            tool = m["tool_use_prompt_token_count"] if has_tool else None
+            if type(prompt) is not int:
+                return _general(result)  # no prompt count: not Gemini's usage (or an odd one)
+            if candidates is None:
+                candidates = 0
+            if thoughts is None:
+                thoughts = 0
+            if cached is None:
+                cached = 0
+            if tool is None:
+                tool = 0
+            if (
+                type(candidates) is not int
+                or type(thoughts) is not int
+                or type(cached) is not int
+                or type(tool) is not int
+                or not 0 <= prompt | candidates | thoughts | cached | tool <= MAX_COUNT
+            ):
                 return _general(result)
-            provider = "google" if m.get("prompt_token_count") is not None else None
-            return _extracted((_str(view.get("model_version")), provider, usage, None, _tier(m.get("traffic_type"))))
+            inp, out = prompt + tool, candidates + thoughts
+            if inp > MAX_COUNT or out > MAX_COUNT or cached > inp:
+                # A cache read to clamp; sums past 2**63 - 1 (``_general`` keeps them as they are: left to it)
+                return _general(result)
+            units: dict[str, int] | None = None
+            for name, item_cls, modality_cls, unit_of, pattern in parts:
+                items = m[name]
+                if not items:
+                    continue
+                if type(items) is not list:
+                    return _general(result)
+                for item in items:
+                    if type(item) is not item_cls or item.__pydantic_extra__:
+                        return _general(result)
+                    d = item.__dict__
+                    modality = d["modality"]
+                    unit: Any = unit_of.get(modality, _MISSING) if type(modality) is modality_cls else _MISSING
+                    if unit is _MISSING:  # None, or a value the SDK's enum does not know
+                        unit = _modality_name(modality)
+                        if unit is not None:
+                            unit = pattern.format(unit)
+                    if unit is None:
+                        continue  # text, or not billed apart
+                    count = d["token_count"]
+                    if count:  # (``_int`` reads any other as 0, as ``_general`` does)
+                        if type(count) is not int or not 0 < count <= MAX_COUNT:
+                            return _general(result)
+                        if units is None:
+                            units = {unit: count}
+                        else:
+                            units[unit] = units.get(unit, 0) + count
+            if units is None:
+                usage = trusted_usage(inp, out, cached, 0, thoughts)
+            elif wholes is not None and _within_wholes(units, wholes, inp, out, cached):
+                # Nothing for ``_usage`` to clamp, and ``_clamped_units`` would keep these units as read
+                usage = trusted_usage(inp, out, cached, 0, thoughts, trusted_units(units))
+            else:
+                usage = _usage(inp, out, cached, 0, thoughts, units)
+            model = view["model_version"] if has_model else None
+            if type(model) is not str or not model:
+                model = _str(model)
+            tier = m["traffic_type"] if has_tier else None
+            return _extracted((model, "google", usage, None, None if tier is None else _tier(tier)))
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return _general(result)
 

@@ -91,10 +91,11 @@ def _restore(owner: Any, name: str) -> bool:
 
 
 def _tracked(method: Callable[..., Any], label: str, options: dict[str, Any], is_async: bool) -> Callable[..., Any]:
-    if not is_async:
+    if not is_async or inspect.iscoroutinefunction(method):
         return track_cost(**{"resource": label, **options})(method)
 
-    # ``track_cost`` picks its async wrapper for a coroutine function; the SDK's is hidden behind a plain def.
+    # ``track_cost`` picks its async wrapper for a coroutine function; the SDK's is hidden behind a plain def
+    # (``required_args``) for some methods: only those get this coroutine around them, a step more on every request.
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
         return await method(*args, **kwargs)

@@ -1,11 +1,12 @@
-"""The readers compiled per SDK response type (``_extract._compiled_reader``) give exactly what the general SDK reader
-gives, on every variation of the OpenAI chat, OpenAI Responses and Anthropic message shapes; the plain case takes
-them, and anything else falls back to the general reader."""
+"""The readers compiled per SDK response type (``_extract._compiled_reader``, ``_extract._google_reader``) give exactly
+what the general readers give, on every variation of the OpenAI chat, OpenAI Responses, Anthropic message and
+google-genai response shapes; the plain case takes them, and anything else falls back to the general reader."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any, Optional
+from unittest import mock
 
 import anthropic.types as anthropic_types
 import pydantic
@@ -20,7 +21,9 @@ from openai.types.responses.response_usage import ResponseUsage
 from llmcost._extract import (
     _anthropic_units_kept,
     _compiled_reader,
+    _general,
     _general_sdk_reader,
+    _google_reader,
     _NoCompiledReader,
     _part_class,
     _sdk_reader,
@@ -308,3 +311,246 @@ def test_anthropic_units_are_read_by_the_compiled_reader_as_the_general_reader_r
     # A split over the cache write reported: the cache write is the split, as the general reader makes it
     over = _same(_message({**usage, "cache_creation_input_tokens": 0}))
     assert (over.usage.input_tokens, over.usage.cache_write_tokens) == (1700, 500)
+
+
+# -- google-genai (``_google_reader``) --------------------------------------------------------------------------------
+def _gemini(meta: dict[str, Any] | None, model: Any = "gemini-2.5-flash") -> Any:
+    """A google-genai response as the SDK validates it from the API's JSON (camel case)."""
+    from google.genai import types
+
+    return types.GenerateContentResponse.model_validate({"modelVersion": model, "usageMetadata": meta})
+
+
+def _gemini_built(model: Any = "gemini-2.5-flash", **counts: Any) -> Any:
+    """An unvalidated google-genai response (``model_construct``): counts and details of any type."""
+    from google.genai import types
+
+    meta = types.GenerateContentResponseUsageMetadata.model_construct(**counts)
+    return types.GenerateContentResponse.model_construct(model_version=model, usage_metadata=meta)
+
+
+def _same_gemini(result: Any) -> Any:
+    """What ``extract_usage`` reads from a google-genai response, checked equal to what ``_general`` reads (the
+    units in the same order)."""
+    found = _google_reader(type(result))(result)
+    general = _general(result)
+    assert found == general, (result, found, general)
+    assert found is None or list(found.usage.units.items()) == list(general.usage.units.items())
+    assert extract_usage(result) == general
+    return found
+
+
+def _gemini_plain(result: Any) -> bool:
+    """Whether the google-genai reader reads ``result`` itself (rather than handing it to ``_general``)."""
+    reader = _google_reader(type(result))
+    assert reader is not None
+    with mock.patch("llmcost._extract._general", return_value=_GENERAL):
+        return reader(result) is not _GENERAL
+
+
+def _modality(modality: Any, count: Any) -> Any:
+    from google.genai import types
+
+    return types.ModalityTokenCount.model_construct(modality=modality, token_count=count)
+
+
+def _gemini_cases() -> list[Any]:
+    cases = []
+    text, audio, image = ({"modality": m, "tokenCount": 400} for m in ("TEXT", "AUDIO", "IMAGE"))
+    details = [None, [], [text], [text, audio], [audio, {"modality": "AUDIO", "tokenCount": 100}],
+               [{"modality": "DOCUMENT", "tokenCount": 30}, {"modality": "VIDEO", "tokenCount": 50}],
+               [{"modality": "AUDIO"}], [{"tokenCount": 5}], [{"modality": "AUDIO", "tokenCount": 0}]]  # fmt: skip
+    for prompt_details, cache_details, out_details in itertools.product(details, details[:4], [None, [text], [image]]):
+        meta: dict[str, Any] = {"promptTokenCount": 2000, "candidatesTokenCount": 300, "cachedContentTokenCount": 500}
+        for key, value in [("promptTokensDetails", prompt_details), ("cacheTokensDetails", cache_details),
+                           ("candidatesTokensDetails", out_details)]:  # fmt: skip
+            if value is not None:
+                meta[key] = value
+        cases.append(_gemini(meta))
+    for thoughts, cached, tool, tier in itertools.product(
+        [None, 0, 40], [None, 0, 500, 2100], [None, 0, 7], [None, "ON_DEMAND", "ON_DEMAND_FLEX", "ON_DEMAND_PRIORITY"]
+    ):
+        meta = {"promptTokenCount": 2000, "candidatesTokenCount": 300, "thoughtsTokenCount": thoughts,
+                "cachedContentTokenCount": cached, "toolUsePromptTokenCount": tool, "trafficType": tier}  # fmt: skip
+        cases.append(_gemini({k: v for k, v in meta.items() if v is not None}))
+    # Units past their wholes (cut to them, as ``_clamped_units`` cuts them), and within them
+    for prompt_audio, cached_audio, out_image in itertools.product([None, 100, 1500, 2500], [None, 80, 300, 600],
+                                                                    [None, 200, 340, 400]):  # fmt: skip
+        meta = {"promptTokenCount": 2000, "cachedContentTokenCount": 500, "candidatesTokenCount": 300,
+                "thoughtsTokenCount": 40}  # fmt: skip
+        for key, modality, count in [("promptTokensDetails", "AUDIO", prompt_audio),
+                                     ("cacheTokensDetails", "AUDIO", cached_audio),
+                                     ("candidatesTokensDetails", "IMAGE", out_image)]:  # fmt: skip
+            if count is not None:
+                meta[key] = [{"modality": modality, "tokenCount": count}, {"modality": "TEXT", "tokenCount": 5}]
+        cases.append(_gemini(meta))
+    cases += [_gemini(None), _gemini({"candidatesTokenCount": 5}), _gemini({"promptTokenCount": 0})]
+    cases += [_gemini({"promptTokenCount": 10}, model) for model in [None, ""]]
+    # Odd values, as only unvalidated objects hold them (each handed to ``_general``, or read as it reads them)
+    for value in [-1, True, False, 1.0, 1.5, "7", 2**63, 2**63 - 1, None, [3]]:
+        for key in ["prompt_token_count", "candidates_token_count", "thoughts_token_count",
+                    "cached_content_token_count", "tool_use_prompt_token_count"]:  # fmt: skip
+            cases.append(_gemini_built(**{"prompt_token_count": 100, "candidates_token_count": 5, key: value}))
+        cases.append(_gemini_built(prompt_token_count=100, prompt_tokens_details=[_modality("AUDIO", value)]))
+        cases.append(_gemini_built(prompt_token_count=100, cache_tokens_details=[_modality(value, 10)]))
+    cases.append(_gemini_built(prompt_token_count=2**62, tool_use_prompt_token_count=2**62))  # a sum past 2**63 - 1
+    cases.append(_gemini_built(prompt_token_count=10, cached_content_token_count=20))  # a cache read to clamp
+    cases.append(_gemini_built(prompt_token_count=10, prompt_tokens_details=[_modality("audio", 20)]))
+    cases.append(_gemini_built(prompt_token_count=10, prompt_tokens_details=[{"modality": "AUDIO", "tokenCount": 4}]))
+    cases.append(_gemini_built(prompt_token_count=10, prompt_tokens_details=(_modality("AUDIO", 4),)))
+    cases.append(_gemini_built(prompt_token_count=10, prompt_tokens_details="AUDIO"))
+    cases.append(_gemini_built(prompt_token_count=10, traffic_type="on_demand_flex"))
+    cases.append(_gemini_built(model=7, prompt_token_count=10))
+    # Extra fields (each read by ``_general``: a count in camel case, a model in LangChain's place)
+    extra = _gemini_built(prompt_token_count=10, prompt_tokens_details=[_modality("AUDIO", None)])
+    object.__setattr__(extra.usage_metadata.prompt_tokens_details[0], "__pydantic_extra__", {"tokenCount": 9})
+    cases.append(extra)
+    extra = _gemini_built(candidates_token_count=10)
+    object.__setattr__(extra.usage_metadata, "__pydantic_extra__", {"promptTokenCount": 50})
+    cases.append(extra)
+    extra = _gemini_built(prompt_token_count=10, candidates_token_count=3)
+    object.__setattr__(extra.usage_metadata, "__pydantic_extra__", {"thoughtsTokenCount": 5})
+    cases.append(extra)
+    extra = _gemini_built(prompt_token_count=10)
+    object.__setattr__(extra, "__pydantic_extra__", {"response_metadata": {"model_name": "gemini-2.0-flash"}})
+    cases.append(extra)
+    missing = _gemini_built(prompt_token_count=10, candidates_token_count=3)
+    del missing.usage_metadata.__dict__["thoughts_token_count"]  # a field left out of __dict__
+    cases.append(missing)
+    return cases
+
+
+def test_the_google_genai_reader_reads_every_variation_as_the_general_reader():
+    built = _gemini_cases()
+    taken = [_gemini_plain(result) for result in built]
+    for result in built:
+        _same_gemini(result)
+    assert any(taken) and not all(taken)  # both ways were exercised
+
+
+def test_plain_google_genai_responses_take_their_reader_and_are_read_as_their_json():
+    body = {
+        "modelVersion": "gemini-2.5-flash",
+        "usageMetadata": {
+            "promptTokenCount": 2000,
+            "candidatesTokenCount": 300,
+            "thoughtsTokenCount": 40,
+            "cachedContentTokenCount": 500,
+            "toolUsePromptTokenCount": 7,
+            "trafficType": "ON_DEMAND_FLEX",
+            "promptTokensDetails": [
+                {"modality": "TEXT", "tokenCount": 1200},
+                {"modality": "AUDIO", "tokenCount": 500},
+                {"modality": "DOCUMENT", "tokenCount": 200},
+                {"modality": "IMAGE", "tokenCount": 100},
+            ],
+            "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 200}, {"modality": "TEXT", "tokenCount": 300}],
+            "candidatesTokensDetails": [
+                {"modality": "IMAGE", "tokenCount": 290},
+                {"modality": "TEXT", "tokenCount": 10},
+            ],
+        },
+    }
+    result = _gemini(body["usageMetadata"])
+    assert _gemini_plain(result)
+    found = _same_gemini(result)
+    assert found == extract_usage(body)
+    assert (found.model, found.provider, found.category, found.service_tier) == ("gemini-2.5-flash", "google", None,
+                                                                                  "flex")  # fmt: skip
+    usage = found.usage
+    # input: the prompt and the tool-use prompt; output: candidates and thoughts (reasoning)
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens) == (
+        2007,
+        340,
+        500,
+        0,
+    )
+    assert usage.reasoning_tokens == 40
+    # documents are billed as images, and add up with them
+    assert list(usage.units.items()) == [
+        ("input_audio_tokens", 500),
+        ("input_image_tokens", 300),
+        ("cache_audio_read_tokens", 200),
+        ("output_image_tokens", 290),
+    ]
+    text = {"modality": "TEXT", "tokenCount": 1200}
+    plain = _gemini({"promptTokenCount": 1200, "cachedContentTokenCount": 1024, "candidatesTokenCount": 300,
+                     "promptTokensDetails": [text], "candidatesTokensDetails": [text]})  # fmt: skip
+    assert _gemini_plain(plain)
+    plain = _same_gemini(plain)
+    assert (plain.usage.input_tokens, plain.usage.output_tokens, plain.usage.cache_read_tokens) == (1200, 300, 1024)
+    assert not plain.usage.units
+
+
+def test_google_genai_units_past_their_wholes_are_cut_to_them():
+    # 2500 audio tokens of a 2000-token prompt; 600 cached audio tokens of a 500-token cache read (and of the
+    # prompt's audio, once cut); 400 image tokens of 340 output tokens (candidates and thoughts)
+    meta = {"promptTokenCount": 2000, "cachedContentTokenCount": 500, "candidatesTokenCount": 300,
+            "thoughtsTokenCount": 40, "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 2500}],
+            "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 600}],
+            "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 400}]}  # fmt: skip
+    found = _same_gemini(_gemini(meta))
+    assert found == extract_usage({"modelVersion": "gemini-2.5-flash", "usageMetadata": meta})
+    assert list(found.usage.units.items()) == [
+        ("input_audio_tokens", 2000),
+        ("cache_audio_read_tokens", 500),
+        ("output_image_tokens", 340),
+    ]
+    # Within them: read as reported
+    meta = {**meta, "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 300}]}
+    found = _same_gemini(_gemini(meta))
+    assert dict(found.usage.units) == {"input_audio_tokens": 300, "cache_audio_read_tokens": 300,
+                                       "output_image_tokens": 340}  # fmt: skip
+
+
+def test_google_genai_details_that_are_not_a_list_are_read_once_by_the_general_reader():
+    # An iterator of details can be read once: the reader must not start on it and then hand it to ``_general``.
+    def result() -> Any:
+        return _gemini_built(prompt_token_count=10, prompt_tokens_details=iter([_modality("AUDIO", 4), _modality(
+            "AUDIO", 2.0)]))  # fmt: skip
+
+    assert not _gemini_plain(result())
+    assert dict(extract_usage(result()).usage.units) == {"input_audio_tokens": 6}
+
+
+def test_the_google_genai_reader_reads_the_fields_declared_and_needs_a_prompt_count():
+    from google.genai import types
+
+    assert _google_reader(types.GenerateContentResponse) is not None
+    # The Live API's messages declare fewer counts (and no model): read as ``_general`` reads them
+    live = types.LiveServerMessage.model_validate(
+        {"usageMetadata": {"promptTokenCount": 100, "responseTokenCount": 20, "thoughtsTokenCount": 5,
+                           "cachedContentTokenCount": 30, "promptTokensDetails": [{"modality": "AUDIO",
+                                                                                   "tokenCount": 60}]}}
+    )  # fmt: skip
+    assert _gemini_plain(live)
+    found = _same_gemini(live)
+    assert (found.model, found.provider, found.usage.input_tokens, found.usage.cache_read_tokens) == (
+        None,
+        "google",
+        100,
+        30,
+    )
+    assert (found.usage.reasoning_tokens, dict(found.usage.units)) == (5, {"input_audio_tokens": 60})
+
+    class Meta(pydantic.BaseModel):  # an SDK version without thoughts, details or tiers
+        prompt_token_count: Optional[int] = None  # noqa: UP045
+        candidates_token_count: Optional[int] = None  # noqa: UP045
+
+    class Response(pydantic.BaseModel):
+        usage_metadata: Optional[Meta] = None  # noqa: UP045
+        model_version: Optional[str] = None  # noqa: UP045
+
+    result = Response(usage_metadata=Meta(prompt_token_count=10, candidates_token_count=2), model_version="gemini")
+    assert _gemini_plain(result)
+    found = _same_gemini(result)
+    assert (found.model, found.provider, found.usage.input_tokens, found.usage.output_tokens) == ("gemini", "google",
+                                                                                                  10, 2)  # fmt: skip
+
+    class Counts(pydantic.BaseModel):  # no prompt count: not Gemini's usage
+        candidates_token_count: Optional[int] = None  # noqa: UP045
+
+    class Other(pydantic.BaseModel):
+        usage_metadata: Optional[Counts] = None  # noqa: UP045
+
+    assert _google_reader(Other) is None

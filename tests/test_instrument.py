@@ -4,6 +4,7 @@ budgets refusing before anything is sent, idempotence, ``uninstrument``, threads
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import threading
@@ -350,6 +351,37 @@ def test_async_responses_stream_manager(server, tracker):
     assert asyncio.run(go()) == "Hello"
     (entry,) = tracker.entries()
     assert entry.usage == RESPONSE_USAGE
+
+
+def test_async_methods_that_are_coroutine_functions_are_tracked_as_they_are(server, tracker):
+    # ``AsyncResponses.create``, every ``parse``, ``AsyncEmbeddings.create`` are ``async def``: tracked with no
+    # coroutine of llmcost's around them (a step more per request), those behind a plain def (``required_args``)
+    # with one; each streams, is budget-checked before sending, and gives a tags callable the request.
+    client = llmcost.instrument(
+        make("async-openai", server), tracker=tracker, tags=lambda **request: {"asked": request["model"]}
+    )
+    responses = client.responses
+    assert inspect.iscoroutinefunction(type(responses).create)
+    assert responses.create.__wrapped__ == responses.__class__.create.__get__(responses)
+    chat = client.chat.completions
+    assert not inspect.iscoroutinefunction(type(chat).create)
+    assert inspect.iscoroutinefunction(chat.create.__wrapped__)  # the coroutine around it
+
+    async def go():
+        stream = await responses.create(model="gpt-4o-mini", input="hi", stream=True)
+        events = [event.type async for event in stream]
+        with llmcost.budget("0.01", tracker=tracker), pytest.raises(BudgetExceeded):
+            await responses.create(model="gpt-4o", input=BIG[0]["content"])
+        return events
+
+    assert asyncio.run(go()) == ["response.created", "response.completed"]
+    (entry,) = tracker.entries()
+    assert (entry.usage, entry.resource, dict(entry.tags)) == (
+        RESPONSE_USAGE,
+        "openai.responses.create",
+        {"asked": "gpt-4o-mini"},
+    )
+    assert server.count == 1
 
 
 @pytest.mark.parametrize("kind", ["anthropic", "async-anthropic"])
