@@ -373,6 +373,7 @@ _GEMINI_DETAILS = (
     ("prompt_tokens_details", "promptTokensDetails", "input_{}_tokens"),
     ("cache_tokens_details", "cacheTokensDetails", "cache_{}_read_tokens"),
     ("candidates_tokens_details", "candidatesTokensDetails", "output_{}_tokens"),
+    ("response_tokens_details", "responseTokensDetails", "output_{}_tokens"),  # (the Live API's name)
 )
 
 
@@ -384,6 +385,8 @@ def _google_usage(meta: Any) -> Usage | None:
     if prompt is None:
         return None
     candidates = get("candidates_token_count", "candidatesTokenCount")
+    if candidates is None:  # the Live API's ``UsageMetadata`` names the output ``response_token_count``
+        candidates = get("response_token_count", "responseTokenCount")
     thoughts = get("thoughts_token_count", "thoughtsTokenCount")
     cached = get("cached_content_token_count", "cachedContentTokenCount")
     tool = get("tool_use_prompt_token_count", "toolUsePromptTokenCount")
@@ -962,7 +965,11 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
         if "response_metadata" in fields or "input_tokens" in meta_fields or "prompt_token_count" not in meta_fields:
             return None
         # A field the classes do not declare is None in an object without extra fields: not read.
-        has_candidates, has_thoughts = "candidates_token_count" in meta_fields, "thoughts_token_count" in meta_fields
+        # The output count: ``candidates_token_count``, or the Live API's ``response_token_count``.
+        output_field = next((f for f in ("candidates_token_count", "response_token_count") if f in meta_fields), None)
+        if "candidates_token_count" in meta_fields and "response_token_count" in meta_fields:
+            return None  # (``_general`` reads the second when the first is None: not compiled)
+        has_thoughts = "thoughts_token_count" in meta_fields
         has_cached, has_tool = "cached_content_token_count" in meta_fields, "tool_use_prompt_token_count" in meta_fields
         has_tier, has_model = "traffic_type" in meta_fields, "model_version" in fields
         # The details: (field, the class of its items, the unit each modality of the SDK's enum becomes).
@@ -1001,7 +1008,7 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
                 return _general(result)
             m = meta.__dict__
             prompt = m["prompt_token_count"]
-            candidates = m["candidates_token_count"] if has_candidates else None
+            candidates = None if output_field is None else m[output_field]
             thoughts = m["thoughts_token_count"] if has_thoughts else None
             cached = m["cached_content_token_count"] if has_cached else None
             tool = m["tool_use_prompt_token_count"] if has_tool else None

@@ -18,6 +18,7 @@ from openai.types.completion_usage import CompletionTokensDetails, CompletionUsa
 from openai.types.responses import Response
 from openai.types.responses.response_usage import ResponseUsage
 
+import llmcost
 from llmcost._extract import (
     _anthropic_units_kept,
     _compiled_reader,
@@ -511,6 +512,27 @@ def test_google_genai_details_that_are_not_a_list_are_read_once_by_the_general_r
 
     assert not _gemini_plain(result())
     assert dict(extract_usage(result()).usage.units) == {"input_audio_tokens": 6}
+
+
+def test_the_live_apis_output_is_read_from_its_response_count_and_details():
+    # The Live API's ``UsageMetadata`` names the output ``response_token_count`` (and its modalities
+    # ``response_tokens_details``) where GenerateContentResponse says ``candidates_*``: it was read as no output.
+    from google.genai import types
+
+    body = {"usageMetadata": {"promptTokenCount": 100, "responseTokenCount": 40, "thoughtsTokenCount": 5,
+                              "responseTokensDetails": [{"modality": "AUDIO", "tokenCount": 30},
+                                                        {"modality": "TEXT", "tokenCount": 10}]}}  # fmt: skip
+    live = types.LiveServerMessage.model_validate(body)
+    assert _gemini_plain(live)  # the compiled reader's own path, checked against ``_general``
+    for shape in (live, body, live.model_dump(exclude_none=True)):
+        found = extract_usage(shape)
+        assert (found.usage.input_tokens, found.usage.output_tokens, found.usage.reasoning_tokens) == (100, 45, 5)
+        assert dict(found.usage.units) == {"output_audio_tokens": 30}
+    tracker = llmcost.CostTracker()
+    llmcost.track_cost(tracker=tracker, model="gemini-2.0-flash")(lambda: live)()
+    [entry] = tracker.entries()
+    assert entry.usage.output_tokens == 45
+    assert entry.amount > llmcost.cost_of("gemini-2.0-flash", 100, 0)  # the output is billed
 
 
 def test_the_google_genai_reader_reads_the_fields_declared_and_needs_a_prompt_count():
