@@ -1159,10 +1159,35 @@ def _extractor_for(kind: type) -> Callable[[Any], Extracted | None]:
         return _nothing
     module = kind.__module__.split(".", 1)[0]
     if module in _SDK_MODULES:
+        if kind.__name__ in _RAW_RESPONSES and module in ("openai", "anthropic"):
+            return _raw_response
         return _sdk_reader(kind)
     if module == "google":
         return _google_reader(kind) or _general
     return _general
+
+
+#: The OpenAI and Anthropic SDKs' raw HTTP responses (``client.chat.completions.with_raw_response.create(...)``).
+_RAW_RESPONSES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
+
+
+def _raw_response(result: Any) -> Extracted | None:
+    """An SDK's raw response (``with_raw_response``): read from its JSON body when the SDK has read the body already
+    (a response that is not a stream); the provider is the SDK's. Its ``parse()`` is left to the caller (an async
+    response's is a coroutine, and a stream's would consume it); a body not yet read is not read here."""
+    http = getattr(result, "http_response", None)
+    if http is None or "json" not in str(http.headers.get("content-type", "")):
+        return None
+    try:
+        body = http.json()  # (raises, without any I/O, for a body that has not been read)
+    except Exception:  # noqa: BLE001 - a streamed body, or not JSON after all: nothing to read
+        return None
+    if type(body) is not dict:
+        return None
+    found = _from_dict(body)
+    if found is not None and found.provider is None:
+        found = found._replace(provider=_module_provider(type(result)))
+    return found
 
 
 def _extract(result: Any) -> Extracted | None:

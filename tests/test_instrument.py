@@ -394,6 +394,30 @@ def test_anthropic_messages_create(server, tracker, kind):
     assert entry.amount == Decimal("0.00135")  # 100 at $3 + 1000 cache reads at $0.30 + 50 at $15 per MTok
 
 
+@pytest.mark.parametrize("kind", ["openai", "async-openai", "anthropic", "async-anthropic"])
+def test_raw_responses_are_recorded_from_their_body_and_still_parse(server, tracker, kind):
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    if "openai" in kind:
+        raw = run(client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES))
+        expected = ("gpt-4o-2024-08-06", "openai", Usage(100, 20), CHAT_COST)
+    else:
+        raw = run(client.messages.with_raw_response.create(model="claude-3-5-sonnet-20241022", max_tokens=100,
+                                                           messages=MESSAGES))  # fmt: skip
+        expected = ("claude-3-5-sonnet-20241022", "anthropic", MESSAGE_USAGE, Decimal("0.00135"))
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.provider, entry.usage, entry.amount) == expected
+    parsed = run(raw.parse())  # the caller's own parse is untouched
+    assert parsed.usage is not None and type(parsed).__name__ in ("ChatCompletion", "Message")
+
+
+def test_a_raw_streaming_response_is_left_unread(server, tracker):
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert tracker.entries() == []  # its body is a stream the caller has not read: not read here
+    chunks = list(raw.parse())
+    assert [c.choices[0].delta.content for c in chunks if c.choices] == ["Hel", "lo"]
+
+
 def test_anthropic_stream_true(server, tracker):
     client = llmcost.instrument(make("anthropic", server), tracker=tracker)
     stream = client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES, stream=True)
