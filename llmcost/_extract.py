@@ -1186,7 +1186,8 @@ def _raw_response(result: Any) -> Extracted | None:
         return None
     found = _from_dict(body)
     if found is not None and found.provider is None:
-        found = found._replace(provider=_module_provider(type(result)))
+        model, _, usage, category, tier = found
+        found = Extracted(model, _module_provider(type(result)), usage, category, tier)
     return found
 
 
