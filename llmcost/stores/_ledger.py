@@ -405,13 +405,15 @@ class LocalLedger(Ledger):
         if self._catch_up is not None:
             self._catch_up()  # a fed store tells of the entries appended since it last did
         found = self._accounts.get(scope.key)
-        now = time.monotonic()
         if found is None:
-            account = _Account(self._total(**filter_kwargs(scope)), self._gen, now)
+            account = _Account(self._total(**filter_kwargs(scope)), self._gen, time.monotonic())
             self._accounts[scope.key] = (scope, account)
             self._forget_older(scope)
             return account
         account = found[1]
+        if self._fed and not refresh:
+            return account  # (a running total: never stale)
+        now = time.monotonic()
         stale = not self._fed and (account.gen != self._gen or now - account.read_at > self._refresh)
         if refresh or stale:
             account.base = self._total(**filter_kwargs(scope))
@@ -447,12 +449,14 @@ class LocalLedger(Ledger):
             return Reservation(scope.key, amount, granted, spent, account.reserved - (amount if rid else ZERO), rid)
 
     def _drop(self, reservation: Reservation | None) -> None:
-        if reservation is None or reservation.id is None:
-            return
-        key = self._holds.pop(reservation.id, None)
+        if reservation is not None and reservation.id is not None:
+            self._drop_id(reservation.id)
+
+    def _drop_id(self, rid: int) -> None:
+        key = self._holds.pop(rid, None)
         found = self._accounts.get(key) if key is not None else None
         if found is not None:
-            amount = found[1].holds.pop(reservation.id, None)
+            amount = found[1].holds.pop(rid, None)
             if amount is not None:
                 found[1].reserved -= amount
 
@@ -519,6 +523,66 @@ class LocalLedger(Ledger):
                 self._holds[rid] = scope.key
                 made = Reservation(scope.key, amount, True, spent, reserved, rid)
             return Renewal(made, grant, Standing(spent, account.reserved))
+
+    # -- holds: how an in-process budget reserves and settles call by call (``_lease.LocalLease``) ----------------
+    # The same bookkeeping as ``reserve``/``settle``, without their answer objects: each call's estimate is added to
+    # one open reservation of the budget (its *hold*) if the limit covers it, and taken out of it again when the call
+    # settles. Everything is in this process, under the ledger's lock, so this is as exact as a reservation per call.
+
+    def open_hold(self, scope: BudgetScope) -> int:
+        """An open reservation of nothing yet in ``scope``, for ``grow`` and ``settle_held``; ``release_hold`` drops
+        it (with whatever calls in flight still hold)."""
+        with self._lock:
+            account = self._account(scope)
+            self._ids += 1
+            rid = self._ids
+            account.holds[rid] = ZERO
+            self._holds[rid] = scope.key
+            return rid
+
+    def grow(self, scope: BudgetScope, hold: int, amount: Decimal, *, limit: Decimal) -> bool:
+        """Add ``amount`` to ``hold`` if ``limit`` covers it, as ``reserve`` grants a reservation of it; whether it
+        did."""
+        with self._lock:
+            account = self._account(scope)
+            room = limit - account.base - account.settled - account.reserved
+            if room > 0 and amount <= room:
+                if amount:
+                    holds = account.holds
+                    holds[hold] = holds.get(hold, ZERO) + amount
+                    account.reserved += amount
+                    self._holds[hold] = scope.key  # (again, if its account was dropped and opened anew meanwhile)
+                return True
+            return False
+
+    def settle_held(
+        self, scope: BudgetScope, hold: int, estimate: Decimal, amount: Decimal | None, entry_id: str | None
+    ) -> tuple[Decimal, Decimal]:
+        """Take a call's ``estimate`` out of ``hold`` and count its ``amount`` in its place, as ``settle`` would
+        (``None``: nothing, the call recorded nothing that counts here); the scope's ``(spent, reserved)`` after."""
+        with self._lock:
+            account = self._account(scope)
+            holds = account.holds
+            held = holds.get(hold)
+            if held is not None and estimate:
+                holds[hold] = held - estimate
+                account.reserved -= estimate
+            if amount is not None:
+                if entry_id is None:
+                    account.settled += amount
+                elif self.receipts.settling(entry_id):
+                    entries = account.entries
+                    entries[entry_id] = entries[entry_id] + amount if entry_id in entries else amount
+                    account.settled += amount
+                elif not self._fed:
+                    self._gen += 1  # written before it was settled: read the recorded spend again
+                    account = self._account(scope)
+            return account.base + account.settled, account.reserved
+
+    def release_hold(self, hold: int) -> None:
+        """Drop ``hold`` (what it still holds included)."""
+        with self._lock:
+            self._drop_id(hold)
 
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         with self._lock:
