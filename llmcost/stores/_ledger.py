@@ -40,6 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
+from itertools import islice
 
 import attrs
 
@@ -74,6 +75,7 @@ DEFAULT_LEASE = 60.0
 #: Seconds after which a scope's recorded spend is read from the store again, even with no acknowledgement since.
 REFRESH_SECONDS = 5.0
 _EXACT_DIGITS = 80
+_SEEN = 65_536  # (fed ledgers) appended ids kept for a settle that may still come, as ``Receipts`` keeps them
 
 
 def exact_sum(values: Iterable[Decimal]) -> Decimal:
@@ -395,24 +397,41 @@ class LocalLedger(Ledger):
         self._ids = 0
         self._holds: dict[int, str] = {}  # reservation id -> scope key
         self.receipts = Receipts()
+        # (Fed ledgers, under ``lock``, in place of ``receipts``: appends reach the ledger under the lock it holds
+        # anyway, so the ids need no lock of their own.) Ids settled before they were appended, and ids appended that
+        # no settle has claimed (yet: a settle that comes after the append finds its entry counted already).
+        self._unfed: set[str] = set()
+        self._seen: dict[str, None] = {}
 
     def begin(self) -> None:
         self.receipts.use()
 
+    def _settling(self, entry_id: str) -> bool:
+        """``Receipts.settling`` (caller holds the lock): ``False`` if the entry was appended (fed) or acknowledged
+        already, so the store's total counts it; else it is kept as settled until it is."""
+        if self._fed:
+            if entry_id in self._seen:
+                return False  # (kept there: the entry may be settled in another scope too)
+            self._unfed.add(entry_id)
+            return True
+        return self.receipts.settling(entry_id)
+
     def _account(self, scope: BudgetScope, refresh: bool = False) -> _Account:
         """The scope's account, with recorded spend read again when stale (caller holds the lock)."""
-        self.receipts.use()
+        receipts = self.receipts
+        if not receipts.used:
+            receipts.use()
         if self._catch_up is not None:
             self._catch_up()  # a fed store tells of the entries appended since it last did
         found = self._accounts.get(scope.key)
+        if found is not None and self._fed and not refresh:
+            return found[1]  # (a running total: never stale)
         if found is None:
             account = _Account(self._total(**filter_kwargs(scope)), self._gen, time.monotonic())
             self._accounts[scope.key] = (scope, account)
             self._forget_older(scope)
             return account
         account = found[1]
-        if self._fed and not refresh:
-            return account  # (a running total: never stale)
         now = time.monotonic()
         stale = not self._fed and (account.gen != self._gen or now - account.read_at > self._refresh)
         if refresh or stale:
@@ -473,7 +492,7 @@ class LocalLedger(Ledger):
             account = self._account(scope)
             if entry_id is None:
                 account.settled += amount
-            elif self.receipts.settling(entry_id):
+            elif self._settling(entry_id):
                 account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
                 account.settled += amount
             elif not self._fed:
@@ -505,7 +524,7 @@ class LocalLedger(Ledger):
                 entry_id, amount = settlement.entry_id, settlement.amount
                 if entry_id is None:
                     account.settled += amount
-                elif self.receipts.settling(entry_id):
+                elif self._settling(entry_id):
                     account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
                     account.settled += amount
                 elif not self._fed:
@@ -570,7 +589,7 @@ class LocalLedger(Ledger):
             if amount is not None:
                 if entry_id is None:
                     account.settled += amount
-                elif self.receipts.settling(entry_id):
+                elif self._settling(entry_id):
                     entries = account.entries
                     entries[entry_id] = entries[entry_id] + amount if entry_id in entries else amount
                     account.settled += amount
@@ -608,7 +627,16 @@ class LocalLedger(Ledger):
         if not self.receipts.used:
             return
         with self._lock:
-            self._forget_settled(self.receipts.acknowledged(entries))
+            unfed, seen = self._unfed, self._seen
+            if unfed:  # (entries settled before they were appended: forgotten as settled, counted as recorded below)
+                mine = [entry.id for entry in entries if entry.id in unfed]
+                unfed.difference_update(mine)
+                self._forget_settled(mine)
+            for entry in entries:
+                seen[entry.id] = None
+            if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
+                for entry_id in list(islice(seen, len(seen) - _SEEN // 2)):
+                    del seen[entry_id]
             for scope, account in self._accounts.values():
                 for entry in entries:
                     if scope.matches(entry):
