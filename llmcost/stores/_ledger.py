@@ -269,7 +269,8 @@ class Receipts:
             return written
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> list[str]:
-        """The ids among ``entries`` this process settled (now to be forgotten); remember the others as early."""
+        """The ids among ``entries`` this process settled (now to be forgotten); remember every one as written, for a
+        settle that may still come (early, or in another scope: counted once, in the store's total)."""
         mine: list[str] = []
         with self._lock:
             settled, early = self.settled, self._early
@@ -277,8 +278,8 @@ class Receipts:
                 if entry.id in settled:
                     settled.discard(entry.id)
                     mine.append(entry.id)
-                else:
-                    early[entry.id] = None
+                # Remembered either way: a settle of the entry in another scope may still come (it is written).
+                early[entry.id] = None
             while len(early) > self._EARLY:
                 early.popitem(last=False)
         return mine
