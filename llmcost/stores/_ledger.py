@@ -121,10 +121,17 @@ class BudgetScope:
     #: The account's key in the ledger: a digest of ``budget``, and the start of the period.
     key: str = attrs.field(init=False, repr=False, eq=False)
 
+    #: Whether the scope has no filters (only its period says which entries count).
+    plain: bool = attrs.field(init=False, repr=False, eq=False)
+
     @key.default
     def _key(self) -> str:
         digest = hashlib.blake2b(self.budget.encode("utf-8"), digest_size=12).hexdigest()
         return f"{digest}@{self.since.isoformat() if self.since is not None else 'all'}"
+
+    @plain.default
+    def _plain(self) -> bool:
+        return self.category is None and self.resource is None and self.model is None and not self.tags
 
     def filters(self) -> Filters:
         """The store filters of this scope's recorded spend."""
@@ -549,6 +556,14 @@ class LocalLedger(Ledger):
     # one open reservation of the budget (its *hold*) if the limit covers it, and taken out of it again when the call
     # settles. Everything is in this process, under the ledger's lock, so this is as exact as a reservation per call.
 
+    def _current(self, scope: BudgetScope) -> _Account:
+        """``_account(scope)``, its usual case inline: a fed ledger's open account, once the store caught up."""
+        catch_up = self._catch_up
+        if catch_up is not None:
+            catch_up()
+        found = self._accounts.get(scope.key) if self._fed else None
+        return found[1] if found is not None else self._account(scope)
+
     def open_hold(self, scope: BudgetScope) -> int:
         """An open reservation of nothing yet in ``scope``, for ``grow`` and ``settle_held``; ``release_hold`` drops
         it (with whatever calls in flight still hold)."""
@@ -564,14 +579,17 @@ class LocalLedger(Ledger):
         """Add ``amount`` to ``hold`` if ``limit`` covers it, as ``reserve`` grants a reservation of it; whether it
         did."""
         with self._lock:
-            account = self._account(scope)
+            account = self._current(scope)
             room = limit - account.base - account.settled - account.reserved
             if room > 0 and amount <= room:
                 if amount:
                     holds = account.holds
-                    holds[hold] = holds.get(hold, ZERO) + amount
+                    held = holds.get(hold)
+                    if held is None:  # (its account was dropped and opened anew meanwhile)
+                        held = ZERO
+                        self._holds[hold] = scope.key
+                    holds[hold] = held + amount
                     account.reserved += amount
-                    self._holds[hold] = scope.key  # (again, if its account was dropped and opened anew meanwhile)
                 return True
             return False
 
@@ -581,7 +599,7 @@ class LocalLedger(Ledger):
         """Take a call's ``estimate`` out of ``hold`` and count its ``amount`` in its place, as ``settle`` would
         (``None``: nothing, the call recorded nothing that counts here); the scope's ``(spent, reserved)`` after."""
         with self._lock:
-            account = self._account(scope)
+            account = self._current(scope)
             holds = account.holds
             held = holds.get(hold)
             if held is not None and estimate:
@@ -639,8 +657,14 @@ class LocalLedger(Ledger):
                 for entry_id in list(islice(seen, len(seen) - _SEEN // 2)):
                     del seen[entry_id]
             for scope, account in self._accounts.values():
+                since, until, plain = scope.since, scope.until, scope.plain
                 for entry in entries:
-                    if scope.matches(entry):
+                    when = entry.timestamp
+                    if (
+                        (since is None or since <= when)
+                        and (until is None or when < until)
+                        and (plain or scope.matches(entry))
+                    ):
                         account.base += entry.amount
 
 
