@@ -338,22 +338,23 @@ class Lease:
 
 
 class LocalLease(Lease):
-    """A ``Lease`` on an in-process ledger (a ``LocalLedger``: ``MemoryStore``'s, and the default): no headroom is
-    leased and nothing waits for a batch, each call reserves and settles exactly in the ledger, with plain arithmetic
-    under its lock (``LocalLedger.grow``/``settle_held``). No other process shares the ledger, so no transaction is
-    saved by leasing, and calling exactly keeps every call checked against the scope as it stands (entries recorded
-    outside the budget included), as a reservation per call does; what this saves is that protocol's objects and
-    look-ups on every call.
+    """A ``Lease`` on an in-process ledger (a ``LocalLedger``: ``MemoryStore``'s, and the default of any store): no
+    headroom is leased and nothing waits for a batch, each call reserves and settles exactly in the ledger, with
+    plain arithmetic under its lock (``LocalLedger.grow``/``settle_held``). No other process shares the ledger, so
+    leasing would save no transaction; calling exactly keeps every call checked against the scope as it stands
+    (entries recorded outside the budget included), as a reservation per call does. What this saves is that
+    protocol's objects and look-ups on every call.
 
-    The calls in flight hold their estimates in one open reservation of the ledger (``hold``), which ``close``
-    releases once none is left in flight. Made by the budget in place of a ``Lease`` (the same methods), it is never
-    one of the process's open leases: it has nothing to settle at exit, and a forked child's copy of the ledger holds
-    the same reservation.
+    The calls in flight hold their estimates in one open reservation of the ledger (``hold``), opened by the first
+    call and released by ``close`` once none is in flight (else as the last one settles); the lease keeps serving
+    calls after it (a budget used as a decorator closes it after every call). The budget makes it in place of a
+    ``Lease`` (the same methods); it is never one of the process's open leases: it has nothing to settle at exit, and
+    a forked child's copy of the ledger holds its own copy of the hold.
 
     Example::
 
         lease = LocalLease(store, store.ledger(), scope, limit=Decimal("10"), lock=threading.RLock())
-        if lease.renew(Decimal("0.0025")) and lease.take(Decimal("0.0025")):
+        if lease.take(Decimal("0.0025")):
             ...  # make the call
             lease.done(Decimal("0.0025"), entry.amount, entry.id)
     """
@@ -368,7 +369,8 @@ class LocalLease(Lease):
         self._lock = lock
         self.hold: int | None = None  # the ledger's reservation holding the estimates of the calls in flight
         self.inflight = ZERO
-        self.live = False
+        self.live = True
+        self.closing = False  # ``close`` came while calls were in flight: the hold goes as the last one settles
         self.standing = Standing(ZERO, ZERO)  # (unused: the figures below are the ledger's, as of the last call)
         self.spent = ZERO  # the scope's spent and reserved in the ledger after the last call settled
         self.reserved = ZERO
@@ -397,11 +399,13 @@ class LocalLease(Lease):
         return standing.spent, standing.spent + standing.reserved
 
     def take(self, needed: Decimal) -> bool:
-        """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not, or the lease is closed;
-        the budget then reserves exactly, which refuses the call or, for a budget that warns, forces it)."""
+        """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not; the budget then reserves
+        exactly, which refuses the call or, for a budget that warns, forces it)."""
         with self._lock:
             hold = self.hold
-            if not self.live or hold is None or not self.ledger.grow(self.scope, hold, needed, limit=self.limit):
+            if hold is None:
+                hold = self.hold = self.ledger.open_hold(self.scope)
+            if not self.ledger.grow(self.scope, hold, needed, limit=self.limit):
                 return False
             self.inflight += needed
             return True
@@ -419,40 +423,37 @@ class LocalLease(Lease):
     def _settled(self, estimate: Decimal, amount: Decimal | None, entry_id: str | None) -> None:
         with self._lock:
             hold = self.hold
-            if hold is None:  # (closed while the call was in flight: its estimate went with the hold)
-                if amount is not None:
-                    self.spent, self.reserved = self.ledger.settle_held(self.scope, -1, ZERO, amount, entry_id)
-                return
             self.inflight -= estimate
-            self.spent, self.reserved = self.ledger.settle_held(self.scope, hold, estimate, amount, entry_id)
-            if not self.live and not self.inflight:
+            self.spent, self.reserved = self.ledger.settle_held(
+                self.scope, -1 if hold is None else hold, estimate, amount, entry_id
+            )
+            if self.closing and not self.inflight:
                 self._release()
 
     def renew(self, estimate: Decimal) -> bool:
-        """Open the lease (again) for calls; always ``True``."""
+        """Read where the scope stands (for ``figures``); always ``True``: the lease serves calls as long as the limit
+        covers each."""
         with self._lock:
-            if self.hold is None:
-                self.hold = self.ledger.open_hold(self.scope)
             standing = self.ledger.standing(self.scope)
             self.spent, self.reserved = standing.spent, standing.reserved
-            self.live = True
             return True
 
     def close(self, wait: float | None = None) -> bool:
-        """Serve no more calls; the hold is released now if no call is in flight, else as the last one settles."""
+        """Release the hold now if no call is in flight, else as the last one settles."""
         lock = self._lock
         if not lock.acquire(timeout=-1 if wait is None else wait):
             return False
         try:
-            self.live = False
-            if not self.inflight:
+            if self.inflight:
+                self.closing = True
+            else:
                 self._release()
         finally:
             lock.release()
         return True
 
     def _release(self) -> None:
-        hold, self.hold = self.hold, None
+        hold, self.hold, self.closing = self.hold, None, False
         if hold is not None:
             self.ledger.release_hold(hold)
 

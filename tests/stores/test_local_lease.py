@@ -140,6 +140,24 @@ def test_a_failed_call_gives_its_estimate_back_and_a_warning_budget_goes_past_th
         assert tracker.store.standing(scope_of(b)).reserved == 0
 
 
+def test_a_budget_made_per_block_or_used_as_a_decorator_leaves_no_hold_behind():
+    tracker = CostTracker(clock=Clock(START))
+    call = track_cost(tracker=tracker, estimate=CALL)(lambda: RESPONSE)
+    decorated = budget(CALL * 3, period="daily", tracker=tracker, name="per-call")(call)
+    for _ in range(3):
+        decorated()
+        assert tracker.store.standing(scope_of(budget(CALL * 3, period="daily", name="per-call"))).reserved == 0
+    with pytest.raises(BudgetExceeded):
+        decorated()
+    for _ in range(50):  # a new budget object per request, as a web handler may make one
+        with budget(1, period="daily", tracker=tracker, name="request"):
+            call()
+    ledger = tracker.store.ledger()
+    assert isinstance(ledger, LocalLedger)
+    assert not ledger._holds  # every block's hold released as it ended
+    assert tracker.summary().total == CALL * 53
+
+
 def test_a_manager_budget_stops_where_a_period_block_does():
     outcomes = []
     for mode in ("block", "manager"):
