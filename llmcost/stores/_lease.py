@@ -21,6 +21,9 @@ tracker wrote and acknowledged before its batch is taken out of the batch (``ack
 it now), but its amount keeps its place in the lease until the batch, so the headroom is never handed out twice.
 
 Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it).
+
+``LocalLease`` is the budget's lease on an in-process ledger (``LocalLedger``): it leases no headroom, each of its
+calls reserves and settles exactly in the ledger, which costs no transaction there.
 """
 
 from __future__ import annotations

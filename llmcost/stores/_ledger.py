@@ -22,9 +22,12 @@ from which its calls reserve locally, their amounts settled later in a batch, ea
 ``settle`` does, in the same transaction that renews or releases the lease (see ``_lease``). To every other process
 the lease is an open reservation like any other, so the limit holds exactly as it does call by call.
 
-``LocalLedger`` keeps all this in one process (``MemoryStore``, and the default of any ``CostStore``);
+``LocalLedger`` keeps all this in one process (``MemoryStore``, and the default of any ``CostStore``), where a
+budget reserves and settles each call through one *hold* of its own (``open_hold``, ``grow``, ``settle_held``: the
+same bookkeeping as ``reserve``/``settle``, as plain arithmetic under the ledger's lock; see ``_lease.LocalLease``);
 ``_ledger_sqlite.SqliteLedger`` keeps it in a SQLite file beside a DuckDB or Parquet store, for every process on
-the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled.
+the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled (a ``fed``
+``LocalLedger`` keeps those ids itself, under the lock it holds as appends reach it).
 """
 
 from __future__ import annotations
