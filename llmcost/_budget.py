@@ -41,8 +41,8 @@ from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._tracker import CostTracker
 from .stores import BudgetScope, CostStore, Reservation, Standing
-from .stores._lease import LEASE_SHARE, Lease
-from .stores._ledger import entry_models
+from .stores._lease import LEASE_SHARE, Lease, LocalLease
+from .stores._ledger import LocalLedger, entry_models
 
 __all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
 
@@ -514,8 +514,12 @@ class Budget:
                 if lease.take(needed):
                     self._committed += needed
                     return _Leased(store, lease, needed)
-        # (Where the room left as last seen could not give a lease of two calls or more, none is asked for.)
-        if needed > ZERO and store.ledger().leases and self.limit - self._committed >= needed * (2 * LEASE_SHARE):
+        # (Where the room left as last seen could not give a lease of two calls or more, none is asked for. An
+        # in-process ledger's ``LocalLease`` reserves each call exactly, so it serves calls whatever the room.)
+        ledger = store.ledger()
+        if isinstance(ledger, LocalLedger) or (
+            needed > ZERO and ledger.leases and self.limit - self._committed >= needed * (2 * LEASE_SHARE)
+        ):
             leased = self._lease_for(store, scope, needed)
             if leased is not None:
                 return leased
@@ -543,7 +547,11 @@ class Budget:
                 return None
             lease = self._lease
             if lease is None or lease.scope is not scope or lease.store is not store or not lease.mine():
-                lease = self._lease = Lease(store, scope, limit=self.limit, lock=self._lock)
+                ledger = store.ledger()
+                if isinstance(ledger, LocalLedger):  # in this process: each call reserved exactly, no headroom leased
+                    lease = self._lease = LocalLease(store, ledger, scope, limit=self.limit, lock=self._lock)
+                else:
+                    lease = self._lease = Lease(store, scope, limit=self.limit, lock=self._lock)
             try:
                 lease.renew(needed)
             except Exception as exc:  # noqa: BLE001 - the exact path reserves (or raises) as it would without leases

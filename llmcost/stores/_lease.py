@@ -21,6 +21,9 @@ tracker wrote and acknowledged before its batch is taken out of the batch (``ack
 it now), but its amount keeps its place in the lease until the batch, so the headroom is never handed out twice.
 
 Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it).
+
+``LocalLease`` is the budget's lease on an in-process ledger (``LocalLedger``): it leases no headroom, each of its
+calls reserves and settles exactly in the ledger, which costs no transaction there.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any, Protocol
 from .. import _state
 from .._entry import CostEntry
 from .._money import ZERO
-from ._ledger import BudgetScope, LeaseTerms, Renewal, Reservation, Settlement, Standing
+from ._ledger import BudgetScope, LeaseTerms, LocalLedger, Renewal, Reservation, Settlement, Standing
 
 __all__ = [
     "IDLE_SECONDS",
@@ -46,6 +49,7 @@ __all__ = [
     "MOST_LEASE_CALLS",
     "RENEW_SECONDS",
     "Lease",
+    "LocalLease",
     "acknowledged",
     "close_leases",
     "settle_idle",
@@ -334,6 +338,130 @@ class Lease:
             self.pending_sum = self.acked = self.free = ZERO
             self._acks.clear()
             _OPEN.discard(self)
+
+
+class LocalLease(Lease):
+    """A ``Lease`` on an in-process ledger (a ``LocalLedger``: ``MemoryStore``'s, and the default of any store): no
+    headroom is leased and nothing waits for a batch, each call reserves and settles exactly in the ledger, with
+    plain arithmetic under its lock (``LocalLedger.grow``/``settle_held``). No other process shares the ledger, so
+    leasing would save no transaction; calling exactly keeps every call checked against the scope as it stands
+    (entries recorded outside the budget included), as a reservation per call does. What this saves is that
+    protocol's objects and look-ups on every call.
+
+    The calls in flight hold their estimates in one open reservation of the ledger (``hold``), opened by the first
+    call and released by ``close`` once none is in flight (else as the last one settles); the lease keeps serving
+    calls after it (a budget used as a decorator closes it after every call). The budget makes it in place of a
+    ``Lease`` (the same methods); it is never one of the process's open leases: it has nothing to settle at exit, and
+    a forked child's copy of the ledger holds its own copy of the hold.
+
+    Example::
+
+        lease = LocalLease(store, store.ledger(), scope, limit=Decimal("10"), lock=threading.RLock())
+        if lease.take(Decimal("0.0025")):
+            ...  # make the call
+            lease.done(Decimal("0.0025"), entry.amount, entry.id)
+    """
+
+    def __init__(  # (no super().__init__: a LocalLease registers nothing, see above)
+        self, store: LeaseStore, ledger: LocalLedger, scope: BudgetScope, *, limit: Decimal, lock: Any
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.scope = scope
+        self.limit = limit
+        self._lock = lock
+        self.hold: int | None = None  # the ledger's reservation holding the estimates of the calls in flight
+        self.inflight = ZERO
+        self.live = True
+        self.closing = False  # ``close`` came while calls were in flight: the hold goes as the last one settles
+        self.standing = Standing(ZERO, ZERO)  # (unused: the figures below are the ledger's, as of the last call)
+        self.spent = ZERO  # the scope's spent and reserved in the ledger after the last call settled
+        self.reserved = ZERO
+        self._pid = os.getpid()
+
+    def idle(self, now: float) -> bool:
+        return False  # nothing is held for calls not in flight
+
+    def mine(self) -> bool:
+        return True  # (a forked child has its own copy of the ledger, and of the hold in it)
+
+    def holding(self) -> bool:
+        return False  # (only calls in flight, which settle or release themselves)
+
+    def unused(self) -> Decimal:
+        return ZERO
+
+    def local(self) -> Decimal:
+        return ZERO
+
+    def figures(self, standing: Standing | None = None) -> tuple[Decimal, Decimal]:
+        """``(spent, committed)`` of the scope: from ``standing``, or as the last call to settle left it."""
+        if standing is None:
+            spent = self.spent
+            return spent, spent + self.reserved
+        return standing.spent, standing.spent + standing.reserved
+
+    def take(self, needed: Decimal) -> bool:
+        """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not; the budget then reserves
+        exactly, which refuses the call or, for a budget that warns, forces it)."""
+        with self._lock:
+            hold = self.hold
+            if hold is None:
+                hold = self.hold = self.ledger.open_hold(self.scope)
+            if not self.ledger.grow(self.scope, hold, needed, limit=self.limit):
+                return False
+            self.inflight += needed
+            return True
+
+    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
+        """Settle a call that took ``estimate``: its ``amount`` counted in the ledger in its place (``False``: the
+        budget reads the scope's figures after it with ``figures()``)."""
+        self._settled(estimate, amount, entry_id)
+        return False
+
+    def drop(self, estimate: Decimal) -> None:
+        """Give back the ``estimate`` of a call that recorded nothing that counts here."""
+        self._settled(estimate, None, None)
+
+    def _settled(self, estimate: Decimal, amount: Decimal | None, entry_id: str | None) -> None:
+        with self._lock:
+            hold = self.hold
+            self.inflight -= estimate
+            self.spent, self.reserved = self.ledger.settle_held(
+                self.scope, -1 if hold is None else hold, estimate, amount, entry_id
+            )
+            if self.closing and not self.inflight:
+                self._release()
+
+    def renew(self, estimate: Decimal) -> bool:
+        """Read where the scope stands (for ``figures``); always ``True``: the lease serves calls as long as the limit
+        covers each."""
+        with self._lock:
+            standing = self.ledger.standing(self.scope)
+            self.spent, self.reserved = standing.spent, standing.reserved
+            return True
+
+    def close(self, wait: float | None = None) -> bool:
+        """Release the hold now if no call is in flight, else as the last one settles."""
+        lock = self._lock
+        if not lock.acquire(timeout=-1 if wait is None else wait):
+            return False
+        try:
+            if self.inflight:
+                self.closing = True
+            else:
+                self._release()
+        finally:
+            lock.release()
+        return True
+
+    def _release(self) -> None:
+        hold, self.hold, self.closing = self.hold, None, False
+        if hold is not None:
+            self.ledger.release_hold(hold)
+
+    def forked(self) -> None:
+        """Nothing to do: a forked child's ledger is a copy, with the hold in it."""
 
 
 def acknowledged(store: LeaseStore, entries: Sequence[CostEntry]) -> None:

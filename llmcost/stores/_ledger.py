@@ -22,9 +22,12 @@ from which its calls reserve locally, their amounts settled later in a batch, ea
 ``settle`` does, in the same transaction that renews or releases the lease (see ``_lease``). To every other process
 the lease is an open reservation like any other, so the limit holds exactly as it does call by call.
 
-``LocalLedger`` keeps all this in one process (``MemoryStore``, and the default of any ``CostStore``);
+``LocalLedger`` keeps all this in one process (``MemoryStore``, and the default of any ``CostStore``), where a
+budget reserves and settles each call through one *hold* of its own (``open_hold``, ``grow``, ``settle_held``: the
+same bookkeeping as ``reserve``/``settle``, as plain arithmetic under the ledger's lock; see ``_lease.LocalLease``);
 ``_ledger_sqlite.SqliteLedger`` keeps it in a SQLite file beside a DuckDB or Parquet store, for every process on
-the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled.
+the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled (a ``fed``
+``LocalLedger`` keeps those ids itself, under the lock it holds as appends reach it).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
+from itertools import islice
 
 import attrs
 
@@ -74,6 +78,7 @@ DEFAULT_LEASE = 60.0
 #: Seconds after which a scope's recorded spend is read from the store again, even with no acknowledgement since.
 REFRESH_SECONDS = 5.0
 _EXACT_DIGITS = 80
+_SEEN = 65_536  # (fed ledgers) appended ids kept for a settle that may still come, as ``Receipts`` keeps them
 
 
 def exact_sum(values: Iterable[Decimal]) -> Decimal:
@@ -119,10 +124,17 @@ class BudgetScope:
     #: The account's key in the ledger: a digest of ``budget``, and the start of the period.
     key: str = attrs.field(init=False, repr=False, eq=False)
 
+    #: Whether the scope has no filters (only its period says which entries count).
+    plain: bool = attrs.field(init=False, repr=False, eq=False)
+
     @key.default
     def _key(self) -> str:
         digest = hashlib.blake2b(self.budget.encode("utf-8"), digest_size=12).hexdigest()
         return f"{digest}@{self.since.isoformat() if self.since is not None else 'all'}"
+
+    @plain.default
+    def _plain(self) -> bool:
+        return self.category is None and self.resource is None and self.model is None and not self.tags
 
     def filters(self) -> Filters:
         """The store filters of this scope's recorded spend."""
@@ -267,7 +279,8 @@ class Receipts:
             return written
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> list[str]:
-        """The ids among ``entries`` this process settled (now to be forgotten); remember the others as early."""
+        """The ids among ``entries`` this process settled (now to be forgotten); remember every one as written, for a
+        settle that may still come (early, or in another scope: counted once, in the store's total)."""
         mine: list[str] = []
         with self._lock:
             settled, early = self.settled, self._early
@@ -275,8 +288,8 @@ class Receipts:
                 if entry.id in settled:
                     settled.discard(entry.id)
                     mine.append(entry.id)
-                else:
-                    early[entry.id] = None
+                # Remembered either way: a settle of the entry in another scope may still come (it is written).
+                early[entry.id] = None
             while len(early) > self._EARLY:
                 early.popitem(last=False)
         return mine
@@ -395,23 +408,42 @@ class LocalLedger(Ledger):
         self._ids = 0
         self._holds: dict[int, str] = {}  # reservation id -> scope key
         self.receipts = Receipts()
+        # (Fed ledgers, under ``lock``, in place of ``receipts``: appends reach the ledger under the lock it holds
+        # anyway, so the ids need no lock of their own.) Ids settled before they were appended, and ids appended that
+        # no settle has claimed (yet: a settle that comes after the append finds its entry counted already).
+        self._unfed: set[str] = set()
+        self._seen: dict[str, None] = {}
 
     def begin(self) -> None:
         self.receipts.use()
 
+    def _settling(self, entry_id: str) -> bool:
+        """``Receipts.settling`` (caller holds the lock): ``False`` if the entry was appended (fed) or acknowledged
+        already, so the store's total counts it; else it is kept as settled until it is."""
+        if self._fed:
+            if entry_id in self._seen:
+                return False  # (kept there: the entry may be settled in another scope too)
+            self._unfed.add(entry_id)
+            return True
+        return self.receipts.settling(entry_id)
+
     def _account(self, scope: BudgetScope, refresh: bool = False) -> _Account:
         """The scope's account, with recorded spend read again when stale (caller holds the lock)."""
-        self.receipts.use()
+        receipts = self.receipts
+        if not receipts.used:
+            receipts.use()
         if self._catch_up is not None:
             self._catch_up()  # a fed store tells of the entries appended since it last did
         found = self._accounts.get(scope.key)
-        now = time.monotonic()
+        if found is not None and self._fed and not refresh:
+            return found[1]  # (a running total: never stale)
         if found is None:
-            account = _Account(self._total(**filter_kwargs(scope)), self._gen, now)
+            account = _Account(self._total(**filter_kwargs(scope)), self._gen, time.monotonic())
             self._accounts[scope.key] = (scope, account)
             self._forget_older(scope)
             return account
         account = found[1]
+        now = time.monotonic()
         stale = not self._fed and (account.gen != self._gen or now - account.read_at > self._refresh)
         if refresh or stale:
             account.base = self._total(**filter_kwargs(scope))
@@ -447,12 +479,14 @@ class LocalLedger(Ledger):
             return Reservation(scope.key, amount, granted, spent, account.reserved - (amount if rid else ZERO), rid)
 
     def _drop(self, reservation: Reservation | None) -> None:
-        if reservation is None or reservation.id is None:
-            return
-        key = self._holds.pop(reservation.id, None)
+        if reservation is not None and reservation.id is not None:
+            self._drop_id(reservation.id)
+
+    def _drop_id(self, rid: int) -> None:
+        key = self._holds.pop(rid, None)
         found = self._accounts.get(key) if key is not None else None
         if found is not None:
-            amount = found[1].holds.pop(reservation.id, None)
+            amount = found[1].holds.pop(rid, None)
             if amount is not None:
                 found[1].reserved -= amount
 
@@ -469,7 +503,7 @@ class LocalLedger(Ledger):
             account = self._account(scope)
             if entry_id is None:
                 account.settled += amount
-            elif self.receipts.settling(entry_id):
+            elif self._settling(entry_id):
                 account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
                 account.settled += amount
             elif not self._fed:
@@ -501,7 +535,7 @@ class LocalLedger(Ledger):
                 entry_id, amount = settlement.entry_id, settlement.amount
                 if entry_id is None:
                     account.settled += amount
-                elif self.receipts.settling(entry_id):
+                elif self._settling(entry_id):
                     account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
                     account.settled += amount
                 elif not self._fed:
@@ -519,6 +553,77 @@ class LocalLedger(Ledger):
                 self._holds[rid] = scope.key
                 made = Reservation(scope.key, amount, True, spent, reserved, rid)
             return Renewal(made, grant, Standing(spent, account.reserved))
+
+    # -- holds: how an in-process budget reserves and settles call by call (``_lease.LocalLease``) ----------------
+    # The same bookkeeping as ``reserve``/``settle``, without their answer objects: each call's estimate is added to
+    # one open reservation of the budget (its *hold*) if the limit covers it, and taken out of it again when the call
+    # settles. Everything is in this process, under the ledger's lock, so this is as exact as a reservation per call.
+
+    def _current(self, scope: BudgetScope) -> _Account:
+        """``_account(scope)``, its usual case inline: a fed ledger's open account, once the store caught up."""
+        catch_up = self._catch_up
+        if catch_up is not None:
+            catch_up()
+        found = self._accounts.get(scope.key) if self._fed else None
+        return found[1] if found is not None else self._account(scope)
+
+    def open_hold(self, scope: BudgetScope) -> int:
+        """An open reservation of nothing yet in ``scope``, for ``grow`` and ``settle_held``; ``release_hold`` drops
+        it (with whatever calls in flight still hold)."""
+        with self._lock:
+            account = self._account(scope)
+            self._ids += 1
+            rid = self._ids
+            account.holds[rid] = ZERO
+            self._holds[rid] = scope.key
+            return rid
+
+    def grow(self, scope: BudgetScope, hold: int, amount: Decimal, *, limit: Decimal) -> bool:
+        """Add ``amount`` to ``hold`` if ``limit`` covers it, as ``reserve`` grants a reservation of it; whether it
+        did."""
+        with self._lock:
+            account = self._current(scope)
+            room = limit - account.base - account.settled - account.reserved
+            if room > 0 and amount <= room:
+                if amount:
+                    holds = account.holds
+                    held = holds.get(hold)
+                    if held is None:  # (its account was dropped and opened anew meanwhile)
+                        held = ZERO
+                        self._holds[hold] = scope.key
+                    holds[hold] = held + amount
+                    account.reserved += amount
+                return True
+            return False
+
+    def settle_held(
+        self, scope: BudgetScope, hold: int, estimate: Decimal, amount: Decimal | None, entry_id: str | None
+    ) -> tuple[Decimal, Decimal]:
+        """Take a call's ``estimate`` out of ``hold`` and count its ``amount`` in its place, as ``settle`` would
+        (``None``: nothing, the call recorded nothing that counts here); the scope's ``(spent, reserved)`` after."""
+        with self._lock:
+            account = self._current(scope)
+            holds = account.holds
+            held = holds.get(hold)
+            if held is not None and estimate:
+                holds[hold] = held - estimate
+                account.reserved -= estimate
+            if amount is not None:
+                if entry_id is None:
+                    account.settled += amount
+                elif self._settling(entry_id):
+                    entries = account.entries
+                    entries[entry_id] = entries[entry_id] + amount if entry_id in entries else amount
+                    account.settled += amount
+                elif not self._fed:
+                    self._gen += 1  # written before it was settled: read the recorded spend again
+                    account = self._account(scope)
+            return account.base + account.settled, account.reserved
+
+    def release_hold(self, hold: int) -> None:
+        """Drop ``hold`` (what it still holds included)."""
+        with self._lock:
+            self._drop_id(hold)
 
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         with self._lock:
@@ -544,10 +649,25 @@ class LocalLedger(Ledger):
         if not self.receipts.used:
             return
         with self._lock:
-            self._forget_settled(self.receipts.acknowledged(entries))
+            unfed, seen = self._unfed, self._seen
+            if unfed:  # (entries settled before they were appended: forgotten as settled, counted as recorded below)
+                mine = [entry.id for entry in entries if entry.id in unfed]
+                unfed.difference_update(mine)
+                self._forget_settled(mine)
+            for entry in entries:
+                seen[entry.id] = None
+            if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
+                for entry_id in list(islice(seen, len(seen) - _SEEN // 2)):
+                    del seen[entry_id]
             for scope, account in self._accounts.values():
+                since, until, plain = scope.since, scope.until, scope.plain
                 for entry in entries:
-                    if scope.matches(entry):
+                    when = entry.timestamp
+                    if (
+                        (since is None or since <= when)
+                        and (until is None or when < until)
+                        and (plain or scope.matches(entry))
+                    ):
                         account.base += entry.amount
 
 

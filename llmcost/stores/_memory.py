@@ -254,13 +254,17 @@ class MemoryStore(CostStore):
     def _catch_up(self) -> None:
         """Tell the ledger of the pending entries it has not been told of (caller holds the lock). Entries reach
         the ledger in the order they were appended, each once: ``_fed`` counts the front of ``_pending`` told."""
-        new = self._pending[self._fed :]
-        if not new:
-            return
-        self._fed += len(new)
+        pending, fed = self._pending, self._fed
+        if len(pending) == fed:
+            return  # (the usual look: nothing appended since the last one)
+        new = pending[fed:]
+        self._fed = fed + len(new)
         ledger = self.current_ledger()
         if isinstance(ledger, LocalLedger):
-            ledger.appended([x if isinstance(x, CostEntry) else entry_of_row(x) for x in new])
+            # Rows from ``append_row`` carry their entry when the tracker built one (a budget needs it), last.
+            ledger.appended(
+                [x if isinstance(x, CostEntry) else x[-1] if x[-1] is not None else entry_of_row(x) for x in new]
+            )
 
     def _columnize(self) -> None:
         """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
