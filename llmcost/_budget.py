@@ -8,7 +8,8 @@ A block budget (``period=None``) counts in this object, under its lock. A period
 store's ledger (``stores._ledger``), so every process sharing the store reserves against one account: the store's
 recorded spend in the period, plus amounts settled but not yet written, plus every process's open reservations.
 Over a ledger every process shares, far from the limit, it leases headroom and serves calls from it in memory
-(``stores._lease``), settling their amounts in batches.
+(``stores._lease``), settling their amounts in batches; over an in-process ledger (a ``MemoryStore``'s) each call
+still reserves exactly, added to one reservation the budget holds open (``LocalLease``).
 
 Over 400 lines because a ``Budget`` is one object whose reservation, period roll-over and threshold alerts share one
 lock and one state; splitting them would spread that lock across modules. ``BudgetManager`` is in ``_manager``.
