@@ -257,7 +257,8 @@ def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> Pric
     i, o, r, w, x, fee = base
 
     def flat(inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Decimal | None:
-        # amount() inlined: this is the per-call path of most models
+        # The integers made into an amount here, not by a shared function (as in ``tiered``, and in the usage
+        # pricer's ``money``): this is the per-call path of most models, and a call more costs a tenth of it.
         total = i * (inp - cache_read - cache_write) + o * (out - reasoning) + fee
         if cache_read or cache_write or reasoning:
             total += r * cache_read + w * cache_write + x * reasoning
