@@ -735,6 +735,31 @@ _ANTHROPIC_UNITS = {
 }
 
 
+#: ``Units`` of Anthropic's counts ``(5-minute cache write, 1-hour cache write, web searches)``, by those counts: one
+#: object per distinct counts, so a call whose counts were seen before builds none (an application's cache writes are
+#: of the same prompt prefix, its searches few), and stores keep one object for all its calls. Bounded: counts come
+#: from responses.
+_anthropic_units: dict[tuple[int, int, int], Units] = _state.anthropic_units
+_ANTHROPIC_UNITS_KEPT = 1024
+
+
+def _new_anthropic_units(w5: int, w1: int, searches: int) -> Units:
+    """The ``Units`` of Anthropic's counts (valid ints, not all 0), as the reader's loop over its usage parts builds
+    them (positive counts, in that order), remembered in ``_anthropic_units``."""
+    counts: dict[str, int] = {}
+    if w5:
+        counts["cache_write_5m_tokens"] = w5
+    if w1:
+        counts["cache_write_1h_tokens"] = w1
+    if searches:
+        counts["web_searches"] = searches
+    units = trusted_units(counts)
+    if len(_anthropic_units) >= _ANTHROPIC_UNITS_KEPT:
+        _anthropic_units.clear()
+    _anthropic_units[(w5, w1, searches)] = units
+    return units
+
+
 def _anthropic_units_kept() -> bool:
     """Whether ``_clamped_units`` keeps Anthropic's units as read (positive counts) once the cache write is at
     least its split by TTL: each unit is known to genai-prices and no ``Usage`` field, a cache write by TTL is a
@@ -776,6 +801,14 @@ def _usage_reader(
     # ``_openai_usage`` does once it sees Anthropic's web searches, TTL split or thinking.
     anthropic = has_creation or has_read
     units_kept = anthropic and _anthropic_units_kept()
+    # The current SDKs' usage (both parts, each declaring every count read): plain int counts are read at once and
+    # their ``Units`` found by value (``_anthropic_units``); anything else goes through ``unit_parts`` below.
+    split_cls = tools_cls = None
+    if units_kept and [(name, len(keys)) for name, _, keys in unit_parts] == [
+        ("cache_creation", 2),
+        ("server_tool_use", 1),
+    ]:
+        split_cls, tools_cls = unit_parts[0][1], unit_parts[1][1]
 
     def read(result: Any) -> Extracted | None:
         # ``return general(result)`` inside the try: see ``_chat_reader``.
@@ -806,8 +839,38 @@ def _usage_reader(
                 ):
                     return general(result)
                 units: dict[str, int] | None = None
+                found: Units | None = None  # the units found by value, instead of ``units``
                 split = 0  # the cache writes by TTL
-                for name, part_cls, keys in unit_parts:
+                parts = unit_parts
+                if split_cls is not None:
+                    by_ttl_part, tools = u["cache_creation"], u["server_tool_use"]
+                    if by_ttl_part is None and tools is None:
+                        parts = ()  # (no units: the usual call)
+                    else:
+                        w5 = w1 = searches = 0
+                        if by_ttl_part is not None:
+                            if type(by_ttl_part) is not split_cls or by_ttl_part.__pydantic_extra__:
+                                return general(result)
+                            d = by_ttl_part.__dict__
+                            w5, w1 = d["ephemeral_5m_input_tokens"], d["ephemeral_1h_input_tokens"]
+                        if tools is not None:
+                            if type(tools) is not tools_cls or tools.__pydantic_extra__:
+                                return general(result)
+                            searches = tools.__dict__["web_search_requests"]
+                        # Each an int, none negative or too wide (or-ing keeps a sign): as the loop below reads them.
+                        if (
+                            type(w5) is int
+                            and type(w1) is int
+                            and type(searches) is int
+                            and 0 <= w5 | w1 | searches <= MAX_COUNT
+                        ):
+                            parts = ()
+                            if w5 or w1 or searches:
+                                found = _anthropic_units.get((w5, w1, searches))
+                                if found is None:
+                                    found = _new_anthropic_units(w5, w1, searches)
+                                split = w5 + w1
+                for name, part_cls, keys in parts:
                     part = u[name]
                     if part is not None:
                         if type(part) is not part_cls or part.__pydantic_extra__:
@@ -833,7 +896,14 @@ def _usage_reader(
                         if type(value) is not int or not 0 <= value <= MAX_COUNT:
                             return general(result)
                         reasoning = value
-                if units is not None:
+                if found is not None:  # (``units_kept``: read the fast way above only then)
+                    if split > creation:
+                        creation = split
+                    if reasoning <= out:  # as below
+                        usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning, found)
+                    else:
+                        usage = _usage(inp + cache_read + creation, out, cache_read, creation, reasoning, dict(found))
+                elif units is not None:
                     if split > creation:
                         creation = split
                     if units_kept and reasoning <= out:
