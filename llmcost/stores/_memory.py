@@ -111,7 +111,7 @@ class _Converted:
     tokens: list[array[int]]
     latency: array[float]
     tags: array[int]
-    units: dict[int, Any]  # row in the batch -> its usage's units, for the rows that have any
+    units: list[Any]  # the units of every row of the batch when any has units, else empty
 
 
 class _Interned:
@@ -183,7 +183,9 @@ class MemoryStore(CostStore):
         self._pricing = array("i")
         self._service_tier = array("i")
         self._canonical_model = array("i")
-        self._units: dict[int, Units] = {}  # row -> units, for the rows that have any
+        # The units of each row up to the last row that has any (rows after it: NO_UNITS). A list, not a dict of the
+        # rows that have units: extended a batch at a time (C-level), and smaller where many rows have units.
+        self._units: list[Units] = []
         self._tokens = [array("q") for _ in range(5)]
         self._latency = array("d")
         self._tag_maps = _Interned()
@@ -305,7 +307,7 @@ class MemoryStore(CostStore):
     def _convert(self, batch: list[Any]) -> _Converted:
         if not batch:
             return _Converted(
-                0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), {}
+                0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), []
             )
         # Rows from append_row, entries from append (their fields, and a last column that is not read).
         rows = [x if type(x) is tuple else (*_FIELDS(x), None) for x in batch]
@@ -349,13 +351,7 @@ class MemoryStore(CostStore):
         all_units = list(map(_UNITS, usages))
         # Rows without units hold NO_UNITS itself: counted by identity (``list.count`` would call ``Units.__eq__``,
         # Python code, for every row that has units).
-        without = sum(map(is_, all_units, repeat(NO_UNITS)))
-        if without == len(all_units):
-            units = {}
-        elif not without:  # every row has units (calls of one model and feature alike): C-level
-            units = dict(enumerate(all_units))
-        else:
-            units = {row: found for row, found in enumerate(all_units) if found is not NO_UNITS}
+        units = [] if sum(map(is_, all_units, repeat(NO_UNITS))) == len(all_units) else all_units
         return _Converted(
             len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column,
             units,
@@ -391,8 +387,11 @@ class MemoryStore(CostStore):
             target.extend(column)
         self._latency.extend(c.latency)
         self._tags.extend(c.tags)
-        if c.units:  # (row in the batch -> row in the store, C-level)
-            self._units.update(zip(map(self._n.__add__, c.units), c.units.values(), strict=True))
+        if c.units:
+            kept = self._units
+            if len(kept) < self._n:  # rows since the last that had units
+                kept.extend(repeat(NO_UNITS, self._n - len(kept)))
+            kept.extend(c.units)
         self._n += c.n
 
     @staticmethod
@@ -496,6 +495,7 @@ class MemoryStore(CostStore):
         v = self._strings.values
         t = self._tokens
         latency = self._latency[i]
+        units = self._units
         return trusted_entry(
             self._id(i),
             from_micros(self._ts[i]),
@@ -505,7 +505,7 @@ class MemoryStore(CostStore):
             v[self._description[i]],
             v[self._model[i]],
             v[self._provider[i]],
-            trusted_usage(t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], self._units.get(i, NO_UNITS)),
+            trusted_usage(t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], units[i] if i < len(units) else NO_UNITS),
             None if latency != latency else latency,
             self._tag_maps.values[self._tags[i]] or EMPTY_TAGS,
             v[self._pricing[i]],
@@ -543,7 +543,10 @@ class MemoryStore(CostStore):
             "tags": take(self._tags, "int32"),
         }
         units = self._units
-        columns["units"] = [dict(units[i]) if i in units else None for i in index.tolist()]
+        with_units = len(units)
+        columns["units"] = [
+            dict(units[i]) if i < with_units and units[i] is not NO_UNITS else None for i in index.tolist()
+        ]
         for name in (
             "currency",
             "resource",
