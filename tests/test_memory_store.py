@@ -7,8 +7,8 @@ import pytest
 
 from llmcost import CostEntry, MemoryStore, Usage
 from llmcost._entry import new_entry_id
-from llmcost._usage import NO_UNITS
 from llmcost._rows import frame_to_entries
+from llmcost._usage import NO_UNITS
 from llmcost.stores import _memory
 
 T0 = datetime(2024, 5, 17, tzinfo=timezone.utc)
