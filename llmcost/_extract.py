@@ -631,7 +631,7 @@ def _compiled_reader(cls: type, general: Callable[[Any], Extracted | None]) -> C
         if "prompt_tokens" in fields:
             return _chat_reader(usage_cls, provider, general)
         if "input_tokens" in fields and "output_tokens" in fields:
-            return _usage_reader(usage_cls, provider, general)
+            return _usage_reader(usage_cls, provider, general, cls.__pydantic_fields__)  # type: ignore[attr-defined]
     except _NoCompiledReader:
         pass
     return None
@@ -774,11 +774,17 @@ def _anthropic_units_kept() -> bool:
 
 
 def _usage_reader(
-    usage_cls: Any, provider: str, general: Callable[[Any], Extracted | None]
+    usage_cls: Any,
+    provider: str,
+    general: Callable[[Any], Extracted | None],
+    declared: Mapping[str, Any] | None = None,
 ) -> Callable[[Any], Extracted | None]:
     """The reader of a response whose usage counts ``input_tokens`` and ``output_tokens`` (OpenAI Responses,
     Anthropic messages), reading as ``_from_usage``, ``_openai_usage`` and ``_anthropic_usage`` do
-    (``_compiled_reader``): Anthropic's way for Anthropic's usage classes, else OpenAI Responses' way."""
+    (``_compiled_reader``): Anthropic's way for Anthropic's usage classes, else OpenAI Responses' way.
+
+    ``declared``: the response class's fields, when known. A response without extra fields has no other keys, so a
+    key it does not declare (Anthropic's message: ``object``, ``service_tier``) is not looked up."""
     fields = usage_cls.__pydantic_fields__
     has_creation, has_read = "cache_creation_input_tokens" in fields, "cache_read_input_tokens" in fields
     # Anthropic: (field, its class, the counts in it that become units) of each part whose counts must be 0 or None;
@@ -797,6 +803,8 @@ def _usage_reader(
     has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
     has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
+    has_object = declared is None or "object" in declared
+    has_response_tier = declared is None or "service_tier" in declared
     # Anthropic's usage classes declare its cache counts: read them Anthropic's way even when both are missing, as
     # ``_openai_usage`` does once it sees Anthropic's web searches, TTL split or thinking.
     anthropic = has_creation or has_read
@@ -847,14 +855,16 @@ def _usage_reader(
                     if by_ttl_part is None and tools is None:
                         parts = ()  # (no units: the usual call)
                     else:
+                        # A part's extra fields are not looked at: every count read here is declared, and the
+                        # general reader's view of a part lets a declared field win over an extra one.
                         w5 = w1 = searches = 0
                         if by_ttl_part is not None:
-                            if type(by_ttl_part) is not split_cls or by_ttl_part.__pydantic_extra__:
+                            if type(by_ttl_part) is not split_cls:
                                 return general(result)
                             d = by_ttl_part.__dict__
                             w5, w1 = d["ephemeral_5m_input_tokens"], d["ephemeral_1h_input_tokens"]
                         if tools is not None:
-                            if type(tools) is not tools_cls or tools.__pydantic_extra__:
+                            if type(tools) is not tools_cls:
                                 return general(result)
                             searches = tools.__dict__["web_search_requests"]
                         # Each an int, none negative or too wide (or-ing keeps a sign): as the loop below reads them.
@@ -951,11 +961,11 @@ def _usage_reader(
             if type(model) is not str or not model:
                 model = _str(model)
             category = None
-            if view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
+            if has_object and view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
                 category = CostCategory.LLM_EMBEDDING
             # The tiers real responses name most (OpenAI's "default", Anthropic's "standard") are no tier to
             # ``_tier``: answered without the call.
-            tier = view.get("service_tier")
+            tier = view.get("service_tier") if has_response_tier else None
             tier = None if tier is None or tier == "default" else _tier(tier)
             if tier is None and has_tier:
                 tier = u["service_tier"]
