@@ -291,3 +291,29 @@ def test_units_of_rows_after_batches_without_any_read_back_in_place():
     assert frame_to_entries(store.scan()) == entries
     store.append([make(len(entries), usage=Usage(5, 1, units={"web_searches": 2}))])  # a row past the kept ones
     assert store.entries()[-1].usage.units == {"web_searches": 2} and len(store) == len(entries) + 1
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["one-value-all-along", "mixed"])
+def test_columns_of_one_value_all_along_and_of_mixed_values_read_back(mixed):
+    # A batch whose category, tag map and latency kind are one all along takes a shorter way into the columns than
+    # one where they differ: both read back exactly.
+    from llmcost import CostCategory
+
+    tags = {"team": "search"}
+    categories = [CostCategory.LLM_INFERENCE, CostCategory.LLM_EMBEDDING]
+
+    def entry(i):
+        return make(
+            i,
+            category=categories[i % 2] if mixed else categories[0],
+            tags=({"team": f"t{i % 3}"} if i % 3 else {}) if mixed else tags,
+            latency_ms=(None if i % 2 else i / 7) if mixed else i / 7,
+        )
+
+    entries = [entry(i) for i in range(_memory._BATCH * 2 + 3)]
+    store = MemoryStore()
+    store.append(entries[: _memory._BATCH])
+    for e in entries[_memory._BATCH :]:
+        store.append_row(_row(e))
+    assert store.entries() == entries
+    assert frame_to_entries(store.scan()) == entries

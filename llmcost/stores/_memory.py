@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from itertools import islice, repeat
 from operator import attrgetter, is_, lt
@@ -142,6 +142,11 @@ def _indices(table: _Interned, values: Sequence[Any]) -> list[int]:
             if found[k] is None:
                 found[k] = table(value)
     return found  # type: ignore[return-value]  # every None was replaced
+
+
+def _all_are(values: Iterable[Any], one: Any) -> bool:
+    """Whether every one of ``values`` is ``one`` itself (at C level, stopping at the first that is not)."""
+    return all(map(is_, values, repeat(one)))
 
 
 def _member(column: array[int], allowed: set[int]) -> Callable[[int], bool]:
@@ -309,12 +314,20 @@ class MemoryStore(CostStore):
             return _Converted(
                 0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), []
             )
-        # Rows from append_row, entries from append (their fields, and a last column that is not read).
-        rows = [x if type(x) is tuple else (*_FIELDS(x), None) for x in batch]
+        # Rows from append_row, entries from append (their fields, and a last column that is not read). The usual
+        # batch (every item a row; one category, one tag map all along) is checked for at C level (``_all_are``).
+        rows = (
+            batch
+            if _all_are(map(type, batch), tuple)
+            else [x if type(x) is tuple else (*_FIELDS(x), None) for x in batch]
+        )
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
          tags, tiers, canonical, _) = zip(*rows, strict=True)  # fmt: skip
         # Rows hold epoch microseconds already; an entry's timestamp is converted exactly.
-        stamps_us = [s if type(s) is int else micros(s) for s in stamps]
+        if _all_are(map(type, stamps), int):
+            stamps_us = list(stamps)
+        else:
+            stamps_us = [s if type(s) is int else micros(s) for s in stamps]
         last, unsorted = self._last, False
         if stamps_us[0] > last[0] and all(map(lt, stamps_us, islice(stamps_us, 1, None))):
             last = (stamps_us[-1], ids[-1])  # strictly later timestamps, one after another (C-level): in order
@@ -328,8 +341,11 @@ class MemoryStore(CostStore):
         # array.fromlist is twice as fast as array.extend from other sequences.
         ts = array("q")
         ts.fromlist(stamps_us)
-        cat = array("b")
-        cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
+        if _all_are(cats, cats[0]):
+            cat = array("b", (_CATEGORY_INDEX[cats[0]],)) * len(cats)
+        else:
+            cat = array("b")
+            cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
         strings = []
         for values in (currency, resource, description, model, provider, pricing, tiers, canonical):
             first = values[0]
@@ -345,13 +361,18 @@ class MemoryStore(CostStore):
             column.fromlist(list(map(count, usages)))
             tokens.append(column)
         lat = array("d")
-        lat.fromlist([_NAN if v is None else v for v in latency])
-        tag_column = array("i")
-        tag_column.fromlist(self._tag_indices(tags))
+        lat.fromlist(
+            list(latency) if _all_are(map(type, latency), float) else [_NAN if v is None else v for v in latency]
+        )
+        if _all_are(tags, tags[0]):
+            tag_column = array("i", self._tag_indices(tags[:1])) * len(tags)
+        else:
+            tag_column = array("i")
+            tag_column.fromlist(self._tag_indices(tags))
         all_units = list(map(_UNITS, usages))
-        # Rows without units hold NO_UNITS itself: counted by identity (``list.count`` would call ``Units.__eq__``,
+        # Rows without units hold NO_UNITS itself: told apart by identity (comparing would call ``Units.__eq__``,
         # Python code, for every row that has units).
-        units = [] if sum(map(is_, all_units, repeat(NO_UNITS))) == len(all_units) else all_units
+        units = [] if _all_are(all_units, NO_UNITS) else all_units
         return _Converted(
             len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column,
             units,
