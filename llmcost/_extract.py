@@ -809,14 +809,6 @@ def _usage_reader(
     # ``_openai_usage`` does once it sees Anthropic's web searches, TTL split or thinking.
     anthropic = has_creation or has_read
     units_kept = anthropic and _anthropic_units_kept()
-    # The current SDKs' usage (both parts, each declaring every count read): plain int counts are read at once and
-    # their ``Units`` found by value (``_anthropic_units``); anything else goes through ``unit_parts`` below.
-    split_cls = tools_cls = None
-    if units_kept and [(name, len(keys)) for name, _, keys in unit_parts] == [
-        ("cache_creation", 2),
-        ("server_tool_use", 1),
-    ]:
-        split_cls, tools_cls = unit_parts[0][1], unit_parts[1][1]
 
     def read(result: Any) -> Extracted | None:
         # ``return general(result)`` inside the try: see ``_chat_reader``.
@@ -847,40 +839,8 @@ def _usage_reader(
                 ):
                     return general(result)
                 units: dict[str, int] | None = None
-                found: Units | None = None  # the units found by value, instead of ``units``
                 split = 0  # the cache writes by TTL
-                parts = unit_parts
-                if split_cls is not None:
-                    by_ttl_part, tools = u["cache_creation"], u["server_tool_use"]
-                    if by_ttl_part is None and tools is None:
-                        parts = ()  # (no units: the usual call)
-                    else:
-                        # A part's extra fields are not looked at: every count read here is declared, and the
-                        # general reader's view of a part lets a declared field win over an extra one.
-                        w5 = w1 = searches = 0
-                        if by_ttl_part is not None:
-                            if type(by_ttl_part) is not split_cls:
-                                return general(result)
-                            d = by_ttl_part.__dict__
-                            w5, w1 = d["ephemeral_5m_input_tokens"], d["ephemeral_1h_input_tokens"]
-                        if tools is not None:
-                            if type(tools) is not tools_cls:
-                                return general(result)
-                            searches = tools.__dict__["web_search_requests"]
-                        # Each an int, none negative or too wide (or-ing keeps a sign): as the loop below reads them.
-                        if (
-                            type(w5) is int
-                            and type(w1) is int
-                            and type(searches) is int
-                            and 0 <= w5 | w1 | searches <= MAX_COUNT
-                        ):
-                            parts = ()
-                            if w5 or w1 or searches:
-                                found = _anthropic_units.get((w5, w1, searches))
-                                if found is None:
-                                    found = _new_anthropic_units(w5, w1, searches)
-                                split = w5 + w1
-                for name, part_cls, keys in parts:
+                for name, part_cls, keys in unit_parts:
                     part = u[name]
                     if part is not None:
                         if type(part) is not part_cls or part.__pydantic_extra__:
@@ -906,14 +866,7 @@ def _usage_reader(
                         if type(value) is not int or not 0 <= value <= MAX_COUNT:
                             return general(result)
                         reasoning = value
-                if found is not None:  # (``units_kept``: read the fast way above only then)
-                    if split > creation:
-                        creation = split
-                    if reasoning <= out:  # as below
-                        usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning, found)
-                    else:
-                        usage = _usage(inp + cache_read + creation, out, cache_read, creation, reasoning, dict(found))
-                elif units is not None:
+                if units is not None:
                     if split > creation:
                         creation = split
                     if units_kept and reasoning <= out:
@@ -974,7 +927,115 @@ def _usage_reader(
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return general(result)
 
+    if (
+        has_creation
+        and has_read
+        and units_kept
+        and not has_object
+        and not has_response_tier
+        and [(name, len(keys)) for name, _, keys in unit_parts] == [("cache_creation", 2), ("server_tool_use", 1)]
+    ):
+        split_cls, tools_cls = unit_parts[0][1], unit_parts[1][1]
+        return _message_reader(usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, provider, read)
     return read
+
+
+def _message_reader(
+    usage_cls: Any,
+    split_cls: Any,
+    tools_cls: Any,
+    outputs: Any,
+    has_thinking: bool,
+    has_tier: bool,
+    provider: str,
+    read: Callable[[Any], Extracted | None],
+) -> Callable[[Any], Extracted | None]:
+    """The reader of a current Anthropic message (``_usage_reader``'s ``read`` for a message class that declares
+    neither ``object`` nor ``service_tier``, whose usage declares both cache counts, the cache write by TTL and the
+    web searches): the usual message read in one pass, without the branches ``read`` takes for other classes, its
+    units found by value (``_anthropic_units``). Anything else (extra fields, a count that is not a plain int, counts
+    to clamp) is handed to ``read``, which reads it as before."""
+
+    def read_message(result: Any) -> Extracted | None:
+        # ``return read(result)`` inside the try: see ``_chat_reader``.
+        try:
+            if result.__pydantic_extra__:
+                return read(result)
+            view = result.__dict__
+            usage_obj = view["usage"]
+            if type(usage_obj) is not usage_cls or usage_obj.__pydantic_extra__:
+                return read(result)
+            u = usage_obj.__dict__
+            inp, out = u["input_tokens"], u["output_tokens"]
+            creation, cache_read = u["cache_creation_input_tokens"], u["cache_read_input_tokens"]
+            if creation is None:
+                creation = 0
+            if cache_read is None:
+                cache_read = 0
+            if not (
+                type(inp) is int
+                and type(out) is int
+                and type(creation) is int
+                and type(cache_read) is int
+                and 0 <= inp | out | creation | cache_read <= MAX_COUNT  # none negative (or-ing keeps a sign) or wide
+            ):
+                return read(result)
+            reasoning = 0
+            details = u["output_tokens_details"] if outputs is not None else None
+            if details is not None:
+                if type(details) is not outputs or details.__pydantic_extra__:
+                    return read(result)
+                value = details.__dict__["thinking_tokens"] if has_thinking else None
+                if value is not None:
+                    if type(value) is not int or not 0 <= value <= MAX_COUNT:
+                        return read(result)
+                    reasoning = value
+            if reasoning > out:
+                return read(result)  # to clamp
+            by_ttl, tools = u["cache_creation"], u["server_tool_use"]
+            if by_ttl is None and tools is None:  # the usual message: no units
+                usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning)
+            else:
+                # A part's extra fields are not looked at: every count read here is declared, and the general
+                # reader's view of a part lets a declared field win over an extra one.
+                w5 = w1 = searches = 0
+                if by_ttl is not None:
+                    if type(by_ttl) is not split_cls:
+                        return read(result)
+                    d = by_ttl.__dict__
+                    w5, w1 = d["ephemeral_5m_input_tokens"], d["ephemeral_1h_input_tokens"]
+                if tools is not None:
+                    if type(tools) is not tools_cls:
+                        return read(result)
+                    searches = tools.__dict__["web_search_requests"]
+                if not (
+                    type(w5) is int
+                    and type(w1) is int
+                    and type(searches) is int
+                    and 0 <= w5 | w1 | searches <= MAX_COUNT
+                ):
+                    return read(result)
+                if w5 or w1 or searches:
+                    found = _anthropic_units.get((w5, w1, searches))
+                    if found is None:
+                        found = _new_anthropic_units(w5, w1, searches)
+                    if w5 + w1 > creation:  # the cache write is at least its split by TTL, as ``read`` makes it
+                        creation = w5 + w1
+                    # Nothing for ``_usage`` to clamp (``read``'s ``units_kept`` case).
+                    usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning, found)
+                else:
+                    usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning)
+            model = view.get("model")
+            if type(model) is not str or not model:
+                model = _str(model)
+            tier = u["service_tier"] if has_tier else None  # (the message itself declares none)
+            if tier is not None:
+                tier = None if tier == "standard" else _tier(tier)
+            return _extracted((model, provider, usage, None, tier))  # (no ``object``: not an embedding)
+        except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
+            return read(result)
+
+    return read_message
 
 
 def _optional_class(fields: Mapping[str, Any], name: str) -> Any:
