@@ -232,6 +232,10 @@ class Resolved:
     #: prices are found to change within a day (a time-of-day price), so that no quote is kept by day. Read by
     #: ``priced`` before it calls ``quote_at`` (the tracker's path, where a call saved counts), never written there.
     day_quote: tuple[int, Quote] | bool | None = attrs.field(init=False, default=None)
+    #: The standard quote when it holds at every time (a catalog price that never changes with corrections that
+    #: have no dates, as Claude Sonnet 4's long-context one): ``priced`` takes it without asking which day it is.
+    #: Set by ``quote_at``; ``None`` until then, and for prices that change.
+    standing: Quote | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.price is not None:
@@ -298,9 +302,20 @@ class Resolved:
         quote = self.quote(EPOCH + timedelta(microseconds=micros), None)
         if kept is None:
             kept = self.day_quote = self._changes_by_day()
+            if self._never_changes():
+                self.standing = quote
         if kept is not False:
             self.day_quote = (day, quote)
         return quote
+
+    def _never_changes(self) -> bool:
+        """Whether the standard quote is the same at every time: one catalog price (not a list of prices by date
+        or time) and corrections without dates."""
+        return (
+            self.model is not None
+            and not isinstance(self.model.prices, list)
+            and all(c.since is None and c.until is None for c in self.corrections)
+        )
 
     def _changes_by_day(self) -> bool | None:
         """``None`` when each price change of the model starts on a date (a day's quote then holds all day), else

@@ -631,7 +631,7 @@ def _compiled_reader(cls: type, general: Callable[[Any], Extracted | None]) -> C
         if "prompt_tokens" in fields:
             return _chat_reader(usage_cls, provider, general)
         if "input_tokens" in fields and "output_tokens" in fields:
-            return _usage_reader(usage_cls, provider, general)
+            return _usage_reader(usage_cls, provider, general, cls.__pydantic_fields__)  # type: ignore[attr-defined]
     except _NoCompiledReader:
         pass
     return None
@@ -735,6 +735,31 @@ _ANTHROPIC_UNITS = {
 }
 
 
+#: ``Units`` of Anthropic's counts ``(5-minute cache write, 1-hour cache write, web searches)``, by those counts: one
+#: object per distinct counts, so a call whose counts were seen before builds none (an application's cache writes are
+#: of the same prompt prefix, its searches few), and stores keep one object for all its calls. Bounded: counts come
+#: from responses.
+_anthropic_units: dict[tuple[int, int, int], Units] = _state.anthropic_units
+_ANTHROPIC_UNITS_KEPT = 1024
+
+
+def _new_anthropic_units(w5: int, w1: int, searches: int) -> Units:
+    """The ``Units`` of Anthropic's counts (valid ints, not all 0), as the reader's loop over its usage parts builds
+    them (positive counts, in that order), remembered in ``_anthropic_units``."""
+    counts: dict[str, int] = {}
+    if w5:
+        counts["cache_write_5m_tokens"] = w5
+    if w1:
+        counts["cache_write_1h_tokens"] = w1
+    if searches:
+        counts["web_searches"] = searches
+    units = trusted_units(counts)
+    if len(_anthropic_units) >= _ANTHROPIC_UNITS_KEPT:
+        _anthropic_units.clear()
+    _anthropic_units[(w5, w1, searches)] = units
+    return units
+
+
 def _anthropic_units_kept() -> bool:
     """Whether ``_clamped_units`` keeps Anthropic's units as read (positive counts) once the cache write is at
     least its split by TTL: each unit is known to genai-prices and no ``Usage`` field, a cache write by TTL is a
@@ -749,11 +774,17 @@ def _anthropic_units_kept() -> bool:
 
 
 def _usage_reader(
-    usage_cls: Any, provider: str, general: Callable[[Any], Extracted | None]
+    usage_cls: Any,
+    provider: str,
+    general: Callable[[Any], Extracted | None],
+    declared: Mapping[str, Any] | None = None,
 ) -> Callable[[Any], Extracted | None]:
     """The reader of a response whose usage counts ``input_tokens`` and ``output_tokens`` (OpenAI Responses,
     Anthropic messages), reading as ``_from_usage``, ``_openai_usage`` and ``_anthropic_usage`` do
-    (``_compiled_reader``): Anthropic's way for Anthropic's usage classes, else OpenAI Responses' way."""
+    (``_compiled_reader``): Anthropic's way for Anthropic's usage classes, else OpenAI Responses' way.
+
+    ``declared``: the response class's fields, when known. A response without extra fields has no other keys, so a
+    key it does not declare (Anthropic's message: ``object``, ``service_tier``) is not looked up."""
     fields = usage_cls.__pydantic_fields__
     has_creation, has_read = "cache_creation_input_tokens" in fields, "cache_read_input_tokens" in fields
     # Anthropic: (field, its class, the counts in it that become units) of each part whose counts must be 0 or None;
@@ -772,6 +803,8 @@ def _usage_reader(
     has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
     has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
+    has_object = declared is None or "object" in declared
+    has_response_tier = declared is None or "service_tier" in declared
     # Anthropic's usage classes declare its cache counts: read them Anthropic's way even when both are missing, as
     # ``_openai_usage`` does once it sees Anthropic's web searches, TTL split or thinking.
     anthropic = has_creation or has_read
@@ -881,11 +914,11 @@ def _usage_reader(
             if type(model) is not str or not model:
                 model = _str(model)
             category = None
-            if view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
+            if has_object and view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
                 category = CostCategory.LLM_EMBEDDING
             # The tiers real responses name most (OpenAI's "default", Anthropic's "standard") are no tier to
             # ``_tier``: answered without the call.
-            tier = view.get("service_tier")
+            tier = view.get("service_tier") if has_response_tier else None
             tier = None if tier is None or tier == "default" else _tier(tier)
             if tier is None and has_tier:
                 tier = u["service_tier"]
@@ -894,7 +927,115 @@ def _usage_reader(
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return general(result)
 
+    if (
+        has_creation
+        and has_read
+        and units_kept
+        and not has_object
+        and not has_response_tier
+        and [(name, len(keys)) for name, _, keys in unit_parts] == [("cache_creation", 2), ("server_tool_use", 1)]
+    ):
+        split_cls, tools_cls = unit_parts[0][1], unit_parts[1][1]
+        return _message_reader(usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, provider, read)
     return read
+
+
+def _message_reader(
+    usage_cls: Any,
+    split_cls: Any,
+    tools_cls: Any,
+    outputs: Any,
+    has_thinking: bool,
+    has_tier: bool,
+    provider: str,
+    read: Callable[[Any], Extracted | None],
+) -> Callable[[Any], Extracted | None]:
+    """The reader of a current Anthropic message (``_usage_reader``'s ``read`` for a message class that declares
+    neither ``object`` nor ``service_tier``, whose usage declares both cache counts, the cache write by TTL and the
+    web searches): the usual message read in one pass, without the branches ``read`` takes for other classes, its
+    units found by value (``_anthropic_units``). Anything else (extra fields, a count that is not a plain int, counts
+    to clamp) is handed to ``read``, which reads it as before."""
+
+    def read_message(result: Any) -> Extracted | None:
+        # ``return read(result)`` inside the try: see ``_chat_reader``.
+        try:
+            if result.__pydantic_extra__:
+                return read(result)
+            view = result.__dict__
+            usage_obj = view["usage"]
+            if type(usage_obj) is not usage_cls or usage_obj.__pydantic_extra__:
+                return read(result)
+            u = usage_obj.__dict__
+            inp, out = u["input_tokens"], u["output_tokens"]
+            creation, cache_read = u["cache_creation_input_tokens"], u["cache_read_input_tokens"]
+            if creation is None:
+                creation = 0
+            if cache_read is None:
+                cache_read = 0
+            if not (
+                type(inp) is int
+                and type(out) is int
+                and type(creation) is int
+                and type(cache_read) is int
+                and 0 <= inp | out | creation | cache_read <= MAX_COUNT  # none negative (or-ing keeps a sign) or wide
+            ):
+                return read(result)
+            reasoning = 0
+            details = u["output_tokens_details"] if outputs is not None else None
+            if details is not None:
+                if type(details) is not outputs or details.__pydantic_extra__:
+                    return read(result)
+                value = details.__dict__["thinking_tokens"] if has_thinking else None
+                if value is not None:
+                    if type(value) is not int or not 0 <= value <= MAX_COUNT:
+                        return read(result)
+                    reasoning = value
+            if reasoning > out:
+                return read(result)  # to clamp
+            by_ttl, tools = u["cache_creation"], u["server_tool_use"]
+            if by_ttl is None and tools is None:  # the usual message: no units
+                usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning)
+            else:
+                # A part's extra fields are not looked at: every count read here is declared, and the general
+                # reader's view of a part lets a declared field win over an extra one.
+                w5 = w1 = searches = 0
+                if by_ttl is not None:
+                    if type(by_ttl) is not split_cls:
+                        return read(result)
+                    d = by_ttl.__dict__
+                    w5, w1 = d["ephemeral_5m_input_tokens"], d["ephemeral_1h_input_tokens"]
+                if tools is not None:
+                    if type(tools) is not tools_cls:
+                        return read(result)
+                    searches = tools.__dict__["web_search_requests"]
+                if not (
+                    type(w5) is int
+                    and type(w1) is int
+                    and type(searches) is int
+                    and 0 <= w5 | w1 | searches <= MAX_COUNT
+                ):
+                    return read(result)
+                if w5 or w1 or searches:
+                    found = _anthropic_units.get((w5, w1, searches))
+                    if found is None:
+                        found = _new_anthropic_units(w5, w1, searches)
+                    if w5 + w1 > creation:  # the cache write is at least its split by TTL, as ``read`` makes it
+                        creation = w5 + w1
+                    # Nothing for ``_usage`` to clamp (``read``'s ``units_kept`` case).
+                    usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning, found)
+                else:
+                    usage = trusted_usage(inp + cache_read + creation, out, cache_read, creation, reasoning)
+            model = view.get("model")
+            if type(model) is not str or not model:
+                model = _str(model)
+            tier = u["service_tier"] if has_tier else None  # (the message itself declares none)
+            if tier is not None:
+                tier = None if tier == "standard" else _tier(tier)
+            return _extracted((model, provider, usage, None, tier))  # (no ``object``: not an embedding)
+        except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
+            return read(result)
+
+    return read_message
 
 
 def _optional_class(fields: Mapping[str, Any], name: str) -> Any:

@@ -643,12 +643,15 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
     exponent within ``MONEY_SCALE``)."""
     per_token = price._per_token if price._fits_money_scale else None
     starts = tuple((index, tier.start) for index, tier in reversed(tuple(enumerate(price.tiers))))
+    # A call of at most this many input tokens is in no tier (most calls): one comparison instead of the loop.
+    below = min(start for _, start in starts) if starts else MAX_COUNT
     folded = price._folded
     # (A closure's own names are read faster than globals.)
     no_units, plan_of, counts_of, exact_below, decimal = NO_UNITS, price._unit_plan, unit_counts, _EXACT_BELOW, Decimal
 
     def money(usage: Usage) -> Decimal | None:
-        if usage.units is no_units:
+        units = usage.units
+        if units is no_units:
             if per_token is None:
                 return None
             return per_token(
@@ -660,17 +663,18 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
             )
         inp = usage.input_tokens
         tier = -1
-        for index, start in starts:  # as ``ModelPrice._tier``
-            if inp > start:
-                tier = index
-                break
+        if inp > below:
+            for index, start in starts:  # as ``ModelPrice._tier``
+                if inp > start:
+                    tier = index
+                    break
         plan = folded[tier]  # (-1: the base prices, the list's last)
         if plan is None:
             plan = folded[tier] = _fold(plan_of(inp)) or _none
         if type(plan) is not tuple:
             return plan(usage)  # type: ignore[operator]
         i, o, r, w, x, k1, f1, k2, f2, scale, unit = plan  # the usual plan, summed here: no call more
-        get = counts_of(usage.units).get
+        get = counts_of(units).get
         total = (
             i * inp + o * usage.output_tokens + r * usage.cache_read_tokens + w * usage.cache_write_tokens
             + x * usage.reasoning_tokens + f1 * get(k1, 0) + f2 * get(k2, 0)

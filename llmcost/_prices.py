@@ -147,38 +147,36 @@ def priced(
             if amount is not None:
                 return amount, resolved.label, price.provider, price.model
         return money_cost(price, usage), resolved.label, price.provider, price.model
-    if service_tier is None and type(at) is int:
-        kept = resolved.day_quote  # ``quote_at``'s kept quote read here: one call less on most calls
-        quote = kept[1] if type(kept) is tuple and kept[0] == at // DAY_MICROS else resolved.quote_at(at)
-    else:
-        quote = resolved.quote(EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
-    price = quote.price
-    if usage.units is NO_UNITS:
-        pricer = quote.money_pricer
+    quote = resolved.standing if service_tier is None else None  # a quote for all time (undated corrections)
+    if quote is None:
+        if service_tier is None and type(at) is int:
+            kept = resolved.day_quote  # ``quote_at``'s kept quote read here: one call less on most calls
+            quote = kept[1] if type(kept) is tuple and kept[0] == at // DAY_MICROS else resolved.quote_at(at)
+        else:
+            quote = resolved.quote(EPOCH + timedelta(microseconds=at) if isinstance(at, int) else at, service_tier)
+    # The quote's fields in one step (the tracker's path for corrected and dated prices).
+    price, label, money_pricer, units_pricer, baseline, baseline_label, same_up_to, plain_label = quote
+    units = usage.units
+    inp = usage.input_tokens
+    if units is NO_UNITS:
         amount = (
             None
-            if pricer is None
-            else pricer(
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_read_tokens,
-                usage.cache_write_tokens,
-                usage.reasoning_tokens,
+            if money_pricer is None
+            else money_pricer(
+                inp, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens, usage.reasoning_tokens
             )
         )
     else:
-        amount = quote.units_pricer(usage)
+        amount = units_pricer(usage)
     if amount is None:
         amount = money_cost(price, usage)
-    inp = usage.input_tokens
-    if inp <= quote.same_up_to:  # no correction, or one that leaves this call's rates as they were
-        return amount, quote.plain_label, price.provider, price.model
+    if inp <= same_up_to:  # no correction, or one that leaves this call's rates as they were
+        return amount, plain_label, price.provider, price.model
     # A correction that leaves this call's rates as they were cannot change its amount (most corrections add a
     # long-context tier, which most calls are below: ``same_up_to`` above); else the amounts are compared.
-    baseline = quote.baseline
     if baseline is not None and (price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount):
-        return amount, quote.baseline_label, price.provider, price.model
-    return amount, quote.label, price.provider, price.model
+        return amount, baseline_label, price.provider, price.model
+    return amount, label, price.provider, price.model
 
 
 def money_cost_of(model: str, input_tokens: int, output_tokens: int) -> Decimal:

@@ -166,6 +166,8 @@ type_providers: dict[type, str | None] = {}
 extractors: dict[type, Callable[[Any], Any]] = {}
 #: How a response's extra usage units are cut to their wholes, by the names it reports (``_extract._clamped_units``).
 unit_clamps: dict[tuple[str, ...], Any] = {}
+#: One ``Units`` per distinct Anthropic (5-minute write, 1-hour write, web searches) counts (``_extract``).
+anthropic_units: dict[tuple[int, int, int], Any] = {}
 type_is_one_of: dict[tuple[type, frozenset[tuple[str, str]]], bool] = {}
 #: Whether a type is an SDK stream or stream manager (``may_be_stream``, on every tracked call).
 type_may_stream: dict[type, bool] = {}
@@ -205,6 +207,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     type_providers,
     extractors,
     unit_clamps,
+    anthropic_units,
     type_is_one_of,
     type_may_stream,
     provider_models,

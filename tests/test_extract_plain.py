@@ -19,6 +19,7 @@ from openai.types.responses import Response
 from openai.types.responses.response_usage import ResponseUsage
 
 import llmcost
+from llmcost import _extract
 from llmcost._extract import (
     _anthropic_units_kept,
     _compiled_reader,
@@ -205,6 +206,24 @@ def _anthropic_cases() -> list[Any]:
                 input_tokens=4, output_tokens=1, cache_read_input_tokens=0, cache_creation_input_tokens=10, **parts
             )
             cases.append(anthropic_types.Message.model_construct(id="m", type="message", model="claude", usage=usage))
+    # Extra fields on a part, on the usage and on the message (the message reader ignores a part's own: every
+    # count it reads is declared), and counts a thinking part makes impossible (clamped by the general reader).
+    split = {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 500}
+    tools = {"web_search_requests": 1, "web_fetch_requests": 0}
+    plain = {"input_tokens": 176, "output_tokens": 300, "cache_read_input_tokens": 1024,
+             "cache_creation_input_tokens": 500, "service_tier": "standard"}  # fmt: skip
+    for usage, fields in [
+        ({**plain, "cache_creation": {**split, "ephemeral_1h_input_tokens_x": 9}, "server_tool_use": tools}, {}),
+        ({**plain, "cache_creation": split, "server_tool_use": {**tools, "web_fetch_requests": 4, "other": 1}}, {}),
+        ({**plain, "cache_creation": split, "server_tool_use": tools, "extra": 3}, {}),
+        ({**plain, "cache_creation": split, "server_tool_use": tools}, {"object": "list"}),
+        ({**plain, "cache_creation": split, "server_tool_use": tools}, {"service_tier": "batch"}),
+        ({**plain, "cache_creation": split, "output_tokens_details": {"thinking_tokens": 301}}, {}),
+        ({**plain, "cache_creation": {**split, "ephemeral_5m_input_tokens": 600}}, {}),  # a split over the write
+    ]:
+        cases.extend(_message(usage, cls, **fields) for cls in (anthropic_types.Message, BetaMessage))
+        validated = {"id": "m", "type": "message", "role": "assistant", "model": "claude-sonnet-4-0", "content": []}
+        cases.append(anthropic_types.Message.model_validate({**validated, **fields, "usage": usage}))
     return cases
 
 
@@ -576,3 +595,43 @@ def test_the_google_genai_reader_reads_the_fields_declared_and_needs_a_prompt_co
         usage_metadata: Optional[Counts] = None  # noqa: UP045
 
     assert _google_reader(Other) is None
+
+
+def test_anthropic_units_are_found_by_their_counts_and_never_mixed_up():
+    # Each distinct (5-minute write, 1-hour write, web searches) counts has one Units, found again by value: equal
+    # counts give that very object, any other counts (the same numbers in other places too) their own.
+    _extract._anthropic_units.clear()
+    seen = {}
+    for w5, w1, searches in itertools.product([0, 1, 500, 2**63 - 1], [0, 1, 500], [0, 1, 2]):
+        usage = {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 0,
+                 "cache_creation_input_tokens": 0, "server_tool_use": {"web_search_requests": searches},
+                 "cache_creation": {"ephemeral_5m_input_tokens": w5, "ephemeral_1h_input_tokens": w1}}  # fmt: skip
+        first, again = _same(_message(usage)).usage, _same(_message(usage)).usage
+        expected = {"cache_write_5m_tokens": w5, "cache_write_1h_tokens": w1, "web_searches": searches}
+        assert list(first.units.items()) == [(k, v) for k, v in expected.items() if v]
+        assert first.cache_write_tokens == w5 + w1 and first.input_tokens == 10 + w5 + w1
+        assert again.units is first.units
+        seen[(w5, w1, searches)] = first.units
+    assert seen[(0, 0, 0)] is llmcost.Usage().units  # no units: NO_UNITS, never a found one
+    assert len({id(units) for key, units in seen.items() if any(key)}) == len(seen) - 1
+
+
+def test_the_units_found_by_value_are_bounded():
+    _extract._anthropic_units.clear()
+    kept = _extract._ANTHROPIC_UNITS_KEPT
+    for w1 in range(1, kept + 50):
+        usage = {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 0,
+                 "cache_creation_input_tokens": w1, "server_tool_use": None,
+                 "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": w1}}  # fmt: skip
+        assert dict(extract_usage(_message(usage)).usage.units) == {"cache_write_1h_tokens": w1}
+        assert len(_extract._anthropic_units) <= kept
+
+
+def test_current_anthropic_messages_take_the_message_reader():
+    for cls in (anthropic_types.Message, BetaMessage):
+        assert _sdk_reader(cls).__name__ == "read_message"
+        usage = {"input_tokens": 176, "output_tokens": 300, "cache_read_input_tokens": 1024,
+                 "cache_creation_input_tokens": 500, "server_tool_use": {"web_search_requests": 1},
+                 "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 500}}  # fmt: skip
+        assert _plain(_message(usage, cls))
+        assert not _plain(_message(usage, cls, extra_field=1))  # extra fields: the general reader

@@ -8,6 +8,7 @@ import pytest
 from llmcost import CostEntry, MemoryStore, Usage
 from llmcost._entry import new_entry_id
 from llmcost._rows import frame_to_entries
+from llmcost._usage import NO_UNITS
 from llmcost.stores import _memory
 
 T0 = datetime(2024, 5, 17, tzinfo=timezone.utc)
@@ -267,3 +268,52 @@ def test_units_stay_with_their_rows_across_batches(every):
     assert [e.usage.units for e in store.entries()] == [e.usage.units for e in entries]
     with_units = sum(1 for e in entries if e.usage.units)
     assert with_units == (0 if not every else len(range(0, len(entries), every)))
+
+
+def test_units_of_rows_after_batches_without_any_read_back_in_place():
+    # Units are kept for the rows up to the last that has any: batches without units before, between and after
+    # batches with them, read back as entries and as a frame (rows without units: NO_UNITS / no units).
+    n = _memory._BATCH
+    with_units = {n + 3, n + 4, 3 * n + 1}
+
+    def usage(i):
+        if i in with_units:
+            return Usage(100 + i, 10, 0, 50, 0, units={"cache_write_1h_tokens": i % 50 + 1, "web_searches": 1})
+        return Usage(100 + i, 10, 0, 0, 0)
+
+    entries = [make(i, usage=usage(i)) for i in range(4 * n + 9)]
+    store = MemoryStore()
+    for start in range(0, len(entries), n):
+        store.append(entries[start : start + n])
+        assert store.entries() == entries[: start + n]  # columnized batch by batch
+    assert [i for i, e in enumerate(store.entries()) if e.usage.units] == sorted(with_units)
+    assert all(e.usage.units is NO_UNITS for e in store.entries() if not e.usage.units)
+    assert frame_to_entries(store.scan()) == entries
+    store.append([make(len(entries), usage=Usage(5, 1, units={"web_searches": 2}))])  # a row past the kept ones
+    assert store.entries()[-1].usage.units == {"web_searches": 2} and len(store) == len(entries) + 1
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["one-value-all-along", "mixed"])
+def test_columns_of_one_value_all_along_and_of_mixed_values_read_back(mixed):
+    # A batch whose category, tag map and latency kind are one all along takes a shorter way into the columns than
+    # one where they differ: both read back exactly.
+    from llmcost import CostCategory
+
+    tags = {"team": "search"}
+    categories = [CostCategory.LLM_INFERENCE, CostCategory.LLM_EMBEDDING]
+
+    def entry(i):
+        return make(
+            i,
+            category=categories[i % 2] if mixed else categories[0],
+            tags=({"team": f"t{i % 3}"} if i % 3 else {}) if mixed else tags,
+            latency_ms=(None if i % 2 else i / 7) if mixed else i / 7,
+        )
+
+    entries = [entry(i) for i in range(_memory._BATCH * 2 + 3)]
+    store = MemoryStore()
+    store.append(entries[: _memory._BATCH])
+    for e in entries[_memory._BATCH :]:
+        store.append_row(_row(e))
+    assert store.entries() == entries
+    assert frame_to_entries(store.scan()) == entries

@@ -162,3 +162,17 @@ def test_same_rates_up_to_finds_where_a_correction_changes_the_rates():
     for inp in (0, 1, 199_999, 200_000, 200_001, 10**9):  # every count up to it has the same rates, the next not
         same = long_context.rates(inp) == base.rates(inp)
         assert same == (inp <= same_rates_up_to(long_context, base))
+
+
+@pytest.mark.parametrize("inp", [0, 999, 1000, 1001, 199_999, 200_000, 200_001, MAX_COUNT // 2])
+def test_a_call_below_every_tier_and_at_each_start_takes_its_tiers_prices(inp):
+    # The units pricer tells a call below the lowest tier by one comparison, and looks for the tier only above it:
+    # at each start and either side of it, a usage with units costs what ``money_cost`` says.
+    price = ModelPrice(
+        "m", None, input_per_mtok=3, output_per_mtok=15, cache_write_per_mtok="3.75",
+        unit_prices={"cache_write_1h_mtok": 6, "web_searches_kcount": 10},
+        tiers=[{"start": 200_000, "input_per_mtok": 6, "unit_prices": {"cache_write_1h_mtok": 12}},
+               {"start": 1000, "input_per_mtok": 4}],
+    )  # fmt: skip
+    usage = Usage(inp, 7, 0, inp // 2, units={"cache_write_1h_tokens": inp // 3, "web_searches": 2})
+    assert usage_pricer(price)(usage).as_tuple() == money_cost(price, usage).as_tuple()

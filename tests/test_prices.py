@@ -585,3 +585,23 @@ def test_priced_rounds_to_the_stores_scale_only_where_needed():
         amount = priced(price.model, "acme", usage, AT)[0]
         assert amount.as_tuple() == to_money(price.cost(usage)).as_tuple()
     assert fine.cost(usage) != priced("acme-fine", "acme", usage, AT)[0]  # 21 places, rounded to 18
+
+
+def test_a_quote_that_holds_at_every_time_is_kept_for_every_call():
+    # Sonnet 4's catalog price never changes and its correction has no dates: once quoted, its quote is taken for
+    # any time (``Resolved.standing``), and prices every call as the dated path does, on any day. o3's correction
+    # ends on a date, so its quote stays kept by day.
+    from llmcost._prices import _resolved_for
+
+    usage = Usage(10_000, 1_000, 4_000, 3_000, units={"cache_write_1h_tokens": 2_000, "web_searches": 2})
+    long = Usage(250_000, 1_000, 4_000, 3_000, units={"cache_write_1h_tokens": 2_000, "web_searches": 2})
+    days = [datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2025, 6, 10, 12, tzinfo=timezone.utc), AT]
+    sonnet, o3 = _resolved_for("claude-sonnet-4-20250514", None), _resolved_for("o3", None)
+    assert sonnet.standing is None and sonnet.price is None
+    for model in ("claude-sonnet-4-20250514", "o3"):
+        for when in days:
+            for one in (usage, long, Usage(10_000, 1_000)):
+                assert priced(model, None, one, _micros(when)) == priced(model, None, one, when), (model, when)
+                assert priced(model, None, one, _micros(when), "batch") == priced(model, None, one, when, "batch")
+    assert sonnet.standing is sonnet.quote(AT, None) and o3.standing is None
+    assert priced("claude-sonnet-4-20250514", None, long, _micros(AT))[1] == "correction:claude-sonnet-4-long-context"

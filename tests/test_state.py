@@ -41,6 +41,12 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     extract_usage(  # how reported units are cut to their wholes
         {"type": "message", "model": "m", "usage": {"input_tokens": 3, "server_tool_use": {"web_search_requests": 1}}}
     )
+    from anthropic.types import Message
+
+    message = {"id": "m", "type": "message", "role": "assistant", "model": "claude-sonnet-4-0", "content": []}
+    tools = {"web_search_requests": 1, "web_fetch_requests": 0}
+    usage = {"input_tokens": 3, "output_tokens": 1, "server_tool_use": tools}
+    extract_usage(Message.model_validate({**message, "usage": usage}))  # one Units per distinct counts
     is_sdk_stream(object())
     may_be_stream(object())
     _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding

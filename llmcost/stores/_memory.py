@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from itertools import islice, repeat
 from operator import attrgetter, is_, lt
@@ -111,7 +111,7 @@ class _Converted:
     tokens: list[array[int]]
     latency: array[float]
     tags: array[int]
-    units: dict[int, Any]  # row in the batch -> its usage's units, for the rows that have any
+    units: list[Any]  # the units of every row of the batch when any has units, else empty
 
 
 class _Interned:
@@ -142,6 +142,11 @@ def _indices(table: _Interned, values: Sequence[Any]) -> list[int]:
             if found[k] is None:
                 found[k] = table(value)
     return found  # type: ignore[return-value]  # every None was replaced
+
+
+def _all_are(values: Iterable[Any], one: Any) -> bool:
+    """Whether every one of ``values`` is ``one`` itself (at C level, stopping at the first that is not)."""
+    return all(map(is_, values, repeat(one)))
 
 
 def _member(column: array[int], allowed: set[int]) -> Callable[[int], bool]:
@@ -183,7 +188,9 @@ class MemoryStore(CostStore):
         self._pricing = array("i")
         self._service_tier = array("i")
         self._canonical_model = array("i")
-        self._units: dict[int, Units] = {}  # row -> units, for the rows that have any
+        # The units of each row up to the last row that has any (rows after it: NO_UNITS). A list, not a dict of the
+        # rows that have units: extended a batch at a time (C-level), and smaller where many rows have units.
+        self._units: list[Units] = []
         self._tokens = [array("q") for _ in range(5)]
         self._latency = array("d")
         self._tag_maps = _Interned()
@@ -305,14 +312,22 @@ class MemoryStore(CostStore):
     def _convert(self, batch: list[Any]) -> _Converted:
         if not batch:
             return _Converted(
-                0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), {}
+                0, self._last, False, b"", {}, array("q"), [], array("b"), [], [], array("d"), array("i"), []
             )
-        # Rows from append_row, entries from append (their fields, and a last column that is not read).
-        rows = [x if type(x) is tuple else (*_FIELDS(x), None) for x in batch]
+        # Rows from append_row, entries from append (their fields, and a last column that is not read). The usual
+        # batch (every item a row; one category, one tag map all along) is checked for at C level (``_all_are``).
+        rows = (
+            batch
+            if _all_are(map(type, batch), tuple)
+            else [x if type(x) is tuple else (*_FIELDS(x), None) for x in batch]
+        )
         (ids, stamps, amounts, cats, currency, resource, description, model, provider, pricing, usages, latency,
          tags, tiers, canonical, _) = zip(*rows, strict=True)  # fmt: skip
         # Rows hold epoch microseconds already; an entry's timestamp is converted exactly.
-        stamps_us = [s if type(s) is int else micros(s) for s in stamps]
+        if _all_are(map(type, stamps), int):
+            stamps_us = list(stamps)
+        else:
+            stamps_us = [s if type(s) is int else micros(s) for s in stamps]
         last, unsorted = self._last, False
         if stamps_us[0] > last[0] and all(map(lt, stamps_us, islice(stamps_us, 1, None))):
             last = (stamps_us[-1], ids[-1])  # strictly later timestamps, one after another (C-level): in order
@@ -326,8 +341,11 @@ class MemoryStore(CostStore):
         # array.fromlist is twice as fast as array.extend from other sequences.
         ts = array("q")
         ts.fromlist(stamps_us)
-        cat = array("b")
-        cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
+        if _all_are(cats, cats[0]):
+            cat = array("b", (_CATEGORY_INDEX[cats[0]],)) * len(cats)
+        else:
+            cat = array("b")
+            cat.fromlist(list(map(_CATEGORY_INDEX.__getitem__, cats)))
         strings = []
         for values in (currency, resource, description, model, provider, pricing, tiers, canonical):
             first = values[0]
@@ -343,19 +361,18 @@ class MemoryStore(CostStore):
             column.fromlist(list(map(count, usages)))
             tokens.append(column)
         lat = array("d")
-        lat.fromlist([_NAN if v is None else v for v in latency])
-        tag_column = array("i")
-        tag_column.fromlist(self._tag_indices(tags))
-        all_units = list(map(_UNITS, usages))
-        # Rows without units hold NO_UNITS itself: counted by identity (``list.count`` would call ``Units.__eq__``,
-        # Python code, for every row that has units).
-        without = sum(map(is_, all_units, repeat(NO_UNITS)))
-        if without == len(all_units):
-            units = {}
-        elif not without:  # every row has units (calls of one model and feature alike): C-level
-            units = dict(enumerate(all_units))
+        lat.fromlist(
+            list(latency) if _all_are(map(type, latency), float) else [_NAN if v is None else v for v in latency]
+        )
+        if _all_are(tags, tags[0]):
+            tag_column = array("i", self._tag_indices(tags[:1])) * len(tags)
         else:
-            units = {row: found for row, found in enumerate(all_units) if found is not NO_UNITS}
+            tag_column = array("i")
+            tag_column.fromlist(self._tag_indices(tags))
+        all_units = list(map(_UNITS, usages))
+        # Rows without units hold NO_UNITS itself: told apart by identity (comparing would call ``Units.__eq__``,
+        # Python code, for every row that has units).
+        units = [] if _all_are(all_units, NO_UNITS) else all_units
         return _Converted(
             len(batch), last, unsorted, raw_ids, odd_ids, ts, list(amounts), cat, strings, tokens, lat, tag_column,
             units,
@@ -391,8 +408,11 @@ class MemoryStore(CostStore):
             target.extend(column)
         self._latency.extend(c.latency)
         self._tags.extend(c.tags)
-        if c.units:  # (row in the batch -> row in the store, C-level)
-            self._units.update(zip(map(self._n.__add__, c.units), c.units.values(), strict=True))
+        if c.units:
+            kept = self._units
+            if len(kept) < self._n:  # rows since the last that had units
+                kept.extend(repeat(NO_UNITS, self._n - len(kept)))
+            kept.extend(c.units)
         self._n += c.n
 
     @staticmethod
@@ -496,6 +516,7 @@ class MemoryStore(CostStore):
         v = self._strings.values
         t = self._tokens
         latency = self._latency[i]
+        units = self._units
         return trusted_entry(
             self._id(i),
             from_micros(self._ts[i]),
@@ -505,7 +526,7 @@ class MemoryStore(CostStore):
             v[self._description[i]],
             v[self._model[i]],
             v[self._provider[i]],
-            trusted_usage(t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], self._units.get(i, NO_UNITS)),
+            trusted_usage(t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], units[i] if i < len(units) else NO_UNITS),
             None if latency != latency else latency,
             self._tag_maps.values[self._tags[i]] or EMPTY_TAGS,
             v[self._pricing[i]],
@@ -543,7 +564,10 @@ class MemoryStore(CostStore):
             "tags": take(self._tags, "int32"),
         }
         units = self._units
-        columns["units"] = [dict(units[i]) if i in units else None for i in index.tolist()]
+        with_units = len(units)
+        columns["units"] = [
+            dict(units[i]) if i < with_units and units[i] is not NO_UNITS else None for i in index.tolist()
+        ]
         for name in (
             "currency",
             "resource",
