@@ -33,14 +33,14 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
 from .. import _state
 from .._entry import CostEntry
 from .._money import ZERO
-from ._ledger import BudgetScope, LeaseTerms, LocalLedger, Renewal, Reservation, Settlement, Standing
+from ._ledger import BudgetScope, LeaseTerms, LocalLedger, Renewal, Reservation, Standing
 
 __all__ = [
     "IDLE_SECONDS",
@@ -82,8 +82,9 @@ class LeaseStore(Protocol):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ...,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
@@ -127,8 +128,9 @@ class Lease:
         self.reservation: Reservation | None = None
         self.amount = ZERO  # the reservation's amount in the ledger
         self.inflight = ZERO  # estimates of calls in flight served from it
-        self.pending: dict[str, Decimal] = {}  # amounts settled here, by entry id, for the next batch
-        self.elsewhere: list[Decimal] = []  # ... of entries that went to another store (no id to settle under)
+        #: Amounts settled here, by entry id, for the next batch (handed to ``settle_batch`` as they are) ...
+        self.pending: dict[str, Decimal] = {}
+        self.elsewhere = ZERO  # ... and the sum of those whose entries went to another store (no id to settle under)
         self.pending_sum = ZERO  # (with ``elsewhere``)
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
         self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
@@ -203,7 +205,7 @@ class Lease:
             if self.live and ZERO <= amount <= self.free:
                 self._keep(amount, entry_id)
                 return True
-            self._batch(self.live, Settlement(amount, entry_id))
+            self._batch(self.live, (amount, entry_id))
             return False
 
     def drop(self, estimate: Decimal) -> None:
@@ -216,7 +218,7 @@ class Lease:
 
     def _keep(self, amount: Decimal, entry_id: str | None) -> None:
         if entry_id is None:
-            self.elsewhere.append(amount)
+            self.elsewhere += amount
         else:
             pending = self.pending
             pending[entry_id] = pending[entry_id] + amount if entry_id in pending else amount
@@ -277,19 +279,19 @@ class Lease:
             lock.release()
         return True
 
-    def _batch(self, renew: bool, extra: Settlement | None = None) -> None:
-        """One ledger transaction: the pending amounts (and ``extra``) settled, the lease replaced by what calls in
-        flight took plus new headroom if ``renew`` (else released). On failure nothing changed in the ledger, so
-        everything stays pending (``extra`` too) for the next batch."""
+    def _batch(self, renew: bool, extra: tuple[Decimal, str | None] | None = None) -> None:
+        """One ledger transaction: the pending amounts (and ``extra``, a call's ``(amount, entry id)``) settled, the
+        lease replaced by what calls in flight took plus new headroom if ``renew`` (else released). On failure
+        nothing changed in the ledger, so everything stays pending (``extra`` too) for the next batch."""
         if self._pid != os.getpid():  # another process's lease (this is a forked child): settle ``extra`` alone
             if extra is not None:
-                self.store.settle(self.scope, extra.amount, entry_id=extra.entry_id)
+                self.store.settle(self.scope, extra[0], entry_id=extra[1])
             return
         self._take_acks()
-        settlements = [Settlement(amount, entry_id) for entry_id, amount in self.pending.items()]
-        settlements += [Settlement(amount, None) for amount in self.elsewhere]
+        # What the calls served from the lease cost (``extra`` aside: it did not fit) sizes the next lease.
+        spent, count = self.local(), self.count
         if extra is not None:
-            settlements.append(extra)
+            self._keep(*extra)  # settled with the batch (and pending with it if the batch fails)
         terms = None
         if renew and self.live:  # (it ran out, or is due: how long it lasted says how large the next should be)
             lasted = time.monotonic() - self.renewed
@@ -298,25 +300,21 @@ class Lease:
             elif lasted > SLOW_SECONDS:
                 self.calls = max(self.calls // 2, LEASE_CALLS)
         if renew and self.estimate > 0:
-            typical = self.local() / self.count if self.count else self.typical
+            typical = spent / count if count else self.typical
             per_call = typical if typical > self.estimate else self.estimate
             terms = LeaseTerms(per_call * self.calls, self.estimate, LEASE_SHARE)
-        try:
-            renewal = self.store.settle_batch(
-                self.scope,
-                settlements,
-                reservation=self.reservation,
-                keep=self.inflight,
-                renew=terms,
-                limit=self.limit,
-            )
-        except BaseException:
-            if extra is not None:
-                self._keep(extra.amount, extra.entry_id)
-            raise
-        if self.count:
-            self.typical = self.local() / self.count
-        self.pending, self.elsewhere, self.count = {}, [], 0
+        renewal = self.store.settle_batch(
+            self.scope,
+            self.pending,  # (as it is: the ledger neither changes nor keeps it, and a new one replaces it below)
+            elsewhere=self.elsewhere,
+            reservation=self.reservation,
+            keep=self.inflight,
+            renew=terms,
+            limit=self.limit,
+        )
+        if count:
+            self.typical = spent / count
+        self.pending, self.elsewhere, self.count = {}, ZERO, 0
         self.pending_sum = self.acked = ZERO
         self.reservation = renewal.reservation
         self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
@@ -334,7 +332,7 @@ class Lease:
         if self._pid != os.getpid():
             self.live = False
             self.reservation, self.amount, self.inflight = None, ZERO, ZERO
-            self.pending, self.elsewhere, self.count = {}, [], 0
+            self.pending, self.elsewhere, self.count = {}, ZERO, 0
             self.pending_sum = self.acked = self.free = ZERO
             self._acks.clear()
             _OPEN.discard(self)

@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
 from itertools import islice
@@ -62,7 +62,6 @@ __all__ = [
     "Receipts",
     "Renewal",
     "Reservation",
-    "Settlement",
     "Standing",
     "entry_models",
     "exact_sum",
@@ -192,15 +191,6 @@ class Reservation:
 
 
 @attrs.frozen
-class Settlement:
-    """One call's actual ``amount``, settled in a batch under ``entry_id`` (``None``: its entry went to another store,
-    so it counts until the period ends), exactly as ``Ledger.settle`` would settle it alone."""
-
-    amount: Decimal
-    entry_id: str | None
-
-
-@attrs.frozen
 class LeaseTerms:
     """What a lease asks of ``settle_batch``: headroom of at most ``most`` and at most ``1/share`` of the room the
     ledger sees in that transaction, in whole multiples of ``least`` (the call's estimate), granted only if that is
@@ -268,7 +258,7 @@ class Receipts:
             self.settled.add(entry_id)
             return True
 
-    def settling_all(self, ids: Sequence[str]) -> set[str]:
+    def settling_all(self, ids: Collection[str]) -> set[str]:
         """``settling`` of each of ``ids`` at once; the set of those acknowledged already (usually empty)."""
         with self._lock:
             early = self._early
@@ -331,17 +321,22 @@ class Ledger(abc.ABC):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ZERO,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
     ) -> Renewal:
-        """In one atomic step: count each of ``settlements`` in ``scope`` as ``settle`` would, drop ``reservation``
-        (a lease), and reserve ``keep`` (what calls still in flight took from it, whatever the limit) plus the
-        ``headroom`` that ``renew`` gets of the room left under ``limit`` (none without ``renew``: the lease is
-        released)."""
+        """In one atomic step: count in ``scope`` each of ``amounts`` (calls' actual amounts by their entries' ids)
+        as ``settle`` would with that ``entry_id``, and ``elsewhere`` (the sum of those whose entries went to another
+        store) as ``settle`` would with none; drop ``reservation`` (a lease), and reserve ``keep`` (what calls still
+        in flight took from it, whatever the limit) plus the ``headroom`` that ``renew`` gets of the room left under
+        ``limit`` (none without ``renew``: the lease is released).
+
+        ``amounts`` is the lease's own mapping, as it is (no object per call): the ledger neither changes nor keeps
+        it."""
         raise NotImplementedError(f"{type(self).__name__} does not lease (its ``leases`` is False)")
 
     @abc.abstractmethod
@@ -518,8 +513,9 @@ class LocalLedger(Ledger):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ZERO,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
@@ -531,11 +527,9 @@ class LocalLedger(Ledger):
             ctx.prec = _EXACT_DIGITS
             self._drop(reservation)
             account = self._account(scope)
-            for settlement in settlements:
-                entry_id, amount = settlement.entry_id, settlement.amount
-                if entry_id is None:
-                    account.settled += amount
-                elif self._settling(entry_id):
+            account.settled += elsewhere
+            for entry_id, amount in amounts.items():
+                if self._settling(entry_id):
                     account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
                     account.settled += amount
                 elif not self._fed:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import logging
 import os
 import secrets
@@ -42,7 +41,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, TypeVar
 
@@ -59,7 +58,6 @@ from ._ledger import (
     Receipts,
     Renewal,
     Reservation,
-    Settlement,
     Standing,
     filter_kwargs,
     headroom,
@@ -133,35 +131,38 @@ class _Account:
 
 
 class _Batches:
-    """Which settled amounts each of this process's batch rows holds: per entry id, its ``(row, amount)`` holding
-    (``more``: the further holdings of an entry settled in several scopes), and per row what it holds still,
-    ``[amount, entries, scope]``."""
+    """Which settled amounts each of this process's batch rows holds: per row, ``[amount, amounts, scope]`` (what it
+    holds still, and of which entries: ``{entry id: amount}``, the batch's own mapping); per entry id, its row
+    (``more``: the further rows of an entry settled in several scopes).
+
+    A batch is kept as the mapping the lease handed over (copied in C), and indexed by one ``dict.fromkeys``: no
+    object per entry on the calls' path. The per-entry work is the writer's, as it acknowledges."""
 
     __slots__ = ("by_entry", "more", "rows")
 
     def __init__(self) -> None:
-        self.by_entry: dict[str, tuple[int, Decimal]] = {}
-        self.more: dict[str, list[tuple[int, Decimal]]] = {}
+        self.by_entry: dict[str, int] = {}
+        self.more: dict[str, list[int]] = {}
         self.rows: dict[int, list[Any]] = {}
 
-    def add(self, row: int, scope: BudgetScope, ids: Sequence[str], amounts: Sequence[Decimal], total: Decimal) -> None:
-        """Row ``row`` of ``scope`` holds the amounts ``amounts`` of the entries ``ids``, ``total`` in all."""
+    def add(self, row: int, scope: BudgetScope, amounts: dict[str, Decimal], total: Decimal) -> None:
+        """Row ``row`` of ``scope`` holds ``amounts`` (by entry id; kept as it is), ``total`` in all."""
         by_entry = self.by_entry
-        if by_entry.keys().isdisjoint(ids):  # (the usual case, in C: every entry is settled in one scope)
-            by_entry.update(zip(ids, zip(itertools.repeat(row), amounts, strict=False), strict=True))
+        if by_entry.keys().isdisjoint(amounts):  # (the usual case, in C: every entry is settled in one scope)
+            by_entry.update(dict.fromkeys(amounts, row))
         else:
-            for entry_id, amount in zip(ids, amounts, strict=True):
+            for entry_id in amounts:
                 if entry_id in by_entry:
-                    self.more.setdefault(entry_id, []).append((row, amount))
+                    self.more.setdefault(entry_id, []).append(row)
                 else:
-                    by_entry[entry_id] = (row, amount)
-        self.rows[row] = [total, len(ids), scope]
+                    by_entry[entry_id] = row
+        self.rows[row] = [total, amounts, scope]
 
-    def _holdings(self, entry_id: str) -> list[tuple[int, Decimal]]:
-        held = self.by_entry.get(entry_id)
-        if held is None:
+    def _rows_of(self, entry_id: str) -> list[int]:
+        row = self.by_entry.get(entry_id)
+        if row is None:
             return []
-        return [held, *self.more.get(entry_id, ())] if self.more else [held]
+        return [row, *self.more.get(entry_id, ())] if self.more else [row]
 
     def scopes(self, ids: Sequence[str]) -> list[BudgetScope]:
         """The scopes of the rows that hold the entries ``ids``."""
@@ -170,7 +171,7 @@ class _Batches:
             return [held[2] for held in rows.values()]
         found: dict[str, BudgetScope] = {}
         for entry_id in ids:
-            for row, _ in self._holdings(entry_id):
+            for row in self._rows_of(entry_id):
                 held = rows.get(row)
                 if held is not None:
                     found[held[2].key] = held[2]
@@ -179,42 +180,47 @@ class _Batches:
     def written(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
         """For the written entries ``ids``: per batch row, the amount and number of its entries among them; and the
         ids held by no batch row (settled one by one, in rows of their own). Changes nothing (``forget`` does)."""
-        by_entry, more = self.by_entry, self.more
+        by_entry, more, rows = self.by_entry, self.more, self.rows
         sums: dict[int, list[Decimal]] = {}
         alone: list[str] = []
         for entry_id in ids:
-            held = by_entry.get(entry_id)
-            if held is None:
+            first = by_entry.get(entry_id)
+            if first is None:
                 alone.append(entry_id)
                 continue
-            for row, amount in [held, *more.get(entry_id, ())] if more else (held,):
+            for row in [first, *more.get(entry_id, ())] if more else (first,):
+                held = rows.get(row)
+                if held is None:
+                    continue
                 found = sums.get(row)
                 if found is None:
-                    sums[row] = [amount]
+                    sums[row] = [held[1][entry_id]]
                 else:
-                    found.append(amount)
+                    found.append(held[1][entry_id])
         return {row: (sum(amounts, ZERO), len(amounts)) for row, amounts in sums.items()}, alone
 
     def forget(self, ids: Sequence[str], rows: dict[int, tuple[Decimal, int]]) -> None:
         """``written``'s entries are acknowledged: they and what their rows held of them go."""
-        by_entry, more = self.by_entry, self.more
+        by_entry, more, held_rows = self.by_entry, self.more, self.rows
         for entry_id in ids:
-            by_entry.pop(entry_id, None)
-        if more:
-            for entry_id in ids:
-                more.pop(entry_id, None)
-        for row, (amount, n) in rows.items():
-            held = self.rows.get(row)
+            first = by_entry.pop(entry_id, None)
+            if first is None:
+                continue
+            for row in [first, *more.pop(entry_id, ())] if more else (first,):
+                held = held_rows.get(row)
+                if held is not None:
+                    held[1].pop(entry_id, None)
+        for row, (amount, _) in rows.items():
+            held = held_rows.get(row)
             if held is not None:
                 held[0] -= amount
-                held[1] -= n
-                if held[1] <= 0:
-                    del self.rows[row]
+                if not held[1]:
+                    del held_rows[row]
 
     def left(self, row: int) -> tuple[Decimal, int]:
         """What ``row`` holds still: its amount and number of entries."""
         held = self.rows.get(row)
-        return (held[0], held[1]) if held is not None else (ZERO, 0)
+        return (held[0], len(held[1])) if held is not None else (ZERO, 0)
 
 
 def _holder_id() -> str:
@@ -501,8 +507,9 @@ class SqliteLedger(Ledger):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ZERO,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
@@ -510,39 +517,30 @@ class SqliteLedger(Ledger):
     ) -> Renewal:
         self._use()
         with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
+            # The batch row's entries and their amounts (copied in C: the caller's mapping is not kept), without
+            # those written and acknowledged before this settles them (counted in the store's total).
+            written = self.receipts.settling_all(amounts.keys())
+            held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
             with self._transaction() as con:
                 account = self._load(con, scope)
                 if renew is not None and account.now - account.swept >= self.lease / 4:
                     self._sweep(con, account.now)
                     account = self._load(con, scope)  # the sweep may have released reservations of this scope
                 self._drop(con, reservation, account)
-                ids: list[str] = []  # the batch row's entries, and their amounts
-                amounts: list[Decimal] = []
-                forever = ZERO
-                for settlement in settlements:
-                    if settlement.entry_id is None:
-                        forever += settlement.amount
-                    else:
-                        ids.append(settlement.entry_id)
-                        amounts.append(settlement.amount)
-                written = self.receipts.settling_all(ids)
-                if written:
-                    kept = [(i, a) for i, a in zip(ids, amounts, strict=True) if i not in written]
-                    ids, amounts = [i for i, _ in kept], [a for _, a in kept]
                 batch, total = None, ZERO
-                if ids:
-                    total = sum(amounts, ZERO)
+                if held:
+                    total = sum(held.values(), ZERO)
                     batch = con.execute(
                         "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?) RETURNING id",
                         (scope.key, self._holder, str(total), _BATCH),
                     ).fetchone()[0]
                     account.settled += total
-                if forever:  # (entries of another store: no acknowledgement clears them, so apart from the batch row)
+                if elsewhere:  # (entries of another store: no acknowledgement clears them, so apart from the batch)
                     con.execute(
                         "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
-                        (scope.key, self._holder, str(forever), _FOREVER),
+                        (scope.key, self._holder, str(elsewhere), _FOREVER),
                     )
-                    account.settled += forever
+                    account.settled += elsewhere
                 if written:  # entries written before they were settled: read recorded spend again (they are in it)
                     con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
                     account.base = self._total(**filter_kwargs(scope))
@@ -552,7 +550,7 @@ class SqliteLedger(Ledger):
                 rid = self._hold(con, account, keep + grant) if keep + grant else None
                 self._save(con, account)
             if batch is not None:  # (committed: the row is there for acknowledgements to reduce)
-                self._batches.add(batch, scope, ids, amounts, total)
+                self._batches.add(batch, scope, held, total)
         made = None
         if rid is not None:
             self._start_heartbeat()
