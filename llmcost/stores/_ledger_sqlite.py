@@ -41,8 +41,10 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, localcontext
+from itertools import repeat
 from typing import Any, TypeVar
 
 from .. import _state
@@ -169,17 +171,47 @@ class _Batches:
         rows = self.rows
         if len(rows) == 1:  # (the usual case: one budget, its batches acknowledged as they come)
             return [held[2] for held in rows.values()]
+        hit = set(map(self.by_entry.get, ids))  # (in C)
+        if self.more:
+            for entry_id in ids:
+                hit.update(self.more.get(entry_id, ()))
         found: dict[str, BudgetScope] = {}
-        for entry_id in ids:
-            for row in self._rows_of(entry_id):
-                held = rows.get(row)
-                if held is not None:
-                    found[held[2].key] = held[2]
+        for row in hit:
+            held = rows.get(row)  # type: ignore[arg-type]  # (None, for ids of no batch, is no row)
+            if held is not None:
+                found[held[2].key] = held[2]
         return list(found.values())
 
     def written(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
         """For the written entries ``ids``: per batch row, the amount and number of its entries among them; and the
-        ids held by no batch row (settled one by one, in rows of their own). Changes nothing (``forget`` does)."""
+        ids held by no batch row (settled one by one, in rows of their own). Changes nothing (``forget`` does).
+
+        The writer runs this for every entry it writes, so the usual case is counted in C: each entry in one row, and
+        a row whose entries are all written (a flush writes whole batches) takes what it holds as a whole."""
+        by_entry, rows = self.by_entry, self.rows
+        if self.more:
+            return self._written_each(ids)
+        where = list(map(by_entry.get, ids))
+        counts = Counter(where)
+        alone = [i for i, row in zip(ids, where, strict=True) if row is None] if None in counts else []
+        out: dict[int, tuple[Decimal, int]] = {}
+        wanted: set[str] | None = None
+        for row, n in counts.items():
+            held = rows.get(row)  # type: ignore[arg-type]
+            if held is None:
+                continue
+            amounts = held[1]
+            if wanted is None:
+                wanted = set(ids)
+            if n >= len(amounts) and amounts.keys() <= wanted:
+                out[row] = (held[0], len(amounts))  # type: ignore[index]  # (row is an int here)
+            else:
+                found = [amounts[i] for i in ids if i in amounts]
+                out[row] = (sum(found, ZERO), len(found))  # type: ignore[index]
+        return out, alone
+
+    def _written_each(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
+        """``written``, entry by entry (some entries are held by several rows: settled in several scopes)."""
         by_entry, more, rows = self.by_entry, self.more, self.rows
         sums: dict[int, list[Decimal]] = {}
         alone: list[str] = []
@@ -188,7 +220,7 @@ class _Batches:
             if first is None:
                 alone.append(entry_id)
                 continue
-            for row in [first, *more.get(entry_id, ())] if more else (first,):
+            for row in [first, *more.get(entry_id, ())]:
                 held = rows.get(row)
                 if held is None:
                     continue
@@ -201,21 +233,20 @@ class _Batches:
 
     def forget(self, ids: Sequence[str], rows: dict[int, tuple[Decimal, int]]) -> None:
         """``written``'s entries are acknowledged: they and what their rows held of them go."""
-        by_entry, more, held_rows = self.by_entry, self.more, self.rows
-        for entry_id in ids:
-            first = by_entry.pop(entry_id, None)
-            if first is None:
-                continue
-            for row in [first, *more.pop(entry_id, ())] if more else (first,):
-                held = held_rows.get(row)
-                if held is not None:
-                    held[1].pop(entry_id, None)
-        for row, (amount, _) in rows.items():
+        held_rows, more = self.rows, self.more
+        deque(map(self.by_entry.pop, ids, repeat(None)), maxlen=0)  # (in C)
+        if more:
+            deque(map(more.pop, ids, repeat(None)), maxlen=0)
+        for row, (amount, n) in rows.items():
             held = held_rows.get(row)
-            if held is not None:
-                held[0] -= amount
-                if not held[1]:
-                    del held_rows[row]
+            if held is None:
+                continue
+            amounts = held[1]
+            if n >= len(amounts):
+                del held_rows[row]  # its last entries
+                continue
+            deque(map(amounts.pop, ids, repeat(None)), maxlen=0)
+            held[0] -= amount
 
     def left(self, row: int) -> tuple[Decimal, int]:
         """What ``row`` holds still: its amount and number of entries."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import sqlite3
 import threading
@@ -26,7 +27,7 @@ from llmcost import BudgetExceeded, CostTracker, budget, track_cost
 from llmcost.stores import CostStore, _lease
 from llmcost.stores._lease import LEASE_CALLS, LEASE_SHARE, MOST_LEASE_CALLS
 from llmcost.stores._ledger import LeaseTerms, headroom
-from llmcost.stores._ledger_sqlite import SqliteLedger
+from llmcost.stores._ledger_sqlite import SqliteLedger, _Batches
 from llmcost.stores._postgres_ledger import PostgresLedger
 
 from . import test_ledger
@@ -161,6 +162,47 @@ def test_a_batch_is_one_settled_row_reduced_as_its_entries_are_written(home):
     assert other.standing(s).spent == COST * 7 == store.standing(s, refresh=True).spent
     store.close()
     other.close()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_batch_rows_give_up_exactly_what_their_written_entries_hold(seed):
+    # (SqliteLedger's ``_Batches``) whatever the order of writes, partial or whole rows, entries settled in two scopes
+    # (held by two rows) or alone: each row gives up the amounts of its entries written, and goes with its last one.
+    rng = random.Random(seed)
+    batches, model = _Batches(), {}  # model: row -> {entry id: amount} still held
+    ids = [f"e{i}" for i in range(60)]
+    free = list(ids)
+    rng.shuffle(free)
+    for row in range(1, 7):
+        if seed % 2:  # (odd seeds: some entries in two rows; even: each entry in one row, counted in C)
+            chosen = rng.sample(ids, rng.randint(1, 20))
+        else:
+            chosen, free = free[: rng.randint(1, 10)], free[10:]
+        amounts = {i: Decimal(rng.randint(1, 9)) / 1000 for i in chosen}
+        batches.add(row, scope(), dict(amounts), sum(amounts.values(), Decimal(0)))
+        model[row] = dict(amounts)
+    unwritten = list(ids)
+    rng.shuffle(unwritten)
+    while unwritten:
+        cut = rng.randint(1, 15)
+        part, unwritten = unwritten[:cut], unwritten[cut:]
+        rows, alone = batches.written(part)
+        expected = {
+            row: (sum((held[i] for i in part if i in held), Decimal(0)), sum(i in held for i in part))
+            for row, held in model.items()
+            if any(i in held for i in part)
+        }
+        assert rows == expected
+        assert sorted(alone) == sorted(i for i in part if not any(i in held for held in model.values()))
+        batches.forget(part, rows)
+        for held in model.values():
+            for i in part:
+                held.pop(i, None)
+        model = {row: held for row, held in model.items() if held}
+        assert {row: batches.left(row) for row in model} == {
+            row: (sum(held.values(), Decimal(0)), len(held)) for row, held in model.items()
+        }
+        assert set(batches.rows) == set(model)
 
 
 def test_the_writer_that_acknowledges_reads_the_recorded_spend_not_the_next_batch(tmp_path):
