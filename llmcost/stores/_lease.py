@@ -20,7 +20,8 @@ Every amount is counted once: a batch settles each entry as ``settle`` would (``
 tracker wrote and acknowledged before its batch is taken out of the batch (``acknowledged``: the store's total has
 it now), but its amount keeps its place in the lease until the batch, so the headroom is never handed out twice.
 
-Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it).
+Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it); the budget holds it as
+it calls ``take``, ``done`` and ``drop``, which do not take it themselves.
 
 ``LocalLease`` is the budget's lease on an in-process ledger (``LocalLedger``): it leases no headroom, each of its
 calls reserves and settles exactly in the ledger, which costs no transaction there.
@@ -114,10 +115,14 @@ class Lease:
 
     Example::
 
-        lease = Lease(store, scope, limit=Decimal("10"), lock=threading.RLock())
-        if lease.renew(LeaseTerms(Decimal("0.16"), Decimal("0.0025"))) and lease.take(Decimal("0.0025")):
+        lock = threading.RLock()
+        lease = Lease(store, scope, limit=Decimal("10"), lock=lock)
+        with lock:
+            served = lease.renew(Decimal("0.0025")) and lease.take(Decimal("0.0025"))
+        if served:
             ...  # make the call
-            lease.done(Decimal("0.0025"), entry.amount, entry.id)
+            with lock:
+                lease.done(Decimal("0.0025"), entry.amount, entry.id)
     """
 
     def __init__(self, store: LeaseStore, scope: BudgetScope, *, limit: Decimal, lock: Any) -> None:
@@ -184,37 +189,48 @@ class Lease:
             return spent, spent + standing.reserved - self.amount + self.inflight
 
     # -- calls ----------------------------------------------------------------------------------------------------
+    # (``take``, ``done`` and ``drop`` run on every call, called by the budget holding the lease's lock: they do not
+    # take it again, which would cost more than their own arithmetic.)
     def take(self, needed: Decimal) -> bool:
-        """Serve ``needed`` from the lease, if it is live, not due for its batch, and has that much unused."""
-        with self._lock:
-            if not self.live or time.monotonic() - self.renewed > RENEW_SECONDS:
-                return False
-            free = self.free
-            if free > 0 and needed <= free:  # (as the ledger grants a reservation)
-                self.inflight += needed
-                self.free = free - needed
-                return True
+        """Serve ``needed`` from the lease, if it is live, not due for its batch, and has that much unused (the
+        caller holds the lease's lock)."""
+        if not self.live or time.monotonic() - self.renewed > RENEW_SECONDS:
             return False
+        free = self.free
+        if free > 0 and needed <= free:  # (as the ledger grants a reservation)
+            self.inflight += needed
+            self.free = free - needed
+            return True
+        return False
 
     def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
         """Settle a call served with ``estimate``: in memory while the lease covers ``amount`` (its estimate given
-        back plus what is unused; ``True``), else at once, with the batch (``False``)."""
-        with self._lock:
-            self.inflight -= estimate
-            self.free += estimate
-            if self.live and ZERO <= amount <= self.free:
+        back plus what is unused; ``True``), else at once, with the batch (``False``). The caller holds the lease's
+        lock."""
+        self.inflight -= estimate
+        free = self.free + estimate
+        if self.live and ZERO <= amount <= free:
+            pending = self.pending
+            if entry_id is not None and entry_id not in pending:  # (``_keep``'s usual case, inline)
+                pending[entry_id] = amount
+                self.pending_sum += amount
+                self.free = free - amount
+                self.count += 1
+            else:
+                self.free = free
                 self._keep(amount, entry_id)
-                return True
-            self._batch(self.live, (amount, entry_id))
-            return False
+            return True
+        self.free = free
+        self._batch(self.live, (amount, entry_id))
+        return False
 
     def drop(self, estimate: Decimal) -> None:
-        """Give back the ``estimate`` of a call that recorded nothing that counts here."""
-        with self._lock:
-            self.inflight -= estimate
-            self.free += estimate
-            if not self.live and self.reservation is not None:
-                self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
+        """Give back the ``estimate`` of a call that recorded nothing that counts here (the caller holds the lease's
+        lock)."""
+        self.inflight -= estimate
+        self.free += estimate
+        if not self.live and self.reservation is not None:
+            self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
 
     def _keep(self, amount: Decimal, entry_id: str | None) -> None:
         if entry_id is None:
@@ -354,10 +370,14 @@ class LocalLease(Lease):
 
     Example::
 
-        lease = LocalLease(store, store.ledger(), scope, limit=Decimal("10"), lock=threading.RLock())
-        if lease.take(Decimal("0.0025")):
+        lock = threading.RLock()
+        lease = LocalLease(store, store.ledger(), scope, limit=Decimal("10"), lock=lock)
+        with lock:
+            served = lease.take(Decimal("0.0025"))
+        if served:
             ...  # make the call
-            lease.done(Decimal("0.0025"), entry.amount, entry.id)
+            with lock:
+                lease.done(Decimal("0.0025"), entry.amount, entry.id)
     """
 
     def __init__(  # (no super().__init__: a LocalLease registers nothing, see above)
@@ -401,35 +421,34 @@ class LocalLease(Lease):
 
     def take(self, needed: Decimal) -> bool:
         """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not; the budget then reserves
-        exactly, which refuses the call or, for a budget that warns, forces it)."""
-        with self._lock:
-            hold = self.hold
-            if hold is None:
-                hold = self.hold = self.ledger.open_hold(self.scope)
-            if not self.ledger.grow(self.scope, hold, needed, limit=self.limit):
-                return False
-            self.inflight += needed
-            return True
+        exactly, which refuses the call or, for a budget that warns, forces it). The caller holds the lease's lock."""
+        hold = self.hold
+        if hold is None:
+            hold = self.hold = self.ledger.open_hold(self.scope)
+        if not self.ledger.grow(self.scope, hold, needed, limit=self.limit):
+            return False
+        self.inflight += needed
+        return True
 
     def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
         """Settle a call that took ``estimate``: its ``amount`` counted in the ledger in its place (``False``: the
-        budget reads the scope's figures after it with ``figures()``)."""
+        budget reads the scope's figures after it with ``figures()``). The caller holds the lease's lock."""
         self._settled(estimate, amount, entry_id)
         return False
 
     def drop(self, estimate: Decimal) -> None:
-        """Give back the ``estimate`` of a call that recorded nothing that counts here."""
+        """Give back the ``estimate`` of a call that recorded nothing that counts here (the caller holds the lease's
+        lock)."""
         self._settled(estimate, None, None)
 
     def _settled(self, estimate: Decimal, amount: Decimal | None, entry_id: str | None) -> None:
-        with self._lock:
-            hold = self.hold
-            self.inflight -= estimate
-            self.spent, self.reserved = self.ledger.settle_held(
-                self.scope, -1 if hold is None else hold, estimate, amount, entry_id
-            )
-            if self.closing and not self.inflight:
-                self._release()
+        hold = self.hold
+        self.inflight -= estimate
+        self.spent, self.reserved = self.ledger.settle_held(
+            self.scope, -1 if hold is None else hold, estimate, amount, entry_id
+        )
+        if self.closing and not self.inflight:
+            self._release()
 
     def renew(self, estimate: Decimal) -> bool:
         """Read where the scope stands (for ``figures``); always ``True``: the lease serves calls as long as the limit
