@@ -554,14 +554,6 @@ class LocalLedger(Ledger):
     # one open reservation of the budget (its *hold*) if the limit covers it, and taken out of it again when the call
     # settles. Everything is in this process, under the ledger's lock, so this is as exact as a reservation per call.
 
-    def _current(self, scope: BudgetScope) -> _Account:
-        """``_account(scope)``, its usual case inline: a fed ledger's open account, once the store caught up."""
-        catch_up = self._catch_up
-        if catch_up is not None:
-            catch_up()
-        found = self._accounts.get(scope.key) if self._fed else None
-        return found[1] if found is not None else self._account(scope)
-
     def open_hold(self, scope: BudgetScope) -> int:
         """An open reservation of nothing yet in ``scope``, for ``grow`` and ``settle_held``; ``release_hold`` drops
         it (with whatever calls in flight still hold)."""
@@ -577,7 +569,11 @@ class LocalLedger(Ledger):
         """Add ``amount`` to ``hold`` if ``limit`` covers it, as ``reserve`` grants a reservation of it; whether it
         did."""
         with self._lock:
-            account = self._current(scope)
+            catch_up = self._catch_up  # (``_account``'s usual case inline, as below: this runs before every call)
+            if catch_up is not None:
+                catch_up()
+            found = self._accounts.get(scope.key) if self._fed else None
+            account = found[1] if found is not None else self._account(scope)
             room = limit - account.base - account.settled - account.reserved
             if room > 0 and amount <= room:
                 if amount:
@@ -597,13 +593,17 @@ class LocalLedger(Ledger):
         """Take a call's ``estimate`` out of ``hold`` and count its ``amount`` in its place, as ``settle`` would
         (``None``: nothing, the call recorded nothing that counts here); the scope's ``(spent, reserved)`` after."""
         with self._lock:
-            account = self._current(scope)
+            catch_up = self._catch_up  # (``_account``'s usual case inline: a fed ledger's open account, caught up)
+            if catch_up is not None:
+                catch_up()
+            found = self._accounts.get(scope.key) if self._fed else None
+            account = found[1] if found is not None else self._account(scope)
             holds = account.holds
             held = holds.get(hold)
             if held is not None and estimate:
                 holds[hold] = held - estimate
                 account.reserved -= estimate
-            if amount is not None:
+            if amount is not None and (entry_id is None or entry_id not in self._seen):  # (fed: counted as appended)
                 if entry_id is None:
                     account.settled += amount
                 elif self._settling(entry_id):
@@ -640,30 +640,29 @@ class LocalLedger(Ledger):
                     account.settled -= amount
 
     def appended(self, entries: Sequence[CostEntry]) -> None:
-        """(``fed`` ledgers) ``entries`` were appended (and are not yet counted); the store holds ``lock``."""
+        """(``fed`` ledgers) ``entries`` were appended (and are not yet counted); the store holds ``lock`` (so this
+        does not take it again: a period budget's every call comes here, one entry at a time)."""
         if not self.receipts.used:
             return
-        with self._lock:
-            unfed, seen = self._unfed, self._seen
-            if unfed:  # (entries settled before they were appended: forgotten as settled, counted as recorded below)
-                mine = [entry.id for entry in entries if entry.id in unfed]
-                unfed.difference_update(mine)
-                self._forget_settled(mine)
+        unfed, seen = self._unfed, self._seen
+        if unfed:  # (entries settled before they were appended: forgotten as settled, counted as recorded below)
+            mine = [entry.id for entry in entries if entry.id in unfed]
+            unfed.difference_update(mine)
+            self._forget_settled(mine)
+        for entry in entries:
+            seen[entry.id] = None
+        if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
+            self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
+        for scope, account in self._accounts.values():
+            since, until, plain = scope.since, scope.until, scope.plain
             for entry in entries:
-                seen[entry.id] = None
-            if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
-                for entry_id in list(islice(seen, len(seen) - _SEEN // 2)):
-                    del seen[entry_id]
-            for scope, account in self._accounts.values():
-                since, until, plain = scope.since, scope.until, scope.plain
-                for entry in entries:
-                    when = entry.timestamp
-                    if (
-                        (since is None or since <= when)
-                        and (until is None or when < until)
-                        and (plain or scope.matches(entry))
-                    ):
-                        account.base += entry.amount
+                when = entry.timestamp
+                if (
+                    (since is None or since <= when)
+                    and (until is None or when < until)
+                    and (plain or scope.matches(entry))
+                ):
+                    account.base += entry.amount
 
 
 def filter_kwargs(scope: BudgetScope) -> dict[str, object]:
