@@ -390,21 +390,50 @@ class SqliteLedger(Ledger):
         fcntl.flock(self._queue_fd, fcntl.LOCK_EX)
         return self._queue_fd
 
-    def _load(self, con: sqlite3.Connection, scope: BudgetScope, *, refresh: bool = False) -> _Account:
+    def _load(
+        self,
+        con: sqlite3.Connection,
+        scope: BudgetScope,
+        *,
+        refresh: bool = False,
+        fresh: tuple[float, float, Decimal] | None = None,
+    ) -> _Account:
         """``scope``'s account and the ledger's state, in one query; recorded spend read again when due (the
-        account is new, an acknowledgement happened since, it is older than ``refresh`` seconds, or asked)."""
+        account is new, an acknowledgement happened since, it is older than ``refresh`` seconds, or asked), or
+        taken from ``fresh`` (``_spend_before``) if no acknowledgement came since that was read."""
         row = con.execute(_LOAD, (scope.key,)).fetchone()
         now = time.time()
         account = _Account(scope, row, now)
-        if (
-            account.new
-            or refresh
-            or account.gen != account.ledger_gen
-            or not 0 <= now - account.read_at <= self._refresh
-        ):
-            account.base = self._total(**filter_kwargs(scope))
-            account.gen, account.read_at, account.dirty = account.ledger_gen, now, True
+        if refresh or self._due(row, now):
+            if fresh is not None and not refresh and fresh[0] == account.ledger_gen:
+                account.base, account.read_at = fresh[2], fresh[1]
+            else:
+                account.base, account.read_at = self._total(**filter_kwargs(scope)), now
+            account.gen, account.dirty = account.ledger_gen, True
         return account
+
+    def _due(self, row: tuple[Any, ...], now: float) -> bool:
+        """Whether the recorded spend of the account ``row`` (an ``_LOAD`` row) is due to be read again."""
+        return row[0] is None or row[1] != row[5] or not 0 <= now - row[2] <= self._refresh
+
+    def _spend_before(self, scope: BudgetScope) -> tuple[float, float, Decimal] | None:
+        """``scope``'s recorded spend, read before a transaction if it is due (``_load``): ``(gen, read_at, spend)``,
+        the acknowledgement generation read before it; else (or if a read fails) ``None``.
+
+        Why: reading the store (milliseconds, and far longer while other processes write it) inside the transaction
+        held the ledger's lock that every process waits for; read here, only this process waits. ``_load`` takes it
+        if no acknowledgement came in between (else it reads the spend again, inside, as before): the entries of
+        every acknowledgement up to ``gen`` were written before it was read."""
+        try:
+            with self._lock:
+                row = self._connection().execute(_LOAD, (scope.key,)).fetchone()
+            now = time.time()
+            if not self._due(row, now):
+                return None
+            return row[5], now, self._total(**filter_kwargs(scope))
+        except Exception as exc:  # noqa: BLE001 - ``_load`` reads it inside the transaction, as before
+            logger.debug("llmcost: budget ledger: could not read recorded spend before a transaction: %r", exc)
+            return None
 
     def _save(self, con: sqlite3.Connection, account: _Account) -> None:
         """Write ``account`` back; a new period's account drops the budget's periods before the last one (a process
@@ -502,12 +531,13 @@ class SqliteLedger(Ledger):
     @_exact
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         self._use()
+        fresh = self._spend_before(scope)
         with self._transaction() as con:
-            account = self._load(con, scope)
+            account = self._load(con, scope, fresh=fresh)
             now = account.now
             if now - account.swept >= self.lease / 4:
                 self._sweep(con, now)
-                account = self._load(con, scope)  # the sweep may have released reservations of this scope
+                account = self._load(con, scope, fresh=fresh)  # the sweep may have released reservations here
             spent, reserved = account.base + account.settled, account.reserved
             room = limit - spent - reserved
             granted = force or (room > 0 and amount <= room)
@@ -547,16 +577,17 @@ class SqliteLedger(Ledger):
         limit: Decimal,
     ) -> Renewal:
         self._use()
+        fresh = self._spend_before(scope)
         with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
             # The batch row's entries and their amounts (copied in C: the caller's mapping is not kept), without
             # those written and acknowledged before this settles them (counted in the store's total).
             written = self.receipts.settling_all(amounts.keys())
             held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
             with self._transaction() as con:
-                account = self._load(con, scope)
+                account = self._load(con, scope, fresh=fresh)
                 if renew is not None and account.now - account.swept >= self.lease / 4:
                     self._sweep(con, account.now)
-                    account = self._load(con, scope)  # the sweep may have released reservations of this scope
+                    account = self._load(con, scope, fresh=fresh)  # the sweep may have released reservations here
                 self._drop(con, reservation, account)
                 batch, total = None, ZERO
                 if held:
@@ -598,8 +629,9 @@ class SqliteLedger(Ledger):
         entry_id: str | None = None,
     ) -> Standing:
         self._use()
+        fresh = self._spend_before(scope)
         with self._transaction() as con:
-            account = self._load(con, scope)
+            account = self._load(con, scope, fresh=fresh)
             self._drop(con, reservation, account)
             if entry_id is None or self.receipts.settling(entry_id):
                 con.execute(
@@ -628,8 +660,9 @@ class SqliteLedger(Ledger):
     @_exact
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         self._use()
+        fresh = None if refresh else self._spend_before(scope)
         with self._transaction() as con:
-            account = self._load(con, scope, refresh=refresh)
+            account = self._load(con, scope, refresh=refresh, fresh=fresh)
             if account.dirty:
                 self._save(con, account)
         return Standing(account.base + account.settled, account.reserved)

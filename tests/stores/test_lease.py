@@ -205,6 +205,35 @@ def test_batch_rows_give_up_exactly_what_their_written_entries_hold(seed):
         assert set(batches.rows) == set(model)
 
 
+def test_the_recorded_spend_is_read_outside_the_ledgers_lock(tmp_path):
+    # (SqliteLedger) reading the store can take long while other processes write it: it is read before the
+    # transaction, so no other process waits for the ledger meanwhile (``refresh=0``: every use reads it).
+    path = str(tmp_path / "ledger")
+    locked: list[bool] = []
+
+    def total(**filters: object) -> Decimal:
+        probe = sqlite3.connect(path, timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            locked.append(False)
+        except sqlite3.OperationalError:
+            locked.append(True)
+        finally:
+            probe.close()
+        return COST
+
+    ledger = SqliteLedger(path, total=total, refresh=0)
+    s = scope()
+    ledger.begin()
+    reservation = ledger.reserve(s, COST, limit=LIMIT)
+    ledger.settle(s, COST, reservation=reservation, entry_id="e1")
+    lease = ledger.settle_batch(s, {"e2": COST}, reservation=None, keep=Decimal(0), renew=TERMS, limit=LIMIT)
+    assert lease.standing.spent == COST * 3 == ledger.standing(s).spent
+    assert len(locked) >= 4 and not any(locked)
+    ledger.close()
+
+
 def test_the_writer_that_acknowledges_reads_the_recorded_spend_not_the_next_batch(tmp_path):
     # An acknowledgement makes recorded spend stale: the acknowledging writer reads it again (after its write, outside
     # the ledger's lock) and stores it with the acknowledgement, so neither this process's next batch nor another
