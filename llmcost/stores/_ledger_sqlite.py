@@ -21,6 +21,9 @@ A process that dies leaves its batch rows as it leaves settled rows: counted unt
 An acknowledgement makes recorded spend stale (entries were written): the writer that acknowledges reads the spend
 of the scopes its entries were settled in again first, after its write and outside any lock, and stores it with the
 acknowledgement, so that the next batch (on the calls' path, holding the ledger's lock) need not read the store.
+Where it could not (another acknowledgement came in between), the next use reads the spend before its transaction,
+outside the lock, and takes it if no acknowledgement came since (``_spend_before``): a store read never holds the
+ledger's lock that every process waits for (with several processes writing a DuckDB file it takes 0.2-1 s).
 
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
 lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next
