@@ -22,7 +22,7 @@ An acknowledgement makes recorded spend stale (entries were written): the writer
 of the scopes its entries were settled in again first, after its write and outside any lock, and stores it with the
 acknowledgement, so that the next batch (on the calls' path, holding the ledger's lock) need not read the store.
 Where it could not (another acknowledgement came in between), the next use reads the spend before its transaction,
-outside the lock, and takes it if no acknowledgement came since (``_spend_before``): a store read never holds the
+outside the lock, and takes it if no acknowledgement came since (``_spend_first``): a store read never holds the
 ledger's lock that every process waits for (with several processes writing a DuckDB file it takes 0.2-1 s).
 
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
@@ -103,6 +103,18 @@ SELECT a.base, a.gen, a.read_at, a.reserved, a.settled,
        (SELECT v FROM meta WHERE k = 'gen'), (SELECT v FROM meta WHERE k = 'swept')
 FROM (SELECT 1) LEFT JOIN accounts AS a ON a.scope = ?
 """
+
+
+#: Recorded spend read outside a transaction: ``(acknowledgement generation read before it, when, spend)``.
+_Spend = tuple[float, float, Decimal]
+
+
+class _SpendDue(Exception):
+    """(``_load`` with ``defer``) the account's recorded spend is due: read it outside the transaction first."""
+
+    def __init__(self, gen: float) -> None:
+        super().__init__(gen)
+        self.gen = gen
 
 
 class _Account:
@@ -399,44 +411,49 @@ class SqliteLedger(Ledger):
         scope: BudgetScope,
         *,
         refresh: bool = False,
-        fresh: tuple[float, float, Decimal] | None = None,
+        fresh: _Spend | None = None,
+        defer: bool = False,
     ) -> _Account:
         """``scope``'s account and the ledger's state, in one query; recorded spend read again when due (the
-        account is new, an acknowledgement happened since, it is older than ``refresh`` seconds, or asked), or
-        taken from ``fresh`` (``_spend_before``) if no acknowledgement came since that was read."""
+        account is new, an acknowledgement happened since, it is older than ``refresh`` seconds, or asked): taken
+        from ``fresh`` if no acknowledgement came since it was read, else read now or, with ``defer``, left to be read
+        outside the transaction (``_SpendDue``: see ``_spend_first``)."""
         row = con.execute(_LOAD, (scope.key,)).fetchone()
         now = time.time()
         account = _Account(scope, row, now)
-        if refresh or self._due(row, now):
+        if (
+            refresh
+            or account.new
+            or account.gen != account.ledger_gen
+            or not 0 <= now - account.read_at <= self._refresh
+        ):
             if fresh is not None and not refresh and fresh[0] == account.ledger_gen:
                 account.base, account.read_at = fresh[2], fresh[1]
+            elif defer and not refresh:
+                raise _SpendDue(account.ledger_gen)
             else:
                 account.base, account.read_at = self._total(**filter_kwargs(scope)), now
             account.gen, account.dirty = account.ledger_gen, True
         return account
 
-    def _due(self, row: tuple[Any, ...], now: float) -> bool:
-        """Whether the recorded spend of the account ``row`` (an ``_LOAD`` row) is due to be read again."""
-        return row[0] is None or row[1] != row[5] or not 0 <= now - row[2] <= self._refresh
+    def _spend_first(self, scope: BudgetScope, attempt: Callable[[_Spend | None, bool], T]) -> T:
+        """Run the transaction ``attempt(fresh, defer)``; if it finds ``scope``'s recorded spend due (``_SpendDue``,
+        raised by its first statement, so nothing was written), read the spend outside the transaction and run it
+        again with it.
 
-    def _spend_before(self, scope: BudgetScope) -> tuple[float, float, Decimal] | None:
-        """``scope``'s recorded spend, read before a transaction if it is due (``_load``): ``(gen, read_at, spend)``,
-        the acknowledgement generation read before it; else (or if a read fails) ``None``.
-
-        Why: reading the store (milliseconds, and far longer while other processes write it) inside the transaction
-        held the ledger's lock that every process waits for; read here, only this process waits. ``_load`` takes it
-        if no acknowledgement came in between (else it reads the spend again, inside, as before): the entries of
-        every acknowledgement up to ``gen`` were written before it was read."""
+        Why: reading the store (milliseconds, and 0.2-1 s while other processes write a DuckDB file) inside the
+        transaction held the ledger's lock that every process waits for; read here, only this process waits. The
+        spend read is used if no acknowledgement came in between (the entries of every acknowledgement up to the
+        generation read were written before it), else read inside, as before."""
         try:
-            with self._lock:
-                row = self._connection().execute(_LOAD, (scope.key,)).fetchone()
-            now = time.time()
-            if not self._due(row, now):
-                return None
-            return row[5], now, self._total(**filter_kwargs(scope))
-        except Exception as exc:  # noqa: BLE001 - ``_load`` reads it inside the transaction, as before
-            logger.debug("llmcost: budget ledger: could not read recorded spend before a transaction: %r", exc)
-            return None
+            return attempt(None, True)
+        except _SpendDue as due:
+            fresh: _Spend | None = None
+            try:
+                fresh = due.gen, time.time(), self._total(**filter_kwargs(scope))
+            except Exception as exc:  # noqa: BLE001 - read inside the transaction, as before (raising there)
+                logger.debug("llmcost: budget ledger: could not read recorded spend before a transaction: %r", exc)
+            return attempt(fresh, False)
 
     def _save(self, con: sqlite3.Connection, account: _Account) -> None:
         """Write ``account`` back; a new period's account drops the budget's periods before the last one (a process
@@ -534,24 +551,28 @@ class SqliteLedger(Ledger):
     @_exact
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         self._use()
-        fresh = self._spend_before(scope)
-        with self._transaction() as con:
-            account = self._load(con, scope, fresh=fresh)
-            now = account.now
-            if now - account.swept >= self.lease / 4:
-                self._sweep(con, now)
-                account = self._load(con, scope, fresh=fresh)  # the sweep may have released reservations here
-            spent, reserved = account.base + account.settled, account.reserved
-            room = limit - spent - reserved
-            granted = force or (room > 0 and amount <= room)
-            rid = None
-            if granted and amount:
-                rid = self._hold(con, account, amount)
-            if account.dirty:
-                self._save(con, account)
-        if rid is not None:
-            self._start_heartbeat()
-        return Reservation(scope.key, amount, granted, spent, reserved, rid)
+
+        def attempt(fresh: _Spend | None, defer: bool) -> Reservation:
+            with self._transaction() as con:
+                account = self._load(con, scope, fresh=fresh, defer=defer)
+                now = account.now
+                if now - account.swept >= self.lease / 4:
+                    self._sweep(con, now)
+                    # (the sweep may have released reservations of this scope)
+                    account = self._load(con, scope, fresh=fresh, defer=defer)
+                spent, reserved = account.base + account.settled, account.reserved
+                room = limit - spent - reserved
+                granted = force or (room > 0 and amount <= room)
+                rid = None
+                if granted and amount:
+                    rid = self._hold(con, account, amount)
+                if account.dirty:
+                    self._save(con, account)
+            if rid is not None:
+                self._start_heartbeat()
+            return Reservation(scope.key, amount, granted, spent, reserved, rid)
+
+        return self._spend_first(scope, attempt)
 
     def _hold(self, con: sqlite3.Connection, account: _Account, amount: Decimal) -> int:
         """Insert a reservation of ``amount`` in ``account`` (this process's, renewing its ``holders`` row when due)."""
@@ -580,47 +601,51 @@ class SqliteLedger(Ledger):
         limit: Decimal,
     ) -> Renewal:
         self._use()
-        fresh = self._spend_before(scope)
-        with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
-            # The batch row's entries and their amounts (copied in C: the caller's mapping is not kept), without
-            # those written and acknowledged before this settles them (counted in the store's total).
-            written = self.receipts.settling_all(amounts.keys())
-            held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
-            with self._transaction() as con:
-                account = self._load(con, scope, fresh=fresh)
-                if renew is not None and account.now - account.swept >= self.lease / 4:
-                    self._sweep(con, account.now)
-                    account = self._load(con, scope, fresh=fresh)  # the sweep may have released reservations here
-                self._drop(con, reservation, account)
-                batch, total = None, ZERO
-                if held:
-                    total = sum(held.values(), ZERO)
-                    batch = con.execute(
-                        "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?) RETURNING id",
-                        (scope.key, self._holder, str(total), _BATCH),
-                    ).fetchone()[0]
-                    account.settled += total
-                if elsewhere:  # (entries of another store: no acknowledgement clears them, so apart from the batch)
-                    con.execute(
-                        "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
-                        (scope.key, self._holder, str(elsewhere), _FOREVER),
-                    )
-                    account.settled += elsewhere
-                if written:  # entries written before they were settled: read recorded spend again (they are in it)
-                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                    account.base = self._total(**filter_kwargs(scope))
-                    account.gen, account.read_at = account.ledger_gen + 1, account.now
-                spent, reserved = account.base + account.settled, account.reserved
-                grant = headroom(renew, limit - spent - reserved - keep)
-                rid = self._hold(con, account, keep + grant) if keep + grant else None
-                self._save(con, account)
-            if batch is not None:  # (committed: the row is there for acknowledgements to reduce)
-                self._batches.add(batch, scope, held, total)
-        made = None
-        if rid is not None:
-            self._start_heartbeat()
-            made = Reservation(scope.key, keep + grant, True, spent, reserved, rid)
-        return Renewal(made, grant, Standing(spent, account.reserved))
+
+        def attempt(fresh: _Spend | None, defer: bool) -> Renewal:
+            with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
+                # The batch row's entries and their amounts (copied in C: the caller's mapping is not kept), without
+                # those written and acknowledged before this settles them (counted in the store's total).
+                written = self.receipts.settling_all(amounts.keys())
+                held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
+                with self._transaction() as con:
+                    account = self._load(con, scope, fresh=fresh, defer=defer)
+                    if renew is not None and account.now - account.swept >= self.lease / 4:
+                        self._sweep(con, account.now)
+                        # (the sweep may have released reservations of this scope)
+                        account = self._load(con, scope, fresh=fresh, defer=defer)
+                    self._drop(con, reservation, account)
+                    batch, total = None, ZERO
+                    if held:
+                        total = sum(held.values(), ZERO)
+                        batch = con.execute(
+                            "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?) RETURNING id",
+                            (scope.key, self._holder, str(total), _BATCH),
+                        ).fetchone()[0]
+                        account.settled += total
+                    if elsewhere:  # (entries of another store: no acknowledgement clears them, so apart from the batch)
+                        con.execute(
+                            "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
+                            (scope.key, self._holder, str(elsewhere), _FOREVER),
+                        )
+                        account.settled += elsewhere
+                    if written:  # entries written before they were settled: read recorded spend again (they are in it)
+                        con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+                        account.base = self._total(**filter_kwargs(scope))
+                        account.gen, account.read_at = account.ledger_gen + 1, account.now
+                    spent, reserved = account.base + account.settled, account.reserved
+                    grant = headroom(renew, limit - spent - reserved - keep)
+                    rid = self._hold(con, account, keep + grant) if keep + grant else None
+                    self._save(con, account)
+                if batch is not None:  # (committed: the row is there for acknowledgements to reduce)
+                    self._batches.add(batch, scope, held, total)
+            made = None
+            if rid is not None:
+                self._start_heartbeat()
+                made = Reservation(scope.key, keep + grant, True, spent, reserved, rid)
+            return Renewal(made, grant, Standing(spent, account.reserved))
+
+        return self._spend_first(scope, attempt)
 
     @_exact
     def settle(
@@ -632,22 +657,25 @@ class SqliteLedger(Ledger):
         entry_id: str | None = None,
     ) -> Standing:
         self._use()
-        fresh = self._spend_before(scope)
-        with self._transaction() as con:
-            account = self._load(con, scope, fresh=fresh)
-            self._drop(con, reservation, account)
-            if entry_id is None or self.receipts.settling(entry_id):
-                con.execute(
-                    "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
-                    (scope.key, self._holder, str(amount), _FOREVER if entry_id is None else entry_id),
-                )
-                account.settled += amount
-            else:  # the entry was written before it was settled: read recorded spend again, it is in there now
-                con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                account.base = self._total(**filter_kwargs(scope))
-                account.gen, account.read_at = account.ledger_gen + 1, account.now
-            self._save(con, account)
-        return Standing(account.base + account.settled, account.reserved)
+
+        def attempt(fresh: _Spend | None, defer: bool) -> Standing:
+            with self._transaction() as con:
+                account = self._load(con, scope, fresh=fresh, defer=defer)
+                self._drop(con, reservation, account)
+                if entry_id is None or self.receipts.settling(entry_id):
+                    con.execute(
+                        "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
+                        (scope.key, self._holder, str(amount), _FOREVER if entry_id is None else entry_id),
+                    )
+                    account.settled += amount
+                else:  # the entry was written before it was settled: read recorded spend again, it is in there now
+                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+                    account.base = self._total(**filter_kwargs(scope))
+                    account.gen, account.read_at = account.ledger_gen + 1, account.now
+                self._save(con, account)
+            return Standing(account.base + account.settled, account.reserved)
+
+        return self._spend_first(scope, attempt)
 
     @_exact
     def release(self, reservation: Reservation) -> None:
@@ -663,12 +691,15 @@ class SqliteLedger(Ledger):
     @_exact
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         self._use()
-        fresh = None if refresh else self._spend_before(scope)
-        with self._transaction() as con:
-            account = self._load(con, scope, refresh=refresh, fresh=fresh)
-            if account.dirty:
-                self._save(con, account)
-        return Standing(account.base + account.settled, account.reserved)
+
+        def attempt(fresh: _Spend | None, defer: bool) -> Standing:
+            with self._transaction() as con:
+                account = self._load(con, scope, refresh=refresh, fresh=fresh, defer=defer)
+                if account.dirty:
+                    self._save(con, account)
+            return Standing(account.base + account.settled, account.reserved)
+
+        return self._spend_first(scope, attempt)
 
     @_exact
     def acknowledge(self, entries: Sequence[CostEntry]) -> None:
