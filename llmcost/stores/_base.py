@@ -10,10 +10,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._entry import CostEntry
+from .._money import ZERO
 from .._summary import CostSummary, summarize
 from ._filters import NO_FILTERS, Filters
 from ._lease import acknowledged, close_leases
-from ._ledger import BudgetScope, LeaseTerms, Ledger, LocalLedger, Renewal, Reservation, Settlement, Standing
+from ._ledger import BudgetScope, LeaseTerms, Ledger, LocalLedger, Renewal, Reservation, Standing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -250,25 +251,27 @@ class CostStore(abc.ABC):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ZERO,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
     ) -> Renewal:
-        """In one atomic step: count ``settlements`` (each as ``settle`` would), drop ``reservation`` (a lease) and
-        reserve ``keep`` plus the headroom ``renew`` gets under ``limit`` (none without ``renew``). How a budget's
-        lease is settled and renewed (see ``stores._lease``); only for a ledger whose ``leases`` is true.
+        """In one atomic step: count ``amounts`` (calls' amounts by entry id, each as ``settle`` would with that
+        ``entry_id``) and ``elsewhere`` (the sum of amounts whose entries went to another store, as ``settle`` would
+        with none), drop ``reservation`` (a lease) and reserve ``keep`` plus the headroom ``renew`` gets under
+        ``limit`` (none without ``renew``). How a budget's lease is settled and renewed (see ``stores._lease``); only
+        for a ledger whose ``leases`` is true. ``amounts`` is neither changed nor kept.
 
         Example::
 
-            renewal = store.settle_batch(scope, [Settlement(entry.amount, entry.id)], reservation=lease,
-                                         keep=Decimal(0), renew=LeaseTerms(Decimal("0.16"), Decimal("0.0025")),
-                                         limit=Decimal("10"))
+            renewal = store.settle_batch(scope, {entry.id: entry.amount}, reservation=lease, keep=Decimal(0),
+                                         renew=LeaseTerms(Decimal("0.16"), Decimal("0.0025")), limit=Decimal("10"))
         """
         return self.ledger().settle_batch(
-            scope, settlements, reservation=reservation, keep=keep, renew=renew, limit=limit
+            scope, amounts, elsewhere=elsewhere, reservation=reservation, keep=keep, renew=renew, limit=limit
         )
 
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:

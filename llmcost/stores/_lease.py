@@ -20,7 +20,8 @@ Every amount is counted once: a batch settles each entry as ``settle`` would (``
 tracker wrote and acknowledged before its batch is taken out of the batch (``acknowledged``: the store's total has
 it now), but its amount keeps its place in the lease until the batch, so the headroom is never handed out twice.
 
-Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it).
+Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it); the budget holds it as
+it calls ``take``, ``done`` and ``drop``, which do not take it themselves.
 
 ``LocalLease`` is the budget's lease on an in-process ledger (``LocalLedger``): it leases no headroom, each of its
 calls reserves and settles exactly in the ledger, which costs no transaction there.
@@ -33,14 +34,14 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
 from .. import _state
 from .._entry import CostEntry
 from .._money import ZERO
-from ._ledger import BudgetScope, LeaseTerms, LocalLedger, Renewal, Reservation, Settlement, Standing
+from ._ledger import BudgetScope, LeaseTerms, LocalLedger, Renewal, Reservation, Standing
 
 __all__ = [
     "IDLE_SECONDS",
@@ -82,8 +83,9 @@ class LeaseStore(Protocol):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ...,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
@@ -113,10 +115,14 @@ class Lease:
 
     Example::
 
-        lease = Lease(store, scope, limit=Decimal("10"), lock=threading.RLock())
-        if lease.renew(LeaseTerms(Decimal("0.16"), Decimal("0.0025"))) and lease.take(Decimal("0.0025")):
+        lock = threading.RLock()
+        lease = Lease(store, scope, limit=Decimal("10"), lock=lock)
+        with lock:
+            served = lease.renew(Decimal("0.0025")) and lease.take(Decimal("0.0025"))
+        if served:
             ...  # make the call
-            lease.done(Decimal("0.0025"), entry.amount, entry.id)
+            with lock:
+                lease.done(Decimal("0.0025"), entry.amount, entry.id)
     """
 
     def __init__(self, store: LeaseStore, scope: BudgetScope, *, limit: Decimal, lock: Any) -> None:
@@ -127,8 +133,9 @@ class Lease:
         self.reservation: Reservation | None = None
         self.amount = ZERO  # the reservation's amount in the ledger
         self.inflight = ZERO  # estimates of calls in flight served from it
-        self.pending: dict[str, Decimal] = {}  # amounts settled here, by entry id, for the next batch
-        self.elsewhere: list[Decimal] = []  # ... of entries that went to another store (no id to settle under)
+        #: Amounts settled here, by entry id, for the next batch (handed to ``settle_batch`` as they are) ...
+        self.pending: dict[str, Decimal] = {}
+        self.elsewhere = ZERO  # ... and the sum of those whose entries went to another store (no id to settle under)
         self.pending_sum = ZERO  # (with ``elsewhere``)
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
         self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
@@ -182,41 +189,52 @@ class Lease:
             return spent, spent + standing.reserved - self.amount + self.inflight
 
     # -- calls ----------------------------------------------------------------------------------------------------
+    # (``take``, ``done`` and ``drop`` run on every call, called by the budget holding the lease's lock: they do not
+    # take it again, which would cost more than their own arithmetic.)
     def take(self, needed: Decimal) -> bool:
-        """Serve ``needed`` from the lease, if it is live, not due for its batch, and has that much unused."""
-        with self._lock:
-            if not self.live or time.monotonic() - self.renewed > RENEW_SECONDS:
-                return False
-            free = self.free
-            if free > 0 and needed <= free:  # (as the ledger grants a reservation)
-                self.inflight += needed
-                self.free = free - needed
-                return True
+        """Serve ``needed`` from the lease, if it is live, not due for its batch, and has that much unused (the
+        caller holds the lease's lock)."""
+        if not self.live or time.monotonic() - self.renewed > RENEW_SECONDS:
             return False
+        free = self.free
+        if free > 0 and needed <= free:  # (as the ledger grants a reservation)
+            self.inflight += needed
+            self.free = free - needed
+            return True
+        return False
 
     def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
         """Settle a call served with ``estimate``: in memory while the lease covers ``amount`` (its estimate given
-        back plus what is unused; ``True``), else at once, with the batch (``False``)."""
-        with self._lock:
-            self.inflight -= estimate
-            self.free += estimate
-            if self.live and ZERO <= amount <= self.free:
+        back plus what is unused; ``True``), else at once, with the batch (``False``). The caller holds the lease's
+        lock."""
+        self.inflight -= estimate
+        free = self.free + estimate
+        if self.live and ZERO <= amount <= free:
+            pending = self.pending
+            if entry_id is not None and entry_id not in pending:  # (``_keep``'s usual case, inline)
+                pending[entry_id] = amount
+                self.pending_sum += amount
+                self.free = free - amount
+                self.count += 1
+            else:
+                self.free = free
                 self._keep(amount, entry_id)
-                return True
-            self._batch(self.live, Settlement(amount, entry_id))
-            return False
+            return True
+        self.free = free
+        self._batch(self.live, (amount, entry_id))
+        return False
 
     def drop(self, estimate: Decimal) -> None:
-        """Give back the ``estimate`` of a call that recorded nothing that counts here."""
-        with self._lock:
-            self.inflight -= estimate
-            self.free += estimate
-            if not self.live and self.reservation is not None:
-                self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
+        """Give back the ``estimate`` of a call that recorded nothing that counts here (the caller holds the lease's
+        lock)."""
+        self.inflight -= estimate
+        self.free += estimate
+        if not self.live and self.reservation is not None:
+            self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
 
     def _keep(self, amount: Decimal, entry_id: str | None) -> None:
         if entry_id is None:
-            self.elsewhere.append(amount)
+            self.elsewhere += amount
         else:
             pending = self.pending
             pending[entry_id] = pending[entry_id] + amount if entry_id in pending else amount
@@ -277,19 +295,19 @@ class Lease:
             lock.release()
         return True
 
-    def _batch(self, renew: bool, extra: Settlement | None = None) -> None:
-        """One ledger transaction: the pending amounts (and ``extra``) settled, the lease replaced by what calls in
-        flight took plus new headroom if ``renew`` (else released). On failure nothing changed in the ledger, so
-        everything stays pending (``extra`` too) for the next batch."""
+    def _batch(self, renew: bool, extra: tuple[Decimal, str | None] | None = None) -> None:
+        """One ledger transaction: the pending amounts (and ``extra``, a call's ``(amount, entry id)``) settled, the
+        lease replaced by what calls in flight took plus new headroom if ``renew`` (else released). On failure
+        nothing changed in the ledger, so everything stays pending (``extra`` too) for the next batch."""
         if self._pid != os.getpid():  # another process's lease (this is a forked child): settle ``extra`` alone
             if extra is not None:
-                self.store.settle(self.scope, extra.amount, entry_id=extra.entry_id)
+                self.store.settle(self.scope, extra[0], entry_id=extra[1])
             return
         self._take_acks()
-        settlements = [Settlement(amount, entry_id) for entry_id, amount in self.pending.items()]
-        settlements += [Settlement(amount, None) for amount in self.elsewhere]
+        # What the calls served from the lease cost (``extra`` aside: it did not fit) sizes the next lease.
+        spent, count = self.local(), self.count
         if extra is not None:
-            settlements.append(extra)
+            self._keep(*extra)  # settled with the batch (and pending with it if the batch fails)
         terms = None
         if renew and self.live:  # (it ran out, or is due: how long it lasted says how large the next should be)
             lasted = time.monotonic() - self.renewed
@@ -298,25 +316,21 @@ class Lease:
             elif lasted > SLOW_SECONDS:
                 self.calls = max(self.calls // 2, LEASE_CALLS)
         if renew and self.estimate > 0:
-            typical = self.local() / self.count if self.count else self.typical
+            typical = spent / count if count else self.typical
             per_call = typical if typical > self.estimate else self.estimate
             terms = LeaseTerms(per_call * self.calls, self.estimate, LEASE_SHARE)
-        try:
-            renewal = self.store.settle_batch(
-                self.scope,
-                settlements,
-                reservation=self.reservation,
-                keep=self.inflight,
-                renew=terms,
-                limit=self.limit,
-            )
-        except BaseException:
-            if extra is not None:
-                self._keep(extra.amount, extra.entry_id)
-            raise
-        if self.count:
-            self.typical = self.local() / self.count
-        self.pending, self.elsewhere, self.count = {}, [], 0
+        renewal = self.store.settle_batch(
+            self.scope,
+            self.pending,  # (as it is: the ledger neither changes nor keeps it, and a new one replaces it below)
+            elsewhere=self.elsewhere,
+            reservation=self.reservation,
+            keep=self.inflight,
+            renew=terms,
+            limit=self.limit,
+        )
+        if count:
+            self.typical = spent / count
+        self.pending, self.elsewhere, self.count = {}, ZERO, 0
         self.pending_sum = self.acked = ZERO
         self.reservation = renewal.reservation
         self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
@@ -334,7 +348,7 @@ class Lease:
         if self._pid != os.getpid():
             self.live = False
             self.reservation, self.amount, self.inflight = None, ZERO, ZERO
-            self.pending, self.elsewhere, self.count = {}, [], 0
+            self.pending, self.elsewhere, self.count = {}, ZERO, 0
             self.pending_sum = self.acked = self.free = ZERO
             self._acks.clear()
             _OPEN.discard(self)
@@ -356,10 +370,14 @@ class LocalLease(Lease):
 
     Example::
 
-        lease = LocalLease(store, store.ledger(), scope, limit=Decimal("10"), lock=threading.RLock())
-        if lease.take(Decimal("0.0025")):
+        lock = threading.RLock()
+        lease = LocalLease(store, store.ledger(), scope, limit=Decimal("10"), lock=lock)
+        with lock:
+            served = lease.take(Decimal("0.0025"))
+        if served:
             ...  # make the call
-            lease.done(Decimal("0.0025"), entry.amount, entry.id)
+            with lock:
+                lease.done(Decimal("0.0025"), entry.amount, entry.id)
     """
 
     def __init__(  # (no super().__init__: a LocalLease registers nothing, see above)
@@ -403,35 +421,34 @@ class LocalLease(Lease):
 
     def take(self, needed: Decimal) -> bool:
         """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not; the budget then reserves
-        exactly, which refuses the call or, for a budget that warns, forces it)."""
-        with self._lock:
-            hold = self.hold
-            if hold is None:
-                hold = self.hold = self.ledger.open_hold(self.scope)
-            if not self.ledger.grow(self.scope, hold, needed, limit=self.limit):
-                return False
-            self.inflight += needed
-            return True
+        exactly, which refuses the call or, for a budget that warns, forces it). The caller holds the lease's lock."""
+        hold = self.hold
+        if hold is None:
+            hold = self.hold = self.ledger.open_hold(self.scope)
+        if not self.ledger.grow(self.scope, hold, needed, limit=self.limit):
+            return False
+        self.inflight += needed
+        return True
 
     def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
         """Settle a call that took ``estimate``: its ``amount`` counted in the ledger in its place (``False``: the
-        budget reads the scope's figures after it with ``figures()``)."""
+        budget reads the scope's figures after it with ``figures()``). The caller holds the lease's lock."""
         self._settled(estimate, amount, entry_id)
         return False
 
     def drop(self, estimate: Decimal) -> None:
-        """Give back the ``estimate`` of a call that recorded nothing that counts here."""
+        """Give back the ``estimate`` of a call that recorded nothing that counts here (the caller holds the lease's
+        lock)."""
         self._settled(estimate, None, None)
 
     def _settled(self, estimate: Decimal, amount: Decimal | None, entry_id: str | None) -> None:
-        with self._lock:
-            hold = self.hold
-            self.inflight -= estimate
-            self.spent, self.reserved = self.ledger.settle_held(
-                self.scope, -1 if hold is None else hold, estimate, amount, entry_id
-            )
-            if self.closing and not self.inflight:
-                self._release()
+        hold = self.hold
+        self.inflight -= estimate
+        self.spent, self.reserved = self.ledger.settle_held(
+            self.scope, -1 if hold is None else hold, estimate, amount, entry_id
+        )
+        if self.closing and not self.inflight:
+            self._release()
 
     def renew(self, estimate: Decimal) -> bool:
         """Read where the scope stands (for ``figures``); always ``True``: the lease serves calls as long as the limit

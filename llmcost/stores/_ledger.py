@@ -39,8 +39,7 @@ import logging
 import threading
 import time
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
 from itertools import islice
@@ -62,7 +61,6 @@ __all__ = [
     "Receipts",
     "Renewal",
     "Reservation",
-    "Settlement",
     "Standing",
     "entry_models",
     "exact_sum",
@@ -192,15 +190,6 @@ class Reservation:
 
 
 @attrs.frozen
-class Settlement:
-    """One call's actual ``amount``, settled in a batch under ``entry_id`` (``None``: its entry went to another store,
-    so it counts until the period ends), exactly as ``Ledger.settle`` would settle it alone."""
-
-    amount: Decimal
-    entry_id: str | None
-
-
-@attrs.frozen
 class LeaseTerms:
     """What a lease asks of ``settle_batch``: headroom of at most ``most`` and at most ``1/share`` of the room the
     ledger sees in that transaction, in whole multiples of ``least`` (the call's estimate), granted only if that is
@@ -252,7 +241,8 @@ class Receipts:
     def __init__(self) -> None:
         self._lock = _state.new_lock()
         self.settled: set[str] = set()
-        self._early: OrderedDict[str, None] = OrderedDict()
+        # (A dict keeps its order: the oldest ids are forgotten a quarter at a time, in C, not one by one.)
+        self._early: dict[str, None] = {}
         self.used = False
 
     def use(self) -> None:
@@ -268,7 +258,7 @@ class Receipts:
             self.settled.add(entry_id)
             return True
 
-    def settling_all(self, ids: Sequence[str]) -> set[str]:
+    def settling_all(self, ids: Collection[str]) -> set[str]:
         """``settling`` of each of ``ids`` at once; the set of those acknowledged already (usually empty)."""
         with self._lock:
             early = self._early
@@ -280,18 +270,19 @@ class Receipts:
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> list[str]:
         """The ids among ``entries`` this process settled (now to be forgotten); remember every one as written, for a
-        settle that may still come (early, or in another scope: counted once, in the store's total)."""
-        mine: list[str] = []
+        settle that may still come (early, or in another scope: counted once, in the store's total).
+
+        The writer's per-entry work on every write: set and dict operations over the ids, in C."""
+        ids = [entry.id for entry in entries]
         with self._lock:
             settled, early = self.settled, self._early
-            for entry in entries:
-                if entry.id in settled:
-                    settled.discard(entry.id)
-                    mine.append(entry.id)
-                # Remembered either way: a settle of the entry in another scope may still come (it is written).
-                early[entry.id] = None
-            while len(early) > self._EARLY:
-                early.popitem(last=False)
+            mine = [] if settled.isdisjoint(ids) else list(dict.fromkeys(i for i in ids if i in settled))
+            if mine:
+                settled.difference_update(mine)
+            # Remembered either way: a settle of the entry in another scope may still come (it is written).
+            early.update(dict.fromkeys(ids))
+            if len(early) > self._EARLY + self._EARLY // 4:  # the oldest forgotten, the last _EARLY kept
+                self._early = dict.fromkeys(islice(early, len(early) - self._EARLY, None))
         return mine
 
 
@@ -331,17 +322,22 @@ class Ledger(abc.ABC):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ZERO,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
     ) -> Renewal:
-        """In one atomic step: count each of ``settlements`` in ``scope`` as ``settle`` would, drop ``reservation``
-        (a lease), and reserve ``keep`` (what calls still in flight took from it, whatever the limit) plus the
-        ``headroom`` that ``renew`` gets of the room left under ``limit`` (none without ``renew``: the lease is
-        released)."""
+        """In one atomic step: count in ``scope`` each of ``amounts`` (calls' actual amounts by their entries' ids)
+        as ``settle`` would with that ``entry_id``, and ``elsewhere`` (the sum of those whose entries went to another
+        store) as ``settle`` would with none; drop ``reservation`` (a lease), and reserve ``keep`` (what calls still
+        in flight took from it, whatever the limit) plus the ``headroom`` that ``renew`` gets of the room left under
+        ``limit`` (none without ``renew``: the lease is released).
+
+        ``amounts`` is the lease's own mapping, as it is (no object per call): the ledger neither changes nor keeps
+        it."""
         raise NotImplementedError(f"{type(self).__name__} does not lease (its ``leases`` is False)")
 
     @abc.abstractmethod
@@ -518,8 +514,9 @@ class LocalLedger(Ledger):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ZERO,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
@@ -531,11 +528,9 @@ class LocalLedger(Ledger):
             ctx.prec = _EXACT_DIGITS
             self._drop(reservation)
             account = self._account(scope)
-            for settlement in settlements:
-                entry_id, amount = settlement.entry_id, settlement.amount
-                if entry_id is None:
-                    account.settled += amount
-                elif self._settling(entry_id):
+            account.settled += elsewhere
+            for entry_id, amount in amounts.items():
+                if self._settling(entry_id):
                     account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
                     account.settled += amount
                 elif not self._fed:
@@ -559,14 +554,6 @@ class LocalLedger(Ledger):
     # one open reservation of the budget (its *hold*) if the limit covers it, and taken out of it again when the call
     # settles. Everything is in this process, under the ledger's lock, so this is as exact as a reservation per call.
 
-    def _current(self, scope: BudgetScope) -> _Account:
-        """``_account(scope)``, its usual case inline: a fed ledger's open account, once the store caught up."""
-        catch_up = self._catch_up
-        if catch_up is not None:
-            catch_up()
-        found = self._accounts.get(scope.key) if self._fed else None
-        return found[1] if found is not None else self._account(scope)
-
     def open_hold(self, scope: BudgetScope) -> int:
         """An open reservation of nothing yet in ``scope``, for ``grow`` and ``settle_held``; ``release_hold`` drops
         it (with whatever calls in flight still hold)."""
@@ -582,7 +569,11 @@ class LocalLedger(Ledger):
         """Add ``amount`` to ``hold`` if ``limit`` covers it, as ``reserve`` grants a reservation of it; whether it
         did."""
         with self._lock:
-            account = self._current(scope)
+            catch_up = self._catch_up  # (``_account``'s usual case inline, as below: this runs before every call)
+            if catch_up is not None:
+                catch_up()
+            found = self._accounts.get(scope.key) if self._fed else None
+            account = found[1] if found is not None else self._account(scope)
             room = limit - account.base - account.settled - account.reserved
             if room > 0 and amount <= room:
                 if amount:
@@ -602,13 +593,17 @@ class LocalLedger(Ledger):
         """Take a call's ``estimate`` out of ``hold`` and count its ``amount`` in its place, as ``settle`` would
         (``None``: nothing, the call recorded nothing that counts here); the scope's ``(spent, reserved)`` after."""
         with self._lock:
-            account = self._current(scope)
+            catch_up = self._catch_up  # (``_account``'s usual case inline: a fed ledger's open account, caught up)
+            if catch_up is not None:
+                catch_up()
+            found = self._accounts.get(scope.key) if self._fed else None
+            account = found[1] if found is not None else self._account(scope)
             holds = account.holds
             held = holds.get(hold)
             if held is not None and estimate:
                 holds[hold] = held - estimate
                 account.reserved -= estimate
-            if amount is not None:
+            if amount is not None and (entry_id is None or entry_id not in self._seen):  # (fed: counted as appended)
                 if entry_id is None:
                     account.settled += amount
                 elif self._settling(entry_id):
@@ -645,30 +640,29 @@ class LocalLedger(Ledger):
                     account.settled -= amount
 
     def appended(self, entries: Sequence[CostEntry]) -> None:
-        """(``fed`` ledgers) ``entries`` were appended (and are not yet counted); the store holds ``lock``."""
+        """(``fed`` ledgers) ``entries`` were appended (and are not yet counted); the store holds ``lock`` (so this
+        does not take it again: a period budget's every call comes here, one entry at a time)."""
         if not self.receipts.used:
             return
-        with self._lock:
-            unfed, seen = self._unfed, self._seen
-            if unfed:  # (entries settled before they were appended: forgotten as settled, counted as recorded below)
-                mine = [entry.id for entry in entries if entry.id in unfed]
-                unfed.difference_update(mine)
-                self._forget_settled(mine)
+        unfed, seen = self._unfed, self._seen
+        if unfed:  # (entries settled before they were appended: forgotten as settled, counted as recorded below)
+            mine = [entry.id for entry in entries if entry.id in unfed]
+            unfed.difference_update(mine)
+            self._forget_settled(mine)
+        for entry in entries:
+            seen[entry.id] = None
+        if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
+            self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
+        for scope, account in self._accounts.values():
+            since, until, plain = scope.since, scope.until, scope.plain
             for entry in entries:
-                seen[entry.id] = None
-            if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
-                for entry_id in list(islice(seen, len(seen) - _SEEN // 2)):
-                    del seen[entry_id]
-            for scope, account in self._accounts.values():
-                since, until, plain = scope.since, scope.until, scope.plain
-                for entry in entries:
-                    when = entry.timestamp
-                    if (
-                        (since is None or since <= when)
-                        and (until is None or when < until)
-                        and (plain or scope.matches(entry))
-                    ):
-                        account.base += entry.amount
+                when = entry.timestamp
+                if (
+                    (since is None or since <= when)
+                    and (until is None or when < until)
+                    and (plain or scope.matches(entry))
+                ):
+                    account.base += entry.amount
 
 
 def filter_kwargs(scope: BudgetScope) -> dict[str, object]:

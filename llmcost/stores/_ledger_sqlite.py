@@ -21,6 +21,9 @@ A process that dies leaves its batch rows as it leaves settled rows: counted unt
 An acknowledgement makes recorded spend stale (entries were written): the writer that acknowledges reads the spend
 of the scopes its entries were settled in again first, after its write and outside any lock, and stores it with the
 acknowledgement, so that the next batch (on the calls' path, holding the ledger's lock) need not read the store.
+Where it could not (another acknowledgement came in between), the next use reads the spend before its transaction,
+outside the lock, and takes it if no acknowledgement came since (``_spend_first``): a store read never holds the
+ledger's lock that every process waits for (with several processes writing a DuckDB file it takes 0.2-1 s).
 
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
 lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import logging
 import os
 import secrets
@@ -42,8 +44,10 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, localcontext
+from itertools import repeat
 from typing import Any, TypeVar
 
 from .. import _state
@@ -59,7 +63,6 @@ from ._ledger import (
     Receipts,
     Renewal,
     Reservation,
-    Settlement,
     Standing,
     filter_kwargs,
     headroom,
@@ -102,6 +105,18 @@ FROM (SELECT 1) LEFT JOIN accounts AS a ON a.scope = ?
 """
 
 
+#: Recorded spend read outside a transaction: ``(acknowledgement generation read before it, when, spend)``.
+_Spend = tuple[float, float, Decimal]
+
+
+class _SpendDue(Exception):
+    """(``_load`` with ``defer``) the account's recorded spend is due: read it outside the transaction first."""
+
+    def __init__(self, gen: float) -> None:
+        super().__init__(gen)
+        self.gen = gen
+
+
 class _Account:
     """One scope's numbers as read in a transaction (``new``: not in the ledger yet), with the ledger's state."""
 
@@ -133,88 +148,125 @@ class _Account:
 
 
 class _Batches:
-    """Which settled amounts each of this process's batch rows holds: per entry id, its ``(row, amount)`` holding
-    (``more``: the further holdings of an entry settled in several scopes), and per row what it holds still,
-    ``[amount, entries, scope]``."""
+    """Which settled amounts each of this process's batch rows holds: per row, ``[amount, amounts, scope]`` (what it
+    holds still, and of which entries: ``{entry id: amount}``, the batch's own mapping); per entry id, its row
+    (``more``: the further rows of an entry settled in several scopes).
+
+    A batch is kept as the mapping the lease handed over (copied in C), and indexed by one ``dict.fromkeys``: no
+    object per entry on the calls' path. The per-entry work is the writer's, as it acknowledges."""
 
     __slots__ = ("by_entry", "more", "rows")
 
     def __init__(self) -> None:
-        self.by_entry: dict[str, tuple[int, Decimal]] = {}
-        self.more: dict[str, list[tuple[int, Decimal]]] = {}
+        self.by_entry: dict[str, int] = {}
+        self.more: dict[str, list[int]] = {}
         self.rows: dict[int, list[Any]] = {}
 
-    def add(self, row: int, scope: BudgetScope, ids: Sequence[str], amounts: Sequence[Decimal], total: Decimal) -> None:
-        """Row ``row`` of ``scope`` holds the amounts ``amounts`` of the entries ``ids``, ``total`` in all."""
+    def add(self, row: int, scope: BudgetScope, amounts: dict[str, Decimal], total: Decimal) -> None:
+        """Row ``row`` of ``scope`` holds ``amounts`` (by entry id; kept as it is), ``total`` in all."""
         by_entry = self.by_entry
-        if by_entry.keys().isdisjoint(ids):  # (the usual case, in C: every entry is settled in one scope)
-            by_entry.update(zip(ids, zip(itertools.repeat(row), amounts, strict=False), strict=True))
+        if by_entry.keys().isdisjoint(amounts):  # (the usual case, in C: every entry is settled in one scope)
+            by_entry.update(dict.fromkeys(amounts, row))
         else:
-            for entry_id, amount in zip(ids, amounts, strict=True):
+            for entry_id in amounts:
                 if entry_id in by_entry:
-                    self.more.setdefault(entry_id, []).append((row, amount))
+                    self.more.setdefault(entry_id, []).append(row)
                 else:
-                    by_entry[entry_id] = (row, amount)
-        self.rows[row] = [total, len(ids), scope]
+                    by_entry[entry_id] = row
+        self.rows[row] = [total, amounts, scope]
 
-    def _holdings(self, entry_id: str) -> list[tuple[int, Decimal]]:
-        held = self.by_entry.get(entry_id)
-        if held is None:
+    def _rows_of(self, entry_id: str) -> list[int]:
+        row = self.by_entry.get(entry_id)
+        if row is None:
             return []
-        return [held, *self.more.get(entry_id, ())] if self.more else [held]
+        return [row, *self.more.get(entry_id, ())] if self.more else [row]
 
     def scopes(self, ids: Sequence[str]) -> list[BudgetScope]:
         """The scopes of the rows that hold the entries ``ids``."""
         rows = self.rows
         if len(rows) == 1:  # (the usual case: one budget, its batches acknowledged as they come)
             return [held[2] for held in rows.values()]
+        hit = set(map(self.by_entry.get, ids))  # (in C)
+        if self.more:
+            for entry_id in ids:
+                hit.update(self.more.get(entry_id, ()))
         found: dict[str, BudgetScope] = {}
-        for entry_id in ids:
-            for row, _ in self._holdings(entry_id):
-                held = rows.get(row)
-                if held is not None:
-                    found[held[2].key] = held[2]
+        for row in hit:
+            held = rows.get(row)  # type: ignore[arg-type]  # (None, for ids of no batch, is no row)
+            if held is not None:
+                found[held[2].key] = held[2]
         return list(found.values())
 
     def written(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
         """For the written entries ``ids``: per batch row, the amount and number of its entries among them; and the
-        ids held by no batch row (settled one by one, in rows of their own). Changes nothing (``forget`` does)."""
-        by_entry, more = self.by_entry, self.more
+        ids held by no batch row (settled one by one, in rows of their own). Changes nothing (``forget`` does).
+
+        The writer runs this for every entry it writes, so the usual case is counted in C: each entry in one row, and
+        a row whose entries are all written (a flush writes whole batches) takes what it holds as a whole."""
+        by_entry, rows = self.by_entry, self.rows
+        if self.more:
+            return self._written_each(ids)
+        where = list(map(by_entry.get, ids))
+        counts = Counter(where)
+        alone = [i for i, row in zip(ids, where, strict=True) if row is None] if None in counts else []
+        out: dict[int, tuple[Decimal, int]] = {}
+        wanted: set[str] | None = None
+        for row, n in counts.items():
+            held = rows.get(row)  # type: ignore[arg-type]
+            if held is None:
+                continue
+            amounts = held[1]
+            if wanted is None:
+                wanted = set(ids)
+            if n >= len(amounts) and amounts.keys() <= wanted:
+                out[row] = (held[0], len(amounts))  # type: ignore[index]  # (row is an int here)
+            else:
+                found = [amounts[i] for i in ids if i in amounts]
+                out[row] = (sum(found, ZERO), len(found))  # type: ignore[index]
+        return out, alone
+
+    def _written_each(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
+        """``written``, entry by entry (some entries are held by several rows: settled in several scopes)."""
+        by_entry, more, rows = self.by_entry, self.more, self.rows
         sums: dict[int, list[Decimal]] = {}
         alone: list[str] = []
         for entry_id in ids:
-            held = by_entry.get(entry_id)
-            if held is None:
+            first = by_entry.get(entry_id)
+            if first is None:
                 alone.append(entry_id)
                 continue
-            for row, amount in [held, *more.get(entry_id, ())] if more else (held,):
+            for row in [first, *more.get(entry_id, ())]:
+                held = rows.get(row)
+                if held is None:
+                    continue
                 found = sums.get(row)
                 if found is None:
-                    sums[row] = [amount]
+                    sums[row] = [held[1][entry_id]]
                 else:
-                    found.append(amount)
+                    found.append(held[1][entry_id])
         return {row: (sum(amounts, ZERO), len(amounts)) for row, amounts in sums.items()}, alone
 
     def forget(self, ids: Sequence[str], rows: dict[int, tuple[Decimal, int]]) -> None:
         """``written``'s entries are acknowledged: they and what their rows held of them go."""
-        by_entry, more = self.by_entry, self.more
-        for entry_id in ids:
-            by_entry.pop(entry_id, None)
+        held_rows, more = self.rows, self.more
+        deque(map(self.by_entry.pop, ids, repeat(None)), maxlen=0)  # (in C)
         if more:
-            for entry_id in ids:
-                more.pop(entry_id, None)
+            deque(map(more.pop, ids, repeat(None)), maxlen=0)
         for row, (amount, n) in rows.items():
-            held = self.rows.get(row)
-            if held is not None:
-                held[0] -= amount
-                held[1] -= n
-                if held[1] <= 0:
-                    del self.rows[row]
+            held = held_rows.get(row)
+            if held is None:
+                continue
+            amounts = held[1]
+            if n >= len(amounts):
+                del held_rows[row]  # its last entries
+                continue
+            deque(map(amounts.pop, ids, repeat(None)), maxlen=0)
+            held[0] -= amount
 
     def left(self, row: int) -> tuple[Decimal, int]:
         """What ``row`` holds still: its amount and number of entries."""
         held = self.rows.get(row)
-        return (held[0], held[1]) if held is not None else (ZERO, 0)
+        return (held[0], len(held[1])) if held is not None else (ZERO, 0)
 
 
 def _holder_id() -> str:
@@ -353,21 +405,55 @@ class SqliteLedger(Ledger):
         fcntl.flock(self._queue_fd, fcntl.LOCK_EX)
         return self._queue_fd
 
-    def _load(self, con: sqlite3.Connection, scope: BudgetScope, *, refresh: bool = False) -> _Account:
+    def _load(
+        self,
+        con: sqlite3.Connection,
+        scope: BudgetScope,
+        *,
+        refresh: bool = False,
+        fresh: _Spend | None = None,
+        defer: bool = False,
+    ) -> _Account:
         """``scope``'s account and the ledger's state, in one query; recorded spend read again when due (the
-        account is new, an acknowledgement happened since, it is older than ``refresh`` seconds, or asked)."""
+        account is new, an acknowledgement happened since, it is older than ``refresh`` seconds, or asked): taken
+        from ``fresh`` if no acknowledgement came since it was read, else read now or, with ``defer``, left to be read
+        outside the transaction (``_SpendDue``: see ``_spend_first``)."""
         row = con.execute(_LOAD, (scope.key,)).fetchone()
         now = time.time()
         account = _Account(scope, row, now)
         if (
-            account.new
-            or refresh
+            refresh
+            or account.new
             or account.gen != account.ledger_gen
             or not 0 <= now - account.read_at <= self._refresh
         ):
-            account.base = self._total(**filter_kwargs(scope))
-            account.gen, account.read_at, account.dirty = account.ledger_gen, now, True
+            if fresh is not None and not refresh and fresh[0] == account.ledger_gen:
+                account.base, account.read_at = fresh[2], fresh[1]
+            elif defer and not refresh:
+                raise _SpendDue(account.ledger_gen)
+            else:
+                account.base, account.read_at = self._total(**filter_kwargs(scope)), now
+            account.gen, account.dirty = account.ledger_gen, True
         return account
+
+    def _spend_first(self, scope: BudgetScope, attempt: Callable[[_Spend | None, bool], T]) -> T:
+        """Run the transaction ``attempt(fresh, defer)``; if it finds ``scope``'s recorded spend due (``_SpendDue``,
+        raised by its first statement, so nothing was written), read the spend outside the transaction and run it
+        again with it.
+
+        Why: reading the store (milliseconds, and 0.2-1 s while other processes write a DuckDB file) inside the
+        transaction held the ledger's lock that every process waits for; read here, only this process waits. The
+        spend read is used if no acknowledgement came in between (the entries of every acknowledgement up to the
+        generation read were written before it), else read inside, as before."""
+        try:
+            return attempt(None, True)
+        except _SpendDue as due:
+            fresh: _Spend | None = None
+            try:
+                fresh = due.gen, time.time(), self._total(**filter_kwargs(scope))
+            except Exception as exc:  # noqa: BLE001 - read inside the transaction, as before (raising there)
+                logger.debug("llmcost: budget ledger: could not read recorded spend before a transaction: %r", exc)
+            return attempt(fresh, False)
 
     def _save(self, con: sqlite3.Connection, account: _Account) -> None:
         """Write ``account`` back; a new period's account drops the budget's periods before the last one (a process
@@ -465,23 +551,28 @@ class SqliteLedger(Ledger):
     @_exact
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         self._use()
-        with self._transaction() as con:
-            account = self._load(con, scope)
-            now = account.now
-            if now - account.swept >= self.lease / 4:
-                self._sweep(con, now)
-                account = self._load(con, scope)  # the sweep may have released reservations of this scope
-            spent, reserved = account.base + account.settled, account.reserved
-            room = limit - spent - reserved
-            granted = force or (room > 0 and amount <= room)
-            rid = None
-            if granted and amount:
-                rid = self._hold(con, account, amount)
-            if account.dirty:
-                self._save(con, account)
-        if rid is not None:
-            self._start_heartbeat()
-        return Reservation(scope.key, amount, granted, spent, reserved, rid)
+
+        def attempt(fresh: _Spend | None, defer: bool) -> Reservation:
+            with self._transaction() as con:
+                account = self._load(con, scope, fresh=fresh, defer=defer)
+                now = account.now
+                if now - account.swept >= self.lease / 4:
+                    self._sweep(con, now)
+                    # (the sweep may have released reservations of this scope)
+                    account = self._load(con, scope, fresh=fresh, defer=defer)
+                spent, reserved = account.base + account.settled, account.reserved
+                room = limit - spent - reserved
+                granted = force or (room > 0 and amount <= room)
+                rid = None
+                if granted and amount:
+                    rid = self._hold(con, account, amount)
+                if account.dirty:
+                    self._save(con, account)
+            if rid is not None:
+                self._start_heartbeat()
+            return Reservation(scope.key, amount, granted, spent, reserved, rid)
+
+        return self._spend_first(scope, attempt)
 
     def _hold(self, con: sqlite3.Connection, account: _Account, amount: Decimal) -> int:
         """Insert a reservation of ``amount`` in ``account`` (this process's, renewing its ``holders`` row when due)."""
@@ -501,63 +592,60 @@ class SqliteLedger(Ledger):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ZERO,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
     ) -> Renewal:
         self._use()
-        with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
-            with self._transaction() as con:
-                account = self._load(con, scope)
-                if renew is not None and account.now - account.swept >= self.lease / 4:
-                    self._sweep(con, account.now)
-                    account = self._load(con, scope)  # the sweep may have released reservations of this scope
-                self._drop(con, reservation, account)
-                ids: list[str] = []  # the batch row's entries, and their amounts
-                amounts: list[Decimal] = []
-                forever = ZERO
-                for settlement in settlements:
-                    if settlement.entry_id is None:
-                        forever += settlement.amount
-                    else:
-                        ids.append(settlement.entry_id)
-                        amounts.append(settlement.amount)
-                written = self.receipts.settling_all(ids)
-                if written:
-                    kept = [(i, a) for i, a in zip(ids, amounts, strict=True) if i not in written]
-                    ids, amounts = [i for i, _ in kept], [a for _, a in kept]
-                batch, total = None, ZERO
-                if ids:
-                    total = sum(amounts, ZERO)
-                    batch = con.execute(
-                        "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?) RETURNING id",
-                        (scope.key, self._holder, str(total), _BATCH),
-                    ).fetchone()[0]
-                    account.settled += total
-                if forever:  # (entries of another store: no acknowledgement clears them, so apart from the batch row)
-                    con.execute(
-                        "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
-                        (scope.key, self._holder, str(forever), _FOREVER),
-                    )
-                    account.settled += forever
-                if written:  # entries written before they were settled: read recorded spend again (they are in it)
-                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                    account.base = self._total(**filter_kwargs(scope))
-                    account.gen, account.read_at = account.ledger_gen + 1, account.now
-                spent, reserved = account.base + account.settled, account.reserved
-                grant = headroom(renew, limit - spent - reserved - keep)
-                rid = self._hold(con, account, keep + grant) if keep + grant else None
-                self._save(con, account)
-            if batch is not None:  # (committed: the row is there for acknowledgements to reduce)
-                self._batches.add(batch, scope, ids, amounts, total)
-        made = None
-        if rid is not None:
-            self._start_heartbeat()
-            made = Reservation(scope.key, keep + grant, True, spent, reserved, rid)
-        return Renewal(made, grant, Standing(spent, account.reserved))
+
+        def attempt(fresh: _Spend | None, defer: bool) -> Renewal:
+            with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
+                # The batch row's entries and their amounts (copied in C: the caller's mapping is not kept), without
+                # those written and acknowledged before this settles them (counted in the store's total).
+                written = self.receipts.settling_all(amounts.keys())
+                held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
+                with self._transaction() as con:
+                    account = self._load(con, scope, fresh=fresh, defer=defer)
+                    if renew is not None and account.now - account.swept >= self.lease / 4:
+                        self._sweep(con, account.now)
+                        # (the sweep may have released reservations of this scope)
+                        account = self._load(con, scope, fresh=fresh, defer=defer)
+                    self._drop(con, reservation, account)
+                    batch, total = None, ZERO
+                    if held:
+                        total = sum(held.values(), ZERO)
+                        batch = con.execute(
+                            "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?) RETURNING id",
+                            (scope.key, self._holder, str(total), _BATCH),
+                        ).fetchone()[0]
+                        account.settled += total
+                    if elsewhere:  # (entries of another store: no acknowledgement clears them, so apart from the batch)
+                        con.execute(
+                            "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
+                            (scope.key, self._holder, str(elsewhere), _FOREVER),
+                        )
+                        account.settled += elsewhere
+                    if written:  # entries written before they were settled: read recorded spend again (they are in it)
+                        con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+                        account.base = self._total(**filter_kwargs(scope))
+                        account.gen, account.read_at = account.ledger_gen + 1, account.now
+                    spent, reserved = account.base + account.settled, account.reserved
+                    grant = headroom(renew, limit - spent - reserved - keep)
+                    rid = self._hold(con, account, keep + grant) if keep + grant else None
+                    self._save(con, account)
+                if batch is not None:  # (committed: the row is there for acknowledgements to reduce)
+                    self._batches.add(batch, scope, held, total)
+            made = None
+            if rid is not None:
+                self._start_heartbeat()
+                made = Reservation(scope.key, keep + grant, True, spent, reserved, rid)
+            return Renewal(made, grant, Standing(spent, account.reserved))
+
+        return self._spend_first(scope, attempt)
 
     @_exact
     def settle(
@@ -569,21 +657,25 @@ class SqliteLedger(Ledger):
         entry_id: str | None = None,
     ) -> Standing:
         self._use()
-        with self._transaction() as con:
-            account = self._load(con, scope)
-            self._drop(con, reservation, account)
-            if entry_id is None or self.receipts.settling(entry_id):
-                con.execute(
-                    "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
-                    (scope.key, self._holder, str(amount), _FOREVER if entry_id is None else entry_id),
-                )
-                account.settled += amount
-            else:  # the entry was written before it was settled: read recorded spend again, it is in there now
-                con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                account.base = self._total(**filter_kwargs(scope))
-                account.gen, account.read_at = account.ledger_gen + 1, account.now
-            self._save(con, account)
-        return Standing(account.base + account.settled, account.reserved)
+
+        def attempt(fresh: _Spend | None, defer: bool) -> Standing:
+            with self._transaction() as con:
+                account = self._load(con, scope, fresh=fresh, defer=defer)
+                self._drop(con, reservation, account)
+                if entry_id is None or self.receipts.settling(entry_id):
+                    con.execute(
+                        "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
+                        (scope.key, self._holder, str(amount), _FOREVER if entry_id is None else entry_id),
+                    )
+                    account.settled += amount
+                else:  # the entry was written before it was settled: read recorded spend again, it is in there now
+                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
+                    account.base = self._total(**filter_kwargs(scope))
+                    account.gen, account.read_at = account.ledger_gen + 1, account.now
+                self._save(con, account)
+            return Standing(account.base + account.settled, account.reserved)
+
+        return self._spend_first(scope, attempt)
 
     @_exact
     def release(self, reservation: Reservation) -> None:
@@ -599,11 +691,15 @@ class SqliteLedger(Ledger):
     @_exact
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         self._use()
-        with self._transaction() as con:
-            account = self._load(con, scope, refresh=refresh)
-            if account.dirty:
-                self._save(con, account)
-        return Standing(account.base + account.settled, account.reserved)
+
+        def attempt(fresh: _Spend | None, defer: bool) -> Standing:
+            with self._transaction() as con:
+                account = self._load(con, scope, refresh=refresh, fresh=fresh, defer=defer)
+                if account.dirty:
+                    self._save(con, account)
+            return Standing(account.base + account.settled, account.reserved)
+
+        return self._spend_first(scope, attempt)
 
     @_exact
     def acknowledge(self, entries: Sequence[CostEntry]) -> None:

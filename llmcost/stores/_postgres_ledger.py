@@ -32,12 +32,13 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any
 
 from .. import _state
 from .._entry import CostEntry
+from .._money import ZERO
 from ._filters import Filters
 from ._ledger import (
     DEFAULT_LEASE,
@@ -47,7 +48,6 @@ from ._ledger import (
     Receipts,
     Renewal,
     Reservation,
-    Settlement,
     Standing,
     headroom,
     start_heartbeat,
@@ -242,8 +242,9 @@ class PostgresLedger(Ledger):
     def settle_batch(
         self,
         scope: BudgetScope,
-        settlements: Sequence[Settlement],
+        amounts: Mapping[str, Decimal],
         *,
+        elsewhere: Decimal = ZERO,
         reservation: Reservation | None,
         keep: Decimal,
         renew: LeaseTerms | None,
@@ -251,8 +252,13 @@ class PostgresLedger(Ledger):
     ) -> Renewal:
         self._forked()
         self.receipts.use()
-        # False: written and acknowledged already (the anti-join would skip it anyway; the insert checks too)
-        kept = [s for s in settlements if s.entry_id is None or self.receipts.settling(s.entry_id)]
+        # Not those written and acknowledged already (the anti-join would skip them anyway; the insert checks too).
+        written = self.receipts.settling_all(amounts.keys())
+        entries = [i for i in amounts if i not in written] if written else list(amounts)
+        kept = [amounts[i] for i in entries] if written else list(amounts.values())
+        if elsewhere:  # (entries of another store: one row of their sum, counted until the period's account goes)
+            entries.append(_FOREVER)
+            kept.append(elsewhere)
         sweep = renew is not None and self._sweep_due()
         holder, lease = self._holder, self.lease
         rid = reservation.id if reservation is not None else None
@@ -265,14 +271,13 @@ class PostgresLedger(Ledger):
             if rid is not None:
                 cur.execute(f"DELETE FROM {HOLDS} WHERE id = %s AND entry IS NULL", [rid])
             if kept:
-                entries = [_FOREVER if s.entry_id is None else s.entry_id for s in kept]
                 # Not those whose entry is in the table already (a background flush wrote it first): counted there.
                 cur.execute(
                     f"INSERT INTO {HOLDS} (scope, budget, since, amount, entry, holder, expires_at) "
                     "SELECT %s, %s, %s, b.amount, b.entry, %s, NULL"
                     " FROM unnest(%s::numeric[], %s::text[]) AS b(amount, entry)"
                     f" WHERE NOT EXISTS (SELECT 1 FROM {self._table} e WHERE e.id = b.entry)",
-                    [scope.key, scope.budget, scope.since, holder, [s.amount for s in kept], entries],
+                    [scope.key, scope.budget, scope.since, holder, kept, entries],
                 )
             spent, reserved = self._standing(cur, scope)
             with localcontext() as ctx:

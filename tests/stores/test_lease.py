@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import sqlite3
 import threading
@@ -25,8 +26,8 @@ import pytest
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
 from llmcost.stores import CostStore, _lease
 from llmcost.stores._lease import LEASE_CALLS, LEASE_SHARE, MOST_LEASE_CALLS
-from llmcost.stores._ledger import LeaseTerms, Settlement, headroom
-from llmcost.stores._ledger_sqlite import SqliteLedger
+from llmcost.stores._ledger import LeaseTerms, headroom
+from llmcost.stores._ledger_sqlite import SqliteLedger, _Batches
 from llmcost.stores._postgres_ledger import PostgresLedger
 
 from . import test_ledger
@@ -88,7 +89,7 @@ def test_settle_batch_settles_keeps_and_renews_in_one_step(store: CostStore):
     s = scope()
     store.standing(s)
     store.ledger().begin()
-    first = store.settle_batch(s, [], reservation=None, keep=Decimal(0), renew=TERMS, limit=LIMIT)
+    first = store.settle_batch(s, {}, reservation=None, keep=Decimal(0), renew=TERMS, limit=LIMIT)
     assert first.headroom == COST * LEASE_CALLS and first.reservation is not None
     assert first.standing == store.standing(s)
     assert (first.standing.spent, first.standing.reserved) == (0, COST * LEASE_CALLS)
@@ -96,7 +97,7 @@ def test_settle_batch_settles_keeps_and_renews_in_one_step(store: CostStore):
     # Three calls settled, one still in flight (its estimate kept), the lease renewed: one step.
     second = store.settle_batch(
         s,
-        [Settlement(e.amount, e.id) for e in done],
+        {e.id: e.amount for e in done},
         reservation=first.reservation,
         keep=COST,
         renew=TERMS,
@@ -108,11 +109,11 @@ def test_settle_batch_settles_keeps_and_renews_in_one_step(store: CostStore):
     store.acknowledge(done)  # written: counted once, from the store now
     assert store.standing(s).spent == COST * 3
     # Released, keeping nothing: the scope holds only what was spent.
-    third = store.settle_batch(s, [], reservation=second.reservation, keep=Decimal(0), renew=None, limit=LIMIT)
+    third = store.settle_batch(s, {}, reservation=second.reservation, keep=Decimal(0), renew=None, limit=LIMIT)
     assert third.reservation is None and third.headroom == 0
     assert (store.standing(s).spent, store.standing(s).reserved) == (COST * 3, 0)
     # Near the limit no headroom is granted; what is kept is kept whatever the limit.
-    near = store.settle_batch(s, [], reservation=None, keep=COST, renew=TERMS, limit=COST * 10)
+    near = store.settle_batch(s, {}, reservation=None, keep=COST, renew=TERMS, limit=COST * 10)
     assert near.headroom == 0 and near.reservation is not None and near.reservation.amount == COST
     store.release(near.reservation)
 
@@ -121,12 +122,12 @@ def test_an_entry_written_before_its_batch_counts_once(store: CostStore):
     s = scope()
     store.standing(s)
     store.ledger().begin()
-    lease = store.settle_batch(s, [], reservation=None, keep=Decimal(0), renew=TERMS, limit=LIMIT)
+    lease = store.settle_batch(s, {}, reservation=None, keep=Decimal(0), renew=TERMS, limit=LIMIT)
     entry = make_entry(7, timestamp=DAY + timedelta(hours=3), amount=COST)
     store.append([entry])  # a background flush wrote it before the batch settled it
     store.acknowledge([entry])
     after = store.settle_batch(
-        s, [Settlement(entry.amount, entry.id)], reservation=lease.reservation, keep=Decimal(0), renew=None, limit=LIMIT
+        s, {entry.id: entry.amount}, reservation=lease.reservation, keep=Decimal(0), renew=None, limit=LIMIT
     )
     assert after.standing.spent == COST == store.standing(s, refresh=True).spent
 
@@ -140,9 +141,9 @@ def test_a_batch_is_one_settled_row_reduced_as_its_entries_are_written(home):
     store.standing(s)
     store.ledger().begin()
     done = [make_entry(i, timestamp=DAY + timedelta(hours=1), amount=COST * (i + 1)) for i in range(3)]
-    elsewhere = Settlement(COST, None)  # an entry of another store: counted for the period
-    batch = [Settlement(e.amount, e.id) for e in done]
-    store.settle_batch(s, [*batch, elsewhere], reservation=None, keep=Decimal(0), renew=None, limit=LIMIT)
+    batch = {e.id: e.amount for e in done}
+    # (``elsewhere``: an entry of another store, counted for the period)
+    store.settle_batch(s, batch, elsewhere=COST, reservation=None, keep=Decimal(0), renew=None, limit=LIMIT)
 
     def settled() -> list[tuple[str, Decimal]]:
         with contextlib.closing(sqlite3.connect(store.ledger().path)) as con:  # type: ignore[attr-defined]
@@ -161,6 +162,76 @@ def test_a_batch_is_one_settled_row_reduced_as_its_entries_are_written(home):
     assert other.standing(s).spent == COST * 7 == store.standing(s, refresh=True).spent
     store.close()
     other.close()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_batch_rows_give_up_exactly_what_their_written_entries_hold(seed):
+    # (SqliteLedger's ``_Batches``) whatever the order of writes, partial or whole rows, entries settled in two scopes
+    # (held by two rows) or alone: each row gives up the amounts of its entries written, and goes with its last one.
+    rng = random.Random(seed)
+    batches, model = _Batches(), {}  # model: row -> {entry id: amount} still held
+    ids = [f"e{i}" for i in range(60)]
+    free = list(ids)
+    rng.shuffle(free)
+    for row in range(1, 7):
+        if seed % 2:  # (odd seeds: some entries in two rows; even: each entry in one row, counted in C)
+            chosen = rng.sample(ids, rng.randint(1, 20))
+        else:
+            chosen, free = free[: rng.randint(1, 10)], free[10:]
+        amounts = {i: Decimal(rng.randint(1, 9)) / 1000 for i in chosen}
+        batches.add(row, scope(), dict(amounts), sum(amounts.values(), Decimal(0)))
+        model[row] = dict(amounts)
+    unwritten = list(ids)
+    rng.shuffle(unwritten)
+    while unwritten:
+        cut = rng.randint(1, 15)
+        part, unwritten = unwritten[:cut], unwritten[cut:]
+        rows, alone = batches.written(part)
+        expected = {
+            row: (sum((held[i] for i in part if i in held), Decimal(0)), sum(i in held for i in part))
+            for row, held in model.items()
+            if any(i in held for i in part)
+        }
+        assert rows == expected
+        assert sorted(alone) == sorted(i for i in part if not any(i in held for held in model.values()))
+        batches.forget(part, rows)
+        for held in model.values():
+            for i in part:
+                held.pop(i, None)
+        model = {row: held for row, held in model.items() if held}
+        assert {row: batches.left(row) for row in model} == {
+            row: (sum(held.values(), Decimal(0)), len(held)) for row, held in model.items()
+        }
+        assert set(batches.rows) == set(model)
+
+
+def test_the_recorded_spend_is_read_outside_the_ledgers_lock(tmp_path):
+    # (SqliteLedger) reading the store can take long while other processes write it: it is read before the
+    # transaction, so no other process waits for the ledger meanwhile (``refresh=0``: every use reads it).
+    path = str(tmp_path / "ledger")
+    locked: list[bool] = []
+
+    def total(**filters: object) -> Decimal:
+        probe = sqlite3.connect(path, timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            locked.append(False)
+        except sqlite3.OperationalError:
+            locked.append(True)
+        finally:
+            probe.close()
+        return COST
+
+    ledger = SqliteLedger(path, total=total, refresh=0)
+    s = scope()
+    ledger.begin()
+    reservation = ledger.reserve(s, COST, limit=LIMIT)
+    ledger.settle(s, COST, reservation=reservation, entry_id="e1")
+    lease = ledger.settle_batch(s, {"e2": COST}, reservation=None, keep=Decimal(0), renew=TERMS, limit=LIMIT)
+    assert lease.standing.spent == COST * 3 == ledger.standing(s).spent
+    assert len(locked) >= 4 and not any(locked)
+    ledger.close()
 
 
 def test_the_writer_that_acknowledges_reads_the_recorded_spend_not_the_next_batch(tmp_path):
@@ -185,13 +256,13 @@ def test_the_writer_that_acknowledges_reads_the_recorded_spend_not_the_next_batc
     s = scope()
     ledger.begin()
     done = [make_entry(i, timestamp=DAY + timedelta(hours=1), amount=COST) for i in range(4)]
-    first = ledger.settle_batch(s, [Settlement(e.amount, e.id) for e in done[:2]], reservation=None,
+    first = ledger.settle_batch(s, {e.id: e.amount for e in done[:2]}, reservation=None,
                                 keep=Decimal(0), renew=TERMS, limit=LIMIT)  # fmt: skip
     start = reads["this"]  # (the account's first reads)
     recorded.append(COST)
     ledger.acknowledge(done[:1])
     assert reads == {"this": start + 1}
-    second = ledger.settle_batch(s, [Settlement(e.amount, e.id) for e in done[2:]], reservation=first.reservation,
+    second = ledger.settle_batch(s, {e.id: e.amount for e in done[2:]}, reservation=first.reservation,
                                  keep=Decimal(0), renew=TERMS, limit=LIMIT)  # fmt: skip
     assert second.standing.spent == COST * 4 == other.standing(s).spent
     assert reads == {"this": start + 1}  # neither the batch nor the other process read the store
