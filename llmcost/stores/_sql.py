@@ -598,20 +598,37 @@ def _constant_row(con: Any, constants: Mapping[str, str | None]) -> Any:
 def _constant_arrays(row: Any, rows: int, text: Any) -> dict[str, Any]:
     """The frame's arrays of ``rows`` rows for the columns of the one Arrow ``row`` (``_constant_row``), as the scan's
     groups would have made them: codes into the one value for the columns kept as objects (rows share it), the one
-    text repeated in Arrow for the text columns, the one number repeated for the others."""
+    text repeated in Arrow for the text columns, the one number repeated for the others.
+
+    Zeros (codes, counts, an empty text's offsets) come from ``np.zeros``, whose memory the system hands over
+    zeroed and untouched: a million rows of them cost no page faults until written, and a frame never writes them.
+    """
     import numpy as np
-    import pyarrow as pa
 
     arrays: dict[str, Any] = {}
     for name, column in zip(row.column_names, row.columns, strict=True):
         if name in _ONE_SCAN_CODED:
             arrays[name] = Coded(np.zeros(rows, np.int32), column.to_pylist())
         elif _is_text(column.type):
-            arrays[name] = _kept_text(pa.chunked_array([pa.repeat(column[0], rows)]), None, text)
+            arrays[name] = _kept_text(_repeated_text(column[0].as_py(), rows), None, text)
         else:  # (NULL, of latency_ms, as NaN)
             value = column.to_numpy(zero_copy_only=False)
-            arrays[name] = np.full(rows, value[0], dtype=value.dtype)
+            zero = value.dtype.kind in "iu" and value[0] == 0
+            arrays[name] = np.zeros(rows, value.dtype) if zero else np.full(rows, value[0], dtype=value.dtype)
     return arrays
+
+
+def _repeated_text(value: str, rows: int) -> Any:
+    """``value`` in each of ``rows`` rows as an Arrow chunked array of large strings, made from its buffers: the
+    offsets (zeros, untouched, for an empty text) and the text repeated (Arrow's ``repeat`` appends row by row)."""
+    import numpy as np
+    import pyarrow as pa
+
+    data = value.encode()
+    size = len(data)
+    offsets = np.arange(0, (rows + 1) * size, size, dtype=np.int64) if size else np.zeros(rows + 1, np.int64)
+    array = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data * rows))
+    return pa.chunked_array([array])
 
 
 def _amounts(con: Any, column: Any, order: np.ndarray | None) -> Coded:
