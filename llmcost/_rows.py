@@ -662,8 +662,9 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
         given = arrays[name]
         array = given.values if isinstance(given, Coded) else given
         column: Any
-        if name == "timestamp":
-            column = pd.to_datetime(np.asarray(array, dtype=np.int64), unit="us", utc=True).as_unit("us")
+        if name == "timestamp":  # (epoch microseconds are UTC wall times: localized, not converted or scaled)
+            micros = _own(np.asarray(array, dtype=np.int64)).view("datetime64[us]")
+            column = pd.Series(micros, copy=False).dt.tz_localize("UTC").array
         elif name == "amount":
             column = objects_of([a if isinstance(a, Decimal) else Decimal(a) for a in _listed(array)])
         elif name == "tags":
@@ -673,8 +674,9 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
             column = objects_of([dict(units(u)) for u in _listed(array)])
         elif sql_type == "BIGINT":
             column = _own(np.asarray(array, dtype=np.int64))
-        elif sql_type == "DOUBLE":
-            column = _own(np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
+        elif sql_type == "DOUBLE":  # (a masked array's NULLs as NaN; a plain array kept as it is, no view copied)
+            plain = type(array) is np.ndarray and array.dtype == np.float64
+            column = _own(array if plain else np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
         elif isinstance(array, pd.api.extensions.ExtensionArray):
             column = array  # text already in the dtype pandas infers for it (see ``_sql.read_frame``)
         else:
