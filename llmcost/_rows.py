@@ -665,8 +665,11 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
         if name == "timestamp":  # (epoch microseconds are UTC wall times: localized, not converted or scaled)
             micros = _own(np.asarray(array, dtype=np.int64)).view("datetime64[us]")
             column = pd.Series(micros, copy=False).dt.tz_localize("UTC").array
-        elif name == "amount":
-            column = objects_of([a if isinstance(a, Decimal) else Decimal(a) for a in _listed(array)])
+        elif name == "amount":  # (Decimals already, as a coded read's distinct amounts are: checked in C, kept)
+            listed = _listed(array)
+            if not all(map(isinstance, listed, repeat(Decimal))):
+                listed = [a if isinstance(a, Decimal) else Decimal(a) for a in listed]
+            column = objects_of(listed)
         elif name == "tags":
             column = objects_of([t if isinstance(t, dict) else tags(t) for t in _listed(array)])
         elif name == "units":

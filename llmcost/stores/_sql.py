@@ -711,8 +711,8 @@ def _small_decimals(low: np.ndarray) -> tuple[np.ndarray, list[Decimal]]:
             break
         digits[zero] //= 10
         exponents[zero] += 1
-    exact = _EXACT  # (~25 ms for 100,000 distinct amounts; from "<digits>E<exponent>" text, ~40)
-    return codes, [Decimal(d).scaleb(e, exact) for d, e in zip(digits.tolist(), exponents.tolist(), strict=True)]
+    # (~22 ms for 100,000 distinct amounts, mapped in C; a list comprehension ~26, from "<digits>E<exponent>" text ~40)
+    return codes, list(map(Decimal.scaleb, map(Decimal, digits.tolist()), exponents.tolist(), itertools.repeat(_EXACT)))
 
 
 class _Amounts:
