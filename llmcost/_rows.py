@@ -679,7 +679,7 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
             column = _own(np.asarray(array, dtype=np.int64))
         elif sql_type == "DOUBLE":  # (a masked array's NULLs as NaN; a plain array kept as it is, no view copied)
             plain = type(array) is np.ndarray and array.dtype == np.float64
-            column = _own(array if plain else np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
+            column = _own(np.asarray(array) if plain else np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
         elif isinstance(array, pd.api.extensions.ExtensionArray):
             column = array  # text already in the dtype pandas infers for it (see ``_sql.read_frame``)
         else:

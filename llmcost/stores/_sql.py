@@ -664,10 +664,21 @@ def _small_amounts(column: Any) -> tuple[np.ndarray, list[Decimal]] | None:
     ``_small_decimals``)."""
     import numpy as np
 
-    parts = [_low_words(chunk) for chunk in column.chunks]
-    if any(part is None for part in parts):
+    parts = _column_low_words(column)
+    if parts is None:
         return None
     return _small_decimals(np.concatenate(parts) if parts else np.empty(0, np.int64))
+
+
+def _column_low_words(column: Any) -> list[np.ndarray] | None:
+    """``_low_words`` of each chunk of ``column``; ``None`` where some chunk has none."""
+    parts = []
+    for chunk in column.chunks:
+        part = _low_words(chunk)
+        if part is None:
+            return None
+        parts.append(part)
+    return parts
 
 
 def _low_words(chunk: Any) -> np.ndarray | None:
@@ -732,8 +743,8 @@ class _Amounts:
         import pyarrow as pa
 
         if self.low is not None:
-            parts = [_low_words(chunk) for chunk in column.chunks]
-            if all(part is not None for part in parts):
+            parts = _column_low_words(column)
+            if parts is not None:
                 target, at = self.low.next(len(column)), 0
                 for part in parts:
                     target[at : at + len(part)] = part
