@@ -403,10 +403,11 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
 # queries of the hash read, and the three of ``_arrow_frame``, were most of a Parquet frame's time). Every column comes
 # from one scan, streamed in record batches; the columns the frame keeps as Python objects (a few models and resources,
 # the tag and unit maps as ``READ_COLUMNS`` reads them) are found by value in Arrow, so there are no hashes to collide
-# and no second query for a write to race. Each group of batches is made into what the frame keeps (NumPy copies of
-# the numbers, Arrow copies of the texts the frame keeps as text, per-row codes into each other column's distinct
-# values) and dropped: DuckDB frees a batch whole once none of its columns is referenced, so batches kept to the end
-# would hold every column's rows at the frame's peak (the ~60 MB of the numbers' Arrow copies, say).
+# and no second query for a write to race. Each group of batches is made into what the frame keeps (NumPy copies of the
+# numbers, and of the amounts' integers while they fit in 64 bits (``_Amounts``), Arrow copies of the texts the frame
+# keeps as text, per-row codes into each other column's distinct values) and dropped: DuckDB frees a batch whole once
+# none of its columns is referenced, so batches kept to the end would hold every column's rows at the frame's peak (the
+# ~60 MB of the numbers' Arrow copies, say).
 _ONE_SCAN_CODED = tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount")
 _ONE_SCAN_READ = {c: f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS}
 _ONE_SCAN_COLUMNS = ", ".join(_ONE_SCAN_READ.values())
@@ -565,8 +566,8 @@ def _one_scan_frame(
     if not numbers:
         return None
     timestamps = numbers.pop("timestamp").result()
-    # The constants' Arrow texts take the memory the groups' Arrow copies left free (its pages already faulted in),
-    # and the rest is given back (~45 MB at 1M rows) before the frame's objects are made.
+    # The constants' arrays (``_constant_arrays``: zeros untouched, texts made from their buffers), then the memory
+    # the groups' Arrow copies left free given back before the frame's objects are made.
     arrays: dict[str, Any] = {} if constant_row is None else _constant_arrays(constant_row, len(timestamps), text)
     pa.default_memory_pool().release_unused()
     ids = pd.array(pa.chunked_array(texts.pop("id")), dtype=text)
