@@ -605,13 +605,17 @@ def _constant_arrays(row: Any, rows: int, text: Any) -> dict[str, Any]:
     zeroed and untouched: a million rows of them cost no page faults until written, and a frame never writes them.
     """
     import numpy as np
+    import pyarrow as pa
 
     arrays: dict[str, Any] = {}
     for name, column in zip(row.column_names, row.columns, strict=True):
         if name in _ONE_SCAN_CODED:
             arrays[name] = Coded(np.zeros(rows, np.int32), column.to_pylist())
         elif _is_text(column.type):
-            arrays[name] = _kept_text(_repeated_text(column[0].as_py(), rows), None, text)
+            value = column[0].as_py()  # (never NULL: such columns read their default where NULL)
+            nulls = pa.chunked_array([pa.nulls(rows, column.type)])
+            repeated = _repeated_text(value, rows) if value is not None else nulls
+            arrays[name] = _kept_text(repeated, None, text)
         else:  # (NULL, of latency_ms, as NaN)
             value = column.to_numpy(zero_copy_only=False)
             zero = value.dtype.kind in "iu" and value[0] == 0
