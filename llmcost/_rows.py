@@ -662,10 +662,14 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
         given = arrays[name]
         array = given.values if isinstance(given, Coded) else given
         column: Any
-        if name == "timestamp":
-            column = pd.to_datetime(np.asarray(array, dtype=np.int64), unit="us", utc=True).as_unit("us")
-        elif name == "amount":
-            column = objects_of([a if isinstance(a, Decimal) else Decimal(a) for a in _listed(array)])
+        if name == "timestamp":  # (epoch microseconds are UTC wall times: localized, not converted or scaled)
+            micros = _own(np.asarray(array, dtype=np.int64)).view("datetime64[us]")
+            column = pd.Series(micros, copy=False).dt.tz_localize("UTC").array
+        elif name == "amount":  # (Decimals already, as a coded read's distinct amounts are: checked in C, kept)
+            listed = _listed(array)
+            if not all(map(isinstance, listed, repeat(Decimal))):
+                listed = [a if isinstance(a, Decimal) else Decimal(a) for a in listed]
+            column = objects_of(listed)
         elif name == "tags":
             column = objects_of([t if isinstance(t, dict) else tags(t) for t in _listed(array)])
         elif name == "units":
@@ -673,8 +677,9 @@ def frame_from_arrays(arrays: Mapping[str, Any]) -> pd.DataFrame:
             column = objects_of([dict(units(u)) for u in _listed(array)])
         elif sql_type == "BIGINT":
             column = _own(np.asarray(array, dtype=np.int64))
-        elif sql_type == "DOUBLE":
-            column = _own(np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
+        elif sql_type == "DOUBLE":  # (a masked array's NULLs as NaN; a plain array kept as it is, no view copied)
+            plain = type(array) is np.ndarray and array.dtype == np.float64
+            column = _own(np.asarray(array) if plain else np.ma.filled(np.ma.asarray(array, dtype=np.float64), np.nan))
         elif isinstance(array, pd.api.extensions.ExtensionArray):
             column = array  # text already in the dtype pandas infers for it (see ``_sql.read_frame``)
         else:

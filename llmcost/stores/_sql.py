@@ -403,10 +403,11 @@ def _arrow_frame(con: Any, inner: str, args: Sequence[Any], text: Any) -> pd.Dat
 # queries of the hash read, and the three of ``_arrow_frame``, were most of a Parquet frame's time). Every column comes
 # from one scan, streamed in record batches; the columns the frame keeps as Python objects (a few models and resources,
 # the tag and unit maps as ``READ_COLUMNS`` reads them) are found by value in Arrow, so there are no hashes to collide
-# and no second query for a write to race. Each group of batches is made into what the frame keeps (NumPy copies of
-# the numbers, Arrow copies of the texts the frame keeps as text, per-row codes into each other column's distinct
-# values) and dropped: DuckDB frees a batch whole once none of its columns is referenced, so batches kept to the end
-# would hold every column's rows at the frame's peak (the ~60 MB of the numbers' Arrow copies, say).
+# and no second query for a write to race. Each group of batches is made into what the frame keeps (NumPy copies of the
+# numbers, and of the amounts' integers while they fit in 64 bits (``_Amounts``), Arrow copies of the texts the frame
+# keeps as text, per-row codes into each other column's distinct values) and dropped: DuckDB frees a batch whole once
+# none of its columns is referenced, so batches kept to the end would hold every column's rows at the frame's peak (the
+# ~60 MB of the numbers' Arrow copies, say).
 _ONE_SCAN_CODED = tuple(c for c in COLUMNS if c in OBJECT_COLUMNS and c != "amount")
 _ONE_SCAN_READ = {c: f"{_q(c) if c == 'amount' else read_expression(c)} AS {_q(c)}" for c in COLUMNS}
 _ONE_SCAN_COLUMNS = ", ".join(_ONE_SCAN_READ.values())
@@ -506,6 +507,7 @@ def _one_scan_frame(
 
     numbers: dict[str, _Filled] = {}
     texts: dict[str, list[Any]] = {}
+    amounts = _Amounts(rows)
     constants = {name: value for name, value in constants.items() if name not in _ALWAYS_READ}
     distinct = {name: _Distinct(rows) for name in _ONE_SCAN_CODED if name not in constants}
     scanned = _ONE_SCAN_COLUMNS
@@ -546,7 +548,9 @@ def _one_scan_frame(
             for name, column in zip(table.column_names, table.columns, strict=True):
                 if name in distinct:
                     distinct[name].add(column)
-                elif _is_text(column.type) or name == "amount":
+                elif name == "amount":
+                    amounts.add(column)
+                elif _is_text(column.type):
                     texts.setdefault(name, []).append(pa.concat_arrays(column.chunks))  # a copy: the batches go
                 else:
                     if name not in numbers:
@@ -562,8 +566,8 @@ def _one_scan_frame(
     if not numbers:
         return None
     timestamps = numbers.pop("timestamp").result()
-    # The constants' Arrow texts take the memory the groups' Arrow copies left free (its pages already faulted in),
-    # and the rest is given back (~45 MB at 1M rows) before the frame's objects are made.
+    # The constants' arrays (``_constant_arrays``: zeros untouched, texts made from their buffers), then the memory
+    # the groups' Arrow copies left free given back before the frame's objects are made.
     arrays: dict[str, Any] = {} if constant_row is None else _constant_arrays(constant_row, len(timestamps), text)
     pa.default_memory_pool().release_unused()
     ids = pd.array(pa.chunked_array(texts.pop("id")), dtype=text)
@@ -573,9 +577,10 @@ def _one_scan_frame(
     for name in list(numbers):
         values = numbers.pop(name).result()
         arrays[name] = values if order is None else values[order]
+    arrays["amount"] = amounts.coded(con, order)
     for name in list(texts):
         column = pa.chunked_array(texts.pop(name))
-        arrays[name] = _amounts(con, column, order) if name == "amount" else _kept_text(column, order, text)
+        arrays[name] = _kept_text(column, order, text)
         del column
     for name, found in distinct.items():
         arrays[name] = found.coded(order)
@@ -594,7 +599,11 @@ def _constant_row(con: Any, constants: Mapping[str, str | None]) -> Any:
 def _constant_arrays(row: Any, rows: int, text: Any) -> dict[str, Any]:
     """The frame's arrays of ``rows`` rows for the columns of the one Arrow ``row`` (``_constant_row``), as the scan's
     groups would have made them: codes into the one value for the columns kept as objects (rows share it), the one
-    text repeated in Arrow for the text columns, the one number repeated for the others."""
+    text repeated in Arrow for the text columns, the one number repeated for the others.
+
+    Zeros (codes, counts, an empty text's offsets) come from ``np.zeros``, whose memory the system hands over
+    zeroed and untouched: a million rows of them cost no page faults until written, and a frame never writes them.
+    """
     import numpy as np
     import pyarrow as pa
 
@@ -603,11 +612,28 @@ def _constant_arrays(row: Any, rows: int, text: Any) -> dict[str, Any]:
         if name in _ONE_SCAN_CODED:
             arrays[name] = Coded(np.zeros(rows, np.int32), column.to_pylist())
         elif _is_text(column.type):
-            arrays[name] = _kept_text(pa.chunked_array([pa.repeat(column[0], rows)]), None, text)
+            value = column[0].as_py()  # (never NULL: such columns read their default where NULL)
+            nulls = pa.chunked_array([pa.nulls(rows, column.type)])
+            repeated = _repeated_text(value, rows) if value is not None else nulls
+            arrays[name] = _kept_text(repeated, None, text)
         else:  # (NULL, of latency_ms, as NaN)
             value = column.to_numpy(zero_copy_only=False)
-            arrays[name] = np.full(rows, value[0], dtype=value.dtype)
+            zero = value.dtype.kind in "iu" and value[0] == 0
+            arrays[name] = np.zeros(rows, value.dtype) if zero else np.full(rows, value[0], dtype=value.dtype)
     return arrays
+
+
+def _repeated_text(value: str, rows: int) -> Any:
+    """``value`` in each of ``rows`` rows as an Arrow chunked array of large strings, made from its buffers: the
+    offsets (zeros, untouched, for an empty text) and the text repeated (Arrow's ``repeat`` appends row by row)."""
+    import numpy as np
+    import pyarrow as pa
+
+    data = value.encode()
+    size = len(data)
+    offsets = np.arange(0, (rows + 1) * size, size, dtype=np.int64) if size else np.zeros(rows + 1, np.int64)
+    array = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data * rows))
+    return pa.chunked_array([array])
 
 
 def _amounts(con: Any, column: Any, order: np.ndarray | None) -> Coded:
@@ -639,34 +665,59 @@ def _small_amounts(column: Any) -> tuple[np.ndarray, list[Decimal]] | None:
     """The Arrow column of amounts as stored (DECIMAL(38, 18), no NULL) as per-row codes into its distinct amounts,
     each the ``Decimal`` the plain read's text makes (``READ_COLUMNS``: trailing zeros of the fraction, then the
     point, trimmed: ``0.5``, ``100``, ``0``); ``None`` unless every amount's unscaled integer fits in 64 bits
-    (|amount| < ~9.22, as the cost of a call mostly is), or on a big-endian machine.
+    (|amount| < ~9.22, as the cost of a call mostly is), or on a big-endian machine (see ``_low_words`` and
+    ``_small_decimals``)."""
+    import numpy as np
 
-    Each 128-bit amount is two 64-bit words, the high one only the low one's sign where the integer fits: the low
-    words are found by value with Arrow's 64-bit hash (a third of the time of hashing the 16-byte values), and each
-    distinct integer's trailing decimal zeros, at most the scale, are stripped in NumPy, exactly (integer division of
-    multiples of ten). ``Decimal(digits).scaleb(exponent)`` then holds the very digits and exponent of the trimmed
-    text (``Decimal(5).scaleb(-1)`` is ``Decimal("0.5")``), in a context of its own whose precision (38 digits) no
-    64-bit integer reaches: nothing is rounded, whatever the caller's context says.
+    parts = _column_low_words(column)
+    if parts is None:
+        return None
+    return _small_decimals(np.concatenate(parts) if parts else np.empty(0, np.int64))
+
+
+def _column_low_words(column: Any) -> list[np.ndarray] | None:
+    """``_low_words`` of each chunk of ``column``; ``None`` where some chunk has none."""
+    parts = []
+    for chunk in column.chunks:
+        part = _low_words(chunk)
+        if part is None:
+            return None
+        parts.append(part)
+    return parts
+
+
+def _low_words(chunk: Any) -> np.ndarray | None:
+    """An Arrow array of amounts as stored (DECIMAL(38, 18), no NULL) as their unscaled integers (a view of its
+    memory); ``None`` where some integer needs more than 64 bits, or on a big-endian machine.
+
+    Each 128-bit amount is two 64-bit words, the high one only the low one's sign where the integer fits."""
+    import numpy as np
+    import pyarrow as pa
+
+    if sys.byteorder != "little" or chunk.null_count or chunk.type != pa.decimal128(38, _SCALE):
+        return None
+    words = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[2 * chunk.offset : 2 * (chunk.offset + len(chunk))]
+    low, high = words[0::2], words[1::2]
+    if not bool((high == (low >> 63)).all()):  # some amount needs the high word
+        return None
+    return low
+
+
+def _small_decimals(low: np.ndarray) -> tuple[np.ndarray, list[Decimal]]:
+    """Amounts as their unscaled 64-bit integers (``_low_words``) as per-row codes into their distinct amounts, each
+    the ``Decimal`` the plain read's text makes (see ``_small_amounts``).
+
+    The integers are found by value with Arrow's 64-bit hash (a third of the time of hashing the 16-byte values),
+    and each distinct integer's trailing decimal zeros, at most the scale, are stripped in NumPy, exactly (integer
+    division of multiples of ten). ``Decimal(digits).scaleb(exponent)`` then holds the very digits and exponent of
+    the trimmed text (``Decimal(5).scaleb(-1)`` is ``Decimal("0.5")``), in a context of its own whose precision
+    (38 digits) no 64-bit integer reaches: nothing is rounded, whatever the caller's context says.
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if sys.byteorder != "little" or column.null_count or column.type != pa.decimal128(38, _SCALE):
-        return None
-    words = np.concatenate(
-        [
-            np.frombuffer(chunk.buffers()[1], dtype=np.int64)[2 * chunk.offset : 2 * (chunk.offset + len(chunk))]
-            for chunk in column.chunks
-        ]
-        or [np.empty(0, np.int64)]
-    ).reshape(-1, 2)
-    low = words[:, 0].copy()
-    if not bool((words[:, 1] == (low >> 63)).all()):  # some amount needs the high word
-        return None
-    del words
     encoded = pc.dictionary_encode(pa.array(low))
-    del low
     codes = encoded.indices.to_numpy()
     digits = encoded.dictionary.to_numpy().copy()
     exponents = np.full(len(digits), -_SCALE, dtype=np.int64)
@@ -676,8 +727,58 @@ def _small_amounts(column: Any) -> tuple[np.ndarray, list[Decimal]] | None:
             break
         digits[zero] //= 10
         exponents[zero] += 1
-    exact = _EXACT  # (~25 ms for 100,000 distinct amounts; from "<digits>E<exponent>" text, ~40)
-    return codes, [Decimal(d).scaleb(e, exact) for d, e in zip(digits.tolist(), exponents.tolist(), strict=True)]
+    # (~22 ms for 100,000 distinct amounts, mapped in C; a list comprehension ~26, from "<digits>E<exponent>" text ~40)
+    return codes, list(map(Decimal.scaleb, map(Decimal, digits.tolist()), exponents.tolist(), itertools.repeat(_EXACT)))
+
+
+class _Amounts:
+    """The amounts of a one-scan read, a group of rows at a time: while every amount's unscaled integer fits in 64
+    bits (``_low_words``), only those integers are kept, in one array filled as groups come (8 bytes a row, where
+    Arrow copies of the stored amounts took 16 and were joined again); from the first group with a larger amount
+    (or a NULL) on, Arrow copies of every group, the earlier groups' made again from their integers."""
+
+    def __init__(self, rows: int) -> None:
+        import numpy as np
+
+        self.low: _Filled | None = _Filled(np.int64, rows)
+        self.copies: list[Any] = []
+
+    def add(self, column: Any) -> None:
+        """Keep the amounts of ``column`` (an Arrow chunked array of amounts as stored)."""
+        import pyarrow as pa
+
+        if self.low is not None:
+            parts = _column_low_words(column)
+            if parts is not None:
+                target, at = self.low.next(len(column)), 0
+                for part in parts:
+                    target[at : at + len(part)] = part
+                    at += len(part)
+                return
+            self.copies = [_wide(self.low.result())]
+            self.low = None
+        self.copies.append(pa.concat_arrays(column.chunks))  # a copy: the batches go
+
+    def coded(self, con: Any, order: np.ndarray | None) -> Coded:
+        """The amounts as ``_amounts`` codes them (in ``order`` where given)."""
+        import pyarrow as pa
+
+        if self.low is None:
+            return _amounts(con, pa.chunked_array(self.copies), order)
+        codes, exact = _small_decimals(self.low.result())
+        self.low = None
+        return Coded(codes if order is None else codes[order], exact)
+
+
+def _wide(low: np.ndarray) -> Any:
+    """Amounts as their unscaled 64-bit integers as the Arrow DECIMAL(38, 18) array of the stored amounts."""
+    import numpy as np
+    import pyarrow as pa
+
+    words = np.empty((len(low), 2), dtype=np.int64)
+    words[:, 0] = low
+    words[:, 1] = low >> 63
+    return pa.Array.from_buffers(pa.decimal128(38, _SCALE), len(low), [None, pa.py_buffer(words)])
 
 
 def _kept_text(column: Any, order: np.ndarray | None, text: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import attrs
 import duckdb
@@ -342,3 +343,53 @@ def test_small_amounts_are_the_decimals_of_the_plain_reads_text(chunks: int) -> 
     )
     assert _sql._small_amounts(pa.chunked_array([pa.array([Decimal(-100), Decimal(1)], pa.decimal128(38, 18))])) is None
     assert _sql._small_amounts(pa.chunked_array([pa.array([Decimal(1), None], pa.decimal128(38, 18))])) is None
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        [["0.5", "1E-18"], ["-9.223372036854775808", "0.5"]],  # every amount small: only their integers kept
+        [["0.5", "7.10"], ["12345678901234567890.123456789012345678", "0.5"], ["1"]],  # a large one in a later group
+        [["100"], [None, "0.5"], ["3.14"]],  # a NULL in a later group
+        [["9.223372036854775808"], ["0.5"]],  # large from the first group on
+    ],
+)
+def test_amounts_kept_a_group_at_a_time_are_the_amounts_of_the_whole_column(groups: list[list[str | None]]) -> None:
+    """A one-scan read keeps the amounts of each group as their 64-bit integers while they fit, and Arrow copies from
+    the first group that does not on (the earlier groups' made again from their integers): either way, the amounts
+    are those ``_amounts`` finds in the whole column at once, to their digits."""
+    pa = pytest.importorskip("pyarrow")
+    from llmcost.stores import _sql
+
+    con = duckdb.connect()
+    kind = pa.decimal128(38, 18)
+    columns = [
+        pa.chunked_array([pa.array([None if a is None else Decimal(a) for a in group[i : i + 1]], kind)
+                          for i in range(len(group))])
+        for group in groups
+    ]  # fmt: skip
+    kept = _sql._Amounts(1)  # (made for fewer rows than come: the integers' array grows)
+    for column in columns:
+        kept.add(column)
+    got = kept.coded(con, None)
+    whole = _sql._amounts(con, pa.chunked_array([c for column in columns for c in column.chunks]), None)
+
+    def exact(coded: Any) -> list[str | None]:  # (a NULL's code is one past the distinct amounts)
+        return [repr(Decimal(coded.values[c])) if c < len(coded.values) else None for c in coded.codes]
+
+    assert exact(got) == exact(whole)
+    assert len(got.codes) == sum(len(group) for group in groups)
+
+
+@pytest.mark.parametrize("value", ["", "USD", "catalog@1", "ünïcode ✓"])
+def test_a_repeated_text_made_from_its_buffers_is_arrows_repeat(value: str) -> None:
+    """A column the statistics show to hold one text is made from its buffers (zero offsets for an empty text): the
+    very array Arrow's ``repeat`` makes."""
+    pa = pytest.importorskip("pyarrow")
+    from llmcost.stores import _sql
+
+    for rows in (0, 1, 5):
+        got = _sql._repeated_text(value, rows)
+        want = pa.chunked_array([pa.repeat(pa.scalar(value, pa.large_string()), rows)])
+        got.validate(full=True)
+        assert got.equals(want)
