@@ -51,14 +51,27 @@ class GuardSet(tuple["Guard", ...]):
     ``unfiltered``: every guard's ``Guard.unfiltered``; ``counts_rows``: every guard's ``Guard.counts_rows``.
     """
 
-    unfiltered: bool
-    counts_rows: bool
+    # The two flags are class attributes of the kind of set made (``_KINDS``): a set has no ``__dict__``, so the
+    # per-call path finds them without an instance lookup (a tuple subclass's own attributes cannot be slots).
+    __slots__ = ()
+    unfiltered: bool = True
+    counts_rows: bool = True
 
     def __new__(cls, guards: Iterable[Guard] = ()) -> GuardSet:
-        made = super().__new__(cls, guards)
-        made.unfiltered = all(getattr(guard, "unfiltered", False) for guard in made)
-        made.counts_rows = all(getattr(guard, "counts_rows", False) for guard in made)
-        return made
+        items = tuple(guards)
+        unfiltered = all(getattr(guard, "unfiltered", False) for guard in items)
+        counts_rows = all(getattr(guard, "counts_rows", False) for guard in items)
+        return tuple.__new__(_KINDS[unfiltered, counts_rows], items)
+
+
+#: The kind of ``GuardSet`` made for each ``(unfiltered, counts_rows)``.
+_KINDS: dict[tuple[bool, bool], type[GuardSet]] = {
+    (unfiltered, counts_rows): type(
+        "GuardSet", (GuardSet,), {"__slots__": (), "unfiltered": unfiltered, "counts_rows": counts_rows}
+    )
+    for unfiltered in (True, False)
+    for counts_rows in (True, False)
+}
 
 
 #: No guards.
@@ -224,6 +237,8 @@ class Guard(Protocol):
     the ``CostEntry``, so a tracked call under it keeps the tracker's row path (no entry built). It is given the
     call's open reservations too (``(guard, token)`` pairs from ``before_call``, a list of the call's own): a guard
     that settles its reservation there takes the pair out of the list, and ``after_call`` is then not asked for it.
+    ``checked``: each guard with a reservation there matched the call (``checks_call``) on these very resource,
+    category and tags, so it need not match them again (the model it checks again: it may not have been known).
 
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
     category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
@@ -262,4 +277,5 @@ class Guard(Protocol):
         reservations: list[tuple[Any, object]] | None,
         model: str | None = None,
         canonical_model: str | None = None,
+        checked: bool = False,
     ) -> None: ...
