@@ -34,7 +34,7 @@ import attrs
 
 from . import _state
 from ._config import get_tracker, on_new_default
-from ._context import PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
+from ._context import NOT_CHECKED, PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._money import ZERO, dollars, to_money
@@ -483,6 +483,38 @@ class Budget:
             return self._matches(resource, category, tags, model)
         return True
 
+    def reserve_checked(
+        self,
+        tracker: TrackerLike,
+        resource: str | None,
+        category: str,
+        tags: Mapping[str, str],
+        model: str | None,
+        kwargs: Mapping[str, Any],
+        needed: Decimal,
+    ) -> object:
+        """``checks_call`` and, if this budget checks the call, ``reserve_estimate`` of its known estimate ``needed``,
+        in one step (a tracked call under filtered budgets asks each one): the token, or ``NOT_CHECKED``."""
+        if self._tracker is not None and tracker is not self._tracker:
+            return NOT_CHECKED
+        if self._filtered:
+            # ``checks_call``'s ``_matches``, inline: this runs before every call the budget may check.
+            wanted = self.model
+            if wanted is not None:
+                if model is None:
+                    asked = kwargs.get("model")
+                    model = asked if isinstance(asked, str) else None
+                if model is not None and model != wanted and canonical_id(model) != wanted:
+                    return NOT_CHECKED
+            if self.resource is not None and resource != self.resource:
+                return NOT_CHECKED
+            if self.category is not None and category != self.category:
+                return NOT_CHECKED
+            for key, value in self._tag_items:
+                if tags.get(key) != value:
+                    return NOT_CHECKED
+        return self.reserve_estimate(tracker, needed)
+
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
         """``before_call`` of a call of ``tracker`` that this budget checks (it matches the filters, or the budget
         has none: ``unfiltered``) and whose estimate is known: ``needed`` (``None``: nothing is known). Tracked calls
@@ -670,12 +702,18 @@ class Budget:
         A reservation there says that this budget checked the call: the call is of a tracker it checks, and (with
         ``checked``: on these very ``resource``, ``category`` and ``tags``) it matched the filters, which are then
         not matched again. The model is: a call may be checked before its model is known."""
-        if reservations and self._counts_all:
-            pair = reservations[0]
-            needed = pair[1]
-            if pair[0] is self and needed is not None:
-                # The usual count: a budget that counts every entry, its reservation for the call first (guards count
-                # an entry in the order they checked its call), settled in the same step.
+        if reservations:
+            owner, needed = reservations[0]
+            if owner is self and needed is not None:
+                # The usual count: this budget's reservation for the call comes first (guards count an entry in the
+                # order they checked its call), and is settled in the same step. The reservation says the call is of
+                # a tracker this budget checks; its filters are matched again unless ``checked`` says they matched
+                # these very fields; its model is, unless it has none.
+                if not self._counts_all:
+                    if self._filtered and not checked and not self._matches(resource, category, tags, None):
+                        return  # (an entry that does not count leaves its call's reservation to ``after_call``)
+                    if self.model is not None and self.model != model and self.model != canonical_model:
+                        return
                 del reservations[0]
                 lock = self._lock
                 lock.acquire()  # (as in ``reserve_estimate``)

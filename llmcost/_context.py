@@ -22,6 +22,7 @@ from ._entry import EMPTY_TAGS, CostEntry, FrozenTags, intern_tags, to_tags
 from ._estimate import RecentCostSource, estimate_call
 
 __all__ = [
+    "NOT_CHECKED",
     "NO_GUARDS",
     "Guard",
     "GuardSet",
@@ -73,6 +74,9 @@ _KINDS: dict[tuple[bool, bool], type[GuardSet]] = {
     for counts_rows in (True, False)
 }
 
+
+#: What ``Guard.reserve_checked`` returns for a call the guard does not check.
+NOT_CHECKED: Any = object()
 
 #: No guards.
 NO_GUARDS = GuardSet()
@@ -243,7 +247,8 @@ class Guard(Protocol):
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
     category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
     So may it for any guard once ``checks_call`` (the call's tracker, resource, category, tags, model and request
-    arguments) said that the guard checks the call, as ``before_call`` decides.
+    arguments) said that the guard checks the call, as ``before_call`` decides; ``reserve_checked`` is the two in one
+    step, returning ``NOT_CHECKED`` for a call the guard does not check.
     """
 
     counts_rows: bool
@@ -252,6 +257,17 @@ class Guard(Protocol):
     def before_call(self, call: PendingCall) -> object: ...
 
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object: ...
+
+    def reserve_checked(
+        self,
+        tracker: TrackerLike,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        model: str | None,
+        kwargs: Mapping[str, Any],
+        needed: Decimal,
+    ) -> object: ...
 
     def checks_call(
         self,

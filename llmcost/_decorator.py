@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 from . import _state
 from ._catalog import provider_for_url
 from ._config import get_tracker
-from ._context import PendingCall, active_guards, current_tags, is_active, joined
+from ._context import NOT_CHECKED, PendingCall, active_guards, current_tags, is_active, joined
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -166,26 +166,30 @@ class _Engine:
                     tags = intern_tags({**context, **call_tags})
                 else:
                     tags = context
+                if needed is not None:
+                    # The estimate known: each guard that checks the call reserves it at once.
+                    for guard in guards:
+                        try:
+                            token = guard.reserve_checked(
+                                tracker, self.resource, self.category_value, tags, self.model, kwargs, needed
+                            )
+                        except BudgetExceeded:
+                            self._settle(reservations, None)
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                            log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                            continue
+                        if token is not NOT_CHECKED:
+                            reservations.append((guard, token))
+                    return _call((tracker, call_tags, reservations, _perf_counter(), context))
                 checking = []
                 for guard in guards:
                     try:
-                        if not guard.checks_call(tracker, self.resource, self.category_value, tags, self.model, kwargs):
-                            continue
+                        if guard.checks_call(tracker, self.resource, self.category_value, tags, self.model, kwargs):
+                            checking.append(guard)
                     except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                         log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-                        continue
-                    if needed is None:
-                        checking.append(guard)
-                        continue
-                    # The estimate known: reserved at once (``reserve_estimate`` as ``before_call`` would call it).
-                    try:
-                        reservations.append((guard, guard.reserve_estimate(tracker, needed)))
-                    except BudgetExceeded:
-                        self._settle(reservations, None)
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
-                        log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-                if needed is not None or not checking:
+                if not checking:
                     return _call((tracker, call_tags, reservations, _perf_counter(), context))
             # Each guard checking the call needs only its estimate: found here once, as a ``PendingCall`` would find
             # it (``estimate_call``: with no ``estimate=``, from the call's request arguments, else the mean of
@@ -314,12 +318,12 @@ class _Engine:
                 model = self.model or found_model
                 if found_usage is not None and model is not None:
                     tracker, tags, reservations, _, checked = call
-                    category = (self.category if self.category is not None else found_category) or _INFERENCE
+                    kind = (self.category if self.category is not None else found_category) or _INFERENCE
                     return tracker.record_call(
-                        model, self.provider or found_provider, found_usage, category, self.resource, tags, latency,
+                        model, self.provider or found_provider, found_usage, kind, self.resource, tags, latency,
                         self.service_tier or found_tier, self.provider is None, keep,
                         reservations or None,  # settled by the guards as they count the entry
-                        checked if category is self.checked_category else None,  # (see ``finish``)
+                        checked if kind is self.checked_category else None,  # (see ``finish``)
                     )  # fmt: skip
         usage: Usage | None = None
         if self.usage_fn is not None:
@@ -363,12 +367,12 @@ class _Engine:
                 self.name,
             )
         tracker, tags, reservations, _, checked = call
-        category = category or _INFERENCE
+        kind = category or _INFERENCE
         return tracker.record_call(
-            model, provider, usage, category, self.resource, tags, latency, tier,
+            model, provider, usage, kind, self.resource, tags, latency, tier,
             self.provider is None,  # from the response: a guess the catalog may overrule
             keep, reservations or None,  # settled by the guards as they count the entry
-            checked if category is self.checked_category else None,
+            checked if kind is self.checked_category else None,
         )  # fmt: skip
 
     # -- streams --------------------------------------------------------------------------------------------------
