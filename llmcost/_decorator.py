@@ -142,7 +142,8 @@ class _Engine:
         guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
         reservations: list[tuple[Any, object]] = []
         needed = self.fixed_estimate
-        if needed is not None and guards.unfiltered:
+        unfiltered = guards.unfiltered
+        if needed is not None and unfiltered:
             # The usual budgeted call: each guard needs only the estimate, known already.
             for guard in guards:
                 try:
@@ -156,7 +157,7 @@ class _Engine:
         if needed is not None or self.estimate is None:
             context: FrozenTags | None = None
             checking: Sequence[Any] = guards
-            if not guards.unfiltered:
+            if not unfiltered:
                 # Guards that check only some calls say which from the call's fields, as ``before_call`` would
                 # (``Guard.checks_call``); a guard that fails there is let through, as ``before_call`` lets it.
                 context = current_tags()
