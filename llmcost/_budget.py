@@ -535,6 +535,8 @@ class Budget:
                 lock.release()
         elif self._tracker is not None and tracker is not self._tracker:
             return None
+        # Any other call: a period budget's, one with no estimate, or one that did not fit above (checked again here,
+        # where it is refused or, with ``on_exceed="warn"``, let through).
         if needed is None:
             needed = ZERO
         if self.period is not None:

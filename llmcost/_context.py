@@ -64,6 +64,10 @@ class GuardSet(tuple["Guard", ...]):
         counts_rows = all(getattr(guard, "counts_rows", False) for guard in items)
         return tuple.__new__(_KINDS[unfiltered, counts_rows], items)
 
+    def __reduce__(self) -> tuple[type[GuardSet], tuple[tuple[Guard, ...]]]:
+        # (The kinds share one name: a copy or pickle is made again by ``GuardSet``, which picks the kind.)
+        return GuardSet, (tuple(self),)
+
 
 #: The kind of ``GuardSet`` made for each ``(unfiltered, counts_rows)``.
 _KINDS: dict[tuple[bool, bool], type[GuardSet]] = {

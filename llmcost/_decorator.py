@@ -397,9 +397,6 @@ class _Engine:
         )
 
 
-#: Stands for the usage of a call ``finish`` recorded already.
-_RECORDED: Any = object()
-
 #: Stands for the result of a hooked SDK stream (whose usage arrives as ``extracted``).
 _STREAM = object()
 
