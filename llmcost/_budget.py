@@ -34,7 +34,7 @@ import attrs
 
 from . import _state
 from ._config import get_tracker, on_new_default
-from ._context import PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
+from ._context import NOT_CHECKED, PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
 from ._money import ZERO, dollars, to_money
@@ -186,6 +186,43 @@ class Budget:
         print(b.spent, b.alerts)
     """
 
+    # Slots: every tracked call under a budget reads and writes these, and a slot is the quickest attribute to reach
+    # (an instance dict of more than 30 keys is no longer shared between instances, and each access looks it up).
+    __slots__ = (
+        "__weakref__",
+        "_any_block",
+        "_committed",
+        "_counts_all",
+        "_end",
+        "_entered",
+        "_filtered",
+        "_fired",
+        "_lease",
+        "_lock",
+        "_open",
+        "_quiet_below",
+        "_scope",
+        "_sinks",
+        "_spent",
+        "_start",
+        "_tag_items",
+        "_tracker",
+        "alerts",
+        "category",
+        "counts_rows",
+        "key",
+        "limit",
+        "model",
+        "name",
+        "on_exceed",
+        "period",
+        "resource",
+        "tags",
+        "thresholds",
+        "tz",
+        "unfiltered",
+    )
+
     def __init__(
         self,
         limit: Decimal | int | float | str,
@@ -268,6 +305,7 @@ class Budget:
         #: Every call and entry of the tracker counts alike: a call needs only its estimate (``reserve_estimate``).
         self.unfiltered = not self._filtered
         self._counts_all = self.unfiltered and tracker is None  # every entry of every tracker
+        self._any_block = self.period is None and tracker is None  # a block budget over the calls of every tracker
         self.alerts: list[BudgetAlert] = []
         self._entered: contextvars.ContextVar[tuple[contextvars.Token[Any], ...]] = contextvars.ContextVar(
             f"llmcost_budget_{id(self):x}", default=()
@@ -445,28 +483,73 @@ class Budget:
             return self._matches(resource, category, tags, model)
         return True
 
+    def reserve_checked(
+        self,
+        tracker: TrackerLike,
+        resource: str | None,
+        category: str,
+        tags: Mapping[str, str],
+        model: str | None,
+        kwargs: Mapping[str, Any],
+        needed: Decimal,
+    ) -> object:
+        """``checks_call`` and, if this budget checks the call, ``reserve_estimate`` of its known estimate ``needed``,
+        in one step (a tracked call under filtered budgets asks each one): the token, or ``NOT_CHECKED``."""
+        if self._tracker is not None and tracker is not self._tracker:
+            return NOT_CHECKED
+        if self._filtered:
+            # ``checks_call``'s ``_matches``, inline: this runs before every call the budget may check.
+            wanted = self.model
+            if wanted is not None:
+                if model is None:
+                    asked = kwargs.get("model")
+                    model = asked if isinstance(asked, str) else None
+                if model is not None and model != wanted and canonical_id(model) != wanted:
+                    return NOT_CHECKED
+            if self.resource is not None and resource != self.resource:
+                return NOT_CHECKED
+            if self.category is not None and category != self.category:
+                return NOT_CHECKED
+            for key, value in self._tag_items:
+                if tags.get(key) != value:
+                    return NOT_CHECKED
+        return self.reserve_estimate(tracker, needed)
+
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
         """``before_call`` of a call of ``tracker`` that this budget checks (it matches the filters, or the budget
         has none: ``unfiltered``) and whose estimate is known: ``needed`` (``None``: nothing is known). Tracked calls
         under unfiltered budgets come here directly, without a ``PendingCall``; the caller checked that tracking is
         on (``set_active``)."""
-        if self._tracker is not None and tracker is not self._tracker:
+        if self._any_block and needed is not None:
+            # The usual check: a block budget of every tracker, and a call whose estimate fits.
+            lock = self._lock
+            lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call under a budget)
+            try:
+                after = self._committed + needed
+                # It fits: what remains (limit - committed) is positive and at least ``needed`` (a positive ``needed``
+                # that fits leaves no doubt about the first).
+                if after <= self.limit and (needed > ZERO or self._committed < self.limit):
+                    self._committed = after
+                    return needed  # a block budget's token: the amount reserved (a Decimal)
+            finally:
+                lock.release()
+        elif self._tracker is not None and tracker is not self._tracker:
             return None
+        # Any other call: a period budget's, one with no estimate, or one that did not fit above (checked again here,
+        # where it is refused or, with ``on_exceed="warn"``, let through).
         if needed is None:
             needed = ZERO
         if self.period is not None:
             return self._reserve(needed)
         limit = self.limit
         lock = self._lock
-        lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call under a budget)
+        lock.acquire()
         try:
             committed = self._committed
             after = committed + needed
-            # It fits: what remains (limit - committed) is positive and at least ``needed`` (a positive ``needed``
-            # that fits leaves no doubt about the first).
             if after <= limit and (needed > ZERO or committed < limit):
                 self._committed = after
-                return needed  # a block budget's token: the amount reserved (a Decimal)
+                return needed
             refused = BudgetExceeded(self.name, committed, limit, needed)
             if self.on_exceed == "warn":
                 self._committed = after
@@ -612,43 +695,87 @@ class Budget:
         reservations: list[tuple[Any, object]] | None,
         model: str | None = None,
         canonical_model: str | None = None,
+        checked: bool = False,
     ) -> None:
         """(Block budgets, ``counts_rows``) ``on_recorded`` of an entry given as its fields; if this budget reserved
         for the call being recorded (its pair is in ``reservations``, the call's open ones), the reservation is
-        released in the same step as the amount is counted, and its pair taken out of ``reservations``."""
-        if not self._counts_all:
-            if self._tracker is not None and tracker is not self._tracker:
-                return
-            if self._filtered:
-                if not self._matches(resource, category, tags, None):
-                    return  # (an entry that does not count leaves its call's reservation to ``after_call``)
-                # A per-model budget matches an entry's model or the catalog id it resolved to, as ``entry_models``
-                # (the ledger's rule) reads them off a ``CostEntry``.
-                if self.model is not None and self.model != model and self.model != canonical_model:
-                    return
-        needed: Any = None  # this budget's token for the call: what it reserved (or None), as ``before_call`` made it
+        released in the same step as the amount is counted, and its pair taken out of ``reservations``.
+
+        A reservation there says that this budget checked the call: the call is of a tracker it checks, and (with
+        ``checked``: on these very ``resource``, ``category`` and ``tags``) it matched the filters, which are then
+        not matched again. The model is: a call may be checked before its model is known."""
         if reservations:
-            pair = reservations[0]
-            if pair[0] is self:  # the usual case: guards count an entry in the order they checked its call
+            owner, needed = reservations[0]
+            if owner is self and needed is not None:
+                # The usual count: this budget's reservation for the call comes first (guards count an entry in the
+                # order they checked its call), and is settled in the same step. The reservation says the call is of
+                # a tracker this budget checks; its filters are matched again unless ``checked`` says they matched
+                # these very fields; its model is, unless it has none.
+                if not self._counts_all:
+                    if self._filtered and not checked and not self._matches(resource, category, tags, None):
+                        return  # (an entry that does not count leaves its call's reservation to ``after_call``)
+                    if self.model is not None and self.model != model and self.model != canonical_model:
+                        return
                 del reservations[0]
-                needed = pair[1]
-            else:
-                for i, pair in enumerate(reservations):
-                    if pair[0] is self:
-                        del reservations[i]
-                        needed = pair[1]
-                        break
+                lock = self._lock
+                lock.acquire()  # (as in ``reserve_estimate``)
+                try:
+                    spent = self._spent = self._spent + amount
+                    # The amount in place of the reservation (which is part of what is committed, so this never goes
+                    # below what is spent).
+                    self._committed = self._committed + amount - needed  # type: ignore[operator]  # a block token
+                    quiet = spent < self._quiet_below
+                finally:
+                    lock.release()
+                if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
+                    self.check_thresholds()
+                return
+        self._count_row(tracker, amount, resource, category, tags, reservations, model, canonical_model, checked)
+
+    def _count_row(
+        self,
+        tracker: TrackerLike,
+        amount: Decimal,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        reservations: list[tuple[Any, object]] | None,
+        model: str | None,
+        canonical_model: str | None,
+        checked: bool,
+    ) -> None:
+        """``on_recorded_row`` in general: the entry's fields matched if they need be, the reservation found
+        wherever it is in ``reservations``."""
+        found = -1
+        if reservations:
+            for i, pair in enumerate(reservations):
+                if pair[0] is self:
+                    found = i
+                    break
+        needed: Any = None if found < 0 else reservations[found][1]  # type: ignore[index]  # (found: a list)
+        if not self._counts_all:
+            if needed is None:  # no reservation of this budget (or none was made): the entry's fields decide
+                if self._tracker is not None and tracker is not self._tracker:
+                    return
+                if self._filtered and not self._matches(resource, category, tags, None):
+                    return  # (an entry that does not count leaves its call's reservation to ``after_call``)
+            elif self._filtered and not checked and not self._matches(resource, category, tags, None):
+                return
+            # A per-model budget matches an entry's model or the catalog id it resolved to, as ``entry_models``
+            # (the ledger's rule) reads them off a ``CostEntry``.
+            if self.model is not None and self.model != model and self.model != canonical_model:
+                return
+        if found >= 0:
+            del reservations[found]  # type: ignore[union-attr]  # (found: a list)
         lock = self._lock
         lock.acquire()  # (as in ``reserve_estimate``)
         try:
             spent = self._spent = self._spent + amount
-            # The amount in place of the reservation (which is part of what is committed, so this never goes below
-            # what is spent).
             self._committed = self._committed + amount if needed is None else self._committed + amount - needed
             quiet = spent < self._quiet_below
         finally:
             lock.release()
-        if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
+        if not quiet:
             self.check_thresholds()
 
     def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:

@@ -22,6 +22,7 @@ from ._entry import EMPTY_TAGS, CostEntry, FrozenTags, intern_tags, to_tags
 from ._estimate import RecentCostSource, estimate_call
 
 __all__ = [
+    "NOT_CHECKED",
     "NO_GUARDS",
     "Guard",
     "GuardSet",
@@ -51,15 +52,35 @@ class GuardSet(tuple["Guard", ...]):
     ``unfiltered``: every guard's ``Guard.unfiltered``; ``counts_rows``: every guard's ``Guard.counts_rows``.
     """
 
-    unfiltered: bool
-    counts_rows: bool
+    # The two flags are class attributes of the kind of set made (``_KINDS``): a set has no ``__dict__``, so the
+    # per-call path finds them without an instance lookup (a tuple subclass's own attributes cannot be slots).
+    __slots__ = ()
+    unfiltered: bool = True
+    counts_rows: bool = True
 
     def __new__(cls, guards: Iterable[Guard] = ()) -> GuardSet:
-        made = super().__new__(cls, guards)
-        made.unfiltered = all(getattr(guard, "unfiltered", False) for guard in made)
-        made.counts_rows = all(getattr(guard, "counts_rows", False) for guard in made)
-        return made
+        items = tuple(guards)
+        unfiltered = all(getattr(guard, "unfiltered", False) for guard in items)
+        counts_rows = all(getattr(guard, "counts_rows", False) for guard in items)
+        return tuple.__new__(_KINDS[unfiltered, counts_rows], items)
 
+    def __reduce__(self) -> tuple[type[GuardSet], tuple[tuple[Guard, ...]]]:
+        # (The kinds share one name: a copy or pickle is made again by ``GuardSet``, which picks the kind.)
+        return GuardSet, (tuple(self),)
+
+
+#: The kind of ``GuardSet`` made for each ``(unfiltered, counts_rows)``.
+_KINDS: dict[tuple[bool, bool], type[GuardSet]] = {
+    (unfiltered, counts_rows): type(
+        "GuardSet", (GuardSet,), {"__slots__": (), "unfiltered": unfiltered, "counts_rows": counts_rows}
+    )
+    for unfiltered in (True, False)
+    for counts_rows in (True, False)
+}
+
+
+#: What ``Guard.reserve_checked`` returns for a call the guard does not check.
+NOT_CHECKED: Any = object()
 
 #: No guards.
 NO_GUARDS = GuardSet()
@@ -224,11 +245,14 @@ class Guard(Protocol):
     the ``CostEntry``, so a tracked call under it keeps the tracker's row path (no entry built). It is given the
     call's open reservations too (``(guard, token)`` pairs from ``before_call``, a list of the call's own): a guard
     that settles its reservation there takes the pair out of the list, and ``after_call`` is then not asked for it.
+    ``checked``: each guard with a reservation there matched the call (``checks_call``) on these very resource,
+    category and tags, so it need not match them again (the model it checks again: it may not have been known).
 
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
     category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
     So may it for any guard once ``checks_call`` (the call's tracker, resource, category, tags, model and request
-    arguments) said that the guard checks the call, as ``before_call`` decides.
+    arguments) said that the guard checks the call, as ``before_call`` decides; ``reserve_checked`` is the two in one
+    step, returning ``NOT_CHECKED`` for a call the guard does not check.
     """
 
     counts_rows: bool
@@ -237,6 +261,17 @@ class Guard(Protocol):
     def before_call(self, call: PendingCall) -> object: ...
 
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object: ...
+
+    def reserve_checked(
+        self,
+        tracker: TrackerLike,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        model: str | None,
+        kwargs: Mapping[str, Any],
+        needed: Decimal,
+    ) -> object: ...
 
     def checks_call(
         self,
@@ -262,4 +297,5 @@ class Guard(Protocol):
         reservations: list[tuple[Any, object]] | None,
         model: str | None = None,
         canonical_model: str | None = None,
+        checked: bool = False,
     ) -> None: ...

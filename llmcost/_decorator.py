@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 from . import _state
 from ._catalog import provider_for_url
 from ._config import get_tracker
-from ._context import PendingCall, active_guards, current_tags, is_active, joined
+from ._context import NOT_CHECKED, PendingCall, active_guards, current_tags, is_active, joined
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -56,8 +56,9 @@ _INFERENCE = CostCategory.LLM_INFERENCE
 
 
 class _Call(NamedTuple):
-    """One call in flight: where to record, with what tags, the reservations to settle, and when it started
-    (``time.perf_counter()``). A named tuple: one is made per tracked call, and ``_call`` makes it fast."""
+    """One call in flight: where to record, with what tags, the reservations to settle, when it started
+    (``time.perf_counter()``), and the context tags its guards matched it under. A named tuple: one is made per
+    tracked call, and ``_call`` makes it fast."""
 
     tracker: CostTracker
     tags: FrozenTags
@@ -65,6 +66,9 @@ class _Call(NamedTuple):
     #: reservation as the entry is counted takes it out (a call under no guard has an empty tuple).
     reservations: list[tuple[Any, object]]
     started: float
+    #: The context tags (``current_tags()``) under which the guards in ``reservations`` matched the call's resource,
+    #: category and tags with ``checks_call``; ``None`` when they did not (or need not) match them.
+    checked: FrozenTags | None = None
 
 
 #: ``_Call`` from a tuple of its fields, without the keyword handling of its constructor (hot path).
@@ -94,6 +98,9 @@ class _Engine:
         self.category = category
         #: The category's text, as budgets match it before the call (found once, not per call).
         self.category_value = (category or CostCategory.LLM_INFERENCE).value
+        #: The category guards match a call by before it is made (an entry of another, read off the response, is
+        #: matched again as it is counted).
+        self.checked_category = category or CostCategory.LLM_INFERENCE
         self.resource = resource if resource is not None else self.name
         if tags is None or callable(tags):
             self.static_tags: FrozenTags = EMPTY_TAGS
@@ -131,16 +138,28 @@ class _Engine:
         guards = tracker.guards()
         entered = active_guards()
         if not guards and not entered:
-            return _call((tracker, call_tags, (), _perf_counter()))
+            return _call((tracker, call_tags, (), _perf_counter(), None))
         guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
         reservations: list[tuple[Any, object]] = []
         needed = self.fixed_estimate
-        checking: Sequence[Any] | None = None
+        unfiltered = guards.unfiltered
+        if needed is not None and unfiltered:
+            # The usual budgeted call: each guard needs only the estimate, known already.
+            for guard in guards:
+                try:
+                    reservations.append((guard, guard.reserve_estimate(tracker, needed)))
+                except BudgetExceeded:
+                    self._settle(reservations, None)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+            return _call((tracker, call_tags, reservations, _perf_counter(), None))
         if needed is not None or self.estimate is None:
-            checking = guards
-            if not guards.unfiltered:
+            context: FrozenTags | None = None
+            checking: Sequence[Any] = guards
+            if not unfiltered:
                 # Guards that check only some calls say which from the call's fields, as ``before_call`` would
-                # (``Guard.checks_call``); any failure there, and the ``PendingCall`` path below says what failed.
+                # (``Guard.checks_call``); a guard that fails there is let through, as ``before_call`` lets it.
                 context = current_tags()
                 if context is EMPTY_TAGS or not context:  # (the usual case: no outer tags; matching reads values)
                     tags = call_tags
@@ -148,28 +167,42 @@ class _Engine:
                     tags = intern_tags({**context, **call_tags})
                 else:
                     tags = context
-                checking = []
-                try:
+                if needed is not None:
+                    # The estimate known: each guard that checks the call reserves it at once.
                     for guard in guards:
+                        try:
+                            token = guard.reserve_checked(
+                                tracker, self.resource, self.category_value, tags, self.model, kwargs, needed
+                            )
+                        except BudgetExceeded:
+                            self._settle(reservations, None)
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                            log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                            continue
+                        if token is not NOT_CHECKED:
+                            reservations.append((guard, token))
+                    return _call((tracker, call_tags, reservations, _perf_counter(), context))
+                checking = []
+                for guard in guards:
+                    try:
                         if guard.checks_call(tracker, self.resource, self.category_value, tags, self.model, kwargs):
                             checking.append(guard)
-                except Exception:  # noqa: BLE001 - said by ``before_call`` below
-                    checking = None
-                if checking is not None and not checking:
-                    return _call((tracker, call_tags, reservations, _perf_counter()))
-        if checking is not None:
+                    except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                        log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                if not checking:
+                    return _call((tracker, call_tags, reservations, _perf_counter(), context))
             # Each guard checking the call needs only its estimate: found here once, as a ``PendingCall`` would find
             # it (``estimate_call``: with no ``estimate=``, from the call's request arguments, else the mean of
             # recent calls).
-            if needed is None:
-                try:
-                    if kwargs:
-                        needed = request_estimate(kwargs, self.model)
-                    if needed is None:
-                        needed = tracker.recent_cost(self.resource, self.model)
-                except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
-                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-                    return _call((tracker, call_tags, reservations, _perf_counter()))
+            try:
+                if kwargs:
+                    needed = request_estimate(kwargs, self.model)
+                if needed is None:
+                    needed = tracker.recent_cost(self.resource, self.model)
+            except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
+                log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                return _call((tracker, call_tags, reservations, _perf_counter(), None))
             for guard in checking:
                 try:
                     reservations.append((guard, guard.reserve_estimate(tracker, needed)))
@@ -178,7 +211,7 @@ class _Engine:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                     log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-            return _call((tracker, call_tags, reservations, _perf_counter()))
+            return _call((tracker, call_tags, reservations, _perf_counter(), context))
         context = current_tags()
         pending = PendingCall(  # positional: keywords cost more, and this runs for every call under a budget
             tracker,
@@ -200,14 +233,14 @@ class _Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-        return _call((tracker, call_tags, reservations, _perf_counter()))
+        return _call((tracker, call_tags, reservations, _perf_counter(), None))
 
     # -- after the call -------------------------------------------------------------------------------------------
     def finish(self, call: _Call | None, result: Any, extracted: Extracted | None = None) -> None:
         """Record what ``result`` (or the stream's ``extracted`` usage) cost and settle reservations."""
         if call is None:
             return
-        tracker, tags, reservations, started = call
+        tracker, tags, reservations, started, checked = call
         latency = (_perf_counter() - started) * 1000.0
         if not reservations and extracted is None and self.usage_fn is None:
             # The usual call (a response with usage and a model, nothing to settle) in one pass: ``_record``'s
@@ -239,15 +272,18 @@ class _Engine:
                     found_model, found_provider, found_usage, found_category, found_tier = extracted
                     model = self.model or found_model
                     if found_usage is not None and model is not None:
+                        category = (self.category if self.category is not None else found_category) or _INFERENCE
+                        if checked is not None and category is not self.checked_category:
+                            checked = None  # the guards matched another category: they match this one again
                         entry = tracker.record_call(
-                            model, self.provider or found_provider, found_usage,
-                            (self.category if self.category is not None else found_category) or _INFERENCE,
-                            self.resource, tags, latency, self.service_tier or found_tier, self.provider is None,
-                            False, reservations,
+                            model, self.provider or found_provider, found_usage, category, self.resource, tags,
+                            latency, self.service_tier or found_tier, self.provider is None, False, reservations,
+                            checked,
                         )  # fmt: skip
-                        extracted = _RECORDED
-            if extracted is not _RECORDED:
-                entry = self._record(call, result, extracted, latency, False)
+                        if reservations:
+                            self._settle(reservations, entry)
+                        return
+            entry = self._record(call, result, extracted, latency, False)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             self._record_failed(exc)
         if reservations:
@@ -282,12 +318,13 @@ class _Engine:
                 found_model, found_provider, found_usage, found_category, found_tier = extracted
                 model = self.model or found_model
                 if found_usage is not None and model is not None:
-                    tracker, tags, reservations, _ = call
+                    tracker, tags, reservations, _, checked = call
+                    kind = (self.category if self.category is not None else found_category) or _INFERENCE
                     return tracker.record_call(
-                        model, self.provider or found_provider, found_usage,
-                        (self.category if self.category is not None else found_category) or _INFERENCE,
-                        self.resource, tags, latency, self.service_tier or found_tier, self.provider is None, keep,
+                        model, self.provider or found_provider, found_usage, kind, self.resource, tags, latency,
+                        self.service_tier or found_tier, self.provider is None, keep,
                         reservations or None,  # settled by the guards as they count the entry
+                        checked if kind is self.checked_category else None,  # (see ``finish``)
                     )  # fmt: skip
         usage: Usage | None = None
         if self.usage_fn is not None:
@@ -330,11 +367,13 @@ class _Engine:
                 "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
                 self.name,
             )
-        tracker, tags, reservations, _ = call
+        tracker, tags, reservations, _, checked = call
+        kind = category or _INFERENCE
         return tracker.record_call(
-            model, provider, usage, category or _INFERENCE, self.resource, tags, latency, tier,
+            model, provider, usage, kind, self.resource, tags, latency, tier,
             self.provider is None,  # from the response: a guess the catalog may overrule
             keep, reservations or None,  # settled by the guards as they count the entry
+            checked if kind is self.checked_category else None,
         )  # fmt: skip
 
     # -- streams --------------------------------------------------------------------------------------------------
@@ -357,9 +396,6 @@ class _Engine:
             manager, on_stream=functools.partial(self.hook_stream, call), on_drop=functools.partial(self.fail, call)
         )
 
-
-#: Stands for the usage of a call ``finish`` recorded already.
-_RECORDED: Any = object()
 
 #: Stands for the result of a hooked SDK stream (whose usage arrives as ``extracted``).
 _STREAM = object()

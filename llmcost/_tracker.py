@@ -344,6 +344,7 @@ class CostTracker:
         provider_guessed: bool = False,
         keep: bool = True,
         reservations: list[tuple[Any, object]] | None = None,
+        checked: FrozenTags | None = None,
     ) -> CostEntry | None:
         """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
@@ -355,7 +356,9 @@ class CostTracker:
         entry's field values and builds the object only when it is read.
 
         ``reservations``: the call's open ``(guard, token)`` reservations, a list of its own, for guards that count
-        the call as a row (``Guard.on_recorded_row``) to settle and take out of it."""
+        the call as a row (``Guard.on_recorded_row``) to settle and take out of it. ``checked``: the context tags under
+        which the guards of ``reservations`` matched the call's ``resource``, ``category`` and ``tags`` before it was
+        made (``Guard.checks_call``); if they are the context's tags still, the entry has the fields they matched."""
         # Nothing but the store needs this call's entry (no subscriber, a caller that has no use for it, only budgets
         # that count rows): a MemoryStore then takes its fields as a row and builds the entry when read.
         rows = self._row_store is self.store
@@ -401,10 +404,12 @@ class CostTracker:
                 )  # fmt: skip
                 self._recent.observe_call(resource, model, amount)
                 if guards:
+                    # The merged tags are those the guards matched before the call if the context's are the same.
+                    matched = checked is outer
                     for guard in guards:  # (as ``_counted``, with the entry's fields)
                         try:
                             guard.on_recorded_row(
-                                self, amount, resource, category, tags, reservations, model, canonical
+                                self, amount, resource, category, tags, reservations, model, canonical, matched
                             )
                         except Exception:
                             logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)

@@ -343,3 +343,99 @@ def test_a_failing_recent_calls_estimate_lets_the_call_through(tracker, monkeypa
     with budget(CALL / 2) as b:
         assert call() == response()  # let through, as a budget whose check fails
     assert b.spent == CALL and b.reserved == 0 and len(tracker.entries()) == 1
+
+
+# -- a filtered budget matches a call once, before it, when the entry has the fields it matched ---------------------
+def chunks(model: str = "gpt-4o", prompt: int = 1000) -> Iterator[dict[str, Any]]:
+    """An OpenAI chat completion as the chunks of a stream, its usage on the last one."""
+    yield {"model": model, "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+    yield {"model": model, "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": 0}}
+
+
+def test_a_tag_budget_does_not_count_an_entry_whose_context_tags_changed_after_its_check(tracker) -> None:
+    # A generator's call is checked as it starts (inside the tags block) and recorded as it ends (outside): its entry
+    # lacks the tag the budget matched, so the budget must match it again, and not count it.
+    stream = track_cost(tracker=tracker, estimate=CALL)(chunks)
+    with budget(1, tags={"team": "search"}) as b:
+        with llmcost.tags(team="search"):
+            started = stream()
+            next(started)
+            assert b.reserved == CALL
+        assert len(list(started)) == 1  # the last chunk, outside the tags block: the call is recorded now
+    [entry] = tracker.entries()
+    assert dict(entry.tags) == {}
+    assert b.spent == 0 and b.reserved == 0
+
+
+def test_a_tag_budget_counts_an_entry_whose_context_tags_stayed(tracker) -> None:
+    stream = track_cost(tracker=tracker, estimate=CALL)(chunks)
+    plain = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
+    with budget(1, tags={"team": "search"}) as b, llmcost.tags(team="search"):
+        list(stream())
+        plain()
+    assert [dict(e.tags) for e in tracker.entries()] == [{"team": "search"}] * 2
+    assert b.spent == CALL * 2 and b.reserved == 0
+
+
+def test_a_tag_budget_matches_again_an_entry_whose_context_gained_its_tag(tracker) -> None:
+    # Checked outside the tags block (no reservation), recorded inside it: counted, as on the entry path.
+    stream = track_cost(tracker=tracker, estimate=CALL)(chunks)
+    with budget(1, tags={"team": "search"}) as b:
+        started = stream()
+        next(started)
+        assert b.reserved == 0
+        with llmcost.tags(team="search"):
+            list(started)
+    assert b.spent == CALL and b.reserved == 0
+
+
+def embedding(model: str = "text-embedding-3-small", prompt: int = 1_000_000) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "model": model,
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}],
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }
+
+
+@pytest.mark.parametrize("tags", [None, {"team": "search"}], ids=["category", "category-and-tags"])
+def test_a_category_budget_does_not_count_an_entry_of_another_category_than_it_checked(tracker, tags) -> None:
+    # The call is checked as an inference (no category= given) and its response says it was an embedding.
+    embed = track_cost(tracker=tracker, estimate=CALL, tags=tags)(lambda: embedding())
+    with budget(1, category="llm_inference", tags=tags) as inference, budget(1, category="llm_embedding") as embeds:
+        embed()
+        assert inference.reserved == 0 and inference.spent == 0
+        [entry] = tracker.entries()
+        assert entry.category == llmcost.CostCategory.LLM_EMBEDDING
+        assert embeds.spent == entry.amount > 0 and embeds.reserved == 0
+
+
+def test_a_per_model_budget_does_not_count_an_entry_of_another_model_than_it_may_have_been(tracker) -> None:
+    # No model before the call: checked (it may be the budget's model); the response says another model.
+    call = track_cost(tracker=tracker, estimate=CALL, tags={"team": "search"})(lambda: response("gpt-4o"))
+    with budget(1, model="gpt-4o-mini", tags={"team": "search"}) as mini:
+        call()
+        assert mini.spent == 0 and mini.reserved == 0
+    with budget(1, model="gpt-4o", tags={"team": "search"}) as four:
+        call()
+        assert four.spent == CALL and four.reserved == 0
+
+
+def test_filtered_budgets_count_matched_calls_exactly_from_many_threads(tracker) -> None:
+    call = track_cost(tracker=tracker, estimate=CALL, tags={"team": "search"})(lambda: response())
+    other = track_cost(tracker=tracker, estimate=CALL, tags={"team": "ads"})(lambda: response())
+    with budget(1000, tags={"team": "search"}) as b, budget(1000, model="gpt-4o") as m:
+
+        def work() -> None:
+            with b, m:
+                for _ in range(200):
+                    call()
+                    other()
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert b.spent == CALL * 800 and b.reserved == 0
+    assert m.spent == CALL * 1600 and m.reserved == 0
