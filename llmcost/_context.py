@@ -87,12 +87,16 @@ NO_GUARDS = GuardSet()
 
 
 def joined(first: GuardSet, second: GuardSet) -> GuardSet:
-    """The guards of ``first`` then those of ``second`` (either one itself when the other is empty)."""
+    """The guards of ``first`` then those of ``second`` not in ``first`` (either one itself when the other is
+    empty). A guard in both (a tracker's budget also entered with ``with``) checks and counts each call once."""
     if not first:
         return second
     if not second:
         return first
-    return GuardSet((*first, *second))
+    more = [guard for guard in second if not any(guard is own for own in first)]
+    if not more:
+        return first
+    return GuardSet((*first, *more))
 
 
 _guards: contextvars.ContextVar[GuardSet] = contextvars.ContextVar("llmcost_guards", default=NO_GUARDS)

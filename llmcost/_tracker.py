@@ -506,7 +506,7 @@ class CostTracker:
         guards: tuple[Guard, ...] = self._guards
         active = active_guards()
         if active:
-            guards = (*guards, *active) if guards else active
+            guards = joined(self._guards, active) if guards else active
         settling = begin_settling(reservations) if reservations else None
         try:
             for guard in guards:  # the try is per guard, inline: this runs for every budget on every recorded call

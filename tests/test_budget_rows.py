@@ -439,3 +439,34 @@ def test_filtered_budgets_count_matched_calls_exactly_from_many_threads(tracker)
             t.join()
     assert b.spent == CALL * 800 and b.reserved == 0
     assert m.spent == CALL * 1600 and m.reserved == 0
+
+
+@pytest.mark.parametrize("path", ["rows", "entries"])
+def test_a_tracker_budget_also_entered_checks_and_counts_each_call_once(path: str) -> None:
+    """A budget that is one of the tracker's guards (``add_guard``, as ``BudgetManager`` installs them) and is also
+    entered with ``with`` reserves for a call once and counts its entry once, on the row path and the entry path."""
+    tracker = CostTracker()
+    if path == "entries":
+        tracker.subscribe("cost.recorded", lambda entry: None)  # the entry path: something needs each CostEntry
+    fn = track_cost(tracker=tracker, estimate=Decimal("0.003"))(lambda: response())
+    b = budget(Decimal("0.0055"), tracker=tracker)
+    tracker.add_guard(b)
+    with b:
+        fn()  # reserved once: 0.003 of 0.0055, where twice (0.006) would have refused it
+        assert b.spent == CALL
+        assert b.reserved == 0
+    fn()  # the tracker's guard alone
+    assert b.spent == 2 * CALL
+    assert tracker.summary().total == 2 * CALL
+
+
+def test_a_tracker_period_budget_also_entered_reserves_once() -> None:
+    """The same for a period budget from ``BudgetManager``: one reservation for the call (two would pass its limit),
+    its entry counted once in the ledger."""
+    tracker = CostTracker()
+    b = llmcost.BudgetManager(tracker).create("job", "0.004", "daily")
+    fn = track_cost(tracker=tracker, estimate=Decimal("0.003"))(lambda: response())
+    with b:
+        fn()
+    assert b.spent == CALL
+    assert tracker.summary().total == CALL
