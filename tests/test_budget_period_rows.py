@@ -113,10 +113,12 @@ def test_a_row_of_another_period_counts_there_and_gives_the_estimate_back() -> N
         return RESPONSE
 
     call = tracked(tracker)
-    with budget(CALL * 2, period="daily", tracker=tracker) as b:
+    alerts: list[llmcost.BudgetAlert] = []
+    with budget(CALL * 2, period="daily", tracker=tracker, on_alert=alerts.append) as b:
         yesterday = scope_of(b)
         call()
         across_midnight()
+        assert [a.threshold for a in alerts] == [0.5, 0.5]  # the new day's first alert, at the call that made it
         today = scope_of(b)
         assert today.since == datetime(2024, 5, 18, tzinfo=UTC)
         assert b.spent == CALL and b.reserved == 0  # the new day's
