@@ -377,10 +377,10 @@ class LocalLedger(Ledger):
     """A ledger in this process's memory, for stores no other process writes (or as the default of any store).
 
     ``total(filters)`` reads recorded spend from the store. With ``fed`` the store calls ``appended`` with every
-    appended entry, holding ``lock`` (which the ledger shares), so recorded spend is kept as a running total and
-    never read again: ``MemoryStore`` does this, from ``catch_up``, which the ledger calls under the lock before it
-    reads an account (so appends themselves need not take the lock). Without it, recorded spend is read again after
-    acknowledgements and every ``refresh`` seconds.
+    appended entry (as a row of its fields), holding ``lock`` (which the ledger shares), so recorded spend is kept as
+    a running total and never read again: ``MemoryStore`` does this, from ``catch_up``, which the ledger calls under
+    the lock before it reads an account (so appends themselves need not take the lock). Without it, recorded spend
+    is read again after acknowledgements and every ``refresh`` seconds.
 
     Example::
 
