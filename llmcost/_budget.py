@@ -40,6 +40,7 @@ from ._errors import BudgetExceeded
 from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
+from ._time import from_micros, micros
 from ._tracker import CostTracker
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
@@ -191,6 +192,7 @@ class Budget:
     __slots__ = (
         "__weakref__",
         "_any_block",
+        "_bounds_us",
         "_committed",
         "_counts_all",
         "_end",
@@ -289,6 +291,7 @@ class Budget:
         self._start: datetime | None = None
         self._end: datetime | None = None
         self._scope: BudgetScope | None = None
+        self._bounds_us: tuple[int | None, int | None] = (None, None)  # the period's, as epoch microseconds
         # (Period budgets over a shared ledger) the headroom leased for this period, and how many ``with`` blocks are
         # open: the lease is settled and released as the last one ends.
         self._lease: Lease | None = None
@@ -299,9 +302,11 @@ class Budget:
         self._tag_items = tuple(self.tags.items())
         # A budget without filters matches every call and entry: the per-call checks skip ``_matches`` then.
         self._filtered = bool(self.model or self.resource or self.category or self._tag_items)
-        #: A block budget counts an entry from its fields (``on_recorded_row``), so tracked calls under it keep the
-        #: tracker's row path; a period budget needs the ``CostEntry`` (its ledger settles by entry id and time).
-        self.counts_rows = self.period is None
+        #: A budget counts an entry from its fields (``on_recorded_row``), so tracked calls under it keep the
+        #: tracker's row path (no ``CostEntry`` built): a block budget in this object; a period budget over the store
+        #: the row went to (a ``MemoryStore``, whose ledger counts each appended row itself) only gives its call's
+        #: estimate back, and over another store settles the amount as ``on_recorded`` would (see ``_period_row``).
+        self.counts_rows = True
         #: Every call and entry of the tracker counts alike: a call needs only its estimate (``reserve_estimate``).
         self.unfiltered = not self._filtered
         self._counts_all = self.unfiltered and tracker is None  # every entry of every tracker
@@ -429,6 +434,10 @@ class Budget:
                 resource=self.resource,
                 model=self.model,
                 tags=self.tags or None,
+            )
+            self._bounds_us = (
+                None if self._start is None else micros(self._start),
+                None if self._end is None else micros(self._end),
             )
             self._fired = set()
             self._quiet_below = ZERO
@@ -696,14 +705,21 @@ class Budget:
         model: str | None = None,
         canonical_model: str | None = None,
         checked: bool = False,
+        recorded_us: int | None = None,
     ) -> None:
-        """(Block budgets, ``counts_rows``) ``on_recorded`` of an entry given as its fields; if this budget reserved
-        for the call being recorded (its pair is in ``reservations``, the call's open ones), the reservation is
-        released in the same step as the amount is counted, and its pair taken out of ``reservations``.
+        """(``counts_rows``) ``on_recorded`` of an entry given as its fields, recorded at ``recorded_us`` (epoch
+        microseconds; ``None``: now, by the tracker's clock); if this budget reserved for the call being recorded
+        (its pair is in ``reservations``, the call's open ones), the reservation is released in the same step as the
+        amount is counted, and its pair taken out of ``reservations``.
 
         A reservation there says that this budget checked the call: the call is of a tracker it checks, and (with
         ``checked``: on these very ``resource``, ``category`` and ``tags``) it matched the filters, which are then
         not matched again. The model is: a call may be checked before its model is known."""
+        if self.period is not None:
+            self._period_row(
+                tracker, amount, resource, category, tags, reservations, model, canonical_model, checked, recorded_us
+            )
+            return
         if reservations:
             owner, needed = reservations[0]
             if owner is self and needed is not None:
@@ -777,6 +793,116 @@ class Budget:
             lock.release()
         if not quiet:
             self.check_thresholds()
+
+    def _period_row(
+        self,
+        tracker: TrackerLike,
+        amount: Decimal,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        reservations: list[tuple[Any, object]] | None,
+        model: str | None,
+        canonical_model: str | None,
+        checked: bool,
+        recorded_us: int | None,
+    ) -> None:
+        """(Period budgets) ``on_recorded_row``: the row is in the recording tracker's store already. Over this
+        budget's store (a ``MemoryStore``, whose fed ledger counts every appended row that matches a scope, under its
+        lock, before it next answers) the amount is counted there: the call only gives its estimate back (and the
+        budget reads the figures after it). Over another store it is settled as ``_settle`` settles an entry of
+        another store."""
+        if self._tracker is not None and tracker is not self._tracker:
+            return
+        found = -1
+        token: object = None
+        if reservations:
+            for i, pair in enumerate(reservations):
+                if pair[0] is self:
+                    found, token = i, pair[1]
+                    break
+        if type(token) is _Leased and not token.settled and recorded_us is not None:
+            lease = token.lease
+            if (
+                lease is self._lease
+                and type(lease) is LocalLease
+                and lease.store is getattr(tracker, "store", None)
+                and lease.ledger.fed
+            ):
+                # The usual count: a call served from this period's lease on the store the row went to. Its row is
+                # counted by the ledger as this gives the estimate back (in one step, under the ledger's lock).
+                lock = self._lock
+                lock.acquire()  # (as in ``reserve_estimate``)
+                try:
+                    lo, hi = self._bounds_us
+                    usual = (
+                        lease is self._lease
+                        and lease.scope is self._scope
+                        and (lo is None or lo <= recorded_us)
+                        and (hi is None or recorded_us < hi)
+                    )
+                    if usual:
+                        token.settled = True
+                        lease.drop(token.estimate)
+                        self._spent, self._committed = lease.figures()
+                        quiet = self._spent < self._quiet_below
+                finally:
+                    lock.release()
+                if usual:
+                    del reservations[found]  # type: ignore[union-attr]  # (found: a list)
+                    if not quiet:
+                        self.check_thresholds()
+                    return
+        try:
+            self._count_period_row(tracker, amount, resource, category, tags, token, model, canonical_model,
+                                   checked, recorded_us)  # fmt: skip
+        finally:
+            if _unsettled(token):  # (not counted here: an entry that does not count, or one of another period)
+                self.after_call(token, None)
+
+    def _count_period_row(
+        self,
+        tracker: TrackerLike,
+        amount: Decimal,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        token: object,
+        model: str | None,
+        canonical_model: str | None,
+        checked: bool,
+        recorded_us: int | None,
+    ) -> None:
+        """``_period_row`` in general (a call of another store, of another period than its lease's, or reserved
+        exactly): the row's fields matched as ``on_recorded`` matches an entry's, its time as ``_settle`` does."""
+        if self._filtered and not (checked and token is not None) and not self._matches(resource, category, tags, None):
+            return
+        if self.model is not None and self.model != model and self.model != canonical_model:
+            return
+        when = self.tracker.clock() if recorded_us is None else from_micros(recorded_us)
+        scope = self._current_scope()
+        if (scope.since is not None and when < scope.since) or (scope.until is not None and when >= scope.until):
+            return  # another period: the call's reservation, if any, is released (by the caller)
+        store = self.tracker.store
+        ledger = store.ledger()
+        if getattr(tracker, "store", None) is store and isinstance(ledger, LocalLedger) and ledger.fed:
+            if _unsettled(token):
+                self.after_call(token, None)  # the row is counted by the ledger as appended: only the estimate goes
+            self._stand()  # the scope as it stands now
+        else:
+            # An entry of another store (a budget on the default tracker around a call of another tracker) stays
+            # counted for the period, in place of the call's exact reservation if it made one here.
+            hold = token if isinstance(token, _Hold) and not token.settled else None
+            reservation = None
+            if hold is not None and type(hold) is not _Leased and hold.store is store:
+                reservation = hold.reservation
+            standing = store.settle(scope, amount, reservation=reservation)
+            if hold is not None and reservation is not None:
+                hold.settled = True
+            with self._lock:
+                if scope is self._scope:
+                    self._spent, self._committed = self._view(scope, standing)
+        self.check_thresholds()
 
     def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:
         """(Period budgets) count ``entry`` in the ledger, in place of its call's reservation if it had one."""

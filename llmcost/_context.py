@@ -251,6 +251,7 @@ class Guard(Protocol):
     that settles its reservation there takes the pair out of the list, and ``after_call`` is then not asked for it.
     ``checked``: each guard with a reservation there matched the call (``checks_call``) on these very resource,
     category and tags, so it need not match them again (the model it checks again: it may not have been known).
+    ``recorded_us``: the entry's timestamp as epoch microseconds (``None``: now).
 
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
     category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
@@ -302,4 +303,5 @@ class Guard(Protocol):
         model: str | None = None,
         canonical_model: str | None = None,
         checked: bool = False,
+        recorded_us: int | None = None,
     ) -> None: ...

@@ -409,7 +409,7 @@ class CostTracker:
                     for guard in guards:  # (as ``_counted``, with the entry's fields)
                         try:
                             guard.on_recorded_row(
-                                self, amount, resource, category, tags, reservations, model, canonical, matched
+                                self, amount, resource, category, tags, reservations, model, canonical, matched, micros
                             )
                         except Exception:
                             logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)

@@ -43,12 +43,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
 from itertools import islice
+from typing import Any
 
 import attrs
 
 from .. import _state
 from .._entry import CostEntry, FrozenTags
 from .._money import ZERO
+from .._time import micros
 from ._filters import Filters
 
 __all__ = [
@@ -366,16 +368,19 @@ class _Account:
     settled: Decimal = ZERO
     holds: dict[int, Decimal] = attrs.field(factory=dict)
     entries: dict[str, Decimal] = attrs.field(factory=dict)
+    #: The scope's period as epoch microseconds (``None``: unbounded), as appended rows give their timestamps.
+    since_us: int | None = None
+    until_us: int | None = None
 
 
 class LocalLedger(Ledger):
     """A ledger in this process's memory, for stores no other process writes (or as the default of any store).
 
     ``total(filters)`` reads recorded spend from the store. With ``fed`` the store calls ``appended`` with every
-    appended entry, holding ``lock`` (which the ledger shares), so recorded spend is kept as a running total and
-    never read again: ``MemoryStore`` does this, from ``catch_up``, which the ledger calls under the lock before it
-    reads an account (so appends themselves need not take the lock). Without it, recorded spend is read again after
-    acknowledgements and every ``refresh`` seconds.
+    appended entry (as a row of its fields), holding ``lock`` (which the ledger shares), so recorded spend is kept as
+    a running total and never read again: ``MemoryStore`` does this, from ``catch_up``, which the ledger calls under
+    the lock before it reads an account (so appends themselves need not take the lock). Without it, recorded spend
+    is read again after acknowledgements and every ``refresh`` seconds.
 
     Example::
 
@@ -434,7 +439,13 @@ class LocalLedger(Ledger):
         if found is not None and self._fed and not refresh:
             return found[1]  # (a running total: never stale)
         if found is None:
-            account = _Account(self._total(**filter_kwargs(scope)), self._gen, time.monotonic())
+            account = _Account(
+                self._total(**filter_kwargs(scope)),
+                self._gen,
+                time.monotonic(),
+                since_us=None if scope.since is None else micros(scope.since),
+                until_us=None if scope.until is None else micros(scope.until),
+            )
             self._accounts[scope.key] = (scope, account)
             self._forget_older(scope)
             return account
@@ -639,30 +650,55 @@ class LocalLedger(Ledger):
                 if amount is not None:
                     account.settled -= amount
 
-    def appended(self, entries: Sequence[CostEntry]) -> None:
-        """(``fed`` ledgers) ``entries`` were appended (and are not yet counted); the store holds ``lock`` (so this
-        does not take it again: a period budget's every call comes here, one entry at a time)."""
+    @property
+    def fed(self) -> bool:
+        """Whether the store tells this ledger of every append (``appended``): its recorded spend is a running total
+        that counts an appended entry as soon as the ledger next looks, whoever recorded it."""
+        return self._fed
+
+    def appended(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """(``fed`` ledgers) entries were appended (and are not yet counted), given as rows: tuples of the entry's
+        fields in ``stores._memory.ROW_FIELDS`` order, the timestamp as epoch microseconds (``ROW_*`` name the
+        positions read here). The store holds ``lock`` (so this does not take it again: a period budget's every
+        call comes here, one row at a time), and no ``CostEntry`` need be built for it."""
         if not self.receipts.used:
             return
         unfed, seen = self._unfed, self._seen
         if unfed:  # (entries settled before they were appended: forgotten as settled, counted as recorded below)
-            mine = [entry.id for entry in entries if entry.id in unfed]
+            mine = [row[ROW_ID] for row in rows if row[ROW_ID] in unfed]
             unfed.difference_update(mine)
             self._forget_settled(mine)
-        for entry in entries:
-            seen[entry.id] = None
+        for row in rows:
+            seen[row[ROW_ID]] = None
         if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
             self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
         for scope, account in self._accounts.values():
-            since, until, plain = scope.since, scope.until, scope.plain
-            for entry in entries:
-                when = entry.timestamp
+            since, until, plain = account.since_us, account.until_us, scope.plain
+            for row in rows:
+                when = row[ROW_MICROS]
                 if (
                     (since is None or since <= when)
                     and (until is None or when < until)
-                    and (plain or scope.matches(entry))
+                    and (plain or _row_matches(scope, row))
                 ):
-                    account.base += entry.amount
+                    account.base += row[ROW_AMOUNT]
+
+
+#: Positions in a row of ``stores._memory.ROW_FIELDS`` that ``LocalLedger.appended`` reads (a test checks them).
+ROW_ID, ROW_MICROS, ROW_AMOUNT, ROW_CATEGORY = 0, 1, 2, 3
+ROW_RESOURCE, ROW_MODEL, ROW_TAGS, ROW_CANONICAL = 5, 7, 12, 14
+
+
+def _row_matches(scope: BudgetScope, row: tuple[Any, ...]) -> bool:
+    """``BudgetScope.matches`` of a row's fields, less the period (checked by the caller)."""
+    if scope.category is not None and row[ROW_CATEGORY].value != scope.category:
+        return False
+    if scope.resource is not None and row[ROW_RESOURCE] != scope.resource:
+        return False
+    if scope.model is not None and scope.model != row[ROW_MODEL] and scope.model != row[ROW_CANONICAL]:
+        return False  # (``entry_models``: the model as returned, or the catalog id it resolved to)
+    tags = row[ROW_TAGS]
+    return not scope.tags or all(tags.get(k) == v for k, v in scope.tags.items())
 
 
 def filter_kwargs(scope: BudgetScope) -> dict[str, object]:

@@ -79,6 +79,15 @@ def entry_of_row(row: tuple[Any, ...]) -> CostEntry:
     )  # fmt: skip
 
 
+def _row_of(item: CostEntry | tuple[Any, ...]) -> tuple[Any, ...]:
+    """A pending item as a row: a row as it is, an entry of ``append`` as its fields (the timestamp as epoch
+    microseconds) and itself."""
+    if type(item) is tuple:
+        return item
+    fields = _FIELDS(item)
+    return (fields[0], micros(fields[1]), *fields[2:], item)
+
+
 _NAN = float("nan")
 _COUNT_LIMIT = 2**63
 
@@ -268,10 +277,10 @@ class MemoryStore(CostStore):
         self._fed = fed + len(new)
         ledger = self.current_ledger()
         if isinstance(ledger, LocalLedger):
-            # Rows from ``append_row`` carry their entry when the tracker built one (a budget needs it), last.
-            ledger.appended(
-                [x if isinstance(x, CostEntry) else x[-1] if x[-1] is not None else entry_of_row(x) for x in new]
-            )
+            # Told as rows (``ROW_FIELDS``, epoch microseconds): those of ``append_row`` as they are, so a tracked
+            # call under a period budget needs no ``CostEntry`` built for the ledger; entries of ``append`` as theirs.
+            rows = new if _all_are(map(type, new), tuple) else list(map(_row_of, new))
+            ledger.appended(rows)  # type: ignore[arg-type]  # (every item a tuple: a row)
 
     def _columnize(self) -> None:
         """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
