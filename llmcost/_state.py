@@ -310,6 +310,23 @@ def _flush_all_at_exit() -> None:
             logger.exception("llmcost: could not flush %r at exit", tracker)
 
 
+def _end_at_exit() -> None:
+    """The ``atexit`` hook: stop every tracker's background writer (``CostTracker.stop_writer``), then flush.
+
+    Atexit hooks run before the interpreter starts finalizing; a daemon thread still inside DuckDB then would be
+    ended by ``pthread_exit`` as it takes the GIL back, aborting the process (see ``stop_writer``). Stopping the
+    writers here leaves no tracker thread in a store, and the flush that follows writes what they left.
+    """
+    for tracker in list(live_trackers):
+        stop = getattr(tracker, "stop_writer", None)  # the leases' exit hook has no writer of its own
+        if stop is not None:
+            try:
+                stop()
+            except Exception:
+                logger.exception("llmcost: could not stop the writer of %r at exit", tracker)
+    _flush_all_at_exit()
+
+
 #: How long SIGTERM waits for the flush before the process ends anyway (``docker stop`` allows 10 s by default).
 SIGTERM_FLUSH_SECONDS = 8.0
 #: What SIGTERM did before llmcost's handler: chained to after the flush. ``None`` until installed.
@@ -395,7 +412,7 @@ def track_live(tracker: Flushable) -> None:
     with lock:
         live_trackers.add(tracker)
         if not _exit_hook_registered:
-            atexit.register(_flush_all_at_exit)
+            atexit.register(_end_at_exit)
             _exit_hook_registered = True
         _install_sigterm_handler()
 
@@ -504,7 +521,7 @@ def reset() -> None:
         catalog_version = None
         live_trackers.clear()
         if _exit_hook_registered:
-            atexit.unregister(_flush_all_at_exit)
+            atexit.unregister(_end_at_exit)
             _exit_hook_registered = False
         _uninstall_sigterm_handler()
         _reseed_ids()

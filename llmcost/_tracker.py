@@ -571,11 +571,11 @@ class CostTracker:
                     wake.wait(interval)
                     wake.clear()
                     tracker = ref()
-                    if tracker is None:
-                        return
+                    if tracker is None or closed.is_set():
+                        return  # stopped (``stop_writer``): whoever stopped it flushes
                     tracker._flush_quietly()
-                    if time.monotonic() >= tracker._stored_due:
-                        tracker.load_stored_budgets()
+                    if not closed.is_set() and time.monotonic() >= tracker._stored_due:
+                        tracker.load_stored_budgets()  # not once stopped: the store may be closed, or exiting
                     del tracker
 
             self._flusher = threading.Thread(target=run, name="llmcost-flush", daemon=True)
@@ -653,10 +653,26 @@ class CostTracker:
         with self._move_lock:
             return self._columned + len(self._buffer)
 
-    def close(self) -> None:
-        """Flush, stop the background flusher and close the store."""
+    def stop_writer(self) -> None:
+        """Stop the background writer, waiting for what it is writing (``close`` and the exit hook call this).
+
+        The writer is a daemon thread. Left running at interpreter exit, it may be inside the store (a DuckDB call,
+        which runs without the GIL) when the interpreter finalizes; CPython then ends it with ``pthread_exit`` as it
+        takes the GIL back, which unwinds through DuckDB's C++ frames and aborts the process ("terminate called
+        after throwing an instance of ''", "FATAL: exception not rethrown"). Stopped first, it has left the store
+        before the final flush and before finalization. A closed tracker's writer no longer touches the store
+        either (it would open a connection nobody closes). The wait is the writer's current flush or budget read,
+        which the store's ``retry_timeout`` bounds; the final flush would wait for that flush anyway.
+        """
         self._closed.set()
         self._wake.set()
+        flusher = self._flusher
+        if flusher is not None and flusher.is_alive() and flusher is not threading.current_thread():
+            flusher.join()
+
+    def close(self) -> None:
+        """Flush, stop the background flusher and close the store."""
+        self.stop_writer()
         try:
             self.flush()
         finally:

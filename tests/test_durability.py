@@ -184,3 +184,49 @@ def test_one_entry_a_store_refuses_never_holds_back_the_others(tmp_path: Path, k
         assert store.total() == Decimal("10.00")
         (dead,) = store.dead_letters()
         assert "poison-0001" in json.dumps(dead, default=str)
+
+
+#: A child whose tracker's background writer is inside DuckDB (calls that run without the GIL) as the main thread
+#: exits: a stored-budgets hook, on the writer's thread only, opens in-memory DuckDB instances for two seconds.
+EXIT_WHILE_WRITING = """
+import sys, threading, time
+from decimal import Decimal
+
+import duckdb
+import llmcost
+from llmcost import _state, _tracker
+
+inside = threading.Event()
+
+def busy_in_duckdb(tracker):
+    if threading.current_thread() is threading.main_thread():
+        return
+    inside.set()
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        duckdb.connect(":memory:").close()
+
+_state.stored_budget_hooks.append(busy_in_duckdb)
+_tracker.STORED_BUDGETS_SECONDS = 0.0  # the writer looks for stored budgets on each round
+tracker = llmcost.CostTracker(sys.argv[1], flush_interval=0.05)
+for k in range(5):
+    tracker.record(amount=Decimal("0.001"), category="compute", resource="answer", tags={"k": str(k)})
+assert inside.wait(60)
+"""
+
+
+def test_an_exit_while_the_background_writer_is_in_duckdb_does_not_abort(tmp_path: Path) -> None:
+    """The writer is a daemon thread: still inside DuckDB when the interpreter finalizes, CPython ends it with
+    ``pthread_exit`` as it takes the GIL back, which aborts the process ("FATAL: exception not rethrown"). The exit
+    hook stops the writer first."""
+    url = f"duckdb://{tmp_path}/costs.duckdb"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(EXIT_WHILE_WRITING), url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _stored(url) == 5
