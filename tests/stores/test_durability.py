@@ -351,7 +351,9 @@ def test_a_read_only_or_full_disk_mid_run_loses_nothing(kind: str, mode: str, tm
         assert result["read_only"] is True
         assert all(code == 0 for code, _ in result["cli"].values()), result["cli"]
         assert "read-only" in result["budget"] and str(mount) in result["budget"]
-        assert result["budget_seconds"] < 2
+        # At once, not retried: a retried write would wait out the store's retry_timeout (30 s). The bound is wide
+        # on purpose; at load ~12 on 2 cores the refusal itself took up to 3.1 s.
+        assert result["budget_seconds"] < 15
 
 
 # -- read-only for a user who may only read -----------------------------------------------------------------------
