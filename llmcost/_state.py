@@ -125,8 +125,9 @@ fork_aware: weakref.WeakSet[Any] = weakref.WeakSet()
 #: Budgets' leases of this process that may hold a reservation or amounts (``stores._lease``; held strongly: a lease
 #: whose budget is dropped unexited is still settled when its store closes or the process exits).
 open_leases: set[Any] = set()
-#: The thread that settles idle leases, and the process that started it (a forked child starts its own).
-lease_settler: tuple[int, Any] | None = None
+#: The thread that settles idle leases, the process that started it (a forked child starts its own) and the event
+#: that stops it: ``(pid, thread, stop)``.
+lease_settler: tuple[int, Any, Any] | None = None
 _exit_hook_registered = False
 
 # -- prices -------------------------------------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def _end_at_exit() -> None:
     writers here leaves no tracker thread in a store, and the flush that follows writes what they left.
     """
     for tracker in list(live_trackers):
-        stop = getattr(tracker, "stop_writer", None)  # the leases' exit hook has no writer of its own
+        stop = getattr(tracker, "stop_writer", None)  # (the leases' exit hook stops their settler here)
         if stop is not None:
             try:
                 stop()

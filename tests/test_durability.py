@@ -230,3 +230,49 @@ def test_an_exit_while_the_background_writer_is_in_duckdb_does_not_abort(tmp_pat
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _stored(url) == 5
+
+
+#: The same for the thread that settles idle budget leases: a child under a daily budget over a DuckDB store (so its
+#: calls are served from a lease, and the settler runs), whose settler is inside DuckDB as the main thread exits.
+EXIT_WHILE_SETTLING = """
+import sys, threading, time
+from decimal import Decimal
+
+import duckdb
+import llmcost
+from llmcost.stores import _lease
+
+inside = threading.Event()
+
+def busy_in_duckdb():
+    inside.set()
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        duckdb.connect(":memory:").close()
+
+_lease.settle_idle = busy_in_duckdb  # the settler's round (it calls the module's function while a lease is open)
+tracker = llmcost.CostTracker(sys.argv[1])
+call = llmcost.track_cost(tracker=tracker, resource="answer", estimate=Decimal("0.001"))(
+    lambda: {"object": "chat.completion", "model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 400}}
+)
+llmcost.budget(100, period="daily", tracker=tracker).__enter__()  # left open: its lease is settled at exit
+for _ in range(5):
+    call()
+assert inside.wait(60)
+"""
+
+
+def test_an_exit_while_the_lease_settler_is_in_duckdb_does_not_abort(tmp_path: Path) -> None:
+    """The thread that settles idle leases is a daemon thread too: the exit hook stops it before the leases settle
+    and the interpreter finalizes (else the process aborts as above), and the calls' entries are kept."""
+    url = f"duckdb://{tmp_path}/costs.duckdb"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(EXIT_WHILE_SETTLING), url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _stored(url) == 5

@@ -522,16 +522,31 @@ def _start_settler() -> None:
         running = _state.lease_settler
         if running is not None and running[0] == os.getpid() and running[1].is_alive():
             return
-        settler = threading.Thread(target=_settle_idle_forever, name="llmcost-lease-settler", daemon=True)
-        _state.lease_settler = (os.getpid(), settler)
+        stop = threading.Event()
+        settler = threading.Thread(target=_settle_idle_forever, args=(stop,), name="llmcost-lease-settler", daemon=True)
+        _state.lease_settler = (os.getpid(), settler, stop)
         settler.start()
 
 
-def _settle_idle_forever() -> None:
-    while True:
-        time.sleep(_SETTLER_ROUND)
+def _settle_idle_forever(stop: threading.Event) -> None:
+    while not stop.wait(_SETTLER_ROUND):
         if _OPEN:
             settle_idle()
+
+
+def _stop_settler() -> None:
+    """Stop this process's settler and wait for its round to end (the exit hook, before the leases settle).
+
+    The settler is a daemon thread: left in a ledger's store read (DuckDB, which runs without the GIL) as the
+    interpreter finalizes, CPython ends it with ``pthread_exit`` as it takes the GIL back, and the unwind through
+    DuckDB's C++ frames aborts the process (as ``CostTracker.stop_writer`` says of the tracker's writer)."""
+    running = _state.lease_settler
+    if running is None or running[0] != os.getpid():
+        return  # none started here (a forked child's copy is its parent's thread, which does not run in it)
+    _, settler, stop = running
+    stop.set()
+    if settler is not threading.current_thread():
+        settler.join()
 
 
 #: How long exit waits for a lease's lock (a SIGTERM may interrupt the main thread while it holds one).
@@ -543,6 +558,10 @@ class _AtExit:
     flushes it after the trackers, ``flush_last``), and forgets them in a forked child."""
 
     flush_last = True
+
+    def stop_writer(self) -> None:
+        """(At exit, before ``flush``) stop the thread that settles idle leases (``_stop_settler``)."""
+        _stop_settler()
 
     def flush(self) -> None:
         close_leases(wait=EXIT_WAIT_SECONDS)
