@@ -748,6 +748,15 @@ class Budget:
                 return
         self._count_row(tracker, amount, resource, category, tags, reservations, model, canonical_model, checked)
 
+    def _reservation_in(self, reservations: list[tuple[Any, object]] | None) -> tuple[int, Any]:
+        """Where this budget's ``(guard, token)`` pair is in a call's ``reservations``, and its token: ``(-1, None)``
+        when it made none."""
+        if reservations:
+            for i, pair in enumerate(reservations):
+                if pair[0] is self:
+                    return i, pair[1]
+        return -1, None
+
     def _count_row(
         self,
         tracker: TrackerLike,
@@ -762,13 +771,7 @@ class Budget:
     ) -> None:
         """``on_recorded_row`` in general: the entry's fields matched if they need be, the reservation found
         wherever it is in ``reservations``."""
-        found = -1
-        if reservations:
-            for i, pair in enumerate(reservations):
-                if pair[0] is self:
-                    found = i
-                    break
-        needed: Any = None if found < 0 else reservations[found][1]  # type: ignore[index]  # (found: a list)
+        found, needed = self._reservation_in(reservations)
         if not self._counts_all:
             if needed is None:  # no reservation of this budget (or none was made): the entry's fields decide
                 if self._tracker is not None and tracker is not self._tracker:
@@ -814,13 +817,7 @@ class Budget:
         another store."""
         if self._tracker is not None and tracker is not self._tracker:
             return
-        found = -1
-        token: object = None
-        if reservations:
-            for i, pair in enumerate(reservations):
-                if pair[0] is self:
-                    found, token = i, pair[1]
-                    break
+        found, token = self._reservation_in(reservations)
         if type(token) is _Leased and not token.settled and recorded_us is not None:
             lease = token.lease
             if (

@@ -219,14 +219,15 @@ def test_an_exit_while_the_background_writer_is_in_duckdb_does_not_abort(tmp_pat
     """The writer is a daemon thread: still inside DuckDB when the interpreter finalizes, CPython ends it with
     ``pthread_exit`` as it takes the GIL back, which aborts the process ("FATAL: exception not rethrown"). The exit
     hook stops the writer first."""
-    url = f"duckdb://{tmp_path}/costs.duckdb"
+    _exits_cleanly_keeping_five(EXIT_WHILE_WRITING, f"duckdb://{tmp_path}/costs.duckdb")
+
+
+def _exits_cleanly_keeping_five(script: str, url: str) -> None:
+    """Run ``script`` in a child with the checkout on its path and the store ``url``: it must exit with status 0 (no
+    abort) and leave its five entries of resource ``answer`` in the store."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(EXIT_WHILE_WRITING), url],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+        [sys.executable, "-c", textwrap.dedent(script), url], capture_output=True, text=True, env=env, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _stored(url) == 5
@@ -265,14 +266,4 @@ assert inside.wait(60)
 def test_an_exit_while_the_lease_settler_is_in_duckdb_does_not_abort(tmp_path: Path) -> None:
     """The thread that settles idle leases is a daemon thread too: the exit hook stops it before the leases settle
     and the interpreter finalizes (else the process aborts as above), and the calls' entries are kept."""
-    url = f"duckdb://{tmp_path}/costs.duckdb"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(EXIT_WHILE_SETTLING), url],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _stored(url) == 5
+    _exits_cleanly_keeping_five(EXIT_WHILE_SETTLING, f"duckdb://{tmp_path}/costs.duckdb")
