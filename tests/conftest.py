@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 
 import pytest
@@ -42,3 +45,35 @@ def clock() -> Clock:
 def tracker(clock: Clock) -> Iterator[llmcost.CostTracker]:
     with llmcost.CostTracker(clock=clock) as t:
         yield t
+
+
+def in_threads(work: Callable[[], object], count: int = 8) -> None:
+    """Run ``work`` in ``count`` threads at once, and wait for them all."""
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def calls_in_threads(
+    call: Callable[[], object], *inside: AbstractContextManager[object], count: int = 8, calls: int = 40
+) -> tuple[int, int]:
+    """``calls`` calls of ``call`` in each of ``count`` threads at once, each thread within the ``inside`` context
+    managers (budgets, entered there): how many calls ran and how many a budget refused."""
+    ran, refused = [], []
+
+    def work() -> None:
+        with contextlib.ExitStack() as stack:
+            for manager in inside:
+                stack.enter_context(manager)
+            for _ in range(calls):
+                try:
+                    call()
+                except llmcost.BudgetExceeded:
+                    refused.append(1)
+                else:
+                    ran.append(1)
+
+    in_threads(work, count)
+    return len(ran), len(refused)

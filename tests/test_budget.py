@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import decimal
-import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -14,6 +13,7 @@ from freezegun import freeze_time
 
 import llmcost
 from llmcost import BudgetExceeded, BudgetManager, CostTracker, Usage, budget, track_cost
+from tests.conftest import calls_in_threads
 
 UTC = timezone.utc
 CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
@@ -203,24 +203,10 @@ def test_a_tag_budget_checks_the_calls_whose_tags_it_names_wherever_they_come_fr
 def test_eight_threads_cannot_pass_the_limit(tracker):
     call, ran = caller(tracker, estimate=CALL)
     b = budget(CALL * 100, tracker=tracker)
-    refused = []
-
-    def work():
-        with b:
-            for _ in range(40):
-                try:
-                    call()
-                except BudgetExceeded:
-                    refused.append(1)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, refused = calls_in_threads(call, b)
     total = tracker.summary().total
     assert b.spent == total == CALL * 100  # exact estimates: exactly at the limit, never over
-    assert len(ran) == 100 and len(refused) == 8 * 40 - 100
+    assert len(ran) == 100 and refused == 8 * 40 - 100
 
 
 def test_a_hundred_tasks_cannot_pass_the_limit(tracker):

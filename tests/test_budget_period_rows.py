@@ -7,7 +7,6 @@ refused call, exactly under threads, with alerts, and through another tracker's 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -20,6 +19,7 @@ from llmcost import BudgetExceeded, CostTracker, budget, track_cost
 from llmcost import _tracker as tracker_module
 from llmcost.stores import BudgetScope
 from llmcost.stores import _memory as memory_module
+from tests.conftest import calls_in_threads
 
 UTC = timezone.utc
 CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
@@ -133,26 +133,10 @@ def test_threads_on_the_row_path_stay_within_the_limit_exactly() -> None:
     tracker = CostTracker()
     call = tracked(tracker)
     daily = budget(CALL * 100, period="daily", tracker=tracker)
-    passed, refused = [], []
-
-    def work() -> None:
-        with daily:
-            for _ in range(40):
-                try:
-                    call()
-                except BudgetExceeded:
-                    refused.append(1)
-                else:
-                    passed.append(1)
-
     with entries_built() as built:
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        passed, refused = calls_in_threads(call, daily)
     assert built == []
-    assert len(passed) == 100 and len(refused) == 220
+    assert passed == 100 and refused == 220
     assert daily.spent == CALL * 100 and daily.reserved == 0
     assert tracker.store.standing(scope_of(daily)) == llmcost.stores.Standing(CALL * 100, Decimal(0))
 

@@ -18,6 +18,7 @@ import llmcost
 from llmcost import BudgetExceeded, CostTracker, Usage, budget, track_cost
 from llmcost import _tracker as tracker_module
 from llmcost._budget import Budget
+from tests.conftest import calls_in_threads, in_threads
 
 CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
 
@@ -148,24 +149,9 @@ def test_eight_threads_on_the_row_path_cannot_pass_the_limit(tracker) -> None:
     call = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
     b = budget(CALL * 100, tracker=tracker)
     inner = budget(CALL * 1000)
-    ran, refused = [], []
-
-    def work() -> None:
-        with b, inner:
-            for _ in range(40):
-                try:
-                    call()
-                    ran.append(1)
-                except BudgetExceeded:
-                    refused.append(1)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    ran, refused = calls_in_threads(call, b, inner)
     assert b.spent == inner.spent == tracker.summary().total == CALL * 100  # exact estimates: exactly the limit
-    assert len(ran) == 100 and len(refused) == 8 * 40 - 100
+    assert ran == 100 and refused == 8 * 40 - 100
     assert b.reserved == inner.reserved == 0
 
 
@@ -432,11 +418,7 @@ def test_filtered_budgets_count_matched_calls_exactly_from_many_threads(tracker)
                     call()
                     other()
 
-        threads = [threading.Thread(target=work) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads(work, 4)
     assert b.spent == CALL * 800 and b.reserved == 0
     assert m.spent == CALL * 1600 and m.reserved == 0
 

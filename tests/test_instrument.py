@@ -19,6 +19,7 @@ import pytest
 
 import llmcost
 from llmcost import BudgetExceeded, CostCategory, Usage
+from tests.conftest import in_threads
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -658,11 +659,7 @@ def test_instrumenting_from_many_threads_at_once_records_each_request_once(serve
         start.wait()
         llmcost.instrument(client, tracker=tracker)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(work)
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert len(tracker.entries()) == 1
 

@@ -10,6 +10,7 @@ import llmcost
 from llmcost import CostCategory, CostTracker, MemoryStore, StoreError, UnknownModelError, Usage
 from llmcost._entry import CostEntry
 from llmcost.stores import CostStore, Filters
+from tests.conftest import in_threads
 
 UTC = timezone.utc
 
@@ -237,11 +238,7 @@ def test_threads_record_without_losing_entries(tracker):
         for _ in range(500):
             tracker.record(amount="0.01")
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    in_threads(work)
     assert tracker.summary().calls == 4000
     assert tracker.summary().total == Decimal("40.00")
     assert len({e.id for e in tracker.entries()}) == 4000

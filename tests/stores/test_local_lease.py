@@ -14,6 +14,7 @@ import pytest
 from llmcost import BudgetExceeded, BudgetManager, CostTracker, MemoryStore, budget, track_cost
 from llmcost.stores import BudgetScope
 from llmcost.stores._ledger import LocalLedger
+from tests.conftest import calls_in_threads
 
 from .conftest import make_entry
 
@@ -82,25 +83,10 @@ def test_spend_recorded_outside_the_block_stops_the_very_next_call():
 def test_threads_stay_within_the_limit_and_spend_is_the_exact_sum():
     tracker = CostTracker(clock=Clock(START))
     call = track_cost(tracker=tracker, estimate=CALL)(lambda: RESPONSE)
-    made, refused = [], []
     with budget(CALL * 100, period="daily", tracker=tracker) as b:
-
-        def work():
-            with b:
-                for _ in range(40):
-                    try:
-                        call()
-                        made.append(1)
-                    except BudgetExceeded:
-                        refused.append(1)
-
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        made, refused = calls_in_threads(call, b)
         standing = tracker.store.standing(scope_of(b))
-    assert len(made) == 100 and len(refused) == 220
+    assert made == 100 and refused == 220
     assert standing.spent == b.spent == tracker.summary().total == CALL * 100 and standing.reserved == 0
 
 
