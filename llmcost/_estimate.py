@@ -70,37 +70,6 @@ def _explicit(value: Any, pending: CallFacts) -> Decimal:
     return to_money(amount, "estimate")
 
 
-def _request(kwargs: Mapping[str, Any], default_model: str | None) -> Decimal | None:
-    model = kwargs.get("model")
-    if not isinstance(model, str):
-        model = default_model
-    if not model:
-        return None
-    # (Loops, not generator expressions: this runs before every budgeted call with request arguments.)
-    for key in _PROMPT_KEYS:
-        prompt = kwargs.get(key)
-        if prompt is not None:
-            break
-    else:
-        return None
-    limit = None
-    for key in _LIMIT_KEYS:
-        value = kwargs.get(key)
-        if isinstance(value, int):
-            limit = value
-            break
-    if limit is None:
-        config = kwargs.get("config")
-        if isinstance(config, Mapping):
-            limit = config.get("max_output_tokens")
-    output = limit if isinstance(limit, int) and limit >= 0 else DEFAULT_OUTPUT_TOKENS
-    if type(output) is bool:  # (an int to ``isinstance``, but no output limit: the request is unreadable)
-        return None
-    if type(prompt) is not list and isinstance(prompt, Mapping):  # (a list, the usual prompt, is no Mapping)
-        prompt = [prompt]
-    return estimated_amount(model, prompt, output)
-
-
 def request_estimate(kwargs: Mapping[str, Any], model: str | None) -> Decimal | None:
     """The expected cost of a call from its own LLM request arguments ``kwargs`` (``model``, defaulting to
     ``model``; the prompt; the output limit), or ``None`` when they do not say (an unreadable request included).
@@ -109,8 +78,35 @@ def request_estimate(kwargs: Mapping[str, Any], model: str | None) -> Decimal | 
     ...                   "max_tokens": 100}, None)
     Decimal('0.001265')
     """
+    # (One function, its loops written out: this runs before every budgeted call with request arguments.)
     try:
-        return _request(kwargs, model)
+        found = kwargs.get("model")
+        if isinstance(found, str):
+            model = found
+        if not model:
+            return None
+        for key in _PROMPT_KEYS:
+            prompt = kwargs.get(key)
+            if prompt is not None:
+                break
+        else:
+            return None
+        limit = None
+        for key in _LIMIT_KEYS:
+            value = kwargs.get(key)
+            if isinstance(value, int):
+                limit = value
+                break
+        if limit is None:
+            config = kwargs.get("config")
+            if isinstance(config, Mapping):
+                limit = config.get("max_output_tokens")
+        output = limit if isinstance(limit, int) and limit >= 0 else DEFAULT_OUTPUT_TOKENS
+        if type(output) is bool:  # (an int to ``isinstance``, but no output limit: the request is unreadable)
+            return None
+        if type(prompt) is not list and isinstance(prompt, Mapping):  # (a list, the usual prompt, is no Mapping)
+            prompt = [prompt]
+        return estimated_amount(model, prompt, output)
     except (TypeError, ValueError, KeyError):
         return None
 

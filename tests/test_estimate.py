@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import decimal
 import itertools
+import threading
 from decimal import Decimal
 
-from llmcost._estimate import RecentCosts
+import pytest
+
+import llmcost
+from llmcost import _state, count_tokens
+from llmcost._estimate import RecentCosts, request_estimate
+from llmcost._prices import money_cost_of
+from llmcost._tokens import _TEXT_CHARS_KEPT, _TEXTS_KEPT, estimated_amount
 from tests.conftest import in_threads
 
 
@@ -69,3 +76,74 @@ def test_threads_recording_one_amount_and_others_leave_the_sums_as_the_amounts_k
     for _ in range(20):
         recent.observe_call("r", "m", Decimal("0.0031"))
     assert str(recent.mean("r", "m")) == "0.0031"
+
+
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Summarize in three bullet points: " + "lorem ipsum dolor sit amet " * 40},
+]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        MESSAGES,
+        "déjà vu " * 30,
+        [*MESSAGES, {"role": "user", "content": "日本語のテキスト", "name": "bob"}],
+        [{"role": "user", "content": [{"type": "text", "text": "déjà vu"}, "x" * 40]}],
+    ],
+    ids=["ascii-messages", "text", "named-non-ascii", "parts"],
+)
+def test_an_estimate_found_again_is_the_amount_priced_in_the_callers_context(prompt):
+    first = estimated_amount("claude-3-5-haiku-latest", prompt, 300)
+    tokens = count_tokens(prompt, "claude-3-5-haiku-latest")
+    assert estimated_amount("claude-3-5-haiku-latest", prompt, 300) == first
+    assert str(first) == str(money_cost_of("claude-3-5-haiku-latest", tokens, 300))
+    with decimal.localcontext() as context:
+        context.prec = 3
+        assert str(estimated_amount("claude-3-5-haiku-latest", prompt, 300)) == str(
+            money_cost_of("claude-3-5-haiku-latest", tokens, 300)
+        )
+
+
+def test_a_request_estimate_follows_a_price_registered_since():
+    request = {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 300}
+    before = request_estimate(request, None)
+    llmcost.register_price(llmcost.ModelPrice("gpt-4o", "openai", input_per_mtok="7.77", output_per_mtok="11"))
+    after = request_estimate(request, None)
+    assert after != before
+    tokens = count_tokens(MESSAGES, "gpt-4o")
+    assert after == (Decimal(tokens) * Decimal("7.77") + 300 * Decimal(11)) / 1_000_000
+
+
+def test_text_counts_are_kept_within_bounds_and_never_for_a_str_subclass():
+    class Odd(str):
+        def encode(self, *args, **kwargs):  # counts its non-ASCII characters otherwise than a str would
+            return b""
+
+    text = "é" + "a" * 35
+    assert count_tokens(text, "claude-3-5-haiku-latest") == 1 + 10
+    assert count_tokens(Odd(text), "claude-3-5-haiku-latest") == len(text)  # its own way, not the kept count
+    assert count_tokens(text, "claude-3-5-haiku-latest") == 1 + 10  # kept, and the same
+    for i in range(3 * _TEXTS_KEPT):
+        assert count_tokens(f"é{i}", "claude-3-5-haiku-latest") == 1 + 1
+    long = "é" * (_TEXT_CHARS_KEPT + 1)
+    assert count_tokens(long, "claude-3-5-haiku-latest") == len(long)
+    for counts in _state.token_counts.values():
+        assert len(counts) <= _TEXTS_KEPT
+        assert long not in counts and all(type(t) is str for t in counts)
+
+
+def test_threads_counting_many_texts_at_once_each_get_the_texts_count():
+    wrong = []
+
+    def work() -> None:
+        name = threading.current_thread().name
+        for i in range(2 * _TEXTS_KEPT):
+            text = f"ü{name}{i}"
+            ascii_chars = len(text) - 1
+            if count_tokens(text, "claude-3-5-haiku-latest") != -(-ascii_chars * 2 // 7) + 1:  # 3.5 a token
+                wrong.append(text)
+
+    in_threads(work)
+    assert not wrong
