@@ -191,6 +191,12 @@ encodings_lock = new_lock()
 #: The encoding each model is counted with, by model (``None``: the heuristic), found once per model: without
 #: tiktoken installed, every lookup would otherwise search ``sys.path`` for it again (a failed import is not cached).
 model_encodings: dict[str | None, Any] = {}
+#: Tokens of prompt texts already counted, by way of counting (``_tokens``): a text sent again (a system prompt, a
+#: conversation's earlier messages) is one lookup, not another encoding. Each dict bounded there.
+token_counts: dict[Any, dict[str, int]] = {}
+#: A budget's estimates of calls from their prompts (``_tokens.estimated_amount``), by (model, input tokens, output
+#: tokens), with the resolved price and the decimal context they were priced with. Bounded there.
+estimated_amounts: dict[tuple[str, int, int], Any] = {}
 
 _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     logged,
@@ -214,6 +220,8 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     provider_models,
     encodings,
     model_encodings,
+    token_counts,
+    estimated_amounts,
     path_locks,
 )
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import Decimal, getcontext
 from typing import Any
 
 import attrs
 
 from . import _state
 from ._prices import cost_of, money_cost_of
+
+_resolved = _state.resolved_prices
 
 __all__ = ["CHARS_PER_TOKEN", "Estimate", "count_tokens", "estimate_cost", "estimated_amount"]
 
@@ -26,6 +28,12 @@ CHARS_PER_TOKEN = {"openai": 4.0, "anthropic": 3.5, "google": 4.0, "mistral": 3.
 MESSAGE_OVERHEAD = 3
 REPLY_OVERHEAD = 3
 _MODELS_KEPT = 1024  # models whose way of counting is remembered
+# Texts whose tokens are remembered, per way of counting: at most this many, each at most this long (a bound on the
+# memory held, ~2 M characters; longer texts are counted each time). Only texts whose count costs more than a lookup
+# are kept (a tokenizer's, or a text with non-ASCII characters).
+_TEXTS_KEPT = 256
+_TEXT_CHARS_KEPT = 8192
+_AMOUNTS_KEPT = 4096  # estimates remembered (``estimated_amount``)
 
 
 def _family(model: str | None) -> str:
@@ -43,15 +51,20 @@ def _family(model: str | None) -> str:
     return "default"
 
 
-def _counting(model: str | None) -> tuple[float, Any]:
-    """How ``model``'s text is counted: (ASCII characters per token, a tiktoken encoding or ``None``), found once per
-    model (a budget estimates every call it checks from the call's prompt)."""
+def _counting(model: str | None) -> tuple[float, Any, dict[str, int]]:
+    """How ``model``'s text is counted: (ASCII characters per token, a tiktoken encoding or ``None``, the counts of
+    texts already counted that way), found once per model (a budget estimates every call it checks from the call's
+    prompt)."""
     try:
         return _state.model_encodings[model]  # type: ignore[no-any-return]
     except KeyError:
         pass
     family = _family(model)
-    found = (CHARS_PER_TOKEN[family], _encoding(model) if family == "openai" else None)
+    chars_per_token = CHARS_PER_TOKEN[family]
+    encoding = _encoding(model) if family == "openai" else None
+    # Texts are counted alike by the models counted alike. (The encoding by ``id``: it need not be hashable, and it
+    # stays in ``_state.encodings`` while these counts stay, until ``reset()`` clears both.)
+    found = (chars_per_token, encoding, _state.token_counts.setdefault((chars_per_token, id(encoding)), {}))
     if len(_state.model_encodings) < _MODELS_KEPT:  # (model names come from callers: keep a bounded number)
         _state.model_encodings[model] = found
     return found
@@ -119,7 +132,23 @@ def _heuristic(text: str, chars_per_token: float) -> int:
     return math.ceil(ascii_chars / chars_per_token) + len(text) - ascii_chars
 
 
-def _count_text(text: str, chars_per_token: float, encoding: Any) -> int:
+def _count_text(text: str, chars_per_token: float, encoding: Any, counts: dict[str, int]) -> int:
+    if encoding is None and text.isascii():  # (in C, without reading the text: no cheaper to look up)
+        return math.ceil(len(text) / chars_per_token)
+    if type(text) is not str or len(text) > _TEXT_CHARS_KEPT:  # (a str subclass may count itself otherwise)
+        return _uncounted(text, chars_per_token, encoding)
+    # A text counted before is one lookup (a str keeps its hash). No lock: each get and set is one step under the
+    # GIL, and a count is the same whoever finds it; a table found full starts afresh.
+    found = counts.get(text)
+    if found is None:
+        found = _uncounted(text, chars_per_token, encoding)
+        if len(counts) >= _TEXTS_KEPT:
+            counts.clear()
+        counts[text] = found
+    return found
+
+
+def _uncounted(text: str, chars_per_token: float, encoding: Any) -> int:
     if encoding is not None:
         return len(encoding.encode(text, disallowed_special=()))
     return _heuristic(text, chars_per_token)
@@ -140,25 +169,41 @@ def count_tokens(text_or_messages: str | Sequence[Mapping[str, Any]], model: str
     """
     if model is not None and not isinstance(model, str):
         raise TypeError(f"model must be a model id (str) or None, got {model!r}")
-    chars_per_token, encoding = _counting(model)
-    if isinstance(text_or_messages, str):
-        return _count_text(text_or_messages, chars_per_token, encoding)
-    # (The exact types first, the ABCs for the rest: a budget counts the prompt of every call it checks.)
-    if type(text_or_messages) is not list and not isinstance(text_or_messages, Sequence):
-        raise TypeError(f"text_or_messages must be a str or a list of message dicts, got {text_or_messages!r}")
-    total = REPLY_OVERHEAD if text_or_messages else 0
-    for index, message in enumerate(text_or_messages):
+    return _prompt_tokens(text_or_messages, *_counting(model))
+
+
+def _prompt_tokens(
+    prompt: str | Sequence[Mapping[str, Any]], chars_per_token: float, encoding: Any, counts: dict[str, int]
+) -> int:
+    """``count_tokens`` of ``prompt`` counted as ``_counting`` says."""
+    if type(prompt) is list and encoding is None:
+        # The usual prompt, chat messages of plain ASCII text counted by the heuristic, in one pass (a budget counts
+        # the prompt of every call it checks); any other message and the loop below counts the whole prompt.
+        total = REPLY_OVERHEAD if prompt else 0
+        for message in prompt:
+            if type(message) is not dict or "name" in message:
+                break
+            content = message.get("content")
+            if type(content) is not str or not content.isascii():
+                break
+            total += MESSAGE_OVERHEAD + math.ceil(len(content) / chars_per_token)
+        else:
+            return total
+    if isinstance(prompt, str):
+        return _count_text(prompt, chars_per_token, encoding, counts)
+    # (The exact types first, the ABCs for the rest.)
+    if type(prompt) is not list and not isinstance(prompt, Sequence):
+        raise TypeError(f"text_or_messages must be a str or a list of message dicts, got {prompt!r}")
+    total = REPLY_OVERHEAD if prompt else 0
+    for index, message in enumerate(prompt):
         if type(message) is not dict and not isinstance(message, Mapping):
             raise TypeError(f"messages[{index}] must be a dict with 'role' and 'content', got {message!r}")
         content = message.get("content")
-        if type(content) is str and encoding is None and content.isascii():  # ``_heuristic``'s usual case inline
-            total += MESSAGE_OVERHEAD + math.ceil(len(content) / chars_per_token)
-        else:
-            text = content if type(content) is str else _text_of(content, index)
-            total += MESSAGE_OVERHEAD + _count_text(text, chars_per_token, encoding)
+        text = content if type(content) is str else _text_of(content, index)
+        total += MESSAGE_OVERHEAD + _count_text(text, chars_per_token, encoding, counts)
         name = message.get("name")
         if isinstance(name, str):
-            total += _count_text(name, chars_per_token, encoding)
+            total += _count_text(name, chars_per_token, encoding, counts)
     return total
 
 
@@ -195,4 +240,28 @@ def estimated_amount(model: str, prompt: str | Sequence[Mapping[str, Any]], outp
     """``estimate_cost(model, prompt, output_tokens=output_tokens).amount`` at money's places, for a valid
     ``output_tokens``: a budget's estimate of a call from its request arguments, before every such call it checks
     (``money_cost_of``: the budget reserves it exactly)."""
-    return money_cost_of(model, count_tokens(prompt, model), output_tokens)
+    counting = _state.model_encodings.get(model)
+    if counting is None:
+        if not isinstance(model, str):
+            raise TypeError(f"model must be a model id (str) or None, got {model!r}")
+        counting = _counting(model)
+    input_tokens = _prompt_tokens(prompt, *counting)
+    # The same prompt size and output limit again (the same request, or one of the same size) is priced once while
+    # the model's price stays: its resolved price is the same object (a registered price makes new ones), the price
+    # is fixed (not one that changes with the date or time of day), and the thread's decimal context, in which the
+    # amount is computed, has the same precision and rounding.
+    key = (model, input_tokens, output_tokens)
+    kept = _state.estimated_amounts.get(key)
+    resolved = _resolved.get((model, None))
+    context = getcontext()
+    prec = context.prec
+    rounding = context.rounding
+    if kept is not None and kept[0] is resolved and kept[1] == prec and kept[2] == rounding:
+        return kept[3]  # type: ignore[no-any-return]
+    amount = money_cost_of(model, input_tokens, output_tokens)
+    if resolved is not None and resolved.price is not None:  # (looked up before the amount: never newer than it)
+        amounts = _state.estimated_amounts
+        if len(amounts) >= _AMOUNTS_KEPT:
+            amounts.clear()
+        amounts[key] = (resolved, prec, rounding, amount)
+    return amount

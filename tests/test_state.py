@@ -14,6 +14,7 @@ import llmcost
 from llmcost import _state
 from llmcost._catalog import provider_for_url
 from llmcost._entry import intern_tags, new_entry_id
+from llmcost._estimate import request_estimate
 from llmcost._extract import extract_usage, is_sdk_stream, may_be_stream
 from llmcost._tracker import log_once
 
@@ -50,7 +51,8 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     is_sdk_stream(object())
     may_be_stream(object())
     _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding
-    llmcost.count_tokens("Hello", model="claude-3-5-haiku-latest")  # how the model's text is counted
+    llmcost.count_tokens("Héllo", model="claude-3-5-haiku-latest")  # how the model counts, and this text's count
+    request_estimate({"model": "gpt-4o", "messages": "Hello"}, None)  # a budget's estimate from a request, priced
     new_entry_id(datetime(2024, 1, 1, tzinfo=timezone.utc))
     from llmcost.analytics import _advice
 

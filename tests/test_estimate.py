@@ -1,0 +1,149 @@
+"""The estimates a budget makes before a call: the mean of recent calls (``RecentCosts``) and the cost read off the
+call's request arguments (``request_estimate``), with what they keep between calls."""
+
+from __future__ import annotations
+
+import decimal
+import itertools
+import threading
+from decimal import Decimal
+
+import pytest
+
+import llmcost
+from llmcost import _state, count_tokens
+from llmcost._estimate import RecentCosts, request_estimate
+from llmcost._prices import money_cost_of
+from llmcost._tokens import _TEXT_CHARS_KEPT, _TEXTS_KEPT, estimated_amount
+from tests.conftest import in_threads
+
+
+def _means_on(window: int) -> RecentCosts:
+    recent = RecentCosts(window)
+    assert recent.mean("f", None) is None  # (the first mean switches the running sums on)
+    return recent
+
+
+def test_a_full_window_of_one_amount_keeps_its_mean_as_the_running_sum_writes_it():
+    # The sum keeps the places of an amount it no longer holds (0.0060's four): the mean is written with them,
+    # before and after the window fills with one amount, and whether asked for by model or by resource.
+    recent = _means_on(3)
+    for amount in ["0.0060", "0.006", "0.006", "0.006", "0.006"]:
+        recent.observe_call("f", "m", Decimal(amount))
+    assert str(recent.mean("f", None)) == str(recent.mean("f", "m")) == "0.0060"
+    recent.observe_call("f", "m", Decimal("0.0060"))  # the same value written otherwise: not the same amount
+    assert str(recent.mean("f", "m")) == "0.0060"
+    for amount in ["0.009", "0.009", "0.009"]:
+        recent.observe_call("f", "m", Decimal(amount))
+    assert str(recent.mean("f", "m")) == "0.0090"
+
+
+def test_zeros_of_either_sign_and_any_places_are_no_one_amount():
+    recent = _means_on(2)
+    means = []
+    for amount in ["-0", "0E-5", "0E-5", "0E-5"]:
+        recent.observe_call("z", None, Decimal(amount))
+        means.append(str(recent.mean("z", None)))
+    assert means == ["0", "0.00000", "0.00000", "0.00000"]
+
+
+def test_the_kept_mean_of_one_amount_is_divided_again_in_a_context_of_other_precision_or_rounding():
+    recent = _means_on(3)
+    for _ in range(4):
+        recent.observe_call("g", None, Decimal("0.00416667"))
+    assert recent.mean("g", None) == Decimal("0.00416667")
+    with decimal.localcontext() as context:
+        context.prec = 5
+        assert recent.mean("g", None) == Decimal("0.0041667")
+    assert recent.mean("g", None) == Decimal("0.00416667")
+    with decimal.localcontext() as context:
+        context.prec, context.rounding = 5, decimal.ROUND_DOWN
+        assert recent.mean("g", None) == Decimal("0.0041666")
+
+
+def test_threads_recording_one_amount_and_others_leave_the_sums_as_the_amounts_kept():
+    # Recording the window's one amount takes no lock while other threads update the sums: afterwards the window
+    # refilled with one amount has exactly that mean (a running sum out of step with the amounts would show).
+    recent = _means_on(20)
+    amounts = [Decimal("0.0025"), Decimal("0.0025"), Decimal("0.0025"), Decimal("0.005"), Decimal("1.5")]
+
+    def work() -> None:
+        for amount in itertools.islice(itertools.cycle(amounts), 3000):
+            recent.observe_call("r", "m", amount)
+            recent.mean("r", None)
+
+    in_threads(work)
+    for _ in range(20):
+        recent.observe_call("r", "m", Decimal("0.0031"))
+    assert str(recent.mean("r", "m")) == "0.0031"
+
+
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Summarize in three bullet points: " + "lorem ipsum dolor sit amet " * 40},
+]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        MESSAGES,
+        "déjà vu " * 30,
+        [*MESSAGES, {"role": "user", "content": "日本語のテキスト", "name": "bob"}],
+        [{"role": "user", "content": [{"type": "text", "text": "déjà vu"}, "x" * 40]}],
+    ],
+    ids=["ascii-messages", "text", "named-non-ascii", "parts"],
+)
+def test_an_estimate_found_again_is_the_amount_priced_in_the_callers_context(prompt):
+    first = estimated_amount("claude-3-5-haiku-latest", prompt, 300)
+    tokens = count_tokens(prompt, "claude-3-5-haiku-latest")
+    assert estimated_amount("claude-3-5-haiku-latest", prompt, 300) == first
+    assert str(first) == str(money_cost_of("claude-3-5-haiku-latest", tokens, 300))
+    with decimal.localcontext() as context:
+        context.prec = 3
+        assert str(estimated_amount("claude-3-5-haiku-latest", prompt, 300)) == str(
+            money_cost_of("claude-3-5-haiku-latest", tokens, 300)
+        )
+
+
+def test_a_request_estimate_follows_a_price_registered_since():
+    request = {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 300}
+    before = request_estimate(request, None)
+    llmcost.register_price(llmcost.ModelPrice("gpt-4o", "openai", input_per_mtok="7.77", output_per_mtok="11"))
+    after = request_estimate(request, None)
+    assert after != before
+    tokens = count_tokens(MESSAGES, "gpt-4o")
+    assert after == (Decimal(tokens) * Decimal("7.77") + 300 * Decimal(11)) / 1_000_000
+
+
+def test_text_counts_are_kept_within_bounds_and_never_for_a_str_subclass():
+    class Odd(str):
+        def encode(self, *args, **kwargs):  # counts its non-ASCII characters otherwise than a str would
+            return b""
+
+    text = "é" + "a" * 35
+    assert count_tokens(text, "claude-3-5-haiku-latest") == 1 + 10
+    assert count_tokens(Odd(text), "claude-3-5-haiku-latest") == len(text)  # its own way, not the kept count
+    assert count_tokens(text, "claude-3-5-haiku-latest") == 1 + 10  # kept, and the same
+    for i in range(3 * _TEXTS_KEPT):
+        assert count_tokens(f"é{i}", "claude-3-5-haiku-latest") == 1 + 1
+    long = "é" * (_TEXT_CHARS_KEPT + 1)
+    assert count_tokens(long, "claude-3-5-haiku-latest") == len(long)
+    for counts in _state.token_counts.values():
+        assert len(counts) <= _TEXTS_KEPT
+        assert long not in counts and all(type(t) is str for t in counts)
+
+
+def test_threads_counting_many_texts_at_once_each_get_the_texts_count():
+    wrong = []
+
+    def work() -> None:
+        name = threading.current_thread().name
+        for i in range(2 * _TEXTS_KEPT):
+            text = f"ü{name}{i}"
+            ascii_chars = len(text) - 1
+            if count_tokens(text, "claude-3-5-haiku-latest") != -(-ascii_chars * 2 // 7) + 1:  # 3.5 a token
+                wrong.append(text)
+
+    in_threads(work)
+    assert not wrong
