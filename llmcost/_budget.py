@@ -521,7 +521,7 @@ class Budget:
             # ``checks_call``'s ``_matches``, inline: this runs before every call the budget may check.
             wanted = self.model
             if wanted is not None:
-                if model is None:
+                if model is None and kwargs:
                     asked = kwargs.get("model")
                     model = asked if isinstance(asked, str) else None
                 if model is not None and model != wanted and canonical_id(model) != wanted:
@@ -750,9 +750,10 @@ class Budget:
                 # a tracker this budget checks; its filters are matched again unless ``checked`` says they matched
                 # these very fields; its model is, unless it has none.
                 if not self._counts_all:
-                    if self._filtered and not checked and not self._matches(resource, category, tags, None):
+                    if not checked and self._filtered and not self._matches(resource, category, tags, None):
                         return  # (an entry that does not count leaves its call's reservation to ``after_call``)
-                    if self.model is not None and self.model != model and self.model != canonical_model:
+                    wanted = self.model
+                    if wanted is not None and wanted != canonical_model and wanted != model:
                         return
                 del reservations[0]
                 lock = self._lock
