@@ -493,3 +493,27 @@ def test_a_tag_budget_matches_a_changed_plain_mapping_again() -> None:
     assert not b.checks_call(tracker, "r", "llm_inference", tags, None, {})  # type: ignore[arg-type]
     assert b.reserve_checked(tracker, "r", "llm_inference", tags, None, {}, CALL) is NOT_CHECKED  # type: ignore[arg-type]
     assert b.reserved == 0
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{"tags": {"team": "search"}}, {"model": "gpt-4o"}, {"resource": "job"}, {"category": "llm_inference"}],
+    ids=["tags", "model", "resource", "category"],
+)
+def test_thresholds_warnings_and_refusals_of_filtered_budgets_with_a_known_estimate(tracker, filters) -> None:
+    # A filtered budget reserves a known estimate as it checks the call (``reserve_checked``): warn mode, thresholds
+    # and a refusal exactly at the limit are as for a budget without filters.
+    call = track_cost(tracker=tracker, estimate=CALL, resource="job", tags={"team": "search"})(lambda: response())
+    seen: list[llmcost.BudgetAlert] = []
+    with budget(CALL * 10, on_alert=seen.append, on_exceed="warn", **filters) as b:
+        for _ in range(12):
+            call()
+    assert [a.threshold for a in seen] == [0.5, 0.8, 0.9, 1.0]
+    assert [a.level for a in seen] == ["info", "warning", "warning", "exceeded"]
+    assert b.spent == CALL * 12 and b.reserved == 0
+    with budget(CALL * 2, name="job", **filters) as b:
+        call()
+        call()  # exactly at the limit: let through
+        with pytest.raises(BudgetExceeded, match="job"):
+            call()
+        assert b.spent == CALL * 2 and b.reserved == 0
