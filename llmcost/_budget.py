@@ -208,6 +208,7 @@ class Budget:
         "_spent",
         "_start",
         "_tag_items",
+        "_tags_matched",
         "_tracker",
         "alerts",
         "category",
@@ -300,6 +301,9 @@ class Budget:
         # Spend below this cannot cross a threshold that has not fired: most calls skip the threshold check.
         self._quiet_below = ZERO
         self._tag_items = tuple(self.tags.items())
+        # The last tag map (a ``FrozenTags``: immutable, and usually the same object call after call, as tag maps are
+        # interned) found to hold every tag of the filter: matching it again is one identity check.
+        self._tags_matched: FrozenTags | None = None
         # A budget without filters matches every call and entry: the per-call checks skip ``_matches`` then.
         self._filtered = bool(self.model or self.resource or self.category or self._tag_items)
         #: A budget counts an entry from its fields (``on_recorded_row``), so tracked calls under it keep the
@@ -396,9 +400,16 @@ class Budget:
             return False
         if self.category is not None and category != self.category:
             return False
-        for key, value in self._tag_items:  # noqa: SIM110 - a loop: this runs for each call it may check
+        return tags is self._tags_matched or self._has_tags(tags)
+
+    def _has_tags(self, tags: Mapping[str, str]) -> bool:
+        """Whether ``tags`` holds every tag of this budget's filter (remembered for the next call: see
+        ``_tags_matched``)."""
+        for key, value in self._tag_items:
             if tags.get(key) != value:
                 return False
+        if type(tags) is FrozenTags:  # (a plain mapping may change: only an immutable one is remembered)
+            self._tags_matched = tags
         return True
 
     def sync(self, *, force: bool = False) -> None:
@@ -510,7 +521,7 @@ class Budget:
             # ``checks_call``'s ``_matches``, inline: this runs before every call the budget may check.
             wanted = self.model
             if wanted is not None:
-                if model is None:
+                if model is None and kwargs:
                     asked = kwargs.get("model")
                     model = asked if isinstance(asked, str) else None
                 if model is not None and model != wanted and canonical_id(model) != wanted:
@@ -519,9 +530,20 @@ class Budget:
                 return NOT_CHECKED
             if self.category is not None and category != self.category:
                 return NOT_CHECKED
-            for key, value in self._tag_items:
-                if tags.get(key) != value:
-                    return NOT_CHECKED
+            if tags is not self._tags_matched and not self._has_tags(tags):
+                return NOT_CHECKED
+        if self.period is None:
+            # ``reserve_estimate``'s usual check, inline (the tracker was checked above): a call whose estimate fits.
+            lock = self._lock
+            lock.acquire()  # (as in ``reserve_estimate``)
+            try:
+                committed = self._committed
+                after = committed + needed
+                if after <= self.limit and (needed > ZERO or committed < self.limit):
+                    self._committed = after
+                    return needed  # a block budget's token: the amount reserved (a Decimal)
+            finally:
+                lock.release()
         return self.reserve_estimate(tracker, needed)
 
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
@@ -728,9 +750,10 @@ class Budget:
                 # a tracker this budget checks; its filters are matched again unless ``checked`` says they matched
                 # these very fields; its model is, unless it has none.
                 if not self._counts_all:
-                    if self._filtered and not checked and not self._matches(resource, category, tags, None):
+                    if not checked and self._filtered and not self._matches(resource, category, tags, None):
                         return  # (an entry that does not count leaves its call's reservation to ``after_call``)
-                    if self.model is not None and self.model != model and self.model != canonical_model:
+                    wanted = self.model
+                    if wanted is not None and wanted != canonical_model and wanted != model:
                         return
                 del reservations[0]
                 lock = self._lock

@@ -143,46 +143,55 @@ class _Engine:
         reservations: list[tuple[Any, object]] = []
         needed = self.fixed_estimate
         unfiltered = guards.unfiltered
-        if needed is not None and unfiltered:
-            # The usual budgeted call: each guard needs only the estimate, known already.
+        context: FrozenTags | None
+        if needed is not None:
+            if unfiltered:
+                # The usual budgeted call: each guard needs only the estimate, known already.
+                for guard in guards:
+                    try:
+                        reservations.append((guard, guard.reserve_estimate(tracker, needed)))
+                    except BudgetExceeded:
+                        self._settle(reservations, None)
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                        log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                return _call((tracker, call_tags, reservations, _perf_counter(), None))
+            # Guards that check only some calls say which from the call's fields, as ``before_call`` would
+            # (``Guard.checks_call``), and each that checks it reserves the known estimate at once; a guard that fails
+            # there is let through, as ``before_call`` lets it.
+            context = current_tags()
+            if context is EMPTY_TAGS or not context:  # (the usual case: no outer tags; matching reads values)
+                tags = call_tags
+            elif call_tags is not EMPTY_TAGS and call_tags:
+                tags = intern_tags({**context, **call_tags})
+            else:
+                tags = context
             for guard in guards:
                 try:
-                    reservations.append((guard, guard.reserve_estimate(tracker, needed)))
+                    token = guard.reserve_checked(
+                        tracker, self.resource, self.category_value, tags, self.model, kwargs, needed
+                    )
                 except BudgetExceeded:
                     self._settle(reservations, None)
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                     log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-            return _call((tracker, call_tags, reservations, _perf_counter(), None))
-        if needed is not None or self.estimate is None:
-            context: FrozenTags | None = None
+                    continue
+                if token is not NOT_CHECKED:
+                    reservations.append((guard, token))
+            return _call((tracker, call_tags, reservations, _perf_counter(), context))
+        if self.estimate is None:
+            context = None
             checking: Sequence[Any] = guards
             if not unfiltered:
-                # Guards that check only some calls say which from the call's fields, as ``before_call`` would
-                # (``Guard.checks_call``); a guard that fails there is let through, as ``before_call`` lets it.
+                # As above, the guards that check the call found from its fields first.
                 context = current_tags()
-                if context is EMPTY_TAGS or not context:  # (the usual case: no outer tags; matching reads values)
+                if context is EMPTY_TAGS or not context:
                     tags = call_tags
                 elif call_tags is not EMPTY_TAGS and call_tags:
                     tags = intern_tags({**context, **call_tags})
                 else:
                     tags = context
-                if needed is not None:
-                    # The estimate known: each guard that checks the call reserves it at once.
-                    for guard in guards:
-                        try:
-                            token = guard.reserve_checked(
-                                tracker, self.resource, self.category_value, tags, self.model, kwargs, needed
-                            )
-                        except BudgetExceeded:
-                            self._settle(reservations, None)
-                            raise
-                        except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
-                            log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-                            continue
-                        if token is not NOT_CHECKED:
-                            reservations.append((guard, token))
-                    return _call((tracker, call_tags, reservations, _perf_counter(), context))
                 checking = []
                 for guard in guards:
                     try:

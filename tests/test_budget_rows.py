@@ -18,6 +18,7 @@ import llmcost
 from llmcost import BudgetExceeded, CostTracker, Usage, budget, track_cost
 from llmcost import _tracker as tracker_module
 from llmcost._budget import Budget
+from llmcost._context import NOT_CHECKED
 from tests.conftest import calls_in_threads, in_threads
 
 CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
@@ -452,3 +453,67 @@ def test_a_tracker_period_budget_also_entered_reserves_once() -> None:
         fn()
     assert b.spent == CALL
     assert tracker.summary().total == CALL
+
+
+def test_a_tag_budget_matches_each_calls_tags_however_they_alternate(tracker) -> None:
+    # The budget remembers the last tag map that matched (by identity): calls whose tag maps differ from it, in turn
+    # (each function's own, made once; the context's; a callable's, made per call), are matched on their values.
+    search = track_cost(tracker=tracker, estimate=CALL, tags={"team": "search"})(lambda: response())
+    ads = track_cost(tracker=tracker, estimate=CALL, tags={"team": "ads"})(lambda: response())
+    teams = iter(["search", "ads"] * 50)
+    either = track_cost(tracker=tracker, estimate=CALL, tags=lambda: {"team": next(teams)})(lambda: response())
+    untagged = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
+    with budget(CALL * 126, tags={"team": "search"}) as b:
+        for _ in range(50):
+            search()
+            ads()
+            either()
+            untagged()
+            with llmcost.tags(team="ads"):
+                search()  # the call's own tags win
+                untagged()
+        assert b.spent == CALL * 125 and b.reserved == 0
+        with llmcost.tags(team="search"):
+            untagged()  # the context's tag map matches: the budget is spent now
+            with pytest.raises(BudgetExceeded):
+                untagged()
+            with pytest.raises(BudgetExceeded):
+                search()
+            ads()  # the call's own tags win: not checked
+        assert b.spent == CALL * 126 and b.reserved == 0
+
+
+def test_a_tag_budget_matches_a_changed_plain_mapping_again() -> None:
+    # Only an immutable tag map is remembered: a plain dict given to ``checks_call`` is read every time.
+    b = budget(1, tags={"team": "search"})
+    tracker = CostTracker()
+    tags = {"team": "search"}
+    assert b.checks_call(tracker, "r", "llm_inference", tags, None, {})  # type: ignore[arg-type]
+    tags["team"] = "ads"
+    assert not b.checks_call(tracker, "r", "llm_inference", tags, None, {})  # type: ignore[arg-type]
+    assert b.reserve_checked(tracker, "r", "llm_inference", tags, None, {}, CALL) is NOT_CHECKED  # type: ignore[arg-type]
+    assert b.reserved == 0
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{"tags": {"team": "search"}}, {"model": "gpt-4o"}, {"resource": "job"}, {"category": "llm_inference"}],
+    ids=["tags", "model", "resource", "category"],
+)
+def test_thresholds_warnings_and_refusals_of_filtered_budgets_with_a_known_estimate(tracker, filters) -> None:
+    # A filtered budget reserves a known estimate as it checks the call (``reserve_checked``): warn mode, thresholds
+    # and a refusal exactly at the limit are as for a budget without filters.
+    call = track_cost(tracker=tracker, estimate=CALL, resource="job", tags={"team": "search"})(lambda: response())
+    seen: list[llmcost.BudgetAlert] = []
+    with budget(CALL * 10, on_alert=seen.append, on_exceed="warn", **filters) as b:
+        for _ in range(12):
+            call()
+    assert [a.threshold for a in seen] == [0.5, 0.8, 0.9, 1.0]
+    assert [a.level for a in seen] == ["info", "warning", "warning", "exceeded"]
+    assert b.spent == CALL * 12 and b.reserved == 0
+    with budget(CALL * 2, name="job", **filters) as b:
+        call()
+        call()  # exactly at the limit: let through
+        with pytest.raises(BudgetExceeded, match="job"):
+            call()
+        assert b.spent == CALL * 2 and b.reserved == 0
