@@ -575,7 +575,18 @@ class Budget:
         Over a ledger every process shares, take it from this process's lease instead, renewing the lease when it
         cannot serve it; near the limit (a lease would not be more than one call's estimate), reserve exactly."""
         lease = self._lease
-        if lease is not None:  # the usual call: served from this period's lease (``_current_scope``'s check inline)
+        if type(lease) is LocalLease:
+            # The usual call over a MemoryStore: reserved exactly in the ledger, in one step under its lock alone
+            # (``LocalLease.serve``: if the call is of the lease's period and fits; else the budget decides below,
+            # under its lock). The lease is the budget's as read here: a period rolled over since is the lease's own
+            # bounds' business (a call of its period still counts there, as if made a moment earlier).
+            tracker = self._tracker
+            if tracker is None:
+                tracker = get_tracker()
+            store = tracker.store
+            if lease.store is store and lease.serve(needed, tracker.now_micros()):
+                return _Leased(store, lease, needed)
+        elif lease is not None:  # the usual call: served from this period's lease (``_current_scope``'s check inline)
             tracker = self.tracker
             store = tracker.store
             if lease.store is store:
@@ -817,38 +828,27 @@ class Budget:
         another store."""
         if self._tracker is not None and tracker is not self._tracker:
             return
-        found, token = self._reservation_in(reservations)
+        if reservations and reservations[0][0] is self:  # (``_reservation_in``'s usual case: the call's only guard)
+            found, token = 0, reservations[0][1]
+        else:
+            found, token = self._reservation_in(reservations)
         if type(token) is _Leased and not token.settled and recorded_us is not None:
             lease = token.lease
-            if (
-                lease is self._lease
-                and type(lease) is LocalLease
-                and lease.store is getattr(tracker, "store", None)
-                and lease.ledger.fed
-            ):
-                # The usual count: a call served from this period's lease on the store the row went to. Its row is
-                # counted by the ledger as this gives the estimate back (in one step, under the ledger's lock).
-                lock = self._lock
-                lock.acquire()  # (as in ``reserve_estimate``)
-                try:
-                    lo, hi = self._bounds_us
-                    usual = (
-                        lease is self._lease
-                        and lease.scope is self._scope
-                        and (lo is None or lo <= recorded_us)
-                        and (hi is None or recorded_us < hi)
-                    )
-                    if usual:
-                        token.settled = True
-                        lease.drop(token.estimate)
-                        self._spent, self._committed = lease.figures()
-                        quiet = self._spent < self._quiet_below
-                finally:
-                    lock.release()
-                if usual:
+            fed = type(lease) is LocalLease and lease.account is not None
+            if fed and lease.store is getattr(tracker, "store", None):
+                since, until = lease.since_us, lease.until_us
+                if (since is None or since <= recorded_us) and (until is None or recorded_us < until):
+                    # The usual count: a call served from a lease on the fed ledger of the store the row went to, the
+                    # row of the lease's period. The ledger counts the row as this gives the estimate back (one step,
+                    # under its lock alone); the budget's figures follow if the lease is still its own.
+                    token.settled = True
                     del reservations[found]  # type: ignore[union-attr]  # (found: a list)
-                    if not quiet:
-                        self.check_thresholds()
+                    spent, reserved = lease.give_back(token.estimate)
+                    if lease is self._lease:
+                        self._spent, self._committed = spent, spent + reserved  # (as last seen: no lock needed)
+                        if spent >= self._quiet_below:  # (else no threshold can have been crossed)
+                            self._stand()  # (the figures again, under the lock, for the thresholds)
+                            self.check_thresholds()
                     return
         try:
             self._count_period_row(tracker, amount, resource, category, tags, token, model, canonical_model,
@@ -946,7 +946,10 @@ class Budget:
                 if entry is None:
                     lease.drop(estimate)
                     if current:
-                        self._committed -= estimate
+                        if type(lease) is LocalLease:  # (its calls are not added here as they reserve: ``_reserve``)
+                            self._spent, self._committed = lease.figures()
+                        else:
+                            self._committed -= estimate
                     return
                 amount = entry.amount
                 if lease.done(estimate, amount, entry.id) and current:
