@@ -148,14 +148,13 @@ class _Hold(SettledByEntry):
 
 
 class _Leased(_Hold):
-    """A call served from the budget's ``lease``: its ``estimate`` is taken from the lease, not reserved alone."""
+    """A call served from the budget's ``lease``: its ``estimate`` is taken from the lease, not reserved alone (its
+    ``scope`` is the lease's, and it has no ``reservation`` of its own: neither is set, nor read)."""
 
     __slots__ = ("estimate", "lease")
 
     def __init__(self, store: CostStore, lease: Lease, estimate: Decimal) -> None:
         self.store = store
-        self.scope = lease.scope
-        self.reservation = _UNRESERVED
         self.settled = False
         self.lease = lease
         self.estimate = estimate
@@ -549,6 +548,18 @@ class Budget:
         if needed is None:
             needed = ZERO
         if self.period is not None:
+            lease = self._lease
+            if type(lease) is LocalLease:
+                # The usual call over a MemoryStore: reserved exactly in the ledger, in one step under its lock alone
+                # (``LocalLease.serve``: if the call is of the lease's period and fits; else ``_reserve`` decides,
+                # under the budget's lock). The lease is the budget's as read here: should the period roll over
+                # meanwhile, a call of the lease's period still counts there (as if it came a moment earlier).
+                budget_tracker = self._tracker
+                if budget_tracker is None:
+                    budget_tracker = get_tracker()
+                store = budget_tracker.store
+                if lease.store is store and lease.serve(needed, budget_tracker.now_micros()):
+                    return _Leased(store, lease, needed)
             return self._reserve(needed)
         limit = self.limit
         lock = self._lock
@@ -575,18 +586,7 @@ class Budget:
         Over a ledger every process shares, take it from this process's lease instead, renewing the lease when it
         cannot serve it; near the limit (a lease would not be more than one call's estimate), reserve exactly."""
         lease = self._lease
-        if type(lease) is LocalLease:
-            # The usual call over a MemoryStore: reserved exactly in the ledger, in one step under its lock alone
-            # (``LocalLease.serve``: if the call is of the lease's period and fits; else the budget decides below,
-            # under its lock). The lease is the budget's as read here: a period rolled over since is the lease's own
-            # bounds' business (a call of its period still counts there, as if made a moment earlier).
-            tracker = self._tracker
-            if tracker is None:
-                tracker = get_tracker()
-            store = tracker.store
-            if lease.store is store and lease.serve(needed, tracker.now_micros()):
-                return _Leased(store, lease, needed)
-        elif lease is not None:  # the usual call: served from this period's lease (``_current_scope``'s check inline)
+        if lease is not None:  # the usual call: served from this period's lease (``_current_scope``'s check inline)
             tracker = self.tracker
             store = tracker.store
             if lease.store is store:
@@ -727,6 +727,11 @@ class Budget:
         ``checked``: on these very ``resource``, ``category`` and ``tags``) it matched the filters, which are then
         not matched again. The model is: a call may be checked before its model is known."""
         if self.period is not None:
+            if reservations and recorded_us is not None:
+                owner, token = reservations[0]  # (``_period_row``'s usual count, its usual case inline: one guard)
+                if owner is self and type(token) is _Leased and self._gave_back(token, tracker, recorded_us):
+                    del reservations[0]
+                    return
             self._period_row(
                 tracker, amount, resource, category, tags, reservations, model, canonical_model, checked, recorded_us
             )
@@ -828,34 +833,40 @@ class Budget:
         another store."""
         if self._tracker is not None and tracker is not self._tracker:
             return
-        if reservations and reservations[0][0] is self:  # (``_reservation_in``'s usual case: the call's only guard)
-            found, token = 0, reservations[0][1]
-        else:
-            found, token = self._reservation_in(reservations)
-        if type(token) is _Leased and not token.settled and recorded_us is not None:
-            lease = token.lease
-            fed = type(lease) is LocalLease and lease.account is not None
-            if fed and lease.store is getattr(tracker, "store", None):
-                since, until = lease.since_us, lease.until_us
-                if (since is None or since <= recorded_us) and (until is None or recorded_us < until):
-                    # The usual count: a call served from a lease on the fed ledger of the store the row went to, the
-                    # row of the lease's period. The ledger counts the row as this gives the estimate back (one step,
-                    # under its lock alone); the budget's figures follow if the lease is still its own.
-                    token.settled = True
-                    del reservations[found]  # type: ignore[union-attr]  # (found: a list)
-                    spent, reserved = lease.give_back(token.estimate)
-                    if lease is self._lease:
-                        self._spent, self._committed = spent, spent + reserved  # (as last seen: no lock needed)
-                        if spent >= self._quiet_below:  # (else no threshold can have been crossed)
-                            self._stand()  # (the figures again, under the lock, for the thresholds)
-                            self.check_thresholds()
-                    return
+        found, token = self._reservation_in(reservations)
+        if type(token) is _Leased and recorded_us is not None and self._gave_back(token, tracker, recorded_us):
+            del reservations[found]  # type: ignore[union-attr]  # (found: a list)
+            return
         try:
             self._count_period_row(tracker, amount, resource, category, tags, token, model, canonical_model,
                                    checked, recorded_us)  # fmt: skip
         finally:
             if _unsettled(token):  # (not counted here: an entry that does not count, or one of another period)
                 self.after_call(token, None)
+
+    def _gave_back(self, token: _Leased, tracker: TrackerLike, recorded_us: int) -> bool:
+        """``_period_row``'s usual count: a call served from a lease on the fed ledger of the store its row went to, the
+        row of the lease's period. The ledger counts the row as the call's estimate goes back (one step, under the
+        ledger's lock alone), and the budget's figures follow if the lease is still its own. ``False`` (nothing done)
+        for any other call: ``_count_period_row`` counts it."""
+        lease = token.lease
+        if token.settled or type(lease) is not LocalLease or lease.account is None:
+            return False
+        if self._tracker is not None and tracker is not self._tracker:
+            return False
+        since, until = lease.since_us, lease.until_us
+        if (since is not None and recorded_us < since) or (until is not None and recorded_us >= until):
+            return False
+        if lease.store is not getattr(tracker, "store", None):
+            return False
+        token.settled = True
+        spent, reserved = lease.give_back(token.estimate)
+        if lease is self._lease:
+            self._spent, self._committed = spent, spent + reserved  # (as last seen: no lock needed)
+            if spent >= self._quiet_below:  # (else no threshold can have been crossed)
+                self._stand()  # (the figures again, under the lock, for the thresholds)
+                self.check_thresholds()
+        return True
 
     def _count_period_row(
         self,

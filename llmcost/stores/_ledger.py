@@ -779,6 +779,30 @@ class LocalLedger(Ledger):
                     account.base += row[ROW_AMOUNT]
 
 
+    def appended_row(self, row: tuple[Any, ...]) -> None:
+        """``appended`` of one row (the store's usual news: a tracked call's row, told as its call settles)."""
+        if not self.receipts.used:
+            return
+        entry_id = row[ROW_ID]
+        unfed = self._unfed
+        if unfed and entry_id in unfed:
+            unfed.discard(entry_id)
+            self._forget_settled((entry_id,))
+        seen = self._seen
+        seen[entry_id] = None
+        if len(seen) > _SEEN:
+            self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
+        when = row[ROW_MICROS]
+        for scope, account in self._accounts.values():
+            since, until = account.since_us, account.until_us
+            if (
+                (since is None or since <= when)
+                and (until is None or when < until)
+                and (scope.plain or _row_matches(scope, row))
+            ):
+                account.base += row[ROW_AMOUNT]
+
+
 #: Positions in a row of ``stores._memory.ROW_FIELDS`` that ``LocalLedger.appended`` reads (a test checks them).
 ROW_ID, ROW_MICROS, ROW_AMOUNT, ROW_CATEGORY = 0, 1, 2, 3
 ROW_RESOURCE, ROW_MODEL, ROW_TAGS, ROW_CANONICAL = 5, 7, 12, 14

@@ -281,7 +281,7 @@ class MemoryStore(CostStore):
             row = pending[fed]
             self._fed = n
             if ledger is not None:
-                ledger.appended((row if type(row) is tuple else _row_of(row),))
+                ledger.appended_row(row if type(row) is tuple else _row_of(row))
             return
         new = pending[fed:]
         self._fed = fed + len(new)
