@@ -778,7 +778,6 @@ class LocalLedger(Ledger):
                 ):
                     account.base += row[ROW_AMOUNT]
 
-
     def appended_row(self, row: tuple[Any, ...]) -> None:
         """``appended`` of one row (the store's usual news: a tracked call's row, told as its call settles)."""
         if not self.receipts.used:
