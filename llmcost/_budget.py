@@ -549,17 +549,25 @@ class Budget:
             needed = ZERO
         if self.period is not None:
             lease = self._lease
-            if type(lease) is LocalLease:
-                # The usual call over a MemoryStore: reserved exactly in the ledger, in one step under its lock alone
-                # (``LocalLease.serve``: if the call is of the lease's period and fits; else ``_reserve`` decides,
-                # under the budget's lock). The lease is the budget's as read here: should the period roll over
-                # meanwhile, a call of the lease's period still counts there (as if it came a moment earlier).
+            if type(lease) is LocalLease and lease.account is not None:
+                # The usual call over a MemoryStore: if it is of the lease's period (its own bounds, against the
+                # tracker's clock), reserved exactly in the kept account of the store's ledger, in one step under the
+                # ledger's lock alone (``LocalLedger.take_kept``); else, or if it does not fit, ``_reserve`` decides
+                # under the budget's lock. The lease is the budget's as read here: should the period roll over
+                # meanwhile, a call of the lease's period still counts there (as if it had come a moment earlier).
                 budget_tracker = self._tracker
                 if budget_tracker is None:
                     budget_tracker = get_tracker()
                 store = budget_tracker.store
-                if lease.store is store and lease.serve(needed, budget_tracker.now_micros()):
-                    return _Leased(store, lease, needed)
+                if lease.store is store:
+                    now = budget_tracker.now_micros()
+                    since, until = lease.since_us, lease.until_us
+                    if (
+                        (since is None or since <= now)
+                        and (until is None or now < until)
+                        and lease.ledger.take_kept(lease.account, lease.hold, needed, lease.limit) is True
+                    ):
+                        return _Leased(store, lease, needed)
             return self._reserve(needed)
         limit = self.limit
         lock = self._lock
@@ -728,7 +736,7 @@ class Budget:
         not matched again. The model is: a call may be checked before its model is known."""
         if self.period is not None:
             if reservations and recorded_us is not None:
-                owner, token = reservations[0]  # (``_period_row``'s usual count, its usual case inline: one guard)
+                owner, token = reservations[0]  # (``_period_row``'s usual count, inline: the call's one guard)
                 if owner is self and type(token) is _Leased and self._gave_back(token, tracker, recorded_us):
                     del reservations[0]
                     return
@@ -852,12 +860,12 @@ class Budget:
         lease = token.lease
         if token.settled or type(lease) is not LocalLease or lease.account is None:
             return False
-        if self._tracker is not None and tracker is not self._tracker:
-            return False
+        # (The call's tracker is one this budget checks: it reserved for the call. The row went to that tracker's
+        # store; the token's store is the budget's tracker's as the call was checked.)
         since, until = lease.since_us, lease.until_us
         if (since is not None and recorded_us < since) or (until is not None and recorded_us >= until):
             return False
-        if lease.store is not getattr(tracker, "store", None):
+        if token.store is not getattr(tracker, "store", None):
             return False
         token.settled = True
         spent, reserved = lease.give_back(token.estimate)

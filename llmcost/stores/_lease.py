@@ -368,9 +368,10 @@ class LocalLease(Lease):
     place of a ``Lease`` (the same methods); it is never one of the process's open leases: it has nothing to settle at
     exit, and a forked child's copy of the ledger holds its own copy of the hold.
 
-    Over a ``fed`` ledger (a ``MemoryStore``'s) the lease keeps its scope's account, looked up once (``open_kept``),
-    and a call's check and settlement are one ledger step each, under the ledger's lock alone: ``serve`` (which the
-    budget calls without its own lock, with the time of the call) and ``give_back`` (the call's row is counted in the
+    Over a ``fed`` ledger (a ``MemoryStore``'s) the lease keeps its scope's ``account``, looked up once
+    (``open_kept``), and a call's check and settlement are one ledger step each, under the ledger's lock alone: the
+    budget calls ``ledger.take_kept(account, hold, ...)`` for a call of the lease's period (``since_us`` to
+    ``until_us``) without its own lock, and ``give_back`` once the call's row is appended (the row is counted in the
     same step). Elsewhere each call grows and settles the hold by its scope (``grow``, ``settle_held``).
 
     Example::
@@ -397,15 +398,16 @@ class LocalLease(Lease):
         self.standing = Standing(ZERO, ZERO)  # (unused: the figures below are the ledger's, as of the last call)
         self.spent = ZERO  # the scope's spent and reserved in the ledger after the last call settled
         self.reserved = ZERO
-        #: The scope's period as epoch microseconds (``None``: unbounded): ``serve`` serves calls of it only.
+        #: The scope's period as epoch microseconds (``None``: unbounded): the lease serves calls of it only.
         self.since_us = None if scope.since is None else micros(scope.since)
         self.until_us = None if scope.until is None else micros(scope.until)
         #: The ledger's reservation holding the estimates of the calls in flight, and (a fed ledger) the account it is
         #: in, both for the lease's whole life: a call gives its estimate back where it took it from.
-        self.hold: int | None = None
         self.account: Any = None
         if ledger.fed:
             self.hold, self.account = ledger.open_kept(scope)
+        else:
+            self.hold = ledger.open_hold(scope)
         self._pid = os.getpid()
 
     def idle(self, now: float) -> bool:
@@ -430,23 +432,11 @@ class LocalLease(Lease):
             return spent, spent + self.reserved
         return standing.spent, standing.spent + standing.reserved
 
-    def serve(self, needed: Decimal, now_us: int) -> bool:
-        """(A fed ledger) ``take`` for a call made at ``now_us`` (epoch microseconds), called WITHOUT the lease's
-        lock: the ledger's is all it takes. ``False`` when the budget must decide (``take``, under its lock): the call
-        is not of this lease's period, does not fit, or the ledger no longer keeps the account."""
-        account = self.account
-        if account is None:
-            return False
-        since, until = self.since_us, self.until_us
-        if (since is not None and now_us < since) or (until is not None and now_us >= until):
-            return False
-        return self.ledger.take_kept(account, self.hold, needed, self.limit) is True  # type: ignore[arg-type]
-
     def give_back(self, estimate: Decimal) -> tuple[Decimal, Decimal]:
-        """(A fed ledger) give back the ``estimate`` of a call ``serve``/``take`` served, whose row, if it recorded
+        """(A fed ledger) give back the ``estimate`` of a call the kept account served, whose row, if it recorded
         one, the ledger counts in the same step: the scope's ``(spent, reserved)`` after it (kept for ``figures``).
         Called with or without the lease's lock."""
-        spent, reserved = self.ledger.give_back(self.account, self.hold, estimate)  # type: ignore[arg-type]
+        spent, reserved = self.ledger.give_back(self.account, self.hold, estimate)
         self.spent, self.reserved = spent, reserved
         return spent, reserved
 
@@ -456,18 +446,14 @@ class LocalLease(Lease):
         account = self.account
         if account is not None:
             # (``None``: the ledger forgot the account, an old period's; the budget reserves exactly then.)
-            return self.ledger.take_kept(account, self.hold, needed, self.limit) is True  # type: ignore[arg-type]
-        hold = self.hold
-        if hold is None:
-            hold = self.hold = self.ledger.open_hold(self.scope)
-        return self.ledger.grow(self.scope, hold, needed, limit=self.limit)
+            return self.ledger.take_kept(account, self.hold, needed, self.limit) is True
+        # (A hold ``close`` dropped is added again as a call grows it.)
+        return self.ledger.grow(self.scope, self.hold, needed, limit=self.limit)
 
     def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
         """Settle a call that took ``estimate``: its ``amount`` counted in the ledger in its place (``False``: the
         budget reads the scope's figures after it with ``figures()``). The caller holds the lease's lock."""
-        self.spent, self.reserved = self.ledger.settle_held(
-            self.scope, -1 if self.hold is None else self.hold, estimate, amount, entry_id
-        )
+        self.spent, self.reserved = self.ledger.settle_held(self.scope, self.hold, estimate, amount, entry_id)
         return False
 
     def drop(self, estimate: Decimal) -> None:
@@ -475,9 +461,7 @@ class LocalLease(Lease):
         if self.account is not None:
             self.give_back(estimate)
         else:
-            self.spent, self.reserved = self.ledger.settle_held(
-                self.scope, -1 if self.hold is None else self.hold, estimate, None, None
-            )
+            self.spent, self.reserved = self.ledger.settle_held(self.scope, self.hold, estimate, None, None)
 
     def renew(self, estimate: Decimal) -> bool:
         """Read where the scope stands (for ``figures``); always ``True``: the lease serves calls as long as the limit
@@ -493,8 +477,7 @@ class LocalLease(Lease):
         if not lock.acquire(timeout=-1 if wait is None else wait):
             return False
         try:
-            if self.hold is not None:
-                self.ledger.close_hold(self.hold)
+            self.ledger.close_hold(self.hold)
         finally:
             lock.release()
         return True
