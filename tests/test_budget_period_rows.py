@@ -300,3 +300,16 @@ def test_a_forked_child_checks_its_calls_against_its_own_copy_of_the_ledger() ->
         assert os.waitstatus_to_exitcode(status) == 0
         call()  # the parent's own copy: as it was before the fork
         assert b.spent == CALL * 2 and b.reserved == 0
+
+
+def test_the_first_call_after_midnight_is_checked_against_the_new_day() -> None:
+    clock = Clock(datetime(2024, 5, 17, 23, 59, 0, tzinfo=UTC))
+    tracker = CostTracker(clock=clock)
+    call = tracked(tracker)
+    with budget(CALL * 2, period="daily", tracker=tracker) as b:
+        call()  # the day before: room for one more call there
+        tracker.record(model="gpt-4o", input_tokens=2000, timestamp=datetime(2024, 5, 18, 0, 0, 1, tzinfo=UTC))
+        clock.now = datetime(2024, 5, 18, 0, 0, 30, tzinfo=UTC)
+        with pytest.raises(BudgetExceeded):
+            call()  # the new day is spent already: its lease is the old day's no more
+        assert b.spent == CALL * 2 and b.period_start == datetime(2024, 5, 18, tzinfo=UTC)
