@@ -40,7 +40,7 @@ from ._errors import BudgetExceeded
 from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
-from ._time import from_micros, micros
+from ._time import from_micros
 from ._tracker import CostTracker
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
@@ -160,9 +160,6 @@ class _Leased(_Hold):
         self.estimate = estimate
 
 
-_UNRESERVED = Reservation("", ZERO, True, ZERO, ZERO)
-
-
 def _unsettled(token: object) -> bool:
     return isinstance(token, _Hold) and not token.settled
 
@@ -191,7 +188,6 @@ class Budget:
     __slots__ = (
         "__weakref__",
         "_any_block",
-        "_bounds_us",
         "_committed",
         "_counts_all",
         "_end",
@@ -290,7 +286,6 @@ class Budget:
         self._start: datetime | None = None
         self._end: datetime | None = None
         self._scope: BudgetScope | None = None
-        self._bounds_us: tuple[int | None, int | None] = (None, None)  # the period's, as epoch microseconds
         # (Period budgets over a shared ledger) the headroom leased for this period, and how many ``with`` blocks are
         # open: the lease is settled and released as the last one ends.
         self._lease: Lease | None = None
@@ -433,10 +428,6 @@ class Budget:
                 resource=self.resource,
                 model=self.model,
                 tags=self.tags or None,
-            )
-            self._bounds_us = (
-                None if self._start is None else micros(self._start),
-                None if self._end is None else micros(self._end),
             )
             self._fired = set()
             self._quiet_below = ZERO
@@ -868,9 +859,10 @@ class Budget:
         if token.store is not getattr(tracker, "store", None):
             return False
         token.settled = True
-        spent, reserved = lease.give_back(token.estimate)
+        spent, _ = lease.ledger.give_back(lease.account, lease.hold, token.estimate)
         if lease is self._lease:
-            self._spent, self._committed = spent, spent + reserved  # (as last seen: no lock needed)
+            # Spent as last seen (no lock needed: the budget's properties read the ledger anew, with the lock).
+            self._spent = spent
             if spent >= self._quiet_below:  # (else no threshold can have been crossed)
                 self._stand()  # (the figures again, under the lock, for the thresholds)
                 self.check_thresholds()

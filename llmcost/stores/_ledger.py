@@ -687,8 +687,11 @@ class LocalLedger(Ledger):
                 catch_up()  # (entries appended since, by anyone: counted before the limit is checked)
             if not account.kept:
                 return None
-            room = limit - account.base - account.settled - account.reserved
-            if room > 0 and amount <= room:  # (as ``reserve`` grants)
+            # (As ``reserve`` grants. Amounts settled but not yet appended are rare here: most calls add no ``settled``;
+            # and a comparison with ``ZERO`` costs half one with the int 0.)
+            settled = account.settled
+            room = (limit - account.base - settled if settled else limit - account.base) - account.reserved
+            if room > ZERO and amount <= room:
                 if amount:
                     holds = account.holds
                     held = holds.get(hold)
@@ -722,7 +725,8 @@ class LocalLedger(Ledger):
                         holds[hold] = rest
                     else:
                         self._closed(holds, hold)
-            return account.base + account.settled, account.reserved
+            settled = account.settled
+            return (account.base + settled if settled else account.base), account.reserved
         finally:
             lock.release()
 
