@@ -232,6 +232,8 @@ def test_the_usual_call_is_one_ledger_step_before_and_one_after_without_the_budg
         assert steps == ["take_kept", "give_back"]
         assert b.spent == CALL * 2 and b.reserved == 0
         monkeypatch.undo()
+    # No one was given these calls' entries, so no settle can name them: the ledger keeps none of their ids.
+    assert not tracker.store.ledger()._seen  # type: ignore[attr-defined]
 
 
 def test_a_lease_of_the_day_before_keeps_its_calls_estimates_until_they_settle() -> None:

@@ -757,9 +757,9 @@ class LocalLedger(Ledger):
 
     def appended(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """(``fed`` ledgers) entries were appended (and are not yet counted), given as rows: tuples of the entry's
-        fields in ``stores._memory.ROW_FIELDS`` order, the timestamp as epoch microseconds (``ROW_*`` name the
-        positions read here). The store holds ``lock`` (so this does not take it again: a period budget's every
-        call comes here, one row at a time), and no ``CostEntry`` need be built for it."""
+        fields in ``stores._memory.ROW_FIELDS`` order, the timestamp as epoch microseconds, then the entry if one was
+        built, else ``None`` (``ROW_*`` name the positions read here). The store holds ``lock`` (so this does not
+        take it again), and no ``CostEntry`` need be built for it."""
         if not self.receipts.used:
             return
         unfed, seen = self._unfed, self._seen
@@ -768,7 +768,8 @@ class LocalLedger(Ledger):
             unfed.difference_update(mine)
             self._forget_settled(mine)
         for row in rows:
-            seen[row[ROW_ID]] = None
+            if row[ROW_ENTRY] is not None:  # (``appended_row`` says why the others are not kept)
+                seen[row[ROW_ID]] = None
         if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
             self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
         for scope, account in self._accounts.values():
@@ -783,18 +784,24 @@ class LocalLedger(Ledger):
                     account.base += row[ROW_AMOUNT]
 
     def appended_row(self, row: tuple[Any, ...]) -> None:
-        """``appended`` of one row (the store's usual news: a tracked call's row, told as its call settles)."""
+        """``appended`` of one row (the store's usual news: a tracked call's row, told as its call settles).
+
+        A row without its ``CostEntry`` (``ROW_ENTRY``: ``None``, the tracker's per-call path) is of an entry whose id
+        no one was given (no entry was built, no subscriber or caller saw it), so no settle can name it, before its
+        append or after: its id is neither looked for in ``_unfed`` nor kept in ``_seen`` (hashing a fresh id and
+        keeping it were most of the work here)."""
         if not self.receipts.used:
             return
-        entry_id = row[ROW_ID]
-        unfed = self._unfed
-        if unfed and entry_id in unfed:
-            unfed.discard(entry_id)
-            self._forget_settled((entry_id,))
-        seen = self._seen
-        seen[entry_id] = None
-        if len(seen) > _SEEN:
-            self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
+        if row[ROW_ENTRY] is not None:
+            entry_id = row[ROW_ID]
+            unfed = self._unfed
+            if unfed and entry_id in unfed:
+                unfed.discard(entry_id)
+                self._forget_settled((entry_id,))
+            seen = self._seen
+            seen[entry_id] = None
+            if len(seen) > _SEEN:
+                self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
         when = row[ROW_MICROS]
         for scope, account in self._accounts.values():
             since, until = account.since_us, account.until_us
@@ -809,6 +816,8 @@ class LocalLedger(Ledger):
 #: Positions in a row of ``stores._memory.ROW_FIELDS`` that ``LocalLedger.appended`` reads (a test checks them).
 ROW_ID, ROW_MICROS, ROW_AMOUNT, ROW_CATEGORY = 0, 1, 2, 3
 ROW_RESOURCE, ROW_MODEL, ROW_TAGS, ROW_CANONICAL = 5, 7, 12, 14
+#: ... and where the ``CostEntry`` of the row's values is, if one was built (``None`` if not): after the fields.
+ROW_ENTRY = 15
 
 
 def _row_matches(scope: BudgetScope, row: tuple[Any, ...]) -> bool:

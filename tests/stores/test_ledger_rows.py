@@ -29,6 +29,7 @@ def test_row_positions_match_the_memory_stores_row_fields() -> None:
         ("canonical_model", _ledger.ROW_CANONICAL),
     ]:
         assert ROW_FIELDS[position] == name
+    assert len(ROW_FIELDS) == _ledger.ROW_ENTRY  # the entry, if built, after the fields (``MemoryStore.append_row``)
 
 
 def make_entry(**fields):  # type: ignore[no-untyped-def]
