@@ -475,7 +475,10 @@ class LocalLedger(Ledger):
             if other.budget == scope.budget and other.since is not None and other.since < since
         )
         for _, key in older[:-1]:
-            self._accounts.pop(key)[1].kept = False
+            account = self._accounts.pop(key)[1]
+            account.kept = False
+            for rid in account.holds:  # (a late call's hold there: nothing will look it up again)
+                self._holds.pop(rid, None)
 
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         with self._lock:

@@ -151,4 +151,5 @@ def test_a_kept_account_the_ledger_forgot_is_not_taken_from() -> None:
     for days in (1, 2):  # the same budget two periods later: the first period's account is forgotten
         ledger.standing(BudgetScope("kept", since=DAY + timedelta(days=days), until=DAY + timedelta(days=days + 1)))
     assert ledger.take_kept(account, hold, CALL, Decimal(1)) is None
+    assert hold not in ledger._holds  # (nor is its hold kept)
     assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), Decimal(0))  # (read anew: the ledger forgot it)
