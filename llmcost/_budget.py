@@ -40,7 +40,7 @@ from ._errors import BudgetExceeded
 from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
-from ._time import from_micros, micros
+from ._time import from_micros
 from ._tracker import CostTracker
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
@@ -148,20 +148,16 @@ class _Hold(SettledByEntry):
 
 
 class _Leased(_Hold):
-    """A call served from the budget's ``lease``: its ``estimate`` is taken from the lease, not reserved alone."""
+    """A call served from the budget's ``lease``: its ``estimate`` is taken from the lease, not reserved alone (its
+    ``scope`` is the lease's, and it has no ``reservation`` of its own: neither is set, nor read)."""
 
     __slots__ = ("estimate", "lease")
 
     def __init__(self, store: CostStore, lease: Lease, estimate: Decimal) -> None:
         self.store = store
-        self.scope = lease.scope
-        self.reservation = _UNRESERVED
         self.settled = False
         self.lease = lease
         self.estimate = estimate
-
-
-_UNRESERVED = Reservation("", ZERO, True, ZERO, ZERO)
 
 
 def _unsettled(token: object) -> bool:
@@ -192,7 +188,6 @@ class Budget:
     __slots__ = (
         "__weakref__",
         "_any_block",
-        "_bounds_us",
         "_committed",
         "_counts_all",
         "_end",
@@ -292,7 +287,6 @@ class Budget:
         self._start: datetime | None = None
         self._end: datetime | None = None
         self._scope: BudgetScope | None = None
-        self._bounds_us: tuple[int | None, int | None] = (None, None)  # the period's, as epoch microseconds
         # (Period budgets over a shared ledger) the headroom leased for this period, and how many ``with`` blocks are
         # open: the lease is settled and released as the last one ends.
         self._lease: Lease | None = None
@@ -446,10 +440,6 @@ class Budget:
                 model=self.model,
                 tags=self.tags or None,
             )
-            self._bounds_us = (
-                None if self._start is None else micros(self._start),
-                None if self._end is None else micros(self._end),
-            )
             self._fired = set()
             self._quiet_below = ZERO
             old, self._lease = self._lease, None
@@ -571,6 +561,26 @@ class Budget:
         if needed is None:
             needed = ZERO
         if self.period is not None:
+            lease = self._lease
+            if type(lease) is LocalLease and lease.account is not None:
+                # The usual call over a MemoryStore: if it is of the lease's period (its own bounds, against the
+                # tracker's clock), reserved exactly in the kept account of the store's ledger, in one step under the
+                # ledger's lock alone (``LocalLedger.take_kept``); else, or if it does not fit, ``_reserve`` decides
+                # under the budget's lock. The lease is the budget's as read here: should the period roll over
+                # meanwhile, a call of the lease's period still counts there (as if it had come a moment earlier).
+                budget_tracker = self._tracker
+                if budget_tracker is None:
+                    budget_tracker = get_tracker()
+                store = budget_tracker.store
+                if lease.store is store:
+                    now = budget_tracker.now_micros()
+                    since, until = lease.since_us, lease.until_us
+                    if (
+                        (since is None or since <= now)
+                        and (until is None or now < until)
+                        and lease.ledger.take_kept(lease.account, lease.hold, needed, lease.limit) is True
+                    ):
+                        return _Leased(store, lease, needed)
             return self._reserve(needed)
         limit = self.limit
         lock = self._lock
@@ -738,6 +748,11 @@ class Budget:
         ``checked``: on these very ``resource``, ``category`` and ``tags``) it matched the filters, which are then
         not matched again. The model is: a call may be checked before its model is known."""
         if self.period is not None:
+            if reservations and recorded_us is not None:
+                owner, token = reservations[0]  # (``_period_row``'s usual count, inline: the call's one guard)
+                if owner is self and type(token) is _Leased and self._gave_back(token, tracker, recorded_us):
+                    del reservations[0]
+                    return
             self._period_row(
                 tracker, amount, resource, category, tags, reservations, model, canonical_model, checked, recorded_us
             )
@@ -841,44 +856,40 @@ class Budget:
         if self._tracker is not None and tracker is not self._tracker:
             return
         found, token = self._reservation_in(reservations)
-        if type(token) is _Leased and not token.settled and recorded_us is not None:
-            lease = token.lease
-            if (
-                lease is self._lease
-                and type(lease) is LocalLease
-                and lease.store is getattr(tracker, "store", None)
-                and lease.ledger.fed
-            ):
-                # The usual count: a call served from this period's lease on the store the row went to. Its row is
-                # counted by the ledger as this gives the estimate back (in one step, under the ledger's lock).
-                lock = self._lock
-                lock.acquire()  # (as in ``reserve_estimate``)
-                try:
-                    lo, hi = self._bounds_us
-                    usual = (
-                        lease is self._lease
-                        and lease.scope is self._scope
-                        and (lo is None or lo <= recorded_us)
-                        and (hi is None or recorded_us < hi)
-                    )
-                    if usual:
-                        token.settled = True
-                        lease.drop(token.estimate)
-                        self._spent, self._committed = lease.figures()
-                        quiet = self._spent < self._quiet_below
-                finally:
-                    lock.release()
-                if usual:
-                    del reservations[found]  # type: ignore[union-attr]  # (found: a list)
-                    if not quiet:
-                        self.check_thresholds()
-                    return
+        if type(token) is _Leased and recorded_us is not None and self._gave_back(token, tracker, recorded_us):
+            del reservations[found]  # type: ignore[union-attr]  # (found: a list)
+            return
         try:
             self._count_period_row(tracker, amount, resource, category, tags, token, model, canonical_model,
                                    checked, recorded_us)  # fmt: skip
         finally:
             if _unsettled(token):  # (not counted here: an entry that does not count, or one of another period)
                 self.after_call(token, None)
+
+    def _gave_back(self, token: _Leased, tracker: TrackerLike, recorded_us: int) -> bool:
+        """``_period_row``'s usual count: a call served from a lease on the fed ledger of the store its row went to, the
+        row of the lease's period. The ledger counts the row as the call's estimate goes back (one step, under the
+        ledger's lock alone), and the budget's figures follow if the lease is still its own. ``False`` (nothing done)
+        for any other call: ``_count_period_row`` counts it."""
+        lease = token.lease
+        if token.settled or type(lease) is not LocalLease or lease.account is None:
+            return False
+        # (The call's tracker is one this budget checks: it reserved for the call. The row went to that tracker's
+        # store; the token's store is the budget's tracker's as the call was checked.)
+        since, until = lease.since_us, lease.until_us
+        if (since is not None and recorded_us < since) or (until is not None and recorded_us >= until):
+            return False
+        if token.store is not getattr(tracker, "store", None):
+            return False
+        token.settled = True
+        spent, _ = lease.ledger.give_back(lease.account, lease.hold, token.estimate)
+        if lease is self._lease:
+            # Spent as last seen (no lock needed: the budget's properties read the ledger anew, with the lock).
+            self._spent = spent
+            if spent >= self._quiet_below:  # (else no threshold can have been crossed)
+                self._stand()  # (the figures again, under the lock, for the thresholds)
+                self.check_thresholds()
+        return True
 
     def _count_period_row(
         self,
@@ -969,7 +980,10 @@ class Budget:
                 if entry is None:
                     lease.drop(estimate)
                     if current:
-                        self._committed -= estimate
+                        if type(lease) is LocalLease:  # (its calls are not added here as they reserve: ``_reserve``)
+                            self._spent, self._committed = lease.figures()
+                        else:
+                            self._committed -= estimate
                     return
                 amount = entry.amount
                 if lease.done(estimate, amount, entry.id) and current:

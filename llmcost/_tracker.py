@@ -444,6 +444,14 @@ class CostTracker:
         self._add(entry, reservations)
         return entry
 
+    def now_micros(self) -> int:
+        """The tracker's clock now, as epoch microseconds: what ``record_call`` stamps a call with (the default clock
+        read without making a datetime, as there). A period budget checks each call's period with it."""
+        if self.clock is _utc_now:
+            return _time_ns() // 1000
+        since = self.clock() - EPOCH
+        return (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
+
     def _merge_tags(self, given: FrozenTags | None) -> FrozenTags:
         outer = current_tags()
         if not given:

@@ -203,3 +203,115 @@ def test_set_active_false_on_a_period_budget_records_and_reserves_nothing() -> N
     with budget(CALL / 2, period="daily", tracker=tracker) as b:
         call()
     assert b.spent == b.reserved == 0 and tracker.entries() == []
+
+
+# -- the usual call over a MemoryStore: one ledger step before it and one after it ------------------------------
+def test_the_usual_call_is_one_ledger_step_before_and_one_after_without_the_budgets_own_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmcost import _budget
+    from llmcost.stores._ledger import LocalLedger
+
+    steps: list[str] = []
+    for name in ("take_kept", "give_back", "grow", "settle_held", "reserve", "settle"):
+        original = getattr(LocalLedger, name)
+
+        def counted(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            steps.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(LocalLedger, name, counted)
+    tracker = CostTracker()
+    call = tracked(tracker)
+    with budget(CALL * 3, period="daily", tracker=tracker) as b:
+        call()  # the first call makes the budget's lease (through ``_reserve``)
+        monkeypatch.setattr(_budget.Budget, "_reserve", None)  # the usual call never goes there ...
+        monkeypatch.setattr(_budget.Budget, "_period_row", None)  # ... nor here
+        steps.clear()
+        call()
+        assert steps == ["take_kept", "give_back"]
+        assert b.spent == CALL * 2 and b.reserved == 0
+        monkeypatch.undo()
+    # No one was given these calls' entries, so no settle can name them: the ledger keeps none of their ids.
+    assert not tracker.store.ledger()._seen  # type: ignore[attr-defined]
+
+
+def test_a_lease_of_the_day_before_keeps_its_calls_estimates_until_they_settle() -> None:
+    clock = Clock(datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC))
+    tracker = CostTracker(clock=clock)
+    during: list[llmcost.stores.Standing] = []
+    b = budget(1, period="daily", tracker=tracker)
+
+    @track_cost(tracker=tracker, estimate=CALL)
+    def across_midnight() -> Any:
+        clock.now = datetime(2024, 5, 18, 0, 0, 1, tzinfo=UTC)
+        assert b.spent == 0  # the budget rolls into the new day: the old day's lease is closed, this call in flight
+        during.append(tracker.store.standing(yesterday))
+        return RESPONSE
+
+    with b:
+        yesterday = scope_of(b)
+        across_midnight()
+        assert during == [llmcost.stores.Standing(Decimal(0), CALL)]  # its estimate held in the old day till it settled
+        assert tracker.store.standing(yesterday) == llmcost.stores.Standing(Decimal(0), Decimal(0))
+        assert b.spent == CALL and b.reserved == 0
+        tracked(tracker)()  # the new day's lease
+        assert b.spent == CALL * 2
+    ledger = tracker.store.ledger()
+    assert not ledger._holds  # type: ignore[attr-defined]  # every hold went with its last call
+
+
+def test_spend_of_another_tracker_counts_in_the_figures_and_alerts_of_the_budgets_next_call() -> None:
+    tracker = CostTracker()
+    other = CostTracker(tracker.store)  # the same store, not the budget's tracker
+    call = tracked(tracker)
+    alerts: list[llmcost.BudgetAlert] = []
+    with budget(1, period="daily", tracker=tracker, on_alert=alerts.append) as b:
+        call()
+        other.record(model="gpt-4o", input_tokens=280_000)  # $0.70
+        assert alerts == []  # (the budget hears of it at its next call)
+        call()
+        assert [(a.threshold, a.spent) for a in alerts] == [(0.5, CALL * 2 + Decimal("0.7"))]
+        with pytest.raises(BudgetExceeded):
+            track_cost(tracker=tracker, estimate=Decimal("0.3"))(lambda: RESPONSE)()  # $0.295 left
+        assert b.spent == CALL * 2 + Decimal("0.7") and b.reserved == 0
+
+
+def test_a_forked_child_checks_its_calls_against_its_own_copy_of_the_ledger() -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    tracker = CostTracker()
+    call = tracked(tracker)
+    with budget(CALL * 3, period="daily", tracker=tracker) as b:
+        call()
+        pid = os.fork()
+        if pid == 0:  # the child: two calls left of its copy, then refused
+            code = 1
+            try:
+                call()
+                call()
+                try:
+                    call()
+                except BudgetExceeded:
+                    code = 0 if b.spent == CALL * 3 and b.reserved == 0 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        call()  # the parent's own copy: as it was before the fork
+        assert b.spent == CALL * 2 and b.reserved == 0
+
+
+def test_the_first_call_after_midnight_is_checked_against_the_new_day() -> None:
+    clock = Clock(datetime(2024, 5, 17, 23, 59, 0, tzinfo=UTC))
+    tracker = CostTracker(clock=clock)
+    call = tracked(tracker)
+    with budget(CALL * 2, period="daily", tracker=tracker) as b:
+        call()  # the day before: room for one more call there
+        tracker.record(model="gpt-4o", input_tokens=2000, timestamp=datetime(2024, 5, 18, 0, 0, 1, tzinfo=UTC))
+        clock.now = datetime(2024, 5, 18, 0, 0, 30, tzinfo=UTC)
+        with pytest.raises(BudgetExceeded):
+            call()  # the new day is spent already: its lease is the old day's no more
+        assert b.spent == CALL * 2 and b.period_start == datetime(2024, 5, 18, tzinfo=UTC)

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from .. import _state
 from .._entry import CostEntry
 from .._money import ZERO
+from .._time import micros
 from ._ledger import BudgetScope, LeaseTerms, LocalLedger, Renewal, Reservation, Standing
 
 __all__ = [
@@ -357,16 +358,21 @@ class Lease:
 class LocalLease(Lease):
     """A ``Lease`` on an in-process ledger (a ``LocalLedger``: ``MemoryStore``'s, and the default of any store): no
     headroom is leased and nothing waits for a batch, each call reserves and settles exactly in the ledger, with
-    plain arithmetic under its lock (``LocalLedger.grow``/``settle_held``). No other process shares the ledger, so
-    leasing would save no transaction; calling exactly keeps every call checked against the scope as it stands
-    (entries recorded outside the budget included), as a reservation per call does. What this saves is that
-    protocol's objects and look-ups on every call.
+    plain arithmetic under its lock. No other process shares the ledger, so leasing would save no transaction;
+    calling exactly keeps every call checked against the scope as it stands (entries recorded outside the budget
+    included), as a reservation per call does. What this saves is that protocol's objects and look-ups on every call.
 
-    The calls in flight hold their estimates in one open reservation of the ledger (``hold``), opened by the first
-    call and released by ``close`` once none is in flight (else as the last one settles); the lease keeps serving
-    calls after it (a budget used as a decorator closes it after every call). The budget makes it in place of a
-    ``Lease`` (the same methods); it is never one of the process's open leases: it has nothing to settle at exit, and
-    a forked child's copy of the ledger holds its own copy of the hold.
+    The calls in flight hold their estimates in one reservation of the ledger (``hold``), added to by each call and
+    dropped by ``close`` once none is in flight (else as the last one settles: ``LocalLedger.close_hold``); the lease
+    keeps serving calls after it (a budget used as a decorator closes it after every call). The budget makes it in
+    place of a ``Lease`` (the same methods); it is never one of the process's open leases: it has nothing to settle at
+    exit, and a forked child's copy of the ledger holds its own copy of the hold.
+
+    Over a ``fed`` ledger (a ``MemoryStore``'s) the lease keeps its scope's ``account``, looked up once
+    (``open_kept``), and a call's check and settlement are one ledger step each, under the ledger's lock alone: the
+    budget calls ``ledger.take_kept(account, hold, ...)`` for a call of the lease's period (``since_us`` to
+    ``until_us``) without its own lock, and ``give_back`` once the call's row is appended (the row is counted in the
+    same step). Elsewhere each call grows and settles the hold by its scope (``grow``, ``settle_held``).
 
     Example::
 
@@ -388,13 +394,20 @@ class LocalLease(Lease):
         self.scope = scope
         self.limit = limit
         self._lock = lock
-        self.hold: int | None = None  # the ledger's reservation holding the estimates of the calls in flight
-        self.inflight = ZERO
         self.live = True
-        self.closing = False  # ``close`` came while calls were in flight: the hold goes as the last one settles
         self.standing = Standing(ZERO, ZERO)  # (unused: the figures below are the ledger's, as of the last call)
         self.spent = ZERO  # the scope's spent and reserved in the ledger after the last call settled
         self.reserved = ZERO
+        #: The scope's period as epoch microseconds (``None``: unbounded): the lease serves calls of it only.
+        self.since_us = None if scope.since is None else micros(scope.since)
+        self.until_us = None if scope.until is None else micros(scope.until)
+        #: The ledger's reservation holding the estimates of the calls in flight, and (a fed ledger) the account it is
+        #: in, both for the lease's whole life: a call gives its estimate back where it took it from.
+        self.account: Any = None
+        if ledger.fed:
+            self.hold, self.account = ledger.open_kept(scope)
+        else:
+            self.hold = ledger.open_hold(scope)
         self._pid = os.getpid()
 
     def idle(self, now: float) -> bool:
@@ -419,36 +432,36 @@ class LocalLease(Lease):
             return spent, spent + self.reserved
         return standing.spent, standing.spent + standing.reserved
 
+    def give_back(self, estimate: Decimal) -> tuple[Decimal, Decimal]:
+        """(A fed ledger) give back the ``estimate`` of a call the kept account served, whose row, if it recorded
+        one, the ledger counts in the same step: the scope's ``(spent, reserved)`` after it (kept for ``figures``).
+        Called with or without the lease's lock."""
+        spent, reserved = self.ledger.give_back(self.account, self.hold, estimate)
+        self.spent, self.reserved = spent, reserved
+        return spent, reserved
+
     def take(self, needed: Decimal) -> bool:
         """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not; the budget then reserves
         exactly, which refuses the call or, for a budget that warns, forces it). The caller holds the lease's lock."""
-        hold = self.hold
-        if hold is None:
-            hold = self.hold = self.ledger.open_hold(self.scope)
-        if not self.ledger.grow(self.scope, hold, needed, limit=self.limit):
-            return False
-        self.inflight += needed
-        return True
+        account = self.account
+        if account is not None:
+            # (``None``: the ledger forgot the account, an old period's; the budget reserves exactly then.)
+            return self.ledger.take_kept(account, self.hold, needed, self.limit) is True
+        # (A hold ``close`` dropped is added again as a call grows it.)
+        return self.ledger.grow(self.scope, self.hold, needed, limit=self.limit)
 
     def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
         """Settle a call that took ``estimate``: its ``amount`` counted in the ledger in its place (``False``: the
         budget reads the scope's figures after it with ``figures()``). The caller holds the lease's lock."""
-        self._settled(estimate, amount, entry_id)
+        self.spent, self.reserved = self.ledger.settle_held(self.scope, self.hold, estimate, amount, entry_id)
         return False
 
     def drop(self, estimate: Decimal) -> None:
-        """Give back the ``estimate`` of a call that recorded nothing that counts here (the caller holds the lease's
-        lock)."""
-        self._settled(estimate, None, None)
-
-    def _settled(self, estimate: Decimal, amount: Decimal | None, entry_id: str | None) -> None:
-        hold = self.hold
-        self.inflight -= estimate
-        self.spent, self.reserved = self.ledger.settle_held(
-            self.scope, -1 if hold is None else hold, estimate, amount, entry_id
-        )
-        if self.closing and not self.inflight:
-            self._release()
+        """Give back the ``estimate`` of a call that recorded nothing that counts here."""
+        if self.account is not None:
+            self.give_back(estimate)
+        else:
+            self.spent, self.reserved = self.ledger.settle_held(self.scope, self.hold, estimate, None, None)
 
     def renew(self, estimate: Decimal) -> bool:
         """Read where the scope stands (for ``figures``); always ``True``: the lease serves calls as long as the limit
@@ -459,23 +472,15 @@ class LocalLease(Lease):
             return True
 
     def close(self, wait: float | None = None) -> bool:
-        """Release the hold now if no call is in flight, else as the last one settles."""
+        """Drop the hold now if no call is in flight, else as the last one settles (``LocalLedger.close_hold``)."""
         lock = self._lock
         if not lock.acquire(timeout=-1 if wait is None else wait):
             return False
         try:
-            if self.inflight:
-                self.closing = True
-            else:
-                self._release()
+            self.ledger.close_hold(self.hold)
         finally:
             lock.release()
         return True
-
-    def _release(self) -> None:
-        hold, self.hold, self.closing = self.hold, None, False
-        if hold is not None:
-            self.ledger.release_hold(hold)
 
     def forked(self) -> None:
         """Nothing to do: a forked child's ledger is a copy, with the hold in it."""

@@ -371,6 +371,10 @@ class _Account:
     #: The scope's period as epoch microseconds (``None``: unbounded), as appended rows give their timestamps.
     since_us: int | None = None
     until_us: int | None = None
+    #: The scope's key in the ledger (``BudgetScope.key``), and whether the ledger still keeps the account (``False``
+    #: once ``_forget_older`` dropped it: a ``LocalLease`` that kept it must look the scope up again).
+    key: str = ""
+    kept: bool = True
 
 
 class LocalLedger(Ledger):
@@ -414,6 +418,8 @@ class LocalLedger(Ledger):
         # no settle has claimed (yet: a settle that comes after the append finds its entry counted already).
         self._unfed: set[str] = set()
         self._seen: dict[str, None] = {}
+        # Holds that ``close_hold`` found holding calls in flight: each is dropped as its last call settles.
+        self._closing: set[int] = set()
 
     def begin(self) -> None:
         self.receipts.use()
@@ -445,6 +451,7 @@ class LocalLedger(Ledger):
                 time.monotonic(),
                 since_us=None if scope.since is None else micros(scope.since),
                 until_us=None if scope.until is None else micros(scope.until),
+                key=scope.key,
             )
             self._accounts[scope.key] = (scope, account)
             self._forget_older(scope)
@@ -468,7 +475,10 @@ class LocalLedger(Ledger):
             if other.budget == scope.budget and other.since is not None and other.since < since
         )
         for _, key in older[:-1]:
-            del self._accounts[key]
+            account = self._accounts.pop(key)[1]
+            account.kept = False
+            for rid in account.holds:  # (a late call's hold there: nothing will look it up again)
+                self._holds.pop(rid, None)
 
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         with self._lock:
@@ -490,6 +500,8 @@ class LocalLedger(Ledger):
             self._drop_id(reservation.id)
 
     def _drop_id(self, rid: int) -> None:
+        if self._closing:
+            self._closing.discard(rid)
         key = self._holds.pop(rid, None)
         found = self._accounts.get(key) if key is not None else None
         if found is not None:
@@ -612,8 +624,12 @@ class LocalLedger(Ledger):
             holds = account.holds
             held = holds.get(hold)
             if held is not None and estimate:
-                holds[hold] = held - estimate
                 account.reserved -= estimate
+                rest = held - estimate
+                if rest or not self._closing or hold not in self._closing:
+                    holds[hold] = rest
+                else:
+                    self._closed(holds, hold)
             if amount is not None and (entry_id is None or entry_id not in self._seen):  # (fed: counted as appended)
                 if entry_id is None:
                     account.settled += amount
@@ -630,6 +646,92 @@ class LocalLedger(Ledger):
         """Drop ``hold`` (what it still holds included)."""
         with self._lock:
             self._drop_id(hold)
+
+    def _closed(self, holds: dict[int, Decimal], hold: int) -> None:
+        """Drop ``hold`` (empty now) from ``holds``, its account's: ``close_hold`` asked for it as its last call in
+        flight gave its estimate back (caller holds the lock)."""
+        del holds[hold]
+        self._holds.pop(hold, None)
+        self._closing.discard(hold)
+
+    def close_hold(self, hold: int) -> None:
+        """Drop ``hold`` now if no call in flight holds anything in it, else as the last one gives its estimate back
+        (``give_back``, ``settle_held``); a call that takes from it meanwhile keeps it open until then."""
+        with self._lock:
+            key = self._holds.get(hold)
+            found = self._accounts.get(key) if key is not None else None
+            if found is not None and found[1].holds.get(hold):
+                self._closing.add(hold)
+            else:
+                self._drop_id(hold)
+
+    # -- kept accounts: a fed ledger's holds, looked up once per period (``_lease.LocalLease``) --------------------
+    # A fed ledger's account is a running total, the same object for the whole period: a budget's lease keeps it with
+    # its hold, and each call then reserves in it (``take_kept``) and gives its estimate back (``give_back``) in one
+    # step under the ledger's lock each, without looking the scope up. ``_Account.kept`` says whether the ledger still
+    # keeps it (``_forget_older`` drops accounts of past periods).
+
+    def open_kept(self, scope: BudgetScope) -> tuple[int, _Account]:
+        """(``fed`` ledgers) a hold of nothing yet in ``scope``, and the scope's account, for ``take_kept`` and
+        ``give_back`` (the hold is added to the account as calls take from it, and ``close_hold`` drops it)."""
+        with self._lock:
+            account = self._account(scope)
+            self._ids += 1
+            return self._ids, account
+
+    def take_kept(self, account: _Account, hold: int, amount: Decimal, limit: Decimal) -> bool | None:
+        """``grow`` of ``hold`` in a kept ``account``: whether ``limit`` covers ``amount`` (and it was added to the
+        hold); ``None`` if the ledger no longer keeps the account (look the scope up again: ``open_kept``)."""
+        lock = self._lock
+        lock.acquire()  # (not ``with``: its protocol costs more than the lock, and this runs before every call)
+        try:
+            catch_up = self._catch_up
+            if catch_up is not None:
+                catch_up()  # (entries appended since, by anyone: counted before the limit is checked)
+            if not account.kept:
+                return None
+            # (As ``reserve`` grants. Amounts settled but not yet appended are rare here: most calls add no ``settled``;
+            # and a comparison with ``ZERO`` costs half one with the int 0.)
+            settled = account.settled
+            room = (limit - account.base - settled if settled else limit - account.base) - account.reserved
+            if room > ZERO and amount <= room:
+                if amount:
+                    holds = account.holds
+                    held = holds.get(hold)
+                    if held is None:  # (none of its calls in flight: ``close_hold`` may have dropped it)
+                        holds[hold] = amount
+                        self._holds[hold] = account.key
+                    else:
+                        holds[hold] = held + amount
+                    account.reserved += amount
+                return True
+            return False
+        finally:
+            lock.release()
+
+    def give_back(self, account: _Account, hold: int, estimate: Decimal) -> tuple[Decimal, Decimal]:
+        """Take a call's ``estimate`` out of ``hold`` in a kept ``account`` (its row, appended already, is counted in
+        the same step, as the ledger catches up): the account's ``(spent, reserved)`` after."""
+        lock = self._lock
+        lock.acquire()  # (as in ``take_kept``: this runs after every call)
+        try:
+            catch_up = self._catch_up
+            if catch_up is not None:
+                catch_up()
+            if estimate:
+                holds = account.holds
+                held = holds.get(hold)
+                if held is not None:
+                    account.reserved -= estimate
+                    rest = held - estimate
+                    if rest or not self._closing or hold not in self._closing:
+                        holds[hold] = rest
+                    else:
+                        self._closed(holds, hold)
+            settled = account.settled
+            return (account.base + settled if settled else account.base), account.reserved
+        finally:
+            lock.release()
 
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         with self._lock:
@@ -658,9 +760,9 @@ class LocalLedger(Ledger):
 
     def appended(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """(``fed`` ledgers) entries were appended (and are not yet counted), given as rows: tuples of the entry's
-        fields in ``stores._memory.ROW_FIELDS`` order, the timestamp as epoch microseconds (``ROW_*`` name the
-        positions read here). The store holds ``lock`` (so this does not take it again: a period budget's every
-        call comes here, one row at a time), and no ``CostEntry`` need be built for it."""
+        fields in ``stores._memory.ROW_FIELDS`` order, the timestamp as epoch microseconds, then the entry if one was
+        built, else ``None`` (``ROW_*`` name the positions read here). The store holds ``lock`` (so this does not
+        take it again), and no ``CostEntry`` need be built for it."""
         if not self.receipts.used:
             return
         unfed, seen = self._unfed, self._seen
@@ -669,7 +771,8 @@ class LocalLedger(Ledger):
             unfed.difference_update(mine)
             self._forget_settled(mine)
         for row in rows:
-            seen[row[ROW_ID]] = None
+            if row[ROW_ENTRY] is not None:  # (``appended_row`` says why the others are not kept)
+                seen[row[ROW_ID]] = None
         if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
             self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
         for scope, account in self._accounts.values():
@@ -683,10 +786,41 @@ class LocalLedger(Ledger):
                 ):
                     account.base += row[ROW_AMOUNT]
 
+    def appended_row(self, row: tuple[Any, ...]) -> None:
+        """``appended`` of one row (the store's usual news: a tracked call's row, told as its call settles).
+
+        A row without its ``CostEntry`` (``ROW_ENTRY``: ``None``, the tracker's per-call path) is of an entry whose id
+        no one was given (no entry was built, no subscriber or caller saw it), so no settle can name it, before its
+        append or after: its id is neither looked for in ``_unfed`` nor kept in ``_seen`` (hashing a fresh id and
+        keeping it were most of the work here)."""
+        if not self.receipts.used:
+            return
+        if row[ROW_ENTRY] is not None:
+            entry_id = row[ROW_ID]
+            unfed = self._unfed
+            if unfed and entry_id in unfed:
+                unfed.discard(entry_id)
+                self._forget_settled((entry_id,))
+            seen = self._seen
+            seen[entry_id] = None
+            if len(seen) > _SEEN:
+                self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
+        when = row[ROW_MICROS]
+        for scope, account in self._accounts.values():
+            since, until = account.since_us, account.until_us
+            if (
+                (since is None or since <= when)
+                and (until is None or when < until)
+                and (scope.plain or _row_matches(scope, row))
+            ):
+                account.base += row[ROW_AMOUNT]
+
 
 #: Positions in a row of ``stores._memory.ROW_FIELDS`` that ``LocalLedger.appended`` reads (a test checks them).
 ROW_ID, ROW_MICROS, ROW_AMOUNT, ROW_CATEGORY = 0, 1, 2, 3
 ROW_RESOURCE, ROW_MODEL, ROW_TAGS, ROW_CANONICAL = 5, 7, 12, 14
+#: ... and where the ``CostEntry`` of the row's values is, if one was built (``None`` if not): after the fields.
+ROW_ENTRY = 15
 
 
 def _row_matches(scope: BudgetScope, row: tuple[Any, ...]) -> bool:

@@ -179,6 +179,7 @@ class MemoryStore(CostStore):
     def __init__(self) -> None:
         self._lock = _state.new_rlock()  # shared with the budget ledger, which keeps a running total of appends
         self._budgets: dict[str, str] = {}
+        self._feeds: LocalLedger | None = None  # the ledger ``open_ledger`` made, told of every append
         self._clear()
 
     def _clear(self) -> None:
@@ -265,18 +266,26 @@ class MemoryStore(CostStore):
         """A ledger in this process that keeps each budget's spend as a running total of appends (exact, and no
         re-reading of the entries): it is told of the entries appended since it last looked before it reads an
         account (``_catch_up``)."""
-        return LocalLedger(self.total, lock=self._lock, fed=True, catch_up=self._catch_up)
+        ledger = self._feeds = LocalLedger(self.total, lock=self._lock, fed=True, catch_up=self._catch_up)
+        return ledger
 
     def _catch_up(self) -> None:
         """Tell the ledger of the pending entries it has not been told of (caller holds the lock). Entries reach
         the ledger in the order they were appended, each once: ``_fed`` counts the front of ``_pending`` told."""
         pending, fed = self._pending, self._fed
-        if len(pending) == fed:
+        n = len(pending)
+        if n == fed:
             return  # (the usual look: nothing appended since the last one)
+        ledger = self._feeds
+        if n == fed + 1:  # (the usual look after a call: its row, alone)
+            row = pending[fed]
+            self._fed = n
+            if ledger is not None:
+                ledger.appended_row(row if type(row) is tuple else _row_of(row))
+            return
         new = pending[fed:]
         self._fed = fed + len(new)
-        ledger = self.current_ledger()
-        if isinstance(ledger, LocalLedger):
+        if ledger is not None:
             # Told as rows (``ROW_FIELDS``, epoch microseconds): those of ``append_row`` as they are, so a tracked
             # call under a period budget needs no ``CostEntry`` built for the ledger; entries of ``append`` as theirs.
             rows = new if _all_are(map(type, new), tuple) else list(map(_row_of, new))

@@ -29,6 +29,7 @@ def test_row_positions_match_the_memory_stores_row_fields() -> None:
         ("canonical_model", _ledger.ROW_CANONICAL),
     ]:
         assert ROW_FIELDS[position] == name
+    assert len(ROW_FIELDS) == _ledger.ROW_ENTRY  # the entry, if built, after the fields (``MemoryStore.append_row``)
 
 
 def make_entry(**fields):  # type: ignore[no-untyped-def]
@@ -69,3 +70,86 @@ def test_rows_and_entries_count_alike_by_period_and_filters() -> None:
     expected = {scope.budget: sum((e.amount for e in entries if scope.matches(e)), Decimal(0)) for scope in scopes}
     assert spent == expected
     assert spent == {"all": 57, "team": 1, "bot": 1, "model": 32, "ever": 63}
+
+
+def test_rows_told_one_at_a_time_count_as_rows_told_together() -> None:
+    # A tracked call's row reaches the ledger alone (``appended_row``), as its call settles; a burst of appends
+    # reaches it together (``appended``): both count each row once, in the accounts it matches.
+    scopes = [
+        BudgetScope("all", since=DAY, until=DAY + timedelta(days=1)),
+        BudgetScope("team", since=DAY, until=DAY + timedelta(days=1), tags=to_tags({"team": "a"})),
+        BudgetScope("model", since=DAY, until=DAY + timedelta(days=1), model="gpt-4o"),
+    ]
+    entries = [
+        make_entry(amount="1", timestamp=DAY, tags={"team": "a"}),
+        make_entry(amount="2", timestamp=DAY + timedelta(days=1), tags={"team": "a"}),  # the next day
+        make_entry(amount="4", timestamp=DAY + timedelta(hours=1), model="gpt-4o-mini"),
+        make_entry(amount="8", timestamp=DAY + timedelta(hours=2), model="gpt-4o"),
+    ]
+    seen = []
+    for one_at_a_time in (True, False):
+        store = MemoryStore()
+        ledger = store.ledger()
+        for scope in scopes:
+            ledger.standing(scope)
+        for entry in entries:
+            store.append_row(_row(entry))
+            if one_at_a_time:
+                ledger.standing(scopes[0])  # the ledger catches up on this one row
+        seen.append({scope.budget: ledger.standing(scope).spent for scope in scopes})
+    assert seen == [{"all": 13, "team": 1, "model": 8}] * 2
+
+
+# -- kept accounts: how a period budget's calls reserve and settle over a MemoryStore --------------------------
+SCOPE = BudgetScope("kept", since=DAY, until=DAY + timedelta(days=1))
+CALL = Decimal("0.0025")
+
+
+def test_a_kept_account_counts_every_append_before_it_checks_and_grants_exactly_up_to_the_limit() -> None:
+    store = MemoryStore()
+    ledger = store.ledger()
+    assert isinstance(ledger, _ledger.LocalLedger)
+    hold, account = ledger.open_kept(SCOPE)
+    limit = CALL * 4
+    assert ledger.take_kept(account, hold, CALL * 2, limit) is True
+    assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), CALL * 2)
+    store.append_row(_row(make_entry(amount=CALL, timestamp=DAY)))  # recorded by anyone, not through the hold
+    assert ledger.take_kept(account, hold, CALL + Decimal("1e-18"), limit) is False  # one atom past the limit
+    assert ledger.take_kept(account, hold, CALL, limit) is True  # exactly at it
+    assert ledger.take_kept(account, hold, Decimal(0), limit) is False  # nothing left: not even a free call
+    assert ledger.give_back(account, hold, CALL * 2) == (CALL, CALL)
+    store.append_row(_row(make_entry(amount=CALL * 3, timestamp=DAY)))  # the call's row, counted as it gives back
+    assert ledger.give_back(account, hold, CALL) == (CALL * 4, 0)
+    assert ledger.standing(SCOPE) == _ledger.Standing(CALL * 4, Decimal(0))
+
+
+def test_a_closed_hold_keeps_what_calls_in_flight_hold_and_goes_with_the_last_of_them() -> None:
+    store = MemoryStore()
+    ledger = store.ledger()
+    assert isinstance(ledger, _ledger.LocalLedger)
+    hold, account = ledger.open_kept(SCOPE)
+    assert ledger.take_kept(account, hold, CALL, Decimal(1)) and ledger.take_kept(account, hold, CALL, Decimal(1))
+    ledger.close_hold(hold)  # two calls in flight: their estimates stay reserved
+    assert ledger.standing(SCOPE).reserved == CALL * 2 and hold in ledger._holds
+    assert ledger.give_back(account, hold, CALL) == (0, CALL)
+    assert hold in ledger._holds
+    assert ledger.give_back(account, hold, CALL) == (0, 0)
+    assert hold not in ledger._holds and not account.holds  # the last one settled: the hold went with it
+    assert ledger.take_kept(account, hold, CALL, Decimal(1))  # a call after the close opens it again ...
+    assert ledger.standing(SCOPE).reserved == CALL and ledger._holds[hold] == SCOPE.key
+    assert ledger.give_back(account, hold, CALL) == (0, 0)
+    ledger.close_hold(hold)  # ... and a close with nothing in flight drops it at once
+    assert hold not in ledger._holds and not account.holds and ledger.standing(SCOPE).reserved == 0
+
+
+def test_a_kept_account_the_ledger_forgot_is_not_taken_from() -> None:
+    store = MemoryStore()
+    ledger = store.ledger()
+    assert isinstance(ledger, _ledger.LocalLedger)
+    hold, account = ledger.open_kept(SCOPE)
+    assert ledger.take_kept(account, hold, CALL, Decimal(1)) is True
+    for days in (1, 2):  # the same budget two periods later: the first period's account is forgotten
+        ledger.standing(BudgetScope("kept", since=DAY + timedelta(days=days), until=DAY + timedelta(days=days + 1)))
+    assert ledger.take_kept(account, hold, CALL, Decimal(1)) is None
+    assert hold not in ledger._holds  # (nor is its hold kept)
+    assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), Decimal(0))  # (read anew: the ledger forgot it)
