@@ -19,8 +19,10 @@ and an acknowledgement reduces the row by the amounts of its entries now written
 A process that dies leaves its batch rows as it leaves settled rows: counted until the period's account goes.
 
 An acknowledgement makes recorded spend stale (entries were written): the writer that acknowledges reads the spend
-of the scopes its entries were settled in again first, after its write and outside any lock, and stores it with the
-acknowledgement, so that the next batch (on the calls' path, holding the ledger's lock) need not read the store.
+of the scopes its entries were settled in, and of those this process used in the last ``refresh`` seconds, again
+first, after its write and outside any lock, and stores it with the acknowledgement, so that the next batch (on the
+calls' path, holding the ledger's lock) need not read the store. The writer tells the ledger what it wrote by the
+entries' ids alone (``acknowledge_ids``: no ``CostEntry`` is built for it).
 Where it could not (another acknowledgement came in between), the next use reads the spend before its transaction,
 outside the lock, and takes it if no acknowledgement came since (``_spend_first``): a store read never holds the
 ledger's lock that every process waits for (with several processes writing a DuckDB file it takes 0.2-1 s).
