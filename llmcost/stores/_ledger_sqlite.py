@@ -97,6 +97,9 @@ INSERT OR IGNORE INTO meta VALUES ('gen', 0), ('swept', 0);
 _FOREVER = ""  # the entry of a settled amount that no acknowledgement will clear (its entry went to another store)
 _BATCH = "*"  # the entry of a lease batch's row (no entry id is "*": ids are hex digits, or given by an importer)
 _CHUNK = 500  # ids per IN (...) list
+#: At most this many scopes used lately (besides those of the batch rows written) have their spend read at an
+#: acknowledgement: each is a query of the store.
+_FRESH_USED = 8
 
 
 _LOAD = """
@@ -681,16 +684,21 @@ class SqliteLedger(Ledger):
 
     def _fresh_scopes(self, written: AbstractSet[str]) -> list[BudgetScope]:
         """The scopes whose recorded spend an acknowledgement of ``written`` reads (caller holds the lock): those of
-        the batch rows that hold any of them, and those this process used in the last ``refresh`` seconds (a lease's
-        next batch, or the next exact reservation, would otherwise read it on the calls' path: any acknowledgement
-        makes every account's spend stale)."""
+        the batch rows that hold any of them, and those this process used in the last ``refresh`` seconds, the last
+        ``_FRESH_USED`` of them (a lease's next batch, or the next exact reservation, would otherwise read it on the
+        calls' path: any acknowledgement makes every account's spend stale)."""
         found = {scope.key: scope for scope in self._batches.scopes(written)}
         now = time.monotonic()
+        lately = []
         for key, (scope, when) in list(self._used.items()):
             if now - when > self._refresh:
                 del self._used[key]
             else:
-                found[key] = scope
+                lately.append((when, key, scope))
+        if len(lately) > _FRESH_USED:  # (a process with many budgets: the others read theirs at their next use)
+            lately = sorted(lately, key=lambda used: used[0])[-_FRESH_USED:]
+        for _, key, scope in lately:
+            found[key] = scope
         return list(found.values())
 
     def _fresh_totals(self, scopes: Sequence[BudgetScope]) -> tuple[float, float, dict[str, Decimal]] | None:

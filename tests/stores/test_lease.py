@@ -331,6 +331,31 @@ def test_an_acknowledgement_reads_the_spend_of_the_scopes_in_use(tmp_path):
     ledger.close()
 
 
+def test_an_acknowledgement_reads_the_spend_of_a_few_scopes_in_use_at_most(tmp_path, monkeypatch):
+    # Each scope read is a query of the store: a process with many budgets reads at an acknowledgement only the last
+    # few scopes it used (and those of the batch rows written); the others read theirs at their next use.
+    from llmcost.stores import _ledger_sqlite
+
+    monkeypatch.setattr(_ledger_sqlite, "_FRESH_USED", 3)
+    reads: list[object] = []
+
+    def total(**filters: object) -> Decimal:
+        reads.append(filters["tags"])
+        return Decimal(0)
+
+    ledger = SqliteLedger(str(tmp_path / "ledger"), total=total)
+    ledger.begin()
+    scopes = [
+        BudgetScope(f"user-{i}", since=DAY, until=DAY + timedelta(days=1), tags={"user": str(i)}) for i in range(6)
+    ]  # type: ignore[arg-type]
+    for s in scopes:
+        ledger.standing(s)
+    reads.clear()
+    ledger.acknowledge_ids([make_entry(1).id])
+    assert reads == [s.tags for s in scopes[-3:]]
+    ledger.close()
+
+
 def test_a_failed_acknowledgement_of_batch_entries_is_made_with_the_next_one(tmp_path, monkeypatch):
     # (SqliteLedger) the written entries of a batch row whose acknowledgement failed leave it with the next
     # acknowledgement: else their amounts would count twice (in the store, and in the row) for the rest of the period.
