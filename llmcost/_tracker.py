@@ -627,15 +627,20 @@ class CostTracker:
                         raise StoreError(f"could not write {count} entries to {self.store!r}: {exc}") from exc
                     raise
                 store = self.store
-                if type(store).acknowledge is not CostStore.acknowledge or store.current_ledger() is not None:
-                    self._acknowledge(batch.entries())  # built only when a ledger listens
+                if type(store).acknowledge is not CostStore.acknowledge:
+                    self._acknowledge(batch.entries())  # a store that acknowledges in its own way gets the entries
+                elif store.current_ledger() is not None:
+                    self._acknowledge(batch)  # by id: no ``CostEntry`` built (only when a ledger listens)
             self.store.flush()
             self._last_flush = time.monotonic()
 
-    def _acknowledge(self, batch: Sequence[CostEntry]) -> None:
+    def _acknowledge(self, batch: Sequence[CostEntry] | FieldColumns) -> None:
         """Tell the store's budget ledger that ``batch`` is written (its settled amounts give way to the rows)."""
         try:
-            self.store.acknowledge(batch)
+            if isinstance(batch, FieldColumns):
+                self.store.acknowledge_columns(batch)
+            else:
+                self.store.acknowledge(batch)
         except Exception as exc:  # noqa: BLE001 - the entries are written; budgets read the store again later
             log_once(("acknowledge", type(exc)), "llmcost: could not update the budget ledger: %r", exc)
 

@@ -343,3 +343,97 @@ def test_an_unknown_period_names_the_right_ones():
         ValueError, match=r"hourly, daily, weekly, monthly, total \(or hour, today, day, week, month\); got 'fortnight'"
     ):
         CostTracker().summary(period="fortnight")
+
+
+# -- acknowledging written entries ----------------------------------------------------------------------------------
+class _BufferedStore(CostStore):
+    """A buffered store (the tracker writes it in batches) whose ledger is ``ledger``."""
+
+    url = "buffered://"
+    buffered = True
+
+    def __init__(self, ledger_by_id: bool) -> None:
+        self.rows: list[CostEntry] = []
+        self.by_id = ledger_by_id
+        self.told: list[object] = []  # what the ledger was told was written: ids, or entries
+
+    def append(self, entries):  # type: ignore[no-untyped-def]
+        self.rows.extend(entries)
+
+    def append_columns(self, columns):  # type: ignore[no-untyped-def]
+        from llmcost._entry import trusted_entry
+
+        self.rows.extend(map(trusted_entry, *columns.fields))  # (not ``columns.entries()``, which the test counts)
+
+    def close(self) -> None:
+        pass
+
+    def _entries(self, filters: Filters) -> list[CostEntry]:
+        return [e for e in self.rows if filters.matches(e)]
+
+    def _total(self, filters: Filters) -> Decimal:
+        return sum((e.amount for e in self._entries(filters)), Decimal(0))
+
+    def save_budget(self, name: str, definition: str) -> None:
+        pass
+
+    def load_budgets(self) -> dict[str, str]:
+        return {}
+
+    def delete_budget(self, name: str) -> bool:
+        return False
+
+    def open_ledger(self):  # type: ignore[no-untyped-def]
+        from llmcost.stores._ledger import LocalLedger
+
+        store = self
+
+        class Told(LocalLedger):
+            by_id = store.by_id
+
+            def acknowledge(self, entries):  # type: ignore[no-untyped-def]
+                store.told.extend(entries)
+                LocalLedger.acknowledge_ids(self, [e.id for e in entries])  # (not this class's: it would note them)
+
+            def acknowledge_ids(self, ids):  # type: ignore[no-untyped-def]
+                store.told.extend(ids)
+                super().acknowledge_ids(ids)
+
+        return Told(self.total)
+
+
+@pytest.mark.parametrize("by_id", [True, False])
+def test_the_writer_acknowledges_what_it_wrote_by_id_or_as_entries(by_id, monkeypatch):
+    # A ledger that acknowledges by id (``Ledger.by_id``) is told the written entries' ids, and no CostEntry is built
+    # for it; another ledger gets the entries, equal to those recorded. Either way the budget counts each call once.
+    from llmcost._rows import FieldColumns
+
+    store = _BufferedStore(by_id)
+    tracker = CostTracker(store, flush_interval=3600)
+    cap = llmcost.budget(Decimal("10"), period="daily", tracker=tracker)
+    response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}  # $0.0025
+    call = llmcost.track_cost(tracker=tracker, resource="r", estimate=Decimal("0.01"))(lambda: response)
+    recorded = [tracker.record(amount="0.25", resource="r") for _ in range(3)]
+    with cap:
+        for _ in range(2):
+            call()
+        recorded += [tracker.record(amount="0.5", resource="r")]
+        built = FieldColumns.entries
+        entries_built: list[int] = []
+
+        def counting(self):  # type: ignore[no-untyped-def]
+            entries_built.append(len(self))
+            return built(self)
+
+        monkeypatch.setattr(FieldColumns, "entries", counting)
+        before = len(store.rows)
+        tracker.flush()
+        written = store.rows[before:]
+        assert len(written) == 3
+        if by_id:
+            assert store.told == [e.id for e in store.rows] and not entries_built
+        else:
+            assert store.told == store.rows and entries_built == [len(written)]
+        assert [e for e in store.rows if e.amount != Decimal("0.0025")] == recorded
+        assert (cap.spent, cap.reserved) == (Decimal("1.255"), 0) == (store.total(), 0)
+    tracker.close()

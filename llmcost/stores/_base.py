@@ -13,7 +13,7 @@ from .._entry import CostEntry
 from .._money import ZERO
 from .._summary import CostSummary, summarize
 from ._filters import NO_FILTERS, Filters
-from ._lease import acknowledged, close_leases
+from ._lease import acknowledged, acknowledged_ids, close_leases
 from ._ledger import BudgetScope, LeaseTerms, Ledger, LocalLedger, Renewal, Reservation, Standing
 
 if TYPE_CHECKING:
@@ -299,6 +299,20 @@ class CostStore(abc.ABC):
             # the entries, so no batch settles an entry the store has (even if the ledger's step fails).
             acknowledged(self, entries)
             made.acknowledge(entries)
+
+    def acknowledge_columns(self, columns: FieldColumns) -> None:
+        """``acknowledge`` of the entries ``columns`` holds (a tracker's writer calls it after each write): the leases
+        and a ledger that acknowledges by id (``Ledger.by_id``) read only the entries' ids, so no ``CostEntry`` is
+        built for them; another ledger gets the entries. A store that overrides ``acknowledge`` gets its entries from
+        the tracker instead."""
+        made = self.current_ledger()
+        if made is not None:
+            ids = columns.column("id")
+            acknowledged_ids(self, ids)  # (the leases first, as ``acknowledge`` says)
+            if made.by_id:
+                made.acknowledge_ids(ids)
+            else:
+                made.acknowledge(columns.entries())
 
     def close_ledger(self) -> None:
         """Settle and release this process's budget leases on the store, then release the ledger's files and threads

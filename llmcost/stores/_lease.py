@@ -53,6 +53,7 @@ __all__ = [
     "Lease",
     "LocalLease",
     "acknowledged",
+    "acknowledged_ids",
     "close_leases",
     "settle_idle",
 ]
@@ -102,6 +103,8 @@ class LeaseStore(Protocol):
         entry_id: str | None = None,
     ) -> Standing: ...
 
+
+_monotonic = time.monotonic  # (read on every call a lease serves)
 
 #: Leases of this process that may hold a reservation or amounts (``_state.open_leases``).
 _OPEN: set[Lease] = _state.open_leases
@@ -195,10 +198,10 @@ class Lease:
     def take(self, needed: Decimal) -> bool:
         """Serve ``needed`` from the lease, if it is live, not due for its batch, and has that much unused (the
         caller holds the lease's lock)."""
-        if not self.live or time.monotonic() - self.renewed > RENEW_SECONDS:
+        if not self.live or _monotonic() - self.renewed > RENEW_SECONDS:
             return False
         free = self.free
-        if free > 0 and needed <= free:  # (as the ledger grants a reservation)
+        if free > ZERO and needed <= free:  # (as the ledger grants a reservation; ZERO: no int converted per call)
             self.inflight += needed
             self.free = free - needed
             return True
@@ -244,15 +247,19 @@ class Lease:
         self.count += 1
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> None:
-        """``entries`` are in the store now: those awaiting this lease's batch leave it when it is next settled (the
-        store's total counts them), their amounts keeping their place in the lease until then.
+        """``acknowledged_ids`` of ``entries``."""
+        self.acknowledged_ids([entry.id for entry in entries])
+
+    def acknowledged_ids(self, ids: Sequence[str]) -> None:
+        """The entries of ``ids`` are in the store now: those awaiting this lease's batch leave it when it is next
+        settled (the store's total counts them), their amounts keeping their place in the lease until then.
 
         Called by the tracker's writer as it writes, this takes no lock: it only queues the ids (``_take_acks``
         moves them, under the lock). A writer waiting here for the budget's lock could wait for a thread that a
         signal interrupted while holding it, and SIGTERM's flush with it."""
         pending = self.pending
         if pending:  # (an entry kept after this look is settled with its batch, and found written there)
-            self._acks.extend([entry.id for entry in entries if entry.id in pending])
+            self._acks.extend(filter(pending.__contains__, ids))  # (in C: the writer runs this for every entry)
 
     def _take_acks(self) -> None:
         """Move the amounts of queued acknowledged entries out of ``pending`` (caller holds the lock)."""
@@ -489,9 +496,15 @@ class LocalLease(Lease):
 def acknowledged(store: LeaseStore, entries: Sequence[CostEntry]) -> None:
     """Tell this process's leases on ``store`` that ``entries`` are in it now."""
     if _OPEN:
+        acknowledged_ids(store, [entry.id for entry in entries])
+
+
+def acknowledged_ids(store: LeaseStore, ids: Sequence[str]) -> None:
+    """Tell this process's leases on ``store`` that the entries of ``ids`` are in it now."""
+    if _OPEN:
         for lease in list(_OPEN):
             if lease.store is store:
-                lease.acknowledged(entries)
+                lease.acknowledged_ids(ids)
 
 
 def close_leases(store: LeaseStore | None = None, wait: float | None = None) -> None:

@@ -270,12 +270,22 @@ class Receipts:
                 self.settled.difference_update(written)
             return written
 
+    def written(self, ids: Collection[str]) -> set[str]:
+        """Those of ``ids`` acknowledged already (usually none), noting nothing: for a ledger that keeps which entries
+        it settled itself (``SqliteLedger``'s batch rows)."""
+        with self._lock:
+            early = self._early
+            return {i for i in ids if i in early} if early and not early.keys().isdisjoint(ids) else set()
+
     def acknowledged(self, entries: Sequence[CostEntry]) -> list[str]:
-        """The ids among ``entries`` this process settled (now to be forgotten); remember every one as written, for a
-        settle that may still come (early, or in another scope: counted once, in the store's total).
+        """``acknowledged_ids`` of ``entries``."""
+        return self.acknowledged_ids([entry.id for entry in entries])
+
+    def acknowledged_ids(self, ids: Sequence[str]) -> list[str]:
+        """The ids among ``ids`` (of written entries) this process settled (now to be forgotten); remember every one
+        as written, for a settle that may still come (early, or in another scope: counted once, in the store's total).
 
         The writer's per-entry work on every write: set and dict operations over the ids, in C."""
-        ids = [entry.id for entry in entries]
         with self._lock:
             settled, early = self.settled, self._early
             mine = [] if settled.isdisjoint(ids) else list(dict.fromkeys(i for i in ids if i in settled))
@@ -349,6 +359,14 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def acknowledge(self, entries: Sequence[CostEntry]) -> None:
         """``entries`` are in the store now (the tracker wrote them)."""
+
+    #: Whether ``acknowledge_ids`` does ``acknowledge``'s work from the entries' ids alone: the tracker's writer then
+    #: tells the ledger what it wrote without building a ``CostEntry`` per entry (``CostStore.acknowledge_columns``).
+    by_id: bool = False
+
+    def acknowledge_ids(self, ids: Sequence[str]) -> None:
+        """``acknowledge`` of the entries with these ``ids`` (ledgers whose ``by_id`` is true)."""
+        raise NotImplementedError(f"{type(self).__name__} acknowledges entries, not ids (its ``by_id`` is False)")
 
     def begin(self) -> None:  # noqa: B027 - optional: only ledgers that track acknowledgements need it
         """A budget starts using the ledger in this process: from now on acknowledgements matter."""
@@ -738,11 +756,18 @@ class LocalLedger(Ledger):
             account = self._account(scope, refresh)
             return Standing(account.base + account.settled, account.reserved)
 
+    by_id = True
+
     def acknowledge(self, entries: Sequence[CostEntry]) -> None:
         if not self.receipts.used or self._fed:
             return  # a fed ledger learns of entries through ``appended``
+        self.acknowledge_ids([entry.id for entry in entries])
+
+    def acknowledge_ids(self, ids: Sequence[str]) -> None:
+        if not self.receipts.used or self._fed:
+            return  # a fed ledger learns of entries through ``appended``
         with self._lock:
-            self._forget_settled(self.receipts.acknowledged(entries))
+            self._forget_settled(self.receipts.acknowledged_ids(ids))
             self._gen += 1
 
     def _forget_settled(self, ids: Iterable[str]) -> None:

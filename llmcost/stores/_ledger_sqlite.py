@@ -19,8 +19,10 @@ and an acknowledgement reduces the row by the amounts of its entries now written
 A process that dies leaves its batch rows as it leaves settled rows: counted until the period's account goes.
 
 An acknowledgement makes recorded spend stale (entries were written): the writer that acknowledges reads the spend
-of the scopes its entries were settled in again first, after its write and outside any lock, and stores it with the
-acknowledgement, so that the next batch (on the calls' path, holding the ledger's lock) need not read the store.
+of the scopes its entries were settled in, and of those this process used in the last ``refresh`` seconds, again
+first, after its write and outside any lock, and stores it with the acknowledgement, so that the next batch (on the
+calls' path, holding the ledger's lock) need not read the store. The writer tells the ledger what it wrote by the
+entries' ids alone (``acknowledge_ids``: no ``CostEntry`` is built for it).
 Where it could not (another acknowledgement came in between), the next use reads the spend before its transaction,
 outside the lock, and takes it if no acknowledgement came since (``_spend_first``): a store read never holds the
 ledger's lock that every process waits for (with several processes writing a DuckDB file it takes 0.2-1 s).
@@ -44,10 +46,9 @@ import sqlite3
 import sys
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from decimal import Decimal, localcontext
-from itertools import repeat
 from typing import Any, TypeVar
 
 from .. import _state
@@ -96,6 +97,9 @@ INSERT OR IGNORE INTO meta VALUES ('gen', 0), ('swept', 0);
 _FOREVER = ""  # the entry of a settled amount that no acknowledgement will clear (its entry went to another store)
 _BATCH = "*"  # the entry of a lease batch's row (no entry id is "*": ids are hex digits, or given by an importer)
 _CHUNK = 500  # ids per IN (...) list
+#: At most this many scopes used lately (besides those of the batch rows written) have their spend read at an
+#: acknowledgement: each is a query of the store.
+_FRESH_USED = 8
 
 
 _LOAD = """
@@ -149,109 +153,49 @@ class _Account:
 
 class _Batches:
     """Which settled amounts each of this process's batch rows holds: per row, ``[amount, amounts, scope]`` (what it
-    holds still, and of which entries: ``{entry id: amount}``, the batch's own mapping); per entry id, its row
-    (``more``: the further rows of an entry settled in several scopes).
+    holds still, and of which entries: ``{entry id: amount}``, a copy of the lease's mapping).
 
-    A batch is kept as the mapping the lease handed over (copied in C), and indexed by one ``dict.fromkeys``: no
-    object per entry on the calls' path. The per-entry work is the writer's, as it acknowledges."""
+    Nothing is indexed per entry as a batch settles (on the calls' path): an acknowledgement looks for its written
+    entries row by row, with set operations in C over the few rows not yet written whole (a flush writes whole
+    batches, so most rows go at once). An entry settled in several scopes is in several rows, each found alike."""
 
-    __slots__ = ("by_entry", "more", "rows")
+    __slots__ = ("rows",)
 
     def __init__(self) -> None:
-        self.by_entry: dict[str, int] = {}
-        self.more: dict[str, list[int]] = {}
         self.rows: dict[int, list[Any]] = {}
 
     def add(self, row: int, scope: BudgetScope, amounts: dict[str, Decimal], total: Decimal) -> None:
         """Row ``row`` of ``scope`` holds ``amounts`` (by entry id; kept as it is), ``total`` in all."""
-        by_entry = self.by_entry
-        if by_entry.keys().isdisjoint(amounts):  # (the usual case, in C: every entry is settled in one scope)
-            by_entry.update(dict.fromkeys(amounts, row))
-        else:
-            for entry_id in amounts:
-                if entry_id in by_entry:
-                    self.more.setdefault(entry_id, []).append(row)
-                else:
-                    by_entry[entry_id] = row
         self.rows[row] = [total, amounts, scope]
 
-    def _rows_of(self, entry_id: str) -> list[int]:
-        row = self.by_entry.get(entry_id)
-        if row is None:
-            return []
-        return [row, *self.more.get(entry_id, ())] if self.more else [row]
-
-    def scopes(self, ids: Sequence[str]) -> list[BudgetScope]:
-        """The scopes of the rows that hold the entries ``ids``."""
-        rows = self.rows
-        if len(rows) == 1:  # (the usual case: one budget, its batches acknowledged as they come)
-            return [held[2] for held in rows.values()]
-        hit = set(map(self.by_entry.get, ids))  # (in C)
-        if self.more:
-            for entry_id in ids:
-                hit.update(self.more.get(entry_id, ()))
-        found: dict[str, BudgetScope] = {}
-        for row in hit:
-            held = rows.get(row)  # type: ignore[arg-type]  # (None, for ids of no batch, is no row)
-            if held is not None:
-                found[held[2].key] = held[2]
+    def scopes(self, written: AbstractSet[str]) -> list[BudgetScope]:
+        """The scopes of the rows that hold any of the entries ``written``."""
+        found = {held[2].key: held[2] for held in self.rows.values() if not held[1].keys().isdisjoint(written)}
         return list(found.values())
 
-    def written(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
-        """For the written entries ``ids``: per batch row, the amount and number of its entries among them; and the
-        ids held by no batch row (settled one by one, in rows of their own). Changes nothing (``forget`` does).
+    def holding(self, written: AbstractSet[str]) -> set[str]:
+        """Those of ``written`` that some row holds."""
+        found: set[str] = set()
+        for held in self.rows.values():
+            found.update(held[1].keys() & written)
+        return found
 
-        The writer runs this for every entry it writes, so the usual case is counted in C: each entry in one row, and
-        a row whose entries are all written (a flush writes whole batches) takes what it holds as a whole."""
-        by_entry, rows = self.by_entry, self.rows
-        if self.more:
-            return self._written_each(ids)
-        where = list(map(by_entry.get, ids))
-        counts = Counter(where)
-        alone = [i for i, row in zip(ids, where, strict=True) if row is None] if None in counts else []
+    def written(self, written: AbstractSet[str]) -> dict[int, tuple[Decimal, int]]:
+        """For the written entries ``written``: per batch row that holds any, the amount and number of its entries
+        among them. Changes nothing (``forget`` does)."""
         out: dict[int, tuple[Decimal, int]] = {}
-        wanted: set[str] | None = None
-        for row, n in counts.items():
-            held = rows.get(row)  # type: ignore[arg-type]
-            if held is None:
+        for row, (amount, amounts, _) in self.rows.items():
+            if len(amounts) <= len(written) and amounts.keys() <= written:  # (the usual case: the row written whole)
+                out[row] = (amount, len(amounts))
                 continue
-            amounts = held[1]
-            if wanted is None:
-                wanted = set(ids)
-            if n >= len(amounts) and amounts.keys() <= wanted:
-                out[row] = (held[0], len(amounts))  # type: ignore[index]  # (row is an int here)
-            else:
-                found = [amounts[i] for i in ids if i in amounts]
-                out[row] = (sum(found, ZERO), len(found))  # type: ignore[index]
-        return out, alone
+            hit = amounts.keys() & written
+            if hit:
+                out[row] = (sum(map(amounts.__getitem__, hit), ZERO), len(hit))
+        return out
 
-    def _written_each(self, ids: Sequence[str]) -> tuple[dict[int, tuple[Decimal, int]], list[str]]:
-        """``written``, entry by entry (some entries are held by several rows: settled in several scopes)."""
-        by_entry, more, rows = self.by_entry, self.more, self.rows
-        sums: dict[int, list[Decimal]] = {}
-        alone: list[str] = []
-        for entry_id in ids:
-            first = by_entry.get(entry_id)
-            if first is None:
-                alone.append(entry_id)
-                continue
-            for row in [first, *more.get(entry_id, ())]:
-                held = rows.get(row)
-                if held is None:
-                    continue
-                found = sums.get(row)
-                if found is None:
-                    sums[row] = [held[1][entry_id]]
-                else:
-                    found.append(held[1][entry_id])
-        return {row: (sum(amounts, ZERO), len(amounts)) for row, amounts in sums.items()}, alone
-
-    def forget(self, ids: Sequence[str], rows: dict[int, tuple[Decimal, int]]) -> None:
-        """``written``'s entries are acknowledged: they and what their rows held of them go."""
-        held_rows, more = self.rows, self.more
-        deque(map(self.by_entry.pop, ids, repeat(None)), maxlen=0)  # (in C)
-        if more:
-            deque(map(more.pop, ids, repeat(None)), maxlen=0)
+    def forget(self, written: AbstractSet[str], rows: dict[int, tuple[Decimal, int]]) -> None:
+        """``written``'s entries are acknowledged: what ``rows`` (``written``'s answer) held of them goes."""
+        held_rows = self.rows
         for row, (amount, n) in rows.items():
             held = held_rows.get(row)
             if held is None:
@@ -260,7 +204,8 @@ class _Batches:
             if n >= len(amounts):
                 del held_rows[row]  # its last entries
                 continue
-            deque(map(amounts.pop, ids, repeat(None)), maxlen=0)
+            for entry_id in amounts.keys() & written:
+                del amounts[entry_id]
             held[0] -= amount
 
     def left(self, row: int) -> tuple[Decimal, int]:
@@ -325,8 +270,14 @@ class SqliteLedger(Ledger):
         self._renewed = 0.0  # when this process last wrote its holders row
         self._queue_fd: int | None = None
         self.receipts = Receipts()
-        self._unacknowledged: list[str] = []  # ids settled here whose acknowledgement failed: tried again
+        # Written entries whose acknowledgement failed, tried again with the next: the ids settled here one by one,
+        # and those held by batch rows.
+        self._unacknowledged: list[str] = []
+        self._unacknowledged_held: set[str] = set()
         self._batches = _Batches()  # what this process's batch rows hold
+        #: The scopes this process used lately, by key, with when (``time.monotonic()``): their recorded spend is read
+        #: at each acknowledgement (``_fresh_scopes``), so their next use, on the calls' path, need not read it.
+        self._used: dict[str, tuple[BudgetScope, float]] = {}
 
     leases = True
 
@@ -335,7 +286,7 @@ class SqliteLedger(Ledger):
         """In a forked child, forget the parent's connection, queue file, holds and heartbeat: none is ours."""
         if self._pid != os.getpid():
             self._con, self._beating, self.receipts, self._renewed = None, None, Receipts(), 0.0
-            self._unacknowledged, self._batches = [], _Batches()
+            self._unacknowledged, self._unacknowledged_held, self._batches, self._used = [], set(), _Batches(), {}
             self._queue_fd = None  # the parent's open file: an flock on it would be shared with the parent
             self._pid, self._holder = os.getpid(), _holder_id()
 
@@ -445,6 +396,7 @@ class SqliteLedger(Ledger):
         transaction held the ledger's lock that every process waits for; read here, only this process waits. The
         spend read is used if no acknowledgement came in between (the entries of every acknowledgement up to the
         generation read were written before it), else read inside, as before."""
+        self._used[scope.key] = (scope, time.monotonic())
         try:
             return attempt(None, True)
         except _SpendDue as due:
@@ -606,7 +558,9 @@ class SqliteLedger(Ledger):
             with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
                 # The batch row's entries and their amounts (copied in C: the caller's mapping is not kept), without
                 # those written and acknowledged before this settles them (counted in the store's total).
-                written = self.receipts.settling_all(amounts.keys())
+                # (Which entries a batch row holds is kept in ``_batches``, not as settled receipts: an entry settled
+                # in a batch and alone in another scope leaves both when it is written.)
+                written = self.receipts.written(amounts.keys())
                 held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
                 with self._transaction() as con:
                     account = self._load(con, scope, fresh=fresh, defer=defer)
@@ -701,24 +655,51 @@ class SqliteLedger(Ledger):
 
         return self._spend_first(scope, attempt)
 
-    @_exact
+    by_id = True
+
     def acknowledge(self, entries: Sequence[CostEntry]) -> None:
-        if not self.receipts.used or not entries:
+        self.acknowledge_ids([entry.id for entry in entries])
+
+    @_exact
+    def acknowledge_ids(self, ids: Sequence[str]) -> None:
+        if not self.receipts.used or not ids:
             return
         with self._lock:
-            # With the ids whose acknowledgement failed before (their entries are in the store: their settled
-            # amounts must go, or they would count twice for the rest of the period).
-            mine = [*self._unacknowledged, *self.receipts.acknowledged(entries)]
-            self._unacknowledged = []
-            scopes = self._batches.scopes(mine)
+            # With those whose acknowledgement failed before (their entries are in the store: their settled amounts
+            # must go, or they would count twice for the rest of the period). ``alone``: settled one by one, in rows
+            # of their own; ``written``: every written id, looked for in the batch rows.
+            alone = [*self._unacknowledged, *self.receipts.acknowledged_ids(ids)]
+            written = {*ids, *self._unacknowledged_held} if self._unacknowledged_held else set(ids)
+            self._unacknowledged, self._unacknowledged_held = [], set()
+            scopes = self._fresh_scopes(written)
         try:
             fresh = self._fresh_totals(scopes)
             with self._lock:
-                self._forget_written(mine, fresh)
+                self._forget_written(alone, written, fresh)
         except BaseException:
-            with self._lock:
-                self._unacknowledged = [*mine, *self._unacknowledged]  # tried again with the next acknowledgement
+            with self._lock:  # tried again with the next acknowledgement
+                self._unacknowledged = [*alone, *self._unacknowledged]
+                self._unacknowledged_held.update(self._batches.holding(written))
             raise
+
+    def _fresh_scopes(self, written: AbstractSet[str]) -> list[BudgetScope]:
+        """The scopes whose recorded spend an acknowledgement of ``written`` reads (caller holds the lock): those of
+        the batch rows that hold any of them, and those this process used in the last ``refresh`` seconds, the last
+        ``_FRESH_USED`` of them (a lease's next batch, or the next exact reservation, would otherwise read it on the
+        calls' path: any acknowledgement makes every account's spend stale)."""
+        found = {scope.key: scope for scope in self._batches.scopes(written)}
+        now = time.monotonic()
+        lately = []
+        for key, (scope, when) in list(self._used.items()):
+            if now - when > self._refresh:
+                del self._used[key]
+            else:
+                lately.append((when, key, scope))
+        if len(lately) > _FRESH_USED:  # (a process with many budgets: the others read theirs at their next use)
+            lately = sorted(lately, key=lambda used: used[0])[-_FRESH_USED:]
+        for _, key, scope in lately:
+            found[key] = scope
+        return list(found.values())
 
     def _fresh_totals(self, scopes: Sequence[BudgetScope]) -> tuple[float, float, dict[str, Decimal]] | None:
         """The recorded spend of ``scopes`` read now (after the write being acknowledged), with the acknowledgement
@@ -740,13 +721,15 @@ class SqliteLedger(Ledger):
             logger.debug("llmcost: budget ledger: could not read recorded spend at an acknowledgement: %r", exc)
             return None
 
-    def _forget_written(self, mine: list[str], fresh: tuple[float, float, dict[str, Decimal]] | None) -> None:
-        """Take the settled amounts of the written entries ``mine`` off the ledger, in one transaction that also
-        bumps the acknowledgement generation; the accounts in ``fresh`` get its spend, read after the write, if no
-        acknowledgement happened since it was read (else they are read again by their next use). Caller holds the
-        lock."""
+    def _forget_written(
+        self, alone: list[str], written: AbstractSet[str], fresh: tuple[float, float, dict[str, Decimal]] | None
+    ) -> None:
+        """Take the settled amounts of the written entries off the ledger (``alone``: those settled one by one; and
+        what batch rows hold of ``written``), in one transaction that also bumps the acknowledgement generation; the
+        accounts in ``fresh`` get its spend, read after the write, if no acknowledgement happened since it was read
+        (else they are read again by their next use). Caller holds the lock."""
         batches = self._batches
-        in_rows, alone = batches.written(mine)
+        in_rows = batches.written(written)
         with self._transaction() as con:
             gone: dict[str, Decimal] = {}  # per scope: one update of its account, however many entries
             for start in range(0, len(alone), _CHUNK):
@@ -781,7 +764,7 @@ class SqliteLedger(Ledger):
                         "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?",
                         (str(base), gen, fresh[1], key),
                     )
-        batches.forget(mine, in_rows)
+        batches.forget(written, in_rows)
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection (the ledger reopens on its next use)."""

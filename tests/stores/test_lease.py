@@ -26,7 +26,7 @@ import pytest
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
 from llmcost.stores import CostStore, _lease
 from llmcost.stores._lease import LEASE_CALLS, LEASE_SHARE, MOST_LEASE_CALLS
-from llmcost.stores._ledger import LeaseTerms, headroom
+from llmcost.stores._ledger import BudgetScope, LeaseTerms, headroom
 from llmcost.stores._ledger_sqlite import SqliteLedger, _Batches
 from llmcost.stores._postgres_ledger import PostgresLedger
 
@@ -174,7 +174,7 @@ def test_batch_rows_give_up_exactly_what_their_written_entries_hold(seed):
     free = list(ids)
     rng.shuffle(free)
     for row in range(1, 7):
-        if seed % 2:  # (odd seeds: some entries in two rows; even: each entry in one row, counted in C)
+        if seed % 2:  # (odd seeds: some entries in two rows; even: each entry in one row)
             chosen = rng.sample(ids, rng.randint(1, 20))
         else:
             chosen, free = free[: rng.randint(1, 10)], free[10:]
@@ -186,15 +186,16 @@ def test_batch_rows_give_up_exactly_what_their_written_entries_hold(seed):
     while unwritten:
         cut = rng.randint(1, 15)
         part, unwritten = unwritten[:cut], unwritten[cut:]
-        rows, alone = batches.written(part)
+        rows = batches.written(set(part))
         expected = {
             row: (sum((held[i] for i in part if i in held), Decimal(0)), sum(i in held for i in part))
             for row, held in model.items()
             if any(i in held for i in part)
         }
         assert rows == expected
-        assert sorted(alone) == sorted(i for i in part if not any(i in held for held in model.values()))
-        batches.forget(part, rows)
+        assert batches.holding(set(part)) == {i for i in part if any(i in held for held in model.values())}
+        assert bool(batches.scopes(set(part))) == bool(expected)
+        batches.forget(set(part), rows)
         for held in model.values():
             for i in part:
                 held.pop(i, None)
@@ -277,6 +278,111 @@ def test_the_writer_that_acknowledges_reads_the_recorded_spend_not_the_next_batc
     assert ledger.standing(s).spent == COST * 4 == other.standing(s).spent
     ledger.close()
     other.close()
+
+
+def test_an_entry_in_a_batch_and_settled_alone_in_another_scope_leaves_both_when_written(tmp_path):
+    # (SqliteLedger) one budget settled the entry in its lease's batch, another (near its limit) settled it alone: once
+    # written it is counted once in each scope, from the store (the row of its own used to stay, counted twice).
+    recorded: list[Decimal] = []
+    ledger = SqliteLedger(str(tmp_path / "ledger"), total=lambda **filters: sum(recorded, Decimal(0)))
+    leasing, exact = scope(), BudgetScope("other", since=DAY, until=DAY + timedelta(days=1))
+    ledger.begin()
+    entry = make_entry(1, timestamp=DAY + timedelta(hours=1), amount=COST)
+    ledger.settle_batch(leasing, {entry.id: COST}, reservation=None, keep=Decimal(0), renew=None, limit=LIMIT)
+    ledger.settle(exact, COST, entry_id=entry.id)
+    assert ledger.standing(leasing).spent == COST == ledger.standing(exact).spent
+    recorded.append(COST)
+    ledger.acknowledge_ids([entry.id])
+    assert ledger.standing(leasing).spent == COST == ledger.standing(exact).spent
+    with contextlib.closing(sqlite3.connect(ledger.path)) as con:
+        assert con.execute("SELECT count(*) FROM holds WHERE entry IS NOT NULL").fetchone() == (0,)
+    ledger.close()
+
+
+def test_an_acknowledgement_reads_the_spend_of_the_scopes_in_use(tmp_path):
+    # Any acknowledgement makes every account's recorded spend stale. Written entries that still wait for their lease's
+    # batch (held by no batch row yet) are acknowledged too: the writer reads the spend of the scopes this process
+    # used lately, so the lease's next batch, on the calls' path, reads nothing.
+    recorded: list[Decimal] = []
+    reads = Counter[str]()
+
+    def total(**filters: object) -> Decimal:
+        reads[threading.current_thread().name] += 1
+        return sum(recorded, Decimal(0))
+
+    ledger = SqliteLedger(str(tmp_path / "ledger"), total=total)
+    s = scope()
+    ledger.begin()
+    lease = ledger.settle_batch(s, {}, reservation=None, keep=Decimal(0), renew=TERMS, limit=LIMIT)
+    done = [make_entry(i, timestamp=DAY + timedelta(hours=1), amount=COST) for i in range(3)]
+    recorded.extend(e.amount for e in done)
+
+    def writer() -> None:
+        ledger.acknowledge_ids([e.id for e in done])  # (the lease took them out of its batch: ``_take_acks``)
+
+    thread = threading.Thread(target=writer, name="writer")
+    thread.start()
+    thread.join()
+    assert reads["writer"] == 1
+    before = dict(reads)
+    renewed = ledger.settle_batch(s, {}, reservation=lease.reservation, keep=Decimal(0), renew=TERMS, limit=LIMIT)
+    assert dict(reads) == before  # the batch read nothing
+    assert renewed.standing.spent == COST * 3 == ledger.standing(s, refresh=True).spent
+    ledger.close()
+
+
+def test_an_acknowledgement_reads_the_spend_of_a_few_scopes_in_use_at_most(tmp_path, monkeypatch):
+    # Each scope read is a query of the store: a process with many budgets reads at an acknowledgement only the last
+    # few scopes it used (and those of the batch rows written); the others read theirs at their next use.
+    from llmcost.stores import _ledger_sqlite
+
+    monkeypatch.setattr(_ledger_sqlite, "_FRESH_USED", 3)
+    reads: list[object] = []
+
+    def total(**filters: object) -> Decimal:
+        reads.append(filters["tags"])
+        return Decimal(0)
+
+    ledger = SqliteLedger(str(tmp_path / "ledger"), total=total)
+    ledger.begin()
+    scopes = [
+        BudgetScope(f"user-{i}", since=DAY, until=DAY + timedelta(days=1), tags={"user": str(i)}) for i in range(6)
+    ]  # type: ignore[arg-type]
+    for s in scopes:
+        ledger.standing(s)
+    reads.clear()
+    ledger.acknowledge_ids([make_entry(1).id])
+    assert reads == [s.tags for s in scopes[-3:]]
+    ledger.close()
+
+
+def test_a_failed_acknowledgement_of_batch_entries_is_made_with_the_next_one(tmp_path, monkeypatch):
+    # (SqliteLedger) the written entries of a batch row whose acknowledgement failed leave it with the next
+    # acknowledgement: else their amounts would count twice (in the store, and in the row) for the rest of the period.
+    recorded: list[Decimal] = []
+    ledger = SqliteLedger(str(tmp_path / "ledger"), total=lambda **filters: sum(recorded, Decimal(0)))
+    s = scope()
+    ledger.begin()
+    done = [make_entry(i, timestamp=DAY + timedelta(hours=1), amount=COST * (i + 1)) for i in range(4)]
+    ledger.settle_batch(s, {e.id: e.amount for e in done[:3]}, reservation=None, keep=Decimal(0), renew=None,
+                        limit=LIMIT)  # fmt: skip
+    ledger.settle(s, done[3].amount, entry_id=done[3].id)
+    recorded.extend(e.amount for e in done[:2])
+    original = SqliteLedger._forget_written
+
+    def failing(self, *args):  # type: ignore[no-untyped-def]
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(SqliteLedger, "_forget_written", failing)
+    with pytest.raises(sqlite3.OperationalError):
+        ledger.acknowledge_ids([e.id for e in done[:2]])
+    monkeypatch.setattr(SqliteLedger, "_forget_written", original)
+    recorded.extend(e.amount for e in done[2:])
+    ledger.acknowledge_ids([e.id for e in done[2:]])
+    assert ledger.standing(s, refresh=True).spent == COST * 10 == sum(recorded, Decimal(0))
+    with contextlib.closing(sqlite3.connect(ledger.path)) as con:
+        assert con.execute("SELECT count(*) FROM holds WHERE entry IS NOT NULL").fetchone() == (0,)
+    ledger.close()
 
 
 # -- a budget that leases ----------------------------------------------------------------------------------------
