@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -35,21 +36,31 @@ REQUEST = {
 }
 
 
-def _responses() -> list[tuple[str, object]]:
-    """The responses the tracked function returns: a chat completion as a dict, and as the OpenAI SDK's object."""
-    response = {
-        "object": "chat.completion",
-        "model": "gpt-4o-2024-08-06",
-        "choices": [],
-        "usage": {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500},
-    }
-    found: list[tuple[str, object]] = [("dict response", response)]
+def _responses() -> list[tuple[str, list[object]]]:
+    """The responses the tracked function returns: a chat completion as a dict, and as the OpenAI SDK's object; each
+    first as the benchmark's usual response, then in seven more of other prompt sizes (calls of varying cost)."""
+    sizes = [1200 + 37 * i for i in range(8)]
+    responses = [
+        {
+            "object": "chat.completion",
+            "model": "gpt-4o-2024-08-06",
+            "choices": [],
+            "usage": {"prompt_tokens": size, "completion_tokens": 300, "total_tokens": size + 300},
+        }
+        for size in sizes
+    ]
+    found: list[tuple[str, list[object]]] = [("dict response", list(responses))]
     try:
         from openai.types.chat import ChatCompletion
     except ImportError:
         print("openai not installed: the ChatCompletion figures are skipped")
     else:
-        found.append(("OpenAI ChatCompletion", ChatCompletion.model_validate({**response, "id": "c", "created": 0})))
+        found.append(
+            (
+                "OpenAI ChatCompletion",
+                [ChatCompletion.model_validate({**response, "id": "c", "created": 0}) for response in responses],
+            )
+        )
     return found
 
 
@@ -98,13 +109,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"machine: {machine()}; MemoryStore; CPU time of the calling thread, each figure the best of {rounds}")
     print(f"rounds of {block} calls, the variants timed in turn within each round")
     records: list[dict[str, object]] = []
-    for kind, response in _responses():
+    for kind, responses in _responses():
+        response = responses[0]
 
         def bare(response: object = response, **request: object) -> object:
             return response
 
-        def tracked(**options: object) -> Callable[[], object]:
-            fn = track_cost(tracker=CostTracker(), **options)(bare)  # type: ignore[call-overload]
+        turns = itertools.cycle(responses)
+
+        def bare_varying(turns: Iterator[object] = turns, **request: object) -> object:
+            return next(turns)
+
+        def tracked(function: Callable[..., object] = bare, **options: object) -> Callable[[], object]:
+            fn = track_cost(tracker=CostTracker(), **options)(function)  # type: ignore[call-overload]
             fn()
             return fn
 
@@ -123,9 +140,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("@track_cost(tags=...)", tracked(estimate=estimate, tags=TEAM), 0, 6),
             ("  in a budget with a tag filter", tracked(estimate=estimate, tags=TEAM), 1, 6),
             ("@track_cost in a per-model budget (estimate=)", tracked(estimate=estimate), 1, 0),
+            # The recent-calls estimate again, over calls whose cost changes from call to call (eight prompt sizes in
+            # turn): the mean then changes with every call.
+            ("@track_cost, calls of varying cost", tracked(bare_varying), 0, 9),
+            ("  in budget (recent-calls estimate)", tracked(bare_varying), 1, 9),
         ]
         # (the budget of each variant: the tag filter names the calls' tag, the per-model budget their model)
-        filters: list[dict[str, object]] = [{} for _ in variants[:-2]] + [{"tags": TEAM}, {"model": "gpt-4o"}]
+        filters: list[dict[str, object]] = [{} for _ in variants]
+        filters[7], filters[8] = {"tags": TEAM}, {"model": "gpt-4o"}
         times = _interleaved([(name, fn, n) for name, fn, n, _ in variants], block, rounds, filters)
         print(f"\n{kind}: bare function {per_call_us(bare, block * 5):.3g} us")
         measured = [(name, n, t, times[base]) for (name, _, n, base), t in zip(variants, times, strict=True)]
