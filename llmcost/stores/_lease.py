@@ -154,6 +154,10 @@ class Lease:
         self.estimate = ZERO  # the estimate of the call the lease was last renewed for
         self.calls = LEASE_CALLS  # how many calls of that estimate it asks for (grows while calls come fast)
         self.live = False  # serving calls (it has headroom, and is neither closed nor another process's)
+        #: The scope's period as epoch microseconds (``None``: unbounded): the budget serves calls of it only, checked
+        #: against the tracker's clock read as an int (``CostTracker.now_micros``), with no datetime made per call.
+        self.since_us = None if scope.since is None else micros(scope.since)
+        self.until_us = None if scope.until is None else micros(scope.until)
         self._pid = os.getpid()
         _OPEN.add(self)
         _start_settler()
