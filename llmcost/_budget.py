@@ -534,6 +534,12 @@ class Budget:
                     return needed  # a block budget's token: the amount reserved (a Decimal)
             finally:
                 lock.release()
+        else:
+            lease = self._lease
+            if type(lease) is Lease and lease.live:  # (``reserve_estimate``'s usual period call, one step sooner)
+                leased = self._take_leased(lease, needed)
+                if leased is not None:
+                    return leased
         return self.reserve_estimate(tracker, needed)
 
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
@@ -582,26 +588,9 @@ class Budget:
                     ):
                         return _Leased(store, lease, needed)
             elif type(lease) is Lease and lease.live:
-                # The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): served from this period's lease
-                # in memory, under the budget's lock once, if it is of the lease's period (its own bounds, against the
-                # tracker's clock as epoch microseconds: the budget's bounds while the lease is its own). Anything
-                # else (due for its batch, run dry, another period, another store) goes to ``_reserve``.
-                budget_tracker = self._tracker
-                if budget_tracker is None:
-                    budget_tracker = get_tracker()
-                store = budget_tracker.store
-                if lease.store is store:
-                    now = budget_tracker.now_micros()
-                    since, until = lease.since_us, lease.until_us
-                    if (since is None or since <= now) and (until is None or now < until):
-                        lock = self._lock
-                        lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
-                        try:
-                            if lease is self._lease and lease.take(needed):
-                                self._committed += needed
-                                return _Leased(store, lease, needed)
-                        finally:
-                            lock.release()
+                leased = self._take_leased(lease, needed)
+                if leased is not None:
+                    return leased
             return self._reserve(needed)
         limit = self.limit
         lock = self._lock
@@ -621,6 +610,30 @@ class Budget:
         if self.on_exceed == "raise":
             raise refused
         return needed
+
+    def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
+        """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
+        ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
+        against the tracker's clock as epoch microseconds: the budget's bounds while the lease is its own). ``None``
+        for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
+        ``_reserve`` decides then."""
+        tracker = self._tracker
+        if tracker is None:
+            tracker = get_tracker()
+        store = tracker.store
+        if lease.store is store:
+            now = tracker.now_micros()
+            since, until = lease.since_us, lease.until_us
+            if (since is None or since <= now) and (until is None or now < until):
+                lock = self._lock
+                lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
+                try:
+                    if lease is self._lease and lease.take(needed):
+                        self._committed += needed
+                        return _Leased(store, lease, needed)
+                finally:
+                    lock.release()
+        return None
 
     def _reserve(self, needed: Decimal) -> _Hold:
         """(Period budgets) reserve ``needed`` in the ledger, atomically for every process; raise if refused.
