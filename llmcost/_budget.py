@@ -534,6 +534,12 @@ class Budget:
                     return needed  # a block budget's token: the amount reserved (a Decimal)
             finally:
                 lock.release()
+        else:
+            lease = self._lease
+            if type(lease) is Lease and lease.live:  # (``reserve_estimate``'s usual period call, one step sooner)
+                leased = self._take_leased(lease, needed)
+                if leased is not None:
+                    return leased
         return self.reserve_estimate(tracker, needed)
 
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
@@ -581,6 +587,10 @@ class Budget:
                         and lease.ledger.take_kept(lease.account, lease.hold, needed, lease.limit) is True
                     ):
                         return _Leased(store, lease, needed)
+            elif type(lease) is Lease and lease.live:
+                leased = self._take_leased(lease, needed)
+                if leased is not None:
+                    return leased
             return self._reserve(needed)
         limit = self.limit
         lock = self._lock
@@ -600,6 +610,30 @@ class Budget:
         if self.on_exceed == "raise":
             raise refused
         return needed
+
+    def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
+        """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
+        ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
+        against the tracker's clock as epoch microseconds: the budget's bounds while the lease is its own). ``None``
+        for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
+        ``_reserve`` decides then."""
+        tracker = self._tracker
+        if tracker is None:
+            tracker = get_tracker()
+        store = tracker.store
+        if lease.store is store:
+            now = tracker.now_micros()
+            since, until = lease.since_us, lease.until_us
+            if (since is None or since <= now) and (until is None or now < until):
+                lock = self._lock
+                lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
+                try:
+                    if lease is self._lease and lease.take(needed):
+                        self._committed += needed
+                        return _Leased(store, lease, needed)
+                finally:
+                    lock.release()
+        return None
 
     def _reserve(self, needed: Decimal) -> _Hold:
         """(Period budgets) reserve ``needed`` in the ledger, atomically for every process; raise if refused.
@@ -725,6 +759,52 @@ class Budget:
             if spent < self._quiet_below:
                 return  # no threshold can have been crossed (``check_thresholds`` keeps this bound)
         self.check_thresholds()
+
+    def settle_recorded(
+        self, tracker: TrackerLike, entry: CostEntry, token: object, recorded_us: int, matched: bool
+    ) -> bool:
+        """(``Guard.settle_recorded``) count ``entry`` with its call's ``token`` in one step, if it is the usual one:
+        a call served from this period's lease on a shared ledger (``Lease``), whose entry goes to the lease's store
+        and falls in its period (``recorded_us`` against the lease's own bounds). The entry matches the filters
+        (``matched``: the call was checked on its very fields; else matched here) and the model. ``False`` (nothing
+        done) for any other entry or token: ``on_recorded`` counts it."""
+        if type(token) is not _Leased or token.settled:
+            return False
+        lease = token.lease
+        if type(lease) is not Lease or lease is not self._lease or getattr(tracker, "store", None) is not lease.store:
+            return False
+        if self._filtered:
+            if not matched and not self._matches(entry.resource, entry.category.value, entry.tags, None):
+                return False
+            if self.model is not None and self.model not in entry_models(entry):
+                return False
+        since, until = lease.since_us, lease.until_us
+        if (since is not None and recorded_us < since) or (until is not None and recorded_us >= until):
+            return False
+        token.settled = True
+        estimate, amount = token.estimate, entry.amount
+        lock = self._lock
+        lock.acquire()  # (as in ``reserve_estimate``)
+        try:
+            current = lease is self._lease  # (then its scope is the budget's: they change together, under the lock)
+            try:
+                kept = lease.done(estimate, amount, entry.id)
+            except BaseException:
+                if current:
+                    self._spent, self._committed = lease.figures()
+                raise
+            if current:
+                if kept:  # settled in memory: counted as spent here, in place of its estimate
+                    self._spent += amount
+                    self._committed += amount - estimate
+                else:  # a batch went to the ledger: the scope as it stands after it
+                    self._spent, self._committed = lease.figures()
+            quiet = self._spent < self._quiet_below
+        finally:
+            lock.release()
+        if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
+            self.check_thresholds()
+        return True
 
     def on_recorded_row(
         self,

@@ -253,6 +253,12 @@ class Guard(Protocol):
     category and tags, so it need not match them again (the model it checks again: it may not have been known).
     ``recorded_us``: the entry's timestamp as epoch microseconds (``None``: now).
 
+    A recorded ``CostEntry`` of a call whose first open reservation is a guard's own is offered to that guard with
+    its ``token`` first (``settle_recorded``; ``recorded_us`` as above, ``matched`` as ``checked``): ``True`` means
+    the guard counted the entry and settled the token in one step, and the tracker takes the pair out of the call's
+    reservations (``on_recorded`` and ``after_call`` are not asked); ``False``: nothing was done, ``on_recorded``
+    counts it (finding its token with ``settling_token``).
+
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
     category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
     So may it for any guard once ``checks_call`` (the call's tracker, resource, category, tags, model and request
@@ -291,6 +297,10 @@ class Guard(Protocol):
     def after_call(self, token: object, entry: CostEntry | None) -> None: ...
 
     def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None: ...
+
+    def settle_recorded(
+        self, tracker: TrackerLike, entry: CostEntry, token: object, recorded_us: int, matched: bool
+    ) -> bool: ...
 
     def on_recorded_row(
         self,

@@ -441,7 +441,8 @@ class CostTracker:
             service_tier,
             canonical,
         )
-        self._add(entry, reservations)
+        # (The guards of ``reservations`` matched these fields if the context's tags are those they saw: see above.)
+        self._add(entry, reservations, micros, checked is outer)
         return entry
 
     def now_micros(self) -> int:
@@ -498,27 +499,56 @@ class CostTracker:
             raise TypeError(f"entry must be a llmcost.CostEntry, got {entry!r}")
         self._add(entry)
 
-    def _add(self, entry: CostEntry, reservations: list[tuple[Any, object]] | None = None) -> None:
+    def _add(
+        self,
+        entry: CostEntry,
+        reservations: list[tuple[Any, object]] | None = None,
+        recorded_us: int | None = None,
+        matched: bool = False,
+    ) -> None:
         if self._direct:
             batch = (entry,)
             self.store.append(batch)
             self._acknowledge(batch)
         else:
             self._buffer_entry(entry)
-        self._counted(entry, reservations)
+        self._counted(entry, reservations, recorded_us, matched)
 
-    def _counted(self, entry: CostEntry, reservations: list[tuple[Any, object]] | None = None) -> None:
+    def _counted(
+        self,
+        entry: CostEntry,
+        reservations: list[tuple[Any, object]] | None = None,
+        recorded_us: int | None = None,
+        matched: bool = False,
+    ) -> None:
         """``entry`` is recorded: count it for estimates and budgets, and tell subscribers. ``reservations``: those
-        of the tracked call that made it, which guards settle with it (``begin_settling``)."""
+        of the tracked call that made it, which guards settle with it: a guard whose pair comes first is offered its
+        token with the entry (``Guard.settle_recorded``, given ``recorded_us``, the entry's timestamp as epoch
+        microseconds, and ``matched``: the guards matched the entry's resource, category and tags before the call),
+        and the others find theirs with ``settling_token`` (``begin_settling``, set only for them)."""
         self._recent.observe_call(entry.resource, entry.model, entry.amount)
         guards: tuple[Guard, ...] = self._guards
         active = active_guards()
         if active:
             guards = joined(self._guards, active) if guards else active
-        settling = begin_settling(reservations) if reservations else None
+        settling = None
+        marked = False  # (whether ``begin_settling`` was asked: a call whose guards all settle here needs no context)
         try:
             for guard in guards:  # the try is per guard, inline: this runs for every budget on every recorded call
                 try:
+                    if reservations:
+                        # Guards count an entry in the order they checked its call: a guard's pair is first if it
+                        # reserved for the call (the pairs of those before it that settled here are gone).
+                        owner, token = reservations[0]
+                        if (
+                            owner is guard
+                            and recorded_us is not None
+                            and guard.settle_recorded(self, entry, token, recorded_us, matched)
+                        ):
+                            del reservations[0]
+                            continue
+                        if not marked:
+                            settling, marked = begin_settling(reservations), True
                     guard.on_recorded(self, entry)
                 except Exception:
                     logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)

@@ -1,0 +1,230 @@
+"""Period budgets over a shared ledger (a DuckDB store's) serve the usual call from their lease in one step before it
+(``Budget._take_leased``) and settle its entry with its token in one step after (``Budget.settle_recorded``): no
+exact reservation, no settling context, no ``after_call``.
+
+These check that the usual call takes that path, and that every amount still counts exactly once, in its own period,
+with the filters, thresholds and threads, when the call leaves it (another period, another tag, a closed lease)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llmcost
+from llmcost import BudgetExceeded, CostTracker, budget, track_cost
+from llmcost import _budget as budget_module
+from llmcost import _tracker as tracker_module
+from llmcost.stores import BudgetScope
+from llmcost.stores._lease import Lease
+from tests.conftest import calls_in_threads
+
+UTC = timezone.utc
+CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
+RESPONSE = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+TEAM = {"team": "search"}
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> str:
+    return f"duckdb://{tmp_path / 'costs.duckdb'}"
+
+
+def tracked(tracker: CostTracker, **options: Any) -> Any:
+    return track_cost(tracker=tracker, estimate=CALL, **options)(lambda: RESPONSE)
+
+
+def scope_of(b: llmcost.Budget) -> BudgetScope:
+    return BudgetScope(b.key, since=b.period_start, until=b.period_end, tags=b.tags or None)
+
+
+class Spies:
+    """How often the slower steps ran: exact reservations, ``after_call``, the settling context."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reserve = self.after = self.settling = 0
+        reserve, after = budget_module.Budget._reserve, budget_module.Budget.after_call
+        settling = tracker_module.begin_settling
+
+        def counted_reserve(b: Any, needed: Decimal) -> Any:
+            self.reserve += 1
+            return reserve(b, needed)
+
+        def counted_after(b: Any, token: object, entry: Any) -> None:
+            self.after += 1
+            after(b, token, entry)
+
+        def counted_settling(reservations: Any) -> Any:
+            self.settling += 1
+            return settling(reservations)
+
+        monkeypatch.setattr(budget_module.Budget, "_reserve", counted_reserve)
+        monkeypatch.setattr(budget_module.Budget, "after_call", counted_after)
+        monkeypatch.setattr(tracker_module, "begin_settling", counted_settling)
+
+
+def test_the_usual_call_is_served_from_the_lease_and_settled_with_its_entry_in_one_step(
+    duck: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = CostTracker(duck)
+    call = tracked(tracker, tags=TEAM)
+    daily = budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+    with daily:
+        call()  # leases
+        assert type(daily._lease) is Lease and daily._lease.live
+        spies = Spies(monkeypatch)
+        for _ in range(200):
+            call()
+        # ``_reserve`` only as the lease runs out (64 calls, then twice as many as they come fast): it renews there.
+        assert spies.reserve <= 3 and (spies.after, spies.settling) == (0, 0)
+        assert daily.spent == CALL * 201 and daily.reserved == 0
+        lease = daily._lease
+        assert lease is not None and lease.local() + lease.standing.spent == CALL * 201
+    tracker.flush()
+    standing = tracker.store.standing(scope_of(daily), refresh=True)
+    assert (standing.spent, standing.reserved) == (CALL * 201, 0)  # settled once: neither lost nor counted twice
+    assert daily.spent == CALL * 201
+    assert len(tracker.entries()) == 201
+    tracker.close()
+
+
+def test_calls_of_another_tag_are_neither_checked_nor_counted_and_the_lease_keeps_serving(duck: str) -> None:
+    tracker = CostTracker(duck)
+    ours, theirs = tracked(tracker, tags=TEAM), tracked(tracker, tags={"team": "ads"})
+    daily = budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+    with daily:
+        for _ in range(20):
+            ours()
+            theirs()
+            with llmcost.tags(env="prod"):
+                ours()  # other tags around the call: matched again as it is recorded, and counted
+    tracker.flush()
+    assert daily.spent == CALL * 40
+    standing = tracker.store.standing(scope_of(daily), refresh=True)
+    assert (standing.spent, standing.reserved) == (CALL * 40, 0)
+    tracker.close()
+
+
+def test_a_call_that_crosses_midnight_counts_in_the_new_day_and_gives_its_estimate_back(duck: str) -> None:
+    clock = Clock(datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC))
+    tracker = CostTracker(duck, clock=clock)
+
+    @track_cost(tracker=tracker, estimate=CALL, tags=TEAM)
+    def across_midnight() -> Any:
+        clock.now = datetime(2024, 5, 18, 0, 0, 1, tzinfo=UTC)
+        return RESPONSE
+
+    call = tracked(tracker, tags=TEAM)
+    alerts: list[llmcost.BudgetAlert] = []
+    with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM, on_alert=alerts.append) as b:
+        yesterday = scope_of(b)
+        for _ in range(10):
+            call()
+        old = b._lease
+        assert type(old) is Lease  # served from the lease until midnight
+        across_midnight()  # reserved from yesterday's lease, recorded today: not settled there
+        assert b._lease is not old and old.local() == 0  # the day changed as it was counted: yesterday's settled
+        today = scope_of(b)
+        assert today.since == datetime(2024, 5, 18, tzinfo=UTC)
+        assert b.spent == CALL and b.reserved == 0  # the new day's
+        for _ in range(5):
+            call()
+        assert b.spent == CALL * 6
+    tracker.flush()
+    old, new = tracker.store.standing(yesterday, refresh=True), tracker.store.standing(today, refresh=True)
+    assert (old.spent, old.reserved) == (CALL * 10, 0)
+    assert (new.spent, new.reserved) == (CALL * 6, 0)
+    assert alerts == []
+    tracker.close()
+
+
+def test_the_lease_serves_no_call_of_the_next_period(duck: str) -> None:
+    clock = Clock(datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC))
+    tracker = CostTracker(duck, clock=clock)
+    call = tracked(tracker, tags=TEAM)
+    with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM) as b:
+        for _ in range(10):
+            call()
+        yesterday, lease = scope_of(b), b._lease
+        assert type(lease) is Lease and lease.live
+        clock.now = datetime(2024, 5, 18, 0, 0, 1, tzinfo=UTC)  # the lease is still live, but of yesterday
+        call()
+        assert b.period_start == datetime(2024, 5, 18, tzinfo=UTC)
+        assert b._lease is not lease and b.spent == CALL
+    tracker.flush()
+    old, new = tracker.store.standing(yesterday, refresh=True), tracker.store.standing(scope_of(b), refresh=True)
+    assert (old.spent, old.reserved) == (CALL * 10, 0)
+    assert (new.spent, new.reserved) == (CALL, 0)
+    tracker.close()
+
+
+def test_thresholds_fire_on_calls_settled_from_the_lease(duck: str) -> None:
+    tracker = CostTracker(duck)
+    call = tracked(tracker, tags=TEAM)
+    alerts: list[llmcost.BudgetAlert] = []
+    # Room for 1,000 calls: a lease of 64 is far from the limit, and 0.5 is crossed at the 500th call.
+    with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM, on_alert=alerts.append) as b:
+        for _ in range(499):
+            call()
+        assert alerts == [] and type(b._lease) is Lease
+        call()
+        assert [a.threshold for a in alerts] == [0.5]
+        assert alerts[0].spent == CALL * 500
+    tracker.close()
+
+
+def test_threads_served_from_a_lease_stay_within_the_limit_exactly(duck: str) -> None:
+    tracker = CostTracker(duck)
+    call = tracked(tracker, tags=TEAM)
+    daily = budget(CALL * 100, period="daily", tracker=tracker, tags=TEAM)
+    passed, refused = calls_in_threads(call, daily)
+    assert passed == 100 and refused == 220
+    tracker.flush()
+    assert daily.spent == CALL * 100 and daily.reserved == 0
+    standing = tracker.store.standing(scope_of(daily), refresh=True)
+    assert (standing.spent, standing.reserved) == (CALL * 100, 0)
+    with pytest.raises(BudgetExceeded), daily:
+        call()
+    tracker.close()
+
+
+def test_a_lease_serves_no_call_of_the_next_period_even_with_room_left(duck: str) -> None:
+    clock = Clock(datetime(2024, 5, 18, 0, 0, 5, tzinfo=UTC))
+    tracker = CostTracker(duck, clock=clock)
+    tracker.record(amount=CALL * 1000, tags=TEAM)  # the next day is spent already
+    clock.now = datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC)
+    call = tracked(tracker, tags=TEAM)
+    with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM) as b:
+        for _ in range(10):
+            call()
+        lease = b._lease
+        assert type(lease) is Lease and lease.live and lease.unused() > CALL
+        clock.now = datetime(2024, 5, 18, 0, 0, 6, tzinfo=UTC)
+        with pytest.raises(BudgetExceeded):
+            call()  # checked against the new day, not yesterday's lease
+    tracker.close()
+
+
+def test_an_entry_of_another_model_than_a_per_model_budget_checked_for_is_not_counted(duck: str) -> None:
+    tracker = CostTracker(duck)
+    call = tracked(tracker, tags=TEAM)  # its model is known only from the response (gpt-4o)
+    mini = budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM, model="gpt-4o-mini")
+    four = budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM, model="gpt-4o")
+    with mini, four:
+        for _ in range(100):
+            call()
+        assert type(mini._lease) is Lease and type(four._lease) is Lease
+        assert mini.spent == 0 and mini.reserved == 0
+        assert four.spent == CALL * 100 and four.reserved == 0
+    tracker.close()
