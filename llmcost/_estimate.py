@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from decimal import Context, Decimal, InvalidOperation, getcontext
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from . import _state
@@ -37,7 +37,6 @@ _EXACT = Context(prec=80)  # sums of DECIMAL(38, 18) amounts never round in 80 d
 _SMALL = Decimal(10) ** 9
 _SMALL_DIGITS = 9  # a Decimal below _SMALL in magnitude has its leading digit below 10**9: ``adjusted() < 9``
 _MONEY_PLACES = Decimal(1).scaleb(-MONEY_SCALE)  # the quantum of money's 18 places
-_NO_AMOUNT = Decimal("NaN")  # a window's last amount before it has one: equal to no amount
 
 
 class RecentCostSource(Protocol):
@@ -131,35 +130,17 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
 class _Window:
     """The last amounts of one (resource, model), and (once means are asked for) their exact sum."""
 
-    __slots__ = ("amounts", "kept", "last", "run", "state")
+    __slots__ = ("amounts", "state")
 
     def __init__(self, size: int) -> None:
         self.amounts: deque[Decimal] = deque(maxlen=size)
-        #: (sum, count, same) of ``amounts``, replaced as one value so a reader never sees one part without the
-        #: others; ``same`` is the amount every one of a full window's amounts is (the same value, written the same
-        #: way), else ``None``: recording that amount again changes nothing.
-        self.state: tuple[Decimal, int, Decimal | None] = (ZERO, 0, None)
-        #: The last amount and how many of the last amounts are written as it is (changed by the lock holder only).
-        self.last = _NO_AMOUNT
-        self.run = 0
-        #: (the ``state`` of a full window of one amount, the precision and rounding of the context its mean was
-        #: found in, that mean): that mean is found once, not once per estimate.
-        self.kept: tuple[object, int, str, Decimal | None] = (None, 0, "", None)
+        #: (sum, count) of ``amounts``, replaced as one value so a reader never sees one without the other.
+        self.state: tuple[Decimal, int] = (ZERO, 0)
 
     def resync(self) -> None:
         """Sum ``amounts`` afresh (caller holds the lock)."""
         values = tuple(self.amounts)  # one C-level copy: an append racing with it is either in or out
-        run = 0
-        if values:
-            last = values[-1]
-            for value in reversed(values):
-                if value.compare_total(last):
-                    break
-                run += 1
-        self.run = run
-        self.last = values[-1] if values else _NO_AMOUNT
-        same = values[-1] if run == len(values) == self.amounts.maxlen else None
-        self.state = (_exact_sum(values), len(values), same)
+        self.state = (_exact_sum(values), len(values))
 
 
 def _exact_sum(values: tuple[Decimal, ...]) -> Decimal:
@@ -173,10 +154,9 @@ class RecentCosts:
     """The mean cost of the last few calls per (resource, model), kept by each tracker: the fallback estimate.
 
     Until a mean is first asked for (a budget estimating a call), recording only appends the amount. From then on
-    each window also keeps an exact running sum (see ``_SMALL``), so a mean costs one division. A window full of one
-    amount (the same calls costing the same) stays as it is when that amount comes again, which is recorded with no
-    lock, and its mean is found once. Recording threads never wait for each other: a thread that finds the sums being
-    updated by another leaves its amount out (one sample fewer; the mean stays the mean of the amounts kept).
+    each window also keeps an exact running sum (see ``_SMALL``), so a mean costs one division. Recording threads
+    never wait for each other: a thread that finds the sums being updated by another leaves its amount out (one
+    sample fewer; the mean stays the mean of the amounts kept).
     """
 
     __slots__ = ("_by_key", "_lock", "_of_resource", "_summing", "_window")
@@ -204,33 +184,19 @@ class RecentCosts:
                 with self._lock:
                     window.resync()
             return
-        same = window.state[2]
-        if same is not None and (amount is same or not amount.compare_total(same)):
-            # The window is full of this very amount: appending it would push out one written the same way, and
-            # nothing (the amounts, their sum, the mean) would change. No lock: whatever another thread is doing,
-            # this call counts as made just before it.
-            return
         lock = self._lock
         if not lock.acquire(False):
             return  # another thread is updating: skip this sample rather than wait on the per-call path
         try:
             amounts = window.amounts
-            total, count, _ = window.state
+            total, count = window.state
             if count == self._window:
                 total -= amounts[0]  # the amount the append below pushes out
                 count -= 1
-            last = window.last
             amounts.append(amount)
             total += amount
             if total.adjusted() < _SMALL_DIGITS:  # -_SMALL < total < _SMALL, read off the exponent (cheaper)
-                if last == amount and not last.compare_total(amount):  # (``==`` first: cheaper, and mostly False)
-                    run = window.run + 1
-                    window.run = run
-                    window.state = (total, count + 1, amount if run >= self._window else None)
-                else:
-                    window.run = 1
-                    window.state = (total, count + 1, None)
-                window.last = amount
+                window.state = (total, count + 1)
             else:
                 window.resync()  # the context's 28 digits may have rounded: sum the window afresh, exactly
         finally:
@@ -246,56 +212,38 @@ class RecentCosts:
             return window
 
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
-        """The mean of the kept amounts of ``resource`` and ``model`` (``None``: every model of ``resource``) at
-        money's 18 places, or ``None`` when there are none."""
         if not self._summing:
             with self._lock:
                 self._summing = True
-                for each in self._by_key.values():
-                    each.resync()
+                for window in self._by_key.values():
+                    window.resync()
         if model is not None:
-            window = self._by_key.get((resource, model))
-            if window is None:
+            found = self._by_key.get((resource, model))
+            if found is None:
                 return None
+            total, count = found.state
         else:
             # A decorator often knows no model before the call: then the recent calls of every model of the
             # resource count.
             windows = self._of_resource.get(resource)
             if windows is None:
                 return None
-            if len(windows) != 1:  # (the usual case is one model)
+            if len(windows) == 1:  # the usual case: one model
+                total, count = windows[0].state
+            else:
                 total, count = ZERO, 0
-                for each in windows:
-                    part, n, _ = each.state
+                for window in windows:
+                    part, n = window.state
                     total, count = total + part, count + n
-                return _mean(total, count)
-            window = windows[0]
-        state = window.state
-        if state[2] is None:  # the amounts change from call to call: so does their mean
-            return _mean(state[0], state[1])
-        # The same amount call after call: the same mean, kept. (A state is a new tuple each time the amounts
-        # change; the mean is divided in the thread's context, whose precision and rounding can change its digits.)
-        kept = window.kept
-        context = getcontext()
-        prec = context.prec
-        rounding = context.rounding
-        if kept[0] is state and kept[1] == prec and kept[2] == rounding:
-            return kept[3]
-        found = _mean(state[0], state[1])
-        window.kept = (state, prec, rounding, found)  # (at once: a racing reader sees an older one or this one)
-        return found
-
-
-def _mean(total: Decimal, count: int) -> Decimal | None:
-    """``total / count`` at money's 18 places (``None`` for no amounts)."""
-    if not count:
-        return None
-    # Money's 18 places: a budget adds the estimate to what it has committed and takes it away when the call
-    # settles, which is exact only for amounts at that scale. In this thread's context first (a third of
-    # ``round_money``'s cost); ``round_money`` for a mean too large for it.
-    mean = total / count
-    try:
-        rounded = mean.quantize(_MONEY_PLACES)
-    except InvalidOperation:
-        return round_money(mean)
-    return mean if rounded == mean else rounded
+        if not count:
+            return None
+        # Money's 18 places: a budget adds the estimate to what it has committed and takes it away when the call
+        # settles, which is exact only for amounts at that scale. In this thread's context first (a third of
+        # ``round_money``'s cost, and this runs before every budgeted call without an estimate); ``round_money`` for
+        # a mean too large for it.
+        mean = total / count
+        try:
+            rounded = mean.quantize(_MONEY_PLACES)
+        except InvalidOperation:
+            return round_money(mean)
+        return mean if rounded == mean else rounded
