@@ -324,3 +324,44 @@ def test_processes_sharing_the_sqlite_ledger_count_each_entry_once(children: Chi
     assert isinstance(ledger, SqliteLedger)
     assert set(_settled(ledger).values()) <= {Decimal(0)}
     tracker.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_entries_spilled_while_the_store_is_down_count_once_when_replayed(home, kind, monkeypatch):
+    # While the store cannot be written its appends are spilled to files (they count as written, and the writer
+    # acknowledges them); once it is back, a read replays them: each entry then counts once, for this process and for
+    # another, with nothing left settled in the ledger.
+    tracker, other = _views(home, kind)
+    call = track_cost(tracker=tracker, resource="r", estimate=COST)(lambda: RESPONSE)
+    b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
+    seen = budget(LIMIT, period="daily", name="cap", tracker=other)
+    store = tracker.store
+    with b:
+        for _ in range(10):
+            call()
+        tracker.flush()
+        original = type(store)._write
+
+        def down(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise StoreError("the disk is full")
+
+        monkeypatch.setattr(type(store), "_write", down)
+        for _ in range(10):
+            call()
+        tracker.record(model="gpt-4o", amount=COST, resource="s")
+        tracker.flush()  # spilled, and acknowledged
+        assert store._durable.spill.pending()  # type: ignore[attr-defined]
+        monkeypatch.setattr(type(store), "_write", original)
+        for _ in range(5):
+            call()
+        tracker.flush()
+        assert other.store.total() == COST * 26
+        assert (b.spent, b.reserved) == (COST * 26, 0)
+    tracker.flush()
+    assert not store._durable.spill.pending()  # type: ignore[attr-defined]
+    assert (seen.spent, seen.reserved) == (COST * 26, 0) == (other.store.total(), 0)
+    ledger = store.current_ledger()
+    assert isinstance(ledger, SqliteLedger)
+    assert set(_settled(ledger).values()) <= {Decimal(0)}
+    tracker.close()
+    other.close()
