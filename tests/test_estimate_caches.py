@@ -276,3 +276,21 @@ def test_the_mean_of_a_window_is_that_of_its_amounts_through_runs_of_one_amount_
                 got, want = recent.mean("r", "m"), reference.mean()
                 assert got == want and str(got) == str(want), (list(reference.amounts), context)
                 assert str(recent.mean("r", None)) == str(want)
+
+
+def test_a_price_registered_again_for_its_provider_is_the_one_estimated_from_then_on():
+    # ``register_price``: "use ``price`` ... from now on". A model registered again for the same provider at a new
+    # price is estimated (and priced) at the new one, also where no provider is named (the estimate's lookup); a price
+    # registered for a second provider leaves the first provider's as the model's price without a provider.
+    model = "acme-model"
+    llmcost.register_price(llmcost.ModelPrice(model, "acme", input_per_mtok="1.5", output_per_mtok="1.5"))
+    assert estimated_amount(model, "z" * 100, 10) == _afresh(model, "z" * 100, 10)
+    llmcost.register_price(llmcost.ModelPrice(model, "acme", input_per_mtok="4.25", output_per_mtok="4.25"))
+    tokens = count_tokens("z" * 100, model)
+    want = round_money((tokens + 10) * Decimal("4.25") / 1_000_000)
+    assert estimated_amount(model, "z" * 100, 10) == want == cost_of(model, tokens, 10)
+    assert llmcost.get_price(model).input_per_mtok == Decimal("4.25")
+    llmcost.register_price(llmcost.ModelPrice(model, "other", input_per_mtok="9", output_per_mtok="9"))
+    assert llmcost.get_price(model).input_per_mtok == Decimal("4.25")
+    assert llmcost.get_price(model, "other").input_per_mtok == Decimal("9")
+    assert estimated_amount(model, "z" * 100, 10) == want
