@@ -365,3 +365,61 @@ def test_entries_spilled_while_the_store_is_down_count_once_when_replayed(home, 
     assert set(_settled(ledger).values()) <= {Decimal(0)}
     tracker.close()
     other.close()
+
+
+def test_a_writer_acknowledging_while_threads_settle_batches_leaves_each_amount_once(tmp_path):
+    # Call threads settle batches (and some entries alone) while the writer thread acknowledges ids as it "writes"
+    # them, some before their settle comes: at every point no scope holds less than nothing, and once every entry is
+    # written and acknowledged nothing is left settled (an amount taken off twice, or never, would show).
+    import threading
+
+    ledger = SqliteLedger(str(tmp_path / "ledger"), total=lambda **filters: Decimal(0))
+    scopes = [_scope("a"), _scope("b")]
+    ledger.begin()
+    made: list[str] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def caller(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for k in range(60):
+                batch = {make_entry(seed * 100_000 + k * 10 + j).id: COST * (j + 1) for j in range(rng.randint(1, 5))}
+                with lock:
+                    made.extend(batch)  # recorded: the writer may write them before they settle
+                s = rng.choice(scopes)
+                if rng.random() < 0.2:
+                    for i, amount in batch.items():
+                        ledger.settle(s, amount, entry_id=i)
+                else:
+                    ledger.settle_batch(s, batch, reservation=None, keep=Decimal(0), renew=None, limit=LIMIT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def writer() -> None:
+        rng = random.Random(99)
+        try:
+            while not done.is_set() or made:
+                with lock:
+                    rng.shuffle(made)
+                    k = rng.randint(0, len(made))
+                    ids, made[:] = made[:k], made[k:]
+                if ids:
+                    ledger.acknowledge_ids(ids)
+                    assert all(v >= 0 for v in _settled(ledger).values())
+        except BaseException as exc:
+            errors.append(exc)
+
+    callers = [threading.Thread(target=caller, args=(seed,)) for seed in (1, 2, 3)]
+    writing = threading.Thread(target=writer)
+    for thread in [*callers, writing]:
+        thread.start()
+    for thread in callers:
+        thread.join()
+    done.set()
+    writing.join()
+    assert not errors
+    assert set(_settled(ledger).values()) == {Decimal(0)}
+    assert _holds(ledger) == {}
+    ledger.close()
