@@ -311,8 +311,16 @@ def register_price(price: ModelPrice) -> None:
     if not isinstance(price, ModelPrice):
         raise TypeError(f"price must be a llmcost.ModelPrice, got {price!r}")
     with _lock:
-        _user_prices[(price.provider.lower() if price.provider else None, price.model.lower())] = price
-        _user_prices.setdefault((None, price.model.lower()), price)
+        key = (price.provider.lower() if price.provider else None, price.model.lower())
+        replaced = _user_prices.get(key)
+        _user_prices[key] = price
+        # The model's price where no provider is named: the first provider's, unless this replaces that very price
+        # (the same model and provider registered again: the new price from now on, as for its provider).
+        bare = (None, key[1])
+        if replaced is not None and _user_prices.get(bare) is replaced:
+            _user_prices[bare] = price
+        else:
+            _user_prices.setdefault(bare, price)
         _resolved.clear()
         _unknown.clear()
         _state.set_pricing_table(None)

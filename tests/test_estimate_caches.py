@@ -1,0 +1,296 @@
+"""What the estimates keep between calls (review tests): a request's estimate priced once per (model, input tokens,
+output tokens) while the model's price stays, token counts kept per text, and a window's mean kept while its
+amounts stay. Each kept value must be what computing it afresh gives, whatever changed in between: a registered or
+loaded price, a dated price's date passing, the decimal context, ``_state.reset()``, a fork, other threads."""
+
+from __future__ import annotations
+
+import decimal
+import json
+import os
+import random
+import threading
+from collections import deque
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from freezegun import freeze_time
+
+import llmcost
+from llmcost import _state, count_tokens
+from llmcost._estimate import RecentCosts, request_estimate
+from llmcost._money import round_money
+from llmcost._prices import cost_of, money_cost_of
+from llmcost._tokens import _AMOUNTS_KEPT, _TEXTS_KEPT, estimated_amount
+from tests.conftest import in_threads
+
+UTC = timezone.utc
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Summarize: " + "lorem ipsum dolor sit amet " * 20},
+]
+
+
+def _afresh(model: str, prompt: object, output: int) -> Decimal:
+    """The estimate as computed with nothing kept (the code before the caches)."""
+    return money_cost_of(model, count_tokens(prompt, model), output)  # type: ignore[arg-type]
+
+
+# -- estimates priced once --------------------------------------------------------------------------------------
+def test_a_dated_price_is_estimated_at_the_price_in_force_as_the_clock_crosses_its_date():
+    # o3-2025-04-16 cost $10/$40 per Mtok until 2025-06-10, $2/$8 from then: the same request estimated before and
+    # after the date (nothing else changed) is priced at each day's price.
+    model = "o3-2025-04-16"
+    request = {"model": model, "messages": MESSAGES, "max_tokens": 200}
+    tokens = count_tokens(MESSAGES, model)
+    with freeze_time(datetime(2025, 6, 9, 23, 59, tzinfo=UTC)) as frozen:
+        before = [request_estimate(request, None) for _ in range(3)]
+        assert before == [round_money((tokens * Decimal(10) + 200 * Decimal(40)) / 1_000_000)] * 3
+        frozen.move_to(datetime(2025, 6, 10, 0, 1, tzinfo=UTC))
+        after = [request_estimate(request, None) for _ in range(3)]
+        assert after == [round_money((tokens * Decimal(2) + 200 * Decimal(8)) / 1_000_000)] * 3
+        frozen.move_to(datetime(2025, 6, 9, 12, tzinfo=UTC))  # (a clock set back: the old price again)
+        assert request_estimate(request, None) == before[0]
+
+
+@pytest.mark.parametrize("how", ["register", "load-toml", "load-json"])
+def test_an_estimate_kept_gives_way_to_a_price_registered_or_loaded_since(tmp_path, how):
+    model = "claude-3-5-haiku-latest"
+    first = estimated_amount(model, MESSAGES, 300)
+    assert estimated_amount(model, MESSAGES, 300) == first == _afresh(model, MESSAGES, 300)  # kept
+    if how == "register":
+        llmcost.register_price(llmcost.ModelPrice(model, "anthropic", input_per_mtok="1.11", output_per_mtok="2.22"))
+    elif how == "load-toml":
+        path = tmp_path / "prices.toml"
+        path.write_text(
+            f'[[price]]\nmodel = "{model}"\nprovider = "anthropic"\ninput_per_mtok = "1.11"\noutput_per_mtok = "2.22"\n'
+        )
+        llmcost.load_prices(path)
+    else:
+        path = tmp_path / "prices.json"
+        path.write_text(
+            json.dumps([{"model": model, "provider": "anthropic", "input_per_mtok": "1.11", "output_per_mtok": "2.22"}])
+        )
+        llmcost.load_prices(path)
+    tokens = count_tokens(MESSAGES, model)
+    want = round_money((tokens * Decimal("1.11") + 300 * Decimal("2.22")) / 1_000_000)
+    assert estimated_amount(model, MESSAGES, 300) == want == _afresh(model, MESSAGES, 300) != first
+    # A price registered for another model changes nothing here, and the estimate is right after it too.
+    llmcost.register_price(llmcost.ModelPrice("some-other-model", "acme", input_per_mtok="9", output_per_mtok="9"))
+    assert estimated_amount(model, MESSAGES, 300) == want
+
+
+def test_reset_forgets_kept_estimates_and_counts_and_the_catalog_price_comes_back():
+    model = "gpt-4o-mini"
+    catalog = estimated_amount(model, "déjà vu " * 50, 100)
+    llmcost.register_price(llmcost.ModelPrice(model, "openai", input_per_mtok="5", output_per_mtok="5"))
+    registered = estimated_amount(model, "déjà vu " * 50, 100)
+    assert estimated_amount(model, "déjà vu " * 50, 100) == registered != catalog  # (kept from the second on)
+    assert _state.estimated_amounts and any(_state.token_counts.values())
+    _state.reset()
+    assert not _state.estimated_amounts and not _state.token_counts
+    assert estimated_amount(model, "déjà vu " * 50, 100) == catalog == _afresh(model, "déjà vu " * 50, 100)
+
+
+def test_the_estimate_kept_is_the_amount_priced_in_each_rounding_and_precision():
+    model = "claude-3-5-haiku-latest"
+    prompt = "x" * 1234
+    for prec, rounding in [(28, decimal.ROUND_HALF_EVEN), (4, decimal.ROUND_DOWN), (4, decimal.ROUND_UP), (28, "x")]:
+        with decimal.localcontext() as context:
+            context.prec = prec
+            if rounding != "x":
+                context.rounding = rounding
+            for _ in range(2):
+                assert str(estimated_amount(model, prompt, 77)) == str(_afresh(model, prompt, 77))
+
+
+def test_threads_estimating_while_prices_are_registered_get_a_price_in_force_and_the_last_one_after():
+    # Estimates of many sizes (more than are kept: the table starts afresh under the threads) while another thread
+    # registers one price, then another, in turn: each estimate is priced at one of them, none raises, the table stays
+    # bounded, and once the registering stops every estimate is at the last price.
+    model = "my-model"
+    prices = [Decimal("1.5"), Decimal("4.25")]
+    llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=prices[0], output_per_mtok=prices[0]))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    wrong: list[tuple[int, Decimal]] = []
+
+    def register() -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            price = prices[k % 2]
+            llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
+        price = prices[1]
+        llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
+
+    def work() -> None:
+        rng = random.Random(threading.get_ident())
+        try:
+            for _ in range(1500):
+                n = count_tokens(text := "y" * rng.randrange(4 * _AMOUNTS_KEPT), model)
+                amount = estimated_amount(model, text, 10)
+                if amount not in {round_money((n + 10) * p / 1_000_000) for p in prices}:
+                    wrong.append((n, amount))
+        except BaseException as exc:
+            errors.append(exc)
+
+    registering = threading.Thread(target=register)
+    registering.start()
+    try:
+        in_threads(work, 6)
+    finally:
+        stop.set()
+        registering.join()
+    assert not errors and not wrong
+    assert len(_state.estimated_amounts) <= _AMOUNTS_KEPT
+    for size in range(0, 4 * _AMOUNTS_KEPT, 97):
+        n = count_tokens("y" * size, model)
+        assert estimated_amount(model, "y" * size, 10) == round_money((n + 10) * prices[1] / 1_000_000)
+
+
+def test_threads_counting_texts_while_the_caches_are_reset_never_fail():
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def resetting() -> None:
+        while not stop.is_set():
+            _state.token_counts.clear()
+            _state.estimated_amounts.clear()
+            _state.model_encodings.clear()
+
+    def work() -> None:
+        rng = random.Random(threading.get_ident())
+        try:
+            for i in range(3000):
+                text = f"é{rng.randrange(4 * _TEXTS_KEPT)}"
+                ascii_chars = len(text) - 1
+                assert count_tokens(text, "claude-3-5-haiku-latest") == -(-ascii_chars * 2 // 7) + 1
+                if i % 7 == 0:
+                    assert estimated_amount("gpt-4o", text, 5) == _afresh("gpt-4o", text, 5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=resetting)
+    thread.start()
+    try:
+        in_threads(work, 6)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    assert all(len(counts) <= _TEXTS_KEPT for counts in _state.token_counts.values())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_estimates_at_the_prices_it_registers_and_the_parent_at_its_own():
+    model = "claude-3-5-haiku-latest"
+    parent = estimated_amount(model, MESSAGES, 300)  # kept in the parent before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read)
+            same = estimated_amount(model, MESSAGES, 300) == parent
+            llmcost.register_price(llmcost.ModelPrice(model, "anthropic", input_per_mtok="3", output_per_mtok="3"))
+            tokens = count_tokens(MESSAGES, model)
+            moved = estimated_amount(model, MESSAGES, 300) == round_money((tokens + 300) * Decimal(3) / 1_000_000)
+            os.write(write, json.dumps([same, moved]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = json.loads(pipe.read())
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert answer == [True, True]
+    assert estimated_amount(model, MESSAGES, 300) == parent == _afresh(model, MESSAGES, 300)
+
+
+def test_a_price_that_changes_within_a_day_is_never_kept():
+    # deepseek-chat has off-peak hours: its estimate is priced at the time of day, as ``cost_of`` prices it.
+    model = "deepseek-chat"
+    with freeze_time(datetime(2025, 7, 1, 3, 0, tzinfo=UTC)) as frozen:
+        for hour in [3, 17, 3, 17, 18, 1]:
+            frozen.move_to(datetime(2025, 7, 1, hour, 0, tzinfo=UTC))
+            want = round_money(cost_of(model, count_tokens(MESSAGES, model), 100))
+            assert estimated_amount(model, MESSAGES, 100) == want
+
+
+# -- the mean of a window ---------------------------------------------------------------------------------------
+class _Reference:
+    """The window as the code before the kept means summed it: a running sum in the recording thread's context
+    (which keeps the places of amounts pushed out), summed afresh exactly once it reaches ``10**9``; its mean over
+    the count in the asking thread's context, at money's 18 places."""
+
+    def __init__(self, size: int) -> None:
+        self.amounts: deque[Decimal] = deque(maxlen=size)
+        self.total = Decimal(0)
+
+    def observe(self, amount: Decimal) -> None:
+        total = self.total
+        if len(self.amounts) == self.amounts.maxlen:
+            total -= self.amounts[0]
+        self.amounts.append(amount)
+        total += amount
+        if total.adjusted() >= 9:
+            total = Decimal(0)
+            for value in self.amounts:
+                total = decimal.Context(prec=80).add(total, value)
+        self.total = total
+
+    def mean(self) -> Decimal | None:
+        if not self.amounts:
+            return None
+        mean = self.total / len(self.amounts)
+        try:
+            rounded = mean.quantize(Decimal(1).scaleb(-18))
+        except decimal.InvalidOperation:
+            return round_money(mean)
+        return mean if rounded == mean else rounded
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_mean_of_a_window_is_that_of_its_amounts_through_runs_of_one_amount_and_context_changes(seed):
+    # Long runs of one amount (a window full of it: recorded without the sums, its mean kept) broken by other amounts,
+    # the same value written otherwise, zeros, large amounts; means asked in contexts of several precisions and
+    # roundings. Each mean equals the mean of the window's amounts, and is written as that mean is.
+    rng = random.Random(seed)
+    size = rng.choice([1, 2, 3, 5, 20])
+    recent = RecentCosts(size)
+    reference = _Reference(size)
+    choices = ["0.0025", "0.00250", "0.006", "0.0060", "0", "-0", "0E-5", "1.5", "0.00416667", "123456789.5"]
+    assert recent.mean("r", "m") is None  # (the running sums from the first amount on)
+    amount = Decimal(rng.choice(choices))
+    for _ in range(400):
+        if rng.random() < 0.15:
+            amount = Decimal(rng.choice(choices))
+        recent.observe_call("r", "m", amount)
+        reference.observe(amount)
+        with decimal.localcontext() as context:
+            context.prec = rng.choice([28, 28, 9, 5])
+            context.rounding = rng.choice([decimal.ROUND_HALF_EVEN, decimal.ROUND_DOWN, decimal.ROUND_CEILING])
+            for _ in range(rng.randint(1, 2)):
+                got, want = recent.mean("r", "m"), reference.mean()
+                assert got == want and str(got) == str(want), (list(reference.amounts), context)
+                assert str(recent.mean("r", None)) == str(want)
+
+
+def test_a_price_registered_again_for_its_provider_is_the_one_estimated_from_then_on():
+    # ``register_price``: "use ``price`` ... from now on". A model registered again for the same provider at a new
+    # price is estimated (and priced) at the new one, also where no provider is named (the estimate's lookup); a price
+    # registered for a second provider leaves the first provider's as the model's price without a provider.
+    model = "acme-model"
+    llmcost.register_price(llmcost.ModelPrice(model, "acme", input_per_mtok="1.5", output_per_mtok="1.5"))
+    assert estimated_amount(model, "z" * 100, 10) == _afresh(model, "z" * 100, 10)
+    llmcost.register_price(llmcost.ModelPrice(model, "acme", input_per_mtok="4.25", output_per_mtok="4.25"))
+    tokens = count_tokens("z" * 100, model)
+    want = round_money((tokens + 10) * Decimal("4.25") / 1_000_000)
+    assert estimated_amount(model, "z" * 100, 10) == want == cost_of(model, tokens, 10)
+    assert llmcost.get_price(model).input_per_mtok == Decimal("4.25")
+    llmcost.register_price(llmcost.ModelPrice(model, "other", input_per_mtok="9", output_per_mtok="9"))
+    assert llmcost.get_price(model).input_per_mtok == Decimal("4.25")
+    assert llmcost.get_price(model, "other").input_per_mtok == Decimal("9")
+    assert estimated_amount(model, "z" * 100, 10) == want
