@@ -963,12 +963,19 @@ class Budget:
             return False
         token.settled = True
         spent, _ = lease.ledger.give_back(lease.account, lease.hold, token.estimate)
-        if lease is self._lease:
-            # Spent as last seen (no lock needed: the budget's properties read the ledger anew, with the lock).
-            self._spent = spent
-            if spent >= self._quiet_below:  # (else no threshold can have been crossed)
-                self._stand()  # (the figures again, under the lock, for the thresholds)
-                self.check_thresholds()
+        if spent >= self._quiet_below and lease is self._lease:  # (else no threshold can have been crossed)
+            # The figure the ledger answered, under the lock and never lowered here: answers reach the budget out of
+            # the ledger's order (no lock is held from one to the other), and an older, lower one landing after this
+            # one would hide its crossing from ``check_thresholds``. (Not written on the quiet path: the budget's
+            # properties read the ledger anew.)
+            lock = self._lock
+            lock.acquire()
+            try:
+                if lease is self._lease and spent > self._spent:
+                    self._spent = spent
+            finally:
+                lock.release()
+            self.check_thresholds()
         return True
 
     def _count_period_row(
