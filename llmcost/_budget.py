@@ -355,10 +355,17 @@ class Budget:
         if self.period is None:
             return
         scope = self._current_scope()
+        lease = self._lease
+        batch = None if lease is None else lease.standing  # (a new object with each batch of a shared lease)
         standing = self.tracker.store.standing(scope, refresh=refresh)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = self._view(scope, standing)
+                if lease is not None and lease is self._lease and lease.standing is not batch:
+                    # A batch of the lease landed after the ledger was read (another thread's): the amounts it moved
+                    # into the ledger are in neither that reading nor the lease now. Its own figures are the newer.
+                    self._spent, self._committed = lease.figures()
+                else:
+                    self._spent, self._committed = self._view(scope, standing)
 
     def _view(self, scope: BudgetScope, standing: Standing) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` of ``scope`` from the ledger's ``standing``, as this process sees it: its lease's

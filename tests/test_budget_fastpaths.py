@@ -10,6 +10,7 @@ equals the store's total; each threshold fires exactly once; and a call that rai
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -61,7 +62,7 @@ def run_threads(work: Callable[[int], object], count: int = THREADS) -> None:
         try:
             start.wait()
             work(i)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # (reported below)
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
@@ -137,12 +138,10 @@ def test_memory_thresholds_fire_exactly_once_under_threads() -> None:
 
 def test_memory_calls_that_raise_give_their_estimates_back() -> None:
     tracker = CostTracker()
-    failing = [0]
 
     @track_cost(tracker=tracker, estimate=CALL)
     def flaky(i: int) -> Any:
         if i % 3 == 0:
-            failing.append(1)
             raise RuntimeError("provider down")
         return RESPONSE
 
@@ -151,10 +150,8 @@ def test_memory_calls_that_raise_give_their_estimates_back() -> None:
     def work(i: int) -> None:
         with daily:
             for n in range(60):
-                try:
+                with contextlib.suppress(RuntimeError):
                     flaky(n)
-                except RuntimeError:
-                    pass
 
     run_threads(work)
     ok = THREADS * 40
@@ -412,10 +409,8 @@ def test_duckdb_calls_that_raise_give_their_estimates_back(duck: str) -> None:
     def work(i: int) -> None:
         with daily:
             for n in range(60):
-                try:
+                with contextlib.suppress(RuntimeError):
                     flaky(n)
-                except RuntimeError:
-                    pass
 
     run_threads(work)
     tracker.flush()
@@ -443,3 +438,76 @@ def test_refused_calls_raise_budget_exceeded() -> None:
         tracked(tracker)()
         with pytest.raises(BudgetExceeded):
             tracked(tracker)()
+
+
+def test_memory_a_budget_of_another_tracker_neither_checks_nor_counts_the_call() -> None:
+    mine, other = CostTracker(), CostTracker()
+    call = tracked(other)
+    daily = budget(CALL, period="daily", tracker=mine)
+    ran, refused = calls_in_threads(call, daily, count=4, calls=10)
+    assert (ran, refused) == (40, 0)
+    assert daily.spent == 0 and daily.reserved == 0
+    assert_nothing_held(memory_ledger(mine))
+    mine.close()
+    other.close()
+
+
+def test_memory_the_default_store_changes_while_calls_are_in_flight() -> None:
+    """``configure()`` swaps the default tracker (and its store) while threads call under a budget of the default
+    tracker: calls in flight give their estimates back to the old store's ledger, later ones reserve in the new."""
+    first = llmcost.configure()
+    daily = budget(CALL * 10**6, period="daily")
+    call = track_cost(estimate=CALL)(lambda: RESPONSE)
+    trackers = [first]
+    done = threading.Event()
+
+    def work(i: int) -> None:
+        if i == 0:
+            for _ in range(5):
+                for _ in range(100):
+                    with daily:
+                        call()
+                trackers.append(llmcost.configure())
+            done.set()
+            return
+        while not done.is_set():
+            with daily:
+                for _ in range(5):
+                    call()
+
+    try:
+        run_threads(work)
+        for tracker in trackers:
+            if tracker.store.current_ledger() is not None:
+                assert_nothing_held(memory_ledger(tracker))
+        assert daily.spent == trackers[-1].total() and daily.reserved == 0
+    finally:
+        llmcost.configure()
+
+
+def test_duckdb_spend_read_while_a_batch_of_the_lease_lands(duck: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``spent`` reads the ledger, then adds what the lease holds for its next batch: a batch that lands between
+    the two (another thread's, as its lease runs out) moves those amounts into the ledger after it was read. The
+    figure must not drop them (nor keep the budget's spend short for its thresholds)."""
+    tracker = CostTracker(duck)
+    call = tracked(tracker)
+    daily = budget(100, period="daily", tracker=tracker)
+    with daily:
+        for _ in range(10):
+            call()
+        lease = daily._lease
+        assert type(lease) is Lease and lease.pending_sum == CALL * 10
+        store = tracker.store
+        standing = store.standing
+
+        def read_then_batch(scope: BudgetScope, *, refresh: bool = False) -> Any:
+            answer = standing(scope, refresh=refresh)
+            lease.renew(CALL)  # (the other thread's batch)
+            return answer
+
+        monkeypatch.setattr(store, "standing", read_then_batch)
+        assert daily.spent == CALL * 10
+        monkeypatch.undo()
+        call()
+        assert daily._spent == CALL * 11  # (as the thresholds read it)
+    tracker.close()
