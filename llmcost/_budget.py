@@ -971,18 +971,10 @@ class Budget:
         token.settled = True
         spent, _ = lease.ledger.give_back(lease.account, lease.hold, token.estimate)
         if spent >= self._quiet_below and lease is self._lease:  # (else no threshold can have been crossed)
-            # The figure the ledger answered, under the lock and never lowered here: answers reach the budget out of
-            # the ledger's order (no lock is held from one to the other), and an older, lower one landing after this
-            # one would hide its crossing from ``check_thresholds``. (Not written on the quiet path: the budget's
-            # properties read the ledger anew.)
-            lock = self._lock
-            lock.acquire()
-            try:
-                if lease is self._lease and spent > self._spent:
-                    self._spent = spent
-            finally:
-                lock.release()
-            self.check_thresholds()
+            # With the figure the ledger answered: answers reach the budget out of the ledger's order (no lock is held
+            # from one to the other), and an older, lower one landing in ``_spent`` meanwhile would hide the crossing.
+            # (Not written on the quiet path: the budget's properties read the ledger anew.)
+            self._check_thresholds(lease, spent)
         return True
 
     def _count_period_row(
@@ -1094,10 +1086,19 @@ class Budget:
     # -- alerts ---------------------------------------------------------------------------------------------------
     def check_thresholds(self) -> None:
         """Fire an alert for each threshold that spend has reached and that has not fired in this period."""
+        self._check_thresholds(None, None)
+
+    def _check_thresholds(self, lease: Lease | None, reached: Decimal | None) -> None:
+        """``check_thresholds``; with ``reached``: the spend a call of ``lease`` left the period at, as the ledger
+        answered it, counted as reached (and kept as spent if above the budget's figure) while ``lease`` is the
+        budget's, whatever older figure another thread wrote to ``_spent`` since (``_gave_back``, ``_stand``)."""
         with self._lock:
-            if self._spent < self._quiet_below:
+            spent = self._spent
+            if reached is not None and reached > spent and lease is self._lease:
+                spent = self._spent = reached
+            if spent < self._quiet_below:
                 return
-            utilization = float(self._spent / self.limit)
+            utilization = float(spent / self.limit)
             crossed = [t for t in self.thresholds if utilization >= t and t not in self._fired]
             self._fired.update(crossed)
             waiting = [t for t in self.thresholds if t not in self._fired]

@@ -281,7 +281,8 @@ def test_memory_a_threshold_is_not_missed_when_an_older_figure_lands_after_the_c
     daily = budget(CALL * 4, period="daily", tracker=tracker, thresholds=[0.75], on_alert=alerts.append)
     x_gave, y_checking, x_done = threading.Event(), threading.Event(), threading.Event()
     roles: dict[int, str] = {}
-    give_back, check = LocalLedger.give_back, budget_module.Budget.check_thresholds
+    give_back = LocalLedger.give_back
+    check, check_at = budget_module.Budget.check_thresholds, getattr(budget_module.Budget, "_check_thresholds", None)
 
     def held_give_back(ledger: LocalLedger, *args: Any) -> Any:
         answer = give_back(ledger, *args)
@@ -290,16 +291,25 @@ def test_memory_a_threshold_is_not_missed_when_an_older_figure_lands_after_the_c
             y_checking.wait(5)
         return answer
 
-    def held_check(b: Any) -> None:
+    def held(b: Any) -> None:
         if roles.get(threading.get_ident()) == "y":
             y_checking.set()
             x_done.wait(5)
+
+    def held_check(b: Any) -> None:
+        held(b)
         check(b)
+
+    def held_check_at(b: Any, *args: Any) -> None:
+        held(b)
+        check_at(b, *args)  # type: ignore[misc]
 
     with daily:
         call()  # 25%: the thresholds' quiet bound is set
         monkeypatch.setattr(LocalLedger, "give_back", held_give_back)
         monkeypatch.setattr(budget_module.Budget, "check_thresholds", held_check)
+        if check_at is not None:
+            monkeypatch.setattr(budget_module.Budget, "_check_thresholds", held_check_at)
 
         def x() -> None:
             roles[threading.get_ident()] = "x"
@@ -323,14 +333,59 @@ def test_memory_a_threshold_is_not_missed_when_an_older_figure_lands_after_the_c
     assert daily.spent == CALL * 3 and daily.reserved == 0
 
 
+def test_memory_a_threshold_is_not_missed_when_an_older_reading_of_the_ledger_lands_before_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread reading ``spent`` (``_stand``) read the ledger at 50%, and its figure lands in the budget just as a
+    call that took spend to 75% checks the thresholds: the call's crossing still fires."""
+    tracker = CostTracker()
+    call = tracked(tracker)
+    alerts: list[llmcost.BudgetAlert] = []
+    daily = budget(CALL * 4, period="daily", tracker=tracker, thresholds=[0.75], on_alert=alerts.append)
+    store = tracker.store
+    with daily:
+        call()
+        call()  # 50%
+        older = store.standing(scope_at(daily, daily.period_start, daily.period_end))  # type: ignore[arg-type]
+        stand = budget_module.Budget._stand
+        check = budget_module.Budget.check_thresholds
+        check_at = getattr(budget_module.Budget, "_check_thresholds", None)  # (absent before the fix)
+        landed: list[int] = []
+
+        def older_reading_lands(b: Any) -> None:
+            if not landed:
+                landed.append(1)
+                with monkeypatch.context() as m:
+                    m.setattr(store, "standing", lambda scope, refresh=False: older)
+                    stand(b)  # (the reader's ``_stand``, with what it read before the call)
+                assert b._spent == CALL * 2
+
+        def landing_check(b: Any) -> None:
+            older_reading_lands(b)
+            check(b)
+
+        def landing_check_at(b: Any, *args: Any) -> None:
+            older_reading_lands(b)
+            check_at(b, *args)  # type: ignore[misc]
+
+        monkeypatch.setattr(budget_module.Budget, "check_thresholds", landing_check)
+        if check_at is not None:
+            monkeypatch.setattr(budget_module.Budget, "_check_thresholds", landing_check_at)
+        call()  # 75%
+        monkeypatch.undo()
+        assert landed
+    assert [a.threshold for a in alerts] == [0.75]
+
+
 # -- a shared ledger (DuckDB): the budget's Lease -----------------------------------------------------------------
-@pytest.mark.parametrize("k", [1, 37, 300])
-def test_duckdb_exactly_k_calls_run_under_a_limit_of_k_estimates(duck: str, k: int) -> None:
+@pytest.mark.parametrize(("k", "calls"), [(1, 50), (37, 50), (300, 50), (30011, 4000)])
+def test_duckdb_exactly_k_calls_run_under_a_limit_of_k_estimates(duck: str, k: int, calls: int) -> None:
+    """(30,011: leases grow to ``MOST_LEASE_CALLS``, 4,096 calls, before the limit is near.)"""
     tracker = CostTracker(duck)
     call = tracked(tracker)
     daily = budget(CALL * k, period="daily", tracker=tracker)
-    ran, refused = calls_in_threads(call, daily, count=THREADS, calls=50)
-    assert (ran, refused) == (k, THREADS * 50 - k)
+    ran, refused = calls_in_threads(call, daily, count=THREADS, calls=calls)
+    assert (ran, refused) == (k, THREADS * calls - k)
     tracker.flush()
     assert tracker.total() == CALL * k
     daily.sync(force=True)
