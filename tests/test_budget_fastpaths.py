@@ -408,7 +408,7 @@ def test_duckdb_threads_entering_and_exiting_across_rollovers(duck: str) -> None
     def work(i: int) -> None:
         if i == 0:
             for _ in range(hours - 1):
-                for _ in range(150):
+                for _ in range(80):
                     with hourly:
                         call()
                 clock.now += timedelta(hours=1)
@@ -509,7 +509,8 @@ def test_memory_a_budget_of_another_tracker_neither_checks_nor_counts_the_call()
 
 def test_memory_the_default_store_changes_while_calls_are_in_flight() -> None:
     """``configure()`` swaps the default tracker (and its store) while threads call under a budget of the default
-    tracker: calls in flight give their estimates back to the old store's ledger, later ones reserve in the new."""
+    tracker: calls in flight give their estimates back to the ledger they reserved in, later ones reserve in the new
+    store's; no ledger is left holding anything."""
     first = llmcost.configure()
     daily = budget(CALL * 10**6, period="daily")
     call = track_cost(estimate=CALL)(lambda: RESPONSE)
@@ -535,7 +536,12 @@ def test_memory_the_default_store_changes_while_calls_are_in_flight() -> None:
         for tracker in trackers:
             if tracker.store.current_ledger() is not None:
                 assert_nothing_held(memory_ledger(tracker))
-        assert daily.spent == trackers[-1].total() and daily.reserved == 0
+        # A call that began on the old tracker but reserved in the new store's ledger (the swap came between) has
+        # its entry in the old store, and counts in the new one's ledger as an entry of another store: at most one
+        # such call per thread.
+        extra = daily.spent - trackers[-1].total()
+        assert 0 <= extra <= CALL * THREADS and extra % CALL == 0
+        assert daily.reserved == 0
     finally:
         llmcost.configure()
 
