@@ -355,10 +355,17 @@ class Budget:
         if self.period is None:
             return
         scope = self._current_scope()
+        lease = self._lease
+        batch = None if lease is None else lease.standing  # (a new object with each batch of a shared lease)
         standing = self.tracker.store.standing(scope, refresh=refresh)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = self._view(scope, standing)
+                if lease is not None and lease is self._lease and lease.standing is not batch:
+                    # A batch of the lease landed after the ledger was read (another thread's): the amounts it moved
+                    # into the ledger are in neither that reading nor the lease now. Its own figures are the newer.
+                    self._spent, self._committed = lease.figures()
+                else:
+                    self._spent, self._committed = self._view(scope, standing)
 
     def _view(self, scope: BudgetScope, standing: Standing) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` of ``scope`` from the ledger's ``standing``, as this process sees it: its lease's
@@ -963,12 +970,11 @@ class Budget:
             return False
         token.settled = True
         spent, _ = lease.ledger.give_back(lease.account, lease.hold, token.estimate)
-        if lease is self._lease:
-            # Spent as last seen (no lock needed: the budget's properties read the ledger anew, with the lock).
-            self._spent = spent
-            if spent >= self._quiet_below:  # (else no threshold can have been crossed)
-                self._stand()  # (the figures again, under the lock, for the thresholds)
-                self.check_thresholds()
+        if spent >= self._quiet_below and lease is self._lease:  # (else no threshold can have been crossed)
+            # With the figure the ledger answered: answers reach the budget out of the ledger's order (no lock is held
+            # from one to the other), and an older, lower one landing in ``_spent`` meanwhile would hide the crossing.
+            # (Not written on the quiet path: the budget's properties read the ledger anew.)
+            self._check_thresholds(lease, spent)
         return True
 
     def _count_period_row(
@@ -1080,10 +1086,19 @@ class Budget:
     # -- alerts ---------------------------------------------------------------------------------------------------
     def check_thresholds(self) -> None:
         """Fire an alert for each threshold that spend has reached and that has not fired in this period."""
+        self._check_thresholds(None, None)
+
+    def _check_thresholds(self, lease: Lease | None, reached: Decimal | None) -> None:
+        """``check_thresholds``; with ``reached``: the spend a call of ``lease`` left the period at, as the ledger
+        answered it, counted as reached (and kept as spent if above the budget's figure) while ``lease`` is the
+        budget's, whatever older figure another thread wrote to ``_spent`` since (``_gave_back``, ``_stand``)."""
         with self._lock:
-            if self._spent < self._quiet_below:
+            spent = self._spent
+            if reached is not None and reached > spent and lease is self._lease:
+                spent = self._spent = reached
+            if spent < self._quiet_below:
                 return
-            utilization = float(self._spent / self.limit)
+            utilization = float(spent / self.limit)
             crossed = [t for t in self.thresholds if utilization >= t and t not in self._fired]
             self._fired.update(crossed)
             waiting = [t for t in self.thresholds if t not in self._fired]
