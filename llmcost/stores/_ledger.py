@@ -639,15 +639,8 @@ class LocalLedger(Ledger):
                 catch_up()
             found = self._accounts.get(scope.key) if self._fed else None
             account = found[1] if found is not None else self._account(scope)
-            holds = account.holds
-            held = holds.get(hold)
-            if held is not None and estimate:
-                account.reserved -= estimate
-                rest = held - estimate
-                if rest or not self._closing or hold not in self._closing:
-                    holds[hold] = rest
-                else:
-                    self._closed(holds, hold)
+            if estimate:
+                self._release_held(account, hold, estimate)
             if amount is not None and (entry_id is None or entry_id not in self._seen):  # (fed: counted as appended)
                 if entry_id is None:
                     account.settled += amount
@@ -664,6 +657,19 @@ class LocalLedger(Ledger):
         """Drop ``hold`` (what it still holds included)."""
         with self._lock:
             self._drop_id(hold)
+
+    def _release_held(self, account: _Account, hold: int, estimate: Decimal) -> None:
+        """Take a call's ``estimate`` out of ``hold``, in ``account``, and drop the hold if ``close_hold`` asked for it
+        and this was its last call in flight (caller holds the lock; a hold dropped already is left alone)."""
+        holds = account.holds
+        held = holds.get(hold)
+        if held is not None:
+            account.reserved -= estimate
+            rest = held - estimate
+            if rest or not self._closing or hold not in self._closing:
+                holds[hold] = rest
+            else:
+                self._closed(holds, hold)
 
     def _closed(self, holds: dict[int, Decimal], hold: int) -> None:
         """Drop ``hold`` (empty now) from ``holds``, its account's: ``close_hold`` asked for it as its last call in
@@ -737,15 +743,7 @@ class LocalLedger(Ledger):
             if catch_up is not None:
                 catch_up()
             if estimate:
-                holds = account.holds
-                held = holds.get(hold)
-                if held is not None:
-                    account.reserved -= estimate
-                    rest = held - estimate
-                    if rest or not self._closing or hold not in self._closing:
-                        holds[hold] = rest
-                    else:
-                        self._closed(holds, hold)
+                self._release_held(account, hold, estimate)
             settled = account.settled
             return (account.base + settled if settled else account.base), account.reserved
         finally:
