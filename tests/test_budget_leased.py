@@ -20,20 +20,12 @@ from llmcost import _budget as budget_module
 from llmcost import _tracker as tracker_module
 from llmcost.stores import BudgetScope
 from llmcost.stores._lease import Lease
-from tests.conftest import calls_in_threads
+from tests.conftest import Clock, calls_in_threads
 
 UTC = timezone.utc
 CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
 RESPONSE = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
 TEAM = {"team": "search"}
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
