@@ -1092,6 +1092,7 @@ class Budget:
         """``check_thresholds``; with ``reached``: the spend a call of ``lease`` left the period at, as the ledger
         answered it, counted as reached (and kept as spent if above the budget's figure) while ``lease`` is the
         budget's, whatever older figure another thread wrote to ``_spent`` since (``_gave_back``, ``_stand``)."""
+        now = self.tracker.clock()  # (read before the lock: the alerts' time)
         with self._lock:
             spent = self._spent
             if reached is not None and reached > spent and lease is self._lease:
@@ -1104,30 +1105,40 @@ class Budget:
             waiting = [t for t in self.thresholds if t not in self._fired]
             # An exact bound a little under the lowest waiting threshold, so float rounding never skips a crossing.
             self._quiet_below = self.limit * Decimal(repr(min(waiting))) * _JUST_UNDER if waiting else _NEVER
-        for threshold in crossed:
-            self._alert(threshold, f"passed {threshold:.0%} of its limit")
+            # Kept in the same step as they are marked fired: a refusal's alert decides from both (``_alert``).
+            made = [self._made_alert(t, f"passed {t:.0%} of its limit", spent, now) for t in crossed]
+            self.alerts.extend(made)
+        for alert in made:
+            self._publish(alert, None)
 
     def _alert(self, threshold: float, what: str, event: str | None = None) -> None:
+        now = self.tracker.clock()
         with self._lock:
             if event == "budget.exceeded":
                 if 1.0 in self._fired and self.alerts and self.alerts[-1].level == "exceeded":
                     return  # a refusal after the exceeded alert of this period: already said
                 self._fired.add(1.0)
-            spent = self._spent
+            # Decided and kept in one step, so threads refused at once say "exceeded" once.
+            alert = self._made_alert(threshold, what, self._spent, now)
+            self.alerts.append(alert)
+        self._publish(alert, event)
+
+    def _made_alert(self, threshold: float, what: str, spent: Decimal, now: datetime) -> BudgetAlert:
         utilization = float(spent / self.limit)
-        level = alert_level(max(utilization, threshold))
-        alert = BudgetAlert(
+        return BudgetAlert(
             budget=self.name,
             threshold=threshold,
             utilization=utilization,
             spent=spent,
             limit=self.limit,
-            level=level,
-            timestamp=self.tracker.clock(),
+            level=alert_level(max(utilization, threshold)),
+            timestamp=now,
             message=f"budget {self.name!r} {what} ({' of '.join(dollars(spent, self.limit))}, {utilization:.0%})",
         )
-        with self._lock:
-            self.alerts.append(alert)
+
+    def _publish(self, alert: BudgetAlert, event: str | None) -> None:
+        """Log ``alert`` (kept in ``alerts`` already), hand it to the sinks and emit it (``event``, or by its level)."""
+        level = alert.level
         log = logger.error if level == "exceeded" else logger.warning if level != "info" else logger.info
         log("llmcost: %s", alert.message)
         for sink in self._sinks:

@@ -11,6 +11,7 @@ equals the store's total; each threshold fires exactly once; and a call that rai
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -26,22 +27,12 @@ from llmcost import _budget as budget_module
 from llmcost.stores import BudgetScope
 from llmcost.stores._lease import Lease, LocalLease
 from llmcost.stores._ledger import LocalLedger
-from tests.conftest import calls_in_threads
+from tests.conftest import Clock, calls_in_threads
 
 UTC = timezone.utc
 CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
 RESPONSE = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
 THREADS = 8
-
-
-class Clock:
-    """A clock tests move (attribute reads and writes: safe enough across threads)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -72,6 +63,51 @@ def run_threads(work: Callable[[int], object], count: int = THREADS) -> None:
         thread.join()
     if errors:
         raise errors[0]
+
+
+def raising_calls_in_threads(tracker: CostTracker) -> llmcost.Budget:
+    """60 calls in each thread under one daily budget (entered in each), every third raising: the budget."""
+
+    @track_cost(tracker=tracker, estimate=CALL)
+    def flaky(i: int) -> Any:
+        if i % 3 == 0:
+            raise RuntimeError("provider down")
+        return RESPONSE
+
+    daily = budget(CALL * 10**4, period="daily", tracker=tracker)
+
+    def work(i: int) -> None:
+        with daily:
+            for n in range(60):
+                with contextlib.suppress(RuntimeError):
+                    flaky(n)
+
+    run_threads(work)
+    return daily
+
+
+def roll_hours(
+    hourly: llmcost.Budget, clock: Clock, call: Callable[[], Any], hours: int, per_hour: int, per_block: int
+) -> None:
+    """Thread 0 makes ``per_hour`` calls, each in its own ``with hourly``, then moves ``clock`` an hour on,
+    ``hours - 1`` times; the other threads meanwhile enter and exit ``hourly`` around ``per_block`` calls at a time."""
+    done = threading.Event()
+
+    def work(i: int) -> None:
+        if i == 0:
+            for _ in range(hours - 1):
+                for _ in range(per_hour):
+                    with hourly:
+                        call()
+                clock.now += timedelta(hours=1)
+            done.set()
+            return
+        while not done.is_set():
+            with hourly:
+                for _ in range(per_block):
+                    call()
+
+    run_threads(work)
 
 
 def memory_ledger(tracker: CostTracker) -> LocalLedger:
@@ -138,22 +174,7 @@ def test_memory_thresholds_fire_exactly_once_under_threads() -> None:
 
 def test_memory_calls_that_raise_give_their_estimates_back() -> None:
     tracker = CostTracker()
-
-    @track_cost(tracker=tracker, estimate=CALL)
-    def flaky(i: int) -> Any:
-        if i % 3 == 0:
-            raise RuntimeError("provider down")
-        return RESPONSE
-
-    daily = budget(CALL * 10**4, period="daily", tracker=tracker)
-
-    def work(i: int) -> None:
-        with daily:
-            for n in range(60):
-                with contextlib.suppress(RuntimeError):
-                    flaky(n)
-
-    run_threads(work)
+    daily = raising_calls_in_threads(tracker)
     ok = THREADS * 40
     assert daily.spent == tracker.total() == CALL * ok and daily.reserved == 0
     assert_nothing_held(memory_ledger(tracker))
@@ -169,23 +190,7 @@ def test_memory_budgets_entered_and_exited_while_calls_are_in_flight_across_roll
     call = tracked(tracker)
     hourly = budget(CALL * 10**6, period="hourly", tracker=tracker)
     hours = 6
-    done = threading.Event()
-
-    def work(i: int) -> None:
-        if i == 0:
-            for _ in range(hours - 1):
-                for _ in range(200):
-                    with hourly:
-                        call()
-                clock.now += timedelta(hours=1)
-            done.set()
-            return
-        while not done.is_set():
-            with hourly:
-                for _ in range(7):
-                    call()
-
-    run_threads(work)
+    roll_hours(hourly, clock, call, hours, per_hour=200, per_block=7)
     ledger = memory_ledger(tracker)
     assert_nothing_held(ledger)
     assert hourly.reserved == 0
@@ -403,23 +408,7 @@ def test_duckdb_threads_entering_and_exiting_across_rollovers(duck: str) -> None
     alerts: list[llmcost.BudgetAlert] = []
     hourly = budget(CALL * 10**6, period="hourly", tracker=tracker, on_alert=alerts.append)
     hours = 4
-    done = threading.Event()
-
-    def work(i: int) -> None:
-        if i == 0:
-            for _ in range(hours - 1):
-                for _ in range(80):
-                    with hourly:
-                        call()
-                clock.now += timedelta(hours=1)
-            done.set()
-            return
-        while not done.is_set():
-            with hourly:
-                for _ in range(9):
-                    call()
-
-    run_threads(work)
+    roll_hours(hourly, clock, call, hours, per_hour=80, per_block=9)
     tracker.flush()
     assert not alerts
     for h in range(hours):
@@ -452,22 +441,7 @@ def test_duckdb_thresholds_fire_exactly_once_and_warn_counts_every_call(duck: st
 
 def test_duckdb_calls_that_raise_give_their_estimates_back(duck: str) -> None:
     tracker = CostTracker(duck)
-
-    @track_cost(tracker=tracker, estimate=CALL)
-    def flaky(i: int) -> Any:
-        if i % 3 == 0:
-            raise RuntimeError("provider down")
-        return RESPONSE
-
-    daily = budget(CALL * 10**4, period="daily", tracker=tracker)
-
-    def work(i: int) -> None:
-        with daily:
-            for n in range(60):
-                with contextlib.suppress(RuntimeError):
-                    flaky(n)
-
-    run_threads(work)
+    daily = raising_calls_in_threads(tracker)
     tracker.flush()
     daily.sync(force=True)
     assert daily.spent == tracker.total() == CALL * THREADS * 40 and daily.reserved == 0
@@ -572,3 +546,44 @@ def test_duckdb_spend_read_while_a_batch_of_the_lease_lands(duck: str, monkeypat
         call()
         assert daily._spent == CALL * 11  # (as the thresholds read it)
     tracker.close()
+
+
+def test_a_refusal_while_a_crossing_of_100_percent_is_being_announced_says_exceeded_once() -> None:
+    # Thread A's entry takes spend from 85% to the limit; as A makes its 100% alert (the tracker's clock, read for the
+    # alert's time, holds A) thread B's call is refused. One "exceeded" alert must come of the two: B's refusal used to
+    # find 100% marked fired but its alert not yet kept, and said "exceeded" too.
+    in_alert, refused = threading.Event(), threading.Event()
+    a_thread: list[threading.Thread] = []
+
+    def clock() -> datetime:
+        caller = sys._getframe(1).f_code.co_name
+        if a_thread and threading.current_thread() is a_thread[0] and caller in ("_alert", "_check_thresholds"):
+            in_alert.set()
+            refused.wait(5)
+        return datetime.now(UTC)
+
+    tracker = CostTracker(clock=clock)
+    b = budget(Decimal("1"), thresholds=[0.8, 1.0], tracker=tracker)
+    call = tracked(tracker)
+    with b:
+        tracker.record(amount=Decimal("0.85"))
+
+    def a() -> None:
+        with b:
+            tracker.record(amount=Decimal("0.15"))
+
+    def refuse() -> None:
+        in_alert.wait(5)
+        with b, pytest.raises(llmcost.BudgetExceeded):
+            call()
+        refused.set()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=refuse)]
+    a_thread.append(threads[0])
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert in_alert.is_set() and refused.is_set()
+    assert [alert.threshold for alert in b.alerts] == [0.8, 1.0]
+    assert [alert.level for alert in b.alerts] == ["warning", "exceeded"]
