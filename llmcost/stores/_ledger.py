@@ -596,8 +596,8 @@ class LocalLedger(Ledger):
     # settles. Everything is in this process, under the ledger's lock, so this is as exact as a reservation per call.
 
     def open_hold(self, scope: BudgetScope) -> int:
-        """An open reservation of nothing yet in ``scope``, for ``grow`` and ``settle_held``; ``release_hold`` drops
-        it (with whatever calls in flight still hold)."""
+        """An open reservation of nothing yet in ``scope``, for ``grow`` and ``settle_held``; ``close_hold`` drops
+        it (once no call in flight holds anything in it)."""
         with self._lock:
             account = self._account(scope)
             self._ids += 1
@@ -652,11 +652,6 @@ class LocalLedger(Ledger):
                     self._gen += 1  # written before it was settled: read the recorded spend again
                     account = self._account(scope)
             return account.base + account.settled, account.reserved
-
-    def release_hold(self, hold: int) -> None:
-        """Drop ``hold`` (what it still holds included)."""
-        with self._lock:
-            self._drop_id(hold)
 
     def _release_held(self, account: _Account, hold: int, estimate: Decimal) -> None:
         """Take a call's ``estimate`` out of ``hold``, in ``account``, and drop the hold if ``close_hold`` asked for it
