@@ -390,7 +390,9 @@ class _Engine:
         """Make an SDK stream record its usage once it ends or is closed; iterates exactly as before."""
         if call is None:
             return stream
-        return hook_stream(stream, functools.partial(self._finish_stream, call, _host_of(stream)))
+        # The host bills the stream unless ``provider=`` names who does: then it is not looked up.
+        host = _host_of(stream) if self.provider is None else None
+        return hook_stream(stream, functools.partial(self._finish_stream, call, host))
 
     def _finish_stream(self, call: _Call, host: str | None, extracted: Extracted | None) -> None:
         """A hooked SDK stream ended: record what it reported; the host it was read from bills it."""
