@@ -41,7 +41,7 @@ from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._time import from_micros
-from ._tracker import CostTracker
+from ._tracker import CostTracker, system_clock
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
 from .stores._ledger import LocalLedger, entry_models
@@ -621,7 +621,8 @@ class Budget:
     def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
         ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
-        against the tracker's clock as epoch microseconds: the budget's bounds while the lease is its own). ``None``
+        against the tracker's clock: the budget's bounds while the lease is its own; the system clock's reading is
+        checked by ``Lease.take`` against a bound found once per batch, another clock's here per call). ``None``
         for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
         ``_reserve`` decides then."""
         tracker = self._tracker
@@ -629,17 +630,22 @@ class Budget:
             tracker = get_tracker()
         store = tracker.store
         if lease.store is store:
-            now = tracker.now_micros()
-            since, until = lease.since_us, lease.until_us
-            if (since is None or since <= now) and (until is None or now < until):
-                lock = self._lock
-                lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
-                try:
-                    if lease is self._lease and lease.take(needed):
-                        self._committed += needed
-                        return _Leased(store, lease, needed)
-                finally:
-                    lock.release()
+            # The system clock (the default) is also the lease's (``time.time()``): ``take`` checks the period then,
+            # in the comparison that checks its batch is not due. Another clock is read here.
+            system = tracker.clock is system_clock
+            if not system:
+                now = tracker.now_micros()
+                since, until = lease.since_us, lease.until_us
+                if (since is not None and now < since) or (until is not None and now >= until):
+                    return None
+            lock = self._lock
+            lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
+            try:
+                if lease is self._lease and lease.take(needed, system):
+                    self._committed += needed
+                    return _Leased(store, lease, needed)
+            finally:
+                lock.release()
         return None
 
     def _reserve(self, needed: Decimal) -> _Hold:
@@ -790,12 +796,13 @@ class Budget:
             return False
         token.settled = True
         estimate, amount = token.estimate, entry.amount
+        change = amount - estimate  # (one subtraction for the lease and the budget)
         lock = self._lock
         lock.acquire()  # (as in ``reserve_estimate``)
         try:
             current = lease is self._lease  # (then its scope is the budget's: they change together, under the lock)
             try:
-                kept = lease.done(estimate, amount, entry.id)
+                kept = lease.done(estimate, amount, entry.id, change)
             except BaseException:
                 if current:
                     self._spent, self._committed = lease.figures()
@@ -803,7 +810,7 @@ class Budget:
             if current:
                 if kept:  # settled in memory: counted as spent here, in place of its estimate
                     self._spent += amount
-                    self._committed += amount - estimate
+                    self._committed += change
                 else:  # a batch went to the ledger: the scope as it stands after it
                     self._spent, self._committed = lease.figures()
             quiet = self._spent < self._quiet_below
