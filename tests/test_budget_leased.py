@@ -355,3 +355,63 @@ def test_an_entry_of_another_model_than_a_per_model_budget_checked_for_is_not_co
         assert mini.spent == 0 and mini.reserved == 0
         assert four.spent == CALL * 100 and four.reserved == 0
     tracker.close()
+
+
+def test_a_threshold_crossed_after_a_new_reading_of_the_ledger_fires_at_once(duck: str) -> None:
+    # Another process's spend, learned as ``spent`` reads the ledger (the lease's view follows the reading, with no
+    # batch), takes the next call settled in memory over a threshold: it fires at that call.
+    tracker, other = CostTracker(duck), CostTracker(duck)
+    call = tracked(tracker, tags=TEAM)
+    alerts: list[llmcost.BudgetAlert] = []
+    with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM, thresholds=[0.5], on_alert=alerts.append) as b:
+        for _ in range(10):
+            call()
+        lease = b._lease
+        assert type(lease) is Lease and lease.live
+        batch = lease.standing
+        other.record(amount=CALL * 489, tags=TEAM)
+        other.flush()
+        b.sync(force=True)
+        assert b.spent == CALL * 499 and b.reserved == 0 and alerts == []
+        assert b._lease is lease and lease.standing is batch  # (no batch since)
+        call()
+        assert [a.threshold for a in alerts] == [0.5] and alerts[0].spent == CALL * 500
+        assert (b.spent, b.reserved, b.remaining) == (CALL * 500, 0, CALL * 500)
+    tracker.close()
+    other.close()
+
+
+def test_figures_read_while_threads_call_stay_exact(duck: str) -> None:
+    # Readers of ``spent`` and ``remaining`` (each a new reading of the ledger, which the lease's view follows) while
+    # threads' calls are served and settled in memory: every threshold fires once, at its crossing or later, and the
+    # figures end exact.
+    tracker = CostTracker(duck)
+    n = iter(range(10**6))
+    call = track_cost(tracker=tracker, estimate=CALL, tags=TEAM)(lambda: VARYING[next(n) % 5])
+    alerts: list[llmcost.BudgetAlert] = []
+    limit = CALL * 700
+    daily = budget(
+        limit, period="daily", tracker=tracker, tags=TEAM, thresholds=[0.25, 0.5, 0.75], on_alert=alerts.append
+    )
+    order = itertools.count()
+    readings: list[Decimal] = []
+
+    def work() -> None:
+        if next(order) == 0:
+            for _ in range(60):
+                readings.append(daily.spent)
+                assert daily.remaining <= limit - readings[-1]
+            return
+        with daily:
+            for _ in range(46):
+                call()
+
+    in_threads(work)
+    tracker.flush()
+    total = tracker.total()
+    assert total == sum(CALL * (1 + Decimal("0.4") * (i % 5)) for i in range(7 * 46))
+    assert (daily.spent, daily.reserved, daily.remaining) == (total, 0, limit - total)
+    assert sorted(a.threshold for a in alerts) == [0.25, 0.5, 0.75]
+    assert all(a.spent >= limit * Decimal(repr(a.threshold)) for a in alerts)
+    assert all(r <= total for r in readings)
+    tracker.close()

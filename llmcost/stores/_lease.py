@@ -142,7 +142,9 @@ class Lease:
         #: Amounts settled here, by entry id, for the next batch (handed to ``settle_batch`` as they are) ...
         self.pending: dict[str, Decimal] = {}
         self.elsewhere = ZERO  # ... and the sum of those whose entries went to another store (no id to settle under)
-        self.pending_sum = ZERO  # (with ``elsewhere``)
+        #: The sum of the amounts settled here since the last batch (``elsewhere`` too), acknowledged or not (those
+        #: ``acked`` are in the store's total now, the others ``pending_sum``): one addition a call.
+        self.settled = ZERO
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
         self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
         self.count = 0  # how many amounts were settled here since the last batch
@@ -153,6 +155,13 @@ class Lease:
         #: for calls of at least this much, so calls that cost more than their estimates do not run it dry early.
         self.typical = ZERO
         self.standing = Standing(ZERO, ZERO)  # the scope in the ledger, after the last batch
+        #: The budget's figures while the lease is its own (``view``): ``base_spent + settled`` spent and
+        #: ``base_total - free`` committed, so a call served and settled here changes only ``free`` and ``settled``.
+        #: From each batch's standing, or the budget's newer reading (``rebase``).
+        self.base_spent = self.base_total = ZERO
+        #: The budget's spend below which no threshold can have been crossed (``quiet``), as ``settled`` reads it.
+        self.quiet_below = ZERO
+        self.quiet_settled = ZERO
         self.renewed = 0.0  # time.monotonic() of the last batch
         #: While the lease is ``live``, when its next batch is due (``time.time()`` seconds: ``RENEW_SECONDS`` after
         #: the last), else -inf: ``take`` checks both in one comparison ...
@@ -177,7 +186,12 @@ class Lease:
     def inflight(self) -> Decimal:
         """The estimates of the calls in flight served from the lease: its amount less what is unused and what calls
         settled here (kept as ``free`` alone: a call changes one figure as it takes, and one as it settles)."""
-        return self.amount - self.free - self.pending_sum - self.acked
+        return self.amount - self.free - self.settled
+
+    @property
+    def pending_sum(self) -> Decimal:
+        """The amounts settled here whose entries are not acknowledged yet (``elsewhere`` too)."""
+        return self.settled - self.acked
 
     def idle(self, now: float) -> bool:
         """Whether the lease serves calls but none has renewed it for ``IDLE_SECONDS`` (``now``: monotonic time)."""
@@ -190,7 +204,7 @@ class Lease:
     # -- figures --------------------------------------------------------------------------------------------------
     def holding(self) -> bool:
         """Whether the lease holds a reservation or amounts awaiting their batch (closing it would settle them)."""
-        return self.reservation is not None or bool(self.pending_sum) or bool(self.acked) or bool(self.elsewhere)
+        return self.reservation is not None or bool(self.settled) or bool(self.acked) or bool(self.elsewhere)
 
     def unused(self) -> Decimal:
         """Headroom not taken by calls in flight or amounts awaiting their batch."""
@@ -198,7 +212,7 @@ class Lease:
 
     def local(self) -> Decimal:
         """Amounts settled here since the last batch (what this process spent meanwhile)."""
-        return self.pending_sum + self.acked
+        return self.settled
 
     def figures(self, standing: Standing | None = None) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` (default: as of the last
@@ -207,11 +221,29 @@ class Lease:
             # (Committed: spent, the scope's other reservations and what calls in flight took of the lease; that is
             # the scope's reservations less what the lease has unused, the amounts settled here being in spent.)
             if standing is None:
-                standing = self.standing
-                return standing.spent + self.pending_sum + self.acked, standing.spent + standing.reserved - self.free
+                return self.base_spent + self.settled, self.base_total - self.free
             self._take_acks()
             # (Acknowledged amounts are in the store's total now: spent counts only those still pending.)
-            return standing.spent + self.pending_sum, standing.spent + standing.reserved - self.free - self.acked
+            acked = self.acked
+            return standing.spent + self.settled - acked, standing.spent + standing.reserved - self.free - acked
+
+    def view(self) -> tuple[Decimal, Decimal]:
+        """``(spent, committed)`` as the budget whose lease this is sees the scope: ``figures()`` (the caller holds the
+        lease's lock)."""
+        return self.base_spent + self.settled, self.base_total - self.free
+
+    def rebase(self, spent: Decimal, committed: Decimal) -> None:
+        """The budget read the scope anew: ``view()`` is ``(spent, committed)`` now, and follows the calls from there
+        (the caller holds the lease's lock)."""
+        self.base_spent = spent - self.settled
+        self.base_total = committed + self.free
+        self.quiet_settled = self.quiet_below - self.base_spent
+
+    def quiet(self, below: Decimal) -> None:
+        """The budget's spend below which no threshold can have been crossed is ``below`` now: a call settled here
+        leaving ``settled`` under ``quiet_settled`` needs no threshold check (the caller holds the lease's lock)."""
+        self.quiet_below = below
+        self.quiet_settled = below - self.base_spent
 
     # -- calls ----------------------------------------------------------------------------------------------------
     # (``take``, ``done`` and ``drop`` run on every call, called by the budget holding the lease's lock: they do not
@@ -241,7 +273,7 @@ class Lease:
             pending = self.pending
             if entry_id is not None and entry_id not in pending:  # (``_keep``'s usual case, inline)
                 pending[entry_id] = amount
-                self.pending_sum += amount
+                self.settled += amount
                 self.free = free
                 self.count += 1
             else:
@@ -265,7 +297,7 @@ class Lease:
         else:
             pending = self.pending
             pending[entry_id] = pending[entry_id] + amount if entry_id in pending else amount
-        self.pending_sum += amount
+        self.settled += amount
         self.free -= amount
         self.count += 1
 
@@ -290,8 +322,7 @@ class Lease:
         while acks:
             amount = pending.pop(acks.popleft(), None)
             if amount is not None:
-                self.pending_sum -= amount
-                self.acked += amount
+                self.acked += amount  # (still settled here: ``settled`` is unchanged)
 
     # -- batches --------------------------------------------------------------------------------------------------
     def renew(self, estimate: Decimal) -> bool:
@@ -363,11 +394,14 @@ class Lease:
         if count:
             self.typical = spent / count
         self.pending, self.elsewhere, self.count = {}, ZERO, 0
-        self.pending_sum = self.acked = ZERO
+        self.settled = self.acked = ZERO
         self.reservation = renewal.reservation
         self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
         self.free = self.amount - inflight
-        self.standing = renewal.standing
+        standing = self.standing = renewal.standing
+        self.base_spent = standing.spent
+        self.base_total = standing.spent + standing.reserved
+        self.quiet_settled = self.quiet_below - standing.spent
         self.renewed = time.monotonic()
         self.live = renewal.headroom > 0
         self._set_due()
@@ -397,7 +431,7 @@ class Lease:
             self.live, self.due, self.period_due = False, _NOT_LIVE, _NOT_LIVE
             self.reservation, self.amount = None, ZERO
             self.pending, self.elsewhere, self.count = {}, ZERO, 0
-            self.pending_sum = self.acked = self.free = ZERO
+            self.settled = self.acked = self.free = ZERO
             self._acks.clear()
             _OPEN.discard(self)
 
