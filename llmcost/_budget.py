@@ -819,7 +819,7 @@ class Budget:
             return False
         token.settled = True
         estimate, amount = token.estimate, entry.amount
-        change = amount - estimate  # (one subtraction for the lease and the budget)
+        change = amount - estimate  # (out of the lock)
         lock = self._lock
         lock.acquire()  # (as in ``reserve_estimate``)
         try:

@@ -105,7 +105,6 @@ class LeaseStore(Protocol):
     ) -> Standing: ...
 
 
-_monotonic = time.monotonic
 _time = time.time  # (read on every call a lease serves)
 _NOT_LIVE = float("-inf")  # ``Lease.due`` of a lease that serves no calls
 
@@ -215,8 +214,9 @@ class Lease:
         return self.settled
 
     def figures(self, standing: Standing | None = None) -> tuple[Decimal, Decimal]:
-        """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` (default: as of the last
-        batch) with this process's settled amounts as spent, and of its lease only the calls in flight reserved."""
+        """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` with this process's settled
+        amounts as spent, and of its lease only the calls in flight reserved; by default ``view()``, from the last
+        batch's standing or the budget's newer reading (``rebase``)."""
         with self._lock:
             # (Committed: spent, the scope's other reservations and what calls in flight took of the lease; that is
             # the scope's reservations less what the lease has unused, the amounts settled here being in spent.)
