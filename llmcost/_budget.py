@@ -41,7 +41,7 @@ from ._money import ZERO, dollars, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._time import from_micros
-from ._tracker import CostTracker
+from ._tracker import CostTracker, system_clock
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
 from .stores._ledger import LocalLedger, entry_models
@@ -365,7 +365,23 @@ class Budget:
                     # into the ledger are in neither that reading nor the lease now. Its own figures are the newer.
                     self._spent, self._committed = lease.figures()
                 else:
-                    self._spent, self._committed = self._view(scope, standing)
+                    self._set(*self._view(scope, standing))
+
+    def _figures(self) -> tuple[Decimal, Decimal]:
+        """``(spent, committed)`` as the budget counts them now (the caller holds the lock). While its lease is a
+        ``Lease``, the calls it serves and settles in memory change the lease's figures alone (``Lease.view``), not
+        ``_spent`` and ``_committed``: those are read here, through the lease."""
+        lease = self._lease
+        if type(lease) is Lease and lease.scope is self._scope:
+            return lease.view()
+        return self._spent, self._committed
+
+    def _set(self, spent: Decimal, committed: Decimal) -> None:
+        """``_spent`` and ``_committed`` read anew (the caller holds the lock), the ``Lease``'s view with them."""
+        self._spent, self._committed = spent, committed
+        lease = self._lease
+        if type(lease) is Lease and lease.scope is self._scope:
+            lease.rebase(spent, committed)
 
     def _view(self, scope: BudgetScope, standing: Standing) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` of ``scope`` from the ledger's ``standing``, as this process sees it: its lease's
@@ -449,6 +465,7 @@ class Budget:
             )
             self._fired = set()
             self._quiet_below = ZERO
+            self._spent, self._committed = self._figures()  # (the lease's, as it goes)
             old, self._lease = self._lease, None
         if old is not None:
             self._close_lease(old)  # the last period's amounts settled there, its headroom released
@@ -461,7 +478,7 @@ class Budget:
         standing = store.standing(scope)
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = self._view(scope, standing)
+                self._set(*self._view(scope, standing))
         return scope
 
     def _close_lease(self, lease: Lease) -> None:
@@ -621,7 +638,8 @@ class Budget:
     def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
         ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
-        against the tracker's clock as epoch microseconds: the budget's bounds while the lease is its own). ``None``
+        against the tracker's clock: the budget's bounds while the lease is its own; the system clock's reading is
+        checked by ``Lease.take`` against a bound found once per batch, another clock's here per call). ``None``
         for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
         ``_reserve`` decides then."""
         tracker = self._tracker
@@ -629,17 +647,21 @@ class Budget:
             tracker = get_tracker()
         store = tracker.store
         if lease.store is store:
-            now = tracker.now_micros()
-            since, until = lease.since_us, lease.until_us
-            if (since is None or since <= now) and (until is None or now < until):
-                lock = self._lock
-                lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
-                try:
-                    if lease is self._lease and lease.take(needed):
-                        self._committed += needed
-                        return _Leased(store, lease, needed)
-                finally:
-                    lock.release()
+            # The system clock (the default) is also the lease's (``time.time()``): ``take`` checks the period then,
+            # in the comparison that checks its batch is not due. Another clock is read here.
+            system = tracker.clock is system_clock
+            if not system:
+                now = tracker.now_micros()
+                since, until = lease.since_us, lease.until_us
+                if (since is not None and now < since) or (until is not None and now >= until):
+                    return None
+            lock = self._lock
+            lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
+            try:
+                if lease is self._lease and lease.take(needed, system):  # (counted in the lease's ``view``)
+                    return _Leased(store, lease, needed)
+            finally:
+                lock.release()
         return None
 
     def _reserve(self, needed: Decimal) -> _Hold:
@@ -663,7 +685,8 @@ class Budget:
                         and (start <= now < end if start is not None and end is not None else start is None)
                         and lease.take(needed)
                     ):
-                        self._committed += needed
+                        if type(lease) is not Lease:  # (a ``Lease`` counts it in its ``view``)
+                            self._committed += needed
                         return _Leased(store, lease, needed)
                 finally:
                     lock.release()
@@ -674,17 +697,21 @@ class Budget:
             self._close_lease(lease)
             with self._lock:
                 if self._lease is lease:
+                    self._spent, self._committed = self._figures()
                     self._lease = lease = None
         if lease is not None and lease.scope is scope:
             with self._lock:  # (the lease's lock too)
                 if lease.take(needed):
-                    self._committed += needed
+                    if type(lease) is not Lease:  # (a ``Lease`` counts it in its ``view``)
+                        self._committed += needed
                     return _Leased(store, lease, needed)
         # (Where the room left as last seen could not give a lease of two calls or more, none is asked for. An
         # in-process ledger's ``LocalLease`` reserves each call exactly, so it serves calls whatever the room.)
         ledger = store.ledger()
+        with self._lock:
+            committed = self._figures()[1]
         if isinstance(ledger, LocalLedger) or (
-            needed > ZERO and ledger.leases and self.limit - self._committed >= needed * (2 * LEASE_SHARE)
+            needed > ZERO and ledger.leases and self.limit - committed >= needed * (2 * LEASE_SHARE)
         ):
             leased = self._lease_for(store, scope, needed)
             if leased is not None:
@@ -695,9 +722,7 @@ class Budget:
         remaining = self.limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = self._view(
-                    scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))
-                )
+                self._set(*self._view(scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))))
         if remaining <= 0 or needed > remaining:
             refused = BudgetExceeded(self.name, r.spent + r.reserved, self.limit, needed)
             self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
@@ -714,10 +739,13 @@ class Budget:
             lease = self._lease
             if lease is None or lease.scope is not scope or lease.store is not store or not lease.mine():
                 ledger = store.ledger()
+                spent, committed = self._figures()
                 if isinstance(ledger, LocalLedger):  # in this process: each call reserved exactly, no headroom leased
                     lease = self._lease = LocalLease(store, ledger, scope, limit=self.limit, lock=self._lock)
                 else:
                     lease = self._lease = Lease(store, scope, limit=self.limit, lock=self._lock)
+                    lease.quiet(self._quiet_below)
+                self._set(spent, committed)  # (until its first batch)
             try:
                 lease.renew(needed)
             except Exception as exc:  # noqa: BLE001 - the exact path reserves (or raises) as it would without leases
@@ -726,7 +754,8 @@ class Budget:
             self._spent, self._committed = lease.figures()
             if not lease.take(needed):
                 return None
-            self._committed += needed
+            if type(lease) is not Lease:  # (a ``Lease`` counts it in its ``view``)
+                self._committed += needed
         return _Leased(store, lease, needed)
 
     def after_call(self, token: object, entry: CostEntry | None) -> None:
@@ -790,23 +819,25 @@ class Budget:
             return False
         token.settled = True
         estimate, amount = token.estimate, entry.amount
+        change = amount - estimate  # (out of the lock)
         lock = self._lock
         lock.acquire()  # (as in ``reserve_estimate``)
         try:
             current = lease is self._lease  # (then its scope is the budget's: they change together, under the lock)
             try:
-                kept = lease.done(estimate, amount, entry.id)
+                kept = lease.done(estimate, amount, entry.id, change)
             except BaseException:
                 if current:
                     self._spent, self._committed = lease.figures()
                 raise
-            if current:
-                if kept:  # settled in memory: counted as spent here, in place of its estimate
-                    self._spent += amount
-                    self._committed += amount - estimate
-                else:  # a batch went to the ledger: the scope as it stands after it
+            if current and kept:
+                # Settled in memory: counted as spent in the lease's ``view``, in place of its estimate; no threshold
+                # can have been crossed while ``settled`` stays under the lease's bound (``Lease.quiet``).
+                quiet = lease.settled < lease.quiet_settled
+            else:
+                if current:  # a batch went to the ledger: the scope as it stands after it
                     self._spent, self._committed = lease.figures()
-            quiet = self._spent < self._quiet_below
+                quiet = self._figures()[0] < self._quiet_below
         finally:
             lock.release()
         if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
@@ -1018,7 +1049,7 @@ class Budget:
                 hold.settled = True
             with self._lock:
                 if scope is self._scope:
-                    self._spent, self._committed = self._view(scope, standing)
+                    self._set(*self._view(scope, standing))
         self.check_thresholds()
 
     def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:
@@ -1031,8 +1062,7 @@ class Budget:
             if lease is self._lease and getattr(tracker, "store", None) is lease.store and lease.scope.holds(entry):
                 hold.settled = True
                 self._done_leased(hold, entry)
-                if self._spent >= self._quiet_below:
-                    self.check_thresholds()
+                self.check_thresholds()  # (at once if no threshold can have been crossed)
                 return
         scope = self._current_scope()
         if not scope.matches(entry):
@@ -1053,7 +1083,7 @@ class Budget:
             hold.settled = True
         with self._lock:
             if scope is self._scope:
-                self._spent, self._committed = self._view(scope, standing)
+                self._set(*self._view(scope, standing))
         self.check_thresholds()
 
     def _done_leased(self, hold: _Leased, entry: CostEntry | None) -> None:
@@ -1065,17 +1095,13 @@ class Budget:
             try:
                 if entry is None:
                     lease.drop(estimate)
-                    if current:
-                        if type(lease) is LocalLease:  # (its calls are not added here as they reserve: ``_reserve``)
-                            self._spent, self._committed = lease.figures()
-                        else:
-                            self._committed -= estimate
+                    # (A ``Lease`` counts it in its ``view``; a ``LocalLease``'s calls are not added here as they
+                    # reserve.)
+                    if current and type(lease) is LocalLease:
+                        self._spent, self._committed = lease.figures()
                     return
-                amount = entry.amount
-                if lease.done(estimate, amount, entry.id) and current:
-                    self._spent += amount  # settled in memory: counted as spent here, in place of its estimate
-                    self._committed += amount - estimate
-                    return
+                if lease.done(estimate, entry.amount, entry.id) and current:
+                    return  # settled in memory (a ``Lease``): spent in its ``view``, in place of its estimate
             except BaseException:
                 if current:
                     self._spent, self._committed = lease.figures()
@@ -1094,7 +1120,7 @@ class Budget:
         budget's, whatever older figure another thread wrote to ``_spent`` since (``_gave_back``, ``_stand``)."""
         now = self.tracker.clock()  # (read before the lock: the alerts' time)
         with self._lock:
-            spent = self._spent
+            spent = self._figures()[0]
             if reached is not None and reached > spent and lease is self._lease:
                 spent = self._spent = reached
             if spent < self._quiet_below:
@@ -1104,7 +1130,9 @@ class Budget:
             self._fired.update(crossed)
             waiting = [t for t in self.thresholds if t not in self._fired]
             # An exact bound a little under the lowest waiting threshold, so float rounding never skips a crossing.
-            self._quiet_below = self.limit * Decimal(repr(min(waiting))) * _JUST_UNDER if waiting else _NEVER
+            below = self._quiet_below = self.limit * Decimal(repr(min(waiting))) * _JUST_UNDER if waiting else _NEVER
+            if type(self._lease) is Lease:
+                self._lease.quiet(below)
             # Kept in the same step as they are marked fired: a refusal's alert decides from both (``_alert``).
             made = [self._made_alert(t, f"passed {t:.0%} of its limit", spent, now) for t in crossed]
             self.alerts.extend(made)
@@ -1119,7 +1147,7 @@ class Budget:
                     return  # a refusal after the exceeded alert of this period: already said
                 self._fired.add(1.0)
             # Decided and kept in one step, so threads refused at once say "exceeded" once.
-            alert = self._made_alert(threshold, what, self._spent, now)
+            alert = self._made_alert(threshold, what, self._figures()[0], now)
             self.alerts.append(alert)
         self._publish(alert, event)
 

@@ -87,6 +87,11 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: The default clock (``CostTracker.clock`` when none is given): the system's, as ``time.time()`` reads it too (a
+#: period budget's lease checks its calls' period against that once per batch, ``Lease.take``).
+system_clock = _utc_now
+
+
 _NO_USAGE = Usage()  # frozen, so every entry recorded without tokens (an ``amount=``) can share it
 
 

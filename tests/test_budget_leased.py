@@ -7,12 +7,15 @@ with the filters, thresholds and threads, when the call leaves it (another perio
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from freezegun import freeze_time
 
 import llmcost
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
@@ -20,7 +23,7 @@ from llmcost import _budget as budget_module
 from llmcost import _tracker as tracker_module
 from llmcost.stores import BudgetScope
 from llmcost.stores._lease import Lease
-from tests.conftest import Clock, calls_in_threads
+from tests.conftest import Clock, calls_in_threads, in_threads
 
 UTC = timezone.utc
 CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
@@ -35,6 +38,31 @@ def duck(tmp_path: Path) -> str:
 
 def tracked(tracker: CostTracker, **options: Any) -> Any:
     return track_cost(tracker=tracker, estimate=CALL, **options)(lambda: RESPONSE)
+
+
+#: A tracker over the test's DuckDB store, and how the test sets the time of its calls.
+Timed = tuple[CostTracker, Callable[[datetime], None]]
+
+
+@pytest.fixture(params=["tracker clock", "system clock"])
+def timed(request: pytest.FixtureRequest, duck: str) -> Iterator[Timed]:
+    """A tracker with a clock of its own (each call's period checked against it), or on the system clock (the default:
+    the lease checks the period against it once per batch, ``Lease.period_due``) frozen by freezegun."""
+    start = datetime(2024, 5, 17, 12, tzinfo=UTC)
+    if request.param == "tracker clock":
+        clock = Clock(start)
+        tracker = CostTracker(duck, clock=clock)
+
+        def at(when: datetime) -> None:
+            clock.now = when
+
+        yield tracker, at
+        tracker.close()
+        return
+    with freeze_time(start) as frozen:
+        tracker = CostTracker(duck)
+        yield tracker, frozen.move_to
+        tracker.close()
 
 
 def scope_of(b: llmcost.Budget) -> BudgetScope:
@@ -141,16 +169,16 @@ def test_a_call_that_crosses_midnight_counts_in_the_new_day_and_gives_its_estima
     tracker.close()
 
 
-def test_the_lease_serves_no_call_of_the_next_period(duck: str) -> None:
-    clock = Clock(datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC))
-    tracker = CostTracker(duck, clock=clock)
+def test_the_lease_serves_no_call_of_the_next_period(timed: Timed) -> None:
+    tracker, at = timed
+    at(datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC))
     call = tracked(tracker, tags=TEAM)
     with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM) as b:
         for _ in range(10):
             call()
         yesterday, lease = scope_of(b), b._lease
         assert type(lease) is Lease and lease.live
-        clock.now = datetime(2024, 5, 18, 0, 0, 1, tzinfo=UTC)  # the lease is still live, but of yesterday
+        at(datetime(2024, 5, 18, 0, 0, 1, tzinfo=UTC))  # the lease is still live, but of yesterday
         call()
         assert b.period_start == datetime(2024, 5, 18, tzinfo=UTC)
         assert b._lease is not lease and b.spent == CALL
@@ -158,7 +186,6 @@ def test_the_lease_serves_no_call_of_the_next_period(duck: str) -> None:
     old, new = tracker.store.standing(yesterday, refresh=True), tracker.store.standing(scope_of(b), refresh=True)
     assert (old.spent, old.reserved) == (CALL * 10, 0)
     assert (new.spent, new.reserved) == (CALL, 0)
-    tracker.close()
 
 
 def test_thresholds_fire_on_calls_settled_from_the_lease(duck: str) -> None:
@@ -191,21 +218,129 @@ def test_threads_served_from_a_lease_stay_within_the_limit_exactly(duck: str) ->
     tracker.close()
 
 
-def test_a_lease_serves_no_call_of_the_next_period_even_with_room_left(duck: str) -> None:
-    clock = Clock(datetime(2024, 5, 18, 0, 0, 5, tzinfo=UTC))
-    tracker = CostTracker(duck, clock=clock)
+def test_a_lease_serves_no_call_of_the_next_period_even_with_room_left(timed: Timed) -> None:
+    tracker, at = timed
+    at(datetime(2024, 5, 18, 0, 0, 5, tzinfo=UTC))
     tracker.record(amount=CALL * 1000, tags=TEAM)  # the next day is spent already
-    clock.now = datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC)
+    at(datetime(2024, 5, 17, 23, 59, 59, tzinfo=UTC))
     call = tracked(tracker, tags=TEAM)
     with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM) as b:
         for _ in range(10):
             call()
         lease = b._lease
         assert type(lease) is Lease and lease.live and lease.unused() > CALL
-        clock.now = datetime(2024, 5, 18, 0, 0, 6, tzinfo=UTC)
+        at(datetime(2024, 5, 18, 0, 0, 6, tzinfo=UTC))
         with pytest.raises(BudgetExceeded):
             call()  # checked against the new day, not yesterday's lease
+
+
+def test_a_lease_serves_no_call_a_moment_past_the_end_of_its_period(timed: Timed) -> None:
+    # (The system clock's bound is found as the lease is renewed, a moment before its period ends: it is the end of the
+    # period, not the renewal's second later.)
+    tracker, at = timed
+    at(datetime(2024, 5, 18, 0, 0, 5, tzinfo=UTC))
+    tracker.record(amount=CALL * 1000, tags=TEAM)  # the next day is spent already
+    call = tracked(tracker, tags=TEAM)
+    at(datetime(2024, 5, 17, 23, 59, 59, 999_000, tzinfo=UTC))
+    with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM) as b:
+        for _ in range(10):
+            call()
+        lease = b._lease
+        assert type(lease) is Lease and lease.live and lease.unused() > CALL
+        at(datetime(2024, 5, 18, 0, 0, 0, 1, tzinfo=UTC))
+        with pytest.raises(BudgetExceeded):
+            call()  # checked against the new day
+        assert b._lease is not lease and b.spent == CALL * 1000 and b.reserved == 0
+        assert lease.local() == 0 and not lease.holding()  # yesterday's settled and released
+    tracker.flush()
+    assert tracker.store.standing(scope_of(b), refresh=True).spent == CALL * 1000
+
+
+def test_the_usual_call_on_the_system_clock_reads_no_clock_before_it(
+    duck: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = CostTracker(duck)  # the system clock
+    call = tracked(tracker, tags=TEAM)
+    read = []
+    now_micros = CostTracker.now_micros
+
+    def counted(t: CostTracker) -> int:
+        read.append(1)
+        return now_micros(t)
+
+    monkeypatch.setattr(CostTracker, "now_micros", counted)
+    with budget(10**6, period="daily", tracker=tracker, tags=TEAM) as b:
+        call()  # leases
+        read.clear()
+        for _ in range(50):
+            call()
+        assert read == [] and b.spent == CALL * 51 and b.reserved == 0
     tracker.close()
+
+
+VARYING = [{"model": "gpt-4o", "usage": {"prompt_tokens": 1000 + 400 * i, "completion_tokens": 0}} for i in range(5)]
+
+
+def test_threads_calls_of_varying_cost_count_alike_on_either_clock(timed: Timed) -> None:
+    # Estimates low and high (an estimate of one call of 1,000 tokens, calls of 1,000 to 2,600): the same figures,
+    # alerts and refusals whether the tracker's clock or the lease's check of the system clock decides the period.
+    tracker, at = timed
+    at(datetime(2024, 5, 17, 12, tzinfo=UTC))
+    n = iter(range(10**6))
+    call = track_cost(tracker=tracker, estimate=CALL, tags=TEAM)(lambda: VARYING[next(n) % 5])
+    alerts: list[llmcost.BudgetAlert] = []
+    daily = budget(CALL * 600, period="daily", tracker=tracker, tags=TEAM, on_alert=alerts.append)
+    ran, refused = calls_in_threads(call, daily, count=8, calls=40)
+    assert (ran, refused) == (320, 0)
+    tracker.flush()
+    total = tracker.total()
+    assert total == sum(CALL * (1 + Decimal("0.4") * (i % 5)) for i in range(320))
+    assert (daily.spent, daily.reserved, daily.remaining) == (total, 0, CALL * 600 - total)
+    assert sorted(a.threshold for a in alerts) == [0.5, 0.8, 0.9]
+    standing = tracker.store.standing(scope_of(daily), refresh=True)
+    assert (standing.spent, standing.reserved) == (total, 0)
+    raising = budget(CALL * 100, period="daily", tracker=tracker, tags=TEAM, name="tight")
+    ran, refused = calls_in_threads(tracked(tracker, tags=TEAM), raising, count=8, calls=40)
+    assert (ran, refused) == (0, 320)  # the day is over 100 calls already
+
+
+def test_threads_across_rollovers_on_either_clock(timed: Timed) -> None:
+    tracker, at = timed
+    start = datetime(2024, 5, 17, 10, tzinfo=UTC)
+    at(start)
+    call = tracked(tracker, tags=TEAM)
+    hourly = budget(CALL * 10**6, period="hourly", tracker=tracker, tags=TEAM)
+    hours = 3
+
+    order = itertools.count()
+
+    def work() -> None:
+        i = next(order)
+        # Thread 0 moves the time an hour on every 60 calls; the others call meanwhile, in blocks of 7.
+        if i == 0:
+            for h in range(1, hours):
+                for _ in range(60):
+                    with hourly:
+                        call()
+                at(start + timedelta(hours=h))
+            return
+        for _ in range(12):
+            with hourly:
+                for _ in range(7):
+                    call()
+
+    in_threads(work)
+    tracker.flush()
+    for h in range(hours):
+        since = start + timedelta(hours=h)
+        scope = BudgetScope(hourly.key, since=since, until=since + timedelta(hours=1), tags=hourly.tags)
+        standing = tracker.store.standing(scope, refresh=True)
+        assert standing.reserved == 0, h
+        assert standing.spent == tracker.total(since=since, until=since + timedelta(hours=1)), h
+    assert tracker.total() == CALL * (60 * (hours - 1) + 7 * 12 * 7)
+    hourly.sync(force=True)
+    last = start + timedelta(hours=hours - 1)
+    assert hourly.spent == tracker.total(since=last, until=last + timedelta(hours=1)) and hourly.reserved == 0
 
 
 def test_an_entry_of_another_model_than_a_per_model_budget_checked_for_is_not_counted(duck: str) -> None:
@@ -219,4 +354,64 @@ def test_an_entry_of_another_model_than_a_per_model_budget_checked_for_is_not_co
         assert type(mini._lease) is Lease and type(four._lease) is Lease
         assert mini.spent == 0 and mini.reserved == 0
         assert four.spent == CALL * 100 and four.reserved == 0
+    tracker.close()
+
+
+def test_a_threshold_crossed_after_a_new_reading_of_the_ledger_fires_at_once(duck: str) -> None:
+    # Another process's spend, learned as ``spent`` reads the ledger (the lease's view follows the reading, with no
+    # batch), takes the next call settled in memory over a threshold: it fires at that call.
+    tracker, other = CostTracker(duck), CostTracker(duck)
+    call = tracked(tracker, tags=TEAM)
+    alerts: list[llmcost.BudgetAlert] = []
+    with budget(CALL * 1000, period="daily", tracker=tracker, tags=TEAM, thresholds=[0.5], on_alert=alerts.append) as b:
+        for _ in range(10):
+            call()
+        lease = b._lease
+        assert type(lease) is Lease and lease.live
+        batch = lease.standing
+        other.record(amount=CALL * 489, tags=TEAM)
+        other.flush()
+        b.sync(force=True)
+        assert b.spent == CALL * 499 and b.reserved == 0 and alerts == []
+        assert b._lease is lease and lease.standing is batch  # (no batch since)
+        call()
+        assert [a.threshold for a in alerts] == [0.5] and alerts[0].spent == CALL * 500
+        assert (b.spent, b.reserved, b.remaining) == (CALL * 500, 0, CALL * 500)
+    tracker.close()
+    other.close()
+
+
+def test_figures_read_while_threads_call_stay_exact(duck: str) -> None:
+    # Readers of ``spent`` and ``remaining`` (each a new reading of the ledger, which the lease's view follows) while
+    # threads' calls are served and settled in memory: every threshold fires once, at its crossing or later, and the
+    # figures end exact.
+    tracker = CostTracker(duck)
+    n = iter(range(10**6))
+    call = track_cost(tracker=tracker, estimate=CALL, tags=TEAM)(lambda: VARYING[next(n) % 5])
+    alerts: list[llmcost.BudgetAlert] = []
+    limit = CALL * 700
+    daily = budget(
+        limit, period="daily", tracker=tracker, tags=TEAM, thresholds=[0.25, 0.5, 0.75], on_alert=alerts.append
+    )
+    order = itertools.count()
+    readings: list[Decimal] = []
+
+    def work() -> None:
+        if next(order) == 0:
+            for _ in range(60):
+                readings.append(daily.spent)
+                assert daily.remaining <= limit - readings[-1]
+            return
+        with daily:
+            for _ in range(46):
+                call()
+
+    in_threads(work)
+    tracker.flush()
+    total = tracker.total()
+    assert total == sum(CALL * (1 + Decimal("0.4") * (i % 5)) for i in range(7 * 46))
+    assert (daily.spent, daily.reserved, daily.remaining) == (total, 0, limit - total)
+    assert sorted(a.threshold for a in alerts) == [0.25, 0.5, 0.75]
+    assert all(a.spent >= limit * Decimal(repr(a.threshold)) for a in alerts)
+    assert all(r <= total for r in readings)
     tracker.close()

@@ -105,7 +105,8 @@ class LeaseStore(Protocol):
     ) -> Standing: ...
 
 
-_monotonic = time.monotonic  # (read on every call a lease serves)
+_time = time.time  # (read on every call a lease serves)
+_NOT_LIVE = float("-inf")  # ``Lease.due`` of a lease that serves no calls
 
 #: Leases of this process that may hold a reservation or amounts (``_state.open_leases``).
 _OPEN: set[Lease] = _state.open_leases
@@ -136,22 +137,37 @@ class Lease:
         self.limit = limit
         self._lock = lock
         self.reservation: Reservation | None = None
-        self.amount = ZERO  # the reservation's amount in the ledger
-        self.inflight = ZERO  # estimates of calls in flight served from it
+        self.amount = ZERO  # the reservation's amount in the ledger (``inflight`` of it taken by calls in flight)
         #: Amounts settled here, by entry id, for the next batch (handed to ``settle_batch`` as they are) ...
         self.pending: dict[str, Decimal] = {}
         self.elsewhere = ZERO  # ... and the sum of those whose entries went to another store (no id to settle under)
-        self.pending_sum = ZERO  # (with ``elsewhere``)
+        #: The sum of the amounts settled here since the last batch (``elsewhere`` too), acknowledged or not (those
+        #: ``acked`` are in the store's total now, the others ``pending_sum``): one addition a call.
+        self.settled = ZERO
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
         self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
         self.count = 0  # how many amounts were settled here since the last batch
-        #: ``unused()``, kept as calls take and settle (one subtraction a call instead of three).
+        #: ``unused()``, kept as calls take and settle: the one figure a call changes as it takes (what calls in flight
+        #: hold, ``inflight``, follows from it), and one subtraction settles it.
         self.free = ZERO
         #: What a call served from the lease cost on average in its last batch (zero before one): a lease is sized
         #: for calls of at least this much, so calls that cost more than their estimates do not run it dry early.
         self.typical = ZERO
         self.standing = Standing(ZERO, ZERO)  # the scope in the ledger, after the last batch
+        #: The budget's figures while the lease is its own (``view``): ``base_spent + settled`` spent and
+        #: ``base_total - free`` committed, so a call served and settled here changes only ``free`` and ``settled``.
+        #: From each batch's standing, or the budget's newer reading (``rebase``).
+        self.base_spent = self.base_total = ZERO
+        #: The budget's spend below which no threshold can have been crossed (``quiet``), as ``settled`` reads it.
+        self.quiet_below = ZERO
+        self.quiet_settled = ZERO
         self.renewed = 0.0  # time.monotonic() of the last batch
+        #: While the lease is ``live``, when its next batch is due (``time.time()`` seconds: ``RENEW_SECONDS`` after
+        #: the last), else -inf: ``take`` checks both in one comparison ...
+        self.due = _NOT_LIVE
+        #: ... and for calls stamped by the system clock, the sooner of that and the end of the lease's period by the
+        #: same clock (-inf if the last batch was not made in the period): one comparison also checks the period.
+        self.period_due = _NOT_LIVE
         self.estimate = ZERO  # the estimate of the call the lease was last renewed for
         self.calls = LEASE_CALLS  # how many calls of that estimate it asks for (grows while calls come fast)
         self.live = False  # serving calls (it has headroom, and is neither closed nor another process's)
@@ -165,6 +181,17 @@ class Lease:
         _state.register_fork_aware(_EXIT)
         _state.track_live(_EXIT)
 
+    @property
+    def inflight(self) -> Decimal:
+        """The estimates of the calls in flight served from the lease: its amount less what is unused and what calls
+        settled here (kept as ``free`` alone: a call changes one figure as it takes, and one as it settles)."""
+        return self.amount - self.free - self.settled
+
+    @property
+    def pending_sum(self) -> Decimal:
+        """The amounts settled here whose entries are not acknowledged yet (``elsewhere`` too)."""
+        return self.settled - self.acked
+
     def idle(self, now: float) -> bool:
         """Whether the lease serves calls but none has renewed it for ``IDLE_SECONDS`` (``now``: monotonic time)."""
         return self.live and now - self.renewed > IDLE_SECONDS
@@ -176,7 +203,7 @@ class Lease:
     # -- figures --------------------------------------------------------------------------------------------------
     def holding(self) -> bool:
         """Whether the lease holds a reservation or amounts awaiting their batch (closing it would settle them)."""
-        return self.reservation is not None or bool(self.pending_sum) or bool(self.acked) or bool(self.elsewhere)
+        return self.reservation is not None or bool(self.settled) or bool(self.acked) or bool(self.elsewhere)
 
     def unused(self) -> Decimal:
         """Headroom not taken by calls in flight or amounts awaiting their batch."""
@@ -184,59 +211,82 @@ class Lease:
 
     def local(self) -> Decimal:
         """Amounts settled here since the last batch (what this process spent meanwhile)."""
-        return self.pending_sum + self.acked
+        return self.settled
 
     def figures(self, standing: Standing | None = None) -> tuple[Decimal, Decimal]:
-        """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` (default: as of the last
-        batch) with this process's settled amounts as spent, and of its lease only the calls in flight reserved."""
+        """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` with this process's settled
+        amounts as spent, and of its lease only the calls in flight reserved; by default ``view()``, from the last
+        batch's standing or the budget's newer reading (``rebase``)."""
         with self._lock:
+            # (Committed: spent, the scope's other reservations and what calls in flight took of the lease; that is
+            # the scope's reservations less what the lease has unused, the amounts settled here being in spent.)
             if standing is None:
-                spent = self.standing.spent + self.pending_sum + self.acked
-                return spent, spent + self.standing.reserved - self.amount + self.inflight
+                return self.base_spent + self.settled, self.base_total - self.free
             self._take_acks()
-            spent = standing.spent + self.pending_sum  # (acknowledged amounts are in the store's total now)
-            return spent, spent + standing.reserved - self.amount + self.inflight
+            # (Acknowledged amounts are in the store's total now: spent counts only those still pending.)
+            acked = self.acked
+            return standing.spent + self.settled - acked, standing.spent + standing.reserved - self.free - acked
+
+    def view(self) -> tuple[Decimal, Decimal]:
+        """``(spent, committed)`` as the budget whose lease this is sees the scope: ``figures()`` (the caller holds the
+        lease's lock)."""
+        return self.base_spent + self.settled, self.base_total - self.free
+
+    def rebase(self, spent: Decimal, committed: Decimal) -> None:
+        """The budget read the scope anew: ``view()`` is ``(spent, committed)`` now, and follows the calls from there
+        (the caller holds the lease's lock)."""
+        self.base_spent = spent - self.settled
+        self.base_total = committed + self.free
+        self.quiet_settled = self.quiet_below - self.base_spent
+
+    def quiet(self, below: Decimal) -> None:
+        """The budget's spend below which no threshold can have been crossed is ``below`` now: a call settled here
+        leaving ``settled`` under ``quiet_settled`` needs no threshold check (the caller holds the lease's lock)."""
+        self.quiet_below = below
+        self.quiet_settled = below - self.base_spent
 
     # -- calls ----------------------------------------------------------------------------------------------------
     # (``take``, ``done`` and ``drop`` run on every call, called by the budget holding the lease's lock: they do not
     # take it again, which would cost more than their own arithmetic.)
-    def take(self, needed: Decimal) -> bool:
+    def take(self, needed: Decimal, now_in_period: bool = False) -> bool:
         """Serve ``needed`` from the lease, if it is live, not due for its batch, and has that much unused (the
-        caller holds the lease's lock)."""
-        if not self.live or _monotonic() - self.renewed > RENEW_SECONDS:
+        caller holds the lease's lock). ``now_in_period``: and only if the system clock is in the lease's period now
+        (the caller's call is stamped by it: the period checked here, with the batch's time, in one comparison)."""
+        if _time() >= (self.period_due if now_in_period else self.due):  # (not live, due for its batch, or too late)
             return False
         free = self.free
-        if free > ZERO and needed <= free:  # (as the ledger grants a reservation; ZERO: no int converted per call)
-            self.inflight += needed
-            self.free = free - needed
-            return True
+        if free > ZERO:  # (as the ledger grants a reservation: some room, and ``needed`` within it)
+            left = free - needed
+            if left >= ZERO:  # (ZERO: no int converted per call)
+                self.free = left
+                return True
         return False
 
-    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
+    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None, change: Decimal | None = None) -> bool:
         """Settle a call served with ``estimate``: in memory while the lease covers ``amount`` (its estimate given
-        back plus what is unused; ``True``), else at once, with the batch (``False``). The caller holds the lease's
-        lock."""
-        self.inflight -= estimate
-        free = self.free + estimate
-        if self.live and ZERO <= amount <= free:
+        back plus what is unused; ``True``), else at once, with the batch (``False``). ``change``: ``amount -
+        estimate``, if the caller has it already. The caller holds the lease's lock."""
+        if change is None:
+            change = amount - estimate
+        free = self.free - change  # (what is unused once the amount replaces the estimate)
+        if self.live and amount >= ZERO and free >= ZERO:
             pending = self.pending
             if entry_id is not None and entry_id not in pending:  # (``_keep``'s usual case, inline)
                 pending[entry_id] = amount
-                self.pending_sum += amount
-                self.free = free - amount
+                self.settled += amount
+                self.free = free
                 self.count += 1
             else:
-                self.free = free
+                self.free += estimate
                 self._keep(amount, entry_id)
             return True
-        self.free = free
+        self.free += estimate
         self._batch(self.live, (amount, entry_id))
         return False
 
     def drop(self, estimate: Decimal) -> None:
         """Give back the ``estimate`` of a call that recorded nothing that counts here (the caller holds the lease's
         lock)."""
-        self.inflight -= estimate
         self.free += estimate
         if not self.live and self.reservation is not None:
             self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
@@ -247,7 +297,7 @@ class Lease:
         else:
             pending = self.pending
             pending[entry_id] = pending[entry_id] + amount if entry_id in pending else amount
-        self.pending_sum += amount
+        self.settled += amount
         self.free -= amount
         self.count += 1
 
@@ -272,8 +322,7 @@ class Lease:
         while acks:
             amount = pending.pop(acks.popleft(), None)
             if amount is not None:
-                self.pending_sum -= amount
-                self.acked += amount
+                self.acked += amount  # (still settled here: ``settled`` is unchanged)
 
     # -- batches --------------------------------------------------------------------------------------------------
     def renew(self, estimate: Decimal) -> bool:
@@ -299,7 +348,7 @@ class Lease:
         if not lock.acquire(timeout=-1 if wait is None else wait):
             return False
         try:
-            self.live = False
+            self.live, self.due, self.period_due = False, _NOT_LIVE, _NOT_LIVE
             if self._pid == os.getpid() and self.holding():
                 self._batch(False)
             if self.reservation is None:
@@ -332,37 +381,57 @@ class Lease:
             typical = spent / count if count else self.typical
             per_call = typical if typical > self.estimate else self.estimate
             terms = LeaseTerms(per_call * self.calls, self.estimate, LEASE_SHARE)
+        inflight = self.inflight
         renewal = self.store.settle_batch(
             self.scope,
             self.pending,  # (as it is: the ledger neither changes nor keeps it, and a new one replaces it below)
             elsewhere=self.elsewhere,
             reservation=self.reservation,
-            keep=self.inflight,
+            keep=inflight,
             renew=terms,
             limit=self.limit,
         )
         if count:
             self.typical = spent / count
         self.pending, self.elsewhere, self.count = {}, ZERO, 0
-        self.pending_sum = self.acked = ZERO
+        self.settled = self.acked = ZERO
         self.reservation = renewal.reservation
         self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
-        self.free = self.amount - self.inflight
-        self.standing = renewal.standing
+        self.free = self.amount - inflight
+        standing = self.standing = renewal.standing
+        self.base_spent = standing.spent
+        self.base_total = standing.spent + standing.reserved
+        self.quiet_settled = self.quiet_below - standing.spent
         self.renewed = time.monotonic()
         self.live = renewal.headroom > 0
+        self._set_due()
         if self.reservation is not None:
             _OPEN.add(self)
         else:
             _OPEN.discard(self)  # nothing left to settle or release
 
+    def _set_due(self) -> None:
+        """``due`` and ``period_due`` after a batch."""
+        if not self.live:
+            self.due = self.period_due = _NOT_LIVE
+            return
+        now = _time()
+        due = self.due = now + RENEW_SECONDS
+        # (Period bounds are whole seconds, exact as floats; ``now`` before the start: the system clock is not the
+        # one the period was found by, and its calls check the period by the tracker's clock.)
+        since, until = self.since_us, self.until_us
+        if since is not None and now < since / 1e6:
+            self.period_due = _NOT_LIVE
+        else:
+            self.period_due = due if until is None or due < until / 1e6 else until / 1e6
+
     def forked(self) -> None:
         """In a forked child: the lease is the parent's (its reservation and amounts are the parent's to settle)."""
         if self._pid != os.getpid():
-            self.live = False
-            self.reservation, self.amount, self.inflight = None, ZERO, ZERO
+            self.live, self.due, self.period_due = False, _NOT_LIVE, _NOT_LIVE
+            self.reservation, self.amount = None, ZERO
             self.pending, self.elsewhere, self.count = {}, ZERO, 0
-            self.pending_sum = self.acked = self.free = ZERO
+            self.settled = self.acked = self.free = ZERO
             self._acks.clear()
             _OPEN.discard(self)
 
@@ -452,9 +521,10 @@ class LocalLease(Lease):
         self.spent, self.reserved = spent, reserved
         return spent, reserved
 
-    def take(self, needed: Decimal) -> bool:
+    def take(self, needed: Decimal, now_in_period: bool = False) -> bool:
         """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not; the budget then reserves
-        exactly, which refuses the call or, for a budget that warns, forces it). The caller holds the lease's lock."""
+        exactly, which refuses the call or, for a budget that warns, forces it). The caller holds the lease's lock
+        (and checked the call's period: ``now_in_period`` is not read)."""
         account = self.account
         if account is not None:
             # (``None``: the ledger forgot the account, an old period's; the budget reserves exactly then.)
@@ -462,9 +532,10 @@ class LocalLease(Lease):
         # (A hold ``close`` dropped is added again as a call grows it.)
         return self.ledger.grow(self.scope, self.hold, needed, limit=self.limit)
 
-    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:
+    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None, change: Decimal | None = None) -> bool:
         """Settle a call that took ``estimate``: its ``amount`` counted in the ledger in its place (``False``: the
-        budget reads the scope's figures after it with ``figures()``). The caller holds the lease's lock."""
+        budget reads the scope's figures after it with ``figures()``; ``change`` is not read). The caller holds the
+        lease's lock."""
         self.spent, self.reserved = self.ledger.settle_held(self.scope, self.hold, estimate, amount, entry_id)
         return False
 
