@@ -405,7 +405,7 @@ class Budget:
 
     def __repr__(self) -> str:
         period = self.period.value if self.period else "block"
-        return f"Budget(name={self.name!r}, limit={self.limit}, period={period!r}, spent={self._spent})"
+        return f"Budget(name={self.name!r}, limit={self.limit}, period={period!r}, spent={self._figures()[0]})"
 
     # -- matching and periods -------------------------------------------------------------------------------------
     def _matches(self, resource: str | None, category: str, tags: Mapping[str, str], model: str | None) -> bool:

@@ -119,6 +119,17 @@ def test_the_usual_call_is_served_from_the_lease_and_settled_with_its_entry_in_o
     tracker.close()
 
 
+def test_repr_shows_the_spend_the_lease_settled_in_memory(duck: str) -> None:
+    tracker = CostTracker(duck)
+    call = tracked(tracker)
+    daily = budget(10**6, period="daily", tracker=tracker, name="ops")
+    with daily:
+        for _ in range(10):
+            call()  # the first leases; the others are settled in the lease's figures alone
+        assert repr(daily) == f"Budget(name='ops', limit=1000000, period='daily', spent={CALL * 10})"
+    tracker.close()
+
+
 def test_calls_of_another_tag_are_neither_checked_nor_counted_and_the_lease_keeps_serving(duck: str) -> None:
     tracker = CostTracker(duck)
     ours, theirs = tracked(tracker, tags=TEAM), tracked(tracker, tags={"team": "ads"})
