@@ -153,3 +153,23 @@ def test_a_kept_account_the_ledger_forgot_is_not_taken_from() -> None:
     assert ledger.take_kept(account, hold, CALL, Decimal(1)) is None
     assert hold not in ledger._holds  # (nor is its hold kept)
     assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), Decimal(0))  # (read anew: the ledger forgot it)
+
+
+def test_a_kept_account_counts_whatever_was_appended_before_a_call_gives_back() -> None:
+    # The usual news as a call gives back is its own row alone; anything else appended meanwhile (entries of
+    # ``append``, other rows, a row with its entry) is counted in the same step, each once, and never again as the
+    # store moves it into its columns.
+    store = MemoryStore()
+    ledger = store.ledger()
+    assert isinstance(ledger, _ledger.LocalLedger)
+    hold, account = ledger.open_kept(SCOPE)
+    assert ledger.take_kept(account, hold, CALL, Decimal(1)) is True
+    entry = make_entry(amount=CALL, timestamp=DAY)
+    store.append([make_entry(amount=CALL * 2, timestamp=DAY)])
+    store.append_row((*_row(entry)[:-1], entry))  # a row with its entry built
+    store.append_row(_row(make_entry(amount=CALL * 4, timestamp=DAY - timedelta(seconds=1))))  # the day before
+    assert ledger.give_back(account, hold, CALL) == (CALL * 3, 0)
+    store.append_row(_row(make_entry(amount=CALL * 8, timestamp=DAY)))
+    assert ledger.give_back(account, hold, Decimal(0)) == (CALL * 11, 0)  # the one row, alone
+    assert len(store.entries()) == 4  # moved into the columns ...
+    assert ledger.standing(SCOPE) == _ledger.Standing(CALL * 11, Decimal(0))  # ... and counted once
