@@ -385,7 +385,9 @@ class _Account:
     read_at: float
     reserved: Decimal = ZERO
     settled: Decimal = ZERO
-    holds: dict[int, Decimal] = attrs.field(factory=dict)
+    #: Open reservations by id: the amount each holds; a kept hold (``take_kept``), the number of its calls in flight
+    #: (an int: the estimates themselves are in ``reserved`` alone, each given back by its call).
+    holds: dict[int, Decimal | int] = attrs.field(factory=dict)
     entries: dict[str, Decimal] = attrs.field(factory=dict)
     #: The scope's period as epoch microseconds (``None``: unbounded), as appended rows give their timestamps.
     since_us: int | None = None
@@ -533,7 +535,7 @@ class LocalLedger(Ledger):
         found = self._accounts.get(key) if key is not None else None
         if found is not None:
             amount = found[1].holds.pop(rid, None)
-            if amount is not None:
+            if amount is not None and type(amount) is not int:  # (a kept hold's estimates: each call gives its back)
                 found[1].reserved -= amount
 
     def settle(
@@ -667,13 +669,13 @@ class LocalLedger(Ledger):
         held = holds.get(hold)
         if held is not None:
             account.reserved -= estimate
-            rest = held - estimate
+            rest = held - 1 if type(held) is int else held - estimate  # (a kept hold counts its calls in flight)
             if rest or not self._closing or hold not in self._closing:
                 holds[hold] = rest
             else:
                 self._closed(holds, hold)
 
-    def _closed(self, holds: dict[int, Decimal], hold: int) -> None:
+    def _closed(self, holds: dict[int, Decimal | int], hold: int) -> None:
         """Drop ``hold`` (empty now) from ``holds``, its account's: ``close_hold`` asked for it as its last call in
         flight gave its estimate back (caller holds the lock)."""
         del holds[hold]
@@ -695,7 +697,9 @@ class LocalLedger(Ledger):
     # A fed ledger's account is a running total, the same object for the whole period: a budget's lease keeps it with
     # its hold, and each call then reserves in it (``take_kept``) and gives its estimate back (``give_back``) in one
     # step under the ledger's lock each, without looking the scope up. ``_Account.kept`` says whether the ledger still
-    # keeps it (``_forget_older`` drops accounts of past periods).
+    # keeps it (``_forget_older`` drops accounts of past periods). A kept hold counts its calls in flight (an int, for
+    # ``close_hold``): their estimates are in the account's ``reserved`` alone, each given back by its own call
+    # (``give_back``, or ``settle_held`` for a call settled with its entry), never by dropping the hold.
 
     def open_kept(self, scope: BudgetScope) -> tuple[int, _Account]:
         """(``fed`` ledgers) a hold of nothing yet in ``scope``, and the scope's account, for ``take_kept`` and
@@ -706,8 +710,9 @@ class LocalLedger(Ledger):
             return self._ids, account
 
     def take_kept(self, account: _Account, hold: int, amount: Decimal, limit: Decimal) -> bool | None:
-        """``grow`` of ``hold`` in a kept ``account``: whether ``limit`` covers ``amount`` (and it was added to the
-        hold); ``None`` if the ledger no longer keeps the account (look the scope up again: ``open_kept``)."""
+        """``grow`` of ``hold`` in a kept ``account``: whether ``limit`` covers ``amount`` (and it was reserved, a call
+        in flight of the hold); ``None`` if the ledger no longer keeps the account (look the scope up again:
+        ``open_kept``)."""
         lock = self._lock
         lock.acquire()  # (not ``with``: its protocol costs more than the lock, and this runs before every call)
         try:
@@ -724,10 +729,10 @@ class LocalLedger(Ledger):
                     holds = account.holds
                     held = holds.get(hold)
                     if held is None:  # (none of its calls in flight: ``close_hold`` may have dropped it)
-                        holds[hold] = amount
+                        holds[hold] = 1
                         self._holds[hold] = account.key
                     else:
-                        holds[hold] = held + amount
+                        holds[hold] = held + 1  # (a count: an int's sum costs a fraction of a Decimal's)
                     account.reserved += amount
                 return True
             return False
@@ -735,7 +740,7 @@ class LocalLedger(Ledger):
             lock.release()
 
     def give_back(self, account: _Account, hold: int, estimate: Decimal) -> tuple[Decimal, Decimal]:
-        """Take a call's ``estimate`` out of ``hold`` in a kept ``account`` (its row, appended already, is counted in
+        """Give back a call's ``estimate``, of ``hold`` in a kept ``account`` (its row, appended already, is counted in
         the same step, as the ledger catches up): the account's ``(spent, reserved)`` after."""
         lock = self._lock
         lock.acquire()  # (as in ``take_kept``: this runs after every call)
@@ -762,7 +767,7 @@ class LocalLedger(Ledger):
                 held = holds.get(hold)
                 if held is not None:
                     account.reserved -= estimate
-                    rest = held - estimate
+                    rest = held - 1  # (calls in flight)
                     if rest or not self._closing or hold not in self._closing:
                         holds[hold] = rest
                     else:
