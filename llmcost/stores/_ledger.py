@@ -42,7 +42,8 @@ import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
-from itertools import islice
+from itertools import islice, repeat
+from operator import is_
 from typing import Any
 
 import attrs
@@ -384,7 +385,9 @@ class _Account:
     read_at: float
     reserved: Decimal = ZERO
     settled: Decimal = ZERO
-    holds: dict[int, Decimal] = attrs.field(factory=dict)
+    #: Open reservations by id: the amount each holds; a kept hold (``take_kept``), the number of its calls in flight
+    #: (an int: the estimates themselves are in ``reserved`` alone, each given back by its call).
+    holds: dict[int, Decimal | int] = attrs.field(factory=dict)
     entries: dict[str, Decimal] = attrs.field(factory=dict)
     #: The scope's period as epoch microseconds (``None``: unbounded), as appended rows give their timestamps.
     since_us: int | None = None
@@ -398,11 +401,13 @@ class _Account:
 class LocalLedger(Ledger):
     """A ledger in this process's memory, for stores no other process writes (or as the default of any store).
 
-    ``total(filters)`` reads recorded spend from the store. With ``fed`` the store calls ``appended`` with every
-    appended entry (as a row of its fields), holding ``lock`` (which the ledger shares), so recorded spend is kept as
-    a running total and never read again: ``MemoryStore`` does this, from ``catch_up``, which the ledger calls under
-    the lock before it reads an account (so appends themselves need not take the lock). Without it, recorded spend
-    is read again after acknowledgements and every ``refresh`` seconds.
+    ``total(filters)`` reads recorded spend from the store. With ``fed`` the ledger counts every entry appended to the
+    store (as a row of its fields), so recorded spend is kept as a running total and never read again: a
+    ``MemoryStore`` gives it its list of ``appends`` (appended to without the lock; ``row_of`` makes a row of an item
+    that is not one), which the ledger reads under ``lock`` (the store's) before it reads an account, counting the
+    items it has not counted yet, and the store takes counted items off its front (``counted_appends``) as it moves
+    them into its columns. So appends themselves need not take the lock. Without ``fed``, recorded spend is read
+    again after acknowledgements and every ``refresh`` seconds.
 
     Example::
 
@@ -419,12 +424,18 @@ class LocalLedger(Ledger):
         lock: threading.RLock | None = None,
         fed: bool = False,
         refresh: float = REFRESH_SECONDS,
-        catch_up: Callable[[], object] | None = None,
+        appends: list[Any] | None = None,
+        row_of: Callable[[Any], tuple[Any, ...]] | None = None,
     ) -> None:
         self._total = total
         self._lock = lock if lock is not None else _state.new_rlock()
         self._fed = fed
-        self._catch_up = catch_up
+        # (Fed ledgers) the store's list of appends not yet moved into its columns (never rebound; appended to without
+        # the lock, taken from the front only under it, by ``counted_appends``), ``_told`` of them counted here: the
+        # ledger reads it itself, so a look that finds nothing new costs a ``len``. ``row_of``: an item as a row.
+        self._appends: list[Any] = appends if appends is not None else []
+        self._told = 0
+        self._row_of = row_of if row_of is not None else _as_row
         self._refresh = refresh
         self._accounts: dict[str, tuple[BudgetScope, _Account]] = {}
         self._gen = 0
@@ -457,8 +468,8 @@ class LocalLedger(Ledger):
         receipts = self.receipts
         if not receipts.used:
             receipts.use()
-        if self._catch_up is not None:
-            self._catch_up()  # a fed store tells of the entries appended since it last did
+        if len(self._appends) != self._told:
+            self._catch_up()  # a fed store's appends since the ledger last looked
         found = self._accounts.get(scope.key)
         if found is not None and self._fed and not refresh:
             return found[1]  # (a running total: never stale)
@@ -524,7 +535,7 @@ class LocalLedger(Ledger):
         found = self._accounts.get(key) if key is not None else None
         if found is not None:
             amount = found[1].holds.pop(rid, None)
-            if amount is not None:
+            if amount is not None and type(amount) is not int:  # (a kept hold's estimates: each call gives its back)
                 found[1].reserved -= amount
 
     def settle(
@@ -610,9 +621,8 @@ class LocalLedger(Ledger):
         """Add ``amount`` to ``hold`` if ``limit`` covers it, as ``reserve`` grants a reservation of it; whether it
         did."""
         with self._lock:
-            catch_up = self._catch_up  # (``_account``'s usual case inline, as below: this runs before every call)
-            if catch_up is not None:
-                catch_up()
+            if len(self._appends) != self._told:  # (``_account``'s usual case inline, as below: before every call)
+                self._catch_up()
             found = self._accounts.get(scope.key) if self._fed else None
             account = found[1] if found is not None else self._account(scope)
             room = limit - account.base - account.settled - account.reserved
@@ -634,9 +644,8 @@ class LocalLedger(Ledger):
         """Take a call's ``estimate`` out of ``hold`` and count its ``amount`` in its place, as ``settle`` would
         (``None``: nothing, the call recorded nothing that counts here); the scope's ``(spent, reserved)`` after."""
         with self._lock:
-            catch_up = self._catch_up  # (``_account``'s usual case inline: a fed ledger's open account, caught up)
-            if catch_up is not None:
-                catch_up()
+            if len(self._appends) != self._told:  # (``_account``'s usual case inline: a fed ledger's open account)
+                self._catch_up()
             found = self._accounts.get(scope.key) if self._fed else None
             account = found[1] if found is not None else self._account(scope)
             if estimate:
@@ -660,13 +669,13 @@ class LocalLedger(Ledger):
         held = holds.get(hold)
         if held is not None:
             account.reserved -= estimate
-            rest = held - estimate
+            rest = held - 1 if type(held) is int else held - estimate  # (a kept hold counts its calls in flight)
             if rest or not self._closing or hold not in self._closing:
                 holds[hold] = rest
             else:
                 self._closed(holds, hold)
 
-    def _closed(self, holds: dict[int, Decimal], hold: int) -> None:
+    def _closed(self, holds: dict[int, Decimal | int], hold: int) -> None:
         """Drop ``hold`` (empty now) from ``holds``, its account's: ``close_hold`` asked for it as its last call in
         flight gave its estimate back (caller holds the lock)."""
         del holds[hold]
@@ -688,7 +697,9 @@ class LocalLedger(Ledger):
     # A fed ledger's account is a running total, the same object for the whole period: a budget's lease keeps it with
     # its hold, and each call then reserves in it (``take_kept``) and gives its estimate back (``give_back``) in one
     # step under the ledger's lock each, without looking the scope up. ``_Account.kept`` says whether the ledger still
-    # keeps it (``_forget_older`` drops accounts of past periods).
+    # keeps it (``_forget_older`` drops accounts of past periods). A kept hold counts its calls in flight (an int, for
+    # ``close_hold``): their estimates are in the account's ``reserved`` alone, each given back by its own call
+    # (``give_back``, or ``settle_held`` for a call settled with its entry), never by dropping the hold.
 
     def open_kept(self, scope: BudgetScope) -> tuple[int, _Account]:
         """(``fed`` ledgers) a hold of nothing yet in ``scope``, and the scope's account, for ``take_kept`` and
@@ -699,14 +710,14 @@ class LocalLedger(Ledger):
             return self._ids, account
 
     def take_kept(self, account: _Account, hold: int, amount: Decimal, limit: Decimal) -> bool | None:
-        """``grow`` of ``hold`` in a kept ``account``: whether ``limit`` covers ``amount`` (and it was added to the
-        hold); ``None`` if the ledger no longer keeps the account (look the scope up again: ``open_kept``)."""
+        """``grow`` of ``hold`` in a kept ``account``: whether ``limit`` covers ``amount`` (and it was reserved, a call
+        in flight of the hold); ``None`` if the ledger no longer keeps the account (look the scope up again:
+        ``open_kept``)."""
         lock = self._lock
         lock.acquire()  # (not ``with``: its protocol costs more than the lock, and this runs before every call)
         try:
-            catch_up = self._catch_up
-            if catch_up is not None:
-                catch_up()  # (entries appended since, by anyone: counted before the limit is checked)
+            if len(self._appends) != self._told:
+                self._catch_up()  # (entries appended since, by anyone: counted before the limit is checked)
             if not account.kept:
                 return None
             # (As ``reserve`` grants. Amounts settled but not yet appended are rare here: most calls add no ``settled``;
@@ -718,10 +729,10 @@ class LocalLedger(Ledger):
                     holds = account.holds
                     held = holds.get(hold)
                     if held is None:  # (none of its calls in flight: ``close_hold`` may have dropped it)
-                        holds[hold] = amount
+                        holds[hold] = 1
                         self._holds[hold] = account.key
                     else:
-                        holds[hold] = held + amount
+                        holds[hold] = held + 1  # (a count: an int's sum costs a fraction of a Decimal's)
                     account.reserved += amount
                 return True
             return False
@@ -729,16 +740,38 @@ class LocalLedger(Ledger):
             lock.release()
 
     def give_back(self, account: _Account, hold: int, estimate: Decimal) -> tuple[Decimal, Decimal]:
-        """Take a call's ``estimate`` out of ``hold`` in a kept ``account`` (its row, appended already, is counted in
+        """Give back a call's ``estimate``, of ``hold`` in a kept ``account`` (its row, appended already, is counted in
         the same step, as the ledger catches up): the account's ``(spent, reserved)`` after."""
         lock = self._lock
         lock.acquire()  # (as in ``take_kept``: this runs after every call)
         try:
-            catch_up = self._catch_up
-            if catch_up is not None:
-                catch_up()
-            if estimate:
-                self._release_held(account, hold, estimate)
+            appends, told = self._appends, self._told
+            if len(appends) != told:
+                row = appends[told]
+                if len(appends) == told + 1 and type(row) is tuple and row[ROW_ENTRY] is None:
+                    # The usual news: this call's row alone, no entry built (``appended_row`` of it, inline).
+                    self._told = told + 1
+                    when = row[ROW_MICROS]
+                    for scope, counted in self._accounts.values():
+                        since, until = counted.since_us, counted.until_us
+                        if (
+                            (since is None or since <= when)
+                            and (until is None or when < until)
+                            and (scope.plain or _row_matches(scope, row))
+                        ):
+                            counted.base += row[ROW_AMOUNT]
+                else:
+                    self._catch_up()
+            if estimate:  # (``_release_held`` inline)
+                holds = account.holds
+                held = holds.get(hold)
+                if held is not None:
+                    account.reserved -= estimate
+                    rest = held - 1  # (calls in flight)
+                    if rest or not self._closing or hold not in self._closing:
+                        holds[hold] = rest
+                    else:
+                        self._closed(holds, hold)
             settled = account.settled
             return (account.base + settled if settled else account.base), account.reserved
         finally:
@@ -775,6 +808,31 @@ class LocalLedger(Ledger):
         """Whether the store tells this ledger of every append (``appended``): its recorded spend is a running total
         that counts an appended entry as soon as the ledger next looks, whoever recorded it."""
         return self._fed
+
+    def _catch_up(self) -> None:
+        """Count the store's appends this ledger has not counted yet (caller holds the lock), in the order they were
+        appended, each once."""
+        appends, told = self._appends, self._told
+        n = len(appends)
+        if n == told + 1:  # (the usual news: a tracked call's row, alone)
+            item = appends[told]
+            self._told = n
+            self.appended_row(item if type(item) is tuple else self._row_of(item))
+            return
+        new = appends[told:n]  # (appends racing with this land after the first n: counted at the next look)
+        self._told = n
+        # Rows (``ROW_FIELDS``, epoch microseconds): those of ``append_row`` as they are, so a tracked call under a
+        # period budget needs no ``CostEntry`` built for the ledger; entries of ``append`` as theirs.
+        self.appended(new if all(map(is_, map(type, new), repeat(tuple))) else list(map(self._row_of, new)))
+
+    def counted_appends(self) -> int:
+        """(Fed ledgers; the store, holding the lock) count every append so far, and hand them over: how many items at
+        the front of the store's appends list the ledger counted, all of them, which the caller removes from it
+        before it lets go of the lock (the ledger counts from the front of the list again)."""
+        if len(self._appends) != self._told:
+            self._catch_up()
+        n, self._told = self._told, 0
+        return n
 
     def appended(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """(``fed`` ledgers) entries were appended (and are not yet counted), given as rows: tuples of the entry's
@@ -839,6 +897,11 @@ ROW_ID, ROW_MICROS, ROW_AMOUNT, ROW_CATEGORY = 0, 1, 2, 3
 ROW_RESOURCE, ROW_MODEL, ROW_TAGS, ROW_CANONICAL = 5, 7, 12, 14
 #: ... and where the ``CostEntry`` of the row's values is, if one was built (``None`` if not): after the fields.
 ROW_ENTRY = 15
+
+
+def _as_row(item: Any) -> tuple[Any, ...]:
+    """An appended item as a row: as it is (a ledger whose store appends nothing but rows)."""
+    return item  # type: ignore[no-any-return]
 
 
 def _row_matches(scope: BudgetScope, row: tuple[Any, ...]) -> bool:

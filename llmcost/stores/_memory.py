@@ -179,7 +179,7 @@ class MemoryStore(CostStore):
     def __init__(self) -> None:
         self._lock = _state.new_rlock()  # shared with the budget ledger, which keeps a running total of appends
         self._budgets: dict[str, str] = {}
-        self._feeds: LocalLedger | None = None  # the ledger ``open_ledger`` made, told of every append
+        self._feeds: LocalLedger | None = None  # the ledger ``open_ledger`` made, which counts every append
         self._clear()
 
     def _clear(self) -> None:
@@ -206,9 +206,9 @@ class MemoryStore(CostStore):
         self._tag_maps = _Interned()
         self._tag_ids: dict[int, int] = {id(EMPTY_TAGS): 0}  # id() of interned tag maps -> their index
         self._tags = array("i")
-        # Appended, not yet moved into the columns (never rebound): entries, and rows from ``append_row``.
+        # Appended, not yet moved into the columns (never rebound: the ledger reads it): entries, and rows from
+        # ``append_row``.
         self._pending: list[CostEntry | tuple[Any, ...]] = []
-        self._fed = 0  # how many of the first pending entries the ledger was told of (``_catch_up``)
         self._order: list[int] | None = None  # row order by (timestamp, id) once rows arrived out of order
         self._unsorted = False
         self._last: tuple[int, str] = (-(2**63), "")
@@ -264,32 +264,10 @@ class MemoryStore(CostStore):
 
     def open_ledger(self) -> Ledger:
         """A ledger in this process that keeps each budget's spend as a running total of appends (exact, and no
-        re-reading of the entries): it is told of the entries appended since it last looked before it reads an
-        account (``_catch_up``)."""
-        ledger = self._feeds = LocalLedger(self.total, lock=self._lock, fed=True, catch_up=self._catch_up)
+        re-reading of the entries): it reads the pending appends itself, under the store's lock, and counts those it
+        has not counted yet before it reads an account (``LocalLedger``'s ``appends``)."""
+        ledger = self._feeds = LocalLedger(self.total, lock=self._lock, fed=True, appends=self._pending, row_of=_row_of)
         return ledger
-
-    def _catch_up(self) -> None:
-        """Tell the ledger of the pending entries it has not been told of (caller holds the lock). Entries reach
-        the ledger in the order they were appended, each once: ``_fed`` counts the front of ``_pending`` told."""
-        pending, fed = self._pending, self._fed
-        n = len(pending)
-        if n == fed:
-            return  # (the usual look: nothing appended since the last one)
-        ledger = self._feeds
-        if n == fed + 1:  # (the usual look after a call: its row, alone)
-            row = pending[fed]
-            self._fed = n
-            if ledger is not None:
-                ledger.appended_row(row if type(row) is tuple else _row_of(row))
-            return
-        new = pending[fed:]
-        self._fed = fed + len(new)
-        if ledger is not None:
-            # Told as rows (``ROW_FIELDS``, epoch microseconds): those of ``append_row`` as they are, so a tracked
-            # call under a period budget needs no ``CostEntry`` built for the ledger; entries of ``append`` as theirs.
-            rows = new if _all_are(map(type, new), tuple) else list(map(_row_of, new))
-            ledger.appended(rows)  # type: ignore[arg-type]  # (every item a tuple: a row)
 
     def _columnize(self) -> None:
         """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
@@ -300,13 +278,12 @@ class MemoryStore(CostStore):
         ``zip``, ``map``) and Python code runs per entry only where it must. Everything is converted into new
         arrays first; the store's columns are extended only once the whole batch converted.
         """
-        self._catch_up()  # the ledger learns of entries before they leave the pending list
-        pending, n = self._pending, self._fed
+        pending, feeds = self._pending, self._feeds
+        n = len(pending) if feeds is None else feeds.counted_appends()  # (counted by the ledger before they leave)
         if not n:
             return
         batch = pending[:n]
         del pending[:n]  # appends racing with this land after the first n, which only this lock holder removes
-        self._fed = 0
         try:
             columns = self._convert(batch)
         except (ValueError, TypeError, OverflowError, KeyError, AttributeError):

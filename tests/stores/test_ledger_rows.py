@@ -153,3 +153,44 @@ def test_a_kept_account_the_ledger_forgot_is_not_taken_from() -> None:
     assert ledger.take_kept(account, hold, CALL, Decimal(1)) is None
     assert hold not in ledger._holds  # (nor is its hold kept)
     assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), Decimal(0))  # (read anew: the ledger forgot it)
+
+
+def test_a_kept_account_counts_whatever_was_appended_before_a_call_gives_back() -> None:
+    # The usual news as a call gives back is its own row alone; anything else appended meanwhile (entries of
+    # ``append``, other rows, a row with its entry) is counted in the same step, each once, and never again as the
+    # store moves it into its columns.
+    store = MemoryStore()
+    ledger = store.ledger()
+    assert isinstance(ledger, _ledger.LocalLedger)
+    hold, account = ledger.open_kept(SCOPE)
+    assert ledger.take_kept(account, hold, CALL, Decimal(1)) is True
+    entry = make_entry(amount=CALL, timestamp=DAY)
+    store.append([make_entry(amount=CALL * 2, timestamp=DAY)])
+    store.append_row((*_row(entry)[:-1], entry))  # a row with its entry built
+    store.append_row(_row(make_entry(amount=CALL * 4, timestamp=DAY - timedelta(seconds=1))))  # the day before
+    assert ledger.give_back(account, hold, CALL) == (CALL * 3, 0)
+    store.append_row(_row(make_entry(amount=CALL * 8, timestamp=DAY)))
+    assert ledger.give_back(account, hold, Decimal(0)) == (CALL * 11, 0)  # the one row, alone
+    assert len(store.entries()) == 4  # moved into the columns ...
+    assert ledger.standing(SCOPE) == _ledger.Standing(CALL * 11, Decimal(0))  # ... and counted once
+
+
+def test_a_kept_hold_counts_its_calls_in_flight_whichever_way_each_settles() -> None:
+    # A kept hold counts its calls in flight, whose estimates are in the account's reserved amount alone: each call
+    # gives its own back, as it gives back (``give_back``) or as it is settled with its entry (``settle_held``), and a
+    # hold closed meanwhile goes with the last of them.
+    store = MemoryStore()
+    ledger = store.ledger()
+    assert isinstance(ledger, _ledger.LocalLedger)
+    hold, account = ledger.open_kept(SCOPE)
+    assert ledger.take_kept(account, hold, CALL, Decimal(1)) and ledger.take_kept(account, hold, CALL * 2, Decimal(1))
+    assert ledger.take_kept(account, hold, Decimal(0), Decimal(1))  # a free call holds nothing
+    assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), CALL * 3)
+    ledger.close_hold(hold)
+    assert ledger.settle_held(SCOPE, hold, CALL * 2, CALL, None) == (CALL, CALL)  # its amount counted in its place
+    assert hold in ledger._holds
+    assert ledger.give_back(account, hold, Decimal(0)) == (CALL, CALL)  # the free call: nothing to give back
+    assert hold in ledger._holds
+    assert ledger.give_back(account, hold, CALL) == (CALL, 0)
+    assert hold not in ledger._holds and not account.holds
+    assert ledger.standing(SCOPE) == _ledger.Standing(CALL, Decimal(0))
