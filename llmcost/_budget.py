@@ -867,22 +867,10 @@ class Budget:
         not matched again. The model is: a call may be checked before its model is known."""
         if self.period is not None:
             if reservations and recorded_us is not None:
-                owner, token = reservations[0]  # (``_period_row``'s usual count, and ``_gave_back``, inline)
-                if owner is self and type(token) is _Leased and not token.settled:
-                    lease = token.lease
-                    if type(lease) is LocalLease and lease.account is not None:
-                        since, until = lease.since_us, lease.until_us
-                        if (
-                            (since is None or since <= recorded_us)
-                            and (until is None or recorded_us < until)
-                            and token.store is getattr(tracker, "store", None)
-                        ):
-                            token.settled = True
-                            spent, _ = lease.ledger.give_back(lease.account, lease.hold, token.estimate)
-                            del reservations[0]
-                            if spent >= self._quiet_below and lease is self._lease:
-                                self._check_thresholds(lease, spent)  # (as ``_gave_back`` says)
-                            return
+                owner, token = reservations[0]  # (``_period_row``'s usual count, inline: the call's one guard)
+                if owner is self and type(token) is _Leased and self._gave_back(token, tracker, recorded_us):
+                    del reservations[0]
+                    return
             self._period_row(
                 tracker, amount, resource, category, tags, reservations, model, canonical_model, checked, recorded_us
             )
