@@ -749,17 +749,9 @@ class LocalLedger(Ledger):
             if len(appends) != told:
                 row = appends[told]
                 if len(appends) == told + 1 and type(row) is tuple and row[ROW_ENTRY] is None:
-                    # The usual news: this call's row alone, no entry built (``appended_row`` of it, inline).
+                    # The usual news: this call's row alone, no entry built (``appended_row``'s count of it).
                     self._told = told + 1
-                    when = row[ROW_MICROS]
-                    for scope, counted in self._accounts.values():
-                        since, until = counted.since_us, counted.until_us
-                        if (
-                            (since is None or since <= when)
-                            and (until is None or when < until)
-                            and (scope.plain or _row_matches(scope, row))
-                        ):
-                            counted.base += row[ROW_AMOUNT]
+                    self._count_row(row)
                 else:
                     self._catch_up()
             if estimate:  # (``_release_held`` inline)
@@ -881,6 +873,10 @@ class LocalLedger(Ledger):
             seen[entry_id] = None
             if len(seen) > _SEEN:
                 self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
+        self._count_row(row)
+
+    def _count_row(self, row: tuple[Any, ...]) -> None:
+        """Add ``row``'s amount to every account whose scope it falls in (caller holds the lock)."""
         when = row[ROW_MICROS]
         for scope, account in self._accounts.values():
             since, until = account.since_us, account.until_us

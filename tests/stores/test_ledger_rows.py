@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 from llmcost import CostTracker, MemoryStore
 from llmcost._entry import to_tags
@@ -105,11 +106,17 @@ SCOPE = BudgetScope("kept", since=DAY, until=DAY + timedelta(days=1))
 CALL = Decimal("0.0025")
 
 
-def test_a_kept_account_counts_every_append_before_it_checks_and_grants_exactly_up_to_the_limit() -> None:
+def _kept() -> tuple[MemoryStore, _ledger.LocalLedger, int, Any]:
+    """A MemoryStore, its fed ledger, and a kept hold and account of ``SCOPE`` in it."""
     store = MemoryStore()
     ledger = store.ledger()
     assert isinstance(ledger, _ledger.LocalLedger)
     hold, account = ledger.open_kept(SCOPE)
+    return store, ledger, hold, account
+
+
+def test_a_kept_account_counts_every_append_before_it_checks_and_grants_exactly_up_to_the_limit() -> None:
+    store, ledger, hold, account = _kept()
     limit = CALL * 4
     assert ledger.take_kept(account, hold, CALL * 2, limit) is True
     assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), CALL * 2)
@@ -124,10 +131,7 @@ def test_a_kept_account_counts_every_append_before_it_checks_and_grants_exactly_
 
 
 def test_a_closed_hold_keeps_what_calls_in_flight_hold_and_goes_with_the_last_of_them() -> None:
-    store = MemoryStore()
-    ledger = store.ledger()
-    assert isinstance(ledger, _ledger.LocalLedger)
-    hold, account = ledger.open_kept(SCOPE)
+    _, ledger, hold, account = _kept()
     assert ledger.take_kept(account, hold, CALL, Decimal(1)) and ledger.take_kept(account, hold, CALL, Decimal(1))
     ledger.close_hold(hold)  # two calls in flight: their estimates stay reserved
     assert ledger.standing(SCOPE).reserved == CALL * 2 and hold in ledger._holds
@@ -143,10 +147,7 @@ def test_a_closed_hold_keeps_what_calls_in_flight_hold_and_goes_with_the_last_of
 
 
 def test_a_kept_account_the_ledger_forgot_is_not_taken_from() -> None:
-    store = MemoryStore()
-    ledger = store.ledger()
-    assert isinstance(ledger, _ledger.LocalLedger)
-    hold, account = ledger.open_kept(SCOPE)
+    _, ledger, hold, account = _kept()
     assert ledger.take_kept(account, hold, CALL, Decimal(1)) is True
     for days in (1, 2):  # the same budget two periods later: the first period's account is forgotten
         ledger.standing(BudgetScope("kept", since=DAY + timedelta(days=days), until=DAY + timedelta(days=days + 1)))
@@ -159,10 +160,7 @@ def test_a_kept_account_counts_whatever_was_appended_before_a_call_gives_back() 
     # The usual news as a call gives back is its own row alone; anything else appended meanwhile (entries of
     # ``append``, other rows, a row with its entry) is counted in the same step, each once, and never again as the
     # store moves it into its columns.
-    store = MemoryStore()
-    ledger = store.ledger()
-    assert isinstance(ledger, _ledger.LocalLedger)
-    hold, account = ledger.open_kept(SCOPE)
+    store, ledger, hold, account = _kept()
     assert ledger.take_kept(account, hold, CALL, Decimal(1)) is True
     entry = make_entry(amount=CALL, timestamp=DAY)
     store.append([make_entry(amount=CALL * 2, timestamp=DAY)])
@@ -179,10 +177,7 @@ def test_a_kept_hold_counts_its_calls_in_flight_whichever_way_each_settles() -> 
     # A kept hold counts its calls in flight, whose estimates are in the account's reserved amount alone: each call
     # gives its own back, as it gives back (``give_back``) or as it is settled with its entry (``settle_held``), and a
     # hold closed meanwhile goes with the last of them.
-    store = MemoryStore()
-    ledger = store.ledger()
-    assert isinstance(ledger, _ledger.LocalLedger)
-    hold, account = ledger.open_kept(SCOPE)
+    _, ledger, hold, account = _kept()
     assert ledger.take_kept(account, hold, CALL, Decimal(1)) and ledger.take_kept(account, hold, CALL * 2, Decimal(1))
     assert ledger.take_kept(account, hold, Decimal(0), Decimal(1))  # a free call holds nothing
     assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), CALL * 3)
