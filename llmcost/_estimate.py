@@ -240,9 +240,14 @@ class RecentCosts:
         # Money's 18 places: a budget adds the estimate to what it has committed and takes it away when the call
         # settles, which is exact only for amounts at that scale. In this thread's context first (a third of
         # ``round_money``'s cost, and this runs before every budgeted call without an estimate); ``round_money`` for
-        # a mean too large for it.
+        # a mean too large for it. A mean with no digit past those places (the usual case: a full window of 20
+        # amounts of up to 16 places) is the mean as divided, which ``quantize`` would give back: ``%``, an operator,
+        # finds it for half the cost of ``quantize``'s call (its argument parsing), and raises ``InvalidOperation``
+        # where ``quantize`` would (a mean of more digits than the context has at 18 places).
         mean = total / count
         try:
+            if not mean % _MONEY_PLACES:
+                return mean
             rounded = mean.quantize(_MONEY_PLACES)
         except InvalidOperation:
             return round_money(mean)

@@ -13,6 +13,7 @@ import pytest
 import llmcost
 from llmcost import _state, count_tokens
 from llmcost._estimate import RecentCosts, request_estimate
+from llmcost._money import round_money
 from llmcost._prices import money_cost_of
 from llmcost._tokens import _TEXT_CHARS_KEPT, _TEXTS_KEPT, estimated_amount
 from tests.conftest import in_threads
@@ -76,6 +77,55 @@ def test_threads_recording_one_amount_and_others_leave_the_sums_as_the_amounts_k
     for _ in range(20):
         recent.observe_call("r", "m", Decimal("0.0031"))
     assert str(recent.mean("r", "m")) == "0.0031"
+
+
+def _mean_as_divided(amounts: list[Decimal]) -> Decimal:
+    """The mean of ``amounts`` at money's 18 places as the thread's context divides it (``quantize``)."""
+    total = Decimal(0)
+    for amount in amounts:  # (exactly, as the window sums them, whatever the thread's context)
+        total = decimal.Context(prec=80).add(total, amount)
+    mean = total / len(amounts)
+    try:
+        rounded = mean.quantize(Decimal("1e-18"))
+    except decimal.InvalidOperation:
+        return round_money(mean)
+    return mean if rounded == mean else rounded
+
+
+@pytest.mark.parametrize(
+    "amounts",
+    [
+        ["0.0060925", "0.0061850"],  # an exact mean: nothing past 18 places
+        ["0.000000000000000001", "0.000000000000000002"],  # 1.5e-18: one digit past 18 places, a tie
+        ["0.000000000000000003"] * 3 + ["0.000000000000000004"],  # 3.25e-18
+        ["0.0025", "0.005", "0.005"],  # an inexact mean
+        ["-0.0025", "0.0001", "0.0001"],  # and a negative one
+        ["0", "-0"],
+        ["12345678901.5", "1", "1"],  # a mean too large for 28 digits at 18 places
+        ["4.99999999999999999", "0.000000000000000001"],  # 2.4999999999999999995 in 28 digits rounds to 2.5
+    ],
+)
+def test_a_mean_with_nothing_past_money_places_is_kept_as_divided_and_others_are_rounded_in_every_context(amounts):
+    # A mean with no digit past money's 18 places is returned as divided (without ``quantize``): the same value
+    # and the same figures as dividing and quantizing in the thread's context give, in contexts of several
+    # precisions and roundings, also one that does not trap an invalid operation.
+    values = [Decimal(a) for a in amounts]
+    recent = _means_on(len(values))
+    for value in values:
+        recent.observe_call("m", "x", value)
+    for prec, rounding, trapping in [
+        (28, decimal.ROUND_HALF_EVEN, True),
+        (40, decimal.ROUND_DOWN, True),
+        (9, decimal.ROUND_CEILING, True),
+        (5, decimal.ROUND_HALF_EVEN, True),
+        (28, decimal.ROUND_UP, False),
+    ]:
+        with decimal.localcontext() as context:
+            context.prec, context.rounding = prec, rounding
+            context.traps[decimal.InvalidOperation] = trapping
+            want = _mean_as_divided(values)
+            got = recent.mean("m", None)
+            assert str(got) == str(want), (prec, rounding, trapping)
 
 
 MESSAGES = [
