@@ -8,6 +8,9 @@ known (``None``).
 
 from __future__ import annotations
 
+import os
+import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from decimal import Context, Decimal, InvalidOperation
@@ -157,16 +160,25 @@ class RecentCosts:
     each window also keeps an exact running sum (see ``_SMALL``), so a mean costs one division. Recording threads
     never wait for each other: a thread that finds the sums being updated by another leaves its amount out (one
     sample fewer; the mean stays the mean of the amounts kept).
+
+    Who updates the sums holds the one token of ``_sums`` (a list holding it, or empty): a recording thread tries
+    to ``pop`` it, a C-level step that either takes it or raises ``IndexError``, and gives it back with ``append``.
+    That is a quarter of the instructions of a ``Lock``'s ``acquire(False)`` and ``release`` (whose argument parsing
+    is most of them), on every recorded call once means are asked for. The rarer steps that must have the sums
+    (switching them on, summing a window afresh) wait for the token (``_take_sums``); a forked child is given a
+    token back (``after_fork``).
     """
 
-    __slots__ = ("_by_key", "_lock", "_of_resource", "_summing", "_window")
+    __slots__ = ("__weakref__", "_by_key", "_lock", "_of_resource", "_summing", "_sums", "_window")
 
     def __init__(self, window: int = 20) -> None:
         self._window = window
         self._by_key: dict[tuple[str | None, str | None], _Window] = {}
         self._of_resource: dict[str | None, tuple[_Window, ...]] = {}  # resource -> the windows of its models
-        self._lock = _state.new_lock()  # (free again in a forked child)
+        self._lock = _state.new_lock()  # the windows' dictionaries (free again in a forked child)
+        self._sums: list[bool] = [True]  # the token of the running sums (see the class's docstring)
         self._summing = False
+        _all_recent.add(self)
 
     def observe(self, entry: CostEntry) -> None:
         """Count ``entry``'s amount in the window of its resource and model."""
@@ -181,11 +193,16 @@ class RecentCosts:
         if not self._summing:
             window.amounts.append(amount)
             if self._summing:  # means were switched on meanwhile: the sums may have missed this amount
-                with self._lock:
+                self._take_sums()
+                try:
                     window.resync()
+                finally:
+                    self._sums.append(True)
             return
-        lock = self._lock
-        if not lock.acquire(False):
+        sums = self._sums
+        try:
+            sums.pop()
+        except IndexError:
             return  # another thread is updating: skip this sample rather than wait on the per-call path
         try:
             amounts = window.amounts
@@ -200,7 +217,25 @@ class RecentCosts:
             else:
                 window.resync()  # the context's 28 digits may have rounded: sum the window afresh, exactly
         finally:
-            lock.release()
+            sums.append(True)
+
+    def _take_sums(self) -> None:
+        """Wait for the token of the running sums (give it back with ``self._sums.append(True)``)."""
+        sums = self._sums
+        while True:
+            try:
+                sums.pop()
+                return
+            except IndexError:
+                time.sleep(0)  # another thread is updating them: let it finish (a few hundred ns)
+
+    def after_fork(self) -> None:
+        """In a forked child: the token back (a parent thread may have held it), and the sums afresh (that thread
+        may have been between an append and its sum)."""
+        self._sums[:] = [True]
+        if self._summing:
+            for window in tuple(self._by_key.values()):
+                window.resync()
 
     def _add_window(self, key: tuple[str | None, str | None]) -> _Window:
         with self._lock:
@@ -214,9 +249,13 @@ class RecentCosts:
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
         if not self._summing:
             with self._lock:
-                self._summing = True
-                for window in self._by_key.values():
-                    window.resync()
+                self._take_sums()
+                try:
+                    self._summing = True
+                    for window in tuple(self._by_key.values()):
+                        window.resync()
+                finally:
+                    self._sums.append(True)
         if model is not None:
             found = self._by_key.get((resource, model))
             if found is None:
@@ -240,10 +279,27 @@ class RecentCosts:
         # Money's 18 places: a budget adds the estimate to what it has committed and takes it away when the call
         # settles, which is exact only for amounts at that scale. In this thread's context first (a third of
         # ``round_money``'s cost, and this runs before every budgeted call without an estimate); ``round_money`` for
-        # a mean too large for it.
+        # a mean too large for it. A mean with no digit past those places (the usual case: a full window of 20
+        # amounts of up to 16 places) is the mean as divided, which ``quantize`` would give back: ``%``, an operator,
+        # finds it for half the cost of ``quantize``'s call (its argument parsing), and raises ``InvalidOperation``
+        # where ``quantize`` would (a mean of more digits than the context has at 18 places).
         mean = total / count
         try:
+            if not mean % _MONEY_PLACES:
+                return mean
             rounded = mean.quantize(_MONEY_PLACES)
         except InvalidOperation:
             return round_money(mean)
         return mean if rounded == mean else rounded
+
+
+_all_recent: weakref.WeakSet[RecentCosts] = weakref.WeakSet()
+
+
+def _recent_after_fork() -> None:
+    for recent in tuple(_all_recent):
+        recent.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_recent_after_fork)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import decimal
 import itertools
+import json
+import os
 import threading
 from decimal import Decimal
 
@@ -13,6 +15,7 @@ import pytest
 import llmcost
 from llmcost import _state, count_tokens
 from llmcost._estimate import RecentCosts, request_estimate
+from llmcost._money import round_money
 from llmcost._prices import money_cost_of
 from llmcost._tokens import _TEXT_CHARS_KEPT, _TEXTS_KEPT, estimated_amount
 from tests.conftest import in_threads
@@ -76,6 +79,130 @@ def test_threads_recording_one_amount_and_others_leave_the_sums_as_the_amounts_k
     for _ in range(20):
         recent.observe_call("r", "m", Decimal("0.0031"))
     assert str(recent.mean("r", "m")) == "0.0031"
+
+
+def _mean_as_divided(amounts: list[Decimal]) -> Decimal:
+    """The mean of ``amounts`` at money's 18 places as the thread's context divides it (``quantize``)."""
+    total = Decimal(0)
+    for amount in amounts:  # (exactly, as the window sums them, whatever the thread's context)
+        total = decimal.Context(prec=80).add(total, amount)
+    mean = total / len(amounts)
+    try:
+        rounded = mean.quantize(Decimal("1e-18"))
+    except decimal.InvalidOperation:
+        return round_money(mean)
+    return mean if rounded == mean else rounded
+
+
+@pytest.mark.parametrize(
+    "amounts",
+    [
+        ["0.0060925", "0.0061850"],  # an exact mean: nothing past 18 places
+        ["0.000000000000000001", "0.000000000000000002"],  # 1.5e-18: one digit past 18 places, a tie
+        ["0.000000000000000003"] * 3 + ["0.000000000000000004"],  # 3.25e-18
+        ["0.0025", "0.005", "0.005"],  # an inexact mean
+        ["-0.0025", "0.0001", "0.0001"],  # and a negative one
+        ["0", "-0"],
+        ["12345678901.5", "1", "1"],  # a mean too large for 28 digits at 18 places
+        ["4.99999999999999999", "0.000000000000000001"],  # 2.4999999999999999995 in 28 digits rounds to 2.5
+    ],
+)
+def test_a_mean_with_nothing_past_money_places_is_kept_as_divided_and_others_are_rounded_in_every_context(amounts):
+    # A mean with no digit past money's 18 places is returned as divided (without ``quantize``): the same value
+    # and the same figures as dividing and quantizing in the thread's context give, in contexts of several
+    # precisions and roundings, also one that does not trap an invalid operation.
+    values = [Decimal(a) for a in amounts]
+    recent = _means_on(len(values))
+    for value in values:
+        recent.observe_call("m", "x", value)
+    for prec, rounding, trapping in [
+        (28, decimal.ROUND_HALF_EVEN, True),
+        (40, decimal.ROUND_DOWN, True),
+        (9, decimal.ROUND_CEILING, True),
+        (5, decimal.ROUND_HALF_EVEN, True),
+        (28, decimal.ROUND_UP, False),
+    ]:
+        with decimal.localcontext() as context:
+            context.prec, context.rounding = prec, rounding
+            context.traps[decimal.InvalidOperation] = trapping
+            want = _mean_as_divided(values)
+            got = recent.mean("m", None)
+            assert str(got) == str(want), (prec, rounding, trapping)
+
+
+def test_threads_recording_varying_amounts_while_means_switch_on_leave_the_sums_as_the_amounts_kept():
+    # The sums' token is taken by one recording thread at a time (others skip their sample) and waited for by the
+    # switch-on: threads recording amounts of varying cost and places while means are first asked for, then asked
+    # for all along, leave every window's sum that of the amounts it holds (a window refilled shows it).
+    recent = RecentCosts(7)
+    amounts = [Decimal(1200 + 37 * i) * Decimal("0.0000025") + Decimal("0.003") for i in range(8)]
+    amounts += [Decimal("0.004166666666666667"), Decimal("1.5"), Decimal("-0.0001")]
+    started = threading.Barrier(5)
+
+    def work() -> None:
+        started.wait()
+        for i, amount in enumerate(itertools.islice(itertools.cycle(amounts), 4000)):
+            recent.observe_call("r", "m" if i % 3 else "n", amount)
+            if i % 2:
+                recent.mean("r", None)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    recent.mean("r", "m")  # the first mean: the sums switch on while the threads record
+    for thread in threads:
+        thread.join()
+    refill = [Decimal("0.0031"), Decimal("0.0047"), Decimal("0.00000000000000001")] * 3
+    for amount in refill[:7]:
+        recent.observe_call("r", "m", amount)
+        recent.observe_call("r", "n", amount * 2)
+    assert recent.mean("r", "m") == _mean_as_divided(refill[:7])
+    assert recent.mean("r", "n") == _mean_as_divided([a * 2 for a in refill[:7]])
+    assert recent.mean("r", None) == _mean_as_divided(refill[:7] + [a * 2 for a in refill[:7]])
+
+
+class _HeldAmount(Decimal):
+    """An amount whose addition to a running sum waits for ``release``: a thread recording it holds the sums."""
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def __radd__(self, other: object) -> Decimal:
+        type(self).held.set()
+        type(self).release.wait(10)
+        return Decimal(self) + other  # type: ignore[operator]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_a_thread_holds_the_sums_records_and_means_them_afresh():
+    # The parent thread holding the sums' token never gives it back in the child: the child is given it back, with
+    # the sums afresh (that thread had appended its amount but not summed it), and records and means as usual.
+    recent = _means_on(3)
+    recent.observe_call("f", None, Decimal("0.003"))
+    thread = threading.Thread(target=recent.observe_call, args=("f", None, _HeldAmount("0.006")))
+    thread.start()
+    assert _HeldAmount.held.wait(10)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read)
+            before = recent.mean("f", None)  # 0.003 and the held 0.006, summed afresh
+            recent.observe_call("f", None, Decimal("0.009"))
+            os.write(write, json.dumps([str(before), str(recent.mean("f", None))]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = json.loads(pipe.read())
+    _HeldAmount.release.set()
+    thread.join()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert answer == ["0.0045", "0.006"]
+    assert str(recent.mean("f", None)) == "0.0045"  # the parent's thread summed its amount on release
 
 
 MESSAGES = [
