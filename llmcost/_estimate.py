@@ -8,12 +8,10 @@ known (``None``).
 
 from __future__ import annotations
 
-import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Mapping
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation, getcontext
 from typing import Any, Protocol
 
 from . import _state
@@ -39,6 +37,7 @@ _EXACT = Context(prec=80)  # sums of DECIMAL(38, 18) amounts never round in 80 d
 # (9 digits before the point and money's 18 after); a window whose total is larger is summed afresh in ``_EXACT``.
 _SMALL = Decimal(10) ** 9
 _SMALL_DIGITS = 9  # a Decimal below _SMALL in magnitude has its leading digit below 10**9: ``adjusted() < 9``
+_SUM_DIGITS = 28  # digits a running sum below _SMALL may need: 9 before the point, 18 after (and one to spare)
 _MONEY_PLACES = Decimal(1).scaleb(-MONEY_SCALE)  # the quantum of money's 18 places
 
 
@@ -166,7 +165,7 @@ class RecentCosts:
     That is a quarter of the instructions of a ``Lock``'s ``acquire(False)`` and ``release`` (whose argument parsing
     is most of them), on every recorded call once means are asked for. The rarer steps that must have the sums
     (switching them on, summing a window afresh) wait for the token (``_take_sums``); a forked child is given a
-    token back (``after_fork``).
+    token back (``forked``).
     """
 
     __slots__ = ("__weakref__", "_by_key", "_lock", "_of_resource", "_summing", "_sums", "_window")
@@ -178,7 +177,7 @@ class RecentCosts:
         self._lock = _state.new_lock()  # the windows' dictionaries (free again in a forked child)
         self._sums: list[bool] = [True]  # the token of the running sums (see the class's docstring)
         self._summing = False
-        _all_recent.add(self)
+        _state.register_fork_aware(self)
 
     def observe(self, entry: CostEntry) -> None:
         """Count ``entry``'s amount in the window of its resource and model."""
@@ -212,10 +211,12 @@ class RecentCosts:
                 count -= 1
             amounts.append(amount)
             total += amount
-            if total.adjusted() < _SMALL_DIGITS:  # -_SMALL < total < _SMALL, read off the exponent (cheaper)
+            # Exact if -_SMALL < total < _SMALL (read off the exponent: cheaper) and this thread's context has the
+            # default's 28 digits (a call recorded in a ``localcontext`` of fewer may have rounded the sum).
+            if total.adjusted() < _SMALL_DIGITS and getcontext().prec >= _SUM_DIGITS:
                 window.state = (total, count + 1)
             else:
-                window.resync()  # the context's 28 digits may have rounded: sum the window afresh, exactly
+                window.resync()  # the sum may have rounded: the window summed afresh, exactly
         finally:
             sums.append(True)
 
@@ -229,7 +230,7 @@ class RecentCosts:
             except IndexError:
                 time.sleep(0)  # another thread is updating them: let it finish (a few hundred ns)
 
-    def after_fork(self) -> None:
+    def forked(self) -> None:
         """In a forked child: the token back (a parent thread may have held it), and the sums afresh (that thread
         may have been between an append and its sum)."""
         self._sums[:] = [True]
@@ -291,15 +292,3 @@ class RecentCosts:
         except InvalidOperation:
             return round_money(mean)
         return mean if rounded == mean else rounded
-
-
-_all_recent: weakref.WeakSet[RecentCosts] = weakref.WeakSet()
-
-
-def _recent_after_fork() -> None:
-    for recent in tuple(_all_recent):
-        recent.after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_recent_after_fork)

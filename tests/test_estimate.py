@@ -64,6 +64,18 @@ def test_the_kept_mean_of_one_amount_is_divided_again_in_a_context_of_other_prec
         assert recent.mean("g", None) == Decimal("0.0041666")
 
 
+def test_calls_recorded_in_a_context_of_few_digits_leave_the_running_sum_exact():
+    recent = RecentCosts()
+    amounts = [Decimal("0.0060925"), Decimal("0.0061850"), Decimal("0.0062775")]
+    recent.observe_call("f", "m", amounts[0])
+    recent.mean("f", "m")  # the running sums on
+    with decimal.localcontext() as context:
+        context.prec = 5  # the user's own context: adding 0.0060925 and 0.0061850 in it rounds
+        for amount in amounts[1:]:
+            recent.observe_call("f", "m", amount)
+    assert recent.mean("f", "m") == sum(amounts) / 3 == Decimal("0.006185")
+
+
 def test_threads_recording_one_amount_and_others_leave_the_sums_as_the_amounts_kept():
     # Recording the window's one amount takes no lock while other threads update the sums: afterwards the window
     # refilled with one amount has exactly that mean (a running sum out of step with the amounts would show).
