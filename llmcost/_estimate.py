@@ -86,6 +86,10 @@ def request_estimate(kwargs: Mapping[str, Any], model: str | None) -> Decimal | 
             model = found
         if not model:
             return None
+        prompt = kwargs.get("messages")
+        limit = kwargs.get("max_tokens")
+        if type(limit) is int and limit >= 0 and type(prompt) is list:
+            return estimated_amount(model, prompt, limit)  # a chat request: what the rules below come to for it
         for key in _PROMPT_KEYS:
             prompt = kwargs.get(key)
             if prompt is not None:

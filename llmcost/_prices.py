@@ -323,7 +323,7 @@ def register_price(price: ModelPrice) -> None:
             _user_prices.setdefault(bare, price)
         _resolved.clear()
         _unknown.clear()
-        _state.set_pricing_table(None)
+        _state.prices_changed()
 
 
 def registered_prices() -> list[ModelPrice]:

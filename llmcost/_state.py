@@ -137,6 +137,9 @@ prices_lock = new_rlock()
 user_prices: dict[tuple[str | None, str], Any] = {}
 #: ``(model, provider) -> resolved price`` (the pricing hot path).
 resolved_prices: dict[tuple[str, str | None], Any] = {}
+#: Changes of the registered prices so far (``prices_changed``, ``reset``): a value priced while it stays the same was
+#: priced at the prices in force (read before the price is looked up).
+prices_generation = 0
 #: What ``MODEL_PRICING`` shows, built on first access (``None``: not built, or invalidated).
 pricing_table: dict[str, Any] | None = None
 #: The installed genai-prices version, read on first use.
@@ -194,9 +197,9 @@ model_encodings: dict[str | None, Any] = {}
 #: Tokens of prompt texts already counted, by way of counting (``_tokens``): a text sent again (a system prompt, a
 #: conversation's earlier messages) is one lookup, not another encoding. Each dict bounded there.
 token_counts: dict[Any, dict[str, int]] = {}
-#: A budget's estimates of calls from their prompts (``_tokens.estimated_amount``), by (model, input tokens, output
-#: tokens), with the resolved price and the decimal context they were priced with. Bounded there.
-estimated_amounts: dict[tuple[str, int, int], Any] = {}
+#: A budget's estimates of calls from their prompts (``_tokens.estimated_amount``): by model, its way of counting,
+#: the ``prices_generation`` they were priced at and the amounts by (input tokens, output tokens). Bounded there.
+estimated_amounts: dict[str, Any] = {}
 
 _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     logged,
@@ -487,6 +490,14 @@ def swap_default_tracker(tracker: Any) -> Any:
     return previous
 
 
+def prices_changed() -> None:
+    """The registered prices changed (caller holds ``prices_lock``): drop what ``MODEL_PRICING`` shows, and count
+    the change in ``prices_generation``."""
+    global pricing_table, prices_generation
+    pricing_table = None
+    prices_generation += 1
+
+
 def set_pricing_table(table: dict[str, Any] | None) -> None:
     """Keep (or, with ``None``, drop) what ``MODEL_PRICING`` shows."""
     global pricing_table
@@ -518,7 +529,7 @@ def reset() -> None:
             yield
             _state.reset()
     """
-    global active, pricing_table, catalog_version, _exit_hook_registered
+    global active, pricing_table, prices_generation, catalog_version, _exit_hook_registered
     previous = swap_default_tracker(None)
     if previous is not None:
         previous.close()
@@ -527,6 +538,7 @@ def reset() -> None:
         for cache in _CACHES:
             cache.clear()
         pricing_table = None
+        prices_generation += 1
         catalog_version = None
         live_trackers.clear()
         if _exit_hook_registered:

@@ -18,8 +18,13 @@ import attrs
 
 from . import _state
 from ._prices import cost_of, money_cost_of
+from ._usage import MAX_COUNT
 
 _resolved = _state.resolved_prices
+#: model -> (its ``_counting``, the prices' generation its amounts were priced at, the amounts by (input, output)).
+_Kept = tuple[float, Any, dict[str, int], int, dict[tuple[int, int], Decimal]]
+_kept: dict[str, _Kept] = _state.estimated_amounts
+_ceil = math.ceil
 
 __all__ = ["CHARS_PER_TOKEN", "Estimate", "count_tokens", "estimate_cost", "estimated_amount"]
 
@@ -33,7 +38,10 @@ _MODELS_KEPT = 1024  # models whose way of counting is remembered
 # are kept (a tokenizer's, or a text with non-ASCII characters).
 _TEXTS_KEPT = 256
 _TEXT_CHARS_KEPT = 8192
-_AMOUNTS_KEPT = 4096  # estimates remembered (``estimated_amount``)
+# Estimates remembered (``estimated_amount``): for at most this many models, at most this many amounts each.
+_MODELS_PRICED = 32
+_AMOUNTS_KEPT = 512
+_EXACT_PREC = 28  # a decimal context of this many digits prices every kept amount exactly (``_priced``)
 
 
 def _family(model: str | None) -> str:
@@ -240,28 +248,78 @@ def estimated_amount(model: str, prompt: str | Sequence[Mapping[str, Any]], outp
     """``estimate_cost(model, prompt, output_tokens=output_tokens).amount`` at money's places, for a valid
     ``output_tokens``: a budget's estimate of a call from its request arguments, before every such call it checks
     (``money_cost_of``: the budget reserves it exactly)."""
+    # (One function, the usual prompt counted inline: this runs before every budgeted call with request arguments.)
+    kept = _kept.get(model)
+    if kept is None:
+        return _estimated_afresh(model, prompt, output_tokens)
+    chars_per_token, encoding, counts, generation, amounts = kept
+    if type(prompt) is list and encoding is None:
+        # Chat messages of plain ASCII text, counted as ``_prompt_tokens`` counts them; at any other message it
+        # counts the whole prompt.
+        input_tokens = REPLY_OVERHEAD if prompt else 0
+        for message in prompt:
+            if type(message) is not dict or "name" in message:
+                input_tokens = _prompt_tokens(prompt, chars_per_token, encoding, counts)
+                break
+            content = message.get("content")
+            if type(content) is not str or not content.isascii():
+                input_tokens = _prompt_tokens(prompt, chars_per_token, encoding, counts)
+                break
+            input_tokens += MESSAGE_OVERHEAD + _ceil(len(content) / chars_per_token)
+    else:
+        input_tokens = _prompt_tokens(prompt, chars_per_token, encoding, counts)
+    if generation == _state.prices_generation and getcontext().prec >= _EXACT_PREC:
+        amount = amounts.get((input_tokens, output_tokens))
+        if amount is not None:
+            return amount  # type: ignore[no-any-return]
+    return _priced(model, input_tokens, output_tokens, kept)
+
+
+def _estimated_afresh(model: str, prompt: str | Sequence[Mapping[str, Any]], output_tokens: int) -> Decimal:
+    """``estimated_amount`` of a model with no amounts kept (yet, or any longer)."""
     counting = _state.model_encodings.get(model)
     if counting is None:
         if not isinstance(model, str):
             raise TypeError(f"model must be a model id (str) or None, got {model!r}")
         counting = _counting(model)
-    input_tokens = _prompt_tokens(prompt, *counting)
-    # The same prompt size and output limit again (the same request, or one of the same size) is priced once while
-    # the model's price stays: its resolved price is the same object (a registered price makes new ones), the price
-    # is fixed (not one that changes with the date or time of day), and the thread's decimal context, in which the
-    # amount is computed, has the same precision and rounding.
-    key = (model, input_tokens, output_tokens)
-    kept = _state.estimated_amounts.get(key)
+    return _priced(model, _prompt_tokens(prompt, *counting), output_tokens, None)
+
+
+def _priced(model: str, input_tokens: int, output_tokens: int, kept: _Kept | None) -> Decimal:
+    """``money_cost_of(model, input_tokens, output_tokens)``, kept (in ``_state.estimated_amounts``, with the
+    model's way of counting) for the next estimate of the same counts.
+
+    Only amounts of a fixed price's integer pricer (``Resolved.money_pricer``) are kept, priced in a context of
+    ``_EXACT_PREC`` digits or more: its amounts have at most 27 digits (``counts_pricer``), so in such a context they
+    are exact, the same whatever the precision and rounding, and a context of fewer digits prices afresh. A kept
+    amount holds while the registered prices stay (``_state.prices_generation``, read before the price is looked up:
+    never newer than it).
+    """
+    generation = _state.prices_generation
     resolved = _resolved.get((model, None))
-    context = getcontext()
-    prec = context.prec
-    rounding = context.rounding
-    if kept is not None and kept[0] is resolved and kept[1] == prec and kept[2] == rounding:
-        return kept[3]  # type: ignore[no-any-return]
-    amount = money_cost_of(model, input_tokens, output_tokens)
-    if resolved is not None and resolved.price is not None:  # (looked up before the amount: never newer than it)
-        amounts = _state.estimated_amounts
+    pricer = None if resolved is None else resolved.money_pricer
+    if (
+        pricer is None
+        or type(output_tokens) is not int  # (as ``money_cost_of``: bools and the like take ``cost_of``'s checks)
+        or not 0 <= output_tokens <= MAX_COUNT
+        or input_tokens > MAX_COUNT
+    ):
+        return money_cost_of(model, input_tokens, output_tokens)
+    amount = pricer(input_tokens, output_tokens, 0, 0, 0)
+    if amount is None:
+        return money_cost_of(model, input_tokens, output_tokens)
+    if getcontext().prec < _EXACT_PREC:
+        return amount  # type: ignore[no-any-return]
+    if kept is not None and kept[3] == generation:
+        amounts = kept[4]
         if len(amounts) >= _AMOUNTS_KEPT:
             amounts.clear()
-        amounts[key] = (resolved, prec, rounding, amount)
-    return amount
+        amounts[input_tokens, output_tokens] = amount
+        return amount  # type: ignore[no-any-return]
+    # The first amount of the model, or the first since prices changed: a new value, its amounts with it, so that a
+    # thread still holding the old one adds to the old amounts only.
+    counting = _state.model_encodings.get(model) or _counting(model)
+    if len(_kept) >= _MODELS_PRICED:
+        _kept.clear()
+    _kept[model] = (*counting, generation, {(input_tokens, output_tokens): amount})
+    return amount  # type: ignore[no-any-return]

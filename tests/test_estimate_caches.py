@@ -10,7 +10,7 @@ import json
 import os
 import random
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -22,7 +22,7 @@ from llmcost import _state, count_tokens
 from llmcost._estimate import RecentCosts, request_estimate
 from llmcost._money import round_money
 from llmcost._prices import cost_of, money_cost_of
-from llmcost._tokens import _AMOUNTS_KEPT, _TEXTS_KEPT, estimated_amount
+from llmcost._tokens import _AMOUNTS_KEPT, _MODELS_PRICED, _TEXTS_KEPT, estimated_amount
 from tests.conftest import in_threads
 
 UTC = timezone.utc
@@ -144,7 +144,7 @@ def test_threads_estimating_while_prices_are_registered_get_a_price_in_force_and
         stop.set()
         registering.join()
     assert not errors and not wrong
-    assert len(_state.estimated_amounts) <= _AMOUNTS_KEPT
+    assert all(len(kept[-1]) <= _AMOUNTS_KEPT for kept in _state.estimated_amounts.values())
     for size in range(0, 4 * _AMOUNTS_KEPT, 97):
         n = count_tokens("y" * size, model)
         assert estimated_amount(model, "y" * size, 10) == round_money((n + 10) * prices[1] / 1_000_000)
@@ -217,6 +217,119 @@ def test_a_price_that_changes_within_a_day_is_never_kept():
             frozen.move_to(datetime(2025, 7, 1, hour, 0, tzinfo=UTC))
             want = round_money(cost_of(model, count_tokens(MESSAGES, model), 100))
             assert estimated_amount(model, MESSAGES, 100) == want
+
+
+def _reference_request_estimate(kwargs: dict[str, object], model: object) -> Decimal | None:
+    """``request_estimate`` as the code before the kept estimates read a request (every key in turn) and priced it
+    (``money_cost_of`` of ``count_tokens``), nothing kept."""
+    try:
+        found = kwargs.get("model")
+        if isinstance(found, str):
+            model = found
+        if not model:
+            return None
+        prompt = next(
+            (kwargs[k] for k in ("messages", "input", "prompt", "contents") if kwargs.get(k) is not None), None
+        )
+        if prompt is None:
+            return None
+        limit = next(
+            (
+                v
+                for k in ("max_tokens", "max_output_tokens", "max_completion_tokens")
+                if isinstance(v := kwargs.get(k), int)
+            ),
+            None,
+        )
+        config = kwargs.get("config")
+        if limit is None and isinstance(config, dict):
+            limit = config.get("max_output_tokens")
+        output = limit if isinstance(limit, int) and limit >= 0 else 500
+        if type(output) is bool:
+            return None
+        if isinstance(prompt, dict):
+            prompt = [prompt]
+        return _afresh(model, prompt, output)  # type: ignore[arg-type]
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def _generated_request(rng: random.Random) -> dict[str, object]:
+    texts = ["", "hi", "You are terse.", "lorem ipsum " * 90, "déjà vu " * 20, "日本語", "x" * 9000, "🙂 ok"]
+
+    def content() -> object:
+        return rng.choice([rng.choice(texts), [{"type": "text", "text": rng.choice(texts)}, "more"], None, 7])
+
+    def message() -> object:
+        found: dict[str, object] = {"role": "user", "content": content()}
+        if rng.random() < 0.1:
+            found["name"] = rng.choice(["bob", 5])
+        if rng.random() < 0.05:
+            del found["content"]
+        return rng.choice([found] * 8 + [OrderedDict(found), "not a message"])
+
+    prompt = rng.choice(
+        [[message() for _ in range(rng.randrange(5))] for _ in range(4)]
+        + [rng.choice(texts), message(), (message(),), 3]
+    )
+    request: dict[str, object] = {rng.choice(["messages", "messages", "input", "prompt", "contents"]): prompt}
+    if rng.random() < 0.9:
+        request["model"] = rng.choice(
+            ["gpt-4o", "claude-3-5-haiku-latest", "gemini-2.5-pro", "o3-2025-04-16", "reg-model", "nope", ""]
+        )
+    for key in ("max_tokens", "max_output_tokens", "max_completion_tokens"):
+        if rng.random() < 0.35:
+            request[key] = rng.choice([300, 0, 4096, -5, True, 3.5, "300", None, 2**70])
+    if rng.random() < 0.15:
+        request["config"] = {"max_output_tokens": rng.choice([77, True, -1, None])}
+    return request
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_request_estimates_are_what_reading_and_pricing_each_request_afresh_gives(seed):
+    # Generated requests (chat messages of every shape, text prompts, Mapping prompts, each key of the output limit,
+    # bad values), each estimated in turn several times (the kept amounts), some in a context of other precision or
+    # rounding, while a price is registered now and then: each estimate is the amount, written alike, that reading
+    # and pricing the request afresh gives.
+    rng = random.Random(seed)
+    llmcost.register_price(llmcost.ModelPrice("reg-model", "acme", input_per_mtok="1.234567", output_per_mtok="2.5"))
+    requests = [_generated_request(rng) for _ in range(300)]
+    for i in range(1500):
+        if i % 250 == 0:
+            price = f"{1 + i // 250}.5"
+            llmcost.register_price(llmcost.ModelPrice("gpt-4o", "openai", input_per_mtok=price, output_per_mtok="2"))
+        request, model = rng.choice(requests), rng.choice(["gpt-4o", None, "reg-model"])
+        with decimal.localcontext() as context:
+            if rng.random() < 0.2:
+                context.prec = rng.choice([4, 9, 27, 28, 40])
+                context.rounding = rng.choice([decimal.ROUND_DOWN, decimal.ROUND_CEILING])
+            got, want = request_estimate(request, model), _reference_request_estimate(request, model)
+            assert str(got) == str(want), (request, model, context)
+
+
+def test_amounts_kept_before_a_reset_are_not_found_after_it():
+    # A thread that priced a request at a registered price and keeps its amount as ``reset()`` runs puts back amounts
+    # of prices no longer in force: they must not be found.
+    model = "claude-3-5-haiku-latest"
+    llmcost.register_price(llmcost.ModelPrice(model, "anthropic", input_per_mtok="7", output_per_mtok="7"))
+    registered = estimated_amount(model, MESSAGES, 300)
+    assert estimated_amount(model, MESSAGES, 300) == registered  # kept
+    kept = _state.estimated_amounts[model]
+    _state.reset()
+    _state.estimated_amounts[model] = kept  # (the racing thread's amounts)
+    assert estimated_amount(model, MESSAGES, 300) == _afresh(model, MESSAGES, 300) != registered
+
+
+def test_amounts_are_kept_for_a_bounded_number_of_models_and_counts():
+    prices = {f"bounded-{i}": Decimal(i + 1) for i in range(_MODELS_PRICED + 8)}
+    for model, price in prices.items():
+        llmcost.register_price(llmcost.ModelPrice(model, "acme", input_per_mtok=price, output_per_mtok=price))
+    for model, price in prices.items():
+        for size in range(0, 4 * _AMOUNTS_KEPT, 3):
+            tokens = count_tokens("y" * size, model)
+            assert estimated_amount(model, "y" * size, 10) == round_money((tokens + 10) * price / 1_000_000)
+            assert len(_state.estimated_amounts) <= _MODELS_PRICED
+            assert all(len(kept[-1]) <= _AMOUNTS_KEPT for kept in _state.estimated_amounts.values())
 
 
 # -- the mean of a window ---------------------------------------------------------------------------------------
