@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -45,6 +47,25 @@ def clock() -> Clock:
 def tracker(clock: Clock) -> Iterator[llmcost.CostTracker]:
     with llmcost.CostTracker(clock=clock) as t:
         yield t
+
+
+def answer_of_forked_child(work: Callable[[], object]) -> object:
+    """What ``work()`` returns (made JSON and back) in a child forked now, which must exit cleanly."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read)
+            os.write(write, json.dumps(work()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = json.loads(pipe.read())
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    return answer
 
 
 def in_threads(work: Callable[[], object], count: int = 8) -> None:

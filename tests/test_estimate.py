@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import decimal
 import itertools
-import json
 import os
 import threading
 from decimal import Decimal
@@ -18,7 +17,7 @@ from llmcost._estimate import RecentCosts, request_estimate
 from llmcost._money import round_money
 from llmcost._prices import money_cost_of
 from llmcost._tokens import _TEXT_CHARS_KEPT, _TEXTS_KEPT, estimated_amount
-from tests.conftest import in_threads
+from tests.conftest import answer_of_forked_child, in_threads
 
 
 def _means_on(window: int) -> RecentCosts:
@@ -195,24 +194,15 @@ def test_a_child_forked_while_a_thread_holds_the_sums_records_and_means_them_afr
     thread = threading.Thread(target=recent.observe_call, args=("f", None, _HeldAmount("0.006")))
     thread.start()
     assert _HeldAmount.held.wait(10)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            os.close(read)
-            before = recent.mean("f", None)  # 0.003 and the held 0.006, summed afresh
-            recent.observe_call("f", None, Decimal("0.009"))
-            os.write(write, json.dumps([str(before), str(recent.mean("f", None))]).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        answer = json.loads(pipe.read())
+
+    def in_child() -> list[str]:
+        before = recent.mean("f", None)  # 0.003 and the held 0.006, summed afresh
+        recent.observe_call("f", None, Decimal("0.009"))
+        return [str(before), str(recent.mean("f", None))]
+
+    answer = answer_of_forked_child(in_child)
     _HeldAmount.release.set()
     thread.join()
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     assert answer == ["0.0045", "0.006"]
     assert str(recent.mean("f", None)) == "0.0045"  # the parent's thread summed its amount on release
 

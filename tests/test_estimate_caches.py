@@ -23,7 +23,7 @@ from llmcost._estimate import RecentCosts, request_estimate
 from llmcost._money import round_money
 from llmcost._prices import cost_of, money_cost_of
 from llmcost._tokens import _AMOUNTS_KEPT, _MODELS_PRICED, _TEXTS_KEPT, estimated_amount
-from tests.conftest import in_threads
+from tests.conftest import answer_of_forked_child, in_threads
 
 UTC = timezone.utc
 MESSAGES = [
@@ -187,24 +187,15 @@ def test_threads_counting_texts_while_the_caches_are_reset_never_fail():
 def test_a_forked_child_estimates_at_the_prices_it_registers_and_the_parent_at_its_own():
     model = "claude-3-5-haiku-latest"
     parent = estimated_amount(model, MESSAGES, 300)  # kept in the parent before the fork
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            os.close(read)
-            same = estimated_amount(model, MESSAGES, 300) == parent
-            llmcost.register_price(llmcost.ModelPrice(model, "anthropic", input_per_mtok="3", output_per_mtok="3"))
-            tokens = count_tokens(MESSAGES, model)
-            moved = estimated_amount(model, MESSAGES, 300) == round_money((tokens + 300) * Decimal(3) / 1_000_000)
-            os.write(write, json.dumps([same, moved]).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        answer = json.loads(pipe.read())
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    def in_child() -> list[bool]:
+        same = estimated_amount(model, MESSAGES, 300) == parent
+        llmcost.register_price(llmcost.ModelPrice(model, "anthropic", input_per_mtok="3", output_per_mtok="3"))
+        tokens = count_tokens(MESSAGES, model)
+        moved = estimated_amount(model, MESSAGES, 300) == round_money((tokens + 300) * Decimal(3) / 1_000_000)
+        return [same, moved]
+
+    answer = answer_of_forked_child(in_child)
     assert answer == [True, True]
     assert estimated_amount(model, MESSAGES, 300) == parent == _afresh(model, MESSAGES, 300)
 
