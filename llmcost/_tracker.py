@@ -422,23 +422,33 @@ class CostTracker:
                      latency_ms, tags, service_tier, canonical, None)
                 )  # fmt: skip
                 self._recent.observe_call(resource, model, amount)
-                if guards:
-                    # The merged tags are those the guards matched before the call if the context's are the same.
-                    matched = checked is outer
-                    for counting in guards:  # (as ``_counted``, with the entry's fields)
-                        try:
-                            if counting is guard:  # the call's one reservation: settled there, whatever happens
-                                guard = None
-                                counting.settle_row(  # type: ignore[attr-defined]  # (``ONE_*`` kinds have it)
-                                    self, token, amount, resource, category, tags, model, canonical, matched, micros
-                                )
-                            else:
+                if guard is None:
+                    if guards:
+                        # The merged tags are those the guards matched before the call if the context's are the same.
+                        matched = checked is outer
+                        for counting in guards:  # (as ``_counted``, with the entry's fields)
+                            try:
                                 counting.on_recorded_row(
                                     self, amount, resource, category, tags, reservations, model, canonical, matched,
                                     micros,
                                 )  # fmt: skip
-                        except Exception:
-                            logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
+                            except Exception:
+                                logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
+                    return None
+                matched = checked is outer
+                for counting in guards:  # (as above; the call's one reservation settled by its guard, whatever happens)
+                    try:
+                        if counting is guard:
+                            guard = None
+                            counting.settle_row(  # type: ignore[attr-defined]  # (``ONE_*`` kinds have it)
+                                self, token, amount, resource, category, tags, model, canonical, matched, micros
+                            )
+                        else:
+                            counting.on_recorded_row(
+                                self, amount, resource, category, tags, None, model, canonical, matched, micros
+                            )
+                    except Exception:
+                        logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
                 if guard is not None:  # (not among the guards now: released)
                     _release(guard, token, None)
                 return None
