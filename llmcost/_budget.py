@@ -904,6 +904,60 @@ class Budget:
                 return
         self._count_row(tracker, amount, resource, category, tags, reservations, model, canonical_model, checked)
 
+    def settle_row(
+        self,
+        tracker: TrackerLike,
+        token: object,
+        amount: Decimal,
+        resource: str | None,
+        category: str,
+        tags: FrozenTags,
+        model: str | None = None,
+        canonical_model: str | None = None,
+        checked: bool = False,
+        recorded_us: int | None = None,
+    ) -> None:
+        """(``Guard.settle_row``) ``on_recorded_row`` of the row of a call that this budget alone reserved for, given
+        the ``token`` of its reservation (what ``reserve_estimate``/``reserve_checked``/``before_call`` returned) in
+        place of the call's reservations: the row counted as ``on_recorded_row`` counts it, and ``token`` settled
+        exactly once, also if this raises (counted in its place, or else released as ``after_call`` releases it)."""
+        if self.period is None:
+            if type(token) is Decimal and (checked or not self._filtered):
+                # ``on_recorded_row``'s usual count, the token given: the reservation says the call is of a tracker
+                # this budget checks, and its filters matched these very fields (or it has none); the model is matched.
+                wanted = self.model
+                if wanted is not None and wanted != canonical_model and wanted != model:
+                    self.after_call(token, None)  # (an entry that does not count: its reservation is released)
+                    return
+                lock = self._lock
+                lock.acquire()  # (as in ``reserve_estimate``)
+                try:
+                    spent = self._spent = self._spent + amount
+                    self._committed = self._committed + amount - token  # (as in ``on_recorded_row``)
+                    quiet = spent < self._quiet_below
+                finally:
+                    lock.release()
+                if not quiet:
+                    self.check_thresholds()
+                return
+        elif type(token) is _Leased and recorded_us is not None:
+            try:
+                if self._gave_back(token, tracker, recorded_us):
+                    return  # (``on_recorded_row``'s usual period count)
+            except BaseException:
+                self.after_call(token, None)  # (nothing if it was settled there: ``settled`` is set first)
+                raise
+        # Any other row: as ``on_recorded_row`` counts it, with the token as the call's one pair; if it is not taken
+        # out there (not counted in its place, or a failure), it is released here.
+        pairs: list[tuple[Any, object]] = [(self, token)]
+        try:
+            self.on_recorded_row(
+                tracker, amount, resource, category, tags, pairs, model, canonical_model, checked, recorded_us
+            )
+        finally:
+            if pairs:
+                self.after_call(token, None)
+
     def _reservation_in(self, reservations: list[tuple[Any, object]] | None) -> tuple[int, Any]:
         """Where this budget's ``(guard, token)`` pair is in a call's ``reservations``, and its token: ``(-1, None)``
         when it made none."""

@@ -24,6 +24,8 @@ from ._estimate import RecentCostSource, estimate_call
 __all__ = [
     "NOT_CHECKED",
     "NO_GUARDS",
+    "ONE_FILTERED",
+    "ONE_UNFILTERED",
     "Guard",
     "GuardSet",
     "PendingCall",
@@ -49,7 +51,10 @@ class GuardSet(tuple["Guard", ...]):
     """Guards active together (those entered in a context, or a tracker's own), outermost first, with what every one
     of them offers found once, when the set is made: the per-call path reads these instead of asking each guard.
 
-    ``unfiltered``: every guard's ``Guard.unfiltered``; ``counts_rows``: every guard's ``Guard.counts_rows``.
+    ``unfiltered``: every guard's ``Guard.unfiltered``; ``counts_rows``: every guard's ``Guard.counts_rows``. A set
+    of one guard that counts rows and settles its call's token with the row (``Guard.settle_row``) is of the kind
+    ``ONE_UNFILTERED`` or ``ONE_FILTERED``: a call under it alone keeps its one ``(guard, token)`` as two values, not
+    in a list of pairs.
     """
 
     # The two flags are class attributes of the kind of set made (``_KINDS``): a set has no ``__dict__``, so the
@@ -62,21 +67,31 @@ class GuardSet(tuple["Guard", ...]):
         items = tuple(guards)
         unfiltered = all(getattr(guard, "unfiltered", False) for guard in items)
         counts_rows = all(getattr(guard, "counts_rows", False) for guard in items)
-        return tuple.__new__(_KINDS[unfiltered, counts_rows], items)
+        one = len(items) == 1 and counts_rows and callable(getattr(items[0], "settle_row", None))
+        return tuple.__new__(_KINDS[unfiltered, counts_rows, one], items)
 
     def __reduce__(self) -> tuple[type[GuardSet], tuple[tuple[Guard, ...]]]:
         # (The kinds share one name: a copy or pickle is made again by ``GuardSet``, which picks the kind.)
         return GuardSet, (tuple(self),)
 
 
-#: The kind of ``GuardSet`` made for each ``(unfiltered, counts_rows)``.
-_KINDS: dict[tuple[bool, bool], type[GuardSet]] = {
-    (unfiltered, counts_rows): type(
+#: The kind of ``GuardSet`` made for each ``(unfiltered, counts_rows, one)`` (``one``: a single guard that settles
+#: its call's token with the row, ``Guard.settle_row``).
+_KINDS: dict[tuple[bool, bool, bool], type[GuardSet]] = {
+    (unfiltered, counts_rows, one): type(
         "GuardSet", (GuardSet,), {"__slots__": (), "unfiltered": unfiltered, "counts_rows": counts_rows}
     )
     for unfiltered in (True, False)
     for counts_rows in (True, False)
+    for one in (True, False)
 }
+
+#: The kind of a ``GuardSet`` of one guard that checks every call alike (``Guard.unfiltered``), counts rows and
+#: settles its call's token with the row (``Guard.settle_row``): the per-call path tells it by ``type(guards) is``,
+#: quicker than reading a flag off the set's class.
+ONE_UNFILTERED: type[GuardSet] = _KINDS[True, True, True]
+#: As ``ONE_UNFILTERED``, of one guard that checks only some calls.
+ONE_FILTERED: type[GuardSet] = _KINDS[False, True, True]
 
 
 #: What ``Guard.reserve_checked`` returns for a call the guard does not check.
@@ -259,6 +274,12 @@ class Guard(Protocol):
     reservations (``on_recorded`` and ``after_call`` are not asked); ``False``: nothing was done, ``on_recorded``
     counts it (finding its token with ``settling_token``).
 
+    ``settle_row`` (optional: a guard without it is always given ``on_recorded_row``) is ``on_recorded_row`` for a call
+    that this guard alone reserved for, given that reservation's ``token`` in place of the call's list of pairs: it
+    counts the row as ``on_recorded_row`` would and settles ``token`` exactly once, whatever happens (also when it
+    raises): in the same step as the amount is counted, or else released as ``after_call`` releases it. The tracker
+    then settles nothing more of it (``after_call`` is not asked).
+
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
     category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
     So may it for any guard once ``checks_call`` (the call's tracker, resource, category, tags, model and request
@@ -315,3 +336,6 @@ class Guard(Protocol):
         checked: bool = False,
         recorded_us: int | None = None,
     ) -> None: ...
+
+    # (``settle_row(tracker, token, amount, resource, category, tags, model, canonical_model, checked, recorded_us)``
+    # is optional, so not declared here: ``GuardSet`` looks for it.)

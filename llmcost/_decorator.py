@@ -10,12 +10,21 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from . import _state
 from ._catalog import provider_for_url
 from ._config import get_tracker
-from ._context import NOT_CHECKED, PendingCall, active_guards, current_tags, is_active, joined
+from ._context import (
+    NOT_CHECKED,
+    ONE_FILTERED,
+    ONE_UNFILTERED,
+    PendingCall,
+    active_guards,
+    current_tags,
+    is_active,
+    joined,
+)
 from ._entry import (
     EMPTY_TAGS,
     CostCategory,
@@ -55,24 +64,20 @@ _perf_counter = time.perf_counter
 _INFERENCE = CostCategory.LLM_INFERENCE
 
 
-class _Call(NamedTuple):
-    """One call in flight: where to record, with what tags, the reservations to settle, when it started
-    (``time.perf_counter()``), and the context tags its guards matched it under. A named tuple: one is made per
-    tracked call, and ``_call`` makes it fast."""
-
-    tracker: CostTracker
-    tags: FrozenTags
-    #: ``(guard, token)`` of each guard's ``before_call``: the call's own list, from which a guard that settles its
-    #: reservation as the entry is counted takes it out (a call under no guard has an empty tuple).
-    reservations: list[tuple[Any, object]]
-    started: float
-    #: The context tags (``current_tags()``) under which the guards in ``reservations`` matched the call's resource,
-    #: category and tags with ``checks_call``; ``None`` when they did not (or need not) match them.
-    checked: FrozenTags | None = None
-
-
-#: ``_Call`` from a tuple of its fields, without the keyword handling of its constructor (hot path).
-_call = functools.partial(tuple.__new__, _Call)
+#: One call in flight, as a plain tuple (made per tracked call: a tuple display, and unpacked in one specialized
+#: step; a named tuple's subclass is unpacked item by item):
+#:
+#: - ``tracker``: where to record; ``tags``: the call's own tags;
+#: - ``reservations``: ``(guard, token)`` of each guard's ``before_call``, the call's own list, from which a guard
+#:   that settles its reservation as the entry is counted takes it out (a call under no guard, or under one guard
+#:   alone, has an empty tuple);
+#: - ``started``: ``time.perf_counter()`` as it started;
+#: - ``checked``: the context tags (``current_tags()``) under which its guards matched the call's resource, category
+#:   and tags with ``checks_call``; ``None`` when they did not (or need not) match them;
+#: - ``guard``, ``token``: the one guard that reserved for the call when it is alone (a ``GuardSet`` of kind
+#:   ``ONE_UNFILTERED`` or ``ONE_FILTERED``) and its token: two values, not a list of one pair (the tracker settles
+#:   it as it counts the row, ``Guard.settle_row``); ``None`` otherwise.
+_Call = tuple[CostTracker, FrozenTags, "list[tuple[Any, object]] | tuple[()]", float, "FrozenTags | None", Any, object]
 
 
 class _Engine:
@@ -138,15 +143,29 @@ class _Engine:
         guards = tracker.guards()
         entered = active_guards()
         if not guards and not entered:
-            return _call((tracker, call_tags, (), _perf_counter(), None))
+            return (tracker, call_tags, (), _perf_counter(), None, None, None)
         guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
-        reservations: list[tuple[Any, object]] = []
+        # A call under one guard alone (the usual budgeted call) keeps its ``(guard, token)`` as two values of the
+        # ``_Call``, not a list of pairs: the tracker settles the token as it counts the row (``Guard.settle_row``).
+        kind = type(guards)
+        reservations: list[tuple[Any, object]]  # (made where more than one guard may reserve)
         needed = self.fixed_estimate
-        unfiltered = guards.unfiltered
         context: FrozenTags | None
         if needed is not None:
-            if unfiltered:
-                # The usual budgeted call: each guard needs only the estimate, known already.
+            if kind is ONE_UNFILTERED:
+                # The usual budgeted call: its guard needs only the estimate, known already.
+                guard = guards[0]
+                try:
+                    token = guard.reserve_estimate(tracker, needed)
+                except BudgetExceeded:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                    return (tracker, call_tags, (), _perf_counter(), None, None, None)
+                return (tracker, call_tags, (), _perf_counter(), None, guard, token)
+            if kind is not ONE_FILTERED and guards.unfiltered:
+                # As above, for each of several guards.
+                reservations = []
                 for guard in guards:
                     try:
                         reservations.append((guard, guard.reserve_estimate(tracker, needed)))
@@ -155,7 +174,7 @@ class _Engine:
                         raise
                     except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                         log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-                return _call((tracker, call_tags, reservations, _perf_counter(), None))
+                return (tracker, call_tags, reservations, _perf_counter(), None, None, None)
             # Guards that check only some calls say which from the call's fields, as ``before_call`` would
             # (``Guard.checks_call``), and each that checks it reserves the known estimate at once; a guard that fails
             # there is let through, as ``before_call`` lets it.
@@ -166,6 +185,21 @@ class _Engine:
                 tags = intern_tags({**context, **call_tags})
             else:
                 tags = context
+            if kind is ONE_FILTERED:  # (one guard alone, as above)
+                guard = guards[0]
+                try:
+                    token = guard.reserve_checked(
+                        tracker, self.resource, self.category_value, tags, self.model, kwargs, needed
+                    )
+                except BudgetExceeded:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                    token = NOT_CHECKED
+                if token is NOT_CHECKED:
+                    return (tracker, call_tags, (), _perf_counter(), context, None, None)
+                return (tracker, call_tags, (), _perf_counter(), context, guard, token)
+            reservations = []
             for guard in guards:
                 try:
                     token = guard.reserve_checked(
@@ -179,11 +213,11 @@ class _Engine:
                     continue
                 if token is not NOT_CHECKED:
                     reservations.append((guard, token))
-            return _call((tracker, call_tags, reservations, _perf_counter(), context))
+            return (tracker, call_tags, reservations, _perf_counter(), context, None, None)
         if self.estimate is None:
             context = None
             checking: Sequence[Any] = guards
-            if not unfiltered:
+            if not guards.unfiltered:
                 # As above, the guards that check the call found from its fields first.
                 context = current_tags()
                 if context is EMPTY_TAGS or not context:
@@ -200,7 +234,7 @@ class _Engine:
                     except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                         log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
                 if not checking:
-                    return _call((tracker, call_tags, reservations, _perf_counter(), context))
+                    return (tracker, call_tags, (), _perf_counter(), context, None, None)
             # Each guard checking the call needs only its estimate: found here once, as a ``PendingCall`` would find
             # it (``estimate_call``: with no ``estimate=``, from the call's request arguments, else the mean of
             # recent calls).
@@ -211,7 +245,18 @@ class _Engine:
                     needed = tracker.recent_cost(self.resource, self.model)
             except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-                return _call((tracker, call_tags, reservations, _perf_counter(), None))
+                return (tracker, call_tags, (), _perf_counter(), None, None, None)
+            if kind is ONE_UNFILTERED or kind is ONE_FILTERED:  # (one guard alone, as above: it checks the call)
+                guard = checking[0]
+                try:
+                    token = guard.reserve_estimate(tracker, needed)
+                except BudgetExceeded:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
+                    log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
+                    return (tracker, call_tags, (), _perf_counter(), None, None, None)
+                return (tracker, call_tags, (), _perf_counter(), context, guard, token)
+            reservations = []
             for guard in checking:
                 try:
                     reservations.append((guard, guard.reserve_estimate(tracker, needed)))
@@ -220,7 +265,7 @@ class _Engine:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                     log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-            return _call((tracker, call_tags, reservations, _perf_counter(), context))
+            return (tracker, call_tags, reservations, _perf_counter(), context, None, None)
         context = current_tags()
         pending = PendingCall(  # positional: keywords cost more, and this runs for every call under a budget
             tracker,
@@ -234,6 +279,7 @@ class _Engine:
             self.fixed_estimate,  # the estimate, when known already
             self.fixed_estimate is not None,
         )
+        reservations = []
         for guard in guards:
             try:
                 reservations.append((guard, guard.before_call(pending)))
@@ -242,16 +288,40 @@ class _Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
-        return _call((tracker, call_tags, reservations, _perf_counter(), None))
+        return (tracker, call_tags, reservations, _perf_counter(), None, None, None)
 
     # -- after the call -------------------------------------------------------------------------------------------
     def finish(self, call: _Call | None, result: Any, extracted: Extracted | None = None) -> None:
         """Record what ``result`` (or the stream's ``extracted`` usage) cost and settle reservations."""
         if call is None:
             return
-        tracker, tags, reservations, started, checked = call
+        tracker, tags, reservations, started, checked, guard, token = call
         latency = (_perf_counter() - started) * 1000.0
-        if not reservations and extracted is None and self.usage_fn is None:
+        if guard is not None:
+            if extracted is None and self.usage_fn is None:
+                # The usual call under one guard alone, in one pass as below: the tracker settles its token (as it
+                # counts the row, else with ``after_call``), unless it raises (then it settled nothing).
+                try:
+                    extracted = extract_usage(result)
+                    if extracted is not None:
+                        found_model, found_provider, found_usage, found_category, found_tier = extracted
+                        model = self.model or found_model
+                        if found_usage is not None and model is not None:
+                            category = (self.category if self.category is not None else found_category) or _INFERENCE
+                            tracker.record_call(
+                                model, self.provider or found_provider, found_usage, category, self.resource, tags,
+                                latency, self.service_tier or found_tier, self.provider is None, False, None,
+                                checked if category is self.checked_category else None, guard, token,
+                            )  # fmt: skip
+                            return
+                except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                    self._record_failed(exc)
+                    self._settle(((guard, token),), None)
+                    return
+            # Any other result: its reservation as a pair, as under several guards.
+            reservations = [(guard, token)]
+            call = (tracker, tags, reservations, started, checked, None, None)
+        elif not reservations and extracted is None and self.usage_fn is None:
             # The usual call (a response with usage and a model, nothing to settle) in one pass: ``_record``'s
             # first steps inline, since this runs on every tracked call.
             try:
@@ -286,8 +356,8 @@ class _Engine:
                             checked = None  # the guards matched another category: they match this one again
                         entry = tracker.record_call(
                             model, self.provider or found_provider, found_usage, category, self.resource, tags,
-                            latency, self.service_tier or found_tier, self.provider is None, False, reservations,
-                            checked,
+                            latency, self.service_tier or found_tier, self.provider is None, False,
+                            reservations or None, checked,
                         )  # fmt: skip
                         if reservations:
                             self._settle(reservations, entry)
@@ -306,7 +376,10 @@ class _Engine:
     def fail(self, call: _Call | None) -> None:
         """The wrapped function raised: record nothing, release reservations."""
         if call is not None:
-            self._settle(call.reservations, None)
+            _, _, reservations, _, _, guard, token = call
+            if guard is not None:
+                self._settle(((guard, token),), None)
+            self._settle(reservations, None)
 
     def _settle(self, reservations: Sequence[tuple[Any, object]], entry: CostEntry | None) -> None:
         for guard, token in reservations:
@@ -327,7 +400,7 @@ class _Engine:
                 found_model, found_provider, found_usage, found_category, found_tier = extracted
                 model = self.model or found_model
                 if found_usage is not None and model is not None:
-                    tracker, tags, reservations, _, checked = call
+                    tracker, tags, reservations, _, checked, _, _ = call
                     kind = (self.category if self.category is not None else found_category) or _INFERENCE
                     return tracker.record_call(
                         model, self.provider or found_provider, found_usage, kind, self.resource, tags, latency,
@@ -376,7 +449,7 @@ class _Engine:
                 "llmcost: %s: no model in the result and none given to @track_cost(model=...); recorded unpriced",
                 self.name,
             )
-        tracker, tags, reservations, _, checked = call
+        tracker, tags, reservations, _, checked, _, _ = call
         kind = category or _INFERENCE
         return tracker.record_call(
             model, provider, usage, kind, self.resource, tags, latency, tier,
@@ -668,7 +741,7 @@ def recorder(
             call_tags = engine.static_tags
             if engine.tags_fn is not None:
                 call_tags = to_tags(engine.tags_fn(*args, **(kwargs or {})))
-            call = _Call(engine.tracker or get_tracker(), call_tags, [], _perf_counter())
+            call: _Call = (engine.tracker or get_tracker(), call_tags, [], _perf_counter(), None, None, None)
             return engine._record(call, result, None, latency_ms)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
             log_once(("record", name, type(exc), str(exc)), "llmcost: could not record the cost of %s: %r", name, exc)

@@ -83,6 +83,14 @@ _time_ns = time.time_ns
 _monotonic = time.monotonic
 
 
+def _release(guard: Guard, token: object, entry: CostEntry | None) -> None:
+    """Settle a call's reservation that was not counted with its entry (``after_call``); a failure there is logged."""
+    try:
+        guard.after_call(token, entry)
+    except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+        log_once(("settle", type(exc)), "llmcost: budget settlement failed: %r", exc)
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -350,6 +358,8 @@ class CostTracker:
         keep: bool = True,
         reservations: list[tuple[Any, object]] | None = None,
         checked: FrozenTags | None = None,
+        guard: Guard | None = None,
+        token: object = None,
     ) -> CostEntry | None:
         """Record one tracked call (``@track_cost``'s hot path). Every value was checked by the caller; an unknown
         model, or none, is recorded unpriced (amount 0) whatever ``on_unknown_model`` says, since tracking must
@@ -363,7 +373,11 @@ class CostTracker:
         ``reservations``: the call's open ``(guard, token)`` reservations, a list of its own, for guards that count
         the call as a row (``Guard.on_recorded_row``) to settle and take out of it. ``checked``: the context tags under
         which the guards of ``reservations`` matched the call's ``resource``, ``category`` and ``tags`` before it was
-        made (``Guard.checks_call``); if they are the context's tags still, the entry has the fields they matched."""
+        made (``Guard.checks_call``); if they are the context's tags still, the entry has the fields they matched.
+
+        ``guard``/``token``: the one reservation of a call that a single guard reserved for (in place of
+        ``reservations``), which this settles: counted with the row (``Guard.settle_row``) or the entry, else released
+        (``after_call``). Unless this raises: then nothing of it was settled."""
         # Nothing but the store needs this call's entry (no subscriber, a caller that has no use for it, only budgets
         # that count rows): a MemoryStore then takes its fields as a row and builds the entry when read.
         rows = self._row_store is self.store
@@ -408,16 +422,35 @@ class CostTracker:
                      latency_ms, tags, service_tier, canonical, None)
                 )  # fmt: skip
                 self._recent.observe_call(resource, model, amount)
-                if guards:
-                    # The merged tags are those the guards matched before the call if the context's are the same.
-                    matched = checked is outer
-                    for guard in guards:  # (as ``_counted``, with the entry's fields)
-                        try:
-                            guard.on_recorded_row(
-                                self, amount, resource, category, tags, reservations, model, canonical, matched, micros
+                if guard is None:
+                    if guards:
+                        # The merged tags are those the guards matched before the call if the context's are the same.
+                        matched = checked is outer
+                        for counting in guards:  # (as ``_counted``, with the entry's fields)
+                            try:
+                                counting.on_recorded_row(
+                                    self, amount, resource, category, tags, reservations, model, canonical, matched,
+                                    micros,
+                                )  # fmt: skip
+                            except Exception:
+                                logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
+                    return None
+                matched = checked is outer
+                for counting in guards:  # (as above; the call's one reservation settled by its guard, whatever happens)
+                    try:
+                        if counting is guard:
+                            guard = None
+                            counting.settle_row(  # type: ignore[attr-defined]  # (``ONE_*`` kinds have it)
+                                self, token, amount, resource, category, tags, model, canonical, matched, micros
                             )
-                        except Exception:
-                            logger.exception("llmcost: budget %r failed to count entry %s", guard, entry_id_)
+                        else:
+                            counting.on_recorded_row(
+                                self, amount, resource, category, tags, None, model, canonical, matched, micros
+                            )
+                    except Exception:
+                        logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
+                if guard is not None:  # (not among the guards now: released)
+                    _release(guard, token, None)
                 return None
             entry = trusted_entry(
                 entry_id_, from_micros(micros) if when is None else when, amount, category, resource, "", model,
@@ -427,7 +460,11 @@ class CostTracker:
                 (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
                  latency_ms, tags, service_tier, canonical, entry)
             )  # fmt: skip
+            if guard is not None:  # (the call's one reservation, as a pair there: settled below if it is still open)
+                reservations = [(guard, token)]
             self._counted(entry, reservations)
+            if guard is not None and reservations:
+                _release(guard, token, entry)
             return entry
         entry = trusted_entry(
             entry_id(micros),
@@ -447,7 +484,11 @@ class CostTracker:
             canonical,
         )
         # (The guards of ``reservations`` matched these fields if the context's tags are those they saw: see above.)
+        if guard is not None:  # (as above)
+            reservations = [(guard, token)]
         self._add(entry, reservations, micros, checked is outer)
+        if guard is not None and reservations:
+            _release(guard, token, entry)
         return entry
 
     def now_micros(self) -> int:
