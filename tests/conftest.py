@@ -77,6 +77,19 @@ def in_threads(work: Callable[[], object], count: int = 8) -> None:
         t.join()
 
 
+def in_threads_beside(beside: Callable[[threading.Event], object], work: Callable[[], object], count: int = 8) -> None:
+    """Run ``work`` in ``count`` threads while one more runs ``beside(stop)``; ``stop`` is set once they all end,
+    and ``beside`` is waited for."""
+    stop = threading.Event()
+    thread = threading.Thread(target=beside, args=(stop,))
+    thread.start()
+    try:
+        in_threads(work, count)
+    finally:
+        stop.set()
+        thread.join()
+
+
 def calls_in_threads(
     call: Callable[[], object], *inside: AbstractContextManager[object], count: int = 8, calls: int = 40
 ) -> tuple[int, int]:

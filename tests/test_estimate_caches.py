@@ -23,7 +23,7 @@ from llmcost._estimate import RecentCosts, request_estimate
 from llmcost._money import round_money
 from llmcost._prices import cost_of, money_cost_of
 from llmcost._tokens import _AMOUNTS_KEPT, _MODELS_PRICED, _TEXTS_KEPT, estimated_amount
-from tests.conftest import answer_of_forked_child, in_threads
+from tests.conftest import answer_of_forked_child, in_threads_beside
 
 UTC = timezone.utc
 MESSAGES = [
@@ -112,11 +112,10 @@ def test_threads_estimating_while_prices_are_registered_get_a_price_in_force_and
     model = "my-model"
     prices = [Decimal("1.5"), Decimal("4.25")]
     llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=prices[0], output_per_mtok=prices[0]))
-    stop = threading.Event()
     errors: list[BaseException] = []
     wrong: list[tuple[int, Decimal]] = []
 
-    def register() -> None:
+    def register(stop: threading.Event) -> None:
         k = 0
         while not stop.is_set():
             k += 1
@@ -136,13 +135,7 @@ def test_threads_estimating_while_prices_are_registered_get_a_price_in_force_and
         except BaseException as exc:
             errors.append(exc)
 
-    registering = threading.Thread(target=register)
-    registering.start()
-    try:
-        in_threads(work, 6)
-    finally:
-        stop.set()
-        registering.join()
+    in_threads_beside(register, work, 6)
     assert not errors and not wrong
     assert all(len(kept[-1]) <= _AMOUNTS_KEPT for kept in _state.estimated_amounts.values())
     for size in range(0, 4 * _AMOUNTS_KEPT, 97):
@@ -152,9 +145,8 @@ def test_threads_estimating_while_prices_are_registered_get_a_price_in_force_and
 
 def test_threads_counting_texts_while_the_caches_are_reset_never_fail():
     errors: list[BaseException] = []
-    stop = threading.Event()
 
-    def resetting() -> None:
+    def resetting(stop: threading.Event) -> None:
         while not stop.is_set():
             _state.token_counts.clear()
             _state.estimated_amounts.clear()
@@ -172,13 +164,7 @@ def test_threads_counting_texts_while_the_caches_are_reset_never_fail():
         except BaseException as exc:
             errors.append(exc)
 
-    thread = threading.Thread(target=resetting)
-    thread.start()
-    try:
-        in_threads(work, 6)
-    finally:
-        stop.set()
-        thread.join()
+    in_threads_beside(resetting, work, 6)
     assert not errors
     assert all(len(counts) <= _TEXTS_KEPT for counts in _state.token_counts.values())
 
