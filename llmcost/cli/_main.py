@@ -37,7 +37,7 @@ _SQL_ERROR_KIND = re.compile(r"^(?:[A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)* Error|[A-Z
 
 
 def clean_message(text: str) -> str:
-    """An error message without what only a developer can read: DuckDB's ``Catalog Error:``-style prefixes, the
+    r"""An error message without what only a developer can read: DuckDB's ``Catalog Error:``-style prefixes, the
     SQL it quotes (``LINE 1: ... ^^^``) and the lines after the first, on one line.
 
     >>> clean_message("Binder Error: No files found\nLINE 1: SELECT * FROM read_parquet('x')\n ^")
