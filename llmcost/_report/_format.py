@@ -256,6 +256,12 @@ def frame_table(
     Example::
 
         >>> print(frame_table(analytics.by_model(tracker), ["model", "cost", "calls"]))
+        model                 cost  calls
+        -----------------  -------  -----
+        (none)              $24.00     10
+        gpt-4o               $5.18     40
+        claude-3-5-sonnet    $1.20     10
+        gpt-4o-mini        $0.1080     30
     """
     names = list(columns) if columns is not None else list(frame.columns)
     spec = []
@@ -289,6 +295,13 @@ def spend_table(frame: pd.DataFrame) -> str:
     Example::
 
         >>> print(spend_table(analytics.spend(tracker, by=("model", "tag:team"))))
+        model              tag:team     cost  calls   input  output
+        -----------------  --------  -------  -----  ------  ------
+        (none)             search     $24.00     10       0       0
+        gpt-4o             support     $3.08     20    1.2M   8,000
+        gpt-4o             search      $2.10     20  800.0k   10.0k
+        claude-3-5-sonnet  (none)      $1.20     10  300.0k   20.0k
+        gpt-4o-mini        support   $0.1080     30  600.0k   30.0k
     """
     keys = [c for c in frame.columns if c not in ("cost", "calls", *_TOKEN_COLUMNS)]
     tokens = [c for c in _TOKEN_COLUMNS if c in frame and (c in _TOKEN_COLUMNS[:2] or frame[c].any())]
@@ -329,7 +342,8 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
     Example::
 
-        >>> json.dumps(frame_records(analytics.by_category(tracker)))
+        >>> frame_records(analytics.forecast(tracker)[["period_start", "spent"]])
+        [{'period_start': '2024-05-01T00:00:00+00:00', 'spent': 30.488}]
     """
     names = [str(c) for c in frame.columns]
     return [dict(zip(names, map(_plain, row), strict=True)) for row in frame.itertuples(index=False, name=None)]
@@ -340,7 +354,12 @@ def write_frame(frame: pd.DataFrame, fmt: str, out: IO[str], columns: Sequence[s
 
     Example::
 
-        >>> write_frame(analytics.by_model(tracker), "csv", sys.stdout)
+        >>> write_frame(analytics.by_model(tracker)[["model", "cost", "calls"]], "csv", sys.stdout)
+        model,cost,calls
+        ,24.0,10
+        gpt-4o,5.18,40
+        claude-3-5-sonnet,1.2,10
+        gpt-4o-mini,0.108,30
     """
     if fmt == "json":
         json.dump(frame_records(frame), out, indent=1, ensure_ascii=False)

@@ -81,7 +81,8 @@ def html_table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> 
 
     Example::
 
-        >>> html_table(analytics.by_model(tracker), [("model", "model", "text"), ("cost", "cost", "money")])
+        >>> html_table(analytics.by_model(tracker).head(1), [("model", "model", "text"), ("cost", "cost", "money")])
+        '<table><thead><tr><th class="">model</th><th class="num">cost</th></tr></thead><tbody>...</tbody></table>'
     """
     if frame.empty:
         return '<p class="empty">Nothing to show.</p>'
@@ -108,7 +109,7 @@ def render_main(overview: Overview, extra: Sequence[str] = ()) -> str:
 
     Example::
 
-        >>> render_main(compute_overview(tracker)).startswith('<div class="cards">')
+        >>> render_main(compute_overview(tracker, now=tracker.clock())).startswith('<div class="cards">')
         True
     """
     if overview.empty:

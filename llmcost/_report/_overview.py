@@ -6,9 +6,9 @@ so both renderings show the same periods and flag the same anomalies.
 
 Example::
 
-    >>> overview = compute_overview(tracker, store="duckdb://llmcost.duckdb")
+    >>> overview = compute_overview(tracker, store="duckdb://llmcost.duckdb", now=tracker.clock())
     >>> overview.cost, overview.calls, overview.unit
-    (41.25, 3040, 'day')
+    (30.488, 90, 'day')
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class Overview:
 
         >>> overview = compute_overview(store)
         >>> overview.by_model[["model", "cost"]].head(3)
+                       model   cost
+        0               None  24.00
+        1             gpt-4o   5.18
+        2  claude-3-5-sonnet   1.20
     """
 
     store: str | None  #: where the entries came from, as the user named it (a URL), if known
@@ -121,8 +125,8 @@ def compute_overview(
 
     Example::
 
-        >>> compute_overview(tracker).month_projected
-        310.0
+        >>> compute_overview(tracker, now=tracker.clock()).month_projected
+        57.280484848484846
     """
     moment = now or datetime.now(timezone.utc)
     with as_source(source) as src:

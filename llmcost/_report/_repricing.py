@@ -2,8 +2,14 @@
 
 Example::
 
-    >>> print(reconcile_text(analytics.reconcile(store, "costs.json")))
-    >>> html = reconcile_section(analytics.reconcile(store, "costs.json"))
+    >>> print(reprice_text(analytics.reprice(store, {"gpt-4o": "gpt-4o-mini"}, by="resource")), end="")
+    resource       calls  recorded  repriced   delta  delta %
+    -------------  -----  --------  --------  ------  -------
+    gpu-box           10    $24.00    $24.00   $0.00       0%
+    support-bot       50     $3.19   $0.2928  -$2.90     -91%
+    search-rerank     20     $2.10   $0.1260  -$1.97     -94%
+    summarize         10     $1.20     $1.20   $0.00       0%
+    recorded $30.49, repriced $25.62 (-16.0%)
 """
 
 from __future__ import annotations
@@ -58,7 +64,14 @@ def _spec(frame: pd.DataFrame, spec: Sequence[tuple[str, str, str]]) -> list[tup
 def reprice_text(frame: pd.DataFrame) -> str:
     """A ``reprice`` frame as a terminal table with a total line.
 
-    >>> print(reprice_text(analytics.reprice(store, at=date(2025, 1, 1))))
+    >>> print(reprice_text(analytics.reprice(store, "new-prices.toml")), end="")
+    model                       calls  recorded  repriced   delta  delta %
+    --------------------------  -----  --------  --------  ------  -------
+    (none)                         10    $24.00    $24.00   $0.00       0%
+    gpt-4o-2024-08-06              40     $5.18     $2.59  -$2.59     -50%
+    claude-3-5-sonnet-20241022     10     $1.20     $1.20   $0.00       0%
+    gpt-4o-mini-2024-07-18         30   $0.1080   $0.1080   $0.00       0%
+    recorded $30.49, repriced $27.90 (-8.5%)
     """
     if frame.empty:
         return "No entries to reprice for this selection.\n"
@@ -73,7 +86,16 @@ def reprice_text(frame: pd.DataFrame) -> str:
 def reconcile_text(frame: pd.DataFrame) -> str:
     """A ``reconcile`` frame as a terminal table, then the likely causes of the rows that do not match.
 
-    >>> print(reconcile_text(analytics.reconcile(store, "costs.json")))
+    >>> print(reconcile_text(analytics.reconcile(store, "openai-costs.json")), end="")
+    day         model                   recorded   billed       delta  status
+    ----------  ----------------------  --------  -------  ----------  ------
+    2024-05-14  gpt-4o-2024-08-06          $3.29    $3.29       $0.00  match
+    2024-05-14  gpt-4o-mini-2024-07-18   $0.0108  $0.0108       $0.00  match
+    2024-05-15  gpt-4o-2024-08-06        $0.2100  $0.2100       $0.00  match
+    2024-05-15  gpt-4o-mini-2024-07-18   $0.0108  $0.0144  -$0.003600  under
+    recorded $3.52, billed $3.53
+    Likely causes:
+    - 2024-05-15 gpt-4o-mini-2024-07-18: billed more than the recorded calls cost at catalog prices: calls made ...
     """
     if frame.empty:
         return "Nothing recorded or billed in the invoice's period.\n"
@@ -94,6 +116,8 @@ def reprice_section(frame: pd.DataFrame, *, title: str = "What if: repriced") ->
     """A ``reprice`` frame as an HTML report section.
 
     >>> html = reprice_section(analytics.reprice(store, "new-prices.toml"))
+    >>> html[:100]
+    '<section class="wide"><h2>What if: repriced</h2><p class="muted">recorded $30.49, repriced $27.90</p'
     """
     spec = [(k, k, "text") for k in _keys(frame)] + _REPRICE
     recorded, repriced = _total(frame, "recorded"), _total(frame, "repriced")
@@ -107,7 +131,9 @@ def reprice_section(frame: pd.DataFrame, *, title: str = "What if: repriced") ->
 def reconcile_section(frame: pd.DataFrame, *, title: str = "Reconciliation against the invoice") -> str:
     """A ``reconcile`` frame as an HTML report section, likely causes included.
 
-    >>> html = reconcile_section(analytics.reconcile(store, "costs.json"))
+    >>> html = reconcile_section(analytics.reconcile(store, "openai-costs.json"))
+    >>> html[:100]
+    '<section class="wide"><h2>Reconciliation against the invoice</h2><p class="muted">recorded $3.52, bi'
     """
     shown = frame.assign(day=[str(d) for d in frame["day"]]) if not frame.empty else frame
     spec = [*(_spec(frame, _RECONCILE) if not frame.empty else _RECONCILE), ("likely_cause", "likely cause", "text")]

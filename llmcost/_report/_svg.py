@@ -47,6 +47,7 @@ def hbar_chart(items: Sequence[tuple[str, float, str]], *, width: int = 540, lab
     Example::
 
         >>> hbar_chart([("search", 30.1, "#3b6fd8"), ("(no team tag)", 4.05, "#8a8f98")])
+        '<svg xmlns="http://www.w3.org/2000/svg" width="540" height="64" ...<title>search: $30.10</title>...</svg>'
     """
     if not items:
         return '<p class="empty">Nothing to show.</p>'
@@ -88,6 +89,7 @@ def stacked_columns(
     Example::
 
         >>> stacked_columns([datetime(2024, 5, 1), datetime(2024, 5, 2)], [("compute", [1.0, 2.5], "#e8863a")])
+        '<svg xmlns="http://www.w3.org/2000/svg" width="1080" height="280" ...</svg>'
     """
     if not periods:
         return '<p class="empty">Nothing to show.</p>'

@@ -2,10 +2,11 @@
 
 Example::
 
-    >>> print(render_text(compute_overview(store, store="duckdb://llmcost.duckdb")))
+    >>> from llmcost._report._overview import compute_overview
+    >>> print(render_text(compute_overview(store, store="duckdb://llmcost.duckdb", now=tracker.clock())))
     llmcost report: duckdb://llmcost.duckdb
-    2024-05-01 to 2024-05-14 23:10 UTC:
-    $41.25 over 3,040 calls and 6.2M tokens
+    2024-05-08 09:00 to 2024-05-17 11:30 UTC:
+    $30.49 over 90 calls and 3.0M tokens
     ...
 """
 
@@ -33,7 +34,12 @@ def render_text(overview: Overview) -> str:
 
     Example::
 
-        >>> sys.stdout.write(render_text(compute_overview(tracker)))
+        >>> from llmcost._report._overview import compute_overview
+        >>> text = render_text(compute_overview(tracker, now=tracker.clock()))
+        >>> print(text[text.index("Forecast"):text.index("Anomalies")].strip())
+        Forecast
+        This month, 2024-05-01 to 2024-05-31 UTC:
+        $30.49 so far; $57.28 by month end at the current rate
     """
     where = f" in {overview.store}" if overview.store else ""
     if overview.empty:
@@ -124,6 +130,7 @@ class Progress:
 
         >>> progress = Progress("exporting costs.csv", enabled=sys.stderr.isatty())
         >>> analytics.export(store, "costs.csv", progress=progress)
+        90
         >>> progress.finish()
     """
 

@@ -7,8 +7,10 @@ genai-prices itself.
 Example::
 
     >>> recommendations(tracker)[["resource", "model", "suggested_model", "saving"]]
-              resource   model suggested_model  saving
-    0  summarize-ticket  gpt-4o     gpt-4o-mini   11.66
+            resource                       model          suggested_model  saving
+    0    support-bot           gpt-4o-2024-08-06              gpt-4o-mini  2.8952
+    1  search-rerank           gpt-4o-2024-08-06              gpt-4o-mini  1.9740
+    2      summarize  claude-3-5-sonnet-20241022  claude-3-5-haiku-latest  0.8800
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ def compare_models(source: Any, *, since: When | None = None, until: When | None
     Example::
 
         >>> compare_models(tracker)
-                 model  calls   cost  cost_per_call  cost_per_1k_tokens
-        0       gpt-4o    830  12.41       0.014947            0.004106
-        1  gpt-4o-mini   2210   0.93       0.000421            0.000195
+                                model  calls   cost  cost_per_call  cost_per_1k_tokens
+        0           gpt-4o-2024-08-06     40  5.180         0.1295            0.002567
+        1  claude-3-5-sonnet-20241022     10  1.200         0.1200            0.003750
+        2      gpt-4o-mini-2024-07-18     30  0.108         0.0036            0.000171
     """
     import pandas as pd
 
@@ -200,9 +203,11 @@ def recommendations(
 
     Example::
 
-        >>> recommendations(tracker)[["resource", "model", "suggested_model", "saving"]]
-                  resource   model suggested_model  saving
-        0  summarize-ticket  gpt-4o     gpt-4o-mini   11.66
+        >>> recommendations(tracker)[["resource", "suggested_model", "cost", "projected_cost", "saving"]]
+                resource          suggested_model  cost  projected_cost  saving
+        0    support-bot              gpt-4o-mini  3.08          0.1848  2.8952
+        1  search-rerank              gpt-4o-mini  2.10          0.1260  1.9740
+        2      summarize  claude-3-5-haiku-latest  1.20          0.3200  0.8800
     """
     import pandas as pd
 

@@ -6,7 +6,9 @@ Rows are read as ``llmcost._rows.TEXT_COLUMNS`` (exact text) and written with th
 Example::
 
     >>> export(tracker, "costs.csv")
-    830
+    90
+    >>> Path("costs.csv").read_text().split(",")[:5]
+    ['id', 'timestamp', 'amount', 'currency', 'category']
 """
 
 from __future__ import annotations
@@ -195,7 +197,14 @@ def insert_text_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[Sequence[Any
     """Insert ``EXPORT_SELECT`` rows into the ``entries`` table (``ENTRIES_DDL``) of ``con``, back in the store's
     types: the text rows are the ``raw`` relation that ``_rows.cast_select`` reads.
 
-    >>> insert_text_rows(con, [row])
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> _ = con.execute(ENTRIES_DDL)
+    >>> with as_source(store) as src:
+    ...     rows = list(src.sql(EXPORT_SELECT + " FROM _e").itertuples(index=False))
+    >>> insert_text_rows(con, rows)
+    >>> con.execute("SELECT count(*), sum(amount) FROM entries").fetchone()
+    (90, Decimal('30.488000000000000000'))
     """
     import pandas as pd
 

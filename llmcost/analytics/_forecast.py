@@ -3,9 +3,9 @@
 
 Example::
 
-    >>> forecast(tracker, "monthly")[["spent", "projected"]]
-       spent  projected
-    0  100.0      310.0
+    >>> forecast(tracker, "monthly")[["spent", "projected"]]     # at noon on 17 May: 16.5 of 31 days gone
+        spent  projected
+    0  30.488  57.280485
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def forecast(
 
     Example::
 
-        >>> forecast(tracker, "monthly")        # 10 days into a 30-day month, $100 spent
-                         period_start                period_end  spent  projected
-        0   2024-05-01 00:00:00+00:00 2024-06-01 00:00:00+00:00  100.0      310.0
+        >>> forecast(tracker, "daily")       # the tracker's clock says noon: half the day's spend is yet to come
+                       period_start                period_end   spent  projected
+        0 2024-05-17 00:00:00+00:00 2024-05-18 00:00:00+00:00  2.7408     5.4816
     """
     import pandas as pd
 
@@ -142,8 +142,8 @@ def anomalies(
     Example::
 
         >>> anomalies(tracker, freq="D").query("anomaly")
-                             period   cost  expected  score  anomaly
-        9 2024-05-23 00:00:00+00:00  48.10      4.95  11.62     True
+                             period    cost  expected     score  anomaly
+        6 2024-05-14 00:00:00+00:00  5.8208    2.7408  7.978936     True
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
@@ -156,7 +156,14 @@ def score_periods(series: pd.DataFrame, *, threshold: float = ANOMALY_THRESHOLD)
 
     Example::
 
-        >>> score_periods(over_time(tracker, "D"))[["period", "score", "anomaly"]]
+        >>> score_periods(over_time(tracker, "D", since="2024-05-12"))[["period", "cost", "score", "anomaly"]]
+                             period    cost     score  anomaly
+        0 2024-05-12 00:00:00+00:00  2.7408  0.000000    False
+        1 2024-05-13 00:00:00+00:00  2.7408  0.000000    False
+        2 2024-05-14 00:00:00+00:00  5.8208  4.787361     True
+        3 2024-05-15 00:00:00+00:00  2.7408  0.000000    False
+        4 2024-05-16 00:00:00+00:00  2.7408  0.000000    False
+        5 2024-05-17 00:00:00+00:00  2.7408  0.000000    False
     """
     import numpy as np
     import pandas as pd

@@ -22,9 +22,12 @@ The shapes, as the providers document them:
 
 Example::
 
-    >>> invoice = read_invoice("costs-2025-08.json")
-    >>> invoice.provider, invoice.lines[0]
-    ('openai', InvoiceLine(day=datetime.date(2025, 8, 1), model='gpt-4o-2024-08-06', project='proj_abc', ...))
+    >>> invoice = read_invoice("openai-costs.json")
+    >>> invoice.provider, invoice.start, len(invoice.lines)
+    ('openai', datetime.datetime(2024, 5, 14, 0, 0, tzinfo=datetime.timezone.utc), 8)
+    >>> line = invoice.lines[0]
+    >>> line.day, line.model, line.kind, line.amount
+    (datetime.date(2024, 5, 14), 'gpt-4o-2024-08-06', 'input', Decimal('3.2'))
 """
 
 from __future__ import annotations
@@ -115,6 +118,8 @@ def read_invoice(invoice: Any, *, provider: str | None = None) -> Invoice:
 
         >>> read_invoice("anthropic-costs.csv").format
         'anthropic-csv'
+        >>> read_invoice("anthropic-costs.csv").lines[0].model
+        'Claude 3.5 Sonnet'
     """
     import pandas as pd
 

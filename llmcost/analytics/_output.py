@@ -9,7 +9,9 @@ path the user gave, never a temporary file.
 Example::
 
     >>> with OutputFile("costs.csv") as tmp:
-    ...     tmp.write_text("id,amount\\n")
+    ...     _ = tmp.write_text("id,amount\\n")
+    >>> Path("costs.csv").read_text()
+    'id,amount\\n'
     >>> OutputFile("-").streamed
     True
 """

@@ -8,9 +8,11 @@ force when its calls were made, and with cache tokens billed as plain input, whi
 Example::
 
     >>> reconcile(tracker, "openai-costs.json")[["day", "model", "recorded", "billed", "status"]]
-              day        model  recorded   billed   status
-    0  2025-08-01       gpt-4o   18.4025  18.4025    match
-    1  2025-08-01  gpt-4o-mini    0.7100   0.8890    under
+              day                   model recorded  billed status
+    0  2024-05-14       gpt-4o-2024-08-06     3.29    3.29  match
+    1  2024-05-14  gpt-4o-mini-2024-07-18   0.0108  0.0108  match
+    2  2024-05-15       gpt-4o-2024-08-06     0.21    0.21  match
+    3  2024-05-15  gpt-4o-mini-2024-07-18   0.0108  0.0144  under
 """
 
 from __future__ import annotations
@@ -99,7 +101,13 @@ def reconcile(
 
     Example::
 
-        >>> reconcile(store, "anthropic-cost-report.json", project_tag="workspace")
+        >>> found = reconcile(store, "openai-costs.json")
+        >>> found = found[found["status"] != "match"]
+        >>> found[["day", "model", "calls", "recorded", "billed", "delta"]]
+                  day                   model  calls recorded  billed    delta
+        3  2024-05-15  gpt-4o-mini-2024-07-18      3   0.0108  0.0144  -0.0036
+        >>> found["likely_cause"].iloc[0]
+        'billed more than the recorded calls cost at catalog prices: calls made outside tracking...'
     """
     import pandas as pd
 

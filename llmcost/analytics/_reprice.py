@@ -11,9 +11,12 @@ provider bills them.
 
 Example::
 
-    >>> reprice(tracker, at=datetime(2025, 1, 1))[["model", "recorded", "repriced", "delta"]]
-             model  recorded  repriced   delta
-    0       gpt-4o    12.41     10.03   -2.38
+    >>> reprice(tracker, "new-prices.toml", since="2024-05-14")[["model", "calls", "recorded", "repriced", "delta"]]
+                            model  calls recorded repriced  delta
+    0                        None      4      9.6      9.6      0
+    1           gpt-4o-2024-08-06     28     3.92     1.96  -1.96
+    2  claude-3-5-sonnet-20241022      4     0.48     0.48      0
+    3      gpt-4o-mini-2024-07-18     12   0.0432   0.0432      0
 """
 
 from __future__ import annotations
@@ -273,8 +276,10 @@ def priced_groups(
 
     Example::
 
-        >>> priced_groups(src, ["model"], [], PriceTable.of(None), None)[("gpt-4o",)].repriced
-        Decimal('12.41')
+        >>> with as_source(tracker) as src:
+        ...     groups = priced_groups(src, ["e.resource"], [], PriceTable.of({"gpt-4o": "gpt-4o-mini"}), None)
+        >>> groups[("search-rerank",)].recorded, groups[("search-rerank",)].repriced
+        (Decimal('2.1'), Decimal('0.126'))
     """
     pairs = _pairs(src, prices, at)
     # The pairs travel as parameters; the first, all-NULL row types the columns and matches no entry.
@@ -423,9 +428,13 @@ def reprice(
 
     Example::
 
-        >>> reprice(tracker, {"gpt-4o": "gpt-4o-mini"})[["model", "recorded", "repriced", "delta_pct"]]
-                 model  recorded  repriced  delta_pct
-        0       gpt-4o     12.41      0.74     -0.94
+        >>> what_if = reprice(tracker, {"gpt-4o": "gpt-4o-mini"}, by="resource")
+        >>> what_if[["resource", "recorded", "repriced", "delta_pct"]]
+                resource recorded repriced  delta_pct
+        0        gpu-box       24       24   0.000000
+        1    support-bot    3.188   0.2928  -0.908156
+        2  search-rerank      2.1    0.126  -0.940000
+        3      summarize      1.2      1.2   0.000000
     """
     import pandas as pd
 

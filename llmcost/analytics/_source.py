@@ -7,9 +7,9 @@ query gives the same answer whatever holds the entries. A store answers through 
 Example::
 
     >>> with as_source(tracker) as src:
-    ...     src.where(since=datetime(2024, 5, 1)).sql("SELECT count(*) AS n FROM _e")
-         n
-    0  830
+    ...     src.where(since=datetime(2024, 5, 14)).sql("SELECT count(*) AS n, sum(amount) AS spent FROM _e")
+        n    spent
+    0  48  14.0432
 """
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ class Source:
     Example::
 
         >>> with as_source(store) as src:
-        ...     src.sql("SELECT sum(amount) AS spent FROM _e WHERE model = ?", ["gpt-4o"])
+        ...     src.sql("SELECT model, sum(amount) AS spent FROM _e WHERE canonical_model = ? GROUP BY model",
+        ...             ["gpt-4o"])
+                       model spent
+        0  gpt-4o-2024-08-06  5.18
     """
 
     def __init__(
@@ -208,8 +211,10 @@ def as_source(source: object) -> Source:
 
     Example::
 
-        >>> with as_source(tracker.frame()) as src:
-        ...     src.sql("SELECT count(*) AS n FROM _e")
+        >>> with as_source(tracker.frame(category="compute")) as src:
+        ...     src.sql("SELECT count(*) AS n, sum(amount) AS spent FROM _e")
+            n                  spent
+        0  10  24.000000000000000000
     """
     if isinstance(source, Source):
         return source.where()
@@ -262,7 +267,7 @@ def frame_as_raw(frame: pd.DataFrame) -> pd.DataFrame:
     Example::
 
         >>> frame_as_raw(tracker.frame())[["amount", "tags"]].iloc[0].tolist()
-        ['0.00054', '{"team": "search"}']
+        ['0.0036', '{"team": "support"}']
     """
     import pandas as pd
 

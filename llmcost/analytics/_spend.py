@@ -9,8 +9,11 @@ expressions, so the frame is the same either way.
 Example::
 
     >>> spend(tracker, by=("model",))[["model", "cost", "calls"]]
-             model   cost  calls
-    0       gpt-4o  12.41    830
+                   model    cost  calls
+    0               None  24.000     10
+    1             gpt-4o   5.180     40
+    2  claude-3-5-sonnet   1.200     10
+    3        gpt-4o-mini   0.108     30
 """
 
 from __future__ import annotations
@@ -252,9 +255,14 @@ def spend(
 
     Example::
 
-        >>> spend(tracker, by=("model", "tag:team"), since=datetime(2024, 5, 1))
-                   model  tag:team      cost  calls  input_tokens  ...
-        0         gpt-4o    search  12.40625    830       3021934  ...
+        >>> frame = spend(tracker, by=("model", "tag:team"), since=datetime(2024, 5, 14))
+        >>> frame[["model", "tag:team", "cost", "calls", "input_tokens"]]
+                       model tag:team    cost  calls  input_tokens
+        0               None   search  9.6000      4             0
+        1             gpt-4o  support  3.0800     20       1200000
+        2             gpt-4o   search  0.8400      8        320000
+        3  claude-3-5-sonnet     None  0.4800      4        120000
+        4        gpt-4o-mini  support  0.0432     12        240000
     """
     keys = _keys(by)
     if freq is not None:
@@ -280,8 +288,11 @@ def exact_spend(
 
     Example::
 
-        >>> exact_spend(tracker, by=("model",), category="llm_inference")["cost"].iloc[0]
-        Decimal('12.40625')
+        >>> exact_spend(tracker, by=("model",), category="llm_inference")[["model", "cost"]]
+                       model   cost
+        0             gpt-4o   5.18
+        1  claude-3-5-sonnet    1.2
+        2        gpt-4o-mini  0.108
     """
     keys = _keys(by)
     if freq is not None:
@@ -296,10 +307,10 @@ def by_category(source: Any, *, since: When | None = None, until: When | None = 
 
     Example::
 
-        >>> by_category(tracker)[["category", "cost"]]
-                category   cost
-        0  llm_inference  41.25
-        1        compute   3.10
+        >>> by_category(tracker)[["category", "cost", "calls"]]
+                category    cost  calls
+        0        compute  24.000     10
+        1  llm_inference   6.488     80
     """
     return spend(source, ("category",), since=since, until=until)
 
@@ -310,6 +321,11 @@ def by_resource(source: Any, *, since: When | None = None, until: When | None = 
     Example::
 
         >>> by_resource(tracker)[["resource", "cost", "calls"]]
+                resource    cost  calls
+        0        gpu-box  24.000     10
+        1    support-bot   3.188     50
+        2  search-rerank   2.100     20
+        3      summarize   1.200     10
     """
     return spend(source, ("resource",), since=since, until=until)
 
@@ -320,6 +336,11 @@ def by_model(source: Any, *, since: When | None = None, until: When | None = Non
     Example::
 
         >>> by_model(tracker)[["model", "cost", "calls"]]
+                       model    cost  calls
+        0               None  24.000     10
+        1             gpt-4o   5.180     40
+        2  claude-3-5-sonnet   1.200     10
+        3        gpt-4o-mini   0.108     30
     """
     return spend(source, ("model",), since=since, until=until)
 
@@ -338,11 +359,11 @@ def by_tag(
 
     Example::
 
-        >>> by_tag(tracker, "team")[["tag_value", "cost"]]
-          tag_value   cost
-        0    search  30.10
-        1      None   4.05
-        >>> by_tag(tracker)[["tag_key", "tag_value", "cost"]]
+        >>> by_tag(tracker, "team")[["tag_value", "cost", "calls"]]
+          tag_value    cost  calls
+        0    search  26.100     30
+        1   support   3.188     50
+        2      None   1.200     10
     """
     if key is not None:
         if not isinstance(key, str) or not key:
@@ -391,11 +412,13 @@ def over_time(
 
     Example::
 
-        >>> over_time(tracker, freq="D")[["period", "cost"]]
-                             period   cost
-        0 2024-05-14 00:00:00+00:00   3.20
-        1 2024-05-15 00:00:00+00:00   0.00
-        2 2024-05-16 00:00:00+00:00   5.75
+        >>> over_time(tracker, freq="D", since="2024-05-13")[["period", "cost", "calls"]]
+                             period    cost  calls
+        0 2024-05-13 00:00:00+00:00  2.7408      7
+        1 2024-05-14 00:00:00+00:00  5.8208     27
+        2 2024-05-15 00:00:00+00:00  2.7408      7
+        3 2024-05-16 00:00:00+00:00  2.7408      7
+        4 2024-05-17 00:00:00+00:00  2.7408      7
     """
     import pandas as pd
 

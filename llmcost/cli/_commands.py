@@ -4,7 +4,13 @@ Tables, the overview and the progress bar come from ``llmcost._report``; the fig
 
 Example::
 
-    >>> cmd_report(build_parser().parse_args(["report", "--by", "model"]), sys.stdout)
+    >>> from llmcost.cli._args import build_parser
+    >>> cmd_report(build_parser().parse_args(["report", "--by", "tag:team", "--since", "2024-05-14"]), sys.stdout)
+    tag:team     cost  calls   input  output
+    --------  -------  -----  ------  ------
+    search     $10.44     12  320.0k   4,000
+    support     $3.12     32    1.4M   20.0k
+    (none)    $0.4800      4  120.0k   8,000
     0
 """
 
@@ -44,7 +50,11 @@ def _window(args: argparse.Namespace, now: datetime) -> tuple[datetime | None, d
 def filtered(store: CostStore, args: argparse.Namespace, now: datetime) -> Source:
     """``store`` narrowed to the ``--since``, ``--until`` and ``--tag`` options of ``args``.
 
-    >>> filtered(store, build_parser().parse_args(["report", "--since", "7d"]), datetime.now(timezone.utc))
+    >>> from llmcost.cli._args import build_parser
+    >>> args = build_parser().parse_args(["report", "--since", "7d", "--tag", "team=search"])
+    >>> filtered(store, args, tracker.clock()).sql("SELECT min(timestamp) AS first, sum(amount) AS spent FROM _e")
+                          first  spent
+    0 2024-05-11 10:00:00+00:00  18.27
     """
     from ..analytics._source import as_source
 
@@ -66,7 +76,12 @@ def _window_words(since: datetime | None, until: datetime | None) -> str | None:
 def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     """``llmcost report``: the overview (text and/or HTML, computed once), or one table grouped by ``--by``.
 
-    >>> cmd_report(build_parser().parse_args(["report", "--html", "report.html"]), sys.stdout)
+    >>> from llmcost.cli._args import build_parser
+    >>> cmd_report(build_parser().parse_args(["report", "--html", "report.html", "--format", "csv"]), sys.stdout)
+    category,cost,calls,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens
+    compute,24.00,10,0,0,0,0
+    llm_inference,6.488,80,2900000,68000,0,0
+    0
     """
     from .._report._html import write_html
     from .._report._overview import compute_overview
@@ -144,7 +159,10 @@ def _repricing_sections(src: Source, args: argparse.Namespace) -> list[str]:
 def cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
     """``llmcost export PATH``: every (filtered) entry to a file, with a progress bar on a terminal.
 
-    >>> cmd_export(build_parser().parse_args(["export", "costs.parquet"]), sys.stdout)
+    >>> from llmcost.cli._args import build_parser
+    >>> cmd_export(build_parser().parse_args(["export", "costs.parquet", "--tag", "team=search"]), sys.stdout)
+    wrote 30 entries to costs.parquet
+    0
     """
     from .. import analytics
     from .._report._text import Progress
@@ -187,7 +205,14 @@ def _catalog_pairs() -> list[tuple[str, str, bool]]:
 def cmd_prices(args: argparse.Namespace, out: IO[str]) -> int:
     """``llmcost prices [PATTERN]``: catalog prices in USD per million tokens.
 
-    >>> cmd_prices(build_parser().parse_args(["prices", "gpt-4o*"]), sys.stdout)
+    >>> from llmcost.cli._args import build_parser
+    >>> cmd_prices(build_parser().parse_args(["prices", "claude-3-5-*", "--provider", "anthropic"]), sys.stdout)
+    model                    provider   input  output  cache rd  cache wr  context
+    -----------------------  ---------  -----  ------  --------  --------  -------
+    claude-3-5-haiku-latest  anthropic   0.80    4.00      0.08      1.00  200,000
+    claude-3-5-sonnet        anthropic   3.00   15.00      0.30      3.75  200,000
+    2 models; prices in USD per million tokens
+    0
     """
     import pandas as pd
 
@@ -255,7 +280,12 @@ def cmd_prices(args: argparse.Namespace, out: IO[str]) -> int:
 def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
     """``llmcost budgets [list|status]``: the budgets saved in the store, or how much of each is spent.
 
+    >>> from llmcost.cli._args import build_parser
     >>> cmd_budgets(build_parser().parse_args(["budgets", "status"]), sys.stdout)
+    name       period   limit  spent  remaining  utilization
+    ---------  ------  ------  -----  ---------  -----------
+    llm-total  total   $50.00  $6.49     $43.51          13%
+    0
     """
     from .._manager import BudgetManager
     from .._tracker import CostTracker
@@ -290,7 +320,14 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
 def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
     """``llmcost demo``: simulate traffic into an empty store (or any, with ``--append``), then print the overview.
 
-    >>> cmd_demo(build_parser().parse_args(["demo", "--store", "memory://"]), sys.stdout)
+    >>> from llmcost.cli._args import build_parser
+    >>> args = build_parser().parse_args(["demo", "--store", "demo.duckdb", "--days", "1", "--format", "csv"])
+    >>> cmd_demo(args, io.StringIO())       # its figures depend on today's date: not shown
+    0
+    >>> cmd_demo(args, sys.stdout)
+    Traceback (most recent call last):
+    ...
+    llmcost.cli._args.CliError: the store duckdb://demo.duckdb already holds entries; the demo fills an empty store, ...
     """
     import shlex
 
@@ -344,7 +381,9 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
 def cmd_serve(args: argparse.Namespace, out: IO[str]) -> int:
     """``llmcost serve``: the REST API, metrics and dashboard over the store, until interrupted (Ctrl-C).
 
-    >>> cmd_serve(build_parser().parse_args(["serve", "--store", "costs.duckdb", "--port", "8765"]), sys.stdout)
+    Example (it serves until interrupted, so it is not run as a doctest)::
+
+        cmd_serve(build_parser().parse_args(["serve", "--store", "costs.duckdb", "--port", "8765"]), sys.stdout)
     """
     try:
         from ..server import serve

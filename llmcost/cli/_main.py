@@ -2,7 +2,10 @@
 
 Example::
 
-    >>> main(["prices", "gpt-4o-mini", "--format", "json"])
+    >>> main(["report", "--by", "category", "--format", "csv"])
+    category,cost,calls,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens
+    compute,24.00,10,0,0,0,0
+    llm_inference,6.488,80,2900000,68000,0,0
     0
 """
 
@@ -37,7 +40,7 @@ _SQL_ERROR_KIND = re.compile(r"^(?:[A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)* Error|[A-Z
 
 
 def clean_message(text: str) -> str:
-    """An error message without what only a developer can read: DuckDB's ``Catalog Error:``-style prefixes, the
+    r"""An error message without what only a developer can read: DuckDB's ``Catalog Error:``-style prefixes, the
     SQL it quotes (``LINE 1: ... ^^^``) and the lines after the first, on one line.
 
     >>> clean_message("Binder Error: No files found\nLINE 1: SELECT * FROM read_parquet('x')\n ^")
@@ -88,7 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Example::
 
         >>> from llmcost.cli import main
-        >>> main(["prices", "gpt-4o-mini", "--format", "json"])
+        >>> main(["export", "recent.csv", "--since", "2024-05-17T11:00"])
+        wrote 2 entries to recent.csv
+        0
+        >>> main(["report", "--store", "missing.duckdb"])
+        2
     """
     import duckdb
 

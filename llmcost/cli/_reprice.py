@@ -2,7 +2,13 @@
 
 Example::
 
-    >>> cmd_reconcile(build_parser().parse_args(["reconcile", "costs.json"]), sys.stdout)
+    >>> from llmcost.cli._args import build_parser
+    >>> cmd_reconcile(build_parser().parse_args(["reconcile", "openai-costs.json", "--format", "csv"]), sys.stdout)
+    day,model,project,calls,recorded,billed,delta,delta_pct,status,likely_cause,repriced
+    2024-05-14,gpt-4o-2024-08-06,,22,3.29,3.29,0.00,0.0,match,,3.29
+    2024-05-14,gpt-4o-mini-2024-07-18,,3,0.0108,0.0108,0.00,0.0,match,,0.0108
+    2024-05-15,gpt-4o-2024-08-06,,2,0.21,0.21,0.00,0.0,match,,0.21
+    2024-05-15,gpt-4o-mini-2024-07-18,,3,0.0108,0.0144,-0.0036,-0.25,under,billed more than the recorded calls cost ...
     0
 """
 
@@ -24,7 +30,16 @@ __all__ = ["cmd_reconcile", "cmd_reprice"]
 def cmd_reprice(args: argparse.Namespace, out: IO[str]) -> int:
     """``llmcost reprice``: the recorded usage under ``--prices``, ``--at`` or ``--swap``.
 
+    >>> from llmcost.cli._args import build_parser
     >>> cmd_reprice(build_parser().parse_args(["reprice", "--swap", "gpt-4o=gpt-4o-mini"]), sys.stdout)
+    model                       calls  recorded  repriced   delta  delta %
+    --------------------------  -----  --------  --------  ------  -------
+    (none)                         10    $24.00    $24.00   $0.00       0%
+    gpt-4o-2024-08-06              40     $5.18   $0.3108  -$4.87     -94%
+    claude-3-5-sonnet-20241022     10     $1.20     $1.20   $0.00       0%
+    gpt-4o-mini-2024-07-18         30   $0.1080   $0.1080   $0.00       0%
+    recorded $30.49, repriced $25.62 (-16.0%)
+    0
     """
     from .. import analytics
 
@@ -56,7 +71,14 @@ def cmd_reprice(args: argparse.Namespace, out: IO[str]) -> int:
 def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
     """``llmcost reconcile INVOICE``: recorded spend against the invoice, per day and model.
 
-    >>> cmd_reconcile(build_parser().parse_args(["reconcile", "costs.json"]), sys.stdout)
+    >>> from llmcost.cli._args import build_parser
+    >>> cmd_reconcile(build_parser().parse_args(["reconcile", "anthropic-costs.csv"]), sys.stdout)
+    day         model                       recorded   billed  delta  status
+    ----------  --------------------------  --------  -------  -----  ------
+    2024-05-14  claude-3-5-sonnet-20241022   $0.1200  $0.1200  $0.00  match
+    2024-05-15  claude-3-5-sonnet-20241022   $0.1200  $0.1200  $0.00  match
+    recorded $0.2400, billed $0.2400
+    0
     """
     from .. import analytics
 

@@ -3,6 +3,7 @@ options; ``_args.build_parser`` adds them with one call.
 
 Example::
 
+    >>> from llmcost.cli._args import build_parser
     >>> build_parser().parse_args(["reconcile", "costs.json", "--format", "json"]).invoice
     'costs.json'
 """

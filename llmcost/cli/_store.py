@@ -45,7 +45,12 @@ def _store_path(url: str) -> tuple[str, str] | None:
 def open_cli_store(url: str, *, create: bool) -> CostStore:
     """Open ``url``; unless ``create``, a file or directory that does not exist is an error (not a new store).
 
-    >>> store = open_cli_store("duckdb://llmcost.duckdb", create=False)
+    >>> open_cli_store("duckdb://llmcost.duckdb", create=False).total(category="compute")
+    Decimal('24')
+    >>> open_cli_store("duckdb://missing.duckdb", create=False)
+    Traceback (most recent call last):
+    ...
+    llmcost.cli._args.CliError: store file 'missing.duckdb' does not exist (from duckdb://missing.duckdb); run ...
     """
     from ..stores import open_store
 
