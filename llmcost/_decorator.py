@@ -135,17 +135,18 @@ class _Engine:
             return None
         tracker = self.tracker
         call_tags = self.static_tags
-        if known is not None:
-            tracker, call_tags = known
-        elif tracker is None or self.tags_fn is not None:  # nothing here can fail for a given tracker and static tags
-            try:
-                if tracker is None:
-                    tracker = get_tracker()
-                if self.tags_fn is not None:
-                    call_tags = to_tags(self.tags_fn(*args, **kwargs))
-            except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
-                log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
-                return None
+        if tracker is None or self.tags_fn is not None:  # nothing here can fail for a given tracker and static tags
+            if known is not None:
+                tracker, call_tags = known
+            else:
+                try:
+                    if tracker is None:
+                        tracker = get_tracker()
+                    if self.tags_fn is not None:
+                        call_tags = to_tags(self.tags_fn(*args, **kwargs))
+                except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                    log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
+                    return None
         guards = tracker.guards()
         entered = active_guards()
         if not guards and not entered:
