@@ -65,6 +65,21 @@ _getcontext = getcontext
 _INFERENCE = CostCategory.LLM_INFERENCE
 
 
+class _WideRecording:
+    """The tracker of a call begun in a narrow decimal context (``_Engine.begin``), as ``finish`` uses it: its
+    ``record_call``, where budgets settle the call, runs in a wide context too. (Only such calls pay for it: the
+    others are settled in the context they run in, which ``begin`` found wide enough.)"""
+
+    __slots__ = ("tracker",)
+
+    def __init__(self, tracker: CostTracker) -> None:
+        self.tracker = tracker
+
+    def record_call(self, *args: Any, **kwargs: Any) -> CostEntry | None:
+        with wide_context():
+            return self.tracker.record_call(*args, **kwargs)
+
+
 #: One call in flight, as a plain tuple (made per tracked call: a tuple display, and unpacked in one specialized
 #: step; a named tuple's subclass is unpacked item by item):
 #:
@@ -78,7 +93,15 @@ _INFERENCE = CostCategory.LLM_INFERENCE
 #: - ``guard``, ``token``: the one guard that reserved for the call when it is alone (a ``GuardSet`` of kind
 #:   ``ONE_UNFILTERED`` or ``ONE_FILTERED``) and its token: two values, not a list of one pair (the tracker settles
 #:   it as it counts the row, ``Guard.settle_row``); ``None`` otherwise.
-_Call = tuple[CostTracker, FrozenTags, "list[tuple[Any, object]] | tuple[()]", float, "FrozenTags | None", Any, object]
+_Call = tuple[
+    "CostTracker | _WideRecording",
+    FrozenTags,
+    "list[tuple[Any, object]] | tuple[()]",
+    float,
+    "FrozenTags | None",
+    Any,
+    object,
+]
 
 
 class _Engine:
@@ -156,7 +179,11 @@ class _Engine:
             # A call made in a narrow decimal context: its estimate and the budgets' figures are found in a wide one
             # (``EXACT_DIGITS``), so they are exact (the user's function still runs in its own context).
             with wide_context():
-                return self.begin(args, kwargs, (tracker, call_tags))
+                call = self.begin(args, kwargs, (tracker, call_tags))
+            if call is None:
+                return None
+            _, tags, held, started, checked, guard, token = call
+            return (_WideRecording(tracker), tags, held, started, checked, guard, token)  # (and settled so)
         # A call under one guard alone (the usual budgeted call) keeps its ``(guard, token)`` as two values of the
         # ``_Call``, not a list of pairs: the tracker settles the token as it counts the row (``Guard.settle_row``).
         kind = type(guards)

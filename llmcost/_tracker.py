@@ -384,13 +384,6 @@ class CostTracker:
         guards = active_guards()
         if self._guards:
             guards = joined(self._guards, guards)
-        if (guards or guard is not None or reservations) and getcontext().prec < EXACT_DIGITS:
-            # Budgets count the call in a wide decimal context (as ``_Engine.begin`` reserves for it): exact figures.
-            with wide_context():
-                return self.record_call(
-                    model, provider, usage, category, resource, tags, latency_ms, service_tier, provider_guessed,
-                    keep, reservations, checked, guard, token,
-                )  # fmt: skip
         bare = not keep and rows and not self._on_recorded and (not guards or guards.counts_rows)
         if bare and self.clock is _utc_now:
             # The default clock read as epoch microseconds (what datetime.now(timezone.utc) holds, floored the same
@@ -584,7 +577,7 @@ class CostTracker:
         if active:
             guards = joined(self._guards, active) if guards else active
         if (guards or reservations) and getcontext().prec < EXACT_DIGITS:
-            with wide_context():  # (as in ``record_call``)
+            with wide_context():  # (as ``_Engine.begin`` does for a tracked call)
                 self._counted(entry, reservations, recorded_us, matched)
             return
         self._recent.observe_call(entry.resource, entry.model, entry.amount)
