@@ -37,7 +37,7 @@ from ._config import get_tracker, on_new_default
 from ._context import NOT_CHECKED, PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
-from ._money import ZERO, dollars, to_money
+from ._money import ZERO, dollars, in_exact_context, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._time import from_micros
@@ -323,12 +323,14 @@ class Budget:
         return get_tracker()
 
     @property
+    @in_exact_context
     def spent(self) -> Decimal:
         """Spend counted in the current period (for ``period=None``: inside the block)."""
         self._stand()
         return self._spent
 
     @property
+    @in_exact_context
     def reserved(self) -> Decimal:
         """Estimates reserved by calls in flight (for a period budget: by every process sharing the store)."""
         self._stand()
@@ -336,6 +338,7 @@ class Budget:
         return reserved if reserved > ZERO else ZERO
 
     @property
+    @in_exact_context
     def remaining(self) -> Decimal:
         """The limit less spend and reservations (negative once overspent)."""
         self._stand()
@@ -345,6 +348,7 @@ class Budget:
         return self.limit - (spent if committed == spent else committed)
 
     @property
+    @in_exact_context
     def utilization(self) -> float:
         """Spend over limit (1.0 is fully used)."""
         self._stand()
@@ -429,6 +433,7 @@ class Budget:
             self._tags_matched = tags
         return True
 
+    @in_exact_context
     def sync(self, *, force: bool = False) -> None:
         """Roll into the current period; a period budget then reads where its ledger stands (``force``: with the
         store's recorded spend read again now). ``BudgetManager`` forces a re-read before it reports."""
@@ -1164,6 +1169,7 @@ class Budget:
                 self._spent, self._committed = lease.figures()
 
     # -- alerts ---------------------------------------------------------------------------------------------------
+    @in_exact_context
     def check_thresholds(self) -> None:
         """Fire an alert for each threshold that spend has reached and that has not fired in this period."""
         self._check_thresholds(None, None)
@@ -1231,6 +1237,7 @@ class Budget:
         self.tracker.emit(event or ("budget.exceeded" if level == "exceeded" else "budget.warning"), alert)
 
     # -- context manager and decorator ----------------------------------------------------------------------------
+    @in_exact_context
     def __enter__(self) -> Budget:
         self.sync()  # a period budget opens its period's account now (reading recorded spend once per period)
         with self._lock:
@@ -1239,6 +1246,7 @@ class Budget:
         self._entered.set((*self._entered.get(), token))
         return self
 
+    @in_exact_context
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:

@@ -9,7 +9,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from decimal import Decimal
+from decimal import Decimal, getcontext
 from typing import Any, TypeVar, overload
 
 from . import _state
@@ -45,7 +45,7 @@ from ._extract import (
     is_stream_manager,
     may_be_stream,
 )
-from ._money import to_money
+from ._money import EXACT_DIGITS, to_money, wide_context
 from ._streams import ManagerProxy, hook_stream
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
@@ -60,8 +60,24 @@ UsageArg = Callable[[Any], Usage | None] | None
 
 
 _perf_counter = time.perf_counter
+_getcontext = getcontext
 # Bound once: reading an enum member off its class costs more than a dict lookup, and this is on every call.
 _INFERENCE = CostCategory.LLM_INFERENCE
+
+
+class _WideRecording:
+    """The tracker of a call begun in a narrow decimal context (``_Engine.begin``), as ``finish`` uses it: its
+    ``record_call``, where budgets settle the call, runs in a wide context too. (Only such calls pay for it: the
+    others are settled in the context they run in, which ``begin`` found wide enough.)"""
+
+    __slots__ = ("tracker",)
+
+    def __init__(self, tracker: CostTracker) -> None:
+        self.tracker = tracker
+
+    def record_call(self, *args: Any, **kwargs: Any) -> CostEntry | None:
+        with wide_context():
+            return self.tracker.record_call(*args, **kwargs)
 
 
 #: One call in flight, as a plain tuple (made per tracked call: a tuple display, and unpacked in one specialized
@@ -77,7 +93,15 @@ _INFERENCE = CostCategory.LLM_INFERENCE
 #: - ``guard``, ``token``: the one guard that reserved for the call when it is alone (a ``GuardSet`` of kind
 #:   ``ONE_UNFILTERED`` or ``ONE_FILTERED``) and its token: two values, not a list of one pair (the tracker settles
 #:   it as it counts the row, ``Guard.settle_row``); ``None`` otherwise.
-_Call = tuple[CostTracker, FrozenTags, "list[tuple[Any, object]] | tuple[()]", float, "FrozenTags | None", Any, object]
+_Call = tuple[
+    "CostTracker | _WideRecording",
+    FrozenTags,
+    "list[tuple[Any, object]] | tuple[()]",
+    float,
+    "FrozenTags | None",
+    Any,
+    object,
+]
 
 
 class _Engine:
@@ -125,26 +149,41 @@ class _Engine:
         self.service_tier = service_tier
 
     # -- before the call ------------------------------------------------------------------------------------------
-    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
-        """Prepare a call; raise ``BudgetExceeded`` if a budget refuses it; ``None`` when tracking is off/broken."""
+    def begin(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], known: tuple[CostTracker, FrozenTags] | None = None
+    ) -> _Call | None:
+        """Prepare a call; raise ``BudgetExceeded`` if a budget refuses it; ``None`` when tracking is off/broken.
+        ``known``: the call's tracker and tags, found already (``begin`` again in a wide decimal context)."""
         if not _state.active:  # is_active(), read where it is kept: this runs before every tracked call
             return None
         tracker = self.tracker
         call_tags = self.static_tags
         if tracker is None or self.tags_fn is not None:  # nothing here can fail for a given tracker and static tags
-            try:
-                if tracker is None:
-                    tracker = get_tracker()
-                if self.tags_fn is not None:
-                    call_tags = to_tags(self.tags_fn(*args, **kwargs))
-            except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
-                log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
-                return None
+            if known is not None:
+                tracker, call_tags = known
+            else:
+                try:
+                    if tracker is None:
+                        tracker = get_tracker()
+                    if self.tags_fn is not None:
+                        call_tags = to_tags(self.tags_fn(*args, **kwargs))
+                except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                    log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
+                    return None
         guards = tracker.guards()
         entered = active_guards()
         if not guards and not entered:
             return (tracker, call_tags, (), _perf_counter(), None, None, None)
         guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
+        if _getcontext().prec < EXACT_DIGITS:
+            # A call made in a narrow decimal context: its estimate and the budgets' figures are found in a wide one
+            # (``EXACT_DIGITS``), so they are exact (the user's function still runs in its own context).
+            with wide_context():
+                call = self.begin(args, kwargs, (tracker, call_tags))
+            if call is None:
+                return None
+            _, tags, held, started, checked, guard, token = call
+            return (_WideRecording(tracker), tags, held, started, checked, guard, token)  # (and settled so)
         # A call under one guard alone (the usual budgeted call) keeps its ``(guard, token)`` as two values of the
         # ``_Call``, not a list of pairs: the tracker settles the token as it counts the row (``Guard.settle_row``).
         kind = type(guards)
@@ -382,6 +421,10 @@ class _Engine:
             self._settle(reservations, None)
 
     def _settle(self, reservations: Sequence[tuple[Any, object]], entry: CostEntry | None) -> None:
+        if reservations and _getcontext().prec < EXACT_DIGITS:
+            with wide_context():  # (as in ``begin``)
+                self._settle(reservations, entry)
+            return
         for guard, token in reservations:
             try:
                 guard.after_call(token, entry)

@@ -3,10 +3,26 @@ where it enters the SDK, and stays so inward."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation, getcontext, localcontext
+from typing import Any, TypeVar
 
-__all__ = ["MAX_AMOUNT", "MONEY_SCALE", "ZERO", "dollars", "round_money", "to_amount", "to_money", "to_utc"]
+__all__ = [
+    "EXACT_DIGITS",
+    "MAX_AMOUNT",
+    "MONEY_SCALE",
+    "ZERO",
+    "dollars",
+    "in_exact_context",
+    "round_money",
+    "to_amount",
+    "to_money",
+    "to_utc",
+    "wide_context",
+]
 
 #: Decimal places kept for money everywhere (stores use DECIMAL(38, 18)); a millionth of a cent per token needs 14.
 MONEY_SCALE = 18
@@ -17,6 +33,43 @@ _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 # Rounding to the quantum happens in a context wide enough never to round or trap on the way (the default has 28
 # digits, too few for a large amount with 18 places).
 _WIDE = Context(prec=80)
+#: Digits a decimal context needs to add and subtract amounts below 10**10 at money's 18 places without rounding (the
+#: default context's 28). Budgets keep running figures with ``+`` and ``-``, which round to the caller's context:
+#: where a call runs in a narrower one (``localcontext()`` with ``prec=6``, a thread's context changed in place), their
+#: steps run in ``wide_context()`` instead (checked with ``getcontext().prec < EXACT_DIGITS``, ~45 ns).
+EXACT_DIGITS = 28
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def wide_context() -> AbstractContextManager[Context]:
+    """A context of 80 digits for the calling thread until the block ends: sums of amounts never round in it.
+
+    >>> with wide_context():
+    ...     Decimal("0.1234567") + Decimal("1E-18")
+    Decimal('0.123456700000000001')
+    """
+    return localcontext(_WIDE)
+
+
+def in_exact_context(method: F) -> F:
+    """``method`` run in ``wide_context()`` when the caller's decimal context has fewer than ``EXACT_DIGITS`` digits
+    (for a budget's figures read or settled outside the per-call path, which checks inline).
+
+    >>> half = in_exact_context(lambda a: a / 2)
+    >>> with localcontext(Context(prec=2)):
+    ...     half(Decimal("0.0123"))
+    Decimal('0.00615')
+    """
+
+    @functools.wraps(method)
+    def exactly(*args: Any, **kwargs: Any) -> Any:
+        if getcontext().prec >= EXACT_DIGITS:
+            return method(*args, **kwargs)
+        with localcontext(_WIDE):
+            return method(*args, **kwargs)
+
+    return exactly  # type: ignore[return-value]
 
 
 def to_money(value: object, field: str = "amount") -> Decimal:
@@ -103,7 +156,7 @@ def dollars(*amounts: Decimal) -> tuple[str, ...]:
     >>> dollars(Decimal("0.7"), Decimal("1.00"), Decimal("0.3"))
     ('$0.70', '$1.00', '$0.30')
     >>> dollars(Decimal("0.9964525"), Decimal("1"))
-    ('$0.996453', '$1.000000')
+    ('$0.996452', '$1.000000')
     """
     places = 2
     for amount in amounts:

@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import Decimal, getcontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,7 +36,7 @@ from ._entry import (
 )
 from ._errors import StoreError, UnknownModelError
 from ._estimate import RecentCosts
-from ._money import MAX_AMOUNT, ZERO, to_amount, to_utc
+from ._money import EXACT_DIGITS, MAX_AMOUNT, ZERO, to_amount, to_utc, wide_context
 from ._periods import period_bounds
 from ._prices import priced
 from ._rows import FieldColumns
@@ -572,11 +572,15 @@ class CostTracker:
         token with the entry (``Guard.settle_recorded``, given ``recorded_us``, the entry's timestamp as epoch
         microseconds, and ``matched``: the guards matched the entry's resource, category and tags before the call),
         and the others find theirs with ``settling_token`` (``begin_settling``, set only for them)."""
-        self._recent.observe_call(entry.resource, entry.model, entry.amount)
         guards: tuple[Guard, ...] = self._guards
         active = active_guards()
         if active:
             guards = joined(self._guards, active) if guards else active
+        if (guards or reservations) and getcontext().prec < EXACT_DIGITS:
+            with wide_context():  # (as ``_Engine.begin`` does for a tracked call)
+                self._counted(entry, reservations, recorded_us, matched)
+            return
+        self._recent.observe_call(entry.resource, entry.model, entry.amount)
         settling = None
         marked = False  # (whether ``begin_settling`` was asked: a call whose guards all settle here needs no context)
         try:
