@@ -47,11 +47,6 @@ RUNAWAY_DAY = datetime(2024, 5, 14, tzinfo=timezone.utc)
 # Modules whose examples are not collected: running ``__main__`` runs the command line.
 NOT_COLLECTED = ("llmcost.__main__",)
 
-# Examples known to show a wrong output whose fix is in another branch (their module is not this branch's to edit).
-KNOWN_WRONG = {
-    "llmcost._money.dollars": "0.9964525 rounds half-even to $0.996452; fixed on another branch",
-}
-
 
 def _entry_kwargs() -> list[dict[str, Any]]:
     """``CostTracker.build`` arguments of every entry, in time order."""
@@ -228,8 +223,7 @@ def _examples() -> list[Any]:
         for test in finder.find(module):
             if not test.examples:
                 continue
-            marks = [pytest.mark.xfail(reason=KNOWN_WRONG[test.name])] if test.name in KNOWN_WRONG else []
-            params.append(pytest.param(test, id=test.name, marks=marks))
+            params.append(pytest.param(test, id=test.name))
     return params
 
 

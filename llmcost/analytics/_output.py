@@ -34,8 +34,11 @@ _umask_lock = threading.Lock()
 def file_mode() -> int:
     """The permission bits a new file gets under the process's umask (``0o666 & ~umask``).
 
+    >>> import os
+    >>> before = os.umask(0o022)  # (the usual umask, for the example)
     >>> oct(file_mode())
     '0o644'
+    >>> _ = os.umask(before)
     """
     try:
         with open("/proc/self/status", encoding="ascii") as status:  # reads the umask without changing it
