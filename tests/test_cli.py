@@ -3,6 +3,7 @@ real subprocess. Errors must be one line on stderr with exit status 2, never a t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -410,6 +411,17 @@ def test_export_dash_and_no_path_stream_into_a_real_pipe(tmp_path: Path, store_u
     assert os.listdir(cwd) == []  # no file named "-" and no temporary file left behind
     parquet = _cli("export", "-", "--format", "parquet", "--store", store_url, cwd=cwd)
     assert parquet.returncode == 0 and parquet.stdout.startswith(b"PAR1") and parquet.stdout.endswith(b"PAR1")
+
+
+def test_export_dash_writes_text_to_a_text_only_stdout(store_url: str) -> None:
+    # (``redirect_stdout`` and notebooks give ``sys.stdout`` a text stream without ``buffer``.)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(["export", "-", "--store", store_url]) == 0
+        assert main(["export", "-", "--format", "parquet", "--store", store_url]) != 0
+    records = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert len(records) == len(ENTRIES) and sum(Decimal(r["amount"]) for r in records) == TOTAL
+    assert "standard output takes text here, and this format is binary" in err.getvalue()
 
 
 def test_export_writes_through_a_named_pipe(capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path) -> None:

@@ -108,9 +108,13 @@ class OutputFile:
         try:
             if self.stdout:
                 sys.stdout.flush()
+                binary = getattr(sys.stdout, "buffer", None)
+                if binary is None:  # a text-only stdout (``redirect_stdout``, a notebook's): the file's text to it
+                    self._write_text(tmp)
+                    return
                 with tmp.open("rb") as data:
-                    shutil.copyfileobj(data, sys.stdout.buffer)
-                sys.stdout.buffer.flush()
+                    shutil.copyfileobj(data, binary)
+                binary.flush()
             elif self.streamed:
                 with tmp.open("rb") as data, open(self.name, "wb") as target:
                     shutil.copyfileobj(data, target)
@@ -121,6 +125,17 @@ class OutputFile:
             raise
         except OSError as exc:
             raise self._error(exc) from None
+
+    def _write_text(self, tmp: Path) -> None:
+        """``tmp``'s content written to a ``sys.stdout`` that takes text only; a binary file (Parquet) cannot be."""
+        try:
+            text = tmp.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise _os_error(
+                OSError, f"cannot write {self.name}: standard output takes text here, and this format is binary"
+            ) from None
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
     def _error(self, exc: OSError) -> OSError:
         """``exc`` retold about the path the user gave (not a temporary file), in one line."""
