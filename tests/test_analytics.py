@@ -484,6 +484,19 @@ def test_recommendations_per_resource_sorted_by_saving() -> None:
     assert frame["saving"].is_monotonic_decreasing
 
 
+def test_model_advice_groups_dated_ids_under_the_catalog_id() -> None:
+    # A model's alias and its dated id are one model (API: groupings by model use the canonical id), as in by_model.
+    tracker = CostTracker()
+    for model in ("gpt-4o", "gpt-4o-2024-08-06", "gpt-4o-2024-08-06"):
+        tracker.record(model=model, usage=Usage(20_000, 2_000), resource="big-job")
+    compared = analytics.compare_models(tracker)
+    assert rows(compared, "model", "calls") == [("gpt-4o", 3)]
+    assert analytics.by_model(tracker)["model"].tolist() == ["gpt-4o"]
+    advice = analytics.recommendations(tracker)
+    assert advice[["resource", "model", "suggested_model"]].values.tolist() == [["big-job", "gpt-4o", "gpt-4o-mini"]]
+    assert advice["cost"].iloc[0] == float(tracker.total())
+
+
 # -- export -------------------------------------------------------------------------------------------------------
 
 

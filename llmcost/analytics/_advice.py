@@ -7,10 +7,10 @@ genai-prices itself.
 Example::
 
     >>> recommendations(tracker)[["resource", "model", "suggested_model", "saving"]]
-            resource                       model          suggested_model  saving
-    0    support-bot           gpt-4o-2024-08-06              gpt-4o-mini  2.8952
-    1  search-rerank           gpt-4o-2024-08-06              gpt-4o-mini  1.9740
-    2      summarize  claude-3-5-sonnet-20241022  claude-3-5-haiku-latest  0.8800
+            resource              model          suggested_model  saving
+    0    support-bot             gpt-4o              gpt-4o-mini  2.8952
+    1  search-rerank             gpt-4o              gpt-4o-mini  1.9740
+    2      summarize  claude-3-5-sonnet  claude-3-5-haiku-latest  0.8800
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .._prices import ModelPrice, get_price
 from .._rows import TOKEN_COLUMNS
 from .._time import When
 from .._usage import Usage
-from ._source import as_source
+from ._source import MODEL_SQL, as_source
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,23 +41,24 @@ MIN_SAVING = Decimal("0.2")
 
 def compare_models(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Per model: ``model``, ``calls``, ``cost``, ``cost_per_call`` and ``cost_per_1k_tokens`` (input plus output
-    tokens; NaN when a model recorded no tokens); most expensive first. Entries without a model are left out.
+    tokens; NaN when a model recorded no tokens); most expensive first. Entries without a model are left out; a
+    model is its catalog id where there is one (``gpt-4o`` for entries of ``gpt-4o-2024-08-06``), as ``by_model``.
 
     Example::
 
         >>> compare_models(tracker)
-                                model  calls   cost  cost_per_call  cost_per_1k_tokens
-        0           gpt-4o-2024-08-06     40  5.180         0.1295            0.002567
-        1  claude-3-5-sonnet-20241022     10  1.200         0.1200            0.003750
-        2      gpt-4o-mini-2024-07-18     30  0.108         0.0036            0.000171
+                       model  calls   cost  cost_per_call  cost_per_1k_tokens
+        0             gpt-4o     40  5.180         0.1295            0.002567
+        1  claude-3-5-sonnet     10  1.200         0.1200            0.003750
+        2        gpt-4o-mini     30  0.108         0.0036            0.000171
     """
     import pandas as pd
 
     with as_source(source) as base:
         found = base.where(since=since, until=until).sql(
-            "SELECT model, count(*) AS calls, sum(amount) AS cost, "
+            f"SELECT {MODEL_SQL} AS model, count(*) AS calls, sum(amount) AS cost, "
             "CAST(sum(input_tokens) + sum(output_tokens) AS BIGINT) AS tokens "
-            "FROM _e WHERE model IS NOT NULL GROUP BY model ORDER BY sum(amount) DESC, model"
+            "FROM _e WHERE model IS NOT NULL GROUP BY 1 ORDER BY sum(amount) DESC, 1"
         )
     rows = []
     for model, calls, cost, tokens in found.itertuples(index=False):
@@ -217,10 +218,10 @@ def recommendations(
         moment = to_utc(now, "now") if now is not None else to_utc(src.clock(), "clock()")
         tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in TOKEN_COLUMNS)
         found = src.sql(
-            f"SELECT resource, model, provider, count(*) AS calls, sum(amount) AS cost, {tokens}, "
+            f"SELECT resource, {MODEL_SQL} AS model, provider, count(*) AS calls, sum(amount) AS cost, {tokens}, "
             "CAST(max(input_tokens + output_tokens) AS BIGINT) AS largest "
-            "FROM _e WHERE model IS NOT NULL GROUP BY ALL HAVING sum(amount) > 0 "
-            "ORDER BY sum(amount) DESC, resource ASC NULLS LAST, model"
+            "FROM _e WHERE model IS NOT NULL GROUP BY 1, 2, 3 HAVING sum(amount) > 0 "
+            "ORDER BY sum(amount) DESC, 1 ASC NULLS LAST, 2"
         )
     rows = []
     for rec in found.itertuples(index=False):

@@ -34,7 +34,11 @@ from ..stores._filters import NO_FILTERS, Filters
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Source", "as_source", "frame_as_raw"]
+__all__ = ["MODEL_SQL", "Source", "as_source", "frame_as_raw"]
+
+#: The model an entry counts under wherever analytics group by model: the catalog's id where there is one
+#: (``gpt-4o-mini-2024-07-18`` under ``gpt-4o-mini``), else the id as recorded.
+MODEL_SQL = "coalesce(canonical_model, model)"
 
 
 class Source:

@@ -29,7 +29,7 @@ from .._money import to_money
 from .._time import When
 from ..stores._filters import Filters
 from ._freq import parse_freq
-from ._source import Source, as_source
+from ._source import MODEL_SQL, Source, as_source
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,8 +49,7 @@ __all__ = [
 
 #: Keys ``spend(by=...)`` groups on besides ``tag:<key>``; they are column names, never user text.
 GROUP_KEYS = ("category", "resource", "model", "provider")
-# Models group by the catalog's id where there is one (``gpt-4o-mini-2024-07-18`` under ``gpt-4o-mini``).
-_GROUP_SQL = {"model": "coalesce(canonical_model, model)"}
+_GROUP_SQL = {"model": MODEL_SQL}
 #: The measures every grouping returns, after the group keys.
 MEASURES = ("cost", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
