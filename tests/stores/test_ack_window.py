@@ -75,8 +75,9 @@ class Window:
 
 @pytest.fixture(params=["duckdb", "parquet"])
 def tracker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CostTracker]:
-    # A short interval: the tracker's own writer thread writes the batch, as it does in use.
-    tracker = CostTracker(open_kind(request.param, tmp_path), clock=lambda: NOW, flush_interval=0.02)
+    # The tracker's own writer thread writes each batch, woken as two entries make a full batch (so both are in it),
+    # as it does in use; ``flush()`` writes a lone entry.
+    tracker = CostTracker(open_kind(request.param, tmp_path), clock=lambda: NOW, batch_size=2, flush_interval=60.0)
     yield tracker
     tracker.close()
 
@@ -122,6 +123,7 @@ def test_an_acknowledgement_in_the_window_leaves_each_entry_counted_once(tracker
     window = Window(store, monkeypatch)
     store.settle(SCOPE, CALL, entry_id=second.id)
     tracker.add(second)
+    tracker.add(entry(4))  # (not settled: a full batch, so the writer writes now)
     window.open()
     try:
         with CostTracker(store, clock=lambda: NOW) as other:
@@ -131,14 +133,14 @@ def test_an_acknowledgement_in_the_window_leaves_each_entry_counted_once(tracker
             other.add(yesterday)
             other.flush()  # written and acknowledged (another period: not in the scope)
             # The limit covers exactly one more call: refused only if ``second`` counted twice.
-            reservation = store.reserve(SCOPE, CALL, limit=3 * CALL)
-            assert reservation.spent == 2 * CALL
+            reservation = store.reserve(SCOPE, CALL, limit=4 * CALL)
+            assert reservation.spent == 3 * CALL
             assert reservation.granted
             store.release(reservation)
     finally:
         window.go()
-    assert store.standing(SCOPE).spent == 2 * CALL
-    assert store.standing(SCOPE, refresh=True).spent == 2 * CALL
+    assert store.standing(SCOPE).spent == 3 * CALL
+    assert store.standing(SCOPE, refresh=True).spent == 3 * CALL
 
 
 def caller(tracker: CostTracker) -> Callable[[], str]:
