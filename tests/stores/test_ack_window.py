@@ -156,7 +156,7 @@ def test_manager_status_in_the_window_reports_the_spend_once(tmp_path, monkeypat
     # held between its append and its acknowledgement while the manager reports.
     url = f"duckdb://{tmp_path / 'costs.duckdb'}"
     first = CostTracker(url, clock=lambda: NOW)
-    second = CostTracker(url, clock=lambda: NOW)
+    second = CostTracker(url, clock=lambda: NOW, flush_interval=60.0)  # (written below, by ``writer``)
     try:
         manager = BudgetManager(first)
         manager.create("daily-cap", CALL * 2, "daily", resource="bot")
