@@ -694,7 +694,10 @@ class CostTracker:
             if parts or recent:
                 try:
                     batch = FieldColumns.joined([*parts, FieldColumns.of(recent)] if recent else parts)
-                    append_columns_or_set_aside(self.store, batch)
+                    # (Inside ``writing``: the ledger knows the batch is in the store from the moment the append
+                    # returns, so a budget reading spend before the acknowledgement below counts it once.)
+                    with self.store.writing(batch):
+                        append_columns_or_set_aside(self.store, batch)
                 except BaseException as exc:
                     # Back in front (all columned or buffered since are newer), in order; as columns, since entries
                     # moved into columns since were recorded after ``recent``.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -283,6 +285,21 @@ class CostStore(abc.ABC):
             print(store.standing(scope).spent)
         """
         return self.ledger().standing(scope, refresh=refresh)
+
+    def writing(self, columns: FieldColumns) -> AbstractContextManager[None]:
+        """Around the append of the entries ``columns`` holds (a tracker's writer appends inside it, and acknowledges
+        them after it): the ledger learns that they are in the store the moment the append returns, so a reading of
+        recorded spend before their acknowledgement counts each of them once (see ``Ledger.writing``). A no-op while
+        no budget uses the ledger.
+
+        Example::
+
+            with store.writing(batch):
+                store.append_columns(batch)
+            store.acknowledge_columns(batch)
+        """
+        made = self.current_ledger()
+        return contextlib.nullcontext() if made is None else made.writing(columns.column("id"))
 
     def acknowledge(self, entries: Sequence[CostEntry]) -> None:
         """Tell the ledger that ``entries`` are now in this store (trackers call it after each write), so their

@@ -11,8 +11,11 @@ and records the reservation in the same atomic step. After the call the budget *
 reservation is replaced by a settled amount kept under the entry's id, so other processes see the real cost at once
 (an overage included). When the tracker has written the entry, the store *acknowledges* it: the settled amount goes
 and the next check reads ``base`` again, now with the entry in it. So every amount is counted exactly once: first
-as a reservation, then as settled, then as recorded. (For an instant between a write and its acknowledgement an
-entry may be counted both as settled and as recorded: the ledger errs towards refusing, never towards overspending.)
+as a reservation, then as settled, then as recorded. Between a write and its acknowledgement an entry is both in
+the store and settled: the writer's own ledger knows it is written the moment the append returns (``writing``), and
+its readings of recorded spend leave such entries' settled amounts out. Another process that reads recorded spend in
+that instant (or another ledger object in this one) may count the entry twice until the acknowledgement: the ledger
+errs towards refusing, never towards overspending (see ``SqliteLedger``).
 
 ``base`` is read again when any acknowledgement happened since it was read, and every ``refresh`` seconds (for
 writers that do not use the ledger). A new period starts from the store's recorded spend of that period.
@@ -33,6 +36,7 @@ the host. Both share ``Receipts``, the per-process bookkeeping of which entries 
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,6 +44,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
 from itertools import islice, repeat
@@ -371,6 +376,12 @@ class Ledger(abc.ABC):
 
     def begin(self) -> None:  # noqa: B027 - optional: only ledgers that track acknowledgements need it
         """A budget starts using the ledger in this process: from now on acknowledgements matter."""
+
+    def writing(self, ids: Sequence[str]) -> AbstractContextManager[None]:
+        """Around a tracker's append of the entries ``ids`` to the store (``CostStore.writing``): a ledger that reads
+        recorded spend knows, from the moment the append returns, that they are in the store, before the writer
+        acknowledges them. This default does nothing."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:  # noqa: B027 - optional: ledgers without files or threads have nothing to release
         """Release files and threads; the ledger may be used again later."""

@@ -27,6 +27,21 @@ Where it could not (another acknowledgement came in between), the next use reads
 outside the lock, and takes it if no acknowledgement came since (``_spend_first``): a store read never holds the
 ledger's lock that every process waits for (with several processes writing a DuckDB file it takes 0.2-1 s).
 
+Between a write and its acknowledgement an entry is in the store's total and still settled here. In this process
+that never counts it twice: a tracker's writer appends inside ``writing``, which holds ``_store_lock`` across the
+append and then marks the batch's ids written (``_written``), and every read of recorded spend takes the same lock
+and notes the ids written at that moment (``_recorded``); an account's base is the spend less what the ledger still
+holds settled for those ids (``_base``), and a settle of an entry already written adds nothing (as for one already
+acknowledged). The acknowledgement then drops the settled amounts, takes the ids out of ``_written`` and bumps the
+generation, so the base is read again. What remains: a reading in ANOTHER process (or through another store object
+on the same path in this one) does not know this process's ``_written``, so for the instant between this process's
+append and its acknowledgement it may count those entries twice (too much spent, never too little: at worst a call is
+refused that would have fitted), and keep that base until the acknowledgement bumps the generation. Closing that
+would need the mark to be atomic with the store's commit for every process (the ids in the store's own
+transaction, or a lock across processes held over each append); neither is simple enough to be safe here. A budget's
+``Lease`` keeps the amounts it settled in memory until its next batch and drops them at the acknowledgement
+(``stores._lease``): its figures read in the window may count those entries twice as well.
+
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
 lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next
 reservation anyone makes (a budget's leased headroom, ``settle_batch``, is one such reservation, swept alike).
@@ -109,8 +124,10 @@ FROM (SELECT 1) LEFT JOIN accounts AS a ON a.scope = ?
 """
 
 
-#: Recorded spend read outside a transaction: ``(acknowledgement generation read before it, when, spend)``.
-_Spend = tuple[float, float, Decimal]
+#: Recorded spend read outside a transaction: ``(acknowledgement generation read before it, when, spend, the ids of
+#: this process's entries in it not acknowledged yet)``.
+_Spend = tuple[float, float, Decimal, frozenset[str]]
+_NONE_WRITTEN: frozenset[str] = frozenset()
 
 
 class _SpendDue(Exception):
@@ -208,6 +225,14 @@ class _Batches:
                 del amounts[entry_id]
             held[0] -= amount
 
+    def held_in(self, key: str, written: AbstractSet[str]) -> Decimal:
+        """What the rows of the scope ``key`` hold of the entries ``written``."""
+        found = ZERO
+        for _, amounts, scope in self.rows.values():
+            if scope.key == key and not amounts.keys().isdisjoint(written):
+                found += sum(map(amounts.__getitem__, amounts.keys() & written), ZERO)
+        return found
+
     def left(self, row: int) -> tuple[Decimal, int]:
         """What ``row`` holds still: its amount and number of entries."""
         held = self.rows.get(row)
@@ -237,6 +262,10 @@ class SqliteLedger(Ledger):
     ``total(**filters)`` reads the store's recorded spend; ``lease`` is how long a dead process's reservations are
     kept (seconds); ``refresh`` how often recorded spend is read again without an acknowledgement; ``timeout`` how
     long to wait for the ledger's lock.
+
+    Exact in this process between a write and its acknowledgement (``writing``); a reading in another process in that
+    instant may count this process's written entries twice until they are acknowledged, as may a ``Lease``'s figures
+    (see the module docstring).
 
     Example::
 
@@ -278,6 +307,13 @@ class SqliteLedger(Ledger):
         #: The scopes this process used lately, by key, with when (``time.monotonic()``): their recorded spend is read
         #: at each acknowledgement (``_fresh_scopes``), so their next use, on the calls' path, need not read it.
         self._used: dict[str, tuple[BudgetScope, float]] = {}
+        #: Held by a tracker's writer across an append and the marking of its entries in ``_written``, and by every
+        #: read of recorded spend here: a read sees a batch either not yet in the store or in it and marked.
+        self._store_lock = _state.FlushLock(reentrant=True)
+        #: The ids of this process's entries that are in the store but not acknowledged here yet (changed under
+        #: ``_written_lock``): a reading of recorded spend leaves their settled amounts out (``_base``).
+        self._written: set[str] = set()
+        self._written_lock = _state.new_lock()
 
     leases = True
 
@@ -287,6 +323,7 @@ class SqliteLedger(Ledger):
         if self._pid != os.getpid():
             self._con, self._beating, self.receipts, self._renewed = None, None, Receipts(), 0.0
             self._unacknowledged, self._unacknowledged_held, self._batches, self._used = [], set(), _Batches(), {}
+            self._written = set()  # (the parent's writer writes those; its locks are free here, see ``_state``)
             self._queue_fd = None  # the parent's open file: an flock on it would be shared with the parent
             self._pid, self._holder = os.getpid(), _holder_id()
 
@@ -379,11 +416,11 @@ class SqliteLedger(Ledger):
             or not 0 <= now - account.read_at <= self._refresh
         ):
             if fresh is not None and not refresh and fresh[0] == account.ledger_gen:
-                account.base, account.read_at = fresh[2], fresh[1]
+                account.base, account.read_at = self._base(con, scope.key, fresh[2], fresh[3]), fresh[1]
             elif defer and not refresh:
                 raise _SpendDue(account.ledger_gen)
             else:
-                account.base, account.read_at = self._total(**filter_kwargs(scope)), now
+                account.base, account.read_at = self._base(con, scope.key, *self._recorded(scope)), now
             account.gen, account.dirty = account.ledger_gen, True
         return account
 
@@ -402,10 +439,59 @@ class SqliteLedger(Ledger):
         except _SpendDue as due:
             fresh: _Spend | None = None
             try:
-                fresh = due.gen, time.time(), self._total(**filter_kwargs(scope))
+                fresh = (due.gen, time.time(), *self._recorded(scope))
             except Exception as exc:  # noqa: BLE001 - read inside the transaction, as before (raising there)
                 logger.debug("llmcost: budget ledger: could not read recorded spend before a transaction: %r", exc)
             return attempt(fresh, False)
+
+    def _recorded(self, scope: BudgetScope) -> tuple[Decimal, frozenset[str]]:
+        """``scope``'s recorded spend read now, with the ids of this process's entries in it that are not acknowledged
+        yet (written by a tracker's writer, ``writing``, whose acknowledgement has not reached the ledger).
+
+        Read under ``_store_lock``, which the writer holds across its append and the marking of its entries: so an
+        entry of this process is in the spend read exactly when it is among the ids returned."""
+        with self._store_lock:
+            spend = self._total(**filter_kwargs(scope))
+            return spend, self._written_now()
+
+    def _written_now(self) -> frozenset[str]:
+        """The ids in ``_written`` now (a copy: acknowledgements take ids out of it)."""
+        with self._written_lock:
+            return frozenset(self._written) if self._written else _NONE_WRITTEN
+
+    def _base(self, con: sqlite3.Connection, key: str, spend: Decimal, written: AbstractSet[str]) -> Decimal:
+        """The account base of scope ``key`` from its recorded ``spend`` read with ``written`` (``_recorded``): the
+        spend less what the ledger holds settled in the scope for those entries, which their acknowledgement has not
+        dropped yet. So ``base + settled`` counts each entry once, in the window between a write and its
+        acknowledgement as outside it; the acknowledgement bumps the generation, and the base is read again.
+
+        This process's settled amounts are in its batch rows (``_batches``) and in rows of one entry each; an entry
+        settled later in the window is not added to them (``settle`` and ``settle_batch`` find it in ``_written``)."""
+        if not written:
+            return spend
+        held = self._batches.held_in(key, written)
+        rows = con.execute(
+            "SELECT entry, amount FROM holds WHERE holder = ? AND scope = ? AND entry NOT IN (?, ?)",
+            (self._holder, key, _FOREVER, _BATCH),
+        )
+        held += sum((Decimal(amount) for entry, amount in rows if entry in written), ZERO)
+        return spend - held
+
+    def writing(self, ids: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        if not self.receipts.used:  # (no budget here yet: nothing settled that the entries' write could double)
+            return contextlib.nullcontext()
+        return self._writing(ids)
+
+    @contextlib.contextmanager
+    def _writing(self, ids: Sequence[str]) -> Iterator[None]:
+        """Hold ``_store_lock`` across the caller's append of ``ids``; once it returns, mark them written (a failed
+        append marks nothing: the entries stay with the tracker). Readings of recorded spend wait for an append in
+        flight here (a DuckDB store's reads wait for its writes in this process anyway)."""
+        self._forked()
+        with self._store_lock:
+            yield
+            with self._written_lock:
+                self._written.update(ids)
 
     def _save(self, con: sqlite3.Connection, account: _Account) -> None:
         """Write ``account`` back; a new period's account drops the budget's periods before the last one (a process
@@ -556,18 +642,22 @@ class SqliteLedger(Ledger):
 
         def attempt(fresh: _Spend | None, defer: bool) -> Renewal:
             with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
-                # The batch row's entries and their amounts (copied in C: the caller's mapping is not kept), without
-                # those written and acknowledged before this settles them (counted in the store's total).
-                # (Which entries a batch row holds is kept in ``_batches``, not as settled receipts: an entry settled
-                # in a batch and alone in another scope leaves both when it is written.)
-                written = self.receipts.written(amounts.keys())
-                held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
                 with self._transaction() as con:
                     account = self._load(con, scope, fresh=fresh, defer=defer)
                     if renew is not None and account.now - account.swept >= self.lease / 4:
                         self._sweep(con, account.now)
                         # (the sweep may have released reservations of this scope)
                         account = self._load(con, scope, fresh=fresh, defer=defer)
+                    # The batch row's entries and their amounts (copied in C: the caller's mapping is not kept),
+                    # without those written before this settles them (counted in the store's total): acknowledged, or
+                    # written and not acknowledged yet (looked for after the account's spend was read, which has any
+                    # of them written by then). (Which entries a batch row holds is kept in ``_batches``, not as
+                    # settled receipts: an entry settled in a batch and alone in another scope leaves both when it is
+                    # written.)
+                    written = self.receipts.written(amounts.keys())
+                    if self._written:
+                        written |= self._written_now() & amounts.keys()
+                    held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
                     self._drop(con, reservation, account)
                     batch, total = None, ZERO
                     if held:
@@ -585,7 +675,13 @@ class SqliteLedger(Ledger):
                         account.settled += elsewhere
                     if written:  # entries written before they were settled: read recorded spend again (they are in it)
                         con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                        account.base = self._total(**filter_kwargs(scope))
+                        spend, now_written = self._recorded(scope)
+                        # (The batch row is not in ``_batches`` yet: what it holds of entries written since is left
+                        # out here.)
+                        late = now_written & held.keys()
+                        account.base = self._base(con, scope.key, spend, now_written) - sum(
+                            map(held.__getitem__, late), ZERO
+                        )
                         account.gen, account.read_at = account.ledger_gen + 1, account.now
                     spent, reserved = account.base + account.settled, account.reserved
                     grant = headroom(renew, limit - spent - reserved - keep)
@@ -616,7 +712,7 @@ class SqliteLedger(Ledger):
             with self._transaction() as con:
                 account = self._load(con, scope, fresh=fresh, defer=defer)
                 self._drop(con, reservation, account)
-                if entry_id is None or self.receipts.settling(entry_id):
+                if entry_id is None or (entry_id not in self._written and self.receipts.settling(entry_id)):
                     con.execute(
                         "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
                         (scope.key, self._holder, str(amount), _FOREVER if entry_id is None else entry_id),
@@ -624,7 +720,7 @@ class SqliteLedger(Ledger):
                     account.settled += amount
                 else:  # the entry was written before it was settled: read recorded spend again, it is in there now
                     con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                    account.base = self._total(**filter_kwargs(scope))
+                    account.base = self._base(con, scope.key, *self._recorded(scope))
                     account.gen, account.read_at = account.ledger_gen + 1, account.now
                 self._save(con, account)
             return Standing(account.base + account.settled, account.reserved)
@@ -679,7 +775,10 @@ class SqliteLedger(Ledger):
         except BaseException:
             with self._lock:  # tried again with the next acknowledgement
                 self._unacknowledged = [*alone, *self._unacknowledged]
-                self._unacknowledged_held.update(self._batches.holding(written))
+                held = self._batches.holding(written)
+                self._unacknowledged_held.update(held)
+                with self._written_lock:  # (those tried again stay written, their settled amounts left out till then)
+                    self._written.difference_update(written.difference(held, alone))
             raise
 
     def _fresh_scopes(self, written: AbstractSet[str]) -> list[BudgetScope]:
@@ -701,10 +800,13 @@ class SqliteLedger(Ledger):
             found[key] = scope
         return list(found.values())
 
-    def _fresh_totals(self, scopes: Sequence[BudgetScope]) -> tuple[float, float, dict[str, Decimal]] | None:
+    def _fresh_totals(
+        self, scopes: Sequence[BudgetScope]
+    ) -> tuple[float, float, dict[str, Decimal], frozenset[str]] | None:
         """The recorded spend of ``scopes`` read now (after the write being acknowledged), with the acknowledgement
-        generation read just before and the time: ``(gen, read_at, {scope key: spend})``, or ``None`` (no scope,
-        or a read failed: the accounts are then read again by their next use, as after any acknowledgement).
+        generation read just before, the time and the ids written and not acknowledged when it was read (see
+        ``_recorded``): ``(gen, read_at, {scope key: spend}, written)``, or ``None`` (no scope, or a read failed: the
+        accounts are then read again by their next use, as after any acknowledgement).
 
         Why here: an acknowledgement makes every account's recorded spend stale, and reading it again (a query of
         the store, milliseconds on a large one) fell to the next call to settle a batch, inside the ledger's lock
@@ -716,18 +818,24 @@ class SqliteLedger(Ledger):
             with self._lock:
                 gen = self._connection().execute("SELECT v FROM meta WHERE k = 'gen'").fetchone()[0]
             read_at = time.time()
-            return gen, read_at, {scope.key: self._total(**filter_kwargs(scope)) for scope in scopes}
+            with self._store_lock:
+                totals = {scope.key: self._total(**filter_kwargs(scope)) for scope in scopes}
+                return gen, read_at, totals, self._written_now()
         except Exception as exc:  # noqa: BLE001 - the accounts are read again by their next use, as before
             logger.debug("llmcost: budget ledger: could not read recorded spend at an acknowledgement: %r", exc)
             return None
 
     def _forget_written(
-        self, alone: list[str], written: AbstractSet[str], fresh: tuple[float, float, dict[str, Decimal]] | None
+        self,
+        alone: list[str],
+        written: AbstractSet[str],
+        fresh: tuple[float, float, dict[str, Decimal], frozenset[str]] | None,
     ) -> None:
         """Take the settled amounts of the written entries off the ledger (``alone``: those settled one by one; and
         what batch rows hold of ``written``), in one transaction that also bumps the acknowledgement generation; the
         accounts in ``fresh`` get its spend, read after the write, if no acknowledgement happened since it was read
-        (else they are read again by their next use). Caller holds the lock."""
+        (else they are read again by their next use), less what the ledger still holds of other entries written and
+        not acknowledged (``_base``). The entries leave ``_written``. Caller holds the lock."""
         batches = self._batches
         in_rows = batches.written(written)
         with self._transaction() as con:
@@ -759,12 +867,17 @@ class SqliteLedger(Ledger):
                 self._add(con, scope, "settled", -amount)
             gen = con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen' RETURNING v").fetchone()[0]
             if fresh is not None and fresh[0] + 1 == gen:  # no other acknowledgement since the spend was read
-                for key, base in fresh[2].items():
+                # (Entries acknowledged here are settled no more; others written meanwhile may be.)
+                others = fresh[3].difference(written, alone) if fresh[3] else _NONE_WRITTEN
+                for key, spend in fresh[2].items():
                     con.execute(
                         "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?",
-                        (str(base), gen, fresh[1], key),
+                        (str(self._base(con, key, spend, others)), gen, fresh[1], key),
                     )
         batches.forget(written, in_rows)
+        if self._written:
+            with self._written_lock:
+                self._written.difference_update(written, alone)
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection (the ledger reopens on its next use)."""
