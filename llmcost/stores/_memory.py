@@ -304,11 +304,11 @@ class MemoryStore(CostStore):
         arrays first; the store's columns are extended only once the whole batch converted.
         """
         pending, feeds = self._pending, self._feeds
-        n = len(pending) if feeds is None else feeds.counted_appends()  # (counted by the ledger before they leave)
-        if not n:
-            return
-        self._moving = True
+        self._moving = True  # (from here: the ledger's count of the appends is part of the move appends wait for)
         try:
+            n = len(pending) if feeds is None else feeds.counted_appends()  # (counted by the ledger before they leave)
+            if not n:
+                return
             batch = pending[:n]
             del pending[:n]  # appends racing with this land after the first n, which only this lock holder removes
             try:
