@@ -66,27 +66,35 @@ def _bare() -> dict[str, Any]:
 
 def _run_us(fn: Callable[[], object], calls: int, threads: int, after: Callable[[], object] | None) -> float:
     """Wall microseconds per call of ``calls`` calls of ``fn`` spread over ``threads`` threads, then ``after()``;
-    best of 3."""
+    best of 3.
+
+    The span runs from the first worker's first call to the last worker's last call (each reads the clock itself),
+    then ``after()``: read by the main thread instead, it also held the main thread's wait for the GIL after the
+    barrier (up to a switch interval, 5 ms, when a worker left the barrier first), which falls on either side."""
     per = calls // threads
     best = float("inf")
     for _ in range(3):
         barrier = threading.Barrier(threads + 1)
+        starts: list[float] = []
+        ends: list[float] = []
 
-        def work(barrier: threading.Barrier = barrier) -> None:
+        def work(barrier: threading.Barrier = barrier, starts: list[float] = starts, ends: list[float] = ends) -> None:
             barrier.wait()
+            starts.append(time.perf_counter())
             for _ in range(per):
                 fn()
+            ends.append(time.perf_counter())
 
         workers = [threading.Thread(target=work) for _ in range(threads)]
         for w in workers:
             w.start()
         barrier.wait()
-        started = time.perf_counter()
         for w in workers:
             w.join()
         if after is not None:
             after()
-        best = min(best, time.perf_counter() - started)
+            ends.append(time.perf_counter())
+        best = min(best, max(ends) - min(starts))
     return best / (per * threads) * 1e6
 
 

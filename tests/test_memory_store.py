@@ -152,8 +152,8 @@ def test_threads_appending_and_reading_at_once_lose_nothing_and_budgets_count_ea
 
 
 def test_appends_do_not_wait_for_a_thread_holding_the_store():
-    # Recording threads never queue on the store's lock (a reader, or a thread switched away while holding it):
-    # entries join the pending list and are moved into the columns by whoever next gets the lock.
+    # Recording threads never queue on a reader holding the store's lock: entries join the pending list and are
+    # moved into the columns by whoever next gets the lock.
     import threading
 
     store = MemoryStore()
@@ -176,6 +176,41 @@ def test_appends_do_not_wait_for_a_thread_holding_the_store():
     holder.join()
     assert done, "append waited for the thread holding the store's lock"
     assert store.entries() == batch
+
+
+def test_appends_let_a_move_that_was_switched_away_finish_before_piling_up_more():
+    # A thread the interpreter switched away from in the middle of a move holds the lock; the threads that run
+    # meanwhile wait for it (asleep, holding nothing) once a batch is pending again, rather than appending for their
+    # whole switch intervals: no move takes much more than a batch, and nothing is lost.
+    import threading
+    import time
+
+    store = MemoryStore()
+    convert, sizes, stalled = store._convert, [], threading.Event()
+
+    def switched_away(batch):
+        sizes.append(len(batch))
+        if not stalled.is_set():
+            stalled.set()
+            time.sleep(0.2)  # the first move, away from the interpreter (sleeping, as a thread switched out is)
+        return convert(batch)
+
+    store._convert = switched_away
+    threads, each = 4, 3 * _memory._BATCH
+    made = [[make(t * each + i) for i in range(each)] for t in range(threads)]
+
+    def record(mine) -> None:
+        for entry in mine:
+            store.append([entry])
+
+    workers = [threading.Thread(target=record, args=(mine,)) for mine in made]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert stalled.is_set()
+    assert max(sizes) <= _memory._BATCH + threads, sizes
+    assert store.entries() == sorted((e for mine in made for e in mine), key=lambda e: (e.timestamp, e.id))
 
 
 def _row(entry):
