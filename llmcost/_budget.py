@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from time import time_ns as _time_ns
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -603,12 +604,13 @@ class Budget:
                     budget_tracker = get_tracker()
                 store = budget_tracker.store
                 if lease.store is store:
-                    now = budget_tracker.now_micros()
+                    # (``now_micros`` inline for the default clock, as ``record_call`` reads it.)
+                    now = _time_ns() // 1000 if budget_tracker.clock is system_clock else budget_tracker.now_micros()
                     since, until = lease.since_us, lease.until_us
                     if (
                         (since is None or since <= now)
                         and (until is None or now < until)
-                        and lease.ledger.take_kept(lease.account, lease.hold, needed, lease.limit) is True
+                        and lease.ledger.take_kept(lease.account, needed, lease.limit) is True
                     ):
                         return _Leased(store, lease, needed)
             elif type(lease) is Lease and lease.live:
@@ -1044,7 +1046,10 @@ class Budget:
         ledger's lock alone), and the budget's figures follow if the lease is still its own. ``False`` (nothing done)
         for any other call: ``_count_period_row`` counts it."""
         lease = token.lease
-        if token.settled or type(lease) is not LocalLease or lease.account is None:
+        if token.settled or type(lease) is not LocalLease:
+            return False
+        account = lease.account
+        if account is None:
             return False
         # (The call's tracker is one this budget checks: it reserved for the call. The row went to that tracker's
         # store; the token's store is the budget's tracker's as the call was checked.)
@@ -1054,7 +1059,7 @@ class Budget:
         if token.store is not getattr(tracker, "store", None):
             return False
         token.settled = True
-        spent, _ = lease.ledger.give_back(lease.account, lease.hold, token.estimate)
+        spent = lease.ledger.give_back(account, token.estimate)
         if spent >= self._quiet_below and lease is self._lease:  # (else no threshold can have been crossed)
             # With the figure the ledger answered: answers reach the budget out of the ledger's order (no lock is held
             # from one to the other), and an older, lower one landing in ``_spent`` meanwhile would hide the crossing.
