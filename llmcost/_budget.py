@@ -161,6 +161,9 @@ class _Leased(_Hold):
         self.estimate = estimate
 
 
+_new_token = object.__new__
+
+
 def _unsettled(token: object) -> bool:
     return isinstance(token, _Hold) and not token.settled
 
@@ -612,7 +615,10 @@ class Budget:
                         and (until is None or now < until)
                         and lease.ledger.take_kept(lease.account, needed, lease.limit) is True
                     ):
-                        return _Leased(store, lease, needed)
+                        # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame.)
+                        token = _new_token(_Leased)
+                        token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
+                        return token
             elif type(lease) is Lease and lease.live:
                 leased = self._take_leased(lease, needed)
                 if leased is not None:
@@ -943,6 +949,21 @@ class Budget:
                     self.check_thresholds()
                 return
         elif type(token) is _Leased and recorded_us is not None:
+            # ``on_recorded_row``'s usual period count, ``_gave_back`` inline (this runs after every call).
+            lease = token.lease
+            if type(lease) is LocalLease and not token.settled:
+                account = lease.account
+                if (
+                    account is not None
+                    and (lease.since_us is None or lease.since_us <= recorded_us)
+                    and (lease.until_us is None or recorded_us < lease.until_us)
+                    and token.store is getattr(tracker, "store", None)
+                ):
+                    token.settled = True
+                    spent = lease.ledger.give_back(account, token.estimate)
+                    if spent >= self._quiet_below and lease is self._lease:  # (as ``_gave_back`` says)
+                        self._check_thresholds(lease, spent)
+                    return
             try:
                 if self._gave_back(token, tracker, recorded_us):
                     return  # (``on_recorded_row``'s usual period count)

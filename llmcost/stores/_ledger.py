@@ -766,9 +766,20 @@ class LocalLedger(Ledger):
             if len(appends) != told:
                 row = appends[told]
                 if len(appends) == told + 1 and type(row) is tuple and row[ROW_ENTRY] is None:
-                    # The usual news: this call's row alone, no entry built (``appended_row``'s count of it).
+                    # The usual news: this call's row alone, no entry built (``appended_row``'s count of it,
+                    # ``_count_row`` inline).
                     self._told = told + 1
-                    self._count_row(row)
+                    when = row[ROW_MICROS]
+                    for scope, counted in self._accounts.values():
+                        since, until = counted.since_us, counted.until_us
+                        if (
+                            (since is None or since <= when)
+                            and (until is None or when < until)
+                            and (scope.plain or _row_matches(scope, row))
+                        ):
+                            amount = row[ROW_AMOUNT]
+                            counted.base += amount
+                            counted.committed += amount
                 else:
                     self._catch_up()
             account.committed -= estimate
