@@ -24,7 +24,8 @@ the lease is an open reservation like any other, so the limit holds exactly as i
 
 ``LocalLedger`` keeps all this in one process (``MemoryStore``, and the default of any ``CostStore``), where a
 budget reserves and settles each call through one *hold* of its own (``open_hold``, ``grow``, ``settle_held``: the
-same bookkeeping as ``reserve``/``settle``, as plain arithmetic under the ledger's lock; see ``_lease.LocalLease``);
+same bookkeeping as ``reserve``/``settle``, as plain arithmetic under the ledger's lock; see ``_lease.LocalLease``),
+or, over a ``fed`` ledger, in the scope's account itself (``take_kept``, ``give_back``: one addition each);
 ``_ledger_sqlite.SqliteLedger`` keeps it in a SQLite file beside a DuckDB or Parquet store, for every process on
 the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled (a ``fed``
 ``LocalLedger`` keeps those ids itself, under the lock it holds as appends reach it).
