@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from time import time_ns as _time_ns
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -158,6 +159,9 @@ class _Leased(_Hold):
         self.settled = False
         self.lease = lease
         self.estimate = estimate
+
+
+_new_token = object.__new__
 
 
 def _unsettled(token: object) -> bool:
@@ -608,14 +612,18 @@ class Budget:
                     budget_tracker = get_tracker()
                 store = budget_tracker.store
                 if lease.store is store:
-                    now = budget_tracker.now_micros()
+                    # (``now_micros`` inline for the default clock, as ``record_call`` reads it.)
+                    now = _time_ns() // 1000 if budget_tracker.clock is system_clock else budget_tracker.now_micros()
                     since, until = lease.since_us, lease.until_us
                     if (
                         (since is None or since <= now)
                         and (until is None or now < until)
-                        and lease.ledger.take_kept(lease.account, lease.hold, needed, lease.limit) is True
+                        and lease.ledger.take_kept(lease.account, needed, lease.limit) is True
                     ):
-                        return _Leased(store, lease, needed)
+                        # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame.)
+                        token = _new_token(_Leased)
+                        token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
+                        return token
             elif type(lease) is Lease and lease.live:
                 leased = self._take_leased(lease, needed)
                 if leased is not None:
@@ -946,6 +954,21 @@ class Budget:
                     self.check_thresholds()
                 return
         elif type(token) is _Leased and recorded_us is not None:
+            # ``on_recorded_row``'s usual period count, ``_gave_back`` inline (this runs after every call).
+            lease = token.lease
+            if type(lease) is LocalLease and not token.settled:
+                account = lease.account
+                if (
+                    account is not None
+                    and (lease.since_us is None or lease.since_us <= recorded_us)
+                    and (lease.until_us is None or recorded_us < lease.until_us)
+                    and token.store is getattr(tracker, "store", None)
+                ):
+                    token.settled = True
+                    spent = lease.ledger.give_back(account, token.estimate)
+                    if spent >= self._quiet_below and lease is self._lease:  # (as ``_gave_back`` says)
+                        self._check_thresholds(lease, spent)
+                    return
             try:
                 if self._gave_back(token, tracker, recorded_us):
                     return  # (``on_recorded_row``'s usual period count)
@@ -1049,7 +1072,10 @@ class Budget:
         ledger's lock alone), and the budget's figures follow if the lease is still its own. ``False`` (nothing done)
         for any other call: ``_count_period_row`` counts it."""
         lease = token.lease
-        if token.settled or type(lease) is not LocalLease or lease.account is None:
+        if token.settled or type(lease) is not LocalLease:
+            return False
+        account = lease.account
+        if account is None:
             return False
         # (The call's tracker is one this budget checks: it reserved for the call. The row went to that tracker's
         # store; the token's store is the budget's tracker's as the call was checked.)
@@ -1059,7 +1085,7 @@ class Budget:
         if token.store is not getattr(tracker, "store", None):
             return False
         token.settled = True
-        spent, _ = lease.ledger.give_back(lease.account, lease.hold, token.estimate)
+        spent = lease.ledger.give_back(account, token.estimate)
         if spent >= self._quiet_below and lease is self._lease:  # (else no threshold can have been crossed)
             # With the figure the ledger answered: answers reach the budget out of the ledger's order (no lock is held
             # from one to the other), and an older, lower one landing in ``_spent`` meanwhile would hide the crossing.

@@ -451,9 +451,10 @@ class LocalLease(Lease):
 
     Over a ``fed`` ledger (a ``MemoryStore``'s) the lease keeps its scope's ``account``, looked up once
     (``open_kept``), and a call's check and settlement are one ledger step each, under the ledger's lock alone: the
-    budget calls ``ledger.take_kept(account, hold, ...)`` for a call of the lease's period (``since_us`` to
-    ``until_us``) without its own lock, and ``give_back`` once the call's row is appended (the row is counted in the
-    same step). Elsewhere each call grows and settles the hold by its scope (``grow``, ``settle_held``).
+    budget calls ``ledger.take_kept(account, ...)`` for a call of the lease's period (``since_us`` to ``until_us``)
+    without its own lock, and ``give_back`` once the call's row is appended (the row is counted in the same step).
+    There the calls in flight hold their estimates in the account itself, with no hold (``hold`` is ``None``): each
+    gives its own back. Elsewhere each call grows and settles the hold by its scope (``grow``, ``settle_held``).
 
     Example::
 
@@ -485,8 +486,9 @@ class LocalLease(Lease):
         #: The ledger's reservation holding the estimates of the calls in flight, and (a fed ledger) the account it is
         #: in, both for the lease's whole life: a call gives its estimate back where it took it from.
         self.account: Any = None
+        self.hold: int | None = None
         if ledger.fed:
-            self.hold, self.account = ledger.open_kept(scope)
+            self.account = ledger.open_kept(scope)
         else:
             self.hold = ledger.open_hold(scope)
         self._pid = os.getpid()
@@ -513,14 +515,6 @@ class LocalLease(Lease):
             return spent, spent + self.reserved
         return standing.spent, standing.spent + standing.reserved
 
-    def give_back(self, estimate: Decimal) -> tuple[Decimal, Decimal]:
-        """(A fed ledger) give back the ``estimate`` of a call the kept account served, whose row, if it recorded
-        one, the ledger counts in the same step: the scope's ``(spent, reserved)`` after it (kept for ``figures``).
-        Called with or without the lease's lock."""
-        spent, reserved = self.ledger.give_back(self.account, self.hold, estimate)
-        self.spent, self.reserved = spent, reserved
-        return spent, reserved
-
     def take(self, needed: Decimal, now_in_period: bool = False) -> bool:
         """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not; the budget then reserves
         exactly, which refuses the call or, for a budget that warns, forces it). The caller holds the lease's lock
@@ -528,23 +522,32 @@ class LocalLease(Lease):
         account = self.account
         if account is not None:
             # (``None``: the ledger forgot the account, an old period's; the budget reserves exactly then.)
-            return self.ledger.take_kept(account, self.hold, needed, self.limit) is True
+            return self.ledger.take_kept(account, needed, self.limit) is True
         # (A hold ``close`` dropped is added again as a call grows it.)
-        return self.ledger.grow(self.scope, self.hold, needed, limit=self.limit)
+        hold = self.hold
+        assert hold is not None  # (a lease without an account has a hold)
+        return self.ledger.grow(self.scope, hold, needed, limit=self.limit)
 
     def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None, change: Decimal | None = None) -> bool:
         """Settle a call that took ``estimate``: its ``amount`` counted in the ledger in its place (``False``: the
         budget reads the scope's figures after it with ``figures()``; ``change`` is not read). The caller holds the
         lease's lock."""
-        self.spent, self.reserved = self.ledger.settle_held(self.scope, self.hold, estimate, amount, entry_id)
+        self._settle(estimate, amount, entry_id)
         return False
 
     def drop(self, estimate: Decimal) -> None:
         """Give back the ``estimate`` of a call that recorded nothing that counts here."""
+        self._settle(estimate, None, None)
+
+    def _settle(self, estimate: Decimal, amount: Decimal | None, entry_id: str | None) -> None:
+        """Settle a call that took ``estimate`` (``done``; ``amount`` ``None``: ``drop``), the figures kept."""
         if self.account is not None:
-            self.give_back(estimate)
+            standing = self.ledger.settle_kept(self.scope, self.account, estimate, amount, entry_id)
+            self.spent, self.reserved = standing.spent, standing.reserved
         else:
-            self.spent, self.reserved = self.ledger.settle_held(self.scope, self.hold, estimate, None, None)
+            hold = self.hold
+            assert hold is not None  # (a lease without an account has a hold)
+            self.spent, self.reserved = self.ledger.settle_held(self.scope, hold, estimate, amount, entry_id)
 
     def renew(self, estimate: Decimal) -> bool:
         """Read where the scope stands (for ``figures``); always ``True``: the lease serves calls as long as the limit
@@ -555,7 +558,10 @@ class LocalLease(Lease):
             return True
 
     def close(self, wait: float | None = None) -> bool:
-        """Drop the hold now if no call is in flight, else as the last one settles (``LocalLedger.close_hold``)."""
+        """Drop the hold now if no call is in flight, else as the last one settles (``LocalLedger.close_hold``; over a
+        fed ledger there is none: each call in flight gives its own estimate back)."""
+        if self.hold is None:
+            return True
         lock = self._lock
         if not lock.acquire(timeout=-1 if wait is None else wait):
             return False

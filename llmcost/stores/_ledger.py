@@ -27,7 +27,8 @@ the lease is an open reservation like any other, so the limit holds exactly as i
 
 ``LocalLedger`` keeps all this in one process (``MemoryStore``, and the default of any ``CostStore``), where a
 budget reserves and settles each call through one *hold* of its own (``open_hold``, ``grow``, ``settle_held``: the
-same bookkeeping as ``reserve``/``settle``, as plain arithmetic under the ledger's lock; see ``_lease.LocalLease``);
+same bookkeeping as ``reserve``/``settle``, as plain arithmetic under the ledger's lock; see ``_lease.LocalLease``),
+or, over a ``fed`` ledger, in the scope's account itself (``take_kept``, ``give_back``: one addition each);
 ``_ledger_sqlite.SqliteLedger`` keeps it in a SQLite file beside a DuckDB or Parquet store, for every process on
 the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled (a ``fed``
 ``LocalLedger`` keeps those ids itself, under the lock it holds as appends reach it).
@@ -389,16 +390,17 @@ class Ledger(abc.ABC):
 
 @attrs.define
 class _Account:
-    """One scope's numbers in a ``LocalLedger``."""
+    """One scope's numbers in a ``LocalLedger``: recorded spend (``base``), amounts settled but not yet recorded
+    (``settled``), and ``committed``, the two plus every open reservation, kept as one figure (a call's check is then
+    one addition and comparison; ``reserved`` is found from it when read)."""
 
     base: Decimal
     gen: int
     read_at: float
-    reserved: Decimal = ZERO
+    committed: Decimal
     settled: Decimal = ZERO
-    #: Open reservations by id: the amount each holds; a kept hold (``take_kept``), the number of its calls in flight
-    #: (an int: the estimates themselves are in ``reserved`` alone, each given back by its call).
-    holds: dict[int, Decimal | int] = attrs.field(factory=dict)
+    #: Open reservations by id, and the amount each holds (a kept account's calls hold none here: ``take_kept``).
+    holds: dict[int, Decimal] = attrs.field(factory=dict)
     entries: dict[str, Decimal] = attrs.field(factory=dict)
     #: The scope's period as epoch microseconds (``None``: unbounded), as appended rows give their timestamps.
     since_us: int | None = None
@@ -407,6 +409,21 @@ class _Account:
     #: once ``_forget_older`` dropped it: a ``LocalLease`` that kept it must look the scope up again).
     key: str = ""
     kept: bool = True
+
+    @property
+    def reserved(self) -> Decimal:
+        """Open reservations: what is committed beyond spend."""
+        return self.committed - self.base - self.settled
+
+    def standing(self) -> Standing:
+        """Where the account stands: ``Standing(spent, reserved)``."""
+        spent = self.base + self.settled
+        return Standing(spent, self.committed - spent)
+
+    def rebase(self, base: Decimal) -> None:
+        """Recorded spend read anew: ``base``, and ``committed`` with it."""
+        self.committed += base - self.base
+        self.base = base
 
 
 class LocalLedger(Ledger):
@@ -485,10 +502,12 @@ class LocalLedger(Ledger):
         if found is not None and self._fed and not refresh:
             return found[1]  # (a running total: never stale)
         if found is None:
+            base = self._total(**filter_kwargs(scope))
             account = _Account(
-                self._total(**filter_kwargs(scope)),
+                base,
                 self._gen,
                 time.monotonic(),
+                base,
                 since_us=None if scope.since is None else micros(scope.since),
                 until_us=None if scope.until is None else micros(scope.until),
                 key=scope.key,
@@ -500,7 +519,7 @@ class LocalLedger(Ledger):
         now = time.monotonic()
         stale = not self._fed and (account.gen != self._gen or now - account.read_at > self._refresh)
         if refresh or stale:
-            account.base = self._total(**filter_kwargs(scope))
+            account.rebase(self._total(**filter_kwargs(scope)))
             account.gen, account.read_at = self._gen, now
         return account
 
@@ -524,16 +543,17 @@ class LocalLedger(Ledger):
         with self._lock:
             account = self._account(scope)
             spent = account.base + account.settled
-            room = limit - spent - account.reserved
+            committed = account.committed
+            room = limit - committed
             granted = force or (room > 0 and amount <= room)
             rid = None
             if granted and amount:
                 self._ids += 1
                 rid = self._ids
                 account.holds[rid] = amount
-                account.reserved += amount
+                account.committed = committed + amount
                 self._holds[rid] = scope.key
-            return Reservation(scope.key, amount, granted, spent, account.reserved - (amount if rid else ZERO), rid)
+            return Reservation(scope.key, amount, granted, spent, committed - spent, rid)
 
     def _drop(self, reservation: Reservation | None) -> None:
         if reservation is not None and reservation.id is not None:
@@ -546,8 +566,8 @@ class LocalLedger(Ledger):
         found = self._accounts.get(key) if key is not None else None
         if found is not None:
             amount = found[1].holds.pop(rid, None)
-            if amount is not None and type(amount) is not int:  # (a kept hold's estimates: each call gives its back)
-                found[1].reserved -= amount
+            if amount is not None:
+                found[1].committed -= amount
 
     def settle(
         self,
@@ -562,13 +582,15 @@ class LocalLedger(Ledger):
             account = self._account(scope)
             if entry_id is None:
                 account.settled += amount
+                account.committed += amount
             elif self._settling(entry_id):
                 account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
                 account.settled += amount
+                account.committed += amount
             elif not self._fed:
                 self._gen += 1  # written before it was settled: read the recorded spend again
                 account = self._account(scope)
-            return Standing(account.base + account.settled, account.reserved)
+            return account.standing()
 
     def release(self, reservation: Reservation) -> None:
         with self._lock:
@@ -592,10 +614,12 @@ class LocalLedger(Ledger):
             self._drop(reservation)
             account = self._account(scope)
             account.settled += elsewhere
+            account.committed += elsewhere
             for entry_id, amount in amounts.items():
                 if self._settling(entry_id):
                     account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
                     account.settled += amount
+                    account.committed += amount
                 elif not self._fed:
                     self._gen += 1  # written before it was settled: read the recorded spend again
                     account = self._account(scope)
@@ -607,10 +631,10 @@ class LocalLedger(Ledger):
                 self._ids += 1
                 rid = self._ids
                 account.holds[rid] = amount
-                account.reserved += amount
+                account.committed += amount
                 self._holds[rid] = scope.key
                 made = Reservation(scope.key, amount, True, spent, reserved, rid)
-            return Renewal(made, grant, Standing(spent, account.reserved))
+            return Renewal(made, grant, account.standing())
 
     # -- holds: how an in-process budget reserves and settles call by call (``_lease.LocalLease``) ----------------
     # The same bookkeeping as ``reserve``/``settle``, without their answer objects: each call's estimate is added to
@@ -636,7 +660,7 @@ class LocalLedger(Ledger):
                 self._catch_up()
             found = self._accounts.get(scope.key) if self._fed else None
             account = found[1] if found is not None else self._account(scope)
-            room = limit - account.base - account.settled - account.reserved
+            room = limit - account.committed
             if room > 0 and amount <= room:
                 if amount:
                     holds = account.holds
@@ -645,7 +669,7 @@ class LocalLedger(Ledger):
                         held = ZERO
                         self._holds[hold] = scope.key
                     holds[hold] = held + amount
-                    account.reserved += amount
+                    account.committed += amount
                 return True
             return False
 
@@ -661,17 +685,27 @@ class LocalLedger(Ledger):
             account = found[1] if found is not None else self._account(scope)
             if estimate:
                 self._release_held(account, hold, estimate)
-            if amount is not None and (entry_id is None or entry_id not in self._seen):  # (fed: counted as appended)
-                if entry_id is None:
-                    account.settled += amount
-                elif self._settling(entry_id):
-                    entries = account.entries
-                    entries[entry_id] = entries[entry_id] + amount if entry_id in entries else amount
-                    account.settled += amount
-                elif not self._fed:
-                    self._gen += 1  # written before it was settled: read the recorded spend again
-                    account = self._account(scope)
-            return account.base + account.settled, account.reserved
+            if amount is not None:
+                account = self._count_settled(scope, account, amount, entry_id)
+            standing = account.standing()
+            return standing.spent, standing.reserved
+
+    def _count_settled(self, scope: BudgetScope, account: _Account, amount: Decimal, entry_id: str | None) -> _Account:
+        """Count a call's ``amount`` in ``account`` as ``settle`` does (caller holds the lock): the account after."""
+        if entry_id is not None and entry_id in self._seen:
+            return account  # (fed: counted as appended)
+        if entry_id is None:
+            account.settled += amount
+            account.committed += amount
+        elif self._settling(entry_id):
+            entries = account.entries
+            entries[entry_id] = entries[entry_id] + amount if entry_id in entries else amount
+            account.settled += amount
+            account.committed += amount
+        elif not self._fed:
+            self._gen += 1  # written before it was settled: read the recorded spend again
+            account = self._account(scope)
+        return account
 
     def _release_held(self, account: _Account, hold: int, estimate: Decimal) -> None:
         """Take a call's ``estimate`` out of ``hold``, in ``account``, and drop the hold if ``close_hold`` asked for it
@@ -679,23 +713,18 @@ class LocalLedger(Ledger):
         holds = account.holds
         held = holds.get(hold)
         if held is not None:
-            account.reserved -= estimate
-            rest = held - 1 if type(held) is int else held - estimate  # (a kept hold counts its calls in flight)
+            account.committed -= estimate
+            rest = held - estimate
             if rest or not self._closing or hold not in self._closing:
                 holds[hold] = rest
             else:
-                self._closed(holds, hold)
-
-    def _closed(self, holds: dict[int, Decimal | int], hold: int) -> None:
-        """Drop ``hold`` (empty now) from ``holds``, its account's: ``close_hold`` asked for it as its last call in
-        flight gave its estimate back (caller holds the lock)."""
-        del holds[hold]
-        self._holds.pop(hold, None)
-        self._closing.discard(hold)
+                del holds[hold]
+                self._holds.pop(hold, None)
+                self._closing.discard(hold)
 
     def close_hold(self, hold: int) -> None:
         """Drop ``hold`` now if no call in flight holds anything in it, else as the last one gives its estimate back
-        (``give_back``, ``settle_held``); a call that takes from it meanwhile keeps it open until then."""
+        (``settle_held``); a call that takes from it meanwhile keeps it open until then."""
         with self._lock:
             key = self._holds.get(hold)
             found = self._accounts.get(key) if key is not None else None
@@ -704,26 +733,23 @@ class LocalLedger(Ledger):
             else:
                 self._drop_id(hold)
 
-    # -- kept accounts: a fed ledger's holds, looked up once per period (``_lease.LocalLease``) --------------------
-    # A fed ledger's account is a running total, the same object for the whole period: a budget's lease keeps it with
-    # its hold, and each call then reserves in it (``take_kept``) and gives its estimate back (``give_back``) in one
-    # step under the ledger's lock each, without looking the scope up. ``_Account.kept`` says whether the ledger still
-    # keeps it (``_forget_older`` drops accounts of past periods). A kept hold counts its calls in flight (an int, for
-    # ``close_hold``): their estimates are in the account's ``reserved`` alone, each given back by its own call
-    # (``give_back``, or ``settle_held`` for a call settled with its entry), never by dropping the hold.
+    # -- kept accounts: a fed ledger's, looked up once per period (``_lease.LocalLease``) -----------------------------
+    # A fed ledger's account is a running total, the same object for the whole period: a budget's lease keeps it, and
+    # each call then reserves its estimate in it (``take_kept``) and gives it back (``give_back``, or ``settle_kept``
+    # for a call settled with its entry) in one step under the ledger's lock each, without looking the scope up. The
+    # estimates of the calls in flight are in the account's ``committed`` alone, with no hold of their own: each call
+    # gives its own back, so there is nothing to drop when the lease closes. ``_Account.kept`` says whether the ledger
+    # still keeps the account (``_forget_older`` drops accounts of past periods: a late call gives back to it all the
+    # same, where it took from).
 
-    def open_kept(self, scope: BudgetScope) -> tuple[int, _Account]:
-        """(``fed`` ledgers) a hold of nothing yet in ``scope``, and the scope's account, for ``take_kept`` and
-        ``give_back`` (the hold is added to the account as calls take from it, and ``close_hold`` drops it)."""
+    def open_kept(self, scope: BudgetScope) -> _Account:
+        """(``fed`` ledgers) the scope's account, for ``take_kept``, ``give_back`` and ``settle_kept``."""
         with self._lock:
-            account = self._account(scope)
-            self._ids += 1
-            return self._ids, account
+            return self._account(scope)
 
-    def take_kept(self, account: _Account, hold: int, amount: Decimal, limit: Decimal) -> bool | None:
-        """``grow`` of ``hold`` in a kept ``account``: whether ``limit`` covers ``amount`` (and it was reserved, a call
-        in flight of the hold); ``None`` if the ledger no longer keeps the account (look the scope up again:
-        ``open_kept``)."""
+    def take_kept(self, account: _Account, amount: Decimal, limit: Decimal) -> bool | None:
+        """Reserve ``amount`` in a kept ``account`` if ``limit`` covers it, as ``reserve`` grants it: whether it did;
+        ``None`` if the ledger no longer keeps the account (look the scope up again: ``open_kept``)."""
         lock = self._lock
         lock.acquire()  # (not ``with``: its protocol costs more than the lock, and this runs before every call)
         try:
@@ -731,28 +757,20 @@ class LocalLedger(Ledger):
                 self._catch_up()  # (entries appended since, by anyone: counted before the limit is checked)
             if not account.kept:
                 return None
-            # (As ``reserve`` grants. Amounts settled but not yet appended are rare here: most calls add no ``settled``;
-            # and a comparison with ``ZERO`` costs half one with the int 0.)
-            settled = account.settled
-            room = (limit - account.base - settled if settled else limit - account.base) - account.reserved
-            if room > ZERO and amount <= room:
-                if amount:
-                    holds = account.holds
-                    held = holds.get(hold)
-                    if held is None:  # (none of its calls in flight: ``close_hold`` may have dropped it)
-                        holds[hold] = 1
-                        self._holds[hold] = account.key
-                    else:
-                        holds[hold] = held + 1  # (a count: an int's sum costs a fraction of a Decimal's)
-                    account.reserved += amount
+            # ``reserve``'s check (what remains, limit - committed, is positive and at least ``amount``), in one
+            # addition: a positive ``amount`` that fits leaves no doubt about the first.
+            committed = account.committed
+            after = committed + amount
+            if after <= limit and (amount > ZERO or committed < limit):
+                account.committed = after
                 return True
             return False
         finally:
             lock.release()
 
-    def give_back(self, account: _Account, hold: int, estimate: Decimal) -> tuple[Decimal, Decimal]:
-        """Give back a call's ``estimate``, of ``hold`` in a kept ``account`` (its row, appended already, is counted in
-        the same step, as the ledger catches up): the account's ``(spent, reserved)`` after."""
+    def give_back(self, account: _Account, estimate: Decimal) -> Decimal:
+        """Give back a call's ``estimate``, taken from a kept ``account`` (its row, appended already, is counted in the
+        same step, as the ledger catches up): the account's spend after."""
         lock = self._lock
         lock.acquire()  # (as in ``take_kept``: this runs after every call)
         try:
@@ -760,30 +778,46 @@ class LocalLedger(Ledger):
             if len(appends) != told:
                 row = appends[told]
                 if len(appends) == told + 1 and type(row) is tuple and row[ROW_ENTRY] is None:
-                    # The usual news: this call's row alone, no entry built (``appended_row``'s count of it).
+                    # The usual news: this call's row alone, no entry built (``appended_row``'s count of it,
+                    # ``_count_row`` inline).
                     self._told = told + 1
-                    self._count_row(row)
+                    when = row[ROW_MICROS]
+                    for scope, counted in self._accounts.values():
+                        since, until = counted.since_us, counted.until_us
+                        if (
+                            (since is None or since <= when)
+                            and (until is None or when < until)
+                            and (scope.plain or _row_matches(scope, row))
+                        ):
+                            amount = row[ROW_AMOUNT]
+                            counted.base += amount
+                            counted.committed += amount
                 else:
                     self._catch_up()
-            if estimate:  # (``_release_held`` inline)
-                holds = account.holds
-                held = holds.get(hold)
-                if held is not None:
-                    account.reserved -= estimate
-                    rest = held - 1  # (calls in flight)
-                    if rest or not self._closing or hold not in self._closing:
-                        holds[hold] = rest
-                    else:
-                        self._closed(holds, hold)
+            account.committed -= estimate
             settled = account.settled
-            return (account.base + settled if settled else account.base), account.reserved
+            return account.base + settled if settled else account.base
         finally:
             lock.release()
 
+    def settle_kept(
+        self, scope: BudgetScope, account: _Account, estimate: Decimal, amount: Decimal | None, entry_id: str | None
+    ) -> Standing:
+        """``settle_held`` of a call that took ``estimate`` from a kept ``account`` (of ``scope``): its ``amount``
+        counted in its place as ``settle`` counts it (``None``: nothing); the scope's standing after."""
+        with self._lock:
+            if len(self._appends) != self._told:
+                self._catch_up()
+            account.committed -= estimate  # (where it was taken from, kept still or not)
+            if not account.kept:  # (a past period's: the amount counts in the scope as the ledger keeps it now)
+                account = self._account(scope)
+            if amount is not None:
+                account = self._count_settled(scope, account, amount, entry_id)
+            return account.standing()
+
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         with self._lock:
-            account = self._account(scope, refresh)
-            return Standing(account.base + account.settled, account.reserved)
+            return self._account(scope, refresh).standing()
 
     by_id = True
 
@@ -805,6 +839,7 @@ class LocalLedger(Ledger):
                 amount = account.entries.pop(entry_id, None)
                 if amount is not None:
                     account.settled -= amount
+                    account.committed -= amount
 
     @property
     def fed(self) -> bool:
@@ -863,7 +898,9 @@ class LocalLedger(Ledger):
                     and (until is None or when < until)
                     and (plain or _row_matches(scope, row))
                 ):
-                    account.base += row[ROW_AMOUNT]
+                    amount = row[ROW_AMOUNT]
+                    account.base += amount
+                    account.committed += amount
 
     def appended_row(self, row: tuple[Any, ...]) -> None:
         """``appended`` of one row (the store's usual news: a tracked call's row, told as its call settles).
@@ -896,7 +933,9 @@ class LocalLedger(Ledger):
                 and (until is None or when < until)
                 and (scope.plain or _row_matches(scope, row))
             ):
-                account.base += row[ROW_AMOUNT]
+                amount = row[ROW_AMOUNT]
+                account.base += amount
+                account.committed += amount
 
 
 #: Positions in a row of ``stores._memory.ROW_FIELDS`` that ``LocalLedger.appended`` reads (a test checks them).

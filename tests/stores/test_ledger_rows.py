@@ -106,53 +106,61 @@ SCOPE = BudgetScope("kept", since=DAY, until=DAY + timedelta(days=1))
 CALL = Decimal("0.0025")
 
 
-def _kept() -> tuple[MemoryStore, _ledger.LocalLedger, int, Any]:
-    """A MemoryStore, its fed ledger, and a kept hold and account of ``SCOPE`` in it."""
+def _kept() -> tuple[MemoryStore, _ledger.LocalLedger, Any]:
+    """A MemoryStore, its fed ledger, and the kept account of ``SCOPE`` in it."""
     store = MemoryStore()
     ledger = store.ledger()
     assert isinstance(ledger, _ledger.LocalLedger)
-    hold, account = ledger.open_kept(SCOPE)
-    return store, ledger, hold, account
+    return store, ledger, ledger.open_kept(SCOPE)
 
 
 def test_a_kept_account_counts_every_append_before_it_checks_and_grants_exactly_up_to_the_limit() -> None:
-    store, ledger, hold, account = _kept()
+    store, ledger, account = _kept()
     limit = CALL * 4
-    assert ledger.take_kept(account, hold, CALL * 2, limit) is True
+    assert ledger.take_kept(account, CALL * 2, limit) is True
     assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), CALL * 2)
-    store.append_row(_row(make_entry(amount=CALL, timestamp=DAY)))  # recorded by anyone, not through the hold
-    assert ledger.take_kept(account, hold, CALL + Decimal("1e-18"), limit) is False  # one atom past the limit
-    assert ledger.take_kept(account, hold, CALL, limit) is True  # exactly at it
-    assert ledger.take_kept(account, hold, Decimal(0), limit) is False  # nothing left: not even a free call
-    assert ledger.give_back(account, hold, CALL * 2) == (CALL, CALL)
+    store.append_row(_row(make_entry(amount=CALL, timestamp=DAY)))  # recorded by anyone, not through the account
+    assert ledger.take_kept(account, CALL + Decimal("1e-18"), limit) is False  # one atom past the limit
+    assert ledger.take_kept(account, CALL, limit) is True  # exactly at it
+    assert ledger.take_kept(account, Decimal(0), limit) is False  # nothing left: not even a free call
+    assert ledger.give_back(account, CALL * 2) == CALL
+    assert ledger.standing(SCOPE) == _ledger.Standing(CALL, CALL)
     store.append_row(_row(make_entry(amount=CALL * 3, timestamp=DAY)))  # the call's row, counted as it gives back
-    assert ledger.give_back(account, hold, CALL) == (CALL * 4, 0)
+    assert ledger.give_back(account, CALL) == CALL * 4
     assert ledger.standing(SCOPE) == _ledger.Standing(CALL * 4, Decimal(0))
 
 
-def test_a_closed_hold_keeps_what_calls_in_flight_hold_and_goes_with_the_last_of_them() -> None:
-    _, ledger, hold, account = _kept()
-    assert ledger.take_kept(account, hold, CALL, Decimal(1)) and ledger.take_kept(account, hold, CALL, Decimal(1))
-    ledger.close_hold(hold)  # two calls in flight: their estimates stay reserved
-    assert ledger.standing(SCOPE).reserved == CALL * 2 and hold in ledger._holds
-    assert ledger.give_back(account, hold, CALL) == (0, CALL)
-    assert hold in ledger._holds
-    assert ledger.give_back(account, hold, CALL) == (0, 0)
-    assert hold not in ledger._holds and not account.holds  # the last one settled: the hold went with it
-    assert ledger.take_kept(account, hold, CALL, Decimal(1))  # a call after the close opens it again ...
-    assert ledger.standing(SCOPE).reserved == CALL and ledger._holds[hold] == SCOPE.key
-    assert ledger.give_back(account, hold, CALL) == (0, 0)
-    ledger.close_hold(hold)  # ... and a close with nothing in flight drops it at once
-    assert hold not in ledger._holds and not account.holds and ledger.standing(SCOPE).reserved == 0
+def test_a_kept_account_grants_as_reserve_does_whatever_the_sign_of_the_amount() -> None:
+    # ``take_kept`` checks in one addition (committed + amount <= limit): with what remains positive and at least
+    # the amount, as ``reserve`` grants; a negative or zero amount needs room left all the same.
+    limit = CALL * 2
+    other = BudgetScope("other", since=DAY, until=DAY + timedelta(days=1))
+    for amount in (CALL * 2, CALL, Decimal(0), -CALL, CALL * 3):
+        for before in (Decimal(0), CALL, CALL * 2, CALL * 3):  # committed already, in either scope
+            _, ledger, account = _kept()
+            ledger.reserve(SCOPE, before, limit=limit, force=True)
+            ledger.reserve(other, before, limit=limit, force=True)
+            granted = ledger.reserve(other, amount, limit=limit).granted
+            assert ledger.take_kept(account, amount, limit) is granted, (amount, before)
+            assert ledger.standing(SCOPE) == ledger.standing(other)
+
+
+def test_calls_in_flight_of_a_kept_account_hold_their_estimates_there_and_each_gives_its_own_back() -> None:
+    _, ledger, account = _kept()
+    assert ledger.take_kept(account, CALL, Decimal(1)) and ledger.take_kept(account, CALL, Decimal(1))
+    assert ledger.standing(SCOPE).reserved == CALL * 2 and not account.holds and not ledger._holds
+    assert ledger.give_back(account, CALL) == 0
+    assert ledger.standing(SCOPE).reserved == CALL
+    assert ledger.give_back(account, CALL) == 0
+    assert ledger.standing(SCOPE).reserved == 0
 
 
 def test_a_kept_account_the_ledger_forgot_is_not_taken_from() -> None:
-    _, ledger, hold, account = _kept()
-    assert ledger.take_kept(account, hold, CALL, Decimal(1)) is True
+    _, ledger, account = _kept()
+    assert ledger.take_kept(account, CALL, Decimal(1)) is True
     for days in (1, 2):  # the same budget two periods later: the first period's account is forgotten
         ledger.standing(BudgetScope("kept", since=DAY + timedelta(days=days), until=DAY + timedelta(days=days + 1)))
-    assert ledger.take_kept(account, hold, CALL, Decimal(1)) is None
-    assert hold not in ledger._holds  # (nor is its hold kept)
+    assert ledger.take_kept(account, CALL, Decimal(1)) is None
     assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), Decimal(0))  # (read anew: the ledger forgot it)
 
 
@@ -160,32 +168,27 @@ def test_a_kept_account_counts_whatever_was_appended_before_a_call_gives_back() 
     # The usual news as a call gives back is its own row alone; anything else appended meanwhile (entries of
     # ``append``, other rows, a row with its entry) is counted in the same step, each once, and never again as the
     # store moves it into its columns.
-    store, ledger, hold, account = _kept()
-    assert ledger.take_kept(account, hold, CALL, Decimal(1)) is True
+    store, ledger, account = _kept()
+    assert ledger.take_kept(account, CALL, Decimal(1)) is True
     entry = make_entry(amount=CALL, timestamp=DAY)
     store.append([make_entry(amount=CALL * 2, timestamp=DAY)])
     store.append_row((*_row(entry)[:-1], entry))  # a row with its entry built
     store.append_row(_row(make_entry(amount=CALL * 4, timestamp=DAY - timedelta(seconds=1))))  # the day before
-    assert ledger.give_back(account, hold, CALL) == (CALL * 3, 0)
+    assert ledger.give_back(account, CALL) == CALL * 3
     store.append_row(_row(make_entry(amount=CALL * 8, timestamp=DAY)))
-    assert ledger.give_back(account, hold, Decimal(0)) == (CALL * 11, 0)  # the one row, alone
+    assert ledger.give_back(account, Decimal(0)) == CALL * 11  # the one row, alone
     assert len(store.entries()) == 4  # moved into the columns ...
     assert ledger.standing(SCOPE) == _ledger.Standing(CALL * 11, Decimal(0))  # ... and counted once
 
 
-def test_a_kept_hold_counts_its_calls_in_flight_whichever_way_each_settles() -> None:
-    # A kept hold counts its calls in flight, whose estimates are in the account's reserved amount alone: each call
-    # gives its own back, as it gives back (``give_back``) or as it is settled with its entry (``settle_held``), and a
-    # hold closed meanwhile goes with the last of them.
-    _, ledger, hold, account = _kept()
-    assert ledger.take_kept(account, hold, CALL, Decimal(1)) and ledger.take_kept(account, hold, CALL * 2, Decimal(1))
-    assert ledger.take_kept(account, hold, Decimal(0), Decimal(1))  # a free call holds nothing
+def test_each_call_of_a_kept_account_gives_its_own_estimate_back_whichever_way_it_settles() -> None:
+    # The estimates of calls in flight are in the account's committed figure alone: each call gives its own back,
+    # as it gives back (``give_back``) or as it is settled with its entry (``settle_kept``).
+    _, ledger, account = _kept()
+    assert ledger.take_kept(account, CALL, Decimal(1)) and ledger.take_kept(account, CALL * 2, Decimal(1))
+    assert ledger.take_kept(account, Decimal(0), Decimal(1))  # a free call holds nothing
     assert ledger.standing(SCOPE) == _ledger.Standing(Decimal(0), CALL * 3)
-    ledger.close_hold(hold)
-    assert ledger.settle_held(SCOPE, hold, CALL * 2, CALL, None) == (CALL, CALL)  # its amount counted in its place
-    assert hold in ledger._holds
-    assert ledger.give_back(account, hold, Decimal(0)) == (CALL, CALL)  # the free call: nothing to give back
-    assert hold in ledger._holds
-    assert ledger.give_back(account, hold, CALL) == (CALL, 0)
-    assert hold not in ledger._holds and not account.holds
+    assert ledger.settle_kept(SCOPE, account, CALL * 2, CALL, None) == _ledger.Standing(CALL, CALL)  # in its place
+    assert ledger.give_back(account, Decimal(0)) == CALL  # the free call: nothing to give back
+    assert ledger.settle_kept(SCOPE, account, CALL, None, None) == _ledger.Standing(CALL, Decimal(0))
     assert ledger.standing(SCOPE) == _ledger.Standing(CALL, Decimal(0))
