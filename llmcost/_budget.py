@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -162,6 +163,55 @@ class _Leased(_Hold):
 
 
 _new_token = object.__new__
+#: Seconds a thread waits for a block budget's figures (held for a few Decimal steps) before it gives up: only a
+#: holder that cannot run waits this long, such as the very thread a signal handler interrupted mid-update.
+_BATON_PATIENCE = 2.0
+
+
+class _Baton:
+    """The one token of a block budget's figures (``_spent`` and ``_committed``): ``token``, a list holding it, or
+    empty.
+
+    Whoever changes the figures holds it: takes it with ``pop``, a C-level step that either takes it or raises
+    ``IndexError``, and gives it back with ``append``. That is under half the instructions of the budget's ``RLock``
+    (whose ``acquire`` parses its arguments), twice on every tracked call under a block budget. Nothing is called
+    while it is held (only ``Decimal`` arithmetic on the figures), so it never needs to be re-entrant. A thread that
+    finds it taken waits for it (``_wait_baton``); a forked child is given it back (``forked``: a parent thread may
+    have held it).
+
+    (The list is made by ``[True]``, room for one item exactly: taking and giving back then never resize it. A list
+    with room for more is shrunk as its last item is taken, and grown again as it is given back.)"""
+
+    __slots__ = ("__weakref__", "token")
+
+    def __init__(self) -> None:
+        self.token: list[bool] = [True]
+        _state.register_fork_aware(self)
+
+    def forked(self) -> None:
+        if not self.token:
+            self.token.append(True)
+
+
+def _wait_baton(baton: list[bool]) -> None:
+    """Take the token of ``baton`` (a ``_Baton``'s) once another thread gives it back (with ``baton.append(True)``).
+
+    Raises ``RuntimeError`` after ``_BATON_PATIENCE`` seconds: a signal handler that makes a tracked call while its
+    thread was changing the same budget's figures would otherwise wait forever (its thread cannot run until the
+    handler returns). The caller's failure handling applies then: the call is let through unchecked, or its count
+    logged as failed; the user's call is never held up for good."""
+    deadline = time.monotonic() + _BATON_PATIENCE
+    while True:
+        try:
+            baton.pop()
+            return
+        except IndexError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"llmcost: a budget's figures stayed taken for {_BATON_PATIENCE:g} s (a signal handler making a "
+                    "tracked call while its thread was counting one?)"
+                ) from None
+            time.sleep(0)  # (held for a few Decimal steps: let its holder finish)
 
 
 def _unsettled(token: object) -> bool:
@@ -192,6 +242,8 @@ class Budget:
     __slots__ = (
         "__weakref__",
         "_any_block",
+        "_baton",
+        "_baton_keeper",
         "_committed",
         "_counts_all",
         "_end",
@@ -284,6 +336,10 @@ class Budget:
             sort_keys=True,
         )
         self._lock = _state.new_rlock()  # (free again in a forked child)
+        # (Block budgets) held while ``_spent`` and ``_committed`` change: see ``_Baton``. The lock guards the rest (the
+        # alerts, the thresholds fired, and a period budget's figures, scope and lease).
+        self._baton_keeper = _Baton()  # (the token given back in a forked child)
+        self._baton = self._baton_keeper.token
         self._spent = ZERO
         # Spent plus reserved (block budgets: this object's reservations; period budgets: the ledger's, as last seen),
         # kept as one figure: checking a call is then one addition and comparison, settling it one more addition.
@@ -557,8 +613,11 @@ class Budget:
                 return NOT_CHECKED
         if self.period is None:
             # ``reserve_estimate``'s usual check, inline (the tracker was checked above): a call whose estimate fits.
-            lock = self._lock
-            lock.acquire()  # (as in ``reserve_estimate``)
+            baton = self._baton
+            try:
+                baton.pop()  # (as in ``reserve_estimate``)
+            except IndexError:
+                _wait_baton(baton)
             try:
                 committed = self._committed
                 after = committed + needed
@@ -566,7 +625,7 @@ class Budget:
                     self._committed = after
                     return needed  # a block budget's token: the amount reserved (a Decimal)
             finally:
-                lock.release()
+                baton.append(True)
         else:
             lease = self._lease
             if type(lease) is Lease and lease.live:  # (``reserve_estimate``'s usual period call, one step sooner)
@@ -582,8 +641,11 @@ class Budget:
         on (``set_active``)."""
         if self._any_block and needed is not None:
             # The usual check: a block budget of every tracker, and a call whose estimate fits.
-            lock = self._lock
-            lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call under a budget)
+            baton = self._baton
+            try:
+                baton.pop()  # (the figures' token: see ``_Baton``)
+            except IndexError:
+                _wait_baton(baton)
             try:
                 after = self._committed + needed
                 # It fits: what remains (limit - committed) is positive and at least ``needed`` (a positive ``needed``
@@ -592,7 +654,7 @@ class Budget:
                     self._committed = after
                     return needed  # a block budget's token: the amount reserved (a Decimal)
             finally:
-                lock.release()
+                baton.append(True)
         elif self._tracker is not None and tracker is not self._tracker:
             return None
         # Any other call: a period budget's, one with no estimate, or one that did not fit above (checked again here,
@@ -630,19 +692,23 @@ class Budget:
                     return leased
             return self._reserve(needed)
         limit = self.limit
-        lock = self._lock
-        lock.acquire()
+        warn = self.on_exceed == "warn"
+        baton = self._baton
+        try:
+            baton.pop()
+        except IndexError:
+            _wait_baton(baton)
         try:
             committed = self._committed
             after = committed + needed
             if after <= limit and (needed > ZERO or committed < limit):
                 self._committed = after
                 return needed
-            refused = BudgetExceeded(self.name, committed, limit, needed)
-            if self.on_exceed == "warn":
+            if warn:
                 self._committed = after
         finally:
-            lock.release()
+            baton.append(True)
+        refused = BudgetExceeded(self.name, committed, limit, needed)
         self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
         if self.on_exceed == "raise":
             raise refused
@@ -775,13 +841,16 @@ class Budget:
         """Release the reservation made by ``before_call`` unless the call's entry settled it (``on_recorded``)."""
         if type(token) is Decimal:  # a block budget's: the amount reserved
             if token:  # (zero: nothing was reserved)
-                lock = self._lock
-                lock.acquire()  # (as in ``reserve_estimate``)
+                baton = self._baton
+                try:
+                    baton.pop()  # (as in ``reserve_estimate``)
+                except IndexError:
+                    _wait_baton(baton)
                 try:
                     committed, spent = self._committed - token, self._spent
                     self._committed = committed if committed > spent else spent  # (never less than nothing reserved)
                 finally:
-                    lock.release()
+                    baton.append(True)
             return
         if isinstance(token, _Hold) and not token.settled:
             token.settled = True
@@ -802,12 +871,19 @@ class Budget:
             self._settle(tracker, entry)
             return
         amount = entry.amount
-        with self._lock:
+        baton = self._baton
+        try:
+            baton.pop()  # (as in ``reserve_estimate``)
+        except IndexError:
+            _wait_baton(baton)
+        try:
             spent = self._spent = self._spent + amount
             self._committed += amount
-            if spent < self._quiet_below:
-                return  # no threshold can have been crossed (``check_thresholds`` keeps this bound)
-        self.check_thresholds()
+            quiet = spent < self._quiet_below
+        finally:
+            baton.append(True)
+        if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
+            self.check_thresholds()
 
     def settle_recorded(
         self, tracker: TrackerLike, entry: CostEntry, token: object, recorded_us: int, matched: bool
@@ -902,8 +978,11 @@ class Budget:
                     if wanted is not None and wanted != canonical_model and wanted != model:
                         return
                 del reservations[0]
-                lock = self._lock
-                lock.acquire()  # (as in ``reserve_estimate``)
+                baton = self._baton
+                try:
+                    baton.pop()  # (as in ``reserve_estimate``)
+                except IndexError:
+                    _wait_baton(baton)
                 try:
                     spent = self._spent = self._spent + amount
                     # The amount in place of the reservation (which is part of what is committed, so this never goes
@@ -911,7 +990,7 @@ class Budget:
                     self._committed = self._committed + amount - needed  # type: ignore[operator]  # a block token
                     quiet = spent < self._quiet_below
                 finally:
-                    lock.release()
+                    baton.append(True)
                 if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
                     self.check_thresholds()
                 return
@@ -942,14 +1021,17 @@ class Budget:
                 if wanted is not None and wanted != canonical_model and wanted != model:
                     self.after_call(token, None)  # (an entry that does not count: its reservation is released)
                     return
-                lock = self._lock
-                lock.acquire()  # (as in ``reserve_estimate``)
+                baton = self._baton
+                try:
+                    baton.pop()  # (as in ``reserve_estimate``)
+                except IndexError:
+                    _wait_baton(baton)
                 try:
                     spent = self._spent = self._spent + amount
                     self._committed = self._committed + amount - token  # (as in ``on_recorded_row``)
                     quiet = spent < self._quiet_below
                 finally:
-                    lock.release()
+                    baton.append(True)
                 if not quiet:
                     self.check_thresholds()
                 return
@@ -1024,14 +1106,17 @@ class Budget:
                 return
         if found >= 0:
             del reservations[found]  # type: ignore[union-attr]  # (found: a list)
-        lock = self._lock
-        lock.acquire()  # (as in ``reserve_estimate``)
+        baton = self._baton
+        try:
+            baton.pop()  # (as in ``reserve_estimate``)
+        except IndexError:
+            _wait_baton(baton)
         try:
             spent = self._spent = self._spent + amount
             self._committed = self._committed + amount if needed is None else self._committed + amount - needed
             quiet = spent < self._quiet_below
         finally:
-            lock.release()
+            baton.append(True)
         if not quiet:
             self.check_thresholds()
 
