@@ -21,8 +21,9 @@ from ._prices import cost_of, money_cost_of
 from ._usage import MAX_COUNT
 
 _resolved = _state.resolved_prices
-#: model -> (its ``_counting``, the prices' generation its amounts were priced at, the amounts by (input, output)).
-_Kept = tuple[float, Any, dict[str, int], int, dict[tuple[int, int], Decimal]]
+#: model -> (its ``_counting``, its ``ceil_table``, the prices' generation its amounts were priced at, the amounts by
+#: (input, output)).
+_Kept = tuple[float, Any, dict[str, int], list[int], int, dict[tuple[int, int], Decimal]]
 _kept: dict[str, _Kept] = _state.estimated_amounts
 _ceil = math.ceil
 
@@ -41,7 +42,11 @@ _TEXT_CHARS_KEPT = 8192
 # Estimates remembered (``estimated_amount``): for at most this many models, at most this many amounts each.
 _MODELS_PRICED = 32
 _AMOUNTS_KEPT = 512
-_EXACT_PREC = 28  # a decimal context of this many digits prices every kept amount exactly (``_priced``)
+#: Texts shorter than this are counted from ``ceil_table`` where it is at hand.
+CEIL_TABLE_CHARS = 4096
+_ceil_tables: dict[float, list[int]] = {}  # by ratio: ``CHARS_PER_TOKEN``'s, or a caller's
+_RATIOS_KEPT = 8
+EXACT_PREC = 28  # a decimal context of this many digits prices every kept amount exactly (``_priced``)
 
 
 def _family(model: str | None) -> str:
@@ -252,7 +257,7 @@ def estimated_amount(model: str, prompt: str | Sequence[Mapping[str, Any]], outp
     kept = _kept.get(model)
     if kept is None:
         return _estimated_afresh(model, prompt, output_tokens)
-    chars_per_token, encoding, counts, generation, amounts = kept
+    chars_per_token, encoding, counts, _, generation, amounts = kept
     if type(prompt) is list and encoding is None:
         # Chat messages of plain ASCII text, counted as ``_prompt_tokens`` counts them; at any other message it
         # counts the whole prompt.
@@ -268,11 +273,26 @@ def estimated_amount(model: str, prompt: str | Sequence[Mapping[str, Any]], outp
             input_tokens += MESSAGE_OVERHEAD + _ceil(len(content) / chars_per_token)
     else:
         input_tokens = _prompt_tokens(prompt, chars_per_token, encoding, counts)
-    if generation == _state.prices_generation and getcontext().prec >= _EXACT_PREC:
+    if generation == _state.prices_generation and getcontext().prec >= EXACT_PREC:
         amount = amounts.get((input_tokens, output_tokens))
         if amount is not None:
             return amount  # type: ignore[no-any-return]
     return _priced(model, input_tokens, output_tokens, kept)
+
+
+def ceil_table(chars_per_token: float) -> list[int]:
+    """``math.ceil(n / chars_per_token)`` for every ``n`` below ``CEIL_TABLE_CHARS``: a text's tokens by the
+    heuristic read off its length (``_estimate.request_estimate``: an item of a list is half the instructions of the
+    division and ceiling, in each message of every request a budget estimates). One table per ratio, its equal
+    counts one ``int`` (~60 KB)."""
+    table = _ceil_tables.get(chars_per_token)
+    if table is None:
+        counts: dict[int, int] = {}
+        table = [counts.setdefault(n, n) for n in (math.ceil(n / chars_per_token) for n in range(CEIL_TABLE_CHARS))]
+        if len(_ceil_tables) >= _RATIOS_KEPT:
+            _ceil_tables.clear()
+        _ceil_tables[chars_per_token] = table
+    return table
 
 
 def _estimated_afresh(model: str, prompt: str | Sequence[Mapping[str, Any]], output_tokens: int) -> Decimal:
@@ -290,7 +310,7 @@ def _priced(model: str, input_tokens: int, output_tokens: int, kept: _Kept | Non
     model's way of counting) for the next estimate of the same counts.
 
     Only amounts of a fixed price's integer pricer (``Resolved.money_pricer``) are kept, priced in a context of
-    ``_EXACT_PREC`` digits or more: its amounts have at most 27 digits (``counts_pricer``), so in such a context they
+    ``EXACT_PREC`` digits or more: its amounts have at most 27 digits (``counts_pricer``), so in such a context they
     are exact, the same whatever the precision and rounding, and a context of fewer digits prices afresh. A kept
     amount holds while the registered prices stay (``_state.prices_generation``, read before the price is looked up:
     never newer than it).
@@ -308,10 +328,10 @@ def _priced(model: str, input_tokens: int, output_tokens: int, kept: _Kept | Non
     amount = pricer(input_tokens, output_tokens, 0, 0, 0)
     if amount is None:
         return money_cost_of(model, input_tokens, output_tokens)
-    if getcontext().prec < _EXACT_PREC:
+    if getcontext().prec < EXACT_PREC:
         return amount  # type: ignore[no-any-return]
-    if kept is not None and kept[3] == generation:
-        amounts = kept[4]
+    if kept is not None and kept[4] == generation:
+        amounts = kept[5]
         if len(amounts) >= _AMOUNTS_KEPT:
             amounts.clear()
         amounts[input_tokens, output_tokens] = amount
@@ -321,5 +341,5 @@ def _priced(model: str, input_tokens: int, output_tokens: int, kept: _Kept | Non
     counting = _state.model_encodings.get(model) or _counting(model)
     if len(_kept) >= _MODELS_PRICED:
         _kept.clear()
-    _kept[model] = (*counting, generation, {(input_tokens, output_tokens): amount})
+    _kept[model] = (*counting, ceil_table(counting[0]), generation, {(input_tokens, output_tokens): amount})
     return amount  # type: ignore[no-any-return]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import math
 import os
 import random
 import threading
@@ -22,7 +23,14 @@ from llmcost import _state, count_tokens
 from llmcost._estimate import RecentCosts, request_estimate
 from llmcost._money import round_money
 from llmcost._prices import cost_of, money_cost_of
-from llmcost._tokens import _AMOUNTS_KEPT, _MODELS_PRICED, _TEXTS_KEPT, estimated_amount
+from llmcost._tokens import (
+    _AMOUNTS_KEPT,
+    _MODELS_PRICED,
+    _TEXTS_KEPT,
+    CEIL_TABLE_CHARS,
+    ceil_table,
+    estimated_amount,
+)
 from tests.conftest import answer_of_forked_child, in_threads_beside
 
 UTC = timezone.utc
@@ -231,8 +239,26 @@ def _reference_request_estimate(kwargs: dict[str, object], model: object) -> Dec
         return None
 
 
+class _Text(str):
+    """A str subclass whose length is not its characters' (counted as it says, never read as a plain str)."""
+
+    def __len__(self) -> int:
+        return 3 * str.__len__(self)
+
+
 def _generated_request(rng: random.Random) -> dict[str, object]:
-    texts = ["", "hi", "You are terse.", "lorem ipsum " * 90, "déjà vu " * 20, "日本語", "x" * 9000, "🙂 ok"]
+    texts = [
+        "",
+        "hi",
+        "You are terse.",
+        "lorem ipsum " * 90,
+        "déjà vu " * 20,
+        "日本語",
+        "x" * 9000,
+        "🙂 ok",
+        *("y" * n for n in (4095, 4096, 4097, 12345)),  # (each side of the lengths read off ``ceil_table``)
+        _Text("abc " * 10),
+    ]
 
     def content() -> object:
         return rng.choice([rng.choice(texts), [{"type": "text", "text": rng.choice(texts)}, "more"], None, 7])
@@ -243,7 +269,7 @@ def _generated_request(rng: random.Random) -> dict[str, object]:
             found["name"] = rng.choice(["bob", 5])
         if rng.random() < 0.05:
             del found["content"]
-        return rng.choice([found] * 8 + [OrderedDict(found), "not a message"])
+        return rng.choice([found] * 8 + [OrderedDict(found), "not a message", ["content", "x"]])
 
     prompt = rng.choice(
         [[message() for _ in range(rng.randrange(5))] for _ in range(4)]
@@ -282,6 +308,73 @@ def test_request_estimates_are_what_reading_and_pricing_each_request_afresh_give
                 context.rounding = rng.choice([decimal.ROUND_DOWN, decimal.ROUND_CEILING])
             got, want = request_estimate(request, model), _reference_request_estimate(request, model)
             assert str(got) == str(want), (request, model, context)
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-3-5-haiku-latest", "mistral-large-latest", "reg-model"])
+def test_chat_requests_of_every_text_length_are_estimated_as_counting_and_pricing_afresh_gives(model):
+    # The text lengths read off ``ceil_table`` and those divided (each side of ``CEIL_TABLE_CHARS``), in requests
+    # estimated again (the amounts kept), at each family's characters per token (3.5, 3.7 and 4).
+    llmcost.register_price(llmcost.ModelPrice("reg-model", "acme", input_per_mtok="1.234567", output_per_mtok="2.5"))
+    lengths = [*range(40), *range(CEIL_TABLE_CHARS - 20, CEIL_TABLE_CHARS + 20), 50_000, 1_000_003]
+    for length in lengths:
+        request = {
+            "model": model,
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "z" * length}],
+            "max_tokens": 64,
+        }
+        want = _reference_request_estimate(request, None)
+        for _ in range(3):
+            got = request_estimate(request, None)
+            assert str(got) == str(want), (model, length)
+
+
+def test_threads_estimating_chat_requests_while_prices_are_registered_get_a_price_in_force_and_the_last_after():
+    # ``request_estimate``'s own reading of a chat request and its kept amounts, from several threads (lengths each
+    # side of ``CEIL_TABLE_CHARS``) while another registers one price, then another: as for ``estimated_amount``.
+    model = "my-chat-model"
+    prices = [Decimal("1.5"), Decimal("4.25")]
+    llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=prices[0], output_per_mtok=prices[0]))
+    errors: list[BaseException] = []
+    wrong: list[tuple[int, object]] = []
+
+    def chat(size: int) -> dict[str, object]:
+        messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "y" * size}]
+        return {"model": model, "messages": messages, "max_tokens": 10}
+
+    def register(stop: threading.Event) -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            price = prices[k % 2]
+            llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
+        price = prices[1]
+        llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
+
+    def work() -> None:
+        rng = random.Random(threading.get_ident())
+        try:
+            for _ in range(1000):
+                request = chat(rng.randrange(2 * CEIL_TABLE_CHARS))
+                n = count_tokens(request["messages"], model)  # type: ignore[arg-type]
+                amount = request_estimate(request, None)
+                if amount not in {round_money((n + 10) * p / 1_000_000) for p in prices}:
+                    wrong.append((n, amount))
+        except BaseException as exc:
+            errors.append(exc)
+
+    in_threads_beside(register, work, 4)
+    assert not errors and not wrong
+    for size in range(0, 2 * CEIL_TABLE_CHARS, 301):
+        n = count_tokens(chat(size)["messages"], model)  # type: ignore[arg-type]
+        assert request_estimate(chat(size), None) == round_money((n + 10) * prices[1] / 1_000_000)
+
+
+def test_ceil_table_is_the_ceiling_of_each_length_over_the_ratio():
+    for ratio in (3.5, 3.7, 4.0, 2.9, 1.0):
+        table = ceil_table(ratio)
+        assert len(table) == CEIL_TABLE_CHARS
+        assert table == [math.ceil(n / ratio) for n in range(CEIL_TABLE_CHARS)]
+        assert ceil_table(ratio) is table  # one per ratio
 
 
 def test_amounts_kept_before_a_reset_are_not_found_after_it():
