@@ -56,7 +56,6 @@ DEFAULT_THRESHOLDS = (0.5, 0.8, 0.9, 1.0)
 _JUST_UNDER = Decimal("0.999999")  # thresholds are floats: check a hair early rather than miss one
 _NEVER = Decimal("Infinity")
 _time = time.time  # (read on every call a lease serves)
-_new = object.__new__
 
 
 def alert_level(utilization: float) -> str:
@@ -152,8 +151,7 @@ class _Hold(SettledByEntry):
 
 class _Leased(_Hold):
     """A call served from the budget's ``lease``: its ``estimate`` is taken from the lease, not reserved alone (its
-    ``scope`` is the lease's, and it has no ``reservation`` of its own: neither is set, nor read). ``_take_leased``
-    makes the usual call's without ``__init__``: a field added here is set there too."""
+    ``scope`` is the lease's, and it has no ``reservation`` of its own: neither is set, nor read)."""
 
     __slots__ = ("estimate", "lease")
 
@@ -643,7 +641,7 @@ class Budget:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
         ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
         against the tracker's clock: the budget's bounds while the lease is its own; the system clock's reading is
-        checked against a bound found once per batch, as ``Lease.take`` checks it, another clock's per call). ``None``
+        checked by ``Lease.take`` against a bound found once per batch, another clock's here per call). ``None``
         for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
         ``_reserve`` decides then."""
         tracker = self._tracker
@@ -667,15 +665,9 @@ class Budget:
                 # unused, with some room (as the ledger grants a reservation).
                 if lease is self._lease and _time() < (lease.period_due if system else lease.due):
                     left = lease.free - needed
-                    if left >= ZERO and (needed is lease.positive or needed > ZERO or lease.free > ZERO):
+                    if left >= ZERO and (needed > ZERO or lease.free > ZERO):
                         lease.free = left
-                        # The token, made without ``_Leased.__init__``'s frame (its fields set here as it sets them).
-                        token = _new(_Leased)
-                        token.store = store
-                        token.settled = False
-                        token.lease = lease
-                        token.estimate = needed
-                        return token
+                        return _Leased(store, lease, needed)
             finally:
                 lock.release()
         return None

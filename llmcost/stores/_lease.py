@@ -169,9 +169,6 @@ class Lease:
         #: same clock (-inf if the last batch was not made in the period): one comparison also checks the period.
         self.period_due = _NOT_LIVE
         self.estimate = ZERO  # the estimate of the call the lease was last renewed for
-        #: ... if it is positive (else ``None``): a call of that very estimate (an immutable ``Decimal``, usually one
-        #: object call after call) needs no comparison to know it (``Budget._take_leased``).
-        self.positive: Decimal | None = None
         self.calls = LEASE_CALLS  # how many calls of that estimate it asks for (grows while calls come fast)
         self.live = False  # serving calls (it has headroom, and is neither closed nor another process's)
         #: The scope's period as epoch microseconds (``None``: unbounded): the budget serves calls of it only, checked
@@ -359,7 +356,6 @@ class Lease:
             if self._pid != os.getpid():
                 return False
             self.estimate = estimate
-            self.positive = estimate if estimate > ZERO else None
             self._batch(True)
             return self.live
 
