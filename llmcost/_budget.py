@@ -641,7 +641,7 @@ class Budget:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
         ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
         against the tracker's clock: the budget's bounds while the lease is its own; the system clock's reading is
-        checked by ``Lease.take`` against a bound found once per batch, another clock's here per call). ``None``
+        checked against a bound found once per batch, as ``Lease.take`` checks it, another clock's per call). ``None``
         for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
         ``_reserve`` decides then."""
         tracker = self._tracker
