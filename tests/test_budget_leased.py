@@ -426,3 +426,28 @@ def test_figures_read_while_threads_call_stay_exact(duck: str) -> None:
     assert all(a.spent >= limit * Decimal(repr(a.threshold)) for a in alerts)
     assert all(r <= total for r in readings)
     tracker.close()
+
+
+def test_a_call_is_served_from_the_lease_only_with_room_whatever_its_estimate(duck: str) -> None:
+    """``_take_leased`` (``Lease.take`` inline) serves a call as ``Lease.take`` does: an estimate that fits, and a zero
+    estimate only while the lease has room."""
+    tracker = CostTracker(duck)
+    b = budget(10, period="daily", tracker=tracker)
+    with b:
+        tracked(tracker)()
+        lease = b._lease
+        assert type(lease) is Lease
+        token = b._take_leased(lease, Decimal("0.0025"))
+        assert token is not None and b.reserved == CALL
+        b.after_call(token, None)
+        with b._lock:
+            free, lease.free = lease.free, Decimal(0)  # no room
+        assert b._take_leased(lease, CALL) is None and b._take_leased(lease, Decimal(0)) is None
+        with b._lock:
+            lease.free = free
+        token = b._take_leased(lease, Decimal(0))  # room: a zero estimate is served
+        assert token is not None and b.reserved == 0
+        b.after_call(token, None)
+        assert (b.spent, b.reserved) == (CALL, 0)
+    assert (b.spent, b.reserved) == (CALL, 0)
+    tracker.close()

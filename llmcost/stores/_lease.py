@@ -284,6 +284,27 @@ class Lease:
         self._batch(self.live, (amount, entry_id))
         return False
 
+    def settle_call(self, estimate: Decimal, amount: Decimal, entry_id: str) -> bool | None:
+        """``done`` of the usual call with its quiet check, in one step: a call served with ``estimate`` whose entry
+        ``entry_id`` cost ``amount``. ``True``: settled here, and no threshold can have been crossed (``settled`` is
+        under ``quiet_settled``); ``False``: settled here, the budget checks its thresholds; ``None``: settled at once,
+        with the batch (the budget reads its figures anew). The caller holds the lease's lock."""
+        free = self.free - (amount - estimate)  # (as ``done``: what is unused once the amount replaces the estimate)
+        if free >= ZERO and amount >= ZERO and self.live:
+            pending = self.pending
+            if entry_id not in pending:  # (``_keep``'s usual case, inline)
+                pending[entry_id] = amount
+                settled = self.settled = self.settled + amount
+                self.free = free
+                self.count += 1
+                return settled < self.quiet_settled
+            self.free += estimate
+            self._keep(amount, entry_id)
+            return self.settled < self.quiet_settled
+        self.free += estimate
+        self._batch(self.live, (amount, entry_id))
+        return None
+
     def drop(self, estimate: Decimal) -> None:
         """Give back the ``estimate`` of a call that recorded nothing that counts here (the caller holds the lease's
         lock)."""

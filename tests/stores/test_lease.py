@@ -952,3 +952,33 @@ def test_a_forked_child_does_not_use_its_parents_lease(home, calls):
     assert (seen.spent, seen.reserved) == (COST * 5, 0)
     tracker.close()
     other.close()
+
+
+def test_settle_call_settles_as_done_does_with_its_quiet_check(home, monkeypatch):
+    """``Lease.settle_call`` (the usual call's settlement, in one step with its quiet check) leaves every figure as
+    ``done`` does, and answers the quiet check as the budget made it after ``done``: ``None`` when the amount went to
+    the ledger at once, with the batch."""
+    for name, seconds in [("RENEW_SECONDS", 600.0), ("FAST_SECONDS", -1.0), ("SLOW_SECONDS", 600.0)]:
+        monkeypatch.setattr(_lease, name, seconds)  # (no batch falls due, nor is one sized by time)
+    stores = [open_store("duckdb", home("duckdb")) for _ in range(2)]  # (each lease granted as much)
+    lock = threading.RLock()
+    one, two = (_lease.Lease(store, scope(), limit=LIMIT, lock=lock) for store in stores)
+    with lock:
+        for lease in (one, two):
+            lease.quiet(COST * 6)  # a threshold within the first calls' spend
+            assert lease.renew(COST)
+        # Under, at and over the estimate; nothing; the quiet bound crossed; an id settled twice; a negative amount;
+        # and one the lease cannot cover (settled at once with the batch); then calls served again.
+        amounts = [COST, COST * 2, COST / 4, Decimal(0), COST * 3, COST, -COST, LIMIT / 2, COST]
+        ids = ["a", "b", "c", "d", "e", "b", "f", "g", "h"]
+        for amount, entry_id in zip(amounts, ids, strict=True):
+            assert one.take(COST) and two.take(COST)
+            quiet = one.settled < one.quiet_settled if one.done(COST, amount, entry_id) else None
+            assert two.settle_call(COST, amount, entry_id) == quiet
+            figures = [(x.free, x.settled, x.count, x.elsewhere, x.view(), x.inflight, x.live) for x in (one, two)]
+            assert figures[0] == figures[1]
+            assert one.pending == two.pending
+        assert [x.settled < x.quiet_settled for x in (one, two)] == [False, False]
+    for lease, store in zip((one, two), stores, strict=True):
+        lease.close()
+        store.close()
