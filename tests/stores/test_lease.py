@@ -768,9 +768,10 @@ CRASH = """
 import sys, time
 from decimal import Decimal
 from llmcost import CostTracker, budget, track_cost
-from llmcost.stores import DuckDBStore
+from llmcost.stores import DuckDBStore, _lease
 
-tracker = CostTracker(DuckDBStore(sys.argv[1], lease=1.0))
+_lease.IDLE_SECONDS = 3600.0  # (its lease is not settled as idle while the test watches it: only killing it ends it)
+tracker = CostTracker(DuckDBStore(sys.argv[1], lease=float(sys.argv[2])))
 response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
 call = track_cost(tracker=tracker, resource="child", estimate=Decimal("0.0025"))(lambda: response)
 with budget(10, period="daily", name="cap", tracker=tracker):
@@ -782,18 +783,21 @@ with budget(10, period="daily", name="cap", tracker=tracker):
 
 
 def test_the_lease_of_a_killed_process_is_swept(children, home):
+    # A lease of 2 s, its heartbeat every 2/3 s: on a loaded machine a heartbeat thread can wait a second for the CPU.
+    # (With a lease of 1 s, and the victim's idle lease settled after 2 s, the test failed several times at load ~20.)
+    lease = 2.0
     where = home("duckdb")
-    store = open_store("duckdb", where, lease=1.0)
-    victim = children.spawn(CRASH, location(store))
+    store = open_store("duckdb", where, lease=lease)
+    victim = children.spawn(CRASH, location(store), str(lease))
     assert victim.stdout is not None and victim.stdout.readline().strip() == "leased"
     tracker = CostTracker(store)
     seen = budget(LIMIT, period="daily", name="cap", tracker=tracker)
     assert seen.reserved >= COST * LEASE_CALLS  # its lease, with its three calls in it
-    time.sleep(1.5)
+    time.sleep(lease * 1.5)
     assert seen.reserved >= COST * LEASE_CALLS  # alive: its heartbeat keeps the lease
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    time.sleep(1.5)
+    time.sleep(lease * 1.5)
     call = tracked(tracker)
     with seen:
         call()  # leasing sweeps the reservations of processes not seen for a lease
