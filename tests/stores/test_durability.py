@@ -480,7 +480,9 @@ def test_a_missing_parent_that_cannot_be_made(scheme: str, store_dir: Path) -> N
     assert done.returncode == 0, done.stderr
     kind, seconds, message = done.stdout.strip().split(" ", 2)
     assert kind == "StoreError", done.stdout
-    assert float(seconds) < 2 and str(target) in message and "permission denied" in message
+    # At once, not after the 30 s of retries a transient error gets (a bound far from both: on a loaded machine the
+    # child's imports and first open alone took over 2 s).
+    assert float(seconds) < 10 and str(target) in message and "permission denied" in message
 
 
 def test_a_lock_held_by_another_process_is_retried(tmp_path: Path) -> None:
