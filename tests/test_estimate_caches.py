@@ -12,6 +12,7 @@ import os
 import random
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -46,6 +47,22 @@ def _afresh(model: str, prompt: object, output: int) -> Decimal:
 
 
 # -- estimates priced once --------------------------------------------------------------------------------------
+def registering(model: str, prices: list[Decimal]) -> Callable[[threading.Event], None]:
+    """A thread's work: register ``model`` at each of the two ``prices`` in turn until ``stop`` is set, then at the
+    second (the price the estimates must end at)."""
+
+    def register(stop: threading.Event) -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            price = prices[k % 2]
+            llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
+        price = prices[1]
+        llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
+
+    return register
+
+
 def test_a_dated_price_is_estimated_at_the_price_in_force_as_the_clock_crosses_its_date():
     # o3-2025-04-16 cost $10/$40 per Mtok until 2025-06-10, $2/$8 from then: the same request estimated before and
     # after the date (nothing else changed) is priced at each day's price.
@@ -123,14 +140,7 @@ def test_threads_estimating_while_prices_are_registered_get_a_price_in_force_and
     errors: list[BaseException] = []
     wrong: list[tuple[int, Decimal]] = []
 
-    def register(stop: threading.Event) -> None:
-        k = 0
-        while not stop.is_set():
-            k += 1
-            price = prices[k % 2]
-            llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
-        price = prices[1]
-        llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
+    register = registering(model, prices)
 
     def work() -> None:
         rng = random.Random(threading.get_ident())
@@ -341,14 +351,7 @@ def test_threads_estimating_chat_requests_while_prices_are_registered_get_a_pric
         messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "y" * size}]
         return {"model": model, "messages": messages, "max_tokens": 10}
 
-    def register(stop: threading.Event) -> None:
-        k = 0
-        while not stop.is_set():
-            k += 1
-            price = prices[k % 2]
-            llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
-        price = prices[1]
-        llmcost.register_price(llmcost.ModelPrice(model, None, input_per_mtok=price, output_per_mtok=price))
+    register = registering(model, prices)
 
     def work() -> None:
         rng = random.Random(threading.get_ident())
