@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
-from decimal import Decimal
-from typing import Any, NoReturn
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 
@@ -14,11 +15,13 @@ from ._usage import FIELD_UNITS, MAX_COUNT, NO_UNITS, Usage, unit_counts, unit_r
 
 __all__ = [
     "BASE_PRICE_KEYS",
+    "AttoPricer",
     "ModelPrice",
     "PriceTier",
     "Pricer",
     "UnitPrices",
     "UsagePricer",
+    "atto_pricer",
     "counts_pricer",
     "fits_money_scale",
     "money_cost",
@@ -166,6 +169,25 @@ def _tiers(value: object) -> tuple[PriceTier, ...]:
 
 
 _MTOK = -6  # prices are per million tokens: scale the product by 10**-6, exactly
+# An integer total made a Decimal in a context of its own, wide enough for any total under ``_EXACT_BELOW``: the
+# operators would round to the caller's context (a call tracked inside ``localcontext(prec=3)`` recorded $0.0061 for
+# $0.0061025). Bound methods, read as a closure's names on the per-call path.
+_WIDE = Context(prec=80)
+_multiply = _WIDE.multiply
+_normalize = _WIDE.normalize
+# The Decimal rules (``ModelPrice._cost_in_decimal``, ``_cost_by_unit``: amounts too large for the integers, units
+# billed per hour) round where a quotient does not end: in the default context's 28 digits, whatever the caller's.
+_STANDARD = Context(prec=28, rounding=ROUND_HALF_EVEN)
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _in_standard_context(method: _M) -> _M:
+    @functools.wraps(method)
+    def standard(*args: Any, **kwargs: Any) -> Any:
+        with localcontext(_STANDARD):
+            return method(*args, **kwargs)
+
+    return standard  # type: ignore[return-value]
 
 
 def _places(value: Decimal) -> int:
@@ -189,16 +211,21 @@ def _scaled(value: Decimal, exponent: int) -> int:
 
 #: ``ModelPrice.cost`` as a function of the five token counts: see ``_per_token_pricer``.
 Pricer = Callable[[int, int, int, int, int], "Decimal | None"]
+#: A ``Pricer`` that also gives the amount in units of ``10**-MONEY_SCALE`` (an int): ``(amount, atto)``.
+AttoPricer = Callable[[int, int, int, int, int], "tuple[Decimal, int] | None"]
 
 
-def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> Pricer:
+def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> tuple[Pricer, AttoPricer | None]:
     """``price``'s cost of a call's counts ``(input, output, cache_read, cache_write, reasoning)`` (valid ints,
     parts within wholes), computed from its prices pre-scaled per token to integers at one exponent: integer
     multiplies and one Decimal construction, giving the digits ``ModelPrice``'s Decimal rule gives (``tidy``'s
     form). For each long-context tier and the base, the input, output, cache read, cache write and reasoning prices
     are kept with a missing part price replaced by the one it is billed at (cache parts at input, reasoning at
     output), plus the request fee. The function returns ``None`` for a total too large to match the Decimal rule
-    digit for digit (over 27 digits)."""
+    digit for digit (over 27 digits).
+
+    With it, where the prices have no long-context tiers and their amounts fit ``MONEY_SCALE`` places, the same
+    function giving each amount also as an int of ``10**-MONEY_SCALE`` units (``None`` otherwise)."""
     exponents = [p.as_tuple().exponent for p in per_mtok if p is not None]
     exponent = min([0, *(e + _MTOK for e in exponents if isinstance(e, int))])
     if price.request_price is not None:
@@ -233,6 +260,7 @@ def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> Pric
     base = coefficients(*base_prices, *parts)
     scale = 10**-exponent
     unit = Decimal(1).scaleb(exponent)  # one unit of the integers, in USD
+    multiply, normalize = _multiply, _normalize
 
     if tiers:
 
@@ -250,10 +278,10 @@ def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> Pric
             if total >= _EXACT_BELOW:
                 return None
             if total % scale:
-                return (unit * total).normalize()  # exact: under 28 digits
+                return normalize(multiply(unit, total))  # exact, in any context
             return Decimal(total // scale)  # a whole amount, in tidy's form (exponent 0, not 1E+2)
 
-        return tiered
+        return tiered, None
     i, o, r, w, x, fee = base
 
     def flat(inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> Decimal | None:
@@ -265,10 +293,24 @@ def _per_token_pricer(price: ModelPrice, per_mtok: list[Decimal | None]) -> Pric
         if total >= _EXACT_BELOW:
             return None
         if total % scale:
-            return (unit * total).normalize()  # exact: under 28 digits
+            return normalize(multiply(unit, total))  # exact, in any context
         return Decimal(total // scale)  # a whole amount, in tidy's form (exponent 0, not 1E+2)
 
-    return flat
+    if exponent < -MONEY_SCALE:
+        return flat, None
+    to_atto = 10 ** (MONEY_SCALE + exponent)
+
+    def flat_atto(inp: int, out: int, cache_read: int, cache_write: int, reasoning: int) -> tuple[Decimal, int] | None:
+        # ``flat``'s amount, and the same in units of 10**-18: the tracker's per-call path, whose budgets and
+        # recent-calls sums count ints (a Decimal's addition costs four times an int's; converting one, more).
+        total = i * (inp - cache_read - cache_write) + o * (out - reasoning) + fee
+        if cache_read or cache_write or reasoning:
+            total += r * cache_read + w * cache_write + x * reasoning
+        if total >= _EXACT_BELOW:
+            return None
+        return normalize(multiply(unit, total)) if total % scale else Decimal(total // scale), total * to_atto
+
+    return flat, flat_atto
 
 
 @attrs.frozen
@@ -306,6 +348,8 @@ class ModelPrice:
     # The cost of a call's five token counts from the prices pre-scaled per token to integers (``_per_token_pricer``),
     # so pricing a call is a few integer multiplies and one Decimal construction instead of Decimal arithmetic.
     _per_token: Pricer = attrs.field(init=False, repr=False, eq=False)
+    # ``_per_token`` giving each amount also in 10**-18 units, where it can (``_per_token_pricer``), else ``None``.
+    _per_token_atto: AttoPricer | None = attrs.field(init=False, repr=False, eq=False)
     # ``_unit_plan`` and ``rates`` by long-context tier (-1: the base prices), made on first use.
     _unit_plans: dict[int, _UnitPlan] = attrs.field(init=False, repr=False, eq=False)
     _rates: dict[int, tuple[object, ...]] = attrs.field(init=False, repr=False, eq=False)
@@ -334,7 +378,9 @@ class ModelPrice:
         fits = all(_places(p) <= MONEY_SCALE + _MTOK for p in per_mtok if p is not None)
         fits = fits and (self.request_price is None or _places(self.request_price) <= MONEY_SCALE)
         object.__setattr__(self, "_fits_money_scale", fits)
-        object.__setattr__(self, "_per_token", _per_token_pricer(self, per_mtok))
+        per_token, atto = _per_token_pricer(self, per_mtok)
+        object.__setattr__(self, "_per_token", per_token)
+        object.__setattr__(self, "_per_token_atto", atto if fits else None)
         object.__setattr__(self, "_unit_plans", {})
         object.__setattr__(self, "_rates", {})
         object.__setattr__(self, "_folded", [None] * (len(self.tiers) + 1))
@@ -353,9 +399,11 @@ class ModelPrice:
         )
         return amount if amount is not None else self._cost_in_decimal(usage)
 
+    @_in_standard_context
     def _cost_in_decimal(self, usage: Usage) -> Decimal:
-        """``cost`` by Decimal arithmetic in the current context: the rule ``_per_token_pricer`` computes in
-        integers, kept for amounts too large for it to reproduce digit for digit (over 27 significant digits)."""
+        """``cost`` by Decimal arithmetic (in the default context's 28 digits, ``_STANDARD``): the rule
+        ``_per_token_pricer`` computes in integers, kept for amounts too large for it to reproduce digit for digit
+        (over 27 significant digits)."""
         inp = self.input_per_mtok
         out = self.output_per_mtok
         cr = self.cache_read_per_mtok
@@ -408,6 +456,7 @@ class ModelPrice:
         keyed.update(units)
         return keyed
 
+    @_in_standard_context
     def _cost_by_unit(self, usage: Usage) -> Decimal:
         """genai-prices' rule: each priced unit is billed for its count less that of its priced parts (in the order
         and with the parts ``_unit_plan`` found once for the call's long-context tier). Where every unit's divisor
@@ -568,6 +617,7 @@ def _fold(plan: _UnitPlan) -> _Few | UsagePricer | None:
     i, o, r, w, x = fields.values()
     scale, unit = 10**-exponent, Decimal(1).scaleb(exponent)
     counts_of, exact_below, decimal = unit_counts, _EXACT_BELOW, Decimal
+    multiply, normalize = _multiply, _normalize
 
     if len(units) <= 2 and not request and not checks:
         # The usual plan (a cache write by TTL, web searches): its prices, which ``_usage_pricer`` sums itself.
@@ -592,7 +642,7 @@ def _fold(plan: _UnitPlan) -> _Few | UsagePricer | None:
         if total >= exact_below:
             return None
         if total % scale:
-            return (unit * total).normalize()  # exact: under 28 digits
+            return normalize(multiply(unit, total))  # exact, in any context
         return decimal(total // scale)  # a whole amount, in tidy's form
 
     return general
@@ -648,6 +698,7 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
     folded = price._folded
     # (A closure's own names are read faster than globals.)
     no_units, plan_of, counts_of, exact_below, decimal = NO_UNITS, price._unit_plan, unit_counts, _EXACT_BELOW, Decimal
+    multiply, normalize = _multiply, _normalize
 
     def money(usage: Usage) -> Decimal | None:
         units = usage.units
@@ -682,7 +733,7 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
         if total >= exact_below:
             return None
         if total % scale:
-            return (unit * total).normalize()  # exact: under 28 digits
+            return normalize(multiply(unit, total))  # exact, in any context
         return decimal(total // scale)  # a whole amount, in tidy's form
 
     return money
@@ -745,6 +796,16 @@ def counts_pricer(price: ModelPrice) -> Pricer:
     that skips building a ``Usage``: ``pricer(input, output, cache_read, cache_write, reasoning)``; it returns
     ``None`` when ``cost`` must use its Decimal rule (an amount of more than 27 digits)."""
     return price._per_token
+
+
+def atto_pricer(price: ModelPrice) -> AttoPricer | None:
+    """``counts_pricer(price)`` giving each amount also as an int of ``10**-MONEY_SCALE`` units, ``(amount, atto)``,
+    where it can (no long-context tiers; amounts within ``MONEY_SCALE`` places), else ``None``.
+
+    >>> atto_pricer(ModelPrice("m", None, input_per_mtok="2.5", output_per_mtok=10))(1000, 100, 0, 0, 0)
+    (Decimal('0.0035'), 3500000000000000)
+    """
+    return price._per_token_atto
 
 
 def fits_money_scale(price: ModelPrice) -> bool:

@@ -1,4 +1,4 @@
-"""A budget's figures are exact whatever decimal context the calls it checks run in.
+"""A budget's figures, and the amounts the tracker records, are exact whatever decimal context the calls run in.
 
 Money is exact ``Decimal``: a call made inside ``decimal.localcontext()`` of a few digits (or in a thread whose
 context was changed in place) must not round what a budget reserves, spends or has left, nor what its ledger keeps.
@@ -135,3 +135,23 @@ def test_a_budgets_figures_read_in_a_narrow_decimal_context_are_exact() -> None:
         with narrow(3):
             figures = (b.spent, b.reserved, b.remaining, b.utilization)
     assert figures == (Decimal("0.001234567"), 0, Decimal("0.048765433"), 0.02469134)
+
+
+@pytest.mark.parametrize("where", ["outside", "inside"])
+def test_a_call_tracked_in_a_narrow_decimal_context_records_what_it_cost(where: str) -> None:
+    # No budget: the pricing itself must not round to the caller's context (it recorded $0.0061 for $0.0061025).
+    tracker = CostTracker()
+    prompts = iter(PROMPTS)
+
+    def call() -> dict[str, Any]:
+        if where == "inside":
+            narrowing_inside(2)()
+        return response(next(prompts))
+
+    fn = track_cost(tracker=tracker)(call)
+    for _ in PROMPTS:
+        with narrow(2):
+            fn()
+            assert llmcost.cost_of("gpt-4o", 1235, 0) == Decimal("0.0030875")
+    assert [entry.amount for entry in tracker.entries()] == [llmcost.cost_of("gpt-4o", p, 0) for p in PROMPTS]
+    assert {len(str(entry.amount).rstrip("0")) for entry in tracker.entries()} != {4}  # (2 digits would round)

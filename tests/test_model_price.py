@@ -1,14 +1,17 @@
-"""``ModelPrice``'s integer pricing of usages with units (``usage_pricer``) and ``same_rates_up_to``."""
+"""``ModelPrice``'s integer pricing of usages with units (``usage_pricer``), of the five counts in 10**-18 units
+(``atto_pricer``), in any decimal context, and ``same_rates_up_to``."""
 
 from __future__ import annotations
 
+import decimal
 import random
 from decimal import Decimal
 
 import pytest
 
 from llmcost import ModelPrice, Usage
-from llmcost._model_price import money_cost, same_rates_up_to, usage_pricer
+from llmcost._model_price import atto_pricer, counts_pricer, money_cost, same_rates_up_to, usage_pricer
+from llmcost._money import atto_of
 from llmcost._usage import FIELD_UNITS, MAX_COUNT, unit_registry
 
 # Price keys a unit may be priced by, and units a usage may report: the Anthropic and Gemini ones, nested parts
@@ -176,3 +179,56 @@ def test_a_call_below_every_tier_and_at_each_start_takes_its_tiers_prices(inp):
     )  # fmt: skip
     usage = Usage(inp, 7, 0, inp // 2, units={"cache_write_1h_tokens": inp // 3, "web_searches": 2})
     assert usage_pricer(price)(usage).as_tuple() == money_cost(price, usage).as_tuple()
+
+
+def test_the_atto_pricer_gives_the_amount_and_its_exact_units_of_every_flat_price_that_fits_money_scale():
+    rng = random.Random(7)
+    priced = skipped = 0
+    for _ in range(3000):
+        price, usage = _random_price(rng), _random_usage(rng)
+        pricer = atto_pricer(price)
+        if price.tiers or any(p is not None and -p.as_tuple().exponent > 12 for p in _per_mtok(price)):
+            assert pricer is None, price  # (tiers, or places past money's 18 once per token: the Decimal only)
+            skipped += 1
+            continue
+        assert pricer is not None, price
+        counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                  usage.reasoning_tokens)  # fmt: skip
+        found, amount = pricer(*counts), counts_pricer(price)(*counts)
+        if amount is None:
+            assert found is None  # (a total too large for the integers: the Decimal rule prices it)
+            continue
+        assert found is not None
+        assert found[0].as_tuple() == amount.as_tuple() and found[1] == atto_of(amount), (price, usage)
+        priced += 1
+    assert priced > 500 and skipped > 500
+
+
+def _per_mtok(price: ModelPrice) -> list[Decimal | None]:
+    fields = ["input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "reasoning_per_mtok"]
+    return [getattr(price, f) for f in fields] + [
+        None if price.request_price is None else price.request_price.scaleb(6)  # (a fee: places as a per-mtok price)
+    ]
+
+
+@pytest.mark.parametrize("prec", [2, 5, 9])
+def test_prices_are_exact_in_a_narrow_decimal_context(prec):
+    # A caller's ``localcontext(prec=...)`` (finance code) must not round what a call cost: the integers are made a
+    # Decimal in a context of their own, and the Decimal rules run in a wide one.
+    rng = random.Random(prec)
+    cases = [(_random_price(rng), _random_usage(rng)) for _ in range(300)]
+    plain = [(p, u) for p, u in cases if u.units]
+    plain += [(p, Usage(u.input_tokens, u.output_tokens, u.cache_read_tokens)) for p, u in cases]
+    wanted = []
+    for price, usage in plain:
+        try:
+            wanted.append((price.cost(usage), money_cost(price, usage), usage_pricer(price)(usage)))
+        except ValueError:
+            wanted.append(None)
+    with decimal.localcontext() as context:
+        context.prec, context.rounding = prec, decimal.ROUND_DOWN
+        for (price, usage), want in zip(plain, wanted, strict=True):
+            if want is None:
+                continue
+            got = (price.cost(usage), money_cost(price, usage), usage_pricer(price)(usage))
+            assert [str(g) for g in got] == [str(w) for w in want], (price, usage)
