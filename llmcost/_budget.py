@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from time import time_ns as _time_ns
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -39,7 +39,7 @@ from ._config import get_tracker, on_new_default
 from ._context import NOT_CHECKED, PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
-from ._money import ZERO, dollars, in_exact_context, to_money
+from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._time import from_micros
@@ -243,6 +243,10 @@ class Budget:
     __slots__ = (
         "__weakref__",
         "_any_block",
+        "_atto_committed",
+        "_atto_limit",
+        "_atto_quiet",
+        "_atto_spent",
         "_baton",
         "_baton_keeper",
         "_committed",
@@ -264,6 +268,7 @@ class Budget:
         "_tracker",
         "alerts",
         "category",
+        "context_free",
         "counts_rows",
         "key",
         "limit",
@@ -341,10 +346,15 @@ class Budget:
         # alerts, the thresholds fired, and a period budget's figures, scope and lease).
         self._baton_keeper = _Baton()  # (the token given back in a forked child)
         self._baton = self._baton_keeper.token
+        # (Period budgets) spent, and spent plus reserved (the ledger's, as last seen), kept as one figure.
         self._spent = ZERO
-        # Spent plus reserved (block budgets: this object's reservations; period budgets: the ledger's, as last seen),
-        # kept as one figure: checking a call is then one addition and comparison, settling it one more addition.
         self._committed = ZERO
+        # (Block budgets) the same of this object's calls, in ints of 10**-18 USD (``atto_of``): checking a call is then
+        # one integer addition and comparison, settling it two more, exact in any decimal context (a Decimal's
+        # addition costs four times an int's, on every call). ``_atto_limit``: the limit so (it has money's places).
+        self._atto_spent = 0
+        self._atto_committed = 0
+        self._atto_limit = atto_of(self.limit, ROUND_FLOOR)
         self._start: datetime | None = None
         self._end: datetime | None = None
         self._scope: BudgetScope | None = None
@@ -353,8 +363,10 @@ class Budget:
         self._lease: Lease | None = None
         self._open = 0
         self._fired: set[float] = set()
-        # Spend below this cannot cross a threshold that has not fired: most calls skip the threshold check.
+        # Spend below this cannot cross a threshold that has not fired: most calls skip the threshold check. (Block
+        # budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
         self._quiet_below = ZERO
+        self._atto_quiet: int | float = 0
         self._tag_items = tuple(self.tags.items())
         # The last tag map (a ``FrozenTags``: immutable, and usually the same object call after call, as tag maps are
         # interned) found to hold every tag of the filter: matching it again is one identity check.
@@ -370,6 +382,8 @@ class Budget:
         self.unfiltered = not self._filtered
         self._counts_all = self.unfiltered and tracker is None  # every entry of every tracker
         self._any_block = self.period is None and tracker is None  # a block budget over the calls of every tracker
+        #: Its figures are ints (a block budget's): a call it alone checks needs no wide decimal context (``Guard``).
+        self.context_free = self.period is None
         self.alerts: list[BudgetAlert] = []
         self._entered: contextvars.ContextVar[tuple[contextvars.Token[Any], ...]] = contextvars.ContextVar(
             f"llmcost_budget_{id(self):x}", default=()
@@ -387,6 +401,8 @@ class Budget:
     @in_exact_context
     def spent(self) -> Decimal:
         """Spend counted in the current period (for ``period=None``: inside the block)."""
+        if self.period is None:
+            return from_atto(self._atto_spent)
         self._stand()
         return self._spent
 
@@ -394,6 +410,8 @@ class Budget:
     @in_exact_context
     def reserved(self) -> Decimal:
         """Estimates reserved by calls in flight (for a period budget: by every process sharing the store)."""
+        if self.period is None:
+            return from_atto(max(self._atto_committed - self._atto_spent, 0))
         self._stand()
         reserved = self._committed - self._spent
         return reserved if reserved > ZERO else ZERO
@@ -402,6 +420,8 @@ class Budget:
     @in_exact_context
     def remaining(self) -> Decimal:
         """The limit less spend and reservations (negative once overspent)."""
+        if self.period is None:
+            return self.limit - from_atto(self._atto_committed)
         self._stand()
         spent, committed = self._spent, self._committed
         # With nothing reserved, from spent: equal in value, and without the trailing zeros that reserving estimates
@@ -412,6 +432,8 @@ class Budget:
     @in_exact_context
     def utilization(self) -> float:
         """Spend over limit (1.0 is fully used)."""
+        if self.period is None:
+            return float(from_atto(self._atto_spent) / self.limit)
         self._stand()
         return float(self._spent / self.limit)
 
@@ -435,7 +457,9 @@ class Budget:
     def _figures(self) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` as the budget counts them now (the caller holds the lock). While its lease is a
         ``Lease``, the calls it serves and settles in memory change the lease's figures alone (``Lease.view``), not
-        ``_spent`` and ``_committed``: those are read here, through the lease."""
+        ``_spent`` and ``_committed``: those are read here, through the lease. (A block budget's, from its ints.)"""
+        if self.period is None:
+            return from_atto(self._atto_spent), from_atto(self._atto_committed)
         lease = self._lease
         if type(lease) is Lease and lease.scope is self._scope:
             return lease.view()
@@ -592,9 +616,11 @@ class Budget:
         model: str | None,
         kwargs: Mapping[str, Any],
         needed: Decimal,
+        atto: int | None = None,
     ) -> object:
-        """``checks_call`` and, if this budget checks the call, ``reserve_estimate`` of its known estimate ``needed``,
-        in one step (a tracked call under filtered budgets asks each one): the token, or ``NOT_CHECKED``."""
+        """``checks_call`` and, if this budget checks the call, ``reserve_estimate`` of its known estimate ``needed``
+        (``atto``: the same in 10**-18 units, if known), in one step (a tracked call under filtered budgets asks each
+        one): the token, or ``NOT_CHECKED``."""
         if self._tracker is not None and tracker is not self._tracker:
             return NOT_CHECKED
         if self._filtered:
@@ -614,17 +640,19 @@ class Budget:
                 return NOT_CHECKED
         if self.period is None:
             # ``reserve_estimate``'s usual check, inline (the tracker was checked above): a call whose estimate fits.
+            if atto is None:
+                atto = atto_of(needed)
             baton = self._baton
             try:
                 baton.pop()  # (as in ``reserve_estimate``)
             except IndexError:
                 _wait_baton(baton)
             try:
-                committed = self._committed
-                after = committed + needed
-                if after <= self.limit and (needed > ZERO or committed < self.limit):
-                    self._committed = after
-                    return needed  # a block budget's token: the amount reserved (a Decimal)
+                committed = self._atto_committed
+                after = committed + atto
+                if after <= self._atto_limit and (atto > 0 or committed < self._atto_limit):
+                    self._atto_committed = after
+                    return atto  # a block budget's token: the amount reserved (an int of 10**-18 USD)
             finally:
                 baton.append(True)
         else:
@@ -633,14 +661,14 @@ class Budget:
                 leased = self._take_leased(lease, needed)
                 if leased is not None:
                     return leased
-        return self.reserve_estimate(tracker, needed)
+        return self.reserve_estimate(tracker, needed, atto)
 
-    def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object:
+    def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None, atto: int | None = None) -> object:
         """``before_call`` of a call of ``tracker`` that this budget checks (it matches the filters, or the budget
-        has none: ``unfiltered``) and whose estimate is known: ``needed`` (``None``: nothing is known). Tracked calls
-        under unfiltered budgets come here directly, without a ``PendingCall``; the caller checked that tracking is
-        on (``set_active``)."""
-        if self._any_block and needed is not None:
+        has none: ``unfiltered``) and whose estimate is known: ``needed``, or with ``needed=None``, ``atto`` (the
+        estimate in 10**-18 units; both ``None``: nothing is known). Tracked calls under unfiltered budgets come here
+        directly, without a ``PendingCall``; the caller checked that tracking is on (``set_active``)."""
+        if self._any_block and atto is not None:
             # The usual check: a block budget of every tracker, and a call whose estimate fits.
             baton = self._baton
             try:
@@ -648,21 +676,21 @@ class Budget:
             except IndexError:
                 _wait_baton(baton)
             try:
-                after = self._committed + needed
+                after = self._atto_committed + atto
                 # It fits: what remains (limit - committed) is positive and at least ``needed`` (a positive ``needed``
                 # that fits leaves no doubt about the first).
-                if after <= self.limit and (needed > ZERO or self._committed < self.limit):
-                    self._committed = after
-                    return needed  # a block budget's token: the amount reserved (a Decimal)
+                if after <= self._atto_limit and (atto > 0 or self._atto_committed < self._atto_limit):
+                    self._atto_committed = after
+                    return atto  # a block budget's token: the amount reserved (an int of 10**-18 USD)
             finally:
                 baton.append(True)
         elif self._tracker is not None and tracker is not self._tracker:
             return None
         # Any other call: a period budget's, one with no estimate, or one that did not fit above (checked again here,
         # where it is refused or, with ``on_exceed="warn"``, let through).
-        if needed is None:
-            needed = ZERO
         if self.period is not None:
+            if needed is None:
+                needed = ZERO if atto is None else from_atto(atto)
             lease = self._lease
             if type(lease) is LocalLease and lease.account is not None:
                 # The usual call over a MemoryStore: if it is of the lease's period (its own bounds, against the
@@ -692,7 +720,9 @@ class Budget:
                 if leased is not None:
                     return leased
             return self._reserve(needed)
-        limit = self.limit
+        if atto is None:
+            atto = 0 if needed is None else atto_of(needed)
+        limit = self._atto_limit
         warn = self.on_exceed == "warn"
         baton = self._baton
         try:
@@ -700,20 +730,26 @@ class Budget:
         except IndexError:
             _wait_baton(baton)
         try:
-            committed = self._committed
-            after = committed + needed
-            if after <= limit and (needed > ZERO or committed < limit):
-                self._committed = after
-                return needed
+            committed = self._atto_committed
+            after = committed + atto
+            if after <= limit and (atto > 0 or committed < limit):
+                self._atto_committed = after
+                return atto
             if warn:
-                self._committed = after
+                self._atto_committed = after
         finally:
             baton.append(True)
-        refused = BudgetExceeded(self.name, committed, limit, needed)
+        self._refused(from_atto(committed), from_atto(atto) if needed is None else needed)
+        return atto
+
+    @in_exact_context  # (a block budget's call may be checked in the caller's narrow context: its figures are ints)
+    def _refused(self, committed: Decimal, needed: Decimal) -> None:
+        """A call needing ``needed`` did not fit what is ``committed``: alerted, and refused unless ``on_exceed`` is
+        "warn" (``BudgetExceeded``)."""
+        refused = BudgetExceeded(self.name, committed, self.limit, needed)
         self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
         if self.on_exceed == "raise":
             raise refused
-        return needed
 
     def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
@@ -846,7 +882,7 @@ class Budget:
 
     def after_call(self, token: object, entry: CostEntry | None) -> None:
         """Release the reservation made by ``before_call`` unless the call's entry settled it (``on_recorded``)."""
-        if type(token) is Decimal:  # a block budget's: the amount reserved
+        if type(token) is int:  # a block budget's: the amount reserved, in 10**-18 units
             if token:  # (zero: nothing was reserved)
                 baton = self._baton
                 try:
@@ -854,8 +890,10 @@ class Budget:
                 except IndexError:
                     _wait_baton(baton)
                 try:
-                    committed, spent = self._committed - token, self._spent
-                    self._committed = committed if committed > spent else spent  # (never less than nothing reserved)
+                    committed, spent = self._atto_committed - token, self._atto_spent
+                    self._atto_committed = (
+                        committed if committed > spent else spent
+                    )  # (never less than nothing reserved)
                 finally:
                     baton.append(True)
             return
@@ -866,8 +904,9 @@ class Budget:
             elif token.reservation.id is not None:
                 token.store.release(token.reservation)
 
-    def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None:
-        """Count ``entry`` if it matches this budget (and its period), then fire any thresholds it crossed."""
+    def on_recorded(self, tracker: TrackerLike, entry: CostEntry, atto: int | None = None) -> None:
+        """Count ``entry`` if it matches this budget (and its period), then fire any thresholds it crossed (``atto``:
+        its amount in 10**-18 units, if known)."""
         if self._tracker is not None and tracker is not self._tracker:
             return
         if self._filtered and not self._matches(entry.resource, entry.category.value, entry.tags, None):
@@ -877,16 +916,17 @@ class Budget:
         if self.period is not None:
             self._settle(tracker, entry)
             return
-        amount = entry.amount
+        if atto is None:
+            atto = atto_of(entry.amount)
         baton = self._baton
         try:
             baton.pop()  # (as in ``reserve_estimate``)
         except IndexError:
             _wait_baton(baton)
         try:
-            spent = self._spent = self._spent + amount
-            self._committed += amount
-            quiet = spent < self._quiet_below
+            spent = self._atto_spent = self._atto_spent + atto
+            self._atto_committed += atto
+            quiet = spent < self._atto_quiet
         finally:
             baton.append(True)
         if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
@@ -950,9 +990,11 @@ class Budget:
         canonical_model: str | None = None,
         checked: bool = False,
         recorded_us: int | None = None,
+        atto: int | None = None,
     ) -> None:
         """(``counts_rows``) ``on_recorded`` of an entry given as its fields, recorded at ``recorded_us`` (epoch
-        microseconds; ``None``: now, by the tracker's clock); if this budget reserved for the call being recorded
+        microseconds; ``None``: now, by the tracker's clock), its amount also in 10**-18 units if known (``atto``);
+        if this budget reserved for the call being recorded
         (its pair is in ``reservations``, the call's open ones), the reservation is released in the same step as the
         amount is counted, and its pair taken out of ``reservations``.
 
@@ -983,23 +1025,25 @@ class Budget:
                     if wanted is not None and wanted != canonical_model and wanted != model:
                         return
                 del reservations[0]
+                if atto is None:
+                    atto = atto_of(amount)
                 baton = self._baton
                 try:
                     baton.pop()  # (as in ``reserve_estimate``)
                 except IndexError:
                     _wait_baton(baton)
                 try:
-                    spent = self._spent = self._spent + amount
+                    spent = self._atto_spent = self._atto_spent + atto
                     # The amount in place of the reservation (which is part of what is committed, so this never goes
                     # below what is spent).
-                    self._committed = self._committed + amount - needed  # type: ignore[operator]  # a block token
-                    quiet = spent < self._quiet_below
+                    self._atto_committed = self._atto_committed + atto - needed  # type: ignore[operator]  # a block token
+                    quiet = spent < self._atto_quiet
                 finally:
                     baton.append(True)
                 if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
                     self.check_thresholds()
                 return
-        self._count_row(tracker, amount, resource, category, tags, reservations, model, canonical_model, checked)
+        self._count_row(tracker, amount, resource, category, tags, reservations, model, canonical_model, checked, atto)
 
     def settle_row(
         self,
@@ -1013,28 +1057,31 @@ class Budget:
         canonical_model: str | None = None,
         checked: bool = False,
         recorded_us: int | None = None,
+        atto: int | None = None,
     ) -> None:
         """(``Guard.settle_row``) ``on_recorded_row`` of the row of a call that this budget alone reserved for, given
         the ``token`` of its reservation (what ``reserve_estimate``/``reserve_checked``/``before_call`` returned) in
         place of the call's reservations: the row counted as ``on_recorded_row`` counts it, and ``token`` settled
         exactly once, also if this raises (counted in its place, or else released as ``after_call`` releases it)."""
         if self.period is None:
-            if type(token) is Decimal and (checked or not self._filtered):
+            if type(token) is int and (checked or not self._filtered):
                 # ``on_recorded_row``'s usual count, the token given: the reservation says the call is of a tracker
                 # this budget checks, and its filters matched these very fields (or it has none); the model is matched.
                 wanted = self.model
                 if wanted is not None and wanted != canonical_model and wanted != model:
                     self.after_call(token, None)  # (an entry that does not count: its reservation is released)
                     return
+                if atto is None:
+                    atto = atto_of(amount)
                 baton = self._baton
                 try:
                     baton.pop()  # (as in ``reserve_estimate``)
                 except IndexError:
                     _wait_baton(baton)
                 try:
-                    spent = self._spent = self._spent + amount
-                    self._committed = self._committed + amount - token  # (as in ``on_recorded_row``)
-                    quiet = spent < self._quiet_below
+                    spent = self._atto_spent = self._atto_spent + atto
+                    self._atto_committed = self._atto_committed + atto - token  # (as in ``on_recorded_row``)
+                    quiet = spent < self._atto_quiet
                 finally:
                     baton.append(True)
                 if not quiet:
@@ -1052,9 +1099,9 @@ class Budget:
                     and token.store is getattr(tracker, "store", None)
                 ):
                     token.settled = True
-                    spent = lease.ledger.give_back(account, token.estimate)
-                    if spent >= self._quiet_below and lease is self._lease:  # (as ``_gave_back`` says)
-                        self._check_thresholds(lease, spent)
+                    reached = lease.ledger.give_back(account, token.estimate)
+                    if reached >= self._quiet_below and lease is self._lease:  # (as ``_gave_back`` says)
+                        self._check_thresholds(lease, reached)
                     return
             try:
                 if self._gave_back(token, tracker, recorded_us):
@@ -1067,7 +1114,7 @@ class Budget:
         pairs: list[tuple[Any, object]] = [(self, token)]
         try:
             self.on_recorded_row(
-                tracker, amount, resource, category, tags, pairs, model, canonical_model, checked, recorded_us
+                tracker, amount, resource, category, tags, pairs, model, canonical_model, checked, recorded_us, atto
             )
         finally:
             if pairs:
@@ -1093,6 +1140,7 @@ class Budget:
         model: str | None,
         canonical_model: str | None,
         checked: bool,
+        atto: int | None,
     ) -> None:
         """``on_recorded_row`` in general: the entry's fields matched if they need be, the reservation found
         wherever it is in ``reservations``."""
@@ -1111,15 +1159,18 @@ class Budget:
                 return
         if found >= 0:
             del reservations[found]  # type: ignore[union-attr]  # (found: a list)
+        if atto is None:
+            atto = atto_of(amount)
         baton = self._baton
         try:
             baton.pop()  # (as in ``reserve_estimate``)
         except IndexError:
             _wait_baton(baton)
         try:
-            spent = self._spent = self._spent + amount
-            self._committed = self._committed + amount if needed is None else self._committed + amount - needed
-            quiet = spent < self._quiet_below
+            spent = self._atto_spent = self._atto_spent + atto
+            committed = self._atto_committed + atto
+            self._atto_committed = committed if needed is None else committed - needed
+            quiet = spent < self._atto_quiet
         finally:
             baton.append(True)
         if not quiet:
@@ -1307,6 +1358,7 @@ class Budget:
             waiting = [t for t in self.thresholds if t not in self._fired]
             # An exact bound a little under the lowest waiting threshold, so float rounding never skips a crossing.
             below = self._quiet_below = self.limit * Decimal(repr(min(waiting))) * _JUST_UNDER if waiting else _NEVER
+            self._atto_quiet = atto_of(below, ROUND_CEILING) if waiting else float("inf")  # (block budgets')
             if type(self._lease) is Lease:
                 self._lease.quiet(below)
             # Kept in the same step as they are marked fired: a refusal's alert decides from both (``_alert``).

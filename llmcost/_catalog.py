@@ -15,10 +15,12 @@ import attrs
 from . import _state
 from ._corrections import Correction, corrections_for
 from ._model_price import (
+    AttoPricer,
     ModelPrice,
     Pricer,
     PriceTier,
     UsagePricer,
+    atto_pricer,
     counts_pricer,
     fits_money_scale,
     same_rates_up_to,
@@ -228,6 +230,9 @@ class Resolved:
     money_pricer: Pricer | None = attrs.field(init=False, default=None)
     #: ``usage_pricer(price)``: ``priced``'s path for a usage with units; ``None`` without a fixed price.
     units_pricer: UsagePricer | None = attrs.field(init=False, default=None)
+    #: ``atto_pricer(price)``: ``priced``'s path for the five token counts, each amount also in 10**-18 units;
+    #: ``None`` without a fixed price or where it has none.
+    atto_pricer: AttoPricer | None = attrs.field(init=False, default=None)
     #: ``(UTC day number, quote)``: the standard quote of the last day asked for (``quote_at``); ``False`` once the
     #: prices are found to change within a day (a time-of-day price), so that no quote is kept by day. Read by
     #: ``priced`` before it calls ``quote_at`` (the tracker's path, where a call saved counts), never written there.
@@ -242,6 +247,7 @@ class Resolved:
             self.pricer = counts_pricer(self.price)
             self.money_pricer = self.pricer if fits_money_scale(self.price) else None
             self.units_pricer = usage_pricer(self.price)
+            self.atto_pricer = atto_pricer(self.price)
 
     def _load_entry(self) -> None:
         """The catalog objects of a price read from the pre-built table."""

@@ -280,8 +280,13 @@ class Guard(Protocol):
     raises): in the same step as the amount is counted, or else released as ``after_call`` releases it. The tracker
     then settles nothing more of it (``after_call`` is not asked).
 
+    Amounts the tracker priced reach the guard also as ints of ``10**-MONEY_SCALE`` USD (``atto``, ``None`` where
+    not known: ``_money.atto_of`` finds it), which a guard may count in place of the Decimal: its figures are then
+    exact in any decimal context, at a quarter of the instructions.
+
     A guard whose ``unfiltered`` is true checks every call of its tracker alike, whatever its resource, model,
-    category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``).
+    category or tags: ``reserve_estimate(tracker, estimate)`` may stand in for ``before_call`` (no ``PendingCall``;
+    the estimate given as a Decimal, or as ``None`` with ``atto``: known in 10**-18 units only).
     So may it for any guard once ``checks_call`` (the call's tracker, resource, category, tags, model and request
     arguments) said that the guard checks the call, as ``before_call`` decides; ``reserve_checked`` is the two in one
     step, returning ``NOT_CHECKED`` for a call the guard does not check.
@@ -289,10 +294,13 @@ class Guard(Protocol):
 
     counts_rows: bool
     unfiltered: bool
+    #: Its figures and estimates are exact in any decimal context (ints of 10**-18 USD): a call under it alone is
+    #: checked and settled in the caller's context, however narrow (else in a wide one: ``EXACT_DIGITS``).
+    context_free: bool
 
     def before_call(self, call: PendingCall) -> object: ...
 
-    def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None) -> object: ...
+    def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None, atto: int | None = None) -> object: ...
 
     def reserve_checked(
         self,
@@ -303,6 +311,7 @@ class Guard(Protocol):
         model: str | None,
         kwargs: Mapping[str, Any],
         needed: Decimal,
+        atto: int | None = None,
     ) -> object: ...
 
     def checks_call(
@@ -317,7 +326,7 @@ class Guard(Protocol):
 
     def after_call(self, token: object, entry: CostEntry | None) -> None: ...
 
-    def on_recorded(self, tracker: TrackerLike, entry: CostEntry) -> None: ...
+    def on_recorded(self, tracker: TrackerLike, entry: CostEntry, atto: int | None = None) -> None: ...
 
     def settle_recorded(
         self, tracker: TrackerLike, entry: CostEntry, token: object, recorded_us: int, matched: bool
@@ -335,7 +344,8 @@ class Guard(Protocol):
         canonical_model: str | None = None,
         checked: bool = False,
         recorded_us: int | None = None,
+        atto: int | None = None,
     ) -> None: ...
 
-    # (``settle_row(tracker, token, amount, resource, category, tags, model, canonical_model, checked, recorded_us)``
-    # is optional, so not declared here: ``GuardSet`` looks for it.)
+    # (``settle_row(tracker, token, amount, resource, category, tags, model, canonical_model, checked, recorded_us,
+    # atto)`` is optional, so not declared here: ``GuardSet`` looks for it.)

@@ -36,7 +36,7 @@ from ._entry import (
     to_tags,
 )
 from ._errors import BudgetExceeded
-from ._estimate import request_estimate
+from ._estimate import request_estimate_atto
 from ._extract import (
     Extracted,
     StreamAccumulator,
@@ -45,7 +45,7 @@ from ._extract import (
     is_stream_manager,
     may_be_stream,
 )
-from ._money import EXACT_DIGITS, to_money, wide_context
+from ._money import EXACT_DIGITS, atto_of, to_money, wide_context
 from ._streams import ManagerProxy, hook_stream
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
@@ -142,9 +142,11 @@ class _Engine:
         # A fixed Decimal estimate, checked once here as ``estimate_call`` would check it on every call (if it does
         # not pass, every call's estimate fails as before).
         self.fixed_estimate: Decimal | None = None
+        self.fixed_atto: int | None = None  # (the same in 10**-18 units: what block budgets count)
         if type(estimate) is Decimal:
             with contextlib.suppress(TypeError, ValueError):
                 self.fixed_estimate = to_money(estimate, "estimate")
+                self.fixed_atto = atto_of(self.fixed_estimate)
         self.tracker = tracker
         self.service_tier = service_tier
 
@@ -175,9 +177,13 @@ class _Engine:
         if not guards and not entered:
             return (tracker, call_tags, (), _perf_counter(), None, None, None)
         guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
-        if _getcontext().prec < EXACT_DIGITS:
+        kind = type(guards)
+        if (
+            (kind is not ONE_UNFILTERED and kind is not ONE_FILTERED) or not guards[0].context_free
+        ) and _getcontext().prec < EXACT_DIGITS:
             # A call made in a narrow decimal context: its estimate and the budgets' figures are found in a wide one
-            # (``EXACT_DIGITS``), so they are exact (the user's function still runs in its own context).
+            # (``EXACT_DIGITS``), so they are exact (the user's function still runs in its own context). A call under
+            # one block budget alone needs none: its figures and estimates are ints (``Guard.context_free``).
             with wide_context():
                 call = self.begin(args, kwargs, (tracker, call_tags))
             if call is None:
@@ -186,7 +192,6 @@ class _Engine:
             return (_WideRecording(tracker), tags, held, started, checked, guard, token)  # (and settled so)
         # A call under one guard alone (the usual budgeted call) keeps its ``(guard, token)`` as two values of the
         # ``_Call``, not a list of pairs: the tracker settles the token as it counts the row (``Guard.settle_row``).
-        kind = type(guards)
         reservations: list[tuple[Any, object]]  # (made where more than one guard may reserve)
         needed = self.fixed_estimate
         context: FrozenTags | None
@@ -195,7 +200,7 @@ class _Engine:
                 # The usual budgeted call: its guard needs only the estimate, known already.
                 guard = guards[0]
                 try:
-                    token = guard.reserve_estimate(tracker, needed)
+                    token = guard.reserve_estimate(tracker, needed, self.fixed_atto)
                 except BudgetExceeded:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
@@ -207,7 +212,7 @@ class _Engine:
                 reservations = []
                 for guard in guards:
                     try:
-                        reservations.append((guard, guard.reserve_estimate(tracker, needed)))
+                        reservations.append((guard, guard.reserve_estimate(tracker, needed, self.fixed_atto)))
                     except BudgetExceeded:
                         self._settle(reservations, None)
                         raise
@@ -228,7 +233,7 @@ class _Engine:
                 guard = guards[0]
                 try:
                     token = guard.reserve_checked(
-                        tracker, self.resource, self.category_value, tags, self.model, kwargs, needed
+                        tracker, self.resource, self.category_value, tags, self.model, kwargs, needed, self.fixed_atto
                     )
                 except BudgetExceeded:
                     raise
@@ -242,7 +247,7 @@ class _Engine:
             for guard in guards:
                 try:
                     token = guard.reserve_checked(
-                        tracker, self.resource, self.category_value, tags, self.model, kwargs, needed
+                        tracker, self.resource, self.category_value, tags, self.model, kwargs, needed, self.fixed_atto
                     )
                 except BudgetExceeded:
                     self._settle(reservations, None)
@@ -276,19 +281,24 @@ class _Engine:
                     return (tracker, call_tags, (), _perf_counter(), context, None, None)
             # Each guard checking the call needs only its estimate: found here once, as a ``PendingCall`` would find
             # it (``estimate_call``: with no ``estimate=``, from the call's request arguments, else the mean of
-            # recent calls).
+            # recent calls), with its 10**-18 units where they are at hand (a budget finds them else).
+            atto: int | None = None
             try:
                 if kwargs:
-                    needed = request_estimate(kwargs, self.model)
+                    found = request_estimate_atto(kwargs, self.model)
+                    if type(found) is tuple:
+                        needed, atto = found
+                    else:
+                        needed = found  # type: ignore[assignment]  # (a Decimal or None)
                 if needed is None:
-                    needed = tracker.recent_cost(self.resource, self.model)
+                    atto = tracker.recent_atto(self.resource, self.model)  # (``needed`` stays None: ints only)
             except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
                 return (tracker, call_tags, (), _perf_counter(), None, None, None)
             if kind is ONE_UNFILTERED or kind is ONE_FILTERED:  # (one guard alone, as above: it checks the call)
                 guard = checking[0]
                 try:
-                    token = guard.reserve_estimate(tracker, needed)
+                    token = guard.reserve_estimate(tracker, needed, atto)
                 except BudgetExceeded:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
@@ -298,7 +308,7 @@ class _Engine:
             reservations = []
             for guard in checking:
                 try:
-                    reservations.append((guard, guard.reserve_estimate(tracker, needed)))
+                    reservations.append((guard, guard.reserve_estimate(tracker, needed, atto)))
                 except BudgetExceeded:
                     self._settle(reservations, None)
                     raise

@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Mapping
-from decimal import Context, Decimal, InvalidOperation, getcontext
+from decimal import Decimal
 from math import ceil as _ceil
 from typing import Any, Protocol
 
 from . import _state
 from ._entry import CostEntry
-from ._money import MONEY_SCALE, ZERO, round_money, to_money
-from ._tokens import CEIL_TABLE_CHARS, EXACT_PREC, MESSAGE_OVERHEAD, REPLY_OVERHEAD, estimated_amount
+from ._money import atto_of, from_atto, to_money
+from ._tokens import CEIL_TABLE_CHARS, MESSAGE_OVERHEAD, REPLY_OVERHEAD, estimated_amount
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
@@ -27,25 +27,19 @@ __all__ = [
     "RecentCosts",
     "estimate_call",
     "request_estimate",
+    "request_estimate_atto",
 ]
 
 #: Output tokens assumed for a request that sets no output limit.
 DEFAULT_OUTPUT_TOKENS = 500
 # What ``request_estimate`` reads of the chat requests' estimates kept by ``_tokens.estimated_amount``: by model, (ASCII
 # characters per token, the tokenizer or ``None``, its text counts, its ``ceil_table``, the prices' generation, the
-# amounts by (input tokens, output tokens)), valid at that generation in a context of ``EXACT_PREC`` digits or more.
+# amounts by (input tokens, output tokens), each with its 10**-18 units), valid at that generation.
 _kept_amounts: dict[str, Any] = _state.estimated_amounts
 _PER_MESSAGE = MESSAGE_OVERHEAD
 _PER_REPLY = REPLY_OVERHEAD
 _PROMPT_KEYS = ("messages", "input", "prompt", "contents")
 _LIMIT_KEYS = ("max_tokens", "max_output_tokens", "max_completion_tokens")
-_EXACT = Context(prec=80)  # sums of DECIMAL(38, 18) amounts never round in 80 digits
-# Running sums use the (faster) operators of the default 28-digit context, exact while totals stay below 10**9
-# (9 digits before the point and money's 18 after); a window whose total is larger is summed afresh in ``_EXACT``.
-_SMALL = Decimal(10) ** 9
-_SMALL_DIGITS = 9  # a Decimal below _SMALL in magnitude has its leading digit below 10**9: ``adjusted() < 9``
-_SUM_DIGITS = 28  # digits a running sum below _SMALL may need: 9 before the point, 18 after (and one to spare)
-_MONEY_PLACES = Decimal(1).scaleb(-MONEY_SCALE)  # the quantum of money's 18 places
 
 
 class RecentCostSource(Protocol):
@@ -86,6 +80,20 @@ def request_estimate(kwargs: Mapping[str, Any], model: str | None) -> Decimal | 
     ...                   "max_tokens": 100}, None)
     Decimal('0.001265')
     """
+    found = request_estimate_atto(kwargs, model)
+    return found[0] if isinstance(found, tuple) else found
+
+
+def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> Decimal | tuple[Decimal, int] | None:
+    """``request_estimate``, given as ``(amount, atto)`` (the same in 10**-18 units: a budget's figures) where it
+    was kept so, else as the amount alone (the per-call path of a budgeted call with request arguments).
+
+    >>> request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 100}
+    >>> request_estimate(request, None)  # (priced, and kept with its units)
+    Decimal('0.001265')
+    >>> request_estimate_atto(request, None)
+    (Decimal('0.001265'), 1265000000000000)
+    """
     # (One function, its loops written out: this runs before every budgeted call with request arguments.)
     try:
         found = kwargs.get("model")
@@ -100,9 +108,9 @@ def request_estimate(kwargs: Mapping[str, Any], model: str | None) -> Decimal | 
             # without another call (a tenth of the estimate's instructions): messages of plain ASCII text counted by
             # the heuristic as ``_tokens`` counts them (3 tokens a message and 3 for the reply; a text's ceiling of
             # its length over the ratio, read off the model's ``ceil_table`` for all but long texts: half the
-            # instructions of dividing), priced at an amount kept for the model (``_state.estimated_amounts``, as
-            # ``_tokens`` keeps it). Anything else (a name, a message with no text, a part list, non-ASCII text, a
-            # tokenizer, no amount kept) and ``estimated_amount`` counts the whole prompt.
+            # instructions of dividing), priced at an amount kept for the model with its 10**-18 units
+            # (``_state.estimated_amounts``, as ``_tokens`` keeps it). Anything else (a name, a message with no text, a
+            # part list, non-ASCII text, a tokenizer, no amount kept) and ``estimated_amount`` counts the whole prompt.
             kept = _kept_amounts.get(model)
             if kept is not None and kept[1] is None:  # (kept[1]: the model's tokenizer, None for the heuristic)
                 chars_per_token, _, _, ceils, generation, amounts = kept
@@ -117,10 +125,10 @@ def request_estimate(kwargs: Mapping[str, Any], model: str | None) -> Decimal | 
                         length = len(content)
                         tokens += ceils[length] if length < CEIL_TABLE_CHARS else _ceil(length / chars_per_token)
                     else:
-                        if generation == _state.prices_generation and getcontext().prec >= EXACT_PREC:
-                            amount = amounts.get((tokens, limit))
-                            if amount is not None:
-                                return amount  # type: ignore[no-any-return]
+                        if generation == _state.prices_generation:
+                            found = amounts.get((tokens, limit))
+                            if found is not None:
+                                return found  # type: ignore[no-any-return]
                 except KeyError:
                     pass
             return estimated_amount(model, prompt, limit)
@@ -168,35 +176,38 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
 
 
 class _Window:
-    """The last amounts of one (resource, model), and (once means are asked for) their exact sum."""
+    """The last amounts of one (resource, model), in ``10**-18`` units (``atto_of``), and (once means are asked for)
+    their sum."""
 
     __slots__ = ("amounts", "state")
 
     def __init__(self, size: int) -> None:
-        self.amounts: deque[Decimal] = deque(maxlen=size)
+        #: Ints of 10**-18 USD; a ``Decimal`` appended while no sum is kept is made one by ``resync``.
+        self.amounts: deque[int | Decimal] = deque(maxlen=size)
         #: (sum, count) of ``amounts``, replaced as one value so a reader never sees one without the other.
-        self.state: tuple[Decimal, int] = (ZERO, 0)
+        self.state: tuple[int, int] = (0, 0)
 
     def resync(self) -> None:
-        """Sum ``amounts`` afresh (caller holds the lock)."""
-        values = tuple(self.amounts)  # one C-level copy: an append racing with it is either in or out
-        self.state = (_exact_sum(values), len(values))
-
-
-def _exact_sum(values: tuple[Decimal, ...]) -> Decimal:
-    total = ZERO
-    for value in values:
-        total = _EXACT.add(total, value)
-    return total
+        """Sum ``amounts`` afresh, each an int now (caller holds the sums' token)."""
+        amounts = self.amounts
+        values = tuple(amounts)  # one C-level copy: an append racing with it is either in or out
+        if any(isinstance(value, Decimal) for value in values):
+            ints = [atto_of(value) if isinstance(value, Decimal) else value for value in values]
+            amounts.clear()  # (an append racing with these two lands after them: in, once)
+            amounts.extend(ints)
+            values = tuple(amounts)
+        self.state = (sum(values), len(values))  # type: ignore[arg-type]  # (ints: converted above)
 
 
 class RecentCosts:
     """The mean cost of the last few calls per (resource, model), kept by each tracker: the fallback estimate.
 
-    Until a mean is first asked for (a budget estimating a call), recording only appends the amount. From then on
-    each window also keeps an exact running sum (see ``_SMALL``), so a mean costs one division. Recording threads
-    never wait for each other: a thread that finds the sums being updated by another leaves its amount out (one
-    sample fewer; the mean stays the mean of the amounts kept).
+    Amounts are kept as ints of ``10**-MONEY_SCALE`` USD (``atto_of``; the tracker's pricing gives most calls' so):
+    sums of them are exact in any decimal context, and a quarter of the instructions of Decimal sums. Until a mean
+    is first asked for (a budget estimating a call), recording only appends the amount. From then on each window
+    also keeps its running sum, so a mean costs one division. Recording threads never wait for each other: a
+    thread that finds the sums being updated by another leaves its amount out (one sample fewer; the mean stays the
+    mean of the amounts kept).
 
     Who updates the sums holds the one token of ``_sums`` (a list holding it, or empty): a recording thread tries
     to ``pop`` it, a C-level step that either takes it or raises ``IndexError``, and gives it back with ``append``.
@@ -204,9 +215,15 @@ class RecentCosts:
     is most of them), on every recorded call once means are asked for. The rarer steps that must have the sums
     (switching them on, summing a window afresh) wait for the token (``_take_sums``); a forked child is given a
     token back (``forked``).
+
+    >>> recent = RecentCosts()
+    >>> for amount in ("0.01", "0.02", "0.02"):
+    ...     recent.observe_call("answer", "gpt-4o", Decimal(amount))
+    >>> recent.mean("answer", None), recent.mean_atto("answer", "gpt-4o")
+    (Decimal('0.016666666666666667'), 16666666666666667)
     """
 
-    __slots__ = ("__weakref__", "_by_key", "_lock", "_of_resource", "_summing", "_sums", "_window")
+    __slots__ = ("__weakref__", "_by_key", "_lock", "_of_resource", "_sums", "_window", "summing")
 
     def __init__(self, window: int = 20) -> None:
         self._window = window
@@ -214,28 +231,32 @@ class RecentCosts:
         self._of_resource: dict[str | None, tuple[_Window, ...]] = {}  # resource -> the windows of its models
         self._lock = _state.new_lock()  # the windows' dictionaries (free again in a forked child)
         self._sums: list[bool] = [True]  # the token of the running sums (see the class's docstring)
-        self._summing = False
+        #: Whether the windows keep running sums (from the first mean asked for on): recording then counts ints.
+        self.summing = False
         _state.register_fork_aware(self)
 
     def observe(self, entry: CostEntry) -> None:
         """Count ``entry``'s amount in the window of its resource and model."""
         self.observe_call(entry.resource, entry.model, entry.amount)
 
-    def observe_call(self, resource: str | None, model: str | None, amount: Decimal) -> None:
-        """Count ``amount``, the cost of a call of ``resource`` and ``model`` (the per-call path: no entry needed)."""
+    def observe_call(self, resource: str | None, model: str | None, amount: Decimal, atto: int | None = None) -> None:
+        """Count ``amount``, the cost of a call of ``resource`` and ``model`` (the per-call path: no entry needed);
+        ``atto``: the same in 10**-18 units, if known (the tracker's pricing finds it for most calls)."""
         key = (resource, model)
         window = self._by_key.get(key)
         if window is None:
             window = self._add_window(key)
-        if not self._summing:
-            window.amounts.append(amount)
-            if self._summing:  # means were switched on meanwhile: the sums may have missed this amount
+        if not self.summing:
+            window.amounts.append(amount if atto is None else atto)
+            if self.summing:  # means were switched on meanwhile: the sums may have missed this amount
                 self._take_sums()
                 try:
                     window.resync()
                 finally:
                     self._sums.append(True)
             return
+        if atto is None:
+            atto = atto_of(amount)
         sums = self._sums
         try:
             sums.pop()
@@ -245,16 +266,10 @@ class RecentCosts:
             amounts = window.amounts
             total, count = window.state
             if count == self._window:
-                total -= amounts[0]  # the amount the append below pushes out
+                total -= amounts[0]  # type: ignore[assignment]  # the amount the append below pushes out (an int)
                 count -= 1
-            amounts.append(amount)
-            total += amount
-            # Exact if -_SMALL < total < _SMALL (read off the exponent: cheaper) and this thread's context has the
-            # default's 28 digits (a call recorded in a ``localcontext`` of fewer may have rounded the sum).
-            if total.adjusted() < _SMALL_DIGITS and getcontext().prec >= _SUM_DIGITS:
-                window.state = (total, count + 1)
-            else:
-                window.resync()  # the sum may have rounded: the window summed afresh, exactly
+            amounts.append(atto)
+            window.state = (total + atto, count + 1)
         finally:
             sums.append(True)
 
@@ -272,7 +287,7 @@ class RecentCosts:
         """In a forked child: the token back (a parent thread may have held it), and the sums afresh (that thread
         may have been between an append and its sum)."""
         self._sums[:] = [True]
-        if self._summing:
+        if self.summing:
             for window in tuple(self._by_key.values()):
                 window.resync()
 
@@ -286,11 +301,18 @@ class RecentCosts:
             return window
 
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
-        if not self._summing:
+        """The mean cost of the recent calls of ``resource`` and ``model`` (``None``: of every model of the
+        resource), rounded half-even to money's 18 places; ``None`` when there are none."""
+        atto = self.mean_atto(resource, model)
+        return None if atto is None else from_atto(atto)
+
+    def mean_atto(self, resource: str | None, model: str | None) -> int | None:
+        """``mean`` in 10**-18 units (the per-call path: budgets reserve ints)."""
+        if not self.summing:
             with self._lock:
                 self._take_sums()
                 try:
-                    self._summing = True
+                    self.summing = True
                     for window in tuple(self._by_key.values()):
                         window.resync()
                 finally:
@@ -309,24 +331,15 @@ class RecentCosts:
             if len(windows) == 1:  # the usual case: one model
                 total, count = windows[0].state
             else:
-                total, count = ZERO, 0
+                total, count = 0, 0
                 for window in windows:
                     part, n = window.state
                     total, count = total + part, count + n
         if not count:
             return None
-        # Money's 18 places: a budget adds the estimate to what it has committed and takes it away when the call
-        # settles, which is exact only for amounts at that scale. In this thread's context first (a third of
-        # ``round_money``'s cost, and this runs before every budgeted call without an estimate); ``round_money`` for
-        # a mean too large for it. A mean with no digit past those places (the usual case: a full window of 20
-        # amounts of up to 16 places) is the mean as divided, which ``quantize`` would give back: ``%``, an operator,
-        # finds it for half the cost of ``quantize``'s call (its argument parsing), and raises ``InvalidOperation``
-        # where ``quantize`` would (a mean of more digits than the context has at 18 places).
-        mean = total / count
-        try:
-            if not mean % _MONEY_PLACES:
-                return mean
-            rounded = mean.quantize(_MONEY_PLACES)
-        except InvalidOperation:
-            return round_money(mean)
-        return mean if rounded == mean else rounded
+        # Rounded half-even to a whole unit (money's 18 places), as ``round_money`` rounds: a budget adds the
+        # estimate to what it has committed and takes it away as the call settles.
+        mean, rest = divmod(total, count)
+        if rest and (2 * rest > count or (2 * rest == count and mean & 1)):
+            mean += 1
+        return mean

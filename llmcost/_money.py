@@ -7,15 +7,18 @@ import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
-from decimal import Context, Decimal, InvalidOperation, getcontext, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, getcontext, localcontext
 from typing import Any, TypeVar
 
 __all__ = [
+    "ATTO",
     "EXACT_DIGITS",
     "MAX_AMOUNT",
     "MONEY_SCALE",
     "ZERO",
+    "atto_of",
     "dollars",
+    "from_atto",
     "in_exact_context",
     "round_money",
     "to_amount",
@@ -118,6 +121,35 @@ def round_money(value: Decimal) -> Decimal:
     """
     rounded = _WIDE.quantize(value, _QUANTUM)
     return value if rounded == value else rounded  # (an exact one as it was: 0.0025, not 0.002500000000000000)
+
+
+#: Units of money's last place in a dollar: the per-call path counts amounts as ints of ``10**-MONEY_SCALE`` USD
+#: ("atto-dollars"), where one addition costs a quarter of a Decimal's and no decimal context can round it.
+ATTO = 10**MONEY_SCALE
+_ATTO_UNIT = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+def atto_of(amount: Decimal, rounding: str = ROUND_HALF_EVEN) -> int:
+    """``amount`` in units of ``10**-MONEY_SCALE`` (exact for an amount as stores keep it; one of more places is
+    rounded by ``rounding``, half-even unless said: ``ROUND_FLOOR`` for a limit that an int must not pass).
+
+    >>> atto_of(Decimal("0.0035"))
+    3500000000000000
+    """
+    scaled = amount.scaleb(MONEY_SCALE, _WIDE)
+    whole = int(scaled)
+    return whole if whole == scaled else int(scaled.to_integral_value(rounding, _WIDE))
+
+
+def from_atto(atto: int) -> Decimal:
+    """``atto`` units of ``10**-MONEY_SCALE`` as a Decimal without trailing zeros (``100``, not ``1E+2``).
+
+    >>> from_atto(3500000000000000), from_atto(2 * ATTO)
+    (Decimal('0.0035'), Decimal('2'))
+    """
+    if atto % ATTO:
+        return _WIDE.normalize(_WIDE.multiply(_ATTO_UNIT, atto))
+    return Decimal(atto // ATTO)
 
 
 def to_amount(value: object, field: str = "amount") -> Decimal:

@@ -113,12 +113,21 @@ def price_for(
 
 
 def priced(
-    model: str, provider: str | None, usage: Usage, at: datetime | int, service_tier: str | None = None
-) -> tuple[Decimal, str, str | None, str]:
+    model: str,
+    provider: str | None,
+    usage: Usage,
+    at: datetime | int,
+    service_tier: str | None = None,
+    atto: object = False,
+) -> tuple[Decimal, str, str | None, str, int | None]:
     """What ``usage`` of ``model`` cost at ``at`` in ``service_tier``, rounded as every store keeps amounts
-    (``MONEY_SCALE`` places, usually already so), where the price came from, the price's provider and its model
-    id (the catalog's id, ``gpt-4o-mini`` for ``gpt-4o-mini-2024-07-18``; a registered price's ``model``): the
-    tracker's hot path. A correction that does not change the amount leaves the catalog's label.
+    (``MONEY_SCALE`` places, usually already so), where the price came from, the price's provider, its model id
+    (the catalog's id, ``gpt-4o-mini`` for ``gpt-4o-mini-2024-07-18``; a registered price's ``model``), and the
+    amount in units of ``10**-MONEY_SCALE`` as an int if ``atto`` (any truthy value) asks for it and the integer
+    pricing found it
+    (``None`` elsewhere: ``atto_of(amount)`` finds it; asked only where budgets or recent-call sums count it, since
+    the integer costs a tenth of the pricing): the tracker's hot path. A correction that does not change the amount
+    leaves the catalog's label.
 
     ``at`` may be given as an int of microseconds since the epoch: most prices do not change over time, and the
     datetime is then made only for one that does.
@@ -131,9 +140,22 @@ def priced(
     price = resolved.price
     if price is not None and service_tier is None:
         if usage.units is NO_UNITS:
-            pricer = resolved.money_pricer
-            if pricer is not None:  # the common call: straight to the integers
-                amount = pricer(
+            if atto:
+                pricer = resolved.atto_pricer
+                if pricer is not None:  # the common budgeted call: straight to the integers
+                    found = pricer(
+                        usage.input_tokens,
+                        usage.output_tokens,
+                        usage.cache_read_tokens,
+                        usage.cache_write_tokens,
+                        usage.reasoning_tokens,
+                    )
+                    if found is not None:
+                        cost, in_atto = found
+                        return cost, resolved.label, price.provider, price.model, in_atto
+            money = resolved.money_pricer
+            if money is not None:  # the common call
+                amount = money(
                     usage.input_tokens,
                     usage.output_tokens,
                     usage.cache_read_tokens,
@@ -141,12 +163,12 @@ def priced(
                     usage.reasoning_tokens,
                 )
                 if amount is not None:
-                    return amount, resolved.label, price.provider, price.model
+                    return amount, resolved.label, price.provider, price.model, None
         else:
             amount = resolved.units_pricer(usage)  # type: ignore[misc]  # set with price
             if amount is not None:
-                return amount, resolved.label, price.provider, price.model
-        return money_cost(price, usage), resolved.label, price.provider, price.model
+                return amount, resolved.label, price.provider, price.model, None
+        return money_cost(price, usage), resolved.label, price.provider, price.model, None
     quote = resolved.standing if service_tier is None else None  # a quote for all time (undated corrections)
     if quote is None:
         if service_tier is None and type(at) is int:
@@ -171,12 +193,12 @@ def priced(
     if amount is None:
         amount = money_cost(price, usage)
     if inp <= same_up_to:  # no correction, or one that leaves this call's rates as they were
-        return amount, plain_label, price.provider, price.model
+        return amount, plain_label, price.provider, price.model, None
     # A correction that leaves this call's rates as they were cannot change its amount (most corrections add a
     # long-context tier, which most calls are below: ``same_up_to`` above); else the amounts are compared.
     if baseline is not None and (price.rates(inp) == baseline.rates(inp) or money_cost(baseline, usage) == amount):
-        return amount, baseline_label, price.provider, price.model
-    return amount, label, price.provider, price.model
+        return amount, baseline_label, price.provider, price.model, None
+    return amount, label, price.provider, price.model, None
 
 
 def money_cost_of(model: str, input_tokens: int, output_tokens: int) -> Decimal:

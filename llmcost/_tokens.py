@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, getcontext
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -22,8 +22,8 @@ from ._usage import MAX_COUNT
 
 _resolved = _state.resolved_prices
 #: model -> (its ``_counting``, its ``ceil_table``, the prices' generation its amounts were priced at, the amounts by
-#: (input, output)).
-_Kept = tuple[float, Any, dict[str, int], list[int], int, dict[tuple[int, int], Decimal]]
+#: (input, output), each with the same in 10**-18 units: ``(amount, atto)``).
+_Kept = tuple[float, Any, dict[str, int], list[int], int, dict[tuple[int, int], tuple[Decimal, int]]]
 _kept: dict[str, _Kept] = _state.estimated_amounts
 _ceil = math.ceil
 
@@ -46,7 +46,6 @@ _AMOUNTS_KEPT = 512
 CEIL_TABLE_CHARS = 4096
 _ceil_tables: dict[float, list[int]] = {}  # by ratio: ``CHARS_PER_TOKEN``'s, or a caller's
 _RATIOS_KEPT = 8
-EXACT_PREC = 28  # a decimal context of this many digits prices every kept amount exactly (``_priced``)
 
 
 def _family(model: str | None) -> str:
@@ -273,11 +272,11 @@ def estimated_amount(model: str, prompt: str | Sequence[Mapping[str, Any]], outp
             input_tokens += MESSAGE_OVERHEAD + _ceil(len(content) / chars_per_token)
     else:
         input_tokens = _prompt_tokens(prompt, chars_per_token, encoding, counts)
-    if generation == _state.prices_generation and getcontext().prec >= EXACT_PREC:
-        amount = amounts.get((input_tokens, output_tokens))
-        if amount is not None:
-            return amount  # type: ignore[no-any-return]
-    return _priced(model, input_tokens, output_tokens, kept)
+    if generation == _state.prices_generation:
+        found = amounts.get((input_tokens, output_tokens))
+        if found is not None:
+            return found[0]
+    return _priced(model, input_tokens, output_tokens, kept)[0]
 
 
 def ceil_table(chars_per_token: float) -> list[int]:
@@ -302,44 +301,46 @@ def _estimated_afresh(model: str, prompt: str | Sequence[Mapping[str, Any]], out
         if not isinstance(model, str):
             raise TypeError(f"model must be a model id (str) or None, got {model!r}")
         counting = _counting(model)
-    return _priced(model, _prompt_tokens(prompt, *counting), output_tokens, None)
+    return _priced(model, _prompt_tokens(prompt, *counting), output_tokens, None)[0]
 
 
-def _priced(model: str, input_tokens: int, output_tokens: int, kept: _Kept | None) -> Decimal:
-    """``money_cost_of(model, input_tokens, output_tokens)``, kept (in ``_state.estimated_amounts``, with the
-    model's way of counting) for the next estimate of the same counts.
+def _priced(model: str, input_tokens: int, output_tokens: int, kept: _Kept | None) -> tuple[Decimal, int | None]:
+    """``money_cost_of(model, input_tokens, output_tokens)`` with the same in 10**-18 units (``None`` where not
+    found), kept (in ``_state.estimated_amounts``, with the model's way of counting) for the next estimate of the
+    same counts.
 
-    Only amounts of a fixed price's integer pricer (``Resolved.money_pricer``) are kept, priced in a context of
-    ``EXACT_PREC`` digits or more: its amounts have at most 27 digits (``counts_pricer``), so in such a context they
-    are exact, the same whatever the precision and rounding, and a context of fewer digits prices afresh. A kept
-    amount holds while the registered prices stay (``_state.prices_generation``, read before the price is looked up:
-    never newer than it).
+    Only amounts of a fixed price's integer pricer (``Resolved.atto_pricer``) are kept: its amounts are exact in any
+    decimal context. A kept amount holds while the registered prices stay (``_state.prices_generation``, read before
+    the price is looked up: never newer than it).
     """
     generation = _state.prices_generation
     resolved = _resolved.get((model, None))
-    pricer = None if resolved is None else resolved.money_pricer
+    if resolved is None:  # (the model's first price asked for: looked up, and resolved from then on)
+        amount = money_cost_of(model, input_tokens, output_tokens)
+        resolved = _resolved.get((model, None))
+        if resolved is None or resolved.atto_pricer is None:
+            return amount, None
+    pricer = resolved.atto_pricer
     if (
         pricer is None
         or type(output_tokens) is not int  # (as ``money_cost_of``: bools and the like take ``cost_of``'s checks)
         or not 0 <= output_tokens <= MAX_COUNT
         or input_tokens > MAX_COUNT
     ):
-        return money_cost_of(model, input_tokens, output_tokens)
-    amount = pricer(input_tokens, output_tokens, 0, 0, 0)
-    if amount is None:
-        return money_cost_of(model, input_tokens, output_tokens)
-    if getcontext().prec < EXACT_PREC:
-        return amount  # type: ignore[no-any-return]
+        return money_cost_of(model, input_tokens, output_tokens), None
+    found = pricer(input_tokens, output_tokens, 0, 0, 0)
+    if found is None:
+        return money_cost_of(model, input_tokens, output_tokens), None
     if kept is not None and kept[4] == generation:
         amounts = kept[5]
         if len(amounts) >= _AMOUNTS_KEPT:
             amounts.clear()
-        amounts[input_tokens, output_tokens] = amount
-        return amount  # type: ignore[no-any-return]
+        amounts[input_tokens, output_tokens] = found
+        return found
     # The first amount of the model, or the first since prices changed: a new value, its amounts with it, so that a
     # thread still holding the old one adds to the old amounts only.
     counting = _state.model_encodings.get(model) or _counting(model)
     if len(_kept) >= _MODELS_PRICED:
         _kept.clear()
-    _kept[model] = (*counting, ceil_table(counting[0]), generation, {(input_tokens, output_tokens): amount})
-    return amount  # type: ignore[no-any-return]
+    _kept[model] = (*counting, ceil_table(counting[0]), generation, {(input_tokens, output_tokens): found})
+    return found

@@ -394,16 +394,21 @@ class CostTracker:
             when = self.clock()
             since = when - EPOCH
             micros = (since.days * 86400 + since.seconds) * 1_000_000 + since.microseconds
+        atto: int | None  # (the amount in 10**-18 units, where pricing found it: budgets count these)
         if model is None:
-            amount, pricing, canonical = ZERO, "unpriced", None
+            amount, atto, pricing, canonical = ZERO, 0, "unpriced", None
         else:
             try:  # ``_price``'s common case inline: this runs on every tracked call
-                amount, pricing, price_provider, canonical = priced(
-                    model, provider, usage, micros if when is None else when, service_tier
-                )
+                amount, pricing, price_provider, canonical, atto = priced(
+                    model, provider, usage, micros if when is None else when, service_tier,
+                    # The amount's ints, wanted where something counts them: the recent-calls sums, or a guard that
+                    # is not the call's one period budget (whose ledger counts Decimals).
+                    self._recent.summing or (guards if guard is None else guard.context_free),
+                )  # fmt: skip
             except UnknownModelError:
                 if when is None:
                     when = from_micros(micros)
+                atto = None
                 amount, pricing, provider, canonical = self._price(
                     model, provider, usage, when, True, service_tier, provider_guessed
                 )
@@ -421,7 +426,7 @@ class CostTracker:
                     (entry_id_, micros, amount, category, "USD", resource, "", model, provider, pricing, usage,
                      latency_ms, tags, service_tier, canonical, None)
                 )  # fmt: skip
-                self._recent.observe_call(resource, model, amount)
+                self._recent.observe_call(resource, model, amount, atto)
                 if guard is None:
                     if guards:
                         # The merged tags are those the guards matched before the call if the context's are the same.
@@ -430,7 +435,7 @@ class CostTracker:
                             try:
                                 counting.on_recorded_row(
                                     self, amount, resource, category, tags, reservations, model, canonical, matched,
-                                    micros,
+                                    micros, atto,
                                 )  # fmt: skip
                             except Exception:
                                 logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
@@ -441,11 +446,11 @@ class CostTracker:
                         if counting is guard:
                             guard = None
                             counting.settle_row(  # type: ignore[attr-defined]  # (``ONE_*`` kinds have it)
-                                self, token, amount, resource, category, tags, model, canonical, matched, micros
+                                self, token, amount, resource, category, tags, model, canonical, matched, micros, atto
                             )
                         else:
                             counting.on_recorded_row(
-                                self, amount, resource, category, tags, None, model, canonical, matched, micros
+                                self, amount, resource, category, tags, None, model, canonical, matched, micros, atto
                             )
                     except Exception:
                         logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
@@ -462,7 +467,7 @@ class CostTracker:
             )  # fmt: skip
             if guard is not None:  # (the call's one reservation, as a pair there: settled below if it is still open)
                 reservations = [(guard, token)]
-            self._counted(entry, reservations)
+            self._counted(entry, reservations, atto=atto)
             if guard is not None and reservations:
                 _release(guard, token, entry)
             return entry
@@ -486,7 +491,7 @@ class CostTracker:
         # (The guards of ``reservations`` matched these fields if the context's tags are those they saw: see above.)
         if guard is not None:  # (as above)
             reservations = [(guard, token)]
-        self._add(entry, reservations, micros, checked is outer)
+        self._add(entry, reservations, micros, checked is outer, atto)
         if guard is not None and reservations:
             _release(guard, token, entry)
         return entry
@@ -520,11 +525,11 @@ class CostTracker:
         """The amount, pricing label, provider and canonical model id of a call (``None`` when unpriced)."""
         try:
             try:
-                amount, label, price_provider, canonical = priced(model, provider, usage, when, service_tier)
+                amount, label, price_provider, canonical, _ = priced(model, provider, usage, when, service_tier)
             except UnknownModelError:
                 if not provider_guessed or provider is None:
                     raise
-                amount, label, price_provider, canonical = priced(model, None, usage, when, service_tier)
+                amount, label, price_provider, canonical, _ = priced(model, None, usage, when, service_tier)
                 provider = None
         except UnknownModelError:
             if self.on_unknown_model == "raise" and not lenient:
@@ -551,6 +556,7 @@ class CostTracker:
         reservations: list[tuple[Any, object]] | None = None,
         recorded_us: int | None = None,
         matched: bool = False,
+        atto: int | None = None,
     ) -> None:
         if self._direct:
             batch = (entry,)
@@ -558,7 +564,7 @@ class CostTracker:
             self._acknowledge(batch)
         else:
             self._buffer_entry(entry)
-        self._counted(entry, reservations, recorded_us, matched)
+        self._counted(entry, reservations, recorded_us, matched, atto)
 
     def _counted(
         self,
@@ -566,8 +572,10 @@ class CostTracker:
         reservations: list[tuple[Any, object]] | None = None,
         recorded_us: int | None = None,
         matched: bool = False,
+        atto: int | None = None,
     ) -> None:
-        """``entry`` is recorded: count it for estimates and budgets, and tell subscribers. ``reservations``: those
+        """``entry`` is recorded: count it for estimates and budgets, and tell subscribers (``atto``: its amount in
+        10**-18 units, if known). ``reservations``: those
         of the tracked call that made it, which guards settle with it: a guard whose pair comes first is offered its
         token with the entry (``Guard.settle_recorded``, given ``recorded_us``, the entry's timestamp as epoch
         microseconds, and ``matched``: the guards matched the entry's resource, category and tags before the call),
@@ -578,9 +586,9 @@ class CostTracker:
             guards = joined(self._guards, active) if guards else active
         if (guards or reservations) and getcontext().prec < EXACT_DIGITS:
             with wide_context():  # (as ``_Engine.begin`` does for a tracked call)
-                self._counted(entry, reservations, recorded_us, matched)
+                self._counted(entry, reservations, recorded_us, matched, atto)
             return
-        self._recent.observe_call(entry.resource, entry.model, entry.amount)
+        self._recent.observe_call(entry.resource, entry.model, entry.amount, atto)
         settling = None
         marked = False  # (whether ``begin_settling`` was asked: a call whose guards all settle here needs no context)
         try:
@@ -599,7 +607,7 @@ class CostTracker:
                             continue
                         if not marked:
                             settling, marked = begin_settling(reservations), True
-                    guard.on_recorded(self, entry)
+                    guard.on_recorded(self, entry, atto)
                 except Exception:
                     logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
         finally:
@@ -973,6 +981,10 @@ class CostTracker:
         """Mean cost of the last recorded calls of ``resource`` and ``model`` in this process, if any (at money's 18
         places)."""
         return self._recent.mean(resource, model)
+
+    def recent_atto(self, resource: str | None, model: str | None) -> int | None:
+        """``recent_cost`` in 10**-18 units (``atto_of``): a budget's estimate on the per-call path."""
+        return self._recent.mean_atto(resource, model)
 
     def __repr__(self) -> str:
         return f"CostTracker(store={self.store!r})"

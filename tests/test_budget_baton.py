@@ -159,8 +159,8 @@ def test_a_forked_child_finds_the_baton_free_though_a_parent_thread_held_it(tmp_
     )
     assert proc.returncode == 0, proc.stderr
     assert "child status 0" in proc.stdout, proc.stdout + proc.stderr
-    assert "child 0.0050 0" in proc.stdout, proc.stdout
-    assert "parent 0.0050 0" in proc.stdout, proc.stdout
+    assert "child 0.005 0" in proc.stdout, proc.stdout
+    assert "parent 0.005 0" in proc.stdout, proc.stdout
 
 
 def test_a_baton_never_given_back_lets_the_call_through_after_a_while(

@@ -14,7 +14,7 @@ import pytest
 import llmcost
 from llmcost import _state, count_tokens
 from llmcost._estimate import RecentCosts, request_estimate
-from llmcost._money import round_money
+from llmcost._money import atto_of, round_money
 from llmcost._prices import money_cost_of
 from llmcost._tokens import _TEXT_CHARS_KEPT, _TEXTS_KEPT, estimated_amount
 from tests.conftest import answer_of_forked_child, in_threads
@@ -26,41 +26,39 @@ def _means_on(window: int) -> RecentCosts:
     return recent
 
 
-def test_a_full_window_of_one_amount_keeps_its_mean_as_the_running_sum_writes_it():
-    # The sum keeps the places of an amount it no longer holds (0.0060's four): the mean is written with them,
-    # before and after the window fills with one amount, and whether asked for by model or by resource.
+def test_a_mean_is_written_without_trailing_zeros_whatever_the_amounts_places():
+    # The window keeps ints of 10**-18 USD: a mean is the value, in one form (``from_atto``), before and after the
+    # window fills with one amount, and whether asked for by model or by resource.
     recent = _means_on(3)
     for amount in ["0.0060", "0.006", "0.006", "0.006", "0.006"]:
         recent.observe_call("f", "m", Decimal(amount))
-    assert str(recent.mean("f", None)) == str(recent.mean("f", "m")) == "0.0060"
-    recent.observe_call("f", "m", Decimal("0.0060"))  # the same value written otherwise: not the same amount
-    assert str(recent.mean("f", "m")) == "0.0060"
+    assert str(recent.mean("f", None)) == str(recent.mean("f", "m")) == "0.006"
+    recent.observe_call("f", "m", Decimal("0.0060"))
+    assert str(recent.mean("f", "m")) == "0.006"
     for amount in ["0.009", "0.009", "0.009"]:
         recent.observe_call("f", "m", Decimal(amount))
-    assert str(recent.mean("f", "m")) == "0.0090"
+    assert str(recent.mean("f", "m")) == "0.009"
+    assert recent.mean_atto("f", "m") == 9 * 10**15
 
 
-def test_zeros_of_either_sign_and_any_places_are_no_one_amount():
+def test_zeros_of_either_sign_and_any_places_are_a_mean_of_zero():
     recent = _means_on(2)
     means = []
     for amount in ["-0", "0E-5", "0E-5", "0E-5"]:
         recent.observe_call("z", None, Decimal(amount))
         means.append(str(recent.mean("z", None)))
-    assert means == ["0", "0.00000", "0.00000", "0.00000"]
+    assert means == ["0", "0", "0", "0"]
 
 
-def test_the_kept_mean_of_one_amount_is_divided_again_in_a_context_of_other_precision_or_rounding():
+def test_a_mean_is_the_same_in_a_context_of_any_precision_or_rounding():
     recent = _means_on(3)
     for _ in range(4):
         recent.observe_call("g", None, Decimal("0.00416667"))
     assert recent.mean("g", None) == Decimal("0.00416667")
-    with decimal.localcontext() as context:
-        context.prec = 5
-        assert recent.mean("g", None) == Decimal("0.0041667")
-    assert recent.mean("g", None) == Decimal("0.00416667")
-    with decimal.localcontext() as context:
-        context.prec, context.rounding = 5, decimal.ROUND_DOWN
-        assert recent.mean("g", None) == Decimal("0.0041666")
+    for prec, rounding in [(5, decimal.ROUND_HALF_EVEN), (5, decimal.ROUND_DOWN), (3, decimal.ROUND_CEILING)]:
+        with decimal.localcontext() as context:
+            context.prec, context.rounding = prec, rounding
+            assert str(recent.mean("g", None)) == "0.00416667"
 
 
 def test_calls_recorded_in_a_context_of_few_digits_leave_the_running_sum_exact():
@@ -92,17 +90,12 @@ def test_threads_recording_one_amount_and_others_leave_the_sums_as_the_amounts_k
     assert str(recent.mean("r", "m")) == "0.0031"
 
 
-def _mean_as_divided(amounts: list[Decimal]) -> Decimal:
-    """The mean of ``amounts`` at money's 18 places as the thread's context divides it (``quantize``)."""
-    total = Decimal(0)
-    for amount in amounts:  # (exactly, as the window sums them, whatever the thread's context)
-        total = decimal.Context(prec=80).add(total, amount)
-    mean = total / len(amounts)
-    try:
-        rounded = mean.quantize(Decimal("1e-18"))
-    except decimal.InvalidOperation:
-        return round_money(mean)
-    return mean if rounded == mean else rounded
+def _exact_mean(amounts: list[Decimal]) -> Decimal:
+    """The mean of ``amounts`` rounded half-even to money's 18 places, without trailing zeros (``100``, not
+    ``1E+2``), computed in a context wide enough never to round on the way."""
+    with decimal.localcontext(decimal.Context(prec=80)):
+        mean = round_money(sum(amounts, Decimal(0)) / len(amounts))
+        return mean.quantize(Decimal(1)) if mean == mean.to_integral_value() else mean.normalize()
 
 
 @pytest.mark.parametrize(
@@ -118,10 +111,9 @@ def _mean_as_divided(amounts: list[Decimal]) -> Decimal:
         ["4.99999999999999999", "0.000000000000000001"],  # 2.4999999999999999995 in 28 digits rounds to 2.5
     ],
 )
-def test_a_mean_with_nothing_past_money_places_is_kept_as_divided_and_others_are_rounded_in_every_context(amounts):
-    # A mean with no digit past money's 18 places is returned as divided (without ``quantize``): the same value
-    # and the same figures as dividing and quantizing in the thread's context give, in contexts of several
-    # precisions and roundings, also one that does not trap an invalid operation.
+def test_a_mean_is_the_exact_mean_rounded_half_even_to_money_places_in_every_context(amounts):
+    # The same value and figures in contexts of several precisions and roundings, also one that does not trap an
+    # invalid operation: the window's sums are ints, and so is the division.
     values = [Decimal(a) for a in amounts]
     recent = _means_on(len(values))
     for value in values:
@@ -136,7 +128,7 @@ def test_a_mean_with_nothing_past_money_places_is_kept_as_divided_and_others_are
         with decimal.localcontext() as context:
             context.prec, context.rounding = prec, rounding
             context.traps[decimal.InvalidOperation] = trapping
-            want = _mean_as_divided(values)
+            want = _exact_mean(values)
             got = recent.mean("m", None)
             assert str(got) == str(want), (prec, rounding, trapping)
 
@@ -168,21 +160,21 @@ def test_threads_recording_varying_amounts_while_means_switch_on_leave_the_sums_
     for amount in refill[:7]:
         recent.observe_call("r", "m", amount)
         recent.observe_call("r", "n", amount * 2)
-    assert recent.mean("r", "m") == _mean_as_divided(refill[:7])
-    assert recent.mean("r", "n") == _mean_as_divided([a * 2 for a in refill[:7]])
-    assert recent.mean("r", None) == _mean_as_divided(refill[:7] + [a * 2 for a in refill[:7]])
+    assert recent.mean("r", "m") == _exact_mean(refill[:7])
+    assert recent.mean("r", "n") == _exact_mean([a * 2 for a in refill[:7]])
+    assert recent.mean("r", None) == _exact_mean(refill[:7] + [a * 2 for a in refill[:7]])
 
 
-class _HeldAmount(Decimal):
-    """An amount whose addition to a running sum waits for ``release``: a thread recording it holds the sums."""
+class _HeldAtto(int):
+    """An amount's 10**-18 units that hold the recording thread inside the sum's addition (the sums' token held)."""
 
     held = threading.Event()
     release = threading.Event()
 
-    def __radd__(self, other: object) -> Decimal:
+    def __radd__(self, other: object) -> int:
         type(self).held.set()
         type(self).release.wait(10)
-        return Decimal(self) + other  # type: ignore[operator]
+        return int(self) + other  # type: ignore[operator]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -191,9 +183,9 @@ def test_a_child_forked_while_a_thread_holds_the_sums_records_and_means_them_afr
     # the sums afresh (that thread had appended its amount but not summed it), and records and means as usual.
     recent = _means_on(3)
     recent.observe_call("f", None, Decimal("0.003"))
-    thread = threading.Thread(target=recent.observe_call, args=("f", None, _HeldAmount("0.006")))
+    thread = threading.Thread(target=recent.observe_call, args=("f", None, Decimal("0.006"), _HeldAtto(6 * 10**15)))
     thread.start()
-    assert _HeldAmount.held.wait(10)
+    assert _HeldAtto.held.wait(10)
 
     def in_child() -> list[str]:
         before = recent.mean("f", None)  # 0.003 and the held 0.006, summed afresh
@@ -201,7 +193,7 @@ def test_a_child_forked_while_a_thread_holds_the_sums_records_and_means_them_afr
         return [str(before), str(recent.mean("f", None))]
 
     answer = answer_of_forked_child(in_child)
-    _HeldAmount.release.set()
+    _HeldAtto.release.set()
     thread.join()
     assert answer == ["0.0045", "0.006"]
     assert str(recent.mean("f", None)) == "0.0045"  # the parent's thread summed its amount on release
@@ -276,3 +268,17 @@ def test_threads_counting_many_texts_at_once_each_get_the_texts_count():
 
     in_threads(work)
     assert not wrong
+
+
+def test_a_window_counts_amounts_given_with_their_units_and_without_alike():
+    # The tracker gives most amounts with their 10**-18 units (``priced``); ``record()`` and amounts priced otherwise
+    # come as Decimals, kept as they are until the sums switch on and converted then (or as they come, after).
+    amounts = [Decimal("0.0061025"), Decimal("0.000000000000000003"), Decimal("12.5"), Decimal("-0.0025")]
+    recent = RecentCosts(3)
+    for i, amount in enumerate(amounts[:3]):
+        recent.observe_call("f", "m", amount, atto_of(amount) if i % 2 else None)
+    assert recent.mean_atto("f", "m") == atto_of(_exact_mean(amounts[:3]))  # (the sums switch on here)
+    recent.observe_call("f", "m", amounts[3])
+    recent.observe_call("f", "m", amounts[0], atto_of(amounts[0]))
+    assert str(recent.mean("f", "m")) == str(_exact_mean([amounts[2], amounts[3], amounts[0]]))
+    assert recent.mean_atto("f", None) == atto_of(_exact_mean([amounts[2], amounts[3], amounts[0]]))

@@ -145,7 +145,7 @@ def _compare(row: dict[str, Any], at: datetime, tally: Counter[str]) -> None:
     if not theirs:
         # Only llmcost prices it: genai-prices must agree on the id llmcost resolved.
         try:
-            amount, _label, provider, resolved = priced(model, found.provider, found.usage, at, found.service_tier)
+            amount, _label, provider, resolved, *_ = priced(model, found.provider, found.usage, at, found.service_tier)
         except UnknownModelError:
             tally["priced by neither"] += 1  # groq/compound: billed by the models and tools it ran
             return

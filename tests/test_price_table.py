@@ -80,7 +80,7 @@ calls = json.loads(sys.argv[1])
 out = {"table_only": []}
 for model, provider, counts, units in calls:
     usage = Usage(*counts, units=units)
-    amount, label, prov, canonical = priced(model, provider, usage, AT)
+    amount, label, prov, canonical, _atto = priced(model, provider, usage, AT)
     out["table_only"].append("genai_prices" not in sys.modules)
     out.setdefault("priced", []).append([str(amount), label, prov, canonical])
 out["units"] = {k: [u.price_key, u.per, u.dimensions, list(u.ancestors)] for k, u in unit_registry().items()}
@@ -106,7 +106,7 @@ def test_a_fresh_process_prices_from_the_table_as_the_catalog_does():
     child = json.loads(done.stdout)
     assert child["table_only"] == [True] * (len(CALLS) - 2) + [False, False]  # the last two needed the catalog
     for (model, provider, usage), got in zip(CALLS, child["priced"], strict=True):
-        amount, label, prov, canonical = priced(model, provider, usage, at)
+        amount, label, prov, canonical, _atto = priced(model, provider, usage, at)
         assert got == [str(amount), label, prov, canonical], model
     assert child["units"] == {
         k: [u.price_key, u.per, u.dimensions, list(u.ancestors)] for k, u in unit_registry().items()

@@ -14,6 +14,7 @@ import llmcost.analytics
 from llmcost import ModelPrice, PricingError, UnknownModelError, Usage, cost_of, get_price
 from llmcost._corrections import corrections_for
 from llmcost._model_price import money_cost
+from llmcost._money import atto_of
 from llmcost._prices import price_for, priced
 
 AT = datetime(2025, 9, 1, tzinfo=timezone.utc)
@@ -49,6 +50,28 @@ def test_every_catalog_model_agrees_with_genai_prices():
             assert ours == expected, (provider.id, model.id, kwargs)
             compared += 1
     assert compared > 1500
+
+
+def test_the_tracker_path_gives_each_amount_in_atto_units_when_asked_and_the_same_amount():
+    # ``priced(..., atto=True)``: what budgets and the recent-calls sums count, the amount's exact 10**-18 units; the
+    # amount itself and its label as without it. Over every catalog model.
+    from genai_prices import data_snapshot
+
+    rng = random.Random(11)
+    given = 0
+    for provider in data_snapshot.get_snapshot().providers:
+        for model in provider.models:
+            inp = rng.randint(0, 300_000)
+            usage = Usage(inp, rng.randint(0, 5000), rng.randint(0, inp))
+            try:
+                plain = priced(model.id, provider.id, usage, _micros(AT))
+            except (UnknownModelError, PricingError, ValueError):
+                continue
+            asked = priced(model.id, provider.id, usage, _micros(AT), None, True)
+            assert plain[:4] == asked[:4] and plain[4] is None, (provider.id, model.id)
+            assert asked[4] is None or asked[4] == atto_of(asked[0]), (provider.id, model.id, usage)
+            given += asked[4] is not None
+    assert given > 500
 
 
 def test_dated_ids_and_dated_prices():
