@@ -286,10 +286,8 @@ class _Engine:
             try:
                 if kwargs:
                     found = request_estimate_atto(kwargs, self.model)
-                    if type(found) is tuple:
+                    if found is not None:
                         needed, atto = found
-                    else:
-                        needed = found  # type: ignore[assignment]  # (a Decimal or None)
                 if needed is None:
                     atto = tracker.recent_atto(self.resource, self.model)  # (``needed`` stays None: ints only)
             except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from . import _state
 from ._entry import CostEntry
 from ._money import atto_of, from_atto, to_money
-from ._tokens import CEIL_TABLE_CHARS, MESSAGE_OVERHEAD, REPLY_OVERHEAD, estimated_amount
+from ._tokens import MESSAGE_OVERHEAD, REPLY_OVERHEAD, estimated_amount
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
@@ -81,12 +81,12 @@ def request_estimate(kwargs: Mapping[str, Any], model: str | None) -> Decimal | 
     Decimal('0.001265')
     """
     found = request_estimate_atto(kwargs, model)
-    return found[0] if isinstance(found, tuple) else found
+    return None if found is None else found[0]
 
 
-def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> Decimal | tuple[Decimal, int] | None:
-    """``request_estimate``, given as ``(amount, atto)`` (the same in 10**-18 units: a budget's figures) where it
-    was kept so, else as the amount alone (the per-call path of a budgeted call with request arguments).
+def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> tuple[Decimal, int | None] | None:
+    """``request_estimate`` as ``(amount, atto)``: with the same in 10**-18 units (a budget's figures) where it was
+    kept so, else ``None`` there (the per-call path of a budgeted call with request arguments).
 
     >>> request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 100}
     >>> request_estimate(request, None)  # (priced, and kept with its units)
@@ -122,8 +122,10 @@ def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> Decim
                         content = message["content"]  # (a message without one: ``KeyError``, counted below)
                         if type(content) is not str or not content.isascii():
                             break
-                        length = len(content)
-                        tokens += ceils[length] if length < CEIL_TABLE_CHARS else _ceil(length / chars_per_token)
+                        try:
+                            tokens += ceils[len(content)]
+                        except IndexError:  # (a text too long for the table: ``CEIL_TABLE_CHARS``)
+                            tokens += _ceil(len(content) / chars_per_token)
                     else:
                         if generation == _state.prices_generation:
                             found = amounts.get((tokens, limit))
@@ -131,7 +133,7 @@ def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> Decim
                                 return found  # type: ignore[no-any-return]
                 except KeyError:
                     pass
-            return estimated_amount(model, prompt, limit)
+            return estimated_amount(model, prompt, limit), None
         for key in _PROMPT_KEYS:
             prompt = kwargs.get(key)
             if prompt is not None:
@@ -153,7 +155,7 @@ def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> Decim
             return None
         if type(prompt) is not list and isinstance(prompt, Mapping):  # (a list, the usual prompt, is no Mapping)
             prompt = [prompt]
-        return estimated_amount(model, prompt, output)
+        return estimated_amount(model, prompt, output), None
     except (TypeError, ValueError, KeyError):
         return None
 
