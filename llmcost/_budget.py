@@ -1064,13 +1064,15 @@ class Budget:
         place of the call's reservations: the row counted as ``on_recorded_row`` counts it, and ``token`` settled
         exactly once, also if this raises (counted in its place, or else released as ``after_call`` releases it)."""
         if self.period is None:
-            if type(token) is int and (checked or not self._filtered):
+            if type(token) is int and (not self._filtered or checked):
                 # ``on_recorded_row``'s usual count, the token given: the reservation says the call is of a tracker
-                # this budget checks, and its filters matched these very fields (or it has none); the model is matched.
-                wanted = self.model
-                if wanted is not None and wanted != canonical_model and wanted != model:
-                    self.after_call(token, None)  # (an entry that does not count: its reservation is released)
-                    return
+                # this budget checks, and its filters matched these very fields (or it has none); the model is matched
+                # (a budget with a model is filtered).
+                if self._filtered:
+                    wanted = self.model
+                    if wanted is not None and wanted != canonical_model and wanted != model:
+                        self.after_call(token, None)  # (an entry that does not count: its reservation is released)
+                        return
                 if atto is None:
                     atto = atto_of(amount)
                 baton = self._baton

@@ -178,8 +178,9 @@ class _Engine:
             return (tracker, call_tags, (), _perf_counter(), None, None, None)
         guards = joined(guards, entered) if guards else entered  # (the usual case inline: no guards of the tracker)
         kind = type(guards)
+        first = guards[0]  # (the one guard of the ``ONE_*`` kinds: read once, a tuple subclass's item is no quick read)
         if (
-            (kind is not ONE_UNFILTERED and kind is not ONE_FILTERED) or not guards[0].context_free
+            (kind is not ONE_UNFILTERED and kind is not ONE_FILTERED) or not first.context_free
         ) and _getcontext().prec < EXACT_DIGITS:
             # A call made in a narrow decimal context: its estimate and the budgets' figures are found in a wide one
             # (``EXACT_DIGITS``), so they are exact (the user's function still runs in its own context). A call under
@@ -198,7 +199,7 @@ class _Engine:
         if needed is not None:
             if kind is ONE_UNFILTERED:
                 # The usual budgeted call: its guard needs only the estimate, known already.
-                guard = guards[0]
+                guard = first
                 try:
                     token = guard.reserve_estimate(tracker, needed, self.fixed_atto)
                 except BudgetExceeded:
@@ -230,7 +231,7 @@ class _Engine:
             else:
                 tags = context
             if kind is ONE_FILTERED:  # (one guard alone, as above)
-                guard = guards[0]
+                guard = first
                 try:
                     token = guard.reserve_checked(
                         tracker, self.resource, self.category_value, tags, self.model, kwargs, needed, self.fixed_atto
@@ -294,7 +295,7 @@ class _Engine:
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
                 return (tracker, call_tags, (), _perf_counter(), None, None, None)
             if kind is ONE_UNFILTERED or kind is ONE_FILTERED:  # (one guard alone, as above: it checks the call)
-                guard = checking[0]
+                guard = first  # (the set's one guard: it checks the call)
                 try:
                     token = guard.reserve_estimate(tracker, needed, atto)
                 except BudgetExceeded:

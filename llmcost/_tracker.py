@@ -401,9 +401,9 @@ class CostTracker:
             try:  # ``_price``'s common case inline: this runs on every tracked call
                 amount, pricing, price_provider, canonical, atto = priced(
                     model, provider, usage, micros if when is None else when, service_tier,
-                    # The amount's ints, wanted where something counts them: the recent-calls sums, or a guard that
-                    # is not the call's one period budget (whose ledger counts Decimals).
-                    self._recent.summing or (guards if guard is None else guard.context_free),
+                    # The amount's ints, wanted where something counts them: a guard that is not the call's one period
+                    # budget (whose ledger counts Decimals), or the recent-calls sums.
+                    (guards if guard is None else guard.context_free) or self._recent.summing,
                 )  # fmt: skip
             except UnknownModelError:
                 if when is None:
