@@ -170,13 +170,13 @@ _BATON_PATIENCE = 2.0
 
 
 class _Baton:
-    """The one token of a block budget's figures (``_spent`` and ``_committed``): ``token``, a list holding it, or
-    empty.
+    """The one token of a block budget's figures (``_atto_spent`` and ``_atto_committed``): ``token``, a list holding
+    it, or empty.
 
     Whoever changes the figures holds it: takes it with ``pop``, a C-level step that either takes it or raises
     ``IndexError``, and gives it back with ``append``. That is under half the instructions of the budget's ``RLock``
     (whose ``acquire`` parses its arguments), twice on every tracked call under a block budget. Nothing is called
-    while it is held (only ``Decimal`` arithmetic on the figures), so it never needs to be re-entrant. A thread that
+    while it is held (only integer arithmetic on the figures), so it never needs to be re-entrant. A thread that
     finds it taken waits for it (``_wait_baton``); a forked child is given it back (``forked``: a parent thread may
     have held it).
 
@@ -256,6 +256,7 @@ class Budget:
         "_filtered",
         "_fired",
         "_lease",
+        "_limit",
         "_lock",
         "_open",
         "_quiet_below",
@@ -271,7 +272,6 @@ class Budget:
         "context_free",
         "counts_rows",
         "key",
-        "limit",
         "model",
         "name",
         "on_exceed",
@@ -300,9 +300,9 @@ class Budget:
         tz: tzinfo | None = None,
         key: str | None = None,
     ) -> None:
-        self.limit = to_money(limit, "limit")
-        if self.limit <= 0:
-            raise ValueError(f"limit must be a positive amount, got {limit!r}")
+        self._quiet_below = ZERO
+        self._atto_quiet: int | float = 0
+        self.limit = limit  # type: ignore[assignment]  # (the setter checks it and keeps it as money and as ints)
         self.period = None if period is None else to_period(period)
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name must be a non-empty str, got {name!r}")
@@ -354,7 +354,6 @@ class Budget:
         # addition costs four times an int's, on every call). ``_atto_limit``: the limit so (it has money's places).
         self._atto_spent = 0
         self._atto_committed = 0
-        self._atto_limit = atto_of(self.limit, ROUND_FLOOR)
         self._start: datetime | None = None
         self._end: datetime | None = None
         self._scope: BudgetScope | None = None
@@ -363,10 +362,8 @@ class Budget:
         self._lease: Lease | None = None
         self._open = 0
         self._fired: set[float] = set()
-        # Spend below this cannot cross a threshold that has not fired: most calls skip the threshold check. (Block
-        # budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
-        self._quiet_below = ZERO
-        self._atto_quiet: int | float = 0
+        # (``_quiet_below``, set above: spend below it cannot cross a threshold that has not fired, so most calls skip
+        # the threshold check. Block budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
         self._tag_items = tuple(self.tags.items())
         # The last tag map (a ``FrozenTags``: immutable, and usually the same object call after call, as tag maps are
         # interned) found to hold every tag of the filter: matching it again is one identity check.
@@ -390,6 +387,25 @@ class Budget:
         )
 
     # -- state ----------------------------------------------------------------------------------------------------
+    @property
+    def limit(self) -> Decimal:
+        """The spending limit in USD; set it to change the limit from the next call on (a positive amount).
+
+        >>> b = Budget("2.50"); b.limit = 5; b.limit
+        Decimal('5')
+        """
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: Decimal | int | float | str) -> None:
+        limit = to_money(value, "limit")
+        if limit <= 0:
+            raise ValueError(f"limit must be a positive amount, got {value!r}")
+        # Kept as ints too, floored (an int of 10**-18 USD is within the limit exactly when within its floor), for the
+        # block budgets' checks; the alert bound is found again from the next count on.
+        self._limit, self._atto_limit = limit, atto_of(limit, ROUND_FLOOR)
+        self._quiet_below, self._atto_quiet = ZERO, 0
+
     @property
     def tracker(self) -> CostTracker:
         """The tracker this budget reads time and stored spend from (default: ``llmcost.get_tracker()``)."""

@@ -67,7 +67,12 @@ class GuardSet(tuple["Guard", ...]):
         items = tuple(guards)
         unfiltered = all(getattr(guard, "unfiltered", False) for guard in items)
         counts_rows = all(getattr(guard, "counts_rows", False) for guard in items)
-        one = len(items) == 1 and counts_rows and callable(getattr(items[0], "settle_row", None))
+        one = (
+            len(items) == 1
+            and counts_rows
+            and callable(getattr(items[0], "settle_row", None))
+            and isinstance(getattr(items[0], "context_free", None), bool)  # (read on the one-guard path)
+        )
         return tuple.__new__(_KINDS[unfiltered, counts_rows, one], items)
 
     def __reduce__(self) -> tuple[type[GuardSet], tuple[tuple[Guard, ...]]]:

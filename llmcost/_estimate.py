@@ -193,9 +193,11 @@ class _Window:
         """Sum ``amounts`` afresh, each an int now (caller holds the sums' token)."""
         amounts = self.amounts
         values = tuple(amounts)  # one C-level copy: an append racing with it is either in or out
-        if any(isinstance(value, Decimal) for value in values):
+        while any(isinstance(value, Decimal) for value in values):
             ints = [atto_of(value) if isinstance(value, Decimal) else value for value in values]
-            amounts.clear()  # (an append racing with these two lands after them: in, once)
+            # (An append racing with the copy and these two, by a thread that has not seen the sums switched on, is
+            # lost or lands first: one sample fewer or older. The sum below is of what the window then holds.)
+            amounts.clear()
             amounts.extend(ints)
             values = tuple(amounts)
         self.state = (sum(values), len(values))  # type: ignore[arg-type]  # (ints: converted above)
@@ -268,7 +270,14 @@ class RecentCosts:
             amounts = window.amounts
             total, count = window.state
             if count == self._window:
-                total -= amounts[0]  # type: ignore[assignment]  # the amount the append below pushes out (an int)
+                out = amounts[0]  # the amount the append below pushes out
+                if type(out) is not int:
+                    # (Rare) a Decimal a thread appended as the sums switched on, before it summed its window afresh
+                    # (it waits for this token to): the window summed afresh here, its amounts made ints.
+                    amounts.append(atto)
+                    window.resync()
+                    return
+                total -= out
                 count -= 1
             amounts.append(atto)
             window.state = (total + atto, count + 1)

@@ -550,3 +550,24 @@ def test_the_recent_calls_mean_is_at_money_scale_whatever_its_size_or_the_thread
     with decimal.localcontext() as context:
         context.prec = 5  # the mean is kept in ints: the thread's narrow context rounds nothing
         assert str(tracker.recent_cost("small", None)) == "0.004166666666666667"
+
+
+@pytest.mark.parametrize("every_tracker", [True, False])
+def test_a_limit_set_anew_holds_from_the_next_call(tracker, every_tracker):
+    call, ran = caller(tracker, estimate=Decimal("0.004"))
+    limits = budget(1) if every_tracker else budget(1, tracker=tracker)
+    with limits:
+        call()
+        limits.limit = "0.005"  # 0.0025 spent: the next estimate no longer fits
+        assert limits.limit == Decimal("0.005") and limits.remaining == Decimal("0.0025")
+        with pytest.raises(BudgetExceeded) as info:
+            call()
+        limits.limit = Decimal("0.0075")
+        call()
+    assert len(ran) == 2 and info.value.limit == Decimal("0.005")
+    # The refusal's alert, then half of the new limit passed (0.005 of 0.0075; of the first limit, half a per cent).
+    assert [alert.threshold for alert in limits.alerts] == [1.0, 0.5]
+    for bad in (0, "-1", "x"):
+        with pytest.raises((ValueError, TypeError), match="limit"):
+            limits.limit = bad
+    assert limits.limit == Decimal("0.0075")

@@ -286,3 +286,15 @@ def test_a_guard_without_settle_row_keeps_the_general_path(tracker) -> None:
         assert type(active_guards()) not in (ONE_UNFILTERED, ONE_FILTERED)
         call()
     assert b.spent == CALL and b.reserved == 0
+
+
+def test_a_guard_that_does_not_say_whether_it_is_context_free_keeps_the_general_path(tracker) -> None:
+    # The one-guard path reads ``Guard.context_free``: a guard (another implementation) without it is left out of
+    # the ``ONE_*`` kinds, not failed on every call.
+    call: Callable[[], Any] = track_cost(tracker=tracker, estimate=CALL)(lambda: response())
+    b = budget(1)
+    del b.context_free
+    with b:
+        assert type(active_guards()) not in (ONE_UNFILTERED, ONE_FILTERED)
+        call()
+    assert b.spent == CALL and b.reserved == 0

@@ -14,7 +14,7 @@ import pytest
 import llmcost
 from llmcost import _state, count_tokens
 from llmcost._estimate import RecentCosts, request_estimate
-from llmcost._money import atto_of, round_money
+from llmcost._money import atto_of, from_atto, round_money
 from llmcost._prices import money_cost_of
 from llmcost._tokens import _TEXT_CHARS_KEPT, _TEXTS_KEPT, estimated_amount
 from tests.conftest import answer_of_forked_child, in_threads
@@ -282,3 +282,19 @@ def test_a_window_counts_amounts_given_with_their_units_and_without_alike():
     recent.observe_call("f", "m", amounts[0], atto_of(amounts[0]))
     assert str(recent.mean("f", "m")) == str(_exact_mean([amounts[2], amounts[3], amounts[0]]))
     assert recent.mean_atto("f", None) == atto_of(_exact_mean([amounts[2], amounts[3], amounts[0]]))
+
+
+def test_a_decimal_appended_as_the_sums_switch_on_never_reaches_the_sums():
+    # A thread that read ``summing`` false appends its amount as a Decimal, then waits for the sums' token to sum its
+    # window afresh. Others recording a whole window meanwhile push that Decimal out first: the window is summed
+    # afresh then, and stays in ints (a Decimal there would turn the sums and the budgets counting them into Decimals).
+    recent = _means_on(3)
+    for _ in range(3):
+        recent.observe_call("f", "m", Decimal("0.003"), 3 * 10**15)
+    window = recent._add_window(("f", "m"))
+    window.amounts.append(Decimal("0.006"))  # the late thread's append, its own afresh sum still to come
+    for atto in (9 * 10**15, 12 * 10**15, 15 * 10**15):
+        recent.observe_call("f", "m", from_atto(atto), atto)
+    total, count = window.state
+    assert type(total) is int and count == 3 and all(type(value) is int for value in window.amounts)
+    assert recent.mean_atto("f", "m") == 12 * 10**15
