@@ -23,7 +23,17 @@ from typing import Any, NamedTuple
 from . import _state
 from ._catalog import provider_for_url
 from ._entry import CostCategory
-from ._usage import FIELD_UNITS, MAX_COUNT, NO_UNITS, Units, Usage, trusted_units, trusted_usage, unit_registry
+from ._usage import (
+    FIELD_UNITS,
+    MAX_COUNT,
+    NO_UNITS,
+    Units,
+    Usage,
+    fit_parts,
+    trusted_units,
+    trusted_usage,
+    unit_registry,
+)
 
 __all__ = ["Extracted", "StreamAccumulator", "extract_usage", "is_sdk_stream", "is_stream_manager", "may_be_stream"]
 
@@ -187,7 +197,7 @@ def _clamped_units(units: dict[str, int], fields: dict[str, int]) -> Units:
     clamp = _unit_clamps.get(names)
     if clamp is None:
         clamp = _clamp_of(names, fields)
-    known, order = clamp
+    known, order, shared = clamp
     kept = {k: units[k] for k in known if units[k] > 0}
     for key, wholes in order:  # wholes before their parts
         value = kept.get(key)
@@ -199,19 +209,58 @@ def _clamped_units(units: dict[str, int], fields: dict[str, int]) -> Units:
                 value = kept[key] = cap
     if 0 in kept.values():
         kept = {k: v for k, v in kept.items() if v > 0}
+    if shared and not _parts_within(kept, fields, shared):
+        # Parts that together count more than their whole overlap (cached tokens that include audio, reported
+        # without the split): counted where genai-prices prices the overlap, so the call can be priced at all.
+        fit_parts(kept, fields)
     return Units(kept) if kept else NO_UNITS
 
 
-def _clamp_of(names: tuple[str, ...], fields: Mapping[str, int]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+def _parts_within(units: Mapping[str, int], fields: Mapping[str, int], shared: tuple[Any, ...]) -> bool:
+    """Whether no whole in ``shared`` (``_clamp_of``'s: the wholes of two or more parts; a whole of one part holds
+    it, cut to it) has a negative own share: then ``fit_parts`` has nothing to do."""
+    for own in shared:
+        total = 0
+        for name, sign in own:  # (a loop, not ``sum``: a handful of terms, on every response with such parts)
+            count = fields.get(name)
+            total += (units.get(name, 0) if count is None else count) * sign
+        if total < 0:
+            return False
+    return True
+
+
+def _clamp_of(
+    names: tuple[str, ...], fields: Mapping[str, int]
+) -> tuple[tuple[str, ...], tuple[Any, ...], tuple[Any, ...]]:
     """How ``_clamped_units`` treats units reported under ``names`` (made once per tuple of names): the names it
-    keeps (known to genai-prices, not a ``Usage`` field), in order, and the order it cuts them to their wholes in
-    (fewer dimensions first, a stable sort), each with its wholes."""
+    keeps (known to genai-prices, not a ``Usage`` field), in order; the order it cuts them to their wholes in
+    (fewer dimensions first, a stable sort), each with its wholes; and the wholes that two or more of the parts a
+    response may report (these units, the part fields) fall in, as their own shares: sums of signed counts, which a
+    usage whose parts count more than their whole makes negative (``_parts_within``, ``fit_parts``)."""
     registry = unit_registry()
     known = tuple(k for k in names if k in registry and k not in fields)
     order = tuple((k, registry[k].ancestors) for k in sorted(known, key=lambda k: len(registry[k].dimensions)))
+    parts = (*known, *(k for k in fields if registry[k].ancestors))
+    # Each name's own share (its count less its parts', as genai-prices bills it) as a sum of counts, each times
+    # +1 or -1, found once per shape: the parts of a whole that a response leaves out count 0 (so do theirs, cut
+    # to them), so the same sum holds whichever are reported.
+    own: dict[str, dict[str, int]] = {}
+    for name in sorted((*fields, *known), key=lambda k: -len(registry[k].dimensions)):  # parts before wholes
+        terms = {name: 1}
+        for part, its in own.items():
+            if name in registry[part].ancestors:
+                for key, sign in its.items():
+                    terms[key] = terms.get(key, 0) - sign
+        own[name] = {key: sign for key, sign in terms.items() if sign}
+    shared = tuple(
+        tuple(own[whole].items())
+        for whole in (*fields, *known)
+        if sum(whole in registry[part].ancestors for part in parts) > 1
+    )
+    clamp = (known, order, shared)
     if len(_unit_clamps) < _CLAMPS_KEPT:  # (names come from responses: keep a bounded number)
-        _unit_clamps[names] = (known, order)
-    return known, order
+        _unit_clamps[names] = clamp
+    return clamp
 
 
 #: Service tiers as responses name them, to the tiers llmcost prices (``default``, ``auto``, ``standard``: None).
@@ -1068,9 +1117,12 @@ def _gemini_unit_wholes() -> dict[str, tuple[str, ...]] | None:
 _GEMINI_WHOLE_FIELDS = frozenset({"input_tokens", "output_tokens", "cache_read_tokens"})
 
 
-def _within_wholes(units: dict[str, int], wholes: dict[str, tuple[str, ...]], inp: int, out: int, cached: int) -> bool:
+def _within_wholes(
+    units: dict[str, int], wholes: dict[str, tuple[str, ...]], inp: int, out: int, cached: int, thoughts: int
+) -> bool:
     """Whether each of Gemini's ``units`` is at most each of its ``wholes`` (one of ``_GEMINI_WHOLE_FIELDS``, or a
-    unit reported beside it): then ``_clamped_units`` cuts none of them."""
+    unit reported beside it), and the parts of each whole count no more than it together: then ``_clamped_units``
+    neither cuts nor adds to them."""
     fields = {"input_tokens": inp, "output_tokens": out, "cache_read_tokens": cached}
     for unit, value in units.items():
         for whole in wholes[unit]:
@@ -1079,7 +1131,18 @@ def _within_wholes(units: dict[str, int], wholes: dict[str, tuple[str, ...]], in
                 cap = units.get(whole)
             if cap is not None and value > cap:
                 return False
+    if cached or thoughts or len(units) > 1:  # (else one unit alone in its whole, checked above)
+        fields["output_reasoning_tokens"] = thoughts
+        names = tuple(units)
+        clamp = _unit_clamps.get(names)
+        if clamp is None:
+            clamp = _clamp_of(names, {**_NO_FIELDS, **fields})
+        return _parts_within(units, fields, clamp[2])
     return True
+
+
+#: The five ``Usage`` fields by their genai-prices names, none reported (``_within_wholes``' defaults).
+_NO_FIELDS = dict.fromkeys(FIELD_UNITS.values(), 0)
 
 
 def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
@@ -1204,7 +1267,7 @@ def _google_reader(cls: type) -> Callable[[Any], Extracted | None] | None:
                             units[unit] = units.get(unit, 0) + count
             if units is None:
                 usage = trusted_usage(inp, out, cached, 0, thoughts)
-            elif wholes is not None and _within_wholes(units, wholes, inp, out, cached):
+            elif wholes is not None and _within_wholes(units, wholes, inp, out, cached, thoughts):
                 # Nothing for ``_usage`` to clamp, and ``_clamped_units`` would keep these units as read
                 usage = trusted_usage(inp, out, cached, 0, thoughts, trusted_units(units))
             else:

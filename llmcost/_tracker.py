@@ -42,7 +42,7 @@ from ._prices import priced
 from ._rows import FieldColumns
 from ._summary import CostSummary
 from ._time import EPOCH, from_micros
-from ._usage import Usage
+from ._usage import Usage, fitted
 from .stores import CostStore, MemoryStore, open_store
 from .stores._isolate import append_columns_or_set_aside
 
@@ -405,9 +405,13 @@ class CostTracker:
                     # budget (whose ledger counts Decimals), or the recent-calls sums.
                     (guards if guard is None else guard.context_free) or self._recent.summing,
                 )  # fmt: skip
-            except UnknownModelError:
+            except (UnknownModelError, ValueError) as failed:
                 if when is None:
                     when = from_micros(micros)
+                if isinstance(failed, ValueError):
+                    # Parts that count more than their whole (a ``usage=`` function's own ``Usage``; extraction fits
+                    # a response's): fitted the same way, so the call is recorded and priced (the entry keeps them).
+                    usage = fitted(usage)
                 atto = None
                 amount, pricing, provider, canonical = self._price(
                     model, provider, usage, when, True, service_tier, provider_guessed

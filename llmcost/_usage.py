@@ -16,6 +16,8 @@ __all__ = [
     "NO_UNITS",
     "Units",
     "Usage",
+    "fit_parts",
+    "fitted",
     "trusted_units",
     "trusted_usage",
     "unit_counts",
@@ -61,6 +63,86 @@ NO_UNITS = Units()
 trusted_units = Units.holding
 #: The dict of counts a ``Units`` holds (to read, never to change): pricing's hot path reads counts from it.
 unit_counts: Callable[[Mapping[str, int]], dict[str, int]] = held  # (a Usage's units: always a Units)
+
+
+#: Rounds of ``fit_parts`` (each settles one shortfall; a usage has a handful of parts).
+_FIT_ROUNDS = 16
+#: The registry's units by their dimensions (``overlap_of``'s lookup), made on first use.
+_by_dimensions: dict[frozenset[tuple[str, str]], str] = {}
+
+
+def overlap_of(first: str, second: str) -> str | None:
+    """The registry's unit for what units ``first`` and ``second`` count both (their dimensions together), or
+    ``None``: none, or they cannot overlap (one is part of the other, or they differ in a dimension, as audio and
+    text, or cache reads and writes, do).
+
+    >>> overlap_of("cache_read_tokens", "input_audio_tokens")
+    'cache_audio_read_tokens'
+    """
+    registry = unit_registry()
+    one, other = registry[first], registry[second]
+    if first in other.ancestors or second in one.ancestors:
+        return None
+    joined = dict(one.dimensions)
+    for key, value in other.dimensions.items():
+        if joined.setdefault(key, value) != value:
+            return None
+    if not _by_dimensions:
+        _by_dimensions.update({frozenset(u.dimensions.items()): k for k, u in registry.items()})
+    return _by_dimensions.get(frozenset(joined.items()))
+
+
+def _cached(unit: _Unit) -> bool:
+    """Whether ``unit`` counts cached tokens (read or written): the only parts ``fit_parts`` finds overlaps of."""
+    return unit.dimensions.get("token_type") in ("cache_read", "cache_write")
+
+
+def fit_parts(units: dict[str, int], fields: Mapping[str, int]) -> None:
+    """Make a response's ``units`` (counts by usage name, none zero, each within each of its wholes) agree with its
+    ``fields`` (the five counts by usage name, parts within their wholes), in place, so that no unit's own share (its
+    count less its parts', genai-prices' rule) is negative and the usage can be priced. Cached tokens that count more
+    than their whole together with a modality's overlap it: OpenAI's and Gemini's cached tokens include cached audio
+    that they may not report apart. The overlap the counts imply (the least they allow) is counted in the registry's
+    unit for it (``cache_audio_read_tokens``), on the pair with the smaller part first (a conversation's text
+    instructions come first and are cached first). Any other shortfall (audio and image past the prompt, output
+    images past the output with reasoning) is cut from the largest unit in it, never from the five counts.
+
+    >>> units = {"input_audio_tokens": 9000}
+    >>> fit_parts(units, {"input_tokens": 10000, "cache_read_tokens": 8000, "output_tokens": 10})
+    >>> units
+    {'input_audio_tokens': 9000, 'cache_audio_read_tokens': 7000}
+    """
+    registry = unit_registry()
+    for _ in range(_FIT_ROUNDS):
+        counts = {name: count for name, count in fields.items() if count > 0}
+        counts.update(units)
+        names = sorted(counts, key=lambda name: -len(registry[name].dimensions))  # parts before their wholes
+        own: dict[str, int] = {}
+        short = None
+        for name in names:
+            own[name] = counts[name] - sum(count for part, count in own.items() if name in registry[part].ancestors)
+            if own[name] < 0 and short is None:
+                short = name  # (the most specific shortfall first: its wholes' shares follow from it)
+        if short is None:
+            return
+        missing = -own[short]
+        parts = [name for name in names if short in registry[name].ancestors and own[name] > 0]
+        pair: tuple[int, str] | None = None
+        for i, first in enumerate(parts):
+            for second in parts[i + 1 :]:
+                both = overlap_of(first, second)
+                room = min(own[first], own[second])
+                if both is not None and _cached(registry[both]) and (pair is None or room < pair[0]):
+                    pair = (room, both)
+        if pair is not None:
+            units[pair[1]] = units.get(pair[1], 0) + min(missing, pair[0])
+            continue
+        cut = max((name for name in parts if name in units), key=own.__getitem__, default=None)
+        if cut is None:
+            return  # (the five counts alone: ``_usage`` keeps their parts within their wholes)
+        units[cut] -= min(missing, own[cut])
+        if not units[cut]:
+            del units[cut]
 
 
 #: The genai-prices usage names of the five ``Usage`` fields.
@@ -254,3 +336,18 @@ _set_units = _setters["units"]
 
 #: ``Usage._trusted`` for extraction's hot path (a named seam: other modules do not reach into the class).
 trusted_usage = Usage._trusted
+
+
+def fitted(usage: Usage) -> Usage:
+    """``usage`` with its units made to agree with its five counts as ``fit_parts`` makes them (the same usage if
+    they agree already): a usage a caller built whose parts count more than their whole (cached tokens and audio
+    input both reported in full) is priced, where genai-prices would refuse it.
+
+    >>> fitted(Usage(input_tokens=1000, cache_read_tokens=800, units={"input_audio_tokens": 900})).units
+    Units({'input_audio_tokens': 900, 'cache_audio_read_tokens': 700})
+    """
+    if not usage.units:
+        return usage
+    units = dict(usage.units)
+    fit_parts(units, {FIELD_UNITS[name]: getattr(usage, name) for name in FIELD_UNITS})
+    return usage if units == dict(usage.units) else attrs.evolve(usage, units=Units(units))

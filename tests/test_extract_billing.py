@@ -213,6 +213,94 @@ def test_openai_audio_tokens_are_priced_at_audio_rates(tracker):
     assert tracker.entries()[0].amount == Decimal("0.0468")
 
 
+def _genai_prices_total(model, provider, **counts):
+    """genai-prices' own price of ``counts``: the reference the overlap tests price against."""
+    import genai_prices
+    from genai_prices import types as gp
+
+    return genai_prices.calc_price(
+        gp.Usage(**counts), model, provider_id=provider, genai_request_timestamp=AT
+    ).total_price
+
+
+def test_openai_cached_audio_reported_without_its_split_is_recorded_at_the_overlap_the_counts_imply(tracker):
+    # A long spoken conversation: 9,000 audio and 1,000 text prompt tokens, 8,000 of them cached. OpenAI's chat usage
+    # does not say how many cached tokens are audio; at least 7,000 must be (the text is 1,000). genai-prices refuses
+    # the usage as reported, and llmcost recorded nothing at all.
+    usage = {
+        "prompt_tokens": 10_000,
+        "completion_tokens": 200,
+        "total_tokens": 10_200,
+        "prompt_tokens_details": {"cached_tokens": 8_000, "audio_tokens": 9_000, "text_tokens": 1_000},
+        "completion_tokens_details": {"audio_tokens": 150, "text_tokens": 50},
+    }
+    client = openai.OpenAI(api_key="k", http_client=transport(_chat("gpt-realtime", usage)))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.chat.completions.create(model="gpt-realtime", messages=[{"role": "user", "content": "x"}])
+
+    ask()
+    (entry,) = tracker.entries()
+    assert entry.usage.cache_read_tokens == 8_000
+    assert entry.usage.units == {
+        "input_audio_tokens": 9_000,
+        "output_audio_tokens": 150,
+        "cache_audio_read_tokens": 7_000,
+    }
+    # gpt-realtime: text $4 in, cached $0.40, $16 out; audio $32 in, cached $0.40, $64 out
+    # (https://developers.openai.com/api/docs/pricing): 7000*0.4 cached audio + 1000*0.4 cached text + 2000*32 audio
+    # + 150*64 + 50*16 = 77,600e-6
+    assert entry.amount == Decimal("0.0776")
+    assert entry.amount == _genai_prices_total(
+        "gpt-realtime", "openai", input_tokens=10_000, cache_read_tokens=8_000, input_audio_tokens=9_000,
+        cache_audio_read_tokens=7_000, output_tokens=200, output_audio_tokens=150,
+    )  # fmt: skip
+
+
+def test_gemini_cached_audio_without_cache_details_is_recorded_at_the_overlap_the_counts_imply():
+    from google.genai import types
+
+    response = types.GenerateContentResponse.model_validate(
+        {
+            "modelVersion": "gemini-2.5-flash",
+            "usageMetadata": {
+                "promptTokenCount": 10_000,
+                "cachedContentTokenCount": 8_000,
+                "candidatesTokenCount": 100,
+                "promptTokensDetails": [
+                    {"modality": "AUDIO", "tokenCount": 9_000},
+                    {"modality": "TEXT", "tokenCount": 1_000},
+                ],
+            },
+        }
+    )
+    tracker = CostTracker(clock=lambda: AT)
+    track_cost(tracker=tracker)(lambda: response)()
+    (entry,) = tracker.entries()
+    assert entry.usage.units == {"input_audio_tokens": 9_000, "cache_audio_read_tokens": 7_000}
+    # gemini-2.5-flash: audio $1.00 in, cached audio $0.10, cached text $0.03, $2.50 out: 2000*1.0 + 7000*0.1
+    # + 1000*0.03 + 100*2.5 = 2,980e-6
+    assert entry.amount == Decimal("0.00298")
+    assert entry.amount == _genai_prices_total(
+        "gemini-2.5-flash", "google", input_tokens=10_000, cache_read_tokens=8_000, input_audio_tokens=9_000,
+        cache_audio_read_tokens=7_000, output_tokens=100,
+    )  # fmt: skip
+    # The compiled reader of the SDK's type and the general reader of its JSON agree.
+    assert extract_usage(response.model_dump(mode="json", by_alias=True)).usage == entry.usage
+
+
+def test_a_usage_function_whose_parts_overlap_is_recorded_fitted(tracker):
+    reported = Usage(
+        input_tokens=10_000, output_tokens=200, cache_read_tokens=8_000, units={"input_audio_tokens": 9_000}
+    )
+    track_cost(tracker=tracker, model="gpt-realtime", usage=lambda _: reported)(lambda: None)()
+    (entry,) = tracker.entries()
+    assert entry.usage.units == {"input_audio_tokens": 9_000, "cache_audio_read_tokens": 7_000}
+    # 7000*0.4 + 1000*0.4 + 2000*32 + 200*16 = 70,400e-6
+    assert entry.amount == Decimal("0.0704")
+
+
 RESPONSE = {
     "id": "resp_1",
     "object": "response",

@@ -504,7 +504,8 @@ def test_plain_google_genai_responses_take_their_reader_and_are_read_as_their_js
 
 def test_google_genai_units_past_their_wholes_are_cut_to_them():
     # 2500 audio tokens of a 2000-token prompt; 600 cached audio tokens of a 500-token cache read (and of the
-    # prompt's audio, once cut); 400 image tokens of 340 output tokens (candidates and thoughts)
+    # prompt's audio, once cut); 400 image tokens of 340 output tokens (candidates and thoughts), cut to 300: the
+    # output less its 40 reasoning tokens (images and reasoning together past the output could not be priced)
     meta = {"promptTokenCount": 2000, "cachedContentTokenCount": 500, "candidatesTokenCount": 300,
             "thoughtsTokenCount": 40, "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 2500}],
             "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 600}],
@@ -514,13 +515,13 @@ def test_google_genai_units_past_their_wholes_are_cut_to_them():
     assert list(found.usage.units.items()) == [
         ("input_audio_tokens", 2000),
         ("cache_audio_read_tokens", 500),
-        ("output_image_tokens", 340),
+        ("output_image_tokens", 300),
     ]
-    # Within them: read as reported
+    # Within them: read as reported (the images cut as above)
     meta = {**meta, "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 300}]}
     found = _same_gemini(_gemini(meta))
     assert dict(found.usage.units) == {"input_audio_tokens": 300, "cache_audio_read_tokens": 300,
-                                       "output_image_tokens": 340}  # fmt: skip
+                                       "output_image_tokens": 300}  # fmt: skip
 
 
 def test_google_genai_details_that_are_not_a_list_are_read_once_by_the_general_reader():

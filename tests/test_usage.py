@@ -1,9 +1,12 @@
 import pickle
+from decimal import Decimal
 
 import attrs
 import pytest
 
+import llmcost
 from llmcost import Usage
+from llmcost._usage import fit_parts, fitted
 
 
 def test_usage_adds_and_totals():
@@ -79,3 +82,49 @@ def test_trusted_units_hold_the_counts_given_as_units_keeps_them():
     assert type(held) is Units and held == Units(counts) and hash(held) == hash(Units(counts))
     assert unit_counts(held) is counts  # no copy: extraction's dict, read by pricing as it is
     assert list(held.items()) == list(counts.items())
+
+
+def test_fit_parts_counts_the_overlap_the_counts_imply_on_the_smaller_part_first():
+    # 10,000 input: 8,000 cached, 9,000 audio, 500 image (so 500 text): at least 7,500 cached tokens are audio or
+    # image; the image's 500 first, then audio's 7,000.
+    units = {"input_audio_tokens": 9_000, "input_image_tokens": 500}
+    fit_parts(units, {"input_tokens": 10_000, "cache_read_tokens": 8_000, "output_tokens": 10})
+    assert units == {
+        "input_audio_tokens": 9_000,
+        "input_image_tokens": 500,
+        "cache_image_read_tokens": 500,
+        "cache_audio_read_tokens": 7_000,
+    }
+
+
+def test_fit_parts_cuts_units_no_overlap_explains_never_the_five_counts():
+    fields = {"input_tokens": 1_000, "cache_write_tokens": 1_000, "output_tokens": 100}
+    units = {"cache_write_5m_tokens": 700, "cache_write_1h_tokens": 600}  # writes of both TTLs past all writes
+    fit_parts(units, fields)
+    assert units == {"cache_write_5m_tokens": 400, "cache_write_1h_tokens": 600}
+    units = {"input_audio_tokens": 600, "input_image_tokens": 700}  # audio and image never overlap: the larger cut
+    fit_parts(units, {"input_tokens": 1_000, "output_tokens": 100})
+    assert units == {"input_audio_tokens": 600, "input_image_tokens": 400}
+    units = {"output_image_tokens": 340}  # output images are no reasoning: cut, not counted as images reasoned
+    fit_parts(units, {"input_tokens": 10, "output_tokens": 340, "output_reasoning_tokens": 40})
+    assert units == {"output_image_tokens": 300}
+    assert fields == {"input_tokens": 1_000, "cache_write_tokens": 1_000, "output_tokens": 100}
+
+
+def test_fit_parts_leaves_units_that_agree_with_the_counts_alone():
+    agreeing = {"input_audio_tokens": 9_000, "cache_audio_read_tokens": 7_000, "output_audio_tokens": 150}
+    units = dict(agreeing)
+    fit_parts(units, {"input_tokens": 10_000, "cache_read_tokens": 8_000, "output_tokens": 200})
+    assert units == agreeing
+    usage = Usage(input_tokens=10_000, output_tokens=200, cache_read_tokens=8_000, units=agreeing)
+    assert fitted(usage) is usage
+
+
+def test_a_fitted_usage_prices_where_the_reported_one_is_refused():
+    reported = Usage(
+        input_tokens=10_000, output_tokens=200, cache_read_tokens=8_000, units={"input_audio_tokens": 9_000}
+    )
+    with pytest.raises(ValueError, match="parts of input_tokens"):
+        llmcost.cost_of("gpt-realtime", reported)
+    assert fitted(reported).units == {"input_audio_tokens": 9_000, "cache_audio_read_tokens": 7_000}
+    assert llmcost.cost_of("gpt-realtime", fitted(reported)) == Decimal("0.0704")
