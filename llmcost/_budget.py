@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from datetime import datetime, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from time import time_ns as _time_ns
@@ -1456,7 +1456,11 @@ class Budget:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, func: F) -> F:
-        """Apply the budget to every call of ``func`` (sync or async)."""
+        """Apply the budget to every call of ``func`` (sync or async; of a generator, to the work of its body)."""
+        if inspect.isasyncgenfunction(func):
+            return self._around_async_generator(func)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(func):
+            return self._around_generator(func)  # type: ignore[return-value]
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -1472,6 +1476,69 @@ class Budget:
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+    # A generator's body runs a step at a time, in the context of whoever resumes it: the budget is entered for each
+    # step (and for ``throw`` and ``close``, whose handlers are its work too) and left before the item is handed over,
+    # so the consumer's calls between items are not under it, and a generator left unfinished holds nothing.
+    def _around_generator(
+        self, func: Callable[..., Generator[Any, Any, Any]]
+    ) -> Callable[..., Generator[Any, Any, Any]]:
+        """``func`` (a generator function) with each step of its generators under the budget (``yield from``'s
+        ``send``, ``throw``, ``close`` and return value passed through)."""
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            gen = func(*args, **kwargs)
+            try:
+                with self:
+                    item = next(gen)
+                while True:
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        with self:
+                            gen.close()
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: the generator handles it
+                        with self:
+                            item = gen.throw(exc)
+                    else:
+                        with self:
+                            item = gen.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+        return wrapper
+
+    def _around_async_generator(
+        self, func: Callable[..., AsyncGenerator[Any, Any]]
+    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+        """``func`` (an async generator function) with each step of its generators under the budget (``asend``,
+        ``athrow`` and ``aclose`` passed through)."""
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            agen = func(*args, **kwargs)
+            try:
+                with self:
+                    item = await agen.__anext__()
+                while True:
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        with self:
+                            await agen.aclose()
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: the generator handles it
+                        with self:
+                            item = await agen.athrow(exc)
+                    else:
+                        with self:
+                            item = await agen.asend(sent)
+            except StopAsyncIteration:
+                return
+
+        return wrapper
 
 
 def budget(

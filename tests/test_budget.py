@@ -13,6 +13,7 @@ from freezegun import freeze_time
 
 import llmcost
 from llmcost import BudgetExceeded, BudgetManager, CostTracker, Usage, budget, track_cost
+from llmcost._context import active_guards
 from tests.conftest import calls_in_threads
 
 UTC = timezone.utc
@@ -326,6 +327,157 @@ def test_decorator_sync_and_async(tracker):
     with pytest.raises(BudgetExceeded):
         asyncio.run(ajob())
     assert len(ran) == 2
+
+
+def drain(items, between=None):
+    """Iterate ``items`` (a generator or an async generator) to its end or to a ``BudgetExceeded``, calling
+    ``between()`` after each item; the items got, and whether the budget refused."""
+
+    async def adrain():
+        got = []
+        try:
+            async for item in items:
+                got.append(item)
+                if between is not None:
+                    between()
+        except BudgetExceeded:
+            return got, True
+        return got, False
+
+    if hasattr(items, "__anext__"):
+        return asyncio.run(adrain())
+    got = []
+    try:
+        for item in items:
+            got.append(item)
+            if between is not None:
+                between()
+    except BudgetExceeded:
+        return got, True
+    return got, False
+
+
+def generator_of(kind, limit, call):
+    """A generator function (``kind`` "sync") or an async generator function under ``@limit`` that makes a tracked
+    ``call()`` for each of its ``n`` items."""
+    if kind == "sync":
+
+        @limit
+        def answers(n):
+            for i in range(n):
+                call()
+                yield i
+
+        return answers
+
+    @limit
+    async def aanswers(n):
+        for i in range(n):
+            await asyncio.sleep(0)
+            call()
+            yield i
+
+    return aanswers
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_decorated_generator_refuses_the_calls_its_body_makes_at_the_limit(tracker, kind):
+    call, ran = caller(tracker)
+    limit = budget(CALL * 2, tracker=tracker, on_alert=lambda alert: None)
+    got, refused = drain(generator_of(kind, limit, call)(5))
+    assert (got, refused, len(ran)) == ([0, 1], True, 2)
+    assert (limit.spent, limit.reserved, tracker.summary().total) == (CALL * 2, 0, CALL * 2)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_decorated_generator_does_not_count_the_consumers_calls_between_items(tracker, kind):
+    # The budget applies to the generator's own work: a call the consumer makes between two items runs outside it
+    # (neither checked nor counted), and no budget is active in the consumer's context while the generator waits.
+    call, ran = caller(tracker)
+    limit = budget(CALL * 2, tracker=tracker)
+    outside = []
+
+    def between():
+        outside.append(active_guards())
+        call()
+
+    got, refused = drain(generator_of(kind, limit, call)(2), between)
+    assert (got, refused, len(ran)) == ([0, 1], False, 4)
+    assert outside == [(), ()]
+    assert (limit.spent, limit.reserved, tracker.summary().total) == (CALL * 2, 0, CALL * 4)
+
+
+def test_decorated_generator_passes_send_throw_and_its_return_value_through(tracker):
+    call, ran = caller(tracker)
+    limit = budget(CALL * 2, tracker=tracker)
+
+    @limit
+    def echo():
+        got = yield "ready"
+        while True:
+            call()
+            try:
+                got = yield (got, active_guards() == (limit,))
+            except KeyError:
+                return "stopped"
+
+    gen = echo()
+    assert next(gen) == "ready"
+    assert gen.send("a") == ("a", True)
+    assert gen.send("b") == ("b", True)
+    with pytest.raises(StopIteration) as stop:
+        gen.throw(KeyError("x"))
+    assert stop.value.value == "stopped" and limit.spent == CALL * 2 and len(ran) == 2
+
+
+@pytest.mark.parametrize("period", [None, "daily"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_decorated_generator_closed_early_leaves_no_reservation_or_budget_behind(tracker, kind, period):
+    call, ran = caller(tracker, estimate=CALL)
+    limit = budget(CALL * 10, period=period, tracker=tracker)
+    cleaned = []
+
+    if kind == "sync":
+
+        @limit
+        def answers():
+            try:
+                while True:
+                    call()
+                    yield len(ran)
+            finally:
+                cleaned.append(active_guards() == (limit,))  # the generator's cleanup runs under its budget
+
+        gen = answers()
+        assert [next(gen), next(gen)] == [1, 2]
+        gen.close()
+        abandoned = answers()
+        next(abandoned)
+        del abandoned  # collected unfinished: closed
+    else:
+
+        @limit
+        async def answers():
+            try:
+                while True:
+                    call()
+                    yield len(ran)
+            finally:
+                cleaned.append(active_guards() == (limit,))
+
+        async def consume():
+            agen = answers()
+            assert [await agen.__anext__(), await agen.__anext__()] == [1, 2]
+            await agen.aclose()
+            async for _ in answers():
+                break  # left unfinished: closed by the event loop's async generator hooks
+            assert active_guards() == ()
+
+        asyncio.run(consume())
+    assert cleaned == [True, True] and active_guards() == ()
+    assert (limit.spent, limit.reserved, len(ran)) == (CALL * 3, 0, 3)
+    call()  # after the generators: outside the block (a period budget counts all the period's spend)
+    assert (limit.spent, limit.reserved) == (CALL * 3 if period is None else CALL * 4, 0)
 
 
 def test_set_active_false_disables_enforcement(tracker):
