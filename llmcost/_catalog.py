@@ -406,13 +406,21 @@ def _lookup(snapshot: Any, model: str, provider: str | None) -> tuple[Any, Any]:
             return snapshot.find_provider_model(model, None, provider, None)  # type: ignore[no-any-return]
         except LookupError:
             return None, None
-    # No provider: the model maker's entry, as the maker bills it. A maker's own listing of the id first; then
-    # genai-prices' own choice when it is a maker (a dated id such as "o3-2025-04-16" that only a reseller lists
-    # word for word, or "claude-3-5-haiku", which Vertex lists but Anthropic claims); then whoever lists the id
-    # ("global.anthropic.claude-…" is Bedrock's alone); then genai-prices' choice whoever it is.
+    # No provider: the model maker's entry, as the maker bills it. A maker's own listing of the id first; then,
+    # for a family whose maker is known, the maker's catalog by its own matching rules ("gemma-3-27b-it" is
+    # Google's gemma-3, though only Fireworks lists it word for word); then genai-prices' own choice when it is a
+    # maker (a dated id such as "o3-2025-04-16" that only a reseller lists word for word, or "claude-3-5-haiku",
+    # which Vertex lists but Anthropic claims); then whoever lists the id ("global.anthropic.claude-…" is
+    # Bedrock's alone); then genai-prices' choice whoever it is.
     found = _by_id().get(model.lower())
     if found is not None and found[0].id in _MODEL_MAKERS and found[0].id == _family_maker(model, found[0].id):
         return found  # type: ignore[no-any-return]
+    family = _family_maker(model, "")
+    if family:
+        try:
+            return snapshot.find_provider_model(model, None, family, None)  # type: ignore[no-any-return]
+        except LookupError:
+            pass
     try:
         chosen = snapshot.find_provider_model(model, None, None, None)
     except LookupError:
