@@ -1588,6 +1588,10 @@ class StreamAccumulator:
     the last chunk (with ``stream_options={"include_usage": True}``); Anthropic sends input, cache and TTL counts
     in ``message_start`` and *cumulative* counts in each ``message_delta``; Google and LangChain send cumulative
     or partial counts on chunks. Separate responses (a new response id, or a whole response object) are summed.
+
+    The events of one response are one request: their counts are merged here, never added with ``Usage.__add__``,
+    so a single stream's usage says no ``requests`` (one, as pricing takes it). Separate responses are added with
+    ``+``, which counts each as a request (``units["requests"]``), so a per-request fee is charged once for each.
     """
 
     __slots__ = ("_id", "_model", "_open", "_provider", "_seen", "_tier", "_total", "_units", "counts")

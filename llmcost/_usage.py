@@ -240,7 +240,7 @@ def _as_count(value: object) -> object:
 
 @attrs.frozen
 class Usage:
-    """Tokens used by one call (or several, added with ``+``).
+    """Tokens used by one call (or several, added with ``+``, which counts their requests: see ``__add__``).
 
     ``input_tokens`` counts every input token, cached ones included; ``cache_read_tokens`` and
     ``cache_write_tokens`` are parts of it. ``output_tokens`` counts every output token; ``reasoning_tokens`` is
@@ -305,22 +305,42 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
     def __add__(self, other: object) -> Usage:
+        """The usage of both, as of several calls: every count and unit added, and the requests counted.
+
+        A usage is priced as the requests its ``requests`` unit says, or as one request without it (a per-request
+        fee such as Perplexity's is charged that many times). So each side counts as its ``requests`` or as one,
+        and the sum says how many (``units["requests"]``): ``cost_of(m, a + b) == cost_of(m, a) + cost_of(m, b)``
+        below long-context tiers. ``Usage()`` (nothing used) is no request: adding it gives the other side, so
+        ``sum(usages, Usage())`` counts one request per usage. The counts of one request reported in parts (a
+        stream's events) are not added with ``+``: ``StreamAccumulator`` takes them as one request.
+
+        Example::
+
+            >>> (Usage(1000, 100) + Usage(1000, 100)).units
+            Units({'requests': 2})
+        """
         if not isinstance(other, Usage):
             return NotImplemented
+        if other.units is NO_UNITS and not (other.input_tokens or other.output_tokens):
+            return self  # the empty usage (its parts are within zero wholes): no request to count
+        if self.units is NO_UNITS and not (self.input_tokens or self.output_tokens):
+            return other
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
-            NO_UNITS if self.units is NO_UNITS and other.units is NO_UNITS else _add_units(self.units, other.units),
+            _add_units(self.units, other.units),
         )
 
 
 def _add_units(a: Mapping[str, int], b: Mapping[str, int]) -> Units:
+    """Each unit's counts added; ``requests`` counts one for a side without it (pricing's default)."""
     total = dict(a)
     for key, value in b.items():
         total[key] = total.get(key, 0) + value
+    total["requests"] = a.get("requests", 1) + b.get("requests", 1)
     return _to_units(total)
 
 

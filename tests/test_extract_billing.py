@@ -425,8 +425,75 @@ def test_a_generator_of_complete_responses_records_their_sum(tracker):
 
     list(three())
     (entry,) = tracker.entries()
-    assert entry.usage == Usage(15_000, 2400, 3 * 4096, 0, 3 * 512)
+    assert entry.usage == Usage(15_000, 2400, 3 * 4096, 0, 3 * 512, units={"requests": 3})
     assert entry.amount == 3 * O3_FLEX
+
+
+# sonar: $1/M input, $1/M output and $12 per 1,000 requests (genai-prices' requests_kcount = 12;
+# https://docs.perplexity.ai/getting-started/pricing): 1000*1e-6 + 100*1e-6 + 0.012 = 0.0131 a request
+SONAR_CALL = Decimal("0.0131")
+
+
+def _sonar(i):
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+    return openai.types.chat.ChatCompletion.model_validate(
+        {"id": f"r{i}", "object": "chat.completion", "created": 1, "model": "sonar", "choices": [], "usage": usage}
+    )
+
+
+def test_a_generator_of_two_perplexity_responses_records_the_request_fee_of_each(tracker):
+    @track_cost(tracker=tracker, provider="perplexity")
+    def agent():
+        yield _sonar(1)
+        yield _sonar(2)
+
+    list(agent())
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(2000, 200, units={"requests": 2})
+    assert entry.amount == 2 * SONAR_CALL  # two requests, two fees: as two tracked calls would record
+    track_cost(tracker=tracker, provider="perplexity")(lambda: _sonar(3))()
+    assert tracker.entries()[-1].amount == SONAR_CALL  # one response, one fee: the per-call path as before
+    assert tracker.entries()[-1].usage == Usage(1000, 100)
+
+
+def test_one_anthropic_stream_is_one_request_and_two_streams_are_two(tracker):
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 500}}
+    start_usage = {"input_tokens": 1000, "output_tokens": 1}
+
+    def stream(message_id):
+        start = {**CLAUDE_MESSAGE, "id": message_id, "content": [], "usage": start_usage}
+        return [{"type": "message_start", "message": start}, {**delta, "usage": {"output_tokens": 200}}, delta]
+
+    @track_cost(tracker=tracker, model="sonar", provider="perplexity")  # a per-request fee shows a request counted
+    def one():
+        yield from stream("msg_1")
+
+    @track_cost(tracker=tracker, model="sonar", provider="perplexity")
+    def two():
+        yield from stream("msg_1")
+        yield from stream("msg_2")
+
+    list(one())
+    list(two())
+    first, second = tracker.entries()
+    # message_start and the cumulative message_deltas are one request: its counts, one fee, no request count
+    assert first.usage == Usage(1000, 500)
+    assert first.amount == Decimal("0.0135")  # 1000*1e-6 + 500*1e-6 + 0.012
+    # two streams (two message ids) are two requests
+    assert second.usage == Usage(2000, 1000, units={"requests": 2})
+    assert second.amount == 2 * Decimal("0.0135")
+
+
+def test_a_generator_of_responses_without_a_request_fee_costs_what_it_did(tracker):
+    @track_cost(tracker=tracker)
+    def two():
+        for i in range(2):
+            yield {"id": f"c{i}", "model": "gpt-4o", "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 0}}
+
+    list(two())
+    (entry,) = tracker.entries()
+    assert entry.amount == Decimal("5")  # gpt-4o $2.50/M input, twice: no fee to count
+    assert entry.usage.units == {"requests": 2}
 
 
 def test_track_cost_service_tier_applies_when_the_response_does_not_say(tracker):

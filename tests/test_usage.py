@@ -5,7 +5,7 @@ import attrs
 import pytest
 
 import llmcost
-from llmcost import Usage
+from llmcost import Usage, cost_of
 from llmcost._usage import fit_parts, fitted
 
 
@@ -13,9 +13,37 @@ def test_usage_adds_and_totals():
     a = Usage(input_tokens=100, output_tokens=20, cache_read_tokens=50, reasoning_tokens=5)
     b = Usage(input_tokens=10, output_tokens=2, cache_write_tokens=3)
     total = a + b
-    assert total == Usage(110, 22, 50, 3, 5)
+    assert total == Usage(110, 22, 50, 3, 5, units={"requests": 2})  # two calls: two requests
     assert total.total_tokens == 132
     assert pickle.loads(pickle.dumps(total)) == total
+
+
+def test_usages_added_count_a_request_each_so_a_per_request_fee_is_charged_for_each():
+    one = Usage(1000, 100)
+    two = one + one
+    assert two == Usage(2000, 200, units={"requests": 2})
+    # sonar: $1/M input and output, $0.012 a request (genai-prices' requests_kcount = 12)
+    assert cost_of("sonar", one, provider="perplexity") == Decimal("0.0131")
+    assert cost_of("sonar", two, provider="perplexity") == 2 * Decimal("0.0131")
+    # a usage that says its requests counts them; one that does not is one request
+    assert (two + one).units == {"requests": 3}
+    assert (Usage(5, units={"requests": 4}) + two).units == {"requests": 6}
+    assert ((one + one) + one) == (one + (one + one))
+
+
+def test_the_empty_usage_adds_nothing_not_a_request():
+    one = Usage(1000, 100, units={"web_searches": 1})
+    assert one + Usage() == one
+    assert Usage() + one == one
+    assert Usage() + Usage() == Usage()
+    assert sum([one, one], Usage()) == one + one
+    assert sum([one, one], Usage()).units == {"web_searches": 2, "requests": 2}
+
+
+def test_adding_usages_of_a_model_without_a_request_fee_costs_their_sum():
+    a, b = Usage(1_000_000, 0), Usage(0, 1_000_000, units={"web_searches": 2})
+    # gpt-4o: $2.50/M input, $10/M output, web searches $10 per 1,000, no request fee
+    assert cost_of("gpt-4o", a + b) == cost_of("gpt-4o", a) + cost_of("gpt-4o", b) == Decimal("12.52")
 
 
 def test_usage_is_frozen():
@@ -50,7 +78,7 @@ def test_usage_accepts_whole_floats_from_json():
 def test_units_are_parts_of_their_wholes_as_genai_prices_defines_them():
     u = Usage(10_000, 500, 4000, 5000, units={"cache_write_5m_tokens": 2000, "cache_write_1h_tokens": 3000})
     assert u.units == {"cache_write_5m_tokens": 2000, "cache_write_1h_tokens": 3000}
-    assert (u + u).units == {"cache_write_5m_tokens": 4000, "cache_write_1h_tokens": 6000}
+    assert (u + u).units == {"cache_write_5m_tokens": 4000, "cache_write_1h_tokens": 6000, "requests": 2}
     assert (u + Usage(1, units={"web_searches": 2})).units["web_searches"] == 2
     assert hash(u) == hash(Usage(10_000, 500, 4000, 5000, units=dict(u.units)))
     with pytest.raises(TypeError):
