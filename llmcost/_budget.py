@@ -1399,8 +1399,8 @@ class Budget:
         now = self.tracker.clock()
         with self._lock:
             if event == "budget.exceeded":
-                if 1.0 in self._fired and self.alerts and self.alerts[-1].level == "exceeded":
-                    return  # a refusal after the exceeded alert of this period: already said
+                if 1.0 in self._fired:
+                    return  # the 1.0 alert of this period was made (by a refusal, or as spend reached the limit)
                 self._fired.add(1.0)
             # Decided and kept in one step, so threads refused at once say "exceeded" once.
             alert = self._made_alert(threshold, what, self._figures()[0], now)

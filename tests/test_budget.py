@@ -611,3 +611,27 @@ def test_a_period_budgets_limit_set_anew_holds_from_the_next_call_and_alerts_at_
     expected = [(t, max(math.ceil(Decimal(repr(t)) * lowered / CALL), 5) * CALL) for t in (0.5, 0.8, 0.9, 1.0)]
     assert [(a.threshold, a.spent) for a in seen] == expected
     assert {a.limit for a in seen} == {lowered}
+
+
+@pytest.mark.parametrize("kind", ["block", "memory", "duckdb"])
+def test_the_exceeded_alert_fires_once_a_period_with_lower_alerts_between_refusals(tmp_path, clock, kind):
+    with tracker_over("duckdb" if kind == "duckdb" else "memory", tmp_path, clock) as tr:
+        ask = track_cost(tracker=tr, estimate=lambda tokens: CALL * tokens / 1000)(
+            lambda tokens: {"model": "gpt-4o", "usage": {"prompt_tokens": tokens, "completion_tokens": 0}}
+        )
+        seen = []
+        with budget("0.01", period=None if kind == "block" else "daily", tracker=tr, on_alert=seen.append):
+            ask(3000)  # $0.0075: the 0.5 alert
+            with pytest.raises(BudgetExceeded):
+                ask(2000)  # $0.005 needed, $0.0025 left: the 1.0 alert
+            ask(600)  # $0.009: the 0.8 and 0.9 alerts
+            with pytest.raises(BudgetExceeded):
+                ask(2000)  # refused again: no alert
+            assert [a.threshold for a in seen] == [0.5, 1.0, 0.8, 0.9]
+            if kind != "block":  # a new day: every threshold waits again, the refusal's too
+                clock.now += timedelta(days=1)
+                ask(3000)
+                for _ in range(2):
+                    with pytest.raises(BudgetExceeded):
+                        ask(2000)
+                assert [a.threshold for a in seen] == [0.5, 1.0, 0.8, 0.9, 0.5, 1.0]
