@@ -401,10 +401,20 @@ class Budget:
         limit = to_money(value, "limit")
         if limit <= 0:
             raise ValueError(f"limit must be a positive amount, got {value!r}")
-        # Kept as ints too, floored (an int of 10**-18 USD is within the limit exactly when within its floor), for the
-        # block budgets' checks; the alert bound is found again from the next count on.
-        self._limit, self._atto_limit = limit, atto_of(limit, ROUND_FLOOR)
-        self._quiet_below, self._atto_quiet = ZERO, 0
+        lock = getattr(self, "_lock", None)  # (``None`` as ``__init__`` sets the first limit: no lease, no alerts)
+        if lock is None:
+            self._limit, self._atto_limit = limit, atto_of(limit, ROUND_FLOOR)
+            return
+        with lock:  # (as ``_check_thresholds`` finds the alert bound from the limit, and the lease serves calls)
+            # Kept as ints too, floored (an int of 10**-18 USD is within the limit exactly when within its floor), for
+            # the block budgets' checks; the alert bound is found again from the next count on.
+            self._limit, self._atto_limit = limit, atto_of(limit, ROUND_FLOOR)
+            self._quiet_below, self._atto_quiet = ZERO, 0
+            lease = self._lease
+            if lease is not None:  # (a period budget's) its calls checked, and its headroom leased, under the new limit
+                lease.relimit(limit)
+                if type(lease) is Lease:
+                    lease.quiet(ZERO)  # (the lease's bound of the same: its settled calls are checked again)
 
     @property
     def tracker(self) -> CostTracker:
@@ -1389,8 +1399,8 @@ class Budget:
         now = self.tracker.clock()
         with self._lock:
             if event == "budget.exceeded":
-                if 1.0 in self._fired and self.alerts and self.alerts[-1].level == "exceeded":
-                    return  # a refusal after the exceeded alert of this period: already said
+                if 1.0 in self._fired:
+                    return  # the 1.0 alert of this period was made (by a refusal, or as spend reached the limit)
                 self._fired.add(1.0)
             # Decided and kept in one step, so threads refused at once say "exceeded" once.
             alert = self._made_alert(threshold, what, self._figures()[0], now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import math
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -723,3 +724,66 @@ def test_a_limit_set_anew_holds_from_the_next_call(tracker, every_tracker):
         with pytest.raises((ValueError, TypeError), match="limit"):
             limits.limit = bad
     assert limits.limit == Decimal("0.0075")
+
+
+def tracker_over(kind, tmp_path, clock):
+    """A tracker over a fresh store of ``kind``: an in-process ledger (memory) or a shared one, leasing (duckdb)."""
+    return CostTracker(f"duckdb://{tmp_path / 'costs.duckdb'}" if kind == "duckdb" else "memory://", clock=clock)
+
+
+@pytest.mark.parametrize("lowered", ["0.02", "0.5"], ids=["below-the-lease", "room-for-leases"])
+@pytest.mark.parametrize("kind", ["memory", "duckdb"])
+def test_a_period_budgets_limit_set_anew_holds_from_the_next_call_and_alerts_at_its_thresholds(
+    tmp_path, clock, kind, lowered
+):
+    lowered = Decimal(lowered)
+    with tracker_over(kind, tmp_path, clock) as tr:
+        call, ran = caller(tr, estimate=CALL)
+        seen = []
+        with budget(10, period="daily", tracker=tr, on_alert=seen.append) as b:
+            for _ in range(4):
+                call()  # 0.01 of 10 (over DuckDB, served from the budget's lease)
+            b.limit = lowered
+            refused = 0
+            for _ in range(int(lowered / CALL) + 4):
+                try:
+                    call()
+                except BudgetExceeded:
+                    refused += 1
+            assert len(ran) == lowered / CALL and refused == 8 and b.spent == lowered
+            b.limit = lowered + CALL * 4  # raised: four calls more, then refused again
+            for _ in range(4):
+                call()
+            with pytest.raises(BudgetExceeded):
+                call()
+        tr.flush()
+        assert tr.store.total() == lowered + CALL * 4 and len(ran) == lowered / CALL + 4
+    # Each threshold of the new limit fired at the first count that reached it (the first after the change, 0.0125,
+    # at the earliest), once.
+    expected = [(t, max(math.ceil(Decimal(repr(t)) * lowered / CALL), 5) * CALL) for t in (0.5, 0.8, 0.9, 1.0)]
+    assert [(a.threshold, a.spent) for a in seen] == expected
+    assert {a.limit for a in seen} == {lowered}
+
+
+@pytest.mark.parametrize("kind", ["block", "memory", "duckdb"])
+def test_the_exceeded_alert_fires_once_a_period_with_lower_alerts_between_refusals(tmp_path, clock, kind):
+    with tracker_over("duckdb" if kind == "duckdb" else "memory", tmp_path, clock) as tr:
+        ask = track_cost(tracker=tr, estimate=lambda tokens: CALL * tokens / 1000)(
+            lambda tokens: {"model": "gpt-4o", "usage": {"prompt_tokens": tokens, "completion_tokens": 0}}
+        )
+        seen = []
+        with budget("0.01", period=None if kind == "block" else "daily", tracker=tr, on_alert=seen.append):
+            ask(3000)  # $0.0075: the 0.5 alert
+            with pytest.raises(BudgetExceeded):
+                ask(2000)  # $0.005 needed, $0.0025 left: the 1.0 alert
+            ask(600)  # $0.009: the 0.8 and 0.9 alerts
+            with pytest.raises(BudgetExceeded):
+                ask(2000)  # refused again: no alert
+            assert [a.threshold for a in seen] == [0.5, 1.0, 0.8, 0.9]
+            if kind != "block":  # a new day: every threshold waits again, the refusal's too
+                clock.now += timedelta(days=1)
+                ask(3000)
+                for _ in range(2):
+                    with pytest.raises(BudgetExceeded):
+                        ask(2000)
+                assert [a.threshold for a in seen] == [0.5, 1.0, 0.8, 0.9, 0.5, 1.0]

@@ -239,6 +239,15 @@ class Lease:
         self.base_total = committed + self.free
         self.quiet_settled = self.quiet_below - self.base_spent
 
+    def relimit(self, limit: Decimal) -> None:
+        """The budget's limit is ``limit`` now: the lease's next batch leases under it. A lower limit may not cover the
+        headroom the lease holds (granted under the old one): it serves no more calls until that batch, which the
+        budget's next call makes (settling, and leasing again under ``limit`` if there is room; else the budget
+        reserves exactly). The caller holds the lease's lock."""
+        if limit < self.limit:
+            self.due = self.period_due = _NOT_LIVE  # (``take`` fails; ``live`` stays, so an idle lease is released)
+        self.limit = limit
+
     def quiet(self, below: Decimal) -> None:
         """The budget's spend below which no threshold can have been crossed is ``below`` now: a call settled here
         leaving ``settled`` under ``quiet_settled`` needs no threshold check (the caller holds the lease's lock)."""
@@ -535,6 +544,11 @@ class LocalLease(Lease):
             spent = self.spent
             return spent, spent + self.reserved
         return standing.spent, standing.spent + standing.reserved
+
+    def relimit(self, limit: Decimal) -> None:
+        """The budget's limit is ``limit`` now: each call is checked against it from the next on (nothing is held
+        beyond what calls in flight took)."""
+        self.limit = limit
 
     def take(self, needed: Decimal, now_in_period: bool = False) -> bool:
         """Reserve ``needed`` in the ledger if the limit covers it (``False``: it does not; the budget then reserves

@@ -610,6 +610,34 @@ def test_near_the_limit_each_call_reserves_exactly(home, calls, kind):
     other.close()
 
 
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_lowered_limit_gives_back_the_headroom_a_lease_may_no_longer_hold(home, calls, kind):
+    tracker, other = two_views(home, kind)
+    call = tracked(tracker)
+    b = budget(LIMIT, period="daily", name="cap", tracker=tracker)
+    seen = budget(LIMIT, period="daily", name="cap", tracker=other)  # the same account, as another process sees it
+    with b:
+        for _ in range(4):
+            call()
+        assert seen.spent + seen.reserved >= COST * LEASE_CALLS  # a lease of 64 calls at least, under $10
+        lowered = COST * 40  # $0.10: the lease holds more than is left
+        b.limit = lowered
+        call()  # renews the lease under the new limit (an eighth of the room left: a few calls)
+        assert COST * 5 <= seen.spent + seen.reserved <= COST * 5 + (lowered - COST * 5) / LEASE_SHARE
+        made = 5
+        for _ in range(40):
+            try:
+                call()
+                made += 1
+            except BudgetExceeded:
+                pass
+    assert made == 40
+    tracker.flush()
+    assert other.store.total() == lowered
+    tracker.close()
+    other.close()
+
+
 def test_leases_end_in_exact_calls_as_the_limit_nears(home, calls):
     tracker, other = two_views(home, "duckdb")
     call = tracked(tracker)
