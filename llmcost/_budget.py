@@ -17,6 +17,7 @@ lock and one state; splitting them would spread that lock across modules. ``Budg
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import functools
 import inspect
@@ -251,6 +252,7 @@ class Budget:
         "_baton_keeper",
         "_committed",
         "_counts_all",
+        "_delivering",
         "_end",
         "_entered",
         "_filtered",
@@ -259,6 +261,7 @@ class Budget:
         "_limit",
         "_lock",
         "_open",
+        "_outbox",
         "_quiet_below",
         "_scope",
         "_sinks",
@@ -342,6 +345,10 @@ class Budget:
             sort_keys=True,
         )
         self._lock = _state.new_rlock()  # (free again in a forked child)
+        # Alerts made (under the lock, in the order of ``alerts``) and not yet handed to the sinks, and the lock held
+        # while they are handed over: one thread at a time, in that order (``_deliver``).
+        self._outbox: collections.deque[tuple[BudgetAlert, str | None]] = collections.deque()
+        self._delivering = _state.new_rlock()
         # (Block budgets) held while ``_spent`` and ``_committed`` change: see ``_Baton``. The lock guards the rest (the
         # alerts, the thresholds fired, and a period budget's figures, scope and lease).
         self._baton_keeper = _Baton()  # (the token given back in a forked child)
@@ -1392,8 +1399,8 @@ class Budget:
             # Kept in the same step as they are marked fired: a refusal's alert decides from both (``_alert``).
             made = [self._made_alert(t, f"passed {t:.0%} of its limit", spent, now) for t in crossed]
             self.alerts.extend(made)
-        for alert in made:
-            self._publish(alert, None)
+            self._outbox.extend((alert, None) for alert in made)
+        self._deliver()
 
     def _alert(self, threshold: float, what: str, event: str | None = None) -> None:
         now = self.tracker.clock()
@@ -1405,7 +1412,18 @@ class Budget:
             # Decided and kept in one step, so threads refused at once say "exceeded" once.
             alert = self._made_alert(threshold, what, self._figures()[0], now)
             self.alerts.append(alert)
-        self._publish(alert, event)
+            self._outbox.append((alert, event))
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand the alerts made so far to the sinks, in the order they were made (``alerts``' order), outside the
+        budget's lock: one thread at a time delivers whatever is waiting, so a sink never hears "passed 90%" after
+        "exceeded" because two threads raced to it (a sink that makes alerts itself delivers them in turn)."""
+        outbox = self._outbox
+        with self._delivering:
+            while outbox:
+                alert, event = outbox.popleft()
+                self._publish(alert, event)
 
     def _made_alert(self, threshold: float, what: str, spent: Decimal, now: datetime) -> BudgetAlert:
         utilization = float(spent / self.limit)

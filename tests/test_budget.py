@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import decimal
 import math
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -143,6 +145,38 @@ def test_thresholds_fire_once_each_with_levels(tracker):
     assert [a.threshold for a in seen] == [0.5, 0.8, 0.9, 1.0]
     assert [a.level for a in seen] == ["info", "warning", "warning", "exceeded"]
     assert b.alerts == seen and events == seen
+
+
+def test_alerts_reach_the_sinks_in_the_order_they_were_made_across_threads(tracker):
+    # Thread A's call crosses 50% and its sink is still busy with that alert when thread B's call crosses 80%: B's
+    # alert waits for A's to be delivered (a sink heard "passed 80%" first, or "exceeded" before "passed 90%").
+    call, _ = caller(tracker)
+    heard = []
+
+    def sink(alert):
+        if alert.threshold == 0.5:
+            started.set()
+            for _ in range(500):  # until B's call has made its alert (alerts: made, not yet delivered)
+                if len(b.alerts) > 1:
+                    break
+                threading.Event().wait(0.01)
+        heard.append(alert.threshold)
+
+    started = threading.Event()
+    with budget(CALL * 10, tracker=tracker, thresholds=(0.5, 0.8), on_alert=sink) as b:
+        for _ in range(4):
+            call()
+        # (Threads start in a copy of this context: under the budget.)
+        first = threading.Thread(target=contextvars.copy_context().run, args=(call,))  # the 5th call: 50%
+        first.start()
+        assert started.wait(10)
+        three = contextvars.copy_context().run
+        second = threading.Thread(target=three, args=(lambda: [call() for _ in range(3)],))  # the 8th: 80%
+        second.start()
+        first.join(10)
+        second.join(10)
+    assert [a.threshold for a in b.alerts] == [0.5, 0.8]
+    assert heard == [0.5, 0.8]
 
 
 def test_exceptions_release_the_reservation(tracker):
