@@ -47,7 +47,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal, localcontext
+from decimal import ROUND_DOWN, Context, Decimal, localcontext
 from itertools import islice, repeat
 from operator import is_
 from typing import Any
@@ -85,6 +85,14 @@ DEFAULT_LEASE = 60.0
 #: Seconds after which a scope's recorded spend is read from the store again, even with no acknowledgement since.
 REFRESH_SECONDS = 5.0
 _EXACT_DIGITS = 80
+# ``LocalLedger``'s sums and differences of amounts, made in a context of their own: the ledger is reached in whatever
+# decimal context the thread that reaches it has (a ``MemoryStore``'s move of its appends, every 256th append and on
+# any read, counts them here; so do the ledger's own methods as they catch up), and the operators would round to that
+# one (``localcontext()`` of 3 digits counted $0.0006513 as $0.000651). Bound methods, read as module names: a
+# ``localcontext()`` costs thousands of instructions, and ``take_kept``/``give_back`` run on every budgeted call.
+_EXACT = Context(prec=_EXACT_DIGITS)
+_add = _EXACT.add
+_subtract = _EXACT.subtract
 _SEEN = 65_536  # (fed ledgers) appended ids kept for a settle that may still come, as ``Receipts`` keeps them
 
 
@@ -413,16 +421,16 @@ class _Account:
     @property
     def reserved(self) -> Decimal:
         """Open reservations: what is committed beyond spend."""
-        return self.committed - self.base - self.settled
+        return _subtract(_subtract(self.committed, self.base), self.settled)
 
     def standing(self) -> Standing:
         """Where the account stands: ``Standing(spent, reserved)``."""
-        spent = self.base + self.settled
-        return Standing(spent, self.committed - spent)
+        spent = _add(self.base, self.settled)
+        return Standing(spent, _subtract(self.committed, spent))
 
     def rebase(self, base: Decimal) -> None:
         """Recorded spend read anew: ``base``, and ``committed`` with it."""
-        self.committed += base - self.base
+        self.committed = _add(self.committed, _subtract(base, self.base))
         self.base = base
 
 
@@ -542,18 +550,18 @@ class LocalLedger(Ledger):
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         with self._lock:
             account = self._account(scope)
-            spent = account.base + account.settled
+            spent = _add(account.base, account.settled)
             committed = account.committed
-            room = limit - committed
+            room = _subtract(limit, committed)
             granted = force or (room > 0 and amount <= room)
             rid = None
             if granted and amount:
                 self._ids += 1
                 rid = self._ids
                 account.holds[rid] = amount
-                account.committed = committed + amount
+                account.committed = _add(committed, amount)
                 self._holds[rid] = scope.key
-            return Reservation(scope.key, amount, granted, spent, committed - spent, rid)
+            return Reservation(scope.key, amount, granted, spent, _subtract(committed, spent), rid)
 
     def _drop(self, reservation: Reservation | None) -> None:
         if reservation is not None and reservation.id is not None:
@@ -567,7 +575,7 @@ class LocalLedger(Ledger):
         if found is not None:
             amount = found[1].holds.pop(rid, None)
             if amount is not None:
-                found[1].committed -= amount
+                found[1].committed = _subtract(found[1].committed, amount)
 
     def settle(
         self,
@@ -581,12 +589,12 @@ class LocalLedger(Ledger):
             self._drop(reservation)
             account = self._account(scope)
             if entry_id is None:
-                account.settled += amount
-                account.committed += amount
+                account.settled = _add(account.settled, amount)
+                account.committed = _add(account.committed, amount)
             elif self._settling(entry_id):
-                account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
-                account.settled += amount
-                account.committed += amount
+                account.entries[entry_id] = _add(account.entries.get(entry_id, ZERO), amount)
+                account.settled = _add(account.settled, amount)
+                account.committed = _add(account.committed, amount)
             elif not self._fed:
                 self._gen += 1  # written before it was settled: read the recorded spend again
                 account = self._account(scope)
@@ -660,7 +668,7 @@ class LocalLedger(Ledger):
                 self._catch_up()
             found = self._accounts.get(scope.key) if self._fed else None
             account = found[1] if found is not None else self._account(scope)
-            room = limit - account.committed
+            room = _subtract(limit, account.committed)
             if room > 0 and amount <= room:
                 if amount:
                     holds = account.holds
@@ -668,8 +676,8 @@ class LocalLedger(Ledger):
                     if held is None:  # (its account was dropped and opened anew meanwhile)
                         held = ZERO
                         self._holds[hold] = scope.key
-                    holds[hold] = held + amount
-                    account.committed += amount
+                    holds[hold] = _add(held, amount)
+                    account.committed = _add(account.committed, amount)
                 return True
             return False
 
@@ -695,13 +703,13 @@ class LocalLedger(Ledger):
         if entry_id is not None and entry_id in self._seen:
             return account  # (fed: counted as appended)
         if entry_id is None:
-            account.settled += amount
-            account.committed += amount
+            account.settled = _add(account.settled, amount)
+            account.committed = _add(account.committed, amount)
         elif self._settling(entry_id):
             entries = account.entries
-            entries[entry_id] = entries[entry_id] + amount if entry_id in entries else amount
-            account.settled += amount
-            account.committed += amount
+            entries[entry_id] = _add(entries[entry_id], amount) if entry_id in entries else amount
+            account.settled = _add(account.settled, amount)
+            account.committed = _add(account.committed, amount)
         elif not self._fed:
             self._gen += 1  # written before it was settled: read the recorded spend again
             account = self._account(scope)
@@ -713,8 +721,8 @@ class LocalLedger(Ledger):
         holds = account.holds
         held = holds.get(hold)
         if held is not None:
-            account.committed -= estimate
-            rest = held - estimate
+            account.committed = _subtract(account.committed, estimate)
+            rest = _subtract(held, estimate)
             if rest or not self._closing or hold not in self._closing:
                 holds[hold] = rest
             else:
@@ -760,7 +768,7 @@ class LocalLedger(Ledger):
             # ``reserve``'s check (what remains, limit - committed, is positive and at least ``amount``), in one
             # addition: a positive ``amount`` that fits leaves no doubt about the first.
             committed = account.committed
-            after = committed + amount
+            after = _add(committed, amount)
             if after <= limit and (amount > ZERO or committed < limit):
                 account.committed = after
                 return True
@@ -790,13 +798,13 @@ class LocalLedger(Ledger):
                             and (scope.plain or _row_matches(scope, row))
                         ):
                             amount = row[ROW_AMOUNT]
-                            counted.base += amount
-                            counted.committed += amount
+                            counted.base = _add(counted.base, amount)
+                            counted.committed = _add(counted.committed, amount)
                 else:
                     self._catch_up()
-            account.committed -= estimate
+            account.committed = _subtract(account.committed, estimate)
             settled = account.settled
-            return account.base + settled if settled else account.base
+            return _add(account.base, settled) if settled else account.base
         finally:
             lock.release()
 
@@ -808,7 +816,7 @@ class LocalLedger(Ledger):
         with self._lock:
             if len(self._appends) != self._told:
                 self._catch_up()
-            account.committed -= estimate  # (where it was taken from, kept still or not)
+            account.committed = _subtract(account.committed, estimate)  # (where it was taken from, kept still or not)
             if not account.kept:  # (a past period's: the amount counts in the scope as the ledger keeps it now)
                 account = self._account(scope)
             if amount is not None:
@@ -838,8 +846,8 @@ class LocalLedger(Ledger):
             for _, account in self._accounts.values():
                 amount = account.entries.pop(entry_id, None)
                 if amount is not None:
-                    account.settled -= amount
-                    account.committed -= amount
+                    account.settled = _subtract(account.settled, amount)
+                    account.committed = _subtract(account.committed, amount)
 
     @property
     def fed(self) -> bool:
@@ -899,8 +907,8 @@ class LocalLedger(Ledger):
                     and (plain or _row_matches(scope, row))
                 ):
                     amount = row[ROW_AMOUNT]
-                    account.base += amount
-                    account.committed += amount
+                    account.base = _add(account.base, amount)
+                    account.committed = _add(account.committed, amount)
 
     def appended_row(self, row: tuple[Any, ...]) -> None:
         """``appended`` of one row (the store's usual news: a tracked call's row, told as its call settles).
@@ -934,8 +942,8 @@ class LocalLedger(Ledger):
                 and (scope.plain or _row_matches(scope, row))
             ):
                 amount = row[ROW_AMOUNT]
-                account.base += amount
-                account.committed += amount
+                account.base = _add(account.base, amount)
+                account.committed = _add(account.committed, amount)
 
 
 #: Positions in a row of ``stores._memory.ROW_FIELDS`` that ``LocalLedger.appended`` reads (a test checks them).
