@@ -48,6 +48,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import ROUND_DOWN, Context, Decimal, localcontext
+from decimal import getcontext as _getcontext
 from itertools import islice, repeat
 from operator import is_
 from typing import Any
@@ -56,7 +57,7 @@ import attrs
 
 from .. import _state
 from .._entry import CostEntry, FrozenTags
-from .._money import ZERO
+from .._money import EXACT_DIGITS, ZERO
 from .._time import micros
 from ._filters import Filters
 
@@ -782,6 +783,14 @@ class LocalLedger(Ledger):
         lock = self._lock
         lock.acquire()  # (as in ``take_kept``: this runs after every call)
         try:
+            if _getcontext().prec < EXACT_DIGITS:
+                # A caller in a narrow decimal context (a budget's calls settle in a wide one: ``_Engine.begin``):
+                # counted with the exact context's methods, as ``_catch_up`` counts. Below, the operators: one check
+                # costs less than the three additions made with those methods (each parses its arguments).
+                if len(self._appends) != self._told:
+                    self._catch_up()
+                account.committed = _subtract(account.committed, estimate)
+                return _add(account.base, account.settled)
             appends, told = self._appends, self._told
             if len(appends) != told:
                 row = appends[told]
@@ -798,13 +807,13 @@ class LocalLedger(Ledger):
                             and (scope.plain or _row_matches(scope, row))
                         ):
                             amount = row[ROW_AMOUNT]
-                            counted.base = _add(counted.base, amount)
-                            counted.committed = _add(counted.committed, amount)
+                            counted.base += amount
+                            counted.committed += amount
                 else:
                     self._catch_up()
-            account.committed = _subtract(account.committed, estimate)
+            account.committed -= estimate
             settled = account.settled
-            return _add(account.base, settled) if settled else account.base
+            return account.base + settled if settled else account.base
         finally:
             lock.release()
 
