@@ -47,7 +47,8 @@ import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal, localcontext
+from decimal import ROUND_DOWN, Context, Decimal, localcontext
+from decimal import getcontext as _getcontext
 from itertools import islice, repeat
 from operator import is_
 from typing import Any
@@ -56,7 +57,7 @@ import attrs
 
 from .. import _state
 from .._entry import CostEntry, FrozenTags
-from .._money import ZERO
+from .._money import EXACT_DIGITS, ZERO
 from .._time import micros
 from ._filters import Filters
 
@@ -85,6 +86,14 @@ DEFAULT_LEASE = 60.0
 #: Seconds after which a scope's recorded spend is read from the store again, even with no acknowledgement since.
 REFRESH_SECONDS = 5.0
 _EXACT_DIGITS = 80
+# ``LocalLedger``'s sums and differences of amounts, made in a context of their own: the ledger is reached in whatever
+# decimal context the thread that reaches it has (a ``MemoryStore``'s move of its appends, every 256th append and on
+# any read, counts them here; so do the ledger's own methods as they catch up), and the operators would round to that
+# one (``localcontext()`` of 3 digits counted $0.0006513 as $0.000651). Bound methods, read as module names: a
+# ``localcontext()`` costs thousands of instructions, and ``take_kept``/``give_back`` run on every budgeted call.
+_EXACT = Context(prec=_EXACT_DIGITS)
+_add = _EXACT.add
+_subtract = _EXACT.subtract
 _SEEN = 65_536  # (fed ledgers) appended ids kept for a settle that may still come, as ``Receipts`` keeps them
 
 
@@ -413,16 +422,16 @@ class _Account:
     @property
     def reserved(self) -> Decimal:
         """Open reservations: what is committed beyond spend."""
-        return self.committed - self.base - self.settled
+        return _subtract(_subtract(self.committed, self.base), self.settled)
 
     def standing(self) -> Standing:
         """Where the account stands: ``Standing(spent, reserved)``."""
-        spent = self.base + self.settled
-        return Standing(spent, self.committed - spent)
+        spent = _add(self.base, self.settled)
+        return Standing(spent, _subtract(self.committed, spent))
 
     def rebase(self, base: Decimal) -> None:
         """Recorded spend read anew: ``base``, and ``committed`` with it."""
-        self.committed += base - self.base
+        self.committed = _add(self.committed, _subtract(base, self.base))
         self.base = base
 
 
@@ -542,18 +551,18 @@ class LocalLedger(Ledger):
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         with self._lock:
             account = self._account(scope)
-            spent = account.base + account.settled
+            spent = _add(account.base, account.settled)
             committed = account.committed
-            room = limit - committed
+            room = _subtract(limit, committed)
             granted = force or (room > 0 and amount <= room)
             rid = None
             if granted and amount:
                 self._ids += 1
                 rid = self._ids
                 account.holds[rid] = amount
-                account.committed = committed + amount
+                account.committed = _add(committed, amount)
                 self._holds[rid] = scope.key
-            return Reservation(scope.key, amount, granted, spent, committed - spent, rid)
+            return Reservation(scope.key, amount, granted, spent, _subtract(committed, spent), rid)
 
     def _drop(self, reservation: Reservation | None) -> None:
         if reservation is not None and reservation.id is not None:
@@ -567,7 +576,7 @@ class LocalLedger(Ledger):
         if found is not None:
             amount = found[1].holds.pop(rid, None)
             if amount is not None:
-                found[1].committed -= amount
+                found[1].committed = _subtract(found[1].committed, amount)
 
     def settle(
         self,
@@ -581,12 +590,12 @@ class LocalLedger(Ledger):
             self._drop(reservation)
             account = self._account(scope)
             if entry_id is None:
-                account.settled += amount
-                account.committed += amount
+                account.settled = _add(account.settled, amount)
+                account.committed = _add(account.committed, amount)
             elif self._settling(entry_id):
-                account.entries[entry_id] = account.entries.get(entry_id, ZERO) + amount
-                account.settled += amount
-                account.committed += amount
+                account.entries[entry_id] = _add(account.entries.get(entry_id, ZERO), amount)
+                account.settled = _add(account.settled, amount)
+                account.committed = _add(account.committed, amount)
             elif not self._fed:
                 self._gen += 1  # written before it was settled: read the recorded spend again
                 account = self._account(scope)
@@ -660,7 +669,7 @@ class LocalLedger(Ledger):
                 self._catch_up()
             found = self._accounts.get(scope.key) if self._fed else None
             account = found[1] if found is not None else self._account(scope)
-            room = limit - account.committed
+            room = _subtract(limit, account.committed)
             if room > 0 and amount <= room:
                 if amount:
                     holds = account.holds
@@ -668,8 +677,8 @@ class LocalLedger(Ledger):
                     if held is None:  # (its account was dropped and opened anew meanwhile)
                         held = ZERO
                         self._holds[hold] = scope.key
-                    holds[hold] = held + amount
-                    account.committed += amount
+                    holds[hold] = _add(held, amount)
+                    account.committed = _add(account.committed, amount)
                 return True
             return False
 
@@ -695,13 +704,13 @@ class LocalLedger(Ledger):
         if entry_id is not None and entry_id in self._seen:
             return account  # (fed: counted as appended)
         if entry_id is None:
-            account.settled += amount
-            account.committed += amount
+            account.settled = _add(account.settled, amount)
+            account.committed = _add(account.committed, amount)
         elif self._settling(entry_id):
             entries = account.entries
-            entries[entry_id] = entries[entry_id] + amount if entry_id in entries else amount
-            account.settled += amount
-            account.committed += amount
+            entries[entry_id] = _add(entries[entry_id], amount) if entry_id in entries else amount
+            account.settled = _add(account.settled, amount)
+            account.committed = _add(account.committed, amount)
         elif not self._fed:
             self._gen += 1  # written before it was settled: read the recorded spend again
             account = self._account(scope)
@@ -713,8 +722,8 @@ class LocalLedger(Ledger):
         holds = account.holds
         held = holds.get(hold)
         if held is not None:
-            account.committed -= estimate
-            rest = held - estimate
+            account.committed = _subtract(account.committed, estimate)
+            rest = _subtract(held, estimate)
             if rest or not self._closing or hold not in self._closing:
                 holds[hold] = rest
             else:
@@ -760,7 +769,7 @@ class LocalLedger(Ledger):
             # ``reserve``'s check (what remains, limit - committed, is positive and at least ``amount``), in one
             # addition: a positive ``amount`` that fits leaves no doubt about the first.
             committed = account.committed
-            after = committed + amount
+            after = _add(committed, amount)
             if after <= limit and (amount > ZERO or committed < limit):
                 account.committed = after
                 return True
@@ -774,6 +783,14 @@ class LocalLedger(Ledger):
         lock = self._lock
         lock.acquire()  # (as in ``take_kept``: this runs after every call)
         try:
+            if _getcontext().prec < EXACT_DIGITS:
+                # A caller in a narrow decimal context (a budget's calls settle in a wide one: ``_Engine.begin``):
+                # counted with the exact context's methods, as ``_catch_up`` counts. Below, the operators: one check
+                # costs less than the three additions made with those methods (each parses its arguments).
+                if len(self._appends) != self._told:
+                    self._catch_up()
+                account.committed = _subtract(account.committed, estimate)
+                return _add(account.base, account.settled)
             appends, told = self._appends, self._told
             if len(appends) != told:
                 row = appends[told]
@@ -808,7 +825,7 @@ class LocalLedger(Ledger):
         with self._lock:
             if len(self._appends) != self._told:
                 self._catch_up()
-            account.committed -= estimate  # (where it was taken from, kept still or not)
+            account.committed = _subtract(account.committed, estimate)  # (where it was taken from, kept still or not)
             if not account.kept:  # (a past period's: the amount counts in the scope as the ledger keeps it now)
                 account = self._account(scope)
             if amount is not None:
@@ -838,8 +855,8 @@ class LocalLedger(Ledger):
             for _, account in self._accounts.values():
                 amount = account.entries.pop(entry_id, None)
                 if amount is not None:
-                    account.settled -= amount
-                    account.committed -= amount
+                    account.settled = _subtract(account.settled, amount)
+                    account.committed = _subtract(account.committed, amount)
 
     @property
     def fed(self) -> bool:
@@ -899,8 +916,8 @@ class LocalLedger(Ledger):
                     and (plain or _row_matches(scope, row))
                 ):
                     amount = row[ROW_AMOUNT]
-                    account.base += amount
-                    account.committed += amount
+                    account.base = _add(account.base, amount)
+                    account.committed = _add(account.committed, amount)
 
     def appended_row(self, row: tuple[Any, ...]) -> None:
         """``appended`` of one row (the store's usual news: a tracked call's row, told as its call settles).
@@ -934,8 +951,8 @@ class LocalLedger(Ledger):
                 and (scope.plain or _row_matches(scope, row))
             ):
                 amount = row[ROW_AMOUNT]
-                account.base += amount
-                account.committed += amount
+                account.base = _add(account.base, amount)
+                account.committed = _add(account.committed, amount)
 
 
 #: Positions in a row of ``stores._memory.ROW_FIELDS`` that ``LocalLedger.appended`` reads (a test checks them).

@@ -4,11 +4,16 @@ entry, with no ``CostEntry`` built."""
 
 from __future__ import annotations
 
+import decimal
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from llmcost import CostTracker, MemoryStore
+import pytest
+
+from llmcost import BudgetExceeded, CostTracker, MemoryStore, budget, track_cost
 from llmcost._entry import to_tags
 from llmcost._time import micros
 from llmcost.stores import BudgetScope, _ledger
@@ -192,3 +197,115 @@ def test_each_call_of_a_kept_account_gives_its_own_estimate_back_whichever_way_i
     assert ledger.give_back(account, Decimal(0)) == CALL  # the free call: nothing to give back
     assert ledger.settle_kept(SCOPE, account, CALL, None, None) == _ledger.Standing(CALL, Decimal(0))
     assert ledger.standing(SCOPE) == _ledger.Standing(CALL, Decimal(0))
+
+
+# -- decimal contexts: the ledger counts exactly whatever context the thread that reaches it is in -------------------
+# A fed ledger is reached from any thread, in whatever decimal context that thread has: the calls of a budget (which
+# run in a wide one), but also a store's move of its appends (every 256th append, by whoever makes it) and any read.
+# Its sums must not round in a narrow one (``localcontext()`` of 3 digits rounds $0.3914313 to $0.391).
+PER_CALL = Decimal("0.0006513")  # gpt-4o-mini, 1234 tokens in and 777 out
+BIG = Decimal("1234.567891234567891")  # 19 digits: rounded by the default context's 28 only past 10**10
+
+
+def _narrow() -> decimal.Context:
+    return decimal.Context(prec=3)
+
+
+def _asking(tracker: CostTracker) -> Callable[[], Any]:
+    return track_cost(tracker=tracker)(
+        lambda: {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1234, "completion_tokens": 777}}
+    )
+
+
+def test_a_daily_budget_counts_calls_tracked_outside_its_block_in_a_narrow_context_exactly() -> None:
+    tracker = CostTracker()
+    ask = track_cost(tracker=tracker)(lambda: {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000}})  # $0.00015
+    daily = budget("0.20", period="daily", tracker=tracker, on_alert=lambda alert: None)
+    with daily:
+        ask()  # the budget's account opens in the store's ledger
+    with decimal.localcontext(_narrow()):  # a batch job elsewhere in the process, not under the budget
+        for _ in range(2047):
+            ask()
+    assert tracker.store.total() == Decimal("0.3072")
+    assert daily.spent == Decimal("0.3072")  # (counted as the store moved its appends, in the narrow context)
+    with daily, pytest.raises(BudgetExceeded):
+        ask()  # past the limit: refused
+
+
+def test_a_daily_budget_counts_exactly_when_the_store_is_read_in_a_narrow_context() -> None:
+    tracker = CostTracker()
+    ask = _asking(tracker)
+    daily = budget("100", period="daily", tracker=tracker)
+    with daily:
+        ask()
+    for _ in range(200):  # outside the block, in the default context: fewer than a move's 256, still pending
+        ask()
+    with decimal.localcontext(_narrow()):
+        tracker.entries(limit=1)  # a report: the read moves the pending appends, which the ledger counts then
+    assert tracker.store.total() == daily.spent == 201 * PER_CALL
+
+
+def test_a_daily_budget_counts_exactly_calls_another_thread_tracks_in_a_narrow_context() -> None:
+    tracker = CostTracker()
+    ask = _asking(tracker)
+    daily = budget("100", period="daily", tracker=tracker)
+
+    def elsewhere() -> None:
+        with decimal.localcontext(_narrow()):
+            for _ in range(600):
+                ask()
+
+    with daily:
+        ask()
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        assert tracker.store.total() == daily.spent == 601 * PER_CALL
+
+
+def test_entries_recorded_by_hand_in_a_narrow_context_inside_a_daily_budget_count_exactly() -> None:
+    tracker = CostTracker()
+    daily = budget("100", period="daily", tracker=tracker)
+    with daily:
+        with decimal.localcontext(_narrow()):
+            for _ in range(600):
+                tracker.record(amount=PER_CALL)
+        assert tracker.store.total() == daily.spent == 600 * PER_CALL
+
+
+def _ledger_figures(fed: bool) -> list[object]:
+    """Every step of a local ledger (fed or not) and the figures after it, run in the caller's context."""
+    rows = [_row(make_entry(amount=amount, timestamp=DAY)) for amount in (PER_CALL, BIG, PER_CALL)]
+    store = MemoryStore()
+    ledger = store.ledger() if fed else _ledger.LocalLedger(store.total)
+    assert isinstance(ledger, _ledger.LocalLedger)
+    limit = BIG * 10
+    seen: list[object] = [ledger.standing(SCOPE)]
+    store.append_row(rows[0])
+    seen.append(ledger.standing(SCOPE, refresh=True))
+    reservation = ledger.reserve(SCOPE, BIG, limit=limit)
+    seen += [reservation, ledger.settle(SCOPE, PER_CALL, reservation=reservation, entry_id="settled-1")]
+    seen.append(ledger.settle(SCOPE, BIG, entry_id=None))
+    hold = ledger.open_hold(SCOPE)
+    seen += [ledger.grow(SCOPE, hold, BIG, limit=limit), ledger.standing(SCOPE)]
+    seen.append(ledger.settle_held(SCOPE, hold, BIG, PER_CALL, "settled-2"))
+    ledger.close_hold(hold)
+    ledger.release(ledger.reserve(SCOPE, PER_CALL, limit=limit))
+    seen.append(ledger.standing(SCOPE))
+    if fed:
+        account = ledger.open_kept(SCOPE)
+        seen.append(ledger.take_kept(account, BIG, limit))
+        store.append_row(rows[1])
+        seen += [ledger.give_back(account, BIG), ledger.take_kept(account, PER_CALL, limit)]
+        seen.append(ledger.settle_kept(SCOPE, account, PER_CALL, BIG, None))
+    store.append_row(rows[2])
+    ledger.acknowledge_ids([rows[2][0]])
+    seen += [ledger.standing(SCOPE), len(store.entries()), ledger.standing(SCOPE)]
+    return seen
+
+
+@pytest.mark.parametrize("fed", [True, False], ids=["fed", "read"])
+def test_every_step_of_a_local_ledger_counts_exactly_in_a_narrow_context(fed: bool) -> None:
+    exact = _ledger_figures(fed)
+    with decimal.localcontext(_narrow()):
+        assert _ledger_figures(fed) == exact
