@@ -141,6 +141,10 @@ _CONTEXTS: dict[str, dict[str, str]] = {
     "batch": {"processing": "batch"},
     "flex": {"service_tier": "flex"},
     "priority": {"service_tier": "priority"},
+    # Anthropic's fast mode is a speed in genai-prices (``usage.speed == "fast"`` in the response); OpenAI's "fast"
+    # service tier (what its responses call priority) is matched too, so that ``cost_of(..., service_tier="fast")``
+    # prices either maker's fast calls. No model has both variants.
+    "fast": {"speed": "fast", "service_tier": "fast"},
 }
 _HALF = Decimal("0.5")
 #: Microseconds in a day: ``micros // DAY_MICROS`` is the UTC day number ``quote_at`` keeps quotes by.
@@ -204,9 +208,10 @@ def quoted(price: ModelPrice, label: str, baseline: ModelPrice | None = None, ba
 
 def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str]:
     """``price`` at service ``tier`` by the providers' published rule, where no tier price is known: Batch and
-    Flex at half the token prices; Priority has no published rule, so the standard price (said in the label)."""
-    if tier == "priority":
-        return price, f"{label}+priority-at-standard"
+    Flex at half the token prices; Priority and fast mode have no published rule, so the standard price (said in the
+    label)."""
+    if tier == "priority" or tier == "fast":
+        return price, f"{label}+{tier}-at-standard"
     return _halved(price), f"{label}+{tier}-rule"
 
 

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: The service tiers an entry may be billed at (``None``: standard).
-SERVICE_TIERS = ("batch", "flex", "priority")
+SERVICE_TIERS = ("batch", "flex", "priority", "fast")
 
 
 class CostCategory(str, enum.Enum):
@@ -192,7 +192,7 @@ def to_latency(value: object) -> float | None:
 
 
 def to_service_tier(value: object, field: str = "service_tier") -> str | None:
-    """Validate a service tier: ``None`` (standard), ``"batch"``, ``"flex"`` or ``"priority"``.
+    """Validate a service tier: ``None`` (standard), ``"batch"``, ``"flex"``, ``"priority"`` or ``"fast"``.
 
     >>> to_service_tier("flex"), to_service_tier(None)
     ('flex', None)
@@ -223,7 +223,8 @@ class CostEntry:
     ``catalog@0.2.3+batch-rule`` (the provider's published Batch discount, where the catalog has no batch price
     for that date), ``correction:<id>`` (one of llmcost's cited corrections of catalog errors).
 
-    ``service_tier`` is ``None`` (standard) or ``"batch"``, ``"flex"`` or ``"priority"``.
+    ``service_tier`` is ``None`` (standard) or ``"batch"``, ``"flex"``, ``"priority"`` or ``"fast"`` (Anthropic's fast
+    mode).
 
     ``model`` is the id as the provider returned it (``gpt-4o-mini-2024-07-18``); ``canonical_model`` is the
     catalog's id of the model that priced the entry (``gpt-4o-mini``, when the catalog treats both as one model), or

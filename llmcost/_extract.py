@@ -67,7 +67,7 @@ _VIEW_KEYS = frozenset(
         "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens", "image_tokens",
         "inputTokens", "input_tokens", "input_tokens_details", "model", "object", "output_tokens",
         "output_tokens_details", "prompt_tokens", "prompt_tokens_details", "reasoning_tokens", "server_tool_use",
-        "service_tier", "thinking_tokens", "usage", "web_search_requests",
+        "service_tier", "speed", "thinking_tokens", "usage", "web_search_requests",
     }
 )  # fmt: skip
 # Per-type facts, found once per type (the caches live in _state; each is bounded here, since classes made at run
@@ -284,6 +284,14 @@ def _tier(value: Any) -> str | None:
     return _TIERS.get(value.lower())
 
 
+def _speed(value: Any) -> str | None:
+    """The tier of Anthropic's ``usage.speed``: ``"fast"`` for fast mode, billed at its own rates whatever the
+    service tier; ``None`` for ``"standard"``, the missing and the unknown."""
+    if not isinstance(value, str):
+        value = getattr(value, "value", None)  # an SDK enum
+    return "fast" if isinstance(value, str) and value.lower() == "fast" else None
+
+
 def _add_count(units: dict[str, int], key: str, value: Any) -> None:
     count = _int(value)
     if count:
@@ -487,7 +495,7 @@ def _langchain_usage(meta: Any, response_meta: Any = None) -> tuple[Usage, str |
             tools = _get(provider_usage, "server_tool_use")
             if tools is not None:
                 _add_count(units, "web_searches", _get(tools, "web_search_requests"))
-            tier = tier or _tier(_get(provider_usage, "service_tier"))
+            tier = tier or _speed(_get(provider_usage, "speed")) or _tier(_get(provider_usage, "service_tier"))
         tier = tier or _tier(_get(response_meta, "service_tier"))
     usage = _usage(_int(inp), _int(mget("output_tokens")), cache_read, cache_write, reasoning, units)
     return usage, tier
@@ -852,6 +860,7 @@ def _usage_reader(
     has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
     has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
+    has_speed = "speed" in fields  # Anthropic's fast mode
     has_object = declared is None or "object" in declared
     has_response_tier = declared is None or "service_tier" in declared
     # Anthropic's usage classes declare its cache counts: read them Anthropic's way even when both are missing, as
@@ -972,6 +981,10 @@ def _usage_reader(
             if tier is None and has_tier:
                 tier = u["service_tier"]
                 tier = None if tier is None or tier == "standard" else _tier(tier)
+            if has_speed:
+                speed = u["speed"]
+                if speed is not None and speed != "standard":
+                    tier = _speed(speed) or tier
             return _extracted((model, provider, usage, category, tier))
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return general(result)
@@ -985,7 +998,9 @@ def _usage_reader(
         and [(name, len(keys)) for name, _, keys in unit_parts] == [("cache_creation", 2), ("server_tool_use", 1)]
     ):
         split_cls, tools_cls = unit_parts[0][1], unit_parts[1][1]
-        return _message_reader(usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, provider, read)
+        return _message_reader(
+            usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, has_speed, provider, read
+        )
     return read
 
 
@@ -996,6 +1011,7 @@ def _message_reader(
     outputs: Any,
     has_thinking: bool,
     has_tier: bool,
+    has_speed: bool,
     provider: str,
     read: Callable[[Any], Extracted | None],
 ) -> Callable[[Any], Extracted | None]:
@@ -1080,6 +1096,10 @@ def _message_reader(
             tier = u["service_tier"] if has_tier else None  # (the message itself declares none)
             if tier is not None:
                 tier = None if tier == "standard" else _tier(tier)
+            if has_speed:  # (most messages: None or "standard", answered without the call)
+                speed = u["speed"]
+                if speed is not None and speed != "standard":
+                    tier = _speed(speed) or tier
             return _extracted((model, provider, usage, None, tier))  # (no ``object``: not an embedding)
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return read(result)
@@ -1473,6 +1493,9 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
     if tier is None:
         tier = usage_get("service_tier")
         tier = None if tier is None else _tier(tier)
+    speed = usage_get("speed")  # Anthropic's fast mode
+    if speed is not None:
+        tier = _speed(speed) or tier
     return _extracted((model, provider, usage, category, tier))
 
 
@@ -1663,6 +1686,7 @@ class StreamAccumulator:
                     searches = _int(_get(tools, "web_search_requests"))
                     if searches > self._units.get("web_searches", 0):
                         self._units["web_searches"] = searches
+                self._tier = _speed(_get(usage, "speed")) or self._tier  # (message_start's usage says it today)
             return
         found = _extract(chunk)
         if found is None:

@@ -790,3 +790,100 @@ def test_cohere_billed_units(tracker, body):
     (entry,) = tracker.entries()
     # Command A: $2.50 input, $10 output per million (https://cohere.com/pricing): 1000*2.5 + 200*10
     assert (entry.provider, entry.usage, entry.amount) == ("cohere", Usage(1000, 200), Decimal("0.0045"))
+
+
+# -- Anthropic fast mode (``usage.speed == "fast"``) -----------------------------------------------------------------
+# claude-opus-5 fast mode: $10 input / $50 output, prompt caching multipliers on top (cache reads $1), against $5 /
+# $25 standard (https://platform.claude.com/docs/en/about-claude/pricing#fast-mode-pricing, genai-prices' price
+# variant ``{"speed": "fast"}``): 8000*10 + 2000*1 + 1000*50 = 132,000e-6, twice the standard 66,000e-6.
+FAST_USAGE = {
+    "input_tokens": 8000,  # uncached input only
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 2000,
+    "output_tokens": 1000,
+    "service_tier": "standard",
+    "speed": "fast",
+}
+FAST_MESSAGE = {**CLAUDE_MESSAGE, "model": "claude-opus-5", "usage": FAST_USAGE}
+
+
+def _fast_message(how, body):
+    if how == "sdk object":
+        return lambda: anthropic.types.Message.model_validate(body)
+    if how == "dict":
+        return lambda: body
+    client = anthropic.Anthropic(api_key="k", http_client=transport(body))
+    create = client.beta.messages.create if how == "beta client" else client.messages.create
+    return lambda: create(model=body["model"], max_tokens=100, messages=[{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("how", ["sdk object", "dict", "client", "beta client"])
+def test_anthropic_fast_mode_message_records_the_catalogs_fast_price(tracker, how):
+    track_cost(tracker=tracker)(_fast_message(how, FAST_MESSAGE))()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(10_000, 1000, 2000)
+    assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal("0.132"), "catalog@0.2.3", "fast")
+
+
+@pytest.mark.parametrize("how", ["sdk object", "dict", "client"])
+def test_anthropic_standard_speed_records_the_standard_price(tracker, how):
+    body = {**FAST_MESSAGE, "usage": {**FAST_USAGE, "speed": "standard"}}
+    track_cost(tracker=tracker)(_fast_message(how, body))()
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal("0.066"), "catalog@0.2.3", None)
+
+
+@pytest.mark.parametrize("how", ["sdk object", "dict"])
+def test_anthropic_fast_mode_on_a_model_without_a_fast_price_records_the_standard_price_and_says_so(tracker, how):
+    # claude-haiku-4-5 has no fast price in the catalog and fast mode no published rule: priced as a priority call
+    # without a priority price is, at the standard $1 / $5 (cache reads $0.10), the label saying so:
+    # 8000*1 + 2000*0.1 + 1000*5 = 13,200e-6.
+    body = {**FAST_MESSAGE, "model": "claude-haiku-4-5"}
+    track_cost(tracker=tracker)(_fast_message(how, body))()
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.pricing, entry.service_tier) == (
+        Decimal("0.0132"),
+        "catalog@0.2.3+fast-at-standard",
+        "fast",
+    )
+
+
+def test_anthropic_fast_mode_stream_records_the_fast_price(tracker):
+    start_usage = {**FAST_USAGE, "output_tokens": 1}
+    delta_usage = {
+        "input_tokens": 8000,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 2000,
+        "output_tokens": 1000,
+    }
+    body = sse(
+        [
+            ("message_start", {"type": "message_start", "message": {**FAST_MESSAGE, "content": [], "usage": start_usage}}),  # noqa: E501
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": delta_usage}),  # noqa: E501
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    )  # fmt: skip
+    client = anthropic.Anthropic(api_key="k", http_client=transport(body, "text/event-stream"))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.messages.create(
+            model="claude-opus-5", max_tokens=100, messages=[{"role": "user", "content": "x"}], stream=True
+        )
+
+    assert [event.type for event in ask()][-1] == "message_stop"
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(10_000, 1000, 2000)
+    assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal("0.132"), "catalog@0.2.3", "fast")
+
+
+def test_anthropic_fast_mode_said_only_in_a_message_delta_is_read():
+    from llmcost._extract import StreamAccumulator
+
+    acc = StreamAccumulator()
+    start = {**FAST_USAGE, "output_tokens": 1}
+    del start["speed"]
+    acc.add({"type": "message_start", "message": {**FAST_MESSAGE, "content": [], "usage": start}})
+    acc.add({"type": "message_delta", "delta": {}, "usage": {"output_tokens": 1000, "speed": "fast"}})
+    found = acc.result()
+    assert (found.model, found.usage, found.service_tier) == ("claude-opus-5", Usage(10_000, 1000, 2000), "fast")

@@ -184,6 +184,16 @@ def _anthropic_cases() -> list[Any]:
             if value is not None:
                 usage[key] = value
         cases.append(_message(usage, cls))
+    # Fast mode (``usage.speed``), with every service tier; and beside an extra field (the general reader).
+    for cls, speed, tier, extra in itertools.product(
+        [anthropic_types.Message, BetaMessage], [None, "standard", "fast", "FAST", "slow"],
+        [None, "standard", "batch", "priority"], [{}, {"extra": 1}],
+    ):  # fmt: skip
+        usage = {"input_tokens": 100, "output_tokens": 300, "cache_read_input_tokens": 10, **extra}
+        for key, value in [("speed", speed), ("service_tier", tier)]:
+            if value is not None:
+                usage[key] = value
+        cases.append(_message(usage, cls))
     cases.append(_message({"input_tokens": 1, "output_tokens": 1, "cache_read_input_tokens": 0, "extra": 1}))
     for value in [-1, True, 1.5, 2**63, None]:
         for key in ["input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"]:
@@ -268,6 +278,8 @@ def test_the_usual_shapes_are_read_as_before():
     message = _same(_message({"input_tokens": 100, "output_tokens": 30, "cache_read_input_tokens": 1000,
                               "cache_creation_input_tokens": 200, "service_tier": "batch"}))  # fmt: skip
     assert (message.provider, message.service_tier) == ("anthropic", "batch")
+    fast = _same(_message({"input_tokens": 100, "output_tokens": 30, "speed": "fast", "service_tier": "standard"}))
+    assert (fast.provider, fast.service_tier) == ("anthropic", "fast")
     assert (message.usage.input_tokens, message.usage.cache_read_tokens, message.usage.cache_write_tokens) == (
         1300,
         1000,
