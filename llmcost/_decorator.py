@@ -694,7 +694,7 @@ def track_cost(
     - ``tracker``: default ``llmcost.get_tracker()`` at call time.
     - ``provider``: who bills the calls (``"groq"``, ``"openrouter"``...), when the result does not say; an SDK
       stream tells it by the host it came from.
-    - ``service_tier``: ``"batch"``, ``"flex"`` or ``"priority"`` when the result does not say (responses that
+    - ``service_tier``: ``"batch"``, ``"flex"``, ``"priority"`` or ``"fast"`` when the result does not say (responses that
       report their tier, as OpenAI's and Anthropic's do, are priced at it).
 
     The wrapped function's own exception propagates unchanged and records nothing. A failure inside tracking

@@ -265,7 +265,7 @@ def cost_of(
     at: datetime | None = None,
 ) -> Decimal:
     """The exact USD cost of a call to ``model`` with ``usage`` (or the token keywords and ``units``), priced at
-    ``at`` in ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``).
+    ``at`` in ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``, ``"fast"``).
 
     The token counts may also be given positionally, input then output: ``cost_of("gpt-4o", 1000, 100)``.
 
