@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: A child that makes five tracked calls into the store at argv[1] and never calls flush(); then what argv[2] says.
 CHILD = """
 import signal, sys, time
+# Python's own Ctrl+C handling, as an interactive program starts with it: a test run started in the background by a
+# non-interactive shell hands its children SIGINT ignored, and Python keeps it so.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import llmcost
 
 llmcost.configure(sys.argv[1])
