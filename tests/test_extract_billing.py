@@ -124,6 +124,19 @@ def test_anthropic_batch_tier_is_half_price_by_the_published_rule(tracker):
     assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal("0.0486"), "catalog@0.2.3+batch-rule", "batch")
 
 
+def _streamed_claude(tracker, body, model):
+    """The event types of a tracked Anthropic stream of ``model`` whose server sends ``body`` (SSE), read to its end."""
+    client = anthropic.Anthropic(api_key="k", http_client=transport(body, "text/event-stream"))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.messages.create(
+            model=model, max_tokens=100, messages=[{"role": "user", "content": "x"}], stream=True
+        )
+
+    return [event.type for event in ask()]
+
+
 def test_anthropic_stream_takes_ttl_split_and_tier_from_message_start_and_counts_from_the_last_delta(tracker):
     start_usage = {**CLAUDE_USAGE, "output_tokens": 1, "service_tier": "batch"}
     del start_usage["output_tokens_details"]
@@ -146,15 +159,7 @@ def test_anthropic_stream_takes_ttl_split_and_tier_from_message_start_and_counts
             ("message_stop", {"type": "message_stop"}),
         ]
     )  # fmt: skip
-    client = anthropic.Anthropic(api_key="k", http_client=transport(body, "text/event-stream"))
-
-    @track_cost(tracker=tracker)
-    def ask():
-        return client.messages.create(
-            model="claude-sonnet-4-20250514", max_tokens=100, messages=[{"role": "user", "content": "x"}], stream=True
-        )
-
-    assert [event.type for event in ask()][-1] == "message_stop"
+    assert _streamed_claude(tracker, body, "claude-sonnet-4-20250514")[-1] == "message_stop"
     (entry,) = tracker.entries()
     assert entry.usage == Usage(10_000, 500, 4000, 5000, 120, units=CLAUDE_UNITS)
     assert (entry.amount, entry.service_tier) == (Decimal("0.0486"), "batch")  # as the batch case above
@@ -173,6 +178,19 @@ def _chat(model, usage, **extra):
     }
 
 
+def _tracked_chat(tracker, model, usage):
+    """The one entry of a tracked OpenAI chat call of ``model`` whose server answers with ``usage``."""
+    client = openai.OpenAI(api_key="k", http_client=transport(_chat(model, usage)))
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+
+    ask()
+    (entry,) = tracker.entries()
+    return entry
+
+
 def test_openai_cache_writes_are_read_and_billed_at_the_models_write_price(tracker):
     usage = {
         "prompt_tokens": 10_000,  # includes cached reads and writes
@@ -181,14 +199,7 @@ def test_openai_cache_writes_are_read_and_billed_at_the_models_write_price(track
         "prompt_tokens_details": {"cached_tokens": 2000, "cache_write_tokens": 3000, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 200, "audio_tokens": 0},
     }
-    client = openai.OpenAI(api_key="k", http_client=transport(_chat("gpt-5.6-sol", usage)))
-
-    @track_cost(tracker=tracker)
-    def ask():
-        return client.chat.completions.create(model="gpt-5.6-sol", messages=[{"role": "user", "content": "x"}])
-
-    ask()
-    (entry,) = tracker.entries()
+    entry = _tracked_chat(tracker, "gpt-5.6-sol", usage)
     assert entry.usage == Usage(10_000, 1000, 2000, 3000, 200)
     # gpt-5.6-sol: $5 input, $0.50 cached, cache writes 1.25x input ($6.25), $30 output (catalog, from
     # https://developers.openai.com/api/docs/pricing): 5000*5 + 2000*0.5 + 3000*6.25 + 1000*30 = 74,750e-6
@@ -234,14 +245,7 @@ def test_openai_cached_audio_reported_without_its_split_is_recorded_at_the_overl
         "prompt_tokens_details": {"cached_tokens": 8_000, "audio_tokens": 9_000, "text_tokens": 1_000},
         "completion_tokens_details": {"audio_tokens": 150, "text_tokens": 50},
     }
-    client = openai.OpenAI(api_key="k", http_client=transport(_chat("gpt-realtime", usage)))
-
-    @track_cost(tracker=tracker)
-    def ask():
-        return client.chat.completions.create(model="gpt-realtime", messages=[{"role": "user", "content": "x"}])
-
-    ask()
-    (entry,) = tracker.entries()
+    entry = _tracked_chat(tracker, "gpt-realtime", usage)
     assert entry.usage.cache_read_tokens == 8_000
     assert entry.usage.units == {
         "input_audio_tokens": 9_000,
@@ -863,15 +867,7 @@ def test_anthropic_fast_mode_stream_records_the_fast_price(tracker):
             ("message_stop", {"type": "message_stop"}),
         ]
     )  # fmt: skip
-    client = anthropic.Anthropic(api_key="k", http_client=transport(body, "text/event-stream"))
-
-    @track_cost(tracker=tracker)
-    def ask():
-        return client.messages.create(
-            model="claude-opus-5", max_tokens=100, messages=[{"role": "user", "content": "x"}], stream=True
-        )
-
-    assert [event.type for event in ask()][-1] == "message_stop"
+    assert _streamed_claude(tracker, body, "claude-opus-5")[-1] == "message_stop"
     (entry,) = tracker.entries()
     assert entry.usage == Usage(10_000, 1000, 2000)
     assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal("0.132"), "catalog@0.2.3", "fast")
