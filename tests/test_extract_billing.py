@@ -263,25 +263,17 @@ def test_openai_cached_audio_reported_without_its_split_is_recorded_at_the_overl
 
 
 def test_gemini_cached_audio_without_cache_details_is_recorded_at_the_overlap_the_counts_imply():
-    from google.genai import types
-
-    response = types.GenerateContentResponse.model_validate(
+    response, entry = _tracked_gemini(
         {
-            "modelVersion": "gemini-2.5-flash",
-            "usageMetadata": {
-                "promptTokenCount": 10_000,
-                "cachedContentTokenCount": 8_000,
-                "candidatesTokenCount": 100,
-                "promptTokensDetails": [
-                    {"modality": "AUDIO", "tokenCount": 9_000},
-                    {"modality": "TEXT", "tokenCount": 1_000},
-                ],
-            },
+            "promptTokenCount": 10_000,
+            "cachedContentTokenCount": 8_000,
+            "candidatesTokenCount": 100,
+            "promptTokensDetails": [
+                {"modality": "AUDIO", "tokenCount": 9_000},
+                {"modality": "TEXT", "tokenCount": 1_000},
+            ],
         }
     )
-    tracker = CostTracker(clock=lambda: AT)
-    track_cost(tracker=tracker)(lambda: response)()
-    (entry,) = tracker.entries()
     assert entry.usage.units == {"input_audio_tokens": 9_000, "cache_audio_read_tokens": 7_000}
     # gemini-2.5-flash: audio $1.00 in, cached audio $0.10, cached text $0.03, $2.50 out: 2000*1.0 + 7000*0.1
     # + 1000*0.03 + 100*2.5 = 2,980e-6
@@ -511,27 +503,32 @@ def test_track_cost_service_tier_applies_when_the_response_does_not_say(tracker)
 
 
 # -- Google GenAI (real SDK objects) ----------------------------------------------------------------------------------
-def test_gemini_audio_input_and_thoughts():
+def _tracked_gemini(usage_metadata):
+    """A google-genai response of gemini-2.5-flash with ``usage_metadata`` (its JSON), and the one entry of a tracked
+    call returning it."""
     from google.genai import types
 
     response = types.GenerateContentResponse.model_validate(
-        {
-            "modelVersion": "gemini-2.5-flash",
-            "responseId": "r1",
-            "usageMetadata": {
-                "promptTokenCount": 1500,
-                "candidatesTokenCount": 200,
-                "thoughtsTokenCount": 300,
-                "promptTokensDetails": [
-                    {"modality": "TEXT", "tokenCount": 500},
-                    {"modality": "AUDIO", "tokenCount": 1000},
-                ],
-            },
-        }
+        {"modelVersion": "gemini-2.5-flash", "responseId": "r1", "usageMetadata": usage_metadata}
     )
     tracker = CostTracker(clock=lambda: AT)
     track_cost(tracker=tracker)(lambda: response)()
     (entry,) = tracker.entries()
+    return response, entry
+
+
+def test_gemini_audio_input_and_thoughts():
+    _, entry = _tracked_gemini(
+        {
+            "promptTokenCount": 1500,
+            "candidatesTokenCount": 200,
+            "thoughtsTokenCount": 300,
+            "promptTokensDetails": [
+                {"modality": "TEXT", "tokenCount": 500},
+                {"modality": "AUDIO", "tokenCount": 1000},
+            ],
+        }
+    )
     # gemini-2.5-flash: text $0.30, audio $1.00 input, $2.50 output, thoughts billed as output
     # (https://ai.google.dev/gemini-api/docs/pricing): 500*0.3 + 1000*1.0 + (200 + 300)*2.5 = 2,400e-6
     assert entry.amount == Decimal("0.0024")
