@@ -155,6 +155,8 @@ price_table: dict[str, Any] = {}
 #: genai-prices' unit registry (usage name -> unit) and the same units by price key, read on first use.
 unit_registry: dict[str, Any] = {}
 units_by_price_key: dict[str, Any] = {}
+#: The registry's units by their dimensions (``_usage.overlap_of``), made from ``unit_registry`` on first use.
+units_by_dimensions: dict[frozenset[tuple[str, str]], str] = {}
 
 # -- values -------------------------------------------------------------------------------------------------------
 #: ``intern_tags``: one shared ``FrozenTags`` per distinct tag map (bounded by ``_entry``).
@@ -211,6 +213,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     url_providers,
     unit_registry,
     units_by_price_key,
+    units_by_dimensions,
     interned_tags,
     type_kinds,
     class_attributes,

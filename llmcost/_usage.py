@@ -67,8 +67,7 @@ unit_counts: Callable[[Mapping[str, int]], dict[str, int]] = held  # (a Usage's 
 
 #: Rounds of ``fit_parts`` (each settles one shortfall; a usage has a handful of parts).
 _FIT_ROUNDS = 16
-#: The registry's units by their dimensions (``overlap_of``'s lookup), made on first use.
-_by_dimensions: dict[frozenset[tuple[str, str]], str] = {}
+_by_dimensions: dict[frozenset[tuple[str, str]], str] = _state.units_by_dimensions
 
 
 def overlap_of(first: str, second: str) -> str | None:

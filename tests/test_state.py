@@ -42,6 +42,10 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     extract_usage(  # how reported units are cut to their wholes
         {"type": "message", "model": "m", "usage": {"input_tokens": 3, "server_tool_use": {"web_search_requests": 1}}}
     )
+    extract_usage(  # cached tokens overlapping audio input: the overlap's unit found by its dimensions
+        {"model": "gpt-realtime", "usage": {"prompt_tokens": 10, "completion_tokens": 1,
+                                            "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 9}}}
+    )  # fmt: skip
     from anthropic.types import Message
 
     message = {"id": "m", "type": "message", "role": "assistant", "model": "claude-sonnet-4-0", "content": []}
