@@ -132,6 +132,10 @@ def test_reconcile_text_and_json(capsys: pytest.CaptureFixture[str], store_url: 
         (["reprice", "--swap", "gpt-4o=gpt-9-turbo-x"], "gpt-9-turbo-x"),
         (["reprice", "--prices", "{tmp}/bad.csv", "--swap", "a=b"], "not both"),
         (["report", "--invoice", "{tmp}/bad.csv"], "give --html FILE too"),
+        (
+            ["report", "--html", "{tmp}/r.html", "--invoice", "{tmp}/bad.csv", "--tag", "team=search"],
+            "cannot be narrowed by --tag",
+        ),
     ],
 )
 def test_errors_are_one_line(
@@ -167,3 +171,19 @@ def test_report_html_with_invoice_and_reprice_sections(
     assert "recorded $4.96, billed $5.63" in html and ">unrecorded<" in html and ">under<" in html
     assert "What if: " in html and "new-prices.toml" in html
     assert html.index("What if") < html.index("Reconciliation")
+
+
+def test_report_reconciles_the_whole_days_since_falls_in(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path
+) -> None:
+    # The 2025-08-01 calls were made at 09:00 (gpt-4o 3.5, gpt-4o-mini 0.21): a --since at noon still compares the
+    # whole day with the invoice, as the invoice bills it.
+    invoice = tmp_path / "invoice.csv"
+    invoice.write_text("date,model,amount\n2025-08-01,gpt-4o,3.50\n2025-08-01,gpt-4o-mini,0.21\n", encoding="utf-8")
+    page = tmp_path / "report.html"
+    argv = ["report", "--store", store_url, "--html", str(page), "--invoice", str(invoice), "--format", "csv"]
+    code, _, err = run(capsys, *argv, "--since", "2025-08-01T12:00:00Z", "--until", "2025-08-02")
+    assert code == 0, err
+    html = page.read_text(encoding="utf-8")
+    assert ">unrecorded<" not in html and ">under<" not in html, html
+    assert html.count(">match<") == 2, html
