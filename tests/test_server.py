@@ -286,6 +286,31 @@ def test_metrics_are_prometheus_text_read_from_the_store(client: httpx.Client, n
     assert used == pytest.approx(float(each * 3 / 10))
 
 
+def test_metrics_merge_a_missing_and_an_empty_label_into_one_series(client: httpx.Client, name: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # Entries without a resource and with an empty one both carry resource="": one series, their sums (likewise
+    # for the model), so that a Prometheus server, which keeps one sample per series, keeps all of the spend.
+    records = [
+        {"amount": "0.5", "category": "network", "model": name, "resource": "", "usage": {"input_tokens": 7}},
+        {"amount": "0.25", "category": "network", "model": name, "usage": {"input_tokens": 3}},
+        {"amount": "0.125", "category": "network", "model": "", "resource": name},
+        {"amount": "0.0625", "category": "network", "resource": name},
+    ]
+    client.post(f"{PREFIX}/records", json=records).raise_for_status()
+    text = client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def samples(family: str, **labels: str) -> list[float]:
+        return [s.value for s in families[family].samples if s.labels == {"category": "network", **labels}]
+
+    assert samples("llmcost_spend_usd", model=name, resource="") == [0.75]
+    assert samples("llmcost_calls", model=name, resource="") == [2]
+    assert samples("llmcost_tokens", model=name, resource="", kind="input") == [10]
+    assert samples("llmcost_spend_usd", model="", resource=name) == [0.1875]
+    assert samples("llmcost_calls", model="", resource=name) == [2]
+
+
 def test_openapi_lists_every_route_of_the_contract(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     routes = {(path, method) for path, ops in spec["paths"].items() for method in ops}
