@@ -379,6 +379,22 @@ def test_plain_csv_and_a_frame(openai_history: CostTracker, tmp_path: Path) -> N
     ]
 
 
+def test_a_frame_read_by_pandas_keeps_the_rounding_allowance_of_the_file(clock: Clock, tmp_path: Path) -> None:
+    # pd.read_csv reads "3.50" as the float 3.5, which no longer says it was printed to the cent: a float's
+    # allowance is at most half a cent, so a $0.04 gap is 'under' from the frame as from the file. A float printed
+    # finer (0.0144) keeps its own, finer allowance.
+    path = tmp_path / "invoice.csv"
+    path.write_text("date,model,amount\n2025-08-01,gpt-4o,3.50\n2025-08-01,gpt-4o-mini,0.0144\n", encoding="utf-8")
+    clock.now = AUG_1 + timedelta(hours=9)
+    with CostTracker(DuckDBStore(tmp_path / "costs.duckdb"), clock=clock) as tracker:
+        tracker.record(model="gpt-4o", amount="3.46", input_tokens=1_000_000, output_tokens=96_000)
+        tracker.record(model="gpt-4o-mini", amount="0.0108", input_tokens=72_000)
+        from_file = table(analytics.reconcile(tracker, path))
+        from_frame = table(analytics.reconcile(tracker, pd.read_csv(path)))
+    assert from_frame == from_file
+    assert [row[-1] for row in from_frame] == ["under", "under"]
+
+
 @pytest.mark.parametrize(
     ("content", "error"),
     [
