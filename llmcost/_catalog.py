@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -327,6 +327,25 @@ class Resolved:
             and not isinstance(self.model.prices, list)
             and all(c.since is None and c.until is None for c in self.corrections)
         )
+
+    def change_days(self) -> tuple[date, ...]:
+        """The UTC days on which the standard price may change, sorted: the start dates of the catalog's dated
+        prices and of its tier variants, and the ``since``/``until`` of each correction (a price that changes
+        and changes back has both days here). A fixed price has none; a time-of-day price changes within each
+        day, which this does not list."""
+        if self.model is None and self.entry is not None:
+            self._load_entry()
+        days: set[date] = set()
+        if self.model is not None:
+            prices = self.model.prices
+            conditionals = [*(prices if isinstance(prices, list) else ()), *(self.model.price_variants or ())]
+            for conditional in conditionals:
+                start = getattr(conditional.constraint, "start_date", None)
+                if isinstance(start, date):
+                    days.add(start)
+        for correction in self.corrections:
+            days.update(d for d in (correction.since, correction.until) if d is not None)
+        return tuple(sorted(days))
 
     def _changes_by_day(self) -> bool | None:
         """``None`` when each price change of the model starts on a date (a day's quote then holds all day), else

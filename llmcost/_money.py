@@ -178,7 +178,12 @@ def to_utc(value: datetime, field: str = "timestamp") -> datetime:
         return value.replace(tzinfo=timezone.utc)
     if value.tzinfo is timezone.utc:
         return value
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is a valid datetime whose UTC time is not
+        raise ValueError(
+            f"{field} {value.isoformat()} is out of range in UTC (datetimes run from 0001-01-01 to 9999-12-31 UTC)"
+        ) from None
 
 
 def dollars(*amounts: Decimal) -> tuple[str, ...]:
@@ -190,10 +195,16 @@ def dollars(*amounts: Decimal) -> tuple[str, ...]:
     >>> dollars(Decimal("0.9964525"), Decimal("1"))
     ('$0.996452', '$1.000000')
     """
+    # Precision for every digit of each amount and up to six places: a limit of 10**30 is as exact as one of 10.
+    digits = getcontext().prec
+    for amount in amounts:
+        if amount.is_finite() and amount:
+            digits = max(digits, len(amount.as_tuple().digits), amount.adjusted() + 8)
+    context = Context(prec=digits, rounding=ROUND_HALF_EVEN)
     places = 2
     for amount in amounts:
-        exponent = amount.normalize().as_tuple().exponent
+        exponent = amount.normalize(context).as_tuple().exponent
         if isinstance(exponent, int):
             places = max(places, min(-exponent, 6))
     quantum = Decimal(1).scaleb(-places)
-    return tuple(f"${amount.quantize(quantum):,}" for amount in amounts)
+    return tuple(f"${amount.quantize(quantum, context=context):,}" for amount in amounts)

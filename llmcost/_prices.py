@@ -12,7 +12,7 @@ import difflib
 import json
 import sys
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from os import PathLike
 from pathlib import Path
@@ -39,6 +39,7 @@ __all__ = [
     "get_price",
     "load_prices",
     "money_cost_of",
+    "price_change_days",
     "price_for",
     "priced",
     "read_prices",
@@ -91,6 +92,12 @@ def _resolved_for(model: str, provider: str | None) -> Resolved:
                     _unknown[key] = exc.suggestions
                     raise
     return resolved
+
+
+def price_change_days(model: str, provider: str | None = None) -> tuple[date, ...]:
+    """The UTC days on which the price of ``model`` may change, sorted (``Resolved.change_days``): none for a
+    registered price or a catalog price that never changes. Raises ``UnknownModelError`` like ``price_for``."""
+    return _resolved_for(model, provider).change_days()
 
 
 def price_for(

@@ -42,6 +42,15 @@ def parse_when(
         >>> parse_when("2024-05-31", now=datetime.now(timezone.utc), end_of_day=True)
         datetime.datetime(2024, 6, 1, 0, 0, tzinfo=datetime.timezone.utc)
     """
+    try:
+        return _parse(value, now, end_of_day, field)
+    except OverflowError:  # "999999d", "9999-12-31" as an until, 0001-01-01T00:00+01:00: past the calendar's ends
+        raise ValueError(
+            f"cannot read the {field} {value!r}: it reaches beyond the times there are (0001-01-01 to 9999-12-31 UTC)"
+        ) from None
+
+
+def _parse(value: datetime | date | str, now: datetime, end_of_day: bool, field: str) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     if isinstance(value, date):

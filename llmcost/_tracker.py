@@ -887,6 +887,9 @@ class CostTracker:
                 f"period must be one of hourly, daily, weekly, monthly, total (or hour, today, day, week, month); "
                 f"got {period!r}"
             ) from None
+        # Naive is UTC (as the stores read it), so that it compares with the period's aware bounds.
+        since = None if since is None else to_utc(since, "since")
+        until = None if until is None else to_utc(until, "until")
         since = start if since is None or (start is not None and start > since) else since
         until = end if until is None or (end is not None and end < until) else until
         return since, until

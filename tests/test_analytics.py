@@ -680,3 +680,9 @@ def test_today_yesterday_and_the_cli_parser_are_one(tmp_path: Path) -> None:
         assert parse_when(text, now=now) == cli_parse_when(text, now=now)
     with pytest.raises(ValueError, match=r"cannot read the since 'last tuesday'.*7d, 24h"):
         analytics.spend(tracker, since="last tuesday")
+    # Times past the calendar's ends are read as badly, not as an OverflowError.
+    for field, text in [("since", "999999d"), ("since", "0001-01-01T00:00:00+01:00"), ("until", "9999-12-31")]:
+        with pytest.raises(
+            ValueError, match=rf"cannot read the {field} '{re.escape(text)}': .*0001-01-01 to 9999-12-31 UTC"
+        ):
+            analytics.spend(tracker, **{field: text})

@@ -48,6 +48,22 @@ def test_reprice_table_has_a_total_and_fits_80_columns(capsys: pytest.CaptureFix
     assert all(len(line) <= 80 for line in lines)
 
 
+def test_reprice_prices_a_price_that_changed_and_changed_back_by_day(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # google/gemini-3.8-flash: $0.75/M input, $0.825/M from 2026-10-19, $0.75/M again from 2026-11-03.
+    path = tmp_path / "aba.duckdb"
+    clock = Clock(datetime(2026, 10, 10, tzinfo=timezone.utc))
+    with CostTracker(DuckDBStore(path), clock=clock) as tracker:
+        for day in (0, 15, 31):  # 10-10, 10-25, 11-10
+            clock.now = datetime(2026, 10, 10, tzinfo=timezone.utc) + timedelta(days=day)
+            tracker.record(model="google/gemini-3.8-flash", input_tokens=1_000_000)
+    code, out, _ = run(capsys, "reprice", "--store", f"duckdb://{path}", "--format", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert (row["recorded"], row["repriced"], row["delta"]) == ("2.325", "2.325", "0.00")
+
+
 def test_reprice_json_keeps_money_exact(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
     code, out, _ = run(
         capsys,
@@ -116,6 +132,10 @@ def test_reconcile_text_and_json(capsys: pytest.CaptureFixture[str], store_url: 
         (["reprice", "--swap", "gpt-4o=gpt-9-turbo-x"], "gpt-9-turbo-x"),
         (["reprice", "--prices", "{tmp}/bad.csv", "--swap", "a=b"], "not both"),
         (["report", "--invoice", "{tmp}/bad.csv"], "give --html FILE too"),
+        (
+            ["report", "--html", "{tmp}/r.html", "--invoice", "{tmp}/bad.csv", "--tag", "team=search"],
+            "cannot be narrowed by --tag",
+        ),
     ],
 )
 def test_errors_are_one_line(
@@ -151,3 +171,19 @@ def test_report_html_with_invoice_and_reprice_sections(
     assert "recorded $4.96, billed $5.63" in html and ">unrecorded<" in html and ">under<" in html
     assert "What if: " in html and "new-prices.toml" in html
     assert html.index("What if") < html.index("Reconciliation")
+
+
+def test_report_reconciles_the_whole_days_since_falls_in(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path
+) -> None:
+    # The 2025-08-01 calls were made at 09:00 (gpt-4o 3.5, gpt-4o-mini 0.21): a --since at noon still compares the
+    # whole day with the invoice, as the invoice bills it.
+    invoice = tmp_path / "invoice.csv"
+    invoice.write_text("date,model,amount\n2025-08-01,gpt-4o,3.50\n2025-08-01,gpt-4o-mini,0.21\n", encoding="utf-8")
+    page = tmp_path / "report.html"
+    argv = ["report", "--store", store_url, "--html", str(page), "--invoice", str(invoice), "--format", "csv"]
+    code, _, err = run(capsys, *argv, "--since", "2025-08-01T12:00:00Z", "--until", "2025-08-02")
+    assert code == 0, err
+    html = page.read_text(encoding="utf-8")
+    assert ">unrecorded<" not in html and ">under<" not in html, html
+    assert html.count(">match<") == 2, html

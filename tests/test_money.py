@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from llmcost._money import to_money, to_utc
+from llmcost._money import dollars, to_money, to_utc
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,26 @@ def test_to_utc_takes_naive_as_utc_and_converts_aware():
     assert converted.hour == 0
     with pytest.raises(TypeError, match="timestamp"):
         to_utc("2024-01-01")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1))),
+    ],
+)
+def test_to_utc_of_a_time_outside_the_utc_range_is_a_value_error_naming_the_field(value):
+    with pytest.raises(ValueError, match=r"^since .* is out of range in UTC"):
+        to_utc(value, "since")
+
+
+@pytest.mark.parametrize(
+    ("amounts", "expected"),
+    [
+        ((Decimal("1e26"), Decimal("0.5")), ("$100,000,000,000,000,000,000,000,000.00", "$0.50")),
+        ((Decimal("123456789012345678901234567.125"),), ("$123,456,789,012,345,678,901,234,567.125",)),
+    ],
+)
+def test_dollars_are_exact_for_amounts_beyond_the_default_precision(amounts, expected):
+    assert dollars(*amounts) == expected

@@ -135,6 +135,23 @@ def test_since_and_until_narrow_both_sides_to_those_days(openai_history: CostTra
     assert repriced["calls"].tolist() == [len(openai_history.entries(since=datetime(2025, 8, 2, tzinfo=timezone.utc)))]
 
 
+def test_a_since_or_until_within_a_day_compares_that_whole_day(clock: Clock, tmp_path: Path) -> None:
+    # Two gpt-4o calls on 2025-08-01, at 01:00 and 18:00, $3.50 each (1M x $2.5 + 0.1M x $10); the invoice bills
+    # the day's 7.00. A since or until inside the day keeps the whole day on both sides.
+    store = DuckDBStore(tmp_path / "costs.duckdb")
+    with CostTracker(store, clock=clock) as tracker:
+        for hour in (1, 18):
+            clock.now = AUG_1 + timedelta(hours=hour)
+            tracker.record(model="gpt-4o-2024-08-06", input_tokens=1_000_000, output_tokens=100_000)
+        invoice = pd.DataFrame({"date": ["2025-08-01"], "model": ["gpt-4o"], "amount": ["7.00"]})
+        whole = [(date(2025, 8, 1), "gpt-4o-2024-08-06", None, D("7"), D("7"), D("0"), "match")]
+        clock.now = AUG_1 + timedelta(days=1, hours=12)
+        assert table(analytics.reconcile(tracker, invoice, since="30h")) == whole  # since 2025-08-01 06:00
+        assert table(analytics.reconcile(store, invoice, since=AUG_1 + timedelta(hours=6))) == whole
+        assert table(analytics.reconcile(store, invoice, until=AUG_1 + timedelta(hours=6))) == whole
+        assert analytics.reconcile(store, invoice, since=AUG_1 + timedelta(days=1)).empty
+
+
 def test_the_documented_example_without_line_items_reconciles_by_day(clock: Clock) -> None:
     # The API reference's own example response: no group_by, so no line_item and no project_id.
     page = {
@@ -360,6 +377,22 @@ def test_plain_csv_and_a_frame(openai_history: CostTracker, tmp_path: Path) -> N
         (date(2025, 8, 1), "gpt-4o-2024-08-06", None, D("3.5"), D("4"), D("-0.5"), "under"),
         (date(2025, 8, 1), "gpt-4o-mini-2024-07-18", None, D("0.21"), D("0"), D("0.21"), "unbilled"),
     ]
+
+
+def test_a_frame_read_by_pandas_keeps_the_rounding_allowance_of_the_file(clock: Clock, tmp_path: Path) -> None:
+    # pd.read_csv reads "3.50" as the float 3.5, which no longer says it was printed to the cent: a float's
+    # allowance is at most half a cent, so a $0.04 gap is 'under' from the frame as from the file. A float printed
+    # finer (0.0144) keeps its own, finer allowance.
+    path = tmp_path / "invoice.csv"
+    path.write_text("date,model,amount\n2025-08-01,gpt-4o,3.50\n2025-08-01,gpt-4o-mini,0.0144\n", encoding="utf-8")
+    clock.now = AUG_1 + timedelta(hours=9)
+    with CostTracker(DuckDBStore(tmp_path / "costs.duckdb"), clock=clock) as tracker:
+        tracker.record(model="gpt-4o", amount="3.46", input_tokens=1_000_000, output_tokens=96_000)
+        tracker.record(model="gpt-4o-mini", amount="0.0108", input_tokens=72_000)
+        from_file = table(analytics.reconcile(tracker, path))
+        from_frame = table(analytics.reconcile(tracker, pd.read_csv(path)))
+    assert from_frame == from_file
+    assert [row[-1] for row in from_frame] == ["under", "under"]
 
 
 @pytest.mark.parametrize(

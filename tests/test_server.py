@@ -133,6 +133,12 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
         ("POST", "/budgets", {"name": "x", "amount": "-1", "period": "daily"}, "limit", "-1"),
         ("POST", "/budgets", {"name": "x", "amount": "1", "period": "fortnightly"}, "period", "'fortnightly'"),
         ("GET", "/budgets/check", {"amount": "lots"}, "amount", "'lots'"),
+        ("GET", "/budgets/check", {"amount": "1e9999999"}, "amount", "'1e9999999'"),
+        ("POST", "/budgets", {"name": "x", "amount": "1e30", "period": "daily"}, "amount", "'1e30'"),
+        ("GET", "/summary", {"since": "0001-01-01T00:00:00+01:00"}, "since", "0001-01-01T00:00:00+01:00"),
+        ("GET", "/records", {"until": "9999-12-31T23:59:59-01:00"}, "until", "9999-12-31T23:59:59-01:00"),
+        ("POST", "/records", {"amount": "1", "timestamp": "0001-01-01T00:00:00+01:00"}, "timestamp",
+         "0001-01-01T00:00:00+01:00"),
         ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-99-imaginary", "avg_tokens_per_task": 9}, "model",
          "gpt-99-imaginary"),
         ("POST", "/forecast", {"pending_task_count": -3, "model": "gpt-4o", "avg_input_tokens": 9},
@@ -147,6 +153,14 @@ def test_bad_input_is_a_4xx_naming_the_field_and_value(
     else:
         response = client.post(PREFIX + path, json=payload)
     assert shown in _error(response, 400, field)
+
+
+def test_a_reservation_too_large_to_store_is_a_400_naming_the_amount(client: httpx.Client, name: str) -> None:
+    client.post(f"{PREFIX}/budgets", json={"name": name, "amount": "10", "period": "daily"}).raise_for_status()
+    response = client.post(f"{PREFIX}/budgets/{name}/reservations", json={"amount": "1e26"})
+    assert "'1e26'" in _error(response, 400, "amount")
+    response = client.post(f"{PREFIX}/budgets/{name}/reservations", json={"amount": "99999999999999999999"})
+    assert "$99,999,999,999,999,999,999.00" in _error(response, 409, "amount")
 
 
 def test_unknown_routes_and_bodies_that_are_not_json_answer_in_the_error_shape(client: httpx.Client) -> None:
@@ -286,6 +300,31 @@ def test_metrics_are_prometheus_text_read_from_the_store(client: httpx.Client, n
     assert used == pytest.approx(float(each * 3 / 10))
 
 
+def test_metrics_merge_a_missing_and_an_empty_label_into_one_series(client: httpx.Client, name: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # Entries without a resource and with an empty one both carry resource="": one series, their sums (likewise
+    # for the model), so that a Prometheus server, which keeps one sample per series, keeps all of the spend.
+    records = [
+        {"amount": "0.5", "category": "network", "model": name, "resource": "", "usage": {"input_tokens": 7}},
+        {"amount": "0.25", "category": "network", "model": name, "usage": {"input_tokens": 3}},
+        {"amount": "0.125", "category": "network", "model": "", "resource": name},
+        {"amount": "0.0625", "category": "network", "resource": name},
+    ]
+    client.post(f"{PREFIX}/records", json=records).raise_for_status()
+    text = client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def samples(family: str, **labels: str) -> list[float]:
+        return [s.value for s in families[family].samples if s.labels == {"category": "network", **labels}]
+
+    assert samples("llmcost_spend_usd", model=name, resource="") == [0.75]
+    assert samples("llmcost_calls", model=name, resource="") == [2]
+    assert samples("llmcost_tokens", model=name, resource="", kind="input") == [10]
+    assert samples("llmcost_spend_usd", model="", resource=name) == [0.1875]
+    assert samples("llmcost_calls", model="", resource=name) == [2]
+
+
 def test_openapi_lists_every_route_of_the_contract(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     routes = {(path, method) for path, ops in spec["paths"].items() for method in ops}
@@ -318,6 +357,9 @@ def test_the_dashboard_is_the_report_with_filters_and_no_outside_urls(client: ht
     fragment = client.get("/", params={"resource": name, "fragment": "1"}).text
     assert fragment.startswith('<div class="cards">') and "$1.25" in fragment
     _error(client.get("/", params={"period": "forever"}), 400, "period")
+    assert "'beer'" in _error(client.get("/", params={"category": "beer"}), 400, "category")
+    assert "'beer'" in _error(client.get("/", params={"category": "beer", "fragment": "1"}), 400, "category")
+    assert "':x'" in _error(client.get("/", params={"tag": ":x"}), 400, "tag")
 
 
 # -- auth, binding, and staying light -------------------------------------------------------------------------------

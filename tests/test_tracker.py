@@ -9,7 +9,7 @@ import pytest
 import llmcost
 from llmcost import CostCategory, CostTracker, MemoryStore, StoreError, UnknownModelError, Usage
 from llmcost._entry import CostEntry
-from llmcost.stores import CostStore, Filters
+from llmcost.stores import CostStore, DuckDBStore, Filters
 from tests.conftest import in_threads
 
 UTC = timezone.utc
@@ -327,6 +327,20 @@ def test_summary_and_total_take_period_aliases(alias, period):
     assert tracker.total(period=alias) == tracker.summary(period=period).total
     assert tracker.total() == Decimal(15) and isinstance(tracker.total(), Decimal)
     assert tracker.total(period="today") == Decimal(3)
+
+
+def test_a_period_with_a_naive_since_or_until_takes_them_as_utc(tmp_path):
+    now = datetime(2024, 5, 15, 12, tzinfo=timezone.utc)
+    with CostTracker(DuckDBStore(tmp_path / "costs.duckdb"), clock=lambda: now) as tracker:
+        tracker.record(amount="1", timestamp=datetime(2024, 5, 2, 1))  # naive: UTC
+        tracker.record(amount="2", timestamp=datetime(2024, 5, 14, 23))
+        tracker.record(amount="4", timestamp=datetime(2024, 4, 30, 23))  # before the month
+        assert tracker.summary(period="monthly", since=datetime(2024, 5, 2)).total == Decimal(3)
+        assert tracker.total(period="monthly", since=datetime(2024, 5, 2, 2)) == Decimal(2)
+        assert tracker.total(period="monthly", until=datetime(2024, 5, 14)) == Decimal(1)
+        assert tracker.summary(period="monthly", since=datetime(2024, 4, 1)).start == datetime(
+            2024, 5, 1, tzinfo=timezone.utc
+        )
 
 
 def test_total_takes_the_summary_filters():

@@ -80,9 +80,17 @@ class Invoice:
     has_project: bool
 
 
-def _allowance(amount: Decimal) -> Decimal:
+_HALF_CENT = Decimal("0.005")
+
+
+def _allowance(amount: Decimal, value: object, unit: Decimal = Decimal(1)) -> Decimal:
+    """What rounding may hide of ``amount`` (read from ``value``, in units of ``unit`` dollars), in dollars: half a
+    unit of its last printed digit. A float (a DataFrame's column, as ``pd.read_csv`` makes it, or JSON parsed
+    without ``parse_float=Decimal``) has lost the places it was printed with ("3.50" reads as 3.5), so its
+    allowance is at most half a cent: invoices bill dollars to the cent or finer."""
     exponent = amount.as_tuple().exponent
-    return Decimal(5).scaleb(exponent - 1) if isinstance(exponent, int) and exponent < 0 else ZERO
+    found = Decimal(5).scaleb(exponent - 1) * unit if isinstance(exponent, int) and exponent < 0 else ZERO
+    return min(found, _HALF_CENT) if isinstance(value, float) else found
 
 
 def _decimal(value: object, field: str) -> Decimal:
@@ -268,7 +276,9 @@ def _openai_line(result: Mapping[str, Any], start: datetime, field: str) -> Invo
     elif line_item is not None:
         part = line_item  # a charge without a model part ("web search tool calls", storage...)
     tier = next((t for t in ("batch", "flex", "priority") if part and t in part.lower()), None)
-    return InvoiceLine(start.date(), model, _text(result.get("project_id")), value, _allowance(value), part, tier)
+    return InvoiceLine(
+        start.date(), model, _text(result.get("project_id")), value, _allowance(value, amount["value"]), part, tier
+    )
 
 
 def _anthropic_line(result: Mapping[str, Any], start: datetime, field: str) -> InvoiceLine:
@@ -284,7 +294,7 @@ def _anthropic_line(result: Mapping[str, Any], start: datetime, field: str) -> I
         model,
         _text(result.get("workspace_id")),
         dollars,
-        _allowance(cents).scaleb(-2),
+        _allowance(cents, result["amount"], Decimal("0.01")),
         kind,
         _text(result.get("service_tier")),
     )
@@ -326,7 +336,7 @@ def _from_rows(header: Sequence[Any], rows: Iterable[Sequence[Any]], name: str) 
                 _text(cells[at[model_col]]),
                 _text(cells[at[project]]) if project in at else None,
                 amount,
-                _allowance(amount),
+                _allowance(amount, cells[at[amount_col]]),
                 kind,
                 "batch" if "batch" in usage.lower() else None,
             )

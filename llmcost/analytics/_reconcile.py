@@ -17,7 +17,7 @@ Example::
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from .._prices import price_for
 from .._time import When
 from ._invoice import Invoice, read_invoice
 from ._reprice import Priced, PriceTable, model_key, priced_groups
-from ._source import as_source
+from ._source import Source, as_source
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,7 +97,7 @@ def reconcile(
     are not the catalog's, or calls made outside tracking; otherwise ``None``.
 
     ``since``/``until`` narrow the comparison to those UTC days, on both sides (the forms every analytics function
-    takes: ``"30d"``, ``"2024-05-01"``, datetimes).
+    takes: ``"30d"``, ``"2024-05-01"``, datetimes); a moment within a day takes in the whole day, as it is billed.
 
     Example::
 
@@ -116,7 +116,8 @@ def reconcile(
     billed = _billed(found)
     cache: dict[str, str] = {}
     with as_source(source) as base:
-        src = base.where(since=found.start, until=found.end).where(since=since, until=until)
+        first_day, end_day = _whole_days(base, since, until)
+        src = base.where(since=found.start, until=found.end).where(since=first_day, until=end_day)
         window = src.bounds()
         keys = ["CAST(date_trunc('day', timezone('UTC', e.timestamp)) AS DATE)", "e.model", "lower(e.provider)"]
         params: list[Any] = []
@@ -182,6 +183,20 @@ def reconcile(
     frame["calls"] = frame["calls"].astype("int64")
     frame["delta_pct"] = frame["delta_pct"].astype("float64")
     return frame
+
+
+def _whole_days(base: Source, since: When | None, until: When | None) -> tuple[datetime | None, datetime | None]:
+    """``since`` rounded down and ``until`` rounded up to UTC midnights: the invoice bills whole UTC days, so the
+    recorded side of a day counts the whole day too (``since="30h"`` compares all of the day it falls in)."""
+    start, end = base.where(since=since, until=until).bounds()
+    first = None if since is None or start is None else datetime.combine(start.date(), time(0), tzinfo=timezone.utc)
+    last = None
+    if until is not None and end is not None:
+        last = datetime.combine(end.date(), time(0), tzinfo=timezone.utc)
+        if last < end:
+            # The midnight after; an ``until`` within the last day a datetime holds leaves the end open.
+            last = last + timedelta(days=1) if end.date() < date.max else None
+    return first, last
 
 
 def _in_window(day: date, window: tuple[datetime | None, datetime | None]) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from os import PathLike
@@ -36,7 +36,7 @@ from .._catalog import tier_rule
 from .._errors import UnknownModelError
 from .._model_price import ModelPrice, tidy
 from .._money import ZERO, to_utc
-from .._prices import price_for, read_prices
+from .._prices import price_change_days, price_for, read_prices
 from .._rows import TOKEN_COLUMNS
 from .._time import When
 from .._usage import Usage
@@ -146,52 +146,76 @@ class PriceTable:
         key = provider.lower() if provider else None
         return any(n in self.swap or (key, n) in self.table or (None, n) in self.table for n in names)
 
-    def resolve(self, model: str, provider: str | None) -> Callable[[datetime], ModelPrice] | None:
+    def resolve(self, model: str, provider: str | None) -> PriceAt | None:
         """The price of ``model`` as a function of the time of the call, or ``None`` when no price is known."""
         names = self._names(model)
         for name in names:
             target = self.swap.get(name)
             if isinstance(target, ModelPrice):
-                return _fixed(target)
+                return _Fixed(target)
             if isinstance(target, str):
-                return _catalog(target, None)
+                return _Catalog(target, None)
         for name in names:
             found = self.table.get((provider.lower() if provider else None, name)) or self.table.get((None, name))
             if found is not None:
-                return _fixed(found)
+                return _Fixed(found)
         try:
             price_for(model, provider)
         except (UnknownModelError, ValueError):
             return None
-        return _catalog(model, provider)
+        return _Catalog(model, provider)
 
 
-def _fixed(price: ModelPrice) -> Callable[[datetime], ModelPrice]:
-    def at(when: datetime) -> ModelPrice:
-        return price
+@attrs.frozen
+class _Fixed:
+    """One price at every time (a price table's or a swap's ``ModelPrice``, or every entry priced ``at``)."""
 
-    return at
+    price: ModelPrice
+
+    def __call__(self, when: datetime) -> ModelPrice:
+        return self.price
+
+    def change_days(self) -> tuple[date, ...]:
+        return ()
 
 
-def _catalog(model: str, provider: str | None) -> Callable[[datetime], ModelPrice]:
-    def at(when: datetime) -> ModelPrice:
-        return price_for(model, provider, when)[0]
+@attrs.frozen
+class _Catalog:
+    """The catalog's (or a registered) price of a model, as it is in force at the time asked for."""
 
-    return at
+    model: str
+    provider: str | None
+
+    def __call__(self, when: datetime) -> ModelPrice:
+        return price_for(self.model, self.provider, when)[0]
+
+    def change_days(self) -> tuple[date, ...]:
+        return price_change_days(self.model, self.provider)
 
 
-def _grain(price_at: Callable[[datetime], ModelPrice], first: datetime, last: datetime) -> str | None:
+#: How ``reprice`` prices a model: the price in force at a time, and the UTC days on which it may change.
+PriceAt = _Fixed | _Catalog
+
+
+def _grain(price_at: PriceAt, first: datetime, last: datetime) -> tuple[str | None, int | None]:
     """How finely entries of one model must be grouped by time to share a price: ``None`` (one price over
     ``first``..``last``), ``"day"`` (prices change at UTC midnight, as catalog start dates do), ``"slot"`` (prices
-    vary by time of day only, as off-peak prices do: the half hour of the day) or ``"halfhour"`` (both)."""
+    vary by time of day only, as off-peak prices do: the half hour of the day) or ``"halfhour"`` (both); and the
+    lowest long-context tier threshold of those prices.
+
+    Every half hour of the first and last days is probed, and of each day in between on which a price starts or a
+    correction begins or ends: a price that changed and changed back is then seen, though the ends agree."""
+    start, end = first.date(), last.date()
+    days = {start, end, *(day for day in price_at.change_days() if start < day < end)}
     probes = set()
-    for day in (first.date(), last.date()):
+    for day in days:
         midnight = datetime.combine(day, time(0), tzinfo=timezone.utc)
         probes.add(tuple(price_at(midnight + k * _HALF_HOUR) for k in range(48)))
+    threshold = _threshold(*(price for probe in probes for price in probe))
     by_time_of_day = any(len(set(p)) > 1 for p in probes)
     if by_time_of_day:
-        return "slot" if len(probes) == 1 else "halfhour"
-    return None if len(probes) == 1 else "day"
+        return ("slot" if len(probes) == 1 else "halfhour"), threshold
+    return (None if len(probes) == 1 else "day"), threshold
 
 
 def _threshold(*prices: ModelPrice) -> int | None:
@@ -250,11 +274,11 @@ def _pairs(src: Source, table: PriceTable, at: datetime | None) -> dict[tuple[st
             continue
         if at is not None:
             fixed = price_at(at)
-            out[(model, provider)] = (_fixed(fixed), None, _threshold(fixed), at)
+            out[(model, provider)] = (_Fixed(fixed), None, _threshold(fixed), at)
             continue
         first, last = _aware(first), _aware(last)
-        grain = _grain(price_at, first, last)
-        out[(model, provider)] = (price_at, grain, _threshold(price_at(first), price_at(last)), first)
+        grain, threshold = _grain(price_at, first, last)
+        out[(model, provider)] = (price_at, grain, threshold, first)
     return out
 
 

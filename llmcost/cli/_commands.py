@@ -92,6 +92,9 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     now = datetime.now(timezone.utc)
     if (getattr(args, "invoice", None) or getattr(args, "reprice", None)) and not args.html:
         raise CliError("--invoice and --reprice add sections to the HTML report: give --html FILE too")
+    if getattr(args, "invoice", None) and args.tag:
+        # The invoice bills every call, tagged or not: recorded spend narrowed by tag would read as unrecorded calls.
+        raise CliError("--invoice compares the whole invoice with what was recorded and cannot be narrowed by --tag")
     store = open_cli_store(url, create=False)
     try:
         from ..analytics._source import as_source
@@ -118,7 +121,7 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
                 window=_window_words(since, until),
             )
             if args.html:
-                extra = _repricing_sections(src, args)
+                extra = _repricing_sections(src, as_source(store), args, (since, until))
                 page = write_html(overview, args.html, title="llmcost report", extra=extra)
                 print(f"wrote {page}", file=sys.stderr)
             if text_overview:
@@ -141,8 +144,12 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
         store.close()
 
 
-def _repricing_sections(src: Source, args: argparse.Namespace) -> list[str]:
-    """The HTML sections ``--reprice FILE`` and ``--invoice FILE`` ask for (what-if, then reconciliation)."""
+def _repricing_sections(
+    src: Source, whole: Source, args: argparse.Namespace, window: tuple[datetime | None, datetime | None]
+) -> list[str]:
+    """The HTML sections ``--reprice FILE`` (over ``src``, the report's selection) and ``--invoice FILE`` ask for
+    (what-if, then reconciliation). The reconciliation is over ``whole`` (the store) narrowed by ``reconcile`` to
+    the whole UTC days of ``window``, as the invoice bills them."""
     from .. import analytics
     from .._report._repricing import reconcile_section, reprice_section
 
@@ -152,7 +159,8 @@ def _repricing_sections(src: Source, args: argparse.Namespace) -> list[str]:
             reprice_section(analytics.reprice(src, args.reprice), title=f"What if: {Path(args.reprice).name}")
         )
     if getattr(args, "invoice", None):
-        sections.append(reconcile_section(analytics.reconcile(src, args.invoice)))
+        since, until = window
+        sections.append(reconcile_section(analytics.reconcile(whole, args.invoice, since=since, until=until)))
     return sections
 
 

@@ -34,12 +34,12 @@ from .._budget import Budget, alert_level
 from .._entry import CostEntry
 from .._errors import BudgetExceeded, LlmcostError, StoreError, UnknownModelError
 from .._manager import BudgetManager
-from .._money import to_money, to_utc
+from .._money import to_amount, to_money, to_utc
 from .._tracker import CostTracker
 from ..analytics import forecast_tasks
 from ..analytics._spend import exact_spend
 from ..stores import CostStore
-from ._dashboard import Filters, dashboard_fragment, dashboard_page
+from ._dashboard import FilterError, Filters, dashboard_fragment, dashboard_page
 from ._metrics import metrics_registry
 from ._models import (
     BudgetIn,
@@ -173,9 +173,13 @@ def _when(value: str | None, field: str) -> datetime | None:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             day = date.fromisoformat(text)
             return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        return to_utc(datetime.fromisoformat(text.replace("Z", "+00:00")), field)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ApiError(400, f"{field} must be an ISO 8601 date or datetime, got {value!r}", field) from None
+    try:
+        return to_utc(moment, field)
+    except ValueError as exc:  # a valid datetime whose UTC time falls outside the years 1 to 9999
+        raise _bad(exc, field) from None
 
 
 def _tag_filter(values: Sequence[str] | None) -> dict[str, str] | None:
@@ -386,7 +390,9 @@ def create_app(
         if body.thresholds is not None:
             options["thresholds"] = body.thresholds
         try:
-            made = manager.create(body.name, body.amount, body.period, **options)
+            # Bounded as records are, so that no answer about the budget grows to the size of its number.
+            limit = to_amount(body.amount, "amount")
+            made = manager.create(body.name, limit, body.period, **options)
         except (TypeError, ValueError) as exc:
             raise _bad(exc) from None
         return budget_json(made)
@@ -395,7 +401,7 @@ def create_app(
     def check_budget(amount: str, name: str | None = None) -> dict[str, Any]:
         """Whether ``amount`` fits in what remains of budget ``name`` (of every budget when no name is given)."""
         try:
-            needed = to_money(amount, "amount")
+            needed = to_amount(amount, "amount")
         except (TypeError, ValueError) as exc:
             raise _bad(exc, "amount") from None
         targets = [_budget(name)] if name else manager.list()
@@ -429,7 +435,7 @@ def create_app(
     def reserve(name: str, body: ReservationIn) -> dict[str, Any]:
         """Hold ``amount`` under the budget before a call (409 when it does not fit); settle it after the call."""
         try:
-            amount = to_money(body.amount, "amount")
+            amount = to_amount(body.amount, "amount")
         except (TypeError, ValueError) as exc:
             raise _bad(exc, "amount") from None
         if amount < 0:
@@ -553,8 +559,8 @@ def create_app(
         """The dashboard: the HTML report, live, with filters for period, category, resource and tag."""
         try:
             filters = Filters.parse(period=period, category=category, resource=resource, tag=tag)
-        except ValueError as exc:
-            raise _bad(exc, "period" if "period" in str(exc) else "tag") from None
+        except FilterError as exc:
+            raise _bad(exc, exc.field) from None
         if fragment:
             return HTMLResponse(dashboard_fragment(tracker, filters, store=store_url))
         page = dashboard_page(tracker, filters, store=store_url, refresh_seconds=refresh_seconds)

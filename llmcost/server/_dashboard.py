@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from .._entry import to_category
 from .._report._format import escape
 from .._report._html import render_html, render_main
 from .._report._overview import Overview, compute_overview
@@ -28,7 +29,7 @@ from ..analytics._source import as_source
 if TYPE_CHECKING:
     from .._tracker import CostTracker
 
-__all__ = ["PERIODS", "Filters", "dashboard_fragment", "dashboard_page"]
+__all__ = ["PERIODS", "FilterError", "Filters", "dashboard_fragment", "dashboard_page"]
 
 #: The period filter: label -> how far back (None: everything).
 PERIODS: dict[str, timedelta | None] = {
@@ -39,6 +40,14 @@ PERIODS: dict[str, timedelta | None] = {
     "30d": timedelta(days=30),
     "90d": timedelta(days=90),
 }
+
+
+class FilterError(ValueError):
+    """A dashboard filter that cannot be read; ``field`` names it (``period``, ``category`` or ``tag``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @attrs.frozen
@@ -59,12 +68,17 @@ class Filters:
         resource: str | None = None,
         tag: str | None = None,
     ) -> Filters:
-        """Filters from query parameters; ``ValueError`` naming the bad one."""
+        """Filters from query parameters; ``FilterError`` (a ``ValueError``) naming the bad one."""
         chosen = period or "all"
         if chosen not in PERIODS:
-            raise ValueError(f"period must be one of {', '.join(PERIODS)}; got {period!r}")
-        if tag and ":" not in tag:
-            raise ValueError(f"tag must be key:value, got {tag!r}")
+            raise FilterError(f"period must be one of {', '.join(PERIODS)}; got {period!r}", "period")
+        if category:
+            try:
+                category = to_category(category).value
+            except ValueError as exc:
+                raise FilterError(str(exc), "category") from None
+        if tag and (":" not in tag or tag.startswith(":")):
+            raise FilterError(f"tag must be key:value with a key, got {tag!r}", "tag")
         return cls(chosen, category or None, resource or None, tag or None)
 
     def since(self, now: datetime) -> datetime | None:

@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -50,13 +50,11 @@ class StoreCollector(Collector):
         spend = CounterMetricFamily("llmcost_spend_usd", "USD recorded", labels=_LABELS)
         calls = CounterMetricFamily("llmcost_calls", "Entries (calls) recorded", labels=_LABELS)
         tokens = CounterMetricFamily("llmcost_tokens", "Tokens recorded", labels=[*_LABELS, "kind"])
-        frame = exact_spend(self.tracker, by=("category", "model", "resource"))
-        for row in frame.itertuples(index=False):
-            labels = [row.category or "", row.model or "", row.resource or ""]
-            spend.add_metric(labels, float(row.cost))
-            calls.add_metric(labels, float(row.calls))
-            for kind in _TOKENS:
-                tokens.add_metric([*labels, kind], float(getattr(row, f"{kind}_tokens")))
+        for series, (cost, count, *counts) in self._series().items():
+            spend.add_metric(list(series), float(cost))
+            calls.add_metric(list(series), float(count))
+            for kind, n in zip(_TOKENS, counts, strict=True):
+                tokens.add_metric([*series, kind], float(n))
         yield spend
         yield calls
         yield tokens
@@ -81,6 +79,22 @@ class StoreCollector(Collector):
         yield spent
         yield remaining
         yield utilization
+
+    def _series(self) -> dict[tuple[str, str, str], list[Any]]:
+        """Spend, calls and the token counts per label set. A missing model or resource is the empty label, as
+        an empty one is: the store's groups of both are summed here (exactly), since a scrape may hold one sample
+        per series and Prometheus would drop the other."""
+        series: dict[tuple[str, str, str], list[Any]] = {}
+        frame = exact_spend(self.tracker, by=("category", "model", "resource"))
+        for row in frame.itertuples(index=False):
+            labels = (row.category or "", row.model or "", row.resource or "")
+            figures = [row.cost, int(row.calls), *(int(getattr(row, f"{kind}_tokens")) for kind in _TOKENS)]
+            into = series.get(labels)
+            if into is None:
+                series[labels] = figures
+            else:
+                series[labels] = [a + b for a, b in zip(into, figures, strict=True)]
+        return series
 
 
 def metrics_registry(tracker: CostTracker, manager: BudgetManager) -> CollectorRegistry:
