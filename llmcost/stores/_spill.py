@@ -88,7 +88,7 @@ class Spill:
         """
         try:
             with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+                lines = f.read().split("\n")  # not splitlines(): it also breaks at U+2028, U+2029, U+0085 in text
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:

@@ -606,6 +606,32 @@ def test_a_spill_that_cannot_be_replayed_is_set_aside(tmp_path: Path) -> None:
     assert Spill(str(path) + ".spill").pending() == []
 
 
+#: Characters ``str.splitlines()`` breaks lines at that JSON (``ensure_ascii=False``) writes raw inside a string.
+LINE_BREAKERS = "\u2028\u2029\u0085"
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_spilled_and_set_aside_entries_keep_unicode_line_separators(kind: str, tmp_path: Path) -> None:
+    """A spill file and a dead-letter file are split at ``\\n`` only: an entry whose text holds U+2028, U+2029 or
+    U+0085 is replayed (not cut into unreadable pieces and set aside), and a dead letter reads back as one."""
+    from llmcost._rows import entry_to_json
+    from llmcost.stores._spill import Spill
+
+    path = _path(kind, tmp_path)
+    spill_dir = path + ".spill" if kind == "duckdb" else os.path.join(path, "_spill")
+    odd = make_entry(1, description=f"first{LINE_BREAKERS}second", tags={"note": f"a{LINE_BREAKERS}b"})
+    Spill(spill_dir).write([make_entry(0), odd, make_entry(2)])
+    # A file as llmcost wrote them before (the same encoding, one entry per "\n"-ended line), too.
+    Path(spill_dir, "older.jsonl").write_text(entry_to_json(make_entry(3, description=LINE_BREAKERS)) + "\n", "utf-8")
+    store = DuckDBStore(path) if kind == "duckdb" else ParquetStore(path)
+    assert store.entries() == [make_entry(0), odd, make_entry(2), make_entry(3, description=LINE_BREAKERS)]
+    assert store.dead_letters() == []
+    store.set_aside([odd], f"kept{LINE_BREAKERS}aside")
+    (letter,) = store.dead_letters()
+    assert letter["reason"] == f"kept{LINE_BREAKERS}aside"
+    assert letter["entry"]["description"] == odd.description and letter["entry"]["tags"] == odd.tags
+
+
 def test_memory_store_dead_letters_stay_in_memory() -> None:
     store = MemoryStore()
     store.set_aside([make_entry(0)], "test")
