@@ -390,6 +390,50 @@ def test_a_user_with_read_permission_only_reads_and_runs_the_cli(kind: str, stor
         assert out[command][0] == 0, (command, out[command][1])
 
 
+OLD_SCHEMA_READER = """
+import sys
+from decimal import Decimal
+from llmcost.stores import DuckDBStore
+from tests.stores.test_migrate import _v1_entry, _v2_entry
+store = DuckDBStore(sys.argv[1])
+expected = {"1": _v1_entry(), "2": _v2_entry()}[sys.argv[2]]
+assert store.read_only
+assert store.entries() == [expected], store.entries()
+assert store.entries(model=expected.model) == [expected] and store.entries(model="no such model") == []
+frame = store.scan()
+assert frame["id"].tolist() == [expected.id] and frame["canonical_model"].tolist() == [None], frame
+summary = store.summary()
+assert summary.total == expected.amount and summary.by_model == {expected.model: expected.amount}, summary
+assert store.total(model=expected.model) == expected.amount
+query = store.query("SELECT count(*) AS n, count(canonical_model) AS c FROM entries")
+assert (int(query.loc[0, "n"]), int(query.loc[0, "c"])) == (1, 0)
+print("read", store.read_only)
+"""
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_store_of_an_older_schema_reads_while_read_only(version: str, store_dir: Path) -> None:
+    """Opened read-only, a DuckDB file is never migrated: the columns added since it was written read as NULL."""
+    from llmcost.stores import _migrate
+
+    from .test_migrate import V1_DDL, V1_ROW, V2_DDL, V2_ROW
+
+    path = store_dir / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(V1_DDL if version == "1" else V2_DDL)
+    con.execute(_migrate.META_DDL)
+    con.execute(_migrate.BUDGETS_DDL)
+    con.execute("INSERT INTO llmcost_meta VALUES ('schema_version', ?)", [version])
+    con.execute(V1_ROW if version == "1" else V2_ROW)
+    con.close()
+    _chmod_tree(store_dir, writable=False)
+    done = _run(OLD_SCHEMA_READER, str(path), version)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["read", "True"]
+    with duckdb.connect(str(path), read_only=True) as con:  # untouched: still the old schema
+        assert con.execute("SELECT value FROM llmcost_meta").fetchall() == [(version,)]
+
+
 # -- errors: StoreError with the path and a hint, at once when permanent -------------------------------------------
 def _fails_fast(make: object, match: str, where: str) -> StoreError:
     started = time.monotonic()
