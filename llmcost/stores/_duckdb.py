@@ -286,22 +286,25 @@ class DuckDBStore(CostStore):
             except OSError as exc:
                 raise store_error(exc, self.path, "create") from exc
 
+        # Spill files are read (and what they hold that cannot be stored set aside) once, not at every attempt: an
+        # attempt retried while another process holds the file would set the same entries aside again each time.
+        with self._durable.lock:
+            spilled, done = self._spilled()
+
         def attempt() -> T:
-            with self._durable.lock:
-                spilled, done = self._spilled()
-                with self._attached(write=True) as con:
-                    con.execute("BEGIN TRANSACTION")
-                    try:
-                        if not self._migrated:
-                            migrate_duckdb(con, self.path)
-                        for columns in spilled:
-                            _insert(con, columns)
-                        result = body(con)
-                        con.execute("COMMIT")
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            con.execute("ROLLBACK")
-                        raise
+            with self._durable.lock, self._attached(write=True) as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    if not self._migrated:
+                        migrate_duckdb(con, self.path)
+                    for columns in spilled:
+                        _insert(con, columns)
+                    result = body(con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        con.execute("ROLLBACK")
+                    raise
             self._migrated = True
             if done:
                 self._durable.spill.remove(done)
@@ -324,7 +327,8 @@ class DuckDBStore(CostStore):
 
     def _spilled(self) -> tuple[list[Any], list[str]]:
         """The pending spill files' entries as ``ingest_columns`` arrays, and the files' paths (to remove once
-        committed). Entries that could never be stored are set aside (kept as dead letters), not replayed."""
+        committed). Entries that could never be stored are set aside (kept as dead letters) and their file deleted
+        at once, so they are set aside once even if the write then fails."""
         spill = self._durable.spill
         batches, done = [], []
         for path in spill.pending():
@@ -333,8 +337,9 @@ class DuckDBStore(CostStore):
                 bad = self._durable.storable(entries)
                 if bad is not None:
                     self._durable.set_aside(entries, f"spill file {path} could not be replayed", bad)
-                else:
-                    batches.append(ingest_columns(entries))
+                    spill.keep_only(path, [])
+                    continue
+                batches.append(ingest_columns(entries))
             done.append(path)
         return batches, done
 
