@@ -135,7 +135,8 @@ class DeadLetters:
                 path = os.path.join(directory, name)
                 try:
                     with open(path, encoding="utf-8", errors="replace") as f:
-                        lines = f.read().splitlines()
+                        # "\n" only, as written: splitlines() also breaks at U+2028, U+2029, U+0085 in the text.
+                        lines = f.read().split("\n")
                 except OSError:
                     continue
                 found[path] = [_parse(line) for line in lines if line.strip()]

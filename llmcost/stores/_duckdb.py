@@ -40,7 +40,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._entry import CostEntry
 from .._errors import StoreError
-from .._rows import INGEST_SELECT, INSERT_COLUMNS, FieldColumns, from_micros, ingest_columns, ingest_field_columns
+from .._rows import (
+    COLUMNS,
+    INGEST_SELECT,
+    INSERT_COLUMNS,
+    SQL_TYPES,
+    FieldColumns,
+    from_micros,
+    ingest_columns,
+    ingest_field_columns,
+)
 from .._summary import CostSummary
 from ._base import CostStore
 from ._disk import check_creatable, make_dirs
@@ -158,6 +167,7 @@ class DuckDBStore(CostStore):
         self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
         self._new_file_options = _NEW_FILE_OPTIONS  # "" once this DuckDB turned out not to know them
         self._migrated = False
+        self._older = False  # read-only, and the file's entries table lacks columns added since (see _open_read_only)
         self._frames = QueryFrames()  # queries asked again run once, as plain DuckDB runs them (see query)
         # Loaded now rather than by the first write, which for a tracker is its background writer: an import holds
         # the GIL for its whole length (numpy and duckdb: 180-260 ms here), stalling every thread recording calls.
@@ -198,9 +208,16 @@ class DuckDBStore(CostStore):
             raise
 
     def _open_read_only(self, reason: str) -> None:
+        """Read the file as it is, never migrated: if it was written before columns were added, reads go through
+        a view that adds them as typed NULLs (``_with_every_column``), as a migration would have."""
         self.read_only = True
         logger.info("llmcost: opening %s read-only: %s", self.path, reason)
-        self._read(lambda con: check_duckdb_version(con, self.path), what="open")
+
+        def check(con: Any) -> bool:
+            check_duckdb_version(con, self.path)
+            return bool(_missing_columns(con))
+
+        self._older = self._read(check, what="open")
 
     # -- connection -----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -221,6 +238,8 @@ class DuckDBStore(CostStore):
             raise
         try:
             con.execute(f"USE {_ALIAS}")
+            if self._older:
+                _with_every_column(con)
             yield con
         finally:
             self._detach(con)
@@ -249,6 +268,8 @@ class DuckDBStore(CostStore):
         try:
             with contextlib.suppress(Exception):
                 con.abort()
+            if self._older:
+                con.execute("DROP VIEW IF EXISTS temp.main.entries")
             con.execute("USE memory")
             con.execute(f"DETACH {_ALIAS}")
         except Exception as exc:  # noqa: BLE001 - the data is committed (or rolled back); a fresh connection heals
@@ -265,22 +286,25 @@ class DuckDBStore(CostStore):
             except OSError as exc:
                 raise store_error(exc, self.path, "create") from exc
 
+        # Spill files are read (and what they hold that cannot be stored set aside) once, not at every attempt: an
+        # attempt retried while another process holds the file would set the same entries aside again each time.
+        with self._durable.lock:
+            spilled, done = self._spilled()
+
         def attempt() -> T:
-            with self._durable.lock:
-                spilled, done = self._spilled()
-                with self._attached(write=True) as con:
-                    con.execute("BEGIN TRANSACTION")
-                    try:
-                        if not self._migrated:
-                            migrate_duckdb(con, self.path)
-                        for columns in spilled:
-                            _insert(con, columns)
-                        result = body(con)
-                        con.execute("COMMIT")
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            con.execute("ROLLBACK")
-                        raise
+            with self._durable.lock, self._attached(write=True) as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    if not self._migrated:
+                        migrate_duckdb(con, self.path)
+                    for columns in spilled:
+                        _insert(con, columns)
+                    result = body(con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        con.execute("ROLLBACK")
+                    raise
             self._migrated = True
             if done:
                 self._durable.spill.remove(done)
@@ -303,7 +327,8 @@ class DuckDBStore(CostStore):
 
     def _spilled(self) -> tuple[list[Any], list[str]]:
         """The pending spill files' entries as ``ingest_columns`` arrays, and the files' paths (to remove once
-        committed). Entries that could never be stored are set aside (kept as dead letters), not replayed."""
+        committed). Entries that could never be stored are set aside (kept as dead letters) and their file deleted
+        at once, so they are set aside once even if the write then fails."""
         spill = self._durable.spill
         batches, done = [], []
         for path in spill.pending():
@@ -312,8 +337,9 @@ class DuckDBStore(CostStore):
                 bad = self._durable.storable(entries)
                 if bad is not None:
                     self._durable.set_aside(entries, f"spill file {path} could not be replayed", bad)
-                else:
-                    batches.append(ingest_columns(entries))
+                    spill.keep_only(path, [])
+                    continue
+                batches.append(ingest_columns(entries))
             done.append(path)
         return batches, done
 
@@ -444,6 +470,28 @@ def _empty_store(con: Any) -> Iterator[Any]:
     finally:
         con.execute("USE memory")
         con.execute(f"DETACH {_ALIAS}")
+
+
+def _missing_columns(con: Any) -> list[str]:
+    """The declared columns (``_rows.COLUMNS``) the attached file's entries table lacks: those added to the schema
+    since it was written, in a file opened read-only and so never migrated."""
+    rows = con.execute(
+        "SELECT column_name FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = 'main' AND table_name = 'entries'",
+        [_ALIAS],
+    ).fetchall()
+    have = {r[0] for r in rows}
+    return [c for c in COLUMNS if c not in have]
+
+
+def _with_every_column(con: Any) -> None:
+    """Make ``entries`` on ``con`` a temporary view of the attached file's table with a typed NULL for each column
+    it lacks (the view shadows the table while the file is attached; ``_detach`` drops it). Columns the file has
+    by now (another process migrated it) are read as they are."""
+    missing = _missing_columns(con)
+    if missing:
+        added = ", ".join(f'CAST(NULL AS {SQL_TYPES[c]}) AS "{c}"' for c in missing)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW entries AS SELECT *, {added} FROM {_ALIAS}.main.entries")
 
 
 def _check_budget(name: object, definition: object) -> None:

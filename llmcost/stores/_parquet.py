@@ -190,6 +190,9 @@ class ParquetStore(CostStore):
         self._lock_file = os.path.join(self.directory, "_lock")  # taken by compaction, migration and spill replay
         self._own_files: dict[str, str] = {}  # data file path -> _CURRENT, _OLDER or _FOREIGN (checked once)
         self._column_facts: dict[str, ColumnFacts] = {}  # file path -> what its statistics prove (read once)
+        # Ids of a batch whose write a KeyboardInterrupt or SystemExit cut short while its files were renamed into
+        # place: maybe stored, and about to be appended again (see ``_write``), so the next append checks them.
+        self._maybe_stored: set[str] = set()
         self._open()
         self._durable.warn_of_dead_letters()
 
@@ -362,6 +365,8 @@ class ParquetStore(CostStore):
             raise TypeError(f"entries must be CostEntry objects, got {bad!r}")
         if not self.read_only and self._durable.spill.pending():
             self._replay()
+        if self._maybe_stored:
+            batch = self._not_stored(batch)
         if not batch:
             return
         try:
@@ -381,6 +386,10 @@ class ParquetStore(CostStore):
         written, the temporary files are deleted and the error raised: nothing of the batch is in the store. Only
         if a rename fails after others went through (the disk went away in between) is ``_PartlyWritten`` raised
         with the entries of the days not in place.
+
+        A KeyboardInterrupt (Ctrl-C), or SystemExit from a signal handler, that arrives once the renames began is
+        raised as it is, but the batch's ids are kept (``_maybe_stored``): the caller, a tracker, puts the batch
+        back and appends it again, and that append writes only the entries that did not reach the store.
         """
         import numpy as np
 
@@ -407,6 +416,20 @@ class ParquetStore(CostStore):
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
             raise
+        try:
+            self._put_in_place(batch, days, written)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # an interrupt: some or all days may be in place
+                with self._durable.lock:
+                    self._maybe_stored.update(e.id for e in batch)
+                for _, tmp, _ in written:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)  # the days not renamed yet: the next append writes them
+            raise
+
+    def _put_in_place(self, batch: Sequence[CostEntry], days: Any, written: list[tuple[int, str, str]]) -> None:
+        """Rename the ``written`` temporary files (``(day, temporary, final)``) into place and fsync their
+        directories; ``_PartlyWritten`` if a rename fails after others went through."""
         for n, (_, tmp, final) in enumerate(written):
             try:
                 os.replace(tmp, final)
@@ -422,6 +445,17 @@ class ParquetStore(CostStore):
                 fsync_dir(folder)
             except OSError as exc:
                 logger.warning("llmcost: could not fsync %s after writing to it: %s", folder, exc)
+
+    def _not_stored(self, batch: list[CostEntry]) -> list[CostEntry]:
+        """``batch`` without the entries of a write cut short by an interrupt (``_maybe_stored``) that the store
+        holds after all; those ids are checked once (the rare path: one read of the batch's days)."""
+        with self._durable.lock:
+            maybe = [e for e in batch if e.id in self._maybe_stored]
+            if not maybe:
+                return batch
+            stored = self._ids_present(maybe)
+            self._maybe_stored.difference_update(e.id for e in maybe)
+        return [e for e in batch if e.id not in stored]
 
     def _write_day(self, day: int, columns: Any) -> tuple[int, str, str]:
         """Write one file for ``day`` (days since the epoch) from ``ingest_columns`` arrays holding that day's rows,

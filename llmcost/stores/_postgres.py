@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._entry import CostEntry
 from .._errors import StoreError
@@ -503,30 +503,42 @@ class PostgresStore(CostStore):
                 con.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """A cursor inside one transaction on this process's connection (the tables made and migrated, and pending
-        spill files replayed, in the same transaction, the first time)."""
-        con = self._connection()
+    def _transaction(self, con: Any, spilled: Sequence[_SpillFile]) -> Iterator[Any]:
+        """A cursor inside one transaction on ``con`` (the tables made and migrated the first time, and the
+        ``spilled`` files replayed, in the same transaction). Once it commits, the spilled entries PostgreSQL
+        refused are set aside and the files deleted."""
         try:
             with con.transaction(), con.cursor() as cur:
                 if not self._ready:
                     migrate_postgres(cur, self.where, _ddl(), _add_columns())
-                replayed = self._replay(cur)
+                refused = self._replay(cur, spilled)
                 yield cur
         except BaseException as exc:
             if _transient(exc) or con.broken:
                 self._drop_connection()
             raise
         self._ready = True
-        self.spill.remove(replayed)
+        for path, entry, error in refused:
+            self.set_aside([entry], f"spill file {path} could not be replayed", error=error)
+        if spilled:
+            self.spill.remove([file.path for file in spilled])
+            logger.info("llmcost: replayed %d spill file(s) into PostgreSQL at %s", len(spilled), self.where)
 
     def _run(self, body: Callable[[Any], T], *, what: str) -> T:
         """``body(cursor)`` in one transaction, retried while it fails for a passing reason; ``StoreError`` (caused
         by the last error) when ``retry_timeout`` runs out."""
+        # Pending spill files are read once, by the first attempt that reaches the server (while it is down, none
+        # is read), and kept for the retries: each attempt reading them again would set the same lines aside again.
+        spilled: list[_SpillFile] | None = None
 
         def attempt() -> T:
-            with self._lock, self._transaction() as cur:
-                return body(cur)
+            nonlocal spilled
+            with self._lock:
+                con = self._connection()
+                if spilled is None:
+                    spilled = self._spilled()
+                with self._transaction(con, spilled) as cur:
+                    return body(cur)
 
         # Once retries ran out, later operations try once until _DOWN_FOR has passed: with the server down, a
         # tracker's flush spills at once instead of waiting retry_timeout each time.
@@ -576,43 +588,53 @@ class PostgresStore(CostStore):
             "ON CONFLICT (id) DO NOTHING"
         )
 
-    def _replay(self, cur: Any) -> list[str]:
-        """Insert the entries of pending spill files (inside the caller's transaction); return their paths. Entries
-        PostgreSQL cannot hold are set aside, so one of them never blocks the store."""
-        import psycopg
-
-        done = []
+    def _spilled(self) -> list[_SpillFile]:
+        """The pending spill files, read: lines that cannot be read back and entries PostgreSQL cannot hold at all
+        (text with a NUL character) are set aside here, once, and left out of the file."""
+        found = []
         for path in self.spill.pending():
-            entries = self.spill.read(path)
-            if entries:
-                rows, refused = copy_rows(entries)
-                if refused:  # only in a spill file of another llmcost: appends set them aside up front
-                    self.set_aside(refused, f"spill file {path} could not be replayed", error=_refusal(refused))
-                try:
-                    with cur.connection.transaction():  # a savepoint
-                        self._insert(cur, rows)
-                except psycopg.errors.DataError:
-                    self._replay_one_by_one(cur, path, entries, rows)
-            done.append(path)
-        if done:
-            logger.info("llmcost: replayed %d spill file(s) into PostgreSQL at %s", len(done), self.where)
-        return done
+            entries = self.spill.read(path) or []
+            rows, refused = copy_rows(entries)
+            if refused:  # only in a spill file of another llmcost: appends set them aside up front
+                self.set_aside(refused, f"spill file {path} could not be replayed", error=_refusal(refused))
+                gone = set(map(id, refused))
+                entries = [e for e in entries if id(e) not in gone]
+                self.spill.keep_only(path, entries)
+            found.append(_SpillFile(path, entries, rows))
+        return found
 
-    def _replay_one_by_one(
-        self, cur: Any, path: str, entries: Sequence[CostEntry], rows: Sequence[tuple[Any, ...]]
-    ) -> None:
-        """Insert a spill file's ``rows`` one by one (each in a savepoint), setting aside those PostgreSQL refuses (a
-        value beyond its types): the rare path of a file ``_replay`` could not insert whole."""
+    def _replay(self, cur: Any, spilled: Sequence[_SpillFile]) -> list[tuple[str, CostEntry, BaseException]]:
+        """Insert the entries of ``spilled`` files (inside the caller's transaction); return those PostgreSQL
+        refused (a value beyond its types), with their file and the error, for the caller to set aside once the
+        transaction commits, so one of them never blocks the store."""
         import psycopg
 
-        by_id = {e.id: e for e in entries}
-        for row in rows:
+        refused: list[tuple[str, CostEntry, BaseException]] = []
+        for file in spilled:
+            if not file.rows:
+                continue
+            try:
+                with cur.connection.transaction():  # a savepoint
+                    self._insert(cur, file.rows)
+            except psycopg.errors.DataError:
+                refused += self._replay_one_by_one(cur, file)
+        return refused
+
+    def _replay_one_by_one(self, cur: Any, file: _SpillFile) -> list[tuple[str, CostEntry, BaseException]]:
+        """Insert a spill file's rows one by one (each in a savepoint); return the entries PostgreSQL refuses (a
+        value beyond its types), with the file and the error: the rare path of a file ``_replay`` could not insert
+        whole."""
+        import psycopg
+
+        by_id = {e.id: e for e in file.entries}
+        refused: list[tuple[str, CostEntry, BaseException]] = []
+        for row in file.rows:
             try:
                 with cur.connection.transaction():
                     self._insert(cur, [row])
             except psycopg.errors.DataError as exc:
-                bad = [by_id[row[COLUMNS.index("id")]]]
-                self.set_aside(bad, f"spill file {path} could not be replayed", error=exc)
+                refused.append((file.path, by_id[row[COLUMNS.index("id")]], exc))
+        return refused
 
     def append(self, entries: Sequence[CostEntry]) -> None:
         """Write ``entries`` in one transaction; when this returns they are committed (or durably spilled on this
@@ -911,6 +933,14 @@ class PostgresStore(CostStore):
         """The budget ledger every process on every host that opens this database shares: tables in the database
         itself (see ``_postgres_ledger``)."""
         return PostgresLedger(self._run, where=_where, table=TABLE, lease=self.lease)
+
+
+class _SpillFile(NamedTuple):
+    """A pending spill file as one operation replays it: its path, its entries and their ``copy_rows`` rows."""
+
+    path: str
+    entries: list[CostEntry]
+    rows: list[tuple[Any, ...]]
 
 
 #: Positions of the map columns (tags, and any added later), which travel as JSON text into ``jsonb``.

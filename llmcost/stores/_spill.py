@@ -82,23 +82,26 @@ class Spill:
         """The entries in spill file ``path``; ``None`` if it is gone (another process replayed it).
 
         Lines that cannot be read back as entries go to ``set_aside_lines(path, [(line, error), ...])`` (the
-        store's dead letters) and the rest are returned. Without that hook, or if it fails, or if the file is not
-        text at all, the file is renamed to ``<name>.bad`` (kept for a human, never replayed again), logged, and
-        ``None`` returned.
+        store's dead letters), the file is rewritten without them (so a later read, after a replay that failed,
+        does not set them aside again), and the rest are returned. Without that hook, or if it fails, or if the
+        file is not text at all, the file is renamed to ``<name>.bad`` (kept for a human, never replayed again),
+        logged, and ``None`` returned.
         """
         try:
             with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+                lines = f.read().split("\n")  # not splitlines(): it also breaks at U+2028, U+2029, U+0085 in text
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             self._keep_bad(path, exc)
             return None
         entries: list[CostEntry] = []
+        good: list[str] = []
         bad: list[tuple[str, Exception]] = []
         for line in filter(None, lines):
             try:
                 entries.append(entry_from_json(line))
+                good.append(line)
             except (ValueError, TypeError, KeyError) as exc:
                 bad.append((line, exc))
         if bad:
@@ -110,7 +113,24 @@ class Spill:
             except Exception as exc:  # noqa: BLE001 - whatever failed, the file is kept
                 self._keep_bad(path, exc)
                 return None
+            self._rewrite(path, "".join(line + "\n" for line in good).encode("utf-8"))
         return entries
+
+    def keep_only(self, path: str, entries: Sequence[CostEntry]) -> None:
+        """Leave only ``entries`` in spill file ``path`` (delete it if none): for a store that set the file's other
+        entries aside, so that a replay failing after that does not set them aside again."""
+        self._rewrite(path, "".join(entry_to_json(e) + "\n" for e in entries).encode("utf-8"))
+
+    def _rewrite(self, path: str, data: bytes) -> None:
+        """Replace spill file ``path`` with ``data`` atomically (delete it if empty). If that fails, the file stays
+        as it was: what was set aside from it may be set aside again, but nothing is lost."""
+        try:
+            if data:
+                write_atomic(path, data)
+            else:
+                self.remove([path])
+        except OSError as exc:
+            logger.warning("llmcost: could not rewrite spill file %s without the entries set aside: %s", path, exc)
 
     def _keep_bad(self, path: str, exc: BaseException) -> None:
         logger.error("llmcost: spill file %s cannot be read (%s); kept as %s.bad", path, exc, path)

@@ -320,6 +320,30 @@ def test_spill_file_that_cannot_be_read_is_set_aside(db: str, caplog: pytest.Log
     assert "could not be read back as an entry" in caplog.text
 
 
+def test_an_unreadable_spill_line_is_set_aside_once_however_often_the_replay_is_retried(
+    db: str, children: Children
+) -> None:
+    """The replay waits for another process's lock, retrying (and here, runs out of time and is tried again by the
+    next open): the line is set aside once, not once per attempt."""
+    DuckDBStore(db).append([make_entry(1)])
+    os.makedirs(db + ".spill")
+    Path(db + ".spill", "spilled.jsonl").write_text('{"not": "an entry"}\n')
+    holder = children.spawn(HOLD_LOCK, db)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        with pytest.raises(StoreError, match="retry_timeout"):
+            DuckDBStore(db, retry_timeout=0.5)  # opening replays: every attempt meets the lock
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    store = DuckDBStore(db)
+    (letter,) = store.dead_letters()
+    assert letter["entry"] == '{"not": "an entry"}'
+    assert store.entries() == [make_entry(1)] and os.listdir(db + ".spill") == []
+
+
 def test_threads_share_a_store(db: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -390,6 +390,50 @@ def test_a_user_with_read_permission_only_reads_and_runs_the_cli(kind: str, stor
         assert out[command][0] == 0, (command, out[command][1])
 
 
+OLD_SCHEMA_READER = """
+import sys
+from decimal import Decimal
+from llmcost.stores import DuckDBStore
+from tests.stores.test_migrate import _v1_entry, _v2_entry
+store = DuckDBStore(sys.argv[1])
+expected = {"1": _v1_entry(), "2": _v2_entry()}[sys.argv[2]]
+assert store.read_only
+assert store.entries() == [expected], store.entries()
+assert store.entries(model=expected.model) == [expected] and store.entries(model="no such model") == []
+frame = store.scan()
+assert frame["id"].tolist() == [expected.id] and frame["canonical_model"].tolist() == [None], frame
+summary = store.summary()
+assert summary.total == expected.amount and summary.by_model == {expected.model: expected.amount}, summary
+assert store.total(model=expected.model) == expected.amount
+query = store.query("SELECT count(*) AS n, count(canonical_model) AS c FROM entries")
+assert (int(query.loc[0, "n"]), int(query.loc[0, "c"])) == (1, 0)
+print("read", store.read_only)
+"""
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_store_of_an_older_schema_reads_while_read_only(version: str, store_dir: Path) -> None:
+    """Opened read-only, a DuckDB file is never migrated: the columns added since it was written read as NULL."""
+    from llmcost.stores import _migrate
+
+    from .test_migrate import V1_DDL, V1_ROW, V2_DDL, V2_ROW
+
+    path = store_dir / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(V1_DDL if version == "1" else V2_DDL)
+    con.execute(_migrate.META_DDL)
+    con.execute(_migrate.BUDGETS_DDL)
+    con.execute("INSERT INTO llmcost_meta VALUES ('schema_version', ?)", [version])
+    con.execute(V1_ROW if version == "1" else V2_ROW)
+    con.close()
+    _chmod_tree(store_dir, writable=False)
+    done = _run(OLD_SCHEMA_READER, str(path), version)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["read", "True"]
+    with duckdb.connect(str(path), read_only=True) as con:  # untouched: still the old schema
+        assert con.execute("SELECT value FROM llmcost_meta").fetchall() == [(version,)]
+
+
 # -- errors: StoreError with the path and a hint, at once when permanent -------------------------------------------
 def _fails_fast(make: object, match: str, where: str) -> StoreError:
     started = time.monotonic()
@@ -604,6 +648,32 @@ def test_a_spill_that_cannot_be_replayed_is_set_aside(tmp_path: Path) -> None:
     (letter,) = store.dead_letters()
     assert '"id": "bad"' in letter["entry"] and "10**20" in letter["error"]  # the line as it was, and why
     assert Spill(str(path) + ".spill").pending() == []
+
+
+#: Characters ``str.splitlines()`` breaks lines at that JSON (``ensure_ascii=False``) writes raw inside a string.
+LINE_BREAKERS = "\u2028\u2029\u0085"
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_spilled_and_set_aside_entries_keep_unicode_line_separators(kind: str, tmp_path: Path) -> None:
+    """A spill file and a dead-letter file are split at ``\\n`` only: an entry whose text holds U+2028, U+2029 or
+    U+0085 is replayed (not cut into unreadable pieces and set aside), and a dead letter reads back as one."""
+    from llmcost._rows import entry_to_json
+    from llmcost.stores._spill import Spill
+
+    path = _path(kind, tmp_path)
+    spill_dir = path + ".spill" if kind == "duckdb" else os.path.join(path, "_spill")
+    odd = make_entry(1, description=f"first{LINE_BREAKERS}second", tags={"note": f"a{LINE_BREAKERS}b"})
+    Spill(spill_dir).write([make_entry(0), odd, make_entry(2)])
+    # A file as llmcost wrote them before (the same encoding, one entry per "\n"-ended line), too.
+    Path(spill_dir, "older.jsonl").write_text(entry_to_json(make_entry(3, description=LINE_BREAKERS)) + "\n", "utf-8")
+    store = DuckDBStore(path) if kind == "duckdb" else ParquetStore(path)
+    assert store.entries() == [make_entry(0), odd, make_entry(2), make_entry(3, description=LINE_BREAKERS)]
+    assert store.dead_letters() == []
+    store.set_aside([odd], f"kept{LINE_BREAKERS}aside")
+    (letter,) = store.dead_letters()
+    assert letter["reason"] == f"kept{LINE_BREAKERS}aside"
+    assert letter["entry"]["description"] == odd.description and letter["entry"]["tags"] == odd.tags
 
 
 def test_memory_store_dead_letters_stay_in_memory() -> None:

@@ -169,6 +169,65 @@ def test_kill_9_keeps_what_append_acknowledged(root: Path, children: Children) -
     assert len(ids) % size == 0
 
 
+#: A tracker flushes a batch over three days, and a real signal reaches the process while the batch's files are
+#: being put in place: after the first day's rename (argv[2] "rename") or while the directories are fsynced, every
+#: day in place ("fsync"). argv[3]: SIGINT (KeyboardInterrupt) or SIGTERM with the user's handler (SystemExit).
+INTERRUPTED = """
+import os, signal, sys
+from datetime import datetime, timedelta, timezone
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as an interactive program starts (see test_durability)
+import llmcost
+from llmcost.stores import _parquet
+
+path, where, how = sys.argv[1:4]
+tracker = llmcost.CostTracker(llmcost.ParquetStore(path), flush_interval=3600)
+start = datetime(2024, 5, 1, 8, tzinfo=timezone.utc)
+for i in range(10):
+    tracker.add(llmcost.CostEntry(id=f"e{i}", timestamp=start + timedelta(hours=5 * i), amount="1.00"))
+if how == "SIGTERM":
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(3))
+fired = []
+
+def fire(now):
+    if now and not fired:
+        fired.append(True)
+        os.kill(os.getpid(), getattr(signal, how))  # handled at once, in the middle of the store's write
+
+real_replace, real_fsync_dir = os.replace, _parquet.fsync_dir
+
+def replace(source, target):
+    real_replace(source, target)
+    fire(where == "rename" and target.endswith(".parquet"))
+
+def fsync_dir(folder):
+    real_fsync_dir(folder)
+    fire(where == "fsync")
+
+os.replace, _parquet.fsync_dir = replace, fsync_dir
+try:
+    tracker.flush()
+except (KeyboardInterrupt, SystemExit) as exc:
+    print("interrupted", type(exc).__name__, tracker.pending(), flush=True)
+tracker.flush()  # what the exit flush does next
+"""
+
+
+@pytest.mark.parametrize("where", ["rename", "fsync"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_while_a_batch_is_put_in_place_stores_it_once(
+    root: Path, children: Children, where: str, how: str
+) -> None:
+    """The interrupt reaches the caller (a tracker, which puts the batch back and flushes it again), and the batch
+    is stored once: the days already in place are not written again, the others are."""
+    proc = children.spawn(INTERRUPTED, str(root), where, how)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.split() == ["interrupted", "KeyboardInterrupt" if how == "SIGINT" else "SystemExit", "10"], err
+    frame = ParquetStore(root).query("SELECT count(*) AS n, count(DISTINCT id) AS ids, sum(amount) AS s FROM entries")
+    assert (frame.loc[0, "n"], frame.loc[0, "ids"], frame.loc[0, "s"]) == (10, 10, Decimal(10))
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]  # nothing left behind
+
+
 def test_compact_merges_each_day_exactly(root: Path) -> None:
     store = ParquetStore(root)
     entries = [make_entry(i) for i in range(400)]

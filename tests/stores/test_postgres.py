@@ -454,6 +454,35 @@ def test_a_spilled_entry_postgres_refuses_is_set_aside_and_the_rest_replayed(dsn
     store.close()
 
 
+def test_a_spill_replay_retried_sets_its_refusals_aside_once(dsn: str, tmp_path: Path) -> None:
+    """Another session locks the table, so every attempt of an append (and the replay in its transaction) times out
+    and is retried until retry_timeout runs out: the unreadable line and the entry PostgreSQL cannot hold are set
+    aside once, not at every attempt, and not again by the replay that finally goes through."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from llmcost.stores._spill import Spill
+
+    options = conninfo_to_dict(dsn).get("options", "")
+    quick = postgres_server.with_options(dsn, options=f"{options} -clock_timeout=50")  # a lock wait fails (retried)
+    spill = str(tmp_path / "spill")
+    store = PostgresStore(quick, spill_dir=spill, retry_timeout=1)
+    good, nul = [make_entry(i) for i in range(3)], make_entry(10, description="nul\x00")
+    Spill(spill).write([*good, nul])
+    Path(spill, "unreadable.jsonl").write_text('{"not": "an entry"}\n')
+    with psycopg.connect(dsn) as holder:
+        holder.execute("LOCK TABLE llmcost_entries IN ACCESS EXCLUSIVE MODE")
+        store.append([make_entry(20)])  # retried until retry_timeout, then spilled
+        assert len(store.dead_letters()) == 2
+        holder.rollback()
+    assert store.entries() == [*good, make_entry(20)]  # replayed now
+    letters = store.dead_letters()
+    assert sorted(str(d["entry"]) for d in letters if isinstance(d["entry"], str)) == ['{"not": "an entry"}']
+    assert [d["entry"]["id"] for d in letters if isinstance(d["entry"], dict)] == [nul.id]
+    assert Spill(spill).pending() == []
+    store.close()
+
+
 def test_a_value_out_of_range_refuses_the_batch_with_a_hint(store: PostgresStore) -> None:
     bad = make_entry(3)
     object.__setattr__(bad, "amount", Decimal("1E+25"))
