@@ -44,6 +44,10 @@ _METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 }
 # Client methods that return a new client (``with_options`` is ``copy`` under another name in both SDKs).
 _COPIES = ("copy", "with_options")
+# A resource's ``with_raw_response``/``with_streaming_response``: made once per resource (a cached property) around
+# the request methods as they were then. Forgotten as the methods are patched and restored, so they are made again
+# around the methods as they are.
+_WRAPPER_CACHES = ("with_raw_response", "with_streaming_response")
 _MARK = "__llmcost_instrumented__"  # on each patch: (whether the instance had its own attribute, what it was)
 _lock = threading.Lock()  # instrumenting and uninstrumenting one client from two threads at once stays consistent
 
@@ -119,9 +123,15 @@ def _undo(client: object, sdk: str) -> bool:
             continue
         for name in names:
             found = _restore(resource, name) or found
+        _forget_wrappers(resource)
     for name in _COPIES:
         found = _restore(client, name) or found
     return found
+
+
+def _forget_wrappers(resource: Any) -> None:
+    for name in _WRAPPER_CACHES:
+        resource.__dict__.pop(name, None)
 
 
 def instrument(client: C, **track_cost_options: Any) -> C:
@@ -130,7 +140,8 @@ def instrument(client: C, **track_cost_options: Any) -> C:
     For OpenAI and Anthropic clients, sync and async (``openai.OpenAI``, ``openai.AsyncOpenAI``, Azure's,
     ``anthropic.Anthropic``, ``anthropic.AsyncAnthropic``): chat completions (``create``, ``parse``), completions,
     embeddings, Responses (``create``, ``parse``, ``stream()``), Anthropic messages (``create``, ``parse``,
-    ``stream()``, beta included), streams (``stream=True``) and the SDKs' stream managers. Whatever the calling
+    ``stream()``, beta included), streams (``stream=True``), the SDKs' stream managers, and the same requests
+    through ``with_raw_response`` and ``with_streaming_response`` (recorded as the body is read). Whatever the calling
     function returns (``r.choices[0].message.content`` is fine), each request is recorded once, and a budget that
     refuses a request raises ``BudgetExceeded`` before anything is sent. OpenAI chat streams report usage only with
     ``stream_options={"include_usage": True}``.
@@ -180,6 +191,7 @@ def instrument(client: C, **track_cost_options: Any) -> C:
                     continue
                 label = f"{sdk}.{path}.{name}"
                 _patch(resource, name, _tracked(method, label, options, _is_async(resource, name)))
+            _forget_wrappers(resource)
         for name in _COPIES:
             method = getattr(client, name, None)
             if method is not None:

@@ -411,12 +411,14 @@ def test_raw_responses_are_recorded_from_their_body_and_still_parse(server, trac
     assert parsed.usage is not None and type(parsed).__name__ in ("ChatCompletion", "Message")
 
 
-def test_a_raw_streaming_response_is_left_unread(server, tracker):
+def test_a_raw_streaming_response_is_recorded_as_the_caller_reads_it(server, tracker):
     client = llmcost.instrument(make("openai", server), tracker=tracker)
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True)
     assert tracker.entries() == []  # its body is a stream the caller has not read: not read here
     chunks = list(raw.parse())
     assert [c.choices[0].delta.content for c in chunks if c.choices] == ["Hel", "lo"]
+    (entry,) = tracker.entries()  # recorded once the caller has read it
+    assert (entry.usage, entry.amount) == (Usage(1000, 100), CHAT_SSE_COST)
 
 
 def test_anthropic_stream_true(server, tracker):
@@ -831,3 +833,191 @@ def test_the_client_base_url_names_the_host_that_bills(server, tracker):
     llmcost.instrument(client, tracker=tracker, provider="openai")
     client.chat.completions.create(model="openai/gpt-oss-120b", messages=[{"role": "user", "content": "hi"}])
     assert tracker.entries()[-1].provider == "openai"
+
+
+# -- with_streaming_response: recorded as the body is read -----------------------------------------------------------
+class Pieces(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A body that arrives from the network in small pieces (read only as the caller reads it), sync or async."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self):
+        for start in range(0, len(self.data), 7):
+            yield self.data[start : start + 7]
+
+    async def __aiter__(self):
+        for piece in self:
+            yield piece
+
+
+class NetworkServer(Server):
+    """``Server`` whose bodies are read from the network as a real response's are (not held in memory at once)."""
+
+    @staticmethod
+    def _answer(payload: object, streaming: bool) -> httpx2.Response:
+        data, kind = (str(payload), "text/event-stream") if streaming else (json.dumps(payload), "application/json")
+        return httpx2.Response(200, headers={"content-type": kind}, stream=Pieces(data.encode()))
+
+
+@pytest.fixture
+def network() -> NetworkServer:
+    return NetworkServer()
+
+
+def streaming_response(client, kind: str, **extra):
+    """The ``with_streaming_response.create`` context manager of ``client`` (chat, or Anthropic messages)."""
+    if "openai" in kind:
+        return client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES, **extra)
+    return client.messages.with_streaming_response.create(
+        model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES, **extra
+    )
+
+
+async def read_async(response, how: str) -> None:
+    if how.startswith("iter"):
+        async for _ in getattr(response, how)():
+            pass
+    else:
+        await getattr(response, how)()
+
+
+def read_sync(response, how: str) -> None:
+    if how.startswith("iter"):
+        for _ in getattr(response, how)():
+            pass
+    else:
+        getattr(response, how)()
+
+
+ALL_KINDS = ["openai", "async-openai", "anthropic", "async-anthropic"]
+
+
+@pytest.mark.parametrize("how", ["parse", "json", "read", "text", "iter_bytes", "iter_lines"])
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_with_streaming_response_is_recorded_once_its_body_is_read(network, tracker, kind, how):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    expected = ("gpt-4o-2024-08-06", "openai", Usage(100, 20), CHAT_COST) if "openai" in kind else (
+        "claude-3-5-sonnet-20241022", "anthropic", MESSAGE_USAGE, Decimal("0.00135"))  # fmt: skip
+
+    if kind.startswith("async"):
+
+        async def go() -> None:
+            async with streaming_response(client, kind) as response:
+                assert tracker.entries() == []  # nothing read yet
+                await read_async(response, how)
+                assert len(tracker.entries()) == 1  # recorded as the body was read, not later
+                if how == "parse":
+                    assert (await response.parse()).usage is not None  # the caller's parse is the SDK's
+
+        asyncio.run(go())
+        (entry,) = tracker.entries()  # closing recorded nothing more
+    else:
+        with streaming_response(client, kind) as response:
+            assert tracker.entries() == []
+            read_sync(response, how)
+            (entry,) = tracker.entries()
+            if how == "parse":
+                assert response.parse().usage is not None
+        assert tracker.entries() == [entry]
+    assert (entry.model, entry.provider, entry.usage, entry.amount) == expected
+    assert entry.resource == ("openai.chat.completions.create" if "openai" in kind else "anthropic.messages.create")
+
+
+@pytest.mark.parametrize("how", ["parse", "iter_lines"])
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_a_streamed_with_streaming_response_is_recorded_when_its_events_are_read(network, tracker, kind, how):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    extra = {"stream_options": {"include_usage": True}} if "openai" in kind else {}
+    expected = (Usage(1000, 100), CHAT_SSE_COST) if "openai" in kind else (MESSAGE_USAGE, Decimal("0.00135"))
+
+    if kind.startswith("async"):
+
+        async def go() -> None:
+            async with streaming_response(client, kind, stream=True, **extra) as response:
+                if how == "parse":
+                    async for _ in await response.parse():
+                        pass
+                else:
+                    await read_async(response, how)
+
+        asyncio.run(go())
+    else:
+        with streaming_response(client, kind, stream=True, **extra) as response:
+            if how == "parse":
+                for _ in response.parse():
+                    pass
+            else:
+                read_sync(response, how)
+    (entry,) = tracker.entries()
+    assert (entry.usage, entry.amount) == expected
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_with_streaming_response_settles_its_reservation_once_as_the_body_is_read(network, tracker, kind):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def go() -> None:
+                async with streaming_response(client, kind) as response:
+                    assert limit.reserved > 0 and limit.spent == 0  # the request's estimate, held until it is read
+                    await response.parse()
+                    assert (limit.reserved, limit.spent) == (0, CHAT_COST)
+                    await response.json()  # read again: nothing more
+
+            asyncio.run(go())
+        else:
+            with streaming_response(client, kind) as response:
+                assert limit.reserved > 0 and limit.spent == 0
+                response.parse()
+                assert (limit.reserved, limit.spent) == (0, CHAT_COST)
+                response.json()
+        assert (limit.reserved, limit.spent) == (0, CHAT_COST)
+    assert len(tracker.entries()) == 1
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_with_streaming_response_closed_unread_releases_its_reservation(network, tracker, kind, caplog):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    with caplog.at_level("DEBUG", logger="llmcost"), llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def go() -> None:
+                async with streaming_response(client, kind):
+                    assert limit.reserved > 0
+
+            asyncio.run(go())
+        else:
+            with streaming_response(client, kind):
+                assert limit.reserved > 0
+        assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
+    assert "body unread; nothing recorded" in caplog.text
+    assert network.count == 1
+
+
+def test_a_stream_left_before_its_usage_records_nothing_and_releases(network, tracker):
+    client = llmcost.instrument(make("openai", network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        with streaming_response(client, "openai", stream=True, stream_options={"include_usage": True}) as response:
+            for _ in response.parse():
+                break  # the first chunk only: the usage comes in the last
+        assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
+
+
+def test_with_streaming_response_made_before_instrument_is_tracked_and_after_uninstrument_not(network, tracker):
+    client = make("openai", network)
+    wrapper = client.chat.completions.with_streaming_response  # made (and kept by the SDK) around the bare create
+    llmcost.instrument(client, tracker=tracker)
+    assert client.chat.completions.with_streaming_response is not wrapper
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as response:
+        response.parse()
+    client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert len(tracker.entries()) == 2
+    llmcost.uninstrument(client)
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as response:
+        response.parse()
+    client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert len(tracker.entries()) == 2
