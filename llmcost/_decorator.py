@@ -4,6 +4,7 @@ at decoration time. SDK stream objects returned by the wrapped function are hook
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -13,6 +14,7 @@ from decimal import Decimal, getcontext
 from typing import Any, TypeVar, overload
 
 from . import _state
+from ._background import expect, queued_id
 from ._catalog import provider_for_url
 from ._config import get_tracker
 from ._context import (
@@ -486,6 +488,10 @@ class _Engine:
             )
             return None
         if usage is None:
+            waiting = queued_id(result)
+            if waiting is not None:  # a background response, not finished yet: recorded when retrieved finished
+                self._expect(call, waiting)
+                return None
             log_once(
                 ("no-usage", self.name, type(result)),
                 "llmcost: %s returned %s, which carries no usage llmcost can read; nothing recorded. "
@@ -509,6 +515,17 @@ class _Engine:
             keep, reservations or None,  # settled by the guards as they count the entry
             checked if kind is self.checked_category else None,
         )  # fmt: skip
+
+    def _expect(self, call: _Call, response_id: str) -> None:
+        """A background response (``"queued"``, no usage yet): left to be recorded, once, by the first retrieve that
+        finds it finished (``_background``), as this call, in this call's context (its tags, its budgets)."""
+        tracker, tags, _, started, _, _, _ = call
+        later: _Call = (tracker, tags, (), started, None, None, None)  # (its reservations are released now)
+        expect(response_id, functools.partial(self._finish_background, later, contextvars.copy_context()))
+        logger.debug("llmcost: %s: background response %s is recorded when retrieved finished", self.name, response_id)
+
+    def _finish_background(self, call: _Call, context: contextvars.Context, extracted: Extracted) -> None:
+        context.run(self.finish, call, _STREAM, extracted)
 
     # -- streams --------------------------------------------------------------------------------------------------
     def hook_stream(self, call: _Call | None, stream: Any) -> Any:

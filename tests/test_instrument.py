@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import sys
 import threading
 import types
@@ -19,7 +20,7 @@ import pytest
 
 import llmcost
 from llmcost import BudgetExceeded, CostCategory, Usage
-from tests.conftest import in_threads
+from tests.conftest import answer_of_forked_child, in_threads
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -1021,3 +1022,150 @@ def test_with_streaming_response_made_before_instrument_is_tracked_and_after_uni
         response.parse()
     client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
     assert len(tracker.entries()) == 2
+
+
+# -- Responses in background mode: recorded when retrieved finished ---------------------------------------------------
+BACKGROUND_DONE = {**RESPONSE, "id": "resp_bg", "background": True}
+
+
+class BackgroundServer:
+    """OpenAI's Responses in background mode: ``create(background=True)`` answers ``"queued"`` with no usage; each
+    retrieve of the id answers the next of ``states`` (the last one again once they run out), as a stream when
+    asked (``stream=true``)."""
+
+    def __init__(self, *states: dict) -> None:
+        self.states = list(states) or [BACKGROUND_DONE]
+        self.requests: list[httpx2.Request] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        if request.method == "POST":
+            body = json.loads(request.content)
+            assert body.get("background") is True
+            return httpx2.Response(200, json={**BACKGROUND_DONE, "status": "queued", "output": [], "usage": None})
+        if not request.url.path.endswith("/resp_bg"):
+            return httpx2.Response(200, json={**RESPONSE, "id": request.url.path.rsplit("/", 1)[-1]})
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if request.url.params.get("stream") == "true":
+            started = {**state, "status": "in_progress", "usage": None}
+            events = [
+                {"type": "response.created", "sequence_number": 1, "response": started},
+                {"type": f"response.{state['status']}", "sequence_number": 2, "response": state},
+            ]
+            text = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+            return httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
+        return httpx2.Response(200, json=state)
+
+
+def background_client(kind: str, server: BackgroundServer, tracker, **options):
+    http = (httpx2.Client if kind == "openai" else httpx2.AsyncClient)(transport=httpx2.MockTransport(server))
+    client = (openai.OpenAI if kind == "openai" else openai.AsyncOpenAI)(api_key="k", http_client=http)
+    return llmcost.instrument(client, tracker=tracker, **options)
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_a_background_response_is_recorded_once_when_retrieved_finished(tracker, kind):
+    in_progress = {**BACKGROUND_DONE, "status": "in_progress", "output": [], "usage": None}
+    server = BackgroundServer(in_progress, BACKGROUND_DONE)
+    client = background_client(kind, server, tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        created = run(client.responses.create(model="gpt-4o-mini", input="hi", background=True))
+        assert created.status == "queued"
+        assert tracker.entries() == [] and (limit.reserved, limit.spent) == (0, 0)  # nothing billed yet: released
+        assert run(client.responses.retrieve(created.id)).status == "in_progress"
+        assert tracker.entries() == []
+        assert run(client.responses.retrieve(created.id)).status == "completed"
+        (entry,) = tracker.entries()
+        assert run(client.responses.retrieve(created.id)).status == "completed"  # retrieved again: not billed again
+        assert run(client.responses.retrieve(response_id=created.id)).status == "completed"
+        assert tracker.entries() == [entry]
+        assert limit.spent == entry.amount  # counted by the budget of the create
+    assert (entry.model, entry.usage, entry.resource) == ("gpt-4o-mini", RESPONSE_USAGE, "openai.responses.create")
+    assert entry.amount == llmcost.cost_of("gpt-4o-mini", usage=RESPONSE_USAGE)
+    assert len(server.requests) == 5
+
+
+@pytest.mark.parametrize("status", ["incomplete", "failed", "cancelled"])
+def test_a_background_response_ended_otherwise_is_recorded_with_the_usage_it_reports(tracker, status):
+    server = BackgroundServer({**BACKGROUND_DONE, "status": status})
+    client = background_client("openai", server, tracker)
+    client.responses.retrieve(client.responses.create(model="gpt-4o-mini", input="hi", background=True).id)
+    (entry,) = tracker.entries()
+    assert entry.usage == RESPONSE_USAGE
+
+
+def test_a_background_response_is_recorded_with_the_tags_and_context_of_its_create(tracker):
+    server = BackgroundServer()
+    client = background_client("openai", server, tracker, tags=lambda **kwargs: {"input": kwargs["input"]})
+    with llmcost.tags(team="search"):
+        created = client.responses.create(model="gpt-4o-mini", input="hi", background=True)
+    with llmcost.tags(team="other"):
+        client.responses.retrieve(created.id)
+    (entry,) = tracker.entries()
+    assert dict(entry.tags) == {"team": "search", "input": "hi"}
+
+
+def test_a_background_response_streamed_when_retrieved_is_recorded_once_it_ends(tracker):
+    server = BackgroundServer()
+    client = background_client("openai", server, tracker)
+    created = client.responses.create(model="gpt-4o-mini", input="hi", background=True)
+    with client.responses.stream(response_id=created.id) as stream:
+        for _ in stream:
+            pass
+    (entry,) = tracker.entries()
+    assert entry.usage == RESPONSE_USAGE
+    client.responses.retrieve(created.id)
+    for _ in client.responses.retrieve(created.id, stream=True):
+        pass
+    assert tracker.entries() == [entry]
+
+
+def test_a_background_stream_cut_before_the_end_is_recorded_by_a_later_retrieve(tracker):
+    server = BackgroundServer()
+    client = background_client("async-openai", server, tracker)
+
+    async def go() -> None:
+        created = await client.responses.create(model="gpt-4o-mini", input="hi", background=True)
+        stream = await client.responses.retrieve(created.id, stream=True)
+        async for _ in stream:
+            break  # left before the response finished: nothing to bill yet
+        await stream.close()
+        assert tracker.entries() == []
+        await client.responses.retrieve(created.id)
+
+    asyncio.run(go())
+    (entry,) = tracker.entries()
+    assert entry.usage == RESPONSE_USAGE
+
+
+def test_a_response_not_created_in_background_here_is_not_recorded_when_retrieved(tracker):
+    server = BackgroundServer()
+    client = background_client("openai", server, tracker)
+    assert client.responses.retrieve("resp_bg").status == "completed"  # created elsewhere: billed there
+    assert client.responses.retrieve("resp_other").usage is not None
+    assert tracker.entries() == []
+
+
+def test_uninstrument_restores_retrieve(tracker):
+    server = BackgroundServer()
+    client = openai.OpenAI(api_key="k", http_client=httpx2.Client(transport=httpx2.MockTransport(server)))
+    original = client.responses.retrieve
+    llmcost.instrument(client, tracker=tracker)
+    assert client.responses.retrieve != original
+    llmcost.uninstrument(client)
+    assert client.responses.retrieve == original and "retrieve" not in vars(client.responses)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_does_not_record_its_parents_background_responses(tracker):
+    server = BackgroundServer()
+    client = background_client("openai", server, tracker)
+    created = client.responses.create(model="gpt-4o-mini", input="hi", background=True)
+
+    def in_child() -> int:
+        client.responses.retrieve(created.id)  # the parent's: its own retrieve records it
+        return len(tracker.entries())
+
+    assert answer_of_forked_child(in_child) == 0
+    client.responses.retrieve(created.id)
+    assert len(tracker.entries()) == 1
