@@ -4,6 +4,7 @@ at decoration time. SDK stream objects returned by the wrapped function are hook
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -13,6 +14,7 @@ from decimal import Decimal, getcontext
 from typing import Any, TypeVar, overload
 
 from . import _state
+from ._background import expect, queued_id
 from ._catalog import provider_for_url
 from ._config import get_tracker
 from ._context import (
@@ -46,7 +48,7 @@ from ._extract import (
     may_be_stream,
 )
 from ._money import EXACT_DIGITS, atto_of, to_money, wide_context
-from ._streams import ManagerProxy, hook_stream
+from ._streams import ManagerProxy, hook_raw_response, hook_stream, read_later
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
 
@@ -486,6 +488,10 @@ class _Engine:
             )
             return None
         if usage is None:
+            waiting = queued_id(result)
+            if waiting is not None:  # a background response, not finished yet: recorded when retrieved finished
+                self._expect(call, waiting)
+                return None
             log_once(
                 ("no-usage", self.name, type(result)),
                 "llmcost: %s returned %s, which carries no usage llmcost can read; nothing recorded. "
@@ -510,6 +516,17 @@ class _Engine:
             checked if kind is self.checked_category else None,
         )  # fmt: skip
 
+    def _expect(self, call: _Call, response_id: str) -> None:
+        """A background response (``"queued"``, no usage yet): left to be recorded, once, by the first retrieve that
+        finds it finished (``_background``), as this call, in this call's context (its tags, its budgets)."""
+        tracker, tags, _, started, _, _, _ = call
+        later: _Call = (tracker, tags, (), started, None, None, None)  # (its reservations are released now)
+        expect(response_id, functools.partial(self._finish_background, later, contextvars.copy_context()))
+        logger.debug("llmcost: %s: background response %s is recorded when retrieved finished", self.name, response_id)
+
+    def _finish_background(self, call: _Call, context: contextvars.Context, extracted: Extracted) -> None:
+        context.run(self.finish, call, _STREAM, extracted)
+
     # -- streams --------------------------------------------------------------------------------------------------
     def hook_stream(self, call: _Call | None, stream: Any) -> Any:
         """Make an SDK stream record its usage once it ends or is closed; iterates exactly as before."""
@@ -526,6 +543,27 @@ class _Engine:
             extracted = Extracted(e.model, host, e.usage, e.category, e.service_tier)
         self.finish(call, _STREAM, extracted)
 
+    def hook_raw(self, call: _Call, response: Any) -> Any:
+        """Record a raw response whose body is unread (``with_streaming_response``) once its body has been read or
+        it is closed; release the call's reservations if it is closed unread."""
+        host = _host_of_url(getattr(response, "url", None)) if self.provider is None else None
+        sdk = type(response).__module__.split(".", 1)[0]
+        return hook_raw_response(
+            response, functools.partial(self._finish_raw, call, host, sdk), functools.partial(self._unread, call)
+        )
+
+    def _finish_raw(self, call: _Call, host: str | None, sdk: str, extracted: Extracted | None) -> None:
+        """A raw response's body was read: record what it reported. The host it came from bills it (as a stream's),
+        else the provider the body names, else the SDK's (as ``with_raw_response``'s body)."""
+        if extracted is not None and self.provider is None and (host is not None or extracted.provider is None):
+            e = extracted
+            extracted = Extracted(e.model, host or sdk, e.usage, e.category, e.service_tier)
+        self.finish(call, _STREAM, extracted)
+
+    def _unread(self, call: _Call) -> None:
+        logger.debug("llmcost: a response of %s was closed with its body unread; nothing recorded", self.name)
+        self.fail(call)
+
     def hook_manager(self, call: _Call, manager: Any) -> Any:
         """Track the stream an SDK stream manager opens; release the call's reservations if it never does."""
         return ManagerProxy(
@@ -540,9 +578,17 @@ _STREAM = object()
 def _host_of(stream: Any) -> str | None:
     """The provider whose API served ``stream`` (its HTTP response's URL), for OpenAI-compatible hosts."""
     try:
-        url = str(stream.response.url)
+        url = stream.response.url
     except Exception:  # noqa: BLE001 - an SDK stream without a response: the model decides
         return None
+    return _host_of_url(url)
+
+
+def _host_of_url(url: Any) -> str | None:
+    """The provider of an API URL (``None`` for none, or a host no provider is known by)."""
+    if url is None:
+        return None
+    url = str(url)
     try:
         found = provider_for_url(url)
     except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
@@ -566,6 +612,8 @@ def _wrap_sync(func: Callable[..., Any], engine: _Engine) -> Callable[..., Any]:
                 return engine.hook_stream(call, result)
             if is_stream_manager(result):
                 return engine.hook_manager(call, result)
+            if read_later(result):  # a raw response (``with_streaming_response``): recorded as its body is read
+                return engine.hook_raw(call, result)
         engine.finish(call, result)
         return result
 
@@ -586,6 +634,8 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
                 return engine.hook_stream(call, result)
             if is_stream_manager(result):
                 return engine.hook_manager(call, result)
+            if read_later(result):  # a raw response (``with_streaming_response``): recorded as its body is read
+                return engine.hook_raw(call, result)
         engine.finish(call, result)
         return result
 

@@ -18,8 +18,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from . import _background as background
 from ._catalog import provider_for_url
 from ._decorator import track_cost
+from ._extract import Extracted, extract_usage, is_sdk_stream
+from ._streams import hook_stream
+from ._tracker import log_once
 
 __all__ = ["instrument", "uninstrument"]
 
@@ -42,8 +46,15 @@ _METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("beta.messages", ("create", "stream", "parse")),
     ),
 }
+# Methods that fetch a response made earlier, not billed themselves: OpenAI's ``responses.retrieve`` (which
+# ``responses.stream(response_id=...)`` calls) records a background response created here, once (``_background``).
+_RETRIEVES: dict[str, tuple[tuple[str, str], ...]] = {"openai": (("responses", "retrieve"),), "anthropic": ()}
 # Client methods that return a new client (``with_options`` is ``copy`` under another name in both SDKs).
 _COPIES = ("copy", "with_options")
+# A resource's ``with_raw_response``/``with_streaming_response``: made once per resource (a cached property) around
+# the request methods as they were then. Forgotten as the methods are patched and restored, so they are made again
+# around the methods as they are.
+_WRAPPER_CACHES = ("with_raw_response", "with_streaming_response")
 _MARK = "__llmcost_instrumented__"  # on each patch: (whether the instance had its own attribute, what it was)
 _lock = threading.Lock()  # instrumenting and uninstrumenting one client from two threads at once stays consistent
 
@@ -103,6 +114,50 @@ def _tracked(method: Callable[..., Any], label: str, options: dict[str, Any], is
     return track_cost(**{"resource": label, **options})(call)
 
 
+def _retriever(method: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    """``method`` (``responses.retrieve``), recording what it fetches if it is a background response created here
+    that has finished (``_retrieved``); nothing else is done, no budget checked: a retrieve is not billed."""
+    if is_async:
+
+        @functools.wraps(method)
+        async def retrieve_async(*args: Any, **kwargs: Any) -> Any:
+            return _retrieved(await method(*args, **kwargs), args, kwargs)
+
+        return retrieve_async
+
+    @functools.wraps(method)
+    def retrieve(*args: Any, **kwargs: Any) -> Any:
+        return _retrieved(method(*args, **kwargs), args, kwargs)
+
+    return retrieve
+
+
+def _retrieved(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Record a retrieved background response created here once it has finished with its usage: at once for a
+    response, when it ends for a stream (``retrieve(stream=True)``, ``responses.stream(response_id=...)``)."""
+    response_id = args[0] if args else kwargs.get("response_id")
+    if not background.is_pending(response_id):  # (any other response: not billed by this retrieve)
+        return result
+    try:
+        if is_sdk_stream(result):
+            return hook_stream(result, functools.partial(_stream_retrieved, response_id))
+        if background.settled_id(result) == response_id:
+            found = extract_usage(result)
+            record = background.claim(response_id) if found is not None else None
+            if record is not None and found is not None:
+                record(found)
+    except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+        log_once(("retrieve", type(exc)), "llmcost: could not record background response %s: %r", response_id, exc)
+    return result
+
+
+def _stream_retrieved(response_id: object, extracted: Extracted | None) -> None:
+    """A retrieved stream of a background response ended: recorded if it saw the response finish (its usage)."""
+    record = background.claim(response_id) if extracted is not None else None
+    if record is not None and extracted is not None:
+        record(extracted)
+
+
 def _copier(method: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def copy(*args: Any, **kwargs: Any) -> Any:
@@ -119,9 +174,19 @@ def _undo(client: object, sdk: str) -> bool:
             continue
         for name in names:
             found = _restore(resource, name) or found
+        _forget_wrappers(resource)
+    for path, name in _RETRIEVES[sdk]:
+        resource = _resource(client, path)
+        if resource is not None and hasattr(resource, "__dict__"):
+            found = _restore(resource, name) or found
     for name in _COPIES:
         found = _restore(client, name) or found
     return found
+
+
+def _forget_wrappers(resource: Any) -> None:
+    for name in _WRAPPER_CACHES:
+        resource.__dict__.pop(name, None)
 
 
 def instrument(client: C, **track_cost_options: Any) -> C:
@@ -129,8 +194,10 @@ def instrument(client: C, **track_cost_options: Any) -> C:
 
     For OpenAI and Anthropic clients, sync and async (``openai.OpenAI``, ``openai.AsyncOpenAI``, Azure's,
     ``anthropic.Anthropic``, ``anthropic.AsyncAnthropic``): chat completions (``create``, ``parse``), completions,
-    embeddings, Responses (``create``, ``parse``, ``stream()``), Anthropic messages (``create``, ``parse``,
-    ``stream()``, beta included), streams (``stream=True``) and the SDKs' stream managers. Whatever the calling
+    embeddings, Responses (``create``, ``parse``, ``stream()``; a ``background=True`` response is recorded when a
+    ``retrieve`` finds it finished), Anthropic messages (``create``, ``parse``,
+    ``stream()``, beta included), streams (``stream=True``), the SDKs' stream managers, and the same requests
+    through ``with_raw_response`` and ``with_streaming_response`` (recorded as the body is read). Whatever the calling
     function returns (``r.choices[0].message.content`` is fine), each request is recorded once, and a budget that
     refuses a request raises ``BudgetExceeded`` before anything is sent. OpenAI chat streams report usage only with
     ``stream_options={"include_usage": True}``.
@@ -180,6 +247,12 @@ def instrument(client: C, **track_cost_options: Any) -> C:
                     continue
                 label = f"{sdk}.{path}.{name}"
                 _patch(resource, name, _tracked(method, label, options, _is_async(resource, name)))
+            _forget_wrappers(resource)
+        for path, name in _RETRIEVES[sdk]:
+            resource = _resource(client, path)
+            method = getattr(resource, name, None)
+            if method is not None and hasattr(resource, "__dict__"):
+                _patch(resource, name, _retriever(method, _is_async(resource, name)))
         for name in _COPIES:
             method = getattr(client, name, None)
             if method is not None:

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -203,6 +204,10 @@ token_counts: dict[Any, dict[str, int]] = {}
 #: the ``prices_generation`` they were priced at and the amounts by (input tokens, output tokens). Bounded there.
 estimated_amounts: dict[str, Any] = {}
 
+#: Background Responses created in this process and not recorded yet (``_background``): response id -> what records
+#: it, oldest first. A forked child starts without them: its retrieves must not record its parent's again.
+background_responses: OrderedDict[str, Any] = OrderedDict()
+
 _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     logged,
     user_prices,
@@ -229,6 +234,7 @@ _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     token_counts,
     estimated_amounts,
     path_locks,
+    background_responses,
 )
 
 
@@ -259,6 +265,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_free_locks_in_child)  # first: the hooks after it may take these locks
     os.register_at_fork(after_in_child=_reseed_ids)
     os.register_at_fork(after_in_child=_forget_path_locks)
+    os.register_at_fork(after_in_child=background_responses.clear)
 
 
 class FlushLock:

@@ -1,17 +1,20 @@
 """Tracking SDK stream objects in place: a returned OpenAI/Anthropic ``Stream`` (or the stream an Anthropic stream
-manager opens) iterates exactly as before and reports its usage once, when it ends or is closed."""
+manager opens) iterates exactly as before and reports its usage once, when it ends or is closed. A raw response whose
+body is unread yet (``with_streaming_response``) reports its usage once, when its body has been read or it is closed.
+"""
 
 from __future__ import annotations
 
 import inspect
+import json
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from ._extract import Extracted, StreamAccumulator, is_sdk_stream
+from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream
 from ._tracker import log_once
 
-__all__ = ["ManagerProxy", "hook_stream"]
+__all__ = ["ManagerProxy", "hook_raw_response", "hook_stream", "read_later"]
 
 
 def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> Any:
@@ -195,3 +198,168 @@ class _AsyncStreamProxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def read_later(response: Any) -> bool:
+    """Whether an SDK raw response's usage can only be read as the caller reads its body: a body not read yet
+    (``with_streaming_response``), or a body of server-sent events (a raw response of a stream)."""
+    http = getattr(response, "http_response", None)
+    if http is None:
+        return False
+    if "event-stream" in str(http.headers.get("content-type", "")):
+        return True
+    try:
+        http.content  # noqa: B018 - raises (no I/O) while the body is unread
+    except Exception:  # noqa: BLE001 - httpx's ResponseNotRead, whichever httpx made it
+        return True
+    return False
+
+
+def hook_raw_response(
+    response: Any, on_end: Callable[[Extracted | None], object], on_unread: Callable[[], object]
+) -> Any:
+    """Make a raw response with an unread body call ``on_end`` with its usage once, when the body has been read
+    (``parse()``, ``read()``, ``json()``, ``text()``, ``iter_bytes()``/``iter_lines()``..., or the stream
+    ``parse()`` returns) or the response is closed; or ``on_unread`` once, if it is closed (or dropped) with its
+    body never read. The same object is returned, its behaviour unchanged.
+
+    Every way of reading the body goes through the HTTP response's decoded byte iterator (``iter_bytes``, or
+    ``aiter_bytes``), which is wrapped on that one object: the bytes pass through as they are and are read as JSON,
+    or as server-sent events, on the side."""
+    http = response.http_response
+    content_type = str(http.headers.get("content-type", ""))
+    body: _Body | None = (
+        _EventsBody() if "event-stream" in content_type else _JsonBody() if "json" in content_type else None
+    )
+    state = {"started": False}
+    pending = {"open": True}  # popped by the first ``done``: once, whichever thread or hook gets there first
+
+    def done() -> None:
+        if pending.pop("open", False):
+            if state["started"]:
+                on_end(body.result() if body is not None else None)
+            else:
+                on_unread()
+
+    # On the HTTP response, which a stream made by ``parse()`` keeps (not the raw response): dropped unread, or with
+    # its reading abandoned, it settles the call.
+    finalizer = weakref.finalize(http, done)
+
+    def finished() -> None:
+        finalizer.detach()
+        done()
+
+    sync_bytes, async_bytes = getattr(http, "iter_bytes", None), getattr(http, "aiter_bytes", None)
+    if sync_bytes is not None:
+
+        def iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+            state["started"] = True
+            try:
+                for chunk in sync_bytes(*args, **kwargs):
+                    if body is not None:
+                        body.feed(chunk)
+                    yield chunk
+            finally:
+                finished()
+
+        http.iter_bytes = iter_bytes
+    if async_bytes is not None:
+
+        async def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+            state["started"] = True
+            try:
+                async for chunk in async_bytes(*args, **kwargs):
+                    if body is not None:
+                        body.feed(chunk)
+                    yield chunk
+            finally:
+                finished()
+
+        http.aiter_bytes = aiter_bytes
+    original_close = getattr(response, "close", None)  # (an SDK's ``LegacyAPIResponse`` has none)
+    if original_close is not None and inspect.iscoroutinefunction(original_close):
+
+        async def aclose() -> None:
+            try:
+                await original_close()
+            finally:
+                finished()
+
+        response.close = aclose
+    elif original_close is not None:
+
+        def close() -> None:
+            try:
+                original_close()
+            finally:
+                finished()
+
+        response.close = close
+    return response
+
+
+class _Body:
+    """A response body read on the side, chunk by chunk."""
+
+    def feed(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def result(self) -> Extracted | None:
+        raise NotImplementedError
+
+
+class _JsonBody(_Body):
+    """A JSON body: read whole once it has all come (a body cut short has no usage)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+
+    def result(self) -> Extracted | None:
+        try:
+            found = json.loads(b"".join(self._chunks))
+        except ValueError:
+            return None
+        return extract_usage(found) if type(found) is dict else None
+
+
+class _EventsBody(_Body):
+    """A body of server-sent events: the ``data`` of each event read as JSON as it ends, into a
+    ``StreamAccumulator`` (as the SDK's stream of the same body would be)."""
+
+    def __init__(self) -> None:
+        self._acc = StreamAccumulator()
+        self._rest = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> None:
+        lines = (self._rest + chunk).split(b"\n")
+        self._rest = lines.pop()
+        for line in lines:
+            self._line(line.rstrip(b"\r"))
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            self._event()
+        elif line.startswith(b"data:"):
+            data = line[5:]
+            self._data.append(data[1:] if data.startswith(b" ") else data)
+
+    def _event(self) -> None:
+        data, self._data = b"\n".join(self._data), []
+        if not data or data == b"[DONE]":
+            return
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return
+        self._acc.add(event)
+
+    def result(self) -> Extracted | None:
+        if self._rest:
+            self._line(self._rest.rstrip(b"\r"))
+            self._rest = b""
+        self._event()  # (a last event with no blank line after it)
+        return self._acc.result()

@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, int]] = [
     ("llmcost._tracker", 5),
     ("llmcost._decorator", 5),
     ("llmcost._streams", 5),
+    ("llmcost._background", 5),  # background Responses waiting to be recorded when retrieved
     ("llmcost._config", 5),
     ("llmcost._instrument", 5),
     ("llmcost._litellm", 5),

@@ -202,7 +202,9 @@ def test_the_instrument_page_prints_what_it_says(pasted: Path, capsys: pytest.Ca
         "1",
         "{'team': 'support', 'model_asked': 'claude-3-5-haiku-20241022'}",
         "3",
-        "3",
+        "application/json",
+        "4",
+        "4",
     ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import sys
 import threading
 import types
@@ -19,7 +20,7 @@ import pytest
 
 import llmcost
 from llmcost import BudgetExceeded, CostCategory, Usage
-from tests.conftest import in_threads
+from tests.conftest import answer_of_forked_child, in_threads
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -411,12 +412,14 @@ def test_raw_responses_are_recorded_from_their_body_and_still_parse(server, trac
     assert parsed.usage is not None and type(parsed).__name__ in ("ChatCompletion", "Message")
 
 
-def test_a_raw_streaming_response_is_left_unread(server, tracker):
+def test_a_raw_streaming_response_is_recorded_as_the_caller_reads_it(server, tracker):
     client = llmcost.instrument(make("openai", server), tracker=tracker)
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True)
     assert tracker.entries() == []  # its body is a stream the caller has not read: not read here
     chunks = list(raw.parse())
     assert [c.choices[0].delta.content for c in chunks if c.choices] == ["Hel", "lo"]
+    (entry,) = tracker.entries()  # recorded once the caller has read it
+    assert (entry.usage, entry.amount) == (Usage(1000, 100), CHAT_SSE_COST)
 
 
 def test_anthropic_stream_true(server, tracker):
@@ -831,3 +834,338 @@ def test_the_client_base_url_names_the_host_that_bills(server, tracker):
     llmcost.instrument(client, tracker=tracker, provider="openai")
     client.chat.completions.create(model="openai/gpt-oss-120b", messages=[{"role": "user", "content": "hi"}])
     assert tracker.entries()[-1].provider == "openai"
+
+
+# -- with_streaming_response: recorded as the body is read -----------------------------------------------------------
+class Pieces(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A body that arrives from the network in small pieces (read only as the caller reads it), sync or async."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self):
+        for start in range(0, len(self.data), 7):
+            yield self.data[start : start + 7]
+
+    async def __aiter__(self):
+        for piece in self:
+            yield piece
+
+
+class NetworkServer(Server):
+    """``Server`` whose bodies are read from the network as a real response's are (not held in memory at once)."""
+
+    @staticmethod
+    def _answer(payload: object, streaming: bool) -> httpx2.Response:
+        data, kind = (str(payload), "text/event-stream") if streaming else (json.dumps(payload), "application/json")
+        return httpx2.Response(200, headers={"content-type": kind}, stream=Pieces(data.encode()))
+
+
+@pytest.fixture
+def network() -> NetworkServer:
+    return NetworkServer()
+
+
+def streaming_response(client, kind: str, **extra):
+    """The ``with_streaming_response.create`` context manager of ``client`` (chat, or Anthropic messages)."""
+    if "openai" in kind:
+        return client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES, **extra)
+    return client.messages.with_streaming_response.create(
+        model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES, **extra
+    )
+
+
+async def read_async(response, how: str) -> None:
+    if how.startswith("iter"):
+        async for _ in getattr(response, how)():
+            pass
+    else:
+        await getattr(response, how)()
+
+
+def read_sync(response, how: str) -> None:
+    if how.startswith("iter"):
+        for _ in getattr(response, how)():
+            pass
+    else:
+        getattr(response, how)()
+
+
+ALL_KINDS = ["openai", "async-openai", "anthropic", "async-anthropic"]
+
+
+@pytest.mark.parametrize("how", ["parse", "json", "read", "text", "iter_bytes", "iter_lines"])
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_with_streaming_response_is_recorded_once_its_body_is_read(network, tracker, kind, how):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    expected = ("gpt-4o-2024-08-06", "openai", Usage(100, 20), CHAT_COST) if "openai" in kind else (
+        "claude-3-5-sonnet-20241022", "anthropic", MESSAGE_USAGE, Decimal("0.00135"))  # fmt: skip
+
+    if kind.startswith("async"):
+
+        async def go() -> None:
+            async with streaming_response(client, kind) as response:
+                assert tracker.entries() == []  # nothing read yet
+                await read_async(response, how)
+                assert len(tracker.entries()) == 1  # recorded as the body was read, not later
+                if how == "parse":
+                    assert (await response.parse()).usage is not None  # the caller's parse is the SDK's
+
+        asyncio.run(go())
+        (entry,) = tracker.entries()  # closing recorded nothing more
+    else:
+        with streaming_response(client, kind) as response:
+            assert tracker.entries() == []
+            read_sync(response, how)
+            (entry,) = tracker.entries()
+            if how == "parse":
+                assert response.parse().usage is not None
+        assert tracker.entries() == [entry]
+    assert (entry.model, entry.provider, entry.usage, entry.amount) == expected
+    assert entry.resource == ("openai.chat.completions.create" if "openai" in kind else "anthropic.messages.create")
+
+
+@pytest.mark.parametrize("how", ["parse", "iter_lines"])
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_a_streamed_with_streaming_response_is_recorded_when_its_events_are_read(network, tracker, kind, how):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    extra = {"stream_options": {"include_usage": True}} if "openai" in kind else {}
+    expected = (Usage(1000, 100), CHAT_SSE_COST) if "openai" in kind else (MESSAGE_USAGE, Decimal("0.00135"))
+
+    if kind.startswith("async"):
+
+        async def go() -> None:
+            async with streaming_response(client, kind, stream=True, **extra) as response:
+                if how == "parse":
+                    async for _ in await response.parse():
+                        pass
+                else:
+                    await read_async(response, how)
+
+        asyncio.run(go())
+    else:
+        with streaming_response(client, kind, stream=True, **extra) as response:
+            if how == "parse":
+                for _ in response.parse():
+                    pass
+            else:
+                read_sync(response, how)
+    (entry,) = tracker.entries()
+    assert (entry.usage, entry.amount) == expected
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_with_streaming_response_settles_its_reservation_once_as_the_body_is_read(network, tracker, kind):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def go() -> None:
+                async with streaming_response(client, kind) as response:
+                    assert limit.reserved > 0 and limit.spent == 0  # the request's estimate, held until it is read
+                    await response.parse()
+                    assert (limit.reserved, limit.spent) == (0, CHAT_COST)
+                    await response.json()  # read again: nothing more
+
+            asyncio.run(go())
+        else:
+            with streaming_response(client, kind) as response:
+                assert limit.reserved > 0 and limit.spent == 0
+                response.parse()
+                assert (limit.reserved, limit.spent) == (0, CHAT_COST)
+                response.json()
+        assert (limit.reserved, limit.spent) == (0, CHAT_COST)
+    assert len(tracker.entries()) == 1
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_with_streaming_response_closed_unread_releases_its_reservation(network, tracker, kind, caplog):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    with caplog.at_level("DEBUG", logger="llmcost"), llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def go() -> None:
+                async with streaming_response(client, kind):
+                    assert limit.reserved > 0
+
+            asyncio.run(go())
+        else:
+            with streaming_response(client, kind):
+                assert limit.reserved > 0
+        assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
+    assert "body unread; nothing recorded" in caplog.text
+    assert network.count == 1
+
+
+def test_a_stream_left_before_its_usage_records_nothing_and_releases(network, tracker):
+    client = llmcost.instrument(make("openai", network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        with streaming_response(client, "openai", stream=True, stream_options={"include_usage": True}) as response:
+            for _ in response.parse():
+                break  # the first chunk only: the usage comes in the last
+        assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
+
+
+def test_with_streaming_response_made_before_instrument_is_tracked_and_after_uninstrument_not(network, tracker):
+    client = make("openai", network)
+    wrapper = client.chat.completions.with_streaming_response  # made (and kept by the SDK) around the bare create
+    llmcost.instrument(client, tracker=tracker)
+    assert client.chat.completions.with_streaming_response is not wrapper
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as response:
+        response.parse()
+    client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert len(tracker.entries()) == 2
+    llmcost.uninstrument(client)
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as response:
+        response.parse()
+    client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert len(tracker.entries()) == 2
+
+
+# -- Responses in background mode: recorded when retrieved finished ---------------------------------------------------
+BACKGROUND_DONE = {**RESPONSE, "id": "resp_bg", "background": True}
+
+
+class BackgroundServer:
+    """OpenAI's Responses in background mode: ``create(background=True)`` answers ``"queued"`` with no usage; each
+    retrieve of the id answers the next of ``states`` (the last one again once they run out), as a stream when
+    asked (``stream=true``)."""
+
+    def __init__(self, *states: dict) -> None:
+        self.states = list(states) or [BACKGROUND_DONE]
+        self.requests: list[httpx2.Request] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        if request.method == "POST":
+            body = json.loads(request.content)
+            assert body.get("background") is True
+            return httpx2.Response(200, json={**BACKGROUND_DONE, "status": "queued", "output": [], "usage": None})
+        if not request.url.path.endswith("/resp_bg"):
+            return httpx2.Response(200, json={**RESPONSE, "id": request.url.path.rsplit("/", 1)[-1]})
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if request.url.params.get("stream") == "true":
+            started = {**state, "status": "in_progress", "usage": None}
+            events = [
+                {"type": "response.created", "sequence_number": 1, "response": started},
+                {"type": f"response.{state['status']}", "sequence_number": 2, "response": state},
+            ]
+            text = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+            return httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
+        return httpx2.Response(200, json=state)
+
+
+def background_client(kind: str, server: BackgroundServer, tracker, **options):
+    http = (httpx2.Client if kind == "openai" else httpx2.AsyncClient)(transport=httpx2.MockTransport(server))
+    client = (openai.OpenAI if kind == "openai" else openai.AsyncOpenAI)(api_key="k", http_client=http)
+    return llmcost.instrument(client, tracker=tracker, **options)
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_a_background_response_is_recorded_once_when_retrieved_finished(tracker, kind):
+    in_progress = {**BACKGROUND_DONE, "status": "in_progress", "output": [], "usage": None}
+    server = BackgroundServer(in_progress, BACKGROUND_DONE)
+    client = background_client(kind, server, tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        created = run(client.responses.create(model="gpt-4o-mini", input="hi", background=True))
+        assert created.status == "queued"
+        assert tracker.entries() == [] and (limit.reserved, limit.spent) == (0, 0)  # nothing billed yet: released
+        assert run(client.responses.retrieve(created.id)).status == "in_progress"
+        assert tracker.entries() == []
+        assert run(client.responses.retrieve(created.id)).status == "completed"
+        (entry,) = tracker.entries()
+        assert run(client.responses.retrieve(created.id)).status == "completed"  # retrieved again: not billed again
+        assert run(client.responses.retrieve(response_id=created.id)).status == "completed"
+        assert tracker.entries() == [entry]
+        assert limit.spent == entry.amount  # counted by the budget of the create
+    assert (entry.model, entry.usage, entry.resource) == ("gpt-4o-mini", RESPONSE_USAGE, "openai.responses.create")
+    assert entry.amount == llmcost.cost_of("gpt-4o-mini", usage=RESPONSE_USAGE)
+    assert len(server.requests) == 5
+
+
+@pytest.mark.parametrize("status", ["incomplete", "failed", "cancelled"])
+def test_a_background_response_ended_otherwise_is_recorded_with_the_usage_it_reports(tracker, status):
+    server = BackgroundServer({**BACKGROUND_DONE, "status": status})
+    client = background_client("openai", server, tracker)
+    client.responses.retrieve(client.responses.create(model="gpt-4o-mini", input="hi", background=True).id)
+    (entry,) = tracker.entries()
+    assert entry.usage == RESPONSE_USAGE
+
+
+def test_a_background_response_is_recorded_with_the_tags_and_context_of_its_create(tracker):
+    server = BackgroundServer()
+    client = background_client("openai", server, tracker, tags=lambda **kwargs: {"input": kwargs["input"]})
+    with llmcost.tags(team="search"):
+        created = client.responses.create(model="gpt-4o-mini", input="hi", background=True)
+    with llmcost.tags(team="other"):
+        client.responses.retrieve(created.id)
+    (entry,) = tracker.entries()
+    assert dict(entry.tags) == {"team": "search", "input": "hi"}
+
+
+def test_a_background_response_streamed_when_retrieved_is_recorded_once_it_ends(tracker):
+    server = BackgroundServer()
+    client = background_client("openai", server, tracker)
+    created = client.responses.create(model="gpt-4o-mini", input="hi", background=True)
+    with client.responses.stream(response_id=created.id) as stream:
+        for _ in stream:
+            pass
+    (entry,) = tracker.entries()
+    assert entry.usage == RESPONSE_USAGE
+    client.responses.retrieve(created.id)
+    for _ in client.responses.retrieve(created.id, stream=True):
+        pass
+    assert tracker.entries() == [entry]
+
+
+def test_a_background_stream_cut_before_the_end_is_recorded_by_a_later_retrieve(tracker):
+    server = BackgroundServer()
+    client = background_client("async-openai", server, tracker)
+
+    async def go() -> None:
+        created = await client.responses.create(model="gpt-4o-mini", input="hi", background=True)
+        stream = await client.responses.retrieve(created.id, stream=True)
+        async for _ in stream:
+            break  # left before the response finished: nothing to bill yet
+        await stream.close()
+        assert tracker.entries() == []
+        await client.responses.retrieve(created.id)
+
+    asyncio.run(go())
+    (entry,) = tracker.entries()
+    assert entry.usage == RESPONSE_USAGE
+
+
+def test_a_response_not_created_in_background_here_is_not_recorded_when_retrieved(tracker):
+    server = BackgroundServer()
+    client = background_client("openai", server, tracker)
+    assert client.responses.retrieve("resp_bg").status == "completed"  # created elsewhere: billed there
+    assert client.responses.retrieve("resp_other").usage is not None
+    assert tracker.entries() == []
+
+
+def test_uninstrument_restores_retrieve(tracker):
+    server = BackgroundServer()
+    client = openai.OpenAI(api_key="k", http_client=httpx2.Client(transport=httpx2.MockTransport(server)))
+    original = client.responses.retrieve
+    llmcost.instrument(client, tracker=tracker)
+    assert client.responses.retrieve != original
+    llmcost.uninstrument(client)
+    assert client.responses.retrieve == original and "retrieve" not in vars(client.responses)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_does_not_record_its_parents_background_responses(tracker):
+    server = BackgroundServer()
+    client = background_client("openai", server, tracker)
+    created = client.responses.create(model="gpt-4o-mini", input="hi", background=True)
+
+    def in_child() -> int:
+        client.responses.retrieve(created.id)  # the parent's: its own retrieve records it
+        return len(tracker.entries())
+
+    assert answer_of_forked_child(in_child) == 0
+    client.responses.retrieve(created.id)
+    assert len(tracker.entries()) == 1

@@ -12,6 +12,7 @@ import pydantic
 
 import llmcost
 from llmcost import _state
+from llmcost._background import expect
 from llmcost._catalog import provider_for_url
 from llmcost._entry import intern_tags, new_entry_id
 from llmcost._estimate import request_estimate
@@ -54,6 +55,7 @@ def _set_every_piece_of_state(tmp_path, caplog) -> tuple[llmcost.CostTracker, ll
     extract_usage(Message.model_validate({**message, "usage": usage}))  # one Units per distinct counts
     is_sdk_stream(object())
     may_be_stream(object())
+    expect("resp_1", lambda found: None)  # a background response waiting to be retrieved finished
     _state.encodings["o200k_base"] = None  # tiktoken is optional: stand in for a loaded (or failed) encoding
     llmcost.count_tokens("Héllo", model="claude-3-5-haiku-latest")  # how the model counts, and this text's count
     request_estimate({"model": "gpt-4o", "messages": "Hello"}, None)  # a budget's estimate from a request, priced
