@@ -422,7 +422,8 @@ def _uninstall_sigterm_handler() -> None:
 
 
 def track_live(tracker: Flushable) -> None:
-    """Flush ``tracker`` at exit and on SIGTERM (the hooks are installed with the first such tracker)."""
+    """Flush ``tracker`` at exit and on SIGTERM (the hooks are installed with the first such tracker), and as a
+    ``multiprocessing`` child ends (``flush_at_child_exit``)."""
     global _exit_hook_registered
     with lock:
         live_trackers.add(tracker)
@@ -430,6 +431,12 @@ def track_live(tracker: Flushable) -> None:
             atexit.register(_end_at_exit)
             _exit_hook_registered = True
         _install_sigterm_handler()
+    # A multiprocessing child (forkserver, spawn, or fork with llmcost imported after the fork: no fork hook of ours
+    # ran there) ends with ``os._exit`` or after ``multiprocessing``'s own exit function, running no atexit hook in
+    # the first case. (``multiprocessing`` is imported in such a child; its absence means a plain process.)
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and _child_flush_pid != os.getpid() and mp.parent_process() is not None:
+        flush_at_child_exit()
 
 
 def forget_live(tracker: Flushable) -> None:
@@ -456,6 +463,10 @@ def _restart_in_child() -> None:
         util.register_after_fork(_flush_all_at_exit, _flush_at_child_exit)
 
 
+#: The process whose ``multiprocessing`` exit flushes the live trackers (``flush_at_child_exit``), if any.
+_child_flush_pid = 0
+
+
 def register_fork_aware(holder: Any) -> None:
     """Have ``holder.forked()`` run in every forked child of this process (``fork_aware``)."""
     with lock:
@@ -475,10 +486,25 @@ def keep_until_exit(objects: Iterable[object]) -> None:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
-def _flush_at_child_exit(_: object) -> None:
+def flush_at_child_exit() -> None:
+    """Flush every live tracker as this ``multiprocessing`` child ends, once per process.
+
+    Such a child ends with ``os._exit`` (the fork and forkserver start methods) after running ``multiprocessing``'s
+    finalizers, not the ``atexit`` hooks; a ``Finalize`` with an exit priority is one of those finalizers (and it is
+    only ever run in the process that made it).
+    """
+    global _child_flush_pid
     import multiprocessing.util
 
+    with lock:
+        if _child_flush_pid == os.getpid():
+            return
+        _child_flush_pid = os.getpid()
     multiprocessing.util.Finalize(None, _flush_all_at_exit, exitpriority=100)
+
+
+def _flush_at_child_exit(_: object) -> None:
+    flush_at_child_exit()  # (``register_after_fork`` passes its key object)
 
 
 if hasattr(os, "register_at_fork"):

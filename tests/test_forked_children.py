@@ -109,6 +109,41 @@ def test_a_multiprocessing_child_keeps_what_it_records_without_flushing(url: str
     assert _resources(url) == {"parent": 4, "child": 5}
 
 
+#: A pool whose workers import llmcost themselves (the parent never does) and record into the default tracker of
+#: LLMCOST_STORE without flushing; argv[1] is the start method.
+POOL = """
+import multiprocessing, sys
+
+def work(i):
+    import llmcost
+
+    llmcost.get_tracker().record(amount="0.01", resource="worker")
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+        pool.map(work, range(6))
+        pool.close()
+        pool.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn", "fork"])
+def test_the_workers_of_a_multiprocessing_pool_keep_what_they_record(url: str, method: str, tmp_path: Path) -> None:
+    # Forkserver workers (and fork workers of a parent that had not imported llmcost) end with os._exit, which runs
+    # no atexit hook and no fork hook of llmcost's; every entry they had buffered was lost.
+    script = tmp_path / "pool.py"  # (a file, not -c: spawn and forkserver workers import the main module)
+    script.write_text(textwrap.dedent(POOL))
+    proc = subprocess.run(
+        [sys.executable, str(script), method],
+        capture_output=True,
+        text=True,
+        env={**_env(), "LLMCOST_STORE": url},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _resources(url) == {"worker": 6}
+
+
 def test_a_forked_child_that_exits_normally_writes_its_entries_and_does_not_crash(url: str) -> None:
     # The child frees what it inherited as the interpreter ends; DuckDB connections freed there crashed it.
     proc = _run(
