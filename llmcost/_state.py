@@ -183,10 +183,11 @@ type_may_stream: dict[type, bool] = {}
 provider_models: dict[str, Any] = {}
 
 # -- stores -------------------------------------------------------------------------------------------------------
-#: One ``RLock`` per durable store path (``stores/_durable``): POSIX file locks cannot tell two store objects of one
-#: process apart, so the objects of one path take turns here. Started afresh in a forked child, where a lock another
-#: thread held at fork time would never be released.
-path_locks: dict[str, threading.RLock] = {}
+#: One reentrant ``FlushLock`` per durable store path (``stores/_durable``): POSIX file locks cannot tell two store
+#: objects of one process apart, so the objects of one path take turns here. Started afresh in a forked child, where a
+#: lock another thread held at fork time would never be released. A ``FlushLock``, since SIGTERM's flush appends
+#: under it: a SIGTERM arriving while the main thread reads the store is handled when the read lets go.
+path_locks: dict[str, FlushLock] = {}
 _path_locks_guard = threading.Lock()
 
 # -- tokens -------------------------------------------------------------------------------------------------------
@@ -238,12 +239,12 @@ def _reseed_ids() -> None:
     process_tag = random.SystemRandom().getrandbits(24)
 
 
-def path_lock(path: str) -> threading.RLock:
-    """The process-wide lock of store path ``path``, made on first use."""
+def path_lock(path: str) -> FlushLock:
+    """The process-wide (reentrant) lock of store path ``path``, made on first use."""
     with _path_locks_guard:
         found = path_locks.get(path)
         if found is None:
-            found = path_locks[path] = threading.RLock()
+            found = path_locks[path] = FlushLock(reentrant=True)
         return found
 
 

@@ -336,6 +336,32 @@ def test_sigterm_during_a_flush_on_the_main_thread_waits_for_it_then_writes_the_
     assert _resources(url) == {"parent": 1, "before": 5, "meanwhile": 4}
 
 
+def test_sigterm_while_the_main_thread_reads_the_store_waits_for_the_read_then_flushes(url: str) -> None:
+    # A service checking its spend reads the store on the main thread, holding the lock its connection (for DuckDB:
+    # its file) is used under. SIGTERM's handler ran inside that read, and its flush, appending under the same
+    # lock, waited out its 8 s for a thread that waited for it: every buffered entry was lost.
+    code, _, err, waited = _terminated_while_writing(
+        """
+        from llmcost.stores import open_store
+        tracker = CostTracker(open_store(sys.argv[1]), flush_interval=60)
+        tracker.record(amount="0.01", resource="before")
+        tracker.flush()
+        record(5, "buffered")
+        reads = tracker.store._durable.lock  # (what every read of the store holds, held here as a slow read would)
+        print("writing", flush=True)
+        while True:
+            with reads:
+                time.sleep(0.05)  # SIGTERM arrives here
+                tracker.store.total(resource="before")
+        """,
+        url,
+        settle=0.3,
+    )
+    assert code == -signal.SIGTERM, err
+    assert waited < 7, f"SIGTERM took {waited:.1f} s: its flush waited for the lock the main thread held"
+    assert _resources(url) == {"parent": 1, "before": 1, "buffered": 5}
+
+
 def test_sigterm_during_a_flush_that_hangs_still_ends_the_process_in_bounded_time(tmp_path: Path) -> None:
     # Waiting for the main thread's flush must not keep a process that was asked to end alive for as long as a
     # hanging store holds it: after SIGTERM_FLUSH_SECONDS it ends as SIGTERM would have.
