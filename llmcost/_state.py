@@ -445,6 +445,25 @@ def forget_live(tracker: Flushable) -> None:
     live_trackers.discard(tracker)
 
 
+#: What trackers dropped without ``close()`` left to write (``_tracker._Left``), held until written: each is one of
+#: the ``live_trackers`` meanwhile, flushed at exit, on SIGTERM and as a ``multiprocessing`` child ends.
+orphans: set[Any] = set()
+
+
+def track_orphan(left: Flushable) -> None:
+    """Keep ``left`` (what a dropped tracker left) and flush it as a live tracker until ``forget_orphan``."""
+    with lock:
+        orphans.add(left)
+    track_live(left)
+
+
+def forget_orphan(left: Flushable) -> None:
+    """``left`` is written (or its process is a forked child, which leaves it to the parent)."""
+    with lock:
+        orphans.discard(left)
+    live_trackers.discard(left)
+
+
 def _restart_in_child() -> None:
     """In a forked child: restart every live tracker, and flush them as a ``multiprocessing`` child ends.
 
@@ -571,6 +590,7 @@ def reset() -> None:
         prices_generation += 1
         catalog_version = None
         live_trackers.clear()
+        orphans.clear()
         if _exit_hook_registered:
             atexit.unregister(_end_at_exit)
             _exit_hook_registered = False

@@ -270,3 +270,37 @@ def test_an_exit_while_the_lease_settler_is_in_duckdb_does_not_abort(tmp_path: P
     """The thread that settles idle leases is a daemon thread too: the exit hook stops it before the leases settle
     and the interpreter finalizes (else the process aborts as above), and the calls' entries are kept."""
     _exits_cleanly_keeping_five(EXIT_WHILE_SETTLING, f"duckdb://{tmp_path}/costs.duckdb")
+
+
+#: A job's own tracker, dropped without close(): what it buffered is written once it is freed (argv[2] "wait": the
+#: child waits for that write, then ends with os._exit, running no exit hook), or at exit ("exit": ends at once).
+DROPPED = """
+import gc, os, sys, time
+import llmcost
+
+def job(n):
+    tracker = llmcost.CostTracker(sys.argv[1], flush_interval=60)
+    for _ in range(n):
+        tracker.record(amount="0.10", category="compute", resource="answer")
+
+job(5)
+gc.collect()  # as the cyclic collector would, some time later
+if sys.argv[2] == "wait":
+    deadline = time.monotonic() + 60
+    with llmcost.open_store(sys.argv[1]) as store:
+        while len(store.entries(resource="answer")) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("end", ["wait", "exit"])
+def test_a_tracker_dropped_without_close_still_writes_its_entries(url: str, end: str) -> None:
+    # The exit hook only knows live trackers (weakly), and the writer thread only a weak reference: a freed
+    # tracker's buffer went with it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(DROPPED), url, end], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _stored(url) == 5
