@@ -758,25 +758,37 @@ class CostTracker:
         with self._start_lock:
             if self._flusher is not None:
                 return
-            ref = weakref.ref(self)
-            interval = self._flush_interval
-            closed = self._closed
-            wake = self._wake
+            closed = self._closed.is_set()
+            if not closed:
+                self._start_writer()
+        if closed:
+            # Closed (``close``, or the exit hook's ``stop_writer``), yet something records: a call in flight as
+            # ``configure`` replaced this tracker, a ``record`` after ``close``, an atexit hook that ran after
+            # llmcost's. No writer will come, so the entry is written now; kept for the exit hook if that fails.
+            _state.track_live(self)
+            self._flush_quietly()
 
-            def run() -> None:
-                while not closed.is_set():
-                    wake.wait(interval)
-                    wake.clear()
-                    tracker = ref()
-                    if tracker is None or closed.is_set():
-                        return  # stopped (``stop_writer``): whoever stopped it flushes
-                    tracker._flush_quietly()
-                    if not closed.is_set() and time.monotonic() >= tracker._stored_due:
-                        tracker.load_stored_budgets()  # not once stopped: the store may be closed, or exiting
-                    del tracker
+    def _start_writer(self) -> None:
+        """Start the background writer (the caller holds ``_start_lock``)."""
+        ref = weakref.ref(self)
+        interval = self._flush_interval
+        closed = self._closed
+        wake = self._wake
 
-            self._flusher = threading.Thread(target=run, name="llmcost-flush", daemon=True)
-            self._flusher.start()
+        def run() -> None:
+            while not closed.is_set():
+                wake.wait(interval)
+                wake.clear()
+                tracker = ref()
+                if tracker is None or closed.is_set():
+                    return  # stopped (``stop_writer``): whoever stopped it flushes
+                tracker._flush_quietly()
+                if not closed.is_set() and time.monotonic() >= tracker._stored_due:
+                    tracker.load_stored_budgets()  # not once stopped: the store may be closed, or exiting
+                del tracker
+
+        self._flusher = threading.Thread(target=run, name="llmcost-flush", daemon=True)
+        self._flusher.start()
 
     def _flush_quietly(self) -> None:
         try:
@@ -858,9 +870,11 @@ class CostTracker:
         either (it would open a connection nobody closes). The wait is the writer's current flush or budget read,
         which the store's ``retry_timeout`` bounds; the final flush would wait for that flush anyway.
         """
-        self._closed.set()
-        self._wake.set()
-        flusher = self._flusher
+        with self._start_lock:
+            self._closed.set()
+            self._wake.set()
+            # (No writer from now on: the next entry recorded finds none and is written at once, ``_start_flusher``.)
+            flusher, self._flusher = self._flusher, None
         if flusher is not None and flusher.is_alive() and flusher is not threading.current_thread():
             flusher.join()
 

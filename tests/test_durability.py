@@ -304,3 +304,52 @@ def test_a_tracker_dropped_without_close_still_writes_its_entries(url: str, end:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _stored(url) == 5
+
+
+#: Entries recorded into a tracker already closed (argv[2] says how); each must reach the store at argv[1].
+INTO_CLOSED = """
+import atexit, sys, threading, time
+import llmcost
+
+url, case = sys.argv[1], sys.argv[2]
+
+@llmcost.track_cost(resource="answer")
+def answer(wait=0.0):
+    time.sleep(wait)  # the provider's latency
+    return {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+
+if case == "configure":  # a call in flight as configure() closes the tracker it started with
+    llmcost.configure(url)
+    call = threading.Thread(target=answer, args=(1.0,))
+    call.start()
+    time.sleep(0.2)
+    llmcost.configure("memory://")
+    call.join()
+elif case == "record":  # record() after close()
+    tracker = llmcost.CostTracker(url)
+    tracker.close()
+    tracker.record(amount="0.10", category="compute", resource="answer")
+    time.sleep(0.5)
+    print("pending", tracker.pending(), flush=True)
+else:  # an atexit hook registered before llmcost's (atexit runs the last registered first)
+    atexit.register(lambda: tracker.record(amount="0.10", category="compute", resource="answer"))
+    tracker = llmcost.CostTracker(url)
+    tracker.record(amount="0.10", category="compute", resource="before")
+"""
+
+
+@pytest.mark.parametrize("case", ["configure", "record", "atexit"])
+def test_an_entry_recorded_into_a_closed_tracker_is_written(url: str, case: str) -> None:
+    # A closed tracker has no writer and is no longer flushed at exit: its entry stayed buffered, never written.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(INTO_CLOSED), url, case],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _stored(url) == 1
+    if case == "record":
+        assert "pending 0" in proc.stdout  # written by record() itself, not left for later
