@@ -345,9 +345,13 @@ def _end_at_exit() -> None:
 
 #: How long SIGTERM waits for the flush before the process ends anyway (``docker stop`` allows 10 s by default).
 SIGTERM_FLUSH_SECONDS = 8.0
-#: What SIGTERM did before llmcost's handler: chained to after the flush. ``None`` until installed.
-_previous_sigterm: Any = None
+#: What SIGTERM did before llmcost's handler, the latest first: the first is chained to after the flush. Installed
+#: again over a handler set since (``install_sigterm_handler``), llmcost's puts that one first; a handler that
+#: itself calls the one it replaced (llmcost's) reaches the next (``_sigterm_depth``). Empty until installed.
+_previous_sigterm: list[Any] = []
 _sigterm_installed = False
+#: How many of ``_previous_sigterm`` the handler is calling now (nested: a chained handler called llmcost's again).
+_sigterm_depth = 0
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -358,8 +362,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     is released instead (a flush the main thread was doing finishes first). That wait is bounded too: a flush still
     going after ``SIGTERM_FLUSH_SECONDS`` (a store that hangs) no longer holds the process up.
     """
-    global _deferred_sigterm, _sigterm_overdue
-    if _sigterm_overdue:  # the main thread still holds what a flush needs: none is tried
+    global _deferred_sigterm, _sigterm_overdue, _sigterm_depth
+    depth = _sigterm_depth
+    if depth:  # called again by a handler it chained to (which had replaced it): the flush was done
+        pass
+    elif _sigterm_overdue:  # the main thread still holds what a flush needs: none is tried
         _deferred_sigterm, _sigterm_overdue = None, False
     elif _main_holding:  # the interrupted main thread holds a lock the flush needs: handled when it lets go
         if _deferred_sigterm is None:
@@ -370,9 +377,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         flusher = threading.Thread(target=_flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True)
         flusher.start()
         flusher.join(SIGTERM_FLUSH_SECONDS)
-    previous = _previous_sigterm
+    previous = _previous_sigterm[depth] if depth < len(_previous_sigterm) else signal.SIG_DFL
     if callable(previous):
-        previous(signum, frame)
+        _sigterm_depth = depth + 1
+        try:
+            previous(signum, frame)
+        finally:
+            _sigterm_depth = depth
         return
     if previous == signal.SIG_IGN:
         return
@@ -396,30 +407,43 @@ def _end_if_still_deferred() -> None:
         signal.raise_signal(deferred[0])  # handled on the main thread, at its next bytecode
 
 
-def _install_sigterm_handler() -> None:
-    """Flush on SIGTERM, chaining to whatever handler was there. Only the main thread may set handlers: a tracker
-    made on another thread leaves it to the next one made on the main thread."""
-    global _previous_sigterm, _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+def install_sigterm_handler(*, at_import: bool = False) -> None:
+    """Flush on SIGTERM, chaining to whatever handler was there (installed again over a handler set since).
+
+    Only the main thread may set handlers, so ``_tracker`` calls this as it is imported (on the main thread, as
+    imports usually are), and ``track_live`` with each tracker made on the main thread: a process whose first
+    tracker is made on another thread is covered all the same. Not covered: a process that first imports llmcost
+    on another thread and only ever makes trackers there, and a handler set after the last tracker made on the main
+    thread that does not call the one it replaced (the exit hook still flushes if that handler ends the process with
+    ``sys.exit``).
+
+    ``at_import``: leave a handler set outside Python (an embedding program's) alone until a tracker is made.
+    """
+    global _sigterm_installed
+    if threading.current_thread() is not threading.main_thread():
         return
     try:
-        previous = signal.getsignal(signal.SIGTERM)
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm or (at_import and current is None):
+            return
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError, AttributeError):  # no signals here (embedded interpreters, some platforms)
         return
-    _previous_sigterm, _sigterm_installed = previous, True
+    _previous_sigterm.insert(0, current)
+    _sigterm_installed = True
 
 
 def _uninstall_sigterm_handler() -> None:
-    global _previous_sigterm, _sigterm_installed
+    global _sigterm_installed
     if not _sigterm_installed:
         return
     try:
         if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # someone else's handler since then stays
-            signal.signal(signal.SIGTERM, _previous_sigterm)
+            signal.signal(signal.SIGTERM, _previous_sigterm[0])  # (what llmcost's replaced last)
     except (ValueError, OSError):  # not the main thread: leave it; it flushes nothing once trackers are gone
         return
-    _previous_sigterm, _sigterm_installed = None, False
+    _previous_sigterm.clear()
+    _sigterm_installed = False
 
 
 def track_live(tracker: Flushable) -> None:
@@ -431,7 +455,7 @@ def track_live(tracker: Flushable) -> None:
         if not _exit_hook_registered:
             atexit.register(_end_at_exit)
             _exit_hook_registered = True
-        _install_sigterm_handler()
+        install_sigterm_handler()
     # A multiprocessing child (forkserver, spawn, or fork with llmcost imported after the fork: no fork hook of ours
     # ran there) ends with ``os._exit`` or after ``multiprocessing``'s own exit function, running no atexit hook in
     # the first case. (``multiprocessing`` is imported in such a child; its absence means a plain process.)

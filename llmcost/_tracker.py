@@ -1092,3 +1092,8 @@ class CostTracker:
 
     def __repr__(self) -> str:
         return f"CostTracker(store={self.store!r})"
+
+
+# SIGTERM's flush needs llmcost's handler, which only the main thread may set: set now if this import runs there, so
+# a process whose first tracker is made on a worker thread (a request handler's) is covered too.
+_state.install_sigterm_handler(at_import=True)

@@ -353,3 +353,69 @@ def test_an_entry_recorded_into_a_closed_tracker_is_written(url: str, case: str)
     assert _stored(url) == 1
     if case == "record":
         assert "pending 0" in proc.stdout  # written by record() itself, not left for later
+
+
+#: SIGTERM's handler, whatever thread makes the first tracker and whatever handler the program sets after importing
+#: llmcost (argv[2]); the default tracker is on the store at argv[1] (LLMCOST_STORE).
+SIGTERM_AFTER = """
+import os, signal, sys, threading, time
+import llmcost
+
+mode = sys.argv[2]
+if mode == "chaining-handler":  # a handler set after the import that calls the one it replaced (llmcost's)
+    replaced = signal.getsignal(signal.SIGTERM)
+
+    def own(signum, frame):
+        print("own handler", flush=True)
+        if callable(replaced):
+            replaced(signum, frame)
+        else:  # (the default: end as SIGTERM does)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, own)
+elif mode == "exiting-handler":  # one that ends the process itself, running no exit hook
+    signal.signal(signal.SIGTERM, lambda signum, frame: (print("own handler", flush=True), os._exit(3)))
+
+def request():
+    llmcost.get_tracker().record(amount="0.25", category="compute", resource="answer")
+
+for _ in range(3):
+    if mode == "thread":  # the first tracker is made on a worker thread (a request handler's), which may set none
+        worker = threading.Thread(target=request)
+        worker.start()
+        worker.join()
+    else:
+        request()
+assert llmcost.get_tracker().pending() == 3
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["thread", "chaining-handler", "exiting-handler"])
+def test_sigterm_flushes_whichever_thread_made_the_first_tracker(
+    url: str, mode: str, spawn: list[subprocess.Popen[str]]
+) -> None:
+    # Only the main thread may set a signal handler, and llmcost's was set with the first tracker made there: a
+    # tracker first made on a worker thread left SIGTERM to kill the process with the buffer unwritten.
+    env = {
+        **os.environ,
+        "LLMCOST_STORE": url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SIGTERM_AFTER), url, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    spawn.append(proc)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == (3 if mode == "exiting-handler" else -signal.SIGTERM), err
+    assert ("own handler" in out) == (mode != "thread")
+    assert _stored(url) == 3
