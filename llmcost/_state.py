@@ -163,7 +163,9 @@ units_by_dimensions: dict[frozenset[tuple[str, str]], str] = {}
 interned_tags: dict[tuple[tuple[str, str], ...], Any] = {}
 #: Entry ids: a per-process random tag and counter (reseeded in a forked child, so ids stay unique).
 entry_seq: itertools.count[int] = itertools.count()
-process_tag: int = random.getrandbits(24)
+# (From the OS's randomness, not ``random``'s global generator: a program that seeds that one before importing llmcost,
+# as ML and simulation jobs do, would give every process the same tag, and a store skips a second entry of one id.)
+process_tag: int = random.SystemRandom().getrandbits(24)
 
 # -- extraction (per-type facts; each bounded by ``_extract``) -----------------------------------------------------
 type_kinds: dict[type, int] = {}

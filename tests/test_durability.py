@@ -419,3 +419,30 @@ def test_sigterm_flushes_whichever_thread_made_the_first_tracker(
     assert proc.returncode == (3 if mode == "exiting-handler" else -signal.SIGTERM), err
     assert ("own handler" in out) == (mode != "thread")
     assert _stored(url) == 3
+
+
+#: A backfill shard (argv[2]) that seeds Python's global random generator before importing llmcost, then records
+#: three entries of one timestamp into the store at argv[1].
+SEEDED = """
+import random, sys
+random.seed(0)  # the job's reproducibility seed
+from datetime import datetime, timezone
+import llmcost
+
+day = datetime(2024, 5, 1, tzinfo=timezone.utc)
+with llmcost.CostTracker(sys.argv[1]) as tracker:
+    for _ in range(3):
+        tracker.record(amount="1.00", category="compute", resource="answer", timestamp=day)
+"""
+
+
+def test_processes_that_seed_random_before_importing_llmcost_make_different_ids(url: str) -> None:
+    # The per-process id tag came from random's global generator: two such processes made the same ids, and the
+    # store skipped the second's entries as already stored.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    for shard in ("a", "b"):
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(SEEDED), url, shard], capture_output=True, text=True, env=env
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _stored(url) == 6
