@@ -100,6 +100,20 @@ def _utc_now() -> datetime:
 system_clock = _utc_now
 
 
+def _in_utc(clock: Callable[[], datetime]) -> Callable[[], datetime]:
+    """``clock`` read as an aware UTC datetime (``to_utc``: a naive reading is taken as UTC, as timestamps are).
+
+    Everything reads a tracker's time through its ``clock``: entries' timestamps and ids, periods, budgets. A naive
+    reading broke each of them (a tracked call recorded nothing); an aware non-UTC one gave entries non-UTC
+    timestamps. Only a given clock pays for this: the default one (``system_clock``) is read as it is.
+    """
+
+    def utc_clock() -> datetime:
+        return to_utc(clock(), "clock()")
+
+    return utc_clock
+
+
 _NO_USAGE = Usage()  # frozen, so every entry recorded without tokens (an ``amount=``) can share it
 
 
@@ -209,8 +223,9 @@ class CostTracker:
     """Prices calls, records ``CostEntry`` objects into a store, and answers what was spent.
 
     ``store`` is a ``CostStore`` or a store URL (``None``: a new ``MemoryStore``); ``clock`` returns the current
-    time (an aware datetime) and defaults to UTC now; ``on_unknown_model`` is ``"warn"`` (record amount 0 with
-    ``pricing="unpriced"`` and log once), ``"raise"`` or ``"ignore"`` (as warn, without the log line).
+    time (a datetime, read in UTC: a naive one is taken as UTC) and defaults to UTC now; ``on_unknown_model`` is
+    ``"warn"`` (record amount 0 with ``pricing="unpriced"`` and log once), ``"raise"`` or ``"ignore"`` (as warn,
+    without the log line).
 
     Entries for durable stores are buffered and written in batches of ``batch_size`` or every ``flush_interval``
     seconds, and at exit; ``flush()`` writes what is buffered and is the acknowledgement point. A ``MemoryStore``
@@ -241,7 +256,7 @@ class CostTracker:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning a datetime, got {clock!r}")
         self.store: CostStore = MemoryStore() if store is None else open_store(store)
-        self.clock: Callable[[], datetime] = clock or _utc_now
+        self.clock: Callable[[], datetime] = _utc_now if clock is None else _in_utc(clock)
         self.on_unknown_model = on_unknown_model
         self._direct = not self.store.buffered
         self._batch_size = batch_size
