@@ -460,3 +460,12 @@ def test_a_given_clock_is_read_in_utc(tmp_path, kind, reading):
         assert tracker.clock() == when
         assert [(e.resource, e.timestamp) for e in tracker.entries()] == [("call", when), ("record", when)]
         assert tracker.total(period="daily") == entry.amount + tracker.entries(resource="call")[0].amount
+
+
+def test_a_latency_beyond_any_float_is_refused_with_value_error(tmp_path):
+    # latency_ms=10**400 raised OverflowError from record(), not the ValueError bad values raise.
+    with CostTracker(llmcost.DuckDBStore(str(tmp_path / "costs.duckdb"))) as tracker:
+        with pytest.raises(ValueError, match="latency_ms"):
+            tracker.record(amount="1", category="compute", latency_ms=10**400)
+        tracker.record(amount="1", category="compute", latency_ms=10**300)  # large, but a float
+        assert [e.latency_ms for e in tracker.entries()] == [1e300]
