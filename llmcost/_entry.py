@@ -185,7 +185,10 @@ def to_latency(value: object) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise TypeError(f"latency_ms must be a number or None, got {value!r}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond any float (a Decimal that large becomes inf): out of range, as inf is
+        result = math.inf
     if not math.isfinite(result) or result < 0:
         raise ValueError(f"latency_ms must be a finite, non-negative number, got {value!r}")
     return result

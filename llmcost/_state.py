@@ -164,7 +164,9 @@ units_by_dimensions: dict[frozenset[tuple[str, str]], str] = {}
 interned_tags: dict[tuple[tuple[str, str], ...], Any] = {}
 #: Entry ids: a per-process random tag and counter (reseeded in a forked child, so ids stay unique).
 entry_seq: itertools.count[int] = itertools.count()
-process_tag: int = random.getrandbits(24)
+# (From the OS's randomness, not ``random``'s global generator: a program that seeds that one before importing llmcost,
+# as ML and simulation jobs do, would give every process the same tag, and a store skips a second entry of one id.)
+process_tag: int = random.SystemRandom().getrandbits(24)
 
 # -- extraction (per-type facts; each bounded by ``_extract``) -----------------------------------------------------
 type_kinds: dict[type, int] = {}
@@ -184,10 +186,11 @@ type_may_stream: dict[type, bool] = {}
 provider_models: dict[str, Any] = {}
 
 # -- stores -------------------------------------------------------------------------------------------------------
-#: One ``RLock`` per durable store path (``stores/_durable``): POSIX file locks cannot tell two store objects of one
-#: process apart, so the objects of one path take turns here. Started afresh in a forked child, where a lock another
-#: thread held at fork time would never be released.
-path_locks: dict[str, threading.RLock] = {}
+#: One reentrant ``FlushLock`` per durable store path (``stores/_durable``): POSIX file locks cannot tell two store
+#: objects of one process apart, so the objects of one path take turns here. Started afresh in a forked child, where a
+#: lock another thread held at fork time would never be released. A ``FlushLock``, since SIGTERM's flush appends
+#: under it: a SIGTERM arriving while the main thread reads the store is handled when the read lets go.
+path_locks: dict[str, FlushLock] = {}
 _path_locks_guard = threading.Lock()
 
 # -- tokens -------------------------------------------------------------------------------------------------------
@@ -244,12 +247,12 @@ def _reseed_ids() -> None:
     process_tag = random.SystemRandom().getrandbits(24)
 
 
-def path_lock(path: str) -> threading.RLock:
-    """The process-wide lock of store path ``path``, made on first use."""
+def path_lock(path: str) -> FlushLock:
+    """The process-wide (reentrant) lock of store path ``path``, made on first use."""
     with _path_locks_guard:
         found = path_locks.get(path)
         if found is None:
-            found = path_locks[path] = threading.RLock()
+            found = path_locks[path] = FlushLock(reentrant=True)
         return found
 
 
@@ -351,9 +354,13 @@ def _end_at_exit() -> None:
 
 #: How long SIGTERM waits for the flush before the process ends anyway (``docker stop`` allows 10 s by default).
 SIGTERM_FLUSH_SECONDS = 8.0
-#: What SIGTERM did before llmcost's handler: chained to after the flush. ``None`` until installed.
-_previous_sigterm: Any = None
+#: What SIGTERM did before llmcost's handler, the latest first: the first is chained to after the flush. Installed
+#: again over a handler set since (``install_sigterm_handler``), llmcost's puts that one first; a handler that
+#: itself calls the one it replaced (llmcost's) reaches the next (``_sigterm_depth``). Empty until installed.
+_previous_sigterm: list[Any] = []
 _sigterm_installed = False
+#: How many of ``_previous_sigterm`` the handler is calling now (nested: a chained handler called llmcost's again).
+_sigterm_depth = 0
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -364,8 +371,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     is released instead (a flush the main thread was doing finishes first). That wait is bounded too: a flush still
     going after ``SIGTERM_FLUSH_SECONDS`` (a store that hangs) no longer holds the process up.
     """
-    global _deferred_sigterm, _sigterm_overdue
-    if _sigterm_overdue:  # the main thread still holds what a flush needs: none is tried
+    global _deferred_sigterm, _sigterm_overdue, _sigterm_depth
+    depth = _sigterm_depth
+    if depth:  # called again by a handler it chained to (which had replaced it): the flush was done
+        pass
+    elif _sigterm_overdue:  # the main thread still holds what a flush needs: none is tried
         _deferred_sigterm, _sigterm_overdue = None, False
     elif _main_holding:  # the interrupted main thread holds a lock the flush needs: handled when it lets go
         if _deferred_sigterm is None:
@@ -376,9 +386,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         flusher = threading.Thread(target=_flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True)
         flusher.start()
         flusher.join(SIGTERM_FLUSH_SECONDS)
-    previous = _previous_sigterm
+    previous = _previous_sigterm[depth] if depth < len(_previous_sigterm) else signal.SIG_DFL
     if callable(previous):
-        previous(signum, frame)
+        _sigterm_depth = depth + 1
+        try:
+            previous(signum, frame)
+        finally:
+            _sigterm_depth = depth
         return
     if previous == signal.SIG_IGN:
         return
@@ -402,46 +416,85 @@ def _end_if_still_deferred() -> None:
         signal.raise_signal(deferred[0])  # handled on the main thread, at its next bytecode
 
 
-def _install_sigterm_handler() -> None:
-    """Flush on SIGTERM, chaining to whatever handler was there. Only the main thread may set handlers: a tracker
-    made on another thread leaves it to the next one made on the main thread."""
-    global _previous_sigterm, _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+def install_sigterm_handler(*, at_import: bool = False) -> None:
+    """Flush on SIGTERM, chaining to whatever handler was there (installed again over a handler set since).
+
+    Only the main thread may set handlers, so ``_tracker`` calls this as it is imported (on the main thread, as
+    imports usually are), and ``track_live`` with each tracker made on the main thread: a process whose first
+    tracker is made on another thread is covered all the same. Not covered: a process that first imports llmcost
+    on another thread and only ever makes trackers there, and a handler set after the last tracker made on the main
+    thread that does not call the one it replaced (the exit hook still flushes if that handler ends the process with
+    ``sys.exit``).
+
+    ``at_import``: leave a handler set outside Python (an embedding program's) alone until a tracker is made.
+    """
+    global _sigterm_installed
+    if threading.current_thread() is not threading.main_thread():
         return
     try:
-        previous = signal.getsignal(signal.SIGTERM)
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm or (at_import and current is None):
+            return
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError, AttributeError):  # no signals here (embedded interpreters, some platforms)
         return
-    _previous_sigterm, _sigterm_installed = previous, True
+    _previous_sigterm.insert(0, current)
+    _sigterm_installed = True
 
 
 def _uninstall_sigterm_handler() -> None:
-    global _previous_sigterm, _sigterm_installed
+    global _sigterm_installed
     if not _sigterm_installed:
         return
     try:
         if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # someone else's handler since then stays
-            signal.signal(signal.SIGTERM, _previous_sigterm)
+            signal.signal(signal.SIGTERM, _previous_sigterm[0])  # (what llmcost's replaced last)
     except (ValueError, OSError):  # not the main thread: leave it; it flushes nothing once trackers are gone
         return
-    _previous_sigterm, _sigterm_installed = None, False
+    _previous_sigterm.clear()
+    _sigterm_installed = False
 
 
 def track_live(tracker: Flushable) -> None:
-    """Flush ``tracker`` at exit and on SIGTERM (the hooks are installed with the first such tracker)."""
+    """Flush ``tracker`` at exit and on SIGTERM (the hooks are installed with the first such tracker), and as a
+    ``multiprocessing`` child ends (``flush_at_child_exit``)."""
     global _exit_hook_registered
     with lock:
         live_trackers.add(tracker)
         if not _exit_hook_registered:
             atexit.register(_end_at_exit)
             _exit_hook_registered = True
-        _install_sigterm_handler()
+        install_sigterm_handler()
+    # A multiprocessing child (forkserver, spawn, or fork with llmcost imported after the fork: no fork hook of ours
+    # ran there) ends with ``os._exit`` or after ``multiprocessing``'s own exit function, running no atexit hook in
+    # the first case. (``multiprocessing`` is imported in such a child; its absence means a plain process.)
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and _child_flush_pid != os.getpid() and mp.parent_process() is not None:
+        flush_at_child_exit()
 
 
 def forget_live(tracker: Flushable) -> None:
     """Stop flushing ``tracker`` at exit (it was closed)."""
     live_trackers.discard(tracker)
+
+
+#: What trackers dropped without ``close()`` left to write (``_tracker._Left``), held until written: each is one of
+#: the ``live_trackers`` meanwhile, flushed at exit, on SIGTERM and as a ``multiprocessing`` child ends.
+orphans: set[Any] = set()
+
+
+def track_orphan(left: Flushable) -> None:
+    """Keep ``left`` (what a dropped tracker left) and flush it as a live tracker until ``forget_orphan``."""
+    with lock:
+        orphans.add(left)
+    track_live(left)
+
+
+def forget_orphan(left: Flushable) -> None:
+    """``left`` is written (or its process is a forked child, which leaves it to the parent)."""
+    with lock:
+        orphans.discard(left)
+    live_trackers.discard(left)
 
 
 def _restart_in_child() -> None:
@@ -463,6 +516,10 @@ def _restart_in_child() -> None:
         util.register_after_fork(_flush_all_at_exit, _flush_at_child_exit)
 
 
+#: The process whose ``multiprocessing`` exit flushes the live trackers (``flush_at_child_exit``), if any.
+_child_flush_pid = 0
+
+
 def register_fork_aware(holder: Any) -> None:
     """Have ``holder.forked()`` run in every forked child of this process (``fork_aware``)."""
     with lock:
@@ -482,10 +539,25 @@ def keep_until_exit(objects: Iterable[object]) -> None:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
-def _flush_at_child_exit(_: object) -> None:
+def flush_at_child_exit() -> None:
+    """Flush every live tracker as this ``multiprocessing`` child ends, once per process.
+
+    Such a child ends with ``os._exit`` (the fork and forkserver start methods) after running ``multiprocessing``'s
+    finalizers, not the ``atexit`` hooks; a ``Finalize`` with an exit priority is one of those finalizers (and it is
+    only ever run in the process that made it).
+    """
+    global _child_flush_pid
     import multiprocessing.util
 
+    with lock:
+        if _child_flush_pid == os.getpid():
+            return
+        _child_flush_pid = os.getpid()
     multiprocessing.util.Finalize(None, _flush_all_at_exit, exitpriority=100)
+
+
+def _flush_at_child_exit(_: object) -> None:
+    flush_at_child_exit()  # (``register_after_fork`` passes its key object)
 
 
 if hasattr(os, "register_at_fork"):
@@ -551,6 +623,7 @@ def reset() -> None:
         prices_generation += 1
         catalog_version = None
         live_trackers.clear()
+        orphans.clear()
         if _exit_hook_registered:
             atexit.unregister(_end_at_exit)
             _exit_hook_registered = False

@@ -100,6 +100,20 @@ def _utc_now() -> datetime:
 system_clock = _utc_now
 
 
+def _in_utc(clock: Callable[[], datetime]) -> Callable[[], datetime]:
+    """``clock`` read as an aware UTC datetime (``to_utc``: a naive reading is taken as UTC, as timestamps are).
+
+    Everything reads a tracker's time through its ``clock``: entries' timestamps and ids, periods, budgets. A naive
+    reading broke each of them (a tracked call recorded nothing); an aware non-UTC one gave entries non-UTC
+    timestamps. Only a given clock pays for this: the default one (``system_clock``) is read as it is.
+    """
+
+    def utc_clock() -> datetime:
+        return to_utc(clock(), "clock()")
+
+    return utc_clock
+
+
 _NO_USAGE = Usage()  # frozen, so every entry recorded without tokens (an ``amount=``) can share it
 
 
@@ -112,12 +126,106 @@ def _usage_of(inp: object, out: object, cache_read: object, cache_write: object,
     return Usage(inp, out, cache_read, cache_write, reasoning)  # type: ignore[arg-type]  # Usage checks them
 
 
+def _acknowledge_in(store: CostStore, batch: Sequence[CostEntry] | FieldColumns) -> None:
+    """Tell ``store``'s budget ledger that ``batch`` is written (its settled amounts give way to the rows)."""
+    try:
+        if isinstance(batch, FieldColumns):
+            store.acknowledge_columns(batch)
+        else:
+            store.acknowledge(batch)
+    except Exception as exc:  # noqa: BLE001 - the entries are written; budgets read the store again later
+        log_once(("acknowledge", type(exc)), "llmcost: could not update the budget ledger: %r", exc)
+
+
+def _written(store: CostStore, batch: FieldColumns) -> None:
+    """``batch`` was appended to ``store``: acknowledge it (by id, unless the store acknowledges in its own way)."""
+    if type(store).acknowledge is not CostStore.acknowledge:
+        _acknowledge_in(store, batch.entries())  # a store that acknowledges in its own way gets the entries
+    elif store.current_ledger() is not None:
+        _acknowledge_in(store, batch)  # by id: no ``CostEntry`` built (only when a ledger listens)
+
+
+class _Left:
+    """What a tracker dropped without ``close()`` still had buffered: its buffer and columns (the same lists, never
+    rebound), written to its store once the tracker is freed.
+
+    The tracker's ``weakref.finalize`` hands this over (``_dropped``). Its write runs on a thread of its own, since
+    a finalizer runs wherever the garbage collector happened to run, maybe holding a lock the write needs. Until
+    written it is one of ``_state``'s live trackers: the exit hook, SIGTERM and a ``multiprocessing`` child's exit
+    flush it (and stop its thread first) as they do a tracker's.
+    """
+
+    __slots__ = ("__weakref__", "_buffer", "_columns", "_lock", "_store", "_thread")
+
+    def __init__(self, store: CostStore, buffer: list[CostEntry], columns: list[FieldColumns]) -> None:
+        self._store = store
+        self._buffer = buffer
+        self._columns = columns
+        self._lock = _state.new_lock()
+        self._thread: threading.Thread | None = None
+
+    def pending(self) -> int:
+        return len(self._buffer) + sum(map(len, self._columns))
+
+    def start(self) -> None:
+        """Write what is left on a thread of its own (a failure is logged; the exit hook tries again)."""
+        _state.track_orphan(self)
+        self._thread = threading.Thread(target=self._write_quietly, name="llmcost-flush-dropped", daemon=True)
+        self._thread.start()
+
+    def _write_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - kept for the exit hook's try
+            log_once(("flush", type(exc), str(exc)), "llmcost: could not write entries yet (%s); will retry", exc)
+
+    def flush(self) -> None:
+        """Write what is left to the store (put back, and raised, if the store fails)."""
+        with self._lock:
+            columns, buffer = self._columns, self._buffer
+            parts = [*columns, FieldColumns.of(buffer)] if buffer else columns[:]
+            del buffer[:], columns[:]
+            if parts:
+                batch = FieldColumns.joined(parts)
+                try:
+                    with self._store.writing(batch):
+                        append_columns_or_set_aside(self._store, batch)
+                except BaseException:
+                    columns[:0] = [batch]
+                    raise
+                _written(self._store, batch)
+                self._store.flush()
+        _state.forget_orphan(self)
+
+    def stop_writer(self) -> None:
+        """Wait for the thread writing what is left, if it is still writing (the exit hook, as for a tracker)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join()
+
+    def close(self) -> None:
+        self.flush()
+
+    def forked(self) -> None:
+        """In a forked child: what is left is the parent's to write."""
+        del self._buffer[:], self._columns[:]
+        self._thread = None
+        _state.forget_orphan(self)
+
+
+def _dropped(left: _Left) -> None:
+    """The ``weakref.finalize`` of a tracker freed without ``close()``: have what it left written."""
+    if left.pending():
+        left.start()
+
+
 class CostTracker:
     """Prices calls, records ``CostEntry`` objects into a store, and answers what was spent.
 
     ``store`` is a ``CostStore`` or a store URL (``None``: a new ``MemoryStore``); ``clock`` returns the current
-    time (an aware datetime) and defaults to UTC now; ``on_unknown_model`` is ``"warn"`` (record amount 0 with
-    ``pricing="unpriced"`` and log once), ``"raise"`` or ``"ignore"`` (as warn, without the log line).
+    time (a datetime, read in UTC: a naive one is taken as UTC) and defaults to UTC now; ``on_unknown_model`` is
+    ``"warn"`` (record amount 0 with ``pricing="unpriced"`` and log once), ``"raise"`` or ``"ignore"`` (as warn,
+    without the log line).
 
     Entries for durable stores are buffered and written in batches of ``batch_size`` or every ``flush_interval``
     seconds, and at exit; ``flush()`` writes what is buffered and is the acknowledgement point. A ``MemoryStore``
@@ -148,7 +256,7 @@ class CostTracker:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning a datetime, got {clock!r}")
         self.store: CostStore = MemoryStore() if store is None else open_store(store)
-        self.clock: Callable[[], datetime] = clock or _utc_now
+        self.clock: Callable[[], datetime] = _utc_now if clock is None else _in_utc(clock)
         self.on_unknown_model = on_unknown_model
         self._direct = not self.store.buffered
         self._batch_size = batch_size
@@ -157,7 +265,7 @@ class CostTracker:
         # Older buffered entries, moved out of ``_buffer`` every ``_chunk`` appends as columns (``FieldColumns``,
         # oldest first; ``_columned`` counts their rows): entries kept as objects until the next write would live
         # long enough to reach the oldest GC generation, which every full collection walks again.
-        self._columns: list[FieldColumns] = []
+        self._columns: list[FieldColumns] = []  # never rebound either (``_Left`` holds both lists)
         self._columned = 0
         self._taken = 0  # entries ever taken off the front of ``_buffer`` (changed only under ``_move_lock``)
         self._chunk = min(_CHUNK, batch_size)
@@ -184,6 +292,10 @@ class CostTracker:
         self._recent = RecentCosts()
         if not self._direct or type(self.store).flush is not CostStore.flush:
             _state.track_live(self)  # what the tracker or the store buffers is written at exit
+        if not self._direct:
+            # Dropped without ``close()`` (a function's or a job's own tracker), it is freed with its buffer; what
+            # that holds is then written all the same. (Not at exit: the exit hook flushes the live trackers.)
+            weakref.finalize(self, _dropped, _Left(self.store, self._buffer, self._columns)).atexit = False
         if not self._direct:
             # Budgets saved in a durable store are read now, not on a tracked call (which must never wait on the
             # store); the background writer looks for new ones every STORED_BUDGETS_SECONDS.
@@ -661,25 +773,37 @@ class CostTracker:
         with self._start_lock:
             if self._flusher is not None:
                 return
-            ref = weakref.ref(self)
-            interval = self._flush_interval
-            closed = self._closed
-            wake = self._wake
+            closed = self._closed.is_set()
+            if not closed:
+                self._start_writer()
+        if closed:
+            # Closed (``close``, or the exit hook's ``stop_writer``), yet something records: a call in flight as
+            # ``configure`` replaced this tracker, a ``record`` after ``close``, an atexit hook that ran after
+            # llmcost's. No writer will come, so the entry is written now; kept for the exit hook if that fails.
+            _state.track_live(self)
+            self._flush_quietly()
 
-            def run() -> None:
-                while not closed.is_set():
-                    wake.wait(interval)
-                    wake.clear()
-                    tracker = ref()
-                    if tracker is None or closed.is_set():
-                        return  # stopped (``stop_writer``): whoever stopped it flushes
-                    tracker._flush_quietly()
-                    if not closed.is_set() and time.monotonic() >= tracker._stored_due:
-                        tracker.load_stored_budgets()  # not once stopped: the store may be closed, or exiting
-                    del tracker
+    def _start_writer(self) -> None:
+        """Start the background writer (the caller holds ``_start_lock``)."""
+        ref = weakref.ref(self)
+        interval = self._flush_interval
+        closed = self._closed
+        wake = self._wake
 
-            self._flusher = threading.Thread(target=run, name="llmcost-flush", daemon=True)
-            self._flusher.start()
+        def run() -> None:
+            while not closed.is_set():
+                wake.wait(interval)
+                wake.clear()
+                tracker = ref()
+                if tracker is None or closed.is_set():
+                    return  # stopped (``stop_writer``): whoever stopped it flushes
+                tracker._flush_quietly()
+                if not closed.is_set() and time.monotonic() >= tracker._stored_due:
+                    tracker.load_stored_budgets()  # not once stopped: the store may be closed, or exiting
+                del tracker
+
+        self._flusher = threading.Thread(target=run, name="llmcost-flush", daemon=True)
+        self._flusher.start()
 
     def _flush_quietly(self) -> None:
         try:
@@ -721,23 +845,13 @@ class CostTracker:
                     if isinstance(exc, Exception) and not isinstance(exc, StoreError):
                         raise StoreError(f"could not write {count} entries to {self.store!r}: {exc}") from exc
                     raise
-                store = self.store
-                if type(store).acknowledge is not CostStore.acknowledge:
-                    self._acknowledge(batch.entries())  # a store that acknowledges in its own way gets the entries
-                elif store.current_ledger() is not None:
-                    self._acknowledge(batch)  # by id: no ``CostEntry`` built (only when a ledger listens)
+                _written(self.store, batch)
             self.store.flush()
             self._last_flush = time.monotonic()
 
     def _acknowledge(self, batch: Sequence[CostEntry] | FieldColumns) -> None:
         """Tell the store's budget ledger that ``batch`` is written (its settled amounts give way to the rows)."""
-        try:
-            if isinstance(batch, FieldColumns):
-                self.store.acknowledge_columns(batch)
-            else:
-                self.store.acknowledge(batch)
-        except Exception as exc:  # noqa: BLE001 - the entries are written; budgets read the store again later
-            log_once(("acknowledge", type(exc)), "llmcost: could not update the budget ledger: %r", exc)
+        _acknowledge_in(self.store, batch)
 
     def forked(self) -> None:
         """Start afresh in a forked child (``_state`` calls this after ``fork``).
@@ -752,8 +866,7 @@ class CostTracker:
         self._closed = threading.Event()
         self._wake = threading.Event()
         self._flusher = None
-        del self._buffer[:]
-        self._columns = []
+        del self._buffer[:], self._columns[:]  # (in place: the lists are ``_Left``'s too)
         self._columned = 0
 
     def pending(self) -> int:
@@ -772,9 +885,11 @@ class CostTracker:
         either (it would open a connection nobody closes). The wait is the writer's current flush or budget read,
         which the store's ``retry_timeout`` bounds; the final flush would wait for that flush anyway.
         """
-        self._closed.set()
-        self._wake.set()
-        flusher = self._flusher
+        with self._start_lock:
+            self._closed.set()
+            self._wake.set()
+            # (No writer from now on: the next entry recorded finds none and is written at once, ``_start_flusher``.)
+            flusher, self._flusher = self._flusher, None
         if flusher is not None and flusher.is_alive() and flusher is not threading.current_thread():
             flusher.join()
 
@@ -995,3 +1110,8 @@ class CostTracker:
 
     def __repr__(self) -> str:
         return f"CostTracker(store={self.store!r})"
+
+
+# SIGTERM's flush needs llmcost's handler, which only the main thread may set: set now if this import runs there, so
+# a process whose first tracker is made on a worker thread (a request handler's) is covered too.
+_state.install_sigterm_handler(at_import=True)

@@ -270,3 +270,179 @@ def test_an_exit_while_the_lease_settler_is_in_duckdb_does_not_abort(tmp_path: P
     """The thread that settles idle leases is a daemon thread too: the exit hook stops it before the leases settle
     and the interpreter finalizes (else the process aborts as above), and the calls' entries are kept."""
     _exits_cleanly_keeping_five(EXIT_WHILE_SETTLING, f"duckdb://{tmp_path}/costs.duckdb")
+
+
+#: A job's own tracker, dropped without close(): what it buffered is written once it is freed (argv[2] "wait": the
+#: child waits for that write, then ends with os._exit, running no exit hook), or at exit ("exit": ends at once).
+DROPPED = """
+import gc, os, sys, time
+import llmcost
+
+def job(n):
+    tracker = llmcost.CostTracker(sys.argv[1], flush_interval=60)
+    for _ in range(n):
+        tracker.record(amount="0.10", category="compute", resource="answer")
+
+job(5)
+gc.collect()  # as the cyclic collector would, some time later
+if sys.argv[2] == "wait":
+    deadline = time.monotonic() + 60
+    with llmcost.open_store(sys.argv[1]) as store:
+        while len(store.entries(resource="answer")) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("end", ["wait", "exit"])
+def test_a_tracker_dropped_without_close_still_writes_its_entries(url: str, end: str) -> None:
+    # The exit hook only knows live trackers (weakly), and the writer thread only a weak reference: a freed
+    # tracker's buffer went with it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(DROPPED), url, end], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _stored(url) == 5
+
+
+#: Entries recorded into a tracker already closed (argv[2] says how); each must reach the store at argv[1].
+INTO_CLOSED = """
+import atexit, sys, threading, time
+import llmcost
+
+url, case = sys.argv[1], sys.argv[2]
+
+@llmcost.track_cost(resource="answer")
+def answer(wait=0.0):
+    time.sleep(wait)  # the provider's latency
+    return {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+
+if case == "configure":  # a call in flight as configure() closes the tracker it started with
+    llmcost.configure(url)
+    call = threading.Thread(target=answer, args=(1.0,))
+    call.start()
+    time.sleep(0.2)
+    llmcost.configure("memory://")
+    call.join()
+elif case == "record":  # record() after close()
+    tracker = llmcost.CostTracker(url)
+    tracker.close()
+    tracker.record(amount="0.10", category="compute", resource="answer")
+    time.sleep(0.5)
+    print("pending", tracker.pending(), flush=True)
+else:  # an atexit hook registered before llmcost's (atexit runs the last registered first)
+    atexit.register(lambda: tracker.record(amount="0.10", category="compute", resource="answer"))
+    tracker = llmcost.CostTracker(url)
+    tracker.record(amount="0.10", category="compute", resource="before")
+"""
+
+
+@pytest.mark.parametrize("case", ["configure", "record", "atexit"])
+def test_an_entry_recorded_into_a_closed_tracker_is_written(url: str, case: str) -> None:
+    # A closed tracker has no writer and is no longer flushed at exit: its entry stayed buffered, never written.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(INTO_CLOSED), url, case],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _stored(url) == 1
+    if case == "record":
+        assert "pending 0" in proc.stdout  # written by record() itself, not left for later
+
+
+#: SIGTERM's handler, whatever thread makes the first tracker and whatever handler the program sets after importing
+#: llmcost (argv[2]); the default tracker is on the store at argv[1] (LLMCOST_STORE).
+SIGTERM_AFTER = """
+import os, signal, sys, threading, time
+import llmcost
+
+mode = sys.argv[2]
+if mode == "chaining-handler":  # a handler set after the import that calls the one it replaced (llmcost's)
+    replaced = signal.getsignal(signal.SIGTERM)
+
+    def own(signum, frame):
+        print("own handler", flush=True)
+        if callable(replaced):
+            replaced(signum, frame)
+        else:  # (the default: end as SIGTERM does)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, own)
+elif mode == "exiting-handler":  # one that ends the process itself, running no exit hook
+    signal.signal(signal.SIGTERM, lambda signum, frame: (print("own handler", flush=True), os._exit(3)))
+
+def request():
+    llmcost.get_tracker().record(amount="0.25", category="compute", resource="answer")
+
+for _ in range(3):
+    if mode == "thread":  # the first tracker is made on a worker thread (a request handler's), which may set none
+        worker = threading.Thread(target=request)
+        worker.start()
+        worker.join()
+    else:
+        request()
+assert llmcost.get_tracker().pending() == 3
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["thread", "chaining-handler", "exiting-handler"])
+def test_sigterm_flushes_whichever_thread_made_the_first_tracker(
+    url: str, mode: str, spawn: list[subprocess.Popen[str]]
+) -> None:
+    # Only the main thread may set a signal handler, and llmcost's was set with the first tracker made there: a
+    # tracker first made on a worker thread left SIGTERM to kill the process with the buffer unwritten.
+    env = {
+        **os.environ,
+        "LLMCOST_STORE": url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SIGTERM_AFTER), url, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    spawn.append(proc)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == (3 if mode == "exiting-handler" else -signal.SIGTERM), err
+    assert ("own handler" in out) == (mode != "thread")
+    assert _stored(url) == 3
+
+
+#: A backfill shard (argv[2]) that seeds Python's global random generator before importing llmcost, then records
+#: three entries of one timestamp into the store at argv[1].
+SEEDED = """
+import random, sys
+random.seed(0)  # the job's reproducibility seed
+from datetime import datetime, timezone
+import llmcost
+
+day = datetime(2024, 5, 1, tzinfo=timezone.utc)
+with llmcost.CostTracker(sys.argv[1]) as tracker:
+    for _ in range(3):
+        tracker.record(amount="1.00", category="compute", resource="answer", timestamp=day)
+"""
+
+
+def test_processes_that_seed_random_before_importing_llmcost_make_different_ids(url: str) -> None:
+    # The per-process id tag came from random's global generator: two such processes made the same ids, and the
+    # store skipped the second's entries as already stored.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    for shard in ("a", "b"):
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(SEEDED), url, shard], capture_output=True, text=True, env=env
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _stored(url) == 6

@@ -47,6 +47,7 @@ def test_entry_tags_are_read_only():
         ({"tags": ["team"]}, TypeError, "tags"),
         ({"latency_ms": -1.0}, ValueError, "latency_ms"),
         ({"latency_ms": float("nan")}, ValueError, "latency_ms"),
+        ({"latency_ms": 10**400}, ValueError, "latency_ms"),  # (beyond a float: it raised OverflowError)
         ({"usage": {"input_tokens": 1}}, TypeError, "usage"),
         ({"resource": 5}, TypeError, "resource"),
     ],

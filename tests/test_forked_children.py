@@ -109,6 +109,41 @@ def test_a_multiprocessing_child_keeps_what_it_records_without_flushing(url: str
     assert _resources(url) == {"parent": 4, "child": 5}
 
 
+#: A pool whose workers import llmcost themselves (the parent never does) and record into the default tracker of
+#: LLMCOST_STORE without flushing; argv[1] is the start method.
+POOL = """
+import multiprocessing, sys
+
+def work(i):
+    import llmcost
+
+    llmcost.get_tracker().record(amount="0.01", resource="worker")
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+        pool.map(work, range(6))
+        pool.close()
+        pool.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn", "fork"])
+def test_the_workers_of_a_multiprocessing_pool_keep_what_they_record(url: str, method: str, tmp_path: Path) -> None:
+    # Forkserver workers (and fork workers of a parent that had not imported llmcost) end with os._exit, which runs
+    # no atexit hook and no fork hook of llmcost's; every entry they had buffered was lost.
+    script = tmp_path / "pool.py"  # (a file, not -c: spawn and forkserver workers import the main module)
+    script.write_text(textwrap.dedent(POOL))
+    proc = subprocess.run(
+        [sys.executable, str(script), method],
+        capture_output=True,
+        text=True,
+        env={**_env(), "LLMCOST_STORE": url},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _resources(url) == {"worker": 6}
+
+
 def test_a_forked_child_that_exits_normally_writes_its_entries_and_does_not_crash(url: str) -> None:
     # The child frees what it inherited as the interpreter ends; DuckDB connections freed there crashed it.
     proc = _run(
@@ -299,6 +334,32 @@ def test_sigterm_during_a_flush_on_the_main_thread_waits_for_it_then_writes_the_
     assert "flush returned" not in out  # the process ended at the end of the flush, as SIGTERM asked
     assert waited < 7, f"SIGTERM took {waited:.1f} s: its flush waited for the lock the main thread held"
     assert _resources(url) == {"parent": 1, "before": 5, "meanwhile": 4}
+
+
+def test_sigterm_while_the_main_thread_reads_the_store_waits_for_the_read_then_flushes(url: str) -> None:
+    # A service checking its spend reads the store on the main thread, holding the lock its connection (for DuckDB:
+    # its file) is used under. SIGTERM's handler ran inside that read, and its flush, appending under the same
+    # lock, waited out its 8 s for a thread that waited for it: every buffered entry was lost.
+    code, _, err, waited = _terminated_while_writing(
+        """
+        from llmcost.stores import open_store
+        tracker = CostTracker(open_store(sys.argv[1]), flush_interval=60)
+        tracker.record(amount="0.01", resource="before")
+        tracker.flush()
+        record(5, "buffered")
+        reads = tracker.store._durable.lock  # (what every read of the store holds, held here as a slow read would)
+        print("writing", flush=True)
+        while True:
+            with reads:
+                time.sleep(0.05)  # SIGTERM arrives here
+                tracker.store.total(resource="before")
+        """,
+        url,
+        settle=0.3,
+    )
+    assert code == -signal.SIGTERM, err
+    assert waited < 7, f"SIGTERM took {waited:.1f} s: its flush waited for the lock the main thread held"
+    assert _resources(url) == {"parent": 1, "before": 1, "buffered": 5}
 
 
 def test_sigterm_during_a_flush_that_hangs_still_ends_the_process_in_bounded_time(tmp_path: Path) -> None:

@@ -451,3 +451,35 @@ def test_the_writer_acknowledges_what_it_wrote_by_id_or_as_entries(by_id, monkey
         assert [e for e in store.rows if e.amount != Decimal("0.0025")] == recorded
         assert (cap.spent, cap.reserved) == (Decimal("1.255"), 0) == (store.total(), 0)
     tracker.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "duckdb"])
+@pytest.mark.parametrize(
+    "reading",
+    [datetime(2024, 3, 1, 2, 0), datetime(2024, 3, 1, 7, 0, tzinfo=timezone(timedelta(hours=5)))],
+    ids=["naive", "plus-5h"],
+)
+def test_a_given_clock_is_read_in_utc(tmp_path, kind, reading):
+    # A naive clock made every tracked call record nothing and record() raise; an aware non-UTC one gave entries
+    # non-UTC timestamps. Naive readings are UTC (as naive timestamps are), aware ones converted.
+    store = MemoryStore() if kind == "memory" else llmcost.DuckDBStore(str(tmp_path / "costs.duckdb"))
+    when = datetime(2024, 3, 1, 2, 0, tzinfo=UTC)
+    with CostTracker(store, clock=lambda: reading) as tracker:
+        call = llmcost.track_cost(tracker=tracker, resource="call")(
+            lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+        )
+        call()
+        entry = tracker.record(amount="1", category="compute", resource="record")
+        assert entry.timestamp == when and entry.timestamp.tzinfo is UTC
+        assert tracker.clock() == when
+        assert [(e.resource, e.timestamp) for e in tracker.entries()] == [("call", when), ("record", when)]
+        assert tracker.total(period="daily") == entry.amount + tracker.entries(resource="call")[0].amount
+
+
+def test_a_latency_beyond_any_float_is_refused_with_value_error(tmp_path):
+    # latency_ms=10**400 raised OverflowError from record(), not the ValueError bad values raise.
+    with CostTracker(llmcost.DuckDBStore(str(tmp_path / "costs.duckdb"))) as tracker:
+        with pytest.raises(ValueError, match="latency_ms"):
+            tracker.record(amount="1", category="compute", latency_ms=10**400)
+        tracker.record(amount="1", category="compute", latency_ms=10**300)  # large, but a float
+        assert [e.latency_ms for e in tracker.entries()] == [1e300]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -111,19 +110,21 @@ class Durable:
         )
         self.transient = transient
         self._per_path = per_path
-        self._lock_of = (os.getpid(), threading.RLock())
+        # (A ``FlushLock``: SIGTERM's flush appends under it, so a signal arriving while the main thread holds it
+        # waits for its release, as for the per-path locks of ``_state.path_lock``.)
+        self._lock_of = (os.getpid(), _state.FlushLock(reentrant=True))
         self._cons: dict[bool, Any] = {}  # by "is the write connection"; both are this process's (``_pid``)
         self._pid = 0
         _state.register_fork_aware(self)
 
     @property
-    def lock(self) -> threading.RLock:
-        """The lock on the connection (and, per path, on the file), in this process."""
+    def lock(self) -> _state.FlushLock:
+        """The (reentrant) lock on the connection (and, per path, on the file), in this process."""
         if self._per_path:
             return _state.path_lock(self.where)
         pid, lock = self._lock_of
         if pid != os.getpid():
-            self._lock_of = (os.getpid(), lock := threading.RLock())
+            self._lock_of = (os.getpid(), lock := _state.FlushLock(reentrant=True))
         return lock
 
     def connection(self, *, write: bool = False) -> Any:
