@@ -419,9 +419,10 @@ def _end_if_still_deferred() -> None:
 def install_sigterm_handler(*, at_import: bool = False) -> None:
     """Flush on SIGTERM, chaining to whatever handler was there (installed again over a handler set since).
 
-    Only the main thread may set handlers, so ``_tracker`` calls this as it is imported (on the main thread, as
-    imports usually are), and ``track_live`` with each tracker made on the main thread: a process whose first
-    tracker is made on another thread is covered all the same. Not covered: a process that first imports llmcost
+    Only the main thread may set handlers, so ``track_live`` calls this with each tracker made on the main thread,
+    and ``_tracker`` as it is imported (on the main thread, as imports usually are) when ``LLMCOST_STORE`` names the
+    default tracker's store: a process whose default tracker is first made on another thread is covered all the
+    same. Not covered: a process that first imports llmcost
     on another thread and only ever makes trackers there, and a handler set after the last tracker made on the main
     thread that does not call the one it replaced (the exit hook still flushes if that handler ends the process with
     ``sys.exit``).

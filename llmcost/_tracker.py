@@ -8,6 +8,7 @@ elsewhere (pricing in ``_prices``, the recent-calls statistic in ``_estimate``, 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -1112,6 +1113,9 @@ class CostTracker:
         return f"CostTracker(store={self.store!r})"
 
 
-# SIGTERM's flush needs llmcost's handler, which only the main thread may set: set now if this import runs there, so
-# a process whose first tracker is made on a worker thread (a request handler's) is covered too.
-_state.install_sigterm_handler(at_import=True)
+# SIGTERM's flush needs llmcost's handler, which only the main thread may set. A process whose default tracker is on
+# a store named by LLMCOST_STORE (made by whichever thread records first: often a request handler's) gets it now, if
+# this import runs there. Without it, importing llmcost leaves SIGTERM as it was (a Python handler delays the signal
+# while the main thread is in a long C call) until a durable tracker is made on the main thread.
+if os.environ.get("LLMCOST_STORE"):
+    _state.install_sigterm_handler(at_import=True)

@@ -421,6 +421,20 @@ def test_sigterm_flushes_whichever_thread_made_the_first_tracker(
     assert _stored(url) == 3
 
 
+@pytest.mark.parametrize("store", [None, "memory://"])
+def test_importing_llmcost_sets_a_sigterm_handler_only_for_a_store_named_by_the_environment(store: str | None) -> None:
+    # A Python-level handler delays SIGTERM while the main thread is in a long C call: a program that names no store
+    # keeps SIGTERM as it was until it makes a durable tracker; one whose default tracker is on LLMCOST_STORE gets the
+    # handler at import (its first tracker may be made on a worker thread, which may set none).
+    env = {k: v for k, v in os.environ.items() if k != "LLMCOST_STORE"}
+    if store is not None:
+        env["LLMCOST_STORE"] = store
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    code = "import signal, llmcost; h = signal.getsignal(signal.SIGTERM); print(h is signal.SIG_DFL or h.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert out.stdout.strip() == ("True" if store is None else "llmcost._state")
+
+
 #: A backfill shard (argv[2]) that seeds Python's global random generator before importing llmcost, then records
 #: three entries of one timestamp into the store at argv[1].
 SEEDED = """
