@@ -67,7 +67,7 @@ _VIEW_KEYS = frozenset(
         "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens", "image_tokens",
         "inputTokens", "input_tokens", "input_tokens_details", "model", "object", "output_tokens",
         "output_tokens_details", "prompt_tokens", "prompt_tokens_details", "reasoning_tokens", "server_tool_use",
-        "service_tier", "speed", "thinking_tokens", "usage", "web_search_requests",
+        "service_tier", "speed", "thinking_tokens", "total_tokens", "usage", "web_search_requests",
     }
 )  # fmt: skip
 # Per-type facts, found once per type (the caches live in _state; each is bounded here, since classes made at run
@@ -580,6 +580,8 @@ def _chat_usage(usage: Any) -> Usage:
         value = oget("reasoning_tokens")
         if value:
             reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
+            if reasoning and _reasoning_apart(get("total_tokens"), inp, out, reasoning):
+                out = min(out + reasoning, MAX_COUNT)
         value = oget("audio_tokens")
         if value:
             _add_count(units, "output_audio_tokens", value)
@@ -594,6 +596,14 @@ def _chat_usage(usage: Any) -> Usage:
     if cache_read + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
         return trusted_usage(inp, out, cache_read, cache_write, reasoning)
     return _usage(inp, out, cache_read, cache_write, reasoning)
+
+
+def _reasoning_apart(total: Any, inp: int, out: int, reasoning: int) -> bool:
+    """Whether a chat usage's reasoning tokens are counted apart from its ``completion_tokens`` (xAI's: ``total_tokens``
+    is prompt + completion + reasoning, and genai-prices' x-ai reader adds them to the output), not as a part of it
+    (OpenAI's, DeepSeek's: the total is prompt + completion). Told by the total; without one that says either,
+    reasoning beyond the completion cannot be a part of it."""
+    return total == inp + out + reasoning or (reasoning > out and total != inp + out)
 
 
 def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
@@ -709,6 +719,7 @@ def _chat_reader(
     has_reasoning = "reasoning_tokens" in out_fields
     out_units = tuple(k for k in ("audio_tokens", "image_tokens") if k in out_fields)
     has_tools, has_tier = "server_tool_use" in fields, "service_tier" in fields
+    has_total = "total_tokens" in fields
 
     def read(result: Any) -> Extracted | None:
         # ``return general(result)`` inside the try: should the general reader raise one of the errors caught here,
@@ -757,6 +768,8 @@ def _chat_reader(
                     if value:
                         if type(value) is not int or not 0 < value <= MAX_COUNT:
                             return general(result)
+                        if has_total and u["total_tokens"] == inp + out + value:
+                            return general(result)  # reasoning counted apart from the completion (xAI)
                         reasoning = value
                 for key in out_units:
                     if d[key]:

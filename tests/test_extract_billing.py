@@ -17,6 +17,7 @@ import httpx2
 import openai
 import pytest
 
+import llmcost
 from llmcost import CostTracker, Usage, _decorator, track_cost
 from llmcost._extract import extract_usage
 
@@ -222,6 +223,43 @@ def test_openai_audio_tokens_are_priced_at_audio_rates(tracker):
     # 400*2.5 + 600*32 + 100*10 + 400*64 = 46,800e-6
     tracker.record(model=found.model, usage=found.usage)
     assert tracker.entries()[0].amount == Decimal("0.0468")
+
+
+# grok-4: $3 input, $15 output (catalog, https://docs.x.ai/docs/models). xAI counts reasoning apart from
+# completion_tokens: "The reasoning token count is outputted in the reasoning_tokens field, separated from the
+# completion_tokens" (total_tokens = prompt + completion + reasoning), and bills it as output.
+@pytest.mark.parametrize(
+    ("completion", "reasoning", "amount"),
+    [
+        (50, 2000, Decimal("0.03375")),  # 1000*3 + (50 + 2000)*15 = 33,750e-6 (reasoning past the completion)
+        (3000, 500, Decimal("0.0555")),  # 1000*3 + (3000 + 500)*15 = 55,500e-6 (the compiled reader's plain case)
+    ],
+)
+def test_xai_reasoning_outside_completion_tokens_is_billed_as_output(tracker, completion, reasoning, amount):
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": completion,
+        "total_tokens": 1000 + completion + reasoning,
+        "prompt_tokens_details": {"text_tokens": 1000, "audio_tokens": 0, "image_tokens": 0, "cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
+    }
+    client = openai.OpenAI(api_key="k", base_url="https://api.x.ai/v1", http_client=transport(_chat("grok-4", usage)))
+    llmcost.instrument(client, tracker=tracker)
+    client.chat.completions.create(model="grok-4", messages=[{"role": "user", "content": "x"}])
+    track_cost(tracker=tracker, provider="x-ai")(lambda: _chat("grok-4", usage))()  # the JSON body, read as a dict
+    for entry in tracker.entries():
+        assert (entry.provider, entry.amount) == ("x-ai", amount)
+        assert entry.usage == Usage(1000, completion + reasoning, reasoning_tokens=reasoning)
+
+
+def test_openai_reasoning_inside_completion_tokens_is_not_added_again(tracker):
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 3000,
+        "total_tokens": 4000,  # prompt + completion: the reasoning is a part of the completion
+        "completion_tokens_details": {"reasoning_tokens": 500},
+    }
+    assert _tracked_chat(tracker, "o3", usage).usage == Usage(1000, 3000, reasoning_tokens=500)
 
 
 def _genai_prices_total(model, provider, **counts):
