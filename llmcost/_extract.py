@@ -30,6 +30,7 @@ from ._usage import (
     Units,
     Usage,
     fit_parts,
+    requests_sum,
     trusted_units,
     trusted_usage,
     unit_registry,
@@ -1626,11 +1627,13 @@ class StreamAccumulator:
     or partial counts on chunks. Separate responses (a new response id, or a whole response object) are summed.
 
     The events of one response are one request: their counts are merged here, never added with ``Usage.__add__``,
-    so a single stream's usage says no ``requests`` (one, as pricing takes it). Separate responses are added with
-    ``+``, which counts each as a request (``units["requests"]``), so a per-request fee is charged once for each.
+    so a single stream's usage says no ``requests`` (one, as pricing takes it). Separate responses are summed as
+    separate requests (``requests_sum``): the sum counts each (``units["requests"]``), and pricing prices each on
+    its own, so a per-request fee is charged once for each and a long-context tier applies to a request past it,
+    never to two requests whose sum is.
     """
 
-    __slots__ = ("_id", "_model", "_open", "_provider", "_seen", "_tier", "_total", "_units", "counts")
+    __slots__ = ("_closed", "_id", "_model", "_open", "_provider", "_seen", "_tier", "_units", "counts")
 
     def __init__(self) -> None:
         self._model: str | None = None
@@ -1640,7 +1643,7 @@ class StreamAccumulator:
         self.counts = [0, 0, 0, 0, 0]  # input, output, cache read, cache write, reasoning of the open response
         self._units: dict[str, int] = {}
         self._open = False  # usage seen for the open response
-        self._total: Usage | None = None  # closed responses, summed
+        self._closed: list[Usage] = []  # the usage of each closed response
         self._seen = False
 
     def add(self, chunk: object) -> None:
@@ -1652,8 +1655,7 @@ class StreamAccumulator:
 
     def _close(self) -> None:
         if self._open:
-            usage = self._current()
-            self._total = usage if self._total is None else self._total + usage
+            self._closed.append(self._current())
         self.counts = [0, 0, 0, 0, 0]
         self._units = {}
         self._open = False
@@ -1724,8 +1726,8 @@ class StreamAccumulator:
         """What the stream (or the responses) cost in tokens, or ``None`` if no usage was seen."""
         if not self._seen:
             return None
-        usage = self._current() if self._open else None
-        if self._total is not None:
-            usage = self._total if usage is None else self._total + usage
-        assert usage is not None
+        if self._closed:
+            usage = requests_sum([*self._closed, self._current()] if self._open else self._closed)
+        else:
+            usage = self._current()
         return Extracted(self._model, self._provider, usage, None, self._tier)

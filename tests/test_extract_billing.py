@@ -18,7 +18,7 @@ import openai
 import pytest
 
 import llmcost
-from llmcost import CostTracker, Usage, _decorator, track_cost
+from llmcost import CostTracker, Usage, _decorator, cost_of, track_cost
 from llmcost._extract import extract_usage
 
 AT = datetime(2025, 9, 1, tzinfo=timezone.utc)
@@ -528,6 +528,29 @@ def test_a_generator_of_responses_without_a_request_fee_costs_what_it_did(tracke
     (entry,) = tracker.entries()
     assert entry.amount == Decimal("5")  # gpt-4o $2.50/M input, twice: no fee to count
     assert entry.usage.units == {"requests": 2}
+
+
+def _sonnet_message(i):
+    usage = {"input_tokens": 150_000, "output_tokens": 1000, "cache_creation_input_tokens": 0}
+    return anthropic.types.Message.model_validate({**CLAUDE_MESSAGE, "id": f"msg_{i}", "usage": usage})
+
+
+@pytest.mark.parametrize("tier", [None, "batch"])
+def test_separate_responses_of_a_generator_are_each_priced_in_their_own_long_context_tier(tracker, tier):
+    # Two requests of 150K input tokens each: neither past Claude Sonnet 4.5's 200K long-context threshold, which
+    # applies "when a request's input exceeds 200K" (https://docs.claude.com/en/docs/about-claude/pricing); their
+    # sum is past it, and was priced so ($1.845 for $0.93).
+    @track_cost(tracker=tracker, model="claude-sonnet-4-5", service_tier=tier)
+    def agent():
+        yield _sonnet_message(1)
+        yield _sonnet_message(2)
+
+    list(agent())
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(300_000, 2000, units={"requests": 2})
+    one = cost_of("claude-sonnet-4-5", Usage(150_000, 1000), service_tier=tier)
+    assert one == (Decimal("0.465") if tier is None else Decimal("0.2325"))  # 150000*3 + 1000*15, batch at half
+    assert entry.amount == 2 * one
 
 
 def test_track_cost_service_tier_applies_when_the_response_does_not_say(tracker):
