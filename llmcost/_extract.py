@@ -1617,14 +1617,19 @@ def _is_complete(chunk: Any) -> bool:
     return type(chunk).__name__ == "AIMessage"
 
 
+#: LangChain's message chunks, whose usage within one run is additive (``StreamAccumulator``).
+_LANGCHAIN_CHUNKS = frozenset({("langchain_core", "AIMessageChunk")})
+
+
 class StreamAccumulator:
     """Fed every chunk or event of a stream (or every item a generator yields) in order; adds up usage the way
     each provider reports it.
 
-    Within one response the latest report of each count wins, nothing is added up: OpenAI sends usage once, in
-    the last chunk (with ``stream_options={"include_usage": True}``); Anthropic sends input, cache and TTL counts
-    in ``message_start`` and *cumulative* counts in each ``message_delta``; Google and LangChain send cumulative
-    or partial counts on chunks. Separate responses (a new response id, or a whole response object) are summed.
+    Within one response the latest report of each count wins: OpenAI sends usage once, in the last chunk (with
+    ``stream_options={"include_usage": True}``); Anthropic sends input, cache and TTL counts in ``message_start``
+    and *cumulative* counts in each ``message_delta``; Google sends cumulative counts on chunks. LangChain's
+    ``AIMessageChunk`` counts alone are added up, as LangChain adds chunks: each carries a part of the run's usage.
+    Separate responses (a new response id, or a whole response object) are summed.
 
     The events of one response are one request: their counts are merged here, never added with ``Usage.__add__``,
     so a single stream's usage says no ``requests`` (one, as pricing takes it). Separate responses are summed as
@@ -1712,6 +1717,18 @@ class StreamAccumulator:
         self._tier = found.service_tier or self._tier
         if found.model and not self._model:
             self._model = found.model
+        if _type_is_one_of(chunk, _LANGCHAIN_CHUNKS):
+            # LangChain's chunks of one run carry parts of its usage, added up (``AIMessageChunk.__add__`` adds
+            # their ``usage_metadata``; langchain-google-genai reports each chunk's difference from the last).
+            counts[0] += u.input_tokens
+            counts[1] += u.output_tokens
+            counts[2] += u.cache_read_tokens
+            counts[3] += u.cache_write_tokens
+            counts[4] += u.reasoning_tokens
+            if u.units is not NO_UNITS:
+                for key, value in u.units.items():
+                    self._units[key] = self._units.get(key, 0) + value
+            return
         counts[0] = max(counts[0], u.input_tokens)
         counts[1] = max(counts[1], u.output_tokens)
         counts[2] = max(counts[2], u.cache_read_tokens)

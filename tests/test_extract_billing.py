@@ -761,6 +761,34 @@ def test_langchain_chunk_stream_keeps_the_model_name(tracker):
     assert (entry.model, entry.amount) == ("claude-sonnet-4-20250514", Decimal("0.0045"))  # 1000*3 + 100*15
 
 
+def test_langchain_chunks_of_one_run_add_up_their_usage(tracker):
+    from langchain_core.messages import AIMessageChunk
+
+    # What ChatGoogleGenerativeAI.stream() yields for a Gemini stream whose cumulative usage goes (1000 in, 10 out),
+    # (1000, 30), (1000, 60): each chunk's difference from the last, which LangChain adds (AIMessageChunk.__add__).
+    parts = [(1000, 10), (0, 20), (0, 30)]
+    chunks = [
+        AIMessageChunk(
+            content="x",
+            id="lc_run--1",
+            usage_metadata={"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out},
+            response_metadata={"model_name": "gemini-2.5-flash"} if i == 2 else {},
+        )
+        for i, (inp, out) in enumerate(parts)
+    ]
+
+    @track_cost(tracker=tracker)
+    def stream():
+        yield from chunks
+
+    list(stream())
+    (entry,) = tracker.entries()
+    total = chunks[0] + chunks[1] + chunks[2]
+    assert total.usage_metadata["output_tokens"] == 60  # LangChain's own sum
+    assert entry.usage == Usage(1000, 60)
+    assert entry.amount == Decimal("0.00045")  # gemini-2.5-flash: 1000*0.30 + 60*2.50 (catalog, per million)
+
+
 # -- LiteLLM, Bedrock, Cohere (exact JSON shapes) ---------------------------------------------------------------------
 # LiteLLM is not in the dev extra (a large install); this is ModelResponse.model_dump(exclude_none=True) for an
 # Anthropic call as litellm 1.110 builds it (AnthropicConfig.calculate_usage), with _hidden_params beside it.
