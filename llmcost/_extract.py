@@ -1471,6 +1471,12 @@ def _general(result: Any) -> Extracted | None:
         return _extract(message)
     usage_obj = _get(result, "usage")
     if usage_obj is None:
+        # mistralai's stream events (``CompletionEvent``) carry the chunk, and its usage, in ``data``.
+        data = _get(result, "data")
+        if data is not None and not isinstance(data, (str, bytes, list, tuple)):
+            found = _extract(data)
+            if found is not None:
+                return found
         # Cohere v1 chat: meta.billed_units; Bedrock ConverseStream: the metadata event's usage.
         for key in ("meta", "metadata"):
             inner = _get(result, key)
@@ -1575,9 +1581,9 @@ def _model_of(chunk: Any) -> str | None:
     model = _str(_get(chunk, "model"))
     if model:
         return model
-    for key in ("message", "response"):  # Anthropic message_start; OpenAI Responses events
+    for key in ("message", "response", "data"):  # Anthropic message_start; OpenAI Responses events; mistralai's
         inner = _get(chunk, key)
-        if inner is not None and not isinstance(inner, (str, bytes)):
+        if inner is not None and not isinstance(inner, (str, bytes, list, tuple)):
             model = _str(_get(inner, "model"))
             if model:
                 return model
@@ -1595,9 +1601,9 @@ def _response_id(chunk: Any) -> str | None:
     found = _str(_get(chunk, "id")) or _str(_get(chunk, "response_id")) or _str(_get(chunk, "responseId"))
     if found:
         return found
-    for key in ("message", "response"):
+    for key in ("message", "response", "data"):
         inner = _get(chunk, key)
-        if inner is not None and not isinstance(inner, (str, bytes)):
+        if inner is not None and not isinstance(inner, (str, bytes, list, tuple)):
             found = _str(_get(inner, "id"))
             if found:
                 return found

@@ -789,6 +789,43 @@ def test_langchain_chunks_of_one_run_add_up_their_usage(tracker):
     assert entry.amount == Decimal("0.00045")  # gemini-2.5-flash: 1000*0.30 + 60*2.50 (catalog, per million)
 
 
+def _mistral_events(how):
+    """What mistralai's ``client.chat.stream()`` yields: ``CompletionEvent(data=CompletionChunk(...))``, the usage on
+    the last one's chunk (as SDK objects, when mistralai is installed, or as their JSON)."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200}
+    events = [
+        {
+            "data": {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "mistral-large-latest",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None if text else "stop"}],
+                **({} if text else {"usage": usage}),
+            }
+        }
+        for text in ("Bon", "jour", "")
+    ]
+    if how == "dict":
+        return events
+    models = pytest.importorskip("mistralai.client.models")
+    return [models.CompletionEvent.model_validate(event) for event in events]
+
+
+@pytest.mark.parametrize("how", ["dict", "sdk"])
+def test_mistral_stream_events_are_read_through_their_data(tracker, how):
+    events = _mistral_events(how)
+
+    @track_cost(tracker=tracker)
+    def stream():
+        yield from events
+
+    list(stream())
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.usage) == ("mistral-large-latest", Usage(1000, 200))
+    assert entry.amount == Decimal("0.0032")  # mistral-large-latest: 1000*2 + 200*6 (catalog, per million)
+
+
 # -- LiteLLM, Bedrock, Cohere (exact JSON shapes) ---------------------------------------------------------------------
 # LiteLLM is not in the dev extra (a large install); this is ModelResponse.model_dump(exclude_none=True) for an
 # Anthropic call as litellm 1.110 builds it (AnthropicConfig.calculate_usage), with _hidden_params beside it.
