@@ -64,11 +64,11 @@ _PYDANTIC_KINDS = (_PYDANTIC, _PYDANTIC_ODD)
 _VIEW_KEYS = frozenset(
     {
         "audio_tokens", "billed_units", "cache_creation", "cache_creation_input_tokens", "cache_creation_token_details",
-        "cache_creation_tokens", "cache_read_input_tokens", "cache_write_tokens", "cached_tokens", "completion_tokens",
-        "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens", "image_tokens",
-        "inputTokens", "input_tokens", "input_tokens_details", "model", "object", "output_tokens",
-        "output_tokens_details", "prompt_tokens", "prompt_tokens_details", "reasoning_tokens", "server_tool_use",
-        "service_tier", "speed", "thinking_tokens", "total_tokens", "usage", "web_search_requests",
+        "cache_creation_tokens", "cache_read_input_tokens", "cache_write_tokens", "cached_tokens", "citation_tokens",
+        "completion_tokens", "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens",
+        "image_tokens", "inputTokens", "input_tokens", "input_tokens_details", "model", "num_search_queries", "object",
+        "output_tokens", "output_tokens_details", "prompt_tokens", "prompt_tokens_details", "reasoning_tokens",
+        "server_tool_use", "service_tier", "speed", "thinking_tokens", "total_tokens", "usage", "web_search_requests",
     }
 )  # fmt: skip
 # Per-type facts, found once per type (the caches live in _state; each is bounded here, since classes made at run
@@ -592,6 +592,11 @@ def _chat_usage(usage: Any) -> Usage:
     tools = get("server_tool_use")
     if tools:
         _add_count(units, "web_searches", _view(tools).get("web_search_requests"))
+    apart, cited, searches = get("reasoning_tokens"), get("citation_tokens"), get("num_search_queries")
+    if apart or cited or searches:
+        out, reasoning = _counts_beside_completion(
+            get("total_tokens"), inp, out, reasoning, apart, cited, searches, units
+        )
     if units:
         return _usage(inp, out, cache_read, cache_write, reasoning, units)
     if cache_read + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
@@ -605,6 +610,29 @@ def _reasoning_apart(total: Any, inp: int, out: int, reasoning: int) -> bool:
     (OpenAI's, DeepSeek's: the total is prompt + completion). Told by the total; without one that says either,
     reasoning beyond the completion cannot be a part of it."""
     return total == inp + out + reasoning or (reasoning > out and total != inp + out)
+
+
+def _counts_beside_completion(
+    total: Any, inp: int, out: int, reasoning: int, apart: Any, cited: Any, searches: Any, units: dict[str, int]
+) -> tuple[int, int]:
+    """The output and reasoning of a chat usage with counts beside ``completion_tokens``: Perplexity's
+    ``citation_tokens`` (the output's citation part, in ``units``, billed as output as genai-prices' perplexity
+    reader bills it) and a top-level ``reasoning_tokens``. That one is outside the completion for Perplexity and
+    xAI's older shape (genai-prices adds it to the output) but inside it for Databricks and Modal (genai-prices
+    does not): told apart by ``total_tokens``, as the completion details' reasoning is (``_reasoning_apart``), and
+    without a total by Perplexity's other counts. ``num_search_queries`` are Perplexity's ``web_searches``."""
+    cited, searches = _int(cited), _int(searches)
+    if cited:
+        out = min(out + cited, MAX_COUNT)
+        units["output_citation_tokens"] = units.get("output_citation_tokens", 0) + cited
+    if searches:
+        units["web_searches"] = units.get("web_searches", 0) + searches
+    apart = _int(apart)
+    if apart and not reasoning:  # (a reasoning count in the completion's details is the one read)
+        reasoning = apart
+        if _reasoning_apart(total, inp, out, apart) or (total is None and (cited or searches)):
+            out = min(out + apart, MAX_COUNT)
+    return out, reasoning
 
 
 def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
@@ -721,6 +749,8 @@ def _chat_reader(
     out_units = tuple(k for k in ("audio_tokens", "image_tokens") if k in out_fields)
     has_tools, has_tier = "server_tool_use" in fields, "service_tier" in fields
     has_total = "total_tokens" in fields
+    if any(k in fields for k in ("reasoning_tokens", "citation_tokens", "num_search_queries")):
+        return None  # counts beside the completion (Perplexity's): the general reader
 
     def read(result: Any) -> Extracted | None:
         # ``return general(result)`` inside the try: should the general reader raise one of the errors caught here,

@@ -475,6 +475,51 @@ def _sonar(i):
     )
 
 
+@pytest.mark.parametrize("as_sdk", [False, True], ids=["dict", "sdk"])
+def test_perplexity_reasoning_citations_and_searches_are_billed(tracker, as_sdk):
+    # sonar-deep-research reports these beside completion_tokens (total = prompt + completion + citations +
+    # reasoning), as genai-prices' perplexity reader reads them.
+    usage = {
+        "prompt_tokens": 20,
+        "completion_tokens": 3000,
+        "total_tokens": 63_020,
+        "citation_tokens": 10_000,
+        "num_search_queries": 20,
+        "reasoning_tokens": 50_000,
+        "search_context_size": "low",
+    }
+    body = _chat("sonar-deep-research", usage)
+    response = openai.types.chat.ChatCompletion.model_validate(body) if as_sdk else body
+    track_cost(tracker=tracker, provider="perplexity")(lambda: response)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(
+        20, 63_000, reasoning_tokens=50_000, units={"output_citation_tokens": 10_000, "web_searches": 20}
+    )
+    # sonar-deep-research: $2/M input, $8/M output, $3/M reasoning, $2/M citations, $5 per 1,000 searches
+    # (https://docs.perplexity.ai/getting-started/pricing): 20*2e-6 + 3000*8e-6 + 50000*3e-6 + 10000*2e-6 + 20*5e-3
+    assert entry.amount == Decimal("0.29404")
+    counts = {"output_reasoning_tokens": 50_000, "output_citation_tokens": 10_000, "web_searches": 20}
+    reference = _genai_prices_total(
+        "sonar-deep-research", "perplexity", input_tokens=20, output_tokens=63_000, **counts
+    )
+    assert reference == entry.amount
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        # Perplexity's shape without a total: its reasoning is outside the completion (genai-prices' reader)
+        ({"prompt_tokens": 20, "completion_tokens": 3000, "reasoning_tokens": 500, "num_search_queries": 1},
+         Usage(20, 3500, reasoning_tokens=500, units={"web_searches": 1})),
+        # Databricks' and Modal's top-level reasoning is a part of the completion, as the total says
+        ({"prompt_tokens": 20, "completion_tokens": 3000, "total_tokens": 3020, "reasoning_tokens": 500},
+         Usage(20, 3000, reasoning_tokens=500)),
+    ],
+)  # fmt: skip
+def test_a_top_level_reasoning_count_is_outside_the_completion_only_where_the_usage_says_so(usage, expected):
+    assert extract_usage(_chat("m", usage)).usage == expected
+
+
 def test_a_generator_of_two_perplexity_responses_records_the_request_fee_of_each(tracker):
     @track_cost(tracker=tracker, provider="perplexity")
     def agent():
