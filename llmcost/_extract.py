@@ -67,8 +67,9 @@ _VIEW_KEYS = frozenset(
         "cache_creation_tokens", "cache_read_input_tokens", "cache_write_tokens", "cached_tokens", "citation_tokens",
         "completion_tokens", "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens",
         "image_tokens", "inputTokens", "input_tokens", "input_tokens_details", "model", "num_search_queries", "object",
-        "output_tokens", "output_tokens_details", "prompt_tokens", "prompt_tokens_details", "reasoning_tokens",
-        "server_tool_use", "service_tier", "speed", "thinking_tokens", "total_tokens", "usage", "web_search_requests",
+        "output", "output_tokens", "output_tokens_details", "prompt_tokens", "prompt_tokens_details",
+        "reasoning_tokens", "server_tool_use", "service_tier", "speed", "thinking_tokens", "tools", "total_tokens",
+        "usage", "web_search_requests",
     }
 )  # fmt: skip
 # Per-type facts, found once per type (the caches live in _state; each is bounded here, since classes made at run
@@ -907,6 +908,7 @@ def _usage_reader(
     has_speed = "speed" in fields  # Anthropic's fast mode
     has_object = declared is None or "object" in declared
     has_response_tier = declared is None or "service_tier" in declared
+    has_tools = declared is None or "tools" in declared  # (OpenAI Responses: the hosted tools it may call)
     # Anthropic's usage classes declare its cache counts: read them Anthropic's way even when both are missing, as
     # ``_openai_usage`` does once it sees Anthropic's web searches, TTL split or thinking.
     anthropic = has_creation or has_read
@@ -1011,6 +1013,13 @@ def _usage_reader(
                         reasoning = value
                 if cache_read + cache_write > inp or reasoning > out:
                     return general(result)  # counts to clamp
+                if (
+                    has_tools
+                    and view.get("tools")
+                    and view.get("object") == "response"
+                    and _hosted_tool_calls(view.get("output"))
+                ):
+                    return general(result)  # hosted tool calls: units
                 usage = trusted_usage(inp, out, cache_read, cache_write, reasoning)
             model = view.get("model")  # the rest as ``_from_usage``
             if type(model) is not str or not model:
@@ -1534,8 +1543,11 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
         provider = _provider_of(result, usage_obj)
     category = None
     usage_get = usage_obj.get if type(usage_obj) is dict else _view(usage_obj).get
-    if get("object") == "list" and usage_get("completion_tokens") is None:
+    kind = get("object")
+    if kind == "list" and usage_get("completion_tokens") is None:
         category = CostCategory.LLM_EMBEDDING
+    elif kind == "response" and get("tools"):  # OpenAI Responses that may have called hosted tools
+        usage = _with_hosted_tool_calls(usage, get("output"))
     if provider is None and model is not None and "/" in model and _get(result, "_hidden_params") is not None:
         provider = model.split("/", 1)[0]
     tier = get("service_tier")
@@ -1547,6 +1559,42 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
     if speed is not None:
         tier = _speed(speed) or tier
     return _extracted((model, provider, usage, category, tier))
+
+
+def _hosted_tool_calls(output: Any) -> dict[str, int]:
+    """The calls of OpenAI's hosted tools among a Responses ``output``'s items, each billed per call: a
+    ``web_search_call`` whose action is a search ("Search actions incur a tool call cost"; opening a page or
+    finding in it do not), counted as ``web_searches``, and a ``file_search_call``, as ``storage_searches``."""
+    calls: dict[str, int] = {}
+    if not output or isinstance(output, (str, bytes)):
+        return calls
+    for item in output:
+        kind = _get(item, "type")
+        if kind == "web_search_call":
+            action = _get(item, "action")
+            if action is None or _get(action, "type") in (None, "search"):
+                calls["web_searches"] = calls.get("web_searches", 0) + 1
+        elif kind == "file_search_call":
+            calls["storage_searches"] = calls.get("storage_searches", 0) + 1
+    return calls
+
+
+def _with_hosted_tool_calls(usage: Usage, output: Any) -> Usage:
+    """``usage`` of a Responses response with its hosted tools' calls (``_hosted_tool_calls``) among its units."""
+    calls = _hosted_tool_calls(output)
+    if not calls:
+        return usage
+    units = dict(usage.units)
+    for key, count in calls.items():
+        units[key] = units.get(key, 0) + count
+    return _usage(
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        units,
+    )
 
 
 _STREAM_TYPES = frozenset(

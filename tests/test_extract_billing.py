@@ -391,6 +391,53 @@ def test_openai_responses_stream_keeps_the_model_of_response_completed(tracker):
     assert (entry.model, entry.amount, entry.service_tier) == ("o3-2025-04-16", O3_FLEX, "flex")
 
 
+SEARCHED = {
+    **RESPONSE,
+    "model": "gpt-4.1-2025-04-14",
+    "service_tier": "default",
+    "tools": [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}],
+    "output": [
+        {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "a"}},
+        {"type": "web_search_call", "id": "ws_2", "status": "completed", "action": {"type": "search", "query": "b"}},
+        {"type": "web_search_call", "id": "ws_3", "status": "completed", "action": {"type": "open_page", "url": "u"}},
+        {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["c"], "results": None},
+        {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": "Hello", "annotations": []}]},
+    ],
+    "usage": {"input_tokens": 2000, "output_tokens": 100, "total_tokens": 2100,
+              "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+              "output_tokens_details": {"reasoning_tokens": 0}},
+}  # fmt: skip
+# gpt-4.1: $2 input, $8 output; web search $10 and file search $2.50 per 1,000 calls ("Search actions incur a tool
+# call cost": opening a page does not; https://platform.openai.com/docs/pricing#built-in-tools):
+# 2000*2e-6 + 100*8e-6 + 2*0.01 + 0.0025 = 0.0273
+SEARCHED_AMOUNT = Decimal("0.0273")
+
+
+@pytest.mark.parametrize("how", ["client", "dict", "stream"])
+def test_openai_responses_hosted_tool_calls_are_billed_per_call(tracker, how):
+    if how == "stream":  # the calls of response.completed's response
+        created = {"type": "response.created", "sequence_number": 0, "response": {**SEARCHED, "usage": None}}
+        completed = {"type": "response.completed", "sequence_number": 1, "response": SEARCHED}
+        body = sse([("response.created", created), ("response.completed", completed)])
+        client = openai.OpenAI(api_key="k", http_client=transport(body, "text/event-stream"))
+        list(track_cost(tracker=tracker)(lambda: client.responses.create(model="gpt-4.1", input="x", stream=True))())
+    elif how == "client":
+        client = openai.OpenAI(api_key="k", http_client=transport(SEARCHED))
+        track_cost(tracker=tracker)(lambda: client.responses.create(model="gpt-4.1", input="x"))()
+    else:
+        track_cost(tracker=tracker)(lambda: SEARCHED)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(2000, 100, units={"web_searches": 2, "storage_searches": 1})
+    assert entry.amount == SEARCHED_AMOUNT
+
+
+def test_openai_responses_without_hosted_tools_reads_no_calls():
+    plain = openai.types.responses.Response.model_validate({**SEARCHED, "tools": [{"type": "function", "name": "f",
+        "parameters": {}, "strict": True}], "output": SEARCHED["output"][-1:]})  # fmt: skip
+    assert extract_usage(plain).usage == Usage(2000, 100)
+
+
 def _chat_chunks(model, usage=None):
     chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": model}
     events = [{**chunk, "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}]
