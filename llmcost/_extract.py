@@ -433,6 +433,9 @@ _GEMINI_DETAILS = (
     ("cache_tokens_details", "cacheTokensDetails", "cache_{}_read_tokens"),
     ("candidates_tokens_details", "candidatesTokensDetails", "output_{}_tokens"),
     ("response_tokens_details", "responseTokensDetails", "output_{}_tokens"),  # (the Live API's name)
+    # The tool-use prompt's modalities: a part of the input (its count is added to the prompt's), as genai-prices
+    # reads them (its input_*_tool_tokens, priced by no model, are billed as these).
+    ("tool_use_prompt_tokens_details", "toolUsePromptTokensDetails", "input_{}_tokens"),
 )
 
 

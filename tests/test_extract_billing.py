@@ -688,6 +688,21 @@ def test_gemini_audio_input_and_thoughts():
     assert entry.usage.units == {"input_audio_tokens": 1000}
 
 
+def test_gemini_tool_use_prompt_modalities_are_billed_at_their_rates():
+    meta = {
+        "promptTokenCount": 1000,
+        "candidatesTokenCount": 100,
+        "toolUsePromptTokenCount": 20_000,  # the input of tool use (audio here), outside the prompt's count
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1000}],
+        "toolUsePromptTokensDetails": [{"modality": "AUDIO", "tokenCount": 20_000}],
+    }
+    response, entry = _tracked_gemini(meta)
+    # gemini-2.5-flash: text $0.30, audio $1.00 input, $2.50 output: 1000*0.3 + 20000*1.0 + 100*2.5 = 20,550e-6
+    assert entry.usage == Usage(21_000, 100, units={"input_audio_tokens": 20_000})
+    assert entry.amount == Decimal("0.02055")
+    assert extract_usage(response.model_dump(mode="json", by_alias=True)).usage == entry.usage  # the JSON alike
+
+
 def test_gemini_image_output_and_cached_audio():
     from google.genai import types
 
