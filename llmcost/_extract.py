@@ -30,6 +30,7 @@ from ._usage import (
     Units,
     Usage,
     fit_parts,
+    requests_of,
     requests_sum,
     trusted_units,
     trusted_usage,
@@ -323,6 +324,7 @@ def _openai_usage(usage: Any) -> Usage | None:
         # its web searches must be billed.
         or get("server_tool_use") is not None
         or get("cache_creation") is not None
+        or get("iterations") is not None
     ):
         return _anthropic_usage(get, inp, cache_read, cache_creation)
     if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
@@ -384,8 +386,33 @@ def _anthropic_usage(get: Callable[[str], Any], inp: Any, cache_read: Any, cache
     if type(out) is not int or not 0 <= out <= MAX_COUNT:
         out = _int(out)
     if not units and thinking <= out:  # nothing for _usage to clamp (the input includes both cache parts)
-        return trusted_usage(inp + cr + cw, out, cr, cw, thinking)
-    return _usage(inp + cr + cw, out, cr, cw, thinking, units)
+        usage = trusted_usage(inp + cr + cw, out, cr, cw, thinking)
+    else:
+        usage = _usage(inp + cr + cw, out, cr, cw, thinking, units)
+    iterations = get("iterations")
+    if iterations:
+        compactions = _compactions(iterations)
+        if compactions:
+            return requests_sum([usage, *compactions])
+    return usage
+
+
+def _compactions(iterations: Any) -> list[Usage]:
+    """The usage of each ``compaction`` among an Anthropic usage's ``iterations`` (beta server-side compaction): the
+    request that summarised the context, whose "tokens are not included in the top-level usage fields" and are
+    billed as a request of the message's model of their own."""
+    found: list[Usage] = []
+    if isinstance(iterations, (str, bytes)):
+        return found
+    for item in iterations:
+        if _get(item, "type") == "compaction":
+            get = _view(item).get
+            found.append(
+                _anthropic_usage(
+                    get, get("input_tokens"), get("cache_read_input_tokens"), get("cache_creation_input_tokens")
+                )
+            )
+    return found
 
 
 def _converse_usage(usage: Any) -> Usage:
@@ -909,6 +936,7 @@ def _usage_reader(
     has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
     has_speed = "speed" in fields  # Anthropic's fast mode
+    has_iterations = "iterations" in fields  # Anthropic's beta usage: compactions, billed apart
     has_object = declared is None or "object" in declared
     has_response_tier = declared is None or "service_tier" in declared
     has_tools = declared is None or "tools" in declared  # (OpenAI Responses: the hosted tools it may call)
@@ -935,6 +963,8 @@ def _usage_reader(
             cache_read = u["cache_read_input_tokens"] if has_read else None
             reasoning = 0
             if anthropic:  # Anthropic (``_anthropic_usage``), even with its cache counts missing
+                if has_iterations and u["iterations"] and _has_compaction(u["iterations"]):
+                    return general(result)  # compactions, billed as requests of their own
                 if creation is None:
                     creation = 0
                 if cache_read is None:
@@ -1055,7 +1085,7 @@ def _usage_reader(
     ):
         split_cls, tools_cls = unit_parts[0][1], unit_parts[1][1]
         return _message_reader(
-            usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, has_speed, provider, read
+            usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, has_speed, has_iterations, provider, read
         )
     return read
 
@@ -1068,6 +1098,7 @@ def _message_reader(
     has_thinking: bool,
     has_tier: bool,
     has_speed: bool,
+    has_iterations: bool,
     provider: str,
     read: Callable[[Any], Extracted | None],
 ) -> Callable[[Any], Extracted | None]:
@@ -1087,6 +1118,8 @@ def _message_reader(
             if type(usage_obj) is not usage_cls or usage_obj.__pydantic_extra__:
                 return read(result)
             u = usage_obj.__dict__
+            if has_iterations and u["iterations"] and _has_compaction(u["iterations"]):
+                return read(result)  # compactions, billed as requests of their own
             inp, out = u["input_tokens"], u["output_tokens"]
             creation, cache_read = u["cache_creation_input_tokens"], u["cache_read_input_tokens"]
             if creation is None:
@@ -1161,6 +1194,11 @@ def _message_reader(
             return read(result)
 
     return read_message
+
+
+def _has_compaction(iterations: Any) -> bool:
+    """Whether an Anthropic usage's ``iterations`` hold a ``compaction`` (``_compactions``)."""
+    return bool(iterations) and any(_get(item, "type") == "compaction" for item in iterations)
 
 
 def _optional_class(fields: Mapping[str, Any], name: str) -> Any:
@@ -1725,7 +1763,7 @@ class StreamAccumulator:
     never to two requests whose sum is.
     """
 
-    __slots__ = ("_closed", "_id", "_model", "_open", "_provider", "_seen", "_tier", "_units", "counts")
+    __slots__ = ("_apart", "_closed", "_id", "_model", "_open", "_provider", "_seen", "_tier", "_units", "counts")
 
     def __init__(self) -> None:
         self._model: str | None = None
@@ -1734,6 +1772,7 @@ class StreamAccumulator:
         self._id: str | None = None
         self.counts = [0, 0, 0, 0, 0]  # input, output, cache read, cache write, reasoning of the open response
         self._units: dict[str, int] = {}
+        self._apart: list[Usage] = []  # the open response's requests billed apart (Anthropic's compactions)
         self._open = False  # usage seen for the open response
         self._closed: list[Usage] = []  # the usage of each closed response
         self._seen = False
@@ -1750,11 +1789,13 @@ class StreamAccumulator:
             self._closed.append(self._current())
         self.counts = [0, 0, 0, 0, 0]
         self._units = {}
+        self._apart = []
         self._open = False
 
     def _current(self) -> Usage:
         inp, out, cache_read, cache_write, reasoning = self.counts
-        return _usage(inp, out, cache_read, cache_write, reasoning, self._units)
+        usage = _usage(inp, out, cache_read, cache_write, reasoning, self._units)
+        return requests_sum([usage, *self._apart]) if self._apart else usage
 
     def _add(self, chunk: Any) -> None:
         if isinstance(chunk, (str, bytes)) or chunk is None:
@@ -1794,12 +1835,18 @@ class StreamAccumulator:
                     if searches > self._units.get("web_searches", 0):
                         self._units["web_searches"] = searches
                 self._tier = _speed(_get(usage, "speed")) or self._tier  # (message_start's usage says it today)
+                iterations = _get(usage, "iterations")
+                if iterations:  # (all of the message's, the latest report wins)
+                    self._apart = _compactions(iterations)
             return
         found = _extract(chunk)
         if found is None:
             return
         self._seen = self._open = True
         u = found.usage
+        requests = requests_of(u) if u.units is not NO_UNITS else None
+        if requests is not None:  # a message and its compactions: the message's counts merged, the rest apart
+            u, self._apart = requests[0], list(requests[1:])
         self._provider = found.provider or self._provider
         self._tier = found.service_tier or self._tier
         if found.model and not self._model:

@@ -166,6 +166,59 @@ def test_anthropic_stream_takes_ttl_split_and_tier_from_message_start_and_counts
     assert (entry.amount, entry.service_tier) == (Decimal("0.0486"), "batch")  # as the batch case above
 
 
+COMPACTED = {
+    **CLAUDE_MESSAGE,
+    "model": "claude-sonnet-4-5-20250929",
+    "content": [{"type": "compaction", "content": "Summary of the conversation"}, {"type": "text", "text": "hi"}],
+    "usage": {
+        "input_tokens": 23_000,
+        "output_tokens": 1000,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "iterations": [
+            {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3500,
+             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 4000},
+            {"type": "message", "input_tokens": 23_000, "output_tokens": 1000,
+             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        ],
+    },
+}  # fmt: skip
+# A compaction's "tokens are not included in the top-level usage fields" (the SDK's BetaUsage.iterations): a
+# request of the message's model of its own. claude-sonnet-4-5: $3 input, $0.30 cache reads, $15 output below 200K
+# input a request: the message 23000*3 + 1000*15 = 84,000e-6; the compaction 180000*3 + 4000*0.3 + 3500*15 =
+# 593,700e-6 (its 184,000 input tokens below 200K, though the two requests' 207,000 are past it).
+COMPACTED_AMOUNT = Decimal("0.6777")
+
+
+@pytest.mark.parametrize("how", ["client", "dict", "stream"])
+def test_anthropic_compaction_is_billed_as_a_request_of_its_own(tracker, how):
+    model = "claude-sonnet-4-6"  # (asked for; the response names the model that answered, which is priced)
+    if how == "stream":
+        start = {**COMPACTED, "content": [], "usage": {"input_tokens": 23_000, "output_tokens": 1}}
+        delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": COMPACTED["usage"]}
+        body = sse([("message_start", {"type": "message_start", "message": start}), ("message_delta", delta),
+                    ("message_stop", {"type": "message_stop"})])  # fmt: skip
+        client = anthropic.Anthropic(api_key="k", http_client=transport(body, "text/event-stream"))
+        ask = track_cost(tracker=tracker)(
+            lambda: client.beta.messages.create(model=model, max_tokens=9, messages=[], stream=True)
+        )
+        list(ask())
+    elif how == "client":
+        client = anthropic.Anthropic(api_key="k", http_client=transport(COMPACTED))
+        track_cost(tracker=tracker)(lambda: client.beta.messages.create(model=model, max_tokens=9, messages=[]))()
+    else:
+        track_cost(tracker=tracker)(lambda: COMPACTED)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(207_000, 4500, 4000, units={"requests": 2})
+    assert entry.amount == COMPACTED_AMOUNT
+
+
+def test_anthropic_iterations_without_a_compaction_are_the_top_level_usage():
+    message = {**COMPACTED, "usage": {**COMPACTED["usage"], "iterations": COMPACTED["usage"]["iterations"][1:]}}
+    beta = anthropic.types.beta.BetaMessage.model_validate(message)
+    assert extract_usage(beta).usage == extract_usage(message).usage == Usage(23_000, 1000)
+
+
 # -- OpenAI ---------------------------------------------------------------------------------------------------------
 def _chat(model, usage, **extra):
     return {
