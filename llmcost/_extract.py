@@ -30,6 +30,8 @@ from ._usage import (
     Units,
     Usage,
     fit_parts,
+    requests_of,
+    requests_sum,
     trusted_units,
     trusted_usage,
     unit_registry,
@@ -63,11 +65,12 @@ _PYDANTIC_KINDS = (_PYDANTIC, _PYDANTIC_ODD)
 _VIEW_KEYS = frozenset(
     {
         "audio_tokens", "billed_units", "cache_creation", "cache_creation_input_tokens", "cache_creation_token_details",
-        "cache_creation_tokens", "cache_read_input_tokens", "cache_write_tokens", "cached_tokens", "completion_tokens",
-        "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens", "image_tokens",
-        "inputTokens", "input_tokens", "input_tokens_details", "model", "object", "output_tokens",
-        "output_tokens_details", "prompt_tokens", "prompt_tokens_details", "reasoning_tokens", "server_tool_use",
-        "service_tier", "speed", "thinking_tokens", "usage", "web_search_requests",
+        "cache_creation_tokens", "cache_read_input_tokens", "cache_write_tokens", "cached_tokens", "citation_tokens",
+        "completion_tokens", "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens",
+        "image_tokens", "inputTokens", "input_tokens", "input_tokens_details", "model", "num_search_queries", "object",
+        "output", "output_tokens", "output_tokens_details", "prompt_tokens", "prompt_tokens_details",
+        "reasoning_tokens", "server_tool_use", "service_tier", "speed", "thinking_tokens", "tools", "total_tokens",
+        "usage", "web_search_requests",
     }
 )  # fmt: skip
 # Per-type facts, found once per type (the caches live in _state; each is bounded here, since classes made at run
@@ -321,6 +324,7 @@ def _openai_usage(usage: Any) -> Usage | None:
         # its web searches must be billed.
         or get("server_tool_use") is not None
         or get("cache_creation") is not None
+        or get("iterations") is not None
     ):
         return _anthropic_usage(get, inp, cache_read, cache_creation)
     if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
@@ -382,8 +386,33 @@ def _anthropic_usage(get: Callable[[str], Any], inp: Any, cache_read: Any, cache
     if type(out) is not int or not 0 <= out <= MAX_COUNT:
         out = _int(out)
     if not units and thinking <= out:  # nothing for _usage to clamp (the input includes both cache parts)
-        return trusted_usage(inp + cr + cw, out, cr, cw, thinking)
-    return _usage(inp + cr + cw, out, cr, cw, thinking, units)
+        usage = trusted_usage(inp + cr + cw, out, cr, cw, thinking)
+    else:
+        usage = _usage(inp + cr + cw, out, cr, cw, thinking, units)
+    iterations = get("iterations")
+    if iterations:
+        compactions = _compactions(iterations)
+        if compactions:
+            return requests_sum([usage, *compactions])
+    return usage
+
+
+def _compactions(iterations: Any) -> list[Usage]:
+    """The usage of each ``compaction`` among an Anthropic usage's ``iterations`` (beta server-side compaction): the
+    request that summarised the context, whose "tokens are not included in the top-level usage fields" and are
+    billed as a request of the message's model of their own."""
+    found: list[Usage] = []
+    if isinstance(iterations, (str, bytes)):
+        return found
+    for item in iterations:
+        if _get(item, "type") == "compaction":
+            get = _view(item).get
+            found.append(
+                _anthropic_usage(
+                    get, get("input_tokens"), get("cache_read_input_tokens"), get("cache_creation_input_tokens")
+                )
+            )
+    return found
 
 
 def _converse_usage(usage: Any) -> Usage:
@@ -431,6 +460,9 @@ _GEMINI_DETAILS = (
     ("cache_tokens_details", "cacheTokensDetails", "cache_{}_read_tokens"),
     ("candidates_tokens_details", "candidatesTokensDetails", "output_{}_tokens"),
     ("response_tokens_details", "responseTokensDetails", "output_{}_tokens"),  # (the Live API's name)
+    # The tool-use prompt's modalities: a part of the input (its count is added to the prompt's), as genai-prices
+    # reads them (its input_*_tool_tokens, priced by no model, are billed as these).
+    ("tool_use_prompt_tokens_details", "toolUsePromptTokensDetails", "input_{}_tokens"),
 )
 
 
@@ -580,6 +612,8 @@ def _chat_usage(usage: Any) -> Usage:
         value = oget("reasoning_tokens")
         if value:
             reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
+            if reasoning and _reasoning_apart(get("total_tokens"), inp, out, reasoning):
+                out = min(out + reasoning, MAX_COUNT)
         value = oget("audio_tokens")
         if value:
             _add_count(units, "output_audio_tokens", value)
@@ -589,11 +623,47 @@ def _chat_usage(usage: Any) -> Usage:
     tools = get("server_tool_use")
     if tools:
         _add_count(units, "web_searches", _view(tools).get("web_search_requests"))
+    apart, cited, searches = get("reasoning_tokens"), get("citation_tokens"), get("num_search_queries")
+    if apart or cited or searches:
+        out, reasoning = _counts_beside_completion(
+            get("total_tokens"), inp, out, reasoning, apart, cited, searches, units
+        )
     if units:
         return _usage(inp, out, cache_read, cache_write, reasoning, units)
     if cache_read + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
         return trusted_usage(inp, out, cache_read, cache_write, reasoning)
     return _usage(inp, out, cache_read, cache_write, reasoning)
+
+
+def _reasoning_apart(total: Any, inp: int, out: int, reasoning: int) -> bool:
+    """Whether a chat usage's reasoning tokens are counted apart from its ``completion_tokens`` (xAI's: ``total_tokens``
+    is prompt + completion + reasoning, and genai-prices' x-ai reader adds them to the output), not as a part of it
+    (OpenAI's, DeepSeek's: the total is prompt + completion). Told by the total; without one that says either,
+    reasoning beyond the completion cannot be a part of it."""
+    return total == inp + out + reasoning or (reasoning > out and total != inp + out)
+
+
+def _counts_beside_completion(
+    total: Any, inp: int, out: int, reasoning: int, apart: Any, cited: Any, searches: Any, units: dict[str, int]
+) -> tuple[int, int]:
+    """The output and reasoning of a chat usage with counts beside ``completion_tokens``: Perplexity's
+    ``citation_tokens`` (the output's citation part, in ``units``, billed as output as genai-prices' perplexity
+    reader bills it) and a top-level ``reasoning_tokens``. That one is outside the completion for Perplexity and
+    xAI's older shape (genai-prices adds it to the output) but inside it for Databricks and Modal (genai-prices
+    does not): told apart by ``total_tokens``, as the completion details' reasoning is (``_reasoning_apart``), and
+    without a total by Perplexity's other counts. ``num_search_queries`` are Perplexity's ``web_searches``."""
+    cited, searches = _int(cited), _int(searches)
+    if cited:
+        out = min(out + cited, MAX_COUNT)
+        units["output_citation_tokens"] = units.get("output_citation_tokens", 0) + cited
+    if searches:
+        units["web_searches"] = units.get("web_searches", 0) + searches
+    apart = _int(apart)
+    if apart and not reasoning:  # (a reasoning count in the completion's details is the one read)
+        reasoning = apart
+        if _reasoning_apart(total, inp, out, apart) or (total is None and (cited or searches)):
+            out = min(out + apart, MAX_COUNT)
+    return out, reasoning
 
 
 def _sdk_reader(cls: type) -> Callable[[Any], Extracted | None]:
@@ -709,6 +779,9 @@ def _chat_reader(
     has_reasoning = "reasoning_tokens" in out_fields
     out_units = tuple(k for k in ("audio_tokens", "image_tokens") if k in out_fields)
     has_tools, has_tier = "server_tool_use" in fields, "service_tier" in fields
+    has_total = "total_tokens" in fields
+    if any(k in fields for k in ("reasoning_tokens", "citation_tokens", "num_search_queries")):
+        return None  # counts beside the completion (Perplexity's): the general reader
 
     def read(result: Any) -> Extracted | None:
         # ``return general(result)`` inside the try: should the general reader raise one of the errors caught here,
@@ -757,6 +830,8 @@ def _chat_reader(
                     if value:
                         if type(value) is not int or not 0 < value <= MAX_COUNT:
                             return general(result)
+                        if has_total and u["total_tokens"] == inp + out + value:
+                            return general(result)  # reasoning counted apart from the completion (xAI)
                         reasoning = value
                 for key in out_units:
                     if d[key]:
@@ -861,8 +936,10 @@ def _usage_reader(
     has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
     has_speed = "speed" in fields  # Anthropic's fast mode
+    has_iterations = "iterations" in fields  # Anthropic's beta usage: compactions, billed apart
     has_object = declared is None or "object" in declared
     has_response_tier = declared is None or "service_tier" in declared
+    has_tools = declared is None or "tools" in declared  # (OpenAI Responses: the hosted tools it may call)
     # Anthropic's usage classes declare its cache counts: read them Anthropic's way even when both are missing, as
     # ``_openai_usage`` does once it sees Anthropic's web searches, TTL split or thinking.
     anthropic = has_creation or has_read
@@ -886,6 +963,8 @@ def _usage_reader(
             cache_read = u["cache_read_input_tokens"] if has_read else None
             reasoning = 0
             if anthropic:  # Anthropic (``_anthropic_usage``), even with its cache counts missing
+                if has_iterations and u["iterations"] and _has_compaction(u["iterations"]):
+                    return general(result)  # compactions, billed as requests of their own
                 if creation is None:
                     creation = 0
                 if cache_read is None:
@@ -967,6 +1046,13 @@ def _usage_reader(
                         reasoning = value
                 if cache_read + cache_write > inp or reasoning > out:
                     return general(result)  # counts to clamp
+                if (
+                    has_tools
+                    and view.get("tools")
+                    and view.get("object") == "response"
+                    and _hosted_tool_calls(view.get("output"))
+                ):
+                    return general(result)  # hosted tool calls: units
                 usage = trusted_usage(inp, out, cache_read, cache_write, reasoning)
             model = view.get("model")  # the rest as ``_from_usage``
             if type(model) is not str or not model:
@@ -999,7 +1085,7 @@ def _usage_reader(
     ):
         split_cls, tools_cls = unit_parts[0][1], unit_parts[1][1]
         return _message_reader(
-            usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, has_speed, provider, read
+            usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, has_speed, has_iterations, provider, read
         )
     return read
 
@@ -1012,6 +1098,7 @@ def _message_reader(
     has_thinking: bool,
     has_tier: bool,
     has_speed: bool,
+    has_iterations: bool,
     provider: str,
     read: Callable[[Any], Extracted | None],
 ) -> Callable[[Any], Extracted | None]:
@@ -1031,6 +1118,8 @@ def _message_reader(
             if type(usage_obj) is not usage_cls or usage_obj.__pydantic_extra__:
                 return read(result)
             u = usage_obj.__dict__
+            if has_iterations and u["iterations"] and _has_compaction(u["iterations"]):
+                return read(result)  # compactions, billed as requests of their own
             inp, out = u["input_tokens"], u["output_tokens"]
             creation, cache_read = u["cache_creation_input_tokens"], u["cache_read_input_tokens"]
             if creation is None:
@@ -1105,6 +1194,11 @@ def _message_reader(
             return read(result)
 
     return read_message
+
+
+def _has_compaction(iterations: Any) -> bool:
+    """Whether an Anthropic usage's ``iterations`` hold a ``compaction`` (``_compactions``)."""
+    return bool(iterations) and any(_get(item, "type") == "compaction" for item in iterations)
 
 
 def _optional_class(fields: Mapping[str, Any], name: str) -> Any:
@@ -1457,6 +1551,12 @@ def _general(result: Any) -> Extracted | None:
         return _extract(message)
     usage_obj = _get(result, "usage")
     if usage_obj is None:
+        # mistralai's stream events (``CompletionEvent``) carry the chunk, and its usage, in ``data``.
+        data = _get(result, "data")
+        if data is not None and not isinstance(data, (str, bytes, list, tuple)):
+            found = _extract(data)
+            if found is not None:
+                return found
         # Cohere v1 chat: meta.billed_units; Bedrock ConverseStream: the metadata event's usage.
         for key in ("meta", "metadata"):
             inner = _get(result, key)
@@ -1484,8 +1584,11 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
         provider = _provider_of(result, usage_obj)
     category = None
     usage_get = usage_obj.get if type(usage_obj) is dict else _view(usage_obj).get
-    if get("object") == "list" and usage_get("completion_tokens") is None:
+    kind = get("object")
+    if kind == "list" and usage_get("completion_tokens") is None:
         category = CostCategory.LLM_EMBEDDING
+    elif kind == "response" and get("tools"):  # OpenAI Responses that may have called hosted tools
+        usage = _with_hosted_tool_calls(usage, get("output"))
     if provider is None and model is not None and "/" in model and _get(result, "_hidden_params") is not None:
         provider = model.split("/", 1)[0]
     tier = get("service_tier")
@@ -1497,6 +1600,42 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
     if speed is not None:
         tier = _speed(speed) or tier
     return _extracted((model, provider, usage, category, tier))
+
+
+def _hosted_tool_calls(output: Any) -> dict[str, int]:
+    """The calls of OpenAI's hosted tools among a Responses ``output``'s items, each billed per call: a
+    ``web_search_call`` whose action is a search ("Search actions incur a tool call cost"; opening a page or
+    finding in it do not), counted as ``web_searches``, and a ``file_search_call``, as ``storage_searches``."""
+    calls: dict[str, int] = {}
+    if not output or isinstance(output, (str, bytes)):
+        return calls
+    for item in output:
+        kind = _get(item, "type")
+        if kind == "web_search_call":
+            action = _get(item, "action")
+            if action is None or _get(action, "type") in (None, "search"):
+                calls["web_searches"] = calls.get("web_searches", 0) + 1
+        elif kind == "file_search_call":
+            calls["storage_searches"] = calls.get("storage_searches", 0) + 1
+    return calls
+
+
+def _with_hosted_tool_calls(usage: Usage, output: Any) -> Usage:
+    """``usage`` of a Responses response with its hosted tools' calls (``_hosted_tool_calls``) among its units."""
+    calls = _hosted_tool_calls(output)
+    if not calls:
+        return usage
+    units = dict(usage.units)
+    for key, count in calls.items():
+        units[key] = units.get(key, 0) + count
+    return _usage(
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        units,
+    )
 
 
 _STREAM_TYPES = frozenset(
@@ -1563,9 +1702,9 @@ def _model_of(chunk: Any) -> str | None:
     model = _str(_get(chunk, "model"))
     if model:
         return model
-    for key in ("message", "response"):  # Anthropic message_start; OpenAI Responses events
+    for key in ("message", "response", "data"):  # Anthropic message_start; OpenAI Responses events; mistralai's
         inner = _get(chunk, key)
-        if inner is not None and not isinstance(inner, (str, bytes)):
+        if inner is not None and not isinstance(inner, (str, bytes, list, tuple)):
             model = _str(_get(inner, "model"))
             if model:
                 return model
@@ -1583,9 +1722,9 @@ def _response_id(chunk: Any) -> str | None:
     found = _str(_get(chunk, "id")) or _str(_get(chunk, "response_id")) or _str(_get(chunk, "responseId"))
     if found:
         return found
-    for key in ("message", "response"):
+    for key in ("message", "response", "data"):
         inner = _get(chunk, key)
-        if inner is not None and not isinstance(inner, (str, bytes)):
+        if inner is not None and not isinstance(inner, (str, bytes, list, tuple)):
             found = _str(_get(inner, "id"))
             if found:
                 return found
@@ -1605,21 +1744,28 @@ def _is_complete(chunk: Any) -> bool:
     return type(chunk).__name__ == "AIMessage"
 
 
+#: LangChain's message chunks, whose usage within one run is additive (``StreamAccumulator``).
+_LANGCHAIN_CHUNKS = frozenset({("langchain_core", "AIMessageChunk")})
+
+
 class StreamAccumulator:
     """Fed every chunk or event of a stream (or every item a generator yields) in order; adds up usage the way
     each provider reports it.
 
-    Within one response the latest report of each count wins, nothing is added up: OpenAI sends usage once, in
-    the last chunk (with ``stream_options={"include_usage": True}``); Anthropic sends input, cache and TTL counts
-    in ``message_start`` and *cumulative* counts in each ``message_delta``; Google and LangChain send cumulative
-    or partial counts on chunks. Separate responses (a new response id, or a whole response object) are summed.
+    Within one response the latest report of each count wins: OpenAI sends usage once, in the last chunk (with
+    ``stream_options={"include_usage": True}``); Anthropic sends input, cache and TTL counts in ``message_start``
+    and *cumulative* counts in each ``message_delta``; Google sends cumulative counts on chunks. LangChain's
+    ``AIMessageChunk`` counts alone are added up, as LangChain adds chunks: each carries a part of the run's usage.
+    Separate responses (a new response id, or a whole response object) are summed.
 
     The events of one response are one request: their counts are merged here, never added with ``Usage.__add__``,
-    so a single stream's usage says no ``requests`` (one, as pricing takes it). Separate responses are added with
-    ``+``, which counts each as a request (``units["requests"]``), so a per-request fee is charged once for each.
+    so a single stream's usage says no ``requests`` (one, as pricing takes it). Separate responses are summed as
+    separate requests (``requests_sum``): the sum counts each (``units["requests"]``), and pricing prices each on
+    its own, so a per-request fee is charged once for each and a long-context tier applies to a request past it,
+    never to two requests whose sum is.
     """
 
-    __slots__ = ("_id", "_model", "_open", "_provider", "_seen", "_tier", "_total", "_units", "counts")
+    __slots__ = ("_apart", "_closed", "_id", "_model", "_open", "_provider", "_seen", "_tier", "_units", "counts")
 
     def __init__(self) -> None:
         self._model: str | None = None
@@ -1628,8 +1774,9 @@ class StreamAccumulator:
         self._id: str | None = None
         self.counts = [0, 0, 0, 0, 0]  # input, output, cache read, cache write, reasoning of the open response
         self._units: dict[str, int] = {}
+        self._apart: list[Usage] = []  # the open response's requests billed apart (Anthropic's compactions)
         self._open = False  # usage seen for the open response
-        self._total: Usage | None = None  # closed responses, summed
+        self._closed: list[Usage] = []  # the usage of each closed response
         self._seen = False
 
     def add(self, chunk: object) -> None:
@@ -1641,15 +1788,16 @@ class StreamAccumulator:
 
     def _close(self) -> None:
         if self._open:
-            usage = self._current()
-            self._total = usage if self._total is None else self._total + usage
+            self._closed.append(self._current())
         self.counts = [0, 0, 0, 0, 0]
         self._units = {}
+        self._apart = []
         self._open = False
 
     def _current(self) -> Usage:
         inp, out, cache_read, cache_write, reasoning = self.counts
-        return _usage(inp, out, cache_read, cache_write, reasoning, self._units)
+        usage = _usage(inp, out, cache_read, cache_write, reasoning, self._units)
+        return requests_sum([usage, *self._apart]) if self._apart else usage
 
     def _add(self, chunk: Any) -> None:
         if isinstance(chunk, (str, bytes)) or chunk is None:
@@ -1689,16 +1837,34 @@ class StreamAccumulator:
                     if searches > self._units.get("web_searches", 0):
                         self._units["web_searches"] = searches
                 self._tier = _speed(_get(usage, "speed")) or self._tier  # (message_start's usage says it today)
+                iterations = _get(usage, "iterations")
+                if iterations:  # (all of the message's, the latest report wins)
+                    self._apart = _compactions(iterations)
             return
         found = _extract(chunk)
         if found is None:
             return
         self._seen = self._open = True
         u = found.usage
+        requests = requests_of(u) if u.units is not NO_UNITS else None
+        if requests is not None:  # a message and its compactions: the message's counts merged, the rest apart
+            u, self._apart = requests[0], list(requests[1:])
         self._provider = found.provider or self._provider
         self._tier = found.service_tier or self._tier
         if found.model and not self._model:
             self._model = found.model
+        if _type_is_one_of(chunk, _LANGCHAIN_CHUNKS):
+            # LangChain's chunks of one run carry parts of its usage, added up (``AIMessageChunk.__add__`` adds
+            # their ``usage_metadata``; langchain-google-genai reports each chunk's difference from the last).
+            counts[0] += u.input_tokens
+            counts[1] += u.output_tokens
+            counts[2] += u.cache_read_tokens
+            counts[3] += u.cache_write_tokens
+            counts[4] += u.reasoning_tokens
+            if u.units is not NO_UNITS:
+                for key, value in u.units.items():
+                    self._units[key] = self._units.get(key, 0) + value
+            return
         counts[0] = max(counts[0], u.input_tokens)
         counts[1] = max(counts[1], u.output_tokens)
         counts[2] = max(counts[2], u.cache_read_tokens)
@@ -1713,8 +1879,8 @@ class StreamAccumulator:
         """What the stream (or the responses) cost in tokens, or ``None`` if no usage was seen."""
         if not self._seen:
             return None
-        usage = self._current() if self._open else None
-        if self._total is not None:
-            usage = self._total if usage is None else self._total + usage
-        assert usage is not None
+        if self._closed:
+            usage = requests_sum([*self._closed, self._current()] if self._open else self._closed)
+        else:
+            usage = self._current()
         return Extracted(self._model, self._provider, usage, None, self._tier)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any, NoReturn, TypeVar
 
 import attrs
 
 from . import _state
-from ._money import MONEY_SCALE, ZERO, to_money
-from ._usage import FIELD_UNITS, MAX_COUNT, NO_UNITS, Usage, unit_counts, unit_registry
+from ._money import MONEY_SCALE, ZERO, to_money, wide_context
+from ._usage import FIELD_UNITS, MAX_COUNT, NO_UNITS, Units, Usage, requests_of, unit_counts, unit_registry
 
 __all__ = [
     "BASE_PRICE_KEYS",
@@ -389,6 +389,9 @@ class ModelPrice:
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage`` at these prices, in USD."""
         if usage.units is not NO_UNITS:  # parts beyond the five fields: the general rule (same result without)
+            requests = requests_of(usage) if self.tiers and type(usage.units) is not Units else None
+            if requests is not None:  # separate requests: each priced in its own long-context tier
+                return _sum(self.cost(request) for request in requests)
             return self._cost_by_unit(usage)
         amount = self._per_token(
             usage.input_tokens,
@@ -698,6 +701,7 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
     folded = price._folded
     # (A closure's own names are read faster than globals.)
     no_units, plan_of, counts_of, exact_below, decimal = NO_UNITS, price._unit_plan, unit_counts, _EXACT_BELOW, Decimal
+    units_type = Units
     multiply, normalize = _multiply, _normalize
 
     def money(usage: Usage) -> Decimal | None:
@@ -715,6 +719,13 @@ def _usage_pricer(price: ModelPrice) -> UsagePricer:
         inp = usage.input_tokens
         tier = -1
         if inp > below:
+            # Separate requests (``requests_sum``) in a long-context tier together: each priced in its own. (Below
+            # every tier, the sum costs what its requests do: the rule is linear in the counts.)
+            if type(units) is not units_type:
+                requests = requests_of(usage)
+                if requests is not None:
+                    amounts = [money(request) for request in requests]
+                    return None if None in amounts else _sum(amounts)  # type: ignore[arg-type]
             for index, start in starts:  # as ``ModelPrice._tier``
                 if inp > start:
                     tier = index
@@ -779,6 +790,12 @@ def _by_price_key(registry: Mapping[str, Any]) -> dict[str, Any]:
     if not _by_key_cache:
         _by_key_cache.update({u.price_key: u for u in registry.values()})
     return _by_key_cache
+
+
+def _sum(amounts: Iterable[Decimal]) -> Decimal:
+    """The exact sum of amounts (each exact), in ``tidy``'s form."""
+    with wide_context():
+        return tidy(sum(amounts, ZERO))
 
 
 def tidy(amount: Decimal) -> Decimal:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
@@ -18,6 +18,8 @@ __all__ = [
     "Usage",
     "fit_parts",
     "fitted",
+    "requests_of",
+    "requests_sum",
     "trusted_units",
     "trusted_usage",
     "unit_counts",
@@ -370,3 +372,62 @@ def fitted(usage: Usage) -> Usage:
     units = dict(usage.units)
     fit_parts(units, {FIELD_UNITS[name]: getattr(usage, name) for name in FIELD_UNITS})
     return usage if units == dict(usage.units) else attrs.evolve(usage, units=Units(units))
+
+
+class _RequestUnits(Units):
+    """The units of a usage summed from separate requests (``requests_sum``): a ``Units`` in every way (equal to,
+    shown and pickled as one), which also keeps the requests' own usages, for pricing to price each on its own
+    (``requests_of``), and the five counts they added up to."""
+
+    __slots__ = ("counts", "requests")
+    counts: tuple[int, int, int, int, int]
+    requests: tuple[Usage, ...]
+
+    def __repr__(self) -> str:
+        return f"Units({self._data!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Units, (self._data,))  # (the requests are not kept: a stored usage is priced as their sum)
+
+
+def _counts(usage: Usage) -> tuple[int, int, int, int, int]:
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    )
+
+
+def requests_sum(usages: Iterable[Usage]) -> Usage:
+    """The usage of separate requests, ``usages`` added with ``+`` (their requests counted), which pricing prices
+    request by request and adds up (``requests_of``): a request's long-context tier is that request's, as the
+    provider bills it, never that of the sum. A usage with nothing used (``Usage()``) is no request, as for ``+``.
+
+    >>> both = requests_sum([Usage(150_000, 1000), Usage(150_000, 1000)])
+    >>> both == Usage(300_000, 2000, units={"requests": 2}), requests_of(both)
+    (True, (Usage(input_tokens=150000, ...), Usage(input_tokens=150000, ...)))
+    """
+    parts: list[Usage] = []
+    for usage in usages:
+        parts.extend(requests_of(usage) or (usage,))
+    parts = [u for u in parts if u.units is not NO_UNITS or u.input_tokens or u.output_tokens]
+    if len(parts) < 2:
+        return parts[0] if parts else Usage()
+    total = parts[0]
+    for usage in parts[1:]:
+        total = total + usage
+    units = _RequestUnits.holding(dict(held(total.units)))
+    units.requests = tuple(parts)
+    units.counts = inp, out, cache_read, cache_write, reasoning = _counts(total)
+    return Usage._trusted(inp, out, cache_read, cache_write, reasoning, units)
+
+
+def requests_of(usage: Usage) -> tuple[Usage, ...] | None:
+    """The usages of the separate requests ``usage`` is the sum of (``requests_sum``), or ``None``: not such a sum,
+    or one whose counts were changed since (``attrs.evolve``), which is priced as the sum it says."""
+    units = usage.units
+    if type(units) is not _RequestUnits or _counts(usage) != units.counts:
+        return None
+    return units.requests

@@ -17,7 +17,8 @@ import httpx2
 import openai
 import pytest
 
-from llmcost import CostTracker, Usage, _decorator, track_cost
+import llmcost
+from llmcost import CostTracker, Usage, _decorator, cost_of, track_cost
 from llmcost._extract import extract_usage
 
 AT = datetime(2025, 9, 1, tzinfo=timezone.utc)
@@ -165,6 +166,59 @@ def test_anthropic_stream_takes_ttl_split_and_tier_from_message_start_and_counts
     assert (entry.amount, entry.service_tier) == (Decimal("0.0486"), "batch")  # as the batch case above
 
 
+COMPACTED = {
+    **CLAUDE_MESSAGE,
+    "model": "claude-sonnet-4-5-20250929",
+    "content": [{"type": "compaction", "content": "Summary of the conversation"}, {"type": "text", "text": "hi"}],
+    "usage": {
+        "input_tokens": 23_000,
+        "output_tokens": 1000,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "iterations": [
+            {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3500,
+             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 4000},
+            {"type": "message", "input_tokens": 23_000, "output_tokens": 1000,
+             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        ],
+    },
+}  # fmt: skip
+# A compaction's "tokens are not included in the top-level usage fields" (the SDK's BetaUsage.iterations): a
+# request of the message's model of its own. claude-sonnet-4-5: $3 input, $0.30 cache reads, $15 output below 200K
+# input a request: the message 23000*3 + 1000*15 = 84,000e-6; the compaction 180000*3 + 4000*0.3 + 3500*15 =
+# 593,700e-6 (its 184,000 input tokens below 200K, though the two requests' 207,000 are past it).
+COMPACTED_AMOUNT = Decimal("0.6777")
+
+
+@pytest.mark.parametrize("how", ["client", "dict", "stream"])
+def test_anthropic_compaction_is_billed_as_a_request_of_its_own(tracker, how):
+    model = "claude-sonnet-4-6"  # (asked for; the response names the model that answered, which is priced)
+    if how == "stream":
+        start = {**COMPACTED, "content": [], "usage": {"input_tokens": 23_000, "output_tokens": 1}}
+        delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": COMPACTED["usage"]}
+        body = sse([("message_start", {"type": "message_start", "message": start}), ("message_delta", delta),
+                    ("message_stop", {"type": "message_stop"})])  # fmt: skip
+        client = anthropic.Anthropic(api_key="k", http_client=transport(body, "text/event-stream"))
+        ask = track_cost(tracker=tracker)(
+            lambda: client.beta.messages.create(model=model, max_tokens=9, messages=[], stream=True)
+        )
+        list(ask())
+    elif how == "client":
+        client = anthropic.Anthropic(api_key="k", http_client=transport(COMPACTED))
+        track_cost(tracker=tracker)(lambda: client.beta.messages.create(model=model, max_tokens=9, messages=[]))()
+    else:
+        track_cost(tracker=tracker)(lambda: COMPACTED)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(207_000, 4500, 4000, units={"requests": 2})
+    assert entry.amount == COMPACTED_AMOUNT
+
+
+def test_anthropic_iterations_without_a_compaction_are_the_top_level_usage():
+    message = {**COMPACTED, "usage": {**COMPACTED["usage"], "iterations": COMPACTED["usage"]["iterations"][1:]}}
+    beta = anthropic.types.beta.BetaMessage.model_validate(message)
+    assert extract_usage(beta).usage == extract_usage(message).usage == Usage(23_000, 1000)
+
+
 # -- OpenAI ---------------------------------------------------------------------------------------------------------
 def _chat(model, usage, **extra):
     return {
@@ -222,6 +276,43 @@ def test_openai_audio_tokens_are_priced_at_audio_rates(tracker):
     # 400*2.5 + 600*32 + 100*10 + 400*64 = 46,800e-6
     tracker.record(model=found.model, usage=found.usage)
     assert tracker.entries()[0].amount == Decimal("0.0468")
+
+
+# grok-4: $3 input, $15 output (catalog, https://docs.x.ai/docs/models). xAI counts reasoning apart from
+# completion_tokens: "The reasoning token count is outputted in the reasoning_tokens field, separated from the
+# completion_tokens" (total_tokens = prompt + completion + reasoning), and bills it as output.
+@pytest.mark.parametrize(
+    ("completion", "reasoning", "amount"),
+    [
+        (50, 2000, Decimal("0.03375")),  # 1000*3 + (50 + 2000)*15 = 33,750e-6 (reasoning past the completion)
+        (3000, 500, Decimal("0.0555")),  # 1000*3 + (3000 + 500)*15 = 55,500e-6 (the compiled reader's plain case)
+    ],
+)
+def test_xai_reasoning_outside_completion_tokens_is_billed_as_output(tracker, completion, reasoning, amount):
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": completion,
+        "total_tokens": 1000 + completion + reasoning,
+        "prompt_tokens_details": {"text_tokens": 1000, "audio_tokens": 0, "image_tokens": 0, "cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
+    }
+    client = openai.OpenAI(api_key="k", base_url="https://api.x.ai/v1", http_client=transport(_chat("grok-4", usage)))
+    llmcost.instrument(client, tracker=tracker)
+    client.chat.completions.create(model="grok-4", messages=[{"role": "user", "content": "x"}])
+    track_cost(tracker=tracker, provider="x-ai")(lambda: _chat("grok-4", usage))()  # the JSON body, read as a dict
+    for entry in tracker.entries():
+        assert (entry.provider, entry.amount) == ("x-ai", amount)
+        assert entry.usage == Usage(1000, completion + reasoning, reasoning_tokens=reasoning)
+
+
+def test_openai_reasoning_inside_completion_tokens_is_not_added_again(tracker):
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 3000,
+        "total_tokens": 4000,  # prompt + completion: the reasoning is a part of the completion
+        "completion_tokens_details": {"reasoning_tokens": 500},
+    }
+    assert _tracked_chat(tracker, "o3", usage).usage == Usage(1000, 3000, reasoning_tokens=500)
 
 
 def _genai_prices_total(model, provider, **counts):
@@ -353,6 +444,53 @@ def test_openai_responses_stream_keeps_the_model_of_response_completed(tracker):
     assert (entry.model, entry.amount, entry.service_tier) == ("o3-2025-04-16", O3_FLEX, "flex")
 
 
+SEARCHED = {
+    **RESPONSE,
+    "model": "gpt-4.1-2025-04-14",
+    "service_tier": "default",
+    "tools": [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}],
+    "output": [
+        {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search", "query": "a"}},
+        {"type": "web_search_call", "id": "ws_2", "status": "completed", "action": {"type": "search", "query": "b"}},
+        {"type": "web_search_call", "id": "ws_3", "status": "completed", "action": {"type": "open_page", "url": "u"}},
+        {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["c"], "results": None},
+        {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": "Hello", "annotations": []}]},
+    ],
+    "usage": {"input_tokens": 2000, "output_tokens": 100, "total_tokens": 2100,
+              "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+              "output_tokens_details": {"reasoning_tokens": 0}},
+}  # fmt: skip
+# gpt-4.1: $2 input, $8 output; web search $10 and file search $2.50 per 1,000 calls ("Search actions incur a tool
+# call cost": opening a page does not; https://platform.openai.com/docs/pricing#built-in-tools):
+# 2000*2e-6 + 100*8e-6 + 2*0.01 + 0.0025 = 0.0273
+SEARCHED_AMOUNT = Decimal("0.0273")
+
+
+@pytest.mark.parametrize("how", ["client", "dict", "stream"])
+def test_openai_responses_hosted_tool_calls_are_billed_per_call(tracker, how):
+    if how == "stream":  # the calls of response.completed's response
+        created = {"type": "response.created", "sequence_number": 0, "response": {**SEARCHED, "usage": None}}
+        completed = {"type": "response.completed", "sequence_number": 1, "response": SEARCHED}
+        body = sse([("response.created", created), ("response.completed", completed)])
+        client = openai.OpenAI(api_key="k", http_client=transport(body, "text/event-stream"))
+        list(track_cost(tracker=tracker)(lambda: client.responses.create(model="gpt-4.1", input="x", stream=True))())
+    elif how == "client":
+        client = openai.OpenAI(api_key="k", http_client=transport(SEARCHED))
+        track_cost(tracker=tracker)(lambda: client.responses.create(model="gpt-4.1", input="x"))()
+    else:
+        track_cost(tracker=tracker)(lambda: SEARCHED)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(2000, 100, units={"web_searches": 2, "storage_searches": 1})
+    assert entry.amount == SEARCHED_AMOUNT
+
+
+def test_openai_responses_without_hosted_tools_reads_no_calls():
+    plain = openai.types.responses.Response.model_validate({**SEARCHED, "tools": [{"type": "function", "name": "f",
+        "parameters": {}, "strict": True}], "output": SEARCHED["output"][-1:]})  # fmt: skip
+    assert extract_usage(plain).usage == Usage(2000, 100)
+
+
 def _chat_chunks(model, usage=None):
     chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": model}
     events = [{**chunk, "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}]
@@ -437,6 +575,51 @@ def _sonar(i):
     )
 
 
+@pytest.mark.parametrize("as_sdk", [False, True], ids=["dict", "sdk"])
+def test_perplexity_reasoning_citations_and_searches_are_billed(tracker, as_sdk):
+    # sonar-deep-research reports these beside completion_tokens (total = prompt + completion + citations +
+    # reasoning), as genai-prices' perplexity reader reads them.
+    usage = {
+        "prompt_tokens": 20,
+        "completion_tokens": 3000,
+        "total_tokens": 63_020,
+        "citation_tokens": 10_000,
+        "num_search_queries": 20,
+        "reasoning_tokens": 50_000,
+        "search_context_size": "low",
+    }
+    body = _chat("sonar-deep-research", usage)
+    response = openai.types.chat.ChatCompletion.model_validate(body) if as_sdk else body
+    track_cost(tracker=tracker, provider="perplexity")(lambda: response)()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(
+        20, 63_000, reasoning_tokens=50_000, units={"output_citation_tokens": 10_000, "web_searches": 20}
+    )
+    # sonar-deep-research: $2/M input, $8/M output, $3/M reasoning, $2/M citations, $5 per 1,000 searches
+    # (https://docs.perplexity.ai/getting-started/pricing): 20*2e-6 + 3000*8e-6 + 50000*3e-6 + 10000*2e-6 + 20*5e-3
+    assert entry.amount == Decimal("0.29404")
+    counts = {"output_reasoning_tokens": 50_000, "output_citation_tokens": 10_000, "web_searches": 20}
+    reference = _genai_prices_total(
+        "sonar-deep-research", "perplexity", input_tokens=20, output_tokens=63_000, **counts
+    )
+    assert reference == entry.amount
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        # Perplexity's shape without a total: its reasoning is outside the completion (genai-prices' reader)
+        ({"prompt_tokens": 20, "completion_tokens": 3000, "reasoning_tokens": 500, "num_search_queries": 1},
+         Usage(20, 3500, reasoning_tokens=500, units={"web_searches": 1})),
+        # Databricks' and Modal's top-level reasoning is a part of the completion, as the total says
+        ({"prompt_tokens": 20, "completion_tokens": 3000, "total_tokens": 3020, "reasoning_tokens": 500},
+         Usage(20, 3000, reasoning_tokens=500)),
+    ],
+)  # fmt: skip
+def test_a_top_level_reasoning_count_is_outside_the_completion_only_where_the_usage_says_so(usage, expected):
+    assert extract_usage(_chat("m", usage)).usage == expected
+
+
 def test_a_generator_of_two_perplexity_responses_records_the_request_fee_of_each(tracker):
     @track_cost(tracker=tracker, provider="perplexity")
     def agent():
@@ -492,6 +675,29 @@ def test_a_generator_of_responses_without_a_request_fee_costs_what_it_did(tracke
     assert entry.usage.units == {"requests": 2}
 
 
+def _sonnet_message(i):
+    usage = {"input_tokens": 150_000, "output_tokens": 1000, "cache_creation_input_tokens": 0}
+    return anthropic.types.Message.model_validate({**CLAUDE_MESSAGE, "id": f"msg_{i}", "usage": usage})
+
+
+@pytest.mark.parametrize("tier", [None, "batch"])
+def test_separate_responses_of_a_generator_are_each_priced_in_their_own_long_context_tier(tracker, tier):
+    # Two requests of 150K input tokens each: neither past Claude Sonnet 4.5's 200K long-context threshold, which
+    # applies "when a request's input exceeds 200K" (https://docs.claude.com/en/docs/about-claude/pricing); their
+    # sum is past it, and was priced so ($1.845 for $0.93).
+    @track_cost(tracker=tracker, model="claude-sonnet-4-5", service_tier=tier)
+    def agent():
+        yield _sonnet_message(1)
+        yield _sonnet_message(2)
+
+    list(agent())
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(300_000, 2000, units={"requests": 2})
+    one = cost_of("claude-sonnet-4-5", Usage(150_000, 1000), service_tier=tier)
+    assert one == (Decimal("0.465") if tier is None else Decimal("0.2325"))  # 150000*3 + 1000*15, batch at half
+    assert entry.amount == 2 * one
+
+
 def test_track_cost_service_tier_applies_when_the_response_does_not_say(tracker):
     @track_cost(tracker=tracker, service_tier="batch")
     def ask():
@@ -533,6 +739,21 @@ def test_gemini_audio_input_and_thoughts():
     # (https://ai.google.dev/gemini-api/docs/pricing): 500*0.3 + 1000*1.0 + (200 + 300)*2.5 = 2,400e-6
     assert entry.amount == Decimal("0.0024")
     assert entry.usage.units == {"input_audio_tokens": 1000}
+
+
+def test_gemini_tool_use_prompt_modalities_are_billed_at_their_rates():
+    meta = {
+        "promptTokenCount": 1000,
+        "candidatesTokenCount": 100,
+        "toolUsePromptTokenCount": 20_000,  # the input of tool use (audio here), outside the prompt's count
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1000}],
+        "toolUsePromptTokensDetails": [{"modality": "AUDIO", "tokenCount": 20_000}],
+    }
+    response, entry = _tracked_gemini(meta)
+    # gemini-2.5-flash: text $0.30, audio $1.00 input, $2.50 output: 1000*0.3 + 20000*1.0 + 100*2.5 = 20,550e-6
+    assert entry.usage == Usage(21_000, 100, units={"input_audio_tokens": 20_000})
+    assert entry.amount == Decimal("0.02055")
+    assert extract_usage(response.model_dump(mode="json", by_alias=True)).usage == entry.usage  # the JSON alike
 
 
 def test_gemini_image_output_and_cached_audio():
@@ -698,6 +919,71 @@ def test_langchain_chunk_stream_keeps_the_model_name(tracker):
     list(stream())
     (entry,) = tracker.entries()
     assert (entry.model, entry.amount) == ("claude-sonnet-4-20250514", Decimal("0.0045"))  # 1000*3 + 100*15
+
+
+def test_langchain_chunks_of_one_run_add_up_their_usage(tracker):
+    from langchain_core.messages import AIMessageChunk
+
+    # What ChatGoogleGenerativeAI.stream() yields for a Gemini stream whose cumulative usage goes (1000 in, 10 out),
+    # (1000, 30), (1000, 60): each chunk's difference from the last, which LangChain adds (AIMessageChunk.__add__).
+    parts = [(1000, 10), (0, 20), (0, 30)]
+    chunks = [
+        AIMessageChunk(
+            content="x",
+            id="lc_run--1",
+            usage_metadata={"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out},
+            response_metadata={"model_name": "gemini-2.5-flash"} if i == 2 else {},
+        )
+        for i, (inp, out) in enumerate(parts)
+    ]
+
+    @track_cost(tracker=tracker)
+    def stream():
+        yield from chunks
+
+    list(stream())
+    (entry,) = tracker.entries()
+    total = chunks[0] + chunks[1] + chunks[2]
+    assert total.usage_metadata["output_tokens"] == 60  # LangChain's own sum
+    assert entry.usage == Usage(1000, 60)
+    assert entry.amount == Decimal("0.00045")  # gemini-2.5-flash: 1000*0.30 + 60*2.50 (catalog, per million)
+
+
+def _mistral_events(how):
+    """What mistralai's ``client.chat.stream()`` yields: ``CompletionEvent(data=CompletionChunk(...))``, the usage on
+    the last one's chunk (as SDK objects, when mistralai is installed, or as their JSON)."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200}
+    events = [
+        {
+            "data": {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "mistral-large-latest",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None if text else "stop"}],
+                **({} if text else {"usage": usage}),
+            }
+        }
+        for text in ("Bon", "jour", "")
+    ]
+    if how == "dict":
+        return events
+    models = pytest.importorskip("mistralai.client.models")
+    return [models.CompletionEvent.model_validate(event) for event in events]
+
+
+@pytest.mark.parametrize("how", ["dict", "sdk"])
+def test_mistral_stream_events_are_read_through_their_data(tracker, how):
+    events = _mistral_events(how)
+
+    @track_cost(tracker=tracker)
+    def stream():
+        yield from events
+
+    list(stream())
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.usage) == ("mistral-large-latest", Usage(1000, 200))
+    assert entry.amount == Decimal("0.0032")  # mistral-large-latest: 1000*2 + 200*6 (catalog, per million)
 
 
 # -- LiteLLM, Bedrock, Cohere (exact JSON shapes) ---------------------------------------------------------------------

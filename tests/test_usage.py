@@ -6,7 +6,7 @@ import pytest
 
 import llmcost
 from llmcost import Usage, cost_of
-from llmcost._usage import fit_parts, fitted
+from llmcost._usage import Units, fit_parts, fitted, requests_of, requests_sum
 
 
 def test_usage_adds_and_totals():
@@ -156,3 +156,29 @@ def test_a_fitted_usage_prices_where_the_reported_one_is_refused():
         llmcost.cost_of("gpt-realtime", reported)
     assert fitted(reported).units == {"input_audio_tokens": 9_000, "cache_audio_read_tokens": 7_000}
     assert llmcost.cost_of("gpt-realtime", fitted(reported)) == Decimal("0.0704")
+
+
+# claude-sonnet-4-5: $3/$15 per million up to 200K input tokens a request, $6/$22.50 past it (catalog, from
+# https://docs.claude.com/en/docs/about-claude/pricing#long-context-pricing): 150000*3 + 1000*15 = 465,000e-6
+SONNET_REQUEST = Decimal("0.465")
+
+
+def test_separate_requests_are_priced_each_in_its_own_long_context_tier():
+    one = Usage(150_000, 1000)
+    both = requests_sum([one, Usage(), one])  # (the empty usage is no request, as for +)
+    assert both == one + one == Usage(300_000, 2000, units={"requests": 2})
+    assert repr(both.units) == "Units({'requests': 2})"
+    assert requests_of(both) == (one, one)
+    assert cost_of("claude-sonnet-4-5", both) == 2 * SONNET_REQUEST
+    assert cost_of("claude-sonnet-4-5", one + one) == Decimal("1.845")  # a usage added with +: one request's tier
+    assert requests_sum([one]) is one and requests_of(one) is None
+    assert requests_of(requests_sum([both, one])) == (one, one, one)
+
+
+def test_a_sum_of_requests_stored_or_changed_is_priced_as_the_sum_it_says():
+    both = requests_sum([Usage(150_000, 1000), Usage(150_000, 1000)])
+    stored = pickle.loads(pickle.dumps(both))
+    assert stored == both and type(stored.units) is Units and requests_of(stored) is None
+    changed = attrs.evolve(both, output_tokens=0)
+    assert requests_of(changed) is None
+    assert cost_of("claude-sonnet-4-5", changed) == Decimal("1.8")  # 300000*6, no longer the requests' parts
