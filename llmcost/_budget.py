@@ -873,6 +873,15 @@ class Budget:
                 return leased
         elif lease is not None and lease.scope is scope and lease.holding():
             self._close_lease(lease)  # near the limit: its amounts settled, its headroom released; call by call now
+        # Near the limit each call is reserved exactly against the store's spend: entries the tracker recorded outside
+        # the budget's blocks and still holds in its buffer (up to ``flush_interval``) would not count yet, and would
+        # let this call past the limit. Written first (the calls this budget settled are in the ledger already).
+        tracker = self.tracker
+        if tracker.pending():
+            try:
+                tracker.flush()
+            except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written
+                logger.warning("llmcost: budget %r could not flush before reserving: %r", self.name, exc)
         r = store.reserve(scope, needed, limit=self.limit, force=self.on_exceed == "warn")
         remaining = self.limit - r.spent - r.reserved
         with self._lock:

@@ -65,15 +65,28 @@ _logged_lock = _state.logged_lock
 _CHUNK = 256
 
 
-def log_once(cause: object, message: str, *args: object, level: int = logging.WARNING) -> None:
-    """Log ``message`` the first time ``cause`` is seen in this process (tracking failures repeat per call)."""
+def log_once(
+    cause: object, message: str, *args: object, level: int = logging.WARNING, exc_info: BaseException | None = None
+) -> None:
+    """Log ``message`` the first time ``cause`` is seen in this process (tracking failures repeat per call), with
+    ``exc_info``'s traceback if given."""
     if cause in _logged:
         return
     with _logged_lock:
         if cause in _logged:
             return
         _logged.add(cause)
-    logger.log(level, message, *args)
+    logger.log(level, message, *args, exc_info=exc_info)
+
+
+def _count_failed(guard: object, entry_id: str, exc: Exception) -> None:
+    """A budget failed to count an entry (its store is down, say): logged with the traceback once per budget and
+    cause, as docs/errors.md promises (every call would fail the same way), at debug level after that."""
+    cause = ("count", getattr(guard, "name", None), type(exc))
+    if cause in _logged:
+        logger.debug("llmcost: budget %r failed to count entry %s: %r", guard, entry_id, exc)
+        return
+    log_once(cause, "llmcost: budget %r failed to count entry %s", guard, entry_id, level=logging.ERROR, exc_info=exc)
 
 
 #: What users write for a ``summary``/``total`` period, as the ``BudgetPeriod`` it means.
@@ -554,8 +567,8 @@ class CostTracker:
                                     self, amount, resource, category, tags, reservations, model, canonical, matched,
                                     micros, atto,
                                 )  # fmt: skip
-                            except Exception:
-                                logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
+                            except Exception as exc:  # noqa: BLE001 - a budget's failure never breaks the call or loses the entry
+                                _count_failed(counting, entry_id_, exc)
                     return None
                 matched = checked is outer
                 for counting in guards:  # (as above; the call's one reservation settled by its guard, whatever happens)
@@ -569,8 +582,8 @@ class CostTracker:
                             counting.on_recorded_row(
                                 self, amount, resource, category, tags, None, model, canonical, matched, micros, atto
                             )
-                    except Exception:
-                        logger.exception("llmcost: budget %r failed to count entry %s", counting, entry_id_)
+                    except Exception as exc:  # noqa: BLE001 - a budget's failure never breaks the call or loses the entry
+                        _count_failed(counting, entry_id_, exc)
                 if guard is not None:  # (not among the guards now: released)
                     _release(guard, token, None)
                 return None
@@ -725,8 +738,8 @@ class CostTracker:
                         if not marked:
                             settling, marked = begin_settling(reservations), True
                     guard.on_recorded(self, entry, atto)
-                except Exception:
-                    logger.exception("llmcost: budget %r failed to count entry %s", guard, entry.id)
+                except Exception as exc:  # noqa: BLE001 - a budget's failure never breaks the call or loses the entry
+                    _count_failed(guard, entry.id, exc)
         finally:
             if settling is not None:
                 end_settling(settling)

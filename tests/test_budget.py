@@ -821,3 +821,28 @@ def test_the_exceeded_alert_fires_once_a_period_with_lower_alerts_between_refusa
                     with pytest.raises(BudgetExceeded):
                         ask(2000)
                 assert [a.threshold for a in seen] == [0.5, 1.0, 0.8, 0.9, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("period", [None, "daily"])
+def test_a_budget_that_cannot_count_entries_logs_it_once_with_its_traceback(
+    period: str | None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A store that is down fails every call's count the same way: docs/errors.md promises one log line per cause, and
+    # each call logged a full traceback.
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the ledger is down")
+
+    monkeypatch.setattr(llmcost.Budget, "settle_row", broken)
+    monkeypatch.setattr(llmcost.Budget, "on_recorded_row", broken)
+    monkeypatch.setattr(llmcost.Budget, "on_recorded", broken)
+    tracker = CostTracker()
+    call = track_cost(tracker=tracker, estimate=Decimal("0.001"))(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 0}}
+    )
+    with caplog.at_level("DEBUG", logger="llmcost"), budget(1, period=period, tracker=tracker):
+        for _ in range(3):
+            call()
+    failed = [r for r in caplog.records if "failed to count entry" in r.getMessage()]
+    assert [r.levelname for r in failed] == ["ERROR", "DEBUG", "DEBUG"]
+    assert failed[0].exc_info is not None and "the ledger is down" in str(failed[0].exc_info[1])
+    assert len(tracker.entries()) == 3  # recorded all the same

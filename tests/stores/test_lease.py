@@ -1018,3 +1018,21 @@ def test_settle_call_settles_as_done_does_with_its_quiet_check(home, monkeypatch
     for lease, store in zip((one, two), stores, strict=True):
         lease.close()
         store.close()
+
+
+def test_spend_the_tracker_holds_unwritten_from_outside_the_block_stops_the_next_call(store: CostStore) -> None:
+    # Near the limit each call is reserved exactly against the store's spend. A call recorded outside the budget's
+    # blocks waited in the tracker's buffer (up to flush_interval) where the ledger could not see it, so the next
+    # call in the block passed the limit on every store but a MemoryStore (whose ledger counts appends).
+    tracker = CostTracker(store, flush_interval=3600)
+    call = track_cost(tracker=tracker, estimate=Decimal("0.0025"))(lambda: RESPONSE)
+    daily = budget(Decimal("0.005"), period="daily", tracker=tracker, name=f"outside-{os.urandom(4).hex()}")
+    with daily:
+        call()
+    call()  # outside the block: the same tracker, the same day
+    with daily, pytest.raises(BudgetExceeded):
+        call()
+    tracker.flush()
+    assert daily.spent == Decimal("0.005") and daily.reserved == 0
+    assert tracker.total() == Decimal("0.005")
+    tracker.close()
