@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -14,6 +15,7 @@ import attrs
 
 from . import _state
 from ._corrections import Correction, corrections_for
+from ._entry import US_TIERS
 from ._model_price import (
     AttoPricer,
     ModelPrice,
@@ -47,6 +49,7 @@ __all__ = [
     "provider_for_url",
     "quoted",
     "tier_rule",
+    "us_inference_applies",
     "write_price_table",
 ]
 
@@ -151,6 +154,26 @@ _HALF = Decimal("0.5")
 DAY_MICROS = 86_400_000_000
 
 
+def _scaled(price: ModelPrice, factor: Decimal) -> ModelPrice:
+    """Every token price of ``price`` (its long-context tiers' too) times ``factor``; per-request and per-search
+    fees kept."""
+
+    def scale(value: Decimal | None) -> Any:
+        return None if value is None else value * factor
+
+    def scale_units(units: Any) -> dict[str, Decimal]:
+        return {k: v * factor if k.endswith("_mtok") else v for k, v in units.items()}
+
+    fields = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "reasoning_per_mtok")
+    tiers = [
+        attrs.evolve(t, unit_prices=scale_units(t.unit_prices), **{f: scale(getattr(t, f)) for f in fields})
+        for t in price.tiers
+    ]
+    return attrs.evolve(
+        price, tiers=tiers, unit_prices=scale_units(price.unit_prices), **{f: scale(getattr(price, f)) for f in fields}
+    )
+
+
 def _halved(price: ModelPrice) -> ModelPrice:
     """Every token price halved (per-request and per-search fees kept): the providers' published Batch rule.
 
@@ -160,21 +183,44 @@ def _halved(price: ModelPrice) -> ModelPrice:
     (https://platform.openai.com/docs/guides/flex-processing); Google: batch at "50% of the standard cost"
     (https://ai.google.dev/gemini-api/docs/batch-mode).
     """
+    return _scaled(price, _HALF)
 
-    def half(value: Decimal | None) -> Any:
-        return None if value is None else value * _HALF
 
-    def half_units(units: Any) -> dict[str, Decimal]:
-        return {k: v * _HALF if k.endswith("_mtok") else v for k, v in units.items()}
+#: Anthropic's US-only inference multiplier: "a 1.1x multiplier on all token pricing categories, including input
+#: tokens, output tokens, cache writes, and cache reads" for Claude Opus 4.6 and newer models
+#: (https://platform.claude.com/docs/en/about-claude/pricing, "Data residency pricing"; the parameter is
+#: "supported on Claude Opus 4.6 and all subsequent models":
+#: https://platform.claude.com/docs/en/build-with-claude/data-residency). It applies on top of the tier's prices
+#: (fast mode, long context, batch), as the other modifiers stack.
+_US_FACTOR = Decimal("1.1")
+#: Claude ids with the family first and its version after (``claude-opus-4-6``, ``claude-sonnet-4-6-20260217``,
+#: ``claude-opus-5``): the minor version is one or two digits, never a date (``claude-opus-4-20250514`` is 4.0).
+_CLAUDE_VERSION = re.compile(r"claude-[a-z]+-(\d{1,2})(?:[-.](\d{1,2}))?(?!\d)")
 
-    fields = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "reasoning_per_mtok")
-    tiers = [
-        attrs.evolve(t, unit_prices=half_units(t.unit_prices), **{f: half(getattr(t, f)) for f in fields})
-        for t in price.tiers
-    ]
-    return attrs.evolve(
-        price, tiers=tiers, unit_prices=half_units(price.unit_prices), **{f: half(getattr(price, f)) for f in fields}
-    )
+
+def us_inference_applies(model: str) -> bool:
+    """Whether Anthropic bills ``model``'s US-only inference at 1.1x (``_US_FACTOR``): Claude Opus 4.6 and the
+    models after it, version 4.6 and later of any family (``claude-sonnet-4-6``, ``claude-opus-4-7``,
+    ``claude-opus-5``), also under a provider's prefix (``anthropic/claude-opus-4-6``). Older Claude models (whose
+    ids put the version first, ``claude-3-5-sonnet``, or are below 4.6) do not take the parameter.
+
+    >>> us_inference_applies("claude-opus-4-6"), us_inference_applies("claude-opus-4-5-20251101")
+    (True, False)
+    """
+    found = _CLAUDE_VERSION.search(model.lower())
+    if found is None:
+        return False
+    major, minor = int(found[1]), int(found[2] or 0)
+    return (major, minor) >= (4, 6)
+
+
+def _us_quote(quote: Quote) -> Quote:
+    """``quote`` for a request run in the US only (``us_inference_applies``): every token price 1.1 times, its
+    baseline's too, labelled ``+us-inference``."""
+    price, label = _scaled(quote.price, _US_FACTOR), quote.label + "+us-inference"
+    if quote.baseline is None:
+        return quoted(price, label)
+    return quoted(price, label, _scaled(quote.baseline, _US_FACTOR), quote.baseline_label + "+us-inference")
 
 
 class Quote(NamedTuple):
@@ -209,7 +255,15 @@ def quoted(price: ModelPrice, label: str, baseline: ModelPrice | None = None, ba
 def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str]:
     """``price`` at service ``tier`` by the providers' published rule, where no tier price is known: Batch and
     Flex at half the token prices; Priority and fast mode have no published rule, so the standard price (said in the
-    label)."""
+    label). Anthropic's US-only inference (``"us"``, ``"batch+us"``...): 1.1x the tier's token prices for the
+    models it applies to (``us_inference_applies``)."""
+    if tier in US_TIERS:  # Anthropic's US-only inference: the tier it modifies, then 1.1x where it applies
+        plain = US_TIERS[tier]
+        if plain is not None:
+            price, label = tier_rule(price, label, plain)
+        if us_inference_applies(price.model):
+            return _scaled(price, _US_FACTOR), label + "+us-inference"
+        return price, label
     if tier == "priority" or tier == "fast":
         return price, f"{label}+{tier}-at-standard"
     return _halved(price), f"{label}+{tier}-rule"
@@ -285,18 +339,24 @@ class Resolved:
 
     def quote(self, when: datetime, tier: str | None) -> Quote:
         """The price of a call at ``when`` in service ``tier`` (``None``: standard), with its label."""
+        plain, us = tier, False
+        if tier is not None and tier in US_TIERS:  # Anthropic's US-only inference: the tier it modifies, then 1.1x
+            plain, us = US_TIERS[tier], True
         if self.model is None and self.entry is not None:
             self._load_entry()
         if self.model is None:  # a user's price
             assert self.price is not None
             return quoted(self.price, self.label) if tier is None else quoted(*tier_rule(self.price, self.label, tier))
         index = self._index(when)
-        variants = self._variants(when, tier) if tier is not None else ()
+        variants = self._variants(when, plain) if plain is not None else ()
         active = tuple(c for c in self.corrections if c.active(when)) if self.corrections else ()
         key = (index, tier, variants, active)
         found = self.quotes.get(key)
         if found is None:
-            found = self.quotes[key] = self._quote(when, index, tier, variants, active)
+            found = self._quote(when, index, plain, variants, active)
+            if us and us_inference_applies(self.model.id):
+                found = _us_quote(found)
+            self.quotes[key] = found
         return found
 
     def quote_at(self, micros: int) -> Quote:

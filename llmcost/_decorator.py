@@ -745,7 +745,8 @@ def track_cost(
     - ``provider``: who bills the calls (``"groq"``, ``"openrouter"``...), when the result does not say; an SDK
       stream tells it by the host it came from.
     - ``service_tier``: ``"batch"``, ``"flex"``, ``"priority"`` or ``"fast"`` when the result does not say
-      (responses that report their tier, as OpenAI's and Anthropic's do, are priced at it).
+      (responses that report their tier, as OpenAI's and Anthropic's do, are priced at it); ``"us"`` or a tier
+      with ``"+us"`` for Anthropic's US-only inference.
 
     The wrapped function's own exception propagates unchanged and records nothing. A failure inside tracking
     (unknown model, store down) is logged once and never breaks the call; a budget refusal raises

@@ -18,6 +18,8 @@ from ._time import EPOCH
 from ._usage import Usage
 
 __all__ = [
+    "TO_US_TIER",
+    "US_TIERS",
     "CostCategory",
     "CostEntry",
     "FrozenTags",
@@ -34,6 +36,12 @@ __all__ = [
 
 #: The service tiers an entry may be billed at (``None``: standard).
 SERVICE_TIERS = ("batch", "flex", "priority", "fast")
+#: Anthropic's US-only inference (``usage.inference_geo == "us"``, "data residency"): a request of Claude Opus 4.6 or
+#: a later model is billed at 1.1 times every token price, whatever its tier, so it is a tier of its own (``"us"``)
+#: or a suffix of one (``"batch+us"``), each to the tier it modifies (``None``: standard).
+US_TIERS: dict[str, str | None] = {"us": None, **{f"{tier}+us": tier for tier in SERVICE_TIERS}}
+#: A tier (``None``: standard), US-only or not, to that tier run in the US only (``US_TIERS`` backwards).
+TO_US_TIER: dict[str | None, str] = {**{base: us for us, base in US_TIERS.items()}, **{us: us for us in US_TIERS}}
 
 
 class CostCategory(str, enum.Enum):
@@ -195,14 +203,18 @@ def to_latency(value: object) -> float | None:
 
 
 def to_service_tier(value: object, field: str = "service_tier") -> str | None:
-    """Validate a service tier: ``None`` (standard), ``"batch"``, ``"flex"``, ``"priority"`` or ``"fast"``.
+    """Validate a service tier: ``None`` (standard), ``"batch"``, ``"flex"``, ``"priority"`` or ``"fast"``, or
+    Anthropic's US-only inference: ``"us"`` (standard tier) or a tier with ``"+us"`` (``"batch+us"``).
 
-    >>> to_service_tier("flex"), to_service_tier(None)
-    ('flex', None)
+    >>> to_service_tier("flex"), to_service_tier(None), to_service_tier("us")
+    ('flex', None, 'us')
     """
-    if value is None or value in SERVICE_TIERS:
+    if value is None or value in SERVICE_TIERS or (type(value) is str and value in US_TIERS):
         return value  # type: ignore[return-value]
-    raise ValueError(f"{field} must be None (standard) or one of {', '.join(SERVICE_TIERS)}; got {value!r}")
+    raise ValueError(
+        f"{field} must be None (standard) or one of {', '.join(SERVICE_TIERS)}, or us or one of them with +us"
+        f" (Anthropic's US-only inference); got {value!r}"
+    )
 
 
 def _usage(instance: object, attribute: attrs.Attribute[Usage], value: object) -> None:
@@ -227,7 +239,9 @@ class CostEntry:
     for that date), ``correction:<id>`` (one of llmcost's cited corrections of catalog errors).
 
     ``service_tier`` is ``None`` (standard) or ``"batch"``, ``"flex"``, ``"priority"`` or ``"fast"`` (Anthropic's fast
-    mode).
+    mode); Anthropic's US-only inference (``usage.inference_geo == "us"``) is ``"us"``, or the tier with ``"+us"``
+    (``"batch+us"``), priced at 1.1 times the tier's token prices for the models it applies to
+    (``pricing``: ``...+us-inference``).
 
     ``model`` is the id as the provider returned it (``gpt-4o-mini-2024-07-18``); ``canonical_model`` is the
     catalog's id of the model that priced the entry (``gpt-4o-mini``, when the catalog treats both as one model), or

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from . import _state
 from ._catalog import provider_for_url
-from ._entry import CostCategory
+from ._entry import TO_US_TIER, US_TIERS, CostCategory
 from ._usage import (
     FIELD_UNITS,
     MAX_COUNT,
@@ -67,10 +67,10 @@ _VIEW_KEYS = frozenset(
         "audio_tokens", "billed_units", "cache_creation", "cache_creation_input_tokens", "cache_creation_token_details",
         "cache_creation_tokens", "cache_read_input_tokens", "cache_write_tokens", "cached_tokens", "citation_tokens",
         "completion_tokens", "completion_tokens_details", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens",
-        "image_tokens", "inputTokens", "input_tokens", "input_tokens_details", "model", "num_search_queries", "object",
-        "output", "output_tokens", "output_tokens_details", "prompt_tokens", "prompt_tokens_details",
-        "reasoning_tokens", "server_tool_use", "service_tier", "speed", "thinking_tokens", "tools", "total_tokens",
-        "usage", "web_search_requests",
+        "image_tokens", "inference_geo", "inputTokens", "input_tokens", "input_tokens_details", "model",
+        "num_search_queries", "object", "output", "output_tokens", "output_tokens_details", "prompt_tokens",
+        "prompt_tokens_details", "reasoning_tokens", "server_tool_use", "service_tier", "speed", "thinking_tokens",
+        "tools", "total_tokens", "usage", "web_search_requests",
     }
 )  # fmt: skip
 # Per-type facts, found once per type (the caches live in _state; each is bounded here, since classes made at run
@@ -293,6 +293,22 @@ def _speed(value: Any) -> str | None:
     if not isinstance(value, str):
         value = getattr(value, "value", None)  # an SDK enum
     return "fast" if isinstance(value, str) and value.lower() == "fast" else None
+
+
+def _us_only(tier: str | None, geo: Any) -> str | None:
+    """``tier`` run in the US only (``"us"``, ``"batch+us"``...: Anthropic bills it at 1.1x for the models the rule
+    covers) where Anthropic's ``usage.inference_geo`` is ``"us"``; else ``tier`` (``"global"``, the missing and the
+    unknown: standard)."""
+    if not isinstance(geo, str):
+        geo = getattr(geo, "value", None)  # an SDK enum
+    return TO_US_TIER[tier] if isinstance(geo, str) and geo.lower() == "us" else tier
+
+
+def _with_speed(tier: str | None, speed: str | None) -> str | None:
+    """``tier`` with Anthropic's fast mode (``_speed``) in its place, a US-only tier staying US-only."""
+    if speed is None:
+        return tier
+    return TO_US_TIER[speed] if tier is not None and tier in US_TIERS else speed
 
 
 def _add_count(units: dict[str, int], key: str, value: Any) -> None:
@@ -528,7 +544,12 @@ def _langchain_usage(meta: Any, response_meta: Any = None) -> tuple[Usage, str |
             if tools is not None:
                 _add_count(units, "web_searches", _get(tools, "web_search_requests"))
             tier = tier or _speed(_get(provider_usage, "speed")) or _tier(_get(provider_usage, "service_tier"))
+            geo = _get(provider_usage, "inference_geo")  # (Anthropic's, as langchain-anthropic keeps its usage)
+        else:
+            geo = None
         tier = tier or _tier(_get(response_meta, "service_tier"))
+        if geo is not None:
+            tier = _us_only(tier, geo)
     usage = _usage(_int(inp), _int(mget("output_tokens")), cache_read, cache_write, reasoning, units)
     return usage, tier
 
@@ -936,6 +957,7 @@ def _usage_reader(
     has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
     has_speed = "speed" in fields  # Anthropic's fast mode
+    has_geo = "inference_geo" in fields  # Anthropic's US-only inference
     has_iterations = "iterations" in fields  # Anthropic's beta usage: compactions, billed apart
     has_object = declared is None or "object" in declared
     has_response_tier = declared is None or "service_tier" in declared
@@ -1071,6 +1093,10 @@ def _usage_reader(
                 speed = u["speed"]
                 if speed is not None and speed != "standard":
                     tier = _speed(speed) or tier
+            if has_geo:
+                geo = u["inference_geo"]
+                if geo is not None and geo != "global":
+                    tier = _us_only(tier, geo)
             return _extracted((model, provider, usage, category, tier))
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return general(result)
@@ -1085,7 +1111,17 @@ def _usage_reader(
     ):
         split_cls, tools_cls = unit_parts[0][1], unit_parts[1][1]
         return _message_reader(
-            usage_cls, split_cls, tools_cls, outputs, has_thinking, has_tier, has_speed, has_iterations, provider, read
+            usage_cls,
+            split_cls,
+            tools_cls,
+            outputs,
+            has_thinking,
+            has_tier,
+            has_speed,
+            has_geo,
+            has_iterations,
+            provider,
+            read,
         )
     return read
 
@@ -1098,6 +1134,7 @@ def _message_reader(
     has_thinking: bool,
     has_tier: bool,
     has_speed: bool,
+    has_geo: bool,
     has_iterations: bool,
     provider: str,
     read: Callable[[Any], Extracted | None],
@@ -1189,6 +1226,10 @@ def _message_reader(
                 speed = u["speed"]
                 if speed is not None and speed != "standard":
                     tier = _speed(speed) or tier
+            if has_geo:  # (most messages: None or "global", answered without the call)
+                geo = u["inference_geo"]
+                if geo is not None and geo != "global":
+                    tier = _us_only(tier, geo)
             return _extracted((model, provider, usage, None, tier))  # (no ``object``: not an embedding)
         except (AttributeError, KeyError):  # an odd object (a field missing from ``__dict__``...)
             return read(result)
@@ -1599,6 +1640,9 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
     speed = usage_get("speed")  # Anthropic's fast mode
     if speed is not None:
         tier = _speed(speed) or tier
+    geo = usage_get("inference_geo")  # Anthropic's US-only inference
+    if geo is not None:
+        tier = _us_only(tier, geo)
     return _extracted((model, provider, usage, category, tier))
 
 
@@ -1836,7 +1880,9 @@ class StreamAccumulator:
                     searches = _int(_get(tools, "web_search_requests"))
                     if searches > self._units.get("web_searches", 0):
                         self._units["web_searches"] = searches
-                self._tier = _speed(_get(usage, "speed")) or self._tier  # (message_start's usage says it today)
+                # Fast mode and US-only inference (message_start's usage says them today).
+                tier = _with_speed(self._tier, _speed(_get(usage, "speed")))
+                self._tier = _us_only(tier, _get(usage, "inference_geo"))
                 iterations = _get(usage, "iterations")
                 if iterations:  # (all of the message's, the latest report wins)
                     self._apart = _compactions(iterations)

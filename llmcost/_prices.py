@@ -272,7 +272,8 @@ def cost_of(
     at: datetime | None = None,
 ) -> Decimal:
     """The exact USD cost of a call to ``model`` with ``usage`` (or the token keywords and ``units``), priced at
-    ``at`` in ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``, ``"fast"``).
+    ``at`` in ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``, ``"fast"``; ``"us"`` or
+    a tier with ``"+us"``: Anthropic's US-only inference, 1.1x every token price for Claude Opus 4.6 and later).
 
     The token counts may also be given positionally, input then output: ``cost_of("gpt-4o", 1000, 100)``.
 

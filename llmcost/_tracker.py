@@ -340,7 +340,8 @@ class CostTracker:
 
         With ``amount`` the entry is recorded as given (any category, no model needed, ``pricing="given"``).
         Otherwise it is priced from ``model`` and ``usage`` (or the token keywords) at ``timestamp`` (default: the
-        tracker's clock), at ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``, ``"fast"``).
+        tracker's clock), at ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``, ``"fast"``;
+        ``"us"`` or a tier with ``"+us"``: Anthropic's US-only inference).
         Tags from enclosing ``llmcost.tags`` blocks are added; ``tags`` given here win.
 
         Example::

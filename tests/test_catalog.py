@@ -40,3 +40,22 @@ def test_a_resellers_entry_is_still_priced_when_its_provider_is_given():
     assert cost_of("accounts/fireworks/models/gemma-3-27b-it", Usage(300_000, 1_000), provider="fireworks") > 0
     free = get_price("gemma-3-27b-it:free", provider="openrouter")
     assert (free.provider, free.model) == ("openrouter", "gemma-3-27b-it:free")
+
+
+def test_us_only_inference_applies_to_claude_opus_4_6_and_later_models() -> None:
+    # "Claude Opus 4.6 and newer models" (https://platform.claude.com/docs/en/about-claude/pricing, "Data residency
+    # pricing"); the parameter is refused on older models (https://platform.claude.com/docs/en/build-with-claude/
+    # data-residency). A dated id's date is no minor version.
+    from llmcost._catalog import us_inference_applies
+
+    covered = ["claude-opus-4-6", "claude-sonnet-4-6", "claude-opus-4-7", "claude-opus-5", "anthropic/claude-opus-4-6"]
+    older = [
+        "claude-opus-4-5-20251101",
+        "claude-sonnet-4-20250514",
+        "claude-haiku-4-5",
+        "claude-opus-4-1",
+        "claude-3-7-sonnet-latest",
+        "gpt-4o",
+    ]
+    assert [us_inference_applies(m) for m in covered] == [True] * len(covered)
+    assert [us_inference_applies(m) for m in older] == [False] * len(older)

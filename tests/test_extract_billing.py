@@ -1166,3 +1166,156 @@ def test_anthropic_fast_mode_said_only_in_a_message_delta_is_read():
     acc.add({"type": "message_delta", "delta": {}, "usage": {"output_tokens": 1000, "speed": "fast"}})
     found = acc.result()
     assert (found.model, found.usage, found.service_tier) == ("claude-opus-5", Usage(10_000, 1000, 2000), "fast")
+
+
+# -- Anthropic US-only inference (``usage.inference_geo == "us"``) ---------------------------------------------------
+# "For Claude Opus 4.6 and newer models, specifying US-only inference via the inference_geo parameter incurs a 1.1x
+# multiplier on all token pricing categories, including input tokens, output tokens, cache writes, and cache reads"
+# (https://platform.claude.com/docs/en/about-claude/pricing, "Data residency pricing"); web search is no token price.
+# claude-opus-4-6: $5 input, $25 output, cache reads $0.50, 5-minute writes $6.25, 1-hour writes $10, web search $10
+# per 1,000. Standard: 8000*5 + 1000*6.25 + 2000*10 + 2000*0.5 + 1000*25 = 92,250e-6 in tokens, + 2 * 10 / 1000:
+# 0.11225. US-only: 92,250e-6 * 1.1 = 101,475e-6, + 0.02: 0.121475.
+US_USAGE = {
+    "input_tokens": 8000,  # uncached input only
+    "cache_creation_input_tokens": 3000,
+    "cache_read_input_tokens": 2000,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000},
+    "output_tokens": 1000,
+    "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 0},
+    "service_tier": "standard",
+    "inference_geo": "us",
+}
+US_MESSAGE = {**CLAUDE_MESSAGE, "model": "claude-opus-4-6", "usage": US_USAGE}
+US_UNITS = {"cache_write_5m_tokens": 1000, "cache_write_1h_tokens": 2000, "web_searches": 2}
+
+
+@pytest.mark.parametrize("how", ["sdk object", "dict", "client", "beta client"])
+def test_anthropic_us_only_inference_records_1_1_times_every_token_price(tracker, how):
+    track_cost(tracker=tracker)(_fast_message(how, US_MESSAGE))()
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(13_000, 1000, 2000, 3000, units=US_UNITS)
+    assert (entry.amount, entry.pricing, entry.service_tier) == (
+        Decimal("0.121475"),
+        "catalog@0.2.3+us-inference",
+        "us",
+    )
+
+
+@pytest.mark.parametrize("geo", ["global", None, "missing"])
+@pytest.mark.parametrize("how", ["sdk object", "dict", "client"])
+def test_anthropic_global_or_unsaid_inference_records_the_standard_price(tracker, how, geo):
+    usage = {**US_USAGE, "inference_geo": geo}
+    if geo == "missing":
+        del usage["inference_geo"]
+    track_cost(tracker=tracker)(_fast_message(how, {**US_MESSAGE, "usage": usage}))()
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal("0.11225"), "catalog@0.2.3", None)
+
+
+@pytest.mark.parametrize("how", ["sdk object", "dict"])
+def test_anthropic_us_only_inference_of_a_model_before_opus_4_6_records_the_standard_price(tracker, how):
+    # The rule covers Claude Opus 4.6 and newer models only; claude-opus-4-5 has the same prices as claude-opus-4-6
+    # (https://platform.claude.com/docs/en/about-claude/pricing), so the standard 0.11225.
+    track_cost(tracker=tracker)(_fast_message(how, {**US_MESSAGE, "model": "claude-opus-4-5"}))()
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal("0.11225"), "catalog@0.2.3", "us")
+
+
+@pytest.mark.parametrize("how", ["sdk object", "dict", "client"])
+def test_anthropic_us_only_inference_stacks_with_fast_mode_and_batch(tracker, how):
+    # Fast mode: claude-opus-5's fast price (0.132, as above) times 1.1: 0.1452. Batch: the Batch API's 50% discount
+    # on every token price (no batch price in the catalog: the published rule), then 1.1x: 92,250e-6 / 2 * 1.1 =
+    # 50,737.5e-6, + 0.02 for the searches (not discounted): 0.0707375.
+    fast = {**FAST_MESSAGE, "usage": {**FAST_USAGE, "inference_geo": "us"}}
+    batch = {**US_MESSAGE, "usage": {**US_USAGE, "service_tier": "batch"}}
+    track_cost(tracker=tracker)(_fast_message(how, fast))()
+    track_cost(tracker=tracker)(_fast_message(how, batch))()
+    assert [(e.amount, e.pricing, e.service_tier) for e in tracker.entries()] == [
+        (Decimal("0.1452"), "catalog@0.2.3+us-inference", "fast+us"),
+        (Decimal("0.0707375"), "catalog@0.2.3+batch-rule+us-inference", "batch+us"),
+    ]
+
+
+def test_anthropic_us_only_inference_stream_records_1_1_times_the_price(tracker):
+    start_usage = {**US_USAGE, "output_tokens": 1}
+    delta_usage = {  # MessageDeltaUsage: cumulative counts, without the TTL split, the tier or the geo
+        "input_tokens": 8000,
+        "cache_creation_input_tokens": 3000,
+        "cache_read_input_tokens": 2000,
+        "output_tokens": 1000,
+        "server_tool_use": {"web_search_requests": 2},
+    }
+    body = sse(
+        [
+            ("message_start", {"type": "message_start", "message": {**US_MESSAGE, "content": [], "usage": start_usage}}),  # noqa: E501
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": delta_usage}),  # noqa: E501
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    )  # fmt: skip
+    assert _streamed_claude(tracker, body, "claude-opus-4-6")[-1] == "message_stop"
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(13_000, 1000, 2000, 3000, units=US_UNITS)
+    assert (entry.amount, entry.pricing, entry.service_tier) == (
+        Decimal("0.121475"),
+        "catalog@0.2.3+us-inference",
+        "us",
+    )
+
+
+def test_anthropic_us_only_inference_and_fast_mode_said_in_a_message_delta_are_kept_together():
+    from llmcost._extract import StreamAccumulator
+
+    acc = StreamAccumulator()
+    start = {**FAST_USAGE, "output_tokens": 1, "inference_geo": "us"}
+    del start["speed"]
+    acc.add({"type": "message_start", "message": {**FAST_MESSAGE, "content": [], "usage": start}})
+    acc.add({"type": "message_delta", "delta": {}, "usage": {"output_tokens": 1000, "speed": "fast"}})
+    assert acc.result().service_tier == "fast+us"
+    acc = StreamAccumulator()  # fast mode said first, the geo after
+    acc.add({"type": "message_start", "message": {**FAST_MESSAGE, "content": [], "usage": {**FAST_USAGE}}})
+    acc.add({"type": "message_delta", "delta": {}, "usage": {"output_tokens": 1000, "inference_geo": "us"}})
+    assert acc.result().service_tier == "fast+us"
+
+
+def test_langchain_anthropic_us_only_inference():
+    from langchain_core.messages import AIMessage
+
+    message = AIMessage(
+        content="hi",
+        usage_metadata={"input_tokens": 100_000, "output_tokens": 10_000, "total_tokens": 110_000},
+        response_metadata={"model_name": "claude-opus-4-6", "usage": {"inference_geo": "us"}},
+    )
+    found = extract_usage(message)
+    assert found.service_tier == "us"
+    # 100,000 * 5 + 10,000 * 25 = 0.75, times 1.1
+    assert cost_of(found.model, found.usage, service_tier=found.service_tier) == Decimal("0.825")
+
+
+@pytest.mark.parametrize(
+    ("tier", "amount", "pricing"),
+    [
+        (None, "0.75", "catalog@0.2.3"),
+        ("us", "0.825", "catalog@0.2.3+us-inference"),  # 100,000 * 5 + 10,000 * 25 = 0.75, times 1.1
+        ("batch+us", "0.4125", "catalog@0.2.3+batch-rule+us-inference"),  # 0.75 / 2 * 1.1
+    ],
+)
+def test_us_only_inference_asked_of_cost_of_and_record(tracker, tier, amount, pricing):
+    assert cost_of("claude-opus-4-6", 100_000, 10_000, service_tier=tier) == Decimal(amount)
+    entry = tracker.record(model="claude-opus-4-6", input_tokens=100_000, output_tokens=10_000, service_tier=tier)
+    assert (entry.amount, entry.pricing, entry.service_tier) == (Decimal(amount), pricing, tier)
+    # Past 200K input tokens claude-opus-4-6 was billed at its long-context $10 / $37.50 until 2026-03-13 (the
+    # catalog's tier), 1.1x too where US-only: 300,000 * 10 + 10,000 * 37.5 = 3.375, US-only 3.7125, batch and
+    # US-only 1.85625.
+    long = {None: "3.375", "us": "3.7125", "batch+us": "1.85625"}[tier]
+    assert cost_of("claude-opus-4-6", 300_000, 10_000, service_tier=tier, at=AT) == Decimal(long)
+    # A model the rule does not cover: the standard price.
+    plain = {None: None, "us": None, "batch+us": "batch"}[tier]
+    assert cost_of("claude-sonnet-4-5", 100_000, 10_000, service_tier=tier) == cost_of(
+        "claude-sonnet-4-5", 100_000, 10_000, service_tier=plain
+    )
+
+
+@pytest.mark.parametrize("tier", ["eu", "us+batch", "+us", "global"])
+def test_an_unknown_us_only_tier_is_refused(tier):
+    with pytest.raises(ValueError, match="service_tier"):
+        cost_of("claude-opus-4-6", 100, 10, service_tier=tier)

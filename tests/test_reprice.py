@@ -303,3 +303,21 @@ def test_batch_calls_are_repriced_at_their_tier(clock: Clock) -> None:
     own = ModelPrice("claude-haiku-4-5", "anthropic", input_per_mtok="2", output_per_mtok="10")
     frame = analytics.reprice(tracker, {"claude-haiku-4-5": own})
     assert frame["repriced"].iloc[0] == D("1.5")
+
+
+@pytest.mark.parametrize("tier", ["us", "batch+us"])
+def test_us_only_calls_are_repriced_at_1_1_times(clock: Clock, tier: str) -> None:
+    # claude-opus-4-6: $5 input / $25 output per million; Anthropic's US-only inference is 1.1x every token price
+    # for Claude Opus 4.6 and newer, on top of the Batch discount: 0.1M input + 0.01M output costs 0.5 + 0.25 = 0.75,
+    # US-only 0.825, in batch and US-only 0.75 / 2 * 1.1 = 0.4125.
+    tracker = CostTracker(clock=clock)
+    clock.now = JUNE_9
+    entry = tracker.record(model="claude-opus-4-6", input_tokens=100_000, output_tokens=10_000, service_tier=tier)
+    want = D("0.825") if tier == "us" else D("0.4125")
+    assert entry.amount == want
+    frame = analytics.reprice(tracker)  # at the catalog: the tier is kept, so nothing changes
+    assert frame[["recorded", "repriced"]].iloc[0].tolist() == [want, want]
+    # Swapped to a price of one's own ($10 / $50): the rule applies to it too: (1 + 0.5) * 1.1, and halved in batch.
+    own = ModelPrice("claude-opus-4-6", "anthropic", input_per_mtok="10", output_per_mtok="50")
+    frame = analytics.reprice(tracker, {"claude-opus-4-6": own})
+    assert frame["repriced"].iloc[0] == (D("1.65") if tier == "us" else D("0.825"))
