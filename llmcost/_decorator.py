@@ -264,7 +264,7 @@ class _Engine:
         if self.estimate is None:
             context = None
             checking: Sequence[Any] = guards
-            if not guards.unfiltered:
+            if kind is not ONE_UNFILTERED and not guards.unfiltered:  # (the usual kind first: no flag read)
                 # As above, the guards that check the call found from its fields first.
                 context = current_tags()
                 if context is EMPTY_TAGS or not context:
@@ -285,13 +285,12 @@ class _Engine:
             # Each guard checking the call needs only its estimate: found here once, as a ``PendingCall`` would find
             # it (``estimate_call``: with no ``estimate=``, from the call's request arguments, else the mean of
             # recent calls), with its 10**-18 units where they are at hand (a budget finds them else).
-            atto: int | None = None
+            atto: int | None
             try:
-                if kwargs:
-                    found = request_estimate_atto(kwargs, self.model)
-                    if found is not None:
-                        needed, atto = found
-                if needed is None:
+                found = request_estimate_atto(kwargs, self.model) if kwargs else None
+                if found is not None:
+                    needed, atto = found  # (the amount, never None, and its 10**-18 units where kept)
+                else:
                     atto = tracker.recent_atto(self.resource, self.model)  # (``needed`` stays None: ints only)
             except Exception as exc:  # noqa: BLE001 - as a failing estimate in ``before_call``: let through
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)

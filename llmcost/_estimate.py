@@ -33,8 +33,8 @@ __all__ = [
 #: Output tokens assumed for a request that sets no output limit.
 DEFAULT_OUTPUT_TOKENS = 500
 # What ``request_estimate`` reads of the chat requests' estimates kept by ``_tokens.estimated_amount``: by model, (ASCII
-# characters per token, the tokenizer or ``None``, its text counts, its ``ceil_table``, the prices' generation, the
-# amounts by (input tokens, output tokens), each with its 10**-18 units), valid at that generation.
+# characters per token, the tokenizer or ``None``, its text counts, its ``message_tokens_table``, the prices'
+# generation, the amounts by (input tokens, output tokens), each with its 10**-18 units), valid at that generation.
 _kept_amounts: dict[str, Any] = _state.estimated_amounts
 _PER_MESSAGE = MESSAGE_OVERHEAD
 _PER_REPLY = REPLY_OVERHEAD
@@ -106,15 +106,17 @@ def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> tuple
         if type(limit) is int and limit >= 0 and type(prompt) is list:
             # A chat request: what the rules below come to for it (``estimated_amount``). Its usual form is read here,
             # without another call (a tenth of the estimate's instructions): messages of plain ASCII text counted by
-            # the heuristic as ``_tokens`` counts them (3 tokens a message and 3 for the reply; a text's ceiling of
-            # its length over the ratio, read off the model's ``ceil_table`` for all but long texts: half the
-            # instructions of dividing), priced at an amount kept for the model with its 10**-18 units
-            # (``_state.estimated_amounts``, as ``_tokens`` keeps it). Anything else (a name, a message with no text, a
-            # part list, non-ASCII text, a tokenizer, no amount kept) and ``estimated_amount`` counts the whole prompt.
+            # the heuristic as ``_tokens`` counts them (3 tokens for the reply; each message's 3 and its text's
+            # ceiling of its length over the ratio read off the model's ``message_tokens_table`` for all but long
+            # texts: half the instructions of dividing), priced at an amount kept for the model, at the prices in
+            # force, with its 10**-18 units (``_state.estimated_amounts``, as ``_tokens`` keeps it). Anything else (no
+            # messages, a name, a message with no text, a part list, non-ASCII text, a tokenizer, no amount kept for
+            # the counts) and ``estimated_amount`` counts the whole prompt.
             kept = _kept_amounts.get(model)
-            if kept is not None and kept[1] is None:  # (kept[1]: the model's tokenizer, None for the heuristic)
-                chars_per_token, _, _, ceils, generation, amounts = kept
-                tokens = len(prompt) * _PER_MESSAGE + _PER_REPLY if prompt else 0
+            # (kept[1]: the model's tokenizer, None for the heuristic; kept[4]: the prices' generation of its amounts)
+            if kept is not None and kept[1] is None and kept[4] == _state.prices_generation and prompt:
+                table = kept[3]
+                tokens = _PER_REPLY
                 try:
                     for message in prompt:
                         if type(message) is not dict or "name" in message:
@@ -123,14 +125,11 @@ def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> tuple
                         if type(content) is not str or not content.isascii():
                             break
                         try:
-                            tokens += ceils[len(content)]
+                            tokens += table[len(content)]
                         except IndexError:  # (a text too long for the table: ``CEIL_TABLE_CHARS``)
-                            tokens += _ceil(len(content) / chars_per_token)
+                            tokens += _PER_MESSAGE + _ceil(len(content) / kept[0])
                     else:
-                        if generation == _state.prices_generation:
-                            found = amounts.get((tokens, limit))
-                            if found is not None:
-                                return found  # type: ignore[no-any-return]
+                        return kept[5][tokens, limit]  # type: ignore[no-any-return]  # (none kept: ``KeyError``)
                 except KeyError:
                     pass
             return estimated_amount(model, prompt, limit), None

@@ -21,8 +21,8 @@ from ._prices import cost_of, money_cost_of
 from ._usage import MAX_COUNT
 
 _resolved = _state.resolved_prices
-#: model -> (its ``_counting``, its ``ceil_table``, the prices' generation its amounts were priced at, the amounts by
-#: (input, output), each with the same in 10**-18 units: ``(amount, atto)``).
+#: model -> (its ``_counting``, its ``message_tokens_table``, the prices' generation its amounts were priced at, the
+#: amounts by (input, output), each with the same in 10**-18 units: ``(amount, atto)``).
 _Kept = tuple[float, Any, dict[str, int], list[int], int, dict[tuple[int, int], tuple[Decimal, int]]]
 _kept: dict[str, _Kept] = _state.estimated_amounts
 _ceil = math.ceil
@@ -42,9 +42,9 @@ _TEXT_CHARS_KEPT = 8192
 # Estimates remembered (``estimated_amount``): for at most this many models, at most this many amounts each.
 _MODELS_PRICED = 32
 _AMOUNTS_KEPT = 512
-#: Texts shorter than this are counted from ``ceil_table`` where it is at hand.
+#: Messages whose text is shorter than this are counted from ``message_tokens_table`` where it is at hand.
 CEIL_TABLE_CHARS = 4096
-_ceil_tables: dict[float, list[int]] = {}  # by ratio: ``CHARS_PER_TOKEN``'s, or a caller's
+_message_tables: dict[float, list[int]] = {}  # by ratio: ``CHARS_PER_TOKEN``'s, or a caller's
 _RATIOS_KEPT = 8
 
 
@@ -279,18 +279,22 @@ def estimated_amount(model: str, prompt: str | Sequence[Mapping[str, Any]], outp
     return _priced(model, input_tokens, output_tokens, kept)[0]
 
 
-def ceil_table(chars_per_token: float) -> list[int]:
-    """``math.ceil(n / chars_per_token)`` for every ``n`` below ``CEIL_TABLE_CHARS``: a text's tokens by the
-    heuristic read off its length (``_estimate.request_estimate``: an item of a list is half the instructions of the
-    division and ceiling, in each message of every request a budget estimates). One table per ratio, its equal
-    counts one ``int`` (~60 KB)."""
-    table = _ceil_tables.get(chars_per_token)
+def message_tokens_table(chars_per_token: float) -> list[int]:
+    """``MESSAGE_OVERHEAD + math.ceil(n / chars_per_token)`` for every ``n`` below ``CEIL_TABLE_CHARS``: the tokens of
+    a chat message of ``n`` ASCII characters by the heuristic, read off its text's length (``_estimate``'s reading of
+    a request: an item of a list is half the instructions of the division and ceiling, and the message's overhead
+    comes with it, in each message of every request a budget estimates). One table per ratio, its equal counts one
+    ``int`` (~60 KB)."""
+    table = _message_tables.get(chars_per_token)
     if table is None:
         counts: dict[int, int] = {}
-        table = [counts.setdefault(n, n) for n in (math.ceil(n / chars_per_token) for n in range(CEIL_TABLE_CHARS))]
-        if len(_ceil_tables) >= _RATIOS_KEPT:
-            _ceil_tables.clear()
-        _ceil_tables[chars_per_token] = table
+        table = [
+            counts.setdefault(n, n)
+            for n in (MESSAGE_OVERHEAD + math.ceil(n / chars_per_token) for n in range(CEIL_TABLE_CHARS))
+        ]
+        if len(_message_tables) >= _RATIOS_KEPT:
+            _message_tables.clear()
+        _message_tables[chars_per_token] = table
     return table
 
 
@@ -342,5 +346,5 @@ def _priced(model: str, input_tokens: int, output_tokens: int, kept: _Kept | Non
     counting = _state.model_encodings.get(model) or _counting(model)
     if len(_kept) >= _MODELS_PRICED:
         _kept.clear()
-    _kept[model] = (*counting, ceil_table(counting[0]), generation, {(input_tokens, output_tokens): found})
+    _kept[model] = (*counting, message_tokens_table(counting[0]), generation, {(input_tokens, output_tokens): found})
     return found

@@ -21,16 +21,17 @@ from freezegun import freeze_time
 
 import llmcost
 from llmcost import _state, count_tokens
-from llmcost._estimate import RecentCosts, request_estimate
-from llmcost._money import round_money
+from llmcost._estimate import RecentCosts, request_estimate, request_estimate_atto
+from llmcost._money import atto_of, round_money
 from llmcost._prices import cost_of, money_cost_of
 from llmcost._tokens import (
     _AMOUNTS_KEPT,
     _MODELS_PRICED,
     _TEXTS_KEPT,
     CEIL_TABLE_CHARS,
-    ceil_table,
+    CHARS_PER_TOKEN,
     estimated_amount,
+    message_tokens_table,
 )
 from tests.conftest import answer_of_forked_child, in_threads_beside
 
@@ -266,7 +267,7 @@ def _generated_request(rng: random.Random) -> dict[str, object]:
         "日本語",
         "x" * 9000,
         "🙂 ok",
-        *("y" * n for n in (4095, 4096, 4097, 12345)),  # (each side of the lengths read off ``ceil_table``)
+        *("y" * n for n in (4095, 4096, 4097, 12345)),  # (each side of the lengths read off ``message_tokens_table``)
         _Text("abc " * 10),
     ]
 
@@ -322,8 +323,8 @@ def test_request_estimates_are_what_reading_and_pricing_each_request_afresh_give
 
 @pytest.mark.parametrize("model", ["gpt-4o", "claude-3-5-haiku-latest", "mistral-large-latest", "reg-model"])
 def test_chat_requests_of_every_text_length_are_estimated_as_counting_and_pricing_afresh_gives(model):
-    # The text lengths read off ``ceil_table`` and those divided (each side of ``CEIL_TABLE_CHARS``), in requests
-    # estimated again (the amounts kept), at each family's characters per token (3.5, 3.7 and 4).
+    # The text lengths read off ``message_tokens_table`` and those divided (each side of ``CEIL_TABLE_CHARS``), in
+    # requests estimated again (the amounts kept), at each family's characters per token (3.5, 3.7 and 4).
     llmcost.register_price(llmcost.ModelPrice("reg-model", "acme", input_per_mtok="1.234567", output_per_mtok="2.5"))
     lengths = [*range(40), *range(CEIL_TABLE_CHARS - 20, CEIL_TABLE_CHARS + 20), 50_000, 1_000_003]
     for length in lengths:
@@ -336,6 +337,83 @@ def test_chat_requests_of_every_text_length_are_estimated_as_counting_and_pricin
         for _ in range(3):
             got = request_estimate(request, None)
             assert str(got) == str(want), (model, length)
+
+
+class _OtherGet(dict):  # type: ignore[type-arg]
+    """A message that says another text than it holds (read by its own ``get``, as ``count_tokens`` reads it)."""
+
+    def get(self, key: object, default: object = None) -> object:
+        return "said otherwise " * 5 if key == "content" else dict.get(self, key, default)
+
+
+class _NotAscii(_Text):
+    """A text that says it is not ASCII, and is longer than its characters (counted as it says)."""
+
+    def isascii(self) -> bool:
+        return False
+
+
+def _message(content: object, **more: object) -> dict[str, object]:
+    return {"role": "user", "content": content, **more}
+
+
+_SYSTEM = _message("Be brief.")
+_SHAPES: dict[str, tuple[object, object]] = {  # (messages, max_tokens)
+    "usual": ([_SYSTEM, _message("lorem ipsum " * 30)], 300),
+    "one message": ([_message("hi")], 7),
+    "empty text": ([_SYSTEM, _message("")], 300),
+    "dict subclass": ([_SYSTEM, _OtherGet(_message("abc " * 9))], 300),
+    "dict subclass first": ([_OtherGet(_message("abc " * 9)), _SYSTEM], 300),
+    "ordered dict": ([_SYSTEM, OrderedDict(_message("abc " * 9))], 300),
+    "a name": ([_SYSTEM, _message("abc " * 9, name="bob")], 300),
+    "a name not a str": ([_SYSTEM, _message("abc " * 9, name=5)], 300),
+    "no content": ([_SYSTEM, {"role": "user"}], 300),
+    "content None": ([_SYSTEM, _message(None)], 300),
+    "content parts": ([_SYSTEM, _message([{"type": "text", "text": "abc " * 9}, "more"])], 300),
+    "content an int": ([_SYSTEM, _message(7)], 300),
+    "not ASCII": ([_SYSTEM, _message("déjà vu " * 9)], 300),
+    "not ASCII first": ([_message("日本語 " * 9), _SYSTEM], 300),
+    "a str that says it is not ASCII": ([_SYSTEM, _message(_NotAscii("abc " * 9))], 300),
+    "a str that counts itself": ([_SYSTEM, _message(_Text("abc " * 9))], 300),
+    "longest in the table": ([_SYSTEM, _message("y" * (CEIL_TABLE_CHARS - 1))], 300),
+    "longer than the table": ([_SYSTEM, _message("y" * CEIL_TABLE_CHARS)], 300),
+    "much longer": ([_message("y" * 12345), _message("z" * 5000)], 300),
+    "no messages": ([], 300),
+    "a tuple": ((_SYSTEM, _message("abc " * 9)), 300),
+    "a str message": ([_SYSTEM, "abc " * 9], 300),
+    "a list message": ([_SYSTEM, ["content", "abc"]], 300),
+    "max_tokens True": ([_SYSTEM, _message("abc " * 9)], True),
+    "max_tokens False": ([_SYSTEM, _message("abc " * 9)], False),
+    "max_tokens 0": ([_SYSTEM, _message("abc " * 9)], 0),
+    "max_tokens negative": ([_SYSTEM, _message("abc " * 9)], -1),
+}
+
+
+@pytest.mark.parametrize("model", ["claude-3-5-haiku-latest", "gpt-4o", "reg-model"])
+@pytest.mark.parametrize("shape", list(_SHAPES))
+def test_a_chat_request_of_any_shape_is_estimated_as_counting_and_pricing_it_afresh_gives(model, shape):
+    # ``request_estimate`` reads the usual chat request itself (plain dicts of ASCII text, read off a table) and
+    # hands every other shape to ``estimated_amount``. With amounts kept for every count near the request's (so that
+    # a request counted wrongly finds a wrong amount rather than none), each shape is estimated as counting and
+    # pricing it afresh gives, in 10**-18 units too where they are given.
+    llmcost.register_price(llmcost.ModelPrice("reg-model", "acme", input_per_mtok="1.234567", output_per_mtok="2.5"))
+    messages, limit = _SHAPES[shape]
+    request = {"model": model, "messages": messages, "max_tokens": limit}
+    want = _reference_request_estimate(request, None)
+    try:
+        tokens = count_tokens(messages, model)  # type: ignore[arg-type]
+    except TypeError:
+        tokens = 0
+    ratio = CHARS_PER_TOKEN["openai" if model == "gpt-4o" else "anthropic" if "claude" in model else "default"]
+    output = int(limit)  # type: ignore[call-overload]  # (a bool's too: a wrong reading of one finds it)
+    if output >= 0:
+        for size in range(int(max(tokens - 60, 0) * ratio), int((tokens + 60) * ratio)):
+            estimated_amount(model, "y" * size, output)  # (a kept amount for each count near the request's)
+    for _ in range(3):
+        found = request_estimate_atto(request, None)
+        got = None if found is None else found[0]
+        assert str(got) == str(want), (shape, model)
+        assert found is None or found[1] is None or found[1] == atto_of(found[0])
 
 
 def test_threads_estimating_chat_requests_while_prices_are_registered_get_a_price_in_force_and_the_last_after():
@@ -372,12 +450,12 @@ def test_threads_estimating_chat_requests_while_prices_are_registered_get_a_pric
         assert request_estimate(chat(size), None) == round_money((n + 10) * prices[1] / 1_000_000)
 
 
-def test_ceil_table_is_the_ceiling_of_each_length_over_the_ratio():
+def test_message_tokens_table_is_the_overhead_and_the_ceiling_of_each_length_over_the_ratio():
     for ratio in (3.5, 3.7, 4.0, 2.9, 1.0):
-        table = ceil_table(ratio)
+        table = message_tokens_table(ratio)
         assert len(table) == CEIL_TABLE_CHARS
-        assert table == [math.ceil(n / ratio) for n in range(CEIL_TABLE_CHARS)]
-        assert ceil_table(ratio) is table  # one per ratio
+        assert table == [3 + math.ceil(n / ratio) for n in range(CEIL_TABLE_CHARS)]
+        assert message_tokens_table(ratio) is table  # one per ratio
 
 
 def test_amounts_kept_before_a_reset_are_not_found_after_it():
