@@ -44,7 +44,7 @@ from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, to_mone
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._time import from_micros
-from ._tracker import CostTracker, system_clock
+from ._tracker import CostTracker, log_once, system_clock
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
 from .stores._ledger import LocalLedger, entry_models
@@ -881,7 +881,8 @@ class Budget:
             try:
                 tracker.flush()
             except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written
-                logger.warning("llmcost: budget %r could not flush before reserving: %r", self.name, exc)
+                log_once(("budget-flush", type(exc)), "llmcost: budget %r could not flush before reserving: %r",
+                         self.name, exc)  # fmt: skip
         r = store.reserve(scope, needed, limit=self.limit, force=self.on_exceed == "warn")
         remaining = self.limit - r.spent - r.reserved
         with self._lock:

@@ -674,6 +674,7 @@ def _counts_beside_completion(
     does not): told apart by ``total_tokens``, as the completion details' reasoning is (``_reasoning_apart``), and
     without a total by Perplexity's other counts. ``num_search_queries`` are Perplexity's ``web_searches``."""
     cited, searches = _int(cited), _int(searches)
+    completion = out
     if cited:
         out = min(out + cited, MAX_COUNT)
         units["output_citation_tokens"] = units.get("output_citation_tokens", 0) + cited
@@ -682,7 +683,9 @@ def _counts_beside_completion(
     apart = _int(apart)
     if apart and not reasoning:  # (a reasoning count in the completion's details is the one read)
         reasoning = apart
-        if _reasoning_apart(total, inp, out, apart) or (total is None and (cited or searches)):
+        # Perplexity's (its citations or searches say so) is outside the completion whatever its total counts (its
+        # documented total is prompt + completion); another's is told by the total against the completion alone.
+        if cited or searches or _reasoning_apart(total, inp, completion, apart):
             out = min(out + apart, MAX_COUNT)
     return out, reasoning
 

@@ -325,10 +325,22 @@ _main_holding = 0
 _deferred_sigterm: tuple[int, Any] | None = None
 
 
+def live_snapshot() -> list[Any]:
+    """The live trackers, as a list taken under ``lock``. Trackers are added from any thread, and a dropped one's
+    leftovers (``track_orphan``) by the garbage collector, which may run on this very thread as the list is made
+    (the set then changed size as it was read: read again)."""
+    with lock:
+        while True:
+            try:
+                return list(live_trackers)
+            except RuntimeError:
+                continue
+
+
 def _flush_all_at_exit() -> None:
     # Trackers first: what is flushed after them (``flush_last``: budgets' leases, which settle in the ledger and may
     # wait for a lock a signalled thread holds) must not keep a tracker's entries from being written.
-    for tracker in sorted(live_trackers, key=lambda held: getattr(held, "flush_last", False)):
+    for tracker in sorted(live_snapshot(), key=lambda held: getattr(held, "flush_last", False)):
         try:
             tracker.flush()
         except Exception:
@@ -342,7 +354,7 @@ def _end_at_exit() -> None:
     ended by ``pthread_exit`` as it takes the GIL back, aborting the process (see ``stop_writer``). Stopping the
     writers here leaves no tracker thread in a store, and the flush that follows writes what they left.
     """
-    for tracker in list(live_trackers):
+    for tracker in live_snapshot():
         stop = getattr(tracker, "stop_writer", None)  # (the leases' exit hook stops their settler here)
         if stop is not None:
             try:
@@ -476,7 +488,8 @@ def track_live(tracker: Flushable) -> None:
 
 def forget_live(tracker: Flushable) -> None:
     """Stop flushing ``tracker`` at exit (it was closed)."""
-    live_trackers.discard(tracker)
+    with lock:
+        live_trackers.discard(tracker)
 
 
 #: What trackers dropped without ``close()`` left to write (``_tracker._Left``), held until written: each is one of
@@ -495,7 +508,7 @@ def forget_orphan(left: Flushable) -> None:
     """``left`` is written (or its process is a forked child, which leaves it to the parent)."""
     with lock:
         orphans.discard(left)
-    live_trackers.discard(left)
+        live_trackers.discard(left)
 
 
 def _restart_in_child() -> None:
@@ -510,7 +523,7 @@ def _restart_in_child() -> None:
     _main_ident, _main_holding, _deferred_sigterm, _sigterm_overdue = threading.get_ident(), 0, None, False
     for holder in list(fork_aware):
         holder.forked()
-    for tracker in list(live_trackers):
+    for tracker in live_snapshot():
         tracker.forked()
     util = sys.modules.get("multiprocessing.util")
     if util is not None:

@@ -175,7 +175,9 @@ class _Left:
         self._store = store
         self._buffer = buffer
         self._columns = columns
-        self._lock = _state.new_lock()
+        # (As the tracker's own flush lock: a SIGTERM while the main thread writes here is handled once it lets go,
+        # not by a flush that would wait for this lock until the process ends, the batch in hand.)
+        self._lock = _state.FlushLock()
         self._thread: threading.Thread | None = None
 
     def pending(self) -> int:
@@ -795,7 +797,8 @@ class CostTracker:
             # Closed (``close``, or the exit hook's ``stop_writer``), yet something records: a call in flight as
             # ``configure`` replaced this tracker, a ``record`` after ``close``, an atexit hook that ran after
             # llmcost's. No writer will come, so the entry is written now; kept for the exit hook if that fails.
-            _state.track_live(self)
+            if self not in _state.live_trackers:  # (once: ``track_live`` also looks at the SIGTERM handler)
+                _state.track_live(self)
             self._flush_quietly()
 
     def _start_writer(self) -> None:

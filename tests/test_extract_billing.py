@@ -611,6 +611,14 @@ def test_perplexity_reasoning_citations_and_searches_are_billed(tracker, as_sdk)
         # Perplexity's shape without a total: its reasoning is outside the completion (genai-prices' reader)
         ({"prompt_tokens": 20, "completion_tokens": 3000, "reasoning_tokens": 500, "num_search_queries": 1},
          Usage(20, 3500, reasoning_tokens=500, units={"web_searches": 1})),
+        # Perplexity's documented shape: its total is prompt + completion, its reasoning and citations apart from both
+        # (reasoning smaller than completion + citations was taken as a part of them, and the citations cut)
+        ({"prompt_tokens": 19, "completion_tokens": 6667, "total_tokens": 6686, "citation_tokens": 8263,
+          "num_search_queries": 18, "reasoning_tokens": 10_000},
+         Usage(19, 24_930, reasoning_tokens=10_000, units={"output_citation_tokens": 8263, "web_searches": 18})),
+        ({"prompt_tokens": 19, "completion_tokens": 6667, "total_tokens": 6686, "citation_tokens": 8263,
+          "num_search_queries": 18, "reasoning_tokens": 73_997},
+         Usage(19, 88_927, reasoning_tokens=73_997, units={"output_citation_tokens": 8263, "web_searches": 18})),
         # Databricks' and Modal's top-level reasoning is a part of the completion, as the total says
         ({"prompt_tokens": 20, "completion_tokens": 3000, "total_tokens": 3020, "reasoning_tokens": 500},
          Usage(20, 3000, reasoning_tokens=500)),

@@ -9,6 +9,7 @@ import signal
 from datetime import datetime, timezone
 
 import pydantic
+import pytest
 
 import llmcost
 from llmcost import _state
@@ -121,3 +122,21 @@ def test_env_budgets_apply_after_reset(monkeypatch):
     _state.reset()
     names = [guard.name for guard in llmcost.get_tracker().guards()]
     assert names == ["env-daily"]
+
+
+def test_the_live_trackers_are_read_again_if_they_change_as_they_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dropped tracker's leftovers join the live trackers from the garbage collector, which may run on the very thread
+    # reading them for the exit or SIGTERM flush: "Set changed size during iteration" must not end that flush.
+    held = [object(), object()]
+
+    class Changing(list):  # type: ignore[type-arg]
+        reads = 0
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            Changing.reads += 1
+            if Changing.reads == 1:
+                raise RuntimeError("Set changed size during iteration")
+            return super().__iter__()
+
+    monkeypatch.setattr(_state, "live_trackers", Changing(held))
+    assert _state.live_snapshot() == held and Changing.reads == 2
