@@ -32,10 +32,11 @@ __all__ = [
 
 #: Output tokens assumed for a request that sets no output limit.
 DEFAULT_OUTPUT_TOKENS = 500
-# What ``request_estimate`` reads of the chat requests' estimates kept by ``_tokens.estimated_amount``: by model, (ASCII
-# characters per token, the tokenizer or ``None``, its text counts, its ``message_tokens_table``, the prices'
-# generation, the amounts by (input tokens, output tokens), each with its 10**-18 units), valid at that generation.
-_kept_amounts: dict[str, Any] = _state.estimated_amounts
+# What ``request_estimate`` reads of the chat requests' estimates kept by ``_tokens.estimated_amount``: by model counted
+# by the heuristic, (ASCII characters per token, ``None`` for the tokenizer, its text counts, its
+# ``message_tokens_table``, the prices' generation, the amounts by (input tokens, output tokens), each with its 10**-18
+# units), at the prices in force (the dict is emptied as they change).
+_kept_amounts: dict[str, Any] = _state.heuristic_amounts
 _PER_MESSAGE = MESSAGE_OVERHEAD
 _PER_REPLY = REPLY_OVERHEAD
 _PROMPT_KEYS = ("messages", "input", "prompt", "contents")
@@ -103,18 +104,17 @@ def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> tuple
             return None
         prompt = kwargs.get("messages")
         limit = kwargs.get("max_tokens")
-        if type(limit) is int and limit >= 0 and type(prompt) is list:
+        if type(limit) is int and type(prompt) is list:
             # A chat request: what the rules below come to for it (``estimated_amount``). Its usual form is read here,
             # without another call (a tenth of the estimate's instructions): messages of plain ASCII text counted by
             # the heuristic as ``_tokens`` counts them (3 tokens for the reply; each message's 3 and its text's
             # ceiling of its length over the ratio read off the model's ``message_tokens_table`` for all but long
             # texts: half the instructions of dividing), priced at an amount kept for the model, at the prices in
-            # force, with its 10**-18 units (``_state.estimated_amounts``, as ``_tokens`` keeps it). Anything else (no
+            # force, with its 10**-18 units (``_state.heuristic_amounts``, as ``_tokens`` keeps it). Anything else (no
             # messages, a name, a message with no text, a part list, non-ASCII text, a tokenizer, no amount kept for
-            # the counts) and ``estimated_amount`` counts the whole prompt.
+            # the counts, a negative limit: none is kept for it) and ``estimated_amount`` counts the whole prompt.
             kept = _kept_amounts.get(model)
-            # (kept[1]: the model's tokenizer, None for the heuristic; kept[4]: the prices' generation of its amounts)
-            if kept is not None and kept[1] is None and kept[4] == _state.prices_generation and prompt:
+            if kept is not None and prompt:
                 table = kept[3]
                 tokens = _PER_REPLY
                 try:
@@ -132,7 +132,7 @@ def request_estimate_atto(kwargs: Mapping[str, Any], model: str | None) -> tuple
                         return kept[5][tokens, limit]  # type: ignore[no-any-return]  # (none kept: ``KeyError``)
                 except KeyError:
                     pass
-            return estimated_amount(model, prompt, limit), None
+            return estimated_amount(model, prompt, limit if limit >= 0 else DEFAULT_OUTPUT_TOKENS), None
         for key in _PROMPT_KEYS:
             prompt = kwargs.get(key)
             if prompt is not None:

@@ -206,6 +206,9 @@ token_counts: dict[Any, dict[str, int]] = {}
 #: A budget's estimates of calls from their prompts (``_tokens.estimated_amount``): by model, its way of counting,
 #: the ``prices_generation`` they were priced at and the amounts by (input tokens, output tokens). Bounded there.
 estimated_amounts: dict[str, Any] = {}
+#: The same kept estimates of the models counted by the heuristic (no tokenizer), at the current ``prices_generation``
+#: only: emptied as prices change (``prices_changed``), so a request's estimate needs neither check per call.
+heuristic_amounts: dict[str, Any] = {}
 
 #: Background Responses created in this process and not recorded yet (``_background``): response id -> what records
 #: it, oldest first. A forked child starts without them: its retrieves must not record its parent's again.
@@ -213,6 +216,7 @@ background_responses: OrderedDict[str, Any] = OrderedDict()
 
 _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     logged,
+    heuristic_amounts,
     user_prices,
     resolved_prices,
     unknown_models,
@@ -592,6 +596,7 @@ def prices_changed() -> None:
     global pricing_table, prices_generation
     pricing_table = None
     prices_generation += 1
+    heuristic_amounts.clear()  # (after the count: ``_tokens._priced`` checks it after it keeps one)
 
 
 def set_pricing_table(table: dict[str, Any] | None) -> None:
@@ -635,6 +640,7 @@ def reset() -> None:
             cache.clear()
         pricing_table = None
         prices_generation += 1
+        heuristic_amounts.clear()  # (again after the count, as ``prices_changed`` does)
         catalog_version = None
         live_trackers.clear()
         orphans.clear()

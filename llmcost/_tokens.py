@@ -25,6 +25,7 @@ _resolved = _state.resolved_prices
 #: amounts by (input, output), each with the same in 10**-18 units: ``(amount, atto)``).
 _Kept = tuple[float, Any, dict[str, int], list[int], int, dict[tuple[int, int], tuple[Decimal, int]]]
 _kept: dict[str, _Kept] = _state.estimated_amounts
+_heuristic_kept: dict[str, _Kept] = _state.heuristic_amounts
 _ceil = math.ceil
 
 __all__ = ["CHARS_PER_TOKEN", "Estimate", "count_tokens", "estimate_cost", "estimated_amount"]
@@ -346,5 +347,14 @@ def _priced(model: str, input_tokens: int, output_tokens: int, kept: _Kept | Non
     counting = _state.model_encodings.get(model) or _counting(model)
     if len(_kept) >= _MODELS_PRICED:
         _kept.clear()
-    _kept[model] = (*counting, message_tokens_table(counting[0]), generation, {(input_tokens, output_tokens): found})
+        _heuristic_kept.clear()
+    amounts = {(input_tokens, output_tokens): found}
+    kept = _kept[model] = (*counting, message_tokens_table(counting[0]), generation, amounts)
+    if counting[1] is None:
+        # Read by ``_estimate.request_estimate_atto`` with no generation check: kept there only while the prices are
+        # these. Prices that changed as it was kept (the count moved) empty the dict after their count, or else the
+        # count is seen moved here and the value goes again.
+        _heuristic_kept[model] = kept
+        if generation != _state.prices_generation:
+            _heuristic_kept.pop(model, None)
     return found
