@@ -119,7 +119,9 @@ class BudgetManager:
             tracker = get_tracker()
         self.tracker = tracker
         self._enforced = _enforced(tracker)
-        self._seen: dict[str, int] = {}
+        # Per name, the ``Budget`` object ``check_budgets`` last read and how many of its alerts it returned: counted
+        # per object, as a redefined budget is a new object whose ``alerts`` start empty.
+        self._seen: dict[str, tuple[Budget, int]] = {}
         self._reload()
 
     @property
@@ -186,15 +188,32 @@ class BudgetManager:
         return existed or found is not None
 
     def check_budgets(self) -> builtins.list[BudgetAlert]:
-        """Re-read spend from the store and return the alerts that fired since the last check (only new ones)."""
+        """Re-read spend from the store and return the alerts that fired since the last check (only new ones).
+
+        A budget replaced (``create`` with another definition, here or in another process) or deleted since the last
+        check is a new object: its alerts not returned yet come first, then every alert of the budget now enforced."""
         self._reload()
+        with self._enforced.lock:
+            budgets = dict(self._budgets)
         new: builtins.list[BudgetAlert] = []
-        for name, b in sorted(self._budgets.items()):
+        for name in sorted(budgets.keys() | self._seen.keys()):
+            b = budgets.get(name)
+            start = 0
+            before = self._seen.pop(name, None)
+            if before is not None:
+                old, returned = before
+                if old is b:
+                    start = returned
+                else:
+                    new.extend(old.alerts[returned:])
+            if b is None:
+                continue
             b.sync(force=True)
             b.check_thresholds()
             alerts = b.alerts
-            new.extend(alerts[self._seen.get(name, 0) :])
-            self._seen[name] = len(alerts)
+            count = len(alerts)  # (read once: another thread's call may add an alert meanwhile, returned next time)
+            new.extend(alerts[start:count])
+            self._seen[name] = (b, count)
         return new
 
     def can_spend(self, amount: Decimal | int | float | str, budget_id: str | None = None) -> bool:
