@@ -48,10 +48,18 @@ class _Enforced:
                     self.install(name, text)
 
     def install(self, name: str, text: str) -> Budget:
+        """Enforce the definition ``text`` as ``name``.
+
+        The budget enforced now is kept if ``text`` defines the same budget, so the thresholds it fired in this period
+        stay fired (a ``BudgetGuard`` made on each request alerts once per period); a changed definition is a new
+        ``Budget`` in its place, whose thresholds fire anew against the new definition."""
         spec = json.loads(text)
-        made = _budget_of(name, spec, self.tracker)
         with self.lock:
             old = self.budgets.get(name)
+            if old is not None and _same_definition(json.loads(self.definitions[name]), spec):
+                self.definitions[name] = text
+                return old
+            made = _budget_of(name, spec, self.tracker)
             if old is not None:
                 self.tracker.remove_guard(old)
             self.budgets[name] = made
@@ -82,6 +90,23 @@ def _budget_of(name: str, spec: dict[str, Any], tracker: CostTracker) -> Budget:
         tracker=tracker,
         key=f"manager:{name}",
     )
+
+
+def _same_definition(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two saved definitions describe one budget (the limit compared as an amount: ``1`` and ``1.00`` alike)."""
+
+    def canonical(spec: dict[str, Any]) -> tuple[object, ...]:
+        return (
+            Decimal(spec["limit"]),
+            spec["period"],
+            spec.get("category"),
+            spec.get("resource"),
+            spec.get("model"),
+            spec.get("tags") or {},
+            [float(t) for t in spec.get("thresholds", DEFAULT_THRESHOLDS)],
+        )
+
+    return canonical(a) == canonical(b)
 
 
 def _enforced(tracker: CostTracker) -> _Enforced:
@@ -146,7 +171,9 @@ class BudgetManager:
     ) -> Budget:
         """Create (or replace) the budget ``name`` of ``amount`` USD per ``period``, save it, and enforce it.
 
-        ``category``, ``resource``, ``model`` (a per-model limit) and ``tags`` narrow what counts."""
+        ``category``, ``resource``, ``model`` (a per-model limit) and ``tags`` narrow what counts. Creating a budget
+        that exists with the same definition keeps it, and the thresholds it fired in this period; another definition
+        replaces it with a new ``Budget``, whose thresholds fire anew (each against the new definition)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         limit = to_money(amount, "amount")

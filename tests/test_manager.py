@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
-from llmcost import BudgetManager, CostTracker
+from llmcost import BudgetGuard, BudgetManager, CostTracker
 from tests.conftest import Clock
 
 
@@ -63,3 +65,34 @@ def test_check_budgets_returns_what_a_replaced_or_deleted_budget_fired_since_the
         ("team", 0.5, "1"),
     ]
     assert manager.check_budgets() == []
+
+
+def test_creating_the_same_budget_again_fires_no_threshold_twice_in_a_period(store_tracker, clock):
+    events = []
+    store_tracker.subscribe("budget.warning", events.append)
+    store_tracker.subscribe("budget.exceeded", events.append)
+    first = BudgetGuard(daily_limit=1, tracker=store_tracker)  # e.g. a guard built on each request
+    store_tracker.record(amount="0.55")
+    for limit in (1, "1.00", Decimal("1")):
+        assert BudgetGuard(daily_limit=limit, tracker=store_tracker).manager.get("guard-daily") is (
+            first.manager.get("guard-daily")
+        )
+        store_tracker.record(amount="0.01")
+    assert [a.threshold for a in events] == [0.5]
+    clock.now += timedelta(days=1)  # the next period: the same budget's thresholds wait again
+    BudgetGuard(daily_limit=1, tracker=store_tracker)
+    store_tracker.record(amount="0.5")
+    assert [a.threshold for a in events] == [0.5, 0.5]
+
+
+def test_a_definition_saved_again_by_another_process_keeps_the_budget(url, clock, store_tracker):
+    manager = BudgetManager(store_tracker)
+    kept = manager.create("team", 1, "daily", tags={"team": "search"})
+    store_tracker.record(amount="0.6", tags={"team": "search"})
+    assert thresholds_of(manager.check_budgets()) == [(0.5, "1")]
+    with CostTracker(url, clock=clock) as other:  # as another process would, from its own configuration
+        BudgetManager(other).create("team", "1.00", "daily", tags={"team": "search"})
+    assert manager.get("team") is kept
+    assert manager.check_budgets() == []
+    changed = manager.create("team", 1, "daily", tags={"team": "ads"})  # another filter: another budget
+    assert changed is not kept and manager.get("team") is changed
