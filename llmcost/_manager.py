@@ -275,6 +275,12 @@ class BudgetManager:
 class BudgetGuard:
     """Daily, monthly and total limits in one object; a thin layer over ``BudgetManager``.
 
+    The limits are saved in the store as the budgets ``guard-daily``, ``guard-monthly`` and ``guard-total``, which
+    a ``BudgetGuard`` owns: making one sets those of its limits and deletes those of the limits it does not set (a
+    limit dropped from the configuration is no longer enforced). Guards on one store, in one process or several,
+    share these names: the one made last sets the limits that every tracker on the store enforces, and every guard
+    reports and checks those (``get_remaining``, ``can_proceed``).
+
     Example::
 
         guard = llmcost.BudgetGuard(daily_limit=20, monthly_limit=300)
@@ -294,18 +300,24 @@ class BudgetGuard:
         tracker: CostTracker | None = None,
     ) -> None:
         self.manager = BudgetManager(tracker)
-        self._names: dict[str, str] = {}
+        saved = self._limits()
         for period, limit in zip(self._PERIODS, (daily_limit, monthly_limit, total_limit), strict=True):
             if limit is not None:
-                name = f"guard-{period}"
-                self.manager.create(name, limit, period)
-                self._names[period] = name
+                self.manager.create(f"guard-{period}", limit, period)
+            elif period in saved:  # an earlier guard's limit this one does not set: no longer enforced
+                self.manager.delete(f"guard-{period}")
+
+    def _limits(self) -> dict[str, Budget]:
+        """The guard budgets saved in the store now, by period: those every tracker on the store enforces (set by the
+        guard made last), so what a guard reports is what is enforced."""
+        saved = {b.name: b for b in self.manager.list()}
+        return {p: saved[f"guard-{p}"] for p in self._PERIODS if f"guard-{p}" in saved}
 
     def can_proceed(self, estimated_cost: Decimal | int | float | str = 0) -> bool:
         """Whether a call costing ``estimated_cost`` fits within every limit (and something remains)."""
         needed = to_money(estimated_cost, "estimated_cost")
-        for name in self._names.values():
-            remaining = self.manager.get(name).remaining
+        for limit in self._limits().values():
+            remaining = limit.remaining
             if remaining <= 0 or needed > remaining:
                 return False
         return True
@@ -316,7 +328,8 @@ class BudgetGuard:
 
     def get_remaining(self) -> dict[str, Decimal | None]:
         """What remains of each limit: keys ``daily``, ``monthly``, ``total`` (``None`` where no limit is set)."""
-        return {p: (self.manager.get(self._names[p]).remaining if p in self._names else None) for p in self._PERIODS}
+        limits = self._limits()
+        return {p: (limits[p].remaining if p in limits else None) for p in self._PERIODS}
 
 
 # Wiring, not state: every tracker enforces its store's saved budgets without _tracker importing this module.

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from llmcost import BudgetGuard, BudgetManager, CostTracker
+from llmcost import BudgetGuard, BudgetManager, CostTracker, track_cost
 from tests.conftest import Clock
 
 
@@ -96,3 +96,31 @@ def test_a_definition_saved_again_by_another_process_keeps_the_budget(url, clock
     assert manager.check_budgets() == []
     changed = manager.create("team", 1, "daily", tags={"team": "ads"})  # another filter: another budget
     assert changed is not kept and manager.get("team") is changed
+
+
+def test_a_guard_deletes_the_saved_limits_it_does_not_set(url, clock):
+    with CostTracker(url, clock=clock) as first_run:
+        BudgetGuard(daily_limit=1, total_limit=50, tracker=first_run)
+        first_run.record(amount="0.95")
+    with CostTracker(url, clock=clock) as second_run:  # restarted with only a monthly limit configured
+        guard = BudgetGuard(monthly_limit=100, tracker=second_run)
+        assert [b.name for b in guard.manager.list()] == ["guard-monthly"]
+        assert guard.get_remaining() == {"daily": None, "monthly": Decimal("99.05"), "total": None}
+        assert guard.can_proceed("0.5")
+        call = track_cost(tracker=second_run, model="gpt-4o", estimate=Decimal("0.5"))(
+            lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 200_000, "completion_tokens": 0}}
+        )
+        call()  # $0.50: refused before by the first run's daily limit of $1
+        assert guard.get_remaining()["monthly"] == Decimal("98.55")
+
+
+def test_guards_on_one_store_share_their_limits(store_tracker):
+    strict = BudgetGuard(daily_limit=1, tracker=store_tracker)
+    loose = BudgetGuard(daily_limit=100, monthly_limit=500, tracker=store_tracker)  # made last: its limits apply
+    store_tracker.record(amount="5")
+    # Each reports (and checks) the limits enforced: the last guard's.
+    assert strict.get_remaining() == loose.get_remaining() == {"daily": 95, "monthly": 495, "total": None}
+    assert strict.can_proceed("90") and not strict.can_proceed("96")
+    BudgetGuard(tracker=store_tracker)  # no limits: none saved, none enforced
+    assert loose.manager.list() == []
+    assert strict.get_remaining() == loose.get_remaining() == {"daily": None, "monthly": None, "total": None}
