@@ -109,6 +109,14 @@ def _same_definition(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return canonical(a) == canonical(b)
 
 
+def _positive(value: object, field: str) -> Decimal:
+    """``value`` as a positive amount of money; an error names ``field``, the caller's own parameter."""
+    amount = to_money(value, field)
+    if amount <= 0:
+        raise ValueError(f"{field} must be a positive amount, got {value!r}")
+    return amount
+
+
 def _enforced(tracker: CostTracker) -> _Enforced:
     with _state.lock:
         found = tracker.stored_budgets
@@ -176,7 +184,7 @@ class BudgetManager:
         replaces it with a new ``Budget``, whose thresholds fire anew (each against the new definition)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
-        limit = to_money(amount, "amount")
+        limit = _positive(amount, "amount")
         spec: dict[str, Any] = {
             "limit": str(limit),
             "period": to_period(period).value,
@@ -299,11 +307,14 @@ class BudgetGuard:
         total_limit: Decimal | int | float | str | None = None,
         tracker: CostTracker | None = None,
     ) -> None:
+        given = zip(self._PERIODS, (daily_limit, monthly_limit, total_limit), strict=True)
+        # Every limit checked before any is saved, so a bad one changes nothing.
+        limits = {period: _positive(value, f"{period}_limit") for period, value in given if value is not None}
         self.manager = BudgetManager(tracker)
         saved = self._limits()
-        for period, limit in zip(self._PERIODS, (daily_limit, monthly_limit, total_limit), strict=True):
-            if limit is not None:
-                self.manager.create(f"guard-{period}", limit, period)
+        for period in self._PERIODS:
+            if period in limits:
+                self.manager.create(f"guard-{period}", limits[period], period)
             elif period in saved:  # an earlier guard's limit this one does not set: no longer enforced
                 self.manager.delete(f"guard-{period}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -124,3 +125,25 @@ def test_guards_on_one_store_share_their_limits(store_tracker):
     BudgetGuard(tracker=store_tracker)  # no limits: none saved, none enforced
     assert loose.manager.list() == []
     assert strict.get_remaining() == loose.get_remaining() == {"daily": None, "monthly": None, "total": None}
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda t: BudgetGuard(daily_limit="nan", tracker=t), "daily_limit must be a finite number, got 'nan'"),
+        (lambda t: BudgetGuard(monthly_limit=-1, tracker=t), "monthly_limit must be a positive amount, got -1"),
+        (lambda t: BudgetGuard(total_limit=0, tracker=t), "total_limit must be a positive amount, got 0"),
+        (lambda t: BudgetManager(t).create("x", -10, "daily"), "amount must be a positive amount, got -10"),
+    ],
+    ids=["daily_limit", "monthly_limit", "total_limit", "create-amount"],
+)
+def test_bad_limits_are_refused_naming_the_parameter(store_tracker, make, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        make(store_tracker)
+
+
+def test_a_guard_with_a_bad_limit_changes_no_saved_limit(store_tracker):
+    BudgetGuard(daily_limit=1, tracker=store_tracker)
+    with pytest.raises(ValueError, match="monthly_limit"):
+        BudgetGuard(total_limit=5, monthly_limit="lots", tracker=store_tracker)
+    assert [b.name for b in BudgetManager(store_tracker).list()] == ["guard-daily"]
