@@ -48,10 +48,18 @@ class _Enforced:
                     self.install(name, text)
 
     def install(self, name: str, text: str) -> Budget:
+        """Enforce the definition ``text`` as ``name``.
+
+        The budget enforced now is kept if ``text`` defines the same budget, so the thresholds it fired in this period
+        stay fired (a ``BudgetGuard`` made on each request alerts once per period); a changed definition is a new
+        ``Budget`` in its place, whose thresholds fire anew against the new definition."""
         spec = json.loads(text)
-        made = _budget_of(name, spec, self.tracker)
         with self.lock:
             old = self.budgets.get(name)
+            if old is not None and _same_definition(json.loads(self.definitions[name]), spec):
+                self.definitions[name] = text
+                return old
+            made = _budget_of(name, spec, self.tracker)
             if old is not None:
                 self.tracker.remove_guard(old)
             self.budgets[name] = made
@@ -82,6 +90,31 @@ def _budget_of(name: str, spec: dict[str, Any], tracker: CostTracker) -> Budget:
         tracker=tracker,
         key=f"manager:{name}",
     )
+
+
+def _same_definition(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two saved definitions describe one budget (the limit compared as an amount: ``1`` and ``1.00`` alike)."""
+
+    def canonical(spec: dict[str, Any]) -> tuple[object, ...]:
+        return (
+            Decimal(spec["limit"]),
+            spec["period"],
+            spec.get("category"),
+            spec.get("resource"),
+            spec.get("model"),
+            spec.get("tags") or {},
+            [float(t) for t in spec.get("thresholds", DEFAULT_THRESHOLDS)],
+        )
+
+    return canonical(a) == canonical(b)
+
+
+def _positive(value: object, field: str) -> Decimal:
+    """``value`` as a positive amount of money; an error names ``field``, the caller's own parameter."""
+    amount = to_money(value, field)
+    if amount <= 0:
+        raise ValueError(f"{field} must be a positive amount, got {value!r}")
+    return amount
 
 
 def _enforced(tracker: CostTracker) -> _Enforced:
@@ -119,7 +152,9 @@ class BudgetManager:
             tracker = get_tracker()
         self.tracker = tracker
         self._enforced = _enforced(tracker)
-        self._seen: dict[str, int] = {}
+        # Per name, the ``Budget`` object ``check_budgets`` last read and how many of its alerts it returned: counted
+        # per object, as a redefined budget is a new object whose ``alerts`` start empty.
+        self._seen: dict[str, tuple[Budget, int]] = {}
         self._reload()
 
     @property
@@ -144,10 +179,12 @@ class BudgetManager:
     ) -> Budget:
         """Create (or replace) the budget ``name`` of ``amount`` USD per ``period``, save it, and enforce it.
 
-        ``category``, ``resource``, ``model`` (a per-model limit) and ``tags`` narrow what counts."""
+        ``category``, ``resource``, ``model`` (a per-model limit) and ``tags`` narrow what counts. Creating a budget
+        that exists with the same definition keeps it, and the thresholds it fired in this period; another definition
+        replaces it with a new ``Budget``, whose thresholds fire anew (each against the new definition)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
-        limit = to_money(amount, "amount")
+        limit = _positive(amount, "amount")
         spec: dict[str, Any] = {
             "limit": str(limit),
             "period": to_period(period).value,
@@ -186,15 +223,32 @@ class BudgetManager:
         return existed or found is not None
 
     def check_budgets(self) -> builtins.list[BudgetAlert]:
-        """Re-read spend from the store and return the alerts that fired since the last check (only new ones)."""
+        """Re-read spend from the store and return the alerts that fired since the last check (only new ones).
+
+        A budget replaced (``create`` with another definition, here or in another process) or deleted since the last
+        check is a new object: its alerts not returned yet come first, then every alert of the budget now enforced."""
         self._reload()
+        with self._enforced.lock:
+            budgets = dict(self._budgets)
         new: builtins.list[BudgetAlert] = []
-        for name, b in sorted(self._budgets.items()):
+        for name in sorted(budgets.keys() | self._seen.keys()):
+            b = budgets.get(name)
+            start = 0
+            before = self._seen.pop(name, None)
+            if before is not None:
+                old, returned = before
+                if old is b:
+                    start = returned
+                else:
+                    new.extend(old.alerts[returned:])
+            if b is None:
+                continue
             b.sync(force=True)
             b.check_thresholds()
             alerts = b.alerts
-            new.extend(alerts[self._seen.get(name, 0) :])
-            self._seen[name] = len(alerts)
+            count = len(alerts)  # (read once: another thread's call may add an alert meanwhile, returned next time)
+            new.extend(alerts[start:count])
+            self._seen[name] = (b, count)
         return new
 
     def can_spend(self, amount: Decimal | int | float | str, budget_id: str | None = None) -> bool:
@@ -229,6 +283,12 @@ class BudgetManager:
 class BudgetGuard:
     """Daily, monthly and total limits in one object; a thin layer over ``BudgetManager``.
 
+    The limits are saved in the store as the budgets ``guard-daily``, ``guard-monthly`` and ``guard-total``, which
+    a ``BudgetGuard`` owns: making one sets those of its limits and deletes those of the limits it does not set (a
+    limit dropped from the configuration is no longer enforced). Guards on one store, in one process or several,
+    share these names: the one made last sets the limits that every tracker on the store enforces, and every guard
+    reports and checks those (``get_remaining``, ``can_proceed``).
+
     Example::
 
         guard = llmcost.BudgetGuard(daily_limit=20, monthly_limit=300)
@@ -247,19 +307,28 @@ class BudgetGuard:
         total_limit: Decimal | int | float | str | None = None,
         tracker: CostTracker | None = None,
     ) -> None:
+        given = zip(self._PERIODS, (daily_limit, monthly_limit, total_limit), strict=True)
+        # Every limit checked before any is saved, so a bad one changes nothing.
+        limits = {period: _positive(value, f"{period}_limit") for period, value in given if value is not None}
         self.manager = BudgetManager(tracker)
-        self._names: dict[str, str] = {}
-        for period, limit in zip(self._PERIODS, (daily_limit, monthly_limit, total_limit), strict=True):
-            if limit is not None:
-                name = f"guard-{period}"
-                self.manager.create(name, limit, period)
-                self._names[period] = name
+        saved = self._limits()
+        for period in self._PERIODS:
+            if period in limits:
+                self.manager.create(f"guard-{period}", limits[period], period)
+            elif period in saved:  # an earlier guard's limit this one does not set: no longer enforced
+                self.manager.delete(f"guard-{period}")
+
+    def _limits(self) -> dict[str, Budget]:
+        """The guard budgets saved in the store now, by period: those every tracker on the store enforces (set by the
+        guard made last), so what a guard reports is what is enforced."""
+        saved = {b.name: b for b in self.manager.list()}
+        return {p: saved[f"guard-{p}"] for p in self._PERIODS if f"guard-{p}" in saved}
 
     def can_proceed(self, estimated_cost: Decimal | int | float | str = 0) -> bool:
         """Whether a call costing ``estimated_cost`` fits within every limit (and something remains)."""
         needed = to_money(estimated_cost, "estimated_cost")
-        for name in self._names.values():
-            remaining = self.manager.get(name).remaining
+        for limit in self._limits().values():
+            remaining = limit.remaining
             if remaining <= 0 or needed > remaining:
                 return False
         return True
@@ -270,7 +339,8 @@ class BudgetGuard:
 
     def get_remaining(self) -> dict[str, Decimal | None]:
         """What remains of each limit: keys ``daily``, ``monthly``, ``total`` (``None`` where no limit is set)."""
-        return {p: (self.manager.get(self._names[p]).remaining if p in self._names else None) for p in self._PERIODS}
+        limits = self._limits()
+        return {p: (limits[p].remaining if p in limits else None) for p in self._PERIODS}
 
 
 # Wiring, not state: every tracker enforces its store's saved budgets without _tracker importing this module.

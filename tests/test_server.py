@@ -130,7 +130,7 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
         ("POST", "/records", {"resource": "x"}, "model", "model="),
         ("GET", "/summary", {"by": "colour"}, "by", "'colour'"),
         ("GET", "/summary", {"freq": "fortnight"}, "freq", "'fortnight'"),
-        ("POST", "/budgets", {"name": "x", "amount": "-1", "period": "daily"}, "limit", "-1"),
+        ("POST", "/budgets", {"name": "x", "amount": "-1", "period": "daily"}, "amount", "-1"),
         ("POST", "/budgets", {"name": "x", "amount": "1", "period": "fortnightly"}, "period", "'fortnightly'"),
         ("GET", "/budgets/check", {"amount": "lots"}, "amount", "'lots'"),
         ("GET", "/budgets/check", {"amount": "1e9999999"}, "amount", "'1e9999999'"),
