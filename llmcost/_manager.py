@@ -194,7 +194,9 @@ class BudgetManager:
             "tags": dict(tags or {}),
             "thresholds": list(thresholds),
         }
-        _budget_of(name, spec, self.tracker)  # validates before anything is saved
+        # Validated before anything is saved; the thresholds saved as the budget reads them (floats: a Decimal one
+        # would not serialize, a generator would be read once).
+        spec["thresholds"] = list(_budget_of(name, spec, self.tracker).thresholds)
         text = json.dumps(spec, sort_keys=True)
         with self._enforced.lock:
             self.tracker.store.save_budget(name, text)

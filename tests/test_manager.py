@@ -147,3 +147,14 @@ def test_a_guard_with_a_bad_limit_changes_no_saved_limit(store_tracker):
     with pytest.raises(ValueError, match="monthly_limit"):
         BudgetGuard(total_limit=5, monthly_limit="lots", tracker=store_tracker)
     assert [b.name for b in BudgetManager(store_tracker).list()] == ["guard-daily"]
+
+
+def test_create_takes_decimal_and_generator_thresholds_and_saves_them_as_the_budget_reads_them(url, store_tracker):
+    manager = BudgetManager(store_tracker)
+    made = manager.create("team", 1, "daily", thresholds=[Decimal("0.5"), Decimal("1")])
+    assert made.thresholds == (0.5, 1.0)
+    again = manager.create("other", 1, "daily", thresholds=(t for t in (0.25, 0.75)))
+    assert again.thresholds == (0.25, 0.75)
+    with CostTracker(url) as other:
+        reread = BudgetManager(other)
+        assert reread.get("team").thresholds == (0.5, 1.0) and reread.get("other").thresholds == (0.25, 0.75)
