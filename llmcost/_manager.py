@@ -195,7 +195,7 @@ class BudgetManager:
             "thresholds": list(thresholds),
         }
         # Validated before anything is saved; the thresholds saved as the budget reads them (floats: a Decimal one
-        # would not serialize, a generator would be read once).
+        # would not serialize).
         spec["thresholds"] = list(_budget_of(name, spec, self.tracker).thresholds)
         text = json.dumps(spec, sort_keys=True)
         with self._enforced.lock:
