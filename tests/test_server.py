@@ -70,6 +70,27 @@ def test_a_record_is_priced_on_the_server_from_model_and_usage(client: httpx.Cli
     assert read == record
 
 
+def test_a_record_takes_a_service_tier_and_units_and_reads_back_whole(client: httpx.Client, name: str) -> None:
+    units = {"cache_write_1h_tokens": 5000, "web_searches": 2}
+    model = "claude-sonnet-4-20250514"
+    usage = {"input_tokens": 10000, "output_tokens": 100, "cache_write_tokens": 5000, "units": units}
+    response = client.post(
+        f"{PREFIX}/records", json={"model": model, "usage": usage, "service_tier": "batch", "resource": name}
+    )
+    assert response.status_code == 201, response.text
+    (record,) = response.json()["records"]
+    expected = llmcost.CostTracker().record(
+        model=model, usage=llmcost.Usage(10000, 100, 0, 5000, units=units), service_tier="batch"
+    )
+    assert record["amount"] == str(expected.amount) and record["pricing"] == expected.pricing
+    assert (record["service_tier"], record["canonical_model"]) == ("batch", expected.canonical_model)
+    assert record["usage"]["units"] == units
+    standard = {"model": "gpt-4o", "usage": {"input_tokens": 1}, "resource": name}
+    (plain,) = client.post(f"{PREFIX}/records", json=standard).json()["records"]
+    assert (plain["service_tier"], plain["canonical_model"], plain["usage"]["units"]) == (None, "gpt-4o", {})
+    assert client.get(f"{PREFIX}/records", params={"resource": name}).json()["records"] == [record, plain]
+
+
 def test_a_list_is_recorded_whole_or_not_at_all(client: httpx.Client, name: str) -> None:
     good = {"amount": "0.10", "category": "compute", "resource": name}
     bad = {"amount": "ten dollars", "resource": name}
@@ -128,6 +149,11 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
         ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": -5}}, "input_tokens", "-5"),
         ("POST", "/records", {"amount": "1", "colour": "red"}, "colour", "'red'"),
         ("POST", "/records", {"resource": "x"}, "model", "model="),
+        ("POST", "/records", {"model": "gpt-4o", "service_tier": "premium"}, "service_tier", "'premium'"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": 5, "units": {"moon_rocks": 1}}},
+         "usage.units", "'moon_rocks'"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": 5, "units": {"cache_write_1h_tokens": 9}}},
+         "usage.units", "(9)"),
         ("GET", "/summary", {"by": "colour"}, "by", "'colour'"),
         ("GET", "/summary", {"freq": "fortnight"}, "freq", "'fortnight'"),
         ("POST", "/budgets", {"name": "x", "amount": "-1", "period": "daily"}, "limit", "-1"),

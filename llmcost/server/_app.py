@@ -36,6 +36,7 @@ from .._errors import BudgetExceeded, LlmcostError, StoreError, UnknownModelErro
 from .._manager import BudgetManager
 from .._money import to_amount, to_money, to_utc
 from .._tracker import CostTracker
+from .._usage import NO_UNITS, Usage
 from ..analytics import forecast_tasks
 from ..analytics._spend import exact_spend
 from ..stores import CostStore
@@ -55,6 +56,7 @@ from ._models import (
     SettleIn,
     SettleOut,
     SummaryOut,
+    UsageIn,
 )
 from ._reservations import UnknownReservation, reservations_for
 from ._security import BearerAuth, BodyLimit
@@ -74,6 +76,7 @@ _FIELDS = (
     "amount", "model", "usage", "category", "resource", "description", "provider", "tags", "latency_ms",
     "timestamp", "name", "period", "thresholds", "limit", "buffer", "by", "freq", "since", "until", "tag", "cursor",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "key",
+    "service_tier", "units",
 )  # fmt: skip
 
 
@@ -133,10 +136,12 @@ def record_json(entry: CostEntry) -> dict[str, Any]:
             "cache_read_tokens": u.cache_read_tokens,
             "cache_write_tokens": u.cache_write_tokens,
             "reasoning_tokens": u.reasoning_tokens,
+            "units": dict(u.units),
         },
         "latency_ms": entry.latency_ms,
         "tags": dict(entry.tags),
         "pricing": entry.pricing,
+        "service_tier": entry.service_tier,
     }
 
 
@@ -574,7 +579,6 @@ def create_app(
 def _build(tracker: CostTracker, item: RecordIn, **defaults: Any) -> CostEntry:
     if item.amount is None and item.model is None:
         raise ApiError(400, "a record needs model= (with usage) to be priced on the server, or amount=", "model")
-    usage = item.usage.model_dump() if item.usage is not None else {}
     given = {
         "category": item.category,
         "resource": item.resource,
@@ -588,9 +592,30 @@ def _build(tracker: CostTracker, item: RecordIn, **defaults: Any) -> CostEntry:
         provider=item.provider,
         latency_ms=item.latency_ms,
         timestamp=item.timestamp,
+        service_tier=item.service_tier,
+        usage=_usage(item.usage),
         **given,
-        **usage,
     )
+
+
+def _usage(given: UsageIn | None) -> Usage | None:
+    """The ``Usage`` of a record's ``usage``, checked by ``Usage`` as ``record`` checks it."""
+    if given is None:
+        return None
+    try:
+        return Usage(
+            given.input_tokens,
+            given.output_tokens,
+            given.cache_read_tokens,
+            given.cache_write_tokens,
+            given.reasoning_tokens,
+            units=given.units or NO_UNITS,
+        )
+    except (TypeError, ValueError) as exc:
+        err = _bad(exc)
+        if err.field == "units":
+            err.field = "usage.units"  # where the client wrote it
+        raise err from None
 
 
 def _error(status: int, message: str, field: str | None) -> JSONResponse:

@@ -52,6 +52,11 @@ class UsageIn(_Strict):
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    units: dict[str, int] | None = Field(
+        default=None,
+        description="further counts by genai-prices usage name (cache_write_1h_tokens, web_searches...), each a part "
+        "of its whole (a 1-hour cache write is part of cache_write_tokens)",
+    )
 
 
 class RecordIn(_Strict):
@@ -67,6 +72,11 @@ class RecordIn(_Strict):
     tags: dict[str, str] | None = None
     latency_ms: float | None = None
     timestamp: datetime | None = Field(default=None, description="ISO 8601; naive is UTC; default: now")
+    service_tier: str | None = Field(
+        default=None,
+        description="null (standard), batch, flex, priority or fast; us, or a tier with +us (Anthropic's US-only "
+        "inference)",
+    )
 
 
 class UsageOut(BaseModel):
@@ -75,6 +85,7 @@ class UsageOut(BaseModel):
     cache_read_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
+    units: dict[str, int]
 
 
 class RecordOut(BaseModel):
@@ -90,11 +101,13 @@ class RecordOut(BaseModel):
     resource: str | None
     description: str
     model: str | None
+    canonical_model: str | None = Field(description="the catalog's id of the model that priced it; null when unpriced")
     provider: str | None
     usage: UsageOut
     latency_ms: float | None
     tags: dict[str, str]
     pricing: str
+    service_tier: str | None
 
 
 class RecordsPage(BaseModel):
