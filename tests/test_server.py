@@ -154,6 +154,7 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
         ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": True}}, "usage.input_tokens", "True"),
         ("POST", "/records", {"amount": "1", "latency_ms": False}, "latency_ms", "False"),
         ("POST", "/budgets", {"name": "x", "amount": True, "period": "daily"}, "amount", "True"),
+        ("POST", "/budgets", {"name": "x", "amount": "1", "period": "daily", "model": ""}, "model", "''"),
         ("POST", "/budgets/nobody/reservations", {"amount": True}, "amount", "True"),
         ("POST", "/forecast", {"pending_task_count": True, "model": "gpt-4o", "avg_input_tokens": 9},
          "pending_task_count", "True"),
@@ -264,6 +265,31 @@ def test_budgets_are_created_read_checked_and_deleted(client: httpx.Client, name
     _error(client.get(f"{PREFIX}/budgets/{name}"), 404, "name")
     _error(client.delete(f"{PREFIX}/budgets/{name}"), 404, "name")
     _error(client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "1"}), 404, "name")
+
+
+def test_a_budget_may_be_scoped_to_a_model_and_reads_back_with_it(client: httpx.Client, name: str) -> None:
+    spec = {"name": name, "amount": "1", "period": "total", "resource": name, "model": "gpt-4o"}
+    made = client.post(f"{PREFIX}/budgets", json=spec)
+    assert made.status_code == 201, made.text
+    assert made.json()["model"] == "gpt-4o"
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    records = [{"model": m, "usage": usage, "resource": name} for m in ("gpt-4o-2024-08-06", "gpt-4o-mini")]
+    client.post(f"{PREFIX}/records", json=records).raise_for_status()
+    dated = llmcost.cost_of("gpt-4o-2024-08-06", input_tokens=1000, output_tokens=100)
+    got = client.get(f"{PREFIX}/budgets/{name}").json()
+    assert (got["model"], Decimal(got["spent"])) == ("gpt-4o", dated)  # the dated id counts, the other model not
+    assert [b["model"] for b in client.get(f"{PREFIX}/budgets").json() if b["name"] == name] == ["gpt-4o"]
+
+    held = client.post(f"{PREFIX}/budgets/{name}/reservations", json={"amount": "0.01"}).json()
+    settled = client.post(f"{PREFIX}/budgets/{name}/reservations/{held['id']}/settle", json={"usage": usage})
+    assert settled.status_code == 200, settled.text
+    record = settled.json()["record"]
+    assert record is not None and record["model"] == "gpt-4o"  # usage alone is priced at the budget's model
+    assert Decimal(client.get(f"{PREFIX}/budgets/{name}").json()["spent"]) == dated + Decimal(record["amount"])
+
+    other = {"name": f"{name}-all", "amount": "1", "period": "daily", "resource": name}
+    assert client.post(f"{PREFIX}/budgets", json=other).json()["model"] is None  # counts every model
+    client.delete(f"{PREFIX}/budgets/{name}-all").raise_for_status()
 
 
 def test_reservations_hold_the_limit_and_settling_frees_the_rest(client: httpx.Client, name: str) -> None:

@@ -162,6 +162,7 @@ def budget_json(b: Budget) -> dict[str, Any]:
         "period_end": b.period_end.isoformat() if b.period_end else None,
         "category": b.category,
         "resource": b.resource,
+        "model": b.model,
         "tags": dict(b.tags),
     }
 
@@ -391,7 +392,12 @@ def create_app(
     @app.post("/api/v1/costs/budgets", status_code=201, response_model=BudgetOut, tags=["budgets"])
     def create_budget(body: BudgetIn) -> dict[str, Any]:
         """Create (or replace) a named budget; it is saved in the store and enforced wherever the store is used."""
-        options: dict[str, Any] = {"category": body.category, "resource": body.resource, "tags": body.tags}
+        options: dict[str, Any] = {
+            "category": body.category,
+            "resource": body.resource,
+            "model": body.model,
+            "tags": body.tags,
+        }
         if body.thresholds is not None:
             options["thresholds"] = body.thresholds
         try:
@@ -464,14 +470,19 @@ def create_app(
         "/api/v1/costs/budgets/{name}/reservations/{reservation_id}/settle", response_model=SettleOut, tags=["budgets"]
     )
     def settle(name: str, reservation_id: str, body: Annotated[SettleIn | None, Body()] = None) -> dict[str, Any]:
-        """Record what the call cost (as ``POST /records``; category, resource and tags default to the budget's)
-        and release the hold. No ``amount`` or ``model``: nothing is recorded, the hold is released."""
+        """Record what the call cost (as ``POST /records``; category, resource, model and tags default to the
+        budget's) and release the hold. No ``amount`` or ``model`` (nor ``usage`` under a per-model budget): nothing
+        is recorded, the hold is released."""
         target = _budget(name)
         entry = None
-        if body is not None and (body.amount is not None or body.model is not None):
+        # Usage alone is priced at a per-model budget's model, as a body naming that model would be.
+        if body is not None and (
+            body.amount is not None or body.model is not None or (body.usage is not None and target.model is not None)
+        ):
             defaults = {
                 "category": body.category or target.category or "llm_inference",
                 "resource": body.resource if body.resource is not None else target.resource,
+                "model": body.model if body.model is not None else target.model,  # so that it counts against it
                 "tags": {**dict(target.tags), **(body.tags or {})},
             }
             try:
@@ -577,16 +588,16 @@ def create_app(
 
 
 def _build(tracker: CostTracker, item: RecordIn, **defaults: Any) -> CostEntry:
-    if item.amount is None and item.model is None:
-        raise ApiError(400, "a record needs model= (with usage) to be priced on the server, or amount=", "model")
     given = {
         "category": item.category,
         "resource": item.resource,
+        "model": item.model,
         "tags": item.tags,
         **{k: v for k, v in defaults.items() if v is not None},
     }
+    if item.amount is None and given["model"] is None:
+        raise ApiError(400, "a record needs model= (with usage) to be priced on the server, or amount=", "model")
     return tracker.build(
-        model=item.model,
         amount=item.amount,
         description=item.description,
         provider=item.provider,

@@ -165,6 +165,7 @@ class BudgetIn(_Strict):
     period: str = Field(description="hourly, daily, weekly, monthly or total")
     category: str | None = None
     resource: str | None = None
+    model: str | None = Field(default=None, description="a per-model limit: this model's entries (by catalog id)")
     tags: dict[str, str] | None = None
     thresholds: list[Number] | None = None
 
@@ -182,6 +183,7 @@ class BudgetOut(BaseModel):
     period_end: datetime | None
     category: str | None
     resource: str | None
+    model: str | None
     tags: dict[str, str]
 
 
@@ -209,8 +211,9 @@ class ReservationOut(BaseModel):
 
 
 class SettleIn(RecordIn):
-    """What the call cost, as for ``POST /records`` (``amount``, or ``model`` and ``usage``); category, resource
-    and tags default to the budget's. An empty body records nothing and just releases the hold."""
+    """What the call cost, as for ``POST /records`` (``amount``, or ``model`` and ``usage``); category, resource,
+    model and tags default to the budget's (so ``usage`` alone is priced at a per-model budget's model). An empty
+    body records nothing and just releases the hold."""
 
     category: str | None = None  # type: ignore[assignment]
 
