@@ -292,6 +292,23 @@ def test_a_budget_may_be_scoped_to_a_model_and_reads_back_with_it(client: httpx.
     client.delete(f"{PREFIX}/budgets/{name}-all").raise_for_status()
 
 
+def test_a_budget_name_that_its_routes_could_not_reach_is_refused(client: httpx.Client, name: str) -> None:
+    from urllib.parse import quote
+
+    for bad in (f"{name}/search", "..", "check"):
+        assert repr(bad) in _error(
+            client.post(f"{PREFIX}/budgets", json={"name": bad, "amount": "1", "period": "daily"}), 400, "name"
+        )
+        assert bad not in [b["name"] for b in client.get(f"{PREFIX}/budgets").json()]
+    odd = f"{name} ?#%\\é"  # any other text works, percent-encoded
+    made = client.post(f"{PREFIX}/budgets", json={"name": odd, "amount": "1", "period": "daily", "resource": name})
+    assert made.status_code == 201, made.text
+    path = f"{PREFIX}/budgets/{quote(odd, safe='')}"
+    assert client.get(path).json()["name"] == odd
+    assert client.post(f"{path}/reservations", json={"amount": "0.5"}).status_code == 201
+    assert client.delete(path).json() == {"deleted": odd}
+
+
 def test_reservations_hold_the_limit_and_settling_frees_the_rest(client: httpx.Client, name: str) -> None:
     client.post(
         f"{PREFIX}/budgets", json={"name": name, "amount": "1.00", "period": "total", "resource": name}

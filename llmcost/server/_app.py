@@ -207,6 +207,23 @@ def _window(since: str | None, until: str | None) -> tuple[datetime | None, date
     return start, end
 
 
+#: Budget names that no ``/budgets/{name}`` route can reach: clients drop dot segments from a path, and
+#: ``/budgets/check`` is the check route.
+_UNREACHABLE_NAMES = (".", "..", "check")
+
+
+def _addressable(name: str) -> None:
+    """Refuse a budget name that its own routes could never reach, rather than save a budget no client can read,
+    reserve under or delete by name (a ``/`` splits the path, even sent as ``%2F``)."""
+    if "/" in name or name in _UNREACHABLE_NAMES:
+        raise ApiError(
+            400,
+            "name must not contain '/' nor be '.', '..' or 'check' (a budget is reached at "
+            f"/api/v1/costs/budgets/{{name}}), got {name!r}",
+            "name",
+        )
+
+
 def _cursor(entry: CostEntry) -> str:
     raw = f"{entry.timestamp.isoformat()}|{entry.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -392,6 +409,7 @@ def create_app(
     @app.post("/api/v1/costs/budgets", status_code=201, response_model=BudgetOut, tags=["budgets"])
     def create_budget(body: BudgetIn) -> dict[str, Any]:
         """Create (or replace) a named budget; it is saved in the store and enforced wherever the store is used."""
+        _addressable(body.name)
         options: dict[str, Any] = {
             "category": body.category,
             "resource": body.resource,
