@@ -166,6 +166,8 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
          "usage.units", "(9)"),
         ("GET", "/summary", {"by": "colour"}, "by", "'colour'"),
         ("GET", "/summary", {"freq": "fortnight"}, "freq", "'fortnight'"),
+        ("GET", "/summary", {"model": "gpt-4o"}, "model", "by=model"),
+        ("GET", "/summary", {"by": "model", "resorce": "search"}, "resorce", "resource"),
         ("POST", "/budgets", {"name": "x", "amount": "-1", "period": "daily"}, "limit", "-1"),
         ("POST", "/budgets", {"name": "x", "amount": "1", "period": "fortnightly"}, "period", "'fortnightly'"),
         ("GET", "/budgets/check", {"amount": "lots"}, "amount", "'lots'"),

@@ -224,6 +224,19 @@ def _addressable(name: str) -> None:
         )
 
 
+#: The query parameters of ``GET /summary``: anything else (a ``model=``, a misspelt filter) is refused, not
+#: ignored, since a filter silently dropped answers with the spend of everything.
+_SUMMARY_PARAMS = ("by", "since", "until", "freq", "category", "resource", "tag")
+
+
+def _only_known(request: Request, known: Sequence[str], *, hint: str = "") -> None:
+    for key in request.query_params:
+        if key not in known:
+            raise ApiError(
+                400, f"{key} is not a parameter of {request.url.path}; it takes {', '.join(known)}{hint}", key
+            )
+
+
 def _cursor(entry: CostEntry) -> str:
     raw = f"{entry.timestamp.isoformat()}|{entry.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -366,6 +379,7 @@ def create_app(
     # -- summary ------------------------------------------------------------------------------------------------
     @app.get("/api/v1/costs/summary", response_model=SummaryOut, tags=["summary"])
     def summary(
+        request: Request,
         by: Annotated[
             list[str] | None, Query(description="category, resource, model, provider or tag:KEY; comma-separated")
         ] = None,
@@ -377,6 +391,7 @@ def create_app(
         tag: Annotated[list[str] | None, Query(description="key:value, repeatable")] = None,
     ) -> dict[str, Any]:
         """Spend grouped by ``by`` (default category), per period with ``freq`` (h, D, W, MS), exact."""
+        _only_known(request, _SUMMARY_PARAMS, hint=" (for one model's spend, group with by=model)")
         keys = [k.strip() for value in (by or ["category"]) for k in value.split(",") if k.strip()]
         start, end = _window(since, until)
         tags = _tag_filter(tag)
