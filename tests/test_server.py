@@ -181,6 +181,11 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
          "gpt-99-imaginary"),
         ("POST", "/forecast", {"pending_task_count": -3, "model": "gpt-4o", "avg_input_tokens": 9},
          "pending_task_count", "-3"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_input_tokens": 9,
+                               "avg_output_tokens": 2, "avg_tokens_per_task": 11}, "avg_tokens_per_task",
+         "avg_input_tokens=9.0, avg_output_tokens=2.0 and avg_tokens_per_task=11.0"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_output_tokens": 2,
+                               "avg_tokens_per_task": 11}, "avg_tokens_per_task", "not both"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_4xx_naming_the_field_and_value(

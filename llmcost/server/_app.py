@@ -548,6 +548,15 @@ def create_app(
     @app.post("/api/v1/costs/forecast", response_model=ForecastOut, tags=["forecast"])
     def forecast(body: ForecastIn) -> dict[str, Any]:
         """The cost of pending work (``analytics.forecast_tasks``)."""
+        per_part = {"avg_input_tokens": body.avg_input_tokens, "avg_output_tokens": body.avg_output_tokens}
+        given = [f"{k}={v!r}" for k, v in per_part.items() if v is not None]
+        if given and body.avg_tokens_per_task is not None:  # which to price would be a guess: neither is
+            raise ApiError(
+                400,
+                "give avg_input_tokens and avg_output_tokens, or avg_tokens_per_task, not both; got "
+                f"{', '.join(given)} and avg_tokens_per_task={body.avg_tokens_per_task!r}",
+                "avg_tokens_per_task",
+            )
         try:
             buffer = to_money(body.buffer, "buffer")
             if body.avg_input_tokens is None and body.avg_output_tokens is None:

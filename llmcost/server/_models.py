@@ -228,7 +228,8 @@ class SettleOut(BaseModel):
 
 class ForecastIn(_Strict):
     """Pending work: ``pending_task_count`` tasks on ``model``, of ``avg_input_tokens`` and ``avg_output_tokens``
-    each (or ``avg_tokens_per_task``, priced at the dearer of the input and output rates), times ``buffer``."""
+    each (or, instead, ``avg_tokens_per_task``, priced at the dearer of the input and output rates), times
+    ``buffer``."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
