@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,9 +147,17 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
         ("GET", "/records", {"limit": "0"}, "limit", "0"),
         ("GET", "/records", {"cursor": "not-a-cursor!"}, "cursor", "'not-a-cursor!'"),
         ("POST", "/records", {"amount": "1", "category": "beer"}, "category", "'beer'"),
-        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": -5}}, "input_tokens", "-5"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": -5}}, "usage.input_tokens", "-5"),
         ("POST", "/records", {"amount": "1", "colour": "red"}, "colour", "'red'"),
         ("POST", "/records", {"resource": "x"}, "model", "model="),
+        ("POST", "/records", 5, None, "or a valid list, got 5"),
+        ("POST", "/records", [{"amount": "1"}, {"amount": "1", "usage": {"input_tokens": "x"}}], "usage.input_tokens",
+         "record 1: usage.input_tokens: "),
+        ("POST", "/records", [{"amount": "1"}, {"amount": "1", "colour": "red"}], "colour", "record 1: colour: "),
+        ("POST", "/records", {"amount": [1]}, "amount", "[1]"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"output_tokens": 2, "reasoning_tokens": 3}},
+         "usage.reasoning_tokens", "3"),
+        ("POST", "/budgets", {"amount": "1", "period": "daily"}, "name", "name: Field required"),
         ("POST", "/records", {"model": "gpt-4o", "service_tier": "premium"}, "service_tier", "'premium'"),
         ("POST", "/records", {"amount": True}, "amount", "True"),
         ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": True}}, "usage.input_tokens", "True"),
@@ -189,7 +198,7 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
     ],
 )  # fmt: skip
 def test_bad_input_is_a_4xx_naming_the_field_and_value(
-    client: httpx.Client, method: str, path: str, payload: dict, field: str, shown: str
+    client: httpx.Client, method: str, path: str, payload: Any, field: str | None, shown: str
 ) -> None:
     if method == "GET":
         response = client.get(PREFIX + path, params=payload)

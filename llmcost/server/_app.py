@@ -60,6 +60,7 @@ from ._models import (
 )
 from ._reservations import UnknownReservation, reservations_for
 from ._security import BearerAuth, BodyLimit
+from ._validation import client_error
 from ._writer import GroupWriter
 
 __all__ = ["DEFAULT_MAX_BODY", "ApiError", "create_app"]
@@ -666,8 +667,7 @@ def _usage(given: UsageIn | None) -> Usage | None:
         )
     except (TypeError, ValueError) as exc:
         err = _bad(exc)
-        if err.field == "units":
-            err.field = "usage.units"  # where the client wrote it
+        err.field = f"usage.{err.field}" if err.field else "usage"  # where the client wrote it
         raise err from None
 
 
@@ -684,15 +684,10 @@ def _handlers(app: FastAPI) -> None:
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        loc = [p for p in loc if not p.startswith(("RecordIn", "list[", "function-"))] or loc
-        field = ".".join(loc) or None
-        given = first.get("input", None)
-        shown = "" if isinstance(given, dict) and field else f", got {given!r}"
-        message = f"{field or 'body'}: {first.get('msg', 'invalid')}{shown}"
-        if first.get("type") == "json_invalid":
-            message, field = "the body is not valid JSON", None
+        errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid":
+            return _error(400, "the body is not valid JSON", None)
+        message, field = client_error(errors, exc.body)
         return _error(400, message, field)
 
     async def http_error(request: Request, exc: Exception) -> Response:
