@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,27 @@ def test_a_record_is_priced_on_the_server_from_model_and_usage(client: httpx.Cli
     assert read == record
 
 
+def test_a_record_takes_a_service_tier_and_units_and_reads_back_whole(client: httpx.Client, name: str) -> None:
+    units = {"cache_write_1h_tokens": 5000, "web_searches": 2}
+    model = "claude-sonnet-4-20250514"
+    usage = {"input_tokens": 10000, "output_tokens": 100, "cache_write_tokens": 5000, "units": units}
+    response = client.post(
+        f"{PREFIX}/records", json={"model": model, "usage": usage, "service_tier": "batch", "resource": name}
+    )
+    assert response.status_code == 201, response.text
+    (record,) = response.json()["records"]
+    expected = llmcost.CostTracker().record(
+        model=model, usage=llmcost.Usage(10000, 100, 0, 5000, units=units), service_tier="batch"
+    )
+    assert record["amount"] == str(expected.amount) and record["pricing"] == expected.pricing
+    assert (record["service_tier"], record["canonical_model"]) == ("batch", expected.canonical_model)
+    assert record["usage"]["units"] == units
+    standard = {"model": "gpt-4o", "usage": {"input_tokens": 1}, "resource": name}
+    (plain,) = client.post(f"{PREFIX}/records", json=standard).json()["records"]
+    assert (plain["service_tier"], plain["canonical_model"], plain["usage"]["units"]) == (None, "gpt-4o", {})
+    assert client.get(f"{PREFIX}/records", params={"resource": name}).json()["records"] == [record, plain]
+
+
 def test_a_list_is_recorded_whole_or_not_at_all(client: httpx.Client, name: str) -> None:
     good = {"amount": "0.10", "category": "compute", "resource": name}
     bad = {"amount": "ten dollars", "resource": name}
@@ -125,11 +147,36 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
         ("GET", "/records", {"limit": "0"}, "limit", "0"),
         ("GET", "/records", {"cursor": "not-a-cursor!"}, "cursor", "'not-a-cursor!'"),
         ("POST", "/records", {"amount": "1", "category": "beer"}, "category", "'beer'"),
-        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": -5}}, "input_tokens", "-5"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": -5}}, "usage.input_tokens", "-5"),
         ("POST", "/records", {"amount": "1", "colour": "red"}, "colour", "'red'"),
         ("POST", "/records", {"resource": "x"}, "model", "model="),
+        ("POST", "/records", 5, None, "or a valid list, got 5"),
+        ("POST", "/records", [{"amount": "1"}, {"amount": "1", "usage": {"input_tokens": "x"}}], "usage.input_tokens",
+         "record 1: usage.input_tokens: "),
+        ("POST", "/records", [{"amount": "1"}, {"amount": "1", "colour": "red"}], "colour", "record 1: colour: "),
+        ("POST", "/records", {"amount": [1]}, "amount", "[1]"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"output_tokens": 2, "reasoning_tokens": 3}},
+         "usage.reasoning_tokens", "3"),
+        ("POST", "/budgets", {"amount": "1", "period": "daily"}, "name", "name: Field required"),
+        ("POST", "/records", {"model": "gpt-4o", "service_tier": "premium"}, "service_tier", "'premium'"),
+        ("POST", "/records", {"amount": True}, "amount", "True"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": True}}, "usage.input_tokens", "True"),
+        ("POST", "/records", {"amount": "1", "latency_ms": False}, "latency_ms", "False"),
+        ("POST", "/budgets", {"name": "x", "amount": True, "period": "daily"}, "amount", "True"),
+        ("POST", "/budgets", {"name": "x", "amount": "1", "period": "daily", "model": ""}, "model", "''"),
+        ("POST", "/budgets/nobody/reservations", {"amount": True}, "amount", "True"),
+        ("POST", "/forecast", {"pending_task_count": True, "model": "gpt-4o", "avg_input_tokens": 9},
+         "pending_task_count", "True"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_input_tokens": 9, "buffer": True},
+         "buffer", "True"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": 5, "units": {"moon_rocks": 1}}},
+         "usage.units", "'moon_rocks'"),
+        ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": 5, "units": {"cache_write_1h_tokens": 9}}},
+         "usage.units", "(9)"),
         ("GET", "/summary", {"by": "colour"}, "by", "'colour'"),
         ("GET", "/summary", {"freq": "fortnight"}, "freq", "'fortnight'"),
+        ("GET", "/summary", {"model": "gpt-4o"}, "model", "by=model"),
+        ("GET", "/summary", {"by": "model", "resorce": "search"}, "resorce", "resource"),
         ("POST", "/budgets", {"name": "x", "amount": "-1", "period": "daily"}, "amount", "-1"),
         ("POST", "/budgets", {"name": "x", "amount": "1", "period": "fortnightly"}, "period", "'fortnightly'"),
         ("GET", "/budgets/check", {"amount": "lots"}, "amount", "'lots'"),
@@ -143,10 +190,15 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
          "gpt-99-imaginary"),
         ("POST", "/forecast", {"pending_task_count": -3, "model": "gpt-4o", "avg_input_tokens": 9},
          "pending_task_count", "-3"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_input_tokens": 9,
+                               "avg_output_tokens": 2, "avg_tokens_per_task": 11}, "avg_tokens_per_task",
+         "avg_input_tokens=9.0, avg_output_tokens=2.0 and avg_tokens_per_task=11.0"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_output_tokens": 2,
+                               "avg_tokens_per_task": 11}, "avg_tokens_per_task", "not both"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_4xx_naming_the_field_and_value(
-    client: httpx.Client, method: str, path: str, payload: dict, field: str, shown: str
+    client: httpx.Client, method: str, path: str, payload: Any, field: str | None, shown: str
 ) -> None:
     if method == "GET":
         response = client.get(PREFIX + path, params=payload)
@@ -229,6 +281,48 @@ def test_budgets_are_created_read_checked_and_deleted(client: httpx.Client, name
     _error(client.get(f"{PREFIX}/budgets/{name}"), 404, "name")
     _error(client.delete(f"{PREFIX}/budgets/{name}"), 404, "name")
     _error(client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "1"}), 404, "name")
+
+
+def test_a_budget_may_be_scoped_to_a_model_and_reads_back_with_it(client: httpx.Client, name: str) -> None:
+    spec = {"name": name, "amount": "1", "period": "total", "resource": name, "model": "gpt-4o"}
+    made = client.post(f"{PREFIX}/budgets", json=spec)
+    assert made.status_code == 201, made.text
+    assert made.json()["model"] == "gpt-4o"
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    records = [{"model": m, "usage": usage, "resource": name} for m in ("gpt-4o-2024-08-06", "gpt-4o-mini")]
+    client.post(f"{PREFIX}/records", json=records).raise_for_status()
+    dated = llmcost.cost_of("gpt-4o-2024-08-06", input_tokens=1000, output_tokens=100)
+    got = client.get(f"{PREFIX}/budgets/{name}").json()
+    assert (got["model"], Decimal(got["spent"])) == ("gpt-4o", dated)  # the dated id counts, the other model not
+    assert [b["model"] for b in client.get(f"{PREFIX}/budgets").json() if b["name"] == name] == ["gpt-4o"]
+
+    held = client.post(f"{PREFIX}/budgets/{name}/reservations", json={"amount": "0.01"}).json()
+    settled = client.post(f"{PREFIX}/budgets/{name}/reservations/{held['id']}/settle", json={"usage": usage})
+    assert settled.status_code == 200, settled.text
+    record = settled.json()["record"]
+    assert record is not None and record["model"] == "gpt-4o"  # usage alone is priced at the budget's model
+    assert Decimal(client.get(f"{PREFIX}/budgets/{name}").json()["spent"]) == dated + Decimal(record["amount"])
+
+    other = {"name": f"{name}-all", "amount": "1", "period": "daily", "resource": name}
+    assert client.post(f"{PREFIX}/budgets", json=other).json()["model"] is None  # counts every model
+    client.delete(f"{PREFIX}/budgets/{name}-all").raise_for_status()
+
+
+def test_a_budget_name_that_its_routes_could_not_reach_is_refused(client: httpx.Client, name: str) -> None:
+    from urllib.parse import quote
+
+    for bad in (f"{name}/search", "..", "check"):
+        assert repr(bad) in _error(
+            client.post(f"{PREFIX}/budgets", json={"name": bad, "amount": "1", "period": "daily"}), 400, "name"
+        )
+        assert bad not in [b["name"] for b in client.get(f"{PREFIX}/budgets").json()]
+    odd = f"{name} ?#%\\é"  # any other text works, percent-encoded
+    made = client.post(f"{PREFIX}/budgets", json={"name": odd, "amount": "1", "period": "daily", "resource": name})
+    assert made.status_code == 201, made.text
+    path = f"{PREFIX}/budgets/{quote(odd, safe='')}"
+    assert client.get(path).json()["name"] == odd
+    assert client.post(f"{path}/reservations", json={"amount": "0.5"}).status_code == 201
+    assert client.delete(path).json() == {"deleted": odd}
 
 
 def test_reservations_hold_the_limit_and_settling_frees_the_rest(client: httpx.Client, name: str) -> None:

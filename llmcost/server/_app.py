@@ -36,6 +36,7 @@ from .._errors import BudgetExceeded, LlmcostError, StoreError, UnknownModelErro
 from .._manager import BudgetManager
 from .._money import to_amount, to_money, to_utc
 from .._tracker import CostTracker
+from .._usage import NO_UNITS, Usage
 from ..analytics import forecast_tasks
 from ..analytics._spend import exact_spend
 from ..stores import CostStore
@@ -55,9 +56,11 @@ from ._models import (
     SettleIn,
     SettleOut,
     SummaryOut,
+    UsageIn,
 )
 from ._reservations import UnknownReservation, reservations_for
 from ._security import BearerAuth, BodyLimit
+from ._validation import client_error
 from ._writer import GroupWriter
 
 __all__ = ["DEFAULT_MAX_BODY", "ApiError", "create_app"]
@@ -74,6 +77,7 @@ _FIELDS = (
     "amount", "model", "usage", "category", "resource", "description", "provider", "tags", "latency_ms",
     "timestamp", "name", "period", "thresholds", "limit", "buffer", "by", "freq", "since", "until", "tag", "cursor",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "key",
+    "service_tier", "units",
 )  # fmt: skip
 
 
@@ -133,10 +137,12 @@ def record_json(entry: CostEntry) -> dict[str, Any]:
             "cache_read_tokens": u.cache_read_tokens,
             "cache_write_tokens": u.cache_write_tokens,
             "reasoning_tokens": u.reasoning_tokens,
+            "units": dict(u.units),
         },
         "latency_ms": entry.latency_ms,
         "tags": dict(entry.tags),
         "pricing": entry.pricing,
+        "service_tier": entry.service_tier,
     }
 
 
@@ -157,6 +163,7 @@ def budget_json(b: Budget) -> dict[str, Any]:
         "period_end": b.period_end.isoformat() if b.period_end else None,
         "category": b.category,
         "resource": b.resource,
+        "model": b.model,
         "tags": dict(b.tags),
     }
 
@@ -199,6 +206,36 @@ def _window(since: str | None, until: str | None) -> tuple[datetime | None, date
     if start is not None and end is not None and start >= end:
         raise ApiError(400, f"since ({start.isoformat()}) must be before until ({end.isoformat()})", "since")
     return start, end
+
+
+#: Budget names that no ``/budgets/{name}`` route can reach: clients drop dot segments from a path, and
+#: ``/budgets/check`` is the check route.
+_UNREACHABLE_NAMES = (".", "..", "check")
+
+
+def _addressable(name: str) -> None:
+    """Refuse a budget name that its own routes could never reach, rather than save a budget no client can read,
+    reserve under or delete by name (a ``/`` splits the path, even sent as ``%2F``)."""
+    if "/" in name or name in _UNREACHABLE_NAMES:
+        raise ApiError(
+            400,
+            "name must not contain '/' nor be '.', '..' or 'check' (a budget is reached at "
+            f"/api/v1/costs/budgets/{{name}}), got {name!r}",
+            "name",
+        )
+
+
+#: The query parameters of ``GET /summary``: anything else (a ``model=``, a misspelt filter) is refused, not
+#: ignored, since a filter silently dropped answers with the spend of everything.
+_SUMMARY_PARAMS = ("by", "since", "until", "freq", "category", "resource", "tag")
+
+
+def _only_known(request: Request, known: Sequence[str], *, hint: str = "") -> None:
+    for key in request.query_params:
+        if key not in known:
+            raise ApiError(
+                400, f"{key} is not a parameter of {request.url.path}; it takes {', '.join(known)}{hint}", key
+            )
 
 
 def _cursor(entry: CostEntry) -> str:
@@ -343,6 +380,7 @@ def create_app(
     # -- summary ------------------------------------------------------------------------------------------------
     @app.get("/api/v1/costs/summary", response_model=SummaryOut, tags=["summary"])
     def summary(
+        request: Request,
         by: Annotated[
             list[str] | None, Query(description="category, resource, model, provider or tag:KEY; comma-separated")
         ] = None,
@@ -354,6 +392,7 @@ def create_app(
         tag: Annotated[list[str] | None, Query(description="key:value, repeatable")] = None,
     ) -> dict[str, Any]:
         """Spend grouped by ``by`` (default category), per period with ``freq`` (h, D, W, MS), exact."""
+        _only_known(request, _SUMMARY_PARAMS, hint=" (for one model's spend, group with by=model)")
         keys = [k.strip() for value in (by or ["category"]) for k in value.split(",") if k.strip()]
         start, end = _window(since, until)
         tags = _tag_filter(tag)
@@ -386,7 +425,13 @@ def create_app(
     @app.post("/api/v1/costs/budgets", status_code=201, response_model=BudgetOut, tags=["budgets"])
     def create_budget(body: BudgetIn) -> dict[str, Any]:
         """Create (or replace) a named budget; it is saved in the store and enforced wherever the store is used."""
-        options: dict[str, Any] = {"category": body.category, "resource": body.resource, "tags": body.tags}
+        _addressable(body.name)
+        options: dict[str, Any] = {
+            "category": body.category,
+            "resource": body.resource,
+            "model": body.model,
+            "tags": body.tags,
+        }
         if body.thresholds is not None:
             options["thresholds"] = body.thresholds
         try:
@@ -459,14 +504,19 @@ def create_app(
         "/api/v1/costs/budgets/{name}/reservations/{reservation_id}/settle", response_model=SettleOut, tags=["budgets"]
     )
     def settle(name: str, reservation_id: str, body: Annotated[SettleIn | None, Body()] = None) -> dict[str, Any]:
-        """Record what the call cost (as ``POST /records``; category, resource and tags default to the budget's)
-        and release the hold. No ``amount`` or ``model``: nothing is recorded, the hold is released."""
+        """Record what the call cost (as ``POST /records``; category, resource, model and tags default to the
+        budget's) and release the hold. No ``amount`` or ``model`` (nor ``usage`` under a per-model budget): nothing
+        is recorded, the hold is released."""
         target = _budget(name)
         entry = None
-        if body is not None and (body.amount is not None or body.model is not None):
+        # Usage alone is priced at a per-model budget's model, as a body naming that model would be.
+        if body is not None and (
+            body.amount is not None or body.model is not None or (body.usage is not None and target.model is not None)
+        ):
             defaults = {
                 "category": body.category or target.category or "llm_inference",
                 "resource": body.resource if body.resource is not None else target.resource,
+                "model": body.model if body.model is not None else target.model,  # so that it counts against it
                 "tags": {**dict(target.tags), **(body.tags or {})},
             }
             try:
@@ -499,6 +549,15 @@ def create_app(
     @app.post("/api/v1/costs/forecast", response_model=ForecastOut, tags=["forecast"])
     def forecast(body: ForecastIn) -> dict[str, Any]:
         """The cost of pending work (``analytics.forecast_tasks``)."""
+        per_part = {"avg_input_tokens": body.avg_input_tokens, "avg_output_tokens": body.avg_output_tokens}
+        given = [f"{k}={v!r}" for k, v in per_part.items() if v is not None]
+        if given and body.avg_tokens_per_task is not None:  # which to price would be a guess: neither is
+            raise ApiError(
+                400,
+                "give avg_input_tokens and avg_output_tokens, or avg_tokens_per_task, not both; got "
+                f"{', '.join(given)} and avg_tokens_per_task={body.avg_tokens_per_task!r}",
+                "avg_tokens_per_task",
+            )
         try:
             buffer = to_money(body.buffer, "buffer")
             if body.avg_input_tokens is None and body.avg_output_tokens is None:
@@ -572,25 +631,44 @@ def create_app(
 
 
 def _build(tracker: CostTracker, item: RecordIn, **defaults: Any) -> CostEntry:
-    if item.amount is None and item.model is None:
-        raise ApiError(400, "a record needs model= (with usage) to be priced on the server, or amount=", "model")
-    usage = item.usage.model_dump() if item.usage is not None else {}
     given = {
         "category": item.category,
         "resource": item.resource,
+        "model": item.model,
         "tags": item.tags,
         **{k: v for k, v in defaults.items() if v is not None},
     }
+    if item.amount is None and given["model"] is None:
+        raise ApiError(400, "a record needs model= (with usage) to be priced on the server, or amount=", "model")
     return tracker.build(
-        model=item.model,
         amount=item.amount,
         description=item.description,
         provider=item.provider,
         latency_ms=item.latency_ms,
         timestamp=item.timestamp,
+        service_tier=item.service_tier,
+        usage=_usage(item.usage),
         **given,
-        **usage,
     )
+
+
+def _usage(given: UsageIn | None) -> Usage | None:
+    """The ``Usage`` of a record's ``usage``, checked by ``Usage`` as ``record`` checks it."""
+    if given is None:
+        return None
+    try:
+        return Usage(
+            given.input_tokens,
+            given.output_tokens,
+            given.cache_read_tokens,
+            given.cache_write_tokens,
+            given.reasoning_tokens,
+            units=given.units or NO_UNITS,
+        )
+    except (TypeError, ValueError) as exc:
+        err = _bad(exc)
+        err.field = f"usage.{err.field}" if err.field else "usage"  # where the client wrote it
+        raise err from None
 
 
 def _error(status: int, message: str, field: str | None) -> JSONResponse:
@@ -606,15 +684,10 @@ def _handlers(app: FastAPI) -> None:
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        loc = [p for p in loc if not p.startswith(("RecordIn", "list[", "function-"))] or loc
-        field = ".".join(loc) or None
-        given = first.get("input", None)
-        shown = "" if isinstance(given, dict) and field else f", got {given!r}"
-        message = f"{field or 'body'}: {first.get('msg', 'invalid')}{shown}"
-        if first.get("type") == "json_invalid":
-            message, field = "the body is not valid JSON", None
+        errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid":
+            return _error(400, "the body is not valid JSON", None)
+        message, field = client_error(errors, exc.body)
         return _error(400, message, field)
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -14,17 +14,20 @@ Example::
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "BudgetIn",
     "BudgetOut",
     "CheckOut",
+    "Count",
     "ForecastIn",
     "ForecastOut",
     "Money",
+    "Number",
     "RecordIn",
     "RecordOut",
     "RecordsPage",
@@ -36,8 +39,26 @@ __all__ = [
     "UsageIn",
 ]
 
-#: Money on the way in: a decimal string (exact) or a JSON number.
-Money = str | int | float
+
+def _as_sent(value: object) -> object:
+    # Checked where the library checks money (``to_money``), so that JSON true is refused as record(amount=True)
+    # is, with its message; a union of str, int and float would take true as 1.
+    return value
+
+
+def _not_bool(value: object) -> object:
+    # The library takes no bool for a count or a number (record(input_tokens=True) raises); pydantic would take
+    # true as 1 and false as 0.
+    if isinstance(value, bool):
+        raise PydanticCustomError("number_type", "Input should be a number, not a boolean")
+    return value
+
+
+#: Money on the way in: a decimal string (exact) or a JSON number, checked by the library where it is used.
+Money = Annotated[str | int | float, PlainValidator(_as_sent, json_schema_input_type=str | int | float)]
+#: A count (tokens, units, tasks) or a number on the way in: anything pydantic reads as one, but a JSON boolean.
+Count = Annotated[int, BeforeValidator(_not_bool)]
+Number = Annotated[float, BeforeValidator(_not_bool)]
 
 
 class _Strict(BaseModel):
@@ -47,11 +68,16 @@ class _Strict(BaseModel):
 class UsageIn(_Strict):
     """Token counts (the genai-prices convention: ``input_tokens`` includes cached ones)."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_read_tokens: Count = 0
+    cache_write_tokens: Count = 0
+    reasoning_tokens: Count = 0
+    units: dict[str, Count] | None = Field(
+        default=None,
+        description="further counts by genai-prices usage name (cache_write_1h_tokens, web_searches...), each a part "
+        "of its whole (a 1-hour cache write is part of cache_write_tokens)",
+    )
 
 
 class RecordIn(_Strict):
@@ -65,8 +91,13 @@ class RecordIn(_Strict):
     description: str = ""
     provider: str | None = None
     tags: dict[str, str] | None = None
-    latency_ms: float | None = None
+    latency_ms: Number | None = None
     timestamp: datetime | None = Field(default=None, description="ISO 8601; naive is UTC; default: now")
+    service_tier: str | None = Field(
+        default=None,
+        description="null (standard), batch, flex, priority or fast; us, or a tier with +us (Anthropic's US-only "
+        "inference)",
+    )
 
 
 class UsageOut(BaseModel):
@@ -75,6 +106,7 @@ class UsageOut(BaseModel):
     cache_read_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
+    units: dict[str, int]
 
 
 class RecordOut(BaseModel):
@@ -90,11 +122,13 @@ class RecordOut(BaseModel):
     resource: str | None
     description: str
     model: str | None
+    canonical_model: str | None = Field(description="the catalog's id of the model that priced it; null when unpriced")
     provider: str | None
     usage: UsageOut
     latency_ms: float | None
     tags: dict[str, str]
     pricing: str
+    service_tier: str | None
 
 
 class RecordsPage(BaseModel):
@@ -131,8 +165,9 @@ class BudgetIn(_Strict):
     period: str = Field(description="hourly, daily, weekly, monthly or total")
     category: str | None = None
     resource: str | None = None
+    model: str | None = Field(default=None, description="a per-model limit: this model's entries (by catalog id)")
     tags: dict[str, str] | None = None
-    thresholds: list[float] | None = None
+    thresholds: list[Number] | None = None
 
 
 class BudgetOut(BaseModel):
@@ -148,6 +183,7 @@ class BudgetOut(BaseModel):
     period_end: datetime | None
     category: str | None
     resource: str | None
+    model: str | None
     tags: dict[str, str]
 
 
@@ -163,7 +199,7 @@ class CheckOut(BaseModel):
 
 class ReservationIn(_Strict):
     amount: Money = Field(description="USD to hold under the budget until settled")
-    lease_seconds: float = Field(default=60.0, gt=0, le=86400, description="released unsettled after this")
+    lease_seconds: Number = Field(default=60.0, gt=0, le=86400, description="released unsettled after this")
 
 
 class ReservationOut(BaseModel):
@@ -175,8 +211,9 @@ class ReservationOut(BaseModel):
 
 
 class SettleIn(RecordIn):
-    """What the call cost, as for ``POST /records`` (``amount``, or ``model`` and ``usage``); category, resource
-    and tags default to the budget's. An empty body records nothing and just releases the hold."""
+    """What the call cost, as for ``POST /records`` (``amount``, or ``model`` and ``usage``); category, resource,
+    model and tags default to the budget's (so ``usage`` alone is priced at a per-model budget's model). An empty
+    body records nothing and just releases the hold."""
 
     category: str | None = None  # type: ignore[assignment]
 
@@ -191,15 +228,16 @@ class SettleOut(BaseModel):
 
 class ForecastIn(_Strict):
     """Pending work: ``pending_task_count`` tasks on ``model``, of ``avg_input_tokens`` and ``avg_output_tokens``
-    each (or ``avg_tokens_per_task``, priced at the dearer of the input and output rates), times ``buffer``."""
+    each (or, instead, ``avg_tokens_per_task``, priced at the dearer of the input and output rates), times
+    ``buffer``."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    pending_task_count: int
+    pending_task_count: Count
     model: str
-    avg_input_tokens: float | None = None
-    avg_output_tokens: float | None = None
-    avg_tokens_per_task: float | None = None
+    avg_input_tokens: Number | None = None
+    avg_output_tokens: Number | None = None
+    avg_tokens_per_task: Number | None = None
     buffer: Money = "1.2"
 
 
