@@ -38,6 +38,7 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> An
         inner = None
     if inner is None:
         return _AsyncStreamProxy(stream, acc, done) if is_async else _StreamProxy(stream, acc, done)
+    reader: Any
     if is_async:
 
         async def agen() -> AsyncIterator[Any]:
@@ -48,16 +49,7 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> An
             finally:
                 done()
 
-        stream._iterator = agen()
-        original_aclose = stream.close
-
-        async def aclose() -> None:
-            try:
-                await original_aclose()
-            finally:
-                done()
-
-        stream.close = aclose
+        reader = agen()
     else:
 
         def gen() -> Iterator[Any]:
@@ -68,17 +60,51 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> An
             finally:
                 done()
 
-        stream._iterator = gen()
-        original_close = stream.close
-
-        def close() -> None:
-            try:
-                original_close()
-            finally:
-                done()
-
-        stream.close = close
+        reader = gen()
+    stream._iterator = reader
+    _call_after_close(stream, done)
+    # The SDK's stream helpers (OpenAI's ``ChatCompletionStream``, ``ResponseStream``) close the HTTP response itself,
+    # not this stream; so does the SDK as the body ends, from inside the reading: then the reader settles, once the
+    # events still in the decoder have come out.
+    response = getattr(stream, "response", None)
+    if response is not None:
+        _call_after_close(response, lambda: None if _running(reader) else done())
     return stream
+
+
+def _call_after_close(owner: Any, after: Callable[[], object]) -> None:
+    """Make ``owner.close()`` and ``owner.aclose()`` (where it has them, sync or async) call ``after`` once they have
+    run, whatever they raised."""
+    for name in ("close", "aclose"):
+        original = getattr(owner, name, None)
+        if original is not None:
+            setattr(owner, name, _then(original, after))
+
+
+def _then(original: Callable[[], Any], after: Callable[[], object]) -> Callable[[], Any]:
+    """``original`` (a method without arguments, sync or async), calling ``after`` once it has run."""
+    if inspect.iscoroutinefunction(original):
+
+        async def aclose() -> None:
+            try:
+                await original()
+            finally:
+                after()
+
+        return aclose
+
+    def close() -> None:
+        try:
+            original()
+        finally:
+            after()
+
+    return close
+
+
+def _running(reader: Any) -> bool:
+    """Whether a generator (or async generator) is running now: the caller is inside its reading."""
+    return bool(getattr(reader, "gi_running", False) or getattr(reader, "ag_running", False))
 
 
 class ManagerProxy:
@@ -249,10 +275,12 @@ def hook_raw_response(
         finalizer.detach()
         done()
 
+    readers: list[Any] = []  # the body's byte iterators handed out so far
+
     sync_bytes, async_bytes = getattr(http, "iter_bytes", None), getattr(http, "aiter_bytes", None)
     if sync_bytes is not None:
 
-        def iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        def read(*args: Any, **kwargs: Any) -> Iterator[bytes]:
             state["started"] = True
             try:
                 for chunk in sync_bytes(*args, **kwargs):
@@ -262,10 +290,15 @@ def hook_raw_response(
             finally:
                 finished()
 
+        def iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+            reader = read(*args, **kwargs)
+            readers.append(reader)
+            return reader
+
         http.iter_bytes = iter_bytes
     if async_bytes is not None:
 
-        async def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        async def aread(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
             state["started"] = True
             try:
                 async for chunk in async_bytes(*args, **kwargs):
@@ -275,26 +308,16 @@ def hook_raw_response(
             finally:
                 finished()
 
+        def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+            reader = aread(*args, **kwargs)
+            readers.append(reader)
+            return reader
+
         http.aiter_bytes = aiter_bytes
-    original_close = getattr(response, "close", None)  # (an SDK's ``LegacyAPIResponse`` has none)
-    if original_close is not None and inspect.iscoroutinefunction(original_close):
-
-        async def aclose() -> None:
-            try:
-                await original_close()
-            finally:
-                finished()
-
-        response.close = aclose
-    elif original_close is not None:
-
-        def close() -> None:
-            try:
-                original_close()
-            finally:
-                finished()
-
-        response.close = close
+    _call_after_close(response, finished)  # (an SDK's ``LegacyAPIResponse`` has no ``close``)
+    # A stream made by ``parse()`` closes the HTTP response itself; so does httpx as the body ends, from inside the
+    # reading: then the reader settles, once the bytes still in the decoder have come out.
+    _call_after_close(http, lambda: None if any(_running(reader) for reader in readers) else finished())
     return response
 
 

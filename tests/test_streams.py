@@ -1,0 +1,153 @@
+"""SDK streams tracked in place (``_streams``): every way out of a stream, read to its end, left part way, closed
+unread through whichever object the SDK closes, settles its budget reservation at once and records at most one
+entry. Real OpenAI and Anthropic clients over canned HTTP (``tests/test_instrument.py``'s servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+import llmcost
+from llmcost import Usage
+from tests.test_instrument import CHAT_SSE_COST, MESSAGES, RESPONSE_USAGE, NetworkServer, make
+
+SYNC_AND_ASYNC = ["openai", "async-openai"]
+
+
+@pytest.fixture
+def network() -> NetworkServer:
+    return NetworkServer()  # bodies read in small pieces, as the caller reads them
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """No garbage collection in the test: what it settles is settled by the SDK's own calls, not by a collection
+    that happened to run."""
+    enabled = gc.isenabled()
+    gc.disable()
+    yield
+    if enabled:
+        gc.enable()
+
+
+def stream_helper(client, api: str):
+    """OpenAI's ``.stream()`` helper of ``api`` (``"chat"`` or ``"responses"``): a manager the SDK makes."""
+    if api == "chat":
+        return client.chat.completions.stream(model="gpt-4o", messages=MESSAGES, stream_options={"include_usage": True})
+    return client.responses.stream(model="gpt-4o-mini", input="hi")
+
+
+# -- OpenAI's .stream() helpers close the HTTP response, not the Stream -------------------------------------------
+@pytest.mark.parametrize("api", ["chat", "responses"])
+@pytest.mark.parametrize("kind", SYNC_AND_ASYNC)
+def test_an_openai_stream_helper_left_unread_releases_its_reservation_at_once(network, tracker, kind, api, no_gc):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def leave() -> None:
+                async with stream_helper(client, api):
+                    assert limit.reserved > 0
+                    raise TimeoutError("gave up before reading")
+
+            with pytest.raises(TimeoutError):
+                asyncio.run(leave())
+        else:
+
+            def leave() -> None:
+                with stream_helper(client, api):
+                    assert limit.reserved > 0
+                    raise TimeoutError("gave up before reading")
+
+            with pytest.raises(TimeoutError):
+                leave()
+        assert (limit.reserved, limit.spent) == (0, 0)  # nothing spent, nothing held: the next call has the room
+    assert tracker.entries() == []
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+@pytest.mark.parametrize("kind", SYNC_AND_ASYNC)
+def test_an_openai_stream_helper_left_after_a_break_settles_at_its_exit(network, tracker, kind, api, no_gc):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def go() -> None:
+                async with stream_helper(client, api) as stream:
+                    async for _ in stream:
+                        break  # the first event only: the usage comes in the last
+                assert (limit.reserved, limit.spent) == (0, 0)  # at the exit, not as the loop ends
+
+            asyncio.run(go())
+        else:
+            with stream_helper(client, api) as stream:
+                for _ in stream:
+                    break
+        assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+@pytest.mark.parametrize("kind", SYNC_AND_ASYNC)
+def test_an_openai_stream_helper_read_to_its_end_is_recorded_once(network, tracker, kind, api):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def go() -> None:
+                async with stream_helper(client, api) as stream:
+                    async for _ in stream:
+                        pass
+                    await stream.close()  # closed again: nothing more
+
+            asyncio.run(go())
+        else:
+            with stream_helper(client, api) as stream:
+                for _ in stream:
+                    pass
+                stream.close()
+            del stream
+        gc.collect()  # the stream freed: nothing more either
+        (entry,) = tracker.entries()
+        assert (limit.reserved, limit.spent) == (0, entry.amount)
+    assert entry.usage == (Usage(1000, 100) if api == "chat" else RESPONSE_USAGE)
+
+
+@pytest.mark.parametrize("kind", SYNC_AND_ASYNC)
+def test_a_stream_true_response_whose_http_response_is_closed_unread_releases_at_once(network, tracker, kind, no_gc):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    request = {"model": "gpt-4o", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def go() -> None:
+                stream = await client.chat.completions.create(**request)
+                await stream.response.aclose()
+
+            asyncio.run(go())
+        else:
+            client.chat.completions.create(**request).response.close()
+        assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
+
+
+# -- with_raw_response(stream=True): the stream parse() makes closes the HTTP response -------------------------------
+@pytest.mark.parametrize("how", ["unread", "break", "end"])
+def test_the_stream_of_a_raw_response_settles_when_it_is_closed(network, tracker, how, no_gc):
+    client = llmcost.instrument(make("openai", network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        stream = raw.parse()
+        for _ in stream if how != "unread" else ():
+            if how == "break":
+                break  # the first chunk only: the usage comes in the last
+        stream.close()
+        spent = CHAT_SSE_COST if how == "end" else Decimal(0)
+        assert (limit.reserved, limit.spent) == (0, spent)  # the raw response is still referenced: settled by close
+    assert len(tracker.entries()) == (1 if how == "end" else 0)
