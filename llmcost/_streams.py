@@ -1,12 +1,14 @@
 """Tracking SDK stream objects in place: a returned OpenAI/Anthropic ``Stream`` (or the stream an Anthropic stream
-manager opens) iterates exactly as before and reports its usage once, when it ends or is closed. A raw response whose
-body is unread yet (``with_streaming_response``) reports its usage once, when its body has been read or it is closed.
+manager opens) iterates exactly as before and reports its usage once, when it ends, is closed (or its HTTP response
+is), or is freed before either. A raw response whose body is unread yet (``with_streaming_response``) reports its usage
+once, when its body has been read or it is closed.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import types
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -18,19 +20,21 @@ __all__ = ["ManagerProxy", "hook_raw_response", "hook_stream", "read_later"]
 
 
 def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> Any:
-    """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen) once, when it ends or is closed.
+    """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen) once, when it ends, is closed (or
+    its HTTP response is), or is freed before either.
 
     The SDK's own iterator is replaced where the stream has one (so the object returned is ``stream`` itself);
     otherwise a proxy that delegates everything is returned.
     """
     acc = StreamAccumulator()
-    state = {"done": False}
 
-    def done() -> None:
-        if not state["done"]:
-            state["done"] = True
-            on_end(acc.result())
+    def settle() -> None:
+        on_end(acc.result())
 
+    # Once, whichever comes first: the end, a close, or the stream freed before either (never iterated, its reader
+    # below never runs its ``finally``). An SDK stream refers to itself (through its iterator): freed means at the
+    # next garbage collection.
+    done = _once_or_when_freed(stream, settle)
     is_async = hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__")
     try:
         inner = stream._iterator
@@ -68,8 +72,27 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> An
     # events still in the decoder have come out.
     response = getattr(stream, "response", None)
     if response is not None:
-        _call_after_close(response, lambda: None if _running(reader) else done())
+        reading = weakref.ref(reader)  # (held by the stream; held here, it would tie the response to it in a cycle)
+        _call_after_close(response, lambda: None if _running(reading()) else done())
     return stream
+
+
+def _once_or_when_freed(owner: Any, callback: Callable[[], object]) -> Callable[[], object]:
+    """``callback``, run once: when the function returned is first called, or when ``owner`` is freed before that
+    (``weakref.finalize``, which runs it at most once, whichever thread gets there first)."""
+    try:
+        return weakref.finalize(owner, callback)
+    except TypeError:  # (an object without weak references: run when called only)
+        pending = [callback]
+
+        def once() -> None:
+            try:
+                first = pending.pop()
+            except IndexError:
+                return
+            first()
+
+        return once
 
 
 def _call_after_close(owner: Any, after: Callable[[], object]) -> None:
@@ -78,16 +101,41 @@ def _call_after_close(owner: Any, after: Callable[[], object]) -> None:
     for name in ("close", "aclose"):
         original = getattr(owner, name, None)
         if original is not None:
-            setattr(owner, name, _then(original, after))
+            setattr(owner, name, _then(_rebinder(owner, original), inspect.iscoroutinefunction(original), after))
 
 
-def _then(original: Callable[[], Any], after: Callable[[], object]) -> Callable[[], Any]:
-    """``original`` (a method without arguments, sync or async), calling ``after`` once it has run."""
-    if inspect.iscoroutinefunction(original):
+def _rebinder(owner: Any, method: Callable[..., Any]) -> Callable[[], Callable[..., Any] | None]:
+    """How to get ``method`` (bound to ``owner``) back when it is called, without holding ``owner``: a hook kept on
+    ``owner`` that held its bound method would form a cycle with it, and a dropped object would then wait for a
+    garbage collection (its finalizer with it). ``None`` once ``owner`` has been freed."""
+    func = getattr(method, "__func__", None)
+    if func is None or getattr(method, "__self__", None) is not owner:
+        return lambda: method  # (a function set on the object itself, not its class's method: held as it is)
+    try:
+        ref = weakref.ref(owner)
+    except TypeError:  # (an object without weak references)
+        return lambda: method
+
+    def rebind() -> Callable[..., Any] | None:
+        found = ref()
+        return None if found is None else types.MethodType(func, found)
+
+    return rebind
+
+
+def _then(
+    original: Callable[[], Callable[[], Any] | None], is_async: bool, after: Callable[[], object]
+) -> Callable[[], Any]:
+    """The method ``original()`` gives (without arguments, sync or async), calling ``after`` once it has run. (A
+    method called after its object was freed, kept alone, as ``ExitStack.callback(stream.close)`` does, has
+    nothing left to close.)"""
+    if is_async:
 
         async def aclose() -> None:
             try:
-                await original()
+                method = original()
+                if method is not None:
+                    await method()
             finally:
                 after()
 
@@ -95,7 +143,9 @@ def _then(original: Callable[[], Any], after: Callable[[], object]) -> Callable[
 
     def close() -> None:
         try:
-            original()
+            method = original()
+            if method is not None:
+                method()
         finally:
             after()
 
@@ -145,7 +195,7 @@ class ManagerProxy:
 class _StreamProxy:
     """Wraps a stream object without the SDK's ``_iterator`` hook; delegates everything else."""
 
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], None]) -> None:
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object]) -> None:
         self._stream, self._acc, self._done = stream, acc, done
 
     def __iter__(self) -> Iterator[Any]:
@@ -186,7 +236,7 @@ class _StreamProxy:
 class _AsyncStreamProxy:
     """The async twin of ``_StreamProxy``."""
 
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], None]) -> None:
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object]) -> None:
         self._stream, self._acc, self._done = stream, acc, done
 
     async def __aiter__(self) -> AsyncIterator[Any]:

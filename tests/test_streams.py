@@ -13,7 +13,15 @@ import pytest
 
 import llmcost
 from llmcost import Usage
-from tests.test_instrument import CHAT_SSE_COST, MESSAGES, RESPONSE_USAGE, NetworkServer, make
+from tests.test_instrument import (
+    ALL_KINDS,
+    CHAT_SSE_COST,
+    MESSAGE_USAGE,
+    MESSAGES,
+    RESPONSE_USAGE,
+    NetworkServer,
+    make,
+)
 
 SYNC_AND_ASYNC = ["openai", "async-openai"]
 
@@ -151,3 +159,66 @@ def test_the_stream_of_a_raw_response_settles_when_it_is_closed(network, tracker
         spent = CHAT_SSE_COST if how == "end" else Decimal(0)
         assert (limit.reserved, limit.spent) == (0, spent)  # the raw response is still referenced: settled by close
     assert len(tracker.entries()) == (1 if how == "end" else 0)
+
+
+# -- stream=True responses never read: settled when freed -----------------------------------------------------------
+def create_stream(client, kind: str):
+    """A ``stream=True`` request of ``kind``'s client (a coroutine for an async one)."""
+    if "openai" in kind:
+        return client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    return client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES, stream=True)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_a_stream_never_read_releases_its_reservation_when_it_is_freed(network, tracker, kind, no_gc):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+
+        async def drop() -> None:
+            stream = await create_stream(client, kind)
+            assert limit.reserved > 0
+            del stream  # never read: e.g. the caller found the answer in a cache meanwhile
+            if "openai" in kind:
+                # OpenAI's ``Stream`` refers to itself (its iterator is a generator of its own method): freed by a
+                # collection. Anthropic's does not: freed at once.
+                gc.collect()
+            assert (limit.reserved, limit.spent) == (0, 0)
+
+        if kind.startswith("async"):
+            asyncio.run(drop())
+        else:
+            stream = create_stream(client, kind)
+            assert limit.reserved > 0
+            del stream
+            if "openai" in kind:
+                gc.collect()
+            assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
+    assert network.count == 1
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_a_stream_read_to_its_end_then_freed_is_recorded_once(network, tracker, kind):
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    expected = Usage(1000, 100) if "openai" in kind else MESSAGE_USAGE
+    with llmcost.budget("1", tracker=tracker) as limit:
+
+        async def read() -> None:
+            stream = await create_stream(client, kind)
+            async for _ in stream:
+                pass
+            await stream.close()
+
+        if kind.startswith("async"):
+            asyncio.run(read())
+        else:
+            stream = create_stream(client, kind)
+            for _ in stream:
+                pass
+            stream.close()
+            del stream
+        gc.collect()
+        (entry,) = tracker.entries()  # its end, its close and its finalizer: one entry
+        assert (limit.reserved, limit.spent, entry.usage) == (0, entry.amount, expected)
