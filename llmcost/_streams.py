@@ -177,13 +177,29 @@ class ManagerProxy:
         return stream
 
     def __enter__(self) -> Any:
-        return self._track(self._manager.__enter__())
+        try:
+            stream = self._manager.__enter__()
+        except BaseException:
+            self._failed()
+            raise
+        return self._track(stream)
 
     def __exit__(self, *exc: Any) -> Any:
         return self._manager.__exit__(*exc)
 
     async def __aenter__(self) -> Any:
-        return self._track(await self._manager.__aenter__())
+        try:
+            stream = await self._manager.__aenter__()
+        except BaseException:
+            self._failed()
+            raise
+        return self._track(stream)
+
+    def _failed(self) -> None:
+        """The request failed as the manager was entered (an overloaded API's 529...): nothing was spent. Released
+        now, not when this proxy is freed: the exception's traceback holds it, as long as the caller keeps the error
+        (a retry loop's last one)."""
+        self._release()
 
     async def __aexit__(self, *exc: Any) -> Any:
         return await self._manager.__aexit__(*exc)

@@ -9,6 +9,8 @@ import gc
 from collections.abc import Iterator
 from decimal import Decimal
 
+import anthropic
+import httpx2
 import pytest
 
 import llmcost
@@ -222,3 +224,39 @@ def test_a_stream_read_to_its_end_then_freed_is_recorded_once(network, tracker, 
         gc.collect()
         (entry,) = tracker.entries()  # its end, its close and its finalizer: one entry
         assert (limit.reserved, limit.spent, entry.usage) == (0, entry.amount, expected)
+
+
+# -- Anthropic's messages.stream(): a request that fails as the manager is entered -----------------------------------
+def overloaded(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(529, json={"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "async-anthropic"])
+def test_a_stream_manager_whose_request_fails_releases_its_reservation_while_the_error_is_kept(tracker, kind, no_gc):
+    sync = kind == "anthropic"
+    client_class = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
+    http = (httpx2.Client if sync else httpx2.AsyncClient)(transport=httpx2.MockTransport(overloaded))
+    client = llmcost.instrument(client_class(api_key="k", max_retries=0, http_client=http), tracker=tracker)
+    request = {"model": "claude-3-5-sonnet-20241022", "max_tokens": 100, "messages": MESSAGES}
+    errors = []  # a retry loop keeping its errors: their tracebacks hold the managers
+    with llmcost.budget("0.0025", tracker=tracker) as limit:  # room for one such request (~$0.0015) at a time
+        for _ in range(3):  # each attempt has the room: the failed ones hold nothing
+            try:
+                if sync:
+                    with client.messages.stream(**request):
+                        pass
+                else:
+
+                    async def attempt() -> None:
+                        async with client.messages.stream(**request):
+                            pass
+
+                    asyncio.run(attempt())
+            except anthropic.APIStatusError as error:
+                errors.append(error)
+            assert (limit.reserved, limit.spent) == (0, 0)
+        assert [e.status_code for e in errors] == [529, 529, 529]  # none refused by the budget
+        del errors
+        gc.collect()  # the managers freed: released once, not again
+        assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
