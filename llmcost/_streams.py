@@ -32,8 +32,9 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> An
         on_end(acc.result())
 
     # Once, whichever comes first: the end, a close, or the stream freed before either (never iterated, its reader
-    # below never runs its ``finally``). An SDK stream refers to itself (through its iterator): freed means at the
-    # next garbage collection.
+    # below never runs its ``finally``). The hooks below hold the stream and its response weakly, adding no cycle:
+    # an Anthropic stream is freed as it is dropped; an OpenAI ``Stream`` refers to itself through its iterator (a
+    # generator of its own method), so it is freed at the next garbage collection.
     done = _once_or_when_freed(stream, settle)
     is_async = hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__")
     try:
@@ -100,8 +101,12 @@ def _call_after_close(owner: Any, after: Callable[[], object]) -> None:
     run, whatever they raised."""
     for name in ("close", "aclose"):
         original = getattr(owner, name, None)
-        if original is not None:
+        if original is None:
+            continue
+        try:
             setattr(owner, name, _then(_rebinder(owner, original), inspect.iscoroutinefunction(original), after))
+        except (AttributeError, TypeError):  # (an object that takes no attribute: its other ways out still settle)
+            log_once(("close", type(owner)), "llmcost: cannot hook %s.%s", type(owner).__name__, name)
 
 
 def _rebinder(owner: Any, method: Callable[..., Any]) -> Callable[[], Callable[..., Any] | None]:

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 
 import llmcost
-from llmcost import Usage
+from llmcost import Usage, _streams
 from tests.test_instrument import (
     ALL_KINDS,
     CHAT_SSE_COST,
@@ -260,3 +260,39 @@ def test_a_stream_manager_whose_request_fails_releases_its_reservation_while_the
         gc.collect()  # the managers freed: released once, not again
         assert (limit.reserved, limit.spent) == (0, 0)
     assert tracker.entries() == []
+
+
+# -- hooking never breaks the call -----------------------------------------------------------------------------------
+class _SealedResponse:
+    """An HTTP response that takes no attribute (``__slots__``): its close cannot be hooked."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Stream:
+    """A stream of the SDKs' shape: an ``_iterator``, a ``close``, a ``response``."""
+
+    def __init__(self, chunks: list[object]) -> None:
+        self._iterator = iter(chunks)
+        self.response = _SealedResponse()
+
+    def __iter__(self):
+        yield from self._iterator
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def test_a_response_whose_close_cannot_be_hooked_leaves_the_stream_tracked_by_its_end_and_close():
+    ended = []
+    stream = _Stream([{"usage": {"prompt_tokens": 1, "completion_tokens": 2}}])
+    assert _streams.hook_stream(stream, ended.append) is stream
+    assert len(list(stream)) == 1 and len(ended) == 1
+    stream.close()  # settled already: not again
+    assert stream.response.closed and len(ended) == 1
