@@ -1,12 +1,14 @@
 """Tracking SDK stream objects in place: a returned OpenAI/Anthropic ``Stream`` (or the stream an Anthropic stream
-manager opens) iterates exactly as before and reports its usage once, when it ends or is closed. A raw response whose
-body is unread yet (``with_streaming_response``) reports its usage once, when its body has been read or it is closed.
+manager opens) iterates exactly as before and reports its usage once, when it ends, is closed (or its HTTP response
+is), or is freed before either. A raw response whose body is unread yet (``with_streaming_response``) reports its usage
+once, when its body has been read or it is closed.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import types
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -18,19 +20,22 @@ __all__ = ["ManagerProxy", "hook_raw_response", "hook_stream", "read_later"]
 
 
 def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> Any:
-    """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen) once, when it ends or is closed.
+    """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen) once, when it ends, is closed (or
+    its HTTP response is), or is freed before either.
 
     The SDK's own iterator is replaced where the stream has one (so the object returned is ``stream`` itself);
     otherwise a proxy that delegates everything is returned.
     """
     acc = StreamAccumulator()
-    state = {"done": False}
 
-    def done() -> None:
-        if not state["done"]:
-            state["done"] = True
-            on_end(acc.result())
+    def settle() -> None:
+        on_end(acc.result())
 
+    # Once, whichever comes first: the end, a close, or the stream freed before either (never iterated, its reader
+    # below never runs its ``finally``). The hooks below hold the stream and its response weakly, adding no cycle:
+    # an Anthropic stream is freed as it is dropped; an OpenAI ``Stream`` refers to itself through its iterator (a
+    # generator of its own method), so it is freed at the next garbage collection.
+    done = _once_or_when_freed(stream, settle)
     is_async = hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__")
     try:
         inner = stream._iterator
@@ -38,6 +43,7 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> An
         inner = None
     if inner is None:
         return _AsyncStreamProxy(stream, acc, done) if is_async else _StreamProxy(stream, acc, done)
+    reader: Any
     if is_async:
 
         async def agen() -> AsyncIterator[Any]:
@@ -48,16 +54,7 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> An
             finally:
                 done()
 
-        stream._iterator = agen()
-        original_aclose = stream.close
-
-        async def aclose() -> None:
-            try:
-                await original_aclose()
-            finally:
-                done()
-
-        stream.close = aclose
+        reader = agen()
     else:
 
         def gen() -> Iterator[Any]:
@@ -68,17 +65,101 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> An
             finally:
                 done()
 
-        stream._iterator = gen()
-        original_close = stream.close
-
-        def close() -> None:
-            try:
-                original_close()
-            finally:
-                done()
-
-        stream.close = close
+        reader = gen()
+    stream._iterator = reader
+    _call_after_close(stream, done)
+    # The SDK's stream helpers (OpenAI's ``ChatCompletionStream``, ``ResponseStream``) close the HTTP response itself,
+    # not this stream; so does the SDK as the body ends, from inside the reading: then the reader settles, once the
+    # events still in the decoder have come out.
+    response = getattr(stream, "response", None)
+    if response is not None:
+        reading = weakref.ref(reader)  # (held by the stream; held here, it would tie the response to it in a cycle)
+        _call_after_close(response, lambda: None if _running(reading()) else done())
     return stream
+
+
+def _once_or_when_freed(owner: Any, callback: Callable[[], object]) -> Callable[[], object]:
+    """``callback``, run once: when the function returned is first called, or when ``owner`` is freed before that
+    (``weakref.finalize``, which runs it at most once, whichever thread gets there first)."""
+    try:
+        return weakref.finalize(owner, callback)
+    except TypeError:  # (an object without weak references: run when called only)
+        pending = [callback]
+
+        def once() -> None:
+            try:
+                first = pending.pop()
+            except IndexError:
+                return
+            first()
+
+        return once
+
+
+def _call_after_close(owner: Any, after: Callable[[], object]) -> None:
+    """Make ``owner.close()`` and ``owner.aclose()`` (where it has them, sync or async) call ``after`` once they have
+    run, whatever they raised."""
+    for name in ("close", "aclose"):
+        original = getattr(owner, name, None)
+        if original is None:
+            continue
+        try:
+            setattr(owner, name, _then(_rebinder(owner, original), inspect.iscoroutinefunction(original), after))
+        except (AttributeError, TypeError):  # (an object that takes no attribute: its other ways out still settle)
+            log_once(("close", type(owner)), "llmcost: cannot hook %s.%s", type(owner).__name__, name)
+
+
+def _rebinder(owner: Any, method: Callable[..., Any]) -> Callable[[], Callable[..., Any] | None]:
+    """How to get ``method`` (bound to ``owner``) back when it is called, without holding ``owner``: a hook kept on
+    ``owner`` that held its bound method would form a cycle with it, and a dropped object would then wait for a
+    garbage collection (its finalizer with it). ``None`` once ``owner`` has been freed."""
+    func = getattr(method, "__func__", None)
+    if func is None or getattr(method, "__self__", None) is not owner:
+        return lambda: method  # (a function set on the object itself, not its class's method: held as it is)
+    try:
+        ref = weakref.ref(owner)
+    except TypeError:  # (an object without weak references)
+        return lambda: method
+
+    def rebind() -> Callable[..., Any] | None:
+        found = ref()
+        return None if found is None else types.MethodType(func, found)
+
+    return rebind
+
+
+def _then(
+    original: Callable[[], Callable[[], Any] | None], is_async: bool, after: Callable[[], object]
+) -> Callable[[], Any]:
+    """The method ``original()`` gives (without arguments, sync or async), calling ``after`` once it has run. (A
+    method called after its object was freed, kept alone, as ``ExitStack.callback(stream.close)`` does, has
+    nothing left to close.)"""
+    if is_async:
+
+        async def aclose() -> None:
+            try:
+                method = original()
+                if method is not None:
+                    await method()
+            finally:
+                after()
+
+        return aclose
+
+    def close() -> None:
+        try:
+            method = original()
+            if method is not None:
+                method()
+        finally:
+            after()
+
+    return close
+
+
+def _running(reader: Any) -> bool:
+    """Whether a generator (or async generator) is running now: the caller is inside its reading."""
+    return bool(getattr(reader, "gi_running", False) or getattr(reader, "ag_running", False))
 
 
 class ManagerProxy:
@@ -101,13 +182,29 @@ class ManagerProxy:
         return stream
 
     def __enter__(self) -> Any:
-        return self._track(self._manager.__enter__())
+        try:
+            stream = self._manager.__enter__()
+        except BaseException:
+            self._failed()
+            raise
+        return self._track(stream)
 
     def __exit__(self, *exc: Any) -> Any:
         return self._manager.__exit__(*exc)
 
     async def __aenter__(self) -> Any:
-        return self._track(await self._manager.__aenter__())
+        try:
+            stream = await self._manager.__aenter__()
+        except BaseException:
+            self._failed()
+            raise
+        return self._track(stream)
+
+    def _failed(self) -> None:
+        """The request failed as the manager was entered (an overloaded API's 529...): nothing was spent. Released
+        now, not when this proxy is freed: the exception's traceback holds it, as long as the caller keeps the error
+        (a retry loop's last one)."""
+        self._release()
 
     async def __aexit__(self, *exc: Any) -> Any:
         return await self._manager.__aexit__(*exc)
@@ -119,7 +216,7 @@ class ManagerProxy:
 class _StreamProxy:
     """Wraps a stream object without the SDK's ``_iterator`` hook; delegates everything else."""
 
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], None]) -> None:
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object]) -> None:
         self._stream, self._acc, self._done = stream, acc, done
 
     def __iter__(self) -> Iterator[Any]:
@@ -160,7 +257,7 @@ class _StreamProxy:
 class _AsyncStreamProxy:
     """The async twin of ``_StreamProxy``."""
 
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], None]) -> None:
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object]) -> None:
         self._stream, self._acc, self._done = stream, acc, done
 
     async def __aiter__(self) -> AsyncIterator[Any]:
@@ -249,10 +346,12 @@ def hook_raw_response(
         finalizer.detach()
         done()
 
+    readers: list[Any] = []  # the body's byte iterators handed out so far
+
     sync_bytes, async_bytes = getattr(http, "iter_bytes", None), getattr(http, "aiter_bytes", None)
     if sync_bytes is not None:
 
-        def iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        def read(*args: Any, **kwargs: Any) -> Iterator[bytes]:
             state["started"] = True
             try:
                 for chunk in sync_bytes(*args, **kwargs):
@@ -262,10 +361,15 @@ def hook_raw_response(
             finally:
                 finished()
 
+        def iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+            reader = read(*args, **kwargs)
+            readers.append(reader)
+            return reader
+
         http.iter_bytes = iter_bytes
     if async_bytes is not None:
 
-        async def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        async def aread(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
             state["started"] = True
             try:
                 async for chunk in async_bytes(*args, **kwargs):
@@ -275,26 +379,16 @@ def hook_raw_response(
             finally:
                 finished()
 
+        def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+            reader = aread(*args, **kwargs)
+            readers.append(reader)
+            return reader
+
         http.aiter_bytes = aiter_bytes
-    original_close = getattr(response, "close", None)  # (an SDK's ``LegacyAPIResponse`` has none)
-    if original_close is not None and inspect.iscoroutinefunction(original_close):
-
-        async def aclose() -> None:
-            try:
-                await original_close()
-            finally:
-                finished()
-
-        response.close = aclose
-    elif original_close is not None:
-
-        def close() -> None:
-            try:
-                original_close()
-            finally:
-                finished()
-
-        response.close = close
+    _call_after_close(response, finished)  # (an SDK's ``LegacyAPIResponse`` has no ``close``)
+    # A stream made by ``parse()`` closes the HTTP response itself; so does httpx as the body ends, from inside the
+    # reading: then the reader settles, once the bytes still in the decoder have come out.
+    _call_after_close(http, lambda: None if any(_running(reader) for reader in readers) else finished())
     return response
 
 
