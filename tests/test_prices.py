@@ -114,6 +114,11 @@ def test_load_prices_toml_and_json(tmp_path):
         ('[[price]]\nmodel = "x"\ninput_per_mtok = "-1"\noutput_per_mtok = "1"\n', "input_per_mtok"),
         ('[[price]]\nmodel = "x"\ninput_per_mtok = "1"\noutput_per_mtok = "1"\ncolour = "red"\n', "colour"),
         ("[[price]\n", "not valid"),
+        (  # a str tier start was accepted, then broke every call of the model with a bare TypeError
+            '[[price]]\nmodel = "x"\ninput_per_mtok = "1"\noutput_per_mtok = "1"\n'
+            'tiers = [{ start = "200000", input_per_mtok = "2" }]\n',
+            r"bad.toml.*entry 0 \('x'\): tiers\[0\]: start .*'200000'",
+        ),
     ],
 )
 def test_bad_price_files_name_file_entry_and_field(tmp_path, text, match):
