@@ -372,7 +372,7 @@ def load_prices(path: str | PathLike[str]) -> list[ModelPrice]:
     The file is read by ``read_prices``; then each price is registered as with ``register_price``.
 
     Fields are those of ``ModelPrice``; money as strings keeps it exact. A bad file raises ``PricingError``
-    naming the file, the entry and the field.
+    naming the file, the entry and the field, as does a file without its price tables (a misspelt ``[[prices]]``).
 
     Example (``prices.toml``)::
 
@@ -427,7 +427,7 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
                 import tomllib
             else:  # pragma: no cover - exercised on Python 3.10 only
                 import tomli as tomllib
-            rows = tomllib.loads(text).get("price", [])
+            rows = _price_tables(tomllib.loads(text), str(file), "[[price]] tables")
     except ValueError as exc:
         raise PricingError(f"price file {str(file)!r} is not valid {file.suffix or 'TOML'}: {exc}") from exc
     if not isinstance(rows, list):
@@ -445,6 +445,17 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
         except (TypeError, ValueError) as exc:
             raise PricingError(f"price file {str(file)!r}: entry {index} ({row.get('model')!r}): {exc}") from exc
     return prices
+
+
+def _price_tables(document: dict[str, Any], where: str, expected: str) -> Any:
+    """The ``price`` list of a TOML or YAML price file's top level. Anything else there is refused: a misspelt
+    ``[[prices]]`` read as no prices at all, leaving every call priced from the catalog without a word."""
+    unknown = sorted(set(document) - {"price"})
+    if unknown:
+        raise PricingError(f"price file {where!r} has unknown top-level keys {unknown}; it must hold {expected}")
+    if "price" not in document:
+        raise PricingError(f"price file {where!r} holds no prices; it must hold {expected}")
+    return document["price"]
 
 
 #: Per-token cost keys of YAML price files (LiteLLM's names for the cache ones) and the per-million field of each.
@@ -470,9 +481,9 @@ def _yaml_rows(text: str, where: str) -> Any:
     except yaml.YAMLError as exc:
         raise PricingError(f"price file {where!r} is not valid YAML: {exc}") from exc
     if isinstance(data, dict) and "providers" not in data:
-        return data.get("price", [])
+        return _price_tables(data, where, "a price: list or a providers: map")
     if not isinstance(data, dict):
-        return data if data is not None else []
+        return data if data is not None else _price_tables({}, where, "a price: list or a providers: map")
     providers = data["providers"]
     if not isinstance(providers, dict):
         raise PricingError(f"price file {where!r}: providers must map a provider to its models, got {providers!r}")

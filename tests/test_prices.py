@@ -633,3 +633,29 @@ def test_a_quote_that_holds_at_every_time_is_kept_for_every_call():
                 assert priced(model, None, one, _micros(when), "batch") == priced(model, None, one, when, "batch")
     assert sonnet.standing is sonnet.quote(AT, None) and o3.standing is None
     assert priced("claude-sonnet-4-20250514", None, long, _micros(AT))[1] == "correction:claude-sonnet-4-long-context"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "match"),
+    [
+        ("typo.toml", '[[prices]]\nmodel = "gpt-4o"\ninput_per_mtok = "1"\noutput_per_mtok = "2"\n',
+         r"typo.toml' has unknown top-level keys \['prices'\]; it must hold \[\[price\]\] tables"),
+        ("extra.toml", 'version = 1\n[[price]]\nmodel = "x"\ninput_per_mtok = "1"\noutput_per_mtok = "2"\n',
+         r"unknown top-level keys \['version'\]"),
+        ("empty.toml", "", "empty.toml' holds no prices"),
+        ("typo.yaml", "prices:\n  - model: gpt-4o\n", r"unknown top-level keys \['prices'\]"),
+        ("empty.yaml", "", "empty.yaml' holds no prices"),
+    ],
+)  # fmt: skip
+def test_a_price_file_without_its_price_tables_is_refused_not_read_as_no_prices(tmp_path, name, text, match):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(PricingError, match=match):
+        llmcost.load_prices(path)
+    assert cost_of("gpt-4o", input_tokens=1_000_000) == Decimal("2.5")  # the catalog's price, nothing registered
+
+
+def test_a_toml_price_file_may_hold_an_empty_list_of_prices(tmp_path):
+    path = tmp_path / "none.toml"
+    path.write_text("price = []\n")
+    assert llmcost.load_prices(path) == []
