@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -109,6 +109,8 @@ def price_for(
 
     The hot path of pricing: after the first call for a ``(model, provider)`` pair it is a dict lookup.
     """
+    if at is not None and not isinstance(at, datetime):
+        _bad_at(at)
     resolved = _resolved.get((model, provider))
     if resolved is None:
         resolved = _resolved_for(model, provider)
@@ -117,6 +119,11 @@ def price_for(
     when = datetime.now(timezone.utc) if at is None else to_utc(at, "at")
     quote = resolved.quote(when, service_tier)
     return quote.price, quote.label
+
+
+def _bad_at(at: object) -> NoReturn:
+    # Checked for every model, not only where the price changes over time: at="garbage" used to price gpt-4o.
+    raise TypeError(f"at must be a datetime (an aware one; a naive one is taken as UTC), got {at!r}")
 
 
 def priced(
@@ -244,7 +251,8 @@ def canonical_id(model: str) -> str | None:
 
 
 def get_price(model: str, provider: str | None = None, *, at: datetime | None = None) -> ModelPrice:
-    """The price of ``model`` (optionally from ``provider``) in force at ``at`` (default: now).
+    """The price of ``model`` (optionally from ``provider``) in force at ``at`` (default: now), a datetime: an aware
+    one, or a naive one taken as UTC.
 
     Dated and aliased ids resolve to their catalog model (``gpt-4o-2024-08-06``, ``claude-3-5-sonnet-20241022``);
     prices registered with ``register_price`` or ``load_prices`` win over the catalog. An unknown model raises
@@ -275,7 +283,8 @@ def cost_of(
     ``at`` in ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``, ``"fast"``; ``"us"`` or
     a tier with ``"+us"``: Anthropic's US-only inference, 1.1x every token price for Claude Opus 4.6 and later).
 
-    The token counts may also be given positionally, input then output: ``cost_of("gpt-4o", 1000, 100)``.
+    The token counts may also be given positionally, input then output: ``cost_of("gpt-4o", 1000, 100)``. ``at``
+    (default: now) is a datetime, an aware one or a naive one taken as UTC.
 
     Example::
 
@@ -299,6 +308,8 @@ def cost_of(
             f"cost_of(model, usage, ...) got extra positional values {counts!r}; give token counts as "
             "cost_of(model, input_tokens, output_tokens) or by name"
         )
+    if at is not None and not isinstance(at, datetime):
+        _bad_at(at)
     if usage is None and units is None and service_tier is None:
         # The common call, priced without building a Usage: a resolved fixed price and valid int counts (anything
         # else takes the general path below, which says what is wrong).

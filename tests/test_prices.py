@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -659,3 +660,21 @@ def test_a_toml_price_file_may_hold_an_empty_list_of_prices(tmp_path):
     path = tmp_path / "none.toml"
     path.write_text("price = []\n")
     assert llmcost.load_prices(path) == []
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-opus-4-6"])  # a fixed price and one that changes over time
+@pytest.mark.parametrize("at", ["garbage", 5, 1.5, "2025-09-01"])
+def test_at_must_be_a_datetime_for_every_model(model, at):
+    pattern = rf"at must be a datetime .*{re.escape(repr(at))}"
+    with pytest.raises(TypeError, match=pattern):
+        get_price(model, at=at)
+    with pytest.raises(TypeError, match=pattern):
+        cost_of(model, 1000, at=at)
+    with pytest.raises(TypeError, match=pattern):
+        cost_of(model, Usage(1000), at=at)
+
+
+def test_a_naive_at_is_taken_as_utc():
+    naive = datetime(2025, 9, 1)
+    assert cost_of("claude-opus-4-6", 1000, at=naive) == cost_of("claude-opus-4-6", 1000, at=AT)
+    assert get_price("gpt-4o", at=naive) == get_price("gpt-4o", at=AT)
