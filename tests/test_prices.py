@@ -678,3 +678,10 @@ def test_a_naive_at_is_taken_as_utc():
     naive = datetime(2025, 9, 1)
     assert cost_of("claude-opus-4-6", 1000, at=naive) == cost_of("claude-opus-4-6", 1000, at=AT)
     assert get_price("gpt-4o", at=naive) == get_price("gpt-4o", at=AT)
+
+
+@pytest.mark.parametrize("keyword", ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"])
+def test_cost_of_refuses_usage_with_token_keywords_rather_than_dropping_them(keyword):
+    with pytest.raises(TypeError, match=rf"usage= or the token keywords, not both: got usage=Usage\(.*{keyword}=5"):
+        cost_of("gpt-4o", Usage(10, 10), **{keyword: 5})
+    assert cost_of("gpt-4o", Usage(1_000_000), input_tokens=0) == Decimal("2.5")
