@@ -405,7 +405,15 @@ class ModelPrice:
         object.__setattr__(self, "_money", _usage_pricer(self))
 
     def cost(self, usage: Usage) -> Decimal:
-        """The exact cost of ``usage`` at these prices, in USD."""
+        """The exact cost of ``usage`` at these prices, in USD.
+
+        Example::
+
+            >>> ModelPrice("acme", None, input_per_mtok="2", output_per_mtok="8").cost(Usage(1000, 100))
+            Decimal('0.0028')
+        """
+        if type(usage) is not Usage and not isinstance(usage, Usage):  # (a dict failed on a missing attribute)
+            raise TypeError(f"usage must be a llmcost.Usage, got {usage!r}; e.g. price.cost(Usage(1000, 100))")
         if usage.units is not NO_UNITS:  # parts beyond the five fields: the general rule (same result without)
             requests = requests_of(usage) if self.tiers and type(usage.units) is not Units else None
             if requests is not None:  # separate requests: each priced in its own long-context tier

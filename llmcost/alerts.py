@@ -40,6 +40,15 @@ def log(alert: BudgetAlert) -> None:
     logger.log(level, "llmcost alert: %s", alert.message)
 
 
+def _seconds(value: object, field: str) -> float:
+    """``value`` as a positive, finite number of seconds; else the error names ``field`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be a number of seconds, got {value!r}")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{field} must be positive, got {value!r}")
+    return value
+
+
 def _background(name: str, work: Callable[[], None]) -> threading.Thread:
     def run() -> None:
         try:
@@ -61,8 +70,9 @@ def webhook(url: str, *, timeout: float = 5, attempts: int = 4, headers: dict[st
     """
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be positive, got {timeout!r}")
+    timeout = _seconds(timeout, "timeout")
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"attempts must be an int of at least 1, got {attempts!r}")
     import tenacity
 
     extra = dict(headers or {})
@@ -109,6 +119,7 @@ def email(
         raise ValueError(f"recipients must be a non-empty list of addresses, got {recipients!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+    timeout = _seconds(timeout, "timeout")
     threads: list[threading.Thread] = []
 
     def send(alert: BudgetAlert) -> None:

@@ -247,6 +247,12 @@ def test_a_tier_start_that_is_not_a_count_of_tokens_is_refused_naming_start_and_
     assert PriceTier(start=0).start == 0
 
 
+@pytest.mark.parametrize("usage", [{"input_tokens": 1}, 1000, None])
+def test_cost_of_something_not_a_usage_is_a_type_error_naming_it(usage):
+    with pytest.raises(TypeError, match=rf"usage must be a llmcost.Usage, got {re.escape(repr(usage))}"):
+        ModelPrice("x", None, input_per_mtok=1, output_per_mtok=1).cost(usage)
+
+
 def test_tiers_that_are_not_a_sequence_of_tiers_are_refused():
     with pytest.raises(TypeError, match="tiers must be a sequence"):
         ModelPrice("x", None, input_per_mtok=1, output_per_mtok=1, tiers=5)
