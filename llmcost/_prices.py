@@ -541,7 +541,15 @@ def _yaml_rows(text: str, where: str) -> Any:
 
 class _PricingView(Mapping[str, ModelPrice]):
     """``MODEL_PRICING``: a read-only mapping of model id to current ``ModelPrice`` over the whole catalog plus
-    registered prices. Built on first access, kept in ``_state.pricing_table``."""
+    registered prices. Built on first access, kept in ``_state.pricing_table``.
+
+    Example::
+
+        >>> llmcost.MODEL_PRICING["gpt-4o"].input_per_mtok
+        Decimal('2.5')
+        >>> "gpt-4o-mini" in llmcost.MODEL_PRICING
+        True
+    """
 
     def _build(self) -> dict[str, ModelPrice]:
         data = _state.pricing_table

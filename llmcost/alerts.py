@@ -35,7 +35,17 @@ AlertSink = Callable[[BudgetAlert], None]
 
 
 def log(alert: BudgetAlert) -> None:
-    """Log ``alert`` on the ``llmcost`` logger (warning, or error once exceeded)."""
+    """Log ``alert`` on the ``llmcost`` logger (warning, or error once exceeded).
+
+    Example::
+
+        >>> from llmcost import alerts
+        >>> seen = []
+        >>> with llmcost.CostTracker() as own, llmcost.budget(1, tracker=own, on_alert=[alerts.log, seen.append]):
+        ...     _ = own.record(amount="0.85")   # passes 50% and 80% of $1: both logged, and kept in seen
+        >>> [alert.level for alert in seen]
+        ['warning', 'warning']
+    """
     level = logging.ERROR if alert.level == "exceeded" else logging.WARNING
     logger.log(level, "llmcost alert: %s", alert.message)
 
@@ -67,6 +77,13 @@ def webhook(url: str, *, timeout: float = 5, attempts: int = 4, headers: dict[st
     Delivery runs in a background thread, retried with exponential backoff (tenacity) up to ``attempts`` times on
     connection errors and 5xx answers; ``timeout`` bounds each attempt. The returned sink has ``.threads`` (the
     deliveries started) so tests and shutdown code can wait for them.
+
+    Example (pass the sink as ``on_alert=`` to ``llmcost.budget``, alone or in a list)::
+
+        >>> from llmcost import alerts
+        >>> sink = alerts.webhook("https://hooks.example.com/llm", timeout=3, headers={"Authorization": "Bearer x"})
+        >>> sink.threads   # no alert yet, so no delivery
+        []
     """
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
@@ -114,6 +131,13 @@ def email(
     """A sink that emails each alert to ``recipients`` through the SMTP server at ``host:port``, in the background.
 
     The returned sink has ``.threads`` (the deliveries started).
+
+    Example (pass the sink as ``on_alert=`` to ``llmcost.budget``, alone or in a list)::
+
+        >>> from llmcost import alerts
+        >>> sink = alerts.email("smtp.example.com", 587, "llm@example.com", ["oncall@example.com"], starttls=True)
+        >>> sink.threads   # no alert yet, so no email
+        []
     """
     if isinstance(recipients, str) or not recipients:
         raise ValueError(f"recipients must be a non-empty list of addresses, got {recipients!r}")
