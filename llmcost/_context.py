@@ -139,7 +139,17 @@ def set_active(active: bool) -> None:
 
 
 def is_active() -> bool:
-    """Whether tracking and enforcement are on (see ``set_active``)."""
+    """Whether tracking and enforcement are on (see ``set_active``).
+
+    Example::
+
+        >>> llmcost.is_active()
+        True
+        >>> llmcost.set_active(False)
+        >>> llmcost.is_active()
+        False
+        >>> llmcost.set_active(True)
+    """
     return _state.active
 
 

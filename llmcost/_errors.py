@@ -41,10 +41,11 @@ class UnknownModelError(LlmcostError, KeyError):
 
     Example::
 
-        try:
-            llmcost.get_price("gpt-4-turbo-preveiw")
-        except llmcost.UnknownModelError as exc:
-            print(exc.suggestions)   # ['gpt-4-turbo-preview', ...]
+        >>> try:
+        ...     llmcost.get_price("gpt-4o-mni")
+        ... except llmcost.UnknownModelError as exc:
+        ...     print(exc.suggestions[:2])
+        ['gpt-4o-mini', 'ft:gpt-4o-mini']
     """
 
     def __init__(self, model: str, suggestions: Sequence[str] = (), provider: str | None = None) -> None:

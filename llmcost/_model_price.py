@@ -132,6 +132,14 @@ def _provider(instance: object, attribute: attrs.Attribute[str | None], value: o
         raise TypeError(f"provider must be a str or None, got {value!r}")
 
 
+def _tier_start(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    # Checked here, not where tiers are compared: a str start used to pass and then break every call of the model.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"start must be an int (input tokens above which the tier applies), got {value!r}")
+    if value < 0:
+        raise ValueError(f"start must not be negative, got {value!r}")
+
+
 def _context_window(value: object) -> int | None:
     if value is None:
         return None
@@ -150,7 +158,7 @@ class PriceTier:
         PriceTier(start=200_000, input_per_mtok="6", output_per_mtok="22.5")
     """
 
-    start: int
+    start: int = attrs.field(validator=_tier_start)
     input_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("input_per_mtok", True))  # type: ignore[misc]  # a converter factory
     output_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("output_per_mtok", True))  # type: ignore[misc]  # a converter factory
     cache_read_per_mtok: Decimal | None = attrs.field(default=None, converter=_price("cache_read_per_mtok", True))  # type: ignore[misc]  # a converter factory
@@ -162,9 +170,19 @@ class PriceTier:
 def _tiers(value: object) -> tuple[PriceTier, ...]:
     if not value:
         return ()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"tiers must be a sequence of PriceTier (or mappings of their fields), got {value!r}")
     tiers = []
-    for item in value:  # type: ignore[attr-defined]
-        tiers.append(item if isinstance(item, PriceTier) else PriceTier(**item))
+    for index, item in enumerate(value):
+        if isinstance(item, PriceTier):
+            tiers.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise TypeError(f"tiers[{index}] must be a PriceTier or a mapping of its fields, got {item!r}")
+        try:
+            tiers.append(PriceTier(**item))
+        except (TypeError, ValueError) as exc:  # say which tier: a price file's entry may have several
+            raise (TypeError if isinstance(exc, TypeError) else ValueError)(f"tiers[{index}]: {exc}") from exc
     return tuple(sorted(tiers, key=lambda t: t.start))
 
 
@@ -387,7 +405,15 @@ class ModelPrice:
         object.__setattr__(self, "_money", _usage_pricer(self))
 
     def cost(self, usage: Usage) -> Decimal:
-        """The exact cost of ``usage`` at these prices, in USD."""
+        """The exact cost of ``usage`` at these prices, in USD.
+
+        Example::
+
+            >>> ModelPrice("acme", None, input_per_mtok="2", output_per_mtok="8").cost(Usage(1000, 100))
+            Decimal('0.0028')
+        """
+        if type(usage) is not Usage and not isinstance(usage, Usage):  # (a dict failed on a missing attribute)
+            raise TypeError(f"usage must be a llmcost.Usage, got {usage!r}; e.g. price.cost(Usage(1000, 100))")
         if usage.units is not NO_UNITS:  # parts beyond the five fields: the general rule (same result without)
             requests = requests_of(usage) if self.tiers and type(usage.units) is not Units else None
             if requests is not None:  # separate requests: each priced in its own long-context tier

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -109,6 +109,8 @@ def price_for(
 
     The hot path of pricing: after the first call for a ``(model, provider)`` pair it is a dict lookup.
     """
+    if at is not None and not isinstance(at, datetime):
+        _bad_at(at)
     resolved = _resolved.get((model, provider))
     if resolved is None:
         resolved = _resolved_for(model, provider)
@@ -117,6 +119,11 @@ def price_for(
     when = datetime.now(timezone.utc) if at is None else to_utc(at, "at")
     quote = resolved.quote(when, service_tier)
     return quote.price, quote.label
+
+
+def _bad_at(at: object) -> NoReturn:
+    # Checked for every model, not only where the price changes over time: at="garbage" used to price gpt-4o.
+    raise TypeError(f"at must be a datetime (an aware one; a naive one is taken as UTC), got {at!r}")
 
 
 def priced(
@@ -244,7 +251,8 @@ def canonical_id(model: str) -> str | None:
 
 
 def get_price(model: str, provider: str | None = None, *, at: datetime | None = None) -> ModelPrice:
-    """The price of ``model`` (optionally from ``provider``) in force at ``at`` (default: now).
+    """The price of ``model`` (optionally from ``provider``) in force at ``at`` (default: now), a datetime: an aware
+    one, or a naive one taken as UTC.
 
     Dated and aliased ids resolve to their catalog model (``gpt-4o-2024-08-06``, ``claude-3-5-sonnet-20241022``);
     prices registered with ``register_price`` or ``load_prices`` win over the catalog. An unknown model raises
@@ -275,7 +283,8 @@ def cost_of(
     ``at`` in ``service_tier`` (``None``: standard; ``"batch"``, ``"flex"``, ``"priority"``, ``"fast"``; ``"us"`` or
     a tier with ``"+us"``: Anthropic's US-only inference, 1.1x every token price for Claude Opus 4.6 and later).
 
-    The token counts may also be given positionally, input then output: ``cost_of("gpt-4o", 1000, 100)``.
+    The token counts may also be given positionally, input then output: ``cost_of("gpt-4o", 1000, 100)``. ``at``
+    (default: now) is a datetime, an aware one or a naive one taken as UTC.
 
     Example::
 
@@ -299,6 +308,8 @@ def cost_of(
             f"cost_of(model, usage, ...) got extra positional values {counts!r}; give token counts as "
             "cost_of(model, input_tokens, output_tokens) or by name"
         )
+    if at is not None and not isinstance(at, datetime):
+        _bad_at(at)
     if usage is None and units is None and service_tier is None:
         # The common call, priced without building a Usage: a resolved fixed price and valid int counts (anything
         # else takes the general path below, which says what is wrong).
@@ -326,6 +337,15 @@ def cost_of(
         )
     elif units is not None:
         raise TypeError("pass units inside usage=Usage(..., units=...), or the token keywords with units=")
+    elif input_tokens or output_tokens or cache_read_tokens or cache_write_tokens:  # were dropped without a word
+        keywords = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read_tokens,
+            "cache_write_tokens": cache_write_tokens,
+        }
+        given = ", ".join(f"{name}={count!r}" for name, count in keywords.items() if count)
+        raise TypeError(f"give usage= or the token keywords, not both: got usage={usage!r} and {given}")
     if service_tier is None:
         return price_for(model, provider, at)[0].cost(usage)
     return price_for(model, provider, at, to_service_tier(service_tier))[0].cost(usage)
@@ -372,7 +392,7 @@ def load_prices(path: str | PathLike[str]) -> list[ModelPrice]:
     The file is read by ``read_prices``; then each price is registered as with ``register_price``.
 
     Fields are those of ``ModelPrice``; money as strings keeps it exact. A bad file raises ``PricingError``
-    naming the file, the entry and the field.
+    naming the file, the entry and the field, as does a file without its price tables (a misspelt ``[[prices]]``).
 
     Example (``prices.toml``)::
 
@@ -427,7 +447,7 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
                 import tomllib
             else:  # pragma: no cover - exercised on Python 3.10 only
                 import tomli as tomllib
-            rows = tomllib.loads(text).get("price", [])
+            rows = _price_tables(tomllib.loads(text), str(file), "[[price]] tables")
     except ValueError as exc:
         raise PricingError(f"price file {str(file)!r} is not valid {file.suffix or 'TOML'}: {exc}") from exc
     if not isinstance(rows, list):
@@ -445,6 +465,17 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
         except (TypeError, ValueError) as exc:
             raise PricingError(f"price file {str(file)!r}: entry {index} ({row.get('model')!r}): {exc}") from exc
     return prices
+
+
+def _price_tables(document: dict[str, Any], where: str, expected: str) -> Any:
+    """The ``price`` list of a TOML or YAML price file's top level. Anything else there is refused: a misspelt
+    ``[[prices]]`` read as no prices at all, leaving every call priced from the catalog without a word."""
+    unknown = sorted(set(document) - {"price"})
+    if unknown:
+        raise PricingError(f"price file {where!r} has unknown top-level keys {unknown}; it must hold {expected}")
+    if "price" not in document:
+        raise PricingError(f"price file {where!r} holds no prices; it must hold {expected}")
+    return document["price"]
 
 
 #: Per-token cost keys of YAML price files (LiteLLM's names for the cache ones) and the per-million field of each.
@@ -470,9 +501,9 @@ def _yaml_rows(text: str, where: str) -> Any:
     except yaml.YAMLError as exc:
         raise PricingError(f"price file {where!r} is not valid YAML: {exc}") from exc
     if isinstance(data, dict) and "providers" not in data:
-        return data.get("price", [])
+        return _price_tables(data, where, "a price: list or a providers: map")
     if not isinstance(data, dict):
-        return data if data is not None else []
+        return data if data is not None else _price_tables({}, where, "a price: list or a providers: map")
     providers = data["providers"]
     if not isinstance(providers, dict):
         raise PricingError(f"price file {where!r}: providers must map a provider to its models, got {providers!r}")
@@ -510,7 +541,15 @@ def _yaml_rows(text: str, where: str) -> Any:
 
 class _PricingView(Mapping[str, ModelPrice]):
     """``MODEL_PRICING``: a read-only mapping of model id to current ``ModelPrice`` over the whole catalog plus
-    registered prices. Built on first access, kept in ``_state.pricing_table``."""
+    registered prices. Built on first access, kept in ``_state.pricing_table``.
+
+    Example::
+
+        >>> llmcost.MODEL_PRICING["gpt-4o"].input_per_mtok
+        Decimal('2.5')
+        >>> "gpt-4o-mini" in llmcost.MODEL_PRICING
+        True
+    """
 
     def _build(self) -> dict[str, ModelPrice]:
         data = _state.pricing_table

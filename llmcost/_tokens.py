@@ -211,6 +211,8 @@ def _prompt_tokens(
     for index, message in enumerate(prompt):
         if type(message) is not dict and not isinstance(message, Mapping):
             raise TypeError(f"messages[{index}] must be a dict with 'role' and 'content', got {message!r}")
+        if "content" not in message and "role" not in message:  # not a chat message: it was counted as an empty one
+            raise TypeError(f"messages[{index}] must be a dict with 'role' and 'content', got {message!r}")
         content = message.get("content")
         text = content if type(content) is str else _text_of(content, index)
         total += MESSAGE_OVERHEAD + _count_text(text, chars_per_token, encoding, counts)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, getcontext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from . import _state
 from ._context import NO_GUARDS, Guard, GuardSet, active_guards, begin_settling, current_tags, end_settling, joined
@@ -138,6 +138,13 @@ def _usage_of(inp: object, out: object, cache_read: object, cache_write: object,
     ):
         return _NO_USAGE
     return Usage(inp, out, cache_read, cache_write, reasoning)  # type: ignore[arg-type]  # Usage checks them
+
+
+def _usage_and_keywords(usage: Usage, **tokens: object) -> NoReturn:
+    """Refuse ``usage`` given with token keywords: they used to be dropped without a word (a call of a million
+    input tokens recorded at the price of ``usage``'s ten)."""
+    keywords = ", ".join(f"{name}={count!r}" for name, count in tokens.items() if count)
+    raise TypeError(f"give usage= or the token keywords, not both: got usage={usage!r} and {keywords}")
 
 
 def _acknowledge_in(store: CostStore, batch: Sequence[CostEntry] | FieldColumns) -> None:
@@ -354,6 +361,15 @@ class CostTracker:
         """
         if usage is None:  # as ``build`` does (not called: this runs for every entry of an import)
             usage = _usage_of(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+        elif input_tokens or output_tokens or cache_read_tokens or cache_write_tokens or reasoning_tokens:
+            _usage_and_keywords(
+                usage,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cache_read_tokens=cache_read_tokens,
+                cache_write_tokens=cache_write_tokens,
+                reasoning_tokens=reasoning_tokens,
+            )
         entry = self._entry(
             model=model,
             usage=usage,
@@ -402,6 +418,15 @@ class CostTracker:
         """
         if usage is None:
             usage = _usage_of(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+        elif input_tokens or output_tokens or cache_read_tokens or cache_write_tokens or reasoning_tokens:
+            _usage_and_keywords(
+                usage,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cache_read_tokens=cache_read_tokens,
+                cache_write_tokens=cache_write_tokens,
+                reasoning_tokens=reasoning_tokens,
+            )
         return self._entry(
             model=model,
             usage=usage,

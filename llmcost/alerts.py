@@ -35,9 +35,28 @@ AlertSink = Callable[[BudgetAlert], None]
 
 
 def log(alert: BudgetAlert) -> None:
-    """Log ``alert`` on the ``llmcost`` logger (warning, or error once exceeded)."""
+    """Log ``alert`` on the ``llmcost`` logger (warning, or error once exceeded).
+
+    Example::
+
+        >>> from llmcost import alerts
+        >>> seen = []
+        >>> with llmcost.CostTracker() as own, llmcost.budget(1, tracker=own, on_alert=[alerts.log, seen.append]):
+        ...     _ = own.record(amount="0.85")   # passes 50% and 80% of $1: both logged, and kept in seen
+        >>> [alert.level for alert in seen]
+        ['warning', 'warning']
+    """
     level = logging.ERROR if alert.level == "exceeded" else logging.WARNING
     logger.log(level, "llmcost alert: %s", alert.message)
+
+
+def _seconds(value: object, field: str) -> float:
+    """``value`` as a positive, finite number of seconds; else the error names ``field`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be a number of seconds, got {value!r}")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{field} must be positive, got {value!r}")
+    return value
 
 
 def _background(name: str, work: Callable[[], None]) -> threading.Thread:
@@ -58,11 +77,19 @@ def webhook(url: str, *, timeout: float = 5, attempts: int = 4, headers: dict[st
     Delivery runs in a background thread, retried with exponential backoff (tenacity) up to ``attempts`` times on
     connection errors and 5xx answers; ``timeout`` bounds each attempt. The returned sink has ``.threads`` (the
     deliveries started) so tests and shutdown code can wait for them.
+
+    Example (pass the sink as ``on_alert=`` to ``llmcost.budget``, alone or in a list)::
+
+        >>> from llmcost import alerts
+        >>> sink = alerts.webhook("https://hooks.example.com/llm", timeout=3, headers={"Authorization": "Bearer x"})
+        >>> sink.threads   # no alert yet, so no delivery
+        []
     """
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be positive, got {timeout!r}")
+    timeout = _seconds(timeout, "timeout")
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"attempts must be an int of at least 1, got {attempts!r}")
     import tenacity
 
     extra = dict(headers or {})
@@ -104,11 +131,19 @@ def email(
     """A sink that emails each alert to ``recipients`` through the SMTP server at ``host:port``, in the background.
 
     The returned sink has ``.threads`` (the deliveries started).
+
+    Example (pass the sink as ``on_alert=`` to ``llmcost.budget``, alone or in a list)::
+
+        >>> from llmcost import alerts
+        >>> sink = alerts.email("smtp.example.com", 587, "llm@example.com", ["oncall@example.com"], starttls=True)
+        >>> sink.threads   # no alert yet, so no email
+        []
     """
     if isinstance(recipients, str) or not recipients:
         raise ValueError(f"recipients must be a non-empty list of addresses, got {recipients!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+    timeout = _seconds(timeout, "timeout")
     threads: list[threading.Thread] = []
 
     def send(alert: BudgetAlert) -> None:

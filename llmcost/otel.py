@@ -180,6 +180,13 @@ def instrument_tracker(
     target = tracker if tracker is not None else get_tracker()
     if not isinstance(target, CostTracker):
         raise TypeError(f"tracker must be a CostTracker or None, got {target!r}")
+    # Checked here: a wrong provider used to fail inside OpenTelemetry with an AttributeError naming neither.
+    for name, value, kind, method in (
+        ("tracer_provider", tracer_provider, "TracerProvider", "get_tracer"),
+        ("meter_provider", meter_provider, "MeterProvider", "get_meter"),
+    ):
+        if value is not None and not callable(getattr(value, method, None)):
+            raise TypeError(f"{name} must be an OpenTelemetry {kind} (with .{method}) or None, got {value!r}")
     exporter = _Exporter(tracer_provider, meter_provider)
     with _lock:
         previous = _undo_by_tracker.pop(target, None)

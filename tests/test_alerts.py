@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -78,6 +79,23 @@ def test_webhook_to_a_dead_port_never_blocks_the_caller():
 def test_webhook_rejects_bad_urls():
     with pytest.raises(ValueError, match="url"):
         alerts.webhook("ftp://x")
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"), [("x", TypeError), (None, TypeError), (True, TypeError), (0, ValueError),
+                           (-1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError)]
+)  # fmt: skip
+def test_a_bad_timeout_is_refused_naming_it_and_the_value(timeout, error):
+    with pytest.raises(error, match=rf"timeout must be .*got {re.escape(repr(timeout))}"):
+        alerts.webhook("http://127.0.0.1:9/", timeout=timeout)
+    with pytest.raises(error, match=rf"timeout must be .*got {re.escape(repr(timeout))}"):
+        alerts.email("127.0.0.1", 25, "a@example.com", ["b@example.com"], timeout=timeout)
+
+
+@pytest.mark.parametrize("attempts", [0, "3", 2.5, None])
+def test_webhook_attempts_must_be_a_count(attempts):
+    with pytest.raises(ValueError, match=rf"attempts must be an int of at least 1, got {re.escape(repr(attempts))}"):
+        alerts.webhook("http://127.0.0.1:9/", attempts=attempts)
 
 
 def test_email_reaches_a_real_smtp_server():

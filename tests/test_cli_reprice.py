@@ -86,6 +86,16 @@ def test_reprice_json_keeps_money_exact(capsys: pytest.CaptureFixture[str], stor
     assert (records[None]["recorded"], records[None]["repriced"]) == ("1.25", "1.00")
 
 
+def test_reprice_by_model_is_by_the_canonical_id(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    code, out, _ = run(capsys, "reprice", "--store", store_url, "--format", "json")
+    assert code == 0
+    # gpt-4o-2024-08-06 (3.5) and gpt-4o (1.25) are one model, as in llmcost report --by model
+    assert [(r["model"], r["calls"], r["recorded"]) for r in json.loads(out)] == [
+        ("gpt-4o", 2, "4.75"),
+        ("gpt-4o-mini", 1, "0.21"),
+    ]
+
+
 def test_reprice_at_a_date_as_csv(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
     code, out, _ = run(
         capsys,

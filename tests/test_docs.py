@@ -4,6 +4,7 @@ URLs pointed at it). Blocks that are not meant to run (shell sessions, output, f
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -213,3 +214,42 @@ def test_every_page_is_linked_from_the_index() -> None:
     for page in sorted((ROOT / "docs").glob("*.md")):
         if page.name != "index.md":
             assert f"]({page.name})" in index, f"docs/index.md does not link {page.name}"
+
+
+def _console_errors() -> list[Any]:
+    """``(command, error line)`` of every ``$ llmcost ...`` line of a console block in docs/cli.md that the page
+    answers with an error line (``llmcost <command>: error: ...``)."""
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"^```console[ \t]*\n(.*?)^```", text, re.DOTALL | re.MULTILINE):
+        lines = block.splitlines()
+        for command, answer in itertools.pairwise(lines):
+            if command.startswith("$ llmcost ") and re.match(r"llmcost [\w-]+: error: ", answer):
+                found.append(pytest.param(command[2:], answer, id=command[2:]))
+    return found
+
+
+@pytest.mark.parametrize(("command", "error"), _console_errors())
+def test_the_cli_pages_sample_errors_are_the_real_ones(
+    command: str, error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shlex
+
+    from llmcost.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no llmcost.duckdb here
+    if "store" in error:  # a sample of a store that cannot be opened: none is given but the command's own
+        monkeypatch.delenv("LLMCOST_STORE", raising=False)
+    else:  # a store there is, as the sample assumes
+        monkeypatch.setenv("LLMCOST_STORE", "memory://")
+    assert main(shlex.split(command)[1:]) == 2
+    assert capsys.readouterr().err == error + "\n"
+
+
+def test_the_stores_page_lists_every_service_tier() -> None:
+    from llmcost._entry import SERVICE_TIERS
+
+    page = (ROOT / "docs" / "stores.md").read_text(encoding="utf-8")
+    (row,) = [line for line in page.splitlines() if line.startswith("| `service_tier` |")]
+    for tier in (*SERVICE_TIERS, "us", "+us"):
+        assert f"`{tier}`" in row, tier

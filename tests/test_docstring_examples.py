@@ -290,3 +290,14 @@ def test_example(example: doctest.DocTest, namespace: dict[str, Any]) -> None:
     result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS).run(test, out=report.write)
     if result.failed:
         pytest.fail(report.getvalue(), pytrace=False)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [type(llmcost.MODEL_PRICING), llmcost.is_active, llmcost.UnknownModelError, llmcost.ModelPrice.cost,
+     llmcost.alerts.webhook, llmcost.alerts.email, llmcost.alerts.log],
+    ids=lambda obj: obj.__qualname__,
+)  # fmt: skip
+def test_these_public_names_show_a_runnable_example(obj: Any) -> None:
+    # Each had none (or, UnknownModelError, one whose output it does not give); test_example runs them.
+    assert ">>>" in (obj.__doc__ or "")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import decimal
 import random
+import re
 from decimal import Decimal
 
 import pytest
 
-from llmcost import ModelPrice, Usage
+from llmcost import ModelPrice, PriceTier, Usage
 from llmcost._model_price import atto_pricer, counts_pricer, money_cost, same_rates_up_to, usage_pricer
 from llmcost._money import atto_of
 from llmcost._usage import FIELD_UNITS, MAX_COUNT, unit_registry
@@ -232,3 +233,28 @@ def test_prices_are_exact_in_a_narrow_decimal_context(prec):
                 continue
             got = (price.cost(usage), money_cost(price, usage), usage_pricer(price)(usage))
             assert [str(g) for g in got] == [str(w) for w in want], (price, usage)
+
+
+@pytest.mark.parametrize(
+    ("start", "error"), [("200k", TypeError), ("200000", TypeError), (None, TypeError), (1.5, TypeError),
+                         (True, TypeError), (-5, ValueError)]
+)  # fmt: skip
+def test_a_tier_start_that_is_not_a_count_of_tokens_is_refused_naming_start_and_the_value(start, error):
+    with pytest.raises(error, match=rf"start .*{re.escape(repr(start))}"):
+        PriceTier(start=start, input_per_mtok="2")
+    with pytest.raises(error, match=rf"tiers\[1\]: start .*{re.escape(repr(start))}"):
+        ModelPrice("x", None, input_per_mtok=1, output_per_mtok=1, tiers=[{"start": 10}, {"start": start}])
+    assert PriceTier(start=0).start == 0
+
+
+@pytest.mark.parametrize("usage", [{"input_tokens": 1}, 1000, None])
+def test_cost_of_something_not_a_usage_is_a_type_error_naming_it(usage):
+    with pytest.raises(TypeError, match=rf"usage must be a llmcost.Usage, got {re.escape(repr(usage))}"):
+        ModelPrice("x", None, input_per_mtok=1, output_per_mtok=1).cost(usage)
+
+
+def test_tiers_that_are_not_a_sequence_of_tiers_are_refused():
+    with pytest.raises(TypeError, match="tiers must be a sequence"):
+        ModelPrice("x", None, input_per_mtok=1, output_per_mtok=1, tiers=5)
+    with pytest.raises(TypeError, match=r"tiers\[0\] must be a PriceTier"):
+        ModelPrice("x", None, input_per_mtok=1, output_per_mtok=1, tiers=[200_000])

@@ -243,6 +243,17 @@ def test_bad_tracker():
         instrument_tracker("memory://")
 
 
+def test_bad_providers_are_refused_naming_them():
+    tracker = llmcost.CostTracker()
+    with pytest.raises(TypeError, match=r"tracer_provider must be an OpenTelemetry TracerProvider .*got 5"):
+        instrument_tracker(tracker, tracer_provider=5)
+    with pytest.raises(TypeError, match=r"meter_provider must be an OpenTelemetry MeterProvider .*got 'x'"):
+        instrument_tracker(tracker, meter_provider="x")
+    with pytest.raises(TypeError, match="meter_provider"):
+        instrument_tracker(tracker, meter_provider=TracerProvider())  # the providers swapped
+    tracker.record(amount="1")  # nothing was left subscribed
+
+
 def test_import_llmcost_does_not_import_opentelemetry():
     code = "import sys, llmcost; print(any(m.startswith('opentelemetry') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -114,6 +115,11 @@ def test_load_prices_toml_and_json(tmp_path):
         ('[[price]]\nmodel = "x"\ninput_per_mtok = "-1"\noutput_per_mtok = "1"\n', "input_per_mtok"),
         ('[[price]]\nmodel = "x"\ninput_per_mtok = "1"\noutput_per_mtok = "1"\ncolour = "red"\n', "colour"),
         ("[[price]\n", "not valid"),
+        (  # a str tier start was accepted, then broke every call of the model with a bare TypeError
+            '[[price]]\nmodel = "x"\ninput_per_mtok = "1"\noutput_per_mtok = "1"\n'
+            'tiers = [{ start = "200000", input_per_mtok = "2" }]\n',
+            r"bad.toml.*entry 0 \('x'\): tiers\[0\]: start .*'200000'",
+        ),
     ],
 )
 def test_bad_price_files_name_file_entry_and_field(tmp_path, text, match):
@@ -628,3 +634,54 @@ def test_a_quote_that_holds_at_every_time_is_kept_for_every_call():
                 assert priced(model, None, one, _micros(when), "batch") == priced(model, None, one, when, "batch")
     assert sonnet.standing is sonnet.quote(AT, None) and o3.standing is None
     assert priced("claude-sonnet-4-20250514", None, long, _micros(AT))[1] == "correction:claude-sonnet-4-long-context"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "match"),
+    [
+        ("typo.toml", '[[prices]]\nmodel = "gpt-4o"\ninput_per_mtok = "1"\noutput_per_mtok = "2"\n',
+         r"typo.toml' has unknown top-level keys \['prices'\]; it must hold \[\[price\]\] tables"),
+        ("extra.toml", 'version = 1\n[[price]]\nmodel = "x"\ninput_per_mtok = "1"\noutput_per_mtok = "2"\n',
+         r"unknown top-level keys \['version'\]"),
+        ("empty.toml", "", "empty.toml' holds no prices"),
+        ("typo.yaml", "prices:\n  - model: gpt-4o\n", r"unknown top-level keys \['prices'\]"),
+        ("empty.yaml", "", "empty.yaml' holds no prices"),
+    ],
+)  # fmt: skip
+def test_a_price_file_without_its_price_tables_is_refused_not_read_as_no_prices(tmp_path, name, text, match):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(PricingError, match=match):
+        llmcost.load_prices(path)
+    assert cost_of("gpt-4o", input_tokens=1_000_000) == Decimal("2.5")  # the catalog's price, nothing registered
+
+
+def test_a_toml_price_file_may_hold_an_empty_list_of_prices(tmp_path):
+    path = tmp_path / "none.toml"
+    path.write_text("price = []\n")
+    assert llmcost.load_prices(path) == []
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-opus-4-6"])  # a fixed price and one that changes over time
+@pytest.mark.parametrize("at", ["garbage", 5, 1.5, "2025-09-01"])
+def test_at_must_be_a_datetime_for_every_model(model, at):
+    pattern = rf"at must be a datetime .*{re.escape(repr(at))}"
+    with pytest.raises(TypeError, match=pattern):
+        get_price(model, at=at)
+    with pytest.raises(TypeError, match=pattern):
+        cost_of(model, 1000, at=at)
+    with pytest.raises(TypeError, match=pattern):
+        cost_of(model, Usage(1000), at=at)
+
+
+def test_a_naive_at_is_taken_as_utc():
+    naive = datetime(2025, 9, 1)
+    assert cost_of("claude-opus-4-6", 1000, at=naive) == cost_of("claude-opus-4-6", 1000, at=AT)
+    assert get_price("gpt-4o", at=naive) == get_price("gpt-4o", at=AT)
+
+
+@pytest.mark.parametrize("keyword", ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"])
+def test_cost_of_refuses_usage_with_token_keywords_rather_than_dropping_them(keyword):
+    with pytest.raises(TypeError, match=rf"usage= or the token keywords, not both: got usage=Usage\(.*{keyword}=5"):
+        cost_of("gpt-4o", Usage(10, 10), **{keyword: 5})
+    assert cost_of("gpt-4o", Usage(1_000_000), input_tokens=0) == Decimal("2.5")

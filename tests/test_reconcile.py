@@ -464,6 +464,23 @@ def test_the_provider_must_match_the_invoice(tmp_path: Path, clock: Clock) -> No
         analytics.reconcile(CostTracker(clock=clock), path, provider="anthropic")
 
 
+def test_an_unknown_provider_is_refused_naming_the_known_ones(openai_history: CostTracker, tmp_path: Path) -> None:
+    path = tmp_path / "invoice.csv"
+    path.write_text("date,model,amount\n2025-08-01,gpt-4o,3.50\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"provider 'opnai' is unknown: .*known providers: .*anthropic, .*openai"):
+        analytics.reconcile(openai_history, path, provider="opnai")
+    with pytest.raises(TypeError, match=r"provider must be .* got 5"):
+        analytics.reconcile(openai_history, path, provider=5)  # type: ignore[arg-type]
+    # A provider with no price of its own is known by the entries recorded with it (amounts given).
+    with CostTracker(clock=Clock(datetime(2025, 8, 1, 12, tzinfo=timezone.utc))) as tracker:
+        tracker.record(amount="2", model="acme-large", provider="Acme")
+        acme = tmp_path / "acme.csv"
+        acme.write_text("date,model,amount\n2025-08-01,acme-large,2\n", encoding="utf-8")
+        assert analytics.reconcile(tracker, acme, provider="acme")["status"].tolist() == ["match"]
+    # A known provider with nothing recorded is no error: its lines are unrecorded.
+    assert analytics.reconcile(CostTracker(), path, provider="mistral")["status"].tolist() == ["unrecorded"]
+
+
 EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
 
 

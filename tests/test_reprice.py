@@ -90,12 +90,17 @@ def test_at_each_calls_own_time_the_catalog_agrees_with_what_was_recorded(source
     frame = analytics.reprice(source)
     assert list(frame.columns) == ["model", "calls", "recorded", "repriced", "delta", "delta_pct", "kept"]
     got = by_model(frame)
-    for model, amount in RECORDED.items():
-        assert got[model] == (1, amount, amount, 0)  # o3's two days are two price epochs, priced apart
+    # By the canonical id, as every grouping by model: a model's dated and plain ids are one row. o3's two days are
+    # two price epochs, priced apart: 14 + 2.8.
+    assert got["o3"] == (2, D("16.8"), D("16.8"), 0)
+    assert got["gpt-4o"] == (2, D("7.5"), D("7.5"), 0)
     assert got[None] == (1, D("2.5"), D("2.5"), 0)
     assert got["acme-large"] == (1, 0, 0, 0)
     assert frame.loc[frame["model"].isna(), "kept"].item() == 1
-    assert frame["model"].tolist()[0] == "o3-2025-04-16"  # largest recorded first
+    assert frame["model"].tolist()[0] == "o3"  # largest recorded first
+    per_entry = by_model(analytics.reprice(source, by=None))  # one row per entry: the id as recorded
+    for model, amount in RECORDED.items():
+        assert per_entry[model] == (1, amount, amount, 0)
     assert all(isinstance(v, Decimal) for v in frame["recorded"]) and all(
         isinstance(v, Decimal) for v in frame["delta"]
     )
@@ -124,8 +129,8 @@ def test_swapping_a_model_prices_its_usage_at_the_other_models_price(source: Any
 def test_swapping_to_a_model_price(source: Any) -> None:
     cheaper = ModelPrice("o3", "openai", input_per_mtok="1", output_per_mtok="4", request_price="0.01")
     got = by_model(analytics.reprice(source, {"o3": cheaper}))
-    # Each o3 call: 1M x $1 + 0.1M x $4 + $0.01 per request = 1.41
-    assert got["o3-2025-04-16"][2] == D("1.41") and got["o3"][2] == D("1.41")
+    # Each o3 call (o3-2025-04-16, o3): 1M x $1 + 0.1M x $4 + $0.01 per request = 1.41
+    assert got["o3"][:3] == (2, D("16.8"), D("2.82"))
 
 
 def test_a_request_fee_is_counted_once_per_call(clock: Clock) -> None:
@@ -146,10 +151,9 @@ def test_a_price_file_is_read_without_registering_it(source: Any, tmp_path: Path
         encoding="utf-8",
     )
     got = by_model(analytics.reprice(source, str(table)))
-    # 06-09: 2M x 2 + 0.1M x 8 = 4.8; 06-10: 0.2M x 2 + 0.8M x 0.5 = 0.8; o3 untouched (the catalog)
-    assert got["gpt-4o-2024-08-06"][2:] == (D("4.8"), D("-1.2"))
-    assert got["gpt-4o"][2:] == (D("0.8"), D("-0.7"))
-    assert got["o3"][2] == D("2.8")
+    # 06-09: 2M x 2 + 0.1M x 8 = 4.8 (was 6); 06-10: 0.2M x 2 + 0.8M x 0.5 = 0.8 (was 1.5); o3 untouched (the catalog)
+    assert got["gpt-4o"][2:] == (D("5.6"), D("-1.9"))
+    assert got["o3"][2] == D("16.8")
     assert registered_prices() == [] and get_price("gpt-4o").input_per_mtok == D("2.5")
 
 
@@ -321,3 +325,18 @@ def test_us_only_calls_are_repriced_at_1_1_times(clock: Clock, tier: str) -> Non
     own = ModelPrice("claude-opus-4-6", "anthropic", input_per_mtok="10", output_per_mtok="50")
     frame = analytics.reprice(tracker, {"claude-opus-4-6": own})
     assert frame["repriced"].iloc[0] == (D("1.65") if tier == "us" else D("0.825"))
+
+
+def test_grouped_by_model_a_models_dated_and_plain_ids_are_one_row_as_in_spend(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)
+    tracker.record(model="gpt-4o-2024-08-06", input_tokens=1_000_000)
+    tracker.record(model="gpt-4o", input_tokens=1_000_000)
+    tracker.record(model="acme-unknown", input_tokens=10, amount="1")  # no canonical id: grouped by its own
+    frame = analytics.reprice(tracker)
+    assert frame[["model", "calls", "recorded", "repriced"]].values.tolist() == [
+        ["gpt-4o", 2, D("5"), D("5")],
+        ["acme-unknown", 1, D("1"), D("1")],
+    ]
+    assert frame["model"].tolist() == analytics.by_model(tracker)["model"].tolist()
+    by_entry = analytics.reprice(tracker, by=None)["model"].tolist()
+    assert by_entry == ["gpt-4o-2024-08-06", "gpt-4o", "acme-unknown"]  # one row per entry: the id as recorded

@@ -51,6 +51,17 @@ def test_bad_input_is_a_type_error_naming_the_value(bad):
         count_tokens(bad)
 
 
+@pytest.mark.parametrize("model", [None, "gpt-4o"])  # the heuristic and the tokenizer's path
+def test_a_dict_that_is_not_a_chat_message_is_refused_naming_it(model):
+    messages = [{"role": "user", "content": "Hi"}, {"foo": 1}]
+    with pytest.raises(TypeError, match=r"messages\[1\] must be a dict with 'role' and 'content', got \{'foo': 1\}"):
+        count_tokens(messages, model=model)
+    # A message of a role whose content is missing or None (an assistant's tool calls) is counted, as before.
+    assert count_tokens([{"role": "assistant", "tool_calls": []}], model=model) == count_tokens(
+        [{"role": "assistant", "content": None}], model=model
+    )
+
+
 @pytest.mark.parametrize("model", [[], 1, ("gpt-4o",)])
 def test_a_model_that_is_not_an_id_is_a_type_error_naming_it(model):
     with pytest.raises(TypeError, match=r"model must be a model id \(str\) or None, got"):

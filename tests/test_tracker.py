@@ -483,3 +483,14 @@ def test_a_latency_beyond_any_float_is_refused_with_value_error(tmp_path):
             tracker.record(amount="1", category="compute", latency_ms=10**400)
         tracker.record(amount="1", category="compute", latency_ms=10**300)  # large, but a float
         assert [e.latency_ms for e in tracker.entries()] == [1e300]
+
+
+@pytest.mark.parametrize("keyword", ["input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens"])
+@pytest.mark.parametrize("method", ["record", "build"])
+def test_usage_and_token_keywords_together_are_refused_not_the_keywords_dropped(keyword, method):
+    tracker = CostTracker()
+    with pytest.raises(TypeError, match=rf"usage= or the token keywords, not both: got usage=Usage\(.*{keyword}=5"):
+        getattr(tracker, method)(model="gpt-4o", usage=Usage(10, 10), **{keyword: 5})
+    assert tracker.entries() == []
+    entry = getattr(tracker, method)(model="gpt-4o", usage=Usage(10), input_tokens=0)  # a zero keyword says nothing
+    assert entry.usage == Usage(10)

@@ -65,12 +65,12 @@ def reprice_text(frame: pd.DataFrame) -> str:
     """A ``reprice`` frame as a terminal table with a total line.
 
     >>> print(reprice_text(analytics.reprice(store, "new-prices.toml")), end="")
-    model                       calls  recorded  repriced   delta  delta %
-    --------------------------  -----  --------  --------  ------  -------
-    (none)                         10    $24.00    $24.00   $0.00       0%
-    gpt-4o-2024-08-06              40     $5.18     $2.59  -$2.59     -50%
-    claude-3-5-sonnet-20241022     10     $1.20     $1.20   $0.00       0%
-    gpt-4o-mini-2024-07-18         30   $0.1080   $0.1080   $0.00       0%
+    model              calls  recorded  repriced   delta  delta %
+    -----------------  -----  --------  --------  ------  -------
+    (none)                10    $24.00    $24.00   $0.00       0%
+    gpt-4o                40     $5.18     $2.59  -$2.59     -50%
+    claude-3-5-sonnet     10     $1.20     $1.20   $0.00       0%
+    gpt-4o-mini           30   $0.1080   $0.1080   $0.00       0%
     recorded $30.49, repriced $27.90 (-8.5%)
     """
     if frame.empty:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._catalog import catalog_models
 from .._errors import UnknownModelError
 from .._model_price import tidy
 from .._money import ZERO
-from .._prices import price_for
+from .._prices import price_for, registered_prices
 from .._time import When
 from ._invoice import Invoice, read_invoice
 from ._reprice import Priced, PriceTable, model_key, priced_groups
@@ -85,7 +86,8 @@ def reconcile(
     ``invoice`` is a path or a DataFrame: the OpenAI organization costs API JSON (one page, or a list of pages),
     the Anthropic cost report JSON, the Anthropic console's cost CSV export, or a plain CSV with ``date, model,
     amount`` and optionally ``project``. Only entries of the invoice's provider (``provider`` for a plain CSV;
-    ``None``: every provider) and period count. Model ids are matched as the catalog matches them
+    ``None``: every provider; one no price is of and no entry of the period was recorded with raises ``ValueError``
+    listing the known ones) and period count. Model ids are matched as the catalog matches them
     (``gpt-4o-2024-08-06`` is ``gpt-4o``; the console's ``Claude Sonnet 4.5`` is ``claude-sonnet-4-5``). The
     invoice's project (OpenAI ``project_id``, Anthropic ``workspace_id`` or ``workspace``, a plain ``project``)
     is matched with the entries' ``project_tag`` tag.
@@ -111,6 +113,8 @@ def reconcile(
     """
     import pandas as pd
 
+    if provider is not None and not isinstance(provider, str):
+        raise TypeError(f"provider must be a provider id (str) or None, got {provider!r}")
     found = read_invoice(invoice, provider=provider)
     allowed = Decimal(str(tolerance))
     billed = _billed(found)
@@ -132,6 +136,8 @@ def reconcile(
         groups = priced_groups(
             src, keys, params, PriceTable(), None, no_cache=True, where=where, where_params=where_params
         )
+    if found.provider is not None and not any(key[2] == found.provider for key in groups):
+        _known_provider(found.provider)
     recorded: dict[tuple[date, str | None, str | None], Priced] = {}
     for key, group in groups.items():
         day, model, maker = _as_date(key[0]), key[1], key[2]
@@ -204,6 +210,19 @@ def _in_window(day: date, window: tuple[datetime | None, datetime | None]) -> bo
     since, until = window
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     return (since is None or start + timedelta(days=1) > since) and (until is None or start < until)
+
+
+def _known_provider(provider: str) -> None:
+    """Refuse ``provider`` (lowercased) when nothing knows it: no catalog or registered price is of it, and (the
+    caller found) no entry recorded in the invoice's period. A misspelt provider used to report every invoice line
+    as ``unrecorded``."""
+    known = {prov for prov, _, _ in catalog_models()}
+    known.update(price.provider.lower() for price in registered_prices() if price.provider)
+    if provider not in known:
+        raise ValueError(
+            f"provider {provider!r} is unknown: no price is of it and no entry in the invoice's period was recorded "
+            f"with it; known providers: {', '.join(sorted(known))}"
+        )
 
 
 def _maker(model: str) -> str | None:

@@ -12,11 +12,11 @@ provider bills them.
 Example::
 
     >>> reprice(tracker, "new-prices.toml", since="2024-05-14")[["model", "calls", "recorded", "repriced", "delta"]]
-                            model  calls recorded repriced  delta
-    0                        None      4      9.6      9.6      0
-    1           gpt-4o-2024-08-06     28     3.92     1.96  -1.96
-    2  claude-3-5-sonnet-20241022      4     0.48     0.48      0
-    3      gpt-4o-mini-2024-07-18     12   0.0432   0.0432      0
+                   model  calls recorded repriced  delta
+    0               None      4      9.6      9.6      0
+    1             gpt-4o     28     3.92     1.96  -1.96
+    2  claude-3-5-sonnet      4     0.48     0.48      0
+    3        gpt-4o-mini     12   0.0432   0.0432      0
 """
 
 from __future__ import annotations
@@ -445,7 +445,9 @@ def reprice(
     the current catalog disagree.
 
     ``by`` names ``category``, ``resource``, ``model``, ``provider`` or ``tag:<key>`` (``()``: one total row);
-    ``None`` gives one row per entry, with ``id``, ``timestamp``, ``model`` and ``provider`` as keys.
+    ``model`` groups by the canonical id where the entry has one (``gpt-4o-2024-08-06`` and ``gpt-4o`` in one row),
+    as every grouping by model does. ``None`` gives one row per entry, with ``id``, ``timestamp``, ``model`` (as
+    recorded) and ``provider`` as keys.
 
     ``since``/``until`` narrow the history repriced, in the forms every analytics function takes (``"30d"``,
     ``"2024-05-01"``, datetimes).
@@ -475,6 +477,8 @@ def reprice(
             if key.startswith("tag:"):
                 exprs.append("e.tags[?]")
                 params.append(key[4:])
+            elif key == "model":  # the canonical id, as every grouping by model: one row for a model's dated ids
+                exprs.append("coalesce(e.canonical_model, e.model)")
             else:
                 exprs.append(f"e.{key}")
     with as_source(source) as base:

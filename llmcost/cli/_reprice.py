@@ -32,12 +32,12 @@ def cmd_reprice(args: argparse.Namespace, out: IO[str]) -> int:
 
     >>> from llmcost.cli._args import build_parser
     >>> cmd_reprice(build_parser().parse_args(["reprice", "--swap", "gpt-4o=gpt-4o-mini"]), sys.stdout)
-    model                       calls  recorded  repriced   delta  delta %
-    --------------------------  -----  --------  --------  ------  -------
-    (none)                         10    $24.00    $24.00   $0.00       0%
-    gpt-4o-2024-08-06              40     $5.18   $0.3108  -$4.87     -94%
-    claude-3-5-sonnet-20241022     10     $1.20     $1.20   $0.00       0%
-    gpt-4o-mini-2024-07-18         30   $0.1080   $0.1080   $0.00       0%
+    model              calls  recorded  repriced   delta  delta %
+    -----------------  -----  --------  --------  ------  -------
+    (none)                10    $24.00    $24.00   $0.00       0%
+    gpt-4o                40     $5.18   $0.3108  -$4.87     -94%
+    claude-3-5-sonnet     10     $1.20     $1.20   $0.00       0%
+    gpt-4o-mini           30   $0.1080   $0.1080   $0.00       0%
     recorded $30.49, repriced $25.62 (-16.0%)
     0
     """

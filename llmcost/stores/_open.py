@@ -15,10 +15,15 @@ _PLAIN_HINT = (
 )
 
 
+#: The schemes ``open_store`` knows, so that one written without its ``//`` is caught, not taken as a file name.
+_SCHEMES = ("memory", "duckdb", "parquet", "postgresql", "postgres")
+
+
 def store_url(location: str | os.PathLike[str]) -> str:
     """The store URL ``location`` stands for: a URL as it is; a plain path ending in ``.duckdb`` or ``.db`` as a
     DuckDB file (``duckdb://<path>``); a path to an existing directory as a Parquet store (``parquet://<path>``).
     ``open_store``, ``configure``, ``CostTracker`` and the command line's ``--store`` all read locations with it.
+    A known scheme without its ``//`` (``duckdb:costs.duckdb``) raises ``StoreError`` showing the URL meant.
 
     Example::
 
@@ -31,6 +36,12 @@ def store_url(location: str | os.PathLike[str]) -> str:
         raise TypeError(f"store must be a URL, a path or a CostStore, got {location!r}")
     if "://" in location:
         return location
+    scheme, colon, rest = location.partition(":")
+    if colon and scheme.lower() in _SCHEMES:
+        # ``duckdb:costs.duckdb`` used to be taken as a plain path, a file of that very name. Only the known schemes
+        # are refused: a Windows drive (``C:\\costs.duckdb``) is a path still.
+        right = "memory://" if scheme.lower() == "memory" else f"{scheme}://{rest}"
+        raise StoreError(f"store URL {location!r} lacks the // after {scheme + ':'!r}; write {right!r}")
     if location.lower().endswith((".duckdb", ".db")):
         return "duckdb://" + location
     if location and os.path.isdir(location):

@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from llmcost import StoreError
+from llmcost import CostTracker, StoreError
 from llmcost.stores import DuckDBStore, MemoryStore, ParquetStore, open_store
 
 from .conftest import CHILD_PREAMBLE, Children, make_entry
@@ -76,6 +76,37 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     for bad in ("ftp://x", "sqlite:///x.db", "no-scheme", "duckdb://", "duckdb:///", "duckdb:///x.duckdb?mode=ro"):
         with pytest.raises(StoreError, match="store URL"):
             open_store(bad)
+
+
+@pytest.mark.parametrize(
+    ("location", "meant"),
+    [
+        ("duckdb:costs.duckdb", "duckdb://costs.duckdb"),
+        ("DuckDB:/abs/costs.duckdb", "DuckDB:///abs/costs.duckdb"),
+        ("parquet:pq", "parquet://pq"),
+        ("postgresql:host/db", "postgresql://host/db"),
+        ("postgres:host/db", "postgres://host/db"),
+        ("memory:", "memory://"),
+    ],
+)
+def test_a_known_scheme_without_its_slashes_is_refused_not_made_a_file_of_that_name(
+    location: str, meant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=f"store URL '{location}' lacks the // after .*; write '{meant}'"):
+        CostTracker(location)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StoreError) as refused:
+        open_store(location)
+    assert "has no scheme" not in str(refused.value)
+
+
+def test_plain_paths_still_open_as_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(open_store("costs.duckdb"), DuckDBStore)
+    assert isinstance(open_store("c:costs.db"), DuckDBStore)  # a drive-relative Windows path: no known scheme
+    (tmp_path / "pq").mkdir()
+    assert isinstance(open_store("pq"), ParquetStore)
 
 
 def test_bad_arguments(db: str) -> None:
