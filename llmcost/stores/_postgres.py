@@ -60,7 +60,7 @@ from ._spill import Spill
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PostgresStore", "copy_rows", "needed_columns", "postgres_type", "store_identity"]
+__all__ = ["PostgresStore", "copy_rows", "needed_columns", "postgres_type", "redacted_url", "store_identity"]
 
 logger = logging.getLogger("llmcost")
 
@@ -324,8 +324,15 @@ def _redacted(dsn: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in sorted(info.items())})
 
 
-def _redacted_url(dsn: str) -> str:
-    """``dsn`` as a ``postgresql://`` URL without its password (what ``store.url`` shows)."""
+def redacted_url(dsn: str) -> str:
+    """``dsn`` as a ``postgresql://`` URL without its password (what ``store.url`` shows, and what the command line
+    prints for a ``--store`` that names a database).
+
+    Example::
+
+        >>> redacted_url("postgresql://app:secret@db:5432/costs?sslmode=require&password=secret")
+        'postgresql://app@db:5432/costs?sslmode=require'
+    """
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     if "://" not in dsn:
@@ -445,7 +452,7 @@ class PostgresStore(CostStore):
             raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
         _import_psycopg()
         self.dsn = dsn
-        self.url = _redacted_url(dsn)
+        self.url = redacted_url(dsn)
         self.where = _redacted(dsn)
         self.retry_timeout = float(retry_timeout)
         self.connect_timeout = connect_timeout

@@ -506,3 +506,32 @@ def test_a_forked_child_leaves_the_parents_connection_alone(store: PostgresStore
     assert os.waitstatus_to_exitcode(status) == 0
     store.append([make_entry(2)])  # the parent's connection still works
     assert [e.id for e in store.entries()] == [make_entry(i).id for i in range(3)]
+
+
+def test_the_command_line_never_prints_the_password(
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from llmcost.cli import main
+
+    info = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    password = info["password"]
+    url = (
+        f"postgresql://{quote(info['user'])}:{quote(password, safe='')}@{info['host']}:{info['port']}/"
+        f"{info['dbname']}?options={quote(info['options'], safe='')}"
+    )
+    page = tmp_path / "report.html"
+    for argv in (
+        ["demo", "--days", "2", "--store", url],
+        ["demo", "--days", "2", "--store", url],  # "already holds entries": an error naming the store
+        ["report", "--store", url],
+        ["report", "--html", str(page), "--store", url],
+    ):
+        main(argv)
+        captured = capsys.readouterr()
+        assert password not in captured.out + captured.err, argv
+        assert info["dbname"][-8:] in captured.out + captured.err, argv  # the store is named, without the password
+    assert password not in page.read_text()
