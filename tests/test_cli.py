@@ -813,3 +813,19 @@ def test_serve_never_prints_the_password(
     code, out, err = run(capsys, "serve", "--store", SECRET_URL, "--port", "1")
     assert code == 0 and "llmcost serve: postgresql://app@db.example:5432/costs" in err
     assert "s3cret-pw" not in out + err
+
+
+def test_report_csv_and_json_money_keeps_every_digit(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "large.duckdb"
+    store = DuckDBStore(path)
+    store.append(  # 29 significant digits in all: more than the default decimal context's 28
+        [
+            CostEntry(id="e1", timestamp=DAY, amount=Decimal("12345678901.123456789012345678")),
+            CostEntry(id="e2", timestamp=DAY, amount=Decimal("1E-18")),
+        ]
+    )
+    store.close()
+    code, out, _ = run(capsys, "report", "--format", "csv", "--store", f"duckdb://{path}")
+    assert code == 0 and next(csv.DictReader(io.StringIO(out)))["cost"] == "12345678901.123456789012345679"
+    code, out, _ = run(capsys, "report", "--format", "json", "--store", f"duckdb://{path}")
+    assert code == 0 and json.loads(out)[0]["cost"] == "12345678901.123456789012345679"

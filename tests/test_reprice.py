@@ -321,3 +321,27 @@ def test_us_only_calls_are_repriced_at_1_1_times(clock: Clock, tier: str) -> Non
     own = ModelPrice("claude-opus-4-6", "anthropic", input_per_mtok="10", output_per_mtok="50")
     frame = analytics.reprice(tracker, {"claude-opus-4-6": own})
     assert frame["repriced"].iloc[0] == (D("1.65") if tier == "us" else D("0.825"))
+
+
+@pytest.mark.parametrize("prec", [28, 8])
+def test_recorded_and_repriced_sums_keep_every_digit_whatever_the_context(tmp_path: Path, prec: int) -> None:
+    from decimal import Context, localcontext
+
+    from llmcost import CostEntry, Usage
+
+    store = DuckDBStore(tmp_path / "large.duckdb")
+    t = JUNE_9
+    store.append(
+        [  # amounts given without tokens: kept as recorded; 29 significant digits in all
+            CostEntry(id="e1", timestamp=t, amount=D("12345678901.123456789012345678"), model="gpt-4o"),
+            CostEntry(id="e2", timestamp=t + timedelta(days=1), amount=D("1E-18"), model="gpt-4o"),
+            CostEntry(id="e3", timestamp=t, amount=D("2E-18"), model="gpt-4o-mini", usage=Usage(10_000_000_000, 0)),
+        ]
+    )
+    with localcontext(Context(prec=prec)):
+        frame = analytics.reprice(store, by=())
+    # gpt-4o-mini's 10G input tokens at $0.15/M: $1,500, repriced from the recorded 2E-18
+    assert frame["recorded"][0] == D("12345678901.123456789012345681")
+    assert frame["repriced"][0] == D("12345680401.123456789012345679")
+    assert frame["delta"][0] == D("1499.999999999999999998")
+    store.close()
