@@ -535,3 +535,9 @@ def test_the_command_line_never_prints_the_password(
         assert password not in captured.out + captured.err, argv
         assert info["dbname"][-8:] in captured.out + captured.err, argv  # the store is named, without the password
     assert password not in page.read_text()
+
+
+def test_an_id_twice_in_one_batch_is_stored_once(store: PostgresStore) -> None:
+    first, second = make_entry(1), make_entry(2)
+    store.append([first, second, first, make_entry(3, id=second.id)])  # the first entry of each id is kept
+    assert store.entries() == [first, second]
