@@ -275,14 +275,21 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(conds) if conds else ""), params
 
 
+#: The contract's (timestamp, id) order, ids compared by code point as every other store (and Python) compares them:
+#: ``COLLATE "C"`` compares UTF-8 bytes, which order as code points do, whatever the database's collation (with
+#: en_US or ICU's, the default of many managed servers, ``a-1`` sorted before ``B-2``, and ``limit=`` picked other
+#: entries). On the expression, not the column, so tables created before keep working unchanged.
+_ORDER = ' ORDER BY "timestamp", id COLLATE "C"'
+
+
 def _select(filters: Filters, columns: str, *, ordered_rows: bool = True) -> tuple[str, list[Any]]:
     where, params = _where(filters)
     sql = f"SELECT {columns} FROM {TABLE}{where}"
     if filters.limit is not None:
-        sql += ' ORDER BY "timestamp", id LIMIT %s'
+        sql += _ORDER + " LIMIT %s"
         params.append(filters.limit)
     elif ordered_rows:
-        sql += ' ORDER BY "timestamp", id'
+        sql += _ORDER
     return sql, params
 
 

@@ -541,3 +541,19 @@ def test_an_id_twice_in_one_batch_is_stored_once(store: PostgresStore) -> None:
     first, second = make_entry(1), make_entry(2)
     store.append([first, second, first, make_entry(3, id=second.id)])  # the first entry of each id is kept
     assert store.entries() == [first, second]
+
+
+def test_ties_are_ordered_by_id_code_points_whatever_the_collation(dsn: str, tmp_path: Path) -> None:
+    # ICU's root collation (and en_US, the default of many managed servers) sorts "a-1" before "B-2"; every other
+    # store, and the contract's (timestamp, id) order, by code point: "B-2" first.
+    if not _psql(dsn, "SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'"):
+        pytest.skip("this PostgreSQL has no ICU collations")
+    store = PostgresStore(dsn, spill_dir=str(tmp_path / "spill"))
+    _psql(dsn, 'ALTER TABLE llmcost_entries ALTER COLUMN id TYPE text COLLATE "und-x-icu"')
+    assert _psql(dsn, "SELECT 'a-1' < 'B-2' COLLATE \"und-x-icu\"") == [(True,)]
+    lower, upper = make_entry(1, id="a-1", amount=Decimal(1)), make_entry(1, id="B-2", amount=Decimal(10))
+    store.append([lower, upper])
+    assert [e.id for e in store.entries()] == ["B-2", "a-1"]
+    assert store.total(limit=1) == Decimal(10)
+    assert [e.id for e in store.entries(limit=1)] == ["B-2"]
+    store.close()
