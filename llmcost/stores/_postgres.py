@@ -888,7 +888,8 @@ class PostgresStore(CostStore):
                     source = "raw LEFT JOIN tag_maps ON raw.tags IS NOT DISTINCT FROM tag_maps.tag_text"
                     exprs["tags"] = "tag_map"
                 if "units" in columns:  # JSON text of a map of counts (NULL when empty)
-                    exprs["units"] = 'CAST(CAST("units" AS JSON) AS MAP(VARCHAR, BIGINT))'
+                    # '{}' is how rows written by earlier versions hold no units: NULL, as written now and elsewhere.
+                    exprs["units"] = "CAST(CAST(NULLIF(\"units\", '{}') AS JSON) AS MAP(VARCHAR, BIGINT))"
                 con.execute(f"CREATE TEMP TABLE entries AS {typed_select(source, exprs)}")
                 con.execute("DROP TABLE raw")
                 return fetch_frame(con, sql, params)
@@ -959,6 +960,9 @@ class _SpillFile(NamedTuple):
 
 #: Positions of the map columns (tags, and any added later), which travel as JSON text into ``jsonb``.
 _MAP_AT = tuple(i for i, t in enumerate(SQL_TYPES.values()) if t.startswith("MAP"))
+#: Map columns NULL when empty, as the row format has them (``_rows.SQL_TYPES``: ``units``) and every other store
+#: keeps them; tags stay ``{}``.
+_NULL_WHEN_EMPTY = frozenset(i for i, c in enumerate(SQL_TYPES) if c == "units")
 
 
 def copy_rows(batch: Sequence[CostEntry]) -> tuple[list[tuple[Any, ...]], list[CostEntry]]:
@@ -976,7 +980,10 @@ def copy_rows(batch: Sequence[CostEntry]) -> tuple[list[tuple[Any, ...]], list[C
             refused.append(entry)
             continue
         for i in _MAP_AT:
-            row[i] = json.dumps(dict(row[i]) if row[i] is not None else {}, ensure_ascii=False)
+            if not row[i] and i in _NULL_WHEN_EMPTY:
+                row[i] = None
+            else:
+                row[i] = json.dumps(dict(row[i]) if row[i] is not None else {}, ensure_ascii=False)
         rows.append(tuple(row))
     return rows, refused
 

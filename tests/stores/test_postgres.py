@@ -557,3 +557,18 @@ def test_ties_are_ordered_by_id_code_points_whatever_the_collation(dsn: str, tmp
     assert store.total(limit=1) == Decimal(10)
     assert [e.id for e in store.entries(limit=1)] == ["B-2"]
     store.close()
+
+
+def test_no_units_is_null_as_in_every_store(store: PostgresStore, dsn: str) -> None:
+    plain, with_units = make_entry(0), make_entry(1)  # make_entry(1) has units, make_entry(0) none
+    assert not plain.usage.units and with_units.usage.units
+    store.append([plain, with_units])
+    assert _psql(dsn, "SELECT id, units IS NULL FROM llmcost_entries ORDER BY id") == sorted(
+        [(plain.id, True), (with_units.id, False)]
+    )
+    _psql(dsn, "UPDATE llmcost_entries SET units = '{}' WHERE id = %s", [plain.id])  # as earlier versions wrote it
+    memory = MemoryStore()
+    memory.append([plain, with_units])
+    sql = "SELECT id, units IS NULL AS none, units FROM entries ORDER BY id"
+    assert store.query(sql).equals(memory.query(sql))
+    assert store.entries() == [plain, with_units]
