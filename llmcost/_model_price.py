@@ -825,10 +825,16 @@ def _sum(amounts: Iterable[Decimal]) -> Decimal:
 
 
 def tidy(amount: Decimal) -> Decimal:
-    """Drop trailing zeros (``3.5000000`` -> ``3.5``) without turning ``100`` into ``1E+2``."""
+    """Drop trailing zeros (``3.5000000`` -> ``3.5``) without turning ``100`` into ``1E+2``; never rounds (in
+    80 digits, not the caller's context: its default 28, or fewer set in a notebook, would round a large amount).
+
+    >>> with localcontext(Context(prec=8)):
+    ...     tidy(Decimal("12345678901.1234567890123456780")), tidy(Decimal("1.2E+3"))
+    (Decimal('12345678901.123456789012345678'), Decimal('1200'))
+    """
     if amount == amount.to_integral_value():
-        return amount.quantize(_ONE)
-    return amount.normalize()
+        return _WIDE.quantize(amount, _ONE)
+    return _normalize(amount)
 
 
 _ONE = Decimal(1)

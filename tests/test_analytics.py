@@ -686,3 +686,34 @@ def test_today_yesterday_and_the_cli_parser_are_one(tmp_path: Path) -> None:
             ValueError, match=rf"cannot read the {field} '{re.escape(text)}': .*0001-01-01 to 9999-12-31 UTC"
         ):
             analytics.spend(tracker, **{field: text})
+
+
+# -- exact money whatever the caller's decimal context -------------------------------------------------------------
+LARGE = Decimal("12345678901.123456789012345678")
+LARGE_SUM = Decimal("12345678901.123456789012345679")  # LARGE + 1E-18: 29 significant digits
+
+
+def large_store(tmp_path: Path) -> DuckDBStore:
+    store = DuckDBStore(tmp_path / "large.duckdb")
+    t = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    store.append(
+        [
+            CostEntry(id="e1", timestamp=t, amount=LARGE, model="gpt-4o"),
+            CostEntry(id="e2", timestamp=t + timedelta(days=1), amount=Decimal("1E-18"), model="gpt-4o"),
+        ]
+    )
+    return store
+
+
+@pytest.mark.parametrize("prec", [28, 8])
+def test_exact_spend_keeps_every_digit_whatever_the_context(tmp_path: Path, prec: int) -> None:
+    from decimal import Context, localcontext
+
+    from llmcost.analytics._spend import exact_spend
+
+    store = large_store(tmp_path)
+    with localcontext(Context(prec=prec)):
+        assert store.total() == LARGE_SUM
+        cost = exact_spend(store, ("model",))["cost"][0]
+    assert cost == LARGE_SUM and str(cost) == str(LARGE_SUM)
+    store.close()

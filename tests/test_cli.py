@@ -747,3 +747,85 @@ def test_the_demo_runaway_day_is_an_anomaly_in_both_reports(tmp_path: Path) -> N
     assert f"{story.runaway:%Y-%m-%d}" in section
     assert f"{story.runaway:%Y-%m-%d}" in render_html(overview).split("<h2>Anomalies")[1]
     assert "the support bot's retry loop ran away" in " ".join(story.text().split())
+
+
+# -- a database URL's password is never printed ---------------------------------------------------------------------
+SECRET_URL = "postgresql://app:s3cret-pw@db.example:5432/costs?sslmode=require"
+
+
+def test_shown_url_drops_a_database_password_only() -> None:
+    from llmcost.cli._store import shown_url
+
+    assert shown_url(SECRET_URL) == "postgresql://app@db.example:5432/costs?sslmode=require"
+    assert shown_url("postgres://app:pw@db/costs?password=pw") == "postgres://app@db/costs"
+    assert shown_url("postgresql://app@db/costs") == "postgresql://app@db/costs"
+    assert shown_url("postgresql://app:pw@[db/costs") == "postgresql://<url not shown>"
+    for url in ("duckdb://costs.duckdb", "parquet:///srv/costs", "memory://"):
+        assert shown_url(url) == url
+
+
+@pytest.fixture
+def database_url_opens_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """``--store postgresql://...`` opens a DuckDB file instead (no server here): what the CLI prints of the URL
+    is a function of the URL alone."""
+    from llmcost.cli import _commands
+
+    path = tmp_path / "db.duckdb"
+
+    def open_cli_store(url: str, *, create: bool) -> DuckDBStore:
+        assert url == SECRET_URL  # the command connects with the URL as given, password and all
+        return DuckDBStore(path)
+
+    monkeypatch.setattr(_commands, "open_cli_store", open_cli_store)
+    return path
+
+
+def test_report_and_demo_never_print_the_password(
+    capsys: pytest.CaptureFixture[str], database_url_opens_a_file: Path, tmp_path: Path
+) -> None:
+    code, out, err = run(capsys, "report", "--store", SECRET_URL)  # an empty store: "No entries in ..."
+    assert code == 0 and "s3cret-pw" not in out + err
+    code, out, err = run(capsys, "budgets", "--store", SECRET_URL)
+    assert code == 0 and "No budgets saved in" in out and "s3cret-pw" not in out + err
+    code, out, err = run(capsys, "demo", "--days", "2", "--store", SECRET_URL)
+    assert code == 0 and "s3cret-pw" not in out + err
+    assert "llmcost report: postgresql://app@db.example:5432/costs" in out
+    assert "Next: llmcost report --html report.html, with the same --store" in out
+    code, out, err = run(capsys, "demo", "--days", "2", "--store", SECRET_URL)  # "already holds entries"
+    assert_one_line_error(code, err, "the store postgresql://app@db.example:5432/costs?sslmode=require already")
+    assert "s3cret-pw" not in out + err
+    code, out, err = run(capsys, "report", "--store", SECRET_URL)
+    assert code == 0 and "postgresql://app@db.example" in out and "s3cret-pw" not in out + err
+    page = tmp_path / "report.html"
+    code, out, err = run(capsys, "report", "--html", str(page), "--store", SECRET_URL)
+    assert code == 0 and "s3cret-pw" not in out + err
+    html = page.read_text()
+    assert "app@db.example" in html and "s3cret-pw" not in html
+
+
+def test_serve_never_prints_the_password(
+    capsys: pytest.CaptureFixture[str], database_url_opens_a_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("fastapi", reason="llmcost[server] is not installed")
+    from llmcost import server
+
+    monkeypatch.setattr(server, "serve", lambda store, **kwargs: store.close())  # not until Ctrl-C here
+    code, out, err = run(capsys, "serve", "--store", SECRET_URL, "--port", "1")
+    assert code == 0 and "llmcost serve: postgresql://app@db.example:5432/costs" in err
+    assert "s3cret-pw" not in out + err
+
+
+def test_report_csv_and_json_money_keeps_every_digit(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "large.duckdb"
+    store = DuckDBStore(path)
+    store.append(  # 29 significant digits in all: more than the default decimal context's 28
+        [
+            CostEntry(id="e1", timestamp=DAY, amount=Decimal("12345678901.123456789012345678")),
+            CostEntry(id="e2", timestamp=DAY, amount=Decimal("1E-18")),
+        ]
+    )
+    store.close()
+    code, out, _ = run(capsys, "report", "--format", "csv", "--store", f"duckdb://{path}")
+    assert code == 0 and next(csv.DictReader(io.StringIO(out)))["cost"] == "12345678901.123456789012345679"
+    code, out, _ = run(capsys, "report", "--format", "json", "--store", f"duckdb://{path}")
+    assert code == 0 and json.loads(out)[0]["cost"] == "12345678901.123456789012345679"

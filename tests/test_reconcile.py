@@ -488,3 +488,33 @@ EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
 def test_the_shipped_example_invoices_read(example: Path, clock: Clock) -> None:
     frame = analytics.reconcile(CostTracker(clock=clock), example)
     assert not frame.empty and set(frame["status"]) == {"unrecorded"}
+
+
+@pytest.mark.parametrize("prec", [28, 8])
+def test_recorded_billed_and_delta_keep_every_digit_whatever_the_context(tmp_path: Path, prec: int) -> None:
+    from decimal import Context, localcontext
+
+    from llmcost import CostEntry
+
+    store = DuckDBStore(tmp_path / "large.duckdb")
+    store.append(  # 29 significant digits recorded on 2025-08-01; the invoice bills 1E-18 less
+        [
+            CostEntry(id="e1", timestamp=AUG_1, amount=D("12345678901.123456789012345678"), model="gpt-4o"),
+            CostEntry(id="e2", timestamp=AUG_1 + timedelta(hours=1), amount=D("1E-18"), model="gpt-4o"),
+        ]
+    )
+    invoice = pd.DataFrame({"date": ["2025-08-01"], "model": ["gpt-4o"], "amount": ["12345678901.123456789012345678"]})
+    with localcontext(Context(prec=prec)):
+        frame = analytics.reconcile(store, invoice, provider="openai")
+    assert table(frame) == [
+        (
+            date(2025, 8, 1),
+            "gpt-4o",
+            None,
+            D("12345678901.123456789012345679"),
+            D("12345678901.123456789012345678"),
+            D("1E-18"),
+            "match",
+        )
+    ]
+    store.close()

@@ -39,3 +39,15 @@ def test_counts_times_prices_and_escaping() -> None:
     assert (per_mtok(0.075), per_mtok(15.0), per_mtok(None)) == ("0.075", "15.00", "-")
     assert shorten("summarize-ticket", 10) == "summarize…"
     assert escape('<a href="x">') == "&lt;a href=&quot;x&quot;&gt;" and escape(None) == ""
+
+
+@pytest.mark.parametrize("prec", [28, 8])
+def test_decimal_text_keeps_every_digit_whatever_the_context(prec: int) -> None:
+    from decimal import Context, Decimal, localcontext
+
+    from llmcost._report._format import decimal_text
+
+    # 30 significant digits: the default context's 28 (or a notebook's 8) would round them.
+    with localcontext(Context(prec=prec)):
+        assert decimal_text(Decimal("12345678901.123456789012345679")) == "12345678901.123456789012345679"
+        assert decimal_text(Decimal("123456789012345678901234567890")) == "123456789012345678901234567890.00"

@@ -340,3 +340,27 @@ def test_grouped_by_model_a_models_dated_and_plain_ids_are_one_row_as_in_spend(c
     assert frame["model"].tolist() == analytics.by_model(tracker)["model"].tolist()
     by_entry = analytics.reprice(tracker, by=None)["model"].tolist()
     assert by_entry == ["gpt-4o-2024-08-06", "gpt-4o", "acme-unknown"]  # one row per entry: the id as recorded
+
+
+@pytest.mark.parametrize("prec", [28, 8])
+def test_recorded_and_repriced_sums_keep_every_digit_whatever_the_context(tmp_path: Path, prec: int) -> None:
+    from decimal import Context, localcontext
+
+    from llmcost import CostEntry, Usage
+
+    store = DuckDBStore(tmp_path / "large.duckdb")
+    t = JUNE_9
+    store.append(
+        [  # amounts given without tokens: kept as recorded; 29 significant digits in all
+            CostEntry(id="e1", timestamp=t, amount=D("12345678901.123456789012345678"), model="gpt-4o"),
+            CostEntry(id="e2", timestamp=t + timedelta(days=1), amount=D("1E-18"), model="gpt-4o"),
+            CostEntry(id="e3", timestamp=t, amount=D("2E-18"), model="gpt-4o-mini", usage=Usage(10_000_000_000, 0)),
+        ]
+    )
+    with localcontext(Context(prec=prec)):
+        frame = analytics.reprice(store, by=())
+    # gpt-4o-mini's 10G input tokens at $0.15/M: $1,500, repriced from the recorded 2E-18
+    assert frame["recorded"][0] == D("12345678901.123456789012345681")
+    assert frame["repriced"][0] == D("12345680401.123456789012345679")
+    assert frame["delta"][0] == D("1499.999999999999999998")
+    store.close()

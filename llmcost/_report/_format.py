@@ -17,6 +17,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
+from .._model_price import tidy
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -332,7 +334,9 @@ def decimal_text(value: Decimal) -> str | None:
     """
     if value != value:
         return None
-    text = format(value.normalize(), "f")
+    # tidy, not ``value.normalize()``: that rounds to the caller's context (28 digits by default, 8 if a notebook
+    # set prec=8), and this text is documented as the exact sum.
+    text = format(tidy(value) if value.is_finite() else value, "f")
     whole, _, decimals = text.partition(".")
     return f"{whole}.{decimals.ljust(2, '0')}"
 

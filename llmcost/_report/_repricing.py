@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .._money import wide_context
 from ._format import escape, format_table, money
 from ._html import html_table
 
@@ -54,7 +55,8 @@ def _keys(frame: pd.DataFrame) -> list[str]:
 
 
 def _total(frame: pd.DataFrame, column: str) -> Decimal:
-    return sum(frame[column], Decimal(0))
+    with wide_context():  # exact, whatever the caller's decimal context
+        return sum(frame[column], Decimal(0))
 
 
 def _spec(frame: pd.DataFrame, spec: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:

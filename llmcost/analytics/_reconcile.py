@@ -26,7 +26,7 @@ import attrs
 from .._catalog import catalog_models
 from .._errors import UnknownModelError
 from .._model_price import tidy
-from .._money import ZERO
+from .._money import ZERO, wide_context
 from .._prices import price_for, registered_prices
 from .._time import When
 from ._invoice import Invoice, read_invoice
@@ -115,74 +115,77 @@ def reconcile(
 
     if provider is not None and not isinstance(provider, str):
         raise TypeError(f"provider must be a provider id (str) or None, got {provider!r}")
-    found = read_invoice(invoice, provider=provider)
-    allowed = Decimal(str(tolerance))
-    billed = _billed(found)
-    cache: dict[str, str] = {}
-    with as_source(source) as base:
-        first_day, end_day = _whole_days(base, since, until)
-        src = base.where(since=found.start, until=found.end).where(since=first_day, until=end_day)
-        window = src.bounds()
-        keys = ["CAST(date_trunc('day', timezone('UTC', e.timestamp)) AS DATE)", "e.model", "lower(e.provider)"]
-        params: list[Any] = []
-        if found.has_project:
-            keys.append("e.tags[?]")
-            params.append(project_tag)
-        where, where_params = "e.model IS NOT NULL", []
-        if found.provider is not None:
-            # An entry recorded with an amount given may carry no provider: its model's maker decides (below).
-            where += " AND (e.provider IS NULL OR lower(e.provider) = ?)"
-            where_params.append(found.provider)
-        groups = priced_groups(
-            src, keys, params, PriceTable(), None, no_cache=True, where=where, where_params=where_params
-        )
-    if found.provider is not None and not any(key[2] == found.provider for key in groups):
-        _known_provider(found.provider)
-    recorded: dict[tuple[date, str | None, str | None], Priced] = {}
-    for key, group in groups.items():
-        day, model, maker = _as_date(key[0]), key[1], key[2]
-        if found.provider is not None and maker is None and _maker(model) not in (None, found.provider):
-            continue
-        project = key[3] if found.has_project else None
-        merged_key = (day, model_key(model, cache) if found.has_model else None, project)
-        into = recorded.setdefault(merged_key, Priced())
-        into.calls += group.calls
-        into.recorded += group.recorded
-        into.repriced += group.repriced
-        into.no_cache += group.no_cache
-        into.unpriced += group.unpriced
-        into.models |= group.models
-    rows = []
-    for key in sorted(set(recorded) | set(billed), key=_order):
-        day, model, project = key
-        if not _in_window(day, window):
-            continue
-        got = recorded.get(key)
-        bill = billed.get(key)
-        if got is None and bill is not None and bill.amount == 0:
-            continue  # free lines (the console export is full of them) with nothing recorded: nothing to say
-        rec = got.recorded if got is not None else ZERO
-        amount = bill.amount if bill is not None else ZERO
-        delta = tidy(rec - amount)
-        status, cause = _judge(model, got, bill, found, allowed, project_tag)
-        shown = model
-        if got is not None and len(got.models) == 1:
-            shown = next(iter(got.models))
-        rows.append(
-            (
-                day,
-                shown,
-                project,
-                got.calls if got is not None else 0,
-                tidy(rec),
-                tidy(amount),
-                delta,
-                float(delta / amount) if amount else float("nan"),
-                status,
-                cause,
-                tidy(got.repriced) if got is not None else ZERO,
+    # Sums, deltas and tidy's form in a context that never rounds them: the caller's (28 digits by default, fewer
+    # where a notebook set them) would round a large exact amount.
+    with wide_context():
+        found = read_invoice(invoice, provider=provider)
+        allowed = Decimal(str(tolerance))
+        billed = _billed(found)
+        cache: dict[str, str] = {}
+        with as_source(source) as base:
+            first_day, end_day = _whole_days(base, since, until)
+            src = base.where(since=found.start, until=found.end).where(since=first_day, until=end_day)
+            window = src.bounds()
+            keys = ["CAST(date_trunc('day', timezone('UTC', e.timestamp)) AS DATE)", "e.model", "lower(e.provider)"]
+            params: list[Any] = []
+            if found.has_project:
+                keys.append("e.tags[?]")
+                params.append(project_tag)
+            where, where_params = "e.model IS NOT NULL", []
+            if found.provider is not None:
+                # An entry recorded with an amount given may carry no provider: its model's maker decides (below).
+                where += " AND (e.provider IS NULL OR lower(e.provider) = ?)"
+                where_params.append(found.provider)
+            groups = priced_groups(
+                src, keys, params, PriceTable(), None, no_cache=True, where=where, where_params=where_params
             )
-        )
+        if found.provider is not None and not any(key[2] == found.provider for key in groups):
+            _known_provider(found.provider)
+        recorded: dict[tuple[date, str | None, str | None], Priced] = {}
+        for key, group in groups.items():
+            day, model, maker = _as_date(key[0]), key[1], key[2]
+            if found.provider is not None and maker is None and _maker(model) not in (None, found.provider):
+                continue
+            project = key[3] if found.has_project else None
+            merged_key = (day, model_key(model, cache) if found.has_model else None, project)
+            into = recorded.setdefault(merged_key, Priced())
+            into.calls += group.calls
+            into.recorded += group.recorded
+            into.repriced += group.repriced
+            into.no_cache += group.no_cache
+            into.unpriced += group.unpriced
+            into.models |= group.models
+        rows = []
+        for key in sorted(set(recorded) | set(billed), key=_order):
+            day, model, project = key
+            if not _in_window(day, window):
+                continue
+            got = recorded.get(key)
+            bill = billed.get(key)
+            if got is None and bill is not None and bill.amount == 0:
+                continue  # free lines (the console export is full of them) with nothing recorded: nothing to say
+            rec = got.recorded if got is not None else ZERO
+            amount = bill.amount if bill is not None else ZERO
+            delta = tidy(rec - amount)
+            status, cause = _judge(model, got, bill, found, allowed, project_tag)
+            shown = model
+            if got is not None and len(got.models) == 1:
+                shown = next(iter(got.models))
+            rows.append(
+                (
+                    day,
+                    shown,
+                    project,
+                    got.calls if got is not None else 0,
+                    tidy(rec),
+                    tidy(amount),
+                    delta,
+                    float(delta / amount) if amount else float("nan"),
+                    status,
+                    cause,
+                    tidy(got.repriced) if got is not None else ZERO,
+                )
+            )
     frame = pd.DataFrame.from_records(rows, columns=list(RECONCILE_COLUMNS))
     for column in ("day", "model", "project", "recorded", "billed", "delta", "status", "likely_cause", "repriced"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)

@@ -35,7 +35,7 @@ import attrs
 from .._catalog import tier_rule
 from .._errors import UnknownModelError
 from .._model_price import ModelPrice, tidy
-from .._money import ZERO, to_utc
+from .._money import ZERO, to_utc, wide_context
 from .._prices import price_change_days, price_for, read_prices
 from .._rows import TOKEN_COLUMNS
 from .._time import When
@@ -339,69 +339,72 @@ def priced_groups(
     sums: dict[tuple[tuple[Any, ...], ModelPrice, Any], list[int]] = {}
     prices_at: dict[tuple[str, str | None, datetime], ModelPrice] = {}
     n = len(keys)
-    for row in rows.itertuples(index=False, name=None):
-        key = tuple(None if _missing(v) else v for v in row[:n])
-        model, provider, known, epoch, slot, single, units, tier, given_only, calls, recorded, unpriced, last = row[
-            n : n + 13
-        ]
-        provider = None if _missing(provider) else provider
-        group = out.get(key)
-        if group is None:
-            group = out[key] = Priced()
-        recorded = tidy(Decimal(recorded)) if recorded is not None else ZERO
-        calls = int(calls)
-        group.calls += calls
-        group.recorded += recorded
-        group.unpriced += int(unpriced)
-        if not _missing(model):
-            group.models.add(model)
-        if not known or given_only:
-            group.kept += calls
-            group.repriced += recorded
-            group.no_cache += recorded
-            continue
-        price_at, grain, _, first = pairs[(model, provider)]
-        if at is not None:
-            when = at
-        elif grain == "slot":
-            when = datetime.combine(first.date(), time(0), tzinfo=timezone.utc) + int(slot) * _HALF_HOUR
-        elif grain is not None:
-            when = _aware(epoch)
-        else:
-            when = _aware(last)
-        price = prices_at.get((model, provider, when))
-        if price is None:
-            price = prices_at[(model, provider, when)] = price_at(when)
-        if not _missing(single) and not _missing(tier):
-            # A batch/flex/priority call (priced on its own): the catalog's tier price for the catalog's own model,
-            # else the published rule applied to the price it is repriced at.
-            if prices.overrides(model, provider):
-                price = tier_rule(price, "", tier)[0]
+    # Sums and tidy's form in a context that never rounds them: the caller's (28 digits by default, fewer where a
+    # notebook set them) would round a large exact amount.
+    with wide_context():
+        for row in rows.itertuples(index=False, name=None):
+            key = tuple(None if _missing(v) else v for v in row[:n])
+            model, provider, known, epoch, slot, single, units, tier, given_only, calls, recorded, unpriced, last = row[
+                n : n + 13
+            ]
+            provider = None if _missing(provider) else provider
+            group = out.get(key)
+            if group is None:
+                group = out[key] = Priced()
+            recorded = tidy(Decimal(recorded)) if recorded is not None else ZERO
+            calls = int(calls)
+            group.calls += calls
+            group.recorded += recorded
+            group.unpriced += int(unpriced)
+            if not _missing(model):
+                group.models.add(model)
+            if not known or given_only:
+                group.kept += calls
+                group.repriced += recorded
+                group.no_cache += recorded
+                continue
+            price_at, grain, _, first = pairs[(model, provider)]
+            if at is not None:
+                when = at
+            elif grain == "slot":
+                when = datetime.combine(first.date(), time(0), tzinfo=timezone.utc) + int(slot) * _HALF_HOUR
+            elif grain is not None:
+                when = _aware(epoch)
             else:
-                with contextlib.suppress(UnknownModelError, ValueError):
-                    price = price_for(model, provider, when, tier)[0]
-        # An entry with units (1-hour cache writes, audio, web searches...) is priced on its own, with them: a row
-        # of its own (``single``), whose ``units`` are that entry's.
-        single_key = None if _missing(single) else (single, None if _missing(units) else units)
-        into = sums.setdefault((key, price, single_key), [0] * 6)
-        into[0] += calls
-        for i, count in enumerate(row[n + 13 :], start=1):
-            into[i] += int(count)
-    for (key, price, single), (calls, *counts) in sums.items():
-        inp, out_tokens, cache_read, cache_write, reasoning = counts
-        if single is not None and single[1] is not None:
-            usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning, units=json.loads(single[1]))
-        else:
-            usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning)
-        group = out[key]
-        group.repriced += price.cost(usage) if single is not None else _bulk_cost(price, usage, calls)
-        if no_cache:
-            plain = Usage(usage.input_tokens, usage.output_tokens, 0, 0, usage.reasoning_tokens)
-            group.no_cache += price.cost(plain) if single is not None else _bulk_cost(price, plain, calls)
-    for group in out.values():
-        group.repriced = tidy(group.repriced)
-        group.recorded = tidy(group.recorded)
-        group.no_cache = tidy(group.no_cache)
+                when = _aware(last)
+            price = prices_at.get((model, provider, when))
+            if price is None:
+                price = prices_at[(model, provider, when)] = price_at(when)
+            if not _missing(single) and not _missing(tier):
+                # A batch/flex/priority call (priced on its own): the catalog's tier price for the catalog's own model,
+                # else the published rule applied to the price it is repriced at.
+                if prices.overrides(model, provider):
+                    price = tier_rule(price, "", tier)[0]
+                else:
+                    with contextlib.suppress(UnknownModelError, ValueError):
+                        price = price_for(model, provider, when, tier)[0]
+            # An entry with units (1-hour cache writes, audio, web searches...) is priced on its own, with them: a row
+            # of its own (``single``), whose ``units`` are that entry's.
+            single_key = None if _missing(single) else (single, None if _missing(units) else units)
+            into = sums.setdefault((key, price, single_key), [0] * 6)
+            into[0] += calls
+            for i, count in enumerate(row[n + 13 :], start=1):
+                into[i] += int(count)
+        for (key, price, single), (calls, *counts) in sums.items():
+            inp, out_tokens, cache_read, cache_write, reasoning = counts
+            if single is not None and single[1] is not None:
+                usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning, units=json.loads(single[1]))
+            else:
+                usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning)
+            group = out[key]
+            group.repriced += price.cost(usage) if single is not None else _bulk_cost(price, usage, calls)
+            if no_cache:
+                plain = Usage(usage.input_tokens, usage.output_tokens, 0, 0, usage.reasoning_tokens)
+                group.no_cache += price.cost(plain) if single is not None else _bulk_cost(price, plain, calls)
+        for group in out.values():
+            group.repriced = tidy(group.repriced)
+            group.recorded = tidy(group.recorded)
+            group.no_cache = tidy(group.no_cache)
     return out
 
 
@@ -483,12 +486,13 @@ def reprice(
                 exprs.append(f"e.{key}")
     with as_source(source) as base:
         groups = priced_groups(base.where(since=since, until=until), exprs, params, table, moment)
-    records = []
-    for values, group in groups.items():
-        delta = tidy(group.repriced - group.recorded)
-        records.append(
-            (*values, group.calls, group.recorded, group.repriced, delta, _pct(delta, group.recorded), group.kept)
-        )
+    with wide_context():  # the delta of exact sums, exact whatever the caller's decimal context
+        records = []
+        for values, group in groups.items():
+            delta = tidy(group.repriced - group.recorded)
+            records.append(
+                (*values, group.calls, group.recorded, group.repriced, delta, _pct(delta, group.recorded), group.kept)
+            )
     frame = pd.DataFrame.from_records(records, columns=[*names, *PRICED_COLUMNS])
     for name in names:
         if name == "timestamp":

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING
 
 from .._report._format import format_table, per_mtok, spend_table, write_frame
 from ._args import CliError, by_keys, parse_when
-from ._store import open_cli_store, store_url
+from ._store import open_cli_store, shown_url, store_url
 
 if TYPE_CHECKING:
     from ..analytics._source import Source
@@ -89,6 +89,7 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     from ..analytics._freq import parse_freq
 
     url = store_url(args.store)
+    shown = shown_url(url)  # what the header, the page and messages name: never a password
     now = datetime.now(timezone.utc)
     if (getattr(args, "invoice", None) or getattr(args, "reprice", None)) and not args.html:
         raise CliError("--invoice and --reprice add sections to the HTML report: give --html FILE too")
@@ -114,7 +115,7 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
             # "This month" is the whole month whatever --since/--until say; the periods are the selection's.
             overview = compute_overview(
                 src,
-                store=url,
+                store=shown,
                 now=now,
                 month=as_source(store).where(tags=tags),
                 month_scope="entries tagged " + ", ".join(f"{k}={v}" for k, v in tags.items()) if tags else None,
@@ -135,7 +136,7 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
             frame = frame.sort_values("period", kind="stable").reset_index(drop=True)
         if args.format == "table":
             out.write(
-                spend_table(frame) + "\n" if not frame.empty else f"No entries in {_short(url)} for this selection.\n"
+                spend_table(frame) + "\n" if not frame.empty else f"No entries in {_short(shown)} for this selection.\n"
             )
             return 0
         write_frame(frame, args.format, out)
@@ -307,7 +308,8 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
         if frame.empty:
             if args.format == "table":
                 out.write(
-                    f"No budgets saved in {_short(url)}.\nCreate them with llmcost.BudgetManager().create(...).\n"
+                    f"No budgets saved in {_short(shown_url(url))}.\n"
+                    "Create them with llmcost.BudgetManager().create(...).\n"
                 )
             else:
                 write_frame(frame, args.format, out)
@@ -345,12 +347,13 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
     if args.days < 1 or args.days > 366:
         raise CliError(f"--days must be between 1 and 366, got {args.days}")
     url = store_url(args.store)
+    shown = shown_url(url)  # what the overview and messages name: never a password
     store = open_cli_store(url, create=True)
     try:
         held = len(store.entries(limit=1))
         if held and not args.append:
             raise CliError(
-                f"the store {url} already holds entries; the demo fills an empty store, so that its report shows "
+                f"the store {shown} already holds entries; the demo fills an empty store, so that its report shows "
                 "only the simulated history: pass --store NEW.duckdb, or --append to add another history to it"
             )
         now = datetime.now(timezone.utc)
@@ -364,7 +367,7 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
             from .._report._text import render_text
 
             out.write(story.text() + "\n\n")
-            out.write(render_text(compute_overview(store, store=url, now=now)))
+            out.write(render_text(compute_overview(store, store=shown, now=now)))
             if url.lower().startswith("memory:"):
                 out.write(
                     "A memory:// store ends with the demo. To keep the history and explore it:\n"
@@ -374,7 +377,9 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
             else:
                 given = f" --store {shlex.quote(args.store)}" if args.store is not None else ""
                 next_step = f"Next: llmcost report --html report.html{given}"
-                if len(next_step) > 80:  # a long store path: said in words, so the report stays 80 columns wide
+                # A long store path, or a URL with a password (never printed): said in words, so the report stays
+                # 80 columns wide and the password stays out of it.
+                if len(next_step) > 80 or shown != url:
                     next_step = "Next: llmcost report --html report.html, with the same --store"
                 out.write(next_step + "\n")
         else:
@@ -402,6 +407,6 @@ def cmd_serve(args: argparse.Namespace, out: IO[str]) -> int:
         raise CliError(f"--refresh must be between 0.2 and 3600 seconds, got {args.refresh}")
     url = store_url(args.store)
     store = open_cli_store(url, create=True)
-    print(f"llmcost serve: {url} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    print(f"llmcost serve: {shown_url(url)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     serve(store, host=args.host, port=args.port, refresh_seconds=args.refresh)
     return 0

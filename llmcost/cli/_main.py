@@ -70,10 +70,10 @@ def _one_line(exc: BaseException) -> str:
 
 def _store_problem(args: argparse.Namespace, exc: BaseException) -> str:
     """A database error, told as what it means to the user: the store at this URL cannot be read."""
-    from ._store import store_url
+    from ._store import shown_url, store_url
 
     try:
-        url = store_url(getattr(args, "store", None))
+        url = shown_url(store_url(getattr(args, "store", None)))
     except Exception:  # noqa: BLE001 - only to name the store in a message; the error being told is ``exc``
         url = getattr(args, "store", None) or "the store"
     reason = clean_message(str(exc))

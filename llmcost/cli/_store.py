@@ -17,7 +17,7 @@ from ._args import CliError
 if TYPE_CHECKING:
     from ..stores import CostStore
 
-__all__ = ["DEFAULT_STORE", "open_cli_store", "store_url"]
+__all__ = ["DEFAULT_STORE", "open_cli_store", "shown_url", "store_url"]
 
 DEFAULT_STORE = "duckdb://llmcost.duckdb"
 
@@ -33,6 +33,25 @@ def store_url(given: str | None) -> str:
     from ..stores._open import store_url as resolve
 
     return resolve(given or os.environ.get("LLMCOST_STORE") or DEFAULT_STORE)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as the command line prints or embeds it (headers, the HTML page, messages): a database URL without
+    its password (as ``PostgresStore.url`` shows it), any other URL as it is. docs/postgres.md promises that
+    llmcost never logs a password, and a report header or a page passed around is as good as a log.
+
+    >>> shown_url("postgresql://app:secret@db:5432/costs"), shown_url("duckdb://costs.duckdb")
+    ('postgresql://app@db:5432/costs', 'duckdb://costs.duckdb')
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    from ..stores._postgres import redacted_url
+
+    try:
+        return redacted_url(url)
+    except ValueError:  # a URL urllib cannot split (a stray "["): name none of it rather than risk the password
+        return f"{scheme}://<url not shown>"
 
 
 def _store_path(url: str) -> tuple[str, str] | None:

@@ -107,9 +107,25 @@ def _insert_sql() -> str:
     )
 
 
+def _first_of_each_id(columns: Any) -> Any:
+    """``ingest_columns`` arrays keeping only the first row of each id: the anti-join in ``_insert_sql`` skips ids
+    already in the table, not an id twice in the batch itself (``append([e, e])``, ``tracker.add(e)`` twice before
+    a flush), which PostgreSQL's ``ON CONFLICT DO NOTHING`` stores once. The check costs ~50 ns an entry (0.5 ms
+    for 10,000, against ~38 ms of CPU for their append); rows are copied only when an id repeats."""
+    raw, tag_maps = columns
+    ids = raw["id"]
+    if len(set(ids)) == len(ids):
+        return columns
+    import numpy as np
+
+    first = np.sort(np.unique(ids, return_index=True)[1])
+    return {name: array[first] for name, array in raw.items()}, tag_maps
+
+
 def _insert(con: Any, columns: Any) -> None:
-    """Insert the entries ``ingest_columns`` made ``columns`` of, skipping ids already stored, inside the caller's
-    transaction."""
+    """Insert the entries ``ingest_columns`` made ``columns`` of, skipping ids already stored and an id repeated in
+    them (its first row is kept), inside the caller's transaction."""
+    columns = _first_of_each_id(columns)
     micros = columns[0]["timestamp_us"]
     lo, hi = from_micros(int(micros.min())), from_micros(int(micros.max()))
     with registered(con, columns):

@@ -60,7 +60,7 @@ from ._spill import Spill
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PostgresStore", "copy_rows", "needed_columns", "postgres_type", "store_identity"]
+__all__ = ["PostgresStore", "copy_rows", "needed_columns", "postgres_type", "redacted_url", "store_identity"]
 
 logger = logging.getLogger("llmcost")
 
@@ -275,14 +275,21 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(conds) if conds else ""), params
 
 
+#: The contract's (timestamp, id) order, ids compared by code point as every other store (and Python) compares them:
+#: ``COLLATE "C"`` compares UTF-8 bytes, which order as code points do, whatever the database's collation (with
+#: en_US or ICU's, the default of many managed servers, ``a-1`` sorted before ``B-2``, and ``limit=`` picked other
+#: entries). On the expression, not the column, so tables created before keep working unchanged.
+_ORDER = ' ORDER BY "timestamp", id COLLATE "C"'
+
+
 def _select(filters: Filters, columns: str, *, ordered_rows: bool = True) -> tuple[str, list[Any]]:
     where, params = _where(filters)
     sql = f"SELECT {columns} FROM {TABLE}{where}"
     if filters.limit is not None:
-        sql += ' ORDER BY "timestamp", id LIMIT %s'
+        sql += _ORDER + " LIMIT %s"
         params.append(filters.limit)
     elif ordered_rows:
-        sql += ' ORDER BY "timestamp", id'
+        sql += _ORDER
     return sql, params
 
 
@@ -324,8 +331,15 @@ def _redacted(dsn: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in sorted(info.items())})
 
 
-def _redacted_url(dsn: str) -> str:
-    """``dsn`` as a ``postgresql://`` URL without its password (what ``store.url`` shows)."""
+def redacted_url(dsn: str) -> str:
+    """``dsn`` as a ``postgresql://`` URL without its password (what ``store.url`` shows, and what the command line
+    prints for a ``--store`` that names a database).
+
+    Example::
+
+        >>> redacted_url("postgresql://app:secret@db:5432/costs?sslmode=require&password=secret")
+        'postgresql://app@db:5432/costs?sslmode=require'
+    """
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     if "://" not in dsn:
@@ -445,7 +459,7 @@ class PostgresStore(CostStore):
             raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
         _import_psycopg()
         self.dsn = dsn
-        self.url = _redacted_url(dsn)
+        self.url = redacted_url(dsn)
         self.where = _redacted(dsn)
         self.retry_timeout = float(retry_timeout)
         self.connect_timeout = connect_timeout
@@ -874,7 +888,8 @@ class PostgresStore(CostStore):
                     source = "raw LEFT JOIN tag_maps ON raw.tags IS NOT DISTINCT FROM tag_maps.tag_text"
                     exprs["tags"] = "tag_map"
                 if "units" in columns:  # JSON text of a map of counts (NULL when empty)
-                    exprs["units"] = 'CAST(CAST("units" AS JSON) AS MAP(VARCHAR, BIGINT))'
+                    # '{}' is how rows written by earlier versions hold no units: NULL, as written now and elsewhere.
+                    exprs["units"] = "CAST(CAST(NULLIF(\"units\", '{}') AS JSON) AS MAP(VARCHAR, BIGINT))"
                 con.execute(f"CREATE TEMP TABLE entries AS {typed_select(source, exprs)}")
                 con.execute("DROP TABLE raw")
                 return fetch_frame(con, sql, params)
@@ -945,6 +960,9 @@ class _SpillFile(NamedTuple):
 
 #: Positions of the map columns (tags, and any added later), which travel as JSON text into ``jsonb``.
 _MAP_AT = tuple(i for i, t in enumerate(SQL_TYPES.values()) if t.startswith("MAP"))
+#: Map columns NULL when empty, as the row format has them (``_rows.SQL_TYPES``: ``units``) and every other store
+#: keeps them; tags stay ``{}``.
+_NULL_WHEN_EMPTY = frozenset(i for i, c in enumerate(SQL_TYPES) if c == "units")
 
 
 def copy_rows(batch: Sequence[CostEntry]) -> tuple[list[tuple[Any, ...]], list[CostEntry]]:
@@ -962,7 +980,10 @@ def copy_rows(batch: Sequence[CostEntry]) -> tuple[list[tuple[Any, ...]], list[C
             refused.append(entry)
             continue
         for i in _MAP_AT:
-            row[i] = json.dumps(dict(row[i]) if row[i] is not None else {}, ensure_ascii=False)
+            if not row[i] and i in _NULL_WHEN_EMPTY:
+                row[i] = None
+            else:
+                row[i] = json.dumps(dict(row[i]) if row[i] is not None else {}, ensure_ascii=False)
         rows.append(tuple(row))
     return rows, refused
 

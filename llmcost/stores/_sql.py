@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._entry import CostEntry
+from .._money import wide_context
 from .._rows import (
     CODED_GROUPS,
     COLUMNS,
@@ -120,15 +121,48 @@ def to_decimal(text: str) -> Decimal:
     return Decimal(text)
 
 
+#: ``sum(amount)`` as text. DuckDB sums DECIMAL(38, 18) in DECIMAL(38, 18), so a running sum that reaches 10**20
+#: (two amounts of 6E+19, each one storable) raises ``OutOfRangeException``. Then the sum is asked again as
+#: ``_SPLIT_SUM``: the whole dollars in DECIMAL(38, 0) (room for 10**18 amounts of the largest size) and the
+#: fractions apart, as the text ``"whole fraction"`` that ``_amount`` adds exactly in Python. Only a sum that
+#: overflows pays for the second pass; the others run as before.
+_SUM = "CAST(sum(amount) AS VARCHAR)"
+_SPLIT_SUM = (
+    "CAST(sum(CAST(trunc(amount) AS DECIMAL(38, 0))) AS VARCHAR) || ' ' || CAST(sum(amount - trunc(amount)) AS VARCHAR)"
+)
+
+
+def _amount(text: str | None) -> Decimal:
+    """A sum's text (``_SUM``'s or ``_SPLIT_SUM``'s) as an exact ``Decimal`` without trailing zeros."""
+    if text is None:
+        return Decimal(0)
+    whole, _, fraction = text.partition(" ")
+    if not fraction:
+        return to_decimal(text)
+    with wide_context():  # a sum past 10**20 with 18 places has more digits than the default context's 28
+        return to_decimal(whole) + to_decimal(fraction)
+
+
+def _exact_sums(con: Any, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of ``sql`` (whose sums of ``amount`` are written ``{sum}``), summed in DECIMAL(38, 18), or split
+    (``_SPLIT_SUM``) when a sum passes 10**20."""
+    import duckdb
+
+    try:
+        return con.execute(sql.format(sum=_SUM), params).fetchall()  # type: ignore[no-any-return]
+    except duckdb.OutOfRangeException:
+        return con.execute(sql.format(sum=_SPLIT_SUM), params).fetchall()  # type: ignore[no-any-return]
+
+
 def read_total(con: Any, source: str, filters: Filters, source_params: Sequence[Any] = ()) -> Decimal:
     """The exact sum of ``amount`` over ``source`` rows that pass ``filters`` (``limit`` included).
 
     ``source_params`` are the parameters of placeholders inside ``source`` itself (they come first).
     """
     inner, params = select_sql(source, filters, "amount", ordered=False)
-    sql = f"SELECT CAST(sum(amount) AS VARCHAR) FROM ({inner})"
-    ((text,),) = con.execute(sql, [*source_params, *params]).fetchall()
-    return to_decimal(text) if text is not None else Decimal(0)
+    sql = "SELECT {sum} FROM (" + inner.replace("{", "{{").replace("}", "}}") + ")"
+    ((text,),) = _exact_sums(con, sql, [*source_params, *params])
+    return _amount(text)
 
 
 _TOKEN_SUMS = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in TOKEN_COLUMNS)
@@ -138,21 +172,21 @@ _NO_TOKENS = ", ".join(f"CAST(NULL AS BIGINT) AS {c}" for c in TOKEN_COLUMNS)
 def _grouped(kind: int, key: str) -> str:
     return (
         f"SELECT {kind} AS kind, CAST({key} AS VARCHAR) AS k, CAST(NULL AS VARCHAR) AS v, "
-        f"CAST(sum(amount) AS VARCHAR) AS total, count(*) AS calls, {_NO_TOKENS} FROM e GROUP BY {key}"
+        f"{{sum}} AS total, count(*) AS calls, {_NO_TOKENS} FROM e GROUP BY {key}"
     )
 
 
 # One pass over the filtered rows (materialised once), one result row per group: kind 0 is the whole, 1-3 the
 # category, resource and model groups (models by their canonical id where there is one), 4 the (tag key, tag value)
-# groups. Sums stay exact DECIMAL(38, 18).
+# groups. Sums stay exact (``{sum}``: ``_SUM``, or ``_SPLIT_SUM`` past 10**20).
 _SUMMARY = " UNION ALL ".join(
     [
-        "SELECT 0 AS kind, CAST(NULL AS VARCHAR) AS k, CAST(NULL AS VARCHAR) AS v, CAST(sum(amount) AS VARCHAR) "
+        "SELECT 0 AS kind, CAST(NULL AS VARCHAR) AS k, CAST(NULL AS VARCHAR) AS v, {sum} "
         f"AS total, count(*) AS calls, {_TOKEN_SUMS} FROM e",
         _grouped(1, "category"),
         _grouped(2, "resource"),
         _grouped(3, "coalesce(canonical_model, model)"),
-        "SELECT 4, t.key, t.value, CAST(sum(amount) AS VARCHAR), count(*), "
+        "SELECT 4, t.key, t.value, {sum}, count(*), "
         f"{_NO_TOKENS} FROM (SELECT unnest(map_entries(tags)) AS t, amount FROM e) GROUP BY t.key, t.value",
     ]
 )
@@ -165,12 +199,13 @@ def read_summary(con: Any, source: str, filters: Filters, source_params: Sequenc
     """
     columns = "amount, category, resource, model, canonical_model, tags, " + ", ".join(TOKEN_COLUMNS)
     inner, params = select_sql(source, filters, columns, ordered=False)
-    rows = con.execute(f"WITH e AS MATERIALIZED ({inner}) {_SUMMARY}", [*source_params, *params]).fetchall()
+    inner = inner.replace("{", "{{").replace("}", "}}")  # (no braces in it today: the store's SQL, ``?`` params)
+    rows = _exact_sums(con, f"WITH e AS MATERIALIZED ({inner}) {_SUMMARY}", [*source_params, *params])
     groups: list[dict[Any, Decimal]] = [{}, {}, {}]
     by_tag: dict[str, dict[str, Decimal]] = {}
     total, calls, usage = Decimal(0), 0, Usage()
     for kind, key, value, text, count, *tokens in rows:
-        amount = to_decimal(text) if text is not None else Decimal(0)
+        amount = _amount(text)
         if kind == 0:
             total, calls = amount, count
             counts = [t or 0 for t in tokens]  # in TOKEN_COLUMNS order

@@ -352,3 +352,19 @@ def test_model_filters_match_the_canonical_id_and_summaries_group_by_it(store: C
     by_model = store.summary().by_model
     assert by_model == {"gpt-4o": Decimal(2), "gpt-4o-mini": Decimal("0.75"), "mystery-1": Decimal(0)}
     assert by_model == summarize(store.entries()).by_model
+
+
+def test_sums_past_10_to_the_20_stay_exact(store: CostStore) -> None:
+    # Each amount is storable (below 10**20); partial sums pass 10**20, which DECIMAL(38, 18) cannot hold.
+    big = Decimal("90000000000000000000")
+    amounts = [big, big, -big, Decimal("-89999999999999999999.5"), Decimal("0.000000000000000001")]
+    tags = {"team": "search"}
+    store.append([make_entry(i, amount=a, category="compute", tags=tags) for i, a in enumerate(amounts)])
+    exact = Decimal("0.500000000000000001")
+    assert store.total() == exact
+    assert store.total(category="compute") == exact
+    assert store.total(limit=2) == 2 * big  # 1.8E+20: a sum no store row could hold, told exactly
+    summary = store.summary()
+    assert summary.total == exact and summary.calls == len(amounts)
+    assert summary.by_category == {"compute": exact}
+    assert summary.by_tag == {"team": {"search": exact}}

@@ -416,3 +416,21 @@ def test_copying_a_store_file(db: str, tmp_path: Path) -> None:
     copy = tmp_path / "copy.duckdb"
     shutil.copy(db, copy)
     assert DuckDBStore(copy).entries() == store.entries()
+
+
+def test_an_id_twice_in_one_batch_is_stored_once(db: str, tmp_path: Path) -> None:
+    from llmcost import CostTracker
+
+    store = DuckDBStore(db)
+    first, second = make_entry(1), make_entry(2)
+    same_id = make_entry(3, id=second.id)  # another entry under an id the batch already has: the first one is kept
+    store.append([first, second, first, same_id])
+    assert store.entries() == [first, second]
+    assert store.total() == first.amount + second.amount
+    store.close()
+    # The tracker's writer inserts from columns (append_columns): the same check.
+    with CostTracker(DuckDBStore(tmp_path / "tracked.duckdb")) as tracker:
+        tracker.add(first)
+        tracker.add(first)
+        tracker.flush()
+        assert tracker.entries() == [first]

@@ -506,3 +506,69 @@ def test_a_forked_child_leaves_the_parents_connection_alone(store: PostgresStore
     assert os.waitstatus_to_exitcode(status) == 0
     store.append([make_entry(2)])  # the parent's connection still works
     assert [e.id for e in store.entries()] == [make_entry(i).id for i in range(3)]
+
+
+def test_the_command_line_never_prints_the_password(
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from llmcost.cli import main
+
+    info = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    password = info["password"]
+    url = (
+        f"postgresql://{quote(info['user'])}:{quote(password, safe='')}@{info['host']}:{info['port']}/"
+        f"{info['dbname']}?options={quote(info['options'], safe='')}"
+    )
+    page = tmp_path / "report.html"
+    for argv in (
+        ["demo", "--days", "2", "--store", url],
+        ["demo", "--days", "2", "--store", url],  # "already holds entries": an error naming the store
+        ["report", "--store", url],
+        ["report", "--html", str(page), "--store", url],
+    ):
+        main(argv)
+        captured = capsys.readouterr()
+        assert password not in captured.out + captured.err, argv
+        assert info["dbname"][-8:] in captured.out + captured.err, argv  # the store is named, without the password
+    assert password not in page.read_text()
+
+
+def test_an_id_twice_in_one_batch_is_stored_once(store: PostgresStore) -> None:
+    first, second = make_entry(1), make_entry(2)
+    store.append([first, second, first, make_entry(3, id=second.id)])  # the first entry of each id is kept
+    assert store.entries() == [first, second]
+
+
+def test_ties_are_ordered_by_id_code_points_whatever_the_collation(dsn: str, tmp_path: Path) -> None:
+    # ICU's root collation (and en_US, the default of many managed servers) sorts "a-1" before "B-2"; every other
+    # store, and the contract's (timestamp, id) order, by code point: "B-2" first.
+    if not _psql(dsn, "SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'"):
+        pytest.skip("this PostgreSQL has no ICU collations")
+    store = PostgresStore(dsn, spill_dir=str(tmp_path / "spill"))
+    _psql(dsn, 'ALTER TABLE llmcost_entries ALTER COLUMN id TYPE text COLLATE "und-x-icu"')
+    assert _psql(dsn, "SELECT 'a-1' < 'B-2' COLLATE \"und-x-icu\"") == [(True,)]
+    lower, upper = make_entry(1, id="a-1", amount=Decimal(1)), make_entry(1, id="B-2", amount=Decimal(10))
+    store.append([lower, upper])
+    assert [e.id for e in store.entries()] == ["B-2", "a-1"]
+    assert store.total(limit=1) == Decimal(10)
+    assert [e.id for e in store.entries(limit=1)] == ["B-2"]
+    store.close()
+
+
+def test_no_units_is_null_as_in_every_store(store: PostgresStore, dsn: str) -> None:
+    plain, with_units = make_entry(0), make_entry(1)  # make_entry(1) has units, make_entry(0) none
+    assert not plain.usage.units and with_units.usage.units
+    store.append([plain, with_units])
+    assert _psql(dsn, "SELECT id, units IS NULL FROM llmcost_entries ORDER BY id") == sorted(
+        [(plain.id, True), (with_units.id, False)]
+    )
+    _psql(dsn, "UPDATE llmcost_entries SET units = '{}' WHERE id = %s", [plain.id])  # as earlier versions wrote it
+    memory = MemoryStore()
+    memory.append([plain, with_units])
+    sql = "SELECT id, units IS NULL AS none, units FROM entries ORDER BY id"
+    assert store.query(sql).equals(memory.query(sql))
+    assert store.entries() == [plain, with_units]
