@@ -530,6 +530,14 @@ def _lookup(snapshot: Any, model: str, provider: str | None) -> tuple[Any, Any]:
     prefixed = _prefixed(snapshot, model)
     if prefixed is not None:
         return prefixed
+    bedrock = _BEDROCK.match(model)
+    if bedrock is not None:  # a Bedrock id ("us.anthropic.claude-…-v1:0"), as Bedrock bills it (as its ARNs)
+        prov, info = _lookup(snapshot, model, "aws")
+        if info is None and model.lower() not in _by_id():
+            # One that no entry lists or matches (a "ca." profile): its model, by the rules below.
+            prov, info = _lookup(snapshot, bedrock["model"], None)
+        if info is not None:
+            return prov, info
     found = _by_id().get(model.lower())
     if found is not None and found[0].id in _MODEL_MAKERS and found[0].id == _family_maker(model, found[0].id):
         return found  # type: ignore[no-any-return]
@@ -550,6 +558,15 @@ def _lookup(snapshot: Any, model: str, provider: str | None) -> tuple[Any, Any]:
     return chosen  # type: ignore[no-any-return]
 
 
+#: A Bedrock model id: a model provider's name on Bedrock, then a dot (``anthropic.claude-haiku-4-5-20251001-v1:0``,
+#: ``amazon.nova-pro-v1:0``), after a cross-region inference profile's prefix (``us.``, ``eu.``, ``apac.``, ``jp.``,
+#: ``global.``...) or none. Without a provider these are Bedrock's (provider ``aws``): Vertex also lists Claude,
+#: under ``google``, and its patterns match these ids too. ``model``: the model's own id.
+_BEDROCK = re.compile(
+    r"(?:[a-z]+(?:-gov)?\.)?(?:ai21|amazon|anthropic|cohere|deepseek|google|luma|meta|minimax|mistral|moonshotai"
+    r"|nvidia|openai|qwen|stability|twelvelabs|writer|zai)\.(?P<model>[a-z0-9].*)",
+    re.IGNORECASE,
+)
 #: An OpenRouter variant of a model (``:free``, ``:batch``, ``:thinking``...): a reseller's offer, priced as listed.
 _VARIANT = re.compile(r":[a-z]+$")
 

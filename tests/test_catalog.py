@@ -131,3 +131,34 @@ def test_an_id_its_maker_lists_is_the_makers_entry_and_one_only_resellers_list_i
     for model in ("qwen/qwen3-32b", "meta-llama/llama-3.3-70b-instruct", "Qwen/Qwen3-32B"):
         assert get_price(model, at=at).provider == "openrouter", model
     assert get_price("qwen/qwen3-32b", "groq", at=at).provider == "groq"
+
+
+def test_a_bedrock_id_without_a_provider_is_priced_as_bedrock_bills_it() -> None:
+    # Bedrock's regional (us./eu./apac./jp.) and in-region Claude is 10% over Anthropic's list price
+    # (https://aws.amazon.com/bedrock/pricing/); these ids were priced at Vertex's Claude ("google"), whose patterns
+    # match them too, while @track_cost on a Converse body (provider aws, from its usage) priced them as Bedrock.
+    model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    converse = {
+        "output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 1000, "outputTokens": 100, "totalTokens": 1100},
+    }
+    tracker = llmcost.CostTracker()
+    llmcost.track_cost(tracker=tracker, model=model)(lambda: converse)()
+    tracker.record(model=model, input_tokens=1000, output_tokens=100)
+    tracked, recorded = tracker.entries()
+    assert tracked.amount == recorded.amount == cost_of(model, 1000, 100) == Decimal("0.00495")  # 1000*3.3 + 100*16.5
+    assert tracked.provider == recorded.provider == get_price(model).provider == "aws"
+    for prefix in ("", "us.", "eu.", "apac.", "jp.", "global."):
+        for family in (
+            "claude-haiku-4-5-20251001-v1:0",
+            "claude-opus-4-5-20251101-v1:0",
+            "claude-3-7-sonnet-20250219-v1:0",
+        ):
+            bedrock = f"{prefix}anthropic.{family}"
+            usage = Usage(300_000, 1_000, 20_000, 5_000)  # past Vertex's 200K long-context tier for 4.5
+            assert cost_of(bedrock, usage) == cost_of(bedrock, usage, provider="aws"), bedrock
+            assert get_price(bedrock).provider == "aws", bedrock
+    assert cost_of("anthropic.claude-haiku-4-5-20251001-v1:0", 1000, 100) == Decimal("0.00165")  # 1000*1.1 + 100*5.5
+    # A Bedrock id no Bedrock entry knows (a Canada profile) is its model's maker's entry, not Vertex's.
+    assert get_price("ca.anthropic.claude-sonnet-4-5-20250929-v1:0").provider == "anthropic"
