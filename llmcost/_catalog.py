@@ -308,6 +308,13 @@ class Resolved:
             self.units_pricer = usage_pricer(self.price)
             self.atto_pricer = atto_pricer(self.price)
 
+    def catalog_model(self) -> str | None:
+        """The id of the catalog model this resolves to (``gpt-4o`` for ``gpt-4o-2024-08-06``); ``None`` for a price
+        that is no catalog entry's (a registered price, OpenRouter's free variants)."""
+        if self.model is not None:
+            return str(self.model.id)
+        return None if self.entry is None else self.entry[1]
+
     def _load_entry(self) -> None:
         """The catalog objects of a price read from the pre-built table."""
         assert self.entry is not None
