@@ -617,7 +617,9 @@ def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
 
     A catalog id is the model maker's entry; ``provider/model`` ids (LiteLLM, OpenRouter, proxies) are the entry of
     the provider the part before the slash names, before any reseller's listing of the whole id (with ``provider``
-    given: that provider's listing first, then the prefix's, then the part after the slash at ``provider``); an
+    given: that provider's listing first, then the prefix's, then the part after the slash at ``provider``, then
+    the id as without a provider, so that a tracked response whose provider was guessed is priced as ``cost_of``
+    prices its id); an
     OpenRouter ``:free`` id the catalog lacks is the model at $0 (OpenRouter's free variants).
     """
     row = table_price(model, provider)
@@ -634,8 +636,10 @@ def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
             if info is not None:
                 break
             prov, info = _lookup(snapshot, tail, candidate)
-        if info is None and provider is not None:
-            prov, info = _lookup(snapshot, tail, None)
+        if info is None and provider is not None:  # as without a provider ("qwen/qwen3-32b"), then the tail alone
+            prov, info = _lookup(snapshot, model, None)
+            if info is None:
+                prov, info = _lookup(snapshot, tail, None)
     if info is None and provider is not None and "/" not in model:
         # Hosts list some models under their maker's prefix (Groq: "openai/gpt-oss-120b").
         host = next((p for p in snapshot.providers if p.id == provider), None)

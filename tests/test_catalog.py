@@ -131,6 +131,10 @@ def test_an_id_its_maker_lists_is_the_makers_entry_and_one_only_resellers_list_i
     for model in ("qwen/qwen3-32b", "meta-llama/llama-3.3-70b-instruct", "Qwen/Qwen3-32B"):
         assert get_price(model, at=at).provider == "openrouter", model
     assert get_price("qwen/qwen3-32b", "groq", at=at).provider == "groq"
+    # A tracked OpenAI SDK response of such an id (provider guessed "openai", which lacks it) is priced the same
+    # way, not at a reseller's listing of "qwen3-32b" alone.
+    entry = _tracked_chat("qwen/qwen3-32b", 1_000_000, 1_000_000)
+    assert (entry.amount, entry.canonical_model) == (cost_of("qwen/qwen3-32b", 1_000_000, 1_000_000), "qwen/qwen3-32b")
 
 
 def test_a_bedrock_id_without_a_provider_is_priced_as_bedrock_bills_it() -> None:
