@@ -632,7 +632,12 @@ def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
         # entry, as without a provider (``_prefixed``), then the part after the slash at the provider given.
         head, _, tail = model.partition("/")
         prov, info = _prefixed(snapshot, model) or (None, None)
-        for candidate in (head, provider) if provider not in (None, head) else (head,):
+        candidates: tuple[str | None, ...] = (head, provider) if provider not in (None, head) else (head,)
+        if provider not in (None, head) and _VARIANT.search(tail):
+            # An OpenRouter variant ("…:free") that the provider given lacks: priced as without a provider (below),
+            # which finds OpenRouter's listing before the prefix's model without its variant.
+            candidates = (provider,)
+        for candidate in candidates:
             if info is not None:
                 break
             prov, info = _lookup(snapshot, tail, candidate)

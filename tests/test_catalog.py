@@ -108,6 +108,8 @@ def test_a_maker_model_id_is_priced_at_the_prefixes_provider_before_any_reseller
     assert _tracked_chat("perplexity/sonar", mtok, mtok).amount == cost_of("perplexity/sonar", mtok, mtok)
     # A reseller's own offer is still its own: OpenRouter's ":free" variants, and any host named.
     assert cost_of("moonshotai/kimi-k2.6:free", mtok, mtok) == 0
+    free = _tracked_chat("moonshotai/kimi-k2.6:free", mtok, mtok)  # not Moonshot's kimi-k2.6, as it was
+    assert (free.amount, free.provider) == (0, "openrouter")
     assert get_price("deepseek/deepseek-r1", "openrouter", at=at).provider == "openrouter"
 
 
