@@ -308,6 +308,13 @@ class Resolved:
             self.units_pricer = usage_pricer(self.price)
             self.atto_pricer = atto_pricer(self.price)
 
+    def catalog_model(self) -> str | None:
+        """The id of the catalog model this resolves to (``gpt-4o`` for ``gpt-4o-2024-08-06``); ``None`` for a price
+        that is no catalog entry's (a registered price, OpenRouter's free variants)."""
+        if self.model is not None:
+            return str(self.model.id)
+        return None if self.entry is None else self.entry[1]
+
     def _load_entry(self) -> None:
         """The catalog objects of a price read from the pre-built table."""
         assert self.entry is not None
@@ -466,17 +473,46 @@ def catalog_models() -> list[tuple[str, str, bool]]:
     return [(p.id, m.id, bool(m.deprecated)) for p in _snapshot().providers for m in p.models]
 
 
-#: Providers that make their own models, preferred over resellers when an id matches several catalogs.
-_MODEL_MAKERS = frozenset({"openai", "anthropic", "google", "mistral", "deepseek", "x-ai", "cohere", "meta"})
+#: Providers that make their own models, preferred over resellers when an id matches several catalogs. (A
+#: provider that lists other makers' models beside its own, as Bedrock, Cursor or Arcee do, is not one: its
+#: listing of another maker's id would win over the resellers' by this.)
+_MODEL_MAKERS = frozenset(
+    {
+        "openai",
+        "anthropic",
+        "google",
+        "mistral",
+        "deepseek",
+        "x-ai",
+        "cohere",
+        "meta",
+        "perplexity",
+        "minimax",
+        "moonshotai",
+        "zai",
+        "zhipuai",
+        "voyageai",
+        "elevenlabs",
+    }
+)
+#: The reseller whose entry prices an id that only resellers list, before the others (then catalog order):
+#: OpenRouter names models ``maker/model``, the form such ids come in, and bills the serving providers' own prices.
+_FIRST_RESELLER = "openrouter"
 _index: dict[str, Any] = _state.catalog_index
+
+
+def _preference(provider: Any) -> int:
+    """Where ``provider``'s listing of an id ranks when several list it: model makers, OpenRouter, the others."""
+    return 0 if provider.id in _MODEL_MAKERS else 1 if provider.id == _FIRST_RESELLER else 2
 
 
 def _by_id() -> dict[str, Any]:
     """Every catalog model id, lowercased, to its ``(provider, model)``: a model maker's own entry first, then
-    the first provider in catalog order that lists the id (so ``gpt-4o-mini`` is OpenAI's, not a reseller's)."""
+    OpenRouter's, then the first provider in catalog order that lists the id (so ``gpt-4o-mini`` is OpenAI's, not a
+    reseller's)."""
     if not _index:
         table: dict[str, Any] = {}
-        ordered = sorted(_snapshot().providers, key=lambda p: p.id not in _MODEL_MAKERS)  # stable: catalog order
+        ordered = sorted(_snapshot().providers, key=_preference)  # stable: catalog order within each rank
         for prov in ordered:
             for info in prov.models:
                 table.setdefault(info.id.lower(), (prov, info))
@@ -490,12 +526,25 @@ def _lookup(snapshot: Any, model: str, provider: str | None) -> tuple[Any, Any]:
             return snapshot.find_provider_model(model, None, provider, None)  # type: ignore[no-any-return]
         except LookupError:
             return None, None
-    # No provider: the model maker's entry, as the maker bills it. A maker's own listing of the id first; then,
-    # for a family whose maker is known, the maker's catalog by its own matching rules ("gemma-3-27b-it" is
-    # Google's gemma-3, though only Fireworks lists it word for word); then genai-prices' own choice when it is a
-    # maker (a dated id such as "o3-2025-04-16" that only a reseller lists word for word, or "claude-3-5-haiku",
-    # which Vertex lists but Anthropic claims); then whoever lists the id ("global.anthropic.claude-…" is
-    # Bedrock's alone); then genai-prices' choice whoever it is.
+    # No provider: the model maker's entry, as the maker bills it. For "maker/model" (LiteLLM, OpenRouter, proxies),
+    # the entry of the provider the prefix names (``_prefixed``), before any reseller's word-for-word listing of the
+    # whole id. Else a maker's own listing of the id; then, for a family whose maker is known, the maker's catalog
+    # by its own matching rules ("gemma-3-27b-it" is Google's gemma-3, though only Fireworks lists it word for
+    # word); then genai-prices' own choice when it is a maker (a dated id such as "o3-2025-04-16" that only a
+    # reseller lists word for word, or "claude-3-5-haiku", which Vertex lists but Anthropic claims); then whoever
+    # lists the id, OpenRouter first ("global.anthropic.claude-…" is Bedrock's alone); then genai-prices' choice
+    # whoever it is.
+    prefixed = _prefixed(snapshot, model)
+    if prefixed is not None:
+        return prefixed
+    bedrock = _BEDROCK.match(model)
+    if bedrock is not None:  # a Bedrock id ("us.anthropic.claude-…-v1:0"), as Bedrock bills it (as its ARNs)
+        prov, info = _lookup(snapshot, model, "aws")
+        if info is None and model.lower() not in _by_id():
+            # One that no entry lists or matches (a "ca." profile): its model, by the rules below.
+            prov, info = _lookup(snapshot, bedrock["model"], None)
+        if info is not None:
+            return prov, info
     found = _by_id().get(model.lower())
     if found is not None and found[0].id in _MODEL_MAKERS and found[0].id == _family_maker(model, found[0].id):
         return found  # type: ignore[no-any-return]
@@ -516,8 +565,43 @@ def _lookup(snapshot: Any, model: str, provider: str | None) -> tuple[Any, Any]:
     return chosen  # type: ignore[no-any-return]
 
 
+#: A Bedrock model id: a model provider's name on Bedrock, then a dot (``anthropic.claude-haiku-4-5-20251001-v1:0``,
+#: ``amazon.nova-pro-v1:0``), after a cross-region inference profile's prefix (``us.``, ``eu.``, ``apac.``, ``jp.``,
+#: ``global.``...) or none. Without a provider these are Bedrock's (provider ``aws``): Vertex also lists Claude,
+#: under ``google``, and its patterns match these ids too. ``model``: the model's own id.
+_BEDROCK = re.compile(
+    r"(?:[a-z]+(?:-gov)?\.)?(?:ai21|amazon|anthropic|cohere|deepseek|google|luma|meta|minimax|mistral|moonshotai"
+    r"|nvidia|openai|qwen|stability|twelvelabs|writer|zai)\.(?P<model>[a-z0-9].*)",
+    re.IGNORECASE,
+)
+#: An OpenRouter variant of a model (``:free``, ``:batch``, ``:thinking``...): a reseller's offer, priced as listed.
+_VARIANT = re.compile(r":[a-z]+$")
+
+
+def _prefixed(snapshot: Any, model: str) -> tuple[Any, Any] | None:
+    """For ``head/tail``, where ``head`` names a provider (genai-prices' provider lookup, with its aliases:
+    ``xai`` is ``x-ai``, ``mistralai`` is ``mistral``, ``bedrock`` is ``aws``), that provider's own entry: its
+    listing of the whole id ("perplexity/sonar" is Perplexity's), else of ``tail``. ``None`` otherwise, and for
+    OpenRouter's variants (``deepseek/deepseek-r1:free``), which only OpenRouter sells."""
+    head, slash, tail = model.partition("/")
+    if not slash or not head or not tail or _VARIANT.search(tail):
+        return None
+    for name in (model, tail):
+        prov, info = _lookup(snapshot, name, head)
+        if info is not None:
+            return prov, info
+    return None
+
+
 #: Who makes a family of models, where a maker also resells another's (Vertex lists Claude under "google").
-_FAMILIES = {"claude": "anthropic", "gemini": "google", "gemma": "google", "gpt": "openai", "o1": "openai"}
+_FAMILIES = {
+    "claude": "anthropic",
+    "gemini": "google",
+    "gemma": "google",
+    "gpt": "openai",
+    "o1": "openai",
+    "phi-": "azure",  # Microsoft's Phi, listed by Microsoft's Azure and by resellers
+}
 
 
 def _family_maker(model: str, default: str) -> str:
@@ -531,9 +615,12 @@ def _family_maker(model: str, default: str) -> str:
 def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
     """The catalog's prices for ``model`` (from ``provider`` when given), or ``None`` if the catalog lacks it.
 
-    A catalog id is the model maker's entry; ``provider/model`` ids (LiteLLM, OpenRouter, proxies) are tried with
-    the part before the slash as the provider, then the given provider; an OpenRouter ``:free`` id the catalog
-    lacks is the model at $0 (OpenRouter's free variants).
+    A catalog id is the model maker's entry; ``provider/model`` ids (LiteLLM, OpenRouter, proxies) are the entry of
+    the provider the part before the slash names, before any reseller's listing of the whole id (with ``provider``
+    given: that provider's listing first, then the prefix's, then the part after the slash at ``provider``, then
+    the id as without a provider, so that a tracked response whose provider was guessed is priced as ``cost_of``
+    prices its id); an
+    OpenRouter ``:free`` id the catalog lacks is the model at $0 (OpenRouter's free variants).
     """
     row = table_price(model, provider)
     if row is not None:  # what the lookup below gives, kept in the pre-built table
@@ -541,15 +628,23 @@ def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
     snapshot = _snapshot()
     prov, info = _lookup(snapshot, model, provider)
     if info is None and "/" in model:
-        # "openai/gpt-4o" (LiteLLM, OpenRouter, proxies): the part before the slash as the provider, then the
-        # provider given.
+        # "openai/gpt-4o" (LiteLLM, OpenRouter, proxies) that the provider given does not list: the prefix's own
+        # entry, as without a provider (``_prefixed``), then the part after the slash at the provider given.
         head, _, tail = model.partition("/")
-        for candidate in (head, provider) if provider not in (None, head) else (head,):
-            prov, info = _lookup(snapshot, tail, candidate)
+        prov, info = _prefixed(snapshot, model) or (None, None)
+        candidates: tuple[str | None, ...] = (head, provider) if provider not in (None, head) else (head,)
+        if provider not in (None, head) and _VARIANT.search(tail):
+            # An OpenRouter variant ("…:free") that the provider given lacks: priced as without a provider (below),
+            # which finds OpenRouter's listing before the prefix's model without its variant.
+            candidates = (provider,)
+        for candidate in candidates:
             if info is not None:
                 break
-        if info is None and provider is not None:
-            prov, info = _lookup(snapshot, tail, None)
+            prov, info = _lookup(snapshot, tail, candidate)
+        if info is None and provider is not None:  # as without a provider ("qwen/qwen3-32b"), then the tail alone
+            prov, info = _lookup(snapshot, model, None)
+            if info is None:
+                prov, info = _lookup(snapshot, tail, None)
     if info is None and provider is not None and "/" not in model:
         # Hosts list some models under their maker's prefix (Groq: "openai/gpt-oss-120b").
         host = next((p for p in snapshot.providers if p.id == provider), None)
@@ -561,7 +656,7 @@ def find_in_catalog(model: str, provider: str | None) -> Resolved | None:
     if info is None and provider is None:
         # Providers claim model ids by pattern, and some ids fall outside every pattern (text-embedding-3-small):
         # take the first provider whose catalog matches the id itself.
-        first_party = sorted(snapshot.providers, key=lambda p: p.id not in _MODEL_MAKERS)  # stable: catalog order
+        first_party = sorted(snapshot.providers, key=_preference)  # stable: catalog order within each rank
         for candidate in first_party:
             found = candidate.find_model(model)
             if found is not None:

@@ -54,13 +54,17 @@ _unknown: dict[tuple[str, str | None], list[str]] = _state.unknown_models
 _UNKNOWN_KEPT = 4096  # misses remembered; past that the table starts afresh (ids come from responses)
 
 
+def _registered(model: str, provider: str | None) -> ModelPrice | None:
+    """The price registered for ``model`` (lowercased) from ``provider``, else for ``model`` whoever's."""
+    user = _user_prices.get((provider.lower() if provider else None, model))
+    if user is None and provider is not None:
+        user = _user_prices.get((None, model))
+    return user
+
+
 def _resolve(model: str, provider: str | None) -> Resolved:
     lowered = model.lower()
-    user = _user_prices.get((provider.lower() if provider else None, lowered))
-    if user is None and provider is None:
-        user = _user_prices.get((None, lowered))
-    if user is None and provider is not None:
-        user = _user_prices.get((None, lowered))
+    user = _registered(lowered, provider)
     if user is not None:
         return Resolved(label="user", price=user)
     found = find_in_catalog(model, provider)
@@ -68,6 +72,13 @@ def _resolve(model: str, provider: str | None) -> Resolved:
         candidates = list(dict.fromkeys([*catalog_ids(), *(m for _, m in _user_prices)]))
         close = difflib.get_close_matches(lowered, candidates, n=5, cutoff=0.6)
         raise UnknownModelError(model, close, provider)
+    catalog_model = found.catalog_model()
+    if _user_prices and catalog_model is not None:
+        # A dated or aliased id ("gpt-4o-2024-08-06") is its catalog model ("gpt-4o"): a price registered for that
+        # model wins over the catalog's, as it does for the model's own id (and as a budget's estimate priced it).
+        user = _registered(catalog_model.lower(), provider)
+        if user is not None:
+            return Resolved(label="user", price=user)
     return found
 
 
@@ -352,7 +363,8 @@ def cost_of(
 
 
 def register_price(price: ModelPrice) -> None:
-    """Use ``price`` for ``price.model`` (and ``price.provider``, when set) from now on, over the catalog.
+    """Use ``price`` for ``price.model`` (and ``price.provider``, when set) from now on, over the catalog: also for
+    the ids the catalog resolves to that model (``gpt-4o-2024-08-06`` to ``gpt-4o``), unless they have their own.
 
     Example::
 
@@ -555,6 +567,9 @@ class _PricingView(Mapping[str, ModelPrice]):
         data = _state.pricing_table
         if data is None:
             data = catalog_table(datetime.now(timezone.utc))
+            if _user_prices:
+                for key, price in data.items():  # ids of a registered model, as get_price resolves them
+                    data[key] = _user_prices.get((None, price.model.lower()), price)
             for (_, model), price in _user_prices.items():
                 data[model] = price
             _state.set_pricing_table(data)

@@ -571,7 +571,9 @@ class CostTracker:
                     model, provider, usage, when, True, service_tier, provider_guessed
                 )
             else:
-                provider = provider or price_provider
+                # A provider guessed from the response (the SDK that made it) gives way to the one whose price priced
+                # the call: "deepseek/deepseek-r1" from the OpenAI SDK is DeepSeek's; one named stays.
+                provider = (price_provider or provider) if provider_guessed else (provider or price_provider)
         outer = current_tags()  # ``_merge_tags`` inline; EMPTY_TAGS by identity first (its len() is Python code)
         if outer is not EMPTY_TAGS and outer:
             tags = intern_tags({**outer, **tags}) if tags is not EMPTY_TAGS and tags else outer
@@ -700,7 +702,12 @@ class CostTracker:
                     model,
                 )
             return ZERO, "unpriced", provider, None
-        return amount, label, provider or price_provider, canonical
+        return (
+            amount,
+            label,
+            (price_provider or provider) if provider_guessed else (provider or price_provider),
+            canonical,
+        )
 
     def add(self, entry: CostEntry) -> None:
         """Record an already built ``entry`` (imports, replays): stored, counted by budgets, published."""

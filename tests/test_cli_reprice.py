@@ -51,13 +51,13 @@ def test_reprice_table_has_a_total_and_fits_80_columns(capsys: pytest.CaptureFix
 def test_reprice_prices_a_price_that_changed_and_changed_back_by_day(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    # google/gemini-3.8-flash: $0.75/M input, $0.825/M from 2026-10-19, $0.75/M again from 2026-11-03.
+    # OpenRouter's google/gemini-3.8-flash: $0.75/M input, $0.825/M from 2026-10-19, $0.75/M again from 2026-11-03.
     path = tmp_path / "aba.duckdb"
     clock = Clock(datetime(2026, 10, 10, tzinfo=timezone.utc))
     with CostTracker(DuckDBStore(path), clock=clock) as tracker:
         for day in (0, 15, 31):  # 10-10, 10-25, 11-10
             clock.now = datetime(2026, 10, 10, tzinfo=timezone.utc) + timedelta(days=day)
-            tracker.record(model="google/gemini-3.8-flash", input_tokens=1_000_000)
+            tracker.record(model="google/gemini-3.8-flash", provider="openrouter", input_tokens=1_000_000)
     code, out, _ = run(capsys, "reprice", "--store", f"duckdb://{path}", "--format", "json")
     assert code == 0
     (row,) = json.loads(out)

@@ -382,3 +382,26 @@ def test_canonical_model_is_none_when_unpriced_or_given_and_the_registered_id_fo
     assert tracker.record(model="gpt-4o", amount="0.1").canonical_model is None
     llmcost.register_price(llmcost.ModelPrice("acme-large", "acme", input_per_mtok="1", output_per_mtok="2"))
     assert tracker.record(model="acme-large", input_tokens=10).canonical_model == "acme-large"
+
+
+def test_a_provider_guessed_from_the_sdk_gives_way_to_the_one_the_call_was_priced_at():
+    # The OpenAI SDK pointed at DeepSeek, or a proxy answering "deepseek/deepseek-r1": the response's SDK is only a
+    # guess at the provider; the entry names the provider whose price priced it (as it did for "deepseek-chat",
+    # which OpenAI's catalog lacks). A provider given to @track_cost is kept, as it bills the call.
+    from openai.types.chat import ChatCompletion
+
+    def response(model):
+        return ChatCompletion.model_validate({**chat(model, 1_000_000, 1_000_000), "created": 1})
+
+    tracker = CostTracker()
+    for model in ("deepseek/deepseek-r1", "deepseek-chat", "gpt-4o"):
+        track_cost(tracker=tracker)(lambda model=model: response(model))()
+    track_cost(tracker=tracker, provider="openrouter")(lambda: response("deepseek/deepseek-r1"))()
+    r1, chat_, gpt, routed = tracker.entries()
+    assert [e.provider for e in (r1, chat_, gpt, routed)] == ["deepseek", "deepseek", "openai", "openrouter"]
+    assert r1.amount == llmcost.cost_of("deepseek-r1", 1_000_000, 1_000_000, provider="deepseek", at=r1.timestamp)
+    assert routed.amount == llmcost.cost_of("deepseek/deepseek-r1", 1_000_000, 1_000_000, provider="openrouter")
+    # A registered price with no provider leaves the guess.
+    llmcost.register_price(llmcost.ModelPrice("acme-large", None, input_per_mtok="1", output_per_mtok="1"))
+    track_cost(tracker=tracker)(lambda: response("acme-large"))()
+    assert tracker.entries()[-1].provider == "openai"

@@ -95,6 +95,63 @@ def test_registered_prices_win_and_are_exact():
     assert llmcost.MODEL_PRICING["gpt-4o"].input_per_mtok == Decimal(1)
 
 
+def test_a_registered_price_wins_for_the_dated_and_aliased_ids_of_its_model():
+    # docs/prices.md: "Dated and aliased ids resolve to their catalog model" and registered prices "win over the
+    # catalog". A response carries the dated id (gpt-4o-2024-08-06); a budget estimates the request's (gpt-4o).
+    from anthropic.types import Message
+    from openai.types.chat import ChatCompletion
+
+    mtok = 1_000_000
+    before = cost_of("gpt-4o-2024-08-06", mtok, mtok)  # resolved (and cached) before the price is registered
+    assert before == Decimal("12.5")
+    llmcost.register_price(ModelPrice("gpt-4o", "openai", input_per_mtok="1", output_per_mtok="4"))
+    llmcost.register_price(ModelPrice("claude-sonnet-4-5", "anthropic", input_per_mtok="1", output_per_mtok="5"))
+    for model, provider in [
+        ("gpt-4o-2024-08-06", None),
+        ("gpt-4o-2024-08-06", "openai"),
+        ("GPT-4o-2024-08-06", None),
+        ("openai/gpt-4o", None),
+        ("gpt-4o", None),
+    ]:
+        assert cost_of(model, mtok, mtok, provider=provider) == Decimal(5), (model, provider)
+        assert price_for(model, provider)[1] == "user"
+    assert cost_of("claude-sonnet-4-5-20250929", mtok, mtok) == Decimal(6)
+    assert llmcost.MODEL_PRICING["openai/gpt-4o"] == get_price("openai/gpt-4o") == get_price("gpt-4o")
+    assert cost_of("gpt-4o-mini-2024-07-18", mtok, 0) == Decimal("0.15")  # another model: the catalog's
+
+    chat = ChatCompletion.model_validate(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x"}}],
+            "usage": {"prompt_tokens": mtok, "completion_tokens": mtok, "total_tokens": 2 * mtok},
+        }
+    )
+    message = Message.model_validate(
+        {
+            "id": "m",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5-20250929",
+            "content": [],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": mtok, "output_tokens": mtok},
+        }
+    )
+    tracker = llmcost.CostTracker()
+    for response in (chat, message):
+        llmcost.track_cost(tracker=tracker)(lambda response=response: response)()
+    gpt, claude = tracker.entries()
+    assert (gpt.amount, gpt.pricing, gpt.canonical_model) == (Decimal(5), "user", "gpt-4o")
+    assert (claude.amount, claude.pricing, claude.canonical_model) == (Decimal(6), "user", "claude-sonnet-4-5")
+    # The budget's estimate of the request (model="gpt-4o") is at the same price as the call it settles.
+    estimate = llmcost.estimate_cost("gpt-4o", [{"role": "user", "content": "hi"}], output_tokens=mtok)
+    assert Decimal(4) < estimate.amount < Decimal("4.001")
+
+
 def test_load_prices_toml_and_json(tmp_path):
     toml = tmp_path / "p.toml"
     toml.write_text(

@@ -189,12 +189,12 @@ def test_prices_by_time_of_day_that_also_change_by_date(clock: Clock) -> None:
 
 
 def test_a_price_that_changed_and_changed_back_prices_each_call_at_its_own(clock: Clock, tmp_path: Path) -> None:
-    # google/gemini-3.8-flash: $0.75/M input, $0.825/M from 2026-10-19, $0.75/M again from 2026-11-03. The first
-    # and last calls' days agree; the one between does not.
+    # OpenRouter's google/gemini-3.8-flash: $0.75/M input, $0.825/M from 2026-10-19, $0.75/M again from 2026-11-03.
+    # The first and last calls' days agree; the one between does not.
     with CostTracker(DuckDBStore(tmp_path / "aba.duckdb"), clock=clock) as tracker:
         for day in ("2026-10-10", "2026-10-25", "2026-11-10"):
             clock.now = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
-            tracker.record(model="google/gemini-3.8-flash", input_tokens=1_000_000)
+            tracker.record(model="google/gemini-3.8-flash", provider="openrouter", input_tokens=1_000_000)
         frame = analytics.reprice(tracker)
     # 0.75 + 0.825 + 0.75 = 2.325, recorded and repriced
     assert frame[["calls", "recorded", "repriced", "delta"]].iloc[0].tolist() == [3, D("2.325"), D("2.325"), 0]
