@@ -32,6 +32,12 @@ def capture_costs(*, clock: Callable[[], datetime] | None = None, **kwargs: Any)
 
     ``clock`` and other ``kwargs`` go to ``CostTracker``. The tracker is yielded, so the test can read
     ``entries()`` and ``summary()``.
+
+    >>> from llmcost.testing import capture_costs
+    >>> with capture_costs() as costs:
+    ...     _ = llmcost.get_tracker().record(model="gpt-4o", input_tokens=1000, output_tokens=100)
+    >>> costs.summary().total
+    Decimal('0.0035')
     """
     tracker = CostTracker(None, clock=clock, **kwargs)
     previous = swap_default(tracker)

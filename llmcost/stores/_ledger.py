@@ -186,7 +186,15 @@ class BudgetScope:
 
 @attrs.frozen
 class Standing:
-    """Where a scope stands: ``spent`` (recorded plus settled) and ``reserved`` (open reservations, every process)."""
+    """Where a scope stands: ``spent`` (recorded plus settled) and ``reserved`` (open reservations, every process).
+
+    >>> from llmcost.stores import BudgetScope, MemoryStore
+    >>> store = MemoryStore()
+    >>> store.reserve(BudgetScope("team"), Decimal("0.25"), limit=Decimal("1")).granted
+    True
+    >>> store.standing(BudgetScope("team"))
+    Standing(spent=Decimal('0'), reserved=Decimal('0.25'))
+    """
 
     spent: Decimal
     reserved: Decimal
@@ -197,6 +205,14 @@ class Reservation:
     """The answer to ``reserve``: ``granted`` or not, with the scope's standing *before* it.
 
     ``id`` identifies a granted reservation of a non-zero amount in the ledger (``None`` otherwise).
+
+    >>> from llmcost.stores import BudgetScope, MemoryStore
+    >>> store = MemoryStore()
+    >>> first = store.reserve(BudgetScope("team"), Decimal("0.75"), limit=Decimal("1"))
+    >>> first.granted, first.spent, first.reserved
+    (True, Decimal('0'), Decimal('0'))
+    >>> store.reserve(BudgetScope("team"), Decimal("0.5"), limit=Decimal("1")).granted  # 0.75 + 0.5 > 1
+    False
     """
 
     scope: str
@@ -321,6 +337,16 @@ class Ledger(abc.ABC):
     amount of an entry; ``release`` drops a reservation (the call failed or recorded nothing that counts);
     ``acknowledge`` is told which entries the store now holds; ``standing`` reads a scope; ``settle_batch`` settles
     many calls and renews (or releases) a lease, in one step.
+
+    Each store has one (``CostStore.ledger()``): budgets reach it through the store's ``reserve``, ``settle`` and
+    ``release``.
+
+    >>> from llmcost.stores import BudgetScope, MemoryStore
+    >>> store = MemoryStore()
+    >>> held = store.reserve(BudgetScope("team"), Decimal("0.5"), limit=Decimal("1"))
+    >>> after = store.settle(BudgetScope("team"), Decimal("0.3"), reservation=held)  # the call cost 0.3
+    >>> after.spent, after.reserved == 0
+    (Decimal('0.3'), True)
     """
 
     #: Whether budgets lease headroom from this ledger (``settle_batch``) rather than reserve call by call: worth it
