@@ -152,6 +152,24 @@ class _Engine:
         self.tracker = tracker
         self.service_tier = service_tier
 
+    def call_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FrozenTags:
+        """The tags of a call with a ``tags=`` callable: what it returns for the call's arguments. One that raises or
+        returns what is no tags (a value that is not a str: ``None`` for an argument not given) is logged once and
+        the call tracked with the static tags (none), so it is still recorded and checked against budgets."""
+        tags_fn = self.tags_fn
+        if tags_fn is None:
+            return self.static_tags
+        try:
+            return to_tags(tags_fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+            log_once(
+                ("tags", self.name, type(exc)),
+                "llmcost: the tags= callable of %s failed (%r); its calls are tracked without those tags",
+                self.name,
+                exc,
+            )
+            return self.static_tags
+
     # -- before the call ------------------------------------------------------------------------------------------
     def begin(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], known: tuple[CostTracker, FrozenTags] | None = None
@@ -166,14 +184,14 @@ class _Engine:
             if known is not None:
                 tracker, call_tags = known
             else:
-                try:
-                    if tracker is None:
+                if tracker is None:
+                    try:
                         tracker = get_tracker()
-                    if self.tags_fn is not None:
-                        call_tags = to_tags(self.tags_fn(*args, **kwargs))
-                except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
-                    log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
-                    return None
+                    except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                        log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
+                        return None
+                if self.tags_fn is not None:
+                    call_tags = self.call_tags(args, kwargs)
         guards = tracker.guards()
         entered = active_guards()
         if not guards and not entered:
@@ -842,7 +860,7 @@ def recorder(
         try:
             call_tags = engine.static_tags
             if engine.tags_fn is not None:
-                call_tags = to_tags(engine.tags_fn(*args, **(kwargs or {})))
+                call_tags = engine.call_tags(args, kwargs or {})
             call: _Call = (engine.tracker or get_tracker(), call_tags, [], _perf_counter(), None, None, None)
             return engine._record(call, result, None, latency_ms)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call

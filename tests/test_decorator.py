@@ -66,6 +66,26 @@ def test_tags_callable_gets_the_call_arguments(tracker):
     assert tracker.entries()[0].tags == {"user": "ann", "mode": "fast"}
 
 
+@pytest.mark.parametrize(
+    "tags", [lambda user: {"user": user}, lambda user: {"team": {}[user]}], ids=["not-a-str", "raises"]
+)
+def test_a_failing_tags_callable_is_logged_once_and_the_call_recorded_and_checked(tracker, caplog, tags):
+    # A tags= callable that fails (a value that is not a str, a lookup that raises) is the user's code failing
+    # inside tracking: logged once, and the call recorded and budget-checked as usual, without those tags.
+    @track_cost(tracker=tracker, tags=tags, estimate=GPT4O_100_20)
+    def ask(user):
+        return chat()
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"), llmcost.budget(GPT4O_100_20 * 2, tracker=tracker) as b:
+        ask(42)
+        ask(42)
+        with pytest.raises(llmcost.BudgetExceeded):
+            ask(42)
+    assert b.spent == GPT4O_100_20 * 2
+    assert [dict(e.tags) for e in tracker.entries()] == [{}, {}]
+    assert sum("tags= callable" in r.getMessage() for r in caplog.records) == 1  # once per cause
+
+
 def test_usage_callable_and_model_override(tracker):
     @track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: Usage(input_tokens=r["n"]))
     def ask():
