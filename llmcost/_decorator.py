@@ -3,7 +3,6 @@ at decoration time. SDK stream objects returned by the wrapped function are hook
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import inspect
@@ -38,7 +37,7 @@ from ._entry import (
     to_tags,
 )
 from ._errors import BudgetExceeded
-from ._estimate import request_estimate_atto
+from ._estimate import request_estimate, request_estimate_atto
 from ._extract import (
     Extracted,
     StreamAccumulator,
@@ -47,7 +46,7 @@ from ._extract import (
     is_stream_manager,
     may_be_stream,
 )
-from ._money import EXACT_DIGITS, atto_of, to_money, wide_context
+from ._money import EXACT_DIGITS, ZERO, atto_of, to_money, wide_context
 from ._streams import ManagerProxy, hook_raw_response, hook_stream, read_later
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
@@ -59,6 +58,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 TagsArg = Mapping[str, str] | Callable[..., Mapping[str, str]] | None
 UsageArg = Callable[[Any], Usage | None] | None
+
+
+def to_estimate(value: Any) -> Decimal:
+    """A fixed ``estimate=`` (a Decimal, number, numeric string or ``Estimate``) as budgets reserve it; a value that
+    is no finite amount, or is negative, raises ``TypeError``/``ValueError`` naming ``estimate`` and the value (a
+    bad estimate would turn budgets off, and a negative one would make room for other calls)."""
+    amount = to_money(getattr(value, "amount", value), "estimate")
+    if amount < 0:
+        raise ValueError(f"estimate must be >= 0, got {value!r}")
+    return amount
 
 
 _perf_counter = time.perf_counter
@@ -141,14 +150,12 @@ class _Engine:
             self.tags_fn = None
         self.usage_fn = usage
         self.estimate = estimate
-        # A fixed Decimal estimate, checked once here as ``estimate_call`` would check it on every call (if it does
-        # not pass, every call's estimate fails as before).
+        # A fixed estimate (not a callable), found once here: budgets reserve it for every call.
         self.fixed_estimate: Decimal | None = None
         self.fixed_atto: int | None = None  # (the same in 10**-18 units: what block budgets count)
-        if type(estimate) is Decimal:
-            with contextlib.suppress(TypeError, ValueError):
-                self.fixed_estimate = to_money(estimate, "estimate")
-                self.fixed_atto = atto_of(self.fixed_estimate)
+        if estimate is not None and not callable(estimate):
+            self.fixed_estimate = to_estimate(estimate)
+            self.fixed_atto = atto_of(self.fixed_estimate)
         self.tracker = tracker
         self.service_tier = service_tier
 
@@ -169,6 +176,32 @@ class _Engine:
                 exc,
             )
             return self.static_tags
+
+    def estimate_of(self, tracker: CostTracker, /, *args: Any, **kwargs: Any) -> Decimal:
+        """What the ``estimate=`` callable says a call with these arguments will cost (the call's ``PendingCall``
+        asks it once, when a budget checks the call). ``None`` says it does not know: the call is checked as with no
+        ``estimate=``, from its request arguments, else recent calls, else nothing known (0: only an exhausted
+        budget refuses it). One that raises, or returns no amount (not a finite number, or a negative one), is
+        logged once and the call checked so too: a failing estimate never lets a call past a budget unchecked, nor
+        makes room for others (a negative reservation would)."""
+        try:
+            value = self.estimate(*args, **kwargs)
+            if value is not None:
+                amount = to_money(getattr(value, "amount", value), "estimate")  # (an ``Estimate``: its amount)
+                if amount >= 0:
+                    return amount
+                raise ValueError(f"estimate must be >= 0, got {value!r}")
+        except Exception as exc:  # noqa: BLE001 - the user's code failing inside tracking: the call goes on
+            log_once(
+                ("estimate", self.name, type(exc)),
+                "llmcost: the estimate= callable of %s failed (%r); its calls are checked as with no estimate",
+                self.name,
+                exc,
+            )
+        found = request_estimate(kwargs, self.model) if kwargs else None
+        if found is None:
+            found = tracker.recent_cost(self.resource, self.model)
+        return ZERO if found is None else found
 
     # -- before the call ------------------------------------------------------------------------------------------
     def begin(
@@ -342,9 +375,7 @@ class _Engine:
             intern_tags({**context, **call_tags}) if call_tags is not EMPTY_TAGS and call_tags else context,
             args,
             kwargs,
-            self.estimate,
-            self.fixed_estimate,  # the estimate, when known already
-            self.fixed_estimate is not None,
+            functools.partial(self.estimate_of, tracker),  # (a fixed estimate took a shorter path above)
         )
         reservations = []
         for guard in guards:
@@ -757,7 +788,9 @@ def track_cost(
     - ``resource``: default the function's ``__qualname__``.
     - ``tags``: a dict, or ``callable(*args, **kwargs) -> dict`` evaluated per call.
     - ``usage``: ``callable(result) -> Usage`` that overrides extraction (for generators it gets the chunk list).
-    - ``estimate``: expected cost (Decimal, number, ``Estimate``, or ``callable(*args, **kwargs)``) for budgets.
+    - ``estimate``: expected cost (Decimal, number, ``Estimate``, or ``callable(*args, **kwargs)``) for budgets,
+      never negative. A bad fixed value raises here; a callable that fails for a call is logged, and the call is
+      checked as with no ``estimate``.
     - ``tracker``: default ``llmcost.get_tracker()`` at call time.
     - ``provider``: who bills the calls (``"groq"``, ``"openrouter"``...), when the result does not say; an SDK
       stream tells it by the host it came from.
@@ -788,6 +821,8 @@ def track_cost(
         raise TypeError(f"provider must be a str or None, got {provider!r}")
     if tracker is not None and not isinstance(tracker, CostTracker):
         raise TypeError(f"tracker must be a CostTracker, got {tracker!r}")
+    if estimate is not None and not callable(estimate):
+        to_estimate(estimate)
     tier = to_service_tier(service_tier)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -293,6 +293,87 @@ def test_bad_decorator_arguments_fail_at_decoration(bad):
         track_cost(**bad)
 
 
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ("abc", ValueError),
+        ("1,50", ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (Decimal("-inf"), ValueError),
+        (-5, ValueError),
+        ("-0.01", ValueError),
+        (llmcost.Estimate(10, 10, Decimal("-1")), ValueError),
+        (True, TypeError),
+        (object(), TypeError),
+    ],
+)
+def test_a_bad_fixed_estimate_fails_at_decoration_naming_it(bad, error):
+    # A bad estimate would turn budgets off for the function (its calls let through), a negative one make room for
+    # other calls: both are refused where they are given, naming the field and the value.
+    with pytest.raises(error, match="estimate") as raised:
+        track_cost(estimate=bad)
+    assert repr(getattr(bad, "amount", bad)) in str(raised.value) or repr(bad) in str(raised.value)
+
+
+@pytest.mark.parametrize("good", ["0.25", 0.25, 0, Decimal("0.25"), llmcost.Estimate(1, 1, Decimal("0.25"))])
+def test_a_fixed_estimate_is_reserved_as_given(tracker, good):
+    @track_cost(tracker=tracker, estimate=good)
+    def ask():
+        return chat()
+
+    with llmcost.budget("0.2", tracker=tracker):
+        if good:
+            with pytest.raises(llmcost.BudgetExceeded) as refused:
+                ask()
+            assert refused.value.requested == Decimal("0.25")
+        else:
+            ask()
+
+
+@pytest.mark.parametrize(
+    ("estimate", "logged"),
+    [
+        (lambda: 1 / 0, 1),
+        (lambda: "abc", 1),
+        (lambda: Decimal("-5"), 1),
+        (lambda: llmcost.Estimate(1, 1, Decimal("-1")), 1),
+        (lambda: None, 0),  # says "not known": nothing to log
+    ],
+    ids=["raises", "not-a-number", "negative", "negative-estimate", "none"],
+)
+def test_a_callable_estimate_that_fails_leaves_the_call_checked_as_with_no_estimate(tracker, caplog, estimate, logged):
+    # It must neither let the call past the budget unchecked nor reserve negative room: the call is estimated as
+    # with no estimate= (its request arguments, else the mean of recent calls, else nothing known).
+    @track_cost(tracker=tracker, estimate=estimate)
+    def ask():
+        return chat()
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        with llmcost.budget(GPT4O_100_20 * 3 / 2, tracker=tracker) as b:
+            ask()  # nothing known yet: nothing reserved, and it fits
+            with pytest.raises(llmcost.BudgetExceeded) as refused:
+                ask()  # the mean of recent calls does not fit what remains
+        assert refused.value.requested == GPT4O_100_20 and b.spent == GPT4O_100_20
+        with llmcost.budget(GPT4O_100_20 * 3, tracker=tracker) as b:
+            ask()
+            ask()
+            assert b.reserved == 0 and b.spent == GPT4O_100_20 * 2
+    assert sum("estimate= callable" in r.getMessage() for r in caplog.records) == logged  # once per cause
+
+
+def test_a_callable_estimate_that_fails_falls_back_to_the_request_arguments(tracker):
+    @track_cost(tracker=tracker, estimate=lambda **request: 1 / 0)
+    def ask(**request):
+        return chat()
+
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "word " * 20_000}], "max_tokens": 10}
+    with llmcost.budget("0.01", tracker=tracker), pytest.raises(llmcost.BudgetExceeded) as refused:
+        ask(**request)
+    assert refused.value.requested == llmcost.estimate_cost("gpt-4o", request["messages"], output_tokens=10).amount
+    assert tracker.entries() == []
+
+
 # -- real OpenAI client, canned HTTP ----------------------------------------------------------------------------------
 def sse(events):
     return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"

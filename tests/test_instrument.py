@@ -622,6 +622,8 @@ def test_bad_options_fail_before_anything_is_patched(server):
     client = make("openai", server)
     with pytest.raises(TypeError):
         llmcost.instrument(client, model=3)
+    with pytest.raises(ValueError, match="estimate must be >= 0, got '-5'"):
+        llmcost.instrument(client, estimate="-5")
     assert "create" not in vars(client.chat.completions)
 
 
