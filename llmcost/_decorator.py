@@ -8,7 +8,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from decimal import Decimal, getcontext
 from typing import Any, TypeVar, overload
 
@@ -690,19 +690,45 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
     return wrapper
 
 
-def _wrap_generator(func: Callable[..., Iterator[Any]], engine: _Engine) -> Callable[..., Iterator[Any]]:
+def _wrap_generator(
+    func: Callable[..., Generator[Any, Any, Any]], engine: _Engine
+) -> Callable[..., Generator[Any, Any, Any]]:
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         call = engine.begin(args, kwargs)
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
         try:
-            for chunk in func(*args, **kwargs):
-                acc.add(chunk)
-                if keep:
-                    chunks.append(chunk)
-                yield chunk
+            # ``yield from func(...)`` written out (PEP 380), to see each item as it passes: what the consumer sends
+            # or throws reaches the user's generator, and its return value is the wrapper's.
+            gen = func(*args, **kwargs)
+            try:
+                chunk = next(gen)
+            except StopIteration as stop:
+                value = stop.value
+            else:
+                while True:
+                    acc.add(chunk)
+                    if keep:
+                        chunks.append(chunk)
+                    try:
+                        sent = yield chunk
+                    except GeneratorExit:
+                        gen.close()
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - thrown in: the user's generator decides
+                        try:
+                            chunk = gen.throw(exc)
+                        except StopIteration as stop:
+                            value = stop.value
+                            break
+                    else:
+                        try:
+                            chunk = gen.send(sent)
+                        except StopIteration as stop:
+                            value = stop.value
+                            break
         except GeneratorExit:
             engine.finish(call, chunks, acc.result())
             raise
@@ -710,25 +736,47 @@ def _wrap_generator(func: Callable[..., Iterator[Any]], engine: _Engine) -> Call
             engine.fail(call)
             raise
         engine.finish(call, chunks, acc.result())
+        return value
 
     return wrapper
 
 
 def _wrap_async_generator(
-    func: Callable[..., AsyncIterator[Any]], engine: _Engine
-) -> Callable[..., AsyncIterator[Any]]:
+    func: Callable[..., AsyncGenerator[Any, Any]], engine: _Engine
+) -> Callable[..., AsyncGenerator[Any, Any]]:
     @functools.wraps(func)
-    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         call = engine.begin(args, kwargs)
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
         try:
-            async for chunk in func(*args, **kwargs):
-                acc.add(chunk)
-                if keep:
-                    chunks.append(chunk)
-                yield chunk
+            # As ``_wrap_generator`` delegates: ``asend``/``athrow``/``aclose`` reach the user's async generator.
+            gen = func(*args, **kwargs)
+            try:
+                chunk = await gen.__anext__()
+            except StopAsyncIteration:
+                pass
+            else:
+                while True:
+                    acc.add(chunk)
+                    if keep:
+                        chunks.append(chunk)
+                    try:
+                        sent = yield chunk
+                    except GeneratorExit:
+                        await gen.aclose()
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - thrown in: the user's generator decides
+                        try:
+                            chunk = await gen.athrow(exc)
+                        except StopAsyncIteration:
+                            break
+                    else:
+                        try:
+                            chunk = await gen.asend(sent)
+                        except StopAsyncIteration:
+                            break
         except GeneratorExit:
             engine.finish(call, chunks, acc.result())
             raise

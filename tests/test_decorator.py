@@ -256,6 +256,67 @@ def test_async_generators(tracker):
     assert tracker.entries()[0].usage.output_tokens == 3
 
 
+MESSAGE_START = {
+    "type": "message_start",
+    "message": {"model": "claude-3-5-sonnet-20241022", "usage": {"input_tokens": 1100, "output_tokens": 1}},
+}
+
+
+def test_a_generator_keeps_the_generator_protocol(tracker):
+    # Tracking changes nothing the user's code computes: send() reaches the generator, throw() is its to handle,
+    # and its return value is what ``yield from`` gets.
+    first = chat()
+
+    def talk():
+        reply = yield first
+        try:
+            yield f"got {reply}"
+        except KeyError as exc:
+            yield f"caught {exc.args[0]}"
+        return "summary"
+
+    tracked = track_cost(tracker=tracker)(talk)
+    for make in (talk, tracked):
+        gen = make()
+        assert next(gen) is first
+        assert gen.send("hello") == "got hello"
+        assert gen.throw(KeyError("k")) == "caught k"
+        with pytest.raises(StopIteration) as stop:
+            next(gen)
+        assert stop.value.value == "summary"
+
+    def caller():
+        return (yield from tracked())
+
+    out = caller()
+    assert next(out) is first and out.send("hi") == "got hi"
+    with pytest.raises(StopIteration) as stop:
+        next(out)
+    assert stop.value.value == "summary"
+    assert [e.amount for e in tracker.entries()] == [GPT4O_100_20, GPT4O_100_20]
+
+
+def test_an_async_generator_keeps_the_async_generator_protocol(tracker):
+    async def talk():
+        reply = yield MESSAGE_START
+        try:
+            yield f"got {reply}"
+        except KeyError as exc:
+            yield f"caught {exc.args[0]}"
+        yield {"type": "message_delta", "usage": {"output_tokens": 40}}
+
+    async def run(gen):
+        got = [await gen.__anext__(), await gen.asend("hello"), await gen.athrow(KeyError("k")), await gen.__anext__()]
+        with pytest.raises(StopAsyncIteration):
+            await gen.__anext__()
+        return got
+
+    assert asyncio.run(run(track_cost(tracker=tracker)(talk)())) == asyncio.run(run(talk()))
+    assert asyncio.run(run(talk()))[1:3] == ["got hello", "caught k"]
+    (e,) = tracker.entries()
+    assert e.usage == Usage(input_tokens=1100, output_tokens=40)
+
+
 def test_set_active_false_turns_tracking_off(tracker):
     @track_cost(tracker=tracker)
     def ask():
