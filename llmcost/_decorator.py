@@ -7,6 +7,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import sys
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from decimal import Decimal, getcontext
@@ -690,6 +691,14 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
     return wrapper
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is asyncio's ``CancelledError``: the task running an async generator was cancelled. (asyncio
+    is looked up, not imported: code that runs an async generator has imported it, and ``import llmcost`` does
+    not.)"""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
 def _wrap_generator(
     func: Callable[..., Generator[Any, Any, Any]], engine: _Engine
 ) -> Callable[..., Generator[Any, Any, Any]]:
@@ -780,8 +789,13 @@ def _wrap_async_generator(
         except GeneratorExit:
             engine.finish(call, chunks, acc.result())
             raise
-        except BaseException:
-            engine.fail(call)
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                # Cancelled mid-stream (a timeout): the request was made, so what it reported so far is recorded, as
+                # when the generator is closed there, or a hooked SDK stream is.
+                engine.finish(call, chunks, acc.result())
+            else:
+                engine.fail(call)
             raise
         engine.finish(call, chunks, acc.result())
 

@@ -262,6 +262,37 @@ MESSAGE_START = {
 }
 
 
+def test_an_async_generator_cancelled_mid_stream_records_the_usage_seen(tracker):
+    # A consumer's timeout cancels the task while the generator waits for its next event: the request was made and
+    # its input counted, so the entry is recorded (as when the generator is closed there) and the reservation settled.
+    @track_cost(tracker=tracker, estimate="0.01")
+    async def stream(never):
+        yield MESSAGE_START
+        await never.wait()  # the next event never comes
+        yield {"type": "message_delta", "usage": {"output_tokens": 40}}
+
+    async def main():
+        never, seen = asyncio.Event(), []
+
+        async def consume():
+            async for event in stream(never):
+                seen.append(event)
+
+        with llmcost.budget("1", tracker=tracker) as b:
+            task = asyncio.create_task(consume())
+            while not seen:
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        return b
+
+    b = asyncio.run(main())
+    (e,) = tracker.entries()
+    assert e.usage == Usage(input_tokens=1100, output_tokens=1)
+    assert b.reserved == 0 and b.spent == e.amount
+
+
 def test_a_generator_keeps_the_generator_protocol(tracker):
     # Tracking changes nothing the user's code computes: send() reaches the generator, throw() is its to handle,
     # and its return value is what ``yield from`` gets.
