@@ -3,13 +3,13 @@ at decoration time. SDK stream objects returned by the wrapped function are hook
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import inspect
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from decimal import Decimal, getcontext
 from typing import Any, TypeVar, overload
 
@@ -38,7 +38,7 @@ from ._entry import (
     to_tags,
 )
 from ._errors import BudgetExceeded
-from ._estimate import request_estimate_atto
+from ._estimate import request_estimate, request_estimate_atto
 from ._extract import (
     Extracted,
     StreamAccumulator,
@@ -47,7 +47,7 @@ from ._extract import (
     is_stream_manager,
     may_be_stream,
 )
-from ._money import EXACT_DIGITS, atto_of, to_money, wide_context
+from ._money import EXACT_DIGITS, ZERO, atto_of, to_money, wide_context
 from ._streams import ManagerProxy, hook_raw_response, hook_stream, read_later
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
@@ -59,6 +59,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 TagsArg = Mapping[str, str] | Callable[..., Mapping[str, str]] | None
 UsageArg = Callable[[Any], Usage | None] | None
+
+
+def to_estimate(value: Any) -> Decimal:
+    """A fixed ``estimate=`` (a Decimal, number, numeric string or ``Estimate``) as budgets reserve it; a value that
+    is no finite amount, or is negative, raises ``TypeError``/``ValueError`` naming ``estimate`` and the value (a
+    bad estimate would turn budgets off, and a negative one would make room for other calls)."""
+    amount = to_money(getattr(value, "amount", value), "estimate")
+    if amount < 0:
+        raise ValueError(f"estimate must be >= 0, got {value!r}")
+    return amount
 
 
 _perf_counter = time.perf_counter
@@ -141,16 +151,58 @@ class _Engine:
             self.tags_fn = None
         self.usage_fn = usage
         self.estimate = estimate
-        # A fixed Decimal estimate, checked once here as ``estimate_call`` would check it on every call (if it does
-        # not pass, every call's estimate fails as before).
+        # A fixed estimate (not a callable), found once here: budgets reserve it for every call.
         self.fixed_estimate: Decimal | None = None
         self.fixed_atto: int | None = None  # (the same in 10**-18 units: what block budgets count)
-        if type(estimate) is Decimal:
-            with contextlib.suppress(TypeError, ValueError):
-                self.fixed_estimate = to_money(estimate, "estimate")
-                self.fixed_atto = atto_of(self.fixed_estimate)
+        if estimate is not None and not callable(estimate):
+            self.fixed_estimate = to_estimate(estimate)
+            self.fixed_atto = atto_of(self.fixed_estimate)
         self.tracker = tracker
         self.service_tier = service_tier
+
+    def call_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FrozenTags:
+        """The tags of a call with a ``tags=`` callable: what it returns for the call's arguments. One that raises or
+        returns what is no tags (a value that is not a str: ``None`` for an argument not given) is logged once and
+        the call tracked with the static tags (none), so it is still recorded and checked against budgets."""
+        tags_fn = self.tags_fn
+        if tags_fn is None:
+            return self.static_tags
+        try:
+            return to_tags(tags_fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+            log_once(
+                ("tags", self.name, type(exc)),
+                "llmcost: the tags= callable of %s failed (%r); its calls are tracked without those tags",
+                self.name,
+                exc,
+            )
+            return self.static_tags
+
+    def estimate_of(self, tracker: CostTracker, /, *args: Any, **kwargs: Any) -> Decimal:
+        """What the ``estimate=`` callable says a call with these arguments will cost (the call's ``PendingCall``
+        asks it once, when a budget checks the call). ``None`` says it does not know: the call is checked as with no
+        ``estimate=``, from its request arguments, else recent calls, else nothing known (0: only an exhausted
+        budget refuses it). One that raises, or returns no amount (not a finite number, or a negative one), is
+        logged once and the call checked so too: a failing estimate never lets a call past a budget unchecked, nor
+        makes room for others (a negative reservation would)."""
+        try:
+            value = self.estimate(*args, **kwargs)
+            if value is not None:
+                amount = to_money(getattr(value, "amount", value), "estimate")  # (an ``Estimate``: its amount)
+                if amount >= 0:
+                    return amount
+                raise ValueError(f"estimate must be >= 0, got {value!r}")
+        except Exception as exc:  # noqa: BLE001 - the user's code failing inside tracking: the call goes on
+            log_once(
+                ("estimate", self.name, type(exc)),
+                "llmcost: the estimate= callable of %s failed (%r); its calls are checked as with no estimate",
+                self.name,
+                exc,
+            )
+        found = request_estimate(kwargs, self.model) if kwargs else None
+        if found is None:
+            found = tracker.recent_cost(self.resource, self.model)
+        return ZERO if found is None else found
 
     # -- before the call ------------------------------------------------------------------------------------------
     def begin(
@@ -166,14 +218,14 @@ class _Engine:
             if known is not None:
                 tracker, call_tags = known
             else:
-                try:
-                    if tracker is None:
+                if tracker is None:
+                    try:
                         tracker = get_tracker()
-                    if self.tags_fn is not None:
-                        call_tags = to_tags(self.tags_fn(*args, **kwargs))
-                except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
-                    log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
-                    return None
+                    except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                        log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
+                        return None
+                if self.tags_fn is not None:
+                    call_tags = self.call_tags(args, kwargs)
         guards = tracker.guards()
         entered = active_guards()
         if not guards and not entered:
@@ -324,9 +376,7 @@ class _Engine:
             intern_tags({**context, **call_tags}) if call_tags is not EMPTY_TAGS and call_tags else context,
             args,
             kwargs,
-            self.estimate,
-            self.fixed_estimate,  # the estimate, when known already
-            self.fixed_estimate is not None,
+            functools.partial(self.estimate_of, tracker),  # (a fixed estimate took a shorter path above)
         )
         reservations = []
         for guard in guards:
@@ -641,19 +691,53 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
     return wrapper
 
 
-def _wrap_generator(func: Callable[..., Iterator[Any]], engine: _Engine) -> Callable[..., Iterator[Any]]:
+def _is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is asyncio's ``CancelledError``: the task running an async generator was cancelled. (asyncio
+    is looked up, not imported: code that runs an async generator has imported it, and ``import llmcost`` does
+    not.)"""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
+def _wrap_generator(
+    func: Callable[..., Generator[Any, Any, Any]], engine: _Engine
+) -> Callable[..., Generator[Any, Any, Any]]:
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         call = engine.begin(args, kwargs)
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
         try:
-            for chunk in func(*args, **kwargs):
-                acc.add(chunk)
-                if keep:
-                    chunks.append(chunk)
-                yield chunk
+            # ``yield from func(...)`` written out (PEP 380), to see each item as it passes: what the consumer sends
+            # or throws reaches the user's generator, and its return value is the wrapper's.
+            gen = func(*args, **kwargs)
+            try:
+                chunk = next(gen)
+            except StopIteration as stop:
+                value = stop.value
+            else:
+                while True:
+                    acc.add(chunk)
+                    if keep:
+                        chunks.append(chunk)
+                    try:
+                        sent = yield chunk
+                    except GeneratorExit:
+                        gen.close()
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - thrown in: the user's generator decides
+                        try:
+                            chunk = gen.throw(exc)
+                        except StopIteration as stop:
+                            value = stop.value
+                            break
+                    else:
+                        try:
+                            chunk = gen.send(sent)
+                        except StopIteration as stop:
+                            value = stop.value
+                            break
         except GeneratorExit:
             engine.finish(call, chunks, acc.result())
             raise
@@ -661,30 +745,57 @@ def _wrap_generator(func: Callable[..., Iterator[Any]], engine: _Engine) -> Call
             engine.fail(call)
             raise
         engine.finish(call, chunks, acc.result())
+        return value
 
     return wrapper
 
 
 def _wrap_async_generator(
-    func: Callable[..., AsyncIterator[Any]], engine: _Engine
-) -> Callable[..., AsyncIterator[Any]]:
+    func: Callable[..., AsyncGenerator[Any, Any]], engine: _Engine
+) -> Callable[..., AsyncGenerator[Any, Any]]:
     @functools.wraps(func)
-    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         call = engine.begin(args, kwargs)
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
         try:
-            async for chunk in func(*args, **kwargs):
-                acc.add(chunk)
-                if keep:
-                    chunks.append(chunk)
-                yield chunk
+            # As ``_wrap_generator`` delegates: ``asend``/``athrow``/``aclose`` reach the user's async generator.
+            gen = func(*args, **kwargs)
+            try:
+                chunk = await gen.__anext__()
+            except StopAsyncIteration:
+                pass
+            else:
+                while True:
+                    acc.add(chunk)
+                    if keep:
+                        chunks.append(chunk)
+                    try:
+                        sent = yield chunk
+                    except GeneratorExit:
+                        await gen.aclose()
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - thrown in: the user's generator decides
+                        try:
+                            chunk = await gen.athrow(exc)
+                        except StopAsyncIteration:
+                            break
+                    else:
+                        try:
+                            chunk = await gen.asend(sent)
+                        except StopAsyncIteration:
+                            break
         except GeneratorExit:
             engine.finish(call, chunks, acc.result())
             raise
-        except BaseException:
-            engine.fail(call)
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                # Cancelled mid-stream (a timeout): the request was made, so what it reported so far is recorded, as
+                # when the generator is closed there, or a hooked SDK stream is.
+                engine.finish(call, chunks, acc.result())
+            else:
+                engine.fail(call)
             raise
         engine.finish(call, chunks, acc.result())
 
@@ -739,7 +850,9 @@ def track_cost(
     - ``resource``: default the function's ``__qualname__``.
     - ``tags``: a dict, or ``callable(*args, **kwargs) -> dict`` evaluated per call.
     - ``usage``: ``callable(result) -> Usage`` that overrides extraction (for generators it gets the chunk list).
-    - ``estimate``: expected cost (Decimal, number, ``Estimate``, or ``callable(*args, **kwargs)``) for budgets.
+    - ``estimate``: expected cost (Decimal, number, ``Estimate``, or ``callable(*args, **kwargs)``) for budgets,
+      never negative. A bad fixed value raises here; a callable that fails for a call is logged, and the call is
+      checked as with no ``estimate``.
     - ``tracker``: default ``llmcost.get_tracker()`` at call time.
     - ``provider``: who bills the calls (``"groq"``, ``"openrouter"``...), when the result does not say; an SDK
       stream tells it by the host it came from.
@@ -770,6 +883,8 @@ def track_cost(
         raise TypeError(f"provider must be a str or None, got {provider!r}")
     if tracker is not None and not isinstance(tracker, CostTracker):
         raise TypeError(f"tracker must be a CostTracker, got {tracker!r}")
+    if estimate is not None and not callable(estimate):
+        to_estimate(estimate)
     tier = to_service_tier(service_tier)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -842,7 +957,7 @@ def recorder(
         try:
             call_tags = engine.static_tags
             if engine.tags_fn is not None:
-                call_tags = to_tags(engine.tags_fn(*args, **(kwargs or {})))
+                call_tags = engine.call_tags(args, kwargs or {})
             call: _Call = (engine.tracker or get_tracker(), call_tags, [], _perf_counter(), None, None, None)
             return engine._record(call, result, None, latency_ms)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call

@@ -1779,15 +1779,22 @@ def _response_id(chunk: Any) -> str | None:
 
 
 #: Objects that are a whole response, never a piece of a stream (their ``object``/``type`` field, LangChain class).
-_COMPLETE = frozenset({"chat.completion", "response", "message", "text_completion"})
+_COMPLETE = frozenset({"chat.completion", "response", "message"})
 
 
-def _is_complete(chunk: Any) -> bool:
+def _is_complete(chunk: Any, response_id: str | None) -> bool:
+    """Whether ``chunk`` is a whole response (``response_id``: its id, or ``None``)."""
     kind = _get(chunk, "object")
     if kind is None:
         kind = _get(chunk, "type")
-    if isinstance(kind, str) and kind in _COMPLETE:
-        return True
+    if isinstance(kind, str):
+        if kind in _COMPLETE:
+            return True
+        if kind == "text_completion":
+            # The legacy completions API names a whole response and each chunk of its stream alike; chunks share
+            # their response's id, and a host may report cumulative usage on each (vLLM's continuous usage stats):
+            # one with the open response's id is a piece of it (a new id closes it anyway, as for chat chunks).
+            return response_id is None
     return type(chunk).__name__ == "AIMessage"
 
 
@@ -1851,7 +1858,7 @@ class StreamAccumulator:
             return
         response_id = _response_id(chunk)
         if (response_id is not None and self._id is not None and response_id != self._id) or (
-            self._open and _is_complete(chunk)
+            self._open and _is_complete(chunk, response_id)
         ):
             self._close()
         if response_id is not None:

@@ -66,6 +66,26 @@ def test_tags_callable_gets_the_call_arguments(tracker):
     assert tracker.entries()[0].tags == {"user": "ann", "mode": "fast"}
 
 
+@pytest.mark.parametrize(
+    "tags", [lambda user: {"user": user}, lambda user: {"team": {}[user]}], ids=["not-a-str", "raises"]
+)
+def test_a_failing_tags_callable_is_logged_once_and_the_call_recorded_and_checked(tracker, caplog, tags):
+    # A tags= callable that fails (a value that is not a str, a lookup that raises) is the user's code failing
+    # inside tracking: logged once, and the call recorded and budget-checked as usual, without those tags.
+    @track_cost(tracker=tracker, tags=tags, estimate=GPT4O_100_20)
+    def ask(user):
+        return chat()
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"), llmcost.budget(GPT4O_100_20 * 2, tracker=tracker) as b:
+        ask(42)
+        ask(42)
+        with pytest.raises(llmcost.BudgetExceeded):
+            ask(42)
+    assert b.spent == GPT4O_100_20 * 2
+    assert [dict(e.tags) for e in tracker.entries()] == [{}, {}]
+    assert sum("tags= callable" in r.getMessage() for r in caplog.records) == 1  # once per cause
+
+
 def test_usage_callable_and_model_override(tracker):
     @track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: Usage(input_tokens=r["n"]))
     def ask():
@@ -236,6 +256,98 @@ def test_async_generators(tracker):
     assert tracker.entries()[0].usage.output_tokens == 3
 
 
+MESSAGE_START = {
+    "type": "message_start",
+    "message": {"model": "claude-3-5-sonnet-20241022", "usage": {"input_tokens": 1100, "output_tokens": 1}},
+}
+
+
+def test_an_async_generator_cancelled_mid_stream_records_the_usage_seen(tracker):
+    # A consumer's timeout cancels the task while the generator waits for its next event: the request was made and
+    # its input counted, so the entry is recorded (as when the generator is closed there) and the reservation settled.
+    @track_cost(tracker=tracker, estimate="0.01")
+    async def stream(never):
+        yield MESSAGE_START
+        await never.wait()  # the next event never comes
+        yield {"type": "message_delta", "usage": {"output_tokens": 40}}
+
+    async def main():
+        never, seen = asyncio.Event(), []
+
+        async def consume():
+            async for event in stream(never):
+                seen.append(event)
+
+        with llmcost.budget("1", tracker=tracker) as b:
+            task = asyncio.create_task(consume())
+            while not seen:
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        return b
+
+    b = asyncio.run(main())
+    (e,) = tracker.entries()
+    assert e.usage == Usage(input_tokens=1100, output_tokens=1)
+    assert b.reserved == 0 and b.spent == e.amount
+
+
+def test_a_generator_keeps_the_generator_protocol(tracker):
+    # Tracking changes nothing the user's code computes: send() reaches the generator, throw() is its to handle,
+    # and its return value is what ``yield from`` gets.
+    first = chat()
+
+    def talk():
+        reply = yield first
+        try:
+            yield f"got {reply}"
+        except KeyError as exc:
+            yield f"caught {exc.args[0]}"
+        return "summary"
+
+    tracked = track_cost(tracker=tracker)(talk)
+    for make in (talk, tracked):
+        gen = make()
+        assert next(gen) is first
+        assert gen.send("hello") == "got hello"
+        assert gen.throw(KeyError("k")) == "caught k"
+        with pytest.raises(StopIteration) as stop:
+            next(gen)
+        assert stop.value.value == "summary"
+
+    def caller():
+        return (yield from tracked())
+
+    out = caller()
+    assert next(out) is first and out.send("hi") == "got hi"
+    with pytest.raises(StopIteration) as stop:
+        next(out)
+    assert stop.value.value == "summary"
+    assert [e.amount for e in tracker.entries()] == [GPT4O_100_20, GPT4O_100_20]
+
+
+def test_an_async_generator_keeps_the_async_generator_protocol(tracker):
+    async def talk():
+        reply = yield MESSAGE_START
+        try:
+            yield f"got {reply}"
+        except KeyError as exc:
+            yield f"caught {exc.args[0]}"
+        yield {"type": "message_delta", "usage": {"output_tokens": 40}}
+
+    async def run(gen):
+        got = [await gen.__anext__(), await gen.asend("hello"), await gen.athrow(KeyError("k")), await gen.__anext__()]
+        with pytest.raises(StopAsyncIteration):
+            await gen.__anext__()
+        return got
+
+    assert asyncio.run(run(track_cost(tracker=tracker)(talk)())) == asyncio.run(run(talk()))
+    assert asyncio.run(run(talk()))[1:3] == ["got hello", "caught k"]
+    (e,) = tracker.entries()
+    assert e.usage == Usage(input_tokens=1100, output_tokens=40)
+
+
 def test_set_active_false_turns_tracking_off(tracker):
     @track_cost(tracker=tracker)
     def ask():
@@ -271,6 +383,87 @@ def test_tags_context_is_task_local(tracker):
 def test_bad_decorator_arguments_fail_at_decoration(bad):
     with pytest.raises((TypeError, ValueError)):
         track_cost(**bad)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ("abc", ValueError),
+        ("1,50", ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (Decimal("-inf"), ValueError),
+        (-5, ValueError),
+        ("-0.01", ValueError),
+        (llmcost.Estimate(10, 10, Decimal("-1")), ValueError),
+        (True, TypeError),
+        (object(), TypeError),
+    ],
+)
+def test_a_bad_fixed_estimate_fails_at_decoration_naming_it(bad, error):
+    # A bad estimate would turn budgets off for the function (its calls let through), a negative one make room for
+    # other calls: both are refused where they are given, naming the field and the value.
+    with pytest.raises(error, match="estimate") as raised:
+        track_cost(estimate=bad)
+    assert repr(getattr(bad, "amount", bad)) in str(raised.value) or repr(bad) in str(raised.value)
+
+
+@pytest.mark.parametrize("good", ["0.25", 0.25, 0, Decimal("0.25"), llmcost.Estimate(1, 1, Decimal("0.25"))])
+def test_a_fixed_estimate_is_reserved_as_given(tracker, good):
+    @track_cost(tracker=tracker, estimate=good)
+    def ask():
+        return chat()
+
+    with llmcost.budget("0.2", tracker=tracker):
+        if good:
+            with pytest.raises(llmcost.BudgetExceeded) as refused:
+                ask()
+            assert refused.value.requested == Decimal("0.25")
+        else:
+            ask()
+
+
+@pytest.mark.parametrize(
+    ("estimate", "logged"),
+    [
+        (lambda: 1 / 0, 1),
+        (lambda: "abc", 1),
+        (lambda: Decimal("-5"), 1),
+        (lambda: llmcost.Estimate(1, 1, Decimal("-1")), 1),
+        (lambda: None, 0),  # says "not known": nothing to log
+    ],
+    ids=["raises", "not-a-number", "negative", "negative-estimate", "none"],
+)
+def test_a_callable_estimate_that_fails_leaves_the_call_checked_as_with_no_estimate(tracker, caplog, estimate, logged):
+    # It must neither let the call past the budget unchecked nor reserve negative room: the call is estimated as
+    # with no estimate= (its request arguments, else the mean of recent calls, else nothing known).
+    @track_cost(tracker=tracker, estimate=estimate)
+    def ask():
+        return chat()
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        with llmcost.budget(GPT4O_100_20 * 3 / 2, tracker=tracker) as b:
+            ask()  # nothing known yet: nothing reserved, and it fits
+            with pytest.raises(llmcost.BudgetExceeded) as refused:
+                ask()  # the mean of recent calls does not fit what remains
+        assert refused.value.requested == GPT4O_100_20 and b.spent == GPT4O_100_20
+        with llmcost.budget(GPT4O_100_20 * 3, tracker=tracker) as b:
+            ask()
+            ask()
+            assert b.reserved == 0 and b.spent == GPT4O_100_20 * 2
+    assert sum("estimate= callable" in r.getMessage() for r in caplog.records) == logged  # once per cause
+
+
+def test_a_callable_estimate_that_fails_falls_back_to_the_request_arguments(tracker):
+    @track_cost(tracker=tracker, estimate=lambda **request: 1 / 0)
+    def ask(**request):
+        return chat()
+
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "word " * 20_000}], "max_tokens": 10}
+    with llmcost.budget("0.01", tracker=tracker), pytest.raises(llmcost.BudgetExceeded) as refused:
+        ask(**request)
+    assert refused.value.requested == llmcost.estimate_cost("gpt-4o", request["messages"], output_tokens=10).amount
+    assert tracker.entries() == []
 
 
 # -- real OpenAI client, canned HTTP ----------------------------------------------------------------------------------

@@ -398,6 +398,52 @@ def test_accumulator_takes_the_last_openai_usage_and_ignores_noise():
     assert StreamAccumulator().result() is None
 
 
+def _text_completion(text, usage=None, response_id="cmpl-1"):
+    """A legacy completions object: a chunk of its stream or a whole response, named alike."""
+    choices = [] if text is None else [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}]
+    found = {"object": "text_completion", "created": 0, "model": "gpt-3.5-turbo-instruct", "choices": choices}
+    if response_id is not None:
+        found["id"] = response_id
+    if usage is not None:
+        found["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+    return found
+
+
+@pytest.mark.parametrize("cumulative", [True, False], ids=["usage-on-every-chunk", "usage-last"])
+def test_a_legacy_completions_stream_is_one_request_however_often_it_reports_usage(cumulative):
+    # vLLM (continuous_usage_stats) reports the counts so far on every chunk of one response: the latest wins, as for
+    # chat chunks, and the stream is one request.
+    chunks = [
+        _text_completion("a", (1000, 1) if cumulative else None),
+        _text_completion("b", (1000, 2) if cumulative else None),
+        _text_completion(None, (1000, 100)),
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    tracker = CostTracker()
+    client = llmcost.instrument(
+        openai.OpenAI(api_key="k", http_client=transport(body, "text/event-stream")), tracker=tracker
+    )
+    texts = [
+        c.choices[0].text
+        for c in client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi", stream=True)
+        if c.choices
+    ]
+    assert texts == ["a", "b"]
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(1000, 100) and not entry.usage.units
+    assert entry.amount == llmcost.cost_of("gpt-3.5-turbo-instruct", Usage(1000, 100))
+
+
+def test_whole_legacy_completions_are_separate_requests():
+    # Responses of their own (other ids, or none) are still added up, each a request.
+    for ids in (["cmpl-1", "cmpl-2"], [None, None]):
+        acc = StreamAccumulator()
+        for response_id in ids:
+            acc.add(_text_completion("a", (1000, 100), response_id))
+        usage = acc.result().usage
+        assert (usage.input_tokens, usage.output_tokens, usage.units["requests"]) == (2000, 200, 2)
+
+
 def _stream_ask(client, tracker, **options):
     @track_cost(tracker=tracker, **options)
     def ask():

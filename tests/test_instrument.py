@@ -595,6 +595,23 @@ def test_options_reach_the_engine(server, tracker):
     assert (entry.resource, dict(entry.tags)) == ("search", {"team": "a", "asked": "gpt-4o"})
 
 
+def test_a_tags_callable_that_fails_for_a_request_leaves_it_recorded_and_checked(server, tracker, caplog):
+    # ``request.get("user")`` is None for a request without ``user=``: no tag value; the request is still tracked.
+    client = llmcost.instrument(
+        make("openai", server), tracker=tracker, tags=lambda **request: {"user": request.get("user")}
+    )
+    with caplog.at_level("WARNING", logger="llmcost"):
+        with llmcost.budget(CHAT_COST * 2, tracker=tracker) as b:
+            for _ in range(2):
+                client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1)
+            with pytest.raises(BudgetExceeded):
+                client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1)
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, user="ann")
+    assert server.count == 3 and b.spent == CHAT_COST * 2
+    assert [dict(e.tags) for e in tracker.entries()] == [{}, {}, {"user": "ann"}]
+    assert sum("tags= callable" in r.getMessage() for r in caplog.records) == 1
+
+
 @pytest.mark.parametrize("bad", [object(), openai, {"chat": 1}])
 def test_only_sdk_clients_and_litellm_are_accepted(bad):
     with pytest.raises(TypeError, match="OpenAI or Anthropic client"):
@@ -605,6 +622,8 @@ def test_bad_options_fail_before_anything_is_patched(server):
     client = make("openai", server)
     with pytest.raises(TypeError):
         llmcost.instrument(client, model=3)
+    with pytest.raises(ValueError, match="estimate must be >= 0, got '-5'"):
+        llmcost.instrument(client, estimate="-5")
     assert "create" not in vars(client.chat.completions)
 
 
