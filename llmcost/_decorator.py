@@ -583,31 +583,39 @@ class _Engine:
             return stream
         # The host bills the stream unless ``provider=`` names who does: then it is not looked up.
         host = _host_of(stream) if self.provider is None else None
-        return hook_stream(stream, functools.partial(self._finish_stream, call, host))
+        # Recorded in the context the call was made in (its ``llmcost.tags``, its budgets), wherever it is read: a web
+        # handler returns the stream from inside ``with budget(...)``/``with tags(...)`` and the framework reads it
+        # after, as a background response is recorded (``_expect``).
+        return hook_stream(stream, functools.partial(self._finish_stream, call, host, contextvars.copy_context()))
 
-    def _finish_stream(self, call: _Call, host: str | None, extracted: Extracted | None) -> None:
-        """A hooked SDK stream ended: record what it reported; the host it was read from bills it."""
+    def _finish_stream(
+        self, call: _Call, host: str | None, context: contextvars.Context, extracted: Extracted | None
+    ) -> None:
+        """A hooked SDK stream ended: record what it reported, in the ``context`` it was made in; the host it was read
+        from bills it."""
         if extracted is not None and host is not None and self.provider is None:
             e = extracted
             extracted = Extracted(e.model, host, e.usage, e.category, e.service_tier)
-        self.finish(call, _STREAM, extracted)
+        context.run(self.finish, call, _STREAM, extracted)
 
     def hook_raw(self, call: _Call, response: Any) -> Any:
         """Record a raw response whose body is unread (``with_streaming_response``) once its body has been read or
         it is closed; release the call's reservations if it is closed unread."""
         host = _host_of_url(getattr(response, "url", None)) if self.provider is None else None
         sdk = type(response).__module__.split(".", 1)[0]
-        return hook_raw_response(
-            response, functools.partial(self._finish_raw, call, host, sdk), functools.partial(self._unread, call)
-        )
+        finish = functools.partial(self._finish_raw, call, host, sdk, contextvars.copy_context())  # (as a stream's)
+        return hook_raw_response(response, finish, functools.partial(self._unread, call))
 
-    def _finish_raw(self, call: _Call, host: str | None, sdk: str, extracted: Extracted | None) -> None:
-        """A raw response's body was read: record what it reported. The host it came from bills it (as a stream's),
-        else the provider the body names, else the SDK's (as ``with_raw_response``'s body)."""
+    def _finish_raw(
+        self, call: _Call, host: str | None, sdk: str, context: contextvars.Context, extracted: Extracted | None
+    ) -> None:
+        """A raw response's body was read: record what it reported, in the ``context`` it was made in. The host it
+        came from bills it (as a stream's), else the provider the body names, else the SDK's (as
+        ``with_raw_response``'s body)."""
         if extracted is not None and self.provider is None and (host is not None or extracted.provider is None):
             e = extracted
             extracted = Extracted(e.model, host or sdk, e.usage, e.category, e.service_tier)
-        self.finish(call, _STREAM, extracted)
+        context.run(self.finish, call, _STREAM, extracted)
 
     def _unread(self, call: _Call) -> None:
         logger.debug("llmcost: a response of %s was closed with its body unread; nothing recorded", self.name)

@@ -23,6 +23,7 @@ from tests.test_instrument import (
     RESPONSE_USAGE,
     NetworkServer,
     make,
+    run,
 )
 
 SYNC_AND_ASYNC = ["openai", "async-openai"]
@@ -296,3 +297,39 @@ def test_a_response_whose_close_cannot_be_hooked_leaves_the_stream_tracked_by_it
     assert len(list(stream)) == 1 and len(ended) == 1
     stream.close()  # settled already: not again
     assert stream.response.closed and len(ended) == 1
+
+
+@pytest.mark.parametrize("kind", SYNC_AND_ASYNC)
+def test_a_stream_read_after_its_budget_and_tags_blocks_is_counted_and_tagged_as_made(network, tracker, kind):
+    # The web pattern: a handler makes the stream inside ``with budget(...)``/``with tags(...)`` and returns it; the
+    # framework reads it after both blocks ended. The call counts against the budget that let it through, with the
+    # tags it was made under, so the budget's limit holds across such calls.
+    client = llmcost.instrument(make(kind, network), tracker=tracker)
+    limit = llmcost.budget(CHAT_SSE_COST * 2, tracker=tracker)
+    request = {"model": "gpt-4o", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    estimate = {"max_tokens": 100}  # (its estimate fits the room left by each call before it)
+
+    def handler():
+        with limit, llmcost.tags(team="search"):
+            return client.chat.completions.create(**request, **estimate)
+
+    async def async_handler():
+        with limit, llmcost.tags(team="search"):
+            return await client.chat.completions.create(**request, **estimate)
+
+    async def read_async() -> None:
+        stream = await async_handler()
+        async for _ in stream:
+            pass
+
+    for _ in range(2):
+        if kind.startswith("async"):
+            asyncio.run(read_async())
+        else:
+            for _ in handler():
+                pass
+    assert [dict(entry.tags) for entry in tracker.entries()] == [{"team": "search"}] * 2
+    assert (limit.spent, limit.reserved) == (CHAT_SSE_COST * 2, 0)
+    with pytest.raises(llmcost.BudgetExceeded):
+        run(async_handler() if kind.startswith("async") else handler())  # nothing left: refused before it is sent
+    assert len(network.requests) == 2
