@@ -164,6 +164,42 @@ class _Leased(_Hold):
         self.estimate = estimate
 
 
+class _Unwritten:
+    """What a period budget knows of the spend its tracker holds unwritten (see ``Budget._write_unseen``): as of
+    ``buffered`` (the tracker's ``buffered_count()``, in this process ``pid``), every entry put in its buffer was
+    written, or was one of this budget's calls, counted in the ledger. ``own``: how many calls this budget settled
+    since, as far as counted (``None``: not known), besides the ``count`` of ``lease`` while its batch is ``batch``
+    (the lease's ``standing`` changes with each batch)."""
+
+    __slots__ = ("batch", "buffered", "lease", "own", "pid", "tracker")
+
+    def __init__(self, tracker: CostTracker, buffered: int) -> None:
+        self.tracker = tracker
+        self.pid = os.getpid()
+        self.buffered = buffered
+        self.own: int | None = 0
+        self.lease: Lease | None = None
+        self.batch: Standing | None = None
+
+    def watch(self, lease: Lease) -> None:
+        """From ``lease``'s batch just made on, its ``count`` is this budget's calls (caller holds its lock)."""
+        if type(lease) is Lease:  # (a ``LocalLease``'s calls count in the ledger at once: nothing waits to be written)
+            self.lease, self.batch = lease, lease.standing
+
+    def calls(self, lease: Lease | None) -> int | None:
+        """How many calls this budget settled since ``buffered`` was read, at most (caller holds the lock)."""
+        own = self.own
+        if own is not None and lease is not None and lease is self.lease:
+            own = own + lease.count if lease.standing is self.batch else None  # (a batch not ours: its count is gone)
+        return own
+
+    def closing(self, lease: Lease) -> None:
+        """``lease`` is about to be closed: its calls carried over (caller holds its lock)."""
+        if lease is self.lease:
+            self.own = self.calls(lease)
+            self.lease = self.batch = None
+
+
 _new_token = object.__new__
 #: Seconds a thread waits for a block budget's figures (held for a few Decimal steps) before it gives up: only a
 #: holder that cannot run waits this long, such as the very thread a signal handler interrupted mid-update.
@@ -270,6 +306,7 @@ class Budget:
         "_tag_items",
         "_tags_matched",
         "_tracker",
+        "_unwritten",
         "alerts",
         "category",
         "context_free",
@@ -368,6 +405,8 @@ class Budget:
         # open: the lease is settled and released as the last one ends.
         self._lease: Lease | None = None
         self._open = 0
+        # (Period budgets) whether the tracker's buffer may hold spend the ledger has not counted (``_write_unseen``).
+        self._unwritten: _Unwritten | None = None
         self._fired: set[float] = set()
         # (``_quiet_below``, set above: spend below it cannot cross a threshold that has not fired, so most calls skip
         # the threshold check. Block budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
@@ -606,6 +645,10 @@ class Budget:
 
     def _close_lease(self, lease: Lease) -> None:
         """Settle ``lease``'s amounts and release it (a failure is logged: it lapses after the ledger's lease)."""
+        unwritten = self._unwritten
+        if unwritten is not None:
+            with self._lock:
+                unwritten.closing(lease)
         try:
             lease.close()
         except Exception as exc:  # noqa: BLE001 - a budget's exit never fails the user's block
@@ -860,6 +903,14 @@ class Budget:
                     if type(lease) is not Lease:  # (a ``Lease`` counts it in its ``view``)
                         self._committed += needed
                     return _Leased(store, lease, needed)
+        # Whatever the ledger decides next (a lease, its renewal, or a call reserved exactly) it decides from the
+        # store's spend: written first is what the tracker holds in its buffer (up to ``flush_interval``), such as
+        # entries recorded outside this budget's blocks or under another budget, which the store does not have yet.
+        # So a lease is never sized from a total that lacks them: the spend can pass the limit by at most the lease
+        # held already. (Here, not on the calls a lease serves: only as a lease runs out or is due, or near the limit.)
+        tracker = self.tracker
+        buffered = tracker.buffered_count()  # (read first: entries buffered after it are looked at next time)
+        counted = self._write_unseen(tracker, buffered)
         # (Where the room left as last seen could not give a lease of two calls or more, none is asked for. An
         # in-process ledger's ``LocalLease`` reserves each call exactly, so it serves calls whatever the room.)
         ledger = store.ledger()
@@ -868,21 +919,11 @@ class Budget:
         if isinstance(ledger, LocalLedger) or (
             needed > ZERO and ledger.leases and self.limit - committed >= needed * (2 * LEASE_SHARE)
         ):
-            leased = self._lease_for(store, scope, needed)
+            leased = self._lease_for(store, scope, needed, buffered if counted else None)
             if leased is not None:
                 return leased
         elif lease is not None and lease.scope is scope and lease.holding():
             self._close_lease(lease)  # near the limit: its amounts settled, its headroom released; call by call now
-        # Near the limit each call is reserved exactly against the store's spend: entries the tracker recorded outside
-        # the budget's blocks and still holds in its buffer (up to ``flush_interval``) would not count yet, and would
-        # let this call past the limit. Written first (the calls this budget settled are in the ledger already).
-        tracker = self.tracker
-        if tracker.pending():
-            try:
-                tracker.flush()
-            except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written
-                log_once(("budget-flush", type(exc)), "llmcost: budget %r could not flush before reserving: %r",
-                         self.name, exc)  # fmt: skip
         r = store.reserve(scope, needed, limit=self.limit, force=self.on_exceed == "warn")
         remaining = self.limit - r.spent - r.reserved
         with self._lock:
@@ -895,9 +936,38 @@ class Budget:
                 raise refused
         return _Hold(store, scope, r)
 
-    def _lease_for(self, store: CostStore, scope: BudgetScope, needed: Decimal) -> _Leased | None:
+    def _write_unseen(self, tracker: CostTracker, buffered: int) -> bool:
+        """Write ``tracker``'s buffer to its store if it may hold spend the ledger has not counted (``buffered``: its
+        ``buffered_count()`` read just before), so the ledger's next decision counts it; a failure is logged once
+        (the ledger counts what is stored, and the buffer once it is written).
+
+        Not written when every entry buffered since the last look was one of this budget's calls, settled in the
+        ledger already (the usual case: a write to a DuckDB file costs milliseconds, and the tracker's writer makes
+        it anyway within ``flush_interval``); that is, when the tracker buffered no more entries since then than
+        the budget's lease settled calls. Else, or when that count is not known (a batch made by another thread,
+        a lease closed by the idle settler, another tracker or process), written. Written even when ``pending()``
+        is 0: the tracker's writer may have taken the buffer and be writing it, and the flush waits for that write.
+        Whether every entry buffered up to ``buffered`` is now in the store or one of this budget's calls."""
+        unwritten = self._unwritten
+        if unwritten is not None and unwritten.tracker is tracker and unwritten.pid == os.getpid():
+            with self._lock:
+                own = unwritten.calls(self._lease)
+            if own is not None and buffered - unwritten.buffered <= own:
+                return True
+        try:
+            tracker.flush()
+        except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written
+            log_once(("budget-flush", type(exc)), "llmcost: budget %r could not flush before reserving: %r",
+                     self.name, exc)  # fmt: skip
+            return False
+        self._unwritten = _Unwritten(tracker, buffered)
+        return True
+
+    def _lease_for(self, store: CostStore, scope: BudgetScope, needed: Decimal, buffered: int | None) -> _Leased | None:
         """Renew this period's lease (or lease anew) with room for ``needed`` and take it from there; ``None`` if the
-        ledger grants no headroom (near the limit) or it cannot be reached (the exact reservation then says why)."""
+        ledger grants no headroom (near the limit) or it cannot be reached (the exact reservation then says why).
+        ``buffered``: the tracker's ``buffered_count()`` up to which ``_write_unseen`` found every entry counted (the
+        calls the lease settles from its new batch on are counted from there), if it did."""
         with self._lock:
             if scope is not self._scope:
                 return None
@@ -916,6 +986,10 @@ class Budget:
             except Exception as exc:  # noqa: BLE001 - the exact path reserves (or raises) as it would without leases
                 logger.debug("llmcost: budget %r could not renew its lease: %r", self.name, exc)
                 return None
+            unwritten = self._unwritten
+            if buffered is not None and unwritten is not None:
+                unwritten.buffered, unwritten.own = buffered, 0
+                unwritten.watch(lease)
             self._spent, self._committed = lease.figures()
             if not lease.take(needed):
                 return None

@@ -892,6 +892,13 @@ class CostTracker:
         with self._move_lock:
             return self._columned + len(self._buffer)
 
+    def buffered_count(self) -> int:
+        """How many entries this tracker has put in its buffer so far: ``pending()`` of them wait there, the others
+        were taken off it to be written. (A period budget compares it with the calls it settled itself, to tell
+        whether the buffer may hold spend its ledger has not counted: see ``Budget``.)"""
+        with self._move_lock:  # (``_taken`` and the buffer change together under it; appends need no lock)
+            return self._taken + len(self._buffer)
+
     def stop_writer(self) -> None:
         """Stop the background writer, waiting for what it is writing (``close`` and the exit hook call this).
 
