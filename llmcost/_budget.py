@@ -73,7 +73,7 @@ def alert_level(utilization: float) -> str:
 
 @attrs.frozen
 class BudgetAlert:
-    """A budget passed one of its thresholds (or refused a call).
+    """A budget passed one of its thresholds (or refused a call, or with ``on_exceed="warn"`` let one through past it).
 
     ``level`` follows ``utilization``: info < 0.8 <= warning < 0.95 <= critical < 1.0 <= exceeded.
 
@@ -294,6 +294,7 @@ class Budget:
         "_filtered",
         "_fired",
         "_lease",
+        "_let_through",
         "_limit",
         "_lock",
         "_open",
@@ -408,6 +409,7 @@ class Budget:
         # (Period budgets) whether the tracker's buffer may hold spend the ledger has not counted (``_write_unseen``).
         self._unwritten: _Unwritten | None = None
         self._fired: set[float] = set()
+        self._let_through = False  # (``on_exceed="warn"``) a call past the limit was let through in this period
         # (``_quiet_below``, set above: spend below it cannot cross a threshold that has not fired, so most calls skip
         # the threshold check. Block budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
         self._tag_items = tuple(self.tags.items())
@@ -626,6 +628,7 @@ class Budget:
                 tags=self.tags or None,
             )
             self._fired = set()
+            self._let_through = False
             self._quiet_below = ZERO
             self._spent, self._committed = self._figures()  # (the lease's, as it goes)
             old, self._lease = self._lease, None
@@ -819,13 +822,25 @@ class Budget:
         return atto
 
     @in_exact_context  # (a block budget's call may be checked in the caller's narrow context: its figures are ints)
-    def _refused(self, committed: Decimal, needed: Decimal) -> None:
-        """A call needing ``needed`` did not fit what is ``committed``: alerted, and refused unless ``on_exceed`` is
-        "warn" (``BudgetExceeded``)."""
+    def _refused(self, committed: Decimal, needed: Decimal, *, detailed: bool = False) -> None:
+        """A call needing ``needed`` did not fit what is ``committed``: refused (``BudgetExceeded``) with the 1.0
+        alert, if it has not fired (``detailed``: its message says why, as a period budget's does).
+
+        With ``on_exceed="warn"`` the call is let through, and the alert says so, once a period and only while the
+        1.0 threshold has not fired: the call may well cost less than its estimate, so the threshold is not marked
+        fired here, and fires as spend reaches the limit."""
+        if self.on_exceed == "warn":
+            let_through = f"a call needing about {dollars(needed)[0]} would pass the limit; let through"
+            self._alert(1.0, let_through, event="budget.exceeded", let_through=True)
+            return
         refused = BudgetExceeded(self.name, committed, self.limit, needed)
-        self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
-        if self.on_exceed == "raise":
-            raise refused
+        what = (
+            f"refused a call needing ~${needed}: {refused}"
+            if detailed
+            else f"refused a call needing about {dollars(needed)[0]}"
+        )
+        self._alert(1.0, what, event="budget.exceeded")
+        raise refused
 
     def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
@@ -930,10 +945,7 @@ class Budget:
             if scope is self._scope:
                 self._set(*self._view(scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))))
         if remaining <= 0 or needed > remaining:
-            refused = BudgetExceeded(self.name, r.spent + r.reserved, self.limit, needed)
-            self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
-            if self.on_exceed == "raise":
-                raise refused
+            self._refused(r.spent + r.reserved, needed, detailed=True)
         return _Hold(store, scope, r)
 
     def _write_unseen(self, tracker: CostTracker, buffered: int) -> bool:
@@ -1486,13 +1498,18 @@ class Budget:
             self._outbox.extend((alert, None) for alert in made)
         self._deliver()
 
-    def _alert(self, threshold: float, what: str, event: str | None = None) -> None:
+    def _alert(self, threshold: float, what: str, event: str | None = None, let_through: bool = False) -> None:
         now = self.tracker.clock()
         with self._lock:
             if event == "budget.exceeded":
                 if 1.0 in self._fired:
                     return  # the 1.0 alert of this period was made (by a refusal, or as spend reached the limit)
-                self._fired.add(1.0)
+                if let_through:  # (``on_exceed="warn"``: once a period, leaving the threshold to the spend)
+                    if self._let_through:
+                        return
+                    self._let_through = True
+                else:
+                    self._fired.add(1.0)
             # Decided and kept in one step, so threads refused at once say "exceeded" once.
             alert = self._made_alert(threshold, what, self._figures()[0], now)
             self.alerts.append(alert)
