@@ -44,7 +44,7 @@ from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, to_mone
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._time import from_micros
-from ._tracker import CostTracker, log_once, system_clock
+from ._tracker import CostTracker, buffered_count, log_once, system_clock
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
 from .stores._ledger import LocalLedger, entry_models
@@ -57,6 +57,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_THRESHOLDS = (0.5, 0.8, 0.9, 1.0)
 _JUST_UNDER = Decimal("0.999999")  # thresholds are floats: check a hair early rather than miss one
 _NEVER = Decimal("Infinity")
+#: Kept in a budget's thresholds fired (``_fired``, emptied as a period begins) once it let a call through past the
+#: limit (``on_exceed="warn"``): not a threshold (those are in (0, 1]), so no threshold check reads it.
+_LET_THROUGH = 2.0
 _time = time.time  # (read on every call a lease serves)
 
 
@@ -166,7 +169,7 @@ class _Leased(_Hold):
 
 class _Unwritten:
     """What a period budget knows of the spend its tracker holds unwritten (see ``Budget._write_unseen``): as of
-    ``buffered`` (the tracker's ``buffered_count()``, in this process ``pid``), every entry put in its buffer was
+    ``buffered`` (``buffered_count`` of the tracker, in this process ``pid``), every entry put in its buffer was
     written, or was one of this budget's calls, counted in the ledger. ``own``: how many calls this budget settled
     since, as far as counted (``None``: not known), besides the ``count`` of ``lease`` while its batch is ``batch``
     (the lease's ``standing`` changes with each batch)."""
@@ -294,7 +297,6 @@ class Budget:
         "_filtered",
         "_fired",
         "_lease",
-        "_let_through",
         "_limit",
         "_lock",
         "_open",
@@ -409,7 +411,6 @@ class Budget:
         # (Period budgets) whether the tracker's buffer may hold spend the ledger has not counted (``_write_unseen``).
         self._unwritten: _Unwritten | None = None
         self._fired: set[float] = set()
-        self._let_through = False  # (``on_exceed="warn"``) a call past the limit was let through in this period
         # (``_quiet_below``, set above: spend below it cannot cross a threshold that has not fired, so most calls skip
         # the threshold check. Block budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
         self._tag_items = tuple(self.tags.items())
@@ -628,7 +629,6 @@ class Budget:
                 tags=self.tags or None,
             )
             self._fired = set()
-            self._let_through = False
             self._quiet_below = ZERO
             self._spent, self._committed = self._figures()  # (the lease's, as it goes)
             old, self._lease = self._lease, None
@@ -924,7 +924,7 @@ class Budget:
         # So a lease is never sized from a total that lacks them: the spend can pass the limit by at most the lease
         # held already. (Here, not on the calls a lease serves: only as a lease runs out or is due, or near the limit.)
         tracker = self.tracker
-        buffered = tracker.buffered_count()  # (read first: entries buffered after it are looked at next time)
+        buffered = buffered_count(tracker)  # (read first: entries buffered after it are looked at next time)
         counted = self._write_unseen(tracker, buffered)
         # (Where the room left as last seen could not give a lease of two calls or more, none is asked for. An
         # in-process ledger's ``LocalLease`` reserves each call exactly, so it serves calls whatever the room.)
@@ -950,7 +950,7 @@ class Budget:
 
     def _write_unseen(self, tracker: CostTracker, buffered: int) -> bool:
         """Write ``tracker``'s buffer to its store if it may hold spend the ledger has not counted (``buffered``: its
-        ``buffered_count()`` read just before), so the ledger's next decision counts it; a failure is logged once
+        ``buffered_count`` read just before), so the ledger's next decision counts it; a failure is logged once
         (the ledger counts what is stored, and the buffer once it is written).
 
         Not written when every entry buffered since the last look was one of this budget's calls, settled in the
@@ -978,7 +978,7 @@ class Budget:
     def _lease_for(self, store: CostStore, scope: BudgetScope, needed: Decimal, buffered: int | None) -> _Leased | None:
         """Renew this period's lease (or lease anew) with room for ``needed`` and take it from there; ``None`` if the
         ledger grants no headroom (near the limit) or it cannot be reached (the exact reservation then says why).
-        ``buffered``: the tracker's ``buffered_count()`` up to which ``_write_unseen`` found every entry counted (the
+        ``buffered``: the tracker's ``buffered_count`` up to which ``_write_unseen`` found every entry counted (the
         calls the lease settles from its new batch on are counted from there), if it did."""
         with self._lock:
             if scope is not self._scope:
@@ -1505,9 +1505,9 @@ class Budget:
                 if 1.0 in self._fired:
                     return  # the 1.0 alert of this period was made (by a refusal, or as spend reached the limit)
                 if let_through:  # (``on_exceed="warn"``: once a period, leaving the threshold to the spend)
-                    if self._let_through:
+                    if _LET_THROUGH in self._fired:
                         return
-                    self._let_through = True
+                    self._fired.add(_LET_THROUGH)
                 else:
                     self._fired.add(1.0)
             # Decided and kept in one step, so threads refused at once say "exceeded" once.
