@@ -44,7 +44,7 @@ from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, to_mone
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._time import from_micros
-from ._tracker import CostTracker, log_once, system_clock
+from ._tracker import CostTracker, buffered_count, log_once, system_clock
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
 from .stores._ledger import LocalLedger, entry_models
@@ -57,6 +57,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_THRESHOLDS = (0.5, 0.8, 0.9, 1.0)
 _JUST_UNDER = Decimal("0.999999")  # thresholds are floats: check a hair early rather than miss one
 _NEVER = Decimal("Infinity")
+#: Kept in a budget's thresholds fired (``_fired``, emptied as a period begins) once it let a call through past the
+#: limit (``on_exceed="warn"``): not a threshold (those are in (0, 1]), so no threshold check reads it.
+_LET_THROUGH = 2.0
 _time = time.time  # (read on every call a lease serves)
 
 
@@ -73,7 +76,7 @@ def alert_level(utilization: float) -> str:
 
 @attrs.frozen
 class BudgetAlert:
-    """A budget passed one of its thresholds (or refused a call).
+    """A budget passed one of its thresholds (or refused a call, or with ``on_exceed="warn"`` let one through past it).
 
     ``level`` follows ``utilization``: info < 0.8 <= warning < 0.95 <= critical < 1.0 <= exceeded.
 
@@ -162,6 +165,42 @@ class _Leased(_Hold):
         self.settled = False
         self.lease = lease
         self.estimate = estimate
+
+
+class _Unwritten:
+    """What a period budget knows of the spend its tracker holds unwritten (see ``Budget._write_unseen``): as of
+    ``buffered`` (``buffered_count`` of the tracker, in this process ``pid``), every entry put in its buffer was
+    written, or was one of this budget's calls, counted in the ledger. ``own``: how many calls this budget settled
+    since, as far as counted (``None``: not known), besides the ``count`` of ``lease`` while its batch is ``batch``
+    (the lease's ``standing`` changes with each batch)."""
+
+    __slots__ = ("batch", "buffered", "lease", "own", "pid", "tracker")
+
+    def __init__(self, tracker: CostTracker, buffered: int) -> None:
+        self.tracker = tracker
+        self.pid = os.getpid()
+        self.buffered = buffered
+        self.own: int | None = 0
+        self.lease: Lease | None = None
+        self.batch: Standing | None = None
+
+    def watch(self, lease: Lease) -> None:
+        """From ``lease``'s batch just made on, its ``count`` is this budget's calls (caller holds its lock)."""
+        if type(lease) is Lease:  # (a ``LocalLease``'s calls count in the ledger at once: nothing waits to be written)
+            self.lease, self.batch = lease, lease.standing
+
+    def calls(self, lease: Lease | None) -> int | None:
+        """How many calls this budget settled since ``buffered`` was read, at most (caller holds the lock)."""
+        own = self.own
+        if own is not None and lease is not None and lease is self.lease:
+            own = own + lease.count if lease.standing is self.batch else None  # (a batch not ours: its count is gone)
+        return own
+
+    def closing(self, lease: Lease) -> None:
+        """``lease`` is about to be closed: its calls carried over (caller holds its lock)."""
+        if lease is self.lease:
+            self.own = self.calls(lease)
+            self.lease = self.batch = None
 
 
 _new_token = object.__new__
@@ -270,6 +309,7 @@ class Budget:
         "_tag_items",
         "_tags_matched",
         "_tracker",
+        "_unwritten",
         "alerts",
         "category",
         "context_free",
@@ -368,6 +408,8 @@ class Budget:
         # open: the lease is settled and released as the last one ends.
         self._lease: Lease | None = None
         self._open = 0
+        # (Period budgets) whether the tracker's buffer may hold spend the ledger has not counted (``_write_unseen``).
+        self._unwritten: _Unwritten | None = None
         self._fired: set[float] = set()
         # (``_quiet_below``, set above: spend below it cannot cross a threshold that has not fired, so most calls skip
         # the threshold check. Block budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
@@ -606,6 +648,10 @@ class Budget:
 
     def _close_lease(self, lease: Lease) -> None:
         """Settle ``lease``'s amounts and release it (a failure is logged: it lapses after the ledger's lease)."""
+        unwritten = self._unwritten
+        if unwritten is not None:
+            with self._lock:
+                unwritten.closing(lease)
         try:
             lease.close()
         except Exception as exc:  # noqa: BLE001 - a budget's exit never fails the user's block
@@ -776,13 +822,25 @@ class Budget:
         return atto
 
     @in_exact_context  # (a block budget's call may be checked in the caller's narrow context: its figures are ints)
-    def _refused(self, committed: Decimal, needed: Decimal) -> None:
-        """A call needing ``needed`` did not fit what is ``committed``: alerted, and refused unless ``on_exceed`` is
-        "warn" (``BudgetExceeded``)."""
+    def _refused(self, committed: Decimal, needed: Decimal, *, detailed: bool = False) -> None:
+        """A call needing ``needed`` did not fit what is ``committed``: refused (``BudgetExceeded``) with the 1.0
+        alert, if it has not fired (``detailed``: its message says why, as a period budget's does).
+
+        With ``on_exceed="warn"`` the call is let through, and the alert says so, once a period and only while the
+        1.0 threshold has not fired: the call may well cost less than its estimate, so the threshold is not marked
+        fired here, and fires as spend reaches the limit."""
+        if self.on_exceed == "warn":
+            let_through = f"a call needing about {dollars(needed)[0]} would pass the limit; let through"
+            self._alert(1.0, let_through, event="budget.exceeded", let_through=True)
+            return
         refused = BudgetExceeded(self.name, committed, self.limit, needed)
-        self._alert(1.0, f"refused a call needing about {dollars(needed)[0]}", event="budget.exceeded")
-        if self.on_exceed == "raise":
-            raise refused
+        what = (
+            f"refused a call needing ~${needed}: {refused}"
+            if detailed
+            else f"refused a call needing about {dollars(needed)[0]}"
+        )
+        self._alert(1.0, what, event="budget.exceeded")
+        raise refused
 
     def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
@@ -860,6 +918,14 @@ class Budget:
                     if type(lease) is not Lease:  # (a ``Lease`` counts it in its ``view``)
                         self._committed += needed
                     return _Leased(store, lease, needed)
+        # Whatever the ledger decides next (a lease, its renewal, or a call reserved exactly) it decides from the
+        # store's spend: written first is what the tracker holds in its buffer (up to ``flush_interval``), such as
+        # entries recorded outside this budget's blocks or under another budget, which the store does not have yet.
+        # So a lease is never sized from a total that lacks them: the spend can pass the limit by at most the lease
+        # held already. (Here, not on the calls a lease serves: only as a lease runs out or is due, or near the limit.)
+        tracker = self.tracker
+        buffered = buffered_count(tracker)  # (read first: entries buffered after it are looked at next time)
+        counted = self._write_unseen(tracker, buffered)
         # (Where the room left as last seen could not give a lease of two calls or more, none is asked for. An
         # in-process ledger's ``LocalLease`` reserves each call exactly, so it serves calls whatever the room.)
         ledger = store.ledger()
@@ -868,36 +934,52 @@ class Budget:
         if isinstance(ledger, LocalLedger) or (
             needed > ZERO and ledger.leases and self.limit - committed >= needed * (2 * LEASE_SHARE)
         ):
-            leased = self._lease_for(store, scope, needed)
+            leased = self._lease_for(store, scope, needed, buffered if counted else None)
             if leased is not None:
                 return leased
         elif lease is not None and lease.scope is scope and lease.holding():
             self._close_lease(lease)  # near the limit: its amounts settled, its headroom released; call by call now
-        # Near the limit each call is reserved exactly against the store's spend: entries the tracker recorded outside
-        # the budget's blocks and still holds in its buffer (up to ``flush_interval``) would not count yet, and would
-        # let this call past the limit. Written first (the calls this budget settled are in the ledger already).
-        tracker = self.tracker
-        if tracker.pending():
-            try:
-                tracker.flush()
-            except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written
-                log_once(("budget-flush", type(exc)), "llmcost: budget %r could not flush before reserving: %r",
-                         self.name, exc)  # fmt: skip
         r = store.reserve(scope, needed, limit=self.limit, force=self.on_exceed == "warn")
         remaining = self.limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
                 self._set(*self._view(scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))))
         if remaining <= 0 or needed > remaining:
-            refused = BudgetExceeded(self.name, r.spent + r.reserved, self.limit, needed)
-            self._alert(1.0, f"refused a call needing ~${needed}: {refused}", event="budget.exceeded")
-            if self.on_exceed == "raise":
-                raise refused
+            self._refused(r.spent + r.reserved, needed, detailed=True)
         return _Hold(store, scope, r)
 
-    def _lease_for(self, store: CostStore, scope: BudgetScope, needed: Decimal) -> _Leased | None:
+    def _write_unseen(self, tracker: CostTracker, buffered: int) -> bool:
+        """Write ``tracker``'s buffer to its store if it may hold spend the ledger has not counted (``buffered``: its
+        ``buffered_count`` read just before), so the ledger's next decision counts it; a failure is logged once
+        (the ledger counts what is stored, and the buffer once it is written).
+
+        Not written when every entry buffered since the last look was one of this budget's calls, settled in the
+        ledger already (the usual case: a write to a DuckDB file costs milliseconds, and the tracker's writer makes
+        it anyway within ``flush_interval``); that is, when the tracker buffered no more entries since then than
+        the budget's lease settled calls. Else, or when that count is not known (a batch made by another thread,
+        a lease closed by the idle settler, another tracker or process), written. Written even when ``pending()``
+        is 0: the tracker's writer may have taken the buffer and be writing it, and the flush waits for that write.
+        Whether every entry buffered up to ``buffered`` is now in the store or one of this budget's calls."""
+        unwritten = self._unwritten
+        if unwritten is not None and unwritten.tracker is tracker and unwritten.pid == os.getpid():
+            with self._lock:
+                own = unwritten.calls(self._lease)
+            if own is not None and buffered - unwritten.buffered <= own:
+                return True
+        try:
+            tracker.flush()
+        except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written
+            log_once(("budget-flush", type(exc)), "llmcost: budget %r could not flush before reserving: %r",
+                     self.name, exc)  # fmt: skip
+            return False
+        self._unwritten = _Unwritten(tracker, buffered)
+        return True
+
+    def _lease_for(self, store: CostStore, scope: BudgetScope, needed: Decimal, buffered: int | None) -> _Leased | None:
         """Renew this period's lease (or lease anew) with room for ``needed`` and take it from there; ``None`` if the
-        ledger grants no headroom (near the limit) or it cannot be reached (the exact reservation then says why)."""
+        ledger grants no headroom (near the limit) or it cannot be reached (the exact reservation then says why).
+        ``buffered``: the tracker's ``buffered_count`` up to which ``_write_unseen`` found every entry counted (the
+        calls the lease settles from its new batch on are counted from there), if it did."""
         with self._lock:
             if scope is not self._scope:
                 return None
@@ -916,6 +998,10 @@ class Budget:
             except Exception as exc:  # noqa: BLE001 - the exact path reserves (or raises) as it would without leases
                 logger.debug("llmcost: budget %r could not renew its lease: %r", self.name, exc)
                 return None
+            unwritten = self._unwritten
+            if buffered is not None and unwritten is not None:
+                unwritten.buffered, unwritten.own = buffered, 0
+                unwritten.watch(lease)
             self._spent, self._committed = lease.figures()
             if not lease.take(needed):
                 return None
@@ -1412,13 +1498,18 @@ class Budget:
             self._outbox.extend((alert, None) for alert in made)
         self._deliver()
 
-    def _alert(self, threshold: float, what: str, event: str | None = None) -> None:
+    def _alert(self, threshold: float, what: str, event: str | None = None, let_through: bool = False) -> None:
         now = self.tracker.clock()
         with self._lock:
             if event == "budget.exceeded":
                 if 1.0 in self._fired:
                     return  # the 1.0 alert of this period was made (by a refusal, or as spend reached the limit)
-                self._fired.add(1.0)
+                if let_through:  # (``on_exceed="warn"``: once a period, leaving the threshold to the spend)
+                    if _LET_THROUGH in self._fired:
+                        return
+                    self._fired.add(_LET_THROUGH)
+                else:
+                    self._fired.add(1.0)
             # Decided and kept in one step, so threads refused at once say "exceeded" once.
             alert = self._made_alert(threshold, what, self._figures()[0], now)
             self.alerts.append(alert)

@@ -1168,3 +1168,12 @@ class CostTracker:
 # while the main thread is in a long C call) until a durable tracker is made on the main thread.
 if os.environ.get("LLMCOST_STORE"):
     _state.install_sigterm_handler(at_import=True)
+
+
+def buffered_count(tracker: CostTracker) -> int:
+    """How many entries ``tracker`` has put in its buffer so far: ``pending()`` of them wait there, the others were
+    taken off it to be written. (A period budget compares it with the calls it settled itself, to tell whether the
+    buffer may hold spend its ledger has not counted: see ``Budget``.) A function, not a method: the tracker's class
+    is looked up on every tracked call, and a method more there costs every call a little (its dict's layout)."""
+    with tracker._move_lock:  # (``_taken`` and the buffer change together under it; appends need no lock)
+        return tracker._taken + len(tracker._buffer)

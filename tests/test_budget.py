@@ -133,6 +133,47 @@ def test_warn_lets_the_call_through_with_an_alert(tracker):
     assert any(a.level == "exceeded" for a in seen)
 
 
+@pytest.mark.parametrize("period", [None, "daily"])
+def test_warn_says_a_call_was_let_through_and_still_fires_the_limit_as_spend_reaches_it(tracker, period):
+    # With on_exceed="warn", a call whose ESTIMATE would pass the limit fired the 1.0 alert saying it "refused a
+    # call" (it ran), and marked the threshold fired: the real crossing of the limit later fired nothing.
+    call, ran = caller(tracker, estimate=CALL * 6)  # estimated at six times what it costs
+    seen: list[llmcost.BudgetAlert] = []
+    events: list[llmcost.BudgetAlert] = []
+    tracker.subscribe("budget.exceeded", events.append)
+    b = budget(CALL * 10, period=period, tracker=tracker, on_exceed="warn", on_alert=seen.append)
+    with b:
+        for _ in range(12):
+            call()
+    assert len(ran) == 12 and b.spent == CALL * 12
+    assert [(a.threshold, a.spent) for a in seen] == [
+        (0.5, CALL * 5),
+        (1.0, CALL * 5),  # the sixth call's estimate would pass the limit
+        (0.8, CALL * 8),
+        (0.9, CALL * 9),
+        (1.0, CALL * 10),  # spend reached the limit
+    ]
+    assert "$0.015 would pass the limit; let through" in seen[1].message and "refused" not in seen[1].message
+    assert "passed 100% of its limit" in seen[4].message
+    assert events == [seen[1], seen[4]] and b.alerts == seen
+
+
+def test_raise_still_refuses_once_with_the_limit_alert(tracker):
+    call, ran = caller(tracker, estimate=CALL * 6)
+    seen: list[llmcost.BudgetAlert] = []
+    with budget(CALL * 10, tracker=tracker, on_alert=seen.append) as b:
+        for _ in range(5):
+            call()
+        for _ in range(2):
+            with pytest.raises(BudgetExceeded):
+                call()
+    assert len(ran) == 5 and b.spent == CALL * 5
+    assert [(a.threshold, a.message.split(" (")[0]) for a in seen] == [
+        (0.5, f"budget {b.name!r} passed 50% of its limit"),
+        (1.0, f"budget {b.name!r} refused a call needing about $0.015"),
+    ]
+
+
 def test_thresholds_fire_once_each_with_levels(tracker):
     call, _ = caller(tracker)
     seen = []

@@ -153,8 +153,10 @@ def test_memory_warn_mode_lets_every_call_through_and_counts_each_once() -> None
     assert (ran, refused) == (THREADS * 30, 0)
     assert daily.spent == tracker.total() == CALL * THREADS * 30
     assert daily.reserved == 0
-    # Each threshold once; the refusals past the limit say "exceeded" once.
-    assert sorted(a.threshold for a in alerts) == [0.5, 0.8, 1.0]
+    # Each threshold once, as spend reaches it; calls let through past the limit before spend reached it (others were
+    # in flight) say so at most once.
+    assert sorted(a.threshold for a in alerts if "let through" not in a.message) == [0.5, 0.8, 1.0]
+    assert len([a for a in alerts if "let through" in a.message]) <= 1
     assert_nothing_held(memory_ledger(tracker))
 
 
@@ -432,7 +434,7 @@ def test_duckdb_thresholds_fire_exactly_once_and_warn_counts_every_call(duck: st
     )  # fmt: skip
     ran, refused = calls_in_threads(call, daily, count=THREADS, calls=40)
     assert (ran, refused) == (THREADS * 40, 0)
-    assert sorted(a.threshold for a in alerts) == [0.25, 0.5, 0.75, 1.0]
+    assert sorted(a.threshold for a in alerts) == [0.25, 0.5, 0.75, 1.0]  # (1.0: a call let through, once)
     tracker.flush()
     daily.sync(force=True)
     assert daily.spent == tracker.total() == CALL * THREADS * 40 and daily.reserved == 0

@@ -43,8 +43,10 @@ transaction, or a lock across processes held over each append); neither is simpl
 (``stores._lease``): its figures read in the window may count those entries twice as well.
 
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
-lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next
-reservation anyone makes (a budget's leased headroom, ``settle_batch``, is one such reservation, swept alike).
+lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next reading of
+a scope that counts reservations (``standing``), by the next reservation anyone makes that it would refuse, and
+every quarter lease by any reservation (a budget's leased headroom, ``settle_batch``, is one such reservation, swept
+alike): no reading counts it after the lease.
 Settled amounts are not released that way (the money was spent): they stay until their period's account is
 dropped, when a later period of the same budget opens.
 """
@@ -538,6 +540,11 @@ class SqliteLedger(Ledger):
             value = str(Decimal(row[0]) + amount)
             con.execute(f"UPDATE accounts SET {column} = ? WHERE scope = ?", (value, scope))
 
+    def _expired(self, con: sqlite3.Connection, now: float) -> bool:
+        """Whether some process holding reservations has not been seen for a lease (one look at the few rows of
+        ``holders``, one per process with reservations)."""
+        return con.execute("SELECT 1 FROM holders WHERE seen < ? LIMIT 1", (now - self.lease,)).fetchone() is not None
+
     def _sweep(self, con: sqlite3.Connection, now: float) -> None:
         """Release the reservations of processes not seen for a lease."""
         dead = [h for (h,) in con.execute("SELECT holder FROM holders WHERE seen < ?", (now - self.lease,))]
@@ -601,6 +608,14 @@ class SqliteLedger(Ledger):
                 spent, reserved = account.base + account.settled, account.reserved
                 room = limit - spent - reserved
                 granted = force or (room > 0 and amount <= room)
+                if not granted and reserved and self._expired(con, now):
+                    # Refused while a process not seen for a lease still holds reservations (swept every quarter
+                    # lease only): released first, so a call a reading (``standing``) says fits is not refused.
+                    self._sweep(con, now)
+                    account = self._load(con, scope, fresh=fresh, defer=defer)
+                    spent, reserved = account.base + account.settled, account.reserved
+                    room = limit - spent - reserved
+                    granted = room > 0 and amount <= room
                 rid = None
                 if granted and amount:
                     rid = self._hold(con, account, amount)
@@ -745,6 +760,11 @@ class SqliteLedger(Ledger):
         def attempt(fresh: _Spend | None, defer: bool) -> Standing:
             with self._transaction() as con:
                 account = self._load(con, scope, refresh=refresh, fresh=fresh, defer=defer)
+                if account.reserved and self._expired(con, account.now):
+                    # A reading never counts the reservations of a process not seen for a lease (killed): they are
+                    # released now, as the next reservation would release them (as PostgreSQL leaves them out).
+                    self._sweep(con, account.now)
+                    account = self._load(con, scope, refresh=refresh, fresh=fresh, defer=defer)
                 if account.dirty:
                     self._save(con, account)
             return Standing(account.base + account.settled, account.reserved)

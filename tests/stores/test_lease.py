@@ -1036,3 +1036,113 @@ def test_spend_the_tracker_holds_unwritten_from_outside_the_block_stops_the_next
     assert daily.spent == Decimal("0.005") and daily.reserved == 0
     assert tracker.total() == Decimal("0.005")
     tracker.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+def test_spend_the_tracker_holds_unwritten_counts_before_a_lease_is_granted(home, kind: str) -> None:
+    # Far from the limit a budget leases headroom sized from the room left. Spend its own tracker recorded outside
+    # the budget's blocks waited in the tracker's buffer (up to flush_interval), where the ledger could not see it:
+    # each lease, renewed as it ran dry, was sized from a total that lacked it, and the day passed its limit by
+    # about that spend ($1 limit, $0.98 recorded outside: some 385 calls of $0.0025 let through where 7 fit).
+    tracker = CostTracker(open_store(kind, home(kind)), flush_interval=3600)
+    call = tracked(tracker)
+    daily = budget(1, period="daily", tracker=tracker, name="outside")
+    with daily:
+        call()
+    tracker.record(amount="0.98", description="outside the block: the same tracker, the same day")
+    ran = 0
+    with daily:
+        for _ in range(1000):
+            try:
+                call()
+            except BudgetExceeded:
+                break
+            ran += 1
+    assert ran == 7  # (1 - 0.98 - 0.0025) / 0.0025, whole calls
+    assert tracker.total() == Decimal("0.98") + COST * 8 <= 1
+    assert daily.spent == tracker.total() and daily.reserved == 0
+    tracker.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_calls_under_another_budget_count_before_a_lease_is_granted(home, kind: str) -> None:
+    # Two budgets used in different parts of one process (one tracker): the calls made under "team-a" alone wait in
+    # the tracker's buffer, and the "global" budget, far from its limit, leased against a total without them.
+    tracker = CostTracker(open_store(kind, home(kind)), flush_interval=3600)
+    call = tracked(tracker, PRICEY, estimate=Decimal("0.01"))  # $1.00 a call, estimated at $0.01
+    cheap = tracked(tracker)
+    overall = budget(4, period="daily", tracker=tracker, name="global")
+    team = budget(50, period="daily", tracker=tracker, name="team-a")
+    with overall:
+        cheap()
+    with team:
+        for _ in range(3):
+            call()  # $3 under the team's budget only
+    ran = 0
+    with overall:
+        for _ in range(1000):
+            try:
+                cheap()
+            except BudgetExceeded:
+                break
+            ran += 1
+    assert ran == 399  # (4 - 3 - 0.0025) / 0.0025
+    assert tracker.total() == 4 and overall.spent == 4
+    tracker.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_threads_opening_a_lease_count_what_the_writer_is_writing(home, kind: str) -> None:
+    # Threads entering the budget at once, right after $0.98 was recorded outside it: one thread's write of the
+    # buffer is under way while the others look, and the buffer they see is empty. Each waits for that write.
+    tracker = CostTracker(open_store(kind, home(kind)), flush_interval=3600)
+    call = tracked(tracker)
+    daily = budget(1, period="daily", tracker=tracker, name="threads")
+    with daily:
+        call()
+    tracker.record(amount="0.98")
+    start = threading.Barrier(24)
+    ran: list[int] = []
+
+    def worker() -> None:
+        start.wait()
+        with daily:
+            try:
+                call()
+                ran.append(1)
+            except BudgetExceeded:
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ran) == 7
+    assert tracker.total() == Decimal("0.98") + COST * 8
+    tracker.close()
+
+
+def test_a_lease_renewed_for_the_budgets_own_calls_alone_writes_nothing(home, calls) -> None:
+    # The buffer is written before a lease is renewed only when it may hold spend the ledger has not counted: while
+    # every entry buffered since the last batch is one of the budget's own calls (settled in the ledger already), no
+    # write (milliseconds in a DuckDB file) is added to the call that renews the lease; the tracker's writer makes
+    # it. An entry recorded outside the budget is written before the next renewal.
+    tracker = CostTracker(open_store("duckdb", home("duckdb")), flush_interval=3600)
+    call = tracked(tracker)
+    daily = budget(LIMIT, period="daily", tracker=tracker, name="own")
+    with daily:
+        for _ in range(LEASE_CALLS * 8):
+            call()
+    assert calls["settle_batch"] >= 4  # renewed as each lease ran dry
+    assert tracker.pending() == LEASE_CALLS * 8  # and nothing written meanwhile
+    with daily:  # a new lease for the same calls: nothing written either
+        for _ in range(LEASE_CALLS * 2):
+            call()
+    assert tracker.pending() == LEASE_CALLS * 10
+    tracker.record(amount="1")
+    with daily:
+        call()  # the new lease's batch counts the outside dollar: written first
+    assert tracker.pending() == 1
+    assert daily.spent == COST * (LEASE_CALLS * 10 + 1) + 1
+    tracker.close()

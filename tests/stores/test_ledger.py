@@ -19,7 +19,7 @@ import pytest
 from freezegun import freeze_time
 
 import llmcost
-from llmcost import BudgetExceeded, CostTracker, Usage, budget, track_cost
+from llmcost import BudgetExceeded, BudgetManager, CostTracker, Usage, budget, track_cost
 from llmcost.stores import BudgetScope, CostStore, DuckDBStore, ParquetStore, PostgresStore
 
 from . import postgres_server
@@ -398,4 +398,52 @@ def test_rollover_at_midnight_utc_while_processes_run(children, home, kind):
         with freeze_time(now):
             b = budget(limit, period="daily", tracker=tracker)
             assert (b.spent, b.reserved) == (spent, 0)  # no reservation leaked into either day
+    tracker.close()
+
+
+HOLD_SAVED = """
+import sys, threading
+from decimal import Decimal
+from llmcost import CostTracker, track_cost
+from llmcost.stores import DuckDBStore, ParquetStore, PostgresStore
+
+kind, path, lease = sys.argv[1:4]
+store = {"duckdb": DuckDBStore, "parquet": ParquetStore, "postgres": PostgresStore}[kind](path, lease=float(lease))
+tracker = CostTracker(store)
+
+
+def body():
+    print("holding", flush=True)
+    threading.Event().wait()  # an LLM call in flight, holding its reservation until the process is killed
+
+
+track_cost(tracker=tracker, estimate=Decimal("0.9"))(body)()  # under the saved "daily" budget: no `with` needed
+"""
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+def test_readings_leave_out_a_killed_processs_reservation_after_the_lease(children, home, kind):
+    # A killed process's reservation was released by the next reservation anyone made; until then every reading
+    # (a budget's reserved and remaining, a manager's can_spend and status) kept counting it on DuckDB and Parquet,
+    # for as long as no process reserved (PostgreSQL leaves expired reservations out of its readings).
+    lease = 2.0  # (its heartbeat every 2/3 s: on a loaded machine a heartbeat thread can wait a second for the CPU)
+    store = open_store(kind, home(kind), lease=lease)
+    tracker = CostTracker(store)
+    manager = BudgetManager(tracker)
+    manager.create("daily", 1, "daily")
+    victim = children.spawn(HOLD_SAVED, kind, location(store), str(lease))
+    assert victim.stdout is not None and victim.stdout.readline().strip() == "holding"
+    daily = manager.get("daily")
+    assert daily.reserved == Decimal("0.9")
+    time.sleep(lease * 1.5)
+    assert daily.reserved == Decimal("0.9")  # alive: its heartbeat keeps the reservation
+    assert not manager.can_spend("0.5")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    time.sleep(lease * 1.5)
+    # Read without a reservation made by anyone since.
+    assert manager.can_spend("0.5")
+    assert (daily.reserved, daily.remaining) == (0, 1)
+    row = manager.status().set_index("name").loc["daily"]
+    assert Decimal(str(row["remaining"])) == 1
     tracker.close()
