@@ -40,7 +40,7 @@ from ._config import get_tracker, on_new_default
 from ._context import NOT_CHECKED, PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded
-from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, to_money
+from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, in_wide_context, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
 from ._time import from_micros
@@ -473,7 +473,7 @@ class Budget:
         return get_tracker()
 
     @property
-    @in_exact_context
+    @in_wide_context  # (a read: exact in any context, at any magnitude)
     def spent(self) -> Decimal:
         """Spend counted in the current period (for ``period=None``: inside the block)."""
         if self.period is None:
@@ -482,7 +482,7 @@ class Budget:
         return self._spent
 
     @property
-    @in_exact_context
+    @in_wide_context  # (a read: exact in any context, at any magnitude)
     def reserved(self) -> Decimal:
         """Estimates reserved by calls in flight (for a period budget: by every process sharing the store)."""
         if self.period is None:
@@ -492,7 +492,7 @@ class Budget:
         return reserved if reserved > ZERO else ZERO
 
     @property
-    @in_exact_context
+    @in_wide_context  # (a read: exact in any context, at any magnitude)
     def remaining(self) -> Decimal:
         """The limit less spend and reservations (negative once overspent)."""
         if self.period is None:
@@ -504,7 +504,7 @@ class Budget:
         return self.limit - (spent if committed == spent else committed)
 
     @property
-    @in_exact_context
+    @in_wide_context  # (a read: exact in any context, at any magnitude)
     def utilization(self) -> float:
         """Spend over limit (1.0 is fully used)."""
         if self.period is None:

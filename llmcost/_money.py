@@ -20,6 +20,7 @@ __all__ = [
     "dollars",
     "from_atto",
     "in_exact_context",
+    "in_wide_context",
     "round_money",
     "to_amount",
     "to_money",
@@ -73,6 +74,26 @@ def in_exact_context(method: F) -> F:
             return method(*args, **kwargs)
 
     return exactly  # type: ignore[return-value]
+
+
+def in_wide_context(method: F) -> F:
+    """``method`` run in ``wide_context()`` unless the caller's decimal context is as wide already: for a figure read
+    off a budget, whose limit less what is committed may need more digits than ``EXACT_DIGITS`` (up to 39 for
+    amounts below ``MAX_AMOUNT``). Reads only: the per-call path checks ``EXACT_DIGITS`` inline.
+
+    >>> less = in_wide_context(lambda a, b: a - b)
+    >>> less(Decimal("100000000000"), Decimal("12345678901.123456789012345678"))
+    Decimal('87654321098.876543210987654322')
+    """
+
+    @functools.wraps(method)
+    def widely(*args: Any, **kwargs: Any) -> Any:
+        if getcontext().prec >= _WIDE.prec:
+            return method(*args, **kwargs)
+        with localcontext(_WIDE):
+            return method(*args, **kwargs)
+
+    return widely  # type: ignore[return-value]
 
 
 def to_money(value: object, field: str = "amount") -> Decimal:

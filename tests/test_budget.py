@@ -887,3 +887,16 @@ def test_a_budget_that_cannot_count_entries_logs_it_once_with_its_traceback(
     assert [r.levelname for r in failed] == ["ERROR", "DEBUG", "DEBUG"]
     assert failed[0].exc_info is not None and "the ledger is down" in str(failed[0].exc_info[1])
     assert len(tracker.entries()) == 3  # recorded all the same
+
+
+@pytest.mark.parametrize("period", [None, "daily"])
+@pytest.mark.parametrize("prec", [28, 8])
+def test_a_budgets_figures_are_exact_at_any_magnitude_in_any_context(tracker, period, prec):
+    # limit - committed of amounts below 10**20 at 18 places needs up to 39 digits: the default context's 28 rounded
+    # the remaining figure of a $10**11 budget (...98765432 for ...987654321), a narrower one more.
+    large = Decimal("12345678901.123456789012345678")
+    with budget(10**11, period=period, tracker=tracker) as b:
+        tracker.record(amount=large)
+        with decimal.localcontext(decimal.Context(prec=prec)):
+            figures = (b.spent, b.reserved, b.remaining)
+    assert figures == (large, 0, Decimal("87654321098.876543210987654322"))
