@@ -44,7 +44,14 @@ PROVIDER_NAMES = {
     "aws": "aws.bedrock",
     "azure": "azure.ai.openai",
 }
-_OPERATIONS = {CostCategory.LLM_INFERENCE: "chat", CostCategory.LLM_EMBEDDING: "embeddings"}
+# gen_ai.operation.name: the conventions list well-known values and require the one that applies. An entry says
+# which API made it only through instrument(client)'s resource label (the SDK method, "openai.completions.create");
+# a label of the caller's own says nothing of the API. Labels of these SDKs name a chat API unless listed below.
+_SDK_LABELS = ("openai.", "anthropic.")
+_LABEL_OPERATIONS = {"openai.completions.create": "text_completion"}  # the legacy Completions API
+# Providers whose LLM API is Gemini's generateContent (the Gemini API and Vertex AI), when no SDK label says otherwise
+# (Gemini's OpenAI-compatible endpoint, or Claude on Vertex through the Anthropic SDK, are chat).
+_GENERATE_CONTENT_PROVIDERS = frozenset({"google", "google-vertex"})
 # The GenAI conventions' advised buckets for gen_ai.client.token.usage.
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 
@@ -73,7 +80,7 @@ def span_attributes(entry: CostEntry) -> dict[str, Any]:
         attributes["llmcost.resource"] = entry.resource
     for key, value in entry.tags.items():
         attributes[f"llmcost.tag.{key}"] = value
-    operation = _OPERATIONS.get(entry.category)
+    operation = operation_name(entry)
     if operation is None:  # not an LLM call (compute, storage...): only llmcost's own names
         return attributes
     usage = entry.usage
@@ -95,8 +102,34 @@ def span_attributes(entry: CostEntry) -> dict[str, Any]:
     return attributes
 
 
+def operation_name(entry: CostEntry) -> str | None:
+    """The entry's ``gen_ai.operation.name`` (``None``: not an LLM call). ``embeddings`` for category
+    ``llm_embedding``; for ``llm_inference``: ``text_completion`` for the legacy Completions API
+    (resource ``openai.completions.create``, as ``instrument(client)`` labels it), ``chat`` for any other method
+    ``instrument(client)`` labels (``openai.*``, ``anthropic.*``), ``generate_content`` for provider ``google`` or
+    ``google-vertex`` (Gemini's API), and ``chat`` when the entry cannot tell.
+
+    >>> tracker = llmcost.CostTracker()
+    >>> operation_name(tracker.record(amount="0.01", resource="openai.completions.create"))
+    'text_completion'
+    >>> operation_name(tracker.record(model="gemini-1.5-flash", input_tokens=10, output_tokens=1))
+    'generate_content'
+    """
+    category = entry.category
+    if category is CostCategory.LLM_EMBEDDING:
+        return "embeddings"
+    if category is not CostCategory.LLM_INFERENCE:
+        return None
+    resource = entry.resource
+    if resource is not None and resource.startswith(_SDK_LABELS):
+        return _LABEL_OPERATIONS.get(resource, "chat")
+    if entry.provider in _GENERATE_CONTENT_PROVIDERS:
+        return "generate_content"
+    return "chat"
+
+
 def _span_name(entry: CostEntry) -> str:
-    operation = _OPERATIONS.get(entry.category)
+    operation = operation_name(entry)
     if operation is None:
         return f"llmcost {entry.category.value}"
     return f"{operation} {entry.model}" if entry.model else operation
@@ -142,7 +175,7 @@ class _Exporter:
         if entry.model is not None:
             common["gen_ai.request.model"] = entry.model
         self.cost.add(float(entry.amount), common)
-        operation = _OPERATIONS.get(entry.category)
+        operation = operation_name(entry)
         if operation is None:
             return
         common["gen_ai.operation.name"] = operation

@@ -39,6 +39,14 @@ CHAT = {
         "completion_tokens_details": {"reasoning_tokens": 100},
     },
 }
+COMPLETION = {
+    "id": "cmpl-1",
+    "object": "text_completion",
+    "created": 0,
+    "model": "gpt-3.5-turbo-instruct",
+    "choices": [{"text": "hi", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+}
 # 976 input at $2.50 + 1024 cached at $1.25 + 300 output at $10 per MTok
 CHAT_COST = Decimal("0.00672")
 
@@ -80,7 +88,8 @@ def otel(tracker):
 @pytest.fixture
 def client(tracker):
     def handler(request):
-        return httpx2.Response(200, json=CHAT)
+        legacy = request.url.path.endswith("/completions") and not request.url.path.endswith("/chat/completions")
+        return httpx2.Response(200, json=COMPLETION if legacy else CHAT)
 
     http = httpx2.Client(transport=httpx2.MockTransport(handler))
     return llmcost.instrument(openai.OpenAI(api_key="k", http_client=http), tracker=tracker)
@@ -175,6 +184,63 @@ def test_embeddings_and_provider_names(otel, tracker):
     assert embedding.name == "embeddings text-embedding-3-small"
     assert embedding.attributes["gen_ai.operation.name"] == "embeddings"
     assert gemini.attributes["gen_ai.provider.name"] == "gcp.gemini"
+    assert gemini.attributes["gen_ai.operation.name"] == "generate_content"
+
+
+def test_the_legacy_completions_api_is_a_text_completion(otel, client, tracker):
+    client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    legacy, chat = otel.finished()
+    assert legacy.attributes["gen_ai.operation.name"] == "text_completion"
+    assert legacy.attributes["llmcost.resource"] == "openai.completions.create"
+    assert chat.attributes["gen_ai.operation.name"] == "chat"
+    sums = {
+        (p.attributes["gen_ai.operation.name"], p.attributes["gen_ai.token.type"]): p.sum
+        for p in otel.points("gen_ai.client.token.usage")
+    }
+    assert sums == {("text_completion", "input"): 10, ("text_completion", "output"): 5, ("chat", "input"): 2000,
+                    ("chat", "output"): 300}  # fmt: skip
+
+
+def test_gemini_responses_are_generate_content(otel, tracker):
+    from google.genai import types
+
+    response = types.GenerateContentResponse(
+        model_version="gemini-2.5-flash",
+        candidates=[types.Candidate(content=types.Content(role="model", parts=[types.Part(text="hi")]))],
+        usage_metadata=types.GenerateContentResponseUsageMetadata(
+            prompt_token_count=10, candidates_token_count=5, total_token_count=15
+        ),
+    )
+
+    @llmcost.track_cost(tracker=tracker)
+    def generate():
+        return response
+
+    generate()
+    (span,) = otel.finished()
+    assert span.attributes["gen_ai.operation.name"] == "generate_content"
+    assert span.attributes["gen_ai.provider.name"] == "gcp.gemini"
+
+
+@pytest.mark.parametrize(
+    ("provider", "resource", "operation"),
+    [
+        ("google", None, "generate_content"),
+        ("google-vertex", "my-summarizer", "generate_content"),
+        # Gemini through its OpenAI-compatible endpoint is a chat completion: the SDK method says so.
+        ("google", "openai.chat.completions.create", "chat"),
+        ("google-vertex", "anthropic.messages.create", "chat"),
+        ("openai", "openai.completions.create", "text_completion"),
+        ("openai", "openai.responses.create", "chat"),
+        ("openai", "my-summarizer", "chat"),  # the entry cannot tell: chat
+        (None, None, "chat"),
+    ],
+)
+def test_the_operation_follows_what_the_entry_carries(otel, tracker, provider, resource, operation):
+    tracker.record(amount="0.01", model="some-model", provider=provider, resource=resource)
+    (span,) = otel.finished()
+    assert span.attributes["gen_ai.operation.name"] == operation
 
 
 def test_costs_that_are_not_llm_calls_carry_only_llmcost_names(otel, tracker):
