@@ -87,8 +87,10 @@ def span_attributes(entry: CostEntry) -> dict[str, Any]:
     attributes["gen_ai.operation.name"] = operation
     if entry.provider is not None:
         attributes["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
+    # The model the provider answered with: the entry does not keep the model asked for, which is what
+    # gen_ai.request.model must hold exactly ("gpt-4o" asked, "gpt-4o-2024-08-06" answered), so that is left out.
     if entry.model is not None:
-        attributes["gen_ai.request.model"] = entry.model
+        attributes["gen_ai.response.model"] = entry.model
     attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
     attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
     # Parts of the totals above (the same convention as llmcost's Usage), set when the provider reported any.
@@ -129,10 +131,10 @@ def operation_name(entry: CostEntry) -> str | None:
 
 
 def _span_name(entry: CostEntry) -> str:
+    # The conventions' name is "{gen_ai.operation.name} {gen_ai.request.model}", and the requested model is not
+    # known (see span_attributes): the operation alone, never the response's model in the request's place.
     operation = operation_name(entry)
-    if operation is None:
-        return f"llmcost {entry.category.value}"
-    return f"{operation} {entry.model}" if entry.model else operation
+    return f"llmcost {entry.category.value}" if operation is None else operation
 
 
 class _Exporter:
@@ -173,7 +175,7 @@ class _Exporter:
         if entry.provider is not None:
             common["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
         if entry.model is not None:
-            common["gen_ai.request.model"] = entry.model
+            common["gen_ai.response.model"] = entry.model
         self.cost.add(float(entry.amount), common)
         operation = operation_name(entry)
         if operation is None:
@@ -189,8 +191,9 @@ def instrument_tracker(
     """Export every entry ``tracker`` records to OpenTelemetry; returns a function that stops it.
 
     Each entry puts its attributes on the current span, or, when there is no recording span (or the current one
-    already holds an entry), on a CLIENT span of its own named like ``chat gpt-4o`` with the call's start and end
-    time: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
+    already holds an entry), on a CLIENT span of its own named for the operation (``chat``) with the call's start
+    and end time: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.response.model`` (the model the
+    response named; ``gen_ai.request.model`` is left out, the entry does not keep the model asked for),
     ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``, ``gen_ai.usage.cache_read.input_tokens``,
     ``gen_ai.usage.cache_creation.input_tokens`` and ``gen_ai.usage.reasoning.output_tokens`` (those three when
     non-zero), ``gen_ai.usage.cost`` (USD, a float, as OpenLIT writes it), and ``llmcost.cost`` (the exact Decimal as
