@@ -150,7 +150,11 @@ class _Exporter:
             description="Number of input and output tokens used",
             explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
         )
-        self.cost = meter.create_counter("llmcost.cost", unit="USD", description="What LLM calls and resources cost")
+        # An up-down counter, not a Counter: a credit or refund is recorded as a negative amount, which a Counter
+        # drops ("must be non-negative"), and the exported sum must stay the tracker's total.
+        self.cost = meter.create_up_down_counter(
+            "llmcost.cost", unit="USD", description="What LLM calls and resources cost (credits negative)"
+        )
 
     def __call__(self, entry: CostEntry) -> None:
         attributes = span_attributes(entry)
@@ -199,8 +203,9 @@ def instrument_tracker(
     non-zero), ``gen_ai.usage.cost`` (USD, a float, as OpenLIT writes it), and ``llmcost.cost`` (the exact Decimal as
     a string), ``llmcost.currency``, ``llmcost.category``, ``llmcost.resource``, ``llmcost.pricing``,
     ``llmcost.tag.<key>``. Metrics: ``gen_ai.client.token.usage`` (histogram, ``gen_ai.token.type`` input/output)
-    and ``llmcost.cost`` (counter, USD), with model, provider, category and resource attributes. Entries that are
-    not LLM calls (compute, storage...) carry only the ``llmcost.*`` names and the cost counter.
+    and ``llmcost.cost`` (an up-down counter, USD: credits are negative), with model, provider, category and
+    resource attributes. Entries that are not LLM calls (compute, storage...) carry only the ``llmcost.*`` names and
+    the cost counter.
 
     ``tracker``: default ``llmcost.get_tracker()`` now. ``tracer_provider``/``meter_provider``: default the
     global ones. Instrumenting a tracker again replaces the earlier export (an entry is exported once).

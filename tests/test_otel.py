@@ -298,6 +298,21 @@ def test_metrics(otel, client, tracker):
     assert units == {"gen_ai.client.token.usage": "{token}", "llmcost.cost": "USD"}
 
 
+def test_a_credit_lowers_the_cost_sum_to_the_tracker_total(otel, tracker):
+    tracker.record(amount="5", category="compute")
+    tracker.record(amount="-2", category="compute", description="credit")
+    (point,) = otel.points("llmcost.cost")
+    assert point.value == float(tracker.total()) == 3.0
+    (metric,) = [
+        m
+        for rm in otel.reader.get_metrics_data().resource_metrics
+        for scope in rm.scope_metrics
+        for m in scope.metrics
+        if m.name == "llmcost.cost"
+    ]
+    assert metric.data.is_monotonic is False
+
+
 def test_undo_stops_and_instrumenting_again_exports_once(tracker):
     o = OTel()
     instrument_tracker(tracker, tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
