@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 from ._config import get_tracker
 from ._entry import CostCategory, CostEntry
 from ._tracker import CostTracker
+from ._usage import Usage
 
 __all__ = ["instrument_tracker"]
 
@@ -91,17 +92,25 @@ def span_attributes(entry: CostEntry) -> dict[str, Any]:
     # gen_ai.request.model must hold exactly ("gpt-4o" asked, "gpt-4o-2024-08-06" answered), so that is left out.
     if entry.model is not None:
         attributes["gen_ai.response.model"] = entry.model
-    attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
-    attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
-    # Parts of the totals above (the same convention as llmcost's Usage), set when the provider reported any.
-    if usage.cache_read_tokens:
-        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
-    if usage.cache_write_tokens:
-        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
-    if usage.reasoning_tokens:
-        attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    if _has_tokens(usage):
+        attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
+        attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
+        # Parts of the totals above (the same convention as llmcost's Usage), set when the provider reported any.
+        if usage.cache_read_tokens:
+            attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
+        if usage.cache_write_tokens:
+            attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
+        if usage.reasoning_tokens:
+            attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
     attributes["gen_ai.usage.cost"] = float(entry.amount)  # USD, as OpenLIT writes it; exact in llmcost.cost
     return attributes
+
+
+def _has_tokens(usage: Usage) -> bool:
+    """Whether the entry counted tokens: an entry recorded without any (``record(amount=..., model=...)``, an
+    invoice line) holds ``Usage()``, no input and no output, which says the tokens are unknown, not that a call used
+    none; exporting it as 0 and 0 would put made-up zeros in token totals and counts."""
+    return bool(usage.input_tokens or usage.output_tokens)
 
 
 def operation_name(entry: CostEntry) -> str | None:
@@ -182,7 +191,7 @@ class _Exporter:
             common["gen_ai.response.model"] = entry.model
         self.cost.add(float(entry.amount), common)
         operation = operation_name(entry)
-        if operation is None:
+        if operation is None or not _has_tokens(entry.usage):
             return
         common["gen_ai.operation.name"] = operation
         self.tokens.record(entry.usage.input_tokens, {**common, "gen_ai.token.type": "input"})
@@ -198,7 +207,8 @@ def instrument_tracker(
     already holds an entry), on a CLIENT span of its own named for the operation (``chat``) with the call's start
     and end time: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.response.model`` (the model the
     response named; ``gen_ai.request.model`` is left out, the entry does not keep the model asked for),
-    ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``, ``gen_ai.usage.cache_read.input_tokens``,
+    ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens`` (both left out when the entry has no tokens: an
+    ``amount=`` without usage), ``gen_ai.usage.cache_read.input_tokens``,
     ``gen_ai.usage.cache_creation.input_tokens`` and ``gen_ai.usage.reasoning.output_tokens`` (those three when
     non-zero), ``gen_ai.usage.cost`` (USD, a float, as OpenLIT writes it), and ``llmcost.cost`` (the exact Decimal as
     a string), ``llmcost.currency``, ``llmcost.category``, ``llmcost.resource``, ``llmcost.pricing``,

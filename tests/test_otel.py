@@ -298,6 +298,31 @@ def test_metrics(otel, client, tracker):
     assert units == {"gen_ai.client.token.usage": "{token}", "llmcost.cost": "USD"}
 
 
+def test_an_entry_without_tokens_exports_no_token_counts(otel, tracker):
+    entry = tracker.record(amount="0.50", model="gpt-4o", description="invoice line, tokens unknown")
+    (span,) = otel.finished()
+    assert dict(span.attributes) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.response.model": "gpt-4o",
+        "gen_ai.usage.cost": 0.5,
+        "llmcost.cost": "0.50",
+        "llmcost.currency": "USD",
+        "llmcost.category": "llm_inference",
+        "llmcost.pricing": entry.pricing,
+    }
+    assert otel.points("gen_ai.client.token.usage") == []
+    (cost,) = otel.points("llmcost.cost")
+    assert cost.value == 0.5
+
+
+def test_an_embedding_counts_its_input_tokens(otel, tracker):
+    tracker.record(model="text-embedding-3-small", input_tokens=1000, category="llm_embedding")
+    (span,) = otel.finished()
+    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == (1000, 0)
+    sums = {p.attributes["gen_ai.token.type"]: p.sum for p in otel.points("gen_ai.client.token.usage")}
+    assert sums == {"input": 1000, "output": 0}
+
+
 def test_a_credit_lowers_the_cost_sum_to_the_tracker_total(otel, tracker):
     tracker.record(amount="5", category="compute")
     tracker.record(amount="-2", category="compute", description="credit")
