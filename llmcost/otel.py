@@ -72,7 +72,8 @@ def _version() -> str:
 def span_attributes(entry: CostEntry) -> dict[str, Any]:
     """The span attributes of one entry: GenAI names for LLM calls, ``llmcost.*`` for what only llmcost knows."""
     attributes: dict[str, Any] = {
-        "llmcost.cost": str(entry.amount),
+        # Fixed point, every digit the entry holds, as the server's JSON writes amounts: str() writes 2E-7 and 1E+2.
+        "llmcost.cost": format(entry.amount, "f"),
         "llmcost.currency": entry.currency,
         "llmcost.category": entry.category.value,
         "llmcost.pricing": entry.pricing,
@@ -211,7 +212,7 @@ def instrument_tracker(
     ``amount=`` without usage), ``gen_ai.usage.cache_read.input_tokens``,
     ``gen_ai.usage.cache_creation.input_tokens`` and ``gen_ai.usage.reasoning.output_tokens`` (those three when
     non-zero), ``gen_ai.usage.cost`` (USD, a float, as OpenLIT writes it), and ``llmcost.cost`` (the exact Decimal as
-    a string), ``llmcost.currency``, ``llmcost.category``, ``llmcost.resource``, ``llmcost.pricing``,
+    a string in fixed point), ``llmcost.currency``, ``llmcost.category``, ``llmcost.resource``, ``llmcost.pricing``,
     ``llmcost.tag.<key>``. Metrics: ``gen_ai.client.token.usage`` (histogram, ``gen_ai.token.type`` input/output)
     and ``llmcost.cost`` (an up-down counter, USD: credits are negative), with model, provider, category and
     resource attributes. Entries that are not LLM calls (compute, storage...) carry only the ``llmcost.*`` names and

@@ -168,7 +168,7 @@ def test_anthropic_cache_tokens_and_tags(otel, tracker):
         "gen_ai.usage.cache_read.input_tokens": 1000,
         "gen_ai.usage.cache_creation.input_tokens": 200,
         "gen_ai.usage.cost": float(entry.amount),
-        "llmcost.cost": str(entry.amount),
+        "llmcost.cost": format(entry.amount, "f"),
         "llmcost.currency": "USD",
         "llmcost.category": "llm_inference",
         "llmcost.resource": "bot",
@@ -321,6 +321,23 @@ def test_an_embedding_counts_its_input_tokens(otel, tracker):
     assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == (1000, 0)
     sums = {p.attributes["gen_ai.token.type"]: p.sum for p in otel.points("gen_ai.client.token.usage")}
     assert sums == {"input": 1000, "output": 0}
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [("0.0000002", "0.0000002"), (Decimal("1E+2"), "100"), ("-0.00000001", "-0.00000001"), ("0.50", "0.50")],
+)
+def test_the_exact_cost_is_written_in_fixed_point(otel, tracker, amount, text):
+    tracker.record(amount=amount, category="compute")
+    (span,) = otel.finished()
+    assert span.attributes["llmcost.cost"] == text
+
+
+def test_a_tiny_catalog_cost_is_written_in_fixed_point(otel, tracker):
+    entry = tracker.record(model="gpt-4o-mini", input_tokens=1)  # $0.15 per MTok
+    (span,) = otel.finished()
+    assert entry.amount == Decimal("0.00000015")
+    assert span.attributes["llmcost.cost"] == "0.00000015"
 
 
 def test_a_credit_lowers_the_cost_sum_to_the_tracker_total(otel, tracker):
