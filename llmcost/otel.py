@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 from ._config import get_tracker
 from ._entry import CostCategory, CostEntry
 from ._tracker import CostTracker
+from ._usage import Usage
 
 __all__ = ["instrument_tracker"]
 
@@ -44,7 +45,14 @@ PROVIDER_NAMES = {
     "aws": "aws.bedrock",
     "azure": "azure.ai.openai",
 }
-_OPERATIONS = {CostCategory.LLM_INFERENCE: "chat", CostCategory.LLM_EMBEDDING: "embeddings"}
+# gen_ai.operation.name: the conventions list well-known values and require the one that applies. An entry says
+# which API made it only through instrument(client)'s resource label (the SDK method, "openai.completions.create");
+# a label of the caller's own says nothing of the API. Labels of these SDKs name a chat API unless listed below.
+_SDK_LABELS = ("openai.", "anthropic.")
+_LABEL_OPERATIONS = {"openai.completions.create": "text_completion"}  # the legacy Completions API
+# Providers whose LLM API is Gemini's generateContent (the Gemini API and Vertex AI), when no SDK label says otherwise
+# (Gemini's OpenAI-compatible endpoint, or Claude on Vertex through the Anthropic SDK, are chat).
+_GENERATE_CONTENT_PROVIDERS = frozenset({"google", "google-vertex"})
 # The GenAI conventions' advised buckets for gen_ai.client.token.usage.
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 
@@ -64,7 +72,8 @@ def _version() -> str:
 def span_attributes(entry: CostEntry) -> dict[str, Any]:
     """The span attributes of one entry: GenAI names for LLM calls, ``llmcost.*`` for what only llmcost knows."""
     attributes: dict[str, Any] = {
-        "llmcost.cost": str(entry.amount),
+        # Fixed point, every digit the entry holds, as the server's JSON writes amounts: str() writes 2E-7 and 1E+2.
+        "llmcost.cost": format(entry.amount, "f"),
         "llmcost.currency": entry.currency,
         "llmcost.category": entry.category.value,
         "llmcost.pricing": entry.pricing,
@@ -73,33 +82,69 @@ def span_attributes(entry: CostEntry) -> dict[str, Any]:
         attributes["llmcost.resource"] = entry.resource
     for key, value in entry.tags.items():
         attributes[f"llmcost.tag.{key}"] = value
-    operation = _OPERATIONS.get(entry.category)
+    operation = operation_name(entry)
     if operation is None:  # not an LLM call (compute, storage...): only llmcost's own names
         return attributes
     usage = entry.usage
     attributes["gen_ai.operation.name"] = operation
     if entry.provider is not None:
         attributes["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
+    # The model the provider answered with: the entry does not keep the model asked for, which is what
+    # gen_ai.request.model must hold exactly ("gpt-4o" asked, "gpt-4o-2024-08-06" answered), so that is left out.
     if entry.model is not None:
-        attributes["gen_ai.request.model"] = entry.model
-    attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
-    attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
-    # Parts of the totals above (the same convention as llmcost's Usage), set when the provider reported any.
-    if usage.cache_read_tokens:
-        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
-    if usage.cache_write_tokens:
-        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
-    if usage.reasoning_tokens:
-        attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+        attributes["gen_ai.response.model"] = entry.model
+    if _has_tokens(usage):
+        attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
+        attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
+        # Parts of the totals above (the same convention as llmcost's Usage), set when the provider reported any.
+        if usage.cache_read_tokens:
+            attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
+        if usage.cache_write_tokens:
+            attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
+        if usage.reasoning_tokens:
+            attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
     attributes["gen_ai.usage.cost"] = float(entry.amount)  # USD, as OpenLIT writes it; exact in llmcost.cost
     return attributes
 
 
+def _has_tokens(usage: Usage) -> bool:
+    """Whether the entry counted tokens: an entry recorded without any (``record(amount=..., model=...)``, an
+    invoice line) holds ``Usage()``, no input and no output, which says the tokens are unknown, not that a call used
+    none; exporting it as 0 and 0 would put made-up zeros in token totals and counts."""
+    return bool(usage.input_tokens or usage.output_tokens)
+
+
+def operation_name(entry: CostEntry) -> str | None:
+    """The entry's ``gen_ai.operation.name`` (``None``: not an LLM call). ``embeddings`` for category
+    ``llm_embedding``; for ``llm_inference``: ``text_completion`` for the legacy Completions API
+    (resource ``openai.completions.create``, as ``instrument(client)`` labels it), ``chat`` for any other method
+    ``instrument(client)`` labels (``openai.*``, ``anthropic.*``), ``generate_content`` for provider ``google`` or
+    ``google-vertex`` (Gemini's API), and ``chat`` when the entry cannot tell.
+
+    >>> tracker = llmcost.CostTracker()
+    >>> operation_name(tracker.record(amount="0.01", resource="openai.completions.create"))
+    'text_completion'
+    >>> operation_name(tracker.record(model="gemini-1.5-flash", input_tokens=10, output_tokens=1))
+    'generate_content'
+    """
+    category = entry.category
+    if category is CostCategory.LLM_EMBEDDING:
+        return "embeddings"
+    if category is not CostCategory.LLM_INFERENCE:
+        return None
+    resource = entry.resource
+    if resource is not None and resource.startswith(_SDK_LABELS):
+        return _LABEL_OPERATIONS.get(resource, "chat")
+    if entry.provider in _GENERATE_CONTENT_PROVIDERS:
+        return "generate_content"
+    return "chat"
+
+
 def _span_name(entry: CostEntry) -> str:
-    operation = _OPERATIONS.get(entry.category)
-    if operation is None:
-        return f"llmcost {entry.category.value}"
-    return f"{operation} {entry.model}" if entry.model else operation
+    # The conventions' name is "{gen_ai.operation.name} {gen_ai.request.model}", and the requested model is not
+    # known (see span_attributes): the operation alone, never the response's model in the request's place.
+    operation = operation_name(entry)
+    return f"llmcost {entry.category.value}" if operation is None else operation
 
 
 class _Exporter:
@@ -115,7 +160,11 @@ class _Exporter:
             description="Number of input and output tokens used",
             explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
         )
-        self.cost = meter.create_counter("llmcost.cost", unit="USD", description="What LLM calls and resources cost")
+        # An up-down counter, not a Counter: a credit or refund is recorded as a negative amount, which a Counter
+        # drops ("must be non-negative"), and the exported sum must stay the tracker's total.
+        self.cost = meter.create_up_down_counter(
+            "llmcost.cost", unit="USD", description="What LLM calls and resources cost (credits negative)"
+        )
 
     def __call__(self, entry: CostEntry) -> None:
         attributes = span_attributes(entry)
@@ -140,10 +189,10 @@ class _Exporter:
         if entry.provider is not None:
             common["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
         if entry.model is not None:
-            common["gen_ai.request.model"] = entry.model
+            common["gen_ai.response.model"] = entry.model
         self.cost.add(float(entry.amount), common)
-        operation = _OPERATIONS.get(entry.category)
-        if operation is None:
+        operation = operation_name(entry)
+        if operation is None or not _has_tokens(entry.usage):
             return
         common["gen_ai.operation.name"] = operation
         self.tokens.record(entry.usage.input_tokens, {**common, "gen_ai.token.type": "input"})
@@ -156,15 +205,18 @@ def instrument_tracker(
     """Export every entry ``tracker`` records to OpenTelemetry; returns a function that stops it.
 
     Each entry puts its attributes on the current span, or, when there is no recording span (or the current one
-    already holds an entry), on a CLIENT span of its own named like ``chat gpt-4o`` with the call's start and end
-    time: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
-    ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``, ``gen_ai.usage.cache_read.input_tokens``,
+    already holds an entry), on a CLIENT span of its own named for the operation (``chat``) with the call's start
+    and end time: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.response.model`` (the model the
+    response named; ``gen_ai.request.model`` is left out, the entry does not keep the model asked for),
+    ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens`` (both left out when the entry has no tokens: an
+    ``amount=`` without usage), ``gen_ai.usage.cache_read.input_tokens``,
     ``gen_ai.usage.cache_creation.input_tokens`` and ``gen_ai.usage.reasoning.output_tokens`` (those three when
     non-zero), ``gen_ai.usage.cost`` (USD, a float, as OpenLIT writes it), and ``llmcost.cost`` (the exact Decimal as
-    a string), ``llmcost.currency``, ``llmcost.category``, ``llmcost.resource``, ``llmcost.pricing``,
+    a string in fixed point), ``llmcost.currency``, ``llmcost.category``, ``llmcost.resource``, ``llmcost.pricing``,
     ``llmcost.tag.<key>``. Metrics: ``gen_ai.client.token.usage`` (histogram, ``gen_ai.token.type`` input/output)
-    and ``llmcost.cost`` (counter, USD), with model, provider, category and resource attributes. Entries that are
-    not LLM calls (compute, storage...) carry only the ``llmcost.*`` names and the cost counter.
+    and ``llmcost.cost`` (an up-down counter, USD: credits are negative), with model, provider, category and
+    resource attributes. Entries that are not LLM calls (compute, storage...) carry only the ``llmcost.*`` names and
+    the cost counter.
 
     ``tracker``: default ``llmcost.get_tracker()`` now. ``tracer_provider``/``meter_provider``: default the
     global ones. Instrumenting a tracker again replaces the earlier export (an entry is exported once).

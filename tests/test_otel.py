@@ -39,6 +39,14 @@ CHAT = {
         "completion_tokens_details": {"reasoning_tokens": 100},
     },
 }
+COMPLETION = {
+    "id": "cmpl-1",
+    "object": "text_completion",
+    "created": 0,
+    "model": "gpt-3.5-turbo-instruct",
+    "choices": [{"text": "hi", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+}
 # 976 input at $2.50 + 1024 cached at $1.25 + 300 output at $10 per MTok
 CHAT_COST = Decimal("0.00672")
 
@@ -80,7 +88,8 @@ def otel(tracker):
 @pytest.fixture
 def client(tracker):
     def handler(request):
-        return httpx2.Response(200, json=CHAT)
+        legacy = request.url.path.endswith("/completions") and not request.url.path.endswith("/chat/completions")
+        return httpx2.Response(200, json=COMPLETION if legacy else CHAT)
 
     http = httpx2.Client(transport=httpx2.MockTransport(handler))
     return llmcost.instrument(openai.OpenAI(api_key="k", http_client=http), tracker=tracker)
@@ -89,7 +98,7 @@ def client(tracker):
 CHAT_ATTRIBUTES = {
     "gen_ai.operation.name": "chat",
     "gen_ai.provider.name": "openai",
-    "gen_ai.request.model": "gpt-4o-2024-08-06",
+    "gen_ai.response.model": "gpt-4o-2024-08-06",
     "gen_ai.usage.input_tokens": 2000,
     "gen_ai.usage.output_tokens": 300,
     "gen_ai.usage.cache_read.input_tokens": 1024,
@@ -122,7 +131,8 @@ def test_without_a_span_the_entry_gets_a_client_span_of_its_own(otel, client, tr
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     (span,) = otel.finished()
     (entry,) = tracker.entries()
-    assert span.name == "chat gpt-4o-2024-08-06"
+    # The conventions' "{operation} {request model}", and the request's model ("gpt-4o") is not in the entry.
+    assert span.name == "chat"
     assert span.kind is trace.SpanKind.CLIENT
     assert dict(span.attributes) == chat_attributes(entry)
     assert span.end_time == int(entry.timestamp.timestamp() * 1e9)
@@ -135,8 +145,8 @@ def test_a_second_entry_in_one_span_gets_a_child_span(otel, tracker):
         tracker.record(model="gpt-4o", input_tokens=10, output_tokens=1)
         tracker.record(model="gpt-4o-mini", input_tokens=10, output_tokens=1)
     child, outer = otel.finished()
-    assert outer.name == "batch" and outer.attributes["gen_ai.request.model"] == "gpt-4o"
-    assert child.name == "chat gpt-4o-mini"
+    assert outer.name == "batch" and outer.attributes["gen_ai.response.model"] == "gpt-4o"
+    assert child.name == "chat" and child.attributes["gen_ai.response.model"] == "gpt-4o-mini"
     assert child.parent.span_id == parent.get_span_context().span_id
 
 
@@ -152,13 +162,13 @@ def test_anthropic_cache_tokens_and_tags(otel, tracker):
     assert dict(span.attributes) == {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "anthropic",
-        "gen_ai.request.model": "claude-3-5-sonnet-20241022",
+        "gen_ai.response.model": "claude-3-5-sonnet-20241022",
         "gen_ai.usage.input_tokens": 1300,
         "gen_ai.usage.output_tokens": 50,
         "gen_ai.usage.cache_read.input_tokens": 1000,
         "gen_ai.usage.cache_creation.input_tokens": 200,
         "gen_ai.usage.cost": float(entry.amount),
-        "llmcost.cost": str(entry.amount),
+        "llmcost.cost": format(entry.amount, "f"),
         "llmcost.currency": "USD",
         "llmcost.category": "llm_inference",
         "llmcost.resource": "bot",
@@ -172,9 +182,80 @@ def test_embeddings_and_provider_names(otel, tracker):
     tracker.record(model="text-embedding-3-small", input_tokens=1000, category="llm_embedding")
     tracker.record(model="gemini-1.5-flash", provider="google", input_tokens=10, output_tokens=1)
     embedding, gemini = otel.finished()
-    assert embedding.name == "embeddings text-embedding-3-small"
+    assert embedding.name == "embeddings"
     assert embedding.attributes["gen_ai.operation.name"] == "embeddings"
     assert gemini.attributes["gen_ai.provider.name"] == "gcp.gemini"
+    assert gemini.attributes["gen_ai.operation.name"] == "generate_content"
+
+
+def test_the_response_model_is_not_given_as_the_request_model(otel, client, tracker):
+    """The client asked for gpt-4o and OpenAI answered gpt-4o-2024-08-06: gen_ai.request.model must be the model
+    asked for exactly, which the entry does not keep, so only gen_ai.response.model is set, on spans and metrics."""
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    (span,) = otel.finished()
+    assert span.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert "gen_ai.request.model" not in span.attributes
+    assert span.name == "chat"
+    for name in ("gen_ai.client.token.usage", "llmcost.cost"):
+        for point in otel.points(name):
+            assert point.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+            assert "gen_ai.request.model" not in point.attributes
+
+
+def test_the_legacy_completions_api_is_a_text_completion(otel, client, tracker):
+    client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    legacy, chat = otel.finished()
+    assert legacy.attributes["gen_ai.operation.name"] == "text_completion"
+    assert legacy.attributes["llmcost.resource"] == "openai.completions.create"
+    assert chat.attributes["gen_ai.operation.name"] == "chat"
+    sums = {
+        (p.attributes["gen_ai.operation.name"], p.attributes["gen_ai.token.type"]): p.sum
+        for p in otel.points("gen_ai.client.token.usage")
+    }
+    assert sums == {("text_completion", "input"): 10, ("text_completion", "output"): 5, ("chat", "input"): 2000,
+                    ("chat", "output"): 300}  # fmt: skip
+
+
+def test_gemini_responses_are_generate_content(otel, tracker):
+    from google.genai import types
+
+    response = types.GenerateContentResponse(
+        model_version="gemini-2.5-flash",
+        candidates=[types.Candidate(content=types.Content(role="model", parts=[types.Part(text="hi")]))],
+        usage_metadata=types.GenerateContentResponseUsageMetadata(
+            prompt_token_count=10, candidates_token_count=5, total_token_count=15
+        ),
+    )
+
+    @llmcost.track_cost(tracker=tracker)
+    def generate():
+        return response
+
+    generate()
+    (span,) = otel.finished()
+    assert span.attributes["gen_ai.operation.name"] == "generate_content"
+    assert span.attributes["gen_ai.provider.name"] == "gcp.gemini"
+
+
+@pytest.mark.parametrize(
+    ("provider", "resource", "operation"),
+    [
+        ("google", None, "generate_content"),
+        ("google-vertex", "my-summarizer", "generate_content"),
+        # Gemini through its OpenAI-compatible endpoint is a chat completion: the SDK method says so.
+        ("google", "openai.chat.completions.create", "chat"),
+        ("google-vertex", "anthropic.messages.create", "chat"),
+        ("openai", "openai.completions.create", "text_completion"),
+        ("openai", "openai.responses.create", "chat"),
+        ("openai", "my-summarizer", "chat"),  # the entry cannot tell: chat
+        (None, None, "chat"),
+    ],
+)
+def test_the_operation_follows_what_the_entry_carries(otel, tracker, provider, resource, operation):
+    tracker.record(amount="0.01", model="some-model", provider=provider, resource=resource)
+    (span,) = otel.finished()
+    assert span.attributes["gen_ai.operation.name"] == operation
 
 
 def test_costs_that_are_not_llm_calls_carry_only_llmcost_names(otel, tracker):
@@ -200,7 +281,7 @@ def test_metrics(otel, client, tracker):
     common = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": "gpt-4o-2024-08-06",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
         "llmcost.category": "llm_inference",
         "llmcost.resource": "openai.chat.completions.create",
     }
@@ -215,6 +296,63 @@ def test_metrics(otel, client, tracker):
     data = otel.reader.get_metrics_data()
     units = {m.name: m.unit for rm in data.resource_metrics for s in rm.scope_metrics for m in s.metrics}
     assert units == {"gen_ai.client.token.usage": "{token}", "llmcost.cost": "USD"}
+
+
+def test_an_entry_without_tokens_exports_no_token_counts(otel, tracker):
+    entry = tracker.record(amount="0.50", model="gpt-4o", description="invoice line, tokens unknown")
+    (span,) = otel.finished()
+    assert dict(span.attributes) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.response.model": "gpt-4o",
+        "gen_ai.usage.cost": 0.5,
+        "llmcost.cost": "0.50",
+        "llmcost.currency": "USD",
+        "llmcost.category": "llm_inference",
+        "llmcost.pricing": entry.pricing,
+    }
+    assert otel.points("gen_ai.client.token.usage") == []
+    (cost,) = otel.points("llmcost.cost")
+    assert cost.value == 0.5
+
+
+def test_an_embedding_counts_its_input_tokens(otel, tracker):
+    tracker.record(model="text-embedding-3-small", input_tokens=1000, category="llm_embedding")
+    (span,) = otel.finished()
+    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == (1000, 0)
+    sums = {p.attributes["gen_ai.token.type"]: p.sum for p in otel.points("gen_ai.client.token.usage")}
+    assert sums == {"input": 1000, "output": 0}
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [("0.0000002", "0.0000002"), (Decimal("1E+2"), "100"), ("-0.00000001", "-0.00000001"), ("0.50", "0.50")],
+)
+def test_the_exact_cost_is_written_in_fixed_point(otel, tracker, amount, text):
+    tracker.record(amount=amount, category="compute")
+    (span,) = otel.finished()
+    assert span.attributes["llmcost.cost"] == text
+
+
+def test_a_tiny_catalog_cost_is_written_in_fixed_point(otel, tracker):
+    entry = tracker.record(model="gpt-4o-mini", input_tokens=1)  # $0.15 per MTok
+    (span,) = otel.finished()
+    assert entry.amount == Decimal("0.00000015")
+    assert span.attributes["llmcost.cost"] == "0.00000015"
+
+
+def test_a_credit_lowers_the_cost_sum_to_the_tracker_total(otel, tracker):
+    tracker.record(amount="5", category="compute")
+    tracker.record(amount="-2", category="compute", description="credit")
+    (point,) = otel.points("llmcost.cost")
+    assert point.value == float(tracker.total()) == 3.0
+    (metric,) = [
+        m
+        for rm in otel.reader.get_metrics_data().resource_metrics
+        for scope in rm.scope_metrics
+        for m in scope.metrics
+        if m.name == "llmcost.cost"
+    ]
+    assert metric.data.is_monotonic is False
 
 
 def test_undo_stops_and_instrumenting_again_exports_once(tracker):
