@@ -574,11 +574,22 @@ def _chat(response: dict[str, Any], usage: dict[str, Any], provider: str | None)
             provider,
             _chat_usage(usage),
             CostCategory.LLM_EMBEDDING
-            if response.get("object") == "list" and "completion_tokens" not in usage
+            if response.get("object") == "list" and _embeds(response.get("data"), usage.get("completion_tokens"))
             else None,
             None if tier is None or tier == "default" else _tier(tier),
         )
     )
+
+
+def _embeds(data: Any, completion_tokens: Any) -> bool:
+    """Whether a response of ``object == "list"`` with this ``data`` and ``completion_tokens`` is an embedding one:
+    no completion tokens reported, or 0 of them beside embedding items (LiteLLM's usage always fills
+    ``completion_tokens``, 0 for an embedding)."""
+    if completion_tokens is None:
+        return True
+    if completion_tokens != 0 or not data or not isinstance(data, (list, tuple)):
+        return False
+    return all(_get(item, "object") == "embedding" for item in data)
 
 
 def _chat_usage(usage: Any) -> Usage:
@@ -1083,7 +1094,11 @@ def _usage_reader(
             if type(model) is not str or not model:
                 model = _str(model)
             category = None
-            if has_object and view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
+            if (
+                has_object
+                and view.get("object") == "list"
+                and _embeds(view.get("data"), u["completion_tokens"] if has_completion else None)
+            ):
                 category = CostCategory.LLM_EMBEDDING
             # The tiers real responses name most (OpenAI's "default", Anthropic's "standard") are no tier to
             # ``_tier``: answered without the call.
@@ -1629,7 +1644,7 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
     category = None
     usage_get = usage_obj.get if type(usage_obj) is dict else _view(usage_obj).get
     kind = get("object")
-    if kind == "list" and usage_get("completion_tokens") is None:
+    if kind == "list" and _embeds(get("data"), usage_get("completion_tokens")):
         category = CostCategory.LLM_EMBEDDING
     elif kind == "response" and get("tools"):  # OpenAI Responses that may have called hosted tools
         usage = _with_hosted_tool_calls(usage, get("output"))
