@@ -1734,12 +1734,14 @@ def _type_is_one_of(result: object, names: frozenset[tuple[str, str]]) -> bool:
 
 # The SDKs' raw responses (``with_streaming_response``, ``with_raw_response``): their body may be unread yet.
 _RAW_TYPES = frozenset((sdk, name) for sdk in ("openai", "anthropic") for name in _RAW_RESPONSES)
-_ANY_STREAM_TYPES = _STREAM_TYPES | _MANAGER_TYPES | _RAW_TYPES
+# Generators and async generators returned by a tracked function (google-genai's ``generate_content_stream``).
+_GENERATOR_TYPES = frozenset({("builtins", "generator"), ("builtins", "async_generator")})
+_ANY_STREAM_TYPES = _STREAM_TYPES | _MANAGER_TYPES | _RAW_TYPES | _GENERATOR_TYPES
 
 
 def may_be_stream(result: object) -> bool:
-    """True for what ``is_sdk_stream`` or ``is_stream_manager`` is true of, and for the SDKs' raw responses: one
-    look, for the tracked call's path (which then asks which)."""
+    """True for what ``is_sdk_stream`` or ``is_stream_manager`` is true of, for the SDKs' raw responses, and for
+    generators and async generators: one look, for the tracked call's path (which then asks which)."""
     # Its own cache by type alone: a key of (type, names) is a tuple to make and hash on every tracked call.
     known = _may_stream.get(type(result))
     if known is None:
