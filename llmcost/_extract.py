@@ -1624,8 +1624,38 @@ def _general(result: Any) -> Extracted | None:
                     return _from_usage(result, inner)
                 if key == "metadata" and _get(inner, "usage") is not None:
                     return _from_usage(result, _get(inner, "usage"))
+        generations = _get(result, "generations")  # LangChain's LLMResult
+        if generations and isinstance(generations, list):
+            return _from_generations(generations, _get(result, "llm_output"))
         return None
     return _from_usage(result, usage_obj)
+
+
+def _from_generations(generations: list[Any], llm_output: Any) -> Extracted | None:
+    """LangChain's ``LLMResult`` (``chat_model.generate()``): a list of generations per prompt, each prompt a request
+    of its own. A prompt's candidates share its request's usage (langchain-openai gives each of them the whole
+    response's), so it is read from the first whose message carries it, and the prompts' usages are added up as
+    requests (as LangChain adds its ``llm_output`` token usage over the prompts): one entry for the call. Without
+    messages' usage, ``llm_output``'s OpenAI-shaped ``token_usage`` and ``model_name`` are read."""
+    found: list[Extracted] = []
+    for candidates in generations:
+        if not isinstance(candidates, list):
+            continue
+        for generation in candidates:
+            message = _get(generation, "message")
+            one = None if message is None or _get(message, "usage_metadata") is None else _extract(message)
+            if one is not None:
+                found.append(one)
+                break
+    if not found:
+        token_usage = _get(llm_output, "token_usage") if llm_output else None
+        usage = _openai_usage(token_usage) if token_usage else None
+        if usage is None:
+            return None
+        return Extracted(_str(_get(llm_output, "model_name")), None, usage)
+    first = found[0]
+    usage = first.usage if len(found) == 1 else requests_sum([one.usage for one in found])
+    return Extracted(first.model, first.provider, usage, None, first.service_tier)
 
 
 def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | None = None) -> Extracted | None:

@@ -911,6 +911,43 @@ def test_langchain_openai_flex_prefixed_counts():
     assert tracker.record(model=found.model, usage=found.usage, service_tier="flex").amount == O3_FLEX
 
 
+def _llm_result(*prompts, llm_output=None):
+    """LangChain's ``LLMResult`` of ``chat_model.generate()``: per prompt, its candidates' usage (``None``: none)."""
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    def message(usage):
+        meta = {"model_name": "gpt-4o-2024-08-06"}
+        if usage is None:
+            return AIMessage(content="hi", response_metadata=meta)
+        inp, out = usage
+        return AIMessage(
+            content="hi",
+            usage_metadata={"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out},
+            response_metadata=meta,
+        )
+
+    generations = [[ChatGeneration(message=message(u)) for u in candidates] for candidates in prompts]
+    return LLMResult(generations=generations, llm_output=llm_output)
+
+
+def test_langchain_llm_result_reads_each_prompts_usage_once(tracker):
+    pytest.importorskip("langchain_core")
+    # Two candidates of one request carry its whole usage each (langchain-openai with n=2): counted once.
+    track_cost(tracker=tracker)(lambda: _llm_result([(1000, 300), (1000, 300)]))()
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.usage) == ("gpt-4o-2024-08-06", Usage(1000, 300))
+    assert entry.amount == cost_of("gpt-4o-2024-08-06", input_tokens=1000, output_tokens=300)
+    # Two prompts are two requests, added up into the call's entry.
+    found = extract_usage(_llm_result([(1000, 300)], [(500, 100)]))
+    assert found.usage == Usage(1000, 300) + Usage(500, 100)
+    # Messages without usage: llm_output's token_usage.
+    token_usage = {"prompt_tokens": 70, "completion_tokens": 7, "total_tokens": 77}
+    found = extract_usage(_llm_result([None], llm_output={"token_usage": token_usage, "model_name": "gpt-4o"}))
+    assert (found.model, found.usage) == ("gpt-4o", Usage(70, 7))
+    assert extract_usage(_llm_result([None])) is None
+
+
 def test_langchain_chunk_stream_keeps_the_model_name(tracker):
     from langchain_core.messages import AIMessageChunk
 
