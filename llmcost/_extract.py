@@ -1627,6 +1627,9 @@ def _general(result: Any) -> Extracted | None:
         generations = _get(result, "generations")  # LangChain's LLMResult
         if generations and isinstance(generations, list):
             return _from_generations(generations, _get(result, "llm_output"))
+        embeddings = _get(result, "embeddings")  # google-genai's EmbedContentResponse from Vertex AI
+        if embeddings and isinstance(embeddings, list):
+            return _from_embedding_statistics(embeddings)
         return None
     return _from_usage(result, usage_obj)
 
@@ -1656,6 +1659,26 @@ def _from_generations(generations: list[Any], llm_output: Any) -> Extracted | No
     first = found[0]
     usage = first.usage if len(found) == 1 else requests_sum([one.usage for one in found])
     return Extracted(first.model, first.provider, usage, None, first.service_tier)
+
+
+def _from_embedding_statistics(embeddings: list[Any]) -> Extracted | None:
+    """google-genai's ``EmbedContentResponse`` from Vertex AI: tokens counted per embedding
+    (``statistics.token_count``), added up; it names no model (``model=`` says it)."""
+    total = 0
+    seen = False
+    for embedding in embeddings:
+        statistics = _get(embedding, "statistics")
+        if statistics is None:
+            continue
+        count = _get(statistics, "token_count")
+        if count is None:
+            count = _get(statistics, "tokenCount")
+        if count is not None:
+            seen = True
+            total += _int(count)
+    if not seen:
+        return None
+    return Extracted(None, "google", _usage(_int(total), 0), CostCategory.LLM_EMBEDDING)
 
 
 def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | None = None) -> Extracted | None:

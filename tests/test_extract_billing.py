@@ -860,6 +860,24 @@ def test_gemini_sdk_objects_read_as_their_json_does(body):
     assert extract_usage(types.GenerateContentResponse.model_validate(body)) == extract_usage(body)
 
 
+def test_vertex_embed_content_response_sums_the_tokens_of_its_embeddings(tracker):
+    # On Vertex AI, embed_content reports the tokens of each embedding (statistics.token_count), no usage_metadata.
+    from google.genai import types
+
+    response = types.EmbedContentResponse(
+        embeddings=[
+            types.ContentEmbedding(values=[0.1], statistics=types.ContentEmbeddingStatistics(token_count=17)),
+            types.ContentEmbedding(values=[0.2], statistics=types.ContentEmbeddingStatistics(token_count=25)),
+        ],
+        metadata=types.EmbedContentMetadata(billable_character_count=180),
+    )
+    track_cost(tracker=tracker, model="gemini-embedding-001")(lambda: response)()
+    (entry,) = tracker.entries()
+    assert (entry.category, entry.usage) == (llmcost.CostCategory.LLM_EMBEDDING, Usage(42))
+    assert entry.amount == cost_of("gemini-embedding-001", input_tokens=42) > 0
+    assert extract_usage(types.EmbedContentResponse(embeddings=[types.ContentEmbedding(values=[0.1])])) is None
+
+
 # -- LangChain (real message objects) ---------------------------------------------------------------------------------
 def test_langchain_anthropic_ttl_split_batch_and_web_search():
     from langchain_core.messages import AIMessage
