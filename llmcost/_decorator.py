@@ -9,8 +9,10 @@ import inspect
 import logging
 import sys
 import time
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from decimal import Decimal, getcontext
+from types import AsyncGeneratorType, GeneratorType
 from typing import Any, TypeVar, overload
 
 from . import _state
@@ -621,6 +623,32 @@ class _Engine:
         logger.debug("llmcost: a response of %s was closed with its body unread; nothing recorded", self.name)
         self.fail(call)
 
+    def hook_generator(self, call: _Call, generator: Any) -> Any:
+        """Track a generator (or async generator) the function returned (google-genai's ``generate_content_stream``)
+        as a generator function is: recorded once, with the usage summed over what it yields, when it ends or is
+        closed, in the context the call was made in (as a returned SDK stream); the call's reservations are released
+        if it is dropped before it starts."""
+        finish = functools.partial(self._finish_in, contextvars.copy_context())
+        drop: list[Any] = []  # the release when dropped unstarted, cancelled as it starts
+
+        def opened() -> Any:
+            for release in drop:
+                release.detach()
+            return generator
+
+        tracked: Generator[Any, Any, Any] | AsyncGenerator[Any, Any]
+        if type(generator) is AsyncGeneratorType:
+            tracked = _wrap_async_generator(opened, self, call, finish)()
+        else:
+            tracked = _wrap_generator(opened, self, call, finish)()
+        drop.append(weakref.finalize(tracked, self.fail, call))
+        return tracked
+
+    def _finish_in(
+        self, context: contextvars.Context, call: _Call | None, result: Any, extracted: Extracted | None
+    ) -> None:
+        context.run(self.finish, call, result, extracted)
+
     def hook_manager(self, call: _Call, manager: Any) -> Any:
         """Track the stream an SDK stream manager opens; release the call's reservations if it never does."""
         return ManagerProxy(
@@ -671,6 +699,8 @@ def _wrap_sync(func: Callable[..., Any], engine: _Engine) -> Callable[..., Any]:
                 return engine.hook_manager(call, result)
             if read_later(result):  # a raw response (``with_streaming_response``): recorded as its body is read
                 return engine.hook_raw(call, result)
+            if type(result) is GeneratorType or type(result) is AsyncGeneratorType:
+                return engine.hook_generator(call, result)
         engine.finish(call, result)
         return result
 
@@ -693,6 +723,8 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
                 return engine.hook_manager(call, result)
             if read_later(result):  # a raw response (``with_streaming_response``): recorded as its body is read
                 return engine.hook_raw(call, result)
+            if type(result) is GeneratorType or type(result) is AsyncGeneratorType:
+                return engine.hook_generator(call, result)
         engine.finish(call, result)
         return result
 
@@ -708,11 +740,18 @@ def _is_cancellation(exc: BaseException) -> bool:
 
 
 def _wrap_generator(
-    func: Callable[..., Generator[Any, Any, Any]], engine: _Engine
+    func: Callable[..., Generator[Any, Any, Any]],
+    engine: _Engine,
+    begun: _Call | None = None,
+    finish: Callable[[_Call | None, Any, Extracted | None], None] | None = None,
 ) -> Callable[..., Generator[Any, Any, Any]]:
+    """A generator function tracked: its call begins as it starts. With ``begun`` (``_Engine.hook_generator``),
+    ``func()`` gives the generator a call begun already returned, and ``finish`` records it."""
+    end = engine.finish if finish is None else finish
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        call = engine.begin(args, kwargs)
+        call = engine.begin(args, kwargs) if begun is None else begun
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
@@ -747,23 +786,29 @@ def _wrap_generator(
                             value = stop.value
                             break
         except GeneratorExit:
-            engine.finish(call, chunks, acc.result())
+            end(call, chunks, acc.result())
             raise
         except BaseException:
             engine.fail(call)
             raise
-        engine.finish(call, chunks, acc.result())
+        end(call, chunks, acc.result())
         return value
 
     return wrapper
 
 
 def _wrap_async_generator(
-    func: Callable[..., AsyncGenerator[Any, Any]], engine: _Engine
+    func: Callable[..., AsyncGenerator[Any, Any]],
+    engine: _Engine,
+    begun: _Call | None = None,
+    finish: Callable[[_Call | None, Any, Extracted | None], None] | None = None,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """An async generator function tracked, as ``_wrap_generator`` (``begun`` and ``finish`` as there)."""
+    end = engine.finish if finish is None else finish
+
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        call = engine.begin(args, kwargs)
+        call = engine.begin(args, kwargs) if begun is None else begun
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
@@ -795,17 +840,17 @@ def _wrap_async_generator(
                         except StopAsyncIteration:
                             break
         except GeneratorExit:
-            engine.finish(call, chunks, acc.result())
+            end(call, chunks, acc.result())
             raise
         except BaseException as exc:
             if _is_cancellation(exc):
                 # Cancelled mid-stream (a timeout): the request was made, so what it reported so far is recorded, as
                 # when the generator is closed there, or a hooked SDK stream is.
-                engine.finish(call, chunks, acc.result())
+                end(call, chunks, acc.result())
             else:
                 engine.fail(call)
             raise
-        engine.finish(call, chunks, acc.result())
+        end(call, chunks, acc.result())
 
     return wrapper
 
@@ -850,8 +895,9 @@ def track_cost(
     Works bare (``@track_cost``) or called; on sync and async functions, generators and async generators, and
     methods. Usage and model are read from OpenAI, Anthropic, Google GenAI, Mistral, LiteLLM and LangChain
     responses or dicts of their shapes; a returned SDK stream (OpenAI ``Stream``/``AsyncStream``, Anthropic
-    ``Stream``) keeps iterating as before and is recorded once when it ends or is closed. Generators are recorded
-    once, with usage summed over the chunks they yield.
+    ``Stream``) keeps iterating as before and is recorded once when it ends or is closed. Generators, and those a
+    function returns (google-genai's ``generate_content_stream``), are recorded once, with usage summed over the
+    chunks they yield.
 
     - ``model``/``provider``: used when the result does not say (and to price it); ``model`` given here wins.
     - ``category``: default ``llm_inference`` (``llm_embedding`` for embedding responses).

@@ -574,11 +574,22 @@ def _chat(response: dict[str, Any], usage: dict[str, Any], provider: str | None)
             provider,
             _chat_usage(usage),
             CostCategory.LLM_EMBEDDING
-            if response.get("object") == "list" and "completion_tokens" not in usage
+            if response.get("object") == "list" and _embeds(response.get("data"), usage.get("completion_tokens"))
             else None,
             None if tier is None or tier == "default" else _tier(tier),
         )
     )
+
+
+def _embeds(data: Any, completion_tokens: Any) -> bool:
+    """Whether a response of ``object == "list"`` with this ``data`` and ``completion_tokens`` is an embedding one:
+    no completion tokens reported, or 0 of them beside embedding items (LiteLLM's usage always fills
+    ``completion_tokens``, 0 for an embedding)."""
+    if completion_tokens is None:
+        return True
+    if completion_tokens != 0 or not data or not isinstance(data, (list, tuple)):
+        return False
+    return all(_get(item, "object") == "embedding" for item in data)
 
 
 def _chat_usage(usage: Any) -> Usage:
@@ -1083,7 +1094,11 @@ def _usage_reader(
             if type(model) is not str or not model:
                 model = _str(model)
             category = None
-            if has_object and view.get("object") == "list" and (not has_completion or u["completion_tokens"] is None):
+            if (
+                has_object
+                and view.get("object") == "list"
+                and _embeds(view.get("data"), u["completion_tokens"] if has_completion else None)
+            ):
                 category = CostCategory.LLM_EMBEDDING
             # The tiers real responses name most (OpenAI's "default", Anthropic's "standard") are no tier to
             # ``_tier``: answered without the call.
@@ -1609,8 +1624,61 @@ def _general(result: Any) -> Extracted | None:
                     return _from_usage(result, inner)
                 if key == "metadata" and _get(inner, "usage") is not None:
                     return _from_usage(result, _get(inner, "usage"))
+        generations = _get(result, "generations")  # LangChain's LLMResult
+        if generations and isinstance(generations, list):
+            return _from_generations(generations, _get(result, "llm_output"))
+        embeddings = _get(result, "embeddings")  # google-genai's EmbedContentResponse from Vertex AI
+        if embeddings and isinstance(embeddings, list):
+            return _from_embedding_statistics(embeddings)
         return None
     return _from_usage(result, usage_obj)
+
+
+def _from_generations(generations: list[Any], llm_output: Any) -> Extracted | None:
+    """LangChain's ``LLMResult`` (``chat_model.generate()``): a list of generations per prompt, each prompt a request
+    of its own. A prompt's candidates share its request's usage (langchain-openai gives each of them the whole
+    response's), so it is read from the first whose message carries it, and the prompts' usages are added up as
+    requests (as LangChain adds its ``llm_output`` token usage over the prompts): one entry for the call. Without
+    messages' usage, ``llm_output``'s OpenAI-shaped ``token_usage`` and ``model_name`` are read."""
+    found: list[Extracted] = []
+    for candidates in generations:
+        if not isinstance(candidates, list):
+            continue
+        for generation in candidates:
+            message = _get(generation, "message")
+            one = None if message is None or _get(message, "usage_metadata") is None else _extract(message)
+            if one is not None:
+                found.append(one)
+                break
+    if not found:
+        token_usage = _get(llm_output, "token_usage") if llm_output else None
+        usage = _openai_usage(token_usage) if token_usage else None
+        if usage is None:
+            return None
+        return Extracted(_str(_get(llm_output, "model_name")), None, usage)
+    first = found[0]
+    usage = first.usage if len(found) == 1 else requests_sum([one.usage for one in found])
+    return Extracted(first.model, first.provider, usage, None, first.service_tier)
+
+
+def _from_embedding_statistics(embeddings: list[Any]) -> Extracted | None:
+    """google-genai's ``EmbedContentResponse`` from Vertex AI: tokens counted per embedding
+    (``statistics.token_count``), added up; it names no model (``model=`` says it)."""
+    total = 0
+    seen = False
+    for embedding in embeddings:
+        statistics = _get(embedding, "statistics")
+        if statistics is None:
+            continue
+        count = _get(statistics, "token_count")
+        if count is None:
+            count = _get(statistics, "tokenCount")
+        if count is not None:
+            seen = True
+            total += _int(count)
+    if not seen:
+        return None
+    return Extracted(None, "google", _usage(_int(total), 0), CostCategory.LLM_EMBEDDING)
 
 
 def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | None = None) -> Extracted | None:
@@ -1629,7 +1697,7 @@ def _from_usage(result: Any, usage_obj: Any, view: Any = None, provider: str | N
     category = None
     usage_get = usage_obj.get if type(usage_obj) is dict else _view(usage_obj).get
     kind = get("object")
-    if kind == "list" and usage_get("completion_tokens") is None:
+    if kind == "list" and _embeds(get("data"), usage_get("completion_tokens")):
         category = CostCategory.LLM_EMBEDDING
     elif kind == "response" and get("tools"):  # OpenAI Responses that may have called hosted tools
         usage = _with_hosted_tool_calls(usage, get("output"))
@@ -1719,12 +1787,14 @@ def _type_is_one_of(result: object, names: frozenset[tuple[str, str]]) -> bool:
 
 # The SDKs' raw responses (``with_streaming_response``, ``with_raw_response``): their body may be unread yet.
 _RAW_TYPES = frozenset((sdk, name) for sdk in ("openai", "anthropic") for name in _RAW_RESPONSES)
-_ANY_STREAM_TYPES = _STREAM_TYPES | _MANAGER_TYPES | _RAW_TYPES
+# Generators and async generators returned by a tracked function (google-genai's ``generate_content_stream``).
+_GENERATOR_TYPES = frozenset({("builtins", "generator"), ("builtins", "async_generator")})
+_ANY_STREAM_TYPES = _STREAM_TYPES | _MANAGER_TYPES | _RAW_TYPES | _GENERATOR_TYPES
 
 
 def may_be_stream(result: object) -> bool:
-    """True for what ``is_sdk_stream`` or ``is_stream_manager`` is true of, and for the SDKs' raw responses: one
-    look, for the tracked call's path (which then asks which)."""
+    """True for what ``is_sdk_stream`` or ``is_stream_manager`` is true of, for the SDKs' raw responses, and for
+    generators and async generators: one look, for the tracked call's path (which then asks which)."""
     # Its own cache by type alone: a key of (type, names) is a tuple to make and hash on every tracked call.
     known = _may_stream.get(type(result))
     if known is None:

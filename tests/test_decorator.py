@@ -348,6 +348,88 @@ def test_an_async_generator_keeps_the_async_generator_protocol(tracker):
     assert e.usage == Usage(input_tokens=1100, output_tokens=40)
 
 
+def gemini_chunks(*completions):
+    """google-genai's ``GenerateContentResponse`` chunks of one stream (each reports the usage so far)."""
+    from google.genai import types
+
+    return [
+        types.GenerateContentResponse(
+            model_version="gemini-2.5-flash",
+            candidates=[types.Candidate(content=types.Content(role="model", parts=[types.Part(text="x")]))],
+            usage_metadata=types.GenerateContentResponseUsageMetadata(
+                prompt_token_count=1000, candidates_token_count=c, total_token_count=1000 + c
+            ),
+        )
+        for c in completions
+    ]
+
+
+def test_a_returned_generator_is_recorded_once_when_it_ends(tracker):
+    # ``client.models.generate_content_stream(...)`` returns a generator: the function returning it is tracked as a
+    # generator function would be, in the context it was called in, the generator's protocol kept.
+    def sdk_stream():
+        for c in gemini_chunks(10, 50, 200):
+            reply = yield c
+            assert reply in (None, "more")
+        return "done"
+
+    @track_cost(tracker=tracker, estimate="0.01")
+    def ask():
+        return sdk_stream()
+
+    with llmcost.budget("1", tracker=tracker) as b, llmcost.tags(team="a"):
+        stream = ask()
+    assert not tracker.entries()
+    assert next(stream).model_version == "gemini-2.5-flash" and stream.send("more") is not None
+    assert next(stream).model_version == "gemini-2.5-flash"
+    with pytest.raises(StopIteration) as stop:
+        next(stream)
+    assert stop.value.value == "done"
+    (e,) = tracker.entries()
+    assert (e.model, e.usage, dict(e.tags)) == ("gemini-2.5-flash", Usage(1000, 200), {"team": "a"})
+    assert b.reserved == 0 and b.spent == e.amount
+
+
+def test_a_returned_generator_closed_early_records_and_one_never_started_releases(tracker):
+    @track_cost(tracker=tracker, estimate="0.01")
+    def ask():
+        return iter_chunks()
+
+    def iter_chunks():
+        yield from gemini_chunks(10, 50, 200)
+
+    with llmcost.budget("1", tracker=tracker) as b:
+        stream = ask()
+        next(stream)
+        stream.close()
+        (e,) = tracker.entries()
+        assert e.usage == Usage(1000, 10) and b.reserved == 0
+        unread = ask()
+        assert b.reserved == Decimal("0.01")
+        del unread  # dropped before it started: nothing recorded, its reservation released
+        assert b.reserved == 0 and len(tracker.entries()) == 1
+
+
+def test_an_async_function_returning_an_async_generator_is_recorded(tracker):
+    # ``await client.aio.models.generate_content_stream(...)`` gives an async generator.
+    async def sdk_stream():
+        for c in gemini_chunks(10, 50, 200):
+            yield c
+
+    @track_cost(tracker=tracker)
+    async def ask():
+        return sdk_stream()
+
+    async def main():
+        with llmcost.tags(team="b"):
+            stream = await ask()
+        return [c async for c in stream]
+
+    assert len(asyncio.run(main())) == 3
+    (e,) = tracker.entries()
+    assert e.usage == Usage(1000, 200) and dict(e.tags) == {"team": "b"}
+
+
 def test_set_active_false_turns_tracking_off(tracker):
     @track_cost(tracker=tracker)
     def ask():

@@ -860,6 +860,24 @@ def test_gemini_sdk_objects_read_as_their_json_does(body):
     assert extract_usage(types.GenerateContentResponse.model_validate(body)) == extract_usage(body)
 
 
+def test_vertex_embed_content_response_sums_the_tokens_of_its_embeddings(tracker):
+    # On Vertex AI, embed_content reports the tokens of each embedding (statistics.token_count), no usage_metadata.
+    from google.genai import types
+
+    response = types.EmbedContentResponse(
+        embeddings=[
+            types.ContentEmbedding(values=[0.1], statistics=types.ContentEmbeddingStatistics(token_count=17)),
+            types.ContentEmbedding(values=[0.2], statistics=types.ContentEmbeddingStatistics(token_count=25)),
+        ],
+        metadata=types.EmbedContentMetadata(billable_character_count=180),
+    )
+    track_cost(tracker=tracker, model="gemini-embedding-001")(lambda: response)()
+    (entry,) = tracker.entries()
+    assert (entry.category, entry.usage) == (llmcost.CostCategory.LLM_EMBEDDING, Usage(42))
+    assert entry.amount == cost_of("gemini-embedding-001", input_tokens=42) > 0
+    assert extract_usage(types.EmbedContentResponse(embeddings=[types.ContentEmbedding(values=[0.1])])) is None
+
+
 # -- LangChain (real message objects) ---------------------------------------------------------------------------------
 def test_langchain_anthropic_ttl_split_batch_and_web_search():
     from langchain_core.messages import AIMessage
@@ -909,6 +927,43 @@ def test_langchain_openai_flex_prefixed_counts():
     assert (found.usage, found.service_tier) == (Usage(5000, 800, 4096, 0, 512), "flex")
     tracker = CostTracker(clock=lambda: AT)
     assert tracker.record(model=found.model, usage=found.usage, service_tier="flex").amount == O3_FLEX
+
+
+def _llm_result(*prompts, llm_output=None):
+    """LangChain's ``LLMResult`` of ``chat_model.generate()``: per prompt, its candidates' usage (``None``: none)."""
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    def message(usage):
+        meta = {"model_name": "gpt-4o-2024-08-06"}
+        if usage is None:
+            return AIMessage(content="hi", response_metadata=meta)
+        inp, out = usage
+        return AIMessage(
+            content="hi",
+            usage_metadata={"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out},
+            response_metadata=meta,
+        )
+
+    generations = [[ChatGeneration(message=message(u)) for u in candidates] for candidates in prompts]
+    return LLMResult(generations=generations, llm_output=llm_output)
+
+
+def test_langchain_llm_result_reads_each_prompts_usage_once(tracker):
+    pytest.importorskip("langchain_core")
+    # Two candidates of one request carry its whole usage each (langchain-openai with n=2): counted once.
+    track_cost(tracker=tracker)(lambda: _llm_result([(1000, 300), (1000, 300)]))()
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.usage) == ("gpt-4o-2024-08-06", Usage(1000, 300))
+    assert entry.amount == cost_of("gpt-4o-2024-08-06", input_tokens=1000, output_tokens=300)
+    # Two prompts are two requests, added up into the call's entry.
+    found = extract_usage(_llm_result([(1000, 300)], [(500, 100)]))
+    assert found.usage == Usage(1000, 300) + Usage(500, 100)
+    # Messages without usage: llm_output's token_usage.
+    token_usage = {"prompt_tokens": 70, "completion_tokens": 7, "total_tokens": 77}
+    found = extract_usage(_llm_result([None], llm_output={"token_usage": token_usage, "model_name": "gpt-4o"}))
+    assert (found.model, found.usage) == ("gpt-4o", Usage(70, 7))
+    assert extract_usage(_llm_result([None])) is None
 
 
 def test_langchain_chunk_stream_keeps_the_model_name(tracker):

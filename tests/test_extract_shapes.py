@@ -108,6 +108,58 @@ def test_openai_embeddings_are_an_embedding_category():
     assert entry.amount == Decimal("0.02")
 
 
+LITELLM_EMBEDDING = {  # LiteLLM's EmbeddingResponse of an OpenAI embeddings reply: its Usage fills completion_tokens=0
+    "object": "list",
+    "model": "text-embedding-3-small",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}],
+    "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 0, "total_tokens": 1_000_000},
+}
+
+
+def _litellm_embedding_object():
+    """``LITELLM_EMBEDDING`` as pydantic models, as LiteLLM's response classes are (read by the general path)."""
+    import pydantic
+
+    class Embedding(pydantic.BaseModel):
+        object: str
+        index: int
+        embedding: list[float]
+
+    class EmbeddingUsage(pydantic.BaseModel):
+        prompt_tokens: int
+        completion_tokens: int
+        total_tokens: int
+
+    class EmbeddingResponse(pydantic.BaseModel):
+        object: str
+        model: str
+        data: list[Embedding]
+        usage: EmbeddingUsage
+
+    return EmbeddingResponse.model_validate(LITELLM_EMBEDDING)
+
+
+@pytest.mark.parametrize("shape", ["dict", "object"])
+def test_litellm_embeddings_with_zero_completion_tokens_are_an_embedding_category(shape):
+    result = LITELLM_EMBEDDING if shape == "dict" else _litellm_embedding_object()
+    tracker = CostTracker()
+
+    @track_cost(tracker=tracker)
+    def embed():
+        return result
+
+    with llmcost.budget("1", category="llm_embedding", tracker=tracker) as b:
+        embed()
+    (entry,) = tracker.entries()
+    assert entry.category is CostCategory.LLM_EMBEDDING
+    assert b.spent == entry.amount == Decimal("0.02")
+
+
+def test_a_list_of_zero_completion_tokens_without_embedding_items_is_not_an_embedding():
+    found = extract_usage({**LITELLM_EMBEDDING, "data": [{"object": "chat.completion"}]})
+    assert found is not None and found.category is None
+
+
 def test_anthropic_message_normalises_cache_tokens_into_input():
     client = anthropic.Anthropic(api_key="k", http_client=transport(ANTHROPIC_MESSAGE))
     message = client.messages.create(

@@ -822,8 +822,34 @@ def test_real_litellm_sync_async_and_stream(monkeypatch, tracker):
     assert dict(first.tags) == {"team": "a"} and first.resource == "litellm"
     assert first.usage == second.usage == Usage(10, 20)  # litellm's mock usage
     assert streamed.usage.output_tokens > 0
+    litellm.embedding(model="text-embedding-3-small", input=["hello"], mock_response=[0.1, 0.2])
+    assert _eventually(lambda: len(tracker.entries()) == 4)
+    assert tracker.entries()[3].category is CostCategory.LLM_EMBEDDING  # (LiteLLM's completion_tokens=0)
     llmcost.uninstrument(litellm)
     assert litellm.callbacks == []
+
+
+@pytest.mark.filterwarnings("ignore")  # litellm's own import and calls warn (pydantic, deprecations)
+def test_real_litellm_embedding_is_an_embedding(monkeypatch, tracker):
+    """LiteLLM's embedding usage fills ``completion_tokens=0``: still an ``llm_embedding``, which an embeddings budget
+    counts (``instrument(litellm)``'s embeddings: ``test_real_litellm_sync_async_and_stream``)."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
+    litellm = pytest.importorskip("litellm")
+    monkeypatch.setattr(litellm, "callbacks", [])
+    response = litellm.EmbeddingResponse(
+        model="text-embedding-3-small",
+        data=[{"object": "embedding", "index": 0, "embedding": [0.1]}],
+        usage=litellm.Usage(prompt_tokens=10, total_tokens=10),
+    )
+
+    @llmcost.track_cost(tracker=tracker)
+    def embed():
+        return response
+
+    with llmcost.budget("1", category="llm_embedding", tracker=tracker) as b:
+        embed()
+    (entry,) = tracker.entries()
+    assert entry.category is CostCategory.LLM_EMBEDDING and b.spent == entry.amount > 0
 
 
 def test_import_llmcost_imports_no_sdk_nor_litellm():
