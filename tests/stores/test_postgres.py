@@ -47,11 +47,30 @@ def _psql(dsn: str, sql: str, params: list[object] | None = None) -> list[tuple[
         return cur.fetchall() if cur.description else []
 
 
-def _ctl(*args: str) -> None:
-    """Run the tests' own server's ``pg_ctl`` (skip when the server is not ours to restart)."""
-    ctl = os.environ.get(postgres_server.CTL_VARIABLE)
-    if not ctl:
+_SERVER_SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "postgres.sh"
+
+
+@pytest.fixture
+def own_server() -> Iterator[tuple[str, str]]:
+    """``(dsn, pg_ctl)`` of a PostgreSQL server of the test's own (``.ci/postgres.sh``), to stop and restart: the run's
+    shared server serves the other worker's tests meanwhile (restarting it refused their connections). Skipped when
+    the run's server is not the run's own (no ``pg_ctl`` given): then this machine's servers are not ours to start."""
+    if not os.environ.get(postgres_server.CTL_VARIABLE):
         pytest.skip(f"{postgres_server.CTL_VARIABLE} is not set: the server is not this test run's to restart")
+    started = subprocess.run(["bash", str(_SERVER_SCRIPT), "start"], capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr
+    exported = dict(
+        shlex.split(line)[1].split("=", 1) for line in started.stdout.splitlines() if line.startswith("export ")
+    )
+    try:
+        yield exported["LLMCOST_TEST_POSTGRES_DSN"], exported["LLMCOST_TEST_POSTGRES_CTL"]
+    finally:
+        stop = ["bash", str(_SERVER_SCRIPT), "stop", exported["LLMCOST_TEST_POSTGRES_DIR"]]
+        subprocess.run(stop, capture_output=True, timeout=120)
+
+
+def _ctl(ctl: str, *args: str) -> None:
+    """Run ``pg_ctl`` of a test's own server (``own_server``)."""
     subprocess.run([*shlex.split(ctl), *args], check=True, capture_output=True, timeout=120)
 
 
@@ -312,7 +331,10 @@ def test_eight_processes_never_pass_the_limit(dsn: str, children: Children) -> N
 
 # -- durability -----------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_kill_9_and_a_server_restart_lose_nothing_acknowledged(dsn: str, tmp_path: Path, children: Children) -> None:
+def test_kill_9_and_a_server_restart_lose_nothing_acknowledged(
+    own_server: tuple[str, str], tmp_path: Path, children: Children
+) -> None:
+    dsn, ctl = own_server
     spill = str(tmp_path / "spill")
     PostgresStore(dsn).close()
     proc = children.spawn(WRITER, dsn, "3", "-1", "200", spill)
@@ -323,7 +345,7 @@ def test_kill_9_and_a_server_restart_lose_nothing_acknowledged(dsn: str, tmp_pat
     acked = []
     for _ in range(5):
         acked.append(int(proc.stdout.readline().split()[1]))
-    _ctl("restart", "-m", "fast", "-w", "-t", "60")  # the server goes away under the writer and comes back
+    _ctl(ctl, "restart", "-m", "fast", "-w", "-t", "60")  # the server goes away under the writer and comes back
     for _ in range(5):
         acked.append(int(proc.stdout.readline().split()[1]))
     proc.kill()
@@ -339,12 +361,13 @@ def test_kill_9_and_a_server_restart_lose_nothing_acknowledged(dsn: str, tmp_pat
 
 
 @pytest.mark.slow
-def test_server_down_spills_and_replays_exactly_once(dsn: str, tmp_path: Path) -> None:
+def test_server_down_spills_and_replays_exactly_once(own_server: tuple[str, str], tmp_path: Path) -> None:
+    dsn, ctl = own_server
     spill = str(tmp_path / "spill")
     store = PostgresStore(dsn, spill_dir=spill, retry_timeout=2)
     store.append([make_entry(0)])
     tracker = CostTracker(store)
-    _ctl("stop", "-m", "fast", "-w", "-t", "60")
+    _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
     try:
         batch = [make_entry(i) for i in range(1, 101)]
         store.append(batch)  # does not raise: spilled, after retrying for retry_timeout
@@ -358,7 +381,7 @@ def test_server_down_spills_and_replays_exactly_once(dsn: str, tmp_path: Path) -
         down.append([make_entry(101)])
         down.close()
     finally:
-        _ctl("start", "-w", "-t", "60")
+        _ctl(ctl, "start", "-w", "-t", "60")
     again = PostgresStore(dsn, spill_dir=spill)
     assert [e.id for e in again.entries()][:102] == [make_entry(i).id for i in range(102)]
     assert len(again.entries()) == 103
