@@ -193,6 +193,73 @@ def test_a_passing_fault_sets_nothing_aside(clock):
     t.close()
 
 
+class FullDiskParquetStore(llmcost.ParquetStore):
+    """A Parquet store on a disk that fills up: an append past ``room`` entries fails (as when the store and every
+    spill place are full, so nothing of it is written), entries that name resource ``poison`` are refused always,
+    and while the disk is full ``set_aside`` fails too (its place is on the same disk)."""
+
+    def __init__(self, path: str, room: int) -> None:
+        super().__init__(path)
+        self.room = room
+        self.taken = 0
+
+    def append(self, entries):
+        if any(entry.resource == "poison" for entry in entries):
+            raise StoreError("an amount past DECIMAL(38, 18)")
+        if self.taken + len(entries) > self.room:
+            raise StoreError("no place could take the entries: No space left on device")
+        super().append(entries)
+        self.taken += len(entries)
+
+    def append_columns(self, columns):
+        self.append(columns.entries())
+
+    def set_aside(self, entries, reason, *, error=None):
+        if self.taken >= self.room:
+            raise StoreError("could not set aside 1 entries anywhere: No space left on device")
+        super().set_aside(entries, reason, error=error)
+
+
+def _ids_in(store: CostStore, resource: str) -> list[str]:
+    return sorted(entry.id for entry in store.entries(resource=resource))
+
+
+def test_a_batch_written_in_part_keeps_only_what_is_not_stored(clock, tmp_path):
+    # A bad entry among good ones while the disk is full: the good ones around it go in, it fails alone, and setting
+    # it aside fails too. Only the bad entry stays buffered: kept whole, the batch would be stored twice.
+    store = FullDiskParquetStore(str(tmp_path / "costs"), room=63)
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    ids = [t.record(amount=Decimal(i) / 100, resource="good").id for i in range(1, 33)]
+    t.record(amount=1, resource="poison")
+    ids += [t.record(amount=Decimal(i) / 100, resource="good").id for i in range(33, 64)]
+    with pytest.raises(StoreError, match="No space left"):
+        t.flush()
+    assert t.pending() == 1
+    store.room = 10**6  # space is back
+    ids.append(t.record(amount="0.64", resource="good").id)
+    t.flush()  # the bad entry beside a good one: set aside now
+    assert t.pending() == 0
+    assert _ids_in(store, "good") == sorted(ids)  # each once
+    assert store.total(resource="good") == sum(Decimal(i) / 100 for i in range(1, 65))
+    assert [letter["entry"]["resource"] for letter in store.dead_letters()] == ["poison"]
+    t.close()
+
+
+def test_a_disk_that_fills_up_mid_batch_stores_each_entry_once_and_sets_none_aside(clock, tmp_path):
+    # The batch fails whole, its first half and some more go in, then the disk is full: every entry is valid, so
+    # none is set aside; those not stored stay buffered and go in, once, when there is space again.
+    store = FullDiskParquetStore(str(tmp_path / "costs"), room=45)
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    ids = [t.record(amount=Decimal(i) / 100, resource="good").id for i in range(1, 65)]
+    with pytest.raises(StoreError):
+        t.flush()
+    store.room = 10**6
+    t.flush()
+    assert _ids_in(store, "good") == sorted(ids)
+    assert store.dead_letters() == []
+    t.close()
+
+
 def test_buffer_flushes_on_size_in_the_background(clock):
     store = BufferedStore(failures=0)
     t = CostTracker(store, clock=clock, batch_size=5, flush_interval=60)

@@ -5,24 +5,28 @@ A buffered tracker hands its store batches of thousands of entries. If one of th
 and retrying the same batch fails forever: every later entry would wait behind it. ``append_or_set_aside`` splits a
 failing batch in halves until the failure is pinned to single entries, and sets those aside with their reason
 (``CostStore.set_aside``), but only on evidence that the store itself works: some other part of the batch went in,
-and the entry failed again on its own. A store that is down fails every part, and then the whole batch stays with
-the caller, as before.
+and the entry failed again on its own. A store that is down fails every part: if it took none of the batch, the
+whole batch stays with the caller, as before. When it took some parts but an entry can be neither stored nor set
+aside, ``PartlyWritten`` tells the caller which entries to keep (only those: the others are stored, and kept again
+they would be stored twice).
 
 Example::
 
-    append_or_set_aside(store, batch)   # raises only when the store took none of it
+    append_or_set_aside(store, batch)   # raises when the store took none of it, PartlyWritten when some
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 from .._entry import CostEntry
+from .._errors import StoreError
 from .._rows import FieldColumns
 from ._base import CostStore
 
-__all__ = ["append_columns_or_set_aside", "append_or_set_aside"]
+__all__ = ["PartlyWritten", "append_columns_or_set_aside", "append_or_set_aside"]
 
 logger = logging.getLogger("llmcost")
 
@@ -31,7 +35,9 @@ def append_or_set_aside(store: CostStore, batch: Sequence[CostEntry]) -> list[Co
     """Append ``batch`` to ``store``; return the entries set aside (usually none).
 
     If the store takes no part of the batch, the first error is raised and nothing was written, so the caller
-    keeps the whole batch. Otherwise every entry is either stored or set aside with its reason.
+    keeps the whole batch. If it takes some parts but an entry can be neither stored nor set aside,
+    ``PartlyWritten`` is raised: the caller keeps its ``unwritten`` entries, the rest are stored or set aside.
+    Otherwise every entry is either stored or set aside with its reason.
     """
     try:
         store.append(batch)
@@ -58,16 +64,24 @@ def append_columns_or_set_aside(store: CostStore, columns: FieldColumns) -> list
 
 def _set_aside_after(store: CostStore, batch: Sequence[CostEntry], first: Exception) -> list[CostEntry]:
     """The rest of ``append_or_set_aside`` once ``batch`` failed whole with ``first``."""
-    lone, stored_any = _split(store, batch)
-    if not stored_any:
+    split = _split(store, batch)
+    if not split.stored_any:
         raise first
     rejected: list[CostEntry] = []
-    for entry, _ in lone:
+    unwritten = split.unwritten
+    last = split.error or first
+    for entry in split.lone:
+        refused = _refused_alone(store, entry)
+        if refused is None:
+            continue
+        reason = f"the store refused this entry: {type(refused).__name__}: {refused}"
         try:
-            store.append((entry,))  # a second try on its own: a passing fault does not get an entry set aside
-        except Exception as again:  # noqa: BLE001 - any backend, any error: it is judged by failing alone, twice
-            store.set_aside((entry,), f"the store refused this entry: {type(again).__name__}: {again}")
-            rejected.append(entry)
+            store.set_aside((entry,), reason)
+        except Exception as error:  # noqa: BLE001 - kept by the caller instead: others of the batch are stored
+            unwritten.append(entry)
+            last = error
+            continue
+        rejected.append(entry)
     if rejected:
         logger.warning(
             "llmcost: %d of %d entries could not be written to %r and were set aside (see store.dead_letters())",
@@ -75,7 +89,45 @@ def _set_aside_after(store: CostStore, batch: Sequence[CostEntry], first: Except
             len(batch),
             store,
         )
+    if unwritten:
+        # (Raised rather than returned: the caller's failure path keeps entries. Only these: the rest are stored or
+        # set aside, and kept again they would be stored twice.)
+        position = {id(entry): n for n, entry in enumerate(batch)}
+        unwritten.sort(key=lambda entry: position[id(entry)])
+        kept = {id(entry) for entry in unwritten}
+        raise PartlyWritten(
+            f"{len(unwritten)} of {len(batch)} entries could not be written to {store!r}: {last}",
+            written=[entry for entry in batch if id(entry) not in kept],
+            unwritten=unwritten,
+        ) from last
     return rejected
+
+
+#: How many more times a single entry that failed is tried alone before it is set aside (a passing fault does not get
+#: an entry set aside).
+_TRIES_ALONE = 1
+
+
+def _refused_alone(store: CostStore, entry: CostEntry) -> Exception | None:
+    """Try ``entry`` alone again (``_TRIES_ALONE`` times at most); ``None`` once it goes in, else the last error."""
+    refused: Exception | None = None
+    for _ in range(_TRIES_ALONE):
+        try:
+            store.append((entry,))
+            return None
+        except Exception as again:  # noqa: BLE001 - any backend, any error: it is judged by failing alone, again
+            refused = again
+    return refused
+
+
+class PartlyWritten(StoreError):
+    """A batch ``append_or_set_aside`` wrote in part: ``written`` (stored or set aside) are done, ``unwritten``
+    (in batch order) the caller keeps, as it keeps a whole batch that failed."""
+
+    def __init__(self, message: str, written: list[CostEntry], unwritten: list[CostEntry]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.unwritten = unwritten
 
 
 #: A level of the split whose parts all fail, with at least this many parts, means the store is down, not that
@@ -83,12 +135,22 @@ def _set_aside_after(store: CostStore, batch: Sequence[CostEntry], first: Except
 _DOWN_AT_PARTS = 8
 
 
-def _split(store: CostStore, batch: Sequence[CostEntry]) -> tuple[list[tuple[CostEntry, Exception]], bool]:
+@dataclasses.dataclass
+class _Split:
+    """What ``_split`` made of a batch: the single entries that failed beside parts that went in (``lone``), the
+    entries it left unwritten (``unwritten``), and whether any part went in."""
+
+    lone: list[CostEntry] = dataclasses.field(default_factory=list)
+    unwritten: list[CostEntry] = dataclasses.field(default_factory=list)
+    stored_any: bool = False
+    #: The last append error (of the level that stopped the split, if one did).
+    error: Exception | None = None
+
+
+def _split(store: CostStore, batch: Sequence[CostEntry]) -> _Split:
     """Append the halves of ``batch`` (which failed whole), then the halves of the halves that failed, level by
-    level down to single entries; return the single entries that failed, with their errors, and whether any part
-    was stored."""
-    lone: list[tuple[CostEntry, Exception]] = []
-    stored_any = False
+    level down to single entries; return the single entries that failed, and whether any part was stored."""
+    split = _Split()
     level = [batch]
     while level:
         failed = []
@@ -96,13 +158,14 @@ def _split(store: CostStore, batch: Sequence[CostEntry]) -> tuple[list[tuple[Cos
         for part in parts:
             try:
                 store.append(part)
-                stored_any = True
+                split.stored_any = True
             except Exception as error:  # noqa: BLE001 - any backend, any error: the split decides what it means
+                split.error = error
                 if len(part) == 1:
-                    lone.append((part[0], error))
+                    split.lone.append(part[0])
                 else:
                     failed.append(part)
-        if not stored_any and len(parts) >= _DOWN_AT_PARTS:
+        if not split.stored_any and len(parts) >= _DOWN_AT_PARTS:
             break
         level = failed
-    return lone, stored_any
+    return split
