@@ -5,10 +5,11 @@ A buffered tracker hands its store batches of thousands of entries. If one of th
 and retrying the same batch fails forever: every later entry would wait behind it. ``append_or_set_aside`` splits a
 failing batch in halves until the failure is pinned to single entries, and sets those aside with their reason
 (``CostStore.set_aside``), but only on evidence that the store itself works: some other part of the batch went in,
-and the entry failed again on its own. A store that is down fails every part: if it took none of the batch, the
-whole batch stays with the caller, as before. When it took some parts but an entry can be neither stored nor set
-aside, ``PartlyWritten`` tells the caller which entries to keep (only those: the others are stored, and kept again
-they would be stored twice).
+and the entry failed on its own three more times running, while parts beside it went in. A store that is down fails
+every part: if it took none of the batch, the whole batch stays with the caller, as before. If it went down after
+taking some parts (a whole level of the split fails), or an entry can be neither stored nor set aside,
+``PartlyWritten`` tells the caller which entries to keep (only those: the others are stored, and kept again they
+would be stored twice). So a store that is down never gets a valid entry set aside.
 
 Example::
 
@@ -35,7 +36,7 @@ def append_or_set_aside(store: CostStore, batch: Sequence[CostEntry]) -> list[Co
     """Append ``batch`` to ``store``; return the entries set aside (usually none).
 
     If the store takes no part of the batch, the first error is raised and nothing was written, so the caller
-    keeps the whole batch. If it takes some parts but an entry can be neither stored nor set aside,
+    keeps the whole batch. If it takes some parts and then fails every part (down), or cannot set an entry aside,
     ``PartlyWritten`` is raised: the caller keeps its ``unwritten`` entries, the rest are stored or set aside.
     Otherwise every entry is either stored or set aside with its reason.
     """
@@ -103,9 +104,9 @@ def _set_aside_after(store: CostStore, batch: Sequence[CostEntry], first: Except
     return rejected
 
 
-#: How many more times a single entry that failed is tried alone before it is set aside (a passing fault does not get
-#: an entry set aside).
-_TRIES_ALONE = 1
+#: How many more times a single entry that failed beside parts that went in is tried alone before it is set aside:
+#: a store failing now and then (a flaky network) rarely fails the same entry every time; a bad one always fails.
+_TRIES_ALONE = 3
 
 
 def _refused_alone(store: CostStore, entry: CostEntry) -> Exception | None:
@@ -138,7 +139,7 @@ _DOWN_AT_PARTS = 8
 @dataclasses.dataclass
 class _Split:
     """What ``_split`` made of a batch: the single entries that failed beside parts that went in (``lone``), the
-    entries it left unwritten (``unwritten``), and whether any part went in."""
+    entries it left unwritten on evidence that the store is down (``unwritten``), and whether any part went in."""
 
     lone: list[CostEntry] = dataclasses.field(default_factory=list)
     unwritten: list[CostEntry] = dataclasses.field(default_factory=list)
@@ -149,23 +150,36 @@ class _Split:
 
 def _split(store: CostStore, batch: Sequence[CostEntry]) -> _Split:
     """Append the halves of ``batch`` (which failed whole), then the halves of the halves that failed, level by
-    level down to single entries; return the single entries that failed, and whether any part was stored."""
+    level down to single entries.
+
+    A single entry that fails on a level where some part went in is ``lone``: the store works, so the entry may be
+    one it cannot take. A level on which every part fails is the store going down (even after parts went in
+    before), unless there are few parts left to split, as when two bad entries fall one in each half: splitting
+    stops at one of ``_DOWN_AT_PARTS`` parts or more, or of single entries only, and what failed there is left
+    unwritten. So is a single entry that failed on a level where nothing went in: nothing says the store works."""
     split = _Split()
     level = [batch]
     while level:
-        failed = []
         parts = [half for part in level for half in (part[: len(part) // 2], part[len(part) // 2 :])]
+        failed = []
+        stored_here = False
         for part in parts:
             try:
                 store.append(part)
-                split.stored_any = True
+                stored_here = True
             except Exception as error:  # noqa: BLE001 - any backend, any error: the split decides what it means
+                failed.append(part)
                 split.error = error
-                if len(part) == 1:
-                    split.lone.append(part[0])
-                else:
-                    failed.append(part)
-        if not split.stored_any and len(parts) >= _DOWN_AT_PARTS:
+        split.stored_any = split.stored_any or stored_here
+        if not stored_here and (len(parts) >= _DOWN_AT_PARTS or all(len(part) == 1 for part in parts)):
+            split.unwritten.extend(entry for part in failed for entry in part)
             break
-        level = failed
+        level = []
+        for part in failed:
+            if len(part) > 1:
+                level.append(part)
+            elif stored_here:
+                split.lone.append(part[0])
+            else:
+                split.unwritten.append(part[0])
     return split
