@@ -45,7 +45,7 @@ from ._summary import CostSummary
 from ._time import EPOCH, from_micros
 from ._usage import Usage, fitted
 from .stores import CostStore, MemoryStore, open_store
-from .stores._isolate import append_columns_or_set_aside
+from .stores._isolate import PartlyWritten, append_columns_or_set_aside
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -213,6 +213,10 @@ class _Left:
                 try:
                     with self._store.writing(batch):
                         append_columns_or_set_aside(self._store, batch)
+                except PartlyWritten as partly:
+                    columns[:0] = [FieldColumns.of(partly.unwritten)]  # only these: the rest are in the store
+                    _written(self._store, FieldColumns.of(partly.written))
+                    raise
                 except BaseException:
                     columns[:0] = [batch]
                     raise
@@ -864,9 +868,10 @@ class CostTracker:
     def flush(self) -> None:
         """Write buffered entries to the store; when this returns they are acknowledged.
 
-        If the store fails, the entries stay buffered (nothing is lost) and ``StoreError`` is raised. An entry the
-        store refuses while it takes the others is set aside with its reason (``store.dead_letters()``), so it never
-        holds back the entries around it.
+        If the store fails, the entries stay buffered (nothing is lost) and ``StoreError`` is raised; if it failed
+        after taking part of them, only the entries it did not take stay. An entry the store refuses while it takes
+        the others is set aside with its reason (``store.dead_letters()``), so it never holds back the entries
+        around it.
         """
         with self._flush_lock:
             with self._move_lock:
@@ -886,8 +891,13 @@ class CostTracker:
                         append_columns_or_set_aside(self.store, batch)
                 except BaseException as exc:
                     # Back in front (all columned or buffered since are newer), in order; as columns, since entries
-                    # moved into columns since were recorded after ``recent``.
-                    back = [*parts, FieldColumns.of(recent)] if recent else parts
+                    # moved into columns since were recorded after ``recent``. Of a batch written in part, only what
+                    # the store did not take: kept, the rest would be stored again by the next flush.
+                    if isinstance(exc, PartlyWritten):
+                        back = [FieldColumns.of(exc.unwritten)]
+                        _written(self.store, FieldColumns.of(exc.written))
+                    else:
+                        back = [*parts, FieldColumns.of(recent)] if recent else parts
                     count = sum(map(len, back))
                     with self._move_lock:
                         self._columns[:0] = back

@@ -1,3 +1,5 @@
+import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -190,6 +192,156 @@ def test_a_passing_fault_sets_nothing_aside(clock):
     t.record(amount=2)
     t.flush()
     assert store.total() == Decimal(3) and store.dead_letters() == []
+    t.close()
+
+
+class FullDiskParquetStore(llmcost.ParquetStore):
+    """A Parquet store on a disk that fills up: an append past ``room`` entries fails (as when the store and every
+    spill place are full, so nothing of it is written), entries that name resource ``poison`` are refused always,
+    and while the disk is full ``set_aside`` fails too (its place is on the same disk)."""
+
+    def __init__(self, path: str, room: int) -> None:
+        super().__init__(path)
+        self.room = room
+        self.taken = 0
+
+    def append(self, entries):
+        if any(entry.resource == "poison" for entry in entries):
+            raise StoreError("an amount past DECIMAL(38, 18)")
+        if self.taken + len(entries) > self.room:
+            raise StoreError("no place could take the entries: No space left on device")
+        super().append(entries)
+        self.taken += len(entries)
+
+    def append_columns(self, columns):
+        self.append(columns.entries())
+
+    def set_aside(self, entries, reason, *, error=None):
+        if self.taken >= self.room:
+            raise StoreError("could not set aside 1 entries anywhere: No space left on device")
+        super().set_aside(entries, reason, error=error)
+
+
+def _ids_in(store: CostStore, resource: str) -> list[str]:
+    return sorted(entry.id for entry in store.entries(resource=resource))
+
+
+def test_a_batch_written_in_part_keeps_only_what_is_not_stored(clock, tmp_path):
+    # A bad entry among good ones while the disk is full: the good ones around it go in, it fails alone, and setting
+    # it aside fails too. Only the bad entry stays buffered: kept whole, the batch would be stored twice.
+    store = FullDiskParquetStore(str(tmp_path / "costs"), room=63)
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    ids = [t.record(amount=Decimal(i) / 100, resource="good").id for i in range(1, 33)]
+    t.record(amount=1, resource="poison")
+    ids += [t.record(amount=Decimal(i) / 100, resource="good").id for i in range(33, 64)]
+    with pytest.raises(StoreError, match="No space left"):
+        t.flush()
+    assert t.pending() == 1
+    store.room = 10**6  # space is back
+    ids.append(t.record(amount="0.64", resource="good").id)
+    t.flush()  # the bad entry beside a good one: set aside now
+    assert t.pending() == 0
+    assert _ids_in(store, "good") == sorted(ids)  # each once
+    assert store.total(resource="good") == sum(Decimal(i) / 100 for i in range(1, 65))
+    assert [letter["entry"]["resource"] for letter in store.dead_letters()] == ["poison"]
+    t.close()
+
+
+def test_a_disk_that_fills_up_mid_batch_stores_each_entry_once_and_sets_none_aside(clock, tmp_path):
+    # The batch fails whole, its first half and some more go in, then the disk is full: every entry is valid, so
+    # none is set aside; those not stored stay buffered and go in, once, when there is space again.
+    store = FullDiskParquetStore(str(tmp_path / "costs"), room=45)
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    ids = [t.record(amount=Decimal(i) / 100, resource="good").id for i in range(1, 65)]
+    with pytest.raises(StoreError):
+        t.flush()
+    store.room = 10**6
+    t.flush()
+    assert _ids_in(store, "good") == sorted(ids)
+    assert store.dead_letters() == []
+    t.close()
+
+
+class OutageStore(MemoryStore):
+    """A store whose first append fails (a batch too large for one request) and which is down from its third."""
+
+    buffered = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.down = False
+
+    def append(self, entries):
+        self.calls += 1
+        self.down = self.down or self.calls == 3
+        if self.calls == 1 or self.down:
+            raise ConnectionError("connection refused")
+        super().append(entries)
+
+
+def test_a_store_down_mid_split_sets_no_valid_entry_aside(clock):
+    store = OutageStore()
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    ids = [t.record(amount=Decimal(i) / 100).id for i in range(1, 65)]
+    with pytest.raises(StoreError, match="connection refused"):
+        t.flush()
+    assert store.dead_letters() == [] and t.pending() == 32  # the half not stored stays buffered
+    store.down = False
+    t.flush()
+    assert sorted(entry.id for entry in store.entries()) == sorted(ids)
+    assert store.dead_letters() == [] and t.pending() == 0
+    t.close()
+
+
+class NowAndThenStore(MemoryStore):
+    """A store whose appends fail by a repeating pattern (a flaky network): 1 fails, 0 goes in."""
+
+    buffered = True
+
+    def __init__(self, pattern: tuple[int, ...]) -> None:
+        super().__init__()
+        self.pattern = itertools.cycle(pattern)
+
+    def append(self, entries):
+        if next(self.pattern):
+            raise ConnectionError("temporary network failure")
+        super().append(entries)
+
+
+@pytest.mark.parametrize("pattern", [(1, 0), (1, 1, 0), (1, 1, 0, 0)])
+def test_a_store_failing_now_and_then_sets_no_valid_entry_aside(clock, pattern):
+    store = NowAndThenStore(pattern)
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    ids = [t.record(amount=Decimal(i) / 100).id for i in range(1, 65)]
+    for _ in range(10):  # the flush fails while a whole level of the split fails; the entries wait for the next
+        with contextlib.suppress(StoreError):
+            t.flush()
+    assert sorted(entry.id for entry in store.entries()) == sorted(ids)
+    assert store.dead_letters() == [] and t.pending() == 0
+
+
+class RefusingStore(MemoryStore):
+    """A store that refuses any batch holding an entry of resource ``bad``."""
+
+    buffered = True
+
+    def append(self, entries):
+        if any(entry.resource == "bad" for entry in entries):
+            raise StoreError("an amount past DECIMAL(38, 18)")
+        super().append(entries)
+
+
+def test_bad_entries_one_in_each_half_are_set_aside_and_the_rest_stored(clock):
+    # Both halves fail (a bad entry in each), as would a store that is down: the split goes on, and once parts go in
+    # beside them the bad entries are set aside; the flush succeeds.
+    store = RefusingStore()
+    t = CostTracker(store, clock=clock, batch_size=1000, flush_interval=60)
+    for i in range(64):
+        t.record(amount=1, resource="bad" if i in (5, 40, 60) else "good")
+    t.flush()
+    assert t.pending() == 0 and len(store.entries(resource="good")) == 61
+    assert len(store.dead_letters()) == 3
     t.close()
 
 
