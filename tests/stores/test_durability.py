@@ -532,7 +532,8 @@ def test_a_missing_parent_that_cannot_be_made(scheme: str, store_dir: Path) -> N
 def test_a_lock_held_by_another_process_is_retried(tmp_path: Path) -> None:
     """The transient case: waits for ``retry_timeout`` (and then spills; see test_duckdb for the replay)."""
     path = tmp_path / "costs.duckdb"
-    DuckDBStore(path).close()
+    DuckDBStore(path).append([make_entry(0)])
+    store = DuckDBStore(path, retry_timeout=0.5)
     holder = _spawn(
         "import duckdb, sys\ncon = duckdb.connect(sys.argv[1])\nprint('locked', flush=True)\nsys.stdin.readline()",
         str(path),
@@ -542,7 +543,7 @@ def test_a_lock_held_by_another_process_is_retried(tmp_path: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
         with pytest.raises(StoreError, match="another process holds the store's lock") as caught:
-            DuckDBStore(path, retry_timeout=0.5)
+            store.total()
         assert time.monotonic() - started >= 0.2  # retried (tenacity stops before the next wait would pass 0.5 s)
         assert "retry_timeout=0.5" in str(caught.value) and str(path) in str(caught.value)
     finally:
