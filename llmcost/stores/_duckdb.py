@@ -327,22 +327,21 @@ class DuckDBStore(CostStore):
         with self._durable.lock:
             spilled, done = self._spilled()
 
+        def replay_and_run(con: Any) -> T:
+            for columns in spilled:
+                _insert(con, columns)
+            return body(con)
+
         def attempt() -> T:
             with self._durable.lock, self._attached(write=True) as con:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    if not self._migrated:
-                        migrate_duckdb(con, self.path)
-                    for columns in spilled:
-                        _insert(con, columns)
-                    result = body(con)
-                    con.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        con.execute("ROLLBACK")
-                    raise
-            self._migrated = True
-            self._deferred = False
+                if not self._migrated:
+                    # In a transaction of its own: the ATTACH has created a new file, and a first write that DuckDB
+                    # refuses (an amount beyond DECIMAL(38, 18)) is rolled back; the file must still have the tables,
+                    # or reads of it (and read-only openers) would fail instead of finding an empty store.
+                    _in_transaction(con, lambda con: migrate_duckdb(con, self.path))
+                    self._migrated = True
+                    self._deferred = False
+                result = _in_transaction(con, replay_and_run)
             if done:
                 self._durable.spill.remove(done)
                 logger.info("llmcost: replayed %d spill file(s) into %s", len(done), self.path)
@@ -496,6 +495,19 @@ class DuckDBStore(CostStore):
             what="delete a budget from",
         )
         return bool(rows)
+
+
+def _in_transaction(con: Any, work: Callable[[Any], T]) -> T:
+    """``work(con)`` in one transaction: committed if it returns, rolled back if it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = work(con)
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            con.execute("ROLLBACK")
+        raise
+    return result
 
 
 def _empty_store(con: Any) -> Iterator[Any]:

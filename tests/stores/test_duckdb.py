@@ -382,6 +382,22 @@ def test_an_open_that_met_the_lock_migrates_before_the_first_read(db: str, child
     ]
 
 
+def test_a_refused_first_write_leaves_a_store_that_reads_as_empty(db: str) -> None:
+    """The first append creates the file (its ATTACH does) and DuckDB refuses a value in it (an amount of 10**25,
+    forced past ``CostEntry``'s check): the append is rolled back, but the file has its tables, so this store, and
+    another process opening it read-only, read an empty store instead of failing."""
+    bad = make_entry(1)
+    object.__setattr__(bad, "amount", Decimal(10) ** 25)
+    store = DuckDBStore(db)
+    with pytest.raises(StoreError, match="cannot be stored"):
+        store.append([make_entry(0), bad])
+    assert os.path.exists(db)
+    assert store.entries() == [] and store.total() == 0
+    con = duckdb.connect(db, read_only=True)
+    assert con.execute("SELECT count(*) FROM entries").fetchall() == [(0,)]
+    con.close()
+
+
 def test_spill_file_that_cannot_be_read_is_set_aside(db: str, caplog: pytest.LogCaptureFixture) -> None:
     store = DuckDBStore(db)
     os.makedirs(db + ".spill")
