@@ -501,6 +501,35 @@ def test_garbage_named_as_a_store_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "move it out of the way" in str(error)
 
 
+def test_a_commit_that_could_not_write_the_file_is_a_full_disk_in_plain_words(tmp_path: Path) -> None:
+    """DuckDB reports a disk that filled up under a commit's checkpoint as a ``TransactionException`` (its text
+    as DuckDB 1.x/2.0 word it); it is a failure of the store's file (not retried, spilled), and reaches the caller
+    as a ``StoreError`` naming the path, in plain words, not as DuckDB's message."""
+    from llmcost.stores._durable import Durable
+    from llmcost.stores._failures import is_store_failure, is_transient_duckdb
+
+    path = str(tmp_path / "costs.duckdb")
+    full = duckdb.TransactionException(
+        'TransactionContext Error: Failed to commit: Checkpoint failed for database "llmcost_store". The database '
+        f'has been invalidated. Original error: Could not write file "{path}": No space left on device'
+    )
+    assert is_store_failure(full) and not is_transient_duckdb(full)
+    assert not is_store_failure(duckdb.TransactionException("TransactionContext Error: cannot rollback"))
+    durable = Durable(path, retry_timeout=5, spill_dir=path + ".spill", transient=is_transient_duckdb, per_path=True)
+    attempts = []
+
+    def commit() -> None:
+        attempts.append(1)
+        raise full
+
+    with pytest.raises(StoreError) as caught:
+        durable.retry(commit, "append to")
+    message = str(caught.value)
+    assert message.startswith(f"could not append to {path}: the disk is full")
+    assert "free space on that disk" in message and "TransactionContext" not in message
+    assert caught.value.__cause__ is full and attempts == [1]
+
+
 MISSING_PARENT = """
 import sys, time
 from llmcost import StoreError
