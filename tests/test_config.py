@@ -112,3 +112,46 @@ def test_a_new_store_where_it_could_never_be_written_fails_at_open(tmp_path):
     with pytest.raises(StoreError, match="could not"):
         open_store(f"duckdb://{tmp_path / 'file' / 'sub' / 'costs.duckdb'}")
     assert (tmp_path / "file").is_file()
+
+
+# -- a store file another process holds locked ----------------------------------------------------------------------
+
+
+def test_the_default_tracker_is_made_once_on_a_file_another_process_holds(tmp_path, monkeypatch):
+    """An analyst's ``duckdb.connect(file)`` holds the file when the first tracked call makes the default tracker on
+    ``LLMCOST_STORE``: the tracker is made (once, not again on every call), and what it records is spilled and
+    stored once the lock is free, not dropped."""
+    import subprocess
+    import sys
+
+    from llmcost import DuckDBStore
+
+    path = tmp_path / "costs.duckdb"
+    DuckDBStore(path).append(
+        [llmcost.CostEntry(id="e0", timestamp=datetime(2024, 5, 1, tzinfo=timezone.utc), amount="1")]
+    )
+    monkeypatch.setenv("LLMCOST_STORE", f"duckdb://{path}")
+    monkeypatch.setitem(DuckDBStore.__init__.__kwdefaults__, "retry_timeout", 0.3)  # not 30 s per wait
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys\ncon = duckdb.connect(sys.argv[1])\nprint('locked', flush=True)\nsys.stdin.readline()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        tracker = llmcost.get_tracker()
+        assert isinstance(tracker.store, DuckDBStore)
+        tracker.record(amount="1.5", resource="svc")
+        assert llmcost.get_tracker() is tracker
+        tracker.record(amount="2", resource="svc")
+        tracker.flush()  # acknowledged: spilled
+        assert len(list((tmp_path / "costs.duckdb.spill").iterdir())) == 1
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert DuckDBStore(path).total(resource="svc") == Decimal("3.5")

@@ -15,7 +15,9 @@ Lock conflicts (and ``EAGAIN``-like errors) are retried with exponential backoff
 database or is damaged) fail at once, as a ``StoreError`` naming the path with a hint (``_failures``). An append that
 cannot get in either way is written to a spill file next to the store (``<path>.spill/<uuid>.jsonl``, fsynced) or,
 when that directory refuses it, a per-user fallback (``_locations``), and counts as acknowledged; every open, append
-and read replays pending spill files first. A process that cannot write the file opens it read-only.
+and read replays pending spill files first. A process that cannot write the file opens it read-only. A file that
+another process keeps locked when the store opens (an analyst's ``duckdb.connect``) does not stop the open: after
+``_OPEN_WAIT`` the store opens without it, and the first write that gets in migrates it and replays.
 
 Appends skip ids the store already has within the batch's time range (an anti-join that DuckDB prunes with the
 timestamp zone maps), so replaying a spill file twice, or retrying an append whose commit went through, adds nothing
@@ -69,6 +71,9 @@ logger = logging.getLogger("llmcost")
 
 T = TypeVar("T")
 _ALIAS = "llmcost_store"
+#: How long opening waits for another process's lock, in seconds, before opening without the file (``_open``): long
+#: enough for another store's operation (a 10,000-entry append takes ~0.1 s), short where a lock is held for good.
+_OPEN_WAIT = 1.0
 #: Causes (``_failures.why``) that make a store whose file exists open read-only.
 _CANNOT_WRITE = frozenset({"permission denied", "the file system is read-only"})
 # Row groups of 10,240 rows instead of DuckDB's 122,880. Every append ends in a checkpoint (at COMMIT). DuckDB 2.0
@@ -183,6 +188,7 @@ class DuckDBStore(CostStore):
         self._write_options = _WRITE_OPTIONS  # "READ_WRITE" once this DuckDB turned out not to know the option
         self._new_file_options = _NEW_FILE_OPTIONS  # "" once this DuckDB turned out not to know them
         self._migrated = False
+        self._deferred = False  # the open met another process's lock: migrate (and replay) before the next read
         self._older = False  # read-only, and the file's entries table lacks columns added since (see _open_read_only)
         self._frames = QueryFrames()  # queries asked again run once, as plain DuckDB runs them (see query)
         # Loaded now rather than by the first write, which for a tracker is its background writer: an import holds
@@ -196,7 +202,8 @@ class DuckDBStore(CostStore):
     def _open(self) -> None:
         """Migrate the file and replay spill files; open read-only where this process cannot write. A file that
         does not exist is created by the first write, not here (reads of it answer as empty), unless spilled
-        entries wait to be replayed into it."""
+        entries wait to be replayed into it. A file another process keeps locked (past ``_OPEN_WAIT``) is opened
+        without being touched: the next write migrates and replays, and the next read writes first to do so."""
         if os.path.exists(self.path) and not os.path.isfile(self.path):
             kind = "a directory" if os.path.isdir(self.path) else "not a regular file (a device or pipe)"
             raise StoreError(
@@ -215,9 +222,22 @@ class DuckDBStore(CostStore):
                 raise store_error(exc, self.path, "create") from exc
             return
         try:
-            self._write(lambda con: None, what="open")
+            self._write(lambda con: None, what="open", wait=min(self.retry_timeout, _OPEN_WAIT))
         except StoreError as exc:
             cause = exc.__cause__
+            if cause is not None and self._durable.transient(cause):
+                # Another process holds the file for longer than one operation (an analyst's duckdb.connect): open
+                # all the same. The migration and the replay run with the first write that gets in; until then
+                # appends spill after retry_timeout as they do whenever the lock is taken. Raising instead would
+                # fail every tracker made meanwhile (the default one on every tracked call), its entries lost.
+                self._deferred = True
+                logger.warning(
+                    "llmcost: another process holds the lock of %s; opening the store all the same (writes wait "
+                    "retry_timeout for the lock, then spill until it is free): %s",
+                    self.path,
+                    why(cause)[0],
+                )
+                return
             if exists and cause is not None and why(cause)[0] in _CANNOT_WRITE:
                 self._open_read_only(why(cause)[0])
                 return
@@ -293,9 +313,9 @@ class DuckDBStore(CostStore):
             self._durable.drop_connection()
 
     # -- running operations -----------------------------------------------------------------------------------------
-    def _write(self, body: Callable[[Any], T], *, what: str) -> T:
-        """Run ``body(con)`` in one write transaction (after migrating and replaying spill files), with retries.
-        The first write creates the file's directory and the file."""
+    def _write(self, body: Callable[[Any], T], *, what: str, wait: float | None = None) -> T:
+        """Run ``body(con)`` in one write transaction (after migrating and replaying spill files), retrying for
+        ``wait`` seconds (default ``retry_timeout``). The first write creates the file's directory and the file."""
         if not self._migrated:
             try:
                 make_dirs(os.path.dirname(self.path))
@@ -307,32 +327,34 @@ class DuckDBStore(CostStore):
         with self._durable.lock:
             spilled, done = self._spilled()
 
+        def replay_and_run(con: Any) -> T:
+            for columns in spilled:
+                _insert(con, columns)
+            return body(con)
+
         def attempt() -> T:
             with self._durable.lock, self._attached(write=True) as con:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    if not self._migrated:
-                        migrate_duckdb(con, self.path)
-                    for columns in spilled:
-                        _insert(con, columns)
-                    result = body(con)
-                    con.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        con.execute("ROLLBACK")
-                    raise
-            self._migrated = True
+                if not self._migrated:
+                    # In a transaction of its own: the ATTACH has created a new file, and a first write that DuckDB
+                    # refuses (an amount beyond DECIMAL(38, 18)) is rolled back; the file must still have the tables,
+                    # or reads of it (and read-only openers) would fail instead of finding an empty store.
+                    _in_transaction(con, lambda con: migrate_duckdb(con, self.path))
+                    self._migrated = True
+                    self._deferred = False
+                result = _in_transaction(con, replay_and_run)
             if done:
                 self._durable.spill.remove(done)
                 logger.info("llmcost: replayed %d spill file(s) into %s", len(done), self.path)
             return result
 
-        return self._durable.retry(attempt, what)
+        return self._durable.retry(attempt, what, timeout=wait)
 
     def _read(self, body: Callable[[Any], T], *, what: str) -> T:
         """Run ``body(con)`` against the file attached read-only, with retries; replay spill files first (unless
         the store is read-only: then the next open that can write replays them)."""
-        if not self.read_only and self._durable.spill.pending():
+        if self._deferred:
+            self._write(lambda con: None, what="open")  # what the open could not do: an older file is migrated
+        elif not self.read_only and self._durable.spill.pending():
             self._write(lambda con: None, what="replay spilled entries")
 
         def attempt() -> T:
@@ -473,6 +495,19 @@ class DuckDBStore(CostStore):
             what="delete a budget from",
         )
         return bool(rows)
+
+
+def _in_transaction(con: Any, work: Callable[[Any], T]) -> T:
+    """``work(con)`` in one transaction: committed if it returns, rolled back if it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = work(con)
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            con.execute("ROLLBACK")
+        raise
+    return result
 
 
 def _empty_store(con: Any) -> Iterator[Any]:

@@ -165,13 +165,14 @@ class Durable:
         with self.lock:
             self.drop_connection()
 
-    def retry(self, attempt: Callable[[], T], what: str) -> T:
+    def retry(self, attempt: Callable[[], T], what: str, *, timeout: float | None = None) -> T:
         """``attempt()``, retried while it fails for a passing reason. A failure of the store's files (see
         ``_failures.is_store_failure``) is raised as ``StoreError`` naming the path with a hint, caused by the last
-        error; a permanent one at once, a passing one when ``retry_timeout`` runs out. Other errors pass as they
-        are. ``what`` completes the message: "could not {what} {where}"."""
+        error; a permanent one at once, a passing one when ``timeout`` (default ``retry_timeout``) runs out. Other
+        errors pass as they are. ``what`` completes the message: "could not {what} {where}"."""
+        timeout = self.retry_timeout if timeout is None else timeout
         try:
-            return retry_call(attempt, transient=self.transient, timeout=self.retry_timeout)
+            return retry_call(attempt, transient=self.transient, timeout=timeout)
         except StoreError:
             raise
         except Exception as exc:
@@ -179,7 +180,7 @@ class Durable:
                 raise  # an error in what was asked (a user's SQL, a value out of range): the caller's to handle
             error = store_error(exc, self.where, what)
             if self.transient(exc):
-                error = StoreError(f"{error} [still failing after retry_timeout={self.retry_timeout}s]")
+                error = StoreError(f"{error} [still failing after retry_timeout={timeout}s]")
             raise error from exc
 
     def storable(self, entries: Sequence[CostEntry]) -> BaseException | None:

@@ -126,9 +126,16 @@ def data_error(exc: BaseException, where: str) -> StoreError:
     )
 
 
+#: Words of a DuckDB error of another class that the store's file failed under it: a ``COMMIT`` whose checkpoint
+#: could not write the file raises ``TransactionException`` ("Failed to commit: Checkpoint failed ... The database
+#: has been invalidated. Original error: Could not write file ...: No space left on device").
+_FILE_FAILED = ("checkpoint failed", "has been invalidated", "could not write file", "no space left on device")
+
+
 def is_store_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure of the store's files (an ``OSError``, a DuckDB I/O, permission or fatal error,
-    a damaged file), as opposed to an error in what was asked (a user's SQL, a value out of range)."""
+    a commit that could not write the file, a damaged file), as opposed to an error in what was asked (a user's
+    SQL, a value out of range)."""
     import duckdb
 
     if isinstance(exc, OSError):
@@ -138,7 +145,12 @@ def is_store_failure(exc: BaseException) -> bool:
         for name in ("IOException", "PermissionException", "FatalException", "InternalException")
         if hasattr(duckdb, name)
     )
-    return isinstance(exc, failures) or type(exc) is duckdb.Error
+    if isinstance(exc, failures) or type(exc) is duckdb.Error:
+        return True
+    if isinstance(exc, duckdb.Error):
+        text = str(exc).lower()
+        return any(words in text for words in _FILE_FAILED)
+    return False
 
 
 def is_transient_os(exc: BaseException) -> bool:

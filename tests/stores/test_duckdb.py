@@ -315,8 +315,8 @@ def test_spill_when_the_lock_stays_held(db: str, children: Children) -> None:
         assert len(spilled) == 1 and spilled[0].endswith(".jsonl")
         with pytest.raises(StoreError, match="retry_timeout"):
             store.total()
-        with pytest.raises(StoreError):
-            DuckDBStore(db, retry_timeout=0.2)
+        with pytest.raises(StoreError, match="another process holds the store's lock"):
+            DuckDBStore(db, retry_timeout=0.2).total()  # opens all the same; its read waits and fails
         backup = Path(db + ".spill") / spilled[0]
         saved = backup.read_bytes()
     finally:
@@ -336,6 +336,66 @@ def test_spill_when_the_lock_stays_held(db: str, children: Children) -> None:
     backup.write_bytes(saved)
     store.append([make_entry(40)])
     assert store.entries() == [make_entry(0), *batch, make_entry(40)]
+
+
+def test_opens_while_another_process_holds_the_lock(db: str, children: Children) -> None:
+    """An analyst's ``duckdb.connect(file)`` holding the file when the store opens: the store opens anyway (a
+    tracker on it, the default one included, is made once), appends spill, and the next read once the lock is free
+    migrates the file and replays them."""
+    DuckDBStore(db).append([make_entry(0)])
+    holder = children.spawn(HOLD_LOCK, db)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        store = DuckDBStore(db, retry_timeout=0.3)
+        assert not store.read_only
+        store.append([make_entry(1)])  # acknowledged: spilled
+        assert len(os.listdir(db + ".spill")) == 1
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    assert store.entries() == [make_entry(0), make_entry(1)]
+    assert os.listdir(db + ".spill") == []
+
+
+def test_an_open_that_met_the_lock_migrates_before_the_first_read(db: str, children: Children) -> None:
+    """A file from before a column was added (``canonical_model``, schema version 3), locked when the store
+    opened: the first read (with no spill file to replay) still migrates it first, as the open would have, so reads
+    of the new column work."""
+    DuckDBStore(db).append([make_entry(0)])
+    con = duckdb.connect(db)
+    con.execute("ALTER TABLE entries DROP COLUMN canonical_model")  # as schema version 2 wrote it
+    con.execute("UPDATE llmcost_meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    holder = children.spawn(HOLD_LOCK, db)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        store = DuckDBStore(db, retry_timeout=0.3)
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    assert store.query("SELECT count(canonical_model) AS n, count(*) AS total FROM entries").to_dict("records") == [
+        {"n": 0, "total": 1}
+    ]
+
+
+def test_a_refused_first_write_leaves_a_store_that_reads_as_empty(db: str) -> None:
+    """The first append creates the file (its ATTACH does) and DuckDB refuses a value in it (an amount of 10**25,
+    forced past ``CostEntry``'s check): the append is rolled back, but the file has its tables, so this store, and
+    another process opening it read-only, read an empty store instead of failing."""
+    bad = make_entry(1)
+    object.__setattr__(bad, "amount", Decimal(10) ** 25)
+    store = DuckDBStore(db)
+    with pytest.raises(StoreError, match="cannot be stored"):
+        store.append([make_entry(0), bad])
+    assert os.path.exists(db)
+    assert store.entries() == [] and store.total() == 0
+    con = duckdb.connect(db, read_only=True)
+    assert con.execute("SELECT count(*) FROM entries").fetchall() == [(0,)]
+    con.close()
 
 
 def test_spill_file_that_cannot_be_read_is_set_aside(db: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -363,8 +423,9 @@ def test_an_unreadable_spill_line_is_set_aside_once_however_often_the_replay_is_
     assert holder.stdout is not None and holder.stdin is not None
     assert holder.stdout.readline().strip() == "locked"
     try:
+        locked = DuckDBStore(db, retry_timeout=0.5)  # the open tries to replay, meets the lock and leaves it
         with pytest.raises(StoreError, match="retry_timeout"):
-            DuckDBStore(db, retry_timeout=0.5)  # opening replays: every attempt meets the lock
+            locked.total()  # a read replays first: every attempt meets the lock
     finally:
         holder.stdin.write("\n")
         holder.stdin.flush()

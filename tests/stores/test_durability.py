@@ -22,7 +22,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -501,6 +501,35 @@ def test_garbage_named_as_a_store_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "move it out of the way" in str(error)
 
 
+def test_a_commit_that_could_not_write_the_file_is_a_full_disk_in_plain_words(tmp_path: Path) -> None:
+    """DuckDB reports a disk that filled up under a commit's checkpoint as a ``TransactionException`` (its text
+    as DuckDB 1.x/2.0 word it); it is a failure of the store's file (not retried, spilled), and reaches the caller
+    as a ``StoreError`` naming the path, in plain words, not as DuckDB's message."""
+    from llmcost.stores._durable import Durable
+    from llmcost.stores._failures import is_store_failure, is_transient_duckdb
+
+    path = str(tmp_path / "costs.duckdb")
+    full = duckdb.TransactionException(
+        'TransactionContext Error: Failed to commit: Checkpoint failed for database "llmcost_store". The database '
+        f'has been invalidated. Original error: Could not write file "{path}": No space left on device'
+    )
+    assert is_store_failure(full) and not is_transient_duckdb(full)
+    assert not is_store_failure(duckdb.TransactionException("TransactionContext Error: cannot rollback"))
+    durable = Durable(path, retry_timeout=5, spill_dir=path + ".spill", transient=is_transient_duckdb, per_path=True)
+    attempts = []
+
+    def commit() -> None:
+        attempts.append(1)
+        raise full
+
+    with pytest.raises(StoreError) as caught:
+        durable.retry(commit, "append to")
+    message = str(caught.value)
+    assert message.startswith(f"could not append to {path}: the disk is full")
+    assert "free space on that disk" in message and "TransactionContext" not in message
+    assert caught.value.__cause__ is full and attempts == [1]
+
+
 MISSING_PARENT = """
 import sys, time
 from llmcost import StoreError
@@ -532,7 +561,8 @@ def test_a_missing_parent_that_cannot_be_made(scheme: str, store_dir: Path) -> N
 def test_a_lock_held_by_another_process_is_retried(tmp_path: Path) -> None:
     """The transient case: waits for ``retry_timeout`` (and then spills; see test_duckdb for the replay)."""
     path = tmp_path / "costs.duckdb"
-    DuckDBStore(path).close()
+    DuckDBStore(path).append([make_entry(0)])
+    store = DuckDBStore(path, retry_timeout=0.5)
     holder = _spawn(
         "import duckdb, sys\ncon = duckdb.connect(sys.argv[1])\nprint('locked', flush=True)\nsys.stdin.readline()",
         str(path),
@@ -542,7 +572,7 @@ def test_a_lock_held_by_another_process_is_retried(tmp_path: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
         with pytest.raises(StoreError, match="another process holds the store's lock") as caught:
-            DuckDBStore(path, retry_timeout=0.5)
+            store.total()
         assert time.monotonic() - started >= 0.2  # retried (tenacity stops before the next wait would pass 0.5 s)
         assert "retry_timeout=0.5" in str(caught.value) and str(path) in str(caught.value)
     finally:
@@ -559,14 +589,22 @@ def _poison(entry: CostEntry) -> CostEntry:
     return entry
 
 
-def test_one_poison_among_a_thousand(open_again: StoreFactory) -> None:
+def _poison_amount(entry: CostEntry) -> CostEntry:
+    """``entry`` with ``amount=10**25``, forced past ``CostEntry``'s check (DECIMAL(38, 18) holds below 10**20)."""
+    object.__setattr__(entry, "amount", Decimal(10) ** 25)
+    return entry
+
+
+@pytest.mark.parametrize("poison", [_poison, _poison_amount], ids=["tokens", "amount"])
+def test_one_poison_among_a_thousand(open_again: StoreFactory, poison: Callable[[CostEntry], CostEntry]) -> None:
     """A batch with a poison entry is refused whole (nothing added, the columns stay aligned); the good ones go in
-    and the poison is set aside: 1,000 stored, 1 set aside."""
+    and the poison is set aside: 1,000 stored, 1 set aside. Every store refuses the same entries (MemoryStore kept
+    an amount of 10**25 that the others refuse)."""
     if open_again.kind == "list":  # type: ignore[attr-defined]
         pytest.skip("ListStore (a backend from the ABC alone, a list of objects) can hold any entry")
     store = open_again()
     good = [make_entry(i) for i in range(1000)]
-    bad = _poison(make_entry(1000, id="poison"))
+    bad = poison(make_entry(1000, id="poison"))
     batch = [*good[:500], bad, *good[500:]]
     with pytest.raises(StoreError, match=r"poison|cannot be stored|64-bit") as caught:
         store.append(batch)
@@ -579,7 +617,11 @@ def test_one_poison_among_a_thousand(open_again: StoreFactory) -> None:
     assert letter["reason"] == "append refused it"
     assert "StoreError" in letter["error"]
     entry = letter["entry"]
-    assert entry["id"] == "poison" and entry["input_tokens"] == 2**70
+    assert entry["id"] == "poison"
+    if poison is _poison:
+        assert entry["input_tokens"] == 2**70
+    else:
+        assert Decimal(entry["amount"]) == Decimal(10) ** 25
 
 
 def test_set_aside_keeps_what_cannot_even_be_encoded(store: CostStore) -> None:
