@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, getcontext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _state
 from ._context import NO_GUARDS, Guard, GuardSet, active_guards, begin_settling, current_tags, end_settling, joined
@@ -140,11 +140,25 @@ def _usage_of(inp: object, out: object, cache_read: object, cache_write: object,
     return Usage(inp, out, cache_read, cache_write, reasoning)  # type: ignore[arg-type]  # Usage checks them
 
 
-def _usage_and_keywords(usage: Usage, **tokens: object) -> NoReturn:
-    """Refuse ``usage`` given with token keywords: they used to be dropped without a word (a call of a million
-    input tokens recorded at the price of ``usage``'s ten)."""
-    keywords = ", ".join(f"{name}={count!r}" for name, count in tokens.items() if count)
-    raise TypeError(f"give usage= or the token keywords, not both: got usage={usage!r} and {keywords}")
+def _usage_given(
+    usage: Usage | None, inp: object, out: object, cache_read: object, cache_write: object, reasoning: object
+) -> Usage:
+    """The ``Usage`` of ``record``/``build``: ``usage``, else that of the token keywords (``_usage_of``). Both given
+    is a ``TypeError``: the keywords used to be dropped without a word (a call of a million input tokens recorded at
+    the price of ``usage``'s ten)."""
+    if usage is None:
+        return _usage_of(inp, out, cache_read, cache_write, reasoning)
+    if inp or out or cache_read or cache_write or reasoning:
+        tokens = {
+            "input_tokens": inp,
+            "output_tokens": out,
+            "cache_read_tokens": cache_read,
+            "cache_write_tokens": cache_write,
+            "reasoning_tokens": reasoning,
+        }
+        keywords = ", ".join(f"{name}={count!r}" for name, count in tokens.items() if count)
+        raise TypeError(f"give usage= or the token keywords, not both: got usage={usage!r} and {keywords}")
+    return usage
 
 
 def _acknowledge_in(store: CostStore, batch: Sequence[CostEntry] | FieldColumns) -> None:
@@ -363,17 +377,9 @@ class CostTracker:
                            output_tokens=400, tags={"team": "support"})
             tracker.record(amount="1.20", category="compute", resource="gpu-box")
         """
-        if usage is None:  # as ``build`` does (not called: this runs for every entry of an import)
-            usage = _usage_of(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
-        elif input_tokens or output_tokens or cache_read_tokens or cache_write_tokens or reasoning_tokens:
-            _usage_and_keywords(
-                usage,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cache_read_tokens=cache_read_tokens,
-                cache_write_tokens=cache_write_tokens,
-                reasoning_tokens=reasoning_tokens,
-            )
+        usage = _usage_given(
+            usage, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
         entry = self._entry(
             model=model,
             usage=usage,
@@ -420,17 +426,9 @@ class CostTracker:
             for entry in batch:
                 tracker.add(entry)
         """
-        if usage is None:
-            usage = _usage_of(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
-        elif input_tokens or output_tokens or cache_read_tokens or cache_write_tokens or reasoning_tokens:
-            _usage_and_keywords(
-                usage,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cache_read_tokens=cache_read_tokens,
-                cache_write_tokens=cache_write_tokens,
-                reasoning_tokens=reasoning_tokens,
-            )
+        usage = _usage_given(
+            usage, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
         return self._entry(
             model=model,
             usage=usage,
