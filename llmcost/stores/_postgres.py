@@ -38,6 +38,7 @@ import os
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -84,6 +85,15 @@ _DOWN_FOR = 30.0
 
 #: Connections a forked child inherited from its parent: never used, never closed (see ``_connection``).
 _INHERITED: list[Any] = []
+
+
+def _close_dropped(con: Any, pid: int) -> None:
+    """(``weakref.finalize`` of a store) close the connection of a store freed without ``close()``, in the process
+    that opened it only (a forked child must not end its parent's session): freed open, psycopg warns
+    (``ResourceWarning``) wherever the garbage collector happens to run."""
+    if os.getpid() == pid:
+        with contextlib.suppress(Exception):
+            con.close()
 
 
 def postgres_type(sql_type: str) -> str:
@@ -475,6 +485,7 @@ class PostgresStore(CostStore):
         )
         self._lock = threading.RLock()
         self._con: Any = None
+        self._closer: weakref.finalize | None = None  # (closes the connection of a store freed without ``close()``)
         self._pid = 0
         self._ready = False  # tables made and migrated by this object
         self._down_until = 0.0  # monotonic time until which the server counts as down: one try, no retries
@@ -506,12 +517,15 @@ class PostgresStore(CostStore):
         if "connect_timeout" not in self.dsn:
             kwargs["connect_timeout"] = max(1, round(self.connect_timeout))
         con = psycopg.connect(self.dsn, **kwargs)
+        self._closer = weakref.finalize(self, _close_dropped, con, os.getpid())
         con.execute("SET TIME ZONE 'UTC'")
         self._con, self._pid = con, os.getpid()
         return con
 
     def _drop_connection(self) -> None:
         con, self._con = self._con, None
+        if self._closer is not None:
+            self._closer.detach()
         if con is not None and self._pid == os.getpid():
             with contextlib.suppress(Exception):
                 con.close()

@@ -595,3 +595,20 @@ def test_no_units_is_null_as_in_every_store(store: PostgresStore, dsn: str) -> N
     sql = "SELECT id, units IS NULL AS none, units FROM entries ORDER BY id"
     assert store.query(sql).equals(memory.query(sql))
     assert store.entries() == [plain, with_units]
+
+
+def test_a_store_freed_without_close_closes_its_connection_without_a_warning(dsn: str) -> None:
+    # psycopg warns (ResourceWarning) of a connection freed open, wherever the garbage collector then runs: under
+    # pytest's "error" filter that failed whichever test happened to collect it.
+    import gc
+    import warnings
+
+    store = PostgresStore(dsn)
+    store.append([make_entry(0)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del store
+        gc.collect()
+    assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
+    with PostgresStore(dsn) as again:
+        assert len(again.entries()) == 1
