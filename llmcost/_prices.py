@@ -27,7 +27,7 @@ from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
 from ._money import round_money, to_utc
 from ._time import EPOCH
-from ._usage import MAX_COUNT, NO_UNITS, Usage
+from ._usage import MAX_COUNT, NO_UNITS, Usage, refuse_usage_and_keywords
 
 __all__ = [
     "MODEL_PRICING",
@@ -349,14 +349,15 @@ def cost_of(
     elif units is not None:
         raise TypeError("pass units inside usage=Usage(..., units=...), or the token keywords with units=")
     elif input_tokens or output_tokens or cache_read_tokens or cache_write_tokens:  # were dropped without a word
-        keywords = {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "cache_read_tokens": cache_read_tokens,
-            "cache_write_tokens": cache_write_tokens,
-        }
-        given = ", ".join(f"{name}={count!r}" for name, count in keywords.items() if count)
-        raise TypeError(f"give usage= or the token keywords, not both: got usage={usage!r} and {given}")
+        refuse_usage_and_keywords(
+            usage,
+            {
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cache_read_tokens": cache_read_tokens,
+                "cache_write_tokens": cache_write_tokens,
+            },
+        )
     if service_tier is None:
         return price_for(model, provider, at)[0].cost(usage)
     return price_for(model, provider, at, to_service_tier(service_tier))[0].cost(usage)

@@ -43,7 +43,7 @@ from ._prices import priced
 from ._rows import FieldColumns
 from ._summary import CostSummary
 from ._time import EPOCH, from_micros
-from ._usage import Usage, fitted
+from ._usage import Usage, fitted, refuse_usage_and_keywords
 from .stores import CostStore, MemoryStore, open_store
 from .stores._isolate import PartlyWritten, append_columns_or_set_aside
 
@@ -149,15 +149,16 @@ def _usage_given(
     if usage is None:
         return _usage_of(inp, out, cache_read, cache_write, reasoning)
     if inp or out or cache_read or cache_write or reasoning:
-        tokens = {
-            "input_tokens": inp,
-            "output_tokens": out,
-            "cache_read_tokens": cache_read,
-            "cache_write_tokens": cache_write,
-            "reasoning_tokens": reasoning,
-        }
-        keywords = ", ".join(f"{name}={count!r}" for name, count in tokens.items() if count)
-        raise TypeError(f"give usage= or the token keywords, not both: got usage={usage!r} and {keywords}")
+        refuse_usage_and_keywords(
+            usage,
+            {
+                "input_tokens": inp,
+                "output_tokens": out,
+                "cache_read_tokens": cache_read,
+                "cache_write_tokens": cache_write,
+                "reasoning_tokens": reasoning,
+            },
+        )
     return usage
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "Usage",
     "fit_parts",
     "fitted",
+    "refuse_usage_and_keywords",
     "requests_of",
     "requests_sum",
     "trusted_units",
@@ -28,6 +29,22 @@ __all__ = [
 
 #: The largest count a store can keep (every store holds counts as signed 64-bit integers).
 MAX_COUNT = 2**63 - 1
+
+
+def refuse_usage_and_keywords(usage: object, keywords: Mapping[str, object]) -> None:
+    """Raise ``TypeError`` if any of the token ``keywords`` is given beside ``usage=`` (``cost_of``, ``record``,
+    ``build``): they used to be dropped without a word, a call of a million input tokens priced at ``usage``'s ten.
+
+    >>> refuse_usage_and_keywords(Usage(10), {"input_tokens": 0})  # nothing given beside it
+    >>> try:
+    ...     refuse_usage_and_keywords(Usage(10), {"input_tokens": 1_000_000})
+    ... except TypeError as exc:
+    ...     print(str(exc).split(":")[0], "...", str(exc).rsplit(" and ", 1)[1])
+    give usage= or the token keywords, not both ... input_tokens=1000000
+    """
+    given = ", ".join(f"{name}={count!r}" for name, count in keywords.items() if count)
+    if given:
+        raise TypeError(f"give usage= or the token keywords, not both: got usage={usage!r} and {given}")
 
 
 def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
