@@ -755,6 +755,7 @@ def _wrap_generator(
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
+        closing = False  # (the consumer closed it: what it read is recorded, whatever the user's cleanup raises)
         try:
             # ``yield from func(...)`` written out (PEP 380), to see each item as it passes: what the consumer sends
             # or throws reaches the user's generator, and its return value is the wrapper's.
@@ -771,6 +772,7 @@ def _wrap_generator(
                     try:
                         sent = yield chunk
                     except GeneratorExit:
+                        closing = True
                         gen.close()
                         raise
                     except BaseException as exc:  # noqa: BLE001 - thrown in: the user's generator decides
@@ -789,7 +791,10 @@ def _wrap_generator(
             end(call, chunks, acc.result())
             raise
         except BaseException:
-            engine.fail(call)
+            if closing:  # (the user's generator raised as it closed: the usage read is still the call's)
+                end(call, chunks, acc.result())
+            else:
+                engine.fail(call)
             raise
         end(call, chunks, acc.result())
         return value
@@ -812,6 +817,7 @@ def _wrap_async_generator(
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
+        closing = False  # (as in ``_wrap_generator``)
         try:
             # As ``_wrap_generator`` delegates: ``asend``/``athrow``/``aclose`` reach the user's async generator.
             gen = func(*args, **kwargs)
@@ -827,6 +833,7 @@ def _wrap_async_generator(
                     try:
                         sent = yield chunk
                     except GeneratorExit:
+                        closing = True
                         await gen.aclose()
                         raise
                     except BaseException as exc:  # noqa: BLE001 - thrown in: the user's generator decides
@@ -843,9 +850,10 @@ def _wrap_async_generator(
             end(call, chunks, acc.result())
             raise
         except BaseException as exc:
-            if _is_cancellation(exc):
-                # Cancelled mid-stream (a timeout): the request was made, so what it reported so far is recorded, as
-                # when the generator is closed there, or a hooked SDK stream is.
+            if closing or _is_cancellation(exc):
+                # Cancelled mid-stream (a timeout), or closed and the user's generator raised as it closed: the
+                # request was made, so what it reported so far is recorded, as when the generator is closed there,
+                # or a hooked SDK stream is.
                 end(call, chunks, acc.result())
             else:
                 engine.fail(call)

@@ -327,6 +327,53 @@ def test_a_generator_keeps_the_generator_protocol(tracker):
     assert [e.amount for e in tracker.entries()] == [GPT4O_100_20, GPT4O_100_20]
 
 
+_CHUNK = {"model": "gpt-4o", "usage": {"prompt_tokens": 4000, "completion_tokens": 0, "total_tokens": 4000}}
+
+
+@pytest.mark.parametrize("cleanup", ["raises", "yields again"])
+def test_a_generator_whose_cleanup_fails_as_it_is_closed_still_records_what_was_read(tracker, cleanup):
+    # The wrapper closes the user's generator itself (as ``yield from`` does): an error its ``finally`` raises then
+    # reaches the consumer, and the usage already read is still the call's, recorded and counted once.
+    @track_cost(tracker=tracker, estimate="0.02")
+    def stubborn():
+        try:
+            yield _CHUNK
+            yield _CHUNK
+        finally:
+            if cleanup == "raises":
+                raise ConnectionError("cleanup failed")
+            yield _CHUNK  # "generator ignored GeneratorExit"
+
+    with llmcost.budget("1", tracker=tracker) as b:
+        stream = stubborn()
+        next(stream)
+        with pytest.raises(ConnectionError if cleanup == "raises" else RuntimeError):
+            stream.close()
+        assert (b.spent, b.reserved) == (Decimal("0.01"), 0)
+    assert [e.usage.input_tokens for e in tracker.entries()] == [4000]
+
+
+def test_an_async_generator_whose_cleanup_raises_as_it_is_closed_still_records_what_was_read(tracker):
+    @track_cost(tracker=tracker, estimate="0.02")
+    async def stubborn():
+        try:
+            yield _CHUNK
+            yield _CHUNK
+        finally:
+            raise ConnectionError("cleanup failed")
+
+    async def read_one_then_close() -> None:
+        stream = stubborn()
+        await stream.__anext__()
+        with pytest.raises(ConnectionError):
+            await stream.aclose()
+
+    with llmcost.budget("1", tracker=tracker) as b:
+        asyncio.run(read_one_then_close())
+        assert (b.spent, b.reserved) == (Decimal("0.01"), 0)
+    assert [e.usage.input_tokens for e in tracker.entries()] == [4000]
+
+
 def test_an_async_generator_keeps_the_async_generator_protocol(tracker):
     async def talk():
         reply = yield MESSAGE_START
