@@ -138,6 +138,18 @@ def _streamed_claude(tracker, body, model):
     return [event.type for event in ask()]
 
 
+def _claude_stream_body(message, start_usage, delta_usage):
+    """The SSE body of the shortest Anthropic stream: ``message_start`` (``message`` with ``start_usage``), one
+    ``message_delta`` with ``delta_usage``, ``message_stop``."""
+    return sse(
+        [
+            ("message_start", {"type": "message_start", "message": {**message, "content": [], "usage": start_usage}}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": delta_usage}),  # noqa: E501
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    )  # fmt: skip
+
+
 def test_anthropic_stream_takes_ttl_split_and_tier_from_message_start_and_counts_from_the_last_delta(tracker):
     start_usage = {**CLAUDE_USAGE, "output_tokens": 1, "service_tier": "batch"}
     del start_usage["output_tokens_details"]
@@ -1206,13 +1218,7 @@ def test_anthropic_fast_mode_stream_records_the_fast_price(tracker):
         "cache_read_input_tokens": 2000,
         "output_tokens": 1000,
     }
-    body = sse(
-        [
-            ("message_start", {"type": "message_start", "message": {**FAST_MESSAGE, "content": [], "usage": start_usage}}),  # noqa: E501
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": delta_usage}),  # noqa: E501
-            ("message_stop", {"type": "message_stop"}),
-        ]
-    )  # fmt: skip
+    body = _claude_stream_body(FAST_MESSAGE, start_usage, delta_usage)
     assert _streamed_claude(tracker, body, "claude-opus-5")[-1] == "message_stop"
     (entry,) = tracker.entries()
     assert entry.usage == Usage(10_000, 1000, 2000)
@@ -1308,13 +1314,7 @@ def test_anthropic_us_only_inference_stream_records_1_1_times_the_price(tracker)
         "output_tokens": 1000,
         "server_tool_use": {"web_search_requests": 2},
     }
-    body = sse(
-        [
-            ("message_start", {"type": "message_start", "message": {**US_MESSAGE, "content": [], "usage": start_usage}}),  # noqa: E501
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": delta_usage}),  # noqa: E501
-            ("message_stop", {"type": "message_stop"}),
-        ]
-    )  # fmt: skip
+    body = _claude_stream_body(US_MESSAGE, start_usage, delta_usage)
     assert _streamed_claude(tracker, body, "claude-opus-4-6")[-1] == "message_stop"
     (entry,) = tracker.entries()
     assert entry.usage == Usage(13_000, 1000, 2000, 3000, units=US_UNITS)
