@@ -47,7 +47,7 @@ from ._time import from_micros
 from ._tracker import CostTracker, buffered_count, log_once, system_clock
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease
-from .stores._ledger import LocalLedger, entry_models
+from .stores._ledger import LentAccount, LocalLedger, entry_models
 
 __all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
 
@@ -167,6 +167,20 @@ class _Leased(_Hold):
         self.estimate = estimate
 
 
+#: A call reserved in a ``LentAccount``: ``(lent, atto, estimate)``, its estimate in 10**-18 USD and as a Decimal. A
+#: tuple (made and freed at a fraction of a ``_Leased``'s cost), settled exactly once as the engine settles any token
+#: (``Guard``); once the loan is over, it is settled as the ``_Leased`` of the same estimate (``_leased_of``).
+_LentCall = tuple[LentAccount, int, Decimal]
+
+
+def _leased_of(token: _LentCall) -> _Leased:
+    """The ``_Leased`` a call reserved in a ``LentAccount`` is, once the loan is over: the ledger holds its estimate
+    in the lease's account again (taking the account back put it there)."""
+    lent, _, estimate = token
+    lease = lent.owner
+    return _Leased(lease.store, lease, estimate)
+
+
 class _Unwritten:
     """What a period budget knows of the spend its tracker holds unwritten (see ``Budget._write_unseen``): as of
     ``buffered`` (``buffered_count`` of the tracker, in this process ``pid``), every entry put in its buffer was
@@ -204,6 +218,10 @@ class _Unwritten:
 
 
 _new_token = object.__new__
+#: A loan of the ledger's account (``_lent_again``) that served this many calls was worth its conversions: the budget
+#: asks again at once when it ends; a shorter one doubles the wait, up to ``_LOAN_WAIT_MAX`` calls.
+_LOAN_WORTH = 16
+_LOAN_WAIT_MAX = 1024
 #: Seconds a thread waits for a block budget's figures (held for a few Decimal steps) before it gives up: only a
 #: holder that cannot run waits this long, such as the very thread a signal handler interrupted mid-update.
 _BATON_PATIENCE = 2.0
@@ -297,6 +315,9 @@ class Budget:
         "_filtered",
         "_fired",
         "_lease",
+        "_lend_gap",
+        "_lend_wait",
+        "_lent",
         "_limit",
         "_lock",
         "_open",
@@ -408,6 +429,11 @@ class Budget:
         # open: the lease is settled and released as the last one ends.
         self._lease: Lease | None = None
         self._open = 0
+        # (Period budgets over a MemoryStore) the ledger's account lent to this budget's calls as ints
+        # (``LentAccount``), and how many calls wait before it is asked again after a loan ended (``_lent_again``).
+        self._lent: LentAccount | None = None
+        self._lend_wait = 0
+        self._lend_gap = 0
         # (Period budgets) whether the tracker's buffer may hold spend the ledger has not counted (``_write_unseen``).
         self._unwritten: _Unwritten | None = None
         self._fired: set[float] = set()
@@ -459,6 +485,7 @@ class Budget:
             # the block budgets' checks; the alert bound is found again from the next count on.
             self._limit, self._atto_limit = limit, atto_of(limit, ROUND_FLOOR)
             self._quiet_below, self._atto_quiet = ZERO, 0
+            self._lent = None  # (lent with the old limit: lent again, with this one, from the next call)
             lease = self._lease
             if lease is not None:  # (a period budget's) its calls checked, and its headroom leased, under the new limit
                 lease.relimit(limit)
@@ -629,7 +656,7 @@ class Budget:
                 tags=self.tags or None,
             )
             self._fired = set()
-            self._quiet_below = ZERO
+            self._quiet_below, self._atto_quiet = ZERO, 0
             self._spent, self._committed = self._figures()  # (the lease's, as it goes)
             old, self._lease = self._lease, None
         if old is not None:
@@ -768,6 +795,35 @@ class Budget:
         # Any other call: a period budget's, one with no estimate, or one that did not fit above (checked again here,
         # where it is refused or, with ``on_exceed="warn"``, let through).
         if self.period is not None:
+            lent = self._lent
+            if lent is not None and atto is not None and lent.tracker is tracker:
+                # The usual call over a MemoryStore whose ledger lent this budget its account as ints
+                # (``LentAccount``): checked and reserved as ``take_kept`` does it, in integer steps under the budget's
+                # token, if the account is lent still, the ledger has counted every append (none the budget did not
+                # make waits), and the call is of the account's period (the tracker's clock, as ``record_call`` reads
+                # it).
+                now = _time_ns() // 1000 if tracker.clock is system_clock else tracker.now_micros()
+                baton = lent.baton
+                try:
+                    baton.pop()  # (the budget's own token: see ``_Baton``)
+                except IndexError:
+                    _wait_baton(baton)
+                try:
+                    committed = lent.committed
+                    after = committed + atto
+                    granted = (
+                        lent.live
+                        and len(lent.appends) == lent.told
+                        and lent.since_us <= now < lent.until_us
+                        and after <= lent.limit
+                        and (atto > 0 or committed < lent.limit)
+                    )
+                    if granted:
+                        lent.committed = after
+                finally:
+                    baton.append(True)
+                if granted:
+                    return (lent, atto, from_atto(atto) if needed is None else needed)  # (a ``_LentCall``)
             if needed is None:
                 needed = ZERO if atto is None else from_atto(atto)
             lease = self._lease
@@ -791,6 +847,12 @@ class Budget:
                         and lease.ledger.take_kept(lease.account, needed, lease.limit) is True
                     ):
                         # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame.)
+                        if atto is not None and (
+                            lent is None or not lent.live or lent.owner is not lease or lent.tracker is not tracker
+                        ):
+                            lent = self._lent_again(lease, budget_tracker, tracker)
+                            if lent is not None:  # (this call's estimate is in it now: settled there too)
+                                return (lent, atto, needed)  # (a ``_LentCall``)
                         token = _new_token(_Leased)
                         token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
                         return token
@@ -841,6 +903,34 @@ class Budget:
         )
         self._alert(1.0, what, event="budget.exceeded")
         raise refused
+
+    def _lent_again(self, lease: LocalLease, budget_tracker: TrackerLike, tracker: TrackerLike) -> LentAccount | None:
+        """(A call just reserved in ``lease``'s kept account, the budget's ``LentAccount`` gone or another's) ask the
+        ledger to lend the account to this budget's calls as ints, and keep what it answers (``None``: not lent).
+
+        Only a budget without filters, over its own tracker's calls, is lent its account. A loan ends with any news
+        the budget did not make (another writer's append, another budget's step, a read of the ledger), and lending
+        costs a few conversions: after a loan that served fewer than ``_LOAN_WORTH`` calls, or a refusal, the budget
+        waits twice as many calls as last time (at most ``_LOAN_WAIT_MAX``) before it asks again."""
+        if self._filtered or budget_tracker is not tracker or lease.account is None:
+            return None
+        old = self._lent
+        if old is not None:
+            self._lent = None
+            self._lend_wait = self._lend_gap = 0 if old.served() >= _LOAN_WORTH else self._longer_gap()
+        if self._lend_wait:
+            self._lend_wait -= 1
+            return None
+        lent = self._lent = lease.ledger.lend(
+            lease.account, limit=self._atto_limit, tracker=tracker, owner=lease, baton=self._baton, wait=_wait_baton
+        )
+        if lent is None:
+            self._lend_wait = self._lend_gap = self._longer_gap()
+        return lent
+
+    def _longer_gap(self) -> int:
+        """The next wait between asking the ledger to lend the account: twice the last, plus one (``_lent_again``)."""
+        return min(2 * self._lend_gap + 1, _LOAN_WAIT_MAX)
 
     def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
@@ -1026,6 +1116,22 @@ class Budget:
                 finally:
                     baton.append(True)
             return
+        if type(token) is tuple:  # a ``_LentCall``: its estimate given back where it is, while the loan lasts
+            lent, estimate_atto, _ = token
+            baton = lent.baton
+            try:
+                baton.pop()  # (as in ``reserve_estimate``)
+            except IndexError:
+                _wait_baton(baton)
+            try:
+                released = lent.live
+                if released:
+                    lent.committed -= estimate_atto
+            finally:
+                baton.append(True)
+            if released:
+                return
+            token = _leased_of(token)
         if isinstance(token, _Hold) and not token.settled:
             token.settled = True
             if type(token) is _Leased:
@@ -1218,6 +1324,33 @@ class Budget:
                 if not quiet:
                     self.check_thresholds()
                 return
+        elif type(token) is tuple:
+            lent, estimate_atto, _ = token
+            if atto is not None and recorded_us is not None and tracker is lent.tracker:
+                # The usual call under a ``LentAccount``: its row counted and its estimate given back in integer steps,
+                # as ``give_back`` does, if the account is lent still and the row is the one append it has not
+                # counted (no one else counts while it is lent: that append is this call's) and of its period.
+                baton = lent.baton
+                try:
+                    baton.pop()  # (as in ``reserve_estimate``)
+                except IndexError:
+                    _wait_baton(baton)
+                try:
+                    told = lent.told
+                    counted = (
+                        lent.live and len(lent.appends) == told + 1 and lent.since_us <= recorded_us < lent.until_us
+                    )
+                    if counted:
+                        lent.told = told + 1
+                        spent = lent.base = lent.base + atto
+                        lent.committed += atto - estimate_atto
+                finally:
+                    baton.append(True)
+                if counted:
+                    if spent >= self._atto_quiet:  # (else no threshold can have been crossed)
+                        self._check_thresholds(lent.owner, from_atto(spent))
+                    return
+            token = _leased_of(token)  # (the loan is over: counted as any other row, below)
         elif type(token) is _Leased and recorded_us is not None:
             # ``on_recorded_row``'s usual period count, ``_gave_back`` inline (this runs after every call).
             lease = token.lease
@@ -1328,6 +1461,9 @@ class Budget:
         if self._tracker is not None and tracker is not self._tracker:
             return
         found, token = self._reservation_in(reservations)
+        if type(token) is tuple:  # a ``_LentCall`` counted with other guards: as the ``_Leased`` it is, settled here
+            token = _leased_of(token)
+            reservations[found] = (self, token)  # type: ignore[index]  # (found: a list)
         if type(token) is _Leased and recorded_us is not None and self._gave_back(token, tracker, recorded_us):
             del reservations[found]  # type: ignore[union-attr]  # (found: a list)
             return

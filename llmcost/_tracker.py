@@ -558,9 +558,9 @@ class CostTracker:
             try:  # ``_price``'s common case inline: this runs on every tracked call
                 amount, pricing, price_provider, canonical, atto = priced(
                     model, provider, usage, micros if when is None else when, service_tier,
-                    # The amount's ints, wanted where something counts them: a guard that is not the call's one period
-                    # budget (whose ledger counts Decimals), or the recent-calls sums.
-                    (guards if guard is None else guard.context_free) or self._recent.summing,
+                    # The amount's ints, wanted where something counts them: a guard (a block budget's figures, a
+                    # period budget's account lent as ints: ``LentAccount``), or the recent-calls sums.
+                    guards or self._recent.summing,
                 )  # fmt: skip
             except (UnknownModelError, ValueError) as failed:
                 if when is None:

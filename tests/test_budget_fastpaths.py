@@ -118,6 +118,8 @@ def memory_ledger(tracker: CostTracker) -> LocalLedger:
 
 def assert_nothing_held(ledger: LocalLedger) -> None:
     """No account reserves anything, and no hold holds anything (or waits to close)."""
+    for scope, _ in list(ledger._accounts.values()):
+        assert ledger.standing(scope).reserved == 0, scope  # (a step of the ledger: an account lent is taken back)
     for scope, account in ledger._accounts.values():
         assert account.reserved == 0, scope
         assert all(held == 0 for held in account.holds.values()), (scope, account.holds)

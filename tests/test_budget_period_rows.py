@@ -206,14 +206,14 @@ def test_set_active_false_on_a_period_budget_records_and_reserves_nothing() -> N
 
 
 # -- the usual call over a MemoryStore: one ledger step before it and one after it ------------------------------
-def test_the_usual_call_is_one_ledger_step_before_and_one_after_without_the_budgets_own_path(
+def test_the_usual_call_takes_no_ledger_step_once_the_account_is_lent_and_one_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from llmcost import _budget
     from llmcost.stores._ledger import LocalLedger
 
     steps: list[str] = []
-    for name in ("take_kept", "give_back", "grow", "settle_held", "reserve", "settle"):
+    for name in ("take_kept", "give_back", "grow", "settle_held", "reserve", "settle", "lend"):
         original = getattr(LocalLedger, name)
 
         def counted(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
@@ -223,15 +223,18 @@ def test_the_usual_call_is_one_ledger_step_before_and_one_after_without_the_budg
         monkeypatch.setattr(LocalLedger, name, counted)
     tracker = CostTracker()
     call = tracked(tracker)
-    with budget(CALL * 3, period="daily", tracker=tracker) as b:
+    with budget(CALL * 4, period="daily", tracker=tracker) as b:
         call()  # the first call makes the budget's lease (through ``_reserve``)
         monkeypatch.setattr(_budget.Budget, "_reserve", None)  # the usual call never goes there ...
         monkeypatch.setattr(_budget.Budget, "_period_row", None)  # ... nor here
         steps.clear()
-        call()
-        assert steps == ["take_kept", "give_back"]
-        assert b.spent == CALL * 2 and b.reserved == 0
+        call()  # reserved in the ledger's account, which is then lent to the budget, and settled there
+        assert steps == ["take_kept", "lend"]
+        steps.clear()
+        call()  # reserved and settled in the lent account: no step of the ledger
+        assert steps == []
         monkeypatch.undo()
+        assert b.spent == CALL * 3 and b.reserved == 0
     # No one was given these calls' entries, so no settle can name them: the ledger keeps none of their ids.
     assert not tracker.store.ledger()._seen  # type: ignore[attr-defined]
 

@@ -29,6 +29,8 @@ the lease is an open reservation like any other, so the limit holds exactly as i
 budget reserves and settles each call through one *hold* of its own (``open_hold``, ``grow``, ``settle_held``: the
 same bookkeeping as ``reserve``/``settle``, as plain arithmetic under the ledger's lock; see ``_lease.LocalLease``),
 or, over a ``fed`` ledger, in the scope's account itself (``take_kept``, ``give_back``: one addition each);
+a fed ledger may also lend a plain scope's account to one budget as ints (``lend``, ``LentAccount``): its calls then
+reserve and settle there with no step of the ledger, until any other step takes it back;
 ``_ledger_sqlite.SqliteLedger`` keeps it in a SQLite file beside a DuckDB or Parquet store, for every process on
 the host. Both share ``Receipts``, the per-process bookkeeping of which entries this process settled (a ``fed``
 ``LocalLedger`` keeps those ids itself, under the lock it holds as appends reach it).
@@ -57,7 +59,7 @@ import attrs
 
 from .. import _state
 from .._entry import CostEntry, FrozenTags
-from .._money import EXACT_DIGITS, ZERO
+from .._money import EXACT_DIGITS, ZERO, from_atto
 from .._time import micros
 from ._filters import Filters
 
@@ -67,6 +69,7 @@ __all__ = [
     "BudgetScope",
     "LeaseTerms",
     "Ledger",
+    "LentAccount",
     "LocalLedger",
     "Receipts",
     "Renewal",
@@ -461,6 +464,83 @@ class _Account:
         self.base = base
 
 
+#: A lent account's period bounds when unbounded, as ints (a comparison of two ints is the cheapest check).
+_NO_SINCE, _NO_UNTIL = -(1 << 80), 1 << 80
+
+
+class LentAccount:
+    """A fed ledger's account, lent to one budget as ints of 10**-18 USD (``LocalLedger.lend``).
+
+    While no other account of a ``LocalLedger`` can count the rows of its period (its scope is plain: every row of the
+    period counts; no other account's period meets it), one budget may take it as ints: its calls then reserve
+    (``committed`` plus the estimate, against ``limit``) and settle (the call's row counted into ``base`` and
+    ``committed``, the estimate given back) in integer steps, as ``take_kept``/``give_back`` do with Decimals, without
+    a call into the ledger. The ledger counts nothing while the account is lent: ``told`` is its count of ``appends``
+    meanwhile, and a call counts its own row itself, only when the row is the one append not yet counted
+    (``len(appends) == told + 1``), so every row is counted once. Any other news (an append the budget did not make,
+    any step of the ledger: another account, a reading, a move of the appends into the store's columns) makes the
+    ledger take the account back first (``live`` turns false, the figures go back into the account as Decimals), and
+    the budget's calls go the ledger's way until it lends the account again.
+
+    Every field is read and written by the holder of ``baton`` (the budget's token, a list holding one item: taken
+    with ``pop``, given back with ``append``; cheaper than the ledger's ``RLock``, whose ``acquire`` parses its
+    arguments), which holds nothing else meanwhile and calls nothing; the ledger takes it too (waiting with ``wait``)
+    as it takes the account back. Example::
+
+        lent = ledger.lend(account, limit=10**18, tracker=tracker, owner=lease, baton=[True], wait=wait)  # or None
+        lent.baton.pop()
+        try:
+            if lent.live and len(lent.appends) == lent.told and lent.committed + estimate <= lent.limit:
+                lent.committed += estimate
+        finally:
+            lent.baton.append(True)
+    """
+
+    __slots__ = (
+        "account",
+        "appends",
+        "base",
+        "baton",
+        "committed",
+        "limit",
+        "live",
+        "owner",
+        "since_us",
+        "start",
+        "told",
+        "tracker",
+        "until_us",
+        "wait",
+    )
+
+    def __init__(self, account: _Account, appends: list[Any], told: int, base: int, committed: int, **kw: Any) -> None:
+        self.baton: list[bool] = kw["baton"]
+        self.wait: Callable[[list[bool]], None] = kw["wait"]
+        self.account = account
+        self.appends = appends
+        self.told = told
+        self.base = base
+        self.committed = committed
+        self.limit: int = kw["limit"]
+        self.tracker: Any = kw["tracker"]
+        self.owner: Any = kw["owner"]
+        self.since_us = _NO_SINCE if account.since_us is None else account.since_us
+        self.until_us = _NO_UNTIL if account.until_us is None else account.until_us
+        self.live = True
+        self.start = told  # (``served``)
+
+    def served(self) -> int:
+        """How many calls counted their rows here so far (a long loan is worth lending again)."""
+        return self.told - self.start
+
+
+def _exact_atto(amount: Decimal) -> int | None:
+    """``amount`` in ints of 10**-18 USD if it has no more places (else ``None``)."""
+    scaled = amount.scaleb(18, _EXACT)
+    whole = int(scaled)
+    return whole if whole == scaled else None
+
+
 class LocalLedger(Ledger):
     """A ledger in this process's memory, for stores no other process writes (or as the default of any store).
 
@@ -512,6 +592,8 @@ class LocalLedger(Ledger):
         self._seen: dict[str, None] = {}
         # Holds that ``close_hold`` found holding calls in flight: each is dropped as its last call settles.
         self._closing: set[int] = set()
+        # (Fed ledgers) the account lent to a budget as ints (``lend``): taken back before any other step.
+        self._lent: LentAccount | None = None
 
     def begin(self) -> None:
         self.receipts.use()
@@ -528,6 +610,8 @@ class LocalLedger(Ledger):
 
     def _account(self, scope: BudgetScope, refresh: bool = False) -> _Account:
         """The scope's account, with recorded spend read again when stale (caller holds the lock)."""
+        if self._lent is not None:
+            self._take_back()  # (first, before anything reads an account or the count of appends)
         receipts = self.receipts
         if not receipts.used:
             receipts.use()
@@ -595,6 +679,8 @@ class LocalLedger(Ledger):
             self._drop_id(reservation.id)
 
     def _drop_id(self, rid: int) -> None:
+        if self._lent is not None:
+            self._take_back()
         if self._closing:
             self._closing.discard(rid)
         key = self._holds.pop(rid, None)
@@ -691,6 +777,8 @@ class LocalLedger(Ledger):
         """Add ``amount`` to ``hold`` if ``limit`` covers it, as ``reserve`` grants a reservation of it; whether it
         did."""
         with self._lock:
+            if self._lent is not None:
+                self._take_back()  # (first, before anything reads an account or the count of appends)
             if len(self._appends) != self._told:  # (``_account``'s usual case inline, as below: before every call)
                 self._catch_up()
             found = self._accounts.get(scope.key) if self._fed else None
@@ -714,6 +802,8 @@ class LocalLedger(Ledger):
         """Take a call's ``estimate`` out of ``hold`` and count its ``amount`` in its place, as ``settle`` would
         (``None``: nothing, the call recorded nothing that counts here); the scope's ``(spent, reserved)`` after."""
         with self._lock:
+            if self._lent is not None:
+                self._take_back()  # (first, before anything reads an account or the count of appends)
             if len(self._appends) != self._told:  # (``_account``'s usual case inline: a fed ledger's open account)
                 self._catch_up()
             found = self._accounts.get(scope.key) if self._fed else None
@@ -761,6 +851,8 @@ class LocalLedger(Ledger):
         """Drop ``hold`` now if no call in flight holds anything in it, else as the last one gives its estimate back
         (``settle_held``); a call that takes from it meanwhile keeps it open until then."""
         with self._lock:
+            if self._lent is not None:
+                self._take_back()  # (first, before anything reads an account or the count of appends)
             key = self._holds.get(hold)
             found = self._accounts.get(key) if key is not None else None
             if found is not None and found[1].holds.get(hold):
@@ -788,6 +880,8 @@ class LocalLedger(Ledger):
         lock = self._lock
         lock.acquire()  # (not ``with``: its protocol costs more than the lock, and this runs before every call)
         try:
+            if self._lent is not None:
+                self._take_back()  # (first, before anything reads an account or the count of appends)
             if len(self._appends) != self._told:
                 self._catch_up()  # (entries appended since, by anyone: counted before the limit is checked)
             if not account.kept:
@@ -809,6 +903,8 @@ class LocalLedger(Ledger):
         lock = self._lock
         lock.acquire()  # (as in ``take_kept``: this runs after every call)
         try:
+            if self._lent is not None:
+                self._take_back()  # (first, before anything reads an account or the count of appends)
             if _getcontext().prec < EXACT_DIGITS:
                 # A caller in a narrow decimal context (a budget's calls settle in a wide one: ``_Engine.begin``):
                 # counted with the exact context's methods, as ``_catch_up`` counts. Below, the operators: one check
@@ -849,6 +945,8 @@ class LocalLedger(Ledger):
         """``settle_held`` of a call that took ``estimate`` from a kept ``account`` (of ``scope``): its ``amount``
         counted in its place as ``settle`` counts it (``None``: nothing); the scope's standing after."""
         with self._lock:
+            if self._lent is not None:
+                self._take_back()  # (first, before anything reads an account or the count of appends)
             if len(self._appends) != self._told:
                 self._catch_up()
             account.committed = _subtract(account.committed, estimate)  # (where it was taken from, kept still or not)
@@ -857,6 +955,104 @@ class LocalLedger(Ledger):
             if amount is not None:
                 account = self._count_settled(scope, account, amount, entry_id)
             return account.standing()
+
+    # -- a lent account (``LentAccount``): a budget's calls reserve and settle in it as ints, under the lock ---------
+    def lend(
+        self,
+        account: _Account,
+        *,
+        limit: int,
+        tracker: Any,
+        owner: Any,
+        baton: list[bool],
+        wait: Callable[[list[bool]], None],
+    ) -> LentAccount | None:
+        """(``fed`` ledgers) lend ``account`` to ``owner``'s calls as ints (``LentAccount``, its ``limit`` in 10**-18
+        USD, for the calls of ``tracker``, its figures held by whoever holds ``baton``; ``wait(baton)`` takes it once
+        it is given back, or raises ``RuntimeError`` if it is not) if it is of a plain scope, no other account's
+        period meets its period, it has no hold and nothing settled ahead of its entry's append, and its figures are
+        whole 10**-18 USD; else ``None``. An account lent before, to anyone, is taken back first.
+
+        >>> from llmcost.stores import BudgetScope, MemoryStore
+        >>> ledger = MemoryStore().ledger()
+        >>> account = ledger.open_kept(BudgetScope("b"))
+        >>> lent = ledger.lend(account, limit=10**18, tracker=None, owner=None, baton=[True], wait=print)
+        >>> lent.committed += 25 * 10**14  # a call's $0.0025 reserved
+        >>> ledger.standing(BudgetScope("b")).reserved, lent.live  # (a step of the ledger takes the account back)
+        (Decimal('0.0025'), False)
+        """
+        with self._lock:
+            if self._lent is not None:
+                self._take_back()
+            if len(self._appends) != self._told:
+                self._catch_up()
+            if (
+                not self._fed
+                or not account.kept
+                or account.settled
+                or account.holds
+                or account.entries
+                or self._unfed
+                or self._closing
+            ):
+                return None
+            found = self._accounts.get(account.key)
+            if found is None or found[1] is not account or not found[0].plain or not self.receipts.used:
+                return None
+            since, until = account.since_us, account.until_us
+            for _, other in self._accounts.values():
+                # Another account of a period that meets this one's (a monthly budget's beside a daily one's) would
+                # count the budget's rows too: not lent then. Past periods' accounts count none of its rows.
+                if other is not account and (
+                    (other.since_us is None or until is None or other.since_us < until)
+                    and (other.until_us is None or since is None or since < other.until_us)
+                ):
+                    return None
+            base, committed = _exact_atto(account.base), _exact_atto(account.committed)
+            if base is None or committed is None:
+                return None
+            self._lent = LentAccount(
+                account,
+                self._appends,
+                self._told,
+                base,
+                committed,
+                limit=limit,
+                tracker=tracker,
+                owner=owner,
+                baton=baton,
+                wait=wait,
+            )
+            return self._lent
+
+    def _take_back(self) -> None:
+        """Take the lent account back (caller holds the lock): its figures as Decimals again, and the count of appends
+        the ledger's again."""
+        lent = self._lent
+        assert lent is not None
+        self._lent = None
+        baton = lent.baton
+        held = True
+        try:
+            baton.pop()
+        except IndexError:
+            try:
+                lent.wait(baton)
+            except RuntimeError:
+                # Its holder cannot run: this thread interrupted it (a signal handler). Taken back as it stands: its
+                # step, once it resumes, changes a loan that is over, and it gives the token back then (logged; the
+                # figures may miss that one call's step).
+                logger.warning("llmcost: a budget's lent account was taken back while it was being changed")
+                held = False
+        try:
+            lent.live = False
+            self._told = lent.told
+            account = lent.account
+            account.base = from_atto(lent.base)
+            account.committed = _add(from_atto(lent.committed), account.settled)  # (nothing settled: ``lend``)
+        finally:
+            if held:
+                baton.append(True)
 
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         with self._lock:
@@ -893,6 +1089,8 @@ class LocalLedger(Ledger):
     def _catch_up(self) -> None:
         """Count the store's appends this ledger has not counted yet (caller holds the lock), in the order they were
         appended, each once."""
+        if self._lent is not None:
+            self._take_back()
         appends, told = self._appends, self._told
         n = len(appends)
         if n == told + 1:  # (the usual news: a tracked call's row, alone)
@@ -910,6 +1108,8 @@ class LocalLedger(Ledger):
         """(Fed ledgers; the store, holding the lock) count every append so far, and hand them over: how many items at
         the front of the store's appends list the ledger counted, all of them, which the caller removes from it
         before it lets go of the lock (the ledger counts from the front of the list again)."""
+        if self._lent is not None:
+            self._take_back()
         if len(self._appends) != self._told:
             self._catch_up()
         n, self._told = self._told, 0
@@ -920,6 +1120,8 @@ class LocalLedger(Ledger):
         fields in ``stores._memory.ROW_FIELDS`` order, the timestamp as epoch microseconds, then the entry if one was
         built, else ``None`` (``ROW_*`` name the positions read here). The store holds ``lock`` (so this does not
         take it again), and no ``CostEntry`` need be built for it."""
+        if self._lent is not None:
+            self._take_back()
         if not self.receipts.used:
             return
         unfed, seen = self._unfed, self._seen
@@ -952,6 +1154,8 @@ class LocalLedger(Ledger):
         no one was given (no entry was built, no subscriber or caller saw it), so no settle can name it, before its
         append or after: its id is neither looked for in ``_unfed`` nor kept in ``_seen`` (hashing a fresh id and
         keeping it were most of the work here)."""
+        if self._lent is not None:
+            self._take_back()
         if not self.receipts.used:
             return
         if row[ROW_ENTRY] is not None:
