@@ -180,8 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         table(
             ["daily budget over a MemoryStore (ledger in process)", "figure"],
             [
-                ("tracked call, no budget", f"{alone:.1f} us/call"),
-                ("the same call, checked by the budget", f"{checked:.1f} us/call ({checked / alone:.1f}x)"),
+                ("tracked call, no budget", f"{alone:.2f} us/call"),
+                ("the same call, checked by the budget", f"{checked:.2f} us/call ({checked / alone:.2f}x)"),
             ],
         )
     )
@@ -248,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ("entries in the store", f"{rows:,}"),
                 ("first check (one pushed-down total)", f"{first:.1f} ms"),
                 ("spend found", f"${first_spent}"),
-                ("tracked call of the team, no budget", f"{unbudgeted:.1f} us/call"),
-                ("the same call, checked by the budget (ledger)", f"{later:.1f} us/call ({later / unbudgeted:.1f}x)"),
+                ("tracked call of the team, no budget", f"{unbudgeted:.2f} us/call"),
+                ("the same call, checked by the budget (ledger)", f"{later:.2f} us/call ({later / unbudgeted:.2f}x)"),
             ],
         )
     )

@@ -774,6 +774,34 @@ class Budget:
         has none: ``unfiltered``) and whose estimate is known: ``needed``, or with ``needed=None``, ``atto`` (the
         estimate in 10**-18 units; both ``None``: nothing is known). Tracked calls under unfiltered budgets come here
         directly, without a ``PendingCall``; the caller checked that tracking is on (``set_active``)."""
+        lent = self._lent
+        if lent is not None and atto is not None and lent.tracker is tracker:
+            # The usual call over a MemoryStore whose ledger lent this budget its account as ints
+            # (``LentAccount``): checked and reserved as ``take_kept`` does it, in integer steps under the budget's
+            # token, if the account is lent still, the ledger has counted every append (none the budget did not
+            # make waits), and the call is of the account's period (the tracker's clock, as ``record_call`` reads
+            # it).
+            now = _time_ns() if tracker.clock is system_clock else tracker.now_micros() * 1000
+            baton = lent.baton
+            try:
+                baton.pop()  # (the budget's own token: see ``_Baton``)
+            except IndexError:
+                _wait_baton(baton)
+            try:
+                committed = lent.committed
+                after = committed + atto
+                granted = (
+                    len(lent.appends) == lent.told  # (never, once the loan is over: ``told`` is -2 then)
+                    and lent.since_ns <= now < lent.until_ns
+                    and after <= lent.limit
+                    and (atto > 0 or committed < lent.limit)
+                )
+                if granted:
+                    lent.committed = after
+            finally:
+                baton.append(True)
+            if granted:
+                return (lent, atto, from_atto(atto) if needed is None else needed)  # (a ``_LentCall``)
         if self._any_block and atto is not None:
             # The usual check: a block budget of every tracker, and a call whose estimate fits.
             baton = self._baton
@@ -796,34 +824,6 @@ class Budget:
         # where it is refused or, with ``on_exceed="warn"``, let through).
         if self.period is not None:
             lent = self._lent
-            if lent is not None and atto is not None and lent.tracker is tracker:
-                # The usual call over a MemoryStore whose ledger lent this budget its account as ints
-                # (``LentAccount``): checked and reserved as ``take_kept`` does it, in integer steps under the budget's
-                # token, if the account is lent still, the ledger has counted every append (none the budget did not
-                # make waits), and the call is of the account's period (the tracker's clock, as ``record_call`` reads
-                # it).
-                now = _time_ns() // 1000 if tracker.clock is system_clock else tracker.now_micros()
-                baton = lent.baton
-                try:
-                    baton.pop()  # (the budget's own token: see ``_Baton``)
-                except IndexError:
-                    _wait_baton(baton)
-                try:
-                    committed = lent.committed
-                    after = committed + atto
-                    granted = (
-                        lent.live
-                        and len(lent.appends) == lent.told
-                        and lent.since_us <= now < lent.until_us
-                        and after <= lent.limit
-                        and (atto > 0 or committed < lent.limit)
-                    )
-                    if granted:
-                        lent.committed = after
-                finally:
-                    baton.append(True)
-                if granted:
-                    return (lent, atto, from_atto(atto) if needed is None else needed)  # (a ``_LentCall``)
             if needed is None:
                 needed = ZERO if atto is None else from_atto(atto)
             lease = self._lease
@@ -1337,9 +1337,7 @@ class Budget:
                     _wait_baton(baton)
                 try:
                     told = lent.told
-                    counted = (
-                        lent.live and len(lent.appends) == told + 1 and lent.since_us <= recorded_us < lent.until_us
-                    )
+                    counted = len(lent.appends) == told + 1 and lent.since_us <= recorded_us < lent.until_us
                     if counted:
                         lent.told = told + 1
                         spent = lent.base = lent.base + atto

@@ -505,10 +505,12 @@ class LentAccount:
         "limit",
         "live",
         "owner",
+        "since_ns",
         "since_us",
         "start",
         "told",
         "tracker",
+        "until_ns",
         "until_us",
         "wait",
     )
@@ -526,12 +528,22 @@ class LentAccount:
         self.owner: Any = kw["owner"]
         self.since_us = _NO_SINCE if account.since_us is None else account.since_us
         self.until_us = _NO_UNTIL if account.until_us is None else account.until_us
+        self.since_ns, self.until_ns = self.since_us * 1000, self.until_us * 1000  # (the clock as ``time_ns`` reads it)
         self.live = True
         self.start = told  # (``served``)
 
     def served(self) -> int:
-        """How many calls counted their rows here so far (a long loan is worth lending again)."""
-        return self.told - self.start
+        """How many calls counted their rows here (a long loan is worth lending again)."""
+        return self.told - self.start if self.live else self.start
+
+    def end(self) -> int:
+        """(The ledger, taking the account back) end the loan: the count of appends as the ledger should take it. From
+        here ``told`` is -2, which no length of the appends matches, so a call's check and settling see the loan is
+        over with the one comparison they make anyway; ``start`` keeps how many calls it served."""
+        told = self.told
+        self.live = False
+        self.start, self.told = told - self.start, -2
+        return told
 
 
 def _exact_atto(amount: Decimal) -> int | None:
@@ -1045,8 +1057,7 @@ class LocalLedger(Ledger):
                 logger.warning("llmcost: a budget's lent account was taken back while it was being changed")
                 held = False
         try:
-            lent.live = False
-            self._told = lent.told
+            self._told = lent.end()
             account = lent.account
             account.base = from_atto(lent.base)
             account.committed = _add(from_atto(lent.committed), account.settled)  # (nothing settled: ``lend``)
