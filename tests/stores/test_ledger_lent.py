@@ -37,6 +37,13 @@ def lent_live(tracker: CostTracker) -> bool:
     return lent is not None and lent.live
 
 
+def calls_until_lent(call: Callable[[], Any], tracker: CostTracker) -> None:
+    """Three calls: the second is reserved in the ledger and lends the account, the third is the loan's."""
+    for _ in range(3):
+        call()
+    assert lent_live(tracker)
+
+
 def test_calls_are_lent_the_account_and_count_exactly() -> None:
     tracker = CostTracker()
     call = tracked(tracker)
@@ -96,9 +103,7 @@ def test_a_reading_mid_call_takes_the_account_back_and_the_call_settles_in_the_l
 
     call = tracked(tracker)
     with b:
-        for _ in range(3):
-            call()
-        assert lent_live(tracker)
+        calls_until_lent(call, tracker)
         reading()
         assert not lent_live(tracker)
         assert seen == [(CALL * 3, CALL)]
@@ -212,9 +217,7 @@ def test_a_call_checked_before_midnight_and_recorded_after_counts_in_the_new_day
 
     call = tracked(tracker)
     with b:
-        for _ in range(3):
-            call()
-        assert lent_live(tracker)
+        calls_until_lent(call, tracker)
         across()
         assert b.spent == CALL and b.reserved == 0  # today's: the call's row, and no estimate left anywhere
         yesterday = BudgetScope(b.key, since=datetime(2024, 5, 17, tzinfo=UTC), until=datetime(2024, 5, 18, tzinfo=UTC))
