@@ -167,18 +167,18 @@ class _Leased(_Hold):
         self.estimate = estimate
 
 
-#: A call reserved in a ``LentAccount``: ``(lent, atto, estimate)``, its estimate in 10**-18 USD and as a Decimal. A
-#: tuple (made and freed at a fraction of a ``_Leased``'s cost), settled exactly once as the engine settles any token
+#: A call reserved in a ``LentAccount``: ``(lent, atto)``, its estimate in 10**-18 USD as the loan holds it. A tuple
+#: (made and freed at a fraction of a ``_Leased``'s cost), settled exactly once as the engine settles any token
 #: (``Guard``); once the loan is over, it is settled as the ``_Leased`` of the same estimate (``_leased_of``).
-_LentCall = tuple[LentAccount, int, Decimal]
+_LentCall = tuple[LentAccount, int]
 
 
 def _leased_of(token: _LentCall) -> _Leased:
     """The ``_Leased`` a call reserved in a ``LentAccount`` is, once the loan is over: the ledger holds its estimate
     in the lease's account again (taking the account back put it there)."""
-    lent, _, estimate = token
+    lent, atto = token
     lease = lent.owner
-    return _Leased(lease.store, lease, estimate)
+    return _Leased(lease.store, lease, from_atto(atto))  # (exactly what the loan held: the ledger holds it now)
 
 
 class _Unwritten:
@@ -801,7 +801,7 @@ class Budget:
             finally:
                 baton.append(True)
             if granted:
-                return (lent, atto, from_atto(atto) if needed is None else needed)  # (a ``_LentCall``)
+                return (lent, atto)  # (a ``_LentCall``)
         if self._any_block and atto is not None:
             # The usual check: a block budget of every tracker, and a call whose estimate fits.
             baton = self._baton
@@ -851,8 +851,8 @@ class Budget:
                             lent is None or not lent.live or lent.owner is not lease or lent.tracker is not tracker
                         ):
                             lent = self._lent_again(lease, budget_tracker, tracker)
-                            if lent is not None:  # (this call's estimate is in it now: settled there too)
-                                return (lent, atto, needed)  # (a ``_LentCall``)
+                            if lent is not None and from_atto(atto) == needed:  # (its estimate in it, as ints)
+                                return (lent, atto)  # (a ``_LentCall``)
                         token = _new_token(_Leased)
                         token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
                         return token
@@ -1117,7 +1117,7 @@ class Budget:
                     baton.append(True)
             return
         if type(token) is tuple:  # a ``_LentCall``: its estimate given back where it is, while the loan lasts
-            lent, estimate_atto, _ = token
+            lent, estimate_atto = token
             baton = lent.baton
             try:
                 baton.pop()  # (as in ``reserve_estimate``)
@@ -1325,7 +1325,7 @@ class Budget:
                     self.check_thresholds()
                 return
         elif type(token) is tuple:
-            lent, estimate_atto, _ = token
+            lent, estimate_atto = token
             if atto is not None and recorded_us is not None and tracker is lent.tracker:
                 # The usual call under a ``LentAccount``: its row counted and its estimate given back in integer steps,
                 # as ``give_back`` does, if the account is lent still and the row is the one append it has not

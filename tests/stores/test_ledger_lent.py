@@ -291,3 +291,16 @@ def test_the_ledger_takes_an_account_back_from_a_holder_that_cannot_run(caplog: 
         assert ledger.standing(scope).reserved == Decimal("0.001")
     assert "taken back while it was being changed" in caplog.text
     assert not lent.live and lent.baton == []  # (its holder gives the token back as it resumes)
+
+
+def test_an_estimate_finer_than_the_loans_units_leaves_nothing_reserved() -> None:
+    tracker = CostTracker()
+    fine = Decimal("0.0025000000000000000001")  # finer than 10**-18 USD: the loan holds it rounded
+    call = track_cost(tracker=tracker, estimate=fine)(lambda: RESPONSE)
+    reading = budget(1, period="daily", tracker=tracker)
+    with reading:
+        for i in range(40):
+            call()
+            if i % 7 == 0:
+                assert reading.reserved == 0  # (a reading ends the loan: each estimate goes back as it came)
+        assert reading.spent == CALL * 40 and reading.reserved == 0
