@@ -962,7 +962,11 @@ class Budget:
                     left = lease.free - needed
                     if left >= ZERO and (needed > ZERO or lease.free > ZERO):
                         lease.free = left
-                        return _Leased(store, lease, needed)
+                        # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame, as in
+                        # ``reserve_estimate``.)
+                        token = _new_token(_Leased)
+                        token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
+                        return token
             finally:
                 lock.release()
         return None
