@@ -485,7 +485,6 @@ class Budget:
             # the block budgets' checks; the alert bound is found again from the next count on.
             self._limit, self._atto_limit = limit, atto_of(limit, ROUND_FLOOR)
             self._quiet_below, self._atto_quiet = ZERO, 0
-            self._lent = None  # (lent with the old limit: lent again, with this one, from the next call)
             lease = self._lease
             if lease is not None:  # (a period budget's) its calls checked, and its headroom leased, under the new limit
                 lease.relimit(limit)
@@ -775,12 +774,13 @@ class Budget:
         estimate in 10**-18 units; both ``None``: nothing is known). Tracked calls under unfiltered budgets come here
         directly, without a ``PendingCall``; the caller checked that tracking is on (``set_active``)."""
         lent = self._lent
-        if lent is not None and atto is not None and lent.tracker is tracker:
+        if lent is not None and atto is not None and lent.tracker is tracker and tracker.store is lent.owner.store:
             # The usual call over a MemoryStore whose ledger lent this budget its account as ints
             # (``LentAccount``): checked and reserved as ``take_kept`` does it, in integer steps under the budget's
             # token, if the account is lent still, the ledger has counted every append (none the budget did not
             # make waits), and the call is of the account's period (the tracker's clock, as ``record_call`` reads
-            # it).
+            # it). Only while the tracker writes to the lease's store: a store assigned to it since takes the calls'
+            # rows, which the loan would never see (``_reserve`` moves the budget to the new store).
             now = _time_ns() if tracker.clock is system_clock else tracker.now_micros() * 1000
             baton = lent.baton
             try:
@@ -790,11 +790,14 @@ class Budget:
             try:
                 committed = lent.committed
                 after = committed + atto
+                # (The budget's limit as it stands: a loan keeps none of its own, so a limit changed while a call
+                # was being lent the account, or at any time, holds from the next call.)
+                limit = self._atto_limit
                 granted = (
                     len(lent.appends) == lent.told  # (never, once the loan is over: ``told`` is -2 then)
                     and lent.since_ns <= now < lent.until_ns
-                    and after <= lent.limit
-                    and (atto > 0 or committed < lent.limit)
+                    and after <= limit
+                    and (atto > 0 or committed < limit)
                 )
                 if granted:
                     lent.committed = after
@@ -922,7 +925,7 @@ class Budget:
             self._lend_wait -= 1
             return None
         lent = self._lent = lease.ledger.lend(
-            lease.account, limit=self._atto_limit, tracker=tracker, owner=lease, baton=self._baton, wait=_wait_baton
+            lease.account, tracker=tracker, owner=lease, baton=self._baton, wait=_wait_baton
         )
         if lent is None:
             self._lend_wait = self._lend_gap = self._longer_gap()

@@ -473,7 +473,7 @@ class LentAccount:
 
     While no other account of a ``LocalLedger`` can count the rows of its period (its scope is plain: every row of the
     period counts; no other account's period meets it), one budget may take it as ints: its calls then reserve
-    (``committed`` plus the estimate, against ``limit``) and settle (the call's row counted into ``base`` and
+    (``committed`` plus the estimate, against the budget's limit) and settle (the call's row counted into ``base`` and
     ``committed``, the estimate given back) in integer steps, as ``take_kept``/``give_back`` do with Decimals, without
     a call into the ledger. The ledger counts nothing while the account is lent: ``told`` is its count of ``appends``
     meanwhile, and a call counts its own row itself, only when the row is the one append not yet counted
@@ -487,10 +487,10 @@ class LentAccount:
     arguments), which holds nothing else meanwhile and calls nothing; the ledger takes it too (waiting with ``wait``)
     as it takes the account back. Example::
 
-        lent = ledger.lend(account, limit=10**18, tracker=tracker, owner=lease, baton=[True], wait=wait)  # or None
+        lent = ledger.lend(account, tracker=tracker, owner=lease, baton=[True], wait=wait)  # or None
         lent.baton.pop()
         try:
-            if lent.live and len(lent.appends) == lent.told and lent.committed + estimate <= lent.limit:
+            if lent.live and len(lent.appends) == lent.told and lent.committed + estimate <= limit:
                 lent.committed += estimate
         finally:
             lent.baton.append(True)
@@ -502,7 +502,6 @@ class LentAccount:
         "base",
         "baton",
         "committed",
-        "limit",
         "live",
         "owner",
         "since_ns",
@@ -523,7 +522,6 @@ class LentAccount:
         self.told = told
         self.base = base
         self.committed = committed
-        self.limit: int = kw["limit"]
         self.tracker: Any = kw["tracker"]
         self.owner: Any = kw["owner"]
         self.since_us = _NO_SINCE if account.since_us is None else account.since_us
@@ -973,22 +971,22 @@ class LocalLedger(Ledger):
         self,
         account: _Account,
         *,
-        limit: int,
         tracker: Any,
         owner: Any,
         baton: list[bool],
         wait: Callable[[list[bool]], None],
     ) -> LentAccount | None:
-        """(``fed`` ledgers) lend ``account`` to ``owner``'s calls as ints (``LentAccount``, its ``limit`` in 10**-18
-        USD, for the calls of ``tracker``, its figures held by whoever holds ``baton``; ``wait(baton)`` takes it once
-        it is given back, or raises ``RuntimeError`` if it is not) if it is of a plain scope, no other account's
-        period meets its period, it has no hold and nothing settled ahead of its entry's append, and its figures are
-        whole 10**-18 USD; else ``None``. An account lent before, to anyone, is taken back first.
+        """(``fed`` ledgers) lend ``account`` to ``owner``'s calls as ints of 10**-18 USD (``LentAccount``, for the
+        calls of ``tracker``, checked against the limit of the budget that asked, its figures held by whoever holds
+        ``baton``; ``wait(baton)`` takes it once it is given back, or raises ``RuntimeError`` if it is not) if it is of
+        a plain scope, no other account's period meets its period, it has no hold and nothing settled ahead of its
+        entry's append, and its figures are whole 10**-18 USD; else ``None``. An account lent before, to anyone, is
+        taken back first.
 
         >>> from llmcost.stores import BudgetScope, MemoryStore
         >>> ledger = MemoryStore().ledger()
         >>> account = ledger.open_kept(BudgetScope("b"))
-        >>> lent = ledger.lend(account, limit=10**18, tracker=None, owner=None, baton=[True], wait=print)
+        >>> lent = ledger.lend(account, tracker=None, owner=None, baton=[True], wait=print)
         >>> lent.committed += 25 * 10**14  # a call's $0.0025 reserved
         >>> ledger.standing(BudgetScope("b")).reserved, lent.live  # (a step of the ledger takes the account back)
         (Decimal('0.0025'), False)
@@ -1029,7 +1027,6 @@ class LocalLedger(Ledger):
                 self._told,
                 base,
                 committed,
-                limit=limit,
                 tracker=tracker,
                 owner=owner,
                 baton=baton,

@@ -283,7 +283,7 @@ def test_the_ledger_takes_an_account_back_from_a_holder_that_cannot_run(caplog: 
     def cannot(baton: list[bool]) -> None:
         raise RuntimeError("held by the interrupted thread")
 
-    lent = ledger.lend(account, limit=10**18, tracker=None, owner=None, baton=[True], wait=cannot)
+    lent = ledger.lend(account, tracker=None, owner=None, baton=[True], wait=cannot)
     assert lent is not None
     lent.committed += 10**15
     lent.baton.pop()  # held, as by a thread a signal handler interrupted
@@ -304,3 +304,43 @@ def test_an_estimate_finer_than_the_loans_units_leaves_nothing_reserved() -> Non
             if i % 7 == 0:
                 assert reading.reserved == 0  # (a reading ends the loan: each estimate goes back as it came)
         assert reading.spent == CALL * 40 and reading.reserved == 0
+
+
+def test_calls_after_the_trackers_store_is_replaced_are_checked_against_the_new_store() -> None:
+    tracker = CostTracker()
+    call = tracked(tracker)
+    new = MemoryStore()
+    CostTracker(store=new).record(amount="0.95", model="gpt-4o")  # the new store: $0.95 of today's $1 spent
+    with budget(1, period="daily", tracker=tracker) as b:
+        calls_until_lent(call, tracker)
+        tracker.store = new  # the calls' rows go to the new store from here on, never to the lent account
+        granted = 0
+        for _ in range(100):
+            try:
+                call()
+                granted += 1
+            except BudgetExceeded:
+                pass
+        assert granted == 20  # $0.05 of room at $0.0025 a call
+        assert new.total() == Decimal("1") == b.spent and b.remaining == 0 and b.reserved == 0
+
+
+def test_a_limit_lowered_as_the_account_is_lent_holds_from_the_next_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    tracker = CostTracker()
+    call = tracked(tracker)
+    b = budget(1, period="daily", tracker=tracker)
+    lend = LocalLedger.lend
+
+    def lend_as_the_limit_drops(ledger: LocalLedger, *args: Any, **kwargs: Any) -> Any:
+        lent = lend(ledger, *args, **kwargs)
+        # (As another thread may, between the budget asking for the loan and keeping it.)
+        b.limit = Decimal("0.01")
+        return lent
+
+    monkeypatch.setattr(LocalLedger, "lend", lend_as_the_limit_drops)
+    with b:
+        calls_until_lent(call, tracker)  # the second call is lent the account as the limit drops to $0.01
+        call()  # $0.01 spent
+        with pytest.raises(BudgetExceeded):
+            call()
+        assert b.spent == Decimal("0.01") == tracker.total() and b.reserved == 0
