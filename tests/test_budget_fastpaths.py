@@ -389,7 +389,7 @@ def test_memory_a_threshold_is_not_missed_when_an_older_reading_of_the_ledger_la
 # -- a shared ledger (DuckDB): the budget's Lease -----------------------------------------------------------------
 @pytest.mark.parametrize(("k", "calls"), [(1, 50), (37, 50), (300, 50), (30011, 4000)])
 def test_duckdb_exactly_k_calls_run_under_a_limit_of_k_estimates(duck: str, k: int, calls: int) -> None:
-    """(30,011: leases grow to ``MOST_LEASE_CALLS``, 4,096 calls, before the limit is near.)"""
+    """(30,011: leases grow by thousands of calls, toward ``MOST_LEASE_CALLS``, before the limit is near.)"""
     tracker = CostTracker(duck)
     call = tracked(tracker)
     daily = budget(CALL * k, period="daily", tracker=tracker)

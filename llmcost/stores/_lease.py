@@ -64,10 +64,13 @@ logger = logging.getLogger("llmcost")
 #: to ~1.5 us a call ...
 LEASE_CALLS = 64
 #: ... and twice as many each time the last one ran out in less than ``FAST_SECONDS``, up to this many (halved again
-#: each time one lasts longer than ``SLOW_SECONDS``): a process calling fast pays a transaction per ~4,000 calls
-#: (~0.3 us of CPU a call, where 1,024 cost ~0.5 us and ~1 us of wall time waiting for the ledger's lock), while it
-#: holds no more than about a tenth of a second's worth of its calls' spend.
-MOST_LEASE_CALLS = 4096
+#: each time one lasts longer than ``SLOW_SECONDS``). ``FAST_SECONDS`` is what bounds a lease in practice: it stops
+#: growing once its calls take ~0.05-0.1 s to use it up, so it holds about a tenth of a second's worth of its calls'
+#: spend (and never more than ``1/LEASE_SHARE`` of the room left), whatever this cap. A process calling as fast as
+#: a tracked call goes (~6-8 us) so pays a transaction per ~8,000-16,000 calls. Each costs the calling thread 1-5 ms
+#: while a tracker's writer thread is busy (every SQLite step gives up the GIL, and waits for it back): at 4,096
+#: calls a lease that was ~0.5 us a call, a tenth of the DuckDB-budgeted call (``benchmarks/bench_budget.py``).
+MOST_LEASE_CALLS = 65536
 FAST_SECONDS = 0.05
 SLOW_SECONDS = 0.5
 #: ... and at most this share of the room left (1/8): several processes can each lease a little, and a lease is
