@@ -46,7 +46,7 @@ from ._prices import canonical_id
 from ._time import from_micros
 from ._tracker import CostTracker, buffered_count, log_once, system_clock
 from .stores import BudgetScope, CostStore, Reservation, Standing
-from .stores._lease import LEASE_SHARE, Lease, LocalLease
+from .stores._lease import LEASE_SHARE, Lease, LocalLease, leased
 from .stores._ledger import LentAccount, LocalLedger, entry_models
 
 __all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
@@ -156,15 +156,18 @@ class _Hold(SettledByEntry):
 
 class _Leased(_Hold):
     """A call served from the budget's ``lease``: its ``estimate`` is taken from the lease, not reserved alone (its
-    ``scope`` is the lease's, and it has no ``reservation`` of its own: neither is set, nor read)."""
+    ``scope`` is the lease's, and it has no ``reservation`` of its own: neither is set, nor read). ``atto``: what a
+    ``Lease`` (over a shared ledger) took for it, in 10**-18 USD (``leased``), given back as that; ``None`` for a
+    ``LocalLease``'s."""
 
-    __slots__ = ("estimate", "lease")
+    __slots__ = ("atto", "estimate", "lease")
 
     def __init__(self, store: CostStore, lease: Lease, estimate: Decimal) -> None:
         self.store = store
         self.settled = False
         self.lease = lease
         self.estimate = estimate
+        self.atto = leased(estimate) if type(lease) is Lease else None
 
 
 #: A call reserved in a ``LentAccount``: ``(lent, atto)``, its estimate in 10**-18 USD as the loan holds it. A tuple
@@ -763,9 +766,9 @@ class Budget:
         else:
             lease = self._lease
             if type(lease) is Lease and lease.live:  # (``reserve_estimate``'s usual period call, one step sooner)
-                leased = self._take_leased(lease, needed)
-                if leased is not None:
-                    return leased
+                served = self._take_leased(lease, needed, atto)
+                if served is not None:
+                    return served
         return self.reserve_estimate(tracker, needed, atto)
 
     def reserve_estimate(self, tracker: TrackerLike, needed: Decimal | None, atto: int | None = None) -> object:
@@ -858,11 +861,12 @@ class Budget:
                                 return (lent, atto)  # (a ``_LentCall``)
                         token = _new_token(_Leased)
                         token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
+                        token.atto = None
                         return token
             elif type(lease) is Lease and lease.live:
-                leased = self._take_leased(lease, needed)
-                if leased is not None:
-                    return leased
+                served = self._take_leased(lease, needed, atto)
+                if served is not None:
+                    return served
             return self._reserve(needed)
         if atto is None:
             atto = 0 if needed is None else atto_of(needed)
@@ -935,13 +939,13 @@ class Budget:
         """The next wait between asking the ledger to lend the account: twice the last, plus one (``_lent_again``)."""
         return min(2 * self._lend_gap + 1, _LOAN_WAIT_MAX)
 
-    def _take_leased(self, lease: Lease, needed: Decimal) -> _Leased | None:
+    def _take_leased(self, lease: Lease, needed: Decimal, atto: int | None) -> _Leased | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
         ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
         against the tracker's clock: the budget's bounds while the lease is its own; the system clock's reading is
         checked against a bound found once per batch, as ``Lease.take`` checks it, another clock's per call). ``None``
         for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
-        ``_reserve`` decides then."""
+        ``_reserve`` decides then. ``atto``: ``needed`` in 10**-18 USD if the caller has it (else ``leased``)."""
         tracker = self._tracker
         if tracker is None:
             tracker = get_tracker()
@@ -962,13 +966,17 @@ class Budget:
                 # live and not due for its batch (nor, on the system clock, past its period), and has ``needed``
                 # unused, with some room (as the ledger grants a reservation).
                 if lease is self._lease and _time() < (lease.period_due if system else lease.due):
-                    left = lease.free - needed
-                    if left >= ZERO and (needed > ZERO or lease.free > ZERO):
+                    if atto is None:
+                        atto = leased(needed)
+                    free = lease.free
+                    left = free - atto
+                    if left >= 0 and (atto > 0 or free > 0):  # (ints: the lease's figures are 10**-18 USD)
                         lease.free = left
                         # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame, as in
                         # ``reserve_estimate``.)
                         token = _new_token(_Leased)
                         token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
+                        token.atto = atto
                         return token
             finally:
                 lock.release()
@@ -1175,13 +1183,14 @@ class Budget:
             self.check_thresholds()
 
     def settle_recorded(
-        self, tracker: TrackerLike, entry: CostEntry, token: object, recorded_us: int, matched: bool
+        self, tracker: TrackerLike, entry: CostEntry, token: object, recorded_us: int, matched: bool, atto: int | None
     ) -> bool:
         """(``Guard.settle_recorded``) count ``entry`` with its call's ``token`` in one step, if it is the usual one:
         a call served from this period's lease on a shared ledger (``Lease``), whose entry goes to the lease's store
         and falls in its period (``recorded_us`` against the lease's own bounds). The entry matches the filters
         (``matched``: the call was checked on its very fields; else matched here) and the model. ``False`` (nothing
-        done) for any other entry or token: ``on_recorded`` counts it."""
+        done) for any other entry or token: ``on_recorded`` counts it. ``atto``: the entry's amount in 10**-18 USD, if
+        known."""
         if type(token) is not _Leased or token.settled:
             return False
         lease = token.lease
@@ -1204,7 +1213,12 @@ class Budget:
                     # Settled in memory (``True``/``False``): counted as spent in the lease's ``view``, in place of
                     # its estimate; ``True``: and ``settled`` stays under the lease's bound (``Lease.quiet``), so no
                     # threshold can have been crossed. ``None``: a batch went to the ledger.
-                    quiet = lease.settle_call(token.estimate, entry.amount, entry.id)
+                    quiet = lease.settle_call(
+                        token.atto,  # type: ignore[arg-type]  # (a ``Lease``'s token holds what it took)
+                        entry.amount,
+                        atto_of(entry.amount) if atto is None else atto,
+                        entry.id,
+                    )
                 except BaseException:
                     self._spent, self._committed = lease.figures()
                     raise
@@ -1212,7 +1226,7 @@ class Budget:
                     self._spent, self._committed = lease.figures()
                     quiet = self._figures()[0] < self._quiet_below
             else:
-                lease.done(token.estimate, entry.amount, entry.id)  # (another period's lease now)
+                lease.done(token.atto, entry.amount, entry.id)  # type: ignore[arg-type]  # (another period's lease now)
                 quiet = self._figures()[0] < self._quiet_below
         finally:
             lock.release()
@@ -1587,7 +1601,8 @@ class Budget:
     def _done_leased(self, hold: _Leased, entry: CostEntry | None) -> None:
         """Settle a call served from a lease with its ``entry`` (``None``: give its estimate back)."""
         lease = hold.lease
-        estimate = hold.estimate
+        # (What the lease took for it: a ``Lease``'s in 10**-18 USD, a ``LocalLease``'s the Decimal it reserved.)
+        estimate: Any = hold.estimate if hold.atto is None else hold.atto
         with self._lock:
             current = lease is self._lease and lease.scope is self._scope
             try:

@@ -344,7 +344,7 @@ class Guard(Protocol):
     def on_recorded(self, tracker: TrackerLike, entry: CostEntry, atto: int | None = None) -> None: ...
 
     def settle_recorded(
-        self, tracker: TrackerLike, entry: CostEntry, token: object, recorded_us: int, matched: bool
+        self, tracker: TrackerLike, entry: CostEntry, token: object, recorded_us: int, matched: bool, atto: int | None
     ) -> bool: ...
 
     def on_recorded_row(

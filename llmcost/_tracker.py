@@ -769,7 +769,7 @@ class CostTracker:
                         if (
                             owner is guard
                             and recorded_us is not None
-                            and guard.settle_recorded(self, entry, token, recorded_us, matched)
+                            and guard.settle_recorded(self, entry, token, recorded_us, matched, atto)
                         ):
                             del reservations[0]
                             continue

@@ -35,12 +35,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Protocol
 
 from .. import _state
 from .._entry import CostEntry
-from .._money import ZERO
+from .._money import ZERO, atto_of, from_atto
 from .._time import micros
 from ._ledger import BudgetScope, LeaseTerms, LocalLedger, Renewal, Reservation, Standing
 
@@ -55,6 +55,7 @@ __all__ = [
     "acknowledged",
     "acknowledged_ids",
     "close_leases",
+    "leased",
     "settle_idle",
 ]
 
@@ -109,6 +110,31 @@ class LeaseStore(Protocol):
 
 
 _time = time.time  # (read on every call a lease serves)
+
+
+#: ``_atto_up`` of an infinite bound (a budget with no threshold left to fire is quiet below ``Infinity``): more
+#: than any sum of amounts stores accept.
+_ENDLESS = 10**60
+
+
+def _atto_up(amount: Decimal) -> int:
+    """``amount`` in 10**-18 USD, rounded up: what a lease takes for an estimate (exact for one of money's places, as
+    estimates are), and its bound on ``settled`` (``quiet_settled``: an int under it is under ``amount``)."""
+    if amount.is_infinite():
+        return -_ENDLESS if amount < 0 else _ENDLESS
+    return atto_of(amount, ROUND_CEILING)
+
+
+def leased(estimate: Decimal) -> int:
+    """What ``Lease.take`` takes from a lease for ``estimate``, in 10**-18 USD: the call gives it back as that
+    (``done``, ``settle_call``, ``drop``).
+
+    >>> leased(Decimal("0.0025"))
+    2500000000000000
+    """
+    return _atto_up(estimate)
+
+
 _NOT_LIVE = float("-inf")  # ``Lease.due`` of a lease that serves no calls
 
 #: Leases of this process that may hold a reservation or amounts (``_state.open_leases``).
@@ -131,7 +157,7 @@ class Lease:
         if served:
             ...  # make the call
             with lock:
-                lease.done(Decimal("0.0025"), entry.amount, entry.id)
+                lease.done(leased(Decimal("0.0025")), entry.amount, entry.id)
     """
 
     def __init__(self, store: LeaseStore, scope: BudgetScope, *, limit: Decimal, lock: Any) -> None:
@@ -140,19 +166,23 @@ class Lease:
         self.limit = limit
         self._lock = lock
         self.reservation: Reservation | None = None
-        self.amount = ZERO  # the reservation's amount in the ledger (``inflight`` of it taken by calls in flight)
+        #: The lease's own figures are ints of 10**-18 USD (``atto_of``): a call takes, gives back and settles in
+        #: integer steps (a quarter of a Decimal's cost each, and no context can round them). Amounts are whole units
+        #: of that (``to_money``), so they are exact; an estimate of more places is rounded up (``_atto_up``).
+        #: The reservation's amount in the ledger (``inflight`` of it taken by calls in flight).
+        self.amount = 0
         #: Amounts settled here, by entry id, for the next batch (handed to ``settle_batch`` as they are) ...
         self.pending: dict[str, Decimal] = {}
         self.elsewhere = ZERO  # ... and the sum of those whose entries went to another store (no id to settle under)
         #: The sum of the amounts settled here since the last batch (``elsewhere`` too), acknowledged or not (those
-        #: ``acked`` are in the store's total now, the others ``pending_sum``): one addition a call.
-        self.settled = ZERO
+        #: ``acked`` are in the store's total now, the others ``pending_sum``): one addition a call (an int).
+        self.settled = 0
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
         self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
         self.count = 0  # how many amounts were settled here since the last batch
         #: ``unused()``, kept as calls take and settle: the one figure a call changes as it takes (what calls in flight
-        #: hold, ``inflight``, follows from it), and one subtraction settles it.
-        self.free = ZERO
+        #: hold, ``inflight``, follows from it), and one subtraction settles it (an int).
+        self.free = 0
         #: What a call served from the lease cost on average in its last batch (zero before one): a lease is sized
         #: for calls of at least this much, so calls that cost more than their estimates do not run it dry early.
         self.typical = ZERO
@@ -161,9 +191,10 @@ class Lease:
         #: ``base_total - free`` committed, so a call served and settled here changes only ``free`` and ``settled``.
         #: From each batch's standing, or the budget's newer reading (``rebase``).
         self.base_spent = self.base_total = ZERO
-        #: The budget's spend below which no threshold can have been crossed (``quiet``), as ``settled`` reads it.
+        #: The budget's spend below which no threshold can have been crossed (``quiet``), and as ``settled`` reads it
+        #: (an int: ``settled < quiet_settled`` exactly when ``base_spent + settled < quiet_below``).
         self.quiet_below = ZERO
-        self.quiet_settled = ZERO
+        self.quiet_settled = 0
         self.renewed = 0.0  # time.monotonic() of the last batch
         #: While the lease is ``live``, when its next batch is due (``time.time()`` seconds: ``RENEW_SECONDS`` after
         #: the last), else -inf: ``take`` checks both in one comparison ...
@@ -188,12 +219,12 @@ class Lease:
     def inflight(self) -> Decimal:
         """The estimates of the calls in flight served from the lease: its amount less what is unused and what calls
         settled here (kept as ``free`` alone: a call changes one figure as it takes, and one as it settles)."""
-        return self.amount - self.free - self.settled
+        return from_atto(self.amount - self.free - self.settled)
 
     @property
     def pending_sum(self) -> Decimal:
         """The amounts settled here whose entries are not acknowledged yet (``elsewhere`` too)."""
-        return self.settled - self.acked
+        return from_atto(self.settled) - self.acked
 
     def idle(self, now: float) -> bool:
         """Whether the lease serves calls but none has renewed it for ``IDLE_SECONDS`` (``now``: monotonic time)."""
@@ -210,11 +241,11 @@ class Lease:
 
     def unused(self) -> Decimal:
         """Headroom not taken by calls in flight or amounts awaiting their batch."""
-        return self.free
+        return from_atto(self.free)
 
     def local(self) -> Decimal:
         """Amounts settled here since the last batch (what this process spent meanwhile)."""
-        return self.settled
+        return from_atto(self.settled)
 
     def figures(self, standing: Standing | None = None) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` as this process sees the scope: the ledger's ``standing`` with this process's settled
@@ -223,24 +254,25 @@ class Lease:
         with self._lock:
             # (Committed: spent, the scope's other reservations and what calls in flight took of the lease; that is
             # the scope's reservations less what the lease has unused, the amounts settled here being in spent.)
+            settled, free = from_atto(self.settled), from_atto(self.free)
             if standing is None:
-                return self.base_spent + self.settled, self.base_total - self.free
+                return self.base_spent + settled, self.base_total - free
             self._take_acks()
             # (Acknowledged amounts are in the store's total now: spent counts only those still pending.)
             acked = self.acked
-            return standing.spent + self.settled - acked, standing.spent + standing.reserved - self.free - acked
+            return standing.spent + settled - acked, standing.spent + standing.reserved - free - acked
 
     def view(self) -> tuple[Decimal, Decimal]:
         """``(spent, committed)`` as the budget whose lease this is sees the scope: ``figures()`` (the caller holds the
         lease's lock)."""
-        return self.base_spent + self.settled, self.base_total - self.free
+        return self.base_spent + from_atto(self.settled), self.base_total - from_atto(self.free)
 
     def rebase(self, spent: Decimal, committed: Decimal) -> None:
         """The budget read the scope anew: ``view()`` is ``(spent, committed)`` now, and follows the calls from there
         (the caller holds the lease's lock)."""
-        self.base_spent = spent - self.settled
-        self.base_total = committed + self.free
-        self.quiet_settled = self.quiet_below - self.base_spent
+        self.base_spent = spent - from_atto(self.settled)
+        self.base_total = committed + from_atto(self.free)
+        self.quiet_settled = _atto_up(self.quiet_below - self.base_spent)
 
     def relimit(self, limit: Decimal) -> None:
         """The budget's limit is ``limit`` now: the lease's next batch leases under it. A lower limit may not cover the
@@ -255,7 +287,7 @@ class Lease:
         """The budget's spend below which no threshold can have been crossed is ``below`` now: a call settled here
         leaving ``settled`` under ``quiet_settled`` needs no threshold check (the caller holds the lease's lock)."""
         self.quiet_below = below
-        self.quiet_settled = below - self.base_spent
+        self.quiet_settled = _atto_up(below - self.base_spent)
 
     # -- calls ----------------------------------------------------------------------------------------------------
     # (``take``, ``done`` and ``drop`` run on every call, called by the budget holding the lease's lock: they do not
@@ -267,71 +299,73 @@ class Lease:
         if _time() >= (self.period_due if now_in_period else self.due):  # (not live, due for its batch, or too late)
             return False
         free = self.free
-        if free > ZERO:  # (as the ledger grants a reservation: some room, and ``needed`` within it)
-            left = free - needed
-            if left >= ZERO:  # (ZERO: no int converted per call)
+        if free > 0:  # (as the ledger grants a reservation: some room, and ``needed`` within it)
+            left = free - _atto_up(needed)  # (what ``_Leased`` holds of it: see ``leased``)
+            if left >= 0:
                 self.free = left
                 return True
         return False
 
-    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None, change: Decimal | None = None) -> bool:
-        """Settle a call served with ``estimate``: in memory while the lease covers ``amount`` (its estimate given
-        back plus what is unused; ``True``), else at once, with the batch (``False``). ``change``: ``amount -
-        estimate``, if the caller has it already. The caller holds the lease's lock."""
-        if change is None:
-            change = amount - estimate
-        free = self.free - change  # (what is unused once the amount replaces the estimate)
-        if self.live and amount >= ZERO and free >= ZERO:
+    def done(self, estimate: int, amount: Decimal, entry_id: str | None) -> bool:
+        """Settle a call served with ``estimate`` (10**-18 USD, as it took it: ``leased``): in memory while the lease
+        covers ``amount`` (its estimate given back plus what is unused; ``True``), else at once, with the batch
+        (``False``). The caller holds the lease's lock."""
+        atto = atto_of(amount)  # (exact: an entry's amount has money's places)
+        free = self.free - (atto - estimate)  # (what is unused once the amount replaces the estimate)
+        if self.live and atto >= 0 and free >= 0:
             pending = self.pending
             if entry_id is not None and entry_id not in pending:  # (``_keep``'s usual case, inline)
                 pending[entry_id] = amount
-                self.settled += amount
+                self.settled += atto
                 self.free = free
                 self.count += 1
             else:
                 self.free += estimate
-                self._keep(amount, entry_id)
+                self._keep(amount, entry_id, atto)
             return True
         self.free += estimate
         self._batch(self.live, (amount, entry_id))
         return False
 
-    def settle_call(self, estimate: Decimal, amount: Decimal, entry_id: str) -> bool | None:
+    def settle_call(self, estimate: int, amount: Decimal, atto: int, entry_id: str) -> bool | None:
         """``done`` of the usual call with its quiet check, in one step: a call served with ``estimate`` whose entry
-        ``entry_id`` cost ``amount``. ``True``: settled here, and no threshold can have been crossed (``settled`` is
-        under ``quiet_settled``); ``False``: settled here, the budget checks its thresholds; ``None``: settled at once,
-        with the batch (the budget reads its figures anew). The caller holds the lease's lock."""
-        free = self.free - (amount - estimate)  # (as ``done``: what is unused once the amount replaces the estimate)
-        if free >= ZERO and amount >= ZERO and self.live:
+        ``entry_id`` cost ``amount`` (``atto`` in 10**-18 USD). ``True``: settled here, and no threshold can have been
+        crossed (``settled`` is under ``quiet_settled``); ``False``: settled here, the budget checks its thresholds;
+        ``None``: settled at once, with the batch (the budget reads its figures anew). The caller holds the lease's
+        lock."""
+        free = self.free - (atto - estimate)  # (as ``done``: what is unused once the amount replaces the estimate)
+        if free >= 0 and atto >= 0 and self.live:
             pending = self.pending
             if entry_id not in pending:  # (``_keep``'s usual case, inline)
                 pending[entry_id] = amount
-                settled = self.settled = self.settled + amount
+                settled = self.settled = self.settled + atto
                 self.free = free
                 self.count += 1
                 return settled < self.quiet_settled
             self.free += estimate
-            self._keep(amount, entry_id)
+            self._keep(amount, entry_id, atto)
             return self.settled < self.quiet_settled
         self.free += estimate
         self._batch(self.live, (amount, entry_id))
         return None
 
-    def drop(self, estimate: Decimal) -> None:
-        """Give back the ``estimate`` of a call that recorded nothing that counts here (the caller holds the lease's
-        lock)."""
+    def drop(self, estimate: int) -> None:
+        """Give back the ``estimate`` (10**-18 USD) of a call that recorded nothing that counts here (the caller holds
+        the lease's lock)."""
         self.free += estimate
         if not self.live and self.reservation is not None:
             self._batch(False)  # what a closed lease still keeps shrinks to the calls left in flight
 
-    def _keep(self, amount: Decimal, entry_id: str | None) -> None:
+    def _keep(self, amount: Decimal, entry_id: str | None, atto: int | None = None) -> None:
+        if atto is None:
+            atto = atto_of(amount)
         if entry_id is None:
             self.elsewhere += amount
         else:
             pending = self.pending
             pending[entry_id] = pending[entry_id] + amount if entry_id in pending else amount
-        self.settled += amount
-        self.free -= amount
+        self.settled += atto
+        self.free -= atto
         self.count += 1
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> None:
@@ -414,27 +448,28 @@ class Lease:
             typical = spent / count if count else self.typical
             per_call = typical if typical > self.estimate else self.estimate
             terms = LeaseTerms(per_call * self.calls, self.estimate, LEASE_SHARE)
-        inflight = self.inflight
+        inflight = self.amount - self.free - self.settled
         renewal = self.store.settle_batch(
             self.scope,
             self.pending,  # (as it is: the ledger neither changes nor keeps it, and a new one replaces it below)
             elsewhere=self.elsewhere,
             reservation=self.reservation,
-            keep=inflight,
+            keep=from_atto(inflight),
             renew=terms,
             limit=self.limit,
         )
         if count:
             self.typical = spent / count
         self.pending, self.elsewhere, self.count = {}, ZERO, 0
-        self.settled = self.acked = ZERO
+        self.settled, self.acked = 0, ZERO
         self.reservation = renewal.reservation
-        self.amount = renewal.reservation.amount if renewal.reservation is not None else ZERO
+        # (Whole units: what calls in flight hold plus whole estimates, each of money's places.)
+        self.amount = atto_of(renewal.reservation.amount, ROUND_FLOOR) if renewal.reservation is not None else 0
         self.free = self.amount - inflight
         standing = self.standing = renewal.standing
         self.base_spent = standing.spent
         self.base_total = standing.spent + standing.reserved
-        self.quiet_settled = self.quiet_below - standing.spent
+        self.quiet_settled = _atto_up(self.quiet_below - standing.spent)
         self.renewed = time.monotonic()
         self.live = renewal.headroom > 0
         self._set_due()
@@ -462,9 +497,9 @@ class Lease:
         """In a forked child: the lease is the parent's (its reservation and amounts are the parent's to settle)."""
         if self._pid != os.getpid():
             self.live, self.due, self.period_due = False, _NOT_LIVE, _NOT_LIVE
-            self.reservation, self.amount = None, ZERO
+            self.reservation, self.amount = None, 0
             self.pending, self.elsewhere, self.count = {}, ZERO, 0
-            self.settled = self.acked = self.free = ZERO
+            self.settled, self.acked, self.free = 0, ZERO, 0
             self._acks.clear()
             _OPEN.discard(self)
 
@@ -566,14 +601,15 @@ class LocalLease(Lease):
         assert hold is not None  # (a lease without an account has a hold)
         return self.ledger.grow(self.scope, hold, needed, limit=self.limit)
 
-    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None, change: Decimal | None = None) -> bool:
+    # (``done`` and ``drop`` get the Decimal estimate a call reserved in the ledger, where a ``Lease`` gets the ints
+    # it took from its headroom: each is given what its calls' tokens hold.)
+    def done(self, estimate: Decimal, amount: Decimal, entry_id: str | None) -> bool:  # type: ignore[override]
         """Settle a call that took ``estimate``: its ``amount`` counted in the ledger in its place (``False``: the
-        budget reads the scope's figures after it with ``figures()``; ``change`` is not read). The caller holds the
-        lease's lock."""
+        budget reads the scope's figures after it with ``figures()``). The caller holds the lease's lock."""
         self._settle(estimate, amount, entry_id)
         return False
 
-    def drop(self, estimate: Decimal) -> None:
+    def drop(self, estimate: Decimal) -> None:  # type: ignore[override]
         """Give back the ``estimate`` of a call that recorded nothing that counts here."""
         self._settle(estimate, None, None)
 

@@ -24,6 +24,7 @@ from decimal import Decimal
 import pytest
 
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
+from llmcost._money import atto_of
 from llmcost.stores import CostStore, _lease
 from llmcost.stores._lease import LEASE_CALLS, LEASE_SHARE, MOST_LEASE_CALLS
 from llmcost.stores._ledger import BudgetScope, LeaseTerms, headroom
@@ -1009,8 +1010,8 @@ def test_settle_call_settles_as_done_does_with_its_quiet_check(home, monkeypatch
         ids = ["a", "b", "c", "d", "e", "b", "f", "g", "h"]
         for amount, entry_id in zip(amounts, ids, strict=True):
             assert one.take(COST) and two.take(COST)
-            quiet = one.settled < one.quiet_settled if one.done(COST, amount, entry_id) else None
-            assert two.settle_call(COST, amount, entry_id) == quiet
+            quiet = one.settled < one.quiet_settled if one.done(_lease.leased(COST), amount, entry_id) else None
+            assert two.settle_call(_lease.leased(COST), amount, atto_of(amount), entry_id) == quiet
             figures = [(x.free, x.settled, x.count, x.elsewhere, x.view(), x.inflight, x.live) for x in (one, two)]
             assert figures[0] == figures[1]
             assert one.pending == two.pending
