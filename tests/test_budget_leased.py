@@ -452,3 +452,34 @@ def test_a_call_is_served_from_the_lease_only_with_room_whatever_its_estimate(du
         assert (b.spent, b.reserved) == (CALL, 0)
     assert (b.spent, b.reserved) == (CALL, 0)
     tracker.close()
+
+
+def test_a_lease_counts_amounts_at_money_last_place_exactly(duck: str) -> None:
+    """A lease keeps its figures as ints of 10**-18 USD and the ledger's as Decimals: the budget's spend, the two
+    added, is exact with calls whose amounts use all 18 places (in a caller's narrow decimal context too), and each
+    call's estimate is given back as it was taken: nothing is left reserved."""
+    import decimal
+
+    # $123.456789012345678901 per million input tokens: one token costs 0.000123456789012346 (18 places).
+    llmcost.register_price(
+        llmcost.ModelPrice("acme-odd", "acme", input_per_mtok="123.456789012345678901", output_per_mtok="1")
+    )
+    one = Decimal("0.000123456789012346")
+    tracker = CostTracker(duck)
+    call = track_cost(tracker=tracker, estimate="0.0001")(lambda: {"model": "acme-odd", "usage": {"prompt_tokens": 1}})
+    daily = budget(10**6, period="daily", tracker=tracker)
+    with daily:
+        call()  # the first call leases
+        lease = daily._lease
+        assert type(lease) is Lease
+        with decimal.localcontext() as narrow:
+            narrow.prec = 6  # (a caller's context: the lease's figures are ints, and stay exact)
+            for _ in range(999):
+                call()
+        assert tracker.entries(limit=1)[0].amount == one
+        assert daily.spent == one * 1000
+        assert daily.reserved == 0
+        assert type(lease.free) is int and type(lease.settled) is int and lease.settled > 0
+    tracker.flush()
+    assert tracker.total() == one * 1000
+    tracker.close()
