@@ -67,10 +67,12 @@ LEASE_CALLS = 64
 #: ... and twice as many each time the last one ran out in less than ``FAST_SECONDS``, up to this many (halved again
 #: each time one lasts longer than ``SLOW_SECONDS``). ``FAST_SECONDS`` is what bounds a lease in practice: it stops
 #: growing once its calls take ~0.05-0.1 s to use it up, so it holds about a tenth of a second's worth of its calls'
-#: spend (and never more than ``1/LEASE_SHARE`` of the room left), whatever this cap. A process calling as fast as
-#: a tracked call goes (~6-8 us) so pays a transaction per ~8,000-16,000 calls. Each costs the calling thread 1-5 ms
-#: while a tracker's writer thread is busy (every SQLite step gives up the GIL, and waits for it back): at 4,096
-#: calls a lease that was ~0.5 us a call, a tenth of the DuckDB-budgeted call (``benchmarks/bench_budget.py``).
+#: spend (and never more than ``1/LEASE_SHARE`` of the room left), whatever this cap. (Roughly: a batch made early,
+#: for a call costing more than the lease had left or a lowered limit, counts as running out fast too.) A process
+#: calling as fast as a tracked call goes (~6-8 us) so pays a transaction per ~8,000-16,000 calls. Each costs the
+#: calling thread 1-5 ms while a tracker's writer thread is busy (every SQLite step gives up the GIL, and waits for it
+#: back): at 4,096 calls a lease that was ~0.5 us a call, a tenth of the DuckDB-budgeted call
+#: (``benchmarks/bench_budget.py``).
 MOST_LEASE_CALLS = 65536
 FAST_SECONDS = 0.05
 SLOW_SECONDS = 0.5
