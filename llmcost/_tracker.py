@@ -652,10 +652,32 @@ class CostTracker:
             canonical,
         )
         # (The guards of ``reservations`` matched these fields if the context's tags are those they saw: see above.)
-        if guard is not None:  # (as above)
+        if guard is None:
+            self._add(entry, reservations, micros, checked is outer, atto)
+            return entry
+        if not self._direct and len(guards) == 1 and guards[0] is guard and getcontext().prec >= EXACT_DIGITS:
+            # The usual budgeted call over a store other than a MemoryStore (DuckDB, Parquet, PostgreSQL): ``_add`` and
+            # ``_counted`` of its entry inline, for the one guard that reserved for it (this runs after every such
+            # call: a frame and a list fewer). Its token is offered with the entry (``Guard.settle_recorded``) before
+            # the recent-calls sums see the call, not after as in ``_counted``; any other entry is counted there.
+            self._buffer_entry(entry)
+            try:
+                settled = guard.settle_recorded(self, entry, token, micros, checked is outer, atto)
+            except Exception as exc:  # noqa: BLE001 - a budget's failure never breaks the call or loses the entry
+                _count_failed(guard, entry.id, exc)
+                _release(guard, token, entry)  # (as ``_counted``'s caller does: nothing if it was settled there)
+                settled = True
+            if settled:
+                self._recent.observe_call(resource, model, amount, atto)
+                if self._on_recorded:
+                    self.emit("cost.recorded", entry)
+                return entry
             reservations = [(guard, token)]
-        self._add(entry, reservations, micros, checked is outer, atto)
-        if guard is not None and reservations:
+            self._counted(entry, reservations, micros, checked is outer, atto)
+        else:
+            reservations = [(guard, token)]  # (the call's one reservation as a pair: settled below if still open)
+            self._add(entry, reservations, micros, checked is outer, atto)
+        if reservations:
             _release(guard, token, entry)
         return entry
 

@@ -483,3 +483,31 @@ def test_a_lease_counts_amounts_at_money_last_place_exactly(duck: str) -> None:
     tracker.flush()
     assert tracker.total() == one * 1000
     tracker.close()
+
+
+def test_a_budget_failing_to_settle_the_usual_call_logs_it_and_gives_its_estimate_back(
+    duck: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The tracker offers the call's token to its one budget with the entry; a failure there is logged, the entry is
+    # kept, and the estimate the call took from the lease goes back to it (the user's call returns as usual).
+    tracker = CostTracker(duck)
+    call = tracked(tracker, tags=TEAM)
+    daily = budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+    with daily:
+        call()  # leases
+        assert daily.reserved == 0
+
+        def broken(*args: Any) -> bool:
+            raise RuntimeError("settling broke")
+
+        monkeypatch.setattr(budget_module.Budget, "settle_recorded", broken)
+        with caplog.at_level("DEBUG", logger="llmcost"):
+            assert call() is RESPONSE
+        assert "failed to count entry" in caplog.text and "settling broke" in caplog.text
+        assert daily.reserved == 0  # (the estimate given back: nothing held for a call that is over)
+        monkeypatch.undo()
+        call()
+    tracker.flush()
+    assert len(tracker.entries()) == 3
+    assert daily.reserved == 0 and daily.spent == CALL * 3  # (the entry not settled there counts from the store)
+    tracker.close()
