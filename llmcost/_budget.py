@@ -265,7 +265,7 @@ def _wait_baton(baton: list[bool]) -> None:
     deadline = time.monotonic() + _BATON_PATIENCE
     while True:
         try:
-            baton.pop()
+            del baton[0]  # (as the baton's path takes it: see ``_GatedLock``)
             return
         except IndexError:
             if time.monotonic() > deadline:
@@ -274,6 +274,81 @@ def _wait_baton(baton: list[bool]) -> None:
                     "tracked call while its thread was counting one?)"
                 ) from None
             time.sleep(0)  # (held for a few Decimal steps: let its holder finish)
+
+
+class _GatedLock:
+    """The budget's lock: an ``RLock`` (``_state.new_rlock``: free again in a forked child) whose holder also keeps the
+    budget's calls off their baton's path (``open`` false while it is held).
+
+    The usual call over a shared ledger's lease (``_take_leased`` as it reserves, ``settle_recorded`` as it settles)
+    takes only the budget's ``_Baton`` (two list steps, against the ``RLock``'s two method calls that parse their
+    arguments: a few percent of every such call) and changes the lease's figures only while ``open``: no holder of
+    this lock is changing or reading them then. The holder closes it as it first takes the lock, holding the baton for
+    that step alone (so a call that read it open has finished), and opens it as it lets go; a call that finds it
+    closed goes the locked way and waits for the holder. Nothing here waits while holding the baton, and nothing
+    holding the baton takes this lock, so neither can wait for the other for good.
+
+    Between taking the baton (``del baton[0]``, not ``pop()``) and giving it back, these paths make no call and
+    allocate nothing the garbage collector tracks: the interpreter runs signal handlers only at calls and loops, so
+    no handler (SIGTERM's flush, which takes this lock to settle the lease) can find its own thread holding the baton,
+    and no finalizer runs there.
+
+    Example::
+
+        lock = _GatedLock([True])
+        with lock:
+            assert not lock.open
+        assert lock.open
+    """
+
+    __slots__ = ("__weakref__", "_baton", "_depth", "_lock", "open")
+
+    def __init__(self, baton: list[bool]) -> None:
+        self._lock = _state.new_rlock()
+        self._baton = baton
+        self._depth = 0  # (how many times the holder took it: read and written by the holder alone)
+        self.open = True
+        _state.register_fork_aware(self)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock (as ``RLock.acquire``); the first time its holder takes it, close the baton's path."""
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        depth = self._depth
+        self._depth = depth + 1
+        if not depth:
+            baton = self._baton
+            try:
+                try:
+                    del baton[0]
+                except IndexError:
+                    _wait_baton(baton)
+            except BaseException:
+                self._depth = depth
+                self._lock.release()
+                raise
+            self.open = False
+            baton.append(True)
+        return True
+
+    def release(self) -> None:
+        """Let the lock go (as ``RLock.release``); the last time its holder lets go, open the baton's path again."""
+        depth = self._depth - 1
+        self._depth = depth
+        if not depth:
+            self.open = True
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def forked(self) -> None:
+        """In a forked child: the lock is free (``_state``), so its path is open (a parent thread may have held it)."""
+        self._depth = 0
+        self.open = True
 
 
 def _unsettled(token: object) -> bool:
@@ -408,15 +483,16 @@ class Budget:
             },
             sort_keys=True,
         )
-        self._lock = _state.new_rlock()  # (free again in a forked child)
+        # (Block budgets) held while ``_spent`` and ``_committed`` change: see ``_Baton``; and (period budgets) while
+        # the usual call over a shared ledger's lease takes from it or settles with it (see ``_GatedLock``). The lock
+        # guards the rest (the alerts, the thresholds fired, and a period budget's figures, scope and lease).
+        self._baton_keeper = _Baton()  # (the token given back in a forked child)
+        self._baton = self._baton_keeper.token
+        self._lock = _GatedLock(self._baton)  # (free again in a forked child)
         # Alerts made (under the lock, in the order of ``alerts``) and not yet handed to the sinks, and the lock held
         # while they are handed over: one thread at a time, in that order (``_deliver``).
         self._outbox: collections.deque[tuple[BudgetAlert, str | None]] = collections.deque()
         self._delivering = _state.new_rlock()
-        # (Block budgets) held while ``_spent`` and ``_committed`` change: see ``_Baton``. The lock guards the rest (the
-        # alerts, the thresholds fired, and a period budget's figures, scope and lease).
-        self._baton_keeper = _Baton()  # (the token given back in a forked child)
-        self._baton = self._baton_keeper.token
         # (Period budgets) spent, and spent plus reserved (the ledger's, as last seen), kept as one figure.
         self._spent = ZERO
         self._committed = ZERO
@@ -941,11 +1017,12 @@ class Budget:
 
     def _take_leased(self, lease: Lease, needed: Decimal, atto: int | None) -> _Leased | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
-        ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
-        against the tracker's clock: the budget's bounds while the lease is its own; the system clock's reading is
-        checked against a bound found once per batch, as ``Lease.take`` checks it, another clock's per call). ``None``
-        for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
-        ``_reserve`` decides then. ``atto``: ``needed`` in 10**-18 USD if the caller has it (else ``leased``)."""
+        ``lease`` in memory, under the budget's baton once (``_GatedLock``), if the call is of the lease's period (its
+        own bounds, against the tracker's clock: the budget's bounds while the lease is its own; the system clock's
+        reading is checked against a bound found once per batch, as ``Lease.take`` checks it, another clock's per
+        call). ``None`` for anything else (the lease is due for its batch, has run dry, or is another period's or
+        another store's; or the budget's lock is held): ``_reserve`` decides then, under the lock. ``atto``: ``needed``
+        in 10**-18 USD if the caller has it (else ``leased``)."""
         tracker = self._tracker
         if tracker is None:
             tracker = get_tracker()
@@ -959,27 +1036,35 @@ class Budget:
                 since, until = lease.since_us, lease.until_us
                 if (since is not None and now < since) or (until is not None and now >= until):
                     return None
-            lock = self._lock
-            lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
+            if atto is None:
+                atto = leased(needed)
+            now_s = _time()
+            taken = False
+            baton = self._baton
             try:
-                # ``Lease.take`` inline (one frame less on every call), counted in the lease's ``view``: the lease is
-                # live and not due for its batch (nor, on the system clock, past its period), and has ``needed``
-                # unused, with some room (as the ledger grants a reservation).
-                if lease is self._lease and _time() < (lease.period_due if system else lease.due):
-                    if atto is None:
-                        atto = leased(needed)
+                del baton[0]  # (the baton's path: see ``_GatedLock``)
+            except IndexError:
+                _wait_baton(baton)
+            try:
+                # ``Lease.take`` inline (one frame less on every call), counted in the lease's ``view``: no holder of
+                # the budget's lock is at the lease's figures, the lease is live and not due for its batch (nor, on
+                # the system clock, past its period), and has ``needed`` unused, with some room (as the ledger grants
+                # a reservation). Steps on ints and attributes alone (see ``_GatedLock``).
+                if self._lock.open and lease is self._lease and now_s < (lease.period_due if system else lease.due):
                     free = lease.free
                     left = free - atto
                     if left >= 0 and (atto > 0 or free > 0):  # (ints: the lease's figures are 10**-18 USD)
                         lease.free = left
-                        # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame, as in
-                        # ``reserve_estimate``.)
-                        token = _new_token(_Leased)
-                        token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
-                        token.atto = atto
-                        return token
+                        taken = True
             finally:
-                lock.release()
+                baton.append(True)
+            if taken:
+                # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame, as in ``reserve_estimate``;
+                # made once the baton is given back, since making an object may run the garbage collector.)
+                token = _new_token(_Leased)
+                token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
+                token.atto = atto
+                return token
         return None
 
     def _reserve(self, needed: Decimal) -> _Hold:
@@ -1204,21 +1289,51 @@ class Budget:
         since, until = lease.since_us, lease.until_us
         if (since is not None and recorded_us < since) or (until is not None and recorded_us >= until):
             return False
+        if atto is None:
+            atto = atto_of(entry.amount)
         token.settled = True
+        amount, entry_id = entry.amount, entry.id
+        estimate: int = token.atto  # type: ignore[assignment]  # (a ``Lease``'s token holds what it took)
+        quiet = None
+        baton = self._baton
+        try:
+            del baton[0]  # (the baton's path: see ``_GatedLock``)
+        except IndexError:
+            _wait_baton(baton)
+        try:
+            # ``Lease.settle_call``'s usual case inline, under the baton (steps on ints and a dict, see ``_GatedLock``):
+            # the lease covers the amount (its estimate given back plus what is unused), and no holder of the budget's
+            # lock is at its figures. Counted as spent in the lease's ``view``, in place of its estimate; ``quiet``:
+            # ``settled`` stays under the lease's bound (``Lease.quiet``), so no threshold can have been crossed.
+            if self._lock.open and lease is self._lease:
+                free = lease.free - (atto - estimate)
+                pending = lease.pending
+                if free >= 0 and atto >= 0 and lease.live and entry_id not in pending:
+                    pending[entry_id] = amount
+                    settled = lease.settled = lease.settled + atto
+                    lease.free = free
+                    lease.count += 1
+                    quiet = settled < lease.quiet_settled
+        finally:
+            baton.append(True)
+        if quiet is None:
+            quiet = self._settle_locked(lease, amount, atto, estimate, entry_id)
+        if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
+            self.check_thresholds()
+        return True
+
+    def _settle_locked(self, lease: Lease, amount: Decimal, atto: int, estimate: int, entry_id: str) -> bool:
+        """``settle_recorded`` of an entry that the baton's path did not settle, under the budget's lock: whether no
+        threshold can have been crossed."""
         lock = self._lock
-        lock.acquire()  # (as in ``reserve_estimate``)
+        lock.acquire()
         try:
             if lease is self._lease:  # (then its scope is the budget's: they change together, under the lock)
                 try:
                     # Settled in memory (``True``/``False``): counted as spent in the lease's ``view``, in place of
                     # its estimate; ``True``: and ``settled`` stays under the lease's bound (``Lease.quiet``), so no
                     # threshold can have been crossed. ``None``: a batch went to the ledger.
-                    quiet = lease.settle_call(
-                        token.atto,  # type: ignore[arg-type]  # (a ``Lease``'s token holds what it took)
-                        entry.amount,
-                        atto_of(entry.amount) if atto is None else atto,
-                        entry.id,
-                    )
+                    quiet = lease.settle_call(estimate, amount, atto, entry_id)
                 except BaseException:
                     self._spent, self._committed = lease.figures()
                     raise
@@ -1226,13 +1341,11 @@ class Budget:
                     self._spent, self._committed = lease.figures()
                     quiet = self._figures()[0] < self._quiet_below
             else:
-                lease.done(token.atto, entry.amount, entry.id)  # type: ignore[arg-type]  # (another period's lease now)
+                lease.done(estimate, amount, entry_id)  # (another period's lease now)
                 quiet = self._figures()[0] < self._quiet_below
         finally:
             lock.release()
-        if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
-            self.check_thresholds()
-        return True
+        return quiet
 
     def on_recorded_row(
         self,

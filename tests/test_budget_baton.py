@@ -1,7 +1,11 @@
 """A block budget's figures change under its baton (``_budget._Baton``: a one-item list taken with ``pop`` and given
 back with ``append``), not its lock. Threads that find it taken wait for it: the figures stay exact under heavy
 contention (reservations, settlements, releases and refusals at once), thresholds fire once each and in order, and a
-forked child whose parent's other thread held the baton finds it free."""
+forked child whose parent's other thread held the baton finds it free.
+
+A period budget's usual call over a shared ledger takes from its lease and settles with it under the baton too, while
+no thread holds the budget's lock (``_budget._GatedLock``): the lock's holder closes that path, and opens it as it lets
+go; a forked child finds it open."""
 
 from __future__ import annotations
 
@@ -176,3 +180,90 @@ def test_a_baton_never_given_back_lets_the_call_through_after_a_while(
         call()
     assert "stayed taken" in caplog.text
     assert len(tracker.entries()) == 2 and b.spent == CALL  # (the first call's count gave up too, logged)
+
+
+def test_the_budgets_lock_keeps_the_batons_path_closed_while_it_is_held_however_deeply() -> None:
+    lock = _budget._GatedLock([True])
+    assert lock.open
+    with lock:
+        assert not lock.open
+        with lock:
+            assert not lock.open
+        assert not lock.open  # (its holder holds it still)
+    assert lock.open
+    assert lock.acquire(timeout=1) and not lock.open
+    lock.release()
+    assert lock.open
+
+
+def test_the_budgets_lock_closes_the_batons_path_only_once_a_call_on_it_gives_the_baton_back() -> None:
+    baton = [True]
+    lock = _budget._GatedLock(baton)
+    del baton[0]  # a call on the baton's path, taking from the lease
+    took, let_go = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            took.set()
+            let_go.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert not took.wait(0.2)  # the holder waits for the call's step to end ...
+    assert lock.open
+    baton.append(True)
+    assert took.wait(10)  # ... then closes the path, the baton given back at once
+    assert not lock.open and baton == [True]
+    assert not lock.acquire(timeout=0.05)  # (another thread's: this one waits, and changes nothing)
+    assert not lock.open
+    let_go.set()
+    thread.join(10)
+    assert lock.open and baton == [True]
+
+
+def test_a_forked_child_finds_the_budgets_lock_free_and_its_path_open_though_a_parent_thread_held_it(
+    tmp_path: Path,
+) -> None:
+    proc = _run(
+        """
+        import signal
+        from decimal import Decimal
+        from llmcost import budget, track_cost
+
+        call = track_cost(tracker=tracker, estimate=Decimal("0.0025"), tags={"team": "search"})(
+            lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+        )
+        daily = budget(1000, period="daily", tracker=tracker, tags={"team": "search"})
+        held, let_go = threading.Event(), threading.Event()
+
+        def hold():
+            with daily._lock:  # as a parent thread settling a batch would hold it at the fork
+                held.set()
+                let_go.wait(30)
+
+        with daily:
+            call()
+            holder = threading.Thread(target=hold)
+            holder.start()
+            held.wait(10)
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(30)  # the lock still held: killed by SIGALRM rather than hanging the test
+                print("child open", daily._lock.open, flush=True)
+                call()
+                print("child open", daily._lock.open, flush=True)
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            print("child status", os.waitstatus_to_exitcode(status))
+            let_go.set()
+            holder.join()
+            call()
+        tracker.flush()
+        print("parent", daily.spent, daily._lock.open)  # (its reserved holds the child's lease until it lapses)
+        """,
+        f"duckdb://{tmp_path}/costs.duckdb",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "child status 0" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stdout.count("child open True") == 2, proc.stdout
+    assert "parent 0.0050 True" in proc.stdout, proc.stdout

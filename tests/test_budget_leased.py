@@ -7,7 +7,9 @@ with the filters, thresholds and threads, when the call leaves it (another perio
 
 from __future__ import annotations
 
+import contextvars
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -510,4 +512,49 @@ def test_a_budget_failing_to_settle_the_usual_call_logs_it_and_gives_its_estimat
     tracker.flush()
     assert len(tracker.entries()) == 3
     assert daily.reserved == 0 and daily.spent == CALL * 3  # (the entry not settled there counts from the store)
+    tracker.close()
+
+
+@pytest.mark.parametrize("side", ["taking from the lease", "settling with it"])
+def test_a_call_waits_for_the_holder_of_the_budgets_lock_and_then_counts_exactly(duck: str, side: str) -> None:
+    # The usual call takes from the lease and settles with it under the budget's baton, not its lock; a thread holding
+    # the lock (a batch, a new reading of the ledger) keeps it off that path, so the call waits for it on either side.
+    tracker = CostTracker(duck)
+    inside, go_on = threading.Event(), threading.Event()
+
+    def body() -> dict[str, Any]:
+        inside.set()
+        assert go_on.wait(10)
+        return RESPONSE
+
+    slow = track_cost(tracker=tracker, estimate=CALL, tags=TEAM)(body)
+    daily = budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+    with daily:
+        tracked(tracker, tags=TEAM)()  # leases
+        done = threading.Event()
+
+        def run() -> None:
+            slow()
+            done.set()
+
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(run,))  # (inside the budget's block)
+        lock = daily._lock
+        if side == "taking from the lease":
+            go_on.set()
+            lock.acquire()
+            thread.start()
+            assert not done.wait(0.3) and not inside.is_set()  # waits before the call, for the lock
+        else:
+            thread.start()
+            assert inside.wait(10)  # taken from the lease on the baton's path
+            lock.acquire()
+            go_on.set()
+            assert not done.wait(0.3)  # waits after the call, for the lock
+        lock.release()
+        thread.join(10)
+        assert done.is_set()
+        assert daily.spent == CALL * 2 and daily.reserved == 0
+    tracker.flush()
+    standing = tracker.store.standing(scope_of(daily), refresh=True)
+    assert (standing.spent, standing.reserved) == (CALL * 2, 0)
     tracker.close()
