@@ -1322,6 +1322,7 @@ class Budget:
             self.check_thresholds()
         return True
 
+    @in_exact_context  # (the caller settles in the caller's context: its figures are ints; a batch's are not)
     def _settle_locked(self, lease: Lease, amount: Decimal, atto: int, estimate: int, entry_id: str) -> bool:
         """``settle_recorded`` of an entry that the baton's path did not settle, under the budget's lock: whether no
         threshold can have been crossed."""

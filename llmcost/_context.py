@@ -287,7 +287,9 @@ class Guard(Protocol):
     its ``token`` first (``settle_recorded``; ``recorded_us`` as above, ``matched`` as ``checked``): ``True`` means
     the guard counted the entry and settled the token in one step, and the tracker takes the pair out of the call's
     reservations (``on_recorded`` and ``after_call`` are not asked); ``False``: nothing was done, ``on_recorded``
-    counts it (finding its token with ``settling_token``).
+    counts it (finding its token with ``settling_token``). For a call that this guard alone reserved for, it is asked
+    in the caller's decimal context, which may be narrow: a guard that needs exact ``Decimal`` steps there takes a
+    wide context itself (``_money.in_exact_context``).
 
     ``settle_row`` (optional: a guard without it is always given ``on_recorded_row``) is ``on_recorded_row`` for a call
     that this guard alone reserved for, given that reservation's ``token`` in place of the call's list of pairs: it

@@ -655,17 +655,20 @@ class CostTracker:
         if guard is None:
             self._add(entry, reservations, micros, checked is outer, atto)
             return entry
-        if not self._direct and len(guards) == 1 and guards[0] is guard and getcontext().prec >= EXACT_DIGITS:
+        if not self._direct and len(guards) == 1 and guards[0] is guard:
             # The usual budgeted call over a store other than a MemoryStore (DuckDB, Parquet, PostgreSQL): ``_add`` and
             # ``_counted`` of its entry inline, for the one guard that reserved for it (this runs after every such
             # call: a frame and a list fewer). Its token is offered with the entry (``Guard.settle_recorded``) before
-            # the recent-calls sums see the call, not after as in ``_counted``; any other entry is counted there.
+            # the recent-calls sums see the call, not after as in ``_counted``; any other entry is counted there. (In
+            # the caller's decimal context, unlike ``_counted``: ``settle_recorded`` settles the usual call in integer
+            # steps, and takes a wide context itself for anything else.)
             self._buffer_entry(entry)
             try:
                 settled = guard.settle_recorded(self, entry, token, micros, checked is outer, atto)
             except Exception as exc:  # noqa: BLE001 - a budget's failure never breaks the call or loses the entry
                 _count_failed(guard, entry.id, exc)
-                _release(guard, token, entry)  # (as ``_counted``'s caller does: nothing if it was settled there)
+                with wide_context():  # (as ``_counted``: the release may settle a batch)
+                    _release(guard, token, entry)  # (as ``_counted``'s caller does: nothing if it was settled there)
                 settled = True
             if settled:
                 self._recent.observe_call(resource, model, amount, atto)

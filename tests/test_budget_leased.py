@@ -558,3 +558,45 @@ def test_a_call_waits_for_the_holder_of_the_budgets_lock_and_then_counts_exactly
     standing = tracker.store.standing(scope_of(daily), refresh=True)
     assert (standing.spent, standing.reserved) == (CALL * 2, 0)
     tracker.close()
+
+
+def test_calls_that_narrow_the_decimal_context_as_they_run_still_count_exactly(duck: str) -> None:
+    # A call's function may narrow its thread's context for good (``getcontext().prec = 6``): its entry is then
+    # settled in that context, on the baton's path in integer steps, and through the ledger's batches (which count in
+    # ``Decimal``s: in a wide context of their own) as the lease runs out, thresholds and all.
+    import decimal
+
+    llmcost.register_price(
+        llmcost.ModelPrice("acme-odd", "acme", input_per_mtok="123.456789012345678901", output_per_mtok="1")
+    )
+    one = Decimal("0.000123456789012346")  # (an amount of 18 places: see above)
+
+    def narrowing() -> dict[str, Any]:
+        decimal.getcontext().prec = 6
+        return {"model": "acme-odd", "usage": {"prompt_tokens": 1}}
+
+    tracker = CostTracker(duck)
+    call = track_cost(tracker=tracker, estimate="0.0001")(narrowing)
+    alerts: list[llmcost.BudgetAlert] = []
+    daily = budget(one * 1200, period="daily", tracker=tracker, thresholds=[0.5, 0.8], on_alert=alerts.append)
+    saved = decimal.getcontext().prec
+    try:
+        with daily:
+            for _ in range(1000):
+                decimal.getcontext().prec = saved  # (each call begins in a wide context, and ends in a narrow one)
+                call()
+            decimal.getcontext().prec = saved
+            lease = daily._lease
+            assert type(lease) is Lease and lease.standing.spent > 0  # (batches were settled)
+            # The lease's bases, as its last batch set them from the ledger's standing: exact, not rounded to 6 digits.
+            assert lease.base_total == lease.standing.spent + lease.standing.reserved
+            assert daily.spent == one * 1000 and daily.reserved == 0
+    finally:
+        decimal.getcontext().prec = saved
+    assert [a.threshold for a in alerts] == [0.5, 0.8]
+    assert [a.spent for a in alerts] == [one * 600, one * 960]  # (each at its crossing: the lease is sized near it)
+    tracker.flush()
+    assert tracker.total() == one * 1000
+    standing = tracker.store.standing(scope_of(daily), refresh=True)
+    assert (standing.spent, standing.reserved) == (one * 1000, 0)
+    tracker.close()
