@@ -1062,7 +1062,10 @@ class Budget:
                 # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame, as in ``reserve_estimate``;
                 # made once the baton is given back, since making an object may run the garbage collector.)
                 token = _new_token(_Leased)
-                token.store, token.settled, token.lease, token.estimate = store, False, lease, needed
+                token.store = store  # (one at a time: four at once would build a tuple and take it apart)
+                token.settled = False
+                token.lease = lease
+                token.estimate = needed
                 token.atto = atto
                 return token
         return None
@@ -1279,7 +1282,12 @@ class Budget:
         if type(token) is not _Leased or token.settled:
             return False
         lease = token.lease
-        if type(lease) is not Lease or lease is not self._lease or getattr(tracker, "store", None) is not lease.store:
+        if type(lease) is not Lease or lease is not self._lease:
+            return False
+        try:
+            if tracker.store is not lease.store:  # type: ignore[attr-defined]  # (a ``CostTracker``'s, the usual one)
+                return False
+        except AttributeError:  # (a tracker of no store: ``getattr`` costs more than this, on every call)
             return False
         if self._filtered:
             if not matched and not self._matches(entry.resource, entry.category.value, entry.tags, None):
