@@ -175,12 +175,27 @@ class _Leased(_Hold):
 #: (``Guard``); once the loan is over, it is settled as the ``_Leased`` of the same estimate (``_leased_of``).
 _LentCall = tuple[LentAccount, int]
 
+#: The usual call served from a ``Lease`` (a shared ledger's: ``Budget._take_leased``): ``[lease, atto]``, what it
+#: took in 10**-18 USD. A list (made and freed at a fraction of a ``_Leased``'s cost; the engine finds it with the
+#: call's other tokens settled by its entry: ``begin_settling``), whose ``atto`` turns ``None`` once it is settled,
+#: in one step with its entry (``Budget.settle_recorded``) or as the ``_Leased`` it becomes (``_leased_of``), so that
+#: it is settled exactly once whoever else holds it.
+_LeaseCall = list[Any]
 
-def _leased_of(token: _LentCall) -> _Leased:
-    """The ``_Leased`` a call reserved in a ``LentAccount`` is, once the loan is over: the ledger holds its estimate
-    in the lease's account again (taking the account back put it there)."""
-    lent, atto = token
-    lease = lent.owner
+
+def _leased_of(token: _LentCall | _LeaseCall) -> _Leased | None:
+    """The ``_Leased`` a call reserved in a ``LentAccount`` is, once the loan is over (the ledger holds its estimate
+    in the lease's account again: taking the account back put it there); or that a ``_LeaseCall`` is, settled as one
+    from now on (``None``: it was settled already)."""
+    first, atto = token
+    lease: Any
+    if type(token) is list:
+        if atto is None:
+            return None
+        token[1] = None  # (settled from now on as the ``_Leased`` made here)
+        lease = first
+    else:
+        lease = first.owner
     return _Leased(lease.store, lease, from_atto(atto))  # (exactly what the loan held: the ledger holds it now)
 
 
@@ -352,6 +367,8 @@ class _GatedLock:
 
 
 def _unsettled(token: object) -> bool:
+    if type(token) is list:  # a ``_LeaseCall``
+        return token[1] is not None
     return isinstance(token, _Hold) and not token.settled
 
 
@@ -1015,7 +1032,7 @@ class Budget:
         """The next wait between asking the ledger to lend the account: twice the last, plus one (``_lent_again``)."""
         return min(2 * self._lend_gap + 1, _LOAN_WAIT_MAX)
 
-    def _take_leased(self, lease: Lease, needed: Decimal, atto: int | None) -> _Leased | None:
+    def _take_leased(self, lease: Lease, needed: Decimal, atto: int | None) -> _LeaseCall | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
         ``lease`` in memory, under the budget's baton once (``_GatedLock``), if the call is of the lease's period (its
         own bounds, against the tracker's clock: the budget's bounds while the lease is its own; the system clock's
@@ -1059,15 +1076,8 @@ class Budget:
             finally:
                 baton.append(True)
             if taken:
-                # (``_Leased(store, lease, needed)`` without its ``__init__``'s frame, as in ``reserve_estimate``;
-                # made once the baton is given back, since making an object may run the garbage collector.)
-                token = _new_token(_Leased)
-                token.store = store  # (one at a time: four at once would build a tuple and take it apart)
-                token.settled = False
-                token.lease = lease
-                token.estimate = needed
-                token.atto = atto
-                return token
+                # (Made once the baton is given back: making a list may run the garbage collector.)
+                return [lease, atto]  # (a ``_LeaseCall``)
         return None
 
     def _reserve(self, needed: Decimal) -> _Hold:
@@ -1235,6 +1245,8 @@ class Budget:
             if released:
                 return
             token = _leased_of(token)
+        elif type(token) is list:  # a ``_LeaseCall``: its estimate given back as the ``_Leased`` it is, if unsettled
+            token = _leased_of(token)
         if isinstance(token, _Hold) and not token.settled:
             token.settled = True
             if type(token) is _Leased:
@@ -1279,10 +1291,17 @@ class Budget:
         (``matched``: the call was checked on its very fields; else matched here) and the model. ``False`` (nothing
         done) for any other entry or token: ``on_recorded`` counts it. ``atto``: the entry's amount in 10**-18 USD, if
         known."""
-        if type(token) is not _Leased or token.settled:
+        lease: Lease
+        estimate: int
+        if type(token) is list:  # (the usual token: a ``_LeaseCall``)
+            lease, estimate = token
+            if estimate is None:
+                return False
+        elif type(token) is _Leased and not token.settled and type(token.lease) is Lease:
+            lease, estimate = token.lease, token.atto  # type: ignore[assignment]  # (a ``Lease``'s: never ``None``)
+        else:
             return False
-        lease = token.lease
-        if type(lease) is not Lease or lease is not self._lease:
+        if lease is not self._lease:
             return False
         try:
             if tracker.store is not lease.store:  # type: ignore[attr-defined]  # (a ``CostTracker``'s, the usual one)
@@ -1299,9 +1318,11 @@ class Budget:
             return False
         if atto is None:
             atto = atto_of(entry.amount)
-        token.settled = True
+        if type(token) is list:  # settled from here on, whatever happens (see ``_LeaseCall``)
+            token[1] = None
+        else:
+            token.settled = True  # type: ignore[union-attr]  # (a ``_Leased``: see above)
         amount, entry_id = entry.amount, entry.id
-        estimate: int = token.atto  # type: ignore[assignment]  # (a ``Lease``'s token holds what it took)
         quiet = None
         baton = self._baton
         try:
@@ -1602,7 +1623,8 @@ class Budget:
         if self._tracker is not None and tracker is not self._tracker:
             return
         found, token = self._reservation_in(reservations)
-        if type(token) is tuple:  # a ``_LentCall`` counted with other guards: as the ``_Leased`` it is, settled here
+        if type(token) is tuple or type(token) is list:
+            # A ``_LentCall`` counted with other guards, or a ``_LeaseCall``: as the ``_Leased`` it is, settled here.
             token = _leased_of(token)
             reservations[found] = (self, token)  # type: ignore[index]  # (found: a list)
         if type(token) is _Leased and recorded_us is not None and self._gave_back(token, tracker, recorded_us):
@@ -1689,6 +1711,21 @@ class Budget:
     def _settle(self, tracker: TrackerLike, entry: CostEntry) -> None:
         """(Period budgets) count ``entry`` in the ledger, in place of its call's reservation if it had one."""
         hold = settling_token(self, _unsettled)
+        if type(hold) is list:
+            # A ``_LeaseCall``: settled as the ``_Leased`` it is (its list marked so), which no one else holds: if it
+            # is not settled with the entry (another period's, or a failure), it is released here, where any other
+            # token is left to ``after_call``.
+            leased = _leased_of(hold)  # type: ignore[arg-type]  # (a list: a ``_LeaseCall``)
+            try:
+                self._settle_hold(tracker, entry, leased)
+            finally:
+                if leased is not None and not leased.settled:
+                    self.after_call(leased, None)
+            return
+        self._settle_hold(tracker, entry, hold)
+
+    def _settle_hold(self, tracker: TrackerLike, entry: CostEntry, hold: object) -> None:
+        """``_settle`` with the call's token found (``hold``; ``None``: none)."""
         if type(hold) is _Leased:
             lease = hold.lease
             # The usual case: the call was served from this period's lease, and its entry goes to the lease's store

@@ -204,7 +204,8 @@ def pop_guard(token: contextvars.Token[GuardSet]) -> None:
 
 class SettledByEntry:
     """Base of the ``before_call`` tokens that their guard settles with the call's entry as it is recorded (found
-    with ``settling_token``). A call whose tokens are all of other kinds needs no settling context at all."""
+    with ``settling_token``); a token that is a ``list`` is one too (a guard's cheapest mutable token: ``Budget``'s
+    call served from a lease). A call whose tokens are all of other kinds needs no settling context at all."""
 
     __slots__ = ()
 
@@ -214,9 +215,9 @@ def begin_settling(
 ) -> contextvars.Token[Sequence[tuple[Any, object]]] | None:
     """Mark ``reservations`` (``(guard, token)`` pairs from ``before_call``) as those of the entry about to be
     recorded in this context; ``end_settling`` with the token returned undoes it. ``None`` (nothing to undo) when no
-    token is a ``SettledByEntry``: then no guard looks for them."""
+    token is a ``SettledByEntry`` (or a list): then no guard looks for them."""
     for _, token in reservations:
-        if isinstance(token, SettledByEntry):
+        if isinstance(token, SettledByEntry) or type(token) is list:
             return _settling.set(reservations)
     return None
 

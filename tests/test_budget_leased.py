@@ -600,3 +600,33 @@ def test_calls_that_narrow_the_decimal_context_as_they_run_still_count_exactly(d
     standing = tracker.store.standing(scope_of(daily), refresh=True)
     assert (standing.spent, standing.reserved) == (one * 1000, 0)
     tracker.close()
+
+
+def test_nested_budgets_settle_the_call_served_from_the_lease_in_memory(
+    duck: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under a block budget and a daily one, the daily budget's token is found with the call's other tokens as its
+    # entry is counted (``begin_settling``), and settled in the lease: no transaction of the ledger per call.
+    tracker = CostTracker(duck)
+    call = tracked(tracker, tags=TEAM)
+    daily = budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+    block = budget(10**6)
+    settles = []
+    settle = type(tracker.store).settle
+
+    def counted_settle(store: Any, *args: Any, **kwargs: Any) -> Any:
+        settles.append(args)
+        return settle(store, *args, **kwargs)
+
+    with block, daily:
+        call()  # leases
+        monkeypatch.setattr(type(tracker.store), "settle", counted_settle)
+        for _ in range(200):
+            call()
+        assert settles == []
+        assert (daily.spent, daily.reserved) == (CALL * 201, 0)
+        assert (block.spent, block.reserved) == (CALL * 201, 0)
+    tracker.flush()
+    standing = tracker.store.standing(scope_of(daily), refresh=True)
+    assert (standing.spent, standing.reserved) == (CALL * 201, 0)
+    tracker.close()
