@@ -18,6 +18,7 @@ lock and one state; splitting them would spread that lock across modules. ``Budg
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -25,6 +26,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from datetime import datetime, tzinfo
@@ -246,8 +248,9 @@ _BATON_PATIENCE = 2.0
 
 
 class _Baton:
-    """The one token of a block budget's figures (``_atto_spent`` and ``_atto_committed``): ``token``, a list holding
-    it, or empty.
+    """The one token of a block budget's figures (``_atto_spent`` and ``_atto_committed``), of a period budget's
+    account lent as ints (``LentAccount``), and of its lease's figures on the usual call's path (``_GatedLock``):
+    ``token``, a list holding it, or empty.
 
     Whoever changes the figures holds it: takes it with ``pop``, a C-level step that either takes it or raises
     ``IndexError``, and gives it back with ``append``. That is under half the instructions of the budget's ``RLock``
@@ -291,6 +294,10 @@ def _wait_baton(baton: list[bool]) -> None:
             time.sleep(0)  # (held for a few Decimal steps: let its holder finish)
 
 
+_GIVEN_BACK = (True,)  # (the baton's token, as ``_GatedLock.acquire`` gives it back)
+_get_ident = threading.get_ident
+
+
 class _GatedLock:
     """The budget's lock: an ``RLock`` (``_state.new_rlock``: free again in a forked child) whose holder also keeps the
     budget's calls off their baton's path (``open`` false while it is held).
@@ -304,9 +311,12 @@ class _GatedLock:
     holding the baton takes this lock, so neither can wait for the other for good.
 
     Between taking the baton (``del baton[0]``, not ``pop()``) and giving it back, these paths make no call and
-    allocate nothing the garbage collector tracks: the interpreter runs signal handlers only at calls and loops, so
-    no handler (SIGTERM's flush, which takes this lock to settle the lease) can find its own thread holding the baton,
-    and no finalizer runs there.
+    allocate nothing the garbage collector tracks: the interpreter runs signal handlers only at calls, loops and
+    function entries, so no handler (SIGTERM's flush, which takes this lock to settle the lease) can find its own
+    thread holding the baton, and no finalizer runs there. ``acquire`` gives the baton back without a call too, and
+    undoes taking the lock if a handler's exception (``KeyboardInterrupt``) lands as that call returns. What is left
+    is the entry of ``release`` (``__exit__``): an exception raised there leaves the lock held, as it does for
+    ``threading.Condition`` and ``Semaphore``, whose ``__exit__`` is Python code too.
 
     Example::
 
@@ -316,53 +326,67 @@ class _GatedLock:
         assert lock.open
     """
 
-    __slots__ = ("__weakref__", "_baton", "_depth", "_lock", "open")
+    __slots__ = ("__weakref__", "_baton", "_depth", "_lock", "_owner", "open")
 
     def __init__(self, baton: list[bool]) -> None:
         self._lock = _state.new_rlock()
         self._baton = baton
-        self._depth = 0  # (how many times the holder took it: read and written by the holder alone)
+        # The holder's thread and how many times it took the lock (written by the holder alone: another thread reads
+        # an owner that is not itself).
+        self._owner: int | None = None
+        self._depth = 0
         self.open = True
         _state.register_fork_aware(self)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the lock (as ``RLock.acquire``); the first time its holder takes it, close the baton's path."""
-        if not self._lock.acquire(blocking, timeout):
-            return False
-        depth = self._depth
+        """Take the lock (as ``RLock.acquire``; ``__enter__`` too); the first time its holder takes it, close the
+        baton's path."""
+        lock = self._lock
+        me = _get_ident()
+        depth = self._depth if self._owner == me else 0
+        try:
+            if not lock.acquire(blocking, timeout):
+                return False
+        except BaseException:
+            # A signal handler's exception as the call returned (or as it waited): whether it took the lock is not in
+            # its result. Let go once if it did (``release`` refuses a lock this thread does not hold).
+            with contextlib.suppress(RuntimeError):
+                lock.release()
+            raise
         self._depth = depth + 1
         if not depth:
+            self._owner = me
             baton = self._baton
             try:
+                del baton[0]
+            except IndexError:
                 try:
-                    del baton[0]
-                except IndexError:
                     _wait_baton(baton)
-            except BaseException:
-                self._depth = depth
-                self._lock.release()
-                raise
+                except BaseException:  # (not taken: waited too long, or a handler's exception as it waited)
+                    self._depth, self._owner = 0, None
+                    lock.release()
+                    raise
             self.open = False
-            baton.append(True)
+            baton += _GIVEN_BACK  # (``append(True)`` without a call: see above)
         return True
 
-    def release(self) -> None:
-        """Let the lock go (as ``RLock.release``); the last time its holder lets go, open the baton's path again."""
+    def release(self, *_exc: object) -> None:
+        """Let the lock go (as ``RLock.release``; ``__exit__`` too); the last time its holder lets go, open the
+        baton's path again."""
         depth = self._depth - 1
         self._depth = depth
         if not depth:
+            self._owner = None
             self.open = True
         self._lock.release()
 
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    # (The methods themselves: a ``with`` block takes the lock with no frame of its own around ``acquire``.)
+    __enter__ = acquire
+    __exit__ = release
 
     def forked(self) -> None:
         """In a forked child: the lock is free (``_state``), so its path is open (a parent thread may have held it)."""
-        self._depth = 0
+        self._owner, self._depth = None, 0
         self.open = True
 
 
@@ -1355,9 +1379,7 @@ class Budget:
     def _settle_locked(self, lease: Lease, amount: Decimal, atto: int, estimate: int, entry_id: str) -> bool:
         """``settle_recorded`` of an entry that the baton's path did not settle, under the budget's lock: whether no
         threshold can have been crossed."""
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:  # (a ``with``: no signal handler's exception can land between taking the lock and ``try``)
             if lease is self._lease:  # (then its scope is the budget's: they change together, under the lock)
                 try:
                     # Settled in memory (``True``/``False``): counted as spent in the lease's ``view``, in place of
@@ -1373,8 +1395,6 @@ class Budget:
             else:
                 lease.done(estimate, amount, entry_id)  # (another period's lease now)
                 quiet = self._figures()[0] < self._quiet_below
-        finally:
-            lock.release()
         return quiet
 
     def on_recorded_row(

@@ -267,3 +267,63 @@ def test_a_forked_child_finds_the_budgets_lock_free_and_its_path_open_though_a_p
     assert "child status 0" in proc.stdout, proc.stdout + proc.stderr
     assert proc.stdout.count("child open True") == 2, proc.stdout
     assert "parent 0.0050 True" in proc.stdout, proc.stdout
+
+
+class _Interrupting:
+    """A budget's inner lock whose ``acquire`` takes it and then raises ``KeyboardInterrupt``, as Ctrl-C's handler does
+    when the interpreter runs it as that call returns."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def acquire(self, *args: Any) -> bool:
+        self.real.acquire(*args)
+        raise KeyboardInterrupt
+
+    def release(self) -> None:
+        self.real.release()
+
+
+def _free_for_another_thread(lock: Any) -> bool:
+    got: list[bool] = []
+
+    def take() -> None:
+        ok = lock.acquire(timeout=5)
+        got.append(ok)
+        if ok:
+            lock.release()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    thread.join(10)
+    return got == [True]
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_an_interrupt_as_the_budgets_lock_is_taken_leaves_it_as_it_was(held: bool) -> None:
+    lock = _budget._GatedLock([True])
+    real = lock._lock
+    if held:
+        lock.acquire()  # (taken again by its holder: the interrupted step must not keep a second hold)
+    lock._lock = _Interrupting(real)
+    with pytest.raises(KeyboardInterrupt), lock:
+        pass
+    lock._lock = real
+    if held:
+        assert not lock.open
+        lock.release()
+    assert lock.open and _free_for_another_thread(lock)
+
+
+def test_a_baton_never_given_back_lets_the_budgets_lock_go_as_it_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_budget, "_BATON_PATIENCE", 0.05)
+    baton = [True]
+    lock = _budget._GatedLock(baton)
+    del baton[0]  # (a holder of the baton that never gives it back: a thread a signal handler interrupted)
+    with pytest.raises(RuntimeError, match="stayed taken"), lock:
+        pass
+    baton.append(True)
+    assert lock.open and _free_for_another_thread(lock)
+    with lock:
+        assert not lock.open
+    assert lock.open
