@@ -18,7 +18,6 @@ lock and one state; splitting them would spread that lock across modules. ``Budg
 from __future__ import annotations
 
 import collections
-import contextlib
 import contextvars
 import functools
 import inspect
@@ -26,7 +25,6 @@ import json
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from datetime import datetime, tzinfo
@@ -248,9 +246,8 @@ _BATON_PATIENCE = 2.0
 
 
 class _Baton:
-    """The one token of a block budget's figures (``_atto_spent`` and ``_atto_committed``), of a period budget's
-    account lent as ints (``LentAccount``), and of its lease's figures on the usual call's path (``_GatedLock``):
-    ``token``, a list holding it, or empty.
+    """The one token of a block budget's figures (``_atto_spent`` and ``_atto_committed``): ``token``, a list holding
+    it, or empty.
 
     Whoever changes the figures holds it: takes it with ``pop``, a C-level step that either takes it or raises
     ``IndexError``, and gives it back with ``append``. That is under half the instructions of the budget's ``RLock``
@@ -283,7 +280,7 @@ def _wait_baton(baton: list[bool]) -> None:
     deadline = time.monotonic() + _BATON_PATIENCE
     while True:
         try:
-            del baton[0]  # (as the baton's path takes it: see ``_GatedLock``)
+            baton.pop()
             return
         except IndexError:
             if time.monotonic() > deadline:
@@ -292,102 +289,6 @@ def _wait_baton(baton: list[bool]) -> None:
                     "tracked call while its thread was counting one?)"
                 ) from None
             time.sleep(0)  # (held for a few Decimal steps: let its holder finish)
-
-
-_GIVEN_BACK = (True,)  # (the baton's token, as ``_GatedLock.acquire`` gives it back)
-_get_ident = threading.get_ident
-
-
-class _GatedLock:
-    """The budget's lock: an ``RLock`` (``_state.new_rlock``: free again in a forked child) whose holder also keeps the
-    budget's calls off their baton's path (``open`` false while it is held).
-
-    The usual call over a shared ledger's lease (``_take_leased`` as it reserves, ``settle_recorded`` as it settles)
-    takes only the budget's ``_Baton`` (two list steps, against the ``RLock``'s two method calls that parse their
-    arguments: a few percent of every such call) and changes the lease's figures only while ``open``: no holder of
-    this lock is changing or reading them then. The holder closes it as it first takes the lock, holding the baton for
-    that step alone (so a call that read it open has finished), and opens it as it lets go; a call that finds it
-    closed goes the locked way and waits for the holder. Nothing here waits while holding the baton, and nothing
-    holding the baton takes this lock, so neither can wait for the other for good.
-
-    Between taking the baton (``del baton[0]``, not ``pop()``) and giving it back, these paths make no call and
-    allocate nothing the garbage collector tracks: the interpreter runs signal handlers only at calls, loops and
-    function entries, so no handler (SIGTERM's flush, which takes this lock to settle the lease) can find its own
-    thread holding the baton, and no finalizer runs there. ``acquire`` gives the baton back without a call too, and
-    undoes taking the lock if a handler's exception (``KeyboardInterrupt``) lands as that call returns. What is left
-    is the entry of ``release`` (``__exit__``): an exception raised there leaves the lock held, as it does for
-    ``threading.Condition`` and ``Semaphore``, whose ``__exit__`` is Python code too.
-
-    Example::
-
-        lock = _GatedLock([True])
-        with lock:
-            assert not lock.open
-        assert lock.open
-    """
-
-    __slots__ = ("__weakref__", "_baton", "_depth", "_lock", "_owner", "open")
-
-    def __init__(self, baton: list[bool]) -> None:
-        self._lock = _state.new_rlock()
-        self._baton = baton
-        # The holder's thread and how many times it took the lock (written by the holder alone: another thread reads
-        # an owner that is not itself).
-        self._owner: int | None = None
-        self._depth = 0
-        self.open = True
-        _state.register_fork_aware(self)
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the lock (as ``RLock.acquire``; ``__enter__`` too); the first time its holder takes it, close the
-        baton's path."""
-        lock = self._lock
-        me = _get_ident()
-        depth = self._depth if self._owner == me else 0
-        try:
-            if not lock.acquire(blocking, timeout):
-                return False
-        except BaseException:
-            # A signal handler's exception as the call returned (or as it waited): whether it took the lock is not in
-            # its result. Let go once if it did (``release`` refuses a lock this thread does not hold).
-            with contextlib.suppress(RuntimeError):
-                lock.release()
-            raise
-        self._depth = depth + 1
-        if not depth:
-            self._owner = me
-            baton = self._baton
-            try:
-                del baton[0]
-            except IndexError:
-                try:
-                    _wait_baton(baton)
-                except BaseException:  # (not taken: waited too long, or a handler's exception as it waited)
-                    self._depth, self._owner = 0, None
-                    lock.release()
-                    raise
-            self.open = False
-            baton += _GIVEN_BACK  # (``append(True)`` without a call: see above)
-        return True
-
-    def release(self, *_exc: object) -> None:
-        """Let the lock go (as ``RLock.release``; ``__exit__`` too); the last time its holder lets go, open the
-        baton's path again."""
-        depth = self._depth - 1
-        self._depth = depth
-        if not depth:
-            self._owner = None
-            self.open = True
-        self._lock.release()
-
-    # (The methods themselves: a ``with`` block takes the lock with no frame of its own around ``acquire``.)
-    __enter__ = acquire
-    __exit__ = release
-
-    def forked(self) -> None:
-        """In a forked child: the lock is free (``_state``), so its path is open (a parent thread may have held it)."""
-        self._owner, self._depth = None, 0
-        self.open = True
 
 
 def _unsettled(token: object) -> bool:
@@ -524,16 +425,15 @@ class Budget:
             },
             sort_keys=True,
         )
-        # (Block budgets) held while ``_spent`` and ``_committed`` change: see ``_Baton``; and (period budgets) while
-        # the usual call over a shared ledger's lease takes from it or settles with it (see ``_GatedLock``). The lock
-        # guards the rest (the alerts, the thresholds fired, and a period budget's figures, scope and lease).
-        self._baton_keeper = _Baton()  # (the token given back in a forked child)
-        self._baton = self._baton_keeper.token
-        self._lock = _GatedLock(self._baton)  # (free again in a forked child)
+        self._lock = _state.new_rlock()  # (free again in a forked child)
         # Alerts made (under the lock, in the order of ``alerts``) and not yet handed to the sinks, and the lock held
         # while they are handed over: one thread at a time, in that order (``_deliver``).
         self._outbox: collections.deque[tuple[BudgetAlert, str | None]] = collections.deque()
         self._delivering = _state.new_rlock()
+        # (Block budgets) held while ``_spent`` and ``_committed`` change: see ``_Baton``. The lock guards the rest (the
+        # alerts, the thresholds fired, and a period budget's figures, scope and lease).
+        self._baton_keeper = _Baton()  # (the token given back in a forked child)
+        self._baton = self._baton_keeper.token
         # (Period budgets) spent, and spent plus reserved (the ledger's, as last seen), kept as one figure.
         self._spent = ZERO
         self._committed = ZERO
@@ -1058,12 +958,11 @@ class Budget:
 
     def _take_leased(self, lease: Lease, needed: Decimal, atto: int | None) -> _LeaseCall | None:
         """The usual call over a shared ledger (DuckDB, Parquet, PostgreSQL): ``needed`` served from this period's
-        ``lease`` in memory, under the budget's baton once (``_GatedLock``), if the call is of the lease's period (its
-        own bounds, against the tracker's clock: the budget's bounds while the lease is its own; the system clock's
-        reading is checked against a bound found once per batch, as ``Lease.take`` checks it, another clock's per
-        call). ``None`` for anything else (the lease is due for its batch, has run dry, or is another period's or
-        another store's; or the budget's lock is held): ``_reserve`` decides then, under the lock. ``atto``: ``needed``
-        in 10**-18 USD if the caller has it (else ``leased``)."""
+        ``lease`` in memory, under the budget's lock once, if the call is of the lease's period (its own bounds,
+        against the tracker's clock: the budget's bounds while the lease is its own; the system clock's reading is
+        checked against a bound found once per batch, as ``Lease.take`` checks it, another clock's per call). ``None``
+        for anything else (the lease is due for its batch, has run dry, or is another period's or another store's):
+        ``_reserve`` decides then. ``atto``: ``needed`` in 10**-18 USD if the caller has it (else ``leased``)."""
         tracker = self._tracker
         if tracker is None:
             tracker = get_tracker()
@@ -1079,28 +978,22 @@ class Budget:
                     return None
             if atto is None:
                 atto = leased(needed)
-            now_s = _time()
             taken = False
-            baton = self._baton
+            lock = self._lock
+            lock.acquire()  # (not ``with``: its protocol costs more than the lock, on every call)
             try:
-                del baton[0]  # (the baton's path: see ``_GatedLock``)
-            except IndexError:
-                _wait_baton(baton)
-            try:
-                # ``Lease.take`` inline (one frame less on every call), counted in the lease's ``view``: no holder of
-                # the budget's lock is at the lease's figures, the lease is live and not due for its batch (nor, on
-                # the system clock, past its period), and has ``needed`` unused, with some room (as the ledger grants
-                # a reservation). Steps on ints and attributes alone (see ``_GatedLock``).
-                if self._lock.open and lease is self._lease and now_s < (lease.period_due if system else lease.due):
+                # ``Lease.take`` inline (one frame less on every call), counted in the lease's ``view``: the lease is
+                # live and not due for its batch (nor, on the system clock, past its period), and has ``needed``
+                # unused, with some room (as the ledger grants a reservation).
+                if lease is self._lease and _time() < (lease.period_due if system else lease.due):
                     free = lease.free
                     left = free - atto
                     if left >= 0 and (atto > 0 or free > 0):  # (ints: the lease's figures are 10**-18 USD)
                         lease.free = left
                         taken = True
             finally:
-                baton.append(True)
+                lock.release()
             if taken:
-                # (Made once the baton is given back: making a list may run the garbage collector.)
                 return [lease, atto]  # (a ``_LeaseCall``)
         return None
 
@@ -1348,17 +1241,14 @@ class Budget:
             token.settled = True  # type: ignore[union-attr]  # (a ``_Leased``: see above)
         amount, entry_id = entry.amount, entry.id
         quiet = None
-        baton = self._baton
+        lock = self._lock
+        lock.acquire()  # (as in ``_take_leased``)
         try:
-            del baton[0]  # (the baton's path: see ``_GatedLock``)
-        except IndexError:
-            _wait_baton(baton)
-        try:
-            # ``Lease.settle_call``'s usual case inline, under the baton (steps on ints and a dict, see ``_GatedLock``):
-            # the lease covers the amount (its estimate given back plus what is unused), and no holder of the budget's
-            # lock is at its figures. Counted as spent in the lease's ``view``, in place of its estimate; ``quiet``:
-            # ``settled`` stays under the lease's bound (``Lease.quiet``), so no threshold can have been crossed.
-            if self._lock.open and lease is self._lease:
+            # ``Lease.settle_call``'s usual case inline, in integer steps: the lease covers the amount (its estimate
+            # given back plus what is unused). Counted as spent in the lease's ``view``, in place of its estimate;
+            # ``quiet``: ``settled`` stays under the lease's bound (``Lease.quiet``), so no threshold can have been
+            # crossed.
+            if lease is self._lease:
                 free = lease.free - (atto - estimate)
                 pending = lease.pending
                 if free >= 0 and atto >= 0 and lease.live and entry_id not in pending:
@@ -1368,8 +1258,8 @@ class Budget:
                     lease.count += 1
                     quiet = settled < lease.quiet_settled
         finally:
-            baton.append(True)
-        if quiet is None:
+            lock.release()
+        if quiet is None:  # (any other case: under the lock again, in a wide decimal context)
             quiet = self._settle_locked(lease, amount, atto, estimate, entry_id)
         if not quiet:  # (else no threshold can have been crossed: ``check_thresholds`` keeps this bound)
             self.check_thresholds()
@@ -1377,9 +1267,9 @@ class Budget:
 
     @in_exact_context  # (the caller settles in the caller's context: its figures are ints; a batch's are not)
     def _settle_locked(self, lease: Lease, amount: Decimal, atto: int, estimate: int, entry_id: str) -> bool:
-        """``settle_recorded`` of an entry that the baton's path did not settle, under the budget's lock: whether no
+        """``settle_recorded`` of an entry whose usual case did not apply, under the budget's lock: whether no
         threshold can have been crossed."""
-        with self._lock:  # (a ``with``: no signal handler's exception can land between taking the lock and ``try``)
+        with self._lock:
             if lease is self._lease:  # (then its scope is the budget's: they change together, under the lock)
                 try:
                     # Settled in memory (``True``/``False``): counted as spent in the lease's ``view``, in place of

@@ -517,8 +517,8 @@ def test_a_budget_failing_to_settle_the_usual_call_logs_it_and_gives_its_estimat
 
 @pytest.mark.parametrize("side", ["taking from the lease", "settling with it"])
 def test_a_call_waits_for_the_holder_of_the_budgets_lock_and_then_counts_exactly(duck: str, side: str) -> None:
-    # The usual call takes from the lease and settles with it under the budget's baton, not its lock; a thread holding
-    # the lock (a batch, a new reading of the ledger) keeps it off that path, so the call waits for it on either side.
+    # The usual call takes from the lease and settles with it under the budget's lock: a thread holding it (a batch, a
+    # new reading of the ledger) makes the call wait, on either side, and nothing is counted twice or lost.
     tracker = CostTracker(duck)
     inside, go_on = threading.Event(), threading.Event()
 
@@ -546,7 +546,7 @@ def test_a_call_waits_for_the_holder_of_the_budgets_lock_and_then_counts_exactly
             assert not done.wait(0.3) and not inside.is_set()  # waits before the call, for the lock
         else:
             thread.start()
-            assert inside.wait(10)  # taken from the lease on the baton's path
+            assert inside.wait(10)  # taken from the lease
             lock.acquire()
             go_on.set()
             assert not done.wait(0.3)  # waits after the call, for the lock
@@ -562,7 +562,7 @@ def test_a_call_waits_for_the_holder_of_the_budgets_lock_and_then_counts_exactly
 
 def test_calls_that_narrow_the_decimal_context_as_they_run_still_count_exactly(duck: str) -> None:
     # A call's function may narrow its thread's context for good (``getcontext().prec = 6``): its entry is then
-    # settled in that context, on the baton's path in integer steps, and through the ledger's batches (which count in
+    # settled in that context, in integer steps on the usual path, and through the ledger's batches (which count in
     # ``Decimal``s: in a wide context of their own) as the lease runs out, thresholds and all.
     import decimal
 
