@@ -1059,8 +1059,11 @@ class Budget:
                 return leased
         elif lease is not None and lease.scope is scope and lease.holding():
             self._close_lease(lease)  # near the limit: its amounts settled, its headroom released; call by call now
-        r = store.reserve(scope, needed, limit=self.limit, force=self.on_exceed == "warn")
-        remaining = self.limit - r.spent - r.reserved
+        # (The limit read once: one lowered by another thread meanwhile holds from the next call. Read again here, it
+        # refused a call the ledger had just granted under the old one, and that reservation was never released.)
+        limit = self.limit
+        r = store.reserve(scope, needed, limit=limit, force=self.on_exceed == "warn")
+        remaining = limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
                 self._set(*self._view(scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))))

@@ -630,3 +630,35 @@ def test_nested_budgets_settle_the_call_served_from_the_lease_in_memory(
     standing = tracker.store.standing(scope_of(daily), refresh=True)
     assert (standing.spent, standing.reserved) == (CALL * 201, 0)
     tracker.close()
+
+
+def test_a_limit_lowered_while_a_call_is_reserved_exactly_leaves_nothing_reserved(
+    duck: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Near the limit a call is reserved exactly in the ledger; another thread lowering the limit just as the ledger
+    # grants it must not make the budget refuse the call it was granted (whose reservation nothing would release).
+    tracker = CostTracker(duck)
+    call = tracked(tracker)
+    daily = budget(CALL * 4, period="daily", tracker=tracker)
+    store_type = type(tracker.store)
+    reserve = store_type.reserve
+
+    def lowered_meanwhile(store: Any, *args: Any, **kwargs: Any) -> Any:
+        granted = reserve(store, *args, **kwargs)
+        other = threading.Thread(target=setattr, args=(daily, "limit", CALL * Decimal("0.8")))
+        other.start()
+        other.join()
+        return granted
+
+    monkeypatch.setattr(store_type, "reserve", lowered_meanwhile)
+    with daily:
+        call()  # granted under the limit it was reserved under
+        monkeypatch.undo()
+        assert daily.reserved == 0
+        with pytest.raises(BudgetExceeded):
+            call()  # the lowered limit holds from the next call
+    tracker.flush()
+    assert daily.spent == CALL and daily.reserved == 0
+    standing = tracker.store.standing(scope_of(daily), refresh=True)
+    assert (standing.spent, standing.reserved) == (CALL, 0)
+    tracker.close()
