@@ -71,6 +71,20 @@ def scope_of(b: llmcost.Budget) -> BudgetScope:
     return BudgetScope(b.key, since=b.period_start, until=b.period_end, tags=b.tags or None)
 
 
+def team_daily(duck: str) -> tuple[CostTracker, Callable[[], Any], llmcost.Budget]:
+    """A tracker over ``duck``, a call of the team, and the team's daily budget, far from its limit."""
+    tracker = CostTracker(duck)
+    return tracker, tracked(tracker, tags=TEAM), budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+
+
+def assert_ledger_settled(tracker: CostTracker, b: llmcost.Budget, spent: Decimal) -> None:
+    """Once the tracker's entries are written, the ledger holds ``spent`` for ``b``'s scope and nothing reserved:
+    every amount settled once, neither lost nor counted twice."""
+    tracker.flush()
+    standing = tracker.store.standing(scope_of(b), refresh=True)
+    assert (standing.spent, standing.reserved) == (spent, 0)
+
+
 class Spies:
     """How often the slower steps ran: exact reservations, ``after_call``, the settling context."""
 
@@ -99,9 +113,7 @@ class Spies:
 def test_the_usual_call_is_served_from_the_lease_and_settled_with_its_entry_in_one_step(
     duck: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tracker = CostTracker(duck)
-    call = tracked(tracker, tags=TEAM)
-    daily = budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+    tracker, call, daily = team_daily(duck)
     with daily:
         call()  # leases
         assert type(daily._lease) is Lease and daily._lease.live
@@ -492,9 +504,7 @@ def test_a_budget_failing_to_settle_the_usual_call_logs_it_and_gives_its_estimat
 ) -> None:
     # The tracker offers the call's token to its one budget with the entry; a failure there is logged, the entry is
     # kept, and the estimate the call took from the lease goes back to it (the user's call returns as usual).
-    tracker = CostTracker(duck)
-    call = tracked(tracker, tags=TEAM)
-    daily = budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+    tracker, call, daily = team_daily(duck)
     with daily:
         call()  # leases
         assert daily.reserved == 0
@@ -554,9 +564,7 @@ def test_a_call_waits_for_the_holder_of_the_budgets_lock_and_then_counts_exactly
         thread.join(10)
         assert done.is_set()
         assert daily.spent == CALL * 2 and daily.reserved == 0
-    tracker.flush()
-    standing = tracker.store.standing(scope_of(daily), refresh=True)
-    assert (standing.spent, standing.reserved) == (CALL * 2, 0)
+    assert_ledger_settled(tracker, daily, CALL * 2)
     tracker.close()
 
 
@@ -595,10 +603,8 @@ def test_calls_that_narrow_the_decimal_context_as_they_run_still_count_exactly(d
         decimal.getcontext().prec = saved
     assert [a.threshold for a in alerts] == [0.5, 0.8]
     assert [a.spent for a in alerts] == [one * 600, one * 960]  # (each at its crossing: the lease is sized near it)
-    tracker.flush()
+    assert_ledger_settled(tracker, daily, one * 1000)
     assert tracker.total() == one * 1000
-    standing = tracker.store.standing(scope_of(daily), refresh=True)
-    assert (standing.spent, standing.reserved) == (one * 1000, 0)
     tracker.close()
 
 
@@ -607,9 +613,7 @@ def test_nested_budgets_settle_the_call_served_from_the_lease_in_memory(
 ) -> None:
     # Under a block budget and a daily one, the daily budget's token is found with the call's other tokens as its
     # entry is counted (``begin_settling``), and settled in the lease: no transaction of the ledger per call.
-    tracker = CostTracker(duck)
-    call = tracked(tracker, tags=TEAM)
-    daily = budget(10**6, period="daily", tracker=tracker, tags=TEAM)
+    tracker, call, daily = team_daily(duck)
     block = budget(10**6)
     settles = []
     settle = type(tracker.store).settle
@@ -626,9 +630,7 @@ def test_nested_budgets_settle_the_call_served_from_the_lease_in_memory(
         assert settles == []
         assert (daily.spent, daily.reserved) == (CALL * 201, 0)
         assert (block.spent, block.reserved) == (CALL * 201, 0)
-    tracker.flush()
-    standing = tracker.store.standing(scope_of(daily), refresh=True)
-    assert (standing.spent, standing.reserved) == (CALL * 201, 0)
+    assert_ledger_settled(tracker, daily, CALL * 201)
     tracker.close()
 
 
@@ -657,8 +659,6 @@ def test_a_limit_lowered_while_a_call_is_reserved_exactly_leaves_nothing_reserve
         assert daily.reserved == 0
         with pytest.raises(BudgetExceeded):
             call()  # the lowered limit holds from the next call
-    tracker.flush()
+    assert_ledger_settled(tracker, daily, CALL)
     assert daily.spent == CALL and daily.reserved == 0
-    standing = tracker.store.standing(scope_of(daily), refresh=True)
-    assert (standing.spent, standing.reserved) == (CALL, 0)
     tracker.close()
