@@ -51,8 +51,9 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import ROUND_DOWN, Context, Decimal, localcontext
 from decimal import getcontext as _getcontext
+from functools import reduce
 from itertools import islice, repeat
-from operator import is_
+from operator import is_, itemgetter
 from typing import Any
 
 import attrs
@@ -1137,13 +1138,25 @@ class LocalLedger(Ledger):
             mine = [row[ROW_ID] for row in rows if row[ROW_ID] in unfed]
             unfed.difference_update(mine)
             self._forget_settled(mine)
-        for row in rows:
-            if row[ROW_ENTRY] is not None:  # (``appended_row`` says why the others are not kept)
-                seen[row[ROW_ID]] = None
-        if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
-            self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
+        if any(map(_entry_of, rows)):  # (a C-level look first: the tracker's rows have none)
+            for row in rows:
+                if row[ROW_ENTRY] is not None:  # (``appended_row`` says why the others are not kept)
+                    seen[row[ROW_ID]] = None
+            if len(seen) > _SEEN:  # the oldest half forgotten (only the last few can still be settled)
+                self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
+        if not rows or not self._accounts:
+            return
+        whens = list(map(_micros_of, rows))
+        first, last = min(whens), max(whens)
         for scope, account in self._accounts.values():
             since, until, plain = account.since_us, account.until_us, scope.plain
+            if plain and (since is None or since <= first) and (until is None or last < until):
+                # The usual batch (a MemoryStore's move of its appends): every row counts, summed at C level and
+                # added once (a third of the instructions of adding each row to both figures). Exact: 80 digits.
+                total = reduce(_add, map(_amount_of, rows), ZERO)
+                account.base = _add(account.base, total)
+                account.committed = _add(account.committed, total)
+                continue
             for row in rows:
                 when = row[ROW_MICROS]
                 if (
@@ -1198,6 +1211,7 @@ ROW_ID, ROW_MICROS, ROW_AMOUNT, ROW_CATEGORY = 0, 1, 2, 3
 ROW_RESOURCE, ROW_MODEL, ROW_TAGS, ROW_CANONICAL = 5, 7, 12, 14
 #: ... and where the ``CostEntry`` of the row's values is, if one was built (``None`` if not): after the fields.
 ROW_ENTRY = 15
+_entry_of, _micros_of, _amount_of = itemgetter(ROW_ENTRY), itemgetter(ROW_MICROS), itemgetter(ROW_AMOUNT)
 
 
 def _as_row(item: Any) -> tuple[Any, ...]:

@@ -106,6 +106,35 @@ def test_rows_told_one_at_a_time_count_as_rows_told_together() -> None:
     assert seen == [{"all": 13, "team": 1, "model": 8}] * 2
 
 
+
+@pytest.mark.parametrize(
+    "outside",
+    [None, DAY + timedelta(days=1), DAY - timedelta(microseconds=1)],
+    ids=["all-in-the-period", "one-at-the-end-bound", "one-just-before"],
+)
+def test_a_batch_of_rows_counts_each_row_of_a_plain_accounts_period_once_and_no_other(outside: datetime | None) -> None:
+    # A MemoryStore's move tells the ledger of its appends in one batch (``appended``): a plain account whose period
+    # holds every row of the batch adds their sum at once; a batch reaching past either bound is counted row by row.
+    # Either way each row of the period counts once, exactly (18 places, in a caller's narrow context), and no other.
+    day = BudgetScope("day", since=DAY, until=DAY + timedelta(days=1))
+    ever = BudgetScope("ever")
+    inside = [
+        (DAY, Decimal("0.000000000000000001")),
+        (DAY + timedelta(hours=5), Decimal("12345678.123456789012345678")),
+        (DAY + timedelta(days=1) - timedelta(microseconds=1), Decimal("0.5")),
+    ]
+    rows = inside + ([] if outside is None else [(outside, Decimal("7"))])
+    store = MemoryStore()
+    ledger = store.ledger()
+    for scope in (day, ever):
+        ledger.standing(scope)
+    for when, amount in rows:
+        store.append_row(_row(make_entry(amount=amount, timestamp=when)))
+    with decimal.localcontext(_narrow()):
+        day_spent, ever_spent = ledger.standing(day).spent, ledger.standing(ever).spent  # (one batch of rows)
+    assert day_spent == Decimal("12345678.623456789012345679")
+    assert ever_spent == sum((amount for _, amount in rows), Decimal(0))
+
 # -- kept accounts: how a period budget's calls reserve and settle over a MemoryStore --------------------------
 SCOPE = BudgetScope("kept", since=DAY, until=DAY + timedelta(days=1))
 CALL = Decimal("0.0025")
