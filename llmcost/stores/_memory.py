@@ -314,11 +314,13 @@ class MemoryStore(CostStore):
         pending, feeds = self._pending, self._feeds
         self._moving = True  # (from here: the ledger's count of the appends is part of the move appends wait for)
         try:
-            n = len(pending) if feeds is None else feeds.counted_appends()  # (counted by the ledger before they leave)
-            if not n:
+            if feeds is None:
+                batch = pending[:]
+                del pending[: len(batch)]  # appends racing with this land after these (only the lock holder removes)
+            else:
+                batch = feeds.take_counted()  # (counted by the ledger before they leave; it removes them as above)
+            if not batch:
                 return
-            batch = pending[:n]
-            del pending[:n]  # appends racing with this land after the first n, which only this lock holder removes
             try:
                 columns = self._convert(batch)
             except (ValueError, TypeError, OverflowError, KeyError, AttributeError):

@@ -71,6 +71,39 @@ def test_an_append_outside_the_budget_ends_the_loan_and_counts_before_the_next_c
         assert b.reserved == 0
 
 
+
+def test_the_stores_moves_keep_the_account_lent_and_each_row_counts_once() -> None:
+    # Every 256th append moves the appends into the store's columns: the rows the loan counted leave, and the account
+    # stays lent (the mover's own row, not counted yet, stays pending: its call counts it as it settles).
+    tracker = CostTracker()
+    call = tracked(tracker)
+    ledger = tracker.store.ledger()
+    assert isinstance(ledger, LocalLedger)
+    with budget(CALL * 603, period="daily", tracker=tracker) as b:
+        calls_until_lent(call, tracker)
+        lent = ledger._lent
+        for _ in range(600):  # two moves and more
+            call()
+        assert ledger._lent is lent and lent_live(tracker)  # one loan throughout
+        with pytest.raises(BudgetExceeded):
+            call()  # the limit, exactly
+        assert b.spent == CALL * 603 == tracker.total() and b.reserved == 0
+
+
+def test_a_move_that_finds_appends_outside_the_budget_takes_the_account_back_and_counts_each_once() -> None:
+    tracker = CostTracker()
+    call = tracked(tracker)
+    other = track_cost(tracker=CostTracker(store=tracker.store))(lambda: RESPONSE)  # under no budget
+    with budget(CALL * 700, period="daily", tracker=tracker) as b:
+        calls_until_lent(call, tracker)
+        for _ in range(300):  # a move among these, with the other writer's rows not counted by the loan
+            other()
+        for _ in range(397):
+            call()
+        with pytest.raises(BudgetExceeded):
+            call()
+        assert b.spent == CALL * 700 == tracker.total() and b.reserved == 0
+
 def test_an_append_between_a_calls_check_and_its_row_is_counted_once() -> None:
     tracker = CostTracker()
     other = CostTracker(store=tracker.store)
