@@ -71,7 +71,6 @@ def test_an_append_outside_the_budget_ends_the_loan_and_counts_before_the_next_c
         assert b.reserved == 0
 
 
-
 def test_the_stores_moves_keep_the_account_lent_and_each_row_counts_once() -> None:
     # Every 256th append moves the appends into the store's columns: the rows the loan counted leave, and the account
     # stays lent (the mover's own row, not counted yet, stays pending: its call counts it as it settles).
@@ -103,6 +102,7 @@ def test_a_move_that_finds_appends_outside_the_budget_takes_the_account_back_and
         with pytest.raises(BudgetExceeded):
             call()
         assert b.spent == CALL * 700 == tracker.total() and b.reserved == 0
+
 
 def test_an_append_between_a_calls_check_and_its_row_is_counted_once() -> None:
     tracker = CostTracker()

@@ -106,7 +106,6 @@ def test_rows_told_one_at_a_time_count_as_rows_told_together() -> None:
     assert seen == [{"all": 13, "team": 1, "model": 8}] * 2
 
 
-
 @pytest.mark.parametrize(
     "outside",
     [None, DAY + timedelta(days=1), DAY - timedelta(microseconds=1)],
@@ -134,6 +133,7 @@ def test_a_batch_of_rows_counts_each_row_of_a_plain_accounts_period_once_and_no_
         day_spent, ever_spent = ledger.standing(day).spent, ledger.standing(ever).spent  # (one batch of rows)
     assert day_spent == Decimal("12345678.623456789012345679")
     assert ever_spent == sum((amount for _, amount in rows), Decimal(0))
+
 
 # -- kept accounts: how a period budget's calls reserve and settle over a MemoryStore --------------------------
 SCOPE = BudgetScope("kept", since=DAY, until=DAY + timedelta(days=1))
