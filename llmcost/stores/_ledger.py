@@ -1114,35 +1114,41 @@ class LocalLedger(Ledger):
         # period budget needs no ``CostEntry`` built for the ledger; entries of ``append`` as theirs.
         self.appended(new if all(map(is_, map(type, new), repeat(tuple))) else list(map(self._row_of, new)))
 
-    def take_counted(self) -> list[Any]:
+    def take_counted(self, keep_loan: bool = False) -> list[Any]:
         """(Fed ledgers; the store, holding the lock, as it moves its appends into its columns) the items at the front
         of the store's appends list that are counted, taken off it: every append so far, each counted here first.
 
-        While an account is lent, and the appends it has not counted are at most the one a call of the loan has made
-        and not settled yet (the mover's own, as a rule), only those the loan counted are taken, and the account stays
-        lent: a move changes none of its figures, and that call counts its row as it settles (``LentAccount``). Taking
-        it back instead cost every 256th call a conversion of the figures both ways and the ledger's steps."""
+        With ``keep_loan`` (an append's move, not a reader's), while an account is lent and the appends it has not
+        counted are at most the one a call of the loan has made and not settled yet (the mover's own, as a rule), only
+        those the loan counted are taken, and the account stays lent: a move changes none of its figures, and that
+        call counts its row as it settles (``LentAccount``). Taking it back instead cost every 256th call a conversion
+        of the figures both ways and the ledger's steps. A reader must have every append in the columns, and a
+        budget's token held by another step (a thread mid-step, or a signal handler's call interrupting one) is not
+        waited for here: the account is taken back then, as ever (``_take_back`` waits, or takes it as it stands)."""
         appends = self._appends
         lent = self._lent
-        if lent is not None:
+        if keep_loan and lent is not None:
             baton = lent.baton
             try:
                 baton.pop()  # (as ``_take_back`` takes it, under the lock)
             except IndexError:
-                lent.wait(baton)
-            try:
-                n = lent.told
-                kept = len(appends) - n <= 1
+                pass  # (taken back below)
+            else:
+                try:
+                    n = lent.told
+                    kept = len(appends) - n <= 1
+                    if kept:
+                        taken = appends[:n]
+                        del appends[:n]  # (appends racing with this land after the first n)
+                        lent.told, lent.start = 0, lent.start - n
+                finally:
+                    baton.append(True)
                 if kept:
-                    taken = appends[:n]
-                    del appends[:n]  # (appends racing with this land after the first n)
-                    lent.told, lent.start = 0, lent.start - n
-            finally:
-                baton.append(True)
-            if kept:
-                return taken
+                    return taken
+        if self._lent is not None:
+            self._take_back()  # (first: the count of appends is the loan's till then)
         if len(appends) != self._told:
-            self._catch_up()  # (and takes the account back)
+            self._catch_up()
         n, self._told = self._told, 0
         taken = appends[:n]
         del appends[:n]  # (as above)

@@ -291,7 +291,7 @@ class MemoryStore(CostStore):
                 return
             _sleep(_MOVE_WAIT)
         try:
-            self._columnize()
+            self._columnize(moving=True)
         finally:
             lock.release()
 
@@ -302,10 +302,12 @@ class MemoryStore(CostStore):
         ledger = self._feeds = LocalLedger(self.total, lock=self._lock, fed=True, appends=self._pending, row_of=_row_of)
         return ledger
 
-    def _columnize(self) -> None:
+    def _columnize(self, moving: bool = False) -> None:
         """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
         converted after all, every other one: the poison is set aside (``dead_letters``), never dropped, and the
-        columns stay aligned.
+        columns stay aligned. ``moving``: an append's move, which may leave the one append a budget's lent account
+        has not counted yet pending (``LocalLedger.take_counted``); a reader's moves them all, since it reads only
+        the columns.
 
         This runs for every entry ever recorded, so the batch is taken apart with C-level helpers (``attrgetter``,
         ``zip``, ``map``) and Python code runs per entry only where it must. Everything is converted into new
@@ -318,7 +320,7 @@ class MemoryStore(CostStore):
                 batch = pending[:]
                 del pending[: len(batch)]  # appends racing with this land after these (only the lock holder removes)
             else:
-                batch = feeds.take_counted()  # (counted by the ledger before they leave; it removes them as above)
+                batch = feeds.take_counted(moving)  # (counted by the ledger before they leave, and taken off as above)
             if not batch:
                 return
             try:

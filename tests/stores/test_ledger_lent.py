@@ -104,6 +104,53 @@ def test_a_move_that_finds_appends_outside_the_budget_takes_the_account_back_and
         assert b.spent == CALL * 700 == tracker.total() and b.reserved == 0
 
 
+@pytest.mark.parametrize("inside", [False, True], ids=["after-the-block", "in-the-block"])
+def test_a_reading_finds_the_append_the_loan_has_not_counted(inside: bool) -> None:
+    # A reader moves the appends into the columns too, and reads only the columns: the one append a lent account has
+    # not counted yet (another writer's, or a call's after the block) must be moved and counted with the others.
+    tracker = CostTracker()
+    call = tracked(tracker)
+    other = CostTracker(store=tracker.store)
+    with budget(1, period="daily", tracker=tracker):
+        calls_until_lent(call, tracker)
+        call()
+        if inside:
+            other.record(amount="0.5", model="gpt-4o")
+    if not inside:
+        call()
+    expected = CALL * 4 + (Decimal("0.5") if inside else CALL)
+    assert tracker.store.total() == expected == sum(e.amount for e in tracker.store.entries())
+    assert len(tracker.store.entries()) == len(tracker.store) == 5
+
+
+def test_an_appends_move_while_the_budgets_token_is_held_takes_the_account_back_without_waiting() -> None:
+    # A signal handler's tracked call, made while its thread holds the budget's token, may be the append that moves
+    # the appends: the move does not wait for the token (its holder cannot run) and takes the account back as
+    # ``_take_back`` does (which logs it); the handler's call returns, and every row counts once.
+    tracker = CostTracker()
+    call = tracked(tracker)
+    other = track_cost(tracker=CostTracker(store=tracker.store))(lambda: RESPONSE)  # under no budget
+
+    def cannot(baton: list[bool]) -> None:
+        raise RuntimeError("held by the interrupted thread")
+
+    with budget(100, period="daily", tracker=tracker) as b:
+        calls_until_lent(call, tracker)
+        ledger = tracker.store.ledger()
+        assert isinstance(ledger, LocalLedger)
+        lent = ledger._lent
+        assert lent is not None
+        lent.wait = cannot
+        lent.baton.pop()  # the interrupted thread holds it
+        try:
+            for _ in range(256):  # a move among these
+                other()
+        finally:
+            lent.baton.append(True)
+        assert not lent.live
+        assert b.spent == CALL * 259 == tracker.store.total() and len(tracker.store) == 259
+
+
 def test_an_append_between_a_calls_check_and_its_row_is_counted_once() -> None:
     tracker = CostTracker()
     other = CostTracker(store=tracker.store)
