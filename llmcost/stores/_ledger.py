@@ -479,10 +479,9 @@ class LentAccount:
     a call into the ledger. The ledger counts nothing while the account is lent: ``told`` is its count of ``appends``
     meanwhile, and a call counts its own row itself, only when the row is the one append not yet counted
     (``len(appends) == told + 1``), so every row is counted once. Any other news (an append the budget did not make,
-    any step of the ledger: another account, a reading) makes the ledger take the account back first (``live`` turns
-    false, the figures go back into the account as Decimals), and the budget's calls go the ledger's way until it
-    lends the account again. A move of the appends into the store's columns takes off only the appends the loan
-    counted, and keeps it lent (``take_counted``).
+    any step of the ledger: another account, a reading, a move of the appends into the store's columns) makes the
+    ledger take the account back first (``live`` turns false, the figures go back into the account as Decimals), and
+    the budget's calls go the ledger's way until it lends the account again.
 
     Every field is read and written by the holder of ``baton`` (the budget's token, a list holding one item: taken
     with ``pop``, given back with ``append``; cheaper than the ledger's ``RLock``, whose ``acquire`` parses its
@@ -560,8 +559,8 @@ class LocalLedger(Ledger):
     store (as a row of its fields), so recorded spend is kept as a running total and never read again: a
     ``MemoryStore`` gives it its list of ``appends`` (appended to without the lock; ``row_of`` makes a row of an item
     that is not one), which the ledger reads under ``lock`` (the store's) before it reads an account, counting the
-    items it has not counted yet; as the store moves them into its columns, the ledger takes the counted items off its
-    front (``take_counted``). So appends themselves need not take the lock. Without ``fed``, recorded spend is read
+    items it has not counted yet, and the store takes counted items off its front (``counted_appends``) as it moves
+    them into its columns. So appends themselves need not take the lock. Without ``fed``, recorded spend is read
     again after acknowledgements and every ``refresh`` seconds.
 
     Example::
@@ -586,7 +585,7 @@ class LocalLedger(Ledger):
         self._lock = lock if lock is not None else _state.new_rlock()
         self._fed = fed
         # (Fed ledgers) the store's list of appends not yet moved into its columns (never rebound; appended to without
-        # the lock, taken from the front only under it, by ``take_counted``), ``_told`` of them counted here: the
+        # the lock, taken from the front only under it, by ``counted_appends``), ``_told`` of them counted here: the
         # ledger reads it itself, so a look that finds nothing new costs a ``len``. ``row_of``: an item as a row.
         self._appends: list[Any] = appends if appends is not None else []
         self._told = 0
@@ -1114,45 +1113,16 @@ class LocalLedger(Ledger):
         # period budget needs no ``CostEntry`` built for the ledger; entries of ``append`` as theirs.
         self.appended(new if all(map(is_, map(type, new), repeat(tuple))) else list(map(self._row_of, new)))
 
-    def take_counted(self, keep_loan: bool = False) -> list[Any]:
-        """(Fed ledgers; the store, holding the lock, as it moves its appends into its columns) the items at the front
-        of the store's appends list that are counted, taken off it: every append so far, each counted here first.
-
-        With ``keep_loan`` (an append's move, not a reader's), while an account is lent and the appends it has not
-        counted are at most the one a call of the loan has made and not settled yet (the mover's own, as a rule), only
-        those the loan counted are taken, and the account stays lent: a move changes none of its figures, and that
-        call counts its row as it settles (``LentAccount``). Taking it back instead cost every 256th call a conversion
-        of the figures both ways and the ledger's steps. A reader must have every append in the columns, and a
-        budget's token held by another step (a thread mid-step, or a signal handler's call interrupting one) is not
-        waited for here: the account is taken back then, as ever (``_take_back`` waits, or takes it as it stands)."""
-        appends = self._appends
-        lent = self._lent
-        if keep_loan and lent is not None:
-            baton = lent.baton
-            try:
-                baton.pop()  # (as ``_take_back`` takes it, under the lock)
-            except IndexError:
-                pass  # (taken back below)
-            else:
-                try:
-                    n = lent.told
-                    kept = len(appends) - n <= 1
-                    if kept:
-                        taken = appends[:n]
-                        del appends[:n]  # (appends racing with this land after the first n)
-                        lent.told, lent.start = 0, lent.start - n
-                finally:
-                    baton.append(True)
-                if kept:
-                    return taken
+    def counted_appends(self) -> int:
+        """(Fed ledgers; the store, holding the lock) count every append so far, and hand them over: how many items at
+        the front of the store's appends list the ledger counted, all of them, which the caller removes from it
+        before it lets go of the lock (the ledger counts from the front of the list again)."""
         if self._lent is not None:
-            self._take_back()  # (first: the count of appends is the loan's till then)
-        if len(appends) != self._told:
+            self._take_back()
+        if len(self._appends) != self._told:
             self._catch_up()
         n, self._told = self._told, 0
-        taken = appends[:n]
-        del appends[:n]  # (as above)
-        return taken
+        return n
 
     def appended(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """(``fed`` ledgers) entries were appended (and are not yet counted), given as rows: tuples of the entry's

@@ -291,7 +291,7 @@ class MemoryStore(CostStore):
                 return
             _sleep(_MOVE_WAIT)
         try:
-            self._columnize(moving=True)
+            self._columnize()
         finally:
             lock.release()
 
@@ -302,12 +302,10 @@ class MemoryStore(CostStore):
         ledger = self._feeds = LocalLedger(self.total, lock=self._lock, fed=True, appends=self._pending, row_of=_row_of)
         return ledger
 
-    def _columnize(self, moving: bool = False) -> None:
+    def _columnize(self) -> None:
         """Move pending entries into the columns (caller holds the lock), all of them or, if one cannot be
         converted after all, every other one: the poison is set aside (``dead_letters``), never dropped, and the
-        columns stay aligned. ``moving``: an append's move, which may leave the one append a budget's lent account
-        has not counted yet pending (``LocalLedger.take_counted``); a reader's moves them all, since it reads only
-        the columns.
+        columns stay aligned.
 
         This runs for every entry ever recorded, so the batch is taken apart with C-level helpers (``attrgetter``,
         ``zip``, ``map``) and Python code runs per entry only where it must. Everything is converted into new
@@ -316,13 +314,11 @@ class MemoryStore(CostStore):
         pending, feeds = self._pending, self._feeds
         self._moving = True  # (from here: the ledger's count of the appends is part of the move appends wait for)
         try:
-            if feeds is None:
-                batch = pending[:]
-                del pending[: len(batch)]  # appends racing with this land after these (only the lock holder removes)
-            else:
-                batch = feeds.take_counted(moving)  # (counted by the ledger before they leave, and taken off as above)
-            if not batch:
+            n = len(pending) if feeds is None else feeds.counted_appends()  # (counted by the ledger before they leave)
+            if not n:
                 return
+            batch = pending[:n]
+            del pending[:n]  # appends racing with this land after the first n, which only this lock holder removes
             try:
                 columns = self._convert(batch)
             except (ValueError, TypeError, OverflowError, KeyError, AttributeError):
