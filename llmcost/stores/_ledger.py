@@ -1152,7 +1152,8 @@ class LocalLedger(Ledger):
             since, until, plain = account.since_us, account.until_us, scope.plain
             if plain and (since is None or since <= first) and (until is None or last < until):
                 # The usual batch (a MemoryStore's move of its appends): every row counts, summed at C level and
-                # added once (a third of the instructions of adding each row to both figures). Exact: 80 digits.
+                # added once (a call outside a daily budget's block: +4.4% instructions, +8.0% adding each row to
+                # both figures). Exact: 80 digits.
                 total = reduce(_add, map(_amount_of, rows), ZERO)
                 account.base = _add(account.base, total)
                 account.committed = _add(account.committed, total)
