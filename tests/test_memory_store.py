@@ -352,3 +352,55 @@ def test_columns_of_one_value_all_along_and_of_mixed_values_read_back(mixed):
         store.append_row(_row(e))
     assert store.entries() == entries
     assert frame_to_entries(store.scan()) == entries
+
+
+@pytest.mark.parametrize("read", ["scan", "query"])
+def test_a_writers_move_while_a_reader_copies_the_columns_out_neither_raises_nor_loses_a_row(read):
+    # A frame (``scan``, ``query``) copies each column out of the store through a view of its buffer; a move grows
+    # every column, and an array exporting its buffer cannot grow. The reader is paused here with such a view open
+    # (a real thread, as the interpreter or NumPy's copy switches away from it) while a writer's appends reach a
+    # move: read without the store's lock, the move raised ``BufferError`` out of ``append`` and lost its batch.
+    import sys
+    import threading
+
+    import numpy as np
+
+    store = MemoryStore()
+    first = [make(i) for i in range(1000)]
+    store.append(first)
+    paused, resume = threading.Event(), threading.Event()
+    frames, errors = [], []
+
+    def pause_with_a_view_open(frame, event, arg) -> None:
+        if event == "c_return" and arg is np.frombuffer and not paused.is_set():
+            paused.set()
+            resume.wait(10)
+
+    def reader() -> None:
+        sys.setprofile(pause_with_a_view_open)
+        try:
+            frames.append(store.scan() if read == "scan" else store.query("SELECT count(*) AS n FROM entries"))
+        finally:
+            sys.setprofile(None)
+
+    later = [make(1000 + i) for i in range(_memory._BATCH + 10)]
+
+    def writer() -> None:
+        try:
+            for entry in later:
+                store.append([entry])
+        except Exception as exc:  # (reported by the assertion below)
+            errors.append(exc)
+
+    reading = threading.Thread(target=reader)
+    reading.start()
+    assert paused.wait(10), "the reader never viewed a column in place"
+    writing = threading.Thread(target=writer)
+    writing.start()
+    writing.join(10)
+    resume.set()
+    reading.join(10)
+    assert not errors
+    assert len(frames[0]) == 1000 if read == "scan" else frames[0]["n"].tolist() == [1000]
+    assert store.entries() == first + later
+    assert len(store) == 1000 + len(later)

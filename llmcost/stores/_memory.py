@@ -69,6 +69,17 @@ _FIELDS = attrgetter(*ROW_FIELDS)
 _COUNTS = attrgetter(*TOKEN_COLUMNS)
 _COUNT_GETTERS = tuple(map(attrgetter, TOKEN_COLUMNS))
 _UNITS = attrgetter("units")
+#: The columns of interned strings (``MemoryStore._<name>``), as ``_rows.frame_from_arrays`` names them.
+_STRING_COLUMNS = (
+    "currency",
+    "resource",
+    "description",
+    "model",
+    "provider",
+    "pricing",
+    "service_tier",
+    "canonical_model",
+)
 
 
 def entry_of_row(row: tuple[Any, ...]) -> CostEntry:
@@ -586,33 +597,33 @@ class MemoryStore(CostStore):
         def take(column: array[Any], dtype: str) -> np.ndarray:
             return np.frombuffer(column, dtype=dtype)[index] if len(column) else np.zeros(0, dtype=dtype)
 
+        # The arrays are read in place (``np.frombuffer``) only under the lock, each view let go of as its rows are
+        # copied out: an array exporting its buffer cannot grow, and a move (``_extend``, which holds the lock)
+        # grows every column. Read without it, a writer's move during a reader's copy raised ``BufferError`` out of
+        # ``record()`` and lost the batch it was moving.
+        with self._lock:
+            taken = {
+                "timestamp": take(self._ts, "int64"),
+                "category": take(self._cat, "int8"),
+                "latency_ms": take(self._latency, "float64"),
+                "tags": take(self._tags, "int32"),
+                **{name: take(getattr(self, f"_{name}"), "int32") for name in _STRING_COLUMNS},
+                **{name: take(column, "int64") for name, column in zip(TOKEN_COLUMNS, self._tokens, strict=True)},
+            }
         strings = np.asarray(self._strings.values, dtype=object)
         columns: dict[str, Any] = {
+            **taken,
             "id": np.asarray([self._id(i) for i in index], dtype=object),
-            "timestamp": take(self._ts, "int64"),
             "amount": [self._amounts[i] for i in index],
-            "category": np.asarray([c.value for c in _CATEGORIES], dtype=object)[take(self._cat, "int8")],
-            "latency_ms": take(self._latency, "float64"),
-            "tags": take(self._tags, "int32"),
+            "category": np.asarray([c.value for c in _CATEGORIES], dtype=object)[taken["category"]],
         }
         units = self._units
         with_units = len(units)
         columns["units"] = [
             dict(units[i]) if i < with_units and units[i] is not NO_UNITS else None for i in index.tolist()
         ]
-        for name in (
-            "currency",
-            "resource",
-            "description",
-            "model",
-            "provider",
-            "pricing",
-            "service_tier",
-            "canonical_model",
-        ):
-            columns[name] = strings[take(getattr(self, f"_{name}"), "int32")]
-        for name, column in zip(TOKEN_COLUMNS, self._tokens, strict=True):
-            columns[name] = take(column, "int64")
+        for name in _STRING_COLUMNS:
+            columns[name] = strings[taken[name]]
         return columns
 
     def _scan(self, filters: Filters) -> pd.DataFrame:
