@@ -117,7 +117,9 @@ def _child(n: int) -> dict[str, Any]:
     peak, rss = _peak_kb(), _status_kb("VmRSS")
     seen: set[int] = set()
     breakdown = {name: deep_size(value, seen) for name, value in vars(store).items()}
+    reads = _reads_out_of_order(store, record, start)
     return {
+        "reads": reads,
         "entries": n,
         "peak_mb": (peak - base_peak) * 1024 / 1e6,
         "rss_mb": None if rss is None or base_rss is None else (rss - base_rss) * 1024 / 1e6,
@@ -125,6 +127,27 @@ def _child(n: int) -> dict[str, Any]:
         "breakdown": breakdown,
         "entry_object_bytes": deep_size(sample, set()),
     }
+
+
+def _reads_out_of_order(store: Any, record: Any, start: Any) -> dict[str, float]:
+    """Seconds of reads of ``store`` (its entries recorded in time order), then of the same reads once an entry came
+    out of order, as threads recording at once make them: a read in time order sorts the rows, and the reads after
+    one more entry (in order) extend that order. ``total()`` needs no order."""
+    import time
+
+    def timed(read: Any) -> float:
+        began = time.perf_counter()
+        read()
+        return time.perf_counter() - began
+
+    first_ten = lambda: store.entries(limit=10)  # noqa: E731 - (a read in time order)
+    found = {"total, in order": timed(store.total), "entries(limit=10), in order": timed(first_ten)}
+    record(model="gpt-4o", input_tokens=1, output_tokens=1, timestamp=start)  # (before every entry but the first)
+    found["entries(limit=10), first read out of order"] = timed(first_ten)
+    record(model="gpt-4o", input_tokens=1, output_tokens=1)  # (now: after every entry)
+    found["entries(limit=10), out of order, one entry later"] = timed(first_ten)
+    found["total, out of order"] = timed(store.total)
+    return found
 
 
 def _frame_child(kind: str, where: str) -> dict[str, Any]:
@@ -257,6 +280,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"one CostEntry object graph alone is {shown['entry_object_bytes']} bytes"
     )
     print(table(["attribute", "MB", "bytes/entry", "share"], rows))
+    reads = shown["reads"]
+    print(
+        f"\nReads of the {n:,} entries, then once one came out of order (as threads recording at once make them); "
+        "against total(), one pass over every row"
+    )
+    yardstick = reads["total, in order"]
+    print(table(["read", "seconds", "x total() in order"], [(k, v, v / yardstick) for k, v in reads.items()]))
+    records += [
+        {"figure": "MemoryStore read", "series": k, "size": n, "value": v, "unit": "s"} for k, v in reads.items()
+    ]
 
     if frame_rows:
         frames = measure_frames(frame_rows)

@@ -404,3 +404,37 @@ def test_a_writers_move_while_a_reader_copies_the_columns_out_neither_raises_nor
     assert len(frames[0]) == 1000 if read == "scan" else frames[0]["n"].tolist() == [1000]
     assert store.entries() == first + later
     assert len(store) == 1000 + len(later)
+
+
+@pytest.mark.parametrize("odd", [False, True], ids=["our-ids", "with-an-id-of-its-own"])
+def test_rows_out_of_order_read_back_by_timestamp_then_id_through_later_batches(odd):
+    # Timestamps shared by many rows and ids that differ in their first or only in their last bytes: the order is
+    # (timestamp, id) as text, each row once, also after batches in order (which follow) and out of order (which
+    # make the store sort again), read between them.
+    import random
+
+    pick = random.Random(7)
+    stamps = [T0 + timedelta(microseconds=pick.randrange(40)) for _ in range(3 * _memory._BATCH)]
+
+    def one(i, ts):
+        head = "".join(pick.choice("0123456789abcdef") for _ in range(16))
+        tail = "".join(pick.choice("0f") for _ in range(10))  # (few distinct tails: ties on the first 8 bytes)
+        return make(i, ts, id=(head[: pick.choice([1, 16])].ljust(16, "0") + tail))
+
+    made = [one(i, ts) for i, ts in enumerate(stamps)]
+    if odd:
+        made[5] = make(5, stamps[5], id="zz-my-own-id")
+        made[6] = make(6, stamps[6], id="A-upper")
+    later = [one(len(made) + i, T0 + timedelta(seconds=1 + i)) for i in range(_memory._BATCH + 3)]
+    store = MemoryStore()
+    expected: list[CostEntry] = []
+    for batch in (made[: _memory._BATCH], made[_memory._BATCH :], later[:10], later[10:], made[:0]):
+        store.append(batch)
+        expected = sorted([*expected, *batch], key=lambda e: (e.timestamp, e.id))
+        assert store.entries() == expected
+        assert store.entries(limit=7) == expected[:7]
+        assert store.total() == sum((e.amount for e in expected), Decimal(0))
+    early = [one(10_000 + i, T0 - timedelta(seconds=1)) for i in range(3)]
+    store.append(early)
+    assert store.entries() == sorted([*expected, *early], key=lambda e: (e.timestamp, e.id))
+    assert frame_to_entries(store.scan()) == store.entries()

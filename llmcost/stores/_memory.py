@@ -425,7 +425,8 @@ class MemoryStore(CostStore):
         """Add converted rows to every column (nothing here can fail half-way)."""
         if not c.n:
             return
-        self._unsorted = self._unsorted or c.unsorted
+        if c.unsorted:
+            self._unsorted, self._order = True, None  # (rows among those before: ``_rows`` sorts them all again)
         self._last = max(self._last, c.last)
         self._ids += c.ids
         self._odd_ids.update({self._n + row: entry_id for row, entry_id in c.odd_ids.items()})
@@ -500,20 +501,45 @@ class MemoryStore(CostStore):
                         found[k] = 0
         return found  # type: ignore[return-value]  # every None was replaced
 
-    def _rows(self) -> list[int] | range:
-        """Row numbers in (timestamp, id) order, as of now."""
+    def _rows(self, ordered: bool = True) -> list[int] | range:
+        """Row numbers in (timestamp, id) order, as of now (``ordered=False``: in any order)."""
         with self._lock:
             self._columnize()
             n = self._n
-            if not self._unsorted:
+            if not self._unsorted or not ordered:
                 return range(n)
-            if self._order is None or len(self._order) != n:
-                ts, id_of = self._ts, self._id
-                self._order = sorted(range(n), key=lambda i: (ts[i], id_of(i)))
-            return self._order
+            order = self._order
+            if order is None:  # (dropped by each batch that came out of order: ``_extend``)
+                order = self._order = self._sorted_rows(n)
+            elif len(order) < n:
+                # Rows moved in since the order was found, each after the one before: they follow it. (A new list:
+                # a reader may still be going through the last one outside the lock.)
+                order = self._order = [*order, *range(len(order), n)]
+            return order
 
-    def _select(self, filters: Filters) -> list[int] | range:
-        rows = self._rows()
+    def _sorted_rows(self, n: int) -> list[int]:
+        """The first ``n`` row numbers in (timestamp, id) order (the caller holds the lock).
+
+        Found by NumPy from copies of the columns: with a Python key per row, every read after threads had recorded
+        out of order sorted the whole store again (0.10 s a ``total()`` at 200,000 rows)."""
+        if self._odd_ids:  # ids that are not 26 hex digits compare as text
+            ts, id_of = self._ts, self._id
+            return sorted(range(n), key=lambda i: (ts[i], id_of(i)))
+        import numpy as np
+
+        # Copies (slices), not views: a column exporting its buffer cannot grow (see ``_columns``).
+        stamps = np.frombuffer(self._ts[:n], dtype=np.int64)
+        raw = np.frombuffer(self._ids[: 13 * n], dtype=np.uint8).reshape(n, 13)
+        # An id's 13 bytes are in the order of its hex digits: compared as a big-endian 8-byte int, then the last 5.
+        high = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel()
+        low_bytes = np.zeros((n, 8), dtype=np.uint8)
+        low_bytes[:, 3:] = raw[:, 8:]
+        low = low_bytes.view(">u8").ravel()
+        order: list[int] = np.lexsort((low, high, stamps)).tolist()  # (stable: equal keys in row order, as sorted())
+        return order
+
+    def _select(self, filters: Filters, ordered: bool = True) -> list[int] | range:
+        rows = self._rows(ordered or filters.limit is not None)
         if filters.is_empty:
             return rows
         checks: list[Callable[[int], bool]] = []
@@ -548,7 +574,12 @@ class MemoryStore(CostStore):
             }
             tag_col = self._tags
             checks.append(lambda i: tag_col[i] in allowed)
-        out = [i for i in rows if all(check(i) for check in checks)]
+        if not checks:  # (a limit alone: the first rows, without a look at each)
+            return rows if filters.limit is None else rows[: filters.limit]
+        if len(checks) == 1:
+            out = list(filter(checks[0], rows))
+        else:
+            out = [i for i in rows if all(check(i) for check in checks)]
         return out if filters.limit is None else out[: filters.limit]
 
     def _id(self, i: int) -> str:
@@ -585,7 +616,7 @@ class MemoryStore(CostStore):
         amounts = self._amounts
         with localcontext() as ctx:
             ctx.prec = _EXACT_DIGITS  # sums never round, whatever the magnitudes
-            return +sum((amounts[i] for i in self._select(filters)), ZERO)
+            return +sum((amounts[i] for i in self._select(filters, ordered=False)), ZERO)  # (a sum: any order)
 
     def _columns(self, rows: list[int] | range) -> dict[str, Any]:
         """One array per column for ``rows``, as ``_rows.frame_from_arrays`` and ``ingest_arrays`` take them:
