@@ -1,5 +1,7 @@
 """MemoryStore internals: columns, batches, order; the shared contract suite lives in tests/stores/."""
 
+import signal
+from array import array
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -438,3 +440,112 @@ def test_rows_out_of_order_read_back_by_timestamp_then_id_through_later_batches(
     store.append(early)
     assert store.entries() == sorted([*expected, *early], key=lambda e: (e.timestamp, e.id))
     assert frame_to_entries(store.scan()) == store.entries()
+
+
+class _SignalledColumn(array):
+    """A column that, once armed, raises ``SIGUSR1`` as it is extended: its handler runs at once, in the middle of the
+    store's move (as a real signal's handler runs between any two calls of it)."""
+
+    armed = False
+
+    def extend(self, values) -> None:
+        super().extend(values)
+        if _SignalledColumn.armed:
+            _SignalledColumn.armed = False
+            signal.raise_signal(signal.SIGUSR1)
+
+
+@pytest.fixture
+def signalled_store():
+    """A tracker over a MemoryStore whose category column raises ``SIGUSR1`` in the move once armed, and a setter of
+    the signal's handler (the previous handler back after the test)."""
+    import llmcost
+
+    store = MemoryStore()
+    store._cat = _SignalledColumn("b", store._cat)
+    previous = signal.getsignal(signal.SIGUSR1)
+    yield llmcost.CostTracker(store), lambda handler: signal.signal(signal.SIGUSR1, handler)
+    _SignalledColumn.armed = False
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def _aligned(entries) -> bool:
+    """Whether each entry's amount still goes with its model (``_record_pair`` records them so)."""
+    return all((e.amount == Decimal("0.5")) == (e.model == "claude-3-5-haiku-20241022") for e in entries)
+
+
+def _record_pair(tracker, big: bool) -> None:
+    if big:
+        tracker.record(amount="0.5", model="claude-3-5-haiku-20241022", provider="anthropic")
+    else:
+        tracker.record(amount="0.0025", model="gpt-4o", provider="openai")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 here")
+def test_a_signal_handler_recording_into_and_reading_the_store_in_the_middle_of_its_move_mixes_no_rows(
+    signalled_store,
+):
+    # A Python signal handler runs on the thread it interrupted, and the store's lock is an RLock: a handler that
+    # records and reads in the middle of that thread's move entered the move again, which extended the columns in
+    # the middle of the interrupted extend (real timer signals mixed the fields of hundreds of rows in 100,000).
+    import llmcost
+
+    tracker, on_signal = signalled_store
+    other = llmcost.CostTracker(store=tracker.store)
+    read: list[tuple[Decimal, int]] = []
+
+    def handler(signum, frame) -> None:
+        for _ in range(_memory._BATCH + 1):  # (enough for a move of its own)
+            _record_pair(other, True)
+        read.append((tracker.store.total(), len(tracker.store.entries())))
+
+    on_signal(handler)
+    for _ in range(_memory._BATCH - 1):
+        _record_pair(tracker, False)
+    _SignalledColumn.armed = True
+    _record_pair(tracker, False)  # the batch's last row: its move raises the signal
+    assert not _SignalledColumn.armed and len(read) == 1
+    entries = tracker.store.entries()
+    assert len(entries) == len(tracker.store) == 2 * _memory._BATCH + 1
+    assert _aligned(entries)
+    assert tracker.store.total() == Decimal("0.0025") * _memory._BATCH + Decimal("0.5") * (_memory._BATCH + 1)
+    assert read[0] == (Decimal(0), 0)  # (the handler read the store as the move found it)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 here")
+@pytest.mark.parametrize("budgeted", [False, True], ids=["alone", "under-a-budget"])
+def test_a_move_an_exception_interrupts_part_way_is_undone_and_loses_nothing(signalled_store, budgeted):
+    # Ctrl-C, or a signal handler's exception (a timeout), can land between two of a move's column extends: the batch
+    # was off the pending list and the columns extended part-way, so the batch was lost and the columns misaligned.
+    # Now the move is undone: the columns as they were, the batch pending again, counted by the ledger once.
+    import contextlib
+
+    import llmcost
+
+    tracker, on_signal = signalled_store
+
+    def handler(signum, frame) -> None:
+        raise _Interrupted
+
+    on_signal(handler)
+    watched = llmcost.budget(10**6, period="total", tracker=tracker)
+    with watched if budgeted else contextlib.nullcontext():
+        for i in range(_memory._BATCH - 1):
+            _record_pair(tracker, i % 2 == 0)
+        _SignalledColumn.armed = True
+        with pytest.raises(_Interrupted):
+            _record_pair(tracker, False)  # acknowledged before the move: it is in the store
+        assert len(tracker.store) == _memory._BATCH  # (moved again by this read)
+        for i in range(_memory._BATCH + 3):
+            _record_pair(tracker, i % 3 == 0)
+        entries = tracker.store.entries()
+        expected = sum((e.amount for e in entries), Decimal(0))
+        assert len(entries) == len({e.id for e in entries}) == 2 * _memory._BATCH + 3
+        assert _aligned(entries)
+        assert tracker.store.total() == expected == Decimal("0.5") * (128 + 87) + Decimal("0.0025") * (127 + 1 + 172)
+        if budgeted:
+            assert watched.spent == expected  # the ledger counted the returned batch once

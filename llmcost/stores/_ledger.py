@@ -1124,6 +1124,16 @@ class LocalLedger(Ledger):
         n, self._told = self._told, 0
         return n
 
+    def returned_appends(self, items: list[Any]) -> None:
+        """(Fed ledgers; the store, holding the lock) ``items``, handed over by ``counted_appends``, are back at the
+        front of the store's appends list (a move that could not finish): they stay counted, and are handed over
+        again with the next."""
+        if self._lent is not None:
+            self._take_back()
+        n = len(items)
+        self._appends[:0] = items  # (and counted, with no call between: a signal handler cannot come in between)
+        self._told += n
+
     def appended(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """(``fed`` ledgers) entries were appended (and are not yet counted), given as rows: tuples of the entry's
         fields in ``stores._memory.ROW_FIELDS`` order, the timestamp as epoch microseconds, then the entry if one was

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from itertools import islice, repeat
 from operator import attrgetter, is_, lt
+from threading import get_ident as _get_ident
 from time import sleep as _sleep
 from typing import TYPE_CHECKING, Any
 
@@ -199,9 +200,10 @@ class MemoryStore(CostStore):
 
     def __init__(self) -> None:
         self._lock = _state.new_rlock()  # shared with the budget ledger, which keeps a running total of appends
-        # Whether the ``_lock`` holder is moving pending entries into the columns (see ``_move_pending``). In a child
-        # forked during a move it stays set until the child's first move, which is harmless: the lock is free there.
-        self._moving = False
+        # The thread of the ``_lock`` holder moving pending entries into the columns, else ``None`` (see
+        # ``_move_pending`` and ``_columnize``). A child forked during another thread's move finds it set to that
+        # thread, which is harmless: the lock is free there, and its own first move replaces it.
+        self._mover: int | None = None
         self._budgets: dict[str, str] = {}
         self._feeds: LocalLedger | None = None  # the ledger ``open_ledger`` made, which counts every append
         self._clear()
@@ -298,7 +300,7 @@ class MemoryStore(CostStore):
         pending for a later append or read."""
         lock = self._lock
         while not lock.acquire(False):
-            if not self._moving:
+            if self._mover is None:
                 return
             _sleep(_MOVE_WAIT)
         try:
@@ -321,22 +323,68 @@ class MemoryStore(CostStore):
         This runs for every entry ever recorded, so the batch is taken apart with C-level helpers (``attrgetter``,
         ``zip``, ``map``) and Python code runs per entry only where it must. Everything is converted into new
         arrays first; the store's columns are extended only once the whole batch converted.
+
+        A move that an exception interrupts part-way (Ctrl-C, a signal handler's, no memory) is undone: the columns
+        as they were, the batch back at the front of the pending entries, as counted by the ledger as before.
         """
+        me = _get_ident()
+        if self._mover == me:
+            # This thread's own move, entered again (the lock is an RLock) by a signal handler that records into or
+            # reads this store: nothing moves here. The handler's rows stay pending, and its reads see the store as
+            # the move found it. Moving here extended the columns in the middle of the interrupted extend, and mixed
+            # the fields of the rows (real timer signals: hundreds of rows in 100,000).
+            return
         pending, feeds = self._pending, self._feeds
-        self._moving = True  # (from here: the ledger's count of the appends is part of the move appends wait for)
+        self._mover = me  # (from here: the ledger's count of the appends is part of the move appends wait for)
         try:
             n = len(pending) if feeds is None else feeds.counted_appends()  # (counted by the ledger before they leave)
             if not n:
                 return
             batch = pending[:n]
             del pending[:n]  # appends racing with this land after the first n, which only this lock holder removes
+            mark = self._mark()
             try:
-                columns = self._convert(batch)
-            except (ValueError, TypeError, OverflowError, KeyError, AttributeError):
-                columns = self._convert_each(batch)
-            self._extend(columns)
+                try:
+                    columns = self._convert(batch)
+                except (ValueError, TypeError, OverflowError, KeyError, AttributeError):
+                    columns = self._convert_each(batch)
+                self._extend(columns)
+            except BaseException:
+                self._undo(mark)
+                if feeds is None:
+                    pending[:0] = batch
+                else:
+                    feeds.returned_appends(batch)
+                raise
         finally:
-            self._moving = False
+            self._mover = None
+
+    def _mark(self) -> tuple[Any, ...]:
+        """What ``_undo`` puts back: the columns' length and the order's state."""
+        return self._n, len(self._units), self._last, self._unsorted, self._order
+
+    def _undo(self, mark: tuple[Any, ...]) -> None:
+        """Cut every column back to the rows it held at ``mark`` (``_mark``), and the order's state with it."""
+        n, units, last, unsorted, order = mark
+        del self._ids[13 * n :]
+        for row in [row for row in self._odd_ids if row >= n]:
+            del self._odd_ids[row]
+        for column in self._row_columns():
+            del column[n:]
+        del self._units[units:]
+        self._n, self._last, self._unsorted, self._order = n, last, unsorted, order
+
+    def _row_columns(self) -> tuple[Any, ...]:
+        """The columns of one item per row (all but the ids, their exceptions and the units)."""
+        return (
+            self._ts,
+            self._amounts,
+            self._cat,
+            *(getattr(self, f"_{name}") for name in _STRING_COLUMNS),
+            *self._tokens,
+            self._latency,
+            self._tags,
+        )
 
     def _convert_each(self, batch: list[Any]) -> _Converted:
         """``_convert`` of the entries of ``batch`` that convert alone; the others set aside."""
@@ -422,11 +470,9 @@ class MemoryStore(CostStore):
         )  # fmt: skip
 
     def _extend(self, c: _Converted) -> None:
-        """Add converted rows to every column (nothing here can fail half-way)."""
+        """Add converted rows to every column (``_columnize`` undoes what an exception interrupts)."""
         if not c.n:
             return
-        if c.unsorted:
-            self._unsorted, self._order = True, None  # (rows among those before: ``_rows`` sorts them all again)
         self._last = max(self._last, c.last)
         self._ids += c.ids
         self._odd_ids.update({self._n + row: entry_id for row, entry_id in c.odd_ids.items()})
@@ -457,6 +503,10 @@ class MemoryStore(CostStore):
             if len(kept) < self._n:  # rows since the last that had units
                 kept.extend(repeat(NO_UNITS, self._n - len(kept)))
             kept.extend(c.units)
+        # Last, and with no call between them (where a signal handler could read the store): the rows are in. A
+        # batch out of order drops the order (rows among those before: ``_rows`` sorts them all again).
+        if c.unsorted:
+            self._unsorted, self._order = True, None
         self._n += c.n
 
     @staticmethod
