@@ -549,3 +549,50 @@ def test_a_move_an_exception_interrupts_part_way_is_undone_and_loses_nothing(sig
         assert tracker.store.total() == expected == Decimal("0.5") * (128 + 87) + Decimal("0.0025") * (127 + 1 + 172)
         if budgeted:
             assert watched.spent == expected  # the ledger counted the returned batch once
+
+
+@pytest.mark.parametrize("by", ["tags", "resource", "model"])
+def test_a_filtered_read_finds_its_rows_while_a_writers_move_adds_strings_and_tag_maps(by):
+    # A filter's allowed values are read off the store's tables of strings and tag maps, which a move adds to. The
+    # reader is paused as it goes through a table (a real thread) while a writer records calls with new tags,
+    # resources and models through a move: read without the lock, the table grew under it and the read raised
+    # "dictionary changed size during iteration".
+    import sys
+    import threading
+
+    import llmcost
+
+    store = MemoryStore()
+    tracker = llmcost.CostTracker(store)
+    for _ in range(10):
+        tracker.record(amount="0.01", model="gpt-4o", resource="r0", tags={"team": "a"})
+    paused, resume = threading.Event(), threading.Event()
+    found, errors = [], []
+
+    def pause_in_a_table(frame, event, arg) -> None:
+        if event == "call" and frame.f_code.co_name == "<setcomp>" and not paused.is_set():
+            paused.set()
+            resume.wait(10)
+
+    wanted = {"tags": {"tags": {"team": "a"}}, "resource": {"resource": "r0"}, "model": {"model": "gpt-4o"}}[by]
+
+    def reader() -> None:
+        sys.setprofile(pause_in_a_table)
+        try:
+            found.append(store.total(**wanted))
+        except Exception as exc:  # (reported by the assertion below)
+            errors.append(exc)
+        finally:
+            sys.setprofile(None)
+
+    reading = threading.Thread(target=reader)
+    reading.start()
+    assert paused.wait(10), "the reader never went through a table"
+    for i in range(_memory._BATCH + 10):  # (new strings and tag maps, through a move)
+        tracker.record(amount="0.5", model=f"m-{i}", resource=f"job-{i}", tags={"team": f"t{i}"})
+    resume.set()
+    reading.join(10)
+    assert not errors
+    assert found == [Decimal("0.10")]
+    assert store.total(**wanted) == Decimal("0.10")
+    assert len(store) == 10 + _memory._BATCH + 10

@@ -592,38 +592,41 @@ class MemoryStore(CostStore):
         rows = self._rows(ordered or filters.limit is not None)
         if filters.is_empty:
             return rows
-        checks: list[Callable[[int], bool]] = []
-        if filters.since is not None:
-            lo = micros(filters.since)
-            ts = self._ts
-            checks.append(lambda i: ts[i] >= lo)
-        if filters.until is not None:
-            hi = micros(filters.until)
-            ts = self._ts
-            checks.append(lambda i: ts[i] < hi)
-        if filters.category is not None:
-            cats = {_CATEGORY_INDEX[CostCategory(c)] for c in filters.category}
-            cat = self._cat
-            checks.append(lambda i: cat[i] in cats)
-        for wanted, column in (
-            (filters.resource, self._resource),
-            (filters.provider, self._provider),
-        ):
-            if wanted is not None:
-                checks.append(_member(column, self._strings.matching(wanted)))
-        if filters.model is not None:  # the id as returned or the canonical one
-            models = self._strings.matching(filters.model)
-            model_col, canonical_col = self._model, self._canonical_model
-            checks.append(lambda i: model_col[i] in models or canonical_col[i] in models)
-        if filters.tags:
-            want = dict(filters.tags)
-            allowed = {
-                i
-                for tags, i in self._tag_maps.index.items()
-                if tags is not None and all(tags.get(k) == v for k, v in want.items())
-            }
-            tag_col = self._tags
-            checks.append(lambda i: tag_col[i] in allowed)
+        # The checks are made under the lock: a move (which holds it) adds to the tables of strings and tag maps
+        # that they read, and a dict read as it grows raises ``RuntimeError``. The rows are then read outside it.
+        with self._lock:
+            checks: list[Callable[[int], bool]] = []
+            if filters.since is not None:
+                lo = micros(filters.since)
+                ts = self._ts
+                checks.append(lambda i: ts[i] >= lo)
+            if filters.until is not None:
+                hi = micros(filters.until)
+                ts = self._ts
+                checks.append(lambda i: ts[i] < hi)
+            if filters.category is not None:
+                cats = {_CATEGORY_INDEX[CostCategory(c)] for c in filters.category}
+                cat = self._cat
+                checks.append(lambda i: cat[i] in cats)
+            for wanted, column in (
+                (filters.resource, self._resource),
+                (filters.provider, self._provider),
+            ):
+                if wanted is not None:
+                    checks.append(_member(column, self._strings.matching(wanted)))
+            if filters.model is not None:  # the id as returned or the canonical one
+                models = self._strings.matching(filters.model)
+                model_col, canonical_col = self._model, self._canonical_model
+                checks.append(lambda i: model_col[i] in models or canonical_col[i] in models)
+            if filters.tags:
+                want = dict(filters.tags)
+                allowed = {
+                    i
+                    for tags, i in self._tag_maps.index.items()
+                    if tags is not None and all(tags.get(k) == v for k, v in want.items())
+                }
+                tag_col = self._tags
+                checks.append(lambda i: tag_col[i] in allowed)
         if not checks:  # (a limit alone: the first rows, without a look at each)
             return rows if filters.limit is None else rows[: filters.limit]
         if len(checks) == 1:
@@ -691,7 +694,7 @@ class MemoryStore(CostStore):
                 **{name: take(getattr(self, f"_{name}"), "int32") for name in _STRING_COLUMNS},
                 **{name: take(column, "int64") for name, column in zip(TOKEN_COLUMNS, self._tokens, strict=True)},
             }
-        strings = np.asarray(self._strings.values, dtype=object)
+            strings = np.asarray(self._strings.values, dtype=object)  # (a move adds to it as it is read)
         columns: dict[str, Any] = {
             **taken,
             "id": np.asarray([self._id(i) for i in index], dtype=object),
