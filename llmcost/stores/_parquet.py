@@ -106,6 +106,9 @@ _MICROS_PER_DAY = 86_400_000_000
 # What a data file is to the store (checked once per file): its rows with every declared column, its rows written
 # before a column was added (read with ``union_by_name``), or not its own.
 _CURRENT, _OLDER, _FOREIGN = "current", "older", "foreign"
+#: Files a store object's caches of what it found in each file (``_own``, ``_facts``) keep beyond four times a read's
+#: before they are cut down to that read's: files compacted away are forgotten, and a cut costs a few wide reads.
+CACHE_SLACK = 10_000
 # Session variables holding the file lists behind ``query``'s view (views take no parameters).
 _VIEW_FILES = ("getvariable('llmcost_current_files')", "getvariable('llmcost_older_files')")
 
@@ -274,43 +277,58 @@ class ParquetStore(CostStore):
         written)."""
         import duckdb
 
-        unseen = [p for p in files if p not in self._column_facts]
+        # The cache read through one reference and the answer from this read's own facts: a read in another thread
+        # may put a smaller cache in its place meanwhile (see ``_own``).
+        known = self._column_facts
+        facts = {p: known.get(p) for p in files}
+        unseen = [p for p, found in facts.items() if found is None]
         if unseen:
-            if len(self._column_facts) > 4 * len(files) + 10_000:  # files compacted away: forget them
-                listed = set(files)
-                self._column_facts = {p: f for p, f in self._column_facts.items() if p in listed}
             try:
                 found = column_facts(con.execute(COLUMN_STATISTICS, [unseen]).fetchall())
             except duckdb.BinderException:  # a DuckDB without the statistics' exactness: prove nothing
                 found = {}
-            self._column_facts.update({p: found.get(p, ColumnFacts()) for p in unseen})
-        return ColumnFacts.shared(self._column_facts[p] for p in files)
+            checked = {p: found.get(p, ColumnFacts()) for p in unseen}
+            facts.update(checked)
+            if len(known) > 4 * len(files) + CACHE_SLACK:  # files compacted away: forget them
+                self._column_facts = known = {p: f for p, f in known.items() if p in facts}
+            known.update(checked)
+        return ColumnFacts.shared(facts.values())  # type: ignore[arg-type]  # (every None replaced)
 
-    def _by_schema(self, files: list[str]) -> tuple[list[str], list[str]]:
-        """``files`` (the store's own, as ``_own`` lists them) split into those holding every declared column and
-        those written before a column was added."""
-        current = [p for p in files if self._own_files.get(p) == _CURRENT]
-        return current, [p for p in files if self._own_files.get(p) != _CURRENT]
+    def _by_schema(self, files: dict[str, str]) -> tuple[list[str], list[str]]:
+        """``files`` (the store's own and their kinds, as ``_own`` finds them) split into those holding every
+        declared column and those written before a column was added."""
+        current = [p for p, kind in files.items() if kind == _CURRENT]
+        return current, [p for p, kind in files.items() if kind != _CURRENT]
 
     # -- files the store did not write --------------------------------------------------------------------------
-    def _own(self, listing: Listing) -> list[str]:
-        """The listed files that hold this store's rows; the others are reported once (``foreign_files``).
+    def _own(self, listing: Listing) -> dict[str, str]:
+        """The listed files that hold this store's rows, in the listing's order, each with its kind (``_CURRENT``
+        or ``_OLDER``); the others are reported once (``foreign_files``).
 
         A file is the store's when its name is the store's (``part-*.parquet``, see ``_parquet_layout``) and its
         schema has the store's columns; each file is checked once per store object (files never change once
         written). A file named as the store's that is not Parquet at all raises ``StoreError`` naming it: it is
-        damaged, not foreign."""
+        damaged, not foreign.
+
+        The answer comes from this read's own kinds, not the cache read again: a read of every day in another thread
+        may put a smaller cache in its place meanwhile, and a read that looked its files up in the new one found
+        none of them (a whole store's ``total()`` read 0 while another thread read one day). Only such a read cuts
+        the cache down: a read of a few days would forget every other day's files, for the next wide read to check
+        again."""
         paths = listing.paths()
-        unseen = [p for p in paths if p not in self._own_files]
+        known = self._own_files
+        kinds = {p: known.get(p) for p in paths}
+        unseen = [p for p, kind in kinds.items() if kind is None]
         if unseen:
-            if len(self._own_files) > 4 * len(paths) + 10_000:  # files compacted away: forget them (re-checked if seen)
-                listed = set(paths)
-                self._own_files = {p: v for p, v in self._own_files.items() if p in listed}
-            self._own_files.update(self._check_schemas(unseen))
-        foreign = [p for p in paths if self._own_files.get(p, _FOREIGN) == _FOREIGN]
+            checked = self._check_schemas(unseen)
+            kinds.update(checked)
+            if listing.whole and len(known) > 4 * len(paths) + CACHE_SLACK:  # files compacted away: forget them
+                self._own_files = known = {p: v for p, v in known.items() if p in kinds}
+            known.update(checked)
+        foreign = [p for p, kind in kinds.items() if kind == _FOREIGN]
         for path in [*listing.foreign, *foreign]:
             _warn_foreign(path)
-        return [p for p in paths if self._own_files.get(p, _FOREIGN) != _FOREIGN]
+        return {p: kind for p, kind in kinds.items() if kind != _FOREIGN}  # type: ignore[misc]  # (none is None)
 
     def _check_schemas(self, paths: list[str]) -> dict[str, str]:
         import duckdb

@@ -245,6 +245,7 @@ class Listing:
 
     def __init__(self, directory: str, first: date | None, last: date | None) -> None:
         self.directory = directory
+        self.whole = first is None and last is None  # (every day's files)
         self.by_day: dict[date, list[str]] = {}
         self.foreign: list[str] = []
         try:

@@ -888,3 +888,49 @@ def test_a_file_with_null_in_a_defaulted_column_reads_its_default(root: Path, mo
     frame = fresh.scan()
     other = frame[frame["id"].str.startswith("x")]
     assert len(other) and set(other["category"]) == {"llm_inference"} and set(other["input_tokens"]) == {0}
+
+
+def test_a_read_finds_its_own_files_while_a_read_of_another_thread_cuts_the_cache_down(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store object remembers what it found in each file. A whole store's read is paused just after adding its files
+    # to that cache, while another thread reads one day and the cache is cut down (a store with thousands of files
+    # a day passes the slack between compactions; here the slack is 0) that finds a new day's file: looked up in the
+    # cut cache again, the paused read took its files for foreign ones and its total() read 0.
+    import sys
+    import threading
+
+    monkeypatch.setattr(_parquet, "CACHE_SLACK", 0)
+    entries = [make_entry(i, timestamp=make_entry(0).timestamp + timedelta(days=d)) for d, i in enumerate(range(6))]
+    entries = [make_entry(i, id=f"{i:026x}", timestamp=e.timestamp) for i, e in enumerate(entries)]
+    for entry in entries:
+        ParquetStore(root).append([entry])  # (a file a day, six days)
+    store = ParquetStore(root)
+    last_day = entries[-1].timestamp.replace(hour=0, minute=0, second=0, microsecond=0)  # (the sixth day)
+    paused, resume = threading.Event(), threading.Event()
+    totals: list[Decimal] = []
+
+    def pause_once_the_cache_has_them(frame, event, arg) -> None:
+        in_own = event == "c_return" and frame.f_code.co_name == "_own" and getattr(arg, "__name__", "") == "update"
+        if in_own and not paused.is_set() and len(store._own_files) == len(entries):
+            paused.set()
+            resume.wait(10)
+
+    def whole() -> None:
+        sys.setprofile(pause_once_the_cache_has_them)
+        try:
+            totals.append(store.total())
+        finally:
+            sys.setprofile(None)
+
+    reading = threading.Thread(target=whole)
+    reading.start()
+    assert paused.wait(10), "the whole store's read never filled the cache"
+    later = make_entry(6, id=f"{6:026x}", timestamp=entries[-1].timestamp + timedelta(days=1))
+    store.append([later])  # (a new day's file, which the cache has not seen)
+    one_day = store.total(since=last_day + timedelta(days=1))  # (checks that one file)
+    resume.set()
+    reading.join(10)
+    assert one_day == later.amount
+    assert totals == [sum((e.amount for e in entries), Decimal(0))]
+    assert store.foreign_files() == []
