@@ -110,6 +110,9 @@ class Durable:
         )
         self.transient = transient
         self._per_path = per_path
+        # The file's real path keys its lock: two spellings of one file (a symlinked directory) are one attachment
+        # to DuckDB, which refused the second while the first was open ("Unique file handle conflict").
+        self._lock_path = os.path.realpath(where) if per_path else where
         # (A ``FlushLock``: SIGTERM's flush appends under it, so a signal arriving while the main thread holds it
         # waits for its release, as for the per-path locks of ``_state.path_lock``.)
         self._lock_of = (os.getpid(), _state.FlushLock(reentrant=True))
@@ -121,7 +124,7 @@ class Durable:
     def lock(self) -> _state.FlushLock:
         """The (reentrant) lock on the connection (and, per path, on the file), in this process."""
         if self._per_path:
-            return _state.path_lock(self.where)
+            return _state.path_lock(self._lock_path)
         pid, lock = self._lock_of
         if pid != os.getpid():
             self._lock_of = (os.getpid(), lock := _state.FlushLock(reentrant=True))

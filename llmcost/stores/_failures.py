@@ -1,11 +1,11 @@
 """What went wrong with a store, told to the user: every failure becomes a ``StoreError`` naming the path, saying
 what happened in plain words (never a SQL fragment) and what to do; and which failures are worth another try.
 
-Transient (retried with backoff for ``retry_timeout`` seconds): another process holds the DuckDB file lock, a call
-was interrupted or would block (``EAGAIN``, ``EINTR``, ``EBUSY``), and for Parquet reads a file a compaction deleted
-under the reader. Everything else is permanent and fails at once: permission denied, a read-only file system, a
-full disk, a missing parent directory, a path that is a directory or a device, a file that is not a DuckDB
-database or is damaged, and garbage in a Parquet file.
+Transient (retried with backoff for ``retry_timeout`` seconds): another process holds the DuckDB file lock, another
+DuckDB instance of this process has the file attached, a call was interrupted or would block (``EAGAIN``, ``EINTR``,
+``EBUSY``), and for Parquet reads a file a compaction deleted under the reader. Everything else is permanent and
+fails at once: permission denied, a read-only file system, a full disk, a missing parent directory, a path that is
+a directory or a device, a file that is not a DuckDB database or is damaged, and garbage in a Parquet file.
 
 Example::
 
@@ -42,6 +42,12 @@ _CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
         ("could not set lock", "conflicting lock"),
         "another process holds the store's lock",
         "it is released when that process finishes its operation; raise retry_timeout to wait longer",
+    ),
+    (
+        ("unique file handle conflict", "already attached"),
+        "another DuckDB connection in this process has the file open",
+        "llmcost's own connections take turns on a file; close a connection to it opened outside llmcost (a "
+        "process forked while one was open keeps it for good: fork once the stores' operations have ended)",
     ),
     (
         ("permission denied", "operation not permitted", "errno 13]", "errno 1]"),
@@ -142,7 +148,13 @@ def is_store_failure(exc: BaseException) -> bool:
         return True
     failures = tuple(
         getattr(duckdb, name)
-        for name in ("IOException", "PermissionException", "FatalException", "InternalException")
+        for name in (
+            "IOException",
+            "PermissionException",
+            "FatalException",
+            "InternalException",
+            "ResourceInUseException",  # (the file attached by another DuckDB instance in this process)
+        )
         if hasattr(duckdb, name)
     )
     if isinstance(exc, failures) or type(exc) is duckdb.Error:
@@ -173,4 +185,7 @@ def is_transient_duckdb(exc: BaseException) -> bool:
     if isinstance(exc, duckdb.IOException):
         text = str(exc).lower()
         return is_lock_conflict(exc) or "resource temporarily unavailable" in text or "interrupted" in text
+    in_use = getattr(duckdb, "ResourceInUseException", None)
+    if in_use is not None and isinstance(exc, in_use):
+        return True  # another instance in this process has the file attached: it lets go once its work is done
     return is_transient_os(exc)

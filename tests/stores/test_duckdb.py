@@ -495,3 +495,35 @@ def test_an_id_twice_in_one_batch_is_stored_once(db: str, tmp_path: Path) -> Non
         tracker.add(first)
         tracker.flush()
         assert tracker.entries() == [first]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks here")
+def test_two_spellings_of_one_file_take_turns_rather_than_fail(tmp_path: Path) -> None:
+    # A symlinked directory reaches the same file by another path. DuckDB tells attachments apart by the real file
+    # and refuses a second one in the process ("Unique file handle conflict"); the stores' lock was keyed by the path
+    # as given, so a read through the link in the middle of a read through the real path failed at once (here with
+    # no retries allowed: retry_timeout=0). Keyed by the real path, the second waits for the first.
+    import contextlib
+    import threading
+
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    attached, entries = threading.Event(), [make_entry(i) for i in range(3)]
+
+    class SlowRead(DuckDBStore):
+        @contextlib.contextmanager
+        def _attached(self, *, write):  # type: ignore[override]
+            with super()._attached(write=write) as con:
+                if not write and not attached.is_set():
+                    attached.set()
+                    time.sleep(0.5)  # (a long query: the file attached all along)
+                yield con
+
+    real = SlowRead(str(tmp_path / "real" / "costs.duckdb"))
+    real.append(entries)
+    reading = threading.Thread(target=real.total)
+    reading.start()
+    assert attached.wait(10)
+    through_link = DuckDBStore(str(tmp_path / "link" / "costs.duckdb"), retry_timeout=0)
+    assert through_link.total() == sum((e.amount for e in entries), Decimal(0))
+    reading.join(10)
