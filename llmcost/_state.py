@@ -252,7 +252,8 @@ def _reseed_ids() -> None:
 
 
 def path_lock(path: str) -> FlushLock:
-    """The process-wide (reentrant) lock of store path ``path``, made on first use."""
+    """The process-wide (reentrant) lock of store path ``path``, made on first use (callers name a file by its real
+    path: DuckDB tells two attachments of one file apart by it, whatever the path that reached it)."""
     with _path_locks_guard:
         found = path_locks.get(path)
         if found is None:
@@ -261,9 +262,42 @@ def path_lock(path: str) -> FlushLock:
 
 
 def _forget_path_locks() -> None:
-    global _path_locks_guard
+    global _path_locks_guard, _held_for_fork
     _path_locks_guard = threading.Lock()
     path_locks.clear()
+    _held_for_fork = []
+
+
+#: Seconds ``fork()`` waits in all for other threads to let go of the store paths' locks (``_hold_path_locks``).
+FORK_WAIT_SECONDS = 10.0
+#: The path locks ``_hold_path_locks`` took, let go of after the fork (``_let_go_of_path_locks``).
+_held_for_fork: list[FlushLock] = []
+
+
+def _hold_path_locks() -> None:
+    """Before ``fork()``: take every store path's lock, so that no other thread has a DuckDB file attached as the
+    child is made (waiting ``FORK_WAIT_SECONDS`` in all; a lock still held then is left).
+
+    DuckDB's record of the files attached in a process is the child's too, and the parent's connections are set
+    aside in the child, never closed (``Durable.forked``): a child forked while another thread read or wrote a store
+    could not attach that file again, and lost every call it tracked (its store failing for good)."""
+    global _held_for_fork
+    with _path_locks_guard:
+        locks = list(path_locks.values())
+    deadline = time.monotonic() + FORK_WAIT_SECONDS
+    held = []
+    for found in locks:
+        if found.hold(max(0.0, deadline - time.monotonic())):
+            held.append(found)
+    _held_for_fork = held
+
+
+def _let_go_of_path_locks() -> None:
+    """After ``fork()``, in the parent: let go of the locks ``_hold_path_locks`` took."""
+    global _held_for_fork
+    held, _held_for_fork = _held_for_fork, []
+    for found in held:
+        found.let_go()
 
 
 # A forked child must not repeat its parent's ids. Registering a fork callback creates nothing and starts nothing;
@@ -273,6 +307,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reseed_ids)
     os.register_at_fork(after_in_child=_forget_path_locks)
     os.register_at_fork(after_in_child=background_responses.clear)
+    os.register_at_fork(before=_hold_path_locks, after_in_parent=_let_go_of_path_locks)
 
 
 class FlushLock:
@@ -298,6 +333,16 @@ class FlushLock:
 
     def __init__(self, *, reentrant: bool = False) -> None:
         self._lock: Any = new_rlock() if reentrant else new_lock()  # (free again in a forked child)
+
+    def hold(self, timeout: float) -> bool:
+        """Take the lock within ``timeout`` seconds (``0``: only if it is free), without the SIGTERM bookkeeping of
+        ``with`` (``fork()``'s hooks hold the path locks around a fork, where no flush runs); whether it was taken.
+        ``let_go`` releases it."""
+        return bool(self._lock.acquire(timeout=timeout) if timeout > 0 else self._lock.acquire(False))
+
+    def let_go(self) -> None:
+        """Release the lock ``hold`` took."""
+        self._lock.release()
 
     def __enter__(self) -> None:
         global _main_holding

@@ -219,6 +219,50 @@ def test_a_fork_while_the_parents_writer_is_writing_leaves_the_child_able_to_flu
     assert _resources(url) == {"parent": 3, "child": 3}
 
 
+def test_a_fork_while_another_thread_reads_the_store_leaves_the_child_able_to_write_it(tmp_path: Path) -> None:
+    # DuckDB's record of the files attached in a process is the child's too, and the child sets its parent's
+    # connections aside unclosed: forked while another thread had the file attached for a read, the child could
+    # never attach it again, and every call it tracked failed (a raw ResourceInUseException out of DuckDBStore()).
+    # The fork now waits for that thread to let go of the file (the store path's lock).
+    url = f"duckdb://{tmp_path}/costs.duckdb"
+    proc = _run(
+        """
+        import contextlib
+        from llmcost.stores import DuckDBStore
+        parent, reading = os.getpid(), threading.Event()
+
+        class SlowReadInParent(DuckDBStore):
+            @contextlib.contextmanager
+            def _attached(self, *, write):
+                with super()._attached(write=write) as con:
+                    if not write and os.getpid() == parent and not reading.is_set():
+                        reading.set()
+                        time.sleep(1.0)  # (a long query: the file attached all along)
+                    yield con
+
+        report = SlowReadInParent(sys.argv[1][len("duckdb://"):])
+        reader = threading.Thread(target=report.total)
+        reader.start()
+        assert reading.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            record(3, "child")
+            tracker.flush()
+            child = DuckDBStore(sys.argv[1][len("duckdb://"):], retry_timeout=5)
+            print("child reads", child.total(resource="child") == tracker.total(resource="child"), flush=True)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        reader.join()
+        print("child status", os.waitstatus_to_exitcode(status))
+        """,
+        url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "child reads True" in proc.stdout and "child status 0" in proc.stdout, proc.stdout + proc.stderr
+    assert _resources(url) == {"parent": 1, "child": 3}
+    assert not list(tmp_path.glob("costs.duckdb.spill/*")), "the child spilled what it could not write"
+
+
 def test_locks_another_thread_held_at_the_fork_are_free_in_the_child(tmp_path: Path) -> None:
     # A thread of the parent holds, at the fork, the locks of a block and a daily budget, of the tracker's
     # recent-calls estimate, of its MemoryStore (the daily budget's ledger shares it) and of price resolution, as a
