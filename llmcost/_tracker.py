@@ -315,6 +315,7 @@ class CostTracker:
         # SIGTERM's flush needs them, so a SIGTERM arriving while the main thread holds one waits for its release.
         self._move_lock = _state.FlushLock()
         self._start_lock = threading.Lock()
+        self._starting: int | None = None  # the thread starting the background writer, under ``_start_lock``
         self._flush_lock = _state.FlushLock()
         self._last_flush = time.monotonic()
         self._flusher: threading.Thread | None = None
@@ -847,12 +848,21 @@ class CostTracker:
             self._wake.set()
 
     def _start_flusher(self) -> None:
+        if self._starting == threading.get_ident():
+            # Entered again by this very thread as it starts the writer: a garbage collection in the middle of that
+            # settled an abandoned stream (its finalizer records). The entry is buffered; the writer being started
+            # writes it. (Waiting for the lock here waited for itself for good.)
+            return
         with self._start_lock:
             if self._flusher is not None:
                 return
             closed = self._closed.is_set()
             if not closed:
-                self._start_writer()
+                self._starting = threading.get_ident()
+                try:
+                    self._start_writer()
+                finally:
+                    self._starting = None
         if closed:
             # Closed (``close``, or the exit hook's ``stop_writer``), yet something records: a call in flight as
             # ``configure`` replaced this tracker, a ``record`` after ``close``, an atexit hook that ran after
@@ -946,6 +956,7 @@ class CostTracker:
         """
         self._move_lock = _state.FlushLock()
         self._start_lock = threading.Lock()
+        self._starting = None
         self._flush_lock = _state.FlushLock()
         self._closed = threading.Event()
         self._wake = threading.Event()
