@@ -39,7 +39,8 @@ _METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("beta.chat.completions", ("parse",)),
         ("completions", ("create",)),
         ("embeddings", ("create",)),
-        ("responses", ("create", "parse")),
+        ("responses", ("create", "parse", "compact")),  # (``compact``: a compaction pass, billed by its usage)
+        ("beta.responses", ("create", "parse", "compact")),
     ),
     "anthropic": (
         ("messages", ("create", "stream", "parse")),
@@ -48,12 +49,16 @@ _METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 }
 # Methods that fetch a response made earlier, not billed themselves: OpenAI's ``responses.retrieve`` (which
 # ``responses.stream(response_id=...)`` calls) records a background response created here, once (``_background``).
-_RETRIEVES: dict[str, tuple[tuple[str, str], ...]] = {"openai": (("responses", "retrieve"),), "anthropic": ()}
+_RETRIEVES: dict[str, tuple[tuple[str, str], ...]] = {
+    "openai": (("responses", "retrieve"), ("beta.responses", "retrieve")),
+    "anthropic": (),
+}
 # Client methods that return a new client (``with_options`` is ``copy`` under another name in both SDKs).
 _COPIES = ("copy", "with_options")
-# A resource's ``with_raw_response``/``with_streaming_response``: made once per resource (a cached property) around
-# the request methods as they were then. Forgotten as the methods are patched and restored, so they are made again
-# around the methods as they are.
+# The ``with_raw_response``/``with_streaming_response`` of a client and of each resource: made once per object (a
+# cached property) around the request methods as they were then (the client's and ``client.chat``'s reach them
+# through the resources' own). Forgotten along each path as the methods are patched and restored, so they are made
+# again around the methods as they are.
 _WRAPPER_CACHES = ("with_raw_response", "with_streaming_response")
 _MARK = "__llmcost_instrumented__"  # on each patch: (whether the instance had its own attribute, what it was)
 _lock = threading.Lock()  # instrumenting and uninstrumenting one client from two threads at once stays consistent
@@ -82,9 +87,22 @@ def _is_async(resource: object, name: str) -> bool:
     return inspect.iscoroutinefunction(inspect.unwrap(getattr(type(resource), name, None) or (lambda: None)))
 
 
-def _patch(owner: Any, name: str, replacement: Callable[..., Any]) -> None:
+def _patch(owner: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Put ``wrap(method)`` in place of ``owner``'s method ``name`` (if it has one), in one step: ``method`` is the one
+    llmcost found there first, also when an earlier patch is there now, and the patch keeps what ``_restore`` puts
+    back (whether the instance had its own attribute, and what it was)."""
     own = owner.__dict__
-    setattr(replacement, _MARK, (name in own, own.get(name)))
+    mark = getattr(own.get(name), _MARK, None)
+    if mark is None:
+        method = getattr(owner, name, None)
+        mark = (name in own, own.get(name))
+    else:
+        had_own, kept = mark
+        method = kept if had_own else inspect.getattr_static(type(owner), name).__get__(owner, type(owner))
+    if method is None:
+        return
+    replacement = wrap(method)
+    setattr(replacement, _MARK, mark)
     setattr(owner, name, replacement)
 
 
@@ -101,7 +119,21 @@ def _restore(owner: Any, name: str) -> bool:
     return True
 
 
+#: Methods whose responses name no model (OpenAI's ``CompactedResponse``): priced as the request's ``model=``.
+_MODEL_FROM_REQUEST = frozenset({"compact"})
+#: Distinct request models a ``_by_request_model`` method keeps a tracked method for (then it makes them anew).
+_REQUEST_MODELS_KEPT = 64
+
+
 def _tracked(method: Callable[..., Any], label: str, options: dict[str, Any], is_async: bool) -> Callable[..., Any]:
+    if label.rsplit(".", 1)[-1] in _MODEL_FROM_REQUEST and options.get("model") is None:
+        return _by_request_model(method, label, options, is_async)
+    return _tracked_as_given(method, label, options, is_async)
+
+
+def _tracked_as_given(
+    method: Callable[..., Any], label: str, options: dict[str, Any], is_async: bool
+) -> Callable[..., Any]:
     if not is_async or inspect.iscoroutinefunction(method):
         return track_cost(**{"resource": label, **options})(method)
 
@@ -112,6 +144,37 @@ def _tracked(method: Callable[..., Any], label: str, options: dict[str, Any], is
         return await method(*args, **kwargs)
 
     return track_cost(**{"resource": label, **options})(call)
+
+
+def _by_request_model(
+    method: Callable[..., Any], label: str, options: dict[str, Any], is_async: bool
+) -> Callable[..., Any]:
+    """``method`` tracked with ``model=`` the request's own (its response names none), one tracked method per model
+    (made on the model's first request)."""
+    tracked: dict[object, Callable[..., Any]] = {}
+
+    def engine(model: object) -> Callable[..., Any]:
+        found = tracked.get(model)
+        if found is None:
+            if len(tracked) >= _REQUEST_MODELS_KEPT:
+                tracked.clear()
+            given = {**options, "model": model} if isinstance(model, str) and model else options
+            found = tracked[model] = _tracked_as_given(method, label, given, is_async)
+        return found
+
+    if is_async:
+
+        @functools.wraps(method)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            return await engine(kwargs.get("model"))(*args, **kwargs)
+
+        return call_async
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return engine(kwargs.get("model"))(*args, **kwargs)
+
+    return call
 
 
 def _retriever(method: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
@@ -174,7 +237,7 @@ def _undo(client: object, sdk: str) -> bool:
             continue
         for name in names:
             found = _restore(resource, name) or found
-        _forget_wrappers(resource)
+        _forget_wrappers(client, path)
     for path, name in _RETRIEVES[sdk]:
         resource = _resource(client, path)
         if resource is not None and hasattr(resource, "__dict__"):
@@ -184,9 +247,15 @@ def _undo(client: object, sdk: str) -> bool:
     return found
 
 
-def _forget_wrappers(resource: Any) -> None:
-    for name in _WRAPPER_CACHES:
-        resource.__dict__.pop(name, None)
+def _forget_wrappers(client: object, path: str) -> None:
+    """Forget the raw-response wrappers made so far of ``client`` and of each resource on ``path``."""
+    obj: Any = client
+    for part in ["", *path.split(".")]:
+        obj = getattr(obj, part) if part else obj
+        own = getattr(obj, "__dict__", None)
+        if own is not None:
+            for name in _WRAPPER_CACHES:
+                own.pop(name, None)
 
 
 def instrument(client: C, **track_cost_options: Any) -> C:
@@ -228,35 +297,33 @@ def instrument(client: C, **track_cost_options: Any) -> C:
             f"anthropic.Anthropic, anthropic.AsyncAnthropic) or the litellm module; got {type(client).__name__}"
         )
     track_cost(**track_cost_options)  # bad options fail here, before anything is patched
-    options = dict(track_cost_options)
+    given = dict(track_cost_options)  # (a copy's own host is found from its own base URL: ``_copier``)
+    options = dict(given)
     if options.get("provider") is None:
         # The host comes from the client's base URL (Groq, Azure, OpenRouter... answer in OpenAI's shape): priced as
         # that host bills, not as whichever catalog provider happens to list the model id.
         host = _host_of(client)
         if host is not None:
             options["provider"] = host
+    # Each method is replaced in one step, an earlier patch included (instrumenting again): never undone first, where
+    # a request from another thread would reach the bare method, unrecorded and unchecked.
     with _lock:
-        _undo(client, sdk)
         for path, names in _METHODS[sdk]:
             resource = _resource(client, path)
             if resource is None or not hasattr(resource, "__dict__"):
                 continue
             for name in names:
-                method = getattr(resource, name, None)
-                if method is None:
-                    continue
                 label = f"{sdk}.{path}.{name}"
-                _patch(resource, name, _tracked(method, label, options, _is_async(resource, name)))
-            _forget_wrappers(resource)
+                is_async = _is_async(resource, name)
+                _patch(resource, name, lambda method: _tracked(method, label, options, is_async))  # noqa: B023
+            _forget_wrappers(client, path)
         for path, name in _RETRIEVES[sdk]:
             resource = _resource(client, path)
-            method = getattr(resource, name, None)
-            if method is not None and hasattr(resource, "__dict__"):
-                _patch(resource, name, _retriever(method, _is_async(resource, name)))
+            if resource is not None and hasattr(resource, "__dict__"):
+                is_async = _is_async(resource, name)
+                _patch(resource, name, lambda method: _retriever(method, is_async))  # noqa: B023
         for name in _COPIES:
-            method = getattr(client, name, None)
-            if method is not None:
-                _patch(client, name, _copier(method, options))
+            _patch(client, name, lambda method: _copier(method, given))
     return client
 
 

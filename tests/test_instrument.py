@@ -105,6 +105,15 @@ RESPONSE_SSE = "".join(
     )
 )
 
+# OpenAI's ``responses.compact``: a compaction pass, billed by its usage; the response names no model.
+COMPACTED = {
+    "id": "cmp_1",
+    "object": "response.compaction",
+    "created_at": 0,
+    "output": [],
+    "usage": RESPONSE["usage"],
+}
+
 MESSAGE = {
     "id": "msg_1",
     "type": "message",
@@ -176,6 +185,8 @@ class Server:
             return self._answer(EMBEDDING, False)
         if path.endswith("/responses"):
             return self._answer(RESPONSE_SSE if streaming else RESPONSE, streaming)
+        if path.endswith("/responses/compact"):
+            return self._answer(COMPACTED, False)
         if path.endswith("/messages"):
             return self._answer(MESSAGE_SSE if streaming else MESSAGE, streaming)
         return httpx2.Response(404, json={"error": path})
@@ -1214,3 +1225,139 @@ def test_a_forked_child_does_not_record_its_parents_background_responses(tracker
     assert answer_of_forked_child(in_child) == 0
     client.responses.retrieve(created.id)
     assert len(tracker.entries()) == 1
+
+
+# -- instrumenting again, cached wrappers, copies, endpoints (found by review) ------------------------------------
+def test_instrumenting_again_while_threads_use_the_client_records_every_request(server, tracker):
+    # Instrumenting again undid every patch before patching anew: a request from another thread in between reached
+    # the bare SDK method, unrecorded and unchecked by budgets (114-152 of ~800 requests). Each method is now
+    # replaced in one step.
+    client = llmcost.instrument(make("openai", server), tracker=tracker)
+    stop = threading.Event()
+
+    def call() -> None:
+        while not stop.is_set():
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    workers = [threading.Thread(target=call) for _ in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # (the threads switch often: some land between two steps of instrument())
+    try:
+        for worker in workers:
+            worker.start()
+        for i in range(1500):
+            llmcost.instrument(client, tracker=tracker, tags={"round": str(i % 2)})
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+        for worker in workers:
+            worker.join()
+    assert server.count > 0
+    assert len(tracker.entries()) == server.count
+
+
+@pytest.mark.parametrize(
+    "path", [("with_raw_response", "chat", "completions"), ("chat", "with_raw_response", "completions")]
+)
+def test_raw_response_wrappers_of_the_client_made_before_instrumenting_are_made_again(server, tracker, path):
+    # The SDKs make a client's and a resource's with_raw_response once (a cached property) around the methods as
+    # they were: reached before instrument() from the client or from client.chat, it sent requests unrecorded and
+    # unchecked; reached while instrumented, it kept recording after uninstrument().
+    client = make("openai", server)
+
+    def create() -> None:
+        wrapped = client
+        for part in path:
+            wrapped = getattr(wrapped, part)
+        wrapped.create(model="gpt-4o", messages=MESSAGES).parse()
+
+    create()  # (the wrappers made, before instrumenting)
+    llmcost.instrument(client, tracker=tracker)
+    create()
+    assert len(tracker.entries()) == 1
+    llmcost.uninstrument(client)
+    create()
+    assert len(tracker.entries()) == 1
+    assert server.count == 3
+
+
+def test_anthropic_client_level_raw_wrappers_made_before_instrumenting_are_made_again(server, tracker):
+    client = make("anthropic", server)
+    client.with_raw_response.messages  # noqa: B018 - (made before instrumenting)
+    client.beta.with_raw_response.messages  # noqa: B018
+    llmcost.instrument(client, tracker=tracker)
+    client.with_raw_response.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=10, messages=MESSAGES)
+    client.beta.with_raw_response.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=10, messages=MESSAGES)
+    assert len(tracker.entries()) == server.count == 2
+
+
+def test_a_copy_with_another_base_url_is_priced_as_its_own_host(server, tracker):
+    # The copy got the original client's host as if the user had named it (provider="openai"): Groq's model then
+    # read unpriced ($0, and budgets never counted it). Each copy finds its own host from its own base URL.
+    def any_host(request: httpx2.Request) -> httpx2.Response:
+        server.requests.append(request)
+        body = dict(CHAT, model="openai/gpt-oss-120b", usage={"prompt_tokens": 1_000_000, "completion_tokens": 0})
+        return httpx2.Response(200, json=body)
+
+    client = openai.OpenAI(api_key="k", http_client=httpx2.Client(transport=httpx2.MockTransport(any_host)))
+    llmcost.instrument(client, tracker=tracker)
+    groq = client.with_options(base_url="https://api.groq.com/openai/v1")
+    groq.chat.completions.create(model="openai/gpt-oss-120b", messages=[{"role": "user", "content": "hi"}])
+    (entry,) = tracker.entries()
+    assert (entry.provider, entry.amount) == ("groq", Decimal("0.15"))
+    assert str(server.requests[0].url).startswith("https://api.groq.com/")
+
+
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_responses_compact_and_beta_responses_are_recorded_and_checked(server, tracker, kind):
+    # A compaction pass is billed by its usage and names no model: priced as the request's model. The beta
+    # Responses resource posts to the same endpoint as responses.create.
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    if not hasattr(client.responses, "compact") or not hasattr(client.beta, "responses"):
+        pytest.skip("this openai has no responses.compact or beta.responses")
+    run(client.responses.compact(model="gpt-4o-mini", input="a long conversation"))
+    run(client.beta.responses.create(model="gpt-4o-mini", input="hi"))
+    compacted, beta = tracker.entries()
+    priced = llmcost.cost_of("gpt-4o-mini", usage=RESPONSE_USAGE)
+    assert (compacted.model, compacted.usage, compacted.amount) == ("gpt-4o-mini", RESPONSE_USAGE, priced)
+    assert compacted.resource == "openai.responses.compact"
+    assert (beta.amount, beta.resource) == (priced, "openai.beta.responses.create")
+    sent = server.count
+    with pytest.raises(BudgetExceeded), llmcost.budget(Decimal("0.000001"), tracker=tracker):
+        run(client.responses.compact(model="gpt-4o-mini", input="a long conversation"))
+    assert server.count == sent
+
+
+def test_a_stream_settled_by_a_collection_as_the_tracker_starts_its_writer_does_not_hang(tmp_path, server):
+    # An unfinished tracked stream is settled by its finalizer, wherever a garbage collection frees it. A tracker
+    # over a file store starts its writer on its first entry, under a lock; freed there, the stream's settlement
+    # recorded an entry, found no writer yet, and waited for that lock, held by its own thread, for good.
+    import gc
+
+    tracker = llmcost.CostTracker(llmcost.ParquetStore(tmp_path / "costs"))
+    client = llmcost.instrument(make("anthropic", server), tracker=tracker)
+    held = [client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=10, messages=MESSAGES, stream=True)]
+    next(iter(held[0]))  # (the input tokens known; then left unfinished)
+
+    def free_the_stream_as_the_writer_starts(phase, info) -> None:
+        if phase == "start" and held and tracker._start_lock.locked():
+            held.pop()
+
+    def first_call() -> None:
+        client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=10, messages=MESSAGES)
+
+    gc.callbacks.append(free_the_stream_as_the_writer_starts)
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        calling = threading.Thread(target=first_call, daemon=True)
+        calling.start()
+        calling.join(10)
+    finally:
+        gc.callbacks.remove(free_the_stream_as_the_writer_starts)
+        gc.set_threshold(*threshold)
+    assert not calling.is_alive(), "the tracker's first write waited for itself"
+    assert not held, "no collection freed the stream as the writer started"
+    tracker.flush()
+    assert len(tracker.entries()) == 2  # (the abandoned stream's input tokens, and the call)
+    tracker.close()
