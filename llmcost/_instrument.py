@@ -264,8 +264,8 @@ def instrument(client: C, **track_cost_options: Any) -> C:
     For OpenAI and Anthropic clients, sync and async (``openai.OpenAI``, ``openai.AsyncOpenAI``, Azure's,
     ``anthropic.Anthropic``, ``anthropic.AsyncAnthropic``): chat completions (``create``, ``parse``), completions,
     embeddings, Responses (``create``, ``parse``, ``stream()``, ``compact``, ``beta.responses`` too; a
-    ``background=True`` response is recorded when a ``retrieve`` finds it finished), Anthropic messages (``create``, ``parse``,
-    ``stream()``, beta included), streams (``stream=True``), the SDKs' stream managers, and the same requests
+    ``background=True`` response is recorded when a ``retrieve`` finds it finished), Anthropic messages (``create``,
+    ``parse``, ``stream()``, beta included), streams (``stream=True``), the SDKs' stream managers, and the same requests
     through ``with_raw_response`` and ``with_streaming_response`` (recorded as the body is read). Whatever the calling
     function returns (``r.choices[0].message.content`` is fine), each request is recorded once, and a budget that
     refuses a request raises ``BudgetExceeded`` before anything is sent. OpenAI chat streams report usage only with
