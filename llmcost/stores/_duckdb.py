@@ -324,8 +324,10 @@ class DuckDBStore(CostStore):
 
         # Spill files are read (and what they hold that cannot be stored set aside) once, not at every attempt: an
         # attempt retried while another process holds the file would set the same entries aside again each time.
-        with self._durable.lock:
-            spilled, done = self._spilled()
+        # Read by the first attempt that has the file: while another program keeps it locked, appends spill one file
+        # each, and reading every pending one before each attempt made each append slower than the last.
+        spilled: list[Any] = []
+        done: list[str] | None = None
 
         def replay_and_run(con: Any) -> T:
             for columns in spilled:
@@ -333,7 +335,11 @@ class DuckDBStore(CostStore):
             return body(con)
 
         def attempt() -> T:
+            nonlocal done
             with self._durable.lock, self._attached(write=True) as con:
+                if done is None:
+                    batches, done = self._spilled()
+                    spilled.extend(batches)
                 if not self._migrated:
                     # In a transaction of its own: the ATTACH has created a new file, and a first write that DuckDB
                     # refuses (an amount beyond DECIMAL(38, 18)) is rolled back; the file must still have the tables,
@@ -372,7 +378,7 @@ class DuckDBStore(CostStore):
         for path in spill.pending():
             entries = spill.read(path)
             if entries:
-                bad = self._durable.storable(entries)
+                bad = self._durable.replayable(path, entries)
                 if bad is not None:
                     self._durable.set_aside(entries, f"spill file {path} could not be replayed", bad)
                     spill.keep_only(path, [])

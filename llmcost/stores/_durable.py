@@ -35,6 +35,8 @@ logger = logging.getLogger("llmcost")
 
 T = TypeVar("T")
 
+#: At most this many checked spill files are remembered (``Durable.replayable``).
+_CHECKED_KEPT = 4096
 #: First backoff step and the longest single wait between two attempts, in seconds.
 _FIRST_WAIT = 0.005
 _MAX_WAIT = 0.25
@@ -117,6 +119,9 @@ class Durable:
         # waits for its release, as for the per-path locks of ``_state.path_lock``.)
         self._lock_of = (os.getpid(), _state.FlushLock(reentrant=True))
         self._cons: dict[bool, Any] = {}  # by "is the write connection"; both are this process's (``_pid``)
+        #: Spill files whose entries are known storable, by path: the version (size, change time) checked
+        #: (``replayable``).
+        self._checked: dict[str, tuple[int, int]] = {}
         self._pid = 0
         _state.register_fork_aware(self)
 
@@ -218,6 +223,25 @@ class Durable:
             con.close()
         return None
 
+    def replayable(self, path: str, entries: Sequence[CostEntry]) -> BaseException | None:
+        """``storable`` of the ``entries`` read from the spill file ``path``, checked once per version of the file
+        (its size and change time): a file this store spilled was checked before it was written
+        (``keep_for_later``), and one checked already is not checked again at each replay tried while the store
+        stays locked (each check opens an in-memory DuckDB: ~30 ms)."""
+        try:
+            stat = os.stat(path)
+            version: tuple[int, int] | None = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            version = None
+        if version is not None and self._checked.get(path) == version:
+            return None
+        bad = self.storable(entries)
+        if bad is None and version is not None:
+            if len(self._checked) >= _CHECKED_KEPT:  # (files replayed long ago: forgotten in one go)
+                self._checked.clear()
+            self._checked[path] = version
+        return bad
+
     def keep_for_later(self, error: Exception, entries: Sequence[CostEntry]) -> None:
         """The fallback of an append that ``error`` stopped: spill ``entries`` durably (so they are acknowledged)
         to the store's spill directory or a fallback. Raises ``StoreError`` if an entry could never be stored (it
@@ -229,6 +253,9 @@ class Durable:
             path = self.spill.write(entries)
         except OSError as spill_exc:
             raise StoreError(f"{error}; spilling the entries failed too: {spill_exc}") from error
+        with contextlib.suppress(OSError):
+            stat = os.stat(path)
+            self._checked[path] = (stat.st_size, stat.st_mtime_ns)  # (checked above: its replay need not check it)
         logger.warning("llmcost: %s; %d entries spilled to %s for replay", error, len(entries), path)
 
     def set_aside(self, entries: Sequence[CostEntry], reason: str, error: BaseException | str | None = None) -> None:

@@ -520,7 +520,7 @@ class ParquetStore(CostStore):
         for path in spill.pending():
             entries = spill.read(path)
             if entries:
-                bad = self._durable.storable(entries)
+                bad = self._durable.replayable(path, entries)
                 if bad is not None:
                     self._durable.set_aside(entries, f"spill file {path} could not be replayed", bad)
                     spill.remove([path])

@@ -338,6 +338,44 @@ def test_spill_when_the_lock_stays_held(db: str, children: Children) -> None:
     assert store.entries() == [make_entry(0), *batch, make_entry(40)]
 
 
+def test_appends_while_the_lock_stays_held_read_and_check_each_spill_file_once(
+    db: str, children: Children, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another program keeps the file locked, each append spills a file. Appends do not read the pending
+    spill files until they have the file (they read them all before each attempt: each append slower than the last,
+    checking every file's entries in a new in-memory DuckDB), and a replay does not check again a file this store
+    spilled (checked as it was written). A file put there by someone else is still checked before it is replayed."""
+    from llmcost._rows import entry_to_json
+    from llmcost.stores._durable import Durable
+    from llmcost.stores._spill import Spill
+
+    checked: list[int] = []
+    reads: list[str] = []
+    storable, read = Durable.storable, Spill.read
+    monkeypatch.setattr(Durable, "storable", lambda self, got: checked.append(len(got)) or storable(self, got))
+    monkeypatch.setattr(Spill, "read", lambda self, path: reads.append(path) or read(self, path))
+    store = DuckDBStore(db, retry_timeout=0.1)
+    store.append([make_entry(0)])
+    holder = children.spawn(HOLD_LOCK, db)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        for i in range(1, 6):
+            store.append([make_entry(i)])  # spilled
+        assert len(os.listdir(db + ".spill")) == 5
+        assert checked == [1] * 5 and reads == []  # each checked once, as it was spilled; none read back yet
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    foreign = [make_entry(7), make_entry(8)]
+    Path(db + ".spill", "from-elsewhere.jsonl").write_text("".join(entry_to_json(e) + "\n" for e in foreign))
+    store.append([make_entry(6)])  # replays the six files with it
+    assert checked == [1] * 5 + [2] and len(reads) == 6
+    assert store.entries() == [make_entry(i) for i in range(9)]
+    assert os.listdir(db + ".spill") == []
+
+
 def test_opens_while_another_process_holds_the_lock(db: str, children: Children) -> None:
     """An analyst's ``duckdb.connect(file)`` holding the file when the store opens: the store opens anyway (a
     tracker on it, the default one included, is made once), appends spill, and the next read once the lock is free
