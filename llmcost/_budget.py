@@ -1782,7 +1782,11 @@ class Budget:
     # -- context manager and decorator ----------------------------------------------------------------------------
     @in_exact_context
     def __enter__(self) -> Budget:
-        self.sync()  # a period budget opens its period's account now (reading recorded spend once per period)
+        try:
+            self.sync()  # a period budget opens its period's account now (reading recorded spend once per period)
+        except Exception as exc:  # noqa: BLE001 - entering a budget never fails the user's block: calls reserve anew
+            log_once(("budget-enter", type(exc)), "llmcost: budget %r could not read where it stands on entry "
+                     "(its calls read it again): %r", self.name, exc)  # fmt: skip
         with self._lock:
             self._open += 1
         token = push_guard(self)

@@ -314,8 +314,11 @@ class CostStore(abc.ABC):
         if made is not None:
             # The leases first, in memory: amounts they hold for their next batch leave it before the ledger forgets
             # the entries, so no batch settles an entry the store has (even if the ledger's step fails).
-            acknowledged(self, entries)
-            made.acknowledge(entries)
+            held = acknowledged(self, entries)
+            if made.by_id:
+                made.acknowledge_ids([entry.id for entry in entries], leased=held)
+            else:
+                made.acknowledge(entries)
 
     def acknowledge_columns(self, columns: FieldColumns) -> None:
         """``acknowledge`` of the entries ``columns`` holds (a tracker's writer calls it after each write): the leases
@@ -325,9 +328,9 @@ class CostStore(abc.ABC):
         made = self.current_ledger()
         if made is not None:
             ids = columns.column("id")
-            acknowledged_ids(self, ids)  # (the leases first, as ``acknowledge`` says)
+            held = acknowledged_ids(self, ids)  # (the leases first, as ``acknowledge`` says)
             if made.by_id:
-                made.acknowledge_ids(ids)
+                made.acknowledge_ids(ids, leased=held)
             else:
                 made.acknowledge(columns.entries())
 

@@ -36,6 +36,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from itertools import repeat
 from typing import Any, Protocol
 
 from .. import _state
@@ -374,16 +375,25 @@ class Lease:
         """``acknowledged_ids`` of ``entries``."""
         self.acknowledged_ids([entry.id for entry in entries])
 
-    def acknowledged_ids(self, ids: Sequence[str]) -> None:
+    def acknowledged_ids(self, ids: Sequence[str]) -> Decimal:
         """The entries of ``ids`` are in the store now: those awaiting this lease's batch leave it when it is next
-        settled (the store's total counts them), their amounts keeping their place in the lease until then.
+        settled (the store's total counts them), their amounts keeping their place in the lease until then. Returns
+        the sum of their amounts (the ledger never held them: see ``Ledger.acknowledge_ids``).
 
         Called by the tracker's writer as it writes, this takes no lock: it only queues the ids (``_take_acks``
         moves them, under the lock). A writer waiting here for the budget's lock could wait for a thread that a
         signal interrupted while holding it, and SIGTERM's flush with it."""
         pending = self.pending
-        if pending:  # (an entry kept after this look is settled with its batch, and found written there)
-            self._acks.extend(filter(pending.__contains__, ids))  # (in C: the writer runs this for every entry)
+        if not pending:
+            return ZERO
+        # (In C: the writer runs this for every entry. An entry kept after this look is settled with its batch, and
+        # found written there. Summed before they are queued: ``_take_acks`` pops what is queued.)
+        found = [*filter(pending.__contains__, ids)]
+        if not found:
+            return ZERO
+        held = sum(map(pending.get, found, repeat(ZERO)), ZERO)
+        self._acks.extend(found)
+        return held
 
     def _take_acks(self) -> None:
         """Move the amounts of queued acknowledged entries out of ``pending`` (caller holds the lock)."""
@@ -651,18 +661,23 @@ class LocalLease(Lease):
         """Nothing to do: a forked child's ledger is a copy, with the hold in it."""
 
 
-def acknowledged(store: LeaseStore, entries: Sequence[CostEntry]) -> None:
-    """Tell this process's leases on ``store`` that ``entries`` are in it now."""
-    if _OPEN:
-        acknowledged_ids(store, [entry.id for entry in entries])
+def acknowledged(store: LeaseStore, entries: Sequence[CostEntry]) -> dict[str, Decimal]:
+    """Tell this process's leases on ``store`` that ``entries`` are in it now (``acknowledged_ids``)."""
+    return acknowledged_ids(store, [entry.id for entry in entries]) if _OPEN else {}
 
 
-def acknowledged_ids(store: LeaseStore, ids: Sequence[str]) -> None:
-    """Tell this process's leases on ``store`` that the entries of ``ids`` are in it now."""
+def acknowledged_ids(store: LeaseStore, ids: Sequence[str]) -> dict[str, Decimal]:
+    """Tell this process's leases on ``store`` that the entries of ``ids`` are in it now; what the leases held of
+    them for their next batches, by scope key (none: empty)."""
+    held: dict[str, Decimal] = {}
     if _OPEN:
         for lease in list(_OPEN):
             if lease.store is store:
-                lease.acknowledged_ids(ids)
+                amount = lease.acknowledged_ids(ids)
+                if amount:
+                    key = lease.scope.key
+                    held[key] = held.get(key, ZERO) + amount
+    return held
 
 
 def close_leases(store: LeaseStore | None = None, wait: float | None = None) -> None:

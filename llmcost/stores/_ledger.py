@@ -410,8 +410,13 @@ class Ledger(abc.ABC):
     #: tells the ledger what it wrote without building a ``CostEntry`` per entry (``CostStore.acknowledge_columns``).
     by_id: bool = False
 
-    def acknowledge_ids(self, ids: Sequence[str]) -> None:
-        """``acknowledge`` of the entries with these ``ids`` (ledgers whose ``by_id`` is true)."""
+    def acknowledge_ids(self, ids: Sequence[str], *, leased: Mapping[str, Decimal] | None = None) -> None:
+        """``acknowledge`` of the entries with these ``ids`` (ledgers whose ``by_id`` is true).
+
+        ``leased``: what budgets' leases in this process held of those entries for their next batches, by scope key
+        (``Lease.acknowledged_ids``). The ledger never held those amounts; the store's spend has them now. A ledger
+        that reads that spend apart from its own transactions counts them while it cannot read it (``SqliteLedger``);
+        one that reads it within them ignores them."""
         raise NotImplementedError(f"{type(self).__name__} acknowledges entries, not ids (its ``by_id`` is False)")
 
     def begin(self) -> None:  # noqa: B027 - optional: only ledgers that track acknowledgements need it
@@ -1074,7 +1079,7 @@ class LocalLedger(Ledger):
             return  # a fed ledger learns of entries through ``appended``
         self.acknowledge_ids([entry.id for entry in entries])
 
-    def acknowledge_ids(self, ids: Sequence[str]) -> None:
+    def acknowledge_ids(self, ids: Sequence[str], *, leased: Mapping[str, Decimal] | None = None) -> None:
         if not self.receipts.used or self._fed:
             return  # a fed ledger learns of entries through ``appended``
         with self._lock:

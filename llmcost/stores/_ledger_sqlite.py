@@ -42,6 +42,14 @@ transaction, or a lock across processes held over each append); neither is simpl
 ``Lease`` keeps the amounts it settled in memory until its next batch and drops them at the acknowledgement
 (``stores._lease``): its figures read in the window may count those entries twice as well.
 
+A store that cannot be read (a DuckDB file another program keeps locked, a lost mount: appends spill and are
+acknowledged all the same): the accounts count from their last reading. An acknowledgement moves the settled
+amounts it drops into the base rather than forgetting them, with what this process's leases held of the written
+entries (``leased``), and entries written before they were settled join the base at their settlement; so the base
+plus the settled amounts counts each call once until a reading succeeds. The calls' path tries the store again
+``refresh`` seconds after a failed read (``_read_spend``), not at every call: each failed read waits the store's
+``retry_timeout``.
+
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
 lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next reading of
 a scope that counts reservations (``standing``), by the next reservation anyone makes that it would refuse, and
@@ -316,6 +324,9 @@ class SqliteLedger(Ledger):
         #: ``_written_lock``): a reading of recorded spend leaves their settled amounts out (``_base``).
         self._written: set[str] = set()
         self._written_lock = _state.new_lock()
+        #: Until when (``time.monotonic()``) the calls' path does not try to read recorded spend again, after a read
+        #: failed (0.0: the last read succeeded): see ``_read_spend``.
+        self._unreadable_until = 0.0
 
     leases = True
 
@@ -326,6 +337,7 @@ class SqliteLedger(Ledger):
             self._con, self._beating, self.receipts, self._renewed = None, None, Receipts(), 0.0
             self._unacknowledged, self._unacknowledged_held, self._batches, self._used = [], set(), _Batches(), {}
             self._written = set()  # (the parent's writer writes those; its locks are free here, see ``_state``)
+            self._unreadable_until = 0.0
             self._queue_fd = None  # the parent's open file: an flock on it would be shared with the parent
             self._pid, self._holder = os.getpid(), _holder_id()
 
@@ -419,10 +431,16 @@ class SqliteLedger(Ledger):
         ):
             if fresh is not None and not refresh and fresh[0] == account.ledger_gen:
                 account.base, account.read_at = self._base(con, scope.key, fresh[2], fresh[3]), fresh[1]
-            elif defer and not refresh:
+            elif defer and not refresh and not self._unreadable_now():
                 raise _SpendDue(account.ledger_gen)
             else:
-                account.base, account.read_at = self._base(con, scope.key, *self._recorded(scope)), now
+                recorded = self._read_spend(scope, now=refresh)
+                if recorded is None:
+                    # The store cannot be read now: the account counts from its last reading, to which each
+                    # acknowledgement since added what it took off the settled amounts (``_to_base``), and stays due
+                    # (read again once the store answers). A new account counts from zero till then.
+                    return account
+                account.base, account.read_at = self._base(con, scope.key, *recorded), now
             account.gen, account.dirty = account.ledger_gen, True
         return account
 
@@ -439,12 +457,51 @@ class SqliteLedger(Ledger):
         try:
             return attempt(None, True)
         except _SpendDue as due:
-            fresh: _Spend | None = None
-            try:
-                fresh = (due.gen, time.time(), *self._recorded(scope))
-            except Exception as exc:  # noqa: BLE001 - read inside the transaction, as before (raising there)
-                logger.debug("llmcost: budget ledger: could not read recorded spend before a transaction: %r", exc)
-            return attempt(fresh, False)
+            read_at = time.time()
+            recorded = self._read_spend(scope)  # (``None``: the transaction counts from the last reading)
+            return attempt(None if recorded is None else (due.gen, read_at, *recorded), False)
+
+    def _read_spend(self, scope: BudgetScope, *, now: bool = False) -> tuple[Decimal, frozenset[str]] | None:
+        """``_recorded`` for a transaction of the calls' path, or ``None`` where the store cannot be read: it failed
+        (a DuckDB file another program keeps locked, a Parquet directory on a lost mount) within the last
+        ``refresh`` seconds (unless ``now``: a reading asked for, ``standing(refresh=True)``), or fails now.
+
+        Why not raise: a budget that cannot read its spend let every call through (a failing budget never fails the
+        user's call), so a locked store passed the limit by as much as was spent while it stayed locked. Counted
+        from the last reading plus what was settled since (``_to_base`` keeps acknowledged amounts in it), the
+        limit holds. Why not try at every call: each failed read waits the store's ``retry_timeout``."""
+        if not now and self._unreadable_now():
+            return None
+        try:
+            recorded = self._recorded(scope)
+        except Exception as exc:  # noqa: BLE001 - counted from the last reading (see above)
+            self._unreadable(exc)
+            return None
+        self._readable()
+        return recorded
+
+    def _unreadable_now(self) -> bool:
+        """Whether a read of the store's spend failed within the last ``refresh`` seconds (not tried again yet)."""
+        return self._unreadable_until > time.monotonic()
+
+    def _unreadable(self, exc: BaseException) -> None:
+        """Note that a read of recorded spend failed with ``exc`` (warned once, until a read succeeds again)."""
+        first = not self._unreadable_until
+        self._unreadable_until = time.monotonic() + self._refresh
+        if first:
+            logger.warning(
+                "llmcost: budgets on %s cannot read the store's recorded spend (%r); they count from its last "
+                "reading plus what was settled since, and read it again every %ss until it answers",
+                self.path,
+                exc,
+                self._refresh,
+            )
+
+    def _readable(self) -> None:
+        """Note that a read of recorded spend succeeded (after failures: said once)."""
+        if self._unreadable_until:
+            self._unreadable_until = 0.0
+            logger.warning("llmcost: budgets on %s read the store's recorded spend again", self.path)
 
     def _recorded(self, scope: BudgetScope) -> tuple[Decimal, frozenset[str]]:
         """``scope``'s recorded spend read now, with the ids of this process's entries in it that are not acknowledged
@@ -539,6 +596,19 @@ class SqliteLedger(Ledger):
         if row is not None:
             value = str(Decimal(row[0]) + amount)
             con.execute(f"UPDATE accounts SET {column} = ? WHERE scope = ?", (value, scope))
+
+    def _to_base(self, con: sqlite3.Connection, scope: str, settled: Decimal, leased: Decimal) -> None:
+        """Move ``settled`` of ``scope``'s settled amounts into its base, and add ``leased`` (what this process's
+        leases held for their next batches) to it: their entries are in the store now.
+
+        The acknowledgement bumps the generation, so the next use reads the base again from the store; until then,
+        and for as long as the store cannot be read (``_read_spend``), the account still counts them. Taking them
+        off the settled amounts alone made a store that could not be read (spilled entries acknowledged, a locked
+        file) forget every call acknowledged since its last reading."""
+        row = con.execute("SELECT base, settled FROM accounts WHERE scope = ?", (scope,)).fetchone()
+        if row is not None:
+            base, left = str(Decimal(row[0]) + settled + leased), str(Decimal(row[1]) - settled)
+            con.execute("UPDATE accounts SET base = ?, settled = ? WHERE scope = ?", (base, left, scope))
 
     def _expired(self, con: sqlite3.Connection, now: float) -> bool:
         """Whether some process holding reservations has not been seen for a lease (one look at the few rows of
@@ -688,9 +758,10 @@ class SqliteLedger(Ledger):
                             (scope.key, self._holder, str(elsewhere), _FOREVER),
                         )
                         account.settled += elsewhere
-                    if written:  # entries written before they were settled: read recorded spend again (they are in it)
+                    found = self._read_spend(scope) if written else None
+                    if found is not None:  # entries written before they were settled: spend read again (they are in it)
                         con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                        spend, now_written = self._recorded(scope)
+                        spend, now_written = found
                         # (The batch row is not in ``_batches`` yet: what it holds of entries written since is left
                         # out here.)
                         late = now_written & held.keys()
@@ -698,6 +769,8 @@ class SqliteLedger(Ledger):
                             map(held.__getitem__, late), ZERO
                         )
                         account.gen, account.read_at = account.ledger_gen + 1, account.now
+                    elif written:  # (the store cannot be read: counted in the base, where the next reading has them)
+                        account.base += sum(map(amounts.__getitem__, written), ZERO)
                     spent, reserved = account.base + account.settled, account.reserved
                     grant = headroom(renew, limit - spent - reserved - keep)
                     rid = self._hold(con, account, keep + grant) if keep + grant else None
@@ -733,10 +806,14 @@ class SqliteLedger(Ledger):
                         (scope.key, self._holder, str(amount), _FOREVER if entry_id is None else entry_id),
                     )
                     account.settled += amount
-                else:  # the entry was written before it was settled: read recorded spend again, it is in there now
+                elif (found := self._read_spend(scope)) is not None:
+                    # The entry was written before it was settled: recorded spend read again, it is in there now.
                     con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
-                    account.base = self._base(con, scope.key, *self._recorded(scope))
+                    account.base = self._base(con, scope.key, *found)
                     account.gen, account.read_at = account.ledger_gen + 1, account.now
+                else:  # (the store cannot be read: counted in the base, where the next reading has it)
+                    account.base += amount
+                    account.dirty = True
                 self._save(con, account)
             return Standing(account.base + account.settled, account.reserved)
 
@@ -777,7 +854,7 @@ class SqliteLedger(Ledger):
         self.acknowledge_ids([entry.id for entry in entries])
 
     @_exact
-    def acknowledge_ids(self, ids: Sequence[str]) -> None:
+    def acknowledge_ids(self, ids: Sequence[str], *, leased: Mapping[str, Decimal] | None = None) -> None:
         if not self.receipts.used or not ids:
             return
         with self._lock:
@@ -791,7 +868,7 @@ class SqliteLedger(Ledger):
         try:
             fresh = self._fresh_totals(scopes)
             with self._lock:
-                self._forget_written(alone, written, fresh)
+                self._forget_written(alone, written, fresh, leased)
         except BaseException:
             with self._lock:  # tried again with the next acknowledgement
                 self._unacknowledged = [*alone, *self._unacknowledged]
@@ -832,7 +909,7 @@ class SqliteLedger(Ledger):
         the store, milliseconds on a large one) fell to the next call to settle a batch, inside the ledger's lock
         that every process waits for. Read here, outside any lock, by the writer that wrote the entries, it is
         stored with the acknowledgement whenever no other acknowledgement came in between (``_forget_written``)."""
-        if not scopes:
+        if not scopes or self._unreadable_now():  # (read again by the calls' path, ``refresh`` seconds after)
             return None
         try:
             with self._lock:
@@ -840,22 +917,28 @@ class SqliteLedger(Ledger):
             read_at = time.time()
             with self._store_lock:
                 totals = {scope.key: self._total(**filter_kwargs(scope)) for scope in scopes}
-                return gen, read_at, totals, self._written_now()
+                written = self._written_now()
         except Exception as exc:  # noqa: BLE001 - the accounts are read again by their next use, as before
             logger.debug("llmcost: budget ledger: could not read recorded spend at an acknowledgement: %r", exc)
+            if not isinstance(exc, sqlite3.Error):  # (the store's read failed, not the ledger's)
+                self._unreadable(exc)
             return None
+        self._readable()
+        return gen, read_at, totals, written
 
     def _forget_written(
         self,
         alone: list[str],
         written: AbstractSet[str],
         fresh: tuple[float, float, dict[str, Decimal], frozenset[str]] | None,
+        leased: Mapping[str, Decimal] | None = None,
     ) -> None:
         """Take the settled amounts of the written entries off the ledger (``alone``: those settled one by one; and
         what batch rows hold of ``written``), in one transaction that also bumps the acknowledgement generation; the
         accounts in ``fresh`` get its spend, read after the write, if no acknowledgement happened since it was read
         (else they are read again by their next use), less what the ledger still holds of other entries written and
-        not acknowledged (``_base``). The entries leave ``_written``. Caller holds the lock."""
+        not acknowledged (``_base``). The entries leave ``_written``. What leases held of them (``leased``, by scope)
+        joins the bases as their settled amounts do (``_to_base``). Caller holds the lock."""
         batches = self._batches
         in_rows = batches.written(written)
         with self._transaction() as con:
@@ -883,8 +966,8 @@ class SqliteLedger(Ledger):
                     ).fetchone()
                 if found is not None:  # (else its period's account was dropped, and the row with it)
                     gone[found[0]] = gone.get(found[0], ZERO) + amount
-            for scope, amount in gone.items():
-                self._add(con, scope, "settled", -amount)
+            for scope in {*gone, *leased} if leased else gone:
+                self._to_base(con, scope, gone.get(scope, ZERO), leased.get(scope, ZERO) if leased else ZERO)
             gen = con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen' RETURNING v").fetchone()[0]
             if fresh is not None and fresh[0] + 1 == gen:  # no other acknowledgement since the spend was read
                 # (Entries acknowledged here are settled no more; others written meanwhile may be.)

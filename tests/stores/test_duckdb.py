@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from llmcost import CostTracker, StoreError
+import llmcost
+from llmcost import CostTracker, StoreError, track_cost
 from llmcost.stores import DuckDBStore, MemoryStore, ParquetStore, open_store
 
 from .conftest import CHILD_PREAMBLE, Children, make_entry
@@ -472,6 +474,61 @@ def test_an_unreadable_spill_line_is_set_aside_once_however_often_the_replay_is_
     (letter,) = store.dead_letters()
     assert letter["entry"] == '{"not": "an entry"}'
     assert store.entries() == [make_entry(1)] and os.listdir(db + ".spill") == []
+
+
+@pytest.mark.parametrize("locked", ["mid-period", "before-entering"])
+def test_a_budget_holds_its_limit_while_another_program_keeps_the_file_locked(
+    db: str, children: Children, locked: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An analyst's ``duckdb.connect(file)`` keeps the store locked: appends spill (acknowledged), and the budget's
+    ledger cannot read the recorded spend. It counts from its last reading plus every call acknowledged since,
+    whether the ledger settled it or a lease still held it, each once: exactly the calls the limit allows are made
+    (a budget that could not read let every call through; one that counted a lease's acknowledged calls again at
+    its batch stopped short). Entering the budget while the file is locked raises nothing into the user's block; the
+    account then counts from zero, and once the file is free a forced reading has everything."""
+    response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}  # $0.0025
+    store = DuckDBStore(db, retry_timeout=0.2)
+    tracker = CostTracker(store, flush_interval=3600)  # written when the test flushes, every fifth call
+    call = track_cost(tracker=tracker, estimate=Decimal("0.0025"))(lambda: response)
+    for _ in range(10):
+        call()
+    tracker.flush()
+
+    def lock() -> subprocess.Popen[str]:
+        holder = children.spawn(HOLD_LOCK, db)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        return holder
+
+    holder = lock() if locked == "before-entering" else None
+    made = refused = 0
+    try:
+        with llmcost.budget(Decimal("0.1"), period="daily", tracker=tracker) as cap:  # 40 calls of $0.0025
+            for i in range(50):
+                if i == 5 and holder is None:
+                    holder = lock()
+                try:
+                    call()
+                    made += 1
+                except llmcost.BudgetExceeded:
+                    refused += 1
+                if i % 5 == 0:
+                    tracker.flush()  # spilled while the file is locked
+            assert os.listdir(db + ".spill")
+    finally:
+        assert holder is not None and holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    tracker.flush()
+    if locked == "mid-period":
+        assert (made, refused) == (30, 20)  # the ten made before the budget count: its account was open
+        assert store.total() == Decimal("0.1")
+    else:
+        assert (made, refused) == (40, 10)  # its account opened while the file was locked: counted from zero
+        cap.sync(force=True)
+        assert cap.spent == store.total() == Decimal("0.125")  # read once the file is free, spill replayed
+    assert os.listdir(db + ".spill") == []
+    assert "cannot read the store's recorded spend" in caplog.text
 
 
 def test_threads_share_a_store(db: str) -> None:

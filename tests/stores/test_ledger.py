@@ -19,8 +19,9 @@ import pytest
 from freezegun import freeze_time
 
 import llmcost
-from llmcost import BudgetExceeded, BudgetManager, CostTracker, Usage, budget, track_cost
-from llmcost.stores import BudgetScope, CostStore, DuckDBStore, ParquetStore, PostgresStore
+from llmcost import BudgetExceeded, BudgetManager, CostTracker, StoreError, Usage, budget, track_cost
+from llmcost.stores import BudgetScope, CostStore, DuckDBStore, ParquetStore, PostgresStore, Standing
+from llmcost.stores._ledger_sqlite import SqliteLedger
 
 from . import postgres_server
 from .conftest import Children, make_entry
@@ -140,6 +141,61 @@ def test_processes_opening_a_fresh_ledger_at_once(children, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.strip() == str([0, 0, 0, 0, 3, 3, 3, 3]), err
+
+
+class _Spend:
+    """A store's ``total``: recorded spend that stops answering while ``fails`` (a DuckDB file another program keeps
+    locked)."""
+
+    def __init__(self) -> None:
+        self.amount = Decimal(0)
+        self.fails = False
+        self.reads = 0
+
+    def __call__(self, **filters: object) -> Decimal:
+        self.reads += 1
+        if self.fails:
+            raise StoreError("could not read costs.duckdb: another process holds the store's lock")
+        return self.amount
+
+
+def test_a_ledger_that_cannot_read_the_store_counts_every_call_once_until_it_can(tmp_path, caplog):
+    """While the store's spend cannot be read, the ledger counts from its last reading: what an acknowledgement
+    takes off the settled amounts (a batch row's), what leases held of the acknowledged entries, and entries
+    written before they were settled (alone or in a batch) each join the base once, so the standing never drops.
+    The store is not tried again within ``refresh`` seconds of a failed read (each waits its ``retry_timeout``); a
+    forced reading, once it answers, replaces the count."""
+    spend = _Spend()
+    ledger = SqliteLedger(str(tmp_path / "costs.duckdb.ledger"), total=spend, refresh=60)
+    limit, s = Decimal(1), scope()
+    ledger.begin()
+    r = ledger.reserve(s, COST, limit=limit)
+    spend.fails, reads = True, spend.reads
+    # A batch row (entries "b" and "c"), then "b" written and acknowledged: its amount moves into the base.
+    ledger.settle_batch(s, {"b": COST, "c": COST}, reservation=None, keep=Decimal(0), renew=None, limit=limit)
+    assert ledger.standing(s).spent == 2 * COST
+    ledger.acknowledge_ids(["b"])
+    assert "cannot read the store's recorded spend" in caplog.text
+    assert ledger.standing(s) == Standing(2 * COST, COST)
+    # "a" written and acknowledged before its call settles it (the writer was quicker than the call's end).
+    ledger.acknowledge_ids(["a"])
+    assert ledger.settle(s, COST, reservation=r, entry_id="a") == Standing(3 * COST, Decimal(0))
+    # "d" and "e" written before the batch that settles them, one acknowledged, one not yet.
+    ledger.acknowledge_ids(["d"])
+    with ledger.writing(["e"]):
+        pass
+    renewal = ledger.settle_batch(
+        s, {"d": COST, "e": COST, "f": COST}, reservation=None, keep=Decimal(0), renew=None, limit=limit
+    )
+    assert renewal.standing.spent == 6 * COST
+    # A lease held "g" for its next batch when it was acknowledged: the ledger never had it, the store does.
+    ledger.acknowledge_ids(["c", "e", "f", "g"], leased={s.key: COST})
+    assert ledger.standing(s).spent == 7 * COST
+    assert spend.reads == reads + 1  # the first read that failed; none since
+    # The store answers again (with another tracker's spend in it too): a forced reading has it all.
+    spend.fails, spend.amount = False, 7 * COST + Decimal("0.5")
+    assert ledger.standing(s, refresh=True) == Standing(7 * COST + Decimal("0.5"), Decimal(0))
+    ledger.close()
 
 
 def test_model_scope_matches_the_entry_model():
