@@ -914,7 +914,11 @@ class Budget:
 
         With ``on_exceed="warn"`` the call is let through, and the alert says so, once a period and only while the
         1.0 threshold has not fired: the call may well cost less than its estimate, so the threshold is not marked
-        fired here, and fires as spend reaches the limit."""
+        fired here, and fires as spend reaches the limit.
+
+        Thresholds under the limit that spend has passed fire first: a refusal may be the budget's first look at a
+        period whose spend was recorded before it (or by another process), and "passed 90%" belongs before it."""
+        self._check_thresholds(None, None, under_limit=True)
         if self.on_exceed == "warn":
             let_through = f"a call needing about {dollars(needed)[0]} would pass the limit; let through"
             self._alert(1.0, let_through, event="budget.exceeded", let_through=True)
@@ -1700,10 +1704,11 @@ class Budget:
         """Fire an alert for each threshold that spend has reached and that has not fired in this period."""
         self._check_thresholds(None, None)
 
-    def _check_thresholds(self, lease: Lease | None, reached: Decimal | None) -> None:
+    def _check_thresholds(self, lease: Lease | None, reached: Decimal | None, *, under_limit: bool = False) -> None:
         """``check_thresholds``; with ``reached``: the spend a call of ``lease`` left the period at, as the ledger
         answered it, counted as reached (and kept as spent if above the budget's figure) while ``lease`` is the
-        budget's, whatever older figure another thread wrote to ``_spent`` since (``_gave_back``, ``_stand``)."""
+        budget's, whatever older figure another thread wrote to ``_spent`` since (``_gave_back``, ``_stand``).
+        ``under_limit``: only thresholds under 1.0 (a refusal makes the 1.0 alert itself: see ``_refused``)."""
         now = self.tracker.clock()  # (read before the lock: the alerts' time)
         with self._lock:
             spent = self._figures()[0]
@@ -1712,7 +1717,9 @@ class Budget:
             if spent < self._quiet_below:
                 return
             utilization = float(spent / self.limit)
-            crossed = [t for t in self.thresholds if utilization >= t and t not in self._fired]
+            crossed = [
+                t for t in self.thresholds if utilization >= t and t not in self._fired and not (under_limit and t >= 1)
+            ]
             self._fired.update(crossed)
             waiting = [t for t in self.thresholds if t not in self._fired]
             # An exact bound a little under the lowest waiting threshold, so float rounding never skips a crossing.

@@ -188,6 +188,26 @@ def test_thresholds_fire_once_each_with_levels(tracker):
     assert b.alerts == seen and events == seen
 
 
+@pytest.mark.parametrize("on_exceed", ["raise", "warn"])
+def test_a_refusal_that_is_the_first_look_fires_the_thresholds_spend_passed_first(tracker, on_exceed):
+    """Spend at 95% before the block, and the first look at the daily budget is a call that does not fit: "passed
+    50%", "80%" and "90%" come before the refusal's alert, as they would had spend been watched crossing them (only
+    the refusal's alert was made)."""
+    seen = []
+    tracker.record(amount=CALL * 38, model="gpt-4o")  # 95% of the limit, before the block
+    call, ran = caller(tracker, estimate=CALL * 4)
+    with budget(CALL * 40, period="daily", tracker=tracker, on_alert=seen.append, on_exceed=on_exceed):
+        if on_exceed == "raise":
+            with pytest.raises(BudgetExceeded):
+                call()
+        else:
+            call()
+    assert [a.threshold for a in seen] == [0.5, 0.8, 0.9, 1.0]
+    assert [a.level for a in seen] == ["critical", "critical", "critical", "exceeded"]  # (spend is at 95%)
+    assert [a.utilization for a in seen[:3]] == [0.95] * 3
+    assert len(ran) == (on_exceed == "warn")
+
+
 def test_alerts_reach_the_sinks_in_the_order_they_were_made_across_threads(tracker):
     # Thread A's call crosses 50% and its sink is still busy with that alert when thread B's call crosses 80%: B's
     # alert waits for A's to be delivered (a sink heard "passed 80%" first, or "exceeded" before "passed 90%").
@@ -793,8 +813,9 @@ def test_a_limit_set_anew_holds_from_the_next_call(tracker, every_tracker):
         limits.limit = Decimal("0.0075")
         call()
     assert len(ran) == 2 and info.value.limit == Decimal("0.005")
-    # The refusal's alert, then half of the new limit passed (0.005 of 0.0075; of the first limit, half a per cent).
-    assert [alert.threshold for alert in limits.alerts] == [1.0, 0.5]
+    # Half of the lowered limit passed (0.0025 of 0.005; of the first limit, a quarter of a per cent), found by the
+    # refusal and said before its alert.
+    assert [alert.threshold for alert in limits.alerts] == [0.5, 1.0]
     for bad in (0, "-1", "x"):
         with pytest.raises((ValueError, TypeError), match="limit"):
             limits.limit = bad
