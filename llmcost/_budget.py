@@ -1093,6 +1093,10 @@ class Budget:
                 own = unwritten.calls(self._lease)
             if own is not None and buffered - unwritten.buffered <= own:
                 return True
+        if tracker.store.ledger().spend_unreadable():
+            # The ledger counts from its last reading, not the store's total: a write would add nothing to it (until
+            # a reading succeeds) and, to a locked store, hold this call for the store's ``retry_timeout``.
+            return False
         try:
             tracker.flush()
         except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written

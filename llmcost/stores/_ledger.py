@@ -419,6 +419,12 @@ class Ledger(abc.ABC):
         one that reads it within them ignores them."""
         raise NotImplementedError(f"{type(self).__name__} acknowledges entries, not ids (its ``by_id`` is False)")
 
+    def spend_unreadable(self) -> bool:
+        """Whether the store's recorded spend could not be read when last tried, and is not tried again yet: the
+        ledger counts from its last reading meanwhile (``SqliteLedger``). This default reads it in its own
+        transactions (or from memory), so it is never so."""
+        return False
+
     def begin(self) -> None:  # noqa: B027 - optional: only ledgers that track acknowledgements need it
         """A budget starts using the ledger in this process: from now on acknowledgements matter."""
 

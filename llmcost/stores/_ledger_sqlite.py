@@ -125,6 +125,8 @@ _CHUNK = 500  # ids per IN (...) list
 #: At most this many scopes used lately (besides those of the batch rows written) have their spend read at an
 #: acknowledgement: each is a query of the store.
 _FRESH_USED = 8
+#: The longest wait, in seconds, between two tries to read a store whose spend could not be read (``_unreadable``).
+_MOST_UNREADABLE_WAIT = 60.0
 
 
 _LOAD = """
@@ -327,6 +329,7 @@ class SqliteLedger(Ledger):
         #: Until when (``time.monotonic()``) the calls' path does not try to read recorded spend again, after a read
         #: failed (0.0: the last read succeeded): see ``_read_spend``.
         self._unreadable_until = 0.0
+        self._unreadable_wait = 0.0  # (seconds: the last wait set after a failed read)
 
     leases = True
 
@@ -431,7 +434,7 @@ class SqliteLedger(Ledger):
         ):
             if fresh is not None and not refresh and fresh[0] == account.ledger_gen:
                 account.base, account.read_at = self._base(con, scope.key, fresh[2], fresh[3]), fresh[1]
-            elif defer and not refresh and not self._unreadable_now():
+            elif defer and not refresh and not self.spend_unreadable():
                 raise _SpendDue(account.ledger_gen)
             else:
                 recorded = self._read_spend(scope, now=refresh)
@@ -470,7 +473,7 @@ class SqliteLedger(Ledger):
         user's call), so a locked store passed the limit by as much as was spent while it stayed locked. Counted
         from the last reading plus what was settled since (``_to_base`` keeps acknowledged amounts in it), the
         limit holds. Why not try at every call: each failed read waits the store's ``retry_timeout``."""
-        if not now and self._unreadable_now():
+        if not now and self.spend_unreadable():
             return None
         try:
             recorded = self._recorded(scope)
@@ -480,18 +483,22 @@ class SqliteLedger(Ledger):
         self._readable()
         return recorded
 
-    def _unreadable_now(self) -> bool:
-        """Whether a read of the store's spend failed within the last ``refresh`` seconds (not tried again yet)."""
-        return self._unreadable_until > time.monotonic()
+    def spend_unreadable(self) -> bool:
+        return self._unreadable_until > time.monotonic()  # (a read failed, not to be tried again yet: ``_unreadable``)
 
     def _unreadable(self, exc: BaseException) -> None:
-        """Note that a read of recorded spend failed with ``exc`` (warned once, until a read succeeds again)."""
+        """Note that a read of recorded spend failed with ``exc`` (warned once, until a read succeeds again): not
+        tried again for ``refresh`` seconds, twice that after the next failure, and so on up to
+        ``_MOST_UNREADABLE_WAIT`` (a file locked for an hour would otherwise hold a call every ``refresh`` seconds for
+        the store's ``retry_timeout``)."""
         first = not self._unreadable_until
-        self._unreadable_until = time.monotonic() + self._refresh
+        wait = self._refresh if first else min(self._unreadable_wait * 2, max(self._refresh, _MOST_UNREADABLE_WAIT))
+        self._unreadable_wait = wait
+        self._unreadable_until = time.monotonic() + wait
         if first:
             logger.warning(
                 "llmcost: budgets on %s cannot read the store's recorded spend (%r); they count from its last "
-                "reading plus what was settled since, and read it again every %ss until it answers",
+                "reading plus what was settled since, and read it again in %ss (less often while it fails)",
                 self.path,
                 exc,
                 self._refresh,
@@ -909,7 +916,7 @@ class SqliteLedger(Ledger):
         the store, milliseconds on a large one) fell to the next call to settle a batch, inside the ledger's lock
         that every process waits for. Read here, outside any lock, by the writer that wrote the entries, it is
         stored with the acknowledgement whenever no other acknowledgement came in between (``_forget_written``)."""
-        if not scopes or self._unreadable_now():  # (read again by the calls' path, ``refresh`` seconds after)
+        if not scopes or self.spend_unreadable():  # (read again by the calls' path, ``refresh`` seconds after)
             return None
         try:
             with self._lock:

@@ -478,14 +478,15 @@ def test_an_unreadable_spill_line_is_set_aside_once_however_often_the_replay_is_
 
 @pytest.mark.parametrize("locked", ["mid-period", "before-entering"])
 def test_a_budget_holds_its_limit_while_another_program_keeps_the_file_locked(
-    db: str, children: Children, locked: str, caplog: pytest.LogCaptureFixture
+    db: str, children: Children, locked: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An analyst's ``duckdb.connect(file)`` keeps the store locked: appends spill (acknowledged), and the budget's
     ledger cannot read the recorded spend. It counts from its last reading plus every call acknowledged since,
     whether the ledger settled it or a lease still held it, each once: exactly the calls the limit allows are made
     (a budget that could not read let every call through; one that counted a lease's acknowledged calls again at
-    its batch stopped short). Entering the budget while the file is locked raises nothing into the user's block; the
-    account then counts from zero, and once the file is free a forced reading has everything."""
+    its batch stopped short), and no call waits to write to the locked file before its budget leases. Entering the
+    budget while the file is locked raises nothing into the user's block; the account then counts from zero, and
+    once the file is free a forced reading has everything."""
     response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}  # $0.0025
     store = DuckDBStore(db, retry_timeout=0.2)
     tracker = CostTracker(store, flush_interval=3600)  # written when the test flushes, every fifth call
@@ -500,26 +501,33 @@ def test_a_budget_holds_its_limit_while_another_program_keeps_the_file_locked(
         return holder
 
     holder = lock() if locked == "before-entering" else None
+    write = tracker.flush  # (the test's own writes, every fifth call)
+    budget_writes: list[int] = []  # (the budget's, before it leases: ``Budget._write_unseen``)
+    monkeypatch.setattr(tracker, "flush", lambda: budget_writes.append(1) or write())
     made = refused = 0
     try:
         with llmcost.budget(Decimal("0.1"), period="daily", tracker=tracker) as cap:  # 40 calls of $0.0025
             for i in range(50):
                 if i == 5 and holder is None:
                     holder = lock()
+                    budget_writes.clear()
                 try:
                     call()
                     made += 1
                 except llmcost.BudgetExceeded:
                     refused += 1
                 if i % 5 == 0:
-                    tracker.flush()  # spilled while the file is locked
+                    write()  # spilled while the file is locked
             assert os.listdir(db + ".spill")
     finally:
         assert holder is not None and holder.stdin is not None
         holder.stdin.write("\n")
         holder.stdin.flush()
         holder.wait(timeout=30)
-    tracker.flush()
+    # Once the ledger could not read the store, the budget wrote nothing before leasing (each write to the locked
+    # file held a call for retry_timeout, and added nothing to what the ledger counts): only entering's, before.
+    assert len(budget_writes) == (0 if locked == "mid-period" else 1)
+    write()
     if locked == "mid-period":
         assert (made, refused) == (30, 20)  # the ten made before the budget count: its account was open
         assert store.total() == Decimal("0.1")

@@ -7,6 +7,7 @@ process has its own connection, as a process on another host would: they stand i
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -195,6 +196,40 @@ def test_a_ledger_that_cannot_read_the_store_counts_every_call_once_until_it_can
     # The store answers again (with another tracker's spend in it too): a forced reading has it all.
     spend.fails, spend.amount = False, 7 * COST + Decimal("0.5")
     assert ledger.standing(s, refresh=True) == Standing(7 * COST + Decimal("0.5"), Decimal(0))
+    ledger.close()
+
+
+def test_a_store_that_stays_unreadable_is_tried_less_and_less_often(tmp_path, caplog):
+    """After a failed read the calls' path does not try the store for ``refresh`` seconds, then twice as long after
+    each failure (each try waits the store's ``retry_timeout``: a file locked for an hour held a call every few
+    seconds), at most a minute; a read that succeeds starts over."""
+    spend = _Spend()
+    ledger = SqliteLedger(str(tmp_path / "costs.duckdb.ledger"), total=spend, refresh=5)
+    s = scope()
+    with freeze_time("2024-05-01 12:00:00") as frozen:
+        ledger.begin()
+        spend.fails = True
+        tried = []
+        for _ in range(600):  # ten minutes, a look every second
+            before = spend.reads
+            ledger.standing(s)
+            assert ledger.spend_unreadable()
+            if spend.reads > before:
+                tried.append(int(time.monotonic()))
+            frozen.tick(1)
+        gaps = [b - a for a, b in itertools.pairwise(tried)]
+        assert gaps[:5] == [5, 10, 20, 40, 60] and set(gaps[5:]) == {60}
+        assert caplog.text.count("cannot read the store's recorded spend") == 1
+        spend.fails, before = False, spend.reads
+        frozen.tick(60)
+        ledger.standing(s)
+        assert not ledger.spend_unreadable() and spend.reads == before + 1
+        spend.fails = True
+        ledger.standing(s, refresh=True)  # (a reading asked for is always tried)
+        assert ledger.spend_unreadable() and spend.reads == before + 2
+        frozen.tick(6)
+        ledger.standing(s)  # tried again after ``refresh`` seconds, as at the first failure
+        assert spend.reads == before + 3
     ledger.close()
 
 
