@@ -56,6 +56,21 @@ sys.stdin.readline()
 """
 
 
+def hold_lock(children: Children, db: str) -> subprocess.Popen[str]:
+    """A process that holds the DuckDB file ``db`` open (its lock) until ``let_go``."""
+    holder = children.spawn(HOLD_LOCK, db)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def let_go(holder: subprocess.Popen[str]) -> None:
+    """Tell ``holder`` (``hold_lock``) to close the file, and wait until it has."""
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(timeout=30)
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     return str(tmp_path / "costs.duckdb")
@@ -307,9 +322,7 @@ def test_waits_for_a_lock_held_briefly(db: str, children: Children) -> None:
 def test_spill_when_the_lock_stays_held(db: str, children: Children) -> None:
     store = DuckDBStore(db, retry_timeout=0.3)
     store.append([make_entry(0)])
-    holder = children.spawn(HOLD_LOCK, db)
-    assert holder.stdout is not None and holder.stdin is not None
-    assert holder.stdout.readline().strip() == "locked"
+    holder = hold_lock(children, db)
     try:
         batch = [make_entry(i) for i in range(1, 30)]
         store.append(batch)  # acknowledged: spilled to disk
@@ -322,9 +335,7 @@ def test_spill_when_the_lock_stays_held(db: str, children: Children) -> None:
         backup = Path(db + ".spill") / spilled[0]
         saved = backup.read_bytes()
     finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+        let_go(holder)
 
     reopened = DuckDBStore(db)  # replays on open
     assert reopened.entries() == [make_entry(0), *batch]
@@ -358,18 +369,14 @@ def test_appends_while_the_lock_stays_held_read_and_check_each_spill_file_once(
     monkeypatch.setattr(Spill, "read", lambda self, path: reads.append(path) or read(self, path))
     store = DuckDBStore(db, retry_timeout=0.1)
     store.append([make_entry(0)])
-    holder = children.spawn(HOLD_LOCK, db)
-    assert holder.stdout is not None and holder.stdin is not None
-    assert holder.stdout.readline().strip() == "locked"
+    holder = hold_lock(children, db)
     try:
         for i in range(1, 6):
             store.append([make_entry(i)])  # spilled
         assert len(os.listdir(db + ".spill")) == 5
         assert checked == [1] * 5 and reads == []  # each checked once, as it was spilled; none read back yet
     finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+        let_go(holder)
     foreign = [make_entry(7), make_entry(8)]
     Path(db + ".spill", "from-elsewhere.jsonl").write_text("".join(entry_to_json(e) + "\n" for e in foreign))
     store.append([make_entry(6)])  # replays the six files with it
@@ -383,18 +390,14 @@ def test_opens_while_another_process_holds_the_lock(db: str, children: Children)
     tracker on it, the default one included, is made once), appends spill, and the next read once the lock is free
     migrates the file and replays them."""
     DuckDBStore(db).append([make_entry(0)])
-    holder = children.spawn(HOLD_LOCK, db)
-    assert holder.stdout is not None and holder.stdin is not None
-    assert holder.stdout.readline().strip() == "locked"
+    holder = hold_lock(children, db)
     try:
         store = DuckDBStore(db, retry_timeout=0.3)
         assert not store.read_only
         store.append([make_entry(1)])  # acknowledged: spilled
         assert len(os.listdir(db + ".spill")) == 1
     finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+        let_go(holder)
     assert store.entries() == [make_entry(0), make_entry(1)]
     assert os.listdir(db + ".spill") == []
 
@@ -408,15 +411,11 @@ def test_an_open_that_met_the_lock_migrates_before_the_first_read(db: str, child
     con.execute("ALTER TABLE entries DROP COLUMN canonical_model")  # as schema version 2 wrote it
     con.execute("UPDATE llmcost_meta SET value = '2' WHERE key = 'schema_version'")
     con.close()
-    holder = children.spawn(HOLD_LOCK, db)
-    assert holder.stdout is not None and holder.stdin is not None
-    assert holder.stdout.readline().strip() == "locked"
+    holder = hold_lock(children, db)
     try:
         store = DuckDBStore(db, retry_timeout=0.3)
     finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+        let_go(holder)
     assert store.query("SELECT count(canonical_model) AS n, count(*) AS total FROM entries").to_dict("records") == [
         {"n": 0, "total": 1}
     ]
@@ -459,17 +458,13 @@ def test_an_unreadable_spill_line_is_set_aside_once_however_often_the_replay_is_
     DuckDBStore(db).append([make_entry(1)])
     os.makedirs(db + ".spill")
     Path(db + ".spill", "spilled.jsonl").write_text('{"not": "an entry"}\n')
-    holder = children.spawn(HOLD_LOCK, db)
-    assert holder.stdout is not None and holder.stdin is not None
-    assert holder.stdout.readline().strip() == "locked"
+    holder = hold_lock(children, db)
     try:
         locked = DuckDBStore(db, retry_timeout=0.5)  # the open tries to replay, meets the lock and leaves it
         with pytest.raises(StoreError, match="retry_timeout"):
             locked.total()  # a read replays first: every attempt meets the lock
     finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+        let_go(holder)
     store = DuckDBStore(db)
     (letter,) = store.dead_letters()
     assert letter["entry"] == '{"not": "an entry"}'
@@ -495,12 +490,7 @@ def test_a_budget_holds_its_limit_while_another_program_keeps_the_file_locked(
         call()
     tracker.flush()
 
-    def lock() -> subprocess.Popen[str]:
-        holder = children.spawn(HOLD_LOCK, db)
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        return holder
-
-    holder = lock() if locked == "before-entering" else None
+    holder = hold_lock(children, db) if locked == "before-entering" else None
     write = tracker.flush  # (the test's own writes, every fifth call)
     budget_writes: list[int] = []  # (the budget's, before it leases: ``Budget._write_unseen``)
     monkeypatch.setattr(tracker, "flush", lambda: budget_writes.append(1) or write())
@@ -509,7 +499,7 @@ def test_a_budget_holds_its_limit_while_another_program_keeps_the_file_locked(
         with llmcost.budget(Decimal("0.1"), period="daily", tracker=tracker) as cap:  # 40 calls of $0.0025
             for i in range(50):
                 if i == 5 and holder is None:
-                    holder = lock()
+                    holder = hold_lock(children, db)
                     budget_writes.clear()
                 try:
                     call()
@@ -520,10 +510,8 @@ def test_a_budget_holds_its_limit_while_another_program_keeps_the_file_locked(
                     write()  # spilled while the file is locked
             assert os.listdir(db + ".spill")
     finally:
-        assert holder is not None and holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+        assert holder is not None
+        let_go(holder)
     # Once the ledger could not read the store, the budget wrote nothing before leasing (each write to the locked
     # file held a call for retry_timeout, and added nothing to what the ledger counts): only entering's, before.
     assert len(budget_writes) == (0 if locked == "mid-period" else 1)
