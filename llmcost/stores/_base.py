@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from types import TracebackType
@@ -15,7 +15,7 @@ from .._entry import CostEntry
 from .._money import ZERO
 from .._summary import CostSummary, summarize
 from ._filters import NO_FILTERS, Filters
-from ._lease import acknowledged, acknowledged_ids, close_leases
+from ._lease import acknowledged_held, close_leases, held_by_scope, holding
 from ._ledger import BudgetScope, LeaseTerms, Ledger, LocalLedger, Renewal, Reservation, Standing
 
 if TYPE_CHECKING:
@@ -312,13 +312,7 @@ class CostStore(abc.ABC):
         """
         made = self.current_ledger()
         if made is not None:
-            # The leases first, in memory: amounts they hold for their next batch leave it before the ledger forgets
-            # the entries, so no batch settles an entry the store has (even if the ledger's step fails).
-            held = acknowledged(self, entries)
-            if made.by_id:
-                made.acknowledge_ids([entry.id for entry in entries], leased=held)
-            else:
-                made.acknowledge(entries)
+            self._acknowledge(made, [entry.id for entry in entries], lambda: entries)
 
     def acknowledge_columns(self, columns: FieldColumns) -> None:
         """``acknowledge`` of the entries ``columns`` holds (a tracker's writer calls it after each write): the leases
@@ -327,12 +321,23 @@ class CostStore(abc.ABC):
         the tracker instead."""
         made = self.current_ledger()
         if made is not None:
-            ids = columns.column("id")
-            held = acknowledged_ids(self, ids)  # (the leases first, as ``acknowledge`` says)
-            if made.by_id:
-                made.acknowledge_ids(ids, leased=held)
-            else:
-                made.acknowledge(columns.entries())
+            self._acknowledge(made, columns.column("id"), columns.entries)
+
+    def _acknowledge(self, made: Ledger, ids: Sequence[str], entries: Callable[[], Sequence[CostEntry]]) -> None:
+        """``acknowledge`` of the entries ``ids`` (``entries()`` builds them, for a ledger that takes entries).
+
+        The ledger first, told what this process's leases hold of them for their next batches (it never had those
+        amounts; a ledger that cannot read the store counts them from then on), and the leases after it has them:
+        a lease's batch between the two settles them as any entry written before its settlement (the ledger knows
+        they are written), where telling the leases first let a batch drop them before the ledger counted them.
+        If the ledger's step fails, the leases are not told: their batch settles them, as written."""
+        held = holding(self, ids)
+        if made.by_id:
+            made.acknowledge_ids(ids, leased=held_by_scope(held) if held else None)
+        else:
+            made.acknowledge(entries())
+        if held:
+            acknowledged_held(held)
 
     def close_ledger(self) -> None:
         """Settle and release this process's budget leases on the store, then release the ledger's files and threads

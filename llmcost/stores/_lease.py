@@ -17,7 +17,7 @@ with the batch, so other processes see it at once as they do call by call. The l
 small share of the room left (``LeaseTerms``), so near the limit every call reserves exactly, as without leases.
 
 Every amount is counted once: a batch settles each entry as ``settle`` would (``Receipts.settling``); an entry the
-tracker wrote and acknowledged before its batch is taken out of the batch (``acknowledged``: the store's total has
+tracker wrote and acknowledged before its batch is taken out of the batch (``acknowledged_held``: the store's total has
 it now), but its amount keeps its place in the lease until the batch, so the headroom is never handed out twice.
 
 Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it); the budget holds it as
@@ -40,7 +40,6 @@ from itertools import repeat
 from typing import Any, Protocol
 
 from .. import _state
-from .._entry import CostEntry
 from .._money import ZERO, atto_of, from_atto
 from .._time import micros
 from ._ledger import BudgetScope, LeaseTerms, LocalLedger, Renewal, Reservation, Standing
@@ -51,11 +50,13 @@ __all__ = [
     "LEASE_SHARE",
     "MOST_LEASE_CALLS",
     "RENEW_SECONDS",
+    "Holding",
     "Lease",
     "LocalLease",
-    "acknowledged",
-    "acknowledged_ids",
+    "acknowledged_held",
     "close_leases",
+    "held_by_scope",
+    "holding",
     "leased",
     "settle_idle",
 ]
@@ -139,6 +140,7 @@ def leased(estimate: Decimal) -> int:
 
 
 _NOT_LIVE = float("-inf")  # ``Lease.due`` of a lease that serves no calls
+_NONE_HELD: tuple[list[str], Decimal] = ([], ZERO)  # ``Lease.holding_of`` of none (its list is never changed)
 
 #: Leases of this process that may hold a reservation or amounts (``_state.open_leases``).
 _OPEN: set[Lease] = _state.open_leases
@@ -181,7 +183,7 @@ class Lease:
         #: ``acked`` are in the store's total now, the others ``pending_sum``): one addition a call (an int).
         self.settled = 0
         self.acked = ZERO  # amounts whose entries were acknowledged before their batch: they hold their place
-        self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged``
+        self._acks: deque[str] = deque()  # ids of written entries, queued by ``acknowledged_found``
         self.count = 0  # how many amounts were settled here since the last batch
         #: ``unused()``, kept as calls take and settle: the one figure a call changes as it takes (what calls in flight
         #: hold, ``inflight``, follows from it), and one subtraction settles it (an int).
@@ -371,29 +373,27 @@ class Lease:
         self.free -= atto
         self.count += 1
 
-    def acknowledged(self, entries: Sequence[CostEntry]) -> None:
-        """``acknowledged_ids`` of ``entries``."""
-        self.acknowledged_ids([entry.id for entry in entries])
+    def holding_of(self, ids: Sequence[str]) -> tuple[list[str], Decimal]:
+        """Which of ``ids`` await this lease's batch, and the sum of their amounts (``([], 0)`` for none). Tells the
+        lease nothing: see ``acknowledged_found``.
 
-    def acknowledged_ids(self, ids: Sequence[str]) -> Decimal:
-        """The entries of ``ids`` are in the store now: those awaiting this lease's batch leave it when it is next
-        settled (the store's total counts them), their amounts keeping their place in the lease until then. Returns
-        the sum of their amounts (the ledger never held them: see ``Ledger.acknowledge_ids``).
-
-        Called by the tracker's writer as it writes, this takes no lock: it only queues the ids (``_take_acks``
-        moves them, under the lock). A writer waiting here for the budget's lock could wait for a thread that a
-        signal interrupted while holding it, and SIGTERM's flush with it."""
+        Called by the tracker's writer as it writes, this takes no lock (nor does ``acknowledged_found``): a writer
+        waiting for the budget's lock could wait for a thread that a signal interrupted while holding it, and
+        SIGTERM's flush with it. (In C: the writer runs this for every entry.)"""
         pending = self.pending
         if not pending:
-            return ZERO
-        # (In C: the writer runs this for every entry. An entry kept after this look is settled with its batch, and
-        # found written there. Summed before they are queued: ``_take_acks`` pops what is queued.)
+            return _NONE_HELD
         found = [*filter(pending.__contains__, ids)]
         if not found:
-            return ZERO
-        held = sum(map(pending.get, found, repeat(ZERO)), ZERO)
+            return _NONE_HELD
+        return found, sum(map(pending.get, found, repeat(ZERO)), ZERO)
+
+    def acknowledged_found(self, found: Sequence[str]) -> None:
+        """The entries of ``found`` (``holding_of``'s) are in the store, and the ledger counts them: they leave the
+        lease's batch when it is next settled, their amounts keeping their place in the lease until then. It only
+        queues the ids (``_take_acks`` moves them, under the lock); one the batch settled meanwhile is not found
+        there, and was settled as written (the ledger knew it was)."""
         self._acks.extend(found)
-        return held
 
     def _take_acks(self) -> None:
         """Move the amounts of queued acknowledged entries out of ``pending`` (caller holds the lock)."""
@@ -661,23 +661,36 @@ class LocalLease(Lease):
         """Nothing to do: a forked child's ledger is a copy, with the hold in it."""
 
 
-def acknowledged(store: LeaseStore, entries: Sequence[CostEntry]) -> dict[str, Decimal]:
-    """Tell this process's leases on ``store`` that ``entries`` are in it now (``acknowledged_ids``)."""
-    return acknowledged_ids(store, [entry.id for entry in entries]) if _OPEN else {}
+#: What this process's leases on a store hold of entries being acknowledged: ``(lease, ids found, their sum)``.
+Holding = list[tuple[Lease, list[str], Decimal]]
 
 
-def acknowledged_ids(store: LeaseStore, ids: Sequence[str]) -> dict[str, Decimal]:
-    """Tell this process's leases on ``store`` that the entries of ``ids`` are in it now; what the leases held of
-    them for their next batches, by scope key (none: empty)."""
-    held: dict[str, Decimal] = {}
+def holding(store: LeaseStore, ids: Sequence[str]) -> Holding:
+    """What this process's leases on ``store`` hold of the written entries ``ids`` for their next batches (telling
+    them nothing yet: ``acknowledged_held``, once the ledger counts them)."""
+    held: Holding = []
     if _OPEN:
         for lease in list(_OPEN):
             if lease.store is store:
-                amount = lease.acknowledged_ids(ids)
-                if amount:
-                    key = lease.scope.key
-                    held[key] = held.get(key, ZERO) + amount
+                found, amount = lease.holding_of(ids)
+                if found:
+                    held.append((lease, found, amount))
     return held
+
+
+def held_by_scope(held: Holding) -> dict[str, Decimal]:
+    """``held``'s amounts by scope key (for ``Ledger.acknowledge_ids``' ``leased``)."""
+    sums: dict[str, Decimal] = {}
+    for lease, _, amount in held:
+        key = lease.scope.key
+        sums[key] = sums.get(key, ZERO) + amount
+    return sums
+
+
+def acknowledged_held(held: Holding) -> None:
+    """Tell the leases of ``held`` that their entries found there are in the store and counted by the ledger."""
+    for lease, found, _ in held:
+        lease.acknowledged_found(found)
 
 
 def close_leases(store: LeaseStore | None = None, wait: float | None = None) -> None:

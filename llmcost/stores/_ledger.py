@@ -414,7 +414,7 @@ class Ledger(abc.ABC):
         """``acknowledge`` of the entries with these ``ids`` (ledgers whose ``by_id`` is true).
 
         ``leased``: what budgets' leases in this process held of those entries for their next batches, by scope key
-        (``Lease.acknowledged_ids``). The ledger never held those amounts; the store's spend has them now. A ledger
+        (``_lease.holding``). The ledger never held those amounts; the store's spend has them now. A ledger
         that reads that spend apart from its own transactions counts them while it cannot read it (``SqliteLedger``);
         one that reads it within them ignores them."""
         raise NotImplementedError(f"{type(self).__name__} acknowledges entries, not ids (its ``by_id`` is False)")

@@ -522,6 +522,98 @@ def test_an_acknowledgement_that_failed_is_made_with_the_next_one(home, calls, m
     other.close()
 
 
+def test_a_batch_made_while_the_writer_acknowledges_leaves_no_written_call_uncounted(home, monkeypatch):
+    """The writer wrote calls a lease held for its next batch and is acknowledging them; the lease's batch comes
+    before the ledger has them (here the ledger's step waits on an event; in use, on its lock or a read of the
+    store). The batch must not drop them as "in the store" while the ledger does not count them yet: it granted
+    headroom past the limit (408 calls made where 399 fit)."""
+    monkeypatch.setattr(_lease, "RENEW_SECONDS", 0.2)
+    tracker = CostTracker(open_store("duckdb", home("duckdb")), flush_interval=3600)
+    call = tracked(tracker)
+    call()
+    tracker.flush()  # $0.0025 recorded before the budget: 399 calls fit under $1
+    gate, waiting = threading.Event(), threading.Event()
+    acknowledge = SqliteLedger.acknowledge_ids
+
+    def held_up(self, ids, **options):  # type: ignore[no-untyped-def]
+        if not gate.is_set():
+            waiting.set()
+            assert gate.wait(30)
+        return acknowledge(self, ids, **options)
+
+    monkeypatch.setattr(SqliteLedger, "acknowledge_ids", held_up)
+    gate.set()
+    made = 0
+
+    def calls_made(n: int) -> None:
+        nonlocal made
+        for _ in range(n):
+            with contextlib.suppress(BudgetExceeded):
+                call()
+                made += 1
+
+    with budget(Decimal(1), period="daily", tracker=tracker):
+        calls_made(300)
+        gate.clear()
+        writer = threading.Thread(target=tracker.flush)
+        writer.start()
+        assert waiting.wait(30)  # the calls are written; the ledger's acknowledgement waits
+        monkeypatch.setattr(tracker, "flush", lambda: None)  # (the budget's write before leasing would wait too)
+        time.sleep(0.3)  # the lease's batch is due
+        calls_made(150)
+        gate.set()
+        writer.join(30)
+        monkeypatch.undo()
+        calls_made(10)
+    tracker.flush()
+    assert made == 399 and tracker.store.total() == Decimal(1)
+    tracker.close()
+
+
+def test_calls_a_lease_held_count_when_acknowledging_them_fails_while_the_store_cannot_be_read(home, monkeypatch):
+    """The store's spend cannot be read, and the ledger's step of an acknowledgement fails: the lease that held the
+    written calls must still settle them (as written: the ledger counts them in its base). Told before the ledger,
+    the lease dropped them at its next batch and the ledger never had them."""
+    from llmcost import StoreError
+    from llmcost.stores import DuckDBStore
+
+    tracker = CostTracker(open_store("duckdb", home("duckdb")), flush_interval=3600)
+    call = tracked(tracker)
+    total = DuckDBStore._total
+    unreadable = [False]
+
+    def reading(self, filters):  # type: ignore[no-untyped-def]
+        if unreadable[0]:
+            raise StoreError("could not read costs.duckdb: another process holds the store's lock")
+        return total(self, filters)
+
+    monkeypatch.setattr(DuckDBStore, "_total", reading)
+    forget = SqliteLedger._forget_written
+    failing = [False]
+
+    def flaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if failing[0]:
+            failing[0] = False
+            raise StoreError("could not lock the budget ledger (as a lock timeout would)")
+        return forget(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteLedger, "_forget_written", flaky)
+    with budget(LIMIT, period="daily", tracker=tracker) as b:
+        for _ in range(5):
+            call()
+        unreadable[0] = failing[0] = True
+        tracker.flush()  # written; the ledger's step of their acknowledgement fails (logged)
+        assert not failing[0]
+        for _ in range(5):
+            call()
+    assert b.spent == COST * 10  # the lease settled all ten as its block ended, none lost
+    tracker.flush()
+    unreadable[0] = False
+    b.sync(force=True)
+    assert b.spent == COST * 10 == tracker.store.total()
+    tracker.close()
+
+
 @pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
 def test_an_overage_the_lease_cannot_cover_is_settled_at_once(home, kind, calls):
     tracker, other = two_views(home, kind)
