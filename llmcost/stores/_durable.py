@@ -63,6 +63,19 @@ def retry_call(fn: Callable[[], T], *, transient: Callable[[BaseException], bool
     return retrying(fn)
 
 
+_UNKNOWN = object()  # ``Durable.storable``'s answer when its check could not run (``replayable``)
+
+
+def _version(path: str) -> tuple[int, int, int] | None:
+    """What tells one content of the file ``path`` from another (inode, size, modification time); ``None`` if it
+    cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _check_timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {value!r}")
@@ -119,9 +132,9 @@ class Durable:
         # waits for its release, as for the per-path locks of ``_state.path_lock``.)
         self._lock_of = (os.getpid(), _state.FlushLock(reentrant=True))
         self._cons: dict[bool, Any] = {}  # by "is the write connection"; both are this process's (``_pid``)
-        #: Spill files whose entries are known storable, by path: the version (size, change time) checked
+        #: Spill files whose entries are known storable, by path: the version (``_version``) checked
         #: (``replayable``).
-        self._checked: dict[str, tuple[int, int]] = {}
+        self._checked: dict[str, tuple[int, int, int]] = {}
         self._pid = 0
         _state.register_fork_aware(self)
 
@@ -191,12 +204,12 @@ class Durable:
                 error = StoreError(f"{error} [still failing after retry_timeout={timeout}s]")
             raise error from exc
 
-    def storable(self, entries: Sequence[CostEntry]) -> BaseException | None:
+    def storable(self, entries: Sequence[CostEntry], *, unknown: object = None) -> Any:
         """Why ``entries`` could never be stored (a value beyond the stored types), or ``None`` if they can be.
 
         Converts them exactly as a write does in a fresh in-memory DuckDB (the store's own connection may be the
         thing that failed), touching no file. Only the conversion's own errors count: anything else says nothing
-        about the entries, so ``None`` is returned for it."""
+        about the entries, so ``unknown`` (``None`` unless given) is returned for it."""
         import duckdb
 
         from .._rows import INGEST_SELECT, ingest_columns
@@ -219,23 +232,22 @@ class Durable:
                 return exc
         except Exception:
             logger.debug("llmcost: could not check entries for %s", self.where, exc_info=True)
+            return unknown
         finally:
             con.close()
         return None
 
     def replayable(self, path: str, entries: Sequence[CostEntry]) -> BaseException | None:
         """``storable`` of the ``entries`` read from the spill file ``path``, checked once per version of the file
-        (its size and change time): a file this store spilled was checked before it was written
+        (its inode, size and modification time): a file this store spilled was checked before it was written
         (``keep_for_later``), and one checked already is not checked again at each replay tried while the store
-        stays locked (each check opens an in-memory DuckDB: ~30 ms)."""
-        try:
-            stat = os.stat(path)
-            version: tuple[int, int] | None = (stat.st_size, stat.st_mtime_ns)
-        except OSError:
-            version = None
+        stays locked (each check opens an in-memory DuckDB: ~30 ms). A check that could not run is not kept."""
+        version = _version(path)
         if version is not None and self._checked.get(path) == version:
             return None
-        bad = self.storable(entries)
+        bad = self.storable(entries, unknown=_UNKNOWN)
+        if bad is _UNKNOWN:
+            return None  # (as ``storable`` answers: nothing is known against them; checked again next time)
         if bad is None and version is not None:
             if len(self._checked) >= _CHECKED_KEPT:  # (files replayed long ago: forgotten in one go)
                 self._checked.clear()
@@ -253,9 +265,9 @@ class Durable:
             path = self.spill.write(entries)
         except OSError as spill_exc:
             raise StoreError(f"{error}; spilling the entries failed too: {spill_exc}") from error
-        with contextlib.suppress(OSError):
-            stat = os.stat(path)
-            self._checked[path] = (stat.st_size, stat.st_mtime_ns)  # (checked above: its replay need not check it)
+        version = _version(path)
+        if version is not None:
+            self._checked[path] = version  # (checked above: its replay need not check it)
         logger.warning("llmcost: %s; %d entries spilled to %s for replay", error, len(entries), path)
 
     def set_aside(self, entries: Sequence[CostEntry], reason: str, error: BaseException | str | None = None) -> None:

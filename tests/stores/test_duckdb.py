@@ -365,7 +365,7 @@ def test_appends_while_the_lock_stays_held_read_and_check_each_spill_file_once(
     checked: list[int] = []
     reads: list[str] = []
     storable, read = Durable.storable, Spill.read
-    monkeypatch.setattr(Durable, "storable", lambda self, got: checked.append(len(got)) or storable(self, got))
+    monkeypatch.setattr(Durable, "storable", lambda s, got, **kw: checked.append(len(got)) or storable(s, got, **kw))
     monkeypatch.setattr(Spill, "read", lambda self, path: reads.append(path) or read(self, path))
     store = DuckDBStore(db, retry_timeout=0.1)
     store.append([make_entry(0)])
@@ -383,6 +383,26 @@ def test_appends_while_the_lock_stays_held_read_and_check_each_spill_file_once(
     assert checked == [1] * 5 + [2] and len(reads) == 6
     assert store.entries() == [make_entry(i) for i in range(9)]
     assert os.listdir(db + ".spill") == []
+
+
+def test_a_spill_file_check_that_could_not_run_is_not_taken_as_passed(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spill file is checked once per version, but only a check that ran counts: one that failed for a reason of
+    its own (the in-memory DuckDB could not be made) says nothing about the entries, and is made again next time."""
+    from llmcost.stores import _sql
+    from llmcost.stores._durable import Durable
+
+    durable = DuckDBStore(db)._durable
+    entries = [make_entry(1), make_entry(2)]
+    path = durable.spill.write(entries)
+    checks: list[int] = []
+    storable = Durable.storable
+    monkeypatch.setattr(Durable, "storable", lambda s, got, **kw: checks.append(len(got)) or storable(s, got, **kw))
+    with monkeypatch.context() as broken:
+        broken.setattr(_sql, "registered", lambda con, columns: (_ for _ in ()).throw(MemoryError("out of memory")))
+        assert durable.replayable(path, entries) is None  # (nothing known against them)
+    assert durable.replayable(path, entries) is None  # checked again: the first check never ran
+    assert durable.replayable(path, entries) is None  # and now known
+    assert checks == [2, 2]
 
 
 def test_opens_while_another_process_holds_the_lock(db: str, children: Children) -> None:
