@@ -1093,7 +1093,8 @@ class Budget:
                 own = unwritten.calls(self._lease)
             if own is not None and buffered - unwritten.buffered <= own:
                 return True
-        if tracker.store.ledger().spend_unreadable():
+        ledger = tracker.store.current_ledger()
+        if ledger is not None and ledger.spend_unreadable():
             # The ledger counts from its last reading, not the store's total: a write would add nothing to it (until
             # a reading succeeds) and, to a locked store, hold this call for the store's ``retry_timeout``.
             return False
