@@ -47,8 +47,9 @@ acknowledged all the same): the accounts count from their last reading. An ackno
 amounts it drops into the base rather than forgetting them, with what this process's leases held of the written
 entries (``leased``), and entries written before they were settled join the base at their settlement; so the base
 plus the settled amounts counts each call once until a reading succeeds. The calls' path tries the store again
-``refresh`` seconds after a failed read (``_read_spend``), not at every call: each failed read waits the store's
-``retry_timeout``.
+``refresh`` seconds after a failed read, then less and less often (``_unreadable``), not at every call: each failed
+read waits the store's ``retry_timeout``. The writer tells the ledger what the leases held of the written entries
+before it tells the leases (``CostStore._acknowledge``), so no lease drops an amount the ledger does not count yet.
 
 Leases: a process renews its ``holders`` row at each reservation and from a heartbeat thread every third of the
 lease; a reservation whose holder has not been seen for a lease (it was killed) is released by the next reading of
