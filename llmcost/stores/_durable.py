@@ -258,14 +258,14 @@ class Durable:
         """The fallback of an append that ``error`` stopped: spill ``entries`` durably (so they are acknowledged)
         to the store's spill directory or a fallback. Raises ``StoreError`` if an entry could never be stored (it
         must not wait in a spill file that cannot be replayed) or if no place takes the spill file."""
-        bad = self.storable(entries)
-        if bad is not None:
+        bad = self.storable(entries, unknown=_UNKNOWN)
+        if bad is not None and bad is not _UNKNOWN:
             raise data_error(bad, self.where) from bad
         try:
             path = self.spill.write(entries)
         except OSError as spill_exc:
             raise StoreError(f"{error}; spilling the entries failed too: {spill_exc}") from error
-        version = _version(path)
+        version = _version(path) if bad is None else None  # (a check that could not run: made again at the replay)
         if version is not None:
             self._checked[path] = version  # (checked above: its replay need not check it)
         logger.warning("llmcost: %s; %d entries spilled to %s for replay", error, len(entries), path)

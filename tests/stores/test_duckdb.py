@@ -403,6 +403,14 @@ def test_a_spill_file_check_that_could_not_run_is_not_taken_as_passed(db: str, m
     assert durable.replayable(path, entries) is None  # checked again: the first check never ran
     assert durable.replayable(path, entries) is None  # and now known
     assert checks == [2, 2]
+    # Nor is a file this store spilled after a check that could not run: its replay checks it.
+    with monkeypatch.context() as broken:
+        broken.setattr(_sql, "registered", lambda con, columns: (_ for _ in ()).throw(MemoryError("out of memory")))
+        durable.keep_for_later(OSError("locked"), [make_entry(3)])
+    (spilled,) = [other for other in durable.spill.pending() if other != path]
+    checks.clear()
+    assert durable.replayable(spilled, [make_entry(3)]) is None
+    assert checks == [1]
 
 
 def test_opens_while_another_process_holds_the_lock(db: str, children: Children) -> None:
