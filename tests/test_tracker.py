@@ -561,9 +561,9 @@ class _BufferedStore(CostStore):
                 store.told.extend(entries)
                 LocalLedger.acknowledge_ids(self, [e.id for e in entries])  # (not this class's: it would note them)
 
-            def acknowledge_ids(self, ids, *, leased=None):  # type: ignore[no-untyped-def]
+            def acknowledge_ids(self, ids, **options):  # type: ignore[no-untyped-def]
                 store.told.extend(ids)
-                super().acknowledge_ids(ids, leased=leased)
+                super().acknowledge_ids(ids, **options)
 
         return Told(self.total)
 

@@ -333,11 +333,14 @@ class CostStore(abc.ABC):
         If the ledger's step fails, the leases are not told: their batch settles them, as written."""
         held = holding(self, ids)
         if made.by_id:
-            made.acknowledge_ids(ids, leased=held_by_scope(held) if held else None)
+            if held:
+                made.acknowledge_ids(ids, leased=held_by_scope(held), counted=lambda: acknowledged_held(held))
+            else:
+                made.acknowledge_ids(ids)
         else:
             made.acknowledge(entries())
-        if held:
-            acknowledged_held(held)
+            if held:
+                acknowledged_held(held)
 
     def close_ledger(self) -> None:
         """Settle and release this process's budget leases on the store, then release the ledger's files and threads

@@ -410,8 +410,16 @@ class Ledger(abc.ABC):
     #: tells the ledger what it wrote without building a ``CostEntry`` per entry (``CostStore.acknowledge_columns``).
     by_id: bool = False
 
-    def acknowledge_ids(self, ids: Sequence[str], *, leased: Mapping[str, Decimal] | None = None) -> None:
-        """``acknowledge`` of the entries with these ``ids`` (ledgers whose ``by_id`` is true).
+    def acknowledge_ids(
+        self,
+        ids: Sequence[str],
+        *,
+        leased: Mapping[str, Decimal] | None = None,
+        counted: Callable[[], object] | None = None,
+    ) -> None:
+        """``acknowledge`` of the entries with these ``ids`` (ledgers whose ``by_id`` is true). ``counted`` is called
+        once the ledger counts them, before any slower work (``SqliteLedger`` reads the store's spend again after
+        it): the store tells the leases there (see ``CostStore._acknowledge``). Not called if the ledger's step fails.
 
         ``leased``: what budgets' leases in this process held of those entries for their next batches, by scope key
         (``_lease.holding``). The ledger never held those amounts; the store's spend has them now. A ledger
@@ -1085,12 +1093,19 @@ class LocalLedger(Ledger):
             return  # a fed ledger learns of entries through ``appended``
         self.acknowledge_ids([entry.id for entry in entries])
 
-    def acknowledge_ids(self, ids: Sequence[str], *, leased: Mapping[str, Decimal] | None = None) -> None:
-        if not self.receipts.used or self._fed:
-            return  # a fed ledger learns of entries through ``appended``
-        with self._lock:
-            self._forget_settled(self.receipts.acknowledged_ids(ids))
-            self._gen += 1
+    def acknowledge_ids(
+        self,
+        ids: Sequence[str],
+        *,
+        leased: Mapping[str, Decimal] | None = None,
+        counted: Callable[[], object] | None = None,
+    ) -> None:
+        if self.receipts.used and not self._fed:  # (a fed ledger learns of entries through ``appended``)
+            with self._lock:
+                self._forget_settled(self.receipts.acknowledged_ids(ids))
+                self._gen += 1
+        if counted is not None:
+            counted()
 
     def _forget_settled(self, ids: Iterable[str]) -> None:
         for entry_id in ids:

@@ -19,11 +19,12 @@ and an acknowledgement reduces the row by the amounts of its entries now written
 A process that dies leaves its batch rows as it leaves settled rows: counted until the period's account goes.
 
 An acknowledgement makes recorded spend stale (entries were written): the writer that acknowledges reads the spend
-of the scopes its entries were settled in, and of those this process used in the last ``refresh`` seconds, again
-first, after its write and outside any lock, and stores it with the acknowledgement, so that the next batch (on the
-calls' path, holding the ledger's lock) need not read the store. The writer tells the ledger what it wrote by the
-entries' ids alone (``acknowledge_ids``: no ``CostEntry`` is built for it).
-Where it could not (another acknowledgement came in between), the next use reads the spend before its transaction,
+of the scopes its entries were settled in, and of those this process used in the last ``refresh`` seconds, again,
+right after the acknowledgement (and after telling the leases: ``counted``) and outside any lock, and stores it
+(``_read_after``), so that the next batch (on the calls' path, holding the ledger's lock) need not read the store. The
+writer tells the ledger what it wrote by the entries' ids alone (``acknowledge_ids``: no ``CostEntry`` is built).
+Where it could not (another acknowledgement came in between, or a batch came before it stored the spend), the next
+use reads the spend before its transaction,
 outside the lock, and takes it if no acknowledgement came since (``_spend_first``): a store read never holds the
 ledger's lock that every process waits for (with several processes writing a DuckDB file it takes 0.2-1 s).
 
@@ -862,8 +863,16 @@ class SqliteLedger(Ledger):
         self.acknowledge_ids([entry.id for entry in entries])
 
     @_exact
-    def acknowledge_ids(self, ids: Sequence[str], *, leased: Mapping[str, Decimal] | None = None) -> None:
+    def acknowledge_ids(
+        self,
+        ids: Sequence[str],
+        *,
+        leased: Mapping[str, Decimal] | None = None,
+        counted: Callable[[], object] | None = None,
+    ) -> None:
         if not self.receipts.used or not ids:
+            if counted is not None:
+                counted()
             return
         with self._lock:
             # With those whose acknowledgement failed before (their entries are in the store: their settled amounts
@@ -872,19 +881,43 @@ class SqliteLedger(Ledger):
             alone = [*self._unacknowledged, *self.receipts.acknowledged_ids(ids)]
             written = {*ids, *self._unacknowledged_held} if self._unacknowledged_held else set(ids)
             self._unacknowledged, self._unacknowledged_held = [], set()
-            scopes = self._fresh_scopes(written)
-        try:
-            fresh = self._fresh_totals(scopes)
-            with self._lock:
-                self._forget_written(alone, written, fresh, leased)
-        except BaseException:
-            with self._lock:  # tried again with the next acknowledgement
+            scopes = self._fresh_scopes(written)  # (before the batch rows that hold them are forgotten)
+            try:
+                self._forget_written(alone, written, leased)
+            except BaseException:  # tried again with the next acknowledgement
                 self._unacknowledged = [*alone, *self._unacknowledged]
                 held = self._batches.holding(written)
                 self._unacknowledged_held.update(held)
                 with self._written_lock:  # (those tried again stay written, their settled amounts left out till then)
                     self._written.difference_update(written.difference(held, alone))
-            raise
+                raise
+        if counted is not None:
+            # The leases told before the spend is read: told after, a batch settling their calls in between read
+            # the store inside its transaction (written, not yet known to the lease as acknowledged).
+            counted()
+        if scopes:
+            self._read_after(scopes)
+
+    @_exact
+    def _read_after(self, scopes: Sequence[BudgetScope]) -> None:
+        """After an acknowledgement: read the recorded spend of ``scopes`` (``_fresh_totals``) and store it in their
+        accounts if no acknowledgement came since it was read (else they are read again by their next use), less
+        what the ledger still holds of entries written and not acknowledged (``_base``)."""
+        fresh = self._fresh_totals(scopes)
+        if fresh is None:
+            return
+        gen, read_at, totals, others = fresh
+        try:
+            with self._lock, self._transaction() as con:
+                if con.execute("SELECT v FROM meta WHERE k = 'gen'").fetchone()[0] != gen:
+                    return
+                for key, spend in totals.items():
+                    con.execute(
+                        "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?",
+                        (str(self._base(con, key, spend, others)), gen, read_at, key),
+                    )
+        except Exception as exc:  # noqa: BLE001 - the accounts are read again by their next use, as before
+            logger.debug("llmcost: budget ledger: could not store the spend read at an acknowledgement: %r", exc)
 
     def _fresh_scopes(self, written: AbstractSet[str]) -> list[BudgetScope]:
         """The scopes whose recorded spend an acknowledgement of ``written`` reads (caller holds the lock): those of
@@ -916,7 +949,7 @@ class SqliteLedger(Ledger):
         Why here: an acknowledgement makes every account's recorded spend stale, and reading it again (a query of
         the store, milliseconds on a large one) fell to the next call to settle a batch, inside the ledger's lock
         that every process waits for. Read here, outside any lock, by the writer that wrote the entries, it is
-        stored with the acknowledgement whenever no other acknowledgement came in between (``_forget_written``)."""
+        stored whenever no other acknowledgement came in between (``_read_after``)."""
         if not scopes or self.spend_unreadable():  # (read again by the calls' path, ``refresh`` seconds after)
             return None
         try:
@@ -938,15 +971,13 @@ class SqliteLedger(Ledger):
         self,
         alone: list[str],
         written: AbstractSet[str],
-        fresh: tuple[float, float, dict[str, Decimal], frozenset[str]] | None,
         leased: Mapping[str, Decimal] | None = None,
     ) -> None:
         """Take the settled amounts of the written entries off the ledger (``alone``: those settled one by one; and
-        what batch rows hold of ``written``), in one transaction that also bumps the acknowledgement generation; the
-        accounts in ``fresh`` get its spend, read after the write, if no acknowledgement happened since it was read
-        (else they are read again by their next use), less what the ledger still holds of other entries written and
-        not acknowledged (``_base``). The entries leave ``_written``. What leases held of them (``leased``, by scope)
-        joins the bases as their settled amounts do (``_to_base``). Caller holds the lock."""
+        what batch rows hold of ``written``) into the accounts' bases (``_to_base``), with what leases held of them
+        (``leased``, by scope), in one transaction that also bumps the acknowledgement generation (every account
+        reads its spend again at its next use, unless ``_read_after`` stores it first). The entries leave
+        ``_written``. Caller holds the lock."""
         batches = self._batches
         in_rows = batches.written(written)
         with self._transaction() as con:
@@ -976,15 +1007,7 @@ class SqliteLedger(Ledger):
                     gone[found[0]] = gone.get(found[0], ZERO) + amount
             for scope in {*gone, *leased} if leased else gone:
                 self._to_base(con, scope, gone.get(scope, ZERO), leased.get(scope, ZERO) if leased else ZERO)
-            gen = con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen' RETURNING v").fetchone()[0]
-            if fresh is not None and fresh[0] + 1 == gen:  # no other acknowledgement since the spend was read
-                # (Entries acknowledged here are settled no more; others written meanwhile may be.)
-                others = fresh[3].difference(written, alone) if fresh[3] else _NONE_WRITTEN
-                for key, spend in fresh[2].items():
-                    con.execute(
-                        "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?",
-                        (str(self._base(con, key, spend, others)), gen, fresh[1], key),
-                    )
+            con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
         batches.forget(written, in_rows)
         if self._written:
             with self._written_lock:

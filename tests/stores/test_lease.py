@@ -570,6 +570,59 @@ def test_a_batch_made_while_the_writer_acknowledges_leaves_no_written_call_uncou
     tracker.close()
 
 
+def test_a_batch_made_while_the_writer_reads_the_spend_after_acknowledging_reads_no_store_in_its_transaction(
+    home, monkeypatch
+):
+    """The writer acknowledged calls a lease held and reads the store's spend again (slow: a large store, another
+    process writing). A lease's batch meanwhile must not read the store inside the ledger's transaction, which holds
+    the lock every process waits for: the leases are told before that read, so the batch leaves those calls to the
+    store's total (and reads it before its transaction, if the account is due)."""
+    monkeypatch.setattr(_lease, "RENEW_SECONDS", 0.2)
+    tracker = CostTracker(open_store("duckdb", home("duckdb")), flush_interval=3600)
+    call = tracked(tracker)
+    inside: list[bool] = []
+    read = SqliteLedger._read_spend
+
+    def spy(self, scope, *, now=False):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is threading.main_thread():
+            con = self._con
+            inside.append(con is not None and con.in_transaction)
+        return read(self, scope, now=now)
+
+    monkeypatch.setattr(SqliteLedger, "_read_spend", spy)
+    gate, waiting = threading.Event(), threading.Event()
+    fresh = SqliteLedger._fresh_totals
+
+    def held_up(self, scopes):  # type: ignore[no-untyped-def]
+        if not gate.is_set():
+            waiting.set()
+            assert gate.wait(30)
+        return fresh(self, scopes)
+
+    monkeypatch.setattr(SqliteLedger, "_fresh_totals", held_up)
+    gate.set()
+    with budget(LIMIT, period="daily", tracker=tracker) as b:
+        for _ in range(5):
+            call()
+        gate.clear()
+        writer = threading.Thread(target=tracker.flush)
+        writer.start()
+        assert waiting.wait(30)  # acknowledged; the writer's read of the spend waits
+        write = tracker.flush
+        monkeypatch.setattr(tracker, "flush", lambda: None)  # (the budget's write before leasing would wait too)
+        time.sleep(0.3)  # the lease's batch is due
+        inside.clear()
+        call()  # the batch
+        assert inside == [False]  # the spend read once, outside the ledger's transaction
+        gate.set()
+        writer.join(30)
+        monkeypatch.setattr(tracker, "flush", write)
+    assert b.spent == COST * 6
+    tracker.flush()
+    assert tracker.store.total() == COST * 6
+    tracker.close()
+
+
 def test_calls_a_lease_held_count_when_acknowledging_them_fails_while_the_store_cannot_be_read(home, monkeypatch):
     """The store's spend cannot be read, and the ledger's step of an acknowledgement fails: the lease that held the
     written calls must still settle them (as written: the ledger counts them in its base). Told before the ledger,
