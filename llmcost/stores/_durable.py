@@ -249,10 +249,15 @@ class Durable:
         if bad is _UNKNOWN:
             return None  # (as ``storable`` answers: nothing is known against them; checked again next time)
         if bad is None and version is not None:
-            if len(self._checked) >= _CHECKED_KEPT:  # (files replayed long ago: forgotten in one go)
-                self._checked.clear()
-            self._checked[path] = version
+            self._checked_now(path, version)
         return bad
+
+    def _checked_now(self, path: str, version: tuple[int, int, int]) -> None:
+        """Remember that ``path`` at ``version`` holds storable entries (at most ``_CHECKED_KEPT`` files: those
+        replayed long ago are forgotten in one go)."""
+        if len(self._checked) >= _CHECKED_KEPT:
+            self._checked.clear()
+        self._checked[path] = version
 
     def keep_for_later(self, error: Exception, entries: Sequence[CostEntry]) -> None:
         """The fallback of an append that ``error`` stopped: spill ``entries`` durably (so they are acknowledged)
@@ -267,7 +272,7 @@ class Durable:
             raise StoreError(f"{error}; spilling the entries failed too: {spill_exc}") from error
         version = _version(path) if bad is None else None  # (a check that could not run: made again at the replay)
         if version is not None:
-            self._checked[path] = version  # (checked above: its replay need not check it)
+            self._checked_now(path, version)  # (checked above: its replay need not check it)
         logger.warning("llmcost: %s; %d entries spilled to %s for replay", error, len(entries), path)
 
     def set_aside(self, entries: Sequence[CostEntry], reason: str, error: BaseException | str | None = None) -> None:
