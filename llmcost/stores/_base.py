@@ -334,7 +334,15 @@ class CostStore(abc.ABC):
         held = holding(self, ids)
         if made.by_id:
             if held:
-                made.acknowledge_ids(ids, leased=held_by_scope(held), counted=lambda: acknowledged_held(held))
+                told: list[bool] = []
+
+                def tell() -> None:
+                    if not told:
+                        told.append(True)
+                        acknowledged_held(held)
+
+                made.acknowledge_ids(ids, leased=held_by_scope(held), counted=tell)
+                tell()  # (once: for a ledger that did not call it)
             else:
                 made.acknowledge_ids(ids)
         else:

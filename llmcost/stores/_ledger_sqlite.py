@@ -131,6 +131,8 @@ _FRESH_USED = 8
 _MOST_UNREADABLE_WAIT = 60.0
 
 
+_GEN = "SELECT v FROM meta WHERE k = 'gen'"  # the acknowledgement generation
+
 _LOAD = """
 SELECT a.base, a.gen, a.read_at, a.reserved, a.settled,
        (SELECT v FROM meta WHERE k = 'gen'), (SELECT v FROM meta WHERE k = 'swept')
@@ -779,6 +781,7 @@ class SqliteLedger(Ledger):
                         )
                         account.gen, account.read_at = account.ledger_gen + 1, account.now
                     elif written:  # (the store cannot be read: counted in the base, where the next reading has them)
+                        con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")  # (a reading taken before is stale)
                         account.base += sum(map(amounts.__getitem__, written), ZERO)
                     spent, reserved = account.base + account.settled, account.reserved
                     grant = headroom(renew, limit - spent - reserved - keep)
@@ -821,6 +824,7 @@ class SqliteLedger(Ledger):
                     account.base = self._base(con, scope.key, *found)
                     account.gen, account.read_at = account.ledger_gen + 1, account.now
                 else:  # (the store cannot be read: counted in the base, where the next reading has it)
+                    con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")  # (a reading taken before is stale)
                     account.base += amount
                     account.dirty = True
                 self._save(con, account)
@@ -891,10 +895,8 @@ class SqliteLedger(Ledger):
                 with self._written_lock:  # (those tried again stay written, their settled amounts left out till then)
                     self._written.difference_update(written.difference(held, alone))
                 raise
-        if counted is not None:
-            # The leases told before the spend is read: told after, a batch settling their calls in between read
-            # the store inside its transaction (written, not yet known to the lease as acknowledged).
-            counted()
+            if counted is not None:
+                counted()  # (still under the lock: no batch of this process comes between the step and the leases)
         if scopes:
             self._read_after(scopes)
 
@@ -908,14 +910,17 @@ class SqliteLedger(Ledger):
             return
         gen, read_at, totals, others = fresh
         try:
-            with self._lock, self._transaction() as con:
-                if con.execute("SELECT v FROM meta WHERE k = 'gen'").fetchone()[0] != gen:
-                    return
-                for key, spend in totals.items():
-                    con.execute(
-                        "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?",
-                        (str(self._base(con, key, spend, others)), gen, read_at, key),
-                    )
+            with self._lock:
+                if self._connection().execute(_GEN).fetchone()[0] != gen:
+                    return  # (stale already: no write transaction, with the lock every process queues for, for it)
+                with self._transaction() as con:
+                    if con.execute(_GEN).fetchone()[0] != gen:
+                        return
+                    for key, spend in totals.items():
+                        con.execute(
+                            "UPDATE accounts SET base = ?, gen = ?, read_at = ? WHERE scope = ?",
+                            (str(self._base(con, key, spend, others)), gen, read_at, key),
+                        )
         except Exception as exc:  # noqa: BLE001 - the accounts are read again by their next use, as before
             logger.debug("llmcost: budget ledger: could not store the spend read at an acknowledgement: %r", exc)
 
@@ -954,7 +959,7 @@ class SqliteLedger(Ledger):
             return None
         try:
             with self._lock:
-                gen = self._connection().execute("SELECT v FROM meta WHERE k = 'gen'").fetchone()[0]
+                gen = self._connection().execute(_GEN).fetchone()[0]
             read_at = time.time()
             with self._store_lock:
                 totals = {scope.key: self._total(**filter_kwargs(scope)) for scope in scopes}

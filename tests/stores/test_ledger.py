@@ -199,6 +199,50 @@ def test_a_ledger_that_cannot_read_the_store_counts_every_call_once_until_it_can
     ledger.close()
 
 
+def test_what_a_process_that_cannot_read_the_store_adds_is_not_overwritten_by_an_older_reading(tmp_path, monkeypatch):
+    """Two processes on one ledger (two ``SqliteLedger`` objects: two holders). The first acknowledges a write and
+    reads the store's spend; before it stores that reading, the second settles a call written before its batch while
+    its own read of the store fails, so it adds the call to the base itself. That must make the first's reading
+    stale (the generation moves): stored, it dropped the call for every process that cannot read the store."""
+    store = {"total": Decimal(0), "second fails": False}
+
+    def first_total(**filters: object) -> Decimal:
+        return store["total"]
+
+    def second_total(**filters: object) -> Decimal:
+        if store["second fails"]:
+            raise StoreError("could not read costs.duckdb: another process holds the store's lock")
+        return store["total"]
+
+    path = str(tmp_path / "costs.duckdb.ledger")
+    first, second = SqliteLedger(path, total=first_total), SqliteLedger(path, total=second_total)
+    first.begin()
+    second.begin()
+    s, batch = scope(), {"reservation": None, "keep": Decimal(0), "renew": None, "limit": Decimal(100)}
+    first.settle_batch(s, {"a": COST}, **batch)
+    store["total"] += COST
+    with first.writing(["a"]):  # the first's writer appends "a"
+        pass
+    read = first._fresh_totals
+
+    def then_the_second_settles(scopes):  # type: ignore[no-untyped-def]
+        fresh = read(scopes)  # the first read the spend: COST
+        store["total"] += 2 * COST
+        with second.writing(["x"]):  # the second appends "x", then settles it (written first) and cannot read
+            pass
+        store["second fails"] = True
+        second.settle_batch(s, {"x": 2 * COST}, **batch)
+        return fresh
+
+    monkeypatch.setattr(first, "_fresh_totals", then_the_second_settles)
+    first.acknowledge_ids(["a"])
+    assert second.standing(s).spent == 3 * COST
+    second.acknowledge_ids(["x"])
+    assert second.standing(s).spent == 3 * COST == first.standing(s).spent
+    first.close()
+    second.close()
+
+
 def test_a_store_that_stays_unreadable_is_tried_less_and_less_often(tmp_path, caplog):
     """After a failed read the calls' path does not try the store for ``refresh`` seconds, then twice as long after
     each failure (each try waits the store's ``retry_timeout``: a file locked for an hour held a call every few
