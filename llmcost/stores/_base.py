@@ -260,12 +260,14 @@ class CostStore(abc.ABC):
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
+        before: Callable[[], object] | None = None,
     ) -> Renewal:
         """In one atomic step: count ``amounts`` (calls' amounts by entry id, each as ``settle`` would with that
         ``entry_id``) and ``elsewhere`` (the sum of amounts whose entries went to another store, as ``settle`` would
         with none), drop ``reservation`` (a lease) and reserve ``keep`` plus the headroom ``renew`` gets under
         ``limit`` (none without ``renew``). How a budget's lease is settled and renewed (see ``stores._lease``); only
-        for a ledger whose ``leases`` is true. ``amounts`` is neither changed nor kept.
+        for a ledger whose ``leases`` is true. ``amounts`` is neither changed nor kept; ``before`` is called first,
+        under the ledger's lock (see ``Ledger.settle_batch``).
 
         Example::
 
@@ -273,7 +275,14 @@ class CostStore(abc.ABC):
                                          renew=LeaseTerms(Decimal("0.16"), Decimal("0.0025")), limit=Decimal("10"))
         """
         return self.ledger().settle_batch(
-            scope, amounts, elsewhere=elsewhere, reservation=reservation, keep=keep, renew=renew, limit=limit
+            scope,
+            amounts,
+            elsewhere=elsewhere,
+            reservation=reservation,
+            keep=keep,
+            renew=renew,
+            limit=limit,
+            before=before,
         )
 
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:

@@ -34,7 +34,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from itertools import repeat
 from typing import Any, Protocol
@@ -101,6 +101,7 @@ class LeaseStore(Protocol):
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
+        before: Callable[[], object] | None = ...,
     ) -> Renewal: ...
 
     def settle(
@@ -469,6 +470,7 @@ class Lease:
             keep=from_atto(inflight),
             renew=terms,
             limit=self.limit,
+            before=self._take_acks,  # (again under the ledger's lock: a writer's acknowledgement may have ended)
         )
         if count:
             self.typical = spent / count

@@ -387,6 +387,7 @@ class Ledger(abc.ABC):
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
+        before: Callable[[], object] | None = None,
     ) -> Renewal:
         """In one atomic step: count in ``scope`` each of ``amounts`` (calls' actual amounts by their entries' ids)
         as ``settle`` would with that ``entry_id``, and ``elsewhere`` (the sum of those whose entries went to another
@@ -395,7 +396,9 @@ class Ledger(abc.ABC):
         ``limit`` (none without ``renew``: the lease is released).
 
         ``amounts`` is the lease's own mapping, as it is (no object per call): the ledger neither changes nor keeps
-        it."""
+        it. ``before`` is called first, holding the ledger's lock in this process, before ``amounts`` is read: the
+        lease takes out of it there the entries a writer acknowledged meanwhile (whose acknowledgement holds that
+        lock, see ``CostStore._acknowledge``)."""
         raise NotImplementedError(f"{type(self).__name__} does not lease (its ``leases`` is False)")
 
     @abc.abstractmethod
@@ -757,11 +760,14 @@ class LocalLedger(Ledger):
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
+        before: Callable[[], object] | None = None,
     ) -> Renewal:
         # (Budgets do not lease from a LocalLedger: a reservation here is no transaction, so call by call is as
         # cheap. It leases all the same, for a store that uses it under a budget of its own making.)
         with self._lock, localcontext() as ctx:
             ctx.prec = _EXACT_DIGITS
+            if before is not None:
+                before()
             self._drop(reservation)
             account = self._account(scope)
             account.settled += elsewhere

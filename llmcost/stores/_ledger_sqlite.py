@@ -733,11 +733,16 @@ class SqliteLedger(Ledger):
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
+        before: Callable[[], object] | None = None,
     ) -> Renewal:
         self._use()
 
         def attempt(fresh: _Spend | None, defer: bool) -> Renewal:
             with self._lock:  # (the batch row is known in memory before an acknowledgement can look for it)
+                if before is not None:
+                    # (Under the lock an acknowledgement holds from its step until it has told the leases: the
+                    # entries it counted leave ``amounts`` here, not settled again or read for as written.)
+                    before()
                 with self._transaction() as con:
                     account = self._load(con, scope, fresh=fresh, defer=defer)
                     if renew is not None and account.now - account.swept >= self.lease / 4:

@@ -249,9 +249,12 @@ class PostgresLedger(Ledger):
         keep: Decimal,
         renew: LeaseTerms | None,
         limit: Decimal,
+        before: Callable[[], object] | None = None,
     ) -> Renewal:
         self._forked()
         self.receipts.use()
+        if before is not None:
+            before()
         # Not those written and acknowledged already (the anti-join would skip them anyway; the insert checks too).
         written = self.receipts.settling_all(amounts.keys())
         entries = [i for i in amounts if i not in written] if written else list(amounts)

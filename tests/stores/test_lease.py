@@ -623,6 +623,74 @@ def test_a_batch_made_while_the_writer_reads_the_spend_after_acknowledging_reads
     tracker.close()
 
 
+@pytest.mark.parametrize("unreadable", [False, True], ids=["readable", "unreadable"])
+def test_a_batch_waiting_for_the_ledger_while_the_writer_acknowledges_leaves_out_what_it_counted(
+    home, monkeypatch, unreadable
+):
+    """A lease's batch takes what its calls settled, then waits for the ledger's lock, which the writer holds while
+    it acknowledges some of those calls (counting what the lease held) and tells the lease. The batch must leave
+    those calls out once it has the lock: settling them as "written before their batch", it read the store inside
+    its transaction (the lock every process waits for) or, the store unreadable, counted them twice."""
+    from llmcost import StoreError
+    from llmcost.stores import DuckDBStore
+
+    monkeypatch.setattr(_lease, "RENEW_SECONDS", 3600.0)
+    monkeypatch.setattr(_lease, "IDLE_SECONDS", 3600.0)
+    tracker = CostTracker(open_store("duckdb", home("duckdb")), flush_interval=3600)
+    call = tracked(tracker)
+    total = DuckDBStore._total
+    failing = [False]
+    read_inside: list[bool] = []  # the batch's reads of the store: inside the ledger's transaction?
+
+    def reading(self, filters):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "batch":
+            con = tracker.store.current_ledger()._con  # type: ignore[union-attr]
+            read_inside.append(con is not None and con.in_transaction)
+        if failing[0]:
+            raise StoreError("could not read costs.duckdb: another process holds the store's lock")
+        return total(self, filters)
+
+    monkeypatch.setattr(DuckDBStore, "_total", reading)
+    in_step, go, batch_waits = threading.Event(), threading.Event(), threading.Event()
+    forget = SqliteLedger._forget_written
+
+    def held_up(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "writer":
+            in_step.set()
+            assert go.wait(30)
+        return forget(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteLedger, "_forget_written", held_up)
+    settle_batch = SqliteLedger.settle_batch
+
+    def waiting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "batch":
+            batch_waits.set()
+        return settle_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteLedger, "settle_batch", waiting)
+    with budget(LIMIT, period="daily", tracker=tracker) as b:
+        for _ in range(5):
+            call()
+        (lease,) = [open_lease for open_lease in list(_lease._OPEN) if open_lease.store is tracker.store]
+        failing[0] = unreadable
+        writer = threading.Thread(target=tracker.flush, name="writer")
+        writer.start()
+        assert in_step.wait(30)  # the writer holds the ledger's lock, in its step
+        batch = threading.Thread(target=lambda: lease.renew(COST), name="batch")
+        batch.start()
+        assert batch_waits.wait(30)  # the batch took its calls and waits for the ledger's lock
+        time.sleep(0.1)
+        go.set()
+        writer.join(30)
+        batch.join(30)
+        assert True not in read_inside
+        assert b.spent == COST * 5
+    failing[0] = False
+    assert tracker.store.total() == COST * 5
+    tracker.close()
+
+
 def test_calls_a_lease_held_count_when_acknowledging_them_fails_while_the_store_cannot_be_read(home, monkeypatch):
     """The store's spend cannot be read, and the ledger's step of an acknowledgement fails: the lease that held the
     written calls must still settle them (as written: the ledger counts them in its base). Told before the ledger,
