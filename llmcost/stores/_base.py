@@ -15,7 +15,7 @@ from .._entry import CostEntry
 from .._money import ZERO
 from .._summary import CostSummary, summarize
 from ._filters import NO_FILTERS, Filters
-from ._lease import acknowledged_held, close_leases, held_by_scope, holding
+from ._lease import Acknowledging, close_leases
 from ._ledger import BudgetScope, LeaseTerms, Ledger, LocalLedger, Renewal, Reservation, Standing
 
 if TYPE_CHECKING:
@@ -339,25 +339,14 @@ class CostStore(abc.ABC):
         amounts; a ledger that cannot read the store counts them from then on), and the leases after it has them:
         a lease's batch between the two settles them as any entry written before its settlement (the ledger knows
         they are written), where telling the leases first let a batch drop them before the ledger counted them.
-        If the ledger's step fails, the leases are not told: their batch settles them, as written."""
-        held = holding(self, ids)
+        What the leases hold is looked at under the ledger's lock (``Acknowledging``). If the ledger's step fails,
+        the leases are not told: their batch settles them, as written."""
+        acking = Acknowledging(self, ids)
         if made.by_id:
-            if held:
-                told: list[bool] = []
-
-                def tell() -> None:
-                    if not told:
-                        told.append(True)
-                        acknowledged_held(held)
-
-                made.acknowledge_ids(ids, leased=held_by_scope(held), counted=tell)
-                tell()  # (once: for a ledger that did not call it)
-            else:
-                made.acknowledge_ids(ids)
+            made.acknowledge_ids(ids, leased=acking.held, counted=acking.tell)
         else:
             made.acknowledge(entries())
-            if held:
-                acknowledged_held(held)
+        acking.tell()  # (once: for a ledger that did not call it, or takes entries)
 
     def close_ledger(self) -> None:
         """Settle and release this process's budget leases on the store, then release the ledger's files and threads

@@ -50,6 +50,7 @@ __all__ = [
     "LEASE_SHARE",
     "MOST_LEASE_CALLS",
     "RENEW_SECONDS",
+    "Acknowledging",
     "Holding",
     "Lease",
     "LocalLease",
@@ -693,6 +694,41 @@ def acknowledged_held(held: Holding) -> None:
     """Tell the leases of ``held`` that their entries found there are in the store and counted by the ledger."""
     for lease, found, _ in held:
         lease.acknowledged_found(found)
+
+
+class Acknowledging:
+    """The acknowledgement of the written entries ``ids`` to this process's leases on ``store``: the ledger looks at
+    what they hold of them (``held``) under its lock, as it counts the entries, and the leases are told once it has
+    (``tell``, once; it looks for itself if the ledger did not). Looked at before the ledger's lock, a lease's batch
+    could settle them in between, and the ledger counted them again.
+
+    Example::
+
+        acking = Acknowledging(store, ids)
+        ledger.acknowledge_ids(ids, leased=acking.held, counted=acking.tell)
+        acking.tell()
+    """
+
+    __slots__ = ("_held", "_ids", "_store", "_told")
+
+    def __init__(self, store: LeaseStore, ids: Sequence[str]) -> None:
+        self._store, self._ids = store, ids
+        self._held: Holding | None = None
+        self._told = False
+
+    def held(self) -> dict[str, Decimal]:
+        """What the leases hold of the entries for their next batches, by scope key, looked at now."""
+        held = self._held = holding(self._store, self._ids)
+        return held_by_scope(held) if held else {}
+
+    def tell(self) -> None:
+        """Tell the leases (once) that the entries are in the store and counted by the ledger."""
+        if self._told:
+            return
+        self._told = True
+        held = self._held if self._held is not None else holding(self._store, self._ids)
+        if held:
+            acknowledged_held(held)
 
 
 def close_leases(store: LeaseStore | None = None, wait: float | None = None) -> None:

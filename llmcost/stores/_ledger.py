@@ -417,17 +417,18 @@ class Ledger(abc.ABC):
         self,
         ids: Sequence[str],
         *,
-        leased: Mapping[str, Decimal] | None = None,
+        leased: Callable[[], Mapping[str, Decimal]] | None = None,
         counted: Callable[[], object] | None = None,
     ) -> None:
         """``acknowledge`` of the entries with these ``ids`` (ledgers whose ``by_id`` is true). ``counted`` is called
         once the ledger counts them, before any slower work (``SqliteLedger`` reads the store's spend again after
         it): the store tells the leases there (see ``CostStore._acknowledge``). Not called if the ledger's step fails.
 
-        ``leased``: what budgets' leases in this process held of those entries for their next batches, by scope key
-        (``_lease.holding``). The ledger never held those amounts; the store's spend has them now. A ledger
-        that reads that spend apart from its own transactions counts them while it cannot read it (``SqliteLedger``);
-        one that reads it within them ignores them."""
+        ``leased()``: what budgets' leases in this process hold of those entries for their next batches, by scope key
+        (``_lease.Acknowledging.held``), to be looked at under the ledger's lock as it counts the entries (so no
+        lease batch settles them in between). The ledger never held those amounts; the store's spend has them now.
+        A ledger that reads that spend apart from its own transactions counts them while it cannot read it
+        (``SqliteLedger``); one that reads it within them need not call it."""
         raise NotImplementedError(f"{type(self).__name__} acknowledges entries, not ids (its ``by_id`` is False)")
 
     def spend_unreadable(self) -> bool:
@@ -1103,7 +1104,7 @@ class LocalLedger(Ledger):
         self,
         ids: Sequence[str],
         *,
-        leased: Mapping[str, Decimal] | None = None,
+        leased: Callable[[], Mapping[str, Decimal]] | None = None,
         counted: Callable[[], object] | None = None,
     ) -> None:
         if self.receipts.used and not self._fed:  # (a fed ledger learns of entries through ``appended``)

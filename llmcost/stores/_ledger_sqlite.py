@@ -876,7 +876,7 @@ class SqliteLedger(Ledger):
         self,
         ids: Sequence[str],
         *,
-        leased: Mapping[str, Decimal] | None = None,
+        leased: Callable[[], Mapping[str, Decimal]] | None = None,
         counted: Callable[[], object] | None = None,
     ) -> None:
         if not self.receipts.used or not ids:
@@ -892,7 +892,8 @@ class SqliteLedger(Ledger):
             self._unacknowledged, self._unacknowledged_held = [], set()
             scopes = self._fresh_scopes(written)  # (before the batch rows that hold them are forgotten)
             try:
-                self._forget_written(alone, written, leased)
+                # (What the leases hold, looked at under the lock: no batch of this process settles them meanwhile.)
+                self._forget_written(alone, written, leased() if leased is not None else None)
             except BaseException:  # tried again with the next acknowledgement
                 self._unacknowledged = [*alone, *self._unacknowledged]
                 held = self._batches.holding(written)

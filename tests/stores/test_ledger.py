@@ -190,7 +190,7 @@ def test_a_ledger_that_cannot_read_the_store_counts_every_call_once_until_it_can
     )
     assert renewal.standing.spent == 6 * COST
     # A lease held "g" for its next batch when it was acknowledged: the ledger never had it, the store does.
-    ledger.acknowledge_ids(["c", "e", "f", "g"], leased={s.key: COST})
+    ledger.acknowledge_ids(["c", "e", "f", "g"], leased=lambda: {s.key: COST})
     assert ledger.standing(s).spent == 7 * COST
     assert spend.reads == reads + 1  # the first read that failed; none since
     # The store answers again (with another tracker's spend in it too): a forced reading has it all.
