@@ -17,7 +17,7 @@ with the batch, so other processes see it at once as they do call by call. The l
 small share of the room left (``LeaseTerms``), so near the limit every call reserves exactly, as without leases.
 
 Every amount is counted once: a batch settles each entry as ``settle`` would (``Receipts.settling``); an entry the
-tracker wrote and acknowledged before its batch is taken out of the batch (``acknowledged_held``: the store's total has
+tracker wrote and acknowledged before its batch is taken out of the batch (``Acknowledging``: the store's total has
 it now), but its amount keeps its place in the lease until the batch, so the headroom is never handed out twice.
 
 Thread-safety: a lease shares its budget's lock (ledger transactions are made holding it); the budget holds it as
@@ -51,13 +51,9 @@ __all__ = [
     "MOST_LEASE_CALLS",
     "RENEW_SECONDS",
     "Acknowledging",
-    "Holding",
     "Lease",
     "LocalLease",
-    "acknowledged_held",
     "close_leases",
-    "held_by_scope",
-    "holding",
     "leased",
     "settle_idle",
 ]
@@ -665,35 +661,7 @@ class LocalLease(Lease):
 
 
 #: What this process's leases on a store hold of entries being acknowledged: ``(lease, ids found, their sum)``.
-Holding = list[tuple[Lease, list[str], Decimal]]
-
-
-def holding(store: LeaseStore, ids: Sequence[str]) -> Holding:
-    """What this process's leases on ``store`` hold of the written entries ``ids`` for their next batches (telling
-    them nothing yet: ``acknowledged_held``, once the ledger counts them)."""
-    held: Holding = []
-    if _OPEN:
-        for lease in list(_OPEN):
-            if lease.store is store:
-                found, amount = lease.holding_of(ids)
-                if found:
-                    held.append((lease, found, amount))
-    return held
-
-
-def held_by_scope(held: Holding) -> dict[str, Decimal]:
-    """``held``'s amounts by scope key (for ``Ledger.acknowledge_ids``' ``leased``)."""
-    sums: dict[str, Decimal] = {}
-    for lease, _, amount in held:
-        key = lease.scope.key
-        sums[key] = sums.get(key, ZERO) + amount
-    return sums
-
-
-def acknowledged_held(held: Holding) -> None:
-    """Tell the leases of ``held`` that their entries found there are in the store and counted by the ledger."""
-    for lease, found, _ in held:
-        lease.acknowledged_found(found)
+_Holding = list[tuple[Lease, list[str], Decimal]]
 
 
 class Acknowledging:
@@ -713,22 +681,36 @@ class Acknowledging:
 
     def __init__(self, store: LeaseStore, ids: Sequence[str]) -> None:
         self._store, self._ids = store, ids
-        self._held: Holding | None = None
+        self._held: _Holding | None = None
         self._told = False
+
+    def _holding(self) -> _Holding:
+        """What the leases on the store hold of the entries for their next batches, telling them nothing."""
+        held: _Holding = []
+        if _OPEN:
+            for lease in list(_OPEN):
+                if lease.store is self._store:
+                    found, amount = lease.holding_of(self._ids)
+                    if found:
+                        held.append((lease, found, amount))
+        return held
 
     def held(self) -> dict[str, Decimal]:
         """What the leases hold of the entries for their next batches, by scope key, looked at now."""
-        held = self._held = holding(self._store, self._ids)
-        return held_by_scope(held) if held else {}
+        held = self._held = self._holding()
+        sums: dict[str, Decimal] = {}
+        for lease, _, amount in held:
+            key = lease.scope.key
+            sums[key] = sums.get(key, ZERO) + amount
+        return sums
 
     def tell(self) -> None:
         """Tell the leases (once) that the entries are in the store and counted by the ledger."""
         if self._told:
             return
         self._told = True
-        held = self._held if self._held is not None else holding(self._store, self._ids)
-        if held:
-            acknowledged_held(held)
+        for lease, found, _ in self._held if self._held is not None else self._holding():
+            lease.acknowledged_found(found)
 
 
 def close_leases(store: LeaseStore | None = None, wait: float | None = None) -> None:
