@@ -285,17 +285,20 @@ def run_demo(
                 else:
                     api[call]()
                 calls += 1
-            # Per-day bills that are not LLM calls: recorded with their amounts as given.
-            clock.now = min(day + timedelta(hours=23, minutes=59), end)
-            tracker.record(
-                amount="4.80",
-                category="compute",
-                resource="gpu-reranker",
-                tags={"team": "search"},
-                description="1 x L4 GPU, 24 h",
-            )
-            tracker.record(amount="0.35", category="storage", resource="vector-db", tags={"team": "search"})
-            calls += 2
+            # Per-day bills that are not LLM calls: recorded with their amounts as given, once the day they bill is
+            # over (a whole day's GPU bill recorded two hours into today would make today's run-rate a wild one).
+            billed = day + timedelta(hours=23, minutes=59)
+            if billed <= end:
+                clock.now = billed
+                tracker.record(
+                    amount="4.80",
+                    category="compute",
+                    resource="gpu-reranker",
+                    tags={"team": "search"},
+                    description="1 x L4 GPU, 24 h",
+                )
+                tracker.record(amount="0.35", category="storage", resource="vector-db", tags={"team": "search"})
+                calls += 2
             if progress is not None:
                 progress(index + 1, steps)
 

@@ -829,3 +829,21 @@ def test_report_csv_and_json_money_keeps_every_digit(capsys: pytest.CaptureFixtu
     assert code == 0 and next(csv.DictReader(io.StringIO(out)))["cost"] == "12345678901.123456789012345679"
     code, out, _ = run(capsys, "report", "--format", "json", "--store", f"duckdb://{path}")
     assert code == 0 and json.loads(out)[0]["cost"] == "12345678901.123456789012345679"
+
+
+def test_the_demo_run_early_in_a_month_bills_no_whole_day_ahead_and_projects_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import pandas  # noqa: F401 - imported before freezegun patches time
+    from freezegun import freeze_time
+
+    with freeze_time("2026-12-01 02:12:00"):
+        code, out, _ = run(capsys, "demo", "--store", "memory://", "--days", "14")
+    assert code == 0
+    forecast = out.split("\nForecast\n")[1].split("\n\n")[0]
+    # The day's GPU and storage bills are recorded when the day ends: two hours into 1 December, none of them yet.
+    assert "$0.00 so far, 2 h into the month: too early for a run-rate" in forecast
+    with freeze_time("2026-12-02 12:00:00"):
+        code, out, _ = run(capsys, "demo", "--store", "memory://", "--days", "14")
+    forecast = out.split("\nForecast\n")[1].split("\n\n")[0]
+    assert code == 0 and "by month end at the current rate" in forecast and "too early" not in forecast

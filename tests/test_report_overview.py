@@ -97,3 +97,49 @@ def test_report_with_html_computes_the_overview_once(
     out = capsys.readouterr().out
     assert len(calls) == 1
     assert "Hourly spend" in out and "Spend per hour" in page.read_text(encoding="utf-8")
+
+
+# -- the month's forecast in its first day ---------------------------------------------------------------------------
+MAY = datetime(2024, 5, 1, tzinfo=timezone.utc)
+
+
+def month_start_store() -> MemoryStore:
+    """Ten April days of $1.00 a day, then a whole day's $4.80 GPU bill recorded five minutes into May."""
+    store = MemoryStore()
+    april = [CostEntry(id=f"{i:026x}", timestamp=MAY - timedelta(days=i + 1), amount="1.00") for i in range(10)]
+    store.append([*april, CostEntry(id="b" * 26, timestamp=MAY + timedelta(minutes=5), amount="4.80")])
+    return store
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "words"),
+    [
+        (timedelta(minutes=9, seconds=59), "9 min"),
+        (timedelta(hours=2, minutes=12), "2 h"),
+        (timedelta(hours=23, minutes=59), "23 h"),
+    ],
+)
+def test_the_first_day_of_a_month_shows_its_spend_so_far_and_no_run_rate(elapsed: timedelta, words: str) -> None:
+    overview = compute_overview(month_start_store(), now=MAY + elapsed)
+    assert overview.projection_too_early and overview.month_elapsed == elapsed
+    assert overview.month_projected > 100  # the run-rate itself is still the analytics' (4.80 over 30+ days)
+    text = render_text(overview)
+    forecast = text.split("\nForecast\n")[1].split("\n\n")[0]
+    assert f"$4.80 so far, {words} into the month: too early for a run-rate" in forecast
+    assert "by month end" not in forecast and f"{overview.month_projected:,.2f}" not in forecast
+    page = render_html(overview)
+    assert "This month, so far" in page and f"{words} into May 2024: too early to project" in page
+    assert "This month, projected" not in page
+
+
+def test_from_one_day_into_the_month_the_reports_project_at_the_current_rate() -> None:
+    overview = compute_overview(month_start_store(), now=MAY + timedelta(days=1))
+    assert not overview.projection_too_early and overview.month_projected == pytest.approx(4.80 * 31)
+    assert "$4.80 so far; $148.80 by month end at the current rate" in render_text(overview)
+    page = render_html(overview)
+    assert "This month, projected" in page and "$148.80" in page and "too early" not in page
+
+
+def test_a_naive_now_is_read_as_utc_for_the_month_elapsed() -> None:
+    overview = compute_overview(month_start_store(), now=datetime(2024, 5, 1, 3))
+    assert overview.month_elapsed == timedelta(hours=3) and overview.projection_too_early

@@ -13,7 +13,7 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "cell",
     "count",
     "decimal_text",
+    "elapsed_words",
     "escape",
     "format_table",
     "frame_records",
@@ -59,6 +60,16 @@ def money(value: float) -> str:
     if size >= 0.01:
         return f"{sign}${size:.4f}"
     return f"{sign}${size:.6f}"
+
+
+def elapsed_words(span: timedelta) -> str:
+    """A span under a day or so, in words: whole minutes below an hour, else whole hours.
+
+    >>> elapsed_words(timedelta(hours=2, minutes=12)), elapsed_words(timedelta(minutes=9, seconds=50))
+    ('2 h', '9 min')
+    """
+    minutes = max(int(span.total_seconds() // 60), 0)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
 
 
 def count(value: float) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..analytics._output import OutputFile
-from ._format import cell, count, escape, label, money
+from ._format import cell, count, elapsed_words, escape, label, money
 from ._overview import Overview, compute_overview
 from ._svg import hbar_chart, legend, stacked_columns
 
@@ -181,6 +181,14 @@ def _sections(overview: Overview) -> list[str]:
             f"{count(o.input_tokens)} in · {count(o.output_tokens)} out",
         ),
         _card(
+            "This month, so far",
+            money(o.month_spent),
+            f"{elapsed_words(o.month_elapsed)} into {o.month_start:%B %Y}: too early to project"
+            + (f" ({o.month_scope})" if o.month_scope else "")
+            + (" (the whole month, not only the selection)" if o.window else ""),
+        )
+        if o.projection_too_early
+        else _card(
             "This month, projected",
             money(o.month_projected),
             f"{money(o.month_spent)} so far ({o.month_start:%B %Y}"

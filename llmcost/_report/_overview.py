@@ -13,11 +13,12 @@ Example::
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._money import to_utc
 from ..analytics import (
     by_category,
     by_model,
@@ -35,7 +36,11 @@ from ..analytics._source import Source, as_source
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Overview", "choose_freq", "compute_overview"]
+__all__ = ["EARLIEST_PROJECTION", "Overview", "choose_freq", "compute_overview"]
+
+#: The reports project the month's spend at the current rate only once this much of the month has passed: a run-rate
+#: from its first hours says little (one night batch, or a day's bill recorded at 00:05, projected over 30 days).
+EARLIEST_PROJECTION = timedelta(days=1)
 
 
 @attrs.frozen(eq=False)
@@ -86,6 +91,29 @@ class Overview:
     def empty(self) -> bool:
         """True when the selection holds no entry."""
         return self.calls == 0
+
+    @property
+    def month_elapsed(self) -> timedelta:
+        """How much of the month had passed at ``now``: under ``EARLIEST_PROJECTION`` the reports show the month's
+        spend so far and no projection (``projection_too_early``).
+
+        Example::
+
+            >>> compute_overview(tracker, now=datetime(2024, 5, 1, 2, 30, tzinfo=timezone.utc)).month_elapsed
+            datetime.timedelta(seconds=9000)
+        """
+        return to_utc(self.now, "now") - self.month_start
+
+    @property
+    def projection_too_early(self) -> bool:
+        """True while less than ``EARLIEST_PROJECTION`` of the month has passed (its first day, UTC).
+
+        Example::
+
+            >>> compute_overview(tracker, now=datetime(2024, 5, 1, 2, 30, tzinfo=timezone.utc)).projection_too_early
+            True
+        """
+        return self.month_elapsed < EARLIEST_PROJECTION
 
 
 def choose_freq(first: datetime | None, last: datetime | None) -> tuple[str, str]:

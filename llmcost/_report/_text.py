@@ -16,7 +16,7 @@ import sys
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING
 
-from ._format import WIDTH, cell, count, frame_table, money
+from ._format import WIDTH, cell, count, elapsed_words, frame_table, money
 from ._overview import Overview
 
 if TYPE_CHECKING:
@@ -84,7 +84,13 @@ def render_text(overview: Overview) -> str:
         f"This month, {overview.month_start:%Y-%m-%d} to {last_day:%Y-%m-%d} UTC"
         + (f", {overview.month_scope}" if overview.month_scope else "")
         + ":",
-        f"{money(overview.month_spent)} so far; {money(overview.month_projected)} by month end at the current rate",
+        (
+            f"{money(overview.month_spent)} so far, {elapsed_words(overview.month_elapsed)} into the month: too early"
+            " for a run-rate"
+            if overview.projection_too_early
+            else f"{money(overview.month_spent)} so far; {money(overview.month_projected)} by month end at the current"
+            " rate"
+        ),
     ]
     if overview.window:
         forecast.append(f"(the whole month, not only the selection {overview.window})")
