@@ -24,7 +24,7 @@ __all__ = ["CORRECTIONS", "Correction", "corrections_for"]
 @attrs.frozen
 class Correction:
     """One cited fix of a catalog entry: ``prices`` replaces ``ModelPrice`` fields, ``tiers`` adds long-context
-    tiers (``PriceTier`` fields), between ``since`` and ``until``."""
+    tiers (``PriceTier`` fields), ``units`` adds unit prices, between ``since`` and ``until``."""
 
     id: str
     provider: str
@@ -34,6 +34,8 @@ class Correction:
     until: date | None = None
     prices: dict[str, str] = attrs.field(factory=dict, hash=False)
     tiers: tuple[dict[str, Any], ...] = attrs.field(default=(), hash=False)  # PriceTier fields (built on use)
+    #: unit prices (genai-prices price keys, ``input_audio_mtok``...) added to the entry's, or replacing them
+    units: dict[str, str] = attrs.field(factory=dict, hash=False)
 
     def active(self, when: datetime) -> bool:
         day = when.date()
@@ -43,8 +45,16 @@ class Correction:
         changes: dict[str, Any] = dict(self.prices)
         if self.tiers:
             changes["tiers"] = (*price.tiers, *(PriceTier(**tier) for tier in self.tiers))
+        if self.units:
+            changes["unit_prices"] = {**price.unit_prices, **self.units}
         return attrs.evolve(price, **changes)
 
+
+#: Where the audio prices of OpenAI's GPT-4o audio models (corrected below) are published.
+_AUDIO_SOURCE = (
+    "https://openai.com/index/o1-and-new-tools-for-developers/ (2024-12-17: GPT-4o audio $40 / $80 per 1M audio "
+    "tokens, 60% less; GPT-4o mini audio $10 / $20); https://platform.openai.com/docs/pricing (audio tokens)"
+)
 
 CORRECTIONS: tuple[Correction, ...] = (
     # o3 launched on 2025-04-16 at $10 input, $2.50 cached input, $40 output; the 2025-06-10 cut made it
@@ -77,6 +87,34 @@ CORRECTIONS: tuple[Correction, ...] = (
             },
         ),
         source="https://docs.claude.com/en/docs/about-claude/pricing#long-context-pricing",
+    ),
+    # OpenAI's audio models in Chat Completions bill audio tokens at audio rates; the catalog prices only text for
+    # these two, so their audio was billed at the text rate ($2.50 where OpenAI bills $40). The undated id named the
+    # 2024-10-01 snapshot until the 2024-12-17 one replaced it (audio $100 / $200 then; $40 / $80 since, the
+    # 2025-06-03 snapshot too). A call naming the 2024-10-01 snapshot after that day is priced at the later rate
+    # here, still under its bill (the catalog has one entry for every snapshot).
+    Correction(
+        id="gpt-4o-audio-preview-audio-before-2024-12-17",
+        provider="openai",
+        model="gpt-4o-audio-preview",
+        until=date(2024, 12, 17),
+        units={"input_audio_mtok": "100", "output_audio_mtok": "200"},
+        source=_AUDIO_SOURCE,
+    ),
+    Correction(
+        id="gpt-4o-audio-preview-audio",
+        provider="openai",
+        model="gpt-4o-audio-preview",
+        since=date(2024, 12, 17),
+        units={"input_audio_mtok": "40", "output_audio_mtok": "80"},
+        source=_AUDIO_SOURCE,
+    ),
+    Correction(
+        id="gpt-4o-mini-audio-preview-audio",
+        provider="openai",
+        model="gpt-4o-mini-audio-preview",
+        units={"input_audio_mtok": "10", "output_audio_mtok": "20"},
+        source=_AUDIO_SOURCE,
     ),
 )
 

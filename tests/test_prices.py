@@ -380,6 +380,60 @@ def test_o3_cached_input_before_the_june_2025_price_cut_is_corrected():
 
 
 @pytest.mark.parametrize(
+    ("model", "at", "expected", "label"),
+    [
+        # 3,000 text and 2,000 audio input tokens, 500 text and 2,500 audio output tokens. Since 2024-12-17 OpenAI
+        # bills GPT-4o audio at $40 / $80 per 1M audio tokens: 3000*2.5 + 2000*40 + 500*10 + 2500*80.
+        ("gpt-4o-audio-preview-2024-12-17", AT, Decimal("0.2925"), "correction:gpt-4o-audio-preview-audio"),
+        ("gpt-4o-audio-preview", AT, Decimal("0.2925"), "correction:gpt-4o-audio-preview-audio"),
+        # Before that day the undated id was the 2024-10-01 snapshot, at $100 / $200: 3000*2.5 + 2000*100 + 500*10
+        # + 2500*200.
+        (
+            "gpt-4o-audio-preview",
+            datetime(2024, 12, 16, 23, 59, tzinfo=timezone.utc),
+            Decimal("0.7125"),
+            "correction:gpt-4o-audio-preview-audio-before-2024-12-17",
+        ),
+        # GPT-4o mini audio at $10 / $20: 3000*0.15 + 2000*10 + 500*0.6 + 2500*20.
+        ("gpt-4o-mini-audio-preview-2024-12-17", AT, Decimal("0.07075"), "correction:gpt-4o-mini-audio-preview-audio"),
+    ],
+)
+def test_gpt_4o_audio_tokens_are_priced_at_the_audio_rates(model: str, at: datetime, expected: Decimal, label: str):
+    # The catalog prices only text for these models, so their audio was billed at the text rate ($0.0425 for the
+    # first call here, a seventh of OpenAI's bill).
+    usage = Usage(5_000, 3_000, units={"input_audio_tokens": 2_000, "output_audio_tokens": 2_500})
+    assert priced(model, None, usage, at)[:2] == (expected, label)
+    assert priced(model, None, usage, _micros(at))[:2] == (expected, label)  # the tracker's way, as microseconds
+    # Text alone is the catalog's price, and labelled so.
+    assert priced(model, None, Usage(5_000, 3_000), at)[1] == "catalog@0.2.3"
+
+
+def test_a_tracked_openai_audio_response_is_billed_its_audio_tokens():
+    from openai.types.chat import ChatCompletion
+
+    response = ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1_760_000_000,
+            "model": "gpt-4o-audio-preview-2025-06-03",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 5_000,
+                "completion_tokens": 3_000,
+                "total_tokens": 8_000,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 2_000},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 2_500},
+            },
+        }
+    )
+    tracker = llmcost.CostTracker()
+    llmcost.track_cost(tracker=tracker)(lambda: response)()
+    (entry,) = tracker.entries()
+    assert (entry.amount, entry.pricing) == (Decimal("0.2925"), "correction:gpt-4o-audio-preview-audio")
+
+
+@pytest.mark.parametrize(
     ("model", "tier", "at", "expected", "label"),
     [
         # The catalog's batch price from 2026-10-14 (haiku-4-5: $0.50 / $2.50 per M in batch).
