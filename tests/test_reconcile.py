@@ -109,7 +109,7 @@ def test_openai_costs_api_by_day_model_and_project(openai_history: CostTracker, 
     ]
     aug1, aug2 = date(2025, 8, 1), date(2025, 8, 2)
     assert table(frame) == [
-        (aug1, "gpt-4o", "proj_ads", D("0"), D("1.75"), D("-1.75"), "unrecorded"),
+        (aug1, "gpt-4o-2024-08-06", "proj_ads", D("0"), D("1.75"), D("-1.75"), "unrecorded"),
         (aug1, "gpt-4o-2024-08-06", "proj_search", D("3.5"), D("3.5"), D("0"), "match"),
         (aug1, "gpt-4o-mini-2024-07-18", "proj_search", D("0.21"), D("0.63"), D("-0.42"), "under"),
         (aug1, None, "proj_search", D("0"), D("0.25"), D("-0.25"), "unrecorded"),
@@ -118,7 +118,7 @@ def test_openai_costs_api_by_day_model_and_project(openai_history: CostTracker, 
     causes = dict(zip(frame["status"] + " " + frame["model"].fillna("-"), frame["likely_cause"], strict=True))
     assert causes["match gpt-4o-2024-08-06"] is None
     assert "outside tracking (about 2 more calls" in causes["under gpt-4o-mini-2024-07-18"]
-    assert "outside tracking" in causes["unrecorded gpt-4o"]
+    assert "outside tracking" in causes["unrecorded gpt-4o-2024-08-06"]
     assert "not a per-token model charge (web search tool calls)" in causes["unrecorded -"]
     assert "not on the invoice" in causes["unbilled gpt-4o"]
     assert frame["delta_pct"].iloc[2] == pytest.approx(-0.42 / 0.63)  # delta over billed
@@ -354,11 +354,126 @@ def test_anthropic_console_csv_export(clock: Clock, tmp_path: Path) -> None:
     path = tmp_path / "cost.csv"
     path.write_text(CONSOLE_CSV, encoding="utf-8")
     frame = analytics.reconcile(tracker, path, project_tag="workspace")
-    # The free Haiku line of 10-01 with nothing recorded is left out.
+    # The free Haiku line of 10-01 with nothing recorded is left out. Every line is of the default workspace (the
+    # cost report's ``workspace_id: null``): the invoice has no projects to match, whatever the entries' tags.
     assert table(frame) == [
-        (date(2025, 10, 1), "claude-sonnet-4-5-20250929", "Default", D("0.454899"), D("0.45"), D("0.004899"), "match"),
-        (date(2025, 10, 2), "claude-haiku-4-5", "Default", D("0.5"), D("0.5"), D("0"), "match"),
+        (date(2025, 10, 1), "claude-sonnet-4-5-20250929", None, D("0.454899"), D("0.45"), D("0.004899"), "match"),
+        (date(2025, 10, 2), "claude-haiku-4-5", None, D("0.5"), D("0.5"), D("0"), "match"),
     ]
+
+
+def test_the_console_csv_default_workspace_is_the_entries_without_a_workspace_tag(clock: Clock, tmp_path: Path) -> None:
+    # As the cost report JSON has it (``workspace_id: null``): the same usage reconciles alike from both exports.
+    tracker = CostTracker(clock=clock)
+    clock.now = datetime(2025, 10, 1, 8, tzinfo=timezone.utc)
+    tracker.record(model="claude-haiku-4-5", input_tokens=300_000)  # 0.3, untagged: the default workspace
+    tracker.record(model="claude-haiku-4-5", input_tokens=200_000, tags={"workspace": "wrkspc_ads"})  # 0.2
+    path = tmp_path / "cost.csv"
+    path.write_text(
+        "usage_date_utc,model,workspace,api_key,usage_type,context_window,token_type,cost_usd\n"
+        "2025-10-01,Claude Haiku 4.5,Default,k,message,≤ 200k,input_no_cache,0.30\n"
+        "2025-10-01,Claude Haiku 4.5,wrkspc_ads,k,message,≤ 200k,input_no_cache,0.20\n",
+        encoding="utf-8",
+    )
+    report = {
+        "data": [
+            {
+                "starting_at": "2025-10-01T00:00:00Z",
+                "ending_at": "2025-10-02T00:00:00Z",
+                "results": [
+                    {"currency": "USD", "amount": "30", "model": "claude-haiku-4-5", "workspace_id": None},
+                    {"currency": "USD", "amount": "20", "model": "claude-haiku-4-5", "workspace_id": "wrkspc_ads"},
+                ],
+            }
+        ]
+    }
+    for invoice in (path, report):
+        frame = analytics.reconcile(tracker, invoice, project_tag="workspace")
+        assert table(frame) == [
+            (date(2025, 10, 1), "claude-haiku-4-5", "wrkspc_ads", D("0.2"), D("0.2"), D("0"), "match"),
+            (date(2025, 10, 1), "claude-haiku-4-5", None, D("0.3"), D("0.3"), D("0"), "match"),
+        ], invoice
+
+
+def test_console_names_of_claude_3_models_match_their_entries(clock: Clock, tmp_path: Path) -> None:
+    # The console names Claude 3.x models family first, as it names later ones ("Claude Haiku 3.5"); their ids put
+    # the version first (claude-3-5-haiku).
+    tracker = CostTracker(clock=clock)
+    clock.now = datetime(2025, 10, 1, 12, tzinfo=timezone.utc)
+    tracker.record(model="claude-3-7-sonnet-20250219", input_tokens=100_000)  # 0.3
+    tracker.record(model="claude-3-5-haiku-20241022", input_tokens=625_000)  # 0.5
+    tracker.record(model="claude-3-opus-20240229", input_tokens=100_000)  # 1.5
+    tracker.record(model="claude-3-haiku-20240307", input_tokens=400_000)  # 0.1
+    path = tmp_path / "cost.csv"
+    path.write_text(
+        "usage_date_utc,model,workspace,api_key,usage_type,context_window,token_type,cost_usd\n"
+        "2025-10-01,Claude Sonnet 3.7,,k,message,≤ 200k,input_no_cache,0.30\n"
+        "2025-10-01,Claude Haiku 3.5,,k,message,≤ 200k,input_no_cache,0.50\n"
+        "2025-10-01,Claude Opus 3,,k,message,≤ 200k,input_no_cache,1.50\n"
+        "2025-10-01,Claude Haiku 3,,k,message,≤ 200k,input_no_cache,0.10\n",
+        encoding="utf-8",
+    )
+    frame = analytics.reconcile(tracker, path)
+    assert sorted(zip(frame["model"], frame["status"], strict=True)) == [
+        ("claude-3-5-haiku-20241022", "match"),
+        ("claude-3-7-sonnet-20250219", "match"),
+        ("claude-3-haiku-20240307", "match"),
+        ("claude-3-opus-20240229", "match"),
+    ]
+
+
+def test_a_billed_only_row_names_the_model_as_the_invoice_does(clock: Clock, tmp_path: Path) -> None:
+    # Not llmcost's matching key: gpt-4o-2024-05-13 is not the gpt-4o of today, and "Claude Sonnet 4.5" is what the
+    # console shows.
+    tracker = CostTracker(clock=clock)
+    page = openai_page((T0, [result(1, "gpt-4o-2024-05-13, input", None)]))
+    assert analytics.reconcile(tracker, page)["model"].tolist() == ["gpt-4o-2024-05-13"]
+    path = tmp_path / "cost.csv"
+    path.write_text(
+        "usage_date_utc,model,workspace,api_key,usage_type,context_window,token_type,cost_usd\n"
+        "2025-10-01,Claude Sonnet 4.5,,k,message,≤ 200k,input_no_cache,0.30\n",
+        encoding="utf-8",
+    )
+    frame = analytics.reconcile(tracker, path)
+    assert frame[["model", "status"]].values.tolist() == [["Claude Sonnet 4.5", "unrecorded"]]
+
+
+def test_a_charge_without_a_model_reconciles_once_recorded_as_the_advice_says(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)
+    clock.now = AUG_1 + timedelta(hours=9)
+    search = {"project": "proj_search"}
+    page = openai_page(
+        (T0, [result(0.25, "web search tool calls", "proj_search"), result(2.5, "gpt-4o-2024-08-06, input", None)])
+    )
+    tracker.record(model="gpt-4o-2024-08-06", input_tokens=1_000_000)  # 2.5, untagged
+    before = analytics.reconcile(tracker, page)
+    cause = before.loc[before["model"].isna(), "likely_cause"].item()
+    assert "record it with amount= and provider='openai' to track it" in cause
+    tracker.record(amount="0.25", category="api_calls", provider="openai", tags=search)
+    # Neither a model nor a provider: no one's charge, not compared.
+    tracker.record(amount="9", category="compute", tags=search)
+    # Another provider's charge without a model: not this invoice's.
+    tracker.record(amount="7", provider="anthropic", tags=search)
+    after = analytics.reconcile(tracker, page)
+    assert table(after) == [
+        (date(2025, 8, 1), "gpt-4o-2024-08-06", None, D("2.5"), D("2.5"), D("0"), "match"),
+        (date(2025, 8, 1), None, "proj_search", D("0.25"), D("0.25"), D("0"), "match"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "error"),
+    [
+        ("abc", ValueError("tolerance must be a number, got 'abc'")),
+        ("NaN", ValueError("tolerance must be a finite number, got 'NaN'")),
+        (None, TypeError("tolerance must be a Decimal, int, float or numeric string, got None")),
+        ("-1", ValueError("tolerance must be a fraction of the billed amount, 0 or more, got '-1'")),
+    ],
+)
+def test_a_bad_tolerance_is_refused_naming_it(tolerance: Any, error: Exception, clock: Clock) -> None:
+    with pytest.raises(type(error)) as raised:
+        analytics.reconcile(CostTracker(clock=clock), OPENAI, tolerance=tolerance)
+    assert str(raised.value) == str(error)
 
 
 def test_plain_csv_and_a_frame(openai_history: CostTracker, tmp_path: Path) -> None:
@@ -405,7 +520,13 @@ def test_a_frame_read_by_pandas_keeps_the_rounding_allowance_of_the_file(clock: 
         (json.dumps([OPENAI, OPENAI]), r"periods overlap: \[1\]data\[0\] starts at 2025-08-01 00:00"),
         (
             json.dumps({"data": [{"start_time": T0, "end_time": T0 + 2 * DAY, "results": []}]}),
-            r"data\[0\] runs from 2025-08-01 00:00 to 2025-08-03 00:00; reconcile reads daily buckets",
+            r"data\[0\] runs from 2025-08-01 00:00 to 2025-08-03 00:00 UTC; reconcile reads daily buckets",
+        ),
+        (
+            # A day long, fetched from a local midnight (00:00 PDT): across a UTC midnight.
+            json.dumps({"data": [{"start_time": T0 + 7 * 3600, "end_time": T0 + 7 * 3600 + DAY, "results": []}]}),
+            r"data\[0\] runs from 2025-08-01 07:00 to 2025-08-02 07:00 UTC, across a UTC midnight; reconcile reads "
+            r"buckets of whole UTC days: fetch the report with its start at 00:00 UTC",
         ),
         (
             json.dumps(

@@ -198,10 +198,17 @@ def _from_json(data: Any, name: str) -> Invoice:
         else:
             start = _unix(bucket.get("start_time"), f"{where}.start_time")
             end = _unix(bucket.get("end_time"), f"{where}.end_time")
-        if not start < end <= start + _DAY or (end - timedelta(microseconds=1)).date() != start.date():
+        if not start < end <= start + _DAY:
             raise ValueError(
-                f"invoice {name!r}: {where} runs from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}; "
+                f"invoice {name!r}: {where} runs from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; "
                 "reconcile reads daily buckets (bucket_width=1d)"
+            )
+        if (end - timedelta(microseconds=1)).date() != start.date():
+            # A day long, but across a UTC midnight: fetched from a local midnight (the API aligns its buckets to
+            # the start time asked for), so its amounts cannot be told to the UTC days entries are summed by.
+            raise ValueError(
+                f"invoice {name!r}: {where} runs from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, across a UTC "
+                "midnight; reconcile reads buckets of whole UTC days: fetch the report with its start at 00:00 UTC"
             )
         spans.append((start, end, where))
         results = bucket.get("results")
@@ -334,7 +341,7 @@ def _from_rows(header: Sequence[Any], rows: Iterable[Sequence[Any]], name: str) 
             InvoiceLine(
                 day,
                 _text(cells[at[model_col]]),
-                _text(cells[at[project]]) if project in at else None,
+                _project(cells[at[project]], fmt) if project in at else None,
                 amount,
                 _allowance(amount, cells[at[amount_col]]),
                 kind,
@@ -354,6 +361,13 @@ def _from_rows(header: Sequence[Any], rows: Iterable[Sequence[Any]], name: str) 
         has_model=any(line.model is not None for line in lines),
         has_project=any(line.project is not None for line in lines),
     )
+
+
+def _project(value: object, fmt: str) -> str | None:
+    """A line's project or workspace. The console export names the default workspace ``Default``, where the cost
+    report API has ``workspace_id: null``: both are the entries without a project tag."""
+    text = _text(value)
+    return None if fmt == "anthropic-csv" and text == "Default" else text
 
 
 def _day(value: object, field: str) -> date:

@@ -26,7 +26,7 @@ import attrs
 from .._catalog import catalog_models
 from .._errors import UnknownModelError
 from .._model_price import tidy
-from .._money import ZERO, wide_context
+from .._money import ZERO, to_money, wide_context
 from .._prices import price_for, registered_prices
 from .._time import When
 from ._invoice import Invoice, read_invoice
@@ -62,6 +62,7 @@ class _Billed:
     allowance: Decimal = ZERO
     kinds: set[str] = attrs.field(factory=set)
     tiers: set[str] = attrs.field(factory=set)
+    names: set[str] = attrs.field(factory=set)  #: the invoice's names of the model
 
 
 def _money(value: Decimal) -> str:
@@ -119,7 +120,9 @@ def reconcile(
     # where a notebook set them) would round a large exact amount.
     with wide_context():
         found = read_invoice(invoice, provider=provider)
-        allowed = Decimal(str(tolerance))
+        allowed = to_money(tolerance, "tolerance")
+        if allowed < 0:
+            raise ValueError(f"tolerance must be a fraction of the billed amount, 0 or more, got {tolerance!r}")
         billed = _billed(found)
         cache: dict[str, str] = {}
         with as_source(source) as base:
@@ -134,8 +137,14 @@ def reconcile(
             where, where_params = "e.model IS NOT NULL", []
             if found.provider is not None:
                 # An entry recorded with an amount given may carry no provider: its model's maker decides (below).
-                where += " AND (e.provider IS NULL OR lower(e.provider) = ?)"
+                # One with neither a model nor a provider is no one's; one with the provider and no model (a web
+                # search recorded with ``amount=``, as ``_judge`` advises) is compared with the invoice's charges
+                # without a model.
+                where = "(e.model IS NOT NULL AND (e.provider IS NULL OR lower(e.provider) = ?))"
                 where_params.append(found.provider)
+                if found.has_model:
+                    where += " OR (e.model IS NULL AND lower(e.provider) = ?)"
+                    where_params.append(found.provider)
             groups = priced_groups(
                 src, keys, params, PriceTable(), None, no_cache=True, where=where, where_params=where_params
             )
@@ -147,7 +156,7 @@ def reconcile(
             if found.provider is not None and maker is None and _maker(model) not in (None, found.provider):
                 continue
             project = key[3] if found.has_project else None
-            merged_key = (day, model_key(model, cache) if found.has_model else None, project)
+            merged_key = (day, model_key(model, cache) if found.has_model and model is not None else None, project)
             into = recorded.setdefault(merged_key, Priced())
             into.calls += group.calls
             into.recorded += group.recorded
@@ -168,9 +177,13 @@ def reconcile(
             amount = bill.amount if bill is not None else ZERO
             delta = tidy(rec - amount)
             status, cause = _judge(model, got, bill, found, allowed, project_tag)
+            # The model as the entries hold it, else as the invoice names it (the key both share where neither
+            # has one name).
             shown = model
             if got is not None and len(got.models) == 1:
                 shown = next(iter(got.models))
+            elif got is None and bill is not None and len(bill.names) == 1:
+                shown = next(iter(bill.names))
             rows.append(
                 (
                     day,
@@ -260,6 +273,8 @@ def _billed(found: Invoice) -> dict[tuple[date, str | None, str | None], _Billed
             into.kinds.add(line.kind)
         if line.tier and line.tier != "standard":
             into.tiers.add(line.tier)
+        if model is not None and line.model is not None:
+            into.names.add(line.model)
     return out
 
 
@@ -271,7 +286,15 @@ def _judge(
         assert bill is not None
         if found.has_model and model is None:
             kinds = ", ".join(sorted(bill.kinds)) or "a charge without a model"
-            return "unrecorded", f"not a per-token model charge ({kinds}): record it with amount= to track it"
+            if found.provider is None:
+                return "unrecorded", (
+                    f"not a per-token model charge ({kinds}): entries without a model are compared with it only "
+                    "for an invoice of one provider (provider=)"
+                )
+            return "unrecorded", (
+                f"not a per-token model charge ({kinds}): record it with amount= and provider={found.provider!r} "
+                "to track it"
+            )
         where = f" under this {project_tag} tag" if found.has_project else ""
         return "unrecorded", (
             f"billed but nothing recorded{where}: calls made outside tracking (another service, the console or "

@@ -55,11 +55,21 @@ _DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 _HALF_HOUR = timedelta(minutes=30)
 
 
+#: A Claude 3.x display name in today's order, family first ("claude haiku 3.5", lowercased).
+_OLDER_CLAUDE = re.compile(r"claude (haiku|sonnet|opus) (3(?:\.\d)?)")
+
+
 def _plain_key(model: str) -> str:
     """A model id or a provider's display name, lowercased and hyphenated: ``Claude Sonnet 4.5`` ->
-    ``claude-sonnet-4-5``, ``GPT-4o mini`` -> ``gpt-4o-mini``."""
+    ``claude-sonnet-4-5``, ``GPT-4o mini`` -> ``gpt-4o-mini``, ``Claude Haiku 3.5`` -> ``claude-3-5-haiku``."""
     text = " ".join(model.split()).lower()
     if " " in text:
+        older = _OLDER_CLAUDE.fullmatch(text)
+        if older:
+            # The console names Claude 3.x models as it names later ones ("Claude Haiku 3.5"); their ids put the
+            # version first (``claude-3-5-haiku``), as the names of their day did ("Claude 3.5 Haiku").
+            family, version = older.groups()
+            return f"claude-{version.replace('.', '-')}-{family}"
         if text.startswith("claude"):
             text = text.replace(".", "-")
         text = text.replace(" ", "-")
