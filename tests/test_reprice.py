@@ -364,3 +364,53 @@ def test_recorded_and_repriced_sums_keep_every_digit_whatever_the_context(tmp_pa
     assert frame["repriced"][0] == D("12345680401.123456789012345679")
     assert frame["delta"][0] == D("1499.999999999999999998")
     store.close()
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_calls_with_units_and_tiers_are_summed_per_group_and_priced_as_each_was(
+    kind: str, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 300 Claude calls, each with its own 5-minute and 1-hour cache writes and web searches, a third through the
+    # Batch API, one above the long-context tier: repriced exactly as the sum of what each cost, with the units and
+    # tiers summed per group, so a handful of pricings rather than one per call (a million cache-writing calls
+    # used to take a minute).
+    tracker = CostTracker(clock=clock)
+    clock.now = datetime(2025, 9, 1, 12, tzinfo=timezone.utc)
+    expected = D(0)
+    for i in range(300):
+        five, hour = 100 + i, 7 * i
+        usage = llmcost.Usage(
+            2_000 + five + hour,
+            50 + i,
+            300,
+            five + hour,
+            units={"cache_write_5m_tokens": five, "cache_write_1h_tokens": hour, "web_searches": i % 3},
+        )
+        tier = "batch" if i % 3 == 0 else None
+        expected += tracker.record(model="claude-sonnet-4-5", usage=usage, service_tier=tier).amount
+    long = llmcost.Usage(250_000, 1_000, 0, 2_000, units={"cache_write_1h_tokens": 2_000})
+    expected += tracker.record(model="claude-sonnet-4-5", usage=long).amount  # above 200K: its own pricing
+    entries = tracker.entries()
+    source: Any = tracker
+    if kind == "frame":
+        source = tracker.frame()
+    elif kind != "tracker":
+        source = {
+            "memory": lambda: MemoryStore(),
+            "duckdb": lambda: DuckDBStore(tmp_path / "u.duckdb"),
+            "parquet": lambda: ParquetStore(tmp_path / "u"),
+        }[kind]()
+        source.append(entries)
+    pricings = []
+    cost = ModelPrice.cost
+
+    def counted(self: ModelPrice, usage: llmcost.Usage) -> Decimal:
+        pricings.append(usage)
+        return cost(self, usage)
+
+    monkeypatch.setattr(ModelPrice, "cost", counted)
+    frame = analytics.reprice(source, by=())
+    assert frame[["calls", "recorded", "repriced", "delta"]].iloc[0].tolist() == [301, expected, expected, 0]
+    assert len(pricings) <= 3  # standard, batch, the long call
+    if kind not in ("tracker", "frame"):
+        source.close()

@@ -7,7 +7,8 @@ change over the entries' span, the UTC day when it changed on a date, the half h
 with exact token and amount sums. Each group is priced once with ``ModelPrice.cost`` on its summed usage: cost is
 linear in tokens below a long-context tier, and the per-request fee is counted once per call. Entries above a
 model's first tier threshold get a group of their own (their id is a group key) and are priced one by one, as the
-provider bills them.
+provider bills them. A service tier (Batch, Flex, Priority) is a group key too, and units (1-hour cache writes,
+audio, web searches) are summed per group by name, as tokens are.
 
 Example::
 
@@ -331,9 +332,9 @@ def priced_groups(
                             WHEN 'halfhour' THEN time_bucket(INTERVAL 30 MINUTE, timezone('UTC', e.timestamp))
                END AS epoch,
                CASE p.grain WHEN 'slot' THEN CAST(floor(epoch(e.timestamp) % 86400 / 1800) AS BIGINT) END AS slot,
-               CASE WHEN e.input_tokens > p.threshold OR e.units IS NOT NULL OR e.service_tier IS NOT NULL
-                    THEN e.id END AS single,
-               any_value(CAST(to_json(e.units) AS VARCHAR)) AS units_json, any_value(e.service_tier) AS tier,
+               CASE WHEN e.input_tokens > p.threshold THEN e.id END AS single,
+               CAST(to_json(list(e.units) FILTER (WHERE e.units IS NOT NULL)) AS VARCHAR) AS units_json,
+               e.service_tier AS tier,
                coalesce(e.pricing = 'given' AND e.input_tokens + e.output_tokens = 0, FALSE) AS given_only,
                count(*) AS calls, sum(e.amount) AS recorded,
                count(*) FILTER (WHERE e.pricing = 'unpriced') AS unpriced,
@@ -345,9 +346,10 @@ def priced_groups(
     )
     out: dict[tuple[Any, ...], Priced] = {}
     # Rows that share a key and a price are summed before pricing: a model priced by time of day has a row per
-    # half hour of the day (or of the span), but only a few distinct prices.
-    sums: dict[tuple[tuple[Any, ...], ModelPrice, Any], list[int]] = {}
-    prices_at: dict[tuple[str, str | None, datetime], ModelPrice] = {}
+    # half hour of the day (or of the span), but only a few distinct prices. Their units (1-hour cache writes,
+    # audio, web searches...) are summed too, each by name: below a long-context tier, cost is linear in them.
+    sums: dict[tuple[tuple[Any, ...], ModelPrice, Any], tuple[list[int], dict[str, int]]] = {}
+    prices_at: dict[tuple[str, str | None, datetime, str | None], ModelPrice] = {}
     n = len(keys)
     # Sums and tidy's form in a context that never rounds them: the caller's (28 digits by default, fewer where a
     # notebook set them) would round a large exact amount.
@@ -382,28 +384,36 @@ def priced_groups(
                 when = _aware(epoch)
             else:
                 when = _aware(last)
-            price = prices_at.get((model, provider, when))
+            tier = None if _missing(tier) else tier
+            price = prices_at.get((model, provider, when, tier))
             if price is None:
-                price = prices_at[(model, provider, when)] = price_at(when)
-            if not _missing(single) and not _missing(tier):
-                # A batch/flex/priority call (priced on its own): the catalog's tier price for the catalog's own model,
-                # else the published rule applied to the price it is repriced at.
-                if prices.overrides(model, provider):
-                    price = tier_rule(price, "", tier)[0]
-                else:
-                    with contextlib.suppress(UnknownModelError, ValueError):
-                        price = price_for(model, provider, when, tier)[0]
-            # An entry with units (1-hour cache writes, audio, web searches...) is priced on its own, with them: a row
-            # of its own (``single``), whose ``units`` are that entry's.
-            single_key = None if _missing(single) else (single, None if _missing(units) else units)
-            into = sums.setdefault((key, price, single_key), [0] * 6)
+                price = price_at(when)
+                if tier is not None:
+                    # Batch/flex/priority calls: the catalog's tier price for the catalog's own model, else the
+                    # published rule applied to the price they are repriced at.
+                    if prices.overrides(model, provider):
+                        price = tier_rule(price, "", tier)[0]
+                    else:
+                        with contextlib.suppress(UnknownModelError, ValueError):
+                            price = price_for(model, provider, when, tier)[0]
+                prices_at[(model, provider, when, tier)] = price
+            # A call above a long-context tier is priced on its own, as billed: a row of its own (``single``).
+            summed = (key, price, None if _missing(single) else single)
+            found = sums.get(summed)
+            if found is None:
+                found = sums[summed] = ([0] * 6, {})
+            into, unit_sums = found
             into[0] += calls
             for i, count in enumerate(row[n + 13 :], start=1):
                 into[i] += int(count)
-        for (key, price, single), (calls, *counts) in sums.items():
+            if not _missing(units):
+                for each in json.loads(units):
+                    for name, count in each.items():
+                        unit_sums[name] = unit_sums.get(name, 0) + count
+        for (key, price, single), ((calls, *counts), unit_sums) in sums.items():
             inp, out_tokens, cache_read, cache_write, reasoning = counts
-            if single is not None and single[1] is not None:
-                usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning, units=json.loads(single[1]))
+            if unit_sums:
+                usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning, units=unit_sums)
             else:
                 usage = Usage(inp, out_tokens, cache_read, cache_write, reasoning)
             group = out[key]
