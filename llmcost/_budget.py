@@ -39,7 +39,7 @@ from . import _state
 from ._config import get_tracker, on_new_default
 from ._context import NOT_CHECKED, PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
-from ._errors import BudgetExceeded
+from ._errors import BudgetExceeded, SettingError
 from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, in_wide_context, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
@@ -1980,15 +1980,18 @@ def install_env_budgets(tracker: CostTracker) -> list[Budget]:
     Called with every new default tracker (registered with ``_config.on_new_default`` below).
     """
     limits = {period: os.environ[name] for name, period in LIMIT_VARIABLES.items() if os.environ.get(name)}
-    made = []
-    for period, value in limits.items():
+    checked = {}
+    for period, value in limits.items():  # all read before any is put on: a bad one leaves the tracker untouched
         variable = f"LLMCOST_{period.upper()}_LIMIT"
         try:
             limit = to_money(value, variable)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{variable} must be a positive amount in USD, got {value!r}") from exc
+            raise SettingError(f"{variable} must be a positive amount in USD, got {value!r}") from exc
         if limit <= 0:
-            raise ValueError(f"{variable} must be a positive amount in USD, got {value!r}")
+            raise SettingError(f"{variable} must be a positive amount in USD, got {value!r}")
+        checked[period] = limit
+    made = []
+    for period, limit in checked.items():
         b = Budget(limit, period=period, name=f"env-{period}", tracker=tracker)
         tracker.add_guard(b)
         made.append(b)

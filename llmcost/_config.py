@@ -22,18 +22,24 @@ def configure(store: str | CostStore = "memory://", **kwargs: Any) -> CostTracke
     """Set the process-wide default tracker, on ``store`` (a URL or a ``CostStore``); returns it.
 
     ``kwargs`` go to ``CostTracker`` (``clock``, ``on_unknown_model``...). The previous default tracker is flushed
-    and closed.
+    and closed. A bad ``LLMCOST_*_LIMIT`` raises ``SettingError`` (a ``ValueError``) and leaves the default as it was.
 
     Example::
 
         llmcost.configure("duckdb:///var/lib/app/costs.duckdb")
     """
     tracker = CostTracker(store, **kwargs)
+    try:
+        # The hooks first (the environment's budgets): a tracker they refuse (``SettingError``) never becomes the
+        # default, so no later use finds one without the limits asked for; every use raises again instead.
+        for hook in tuple(_state.default_tracker_hooks):
+            hook(tracker)
+    except BaseException:
+        tracker.close()
+        raise
     previous = _state.swap_default_tracker(tracker)
     if previous is not None:
         previous.close()
-    for hook in tuple(_state.default_tracker_hooks):
-        hook(tracker)
     return tracker
 
 
@@ -55,8 +61,8 @@ def get_tracker() -> CostTracker:
 
 
 def on_new_default(hook: Callable[[CostTracker], object]) -> None:
-    """Call ``hook`` with every tracker that becomes the default (by ``configure`` or on first use); an exception
-    it raises propagates from ``configure``/``get_tracker``."""
+    """Call ``hook`` with every tracker about to become the default (by ``configure`` or on first use); an exception
+    it raises propagates from ``configure``/``get_tracker``, and the tracker does not become the default."""
     with _state.lock:
         if hook not in _state.default_tracker_hooks:
             _state.default_tracker_hooks.append(hook)

@@ -39,7 +39,7 @@ from ._entry import (
     to_service_tier,
     to_tags,
 )
-from ._errors import BudgetExceeded
+from ._errors import BudgetExceeded, SettingError
 from ._estimate import request_estimate, request_estimate_atto
 from ._extract import (
     Extracted,
@@ -223,6 +223,8 @@ class _Engine:
                 if tracker is None:
                     try:
                         tracker = get_tracker()
+                    except SettingError:
+                        raise  # a limit asked for and unusable: refused, as a bad argument is (never run without it)
                     except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
                         log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
                         return None

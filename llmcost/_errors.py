@@ -6,7 +6,8 @@ The whole tree::
     ├── UnknownModelError         (also a KeyError) no price is known for a model id
     ├── PricingError              a price exists but cannot be applied (bad price file, impossible usage)
     ├── BudgetExceeded            a budget refused a call before it was made
-    └── StoreError                a cost store could not be opened, read or written
+    ├── StoreError                a cost store could not be opened, read or written
+    └── SettingError              (also a ValueError) a bad ``LLMCOST_*`` environment setting, such as a limit
 
 Bad arguments raise the built-in ``ValueError`` or ``TypeError`` with a message that names the field and the
 value; they are programming errors, not conditions to handle.
@@ -19,7 +20,7 @@ from decimal import Decimal
 
 from ._money import dollars
 
-__all__ = ["BudgetExceeded", "LlmcostError", "PricingError", "StoreError", "UnknownModelError"]
+__all__ = ["BudgetExceeded", "LlmcostError", "PricingError", "SettingError", "StoreError", "UnknownModelError"]
 
 
 class LlmcostError(Exception):
@@ -115,4 +116,20 @@ class StoreError(LlmcostError):
             llmcost.open_store("ftp://nowhere")
         except llmcost.StoreError as exc:
             print(exc)
+    """
+
+
+class SettingError(LlmcostError, ValueError):
+    """A bad ``LLMCOST_*`` environment setting (``LLMCOST_DAILY_LIMIT=$5``), named with its value.
+
+    Raised wherever the setting is first read, and again at every later use until it is fixed: from
+    ``get_tracker()``, and from a tracked call on the default tracker too, since going on without it would run the
+    process with no limit where one was asked for. Catch it as ``ValueError``.
+
+    Example::
+
+        >>> raise SettingError("LLMCOST_DAILY_LIMIT must be a positive amount in USD, got '$5'")
+        Traceback (most recent call last):
+        ...
+        llmcost._errors.SettingError: LLMCOST_DAILY_LIMIT must be a positive amount in USD, got '$5'
     """

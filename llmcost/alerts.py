@@ -18,17 +18,20 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import smtplib
 import threading
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 
 from ._budget import BudgetAlert
 
-__all__ = ["email", "log", "webhook"]
+__all__ = ["EXIT_WAIT", "email", "log", "webhook"]
 
 logger = logging.getLogger("llmcost")
 AlertSink = Callable[[BudgetAlert], None]
@@ -59,24 +62,63 @@ def _seconds(value: object, field: str) -> float:
     return value
 
 
+#: At exit, how long (seconds, in all) the process waits for alert deliveries still under way: the alert that
+#: stopped a batch is often the last thing it does.
+EXIT_WAIT = 10.0
+_pending: set[threading.Thread] = set()
+_pending_lock = threading.Lock()
+_waits_at_exit: list[bool] = []
+
+
 def _background(name: str, work: Callable[[], None]) -> threading.Thread:
     def run() -> None:
         try:
             work()
         except Exception:
             logger.exception("llmcost: %s failed for good", name)
+        finally:
+            with _pending_lock:
+                _pending.discard(threading.current_thread())
 
+    # A daemon thread, so that a delivery never keeps a process alive on its own; ``_wait_at_exit`` gives the
+    # deliveries under way up to ``EXIT_WAIT`` seconds before the interpreter stops them.
     thread = threading.Thread(target=run, name=f"llmcost-{name}", daemon=True)
+    with _pending_lock:
+        if not _waits_at_exit:
+            atexit.register(_wait_at_exit)
+            _waits_at_exit.append(True)
+        _pending.add(thread)
     thread.start()
     return thread
+
+
+def _wait_at_exit() -> None:
+    """Wait (up to ``EXIT_WAIT`` seconds in all) for the alert deliveries still under way; log those given up."""
+    deadline = time.monotonic() + EXIT_WAIT
+    with _pending_lock:
+        waiting = list(_pending)
+    for thread in waiting:
+        thread.join(max(deadline - time.monotonic(), 0))
+    left = sum(thread.is_alive() for thread in waiting)
+    if left:
+        logger.error("llmcost: %d alert deliveries still under way after %ss at exit were dropped", left, EXIT_WAIT)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another attempt: a connection error or a timeout, or an answer of 429 or 5xx (not 4xx: the same
+    request would be refused again)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code == 429 or exc.code >= 500
+    return isinstance(exc, OSError)
 
 
 def webhook(url: str, *, timeout: float = 5, attempts: int = 4, headers: dict[str, str] | None = None) -> AlertSink:
     """A sink that POSTs each alert as JSON (``BudgetAlert.to_dict()``) to ``url``.
 
     Delivery runs in a background thread, retried with exponential backoff (tenacity) up to ``attempts`` times on
-    connection errors and 5xx answers; ``timeout`` bounds each attempt. The returned sink has ``.threads`` (the
-    deliveries started) so tests and shutdown code can wait for them.
+    connection errors, timeouts, 429 and 5xx answers (another 4xx is not retried); ``timeout`` bounds each attempt.
+    At exit the process waits up to ``EXIT_WAIT`` seconds for deliveries under way. The returned sink has
+    ``.threads`` (the deliveries started) so tests and shutdown code can wait for them.
 
     Example (pass the sink as ``on_alert=`` to ``llmcost.budget``, alone or in a list)::
 
@@ -98,15 +140,19 @@ def webhook(url: str, *, timeout: float = 5, attempts: int = 4, headers: dict[st
     @tenacity.retry(
         stop=tenacity.stop_after_attempt(attempts),
         wait=tenacity.wait_exponential(multiplier=0.2, max=5),
-        retry=tenacity.retry_if_exception_type(OSError),
+        retry=tenacity.retry_if_exception(_transient),
         reraise=True,
     )
     def post(body: bytes) -> None:
         request = urllib.request.Request(
             url, data=body, method="POST", headers={"Content-Type": "application/json", **extra}
         )
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            answer.read()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                answer.read()
+        except urllib.error.HTTPError as refused:
+            refused.close()  # (it holds the answer's socket open: closed here, whether retried or not)
+            raise
 
     def sink(alert: BudgetAlert) -> None:
         body = json.dumps(alert.to_dict()).encode()
@@ -130,7 +176,8 @@ def email(
 ) -> AlertSink:
     """A sink that emails each alert to ``recipients`` through the SMTP server at ``host:port``, in the background.
 
-    The returned sink has ``.threads`` (the deliveries started).
+    At exit the process waits up to ``EXIT_WAIT`` seconds for emails under way. The returned sink has ``.threads``
+    (the deliveries started).
 
     Example (pass the sink as ``on_alert=`` to ``llmcost.budget``, alone or in a list)::
 

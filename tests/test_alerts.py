@@ -67,6 +67,71 @@ def test_webhook_posts_json_and_retries_after_a_500(http_server):
     assert received[0]["spent"] == "8.50" and received[0]["level"] == "warning"
 
 
+def answering(statuses: list[int]):
+    """A real HTTP server on 127.0.0.1 answering POSTs with ``statuses`` in turn (then 204): its URL, the count
+    of POSTs, and a stop function."""
+    posts = [0]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status = statuses[posts[0]] if posts[0] < len(statuses) else 204
+            posts[0] += 1
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop():
+        server.shutdown()
+        server.server_close()
+
+    return f"http://127.0.0.1:{server.server_port}/hook", posts, stop
+
+
+@pytest.mark.parametrize(("statuses", "posts"), [([401], 1), ([404], 1), ([429, 503], 3), ([502, 500, 500], 4)])
+def test_webhook_retries_busy_and_failing_servers_but_not_refusals(statuses, posts):
+    # A 4xx would be refused again: one attempt. 429 and 5xx are retried, up to ``attempts``.
+    url, seen, stop = answering(statuses)
+    try:
+        sink = alerts.webhook(url, timeout=2, attempts=4)
+        sink(ALERT)
+        for thread in sink.threads:
+            thread.join(20)
+        assert seen[0] == posts
+    finally:
+        stop()
+
+
+def test_an_alert_that_ends_a_script_is_still_delivered_after_a_retry(tmp_path):
+    # The script a budget stops: the "exceeded" alert is the last thing it does, and its first POST gets a 503.
+    # The delivery thread used to die with the interpreter before the retry.
+    import subprocess
+    import sys
+
+    url, seen, stop = answering([503])
+    script = tmp_path / "batch.py"
+    script.write_text(
+        "import llmcost\n"
+        "from llmcost import alerts\n"
+        "tracker = llmcost.CostTracker()\n"
+        f"with llmcost.budget(1, tracker=tracker, on_alert=alerts.webhook({url!r})):\n"
+        "    tracker.record(amount='0.6')  # passes 50% of $1: one alert\n"
+        "print('done')\n",
+        encoding="utf-8",
+    )
+    try:
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+        assert seen[0] == 2  # the 503, then the retry that delivered it
+    finally:
+        stop()
+
+
 def test_webhook_to_a_dead_port_never_blocks_the_caller():
     sink = alerts.webhook("http://127.0.0.1:9/", timeout=0.2, attempts=2)
     started = time.perf_counter()

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import decimal
 import math
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -638,6 +639,36 @@ def test_env_limits_guard_the_default_tracker(monkeypatch):
     monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "lots")
     with pytest.raises(ValueError, match="LLMCOST_DAILY_LIMIT"):
         llmcost.get_tracker()
+
+
+@pytest.mark.parametrize("value", ["$0.01", "lots", "-1", "0"])
+def test_a_bad_env_limit_is_refused_at_every_use_and_never_leaves_a_default_without_it(monkeypatch, value):
+    # The first use used to raise once and leave the new default tracker installed without its limit: every later
+    # call then ran with none (10 calls of $0.0025 through a limit meant as $0.01).
+    from llmcost._errors import SettingError
+
+    monkeypatch.setenv("LLMCOST_DAILY_LIMIT", value)
+    ran = []
+
+    @llmcost.track_cost
+    def ask() -> dict:
+        ran.append(1)
+        return {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}  # $0.0025
+
+    message = f"LLMCOST_DAILY_LIMIT must be a positive amount in USD, got {value!r}"
+    for _ in range(3):
+        with pytest.raises(SettingError) as raised:
+            llmcost.get_tracker()
+        assert str(raised.value) == message and isinstance(raised.value, ValueError)
+        with pytest.raises(SettingError, match=re.escape(message)):
+            ask()  # refused as a bad argument is: not run without the limit asked for
+    assert ran == [] and llmcost._state.default_tracker is None
+    monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "0.005")  # fixed: the limit holds from the next use
+    ask()
+    ask()
+    with pytest.raises(BudgetExceeded, match="env-daily"):
+        ask()
+    assert len(ran) == 2 and llmcost.get_tracker().total() == Decimal("0.005")
 
 
 def test_recent_calls_of_the_resource_estimate_a_call_without_other_estimates(tracker):

@@ -323,6 +323,33 @@ def test_demo_then_report_and_budgets(capsys: pytest.CaptureFixture[str], tmp_pa
 JSON = ("--format", "json")
 
 
+def test_budgets_list_shows_what_each_budget_counts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A tag- or model-scoped budget used to be listed exactly as a store-wide one (name, limit, period only).
+    import llmcost
+
+    tracker = llmcost.CostTracker(DuckDBStore(tmp_path / "b.duckdb"))
+    manager = llmcost.BudgetManager(tracker)
+    manager.create("search-daily", 50, "daily", tags={"team": "search"})
+    manager.create("ranker-gpt4o", 20, "monthly", model="gpt-4o", resource="ranker", thresholds=(0.5, 0.9))
+    manager.create("all", 100, "total")
+    tracker.close()
+    url = f"duckdb://{tmp_path}/b.duckdb"
+    code, out, _ = run(capsys, "budgets", "list", "--store", url)
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert "team=search" in rows["search-daily"] and "50/80/90/100%" in rows["search-daily"]
+    assert "model=gpt-4o resource=ranker" in rows["ranker-gpt4o"] and "50/90%" in rows["ranker-gpt4o"]
+    assert "everything" in rows["all"]
+    code, out, _ = run(capsys, "budgets", "list", "--store", url, *JSON)
+    found = {r["name"]: r for r in json.loads(out)}
+    assert found["search-daily"]["tags"] == {"team": "search"} and found["search-daily"]["model"] is None
+    assert (found["ranker-gpt4o"]["model"], found["ranker-gpt4o"]["resource"]) == ("gpt-4o", "ranker")
+    assert found["ranker-gpt4o"]["thresholds"] == [0.5, 0.9] and found["all"]["limit"] == "100.00"
+    code, out, _ = run(capsys, "budgets", "list", "--store", url, "--format", "csv")
+    assert out.splitlines()[0] == "name,period,limit,model,category,resource,tags,thresholds"
+    assert 'search-daily,daily,50.00,,,,"{""team"": ""search""}",' in out
+
+
 def test_demo_is_deterministic_per_seed(capsys: pytest.CaptureFixture[str]) -> None:
     import pandas  # noqa: F401 - imported before freezegun patches time (pandas must not be first imported under it)
     from freezegun import freeze_time

@@ -21,13 +21,15 @@ import fnmatch
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from .._report._format import format_table, per_mtok, spend_table, write_frame
 from ._args import CliError, by_keys, parse_when
 from ._store import open_cli_store, shown_url, store_url
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..analytics._source import Source
     from ..stores import CostStore
 
@@ -304,7 +306,7 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
     tracker = CostTracker(store)
     try:
         manager = BudgetManager(tracker)
-        frame = manager.status()
+        frame = manager.status() if args.action != "list" else _definitions(manager)
         if frame.empty:
             if args.format == "table":
                 out.write(
@@ -314,17 +316,46 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
             else:
                 write_frame(frame, args.format, out)
             return 0
-        if args.action == "list":
-            wanted = [c for c in ("name", "limit", "period", "category", "resource", "tags") if c in frame.columns]
-        else:
-            wanted = [
-                c for c in ("name", "period", "limit", "spent", "remaining", "utilization", "level") if c in frame
-            ]
-        frame = frame[wanted]
+        if args.action != "list":
+            frame = frame[["name", "period", "limit", "spent", "remaining", "utilization"]]
+        elif args.format == "table":
+            # What each counts in one column (a terminal's 80 columns hold no more), every filter named.
+            counts = frame[["model", "category", "resource", "tags"]].apply(_counts, axis=1)
+            alerts = frame["thresholds"].map(lambda ts: "/".join(f"{t * 100:g}" for t in ts) + "%" if ts else "none")
+            frame = frame[["name", "period", "limit"]].assign(counts=counts, alerts_at=alerts)
         write_frame(frame, args.format, out)
         return 0
     finally:
         tracker.close()
+
+
+def _definitions(manager: Any) -> pd.DataFrame:
+    """The saved budgets' definitions, one row each: name, period, limit, what they count (model, category,
+    resource, tags; ``None`` for any) and their alert thresholds."""
+    import pandas as pd
+
+    rows = [
+        {
+            "name": b.name,
+            "period": b.period.value if b.period else None,
+            "limit": b.limit,
+            "model": b.model,
+            "category": b.category,
+            "resource": b.resource,
+            "tags": dict(b.tags) or None,
+            "thresholds": list(b.thresholds),
+        }
+        for b in manager.list()
+    ]
+    columns = ["name", "period", "limit", "model", "category", "resource", "tags", "thresholds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _counts(row: Any) -> str:
+    """A definition's filters in words: ``model=gpt-4o resource=ranker``, ``team=search``; ``everything``."""
+    parts = [f"{field}={row[field]}" for field in ("model", "category", "resource") if isinstance(row[field], str)]
+    parts += [f"{key}={value}" for key, value in (row["tags"] if isinstance(row["tags"], dict) else {}).items()]
+    return " ".join(parts) or "everything"
 
 
 def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
