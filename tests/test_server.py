@@ -488,6 +488,19 @@ def test_the_dashboard_asks_a_browser_for_the_token_and_takes_it_as_a_cookie(sec
     _error(posted, 401, "authorization")
 
 
+@pytest.mark.parametrize(
+    "others",
+    ['prefs={"theme":"dark"}', "msg=hello world", "path=C:\\tmp", "flag", 'quoted="a b"', "llmcost_token_x=1"],
+)
+def test_the_token_cookie_is_read_beside_cookies_other_apps_set(secured: str, others: str) -> None:
+    # Cookies are shared by every port of a host: another app's cookie that http.cookies cannot parse must not hide
+    # the token (the sign-in form came back forever).
+    for cookie in (f"{others}; llmcost_token={TOKEN}", f"llmcost_token={TOKEN}; {others}"):
+        for path in ("/", "/api/v1/costs/summary"):
+            assert httpx.get(secured + path, headers={"Cookie": cookie}).status_code == 200, (cookie, path)
+    _error(httpx.get(f"{secured}/metrics", headers={"Cookie": f"{others}; llmcost_token=nope"}), 401, "authorization")
+
+
 def test_serving_another_host_without_a_token_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "llmcost", "serve", "--store", "memory://", "--host", "0.0.0.0", "--port", "9"],

@@ -16,8 +16,8 @@ import hmac
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 __all__ = ["COOKIE", "BearerAuth", "BodyLimit", "check_bind", "is_loopback"]
 
@@ -75,6 +75,20 @@ document.cookie = "COOKIE=" + encodeURIComponent(document.getElementById("t").va
 location.reload(); });</script></body></html>""".replace("COOKIE", COOKIE)
 
 
+def _cookie(header: bytes) -> bytes | None:
+    """The ``llmcost_token`` cookie of a ``Cookie`` header, read leniently as browsers send it: pairs split on ``;``,
+    each at its first ``=``. ``SimpleCookie`` gives up on the whole header at one value it cannot parse (another
+    app's ``prefs={"theme":"dark"}`` on the same host), which would hide the token."""
+    for pair in header.split(b";"):
+        key, sep, value = pair.partition(b"=")
+        if sep and key.strip() == COOKIE.encode():
+            value = value.strip()
+            if len(value) >= 2 and value[:1] == value[-1:] == b'"':
+                value = value[1:-1]
+            return unquote_to_bytes(value)
+    return None
+
+
 class BearerAuth:
     """``Authorization: Bearer <token>`` (or the ``llmcost_token`` cookie) on every path but ``open_paths``.
 
@@ -94,15 +108,9 @@ class BearerAuth:
                 if scheme.lower() == b"bearer":
                     return credentials.strip()
             elif name == b"cookie":
-                jar: SimpleCookie = SimpleCookie()
-                try:
-                    jar.load(value.decode("latin-1"))
-                except Exception:  # noqa: BLE001 - a malformed cookie header is just no token
-                    continue
-                if COOKIE in jar:
-                    from urllib.parse import unquote
-
-                    cookie = unquote(jar[COOKIE].value).encode()
+                found = _cookie(value)
+                if found is not None:
+                    cookie = found
         return cookie
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
