@@ -3,6 +3,7 @@ driven over HTTP by httpx. Each test writes under a resource of its own, so they
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -226,6 +227,25 @@ def test_a_body_over_the_limit_is_refused_with_413(client: httpx.Client, name: s
     items = [{"amount": "0.01", "resource": name, "description": "x" * 500}] * 2500  # about 1.4 MB
     assert "limit" in _error(client.post(f"{PREFIX}/records", json=items), 413, "body")
     assert client.get(f"{PREFIX}/records", params={"resource": name}).json()["records"] == []
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413(client: httpx.Client, name: str) -> None:
+    # No Content-Length (chunked transfer encoding, as streaming clients and proxies send it): counted as it is read.
+    items = [{"amount": "0.01", "resource": name, "description": "x" * 500}] * 2500  # about 1.4 MB
+    raw = json.dumps(items).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(raw), 65536):
+            yield raw[i : i + 65536]
+
+    response = client.post(f"{PREFIX}/records", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in response.request.headers
+    assert "limit" in _error(response, 413, "body")
+    assert client.get(f"{PREFIX}/records", params={"resource": name}).json()["records"] == []
+    small = json.dumps([{"amount": "0.01", "resource": name}]).encode()
+    chunked = iter([small[:10], small[10:]])  # under the limit: recorded
+    response = client.post(f"{PREFIX}/records", content=chunked, headers={"content-type": "application/json"})
+    assert response.status_code == 201, response.text
 
 
 # -- summary --------------------------------------------------------------------------------------------------------

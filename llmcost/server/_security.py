@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -166,28 +167,32 @@ class BodyLimit:
                     await _send_error(send, 413, message, "body")
                     return
         seen = 0
-        started = False
+        started = refused = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             got = await receive()
             if got["type"] == "http.request":
                 seen += len(got.get("body", b""))
                 if seen > limit:
+                    # Answered here, before the app hears of it: FastAPI's body reader turns any exception from
+                    # ``receive`` into a 400 "error parsing the body", which ``tracked_send`` now drops.
+                    if not started and not refused:
+                        refused = True
+                        await _send_error(send, 413, message, "body")
                     raise _TooLarge
             return got
 
         async def tracked_send(msg: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
 
-        try:
+        with contextlib.suppress(_TooLarge):  # answered (413) in ``counted``, unless the app had begun its answer
             await self.app(scope, counted, tracked_send)
-        except _TooLarge:
-            if not started:
-                await _send_error(send, 413, message, "body")
 
 
 class _TooLarge(Exception):
