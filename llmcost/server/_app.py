@@ -34,6 +34,7 @@ from .._budget import Budget, alert_level
 from .._entry import CostEntry
 from .._errors import BudgetExceeded, LlmcostError, StoreError, UnknownModelError
 from .._manager import BudgetManager
+from .._model_price import tidy
 from .._money import to_amount, to_money, to_utc
 from .._tracker import CostTracker
 from .._usage import NO_UNITS, Usage
@@ -113,8 +114,10 @@ def _bad(exc: Exception, field: str | None = None) -> ApiError:
 
 
 def _money(value: Decimal) -> str:
-    """Money as a string in plain notation (``0.000000001``, never ``1E-9``)."""
-    return format(value, "f")
+    """Money as a string in plain notation (``0.000000001``, never ``1E-9``) without trailing zeros (``0.99``, never
+    ``0.990000000000000000``), so that an amount has one shape however it was figured: a budget's ``remaining``
+    comes through the store's ledger at 18 places once it has held a reservation."""
+    return format(tidy(value), "f")
 
 
 def record_json(entry: CostEntry) -> dict[str, Any]:
