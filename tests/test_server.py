@@ -276,6 +276,18 @@ def test_summary_groups_exactly_with_money_as_strings(client: httpx.Client, name
     assert sum(Decimal(r["cost"]) for r in daily["rows"]) == Decimal(daily["total"])
 
 
+@pytest.mark.parametrize("freq", ["h", "D", "W", "MS"])
+def test_summary_periods_are_written_as_every_other_time_is(client: httpx.Client, name: str, freq: str) -> None:
+    at = "2026-05-01T10:00:00Z"
+    client.post(f"{PREFIX}/records", json={"amount": "1", "resource": name, "timestamp": at}).raise_for_status()
+    body = client.get(f"{PREFIX}/summary", params={"resource": name, "since": "2026-04-01", "freq": freq}).json()
+    (record,) = client.get(f"{PREFIX}/records", params={"resource": name}).json()["records"]
+    assert record["timestamp"] == at and body["since"] == "2026-04-01T00:00:00Z"
+    (row,) = body["rows"]
+    start = {"h": "2026-05-01T10", "D": "2026-05-01T00", "W": "2026-04-27T00", "MS": "2026-05-01T00"}[freq]
+    assert row["period"] == f"{start}:00:00Z"
+
+
 # -- budgets and reservations ---------------------------------------------------------------------------------------
 
 

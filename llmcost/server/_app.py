@@ -263,7 +263,9 @@ def _rows(frame: Any) -> list[dict[str, Any]]:
             if key == "cost":
                 row[key] = _money(value)
             elif key == "period":
-                row[key] = value.isoformat()
+                # A datetime, written by the response model as it writes ``since`` and every record's timestamp
+                # ("2026-05-01T00:00:00Z"), not pandas' isoformat ("...+00:00").
+                row[key] = value.to_pydatetime()
             elif isinstance(value, float) and value != value:  # NaN: a missing key
                 row[key] = None
             elif hasattr(value, "item"):
