@@ -196,6 +196,18 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
          "avg_input_tokens=9.0, avg_output_tokens=2.0 and avg_tokens_per_task=11.0"),
         ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_output_tokens": 2,
                                "avg_tokens_per_task": 11}, "avg_tokens_per_task", "not both"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_input_tokens": -1,
+                               "avg_output_tokens": 5}, "avg_input_tokens", "avg_input_tokens must not be negative"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_input_tokens": 5,
+                               "avg_output_tokens": -1}, "avg_output_tokens", "avg_output_tokens must not be negative"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_output_tokens": 1e300},
+         "avg_output_tokens", "avg_output_tokens must be at most 2**63 - 1 (stores keep 64-bit counts), got 1e+300"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_tokens_per_task": -3},
+         "avg_tokens_per_task", "avg_tokens_per_task must not be negative, got -3.0"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_tokens_per_task": 1e300},
+         "avg_tokens_per_task", "avg_tokens_per_task must be at most 2**63 - 1 (stores keep 64-bit counts)"),
+        ("POST", "/forecast", {"pending_task_count": 3, "model": "gpt-4o", "avg_input_tokens": 9, "buffer": "-1"},
+         "buffer", "'-1'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_4xx_naming_the_field_and_value(

@@ -581,8 +581,7 @@ def create_app(
         except UnknownModelError as exc:
             raise ApiError(400, str(exc), "model") from None
         except (TypeError, ValueError) as exc:
-            message = str(exc).replace("count must", "pending_task_count must")
-            raise ApiError(400, message, _field_of(message, "pending_task_count")) from None
+            raise _forecast_error(exc, body) from None
         count = body.pending_task_count
         return {
             "model": body.model,
@@ -674,6 +673,30 @@ def _usage(given: UsageIn | None) -> Usage | None:
         err = _bad(exc)
         err.field = f"usage.{err.field}" if err.field else "usage"  # where the client wrote it
         raise err from None
+
+
+#: The library's names, in ``forecast_tasks`` and ``cost_of`` errors, of the averages a forecast request sends.
+_FORECAST_NAMES = {
+    "count": "pending_task_count",
+    "avg_input_tokens": "avg_input_tokens",
+    "input_tokens": "avg_input_tokens",
+    "avg_output_tokens": "avg_output_tokens",
+    "output_tokens": "avg_output_tokens",
+}
+
+
+def _forecast_error(exc: Exception, body: ForecastIn) -> ApiError:
+    """An error of ``forecast_tasks`` (or the ``cost_of`` it calls) in the request's words: the field the client
+    sent and the value as sent. ``avg_tokens_per_task`` is priced as input or as output tokens, so an error about
+    either is about it."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    head = re.match(r"([A-Za-z_]+)(.*?)(?:, got .*)?$", message)
+    if head is None or head.group(1) not in _FORECAST_NAMES:
+        return ApiError(400, message, _field_of(message))
+    field = _FORECAST_NAMES[head.group(1)]
+    if field != "pending_task_count" and body.avg_tokens_per_task is not None:
+        field = "avg_tokens_per_task"
+    return ApiError(400, f"{field}{head.group(2)}, got {getattr(body, field)!r}", field)
 
 
 def _error(status: int, message: str, field: str | None) -> JSONResponse:
