@@ -3,6 +3,7 @@ driven over HTTP by httpx. Each test writes under a resource of its own, so they
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -481,6 +482,37 @@ def test_metrics_merge_a_missing_and_an_empty_label_into_one_series(client: http
     assert samples("llmcost_tokens", model=name, resource="", kind="input") == [10]
     assert samples("llmcost_spend_usd", model="", resource=name) == [0.1875]
     assert samples("llmcost_calls", model="", resource=name) == [2]
+
+
+def test_credits_never_take_a_counter_down(client: httpx.Client, name: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[tuple[str, str], float]:
+        text = client.get("/metrics").text
+        return {
+            (family.name, sample.labels["category"]): sample.value
+            for family in text_string_to_metric_families(text)
+            if family.type == "counter"
+            for sample in family.samples
+            if sample.labels.get("resource") == name and sample.name.endswith("_total")
+        }
+
+    post = [
+        [{"amount": "100", "category": "compute", "resource": name}],
+        [{"amount": "-30", "category": "compute", "resource": name, "description": "refund"}],
+        [{"amount": "-5", "category": "storage", "resource": name}],
+    ]
+    post[2].append({"amount": "0.5", "category": "compute", "resource": name})
+    seen = []
+    for batch in post:
+        client.post(f"{PREFIX}/records", json=batch).raise_for_status()
+        seen.append(scrape())
+    assert [s[("llmcost_spend_usd", "compute")] for s in seen] == [100, 100, 100.5]
+    assert [s[("llmcost_credits_usd", "compute")] for s in seen] == [0, 30, 30]
+    assert (seen[2][("llmcost_spend_usd", "storage")], seen[2][("llmcost_credits_usd", "storage")]) == (0, 5)
+    assert [s[("llmcost_calls", "compute")] for s in seen] == [1, 2, 3]
+    for before, after in itertools.pairwise(seen):  # no counter goes down
+        assert all(after[key] >= value for key, value in before.items()), (before, after)
 
 
 def test_openapi_lists_every_route_of_the_contract(client: httpx.Client) -> None:

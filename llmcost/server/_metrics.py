@@ -6,7 +6,11 @@ recorded them. It lives in a registry of its own, not the process-wide default.
 
 Metric names (labels in brackets):
 
-- ``llmcost_spend_usd_total`` [category, model, resource]: USD recorded, a counter.
+- ``llmcost_spend_usd_total`` [category, model, resource]: USD charged, a counter: the sum of the entries of a
+  positive amount. Credits and refunds (entries of a negative amount) are not taken off it, since a Prometheus
+  counter never goes down (a decrease reads as a reset, and ``rate()`` shows a spike of the whole total).
+- ``llmcost_credits_usd_total`` [category, model, resource]: USD credited, a counter: the entries of a negative
+  amount, as a positive sum. Net spend is ``llmcost_spend_usd_total - llmcost_credits_usd_total``.
 - ``llmcost_calls_total`` [category, model, resource]: entries recorded.
 - ``llmcost_tokens_total`` [category, model, resource, kind]: tokens, ``kind`` one of input, output, cache_read,
   cache_write.
@@ -22,11 +26,14 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .._money import ZERO
+from ..analytics._source import MODEL_SQL, as_source
 from ..analytics._spend import exact_spend
 
 if TYPE_CHECKING:
@@ -47,15 +54,22 @@ class StoreCollector(Collector):
         self.manager = manager
 
     def collect(self) -> Iterator[Metric]:
-        spend = CounterMetricFamily("llmcost_spend_usd", "USD recorded", labels=_LABELS)
+        spend = CounterMetricFamily("llmcost_spend_usd", "USD charged (entries of a positive amount)", labels=_LABELS)
+        credits = CounterMetricFamily(
+            "llmcost_credits_usd", "USD credited (entries of a negative amount, as a positive sum)", labels=_LABELS
+        )
         calls = CounterMetricFamily("llmcost_calls", "Entries (calls) recorded", labels=_LABELS)
         tokens = CounterMetricFamily("llmcost_tokens", "Tokens recorded", labels=[*_LABELS, "kind"])
+        credited = self._credits()
         for series, (cost, count, *counts) in self._series().items():
-            spend.add_metric(list(series), float(cost))
+            credit = credited.get(series, ZERO)
+            spend.add_metric(list(series), float(cost + credit))  # the net sum plus what credits took off it
+            credits.add_metric(list(series), float(credit))
             calls.add_metric(list(series), float(count))
             for kind, n in zip(_TOKENS, counts, strict=True):
                 tokens.add_metric([*series, kind], float(n))
         yield spend
+        yield credits
         yield calls
         yield tokens
 
@@ -95,6 +109,21 @@ class StoreCollector(Collector):
             else:
                 series[labels] = [a + b for a, b in zip(into, figures, strict=True)]
         return series
+
+    def _credits(self) -> dict[tuple[str, str, str], Decimal]:
+        """The credits (entries of a negative amount) per label set, as positive exact sums, grouped as ``_series``
+        groups (the model by its catalog id, a missing label as the empty one). One query over the negative entries
+        only; the net sums keep the grouping's path (pushed down into PostgreSQL)."""
+        credits: dict[tuple[str, str, str], Decimal] = {}
+        with as_source(self.tracker) as src:
+            frame = src.sql(
+                f"SELECT category, {MODEL_SQL} AS model, resource, sum(amount) AS credit FROM _e WHERE amount < 0"
+                " GROUP BY ALL"
+            )
+        for row in frame.itertuples(index=False):
+            labels = (row.category or "", row.model or "", row.resource or "")
+            credits[labels] = credits.get(labels, ZERO) - Decimal(row.credit)
+        return credits
 
 
 def metrics_registry(tracker: CostTracker, manager: BudgetManager) -> CollectorRegistry:
