@@ -537,6 +537,48 @@ def test_openapi_lists_every_route_of_the_contract(client: httpx.Client) -> None
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+def test_openapi_declares_the_errors_the_server_answers(client: httpx.Client, name: str) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    assert schemas["ErrorOut"]["required"] == ["error", "field"]
+
+    def errors(path: str, method: str) -> set[int]:
+        responses = spec["paths"][path][method]["responses"]
+        assert "422" not in responses, (path, method)  # the server never answers 422
+        found = set()
+        for status, response in responses.items():
+            if not status.startswith(("4", "5")):
+                continue
+            found.add(int(status))
+            if (path, status) == ("/", "401"):  # a browser gets a sign-in page
+                assert "text/html" in response["content"]
+                continue
+            shape = response["content"]["application/json"]["schema"]
+            assert shape == {"$ref": "#/components/schemas/ErrorOut"}, (path, method, status)
+        return found
+
+    for path, operations in spec["paths"].items():
+        for method in operations:
+            if path != "/healthz":
+                assert {401, 503} <= errors(path, method)
+    reserve = f"{PREFIX}/budgets/{{name}}/reservations"
+    assert {400, 404, 409, 413} <= errors(reserve, "post")
+    assert {400, 404} <= errors(f"{reserve}/{{reservation_id}}/settle", "post")
+    assert {400, 413} <= errors(f"{PREFIX}/records", "post")
+    assert 404 in errors(f"{PREFIX}/budgets/{{name}}", "get")
+    # ... and what it declares is what it answers:
+    client.post(f"{PREFIX}/budgets", json={"name": name, "amount": "1", "period": "daily"}).raise_for_status()
+    answers = [
+        client.post(f"{PREFIX}/records", json={"amount": 1, "usage": {"input_tokens": "x"}}),
+        client.post(reserve.replace("{name}", name), json={"amount": "2"}),
+        client.post(reserve.replace("{name}", f"no-{name}"), json={"amount": "0.1"}),
+    ]
+    expected = [(400, "usage.input_tokens"), (409, "amount"), (404, "name")]
+    assert [(r.status_code, r.json()["field"]) for r in answers] == expected
+    client.delete(f"{PREFIX}/budgets/{name}").raise_for_status()
+
+
 def test_the_dashboard_is_the_report_with_filters_and_no_outside_urls(client: httpx.Client, name: str) -> None:
     client.post(f"{PREFIX}/records", json={"amount": "1.25", "resource": name, "category": "storage"})
     page = client.get("/", params={"resource": name})

@@ -47,6 +47,7 @@ from ._models import (
     BudgetIn,
     BudgetOut,
     CheckOut,
+    ErrorOut,
     ForecastIn,
     ForecastOut,
     RecordIn,
@@ -276,6 +277,61 @@ def _rows(frame: Any) -> list[dict[str, Any]]:
     return rows
 
 
+# -- the OpenAPI document's errors ----------------------------------------------------------------------------------
+
+_ERROR_TEXT = {
+    400: "A bad value: the message names the field and the value",
+    401: "No token, or a wrong one (only when the server has LLMCOST_API_TOKEN)",
+    404: "No such budget (field name) or open reservation (field id)",
+    409: "The amount does not fit in what the budget has left",
+    413: "The request body is over the server's limit (field body)",
+    503: "The store cannot be reached",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses of a route for the OpenAPI document: 401 and 503 on every route, and ``statuses``; each
+    in the one error shape ``{"error", "field"}``."""
+    return {status: {"model": ErrorOut, "description": _ERROR_TEXT[status]} for status in (*statuses, 401, 503)}
+
+
+#: ... and the dashboard's: its errors are JSON as everywhere (named here, or FastAPI would list them as the page's
+#: text/html), but to a browser without the token it answers 401 with a sign-in page.
+_DASHBOARD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{
+        status: {
+            "description": _ERROR_TEXT[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+        }
+        for status in (400, 503)
+    },
+    401: {
+        "description": "No token, or a wrong one: a sign-in page (only when the server has LLMCOST_API_TOKEN)",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    },
+}
+
+
+def _without_422(app: FastAPI) -> None:
+    """Make the OpenAPI document leave out FastAPI's 422 ``HTTPValidationError``: this server answers a request that
+    fails validation with 400 in its own error shape (``_handlers``), which each route declares."""
+    made = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = made()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        shapes = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            shapes.pop(unused, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 # -- the application ----------------------------------------------------------------------------------------------
 
 
@@ -322,6 +378,7 @@ def create_app(
     app.state.tracker = tracker
     app.state.manager = manager
     _handlers(app)
+    _without_422(app)
 
     def _budget(name: str) -> Budget:
         try:
@@ -330,7 +387,7 @@ def create_app(
             raise ApiError(404, f"no budget named {name!r}", "name") from None
 
     # -- records ------------------------------------------------------------------------------------------------
-    @app.get("/api/v1/costs/records", response_model=RecordsPage, tags=["records"])
+    @app.get("/api/v1/costs/records", response_model=RecordsPage, tags=["records"], responses=_errors(400))
     def list_records(
         since: str | None = None,
         until: str | None = None,
@@ -363,7 +420,13 @@ def create_app(
         page = page[:limit]
         return {"records": [record_json(e) for e in page], "next_cursor": _cursor(page[-1]) if more else None}
 
-    @app.post("/api/v1/costs/records", status_code=201, response_model=RecordsCreated, tags=["records"])
+    @app.post(
+        "/api/v1/costs/records",
+        status_code=201,
+        response_model=RecordsCreated,
+        tags=["records"],
+        responses=_errors(400, 413),
+    )
     async def post_records(body: Annotated[RecordIn | list[RecordIn], Body()]) -> dict[str, Any]:
         """Record one entry or a list of them: priced on the server from ``model`` and ``usage``, or ``amount`` as
         given. A list is checked whole before any of it is recorded. The answer comes once they are in the store."""
@@ -383,7 +446,7 @@ def create_app(
         return {"records": [record_json(e) for e in entries]}
 
     # -- summary ------------------------------------------------------------------------------------------------
-    @app.get("/api/v1/costs/summary", response_model=SummaryOut, tags=["summary"])
+    @app.get("/api/v1/costs/summary", response_model=SummaryOut, tags=["summary"], responses=_errors(400))
     def summary(
         request: Request,
         by: Annotated[
@@ -422,12 +485,18 @@ def create_app(
         }
 
     # -- budgets ------------------------------------------------------------------------------------------------
-    @app.get("/api/v1/costs/budgets", response_model=list[BudgetOut], tags=["budgets"])
+    @app.get("/api/v1/costs/budgets", response_model=list[BudgetOut], tags=["budgets"], responses=_errors())
     def list_budgets() -> list[dict[str, Any]]:
         """Every budget saved in the store, with its state in the current period."""
         return [budget_json(b) for b in manager.list()]
 
-    @app.post("/api/v1/costs/budgets", status_code=201, response_model=BudgetOut, tags=["budgets"])
+    @app.post(
+        "/api/v1/costs/budgets",
+        status_code=201,
+        response_model=BudgetOut,
+        tags=["budgets"],
+        responses=_errors(400, 413),
+    )
     def create_budget(body: BudgetIn) -> dict[str, Any]:
         """Create (or replace) a named budget; it is saved in the store and enforced wherever the store is used."""
         _addressable(body.name)
@@ -447,7 +516,7 @@ def create_app(
             raise _bad(exc) from None
         return budget_json(made)
 
-    @app.get("/api/v1/costs/budgets/check", response_model=CheckOut, tags=["budgets"])
+    @app.get("/api/v1/costs/budgets/check", response_model=CheckOut, tags=["budgets"], responses=_errors(400, 404))
     def check_budget(amount: str, name: str | None = None) -> dict[str, Any]:
         """Whether ``amount`` fits in what remains of budget ``name`` (of every budget when no name is given)."""
         try:
@@ -467,12 +536,12 @@ def create_app(
             "utilization": tightest.utilization if tightest else None,
         }
 
-    @app.get("/api/v1/costs/budgets/{name}", response_model=BudgetOut, tags=["budgets"])
+    @app.get("/api/v1/costs/budgets/{name}", response_model=BudgetOut, tags=["budgets"], responses=_errors(404))
     def get_budget(name: str) -> dict[str, Any]:
         """One budget and its state in the current period."""
         return budget_json(_budget(name))
 
-    @app.delete("/api/v1/costs/budgets/{name}", tags=["budgets"])
+    @app.delete("/api/v1/costs/budgets/{name}", tags=["budgets"], responses=_errors(404))
     def delete_budget(name: str) -> dict[str, Any]:
         """Stop enforcing and forget the budget ``name``."""
         if not manager.delete(name):
@@ -480,7 +549,11 @@ def create_app(
         return {"deleted": name}
 
     @app.post(
-        "/api/v1/costs/budgets/{name}/reservations", status_code=201, response_model=ReservationOut, tags=["budgets"]
+        "/api/v1/costs/budgets/{name}/reservations",
+        status_code=201,
+        response_model=ReservationOut,
+        tags=["budgets"],
+        responses=_errors(400, 404, 409, 413),
     )
     def reserve(name: str, body: ReservationIn) -> dict[str, Any]:
         """Hold ``amount`` under the budget before a call (409 when it does not fit); settle it after the call."""
@@ -506,7 +579,10 @@ def create_app(
         }
 
     @app.post(
-        "/api/v1/costs/budgets/{name}/reservations/{reservation_id}/settle", response_model=SettleOut, tags=["budgets"]
+        "/api/v1/costs/budgets/{name}/reservations/{reservation_id}/settle",
+        response_model=SettleOut,
+        tags=["budgets"],
+        responses=_errors(400, 404, 413),
     )
     def settle(name: str, reservation_id: str, body: Annotated[SettleIn | None, Body()] = None) -> dict[str, Any]:
         """Record what the call cost (as ``POST /records``; category, resource, model and tags default to the
@@ -551,7 +627,7 @@ def create_app(
         }
 
     # -- forecast -----------------------------------------------------------------------------------------------
-    @app.post("/api/v1/costs/forecast", response_model=ForecastOut, tags=["forecast"])
+    @app.post("/api/v1/costs/forecast", response_model=ForecastOut, tags=["forecast"], responses=_errors(400, 413))
     def forecast(body: ForecastIn) -> dict[str, Any]:
         """The cost of pending work (``analytics.forecast_tasks``)."""
         per_part = {"avg_input_tokens": body.avg_input_tokens, "avg_output_tokens": body.avg_output_tokens}
@@ -594,7 +670,7 @@ def create_app(
         }
 
     # -- operations ---------------------------------------------------------------------------------------------
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get("/metrics", tags=["operations"], response_class=Response, responses=_errors())
     def metrics() -> Response:
         """Spend, calls, tokens and budgets in the Prometheus text format, read from the store on each scrape."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -611,7 +687,7 @@ def create_app(
     def favicon() -> Response:
         return Response(status_code=204)  # browsers ask for it; the dashboard has none
 
-    @app.get("/", response_class=HTMLResponse, tags=["dashboard"])
+    @app.get("/", response_class=HTMLResponse, tags=["dashboard"], responses=_DASHBOARD_ERRORS)
     def dashboard(
         period: str | None = None,
         category: str | None = None,

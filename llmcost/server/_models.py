@@ -24,6 +24,7 @@ __all__ = [
     "BudgetOut",
     "CheckOut",
     "Count",
+    "ErrorOut",
     "ForecastIn",
     "ForecastOut",
     "Money",
@@ -155,6 +156,14 @@ class SummaryOut(BaseModel):
     input_tokens: int
     output_tokens: int
     rows: list[dict[str, Any]]
+
+
+class ErrorOut(BaseModel):
+    """Every error the server answers (any 4xx, and 503 when the store cannot be reached): what was wrong, with the
+    value, and the field it concerns as the request wrote it (``usage.input_tokens``), or null."""
+
+    error: str
+    field: str | None
 
 
 class BudgetIn(_Strict):
