@@ -7,6 +7,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -418,6 +419,52 @@ def test_reservations_hold_the_limit_and_settling_frees_the_rest(client: httpx.C
     assert Decimal(client.get(f"{PREFIX}/budgets/{name}").json()["spent"]) == Decimal("0.25")  # no double count
     _error(client.post(f"{PREFIX}/budgets/no-such-{name}/reservations", json={"amount": "1"}), 404, "name")
     assert "-1" in _error(client.post(reserve, json={"amount": "-1"}), 400, "amount")
+
+
+_WATCH_HOLD = """
+import sys, time
+from llmcost import BudgetManager, CostTracker
+tracker = CostTracker(sys.argv[1])
+budget = BudgetManager(tracker).get(sys.argv[2])
+first, until = None, float(sys.argv[3])
+while time.time() < until:
+    budget.sync(force=True)
+    first = budget.reserved if first is None else first
+    if budget.reserved == 0:
+        print(first, time.time())
+        break
+    time.sleep(0.01)
+else:
+    print(first, "never")
+tracker.close()
+"""
+
+
+def test_an_unsettled_hold_is_released_when_its_lease_runs_out(
+    client: httpx.Client, name: str, store_path: Path
+) -> None:
+    # No request reaches the server after the reservation: another process sharing the store sees the hold go at its
+    # deadline, and the server's own reads do not count it after that.
+    spec = {"name": name, "amount": "1", "period": "daily", "resource": name}
+    client.post(f"{PREFIX}/budgets", json=spec).raise_for_status()
+    held = client.post(f"{PREFIX}/budgets/{name}/reservations", json={"amount": "0.6", "lease_seconds": 1.5})
+    deadline = time.time() + 1.5
+    assert held.status_code == 201, held.text
+    watch = [sys.executable, "-c", _WATCH_HOLD, f"duckdb://{store_path}", name, str(deadline + 3)]
+    first, released = subprocess.run(watch, capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert released != "never", "the hold was still counted 3 s after its lease ran out"
+    assert Decimal(first) in (Decimal("0.6"), 0)  # (0 if the process took longer than the lease to start)
+    assert deadline - 0.2 <= float(released) <= deadline + 1.0
+    got = client.get(f"{PREFIX}/budgets/{name}").json()
+    assert (got["reserved"], got["remaining"]) == ("0", "1")
+    check = client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "0.6"}).json()
+    assert check["can_spend"] is True
+    metrics = client.get("/metrics").text
+    assert f'llmcost_budget_remaining_usd{{budget="{name}",period="daily"}} 1.0' in metrics
+    late = client.post(f"{PREFIX}/budgets/{name}/reservations/{held.json()['id']}/settle", json={"amount": "0.5"})
+    assert "lease ran out" in _error(late, 404, "id")
+    assert client.get(f"{PREFIX}/budgets/{name}").json()["spent"] == "0"  # nothing recorded for it
+    client.delete(f"{PREFIX}/budgets/{name}").raise_for_status()
 
 
 def test_forecast_prices_pending_work_with_the_library(client: httpx.Client) -> None:

@@ -364,6 +364,7 @@ def create_app(
         try:
             yield
         finally:
+            reservations.close()
             writer.close()
             tracker.close()
 
@@ -488,6 +489,7 @@ def create_app(
     @app.get("/api/v1/costs/budgets", response_model=list[BudgetOut], tags=["budgets"], responses=_errors())
     def list_budgets() -> list[dict[str, Any]]:
         """Every budget saved in the store, with its state in the current period."""
+        reservations.expire()
         return [budget_json(b) for b in manager.list()]
 
     @app.post(
@@ -523,6 +525,7 @@ def create_app(
             needed = to_amount(amount, "amount")
         except (TypeError, ValueError) as exc:
             raise _bad(exc, "amount") from None
+        reservations.expire()
         targets = [_budget(name)] if name else manager.list()
         for b in targets:
             b.sync(force=True)
@@ -539,6 +542,7 @@ def create_app(
     @app.get("/api/v1/costs/budgets/{name}", response_model=BudgetOut, tags=["budgets"], responses=_errors(404))
     def get_budget(name: str) -> dict[str, Any]:
         """One budget and its state in the current period."""
+        reservations.expire()
         return budget_json(_budget(name))
 
     @app.delete("/api/v1/costs/budgets/{name}", tags=["budgets"], responses=_errors(404))
@@ -676,6 +680,7 @@ def create_app(
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         tracker.flush()
+        reservations.expire()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["operations"])

@@ -9,6 +9,10 @@ host), so a service reserving through the server and a Python worker tracking ca
 limit. What this module adds is the HTTP side: reservation ids, a lease for clients that never settle, and
 refusing a second settle of the same id.
 
+A lease runs out on its own: a thread of the server (started with the first reservation) sleeps until the next
+deadline and releases every hold due, in the store's ledger, so that no request need come for it to go; and every
+route that reads a budget calls ``expire`` first, so a hold is never counted past its deadline by the server.
+
 Example::
 
     reservations = reservations_for(manager)
@@ -22,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import threading
 import time
@@ -36,6 +41,8 @@ from .._manager import BudgetManager
 from .._money import ZERO
 
 __all__ = ["DEFAULT_LEASE", "BudgetReservations", "Reservation", "Reservations", "reservations_for"]
+
+logger = logging.getLogger("llmcost.server")
 
 #: Seconds a reservation is held before it is released unsettled (a client that died never settles).
 DEFAULT_LEASE = 60.0
@@ -64,6 +71,8 @@ class Reservations(Protocol):
     - ``claim`` marks an open reservation of ``budget`` as being settled, so a second settle of the same id is
       refused (``UnknownReservation``) before it records anything; it keeps holding the amount.
     - ``settle`` releases a claimed hold and returns what the budget has left.
+    - ``expire`` releases now every hold whose lease ran out and that is not being settled (reads call it first).
+    - ``close`` stops releasing holds on their own (the server is shutting down).
 
     The route claims, records the actual cost through the tracker, then settles: the spend is counted by the budget
     before the hold goes, never by neither.
@@ -74,6 +83,10 @@ class Reservations(Protocol):
     def claim(self, reservation_id: str, budget: str) -> None: ...
 
     def settle(self, reservation_id: str, actual: Decimal) -> Decimal: ...
+
+    def expire(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @attrs.define
@@ -90,10 +103,13 @@ class BudgetReservations:
     def __init__(self, manager: BudgetManager) -> None:
         self.manager = manager
         self._lock = threading.Lock()
+        self._due = threading.Condition(self._lock)  # notified when a hold is added, and on close
         self._held: dict[str, _Held] = {}
+        self._sweeper: threading.Thread | None = None
+        self._closed = False
 
     def reserve(self, budget: str, amount: Decimal, *, lease: float = DEFAULT_LEASE) -> Reservation:
-        self._expire()
+        self.expire()
         target = self.manager.get(budget)  # KeyError naming the budget
         call = PendingCall(
             tracker=self.manager.tracker,
@@ -107,11 +123,13 @@ class BudgetReservations:
         rid = f"res_{secrets.token_urlsafe(12)}"
         with self._lock:
             self._held[rid] = _Held(budget, token, time.monotonic() + lease)
+            self._start_sweeper()
+            self._due.notify()
         now = self.manager.tracker.clock()
         return Reservation(rid, budget, amount, target.remaining, now + timedelta(seconds=lease))
 
     def claim(self, reservation_id: str, budget: str) -> None:
-        self._expire()
+        self.expire()
         with self._lock:
             held = self._held.get(reservation_id)
             if held is None or held.claimed or held.budget != budget:
@@ -130,7 +148,7 @@ class BudgetReservations:
         target.after_call(held.token, None)
         return target.remaining
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         now = time.monotonic()
         with self._lock:
             gone = [(rid, h) for rid, h in self._held.items() if h.deadline <= now and not h.claimed]
@@ -139,6 +157,38 @@ class BudgetReservations:
         for _, held in gone:
             with contextlib.suppress(KeyError):
                 self.manager.get(held.budget).after_call(held.token, None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._due.notify_all()
+        sweeper = self._sweeper
+        if sweeper is not None and sweeper is not threading.current_thread():
+            sweeper.join(timeout=5)
+
+    def _start_sweeper(self) -> None:
+        """Start the thread that releases holds at their deadlines (under ``_lock``; once)."""
+        if self._sweeper is None and not self._closed:
+            self._sweeper = threading.Thread(target=self._sweep, name="llmcost-serve-leases", daemon=True)
+            self._sweeper.start()
+
+    def _sweep(self) -> None:
+        """Sleep until the next deadline of an open hold (or a new hold), then release those due, until closed."""
+        while True:
+            with self._lock:
+                while not self._closed:
+                    pending = [h.deadline for h in self._held.values() if not h.claimed]
+                    wait = min(pending) - time.monotonic() if pending else None
+                    if wait is not None and wait <= 0:
+                        break
+                    self._due.wait(wait)
+                if self._closed:
+                    return
+            try:
+                self.expire()
+            except Exception:  # the store failed: the thread must live to try at the next deadline
+                logger.warning("llmcost serve: releasing reservations whose lease ran out failed", exc_info=True)
+                time.sleep(1.0)
 
 
 def reservations_for(manager: BudgetManager) -> Reservations:
