@@ -39,7 +39,7 @@ from . import _state
 from ._config import get_tracker, on_new_default
 from ._context import NOT_CHECKED, PendingCall, SettledByEntry, TrackerLike, pop_guard, push_guard, settling_token
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
-from ._errors import BudgetExceeded, SettingError
+from ._errors import BudgetExceeded, SettingError, StoreError
 from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, in_wide_context, to_money
 from ._periods import BudgetPeriod, period_bounds, to_period
 from ._prices import canonical_id
@@ -151,6 +151,21 @@ class _Hold(SettledByEntry):
         self.store = store
         self.scope = scope
         self.reservation = reservation
+        self.settled = False
+
+
+class _Offline(_Hold):
+    """A period budget's call checked while its ledger could not be reached (a database down): reserved against the
+    figures the budget last saw plus what this process took since (``Budget._offline``), never in the ledger. Its
+    ``estimate`` is held there until the call is settled (its amount then, to be settled in the ledger under the
+    entry's id once it answers again) or released."""
+
+    __slots__ = ("estimate",)
+
+    def __init__(self, store: CostStore, scope: BudgetScope, estimate: Decimal) -> None:
+        self.store = store
+        self.scope = scope
+        self.estimate = estimate
         self.settled = False
 
 
@@ -340,6 +355,7 @@ class Budget:
         "_lent",
         "_limit",
         "_lock",
+        "_offline",
         "_open",
         "_outbox",
         "_quiet_below",
@@ -350,6 +366,7 @@ class Budget:
         "_tag_items",
         "_tags_matched",
         "_tracker",
+        "_unsent",
         "_unwritten",
         "alerts",
         "category",
@@ -456,6 +473,11 @@ class Budget:
         self._lend_gap = 0
         # (Period budgets) whether the tracker's buffer may hold spend the ledger has not counted (``_write_unseen``).
         self._unwritten: _Unwritten | None = None
+        # (Period budgets, while the ledger cannot be reached) per scope key, what this process's calls took since:
+        # estimates held and amounts settled (``_Offline``); and the amounts settled so, to settle in the ledger
+        # under their entries' ids as soon as it answers (it counts each once, written or not: ``settle``).
+        self._offline: dict[str, Decimal] = {}
+        self._unsent: list[tuple[BudgetScope, Decimal, str | None]] = []
         self._fired: set[float] = set()
         # (``_quiet_below``, set above: spend below it cannot cross a threshold that has not fired, so most calls skip
         # the threshold check. Block budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
@@ -1053,20 +1075,28 @@ class Budget:
         # (Where the room left as last seen could not give a lease of two calls or more, none is asked for. An
         # in-process ledger's ``LocalLease`` reserves each call exactly, so it serves calls whatever the room.)
         ledger = store.ledger()
-        with self._lock:
-            committed = self._figures()[1]
-        if isinstance(ledger, LocalLedger) or (
-            needed > ZERO and ledger.leases and self.limit - committed >= needed * (2 * LEASE_SHARE)
-        ):
-            leased = self._lease_for(store, scope, needed, buffered if counted else None)
-            if leased is not None:
-                return leased
-        elif lease is not None and lease.scope is scope and lease.holding():
-            self._close_lease(lease)  # near the limit: its amounts settled, its headroom released; call by call now
         # (The limit read once: one lowered by another thread meanwhile holds from the next call. Read again here, it
         # refused a call the ledger had just granted under the old one, and that reservation was never released.)
         limit = self.limit
-        r = store.reserve(scope, needed, limit=limit, force=self.on_exceed == "warn")
+        try:
+            if self._unsent:
+                self._send_offline(store)
+            with self._lock:
+                committed = self._figures()[1]
+            if isinstance(ledger, LocalLedger) or (
+                needed > ZERO and ledger.leases and limit - committed >= needed * (2 * LEASE_SHARE)
+            ):
+                leased = self._lease_for(store, scope, needed, buffered if counted else None)
+                if leased is not None:
+                    return leased
+            elif lease is not None and lease.scope is scope and lease.holding():
+                self._close_lease(lease)  # near the limit: its amounts settled, its headroom released; call by call
+            r = store.reserve(scope, needed, limit=limit, force=self.on_exceed == "warn")
+        except StoreError as exc:
+            return self._reserve_offline(store, scope, needed, limit, exc)
+        if self._offline:
+            with self._lock:  # the ledger answers again: what it has not seen is only what is still in flight
+                self._offline = {k: v for k, v in self._offline.items() if k == scope.key and v > ZERO}
         remaining = limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
@@ -1074,6 +1104,64 @@ class Budget:
         if remaining <= 0 or needed > remaining:
             self._refused(r.spent + r.reserved, needed, detailed=True)
         return _Hold(store, scope, r)
+
+    def _reserve_offline(
+        self, store: CostStore, scope: BudgetScope, needed: Decimal, limit: Decimal, exc: StoreError
+    ) -> _Offline:
+        """(Period budgets) the ledger could not be reached (``exc``): the call is checked against the figures the
+        budget last saw, plus what this process's calls took since, and refused if they do not cover it. Each
+        process counts its own calls so: a budget whose limit was reached stays shut, and one with room left lets
+        this process use that room, while the ledger is down (every process alike: see docs/budgets.md)."""
+        log_once(
+            ("budget-offline", self.name, type(exc)),
+            "llmcost: budget %r cannot reach its ledger (%s); checking calls against the figures last seen",
+            self.name,
+            exc,
+        )
+        with self._lock:
+            committed = self._figures()[1] if scope is self._scope else ZERO
+            taken = self._offline.get(scope.key, ZERO)
+            remaining = limit - committed - taken
+            fits = remaining > 0 and needed <= remaining
+            if fits or self.on_exceed == "warn":
+                self._offline[scope.key] = taken + needed
+        if not fits:
+            self._refused(committed + taken, needed, detailed=True)  # (returns only with on_exceed="warn")
+        return _Offline(store, scope, needed)
+
+    def _offline_done(self, hold: _Offline, entry: CostEntry | None) -> None:
+        """Settle a call checked while the ledger could not be reached: its ``entry``'s amount counted in place of
+        its estimate (and kept to settle in the ledger), or with ``None`` its estimate given back."""
+        hold.settled = True
+        amount = entry.amount if entry is not None else ZERO
+        with self._lock:
+            key = hold.scope.key
+            self._offline[key] = self._offline.get(key, ZERO) - hold.estimate + amount
+            if entry is not None:
+                same_store = getattr(self._tracker or get_tracker(), "store", None) is hold.store
+                self._unsent.append((hold.scope, amount, entry.id if same_store else None))
+
+    def _send_offline(self, store: CostStore) -> None:
+        """Settle in the ledger the amounts of calls settled while it could not be reached (each under its entry's id,
+        so that it counts once whether the entry is written yet or not); raise ``StoreError`` if it still cannot be
+        reached (those not sent are kept)."""
+        while True:
+            with self._lock:
+                if not self._unsent:
+                    return
+                scope, amount, entry_id = self._unsent[0]
+            standing = store.settle(scope, amount, entry_id=entry_id)
+            with self._lock:
+                if self._unsent and self._unsent[0][2] == entry_id:
+                    self._unsent.pop(0)
+                key = scope.key
+                left = self._offline.get(key, ZERO) - amount
+                if left > ZERO:
+                    self._offline[key] = left
+                else:
+                    self._offline.pop(key, None)
+                if scope is self._scope:
+                    self._set(*self._view(scope, standing))
 
     def _write_unseen(self, tracker: CostTracker, buffered: int) -> bool:
         """Write ``tracker``'s buffer to its store if it may hold spend the ledger has not counted (``buffered``: its
@@ -1177,6 +1265,9 @@ class Budget:
         elif type(token) is list:  # a ``_LeaseCall``: its estimate given back as the ``_Leased`` it is, if unsettled
             token = _leased_of(token)
         if isinstance(token, _Hold) and not token.settled:
+            if type(token) is _Offline:
+                self._offline_done(token, None)
+                return
             token.settled = True
             if type(token) is _Leased:
                 self._done_leased(token, None)
@@ -1619,6 +1710,9 @@ class Budget:
             # An entry of another store (a budget on the default tracker around a call of another tracker) stays
             # counted for the period, in place of the call's exact reservation if it made one here.
             hold = token if isinstance(token, _Hold) and not token.settled else None
+            if type(hold) is _Offline:
+                self._offline_done(hold, None)  # (a row: its amount kept as settled below, if the ledger answers)
+                hold = None
             reservation = None
             if hold is not None and type(hold) is not _Leased and hold.store is store:
                 reservation = hold.reservation
@@ -1648,6 +1742,10 @@ class Budget:
 
     def _settle_hold(self, tracker: TrackerLike, entry: CostEntry, hold: object) -> None:
         """``_settle`` with the call's token found (``hold``; ``None``: none)."""
+        if type(hold) is _Offline:
+            if hold.scope.matches(entry):
+                self._offline_done(hold, entry)
+            return  # (another period or model: released after the call)
         if type(hold) is _Leased:
             lease = hold.lease
             # The usual case: the call was served from this period's lease, and its entry goes to the lease's store

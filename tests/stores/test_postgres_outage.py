@@ -1,0 +1,95 @@
+"""Period budgets over a PostgresStore while its server is down: the ledger (the database itself) cannot be reached,
+so each process checks calls against the figures it last saw plus what its own calls took since, and settles those
+calls in the ledger once the server answers again, each once. Real servers of the tests' own, stopped and started."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import llmcost
+from llmcost import BudgetExceeded, CostTracker, PostgresStore
+
+from .test_postgres import _ctl, own_server  # noqa: F401 - a fixture, used by name
+
+COST = llmcost.cost_of("gpt-4o", input_tokens=1000)  # $0.0025 a call, estimated exactly
+
+
+@pytest.fixture
+def calls(own_server: tuple[str, str], tmp_path: Path) -> Iterator[tuple[CostTracker, Callable[[int], int], str]]:  # noqa: F811
+    """A tracker over a fresh server of its own, a function making ``n`` tracked calls (returning how many were
+    made), and the server's ``pg_ctl``."""
+    dsn, ctl = own_server
+    tracker = CostTracker(PostgresStore(dsn, spill_dir=str(tmp_path / "spill"), retry_timeout=1))
+    call = llmcost.track_cost(tracker=tracker, resource="worker", estimate=COST)(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+    )
+
+    def make(n: int) -> int:
+        made = 0
+        for _ in range(n):
+            try:
+                call()
+                made += 1
+            except BudgetExceeded:
+                pass
+        return made
+
+    yield tracker, make, ctl
+    tracker.close()
+
+
+def _stored_total(tracker: CostTracker) -> Decimal:
+    tracker.flush()
+    return tracker.store.total()
+
+
+def test_a_budget_spent_before_the_server_went_down_refuses_every_call_while_it_is(calls, caplog) -> None:
+    # It used to let every call through ("budget check failed, call let through"): 20 of 20, 30 recorded for 10.
+    tracker, make, ctl = calls
+    with llmcost.budget(COST * 10, period="daily", tracker=tracker) as daily:
+        assert make(15) == 10
+        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
+        try:
+            with caplog.at_level(logging.WARNING, logger="llmcost"):
+                assert make(20) == 0
+        finally:
+            _ctl(ctl, "start", "-w", "-t", "60")
+        assert "cannot reach its ledger" in caplog.text
+        assert make(5) == 0
+        assert daily.spent == COST * 10
+    assert _stored_total(tracker) == COST * 10
+
+
+def test_room_left_when_the_server_went_down_is_used_once_and_counted_when_it_is_back(calls) -> None:
+    tracker, make, ctl = calls
+    with llmcost.budget(COST * 10, period="daily", tracker=tracker) as daily:
+        assert make(3) == 3
+        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
+        try:
+            assert make(20) == 7  # the room the budget last saw, used by this process's calls, no more
+        finally:
+            _ctl(ctl, "start", "-w", "-t", "60")
+        # Back: the calls made meanwhile are settled in the ledger (each once, whether their spilled entries are
+        # written yet or not), so the budget stays shut.
+        assert make(10) == 0
+        assert daily.spent == COST * 10 and daily.remaining == 0
+    assert _stored_total(tracker) == COST * 10
+
+
+def test_on_exceed_warn_lets_calls_through_while_the_server_is_down_and_says_so(calls) -> None:
+    tracker, make, ctl = calls
+    alerts: list[llmcost.BudgetAlert] = []
+    with llmcost.budget(COST * 2, period="daily", tracker=tracker, on_exceed="warn", on_alert=alerts.append):
+        assert make(2) == 2
+        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
+        try:
+            assert make(3) == 3
+        finally:
+            _ctl(ctl, "start", "-w", "-t", "60")
+    assert any(a.threshold == 1.0 for a in alerts)
+    assert _stored_total(tracker) == COST * 5
