@@ -497,6 +497,52 @@ def test_model_advice_groups_dated_ids_under_the_catalog_id() -> None:
     assert advice["cost"].iloc[0] == float(tracker.total())
 
 
+def test_recommendations_price_each_tier_and_the_units_on_both_sides() -> None:
+    # Batch calls were priced at the standard rate on both sides: 100 Opus 4.5 calls that cost $7.50 in batch got
+    # Sonnet 4.5 at $9.00 suggested "40% less", a saving of -$1.50. Audio tokens were priced as text: the mini
+    # audio model looked $10 cheaper than it is.
+    tracker = CostTracker()
+    for _ in range(100):
+        tracker.record(
+            model="claude-opus-4-5", input_tokens=20_000, output_tokens=2_000, service_tier="batch", resource="nightly"
+        )
+    audio = Usage(5_000, 3_000, units={"input_audio_tokens": 2_000, "output_audio_tokens": 2_500})
+    for _ in range(100):
+        tracker.record(model="gpt-4o-audio-preview", usage=audio, resource="voice")
+    frame = analytics.recommendations(tracker).set_index("resource")
+    nightly, voice = frame.loc["nightly"], frame.loc["voice"]
+    batch_sonnet = llmcost.cost_of("claude-sonnet-4-5", 20_000, 2_000, service_tier="batch") * 100
+    assert nightly.suggested_model == "claude-sonnet-4-5" and nightly.cost == 7.5
+    assert nightly.projected_cost == float(batch_sonnet) == 4.5 and nightly.saving == 3.0
+    assert "batch tier" in nightly.reason
+    mini = llmcost.cost_of("gpt-4o-mini-audio-preview", audio) * 100
+    assert voice.suggested_model == "gpt-4o-mini-audio-preview" and voice.projected_cost == float(mini)
+    assert voice.cost == float(tracker.total() - Decimal("7.5"))
+
+
+def test_no_recommendation_saves_less_than_was_recorded() -> None:
+    # Recorded at a price of the user's own, below the catalog's: the catalog's cheaper model would cost more.
+    store = fill(MemoryStore(), [entry(1, MON, "0.001", model="gpt-4o", provider="openai", usage=Usage(20_000, 2_000))])
+    assert analytics.recommendations(store).empty
+
+
+def test_money_figures_are_exact_whatever_the_callers_decimal_context() -> None:
+    from decimal import localcontext
+
+    tracker = CostTracker(clock=lambda: datetime(2024, 5, 17, 12, tzinfo=timezone.utc))
+    tracker.record(model="gpt-4o", input_tokens=4_321, output_tokens=321, resource="job")
+    with localcontext() as narrow:
+        narrow.prec = 3
+        tasks = analytics.forecast_tasks(123_457, 2_001, 401, "gpt-4o", buffer="1.13")
+        forecast = analytics.forecast(tracker, "monthly")["projected"].item()
+        per_1k = analytics.compare_models(tracker)["cost_per_1k_tokens"].item()
+        projected = analytics.recommendations(tracker)["projected_cost"].item()
+    assert tasks == llmcost.cost_of("gpt-4o", 2_001, 401) * 123_457 * Decimal("1.13") == Decimal("1257.301520125")
+    assert forecast == float(tracker.total() * 31 / Decimal("16.5"))
+    assert per_1k == float(tracker.total() * 1000 / (4_321 + 321))
+    assert projected == float(llmcost.cost_of("gpt-4o-mini", 4_321, 321))
+
+
 # -- export -------------------------------------------------------------------------------------------------------
 
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from .. import _state
 from .._catalog import catalog_models
 from .._errors import UnknownModelError
-from .._money import ZERO, to_money, to_utc
-from .._prices import ModelPrice, get_price
+from .._money import ZERO, to_money, to_utc, wide_context
+from .._prices import ModelPrice, get_price, price_for
 from .._rows import TOKEN_COLUMNS
 from .._time import When
 from .._usage import Usage
@@ -61,17 +61,18 @@ def compare_models(source: Any, *, since: When | None = None, until: When | None
             "FROM _e WHERE model IS NOT NULL GROUP BY 1 ORDER BY sum(amount) DESC, 1"
         )
     rows = []
-    for model, calls, cost, tokens in found.itertuples(index=False):
-        cost = to_money(cost)
-        rows.append(
-            (
-                model,
-                int(calls),
-                float(cost),
-                float(cost / calls),
-                float(cost * 1000 / int(tokens)) if tokens else float("nan"),
+    with wide_context():  # (divided exactly whatever the caller's decimal context, then made floats)
+        for model, calls, cost, tokens in found.itertuples(index=False):
+            cost = to_money(cost)
+            rows.append(
+                (
+                    model,
+                    int(calls),
+                    float(cost),
+                    float(cost / calls),
+                    float(cost * 1000 / int(tokens)) if tokens else float("nan"),
+                )
             )
-        )
     frame = pd.DataFrame.from_records(rows, columns=["model", "calls", "cost", "cost_per_call", "cost_per_1k_tokens"])
     frame["model"] = frame["model"].astype(object)
     frame["calls"] = frame["calls"].astype("int64")
@@ -139,18 +140,32 @@ def _bulk_cost(price: ModelPrice, usage: Usage, calls: int) -> Decimal:
     return per_token + fee
 
 
+#: One service tier's share of a resource's calls of a model: ``(tier, usage, calls)``, the tier ``None`` for
+#: standard calls, the usage summed with its units (1-hour cache writes, audio, web searches).
+_Part = tuple[str | None, Usage, int]
+
+
+def _parts_cost(model: str, provider: str | None, parts: list[_Part], moment: datetime) -> Decimal:
+    """What ``parts`` cost at ``model``'s prices at ``moment``: each tier at its price (Batch, Flex...), units at
+    theirs, as ``_bulk_cost`` prices a sum of calls."""
+    total = ZERO
+    for tier, usage, calls in parts:
+        total += _bulk_cost(price_for(model, provider, moment, tier)[0], usage, calls)
+    return total
+
+
 def _suggest(
-    model: str, provider: str | None, usage: Usage, calls: int, largest_call: int, moment: datetime
+    model: str, provider: str | None, parts: list[_Part], largest_call: int, moment: datetime
 ) -> tuple[str, Decimal, str] | None:
     """The cheaper model of the same line for this usage, its cost and the reason; ``None`` when none is known."""
     try:
         current = get_price(model, provider, at=moment)
+        if current.provider is None:
+            return None
+        current_cost = _parts_cost(model, provider, parts, moment)
     except (UnknownModelError, ValueError):
         return None
-    if current.provider is None:
-        return None
     line, rank = _line(current.model)
-    current_cost = _bulk_cost(current, usage, calls)
     if current_cost <= 0:
         return None
     needed = current.context_window or largest_call
@@ -160,11 +175,11 @@ def _suggest(
             continue
         try:
             price = get_price(candidate, current.provider, at=moment)
+            if price.context_window is None or price.context_window < needed:
+                continue
+            cost = _parts_cost(candidate, current.provider, parts, moment)
         except (UnknownModelError, ValueError):
             continue
-        if price.context_window is None or price.context_window < needed:
-            continue
-        cost = _bulk_cost(price, usage, calls)
         if cost > current_cost * (1 - MIN_SAVING):
             continue
         # The nearest step down (highest rank) is the safest swap; among equals, the cheapest.
@@ -175,12 +190,17 @@ def _suggest(
         return None
     _, cost, candidate, price = best
     share = (1 - cost / current_cost) * 100
+    calls = sum(n for _, _, n in parts)
+    inp = sum(u.input_tokens for _, u, _ in parts)
+    out = sum(u.output_tokens for _, u, _ in parts)
+    tiers = sorted({t for t, _, _ in parts if t is not None})
     reason = (
         f"{candidate} is a {_RANK_NAMES[best[0]]} model of the same {line} line as {current.model} at "
         f"{current.provider}, with a context window of {price.context_window:,} tokens "
         f"(needed: {needed:,}); priced on this resource's recorded usage "
-        f"({calls:,} calls, {usage.input_tokens:,} input and {usage.output_tokens:,} output tokens) "
-        f"it costs {share:.0f}% less"
+        f"({calls:,} calls, {inp:,} input and {out:,} output tokens"
+        + (f", {' and '.join(tiers)} tier" if tiers else "")
+        + f") it costs {share:.0f}% less"
     )
     return candidate, cost, reason
 
@@ -196,11 +216,12 @@ def recommendations(
     (not deprecated) model of the *same provider and the same line* (gpt-4o -> gpt-4o-mini, claude-3-5-sonnet ->
     claude-3-5-haiku, gemini-1.5-pro -> gemini-1.5-flash, o3 -> o3-mini, gpt-5 -> gpt-5-mini), of a smaller size,
     whose context window is at least the current model's (or the largest recorded call, when that is unknown), and
-    that costs at least 20% less on the recorded tokens (``MIN_SAVING``; both priced the same way, with the
-    per-million-token prices on the summed usage and any per-request fee per call). Of several, the nearest step
-    down is suggested (gpt-4.1 -> gpt-4.1-mini rather than -nano). Models without a known price or line get no
-    row: no recommendation is made where none is known. Prices are those in force at ``now`` (default: the
-    tracker's clock, else the current time).
+    that costs at least 20% less on the recorded usage (``MIN_SAVING``; both priced the same way: the
+    per-million-token and per-unit prices on the summed usage of each service tier at that tier's price, and any
+    per-request fee per call) and less than what was recorded. Of several, the nearest step down is suggested
+    (gpt-4.1 -> gpt-4.1-mini rather than -nano). Models without a known price or line get no row: no recommendation
+    is made where none is known. Prices are those in force at ``now`` (default: the tracker's clock, else the
+    current time).
 
     Example::
 
@@ -210,6 +231,8 @@ def recommendations(
         1  search-rerank              gpt-4o-mini  2.10          0.1260  1.9740
         2      summarize  claude-3-5-haiku-latest  1.20          0.3200  0.8800
     """
+    import json
+
     import pandas as pd
 
     columns = ["resource", "model", "suggested_model", "cost", "projected_cost", "saving", "reason"]
@@ -218,33 +241,49 @@ def recommendations(
         moment = to_utc(now, "now") if now is not None else to_utc(src.clock(), "clock()")
         tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in TOKEN_COLUMNS)
         found = src.sql(
-            f"SELECT resource, {MODEL_SQL} AS model, provider, count(*) AS calls, sum(amount) AS cost, {tokens}, "
-            "CAST(max(input_tokens + output_tokens) AS BIGINT) AS largest "
-            "FROM _e WHERE model IS NOT NULL GROUP BY 1, 2, 3 HAVING sum(amount) > 0 "
-            "ORDER BY sum(amount) DESC, 1 ASC NULLS LAST, 2"
+            f"SELECT resource, {MODEL_SQL} AS model, provider, service_tier AS tier, count(*) AS calls, "
+            f"sum(amount) AS cost, {tokens}, CAST(max(input_tokens + output_tokens) AS BIGINT) AS largest, "
+            "CAST(to_json(list(units) FILTER (WHERE units IS NOT NULL)) AS VARCHAR) AS units_json "
+            "FROM _e WHERE model IS NOT NULL GROUP BY 1, 2, 3, 4"
         )
-    rows = []
-    for rec in found.itertuples(index=False):
-        usage = Usage(
-            int(rec.input_tokens),
-            int(rec.output_tokens),
-            int(rec.cache_read_tokens),
-            int(rec.cache_write_tokens),
-            int(rec.reasoning_tokens),
-        )
-        model = _text(rec.model)
-        if model is None:
-            continue
-        suggestion = _suggest(model, _text(rec.provider), usage, int(rec.calls), int(rec.largest), moment)
-        if suggestion is None:
-            continue
-        suggested, projected, reason = suggestion
-        cost = to_money(rec.cost)
-        rows.append(
-            (_text(rec.resource), model, suggested, float(cost), float(projected), float(cost - projected), reason)
-        )
+    # Per (resource, model, provider): the recorded cost, the largest call, and the usage of each service tier.
+    groups: dict[tuple[str | None, str, str | None], tuple[list[Decimal], list[int], list[_Part]]] = {}
+    with wide_context():  # (exact whatever the caller's decimal context: floats are made at the end)
+        for rec in found.itertuples(index=False):
+            model = _text(rec.model)
+            if model is None:
+                continue
+            units: dict[str, int] = {}
+            if isinstance(rec.units_json, str):
+                for each in json.loads(rec.units_json):
+                    for name, count in each.items():
+                        units[name] = units.get(name, 0) + count
+            inp, out, cache_read, cache_write, reasoning = (int(getattr(rec, c)) for c in TOKEN_COLUMNS)
+            usage = Usage(inp, out, cache_read, cache_write, reasoning, units=units)
+            cost, largest, parts = groups.setdefault(
+                (_text(rec.resource), model, _text(rec.provider)), ([ZERO], [0], [])
+            )
+            cost[0] += to_money(rec.cost)
+            largest[0] = max(largest[0], int(rec.largest))
+            parts.append((_text(rec.tier), usage, int(rec.calls)))
+        rows = []
+        for (resource, model, provider), (cost, largest, parts) in groups.items():
+            if cost[0] <= 0:
+                continue
+            suggestion = _suggest(model, provider, parts, largest[0], moment)
+            if suggestion is None:
+                continue
+            suggested, projected, reason = suggestion
+            if projected >= cost[0]:
+                continue  # (recorded at prices of the user's own, lower than the catalog's: nothing saved)
+            rows.append(
+                (resource, model, suggested, float(cost[0]), float(projected), float(cost[0] - projected), reason)
+            )
     frame = pd.DataFrame.from_records(rows, columns=columns)
-    frame = frame.sort_values("saving", ascending=False, kind="stable").reset_index(drop=True)
+    # Largest saving first; among equal savings, the larger recorded cost, then by resource and model.
+    frame = frame.sort_values(
+        ["saving", "cost", "resource", "model"], ascending=[False, False, True, True], kind="stable", na_position="last"
+    ).reset_index(drop=True)
     for column in ("resource", "model", "suggested_model", "reason"):
         frame[column] = frame[column].astype(object)
     for column in ("cost", "projected_cost", "saving"):

@@ -16,7 +16,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._model_price import tidy
-from .._money import ZERO, to_money, to_utc
+from .._money import ZERO, to_money, to_utc, wide_context
 from .._periods import BudgetPeriod, period_bounds, to_period
 from .._prices import cost_of
 from .._time import When
@@ -72,7 +72,8 @@ def forecast(
     spent = ZERO if spent is None or (isinstance(spent, float) and math.isnan(spent)) else to_money(spent)
     elapsed = Decimal((moment - start) // timedelta(microseconds=1))
     whole = Decimal((end - start) // timedelta(microseconds=1))
-    projected = spent if elapsed <= 0 else spent * whole / elapsed
+    with wide_context():  # (the caller's context may round: a notebook's prec=3 gave 0.495 for 0.4950087)
+        projected = spent if elapsed <= 0 else spent * whole / elapsed
     return pd.DataFrame(
         {
             "period_start": pd.Series([start], dtype="datetime64[us, UTC]"),
@@ -120,7 +121,8 @@ def forecast_tasks(
         input_tokens=_tokens(avg_input_tokens, "avg_input_tokens"),
         output_tokens=_tokens(avg_output_tokens, "avg_output_tokens"),
     )
-    return tidy(per_task * count * factor)
+    with wide_context():  # exact whatever the caller's context: 1257.4 for 1257.301520125 at prec=5
+        return tidy(per_task * count * factor)
 
 
 def anomalies(
