@@ -520,8 +520,10 @@ class _Engine:
             usage = self.usage_fn(result)
             if usage is not None and not isinstance(usage, Usage):
                 raise TypeError(f"usage= callable of {self.name} must return a llmcost.Usage, got {usage!r}")
-        if extracted is None and usage is None:
-            extracted = extract_usage(result)
+            if extracted is None:
+                # ``usage=`` overrides the usage only: the model, provider, service tier and category are still read
+                # from the result (else a response that names its model would be recorded unpriced).
+                extracted = extract_usage(result)
         if extracted is not None:
             found_model, found_provider, found_usage, found_category, found_tier = extracted
             if usage is None:
@@ -913,7 +915,8 @@ def track_cost(
     - ``category``: default ``llm_inference`` (``llm_embedding`` for embedding responses).
     - ``resource``: default the function's ``__qualname__``.
     - ``tags``: a dict, or ``callable(*args, **kwargs) -> dict`` evaluated per call.
-    - ``usage``: ``callable(result) -> Usage`` that overrides extraction (for generators it gets the chunk list).
+    - ``usage``: ``callable(result) -> Usage`` that overrides the usage read from the result (the model, provider
+      and service tier are still read from it); for generators it gets the chunk list.
     - ``estimate``: expected cost (Decimal, number, ``Estimate``, or ``callable(*args, **kwargs)``) for budgets,
       never negative. A bad fixed value raises here; a callable that fails for a call is logged, and the call is
       checked as with no ``estimate``.

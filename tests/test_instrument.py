@@ -623,6 +623,24 @@ def test_a_tags_callable_that_fails_for_a_request_leaves_it_recorded_and_checked
     assert sum("tags= callable" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_usage_callable_overrides_the_usage_only_the_model_is_read_from_the_response(server, tracker, caplog):
+    def usage(response):
+        return Usage(input_tokens=response.usage.prompt_tokens, output_tokens=response.usage.completion_tokens)
+
+    client = llmcost.instrument(make("openai", server), tracker=tracker, usage=usage)
+    with caplog.at_level("WARNING", logger="llmcost"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.provider, entry.usage, entry.amount) == (
+        "gpt-4o-2024-08-06",
+        "openai",
+        Usage(100, 20),
+        CHAT_COST,
+    )
+    assert entry.pricing.startswith("catalog@")
+    assert not [r for r in caplog.records if "no model" in r.getMessage()]
+
+
 @pytest.mark.parametrize("bad", [object(), openai, {"chat": 1}])
 def test_only_sdk_clients_and_litellm_are_accepted(bad):
     with pytest.raises(TypeError, match="OpenAI or Anthropic client"):
