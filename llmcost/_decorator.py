@@ -516,11 +516,12 @@ class _Engine:
                         checked if kind is self.checked_category else None,  # (see ``finish``)
                     )  # fmt: skip
         usage: Usage | None = None
+        streamed = type(result) is _Streamed  # (a hooked stream or raw response: its usage arrived as ``extracted``)
         if self.usage_fn is not None:
-            usage = self.usage_fn(result)
-            if usage is not None and not isinstance(usage, Usage):
-                raise TypeError(f"usage= callable of {self.name} must return a llmcost.Usage, got {usage!r}")
-            if extracted is None:
+            given = result.read if streamed else result
+            if given is not None:  # (a stream seen only by its usage, a background response's: nothing to give)
+                usage = self._usage_of(given)
+            if extracted is None and not streamed:
                 # ``usage=`` overrides the usage only: the model, provider, service tier and category are still read
                 # from the result (else a response that names its model would be recorded unpriced).
                 extracted = extract_usage(result)
@@ -534,7 +535,7 @@ class _Engine:
             category = self.category if self.category is not None else found_category
         else:
             model, provider, category, tier = self.model, self.provider, self.category, self.service_tier
-        if usage is None and result is _STREAM:
+        if usage is None and streamed:
             log_once(
                 ("no-stream-usage", self.name),
                 "llmcost: the stream returned by %s carried no usage; nothing recorded. For OpenAI, pass "
@@ -571,6 +572,25 @@ class _Engine:
             checked if kind is self.checked_category else None,
         )  # fmt: skip
 
+    def _usage_of(self, given: Any) -> Usage | None:
+        """What the ``usage=`` callable says ``given`` used; ``None`` if it says nothing. One that raises, or returns
+        what is no ``Usage``, is logged once, as a failing ``tags=`` or ``estimate=`` callable is, and the call is
+        recorded as with no ``usage=`` (with the usage read from the result, if any): never lost for it."""
+        try:
+            usage = self.usage_fn(given)  # type: ignore[misc]  # (only called with one set)
+            if usage is None or isinstance(usage, Usage):
+                return usage
+            raise TypeError(f"usage= callable of {self.name} must return a llmcost.Usage, got {usage!r}")
+        except Exception as exc:  # noqa: BLE001 - the user's code failing inside tracking: the call is still recorded
+            log_once(
+                ("usage", self.name, type(exc)),
+                "llmcost: the usage= callable of %s failed (%r); its calls are recorded with the usage read from "
+                "what they return",
+                self.name,
+                exc,
+            )
+            return None
+
     def _expect(self, call: _Call, response_id: str) -> None:
         """A background response (``"queued"``, no usage yet): left to be recorded, once, by the first retrieve that
         finds it finished (``_background``), as this call, in this call's context (its tags, its budgets)."""
@@ -592,17 +612,25 @@ class _Engine:
         # Recorded in the context the call was made in (its ``llmcost.tags``, its budgets), wherever it is read: a web
         # handler returns the stream from inside ``with budget(...)``/``with tags(...)`` and the framework reads it
         # after, as a background response is recorded (``_expect``).
-        return hook_stream(stream, functools.partial(self._finish_stream, call, host, contextvars.copy_context()))
+        # With ``usage=``, the chunks (events) read are kept for it, as a generator's are.
+        chunks: list[Any] | None = [] if self.usage_fn is not None else None
+        finish = functools.partial(self._finish_stream, call, host, contextvars.copy_context(), chunks)
+        return hook_stream(stream, finish, chunks)
 
     def _finish_stream(
-        self, call: _Call, host: str | None, context: contextvars.Context, extracted: Extracted | None
+        self,
+        call: _Call,
+        host: str | None,
+        context: contextvars.Context,
+        chunks: list[Any] | None,
+        extracted: Extracted | None,
     ) -> None:
-        """A hooked SDK stream ended: record what it reported, in the ``context`` it was made in; the host it was read
-        from bills it."""
+        """A hooked SDK stream ended: record what it reported (``usage=`` gets the ``chunks`` read), in the
+        ``context`` it was made in; the host it was read from bills it."""
         if extracted is not None and host is not None and self.provider is None:
             e = extracted
             extracted = Extracted(e.model, host, e.usage, e.category, e.service_tier)
-        context.run(self.finish, call, _STREAM, extracted)
+        context.run(self.finish, call, _STREAM if chunks is None else _Streamed(chunks), extracted)
 
     def hook_raw(self, call: _Call, response: Any) -> Any:
         """Record a raw response whose body is unread (``with_streaming_response``) once its body has been read or
@@ -610,18 +638,25 @@ class _Engine:
         host = _host_of_url(getattr(response, "url", None)) if self.provider is None else None
         sdk = type(response).__module__.split(".", 1)[0]
         finish = functools.partial(self._finish_raw, call, host, sdk, contextvars.copy_context())  # (as a stream's)
-        return hook_raw_response(response, finish, functools.partial(self._unread, call))
+        keep = self.usage_fn is not None  # (the body as parsed is kept for ``usage=``)
+        return hook_raw_response(response, finish, functools.partial(self._unread, call), keep=keep)
 
     def _finish_raw(
-        self, call: _Call, host: str | None, sdk: str, context: contextvars.Context, extracted: Extracted | None
+        self,
+        call: _Call,
+        host: str | None,
+        sdk: str,
+        context: contextvars.Context,
+        extracted: Extracted | None,
+        body: Any = None,
     ) -> None:
-        """A raw response's body was read: record what it reported, in the ``context`` it was made in. The host it
-        came from bills it (as a stream's), else the provider the body names, else the SDK's (as
-        ``with_raw_response``'s body)."""
+        """A raw response's body was read: record what it reported (``usage=`` gets the ``body`` as parsed, if
+        kept), in the ``context`` it was made in. The host it came from bills it (as a stream's), else the provider
+        the body names, else the SDK's (as ``with_raw_response``'s body)."""
         if extracted is not None and self.provider is None and (host is not None or extracted.provider is None):
             e = extracted
             extracted = Extracted(e.model, host or sdk, e.usage, e.category, e.service_tier)
-        context.run(self.finish, call, _STREAM, extracted)
+        context.run(self.finish, call, _STREAM if body is None else _Streamed(body), extracted)
 
     def _unread(self, call: _Call) -> None:
         logger.debug("llmcost: a response of %s was closed with its body unread; nothing recorded", self.name)
@@ -660,8 +695,18 @@ class _Engine:
         )
 
 
-#: Stands for the result of a hooked SDK stream (whose usage arrives as ``extracted``).
-_STREAM = object()
+class _Streamed:
+    """The result of a hooked SDK stream or raw response, whose usage arrives as ``extracted``; ``read`` is what a
+    ``usage=`` callable gets: the chunks (events) read, or the body as parsed (``None``: nothing to give it)."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Any) -> None:
+        self.read = read
+
+
+#: The result of a hooked stream (or a background response) with nothing kept for ``usage=``.
+_STREAM = _Streamed(None)
 
 
 def _host_of(stream: Any) -> str | None:

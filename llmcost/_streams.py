@@ -19,14 +19,15 @@ from ._tracker import log_once
 __all__ = ["ManagerProxy", "hook_raw_response", "hook_stream", "read_later"]
 
 
-def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object]) -> Any:
+def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object], chunks: list[Any] | None = None) -> Any:
     """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen) once, when it ends, is closed (or
-    its HTTP response is), or is freed before either.
+    its HTTP response is), or is freed before either. ``chunks``: a list the chunks (events) read are appended to,
+    for a ``usage=`` callable.
 
     The SDK's own iterator is replaced where the stream has one (so the object returned is ``stream`` itself);
     otherwise a proxy that delegates everything is returned.
     """
-    acc = StreamAccumulator()
+    acc: Any = StreamAccumulator() if chunks is None else _Keeping(chunks)
 
     def settle() -> None:
         on_end(acc.result())
@@ -160,6 +161,20 @@ def _then(
 def _running(reader: Any) -> bool:
     """Whether a generator (or async generator) is running now: the caller is inside its reading."""
     return bool(getattr(reader, "gi_running", False) or getattr(reader, "ag_running", False))
+
+
+class _Keeping(StreamAccumulator):
+    """A ``StreamAccumulator`` that also keeps each chunk it is given, in ``chunks``."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: list[Any]) -> None:
+        super().__init__()
+        self._chunks = chunks
+
+    def add(self, chunk: Any) -> None:
+        self._chunks.append(chunk)
+        super().add(chunk)
 
 
 class ManagerProxy:
@@ -313,9 +328,14 @@ def read_later(response: Any) -> bool:
 
 
 def hook_raw_response(
-    response: Any, on_end: Callable[[Extracted | None], object], on_unread: Callable[[], object]
+    response: Any,
+    on_end: Callable[[Extracted | None, Any], object],
+    on_unread: Callable[[], object],
+    *,
+    keep: bool = False,
 ) -> Any:
-    """Make a raw response with an unread body call ``on_end`` with its usage once, when the body has been read
+    """Make a raw response with an unread body call ``on_end`` with its usage, and with ``keep`` the body as parsed
+    (the JSON value, or the list of the events' JSON values; else ``None``), once, when the body has been read
     (``parse()``, ``read()``, ``json()``, ``text()``, ``iter_bytes()``/``iter_lines()``..., or the stream
     ``parse()`` returns) or the response is closed; or ``on_unread`` once, if it is closed (or dropped) with its
     body never read. The same object is returned, its behaviour unchanged.
@@ -326,7 +346,7 @@ def hook_raw_response(
     http = response.http_response
     content_type = str(http.headers.get("content-type", ""))
     body: _Body | None = (
-        _EventsBody() if "event-stream" in content_type else _JsonBody() if "json" in content_type else None
+        _EventsBody(keep) if "event-stream" in content_type else _JsonBody() if "json" in content_type else None
     )
     state = {"started": False}
     pending = {"open": True}  # popped by the first ``done``: once, whichever thread or hook gets there first
@@ -334,7 +354,10 @@ def hook_raw_response(
     def done() -> None:
         if pending.pop("open", False):
             if state["started"]:
-                on_end(body.result() if body is not None else None)
+                if body is None:
+                    on_end(None, None)
+                else:
+                    on_end(body.result(), body.parsed() if keep else None)
             else:
                 on_unread()
 
@@ -401,30 +424,39 @@ class _Body:
     def result(self) -> Extracted | None:
         raise NotImplementedError
 
+    def parsed(self) -> Any:
+        """The body as parsed (after ``result``): what a ``usage=`` callable gets; ``None`` if it is not JSON."""
+        raise NotImplementedError
+
 
 class _JsonBody(_Body):
     """A JSON body: read whole once it has all come (a body cut short has no usage)."""
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []
+        self._found: Any = None
 
     def feed(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
 
     def result(self) -> Extracted | None:
         try:
-            found = json.loads(b"".join(self._chunks))
+            found = self._found = json.loads(b"".join(self._chunks))
         except ValueError:
             return None
         return extract_usage(found) if type(found) is dict else None
+
+    def parsed(self) -> Any:
+        return self._found
 
 
 class _EventsBody(_Body):
     """A body of server-sent events: the ``data`` of each event read as JSON as it ends, into a
     ``StreamAccumulator`` (as the SDK's stream of the same body would be)."""
 
-    def __init__(self) -> None:
-        self._acc = StreamAccumulator()
+    def __init__(self, keep: bool = False) -> None:
+        self._events: list[Any] = []
+        self._acc: StreamAccumulator = _Keeping(self._events) if keep else StreamAccumulator()
         self._rest = b""
         self._data: list[bytes] = []
 
@@ -457,3 +489,6 @@ class _EventsBody(_Body):
             self._rest = b""
         self._event()  # (a last event with no blank line after it)
         return self._acc.result()
+
+    def parsed(self) -> list[Any]:
+        return self._events

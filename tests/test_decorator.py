@@ -126,8 +126,21 @@ def test_tracking_failure_never_breaks_the_call(tracker, caplog):
     with caplog.at_level(logging.WARNING, logger="llmcost"):
         assert ask() == "answer"
         assert ask() == "answer"
-    assert tracker.entries() == []
-    assert sum("could not record" in r.getMessage() for r in caplog.records) == 1  # once per cause
+    assert tracker.entries() == []  # (nor does "answer" carry any usage to fall back on)
+    assert sum("usage= callable" in r.getMessage() for r in caplog.records) == 1  # once per cause
+
+
+def test_a_failing_usage_callable_falls_back_to_the_usage_read_from_the_result(tracker, caplog):
+    # As a failing tags= or estimate= callable: logged once, and the call tracked as with no usage= (not lost).
+    @track_cost(tracker=tracker, usage=lambda r: r["no such key"])
+    def ask():
+        return chat()
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        ask()
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.usage, entry.amount) == ("gpt-4o", Usage(100, 20), GPT4O_100_20)
+    assert sum("usage= callable" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_unknown_model_in_the_decorator_is_recorded_unpriced_even_under_raise(clock):

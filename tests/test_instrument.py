@@ -433,6 +433,57 @@ def test_a_raw_streaming_response_is_recorded_as_the_caller_reads_it(server, tra
     assert (entry.usage, entry.amount) == (Usage(1000, 100), CHAT_SSE_COST)
 
 
+def test_a_usage_callable_gets_what_a_stream_or_a_streamed_body_was_read_as(network, tracker):
+    """Over the network (bodies read as the caller reads them): the chunks (events) a stream read, the JSON value of
+    a body read later (``with_streaming_response``), the events' JSON values of a streamed raw body."""
+    got = []
+
+    def usage(read):
+        got.append(read)
+        if isinstance(read, dict):  # a JSON body, parsed
+            return Usage(input_tokens=read["usage"]["prompt_tokens"])
+        return Usage(input_tokens=10 * len(read))  # the chunks (events) read
+
+    openai_client = llmcost.instrument(make("openai", network), tracker=tracker, usage=usage)
+    anthropic_client = llmcost.instrument(make("anthropic", network), tracker=tracker, usage=usage)
+    stream_usage = {"stream_options": {"include_usage": True}}
+    for _ in openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True, **stream_usage):
+        pass
+    with anthropic_client.messages.stream(model="claude-3-5-sonnet-20241022", max_tokens=9, messages=MESSAGES) as s:
+        s.get_final_message()
+    with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as r:
+        r.parse()
+    list(
+        openai_client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True).parse()
+    )
+    assert network.count == 4
+    assert [type(read).__name__ for read in got] == ["list", "list", "dict", "list"]
+    assert [type(chunk).__name__ for chunk in got[0]] == ["ChatCompletionChunk"] * 3
+    assert [event.type for event in got[1]][0::5] == ["message_start", "message_stop"]
+    assert got[2] == CHAT and [chunk["object"] for chunk in got[3]] == ["chat.completion.chunk"] * 3
+    assert [(e.model, e.usage) for e in tracker.entries()] == [
+        ("gpt-4o-2024-08-06", Usage(30)),
+        ("claude-3-5-sonnet-20241022", Usage(60)),
+        ("gpt-4o-2024-08-06", Usage(100)),
+        ("gpt-4o-2024-08-06", Usage(30)),
+    ]
+
+
+def test_a_failing_usage_callable_falls_back_to_the_usage_read(server, tracker, caplog):
+    client = llmcost.instrument(make("openai", server), tracker=tracker, usage=lambda read: read.no_such_field)
+    with caplog.at_level("WARNING", logger="llmcost"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        for _ in client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        ):
+            pass
+    assert [(e.usage, e.amount) for e in tracker.entries()] == [
+        (Usage(100, 20), CHAT_COST),
+        (Usage(1000, 100), CHAT_SSE_COST),
+    ]
+    assert sum("usage= callable" in r.getMessage() for r in caplog.records) == 1  # once per cause
+
+
 def test_anthropic_stream_true(server, tracker):
     client = llmcost.instrument(make("anthropic", server), tracker=tracker)
     stream = client.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=MESSAGES, stream=True)
