@@ -22,7 +22,7 @@ from . import _background as background
 from ._catalog import provider_for_url
 from ._decorator import track_cost
 from ._extract import Extracted, extract_usage, is_sdk_stream
-from ._streams import hook_stream
+from ._streams import OpenedWhenEntered, hook_stream
 from ._tracker import log_once
 
 __all__ = ["instrument", "uninstrument"]
@@ -31,8 +31,9 @@ C = TypeVar("C")
 
 # The request methods tracked, per SDK: (attribute path from the client, method names). Absent ones are skipped, so
 # older and newer SDK versions work. Helpers that call a tracked method themselves are left alone so a request is
-# recorded once: OpenAI's ``chat.completions.stream()`` and ``responses.stream()`` call ``create(stream=True)``.
-# Anthropic's ``messages.stream()`` and every ``parse()`` post the request themselves, so they are tracked.
+# recorded once: OpenAI's ``chat.completions.stream()`` and ``responses.stream()`` call ``create(stream=True)`` as
+# their manager is entered, so that request is checked and recorded then. Anthropic's ``messages.stream()`` and every
+# ``parse()`` post the request themselves, so they are tracked; ``stream()`` as OpenAI's is (``_ENTERED``).
 _METHODS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "openai": (
         ("chat.completions", ("create", "parse")),
@@ -119,6 +120,11 @@ def _restore(owner: Any, name: str) -> bool:
     return True
 
 
+#: Methods that return a stream manager which sends its request when it is entered, not when it is made (Anthropic's
+#: ``messages.stream()``): tracked as that request, at the enter, as OpenAI's ``.stream()`` helpers are (their
+#: ``create`` is called then): refused there by a budget with nothing sent, and recorded with the ``llmcost.tags``
+#: and budgets around the ``with``, wherever the manager was made.
+_ENTERED = frozenset({"stream"})
 #: Methods whose responses name no model (OpenAI's ``CompactedResponse``): priced as the request's ``model=``.
 _MODEL_FROM_REQUEST = frozenset({"compact"})
 #: Distinct request models a ``_by_request_model`` method keeps a tracked method for (then it makes them anew).
@@ -126,9 +132,26 @@ _REQUEST_MODELS_KEPT = 64
 
 
 def _tracked(method: Callable[..., Any], label: str, options: dict[str, Any], is_async: bool) -> Callable[..., Any]:
-    if label.rsplit(".", 1)[-1] in _MODEL_FROM_REQUEST and options.get("model") is None:
+    name = label.rsplit(".", 1)[-1]
+    if name in _MODEL_FROM_REQUEST and options.get("model") is None:
         return _by_request_model(method, label, options, is_async)
+    if name in _ENTERED and label.startswith("anthropic."):
+        return _tracked_when_entered(method, label, options)
     return _tracked_as_given(method, label, options, is_async)
+
+
+def _tracked_when_entered(method: Callable[..., Any], label: str, options: dict[str, Any]) -> Callable[..., Any]:
+    """``method`` (a ``stream()`` that builds a manager, sync or async, without a request), returning a manager whose
+    request is tracked as it is entered: the tracked ``method`` is called then, with the same arguments."""
+    tracked = _tracked_as_given(method, label, options, False)  # (a plain def in both SDKs: it returns the manager)
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def stream(*args: Any, **kwargs: Any) -> Any:
+        signature.bind(*args, **kwargs)  # a wrong argument still raises here, where the SDK raises it
+        return OpenedWhenEntered(functools.partial(tracked, *args, **kwargs))
+
+    return stream
 
 
 def _tracked_as_given(

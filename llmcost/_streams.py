@@ -16,7 +16,7 @@ from typing import Any
 from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream
 from ._tracker import log_once
 
-__all__ = ["ManagerProxy", "hook_raw_response", "hook_stream", "read_later"]
+__all__ = ["ManagerProxy", "OpenedWhenEntered", "hook_raw_response", "hook_stream", "read_later"]
 
 
 def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object], chunks: list[Any] | None = None) -> Any:
@@ -226,6 +226,31 @@ class ManagerProxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
+
+
+class OpenedWhenEntered:
+    """A stream manager made when it is entered, by ``opener()`` (a tracked ``stream()`` call): the manager an SDK's
+    ``stream()`` returns sends its request when it is entered, so that is when the call is checked against budgets
+    and takes its context (its ``llmcost.tags``, its budgets), as OpenAI's ``.stream()`` helpers, whose ``create``
+    runs then. Each enter is a request of its own, as with the SDK's manager. Never entered, it reserved nothing."""
+
+    def __init__(self, opener: Callable[[], Any]) -> None:
+        self._open = opener
+        self._entered: Any = None
+
+    def __enter__(self) -> Any:
+        self._entered = self._open()
+        return self._entered.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._entered.__exit__(*exc)
+
+    async def __aenter__(self) -> Any:
+        self._entered = self._open()
+        return await self._entered.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._entered.__aexit__(*exc)
 
 
 class _StreamProxy:

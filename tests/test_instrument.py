@@ -575,9 +575,46 @@ def test_budget_refuses_stream_managers_and_streams_before_sending(server, track
             pass
         with pytest.raises(BudgetExceeded):
             openai_client.responses.create(model="gpt-4o", input=BIG[0]["content"])
-        with pytest.raises(BudgetExceeded):
-            anthropic_client.messages.stream(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=BIG)
+        with (
+            pytest.raises(BudgetExceeded),
+            anthropic_client.messages.stream(model="claude-3-5-sonnet-20241022", max_tokens=100, messages=BIG),
+        ):
+            pass
     assert server.count == 0
+
+
+@pytest.mark.parametrize("path", ["messages", "beta.messages"])
+@pytest.mark.parametrize("kind", ["anthropic", "async-anthropic"])
+def test_anthropic_stream_managers_are_checked_and_tracked_as_they_are_entered(server, tracker, kind, path):
+    """The request is sent as the manager is entered: that is where budgets refuse it and whose tags and budgets count
+    it, as for OpenAI's ``.stream()`` helpers (whose ``create`` runs then), wherever the manager was made."""
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    messages = client.messages if path == "messages" else client.beta.messages
+    request = {"model": "claude-3-5-sonnet-20241022", "max_tokens": 100, "messages": MESSAGES}
+
+    async def enter(manager):
+        if kind == "anthropic":
+            with manager as stream:
+                return stream.get_final_message()
+        async with manager as stream:
+            return await stream.get_final_message()
+
+    made_outside = messages.stream(**request)  # (A) made outside a budget that cannot afford it, entered inside
+    with llmcost.budget("0.0000001", tracker=tracker) as tiny, pytest.raises(BudgetExceeded):
+        asyncio.run(enter(made_outside))
+    assert server.count == 0 and tiny.spent == 0
+    with llmcost.budget("1", tracker=tracker) as made_in, llmcost.tags(user="made"):
+        made_inside = messages.stream(**request)  # (B) made inside a budget and tags, entered after them
+    with llmcost.budget("1", tracker=tracker) as entered_in, llmcost.tags(user="entered"):
+        asyncio.run(enter(made_inside))
+    (entry,) = tracker.entries()
+    assert (dict(entry.tags), entry.usage, server.count) == ({"user": "entered"}, MESSAGE_USAGE, 1)
+    assert (made_in.spent, entered_in.spent) == (0, entry.amount)
+    never_entered = messages.stream(**request)  # made, never entered: no request, nothing reserved nor recorded
+    del never_entered
+    assert server.count == 1 and len(tracker.entries()) == 1
+    with pytest.raises(TypeError):
+        messages.stream(model="claude-3-5-sonnet-20241022", messages=MESSAGES, no_such_argument=1)
 
 
 def test_budget_counts_instrumented_calls_then_refuses(server, tracker):
