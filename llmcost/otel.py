@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 try:
@@ -29,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from ._config import get_tracker
 from ._entry import CostCategory, CostEntry
+from ._money import ZERO, wide_context
 from ._tracker import CostTracker
 from ._usage import Usage
 
@@ -58,6 +60,54 @@ _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 
 
 _lock = threading.RLock()  # an undo run while instrumenting again takes it too
 _undo_by_tracker: weakref.WeakKeyDictionary[CostTracker, Callable[[], None]] = weakref.WeakKeyDictionary()
+
+
+class _CostTotals:
+    """The ``llmcost.cost`` sums: one exact ``Decimal`` running total per attribute set, each reported as a float at
+    every collection (an observable up-down counter's callback). A synchronous counter would add a float per entry,
+    and its sum drift from the tracker's total (1000 calls of $0.0005253 add up to 0.5253000000000028); here the sum
+    is ``float(total)`` of the exact one. Memory grows with the attribute sets (as the SDK's own aggregation does),
+    never with the entries."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[tuple[tuple[str, Any], ...], Decimal] = {}
+
+    def add(self, amount: Decimal, attributes: dict[str, Any]) -> None:
+        key = tuple(sorted(attributes.items()))
+        with self._lock, wide_context():  # (exact: as many digits as money ever has)
+            self._totals[key] = self._totals.get(key, ZERO) + amount
+
+    def observe(self, options: Any) -> Iterable[metrics.Observation]:
+        with self._lock:
+            totals = list(self._totals.items())
+        return [metrics.Observation(float(total), dict(key)) for key, total in totals]
+
+
+#: The totals each meter provider's ``llmcost.cost`` reports: one instrument per provider, registered once (the SDK
+#: keeps the first callback of an instrument registered again under its name), which every export to it adds to.
+_totals_by_provider: weakref.WeakKeyDictionary[Any, _CostTotals] = weakref.WeakKeyDictionary()
+
+
+def _cost_totals(meter_provider: Any, meter: Any) -> _CostTotals:
+    """The running totals behind ``meter_provider``'s ``llmcost.cost``, its instrument made on first use."""
+    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    with _lock:
+        try:
+            totals = _totals_by_provider.get(provider)
+        except TypeError:  # (a provider without weak references: an instrument per export)
+            totals, provider = None, None
+        if totals is None:
+            totals = _CostTotals()
+            meter.create_observable_up_down_counter(
+                "llmcost.cost",
+                callbacks=[totals.observe],
+                unit="USD",
+                description="What LLM calls and resources cost (credits negative)",
+            )
+            if provider is not None:
+                _totals_by_provider[provider] = totals
+    return totals
 
 
 def _version() -> str:
@@ -161,10 +211,9 @@ class _Exporter:
             explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
         )
         # An up-down counter, not a Counter: a credit or refund is recorded as a negative amount, which a Counter
-        # drops ("must be non-negative"), and the exported sum must stay the tracker's total.
-        self.cost = meter.create_up_down_counter(
-            "llmcost.cost", unit="USD", description="What LLM calls and resources cost (credits negative)"
-        )
+        # drops ("must be non-negative"), and the exported sum must stay the tracker's total; observable, reporting
+        # exact running totals (``_CostTotals``).
+        self.cost = _cost_totals(meter_provider, meter)
 
     def __call__(self, entry: CostEntry) -> None:
         attributes = span_attributes(entry)
@@ -190,7 +239,7 @@ class _Exporter:
             common["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
         if entry.model is not None:
             common["gen_ai.response.model"] = entry.model
-        self.cost.add(float(entry.amount), common)
+        self.cost.add(entry.amount, common)
         operation = operation_name(entry)
         if operation is None or not _has_tokens(entry.usage):
             return
@@ -214,9 +263,9 @@ def instrument_tracker(
     non-zero), ``gen_ai.usage.cost`` (USD, a float, as OpenLIT writes it), and ``llmcost.cost`` (the exact Decimal as
     a string in fixed point), ``llmcost.currency``, ``llmcost.category``, ``llmcost.resource``, ``llmcost.pricing``,
     ``llmcost.tag.<key>``. Metrics: ``gen_ai.client.token.usage`` (histogram, ``gen_ai.token.type`` input/output)
-    and ``llmcost.cost`` (an up-down counter, USD: credits are negative), with model, provider, category and
-    resource attributes. Entries that are not LLM calls (compute, storage...) carry only the ``llmcost.*`` names and
-    the cost counter.
+    and ``llmcost.cost`` (an observable up-down counter, USD: credits are negative; exact running totals, so its sum
+    is ``float()`` of the tracker's total), with model, provider, category and resource attributes. Entries that are
+    not LLM calls (compute, storage...) carry only the ``llmcost.*`` names and the cost counter.
 
     ``tracker``: default ``llmcost.get_tracker()`` now. ``tracer_provider``/``meter_provider``: default the
     global ones. Instrumenting a tracker again replaces the earlier export (an entry is exported once).

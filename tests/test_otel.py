@@ -355,6 +355,25 @@ def test_a_credit_lowers_the_cost_sum_to_the_tracker_total(otel, tracker):
     assert metric.data.is_monotonic is False
 
 
+def test_the_cost_sum_is_exactly_the_tracker_total_and_stays_so_when_instrumented_again(tracker):
+    # 1000 calls of $0.0005253: float adds per entry drift (0.5253000000000028); the exported sum must not.
+    o = OTel()
+    instrument_tracker(tracker, tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
+    for _ in range(1000):
+        tracker.record(model="gpt-4o-mini", provider="openai", resource="bot", input_tokens=1234, output_tokens=567)
+    (point,) = o.points("llmcost.cost")
+    assert tracker.total() == Decimal("0.5253")
+    assert point.value == float(tracker.total()) == 0.5253
+    # Exported again to the same meter provider (an export replaced): one instrument, its sum going on exactly.
+    undo = instrument_tracker(tracker, tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
+    for _ in range(1000):
+        tracker.record(model="gpt-4o-mini", provider="openai", resource="bot", input_tokens=1234, output_tokens=567)
+    undo()
+    tracker.record(model="gpt-4o-mini", provider="openai", resource="bot", input_tokens=1234, output_tokens=567)
+    (point,) = o.points("llmcost.cost")
+    assert point.value == float(Decimal("0.5253") * 2) == 1.0506
+
+
 def test_undo_stops_and_instrumenting_again_exports_once(tracker):
     o = OTel()
     instrument_tracker(tracker, tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
