@@ -54,7 +54,7 @@ from ._streams import ManagerProxy, hook_raw_response, hook_stream, read_later
 from ._tracker import CostTracker, log_once
 from ._usage import Usage
 
-__all__ = ["recorder", "track_cost"]
+__all__ = ["recorder", "requested_model", "track_cost", "wanting_requested"]
 
 logger = logging.getLogger("llmcost")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +77,31 @@ _perf_counter = time.perf_counter
 _getcontext = getcontext
 # Bound once: reading an enum member off its class costs more than a dict lookup, and this is on every call.
 _INFERENCE = CostCategory.LLM_INFERENCE
+#: The model asked for by the tracked call whose entry is being recorded, as the tracker's ``cost.recorded``
+#: subscribers see it (``llmcost.otel`` exports it as ``gen_ai.request.model``; an entry keeps the model the response
+#: named). ``None``: not known, or no tracked call recording.
+requested_model: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmcost_requested_model", default=None)
+#: The exports that want ``requested_model`` (added and removed by ``llmcost.otel`` under its lock; never rebound). A
+#: tracked call sets it only while there is one, so it pays nothing for it otherwise.
+wanting_requested: list[object] = []
+_wanting = wanting_requested
+
+
+class _Requested:
+    """The tracker of a call whose requested model an export wants (``wanting_requested``): its ``record_call`` runs
+    with ``requested_model`` set to it, so the ``cost.recorded`` subscribers called there can read it."""
+
+    __slots__ = ("model", "tracker")
+
+    def __init__(self, tracker: CostTracker | _WideRecording | _Requested, model: str) -> None:
+        self.tracker, self.model = tracker, model
+
+    def record_call(self, *args: Any, **kwargs: Any) -> CostEntry | None:
+        token = requested_model.set(self.model)
+        try:
+            return self.tracker.record_call(*args, **kwargs)
+        finally:
+            requested_model.reset(token)
 
 
 class _WideRecording:
@@ -108,7 +133,7 @@ class _WideRecording:
 #:   ``ONE_UNFILTERED`` or ``ONE_FILTERED``) and its token: two values, not a list of one pair (the tracker settles
 #:   it as it counts the row, ``Guard.settle_row``); ``None`` otherwise.
 _Call = tuple[
-    "CostTracker | _WideRecording",
+    "CostTracker | _WideRecording | _Requested",
     FrozenTags,
     "list[tuple[Any, object]] | tuple[()]",
     float,
@@ -214,6 +239,8 @@ class _Engine:
         ``known``: the call's tracker and tags, found already (``begin`` again in a wide decimal context)."""
         if not _state.active:  # is_active(), read where it is kept: this runs before every tracked call
             return None
+        if _wanting and known is None:  # (an OpenTelemetry export wants the model asked for: rarely)
+            return self._begin_requested(args, kwargs)
         tracker = self.tracker
         call_tags = self.static_tags
         if tracker is None or self.tags_fn is not None:  # nothing here can fail for a given tracker and static tags
@@ -392,6 +419,23 @@ class _Engine:
             except Exception as exc:  # noqa: BLE001 - a broken budget must not break the user's call
                 log_once(("guard", type(exc)), "llmcost: budget check failed, call let through: %r", exc)
         return (tracker, call_tags, reservations, _perf_counter(), None, None, None)
+
+    def _begin_requested(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+        """``begin``, for a call whose entry is recorded with the model it asked for at hand (``_Requested``): the
+        ``model=`` given, else the call's own ``model`` argument (an SDK request's)."""
+        tracker = self.tracker
+        if tracker is None:
+            try:
+                tracker = get_tracker()
+            except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
+                log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
+                return None
+        call = self.begin(args, kwargs, (tracker, self.call_tags(args, kwargs)))
+        model = self.model if self.model is not None else kwargs.get("model")
+        if call is None or not isinstance(model, str) or not model:
+            return call
+        recording, tags, held, started, checked, guard, token = call
+        return (_Requested(recording, model), tags, held, started, checked, guard, token)
 
     # -- after the call -------------------------------------------------------------------------------------------
     def finish(self, call: _Call | None, result: Any, extracted: Extracted | None = None) -> None:

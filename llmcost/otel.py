@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     ) from exc
 
 from ._config import get_tracker
+from ._decorator import requested_model, wanting_requested
 from ._entry import CostCategory, CostEntry
 from ._money import ZERO, wide_context
 from ._tracker import CostTracker
@@ -119,8 +120,16 @@ def _version() -> str:
         return "0"
 
 
-def span_attributes(entry: CostEntry) -> dict[str, Any]:
-    """The span attributes of one entry: GenAI names for LLM calls, ``llmcost.*`` for what only llmcost knows."""
+def span_attributes(entry: CostEntry, request_model: str | None = None) -> dict[str, Any]:
+    """The span attributes of one entry: GenAI names for LLM calls, ``llmcost.*`` for what only llmcost knows.
+    ``request_model``: the model the call asked for, where known (else ``gen_ai.request.model`` is the entry's).
+
+    >>> tracker = llmcost.CostTracker()
+    >>> entry = tracker.record(model="gpt-4o-2024-08-06", input_tokens=10, output_tokens=1)
+    >>> attributes = span_attributes(entry, "gpt-4o")
+    >>> attributes["gen_ai.request.model"], attributes["gen_ai.response.model"]
+    ('gpt-4o', 'gpt-4o-2024-08-06')
+    """
     attributes: dict[str, Any] = {
         # Fixed point, every digit the entry holds, as the server's JSON writes amounts: str() writes 2E-7 and 1E+2.
         "llmcost.cost": format(entry.amount, "f"),
@@ -139,8 +148,12 @@ def span_attributes(entry: CostEntry) -> dict[str, Any]:
     attributes["gen_ai.operation.name"] = operation
     if entry.provider is not None:
         attributes["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
-    # The model the provider answered with: the entry does not keep the model asked for, which is what
-    # gen_ai.request.model must hold exactly ("gpt-4o" asked, "gpt-4o-2024-08-06" answered), so that is left out.
+    # The model asked for ("gpt-4o"), where the call that made the entry said it (the request's model=, or
+    # @track_cost's); else the entry's, the only one known. The model the provider answered with
+    # ("gpt-4o-2024-08-06") is the response's.
+    request_model = request_model or entry.model
+    if request_model is not None:
+        attributes["gen_ai.request.model"] = request_model
     if entry.model is not None:
         attributes["gen_ai.response.model"] = entry.model
     if _has_tokens(usage):
@@ -190,11 +203,13 @@ def operation_name(entry: CostEntry) -> str | None:
     return "chat"
 
 
-def _span_name(entry: CostEntry) -> str:
-    # The conventions' name is "{gen_ai.operation.name} {gen_ai.request.model}", and the requested model is not
-    # known (see span_attributes): the operation alone, never the response's model in the request's place.
+def _span_name(entry: CostEntry, request_model: str | None) -> str:
+    # The conventions' name: "{gen_ai.operation.name} {gen_ai.request.model}" (the operation alone with no model).
     operation = operation_name(entry)
-    return f"llmcost {entry.category.value}" if operation is None else operation
+    if operation is None:
+        return f"llmcost {entry.category.value}"
+    model = request_model or entry.model
+    return operation if model is None else f"{operation} {model}"
 
 
 class _Exporter:
@@ -216,7 +231,8 @@ class _Exporter:
         self.cost = _cost_totals(meter_provider, meter)
 
     def __call__(self, entry: CostEntry) -> None:
-        attributes = span_attributes(entry)
+        request_model = requested_model.get()  # (set by the tracked call recording this entry, if any)
+        attributes = span_attributes(entry, request_model)
         span = trace.get_current_span()
         # A span already holding an entry keeps it: the next one gets a span of its own, a child of it.
         held = getattr(span, "attributes", None)
@@ -226,17 +242,19 @@ class _Exporter:
             end = int(entry.timestamp.timestamp() * 1e9)
             start = end - int((entry.latency_ms or 0.0) * 1e6)
             own = self.tracer.start_span(
-                _span_name(entry), kind=trace.SpanKind.CLIENT, attributes=attributes, start_time=start
+                _span_name(entry, request_model), kind=trace.SpanKind.CLIENT, attributes=attributes, start_time=start
             )
             own.end(end_time=end)
-        self._measure(entry)
+        self._measure(entry, attributes.get("gen_ai.request.model"))
 
-    def _measure(self, entry: CostEntry) -> None:
+    def _measure(self, entry: CostEntry, request_model: str | None = None) -> None:
         common: dict[str, Any] = {"llmcost.category": entry.category.value}
         if entry.resource is not None:
             common["llmcost.resource"] = entry.resource
         if entry.provider is not None:
             common["gen_ai.provider.name"] = PROVIDER_NAMES.get(entry.provider, entry.provider)
+        if request_model is not None:
+            common["gen_ai.request.model"] = request_model
         if entry.model is not None:
             common["gen_ai.response.model"] = entry.model
         self.cost.add(entry.amount, common)
@@ -254,9 +272,10 @@ def instrument_tracker(
     """Export every entry ``tracker`` records to OpenTelemetry; returns a function that stops it.
 
     Each entry puts its attributes on the current span, or, when there is no recording span (or the current one
-    already holds an entry), on a CLIENT span of its own named for the operation (``chat``) with the call's start
-    and end time: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.response.model`` (the model the
-    response named; ``gen_ai.request.model`` is left out, the entry does not keep the model asked for),
+    already holds an entry), on a CLIENT span of its own named ``"{operation} {request model}"`` (``chat gpt-4o``)
+    with the call's start and end time: ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``
+    (the model asked for: the request's ``model=`` under ``instrument(client)``, ``@track_cost``'s ``model=`` or the
+    call's ``model`` argument; else the entry's), ``gen_ai.response.model`` (the model the response named),
     ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens`` (both left out when the entry has no tokens: an
     ``amount=`` without usage), ``gen_ai.usage.cache_read.input_tokens``,
     ``gen_ai.usage.cache_creation.input_tokens`` and ``gen_ai.usage.reasoning.output_tokens`` (those three when
@@ -294,10 +313,13 @@ def instrument_tracker(
         if previous is not None:
             previous()
         unsubscribe = target.subscribe("cost.recorded", exporter)
+        wanting_requested.append(exporter)  # tracked calls now say which model they asked for
 
         def undo() -> None:
             unsubscribe()
             with _lock:
+                if exporter in wanting_requested:
+                    wanting_requested.remove(exporter)
                 if _undo_by_tracker.get(target) is undo:
                     del _undo_by_tracker[target]
 

@@ -98,6 +98,7 @@ def client(tracker):
 CHAT_ATTRIBUTES = {
     "gen_ai.operation.name": "chat",
     "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o",
     "gen_ai.response.model": "gpt-4o-2024-08-06",
     "gen_ai.usage.input_tokens": 2000,
     "gen_ai.usage.output_tokens": 300,
@@ -131,8 +132,8 @@ def test_without_a_span_the_entry_gets_a_client_span_of_its_own(otel, client, tr
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     (span,) = otel.finished()
     (entry,) = tracker.entries()
-    # The conventions' "{operation} {request model}", and the request's model ("gpt-4o") is not in the entry.
-    assert span.name == "chat"
+    # The conventions' "{operation} {request model}": the request's model, not the response's.
+    assert span.name == "chat gpt-4o"
     assert span.kind is trace.SpanKind.CLIENT
     assert dict(span.attributes) == chat_attributes(entry)
     assert span.end_time == int(entry.timestamp.timestamp() * 1e9)
@@ -146,7 +147,7 @@ def test_a_second_entry_in_one_span_gets_a_child_span(otel, tracker):
         tracker.record(model="gpt-4o-mini", input_tokens=10, output_tokens=1)
     child, outer = otel.finished()
     assert outer.name == "batch" and outer.attributes["gen_ai.response.model"] == "gpt-4o"
-    assert child.name == "chat" and child.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    assert child.name == "chat gpt-4o-mini" and child.attributes["gen_ai.response.model"] == "gpt-4o-mini"
     assert child.parent.span_id == parent.get_span_context().span_id
 
 
@@ -162,6 +163,7 @@ def test_anthropic_cache_tokens_and_tags(otel, tracker):
     assert dict(span.attributes) == {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "claude-3-5-sonnet-20241022",  # (a plain record: the entry's model)
         "gen_ai.response.model": "claude-3-5-sonnet-20241022",
         "gen_ai.usage.input_tokens": 1300,
         "gen_ai.usage.output_tokens": 50,
@@ -182,24 +184,45 @@ def test_embeddings_and_provider_names(otel, tracker):
     tracker.record(model="text-embedding-3-small", input_tokens=1000, category="llm_embedding")
     tracker.record(model="gemini-1.5-flash", provider="google", input_tokens=10, output_tokens=1)
     embedding, gemini = otel.finished()
-    assert embedding.name == "embeddings"
+    assert embedding.name == "embeddings text-embedding-3-small"
     assert embedding.attributes["gen_ai.operation.name"] == "embeddings"
     assert gemini.attributes["gen_ai.provider.name"] == "gcp.gemini"
     assert gemini.attributes["gen_ai.operation.name"] == "generate_content"
 
 
-def test_the_response_model_is_not_given_as_the_request_model(otel, client, tracker):
-    """The client asked for gpt-4o and OpenAI answered gpt-4o-2024-08-06: gen_ai.request.model must be the model
-    asked for exactly, which the entry does not keep, so only gen_ai.response.model is set, on spans and metrics."""
+def test_the_request_model_is_the_model_asked_for_and_the_response_model_the_one_answered(otel, client, tracker):
+    """The client asked for gpt-4o and OpenAI answered gpt-4o-2024-08-06: each in its own attribute, on spans and
+    metrics; the span is named for the request's model."""
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     (span,) = otel.finished()
-    assert span.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
-    assert "gen_ai.request.model" not in span.attributes
-    assert span.name == "chat"
+    assert (span.attributes["gen_ai.request.model"], span.attributes["gen_ai.response.model"]) == (
+        "gpt-4o",
+        "gpt-4o-2024-08-06",
+    )
+    assert span.name == "chat gpt-4o"
     for name in ("gen_ai.client.token.usage", "llmcost.cost"):
         for point in otel.points(name):
+            assert point.attributes["gen_ai.request.model"] == "gpt-4o"
             assert point.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
-            assert "gen_ai.request.model" not in point.attributes
+
+
+def test_the_request_model_of_track_cost_and_of_a_plain_record(otel, tracker):
+    @llmcost.track_cost(tracker=tracker)
+    def ask(*, model):  # the call's own model argument
+        return dict(CHAT, model="gpt-4o-2024-08-06")
+
+    @llmcost.track_cost(tracker=tracker, model="gpt-4o-mini")  # model= given: asked for, and it prices the call
+    def ask_mini():
+        return dict(CHAT, model="gpt-4o-mini-2024-07-18")
+
+    ask(model="gpt-4o")
+    ask_mini()
+    tracker.record(model="gpt-4o-2024-08-06", input_tokens=10, output_tokens=1)  # asked for? only the entry's known
+    assert [(s.name, s.attributes["gen_ai.request.model"]) for s in otel.finished()] == [
+        ("chat gpt-4o", "gpt-4o"),
+        ("chat gpt-4o-mini", "gpt-4o-mini"),
+        ("chat gpt-4o-2024-08-06", "gpt-4o-2024-08-06"),
+    ]
 
 
 def test_the_legacy_completions_api_is_a_text_completion(otel, client, tracker):
@@ -281,6 +304,7 @@ def test_metrics(otel, client, tracker):
     common = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
         "gen_ai.response.model": "gpt-4o-2024-08-06",
         "llmcost.category": "llm_inference",
         "llmcost.resource": "openai.chat.completions.create",
@@ -303,6 +327,7 @@ def test_an_entry_without_tokens_exports_no_token_counts(otel, tracker):
     (span,) = otel.finished()
     assert dict(span.attributes) == {
         "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o",
         "gen_ai.response.model": "gpt-4o",
         "gen_ai.usage.cost": 0.5,
         "llmcost.cost": "0.50",
