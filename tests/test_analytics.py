@@ -634,6 +634,36 @@ def test_export_with_format_and_refusals(make_source: Callable[..., Any], tmp_pa
     assert not (tmp_path / "costs.xlsx").exists()
 
 
+def test_export_from_a_store_whose_queries_copy_it_copies_it_once(
+    make_source: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A MemoryStore's (or PostgresStore's) every query copies all its entries: export read it once per chunk of
+    # ~100,000 rows, each a full copy (600,000 entries took 7 copies, quadratic). It now reads one copy.
+    from llmcost.analytics import _export
+
+    monkeypatch.setattr(_export, "_CHUNK", 1)  # a chunk an hour: every entry's hour its own page
+    store = make_source("memory")
+    copies = []
+    query = MemoryStore.query
+
+    def counted(self: MemoryStore, sql: str, params: Any = None) -> pd.DataFrame:
+        copies.append(sql)
+        return query(self, sql, params)
+
+    monkeypatch.setattr(MemoryStore, "query", counted)
+    for name in ("m.csv", "m.json", "m.parquet"):
+        assert analytics.export(store, tmp_path / name, since="2024-05-13") == len(ENTRIES)
+    assert copies == []  # (read with ``scan`` once per export, which copies nothing into DuckDB)
+    monkeypatch.setattr(MemoryStore, "query", query)
+    reference = make_source("duckdb")
+    for name in ("d.csv", "d.json", "d.parquet"):
+        analytics.export(reference, tmp_path / name, since="2024-05-13")
+    assert (tmp_path / "m.csv").read_bytes() == (tmp_path / "d.csv").read_bytes()
+    assert (tmp_path / "m.json").read_bytes() == (tmp_path / "d.json").read_bytes()
+    got = duckdb.execute("SELECT * FROM read_parquet(?) ORDER BY id", [str(tmp_path / "m.parquet")]).fetchall()
+    assert got == duckdb.execute("SELECT * FROM read_parquet(?) ORDER BY id", [str(tmp_path / "d.parquet")]).fetchall()
+
+
 def test_export_of_an_empty_store(tmp_path: Path) -> None:
     for name in ("e.csv", "e.json", "e.parquet"):
         assert analytics.export(MemoryStore(), tmp_path / name) == 0

@@ -114,8 +114,8 @@ def export(
     target = Path(os.fspath(path))
     kind = _export_format(target, format)
     output = OutputFile(path)
-    with as_source(source) as base:
-        src = base.where(since=since, until=until)
+    # (Read a chunk at a time: from a store whose every query copies all its entries, from one copy of them.)
+    with as_source(source) as base, base.where(since=since, until=until).copied() as src:
         total, ranges = _chunks(src)
         with output as tmp:
             return _write(src, kind, tmp, total, ranges, progress)

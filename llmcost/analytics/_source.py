@@ -156,6 +156,23 @@ class Source:
             filters=narrowed,
         )
 
+    def copied(self) -> Source:
+        """This source over a copy of its entries taken now, in an in-memory DuckDB, where its store copies every
+        entry for each query (``CostStore.query_copies``: a MemoryStore, a PostgresStore) and the view is one
+        ``Filters`` can say; else a view of this source as it is. For a caller about to query it many times (an export
+        reads it a chunk at a time): one copy, not one per query. Close it after use.
+
+        >>> with as_source(MemoryStore()).copied() as src:
+        ...     src.sql("SELECT count(*) AS n FROM _e")["n"].item()
+        0
+        """
+        store, filters = self.store, self._filters
+        if store is None or filters is None or not store.query_copies:
+            return self.where()
+        wanted = {f.name: getattr(filters, f.name) for f in attrs.fields(Filters)}
+        frame = store.scan(**{name: value for name, value in wanted.items() if value is not None})
+        return _frame_source(frame, clock=self.clock, bounds=self._bounds)
+
     def close(self) -> None:
         if self._close is not None:
             self._close()
@@ -243,8 +260,14 @@ def _store_runner(store: CostStore) -> Callable[[str, list[Any]], pd.DataFrame]:
     return run
 
 
-def _frame_source(frame: pd.DataFrame) -> Source:
-    """A frame from ``frame()``/``scan()`` loaded into an in-memory DuckDB with the canonical column types."""
+def _frame_source(
+    frame: pd.DataFrame,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    bounds: tuple[datetime | None, datetime | None] = (None, None),
+) -> Source:
+    """A frame from ``frame()``/``scan()`` loaded into an in-memory DuckDB with the canonical column types (``clock``
+    and ``bounds``: those of the source it was copied from, if any)."""
     import duckdb
 
     table = frame_as_raw(frame)
@@ -261,7 +284,7 @@ def _frame_source(frame: pd.DataFrame) -> Source:
     def run(sql: str, params: list[Any]) -> pd.DataFrame:
         return _fetch(con.execute(sql, params))
 
-    return Source(run, _utc_now, close=con.close)
+    return Source(run, clock, close=con.close, bounds=bounds)
 
 
 def frame_as_raw(frame: pd.DataFrame) -> pd.DataFrame:

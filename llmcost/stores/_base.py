@@ -45,6 +45,9 @@ class CostStore(abc.ABC):
     url: str = ""
     #: Whether trackers should batch entries for this store (writes are costly) or hand over each one at once.
     buffered: bool = True
+    #: Whether every ``query`` copies all of the store's entries into DuckDB first (a MemoryStore's rows, a PostgreSQL
+    #: table): a caller about to query one view many times takes one copy instead (``Source.copied``).
+    query_copies: bool = False
     #: Whether the store was opened read-only, because this process cannot write it (file permissions, a read-only
     #: mount). Reads work as usual; an ``append`` is spilled (see ``append``), other writes raise ``StoreError``.
     read_only: bool = False

@@ -197,6 +197,7 @@ class MemoryStore(CostStore):
 
     url = "memory://"
     buffered = False
+    query_copies = True  # (``query`` ingests every row anew)
 
     def __init__(self) -> None:
         self._lock = _state.new_rlock()  # shared with the budget ledger, which keeps a running total of appends

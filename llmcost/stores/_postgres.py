@@ -451,6 +451,7 @@ class PostgresStore(CostStore):
     """
 
     buffered = True
+    query_copies = True  # (``query`` copies the whole table out of PostgreSQL)
 
     def __init__(
         self,
