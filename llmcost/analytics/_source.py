@@ -162,7 +162,7 @@ class Source:
         ``Filters`` can say; else a view of this source as it is. For a caller about to query it many times (an export
         reads it a chunk at a time): one copy, not one per query. Close it after use.
 
-        >>> with as_source(MemoryStore()).copied() as src:
+        >>> with as_source(llmcost.MemoryStore()).copied() as src:
         ...     src.sql("SELECT count(*) AS n FROM _e")["n"].item()
         0
         """
