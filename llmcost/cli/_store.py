@@ -48,10 +48,7 @@ def shown_url(url: str) -> str:
         return url
     from ..stores._postgres import redacted_url
 
-    try:
-        return redacted_url(url)
-    except ValueError:  # a URL urllib cannot split (a stray "["): name none of it rather than risk the password
-        return f"{scheme}://<url not shown>"
+    return redacted_url(url)  # read as libpq reads it; a URL it cannot read is named without any of its parts
 
 
 def _store_path(url: str) -> tuple[str, str] | None:

@@ -345,21 +345,39 @@ def redacted_url(dsn: str) -> str:
     """``dsn`` as a ``postgresql://`` URL without its password (what ``store.url`` shows, and what the command line
     prints for a ``--store`` that names a database).
 
+    The URL is read by libpq's own parser (``conninfo_to_dict``), as the connection reads it, and written again from
+    the parts it found: libpq takes a password holding ``#`` or ``?`` unencoded, where ``urllib`` would end
+    the address early and show the start of the password. Never raises: a URL libpq cannot read is shown as
+    ``<url not shown>``.
+
     Example::
 
-        >>> redacted_url("postgresql://app:secret@db:5432/costs?sslmode=require&password=secret")
+        >>> redacted_url("postgresql://app:s#cr?t@db:5432/costs?sslmode=require&password=secret")
         'postgresql://app@db:5432/costs?sslmode=require'
     """
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    from urllib.parse import quote, urlencode
 
-    if "://" not in dsn:
+    scheme, sep, _ = dsn.partition("://")
+    if not sep:
         return f"postgresql:// ({_redacted(dsn)})"
-    parts = urlsplit(dsn)
-    netloc = parts.netloc.rpartition("@")
-    host = netloc[2]
-    user = netloc[0].partition(":")[0]
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
-    return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, query, ""))
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if k != "password"}
+    except Exception:  # noqa: BLE001 - psycopg missing or a malformed DSN: show nothing of it, not a password
+        return f"{scheme}://<url not shown>"
+    user, host, port, db = (info.pop(k, "") for k in ("user", "host", "port", "dbname"))
+    hosts, ports = host.split(","), port.split(",") if port else []
+    if ports and len(ports) != len(hosts):  # ports a URL cannot pair with its hosts: keep them as parameters
+        info["host"], info["port"] = host, port
+        hosts, ports = [], []
+    pairs = [
+        (f"[{h}]" if ":" in h else quote(h, safe="")) + (f":{ports[i]}" if i < len(ports) and ports[i] else "")
+        for i, h in enumerate(hosts)
+    ]
+    netloc = (quote(user, safe="") + "@" if user else "") + ",".join(pairs)
+    query = urlencode(list(info.items()), quote_via=quote)  # libpq reads "+" as a plus, never as a space
+    return f"{scheme}://{netloc}" + (f"/{quote(db, safe='')}" if db else "") + (f"?{query}" if query else "")
 
 
 def _transient(exc: BaseException) -> bool:

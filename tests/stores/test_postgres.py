@@ -8,7 +8,8 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -69,6 +70,50 @@ def own_server() -> Iterator[tuple[str, str]]:
         subprocess.run(stop, capture_output=True, timeout=120)
 
 
+#: ``roles(label, password)``: the name of a new login role (see the ``roles`` fixture).
+RoleFactory = Callable[[str, str], str]
+
+
+@pytest.fixture
+def roles(postgres_database: str) -> Iterator[RoleFactory]:
+    """Makes login roles with unique names on the tests' server (roles belong to the whole server); drops them, and
+    what they own or were granted in the session's database, after. Skipped when the tests' role may not create
+    roles (a server that is not this test run's own)."""
+    (allowed,) = _psql(
+        postgres_database, "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+    )[0]
+    if not allowed:
+        pytest.skip("the tests' PostgreSQL role may not create roles")
+    made: list[str] = []
+
+    def make(label: str, password: str) -> str:
+        name = f"llmcost_{label}_{uuid.uuid4().hex[:8]}"
+        _psql(postgres_database, f'CREATE ROLE "{name}" LOGIN PASSWORD {_literal(password)}')
+        made.append(name)
+        return name
+
+    yield make
+    if made:
+        names = ", ".join(f'"{n}"' for n in made)
+        _psql(postgres_database, f"DROP OWNED BY {names} CASCADE")
+        _psql(postgres_database, f"DROP ROLE {names}")
+
+
+def _literal(text: str) -> str:
+    """``text`` as a SQL string literal (utility statements such as ``CREATE ROLE`` take no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _role_url(database_dsn: str, role: str, password: str, schema: str | None = None) -> str:
+    """A ``postgresql://`` URL for ``role`` on the session's database, ``password`` written into it unencoded (as
+    libpq accepts it), the tables looked for in ``schema``."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(database_dsn)
+    url = f"postgresql://{role}:{password}@{info['host']}:{info['port']}/{info['dbname']}"
+    return url + (f"?options=-csearch_path%3D{schema}" if schema else "")
+
+
 def _ctl(ctl: str, *args: str) -> None:
     """Run ``pg_ctl`` of a test's own server (``own_server``)."""
     subprocess.run([*shlex.split(ctl), *args], check=True, capture_output=True, timeout=120)
@@ -84,6 +129,49 @@ def test_open_store_urls(postgres_database: str, tmp_path: Path) -> None:
         assert password not in repr(opened) and password not in opened.url
         assert opened.url.startswith(scheme + "://")
         opened.close()
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("postgresql://app:abc#TOPSECRET@db:5432/costs", "postgresql://app@db:5432/costs"),
+        ("postgresql://app:abc?TOPSECRET@db/costs?sslmode=require", "postgresql://app@db/costs?sslmode=require"),
+        ("postgres://app:a#b?TOPSECRET@db/costs?password=TOPSECRET", "postgres://app@db/costs"),
+        ("postgresql://app:TOPSECRET@h1:5432,h2:5433/costs", "postgresql://app@h1:5432,h2:5433/costs"),
+        (
+            "postgresql://app:TOPSECRET@[::1]:5432/costs?options=-csearch_path%3Dllmcost",
+            "postgresql://app@[::1]:5432/costs?options=-csearch_path%3Dllmcost",
+        ),
+        ("postgresql://app:TOPSECRET@[db/costs", "postgresql://<url not shown>"),
+    ],
+)
+def test_a_shown_url_holds_no_part_of_the_password(dsn: str, shown: str) -> None:
+    pytest.importorskip("psycopg")
+    from llmcost.cli._store import shown_url
+    from llmcost.stores._postgres import redacted_url
+
+    # libpq takes "#" and "?" in a URL's password as they are: urllib ended the address there and showed "abc".
+    assert redacted_url(dsn) == shown_url(dsn) == shown
+
+
+def test_a_password_with_hash_and_question_mark_is_never_shown(
+    postgres_database: str, roles: RoleFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmcost.cli import main
+
+    password = "abc#TOP?SECRET"
+    role = roles("hash", password)
+    _psql(postgres_database, f'CREATE SCHEMA "{role}" AUTHORIZATION "{role}"')
+    url = _role_url(postgres_database, role, password, schema=role)
+    store = PostgresStore(url)  # libpq reads the password whole: the connection is made
+    assert store.total() == Decimal(0)
+    for shown in (store.url, repr(store), store.where):
+        assert "abc" not in shown and "SECRET" not in shown and role in shown
+    assert store.url.startswith(f"postgresql://{role}@")
+    store.close()
+    main(["report", "--store", url])
+    captured = capsys.readouterr()
+    assert "abc" not in captured.out + captured.err and role in captured.out + captured.err
 
 
 def test_import_llmcost_does_not_import_the_driver() -> None:
