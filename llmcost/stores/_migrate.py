@@ -167,13 +167,26 @@ def migrate_parquet(directory: str) -> int:
 POSTGRES_STEPS: dict[int, tuple[str, ...]] = {}
 
 
-def migrate_postgres(cur: Any, where: str, ddl: tuple[str, ...], add_columns: tuple[str, ...]) -> int:
+def migrate_postgres(
+    cur: Any, where: str, ddl: tuple[str, ...], add_columns: tuple[str, ...], relations: tuple[str, ...]
+) -> int:
     """Create the PostgreSQL tables (``ddl``) if needed and migrate them to the current version; return the version
-    found. ``add_columns`` are ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` statements for every declared column.
+    found. ``add_columns`` are ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` statements for every declared column;
+    ``relations`` names every table and index ``ddl`` creates.
 
-    Runs inside the caller's transaction, under a transaction-level advisory lock, so concurrent openers on any host
-    migrate once and never race on ``CREATE TABLE``.
+    A store already at the current version, with every one of ``relations`` in the schema ``ddl`` creates them in
+    (the first of the ``search_path``), is only read: no DDL runs, so a role with ``SELECT`` and ``USAGE`` alone
+    opens it (docs/postgres.md, "Roles and permissions"; even ``CREATE TABLE IF NOT EXISTS`` needs ``CREATE`` on
+    the schema). Otherwise the tables are made and migrated inside the caller's transaction, under a
+    transaction-level advisory lock, so concurrent openers on any host migrate once and never race on ``CREATE
+    TABLE``; the version is read again under the lock. ``relations`` are checked, not just the version, because a
+    table or index added without a version bump (the ledger's, in version 2) is still made.
     """
+    found = _postgres_version(cur, relations)
+    if found is not None:
+        _check(found, where)
+        if found == current_version():
+            return found
     cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('llmcost.migrate', 0))")
     for statement in ddl:
         cur.execute(statement)
@@ -195,3 +208,21 @@ def migrate_postgres(cur: Any, where: str, ddl: tuple[str, ...], add_columns: tu
             cur.execute(statement)
         cur.execute("UPDATE llmcost_meta SET value = %s WHERE key = 'schema_version'", [str(target)])
     return found
+
+
+def _postgres_version(cur: Any, relations: tuple[str, ...]) -> int | None:
+    """The schema version recorded in ``llmcost_meta`` if every one of ``relations`` exists in the schema tables are
+    created in (``current_schema()``); ``None`` when one is missing or no version is recorded. Reads only (the
+    catalog, then ``llmcost_meta``), with no lock: a first creation commits its tables and its version together,
+    so either all of them are seen or the opener goes on to create them under the lock."""
+    cur.execute(
+        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
+        [list(relations)],
+    )
+    (present,) = cur.fetchone()
+    if present != len(set(relations)):
+        return None
+    cur.execute("SELECT value FROM llmcost_meta WHERE key = 'schema_version'")
+    rows = cur.fetchall()
+    return int(rows[0][0]) if rows else None

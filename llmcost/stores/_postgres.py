@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -129,6 +130,21 @@ def _ddl() -> tuple[str, ...]:
         BUDGETS_DDL,
         *LEDGER_DDL,
     )
+
+
+_CREATED = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)")
+
+
+def _relations(ddl: Sequence[str]) -> tuple[str, ...]:
+    """The tables and indexes ``ddl`` creates, by name: an open that finds them all at the current schema version
+    runs no DDL (``migrate_postgres``)."""
+    names = []
+    for statement in ddl:
+        found = _CREATED.match(statement)
+        if found is None:  # a new kind of statement: name what it creates here, or opens would never see it
+            raise StoreError(f"cannot tell what this DDL statement creates: {statement!r}")
+        names.append(found.group(1).lower())
+    return tuple(names)
 
 
 def _add_columns() -> tuple[str, ...]:
@@ -557,7 +573,8 @@ class PostgresStore(CostStore):
         try:
             with con.transaction(), con.cursor() as cur:
                 if not self._ready:
-                    migrate_postgres(cur, self.where, _ddl(), _add_columns())
+                    ddl = _ddl()
+                    migrate_postgres(cur, self.where, ddl, _add_columns(), _relations(ddl))
                 refused = self._replay(cur, spilled)
                 yield cur
         except BaseException as exc:

@@ -174,6 +174,114 @@ def test_a_password_with_hash_and_question_mark_is_never_shown(
     assert "abc" not in captured.out + captured.err and role in captured.out + captured.err
 
 
+_DOCS = Path(__file__).resolve().parents[2] / "docs" / "postgres.md"
+
+
+def _documented_role_setup(names: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The SQL of docs/postgres.md "Roles and permissions", as written there: the statements an administrator runs
+    before the owner's first open, and the grants after it; with the roles and the schema renamed by ``names``
+    (``llmcost_owner``, ``llmcost_app``, ``llmcost_ro``, ``llmcost``), since roles belong to the whole server."""
+    import re
+
+    section = _DOCS.read_text().split("## Roles and permissions", 1)[1]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0]
+    before, after = re.split(r"^-- open the store once as llmcost_owner.*$", block, flags=re.MULTILINE)
+
+    def statements(text: str) -> list[str]:
+        text = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+        for role in ("llmcost_owner", "llmcost_app", "llmcost_ro"):
+            text = re.sub(rf"\b{role}\b", f'"{names[role]}"', text)
+        text = re.sub(r"\bSCHEMA llmcost\b", f'SCHEMA "{names["llmcost"]}"', text)
+        text = re.sub(r"\bllmcost\.", f'"{names["llmcost"]}".', text)
+        return [" ".join(s.split()) for s in text.split(";") if s.strip()]
+
+    return statements(before), statements(after)
+
+
+def test_the_documented_app_and_read_only_roles_open_and_use_the_store(
+    postgres_database: str, roles: RoleFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmcost.cli import main
+
+    # Only the documented grants: the owner's open creates the tables, the others' opens may run no DDL at all.
+    names = {
+        role: roles(role.removeprefix("llmcost_"), "pw") for role in ("llmcost_owner", "llmcost_app", "llmcost_ro")
+    }
+    names["llmcost"] = f"s_roles_{uuid.uuid4().hex[:8]}"
+    before, after = _documented_role_setup(names)
+    assert sum(s.startswith("CREATE ROLE") for s in before) == 3 and any(s.startswith("GRANT SELECT ON") for s in after)
+    for statement in before:
+        if not statement.startswith("CREATE ROLE"):  # made by the fixture, with a password to log in with
+            _psql(postgres_database, statement)
+    url = {
+        role: _role_url(postgres_database, names[role], "pw", schema=names["llmcost"])
+        for role in names
+        if role != "llmcost"
+    }
+    PostgresStore(url["llmcost_owner"]).close()
+    for statement in after:
+        _psql(postgres_database, statement)
+
+    app = PostgresStore(url["llmcost_app"], spill_dir=str(tmp_path / "spill"), retry_timeout=1)
+    tracker = CostTracker(app)
+    tracker.record(amount="0.5", category="compute", tags={"team": "search"})
+    tracker.flush()
+    app.append([make_entry(1)])
+    app.save_budget("daily", "{}")
+    daily = BudgetScope("daily", since=PERIOD, until=PERIOD + timedelta(days=1))
+    held = app.reserve(daily, Decimal("0.25"), limit=Decimal(1))
+    assert held.granted
+    app.settle(daily, Decimal("0.2"), reservation=held, entry_id="settled-1")
+    assert app.total() == Decimal("0.5") + make_entry(1).amount
+    assert app.spill.pending() == []  # written, not spilled
+
+    reader = PostgresStore(url["llmcost_ro"], spill_dir=str(tmp_path / "spill-ro"), retry_timeout=1)
+    assert reader.total() == app.total()
+    assert reader.entries(tags={"team": "search"})[0].amount == Decimal("0.5")
+    assert reader.summary().calls == 2
+    assert len(reader.query("SELECT * FROM entries")) == 2
+    assert reader.load_budgets() == {"daily": "{}"}
+    assert reader.standing(daily).spent == Decimal("0.2") + make_entry(1).amount  # the entry is in the period
+    with pytest.raises(StoreError, match="permission denied"):  # reads only, as documented
+        reader.save_budget("daily", "{}")
+    assert main(["report", "--store", url["llmcost_ro"]]) == 0, capsys.readouterr().err
+    assert "compute" in capsys.readouterr().out
+    app.close()
+    reader.close()
+    tracker.close()
+
+
+def test_a_table_missing_at_the_current_version_is_made_again(store: PostgresStore, dsn: str) -> None:
+    # An open at the current version reads instead of creating; it still checks every table and index is there.
+    store.close()
+    _psql(dsn, "DROP TABLE llmcost_ledger_holds")
+    _psql(dsn, "DROP INDEX llmcost_entries_timestamp")
+    with PostgresStore(dsn) as again:
+        assert again.reserve(BudgetScope("b", since=PERIOD), Decimal(1), limit=Decimal(2)).granted
+    assert _psql(dsn, "SELECT to_regclass('llmcost_entries_timestamp') IS NOT NULL") == [(True,)]
+
+
+def test_four_first_opens_at_once_create_the_tables_once(dsn: str, children: Children) -> None:
+    # Each finds no tables (or not all yet) without a lock, then creates them under the advisory lock: one wins.
+    code = CHILD_PREAMBLE + (
+        "from llmcost.stores import PostgresStore\n"
+        "sys.stdin.readline()\n"
+        "store = PostgresStore(sys.argv[1], retry_timeout=30)\n"
+        "store.append([entry(int(sys.argv[2]), 0)])\n"
+        "store.close()\n"
+    )
+    procs = [children.spawn(code, dsn, str(n)) for n in range(4)]
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert _psql(dsn, "SELECT count(*) FROM llmcost_entries") == [(4,)]
+    assert _psql(dsn, "SELECT count(*) FROM llmcost_meta") == [(1,)]
+
+
 def test_import_llmcost_does_not_import_the_driver() -> None:
     code = "import sys, llmcost, llmcost.stores; print('psycopg' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
