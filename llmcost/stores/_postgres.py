@@ -409,22 +409,42 @@ def _transient(exc: BaseException) -> bool:
         return False
     if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         return False
-    # libpq reports a refused login as a connection failure without a SQLSTATE: retrying cannot help it.
+    # libpq reports a refused login as a connection failure without a SQLSTATE: retrying cannot help it. A broken
+    # connection is named by the transport: over TLS, a server that crashed or restarted reads as "SSL error:
+    # unexpected eof" or "SSL SYSCALL error: EOF detected", which is as passing as "server closed the connection
+    # unexpectedly" in the clear; any other TLS failure (handshake, protocol, a refused client certificate) is
+    # configuration.
     text = str(exc).lower()
-    return not any(p in text for p in _PERMANENT)
+    if any(p in text for p in _PERMANENT):
+        return False
+    if any(p in text for p in _CONNECTION_LOST):
+        return True
+    return "ssl" not in text
 
 
-#: Connection failures that waiting does not cure (a wrong password, database or role; a host not allowed).
+#: Failures that waiting does not cure (a wrong password, database or role; a host not allowed; bad TLS settings),
+#: whatever else the message says (libpq joins the messages of each address and mode it tried).
 _PERMANENT = (
     "authentication failed",
     "password",
     "does not exist",
     "pg_hba.conf",
     "permission denied",
-    "ssl",
     "invalid connection option",
     "invalid dsn",
     "certificate",
+    "sslmode",
+    "server does not support ssl",
+)
+#: A connection that was made and then lost (the server crashed, restarted or the network dropped), over TCP or TLS:
+#: the server may be back on the next try. "ssl syscall error" is the socket's own error under TLS.
+_CONNECTION_LOST = (
+    "unexpected eof",
+    "eof detected",
+    "closed unexpectedly",
+    "ssl syscall error",
+    "connection reset",
+    "broken pipe",
 )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -589,6 +591,87 @@ def test_server_down_spills_and_replays_exactly_once(own_server: tuple[str, str]
     third = PostgresStore(dsn, spill_dir=spill)
     assert len(third.entries()) == 103
     third.close()
+
+
+_WHERE = 'connection to server at "127.0.0.1", port 5432 failed: '
+
+
+@pytest.mark.parametrize(
+    ("message", "passing"),
+    [
+        # A server that crashed or restarted under an open connection, in the clear and over TLS (libpq's words).
+        ("consuming input failed: SSL error: unexpected eof while reading", True),
+        ("consuming input failed: SSL SYSCALL error: EOF detected", True),
+        ("SSL SYSCALL error: Connection reset by peer", True),
+        ("SSL connection has been closed unexpectedly", True),
+        (
+            "consuming input failed: server closed the connection unexpectedly\n\tThis probably means the server "
+            "terminated abnormally\n\tbefore or while processing the request.",
+            True,
+        ),
+        (_WHERE + "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?", True),
+        (_WHERE + "FATAL:  the database system is starting up", True),
+        # Configuration: retrying cannot help, whatever the transport.
+        (_WHERE + "SSL error: certificate verify failed", False),
+        (
+            _WHERE + 'root certificate file "/root/.postgresql/root.crt" does not exist\nEither provide the file, '
+            "use the system's trusted roots with sslrootcert=system, or change sslmode to disable server "
+            "certificate verification.",
+            False,
+        ),
+        (_WHERE + 'could not read certificate file "/etc/client.crt": no start line', False),
+        ('connection is bad: invalid sslmode value: "bogus"', False),
+        (_WHERE + "server does not support SSL, but SSL was required", False),
+        (_WHERE + "SSL error: tlsv1 alert unknown ca", False),
+        (_WHERE + "SSL error: wrong version number", False),
+        (_WHERE + 'FATAL:  password authentication failed for user "app"', False),
+        # libpq joins the messages of each try (sslmode=prefer: TLS, then in the clear): a refusal anywhere wins.
+        (_WHERE + "SSL SYSCALL error: EOF detected\n" + _WHERE + "FATAL:  no pg_hba.conf entry for host", False),
+    ],
+)
+def test_lost_connections_pass_whatever_the_transport_and_configuration_errors_do_not(
+    message: str, passing: bool
+) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    from llmcost.stores._postgres import _transient
+
+    assert _transient(psycopg.OperationalError(message)) is passing
+
+
+@pytest.fixture
+def ssl_server(own_server: tuple[str, str]) -> tuple[str, str]:
+    """``own_server`` with TLS on (a self-signed certificate): ``(dsn, pg_ctl)``."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make the server a certificate")
+    dsn, ctl = own_server
+    argv = shlex.split(ctl)
+    data = Path(argv[argv.index("-D") + 1])
+    key, crt = data / "server.key", data / "server.crt"
+    subj = ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(crt)]
+    subprocess.run([openssl, "req", "-new", "-x509", "-days", "2", "-nodes", *subj], check=True, capture_output=True)
+    owner = data.stat()
+    for path in (key, crt):
+        os.chown(path, owner.st_uid, owner.st_gid)  # the server's user (postgres when the tests run as root)
+    key.chmod(0o600)
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+    _ctl(ctl, "restart", "-m", "fast", "-w", "-t", "60")
+    return dsn, ctl
+
+
+@pytest.mark.slow
+def test_a_server_crash_over_tls_is_retried_not_raised(ssl_server: tuple[str, str], tmp_path: Path) -> None:
+    dsn, _ = ssl_server
+    spill = tmp_path / "spill"
+    store = PostgresStore(postgres_server.with_options(dsn, sslmode="require"), spill_dir=str(spill), retry_timeout=10)
+    store.append([make_entry(0)])
+    assert store._con.pgconn.ssl_in_use
+    os.kill(store._con.info.backend_pid, signal.SIGKILL)  # as the OOM killer would: the server restarts
+    store.append([make_entry(1)])  # "SSL error: unexpected eof while reading", then a new connection
+    assert [e.id for e in store.entries()] == [make_entry(i).id for i in range(2)]
+    assert not spill.exists() or os.listdir(spill) == []
+    store.close()
 
 
 @pytest.mark.parametrize(
