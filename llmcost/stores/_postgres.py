@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -274,7 +274,11 @@ def _filter_text(filters: Filters) -> Iterator[str]:
 
 def _where(filters: Filters) -> tuple[str, list[Any]]:
     """``filters`` (all but ``limit``) as ``(" WHERE ...", params)`` in PostgreSQL's dialect; values only as
-    parameters."""
+    parameters.
+
+    A value with a NUL character matches nothing, as on every other store: no entry here holds one (``copy_rows``
+    sets them aside), and PostgreSQL refuses it even as a parameter, so it is left out of the SQL (a list of values
+    keeps the others; a tag, which every entry must have, makes the whole filter match nothing)."""
     conds: list[str] = []
     params: list[Any] = []
     if filters.since is not None:
@@ -291,14 +295,22 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
         if wanted is None:
             continue
         conds.append(f"{_q(column)} = ANY(%s)")
-        params.append(sorted(wanted))
+        params.append(_holdable(wanted))
     if filters.model is not None:  # the id as returned or the catalog's (canonical) one
         conds.append("(model = ANY(%s) OR canonical_model = ANY(%s))")
-        params.extend((sorted(filters.model), sorted(filters.model)))
+        params.extend((_holdable(filters.model), _holdable(filters.model)))
     if filters.tags:
-        conds.append("tags @> %s::jsonb")
-        params.append(json.dumps(dict(filters.tags), ensure_ascii=False))
+        if any("\x00" in f"{k}{v}" for k, v in filters.tags.items()):
+            conds.append("FALSE")
+        else:
+            conds.append("tags @> %s::jsonb")
+            params.append(json.dumps(dict(filters.tags), ensure_ascii=False))
     return (" WHERE " + " AND ".join(conds) if conds else ""), params
+
+
+def _holdable(values: Iterable[str]) -> list[str]:
+    """``values`` PostgreSQL text can hold (no NUL character), sorted: an empty list matches nothing."""
+    return sorted(v for v in values if "\x00" not in v)
 
 
 #: The contract's (timestamp, id) order, ids compared by code point as every other store (and Python) compares them:

@@ -154,6 +154,34 @@ def test_filters_that_match_nothing(store: CostStore, entries: list[CostEntry]) 
     assert store.entries(tags={"no such key": ""}) == []
 
 
+@pytest.mark.parametrize(
+    "nul",
+    [
+        {"tags": {"team": "search\x00"}},
+        {"tags": {"team\x00": "search"}},
+        {"tags": {"team": "search", "nasty": "it's\x00"}},
+        {"model": "gpt-4o\x00"},
+        {"resource": ["svc-1\x00"]},
+        {"provider": {"openai\x00", "anthropic\x00"}},
+    ],
+)
+def test_filter_values_with_a_nul_character_match_nothing(
+    store: CostStore, entries: list[CostEntry], nul: dict[str, object]
+) -> None:
+    # No stored text holds a NUL character (PostgreSQL's cannot): every store answers "nothing", none raises.
+    store.append(entries)
+    assert store.entries(**nul) == []
+    assert store.entries(**nul, limit=3) == []
+    assert store.total(**nul) == Decimal(0)
+    assert store.summary(**nul).calls == 0
+    assert len(store.scan(**nul)) == 0
+
+
+def test_a_nul_value_in_a_list_leaves_the_others_matching(store: CostStore, entries: list[CostEntry]) -> None:
+    store.append(entries)
+    _check(store, entries, [e for e in entries if e.resource == "svc-1"], resource=["svc-1", "svc-1\x00"])
+
+
 @pytest.mark.parametrize("nasty", NASTY)
 def test_tag_values_kept_and_filtered_exactly(store: CostStore, entries: list[CostEntry], nasty: str) -> None:
     store.append(entries)
