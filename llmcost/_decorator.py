@@ -563,8 +563,8 @@ class _Engine:
         streamed = type(result) is _Streamed  # (a hooked stream or raw response: its usage arrived as ``extracted``)
         if self.usage_fn is not None:
             given = result.read if streamed else result
-            if given is not None:  # (a stream seen only by its usage, a background response's: nothing to give)
-                usage = self._usage_of(given)
+            if not streamed or given is not None:  # (a stream seen only by its usage, a background response's:
+                usage = self._usage_of(given)  # nothing to give; a function's result, ``None`` included, is given)
             if extracted is None and not streamed:
                 # ``usage=`` overrides the usage only: the model, provider, service tier and category are still read
                 # from the result (else a response that names its model would be recorded unpriced).

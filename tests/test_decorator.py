@@ -130,6 +130,13 @@ def test_tracking_failure_never_breaks_the_call(tracker, caplog):
     assert sum("usage= callable" in r.getMessage() for r in caplog.records) == 1  # once per cause
 
 
+def test_a_usage_callable_is_given_whatever_the_function_returns_none_included(tracker):
+    # A function whose result carries nothing (None, a string) is priced from ``usage=`` and ``model=`` alone.
+    for result in (None, "ok", 3):
+        track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: Usage(1000, 100))(lambda r=result: r)()
+    assert [e.amount for e in tracker.entries()] == [Decimal("0.0035")] * 3
+
+
 def test_a_failing_usage_callable_falls_back_to_the_usage_read_from_the_result(tracker, caplog):
     # As a failing tags= or estimate= callable: logged once, and the call tracked as with no usage= (not lost).
     @track_cost(tracker=tracker, usage=lambda r: r["no such key"])
