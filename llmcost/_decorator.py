@@ -83,7 +83,7 @@ _INFERENCE = CostCategory.LLM_INFERENCE
 requested_model: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmcost_requested_model", default=None)
 #: The exports that want ``requested_model`` (added and removed by ``llmcost.otel`` under its lock; never rebound). A
 #: tracked call sets it only while there is one, so it pays nothing for it otherwise.
-wanting_requested: list[object] = []
+wanting_requested: list[object] = _state.requested_wanted
 _wanting = wanting_requested
 
 
@@ -427,6 +427,8 @@ class _Engine:
         if tracker is None:
             try:
                 tracker = get_tracker()
+            except SettingError:
+                raise  # (as in ``begin``: never run without a limit asked for)
             except Exception as exc:  # noqa: BLE001 - tracking must never break the user's call
                 log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
                 return None

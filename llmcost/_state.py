@@ -214,6 +214,10 @@ heuristic_amounts: dict[str, Any] = {}
 #: it, oldest first. A forked child starts without them: its retrieves must not record its parent's again.
 background_responses: OrderedDict[str, Any] = OrderedDict()
 
+#: The OpenTelemetry exports that want the model each tracked call asked for (``llmcost.otel`` adds and removes them;
+#: ``_decorator.wanting_requested`` is this list): while it holds one, tracked calls set ``requested_model``.
+requested_wanted: list[object] = []
+
 _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (
     logged,
     heuristic_amounts,
@@ -689,6 +693,7 @@ def reset() -> None:
         catalog_version = None
         live_trackers.clear()
         orphans.clear()
+        requested_wanted.clear()  # (the exports of the trackers just closed)
         if _exit_hook_registered:
             atexit.unregister(_end_at_exit)
             _exit_hook_registered = False

@@ -641,6 +641,40 @@ def test_env_limits_guard_the_default_tracker(monkeypatch):
         llmcost.get_tracker()
 
 
+def test_a_bad_env_limit_is_refused_too_while_an_opentelemetry_export_wants_the_requested_model(monkeypatch):
+    # Tracked calls take another first step while an export wants the model each asked for: it let the setting's
+    # error through as "cannot track" (and the call ran with no limit).
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from llmcost import otel
+    from llmcost._errors import SettingError
+
+    exported = llmcost.CostTracker()
+    undo = otel.instrument_tracker(exported, tracer_provider=TracerProvider())
+    try:
+        monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "$1")
+        ran = []
+        ask = llmcost.track_cost(lambda: ran.append(1))
+        with pytest.raises(SettingError, match="LLMCOST_DAILY_LIMIT"):
+            ask()
+        assert ran == []
+    finally:
+        undo()
+
+
+def test_a_fresh_state_forgets_the_exports_that_wanted_requested_models():
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from llmcost import _decorator, otel
+
+    otel.instrument_tracker(llmcost.CostTracker(), tracer_provider=TracerProvider())  # never undone
+    assert _decorator.wanting_requested
+    llmcost._state.reset()
+    assert not _decorator.wanting_requested  # tracked calls no longer take the export's first step
+
+
 @pytest.mark.parametrize("value", ["$0.01", "lots", "-1", "0"])
 def test_a_bad_env_limit_is_refused_at_every_use_and_never_leaves_a_default_without_it(monkeypatch, value):
     # The first use used to raise once and leave the new default tracker installed without its limit: every later
