@@ -477,7 +477,7 @@ class Budget:
         # estimates held and amounts settled (``_Offline``); and the amounts settled so, to settle in the ledger
         # under their entries' ids as soon as it answers (it counts each once, written or not: ``settle``).
         self._offline: dict[str, Decimal] = {}
-        self._unsent: list[tuple[BudgetScope, Decimal, str | None]] = []
+        self._unsent: list[tuple[BudgetScope, Decimal, str | None, Reservation | None]] = []
         self._fired: set[float] = set()
         # (``_quiet_below``, set above: spend below it cannot cross a threshold that has not fired, so most calls skip
         # the threshold check. Block budgets: ``_atto_quiet``, the same in 10**-18 units, rounded up.)
@@ -698,7 +698,9 @@ class Budget:
             )
             self._fired = set()
             self._quiet_below, self._atto_quiet = ZERO, 0
-            self._spent, self._committed = self._figures()  # (the lease's, as it goes)
+            # A new period: nothing counted in it until the ledger says (the last period's figures, kept here, were
+            # taken for the new one's while the ledger could not be read).
+            self._spent, self._committed = ZERO, ZERO
             old, self._lease = self._lease, None
         if old is not None:
             self._close_lease(old)  # the last period's amounts settled there, its headroom released
@@ -708,7 +710,11 @@ class Budget:
             tracker.flush()
         except Exception as exc:  # noqa: BLE001 - count what is stored; the buffer is counted once written
             logger.warning("llmcost: budget %r could not flush before reading spend: %r", self.name, exc)
-        standing = store.standing(scope)
+        try:
+            standing = store.standing(scope)
+        except StoreError as exc:  # (the ledger cannot be reached: the period counts from zero until it answers)
+            self._unreachable(exc)
+            return scope
         with self._lock:
             if scope is self._scope:
                 self._set(*self._view(scope, standing))
@@ -1112,12 +1118,7 @@ class Budget:
         budget last saw, plus what this process's calls took since, and refused if they do not cover it. Each
         process counts its own calls so: a budget whose limit was reached stays shut, and one with room left lets
         this process use that room, while the ledger is down (every process alike: see docs/budgets.md)."""
-        log_once(
-            ("budget-offline", self.name, type(exc)),
-            "llmcost: budget %r cannot reach its ledger (%s); checking calls against the figures last seen",
-            self.name,
-            exc,
-        )
+        self._unreachable(exc)
         with self._lock:
             committed = self._figures()[1] if scope is self._scope else ZERO
             taken = self._offline.get(scope.key, ZERO)
@@ -1129,30 +1130,49 @@ class Budget:
             self._refused(committed + taken, needed, detailed=True)  # (returns only with on_exceed="warn")
         return _Offline(store, scope, needed)
 
-    def _offline_done(self, hold: _Offline, entry: CostEntry | None) -> None:
-        """Settle a call checked while the ledger could not be reached: its ``entry``'s amount counted in place of
-        its estimate (and kept to settle in the ledger), or with ``None`` its estimate given back."""
+    def _unreachable(self, exc: StoreError) -> None:
+        """Say once that the ledger cannot be reached (``exc``), and how the budget goes on."""
+        log_once(
+            ("budget-offline", self.name, type(exc)),
+            "llmcost: budget %r cannot reach its ledger (%s); checking calls against the figures last seen",
+            self.name,
+            exc,
+        )
+
+    def _offline_done(self, hold: _Offline, amount: Decimal | None, entry_id: str | None = None) -> None:
+        """Settle a call checked while the ledger could not be reached: its recorded ``amount`` counted in place of
+        its estimate (and kept to settle in the ledger, under ``entry_id`` if its entry goes to the budget's store),
+        or with ``None`` its estimate given back."""
         hold.settled = True
-        amount = entry.amount if entry is not None else ZERO
         with self._lock:
             key = hold.scope.key
-            self._offline[key] = self._offline.get(key, ZERO) - hold.estimate + amount
-            if entry is not None:
-                same_store = getattr(self._tracker or get_tracker(), "store", None) is hold.store
-                self._unsent.append((hold.scope, amount, entry.id if same_store else None))
+            self._offline[key] = self._offline.get(key, ZERO) - hold.estimate
+        if amount is not None:
+            self._settled_offline(hold.scope, amount, entry_id, None)
+
+    def _settled_offline(
+        self, scope: BudgetScope, amount: Decimal, entry_id: str | None, reservation: Reservation | None
+    ) -> None:
+        """Count ``amount`` recorded while the ledger could not be reached (a settle that failed, or a call checked
+        offline): in this process's figures at once, and in the ledger (in place of ``reservation``, if any) as soon
+        as it answers (``_send_offline``)."""
+        with self._lock:
+            self._offline[scope.key] = self._offline.get(scope.key, ZERO) + amount
+            self._unsent.append((scope, amount, entry_id, reservation))
 
     def _send_offline(self, store: CostStore) -> None:
         """Settle in the ledger the amounts of calls settled while it could not be reached (each under its entry's id,
-        so that it counts once whether the entry is written yet or not); raise ``StoreError`` if it still cannot be
-        reached (those not sent are kept)."""
+        so that it counts once whether the entry is written yet or not, and in place of its call's reservation if it
+        had one); raise ``StoreError`` if it still cannot be reached (those not sent are kept)."""
         while True:
             with self._lock:
                 if not self._unsent:
                     return
-                scope, amount, entry_id = self._unsent[0]
-            standing = store.settle(scope, amount, entry_id=entry_id)
+                sending = self._unsent[0]
+            scope, amount, entry_id, reservation = sending
+            standing = store.settle(scope, amount, reservation=reservation, entry_id=entry_id)
             with self._lock:
-                if self._unsent and self._unsent[0][2] == entry_id:
+                if self._unsent and self._unsent[0] is sending:
                     self._unsent.pop(0)
                 key = scope.key
                 left = self._offline.get(key, ZERO) - amount
@@ -1711,12 +1731,20 @@ class Budget:
             # counted for the period, in place of the call's exact reservation if it made one here.
             hold = token if isinstance(token, _Hold) and not token.settled else None
             if type(hold) is _Offline:
-                self._offline_done(hold, None)  # (a row: its amount kept as settled below, if the ledger answers)
-                hold = None
+                self._offline_done(hold, amount)  # (counted here, and in the ledger when it answers)
+                self.check_thresholds()
+                return
             reservation = None
             if hold is not None and type(hold) is not _Leased and hold.store is store:
                 reservation = hold.reservation
-            standing = store.settle(scope, amount, reservation=reservation)
+            try:
+                standing = store.settle(scope, amount, reservation=reservation)
+            except StoreError as exc:
+                self._unreachable(exc)
+                self._settled_offline(scope, amount, None, reservation)
+                if hold is not None and reservation is not None:
+                    hold.settled = True
+                return
             if hold is not None and reservation is not None:
                 hold.settled = True
             with self._lock:
@@ -1744,7 +1772,8 @@ class Budget:
         """``_settle`` with the call's token found (``hold``; ``None``: none)."""
         if type(hold) is _Offline:
             if hold.scope.matches(entry):
-                self._offline_done(hold, entry)
+                same_store = getattr(tracker, "store", None) is hold.store
+                self._offline_done(hold, entry.amount, entry.id if same_store else None)
             return  # (another period or model: released after the call)
         if type(hold) is _Leased:
             lease = hold.lease
@@ -1767,7 +1796,15 @@ class Budget:
         # on the default tracker around a call of another tracker) stays counted for the period.
         same_store = getattr(tracker, "store", None) is store
         reservation = hold.reservation if isinstance(hold, _Hold) and hold.store is store else None
-        standing = store.settle(scope, entry.amount, reservation=reservation, entry_id=entry.id if same_store else None)
+        entry_id = entry.id if same_store else None
+        try:
+            standing = store.settle(scope, entry.amount, reservation=reservation, entry_id=entry_id)
+        except StoreError as exc:  # the ledger cannot be reached: counted here, and there when it answers
+            self._unreachable(exc)
+            self._settled_offline(scope, entry.amount, entry_id, reservation)
+            if isinstance(hold, _Hold) and reservation is not None:
+                hold.settled = True
+            return
         if isinstance(hold, _Hold):
             if reservation is None and hold.reservation.id is not None:
                 hold.store.release(hold.reservation)

@@ -733,3 +733,32 @@ def test_every_python_block_of_the_serving_guide_runs_as_pasted(capsys: pytest.C
         exec(compile(block, "docs/serve.md", "exec"), {"__name__": "docs"})
     out = capsys.readouterr().out
     assert "0.25\n" in out and "0.00054 4.99946\n" in out  # what the guide's comments say they print
+
+
+def test_holds_whose_release_fails_are_kept_and_released_at_the_next_try(monkeypatch) -> None:
+    # The sweeper took due holds out before releasing them: one whose release failed (the store down) was lost, and
+    # its headroom stayed taken in the store's ledger for as long as the server ran.
+    from decimal import Decimal
+
+    import llmcost
+    from llmcost import StoreError
+    from llmcost.server._reservations import BudgetReservations
+
+    tracker = llmcost.CostTracker()
+    manager = llmcost.BudgetManager(tracker)
+    manager.create("daily", 1, "daily")
+    reservations = BudgetReservations(manager)
+    try:
+        reservations.reserve("daily", Decimal("0.6"), lease=0.01)
+        assert manager.get("daily").remaining == Decimal("0.4")
+        get = manager.get
+        monkeypatch.setattr(manager, "get", lambda name: (_ for _ in ()).throw(StoreError("the store is down")))
+        time.sleep(0.02)
+        with pytest.raises(StoreError):
+            reservations.expire()
+        monkeypatch.setattr(manager, "get", get)
+        reservations.expire()  # (or the sweeper, at its next try)
+        assert manager.get("daily").remaining == 1
+    finally:
+        reservations.close()
+        tracker.close()

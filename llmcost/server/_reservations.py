@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import threading
@@ -154,9 +153,22 @@ class BudgetReservations:
             gone = [(rid, h) for rid, h in self._held.items() if h.deadline <= now and not h.claimed]
             for rid, _ in gone:
                 del self._held[rid]
-        for _, held in gone:
-            with contextlib.suppress(KeyError):
+        failed: list[tuple[str, _Held]] = []
+        error: Exception | None = None
+        for rid, held in gone:
+            try:
                 self.manager.get(held.budget).after_call(held.token, None)
+            except KeyError:
+                pass  # the budget was deleted: nothing of it to release
+            except Exception as exc:  # noqa: BLE001 - whatever failed (the store down), the hold is kept to try again
+                failed.append((rid, held))
+                error = error or exc
+        if failed:
+            with self._lock:
+                for rid, held in failed:
+                    self._held.setdefault(rid, held)
+            assert error is not None
+            raise error
 
     def close(self) -> None:
         with self._lock:

@@ -38,6 +38,7 @@ from typing import Any
 
 from .. import _state
 from .._entry import CostEntry
+from .._errors import StoreError
 from .._money import ZERO
 from ._filters import Filters
 from ._ledger import (
@@ -119,11 +120,15 @@ class PostgresLedger(Ledger):
         self._beating: threading.Event | None = None
         self._swept = 0.0
         self.receipts = Receipts()
+        #: Reservations whose release failed (the database could not be reached): deleted by the next heartbeat that
+        #: reaches it. Else that heartbeat would renew them with this process's others, for as long as it runs.
+        self._unreleased: set[int] = set()
 
     def _forked(self) -> None:
         """In a forked child, forget the parent's name, heartbeat and receipts: none is ours."""
         if self._pid != os.getpid():
             self._pid, self._holder, self._beating, self.receipts = os.getpid(), _holder_id(), None, Receipts()
+            self._unreleased = set()
 
     def _standing(self, cur: Any, scope: BudgetScope) -> tuple[Decimal, Decimal]:
         """``(spent, reserved)`` of ``scope``, in one statement (one snapshot)."""
@@ -164,14 +169,20 @@ class PostgresLedger(Ledger):
     def _renew(self) -> None:
         self._forked()
         holder, lease = self._holder, self.lease
-        self._run(
-            lambda cur: cur.execute(
+        gone = list(self._unreleased)
+
+        def body(cur: Any) -> None:
+            if gone:  # (released while the database could not be reached: released now, not renewed)
+                cur.execute(f"DELETE FROM {HOLDS} WHERE id = ANY(%s) AND entry IS NULL", [gone])
+            cur.execute(
                 f"UPDATE {HOLDS} SET expires_at = now() + make_interval(secs => %s) "
                 "WHERE holder = %s AND entry IS NULL AND expires_at > now()",
                 [lease, holder],
-            ),
-            what="renew budget reservations in",
-        )
+            )
+
+        self._run(body, what="renew budget reservations in")
+        if gone:
+            self._unreleased.difference_update(gone)
 
     # -- Ledger -------------------------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -236,7 +247,13 @@ class PostgresLedger(Ledger):
                 )
             return self._standing(cur, scope)
 
-        spent, reserved = self._run(body, what="settle a budget reservation in")
+        try:
+            spent, reserved = self._run(body, what="settle a budget reservation in")
+        except StoreError:
+            if rid is not None:  # (as in ``release``: never renewed while the caller counts the amount itself)
+                with self._lock:
+                    self._unreleased.add(rid)
+            raise
         return Standing(spent, reserved)
 
     def settle_batch(
@@ -311,10 +328,17 @@ class PostgresLedger(Ledger):
         if reservation.id is None:
             return
         rid = reservation.id
-        self._run(
-            lambda cur: cur.execute(f"DELETE FROM {HOLDS} WHERE id = %s AND entry IS NULL", [rid]),
-            what="release a budget reservation in",
-        )
+        try:
+            self._run(
+                lambda cur: cur.execute(f"DELETE FROM {HOLDS} WHERE id = %s AND entry IS NULL", [rid]),
+                what="release a budget reservation in",
+            )
+        except StoreError:
+            # The database cannot be reached: released by the next heartbeat that reaches it (``_renew``), so the
+            # heartbeat never keeps it held meanwhile. Raised still: the caller's count of it is its own to keep.
+            with self._lock:
+                self._unreleased.add(rid)
+            raise
 
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:
         # Always read afresh: recorded spend is read in the same statement as the ledger's own amounts.

@@ -93,3 +93,98 @@ def test_on_exceed_warn_lets_calls_through_while_the_server_is_down_and_says_so(
             _ctl(ctl, "start", "-w", "-t", "60")
     assert any(a.threshold == 1.0 for a in alerts)
     assert _stored_total(tracker) == COST * 5
+
+
+def test_a_period_that_begins_while_the_server_is_down_starts_at_zero(own_server, tmp_path: Path) -> None:  # noqa: F811
+    # Yesterday's spend used to be taken for today's while the ledger could not say: 1 call of 5 ran (let through by
+    # an error), the rest refused as "spent $0.025 of $0.025", and yesterday's alerts fired again.
+    from datetime import datetime, timedelta, timezone
+
+    from tests.conftest import Clock
+
+    dsn, ctl = own_server
+    clock = Clock(datetime(2024, 5, 17, 23, 0, tzinfo=timezone.utc))
+    tracker = CostTracker(PostgresStore(dsn, spill_dir=str(tmp_path / "spill"), retry_timeout=1), clock=clock)
+    call = llmcost.track_cost(tracker=tracker, estimate=COST)(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+    )
+    alerts: list[llmcost.BudgetAlert] = []
+    try:
+        with llmcost.budget(COST * 5, period="daily", tracker=tracker, on_alert=alerts.append):
+            for _ in range(5):
+                call()
+            with pytest.raises(BudgetExceeded):
+                call()
+            fired = len(alerts)
+            _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
+            try:
+                clock.now += timedelta(hours=2)  # 2024-05-18 01:00: a new day
+                for _ in range(5):
+                    call()  # none refused: the new day has its limit whole
+                with pytest.raises(BudgetExceeded):
+                    call()  # and no more than that
+            finally:
+                _ctl(ctl, "start", "-w", "-t", "60")
+        # Only today's refusal: not yesterday's thresholds again (they fired with yesterday's figures). Thresholds
+        # under the limit fire from the ledger's figures, once it answers.
+        assert [a.threshold for a in alerts[fired:]] == [1.0]
+    finally:
+        tracker.close()
+
+
+def test_calls_of_another_tracker_are_counted_while_the_server_is_down(own_server, tmp_path: Path) -> None:  # noqa: F811
+    # A budget on the default tracker (over PostgreSQL) around calls tracked into a MemoryStore: their amounts were
+    # settled in the ledger, which failed, and were counted nowhere: 20 of 20 ran, then 5 of 5 after.
+    dsn, ctl = own_server
+    llmcost.configure(PostgresStore(dsn, spill_dir=str(tmp_path / "spill"), retry_timeout=1))
+    elsewhere = CostTracker()
+    call = llmcost.track_cost(tracker=elsewhere, estimate=COST)(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+    )
+
+    def make(n: int) -> int:
+        made = 0
+        for _ in range(n):
+            try:
+                call()
+                made += 1
+            except BudgetExceeded:
+                pass
+        return made
+
+    with llmcost.budget(COST * 10, period="daily"):
+        assert make(3) == 3
+        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
+        try:
+            assert make(20) == 7
+        finally:
+            _ctl(ctl, "start", "-w", "-t", "60")
+        assert make(5) == 0
+    assert elsewhere.total() == COST * 10
+
+
+def test_a_reservation_released_while_the_server_is_down_is_released_when_it_is_back(
+    own_server,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Else this process's heartbeat renewed it with the others, and its headroom stayed taken while the process ran.
+    from llmcost import StoreError
+    from llmcost.stores import BudgetScope
+
+    dsn, ctl = own_server
+    store = PostgresStore(dsn, spill_dir=str(tmp_path / "spill"), retry_timeout=1)
+    scope = BudgetScope("held", since=None, until=None)
+    try:
+        held = store.reserve(scope, Decimal("0.6"), limit=Decimal("1"))
+        assert held.granted and store.standing(scope).reserved == Decimal("0.6")
+        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
+        try:
+            with pytest.raises(StoreError):
+                store.release(held)
+        finally:
+            _ctl(ctl, "start", "-w", "-t", "60")
+        assert store.standing(scope).reserved == Decimal("0.6")  # not yet: the next heartbeat releases it
+        store.ledger().beat()
+        assert store.standing(scope).reserved == 0
+    finally:
+        store.close()
