@@ -454,7 +454,7 @@ def test_an_unsettled_hold_is_released_when_its_lease_runs_out(
     first, released = subprocess.run(watch, capture_output=True, text=True, timeout=60, check=True).stdout.split()
     assert released != "never", "the hold was still counted 3 s after its lease ran out"
     assert Decimal(first) in (Decimal("0.6"), 0)  # (0 if the process took longer than the lease to start)
-    assert deadline - 0.2 <= float(released) <= deadline + 1.0
+    assert deadline - 0.2 <= float(released) <= deadline + 2.5  # (the watcher polls; a loaded machine is late)
     got = client.get(f"{PREFIX}/budgets/{name}").json()
     assert (got["reserved"], got["remaining"]) == ("0", "1")
     check = client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "0.6"}).json()
