@@ -4,6 +4,7 @@ calls in the ledger once the server answers again, each once. Real servers of th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -19,15 +20,18 @@ from .test_postgres import _ctl, own_server  # noqa: F401 - a fixture, used by n
 COST = llmcost.cost_of("gpt-4o", input_tokens=1000)  # $0.0025 a call, estimated exactly
 
 
-@pytest.fixture
-def calls(own_server: tuple[str, str], tmp_path: Path) -> Iterator[tuple[CostTracker, Callable[[int], int], str]]:  # noqa: F811
-    """A tracker over a fresh server of its own, a function making ``n`` tracked calls (returning how many were
-    made), and the server's ``pg_ctl``."""
-    dsn, ctl = own_server
-    tracker = CostTracker(PostgresStore(dsn, spill_dir=str(tmp_path / "spill"), retry_timeout=1))
-    call = llmcost.track_cost(tracker=tracker, resource="worker", estimate=COST)(
-        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
-    )
+@contextlib.contextmanager
+def _server_down(ctl: str) -> Iterator[None]:
+    """The test's own server stopped for the block, then started again."""
+    _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
+    try:
+        yield
+    finally:
+        _ctl(ctl, "start", "-w", "-t", "60")
+
+
+def _making(call: Callable[[], object]) -> Callable[[int], int]:
+    """A function making ``n`` calls of ``call`` and returning how many a budget let through."""
 
     def make(n: int) -> int:
         made = 0
@@ -39,7 +43,20 @@ def calls(own_server: tuple[str, str], tmp_path: Path) -> Iterator[tuple[CostTra
                 pass
         return made
 
-    yield tracker, make, ctl
+    return make
+
+
+@pytest.fixture
+def calls(own_server: tuple[str, str], tmp_path: Path) -> Iterator[tuple[CostTracker, Callable[[int], int], str]]:  # noqa: F811
+    """A tracker over a fresh server of its own, a function making ``n`` tracked calls (returning how many were
+    made), and the server's ``pg_ctl``."""
+    dsn, ctl = own_server
+    tracker = CostTracker(PostgresStore(dsn, spill_dir=str(tmp_path / "spill"), retry_timeout=1))
+    call = llmcost.track_cost(tracker=tracker, resource="worker", estimate=COST)(
+        lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
+    )
+
+    yield tracker, _making(call), ctl
     tracker.close()
 
 
@@ -53,12 +70,8 @@ def test_a_budget_spent_before_the_server_went_down_refuses_every_call_while_it_
     tracker, make, ctl = calls
     with llmcost.budget(COST * 10, period="daily", tracker=tracker) as daily:
         assert make(15) == 10
-        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
-        try:
-            with caplog.at_level(logging.WARNING, logger="llmcost"):
-                assert make(20) == 0
-        finally:
-            _ctl(ctl, "start", "-w", "-t", "60")
+        with _server_down(ctl), caplog.at_level(logging.WARNING, logger="llmcost"):
+            assert make(20) == 0
         assert "cannot reach its ledger" in caplog.text
         assert make(5) == 0
         assert daily.spent == COST * 10
@@ -69,11 +82,8 @@ def test_room_left_when_the_server_went_down_is_used_once_and_counted_when_it_is
     tracker, make, ctl = calls
     with llmcost.budget(COST * 10, period="daily", tracker=tracker) as daily:
         assert make(3) == 3
-        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
-        try:
+        with _server_down(ctl):
             assert make(20) == 7  # the room the budget last saw, used by this process's calls, no more
-        finally:
-            _ctl(ctl, "start", "-w", "-t", "60")
         # Back: the calls made meanwhile are settled in the ledger (each once, whether their spilled entries are
         # written yet or not), so the budget stays shut.
         assert make(10) == 0
@@ -86,11 +96,8 @@ def test_on_exceed_warn_lets_calls_through_while_the_server_is_down_and_says_so(
     alerts: list[llmcost.BudgetAlert] = []
     with llmcost.budget(COST * 2, period="daily", tracker=tracker, on_exceed="warn", on_alert=alerts.append):
         assert make(2) == 2
-        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
-        try:
+        with _server_down(ctl):
             assert make(3) == 3
-        finally:
-            _ctl(ctl, "start", "-w", "-t", "60")
     assert any(a.threshold == 1.0 for a in alerts)
     assert _stored_total(tracker) == COST * 5
 
@@ -116,15 +123,12 @@ def test_a_period_that_begins_while_the_server_is_down_starts_at_zero(own_server
             with pytest.raises(BudgetExceeded):
                 call()
             fired = len(alerts)
-            _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
-            try:
+            with _server_down(ctl):
                 clock.now += timedelta(hours=2)  # 2024-05-18 01:00: a new day
                 for _ in range(5):
                     call()  # none refused: the new day has its limit whole
                 with pytest.raises(BudgetExceeded):
                     call()  # and no more than that
-            finally:
-                _ctl(ctl, "start", "-w", "-t", "60")
         # Only today's refusal: not yesterday's thresholds again (they fired with yesterday's figures). Thresholds
         # under the limit fire from the ledger's figures, once it answers.
         assert [a.threshold for a in alerts[fired:]] == [1.0]
@@ -142,23 +146,11 @@ def test_calls_of_another_tracker_are_counted_while_the_server_is_down(own_serve
         lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
     )
 
-    def make(n: int) -> int:
-        made = 0
-        for _ in range(n):
-            try:
-                call()
-                made += 1
-            except BudgetExceeded:
-                pass
-        return made
-
+    make = _making(call)
     with llmcost.budget(COST * 10, period="daily"):
         assert make(3) == 3
-        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
-        try:
+        with _server_down(ctl):
             assert make(20) == 7
-        finally:
-            _ctl(ctl, "start", "-w", "-t", "60")
         assert make(5) == 0
     assert elsewhere.total() == COST * 10
 
@@ -177,12 +169,8 @@ def test_a_reservation_released_while_the_server_is_down_is_released_when_it_is_
     try:
         held = store.reserve(scope, Decimal("0.6"), limit=Decimal("1"))
         assert held.granted and store.standing(scope).reserved == Decimal("0.6")
-        _ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60")
-        try:
-            with pytest.raises(StoreError):
-                store.release(held)
-        finally:
-            _ctl(ctl, "start", "-w", "-t", "60")
+        with _server_down(ctl), pytest.raises(StoreError):
+            store.release(held)
         assert store.standing(scope).reserved == Decimal("0.6")  # not yet: the next heartbeat releases it
         store.ledger().beat()
         assert store.standing(scope).reserved == 0
