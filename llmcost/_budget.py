@@ -156,7 +156,7 @@ class _Hold(SettledByEntry):
 
 class _Offline(_Hold):
     """A period budget's call checked while its ledger could not be reached (a database down): reserved against the
-    figures the budget last saw plus what this process took since (``Budget._offline``), never in the ledger. Its
+    figures the budget last saw plus what this process took since (``Budget._offline_held``), never in the ledger. Its
     ``estimate`` is held there until the call is settled (its amount then, to be settled in the ledger under the
     entry's id once it answers again) or released."""
 
@@ -355,11 +355,13 @@ class Budget:
         "_lent",
         "_limit",
         "_lock",
-        "_offline",
+        "_offline_held",
+        "_offline_spent",
         "_open",
         "_outbox",
         "_quiet_below",
         "_scope",
+        "_sending",
         "_sinks",
         "_spent",
         "_start",
@@ -476,7 +478,9 @@ class Budget:
         # (Period budgets, while the ledger cannot be reached) per scope key, what this process's calls took since:
         # estimates held and amounts settled (``_Offline``); and the amounts settled so, to settle in the ledger
         # under their entries' ids as soon as it answers (it counts each once, written or not: ``settle``).
-        self._offline: dict[str, Decimal] = {}
+        self._offline_held: dict[str, Decimal] = {}
+        self._offline_spent: dict[str, Decimal] = {}
+        self._sending = _state.new_lock()  # (one thread sends ``_unsent`` at a time: each amount once)
         self._unsent: list[tuple[BudgetScope, Decimal, str | None, Reservation | None]] = []
         self._fired: set[float] = set()
         # (``_quiet_below``, set above: spend below it cannot cross a threshold that has not fired, so most calls skip
@@ -547,7 +551,8 @@ class Budget:
         if self.period is None:
             return from_atto(self._atto_spent)
         self._stand()
-        return self._spent
+        with self._lock:
+            return self._spent + self._offline_figures(self._scope)[0]
 
     @property
     @in_wide_context  # (a read: exact in any context, at any magnitude)
@@ -556,7 +561,8 @@ class Budget:
         if self.period is None:
             return from_atto(max(self._atto_committed - self._atto_spent, 0))
         self._stand()
-        reserved = self._committed - self._spent
+        with self._lock:
+            reserved = self._committed - self._spent + self._offline_figures(self._scope)[1]
         return reserved if reserved > ZERO else ZERO
 
     @property
@@ -566,10 +572,12 @@ class Budget:
         if self.period is None:
             return self.limit - from_atto(self._atto_committed)
         self._stand()
-        spent, committed = self._spent, self._committed
+        with self._lock:
+            spent, committed = self._spent, self._committed
+            offline_spent, held = self._offline_figures(self._scope)
         # With nothing reserved, from spent: equal in value, and without the trailing zeros that reserving estimates
         # at money's 18 places leaves on the committed figure.
-        return self.limit - (spent if committed == spent else committed)
+        return self.limit - (spent if committed == spent else committed) - offline_spent - held
 
     @property
     @in_wide_context  # (a read: exact in any context, at any magnitude)
@@ -578,16 +586,22 @@ class Budget:
         if self.period is None:
             return float(from_atto(self._atto_spent) / self.limit)
         self._stand()
-        return float(self._spent / self.limit)
+        with self._lock:
+            return float((self._spent + self._offline_figures(self._scope)[0]) / self.limit)
 
     def _stand(self, *, refresh: bool = False) -> None:
         """(Period budgets) read where the ledger stands now."""
         if self.period is None:
             return
         scope = self._current_scope()
+        self._try_sending()
         lease = self._lease
         batch = None if lease is None else lease.standing  # (a new object with each batch of a shared lease)
-        standing = self.tracker.store.standing(scope, refresh=refresh)
+        try:
+            standing = self.tracker.store.standing(scope, refresh=refresh)
+        except StoreError as exc:  # (the ledger cannot be read: the figures last seen, and this process's since)
+            self._unreachable(exc)
+            return
         with self._lock:
             if scope is self._scope:
                 if lease is not None and lease is self._lease and lease.standing is not batch:
@@ -1100,9 +1114,6 @@ class Budget:
             r = store.reserve(scope, needed, limit=limit, force=self.on_exceed == "warn")
         except StoreError as exc:
             return self._reserve_offline(store, scope, needed, limit, exc)
-        if self._offline:
-            with self._lock:  # the ledger answers again: what it has not seen is only what is still in flight
-                self._offline = {k: v for k, v in self._offline.items() if k == scope.key and v > ZERO}
         remaining = limit - r.spent - r.reserved
         with self._lock:
             if scope is self._scope:
@@ -1121,11 +1132,11 @@ class Budget:
         self._unreachable(exc)
         with self._lock:
             committed = self._figures()[1] if scope is self._scope else ZERO
-            taken = self._offline.get(scope.key, ZERO)
+            taken = self._offline_held.get(scope.key, ZERO) + self._offline_spent.get(scope.key, ZERO)
             remaining = limit - committed - taken
             fits = remaining > 0 and needed <= remaining
             if fits or self.on_exceed == "warn":
-                self._offline[scope.key] = taken + needed
+                self._offline_held[scope.key] = self._offline_held.get(scope.key, ZERO) + needed
         if not fits:
             self._refused(committed + taken, needed, detailed=True)  # (returns only with on_exceed="warn")
         return _Offline(store, scope, needed)
@@ -1146,9 +1157,14 @@ class Budget:
         hold.settled = True
         with self._lock:
             key = hold.scope.key
-            self._offline[key] = self._offline.get(key, ZERO) - hold.estimate
+            left = self._offline_held.get(key, ZERO) - hold.estimate
+            if left > ZERO:
+                self._offline_held[key] = left
+            else:
+                self._offline_held.pop(key, None)
         if amount is not None:
             self._settled_offline(hold.scope, amount, entry_id, None)
+            self.check_thresholds()
 
     def _settled_offline(
         self, scope: BudgetScope, amount: Decimal, entry_id: str | None, reservation: Reservation | None
@@ -1157,31 +1173,59 @@ class Budget:
         offline): in this process's figures at once, and in the ledger (in place of ``reservation``, if any) as soon
         as it answers (``_send_offline``)."""
         with self._lock:
-            self._offline[scope.key] = self._offline.get(scope.key, ZERO) + amount
+            self._offline_spent[scope.key] = self._offline_spent.get(scope.key, ZERO) + amount
             self._unsent.append((scope, amount, entry_id, reservation))
+            if reservation is not None and scope is self._scope and type(self._lease) is not Lease:
+                # (Its estimate, reserved before the ledger went, is in the figures last seen: now its amount is.)
+                self._committed = max(self._committed - reservation.amount, self._spent)
 
     def _send_offline(self, store: CostStore) -> None:
         """Settle in the ledger the amounts of calls settled while it could not be reached (each under its entry's id,
         so that it counts once whether the entry is written yet or not, and in place of its call's reservation if it
-        had one); raise ``StoreError`` if it still cannot be reached (those not sent are kept)."""
-        while True:
-            with self._lock:
-                if not self._unsent:
-                    return
-                sending = self._unsent[0]
-            scope, amount, entry_id, reservation = sending
-            standing = store.settle(scope, amount, reservation=reservation, entry_id=entry_id)
-            with self._lock:
-                if self._unsent and self._unsent[0] is sending:
-                    self._unsent.pop(0)
-                key = scope.key
-                left = self._offline.get(key, ZERO) - amount
-                if left > ZERO:
-                    self._offline[key] = left
-                else:
-                    self._offline.pop(key, None)
-                if scope is self._scope:
-                    self._set(*self._view(scope, standing))
+        had one); raise ``StoreError`` if it still cannot be reached (those not sent are kept). One thread sends at a
+        time, each amount taken off the list before it is sent (and put back if it could not be)."""
+        if not self._sending.acquire(blocking=False):
+            return  # (another thread is sending them)
+        try:
+            while True:
+                with self._lock:
+                    if not self._unsent:
+                        return
+                    sending = self._unsent.pop(0)
+                scope, amount, entry_id, reservation = sending
+                try:
+                    standing = store.settle(scope, amount, reservation=reservation, entry_id=entry_id)
+                except BaseException:
+                    with self._lock:
+                        self._unsent.insert(0, sending)
+                    raise
+                with self._lock:
+                    key = scope.key
+                    left = self._offline_spent.get(key, ZERO) - amount
+                    if left > ZERO:
+                        self._offline_spent[key] = left
+                    else:
+                        self._offline_spent.pop(key, None)
+                    if scope is self._scope:
+                        self._set(*self._view(scope, standing))
+        finally:
+            self._sending.release()
+
+    def _try_sending(self) -> None:
+        """``_send_offline``, if anything waits to be sent, where a failure only means it waits longer (a reading, the
+        end of a block, process exit)."""
+        if self._unsent:
+            try:
+                self._send_offline(self.tracker.store)
+            except StoreError as exc:
+                self._unreachable(exc)
+
+    def _offline_figures(self, scope: BudgetScope | None) -> tuple[Decimal, Decimal]:
+        """``(spent, held)`` of this process's calls that the ledger has not seen yet (it could not be reached): the
+        amounts settled, and the estimates of calls in flight (the caller holds the lock)."""
+        if scope is None or not (self._offline_spent or self._offline_held):
+            return ZERO, ZERO
+        return self._offline_spent.get(scope.key, ZERO), self._offline_held.get(scope.key, ZERO)
 
     def _write_unseen(self, tracker: CostTracker, buffered: int) -> bool:
         """Write ``tracker``'s buffer to its store if it may hold spend the ledger has not counted (``buffered``: its
@@ -1292,7 +1336,13 @@ class Budget:
             if type(token) is _Leased:
                 self._done_leased(token, None)
             elif token.reservation.id is not None:
-                token.store.release(token.reservation)
+                try:
+                    token.store.release(token.reservation)
+                except StoreError as exc:  # (the ledger releases it when it answers again)
+                    self._unreachable(exc)
+                    with self._lock:
+                        if token.scope is self._scope and type(self._lease) is not Lease:
+                            self._committed = max(self._committed - token.reservation.amount, self._spent)
 
     def on_recorded(self, tracker: TrackerLike, entry: CostEntry, atto: int | None = None) -> None:
         """Count ``entry`` if it matches this budget (and its period), then fire any thresholds it crossed (``atto``:
@@ -1854,6 +1904,8 @@ class Budget:
             spent = self._figures()[0]
             if reached is not None and reached > spent and lease is self._lease:
                 spent = self._spent = reached
+            if self._offline_spent and self.period is not None:  # (the ledger has not seen these yet)
+                spent += self._offline_figures(self._scope)[0]
             if spent < self._quiet_below:
                 return
             utilization = float(spent / self.limit)
@@ -1952,8 +2004,11 @@ class Budget:
         with self._lock:
             self._open -= 1
             lease = self._lease if self._open <= 0 else None
+            last = self._open <= 0
         if lease is not None:
             self._close_lease(lease)  # the last block ended: its amounts settled, its headroom released
+        if last:
+            self._try_sending()  # (amounts settled while the ledger could not be reached, if any)
 
     async def __aenter__(self) -> Budget:
         return self.__enter__()

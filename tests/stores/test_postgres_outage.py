@@ -18,6 +18,7 @@ from llmcost import BudgetExceeded, CostTracker, PostgresStore
 from .test_postgres import _ctl, own_server  # noqa: F401 - a fixture, used by name
 
 COST = llmcost.cost_of("gpt-4o", input_tokens=1000)  # $0.0025 a call, estimated exactly
+_GPT_4O = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}  # what each call returns
 
 
 @contextlib.contextmanager
@@ -129,9 +130,9 @@ def test_a_period_that_begins_while_the_server_is_down_starts_at_zero(own_server
                     call()  # none refused: the new day has its limit whole
                 with pytest.raises(BudgetExceeded):
                     call()  # and no more than that
-        # Only today's refusal: not yesterday's thresholds again (they fired with yesterday's figures). Thresholds
-        # under the limit fire from the ledger's figures, once it answers.
-        assert [a.threshold for a in alerts[fired:]] == [1.0]
+        # Today's thresholds, once each, as today's spend grew while the server was down (not yesterday's figures).
+        assert [a.threshold for a in alerts[fired:]] == [0.5, 0.8, 0.9, 1.0]
+        assert alerts[fired].spent == COST * 3  # (0.5 of 5 calls: passed at the third)
     finally:
         tracker.close()
 
@@ -176,3 +177,54 @@ def test_a_reservation_released_while_the_server_is_down_is_released_when_it_is_
         assert store.standing(scope).reserved == 0
     finally:
         store.close()
+
+
+def test_a_call_reserved_before_the_outage_and_settled_during_it_counts_once(calls) -> None:
+    # Its estimate stayed in the figures last seen while its amount was counted too: the 10th call of 10 was refused
+    # as "spent $0.0250 of $0.0250" with 9 spent.
+    tracker, make, ctl = calls
+    stopping = llmcost.track_cost(tracker=tracker, estimate=COST)(
+        lambda: (_ctl(ctl, "stop", "-m", "fast", "-w", "-t", "60"), _GPT_4O)[1]
+    )
+    with llmcost.budget(COST * 10, period="daily", tracker=tracker) as daily:
+        assert make(8) == 8
+        try:
+            stopping()  # the 9th: reserved with the server up, settled with it down
+            assert daily.spent == COST * 9 and daily.remaining == COST  # readable while it is down
+            assert make(3) == 1
+        finally:
+            _ctl(ctl, "start", "-w", "-t", "60")
+        assert make(2) == 0
+        assert daily.spent == COST * 10
+    assert _stored_total(tracker) == COST * 10
+
+
+def test_amounts_counted_while_down_are_sent_once_after_the_block_ended_and_by_threads(own_server, tmp_path) -> None:  # noqa: F811
+    # Amounts of another tracker's calls (no entry id) were sent only by a later reservation, never if the block ended
+    # first, and several threads reserving as the server came back each sent them: counted 2 to 3 times.
+    import threading
+
+    dsn, ctl = own_server
+    llmcost.configure(PostgresStore(dsn, spill_dir=str(tmp_path / "spill"), retry_timeout=1))
+    elsewhere = CostTracker()
+    make = _making(llmcost.track_cost(tracker=elsewhere, estimate=COST)(lambda: _GPT_4O))
+    daily = llmcost.budget(COST * 20, period="daily")
+    with daily:
+        assert make(3) == 3
+    with _server_down(ctl):
+        with daily:
+            assert make(4) == 4
+        assert daily.spent == COST * 7  # the block ended while the server was down: nothing could be sent
+    assert daily.spent == COST * 7  # a reading sends them, once
+
+    def one_call() -> None:
+        with daily:
+            assert make(1) == 1
+
+    threads = [threading.Thread(target=one_call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    daily.sync(force=True)
+    assert daily.spent == COST * 11 == elsewhere.total()
