@@ -502,8 +502,10 @@ def _google_usage(meta: Any) -> Usage | None:
     return _usage(_int(prompt) + _int(tool), out, _int(cached), 0, _int(thoughts), units)
 
 
-#: langchain-openai's flex and priority counts: (tier, its cache-read key, its reasoning key).
-_PREFIXED_TIERS = tuple((name, f"{name}_cache_read", f"{name}_reasoning") for name in ("flex", "priority"))
+#: langchain-openai's flex and priority counts: (tier, its cache-read key, its reasoning key, its cache-write key).
+_PREFIXED_TIERS = tuple(
+    (name, f"{name}_cache_read", f"{name}_reasoning", f"{name}_cache_creation") for name in ("flex", "priority")
+)
 
 
 def _getter(obj: Any) -> Callable[[str], Any]:
@@ -524,17 +526,24 @@ def _langchain_usage(meta: Any, response_meta: Any = None) -> tuple[Usage, str |
     tier = None
     cache_read = _int(iget("cache_read"))
     reasoning = _int(oget("reasoning"))
-    for name, read_key, reasoning_key in _PREFIXED_TIERS:
-        tiered_read, tiered_reasoning = iget(read_key), oget(reasoning_key)
-        if tiered_read is not None or tiered_reasoning is not None or iget(name) is not None:
+    tiered_writes = 0
+    for name, read_key, reasoning_key, write_key in _PREFIXED_TIERS:
+        tiered_read, tiered_reasoning, tiered_write = iget(read_key), oget(reasoning_key), iget(write_key)
+        if (
+            tiered_read is not None
+            or tiered_reasoning is not None
+            or tiered_write is not None
+            or iget(name) is not None
+        ):
             tier = name
             cache_read += _int(tiered_read)
             reasoning += _int(tiered_reasoning)
+            tiered_writes += _int(tiered_write)
     units: dict[str, int] = {}
     _add_count(units, "cache_write_5m_tokens", iget("ephemeral_5m_input_tokens"))
     _add_count(units, "cache_write_1h_tokens", iget("ephemeral_1h_input_tokens"))
     split = units.get("cache_write_5m_tokens", 0) + units.get("cache_write_1h_tokens", 0)
-    cache_write = max(_int(iget("cache_creation")), split)
+    cache_write = max(_int(iget("cache_creation")) + tiered_writes, split)
     _add_count(units, "input_audio_tokens", iget("audio"))
     _add_count(units, "output_audio_tokens", oget("audio"))
     if response_meta:
@@ -625,6 +634,9 @@ def _chat_usage(usage: Any) -> Usage:
         value = dget("audio_tokens")
         if value:
             _add_count(units, "input_audio_tokens", value)
+        cached_split = dget("cached_tokens_details")  # (LiteLLM's of Gemini's cache reads by modality)
+        if cached_split:
+            _add_count(units, "cache_audio_read_tokens", _view(cached_split).get("audio_tokens"))
         split = dget("cache_creation_token_details")
         if split:
             sget = _view(split).get
@@ -1587,6 +1599,11 @@ def _general(result: Any) -> Extracted | None:
         found_lc = _langchain_usage(meta, response_meta)
         usage, tier = found_lc if found_lc is not None else (_google_usage(meta), None)
         if usage is not None:
+            content = _get(result, "content")
+            if found_lc is not None and isinstance(content, list):
+                # langchain-openai keeps a Responses call's hosted tool calls as content blocks
+                # (``{"type": "web_search_call", ...}``): billed per call, as the SDK's own response is.
+                usage = _with_hosted_tool_calls(usage, content)
             model = _str(_get(response_meta, "model_name")) or _str(_get(response_meta, "model"))
             model = model or _str(_get(result, "model_version")) or _str(_get(result, "modelVersion"))
             provider = "google" if _get(meta, "prompt_token_count") is not None else None

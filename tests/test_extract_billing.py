@@ -941,6 +941,51 @@ def test_langchain_openai_flex_prefixed_counts():
     assert tracker.record(model=found.model, usage=found.usage, service_tier="flex").amount == O3_FLEX
 
 
+@pytest.mark.parametrize("tier", ["flex", "priority"])
+def test_langchain_openai_prefixed_cache_writes_count(tier):
+    # langchain-openai prefixes every input detail of a flex or priority call, cache writes too
+    # (``flex_cache_creation``): they were priced as plain input.
+    from langchain_core.messages import AIMessage
+
+    message = AIMessage(
+        content="hi",
+        usage_metadata={
+            "input_tokens": 10_000,
+            "output_tokens": 1000,
+            "total_tokens": 11_000,
+            "input_token_details": {f"{tier}_cache_read": 2000, f"{tier}_cache_creation": 4000, tier: 4000},
+            "output_token_details": {tier: 1000},
+        },
+        response_metadata={"model_name": "gpt-5.6-sol", "service_tier": tier},
+    )
+    found = extract_usage(message)
+    assert (found.usage, found.service_tier) == (Usage(10_000, 1000, 2000, 4000), tier)
+
+
+def test_langchain_openai_responses_hosted_tool_calls_are_billed_per_call():
+    # langchain-openai keeps a Responses call's web searches as content blocks; the SDK's own Response of the same
+    # call is billed $10 per 1,000 searches (an opened page is not a search).
+    from langchain_core.messages import AIMessage
+
+    message = AIMessage(
+        content=[
+            {
+                "type": "web_search_call",
+                "id": "ws_1",
+                "status": "completed",
+                "action": {"type": "search", "query": "x"},
+            },
+            {"type": "web_search_call", "id": "ws_2", "status": "completed", "action": {"type": "open_page"}},
+            {"type": "text", "text": "hi", "annotations": []},
+        ],
+        usage_metadata={"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100},
+        response_metadata={"model_name": "gpt-4.1-2025-04-14"},
+    )
+    found = extract_usage(message)
+    assert dict(found.usage.units) == {"web_searches": 1}
+    assert cost_of(found.model, found.usage) == Decimal("0.0128")  # 1000*2 + 100*8 per million, + 1 search at $0.01
+
+
 def _llm_result(*prompts, llm_output=None):
     """LangChain's ``LLMResult`` of ``chat_model.generate()``: per prompt, its candidates' usage (``None``: none)."""
     from langchain_core.messages import AIMessage
@@ -1094,6 +1139,33 @@ def test_litellm_cache_writes_ttl_split_and_web_searches(tracker):
     (entry,) = tracker.entries()
     assert (entry.provider, entry.usage) == ("anthropic", Usage(10_000, 500, 4000, 5000, units=CLAUDE_UNITS))
     assert entry.amount == CLAUDE_AMOUNT
+
+
+def test_litellm_gemini_cached_audio_is_priced_as_cached_audio(tracker):
+    # LiteLLM carries Gemini's cache reads by modality (``cached_tokens_details``); the cached audio was priced as
+    # uncached audio (0.00478 where Gemini bills 0.00415).
+    body = {
+        "id": "r1",
+        "object": "chat.completion",
+        "model": "gemini-2.5-flash",
+        "usage": {
+            "prompt_tokens": 10_000,
+            "completion_tokens": 800,
+            "total_tokens": 10_800,
+            "prompt_tokens_details": {
+                "cached_tokens": 6000,
+                "audio_tokens": 2000,
+                "text_tokens": 8000,
+                "cached_tokens_details": {"audio_tokens": 1000, "text_tokens": 5000},
+            },
+        },
+        "_hidden_params": {"custom_llm_provider": "gemini", "api_base": None},
+    }
+    track_cost(tracker=tracker)(lambda: body)()
+    (entry,) = tracker.entries()
+    assert dict(entry.usage.units) == {"input_audio_tokens": 2000, "cache_audio_read_tokens": 1000}
+    # text 3000*0.30 + audio 1000*1.00 + cached text 5000*0.03 + cached audio 1000*0.10 + out 800*2.50, per million
+    assert entry.amount == Decimal("0.00415")
 
 
 def test_litellm_api_base_names_the_host():
