@@ -1213,7 +1213,7 @@ class Budget:
 
     def _try_sending(self) -> None:
         """``_send_offline``, if anything waits to be sent, where a failure only means it waits longer (a reading, the
-        end of a block, process exit)."""
+        end of a block)."""
         if self._unsent:
             try:
                 self._send_offline(self.tracker.store)
@@ -1782,7 +1782,6 @@ class Budget:
             hold = token if isinstance(token, _Hold) and not token.settled else None
             if type(hold) is _Offline:
                 self._offline_done(hold, amount)  # (counted here, and in the ledger when it answers)
-                self.check_thresholds()
                 return
             reservation = None
             if hold is not None and type(hold) is not _Leased and hold.store is store:
