@@ -143,6 +143,24 @@ _Call = tuple[
 ]
 
 
+def _model_position(func: Callable[..., Any]) -> int | None:
+    """The position of ``func``'s ``model`` parameter among the arguments it takes positionally, or ``None``.
+
+    >>> _model_position(lambda prompt, model="gpt-4o": None), _model_position(lambda *, model: None)
+    (1, None)
+    """
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):  # (a builtin or a callable object without a signature)
+        return None
+    for position, parameter in enumerate(parameters):
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return None
+        if parameter.name == "model":
+            return position
+    return None
+
+
 class _Engine:
     """What every wrapper of one decorated function shares: settings, and the begin/finish/fail steps."""
 
@@ -186,6 +204,9 @@ class _Engine:
             self.fixed_atto = atto_of(self.fixed_estimate)
         self.tracker = tracker
         self.service_tier = service_tier
+        #: Where a ``model`` parameter of the function sits among its positional arguments (``None``: it has none),
+        #: for the model a call asks for when it is passed positionally (``_begin_requested``).
+        self.model_position = _model_position(func)
 
     def call_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FrozenTags:
         """The tags of a call with a ``tags=`` callable: what it returns for the call's arguments. One that raises or
@@ -433,7 +454,12 @@ class _Engine:
                 log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
                 return None
         call = self.begin(args, kwargs, (tracker, self.call_tags(args, kwargs)))
-        model = self.model if self.model is not None else kwargs.get("model")
+        model = self.model
+        if model is None:
+            model = kwargs.get("model")
+            position = self.model_position
+            if model is None and position is not None and len(args) > position:
+                model = args[position]  # (``ask("gpt-4o", prompt)`` as ``ask(model="gpt-4o", ...)``)
         if call is None or not isinstance(model, str) or not model:
             return call
         recording, tags, held, started, checked, guard, token = call

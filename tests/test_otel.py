@@ -225,6 +225,23 @@ def test_the_request_model_of_track_cost_and_of_a_plain_record(otel, tracker):
     ]
 
 
+def test_the_request_model_passed_positionally_is_the_model_asked_for(otel, tracker):
+    # Only a keyword ``model`` was read: ``ask("gpt-4o", ...)`` exported the dated model that answered instead.
+    class Bot:
+        @llmcost.track_cost(tracker=tracker)
+        def ask(self, model, prompt):
+            return dict(CHAT, model="gpt-4o-2024-08-06")
+
+    @llmcost.track_cost(tracker=tracker)
+    def ask(model, prompt):
+        return dict(CHAT, model="gpt-4o-2024-08-06")
+
+    ask("gpt-4o", "hi")
+    ask(model="gpt-4o", prompt="hi")
+    Bot().ask("gpt-4o", "hi")
+    assert [(s.name, s.attributes["gen_ai.request.model"]) for s in otel.finished()] == [("chat gpt-4o", "gpt-4o")] * 3
+
+
 def test_the_legacy_completions_api_is_a_text_completion(otel, client, tracker):
     client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])

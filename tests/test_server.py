@@ -531,6 +531,30 @@ def test_metrics_merge_a_missing_and_an_empty_label_into_one_series(client: http
     assert samples("llmcost_calls", model="", resource=name) == [2]
 
 
+def test_a_credit_without_a_resource_is_counted_beside_one_with_a_resource(client: httpx.Client, name: str) -> None:
+    # The credits query gave NaN for a missing resource where another credit had one, and that credit matched no
+    # series: its spend counter fell from 2 to 1 (a reset, to Prometheus) and its credits stayed 0.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[str, float]:
+        return {
+            family.name: sample.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for sample in family.samples
+            if sample.labels.get("model") == name and sample.labels.get("resource") == ""
+            and sample.name.endswith("_total")
+        }  # fmt: skip
+
+    client.post(f"{PREFIX}/records", json={"amount": "2", "category": "compute", "model": name}).raise_for_status()
+    credits = [
+        {"amount": "-1", "category": "compute", "model": name},
+        {"amount": "-1", "category": "compute", "model": name, "resource": name},
+    ]
+    client.post(f"{PREFIX}/records", json=credits).raise_for_status()
+    got = scrape()
+    assert (got["llmcost_spend_usd"], got["llmcost_credits_usd"]) == (2, 1)
+
+
 def test_credits_never_take_a_counter_down(client: httpx.Client, name: str) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -121,9 +121,15 @@ class StoreCollector(Collector):
                 " GROUP BY ALL"
             )
         for row in frame.itertuples(index=False):
-            labels = (row.category or "", row.model or "", row.resource or "")
+            # (A missing label comes back as None or NaN, as the frame's column holds others: the empty label.)
+            labels = (_label(row.category), _label(row.model), _label(row.resource))
             credits[labels] = credits.get(labels, ZERO) - Decimal(row.credit)
         return credits
+
+
+def _label(value: object) -> str:
+    """A label value from a result frame: the text, or the empty label for SQL NULL (None, or NaN beside strings)."""
+    return value if isinstance(value, str) else ""
 
 
 def metrics_registry(tracker: CostTracker, manager: BudgetManager) -> CollectorRegistry:
