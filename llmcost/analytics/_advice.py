@@ -28,6 +28,7 @@ from .._prices import ModelPrice, get_price, price_for
 from .._rows import TOKEN_COLUMNS
 from .._time import When
 from .._usage import Usage
+from ._reprice import add_units, units_list_sql
 from ._source import MODEL_SQL, as_source
 
 if TYPE_CHECKING:
@@ -231,8 +232,6 @@ def recommendations(
         1  search-rerank              gpt-4o-mini  2.10          0.1260  1.9740
         2      summarize  claude-3-5-haiku-latest  1.20          0.3200  0.8800
     """
-    import json
-
     import pandas as pd
 
     columns = ["resource", "model", "suggested_model", "cost", "projected_cost", "saving", "reason"]
@@ -243,7 +242,7 @@ def recommendations(
         found = src.sql(
             f"SELECT resource, {MODEL_SQL} AS model, provider, service_tier AS tier, count(*) AS calls, "
             f"sum(amount) AS cost, {tokens}, CAST(max(input_tokens + output_tokens) AS BIGINT) AS largest, "
-            "CAST(to_json(list(units) FILTER (WHERE units IS NOT NULL)) AS VARCHAR) AS units_json "
+            f"{units_list_sql('units')} AS units_json "
             "FROM _e WHERE model IS NOT NULL GROUP BY 1, 2, 3, 4"
         )
     # Per (resource, model, provider): the recorded cost, the largest call, and the usage of each service tier.
@@ -254,10 +253,7 @@ def recommendations(
             if model is None:
                 continue
             units: dict[str, int] = {}
-            if isinstance(rec.units_json, str):
-                for each in json.loads(rec.units_json):
-                    for name, count in each.items():
-                        units[name] = units.get(name, 0) + count
+            add_units(units, rec.units_json)
             inp, out, cache_read, cache_write, reasoning = (int(getattr(rec, c)) for c in TOKEN_COLUMNS)
             usage = Usage(inp, out, cache_read, cache_write, reasoning, units=units)
             cost, largest, parts = groups.setdefault(

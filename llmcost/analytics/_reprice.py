@@ -47,10 +47,44 @@ from ._spend import group_keys
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PRICED_COLUMNS", "PriceTable", "Priced", "model_key", "priced_groups", "reprice"]
+__all__ = [
+    "PRICED_COLUMNS",
+    "PriceTable",
+    "Priced",
+    "add_units",
+    "model_key",
+    "priced_groups",
+    "reprice",
+    "units_list_sql",
+]
 
 #: The money and count columns of ``reprice``, after the group keys.
 PRICED_COLUMNS = ("calls", "recorded", "repriced", "delta", "delta_pct", "kept")
+
+
+def units_list_sql(column: str) -> str:
+    """A grouped query's select of the units of its group's entries (``column``: their ``units``), as JSON text of
+    the entries' maps; ``add_units`` sums them by name (below a long-context tier, cost is linear in them).
+
+    >>> units_list_sql("e.units")
+    'CAST(to_json(list(e.units) FILTER (WHERE e.units IS NOT NULL)) AS VARCHAR)'
+    """
+    return f"CAST(to_json(list({column}) FILTER (WHERE {column} IS NOT NULL)) AS VARCHAR)"
+
+
+def add_units(into: dict[str, int], units_json: object) -> None:
+    """Add the units of a ``units_list_sql`` value (``None``/NaN: none) to ``into``, by name.
+
+    >>> found = {"web_searches": 1}
+    >>> add_units(found, '[{"web_searches": 2}, {"cache_write_1h_tokens": 500}]')
+    >>> found
+    {'web_searches': 3, 'cache_write_1h_tokens': 500}
+    """
+    if isinstance(units_json, str):
+        for each in json.loads(units_json):
+            for name, count in each.items():
+                into[name] = into.get(name, 0) + count
+
 
 _DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 _HALF_HOUR = timedelta(minutes=30)
@@ -333,7 +367,7 @@ def priced_groups(
                END AS epoch,
                CASE p.grain WHEN 'slot' THEN CAST(floor(epoch(e.timestamp) % 86400 / 1800) AS BIGINT) END AS slot,
                CASE WHEN e.input_tokens > p.threshold THEN e.id END AS single,
-               CAST(to_json(list(e.units) FILTER (WHERE e.units IS NOT NULL)) AS VARCHAR) AS units_json,
+               {units_list_sql("e.units")} AS units_json,
                e.service_tier AS tier,
                coalesce(e.pricing = 'given' AND e.input_tokens + e.output_tokens = 0, FALSE) AS given_only,
                count(*) AS calls, sum(e.amount) AS recorded,
@@ -406,10 +440,7 @@ def priced_groups(
             into[0] += calls
             for i, count in enumerate(row[n + 13 :], start=1):
                 into[i] += int(count)
-            if not _missing(units):
-                for each in json.loads(units):
-                    for name, count in each.items():
-                        unit_sums[name] = unit_sums.get(name, 0) + count
+            add_units(unit_sums, units)
         for (key, price, single), ((calls, *counts), unit_sums) in sums.items():
             inp, out_tokens, cache_read, cache_write, reasoning = counts
             if unit_sums:
