@@ -143,6 +143,9 @@ _Call = tuple[
 ]
 
 
+_NOT_FOUND_YET = object()  # (``_Engine.model_position`` before it is looked for)
+
+
 def _model_position(func: Callable[..., Any]) -> int | None:
     """The position of ``func``'s ``model`` parameter among the arguments it takes positionally, or ``None``.
 
@@ -204,9 +207,11 @@ class _Engine:
             self.fixed_atto = atto_of(self.fixed_estimate)
         self.tracker = tracker
         self.service_tier = service_tier
+        self.func = func
         #: Where a ``model`` parameter of the function sits among its positional arguments (``None``: it has none),
-        #: for the model a call asks for when it is passed positionally (``_begin_requested``).
-        self.model_position = _model_position(func)
+        #: for the model a call asks for when it is passed positionally: found at the first such call
+        #: (``_begin_requested``, only while an export wants it), not as the function is decorated.
+        self.model_position: int | object | None = _NOT_FOUND_YET
 
     def call_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FrozenTags:
         """The tags of a call with a ``tags=`` callable: what it returns for the call's arguments. One that raises or
@@ -457,9 +462,12 @@ class _Engine:
         model = self.model
         if model is None:
             model = kwargs.get("model")
-            position = self.model_position
-            if model is None and position is not None and len(args) > position:
-                model = args[position]  # (``ask("gpt-4o", prompt)`` as ``ask(model="gpt-4o", ...)``)
+            if model is None and args:
+                position = self.model_position
+                if position is _NOT_FOUND_YET:
+                    position = self.model_position = _model_position(self.func)
+                if type(position) is int and len(args) > position:
+                    model = args[position]  # (``ask("gpt-4o", prompt)`` as ``ask(model="gpt-4o", ...)``)
         if call is None or not isinstance(model, str) or not model:
             return call
         recording, tags, held, started, checked, guard, token = call
