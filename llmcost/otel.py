@@ -88,16 +88,28 @@ class _CostTotals:
 #: The totals each meter provider's ``llmcost.cost`` reports: one instrument per provider, registered once (the SDK
 #: keeps the first callback of an instrument registered again under its name), which every export to it adds to.
 _totals_by_provider: weakref.WeakKeyDictionary[Any, _CostTotals] = weakref.WeakKeyDictionary()
+#: The totals of an export made while no global meter provider was set (to the API's proxy provider), if any: the
+#: proxy's instrument is made anew in whichever provider is set as the global later, so an export to that provider
+#: adds to these (an instrument of its own would be a duplicate name there, its sums dropped).
+_proxied: list[_CostTotals] = []
+
+
+def _is_api_provider(provider: Any) -> bool:
+    """Whether ``provider`` is the OpenTelemetry API's own (the proxy handed out while no global provider is set)."""
+    return type(provider).__module__.startswith("opentelemetry.metrics")
 
 
 def _cost_totals(meter_provider: Any, meter: Any) -> _CostTotals:
     """The running totals behind ``meter_provider``'s ``llmcost.cost``, its instrument made on first use."""
-    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    current = metrics.get_meter_provider()
+    provider = meter_provider if meter_provider is not None else current
     with _lock:
         try:
             totals = _totals_by_provider.get(provider)
         except TypeError:  # (a provider without weak references: an instrument per export)
             totals, provider = None, None
+        if totals is None and _proxied and provider is current and not _is_api_provider(current):
+            totals = _proxied[0]  # (the global provider, set since an export to the proxy: its instrument is there)
         if totals is None:
             totals = _CostTotals()
             meter.create_observable_up_down_counter(
@@ -106,8 +118,10 @@ def _cost_totals(meter_provider: Any, meter: Any) -> _CostTotals:
                 unit="USD",
                 description="What LLM calls and resources cost (credits negative)",
             )
-            if provider is not None:
-                _totals_by_provider[provider] = totals
+            if provider is current and _is_api_provider(current):
+                _proxied[:] = [totals]
+        if provider is not None:
+            _totals_by_provider[provider] = totals
     return totals
 
 

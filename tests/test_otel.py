@@ -416,6 +416,35 @@ def test_the_cost_sum_is_exactly_the_tracker_total_and_stays_so_when_instrumente
     assert point.value == float(Decimal("0.5253") * 2) == 1.0506
 
 
+def test_exports_before_and_after_the_global_meter_provider_is_set_add_to_one_sum():
+    # In a child: the global provider is set once per process. An export made before it is set goes to the API's proxy,
+    # whose instrument is made in the provider set later; an export made after adds to that instrument (one of its own
+    # would be a duplicate name there, its sums dropped: 3.0 exported against a total of 7).
+    code = (
+        "from opentelemetry import metrics\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+        "import llmcost\n"
+        "from llmcost.otel import instrument_tracker\n"
+        "t = llmcost.CostTracker()\n"
+        "undo = instrument_tracker(t)\n"
+        "t.record(amount='1', category='compute')\n"
+        "reader = InMemoryMetricReader()\n"
+        "metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
+        "t.record(amount='2', category='compute')\n"
+        "undo()\n"
+        "undo = instrument_tracker(t)\n"
+        "t.record(amount='4', category='compute')\n"
+        "instrument_tracker(t, meter_provider=metrics.get_meter_provider())\n"
+        "t.record(amount='8', category='compute')\n"
+        "(m,) = [m for r in reader.get_metrics_data().resource_metrics for s in r.scope_metrics for m in s.metrics\n"
+        "        if m.name == 'llmcost.cost']\n"
+        "print(sum(p.value for p in m.data.data_points), t.total())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["15.0", "15"]
+
+
 def test_undo_stops_and_instrumenting_again_exports_once(tracker):
     o = OTel()
     instrument_tracker(tracker, tracer_provider=o.tracer_provider, meter_provider=o.meter_provider)
