@@ -81,8 +81,9 @@ _INFERENCE = CostCategory.LLM_INFERENCE
 #: subscribers see it (``llmcost.otel`` exports it as ``gen_ai.request.model``; an entry keeps the model the response
 #: named). ``None``: not known, or no tracked call recording.
 requested_model: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmcost_requested_model", default=None)
-#: The exports that want ``requested_model`` (added and removed by ``llmcost.otel`` under its lock; never rebound). A
-#: tracked call sets it only while there is one, so it pays nothing for it otherwise.
+#: The trackers whose exports want ``requested_model`` (added and removed by ``llmcost.otel`` under its lock; never
+#: rebound). A tracked call of one of them sets it; while the list is empty, no call pays anything for it, and a call of
+#: another tracker pays one look at the list.
 wanting_requested: list[object] = _state.requested_wanted
 _wanting = wanting_requested
 
@@ -265,8 +266,8 @@ class _Engine:
         ``known``: the call's tracker and tags, found already (``begin`` again in a wide decimal context)."""
         if not _state.active:  # is_active(), read where it is kept: this runs before every tracked call
             return None
-        if _wanting and known is None:  # (an OpenTelemetry export wants the model asked for: rarely)
-            return self._begin_requested(args, kwargs)
+        if _wanting and known is None and (self.tracker is None or self.tracker in _wanting):
+            return self._begin_requested(args, kwargs)  # (an OpenTelemetry export wants the model asked for: rarely)
         tracker = self.tracker
         call_tags = self.static_tags
         if tracker is None or self.tags_fn is not None:  # nothing here can fail for a given tracker and static tags
@@ -459,6 +460,8 @@ class _Engine:
                 log_once(("begin", self.name, type(exc)), "llmcost: cannot track %s: %r", self.name, exc)
                 return None
         call = self.begin(args, kwargs, (tracker, self.call_tags(args, kwargs)))
+        if tracker not in _wanting:  # (the default tracker, not exported: another tracker is)
+            return call
         model = self.model
         if model is None:
             model = kwargs.get("model")

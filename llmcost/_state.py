@@ -214,8 +214,8 @@ heuristic_amounts: dict[str, Any] = {}
 #: it, oldest first. A forked child starts without them: its retrieves must not record its parent's again.
 background_responses: OrderedDict[str, Any] = OrderedDict()
 
-#: The OpenTelemetry exports that want the model each tracked call asked for (``llmcost.otel`` adds and removes them;
-#: ``_decorator.wanting_requested`` is this list): while it holds one, tracked calls set ``requested_model``.
+#: The trackers whose OpenTelemetry exports want the model each tracked call asked for (``llmcost.otel`` adds and
+#: removes them; ``_decorator.wanting_requested`` is this list): tracked calls of these set ``requested_model``.
 requested_wanted: list[object] = []
 
 _CACHES: tuple[dict[Any, Any] | set[Any], ...] = (

@@ -327,13 +327,13 @@ def instrument_tracker(
         if previous is not None:
             previous()
         unsubscribe = target.subscribe("cost.recorded", exporter)
-        wanting_requested.append(exporter)  # tracked calls now say which model they asked for
+        wanting_requested.append(target)  # its tracked calls now say which model they asked for
 
         def undo() -> None:
             unsubscribe()
             with _lock:
-                if exporter in wanting_requested:
-                    wanting_requested.remove(exporter)
+                if target in wanting_requested:
+                    wanting_requested.remove(target)
                 if _undo_by_tracker.get(target) is undo:
                     del _undo_by_tracker[target]
 

@@ -242,6 +242,31 @@ def test_the_request_model_passed_positionally_is_the_model_asked_for(otel, trac
     assert [(s.name, s.attributes["gen_ai.request.model"]) for s in otel.finished()] == [("chat gpt-4o", "gpt-4o")] * 3
 
 
+def test_only_the_exported_trackers_calls_carry_the_model_asked_for(otel, tracker):
+    # The model asked for is carried to the subscribers of an exported tracker's calls only: the calls of every other
+    # tracker in the process (here one given to the decorator, and the default) pay nothing for another's export.
+    from llmcost._decorator import requested_model
+
+    seen: list[tuple[str, str | None]] = []
+    other = llmcost.CostTracker()
+    default = llmcost.get_tracker()
+    for name, each in (("exported", tracker), ("other", other), ("default", default)):
+        each.subscribe("cost.recorded", lambda entry, name=name: seen.append((name, requested_model.get())))
+
+    def ask(*, model):
+        return dict(CHAT, model="gpt-4o-2024-08-06")
+
+    llmcost.track_cost(tracker=tracker)(ask)(model="gpt-4o")
+    llmcost.track_cost(tracker=other)(ask)(model="gpt-4o")
+    llmcost.track_cost(ask)(model="gpt-4o")
+    assert seen == [("exported", "gpt-4o"), ("other", None), ("default", None)]
+    # The default tracker exported too: its calls carry it, the other's still not.
+    instrument_tracker(default, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    llmcost.track_cost(ask)(model="gpt-4o-mini")
+    llmcost.track_cost(tracker=other)(ask)(model="gpt-4o-mini")
+    assert seen[3:] == [("default", "gpt-4o-mini"), ("other", None)]
+
+
 def test_the_legacy_completions_api_is_a_text_completion(otel, client, tracker):
     client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
