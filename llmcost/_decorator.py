@@ -31,6 +31,8 @@ from ._context import (
 )
 from ._entry import (
     EMPTY_TAGS,
+    TO_US_TIER,
+    US_TIERS,
     CostCategory,
     CostEntry,
     FrozenTags,
@@ -207,7 +209,10 @@ class _Engine:
             self.fixed_estimate = to_estimate(estimate)
             self.fixed_atto = atto_of(self.fixed_estimate)
         self.tracker = tracker
+        #: The tier a call is priced at when its result does not say (one it reports is what the provider billed).
         self.service_tier = service_tier
+        #: Whether that tier is not a US-only one (which keeps a reported tier US-only: ``us_tier``).
+        self.tier_plain = service_tier is None or service_tier not in US_TIERS
         self.func = func
         #: Where a ``model`` parameter of the function sits among its positional arguments (``None``: it has none),
         #: for the model a call asks for when it is passed positionally: found at the first such call
@@ -231,6 +236,11 @@ class _Engine:
                 exc,
             )
             return self.static_tags
+
+    def us_tier(self, found: str | None) -> str | None:
+        """The tier of a call whose given tier is US-only (``"us"``, ``"batch+us"``...) and whose result reports
+        ``found``: that tier run in the US only (``"batch"`` -> ``"batch+us"``); the given one when it reports none."""
+        return self.service_tier if found is None else TO_US_TIER[found]
 
     def estimate_of(self, tracker: CostTracker, /, *args: Any, **kwargs: Any) -> Decimal:
         """What the ``estimate=`` callable says a call with these arguments will cost (the call's ``PendingCall``
@@ -494,9 +504,10 @@ class _Engine:
                         model = self.model or found_model
                         if found_usage is not None and model is not None:
                             category = (self.category if self.category is not None else found_category) or _INFERENCE
+                            tier = (found_tier or self.service_tier) if self.tier_plain else self.us_tier(found_tier)
                             tracker.record_call(
                                 model, self.provider or found_provider, found_usage, category, self.resource, tags,
-                                latency, self.service_tier or found_tier, self.provider is None, False, None,
+                                latency, tier, self.provider is None, False, None,
                                 checked if category is self.checked_category else None, guard, token,
                             )  # fmt: skip
                             return
@@ -516,10 +527,11 @@ class _Engine:
                     found_model, found_provider, found_usage, found_category, found_tier = extracted
                     model = self.model or found_model
                     if found_usage is not None and model is not None:
+                        tier = (found_tier or self.service_tier) if self.tier_plain else self.us_tier(found_tier)
                         tracker.record_call(
                             model, self.provider or found_provider, found_usage,
                             (self.category if self.category is not None else found_category) or _INFERENCE,
-                            self.resource, tags, latency, self.service_tier or found_tier, self.provider is None,
+                            self.resource, tags, latency, tier, self.provider is None,
                             False,
                         )  # fmt: skip
                         return
@@ -540,9 +552,10 @@ class _Engine:
                         category = (self.category if self.category is not None else found_category) or _INFERENCE
                         if checked is not None and category is not self.checked_category:
                             checked = None  # the guards matched another category: they match this one again
+                        tier = (found_tier or self.service_tier) if self.tier_plain else self.us_tier(found_tier)
                         entry = tracker.record_call(
                             model, self.provider or found_provider, found_usage, category, self.resource, tags,
-                            latency, self.service_tier or found_tier, self.provider is None, False,
+                            latency, tier, self.provider is None, False,
                             reservations or None, checked,
                         )  # fmt: skip
                         if reservations:
@@ -592,9 +605,10 @@ class _Engine:
                 if found_usage is not None and model is not None:
                     tracker, tags, reservations, _, checked, _, _ = call
                     kind = (self.category if self.category is not None else found_category) or _INFERENCE
+                    tier = (found_tier or self.service_tier) if self.tier_plain else self.us_tier(found_tier)
                     return tracker.record_call(
                         model, self.provider or found_provider, found_usage, kind, self.resource, tags, latency,
-                        self.service_tier or found_tier, self.provider is None, keep,
+                        tier, self.provider is None, keep,
                         reservations or None,  # settled by the guards as they count the entry
                         checked if kind is self.checked_category else None,  # (see ``finish``)
                     )  # fmt: skip
@@ -614,7 +628,7 @@ class _Engine:
                 usage = found_usage
             model = self.model or found_model
             provider = self.provider or found_provider
-            tier = self.service_tier or found_tier
+            tier = (found_tier or self.service_tier) if self.tier_plain else self.us_tier(found_tier)
             category = self.category if self.category is not None else found_category
         else:
             model, provider, category, tier = self.model, self.provider, self.category, self.service_tier

@@ -349,7 +349,10 @@ def _openai_usage(usage: Any) -> Usage | None:
     if type(out) is not int or not 0 <= out <= MAX_COUNT:
         out = _int(out)
     cache_read_count = cache_write = reasoning = 0
+    units: dict[str, int] | None = None  # (audio and image tokens: the Images, audio and Realtime APIs')
     in_details = get("input_tokens_details")
+    if in_details is None:
+        in_details = get("input_token_details")  # (transcriptions' and Realtime's name for it)
     if in_details is not None:
         if _kinds.get(type(in_details)) == _PYDANTIC:  # _view's pydantic case inline (an SDK object's details)
             extra = getattr(in_details, "__pydantic_extra__", None)
@@ -361,7 +364,18 @@ def _openai_usage(usage: Any) -> Usage | None:
             cache_read_count = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
         value = dget("cache_write_tokens")
         cache_write = _int(value) if value else 0
+        audio, image, cached_split = dget("audio_tokens"), dget("image_tokens"), dget("cached_tokens_details")
+        if audio or image or cached_split:
+            units = {}
+            _add_count(units, "input_audio_tokens", audio)
+            _add_count(units, "input_image_tokens", image)
+            if cached_split:
+                sget = _view(cached_split).get
+                _add_count(units, "cache_audio_read_tokens", sget("audio_tokens"))
+                _add_count(units, "cache_image_read_tokens", sget("image_tokens"))
     out_details = get("output_tokens_details")
+    if out_details is None:
+        out_details = get("output_token_details")  # (as above)
     if out_details is not None:
         if _kinds.get(type(out_details)) == _PYDANTIC:
             extra = getattr(out_details, "__pydantic_extra__", None)
@@ -373,6 +387,14 @@ def _openai_usage(usage: Any) -> Usage | None:
             return _anthropic_usage(get, inp, None, None)
         if value:
             reasoning = value if type(value) is int and 0 < value <= MAX_COUNT else _int(value)
+        audio, image = oget("audio_tokens"), oget("image_tokens")
+        if audio or image:
+            if units is None:
+                units = {}
+            _add_count(units, "output_audio_tokens", audio)
+            _add_count(units, "output_image_tokens", image)
+    if units:
+        return _usage(inp, out, cache_read_count, cache_write, reasoning, units)
     if cache_read_count + cache_write <= inp and reasoning <= out:  # nothing for _usage to clamp: skip a call
         return trusted_usage(inp, out, cache_read_count, cache_write, reasoning)
     return _usage(inp, out, cache_read_count, cache_write, reasoning)
@@ -981,6 +1003,11 @@ def _usage_reader(
     in_fields, out_fields = _declared(inputs), _declared(outputs)
     has_cached, has_write = "cached_tokens" in in_fields, "cache_write_tokens" in in_fields
     has_reasoning, has_thinking = "reasoning_tokens" in out_fields, "thinking_tokens" in out_fields
+    # OpenAI's counts that become units (the Images API's image tokens, audio): a response with any is read generally.
+    in_units = tuple(k for k in ("audio_tokens", "image_tokens", "cached_tokens_details") if k in in_fields)
+    out_units = tuple(k for k in ("audio_tokens", "image_tokens") if k in out_fields)
+    if "input_token_details" in fields or "output_token_details" in fields:
+        raise _NoCompiledReader("input_token_details")  # (transcriptions', Realtime's: their units read generally)
     has_tier, has_completion = "service_tier" in fields, "completion_tokens" in fields
     has_speed = "speed" in fields  # Anthropic's fast mode
     has_geo = "inference_geo" in fields  # Anthropic's US-only inference
@@ -1083,15 +1110,22 @@ def _usage_reader(
                         if type(value) is not int or not 0 < value <= MAX_COUNT:
                             return general(result)
                         cache_write = value
+                    for key in in_units:
+                        if d[key]:
+                            return general(result)  # units
                 details = u["output_tokens_details"] if outputs is not None else None
                 if details is not None:
                     if type(details) is not outputs or details.__pydantic_extra__:
                         return general(result)
-                    value = details.__dict__["reasoning_tokens"] if has_reasoning else None
+                    d = details.__dict__
+                    value = d["reasoning_tokens"] if has_reasoning else None
                     if value:
                         if type(value) is not int or not 0 < value <= MAX_COUNT:
                             return general(result)
                         reasoning = value
+                    for key in out_units:
+                        if d[key]:
+                            return general(result)  # units
                 if cache_read + cache_write > inp or reasoning > out:
                     return general(result)  # counts to clamp
                 if (
@@ -1776,6 +1810,10 @@ _STREAM_TYPES = frozenset(
         ("openai", "AsyncStream"),
         ("anthropic", "Stream"),
         ("anthropic", "AsyncStream"),
+        # mistralai's ``chat.stream()`` / ``stream_async()`` (and its Azure and GCP clients'): iterators of
+        # ``CompletionEvent``, their generator in ``generator``.
+        ("mistralai", "EventStream"),
+        ("mistralai", "EventStreamAsync"),
     }
 )
 # What ``client.messages.stream(...)`` returns: a context manager that makes the request when entered and yields a
@@ -1822,7 +1860,7 @@ def may_be_stream(result: object) -> bool:
 
 
 def is_sdk_stream(result: object) -> bool:
-    """True for OpenAI and Anthropic ``Stream``/``AsyncStream`` objects."""
+    """True for OpenAI and Anthropic ``Stream``/``AsyncStream`` objects, and mistralai's ``EventStream``s."""
     return _type_is_one_of(result, _STREAM_TYPES)
 
 

@@ -38,8 +38,11 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object], chunk
     # generator of its own method), so it is freed at the next garbage collection.
     done = _once_or_when_freed(stream, settle)
     is_async = hasattr(stream, "__aiter__") and not hasattr(stream, "__iter__")
+    # The attribute holding the SDK's own iterator, which its ``__next__`` reads on each step: OpenAI's and
+    # Anthropic's ``_iterator``, mistralai's ``generator``.
+    held = "generator" if type(stream).__module__.startswith("mistralai.") else "_iterator"
     try:
-        inner = stream._iterator
+        inner = getattr(stream, held)
     except Exception:  # noqa: BLE001 - an SDK without the hook: track by wrapping instead
         inner = None
     if inner is None:
@@ -67,7 +70,7 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object], chunk
                 done()
 
         reader = gen()
-    stream._iterator = reader
+    setattr(stream, held, reader)
     _call_after_close(stream, done)
     # The SDK's stream helpers (OpenAI's ``ChatCompletionStream``, ``ResponseStream``) close the HTTP response itself,
     # not this stream; so does the SDK as the body ends, from inside the reading: then the reader settles, once the

@@ -7,6 +7,7 @@ Each expected amount is worked out from the provider's published prices, the rul
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime, timezone
@@ -288,6 +289,57 @@ def test_openai_audio_tokens_are_priced_at_audio_rates(tracker):
     # 400*2.5 + 600*32 + 100*10 + 400*64 = 46,800e-6
     tracker.record(model=found.model, usage=found.usage)
     assert tracker.entries()[0].amount == Decimal("0.0468")
+
+
+def test_openai_images_image_tokens_are_priced_at_image_rates(tracker):
+    body = {
+        "created": 0,
+        "data": [{"b64_json": "aGk="}],
+        "usage": {
+            "input_tokens": 1050,
+            "output_tokens": 4160,
+            "total_tokens": 5210,
+            "input_tokens_details": {"text_tokens": 50, "image_tokens": 1000},
+            "output_tokens_details": {"text_tokens": 0, "image_tokens": 4160},
+        },
+    }
+    client = openai.OpenAI(api_key="k", http_client=transport(body))
+
+    @track_cost(tracker=tracker, model="gpt-image-1.5")
+    def draw():
+        return client.images.generate(model="gpt-image-1.5", prompt="a cat")
+
+    draw()
+    (entry,) = tracker.entries()
+    assert entry.usage.units == {"input_image_tokens": 1000, "output_image_tokens": 4160}
+    # gpt-image-1.5: text $5 in / $10 out, image $8 in / $32 out per MTok (https://developers.openai.com/api/docs/pricing):
+    # 50*5 + 1000*8 + 4160*32 = 141,370e-6 (read as text tokens it was 0.04685)
+    assert entry.amount == Decimal("0.14137")
+
+
+def test_openai_transcription_audio_tokens_are_priced_at_audio_rates(tracker):
+    # Transcriptions (and Realtime) name the details ``input_token_details``, singular.
+    body = {
+        "text": "hello",
+        "usage": {
+            "type": "tokens",
+            "input_tokens": 1000,
+            "output_tokens": 100,
+            "total_tokens": 1100,
+            "input_token_details": {"text_tokens": 20, "audio_tokens": 980},
+        },
+    }
+    client = openai.OpenAI(api_key="k", http_client=transport(body))
+
+    @track_cost(tracker=tracker, model="gpt-4o-transcribe")
+    def transcribe():
+        return client.audio.transcriptions.create(model="gpt-4o-transcribe", file=("a.wav", b"RIFF"))
+
+    transcribe()
+    (entry,) = tracker.entries()
+    assert entry.usage.units == {"input_audio_tokens": 980}
+    # gpt-4o-transcribe: $2.50 text in, $6 audio in, $10 out per MTok: 20*2.5 + 980*6 + 100*10 = 6,930e-6
+    assert entry.amount == Decimal("0.00693")
 
 
 # grok-4: $3 input, $15 output (catalog, https://docs.x.ai/docs/models). xAI counts reasoning apart from
@@ -728,6 +780,33 @@ def test_track_cost_service_tier_applies_when_the_response_does_not_say(tracker)
     assert (tracker.entries()[0].amount, tracker.entries()[0].service_tier) == (Decimal("1.25"), "batch")
 
 
+def test_a_tier_the_response_reports_wins_over_the_one_given():
+    # service_tier= applies "when the result does not say": a response that reports its tier was billed at it.
+    tracker = CostTracker(clock=lambda: datetime(2026, 11, 1, tzinfo=timezone.utc))
+    usage = {"input_tokens": 100_000, "output_tokens": 0}
+
+    @track_cost(tracker=tracker, service_tier="flex")
+    def ask_gpt():
+        return {
+            "model": "gpt-5",
+            "service_tier": "priority",
+            "usage": {"prompt_tokens": 100_000, "completion_tokens": 0},
+        }
+
+    # A US-only tier given keeps the reported tier US-only: Batch's half price, then the 1.1x of US-only inference.
+    @track_cost(tracker=tracker, service_tier="us")
+    def ask_claude(tier):
+        return {"type": "message", "model": "claude-opus-4-6", "usage": {**usage, "service_tier": tier}}
+
+    ask_gpt(), ask_claude("batch"), ask_claude(None)
+    # gpt-5 priority: $2.50/M input (flex would be $0.625); claude-opus-4-6 $5/M: batch 50% = $2.50, US-only 1.1x
+    assert [(e.service_tier, e.amount) for e in tracker.entries()] == [
+        ("priority", Decimal("0.25")),
+        ("batch+us", Decimal("0.275")),
+        ("us", Decimal("0.55")),
+    ]
+
+
 # -- Google GenAI (real SDK objects) ----------------------------------------------------------------------------------
 def _tracked_gemini(usage_metadata):
     """A google-genai response of gemini-2.5-flash with ``usage_metadata`` (its JSON), and the one entry of a tracked
@@ -1104,6 +1183,64 @@ def test_mistral_stream_events_are_read_through_their_data(tracker, how):
     (entry,) = tracker.entries()
     assert (entry.model, entry.usage) == ("mistral-large-latest", Usage(1000, 200))
     assert entry.amount == Decimal("0.0032")  # mistral-large-latest: 1000*2 + 200*6 (catalog, per million)
+
+
+def _mistral_client():
+    """mistralai's client over canned HTTP: a chat stream of mistral-large-latest, its usage on the last chunk."""
+    mistralai = pytest.importorskip("mistralai.client")
+    usage = {"prompt_tokens": 10_000, "completion_tokens": 500, "total_tokens": 10_500}
+    chunks = [
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "mistral-large-latest",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None if text else "stop"}],
+            **({} if text else {"usage": usage}),
+        }
+        for text in ("Bon", "jour", "")
+    ]
+    body = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+
+    def handler(request):
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
+
+    return mistralai.Mistral(
+        api_key="k",
+        client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+        async_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+    )
+
+
+def test_mistral_sdk_streams_returned_by_a_tracked_function_are_recorded(tracker):
+    # client.chat.stream() and stream_async() return mistralai's EventStream / EventStreamAsync (iterator classes, not
+    # generators): they were taken for results without usage, and nothing was recorded.
+    client = _mistral_client()
+    messages = [{"role": "user", "content": "x"}]
+
+    @track_cost(tracker=tracker)
+    def ask():
+        return client.chat.stream(model="mistral-large-latest", messages=messages)
+
+    @track_cost(tracker=tracker)
+    async def ask_async():
+        return await client.chat.stream_async(model="mistral-large-latest", messages=messages)
+
+    stream = ask()
+    assert type(stream).__name__ == "EventStream"  # the SDK's own object, iterating as before
+    assert [e.data.choices[0].delta.content for e in stream] == ["Bon", "jour", ""]
+    with ask() as stream:  # closed after one event: recorded with what it read by then (no usage yet)
+        next(stream)
+
+    async def read_async():
+        async for _ in await ask_async():
+            pass
+
+    asyncio.run(read_async())
+    # mistral-large-latest: $2 input, $6 output per MTok: 10000*2 + 500*6 = 23,000e-6
+    assert [(e.model, e.usage, e.amount) for e in tracker.entries()] == [
+        ("mistral-large-latest", Usage(10_000, 500), Decimal("0.023"))
+    ] * 2
 
 
 # -- LiteLLM, Bedrock, Cohere (exact JSON shapes) ---------------------------------------------------------------------
