@@ -1920,6 +1920,8 @@ def _is_complete(chunk: Any, response_id: str | None) -> bool:
             # their response's id, and a host may report cumulative usage on each (vLLM's continuous usage stats):
             # one with the open response's id is a piece of it (a new id closes it anyway, as for chat chunks).
             return response_id is None
+    if type(chunk) is dict and "stopReason" in chunk and "output" in chunk:
+        return True  # a Bedrock Converse response (no id: its request id is in ``ResponseMetadata``)
     return type(chunk).__name__ == "AIMessage"
 
 

@@ -1337,6 +1337,30 @@ def test_bedrock_converse_body_with_the_model_on_the_decorator(tracker):
     assert (entry.provider, entry.amount) == ("aws", Decimal("0.01221"))
 
 
+def test_a_generator_of_bedrock_converse_responses_records_their_sum(tracker):
+    # An agent loop yielding each turn's converse() body: whole responses without an id, each a request of its own
+    # (their usage was merged as one response's, field by field: 1500/200 recorded for 2500/300).
+    def turn(inp, out):
+        return {
+            "ResponseMetadata": {"RequestId": f"req-{inp}", "HTTPStatusCode": 200},
+            "output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out},
+        }
+
+    @track_cost(tracker=tracker, model="anthropic.claude-3-5-haiku-20241022-v1:0", provider="aws")
+    def agent():
+        yield turn(1000, 100)
+        yield turn(1500, 200)
+
+    list(agent())
+    (entry,) = tracker.entries()
+    assert entry.usage == Usage(2500, 300, units={"requests": 2})
+    # Claude 3.5 Haiku on Bedrock: $0.80 in, $4 out per MTok (https://aws.amazon.com/bedrock/pricing/):
+    # 2500*0.8 + 300*4 = 3,200e-6
+    assert entry.amount == Decimal("0.0032")
+
+
 def test_bedrock_converse_stream_metadata_event(tracker):
     @track_cost(tracker=tracker, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0")
     def stream():
