@@ -304,6 +304,11 @@ def _let_go_of_path_locks() -> None:
         found.let_go()
 
 
+#: ``[True]`` once a SIGTERM is ending the process (its default action is to follow the flush): the other threads
+#: go on recording meanwhile, so each entry recorded then is written as it is recorded (``CostTracker``), and the
+#: flush's last step keeps every tracker's flush lock (``flush_and_hold``) so none is buffered after it. Empty else.
+ending: list[bool] = []
+
 # A forked child must not repeat its parent's ids. Registering a fork callback creates nothing and starts nothing;
 # doing it on first use would put a check on the per-call path.
 if hasattr(os, "register_at_fork"):
@@ -311,6 +316,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reseed_ids)
     os.register_at_fork(after_in_child=_forget_path_locks)
     os.register_at_fork(after_in_child=background_responses.clear)
+    os.register_at_fork(after_in_child=ending.clear)  # (a child forked as its parent ends lives on)
     os.register_at_fork(before=_hold_path_locks, after_in_parent=_let_go_of_path_locks)
 
 
@@ -400,6 +406,20 @@ def _flush_all_at_exit() -> None:
             logger.exception("llmcost: could not flush %r at exit", tracker)
 
 
+def _flush_before_the_end() -> None:
+    """The flush of a SIGTERM that ends the process: every tracker, then what is flushed last (budgets' leases), then
+    every tracker again, keeping its flush lock (``flush_and_hold``): the entries other threads recorded meanwhile
+    (written as they were recorded, ``ending``) are all written, and none is buffered after."""
+    _flush_all_at_exit()
+    for tracker in live_snapshot():
+        hold = getattr(tracker, "flush_and_hold", None)
+        if hold is not None:
+            try:
+                hold()
+            except Exception:
+                logger.exception("llmcost: could not flush %r at exit", tracker)
+
+
 def _end_at_exit() -> None:
     """The ``atexit`` hook: stop every tracker's background writer (``CostTracker.stop_writer``), then flush.
 
@@ -438,6 +458,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     """
     global _deferred_sigterm, _sigterm_overdue, _sigterm_depth
     depth = _sigterm_depth
+    previous = _previous_sigterm[depth] if depth < len(_previous_sigterm) else signal.SIG_DFL
     if depth:  # called again by a handler it chained to (which had replaced it): the flush was done
         pass
     elif _sigterm_overdue:  # the main thread still holds what a flush needs: none is tried
@@ -448,10 +469,17 @@ def _on_sigterm(signum: int, frame: Any) -> None:
             threading.Thread(target=_end_if_still_deferred, name="llmcost-sigterm-wait", daemon=True).start()
         return
     else:
-        flusher = threading.Thread(target=_flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True)
+        # The process ends right after the flush when SIGTERM's default action follows it; a handler chained to may
+        # instead shut down gracefully (a server finishing its requests), whose calls must go on being recorded as
+        # usual, and are flushed at exit.
+        final = not callable(previous) and previous != signal.SIG_IGN
+        if final:
+            ending[:] = [True]
+        flusher = threading.Thread(
+            target=_flush_before_the_end if final else _flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True
+        )
         flusher.start()
         flusher.join(SIGTERM_FLUSH_SECONDS)
-    previous = _previous_sigterm[depth] if depth < len(_previous_sigterm) else signal.SIG_DFL
     if callable(previous):
         _sigterm_depth = depth + 1
         try:
@@ -694,6 +722,7 @@ def reset() -> None:
         live_trackers.clear()
         orphans.clear()
         requested_wanted.clear()  # (the exports of the trackers just closed)
+        ending.clear()
         if _exit_hook_registered:
             atexit.unregister(_end_at_exit)
             _exit_hook_registered = False

@@ -60,6 +60,8 @@ EVENTS = ("cost.recorded", "budget.created", "budget.warning", "budget.exceeded"
 _UNKNOWN_MODEL_POLICIES = ("warn", "raise", "ignore")
 _logged = _state.logged
 _logged_lock = _state.logged_lock
+#: Not empty once a SIGTERM is ending the process: entries are then written as they are recorded (``_write_ending``).
+_ending = _state.ending
 #: Buffered entries are moved into columns every this many appends (fewer with a smaller ``batch_size``): short
 #: enough that they die before a second-generation collection, long enough that the move is cheap per entry.
 _CHUNK = 256
@@ -817,11 +819,26 @@ class CostTracker:
         # threads take no lock here either; only ``flush`` takes entries off the front. A full batch wakes the
         # writer early.
         buffer = self._buffer
+        if _ending:  # (a SIGTERM is ending the process: ``_write_ending``)
+            self._write_ending(entry)
+            return
         buffer.append(entry)
         if self._flusher is None:
             self._start_flusher()
         if len(buffer) >= self._chunk:
             self._to_columns()
+
+    def _write_ending(self, entry: CostEntry) -> None:
+        """Buffer ``entry`` and write it now, on the recording thread, while a SIGTERM ends the process: its flush
+        runs once, and entries buffered after it would be lost. Buffered under the flush lock, so the flush's last
+        step (``flush_and_hold``) either writes it or, holding the lock, keeps it from being buffered at all (the
+        call is then one in flight as the process ends)."""
+        with self._flush_lock:
+            self._buffer.append(entry)
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - kept buffered: the last step writes it (or spills it)
+            log_once(("ending", type(exc)), "llmcost: could not write an entry as the process ends: %r", exc)
 
     def _to_columns(self) -> None:
         """Move the buffered entries into ``_columns``, so they die young; wake the writer once a batch waits.
@@ -908,40 +925,52 @@ class CostTracker:
         around it.
         """
         with self._flush_lock:
-            with self._move_lock:
-                parts = self._columns[:]
-                buffer = self._buffer
-                recent = buffer[:]
-                del buffer[: len(recent)]  # entries recorded meanwhile were appended after these, and stay
-                self._taken += len(recent)
-                del self._columns[:]
-                self._columned = 0
-            if parts or recent:
-                try:
-                    batch = FieldColumns.joined([*parts, FieldColumns.of(recent)] if recent else parts)
-                    # (Inside ``writing``: the ledger knows the batch is in the store from the moment the append
-                    # returns, so a budget reading spend before the acknowledgement below counts it once.)
-                    with self.store.writing(batch):
-                        append_columns_or_set_aside(self.store, batch)
-                except BaseException as exc:
-                    # Back in front (all columned or buffered since are newer), in order; as columns, since entries
-                    # moved into columns since were recorded after ``recent``. Of a batch written in part, only what
-                    # the store did not take: kept, the rest would be stored again by the next flush.
-                    if isinstance(exc, PartlyWritten):
-                        back = [FieldColumns.of(exc.unwritten)]
-                        _written(self.store, FieldColumns.of(exc.written))
-                    else:
-                        back = [*parts, FieldColumns.of(recent)] if recent else parts
-                    count = sum(map(len, back))
-                    with self._move_lock:
-                        self._columns[:0] = back
-                        self._columned += count
-                    if isinstance(exc, Exception) and not isinstance(exc, StoreError):
-                        raise StoreError(f"could not write {count} entries to {self.store!r}: {exc}") from exc
-                    raise
-                _written(self.store, batch)
-            self.store.flush()
-            self._last_flush = time.monotonic()
+            self._write_buffered()
+
+    def flush_and_hold(self) -> None:
+        """Write what is buffered, keeping the flush lock for good: no entry is buffered after this returns (a
+        recording thread waits for the lock first while the process ends: ``_buffer_entry``). The last step of the
+        flush of a SIGTERM that ends the process (``_state.ending``): an entry buffered a moment after that write
+        would be lost with the process. Raises as ``flush`` does (the lock still kept)."""
+        if self._flush_lock.hold(_state.SIGTERM_FLUSH_SECONDS):  # (else a write hangs: the process ends anyway)
+            self._write_buffered()
+
+    def _write_buffered(self) -> None:
+        """``flush``'s write of the buffered entries, its caller holding the flush lock."""
+        with self._move_lock:
+            parts = self._columns[:]
+            buffer = self._buffer
+            recent = buffer[:]
+            del buffer[: len(recent)]  # entries recorded meanwhile were appended after these, and stay
+            self._taken += len(recent)
+            del self._columns[:]
+            self._columned = 0
+        if parts or recent:
+            try:
+                batch = FieldColumns.joined([*parts, FieldColumns.of(recent)] if recent else parts)
+                # (Inside ``writing``: the ledger knows the batch is in the store from the moment the append
+                # returns, so a budget reading spend before the acknowledgement below counts it once.)
+                with self.store.writing(batch):
+                    append_columns_or_set_aside(self.store, batch)
+            except BaseException as exc:
+                # Back in front (all columned or buffered since are newer), in order; as columns, since entries
+                # moved into columns since were recorded after ``recent``. Of a batch written in part, only what
+                # the store did not take: kept, the rest would be stored again by the next flush.
+                if isinstance(exc, PartlyWritten):
+                    back = [FieldColumns.of(exc.unwritten)]
+                    _written(self.store, FieldColumns.of(exc.written))
+                else:
+                    back = [*parts, FieldColumns.of(recent)] if recent else parts
+                count = sum(map(len, back))
+                with self._move_lock:
+                    self._columns[:0] = back
+                    self._columned += count
+                if isinstance(exc, Exception) and not isinstance(exc, StoreError):
+                    raise StoreError(f"could not write {count} entries to {self.store!r}: {exc}") from exc
+                raise
+            _written(self.store, batch)
+        self.store.flush()
+        self._last_flush = time.monotonic()
 
     def _acknowledge(self, batch: Sequence[CostEntry] | FieldColumns) -> None:
         """Tell the store's budget ledger that ``batch`` is written (its settled amounts give way to the rows)."""

@@ -113,6 +113,58 @@ def test_a_users_own_sigterm_handler_still_runs(url: str, spawn: list[subprocess
     assert _stored(url) == 5
 
 
+#: Four threads making tracked calls into the store at argv[1], under a daily budget (whose leases SIGTERM's flush
+#: settles after the trackers), each printing a line as a call returns, until the process is ended.
+BUSY_THREADS = """
+import sys, threading, time
+import llmcost
+
+tracker = llmcost.CostTracker(sys.argv[1])
+
+@llmcost.track_cost(tracker=tracker, resource="answer", estimate="0.0035")
+def answer():
+    time.sleep(0.001)
+    return {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+
+lock = threading.Lock()
+
+def work():
+    with llmcost.budget(1000, period="daily", tracker=tracker):
+        while True:
+            answer()
+            with lock:
+                sys.stdout.write("call\\n")
+                sys.stdout.flush()
+
+for _ in range(4):
+    threading.Thread(target=work, daemon=True).start()
+time.sleep(60)
+"""
+
+
+def test_calls_returned_while_sigterms_flush_runs_are_all_stored(url: str, spawn: list[subprocess.Popen[str]]) -> None:
+    # Other threads go on recording while SIGTERM's flush runs (it settles the budget's leases after the trackers):
+    # 64-131 calls that had returned were lost with the process, though the budget's ledger counted them.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(BUSY_THREADS), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    spawn.append(proc)
+    assert proc.stdout is not None
+    for _ in range(200):  # under way in every thread
+        assert proc.stdout.readline() == "call\n", proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, err
+    returned = 200 + out.count("call\n")
+    # Every call that returned is stored (one recorded as the process ended may not have printed its line yet).
+    assert returned <= _stored(url) <= returned + 4, err
+
+
 HOLD_LOCK = """
 import sys, duckdb
 con = duckdb.connect(sys.argv[1])
