@@ -946,13 +946,15 @@ class Budget:
                 self._atto_committed = after
         finally:
             baton.append(True)
-        self._refused(from_atto(committed), from_atto(atto) if needed is None else needed)
+        spent = self._atto_spent  # (read after the baton: for the message, as ``committed`` was)
+        self._refused(from_atto(spent), from_atto(committed - spent), from_atto(atto) if needed is None else needed)
         return atto
 
     @in_exact_context  # (a block budget's call may be checked in the caller's narrow context: its figures are ints)
-    def _refused(self, committed: Decimal, needed: Decimal, *, detailed: bool = False) -> None:
-        """A call needing ``needed`` did not fit what is ``committed``: refused (``BudgetExceeded``) with the 1.0
-        alert, if it has not fired (``detailed``: its message says why, as a period budget's does).
+    def _refused(self, spent: Decimal, reserved: Decimal, needed: Decimal, *, detailed: bool = False) -> None:
+        """A call needing ``needed`` did not fit what is ``spent`` and ``reserved`` by calls in flight: refused
+        (``BudgetExceeded``) with the 1.0 alert, if it has not fired (``detailed``: its message says why, as a period
+        budget's does).
 
         With ``on_exceed="warn"`` the call is let through, and the alert says so, once a period and only while the
         1.0 threshold has not fired: the call may well cost less than its estimate, so the threshold is not marked
@@ -965,7 +967,7 @@ class Budget:
             let_through = f"a call needing about {dollars(needed)[0]} would pass the limit; let through"
             self._alert(1.0, let_through, event="budget.exceeded", let_through=True)
             return
-        refused = BudgetExceeded(self.name, committed, self.limit, needed)
+        refused = BudgetExceeded(self.name, spent, self.limit, needed, reserved)
         what = (
             f"refused a call needing ~${needed}: {refused}"
             if detailed
@@ -1119,7 +1121,7 @@ class Budget:
             if scope is self._scope:
                 self._set(*self._view(scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))))
         if remaining <= 0 or needed > remaining:
-            self._refused(r.spent + r.reserved, needed, detailed=True)
+            self._refused(r.spent, r.reserved, needed, detailed=True)
         return _Hold(store, scope, r)
 
     def _reserve_offline(
@@ -1131,14 +1133,15 @@ class Budget:
         this process use that room, while the ledger is down (every process alike: see docs/budgets.md)."""
         self._unreachable(exc)
         with self._lock:
-            committed = self._figures()[1] if scope is self._scope else ZERO
-            taken = self._offline_held.get(scope.key, ZERO) + self._offline_spent.get(scope.key, ZERO)
-            remaining = limit - committed - taken
+            seen, committed = self._figures() if scope is self._scope else (ZERO, ZERO)
+            held, spent = self._offline_held.get(scope.key, ZERO), self._offline_spent.get(scope.key, ZERO)
+            remaining = limit - committed - held - spent
             fits = remaining > 0 and needed <= remaining
             if fits or self.on_exceed == "warn":
                 self._offline_held[scope.key] = self._offline_held.get(scope.key, ZERO) + needed
         if not fits:
-            self._refused(committed + taken, needed, detailed=True)  # (returns only with on_exceed="warn")
+            # (Returns only with on_exceed="warn".)
+            self._refused(seen + spent, committed - seen + held, needed, detailed=True)
         return _Offline(store, scope, needed)
 
     def _unreachable(self, exc: StoreError) -> None:

@@ -80,8 +80,9 @@ class PricingError(LlmcostError):
 class BudgetExceeded(LlmcostError):
     """A budget refused a call; the call was not made.
 
-    ``budget`` is the budget's name, ``spent`` and ``limit`` its state when it refused, and ``requested`` the
-    estimate of the refused call (``Decimal(0)`` when the budget was already used up).
+    ``budget`` is the budget's name, ``spent`` and ``limit`` its state when it refused, ``reserved`` what calls in
+    flight held of it then (their estimates), and ``requested`` the estimate of the refused call (``Decimal(0)``
+    when the budget was already used up).
 
     Example::
 
@@ -92,17 +93,28 @@ class BudgetExceeded(LlmcostError):
             print(f"{exc.budget} stopped at {exc.spent} of {exc.limit}")
     """
 
-    def __init__(self, budget: str, spent: Decimal, limit: Decimal, requested: Decimal = Decimal(0)) -> None:
+    def __init__(
+        self,
+        budget: str,
+        spent: Decimal,
+        limit: Decimal,
+        requested: Decimal = Decimal(0),
+        reserved: Decimal = Decimal(0),
+    ) -> None:
         self.budget = budget
         self.spent = spent
         self.limit = limit
         self.requested = requested
-        super().__init__(budget, spent, limit, requested)
+        self.reserved = reserved
+        super().__init__(budget, spent, limit, requested, reserved)
 
     def __str__(self) -> str:
-        spent, limit, remaining, requested = dollars(self.spent, self.limit, self.limit - self.spent, self.requested)
+        spent, limit, remaining, requested, reserved = dollars(
+            self.spent, self.limit, self.limit - self.spent - self.reserved, self.requested, self.reserved
+        )
+        held = f", {reserved} held by calls in flight" if self.reserved else ""
         return (
-            f"budget {self.budget!r} exceeded: spent {spent} of {limit}"
+            f"budget {self.budget!r} exceeded: spent {spent} of {limit}{held}"
             f" (remaining {remaining}); the call needed about {requested}"
         )
 

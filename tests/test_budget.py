@@ -49,6 +49,34 @@ def test_refuses_when_nothing_remains_and_the_body_never_runs(tracker):
     assert b.remaining == 0 and b.utilization == 1.0
 
 
+@pytest.mark.parametrize("period", [None, "daily"])
+def test_a_refusal_tells_what_is_spent_from_what_calls_in_flight_hold(tracker, period):
+    # ``BudgetExceeded.spent`` was spent plus reserved: "spent $0.90 of $1.00" with nothing spent, a call in flight
+    # holding $0.90.
+    started, release = threading.Event(), threading.Event()
+
+    @track_cost(tracker=tracker, model="gpt-4o", usage=lambda r: Usage(input_tokens=1000), estimate="0.90")
+    def slow():
+        started.set()
+        release.wait(10)
+
+    call, ran = caller(tracker, estimate="0.50")
+    with budget("1.00", period=period, tracker=tracker) as b:
+        in_flight = threading.Thread(target=contextvars.copy_context().run, args=(slow,))
+        in_flight.start()
+        assert started.wait(10)
+        with pytest.raises(BudgetExceeded) as info:
+            call()
+        release.set()
+        in_flight.join()
+    refused = info.value
+    assert (refused.spent, refused.reserved, refused.requested, ran) == (0, Decimal("0.90"), Decimal("0.50"), [])
+    assert str(refused) == (
+        f"budget {b.name!r} exceeded: spent $0.00 of $1.00, $0.90 held by calls in flight (remaining $0.10);"
+        " the call needed about $0.50"
+    )
+
+
 def test_refuses_when_the_estimate_exceeds_what_remains(tracker):
     call, ran = caller(tracker, estimate=Decimal("0.004"))
     with budget(Decimal("0.005"), tracker=tracker):

@@ -216,7 +216,7 @@ class CostStore(abc.ABC):
             scope = BudgetScope("name:nightly", since=day_start, until=day_end, resource="summarize")
             r = store.reserve(scope, Decimal("0.02"), limit=Decimal("5"))
             if not r.granted:
-                raise BudgetExceeded("nightly", r.spent + r.reserved, Decimal("5"), Decimal("0.02"))
+                raise BudgetExceeded("nightly", r.spent, Decimal("5"), Decimal("0.02"), r.reserved)
         """
         return self.ledger().reserve(scope, amount, limit=limit, force=force)
 
