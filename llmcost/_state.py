@@ -308,6 +308,33 @@ def _let_go_of_path_locks() -> None:
 #: go on recording meanwhile, so each entry recorded then is written as it is recorded (``CostTracker``), and the
 #: flush's last step keeps every tracker's flush lock (``flush_and_hold``) so none is buffered after it. Empty else.
 ending: list[bool] = []
+#: How long a store's retries may wait at the end of the process (a file another process holds locked): what they
+#: cannot write by then is spilled to disk, kept for the store's next open, not lost when the process is killed.
+EXIT_RETRY_SECONDS = 4.0
+#: The ``time.monotonic()`` by which a flush at the end of the process must be done with retrying
+#: (``past_exit_deadline``): set as it starts (at exit, or by a SIGTERM that ends the process). Empty while the
+#: process runs on.
+exit_deadline: list[float] = []
+
+
+def past_exit_deadline(_retry_state: object = None) -> bool:
+    """Whether the process is ending and ``exit_deadline`` has passed: a store's retries stop then (a tenacity stop
+    condition; retries already under way stop too).
+
+    Example::
+
+        from llmcost._state import past_exit_deadline
+
+        past_exit_deadline()  # False while the process runs on
+    """
+    return bool(exit_deadline) and time.monotonic() >= exit_deadline[0]
+
+
+def _end_of_retries() -> None:
+    """Set ``exit_deadline`` ``EXIT_RETRY_SECONDS`` from now, unless an earlier one is set."""
+    deadline = time.monotonic() + EXIT_RETRY_SECONDS
+    exit_deadline[:] = [min([deadline, *exit_deadline])]
+
 
 # A forked child must not repeat its parent's ids. Registering a fork callback creates nothing and starts nothing;
 # doing it on first use would put a check on the per-call path.
@@ -317,6 +344,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_path_locks)
     os.register_at_fork(after_in_child=background_responses.clear)
     os.register_at_fork(after_in_child=ending.clear)  # (a child forked as its parent ends lives on)
+    os.register_at_fork(after_in_child=exit_deadline.clear)
     os.register_at_fork(before=_hold_path_locks, after_in_parent=_let_go_of_path_locks)
 
 
@@ -423,10 +451,14 @@ def _flush_before_the_end() -> None:
 def _end_at_exit() -> None:
     """The ``atexit`` hook: stop every tracker's background writer (``CostTracker.stop_writer``), then flush.
 
+    A store's retries are bounded meanwhile (``past_exit_deadline``): a process waiting out a lock a minute or more
+    would be killed first (``docker stop``), and what could not be written is spilled instead.
+
     Atexit hooks run before the interpreter starts finalizing; a daemon thread still inside DuckDB then would be
     ended by ``pthread_exit`` as it takes the GIL back, aborting the process (see ``stop_writer``). Stopping the
     writers here leaves no tracker thread in a store, and the flush that follows writes what they left.
     """
+    _end_of_retries()
     for tracker in live_snapshot():
         stop = getattr(tracker, "stop_writer", None)  # (the leases' exit hook stops their settler here)
         if stop is not None:
@@ -475,6 +507,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         final = not callable(previous) and previous != signal.SIG_IGN
         if final:
             ending[:] = [True]
+            _end_of_retries()
         flusher = threading.Thread(
             target=_flush_before_the_end if final else _flush_all_at_exit, name="llmcost-sigterm-flush", daemon=True
         )
@@ -723,6 +756,7 @@ def reset() -> None:
         orphans.clear()
         requested_wanted.clear()  # (the exports of the trackers just closed)
         ending.clear()
+        exit_deadline.clear()
         if _exit_hook_registered:
             atexit.unregister(_end_at_exit)
             _exit_hook_registered = False

@@ -173,6 +173,63 @@ sys.stdin.readline()  # until the test says so (or 10 s pass)
 """
 
 
+#: A tracker on the DuckDB file argv[1] (default retry_timeout: 30 s) that buffers 100 entries, then waits for a line
+#: (the test locks the file from another process meanwhile) before it waits to be ended.
+BUFFERED_THEN_LOCKED = """
+import sys, time
+import llmcost
+
+tracker = llmcost.CostTracker(sys.argv[1], flush_interval=3600)
+for _ in range(100):
+    tracker.record(amount="0.01", resource="answer")
+print("ready", flush=True)
+sys.stdin.readline()
+print("go", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigterm_while_another_process_holds_the_store_spills_the_buffer(
+    tmp_path: Path, spawn: list[subprocess.Popen[str]]
+) -> None:
+    # The flush's append waited out retry_timeout (30 s) for the lock; SIGTERM's 8 s ran out first and the process
+    # ended with all 100 entries. A store's retries now stop in time for the flush to spill what they could not write.
+    import time
+
+    path = tmp_path / "costs.duckdb"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUFFERED_THEN_LOCKED, f"duckdb://{path}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    spawn.append(child)
+    assert child.stdout is not None and child.stdin is not None
+    assert child.stdout.readline().strip() == "ready", child.stderr.read() if child.stderr else ""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    spawn.append(holder)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    child.stdin.write("\n")
+    child.stdin.flush()
+    assert child.stdout.readline().strip() == "go"
+    started = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    took = time.monotonic() - started
+    assert child.returncode == -signal.SIGTERM, err
+    assert took < 8, f"{took:.1f} s"  # (within SIGTERM's time: the flush spilled, it was not cut off)
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(timeout=30)
+    assert _stored(f"duckdb://{path}") == 100  # replayed from the spill as the store opens
+
+
 def test_calls_stay_fast_while_another_process_holds_the_store(
     tmp_path: Path, spawn: list[subprocess.Popen[str]]
 ) -> None:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .. import _state
 from .._entry import CostEntry
@@ -46,7 +46,8 @@ def retry_call(fn: Callable[[], T], *, transient: Callable[[BaseException], bool
     """Call ``fn`` until it succeeds, retrying errors ``transient`` accepts for at most ``timeout`` seconds.
 
     Waits grow exponentially from 5 ms with full jitter (so processes contending for one lock spread out) and are
-    capped at 250 ms; the last error is re-raised when the time is up.
+    capped at 250 ms; the last error is re-raised when the time is up, or once a process ending has used the time
+    its flush has for retries (``_state.past_exit_deadline``).
 
     Example::
 
@@ -57,7 +58,11 @@ def retry_call(fn: Callable[[], T], *, transient: Callable[[BaseException], bool
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(transient),
         wait=tenacity.wait_random_exponential(multiplier=_FIRST_WAIT, max=_MAX_WAIT),
-        stop=tenacity.stop_before_delay(timeout) if timeout > 0 else tenacity.stop_after_attempt(1),
+        # (Also once the process is ending and its flush's time is up: spilled then, not waited on until killed.)
+        stop=tenacity.stop_any(
+            tenacity.stop_before_delay(timeout) if timeout > 0 else tenacity.stop_after_attempt(1),
+            cast(Any, _state.past_exit_deadline),  # (any callable of the retry state is a stop condition)
+        ),
         reraise=True,
     )
     return retrying(fn)
