@@ -119,6 +119,11 @@ def make_source(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture(params=SOURCES)
+def source_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=SOURCES)
 def source(request: pytest.FixtureRequest, make_source: Callable[..., Any]) -> Any:
     return make_source(request.param)
 
@@ -157,6 +162,25 @@ def test_every_source_gives_the_same_frames(make_source: Callable[..., Any]) -> 
         pd.testing.assert_frame_equal(analytics.spend(src, by=("model", "tag:team")), expected["spend"])
         pd.testing.assert_frame_equal(analytics.by_tag(src), expected["tags"])
         pd.testing.assert_frame_equal(analytics.over_time(src, freq="W", by="category"), expected["weekly"])
+
+
+def test_sums_past_10_to_the_20_stay_exact(source_kind: str, make_source: Callable[..., Any]) -> None:
+    # Each amount fits DECIMAL(38, 18); their sum does not, and DuckDB's sum(amount) overflowed.
+    big = [
+        entry(1, MON, "60000000000000000000.25", model="gpt-4o", tags={"team": "a"}),
+        entry(2, MON + timedelta(days=1), "60000000000000000000.5", model="gpt-4o"),
+        entry(3, MON + timedelta(days=1), "1", resource="x", model="gpt-4o-mini", tags={"team": "b"}),
+    ]
+    source = make_source(source_kind, big)
+    exact = analytics._spend.exact_spend(source, ("resource",))
+    assert rows(exact, "resource", "cost") == [(None, Decimal("120000000000000000000.75")), ("x", Decimal(1))]
+    assert rows(analytics.spend(source, ()), "cost", "calls") == [(1.2e20, 3)]
+    assert rows(analytics.by_category(source), "cost") == [(1.2e20,)]
+    assert rows(analytics.by_tag(source), "tag_value", "cost") == [(None, 6e19), ("a", 6e19), ("b", 1.0)]
+    assert rows(analytics.over_time(source, "W"), "cost") == [(1.2e20,)]
+    assert rows(analytics.compare_models(source), "model", "cost") == [("gpt-4o", 1.2e20), ("gpt-4o-mini", 1.0)]
+    spent = analytics.forecast(source, "monthly", now=MON + timedelta(days=2))["spent"].iloc[0]
+    assert spent == 1.2e20
 
 
 def test_spend_total_row_and_several_keys(source: Any) -> None:

@@ -638,6 +638,8 @@ def test_database_errors_are_one_clean_line_about_the_store(
         "                      ^",
         'Parser Error: syntax error at or near "x" LINE 1: SELECT x ^^^^',
         "IO Error: Could not open file: No such file or directory",
+        "Out of Range Error: Overflow in SUM of DECIMAL: the result does not fit in DECIMAL(38)",
+        "Not implemented Error: this",
     ],
 )
 def test_clean_message_drops_sql_and_error_kinds(message: str) -> None:
@@ -646,6 +648,32 @@ def test_clean_message_drops_sql_and_error_kinds(message: str) -> None:
     cleaned = clean_message(message)
     assert "\n" not in cleaned and "LINE" not in cleaned and "^" not in cleaned and " Error:" not in cleaned
     assert cleaned
+
+
+def test_report_of_sums_past_10_to_the_20(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "big.duckdb")
+    when = datetime(2024, 5, 17, 12, tzinfo=timezone.utc)
+    store.append([CostEntry(id=f"{n:026x}", timestamp=when, amount="90000000000000000000") for n in range(3)])
+    store.close()
+    code, out, err = run(capsys, "report", "--store", str(tmp_path / "big.duckdb"), "--format", "csv")
+    assert code == 0, err
+    assert "270000000000000000000" in out
+
+
+def test_an_overflow_is_not_blamed_on_the_store(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    import llmcost.cli._main as cli_main
+
+    def overflow(args: object, out: object) -> int:
+        raise duckdb.OutOfRangeException("Out of Range Error: Overflow in SUM of BIGINT")
+
+    monkeypatch.setitem(cli_main._COMMANDS, "report", overflow)
+    code, _, err = run(capsys, "report", "--store", "memory://")
+    assert_one_line_error(code, err, "too large", "Overflow in SUM of BIGINT")
+    assert "Out of Range" not in err and "cannot read the store" not in err
 
 
 def test_report_by_key_and_freq_sorts_by_period_first(capsys: pytest.CaptureFixture[str], store_url: str) -> None:

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 from .. import _state
 from .._catalog import catalog_models
 from .._errors import UnknownModelError
-from .._money import ZERO, to_money, to_utc, wide_context
+from .._money import ZERO, to_utc, wide_context
 from .._prices import ModelPrice, get_price, price_for
 from .._rows import TOKEN_COLUMNS
 from .._time import When
 from .._usage import Usage
+from ..stores._sql import FRACTION_SUM, WHOLE_SUM, split_order, split_text, sum_value, with_split_sums
 from ._reprice import add_units, units_list_sql
 from ._source import MODEL_SQL, as_source
 
@@ -56,15 +57,20 @@ def compare_models(source: Any, *, since: When | None = None, until: When | None
     import pandas as pd
 
     with as_source(source) as base:
-        found = base.where(since=since, until=until).sql(
-            f"SELECT {MODEL_SQL} AS model, count(*) AS calls, sum(amount) AS cost, "
-            "CAST(sum(input_tokens) + sum(output_tokens) AS BIGINT) AS tokens "
-            "FROM _e WHERE model IS NOT NULL GROUP BY 1 ORDER BY sum(amount) DESC, 1"
+        src = base.where(since=since, until=until)
+        found = with_split_sums(
+            lambda split: src.sql(
+                f"SELECT {MODEL_SQL} AS model, count(*) AS calls, "
+                f"{split_text(WHOLE_SUM, FRACTION_SUM) if split else 'sum(amount)'} AS cost, "
+                "CAST(sum(input_tokens) + sum(output_tokens) AS BIGINT) AS tokens "
+                "FROM _e WHERE model IS NOT NULL GROUP BY 1 "
+                f"ORDER BY {split_order(WHOLE_SUM, FRACTION_SUM) if split else 'sum(amount)'} DESC, 1"
+            )
         )
     rows = []
     with wide_context():  # (divided exactly whatever the caller's decimal context, then made floats)
         for model, calls, cost, tokens in found.itertuples(index=False):
-            cost = to_money(cost)
+            cost = sum_value(cost)
             rows.append(
                 (
                     model,
@@ -239,11 +245,14 @@ def recommendations(
         src = base.where(since=since, until=until)
         moment = to_utc(now, "now") if now is not None else to_utc(src.clock(), "clock()")
         tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in TOKEN_COLUMNS)
-        found = src.sql(
-            f"SELECT resource, {MODEL_SQL} AS model, provider, service_tier AS tier, count(*) AS calls, "
-            f"sum(amount) AS cost, {tokens}, CAST(max(input_tokens + output_tokens) AS BIGINT) AS largest, "
-            f"{units_list_sql('units')} AS units_json "
-            "FROM _e WHERE model IS NOT NULL GROUP BY 1, 2, 3, 4"
+        found = with_split_sums(
+            lambda split: src.sql(
+                f"SELECT resource, {MODEL_SQL} AS model, provider, service_tier AS tier, count(*) AS calls, "
+                f"{split_text(WHOLE_SUM, FRACTION_SUM) if split else 'sum(amount)'} AS cost, {tokens}, "
+                "CAST(max(input_tokens + output_tokens) AS BIGINT) AS largest, "
+                f"{units_list_sql('units')} AS units_json "
+                "FROM _e WHERE model IS NOT NULL GROUP BY 1, 2, 3, 4"
+            )
         )
     # Per (resource, model, provider): the recorded cost, the largest call, and the usage of each service tier.
     groups: dict[tuple[str | None, str, str | None], tuple[list[Decimal], list[int], list[_Part]]] = {}
@@ -259,7 +268,7 @@ def recommendations(
             cost, largest, parts = groups.setdefault(
                 (_text(rec.resource), model, _text(rec.provider)), ([ZERO], [0], [])
             )
-            cost[0] += to_money(rec.cost)
+            cost[0] += sum_value(rec.cost)
             largest[0] = max(largest[0], int(rec.largest))
             parts.append((_text(rec.tier), usage, int(rec.calls)))
         rows = []

@@ -20,6 +20,7 @@ from .._money import ZERO, to_money, to_utc, wide_context
 from .._periods import BudgetPeriod, period_bounds, to_period
 from .._prices import cost_of
 from .._time import When
+from ..stores._sql import FRACTION_SUM, WHOLE_SUM, split_text, sum_value, with_split_sums
 from ._source import as_source
 from ._spend import over_time
 
@@ -64,12 +65,15 @@ def forecast(
         start, end = period_bounds(kind, moment)
         if start is None or end is None:  # pragma: no cover - TOTAL was refused above
             raise ValueError(f"period {kind.value!r} has no bounds")
-        found = src.sql(
-            "SELECT sum(amount) AS spent FROM _e WHERE timestamp >= ? AND timestamp < ? AND timestamp <= ?",
-            [start, end, moment],
+        found = with_split_sums(
+            lambda split: src.sql(
+                f"SELECT {split_text(WHOLE_SUM, FRACTION_SUM) if split else 'sum(amount)'} AS spent FROM _e "
+                "WHERE timestamp >= ? AND timestamp < ? AND timestamp <= ?",
+                [start, end, moment],
+            )
         )
     spent = found["spent"].iloc[0] if len(found) else None
-    spent = ZERO if spent is None or (isinstance(spent, float) and math.isnan(spent)) else to_money(spent)
+    spent = ZERO if spent is None or (isinstance(spent, float) and math.isnan(spent)) else sum_value(spent)
     elapsed = Decimal((moment - start) // timedelta(microseconds=1))
     whole = Decimal((end - start) // timedelta(microseconds=1))
     with wide_context():  # (the caller's context may round: a notebook's prec=3 gave 0.495 for 0.4950087)

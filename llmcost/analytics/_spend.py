@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .. import _state
 from .._model_price import tidy
-from .._money import to_money
 from .._time import When
 from ..stores._filters import Filters
+from ..stores._sql import FRACTION_SUM, WHOLE_SUM, split_order, split_text, sum_value, with_split_sums
 from ._freq import parse_freq
 from ._source import MODEL_SQL, Source, as_source
 
@@ -87,9 +87,12 @@ def group_keys(by: str | Sequence[str] | None) -> list[str]:
     return _keys(by)
 
 
-def _measures_sql(exact: bool = False) -> str:
+def _measures_sql(exact: bool = False, *, split: bool = False) -> str:
+    """The measures' SQL; with ``split`` the cost is a split sum's text (``sum_value`` reads it, ``_typed`` does)."""
     tokens = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
     cost = "sum(amount)" if exact else "CAST(sum(amount) AS DOUBLE)"
+    if split:
+        cost = split_text(WHOLE_SUM, FRACTION_SUM)
     return f"{cost} AS cost, count(*) AS calls, {tokens}"
 
 
@@ -116,12 +119,17 @@ def _in_duckdb(src: Source, keys: Sequence[str], freq: str | None, *, exact: boo
         else:
             selects.append(f"{_GROUP_SQL.get(key, key)} AS _k{len(selects)}")  # a name from GROUP_KEYS
     head = ", ".join(selects) + ", " if selects else ""
-    return src.sql(
-        f"SELECT {head}{_measures_sql(exact)} FROM _e"
-        + (" GROUP BY ALL" if selects else " HAVING count(*) > 0")
-        + f" ORDER BY sum(amount) DESC{_then_by_keys(len(selects))}",
-        params,
-    )
+
+    def run(split: bool) -> pd.DataFrame:
+        order = split_order(WHOLE_SUM, FRACTION_SUM) if split else "sum(amount)"
+        return src.sql(
+            f"SELECT {head}{_measures_sql(exact, split=split)} FROM _e"
+            + (" GROUP BY ALL" if selects else " HAVING count(*) > 0")
+            + f" ORDER BY {order} DESC{_then_by_keys(len(selects))}",
+            params,
+        )
+
+    return with_split_sums(run)
 
 
 def _then_by_keys(n: int) -> str:
@@ -225,7 +233,10 @@ def _typed(
         elif name in keys:
             data[name] = pd.Series(column.to_numpy(dtype=object, na_value=None), dtype=object, copy=False)
         elif name == "cost" and exact:
-            data[name] = pd.Series([tidy(to_money(c)) for c in column], dtype=object)
+            data[name] = pd.Series([tidy(sum_value(c)) for c in column], dtype=object)
+        elif name == "cost" and not pd.api.types.is_float_dtype(column.dtype):
+            # split sums' text (past 10**20): read exactly, then rounded once
+            data[name] = pd.Series([float(sum_value(c)) for c in column], dtype="float64").to_numpy()
         elif name == "cost":
             data[name] = column.to_numpy(dtype="float64")
         elif name in MEASURES:
@@ -370,16 +381,24 @@ def by_tag(
         frame = spend(source, (f"tag:{key}",), since=since, until=until)
         return frame.rename(columns={f"tag:{key}": "tag_value"})
     tokens = ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in _TOKEN_MEASURES)
-    sums = ", ".join(f"sum({c}) AS {c}" for c in ("calls", "amount", *_TOKEN_MEASURES))
     token_sums = ", ".join(f"sum({c}) AS {c}" for c in _TOKEN_MEASURES)
     rest = ", ".join(f"t.{c} - sum(p.{c}) AS {c}" for c in _TOKEN_MEASURES)
-    with as_source(source) as base:
-        frame = base.where(since=since, until=until).sql(
+
+    def run(split: bool) -> pd.DataFrame:
+        # Money is the column ``amount``, or past 10**20 the two exact parts ``w`` and ``f`` of a split sum
+        # (``with_split_sums``), each summed and subtracted apart: sums are linear, so the parts stay exact.
+        money = ("w", "f") if split else ("amount",)
+        entry_sums = f"{WHOLE_SUM} AS w, {FRACTION_SUM} AS f" if split else "sum(amount) AS amount"
+        sums = ", ".join(f"sum({c}) AS {c}" for c in ("calls", *money, *_TOKEN_MEASURES))
+        missing = ", ".join(f"t.{c} - sum(p.{c}) AS {c}" for c in money)
+        cost = split_text("w", "f") if split else "CAST(amount AS DOUBLE)"
+        order = split_order("w", "f") if split else "amount"
+        return base.where(since=since, until=until).sql(
             # maps: entries grouped by their whole tag map first (few distinct maps, so unnesting them is cheap);
             # present: one row per (key, value) carried; missing: per key, what the entries without it add up to
             # (the total minus that key's tagged sums; exact in DECIMAL).
             f""", maps AS (
-                SELECT tags, count(*) AS calls, sum(amount) AS amount, {token_sums}
+                SELECT tags, count(*) AS calls, {entry_sums}, {token_sums}
                 FROM _e GROUP BY tags
             ), present AS (
                 SELECT t.e.key AS tag_key, t.e.value AS tag_value, {sums}
@@ -387,13 +406,16 @@ def by_tag(
             ), total AS (SELECT {sums} FROM maps),
             missing AS (
                 SELECT p.tag_key, CAST(NULL AS VARCHAR) AS tag_value, t.calls - sum(p.calls) AS calls,
-                       t.amount - sum(p.amount) AS amount, {rest}
+                       {missing}, {rest}
                 FROM present p, total t
-                GROUP BY p.tag_key, t.calls, t.amount, {", ".join(f"t.{c}" for c in _TOKEN_MEASURES)}
+                GROUP BY p.tag_key, t.calls, {", ".join(f"t.{c}" for c in (*money, *_TOKEN_MEASURES))}
             ), rows AS (SELECT * FROM present UNION ALL SELECT * FROM missing WHERE calls > 0)
-            SELECT tag_key, tag_value, CAST(amount AS DOUBLE) AS cost, calls, {tokens} FROM rows
-            ORDER BY tag_key, amount DESC, tag_value ASC NULLS LAST"""
+            SELECT tag_key, tag_value, {cost} AS cost, calls, {tokens} FROM rows
+            ORDER BY tag_key, {order} DESC, tag_value ASC NULLS LAST"""
         )
+
+    with as_source(source) as base:
+        frame = with_split_sums(run)
     return _typed(frame, ["tag_key", "tag_value"], columns=["tag_key", "tag_value", *MEASURES])
 
 

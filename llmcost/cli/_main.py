@@ -36,7 +36,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
 }
 
 
-_SQL_ERROR_KIND = re.compile(r"^(?:[A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)* Error|[A-Za-z]+Exception): ")
+# DuckDB's kinds are capitalised words, with lowercase ones inside: "Out of Range Error", "Not implemented Error".
+_SQL_ERROR_KIND = re.compile(r"^(?:[A-Z][A-Za-z]*(?: [A-Za-z]+)* Error|[A-Za-z]+Exception): ")
 
 
 def clean_message(text: str) -> str:
@@ -119,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
     except BrokenPipeError:  # pragma: no cover - `llmcost report | head`
         return 0
+    except duckdb.OutOfRangeException as exc:  # the data were read; a figure from them outgrew its type
+        if os.environ.get("LLMCOST_DEBUG"):
+            raise
+        print(f"{prog}: error: a figure is too large to compute: {_one_line(exc)}", file=sys.stderr)
     except duckdb.Error as exc:  # the store's files could not be read as a store
         if os.environ.get("LLMCOST_DEBUG"):
             raise

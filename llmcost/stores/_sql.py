@@ -11,13 +11,13 @@ import contextlib
 import decimal
 import itertools
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._entry import CostEntry
-from .._money import wide_context
+from .._money import to_money, wide_context
 from .._rows import (
     CODED_GROUPS,
     COLUMNS,
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "FRACTION_SUM",
+    "WHOLE_SUM",
     "QueryFrames",
     "fetch_frame",
     "read_entries",
@@ -51,6 +53,9 @@ __all__ = [
     "read_total",
     "registered",
     "select_sql",
+    "split_order",
+    "split_text",
+    "sum_value",
     "to_decimal",
     "where_sql",
 ]
@@ -124,34 +129,73 @@ def to_decimal(text: str) -> Decimal:
 #: ``sum(amount)`` as text. DuckDB sums DECIMAL(38, 18) in DECIMAL(38, 18), so a running sum that reaches 10**20
 #: (two amounts of 6E+19, each one storable) raises ``OutOfRangeException``. Then the sum is asked again as
 #: ``_SPLIT_SUM``: the whole dollars in DECIMAL(38, 0) (room for 10**18 amounts of the largest size) and the
-#: fractions apart, as the text ``"whole fraction"`` that ``_amount`` adds exactly in Python. Only a sum that
-#: overflows pays for the second pass; the others run as before.
+#: fractions apart, as the text ``"whole fraction"`` that ``sum_value`` adds exactly in Python. Only a sum that
+#: overflows pays for the second pass; the others run as before (``with_split_sums``).
 _SUM = "CAST(sum(amount) AS VARCHAR)"
-_SPLIT_SUM = (
-    "CAST(sum(CAST(trunc(amount) AS DECIMAL(38, 0))) AS VARCHAR) || ' ' || CAST(sum(amount - trunc(amount)) AS VARCHAR)"
-)
+#: The two parts of a split sum of ``amount``, each exact in its own type (see ``_SUM``).
+WHOLE_SUM = "sum(CAST(trunc(amount) AS DECIMAL(38, 0)))"
+FRACTION_SUM = "sum(amount - trunc(amount))"
 
 
-def _amount(text: str | None) -> Decimal:
-    """A sum's text (``_SUM``'s or ``_SPLIT_SUM``'s) as an exact ``Decimal`` without trailing zeros."""
-    if text is None:
+def split_text(whole: str, fraction: str) -> str:
+    """SQL for the text ``"whole fraction"`` of a split sum's two parts, which ``sum_value`` reads exactly."""
+    return f"CAST({whole} AS VARCHAR) || ' ' || CAST({fraction} AS VARCHAR)"
+
+
+def split_order(whole: str, fraction: str) -> str:
+    """SQL for a key that sorts split sums as their totals sort (``whole + fraction`` itself may not fit a DECIMAL).
+
+    The fraction's floor moves into the whole, leaving a remainder in [0, 1), so comparing the pair (a struct
+    compares field by field) is comparing the sums, exactly.
+    """
+    return (
+        f"{{'w': {whole} + CAST(floor({fraction}) AS DECIMAL(38, 0)), "
+        f"'r': CAST({fraction} - floor({fraction}) AS DECIMAL(38, 18))}}"
+    )
+
+
+_SPLIT_SUM = split_text(WHOLE_SUM, FRACTION_SUM)
+
+
+def sum_value(value: object) -> Decimal:
+    """A sum of money from a query as an exact ``Decimal``: ``_SUM``'s text or a split sum's ``"whole fraction"``
+    text without trailing zeros, another value (a DECIMAL's ``Decimal``) as ``to_money`` reads it, ``None`` (the sum
+    of no rows) as 0.
+
+    >>> sum_value("60000000000000000000.000000000000000000 60000000000000000000.5")
+    Decimal('120000000000000000000.5')
+    """
+    if value is None:
         return Decimal(0)
-    whole, _, fraction = text.partition(" ")
+    if not isinstance(value, str):
+        return to_money(value, "sum")
+    whole, _, fraction = value.partition(" ")
     if not fraction:
-        return to_decimal(text)
+        return to_decimal(value)
     with wide_context():  # a sum past 10**20 with 18 places has more digits than the default context's 28
         return to_decimal(whole) + to_decimal(fraction)
+
+
+_T = TypeVar("_T")
+
+
+def with_split_sums(run: Callable[[bool], _T]) -> _T:
+    """``run(False)``, the query with plain ``sum(amount)``; when a sum overflows DECIMAL(38, 18) (past 10**20),
+    ``run(True)``, the query with its sums split (``WHOLE_SUM`` and ``FRACTION_SUM``; see ``_SUM``)."""
+    import duckdb
+
+    try:
+        return run(False)
+    except duckdb.OutOfRangeException:
+        return run(True)
 
 
 def _exact_sums(con: Any, sql: str, params: Sequence[Any]) -> list[Any]:
     """The rows of ``sql`` (whose sums of ``amount`` are written ``{sum}``), summed in DECIMAL(38, 18), or split
     (``_SPLIT_SUM``) when a sum passes 10**20."""
-    import duckdb
-
-    try:
-        return con.execute(sql.format(sum=_SUM), params).fetchall()  # type: ignore[no-any-return]
-    except duckdb.OutOfRangeException:
-        return con.execute(sql.format(sum=_SPLIT_SUM), params).fetchall()  # type: ignore[no-any-return]
+    return with_split_sums(
+        lambda split: con.execute(sql.format(sum=_SPLIT_SUM if split else _SUM), params).fetchall()  # type: ignore[no-any-return]
+    )
 
 
 def read_total(con: Any, source: str, filters: Filters, source_params: Sequence[Any] = ()) -> Decimal:
@@ -162,7 +206,7 @@ def read_total(con: Any, source: str, filters: Filters, source_params: Sequence[
     inner, params = select_sql(source, filters, "amount", ordered=False)
     sql = "SELECT {sum} FROM (" + inner.replace("{", "{{").replace("}", "}}") + ")"
     ((text,),) = _exact_sums(con, sql, [*source_params, *params])
-    return _amount(text)
+    return sum_value(text)
 
 
 _TOKEN_SUMS = ", ".join(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in TOKEN_COLUMNS)
@@ -205,7 +249,7 @@ def read_summary(con: Any, source: str, filters: Filters, source_params: Sequenc
     by_tag: dict[str, dict[str, Decimal]] = {}
     total, calls, usage = Decimal(0), 0, Usage()
     for kind, key, value, text, count, *tokens in rows:
-        amount = _amount(text)
+        amount = sum_value(text)
         if kind == 0:
             total, calls = amount, count
             counts = [t or 0 for t in tokens]  # in TOKEN_COLUMNS order
