@@ -32,8 +32,9 @@ def parse_when(
 ) -> datetime:
     """``value`` as an aware UTC datetime.
 
-    Accepts a ``datetime`` (naive is UTC), a ``date`` (UTC midnight), or text: a date (``2024-05-01``; with
-    ``end_of_day``, the midnight after it, so that an ``until`` of ``2024-05-31`` includes the 31st), an ISO
+    Accepts a ``datetime`` (naive is UTC), a ``date`` (UTC midnight), or text: a date in any ISO form
+    (``2024-05-01``, ``20240501``, ``2024-W18-3``; with ``end_of_day``, the midnight after it, so that an ``until``
+    of ``2024-05-31`` includes the 31st, and the last microsecond there is for ``9999-12-31``), an ISO
     datetime (naive is UTC), ``today``, ``yesterday``, ``now``, or a time ago from ``now``: ``30m``, ``24h``,
     ``7d``, ``2w``. Anything else raises ``ValueError`` naming ``field`` and the value.
 
@@ -44,7 +45,7 @@ def parse_when(
     """
     try:
         return _parse(value, now, end_of_day, field)
-    except OverflowError:  # "999999d", "9999-12-31" as an until, 0001-01-01T00:00+01:00: past the calendar's ends
+    except OverflowError:  # "999999d", 0001-01-01T00:00+01:00: past the calendar's ends
         raise ValueError(
             f"cannot read the {field} {value!r}: it reaches beyond the times there are (0001-01-01 to 9999-12-31 UTC)"
         ) from None
@@ -68,23 +69,26 @@ def _parse(value: datetime | date | str, now: datetime, end_of_day: bool, field:
     if match:
         amount = float(match.group(1))
         return now - timedelta(**{_UNITS[match.group(2).lower()]: amount})
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        try:
-            return _midnight(date.fromisoformat(text), end_of_day)
-        except ValueError:
-            pass
+    # Any text that is only a date (2024-03-01, 20240301, 2024-W09-5) is a whole day, whichever ISO form writes it:
+    # datetime.fromisoformat would read each as its midnight, so an until would leave the day out.
+    try:
+        return _midnight(date.fromisoformat(text), end_of_day)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
     else:
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
     raise ValueError(f"cannot read the {field} {value!r}: use {WHEN_FORMS}")
 
 
 def _midnight(day: date, end_of_day: bool) -> datetime:
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    if end_of_day and day == date.max:
+        # The midnight after 9999-12-31 is past the calendar; its last microsecond is the end there is.
+        return datetime.max.replace(tzinfo=timezone.utc)
     return start + timedelta(days=1) if end_of_day else start
 
 

@@ -781,11 +781,23 @@ def test_today_yesterday_and_the_cli_parser_are_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot read the since 'last tuesday'.*7d, 24h"):
         analytics.spend(tracker, since="last tuesday")
     # Times past the calendar's ends are read as badly, not as an OverflowError.
-    for field, text in [("since", "999999d"), ("since", "0001-01-01T00:00:00+01:00"), ("until", "9999-12-31")]:
+    for field, text in [("since", "999999d"), ("since", "0001-01-01T00:00:00+01:00")]:
         with pytest.raises(
             ValueError, match=rf"cannot read the {field} '{re.escape(text)}': .*0001-01-01 to 9999-12-31 UTC"
         ):
             analytics.spend(tracker, **{field: text})
+
+
+@pytest.mark.parametrize("day", ["2024-05-14", "20240514", "2024-W20-2", "2024W202"])
+def test_a_date_as_until_includes_that_day_in_every_iso_form(day: str) -> None:
+    # Tuesday: the entries at 01:00 (0.3) and the Monday ones before it (0.1 + 0.2)
+    assert rows(analytics.spend(fill(MemoryStore()), (), until=day), "cost", "calls") == [(0.6, 3)]
+
+
+def test_until_the_last_day_there_is(make_source: Callable[..., Any]) -> None:
+    last = datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc)
+    source = make_source("duckdb", [*ENTRIES, entry(7, last, "2")])
+    assert rows(analytics.spend(source, (), since="9999-12-31", until="9999-12-31"), "cost", "calls") == [(2.0, 1)]
 
 
 # -- exact money whatever the caller's decimal context -------------------------------------------------------------
