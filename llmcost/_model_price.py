@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 import attrs
 
 from . import _state
-from ._money import MONEY_SCALE, ZERO, to_money, wide_context
+from ._money import MONEY_SCALE, ZERO, tidy, to_money, wide_context
 from ._usage import FIELD_UNITS, MAX_COUNT, NO_UNITS, Units, Usage, requests_of, unit_counts, unit_registry
 
 __all__ = [
@@ -822,22 +822,6 @@ def _sum(amounts: Iterable[Decimal]) -> Decimal:
     """The exact sum of amounts (each exact), in ``tidy``'s form."""
     with wide_context():
         return tidy(sum(amounts, ZERO))
-
-
-def tidy(amount: Decimal) -> Decimal:
-    """Drop trailing zeros (``3.5000000`` -> ``3.5``) without turning ``100`` into ``1E+2``; never rounds (in
-    80 digits, not the caller's context: its default 28, or fewer set in a notebook, would round a large amount).
-
-    >>> with localcontext(Context(prec=8)):
-    ...     tidy(Decimal("12345678901.1234567890123456780")), tidy(Decimal("1.2E+3"))
-    (Decimal('12345678901.123456789012345678'), Decimal('1200'))
-    """
-    if amount == amount.to_integral_value():
-        return _WIDE.quantize(amount, _ONE)
-    return _normalize(amount)
-
-
-_ONE = Decimal(1)
 
 
 def counts_pricer(price: ModelPrice) -> Pricer:

@@ -22,6 +22,7 @@ __all__ = [
     "in_exact_context",
     "in_wide_context",
     "round_money",
+    "tidy",
     "to_amount",
     "to_money",
     "to_utc",
@@ -131,6 +132,23 @@ def to_money(value: object, field: str = "amount") -> Decimal:
     except InvalidOperation:  # over 10**61: no digits below the quantum to round away at this size
         return dec
     return dec if rounded == dec else _WIDE.normalize(rounded)
+
+
+def tidy(amount: Decimal) -> Decimal:
+    """Drop trailing zeros (``3.5000000`` -> ``3.5``) without turning ``100`` into ``1E+2``; never rounds (in
+    80 digits, not the caller's context: its default 28, or fewer set in a notebook, would round a large amount).
+    It is the one form of a sum of money that every store returns, so equal sums print alike.
+
+    >>> with localcontext(Context(prec=8)):
+    ...     tidy(Decimal("12345678901.1234567890123456780")), tidy(Decimal("1.2E+3"))
+    (Decimal('12345678901.123456789012345678'), Decimal('1200'))
+    """
+    if amount == amount.to_integral_value():
+        return _WIDE.quantize(amount, _ONE)
+    return _WIDE.normalize(amount)
+
+
+_ONE = Decimal(1)
 
 
 def round_money(value: Decimal) -> Decimal:

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from ._entry import CostEntry
-from ._money import ZERO
+from ._money import ZERO, tidy
 from ._usage import Usage
 
 __all__ = ["CostSummary", "ordered", "summarize"]
@@ -78,16 +78,20 @@ def _summarize(entries: Iterable[CostEntry], start: datetime | None, end: dateti
             _add(by_tag.setdefault(key, {}), value, amount)
 
     return CostSummary(
-        total=total,
+        total=tidy(total),  # the form every store's sums take (4, not 4.0)
         calls=calls,
         usage=Usage(tokens[0], tokens[1], tokens[2], tokens[3], tokens[4]),
-        by_category=ordered(by_category),
-        by_resource=ordered(by_resource),
-        by_model=ordered(by_model),
-        by_tag={k: ordered(v) for k, v in sorted(by_tag.items())},
+        by_category=ordered(_tidied(by_category)),
+        by_resource=ordered(_tidied(by_resource)),
+        by_model=ordered(_tidied(by_model)),
+        by_tag={k: ordered(_tidied(v)) for k, v in sorted(by_tag.items())},
         start=start,
         end=end,
     )
+
+
+def _tidied(groups: dict[Any, Decimal]) -> dict[Any, Decimal]:
+    return {key: tidy(amount) for key, amount in groups.items()}
 
 
 def ordered(groups: dict[Any, Decimal]) -> dict[Any, Decimal]:

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._entry import CostEntry
-from .._money import ZERO
+from .._money import ZERO, tidy
 from .._summary import CostSummary, summarize
 from ._filters import NO_FILTERS, Filters
 from ._lease import Acknowledging, close_leases
@@ -137,8 +137,9 @@ class CostStore(abc.ABC):
         return self._scan(Filters(**filters))
 
     def total(self, **filters: Any) -> Decimal:
-        """The exact total ``amount`` of entries that pass ``filters``."""
-        return self._total(Filters(**filters))
+        """The exact total ``amount`` of entries that pass ``filters``, in ``tidy``'s form (``4``, not ``4.0``)."""
+        # One form for every store (the memory store's Decimal sum said 4.0 and 2.0E-17 where DuckDB said 4, 2E-17).
+        return tidy(self._total(Filters(**filters)))
 
     def summary(self, **filters: Any) -> CostSummary:
         """Exact totals of the entries that pass ``filters``: overall, by category, resource, model and tag, with

@@ -58,6 +58,7 @@ from ._locations import fallback_dirs
 from ._migrate import BUDGETS_DDL, META_DDL, migrate_postgres
 from ._postgres_ledger import LEDGER_DDL, PostgresLedger
 from ._spill import Spill
+from ._sql import sum_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -817,7 +818,7 @@ class PostgresStore(CostStore):
         def body(cur: Any) -> Decimal:
             cur.execute(f"SELECT trim_scale(sum(amount))::text FROM ({inner}) AS e", params)
             (text,) = cur.fetchone()
-            return Decimal(text) if text is not None else Decimal(0)
+            return sum_value(text)
 
         return self._run(body, what="read")
 
@@ -855,7 +856,7 @@ class PostgresStore(CostStore):
         by_tag: dict[str, dict[str, Decimal]] = {}
         total, calls, usage = Decimal(0), 0, Usage()
         for kind, key, value, text, count, *counts in self._run(body, what="read"):
-            amount = Decimal(text) if text is not None else Decimal(0)
+            amount = sum_value(text)
             if kind == 0:
                 total, calls = amount, count
                 inp, out, cache_read, cache_write, reasoning = (int(n or 0) for n in counts)

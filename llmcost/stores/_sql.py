@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._entry import CostEntry
-from .._money import to_money, wide_context
+from .._money import tidy, to_money, wide_context
 from .._rows import (
     CODED_GROUPS,
     COLUMNS,
@@ -158,9 +158,9 @@ _SPLIT_SUM = split_text(WHOLE_SUM, FRACTION_SUM)
 
 
 def sum_value(value: object) -> Decimal:
-    """A sum of money from a query as an exact ``Decimal``: ``_SUM``'s text or a split sum's ``"whole fraction"``
-    text without trailing zeros, another value (a DECIMAL's ``Decimal``) as ``to_money`` reads it, ``None`` (the sum
-    of no rows) as 0.
+    """A sum of money from a query as an exact ``Decimal`` in ``tidy``'s form, the one every store returns:
+    ``_SUM``'s text, a split sum's ``"whole fraction"`` text, or another value (a DECIMAL's ``Decimal``) as
+    ``to_money`` reads it; ``None`` (the sum of no rows) is 0.
 
     >>> sum_value("60000000000000000000.000000000000000000 60000000000000000000.5")
     Decimal('120000000000000000000.5')
@@ -168,12 +168,12 @@ def sum_value(value: object) -> Decimal:
     if value is None:
         return Decimal(0)
     if not isinstance(value, str):
-        return to_money(value, "sum")
+        return tidy(to_money(value, "sum"))
     whole, _, fraction = value.partition(" ")
     if not fraction:
-        return to_decimal(value)
+        return tidy(Decimal(value))
     with wide_context():  # a sum past 10**20 with 18 places has more digits than the default context's 28
-        return to_decimal(whole) + to_decimal(fraction)
+        return tidy(Decimal(whole) + Decimal(fraction))
 
 
 _T = TypeVar("_T")

@@ -58,6 +58,18 @@ def test_totals_exact_beyond_28_digits(store: CostStore) -> None:
     assert store.total() == Decimal("12345678901234567890.123469134691246678")
 
 
+@pytest.mark.parametrize(
+    ("amounts", "shown"),
+    [(["1.5", "2.5"], "4"), (["0.000000000000000001"] * 20, "2E-17"), (["0.1", "-0.1"], "0"), (["1E+2"], "100")],
+)
+def test_sums_take_one_form_in_every_store(store: CostStore, amounts: list[str], shown: str) -> None:
+    # Equal sums print alike whatever the store (the memory store said 4.0 where DuckDB said 4).
+    store.append([make_entry(i, amount=Decimal(a), category="compute") for i, a in enumerate(amounts)])
+    summary = store.summary()
+    assert str(store.total()) == str(summary.total) == shown
+    assert [str(v) for v in summary.by_category.values()] == [shown]
+
+
 def test_scan_frame_shape(store: CostStore, entries: list[CostEntry]) -> None:
     store.append(entries)
     frame = store.scan()
