@@ -391,8 +391,9 @@ def test_forecast_tasks_checks_its_input(args: tuple[Any, ...], kwargs: dict[str
 # -- anomalies ----------------------------------------------------------------------------------------------------
 
 
-def daily(costs: list[str]) -> MemoryStore:
-    return fill(MemoryStore(), [entry(i + 1, MON + timedelta(days=i, hours=9), c) for i, c in enumerate(costs)])
+def daily(costs: list[str], hour: int = 0) -> MemoryStore:
+    """A cost a day from Monday, at ``hour`` (at 0 the first day is whole: the data begin at its start)."""
+    return fill(MemoryStore(), [entry(i + 1, MON + timedelta(days=i, hours=hour), c) for i, c in enumerate(costs)])
 
 
 def test_anomalies_flag_a_spike_with_a_robust_score() -> None:
@@ -423,6 +424,22 @@ def test_anomalies_count_empty_days_and_take_a_threshold() -> None:
     assert len(frame) == 9 and frame["cost"].tolist()[:3] == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="threshold must be a positive number"):
         analytics.anomalies(store, threshold=0)
+
+
+def test_anomalies_leave_out_periods_not_complete() -> None:
+    costs = ["10", "11", "9", "10", "12", "10", "11", "1"]
+    # The data begin at 02:00 on Monday and "now" is 03:00 on the last day: neither day is whole, so neither is
+    # scored (the last, a drop to 1, was flagged as one) nor counted in the median.
+    tracker = CostTracker(daily(costs, hour=2), clock=lambda: MON + timedelta(days=7, hours=3))
+    frame = analytics.anomalies(tracker)
+    assert not frame["anomaly"].any()
+    assert frame["score"].isna().tolist() == [True] + [False] * 6 + [True]
+    assert frame["expected"].iloc[0] == 10.5  # the median of the six whole days
+    # from a since at the first day's start, that day is whole; an until in the past ends the running period
+    whole = analytics.anomalies(tracker, since=MON, until=MON + timedelta(days=7))
+    assert whole["score"].notna().all() and len(whole) == 7
+    # a store's "now" is the current time: its last day, long past, is whole
+    assert analytics.anomalies(daily(costs))["anomaly"].tolist() == [False] * 7 + [True]
 
 
 # -- models -------------------------------------------------------------------------------------------------------

@@ -143,3 +143,13 @@ def test_from_one_day_into_the_month_the_reports_project_at_the_current_rate() -
 def test_a_naive_now_is_read_as_utc_for_the_month_elapsed() -> None:
     overview = compute_overview(month_start_store(), now=datetime(2024, 5, 1, 3))
     assert overview.month_elapsed == timedelta(hours=3) and overview.projection_too_early
+
+
+def test_the_running_period_is_not_flagged(tmp_path: Path) -> None:
+    # 20 whole days of about $24, then 3 hours of today: today's $3 is no drop, only a day not over yet.
+    start = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    store = DuckDBStore(tmp_path / "partial.duckdb")
+    store.append([CostEntry(id=f"{h:026x}", timestamp=start + timedelta(hours=h), amount="1") for h in range(483)])
+    overview = compute_overview(store, now=start + timedelta(days=20, hours=3))
+    assert overview.freq == "D" and overview.anomalies.empty
+    store.close()

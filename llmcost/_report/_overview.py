@@ -30,7 +30,7 @@ from ..analytics import (
     recommendations,
     spend,
 )
-from ..analytics._forecast import score_periods
+from ..analytics._forecast import covered, score_periods
 from ..analytics._source import Source, as_source
 
 if TYPE_CHECKING:
@@ -174,7 +174,9 @@ def _compute(
     first, last = _stamp(span["first"]), _stamp(span["last"])
     freq, unit = choose_freq(first, last)
     periods = over_time(src, freq)
-    scored = score_periods(periods)  # what anomalies(src, freq) gives, without querying the periods again
+    # what anomalies(src, freq) gives, without querying the periods again; the report's now for the running period
+    start, end = covered(src, now)
+    scored = score_periods(periods, freq=freq, start=start, end=end)
     month = forecast(whole, "monthly", now=now).iloc[0]
     t = total.iloc[0] if len(total) else None
     return Overview(

@@ -21,7 +21,8 @@ from .._periods import BudgetPeriod, period_bounds, to_period
 from .._prices import cost_of
 from .._time import When
 from ..stores._sql import FRACTION_SUM, WHOLE_SUM, split_text, sum_value, with_split_sums
-from ._source import as_source
+from ._freq import parse_freq
+from ._source import Source, as_source
 from ._spend import over_time
 
 if TYPE_CHECKING:
@@ -143,22 +144,54 @@ def anomalies(
     ``score = (cost - median) / (1.4826 * MAD)`` over every period of ``over_time(source, freq)`` (zero-filled),
     where MAD is the median absolute deviation from the median; ``expected`` is the median. When more than half the
     periods cost the same (MAD = 0) the mean absolute deviation is used instead (``1.2533 * meanAD``), and when all
-    cost the same every score is 0. ``anomaly`` is ``abs(score) > threshold`` (default 3.5).
+    cost the same every score is 0. ``anomaly`` is ``abs(score) > threshold`` (default 3.5). Only whole periods are
+    scored: the one still running ("now" is the tracker's clock for a tracker) and a first one the data begin inside
+    get a NaN ``score`` and are left out of the median (see ``score_periods``).
 
     Example::
 
         >>> anomalies(tracker, freq="D").query("anomaly")
                              period    cost  expected     score  anomaly
-        6 2024-05-14 00:00:00+00:00  5.8208    2.7408  7.978936     True
+        6 2024-05-14 00:00:00+00:00  5.8208    2.7408  6.383148     True
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
-    return score_periods(over_time(source, freq, since=since, until=until), threshold=threshold)
+    with as_source(source) as base:
+        src = base.where(since=since, until=until)
+        series = over_time(src, freq)
+        start, end = covered(src, to_utc(src.clock(), "clock()"))
+    return score_periods(series, threshold=threshold, freq=freq, start=start, end=end)
 
 
-def score_periods(series: pd.DataFrame, *, threshold: float = ANOMALY_THRESHOLD) -> pd.DataFrame:
+def covered(src: Source, now: datetime) -> tuple[datetime | None, datetime]:
+    """The span ``src`` can speak for, ``(start, end)``: from its ``since`` (else its first entry) to its ``until``
+    or ``now``, whichever is earlier. A period not wholly inside it is still running or began before the data did."""
+    import pandas as pd
+
+    now = to_utc(now, "now")
+    since, until = src.bounds()
+    if since is None:
+        first = src.sql("SELECT min(timestamp) AS first FROM _e")["first"].iloc[0]
+        since = None if pd.isna(first) else pd.Timestamp(first).tz_convert("UTC").to_pydatetime()
+    return since, now if until is None else min(until, now)
+
+
+def score_periods(
+    series: pd.DataFrame,
+    *,
+    threshold: float = ANOMALY_THRESHOLD,
+    freq: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
     """The ``anomalies`` frame of ``series``, an ``over_time`` frame (``period``, ``cost``...): for a caller that
     has the periods already and should not query them twice.
+
+    With ``freq``, a period that does not lie wholly in ``[start, end)`` (``covered``: the one still running, the
+    first when the data begin inside it) is not scored: its ``score`` is NaN, it is never an anomaly, and it does not
+    count towards the median. A part of a period is not comparable with whole ones (three hours of a day look like a
+    drop), and scaling it up pro rata would assume spend is spread evenly over the period, which daily and weekly
+    cycles make false.
 
     Example::
 
@@ -175,24 +208,32 @@ def score_periods(series: pd.DataFrame, *, threshold: float = ANOMALY_THRESHOLD)
     import pandas as pd
 
     costs = series["cost"].to_numpy(dtype="float64")
-    if len(costs):
-        median = float(np.median(costs))
-        deviation = np.abs(costs - median)
+    whole = np.ones(len(costs), dtype=bool)
+    if freq is not None and len(costs):
+        periods = pd.DatetimeIndex(series["period"])
+        if start is not None:
+            whole &= np.asarray(periods >= pd.Timestamp(start))
+        if end is not None:
+            whole &= np.asarray(periods + pd.tseries.frequencies.to_offset(parse_freq(freq)[1]) <= pd.Timestamp(end))
+    scores = np.full(len(costs), np.nan)
+    median = 0.0
+    if whole.any():
+        counted = costs[whole]
+        median = float(np.median(counted))
+        deviation = np.abs(counted - median)
         mad = float(np.median(deviation))
         if mad > 0:
             scale = 1.4826 * mad
         else:
             mean_ad = float(np.mean(deviation))
             scale = 1.2533 * mean_ad
-        scores = (costs - median) / scale if scale > 0 else np.zeros_like(costs)
-    else:
-        median, scores = 0.0, np.zeros(0)
+        scores[whole] = (counted - median) / scale if scale > 0 else 0.0
     return pd.DataFrame(
         {
             "period": series["period"],
             "cost": costs,
             "expected": np.full(len(costs), median, dtype="float64"),
             "score": scores.astype("float64"),
-            "anomaly": np.abs(scores) > threshold,
+            "anomaly": whole & (np.abs(np.nan_to_num(scores)) > threshold),
         }
     )
