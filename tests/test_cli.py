@@ -189,6 +189,19 @@ def test_bad_arguments_are_one_line(
     assert_one_line_error(code, err, *needles)
 
 
+@pytest.mark.parametrize("command", [["report"], ["export", "out.csv"]])
+def test_reading_a_directory_that_is_not_a_store_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    monkeypatch.chdir(project)
+    code, _, err = run(capsys, *command, "--store", ".")
+    assert_one_line_error(code, err, "is not an llmcost Parquet store", "_llmcost.json")
+    assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
+
+
 def test_bad_store_urls_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "report", "--store", "ftp://example.com/costs")
     assert_one_line_error(code, err, "unknown scheme 'ftp'")

@@ -79,4 +79,14 @@ def open_cli_store(url: str, *, create: bool) -> CostStore:
                 f"store {what} {path!r} does not exist (from {url}); run 'llmcost demo' to make one, "
                 "or pass --store / set LLMCOST_STORE"
             )
+        if kind == "parquet" and os.path.isdir(path):
+            from ..stores._parquet import is_parquet_store
+
+            # Opening a ParquetStore on a writable directory makes it one (_llmcost.json, _lock): a reading
+            # command must leave any other directory as it found it.
+            if not is_parquet_store(path):
+                raise CliError(
+                    f"directory {path!r} is not an llmcost Parquet store (no _llmcost.json, no day=... partitions; "
+                    f"from {url}); pass --store with a store, or run 'llmcost demo' to make one"
+                )
     return open_store(url)

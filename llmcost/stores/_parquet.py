@@ -78,7 +78,7 @@ from ._durable import Durable, file_lock
 from ._failures import data_error, is_transient_duckdb, store_error
 from ._filters import Filters
 from ._ledger import DEFAULT_LEASE, Ledger
-from ._migrate import check_version, current_version, migrate_parquet, read_parquet_version
+from ._migrate import PARQUET_META, check_version, current_version, migrate_parquet, read_parquet_version
 from ._parquet_layout import (
     COLUMN_STATISTICS,
     SCHEMA_CHECK,
@@ -139,6 +139,20 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, duckdb.IOException) and ("no such file" in text or "no files found" in text):
         return True
     return is_transient_duckdb(exc)
+
+
+def is_parquet_store(directory: str) -> bool:
+    """Whether ``directory`` holds an llmcost Parquet store: its schema record (``_llmcost.json``) or a day's
+    partition (``day=...``, as a dataset written elsewhere has), so that a reader can refuse any other directory
+    before ``ParquetStore`` would make it a store by opening it.
+    """
+    if os.path.exists(os.path.join(directory, PARQUET_META)):
+        return True
+    try:
+        with os.scandir(directory) as found:
+            return any(e.name.startswith("day=") and e.is_dir() for e in found)
+    except OSError:
+        return False
 
 
 class ParquetStore(CostStore):
