@@ -791,6 +791,8 @@ def test_today_yesterday_and_the_cli_parser_are_one(tmp_path: Path) -> None:
     assert analytics.spend(tracker, by=(), since="today", until="now")["calls"].iloc[0] == 1  # the GPU bill at 12:00
     # a day named as until includes that day, as --until does: Tuesday and Wednesday
     assert analytics.spend(tracker, by=(), since="yesterday", until="today")["calls"].iloc[0] == 2
+    # yesterday's spend alone, as docs/analytics.md shows it: Tuesday's one call
+    assert analytics.spend(tracker, by=(), since="yesterday", until="yesterday")["calls"].iloc[0] == 1
     assert analytics.export(tracker, tmp_path / "x.csv", since="yesterday") == 4
     now = datetime(2024, 5, 17, 15, tzinfo=timezone.utc)
     for text in ("7d", "24h", "today", "yesterday", "2024-05-01", "2024-05-01T12:00"):
