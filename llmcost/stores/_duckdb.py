@@ -172,6 +172,8 @@ class DuckDBStore(CostStore):
         raw = os.fspath(path)
         if not raw or raw == ":memory:":
             raise ValueError(f"path must name a file (use MemoryStore for memory), got {raw!r}")
+        if "\0" in raw:
+            raise ValueError(f"path must not contain a NUL character, got {raw!r}")
         self.path = os.path.abspath(raw)
         self.url = "duckdb://" + self.path if self.path.startswith("/") else "duckdb:///" + self.path
         self._durable = Durable(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
@@ -82,8 +83,9 @@ def _version(path: str) -> tuple[int, int, int] | None:
 
 
 def _check_timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {value!r}")
+    # (NaN passed ``value < 0`` and turned retries off; infinity would hang a write on a lock for good.)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"retry_timeout must be a finite, non-negative number of seconds, got {value!r}")
     return float(value)
 
 

@@ -188,6 +188,8 @@ class ParquetStore(CostStore):
         raw = os.fspath(directory)
         if not raw:
             raise ValueError(f"directory must name a directory, got {raw!r}")
+        if "\0" in raw:
+            raise ValueError(f"directory must not contain a NUL character, got {raw!r}")
         if compression not in ("zstd", "snappy", "gzip", "uncompressed"):
             raise ValueError(f"compression must be zstd, snappy, gzip or uncompressed, got {compression!r}")
         self.directory = os.path.abspath(raw)

@@ -228,9 +228,21 @@ def compactions(directory: str) -> list[Compaction]:
             output, inputs = record["output"], record["inputs"]
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             continue
-        if day is not None and isinstance(output, str) and isinstance(inputs, list):
-            found.append(Compaction(day, output, frozenset(map(str, inputs)), path))
+        # Only the store's own file names, plain (no directory): a record naming "../x" or a foreign file (planted in a
+        # shared, writable dataset) would have its compaction delete files that are not the store's to delete.
+        if (
+            day is not None
+            and isinstance(output, str)
+            and isinstance(inputs, list)
+            and all(isinstance(n, str) and _plain_own(n) for n in [output, *inputs])
+        ):
+            found.append(Compaction(day, output, frozenset(inputs), path))
     return found
+
+
+def _plain_own(name: str) -> bool:
+    """Whether ``name`` is a data file name of the store's own (``_is_data_file``) with no directory in it."""
+    return _is_data_file(name) and os.path.basename(name) == name and "\\" not in name
 
 
 class Listing:

@@ -88,22 +88,34 @@ class Spill:
         logged, and ``None`` returned.
         """
         try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().split("\n")  # not splitlines(): it also breaks at U+2028, U+2029, U+0085 in text
+            with open(path, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             self._keep_bad(path, exc)
             return None
         entries: list[CostEntry] = []
         good: list[str] = []
         bad: list[tuple[str, Exception]] = []
-        for line in filter(None, lines):
+        undecodable: UnicodeDecodeError | None = None
+        # Each line decoded on its own: a stray byte in one (a disk error, a hand edit) costs that line, not the file.
+        # (Split at "\n" alone: a text's U+2028, U+2029 and U+0085 are no line ends here.)
+        for raw in filter(None, data.split(b"\n")):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                undecodable = exc
+                bad.append((raw.decode("utf-8", "backslashreplace"), exc))
+                continue
             try:
                 entries.append(entry_from_json(line))
                 good.append(line)
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:  # (a line nested too deep to parse)
                 bad.append((line, exc))
+        if undecodable is not None and not good:  # not text at all: kept whole for a human
+            self._keep_bad(path, undecodable)
+            return None
         if bad:
             if self.set_aside_lines is None:
                 self._keep_bad(path, bad[0][1])

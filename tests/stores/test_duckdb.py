@@ -129,8 +129,14 @@ def test_plain_paths_still_open_as_stores(tmp_path: Path, monkeypatch: pytest.Mo
 def test_bad_arguments(db: str) -> None:
     with pytest.raises(ValueError, match="retry_timeout"):
         DuckDBStore(db, retry_timeout=-1)
+    # NaN turned retries off; infinity would hang a write on a lock for good.
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"retry_timeout must be a finite, non-negative number .*got {value}"):
+            DuckDBStore(db, retry_timeout=value)
     with pytest.raises(ValueError, match="path"):
         DuckDBStore(":memory:")
+    with pytest.raises(ValueError, match=r"path must not contain a NUL character, got 'a\\x00b'"):
+        DuckDBStore("a\0b")
     with pytest.raises(TypeError, match="path"):
         DuckDBStore(42)  # type: ignore[arg-type]
 

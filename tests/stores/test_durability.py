@@ -692,6 +692,30 @@ def test_a_spill_that_cannot_be_replayed_is_set_aside(tmp_path: Path) -> None:
     assert Spill(str(path) + ".spill").pending() == []
 
 
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_spill_line_that_is_not_utf8_or_nested_too_deep_costs_only_that_line(kind: str, tmp_path: Path) -> None:
+    # A stray byte sent the whole file to ``.bad`` (its 3 good entries counted nowhere); a line of 100,000 "[" made
+    # every open raise RecursionError until the file was deleted by hand.
+    from llmcost._rows import entry_to_json
+    from llmcost.stores._spill import Spill
+
+    path = _path(kind, tmp_path)
+    spill_dir = path + ".spill" if kind == "duckdb" else os.path.join(path, "_spill")
+    Spill(spill_dir).write([make_entry(0)])
+    lines = [
+        entry_to_json(make_entry(1)).encode(),
+        b'{"id": "\xff"}',
+        b"[" * 100_000,
+        entry_to_json(make_entry(2)).encode(),
+    ]
+    Path(spill_dir, "damaged.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    store = DuckDBStore(path) if kind == "duckdb" else ParquetStore(path)
+    assert sorted(e.id for e in store.entries()) == sorted(make_entry(i).id for i in range(3))
+    letters = store.dead_letters()
+    assert len(letters) == 2 and any("\\xff" in str(letter["entry"]) for letter in letters)
+    assert Spill(spill_dir).pending() == []
+
+
 #: Characters ``str.splitlines()`` breaks lines at that JSON (``ensure_ascii=False``) writes raw inside a string.
 LINE_BREAKERS = "\u2028\u2029\u0085"
 

@@ -121,11 +121,34 @@ def test_budget_files_are_named_by_hash(root: Path) -> None:
     assert not (root.parent.parent / "etc").exists()
 
 
+def test_a_compaction_record_naming_files_outside_the_store_deletes_nothing(root: Path, tmp_path: Path) -> None:
+    # A record in _compactions/ (any writer of a shared dataset can plant one) had its "inputs" joined to the day's
+    # folder unchecked: finishing it deleted "../../victim.txt", outside the store.
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important")
+    store = ParquetStore(root)
+    store.append([make_entry(1)])
+    (day,) = root.glob("day=*")
+    (output,) = [f.name for f in day.iterdir()]
+    (root / "_compactions").mkdir(exist_ok=True)
+    for n, inputs in enumerate([["../../victim.txt"], [str(victim)], ["part-x/../../../victim.txt"]]):
+        record = {"day": day.name.removeprefix("day="), "output": output, "inputs": inputs}
+        (root / "_compactions" / f"x{n}.json").write_text(json.dumps(record))
+    ParquetStore(root).compact()
+    assert victim.read_text() == "important"
+    assert len(ParquetStore(root).entries()) == 1
+
+
 def test_bad_arguments(root: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="compression"):
         ParquetStore(root, compression="lz5")
     with pytest.raises(ValueError, match="retry_timeout"):
         ParquetStore(root, retry_timeout="soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="retry_timeout"):
+        ParquetStore(root, retry_timeout=float("nan"))
+    with pytest.raises(ValueError, match=r"directory must not contain a NUL character"):
+        ParquetStore(str(tmp_path) + "/a\0b")
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="not a directory"):
         ParquetStore(tmp_path / "file")
