@@ -60,10 +60,14 @@ def spawn() -> Iterator[list[subprocess.Popen[str]]]:
         proc.communicate()
 
 
-def _start(procs: list[subprocess.Popen[str]], url: str, mode: str) -> subprocess.Popen[str]:
+def _start(
+    procs: list[subprocess.Popen[str]], url: str, mode: str, code: str = CHILD, stdin: int | None = None
+) -> subprocess.Popen[str]:
+    """The child ``code`` (``CHILD`` unless given) run with ``url`` and ``mode``, its output piped."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(CHILD), url, mode],
+        [sys.executable, "-c", textwrap.dedent(code), url, mode],
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -145,15 +149,7 @@ time.sleep(60)
 def test_calls_returned_while_sigterms_flush_runs_are_all_stored(url: str, spawn: list[subprocess.Popen[str]]) -> None:
     # Other threads go on recording while SIGTERM's flush runs (it settles the budget's leases after the trackers):
     # 64-131 calls that had returned were lost with the process, though the budget's ledger counted them.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(BUSY_THREADS), url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    spawn.append(proc)
+    proc = _start(spawn, url, "busy", BUSY_THREADS)
     assert proc.stdout is not None
     for _ in range(200):  # under way in every thread
         assert proc.stdout.readline() == "call\n", proc.stderr.read() if proc.stderr else ""
@@ -198,15 +194,7 @@ def test_sigterm_while_another_process_holds_the_store_spills_the_buffer(
 
     path = tmp_path / "costs.duckdb"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    child = subprocess.Popen(
-        [sys.executable, "-c", BUFFERED_THEN_LOCKED, f"duckdb://{path}"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    spawn.append(child)
+    child = _start(spawn, f"duckdb://{path}", "locked", BUFFERED_THEN_LOCKED, stdin=subprocess.PIPE)
     assert child.stdout is not None and child.stdin is not None
     assert child.stdout.readline().strip() == "ready", child.stderr.read() if child.stderr else ""
     holder = subprocess.Popen(
