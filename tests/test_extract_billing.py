@@ -1148,23 +1148,30 @@ def test_langchain_chunks_of_one_run_add_up_their_usage(tracker):
     assert entry.amount == Decimal("0.00045")  # gemini-2.5-flash: 1000*0.30 + 60*2.50 (catalog, per million)
 
 
-def _mistral_events(how):
-    """What mistralai's ``client.chat.stream()`` yields: ``CompletionEvent(data=CompletionChunk(...))``, the usage on
-    the last one's chunk (as SDK objects, when mistralai is installed, or as their JSON)."""
-    usage = {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200}
-    events = [
+def _mistral_chunks(prompt_tokens, completion_tokens):
+    """The JSON of a mistral-large-latest chat stream's three chunks, the usage on the last one."""
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    return [
         {
-            "data": {
-                "id": "cmpl-1",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": "mistral-large-latest",
-                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None if text else "stop"}],
-                **({} if text else {"usage": usage}),
-            }
+            "id": "cmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "mistral-large-latest",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None if text else "stop"}],
+            **({} if text else {"usage": usage}),
         }
         for text in ("Bon", "jour", "")
     ]
+
+
+def _mistral_events(how):
+    """What mistralai's ``client.chat.stream()`` yields: ``CompletionEvent(data=CompletionChunk(...))``, the usage on
+    the last one's chunk (as SDK objects, when mistralai is installed, or as their JSON)."""
+    events = [{"data": chunk} for chunk in _mistral_chunks(1000, 200)]
     if how == "dict":
         return events
     models = pytest.importorskip("mistralai.client.models")
@@ -1188,18 +1195,7 @@ def test_mistral_stream_events_are_read_through_their_data(tracker, how):
 def _mistral_client():
     """mistralai's client over canned HTTP: a chat stream of mistral-large-latest, its usage on the last chunk."""
     mistralai = pytest.importorskip("mistralai.client")
-    usage = {"prompt_tokens": 10_000, "completion_tokens": 500, "total_tokens": 10_500}
-    chunks = [
-        {
-            "id": "c1",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": "mistral-large-latest",
-            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None if text else "stop"}],
-            **({} if text else {"usage": usage}),
-        }
-        for text in ("Bon", "jour", "")
-    ]
+    chunks = _mistral_chunks(10_000, 500)
     body = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
 
     def handler(request):
