@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 import attrs
 
 from . import _state
-from ._money import MONEY_SCALE, ZERO, tidy, to_money, wide_context
+from ._money import MONEY_SCALE, ZERO, tidy, to_amount, to_money, wide_context
 from ._usage import FIELD_UNITS, MAX_COUNT, NO_UNITS, Units, Usage, requests_of, unit_counts, unit_registry
 
 __all__ = [
@@ -114,7 +114,9 @@ def _price(field: str, optional: bool = False) -> Any:
     def convert(value: object) -> Decimal | None:
         if value is None and optional:
             return None
-        dec = to_money(value, field)
+        # Bounded as amounts are: a price past 10**20 (``"1e400"`` in a price file) would only fail later, deep in
+        # a cost's arithmetic, with nothing to say which price it was.
+        dec = to_amount(value, field)
         if dec < 0:
             raise ValueError(f"{field} must not be negative, got {value!r}")
         return dec

@@ -25,7 +25,7 @@ from ._catalog import DAY_MICROS, Resolved, catalog_ids, catalog_table, catalog_
 from ._entry import to_service_tier
 from ._errors import PricingError, UnknownModelError
 from ._model_price import ModelPrice, PriceTier, money_cost, tidy
-from ._money import round_money, to_utc
+from ._money import round_money, to_amount, to_money, to_utc, wide_context
 from ._time import EPOCH
 from ._usage import MAX_COUNT, NO_UNITS, Usage, refuse_usage_and_keywords
 
@@ -542,12 +542,15 @@ def _yaml_rows(text: str, where: str) -> Any:
                     raise PricingError(
                         f"price file {where!r}: providers.{provider}.{model}.{key} must be a number, got {value!r}"
                     )
+                name = f"providers.{provider}.{model}.{key}"
                 try:
-                    row[field] = tidy(Decimal(str(value)) * 10**6)  # exact; trailing zeros dropped
-                except ArithmeticError:
-                    raise PricingError(
-                        f"price file {where!r}: providers.{provider}.{model}.{key} is not a number: {value!r}"
-                    ) from None
+                    with wide_context():  # exact: the default 28 digits would round a long per-token cost
+                        per_mtok = to_money(value, name).scaleb(6)
+                    # Bounded before ``tidy``, whose exact arithmetic has no room for 10**406.
+                    per_mtok = to_amount(str(per_mtok), f"{name} per million tokens")
+                except ValueError as exc:
+                    raise PricingError(f"price file {where!r}: {exc}") from None
+                row[field] = tidy(per_mtok)  # trailing zeros dropped
             rows.append(row)
     return rows
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -197,3 +200,70 @@ def test_report_reconciles_the_whole_days_since_falls_in(
     html = page.read_text(encoding="utf-8")
     assert ">unrecorded<" not in html and ">under<" not in html, html
     assert html.count(">match<") == 2, html
+
+
+# -- numbers too large for money (review B2) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "argv", "needles"),
+    [
+        (
+            "huge.csv",
+            "date,model,amount\n2025-08-01,gpt-4o,1e400\n",
+            ["reconcile", "{file}"],
+            ["amount (line 2)", "'1e400'"],
+        ),
+        (
+            "huge.json",
+            '{"data": [{"start_time": 1754006400, "end_time": 1754092800, "results": '
+            '[{"amount": {"value": "-1e25", "currency": "usd"}}]}]}',
+            ["reconcile", "{file}"],
+            ["data[0].results[0].amount.value", "'-1e25'"],
+        ),
+        (
+            "huge.toml",
+            '[[price]]\nmodel = "gpt-4o"\nprovider = "openai"\ninput_per_mtok = "1e400"\noutput_per_mtok = "1"\n',
+            ["reprice", "--prices", "{file}"],
+            ["'{file}'", "input_per_mtok", "'1e400'"],
+        ),
+        (
+            "huge.yaml",
+            "providers:\n  openai:\n    gpt-4o:\n      prompt_token_cost: 1e400\n",
+            ["reprice", "--prices", "{file}"],
+            ["'{file}'", "providers.openai.gpt-4o.prompt_token_cost"],
+        ),
+    ],
+)
+def test_amounts_and_prices_too_large_for_money_are_refused_where_read(
+    store_url: str, tmp_path: Path, name: str, text: str, argv: list[str], needles: list[str]
+) -> None:
+    # A real child process: the traceback this guards against reached stderr past main's handlers.
+    file = tmp_path / name
+    file.write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "llmcost", *[a.format(file=file) for a in argv], "--store", store_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    for needle in (*needles, "below 10**20"):
+        assert needle.format(file=file) in done.stderr, done.stderr
+
+
+def test_an_arithmetic_error_past_validation_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store_url: str
+) -> None:
+    # Whatever a validator misses still ends as one line: decimal's own text is a list of signal classes.
+    from llmcost.cli import _main
+
+    def overflowing(args: object, out: object) -> int:
+        return int(Decimal("1e400").quantize(Decimal(1)))
+
+    monkeypatch.setitem(_main._COMMANDS, "reprice", overflowing)
+    code, _, err = run(capsys, "reprice", "--store", store_url)
+    assert code == 2 and err == (
+        "llmcost reprice: error: a figure is too large to compute exactly (decimal.InvalidOperation); check the "
+        "amounts and prices given\n"
+    )

@@ -37,7 +37,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from itertools import pairwise
 from os import PathLike
 from pathlib import Path
@@ -45,7 +45,7 @@ from typing import Any
 
 import attrs
 
-from .._money import ZERO
+from .._money import ZERO, to_amount
 
 __all__ = ["Invoice", "InvoiceLine", "read_invoice"]
 
@@ -96,13 +96,9 @@ def _allowance(amount: Decimal, value: object, unit: Decimal = Decimal(1)) -> De
 def _decimal(value: object, field: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, str, Decimal, float)):
         raise ValueError(f"invoice field {field} must be a number, got {value!r}")
-    try:
-        found = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"invoice field {field} must be a number, got {value!r}") from None
-    if not found.is_finite():
-        raise ValueError(f"invoice field {field} must be a finite number, got {value!r}")
-    return found
+    # Finite and within what money can hold, as every amount recorded is: an amount of 1e400 would otherwise
+    # fail deep in the reconciliation's sums with a bare decimal.InvalidOperation.
+    return to_amount(str(value), f"invoice field {field}")
 
 
 def _currency(value: object, field: str) -> None:

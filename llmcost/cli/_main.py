@@ -69,6 +69,22 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
+def _arithmetic(exc: ArithmeticError) -> str:
+    """``exc`` told as a figure that could not be computed: decimal's own message is only a list of its signals
+    (``[<class 'decimal.InvalidOperation'>]``), so it is named instead.
+
+    >>> from decimal import InvalidOperation
+    >>> _arithmetic(InvalidOperation([InvalidOperation]))
+    'a figure is too large to compute exactly (decimal.InvalidOperation); check the amounts and prices given'
+    """
+    import decimal
+
+    if isinstance(exc, decimal.DecimalException):
+        kind = type(exc).__name__
+        return f"a figure is too large to compute exactly (decimal.{kind}); check the amounts and prices given"
+    return f"cannot compute a figure: {_one_line(exc)}"
+
+
 def _store_problem(args: argparse.Namespace, exc: BaseException) -> str:
     """A database error, told as what it means to the user: the store at this URL cannot be read."""
     from ._store import shown_url, store_url
@@ -132,6 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("LLMCOST_DEBUG"):
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+    except ArithmeticError as exc:
+        # What validation at the edges missed (an amount or price too large to compute with exactly, a division
+        # by zero): still one line, never a traceback. decimal's own message is a list of signal classes.
+        if os.environ.get("LLMCOST_DEBUG"):
+            raise
+        print(f"{prog}: error: {_arithmetic(exc)}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
