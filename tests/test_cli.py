@@ -518,6 +518,18 @@ def test_written_files_follow_the_umask(capsys: pytest.CaptureFixture[str], stor
     assert modes == dict.fromkeys(("a.csv", "a.json", "a.parquet", "r.html"), "0o640")
 
 
+def test_an_existing_file_keeps_its_permissions(store_url: str, tmp_path: Path) -> None:
+    # As the shell's `>` does: a private 0600 file replaced by a 0644 one would show its figures to every user.
+    # A real child process, under the usual umask, which would give a new file 0644.
+    for argv in (["export", "{file}"], ["report", "--html", "{file}", *JSON]):
+        file = tmp_path / ("private.csv" if argv[0] == "export" else "private.html")
+        file.write_text("old\n")
+        file.chmod(0o600)
+        done = _cli(*[a.format(file=file) for a in argv], "--store", store_url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert file.read_text() != "old\n" and oct(file.stat().st_mode & 0o777) == "0o600", argv
+
+
 def test_html_into_a_directory_or_a_read_only_place_is_one_line(
     capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

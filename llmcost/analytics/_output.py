@@ -1,10 +1,10 @@
 """Writing the file a user named (an export, an HTML report) the way shell tools do.
 
 ``-`` is standard output. A regular file (or a new one) is written next to its final place and renamed into it at
-the end, so a failure leaves neither a half file nor a stray temporary one, with the permissions the user's umask
-gives any new file. An existing link, named pipe or device (``/dev/stdout``, a FIFO, a symlink to a file) is
-written *through*: opened and filled once the content is complete, never replaced by a plain file. Errors name the
-path the user gave, never a temporary file.
+the end, so a failure leaves neither a half file nor a stray temporary one; a file that existed keeps its
+permissions, a new one gets those the user's umask gives any new file. An existing link, named pipe or device
+(``/dev/stdout``, a FIFO, a symlink to a file) is written *through*: opened and filled once the content is
+complete, never replaced by a plain file. Errors name the path the user gave, never a temporary file.
 
 Example::
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -119,12 +120,20 @@ class OutputFile:
                 with tmp.open("rb") as data, open(self.name, "wb") as target:
                     shutil.copyfileobj(data, target)
             else:
-                os.chmod(tmp, file_mode())
+                os.chmod(tmp, self._mode())
                 os.replace(tmp, self.path)
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise self._error(exc) from None
+
+    def _mode(self) -> int:
+        """The permission bits the file ends with: an existing file's own, as shell ``>`` keeps them (a 0600
+        export replaced by a 0644 one would show private figures to every user), else a new file's."""
+        try:
+            return stat.S_IMODE(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            return file_mode()
 
     def _write_text(self, tmp: Path) -> None:
         """``tmp``'s content written to a ``sys.stdout`` that takes text only; a binary file (Parquet) cannot be."""
