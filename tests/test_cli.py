@@ -530,6 +530,24 @@ def test_an_existing_file_keeps_its_permissions(store_url: str, tmp_path: Path) 
         assert file.read_text() != "old\n" and oct(file.stat().st_mode & 0o777) == "0o600", argv
 
 
+def test_text_tables_show_money_exactly(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Through a float, 2.675 showed as $2.67 and a 20-digit total with made-up digits ($...567,168.00).
+    path = tmp_path / "round.duckdb"
+    store = DuckDBStore(path)
+    amounts = {"a": "2.675", "b": "12345678901234567890.123456789", "c": "0.00999995"}
+    store.append(
+        [
+            CostEntry(id=f"{i:026x}", timestamp=DAY, amount=amount, category="compute", resource=name)
+            for i, (name, amount) in enumerate(amounts.items())
+        ]
+    )
+    store.close()
+    code, out, err = run(capsys, "report", "--store", f"duckdb://{path}", "--by", "resource")
+    assert code == 0, err
+    shown = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
+    assert shown == {"a": "$2.68", "b": "$12,345,678,901,234,567,890.12", "c": "$0.0100"}
+
+
 def test_html_into_a_directory_or_a_read_only_place_is_one_line(
     capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

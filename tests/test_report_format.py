@@ -26,6 +26,29 @@ def test_money(value: float, text: str) -> None:
     assert money(value) == text
 
 
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("2.675", "$2.68"),  # a float is 2.67499999..., shown as $2.67
+        ("2.665", "$2.66"),  # half even, as ``dollars`` and stores round
+        ("1.005", "$1.00"),
+        ("12345678901234567890.123456789", "$12,345,678,901,234,567,890.12"),  # a float: ...567,168.00
+        ("0.00999995", "$0.0100"),  # rounds into the cents range: shown with its places, not as $0.010000
+        ("0.999996", "$1.00"),
+        ("0.0123455", "$0.0123"),
+        ("0.000540000", "$0.000540"),
+        ("-0.0000000001", "$0.000000"),  # no minus on a figure shown as zero
+        ("-1234.565", "-$1,234.56"),
+        ("1E+3", "$1,000.00"),
+    ],
+)
+def test_money_formats_decimals_exactly(value: str, text: str) -> None:
+    from decimal import Context, Decimal, localcontext
+
+    with localcontext(Context(prec=8)):  # a notebook's narrow context changes nothing
+        assert money(Decimal(value)) == cell(Decimal(value), "money") == text
+
+
 def test_missing_values() -> None:
     assert money(float("nan")) == count(float("nan")) == "-"
     assert cell(None, "money") == cell(None, "int") == "-"

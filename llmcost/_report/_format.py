@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import IO, TYPE_CHECKING, Any
 
 from .._model_price import tidy
@@ -45,21 +45,36 @@ __all__ = [
 WIDTH = 80
 
 
-def money(value: float) -> str:
+def money(value: Decimal | float) -> str:
     """Dollars with as many decimals as a small amount needs: ``$1,234.50``, ``$0.0420``, ``$0.000540``; NaN is "-".
 
-    >>> money(0.042)
-    '$0.0420'
+    A ``Decimal`` is formatted exactly, rounded half even as ``dollars`` rounds (never through a float, which shows
+    2.675 as $2.67 and a 20-digit sum with made-up digits); a float as the shortest decimal that reads back as it.
+    The places follow the amount as rounded: $0.00999995 is ``$0.0100``, not ``$0.010000``.
+
+    >>> money(0.042), money(Decimal("2.675")), money(Decimal("12345678901234567890.123456789"))
+    ('$0.0420', '$2.68', '$12,345,678,901,234,567,890.12')
     """
-    if value != value:  # NaN
+    if isinstance(value, Decimal):
+        amount = value
+    else:
+        try:
+            amount = Decimal(str(value))  # a float's shortest repr, an int or a numpy scalar exactly
+        except ArithmeticError:  # pandas' NA and such
+            return "-"
+    if not amount.is_finite():
         return "-"
-    sign = "-" if value < 0 else ""
-    size = abs(value)
-    if size >= 1 or size == 0:
-        return f"{sign}${size:,.2f}"
-    if size >= 0.01:
-        return f"{sign}${size:.4f}"
-    return f"{sign}${size:.6f}"
+    size = amount.copy_abs()  # (abs() would round to the caller's context)
+    # Room for every digit before the point and six after: the default 28 digits would round a large sum.
+    context = Context(prec=max(size.adjusted(), 0) + 10, rounding=ROUND_HALF_EVEN)
+    places = 2 if size >= 1 or size == 0 else 4 if size >= Decimal("0.01") else 6
+    shown = size.quantize(Decimal(1).scaleb(-places), context=context)
+    # An amount that rounds up into the next size is shown as one of that size ($0.999996 as $1.00).
+    while places > 2 and shown >= (Decimal("0.01") if places == 6 else 1):
+        places -= 2
+        shown = size.quantize(Decimal(1).scaleb(-places), context=context)
+    sign = "-" if amount < 0 and shown else ""  # -1e-9 is $0.000000, not -$0.000000
+    return f"{sign}${shown:,f}"
 
 
 def elapsed_words(span: timedelta) -> str:
@@ -153,7 +168,7 @@ def cell(value: Any, kind: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value) and kind in ("text", "time")):
         return "-" if kind != "text" else "(none)"
     if kind == "money":
-        return money(float(value))
+        return money(value)  # as it is: a Decimal is formatted exactly
     if kind == "count":
         return count(float(value))
     if kind == "int":

@@ -82,7 +82,7 @@ def reprice_text(frame: pd.DataFrame) -> str:
     recorded, repriced = _total(frame, "recorded"), _total(frame, "repriced")
     table = format_table(rows, [(h, k) for _, h, k in spec])
     pct = f" ({(repriced - recorded) / recorded:+.1%})" if recorded else ""
-    return f"{table}\nrecorded {money(float(recorded))}, repriced {money(float(repriced))}{pct}\n"
+    return f"{table}\nrecorded {money(recorded)}, repriced {money(repriced)}{pct}\n"
 
 
 def reconcile_text(frame: pd.DataFrame) -> str:
@@ -105,7 +105,7 @@ def reconcile_text(frame: pd.DataFrame) -> str:
     rows = [tuple(str(rec[c]) if c == "day" else rec[c] for c, _, _ in spec) for rec in frame.to_dict("records")]
     lines = [format_table(rows, [(h, k) for _, h, k in spec])]
     recorded, billed = _total(frame, "recorded"), _total(frame, "billed")
-    lines.append(f"recorded {money(float(recorded))}, billed {money(float(billed))}")
+    lines.append(f"recorded {money(recorded)}, billed {money(billed)}")
     causes = [rec for rec in frame.to_dict("records") if rec["likely_cause"]]
     if causes:
         lines.append("Likely causes:")
@@ -125,7 +125,7 @@ def reprice_section(frame: pd.DataFrame, *, title: str = "What if: repriced") ->
     recorded, repriced = _total(frame, "recorded"), _total(frame, "repriced")
     return (
         f'<section class="wide"><h2>{escape(title)}</h2>'
-        f'<p class="muted">recorded {escape(money(float(recorded)))}, repriced {escape(money(float(repriced)))}</p>'
+        f'<p class="muted">recorded {escape(money(recorded))}, repriced {escape(money(repriced))}</p>'
         f"{html_table(_shown(frame), spec)}</section>"
     )
 
@@ -142,6 +142,6 @@ def reconcile_section(frame: pd.DataFrame, *, title: str = "Reconciliation again
     recorded, billed = _total(frame, "recorded"), _total(frame, "billed")
     return (
         f'<section class="wide"><h2>{escape(title)}</h2>'
-        f'<p class="muted">recorded {escape(money(float(recorded)))}, billed {escape(money(float(billed)))}</p>'
+        f'<p class="muted">recorded {escape(money(recorded))}, billed {escape(money(billed))}</p>'
         f"{html_table(shown, spec)}</section>"
     )
