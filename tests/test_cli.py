@@ -14,6 +14,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -907,10 +908,14 @@ def test_serve_never_prints_the_password(
     capsys: pytest.CaptureFixture[str], database_url_opens_a_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("fastapi", reason="llmcost[server] is not installed")
-    from llmcost import server
+    from llmcost.server import _run
 
-    monkeypatch.setattr(server, "serve", lambda store, **kwargs: store.close())  # not until Ctrl-C here
-    code, out, err = run(capsys, "serve", "--store", SECRET_URL, "--port", "1")
+    def serve_on(sock: Any, store: Any, **kwargs: Any) -> None:  # not until Ctrl-C here
+        sock.close()
+        store.close()
+
+    monkeypatch.setattr(_run, "serve_on", serve_on)
+    code, out, err = run(capsys, "serve", "--store", SECRET_URL, "--port", "0")
     assert code == 0 and "llmcost serve: postgresql://app@db.example:5432/costs" in err
     assert "s3cret-pw" not in out + err
 

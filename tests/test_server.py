@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -720,6 +721,27 @@ def test_serving_another_host_without_a_token_is_refused(tmp_path: Path) -> None
     )
     assert done.returncode == 2
     assert "without a token" in done.stderr and "LLMCOST_API_TOKEN" in done.stderr
+
+
+def test_a_port_in_use_or_out_of_range_is_one_line_and_no_banner(tmp_path: Path) -> None:
+    # uvicorn bound the port itself: the banner "serving on..." came first, then its log and exit status 3.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for argv, needle in (
+            (["--port", str(port)], f"cannot listen on 127.0.0.1:{port}: address already in use"),
+            (["--port", "99999"], "--port must be between 0 and 65535, got 99999"),
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "llmcost", "serve", "--store", f"duckdb://{tmp_path / 'c.duckdb'}", *argv],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert (done.returncode, done.stdout) == (2, ""), done.stderr
+            assert done.stderr == f"llmcost serve: error: {needle}\n"
+    assert not (tmp_path / "c.duckdb").exists()  # refused before the store is made
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -430,14 +431,27 @@ def cmd_serve(args: argparse.Namespace, out: IO[str]) -> int:
         cmd_serve(build_parser().parse_args(["serve", "--store", "costs.duckdb", "--port", "8765"]), sys.stdout)
     """
     try:
-        from ..server import serve
+        from ..server._run import TOKEN_VARIABLE, listen, serve_on
+        from ..server._security import check_bind
     except ImportError as exc:
         raise CliError(f"llmcost serve needs the server extra: pip install 'llmcost[server]' ({exc})") from None
 
     if not 0.2 <= args.refresh <= 3600:
         raise CliError(f"--refresh must be between 0.2 and 3600 seconds, got {args.refresh}")
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be between 0 and 65535, got {args.port}")
+    token = os.environ.get(TOKEN_VARIABLE) or None
+    check_bind(args.host, token=token)
     url = store_url(args.store)
-    store = open_cli_store(url, create=True)
-    print(f"llmcost serve: {shown_url(url)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    serve(store, host=args.host, port=args.port, refresh_seconds=args.refresh)
+    # Bound before the banner: a port in use is then one error line (exit 2), not "serving on..." and uvicorn's
+    # log with its exit status 3.
+    sock = listen(args.host, args.port)
+    try:
+        store = open_cli_store(url, create=True)
+    except BaseException:
+        sock.close()
+        raise
+    port = sock.getsockname()[1]  # the one bound, for --port 0
+    print(f"llmcost serve: {shown_url(url)} on http://{args.host}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
+    serve_on(sock, store, token=token, refresh_seconds=args.refresh)
     return 0

@@ -8,12 +8,13 @@ Example::
 from __future__ import annotations
 
 import os
+import socket
 
 from ..stores import CostStore
 from ._app import DEFAULT_MAX_BODY, create_app
 from ._security import check_bind
 
-__all__ = ["TOKEN_VARIABLE", "serve"]
+__all__ = ["TOKEN_VARIABLE", "listen", "serve", "serve_on"]
 
 #: The environment variable holding the bearer token.
 TOKEN_VARIABLE = "LLMCOST_API_TOKEN"
@@ -38,11 +39,63 @@ def serve(
 
         serve("duckdb:///var/lib/costs.duckdb", port=8765)
     """
-    import uvicorn
-
     token = token if token is not None else (os.environ.get(TOKEN_VARIABLE) or None)
     check_bind(host, token=token)
+    serve_on(
+        listen(host, port),
+        store,
+        token=token,
+        max_body=max_body,
+        refresh_seconds=refresh_seconds,
+        log_level=log_level,
+    )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` and listening (port 0: any free one), for ``serve_on``.
+
+    Bound here rather than by uvicorn, which logs a port in use and exits with status 3 from inside its event
+    loop: this raises ``OSError`` naming the address instead, before anything says the server is up.
+
+    Example::
+
+        sock = listen("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+    """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, got {port!r}")
+    name = host.strip().strip("[]")  # "[::1]", as in a URL, is ::1
+    sock = socket.socket(socket.AF_INET6 if ":" in name else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart may reuse the port
+        sock.bind((name, port))
+        sock.listen(2048)
+    except OSError as exc:  # in use, not an address of this host, an unknown host name (socket.gaierror)
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
+def serve_on(
+    sock: socket.socket,
+    store: str | CostStore,
+    *,
+    token: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    refresh_seconds: float = 5.0,
+    log_level: str = "warning",
+) -> None:
+    """``serve`` on a socket ``listen`` returned (``token`` as given: checked against the host by the caller).
+
+    Example::
+
+        serve_on(listen("127.0.0.1", 8765), "duckdb:///var/lib/costs.duckdb")
+    """
+    import uvicorn
+
     app = create_app(store, token=token, max_body=max_body, refresh_seconds=refresh_seconds)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, server_header=False)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, server_header=False)
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
