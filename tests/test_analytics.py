@@ -800,11 +800,14 @@ def test_today_yesterday_and_the_cli_parser_are_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot read the since 'last tuesday'.*7d, 24h"):
         analytics.spend(tracker, since="last tuesday")
     # Times past the calendar's ends are read as badly, not as an OverflowError.
-    for field, text in [("since", "999999d"), ("since", "0001-01-01T00:00:00+01:00")]:
+    for field, text in [("since", "999999d"), ("since", "0001-01-01T00:00:00+01:00"), ("until", "999999d")]:
         with pytest.raises(
             ValueError, match=rf"cannot read the {field} '{re.escape(text)}': .*0001-01-01 to 9999-12-31 UTC"
         ):
             analytics.spend(tracker, **{field: text})
+    # ... but the last day there is, as an until, is all of it bar its last microsecond (its midnight after is none).
+    every = analytics.spend(tracker, by=())
+    pd.testing.assert_frame_equal(analytics.spend(tracker, by=(), until="9999-12-31"), every)
 
 
 @pytest.mark.parametrize("day", ["2024-05-14", "20240514", "2024-W20-2", "2024W202"])

@@ -549,6 +549,14 @@ def test_text_tables_show_money_exactly(capsys: pytest.CaptureFixture[str], tmp_
     assert shown == {"a": "$2.68", "b": "$12,345,678,901,234,567,890.12", "c": "$0.0100"}
 
 
+def test_until_the_last_day_there_is_covers_every_entry(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    # The midnight after 9999-12-31 is no datetime: the day was refused with a message saying it was out of range.
+    code, out, err = run(capsys, "report", "--store", store_url, "--until", "9999-12-31", "--by", "model", *JSON)
+    assert code == 0, err
+    assert sum(Decimal(row["cost"]) for row in json.loads(out)) == TOTAL
+    assert parse_when("9999-12-31", now=NOW, end_of_day=True) == datetime.max.replace(tzinfo=timezone.utc)
+
+
 def test_html_into_a_directory_or_a_read_only_place_is_one_line(
     capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
