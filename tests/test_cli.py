@@ -385,6 +385,53 @@ def test_demo_is_deterministic_per_seed(capsys: pytest.CaptureFixture[str]) -> N
 def test_budgets_in_a_store_without_any(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
     code, out, _ = run(capsys, "budgets", "--store", store_url)
     assert code == 0 and "No budgets" in out
+    # The same columns as with budgets (status gave period_start and period_end only when there were none).
+    code, out, _ = run(capsys, "budgets", "--store", store_url, "--format", "csv")
+    assert code == 0 and out == "name,period,limit,spent,remaining,utilization\n"
+
+
+def test_budget_tables_never_cut_names_filters_or_thresholds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A name cut to "support-bot-producti…" names no budget; a filter cut short misstates what it counts.
+    import llmcost
+
+    tracker = llmcost.CostTracker(DuckDBStore(tmp_path / "b.duckdb"))
+    manager = llmcost.BudgetManager(tracker)
+    name = "support-bot-production-eu-west-1"
+    manager.create(name, 25000, "monthly", tags={"team": "support"})
+    manager.create(
+        "search-reranker-staging",
+        1500,
+        "weekly",
+        model="gpt-4o",
+        resource="search-rerank",
+        tags={"env": "staging", "team": "search"},
+        thresholds=(0.25, 0.5, 0.75, 0.8, 0.9, 0.95, 1.0),
+    )
+    manager.create("llm-monthly", 1500, "monthly", category="llm_inference")
+    tracker.close()
+    url = f"duckdb://{tmp_path}/b.duckdb"
+    for argv, whole in (
+        (["budgets"], [name, "search-reranker-staging"]),
+        (
+            ["budgets", "list"],
+            [
+                name,
+                "model=gpt-4o resource=search-rerank env=staging team=search",
+                "25/50/75/80/90/95/100%",
+                "category=llm_inference",
+            ],
+        ),
+    ):
+        code, out, err = run(capsys, *argv, "--store", url)
+        assert code == 0, err
+        assert_fits_80_columns(out)
+        assert "…" not in out, out
+        for text in whole:
+            assert text in out, (text, out)
+    code, out, _ = run(capsys, "budgets", "--store", url, "--format", "csv")
+    assert out.splitlines()[0] == "name,period,limit,spent,remaining,utilization"
 
 
 # -- the real command ---------------------------------------------------------------------------------------------

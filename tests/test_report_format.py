@@ -74,3 +74,14 @@ def test_decimal_text_keeps_every_digit_whatever_the_context(prec: int) -> None:
     with localcontext(Context(prec=prec)):
         assert decimal_text(Decimal("12345678901.123456789012345679")) == "12345678901.123456789012345679"
         assert decimal_text(Decimal("123456789012345678901234567890")) == "123456789012345678901234567890.00"
+
+
+def test_whole_columns_wrap_the_fewest_values_and_stay_within_the_width() -> None:
+    # The widest whole column alone giving way wrapped every row of it, and a wrapped value ran past 80 columns.
+    rows = [(f"budget-{i}", "monthly", 100, "team=support", "50/80/90/100%") for i in range(4)]
+    rows.append(("a-very-long-budget-name-of-thirty-two", "weekly", 5, "model=gpt-4o " * 5, "50%"))
+    spec = [("name", "text"), ("period", "text"), ("limit", "money"), ("counts", "text"), ("alerts_at", "text")]
+    text = format_table(rows, spec, whole=(0, 3, 4))
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines) and "…" not in text
+    assert len(lines) == 2 + 5 + 2  # only the last row's name and counts have lines of their own

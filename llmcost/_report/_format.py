@@ -214,9 +214,7 @@ def format_table(
     text_columns = [i for i, (_, kind) in enumerate(columns) if kind == "text" and i not in kept]
     while sum(widths) + gap * (len(widths) - 1) > width and (text_columns or kept):
         if not text_columns:  # only whole columns are left to give room: they wrap instead of being cut
-            for i in sorted(kept, key=lambda i: -widths[i]):
-                room = width - (sum(widths) - widths[i]) - gap * (len(widths) - 1)
-                widths[i] = max(room, len(headers[i]), 8)
+            _fit_whole(widths, headers, cells, sorted(kept), width - gap * (len(widths) - 1))
             break
         widest = max(text_columns, key=lambda i: widths[i])
         floor = max(len(headers[widest]), 8)
@@ -229,7 +227,8 @@ def format_table(
         parts = []
         for i, value in enumerate(row):
             if i in kept and len(value) > widths[i]:
-                offset = sum(widths[:i]) + gap * i
+                # Under its column, or as far right as the line lets a long one be (no line past ``width``).
+                offset = max(min(sum(widths[:i]) + gap * i, width - len(value)), 0)
                 lines.append(" " * offset + value)
                 value = ""
             value = shorten(value, widths[i])
@@ -238,6 +237,29 @@ def format_table(
         if n == 0:
             lines.append((" " * gap).join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _fit_whole(widths: list[int], headers: list[str], cells: list[list[str]], kept: list[int], room: int) -> None:
+    """Narrow the ``kept`` (whole) columns in ``widths`` so the row fits ``room``, putting as few of their values
+    as can be on lines of their own: the widest column alone giving way would wrap nearly every row of it (a long
+    budget filter beside a long name). Each column's choices are the lengths of its values; ties keep the most."""
+    import bisect
+    import itertools
+
+    others = sum(w for i, w in enumerate(widths) if i not in kept)
+    lengths = [sorted(len(r[i]) for r in cells) for i in kept]
+    floors = [max(len(headers[i]), 8) for i in kept]
+    choices = [sorted({floor, *(n for n in found if n > floor)}) for found, floor in zip(lengths, floors, strict=True)]
+    best: tuple[tuple[int, int, int], tuple[int, ...]] | None = None
+    for combo in itertools.product(*choices):
+        over = max(others + sum(combo) - room, 0)
+        wrapped = sum(len(found) - bisect.bisect_right(found, w) for found, w in zip(lengths, combo, strict=True))
+        key = (over, wrapped, -sum(combo))
+        if best is None or key < best[0]:
+            best = (key, combo)
+    if best is not None:
+        for i, w in zip(kept, best[1], strict=True):
+            widths[i] = w
 
 
 _KINDS = {
@@ -276,10 +298,16 @@ _HEADERS = {
 
 
 def frame_table(
-    frame: pd.DataFrame, columns: Sequence[str] | None = None, width: int = WIDTH, optional: Sequence[str] = ()
+    frame: pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    width: int = WIDTH,
+    optional: Sequence[str] = (),
+    *,
+    whole: Sequence[str] = (),
 ) -> str:
     """A frame as ``format_table`` text, column kinds guessed from the names analytics uses. ``optional`` columns
-    are left out, last first, while the table would be wider than ``width`` with them.
+    are left out, last first, while the table would be wider than ``width`` with them; ``whole`` columns are never
+    cut (``format_table``'s ``whole``).
 
     Example::
 
@@ -309,9 +337,10 @@ def frame_table(
             break
         drop = droppable.pop()
         spec.pop(drop)
+        names.pop(drop)
         rows = [row[:drop] + row[drop + 1 :] for row in rows]
         droppable = [i - 1 if i > drop else i for i in droppable]
-    return format_table(rows, spec, width)
+    return format_table(rows, spec, width, whole=[names.index(n) for n in whole if n in names])
 
 
 _TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
@@ -379,8 +408,11 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(names, map(_plain, row), strict=True)) for row in frame.itertuples(index=False, name=None)]
 
 
-def write_frame(frame: pd.DataFrame, fmt: str, out: IO[str], columns: Sequence[str] | None = None) -> None:
-    """Print ``frame`` to ``out`` as a table (``fmt`` "table"), CSV or JSON (a list of records).
+def write_frame(
+    frame: pd.DataFrame, fmt: str, out: IO[str], columns: Sequence[str] | None = None, *, whole: Sequence[str] = ()
+) -> None:
+    """Print ``frame`` to ``out`` as a table (``fmt`` "table", its ``whole`` columns never cut), CSV or JSON (a
+    list of records).
 
     Example::
 
@@ -402,4 +434,4 @@ def write_frame(frame: pd.DataFrame, fmt: str, out: IO[str], columns: Sequence[s
         for record in frame_records(frame):
             writer.writerow(["" if v is None else json.dumps(v) if isinstance(v, dict) else v for v in record.values()])
     else:
-        out.write(frame_table(frame, columns) + "\n")
+        out.write(frame_table(frame, columns, whole=whole) + "\n")

@@ -308,6 +308,9 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
     try:
         manager = BudgetManager(tracker)
         frame = manager.status() if args.action != "list" else _definitions(manager)
+        if args.action != "list":
+            # Chosen before the empty case, so that CSV and JSON have the same columns with budgets or without.
+            frame = frame[["name", "period", "limit", "spent", "remaining", "utilization"]]
         if frame.empty:
             if args.format == "table":
                 out.write(
@@ -317,14 +320,13 @@ def cmd_budgets(args: argparse.Namespace, out: IO[str]) -> int:
             else:
                 write_frame(frame, args.format, out)
             return 0
-        if args.action != "list":
-            frame = frame[["name", "period", "limit", "spent", "remaining", "utilization"]]
-        elif args.format == "table":
+        if args.action == "list" and args.format == "table":
             # What each counts in one column (a terminal's 80 columns hold no more), every filter named.
             counts = frame[["model", "category", "resource", "tags"]].apply(_counts, axis=1)
             alerts = frame["thresholds"].map(lambda ts: "/".join(f"{t * 100:g}" for t in ts) + "%" if ts else "none")
             frame = frame[["name", "period", "limit"]].assign(counts=counts, alerts_at=alerts)
-        write_frame(frame, args.format, out)
+        # A name cut short names no budget, nor a filter cut short what it counts: these wrap instead.
+        write_frame(frame, args.format, out, whole=("name", "counts", "alerts_at"))
         return 0
     finally:
         tracker.close()
