@@ -450,6 +450,10 @@ def read_prices(path: str | PathLike[str]) -> list[ModelPrice]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise PricingError(f"cannot read price file {str(file)!r}: {exc}") from exc
+    except UnicodeDecodeError:  # a binary file (a store given as --prices): the codec's message names no file
+        raise PricingError(
+            f"price file {str(file)!r} is not UTF-8 text; give a TOML, JSON or YAML price file"
+        ) from None
     try:
         if file.suffix.lower() == ".json":
             rows = json.loads(text)
