@@ -267,3 +267,23 @@ def test_an_arithmetic_error_past_validation_is_one_line(
         "llmcost reprice: error: a figure is too large to compute exactly (decimal.InvalidOperation); check the "
         "amounts and prices given\n"
     )
+
+
+def test_a_binary_price_file_is_named(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    # It said "'utf-8' codec can't decode byte 0xe5 in position 2...", naming no file.
+    store_file = store_url.removeprefix("duckdb://")
+    code, _, err = run(capsys, "reprice", "--store", store_url, "--prices", store_file)
+    assert code == 2 and err == (
+        f"llmcost reprice: error: price file {store_file!r} is not UTF-8 text; give a TOML, JSON or YAML price file\n"
+    )
+
+
+def test_an_invoice_time_past_the_calendar_names_the_field(
+    capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path
+) -> None:
+    # It said "year 3170843 is out of range", naming neither the field nor the value.
+    invoice = tmp_path / "far.json"
+    invoice.write_text('{"data": [{"start_time": 99999999999999, "end_time": 99999999999999, "results": []}]}')
+    code, _, err = run(capsys, "reconcile", str(invoice), "--store", store_url)
+    assert code == 2 and err.count("\n") == 1
+    assert "data[0].start_time" in err and "99999999999999" in err, err

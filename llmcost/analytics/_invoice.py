@@ -248,7 +248,12 @@ def _midnight(day: date) -> datetime:
 def _unix(value: object, field: str) -> datetime:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise ValueError(f"invoice field {field} must be unix seconds (an integer), got {value!r}")
-    return datetime.fromtimestamp(int(value), tz=timezone.utc)
+    try:
+        return datetime.fromtimestamp(int(value), tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):  # "year 3170843 is out of range" named neither field nor value
+        raise ValueError(
+            f"invoice field {field} must be unix seconds within 0001-01-01 to 9999-12-31 UTC, got {value!r}"
+        ) from None
 
 
 def _rfc3339(value: object, field: str) -> datetime:
