@@ -604,6 +604,21 @@ def test_until_the_last_day_there_is_covers_every_entry(capsys: pytest.CaptureFi
     assert parse_when("9999-12-31", now=NOW, end_of_day=True) == datetime.max.replace(tzinfo=timezone.utc)
 
 
+def test_a_postgresql_store_that_cannot_be_reached_is_one_line_for_a_reading_command(tmp_path: Path) -> None:
+    # The store logged "appends will spill to ... until it is back" first: a second line, about writes that a
+    # report never makes. A real child process against a port nothing listens on.
+    pytest.importorskip("psycopg", reason="llmcost[postgres] is not installed")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed: connections to it are refused
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}  # its spill directory, not the user's
+    done = _cli("report", "--store", f"postgresql://nobody@127.0.0.1:{port}/costs", cwd=tmp_path, env=env)
+    err = done.stderr.decode()
+    assert_one_line_error(done.returncode, err, "llmcost report: error: could not read PostgreSQL")
+
+
 def test_html_into_a_directory_or_a_read_only_place_is_one_line(
     capsys: pytest.CaptureFixture[str], store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

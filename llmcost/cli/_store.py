@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -89,4 +90,21 @@ def open_cli_store(url: str, *, create: bool) -> CostStore:
                     f"directory {path!r} is not an llmcost Parquet store (no _llmcost.json, no day=... partitions; "
                     f"from {url}); pass --store with a store, or run 'llmcost demo' to make one"
                 )
-    return open_store(url)
+    if create:
+        return open_store(url)
+    # A reading command writes nothing: a PostgreSQL store that cannot be reached would log that appends spill
+    # until it is back, a second line about writes there are none of, before the read fails with its own error.
+    store_logger = logging.getLogger("llmcost")
+    quiet = _DropSpillNotice()
+    store_logger.addFilter(quiet)
+    try:
+        return open_store(url)
+    finally:
+        store_logger.removeFilter(quiet)
+
+
+class _DropSpillNotice(logging.Filter):
+    """Drops the store's "appends will spill" notice (for a reading command, which appends nothing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "appends will spill" not in record.getMessage()
