@@ -250,6 +250,12 @@ def _fit_whole(widths: list[int], headers: list[str], cells: list[list[str]], ke
     lengths = [sorted(len(r[i]) for r in cells) for i in kept]
     floors = [max(len(headers[i]), 8) for i in kept]
     choices = [sorted({floor, *(n for n in found if n > floor)}) for found, floor in zip(lengths, floors, strict=True)]
+    # At most ~20,000 combinations (a table of many values of many lengths): each column's choices thinned evenly,
+    # its narrowest and widest kept.
+    most = max(2, int(20_000 ** (1 / len(choices)))) if choices else 2
+    choices = [
+        c if len(c) <= most else sorted({c[round(k * (len(c) - 1) / (most - 1))] for k in range(most)}) for c in choices
+    ]
     best: tuple[tuple[int, int, int], tuple[int, ...]] | None = None
     for combo in itertools.product(*choices):
         over = max(others + sum(combo) - room, 0)
