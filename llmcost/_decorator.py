@@ -403,8 +403,8 @@ class _Engine:
                 if not checking:
                     return (tracker, call_tags, (), _perf_counter(), context, None, None)
             # Each guard checking the call needs only its estimate: found here once, as a ``PendingCall`` would find
-            # it (``estimate_call``: with no ``estimate=``, from the call's request arguments, else the mean of
-            # recent calls), with its 10**-18 units where they are at hand (a budget finds them else).
+            # it (``estimate_call``: with no ``estimate=``, from the call's request arguments, else the estimate
+            # of recent calls), with its 10**-18 units where they are at hand (a budget finds them else).
             atto: int | None
             try:
                 found = request_estimate_atto(kwargs, self.model) if kwargs else None

@@ -8,7 +8,6 @@ known (``None``).
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Mapping
 from decimal import Decimal
@@ -176,48 +175,57 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
     return pending.tracker.recent_cost(pending.resource, pending.model)
 
 
-class _Window:
-    """The last amounts of one (resource, model), in ``10**-18`` units (``atto_of``), and (once means are asked for)
-    their sum."""
+#: The calls an estimate follows: a key's first ``SPAN`` calls are averaged exactly, and from then on each call
+#: moves the estimate by ``2 / (SPAN + 1)`` of its difference from it (an exponentially weighted mean whose weights
+#: have the center of mass of a ``SPAN``-call moving average: pandas' ``ewm(span=SPAN)``).
+SPAN = 20
 
-    __slots__ = ("amounts", "state")
+
+def _rounded_mean(total: int, count: int) -> int:
+    """``total / count`` rounded half-even to a whole unit (money's 18 places, as ``round_money`` rounds)."""
+    mean, rest = divmod(total, count)
+    if rest and (2 * rest > count or (2 * rest == count and mean & 1)):
+        mean += 1
+    return mean
+
+
+class _Window:
+    """The estimate of one (resource, model), in ``10**-18`` units (``atto_of``): before means are asked for, the
+    last ``SPAN`` amounts; from then on the mean (``mean``) of the calls counted (``count``, at most ``SPAN``), and
+    while there are fewer than ``SPAN``, their sum (``total``)."""
+
+    __slots__ = ("amounts", "count", "mean", "total")
 
     def __init__(self, size: int) -> None:
-        #: Ints of 10**-18 USD; a ``Decimal`` appended while no sum is kept is made one by ``resync``.
+        #: The last amounts, ints of 10**-18 USD or Decimals (kept only until means are asked for: ``RecentCosts``).
         self.amounts: deque[int | Decimal] = deque(maxlen=size)
-        #: (sum, count) of ``amounts``, replaced as one value so a reader never sees one without the other.
-        self.state: tuple[int, int] = (0, 0)
+        self.mean: int | None = None
+        self.count = 0
+        self.total = 0
 
-    def resync(self) -> None:
-        """Sum ``amounts`` afresh, each an int now (caller holds the sums' token)."""
-        amounts = self.amounts
-        values = tuple(amounts)  # one C-level copy: an append racing with it is either in or out
-        while any(isinstance(value, Decimal) for value in values):
-            ints = [atto_of(value) if isinstance(value, Decimal) else value for value in values]
-            # (An append racing with the copy and these two, by a thread that has not seen the sums switched on, is
-            # lost or lands first: one sample fewer or older. The sum below is of what the window then holds.)
-            amounts.clear()
-            amounts.extend(ints)
-            values = tuple(amounts)
-        self.state = (sum(values), len(values))  # type: ignore[arg-type]  # (ints: converted above)
+    def add(self, atto: int) -> None:
+        """Count ``atto``, one of the window's first calls (the caller holds the windows' lock)."""
+        count = self.count + 1
+        self.total += atto
+        self.mean = _rounded_mean(self.total, count)
+        self.count = count
 
 
 class RecentCosts:
-    """The mean cost of the last few calls per (resource, model), kept by each tracker: the fallback estimate.
+    """What the next call of a (resource, model) will probably cost, from the calls recorded: the fallback estimate
+    each tracker keeps.
 
-    Amounts are kept as ints of ``10**-MONEY_SCALE`` USD (``atto_of``; the tracker's pricing gives most calls' so):
-    sums of them are exact in any decimal context, and a quarter of the instructions of Decimal sums. Until a mean
-    is first asked for (a budget estimating a call), recording only appends the amount. From then on each window
-    also keeps its running sum, so a mean costs one division. Recording threads never wait for each other: a
-    thread that finds the sums being updated by another leaves its amount out (one sample fewer; the mean stays the
-    mean of the amounts kept).
+    The estimate is the mean of a key's first calls, up to ``window`` (20), then an exponentially weighted mean:
+    each call moves it ``2 / (window + 1)`` of the way to the call's amount (pandas' ``ewm(span=window)``, whose
+    weights have the center of mass of a ``window``-call moving average), the distance left rounded down to a whole
+    10**-18 (so a run of one amount ends at it exactly). It follows a change of cost about as the mean of the last
+    ``window`` calls would, and costs a few integer steps a call: no window to slide, no lock on the per-call path.
+    Amounts are kept as ints of ``10**-MONEY_SCALE`` USD (``atto_of``; the tracker's pricing gives most calls' so),
+    exact in any decimal context.
 
-    Who updates the sums holds the one token of ``_sums`` (a list holding it, or empty): a recording thread tries
-    to ``pop`` it, a C-level step that either takes it or raises ``IndexError``, and gives it back with ``append``.
-    That is a quarter of the instructions of a ``Lock``'s ``acquire(False)`` and ``release`` (whose argument parsing
-    is most of them), on every recorded call once means are asked for. The rarer steps that must have the sums
-    (switching them on, summing a window afresh) wait for the token (``_take_sums``); a forked child is given a
-    token back (``forked``).
+    Until an estimate is first asked for (a budget estimating a call), recording only appends the amount to a short
+    window; the first estimate starts each key's mean from the amounts its window holds. Two threads recording the
+    same key at the same instant may leave one of the two out (one sample fewer), rather than wait for each other.
 
     >>> recent = RecentCosts()
     >>> for amount in ("0.01", "0.02", "0.02"):
@@ -226,17 +234,17 @@ class RecentCosts:
     (Decimal('0.016666666666666667'), 16666666666666667)
     """
 
-    __slots__ = ("__weakref__", "_by_key", "_lock", "_of_resource", "_sums", "_window", "summing")
+    __slots__ = ("__weakref__", "_by_key", "_keep", "_lock", "_of_resource", "_span", "_window", "summing")
 
-    def __init__(self, window: int = 20) -> None:
+    def __init__(self, window: int = SPAN) -> None:
         self._window = window
+        # Each call after the first ``window`` keeps (window - 1)/(window + 1) of the mean's distance from its amount.
+        self._keep, self._span = window - 1, window + 1
         self._by_key: dict[tuple[str | None, str | None], _Window] = {}
         self._of_resource: dict[str | None, tuple[_Window, ...]] = {}  # resource -> the windows of its models
-        self._lock = _state.new_lock()  # the windows' dictionaries (free again in a forked child)
-        self._sums: list[bool] = [True]  # the token of the running sums (see the class's docstring)
-        #: Whether the windows keep running sums (from the first mean asked for on): recording then counts ints.
+        self._lock = _state.new_lock()  # the windows' dictionaries, and a window's first calls (free in a forked child)
+        #: Whether estimates have been asked for: recording then updates each key's mean, counting ints.
         self.summing = False
-        _state.register_fork_aware(self)
 
     def observe(self, entry: CostEntry) -> None:
         """Count ``entry``'s amount in the window of its resource and model."""
@@ -250,56 +258,25 @@ class RecentCosts:
         if window is None:
             window = self._add_window(key)
         if not self.summing:
-            window.amounts.append(amount if atto is None else atto)
-            if self.summing:  # means were switched on meanwhile: the sums may have missed this amount
-                self._take_sums()
-                try:
-                    window.resync()
-                finally:
-                    self._sums.append(True)
+            window.amounts.append(amount if atto is None else atto)  # (an append as means switch on may be left out)
             return
         if atto is None:
             atto = atto_of(amount)
-        sums = self._sums
-        try:
-            sums.pop()
-        except IndexError:
-            return  # another thread is updating: skip this sample rather than wait on the per-call path
-        try:
-            amounts = window.amounts
-            total, count = window.state
-            if count == self._window:
-                out = amounts[0]  # the amount the append below pushes out
-                if type(out) is not int:
-                    # (Rare) a Decimal a thread appended as the sums switched on, before it summed its window afresh
-                    # (it waits for this token to): the window summed afresh here, its amounts made ints.
-                    amounts.append(atto)
-                    window.resync()
-                    return
-                total -= out
-                count -= 1
-            amounts.append(atto)
-            window.state = (total + atto, count + 1)
-        finally:
-            sums.append(True)
-
-    def _take_sums(self) -> None:
-        """Wait for the token of the running sums (give it back with ``self._sums.append(True)``)."""
-        sums = self._sums
-        while True:
-            try:
-                sums.pop()
+        if window.count == self._window:
+            # The usual call: the mean moved 2/(window + 1) of the way to ``atto``, its distance from ``atto`` rounded
+            # down (a run of one amount ends at that amount exactly). Unlocked: a thread recording the same key at the
+            # same instant may leave one of the two samples out.
+            distance = window.mean - atto  # type: ignore[operator]  # (set: the window has counted calls)
+            if distance >= 0:
+                window.mean = atto + distance * self._keep // self._span
+            else:
+                window.mean = atto - -distance * self._keep // self._span
+            return
+        with self._lock:  # (a key's first calls: their exact mean)
+            if window.count < self._window:
+                window.add(atto)
                 return
-            except IndexError:
-                time.sleep(0)  # another thread is updating them: let it finish (a few hundred ns)
-
-    def forked(self) -> None:
-        """In a forked child: the token back (a parent thread may have held it), and the sums afresh (that thread
-        may have been between an append and its sum)."""
-        self._sums[:] = [True]
-        if self.summing:
-            for window in tuple(self._by_key.values()):
-                window.resync()
+        self.observe_call(resource, model, amount, atto)  # (another thread filled it meanwhile)
 
     def _add_window(self, key: tuple[str | None, str | None]) -> _Window:
         with self._lock:
@@ -310,46 +287,51 @@ class RecentCosts:
                 self._of_resource[resource] = (*self._of_resource.get(resource, ()), window)
             return window
 
+    def _switch_on(self) -> None:
+        """The first estimate asked for: each key's mean started from the amounts its window holds, and kept from
+        now on as calls are recorded."""
+        with self._lock:
+            if self.summing:
+                return
+            for window in tuple(self._by_key.values()):
+                amounts = tuple(window.amounts)  # (one C-level copy: an append racing with it is in or left out)
+                window.amounts.clear()
+                for value in amounts:
+                    window.add(atto_of(value) if isinstance(value, Decimal) else value)
+            self.summing = True
+
     def mean(self, resource: str | None, model: str | None) -> Decimal | None:
-        """The mean cost of the recent calls of ``resource`` and ``model`` (``None``: of every model of the
-        resource), rounded half-even to money's 18 places; ``None`` when there are none."""
+        """The estimate for the next call of ``resource`` and ``model`` (``None``: of any model of the resource),
+        rounded half-even to money's 18 places; ``None`` when no call of it was recorded.
+
+        >>> recent = RecentCosts(window=2)
+        >>> recent.mean("f", "m") is None  # (none recorded yet; estimates are kept from the first one asked for)
+        True
+        >>> for amount in ("0.03", "0.01", "0.035"):
+        ...     recent.observe_call("f", "m", Decimal(amount))
+        >>> recent.mean("f", "m")  # 0.02, the mean of the first two, moved 2/3 of the way to 0.035
+        Decimal('0.03')
+        """
         atto = self.mean_atto(resource, model)
         return None if atto is None else from_atto(atto)
 
     def mean_atto(self, resource: str | None, model: str | None) -> int | None:
         """``mean`` in 10**-18 units (the per-call path: budgets reserve ints)."""
         if not self.summing:
-            with self._lock:
-                self._take_sums()
-                try:
-                    self.summing = True
-                    for window in tuple(self._by_key.values()):
-                        window.resync()
-                finally:
-                    self._sums.append(True)
+            self._switch_on()
         if model is not None:
             found = self._by_key.get((resource, model))
-            if found is None:
-                return None
-            total, count = found.state
-        else:
-            # A decorator often knows no model before the call: then the recent calls of every model of the
-            # resource count.
-            windows = self._of_resource.get(resource)
-            if windows is None:
-                return None
-            if len(windows) == 1:  # the usual case: one model
-                total, count = windows[0].state
-            else:
-                total, count = 0, 0
-                for window in windows:
-                    part, n = window.state
-                    total, count = total + part, count + n
-        if not count:
+            return None if found is None else found.mean
+        # A decorator often knows no model before the call: then the recent calls of every model of the resource
+        # count, each model's estimate weighted by the calls it counts.
+        windows = self._of_resource.get(resource)
+        if windows is None:
             return None
-        # Rounded half-even to a whole unit (money's 18 places), as ``round_money`` rounds: a budget adds the
-        # estimate to what it has committed and takes it away as the call settles.
-        mean, rest = divmod(total, count)
-        if rest and (2 * rest > count or (2 * rest == count and mean & 1)):
-            mean += 1
-        return mean
+        if len(windows) == 1:  # the usual case: one model
+            return windows[0].mean
+        total = count = 0
+        for window in windows:
+            mean, n = window.mean, window.count
+            if mean is not None and n:
+                total, count = total + mean * n, count + n
+        return _rounded_mean(total, count) if count else None

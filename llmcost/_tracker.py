@@ -1224,8 +1224,8 @@ class CostTracker:
         self._guards = GuardSet(g for g in self._guards if g is not guard)
 
     def recent_cost(self, resource: str | None, model: str | None) -> Decimal | None:
-        """Mean cost of the last recorded calls of ``resource`` and ``model`` in this process, if any (at money's 18
-        places)."""
+        """What the next call of ``resource`` and ``model`` will probably cost, from the calls recorded in this process
+        (``RecentCosts``: the mean of the first 20, then weighted toward the latest), if any (at money's 18 places)."""
         return self._recent.mean(resource, model)
 
     def recent_atto(self, resource: str | None, model: str | None) -> int | None:

@@ -27,7 +27,7 @@ def _means_on(window: int) -> RecentCosts:
 
 
 def test_a_mean_is_written_without_trailing_zeros_whatever_the_amounts_places():
-    # The window keeps ints of 10**-18 USD: a mean is the value, in one form (``from_atto``), before and after the
+    # The windows keep ints of 10**-18 USD: a mean is the value, in one form (``from_atto``), before and after the
     # window fills with one amount, and whether asked for by model or by resource.
     recent = _means_on(3)
     for amount in ["0.0060", "0.006", "0.006", "0.006", "0.006"]:
@@ -35,10 +35,30 @@ def test_a_mean_is_written_without_trailing_zeros_whatever_the_amounts_places():
     assert str(recent.mean("f", None)) == str(recent.mean("f", "m")) == "0.006"
     recent.observe_call("f", "m", Decimal("0.0060"))
     assert str(recent.mean("f", "m")) == "0.006"
-    for amount in ["0.009", "0.009", "0.009"]:
-        recent.observe_call("f", "m", Decimal(amount))
+    recent.observe_call("f", "m", Decimal("0.009"))  # (a window of 3: half the way to each new amount)
+    assert str(recent.mean("f", "m")) == "0.0075"
+    for _ in range(60):  # a run of one amount ends at it exactly (the distance halves, rounded down, each call)
+        recent.observe_call("f", "m", Decimal("0.009"))
     assert str(recent.mean("f", "m")) == "0.009"
     assert recent.mean_atto("f", "m") == 9 * 10**15
+
+
+def test_after_the_first_calls_each_call_moves_the_estimate_part_of_the_way_to_its_amount():
+    # The first ``window`` calls are averaged; then each call keeps (window - 1)/(window + 1) of the distance, which
+    # follows a change of cost about as the mean of the last ``window`` calls does (the weights' center of mass).
+    recent = _means_on(20)
+    for _ in range(20):
+        recent.observe_call("f", "m", Decimal("0.002"))
+    recent.observe_call("f", "m", Decimal("0.023"))  # 0.021 away: 2/21 of it is 0.002
+    assert recent.mean("f", "m") == Decimal("0.004")
+    recent.observe_call("f", "m", Decimal("0.004"))  # an amount equal to the estimate leaves it as it is
+    assert recent.mean("f", "m") == Decimal("0.004")
+    recent.observe_call("f", "m", Decimal("-0.017"))  # (below it, alike: 0.021 away, 0.019 kept)
+    assert recent.mean("f", "m") == Decimal("0.002")
+    for _ in range(19):  # a step to a new cost: after 20 calls, (19/21)**20 = 13.5% of the step is left
+        recent.observe_call("f", "m", Decimal("0.012"))
+    recent.observe_call("f", "m", Decimal("0.012"))
+    assert Decimal("0.0105") < recent.mean("f", "m") < Decimal("0.0107")
 
 
 def test_zeros_of_either_sign_and_any_places_are_a_mean_of_zero():
@@ -73,19 +93,22 @@ def test_calls_recorded_in_a_context_of_few_digits_leave_the_running_sum_exact()
     assert recent.mean("f", "m") == sum(amounts) / 3 == Decimal("0.006185")
 
 
-def test_threads_recording_one_amount_and_others_leave_the_sums_as_the_amounts_kept():
-    # Recording the window's one amount takes no lock while other threads update the sums: afterwards the window
-    # refilled with one amount has exactly that mean (a running sum out of step with the amounts would show).
+def test_threads_recording_at_once_leave_a_mean_among_their_amounts_which_a_run_of_one_amount_ends_at():
+    # Recording takes no lock once a window has counted its first calls: threads recording the same key at the same
+    # instant may leave a sample out, never a mean outside the amounts recorded, nor one that stops following them.
     recent = _means_on(20)
     amounts = [Decimal("0.0025"), Decimal("0.0025"), Decimal("0.0025"), Decimal("0.005"), Decimal("1.5")]
+    means: list[Decimal] = []
 
     def work() -> None:
         for amount in itertools.islice(itertools.cycle(amounts), 3000):
             recent.observe_call("r", "m", amount)
-            recent.mean("r", None)
+            means.append(recent.mean("r", None))  # type: ignore[arg-type]  # (one recorded: never None)
 
     in_threads(work)
-    for _ in range(20):
+    assert all(min(amounts) <= mean <= max(amounts) for mean in means)
+    assert type(recent.mean_atto("r", "m")) is int
+    for _ in range(500):  # 1.5 to 0.0031 at most: (19/21)**k * 1.5e18 atto falls below 10 by k = 400
         recent.observe_call("r", "m", Decimal("0.0031"))
     assert str(recent.mean("r", "m")) == "0.0031"
 
@@ -133,10 +156,10 @@ def test_a_mean_is_the_exact_mean_rounded_half_even_to_money_places_in_every_con
             assert str(got) == str(want), (prec, rounding, trapping)
 
 
-def test_threads_recording_varying_amounts_while_means_switch_on_leave_the_sums_as_the_amounts_kept():
-    # The sums' token is taken by one recording thread at a time (others skip their sample) and waited for by the
-    # switch-on: threads recording amounts of varying cost and places while means are first asked for, then asked
-    # for all along, leave every window's sum that of the amounts it holds (a window refilled shows it).
+def test_threads_recording_varying_amounts_while_means_switch_on_leave_int_means_among_their_amounts():
+    # Threads recording amounts of varying cost and places while means are first asked for, then asked for all
+    # along: each window's mean stays an int among the amounts recorded, and a window refilled afterwards counts as
+    # one whose calls came one at a time (the key's estimate weighted by its calls for a resource's mean).
     recent = RecentCosts(7)
     amounts = [Decimal(1200 + 37 * i) * Decimal("0.0000025") + Decimal("0.003") for i in range(8)]
     amounts += [Decimal("0.004166666666666667"), Decimal("1.5"), Decimal("-0.0001")]
@@ -153,20 +176,25 @@ def test_threads_recording_varying_amounts_while_means_switch_on_leave_the_sums_
     for thread in threads:
         thread.start()
     started.wait()
-    recent.mean("r", "m")  # the first mean: the sums switch on while the threads record
+    recent.mean("r", "m")  # the first mean: estimates switch on while the threads record
     for thread in threads:
         thread.join()
-    refill = [Decimal("0.0031"), Decimal("0.0047"), Decimal("0.00000000000000001")] * 3
-    for amount in refill[:7]:
-        recent.observe_call("r", "m", amount)
-        recent.observe_call("r", "n", amount * 2)
-    assert recent.mean("r", "m") == _exact_mean(refill[:7])
-    assert recent.mean("r", "n") == _exact_mean([a * 2 for a in refill[:7]])
-    assert recent.mean("r", None) == _exact_mean(refill[:7] + [a * 2 for a in refill[:7]])
+    for model in ("m", "n"):
+        mean = recent.mean_atto("r", model)
+        assert type(mean) is int and atto_of(min(amounts)) <= mean <= atto_of(max(amounts))
+    for _ in range(500):  # (each key's run of one amount ends at it exactly)
+        recent.observe_call("r", "m", Decimal("0.0031"))
+        recent.observe_call("r", "n", Decimal("0.0047"))
+    assert recent.mean("r", "m") == Decimal("0.0031")
+    assert recent.mean("r", "n") == Decimal("0.0047")
+    assert recent.mean("r", None) == Decimal("0.0039")  # both windows full: each weighs 7 calls
+    recent.observe_call("r", "o", Decimal("0.001"))  # a third model with one call: 1 in 15
+    assert recent.mean("r", None) == _exact_mean([Decimal("0.0031")] * 7 + [Decimal("0.0047")] * 7 + [Decimal("0.001")])
 
 
 class _HeldAtto(int):
-    """An amount's 10**-18 units that hold the recording thread inside the sum's addition (the sums' token held)."""
+    """An amount's 10**-18 units that hold the recording thread inside its window's sum (the windows' lock held, as
+    while a window counts its first calls)."""
 
     held = threading.Event()
     release = threading.Event()
@@ -178,9 +206,9 @@ class _HeldAtto(int):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_child_forked_while_a_thread_holds_the_sums_records_and_means_them_afresh():
-    # The parent thread holding the sums' token never gives it back in the child: the child is given it back, with
-    # the sums afresh (that thread had appended its amount but not summed it), and records and means as usual.
+def test_a_child_forked_while_a_thread_counts_a_windows_first_calls_records_and_means_as_usual():
+    # The parent thread holding the windows' lock never releases it in the child: the child finds it free, its window
+    # as it was before that thread's amount (which is the parent's), and records and means as usual.
     recent = _means_on(3)
     recent.observe_call("f", None, Decimal("0.003"))
     thread = threading.Thread(target=recent.observe_call, args=("f", None, Decimal("0.006"), _HeldAtto(6 * 10**15)))
@@ -188,15 +216,15 @@ def test_a_child_forked_while_a_thread_holds_the_sums_records_and_means_them_afr
     assert _HeldAtto.held.wait(10)
 
     def in_child() -> list[str]:
-        before = recent.mean("f", None)  # 0.003 and the held 0.006, summed afresh
+        before = recent.mean("f", None)
         recent.observe_call("f", None, Decimal("0.009"))
         return [str(before), str(recent.mean("f", None))]
 
     answer = answer_of_forked_child(in_child)
     _HeldAtto.release.set()
     thread.join()
-    assert answer == ["0.0045", "0.006"]
-    assert str(recent.mean("f", None)) == "0.0045"  # the parent's thread summed its amount on release
+    assert answer == ["0.003", "0.006"]
+    assert str(recent.mean("f", None)) == "0.0045"  # the parent's thread counted its amount on release
 
 
 MESSAGES = [
@@ -271,30 +299,33 @@ def test_threads_counting_many_texts_at_once_each_get_the_texts_count():
 
 
 def test_a_window_counts_amounts_given_with_their_units_and_without_alike():
-    # The tracker gives most amounts with their 10**-18 units (``priced``); ``record()`` and amounts priced otherwise
-    # come as Decimals, kept as they are until the sums switch on and converted then (or as they come, after).
+    # The tracker gives most amounts with their 10**-18 units, others (an entry recorded otherwise, say) come as
+    # Decimals, kept as they are until estimates switch on and converted then (or as they come, after).
     amounts = [Decimal("0.0061025"), Decimal("0.000000000000000003"), Decimal("12.5"), Decimal("-0.0025")]
     recent = RecentCosts(3)
     for i, amount in enumerate(amounts[:3]):
         recent.observe_call("f", "m", amount, atto_of(amount) if i % 2 else None)
-    assert recent.mean_atto("f", "m") == atto_of(_exact_mean(amounts[:3]))  # (the sums switch on here)
+    first = atto_of(_exact_mean(amounts[:3]))
+    assert recent.mean_atto("f", "m") == first  # (estimates switch on here)
     recent.observe_call("f", "m", amounts[3])
     recent.observe_call("f", "m", amounts[0], atto_of(amounts[0]))
-    assert str(recent.mean("f", "m")) == str(_exact_mean([amounts[2], amounts[3], amounts[0]]))
-    assert recent.mean_atto("f", None) == atto_of(_exact_mean([amounts[2], amounts[3], amounts[0]]))
+    # A window of 3: each call keeps half the distance to its amount, rounded down.
+    second = atto_of(amounts[3]) + (first - atto_of(amounts[3])) // 2
+    third = atto_of(amounts[0]) + (second - atto_of(amounts[0])) // 2
+    assert recent.mean_atto("f", "m") == recent.mean_atto("f", None) == third
+    assert str(recent.mean("f", "m")) == str(from_atto(third))
 
 
-def test_a_decimal_appended_as_the_sums_switch_on_never_reaches_the_sums():
-    # A thread that read ``summing`` false appends its amount as a Decimal, then waits for the sums' token to sum its
-    # window afresh. Others recording a whole window meanwhile push that Decimal out first: the window is summed
-    # afresh then, and stays in ints (a Decimal there would turn the sums and the budgets counting them into Decimals).
+def test_an_amount_appended_as_estimates_switch_on_never_reaches_a_mean_as_a_decimal():
+    # A thread that read ``summing`` false appends its amount, as a Decimal, to a window whose amounts were read
+    # already: it is one sample left out, never a Decimal in the means (which would turn the budgets counting them
+    # into Decimals).
     recent = _means_on(3)
     for _ in range(3):
         recent.observe_call("f", "m", Decimal("0.003"), 3 * 10**15)
     window = recent._add_window(("f", "m"))
-    window.amounts.append(Decimal("0.006"))  # the late thread's append, its own afresh sum still to come
+    window.amounts.append(Decimal("0.006"))  # the late thread's append
     for atto in (9 * 10**15, 12 * 10**15, 15 * 10**15):
         recent.observe_call("f", "m", from_atto(atto), atto)
-    total, count = window.state
-    assert type(total) is int and count == 3 and all(type(value) is int for value in window.amounts)
-    assert recent.mean_atto("f", "m") == 12 * 10**15
+        assert type(recent.mean_atto("f", "m")) is int
+    assert recent.mean_atto("f", "m") == 12 * 10**15  # 3 -> 6 -> 9 -> 12: half the way each call

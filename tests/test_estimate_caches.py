@@ -11,10 +11,11 @@ import math
 import os
 import random
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from freezegun import freeze_time
@@ -485,34 +486,45 @@ def test_amounts_are_kept_for_a_bounded_number_of_models_and_counts():
 
 # -- the mean of a window ---------------------------------------------------------------------------------------
 class _Reference:
-    """The window's amounts, and their mean as a plain division in a wide context gives it: rounded half-even to
-    money's 18 places, without trailing zeros (the form ``from_atto`` writes)."""
+    """What ``RecentCosts`` promises, in exact fractions: the mean of the first ``size`` amounts, rounded half-even to
+    money's 18 places; then each amount keeps (size - 1)/(size + 1) of the mean's distance from it, rounded down to
+    a whole 10**-18 (toward the amount). Written without trailing zeros (the form ``from_atto`` writes)."""
 
     def __init__(self, size: int) -> None:
-        self.amounts: deque[Decimal] = deque(maxlen=size)
+        self.size = size
+        self.first: list[Decimal] = []
+        self.atto: int | None = None  # (the mean in 10**-18 USD, once the first amounts are in)
 
     def observe(self, amount: Decimal) -> None:
-        self.amounts.append(amount)
+        if len(self.first) < self.size:
+            self.first.append(amount)
+            mean = Fraction(sum(self.first, Decimal(0))) / len(self.first) * 10**18
+            self.atto = round(mean)  # (Fraction's round: half to even)
+            return
+        assert self.atto is not None
+        target = Fraction(amount) * 10**18
+        distance = (self.atto - target) * Fraction(self.size - 1, self.size + 1)
+        self.atto = int(target + (math.floor(distance) if distance >= 0 else math.ceil(distance)))
 
     def mean(self) -> Decimal | None:
-        if not self.amounts:
+        if self.atto is None:
             return None
         with decimal.localcontext(decimal.Context(prec=80)):
-            mean = round_money(sum(self.amounts, Decimal(0)) / len(self.amounts))
+            mean = Decimal(self.atto).scaleb(-18)
             return mean.quantize(Decimal(1)) if mean == mean.to_integral_value() else mean.normalize()
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_the_mean_of_a_window_is_that_of_its_amounts_through_runs_of_one_amount_and_context_changes(seed):
-    # Long runs of one amount (a window full of it: recorded without the sums, its mean kept) broken by other amounts,
-    # the same value written otherwise, zeros, large amounts; means asked in contexts of several precisions and
-    # roundings. Each mean equals the mean of the window's amounts, and is written as that mean is (one form).
+def test_the_mean_of_a_window_follows_its_amounts_through_runs_of_one_amount_and_context_changes(seed):
+    # Long runs of one amount broken by other amounts, the same value written otherwise, zeros, large amounts; means
+    # asked in contexts of several precisions and roundings. Each mean is the reference's, written as it writes it
+    # (one form); a run of one amount long enough ends at it exactly.
     rng = random.Random(seed)
     size = rng.choice([1, 2, 3, 5, 20])
     recent = RecentCosts(size)
     reference = _Reference(size)
     choices = ["0.0025", "0.00250", "0.006", "0.0060", "0", "-0", "0E-5", "1.5", "0.00416667", "123456789.5"]
-    assert recent.mean("r", "m") is None  # (the running sums from the first amount on)
+    assert recent.mean("r", "m") is None  # (estimates kept from the first amount on)
     amount = Decimal(rng.choice(choices))
     for _ in range(400):
         if rng.random() < 0.15:
@@ -524,8 +536,13 @@ def test_the_mean_of_a_window_is_that_of_its_amounts_through_runs_of_one_amount_
             context.rounding = rng.choice([decimal.ROUND_HALF_EVEN, decimal.ROUND_DOWN, decimal.ROUND_CEILING])
             for _ in range(rng.randint(1, 2)):
                 got, want = recent.mean("r", "m"), reference.mean()
-                assert got == want and str(got) == str(want), (list(reference.amounts), context)
+                assert got == want and str(got) == str(want), (reference.first, amount, context)
                 assert str(recent.mean("r", None)) == str(want)
+    amount = Decimal(rng.choice(["0", "0.0025", "123456789.5"]))
+    for _ in range(1000):  # (123456789.5 to 0 at 19/21 a call is below 1e-18 in ~700 calls)
+        recent.observe_call("r", "m", amount)
+        reference.observe(amount)
+    assert recent.mean("r", "m") == reference.mean() == amount
 
 
 def test_a_price_registered_again_for_its_provider_is_the_one_estimated_from_then_on():
