@@ -596,8 +596,14 @@ def track_live(tracker: Flushable) -> None:
     # ran there) ends with ``os._exit`` or after ``multiprocessing``'s own exit function, running no atexit hook in
     # the first case. (``multiprocessing`` is imported in such a child; its absence means a plain process.)
     mp = sys.modules.get("multiprocessing")
-    if mp is not None and _child_flush_pid != os.getpid() and mp.parent_process() is not None:
-        flush_at_child_exit()
+    if mp is not None and _child_flush_pid != os.getpid():
+        if mp.parent_process() is not None:
+            flush_at_child_exit()
+        elif _after_fork_pid != os.getpid():
+            # Perhaps a child still being prepared: a forkserver or spawn child imports the main module (which may make
+            # a tracker) before ``multiprocessing`` bootstraps it, and the bootstrap clears every finalizer made so far;
+            # the hooks it then runs register the flush (in any other process, its children's bootstrap does).
+            _flush_after_bootstrap()
 
 
 def forget_live(tracker: Flushable) -> None:
@@ -646,6 +652,22 @@ def _restart_in_child() -> None:
 
 #: The process whose ``multiprocessing`` exit flushes the live trackers (``flush_at_child_exit``), if any.
 _child_flush_pid = 0
+#: The process that had ``multiprocessing`` run ``flush_at_child_exit`` as it bootstraps a child (``track_live``).
+_after_fork_pid = 0
+
+
+def _flush_after_bootstrap() -> None:
+    """Have ``multiprocessing`` register the flush at exit as it bootstraps this process (if it is a child being
+    prepared) or a child of it (``register_after_fork``: run after the bootstrap clears the finalizers), once per
+    process."""
+    global _after_fork_pid
+    import multiprocessing.util
+
+    with lock:
+        if _after_fork_pid == os.getpid():
+            return
+        _after_fork_pid = os.getpid()
+    multiprocessing.util.register_after_fork(_flush_all_at_exit, _flush_at_child_exit)
 
 
 def register_fork_aware(holder: Any) -> None:

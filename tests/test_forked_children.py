@@ -127,12 +127,36 @@ if __name__ == "__main__":
 """
 
 
+#: ``POOL`` with the tracker made as the main module is imported: a spawn or forkserver worker imports it before
+#: ``multiprocessing`` bootstraps the worker, which clears every exit finalizer registered until then.
+POOL_TRACKER_AT_IMPORT = """
+import multiprocessing, sys
+
+import llmcost
+
+tracker = llmcost.get_tracker()
+
+def work(i):
+    tracker.record(amount="0.01", resource="worker")
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+        pool.map(work, range(6))
+        pool.close()
+        pool.join()
+"""
+
+
+@pytest.mark.parametrize("script_text", [POOL, POOL_TRACKER_AT_IMPORT], ids=["llmcost-in-worker", "tracker-at-import"])
 @pytest.mark.parametrize("method", ["forkserver", "spawn", "fork"])
-def test_the_workers_of_a_multiprocessing_pool_keep_what_they_record(url: str, method: str, tmp_path: Path) -> None:
+def test_the_workers_of_a_multiprocessing_pool_keep_what_they_record(
+    url: str, method: str, script_text: str, tmp_path: Path
+) -> None:
     # Forkserver workers (and fork workers of a parent that had not imported llmcost) end with os._exit, which runs
-    # no atexit hook and no fork hook of llmcost's; every entry they had buffered was lost.
+    # no atexit hook and no fork hook of llmcost's; every entry they had buffered was lost. So was every entry of a
+    # forkserver worker whose main module made its tracker as it was imported.
     script = tmp_path / "pool.py"  # (a file, not -c: spawn and forkserver workers import the main module)
-    script.write_text(textwrap.dedent(POOL))
+    script.write_text(textwrap.dedent(script_text))
     proc = subprocess.run(
         [sys.executable, str(script), method],
         capture_output=True,
