@@ -109,6 +109,19 @@ CORRECTIONS: tuple[Correction, ...] = (
         units={"input_audio_mtok": "40", "output_audio_mtok": "80"},
         source=_AUDIO_SOURCE,
     ),
+    # The Realtime API's GPT-4o launched on 2024-10-01 with audio at $100 / $200 per 1M tokens, cached audio input at
+    # $20 (from 2024-10-30); the 2024-12-17 snapshot, which the undated id then named, cut them to $40 / $80 and
+    # $2.50, the only audio prices the catalog has. The same caveat as above for the 2024-10-01 snapshot named later.
+    Correction(
+        id="gpt-4o-realtime-preview-audio-before-2024-12-17",
+        provider="openai",
+        model="gpt-4o-realtime-preview",
+        until=date(2024, 12, 17),
+        units={"input_audio_mtok": "100", "output_audio_mtok": "200", "cache_audio_read_mtok": "20"},
+        source="https://openai.com/index/introducing-the-realtime-api/ (2024-10-01: audio $100 / $200 per 1M "
+        "tokens); " + _AUDIO_SOURCE + "; https://community.openai.com/t/help-me-understand-the-realtime-usage-block/"
+        "1060242 (the 2024-10-01 snapshot's cached audio $20 per 1M, the 2024-12-17 one's $2.50)",
+    ),
     Correction(
         id="gpt-4o-mini-audio-preview-audio",
         provider="openai",

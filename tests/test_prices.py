@@ -394,6 +394,14 @@ def test_o3_cached_input_before_the_june_2025_price_cut_is_corrected():
             Decimal("0.7125"),
             "correction:gpt-4o-audio-preview-audio-before-2024-12-17",
         ),
+        # The Realtime API's GPT-4o before the 2024-12-17 snapshot: audio $100 / $200, its text $5 / $20: 3000*5 +
+        # 2000*100 + 500*20 + 2500*200. The catalog has only the later $40 / $80 (0.3 where OpenAI billed 0.725).
+        (
+            "gpt-4o-realtime-preview-2024-10-01",
+            datetime(2024, 11, 1, tzinfo=timezone.utc),
+            Decimal("0.725"),
+            "correction:gpt-4o-realtime-preview-audio-before-2024-12-17",
+        ),
         # GPT-4o mini audio at $10 / $20: 3000*0.15 + 2000*10 + 500*0.6 + 2500*20.
         ("gpt-4o-mini-audio-preview-2024-12-17", AT, Decimal("0.07075"), "correction:gpt-4o-mini-audio-preview-audio"),
     ],
