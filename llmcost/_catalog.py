@@ -252,11 +252,19 @@ def quoted(price: ModelPrice, label: str, baseline: ModelPrice | None = None, ba
     return Quote(price, label, money, usage_pricer(price), baseline, baseline_label, same, baseline_label)
 
 
+#: Anthropic's fast mode on Claude Opus 4.6, which the catalog has no fast price for: "6x standard Opus rates", long
+#: context included ($30 / $150 per 1M, $60 / $225 over 200K input tokens), other modifiers (caching, batch, data
+#: residency) stacking on it (https://platform.claude.com/docs/en/build-with-claude/fast-mode, as it read while
+#: Opus 4.6 offered it). The later models' fast prices are the catalog's (``{"speed": "fast"}`` variants).
+_FAST_FACTORS = {"claude-opus-4-6": Decimal(6)}
+
+
 def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str]:
     """``price`` at service ``tier`` by the providers' published rule, where no tier price is known: Batch and
-    Flex at half the token prices; Priority and fast mode have no published rule, so the standard price (said in the
-    label). Anthropic's US-only inference (``"us"``, ``"batch+us"``...): 1.1x the tier's token prices for the
-    models it applies to (``us_inference_applies``)."""
+    Flex at half the token prices; fast mode at Opus 4.6's six times (``_FAST_FACTORS``). Priority, and fast mode on
+    other models, have no published rule, so the standard price (said in the label). Anthropic's US-only inference
+    (``"us"``, ``"batch+us"``...): 1.1x the tier's token prices for the models it applies to
+    (``us_inference_applies``)."""
     if tier in US_TIERS:  # Anthropic's US-only inference: the tier it modifies, then 1.1x where it applies
         plain = US_TIERS[tier]
         if plain is not None:
@@ -264,6 +272,8 @@ def tier_rule(price: ModelPrice, label: str, tier: str) -> tuple[ModelPrice, str
         if us_inference_applies(price.model):
             return _scaled(price, _US_FACTOR), label + "+us-inference"
         return price, label
+    if tier == "fast" and price.model in _FAST_FACTORS:
+        return _scaled(price, _FAST_FACTORS[price.model]), f"{label}+fast-rule"
     if tier == "priority" or tier == "fast":
         return price, f"{label}+{tier}-at-standard"
     return _halved(price), f"{label}+{tier}-rule"

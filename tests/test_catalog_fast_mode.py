@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import genai_prices
 import pytest
@@ -39,6 +40,28 @@ def test_fast_tier_prices_openais_fast_tier_as_the_catalog_does():
     fast = _catalog("gpt-5", "openai", {"service_tier": "fast"})
     assert cost_of("gpt-5", USAGE, service_tier="fast", at=AT) == fast
     assert fast == cost_of("gpt-5", USAGE, service_tier="priority", at=AT)
+
+
+@pytest.mark.parametrize(
+    ("input_tokens", "expected"),
+    [
+        (100_000, Decimal("4.5")),  # $30 / $150 per 1M: 0.1 * 30 + 0.01 * 150
+        (300_000, Decimal("20.25")),  # over 200K input tokens, $60 / $225: 0.3 * 60 + 0.01 * 225
+    ],
+)
+def test_fast_mode_on_opus_4_6_is_six_times_the_standard_rates_as_anthropic_published(input_tokens, expected):
+    # The catalog has no fast price for Opus 4.6; Anthropic's fast-mode page priced it at 6x the standard rates, long
+    # context included. Priced at the standard rates, fast calls were a sixth of the bill.
+    at = datetime(2026, 2, 20, tzinfo=timezone.utc)
+    usage = Usage(input_tokens, 10_000)
+    assert priced("claude-opus-4-6", None, usage, at, "fast")[:2] == (
+        expected,
+        f"catalog@{catalog_version()}+fast-rule",
+    )
+    assert cost_of("claude-opus-4-6", usage, service_tier="fast", at=at) == expected
+    assert cost_of("claude-opus-4-6", usage, at=at) * 6 == expected
+    # Data residency stacks on it (1.1x), as on any fast price.
+    assert cost_of("claude-opus-4-6", usage, service_tier="fast+us", at=at) == expected * Decimal("1.1")
 
 
 def test_fast_tier_without_a_fast_price_is_the_standard_price_said_so():
