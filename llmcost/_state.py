@@ -19,6 +19,7 @@ This module imports nothing from llmcost: it is the bottom of the import graph.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import logging
 import os
@@ -29,7 +30,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 __all__ = ["reset"]
@@ -328,6 +329,36 @@ def past_exit_deadline(_retry_state: object = None) -> bool:
         past_exit_deadline()  # False while the process runs on
     """
     return bool(exit_deadline) and time.monotonic() >= exit_deadline[0]
+
+
+#: Per thread, the longest a store's retries may take within ``short_retries`` (``cap``), if set.
+_retry_caps = threading.local()
+
+
+@contextlib.contextmanager
+def short_retries(seconds: float) -> Iterator[None]:
+    """Within the block, a store's retries on this thread give up after ``seconds`` at most, whatever the store's
+    ``retry_timeout`` (``retry_seconds``): for reads that may be made again later, not waited on now.
+
+    Example::
+
+        from llmcost import _state
+
+        with _state.short_retries(1.0):
+            assert _state.retry_seconds(30.0) == 1.0
+    """
+    previous = getattr(_retry_caps, "cap", None)
+    _retry_caps.cap = seconds if previous is None else min(previous, seconds)
+    try:
+        yield
+    finally:
+        _retry_caps.cap = previous
+
+
+def retry_seconds(timeout: float) -> float:
+    """How long a store's retries given ``timeout`` seconds may take now, on this thread (``short_retries``)."""
+    cap = getattr(_retry_caps, "cap", None)
+    return timeout if cap is None else min(timeout, cap)
 
 
 def _end_of_retries() -> None:

@@ -56,6 +56,9 @@ logger = logging.getLogger("llmcost")
 
 #: Seconds between looks for budgets saved in a tracker's store by ``BudgetManager`` in any process.
 STORED_BUDGETS_SECONDS = 5.0
+#: The longest a new tracker waits to read them (a store another process holds locked, one that is down): the
+#: background writer looks again STORED_BUDGETS_SECONDS later, so the constructor need not wait ``retry_timeout``.
+FIRST_BUDGETS_SECONDS = 1.0
 EVENTS = ("cost.recorded", "budget.created", "budget.warning", "budget.exceeded")
 _UNKNOWN_MODEL_POLICIES = ("warn", "raise", "ignore")
 _logged = _state.logged
@@ -343,8 +346,10 @@ class CostTracker:
             weakref.finalize(self, _dropped, _Left(self.store, self._buffer, self._columns)).atexit = False
         if not self._direct:
             # Budgets saved in a durable store are read now, not on a tracked call (which must never wait on the
-            # store); the background writer looks for new ones every STORED_BUDGETS_SECONDS.
-            self.load_stored_budgets()
+            # store); the background writer looks for new ones every STORED_BUDGETS_SECONDS, and again that soon if
+            # they cannot be read within FIRST_BUDGETS_SECONDS now.
+            with _state.short_retries(FIRST_BUDGETS_SECONDS):
+                self.load_stored_budgets()
 
     # -- recording ----------------------------------------------------------------------------------------------
     def record(

@@ -47,8 +47,8 @@ def retry_call(fn: Callable[[], T], *, transient: Callable[[BaseException], bool
     """Call ``fn`` until it succeeds, retrying errors ``transient`` accepts for at most ``timeout`` seconds.
 
     Waits grow exponentially from 5 ms with full jitter (so processes contending for one lock spread out) and are
-    capped at 250 ms; the last error is re-raised when the time is up, or once a process ending has used the time
-    its flush has for retries (``_state.past_exit_deadline``).
+    capped at 250 ms; the last error is re-raised when the time is up (shorter within ``_state.short_retries``), or
+    once a process ending has used the time its flush has for retries (``_state.past_exit_deadline``).
 
     Example::
 
@@ -56,6 +56,7 @@ def retry_call(fn: Callable[[], T], *, transient: Callable[[BaseException], bool
     """
     import tenacity
 
+    timeout = _state.retry_seconds(timeout)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(transient),
         wait=tenacity.wait_random_exponential(multiplier=_FIRST_WAIT, max=_MAX_WAIT),
@@ -198,7 +199,7 @@ class Durable:
         ``_failures.is_store_failure``) is raised as ``StoreError`` naming the path with a hint, caused by the last
         error; a permanent one at once, a passing one when ``timeout`` (default ``retry_timeout``) runs out. Other
         errors pass as they are. ``what`` completes the message: "could not {what} {where}"."""
-        timeout = self.retry_timeout if timeout is None else timeout
+        timeout = _state.retry_seconds(self.retry_timeout if timeout is None else timeout)
         try:
             return retry_call(attempt, transient=self.transient, timeout=timeout)
         except StoreError:

@@ -652,3 +652,35 @@ def test_two_spellings_of_one_file_take_turns_rather_than_fail(tmp_path: Path) -
     through_link = DuckDBStore(str(tmp_path / "link" / "costs.duckdb"), retry_timeout=0)
     assert through_link.total() == sum((e.amount for e in entries), Decimal(0))
     reading.join(10)
+
+
+def test_a_tracker_made_while_another_program_holds_the_file_waits_a_moment_then_enforces_its_saved_budgets(
+    db: str, children: Children
+) -> None:
+    """A new tracker reads the budgets saved in its store as it is made. With the file locked by another program it
+    waited the store's whole ``retry_timeout`` (30 s) for them in its constructor; it now gives up after
+    ``FIRST_BUDGETS_SECONDS`` (the open itself waits up to a second), and its writer reads them again every
+    ``STORED_BUDGETS_SECONDS``: once the file is free, the saved budget refuses the calls past its limit."""
+    saved = CostTracker(DuckDBStore(db))
+    llmcost.BudgetManager(saved).create("team-total", Decimal("0.005"), "total")
+    saved.close()
+    response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}  # $0.0025
+    holder = hold_lock(children, db)
+    try:
+        started = time.monotonic()
+        tracker = CostTracker(DuckDBStore(db))  # (retry_timeout: the default 30 s)
+        made_in = time.monotonic() - started
+    finally:
+        let_go(holder)
+    assert made_in < 10, made_in  # (about 2 s: 1 s for the open, 1 s for the budgets)
+    call = track_cost(tracker=tracker, estimate=Decimal("0.0025"))(lambda: response)
+    deadline = time.monotonic() + 30
+    refused = False
+    while not refused and time.monotonic() < deadline:  # (the writer's next look, within STORED_BUDGETS_SECONDS)
+        try:
+            call()
+        except llmcost.BudgetExceeded as exc:
+            refused = exc.budget == "team-total"
+        time.sleep(0.2)
+    assert refused  # (the calls made before the writer's look passed unchecked, as with a store that is down)
+    tracker.close()
