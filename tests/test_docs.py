@@ -173,8 +173,40 @@ def _missing_modules(code: str) -> list[str]:
     return sorted(name for name in names if importlib.util.find_spec(name) is None)
 
 
+_PRINT = re.compile(r"^print\(.*?\)(?:\s+#\s?(?P<said>.*))?$")  # (the shortest call: a comment may hold brackets)
+
+
+def said_output(code: str) -> list[str] | None:
+    r"""What a block says it prints: for each ``print(...)`` at its top level, the comment after it on its line, or
+    else the ``# ...`` lines right below it (a frame, say); ``None`` when the block prints nowhere else (inside a loop
+    or a function) or leaves a print's output unsaid, so only blocks that say all they print are checked.
+
+    >>> said_output('x = 1\nprint(x)  # 1\nprint(x + 1)\n#   2\n')
+    ['1', '  2']
+    """
+    lines = code.splitlines()
+    said: list[str] = []
+    for i, line in enumerate(lines):
+        if "print(" not in line:
+            continue
+        match = _PRINT.match(line)
+        if match is None:
+            return None  # a print elsewhere than on a top-level line of its own
+        if match["said"] is not None:
+            said.append(match["said"])
+            continue
+        below = list(itertools.takewhile(lambda text: text.startswith("#"), lines[i + 1 :]))
+        if not below:
+            return None
+        said += [text[2:] if text.startswith("# ") else text[1:] for text in below]
+    return said or None
+
+
 @pytest.mark.parametrize(("name", "code", "earlier"), BLOCKS)
-def test_every_python_block_runs_as_pasted(name: str, code: str, earlier: tuple[str, ...], pasted: Path) -> None:
+def test_every_python_block_runs_as_pasted(
+    name: str, code: str, earlier: tuple[str, ...], pasted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A block that shows what it prints (``print(x)  # 0.0035``, or ``# ...`` lines below the print) prints that.
     import llmcost
 
     missing = _missing_modules("\n".join([*earlier, code]))
@@ -185,9 +217,14 @@ def test_every_python_block_runs_as_pasted(name: str, code: str, earlier: tuple[
     try:
         for n, before in enumerate(earlier, start=1):  # a walk-through page: the blocks above this one first
             exec(compile(before, f"{name} (block {n} of its page, run first)", "exec"), namespace)
+        capsys.readouterr()
         exec(compile(code, name, "exec"), namespace)
     finally:
         llmcost.get_tracker().close()
+    said = said_output(code)
+    if said is not None and not name.startswith("README"):  # (the README's words describe a real API's answer)
+        printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+        assert printed == [line.rstrip() for line in said], f"{name} prints otherwise than it says"
 
 
 def test_the_instrument_page_prints_what_it_says(pasted: Path, capsys: pytest.CaptureFixture[str]) -> None:
