@@ -85,7 +85,12 @@ _CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "restore it from a backup, or move it out of the way so the store can go on without it",
     ),
     (
-        ("no such file or directory", "errno 2]", "not a directory", "errno 20]"),
+        ("not a directory", "errno 20]"),
+        "a part of the path is a file, not a directory",
+        "check the path: a name on it before the last is an existing file",
+    ),
+    (
+        ("no such file or directory", "errno 2]"),
         "a directory on the path does not exist",
         "create the parent directory, or check the path",
     ),

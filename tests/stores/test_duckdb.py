@@ -596,6 +596,15 @@ def test_not_a_database(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5, "a permanent error must not be retried until the timeout"
 
 
+@pytest.mark.parametrize("url", ["duckdb://{}/costs.duckdb", "parquet://{}/costs"])
+def test_a_path_through_a_file_is_said_so(tmp_path: Path, url: str) -> None:
+    # A name on the path that is a file was reported as "a directory on the path does not exist", which it does.
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(StoreError, match="a part of the path is a file, not a directory") as caught:
+        CostTracker(open_store(url.format(tmp_path / "notes.txt"))).record(amount="1")
+    assert str(tmp_path / "notes.txt") in str(caught.value)
+
+
 def test_copying_a_store_file(db: str, tmp_path: Path) -> None:
     store = DuckDBStore(db)
     store.append([make_entry(i) for i in range(5)])
