@@ -461,6 +461,66 @@ def test_a_charge_without_a_model_reconciles_once_recorded_as_the_advice_says(cl
     ]
 
 
+DAY_TOTALS = {
+    # GET /v1/organization/costs without group_by=line_item: one line a day, no model. gpt-4o 3.50 + web search 0.25.
+    "openai": openai_page((T0, [result(3.75, None, None)])),
+    # GET /v1/organizations/cost_report without group_by[]=description: model and the rest null. 0.45 + 0.01, in cents.
+    "anthropic": {
+        "data": [
+            {
+                "starting_at": "2025-08-01T00:00:00Z",
+                "ending_at": "2025-08-02T00:00:00Z",
+                "results": [{"currency": "USD", "amount": "46.00", "workspace_id": None, "model": None}],
+            }
+        ],
+        "has_more": False,
+        "next_page": None,
+    },
+}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_day_total_invoice_counts_the_entries_without_a_model(provider: str, clock: Clock, tmp_path: Path) -> None:
+    # Without a per-model breakdown every line of a day is the whole day's bill, web searches included: it is
+    # compared with every entry of the provider that day, the one recorded with amount= and no model too.
+    clock.now = AUG_1 + timedelta(hours=9)
+    with CostTracker(DuckDBStore(tmp_path / "costs.duckdb"), clock=clock) as tracker:
+        if provider == "openai":
+            tracker.record(model="gpt-4o-2024-08-06", input_tokens=1_000_000, output_tokens=100_000)  # 2.5 + 1 = 3.5
+            tracker.record(amount="0.25", provider="openai", category="api_calls", description="web search tool calls")
+        else:
+            tracker.record(model="claude-sonnet-4-5", input_tokens=100_000, output_tokens=10_000)  # 0.3 + 0.15 = 0.45
+            tracker.record(amount="0.01", provider="anthropic", category="api_calls", description="web search")
+        tracker.record(amount="7", provider="mistral")  # another provider's charge without a model: not this bill
+        tracker.record(amount="9", category="compute")  # neither a model nor a provider: no one's
+        frame = analytics.reconcile(tracker, DAY_TOTALS[provider])
+    total = D("3.75") if provider == "openai" else D("0.46")
+    assert table(frame) == [(date(2025, 8, 1), None, None, total, total, D("0"), "match")]
+    assert frame["calls"].item() == 2
+
+
+def test_a_gap_smaller_than_a_call_is_not_called_about_0_more_calls(clock: Clock) -> None:
+    # The day's 3.75 against one recorded 3.50 call: the 0.25 missing is less than a call like it.
+    clock.now = AUG_1 + timedelta(hours=9)
+    tracker = CostTracker(clock=clock)
+    tracker.record(model="gpt-4o-2024-08-06", input_tokens=1_000_000, output_tokens=100_000)
+    frame = analytics.reconcile(tracker, DAY_TOTALS["openai"])
+    assert frame["status"].item() == "under"
+    assert frame["likely_cause"].item() == (
+        "billed more than the recorded calls cost at catalog prices: calls made outside tracking "
+        "(less than one call like these)"
+    )
+    # 3.75 against a 1.25 call (0.5M x $2.5): 2.5 missing, two more; against a 1.5 call (0.6M): 2.25, one and a half.
+    tracker = CostTracker(clock=clock)
+    tracker.record(model="gpt-4o-2024-08-06", input_tokens=500_000)
+    cause = analytics.reconcile(tracker, DAY_TOTALS["openai"])["likely_cause"].item()
+    assert cause.endswith("(about 2 more calls like these)")
+    tracker = CostTracker(clock=clock)
+    tracker.record(model="gpt-4o-2024-08-06", input_tokens=600_000)
+    cause = analytics.reconcile(tracker, DAY_TOTALS["openai"])["likely_cause"].item()
+    assert cause.endswith("(about 1 more call like these)")
+
+
 @pytest.mark.parametrize(
     ("tolerance", "error"),
     [

@@ -91,7 +91,9 @@ def reconcile(
     listing the known ones) and period count. Model ids are matched as the catalog matches them
     (``gpt-4o-2024-08-06`` is ``gpt-4o``; the console's ``Claude Sonnet 4.5`` is ``claude-sonnet-4-5``). The
     invoice's project (OpenAI ``project_id``, Anthropic ``workspace_id`` or ``workspace``, a plain ``project``)
-    is matched with the entries' ``project_tag`` tag.
+    is matched with the entries' ``project_tag`` tag. Entries of the invoice's provider without a model (a web
+    search recorded with ``amount=``) are compared with its charges without a model; on an invoice of day totals
+    (no line names a model: fetched without a per-model breakdown) every entry of the day is in its one row.
 
     ``status``: ``match`` when the two differ by no more than the invoice's rounding plus ``tolerance`` (a
     fraction of the billed amount), else ``under`` (recorded less than billed) or ``over``; ``unrecorded`` when
@@ -134,17 +136,19 @@ def reconcile(
             if found.has_project:
                 keys.append("e.tags[?]")
                 params.append(project_tag)
-            where, where_params = "e.model IS NOT NULL", []
+            where = "e.model IS NOT NULL"
+            where_params: list[Any] = []
             if found.provider is not None:
                 # An entry recorded with an amount given may carry no provider: its model's maker decides (below).
                 # One with neither a model nor a provider is no one's; one with the provider and no model (a web
                 # search recorded with ``amount=``, as ``_judge`` advises) is compared with the invoice's charges
-                # without a model.
-                where = "(e.model IS NOT NULL AND (e.provider IS NULL OR lower(e.provider) = ?))"
-                where_params.append(found.provider)
-                if found.has_model:
-                    where += " OR (e.model IS NULL AND lower(e.provider) = ?)"
-                    where_params.append(found.provider)
+                # without a model, or, on an invoice of day totals (no line names a model), with the day's total,
+                # which bills it too.
+                where = (
+                    "(e.model IS NOT NULL AND (e.provider IS NULL OR lower(e.provider) = ?))"
+                    " OR (e.model IS NULL AND lower(e.provider) = ?)"
+                )
+                where_params.extend((found.provider, found.provider))
             groups = priced_groups(
                 src, keys, params, PriceTable(), None, no_cache=True, where=where, where_params=where_params
             )
@@ -178,9 +182,10 @@ def reconcile(
             delta = tidy(rec - amount)
             status, cause = _judge(model, got, bill, found, allowed, project_tag)
             # The model as the entries hold it, else as the invoice names it (the key both share where neither
-            # has one name).
+            # has one name). A row without a model stays without one: on an invoice of day totals it is the whole
+            # day, charges without a model included, even when the day's calls were of one model.
             shown = model
-            if got is not None and len(got.models) == 1:
+            if model is not None and got is not None and len(got.models) == 1:
                 shown = next(iter(got.models))
             elif got is None and bill is not None and len(bill.names) == 1:
                 shown = next(iter(bill.names))
@@ -335,6 +340,14 @@ def _judge(
     if status == "under" and near(got.recorded, got.repriced):
         missing = bill.amount - got.recorded
         per_call = got.recorded / got.calls if got.calls else ZERO
-        more = f" (about {int(missing / per_call):,} more calls like these)" if per_call else ""
+        more = ""
+        if per_call:
+            # Whole calls, as a count of calls is: a gap smaller than the mean call (a day's total with a charge
+            # that has no model) is no call at all, not "about 0".
+            count = int(missing / per_call)
+            if count == 0:
+                more = " (less than one call like these)"
+            else:
+                more = f" (about {count:,} more call{'s' if count > 1 else ''} like these)"
         return status, f"billed more than the recorded calls cost at catalog prices: calls made outside tracking{more}"
     return status, None
