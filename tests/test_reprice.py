@@ -309,6 +309,25 @@ def test_batch_calls_are_repriced_at_their_tier(clock: Clock) -> None:
     assert frame["repriced"].iloc[0] == D("1.5")
 
 
+@pytest.mark.parametrize("at", [None, date(2026, 11, 3)])
+def test_a_swap_prices_a_tiered_call_at_the_target_models_catalog_price_for_that_tier(
+    clock: Clock, tmp_path: Path, at: date | None
+) -> None:
+    # In November 2026 the catalog has Priority prices: gpt-4o $4.25 input (standard $2.5), gpt-4o-mini $0.25
+    # (standard $0.15). A Priority call swapped to gpt-4o-mini costs what gpt-4o-mini bills for Priority, 1M x $0.25,
+    # not the published rule's standard price (0.15), which is for a price that has no tier prices of its own.
+    clock.now = datetime(2026, 11, 2, 12, tzinfo=timezone.utc)
+    with CostTracker(DuckDBStore(tmp_path / "costs.duckdb"), clock=clock) as tracker:
+        entry = tracker.record(model="gpt-4o", input_tokens=1_000_000, service_tier="priority")
+        assert entry.amount == D("4.25")
+        swapped = analytics.reprice(tracker, {"gpt-4o": "gpt-4o-mini"}, at=at, by=())
+        assert swapped[["recorded", "repriced"]].iloc[0].tolist() == [D("4.25"), D("0.25")]
+        # A price of one's own has no tier prices: the rule (Priority at the standard price) applies to it.
+        own = ModelPrice("gpt-4o-mini", "openai", input_per_mtok="0.15", output_per_mtok="0.6")
+        assert analytics.reprice(tracker, {"gpt-4o": own}, at=at, by=())["repriced"].iloc[0] == D("0.15")
+        assert analytics.reprice(tracker, [own], at=at, by=())["repriced"].iloc[0] == D("4.25")  # names another
+
+
 @pytest.mark.parametrize("tier", ["us", "batch+us"])
 def test_us_only_calls_are_repriced_at_1_1_times(clock: Clock, tier: str) -> None:
     # claude-opus-4-6: $5 input / $25 output per million; Anthropic's US-only inference is 1.1x every token price

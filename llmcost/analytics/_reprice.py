@@ -185,12 +185,6 @@ class PriceTable:
         names.append(_DATED.sub("", plain))
         return list(dict.fromkeys(names))
 
-    def overrides(self, model: str, provider: str | None) -> bool:
-        """Whether this table (or its swap) prices ``model`` rather than the catalog."""
-        names = self._names(model)
-        key = provider.lower() if provider else None
-        return any(n in self.swap or (key, n) in self.table or (None, n) in self.table for n in names)
-
     def resolve(self, model: str, provider: str | None) -> PriceAt | None:
         """The price of ``model`` as a function of the time of the call, or ``None`` when no price is known."""
         names = self._names(model)
@@ -220,6 +214,11 @@ class _Fixed:
     def __call__(self, when: datetime) -> ModelPrice:
         return self.price
 
+    def at_tier(self, when: datetime, tier: str) -> ModelPrice:
+        """The price for a Batch/Flex/Priority call: a price of one's own has no tier prices, so the providers'
+        published rule applied to it."""
+        return tier_rule(self.price, "", tier)[0]
+
     def change_days(self) -> tuple[date, ...]:
         return ()
 
@@ -233,6 +232,13 @@ class _Catalog:
 
     def __call__(self, when: datetime) -> ModelPrice:
         return price_for(self.model, self.provider, when)[0]
+
+    def at_tier(self, when: datetime, tier: str) -> ModelPrice:
+        """The price for a Batch/Flex/Priority call: the catalog's price of this model for that tier where it has
+        one (the rule where it has not), whether the model is the entry's own or a swap's target."""
+        with contextlib.suppress(UnknownModelError, ValueError):
+            return price_for(self.model, self.provider, when, tier)[0]
+        return self(when)
 
     def change_days(self) -> tuple[date, ...]:
         return price_change_days(self.model, self.provider)
@@ -318,8 +324,8 @@ def _pairs(src: Source, table: PriceTable, at: datetime | None) -> dict[tuple[st
         if price_at is None:
             continue
         if at is not None:
-            fixed = price_at(at)
-            out[(model, provider)] = (_Fixed(fixed), None, _threshold(fixed), at)
+            # Kept as resolved (not fixed at ``at``'s price): a swap's target still has its tier prices.
+            out[(model, provider)] = (price_at, None, _threshold(price_at(at)), at)
             continue
         first, last = _aware(first), _aware(last)
         grain, threshold = _grain(price_at, first, last)
@@ -421,15 +427,10 @@ def priced_groups(
             tier = None if _missing(tier) else tier
             price = prices_at.get((model, provider, when, tier))
             if price is None:
-                price = price_at(when)
-                if tier is not None:
-                    # Batch/flex/priority calls: the catalog's tier price for the catalog's own model, else the
-                    # published rule applied to the price they are repriced at.
-                    if prices.overrides(model, provider):
-                        price = tier_rule(price, "", tier)[0]
-                    else:
-                        with contextlib.suppress(UnknownModelError, ValueError):
-                            price = price_for(model, provider, when, tier)[0]
+                # Batch/flex/priority calls: the catalog's tier price for a catalog model (the entry's own, or a
+                # swap's target: gpt-4o-mini's Priority price for a Priority call swapped to it), else the
+                # published rule applied to the price of one's own they are repriced at.
+                price = price_at(when) if tier is None else price_at.at_tier(when, tier)
                 prices_at[(model, provider, when, tier)] = price
             # A call above a long-context tier is priced on its own, as billed: a row of its own (``single``).
             summed = (key, price, None if _missing(single) else single)
@@ -493,6 +494,10 @@ def reprice(
       date). A file is read without registering anything process-wide.
     * a dict swapping models: ``{"gpt-4o": "gpt-4o-mini"}`` prices gpt-4o's recorded usage at gpt-4o-mini's
       catalog price; ``{"gpt-4o": ModelPrice(...)}`` at that price. Other models: the catalog.
+
+    A Batch, Flex or Priority call is repriced at the catalog's price for its tier where a catalog model prices it
+    (its own, or a swap's target), and at the providers' published rule applied to a ``ModelPrice`` of a table or
+    a swap (Batch and Flex at half; Priority at the standard price).
 
     ``at``: price every entry at the prices in force at that moment (a date is its UTC midnight). ``None``: each
     entry at the prices in force when it was recorded, so that ``reprice(src)`` shows where recorded amounts and
