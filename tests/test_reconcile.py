@@ -570,6 +570,34 @@ def test_a_frame_read_by_pandas_keeps_the_rounding_allowance_of_the_file(clock: 
     assert [row[-1] for row in from_frame] == ["under", "under"]
 
 
+def test_a_json_number_amount_may_hide_at_most_half_a_cent_of_rounding(clock: Clock, tmp_path: Path) -> None:
+    # The costs API's amount.value is a JSON number, a float: "2.5" says nothing of the places it was rounded to
+    # (the API prints 2.50000001 as readily). Like a float pd.read_csv makes, it may hide at most half a cent, so
+    # 3.41 recorded against 2.5 + 1.0 billed is 'under' (half a unit of the printed digit let 0.05 a line pass), as
+    # it is against the same bill printed with more digits, or given as parsed JSON. A number printed finer keeps
+    # its finer allowance: 0.0144 may hide 0.00005.
+    clock.now = AUG_1 + timedelta(hours=9)
+    short, long = (
+        openai_page(
+            (T0, [result(inp, "gpt-4o-2024-08-06, input", None), result(out, "gpt-4o-2024-08-06, output", None)])
+        )
+        for inp, out in ((2.5, 1.0), (2.50000001, 0.99999999))
+    )
+    fine = openai_page((T0, [result(0.0144, "gpt-4o-mini-2024-07-18, input", None)]))
+    with CostTracker(DuckDBStore(tmp_path / "costs.duckdb"), clock=clock) as tracker:
+        tracker.record(model="gpt-4o-2024-08-06", amount="3.41", input_tokens=1_000_000, output_tokens=100_000)
+        for name, page in (("short", short), ("long", long)):
+            path = tmp_path / f"{name}.json"
+            path.write_text(json.dumps(page), encoding="utf-8")
+            for invoice in (path, page):
+                frame = analytics.reconcile(tracker, invoice)
+                assert frame[["recorded", "status"]].values.tolist() == [[D("3.41"), "under"]], (name, invoice)
+        path = tmp_path / "fine.json"
+        path.write_text(json.dumps(fine), encoding="utf-8")
+        tracker.record(model="gpt-4o-mini-2024-07-18", amount="0.01435", input_tokens=96_000)
+        assert analytics.reconcile(tracker, path)["status"].tolist() == ["unbilled", "match"]
+
+
 @pytest.mark.parametrize(
     ("content", "error"),
     [

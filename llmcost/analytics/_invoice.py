@@ -55,8 +55,9 @@ _DAY = timedelta(days=1)
 @attrs.frozen
 class InvoiceLine:
     """One billed amount: the UTC day, the model as the invoice names it (``None`` when it names none), the
-    project or workspace, the amount in USD, half a unit of its last printed digit (what rounding may hide), what
-    was billed (``"input"``, ``"output"``, a token or cost type) and the service tier where the invoice says."""
+    project or workspace, the amount in USD, half a unit of its last printed digit (what rounding may hide; at most
+    half a cent for a JSON number or a float, whose printed places say nothing), what was billed (``"input"``,
+    ``"output"``, a token or cost type) and the service tier where the invoice says."""
 
     day: date
     model: str | None
@@ -83,14 +84,19 @@ class Invoice:
 _HALF_CENT = Decimal("0.005")
 
 
-def _allowance(amount: Decimal, value: object, unit: Decimal = Decimal(1)) -> Decimal:
+def _allowance(amount: Decimal, value: object, unit: Decimal = Decimal(1), *, number: bool = False) -> Decimal:
     """What rounding may hide of ``amount`` (read from ``value``, in units of ``unit`` dollars), in dollars: half a
-    unit of its last printed digit. A float (a DataFrame's column, as ``pd.read_csv`` makes it, or JSON parsed
-    without ``parse_float=Decimal``) has lost the places it was printed with ("3.50" reads as 3.5), so its
-    allowance is at most half a cent: invoices bill dollars to the cent or finer."""
+    unit of its last printed digit. A float (a DataFrame's column, as ``pd.read_csv`` makes it) has lost the places
+    it was printed with ("3.50" reads as 3.5), and a JSON number (``number``: the OpenAI costs API's
+    ``amount.value``, a float the API prints as briefly as it reads back, ``2.5`` for 2.50 or 2.5000000001) never
+    said them, so their allowance is at most half a cent: invoices bill dollars to the cent or finer.
+
+    >>> _allowance(Decimal("2.5"), "2.5"), _allowance(Decimal("2.5"), Decimal("2.5"), number=True)
+    (Decimal('0.05'), Decimal('0.005'))
+    """
     exponent = amount.as_tuple().exponent
     found = Decimal(5).scaleb(exponent - 1) * unit if isinstance(exponent, int) and exponent < 0 else ZERO
-    return min(found, _HALF_CENT) if isinstance(value, float) else found
+    return min(found, _HALF_CENT) if number or isinstance(value, float) else found
 
 
 def _decimal(value: object, field: str) -> Decimal:
@@ -284,9 +290,10 @@ def _openai_line(result: Mapping[str, Any], start: datetime, field: str) -> Invo
     elif line_item is not None:
         part = line_item  # a charge without a model part ("web search tool calls", storage...)
     tier = next((t for t in ("batch", "flex", "priority") if part and t in part.lower()), None)
-    return InvoiceLine(
-        start.date(), model, _text(result.get("project_id")), value, _allowance(value, amount["value"]), part, tier
-    )
+    # A JSON number (parsed as a Decimal, or a float where the caller parsed the JSON), not a string of digits.
+    number = not isinstance(amount["value"], str)
+    allowance = _allowance(value, amount["value"], number=number)
+    return InvoiceLine(start.date(), model, _text(result.get("project_id")), value, allowance, part, tier)
 
 
 def _anthropic_line(result: Mapping[str, Any], start: datetime, field: str) -> InvoiceLine:
@@ -302,7 +309,8 @@ def _anthropic_line(result: Mapping[str, Any], start: datetime, field: str) -> I
         model,
         _text(result.get("workspace_id")),
         dollars,
-        _allowance(cents, result["amount"], Decimal("0.01")),
+        # A decimal string, as documented, keeps its printed places; a JSON number is capped as OpenAI's are.
+        _allowance(cents, result["amount"], Decimal("0.01"), number=not isinstance(result["amount"], str)),
         kind,
         _text(result.get("service_tier")),
     )
