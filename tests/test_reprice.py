@@ -133,6 +133,19 @@ def test_swapping_to_a_model_price(source: Any) -> None:
     assert got["o3"][:3] == (2, D("16.8"), D("2.82"))
 
 
+def test_a_price_or_swap_naming_a_dated_snapshot_reaches_the_entries_under_its_alias(source: Any) -> None:
+    # o3-2025-04-16 and o3 are one catalog model (o3), one row by model: a key naming the snapshot prices both
+    # entries, not half the row. At $1/$4 each call is 1M x 1 + 0.1M x 4 = 1.4; swapped to o4-mini ($1.1/$4.4), 1.54.
+    table = [ModelPrice("o3-2025-04-16", "openai", input_per_mtok="1", output_per_mtok="4")]
+    assert by_model(analytics.reprice(source, table))["o3"][:3] == (2, D("16.8"), D("2.8"))
+    per_entry = by_model(analytics.reprice(source, {"o3-2025-04-16": "o4-mini"}, by=None))
+    assert per_entry["o3-2025-04-16"][1:3] == (D("14"), D("1.54"))
+    assert per_entry["o3"][1:3] == (D("2.8"), D("1.54"))
+    # gpt-4o-2024-05-13 is a model of its own to the catalog, not the gpt-4o the entries are: they keep its price.
+    kept = by_model(analytics.reprice(source, {"gpt-4o-2024-05-13": "gpt-4o-mini"}))["gpt-4o"]
+    assert kept[:3] == (2, D("7.5"), D("7.5"))
+
+
 def test_a_request_fee_is_counted_once_per_call(clock: Clock) -> None:
     tracker = CostTracker(clock=clock)
     for _ in range(3):

@@ -131,6 +131,19 @@ def model_key(model: str, cache: dict[str, str] | None = None) -> str:
     return found
 
 
+def _catalog_id(model: str) -> str | None:
+    """``model``'s catalog id (a registered price's ``model``), lowercased; ``None`` for a model no price is known
+    for. The id entries of ``model`` are grouped by (``CostEntry.canonical_model``).
+
+    >>> _catalog_id("o3-2025-04-16"), _catalog_id("acme-large")
+    ('o3', None)
+    """
+    try:
+        return price_for(model)[0].model.lower()
+    except (UnknownModelError, ValueError):
+        return None
+
+
 @attrs.frozen
 class PriceTable:
     """What ``reprice(prices=...)`` prices with: a table of ``ModelPrice`` (from a list or a ``load_prices``-format
@@ -138,11 +151,32 @@ class PriceTable:
     registered in the process) prices every model the table and the swap do not name.
 
     ``swap`` maps a model (as entries hold it, its catalog id, or its id without the date) to another model's id,
-    priced from the catalog, or to a ``ModelPrice``.
+    priced from the catalog, or to a ``ModelPrice``. A key of either the catalog knows by another id (a dated
+    snapshot: ``o3-2025-04-16`` is ``o3``) also matches every entry of that catalog model, whatever id it was
+    recorded with, as ``reprice(by="model")`` puts them in one row; a key naming the entry's own ids comes first.
     """
 
     table: Mapping[tuple[str | None, str], ModelPrice] = attrs.field(factory=dict)
     swap: Mapping[str, str | ModelPrice] = attrs.field(factory=dict)
+    #: ``table`` and ``swap`` by the catalog id of their keys, where it is not the key itself (the first key of a
+    #: catalog id wins): the entries' catalog ids are looked up here, after their own ids failed.
+    _table_ids: Mapping[tuple[str | None, str], ModelPrice] = attrs.field(init=False, factory=dict)
+    _swap_ids: Mapping[str, str | ModelPrice] = attrs.field(init=False, factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        table_ids: dict[tuple[str | None, str], ModelPrice] = {}
+        for (provider, name), price in self.table.items():
+            found = _catalog_id(name)
+            if found is not None and found != name:
+                table_ids.setdefault((provider, found), price)
+        swap_ids: dict[str, str | ModelPrice] = {}
+        for name, target in self.swap.items():
+            found = _catalog_id(name)
+            if found is not None and found != name:
+                swap_ids.setdefault(found, target)
+        # Frozen: set once here, as attrs advises for fields derived from others.
+        object.__setattr__(self, "_table_ids", table_ids)
+        object.__setattr__(self, "_swap_ids", swap_ids)
 
     @classmethod
     def of(cls, prices: object) -> PriceTable:
@@ -177,27 +211,27 @@ class PriceTable:
             f"model to another model or a ModelPrice; got {prices!r}"
         )
 
-    def _names(self, model: str) -> list[str]:
-        plain = _plain_key(model)
-        names = [plain]
-        with contextlib.suppress(UnknownModelError, ValueError):
-            names.append(price_for(model)[0].model.lower())
-        names.append(_DATED.sub("", plain))
-        return list(dict.fromkeys(names))
-
     def resolve(self, model: str, provider: str | None) -> PriceAt | None:
         """The price of ``model`` as a function of the time of the call, or ``None`` when no price is known."""
-        names = self._names(model)
-        for name in names:
-            target = self.swap.get(name)
-            if isinstance(target, ModelPrice):
-                return _Fixed(target)
-            if isinstance(target, str):
-                return _Catalog(target, None)
-        for name in names:
-            found = self.table.get((provider.lower() if provider else None, name)) or self.table.get((None, name))
-            if found is not None:
-                return _Fixed(found)
+        plain = _plain_key(model)
+        catalog = _catalog_id(model)
+        names = list(dict.fromkeys(n for n in (plain, catalog, _DATED.sub("", plain)) if n is not None))
+        key = provider.lower() if provider else None
+        # The ids the entry goes by, then its catalog id against the keys' catalog ids: a price for o3-2025-04-16
+        # reaches the entries recorded as o3 too (one model to the catalog, one row by model), where one for o3
+        # itself would have come first.
+        by_catalog = [catalog] if catalog is not None else []
+        for swap, table, wanted in ((self.swap, self.table, names), (self._swap_ids, self._table_ids, by_catalog)):
+            for name in wanted:
+                target = swap.get(name)
+                if isinstance(target, ModelPrice):
+                    return _Fixed(target)
+                if isinstance(target, str):
+                    return _Catalog(target, None)
+            for name in wanted:
+                found = table.get((key, name)) or table.get((None, name))
+                if found is not None:
+                    return _Fixed(found)
         try:
             price_for(model, provider)
         except (UnknownModelError, ValueError):
@@ -491,9 +525,11 @@ def reprice(
     * ``None``: the catalog (and prices registered in this process), as llmcost prices a call today.
     * a path to a price file in the ``load_prices`` format, or a list of ``ModelPrice``: those prices, over the
       catalog, for the models they name (matched by the id entries hold, its catalog id, or the id without its
-      date). A file is read without registering anything process-wide.
+      date; a dated id the catalog knows by another, ``o3-2025-04-16`` for ``o3``, matches every entry of that
+      catalog model, ``o3`` too). A file is read without registering anything process-wide.
     * a dict swapping models: ``{"gpt-4o": "gpt-4o-mini"}`` prices gpt-4o's recorded usage at gpt-4o-mini's
-      catalog price; ``{"gpt-4o": ModelPrice(...)}`` at that price. Other models: the catalog.
+      catalog price; ``{"gpt-4o": ModelPrice(...)}`` at that price (its keys matched as a table's models are).
+      Other models: the catalog.
 
     A Batch, Flex or Priority call is repriced at the catalog's price for its tier where a catalog model prices it
     (its own, or a swap's target), and at the providers' published rule applied to a ``ModelPrice`` of a table or
