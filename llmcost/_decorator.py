@@ -7,7 +7,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import sys
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
@@ -764,7 +763,7 @@ class _Engine:
         as a generator function is: recorded once, with the usage summed over what it yields, when it ends or is
         closed, in the context the call was made in (as a returned SDK stream); the call's reservations are released
         if it is dropped before it starts."""
-        finish = functools.partial(self._finish_in, contextvars.copy_context())
+        finish = functools.partial(self.finish_in, contextvars.copy_context())
         drop: list[Any] = []  # the release when dropped unstarted, cancelled as it starts
 
         def opened() -> Any:
@@ -780,9 +779,10 @@ class _Engine:
         drop.append(weakref.finalize(tracked, self.fail, call))
         return tracked
 
-    def _finish_in(
+    def finish_in(
         self, context: contextvars.Context, call: _Call | None, result: Any, extracted: Extracted | None
     ) -> None:
+        """``finish`` run in ``context`` (the call's own, copied as it began)."""
         context.run(self.finish, call, result, extracted)
 
     def hook_manager(self, call: _Call, manager: Any) -> Any:
@@ -877,31 +877,32 @@ def _wrap_async(func: Callable[..., Awaitable[Any]], engine: _Engine) -> Callabl
     return wrapper
 
 
-def _is_cancellation(exc: BaseException) -> bool:
-    """Whether ``exc`` is asyncio's ``CancelledError``: the task running an async generator was cancelled. (asyncio
-    is looked up, not imported: code that runs an async generator has imported it, and ``import llmcost`` does
-    not.)"""
-    asyncio = sys.modules.get("asyncio")
-    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
-
-
 def _wrap_generator(
     func: Callable[..., Generator[Any, Any, Any]],
     engine: _Engine,
     begun: _Call | None = None,
     finish: Callable[[_Call | None, Any, Extracted | None], None] | None = None,
 ) -> Callable[..., Generator[Any, Any, Any]]:
-    """A generator function tracked: its call begins as it starts. With ``begun`` (``_Engine.hook_generator``),
-    ``func()`` gives the generator a call begun already returned, and ``finish`` records it."""
-    end = engine.finish if finish is None else finish
+    """A generator function tracked: its call begins as it starts, and is recorded in the context it began in (its
+    tags, its budgets), wherever the rest is read. With ``begun`` (``_Engine.hook_generator``), ``func()`` gives the
+    generator a call begun already returned, and ``finish`` records it.
+
+    Ended otherwise than by running out (closed by its consumer, an exception thrown in or raised, a cancellation),
+    it records the usage it had yielded, if any: the request was made. With none, the call's reservations are
+    released and nothing is logged (the consumer stopped before the usage came)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        call = engine.begin(args, kwargs) if begun is None else begun
+        end: Callable[[_Call | None, Any, Extracted | None], None]
+        if begun is None:
+            call = engine.begin(args, kwargs)
+            # (Read after the block that began it, say by a web framework: settled with the budgets that reserved.)
+            end = functools.partial(engine.finish_in, contextvars.copy_context())
+        else:
+            call, end = begun, engine.finish if finish is None else finish
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
-        closing = False  # (the consumer closed it: what it read is recorded, whatever the user's cleanup raises)
         try:
             # ``yield from func(...)`` written out (PEP 380), to see each item as it passes: what the consumer sends
             # or throws reaches the user's generator, and its return value is the wrapper's.
@@ -918,8 +919,7 @@ def _wrap_generator(
                     try:
                         sent = yield chunk
                     except GeneratorExit:
-                        closing = True
-                        gen.close()
+                        gen.close()  # (should it raise, what was read is still recorded: ``_ended_early``)
                         raise
                     except BaseException as exc:  # noqa: BLE001 - thrown in: the user's generator decides
                         try:
@@ -933,19 +933,28 @@ def _wrap_generator(
                         except StopIteration as stop:
                             value = stop.value
                             break
-        except GeneratorExit:
-            end(call, chunks, acc.result())
-            raise
         except BaseException:
-            if closing:  # (the user's generator raised as it closed: the usage read is still the call's)
-                end(call, chunks, acc.result())
-            else:
-                engine.fail(call)
+            _ended_early(engine, end, call, chunks, acc.result())
             raise
         end(call, chunks, acc.result())
         return value
 
     return wrapper
+
+
+def _ended_early(
+    engine: _Engine,
+    end: Callable[[_Call | None, Any, Extracted | None], None],
+    call: _Call | None,
+    chunks: list[Any],
+    seen: Extracted | None,
+) -> None:
+    """A tracked generator that ended otherwise than by running out: recorded with the usage it yielded (or, with
+    ``usage=``, from the chunks it yielded), else its reservations released."""
+    if seen is not None or chunks:
+        end(call, chunks, seen)
+    else:
+        engine.fail(call)
 
 
 def _wrap_async_generator(
@@ -955,15 +964,18 @@ def _wrap_async_generator(
     finish: Callable[[_Call | None, Any, Extracted | None], None] | None = None,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
     """An async generator function tracked, as ``_wrap_generator`` (``begun`` and ``finish`` as there)."""
-    end = engine.finish if finish is None else finish
 
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        call = engine.begin(args, kwargs) if begun is None else begun
+        end: Callable[[_Call | None, Any, Extracted | None], None]
+        if begun is None:
+            call = engine.begin(args, kwargs)
+            end = functools.partial(engine.finish_in, contextvars.copy_context())  # (as in ``_wrap_generator``)
+        else:
+            call, end = begun, engine.finish if finish is None else finish
         acc = StreamAccumulator()
         chunks: list[Any] = []
         keep = engine.usage_fn is not None
-        closing = False  # (as in ``_wrap_generator``)
         try:
             # As ``_wrap_generator`` delegates: ``asend``/``athrow``/``aclose`` reach the user's async generator.
             gen = func(*args, **kwargs)
@@ -979,7 +991,6 @@ def _wrap_async_generator(
                     try:
                         sent = yield chunk
                     except GeneratorExit:
-                        closing = True
                         await gen.aclose()
                         raise
                     except BaseException as exc:  # noqa: BLE001 - thrown in: the user's generator decides
@@ -992,17 +1003,8 @@ def _wrap_async_generator(
                             chunk = await gen.asend(sent)
                         except StopAsyncIteration:
                             break
-        except GeneratorExit:
-            end(call, chunks, acc.result())
-            raise
-        except BaseException as exc:
-            if closing or _is_cancellation(exc):
-                # Cancelled mid-stream (a timeout), or closed and the user's generator raised as it closed: the
-                # request was made, so what it reported so far is recorded, as when the generator is closed there,
-                # or a hooked SDK stream is.
-                end(call, chunks, acc.result())
-            else:
-                engine.fail(call)
+        except BaseException:
+            _ended_early(engine, end, call, chunks, acc.result())
             raise
         end(call, chunks, acc.result())
 

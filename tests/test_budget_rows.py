@@ -339,19 +339,21 @@ def chunks(model: str = "gpt-4o", prompt: int = 1000) -> Iterator[dict[str, Any]
     yield {"model": model, "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": 0}}
 
 
-def test_a_tag_budget_does_not_count_an_entry_whose_context_tags_changed_after_its_check(tracker) -> None:
-    # A generator's call is checked as it starts (inside the tags block) and recorded as it ends (outside): its entry
-    # lacks the tag the budget matched, so the budget must match it again, and not count it.
+def test_a_generator_begun_in_a_tags_and_budget_block_is_counted_there_wherever_it_ends(tracker) -> None:
+    # A generator's call is checked as it starts (inside the blocks) and recorded as it ends (outside them, as a web
+    # framework reads a handler's generator): recorded in the context it began in, with its tags, and counted by the
+    # budget that reserved for it. It was recorded with the tags of wherever it ended and released from the budget:
+    # spend a budget never saw, on other tags.
     stream = track_cost(tracker=tracker, estimate=CALL)(chunks)
-    with budget(1, tags={"team": "search"}) as b:
-        with llmcost.tags(team="search"):
-            started = stream()
-            next(started)
-            assert b.reserved == CALL
-        assert len(list(started)) == 1  # the last chunk, outside the tags block: the call is recorded now
+    with budget(1, tags={"team": "search"}) as b, llmcost.tags(team="search"):
+        started = stream()
+        next(started)
+        assert b.reserved == CALL
+    with llmcost.tags(team="other"):
+        assert len(list(started)) == 1  # the last chunk, outside both blocks: the call is recorded now
     [entry] = tracker.entries()
-    assert dict(entry.tags) == {}
-    assert b.spent == 0 and b.reserved == 0
+    assert dict(entry.tags) == {"team": "search"}
+    assert b.spent == CALL and b.reserved == 0
 
 
 def test_a_tag_budget_counts_an_entry_whose_context_tags_stayed(tracker) -> None:
@@ -364,8 +366,9 @@ def test_a_tag_budget_counts_an_entry_whose_context_tags_stayed(tracker) -> None
     assert b.spent == CALL * 2 and b.reserved == 0
 
 
-def test_a_tag_budget_matches_again_an_entry_whose_context_gained_its_tag(tracker) -> None:
-    # Checked outside the tags block (no reservation), recorded inside it: counted, as on the entry path.
+def test_a_generator_begun_outside_a_tags_block_is_recorded_as_begun_there(tracker) -> None:
+    # Checked outside the tags block (no reservation), read inside it: its call's context is the one it began in,
+    # without the tag, so the tag budget does not count it.
     stream = track_cost(tracker=tracker, estimate=CALL)(chunks)
     with budget(1, tags={"team": "search"}) as b:
         started = stream()
@@ -373,7 +376,9 @@ def test_a_tag_budget_matches_again_an_entry_whose_context_gained_its_tag(tracke
         assert b.reserved == 0
         with llmcost.tags(team="search"):
             list(started)
-    assert b.spent == CALL and b.reserved == 0
+    [entry] = tracker.entries()
+    assert dict(entry.tags) == {}
+    assert b.spent == 0 and b.reserved == 0
 
 
 def embedding(model: str = "text-embedding-3-small", prompt: int = 1_000_000) -> dict[str, Any]:

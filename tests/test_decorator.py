@@ -313,6 +313,76 @@ def test_an_async_generator_cancelled_mid_stream_records_the_usage_seen(tracker)
     assert b.reserved == 0 and b.spent == e.amount
 
 
+@pytest.mark.parametrize("how", ["raised inside", "thrown in"])
+def test_a_generator_ended_by_an_exception_records_the_usage_it_yielded(tracker, how):
+    # A dropped connection inside the generator (raised there), or an exception a ``with`` body raises into a
+    # ``@contextmanager`` stacked on it (thrown in): the request was made and its input counted, so the usage seen is
+    # recorded and the budget counts it, as a closed generator's and a hooked SDK stream's is. Nothing was recorded
+    # and the reservation released: billed spend the budget never saw.
+    @track_cost(tracker=tracker, estimate="0.01")
+    def stream():
+        yield MESSAGE_START
+        if how == "raised inside":
+            raise ConnectionError("peer closed connection without sending complete message body")
+        yield {"type": "message_delta", "usage": {"output_tokens": 40}}
+
+    def end(started):
+        if how == "raised inside":
+            return next(started)
+        return started.throw(ValueError("the with body failed"))
+
+    with llmcost.budget("1", tracker=tracker) as b:
+        started = stream()
+        assert next(started) == MESSAGE_START
+        with pytest.raises((ConnectionError, ValueError)):
+            end(started)
+    (e,) = tracker.entries()
+    assert e.usage == Usage(input_tokens=1100, output_tokens=1)
+    assert b.reserved == 0 and b.spent == e.amount
+
+
+def test_an_async_generator_ended_by_an_exception_records_the_usage_it_yielded(tracker):
+    @track_cost(tracker=tracker, estimate="0.01")
+    async def stream():
+        yield MESSAGE_START
+        raise ConnectionError("dropped")
+
+    async def main():
+        with llmcost.budget("1", tracker=tracker) as b, pytest.raises(ConnectionError):
+            async for _ in stream():
+                pass
+        return b
+
+    b = asyncio.run(main())
+    (e,) = tracker.entries()
+    assert e.usage == Usage(input_tokens=1100, output_tokens=1)
+    assert b.reserved == 0 and b.spent == e.amount
+
+
+def test_a_generator_that_ends_early_before_any_usage_releases_quietly(tracker, caplog):
+    # Closed, failed or cancelled before it yielded any usage: nothing is recorded, the reservation is released, and
+    # no warning says the generator returned something without usage (it was only stopped early).
+    @track_cost(tracker=tracker, estimate="0.01")
+    async def stream(never):
+        await never.wait()
+        yield MESSAGE_START
+
+    async def main():
+        with llmcost.budget("1", tracker=tracker) as b:
+            task = asyncio.create_task(stream(asyncio.Event()).__anext__())
+            await asyncio.sleep(0)
+            assert b.reserved == Decimal("0.01")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        return b
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        b = asyncio.run(main())
+    assert tracker.entries() == [] and b.reserved == 0 and b.spent == 0
+    assert not [r for r in caplog.records if "usage" in r.getMessage()]
+
+
 def test_a_generator_keeps_the_generator_protocol(tracker):
     # Tracking changes nothing the user's code computes: send() reaches the generator, throw() is its to handle,
     # and its return value is what ``yield from`` gets.
