@@ -146,6 +146,43 @@ def test_a_price_or_swap_naming_a_dated_snapshot_reaches_the_entries_under_its_a
     assert kept[:3] == (2, D("7.5"), D("7.5"))
 
 
+def test_a_price_for_a_variant_the_catalog_prices_as_another_model_reprices_only_the_variant(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The catalog folds some variants into a model by prefix (claude-opus-4-6-fast into claude-opus-4-6, gpt-5-chat-
+    # latest into gpt-5). They are not snapshots of it: a key naming one reprices its own entries, never the model's
+    # (claude-opus-4-6 at the fast price, 30 for 10, was the snapshot rule overreaching), and a price of a model no
+    # price knows is not looked up.
+    tracker = CostTracker(clock=clock)
+    for model in ("claude-opus-4-6", "claude-opus-4-6-fast", "gpt-5", "gpt-5-chat-latest"):
+        tracker.record(model=model, input_tokens=1_000_000)
+    table = [
+        ModelPrice("claude-opus-4-6-fast", "anthropic", input_per_mtok="30", output_per_mtok="150"),
+        ModelPrice("gpt-5-chat-latest", "openai", input_per_mtok="9", output_per_mtok="10"),
+    ]
+    got = {row.model: (row.recorded, row.repriced) for row in analytics.reprice(tracker, table, by=None).itertuples()}
+    assert got == {
+        "claude-opus-4-6": (D("10"), D("10")),  # (the catalog's price on the clock's day)
+        "claude-opus-4-6-fast": (D("10"), D("30")),
+        "gpt-5": (D("1.25"), D("1.25")),
+        "gpt-5-chat-latest": (D("1.25"), D("9")),
+    }
+    # A table of models no price knows looks none of them up (each miss searches the catalog for suggestions: 12 ms).
+    from llmcost.analytics import _reprice
+
+    looked: list[str] = []
+
+    def unknown(model: str, *rest: object) -> Any:
+        looked.append(model)
+        raise llmcost.UnknownModelError(model)
+
+    monkeypatch.setattr(_reprice, "price_for", unknown)
+    _reprice.PriceTable.of(
+        [ModelPrice(f"acme-{i}", "acme", input_per_mtok="1", output_per_mtok="2") for i in range(50)]
+    )
+    assert looked == []
+
+
 def test_a_request_fee_is_counted_once_per_call(clock: Clock) -> None:
     tracker = CostTracker(clock=clock)
     for _ in range(3):

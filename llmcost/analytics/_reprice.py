@@ -144,6 +144,22 @@ def _catalog_id(model: str) -> str | None:
         return None
 
 
+def _snapshot_of(name: str) -> str | None:
+    """The catalog model that ``name`` (a table's or a swap's key) is a dated snapshot of, by its date (or ``latest``)
+    suffix: ``o3`` for ``o3-2025-04-16``; ``None`` for any other key. A variant the catalog folds into a model by
+    prefix (``gpt-5-chat-latest`` is priced as ``gpt-5``, ``claude-opus-4-6-fast`` as ``claude-opus-4-6``) has a
+    price of its own, and a model no price knows is not looked up (an unknown id costs a search for suggestions).
+
+    >>> _snapshot_of("o3-2025-04-16"), _snapshot_of("gpt-5-chat-latest"), _snapshot_of("acme-large-2025-01-01")
+    ('o3', None, None)
+    """
+    undated = _DATED.sub("", name)
+    if undated == name:
+        return None
+    found = _catalog_id(name)
+    return found if found == undated else None
+
+
 @attrs.frozen
 class PriceTable:
     """What ``reprice(prices=...)`` prices with: a table of ``ModelPrice`` (from a list or a ``load_prices``-format
@@ -151,28 +167,28 @@ class PriceTable:
     registered in the process) prices every model the table and the swap do not name.
 
     ``swap`` maps a model (as entries hold it, its catalog id, or its id without the date) to another model's id,
-    priced from the catalog, or to a ``ModelPrice``. A key of either the catalog knows by another id (a dated
-    snapshot: ``o3-2025-04-16`` is ``o3``) also matches every entry of that catalog model, whatever id it was
+    priced from the catalog, or to a ``ModelPrice``. A key of either naming a dated snapshot of a catalog model
+    (``o3-2025-04-16`` of ``o3``: ``_snapshot_of``) also matches every entry of that model, whatever id it was
     recorded with, as ``reprice(by="model")`` puts them in one row; a key naming the entry's own ids comes first.
     """
 
     table: Mapping[tuple[str | None, str], ModelPrice] = attrs.field(factory=dict)
     swap: Mapping[str, str | ModelPrice] = attrs.field(factory=dict)
-    #: ``table`` and ``swap`` by the catalog id of their keys, where it is not the key itself (the first key of a
-    #: catalog id wins): the entries' catalog ids are looked up here, after their own ids failed.
+    #: ``table`` and ``swap`` by the catalog model their keys are dated snapshots of (the first key of a model wins):
+    #: the entries' catalog ids are looked up here, after their own ids failed.
     _table_ids: Mapping[tuple[str | None, str], ModelPrice] = attrs.field(init=False, factory=dict)
     _swap_ids: Mapping[str, str | ModelPrice] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         table_ids: dict[tuple[str | None, str], ModelPrice] = {}
         for (provider, name), price in self.table.items():
-            found = _catalog_id(name)
-            if found is not None and found != name:
+            found = _snapshot_of(name)
+            if found is not None:
                 table_ids.setdefault((provider, found), price)
         swap_ids: dict[str, str | ModelPrice] = {}
         for name, target in self.swap.items():
-            found = _catalog_id(name)
-            if found is not None and found != name:
+            found = _snapshot_of(name)
+            if found is not None:
                 swap_ids.setdefault(found, target)
         # Frozen: set once here, as attrs advises for fields derived from others.
         object.__setattr__(self, "_table_ids", table_ids)
