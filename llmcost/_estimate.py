@@ -192,23 +192,31 @@ def _rounded_mean(total: int, count: int) -> int:
 class _Window:
     """The estimate of one (resource, model), in ``10**-18`` units (``atto_of``): before means are asked for, the
     last ``SPAN`` amounts; from then on the mean (``mean``) of the calls counted (``count``, at most ``SPAN``), and
-    while there are fewer than ``SPAN``, their sum (``total``)."""
+    while there are fewer than ``SPAN``, their sum and count (``first``)."""
 
-    __slots__ = ("amounts", "count", "mean", "total")
+    __slots__ = ("amounts", "count", "first", "mean")
 
     def __init__(self, size: int) -> None:
         #: The last amounts, ints of 10**-18 USD or Decimals (kept only until means are asked for: ``RecentCosts``).
         self.amounts: deque[int | Decimal] = deque(maxlen=size)
         self.mean: int | None = None
         self.count = 0
-        self.total = 0
+        #: (sum, count) of the first calls, replaced as one value: a child forked between two steps of ``add`` finds
+        #: it whole (``settle``).
+        self.first: tuple[int, int] = (0, 0)
 
     def add(self, atto: int) -> None:
         """Count ``atto``, one of the window's first calls (the caller holds the windows' lock)."""
-        count = self.count + 1
-        self.total += atto
-        self.mean = _rounded_mean(self.total, count)
-        self.count = count
+        total, count = self.first
+        self.first = (total + atto, count + 1)
+        self.settle()
+
+    def settle(self) -> None:
+        """``mean`` and ``count`` from ``first`` (in a forked child too, whose parent thread may have been between)."""
+        total, count = self.first
+        if count:
+            self.mean = _rounded_mean(total, count)
+            self.count = count
 
 
 class RecentCosts:
@@ -245,6 +253,7 @@ class RecentCosts:
         self._lock = _state.new_lock()  # the windows' dictionaries, and a window's first calls (free in a forked child)
         #: Whether estimates have been asked for: recording then updates each key's mean, counting ints.
         self.summing = False
+        _state.register_fork_aware(self)
 
     def observe(self, entry: CostEntry) -> None:
         """Count ``entry``'s amount in the window of its resource and model."""
@@ -277,6 +286,13 @@ class RecentCosts:
                 window.add(atto)
                 return
         self.observe_call(resource, model, amount, atto)  # (another thread filled it meanwhile)
+
+    def forked(self) -> None:
+        """In a forked child: each window still counting its first calls made whole (a parent thread may have been in
+        the middle of ``_Window.add`` at the fork, which the child's lock no longer waits for)."""
+        for window in tuple(self._by_key.values()):
+            if window.count < self._window:
+                window.settle()
 
     def _add_window(self, key: tuple[str | None, str | None]) -> _Window:
         with self._lock:

@@ -227,6 +227,47 @@ def test_a_child_forked_while_a_thread_counts_a_windows_first_calls_records_and_
     assert str(recent.mean("f", None)) == "0.0045"  # the parent's thread counted its amount on release
 
 
+class _HeldSum(int):
+    """A window's first calls' sum that holds the recording thread as their mean is taken (the sum stored already)."""
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def __divmod__(self, other: int) -> tuple[int, int]:  # type: ignore[override]
+        if not type(self).held.is_set():  # (the first time only: the stored sum is this object too)
+            type(self).held.set()
+            type(self).release.wait(10)
+        return divmod(int(self), other)
+
+
+class _SummedHeld(int):
+    def __radd__(self, other: object) -> int:
+        return _HeldSum(int(other) + int(self))  # type: ignore[call-overload]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_as_a_thread_takes_a_first_calls_mean_finds_the_sum_and_count_together():
+    # The thread has stored the first calls' new sum and count, and not yet their mean: the child's window is made
+    # whole from them (its mean of the two amounts), and its next call counts as the third, never with a sum that
+    # holds an amount its count does not.
+    recent = _means_on(3)
+    recent.observe_call("f", None, Decimal("0.003"))
+    thread = threading.Thread(target=recent.observe_call, args=("f", None, Decimal("0.006"), _SummedHeld(6 * 10**15)))
+    thread.start()
+    assert _HeldSum.held.wait(10)
+
+    def in_child() -> list[str]:
+        before = recent.mean("f", None)
+        recent.observe_call("f", None, Decimal("0.009"))
+        return [str(before), str(recent.mean("f", None))]
+
+    answer = answer_of_forked_child(in_child)
+    _HeldSum.release.set()
+    thread.join()
+    assert answer == ["0.0045", "0.006"]
+    assert str(recent.mean("f", None)) == "0.0045"
+
+
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Summarize in three bullet points: " + "lorem ipsum dolor sit amet " * 40},
