@@ -631,6 +631,9 @@ class _Engine:
             category = self.category if self.category is not None else found_category
         else:
             model, provider, category, tier = self.model, self.provider, self.category, self.service_tier
+        if usage is None and streamed and result.cut:
+            logger.debug("llmcost: a stream returned by %s was closed before any usage; nothing recorded", self.name)
+            return None
         if usage is None and streamed:
             log_once(
                 ("no-stream-usage", self.name),
@@ -720,13 +723,18 @@ class _Engine:
         context: contextvars.Context,
         chunks: list[Any] | None,
         extracted: Extracted | None,
+        ended: bool = True,
     ) -> None:
-        """A hooked SDK stream ended: record what it reported (``usage=`` gets the ``chunks`` read), in the
-        ``context`` it was made in; the host it was read from bills it."""
+        """A hooked SDK stream ended (``ended``: read to its end; else closed or freed before): record what it
+        reported (``usage=`` gets the ``chunks`` read), in the ``context`` it was made in; the host it was read from
+        bills it."""
         if extracted is not None and host is not None and self.provider is None:
             e = extracted
             extracted = Extracted(e.model, host, e.usage, e.category, e.service_tier)
-        context.run(self.finish, call, _STREAM if chunks is None else _Streamed(chunks), extracted)
+        if chunks is None:
+            context.run(self.finish, call, _STREAM if ended else _STREAM_CUT, extracted)
+        else:
+            context.run(self.finish, call, _Streamed(chunks, not ended), extracted)
 
     def hook_raw(self, call: _Call, response: Any) -> Any:
         """Record a raw response whose body is unread (``with_streaming_response``) once its body has been read or
@@ -794,16 +802,18 @@ class _Engine:
 
 class _Streamed:
     """The result of a hooked SDK stream or raw response, whose usage arrives as ``extracted``; ``read`` is what a
-    ``usage=`` callable gets: the chunks (events) read, or the body as parsed (``None``: nothing to give it)."""
+    ``usage=`` callable gets: the chunks (events) read, or the body as parsed (``None``: nothing to give it); ``cut``:
+    a stream closed or freed before its end (its missing usage is no sign of a missing option)."""
 
-    __slots__ = ("read",)
+    __slots__ = ("cut", "read")
 
-    def __init__(self, read: Any) -> None:
-        self.read = read
+    def __init__(self, read: Any, cut: bool = False) -> None:
+        self.read, self.cut = read, cut
 
 
-#: The result of a hooked stream (or a background response) with nothing kept for ``usage=``.
+#: The result of a hooked stream (or a background response) with nothing kept for ``usage=``; and of one cut short.
 _STREAM = _Streamed(None)
+_STREAM_CUT = _Streamed(None, True)
 
 
 def _host_of(stream: Any) -> str | None:

@@ -237,7 +237,7 @@ def _retrieved(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> An
     return result
 
 
-def _stream_retrieved(response_id: object, extracted: Extracted | None) -> None:
+def _stream_retrieved(response_id: object, extracted: Extracted | None, ended: bool = True) -> None:
     """A retrieved stream of a background response ended: recorded if it saw the response finish (its usage)."""
     record = background.claim(response_id) if extracted is not None else None
     if record is not None and extracted is not None:

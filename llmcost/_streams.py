@@ -19,18 +19,21 @@ from ._tracker import log_once
 __all__ = ["ManagerProxy", "OpenedWhenEntered", "hook_raw_response", "hook_stream", "read_later"]
 
 
-def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object], chunks: list[Any] | None = None) -> Any:
-    """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen) once, when it ends, is closed (or
-    its HTTP response is), or is freed before either. ``chunks``: a list the chunks (events) read are appended to,
-    for a ``usage=`` callable.
+def hook_stream(
+    stream: Any, on_end: Callable[[Extracted | None, bool], object], chunks: list[Any] | None = None
+) -> Any:
+    """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen) and whether it was read to its end
+    (not closed or freed before), once, when it ends, is closed (or its HTTP response is), or is freed before either.
+    ``chunks``: a list the chunks (events) read are appended to, for a ``usage=`` callable.
 
     The SDK's own iterator is replaced where the stream has one (so the object returned is ``stream`` itself);
     otherwise a proxy that delegates everything is returned.
     """
     acc: Any = StreamAccumulator() if chunks is None else _Keeping(chunks)
+    ended = [False]  # (read to its end: a stream cut short saying no usage is no sign of a missing option)
 
     def settle() -> None:
-        on_end(acc.result())
+        on_end(acc.result(), ended[0])
 
     # Once, whichever comes first: the end, a close, or the stream freed before either (never iterated, its reader
     # below never runs its ``finally``). The hooks below hold the stream and its response weakly, adding no cycle:
@@ -46,7 +49,7 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object], chunk
     except Exception:  # noqa: BLE001 - an SDK without the hook: track by wrapping instead
         inner = None
     if inner is None:
-        return _AsyncStreamProxy(stream, acc, done) if is_async else _StreamProxy(stream, acc, done)
+        return _AsyncStreamProxy(stream, acc, done, ended) if is_async else _StreamProxy(stream, acc, done, ended)
     reader: Any
     if is_async:
 
@@ -55,6 +58,7 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object], chunk
                 async for chunk in inner:
                     acc.add(chunk)
                     yield chunk
+                ended[0] = True
             finally:
                 done()
 
@@ -66,6 +70,7 @@ def hook_stream(stream: Any, on_end: Callable[[Extracted | None], object], chunk
                 for chunk in inner:
                     acc.add(chunk)
                     yield chunk
+                ended[0] = True
             finally:
                 done()
 
@@ -259,14 +264,15 @@ class OpenedWhenEntered:
 class _StreamProxy:
     """Wraps a stream object without the SDK's ``_iterator`` hook; delegates everything else."""
 
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object]) -> None:
-        self._stream, self._acc, self._done = stream, acc, done
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object], ended: list[bool]) -> None:
+        self._stream, self._acc, self._done, self._ended = stream, acc, done, ended
 
     def __iter__(self) -> Iterator[Any]:
         try:
             for chunk in self._stream:
                 self._acc.add(chunk)
                 yield chunk
+            self._ended[0] = True
         finally:
             self._done()
 
@@ -274,6 +280,7 @@ class _StreamProxy:
         try:
             chunk = next(self._stream)
         except StopIteration:
+            self._ended[0] = True
             self._done()
             raise
         self._acc.add(chunk)
@@ -300,14 +307,15 @@ class _StreamProxy:
 class _AsyncStreamProxy:
     """The async twin of ``_StreamProxy``."""
 
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object]) -> None:
-        self._stream, self._acc, self._done = stream, acc, done
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object], ended: list[bool]) -> None:
+        self._stream, self._acc, self._done, self._ended = stream, acc, done, ended
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         try:
             async for chunk in self._stream:
                 self._acc.add(chunk)
                 yield chunk
+            self._ended[0] = True
         finally:
             self._done()
 
@@ -315,6 +323,7 @@ class _AsyncStreamProxy:
         try:
             chunk = await self._stream.__anext__()
         except StopAsyncIteration:
+            self._ended[0] = True
             self._done()
             raise
         self._acc.add(chunk)

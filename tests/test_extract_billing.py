@@ -8,6 +8,7 @@ Each expected amount is worked out from the provider's published prices, the rul
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from datetime import datetime, timezone
@@ -574,6 +575,34 @@ def test_openai_stream_without_include_usage_says_to_pass_it(tracker, caplog):
         list(ask())
     assert tracker.entries() == []
     assert 'stream_options={"include_usage": True}' in caplog.text and "NoneType" not in caplog.text
+
+
+@pytest.mark.parametrize("how", ["closed", "dropped"])
+def test_an_openai_stream_cut_short_before_its_usage_does_not_say_to_pass_include_usage(tracker, caplog, how):
+    # A consumer that stops reading (closes the stream, or drops it) before the last chunk gets no usage though it
+    # passed include_usage: saying to pass it was wrong, and, logged once per function, hid the warning a later
+    # stream that really lacked it then gives.
+    with_usage = _chat_chunks("gpt-4o", {"prompt_tokens": 10, "completion_tokens": 1})
+    clients = [openai.OpenAI(api_key="k", http_client=transport(body, "text/event-stream"))
+               for body in (with_usage, _chat_chunks("gpt-4o"))]  # fmt: skip
+
+    @track_cost(tracker=tracker)
+    def ask(client, **options):
+        messages = [{"role": "user", "content": "x"}]
+        return client.chat.completions.create(model="gpt-4o", messages=messages, stream=True, **options)
+
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        stream = ask(clients[0], stream_options={"include_usage": True})
+        next(iter(stream))
+        if how == "closed":
+            stream.close()
+        else:
+            del stream
+            gc.collect()
+        assert tracker.entries() == [] and "include_usage" not in caplog.text
+        list(ask(clients[1]))  # read to its end without usage: the option is missing
+    assert tracker.entries() == []
+    assert 'stream_options={"include_usage": True}' in caplog.text
 
 
 @pytest.mark.parametrize("provider", [None, "groq"])
