@@ -8,6 +8,7 @@ import itertools
 import os
 import threading
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -205,15 +206,15 @@ class _HeldAtto(int):
         return int(self) + other  # type: ignore[operator]
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_child_forked_while_a_thread_counts_a_windows_first_calls_records_and_means_as_usual():
-    # The parent thread holding the windows' lock never releases it in the child: the child finds it free, its window
-    # as it was before that thread's amount (which is the parent's), and records and means as usual.
+def _forked_while_held(atto: int, held: type[Any]) -> list[str]:
+    """The means a child forked while a thread records ``atto`` (0.006 after 0.003, in a window of 3) and is held by
+    ``held`` (its ``held``/``release`` events) gives: before and after it records 0.009; then the parent's after its
+    thread is let go."""
     recent = _means_on(3)
     recent.observe_call("f", None, Decimal("0.003"))
-    thread = threading.Thread(target=recent.observe_call, args=("f", None, Decimal("0.006"), _HeldAtto(6 * 10**15)))
+    thread = threading.Thread(target=recent.observe_call, args=("f", None, Decimal("0.006"), atto))
     thread.start()
-    assert _HeldAtto.held.wait(10)
+    assert held.held.wait(10)
 
     def in_child() -> list[str]:
         before = recent.mean("f", None)
@@ -221,10 +222,17 @@ def test_a_child_forked_while_a_thread_counts_a_windows_first_calls_records_and_
         return [str(before), str(recent.mean("f", None))]
 
     answer = answer_of_forked_child(in_child)
-    _HeldAtto.release.set()
+    held.release.set()
     thread.join()
-    assert answer == ["0.003", "0.006"]
-    assert str(recent.mean("f", None)) == "0.0045"  # the parent's thread counted its amount on release
+    return [*answer, str(recent.mean("f", None))]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_a_thread_counts_a_windows_first_calls_records_and_means_as_usual():
+    # The parent thread holding the windows' lock never releases it in the child: the child finds it free, its window
+    # as it was before that thread's amount (which is the parent's), and records and means as usual; the parent's
+    # thread counts its amount on release.
+    assert _forked_while_held(_HeldAtto(6 * 10**15), _HeldAtto) == ["0.003", "0.006", "0.0045"]
 
 
 class _HeldSum(int):
@@ -250,22 +258,7 @@ def test_a_child_forked_as_a_thread_takes_a_first_calls_mean_finds_the_sum_and_c
     # The thread has stored the first calls' new sum and count, and not yet their mean: the child's window is made
     # whole from them (its mean of the two amounts), and its next call counts as the third, never with a sum that
     # holds an amount its count does not.
-    recent = _means_on(3)
-    recent.observe_call("f", None, Decimal("0.003"))
-    thread = threading.Thread(target=recent.observe_call, args=("f", None, Decimal("0.006"), _SummedHeld(6 * 10**15)))
-    thread.start()
-    assert _HeldSum.held.wait(10)
-
-    def in_child() -> list[str]:
-        before = recent.mean("f", None)
-        recent.observe_call("f", None, Decimal("0.009"))
-        return [str(before), str(recent.mean("f", None))]
-
-    answer = answer_of_forked_child(in_child)
-    _HeldSum.release.set()
-    thread.join()
-    assert answer == ["0.0045", "0.006"]
-    assert str(recent.mean("f", None)) == "0.0045"
+    assert _forked_while_held(_SummedHeld(6 * 10**15), _HeldSum) == ["0.0045", "0.006", "0.0045"]
 
 
 MESSAGES = [
