@@ -49,7 +49,15 @@ from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease, leased
 from .stores._ledger import LentAccount, LocalLedger, entry_models
 
-__all__ = ["LIMIT_VARIABLES", "Budget", "BudgetAlert", "alert_level", "budget", "install_env_budgets"]
+__all__ = [
+    "LIMIT_VARIABLES",
+    "Budget",
+    "BudgetAlert",
+    "alert_level",
+    "budget",
+    "install_env_budgets",
+    "threshold_values",
+]
 
 logger = logging.getLogger("llmcost")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,7 +117,13 @@ class BudgetAlert:
         }
 
 
-def _thresholds(value: object) -> tuple[float, ...]:
+def threshold_values(value: object) -> tuple[float, ...]:
+    """``thresholds=`` as a budget keeps them: floats in (0, 1], ascending, without repeats; anything else raises
+    ``TypeError``/``ValueError`` naming the field and the value.
+
+    >>> threshold_values([0.5, Decimal("0.8"), 1])
+    (0.5, 0.8, 1.0)
+    """
     if not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
         raise TypeError(f"thresholds must be a sequence of numbers in (0, 1], got {value!r}")
     items = tuple(value)
@@ -119,7 +133,10 @@ def _thresholds(value: object) -> tuple[float, ...]:
     for t in items:
         if isinstance(t, bool) or not isinstance(t, (int, float, Decimal)):
             raise TypeError(f"thresholds must be numbers in (0, 1], got {items!r}")
-        f = float(t)
+        try:
+            f = float(t)
+        except (ValueError, OverflowError):  # (a signaling NaN; an int past a float's range)
+            f = math.nan
         if not (0 < f <= 1) or math.isnan(f):
             raise ValueError(f"thresholds must each be in (0, 1], got {t!r} in {items!r}")
         out.append(f)
@@ -418,7 +435,7 @@ class Budget:
             raise ValueError(f"model must be a non-empty str or None, got {model!r}")
         self.model = model
         self.tags: FrozenTags = to_tags(tags)
-        self.thresholds = _thresholds(thresholds)
+        self.thresholds = threshold_values(thresholds)
         if on_exceed not in ("raise", "warn"):
             raise ValueError(f"on_exceed must be 'raise' or 'warn', got {on_exceed!r}")
         self.on_exceed = on_exceed
@@ -2136,7 +2153,7 @@ def budget(
 
     Example::
 
-        @llmcost.budget(1, name="per-request")
+        @llmcost.budget(50, period="daily", name="support-bot")  # every call of handle shares $50 a day
         async def handle(request): ...
 
         with llmcost.budget(100, period="daily", tags={"team": "search"}):

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import _state
-from ._budget import DEFAULT_THRESHOLDS, Budget, BudgetAlert
+from ._budget import DEFAULT_THRESHOLDS, Budget, BudgetAlert, threshold_values
 from ._config import get_tracker
 from ._money import to_money
 from ._periods import BudgetPeriod, to_period
@@ -192,7 +192,8 @@ class BudgetManager:
             "resource": resource,
             "model": model,
             "tags": dict(tags or {}),
-            "thresholds": list(thresholds),
+            # (Checked as ``budget()`` checks them first: ``list("0.5")`` would be three characters.)
+            "thresholds": list(threshold_values(thresholds)),
         }
         # Validated before anything is saved; the thresholds saved as the budget reads them (floats: a Decimal one
         # would not serialize).
@@ -254,10 +255,14 @@ class BudgetManager:
         return new
 
     def can_spend(self, amount: Decimal | int | float | str, budget_id: str | None = None) -> bool:
-        """Whether ``amount`` fits in what remains of ``budget_id`` (or of every budget)."""
+        """Whether a call of ``amount`` would be let through by ``budget_id`` (or by every budget) now: as a call
+        estimated at it is checked, it fits in what remains, and something remains (an exhausted budget refuses even
+        a call estimated at 0)."""
         needed = to_money(amount, "amount")
+        if needed < 0:
+            raise ValueError(f"amount must be at least 0, got {amount!r}")
         targets = [self.get(budget_id)] if budget_id is not None else self.list()
-        return all(b.remaining >= needed for b in targets)
+        return all(b.remaining >= needed and b.remaining > 0 for b in targets)
 
     def status(self) -> pd.DataFrame:
         """One row per budget: name, limit, spent, remaining, utilization, period_start, period_end."""

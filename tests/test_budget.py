@@ -423,6 +423,8 @@ def test_daily_budget_in_a_local_zone_across_dst(tracker, clock):
         ({"limit": 1, "thresholds": (0.9, 0.5)}, ValueError, "thresholds"),
         ({"limit": 1, "thresholds": (0.5, 1.5)}, ValueError, "thresholds"),
         ({"limit": 1, "thresholds": ()}, ValueError, "thresholds"),
+        ({"limit": 1, "thresholds": (Decimal("sNaN"),)}, ValueError, "thresholds"),  # (float() of it raised)
+        ({"limit": 1, "thresholds": (10**400,)}, ValueError, "thresholds"),  # (OverflowError, naming nothing)
         ({"limit": 1, "on_exceed": "explode"}, ValueError, "on_exceed"),
         ({"limit": 1, "on_alert": 5}, TypeError, "on_alert"),
     ],

@@ -142,6 +142,25 @@ def test_bad_limits_are_refused_naming_the_parameter(store_tracker, make, messag
         make(store_tracker)
 
 
+def test_create_checks_thresholds_as_budget_does(store_tracker):
+    # A string was split into its characters first: "got ('0', '.', '5')".
+    with pytest.raises(TypeError, match=r"^thresholds must be a sequence of numbers in \(0, 1\], got '0.5'$"):
+        BudgetManager(store_tracker).create("x", 10, "daily", thresholds="0.5")
+
+
+def test_can_spend_answers_as_the_budget_checks_a_call(store_tracker):
+    # An exhausted budget refuses a call estimated at 0 (nothing remains), so can_spend(0) is False there; a negative
+    # amount is no call's estimate.
+    manager = BudgetManager(store_tracker)
+    manager.create("cap", 1, "daily")
+    assert manager.can_spend(0) and manager.can_spend(1) and not manager.can_spend("1.01")
+    store_tracker.record(amount="1")
+    assert manager.get("cap").remaining == 0
+    assert manager.can_spend(0) is False
+    with pytest.raises(ValueError, match=r"^amount must be at least 0, got -5$"):
+        manager.can_spend(-5)
+
+
 def test_a_guard_with_a_bad_limit_changes_no_saved_limit(store_tracker):
     BudgetGuard(daily_limit=1, tracker=store_tracker)
     with pytest.raises(ValueError, match="monthly_limit"):
