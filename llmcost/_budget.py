@@ -968,10 +968,19 @@ class Budget:
         return atto
 
     @in_exact_context  # (a block budget's call may be checked in the caller's narrow context: its figures are ints)
-    def _refused(self, spent: Decimal, reserved: Decimal, needed: Decimal, *, detailed: bool = False) -> None:
+    def _refused(
+        self,
+        spent: Decimal,
+        reserved: Decimal,
+        needed: Decimal,
+        *,
+        detailed: bool = False,
+        scope: BudgetScope | None = None,
+    ) -> None:
         """A call needing ``needed`` did not fit what is ``spent`` and ``reserved`` by calls in flight: refused
         (``BudgetExceeded``) with the 1.0 alert, if it has not fired (``detailed``: its message says why, as a period
-        budget's does).
+        budget's does). ``scope``: the period it was refused in; over since (another thread moved the budget to the
+        next), the call is refused without an alert, which would be the next period's.
 
         With ``on_exceed="warn"`` the call is let through, and the alert says so, once a period and only while the
         1.0 threshold has not fired: the call may well cost less than its estimate, so the threshold is not marked
@@ -982,7 +991,7 @@ class Budget:
         self._check_thresholds(None, None, under_limit=True)
         if self.on_exceed == "warn":
             let_through = f"a call needing about {dollars(needed)[0]} would pass the limit; let through"
-            self._alert(1.0, let_through, event="budget.exceeded", let_through=True)
+            self._alert(1.0, let_through, event="budget.exceeded", let_through=True, scope=scope)
             return
         refused = BudgetExceeded(self.name, spent, self.limit, needed, reserved)
         what = (
@@ -990,7 +999,7 @@ class Budget:
             if detailed
             else f"refused a call needing about {dollars(needed)[0]}"
         )
-        self._alert(1.0, what, event="budget.exceeded")
+        self._alert(1.0, what, event="budget.exceeded", scope=scope)
         raise refused
 
     def _lent_again(self, lease: LocalLease, budget_tracker: TrackerLike, tracker: TrackerLike) -> LentAccount | None:
@@ -1138,7 +1147,7 @@ class Budget:
             if scope is self._scope:
                 self._set(*self._view(scope, Standing(r.spent, r.reserved + (needed if r.granted else ZERO))))
         if remaining <= 0 or needed > remaining:
-            self._refused(r.spent, r.reserved, needed, detailed=True)
+            self._refused(r.spent, r.reserved, needed, detailed=True, scope=scope)
         return _Hold(store, scope, r)
 
     def _reserve_offline(
@@ -1944,9 +1953,18 @@ class Budget:
             self._outbox.extend((alert, None) for alert in made)
         self._deliver()
 
-    def _alert(self, threshold: float, what: str, event: str | None = None, let_through: bool = False) -> None:
+    def _alert(
+        self,
+        threshold: float,
+        what: str,
+        event: str | None = None,
+        let_through: bool = False,
+        scope: BudgetScope | None = None,
+    ) -> None:
         now = self.tracker.clock()
         with self._lock:
+            if scope is not None and scope is not self._scope:
+                return  # (a refusal in a period over since: its alert is no alert of this one)
             if event == "budget.exceeded":
                 if 1.0 in self._fired:
                     return  # the 1.0 alert of this period was made (by a refusal, or as spend reached the limit)

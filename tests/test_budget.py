@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import decimal
 import math
@@ -1016,3 +1017,38 @@ def test_a_budgets_figures_are_exact_at_any_magnitude_in_any_context(tracker, pe
         with decimal.localcontext(decimal.Context(prec=prec)):
             figures = (b.spent, b.reserved, b.remaining)
     assert figures == (large, 0, Decimal("87654321098.876543210987654322"))
+
+
+def test_a_refusal_decided_as_another_thread_moves_the_budget_to_the_next_period_alerts_in_neither():
+    # A call refused against January's ledger while another thread's call rolls the budget into February: its
+    # "exceeded" was filed as February's 1.0 alert, at 0%, so February's alerts came out [1.0, 0.5, 0.8, 0.9] and
+    # none said when February reached its limit.
+    now = [datetime(2024, 1, 31, 23, 59, tzinfo=UTC)]
+    rolled = threading.Event()
+
+    class Store(llmcost.MemoryStore):
+        def reserve(self, scope, amount, *, limit, force=False):
+            granted = super().reserve(scope, amount, limit=limit, force=force)
+            if not granted.granted and not rolled.is_set():
+                rolled.set()
+                now[0] = datetime(2024, 2, 1, tzinfo=UTC)  # midnight passes as January refuses the call
+                thread = threading.Thread(target=contextvars.copy_context().run, args=(ask,))
+                thread.start()
+                thread.join()
+            return granted
+
+    tracker = CostTracker(Store(), clock=lambda: now[0])
+    ask, _ = caller(tracker, estimate=CALL)
+    alerts: list[llmcost.BudgetAlert] = []
+    with budget("0.01", period="monthly", tracker=tracker, on_alert=alerts.append) as b:
+        for _ in range(4):
+            ask()  # January's limit
+        with pytest.raises(BudgetExceeded):
+            ask()  # refused in January, as February begins
+        for _ in range(5):  # February to its limit, and one call past it
+            with contextlib.suppress(BudgetExceeded):
+                ask()
+    assert b.spent == Decimal("0.01")
+    february = [a for a in alerts if a.timestamp.month == 2]
+    assert [a.threshold for a in february] == [0.5, 0.8, 0.9, 1.0]
+    assert february[-1].utilization == 1.0
