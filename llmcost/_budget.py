@@ -41,7 +41,7 @@ from ._context import NOT_CHECKED, PendingCall, SettledByEntry, TrackerLike, pop
 from ._entry import CostEntry, FrozenTags, to_category, to_tags
 from ._errors import BudgetExceeded, SettingError, StoreError
 from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, in_wide_context, to_money
-from ._periods import BudgetPeriod, period_bounds, to_period
+from ._periods import BudgetPeriod, period_bounds, plain_zone, to_period
 from ._prices import canonical_id
 from ._time import from_micros
 from ._tracker import CostTracker, buffered_count, log_once, system_clock
@@ -445,7 +445,7 @@ class Budget:
         self._tracker = tracker
         if tz is not None and not isinstance(tz, tzinfo):
             raise TypeError(f"tz must be a tzinfo (e.g. zoneinfo.ZoneInfo('Europe/Berlin')), got {tz!r}")
-        self.tz = tz
+        self.tz = None if tz is None else plain_zone(tz)
         if key is not None and (not isinstance(key, str) or not key):
             raise ValueError(f"key must be a non-empty str or None, got {key!r}")
         label = key or (f"name:{name}" if name else f"limit:{self.limit.normalize():f}")  # "1.00" and 1 alike

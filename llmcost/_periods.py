@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from ._money import to_utc
 
-__all__ = ["BudgetPeriod", "period_bounds", "to_period"]
+__all__ = ["BudgetPeriod", "period_bounds", "plain_zone", "to_period"]
 
 
 class BudgetPeriod(str, enum.Enum):
@@ -44,6 +44,22 @@ def to_period(value: object, field: str = "period") -> BudgetPeriod:
     raise ValueError(f"{field} must be one of {', '.join(_PERIODS)}; got {value!r}")
 
 
+def plain_zone(tz: tzinfo) -> tzinfo:
+    """``tz`` as a zone whose ``tzinfo=`` gives the right offset: a pytz zone (its ``localize`` API; given as
+    ``tzinfo=`` it has the zone's first offset, local mean time, New York's -4:56) becomes the ``ZoneInfo`` of its
+    name; any other as it is.
+
+    >>> plain_zone(timezone.utc) is timezone.utc
+    True
+    """
+    name = getattr(tz, "zone", None)
+    if callable(getattr(tz, "localize", None)) and isinstance(name, str):
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    return tz
+
+
 def _local_midnight(day: datetime, tz: tzinfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(timezone.utc)
 
@@ -62,7 +78,7 @@ def period_bounds(
     kind = to_period(period)
     if kind is BudgetPeriod.TOTAL:
         return None, None
-    zone = tz if tz is not None else timezone.utc
+    zone = plain_zone(tz) if tz is not None else timezone.utc
     local = to_utc(at, "at").astimezone(zone)
     if kind is BudgetPeriod.HOURLY:
         start = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -47,3 +47,33 @@ def test_daily_across_dst_in_a_local_zone():
 def test_unknown_period_names_the_value():
     with pytest.raises(ValueError, match="fortnightly"):
         period_bounds("fortnightly", datetime(2024, 1, 1, tzinfo=UTC))
+
+
+class _PytzLike(tzinfo):
+    """A zone with pytz's API (``zone``, ``localize``): given as ``tzinfo=``, it has the zone's first offset, New
+    York's local mean time (-4:56), as a pytz zone does; only ``localize`` and ``astimezone`` give the right one."""
+
+    zone = "America/New_York"
+
+    def utcoffset(self, dt):
+        return timedelta(hours=-4, minutes=-56)
+
+    def dst(self, dt):
+        return timedelta(0)
+
+    def tzname(self, dt):
+        return "LMT"
+
+    def localize(self, dt):
+        return dt.replace(tzinfo=ZoneInfo(self.zone))
+
+
+def test_a_pytz_zone_cuts_periods_at_its_midnight_not_at_its_local_mean_time():
+    # A daily period in New York from a pytz zone ran 04:56Z to 04:56Z: between local midnight and 00:56, "now" was
+    # outside its own period, and the calls made then counted nowhere.
+    at = datetime(2024, 5, 2, 4, 30, tzinfo=UTC)  # 00:30 in New York
+    assert period_bounds("daily", at, tz=_PytzLike()) == (
+        datetime(2024, 5, 2, 4, tzinfo=UTC),
+        datetime(2024, 5, 3, 4, tzinfo=UTC),
+    )
+    assert period_bounds("monthly", at, tz=_PytzLike())[0] == datetime(2024, 5, 1, 4, tzinfo=UTC)
