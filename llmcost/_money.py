@@ -14,6 +14,7 @@ __all__ = [
     "ATTO",
     "EXACT_DIGITS",
     "MAX_AMOUNT",
+    "MIN_AMOUNT",
     "MONEY_SCALE",
     "ZERO",
     "atto_of",
@@ -34,6 +35,9 @@ MONEY_SCALE = 18
 ZERO = Decimal(0)
 #: Amounts a store can keep are below this in magnitude: DECIMAL(38, 18) leaves 20 digits before the point.
 MAX_AMOUNT = Decimal(10) ** 20
+#: Its negative, made once here: ``-MAX_AMOUNT`` on a call would be computed in the caller's context (one of a small
+#: ``Emax`` raises ``Overflow``).
+MIN_AMOUNT = -MAX_AMOUNT
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 # Rounding to the quantum happens in a context wide enough never to round or trap on the way (the default has 28
 # digits, too few for a large amount with 18 places).
@@ -200,7 +204,7 @@ def to_amount(value: object, field: str = "amount") -> Decimal:
     ValueError: amount must be below 10**20 in magnitude (stores keep DECIMAL(38, 18)), got '1e30'
     """
     dec = to_money(value, field)
-    if not -MAX_AMOUNT < dec < MAX_AMOUNT:
+    if not MIN_AMOUNT < dec < MAX_AMOUNT:
         raise ValueError(f"{field} must be below 10**20 in magnitude (stores keep DECIMAL(38, 18)), got {value!r}")
     return dec
 

@@ -37,7 +37,7 @@ from ._entry import (
 )
 from ._errors import StoreError, UnknownModelError
 from ._estimate import RecentCosts
-from ._money import EXACT_DIGITS, MAX_AMOUNT, ZERO, to_amount, to_utc, wide_context
+from ._money import EXACT_DIGITS, MAX_AMOUNT, MIN_AMOUNT, ZERO, to_amount, to_utc, wide_context
 from ._periods import period_bounds
 from ._prices import priced
 from ._rows import FieldColumns
@@ -489,7 +489,7 @@ class CostTracker:
         if not isinstance(description, str):
             raise TypeError(f"description must be a str, got {description!r}")
         check_text(description, "description")
-        if not -MAX_AMOUNT < value < MAX_AMOUNT:  # a priced amount this large means a mistaken registered price
+        if not MIN_AMOUNT < value < MAX_AMOUNT:  # a priced amount this large means a mistaken registered price
             raise ValueError(f"amount must be below 10**20 in magnitude, got {value} for model {model!r}")
         return trusted_entry(
             new_entry_id(when),

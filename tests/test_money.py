@@ -75,3 +75,19 @@ def test_to_utc_of_a_time_outside_the_utc_range_is_a_value_error_naming_the_fiel
 )
 def test_dollars_are_exact_for_amounts_beyond_the_default_precision(amounts, expected):
     assert dollars(*amounts) == expected
+
+
+def test_amounts_are_checked_and_recorded_in_a_context_of_any_exponent_range():
+    # The bounds were negated on each call, in the caller's context: one whose Emax is below 20 raised Overflow out of
+    # record(), where every figure is promised exact in any context.
+    import decimal
+
+    import llmcost
+
+    tracker = llmcost.CostTracker()
+    with decimal.localcontext(decimal.Context(Emax=2, Emin=-2)):
+        tracker.record(amount="0.001")
+        tracker.record(model="gpt-4o", input_tokens=1000)
+        with pytest.raises(ValueError, match="amount must be below 10\\*\\*20"):
+            tracker.record(amount="1e21")
+    assert [e.amount for e in tracker.entries()] == [Decimal("0.001"), Decimal("0.0025")]

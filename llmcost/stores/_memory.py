@@ -22,7 +22,7 @@ import attrs
 from .. import _state
 from .._entry import EMPTY_TAGS, CostCategory, CostEntry, FrozenTags, trusted_entry
 from .._errors import StoreError
-from .._money import MAX_AMOUNT, ZERO
+from .._money import MAX_AMOUNT, MIN_AMOUNT, ZERO
 from .._rows import TOKEN_COLUMNS, frame_from_arrays, from_micros, ingest_arrays, micros
 from .._usage import NO_UNITS, Units, trusted_usage
 from ._base import CostStore, query_rows
@@ -106,7 +106,6 @@ def _row_of(item: CostEntry | tuple[Any, ...]) -> tuple[Any, ...]:
 
 _NAN = float("nan")
 _COUNT_LIMIT = 2**63
-_MIN_AMOUNT = -MAX_AMOUNT
 
 
 def _unfit(entry: CostEntry) -> str | None:
@@ -114,7 +113,7 @@ def _unfit(entry: CostEntry) -> str | None:
     as ``CostEntry`` checks), or ``None``: such an entry was forced past the checks, and is refused here as every
     other store refuses it, so that one moved to another store is not lost on the way."""
     amount = entry.amount
-    if not (type(amount) is Decimal and amount.is_finite() and _MIN_AMOUNT < amount < MAX_AMOUNT):
+    if not (type(amount) is Decimal and amount.is_finite() and MIN_AMOUNT < amount < MAX_AMOUNT):
         return f"amount={amount!r} is not below 10**20 in magnitude (stores keep DECIMAL(38, 18))"
     counts = _COUNTS(entry.usage)
     a, b, c, d, e = counts
