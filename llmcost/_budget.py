@@ -671,6 +671,23 @@ class Budget:
         return f"Budget(name={self.name!r}, limit={self.limit}, period={period!r}, spent={self._figures()[0]})"
 
     # -- matching and periods -------------------------------------------------------------------------------------
+    def same_budget(self, other: object) -> bool:
+        """Whether ``other`` is this budget to the store's ledger: another ``Budget`` of the same period, key (its
+        name, or, unnamed, its limit; its filters and zone) and tracker, whose account is this one's. Entered inside
+        this one, it adds nothing (``push_guard``): each call is reserved in the account once.
+
+        >>> budget(1, period="daily").same_budget(budget("1.00", period="daily"))
+        True
+        """
+        return (
+            type(other) is Budget
+            and other is not self
+            and self.period is not None
+            and other.period is self.period
+            and other.key == self.key
+            and other._tracker is self._tracker
+        )
+
     def _matches(self, resource: str | None, category: str, tags: Mapping[str, str], model: str | None) -> bool:
         # A call whose model is not known before it is made counts against a per-model budget (it may be that
         # model); its entry counts only if it is (``BudgetScope.matches``).

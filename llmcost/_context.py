@@ -189,10 +189,15 @@ def push_guard(guard: Guard) -> contextvars.Token[GuardSet]:
     """Make ``guard`` active in this context, innermost; ``pop_guard`` with the token returned undoes it.
 
     A guard already active stays where it is (a budget entered again, as when a function under ``@budget`` calls
-    itself, must check and count each call once, not once per entry)."""
+    itself, must check and count each call once, not once per entry); so does one active already under another name,
+    the same budget to the ledger (``same_budget``: two equal unnamed period budgets share one account, and each
+    would reserve every call in it again)."""
     active = _guards.get()
     for entered in active:
         if entered is guard:
+            return _guards.set(active)
+        same = getattr(entered, "same_budget", None)
+        if same is not None and same(guard):
             return _guards.set(active)
     return _guards.set(GuardSet((*active, guard)))
 

@@ -1052,3 +1052,21 @@ def test_a_refusal_decided_as_another_thread_moves_the_budget_to_the_next_period
     february = [a for a in alerts if a.timestamp.month == 2]
     assert [a.threshold for a in february] == [0.5, 0.8, 0.9, 1.0]
     assert february[-1].utilization == 1.0
+
+
+def test_two_equal_unnamed_period_budgets_nested_reserve_each_call_once(tracker):
+    # Unnamed period budgets of one limit, period and filters are one budget to the ledger (one account): nested, as
+    # a decorated pipeline calling a decorated step, each reserved every call again in that account, so the 4th call
+    # of a $0.01 day was refused at $0.0075 spent ("$0.0025 held by calls in flight" with none in flight).
+    call, ran = caller(tracker, estimate=CALL)
+    step = budget("0.01", period="daily", tracker=tracker)(call)
+    pipeline = budget("0.01", period="daily", tracker=tracker)(lambda: step())
+    for _ in range(4):
+        pipeline()
+    with pytest.raises(BudgetExceeded):
+        pipeline()
+    assert len(ran) == 4 and tracker.total() == Decimal("0.01")
+    # Another period, or another limit, is another budget: nested, each checks the call.
+    other = budget("0.02", period="daily", tracker=tracker)
+    assert not other.same_budget(budget("0.02", period="weekly", tracker=tracker))
+    assert not other.same_budget(budget("0.03", period="daily", tracker=tracker))
