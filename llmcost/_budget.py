@@ -302,6 +302,14 @@ class _Baton:
             self.token.append(True)
 
 
+#: The budgets entered in this context, in order, each with its ``push_guard`` token (``Budget.__exit__`` pops its
+#: innermost one). One variable for every budget: a variable per budget stayed in each thread's context that ever set
+#: it, about 200 bytes a budget made per request on a long-lived worker thread.
+_entries: contextvars.ContextVar[tuple[tuple[Budget, contextvars.Token[Any]], ...]] = contextvars.ContextVar(
+    "llmcost_budgets_entered", default=()
+)
+
+
 def _wait_baton(baton: list[bool]) -> None:
     """Take the token of ``baton`` (a ``_Baton``'s) once another thread gives it back (with ``baton.append(True)``).
 
@@ -363,7 +371,6 @@ class Budget:
         "_counts_all",
         "_delivering",
         "_end",
-        "_entered",
         "_filtered",
         "_fired",
         "_lease",
@@ -520,9 +527,6 @@ class Budget:
         #: Its figures are ints (a block budget's): a call it alone checks needs no wide decimal context (``Guard``).
         self.context_free = self.period is None
         self.alerts: list[BudgetAlert] = []
-        self._entered: contextvars.ContextVar[tuple[contextvars.Token[Any], ...]] = contextvars.ContextVar(
-            f"llmcost_budget_{id(self):x}", default=()
-        )
 
     # -- state ----------------------------------------------------------------------------------------------------
     @property
@@ -2043,18 +2047,21 @@ class Budget:
         with self._lock:
             self._open += 1
         token = push_guard(self)
-        self._entered.set((*self._entered.get(), token))
+        _entries.set((*_entries.get(), (self, token)))
         return self
 
     @in_exact_context
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        tokens = self._entered.get()
-        if not tokens:
-            return
-        self._entered.set(tokens[:-1])
-        pop_guard(tokens[-1])
+        entries = _entries.get()
+        for i in range(len(entries) - 1, -1, -1):  # (this budget's innermost entry in this context)
+            if entries[i][0] is self:
+                break
+        else:
+            return  # (not entered in this context)
+        _entries.set((*entries[:i], *entries[i + 1 :]))
+        pop_guard(entries[i][1])
         with self._lock:
             self._open -= 1
             lease = self._lease if self._open <= 0 else None

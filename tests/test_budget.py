@@ -1070,3 +1070,23 @@ def test_two_equal_unnamed_period_budgets_nested_reserve_each_call_once(tracker)
     other = budget("0.02", period="daily", tracker=tracker)
     assert not other.same_budget(budget("0.02", period="weekly", tracker=tracker))
     assert not other.same_budget(budget("0.03", period="daily", tracker=tracker))
+
+
+def test_budgets_made_and_entered_one_per_request_leave_the_threads_context_as_it_was(tracker):
+    # Each budget had a context variable of its own, which stayed in the context of every thread that entered it:
+    # ~200 bytes per budget made per request, for good, on a long-lived worker thread.
+    def request(i: int) -> None:
+        with budget("0.50", tracker=tracker), budget(1, period="daily", name=f"user-{i % 3}", tracker=tracker):
+            pass
+
+    request(0)
+    before = len(contextvars.copy_context())
+    for i in range(200):
+        request(i)
+    assert len(contextvars.copy_context()) == before
+    outer, inner = budget(1, tracker=tracker), budget(2, tracker=tracker)
+    with outer:
+        with inner:
+            assert active_guards() == (outer, inner)
+        assert active_guards() == (outer,)
+    assert active_guards() == ()
