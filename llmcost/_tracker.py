@@ -54,6 +54,8 @@ __all__ = ["EVENTS", "STORED_BUDGETS_SECONDS", "CostTracker", "log_once"]
 
 logger = logging.getLogger("llmcost")
 
+#: The causes ``log_once`` remembers at most (then it forgets them all, and logs each once more).
+LOGGED_KEPT = 4096
 #: Seconds between looks for budgets saved in a tracker's store by ``BudgetManager`` in any process.
 STORED_BUDGETS_SECONDS = 5.0
 #: The longest a new tracker waits to read them (a store another process holds locked, one that is down): the
@@ -80,8 +82,22 @@ def log_once(
     with _logged_lock:
         if cause in _logged:
             return
+        if len(_logged) >= LOGGED_KEPT:
+            # Causes that carry a value (a failing call's message) could grow it for good in a long-running process:
+            # emptied instead, a cause seen again is logged once more.
+            _logged.clear()
         _logged.add(cause)
     logger.log(level, message, *args, exc_info=exc_info)
+
+
+def _flush_cause(exc: Exception) -> tuple[object, ...]:
+    """What a failed flush is logged once for: the error it raised from, where there is one (its message is the
+    problem), else its own. Not the ``StoreError`` made around another error as the buffer is put back, whose
+    message counts the entries waiting: a new cause on every retry of one outage."""
+    cause = exc.__cause__
+    if cause is not None:
+        return ("flush", type(exc), type(cause), str(cause))
+    return ("flush", type(exc), str(exc))
 
 
 def _count_failed(guard: object, entry_id: str, exc: Exception) -> None:
@@ -220,7 +236,7 @@ class _Left:
         try:
             self.flush()
         except Exception as exc:  # noqa: BLE001 - kept for the exit hook's try
-            log_once(("flush", type(exc), str(exc)), "llmcost: could not write entries yet (%s); will retry", exc)
+            log_once(_flush_cause(exc), "llmcost: could not write entries yet (%s); will retry", exc)
 
     def flush(self) -> None:
         """Write what is left to the store (put back, and raised, if the store fails)."""
@@ -919,7 +935,7 @@ class CostTracker:
         try:
             self.flush()
         except Exception as exc:  # noqa: BLE001 - background flushes log; entries stay buffered for the next try
-            log_once(("flush", type(exc), str(exc)), "llmcost: could not write entries yet (%s); will retry", exc)
+            log_once(_flush_cause(exc), "llmcost: could not write entries yet (%s); will retry", exc)
 
     def flush(self) -> None:
         """Write buffered entries to the store; when this returns they are acknowledged.

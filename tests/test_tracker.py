@@ -646,3 +646,45 @@ def test_usage_and_token_keywords_together_are_refused_not_the_keywords_dropped(
     assert tracker.entries() == []
     entry = getattr(tracker, method)(model="gpt-4o", usage=Usage(10), input_tokens=0)  # a zero keyword says nothing
     assert entry.usage == Usage(10)
+
+
+def test_an_outage_of_a_store_raising_its_own_errors_is_logged_once_and_remembered_once(tmp_path, caplog):
+    # A store whose append raises something other than a StoreError: the tracker puts the buffer back and raises a
+    # StoreError counting the entries waiting. Keyed by that message, every background retry was a new cause: a
+    # warning and a remembered key per flush (86,000 a day at the default interval), for one outage.
+    from llmcost import _state
+
+    class Down(DuckDBStore):
+        down = True
+
+        def append(self, entries):
+            if self.down:
+                raise ConnectionRefusedError("connection refused")
+            super().append(entries)
+
+        def append_columns(self, columns):
+            if self.down:
+                raise ConnectionRefusedError("connection refused")
+            super().append_columns(columns)
+
+    tracker = CostTracker(Down(str(tmp_path / "c.duckdb")), flush_interval=0.02)
+    before = len(_state.logged)
+    with caplog.at_level(logging.WARNING, logger="llmcost"):
+        for _ in range(5):
+            tracker.record(amount="0.01")
+            time.sleep(0.1)  # (several background flushes, each with more entries waiting)
+    warned = [r for r in caplog.records if "could not write entries yet" in r.getMessage()]
+    assert len(warned) == 1 and len(_state.logged) - before == 1
+    assert tracker.pending() == 5  # (all kept for the next try)
+    tracker.store.down = False  # type: ignore[attr-defined]
+    tracker.close()
+    assert len(tracker.store.entries()) == 5
+
+
+def test_log_once_remembers_a_bounded_number_of_causes():
+    from llmcost import _state
+    from llmcost._tracker import LOGGED_KEPT, log_once
+
+    for i in range(LOGGED_KEPT + 10):
+        log_once(("test-cause", i), "llmcost test %s", i, level=logging.DEBUG)
+    assert len(_state.logged) <= LOGGED_KEPT
