@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -40,10 +40,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_process(
-    store_url: str, *, token: str | None = None, refresh: float | None = None, timeout: float = 60.0
+    store_url: str,
+    *,
+    token: str | None = None,
+    refresh: float | None = None,
+    timeout: float = 60.0,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[str]:
     """``python -m llmcost serve`` on a free port of 127.0.0.1, as a real process; yields its base URL and stops
-    it (SIGTERM, then SIGKILL) on exit. The server's output goes to a temporary log shown if it fails to start."""
+    it (SIGTERM, then SIGKILL) on exit. The server's output goes to a temporary log shown if it fails to start.
+    ``preexec_fn`` runs in the child before the exec (a test's way to make root meet file permissions)."""
     import httpx
 
     port = free_port()
@@ -56,7 +62,9 @@ def serve_process(
         command += ["--refresh", str(refresh)]
     base = f"http://{HOST}:{port}"
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn
+        )
         try:
             deadline = time.monotonic() + timeout
             while True:

@@ -443,6 +443,7 @@ def create_app(
                 if len(items) > 1:
                     err.message = f"record {n}: {err.message}"
                 raise err from None
+        writer.check_writable()  # a 503, as a budget write gets: not a 201 for entries only spilled on this host
         await writer.write_async(entries)  # pricing is quick; only the store write is waited for, off the loop
         return {"records": [record_json(e) for e in entries]}
 

@@ -47,6 +47,25 @@ class GroupWriter:
         self._thread: threading.Thread | None = None
         self._closed = False
 
+    def check_writable(self) -> None:
+        """Raise ``StoreError`` if the store was opened read-only (``CostStore.read_only``): its appends would only
+        spill to this host, to be replayed by whichever process next opens it writable, so this server would answer
+        for entries that none of its reads shows. Called before entries are recorded, so that a refused request
+        leaves nothing behind (no spill file, no budget counting them) and its client may send it again elsewhere.
+
+        Example::
+
+            writer.check_writable()      # StoreError: could not append to /data/costs.duckdb: the store is ...
+        """
+        store = self.tracker.store
+        if store.read_only:
+            where = store.url or repr(store)
+            raise StoreError(
+                f"could not append to {where}: the store is open read-only, since this process cannot write it "
+                "(give the server's user write access to the store and its directory, on a writable file system, "
+                "and restart it; reads work as they are)"
+            )
+
     def write(self, entries: Sequence[CostEntry]) -> None:
         """Record ``entries`` and return once the store has them; ``StoreError`` if it could not take them (they
         stay buffered in the tracker, which retries)."""
