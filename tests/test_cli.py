@@ -1022,3 +1022,36 @@ def test_the_demo_run_early_in_a_month_bills_no_whole_day_ahead_and_projects_not
         code, out, _ = run(capsys, "demo", "--store", "memory://", "--days", "14")
     forecast = out.split("\nForecast\n")[1].split("\n\n")[0]
     assert code == 0 and "by month end at the current rate" in forecast and "too early" not in forecast
+
+
+@pytest.mark.parametrize("raised", ["runtime", "interrupt"])
+def test_ctrl_c_during_a_duckdb_query_is_interrupted_with_status_130(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: str
+) -> None:
+    # A SIGINT that lands while DuckDB runs a query comes out of it as RuntimeError("Query interrupted") (or its
+    # InterruptException), not KeyboardInterrupt: `llmcost export` of a big store ended in that traceback, exit 1.
+    import duckdb
+
+    from llmcost import analytics
+
+    def interrupted(*args: object, **kwargs: object) -> int:
+        if raised == "runtime":
+            raise RuntimeError("Query interrupted")
+        raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+
+    monkeypatch.setattr(analytics, "export", interrupted)
+    code, out, err = run(capsys, "export", str(tmp_path / "out.csv"), "--store", store_url)
+    assert (code, out, err) == (130, "", "llmcost export: interrupted\n")
+
+
+def test_a_runtime_error_that_is_no_interruption_stays_a_traceback(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmcost import analytics
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("dictionary changed size during iteration")
+
+    monkeypatch.setattr(analytics, "export", broken)
+    with pytest.raises(RuntimeError, match="dictionary changed size"):
+        main(["export", str(tmp_path / "out.csv"), "--store", store_url])

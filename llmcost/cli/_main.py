@@ -85,6 +85,21 @@ def _arithmetic(exc: ArithmeticError) -> str:
     return f"cannot compute a figure: {_one_line(exc)}"
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB's report of a Ctrl-C that came while a query ran: DuckDB turns the SIGINT into an
+    ``InterruptException``, or, from the query that fetches a result, a bare ``RuntimeError("Query interrupted")``
+    (so ``except KeyboardInterrupt`` never sees it). Any other ``RuntimeError`` is a bug, and stays a traceback.
+
+    >>> _interrupted(RuntimeError("Query interrupted")), _interrupted(RuntimeError("dictionary changed size"))
+    (True, False)
+    """
+    import duckdb
+
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    return type(exc) is RuntimeError and str(exc) == "Query interrupted"
+
+
 def _store_problem(args: argparse.Namespace, exc: BaseException) -> str:
     """A database error, told as what it means to the user: the store at this URL cannot be read."""
     from ._store import shown_url, store_url
@@ -136,6 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
     except BrokenPipeError:  # pragma: no cover - `llmcost report | head`
         return 0
+    except (RuntimeError, duckdb.InterruptException) as exc:
+        if not _interrupted(exc):
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     except duckdb.OutOfRangeException as exc:  # the data were read; a figure from them outgrew its type
         if os.environ.get("LLMCOST_DEBUG"):
             raise
