@@ -1055,3 +1055,21 @@ def test_a_runtime_error_that_is_no_interruption_stays_a_traceback(
     monkeypatch.setattr(analytics, "export", broken)
     with pytest.raises(RuntimeError, match="dictionary changed size"):
         main(["export", str(tmp_path / "out.csv"), "--store", store_url])
+
+
+def test_a_stdout_that_cannot_encode_the_ellipsis_gets_a_degraded_report(tmp_path: Path) -> None:
+    # On PYTHONIOENCODING=ascii the whole report failed: "'ascii' codec can't encode character '\u2026'".
+    model = "modèle-très-long-d'une-équipe-qui-nomme-ses-modèles-ainsi"
+    store = DuckDBStore(tmp_path / "costs.duckdb")
+    store.append([CostEntry(id=f"{1:026x}", timestamp=NOW - timedelta(hours=1), amount="1.5", model=model)])
+    store.close()
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    report = _cli("report", "--store", "costs.duckdb", "--html", "r.html", cwd=tmp_path, env=env)
+    demo = _cli("demo", "--days", "2", "--store", "demo.duckdb", cwd=tmp_path, env=env)
+    for done in (report, demo):
+        assert done.returncode == 0, done.stderr.decode()
+        text = done.stdout.decode("ascii")  # nothing but ASCII came out
+        assert "..." in text, text  # cut names end so, as with the ellipsis
+    assert "mod?le-tr?s-long-d'une" in report.stdout.decode(), report.stdout.decode()
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")  # files stay UTF-8 whatever stdout is
+    assert "modèle-très-long-d&#x27;une-équipe" in page

@@ -12,10 +12,12 @@ Example::
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
 from ._args import CliError, build_parser
@@ -85,6 +87,51 @@ def _arithmetic(exc: ArithmeticError) -> str:
     return f"cannot compute a figure: {_one_line(exc)}"
 
 
+#: The codecs error handler of ``_degrading``: registered by that name on first use, not at import.
+_DEGRADE = "llmcost-degrade"
+
+
+def _degrade(exc: UnicodeError) -> tuple[str, int]:
+    """The codecs error handler of ``_degrading``: the ellipsis that cut text ends with as ``...``, any other
+    character the encoding lacks as ``?``.
+
+    >>> codecs.register_error(_DEGRADE, _degrade)
+    >>> "gpt-4o… für".encode("ascii", errors=_DEGRADE)
+    b'gpt-4o... f?r'
+    """
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    lacking = exc.object[exc.start : exc.end]
+    return "".join("..." if char == "\u2026" else "?" for char in lacking), exc.end
+
+
+@contextlib.contextmanager
+def _degrading(stream: IO[str]) -> Iterator[None]:
+    """While the command runs, let ``stream`` write what its encoding lacks (``_degrade``) instead of failing the
+    whole command on one character: a report's ellipsis or a model name on an ASCII or Latin-1 stdout
+    (``PYTHONIOENCODING=ascii``, ``LANG=C`` on an older Python). A UTF stream, a stream whose error handler the
+    user chose, and one that cannot be reconfigured are left as they are; the stream's own handler is put back
+    after (``main`` may run in a longer process). Files the commands write (``--html``, ``export``) are UTF-8
+    whatever this stream is."""
+    encoding = getattr(stream, "encoding", None)
+    reconfigure = getattr(stream, "reconfigure", None)
+    errors = getattr(stream, "errors", None)
+    try:
+        utf = not isinstance(encoding, str) or codecs.lookup(encoding).name.startswith("utf")
+    except LookupError:
+        utf = True  # (an encoding Python does not know: nothing to say about what it lacks)
+    if utf or errors != "strict" or reconfigure is None:
+        yield
+        return
+    codecs.register_error(_DEGRADE, _degrade)
+    reconfigure(errors=_DEGRADE)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # (closed meanwhile: nothing more is written to it)
+            reconfigure(errors=errors)
+
+
 def _interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` is DuckDB's report of a Ctrl-C that came while a query ran: DuckDB turns the SIGINT into an
     ``InterruptException``, or, from the query that fetches a result, a bare ``RuntimeError("Query interrupted")``
@@ -146,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"llmcost {args.command}"
     out = sys.stdout
     try:
-        return _COMMANDS[args.command](args, out)
+        with _degrading(out):
+            return _COMMANDS[args.command](args, out)
     except CliError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
     except BrokenPipeError:  # pragma: no cover - `llmcost report | head`
