@@ -178,6 +178,23 @@ def test_records_filter_and_page_with_a_cursor(client: httpx.Client, name: str) 
     assert [Decimal(r["amount"]) for r in in_window] == [Decimal("0.05"), Decimal("0.06")]
 
 
+@pytest.mark.parametrize("day", ["2026-11-28", "20261128", "2026-W48-6"])
+def test_a_date_alone_as_until_takes_in_that_whole_day(client: httpx.Client, name: str, day: str) -> None:
+    # As the CLI and llmcost.analytics read it (parse_when): until=2026-11-28 was its midnight, so that since and
+    # until of the same day were a 400, and an until of the 28th left the 28th out.
+    stamps = ["2026-11-27T23:59:59Z", "2026-11-28T00:00:00Z", "2026-11-28T23:59:59.999999Z", "2026-11-29T00:00:00Z"]
+    body = [{"amount": str(n + 1), "resource": f"{name}-{day}", "timestamp": at} for n, at in enumerate(stamps)]
+    client.post(f"{PREFIX}/records", json=body).raise_for_status()
+    window = {"resource": f"{name}-{day}", "since": day, "until": day}
+    got = client.get(f"{PREFIX}/records", params=window)
+    assert got.status_code == 200, got.text
+    assert [r["amount"] for r in got.json()["records"]] == ["2", "3"]
+    summary = client.get(f"{PREFIX}/summary", params=window).json()
+    assert (summary["total"], summary["until"]) == ("5", "2026-11-29T00:00:00Z")
+    exclusive = {**window, "until": "2026-11-28T23:59:59.999999Z"}  # a datetime until stays exclusive
+    assert [r["amount"] for r in client.get(f"{PREFIX}/records", params=exclusive).json()["records"]] == ["2"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload", "field", "shown"),
     [

@@ -36,6 +36,7 @@ from .._errors import BudgetExceeded, LlmcostError, StoreError, UnknownModelErro
 from .._manager import BudgetManager
 from .._model_price import tidy
 from .._money import to_amount, to_money, to_utc
+from .._time import parse_when
 from .._tracker import CostTracker
 from .._usage import NO_UNITS, Usage
 from ..analytics import forecast_tasks
@@ -176,14 +177,19 @@ def budget_json(b: Budget) -> dict[str, Any]:
 
 
 def _when(value: str | None, field: str) -> datetime | None:
-    """An ISO 8601 date or datetime (naive is UTC; a date is its UTC midnight)."""
+    """An ISO 8601 date or datetime (naive is UTC). A date alone is a whole UTC day, as the CLI and
+    ``llmcost.analytics`` read it (``parse_when``): a ``since`` starts at its midnight, an ``until`` takes the day in
+    (it ends at the next midnight); a datetime ``until`` is exclusive."""
     if value is None or value == "":
         return None
     text = value.strip()
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        day = date.fromisoformat(text)  # any ISO form of a date alone: 2026-11-28, 20261128, 2026-W48-6
+    except ValueError:
+        pass
+    else:
+        return parse_when(day, now=datetime.now(timezone.utc), end_of_day=field == "until", field=field)
+    try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ApiError(400, f"{field} must be an ISO 8601 date or datetime, got {value!r}", field) from None
