@@ -796,6 +796,34 @@ def test_a_port_in_use_or_out_of_range_is_one_line_and_no_banner(tmp_path: Path)
     assert not (tmp_path / "c.duckdb").exists()  # refused before the store is made
 
 
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_an_ipv6_host_is_in_brackets_in_the_banner_url(host: str) -> None:
+    # The banner said http://::1:18784/, which no browser or client reads as a host and a port.
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this host has no IPv6 loopback")
+    command = [sys.executable, "-m", "llmcost", "serve", "--store", "memory://", "--host", host, "--port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stderr is not None
+            banner = proc.stderr.readline()
+            url = banner.split(" on ", 1)[1].split(" ", 1)[0]
+            assert url.startswith("http://[::1]:") and url.endswith("/"), banner
+            deadline = time.monotonic() + 30
+            while True:  # the printed URL is one a client can use
+                try:
+                    assert httpx.get(f"{url}healthz", timeout=2.0).status_code == 200
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            proc.terminate()
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("[::1]", True), ("localhost", True),

@@ -433,7 +433,7 @@ def cmd_serve(args: argparse.Namespace, out: IO[str]) -> int:
         cmd_serve(build_parser().parse_args(["serve", "--store", "costs.duckdb", "--port", "8765"]), sys.stdout)
     """
     try:
-        from ..server._run import TOKEN_VARIABLE, listen, serve_on
+        from ..server._run import TOKEN_VARIABLE, host_in_url, listen, serve_on
         from ..server._security import check_bind
     except ImportError as exc:
         raise CliError(f"llmcost serve needs the server extra: pip install 'llmcost[server]' ({exc})") from None
@@ -454,6 +454,7 @@ def cmd_serve(args: argparse.Namespace, out: IO[str]) -> int:
         sock.close()
         raise
     port = sock.getsockname()[1]  # the one bound, for --port 0
-    print(f"llmcost serve: {shown_url(url)} on http://{args.host}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
+    where = f"http://{host_in_url(args.host)}:{port}/"  # (http://[::1]:8765/: an IPv6 host in brackets)
+    print(f"llmcost serve: {shown_url(url)} on {where} (Ctrl-C to stop)", file=sys.stderr)
     serve_on(sock, store, token=token, refresh_seconds=args.refresh)
     return 0

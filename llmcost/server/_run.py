@@ -14,7 +14,7 @@ from ..stores import CostStore
 from ._app import DEFAULT_MAX_BODY, create_app
 from ._security import check_bind
 
-__all__ = ["TOKEN_VARIABLE", "listen", "serve", "serve_on"]
+__all__ = ["TOKEN_VARIABLE", "host_in_url", "listen", "serve", "serve_on"]
 
 #: The environment variable holding the bearer token.
 TOKEN_VARIABLE = "LLMCOST_API_TOKEN"
@@ -51,6 +51,17 @@ def serve(
     )
 
 
+def host_in_url(host: str) -> str:
+    """``host`` as a URL (and a ``host:port``) writes it: an IPv6 address in brackets, so that its colons are not
+    read as the port's.
+
+    >>> host_in_url("::1"), host_in_url("[::1]"), host_in_url("127.0.0.1"), host_in_url("localhost")
+    ('[::1]', '[::1]', '127.0.0.1', 'localhost')
+    """
+    name = host.strip().strip("[]")
+    return f"[{name}]" if ":" in name else name
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` and listening (port 0: any free one), for ``serve_on``.
 
@@ -73,7 +84,7 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as exc:  # in use, not an address of this host, an unknown host name (socket.gaierror)
         sock.close()
         reason = (exc.strerror or str(exc)).lower()
-        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
+        raise OSError(f"cannot listen on {host_in_url(host)}:{port}: {reason}") from None
     return sock
 
 
