@@ -217,6 +217,8 @@ def test_tag_keys_and_values_are_data_not_sql(source: Any) -> None:
     ("by", "message"),
     [
         ("team", "did you mean 'tag:team'"),
+        ("Model", r"did you mean 'model'\?\)$"),  # a known key in other case, not a tag 'Model'
+        ("PROVIDER", r"did you mean 'provider'\?\)$"),
         (("model", "model"), "twice"),
         ("tag:", "without a key"),
         (("category; DROP TABLE entries",), "must name category"),

@@ -215,6 +215,7 @@ def test_a_date_alone_as_until_takes_in_that_whole_day(client: httpx.Client, nam
          "usage.reasoning_tokens", "3"),
         ("POST", "/budgets", {"amount": "1", "period": "daily"}, "name", "name: Field required"),
         ("POST", "/records", {"model": "gpt-4o", "service_tier": "premium"}, "service_tier", "'premium'"),
+        ("GET", "/summary", {"by": "Model"}, "by", "got 'Model' (did you mean 'model'?)"),
         ("POST", "/records", {"amount": True}, "amount", "True"),
         ("POST", "/records", {"model": "gpt-4o", "usage": {"input_tokens": True}}, "usage.input_tokens", "True"),
         ("POST", "/records", {"amount": "1", "latency_ms": False}, "latency_ms", "False"),

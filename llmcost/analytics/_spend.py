@@ -68,14 +68,24 @@ def _keys(by: str | Sequence[str] | None) -> list[str]:
             if not item[4:]:
                 raise ValueError(f"by names a tag without a key: {item!r}; write tag:<key>, e.g. 'tag:team'")
         elif item not in GROUP_KEYS:
-            raise ValueError(
-                f"by must name {', '.join(GROUP_KEYS)} or tag:<key>; got {item!r}"
-                + (f" (did you mean 'tag:{item}'?)" if item not in ("period", "") else "")
-            )
+            raise ValueError(f"by must name {', '.join(GROUP_KEYS)} or tag:<key>; got {item!r}{_guess(item)}")
         if item in out:
             raise ValueError(f"by names {item!r} twice: {by!r}")
         out.append(item)
     return out
+
+
+def _guess(item: str) -> str:
+    """What a ``by`` key that is none of ``GROUP_KEYS`` probably meant: a known key in other case (``Model``) before
+    a tag of that name; nothing for ``period``, which ``freq`` adds, or an empty key.
+
+    >>> _guess("Model"), _guess("team"), _guess("period")
+    (" (did you mean 'model'?)", " (did you mean 'tag:team'?)", '')
+    """
+    known = next((key for key in GROUP_KEYS if key == item.strip().casefold()), None)
+    if known is not None:
+        return f" (did you mean {known!r}?)"
+    return f" (did you mean 'tag:{item}'?)" if item not in ("period", "") else ""
 
 
 def group_keys(by: str | Sequence[str] | None) -> list[str]:

@@ -56,14 +56,25 @@ def _tag_pair(text: str) -> tuple[str, str]:
 
 
 def by_keys(values: Sequence[str] | None) -> list[str]:
-    """The group keys of repeated, comma-separated ``--by`` options, in order.
+    """The group keys of repeated, comma-separated ``--by`` options, in order, checked as analytics checks them;
+    a ``CliError`` naming ``--by`` otherwise.
 
     >>> by_keys(["model,tag:team", "resource"])
     ['model', 'tag:team', 'resource']
+    >>> by_keys(["Model"])
+    Traceback (most recent call last):
+    ...
+    llmcost.cli._args.CliError: --by must name category, resource, model, provider or tag:<key>; got 'Model' (did ...
     """
+    from ..analytics._spend import group_keys
+
     out: list[str] = []
     for value in values or ():
         out.extend(part.strip() for part in value.split(",") if part.strip())
+    try:
+        group_keys(out)
+    except ValueError as exc:  # analytics names its parameter ("by must name ..."); here it is the option
+        raise CliError(f"--{exc}") from None
     return out
 
 
