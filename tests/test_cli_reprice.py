@@ -140,7 +140,7 @@ def test_reconcile_text_and_json(capsys: pytest.CaptureFixture[str], store_url: 
     ("argv", "needle"),
     [
         (["reconcile", "{tmp}/bad.csv"], "no 'date', 'amount' column"),
-        (["reconcile", "{tmp}/missing.json"], "No such file"),
+        (["reconcile", "{tmp}/missing.json"], "INVOICE: no file"),
         (["reprice", "--swap", "gpt-4o"], "--swap expects FROM=TO"),
         (["reprice", "--swap", "gpt-4o=gpt-9-turbo-x"], "gpt-9-turbo-x"),
         (["reprice", "--prices", "{tmp}/bad.csv", "--swap", "a=b"], "not both"),

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import NoReturn
@@ -53,6 +54,23 @@ def _tag_pair(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def input_file(path: str, name: str) -> str:
+    """``path``, a file a command reads (an invoice), if it is one; else a ``CliError`` naming ``name`` (the option
+    or argument that gave it) and the path, before any other work: the reader's own error said only "No such file
+    or directory".
+
+    >>> input_file("/nonexistent/invoice.csv", "--invoice")
+    Traceback (most recent call last):
+    ...
+    llmcost.cli._args.CliError: --invoice: no file '/nonexistent/invoice.csv' (give the path of the invoice file)
+    """
+    if os.path.isdir(path):
+        raise CliError(f"{name}: {path!r} is a directory, not a file (give the path of the invoice file)")
+    if not os.path.exists(path):
+        raise CliError(f"{name}: no file {path!r} (give the path of the invoice file)")
+    return path
 
 
 def by_keys(values: Sequence[str] | None) -> list[str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .._report._format import format_table, per_mtok, spend_table, write_frame
-from ._args import CliError, by_keys, parse_when
+from ._args import CliError, by_keys, input_file, parse_when
 from ._store import open_cli_store, shown_url, store_url
 
 if TYPE_CHECKING:
@@ -99,6 +99,8 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     if getattr(args, "invoice", None) and args.tag:
         # The invoice bills every call, tagged or not: recorded spend narrowed by tag would read as unrecorded calls.
         raise CliError("--invoice compares the whole invoice with what was recorded and cannot be narrowed by --tag")
+    if getattr(args, "invoice", None):
+        input_file(args.invoice, "--invoice")  # before the work of the overview
     store = open_cli_store(url, create=False)
     try:
         from ..analytics._source import as_source

@@ -20,7 +20,7 @@ from typing import IO
 
 from .._report._format import write_frame
 from .._report._repricing import reconcile_text, reprice_text
-from ._args import CliError, by_keys, parse_when
+from ._args import CliError, by_keys, input_file, parse_when
 from ._commands import filtered
 from ._store import open_cli_store, store_url
 
@@ -82,6 +82,7 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
     """
     from .. import analytics
 
+    input_file(args.invoice, "INVOICE")
     store = open_cli_store(store_url(args.store), create=False)
     try:
         frame = analytics.reconcile(store, args.invoice, provider=args.provider, project_tag=args.project_tag)
