@@ -323,6 +323,18 @@ def test_unknown_freq_is_refused(freq: str) -> None:
         analytics.over_time(MemoryStore(), freq=freq)
 
 
+def test_the_freq_error_lists_exactly_the_names_accepted() -> None:
+    # It listed min, h, D, W, MS, QS, YS (or hourly, daily, weekly, monthly), yet Y, T, year... were accepted too.
+    from llmcost.analytics._freq import _FREQS, parse_freq
+
+    with pytest.raises(ValueError, match="freq must be one of") as refused:
+        parse_freq("fortnightly")
+    listed = re.findall(r"[\w-]+", str(refused.value).split("one of", 1)[1].rsplit("; got", 1)[0])
+    assert sorted(listed) == sorted(_FREQS)
+    for name in listed:
+        parse_freq(name)
+
+
 def test_empty_sources_give_empty_frames_with_the_columns() -> None:
     store = MemoryStore()
     assert list(analytics.spend(store, by="model", freq="D").columns) == ["period", "model", *MEASURES]

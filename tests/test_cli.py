@@ -176,7 +176,7 @@ def test_report_writes_html(capsys: pytest.CaptureFixture[str], store_url: str, 
         (["report", "--by", "colour"], ["--by must name"]),
         (["report", "--by", "model,Model"], ["--by must name", "got 'Model' (did you mean 'model'?)"]),
         (["reprice", "--by", "Resource"], ["--by must name", "(did you mean 'resource'?)"]),
-        (["report", "--freq", "fortnightly"], ["freq must be one of"]),
+        (["report", "--freq", "fortnightly"], ["--freq must be one of", "YS (Y, A, AS, year, yearly)"]),
         (
             ["report", "--html", "never.html", "--invoice", "/nonexistent/inv.csv"],
             ["--invoice: no file '/nonexistent/inv.csv'"],

@@ -15,7 +15,9 @@ __all__ = ["parse_freq"]
 
 # freq -> (DuckDB date_trunc unit, pandas frequency of the same buckets)
 _FREQS: dict[str, tuple[str, str]] = {}
-for _names, _unit, _pandas in (
+#: The names of each bucket, the first the one messages lead with; the error lists them all from here, so that it
+#: names exactly what is accepted.
+_NAMES = (
     (("min", "T", "minute", "minutely"), "minute", "min"),
     (("h", "H", "hour", "hourly"), "hour", "h"),
     (("D", "d", "day", "daily"), "day", "D"),
@@ -23,9 +25,11 @@ for _names, _unit, _pandas in (
     (("MS", "M", "ME", "month", "monthly"), "month", "MS"),
     (("QS", "Q", "quarter", "quarterly"), "quarter", "QS"),
     (("YS", "Y", "A", "AS", "year", "yearly"), "year", "YS"),
-):
+)
+for _names, _unit, _pandas in _NAMES:
     for _name in _names:
         _FREQS[_name] = (_unit, _pandas)
+_CHOICES = "; ".join(f"{names[0]} ({', '.join(names[1:])})" for names, _, _ in _NAMES)
 
 
 def parse_freq(freq: str) -> tuple[str, str]:
@@ -35,10 +39,12 @@ def parse_freq(freq: str) -> tuple[str, str]:
 
         >>> parse_freq("D")
         ('day', 'D')
+        >>> parse_freq("fortnightly")
+        Traceback (most recent call last):
+        ...
+        ValueError: freq must be one of min (T, minute, minutely); h (H, hour, hourly); D (d, day, daily); W (W-MON, ...
     """
     found = _FREQS.get(freq) if isinstance(freq, str) else None
     if found is None:
-        raise ValueError(
-            f"freq must be one of min, h, D, W, MS, QS, YS (or hourly, daily, weekly, monthly); got {freq!r}"
-        )
+        raise ValueError(f"freq must be one of {_CHOICES}; got {freq!r}")
     return found

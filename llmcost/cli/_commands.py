@@ -110,7 +110,10 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
         src = as_source(store).where(since=since, until=until, tags=tags)
         keys = by_keys(args.by)
         if args.freq is not None:
-            parse_freq(args.freq)
+            try:
+                parse_freq(args.freq)
+            except ValueError as exc:  # named as the option, as --by is
+                raise CliError(f"--{exc}") from None
         text_overview = args.format == "table" and not keys and args.freq is None
         if args.html:
             from ..analytics._output import OutputFile
