@@ -1081,3 +1081,35 @@ def test_a_stdout_that_cannot_encode_the_ellipsis_gets_a_degraded_report(tmp_pat
     assert "mod?le-tr?s-long-d'une" in report.stdout.decode(), report.stdout.decode()
     page = (tmp_path / "r.html").read_text(encoding="utf-8")  # files stay UTF-8 whatever stdout is
     assert "modèle-très-long-d&#x27;une-équipe" in page
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("{tmp}/missing.duckdb", "does not exist"),
+        ("notastore.txt", "has no scheme"),
+        ("{tmp}/notduckdb.duckdb", "not a DuckDB database"),
+    ],
+)
+def test_an_error_about_a_store_from_llmcost_store_says_so(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    store_url: str,
+    value: str,
+    needle: str,
+) -> None:
+    # A user who never typed the URL (it is in their shell profile) was not told where it came from.
+    (tmp_path / "notduckdb.duckdb").write_text("hello")
+    monkeypatch.chdir(tmp_path)
+    url = value.format(tmp=tmp_path)
+    monkeypatch.setenv("LLMCOST_STORE", url)
+    code, _, err = run(capsys, "report")
+    assert_one_line_error(code, err, needle, f"(the store URL came from $LLMCOST_STORE={url})")
+    code, _, err = run(capsys, "report", "--store", str(tmp_path / "other.duckdb"))  # given: from --store
+    assert_one_line_error(code, err, "other.duckdb")
+    assert "LLMCOST_STORE=" not in err
+    monkeypatch.setenv("LLMCOST_STORE", store_url)
+    code, _, err = run(capsys, "report", "--since", "xyz")  # not about the store: no word of it
+    assert_one_line_error(code, err, "cannot read the time 'xyz'")
+    assert "LLMCOST_STORE=" not in err

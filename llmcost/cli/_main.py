@@ -164,6 +164,30 @@ def _store_problem(args: argparse.Namespace, exc: BaseException) -> str:
     )
 
 
+def _from_environment(args: argparse.Namespace, text: str) -> str:
+    """``text``, an error message, with where the store URL came from when ``$LLMCOST_STORE`` gave it (no
+    ``--store``) and the message names that store: a user who never typed the URL would look for it in vain.
+
+    >>> import argparse, os
+    >>> os.environ["LLMCOST_STORE"] = "/srv/costs.duckdb"
+    >>> _from_environment(argparse.Namespace(store=None), "could not open /srv/costs.duckdb: permission denied")
+    'could not open /srv/costs.duckdb: permission denied (the store URL came from $LLMCOST_STORE=/srv/costs.duckdb)'
+    >>> del os.environ["LLMCOST_STORE"]
+    """
+    from ._store import shown_url, store_url
+
+    raw = os.environ.get("LLMCOST_STORE")
+    if not raw or not hasattr(args, "store") or args.store:
+        return text
+    names = {raw.strip(), shown_url(raw.strip())}
+    with contextlib.suppress(Exception):  # (a URL store_url refuses is named in the message as it was given)
+        url = store_url(None)
+        names |= {url, shown_url(url), url.partition("://")[2], os.path.abspath(url.partition("://")[2])}
+    if not any(name and name in text for name in names):
+        return text
+    return f"{text} (the store URL came from $LLMCOST_STORE={shown_url(raw.strip())})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``llmcost`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
 
@@ -196,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _degrading(out):
             return _COMMANDS[args.command](args, out)
     except CliError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {_from_environment(args, str(exc))}", file=sys.stderr)
     except BrokenPipeError:  # pragma: no cover - `llmcost report | head`
         return 0
     except (RuntimeError, duckdb.InterruptException) as exc:
@@ -211,11 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except duckdb.Error as exc:  # the store's files could not be read as a store
         if os.environ.get("LLMCOST_DEBUG"):
             raise
-        print(f"{prog}: error: {_store_problem(args, exc)}", file=sys.stderr)
+        print(f"{prog}: error: {_from_environment(args, _store_problem(args, exc))}", file=sys.stderr)
     except (LlmcostError, ValueError, TypeError, OSError) as exc:
         if os.environ.get("LLMCOST_DEBUG"):
             raise
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {_from_environment(args, _one_line(exc))}", file=sys.stderr)
     except ArithmeticError as exc:
         # What validation at the edges missed (an amount or price too large to compute with exactly, a division
         # by zero): still one line, never a traceback. decimal's own message is a list of signal classes.
