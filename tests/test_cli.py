@@ -211,6 +211,31 @@ def test_reading_a_directory_that_is_not_a_store_writes_nothing(
     assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
 
 
+def test_making_a_store_in_a_directory_of_other_files_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # demo and serve made a store wherever they were pointed: a project's root gained _llmcost.json, _lock and
+    # day=... directories among its files. An empty or new directory, or a store, is still taken. (serve opens its
+    # store as demo does, through open_cli_store(create=True): checked there, so a regression cannot leave a
+    # server running.)
+    from llmcost.cli._args import CliError
+    from llmcost.cli._store import open_cli_store
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    monkeypatch.chdir(project)
+    code, _, err = run(capsys, "demo", "--days", "2", "--store", ".")
+    assert_one_line_error(code, err, "holds other files and is not an llmcost Parquet store")
+    with pytest.raises(CliError, match="holds other files"):
+        open_cli_store(f"parquet://{project}", create=True)
+    assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(capsys, "demo", "--days", "2", "--store", str(empty))[0] == 0
+    assert (empty / "_llmcost.json").exists()
+
+
 def test_bad_store_urls_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "report", "--store", "ftp://example.com/costs")
     assert_one_line_error(code, err, "unknown scheme 'ftp'")

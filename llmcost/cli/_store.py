@@ -91,6 +91,20 @@ def open_cli_store(url: str, *, create: bool) -> CostStore:
                     f"from {url}); pass --store with a store, or run 'llmcost demo' to make one"
                 )
     if create:
+        if located is not None and located[0] == "parquet" and os.path.isdir(located[1]):
+            from ..stores._parquet import is_parquet_store
+
+            path = located[1]
+            # ``demo`` and ``serve`` make a new store where there is none: in an empty directory, not among files of
+            # someone else's (a project's root, given as ``--store .``), which would gain _llmcost.json, _lock and
+            # day=... directories.
+            with os.scandir(path) as found:
+                others = any(True for _ in found)
+            if others and not is_parquet_store(path):
+                raise CliError(
+                    f"directory {path!r} holds other files and is not an llmcost Parquet store (from {url}); pass "
+                    "--store with a store, a new directory, or an empty one"
+                )
         return open_store(url)
     # A reading command writes nothing: a PostgreSQL store that cannot be reached would log that appends spill
     # until it is back, a second line about writes there are none of, before the read fails with its own error.
