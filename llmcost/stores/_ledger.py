@@ -60,6 +60,7 @@ import attrs
 
 from .. import _state
 from .._entry import CostEntry, FrozenTags
+from .._frozen_map import held
 from .._money import EXACT_DIGITS, ZERO, from_atto
 from .._time import micros
 from ._filters import Filters
@@ -98,6 +99,8 @@ _EXACT_DIGITS = 80
 _EXACT = Context(prec=_EXACT_DIGITS)
 _add = _EXACT.add
 _subtract = _EXACT.subtract
+#: Accounts a ``LocalLedger`` keeps before a new one drops those of periods long over (``_forget_ended``).
+_SWEEP_ACCOUNTS = 1024
 _SEEN = 65_536  # (fed ledgers) appended ids kept for a settle that may still come, as ``Receipts`` keeps them
 
 
@@ -615,6 +618,15 @@ class LocalLedger(Ledger):
         self._row_of = row_of if row_of is not None else _as_row
         self._refresh = refresh
         self._accounts: dict[str, tuple[BudgetScope, _Account]] = {}
+        # The same accounts as a row finds them (``_keep``): those of scopes with tags by one of their tags (a row can
+        # count only in those of its own tags: a thousand users' budgets are not a thousand checks of every row), the
+        # rest checked against every row.
+        self._rowwise: dict[str, tuple[BudgetScope, _Account]] = {}
+        self._by_tag: dict[tuple[str, Any], dict[str, tuple[BudgetScope, _Account]]] = {}
+        # Accounts kept past which the next new one drops those of periods long over (``_forget_ended``), as the
+        # first account of a period later than any before does (``_latest_us``, the latest start of a period).
+        self._sweep_at = _SWEEP_ACCOUNTS
+        self._latest_us = _NO_SINCE
         self._gen = 0
         self._ids = 0
         self._holds: dict[int, str] = {}  # reservation id -> scope key
@@ -665,8 +677,11 @@ class LocalLedger(Ledger):
                 until_us=None if scope.until is None else micros(scope.until),
                 key=scope.key,
             )
-            self._accounts[scope.key] = (scope, account)
+            self._keep(scope, account)
             self._forget_older(scope)
+            since_us = account.since_us
+            if len(self._accounts) > self._sweep_at or (since_us is not None and since_us > self._latest_us):
+                self._forget_ended(since_us)
             return account
         account = found[1]
         now = time.monotonic()
@@ -687,10 +702,76 @@ class LocalLedger(Ledger):
             if other.budget == scope.budget and other.since is not None and other.since < since
         )
         for _, key in older[:-1]:
-            account = self._accounts.pop(key)[1]
-            account.kept = False
-            for rid in account.holds:  # (a late call's hold there: nothing will look it up again)
-                self._holds.pop(rid, None)
+            self._unkeep(key)
+
+    def _forget_ended(self, now_us: int | None) -> None:
+        """Drop the accounts of periods that ended a period or more before ``now_us`` (the start of the period just
+        opened) and hold nothing: no reservation, no amount settled before its entry was recorded (caller holds the
+        lock). Budgets that are not used again (a user's daily budget, the user gone) then leave no account behind; a
+        late call of one finds its scope's recorded spend read again, as for any account not kept."""
+        if now_us is not None:
+            self._latest_us = max(self._latest_us, now_us)
+            for key, (_, account) in tuple(self._accounts.items()):
+                since, until = account.since_us, account.until_us
+                if (
+                    since is not None
+                    and until is not None
+                    and 2 * until - since <= now_us
+                    and not account.holds
+                    and not account.entries
+                    and not account.settled
+                ):
+                    self._unkeep(key)
+        self._sweep_at = max(_SWEEP_ACCOUNTS, 2 * len(self._accounts))
+
+    def _keep(self, scope: BudgetScope, account: _Account) -> None:
+        """Keep ``account`` as ``scope``'s, found by its key and by the rows it counts (caller holds the lock)."""
+        key = scope.key
+        kept = (scope, account)
+        self._accounts[key] = kept
+        item = _tag_item(scope)
+        if item is None:
+            self._rowwise[key] = kept
+        else:
+            self._by_tag.setdefault(item, {})[key] = kept
+
+    def _unkeep(self, key: str) -> None:
+        """Drop the account of ``key`` (caller holds the lock): a ``LocalLease`` that kept it looks the scope up again
+        (``_Account.kept``), and a late call gives back to it all the same."""
+        scope, account = self._accounts.pop(key)
+        account.kept = False
+        for rid in account.holds:  # (a late call's hold there: nothing will look it up again)
+            self._holds.pop(rid, None)
+        item = _tag_item(scope)
+        if item is None:
+            del self._rowwise[key]
+        else:
+            tagged = self._by_tag[item]
+            del tagged[key]
+            if not tagged:
+                del self._by_tag[item]
+
+    def _count_tagged(self, row: tuple[Any, ...]) -> None:
+        """Add ``row``'s amount to the accounts of scopes with tags that it falls in (as ``_count_row``; caller holds
+        the lock and checked that there are such accounts): those kept under one of the row's tags."""
+        tags = row[ROW_TAGS]
+        if not tags:
+            return
+        when = row[ROW_MICROS]
+        by_tag = self._by_tag
+        for item in held(tags).items():
+            found = by_tag.get(item)
+            if found is not None:
+                for scope, account in found.values():
+                    since, until = account.since_us, account.until_us
+                    if (
+                        (since is None or since <= when)
+                        and (until is None or when < until)
+                        and _row_matches(scope, row)
+                    ):
+                        amount = row[ROW_AMOUNT]
+                        account.base = _add(account.base, amount)
+                        account.committed = _add(account.committed, amount)
 
     def reserve(self, scope: BudgetScope, amount: Decimal, *, limit: Decimal, force: bool = False) -> Reservation:
         with self._lock:
@@ -958,7 +1039,7 @@ class LocalLedger(Ledger):
                     # ``_count_row`` inline).
                     self._told = told + 1
                     when = row[ROW_MICROS]
-                    for scope, counted in self._accounts.values():
+                    for scope, counted in self._rowwise.values():
                         since, until = counted.since_us, counted.until_us
                         if (
                             (since is None or since <= when)
@@ -968,6 +1049,8 @@ class LocalLedger(Ledger):
                             amount = row[ROW_AMOUNT]
                             counted.base += amount
                             counted.committed += amount
+                    if self._by_tag:
+                        self._count_tagged(row)
                 else:
                     self._catch_up()
             account.committed -= estimate
@@ -1189,9 +1272,14 @@ class LocalLedger(Ledger):
                 self._seen = dict.fromkeys(islice(seen, len(seen) - _SEEN // 2, None))
         if not rows or not self._accounts:
             return
+        if self._by_tag:
+            for row in rows:
+                self._count_tagged(row)
+        if not self._rowwise:
+            return
         whens = list(map(_micros_of, rows))
         first, last = min(whens), max(whens)
-        for scope, account in self._accounts.values():
+        for scope, account in self._rowwise.values():
             since, until, plain = account.since_us, account.until_us, scope.plain
             if plain and (since is None or since <= first) and (until is None or last < until):
                 # The usual batch (a MemoryStore's move of its appends): every row counts, summed at C level and
@@ -1238,7 +1326,9 @@ class LocalLedger(Ledger):
     def _count_row(self, row: tuple[Any, ...]) -> None:
         """Add ``row``'s amount to every account whose scope it falls in (caller holds the lock)."""
         when = row[ROW_MICROS]
-        for scope, account in self._accounts.values():
+        if self._by_tag:
+            self._count_tagged(row)
+        for scope, account in self._rowwise.values():
             since, until = account.since_us, account.until_us
             if (
                 (since is None or since <= when)
@@ -1271,8 +1361,24 @@ def _row_matches(scope: BudgetScope, row: tuple[Any, ...]) -> bool:
         return False
     if scope.model is not None and scope.model != row[ROW_MODEL] and scope.model != row[ROW_CANONICAL]:
         return False  # (``entry_models``: the model as returned, or the catalog id it resolved to)
+    wanted = scope.tags
+    if not wanted:
+        return True
     tags = row[ROW_TAGS]
-    return not scope.tags or all(tags.get(k) == v for k, v in scope.tags.items())
+    return all(tags.get(k) == v for k, v in held(wanted).items())
+
+
+def _tag_item(scope: BudgetScope) -> tuple[str, Any] | None:
+    """The tag a row of ``scope`` must have, which its account is kept under for rows (``LocalLedger._keep``): the
+    first of its tags; ``None`` for a scope with no tags (or an unhashable value: checked against every row)."""
+    if not scope.tags:
+        return None
+    item = next(iter(held(scope.tags).items()))
+    try:
+        hash(item)
+    except TypeError:
+        return None
+    return item
 
 
 def filter_kwargs(scope: BudgetScope) -> dict[str, object]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from llmcost import BudgetExceeded, CostTracker, MemoryStore, budget, track_cost
+from llmcost import BudgetExceeded, CostTracker, MemoryStore, budget, tags, track_cost
 from llmcost._entry import to_tags
 from llmcost._time import micros
 from llmcost.stores import BudgetScope, _ledger
@@ -338,3 +338,119 @@ def test_every_step_of_a_local_ledger_counts_exactly_in_a_narrow_context(fed: bo
     exact = _ledger_figures(fed)
     with decimal.localcontext(_narrow()):
         assert _ledger_figures(fed) == exact
+
+
+def _tagged_scopes() -> list[BudgetScope]:
+    """Budgets of several shapes over one day: plain, one tag, two tags (either order), a tag and a resource, and a
+    model (the accounts a row finds by its tags, and those it is checked against whatever its tags)."""
+    until = DAY + timedelta(days=1)
+    return [
+        BudgetScope("all", since=DAY, until=until),
+        *(BudgetScope(f"user-{u}", since=DAY, until=until, tags=to_tags({"user": f"u{u}"})) for u in range(6)),
+        BudgetScope("u1-search", since=DAY, until=until, tags=to_tags({"user": "u1", "team": "search"})),
+        BudgetScope("search-u1", since=DAY, until=until, tags=to_tags({"team": "search", "user": "u1"})),
+        BudgetScope("search-bot", since=DAY, until=until, tags=to_tags({"team": "search"}), resource="bot"),
+        BudgetScope("model", since=DAY, until=until, model="gpt-4o"),
+        BudgetScope("ever-u2", tags=to_tags({"user": "u2"})),
+    ]
+
+
+@pytest.mark.parametrize("told", ["one at a time", "together", "as entries"])
+def test_accounts_with_tags_count_exactly_the_rows_of_their_tags(told: str) -> None:
+    import random
+
+    rng = random.Random(7)
+    store = MemoryStore()
+    ledger = store.ledger()
+    scopes = _tagged_scopes()
+    for scope in scopes:
+        ledger.standing(scope)
+    entries = []
+    for _ in range(300):
+        drawn: dict[str, str] = {}
+        if rng.random() < 0.8:
+            drawn["user"] = f"u{rng.randrange(8)}"  # (u6 and u7 have no budget)
+        if rng.random() < 0.5:
+            drawn["team"] = rng.choice(["search", "ads"])
+        if rng.random() < 0.2:
+            drawn["env"] = "prod"
+        entries.append(
+            make_entry(
+                amount=f"0.{rng.randrange(1, 10**6):06d}",
+                timestamp=DAY + timedelta(minutes=rng.randrange(-120, 25 * 60)),  # some the day before or after
+                tags=drawn,
+                resource=rng.choice(["bot", "api"]),
+                model=rng.choice(["gpt-4o", "gpt-4o-mini"]),
+            )
+        )
+    if told == "as entries":
+        store.append(entries)
+    else:
+        rows = [_row(entry) for entry in entries]
+        for chunk in [rows[:100], rows[100:]] if told == "together" else [[row] for row in rows]:
+            for row in chunk:
+                store.append_row(row)
+            ledger.standing(scopes[0])  # (the ledger looks: one row, or a batch of them)
+    spent = {scope.budget: ledger.standing(scope).spent for scope in scopes}
+    expected = {scope.budget: sum((e.amount for e in entries if scope.matches(e)), Decimal(0)) for scope in scopes}
+    assert spent == expected
+    assert all(spent.values())  # (every budget counted some rows: the draw reaches each)
+
+
+def test_a_row_is_checked_against_the_accounts_of_its_own_tags_and_not_every_users(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A thousand users' daily budgets: each call's row is counted in its user's account alone, without being
+    # checked against the other 999 (a check of each made every call of a per-user budget slower with each user).
+    tracker = CostTracker()
+    calls = 0
+    checked = _ledger._row_matches
+
+    def counting(scope: BudgetScope, row: tuple[Any, ...]) -> bool:
+        nonlocal calls
+        calls += 1
+        return checked(scope, row)
+
+    @track_cost(tracker=tracker, estimate=Decimal("0.001"))
+    def ask() -> dict[str, Any]:
+        return {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+
+    for user in range(1000):
+        with budget(1, period="daily", tracker=tracker, tags={"user": f"u{user}"}), tags(user=f"u{user}"):
+            ask()
+    monkeypatch.setattr(_ledger, "_row_matches", counting)
+    with budget(1, period="daily", tracker=tracker, tags={"user": "u500"}) as mine, tags(user="u500"):
+        ask()
+        ask()
+        assert mine.spent == 3 * Decimal("0.00045")  # (100 x $2.50 + 20 x $10 per 1M tokens, each of its 3 calls)
+    assert calls <= 2  # each row checked against u500's account only
+
+
+def test_accounts_of_periods_long_over_are_dropped_as_new_ones_open_and_read_again_if_needed() -> None:
+    now = [DAY + timedelta(hours=12)]
+    tracker = CostTracker(clock=lambda: now[0])
+    ledger = tracker.store.ledger()
+
+    @track_cost(tracker=tracker, estimate=Decimal("0.001"))
+    def ask() -> dict[str, Any]:
+        return {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+
+    users = _ledger._SWEEP_ACCOUNTS + 10
+    for user in range(users):
+        with budget(1, period="daily", tracker=tracker, tags={"user": f"u{user}"}), tags(user=f"u{user}"):
+            ask()
+    assert len(ledger._accounts) == users  # (all of today's: none dropped)
+    now[0] += timedelta(days=1)  # the next day: yesterday's accounts are kept (a late call may settle there)
+    with budget(1, period="daily", tracker=tracker, tags={"user": "new"}), tags(user="new"):
+        ask()
+    assert len(ledger._accounts) == users + 1
+    now[0] += timedelta(days=1)  # two days on: the first day's accounts go as the next one opens
+    with budget(1, period="daily", tracker=tracker, tags={"user": "u3"}) as today, tags(user="u3"):
+        ask()
+        assert today.spent == Decimal("0.00045")
+    assert len(ledger._accounts) == 2  # "new"'s of yesterday and u3's of today
+    now[0] -= timedelta(days=2)  # a late look at the first day: its spend read again from the store
+    with budget(1, period="daily", tracker=tracker, tags={"user": "u3"}) as first_day, tags(user="u3"):
+        assert first_day.spent == Decimal("0.00045")
+        ask()
+    assert first_day.spent == Decimal("0.0009")
