@@ -201,6 +201,42 @@ def main(argv: Sequence[str] | None = None) -> None:
         {"figure": "period budget, MemoryStore", "series": "call outside it", "value": outside, "unit": "us"},
     ]
 
+    # Per-user daily budgets over a MemoryStore, as a web handler enters them (a budget and the user's tags a
+    # request): a request's time with many users' budgets open today against with a few, in this run. Each user's
+    # first request reads the user's spend from the store (once a day); later ones should not depend on how many
+    # other users there are.
+    def requests(users: range, tracker: CostTracker) -> float:
+        asked = track_cost(tracker=tracker, estimate=Decimal("0.0025"))(bare)
+        started = time.thread_time()
+        for user in users:
+            user_tags = {"user": f"u{user}"}
+            with llmcost.budget(10**6, period="daily", tracker=tracker, tags=user_tags), llmcost.tags(**user_tags):
+                asked()
+        return (time.thread_time() - started) / len(users) * 1e6
+
+    many = 100 if args.quick else 3_000
+    few_users, many_users = CostTracker(), CostTracker()  # (a store each: 30 users' accounts, and 3,000)
+    requests(range(30), few_users)  # every user's first request of the day
+    requests(range(many), many_users)
+    few_us = many_us = float("inf")
+    for _ in range(3):
+        few_us = min(few_us, requests(range(30), few_users))
+        many_us = min(many_us, requests(range(many), many_users))
+    print()
+    print(
+        table(
+            ["per-user daily budgets over a MemoryStore", "figure"],
+            [
+                ("a request, 30 users' budgets", f"{few_us:.1f} us"),
+                (f"a request, {many:,} users' budgets", f"{many_us:.1f} us ({many_us / few_us:.2f}x)"),
+            ],
+        )
+    )
+    records += [
+        {"figure": "per-user budgets, MemoryStore", "series": "30 users", "value": few_us, "unit": "us"},
+        {"figure": "per-user budgets, MemoryStore", "series": f"{many} users", "value": many_us, "unit": "us"},
+    ]
+
     # A daily budget over a DuckDB store that already holds `rows` entries of today.
     import duckdb
     import pandas as pd
