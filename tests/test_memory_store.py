@@ -596,3 +596,45 @@ def test_a_filtered_read_finds_its_rows_while_a_writers_move_adds_strings_and_ta
     assert found == [Decimal("0.10")]
     assert store.total(**wanted) == Decimal("0.10")
     assert len(store) == 10 + _memory._BATCH + 10
+
+
+@pytest.mark.parametrize("arrival", ["in order", "out of order, order found", "out of order"])
+def test_reads_bounded_in_time_find_the_rows_of_their_period_however_rows_arrived(arrival):
+    # Rows in timestamp order (as appended, or as an ordered read sorted them) are sliced by bisection for a period
+    # (a budget's first look at a day); rows out of order that no read sorted yet are checked one by one. Every way,
+    # each bound's rows are those a check of every row finds, bounds on a row's timestamp and between rows included.
+    import random
+
+    pick = random.Random(11)
+    stamps = sorted(
+        T0 + timedelta(seconds=pick.randrange(0, 3 * 86400), microseconds=pick.randrange(2)) for _ in range(600)
+    )
+    made = [make(i, ts, tags={"user": f"u{i % 4}"}) for i, ts in enumerate(stamps)]
+    if arrival != "in order":
+        pick.shuffle(made)
+    store = MemoryStore()
+    for start in range(0, len(made), 100):
+        store.append(made[start : start + 100])
+    if arrival == "out of order, order found":
+        store.entries(limit=1)  # (an ordered read: the store sorts its rows, and keeps the order)
+    day = _memory.Filters(since=T0 + timedelta(days=1), until=T0 + timedelta(days=2))
+    in_day = sum(1 for e in made if day.since <= e.timestamp < day.until)
+    window = store._select(day, ordered=False)
+    assert len(window) == in_day
+    if arrival == "in order":
+        assert window == range(window[0], window[0] + in_day)  # a slice of the rows, found without checking each
+    bounds = [None, T0, T0 + timedelta(days=1), stamps[17], stamps[300], stamps[-1], T0 + timedelta(days=9)]
+    for since in bounds:
+        for until in bounds:
+            for tags in (None, {"user": "u1"}):
+                expected = [
+                    e
+                    for e in made
+                    if (since is None or e.timestamp >= since)
+                    and (until is None or e.timestamp < until)
+                    and (tags is None or e.tags == tags)
+                ]
+                assert store.total(since=since, until=until, tags=tags) == sum((e.amount for e in expected), Decimal(0))
+                assert store.entries(since=since, until=until, tags=tags) == sorted(
+                    expected, key=lambda e: (e.timestamp, e.id)
+                )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from itertools import islice, repeat
@@ -588,22 +589,46 @@ class MemoryStore(CostStore):
         order: list[int] = np.lexsort((low, high, stamps)).tolist()  # (stable: equal keys in row order, as sorted())
         return order
 
+    def _time_rows(self, ordered: bool) -> tuple[list[int] | range, bool]:
+        """``_rows(ordered)``, and whether they are in timestamp order: rows appended in order are, and so are rows
+        whose order was found before (``_order``, extended as rows come in order); rows out of order are not sorted
+        for this unless ``ordered`` asks for them so."""
+        with self._lock:
+            self._columnize()
+            if not self._unsorted:
+                return range(self._n), True
+            if not ordered and self._order is None:
+                return range(self._n), False
+            return self._rows(True), True
+
     def _select(self, filters: Filters, ordered: bool = True) -> list[int] | range:
-        rows = self._rows(ordered or filters.limit is not None)
+        ordered = ordered or filters.limit is not None
+        since, until = filters.since, filters.until
+        if since is None and until is None:
+            rows, by_time = self._rows(ordered), False
+        else:
+            rows, by_time = self._time_rows(ordered)
         if filters.is_empty:
             return rows
         # The checks are made under the lock: a move (which holds it) adds to the tables of strings and tag maps
         # that they read, and a dict read as it grows raises ``RuntimeError``. The rows are then read outside it.
         with self._lock:
             checks: list[Callable[[int], bool]] = []
-            if filters.since is not None:
-                lo = micros(filters.since)
-                ts = self._ts
-                checks.append(lambda i: ts[i] >= lo)
-            if filters.until is not None:
-                hi = micros(filters.until)
-                ts = self._ts
-                checks.append(lambda i: ts[i] < hi)
+            ts = self._ts
+            if by_time:
+                # The period's rows are a slice of rows in timestamp order, found by bisection: a budget's first look
+                # at a day of a big store (a new user's daily budget) reads that day's rows, not a check of every row.
+                time_of = ts.__getitem__
+                start = 0 if since is None else bisect_left(rows, micros(since), key=time_of)
+                end = len(rows) if until is None else bisect_left(rows, micros(until), start, key=time_of)
+                rows = rows[start:end]
+            else:
+                if since is not None:
+                    lo = micros(since)
+                    checks.append(lambda i: ts[i] >= lo)
+                if until is not None:
+                    hi = micros(until)
+                    checks.append(lambda i: ts[i] < hi)
             if filters.category is not None:
                 cats = {_CATEGORY_INDEX[CostCategory(c)] for c in filters.category}
                 cat = self._cat
