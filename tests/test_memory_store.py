@@ -598,10 +598,11 @@ def test_a_filtered_read_finds_its_rows_while_a_writers_move_adds_strings_and_ta
     assert len(store) == 10 + _memory._BATCH + 10
 
 
-@pytest.mark.parametrize("arrival", ["in order", "out of order, order found", "out of order"])
-def test_reads_bounded_in_time_find_the_rows_of_their_period_however_rows_arrived(arrival):
+@pytest.mark.parametrize("arrival", ["in order", "out of order, order found", "out of order", "out of order, many"])
+def test_reads_bounded_in_time_find_the_rows_of_their_period_however_rows_arrived(arrival, monkeypatch):
     # Rows in timestamp order (as appended, or as an ordered read sorted them) are sliced by bisection for a period
-    # (a budget's first look at a day); rows out of order that no read sorted yet are checked one by one. Every way,
+    # (a budget's first look at a day); rows out of order that no read sorted yet are checked one by one, unless
+    # there are many ("many": more than ``_SORT_TO_SLICE``, lowered here): then sorted for the read. Every way,
     # each bound's rows are those a check of every row finds, bounds on a row's timestamp and between rows included.
     import random
 
@@ -612,6 +613,8 @@ def test_reads_bounded_in_time_find_the_rows_of_their_period_however_rows_arrive
     made = [make(i, ts, tags={"user": f"u{i % 4}"}) for i, ts in enumerate(stamps)]
     if arrival != "in order":
         pick.shuffle(made)
+    if arrival == "out of order, many":
+        monkeypatch.setattr(_memory, "_SORT_TO_SLICE", 500)
     store = MemoryStore()
     for start in range(0, len(made), 100):
         store.append(made[start : start + 100])
@@ -621,6 +624,7 @@ def test_reads_bounded_in_time_find_the_rows_of_their_period_however_rows_arrive
     in_day = sum(1 for e in made if day.since <= e.timestamp < day.until)
     window = store._select(day, ordered=False)
     assert len(window) == in_day
+    assert (store._order is not None) == (arrival != "in order" and arrival != "out of order")  # (sorted for it)
     if arrival == "in order":
         assert window == range(window[0], window[0] + in_day)  # a slice of the rows, found without checking each
     bounds = [None, T0, T0 + timedelta(days=1), stamps[17], stamps[300], stamps[-1], T0 + timedelta(days=9)]

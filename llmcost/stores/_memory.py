@@ -145,6 +145,10 @@ class _Converted:
     units: list[Any]  # the units of every row of the batch when any has units, else empty
 
 
+#: Rows out of order from which a read bounded in time sorts them to slice its period (``MemoryStore._time_rows``).
+_SORT_TO_SLICE = 4096
+
+
 class _Interned:
     """A table of distinct values (strings, tag maps, ``None``) and their indices."""
 
@@ -591,13 +595,14 @@ class MemoryStore(CostStore):
 
     def _time_rows(self, ordered: bool) -> tuple[list[int] | range, bool]:
         """``_rows(ordered)``, and whether they are in timestamp order: rows appended in order are, and so are rows
-        whose order was found before (``_order``, extended as rows come in order); rows out of order are not sorted
-        for this unless ``ordered`` asks for them so."""
+        whose order was found before (``_order``, extended as rows come in order). Rows out of order (threads
+        recording at once) are sorted for this when there are enough that a check of each costs more than sorting
+        them (NumPy sorts ~10 times faster than the checks read rows), else read in any order, each checked."""
         with self._lock:
             self._columnize()
             if not self._unsorted:
                 return range(self._n), True
-            if not ordered and self._order is None:
+            if not ordered and self._order is None and self._n < _SORT_TO_SLICE:
                 return range(self._n), False
             return self._rows(True), True
 
