@@ -60,7 +60,7 @@ import attrs
 
 from .. import _state
 from .._entry import CostEntry, FrozenTags
-from .._frozen_map import held
+from .._frozen_map import FrozenMap, held
 from .._money import EXACT_DIGITS, ZERO, from_atto
 from .._time import micros
 from ._filters import Filters
@@ -706,9 +706,11 @@ class LocalLedger(Ledger):
 
     def _forget_ended(self, now_us: int | None) -> None:
         """Drop the accounts of periods that ended a period or more before ``now_us`` (the start of the period just
-        opened) and hold nothing: no reservation, no amount settled before its entry was recorded (caller holds the
-        lock). Budgets that are not used again (a user's daily budget, the user gone) then leave no account behind; a
-        late call of one finds its scope's recorded spend read again, as for any account not kept."""
+        opened) and hold nothing (caller holds the lock): no reservation, no amount settled before its entry was
+        recorded, no estimate of a call in flight (``committed`` above ``base``: a kept account's calls hold no
+        reservation of their own, and dropped with their account, the budget's next call would not see them).
+        Budgets that are not used again (a user's daily budget, the user gone) then leave no account behind; a late
+        call of one finds its scope's recorded spend read again, as for any account not kept."""
         if now_us is not None:
             self._latest_us = max(self._latest_us, now_us)
             for key, (_, account) in tuple(self._accounts.items()):
@@ -720,6 +722,7 @@ class LocalLedger(Ledger):
                     and not account.holds
                     and not account.entries
                     and not account.settled
+                    and account.committed == account.base
                 ):
                     self._unkeep(key)
         self._sweep_at = max(_SWEEP_ACCOUNTS, 2 * len(self._accounts))
@@ -759,7 +762,7 @@ class LocalLedger(Ledger):
             return
         when = row[ROW_MICROS]
         by_tag = self._by_tag
-        for item in held(tags).items():
+        for item in _tag_items(tags):
             found = by_tag.get(item)
             if found is not None:
                 for scope, account in found.values():
@@ -1365,7 +1368,13 @@ def _row_matches(scope: BudgetScope, row: tuple[Any, ...]) -> bool:
     if not wanted:
         return True
     tags = row[ROW_TAGS]
-    return all(tags.get(k) == v for k, v in held(wanted).items())
+    return all(tags.get(k) == v for k, v in _tag_items(wanted))
+
+
+def _tag_items(tags: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    """The items of ``tags``: a ``FrozenTags``'s read from its dict (``Mapping.items`` is Python code), any other
+    mapping's as it gives them (a ``BudgetScope`` made with a plain dict)."""
+    return held(tags).items() if isinstance(tags, FrozenMap) else tags.items()
 
 
 def _tag_item(scope: BudgetScope) -> tuple[str, Any] | None:
@@ -1373,7 +1382,7 @@ def _tag_item(scope: BudgetScope) -> tuple[str, Any] | None:
     first of its tags; ``None`` for a scope with no tags (or an unhashable value: checked against every row)."""
     if not scope.tags:
         return None
-    item = next(iter(held(scope.tags).items()))
+    item = next(iter(_tag_items(scope.tags)))
     try:
         hash(item)
     except TypeError:

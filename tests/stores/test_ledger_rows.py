@@ -454,3 +454,61 @@ def test_accounts_of_periods_long_over_are_dropped_as_new_ones_open_and_read_aga
         assert first_day.spent == Decimal("0.00045")
         ask()
     assert first_day.spent == Decimal("0.0009")
+
+
+def test_an_account_whose_call_is_in_flight_is_not_dropped_when_a_later_period_opens() -> None:
+    # Over a MemoryStore a kept account's calls in flight hold their estimates in its figures alone: a period two
+    # days later opened on the same store (another tracker's clock) drops idle accounts of long-past periods, but
+    # not this one, whose next call must still see the call in flight.
+    import threading
+
+    store = MemoryStore()
+    then = CostTracker(store=store, clock=lambda: DAY + timedelta(hours=12))
+    later = CostTracker(store=store, clock=lambda: DAY + timedelta(days=2, hours=12))
+    response = {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}  # $0.00045
+    go, inside = threading.Event(), threading.Event()
+
+    @track_cost(tracker=then, estimate=Decimal("0.00045"))
+    def slow() -> dict[str, Any]:
+        inside.set()
+        go.wait(10)
+        return response
+
+    @track_cost(tracker=then, estimate=Decimal("0.00045"))
+    def fast() -> dict[str, Any]:
+        return response
+
+    @track_cost(tracker=later, estimate=Decimal("0.00045"))
+    def other() -> dict[str, Any]:
+        return response
+
+    def in_flight() -> None:
+        with budget(Decimal("0.0012"), period="daily", tracker=then, name="b"):  # (a thread enters it anew)
+            slow()
+
+    with budget(Decimal("0.0012"), period="daily", tracker=then, name="b") as b:
+        fast()
+        worker = threading.Thread(target=in_flight)
+        worker.start()
+        assert inside.wait(5)
+        with budget(10, period="daily", tracker=later, name="live"):
+            other()  # (day D+2's account opens: D's would go, were it idle)
+        try:
+            with pytest.raises(BudgetExceeded, match="held by calls in flight"):
+                fast()  # 0.00045 spent + 0.00045 in flight + 0.00045 > 0.0012
+        finally:
+            go.set()
+            worker.join()
+        assert b.spent == Decimal("0.0009")
+
+
+def test_a_scope_made_with_a_plain_dict_of_tags_is_counted_as_one_with_frozen_tags() -> None:
+    tracker = CostTracker()
+    tracker.record(model="gpt-4o", input_tokens=1000, output_tokens=100, tags={"team": "a"})
+    tracker.record(model="gpt-4o", input_tokens=1000, output_tokens=100, tags={"team": "b"})
+    store = tracker.store
+    scope = BudgetScope("team-a", tags={"team": "a"})  # type: ignore[arg-type]  # (a dict, as a user may pass)
+    assert store.ledger().standing(scope).spent == Decimal("0.0035")
+    assert store.reserve(scope, Decimal("0.01"), limit=Decimal("1")).granted
+    tracker.record(model="gpt-4o", input_tokens=1000, output_tokens=100, tags={"team": "a"})
+    assert store.ledger().standing(scope).spent == Decimal("0.0070")
