@@ -563,13 +563,20 @@ class MemoryStore(CostStore):
             n = self._n
             if not self._unsorted or not ordered:
                 return range(n)
-            order = self._order
-            if order is None:  # (dropped by each batch that came out of order: ``_extend``)
-                order = self._order = self._sorted_rows(n)
-            elif len(order) < n:
+            kept = self._order
+            if kept is None:  # (dropped by each batch that came out of order: ``_extend``)
+                order = self._sorted_rows(n)
+            elif len(kept) < n:
                 # Rows moved in since the order was found, each after the one before: they follow it. (A new list:
                 # a reader may still be going through the last one outside the lock.)
-                order = self._order = [*order, *range(len(order), n)]
+                order = [*kept, *range(len(kept), n)]
+            else:
+                return kept
+            # Kept for the next read only if no rows came in meanwhile: a signal handler recording here (the lock is
+            # this thread's already) may have moved a batch in out of order, which dropped the order; rows kept as
+            # following this one would then be read as in order, and a read bounded in time would miss them.
+            if self._n == n and self._order is kept:
+                self._order = order
             return order
 
     def _sorted_rows(self, n: int) -> list[int]:
@@ -602,7 +609,8 @@ class MemoryStore(CostStore):
             self._columnize()
             if not self._unsorted:
                 return range(self._n), True
-            if not ordered and self._order is None and self._n < _SORT_TO_SLICE:
+            if not ordered and self._order is None and (self._n < _SORT_TO_SLICE or self._odd_ids):
+                # (Ids not of 26 hex digits are sorted as text, by a Python key per row: no faster than the checks.)
                 return range(self._n), False
             return self._rows(True), True
 
