@@ -336,6 +336,23 @@ class CostStore(abc.ABC):
         if made is not None:
             self._acknowledge(made, columns.column("id"), columns.entries)
 
+    def set_aside_counted(self, entries: Sequence[CostEntry]) -> None:
+        """Tell the ledger that ``entries``, of a batch being written, were set aside rather than stored (the store
+        refused them, see ``set_aside``): their calls' money was spent all the same, so what budgets settled for them
+        keeps counting until their period ends, and the acknowledgement of their batch leaves them out (else it
+        would drop their settled amounts, and nothing in the store would count them). A no-op while no budget uses
+        the ledger. ``append_or_set_aside`` calls it for the entries it sets aside, and a store that sets entries
+        aside inside ``append`` calls it for those.
+
+        Example::
+
+            store.set_aside([entry], "PostgreSQL cannot hold text with a NUL character")
+            store.set_aside_counted([entry])
+        """
+        made = self.current_ledger()
+        if made is not None and entries:
+            made.set_aside_ids([entry.id for entry in entries])
+
     def _acknowledge(self, made: Ledger, ids: Sequence[str], entries: Callable[[], Sequence[CostEntry]]) -> None:
         """``acknowledge`` of the entries ``ids`` (``entries()`` builds them, for a ledger that takes entries).
 
@@ -344,7 +361,15 @@ class CostStore(abc.ABC):
         a lease's batch between the two settles them as any entry written before its settlement (the ledger knows
         they are written), where telling the leases first let a batch drop them before the ledger counted them.
         What the leases hold is looked at under the ledger's lock (``Acknowledging``). If the ledger's step fails,
-        the leases are not told: their batch settles them, as written."""
+        the leases are not told: their batch settles them, as written.
+
+        Entries set aside during the write (``set_aside_counted``) are not in the store: left out, for the ledger and
+        the leases alike, whose batches settle them then as any entry not written."""
+        aside = made.aside(ids)
+        if aside:
+            ids = [i for i in ids if i not in aside]
+            built = entries
+            entries = lambda: [entry for entry in built() if entry.id not in aside]  # noqa: E731
         acking = Acknowledging(self, ids)
         if made.by_id:
             made.acknowledge_ids(ids, leased=acking.held, counted=acking.tell)

@@ -84,6 +84,7 @@ def _set_aside_after(store: CostStore, batch: Sequence[CostEntry], first: Except
             continue
         rejected.append(entry)
     if rejected:
+        store.set_aside_counted(rejected)  # (their calls' money was spent: budgets keep counting it)
         logger.warning(
             "llmcost: %d of %d entries could not be written to %r and were set aside (see store.dead_letters())",
             len(rejected),

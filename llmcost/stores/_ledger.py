@@ -273,9 +273,10 @@ def headroom(terms: LeaseTerms | None, room: Decimal) -> Decimal:
 
 
 class Receipts:
-    """What one process knows about its own entries: which it settled (and awaits acknowledgements of), and which
-    were acknowledged before they were settled (a background flush can write an entry between the moment it is
-    recorded and the moment its budget settles it). Thread-safe."""
+    """What one process knows about its own entries: which it settled (and awaits acknowledgements of), which were
+    acknowledged before they were settled (a background flush can write an entry between the moment it is recorded
+    and the moment its budget settles it), and which were set aside (``set_aside``: never to be acknowledged).
+    Thread-safe."""
 
     _EARLY = 65_536  # acknowledged ids kept for a settle that may still come (only the last few matter)
 
@@ -284,6 +285,9 @@ class Receipts:
         self.settled: set[str] = set()
         # (A dict keeps its order: the oldest ids are forgotten a quarter at a time, in C, not one by one.)
         self._early: dict[str, None] = {}
+        # Ids of entries set aside lately, kept (as ``_early``, the last ``_EARLY``) for the acknowledgement of their
+        # batch, which leaves them out, and for a settle that may still come (their settled amounts keep counting).
+        self._aside: dict[str, None] = {}
         self.used = False
 
     def use(self) -> None:
@@ -296,7 +300,8 @@ class Receipts:
         with self._lock:
             if entry_id in self._early:
                 return False
-            self.settled.add(entry_id)
+            if entry_id not in self._aside:  # (one set aside is kept, never acknowledged: nothing to wait for)
+                self.settled.add(entry_id)
             return True
 
     def settling_all(self, ids: Collection[str]) -> set[str]:
@@ -307,6 +312,9 @@ class Receipts:
             self.settled.update(ids)
             if written:
                 self.settled.difference_update(written)
+            aside = self._aside
+            if aside and not aside.keys().isdisjoint(ids):  # (set aside: kept, never acknowledged)
+                self.settled.difference_update(aside.keys() & ids)
             return written
 
     def written(self, ids: Collection[str]) -> set[str]:
@@ -315,6 +323,24 @@ class Receipts:
         with self._lock:
             early = self._early
             return {i for i in ids if i in early} if early and not early.keys().isdisjoint(ids) else set()
+
+    def aside(self, ids: Collection[str]) -> set[str]:
+        """Those of ``ids`` set aside lately (usually none): an acknowledgement leaves them out."""
+        with self._lock:
+            aside = self._aside
+            return {i for i in ids if i in aside} if aside and not aside.keys().isdisjoint(ids) else set()
+
+    def set_aside(self, ids: Collection[str]) -> None:
+        """The entries ``ids`` were set aside (``CostStore.set_aside``): they will never be in the store, so no
+        acknowledgement of them will come. Their settled amounts keep counting (until their period's account goes,
+        as those of entries that went to another store), and a settle of one that may still come is counted too.
+        The acknowledgement of their batch leaves them out (``acknowledged_ids``)."""
+        with self._lock:
+            self.settled.difference_update(ids)  # (nothing to wait for: kept off, or the set grows for good)
+            aside = self._aside
+            aside.update(dict.fromkeys(ids))
+            if len(aside) > self._EARLY + self._EARLY // 4:  # the oldest forgotten, the last _EARLY kept
+                self._aside = dict.fromkeys(islice(aside, len(aside) - self._EARLY, None))
 
     def acknowledged(self, entries: Sequence[CostEntry]) -> list[str]:
         """``acknowledged_ids`` of ``entries``."""
@@ -326,7 +352,9 @@ class Receipts:
 
         The writer's per-entry work on every write: set and dict operations over the ids, in C."""
         with self._lock:
-            settled, early = self.settled, self._early
+            settled, early, aside = self.settled, self._early, self._aside
+            if aside and not aside.keys().isdisjoint(ids):  # (not in the store: never written, never acknowledged)
+                ids = [i for i in ids if i not in aside]
             mine = [] if settled.isdisjoint(ids) else list(dict.fromkeys(i for i in ids if i in settled))
             if mine:
                 settled.difference_update(mine)
@@ -433,6 +461,17 @@ class Ledger(abc.ABC):
         A ledger that reads that spend apart from its own transactions counts them while it cannot read it
         (``SqliteLedger``); one that reads it within them need not call it."""
         raise NotImplementedError(f"{type(self).__name__} acknowledges entries, not ids (its ``by_id`` is False)")
+
+    def set_aside_ids(self, ids: Sequence[str]) -> None:  # noqa: B027 - optional, as ``begin``
+        """The entries ``ids`` were set aside (``CostStore.set_aside``), never to be in the store: what was settled
+        for them keeps counting until their period's account goes (the money was spent), as for an entry that went to
+        another store, and the acknowledgement of their batch leaves them out (``aside``). A ledger told of every
+        append (a ``fed`` one) never counted them as written, and needs no telling; this default does nothing."""
+
+    def aside(self, ids: Collection[str]) -> Collection[str]:
+        """Those of ``ids`` set aside lately (``set_aside_ids``): an acknowledgement leaves them out, so that neither
+        the ledger nor a lease drops what it holds of them. This default knows of none."""
+        return ()
 
     def spend_unreadable(self) -> bool:
         """Whether the store's recorded spend could not be read when last tried, and is not tried again yet: the
@@ -1199,6 +1238,13 @@ class LocalLedger(Ledger):
                 self._gen += 1
         if counted is not None:
             counted()
+
+    def set_aside_ids(self, ids: Sequence[str]) -> None:
+        if not self._fed:  # (a fed ledger counts appends: one set aside was never counted as written)
+            self.receipts.set_aside(ids)
+
+    def aside(self, ids: Collection[str]) -> Collection[str]:
+        return () if self._fed else self.receipts.aside(ids)
 
     def _forget_settled(self, ids: Iterable[str]) -> None:
         for entry_id in ids:

@@ -73,7 +73,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from decimal import Decimal, localcontext
 from typing import Any, TypeVar
@@ -560,8 +560,11 @@ class SqliteLedger(Ledger):
         self._forked()
         with self._store_lock:
             yield
+            aside = self.receipts.aside(ids)  # (set aside during the append: not in the store, their amounts count)
             with self._written_lock:
                 self._written.update(ids)
+                if aside:
+                    self._written.difference_update(aside)
 
     def _save(self, con: sqlite3.Connection, account: _Account) -> None:
         """Write ``account`` back; a new period's account drops the budget's periods before the last one (a process
@@ -759,6 +762,12 @@ class SqliteLedger(Ledger):
                     if self._written:
                         written |= self._written_now() & amounts.keys()
                     held = {i: a for i, a in amounts.items() if i not in written} if written else dict(amounts)
+                    # Entries set aside (never in the store, never acknowledged) count as those of another store do,
+                    # apart from the batch row, which would otherwise keep them (and itself) in ``_batches`` for good.
+                    others = elsewhere
+                    aside = self.receipts.aside(held.keys())
+                    if aside:
+                        others = elsewhere + sum(map(held.pop, aside), ZERO)
                     self._drop(con, reservation, account)
                     batch, total = None, ZERO
                     if held:
@@ -768,12 +777,12 @@ class SqliteLedger(Ledger):
                             (scope.key, self._holder, str(total), _BATCH),
                         ).fetchone()[0]
                         account.settled += total
-                    if elsewhere:  # (entries of another store: no acknowledgement clears them, so apart from the batch)
+                    if others:  # (entries of another store: no acknowledgement clears them, so apart from the batch)
                         con.execute(
                             "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
-                            (scope.key, self._holder, str(elsewhere), _FOREVER),
+                            (scope.key, self._holder, str(others), _FOREVER),
                         )
-                        account.settled += elsewhere
+                        account.settled += others
                     found = self._read_spend(scope) if written else None
                     if found is not None:  # entries written before they were settled: spend read again (they are in it)
                         con.execute("UPDATE meta SET v = v + 1 WHERE k = 'gen'")
@@ -905,6 +914,46 @@ class SqliteLedger(Ledger):
                 counted()  # (still under the lock: no batch of this process comes between the step and the leases)
         if scopes:
             self._read_after(scopes)
+
+    @_exact
+    def set_aside_ids(self, ids: Sequence[str]) -> None:
+        """Entries set aside (``Ledger.set_aside_ids``): settled one by one, their rows stay, counted until their
+        period's account goes; what batch rows hold of them moves, in one transaction, to a row of their own that
+        no acknowledgement clears (the account's settled sum is unchanged), so the batch rows still go as their other
+        entries are acknowledged."""
+        self._forked()
+        with self._lock:
+            self.receipts.set_aside(ids)
+            aside = set(ids)
+            if self._written:
+                with self._written_lock:
+                    self._written.difference_update(aside)
+            batches = self._batches
+            in_rows = batches.written(aside)
+            if not in_rows:
+                return
+            with self._transaction() as con:
+                for row, (amount, n) in in_rows.items():
+                    held, left = batches.left(row)
+                    if left <= n:  # (nothing else in the row: it goes)
+                        found = con.execute(
+                            "DELETE FROM holds WHERE id = ? AND entry = ? RETURNING scope, amount", (row, _BATCH)
+                        ).fetchone()
+                        amount = Decimal(found[1]) if found is not None else amount
+                    else:
+                        found = con.execute(
+                            "UPDATE holds SET amount = ? WHERE id = ? AND entry = ? RETURNING scope",
+                            (str(held - amount), row, _BATCH),
+                        ).fetchone()
+                    if found is not None:  # (else its period's account was dropped, and the row with it)
+                        con.execute(
+                            "INSERT INTO holds (scope, holder, amount, entry) VALUES (?, ?, ?, ?)",
+                            (found[0], self._holder, str(amount), _FOREVER),
+                        )
+            batches.forget(aside, in_rows)
+
+    def aside(self, ids: Collection[str]) -> Collection[str]:
+        return self.receipts.aside(ids)
 
     @_exact
     def _read_after(self, scopes: Sequence[BudgetScope]) -> None:

@@ -756,6 +756,7 @@ class PostgresStore(CostStore):
         """What becomes of entries PostgreSQL cannot hold at all (text with a NUL character) after the rest of
         their batch was written (or, from a spill file, replayed): set aside (``dead_letters()``), never lost."""
         self.set_aside(entries, "PostgreSQL cannot hold text with a NUL character", error=_refusal(entries))
+        self.set_aside_counted(entries)  # (their calls' money was spent: budgets keep counting it)
 
     def set_aside(self, entries: Sequence[CostEntry], reason: str, *, error: BaseException | str | None = None) -> None:
         """Keep ``entries`` this store could not take in a JSON-lines file in the per-user dead-letter folder of

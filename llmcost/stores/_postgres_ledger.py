@@ -32,7 +32,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -358,6 +358,15 @@ class PostgresLedger(Ledger):
                 lambda cur: cur.execute(f"DELETE FROM {HOLDS} WHERE entry = ANY(%s)", [mine]),
                 what="update the budget ledger of",
             )
+
+    def set_aside_ids(self, ids: Sequence[str]) -> None:
+        """Entries set aside (``Ledger.set_aside_ids``): their settled rows stay, counted by the anti-join (their
+        entries never reach the table) until the sweep drops their period, as for any settled amount."""
+        self._forked()
+        self.receipts.set_aside(ids)
+
+    def aside(self, ids: Collection[str]) -> Collection[str]:
+        return self.receipts.aside(ids)
 
     def close(self) -> None:
         """Stop the heartbeat (this process's reservations lapse after a lease unless it is used again)."""

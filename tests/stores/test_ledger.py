@@ -277,6 +277,104 @@ def test_a_store_that_stays_unreadable_is_tried_less_and_less_often(tmp_path, ca
     ledger.close()
 
 
+# -- entries set aside still count ------------------------------------------------------------------------------
+NUL_TAG = {"user": "mallory\x00"}  # PostgreSQL text cannot hold it: such an entry is set aside, not stored
+
+
+def _store_refusing_nul(kind: str, where: str, monkeypatch: pytest.MonkeyPatch) -> CostStore:
+    """A store of ``kind`` that cannot take an entry whose tag holds a NUL character: PostgreSQL sets it aside inside
+    ``append`` (``PostgresStore.refuse``); the others are made to refuse such a batch, as they refuse a value beyond
+    their types, so the writer's ``append_or_set_aside`` sets it aside."""
+    if kind == "postgres":
+        return PostgresStore(where)
+    store: CostStore = DuckDBStore(os.path.join(where, "c.duckdb")) if kind == "duckdb" else ParquetStore(where)
+    append, append_columns = store.append, store.append_columns
+
+    def refusing(entries):
+        if any("\x00" in value for entry in entries for value in entry.tags.values()):
+            raise StoreError("a value beyond the stored types")
+        append(entries)
+
+    def refusing_columns(columns):
+        if any("\x00" in value for tags in columns.column("tags") for value in dict(tags or {}).values()):
+            raise StoreError("a value beyond the stored types")
+        append_columns(columns)
+
+    monkeypatch.setattr(store, "append", refusing)
+    monkeypatch.setattr(store, "append_columns", refusing_columns)
+    return store
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+def test_calls_whose_entries_are_set_aside_count_against_the_limit(home, kind, monkeypatch):
+    # Near the limit each call reserves exactly: an entry set aside must not be acknowledged (that dropped its
+    # settled amount, and the store never has it), so 4 calls of 0.0025 fill 0.01 whatever becomes of their entries.
+    store = _store_refusing_nul(kind, home(kind), monkeypatch)
+    tracker = CostTracker(store)
+    ask = track_cost(tracker=tracker, model="gpt-4o", estimate=COST, usage=lambda r: Usage(input_tokens=1000))(
+        lambda tags: "ok"
+    )
+    made = 0
+    with budget(COST * 4, period="daily", tracker=tracker) as b:
+        for _ in range(10):
+            for tags in (NUL_TAG, {"user": "bob"}):  # (one stored beside it: the store works, the entry is refused)
+                try:
+                    with llmcost.tags(**tags):
+                        ask(tags)
+                    made += 1
+                except BudgetExceeded:
+                    pass
+            tracker.flush()
+        assert b.spent == COST * 4
+    assert made == 4 and len(store.dead_letters()) == 2
+    tracker.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+def test_calls_served_from_a_lease_whose_entries_are_set_aside_count(home, kind, monkeypatch):
+    # Far from the limit calls are served from a lease, their amounts settled in its batches: an acknowledgement
+    # must not take the set-aside ones out of the lease's batch either.
+    store = _store_refusing_nul(kind, home(kind), monkeypatch)
+    tracker = CostTracker(store)
+    ask = track_cost(tracker=tracker, model="gpt-4o", estimate=COST, usage=lambda r: Usage(input_tokens=1000))(
+        lambda: "ok"
+    )
+    with budget(100, period="daily", tracker=tracker) as b:
+        for i in range(40):
+            with llmcost.tags(**(NUL_TAG if i % 10 == 3 else {"user": "bob"})):
+                ask()
+        tracker.flush()
+    scope = BudgetScope(b.key, since=b.period_start, until=b.period_end)
+    assert store.standing(scope).spent == COST * 40
+    assert tracker.total() == COST * 36 and len(store.dead_letters()) == 4
+    tracker.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+@pytest.mark.parametrize("order", ["settled, then set aside", "set aside, then settled"])
+def test_an_entry_set_aside_keeps_counting_and_nothing_waits_for_its_acknowledgement(home, kind, order):
+    # Its amount, settled in a lease's batch beside one written, counts for the rest of the period, whichever comes
+    # first; the ledger keeps nothing in memory for an acknowledgement that will never come (batch rows, receipts).
+    store = _store_refusing_nul(kind, home(kind), pytest.MonkeyPatch())
+    s = scope()
+    written = make_entry(1, timestamp=DAY, amount=Decimal("0.25"))
+    aside = make_entry(2, timestamp=DAY, amount=Decimal("0.5"), tags=NUL_TAG)
+    ledger = store.ledger()
+    ledger.begin()
+    batch = {written.id: Decimal("0.25"), aside.id: Decimal("0.5")}
+    if order == "set aside, then settled":
+        store.set_aside_counted([aside])
+    store.settle_batch(s, batch, reservation=None, keep=Decimal(0), renew=None, limit=Decimal(10))
+    store.set_aside_counted([aside])
+    store.append([written])
+    store.acknowledge([written, aside])  # (the writer's acknowledgement of its whole batch leaves ``aside`` out)
+    assert store.standing(s, refresh=True).spent == Decimal("0.75")
+    assert ledger.receipts.settled == set()
+    if kind != "postgres":
+        assert ledger._batches.rows == {}
+    store.close()
+
+
 def test_model_scope_matches_the_entry_model():
     s = scope(model="gpt-4o")
     assert s.matches(make_entry(1, timestamp=DAY, model="gpt-4o"))
