@@ -313,7 +313,16 @@ class PostgresLedger(Ledger):
             )
             return spent, reserved, grant, int(cur.fetchone()[0])
 
-        spent, reserved, grant, made = self._run(body, what="settle a budget lease in")
+        try:
+            spent, reserved, grant, made = self._run(body, what="settle a budget lease in")
+        except StoreError:
+            if rid is not None and renew is None:
+                # A lease being released (closed, idle, its budget exited): released by the next heartbeat that
+                # reaches the database, as in ``release``; the lease no longer serves calls, and nothing may retry
+                # its batch while the process lives. (One being renewed keeps it: its next batch replaces it.)
+                with self._lock:
+                    self._unreleased.add(rid)
+            raise
         if made is None:
             return Renewal(None, grant, Standing(spent, reserved))
         self._start_heartbeat()

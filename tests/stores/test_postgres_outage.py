@@ -179,6 +179,31 @@ def test_a_reservation_released_while_the_server_is_down_is_released_when_it_is_
         store.close()
 
 
+def test_a_lease_released_while_the_server_is_down_is_released_when_it_is_back(
+    own_server,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # A lease's release is its batch (``settle_batch`` with no renewal): if that failed, the heartbeat renewed the
+    # lease with this process's other reservations for as long as the process ran (docs/budgets.md: never renewed).
+    from llmcost import StoreError
+    from llmcost.stores import BudgetScope
+    from llmcost.stores._ledger import LeaseTerms
+
+    dsn, ctl = own_server
+    store = PostgresStore(dsn, spill_dir=str(tmp_path / "spill"), retry_timeout=1)
+    scope = BudgetScope("leased", since=None, until=None)
+    try:
+        terms = LeaseTerms(Decimal("0.5"), Decimal("0.01"))
+        lease = store.settle_batch(scope, {}, reservation=None, keep=Decimal(0), renew=terms, limit=Decimal(10))
+        assert lease.reservation is not None and store.standing(scope).reserved == Decimal("0.5")
+        with _server_down(ctl), pytest.raises(StoreError):
+            store.settle_batch(scope, {}, reservation=lease.reservation, keep=Decimal(0), renew=None, limit=Decimal(10))
+        store.ledger().beat()
+        assert store.standing(scope).reserved == 0
+    finally:
+        store.close()
+
+
 def test_a_call_reserved_before_the_outage_and_settled_during_it_counts_once(calls) -> None:
     # Its estimate stayed in the figures last seen while its amount was counted too: the 10th call of 10 was refused
     # as "spent $0.0250 of $0.0250" with 9 spent.
