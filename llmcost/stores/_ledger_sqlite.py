@@ -320,6 +320,8 @@ class SqliteLedger(Ledger):
         self._unacknowledged: list[str] = []
         self._unacknowledged_held: set[str] = set()
         self._batches = _Batches()  # what this process's batch rows hold
+        #: Reservations whose release failed: released by the next heartbeat that can write the ledger (``beat``).
+        self._unreleased: set[int] = set()
         #: The scopes this process used lately, by key, with when (``time.monotonic()``): their recorded spend is read
         #: at each acknowledgement (``_fresh_scopes``), so their next use, on the calls' path, need not read it.
         self._used: dict[str, tuple[BudgetScope, float]] = {}
@@ -344,6 +346,7 @@ class SqliteLedger(Ledger):
             self._con, self._beating, self.receipts, self._renewed = None, None, Receipts(), 0.0
             self._unacknowledged, self._unacknowledged_held, self._batches, self._used = [], set(), _Batches(), {}
             self._written = set()  # (the parent's writer writes those; its locks are free here, see ``_state``)
+            self._unreleased = set()
             self._unreadable_until = 0.0
             self._queue_fd = None  # the parent's open file: an flock on it would be shared with the parent
             self._pid, self._holder = os.getpid(), _holder_id()
@@ -665,8 +668,30 @@ class SqliteLedger(Ledger):
         with self._lock:
             if stop is not None and stop.is_set():
                 return
+            if self._unreleased:
+                self._release_unreleased()
             con = self._connection()
             con.execute("UPDATE holders SET seen = ? WHERE holder = ?", (time.time(), self._holder))
+
+    def _release_unreleased(self) -> None:
+        """Release the reservations whose release failed (``_unreleased``; caller holds the lock): else this
+        process's heartbeat keeps them alive with its others, their headroom taken for as long as it runs."""
+        gone = list(self._unreleased)
+        with self._transaction() as con:
+            for rid in gone:
+                row = con.execute(
+                    "DELETE FROM holds WHERE id = ? AND entry IS NULL RETURNING scope, amount", (rid,)
+                ).fetchone()
+                if row is not None:
+                    self._add(con, row[0], "reserved", -Decimal(row[1]))
+        self._unreleased.difference_update(gone)
+
+    def _failed_release(self, reservation: Reservation | None) -> None:
+        """A step that was to release ``reservation`` failed (the ledger could not be written): released by the next
+        heartbeat that can, never kept alive by it meanwhile (the caller counts the amount itself)."""
+        if reservation is not None and reservation.id is not None:
+            with self._lock:
+                self._unreleased.add(reservation.id)
 
     def _use(self) -> None:
         """A budget uses the ledger in this process (after a fork: in this child, whose receipts start afresh)."""
@@ -809,7 +834,12 @@ class SqliteLedger(Ledger):
                 made = Reservation(scope.key, keep + grant, True, spent, reserved, rid)
             return Renewal(made, grant, Standing(spent, account.reserved))
 
-        return self._spend_first(scope, attempt)
+        try:
+            return self._spend_first(scope, attempt)
+        except (StoreError, sqlite3.Error):
+            if renew is None:  # (a lease being released: see ``PostgresLedger.settle_batch``)
+                self._failed_release(reservation)
+            raise
 
     @_exact
     def settle(
@@ -844,18 +874,26 @@ class SqliteLedger(Ledger):
                 self._save(con, account)
             return Standing(account.base + account.settled, account.reserved)
 
-        return self._spend_first(scope, attempt)
+        try:
+            return self._spend_first(scope, attempt)
+        except (StoreError, sqlite3.Error):
+            self._failed_release(reservation)
+            raise
 
     @_exact
     def release(self, reservation: Reservation) -> None:
         if reservation.id is None:
             return
-        with self._transaction() as con:
-            row = con.execute(
-                "DELETE FROM holds WHERE id = ? AND entry IS NULL RETURNING scope, amount", (reservation.id,)
-            ).fetchone()
-            if row is not None:
-                self._add(con, row[0], "reserved", -Decimal(row[1]))
+        try:
+            with self._transaction() as con:
+                row = con.execute(
+                    "DELETE FROM holds WHERE id = ? AND entry IS NULL RETURNING scope, amount", (reservation.id,)
+                ).fetchone()
+                if row is not None:
+                    self._add(con, row[0], "reserved", -Decimal(row[1]))
+        except (StoreError, sqlite3.Error):
+            self._failed_release(reservation)
+            raise
 
     @_exact
     def standing(self, scope: BudgetScope, *, refresh: bool = False) -> Standing:

@@ -22,6 +22,7 @@ from freezegun import freeze_time
 import llmcost
 from llmcost import BudgetExceeded, BudgetManager, CostTracker, StoreError, Usage, budget, track_cost
 from llmcost.stores import BudgetScope, CostStore, DuckDBStore, ParquetStore, PostgresStore, Standing
+from llmcost.stores._ledger import LeaseTerms
 from llmcost.stores._ledger_sqlite import SqliteLedger
 
 from . import postgres_server
@@ -119,6 +120,7 @@ import os, sys
 from datetime import datetime, timezone
 from decimal import Decimal
 from llmcost.stores import BudgetScope
+from llmcost.stores._ledger import LeaseTerms
 from llmcost.stores._ledger_sqlite import SqliteLedger
 
 path, n = sys.argv[1], int(sys.argv[2])
@@ -372,6 +374,39 @@ def test_an_entry_set_aside_keeps_counting_and_nothing_waits_for_its_acknowledge
     assert ledger.receipts.settled == set()
     if kind != "postgres":
         assert ledger._batches.rows == {}
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+@pytest.mark.parametrize("how", ["release", "lease released"])
+def test_a_reservation_whose_release_failed_is_released_by_the_next_heartbeat(home, kind, how, monkeypatch):
+    # Else the heartbeat kept it alive with this process's others (it renews the process, not each reservation),
+    # its headroom taken from every process for as long as this one ran (docs/budgets.md: never renewed).
+    where = home(kind)
+    store = DuckDBStore(os.path.join(where, "c.duckdb")) if kind == "duckdb" else ParquetStore(where)
+    s = scope()
+    ledger = store.ledger()
+    if how == "release":
+        held = store.reserve(s, Decimal("0.25"), limit=Decimal("1"))
+    else:
+        terms = LeaseTerms(Decimal("0.25"), Decimal("0.01"))
+        held = store.settle_batch(s, {}, reservation=None, keep=Decimal(0), renew=terms, limit=Decimal(10)).reservation
+    assert held is not None and store.standing(s).reserved == Decimal("0.25")
+
+    def locked(*args, **kwargs):
+        raise StoreError("could not lock the budget ledger: database is locked")
+
+    with monkeypatch.context() as m:
+        m.setattr(ledger, "_transaction", locked)
+        releasing = (
+            (lambda: store.release(held))
+            if how == "release"
+            else (lambda: store.settle_batch(s, {}, reservation=held, keep=Decimal(0), renew=None, limit=Decimal(10)))
+        )
+        with pytest.raises(StoreError):
+            releasing()
+    ledger.beat()
+    assert store.standing(s).reserved == 0
     store.close()
 
 
