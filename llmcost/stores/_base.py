@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._entry import CostEntry
-from .._money import ZERO, tidy
+from .._money import MAX_AMOUNT, MIN_AMOUNT, ZERO, tidy, to_money
 from .._summary import CostSummary, summarize
 from ._filters import NO_FILTERS, Filters
 from ._lease import Acknowledging, close_leases
@@ -219,7 +219,11 @@ class CostStore(abc.ABC):
             if not r.granted:
                 raise BudgetExceeded("nightly", r.spent, Decimal("5"), Decimal("0.02"), r.reserved)
         """
-        return self.ledger().reserve(scope, amount, limit=limit, force=force)
+        _check_scope(scope)
+        amount = _money_arg(amount, "amount")
+        if not ZERO <= amount < MAX_AMOUNT:  # (a negative one would raise the room left for every process)
+            raise ValueError(f"amount must be zero or more and below 10**20, got {amount!r}")
+        return self.ledger().reserve(scope, amount, limit=_money_arg(limit, "limit"), force=force)
 
     def settle(
         self,
@@ -239,6 +243,12 @@ class CostStore(abc.ABC):
 
             standing = store.settle(scope, entry.amount, reservation=r, entry_id=entry.id)
         """
+        _check_scope(scope)
+        amount = _stored_arg(amount, "amount")
+        if reservation is not None:
+            _check_reservation(reservation)
+        if entry_id is not None and not isinstance(entry_id, str):
+            raise TypeError(f"entry_id must be a str or None, got {entry_id!r}")
         return self.ledger().settle(scope, amount, reservation=reservation, entry_id=entry_id)
 
     def release(self, reservation: Reservation) -> None:
@@ -252,6 +262,7 @@ class CostStore(abc.ABC):
                 store.release(r)
                 raise
         """
+        _check_reservation(reservation)
         self.ledger().release(reservation)
 
     def settle_batch(
@@ -278,14 +289,24 @@ class CostStore(abc.ABC):
             renewal = store.settle_batch(scope, {entry.id: entry.amount}, reservation=lease, keep=Decimal(0),
                                          renew=LeaseTerms(Decimal("0.16"), Decimal("0.0025")), limit=Decimal("10"))
         """
+        _check_scope(scope)
+        if reservation is not None:
+            _check_reservation(reservation)
+        if not isinstance(amounts, Mapping):
+            raise TypeError(f"amounts must be a mapping of entry id to amount, got {amounts!r}")
+        if amounts and not set(map(type, amounts.values())) <= {Decimal}:  # (a lease's: Decimals all, one pass in C)
+            amounts = {entry_id: _stored_arg(amount, f"amounts[{entry_id!r}]") for entry_id, amount in amounts.items()}
+        keep = _money_arg(keep, "keep")
+        if not ZERO <= keep < MAX_AMOUNT:
+            raise ValueError(f"keep must be zero or more and below 10**20, got {keep!r}")
         return self.ledger().settle_batch(
             scope,
             amounts,
-            elsewhere=elsewhere,
+            elsewhere=_stored_arg(elsewhere, "elsewhere"),
             reservation=reservation,
             keep=keep,
             renew=renew,
-            limit=limit,
+            limit=_money_arg(limit, "limit"),
             before=before,
         )
 
@@ -297,6 +318,7 @@ class CostStore(abc.ABC):
 
             print(store.standing(scope).spent)
         """
+        _check_scope(scope)
         return self.ledger().standing(scope, refresh=refresh)
 
     def writing(self, columns: FieldColumns) -> AbstractContextManager[None]:
@@ -400,6 +422,36 @@ class CostStore(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+# The ledger's public entry points check their arguments here (the budgets' calls pass checked Decimals: for them it
+# is a type check or two, against a ledger step that costs a transaction), so bad input gets an error naming the
+# field and the value, the same on every store, rather than a bare TypeError, an InvalidOperation, or a reservation
+# of -1 that raised the room left for every process.
+def _money_arg(value: object, field: str) -> Decimal:
+    """``value`` as money: a finite ``Decimal`` as it is, anything else through ``to_money`` (a float by ``str()``),
+    which names ``field`` and the value when it is no amount (``None``, ``"abc"``, NaN, infinity)."""
+    if type(value) is Decimal and value.is_finite():
+        return value
+    return to_money(value, field)
+
+
+def _stored_arg(value: object, field: str) -> Decimal:
+    """``_money_arg`` of an amount the ledger keeps as stores keep amounts: below 10**20 in magnitude."""
+    amount = _money_arg(value, field)
+    if not MIN_AMOUNT < amount < MAX_AMOUNT:
+        raise ValueError(f"{field} must be below 10**20 in magnitude (stores keep DECIMAL(38, 18)), got {value!r}")
+    return amount
+
+
+def _check_scope(scope: object) -> None:
+    if not isinstance(scope, BudgetScope):
+        raise TypeError(f"scope must be a llmcost.stores.BudgetScope, got {scope!r}")
+
+
+def _check_reservation(reservation: object) -> None:
+    if not isinstance(reservation, Reservation):
+        raise TypeError(f"reservation must be a Reservation (what reserve returned), got {reservation!r}")
 
 
 def query_rows(columns: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> pd.DataFrame:

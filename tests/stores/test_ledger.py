@@ -410,6 +410,45 @@ def test_a_reservation_whose_release_failed_is_released_by_the_next_heartbeat(ho
     store.close()
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda st: st.reserve(scope(), Decimal(-1), limit=Decimal(1)), ValueError, "amount must be zero or more"),
+        (lambda st: st.reserve(scope(), "abc", limit=Decimal(1)), ValueError, "amount must be a number, got 'abc'"),
+        (lambda st: st.reserve(scope(), Decimal("NaN"), limit=Decimal(1)), ValueError, "amount must be a finite"),
+        (lambda st: st.reserve(scope(), Decimal("1e30"), limit=Decimal("1e31")), ValueError, "amount must be zero"),
+        (lambda st: st.reserve(scope(), Decimal(1), limit=None), TypeError, "limit must be a Decimal"),
+        (lambda st: st.reserve(scope(), Decimal(1), limit=float("inf")), ValueError, "limit must be a finite"),
+        (lambda st: st.reserve("daily", Decimal(1), limit=Decimal(2)), TypeError, "scope must be a llmcost.stores"),
+        (lambda st: st.settle(scope(), Decimal("NaN"), entry_id="e1"), ValueError, "amount must be a finite"),
+        (lambda st: st.settle(scope(), Decimal("1e21"), entry_id="e1"), ValueError, "amount must be below 10**20"),
+        (lambda st: st.settle(scope(), Decimal(1), entry_id=5), TypeError, "entry_id must be a str or None, got 5"),
+        (lambda st: st.release(7), TypeError, "reservation must be a Reservation"),
+        (
+            lambda st: st.settle_batch(scope(), {"e1": "x"}, reservation=None, keep=0, renew=None, limit=1),
+            ValueError,
+            "amounts['e1'] must be a number, got 'x'",
+        ),
+        (
+            lambda st: st.settle_batch(scope(), {}, reservation=None, keep=-1, renew=None, limit=1),
+            ValueError,
+            "keep must be zero or more",
+        ),
+    ],
+)
+def test_ledger_calls_with_bad_arguments_raise_naming_the_field_and_change_nothing(store, call, error, words):
+    with pytest.raises(error) as raised:
+        call(store)
+    assert words in str(raised.value)
+    assert store.standing(scope()) == Standing(Decimal(0), Decimal(0))
+
+
+def test_ledger_amounts_take_floats_by_their_text_on_every_store(store):
+    held = store.reserve(scope(), 0.1, limit=1)
+    assert held.granted and held.amount == Decimal("0.1") and store.standing(scope()).reserved == Decimal("0.1")
+    assert store.settle(scope(), 0.3, reservation=held, entry_id="e1") == Standing(Decimal("0.3"), Decimal(0))
+
+
 def test_model_scope_matches_the_entry_model():
     s = scope(model="gpt-4o")
     assert s.matches(make_entry(1, timestamp=DAY, model="gpt-4o"))
