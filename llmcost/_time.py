@@ -9,10 +9,11 @@ Example::
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, timedelta, timezone
 
-__all__ = ["EPOCH", "WHEN_FORMS", "When", "from_micros", "micros", "parse_when"]
+__all__ = ["EPOCH", "WHEN_FORMS", "When", "from_micros", "micros", "parse_when", "seconds_arg"]
 
 #: 1970-01-01 UTC: stores, entry ids and prices count time as microseconds since it.
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -25,6 +26,30 @@ WHEN_FORMS = "a date (2024-05-01), an ISO datetime, today, yesterday, or a span 
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def seconds_arg(value: object, field: str, *, zero: bool = False) -> float:
+    """``value``, a number of seconds a store or ledger is given (a timeout, a lease), as a float: finite, and positive
+    (or zero, with ``zero``); else ``ValueError`` naming ``field`` and the value.
+
+    Why finite: NaN passes every comparison it is in (a NaN ``retry_timeout`` turned retries off), and an infinite
+    one hangs a write on a lock for good or, as a lease, is past what a database interval holds.
+
+    >>> seconds_arg(5, "lease")
+    5.0
+    >>> seconds_arg(float("inf"), "lease")
+    Traceback (most recent call last):
+    ...
+    ValueError: lease must be a finite, positive number of seconds, got inf
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        ok = False
+    else:
+        ok = value >= 0 if zero else value > 0
+    if not ok:
+        kind = "non-negative" if zero else "positive"
+        raise ValueError(f"{field} must be a finite, {kind} number of seconds, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def parse_when(

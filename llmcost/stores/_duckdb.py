@@ -53,6 +53,7 @@ from .._rows import (
     ingest_field_columns,
 )
 from .._summary import CostSummary
+from .._time import seconds_arg
 from ._base import CostStore
 from ._disk import check_creatable, make_dirs
 from ._durable import Durable
@@ -174,6 +175,9 @@ class DuckDBStore(CostStore):
             raise ValueError(f"path must name a file (use MemoryStore for memory), got {raw!r}")
         if "\0" in raw:
             raise ValueError(f"path must not contain a NUL character, got {raw!r}")
+        lease = seconds_arg(lease, "lease")  # (here, not first by a budget's first call, nor after files are made)
+        if spill_dir is not None and not isinstance(spill_dir, (str, os.PathLike)):
+            raise TypeError(f"spill_dir must be a str, os.PathLike or None, got {spill_dir!r}")
         self.path = os.path.abspath(raw)
         self.url = "duckdb://" + self.path if self.path.startswith("/") else "duckdb:///" + self.path
         self._durable = Durable(

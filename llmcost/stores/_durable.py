@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
@@ -25,6 +24,7 @@ from typing import Any, TypeVar, cast
 from .. import _state
 from .._entry import CostEntry
 from .._errors import StoreError
+from .._time import seconds_arg
 from ._dead_letter import DeadLetters, warn_of
 from ._failures import data_error, is_store_failure, store_error
 from ._locations import fallback_dirs
@@ -83,13 +83,6 @@ def _version(path: str) -> tuple[int, int, int] | None:
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def _check_timeout(value: object) -> float:
-    # (NaN passed ``value < 0`` and turned retries off; infinity would hang a write on a lock for good.)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ValueError(f"retry_timeout must be a finite, non-negative number of seconds, got {value!r}")
-    return float(value)
-
-
 class Durable:
     """The retries, lock, private DuckDB connection and spill of one durable store at ``where``.
 
@@ -123,7 +116,7 @@ class Durable:
         self.where = where
         self._settings = tuple(settings)
         self._write_settings = None if write_settings is None else tuple(write_settings)
-        self.retry_timeout = _check_timeout(retry_timeout)
+        self.retry_timeout = seconds_arg(retry_timeout, "retry_timeout", zero=True)
         self.dead = DeadLetters(where + ".dead-letter", fallbacks=fallback_dirs(where, "dead-letter"), store_path=where)
         self.spill = Spill(
             spill_dir,

@@ -82,6 +82,7 @@ from .. import _state
 from .._entry import CostEntry
 from .._errors import StoreError
 from .._money import ZERO
+from .._time import seconds_arg
 from ._ledger import (
     DEFAULT_LEASE,
     REFRESH_SECONDS,
@@ -298,10 +299,8 @@ class SqliteLedger(Ledger):
         refresh: float = REFRESH_SECONDS,
         timeout: float = 120.0,
     ) -> None:
-        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
-            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
         self.path = path
-        self.lease = float(lease)
+        self.lease = seconds_arg(lease, "lease")
         self._total = total
         self._refresh = refresh
         self._timeout = timeout

@@ -70,6 +70,7 @@ from .._rows import (
     ingest_columns,
 )
 from .._summary import CostSummary
+from .._time import seconds_arg
 from . import _parquet_compact as compaction
 from ._base import CostStore
 from ._budget_files import BudgetFiles
@@ -192,6 +193,9 @@ class ParquetStore(CostStore):
             raise ValueError(f"directory must not contain a NUL character, got {raw!r}")
         if compression not in ("zstd", "snappy", "gzip", "uncompressed"):
             raise ValueError(f"compression must be zstd, snappy, gzip or uncompressed, got {compression!r}")
+        lease = seconds_arg(lease, "lease")  # (here, not first by a budget's first call, nor after files are made)
+        if spill_dir is not None and not isinstance(spill_dir, (str, os.PathLike)):
+            raise TypeError(f"spill_dir must be a str, os.PathLike or None, got {spill_dir!r}")
         self.directory = os.path.abspath(raw)
         self.url = "parquet://" + self.directory if self.directory.startswith("/") else "parquet:///" + self.directory
         self._durable = Durable(

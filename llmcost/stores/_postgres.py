@@ -48,6 +48,7 @@ from .._entry import CostEntry
 from .._errors import StoreError
 from .._rows import COLUMNS, SQL_TYPES, TOKEN_COLUMNS, entries_from_columns, entry_row, frame_from_arrays, typed_select
 from .._summary import CostSummary, ordered
+from .._time import seconds_arg
 from .._usage import Usage
 from ._base import CostStore
 from ._dead_letter import DeadLetters, warn_of
@@ -531,10 +532,13 @@ class PostgresStore(CostStore):
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
             raise TypeError(f"dsn must be a non-empty str (a libpq connection string or URL), got {dsn!r}")
-        if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or retry_timeout < 0:
-            raise ValueError(f"retry_timeout must be a non-negative number of seconds, got {retry_timeout!r}")
-        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
-            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+        retry_timeout = seconds_arg(retry_timeout, "retry_timeout", zero=True)
+        # (libpq takes whole seconds: under one rounds up to one. An infinite lease was taken, and then every
+        # reservation failed with "interval out of range", putting budgets offline without a word.)
+        connect_timeout = seconds_arg(connect_timeout, "connect_timeout")
+        lease = seconds_arg(lease, "lease")
+        if spill_dir is not None and not isinstance(spill_dir, (str, os.PathLike)):
+            raise TypeError(f"spill_dir must be a str, os.PathLike or None, got {spill_dir!r}")
         _import_psycopg()
         self.dsn = dsn
         self.url = redacted_url(dsn)

@@ -40,6 +40,7 @@ from .. import _state
 from .._entry import CostEntry
 from .._errors import StoreError
 from .._money import ZERO
+from .._time import seconds_arg
 from ._filters import Filters
 from ._ledger import (
     DEFAULT_LEASE,
@@ -108,9 +109,7 @@ class PostgresLedger(Ledger):
         table: str,
         lease: float = DEFAULT_LEASE,
     ) -> None:
-        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
-            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
-        self.lease = float(lease)
+        self.lease = seconds_arg(lease, "lease")
         self._run = run
         self._where = where
         self._table = table

@@ -126,6 +126,26 @@ def test_plain_paths_still_open_as_stores(tmp_path: Path, monkeypatch: pytest.Mo
     assert isinstance(open_store("pq"), ParquetStore)
 
 
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+@pytest.mark.parametrize(
+    ("argument", "value", "error", "words"),
+    [
+        # (An infinite lease was taken, and a budget's first call failed on it, or a killed process's reservation
+        # never lapsed; NaN passes every comparison.)
+        ("lease", float("inf"), ValueError, "lease must be a finite, positive number of seconds, got inf"),
+        ("lease", float("nan"), ValueError, "lease must be a finite, positive number of seconds, got nan"),
+        ("lease", "60", ValueError, "lease must be a finite, positive number of seconds, got '60'"),
+        ("spill_dir", 5, TypeError, "spill_dir must be a str, os.PathLike or None, got 5"),
+    ],
+)
+def test_bad_store_arguments_raise_at_construction_naming_them(tmp_path, kind, argument, value, error, words) -> None:
+    where = tmp_path / ("c.duckdb" if kind == "duckdb" else "pq")
+    with pytest.raises(error) as raised:
+        (DuckDBStore if kind == "duckdb" else ParquetStore)(where, **{argument: value})
+    assert words in str(raised.value)
+    assert list(tmp_path.iterdir()) == []  # checked before anything is made
+
+
 def test_bad_arguments(db: str) -> None:
     with pytest.raises(ValueError, match="retry_timeout"):
         DuckDBStore(db, retry_timeout=-1)

@@ -470,6 +470,28 @@ def test_lease_is_checked(dsn: str) -> None:
         PostgresStore(dsn, lease=0)
 
 
+@pytest.mark.parametrize(
+    ("argument", "value", "error", "words"),
+    [
+        # An infinite lease was taken, and then every reservation failed "interval out of range": budgets offline.
+        ("lease", float("inf"), ValueError, "lease must be a finite, positive number of seconds, got inf"),
+        ("lease", float("nan"), ValueError, "lease must be a finite, positive number of seconds, got nan"),
+        ("retry_timeout", float("nan"), ValueError, "retry_timeout must be a finite, non-negative number"),
+        ("retry_timeout", float("inf"), ValueError, "retry_timeout must be a finite, non-negative number"),
+        ("connect_timeout", "5", ValueError, "connect_timeout must be a finite, positive number of seconds, got '5'"),
+        ("connect_timeout", float("nan"), ValueError, "connect_timeout must be a finite, positive number"),
+        ("connect_timeout", -3, ValueError, "connect_timeout must be a finite, positive number of seconds, got -3"),
+        ("spill_dir", 5, TypeError, "spill_dir must be a str, os.PathLike or None, got 5"),
+    ],
+)
+def test_bad_arguments_raise_at_construction_naming_the_argument(
+    dsn: str, argument: str, value: object, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error) as raised:
+        PostgresStore(dsn, **{argument: value})  # type: ignore[arg-type]
+    assert words in str(raised.value)
+
+
 SPENDER = (
     CHILD_PREAMBLE
     + """
