@@ -66,11 +66,31 @@ _lock = threading.Lock()  # instrumenting and uninstrumenting one client from tw
 
 
 def _sdk_of(client: object) -> str | None:
+    """The SDK (``"openai"``, ``"anthropic"``) whose client ``client`` is, else ``None``: a client's class derives from
+    its SDK's ``_base_client.BaseClient`` (Azure's, Bedrock's and Vertex's too); one of its resources
+    (``client.chat.completions``) only comes from the same package, and patched would track nothing (or, for
+    ``client.chat``, its ``completions`` under the legacy ``completions.create`` label)."""
     for cls in type(client).__mro__:
-        root = cls.__module__.split(".", 1)[0]
-        if root in _METHODS:
+        root, _, rest = cls.__module__.partition(".")
+        if root in _METHODS and rest == "_base_client" and cls.__name__ == "BaseClient":
             return root
     return None
+
+
+def _not_a_client(function: str, given: object) -> TypeError:
+    """The error for ``function(given)`` with ``given`` no client: naming what was given, and, for a part of a client
+    (a resource), saying to pass the client itself."""
+    kind = type(given)
+    name = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
+    if kind.__module__.split(".", 1)[0] in _METHODS and not inspect.ismodule(given):
+        return TypeError(
+            f"{function}() takes an OpenAI or Anthropic client, not a part of one; got {name}: pass the client it "
+            f"belongs to ({function}(client), which covers all of the client's requests)"
+        )
+    return TypeError(
+        f"{function}() takes an OpenAI or Anthropic client (openai.OpenAI, openai.AsyncOpenAI, anthropic.Anthropic, "
+        f"anthropic.AsyncAnthropic) or the litellm module; got {name}"
+    )
 
 
 def _resource(client: object, path: str) -> Any:
@@ -315,10 +335,7 @@ def instrument(client: C, **track_cost_options: Any) -> C:
         return client
     sdk = _sdk_of(client)
     if sdk is None:
-        raise TypeError(
-            "instrument() takes an OpenAI or Anthropic client (openai.OpenAI, openai.AsyncOpenAI, "
-            f"anthropic.Anthropic, anthropic.AsyncAnthropic) or the litellm module; got {type(client).__name__}"
-        )
+        raise _not_a_client("instrument", client)
     track_cost(**track_cost_options)  # bad options fail here, before anything is patched
     given = dict(track_cost_options)  # (a copy's own host is found from its own base URL: ``_copier``)
     options = dict(given)
@@ -372,7 +389,7 @@ def uninstrument(client: C) -> C:
         return client
     sdk = _sdk_of(client)
     if sdk is None:
-        raise TypeError(f"uninstrument() takes an OpenAI or Anthropic client or litellm; got {type(client).__name__}")
+        raise _not_a_client("uninstrument", client)
     with _lock:
         _undo(client, sdk)
     return client

@@ -735,6 +735,26 @@ def test_only_sdk_clients_and_litellm_are_accepted(bad):
         llmcost.instrument(bad)
 
 
+@pytest.mark.parametrize(
+    ("kind", "part", "named"),
+    [
+        ("openai", "chat.completions", "openai.resources.chat.completions.completions.Completions"),
+        ("openai", "chat", "openai.resources.chat.chat.Chat"),  # (was patched as the legacy ``completions.create``)
+        ("async-openai", "responses", "openai.resources.responses.responses.AsyncResponses"),
+        ("anthropic", "messages", "anthropic.resources.messages.messages.Messages"),
+    ],
+)
+@pytest.mark.parametrize("function", ["instrument", "uninstrument"])
+def test_a_part_of_a_client_is_refused_naming_it_and_the_client_to_pass(server, kind, part, named, function):
+    resource = make(kind, server)
+    for name in part.split("."):
+        resource = getattr(resource, name)
+    message = rf"{function}\(\) takes an OpenAI or Anthropic client, not a part of one; got {named}: pass the client"
+    with pytest.raises(TypeError, match=rf"{message} it belongs to \({function}\(client\)"):
+        getattr(llmcost, function)(resource)
+    assert not [name for name in ("create", "parse") if name in vars(resource)]  # nothing patched
+
+
 def test_bad_options_fail_before_anything_is_patched(server):
     client = make("openai", server)
     with pytest.raises(TypeError):
