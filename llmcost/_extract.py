@@ -1814,6 +1814,9 @@ _STREAM_TYPES = frozenset(
         # ``CompletionEvent``, their generator in ``generator``.
         ("mistralai", "EventStream"),
         ("mistralai", "EventStreamAsync"),
+        # LiteLLM's ``completion(stream=True)`` and ``acompletion(stream=True)``: one class iterated either way, its
+        # last chunk carrying the usage with ``stream_options={"include_usage": True}``.
+        ("litellm", "CustomStreamWrapper"),
     }
 )
 # What ``client.messages.stream(...)`` returns: a context manager that makes the request when entered and yields a
@@ -1860,7 +1863,8 @@ def may_be_stream(result: object) -> bool:
 
 
 def is_sdk_stream(result: object) -> bool:
-    """True for OpenAI and Anthropic ``Stream``/``AsyncStream`` objects, and mistralai's ``EventStream``s."""
+    """True for OpenAI and Anthropic ``Stream``/``AsyncStream`` objects, mistralai's ``EventStream``s and LiteLLM's
+    ``CustomStreamWrapper``."""
     return _type_is_one_of(result, _STREAM_TYPES)
 
 

@@ -49,7 +49,12 @@ def hook_stream(
     except Exception:  # noqa: BLE001 - an SDK without the hook: track by wrapping instead
         inner = None
     if inner is None:
-        return _AsyncStreamProxy(stream, acc, done, ended) if is_async else _StreamProxy(stream, acc, done, ended)
+        if is_async:
+            return _AsyncStreamProxy(stream, acc, done, ended)
+        # A stream iterated either way (LiteLLM's ``CustomStreamWrapper``, which ``completion`` and ``acompletion``
+        # both return) is read as the caller's loop reads it.
+        either = hasattr(stream, "__aiter__")
+        return (_EitherStreamProxy if either else _StreamProxy)(stream, acc, done, ended)
     reader: Any
     if is_async:
 
@@ -304,11 +309,13 @@ class _StreamProxy:
         return getattr(self._stream, name)
 
 
-class _AsyncStreamProxy:
-    """The async twin of ``_StreamProxy``."""
+class _AsyncReading:
+    """``async for`` over the wrapped stream, for the proxies read so."""
 
-    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object], ended: list[bool]) -> None:
-        self._stream, self._acc, self._done, self._ended = stream, acc, done, ended
+    _stream: Any
+    _acc: StreamAccumulator
+    _done: Callable[[], object]
+    _ended: list[bool]
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         try:
@@ -329,6 +336,13 @@ class _AsyncStreamProxy:
         self._acc.add(chunk)
         return chunk
 
+
+class _AsyncStreamProxy(_AsyncReading):
+    """The async twin of ``_StreamProxy``."""
+
+    def __init__(self, stream: Any, acc: StreamAccumulator, done: Callable[[], object], ended: list[bool]) -> None:
+        self._stream, self._acc, self._done, self._ended = stream, acc, done, ended
+
     async def __aenter__(self) -> _AsyncStreamProxy:
         return self
 
@@ -347,6 +361,26 @@ class _AsyncStreamProxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+class _EitherStreamProxy(_StreamProxy, _AsyncReading):
+    """Wraps a stream read by ``for`` or by ``async for`` (LiteLLM's ``CustomStreamWrapper``): closed by ``close()``
+    or ``aclose()``, ``with`` or ``async with``, as the stream is."""
+
+    async def __aenter__(self) -> _EitherStreamProxy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        try:
+            closer = getattr(self._stream, "aclose", None) or getattr(self._stream, "close", None)
+            result = None if closer is None else closer()
+            if inspect.isawaitable(result):
+                await result
+        finally:
+            self._done()
 
 
 def read_later(response: Any) -> bool:

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import anthropic
 import httpx2
+import pydantic
 import pytest
 
 import llmcost
@@ -333,3 +334,118 @@ def test_a_stream_read_after_its_budget_and_tags_blocks_is_counted_and_tagged_as
     with pytest.raises(llmcost.BudgetExceeded):
         run(async_handler() if kind.startswith("async") else handler())  # nothing left: refused before it is sent
     assert len(network.requests) == 2
+
+
+# -- LiteLLM's stream, returned by a @track_cost function --------------------------------------------------------------
+# litellm is not in the dev extra: its stream is rebuilt here in its shape (1.110), over a real OpenAI stream, as
+# LiteLLM's OpenAI provider wraps the SDK's; recognised, as LiteLLM's responses are, by its class's package and name.
+class ModelResponseStream(pydantic.BaseModel):
+    """LiteLLM's chunk (``litellm.types.utils``): the OpenAI chunk's fields, ``usage`` on the last one only."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+
+ModelResponseStream.__module__ = "litellm.types.utils"
+
+
+class CustomStreamWrapper:
+    """What ``litellm.completion(stream=True)`` and ``litellm.acompletion(stream=True)`` both return: one class read
+    by ``for`` or ``async for``, over the provider's stream (``completion_stream``), each chunk re-made as a
+    ``ModelResponseStream``; closed by ``close()``/``aclose()`` or as a context manager; no ``_iterator``."""
+
+    __module__ = "litellm.litellm_core_utils.streaming_handler"
+
+    def __init__(self, completion_stream) -> None:
+        self.completion_stream = completion_stream
+
+    def __iter__(self):
+        return self
+
+    def __aiter__(self):
+        return self
+
+    def __next__(self) -> ModelResponseStream:
+        return ModelResponseStream(**next(self.completion_stream).model_dump(exclude_none=True))
+
+    async def __anext__(self) -> ModelResponseStream:
+        chunk = await self.completion_stream.__anext__()
+        return ModelResponseStream(**chunk.model_dump(exclude_none=True))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    def close(self) -> None:
+        self.completion_stream.close()
+
+    async def aclose(self) -> None:
+        await self.completion_stream.close()
+
+
+def litellm_completion(kind: str, network: NetworkServer, tracker):
+    """A ``@track_cost`` function returning LiteLLM's stream of a chat completion, as
+    ``return litellm.completion(model=..., stream=True, stream_options={"include_usage": True})`` does (or
+    ``acompletion``, awaited, for ``kind`` async)."""
+    client = make(kind, network)
+    request = {"model": "gpt-4o", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+
+    if kind.startswith("async"):
+
+        @llmcost.track_cost(tracker=tracker)
+        async def acompletion() -> CustomStreamWrapper:
+            return CustomStreamWrapper(await client.chat.completions.create(**request))
+
+        return acompletion
+
+    @llmcost.track_cost(tracker=tracker)
+    def completion() -> CustomStreamWrapper:
+        return CustomStreamWrapper(client.chat.completions.create(**request))
+
+    return completion
+
+
+@pytest.mark.parametrize("kind", SYNC_AND_ASYNC)
+def test_a_litellm_stream_returned_by_a_tracked_function_is_recorded_when_read_and_counted_by_budgets(
+    network, tracker, kind
+):
+    completion = litellm_completion(kind, network, tracker)
+
+    async def read_async() -> list[object]:
+        return [chunk async for chunk in await completion()]
+
+    with llmcost.budget("1", tracker=tracker) as limit:
+        chunks = asyncio.run(read_async()) if kind.startswith("async") else list(completion())
+        assert [type(chunk) for chunk in chunks] == [ModelResponseStream] * 3  # (read as it was: LiteLLM's chunks)
+        assert (limit.spent, limit.reserved) == (CHAT_SSE_COST, 0)
+    (entry,) = tracker.entries()
+    assert (entry.model, entry.usage, entry.amount) == ("gpt-4o-2024-08-06", Usage(1000, 100), CHAT_SSE_COST)
+
+
+@pytest.mark.parametrize("kind", SYNC_AND_ASYNC)
+def test_a_litellm_stream_closed_before_its_usage_records_nothing_and_releases_its_reservation(
+    network, tracker, kind, no_gc
+):
+    completion = litellm_completion(kind, network, tracker)
+
+    async def leave_async() -> None:
+        async with await completion() as stream:
+            async for _ in stream:
+                break  # the first chunk only: the usage comes in the last
+
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+            asyncio.run(leave_async())
+        else:
+            with completion() as stream:
+                for _ in stream:
+                    break
+        assert (limit.spent, limit.reserved) == (0, 0)
+    assert tracker.entries() == []
