@@ -413,7 +413,9 @@ def hook_raw_response(
 
     Every way of reading the body goes through the HTTP response's decoded byte iterator (``iter_bytes``, or
     ``aiter_bytes``), which is wrapped on that one object: the bytes pass through as they are and are read as JSON,
-    or as server-sent events, on the side."""
+    or as server-sent events, on the side. A body loaded already (by a transport that holds it whole: httpx's
+    ``MockTransport``, respx, pytest-httpx) is given by ``read()``/``aread()`` without that iterator: so those are
+    wrapped too, on such a response, and read the whole body on the side, unless an iterator has read it."""
     http = response.http_response
     content_type = str(http.headers.get("content-type", ""))
     body: _Body | None = (
@@ -479,6 +481,36 @@ def hook_raw_response(
             return reader
 
         http.aiter_bytes = aiter_bytes
+    try:
+        loaded: bytes | None = http.content
+    except Exception:  # noqa: BLE001 - httpx's ResponseNotRead: every read goes through the iterators above
+        loaded = None
+    if loaded is not None:
+
+        def read_whole() -> None:
+            if not state["started"]:  # (else an iterator read it, and settles it)
+                state["started"] = True
+                if body is not None:
+                    body.feed(loaded)
+                finished()
+
+        sync_read, async_read = getattr(http, "read", None), getattr(http, "aread", None)
+        if sync_read is not None:
+
+            def read_loaded() -> bytes:
+                content = sync_read()
+                read_whole()
+                return content
+
+            http.read = read_loaded
+        if async_read is not None:
+
+            async def aread_loaded() -> bytes:
+                content = await async_read()
+                read_whole()
+                return content
+
+            http.aread = aread_loaded
     _call_after_close(response, finished)  # (an SDK's ``LegacyAPIResponse`` has no ``close``)
     # A stream made by ``parse()`` closes the HTTP response itself; so does httpx as the body ends, from inside the
     # reading: then the reader settles, once the bytes still in the decoder have come out.

@@ -1136,6 +1136,51 @@ def test_a_streamed_with_streaming_response_is_recorded_when_its_events_are_read
     assert (entry.usage, entry.amount) == expected
 
 
+@pytest.mark.parametrize("then", [None, "iter_bytes", "read"])
+@pytest.mark.parametrize("how", ["read", "text", "parse", "iter_lines"])
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_a_streamed_body_loaded_already_is_recorded_once_however_it_is_read(server, tracker, kind, how, then):
+    # ``server`` answers through httpx's MockTransport, which holds each body whole (so do respx and pytest-httpx):
+    # ``read()`` (and ``text()``, which reads) give it at once, without the byte iterator the other ways go through.
+    client = llmcost.instrument(make(kind, server), tracker=tracker)
+    extra = {"stream_options": {"include_usage": True}} if "openai" in kind else {}
+    expected = (Usage(1000, 100), CHAT_SSE_COST) if "openai" in kind else (MESSAGE_USAGE, Decimal("0.00135"))
+
+    async def read_async_twice(response) -> None:
+        if how == "parse":
+            async for _ in await response.parse():
+                pass
+        else:
+            await read_async(response, how)
+        if then is not None:  # read again, another way: the body is the same, recorded once
+            await read_async(response, then)
+
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+
+            async def go() -> None:
+                async with streaming_response(client, kind, stream=True, **extra) as response:
+                    assert tracker.entries() == []  # not read yet
+                    await read_async_twice(response)
+                    assert len(tracker.entries()) == 1  # recorded as it was read
+
+            asyncio.run(go())
+        else:
+            with streaming_response(client, kind, stream=True, **extra) as response:
+                assert tracker.entries() == []
+                if how == "parse":
+                    for _ in response.parse():
+                        pass
+                else:
+                    read_sync(response, how)
+                if then is not None:
+                    read_sync(response, then)
+                assert len(tracker.entries()) == 1
+        (entry,) = tracker.entries()
+        assert (entry.usage, entry.amount) == expected
+        assert (limit.spent, limit.reserved) == (entry.amount, 0)
+
+
 @pytest.mark.parametrize("kind", ["openai", "async-openai"])
 def test_with_streaming_response_settles_its_reservation_once_as_the_body_is_read(network, tracker, kind):
     client = llmcost.instrument(make(kind, network), tracker=tracker)
