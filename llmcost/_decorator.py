@@ -631,15 +631,24 @@ class _Engine:
             category = self.category if self.category is not None else found_category
         else:
             model, provider, category, tier = self.model, self.provider, self.category, self.service_tier
+        if usage is None and streamed and result.waiting is not None:
+            # A background response whose create's stream ended before it finished (the connection dropped): it runs
+            # on, and is recorded when retrieved finished (``retrieve(id, stream=True, starting_after=...)`` resumes).
+            self._expect(call, result.waiting)
+            return None
         if usage is None and streamed and result.cut:
             logger.debug("llmcost: a stream returned by %s was closed before any usage; nothing recorded", self.name)
             return None
         if usage is None and streamed:
             log_once(
                 ("no-stream-usage", self.name),
-                "llmcost: the stream returned by %s carried no usage; nothing recorded. For OpenAI, pass "
-                'stream_options={"include_usage": True} to the create() call so the last chunk reports it.',
+                "llmcost: the stream returned by %s carried no usage; nothing recorded.%s",
                 self.name,
+                # (a Responses stream reports it unasked, in its last event: one without it ended before that)
+                ""
+                if result.responses
+                else ' For OpenAI, pass stream_options={"include_usage": True} to the '
+                "create() call so the last chunk reports it.",
             )
             return None
         if usage is None:
@@ -724,17 +733,23 @@ class _Engine:
         chunks: list[Any] | None,
         extracted: Extracted | None,
         ended: bool = True,
+        seen: StreamAccumulator | None = None,
     ) -> None:
         """A hooked SDK stream ended (``ended``: read to its end; else closed or freed before): record what it
         reported (``usage=`` gets the ``chunks`` read), in the ``context`` it was made in; the host it was read from
-        bills it."""
+        bills it. Without usage, what else it ``seen`` says why: a background response it created runs on (left to
+        be recorded when retrieved finished, as a background create's response is), or it is a Responses stream
+        (whose usage needs no option)."""
         if extracted is not None and host is not None and self.provider is None:
             e = extracted
             extracted = Extracted(e.model, host, e.usage, e.category, e.service_tier)
-        if chunks is None:
-            context.run(self.finish, call, _STREAM if ended else _STREAM_CUT, extracted)
+        if extracted is None and seen is not None and (seen.responses or seen.background_id is not None):
+            result = _Streamed(chunks, not ended, seen.background_id, seen.responses)
+        elif chunks is None:
+            result = _STREAM if ended else _STREAM_CUT
         else:
-            context.run(self.finish, call, _Streamed(chunks, not ended), extracted)
+            result = _Streamed(chunks, not ended)
+        context.run(self.finish, call, result, extracted)
 
     def hook_raw(self, call: _Call, response: Any) -> Any:
         """Record a raw response whose body is unread (``with_streaming_response``) once its body has been read or
@@ -803,12 +818,14 @@ class _Engine:
 class _Streamed:
     """The result of a hooked SDK stream or raw response, whose usage arrives as ``extracted``; ``read`` is what a
     ``usage=`` callable gets: the chunks (events) read, or the body as parsed (``None``: nothing to give it); ``cut``:
-    a stream closed or freed before its end (its missing usage is no sign of a missing option)."""
+    a stream closed or freed before its end (its missing usage is no sign of a missing option). For a stream that saw
+    no usage: ``waiting``, the id of the background response it created (it runs on, to be retrieved finished), and
+    ``responses``, whether it was of OpenAI Responses events (which need no option to report usage)."""
 
-    __slots__ = ("cut", "read")
+    __slots__ = ("cut", "read", "responses", "waiting")
 
-    def __init__(self, read: Any, cut: bool = False) -> None:
-        self.read, self.cut = read, cut
+    def __init__(self, read: Any, cut: bool = False, waiting: str | None = None, responses: bool = False) -> None:
+        self.read, self.cut, self.waiting, self.responses = read, cut, waiting, responses
 
 
 #: The result of a hooked stream (or a background response) with nothing kept for ``usage=``; and of one cut short.

@@ -1950,7 +1950,20 @@ class StreamAccumulator:
     never to two requests whose sum is.
     """
 
-    __slots__ = ("_apart", "_closed", "_id", "_model", "_open", "_provider", "_seen", "_tier", "_units", "counts")
+    __slots__ = (
+        "_apart",
+        "_background",
+        "_closed",
+        "_id",
+        "_model",
+        "_open",
+        "_provider",
+        "_responses",
+        "_seen",
+        "_tier",
+        "_units",
+        "counts",
+    )
 
     def __init__(self) -> None:
         self._model: str | None = None
@@ -1963,6 +1976,8 @@ class StreamAccumulator:
         self._open = False  # usage seen for the open response
         self._closed: list[Usage] = []  # the usage of each closed response
         self._seen = False
+        self._responses = False  # OpenAI Responses events (their usage comes unasked, in the last)
+        self._background: str | None = None  # the id of the background response they created
 
     def add(self, chunk: object) -> None:
         """Take one chunk or event into account (odd chunks are ignored)."""
@@ -1993,6 +2008,8 @@ class StreamAccumulator:
         ):
             self._close()
         if response_id is not None:
+            if self._id is None:  # (once a stream: its first chunk that names its response)
+                self._opened(chunk, response_id)
             self._id = response_id
         model = _model_of(chunk)
         if model:
@@ -2061,6 +2078,27 @@ class StreamAccumulator:
             for key, value in u.units.items():
                 if value > self._units.get(key, 0):
                     self._units[key] = value
+
+    def _opened(self, chunk: Any, response_id: str) -> None:
+        """The first chunk (event) naming its response: an OpenAI Responses event (``response.created``, first of a
+        stream that creates one) says the response, and whether it runs in background mode."""
+        kind = _get(chunk, "type")
+        if type(kind) is str and kind.startswith("response.") and _get(chunk, "response") is not None:
+            self._responses = True
+            if kind == "response.created" and _get(_get(chunk, "response"), "background") is True:
+                self._background = response_id
+
+    @property
+    def responses(self) -> bool:
+        """Whether these are OpenAI Responses events, which report their usage unasked (in the last)."""
+        return self._responses
+
+    @property
+    def background_id(self) -> str | None:
+        """The id of the background response (OpenAI Responses' ``background=True``) these events created, while
+        no usage was seen: a stream ended (the connection dropped) before the response finished, which runs on and is
+        fetched finished later (``responses.retrieve``)."""
+        return None if self._seen else self._background
 
     def result(self) -> Extracted | None:
         """What the stream (or the responses) cost in tokens, or ``None`` if no usage was seen."""

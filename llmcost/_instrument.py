@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from . import _background as background
 from ._catalog import provider_for_url
 from ._decorator import track_cost
-from ._extract import Extracted, extract_usage, is_sdk_stream
+from ._extract import Extracted, StreamAccumulator, extract_usage, is_sdk_stream
 from ._streams import OpenedWhenEntered, hook_stream
 from ._tracker import log_once
 
@@ -257,7 +257,9 @@ def _retrieved(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> An
     return result
 
 
-def _stream_retrieved(response_id: object, extracted: Extracted | None, ended: bool = True) -> None:
+def _stream_retrieved(
+    response_id: object, extracted: Extracted | None, ended: bool = True, seen: StreamAccumulator | None = None
+) -> None:
     """A retrieved stream of a background response ended: recorded if it saw the response finish (its usage)."""
     record = background.claim(response_id) if extracted is not None else None
     if record is not None and extracted is not None:

@@ -20,11 +20,14 @@ __all__ = ["ManagerProxy", "OpenedWhenEntered", "hook_raw_response", "hook_strea
 
 
 def hook_stream(
-    stream: Any, on_end: Callable[[Extracted | None, bool], object], chunks: list[Any] | None = None
+    stream: Any,
+    on_end: Callable[[Extracted | None, bool, StreamAccumulator], object],
+    chunks: list[Any] | None = None,
 ) -> Any:
-    """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen) and whether it was read to its end
-    (not closed or freed before), once, when it ends, is closed (or its HTTP response is), or is freed before either.
-    ``chunks``: a list the chunks (events) read are appended to, for a ``usage=`` callable.
+    """Make ``stream`` call ``on_end`` with its usage (``None`` if none was seen), whether it was read to its end
+    (not closed or freed before) and what read it (what else it saw: a background response it created...), once,
+    when it ends, is closed (or its HTTP response is), or is freed before either. ``chunks``: a list the chunks
+    (events) read are appended to, for a ``usage=`` callable.
 
     The SDK's own iterator is replaced where the stream has one (so the object returned is ``stream`` itself);
     otherwise a proxy that delegates everything is returned.
@@ -33,7 +36,7 @@ def hook_stream(
     ended = [False]  # (read to its end: a stream cut short saying no usage is no sign of a missing option)
 
     def settle() -> None:
-        on_end(acc.result(), ended[0])
+        on_end(acc.result(), ended[0], acc)
 
     # Once, whichever comes first: the end, a close, or the stream freed before either (never iterated, its reader
     # below never runs its ``finally``). The hooks below hold the stream and its response weakly, adding no cycle:

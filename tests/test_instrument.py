@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import os
 import sys
 import threading
@@ -1256,9 +1257,10 @@ BACKGROUND_DONE = {**RESPONSE, "id": "resp_bg", "background": True}
 
 
 class BackgroundServer:
-    """OpenAI's Responses in background mode: ``create(background=True)`` answers ``"queued"`` with no usage; each
-    retrieve of the id answers the next of ``states`` (the last one again once they run out), as a stream when
-    asked (``stream=true``)."""
+    """OpenAI's Responses in background mode: ``create(background=True)`` answers ``"queued"`` with no usage (asked
+    for a stream, its stream is cut after ``response.created`` and ``response.in_progress``, as a dropped connection
+    leaves it); each retrieve of the id answers the next of ``states`` (the last one again once they run out), as a
+    stream when asked (``stream=true``), from after ``starting_after`` if given."""
 
     def __init__(self, *states: dict) -> None:
         self.states = list(states) or [BACKGROUND_DONE]
@@ -1266,22 +1268,34 @@ class BackgroundServer:
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
+        queued = {**BACKGROUND_DONE, "status": "queued", "output": [], "usage": None}
         if request.method == "POST":
             body = json.loads(request.content)
             assert body.get("background") is True
-            return httpx2.Response(200, json={**BACKGROUND_DONE, "status": "queued", "output": [], "usage": None})
+            if body.get("stream"):
+                return self._events([("response.created", queued), ("response.in_progress", queued)], -1)
+            return httpx2.Response(200, json=queued)
         if not request.url.path.endswith("/resp_bg"):
             return httpx2.Response(200, json={**RESPONSE, "id": request.url.path.rsplit("/", 1)[-1]})
         state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
         if request.url.params.get("stream") == "true":
             started = {**state, "status": "in_progress", "usage": None}
             events = [
-                {"type": "response.created", "sequence_number": 1, "response": started},
-                {"type": f"response.{state['status']}", "sequence_number": 2, "response": state},
+                ("response.created", queued),
+                ("response.in_progress", started),
+                (f"response.{state['status']}", state),
             ]
-            text = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
-            return httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
+            return self._events(events, int(request.url.params.get("starting_after", -1)))
         return httpx2.Response(200, json=state)
+
+    @staticmethod
+    def _events(events: list[tuple[str, dict]], starting_after: int) -> httpx2.Response:
+        text = "".join(
+            f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': number, 'response': response})}\n\n"
+            for number, (kind, response) in enumerate(events)
+            if number > starting_after
+        )
+        return httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
 
 
 def background_client(kind: str, server: BackgroundServer, tracker, **options):
@@ -1363,6 +1377,89 @@ def test_a_background_stream_cut_before_the_end_is_recorded_by_a_later_retrieve(
     asyncio.run(go())
     (entry,) = tracker.entries()
     assert entry.usage == RESPONSE_USAGE
+
+
+@pytest.mark.parametrize("resume", ["retrieve-stream", "stream-helper", "retrieve"])
+@pytest.mark.parametrize("kind", ["openai", "async-openai"])
+def test_a_background_stream_cut_before_its_response_finished_is_recorded_once_when_resumed(
+    tracker, kind, resume, caplog
+):
+    # OpenAI's resumable streaming: the create's stream (``background=True, stream=True``) drops after its first
+    # events; the response runs on, and a retrieve (a stream resumed ``starting_after`` the last event seen, or not)
+    # finds it finished.
+    server = BackgroundServer()
+    client = background_client(kind, server, tracker)
+    request = {"model": "gpt-4o-mini", "input": "hi", "background": True, "stream": True}
+
+    async def go_async() -> None:
+        last = [event.sequence_number async for event in await client.responses.create(**request)][-1]
+        assert tracker.entries() == [] and (limit.reserved, limit.spent) == (0, 0)  # nothing billed yet: released
+        if resume == "retrieve":
+            await client.responses.retrieve("resp_bg")
+        elif resume == "stream-helper":
+            async with client.responses.stream(response_id="resp_bg", starting_after=last) as stream:
+                async for _ in stream:
+                    pass
+        else:
+            async for _ in await client.responses.retrieve("resp_bg", stream=True, starting_after=last):
+                pass
+        await client.responses.retrieve("resp_bg")  # retrieved again: not billed again
+
+    def go() -> None:
+        last = [event.sequence_number for event in client.responses.create(**request)][-1]
+        assert tracker.entries() == [] and (limit.reserved, limit.spent) == (0, 0)
+        if resume == "retrieve":
+            client.responses.retrieve("resp_bg")
+        elif resume == "stream-helper":
+            with client.responses.stream(response_id="resp_bg", starting_after=last) as stream:
+                for _ in stream:
+                    pass
+        else:
+            for _ in client.responses.retrieve("resp_bg", stream=True, starting_after=last):
+                pass
+        client.responses.retrieve("resp_bg")
+
+    with llmcost.budget("1", tracker=tracker) as limit:
+        if kind.startswith("async"):
+            asyncio.run(go_async())
+        else:
+            go()
+        (entry,) = tracker.entries()
+        assert limit.spent == entry.amount  # counted by the budget of the create
+    assert (entry.model, entry.usage, entry.resource) == ("gpt-4o-mini", RESPONSE_USAGE, "openai.responses.create")
+    assert not [r for r in caplog.records if "usage" in r.getMessage()]  # (no word of a missing include_usage)
+
+
+def test_a_background_stream_left_by_its_reader_is_recorded_when_retrieved_finished(tracker):
+    # Left after ``response.created`` (closed by its ``with``): in background mode the response runs on all the same.
+    client = background_client("openai", BackgroundServer(), tracker)
+    with client.responses.create(model="gpt-4o-mini", input="hi", background=True, stream=True) as stream:
+        assert next(iter(stream)).type == "response.created"
+    assert tracker.entries() == []
+    client.responses.retrieve("resp_bg")
+    (entry,) = tracker.entries()
+    assert entry.usage == RESPONSE_USAGE
+
+
+@pytest.mark.parametrize("ended", ["read out", "closed"])
+def test_a_responses_stream_ended_without_usage_is_not_said_to_need_include_usage(tracker, caplog, ended):
+    # A Responses stream reports usage unasked, in its last event: one that ended before it (not in background
+    # mode, so nothing runs on to be fetched) records nothing, with no advice about chat's stream_options.
+    created = {**RESPONSE, "status": "in_progress", "output": [], "usage": None}
+    text = f"event: response.created\ndata: {json.dumps({'type': 'response.created', 'response': created})}\n\n"
+    answer = httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
+    client = openai.OpenAI(api_key="k", http_client=httpx2.Client(transport=httpx2.MockTransport(lambda _: answer)))
+    llmcost.instrument(client, tracker=tracker)
+    with llmcost.budget("1", tracker=tracker) as limit:
+        with client.responses.create(model="gpt-4o-mini", input="hi", stream=True) as stream:
+            if ended == "read out":
+                assert [event.type for event in stream] == ["response.created"]
+        assert (limit.reserved, limit.spent) == (0, 0)
+    assert tracker.entries() == []
+    assert not llmcost._background.is_pending(RESPONSE["id"])  # (not in background mode: nothing waits for it)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "usage" in r.getMessage()]
+    assert len(said) == (ended == "read out")  # (one closed before its end: a debug line)
+    assert not [message for message in said if "include_usage" in message]
 
 
 def test_a_response_not_created_in_background_here_is_not_recorded_when_retrieved(tracker):

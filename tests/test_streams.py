@@ -294,7 +294,7 @@ class _Stream:
 def test_a_response_whose_close_cannot_be_hooked_leaves_the_stream_tracked_by_its_end_and_close():
     ended: list[tuple[object, bool]] = []
     stream = _Stream([{"usage": {"prompt_tokens": 1, "completion_tokens": 2}}])
-    assert _streams.hook_stream(stream, lambda usage, read_out: ended.append((usage, read_out))) is stream
+    assert _streams.hook_stream(stream, lambda usage, read_out, seen: ended.append((usage, read_out))) is stream
     assert len(list(stream)) == 1 and len(ended) == 1 and ended[0][1]  # (read to its end)
     stream.close()  # settled already: not again
     assert stream.response.closed and len(ended) == 1
