@@ -719,6 +719,33 @@ def test_export_from_a_store_whose_queries_copy_it_copies_it_once(
     assert got == duckdb.execute("SELECT * FROM read_parquet(?) ORDER BY id", [str(tmp_path / "d.parquet")]).fetchall()
 
 
+@pytest.mark.parametrize("kind", ["memory", "duckdb", "parquet"])
+@pytest.mark.parametrize("chunk", [1, 100_000])
+def test_export_reaches_the_last_hour_there_is(
+    kind: str, chunk: int, make_source: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hour after 9999-12-31 23:00 is past the calendar: a chunk ending there raised a bare OverflowError.
+    from llmcost.analytics import _export
+
+    monkeypatch.setattr(_export, "_CHUNK", chunk)  # 1: a chunk an hour, so the last hour closes a chunk too
+    late = [
+        entry(7, datetime(9999, 12, 31, 22, 15, tzinfo=timezone.utc), "2"),
+        entry(8, datetime.max.replace(tzinfo=timezone.utc), "3"),
+    ]
+    source = make_source(kind, [*ENTRIES, *late])
+    ids = [e.id for e in [*ENTRIES, *late]]
+    assert analytics.export(source, tmp_path / "late.csv") == len(ids)
+    with (tmp_path / "late.csv").open(newline="", encoding="utf-8") as f:
+        records = list(csv.DictReader(f))
+    assert [r["id"] for r in records] == ids
+    assert records[-1]["timestamp"] == "9999-12-31T23:59:59.999999Z"
+    assert analytics.export(source, tmp_path / "late.json") == len(ids)
+    assert [r["id"] for r in json.loads((tmp_path / "late.json").read_text())] == ids
+    assert analytics.export(source, tmp_path / "late.parquet") == len(ids)
+    got = duckdb.execute("SELECT id FROM read_parquet(?) ORDER BY timestamp, id", [str(tmp_path / "late.parquet")])
+    assert [r[0] for r in got.fetchall()] == ids
+
+
 def test_export_of_an_empty_store(tmp_path: Path) -> None:
     for name in ("e.csv", "e.json", "e.parquet"):
         assert analytics.export(MemoryStore(), tmp_path / name) == 0

@@ -54,26 +54,29 @@ def _export_format(path: Path, format: str | None) -> str:
     return found
 
 
-def _chunks(src: Source) -> tuple[int, list[tuple[datetime, datetime]]]:
-    """The entry count and ``[start, end)`` time ranges of about ``_CHUNK`` entries each, from hourly counts."""
+def _chunks(src: Source) -> tuple[int, list[tuple[datetime, datetime | None]]]:
+    """The entry count and ``[start, end)`` time ranges of about ``_CHUNK`` entries each, from hourly counts; the
+    last range has no end (``None``)."""
     counts = src.sql(
         "SELECT date_trunc('hour', timezone('UTC', timestamp)) AS hour, count(*) AS n FROM _e GROUP BY 1 ORDER BY 1"
     )
     total = int(counts["n"].sum()) if len(counts) else 0
-    ranges: list[tuple[datetime, datetime]] = []
+    ranges: list[tuple[datetime, datetime | None]] = []
     start: datetime | None = None
     size = 0
     hours = [h.to_pydatetime() if hasattr(h, "to_pydatetime") else h for h in counts["hour"]]
-    for hour, n in zip(hours, counts["n"], strict=True):
+    for i, (hour, n) in enumerate(zip(hours, counts["n"], strict=True)):
         hour = hour.replace(tzinfo=timezone.utc)
         if start is None:
             start = hour
         size += int(n)
-        if size >= _CHUNK:
+        # Not after the last hour: its end may be past the calendar (the hour after 9999-12-31 23:00 is none), and
+        # the last range takes everything from its start on anyway.
+        if size >= _CHUNK and i < len(hours) - 1:
             ranges.append((start, hour + timedelta(hours=1)))
             start, size = None, 0
     if start is not None:
-        ranges.append((start, hours[-1].replace(tzinfo=timezone.utc) + timedelta(hours=1)))
+        ranges.append((start, None))
     return total, ranges
 
 
@@ -121,12 +124,15 @@ def export(
             return _write(src, kind, tmp, total, ranges, progress)
 
 
-def _pages(src: Source, ranges: Iterable[tuple[datetime, datetime]]) -> Iterable[list[tuple[Any, ...]]]:
+def _pages(src: Source, ranges: Iterable[tuple[datetime, datetime | None]]) -> Iterable[list[tuple[Any, ...]]]:
     for start, end in ranges:
-        page = src.sql(
-            f"{EXPORT_SELECT} FROM _e WHERE timestamp >= ? AND timestamp < ? ORDER BY _e.timestamp, id",
-            [start, end],
-        )
+        if end is None:
+            page = src.sql(f"{EXPORT_SELECT} FROM _e WHERE timestamp >= ? ORDER BY _e.timestamp, id", [start])
+        else:
+            page = src.sql(
+                f"{EXPORT_SELECT} FROM _e WHERE timestamp >= ? AND timestamp < ? ORDER BY _e.timestamp, id",
+                [start, end],
+            )
         yield list(page.itertuples(index=False, name=None))
 
 
@@ -135,7 +141,7 @@ def _write(
     kind: str,
     tmp: Path,
     total: int,
-    ranges: list[tuple[datetime, datetime]],
+    ranges: list[tuple[datetime, datetime | None]],
     progress: Callable[[int, int], object] | None,
 ) -> int:
     written = 0
@@ -171,7 +177,7 @@ def _write_parquet(
     src: Source,
     tmp: Path,
     total: int,
-    ranges: list[tuple[datetime, datetime]],
+    ranges: list[tuple[datetime, datetime | None]],
     progress: Callable[[int, int], object] | None,
 ) -> int:
     import duckdb
