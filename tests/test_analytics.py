@@ -525,6 +525,49 @@ def test_compare_models(source: Any) -> None:
     assert gpt["cost_per_1k_tokens"] == pytest.approx(0.3 / 3.5)
 
 
+UNPRICED = [
+    # an unknown model, and a call of gpt-4o recorded unpriced (as an id unknown when it was recorded would be)
+    entry(
+        7, MON + timedelta(hours=11), "0", model="no-such-model", usage=Usage(1_000_000, 100_000), pricing="unpriced"
+    ),
+    entry(8, MON + timedelta(hours=12), "0", model="no-such-model", usage=Usage(5, 5), pricing="unpriced"),
+    entry(9, MON + timedelta(hours=13), "0", model="gpt-4o", usage=Usage(100_000, 0), pricing="unpriced"),
+]
+
+
+def test_compare_models_leaves_unpriced_calls_out_of_the_cost_figures(
+    source_kind: str, make_source: Callable[..., Any]
+) -> None:
+    # Counted as $0, an unknown model looked the cheapest (0.0 a call and per 1k tokens), and an unpriced call of a
+    # priced model cut its cost per call and per token. Its calls still count.
+    frame = analytics.compare_models(make_source(source_kind, [*ENTRIES, *UNPRICED]))
+    assert frame["model"].tolist() == ["claude-3-5-sonnet", "gpt-4o", "gpt-4o-mini", "no-such-model"]
+    gpt = frame.set_index("model").loc["gpt-4o"]
+    assert gpt["calls"] == 3 and gpt["cost"] == pytest.approx(0.3)
+    assert gpt["cost_per_call"] == pytest.approx(0.15)  # of the two priced calls
+    assert gpt["cost_per_1k_tokens"] == pytest.approx(0.3 / 3.5)  # their 3,500 tokens, not the unpriced 100,000
+    unknown = frame.set_index("model").loc["no-such-model"]
+    assert unknown["calls"] == 2
+    assert unknown[["cost", "cost_per_call", "cost_per_1k_tokens"]].isna().all()  # unknown, never a silent $0
+    reference = analytics.compare_models(make_source("memory", [*ENTRIES, *UNPRICED]))
+    pd.testing.assert_frame_equal(frame, reference)  # every store gives the same frame
+
+
+def test_compare_models_leaves_unpriced_calls_out_of_sums_past_the_decimal_range(
+    make_source: Callable[..., Any],
+) -> None:
+    # Sums past 10**20 are split (DuckDB's sum(amount) overflows DECIMAL(38, 18)): unpriced calls are left out there
+    # too, and a model with none priced still comes last.
+    big = [
+        entry(10, MON, "60000000000000000000.25", model="gpt-4o", usage=Usage(1000, 0)),
+        entry(11, MON, "60000000000000000000.75", model="gpt-4o", usage=Usage(1000, 0)),
+    ]
+    frame = analytics.compare_models(make_source("duckdb", [*big, *UNPRICED]))
+    assert frame["model"].tolist() == ["gpt-4o", "no-such-model"] and frame["calls"].tolist() == [3, 2]
+    assert frame["cost"].iloc[0] == 1.2e20 and frame["cost_per_call"].iloc[0] == 6e19
+    assert frame["cost_per_1k_tokens"].iloc[0] == 6e19 and frame["cost"].isna().tolist() == [False, True]
+
+
 def priced(n: int, model: str, usage: Usage, resource: str, provider: str | None = None) -> CostEntry:
     price = get_price(model, provider)
     return entry(

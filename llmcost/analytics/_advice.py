@@ -41,10 +41,19 @@ __all__ = ["MIN_SAVING", "compare_models", "recommendations"]
 MIN_SAVING = Decimal("0.2")
 
 
+#: SQL: an entry whose amount is a price (catalog, user or given), not the 0 of an unknown model.
+_PRICED = "pricing IS DISTINCT FROM 'unpriced'"
+
+
 def compare_models(source: Any, *, since: When | None = None, until: When | None = None) -> pd.DataFrame:
     """Per model: ``model``, ``calls``, ``cost``, ``cost_per_call`` and ``cost_per_1k_tokens`` (input plus output
     tokens; NaN when a model recorded no tokens); most expensive first. Entries without a model are left out; a
     model is its catalog id where there is one (``gpt-4o`` for entries of ``gpt-4o-2024-08-06``), as ``by_model``.
+
+    ``calls`` counts every call; the three cost figures are of the priced calls alone. An unpriced entry (an unknown
+    model, recorded with amount 0 and ``pricing="unpriced"``) has no cost to speak of: counted as $0 it would make
+    its model look the cheapest, and its tokens would dilute a model's cost per token. A model with no priced call
+    has NaN cost figures (and comes last); where ``cost`` is not ``cost_per_call * calls``, some calls are unpriced.
 
     Example::
 
@@ -56,28 +65,36 @@ def compare_models(source: Any, *, since: When | None = None, until: When | None
     """
     import pandas as pd
 
+    priced = f"FILTER (WHERE {_PRICED})"
+    whole, fraction = f"{WHOLE_SUM} {priced}", f"{FRACTION_SUM} {priced}"
     with as_source(source) as base:
         src = base.where(since=since, until=until)
         found = with_split_sums(
             lambda split: src.sql(
-                f"SELECT {MODEL_SQL} AS model, count(*) AS calls, "
-                f"{split_text(WHOLE_SUM, FRACTION_SUM) if split else 'sum(amount)'} AS cost, "
-                "CAST(sum(input_tokens) + sum(output_tokens) AS BIGINT) AS tokens "
-                "FROM _e WHERE model IS NOT NULL GROUP BY 1 "
-                f"ORDER BY {split_order(WHOLE_SUM, FRACTION_SUM) if split else 'sum(amount)'} DESC, 1"
+                f"SELECT {MODEL_SQL} AS model, count(*) AS calls, count(*) {priced} AS priced, "
+                f"{split_text(whole, fraction) if split else f'sum(amount) {priced}'} AS cost, "
+                f"CAST(sum(input_tokens + output_tokens) {priced} AS BIGINT) AS tokens "
+                # (models with no priced call last: a split sum of no rows is a struct of NULLs, not a NULL)
+                f"FROM _e WHERE model IS NOT NULL GROUP BY 1 ORDER BY count(*) {priced} = 0, "
+                f"{split_order(whole, fraction) if split else f'sum(amount) {priced}'} DESC, 1"
             )
         )
+    nan = float("nan")
     rows = []
     with wide_context():  # (divided exactly whatever the caller's decimal context, then made floats)
-        for model, calls, cost, tokens in found.itertuples(index=False):
+        for model, calls, priced_calls, cost, tokens in found.itertuples(index=False):
+            if not priced_calls:  # (nothing priced: no cost, not a cost of 0)
+                rows.append((model, int(calls), nan, nan, nan))
+                continue
             cost = sum_value(cost)
+            tokens = 0 if pd.isna(tokens) else int(tokens)
             rows.append(
                 (
                     model,
                     int(calls),
                     float(cost),
-                    float(cost / calls),
-                    float(cost * 1000 / int(tokens)) if tokens else float("nan"),
+                    float(cost / int(priced_calls)),
+                    float(cost * 1000 / tokens) if tokens else nan,
                 )
             )
     frame = pd.DataFrame.from_records(rows, columns=["model", "calls", "cost", "cost_per_call", "cost_per_1k_tokens"])
