@@ -410,15 +410,9 @@ def daily(costs: list[str], hour: int = 0) -> MemoryStore:
     return fill(MemoryStore(), [entry(i + 1, MON + timedelta(days=i, hours=hour), c) for i, c in enumerate(costs)])
 
 
-def scored(costs: list[str], **kwargs: Any) -> pd.DataFrame:
-    """``anomalies`` of a cost a day from Monday, up to the end of the last day (a store's "now" is the current
-    time: without ``until`` every day since would count, as zero)."""
-    return analytics.anomalies(daily(costs), until=MON + timedelta(days=len(costs)), **kwargs)
-
-
 def test_anomalies_flag_a_spike_with_a_robust_score() -> None:
     costs = ["10", "11", "9", "10", "12", "10", "95", "11", "9", "10"]
-    frame = scored(costs)
+    frame = analytics.anomalies(daily(costs))
     assert list(frame.columns) == ["period", "cost", "expected", "score", "anomaly"]
     assert frame["anomaly"].tolist() == [c == "95" for c in costs]
     # median 10, MAD = median(|x - 10|) = 1 -> score (95 - 10) / (1.4826 * 1)
@@ -430,17 +424,17 @@ def test_anomalies_flag_a_spike_with_a_robust_score() -> None:
 
 
 def test_anomalies_when_most_periods_cost_the_same() -> None:
-    frame = scored(["5", "5", "5", "5", "5", "5", "40"])
+    frame = analytics.anomalies(daily(["5", "5", "5", "5", "5", "5", "40"]))
     # MAD is 0: the mean absolute deviation (35 / 7 = 5) scaled by 1.2533 stands in.
     assert frame["score"].iloc[-1] == pytest.approx(35 / (1.2533 * 5))
     assert frame["anomaly"].tolist() == [False] * 6 + [True]
-    flat = scored(["3", "3", "3"])
+    flat = analytics.anomalies(daily(["3", "3", "3"]))
     assert flat["score"].tolist() == [0.0, 0.0, 0.0] and not flat["anomaly"].any()
 
 
 def test_anomalies_count_empty_days_and_take_a_threshold() -> None:
     store = fill(MemoryStore(), [entry(i + 1, MON + timedelta(days=2 * i), "1") for i in range(5)])
-    frame = analytics.anomalies(store, threshold=10, until=MON + timedelta(days=9))
+    frame = analytics.anomalies(store, threshold=10)
     assert len(frame) == 9 and frame["cost"].tolist()[:3] == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="threshold must be a positive number"):
         analytics.anomalies(store, threshold=0)
@@ -458,59 +452,8 @@ def test_anomalies_leave_out_periods_not_complete() -> None:
     # from a since at the first day's start, that day is whole; an until in the past ends the running period
     whole = analytics.anomalies(tracker, since=MON, until=MON + timedelta(days=7))
     assert whole["score"].notna().all() and len(whole) == 7
-    # a store's "now" is the current time: its last day, long past, is whole, and so is every day since (a zero)
-    assert scored(costs)["anomaly"].tolist() == [False] * 7 + [True]
-    before = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    since = analytics.anomalies(daily(costs))
-    after = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    assert since["period"].iloc[-1] in (before, after) and since["cost"].iloc[8:].eq(0).all()
-    assert since["score"].iloc[:-1].notna().all() and pd.isna(since["score"].iloc[-1])  # today: not over yet
-
-
-def test_anomalies_flag_an_outage_still_going_on() -> None:
-    # $1 a day from 1 to 25 May, then nothing up to noon on the 31st: the five days without traffic are drops, and
-    # today, not over yet, is shown (cost 0 so far) but not scored. over_time stops at the last day with spend.
-    now = datetime(2024, 5, 31, 12, tzinfo=timezone.utc)
-    tracker = CostTracker(clock=lambda: now)
-    for day in range(1, 26):
-        tracker.record(amount="1", category="compute", timestamp=datetime(2024, 5, day, 12, tzinfo=timezone.utc))
-    frame = analytics.anomalies(tracker)
-    assert len(analytics.over_time(tracker)) == 25
-    assert frame["period"].tolist() == list(pd.date_range("2024-05-01", "2024-05-31", freq="D", tz="UTC"))
-    assert frame["cost"].tolist() == [1.0] * 25 + [0.0] * 6
-    assert frame["anomaly"].tolist() == [False] * 25 + [True] * 5 + [False]
-    assert frame["score"].iloc[25] < -3.5 and pd.isna(frame["score"].iloc[-1])
-    assert frame["expected"].iloc[0] == 1.0
-    # an until before now ends the span there: the 30th is the last day, and whole
-    assert analytics.anomalies(tracker, until="2024-05-30")["anomaly"].tolist() == [False] * 25 + [True] * 5
-
-
-def test_anomalies_score_the_empty_periods_at_both_ends_of_the_span(source_kind: str, make_source: Any) -> None:
-    # Hours without spend between since and the first entry, and between the last entry and until, are in the span
-    # the data speak for: they count, as zeros, in every source alike.
-    entries = [entry(n, MON + timedelta(hours=h), "2") for n, h in enumerate(range(10, 30), start=1)]
-    source = make_source(source_kind, entries)
-    since, until = MON + timedelta(hours=8), MON + timedelta(hours=31, minutes=30)
-    frame = analytics.anomalies(source, "h", since=since, until=until)
-    assert frame["period"].tolist() == list(pd.date_range(since, periods=24, freq="h"))
-    assert frame["cost"].tolist() == [0.0] * 2 + [2.0] * 20 + [0.0] * 2
-    # 07:00-07:30 on Tuesday is the part of an hour the span holds: shown, not scored
-    assert frame["score"].isna().tolist() == [False] * 23 + [True]
-    assert frame["anomaly"].tolist() == [True] * 2 + [False] * 20 + [True] + [False]
-    assert str(frame["period"].dtype) == "datetime64[us, UTC]" and frame["anomaly"].dtype == bool
-    # weeks: the ISO week after the data, wholly before until, is a zero (a tracker's span ends at its clock,
-    # Thursday of the first week: no week after it is there yet)
-    weeks = analytics.anomalies(source, "W", until=MON + timedelta(days=14))
-    whole = [MON] if source_kind == "tracker" else [MON, MON + timedelta(days=7)]
-    assert weeks["period"].tolist() == whole and weeks["cost"].tolist() == [40.0, 0.0][: len(whole)]
-
-
-def test_anomalies_of_a_span_without_entries() -> None:
-    # Nothing recorded from since to until: every day is a zero, and none stands out.
-    frame = analytics.anomalies(MemoryStore(), since=MON, until=MON + timedelta(days=3))
-    assert frame["cost"].tolist() == [0.0] * 3 and frame["score"].tolist() == [0.0] * 3
-    assert not frame["anomaly"].any() and list(frame.columns) == ["period", "cost", "expected", "score", "anomaly"]
-    assert analytics.anomalies(MemoryStore()).empty  # no since and no entries: no span at all
+    # a store's "now" is the current time: its last day, long past, is whole
+    assert analytics.anomalies(daily(costs))["anomaly"].tolist() == [False] * 7 + [True]
 
 
 # -- models -------------------------------------------------------------------------------------------------------

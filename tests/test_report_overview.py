@@ -59,21 +59,8 @@ def test_the_overview_holds_what_analytics_answers() -> None:
     assert overview.cost == pytest.approx(float(Decimal("0.10") * 55)) and overview.calls == 36
     assert overview.by_model.equals(analytics.by_model(store))
     assert overview.periods.equals(analytics.over_time(store, "h"))
-    flagged = analytics.anomalies(store, "h", until=T0 + timedelta(days=2))  # (a store's "now" is the current time)
+    flagged = analytics.anomalies(store, "h")
     assert overview.anomalies.equals(flagged[flagged["anomaly"]].reset_index(drop=True))
-
-
-def test_an_outage_still_going_on_is_an_anomaly_in_the_report() -> None:
-    # $1 an hour for 20 hours, then nothing for the 4 whole hours up to now (and 20 minutes of the running hour).
-    store = MemoryStore()
-    store.append([CostEntry(id=f"{h:026x}", timestamp=T0 + timedelta(hours=h), amount="1") for h in range(20)])
-    now = T0 + timedelta(hours=24, minutes=20)
-    overview = compute_overview(store, now=now)
-    assert overview.freq == "h"
-    assert list(overview.anomalies["period"]) == [T0 + timedelta(hours=h) for h in range(20, 24)]
-    flagged = analytics.anomalies(store, "h", until=now)
-    assert overview.anomalies.equals(flagged[flagged["anomaly"]].reset_index(drop=True))
-    assert "2024-05-01 23:00" in render_text(overview).split("Anomalies")[1]
 
 
 def test_an_empty_selection() -> None:

@@ -21,7 +21,7 @@ from .._periods import BudgetPeriod, period_bounds, to_period
 from .._prices import cost_of
 from .._time import When
 from ..stores._sql import FRACTION_SUM, WHOLE_SUM, split_text, sum_value, with_split_sums
-from ._freq import bucket_start, parse_freq
+from ._freq import parse_freq
 from ._source import Source, as_source
 from ._spend import over_time
 
@@ -140,19 +140,13 @@ def anomalies(
 ) -> pd.DataFrame:
     """Periods whose spend is far from usual: ``period``, ``cost``, ``expected``, ``score``, ``anomaly`` (bool).
 
-    There is a row for every period of the span the data speak for (``covered``: from ``since``, else the first
-    entry, to ``until`` or now, whichever is earlier; "now" is the tracker's clock for a tracker, else the current
-    time), a period without spend counting as zero: the days without traffic after the last entry up to now (an
-    outage still going on) are scored too, where ``over_time`` stops at the last period with spend. On a store whose
-    entries end long ago, pass ``until`` to score the history alone.
-
     The score is the modified z-score of Iglewicz and Hoaglin, robust to the outliers it looks for:
-    ``score = (cost - median) / (1.4826 * MAD)`` over those periods, where MAD is the median absolute deviation from
-    the median; ``expected`` is the median. When more than half the periods cost the same (MAD = 0) the mean
-    absolute deviation is used instead (``1.2533 * meanAD``), and when all cost the same every score is 0.
-    ``anomaly`` is ``abs(score) > threshold`` (default 3.5). Only whole periods are scored: the one still running
-    (its row is there, with the spend so far, even if that is none) and a first one the data begin inside get a NaN
-    ``score`` and are left out of the median (see ``score_periods``).
+    ``score = (cost - median) / (1.4826 * MAD)`` over every period of ``over_time(source, freq)`` (zero-filled),
+    where MAD is the median absolute deviation from the median; ``expected`` is the median. When more than half the
+    periods cost the same (MAD = 0) the mean absolute deviation is used instead (``1.2533 * meanAD``), and when all
+    cost the same every score is 0. ``anomaly`` is ``abs(score) > threshold`` (default 3.5). Only whole periods are
+    scored: the one still running ("now" is the tracker's clock for a tracker) and a first one the data begin inside
+    get a NaN ``score`` and are left out of the median (see ``score_periods``).
 
     Example::
 
@@ -182,39 +176,6 @@ def covered(src: Source, now: datetime) -> tuple[datetime | None, datetime]:
     return since, now if until is None else min(until, now)
 
 
-def _through(series: pd.DataFrame, freq: str, start: datetime | None, end: datetime | None) -> pd.DataFrame:
-    """``series`` (``period``, ``cost``) with a zero row for every period without spend that overlaps ``[start,
-    end)``: ``over_time`` runs from the first to the last period with spend only, so days without traffic at the
-    ends of the span (an outage still going on) would never be scored."""
-    import pandas as pd
-
-    periods = pd.DatetimeIndex(series["period"]) if len(series) else None
-    if start is not None:
-        first = bucket_start(to_utc(start, "start"), freq)
-    elif periods is not None:
-        first = periods.min().to_pydatetime()
-    else:
-        return series
-    if end is not None:
-        end = to_utc(end, "end")
-        if end <= first:
-            return series
-        last = bucket_start(end - timedelta(microseconds=1), freq)  # the last period that begins before end
-    elif periods is not None:
-        last = periods.max().to_pydatetime()  # (no end: only the periods before the first with spend)
-    else:
-        return series
-    span = pd.date_range(first, last, freq=parse_freq(freq)[1], unit="us")
-    missing = span if periods is None else span.difference(periods)
-    if not len(missing):
-        return series
-    zeros = pd.DataFrame({"period": missing, "cost": 0.0})
-    if periods is None:
-        return zeros
-    padded = pd.concat([series[["period", "cost"]], zeros], ignore_index=True)
-    return padded.sort_values("period", kind="stable", ignore_index=True)
-
-
 def score_periods(
     series: pd.DataFrame,
     *,
@@ -226,12 +187,11 @@ def score_periods(
     """The ``anomalies`` frame of ``series``, an ``over_time`` frame (``period``, ``cost``...): for a caller that
     has the periods already and should not query them twice.
 
-    With ``freq``, every period that overlaps ``[start, end)`` (``covered``) and has no row in ``series`` is added
-    with cost 0 (the periods without spend before the first and after the last that ``over_time`` leaves out), and a
-    period that does not lie wholly in ``[start, end)`` (the one still running, the first when the data begin inside
-    it) is not scored: its ``score`` is NaN, it is never an anomaly, and it does not count towards the median. A
-    part of a period is not comparable with whole ones (three hours of a day look like a drop), and scaling it up
-    pro rata would assume spend is spread evenly over the period, which daily and weekly cycles make false.
+    With ``freq``, a period that does not lie wholly in ``[start, end)`` (``covered``: the one still running, the
+    first when the data begin inside it) is not scored: its ``score`` is NaN, it is never an anomaly, and it does not
+    count towards the median. A part of a period is not comparable with whole ones (three hours of a day look like a
+    drop), and scaling it up pro rata would assume spend is spread evenly over the period, which daily and weekly
+    cycles make false.
 
     Example::
 
@@ -247,8 +207,6 @@ def score_periods(
     import numpy as np
     import pandas as pd
 
-    if freq is not None:
-        series = _through(series, freq, start, end)
     costs = series["cost"].to_numpy(dtype="float64")
     whole = np.ones(len(costs), dtype=bool)
     if freq is not None and len(costs):

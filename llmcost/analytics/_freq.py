@@ -11,9 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
-__all__ = ["bucket_start", "parse_freq"]
+__all__ = ["parse_freq"]
 
 # freq -> (DuckDB date_trunc unit, pandas frequency of the same buckets)
 _FREQS: dict[str, tuple[str, str]] = {}
@@ -50,34 +48,3 @@ def parse_freq(freq: str) -> tuple[str, str]:
     if found is None:
         raise ValueError(f"freq must be one of {_CHOICES}; got {freq!r}")
     return found
-
-
-def bucket_start(moment: datetime, freq: str) -> datetime:
-    """The start (UTC) of the ``freq`` bucket that holds ``moment``: the label ``date_trunc`` gives its entries.
-
-    Worked out with ``datetime`` itself rather than pandas, whose ``Timestamp.floor`` takes no weeks, months or
-    years and whose nanosecond timestamps end in 2262; a store takes times up to 9999-12-31.
-
-    Example::
-
-        >>> bucket_start(datetime(2024, 5, 17, 15, 30, tzinfo=timezone.utc), "W")   # a Friday: its ISO week's Monday
-        datetime.datetime(2024, 5, 13, 0, 0, tzinfo=datetime.timezone.utc)
-        >>> bucket_start(datetime(2024, 5, 17, 15, 30, tzinfo=timezone.utc), "QS")
-        datetime.datetime(2024, 4, 1, 0, 0, tzinfo=datetime.timezone.utc)
-    """
-    unit = parse_freq(freq)[0]
-    moment = moment.astimezone(timezone.utc)
-    if unit == "minute":
-        return moment.replace(second=0, microsecond=0)
-    if unit == "hour":
-        return moment.replace(minute=0, second=0, microsecond=0)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if unit == "day":
-        return day
-    if unit == "week":
-        return day - timedelta(days=day.weekday())  # (0001-01-01 is a Monday: never before the calendar)
-    if unit == "month":
-        return day.replace(day=1)
-    if unit == "quarter":
-        return day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1)
-    return day.replace(month=1, day=1)
