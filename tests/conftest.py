@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import threading
@@ -14,6 +15,7 @@ import pytest
 
 import llmcost
 from llmcost import _state
+from llmcost._periods import period_bounds
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +49,70 @@ def clock() -> Clock:
 def tracker(clock: Clock) -> Iterator[llmcost.CostTracker]:
     with llmcost.CostTracker(clock=clock) as t:
         yield t
+
+
+class Periods:
+    """Whether a test that runs on the system clock stayed in one budget period (``same_period`` fixture).
+
+    A period budget on the system clock counts the entries of the current period only: a test that runs across a
+    boundary (midnight UTC for a daily budget, the top of the hour for an hourly one) made some of its entries in
+    the last period, and its budget does not count them (CI failed so at 00:01 UTC). Such a test asserts what counts
+    every entry it made only while ``same_period()`` holds, and else what still holds of each period."""
+
+    def __init__(self) -> None:
+        self.started = datetime.now(timezone.utc)  # (before the test's first entry)
+
+    def __call__(self, period: str = "daily") -> bool:
+        """Whether no boundary of ``period`` (cut in UTC) has passed since the test began."""
+        return period_bounds(period, datetime.now(timezone.utc))[0] <= self.started
+
+    def parts(self, period: str = "daily") -> list[dict[str, datetime]]:
+        """The ``since``/``until`` filters of the test's time in each ``period``: ``[{}]`` (everything, as before)
+        while ``same_period(period)``, else one for each period from the one the test began in to the current one."""
+        if self(period):
+            return [{}]
+        cuts: list[datetime] = []
+        end = period_bounds(period, self.started)[1]
+        while end is not None and end <= datetime.now(timezone.utc):
+            cuts.append(end)
+            end = period_bounds(period, end)[1]
+        between = ({"since": since, "until": until} for since, until in itertools.pairwise(cuts))
+        return [{"until": cuts[0]}, *between, {"since": cuts[-1]}]
+
+
+@pytest.fixture
+def same_period() -> Periods:
+    """``same_period()``: whether no midnight UTC (or boundary of the period given) has passed since the test began;
+    see ``Periods``."""
+    return Periods()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "on_system_clock(*periods): the test's budgets of these periods (daily if none is named) run on the system "
+        "clock; should it fail in a run across one of their boundaries, it is skipped, not failed",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """``on_system_clock``: a test whose period budgets run on the system clock and count every entry it made, as if
+    each of its assertions were under ``if same_period():``. A failure in a run across a boundary of those periods
+    (midnight UTC, for a daily budget) is a skip saying so; nothing changes for a run within one period, nor for a
+    test that passes across a boundary."""
+    marker = item.get_closest_marker("on_system_clock")
+    if marker is None:
+        return (yield)
+    periods = Periods()
+    try:
+        return (yield)
+    except (Exception, pytest.fail.Exception):
+        crossed = [period for period in marker.args or ("daily",) if not periods(period)]
+        if crossed:
+            reason = f"ran into a new {crossed[0]} period on the system clock: its budgets counted that one alone"
+            raise pytest.skip.Exception(reason) from None
+        raise
 
 
 def answer_of_forked_child(work: Callable[[], object]) -> object:

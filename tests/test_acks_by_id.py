@@ -167,6 +167,7 @@ def _views(home, kind: str) -> tuple[CostTracker, CostTracker]:  # type: ignore[
     return CostTracker(open_store(kind, where)), CostTracker(open_store(kind, where))
 
 
+@pytest.mark.on_system_clock("daily")  # (its daily budgets lease on the system clock: tests/conftest.py)
 @pytest.mark.parametrize("kind", ["duckdb", "parquet"])
 def test_calls_and_records_count_once_through_flushes_and_a_store_down_a_while(home, kind, monkeypatch):
     # Tracked calls (served by a lease) and ``tracker.record`` entries, under two budgets (one filtered by resource),
@@ -229,6 +230,7 @@ class _Acknowledging(DuckDBStore):
         super().acknowledge(entries)
 
 
+@pytest.mark.on_system_clock("daily")  # (its daily budgets lease on the system clock: tests/conftest.py)
 def test_a_store_that_acknowledges_in_its_own_way_gets_the_written_entries(home):
     store = _Acknowledging(os.path.join(home("duckdb"), "costs.duckdb"))
     tracker = CostTracker(store)
@@ -246,6 +248,7 @@ def test_a_store_that_acknowledges_in_its_own_way_gets_the_written_entries(home)
     tracker.close()
 
 
+@pytest.mark.on_system_clock("daily")  # (its daily budgets lease on the system clock: tests/conftest.py)
 def test_a_postgres_ledger_is_given_the_written_entries(home, monkeypatch):
     # PostgresLedger acknowledges entries, not ids (``by_id`` False): the writer's columns are made entries for it.
     assert not PostgresLedger.by_id
@@ -331,6 +334,7 @@ def test_processes_sharing_the_sqlite_ledger_count_each_entry_once(children: Chi
     tracker.close()
 
 
+@pytest.mark.on_system_clock("daily")  # (its daily budgets lease on the system clock: tests/conftest.py)
 @pytest.mark.parametrize("kind", ["duckdb", "parquet"])
 def test_entries_spilled_while_the_store_is_down_count_once_when_replayed(home, kind, monkeypatch):
     # While the store cannot be written its appends are spilled to files (they count as written, and the writer

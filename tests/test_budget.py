@@ -659,6 +659,7 @@ def test_budget_guard(tracker):
     assert guard.can_proceed("0.2")
 
 
+@pytest.mark.on_system_clock("daily")  # (the default tracker's daily limit, on the system clock: tests/conftest.py)
 def test_env_limits_guard_the_default_tracker(monkeypatch):
     monkeypatch.setenv("LLMCOST_DAILY_LIMIT", "0.004")
     tracker = llmcost.get_tracker()
@@ -706,6 +707,7 @@ def test_a_fresh_state_forgets_the_exports_that_wanted_requested_models():
     assert not _decorator.wanting_requested  # tracked calls no longer take the export's first step
 
 
+@pytest.mark.on_system_clock("daily")  # (the default tracker's daily limit, on the system clock: tests/conftest.py)
 @pytest.mark.parametrize("value", ["$0.01", "lots", "-1", "0"])
 def test_a_bad_env_limit_is_refused_at_every_use_and_never_leaves_a_default_without_it(monkeypatch, value):
     # The first use used to raise once and leave the new default tracker installed without its limit: every later

@@ -178,6 +178,7 @@ def test_a_baton_never_given_back_lets_the_call_through_after_a_while(
     assert len(tracker.entries()) == 2 and b.spent == CALL  # (the first call's count gave up too, logged)
 
 
+@pytest.mark.on_system_clock("daily")  # (the child's daily budget leases on the system clock: tests/conftest.py)
 def test_a_forked_child_finds_the_budgets_lock_free_though_a_parent_thread_held_it(
     tmp_path: Path,
 ) -> None:

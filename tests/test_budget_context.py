@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import decimal
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from llmcost import CostTracker, budget, track_cost
 # Prompt sizes whose gpt-4o costs have 5 to 7 significant digits (0.0030875 for 1235 tokens): any context of fewer
 # digits rounds their sums.
 PROMPTS = (1235, 77, 4321, 1, 999, 12345, 3)
+
+#: The trackers' clock: a day of their own, so a daily budget counts every call of a run (on the system clock, a run
+#: across midnight UTC counted the new day's alone).
+NOON = datetime(2024, 5, 17, 12, tzinfo=timezone.utc)
 
 
 def response(prompt: int) -> dict[str, Any]:
@@ -63,7 +68,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
 def run(
     where: str | None, decorator: dict[str, Any], limits: dict[str, Any], kwargs: dict[str, Any], digits: int | None
 ) -> tuple[list[tuple[Decimal, Decimal, Decimal]], Decimal, list[float]]:
-    tracker = CostTracker(where) if where else CostTracker()
+    tracker = CostTracker(where, clock=lambda: NOON)
     prompts = iter(PROMPTS * 3)
 
     def call(**_: Any) -> dict[str, Any]:
@@ -119,7 +124,7 @@ def test_three_nested_budgets_count_exactly_in_a_narrow_decimal_context() -> Non
 
 @pytest.mark.parametrize("period", [None, "daily"])
 def test_entries_recorded_by_hand_count_exactly_in_a_narrow_decimal_context(period: str | None) -> None:
-    tracker = CostTracker()
+    tracker = CostTracker(clock=lambda: NOON)
     amounts = [Decimal("0.001234567"), Decimal("12.5"), Decimal("0.000000000000000001")]
     with budget(100, period=period, tracker=tracker) as b:
         for amount in amounts:

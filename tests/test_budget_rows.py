@@ -448,10 +448,10 @@ def test_a_tracker_budget_also_entered_checks_and_counts_each_call_once(path: st
     assert tracker.summary().total == 2 * CALL
 
 
-def test_a_tracker_period_budget_also_entered_reserves_once() -> None:
+def test_a_tracker_period_budget_also_entered_reserves_once(clock) -> None:
     """The same for a period budget from ``BudgetManager``: one reservation for the call (two would pass its limit),
     its entry counted once in the ledger."""
-    tracker = CostTracker()
+    tracker = CostTracker(clock=clock)  # (a day of its own: the call counts in the budget's day)
     b = llmcost.BudgetManager(tracker).create("job", "0.004", "daily")
     fn = track_cost(tracker=tracker, estimate=Decimal("0.003"))(lambda: response())
     with b:

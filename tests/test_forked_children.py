@@ -292,14 +292,17 @@ def test_locks_another_thread_held_at_the_fork_are_free_in_the_child(tmp_path: P
     # recent-calls estimate, of its MemoryStore (the daily budget's ledger shares it) and of price resolution, as a
     # thread counting a call or pricing one would: that thread is not in the child, and the child's first call
     # needing one of them hung. (The locks are reached by their private names: no public way holds one on purpose.)
+    # (The memory tracker's clock stays at noon: on the system clock a run across midnight UTC had the daily budget
+    # count the calls of the new day alone.)
     proc = _run(
         """
         import signal
+        from datetime import datetime, timezone
         from decimal import Decimal
         import llmcost
         from llmcost import _state, budget, track_cost
 
-        memory = CostTracker("memory://")
+        memory = CostTracker("memory://", clock=lambda: datetime(2024, 5, 17, 12, tzinfo=timezone.utc))
         call = track_cost(tracker=memory, resource="chat")(
             lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 10}}
         )

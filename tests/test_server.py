@@ -359,6 +359,7 @@ def test_summary_periods_are_written_as_every_other_time_is(client: httpx.Client
 # -- budgets and reservations ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.on_system_clock("monthly")  # (the server's budgets count the current period, by the system clock)
 def test_budgets_are_created_read_checked_and_deleted(client: httpx.Client, name: str) -> None:
     made = client.post(
         f"{PREFIX}/budgets", json={"name": name, "amount": "2.00", "period": "monthly", "resource": name}
@@ -383,6 +384,7 @@ def test_budgets_are_created_read_checked_and_deleted(client: httpx.Client, name
     _error(client.get(f"{PREFIX}/budgets/check", params={"name": name, "amount": "1"}), 404, "name")
 
 
+@pytest.mark.on_system_clock("daily")
 @pytest.mark.parametrize("period", ["daily", "total"])
 def test_budget_money_keeps_one_shape_through_a_reservation(client: httpx.Client, name: str, period: str) -> None:
     # A period budget holds reservations in the store's ledger, at 18 places: "0.99", never "0.990000000000000000".
@@ -494,6 +496,7 @@ tracker.close()
 """
 
 
+@pytest.mark.on_system_clock("daily")  # (across midnight UTC the watcher's budget sees the new day's: no hold)
 def test_an_unsettled_hold_is_released_when_its_lease_runs_out(
     client: httpx.Client, name: str, store_path: Path
 ) -> None:
@@ -535,6 +538,7 @@ def test_forecast_prices_pending_work_with_the_library(client: httpx.Client) -> 
 # -- operations -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.on_system_clock("daily")
 def test_metrics_are_prometheus_text_read_from_the_store(client: httpx.Client, name: str) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -850,6 +854,7 @@ def test_import_llmcost_and_the_cli_leave_the_server_stack_unloaded() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+@pytest.mark.on_system_clock("daily")  # (its daily budget's remaining after the call it records, by the system clock)
 def test_every_python_block_of_the_serving_guide_runs_as_pasted(capsys: pytest.CaptureFixture[str]) -> None:
     import re
 
@@ -862,7 +867,7 @@ def test_every_python_block_of_the_serving_guide_runs_as_pasted(capsys: pytest.C
     assert "0.25\n" in out and "0.00054 4.99946\n" in out  # what the guide's comments say they print
 
 
-def test_holds_whose_release_fails_are_kept_and_released_at_the_next_try(monkeypatch) -> None:
+def test_holds_whose_release_fails_are_kept_and_released_at_the_next_try(monkeypatch, clock) -> None:
     # The sweeper took due holds out before releasing them: one whose release failed (the store down) was lost, and
     # its headroom stayed taken in the store's ledger for as long as the server ran.
     from decimal import Decimal
@@ -871,7 +876,7 @@ def test_holds_whose_release_fails_are_kept_and_released_at_the_next_try(monkeyp
     from llmcost import StoreError
     from llmcost.server._reservations import BudgetReservations
 
-    tracker = llmcost.CostTracker()
+    tracker = llmcost.CostTracker(clock=clock)  # (a day of its own: the hold is of the day it reads)
     manager = llmcost.BudgetManager(tracker)
     manager.create("daily", 1, "daily")
     reservations = BudgetReservations(manager)

@@ -569,13 +569,13 @@ class _BufferedStore(CostStore):
 
 
 @pytest.mark.parametrize("by_id", [True, False])
-def test_the_writer_acknowledges_what_it_wrote_by_id_or_as_entries(by_id, monkeypatch):
+def test_the_writer_acknowledges_what_it_wrote_by_id_or_as_entries(by_id, monkeypatch, clock):
     # A ledger that acknowledges by id (``Ledger.by_id``) is told the written entries' ids, and no CostEntry is built
     # for it; another ledger gets the entries, equal to those recorded. Either way the budget counts each call once.
     from llmcost._rows import FieldColumns
 
     store = _BufferedStore(by_id)
-    tracker = CostTracker(store, flush_interval=3600)
+    tracker = CostTracker(store, flush_interval=3600, clock=clock)  # (a day of its own: all of it counts in it)
     cap = llmcost.budget(Decimal("10"), period="daily", tracker=tracker)
     response = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}  # $0.0025
     call = llmcost.track_cost(tracker=tracker, resource="r", estimate=Decimal("0.01"))(lambda: response)

@@ -24,6 +24,7 @@ from llmcost import BudgetExceeded, BudgetManager, CostTracker, StoreError, Usag
 from llmcost.stores import BudgetScope, CostStore, DuckDBStore, ParquetStore, PostgresStore, Standing
 from llmcost.stores._ledger import LeaseTerms
 from llmcost.stores._ledger_sqlite import SqliteLedger
+from tests.conftest import Clock, Periods
 
 from . import postgres_server
 from .conftest import Children, make_entry
@@ -308,11 +309,12 @@ def _store_refusing_nul(kind: str, where: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
-def test_calls_whose_entries_are_set_aside_count_against_the_limit(home, kind, monkeypatch):
+def test_calls_whose_entries_are_set_aside_count_against_the_limit(home, kind, monkeypatch, clock):
     # Near the limit each call reserves exactly: an entry set aside must not be acknowledged (that dropped its
     # settled amount, and the store never has it), so 4 calls of 0.0025 fill 0.01 whatever becomes of their entries.
+    # (On a clock of the test's own: on the system clock a run across midnight UTC had a new day's limit.)
     store = _store_refusing_nul(kind, home(kind), monkeypatch)
-    tracker = CostTracker(store)
+    tracker = CostTracker(store, clock=clock)
     ask = track_cost(tracker=tracker, model="gpt-4o", estimate=COST, usage=lambda r: Usage(input_tokens=1000))(
         lambda tags: "ok"
     )
@@ -333,7 +335,7 @@ def test_calls_whose_entries_are_set_aside_count_against_the_limit(home, kind, m
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
-def test_calls_served_from_a_lease_whose_entries_are_set_aside_count(home, kind, monkeypatch):
+def test_calls_served_from_a_lease_whose_entries_are_set_aside_count(home, kind, monkeypatch, same_period):
     # Far from the limit calls are served from a lease, their amounts settled in its batches: an acknowledgement
     # must not take the set-aside ones out of the lease's batch either.
     store = _store_refusing_nul(kind, home(kind), monkeypatch)
@@ -347,7 +349,8 @@ def test_calls_served_from_a_lease_whose_entries_are_set_aside_count(home, kind,
                 ask()
         tracker.flush()
     scope = BudgetScope(b.key, since=b.period_start, until=b.period_end)
-    assert store.standing(scope).spent == COST * 40
+    if same_period():  # (across midnight UTC, today's account has today's calls alone)
+        assert store.standing(scope).spent == COST * 40
     assert tracker.total() == COST * 36 and len(store.dead_letters()) == 4
     tracker.close()
 
@@ -595,44 +598,57 @@ def run_children(
     return results
 
 
+def within_each_day(store: CostStore, same_period: Periods, limit: Decimal, n: int) -> list[Decimal]:
+    """The store's total, as ``[total]``, asserted within ``limit``; or, for children on the system clock whose run
+    crossed midnight UTC, each day's, the next days' within ``limit`` and one call of each of the ``n`` processes (a
+    call reserved the day before and recorded in the new day counts there without a reservation, as in
+    ``test_rollover_at_midnight_utc_while_processes_run``)."""
+    totals = [store.total(**part) for part in same_period.parts()]
+    assert totals[0] <= limit and all(total <= limit + COST * n for total in totals[1:]), totals
+    return totals
+
+
 @pytest.mark.parametrize(("kind", "n"), [("duckdb", 4), ("duckdb", 8), ("parquet", 4), ("parquet", 8), ("postgres", 8)])
-def test_processes_with_exact_estimates_stay_within_the_limit(children, home, kind, n):
+def test_processes_with_exact_estimates_stay_within_the_limit(children, home, kind, n, same_period):
     limit = Decimal("0.05")  # 20 calls among n processes making 40 each
     store = open_store(kind, home(kind))
     results = run_children(children, store, kind, n, limit=limit)
-    total = store.total()
-    assert total <= limit
-    assert total >= limit - COST * n  # and they used it: a refusal means the limit was (nearly) reached
-    assert sum(r["made"] for r in results) * COST == total
+    totals = within_each_day(store, same_period, limit, n)
+    assert max(totals) >= limit - COST * n  # and they used it: a refusal means the limit was (nearly) reached
+    assert sum(r["made"] for r in results) * COST == store.total()
     store.close()
 
 
-def test_eight_hosts_under_one_daily_budget_on_postgres(children, home):
+def test_eight_hosts_under_one_daily_budget_on_postgres(children, home, same_period):
     # budget("1.00", period="daily", tracker=CostTracker(PostgresStore(dsn))) in 8 processes, each with its own
     # connection as on 8 hosts: 480 calls tried, 400 fit.
     limit = Decimal("1.00")
     store = open_store("postgres", home("postgres"))
     results = run_children(children, store, "postgres", 8, limit=limit, calls=60)
-    assert store.total() == sum(r["made"] for r in results) * COST == limit
-    assert sum(r["refused"] for r in results) == 80
+    assert store.total() == sum(r["made"] for r in results) * COST
+    within_each_day(store, same_period, limit, 8)
     tracker = CostTracker(store)
     b = budget(limit, period="daily", tracker=tracker)  # the same budget: one account in the database
-    assert (b.spent, b.reserved) == (limit, 0)  # every reservation settled or released, none left held
+    today = store.total(since=b.period_start, until=b.period_end)
+    assert (b.spent, b.reserved) == (today, 0)  # every reservation settled or released, none left held
+    if same_period():  # (across midnight UTC, each day had a limit of its own)
+        assert store.total() == today == limit
+        assert sum(r["refused"] for r in results) == 80
     tracker.close()
     store.close()
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
-def test_processes_with_low_estimates_pass_by_at_most_one_error_each(children, home, kind):
+def test_processes_with_low_estimates_pass_by_at_most_one_error_each(children, home, kind, same_period):
     n, limit = 4, Decimal("0.05")
     store = open_store(kind, home(kind))
     run_children(children, store, kind, n, limit=limit, factor="0.8")
-    assert store.total() <= limit + n * COST * Decimal("0.2")
+    within_each_day(store, same_period, limit + n * COST * Decimal("0.2"), n)
     store.close()
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
-def test_manager_budgets_and_period_blocks_behave_the_same(children, home, kind):
+def test_manager_budgets_and_period_blocks_behave_the_same(children, home, kind, same_period):
     # A BudgetManager budget saved in the store, enforced by plain trackers in other processes (no manager, no
     # block there), holds as a budget(period=...) block in each process does.
     limit = Decimal("0.03")
@@ -643,16 +659,22 @@ def test_manager_budgets_and_period_blocks_behave_the_same(children, home, kind)
             llmcost.BudgetManager(CostTracker(store)).create("cap", limit, "daily")
         results = run_children(children, store, kind, 4, mode="plain" if mode == "manager" else "block", limit=limit)
         assert sum(r["refused"] for r in results) > 0
+        within_each_day(store, same_period, limit, 4)
         outcomes.append((store.total(), sum(r["made"] for r in results)))
         store.close()
-    assert outcomes[0] == outcomes[1] == (limit, 12)
+    assert all(total == made * COST for total, made in outcomes)
+    if same_period():  # (across midnight UTC, each day had a limit of its own)
+        assert outcomes[0] == outcomes[1] == (limit, 12)
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_reservations_of_a_killed_process_are_released_after_the_lease(children, home, kind):
     lease, limit = 1.0, COST * 4
     store = open_store(kind, home(kind), lease=lease)
-    args = ["1", kind, location(store), "hold", str(limit), "4", "1", "-", str(lease), "0"]
+    # Both processes on clocks of the test's own, in one day (on the system clock a run across midnight UTC found
+    # the victim's reservations in the day before).
+    noon = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    args = ["1", kind, location(store), "hold", str(limit), "4", "1", noon.isoformat(), str(lease), "0"]
     victim = children.spawn(CHILD, *args)
     assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
     assert victim.stdin is not None
@@ -660,7 +682,7 @@ def test_reservations_of_a_killed_process_are_released_after_the_lease(children,
     victim.stdin.flush()
     assert victim.stdout.readline().strip() == "holding"  # four calls in flight hold the whole limit
 
-    tracker = CostTracker(store)
+    tracker = CostTracker(store, clock=Clock(noon))
     call = track_cost(tracker=tracker, resource="child", estimate=COST)(
         lambda: {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
     )
@@ -729,7 +751,7 @@ track_cost(tracker=tracker, estimate=Decimal("0.9"))(body)()  # under the saved 
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
-def test_readings_leave_out_a_killed_processs_reservation_after_the_lease(children, home, kind):
+def test_readings_leave_out_a_killed_processs_reservation_after_the_lease(children, home, kind, same_period):
     # A killed process's reservation was released by the next reservation anyone made; until then every reading
     # (a budget's reserved and remaining, a manager's can_spend and status) kept counting it on DuckDB and Parquet,
     # for as long as no process reserved (PostgreSQL leaves expired reservations out of its readings).
@@ -741,10 +763,12 @@ def test_readings_leave_out_a_killed_processs_reservation_after_the_lease(childr
     victim = children.spawn(HOLD_SAVED, kind, location(store), str(lease))
     assert victim.stdout is not None and victim.stdout.readline().strip() == "holding"
     daily = manager.get("daily")
-    assert daily.reserved == Decimal("0.9")
+    held = daily.reserved
     time.sleep(lease * 1.5)
-    assert daily.reserved == Decimal("0.9")  # alive: its heartbeat keeps the reservation
-    assert not manager.can_spend("0.5")
+    alive = (daily.reserved, manager.can_spend("0.5"))
+    if same_period():  # (on the system clock: across midnight UTC the reservation is of the day before)
+        assert held == Decimal("0.9")
+        assert alive == (Decimal("0.9"), False)  # alive: its heartbeat keeps the reservation
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     time.sleep(lease * 1.5)

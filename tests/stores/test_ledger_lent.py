@@ -24,6 +24,10 @@ UTC = timezone.utc
 CALL = Decimal("0.0025")  # 1000 input tokens of gpt-4o
 RESPONSE = {"model": "gpt-4o", "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}
 
+# Most budgets here are daily (or monthly) on the system clock (the lent account reads it as ``time_ns``), and count
+# every call a test made: a test that fails in a run across midnight UTC is skipped (tests/conftest.py).
+pytestmark = pytest.mark.on_system_clock("daily")
+
 
 def tracked(tracker: CostTracker) -> Callable[[], Any]:
     return track_cost(tracker=tracker, estimate=CALL)(lambda: RESPONSE)  # type: ignore[no-any-return]

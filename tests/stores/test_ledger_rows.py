@@ -18,6 +18,7 @@ from llmcost._entry import to_tags
 from llmcost._time import micros
 from llmcost.stores import BudgetScope, _ledger
 from llmcost.stores._memory import ROW_FIELDS
+from tests.conftest import Clock
 
 UTC = timezone.utc
 DAY = datetime(2024, 5, 17, tzinfo=UTC)
@@ -246,8 +247,8 @@ def _asking(tracker: CostTracker) -> Callable[[], Any]:
     )
 
 
-def test_a_daily_budget_counts_calls_tracked_outside_its_block_in_a_narrow_context_exactly() -> None:
-    tracker = CostTracker()
+def test_a_daily_budget_counts_calls_tracked_outside_its_block_in_a_narrow_context_exactly(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)  # (a day of its own: every call counts in the budget's day)
     ask = track_cost(tracker=tracker)(lambda: {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000}})  # $0.00015
     daily = budget("0.20", period="daily", tracker=tracker, on_alert=lambda alert: None)
     with daily:
@@ -261,8 +262,8 @@ def test_a_daily_budget_counts_calls_tracked_outside_its_block_in_a_narrow_conte
         ask()  # past the limit: refused
 
 
-def test_a_daily_budget_counts_exactly_when_the_store_is_read_in_a_narrow_context() -> None:
-    tracker = CostTracker()
+def test_a_daily_budget_counts_exactly_when_the_store_is_read_in_a_narrow_context(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)  # (a day of its own: every call counts in the budget's day)
     ask = _asking(tracker)
     daily = budget("100", period="daily", tracker=tracker)
     with daily:
@@ -274,8 +275,8 @@ def test_a_daily_budget_counts_exactly_when_the_store_is_read_in_a_narrow_contex
     assert tracker.store.total() == daily.spent == 201 * PER_CALL
 
 
-def test_a_daily_budget_counts_exactly_calls_another_thread_tracks_in_a_narrow_context() -> None:
-    tracker = CostTracker()
+def test_a_daily_budget_counts_exactly_calls_another_thread_tracks_in_a_narrow_context(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)  # (a day of its own: every call counts in the budget's day)
     ask = _asking(tracker)
     daily = budget("100", period="daily", tracker=tracker)
 
@@ -292,8 +293,8 @@ def test_a_daily_budget_counts_exactly_calls_another_thread_tracks_in_a_narrow_c
         assert tracker.store.total() == daily.spent == 601 * PER_CALL
 
 
-def test_entries_recorded_by_hand_in_a_narrow_context_inside_a_daily_budget_count_exactly() -> None:
-    tracker = CostTracker()
+def test_entries_recorded_by_hand_in_a_narrow_context_inside_a_daily_budget_count_exactly(clock: Clock) -> None:
+    tracker = CostTracker(clock=clock)  # (a day of its own: every call counts in the budget's day)
     daily = budget("100", period="daily", tracker=tracker)
     with daily:
         with decimal.localcontext(_narrow()):
@@ -398,11 +399,11 @@ def test_accounts_with_tags_count_exactly_the_rows_of_their_tags(told: str) -> N
 
 
 def test_a_row_is_checked_against_the_accounts_of_its_own_tags_and_not_every_users(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
 ) -> None:
     # A thousand users' daily budgets: each call's row is counted in its user's account alone, without being
     # checked against the other 999 (a check of each made every call of a per-user budget slower with each user).
-    tracker = CostTracker()
+    tracker = CostTracker(clock=clock)  # (a day of its own: every call counts in the budget's day)
     calls = 0
     checked = _ledger._row_matches
 
