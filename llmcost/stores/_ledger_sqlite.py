@@ -834,11 +834,19 @@ class SqliteLedger(Ledger):
             return Renewal(made, grant, Standing(spent, account.reserved))
 
         try:
-            return self._spend_first(scope, attempt)
+            renewal = self._spend_first(scope, attempt)
         except (StoreError, sqlite3.Error):
             if renew is None:  # (a lease being released: see ``PostgresLedger.settle_batch``)
                 self._failed_release(reservation)
             raise
+        if renew is None:
+            # A lease released (its budget's block ended; or a renewal with nothing to lease): no batch of it reads the
+            # scope's spend on the calls' path now, so acknowledgements need not read it for it (``_fresh_scopes``).
+            # Its next use reads it, if stale, and is a use again. (A budget entered per request, per user, released
+            # its lease at each exit: the next request's flush read the spend of the last ``_FRESH_USED`` users
+            # again, 2-3 ms each on a DuckDB file, 60% of a request.)
+            self._used.pop(scope.key, None)
+        return renewal
 
     @_exact
     def settle(
