@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -337,12 +338,9 @@ def test_an_acknowledgement_reads_the_spend_of_the_scopes_in_use(tmp_path):
     ledger.close()
 
 
-def test_an_acknowledgement_reads_the_spend_of_a_few_scopes_in_use_at_most(tmp_path, monkeypatch):
-    # Each scope read is a query of the store: a process with many budgets reads at an acknowledgement only the last
-    # few scopes it used (and those of the batch rows written); the others read theirs at their next use.
-    from llmcost.stores import _ledger_sqlite
-
-    monkeypatch.setattr(_ledger_sqlite, "_FRESH_USED", 3)
+def _users_ledger(tmp_path: Path, users: int) -> tuple[SqliteLedger, list[object], list[BudgetScope]]:
+    """A ledger over a store whose total records the tags of each scope read (``reads``, in order), and a day's scope
+    for each of ``users`` users."""
     reads: list[object] = []
 
     def total(**filters: object) -> Decimal:
@@ -352,8 +350,19 @@ def test_an_acknowledgement_reads_the_spend_of_a_few_scopes_in_use_at_most(tmp_p
     ledger = SqliteLedger(str(tmp_path / "ledger"), total=total)
     ledger.begin()
     scopes = [
-        BudgetScope(f"user-{i}", since=DAY, until=DAY + timedelta(days=1), tags={"user": str(i)}) for i in range(6)
-    ]  # type: ignore[arg-type]
+        BudgetScope(f"user-{i}", since=DAY, until=DAY + timedelta(days=1), tags={"user": str(i)})  # type: ignore[arg-type]
+        for i in range(users)
+    ]
+    return ledger, reads, scopes
+
+
+def test_an_acknowledgement_reads_the_spend_of_a_few_scopes_in_use_at_most(tmp_path, monkeypatch):
+    # Each scope read is a query of the store: a process with many budgets reads at an acknowledgement only the last
+    # few scopes it used (and those of the batch rows written); the others read theirs at their next use.
+    from llmcost.stores import _ledger_sqlite
+
+    monkeypatch.setattr(_ledger_sqlite, "_FRESH_USED", 3)
+    ledger, reads, scopes = _users_ledger(tmp_path, 6)
     for s in scopes:
         ledger.standing(s)
     reads.clear()
@@ -366,17 +375,7 @@ def test_an_acknowledgement_does_not_read_the_spend_of_scopes_whose_lease_was_re
     # A budget entered per request (a user's, in a web handler) releases its lease as its block ends: the next
     # request's flush was followed by reads of the last users' spend, 2-3 ms each on a DuckDB file. Scopes whose
     # lease is released are read at their next use, and are in use again from there; one still leased is read.
-    reads: list[object] = []
-
-    def total(**filters: object) -> Decimal:
-        reads.append(filters["tags"])
-        return Decimal(0)
-
-    ledger = SqliteLedger(str(tmp_path / "ledger"), total=total)
-    ledger.begin()
-    scopes = [
-        BudgetScope(f"user-{i}", since=DAY, until=DAY + timedelta(days=1), tags={"user": str(i)}) for i in range(4)
-    ]  # type: ignore[arg-type]
+    ledger, reads, scopes = _users_ledger(tmp_path, 4)
     leases = [
         ledger.settle_batch(s, {}, reservation=None, keep=Decimal(0), renew=TERMS, limit=LIMIT).reservation
         for s in scopes
@@ -1052,6 +1051,7 @@ def test_threads_share_one_lease(home, calls):
 CRASH = """
 import sys, time
 from decimal import Decimal
+from pathlib import Path
 from llmcost import CostTracker, budget, track_cost
 from llmcost.stores import DuckDBStore, _lease
 
@@ -1096,6 +1096,7 @@ def test_the_lease_of_a_killed_process_is_swept(children, home):
 HAMMER = """
 import json, os, sys, threading, time
 from decimal import Decimal
+from pathlib import Path
 from llmcost import BudgetExceeded, CostTracker, budget, track_cost
 from llmcost.stores import DuckDBStore, ParquetStore
 from llmcost.stores._ledger_sqlite import SqliteLedger
