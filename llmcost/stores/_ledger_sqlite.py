@@ -1028,7 +1028,8 @@ class SqliteLedger(Ledger):
         """The scopes whose recorded spend an acknowledgement of ``written`` reads (caller holds the lock): those of
         the batch rows that hold any of them, and those this process used in the last ``refresh`` seconds, the last
         ``_FRESH_USED`` of them (a lease's next batch, or the next exact reservation, would otherwise read it on the
-        calls' path: any acknowledgement makes every account's spend stale)."""
+        calls' path: any acknowledgement makes every account's spend stale). A scope leaves them as its lease is
+        released (``settle_batch`` with nothing to renew) and comes back with its next use."""
         found = {scope.key: scope for scope in self._batches.scopes(written)}
         now = time.monotonic()
         lately = []
