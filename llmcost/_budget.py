@@ -44,7 +44,7 @@ from ._money import ZERO, atto_of, dollars, from_atto, in_exact_context, in_wide
 from ._periods import BudgetPeriod, period_bounds, plain_zone, to_period
 from ._prices import canonical_id
 from ._time import from_micros
-from ._tracker import CostTracker, buffered_count, log_once, system_clock
+from ._tracker import CostTracker, buffered_count, holds_unwritten, log_once, system_clock
 from .stores import BudgetScope, CostStore, Reservation, Standing
 from .stores._lease import LEASE_SHARE, Lease, LocalLease, leased
 from .stores._ledger import LentAccount, LocalLedger, entry_models
@@ -759,7 +759,10 @@ class Budget:
         store = tracker.store
         store.ledger().begin()  # from here on, written entries are acknowledged to the ledger
         try:
-            tracker.flush()
+            # (Written only if the buffer holds entries of this scope: a write costs milliseconds on a DuckDB or
+            # Parquet store, and a budget opened per request, a user's, would pay one per request for other users'.)
+            if holds_unwritten(tracker, scope.filters().matches):
+                tracker.flush()
         except Exception as exc:  # noqa: BLE001 - count what is stored; the buffer is counted once written
             logger.warning("llmcost: budget %r could not flush before reading spend: %r", self.name, exc)
         try:
@@ -1140,7 +1143,7 @@ class Budget:
         # held already. (Here, not on the calls a lease serves: only as a lease runs out or is due, or near the limit.)
         tracker = self.tracker
         buffered = buffered_count(tracker)  # (read first: entries buffered after it are looked at next time)
-        counted = self._write_unseen(tracker, buffered)
+        counted = self._write_unseen(tracker, scope, buffered)
         # (Where the room left as last seen could not give a lease of two calls or more, none is asked for. An
         # in-process ledger's ``LocalLease`` reserves each call exactly, so it serves calls whatever the room.)
         ledger = store.ledger()
@@ -1277,18 +1280,19 @@ class Budget:
             return ZERO, ZERO
         return self._offline_spent.get(scope.key, ZERO), self._offline_held.get(scope.key, ZERO)
 
-    def _write_unseen(self, tracker: CostTracker, buffered: int) -> bool:
-        """Write ``tracker``'s buffer to its store if it may hold spend the ledger has not counted (``buffered``: its
-        ``buffered_count`` read just before), so the ledger's next decision counts it; a failure is logged once
-        (the ledger counts what is stored, and the buffer once it is written).
+    def _write_unseen(self, tracker: CostTracker, scope: BudgetScope, buffered: int) -> bool:
+        """Write ``tracker``'s buffer to its store if it may hold spend of ``scope`` the ledger has not counted
+        (``buffered``: its ``buffered_count`` read just before), so the ledger's next decision counts it; a failure
+        is logged once (the ledger counts what is stored, and the buffer once it is written).
 
         Not written when every entry buffered since the last look was one of this budget's calls, settled in the
         ledger already (the usual case: a write to a DuckDB file costs milliseconds, and the tracker's writer makes
         it anyway within ``flush_interval``); that is, when the tracker buffered no more entries since then than
         the budget's lease settled calls. Else, or when that count is not known (a batch made by another thread,
-        a lease closed by the idle settler, another tracker or process), written. Written even when ``pending()``
-        is 0: the tracker's writer may have taken the buffer and be writing it, and the flush waits for that write.
-        Whether every entry buffered up to ``buffered`` is now in the store or one of this budget's calls."""
+        a lease closed by the idle settler, another tracker or process), written if any entry the tracker holds
+        unwritten is of ``scope`` (``holds_unwritten``: the buffer, and the batch of a write under way, which the
+        flush waits for). Whether every entry buffered up to ``buffered`` is now in the store, one of this budget's
+        calls or not of ``scope``."""
         unwritten = self._unwritten
         if unwritten is not None and unwritten.tracker is tracker and unwritten.pid == os.getpid():
             with self._lock:
@@ -1301,7 +1305,8 @@ class Budget:
             # a reading succeeds) and, to a locked store, hold this call for the store's ``retry_timeout``.
             return False
         try:
-            tracker.flush()
+            if holds_unwritten(tracker, scope.filters().matches):
+                tracker.flush()
         except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written
             log_once(("budget-flush", type(exc)), "llmcost: budget %r could not flush before reserving: %r",
                      self.name, exc)  # fmt: skip

@@ -331,6 +331,9 @@ class CostTracker:
         self._columns: list[FieldColumns] = []  # never rebound either (``_Left`` holds both lists)
         self._columned = 0
         self._taken = 0  # entries ever taken off the front of ``_buffer`` (changed only under ``_move_lock``)
+        # The batch a write has in hand (its columns, its entries), from taken off the buffer until in the store or put
+        # back, each step under ``_move_lock``: so an entry is always in one of the three (``holds_unwritten``).
+        self._in_hand: tuple[list[FieldColumns], list[CostEntry]] | None = None
         self._chunk = min(_CHUNK, batch_size)
         # Held only to move entries between _buffer and _columns, never to write. Both locks are ``FlushLock``s:
         # SIGTERM's flush needs them, so a SIGTERM arriving while the main thread holds one waits for its release.
@@ -966,6 +969,8 @@ class CostTracker:
             self._taken += len(recent)
             del self._columns[:]
             self._columned = 0
+            if parts or recent:
+                self._in_hand = (parts, recent)
         if parts or recent:
             try:
                 batch = FieldColumns.joined([*parts, FieldColumns.of(recent)] if recent else parts)
@@ -986,10 +991,12 @@ class CostTracker:
                 with self._move_lock:
                     self._columns[:0] = back
                     self._columned += count
+                    self._in_hand = None
                 if isinstance(exc, Exception) and not isinstance(exc, StoreError):
                     raise StoreError(f"could not write {count} entries to {self.store!r}: {exc}") from exc
                 raise
             _written(self.store, batch)
+            self._in_hand = None  # (in the store: one seen in hand meanwhile is only looked at once more)
         self.store.flush()
         self._last_flush = time.monotonic()
 
@@ -1013,6 +1020,7 @@ class CostTracker:
         self._flusher = None
         del self._buffer[:], self._columns[:]  # (in place: the lists are ``_Left``'s too)
         self._columned = 0
+        self._in_hand = None
 
     def pending(self) -> int:
         """How many recorded entries wait in the buffer for the next flush."""
@@ -1263,6 +1271,40 @@ class CostTracker:
 # while the main thread is in a long C call) until a durable tracker is made on the main thread.
 if os.environ.get("LLMCOST_STORE"):
     _state.install_sigterm_handler(at_import=True)
+
+
+#: Entries ``holds_unwritten`` looks through at most: with more unwritten, a write of them costs less than the look.
+UNWRITTEN_LOOKED_AT = 1024
+
+
+def holds_unwritten(tracker: CostTracker, matches: Callable[[CostEntry], bool]) -> bool:
+    """Whether ``tracker`` may hold an entry that ``matches``, recorded and not yet in its store: one buffered, or in
+    a write under way, that ``matches`` (or more such entries than ``UNWRITTEN_LOOKED_AT``, not looked through).
+
+    A period budget reads its spend from the store, and writes the tracker's buffer first only when this says so: a
+    write to a DuckDB or Parquet store costs milliseconds, and a budget opened per request (a user's) would pay one
+    per request for entries that are not of its scope. Entries recorded after the look are the same as entries
+    recorded after a write would be. (A function, not a method: see ``buffered_count``.)
+
+    >>> import pathlib, tempfile
+    >>> tracker = CostTracker(f"duckdb://{pathlib.Path(tempfile.mkdtemp(), 'costs.duckdb')}", flush_interval=60)
+    >>> entry = tracker.record(amount="0.01", resource="search")
+    >>> holds_unwritten(tracker, lambda e: e.resource == "search"), holds_unwritten(tracker, lambda e: False)
+    (True, False)
+    >>> tracker.flush(); holds_unwritten(tracker, lambda e: e.resource == "search")
+    False
+    >>> tracker.close()
+    """
+    with tracker._move_lock:  # (the buffer, its columns and a write's batch change together under it)
+        parts = tracker._columns[:]
+        entries = tracker._buffer[:]
+        in_hand = tracker._in_hand
+    if in_hand is not None:
+        parts += in_hand[0]
+        entries += in_hand[1]
+    if len(entries) + sum(map(len, parts)) > UNWRITTEN_LOOKED_AT:
+        return True
+    return any(map(matches, entries)) or any(any(map(matches, part.entries())) for part in parts)
 
 
 def buffered_count(tracker: CostTracker) -> int:

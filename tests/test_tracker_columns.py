@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
 from llmcost import CostEntry, CostTracker, StoreError, Usage
+from llmcost import _tracker as tracker_module
 from llmcost._rows import FieldColumns, ingest_columns, ingest_field_columns
+from llmcost._tracker import holds_unwritten
 from llmcost.stores import DuckDBStore, MemoryStore
 
 
@@ -136,3 +139,51 @@ def test_duckdb_append_columns_equals_append(clock, tmp_path):
     b.append_columns(FieldColumns.of(entries))
     b.append_columns(FieldColumns.of(entries))  # again: ids already stored are skipped
     assert b.entries() == a.entries() == sorted(entries, key=lambda e: (e.timestamp, e.id))
+
+
+def test_holds_unwritten_looks_through_the_buffer_its_columns_and_a_write_under_way(clock, monkeypatch):
+    # A period budget writes the buffer before it reads its spend only when an unwritten entry is of its scope
+    # (``holds_unwritten``): every entry recorded and not yet in the store is looked at, wherever it waits.
+    store = Kept()
+    t = CostTracker(store, clock=clock, batch_size=100_000, flush_interval=60)
+    t.record(amount=1, resource="old")
+    for _ in range(299):
+        t.record(amount=1)
+    t.record(amount=1, resource="new")
+
+    def of(resource: str) -> Callable[[CostEntry], bool]:
+        return lambda entry: entry.resource == resource
+
+    assert t.pending() == 301  # (the first 256 are columns by now, the rest entries)
+    assert holds_unwritten(t, of("old")) and holds_unwritten(t, of("new")) and not holds_unwritten(t, of("other"))
+    # A write under way: its batch, off the buffer, is looked at until it is in the store.
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(entries: list[CostEntry]) -> None:
+        entered.set()
+        release.wait(10)
+        Kept.append(store, entries)
+
+    monkeypatch.setattr(store, "append", slow)
+    writer = threading.Thread(target=t.flush)
+    writer.start()
+    assert entered.wait(10)
+    assert t.pending() == 0 and holds_unwritten(t, of("old")) and not holds_unwritten(t, of("other"))
+    release.set()
+    writer.join()
+    assert not holds_unwritten(t, of("old")) and not holds_unwritten(t, of("new"))
+    # A failed write's batch is back in the buffer, and looked at there.
+    t.record(amount=1, resource="again")
+    store.fail = True
+    monkeypatch.undo()
+    with pytest.raises(StoreError):
+        t.flush()
+    assert holds_unwritten(t, of("again"))
+    # More entries than are worth looking through (a write of them costs less): they may be of any scope.
+    monkeypatch.setattr(tracker_module, "UNWRITTEN_LOOKED_AT", 10)
+    for _ in range(10):
+        t.record(amount=1)
+    assert holds_unwritten(t, of("other"))
+    store.fail = False
+    t.close()
+    assert [e.resource for e in store.entries()].count("again") == 1

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcost import BudgetExceeded, CostTracker, budget, track_cost
+from llmcost import Budget, BudgetExceeded, CostTracker, budget, tags, track_cost
 from llmcost._money import atto_of
 from llmcost.stores import CostStore, _lease
 from llmcost.stores._lease import LEASE_CALLS, LEASE_SHARE, MOST_LEASE_CALLS
@@ -1385,6 +1385,30 @@ def test_threads_opening_a_lease_count_what_the_writer_is_writing(home, kind: st
         thread.join()
     assert len(ran) == 7
     assert tracker.total() == Decimal("0.98") + COST * 8
+    tracker.close()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_users_budget_entered_per_request_writes_the_buffer_only_when_it_holds_that_users_calls(home, kind) -> None:
+    # A web handler enters the user's daily budget per request. Opening one wrote the tracker's buffer first, so the
+    # user's spend read from the store was whole: milliseconds a request on a DuckDB file (and a Parquet file a
+    # request) to write other users' entries, which that reading does not count. Written now only when the buffer
+    # holds an entry of the user's; that entry then counts.
+    tracker = CostTracker(open_store(kind, home(kind)), flush_interval=3600)
+    call = tracked(tracker)
+
+    def request(user: str) -> Budget:
+        with budget(LIMIT, period="daily", tracker=tracker, tags={"user": user}) as mine, tags(user=user):
+            call()
+        return mine
+
+    for user in ("a", "b", "c"):
+        assert request(user).spent == COST
+    assert tracker.pending() == 3 and tracker.store.total() == 0  # no request wrote the other users' entries
+    assert request("a").spent == COST * 2  # a's first call was buffered: written before a's spend was read
+    assert tracker.pending() == 1 and tracker.store.total() == COST * 3
+    tracker.record(amount="1", tags={"user": "b"})  # (outside any budget)
+    assert request("b").spent == COST * 2 + 1
     tracker.close()
 
 
