@@ -128,6 +128,8 @@ _CHUNK = 500  # ids per IN (...) list
 #: At most this many scopes used lately (besides those of the batch rows written) have their spend read at an
 #: acknowledgement: each is a query of the store.
 _FRESH_USED = 8
+#: Scopes whose lease was released that the ledger remembers as such (``_released``), at most.
+_RELEASED_KEPT = 10_000
 #: The longest wait, in seconds, between two tries to read a store whose spend could not be read (``_unreadable``).
 _MOST_UNREADABLE_WAIT = 60.0
 
@@ -324,6 +326,10 @@ class SqliteLedger(Ledger):
         #: The scopes this process used lately, by key, with when (``time.monotonic()``): their recorded spend is read
         #: at each acknowledgement (``_fresh_scopes``), so their next use, on the calls' path, need not read it.
         self._used: dict[str, tuple[BudgetScope, float]] = {}
+        #: The scopes whose lease this process released and has not used since, by key: an acknowledgement of
+        #: entries their batch rows hold does not read their spend (``_fresh_scopes``); forgotten past
+        #: ``_RELEASED_KEPT`` (then read so again: only an acknowledgement's cost changes).
+        self._released: set[str] = set()
         #: Held by a tracker's writer across an append and the marking of its entries in ``_written``, and by every
         #: read of recorded spend here: a read sees a batch either not yet in the store or in it and marked.
         self._store_lock = _state.FlushLock(reentrant=True)
@@ -345,7 +351,7 @@ class SqliteLedger(Ledger):
             self._con, self._beating, self.receipts, self._renewed = None, None, Receipts(), 0.0
             self._unacknowledged, self._unacknowledged_held, self._batches, self._used = [], set(), _Batches(), {}
             self._written = set()  # (the parent's writer writes those; its locks are free here, see ``_state``)
-            self._unreleased = set()
+            self._unreleased, self._released = set(), set()
             self._unreadable_until = 0.0
             self._queue_fd = None  # the parent's open file: an flock on it would be shared with the parent
             self._pid, self._holder = os.getpid(), _holder_id()
@@ -463,6 +469,7 @@ class SqliteLedger(Ledger):
         spend read is used if no acknowledgement came in between (the entries of every acknowledgement up to the
         generation read were written before it), else read inside, as before."""
         self._used[scope.key] = (scope, time.monotonic())
+        self._released.discard(scope.key)
         try:
             return attempt(None, True)
         except _SpendDue as due:
@@ -846,6 +853,10 @@ class SqliteLedger(Ledger):
             # its lease at each exit: the next request's flush read the spend of the last ``_FRESH_USED`` users
             # again, 2-3 ms each on a DuckDB file, 60% of a request.)
             self._used.pop(scope.key, None)
+            released = self._released
+            if len(released) >= _RELEASED_KEPT:
+                released.clear()
+            released.add(scope.key)
         return renewal
 
     @_exact
@@ -1029,8 +1040,12 @@ class SqliteLedger(Ledger):
         the batch rows that hold any of them, and those this process used in the last ``refresh`` seconds, the last
         ``_FRESH_USED`` of them (a lease's next batch, or the next exact reservation, would otherwise read it on the
         calls' path: any acknowledgement makes every account's spend stale). A scope leaves them as its lease is
-        released (``settle_batch`` with nothing to renew) and comes back with its next use."""
-        found = {scope.key: scope for scope in self._batches.scopes(written)}
+        released (``settle_batch`` with nothing to renew) and comes back with its next use; a batch row's scope
+        whose lease was released is read at its next use too. (Budgets entered per request, per user: a write of
+        the buffer, made by a request as its user's budget opens, holds the entries of the users since the last
+        write, and reading each user's spend then made that one request wait for them all.)"""
+        released = self._released
+        found = {scope.key: scope for scope in self._batches.scopes(written) if scope.key not in released}
         now = time.monotonic()
         lately = []
         for key, (scope, when) in list(self._used.items()):

@@ -223,6 +223,7 @@ def test_what_a_process_that_cannot_read_the_store_adds_is_not_overwritten_by_an
     second.begin()
     s, batch = scope(), {"reservation": None, "keep": Decimal(0), "renew": None, "limit": Decimal(100)}
     first.settle_batch(s, {"a": COST}, **batch)
+    first.standing(s)  # (in use again after its release: the acknowledgement below reads its spend)
     store["total"] += COST
     with first.writing(["a"]):  # the first's writer appends "a"
         pass
