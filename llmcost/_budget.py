@@ -267,6 +267,18 @@ class _Unwritten:
             self.lease = self.batch = None
 
 
+def _uncounted(store: CostStore, scope: BudgetScope) -> Callable[[CostEntry], bool]:
+    """Whether an entry not yet in ``store`` would add to ``scope``'s spend once written: it matches the scope (as the
+    store's own filter would), and the ledger does not hold its settled amount in the scope's account already (a
+    call of an earlier lease of the same account: the same user's budget in the request before, say)."""
+    matches = scope.filters().matches
+    ledger = store.current_ledger()
+    held = ledger.held_unwritten(scope) if ledger is not None else ()
+    if not held:
+        return matches
+    return lambda entry: entry.id not in held and matches(entry)
+
+
 _new_token = object.__new__
 #: A loan of the ledger's account (``_lent_again``) that served this many calls was worth its conversions: the budget
 #: asks again at once when it ends; a shorter one doubles the wait, up to ``_LOAN_WAIT_MAX`` calls.
@@ -761,7 +773,7 @@ class Budget:
         try:
             # (Written only if the buffer holds entries of this scope: a write costs milliseconds on a DuckDB or
             # Parquet store, and a budget opened per request, a user's, would pay one per request for other users'.)
-            if holds_unwritten(tracker, scope.filters().matches):
+            if holds_unwritten(tracker, _uncounted(store, scope)):
                 tracker.flush()
         except Exception as exc:  # noqa: BLE001 - count what is stored; the buffer is counted once written
             logger.warning("llmcost: budget %r could not flush before reading spend: %r", self.name, exc)
@@ -1305,7 +1317,7 @@ class Budget:
             # a reading succeeds) and, to a locked store, hold this call for the store's ``retry_timeout``.
             return False
         try:
-            if holds_unwritten(tracker, scope.filters().matches):
+            if holds_unwritten(tracker, _uncounted(tracker.store, scope)):
                 tracker.flush()
         except Exception as exc:  # noqa: BLE001 - reserve against what is stored; the buffer counts once written
             log_once(("budget-flush", type(exc)), "llmcost: budget %r could not flush before reserving: %r",

@@ -473,6 +473,12 @@ class Ledger(abc.ABC):
         the ledger nor a lease drops what it holds of them. This default knows of none."""
         return ()
 
+    def held_unwritten(self, scope: BudgetScope) -> Collection[str]:
+        """The ids of entries whose amounts this process settled in ``scope``'s account and that the ledger holds
+        there until they are acknowledged as written (its spend counts them meanwhile): a budget need not write them
+        before it reads that spend (``Budget``, ``holds_unwritten``). This default knows of none."""
+        return ()
+
     def spend_unreadable(self) -> bool:
         """Whether the store's recorded spend could not be read when last tried, and is not tried again yet: the
         ledger counts from its last reading meanwhile (``SqliteLedger``). This default reads it in its own

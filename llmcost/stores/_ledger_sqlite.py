@@ -209,6 +209,10 @@ class _Batches:
         found = {held[2].key: held[2] for held in self.rows.values() if not held[1].keys().isdisjoint(written)}
         return list(found.values())
 
+    def of_scope(self, key: str) -> set[str]:
+        """The entries the rows of the scope with ``key`` hold."""
+        return {entry for held in self.rows.values() if held[2].key == key for entry in held[1]}
+
     def holding(self, written: AbstractSet[str]) -> set[str]:
         """Those of ``written`` that some row holds."""
         found: set[str] = set()
@@ -1010,6 +1014,13 @@ class SqliteLedger(Ledger):
 
     def aside(self, ids: Collection[str]) -> Collection[str]:
         return self.receipts.aside(ids)
+
+    def held_unwritten(self, scope: BudgetScope) -> Collection[str]:
+        """(``Ledger.held_unwritten``) the entries this process's batch rows of ``scope`` hold: a lease's calls,
+        settled in its batches, whose amounts the account counts until they are acknowledged."""
+        self._forked()
+        with self._lock:
+            return self._batches.of_scope(scope.key)
 
     @_exact
     def _read_after(self, scopes: Sequence[BudgetScope]) -> None:

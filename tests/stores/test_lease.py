@@ -1415,11 +1415,15 @@ def test_threads_opening_a_lease_count_what_the_writer_is_writing(home, kind: st
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet"])
-def test_a_users_budget_entered_per_request_writes_the_buffer_only_when_it_holds_that_users_calls(home, kind) -> None:
+def test_a_users_budget_entered_per_request_writes_the_buffer_only_when_it_holds_that_users_uncounted_calls(
+    home, kind
+) -> None:
     # A web handler enters the user's daily budget per request. Opening one wrote the tracker's buffer first, so the
     # user's spend read from the store was whole: milliseconds a request on a DuckDB file (and a Parquet file a
-    # request) to write other users' entries, which that reading does not count. Written now only when the buffer
-    # holds an entry of the user's; that entry then counts.
+    # request) to write other users' entries, which that reading does not count, and the user's own calls of the
+    # requests before, which the user's account in the ledger counts until they are written (each settled in a
+    # batch of its request's lease). Written now only when the buffer holds an entry of the user's that the account
+    # does not count: spend recorded outside the budget, say. Every amount counts once, whichever way.
     tracker = CostTracker(open_store(kind, home(kind)), flush_interval=3600)
     call = tracked(tracker)
 
@@ -1430,11 +1434,14 @@ def test_a_users_budget_entered_per_request_writes_the_buffer_only_when_it_holds
 
     for user in ("a", "b", "c"):
         assert request(user).spent == COST
-    assert tracker.pending() == 3 and tracker.store.total() == 0  # no request wrote the other users' entries
-    assert request("a").spent == COST * 2  # a's first call was buffered: written before a's spend was read
-    assert tracker.pending() == 1 and tracker.store.total() == COST * 3
-    tracker.record(amount="1", tags={"user": "b"})  # (outside any budget)
-    assert request("b").spent == COST * 2 + 1
+    assert request("a").spent == COST * 2  # a's first call counted by a's account, still buffered
+    assert tracker.pending() == 4 and tracker.store.total() == 0  # no request wrote the buffer
+    tracker.record(amount="1", tags={"user": "b"})  # (outside any budget: only the store will count it)
+    assert request("b").spent == COST * 2 + 1  # written first, then read
+    assert tracker.pending() == 1 and tracker.store.total() == COST * 4 + 1
+    assert request("c").spent == COST * 2  # c's first call written by b's request: the store counts it now
+    tracker.flush()
+    assert [request(user).spent for user in ("a", "b", "c")] == [COST * 3, COST * 3 + 1, COST * 3]
     tracker.close()
 
 
