@@ -771,8 +771,9 @@ class Budget:
         store = tracker.store
         store.ledger().begin()  # from here on, written entries are acknowledged to the ledger
         try:
-            # (Written only if the buffer holds entries of this scope: a write costs milliseconds on a DuckDB or
-            # Parquet store, and a budget opened per request, a user's, would pay one per request for other users'.)
+            # (Written only if the buffer holds entries that would add to this scope's spend, ``_uncounted``: a write
+            # costs milliseconds on a DuckDB or Parquet store, and a budget opened per request, a user's, would pay
+            # one per request for other users' entries and the user's own, which its account counts already.)
             if holds_unwritten(tracker, _uncounted(store, scope)):
                 tracker.flush()
         except Exception as exc:  # noqa: BLE001 - count what is stored; the buffer is counted once written
@@ -1302,9 +1303,9 @@ class Budget:
         it anyway within ``flush_interval``); that is, when the tracker buffered no more entries since then than
         the budget's lease settled calls. Else, or when that count is not known (a batch made by another thread,
         a lease closed by the idle settler, another tracker or process), written if any entry the tracker holds
-        unwritten is of ``scope`` (``holds_unwritten``: the buffer, and the batch of a write under way, which the
-        flush waits for). Whether every entry buffered up to ``buffered`` is now in the store, one of this budget's
-        calls or not of ``scope``."""
+        unwritten would add to ``scope``'s spend (``holds_unwritten`` of ``_uncounted``: the buffer, and the batch of
+        a write under way, which the flush waits for). Whether every entry buffered up to ``buffered`` is now in the
+        store, one of this budget's calls, or one that adds nothing to ``scope``'s spend once written."""
         unwritten = self._unwritten
         if unwritten is not None and unwritten.tracker is tracker and unwritten.pid == os.getpid():
             with self._lock:
