@@ -37,9 +37,10 @@ REQUEST = {
 }
 
 
-def _responses() -> list[tuple[str, list[object]]]:
-    """The responses the tracked function returns: a chat completion as a dict, and as the OpenAI SDK's object; each
-    first as the benchmark's usual response, then in seven more of other prompt sizes (calls of varying cost)."""
+def _responses(sdk: bool = True) -> list[tuple[str, list[object]]]:
+    """The responses the tracked function returns: a chat completion as a dict, and (with ``sdk``) as the OpenAI
+    SDK's object; each first as the benchmark's usual response, then in seven more of other prompt sizes (calls of
+    varying cost)."""
     sizes = [1200 + 37 * i for i in range(8)]
     responses = [
         {
@@ -51,6 +52,8 @@ def _responses() -> list[tuple[str, list[object]]]:
         for size in sizes
     ]
     found: list[tuple[str, list[object]]] = [("dict response", list(responses))]
+    if not sdk:
+        return found
     try:
         from openai.types.chat import ChatCompletion
     except ImportError:
@@ -63,6 +66,67 @@ def _responses() -> list[tuple[str, list[object]]]:
             )
         )
     return found
+
+
+#: A ``budget_variants`` row: (name, the call, how many block budgets it runs in, index of the row it is compared with).
+Variant = tuple[str, Callable[[], object], int, int]
+
+
+def _bare(response: object) -> Callable[..., object]:
+    """The untracked function: it returns ``response`` at once, whatever it is asked."""
+
+    def bare(response: object = response, **request: object) -> object:
+        return response
+
+    return bare
+
+
+def budget_variants(
+    responses: Sequence[object], estimate: Decimal = Decimal("0.0001")
+) -> tuple[list[Variant], list[dict[str, object]]]:
+    """The calls timed against each other (each tracked by a ``CostTracker`` of its own, called once already), and
+    the filters of the budgets each runs in: the tag filter names the calls' tag, the per-model budget their model.
+    ``responses``: the usual response first, then others of other prompt sizes (calls of varying cost).
+
+    >>> variants, filters = budget_variants(_responses()[0][1])
+    >>> variants[5][0], variants[5][2:], filters[8]
+    ('  in budget (estimate from the request)', (1, 4), {'model': 'gpt-4o'})
+    """
+    from llmcost import CostTracker, track_cost
+
+    bare = _bare(responses[0])
+    turns = itertools.cycle(responses)
+
+    def bare_varying(turns: Iterator[object] = turns, **request: object) -> object:
+        return next(turns)
+
+    def tracked(function: Callable[..., object] = bare, **options: object) -> Callable[[], object]:
+        fn = track_cost(tracker=CostTracker(), **options)(function)  # type: ignore[call-overload]
+        fn()
+        return fn
+
+    def asking(fn: Callable[..., object]) -> Callable[[], object]:
+        """``fn`` called as an SDK method is, with the request's own arguments (the estimate read from them)."""
+        return lambda: fn(**REQUEST)
+
+    variants: list[Variant] = [
+        ("@track_cost", tracked(), 0, 0),
+        ("@track_cost in budget (estimate=)", tracked(estimate=estimate), 1, 0),
+        ("@track_cost in budget (recent-calls estimate)", tracked(), 1, 0),
+        ("@track_cost in 3 nested budgets (estimate=)", tracked(estimate=estimate), 3, 0),
+        ("@track_cost, called with request arguments", asking(tracked()), 0, 4),
+        ("  in budget (estimate from the request)", asking(tracked()), 1, 4),
+        ("@track_cost(tags=...)", tracked(estimate=estimate, tags=TEAM), 0, 6),
+        ("  in a budget with a tag filter", tracked(estimate=estimate, tags=TEAM), 1, 6),
+        ("@track_cost in a per-model budget (estimate=)", tracked(estimate=estimate), 1, 0),
+        # The recent-calls estimate again, over calls whose cost changes from call to call (eight prompt sizes in
+        # turn): the mean then changes with every call.
+        ("@track_cost, calls of varying cost", tracked(bare_varying), 0, 9),
+        ("  in budget (recent-calls estimate)", tracked(bare_varying), 1, 9),
+    ]
+    filters: list[dict[str, object]] = [{} for _ in variants]
+    filters[7], filters[8] = {"tags": TEAM}, {"model": "gpt-4o"}
+    return variants, filters
 
 
 def _interleaved(
@@ -111,44 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"rounds of {block} calls, the variants timed in turn within each round")
     records: list[dict[str, object]] = []
     for kind, responses in _responses():
-        response = responses[0]
-
-        def bare(response: object = response, **request: object) -> object:
-            return response
-
-        turns = itertools.cycle(responses)
-
-        def bare_varying(turns: Iterator[object] = turns, **request: object) -> object:
-            return next(turns)
-
-        def tracked(function: Callable[..., object] = bare, **options: object) -> Callable[[], object]:
-            fn = track_cost(tracker=CostTracker(), **options)(function)  # type: ignore[call-overload]
-            fn()
-            return fn
-
-        def asking(fn: Callable[..., object]) -> Callable[[], object]:
-            """``fn`` called as an SDK method is, with the request's own arguments (the estimate read from them)."""
-            return lambda: fn(**REQUEST)
-
-        # (name, fn, budgets, index of the variant it is compared with)
-        variants: list[tuple[str, Callable[[], object], int, int]] = [
-            ("@track_cost", tracked(), 0, 0),
-            ("@track_cost in budget (estimate=)", tracked(estimate=estimate), 1, 0),
-            ("@track_cost in budget (recent-calls estimate)", tracked(), 1, 0),
-            ("@track_cost in 3 nested budgets (estimate=)", tracked(estimate=estimate), 3, 0),
-            ("@track_cost, called with request arguments", asking(tracked()), 0, 4),
-            ("  in budget (estimate from the request)", asking(tracked()), 1, 4),
-            ("@track_cost(tags=...)", tracked(estimate=estimate, tags=TEAM), 0, 6),
-            ("  in a budget with a tag filter", tracked(estimate=estimate, tags=TEAM), 1, 6),
-            ("@track_cost in a per-model budget (estimate=)", tracked(estimate=estimate), 1, 0),
-            # The recent-calls estimate again, over calls whose cost changes from call to call (eight prompt sizes in
-            # turn): the mean then changes with every call.
-            ("@track_cost, calls of varying cost", tracked(bare_varying), 0, 9),
-            ("  in budget (recent-calls estimate)", tracked(bare_varying), 1, 9),
-        ]
-        # (the budget of each variant: the tag filter names the calls' tag, the per-model budget their model)
-        filters: list[dict[str, object]] = [{} for _ in variants]
-        filters[7], filters[8] = {"tags": TEAM}, {"model": "gpt-4o"}
+        variants, filters = budget_variants(responses, estimate)
+        bare = _bare(responses[0])
         times = _interleaved([(name, fn, n) for name, fn, n, _ in variants], block, rounds, filters)
         print(f"\n{kind}: bare function {per_call_us(bare, block * 5):.3g} us")
         measured = [(name, n, t, times[base]) for (name, _, n, base), t in zip(variants, times, strict=True)]

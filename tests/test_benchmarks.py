@@ -8,6 +8,7 @@ import importlib
 import json
 import pkgutil
 import re
+import shutil
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import benchmarks
-from benchmarks import bench_budget, bench_memory, bench_overhead, bench_pricing
+from benchmarks import bench_budget, bench_memory, bench_overhead, bench_pricing, budget_instructions
 from benchmarks.plot import load_results, svg_chart, write_results
 
 BENCHMARKS = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
@@ -28,6 +29,20 @@ def test_quick_run_prints_a_table(name: str, capsys: pytest.CaptureFixture[str])
     module.main(["--quick"])
     out = capsys.readouterr().out
     assert RULE.search(out), f"{name} --quick printed no table:\n{out}"
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_budget_instructions_counts_the_calls_between_the_markers(capsys: pytest.CaptureFixture[str]) -> None:
+    # Real callgrind runs (two child processes), 64 calls each: a budgeted row and the row it is read against.
+    budget_instructions.main(["--kinds", "dict", "--rows", "1", "--calls", "64"])
+    out = capsys.readouterr().out
+    assert RULE.search(out), out
+    row = next(line for line in out.splitlines() if line.startswith("@track_cost in budget (estimate=)"))
+    each, adds, ratio = (float(cell.replace(",", "")) for cell in row.split()[-3:])
+    base = each - adds
+    assert 20_000 < base < 200_000, row  # a tracked call's instructions, not start-up's (hundreds of millions)
+    assert 1_000 < adds < base / 2, row  # what the budget adds: counted, and only once per call
+    assert ratio == pytest.approx(each / base, abs=0.001), row
 
 
 def test_pricing_without_third_parties_says_not_installed(
