@@ -33,16 +33,15 @@ def test_quick_run_prints_a_table(name: str, capsys: pytest.CaptureFixture[str])
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_budget_instructions_counts_the_calls_between_the_markers(capsys: pytest.CaptureFixture[str]) -> None:
-    # Real callgrind runs (two child processes), 64 calls each: a budgeted row and the row it is read against.
-    budget_instructions.main(["--kinds", "dict", "--rows", "1", "--calls", "64"])
+    # A real callgrind run (one child process, ~7 s of CPU), 64 calls of the unbudgeted row (its own baseline).
+    budget_instructions.main(["--kinds", "dict", "--rows", "0", "--calls", "64"])
     out = capsys.readouterr().out
     assert RULE.search(out), out
-    row = next(line for line in out.splitlines() if line.startswith("@track_cost in budget (estimate=)"))
-    each, adds, ratio = (float(cell.replace(",", "")) for cell in row.split()[-3:])
-    base = each - adds
-    assert 20_000 < base < 200_000, row  # a tracked call's instructions, not start-up's (hundreds of millions)
-    assert 1_000 < adds < base / 2, row  # what the budget adds: counted, and only once per call
-    assert ratio == pytest.approx(each / base, abs=0.001), row
+    row = next(line for line in out.splitlines() if line.startswith("@track_cost "))
+    each, adds, ratio = row.split()[-3:]
+    # A tracked call's instructions: not start-up's nor the imports' (part 1 of the run, millions a call).
+    assert 20_000 < float(each.replace(",", "")) < 200_000, row
+    assert (adds, ratio) == ("-", "1.000"), row
 
 
 def test_pricing_without_third_parties_says_not_installed(

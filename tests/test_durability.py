@@ -246,7 +246,7 @@ def test_calls_stay_fast_while_another_process_holds_the_store(
         return {"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
 
     latencies = []
-    held_until = time.monotonic() + 10  # the lock is held for 10 s, as in the issue
+    held_until = time.monotonic() + 5  # the lock is held for 5 s, the writer waiting on it as calls keep coming
     while time.monotonic() < held_until:
         started = time.perf_counter()
         answer()
