@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from benchmarks._util import machine, per_call_us, table
 from benchmarks.plot import write_results
@@ -341,13 +342,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     # (its account read in the ledger every process uses, a lease taken and released; the tracker's buffer written
     # first only when it holds an entry of that user's), in wall time (the store's writer and DuckDB's threads work
     # beside the request). The later rounds' requests one by one: their mean, median and slowest (a request that
-    # writes the buffer, or reads spend many accounts need, is slower than the rest). Then a round after the buffer
-    # was written (as the tracker's writer does every second): each request reads its user's spend again, which the
-    # write made stale.
+    # writes the buffer, or reads spend many accounts need, is slower than the rest); the median of a user's request
+    # right after the same user's (the call of the request before still buffered). Then a round after the buffer was
+    # written (as the tracker's writer does every second): each request reads its user's spend again, which the
+    # write made stale. With a PostgreSQL server (``bench_postgres``'s variables), over a PostgresStore too.
+    from benchmarks.bench_postgres import _server, fresh_database
+
     shared_users = 5 if args.quick else 30
     shared = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind, where in (("DuckDB", f"duckdb://{tmp}/users.duckdb"), ("Parquet", f"parquet://{tmp}/users")):
+    server, why_not = _server()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as databases:
+        places: list[tuple[str, Any]] = [
+            ("DuckDB", f"duckdb://{tmp}/users.duckdb"),
+            ("Parquet", f"parquet://{tmp}/users"),
+        ]
+        if server is not None:
+            from llmcost.stores import PostgresStore
+
+            dsn = databases.enter_context(fresh_database(server))  # (a libpq DSN, not a store URL)
+            places.append(("PostgreSQL", PostgresStore(dsn, spill_dir=f"{tmp}/spill")))
+        for kind, where in places:
             tracker = CostTracker(where)
             first_ms = requests(range(shared_users), tracker, time.perf_counter) / 1000
             each = sorted(
@@ -355,10 +369,24 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for _ in range(3)
                 for user in range(shared_users)
             )
+            again = []  # (a user's request right after the same user's: a chat user's next message, say)
+            for user in range(shared_users):
+                requests(range(user, user + 1), tracker, time.perf_counter)
+                again.append(requests(range(user, user + 1), tracker, time.perf_counter) / 1000)
             tracker.flush()
             written_ms = requests(range(shared_users), tracker, time.perf_counter) / 1000
             tracker.close()
-            shared.append((kind, first_ms, statistics.fmean(each), each[len(each) // 2], each[-1], written_ms))
+            shared.append(
+                (
+                    kind,
+                    first_ms,
+                    statistics.fmean(each),
+                    each[len(each) // 2],
+                    each[-1],
+                    statistics.median(again),
+                    written_ms,
+                )
+            )
     print()
     print(
         table(
@@ -368,14 +396,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "later ms",
                 "median",
                 "slowest",
+                "same user again",
                 "after a write ms",
             ],
-            shared,
+            [*shared, *([] if server is not None else [("PostgreSQL", f"skipped: {why_not}", "", "", "", "", "")])],
         )
     )
     records += [
         {"figure": "per-user budgets, shared store", "series": kind, "value": later_ms, "unit": "ms"}
-        for kind, _, later_ms, _, _, _ in shared
+        for kind, _, later_ms, *_ in shared
     ]
     if args.json:
         records += [

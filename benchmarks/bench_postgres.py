@@ -17,12 +17,13 @@ still does for other queries.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -55,6 +56,22 @@ def _server() -> tuple[str | None, str]:
     return dsn, ""
 
 
+@contextlib.contextmanager
+def fresh_database(server_dsn: str) -> Iterator[str]:
+    """The DSN of a database of its own on the server at ``server_dsn`` (see ``_server``), dropped afterwards."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"llmcost_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(server_dsn, dbname=name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="entries to ingest (default 1,000,000)")
@@ -75,7 +92,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _run(server_dsn: str, rows_n: int, batch: int) -> list[dict[str, Any]]:
     import psycopg
-    from psycopg.conninfo import make_conninfo
 
     from llmcost import analytics
     from llmcost.analytics._source import Source
@@ -84,13 +100,11 @@ def _run(server_dsn: str, rows_n: int, batch: int) -> list[dict[str, Any]]:
     t = time.perf_counter()
     entries = build_entries(rows_n)
     print(f"\nbuilt {rows_n:,} entries in {time.perf_counter() - t:.1f} s (not timed below)")
-    name = f"llmcost_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    dsn = make_conninfo(server_dsn, dbname=name)
     work = tempfile.mkdtemp(prefix="llmcost-bench-")
     records: list[dict[str, Any]] = []
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        dsn = cleanup.enter_context(fresh_database(server_dsn))
         duck = DuckDBStore(os.path.join(work, "store.duckdb"))
         pg = PostgresStore(dsn, spill_dir=os.path.join(work, "spill"))
         stores = (("DuckDBStore", duck), ("PostgresStore", pg))
@@ -162,10 +176,6 @@ def _run(server_dsn: str, rows_n: int, batch: int) -> list[dict[str, Any]]:
         print(table(["store", "operation", "ms"], per_call))
         duck.close()
         pg.close()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        with psycopg.connect(server_dsn, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return records
 
 

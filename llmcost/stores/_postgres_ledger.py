@@ -60,6 +60,8 @@ __all__ = ["HOLDS", "LEDGER_DDL", "PostgresLedger"]
 
 HOLDS = "llmcost_ledger_holds"
 _FOREVER = ""  # the entry of a settled amount whose entry went to another store: counted until its period goes
+#: Entries ``held_unwritten`` keeps track of at most (~100 bytes each); beyond, it forgets them all.
+_HELD_KEPT = 65_536
 
 LEDGER_DDL: tuple[str, ...] = (
     f"CREATE TABLE IF NOT EXISTS {HOLDS} ("
@@ -122,12 +124,18 @@ class PostgresLedger(Ledger):
         #: Reservations whose release failed (the database could not be reached): deleted by the next heartbeat that
         #: reaches it. Else that heartbeat would renew them with this process's others, for as long as it runs.
         self._unreleased: set[int] = set()
+        #: The entries whose amounts this process settled, by scope key, until they are acknowledged as written (or
+        #: set aside): ``held_unwritten``. ``_held_in`` maps each back to its scopes, so that a write forgets its
+        #: entries in steps per entry, however many accounts there are.
+        self._held: dict[str, set[str]] = {}
+        self._held_in: dict[str, tuple[str, ...]] = {}
 
     def _forked(self) -> None:
         """In a forked child, forget the parent's name, heartbeat and receipts: none is ours."""
         if self._pid != os.getpid():
             self._pid, self._holder, self._beating, self.receipts = os.getpid(), _holder_id(), None, Receipts()
             self._unreleased = set()
+            self._held, self._held_in = {}, {}
 
     def _standing(self, cur: Any, scope: BudgetScope) -> tuple[Decimal, Decimal]:
         """``(spent, reserved)`` of ``scope``, in one statement (one snapshot)."""
@@ -253,6 +261,8 @@ class PostgresLedger(Ledger):
                 with self._lock:
                     self._unreleased.add(rid)
             raise
+        if keep and entry_id is not None:
+            self._hold(scope.key, (entry_id,))
         return Standing(spent, reserved)
 
     def settle_batch(
@@ -322,6 +332,9 @@ class PostgresLedger(Ledger):
                 with self._lock:
                     self._unreleased.add(rid)
             raise
+        held = entries[:-1] if elsewhere else entries  # (not ``elsewhere``'s row: it has no entry)
+        if held:
+            self._hold(scope.key, held)
         if made is None:
             return Renewal(None, grant, Standing(spent, reserved))
         self._start_heartbeat()
@@ -362,16 +375,56 @@ class PostgresLedger(Ledger):
             return
         mine = self.receipts.acknowledged(entries)
         if mine:
+            self._unhold(mine)
             self._run(
                 lambda cur: cur.execute(f"DELETE FROM {HOLDS} WHERE entry = ANY(%s)", [mine]),
                 what="update the budget ledger of",
             )
+
+    def held_unwritten(self, scope: BudgetScope) -> Collection[str]:
+        """(``Ledger.held_unwritten``) the entries whose amounts this process settled in ``scope``'s account and that
+        are not acknowledged as written: ``_standing`` counts their settled rows until the entries are in the table
+        (a lease's calls, settled in its batches), so a budget need not write them before it reads that spend."""
+        self._forked()
+        with self._lock:
+            held = self._held.get(scope.key)
+            return frozenset(held) if held else ()
+
+    def _hold(self, key: str, ids: Sequence[str]) -> None:
+        """Note ``ids`` as settled in the scope with ``key`` (committed: ``_standing`` counts them until written)."""
+        with self._lock:
+            if len(self._held_in) + len(ids) > _HELD_KEPT:
+                # Never acknowledged (written by another process that settled them too, say): forgotten, which costs
+                # at most a write a budget would not have needed (``held_unwritten`` is only ever a saving).
+                self._held, self._held_in = {}, {}
+            held = self._held.setdefault(key, set())
+            held.update(ids)
+            held_in = self._held_in
+            for entry in ids:
+                scopes = held_in.get(entry)
+                if scopes is None:
+                    held_in[entry] = (key,)
+                elif key not in scopes:
+                    held_in[entry] = (*scopes, key)
+
+    def _unhold(self, ids: Collection[str]) -> None:
+        """Forget ``ids`` (acknowledged as written, or set aside: never to be) in every scope they were settled in."""
+        with self._lock:
+            held, held_in = self._held, self._held_in
+            for entry in ids:
+                for key in held_in.pop(entry, ()):
+                    found = held.get(key)
+                    if found is not None:
+                        found.discard(entry)
+                        if not found:
+                            del held[key]
 
     def set_aside_ids(self, ids: Sequence[str]) -> None:
         """Entries set aside (``Ledger.set_aside_ids``): their settled rows stay, counted by the anti-join (their
         entries never reach the table) until the sweep drops their period, as for any settled amount."""
         self._forked()
         self.receipts.set_aside(ids)
+        self._unhold(ids)
 
     def aside(self, ids: Collection[str]) -> Collection[str]:
         return self.receipts.aside(ids)

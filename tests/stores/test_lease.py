@@ -1414,7 +1414,7 @@ def test_threads_opening_a_lease_count_what_the_writer_is_writing(home, kind: st
     tracker.close()
 
 
-@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
 def test_a_users_budget_entered_per_request_writes_the_buffer_only_when_it_holds_that_users_uncounted_calls(
     home, kind
 ) -> None:
