@@ -65,6 +65,26 @@ def test_configure_and_open_store_accept_plain_paths(tmp_path, monkeypatch):
         llmcost.configure("nowhere")
 
 
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=db port=5432 dbname=costs user=app password=s3cret",
+        "dbname = costs password = 's3 cret\\'s'",
+    ],
+)
+def test_a_postgresql_connection_string_given_as_a_store_is_named_so_without_its_password(dsn):
+    # libpq's keyword form is no store URL: it is refused (as a path it names nothing), its password left out of the
+    # message, which ends up in logs; the message says how to give it.
+    from llmcost import open_store
+
+    for give in (open_store, llmcost.CostTracker):
+        with pytest.raises(StoreError, match=r"PostgreSQL connection string.*postgresql://.*PostgresStore") as refused:
+            give(dsn)
+        assert "s3" not in str(refused.value) and "password=***" in str(refused.value).replace(" ", ""), refused.value
+    with pytest.raises(StoreError, match="has no scheme"):  # (not every "=" is a connection string)
+        open_store("a=b")
+
+
 # -- stores create their files on the first write, not on open (issue 17) ------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from .._errors import StoreError
 from ._base import CostStore
@@ -14,6 +15,12 @@ _PLAIN_HINT = (
     "use memory://, duckdb:///path/costs.duckdb, parquet:///path/dir, a path ending in .duckdb or an existing directory"
 )
 
+
+#: A libpq keyword/value connection string (``host=db dbname=costs user=app``), whole: never a store path.
+_KEYWORD_DSN = re.compile(r"\s*(?:\w+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']*)\s*)+")
+_DSN_KEYWORD = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|port|password|service)\s*=")  # (one at least)
+#: Its password's value (quoted or not), left out of the message that refuses it.
+_DSN_PASSWORD = re.compile(r"(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)")
 
 #: The schemes ``open_store`` knows, so that one written without its ``//`` is caught, not taken as a file name.
 _SCHEMES = ("memory", "duckdb", "parquet", "postgresql", "postgres")
@@ -46,6 +53,14 @@ def store_url(location: str | os.PathLike[str]) -> str:
         return "duckdb://" + location
     if location and os.path.isdir(location):
         return "parquet://" + location
+    if _KEYWORD_DSN.fullmatch(location) and _DSN_KEYWORD.search(location):
+        # (A PostgreSQL connection string given where a store URL goes: its password kept out of the message, which
+        # ends up in logs.)
+        shown = _DSN_PASSWORD.sub(r"\1***", location)
+        raise StoreError(
+            f"store {shown!r} is a PostgreSQL connection string, not a store URL; give it as a URL "
+            "(postgresql://user@host:5432/dbname) or pass PostgresStore(dsn)"
+        )
     raise StoreError(
         f"store URL {location!r} has no scheme, and as a path it is neither a .duckdb file nor an existing "
         f"directory; {_PLAIN_HINT}"
