@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from decimal import Decimal
+from itertools import islice
 from math import ceil as _ceil
 from typing import Any, Protocol
 
@@ -175,6 +176,11 @@ def estimate_call(pending: CallFacts) -> Decimal | None:
     return pending.tracker.recent_cost(pending.resource, pending.model)
 
 
+#: The (resource, model) keys a ``RecentCosts`` keeps at most: past them the older half is forgotten (their estimates
+#: start again from their next calls), so a tracker recording a resource per tenant or per request does not grow
+#: without end (~1-2 KB a key).
+MAX_KEYS = 10_000
+
 #: The calls an estimate follows: a key's first ``SPAN`` calls are averaged exactly, and from then on each call
 #: moves the estimate by ``2 / (SPAN + 1)`` of its difference from it (an exponentially weighted mean whose weights
 #: have the center of mass of a ``SPAN``-call moving average: pandas' ``ewm(span=SPAN)``).
@@ -242,10 +248,21 @@ class RecentCosts:
     (Decimal('0.016666666666666667'), 16666666666666667)
     """
 
-    __slots__ = ("__weakref__", "_by_key", "_keep", "_lock", "_of_resource", "_span", "_window", "summing")
+    __slots__ = (
+        "__weakref__",
+        "_by_key",
+        "_keep",
+        "_lock",
+        "_max_keys",
+        "_of_resource",
+        "_span",
+        "_window",
+        "summing",
+    )
 
-    def __init__(self, window: int = SPAN) -> None:
+    def __init__(self, window: int = SPAN, max_keys: int = MAX_KEYS) -> None:
         self._window = window
+        self._max_keys = max_keys
         # Each call after the first ``window`` keeps (window - 1)/(window + 1) of the mean's distance from its amount.
         self._keep, self._span = window - 1, window + 1
         self._by_key: dict[tuple[str | None, str | None], _Window] = {}
@@ -298,10 +315,21 @@ class RecentCosts:
         with self._lock:
             window = self._by_key.get(key)
             if window is None:
+                if len(self._by_key) >= self._max_keys:
+                    self._forget_older_half()
                 window = self._by_key[key] = _Window(self._window)
                 resource = key[0]
                 self._of_resource[resource] = (*self._of_resource.get(resource, ()), window)
             return window
+
+    def _forget_older_half(self) -> None:
+        """Keep only the newer half of the keys (the caller holds the lock). New dictionaries, swapped in whole: a
+        thread reading them unlocked finds the old or the new (a window it holds already keeps counting, unread)."""
+        kept = dict(islice(self._by_key.items(), len(self._by_key) // 2, None))
+        windows: dict[str | None, list[_Window]] = {}
+        for (resource, _), window in kept.items():
+            windows.setdefault(resource, []).append(window)
+        self._by_key, self._of_resource = kept, {resource: tuple(found) for resource, found in windows.items()}
 
     def _switch_on(self) -> None:
         """The first estimate asked for: each key's mean started from the amounts its window holds, and kept from

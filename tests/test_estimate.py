@@ -363,3 +363,24 @@ def test_an_amount_appended_as_estimates_switch_on_never_reaches_a_mean_as_a_dec
         recent.observe_call("f", "m", from_atto(atto), atto)
         assert type(recent.mean_atto("f", "m")) is int
     assert recent.mean_atto("f", "m") == 12 * 10**15  # 3 -> 6 -> 9 -> 12: half the way each call
+
+
+@pytest.mark.parametrize("summing", [False, True])
+def test_recent_costs_keep_a_bounded_number_of_keys_the_newest(summing):
+    # A tracker recording a resource per tenant (or per request) must not grow without end: past ``max_keys`` the
+    # older half of the (resource, model) keys is forgotten, and their estimates start again from their next calls.
+    recent = RecentCosts(window=2, max_keys=4)
+    if summing:
+        assert recent.mean("r0", None) is None  # (estimates asked for: the means are kept as calls come)
+    for i in range(4):
+        recent.observe_call(f"r{i}", "m", Decimal(i + 1))
+    recent.observe_call("r1", "other", Decimal(7))  # a fifth key: r0/m and r1/m forgotten
+    assert len(recent._by_key) == 3
+    assert [recent.mean(f"r{i}", "m") for i in range(4)] == [None, None, Decimal(3), Decimal(4)]
+    assert recent.mean("r1", None) == Decimal(7)  # (by resource: the models it still keeps)
+    recent.observe_call("r0", "m", Decimal(5))  # counted again from its next call
+    assert recent.mean("r0", "m") == Decimal(5)
+    for i in range(100):
+        recent.observe_call(f"tenant-{i}", None, Decimal("0.01"))
+    assert len(recent._by_key) <= 4
+    assert recent.mean("tenant-99", None) == Decimal("0.01")
