@@ -85,6 +85,38 @@ def test_a_postgresql_connection_string_given_as_a_store_is_named_so_without_its
         open_store("a=b")
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("host=db password=s3cret dbname=costs.db", "PostgreSQL connection string"),  # (not a DuckDB file of that name)
+        ("host=db password=s3cret://x", "PostgreSQL connection string"),  # (not a URL)
+        ("host=db password=a's3cret", "PostgreSQL connection string"),
+        ("password=a\\ s3cret host=db", "PostgreSQL connection string"),
+        ("host=db password='s3cret", "PostgreSQL connection string"),
+        ("postgresql:app:s3cret@db/costs", "lacks the //"),
+        ("mysql://app:s3cret@db/costs", "unknown scheme"),
+        ("duckdb://costs.duckdb?password=s3cret", "query or fragment"),
+        ("host=db password=" + "ab=" * 30 + "'", "PostgreSQL connection string"),  # (once minutes of backtracking)
+    ],
+)
+def test_no_store_error_shows_a_password(given, said):
+    from llmcost import open_store
+
+    with pytest.raises(StoreError, match=said) as refused:
+        open_store(given)
+    assert "s3cret" not in str(refused.value) and "ab=ab" not in str(refused.value), refused.value
+    assert "***" in str(refused.value), refused.value
+
+
+def test_a_duckdb_file_named_with_a_keyword_is_a_path_still(tmp_path, monkeypatch):
+    from llmcost import DuckDBStore, open_store
+
+    monkeypatch.chdir(tmp_path)
+    store = open_store("user=bob.duckdb")
+    assert isinstance(store, DuckDBStore)
+    store.close()
+
+
 # -- stores create their files on the first write, not on open (issue 17) ------------------------------------------
 
 

@@ -16,11 +16,33 @@ _PLAIN_HINT = (
 )
 
 
-#: A libpq keyword/value connection string (``host=db dbname=costs user=app``), whole: never a store path.
-_KEYWORD_DSN = re.compile(r"\s*(?:\w+\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']*)\s*)+")
-_DSN_KEYWORD = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|port|password|service)\s*=")  # (one at least)
-#: Its password's value (quoted or not), left out of the message that refuses it.
-_DSN_PASSWORD = re.compile(r"(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)")
+#: A libpq keyword of a connection string (``host=db dbname=costs user=app``), at its start or after a space.
+_DSN_KEYWORD = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|port|password|service)\s*=")
+#: A password in a message: a keyword's value (quoted or not), or a URL's (``scheme://user:password@host``, with or
+#: without the ``//``). Each pattern matches in one pass (no nested repeats): it runs on whatever a user passed.
+_PASSWORDS = (
+    (re.compile(r"(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|(?:\\.|[^\s\\])+)"), r"\1***"),
+    (re.compile(r"([:/][^/@\s:]*:)[^@\s/]*(@)"), r"\1***\2"),
+)
+
+
+def _shown(location: str) -> str:
+    """``location`` for a message, without any password it carries (messages end up in logs).
+
+    >>> _shown("host=db password='s3 cret' dbname=costs"), _shown("postgresql://app:s3cret@db/costs")
+    ('host=db password=*** dbname=costs', 'postgresql://app:***@db/costs')
+    """
+    for pattern, replacement in _PASSWORDS:
+        location = pattern.sub(replacement, location)
+    return location
+
+
+def _is_connection_string(location: str) -> bool:
+    """Whether ``location`` reads as a libpq connection string: a keyword of one, and a password or a second
+    keyword (so that a file named ``user=bob.duckdb`` is a path still)."""
+    found = _DSN_KEYWORD.findall(location)
+    return len(found) > 1 or (len(found) == 1 and "password" in found[0])
+
 
 #: The schemes ``open_store`` knows, so that one written without its ``//`` is caught, not taken as a file name.
 _SCHEMES = ("memory", "duckdb", "parquet", "postgresql", "postgres")
@@ -41,6 +63,13 @@ def store_url(location: str | os.PathLike[str]) -> str:
         location = os.fspath(location)
     if not isinstance(location, str):
         raise TypeError(f"store must be a URL, a path or a CostStore, got {location!r}")
+    if _is_connection_string(location):
+        # A PostgreSQL connection string given where a store URL goes (checked first: one ending in ``.db``, or with
+        # a ``://`` in its password, is no path or URL either).
+        raise StoreError(
+            f"store {_shown(location)!r} is a PostgreSQL connection string, not a store URL; give it as a URL "
+            "(postgresql://user@host:5432/dbname) or pass PostgresStore(dsn)"
+        )
     if "://" in location:
         return location
     scheme, colon, rest = location.partition(":")
@@ -48,21 +77,13 @@ def store_url(location: str | os.PathLike[str]) -> str:
         # ``duckdb:costs.duckdb`` used to be taken as a plain path, a file of that very name. Only the known schemes
         # are refused: a Windows drive (``C:\\costs.duckdb``) is a path still.
         right = "memory://" if scheme.lower() == "memory" else f"{scheme}://{rest}"
-        raise StoreError(f"store URL {location!r} lacks the // after {scheme + ':'!r}; write {right!r}")
+        raise StoreError(f"store URL {_shown(location)!r} lacks the // after {scheme + ':'!r}; write {_shown(right)!r}")
     if location.lower().endswith((".duckdb", ".db")):
         return "duckdb://" + location
     if location and os.path.isdir(location):
         return "parquet://" + location
-    if _KEYWORD_DSN.fullmatch(location) and _DSN_KEYWORD.search(location):
-        # (A PostgreSQL connection string given where a store URL goes: its password kept out of the message, which
-        # ends up in logs.)
-        shown = _DSN_PASSWORD.sub(r"\1***", location)
-        raise StoreError(
-            f"store {shown!r} is a PostgreSQL connection string, not a store URL; give it as a URL "
-            "(postgresql://user@host:5432/dbname) or pass PostgresStore(dsn)"
-        )
     raise StoreError(
-        f"store URL {location!r} has no scheme, and as a path it is neither a .duckdb file nor an existing "
+        f"store URL {_shown(location)!r} has no scheme, and as a path it is neither a .duckdb file nor an existing "
         f"directory; {_PLAIN_HINT}"
     )
 
@@ -70,9 +91,11 @@ def store_url(location: str | os.PathLike[str]) -> str:
 def _location(url: str, rest: str) -> str:
     """The file system path in ``rest`` (what follows ``scheme://``): ``/abs/path`` or ``relative/path``."""
     if "?" in rest or "#" in rest:
-        raise StoreError(f"store URL {url!r} must not carry a query or fragment; give just the path")
+        raise StoreError(f"store URL {_shown(url)!r} must not carry a query or fragment; give just the path")
     if not rest or rest == "/":
-        raise StoreError(f"store URL {url!r} names no path; use e.g. duckdb:///abs/path.duckdb or duckdb://rel.duckdb")
+        raise StoreError(
+            f"store URL {_shown(url)!r} names no path; use e.g. duckdb:///abs/path.duckdb or duckdb://rel.duckdb"
+        )
     return rest
 
 
@@ -107,6 +130,6 @@ def open_store(url: str | os.PathLike[str] | CostStore) -> CostStore:
 
         return PostgresStore(url)
     raise StoreError(
-        f"store URL {url!r} has an unknown scheme {scheme!r}; use memory://, duckdb:///path, parquet:///dir or "
+        f"store URL {_shown(url)!r} has an unknown scheme {scheme!r}; use memory://, duckdb:///path, parquet:///dir or "
         "postgresql://host/db"
     )

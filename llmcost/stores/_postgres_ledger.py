@@ -129,6 +129,9 @@ class PostgresLedger(Ledger):
         #: entries in steps per entry, however many accounts there are.
         self._held: dict[str, set[str]] = {}
         self._held_in: dict[str, tuple[str, ...]] = {}
+        # (Their own lock: ``_lock`` is held by the heartbeat for a database round trip, which a budget opening and
+        # the writer's acknowledgement must not wait for. A ``FlushLock``, as SIGTERM's flush acknowledges here.)
+        self._held_lock = _state.FlushLock()
 
     def _forked(self) -> None:
         """In a forked child, forget the parent's name, heartbeat and receipts: none is ours."""
@@ -386,13 +389,18 @@ class PostgresLedger(Ledger):
         are not acknowledged as written: ``_standing`` counts their settled rows until the entries are in the table
         (a lease's calls, settled in its batches), so a budget need not write them before it reads that spend."""
         self._forked()
-        with self._lock:
+        with self._held_lock:
             held = self._held.get(scope.key)
             return frozenset(held) if held else ()
 
     def _hold(self, key: str, ids: Sequence[str]) -> None:
         """Note ``ids`` as settled in the scope with ``key`` (committed: ``_standing`` counts them until written)."""
-        with self._lock:
+        with self._held_lock:
+            # Not those acknowledged meanwhile (between the settle's commit and here): their acknowledgement found
+            # nothing to forget. It notes them as written before it takes this lock, so each is one or the other.
+            written = self.receipts.written(ids)
+            if written:
+                ids = [entry for entry in ids if entry not in written]
             if len(self._held_in) + len(ids) > _HELD_KEPT:
                 # Never acknowledged (written by another process that settled them too, say): forgotten, which costs
                 # at most a write a budget would not have needed (``held_unwritten`` is only ever a saving).
@@ -409,7 +417,7 @@ class PostgresLedger(Ledger):
 
     def _unhold(self, ids: Collection[str]) -> None:
         """Forget ``ids`` (acknowledged as written, or set aside: never to be) in every scope they were settled in."""
-        with self._lock:
+        with self._held_lock:
             held, held_in = self._held, self._held_in
             for entry in ids:
                 for key in held_in.pop(entry, ()):

@@ -411,6 +411,31 @@ def test_held_unwritten_names_a_scopes_settled_entries_until_they_are_written(ho
     store.close()
 
 
+def test_an_entry_acknowledged_as_its_settle_commits_is_not_named_held(home, monkeypatch):
+    # The writer may acknowledge an entry between the settle's commit and the ledger noting it held: it is written,
+    # so it is neither named nor kept (the acknowledgement found nothing to forget yet).
+    store = open_store("postgres", home("postgres"))
+    ledger = store.ledger()
+    ledger.begin()
+    entry = make_entry(1, timestamp=DAY, amount=COST)
+    run, settles = ledger._run, []
+
+    def acknowledged_at_commit(*args: object, **kwargs: object) -> object:
+        done = run(*args, **kwargs)
+        if not settles:  # (the settle's own transaction, once: the acknowledgement runs one too)
+            settles.append(done)
+            store.append([entry])
+            store.acknowledge([entry])
+        return done
+
+    monkeypatch.setattr(ledger, "_run", acknowledged_at_commit)
+    store.settle_batch(scope(), {entry.id: COST}, reservation=None, keep=Decimal(0), renew=None, limit=Decimal(10))
+    monkeypatch.undo()
+    assert not ledger.held_unwritten(scope()) and ledger._held_in == {}
+    assert store.standing(scope(), refresh=True).spent == COST
+    store.close()
+
+
 @pytest.mark.parametrize("kind", ["duckdb", "parquet"])
 @pytest.mark.parametrize("how", ["release", "lease released"])
 def test_a_reservation_whose_release_failed_is_released_by_the_next_heartbeat(home, kind, how, monkeypatch):
