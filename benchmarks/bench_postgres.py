@@ -57,12 +57,13 @@ def _server() -> tuple[str | None, str]:
 
 
 @contextlib.contextmanager
-def fresh_database(server_dsn: str) -> Iterator[str]:
-    """The DSN of a database of its own on the server at ``server_dsn`` (see ``_server``), dropped afterwards."""
+def fresh_database(server_dsn: str, prefix: str = "llmcost_bench") -> Iterator[str]:
+    """The DSN of a database of its own (named ``prefix`` and a random suffix) on the server at ``server_dsn`` (see
+    ``_server``), dropped afterwards with any connection left to it."""
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    name = f"llmcost_bench_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_dsn, autocommit=True) as con:
         con.execute(f'CREATE DATABASE "{name}"')
     try:

@@ -36,17 +36,10 @@ def with_options(dsn: str, **params: str) -> str:
 
 def session_database() -> Iterator[str]:
     """Create a database with a unique name, yield its DSN, drop it (and its connections) after."""
-    import psycopg
+    from benchmarks.bench_postgres import fresh_database
 
-    dsn = server_dsn()
-    name = f"llmcost_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_options(dsn, dbname=name)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(server_dsn(), prefix="llmcost_test") as dsn:
+        yield dsn
 
 
 def fresh_schema(database_dsn: str) -> str:
