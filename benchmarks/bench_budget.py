@@ -346,20 +346,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     # right after the same user's (the call of the request before still buffered). Then a round after the buffer was
     # written (as the tracker's writer does every second): each request reads its user's spend again, which the
     # write made stale. With a PostgreSQL server (``bench_postgres``'s variables), over a PostgresStore too.
-    from benchmarks.bench_postgres import _server, fresh_database
+    from benchmarks.bench_postgres import fresh_database, server
 
     shared_users = 5 if args.quick else 30
     shared = []
-    server, why_not = _server()
+    postgres_at, why_not = server()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as databases:
         places: list[tuple[str, Any]] = [
             ("DuckDB", f"duckdb://{tmp}/users.duckdb"),
             ("Parquet", f"parquet://{tmp}/users"),
         ]
-        if server is not None:
+        if postgres_at is not None:
             from llmcost.stores import PostgresStore
 
-            dsn = databases.enter_context(fresh_database(server))  # (a libpq DSN, not a store URL)
+            dsn = databases.enter_context(fresh_database(postgres_at))  # (a libpq DSN, not a store URL)
             places.append(("PostgreSQL", PostgresStore(dsn, spill_dir=f"{tmp}/spill")))
         for kind, where in places:
             tracker = CostTracker(where)
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "same user again",
                 "after a write ms",
             ],
-            [*shared, *([] if server is not None else [("PostgreSQL", f"skipped: {why_not}", "", "", "", "", "")])],
+            shared if postgres_at is not None else [*shared, ("PostgreSQL", f"skipped: {why_not}", *[""] * 5)],
         )
     )
     records += [

@@ -40,7 +40,7 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
-def _server() -> tuple[str | None, str]:
+def server() -> tuple[str | None, str]:
     """The server's DSN, or None and why not."""
     dsn = next((os.environ[v] for v in DSN_VARIABLES if os.environ.get(v)), None)
     if dsn is None:
@@ -59,7 +59,7 @@ def _server() -> tuple[str | None, str]:
 @contextlib.contextmanager
 def fresh_database(server_dsn: str, prefix: str = "llmcost_bench") -> Iterator[str]:
     """The DSN of a database of its own (named ``prefix`` and a random suffix) on the server at ``server_dsn`` (see
-    ``_server``), dropped afterwards with any connection left to it."""
+    ``server``), dropped afterwards with any connection left to it."""
     import psycopg
     from psycopg.conninfo import make_conninfo
 
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows_n = 2_000 if args.quick else args.rows
     print(f"machine: {machine()}, {os.cpu_count()} CPUs")
-    dsn, why = _server()
+    dsn, why = server()
     if dsn is None:
         print(table(["store", "result"], [("PostgresStore", f"skipped: {why}")]))
         return
